@@ -1,0 +1,66 @@
+#ifndef RAFTKV_ERROR_HPP
+#define RAFTKV_ERROR_HPP
+
+// Error codes reported by raftkv, as a std::error_code category.
+
+#include <string>
+#include <system_error>
+
+namespace raftkv {
+
+enum class errc {
+    /// This node is not the leader; the caller should retry at the known leader, if any.
+    not_leader = 1,
+    /// The node lost leadership before the operation finished; its outcome is unknown
+    /// for a proposal that was already in the log, and it had no effect for a read.
+    leadership_lost,
+    /// The proposed entry was overwritten by another leader's entry: it will never be applied.
+    proposal_dropped,
+    /// A leadership transfer is in progress; proposals are refused until it ends.
+    transfer_in_progress,
+    /// The operation did not finish in the time allowed.
+    timeout,
+    /// The node is shutting down.
+    shutting_down,
+    /// The request is invalid (for example, an empty command or an unknown node id).
+    invalid_argument,
+};
+
+namespace detail {
+class raftkv_category final : public std::error_category {
+public:
+    const char* name() const noexcept override { return "raftkv"; }
+    std::string message(int ev) const override
+    {
+        switch (static_cast<errc>(ev)) {
+        case errc::not_leader: return "not leader";
+        case errc::leadership_lost: return "leadership lost";
+        case errc::proposal_dropped: return "proposal dropped";
+        case errc::transfer_in_progress: return "leadership transfer in progress";
+        case errc::timeout: return "timed out";
+        case errc::shutting_down: return "shutting down";
+        case errc::invalid_argument: return "invalid argument";
+        }
+        return "unknown raftkv error";
+    }
+};
+} // namespace detail
+
+/// The category of every raftkv::errc.
+inline const std::error_category& raftkv_category() noexcept
+{
+    static const detail::raftkv_category instance;
+    return instance;
+}
+
+inline std::error_code make_error_code(errc e) noexcept
+{
+    return {static_cast<int>(e), raftkv_category()};
+}
+
+} // namespace raftkv
+
+template <>
+struct std::is_error_code_enum<raftkv::errc> : std::true_type {};
+
+#endif

@@ -1,0 +1,105 @@
+#ifndef RAFTKV_MESSAGES_HPP
+#define RAFTKV_MESSAGES_HPP
+
+// The messages Raft nodes exchange. Plain aggregates with no behaviour, so a
+// transport can encode them however it likes (the Asio transport uses
+// Boost.Serialization through non-intrusive functions).
+
+#include <raftkv/types.hpp>
+
+#include <cstdint>
+#include <variant>
+#include <vector>
+
+namespace raftkv {
+
+/// RequestVote (Raft §5.2), or a PreVote probe (thesis §9.6) when `pre_vote` is set.
+/// A PreVote carries the term the sender would campaign in, without having adopted it.
+struct vote_request {
+    index_t last_log_index = 0;
+    term_t last_log_term = 0;
+    bool pre_vote = false;
+    /// Set when the election was requested by the leader (leadership transfer), so
+    /// voters must not ignore it for having heard from a leader recently.
+    bool transfer = false;
+    friend bool operator==(const vote_request&, const vote_request&) = default;
+};
+
+struct vote_response {
+    bool granted = false;
+    bool pre_vote = false;
+    friend bool operator==(const vote_response&, const vote_response&) = default;
+};
+
+/// AppendEntries (Raft §5.3): entries follow the entry at `prev_index`, whose term is `prev_term`.
+struct append_request {
+    index_t prev_index = 0;
+    term_t prev_term = 0;
+    /// The leader's commit index.
+    index_t commit = 0;
+    std::vector<log_entry> entries;
+    friend bool operator==(const append_request&, const append_request&) = default;
+};
+
+/// The answer to an append_request.
+/// On success, `match_index` is the last index the follower has durably stored that
+/// matches the leader's log. On rejection, `reject_index` echoes the request's
+/// `prev_index`, and `conflict_term` / `conflict_index` let the leader skip a whole
+/// divergent term per round trip: `conflict_term` is the follower's term at
+/// `prev_index` (0 when its log is shorter) and `conflict_index` the first index the
+/// follower holds of that term (or its last index + 1 when its log is shorter).
+struct append_response {
+    bool success = false;
+    index_t match_index = 0;
+    index_t reject_index = 0;
+    index_t conflict_index = 0;
+    term_t conflict_term = 0;
+    friend bool operator==(const append_response&, const append_response&) = default;
+};
+
+/// The leader's periodic proof of life. `commit` is never beyond what the follower is
+/// known to match; `read_seq` numbers the round so a quorum of echoes can confirm
+/// leadership for ReadIndex reads.
+struct heartbeat {
+    index_t commit = 0;
+    std::uint64_t read_seq = 0;
+    friend bool operator==(const heartbeat&, const heartbeat&) = default;
+};
+
+struct heartbeat_response {
+    std::uint64_t read_seq = 0;
+    friend bool operator==(const heartbeat_response&, const heartbeat_response&) = default;
+};
+
+/// Sent by a leader to the target of a leadership transfer: campaign now.
+struct timeout_now {
+    friend bool operator==(const timeout_now&, const timeout_now&) = default;
+};
+
+/// Every message body, in a fixed order that the wire format relies on: append new
+/// alternatives at the end only.
+using message_body = std::variant<vote_request, vote_response, append_request, append_response,
+                                  heartbeat, heartbeat_response, timeout_now>;
+
+/// A message between two nodes, stamped with the sender's current term.
+struct message {
+    node_id from = no_node;
+    node_id to = no_node;
+    term_t term = 0;
+    message_body body;
+    friend bool operator==(const message&, const message&) = default;
+};
+
+/// A short name for the message's body type, for logs and traces.
+inline const char* type_name(const message& m) noexcept
+{
+    static constexpr const char* names[] = {"vote_request",   "vote_response", "append_request",
+                                            "append_response", "heartbeat",     "heartbeat_response",
+                                            "timeout_now"};
+    static_assert(std::size(names) == std::variant_size_v<message_body>);
+    return names[m.body.index()];
+}
+
+} // namespace raftkv
+
+#endif

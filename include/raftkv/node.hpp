@@ -1,0 +1,213 @@
+#ifndef RAFTKV_NODE_HPP
+#define RAFTKV_NODE_HPP
+
+#include <raftkv/concepts.hpp>
+#include <raftkv/detail/progress.hpp>
+#include <raftkv/detail/random.hpp>
+#include <raftkv/detail/read_queue.hpp>
+#include <raftkv/error.hpp>
+#include <raftkv/messages.hpp>
+#include <raftkv/options.hpp>
+#include <raftkv/types.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace raftkv {
+
+/// What propose() tells the caller at once.
+struct propose_result {
+    /// Empty when the command was appended to the leader's log; errc::not_leader or
+    /// errc::transfer_in_progress otherwise.
+    std::error_code ec;
+    /// Where the command was appended. It is applied at that index if the entry found
+    /// there at apply time has the same term; otherwise it was dropped.
+    index_t index = 0;
+    term_t term = 0;
+    /// The leader this node knows of (no_node if none), for redirecting the caller.
+    node_id leader = no_node;
+};
+
+/// A snapshot of a node's externally visible state.
+struct node_status {
+    node_id id = no_node;
+    raftkv::role role = role::follower;
+    term_t term = 0;
+    node_id leader = no_node;
+    index_t commit_index = 0;
+    index_t applied_index = 0;
+    index_t last_index = 0;
+    membership members;
+};
+
+/** One Raft node: election, log replication, commitment and ReadIndex reads.
+
+    `basic_node` is pure logic. It owns no threads, clocks or sockets: time enters only
+    through `tick()`, messages only through `step()`, commands through `propose()`.
+    Outputs go through the policies: messages to the Transport, log and hard state to the
+    LogStore, committed entries to the StateMachine. Given the same inputs it produces the
+    same outputs, which is what makes the simulator in <raftkv/sim/> possible.
+
+    The contract with the storage follows "persist, then send": the hard state is saved
+    before any vote or message that depends on it is sent, and a follower acknowledges
+    entries only once the LogStore reports them durable. A leader replicates entries
+    before its own copy is durable and counts itself toward a quorum once it is.
+
+    @par Example
+    @code
+    raftkv::options o{.id = 1, .members = {{1}}};
+    raftkv::basic_node node{o, transport, store, machine};
+    node.on_apply([](raftkv::index_t i, raftkv::term_t t, auto& result) { ... });
+    for (;;) { node.tick(); deliver_messages_to(node); }
+    @endcode
+
+    @tparam Transport a type satisfying `raftkv::transport`.
+    @tparam LogStore a type satisfying `raftkv::log_store`.
+    @tparam StateMachine a type satisfying `raftkv::state_machine`.
+
+    @par Thread Safety
+    Distinct objects: safe. Shared objects: unsafe; every call, including the observers,
+    must come from one thread or strand. The policies are called only from within the
+    node's member functions.
+*/
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+class basic_node {
+public:
+    using result_type = typename StateMachine::result_type;
+
+    /// Called once for every applied entry, in log order, right after the state machine
+    /// applied it. Entries that are not commands (noop) come with a default result.
+    using apply_handler = std::function<void(index_t index, term_t term, result_type& result)>;
+
+    /// Called when a read started by read_index() may proceed (empty error code: the
+    /// state machine now reflects every write acknowledged before the read began), or
+    /// can no longer (errc::leadership_lost).
+    using read_handler = std::function<void(std::uint64_t read_id, std::error_code ec)>;
+
+    /// Restores the node from `store` (hard state and log) and `machine` (applied index).
+    /// The policies must outlive the node. REQUIRES: `opts` satisfies the REQUIRES of
+    /// each field.
+    basic_node(options opts, Transport& transport, LogStore& store, StateMachine& machine);
+
+    basic_node(const basic_node&) = delete;
+    basic_node& operator=(const basic_node&) = delete;
+
+    /// Advances the node's logical clock by one tick: election and heartbeat timers.
+    void tick();
+
+    /// Processes one message from another node. Messages for another node, from an
+    /// unknown node or from an older term are answered or dropped as Raft requires.
+    void step(message m);
+
+    /// Appends `command` to the log if this node is the leader. The result says where;
+    /// the apply handler reports the outcome once the entry is applied.
+    propose_result propose(std::string command);
+
+    /// Starts a linearizable read (ReadIndex, thesis §6.4). Returns an error at once when
+    /// this node is not the leader; otherwise the read handler is called later with
+    /// `read_id`. Many reads started together share one heartbeat round.
+    std::error_code read_index(std::uint64_t read_id);
+
+    /// Tells the node the LogStore's durable_index() has advanced.
+    void on_log_durable();
+
+    /// Starts an election at once (skipping PreVote), as if the election timer fired.
+    void campaign();
+
+    void on_apply(apply_handler h) { apply_handler_ = std::move(h); }
+    void on_read(read_handler h) { read_handler_ = std::move(h); }
+
+    node_id id() const noexcept { return opts_.id; }
+    raftkv::role role() const noexcept { return role_; }
+    term_t term() const noexcept { return term_; }
+    node_id leader() const noexcept { return leader_; }
+    index_t commit_index() const noexcept { return commit_; }
+    index_t applied_index() const noexcept { return applied_; }
+    index_t last_index() const noexcept { return store_.last_index(); }
+    const membership& members() const noexcept { return opts_.members; }
+    const options& config() const noexcept { return opts_; }
+    node_status status() const;
+
+private:
+    // election.hpp
+    void become_follower(term_t term, node_id leader);
+    void become_pre_candidate();
+    void become_candidate();
+    void become_leader();
+    void start_election(bool pre_vote, bool transfer);
+    void handle_vote_request(const message& m, const vote_request& r);
+    void handle_vote_response(const message& m, const vote_response& r);
+    void reset_election_timer();
+    void tick_election();
+    void tick_heartbeat();
+    bool in_leader_lease() const;
+    bool log_is_up_to_date(index_t last_index, term_t last_term) const;
+    void set_hard_state(term_t term, node_id vote);
+
+    // replication.hpp
+    void handle_append_request(const message& m, append_request& r);
+    void handle_append_response(const message& m, const append_response& r);
+    void handle_heartbeat(const message& m, const heartbeat& h);
+    void handle_heartbeat_response(const message& m, const heartbeat_response& r);
+    void append_local(std::vector<log_entry>&& entries);
+    void send_append(detail::progress& p, bool allow_empty);
+    void broadcast_append(bool allow_empty);
+    void broadcast_heartbeat();
+    void maybe_commit();
+    void set_commit(index_t index);
+    void flush_pending_ack();
+    void apply_committed();
+    append_response reject_hint(index_t prev_index) const;
+    index_t last_index_of_term(term_t t, index_t from) const;
+
+    // read_index.hpp
+    void fail_pending_reads(std::error_code ec);
+    void start_read_round();
+    void advance_reads();
+
+    void send(node_id to, message_body body);
+    detail::progress* progress_of(node_id id);
+
+    options opts_;
+    Transport& transport_;
+    LogStore& store_;
+    StateMachine& machine_;
+
+    raftkv::role role_ = role::follower;
+    term_t term_ = 0;
+    node_id vote_ = no_node;
+    node_id leader_ = no_node;
+    index_t commit_ = 0;
+    index_t applied_ = 0;
+    /// The first index of this leader's term (its noop); reads wait until it commits.
+    index_t term_start_ = 0;
+
+    std::uint32_t election_elapsed_ = 0;
+    std::uint32_t heartbeat_elapsed_ = 0;
+    std::uint32_t randomized_timeout_ = 0;
+    detail::random rng_;
+
+    std::vector<node_id> votes_granted_;
+    std::vector<detail::progress> peers_;
+
+    /// A follower's acknowledgement waiting for the log store to make entries durable.
+    term_t pending_ack_term_ = 0;
+    index_t pending_ack_index_ = 0;
+
+    detail::read_queue reads_;
+
+    std::vector<log_entry> apply_batch_;
+    std::vector<result_type> apply_results_;
+    apply_handler apply_handler_;
+    read_handler read_handler_;
+};
+
+} // namespace raftkv
+
+#include <raftkv/impl/node.hpp>
+
+#endif

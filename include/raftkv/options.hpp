@@ -1,0 +1,71 @@
+#ifndef RAFTKV_OPTIONS_HPP
+#define RAFTKV_OPTIONS_HPP
+
+// Everything that tunes a basic_node, in one plain struct. Time is measured in
+// ticks: the node has no clock, its driver calls tick() at a fixed interval.
+
+#include <raftkv/types.hpp>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace raftkv {
+
+struct options {
+    /// This node's id. REQUIRES: not no_node, and listed in `members.voters`.
+    node_id id = no_node;
+
+    /// The voting members the cluster starts with, this node included. Every node of a
+    /// cluster must be given the same list.
+    membership members;
+
+    /// A follower that hears nothing from a leader for a randomized timeout drawn from
+    /// [election_ticks, 2 * election_ticks) starts an election. A leader with CheckQuorum
+    /// steps down after this many ticks without hearing from a quorum.
+    /// REQUIRES: greater than heartbeat_ticks.
+    /// Default: 10.
+    std::uint32_t election_ticks = 10;
+
+    /// A leader sends heartbeats every this many ticks.
+    /// Default: 1.
+    std::uint32_t heartbeat_ticks = 1;
+
+    /// Run a PreVote round (thesis §9.6) before a real election, so a node that was
+    /// partitioned away cannot disrupt a healthy leader by raising the term when it
+    /// rejoins.
+    /// Default: true.
+    bool pre_vote = true;
+
+    /// A leader that has not heard from a quorum within an election timeout steps down,
+    /// and voters ignore vote requests while they believe a leader is alive (thesis §6.2).
+    /// Default: true.
+    bool check_quorum = true;
+
+    /// The most entries one append_request carries.
+    /// Default: 256.
+    std::size_t max_entries_per_append = 256;
+
+    /// The most entry payload bytes one append_request carries (at least one entry is
+    /// always sent, whatever its size).
+    /// Default: 1 MiB.
+    std::size_t max_bytes_per_append = 1024 * 1024;
+
+    /// How many append_requests may be in flight to one follower before the leader waits
+    /// for an answer. More pipelines replication over long links; proposals that arrive
+    /// while the window is full are batched into the next message.
+    /// Default: 16.
+    std::size_t max_inflight_appends = 16;
+
+    /// The most entries handed to the state machine in one apply call.
+    /// Default: 1024.
+    std::size_t max_apply_batch = 1024;
+
+    /// Seeds the generator that randomizes election timeouts. Give each node a different
+    /// seed; give the same seeds to replay the same run.
+    /// Default: 0 (mixed with `id`, so nodes still differ).
+    std::uint64_t random_seed = 0;
+};
+
+} // namespace raftkv
+
+#endif
