@@ -3,6 +3,7 @@
 
 #include <raftkv/concepts.hpp>
 #include <raftkv/detail/progress.hpp>
+#include <raftkv/detail/quorum.hpp>
 #include <raftkv/detail/random.hpp>
 #include <raftkv/detail/read_queue.hpp>
 #include <raftkv/error.hpp>
@@ -104,7 +105,11 @@ public:
     void step(message m);
 
     /// Appends `command` to the log if this node is the leader. The result says where;
-    /// the apply handler reports the outcome once the entry is applied.
+    /// the apply handler reports the outcome once the entry is applied, never before
+    /// propose() returns. The entry commits once it is durable on a quorum: the driver
+    /// calls on_log_durable() after proposing (a batch of proposals needs one call), as
+    /// it does whenever the store's durable index advances. Failing that, the next tick
+    /// notices.
     propose_result propose(std::string command);
 
     /// Starts a linearizable read (ReadIndex, thesis §6.4). Returns an error at once when
@@ -112,11 +117,19 @@ public:
     /// `read_id`. Many reads started together share one heartbeat round.
     std::error_code read_index(std::uint64_t read_id);
 
-    /// Tells the node the LogStore's durable_index() has advanced.
+    /// Tells the node the LogStore's durable_index() may have advanced: after appends to a
+    /// store that is durable on append, or when a background sync completes.
     void on_log_durable();
 
     /// Starts an election at once (skipping PreVote), as if the election timer fired.
+    /// Does nothing on a leader.
     void campaign();
+
+    /// Hands leadership to `target` (thesis §3.10): the leader stops taking proposals,
+    /// brings `target` up to date and tells it to campaign at once. Returns an error at once
+    /// when this node is not the leader or `target` is not a voter. The transfer is
+    /// abandoned if it has not happened within an election timeout.
+    std::error_code transfer_leadership(node_id target);
 
     void on_apply(apply_handler h) { apply_handler_ = std::move(h); }
     void on_read(read_handler h) { read_handler_ = std::move(h); }
@@ -133,44 +146,53 @@ public:
     node_status status() const;
 
 private:
-    // election.hpp
+    // impl/node.hpp
+    bool accept_term(message& m);
+    void dispatch(message& m);
+    void send(node_id to, message_body body) { send(to, std::move(body), term_); }
+    void send(node_id to, message_body body, term_t term);
+    detail::progress* progress_of(node_id id) noexcept;
+
+    // impl/election.hpp
     void become_follower(term_t term, node_id leader);
     void become_pre_candidate();
     void become_candidate();
     void become_leader();
+    void leave_leadership();
     void start_election(bool pre_vote, bool transfer);
     void handle_vote_request(const message& m, const vote_request& r);
     void handle_vote_response(const message& m, const vote_response& r);
+    void handle_timeout_now();
     void reset_election_timer();
     void tick_election();
-    void tick_heartbeat();
-    bool in_leader_lease() const;
+    void tick_leader();
+    bool in_leader_lease() const noexcept;
     bool log_is_up_to_date(index_t last_index, term_t last_term) const;
     void set_hard_state(term_t term, node_id vote);
 
-    // replication.hpp
+    // impl/replication.hpp
     void handle_append_request(const message& m, append_request& r);
     void handle_append_response(const message& m, const append_response& r);
     void handle_heartbeat(const message& m, const heartbeat& h);
     void handle_heartbeat_response(const message& m, const heartbeat_response& r);
-    void append_local(std::vector<log_entry>&& entries);
     void send_append(detail::progress& p, bool allow_empty);
+    bool send_one_append(detail::progress& p, bool allow_empty);
     void broadcast_append(bool allow_empty);
     void broadcast_heartbeat();
     void maybe_commit();
-    void set_commit(index_t index);
+    void acknowledge(index_t match);
     void flush_pending_ack();
     void apply_committed();
     append_response reject_hint(index_t prev_index) const;
-    index_t last_index_of_term(term_t t, index_t from) const;
+    index_t next_after_rejection(const detail::progress& p, const append_response& r) const;
+    index_t last_index_with_term_at_most(term_t t, index_t from) const;
+    void maybe_send_timeout_now(detail::progress& p);
 
-    // read_index.hpp
-    void fail_pending_reads(std::error_code ec);
+    // impl/read_index.hpp
     void start_read_round();
+    void unblock_reads();
     void advance_reads();
-
-    void send(node_id to, message_body body);
-    detail::progress* progress_of(node_id id);
+    std::uint64_t confirmed_read_seq();
 
     options opts_;
     Transport& transport_;
@@ -194,11 +216,22 @@ private:
     std::vector<node_id> votes_granted_;
     std::vector<detail::progress> peers_;
 
-    /// A follower's acknowledgement waiting for the log store to make entries durable.
+    std::vector<node_id> votes_rejected_;
+    /// Scratch space for quorum computations, kept to avoid allocating per message.
+    std::vector<std::uint64_t> quorum_scratch_;
+
+    /// A follower's acknowledgement waiting for the log store to make entries durable:
+    /// entries up to this index match the leader of `pending_ack_term_`.
     term_t pending_ack_term_ = 0;
     index_t pending_ack_index_ = 0;
 
+    /// Leadership transfer in progress: its target, and ticks since it began.
+    node_id transfer_target_ = no_node;
+    std::uint32_t transfer_elapsed_ = 0;
+
     detail::read_queue reads_;
+    /// The last ReadIndex heartbeat round this leader started.
+    std::uint64_t read_seq_ = 0;
 
     std::vector<log_entry> apply_batch_;
     std::vector<result_type> apply_results_;

@@ -1,0 +1,230 @@
+#ifndef RAFTKV_IMPL_ELECTION_HPP
+#define RAFTKV_IMPL_ELECTION_HPP
+
+// Roles, timers and voting: leader election (Raft §5.2), PreVote (thesis §9.6),
+// CheckQuorum (thesis §6.2) and leadership transfer (thesis §3.10).
+
+#include <raftkv/node.hpp>
+
+#include <algorithm>
+
+namespace raftkv {
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::set_hard_state(term_t term, node_id vote)
+{
+    if (term == term_ && vote == vote_)
+        return;
+    store_.save_hard_state(hard_state{term, vote});
+    term_ = term;
+    vote_ = vote;
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::reset_election_timer()
+{
+    election_elapsed_ = 0;
+    randomized_timeout_ = opts_.election_ticks + static_cast<std::uint32_t>(rng_.below(opts_.election_ticks));
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+bool basic_node<Transport, LogStore, StateMachine>::in_leader_lease() const noexcept
+{
+    return leader_ != no_node && election_elapsed_ < opts_.election_ticks;
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+bool basic_node<Transport, LogStore, StateMachine>::log_is_up_to_date(index_t last_index, term_t last_term) const
+{
+    const index_t my_last = store_.last_index();
+    const term_t my_term = store_.term_at(my_last);
+    return last_term > my_term || (last_term == my_term && last_index >= my_last);
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::leave_leadership()
+{
+    if (role_ != role::leader)
+        return;
+    transfer_target_ = no_node;
+    reads_.drain([&](std::uint64_t id) {
+        if (read_handler_)
+            read_handler_(id, errc::leadership_lost);
+    });
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::become_follower(term_t term, node_id leader)
+{
+    leave_leadership();
+    set_hard_state(term, term == term_ ? vote_ : no_node);
+    role_ = role::follower;
+    leader_ = leader;
+    reset_election_timer();
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::become_pre_candidate()
+{
+    leave_leadership();
+    role_ = role::pre_candidate;
+    leader_ = no_node;
+    reset_election_timer();
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::become_candidate()
+{
+    leave_leadership();
+    set_hard_state(term_ + 1, opts_.id);
+    role_ = role::candidate;
+    leader_ = no_node;
+    reset_election_timer();
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::become_leader()
+{
+    role_ = role::leader;
+    leader_ = opts_.id;
+    heartbeat_elapsed_ = 0;
+    election_elapsed_ = 0;
+    transfer_target_ = no_node;
+    const index_t last = store_.last_index();
+    for (auto& p : peers_) {
+        p.match = 0;
+        p.next = last + 1;
+        p.state = detail::progress::mode::probe;
+        p.probe_sent = false;
+        p.recent_active = true;
+        p.read_ack = 0;
+        p.inflight.reset(opts_.max_inflight_appends);
+    }
+    // Entries of earlier terms commit only with one of our own (Raft §5.4.2); reads wait
+    // for it too, as the commit index is not known to be current before.
+    const log_entry noop{term_, last + 1, entry_type::noop, {}};
+    term_start_ = noop.index;
+    store_.append(std::span<const log_entry>(&noop, 1));
+    maybe_commit();
+    broadcast_append(false);
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::start_election(bool pre_vote, bool transfer)
+{
+    if (pre_vote)
+        become_pre_candidate();
+    else
+        become_candidate();
+    votes_granted_.assign(1, opts_.id);
+    votes_rejected_.clear();
+    if (votes_granted_.size() >= opts_.members.quorum()) {
+        if (pre_vote)
+            start_election(false, transfer);
+        else
+            become_leader();
+        return;
+    }
+    const term_t election_term = pre_vote ? term_ + 1 : term_;
+    const index_t last = store_.last_index();
+    const vote_request req{last, store_.term_at(last), pre_vote, transfer};
+    for (const auto& p : peers_)
+        send(p.id, req, election_term);
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::handle_vote_request(const message& m, const vote_request& r)
+{
+    // A PreVote for a later term is granted whatever we voted in ours: it changes nothing.
+    const bool free_to_vote = vote_ == m.from || (vote_ == no_node && leader_ == no_node) ||
+                              (r.pre_vote && m.term > term_);
+    const bool grant = free_to_vote && log_is_up_to_date(r.last_log_index, r.last_log_term);
+    if (grant && !r.pre_vote) {
+        set_hard_state(term_, m.from); // durable before the vote leaves this node
+        election_elapsed_ = 0;
+    }
+    send(m.from, vote_response{grant, r.pre_vote}, grant && r.pre_vote ? m.term : term_);
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::handle_vote_response(const message& m, const vote_response& r)
+{
+    const bool counts = r.pre_vote ? role_ == role::pre_candidate && (!r.granted || m.term == term_ + 1)
+                                   : role_ == role::candidate;
+    if (!counts)
+        return;
+    auto& tally = r.granted ? votes_granted_ : votes_rejected_;
+    if (std::find(tally.begin(), tally.end(), m.from) == tally.end())
+        tally.push_back(m.from);
+    if (votes_granted_.size() >= opts_.members.quorum()) {
+        if (r.pre_vote)
+            start_election(false, false);
+        else
+            become_leader();
+    } else if (votes_rejected_.size() >= opts_.members.quorum()) {
+        become_follower(term_, no_node);
+    }
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::handle_timeout_now()
+{
+    if (role_ != role::leader)
+        start_election(false, true);
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::tick_election()
+{
+    if (++election_elapsed_ >= randomized_timeout_)
+        start_election(opts_.pre_vote, false);
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::tick_leader()
+{
+    if (++election_elapsed_ >= opts_.election_ticks) {
+        election_elapsed_ = 0;
+        if (opts_.check_quorum) {
+            std::size_t active = 1;
+            for (auto& p : peers_) {
+                active += p.recent_active ? 1 : 0;
+                p.recent_active = false;
+            }
+            if (active < opts_.members.quorum()) {
+                become_follower(term_, no_node);
+                return;
+            }
+        }
+    }
+    if (transfer_target_ != no_node && ++transfer_elapsed_ >= opts_.election_ticks)
+        transfer_target_ = no_node; // a transfer not done in an election timeout is abandoned
+    maybe_commit(); // in case the driver did not call on_log_durable() after proposing
+    if (++heartbeat_elapsed_ >= opts_.heartbeat_ticks) {
+        heartbeat_elapsed_ = 0;
+        broadcast_heartbeat();
+    }
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+std::error_code basic_node<Transport, LogStore, StateMachine>::transfer_leadership(node_id target)
+{
+    if (role_ != role::leader)
+        return errc::not_leader;
+    if (!opts_.members.is_voter(target))
+        return errc::invalid_argument;
+    if (target == opts_.id)
+        return {};
+    transfer_target_ = target;
+    transfer_elapsed_ = 0;
+    auto* p = progress_of(target);
+    if (p->match == store_.last_index())
+        send(target, timeout_now{});
+    else
+        send_append(*p, false);
+    return {};
+}
+
+} // namespace raftkv
+
+#endif
