@@ -13,7 +13,7 @@
 
 #include <cstdint>
 #include <functional>
-#include <map>
+#include <span>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -111,6 +111,11 @@ public:
     /// it does whenever the store's durable index advances. Failing that, the next tick
     /// notices.
     propose_result propose(std::string command);
+
+    /// Appends every command of `commands` (moving them out) as consecutive entries, in
+    /// one append to the log store: the result names the first, the others follow it.
+    /// REQUIRES: `commands` is not empty.
+    propose_result propose(std::span<std::string> commands);
 
     /// Starts a linearizable read (ReadIndex, thesis §6.4). Returns an error at once when
     /// this node is not the leader; otherwise the read handler is called later with
@@ -233,6 +238,7 @@ private:
     /// The last ReadIndex heartbeat round this leader started.
     std::uint64_t read_seq_ = 0;
 
+    std::vector<log_entry> proposal_scratch_;
     std::vector<log_entry> apply_batch_;
     std::vector<result_type> apply_results_;
     apply_handler apply_handler_;

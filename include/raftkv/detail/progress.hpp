@@ -69,6 +69,8 @@ struct progress {
     index_t match = 0;
     /// The next index to send.
     index_t next = 1;
+    /// The commit index the last append_request to this follower carried.
+    index_t commit_sent = 0;
     mode state = mode::probe;
     /// In probe mode: an append_request is outstanding.
     bool probe_sent = false;

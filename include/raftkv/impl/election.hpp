@@ -94,6 +94,7 @@ void basic_node<Transport, LogStore, StateMachine>::become_leader()
     for (auto& p : peers_) {
         p.match = 0;
         p.next = last + 1;
+        p.commit_sent = 0;
         p.state = detail::progress::mode::probe;
         p.probe_sent = false;
         p.recent_active = true;

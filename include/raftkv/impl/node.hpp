@@ -130,16 +130,27 @@ void basic_node<Transport, LogStore, StateMachine>::dispatch(message& m)
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 propose_result basic_node<Transport, LogStore, StateMachine>::propose(std::string command)
 {
+    return propose(std::span<std::string>(&command, 1));
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+propose_result basic_node<Transport, LogStore, StateMachine>::propose(std::span<std::string> commands)
+{
+    assert(!commands.empty());
     if (role_ != role::leader)
-        return {.ec = errc::not_leader, .leader = leader_};
+        return {.ec = errc::not_leader, .index = 0, .term = 0, .leader = leader_};
     if (transfer_target_ != no_node)
-        return {.ec = errc::transfer_in_progress, .leader = leader_};
-    const log_entry entry{term_, store_.last_index() + 1, entry_type::normal, std::move(command)};
-    store_.append(std::span<const log_entry>(&entry, 1));
-    // No commit here, even if the entry is durable already: the caller learns the index
-    // only when this returns, and must be able to wait for it before it is applied.
+        return {.ec = errc::transfer_in_progress, .index = 0, .term = 0, .leader = leader_};
+    const index_t first = store_.last_index() + 1;
+    proposal_scratch_.clear();
+    for (auto& command : commands)
+        proposal_scratch_.push_back({term_, first + proposal_scratch_.size(), entry_type::normal, std::move(command)});
+    store_.append(std::span<const log_entry>(proposal_scratch_));
+    proposal_scratch_.clear();
+    // No commit here, even if the entries are durable already: the caller learns the
+    // index only when this returns, and must be able to wait for it before it is applied.
     broadcast_append(false);
-    return {.ec = {}, .index = entry.index, .term = entry.term, .leader = opts_.id};
+    return {.ec = {}, .index = first, .term = term_, .leader = opts_.id};
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>

@@ -125,10 +125,7 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_response(const
     if (r.success) {
         if (r.match_index > store_.last_index())
             return; // impossible from a correct follower in our term
-        if (r.match_index > p->match) {
-            p->match = r.match_index;
-            maybe_commit();
-        }
+        p->match = std::max(p->match, r.match_index);
         if (p->state == mode::probe) {
             p->state = mode::replicate;
             p->next = p->match + 1;
@@ -138,8 +135,9 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_response(const
             p->next = std::max(p->next, p->match + 1);
             p->inflight.free_to(r.match_index);
         }
+        maybe_commit();
         maybe_send_timeout_now(*p);
-        send_append(*p, false);
+        send_append(*p, p->commit_sent < commit_);
         return;
     }
     // A rejection is stale unless it answers the request the leader is waiting on.
@@ -225,6 +223,7 @@ bool basic_node<Transport, LogStore, StateMachine>::send_one_append(detail::prog
         req.entries = store_.entries(p.next, hi, opts_.max_bytes_per_append);
     }
     const bool carries = !req.entries.empty();
+    p.commit_sent = commit_;
     if (p.state == mode::probe) {
         p.probe_sent = true;
     } else if (carries) {
