@@ -1,0 +1,108 @@
+#ifndef RAFTKV_LEVELDB_DETAIL_DATABASE_HPP
+#define RAFTKV_LEVELDB_DETAIL_DATABASE_HPP
+
+// Opening a LevelDB database for one raftkv store, and turning LevelDB failures into
+// exceptions whose message names the store and its directory.
+
+#include <leveldb/db.h>
+#include <leveldb/iterator.h>
+#include <leveldb/options.h>
+#include <leveldb/slice.h>
+#include <leveldb/status.h>
+
+#include <filesystem>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+namespace raftkv::leveldb::detail {
+
+inline std::string_view to_view(const ::leveldb::Slice& s) noexcept
+{
+    return {s.data(), s.size()};
+}
+
+inline ::leveldb::Slice to_slice(std::string_view s) noexcept
+{
+    return {s.data(), s.size()};
+}
+
+/// Names a store in error messages: "<kind> at '<dir>'".
+inline std::string store_name(std::string_view kind, const std::filesystem::path& dir)
+{
+    return std::string(kind) + " at '" + dir.string() + "'";
+}
+
+/// Throws std::runtime_error("<name>: <what>").
+[[noreturn]] inline void fail(const std::string& name, std::string_view what)
+{
+    throw std::runtime_error(name + ": " + std::string(what));
+}
+
+/// Throws std::runtime_error("<name>: <what>: <status>") unless `s` is ok.
+inline void check(const ::leveldb::Status& s, const std::string& name, std::string_view what)
+{
+    if (!s.ok())
+        fail(name, std::string(what) + ": " + s.ToString());
+}
+
+/// Opens (creating if missing, parents included) the LevelDB database in `dir`.
+/// Paranoid checks are on: LevelDB refuses to open a database whose files fail their
+/// checksums, instead of skipping the damaged records. Throws std::runtime_error on
+/// any failure, including a database locked by another process or object.
+inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path& dir, const std::string& name)
+{
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec)
+        fail(name, "cannot create the directory: " + ec.message());
+    ::leveldb::Options options;
+    options.create_if_missing = true;
+    options.paranoid_checks = true;
+    ::leveldb::DB* db = nullptr;
+    check(::leveldb::DB::Open(options, dir.string(), &db), name, "cannot open");
+    return std::unique_ptr<::leveldb::DB>(db);
+}
+
+/// Read options for every read: the log is the durable record, so verify checksums.
+inline ::leveldb::ReadOptions checked_reads()
+{
+    ::leveldb::ReadOptions options;
+    options.verify_checksums = true;
+    return options;
+}
+
+/// Makes sure `db` belongs to the kind of store that expects `format` under `key`:
+/// a database with no keys at all is new and gets the record (synced); one that
+/// holds other keys but not this record, or another value, is refused.
+inline void check_format(::leveldb::DB& db, std::string_view key, std::string_view format,
+                         const std::string& name)
+{
+    std::string value;
+    const ::leveldb::Status s = db.Get(checked_reads(), to_slice(key), &value);
+    if (s.ok()) {
+        if (value != format)
+            fail(name, "unsupported format '" + value + "' (expected '" + std::string(format) +
+                           "'); is this directory another kind of store?");
+        return;
+    }
+    if (!s.IsNotFound())
+        check(s, name, "cannot read the format record");
+
+    std::unique_ptr<::leveldb::Iterator> it(db.NewIterator(checked_reads()));
+    it->SeekToFirst();
+    const bool empty = !it->Valid();
+    check(it->status(), name, "cannot read");
+    if (!empty)
+        fail(name, "the database has no '" + std::string(format) +
+                       "' format record; is this directory another kind of store?");
+    ::leveldb::WriteOptions sync;
+    sync.sync = true;
+    check(db.Put(sync, to_slice(key), to_slice(format)), name, "cannot write the format record");
+}
+
+} // namespace raftkv::leveldb::detail
+
+#endif
