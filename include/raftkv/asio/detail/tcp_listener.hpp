@@ -1,0 +1,196 @@
+#ifndef RAFTKV_ASIO_DETAIL_TCP_LISTENER_HPP
+#define RAFTKV_ASIO_DETAIL_TCP_LISTENER_HPP
+
+// The incoming half of tcp_transport: the acceptor, and the connections peers dialed to
+// us, which are only read from. Included by impl/tcp_transport.ipp only.
+
+#include <raftkv/asio/codec.hpp>
+#include <raftkv/asio/detail/endpoint_name.hpp>
+#include <raftkv/asio/tcp_transport.hpp>
+#include <raftkv/messages.hpp>
+
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace raftkv::asio::detail {
+
+class tcp_listener;
+
+/// One connection a peer dialed to us: reads frames, decodes them, and hands each
+/// message to the listener. Any protocol error closes it, with one line to std::cerr.
+///
+/// Lifetime: kept alive by its one pending read (shared_from_this); the listener holds
+/// only a weak_ptr, to close it on stop().
+class tcp_inbound_connection final : public std::enable_shared_from_this<tcp_inbound_connection> {
+public:
+    tcp_inbound_connection(boost::asio::ip::tcp::socket socket, std::shared_ptr<tcp_listener> listener);
+
+    void start() { read_header(); }
+
+    void close()
+    {
+        boost::system::error_code ignored;
+        socket_.close(ignored);
+    }
+
+private:
+    void read_header();
+    void on_header(const boost::system::error_code& ec);
+    void on_payload(const boost::system::error_code& ec);
+    void drop(const std::string& why);
+
+    boost::asio::ip::tcp::socket socket_;
+    std::shared_ptr<tcp_listener> listener_;
+    std::string remote_;
+    std::array<char, frame_header_size> header_{};
+    std::string payload_;
+};
+
+/// Accepts connections and delivers what they receive to the transport's receive
+/// handler, as long as it is not stopped.
+///
+/// Lifetime: shared by the transport, by the pending accept, and by every inbound
+/// connection, so the receive handler outlives every completion that might reach it.
+/// stop() only sets a flag and closes sockets; it never destroys the handler, since
+/// stop() may be running inside it.
+class tcp_listener final : public std::enable_shared_from_this<tcp_listener> {
+public:
+    tcp_listener(boost::asio::ip::tcp::acceptor acceptor, node_id self, std::size_t max_frame_bytes,
+                 tcp_transport::receive_handler on_receive)
+        : acceptor_(std::move(acceptor)), retry_timer_(acceptor_.get_executor()), self_(self),
+          max_frame_bytes_(max_frame_bytes), on_receive_(std::move(on_receive))
+    {
+    }
+
+    void start() { accept(); }
+
+    void stop()
+    {
+        stopped_ = true;
+        boost::system::error_code ignored;
+        acceptor_.close(ignored);
+        retry_timer_.cancel();
+        for (const auto& weak : connections_)
+            if (auto connection = weak.lock())
+                connection->close();
+        connections_.clear();
+    }
+
+    bool stopped() const noexcept { return stopped_; }
+    std::size_t max_frame_bytes() const noexcept { return max_frame_bytes_; }
+
+    /// Hands `m` to the receive handler, unless stopped or addressed to another node.
+    void deliver(message m)
+    {
+        if (!stopped_ && m.to == self_)
+            on_receive_(std::move(m));
+    }
+
+private:
+    void accept()
+    {
+        acceptor_.async_accept([self = shared_from_this()](const boost::system::error_code& ec,
+                                                           boost::asio::ip::tcp::socket socket) {
+            self->on_accept(ec, std::move(socket));
+        });
+    }
+
+    void on_accept(const boost::system::error_code& ec, boost::asio::ip::tcp::socket socket)
+    {
+        if (stopped_)
+            return;
+        if (ec) {
+            // Typically out of file descriptors: pause rather than spin.
+            std::cerr << ("raftkv: accept failed: " + ec.message() + "; retrying in 100 ms\n");
+            retry_timer_.expires_after(std::chrono::milliseconds(100));
+            retry_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+                if (!ec && !self->stopped_)
+                    self->accept();
+            });
+            return;
+        }
+        std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
+        auto connection = std::make_shared<tcp_inbound_connection>(std::move(socket), shared_from_this());
+        connections_.push_back(connection);
+        connection->start();
+        accept();
+    }
+
+    boost::asio::ip::tcp::acceptor acceptor_;
+    boost::asio::steady_timer retry_timer_;
+    node_id self_;
+    std::size_t max_frame_bytes_;
+    tcp_transport::receive_handler on_receive_;
+    std::vector<std::weak_ptr<tcp_inbound_connection>> connections_;
+    bool stopped_ = false;
+};
+
+inline tcp_inbound_connection::tcp_inbound_connection(boost::asio::ip::tcp::socket socket,
+                                                      std::shared_ptr<tcp_listener> listener)
+    : socket_(std::move(socket)), listener_(std::move(listener))
+{
+    boost::system::error_code ec;
+    const auto remote = socket_.remote_endpoint(ec);
+    remote_ = ec ? std::string("an unknown peer") : endpoint_name(remote);
+}
+
+inline void tcp_inbound_connection::read_header()
+{
+    boost::asio::async_read(socket_, boost::asio::buffer(header_),
+                            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                                self->on_header(ec);
+                            });
+}
+
+inline void tcp_inbound_connection::on_header(const boost::system::error_code& ec)
+{
+    if (ec || listener_->stopped())
+        return close(); // the peer went away (or we stop): nothing to report
+    std::error_code bad;
+    const std::size_t size = parse_frame_header(header_, listener_->max_frame_bytes(), bad);
+    if (bad)
+        return drop(bad.message());
+    payload_.resize(size);
+    boost::asio::async_read(socket_, boost::asio::buffer(payload_),
+                            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                                self->on_payload(ec);
+                            });
+}
+
+inline void tcp_inbound_connection::on_payload(const boost::system::error_code& ec)
+{
+    if (ec || listener_->stopped())
+        return close();
+    auto batch = decode_payload(payload_);
+    if (!batch)
+        return drop("malformed payload of " + std::to_string(payload_.size()) + " bytes");
+    // Do not let one large frame pin its buffer for the connection's whole life.
+    if (payload_.capacity() > (std::size_t{1} << 20))
+        payload_ = std::string();
+    for (message& m : *batch) {
+        if (listener_->stopped()) // the receive handler may stop the transport
+            return close();
+        listener_->deliver(std::move(m));
+    }
+    read_header();
+}
+
+inline void tcp_inbound_connection::drop(const std::string& why)
+{
+    std::cerr << ("raftkv: closing connection from " + remote_ + ": " + why + "\n");
+    close();
+}
+
+} // namespace raftkv::asio::detail
+
+#endif

@@ -1,0 +1,231 @@
+#ifndef RAFTKV_ASIO_DETAIL_TCP_PEER_LINK_HPP
+#define RAFTKV_ASIO_DETAIL_TCP_PEER_LINK_HPP
+
+// The outgoing half of tcp_transport: one persistent connection to one peer, with its
+// queue, batching writer and reconnection. Included by impl/tcp_transport.ipp only.
+
+#include <raftkv/asio/codec.hpp>
+#include <raftkv/asio/detail/endpoint_name.hpp>
+#include <raftkv/asio/tcp_transport.hpp>
+#include <raftkv/messages.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <deque>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace raftkv::asio::detail {
+
+/// Owns the connection this node dials to one peer. Only ever written to: the peer
+/// sends its own messages over the connection it dials to us.
+///
+/// Lifetime: shared by the transport and by the link's pending operations, each of which
+/// holds shared_from_this(). After stop(), every completion finds `stopped_` and returns,
+/// so the link dies once the last one has run.
+///
+/// Each connection attempt, and each failure, bumps `epoch_`; a completion of an older
+/// connection only clears `writing_` (a single flag, so two writes are never in flight
+/// together).
+class tcp_peer_link final : public std::enable_shared_from_this<tcp_peer_link> {
+public:
+    tcp_peer_link(boost::asio::any_io_executor ex, node_id peer, boost::asio::ip::tcp::endpoint remote,
+                  const tcp_transport_options& options)
+        : socket_(ex), timer_(ex), peer_(peer), remote_(remote), options_(options),
+          backoff_(options.reconnect_delay_min)
+    {
+    }
+
+    /// Queues `m`, dialing the peer the first time, and schedules a write if none is
+    /// scheduled or in flight.
+    void send(message m)
+    {
+        if (stopped_)
+            return;
+        const std::size_t size = encoded_size(m);
+        if (frame_size({}) + size > options_.max_frame_bytes) {
+            log("dropped a " + std::string(type_name(m)) + " of " + std::to_string(size) +
+                " bytes, larger than max_frame_bytes");
+            return;
+        }
+        queue_.push_back({std::move(m), size});
+        queued_bytes_ += size;
+        while (queue_.size() > options_.max_queued_messages ||
+               (queued_bytes_ > options_.max_queued_bytes && queue_.size() > 1)) {
+            queued_bytes_ -= queue_.front().size;
+            queue_.pop_front();
+        }
+        if (state_ == link_state::idle)
+            connect();
+        else
+            maybe_write();
+    }
+
+    /// Closes the connection, cancels the reconnection timer and drops the queue.
+    void stop()
+    {
+        stopped_ = true;
+        boost::system::error_code ignored;
+        timer_.cancel();
+        socket_.close(ignored);
+        queue_.clear();
+        queued_bytes_ = 0;
+    }
+
+private:
+    enum class link_state { idle, connecting, connected, backing_off };
+
+    struct queued_message {
+        message msg;
+        std::size_t size; // encoded_size(msg)
+    };
+
+    void connect()
+    {
+        ++epoch_;
+        state_ = link_state::connecting;
+        socket_.async_connect(
+            remote_, [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec) {
+                self->on_connect(epoch, ec);
+            });
+    }
+
+    void on_connect(std::uint64_t epoch, const boost::system::error_code& ec)
+    {
+        if (stopped_ || epoch != epoch_)
+            return;
+        if (ec)
+            return fail("cannot connect", ec);
+        state_ = link_state::connected;
+        backoff_ = options_.reconnect_delay_min;
+        boost::system::error_code ignored;
+        socket_.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
+        if (failure_logged_)
+            log("connected");
+        failure_logged_ = false;
+        watch_for_close();
+        maybe_write();
+    }
+
+    /// The peer never writes on this connection, so a read completes only when the
+    /// connection ends (or the peer breaks the protocol): this is how an idle link learns
+    /// that its peer went away.
+    void watch_for_close()
+    {
+        socket_.async_read_some(
+            boost::asio::buffer(&probe_, 1),
+            [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec, std::size_t) {
+                self->on_probe(epoch, ec);
+            });
+    }
+
+    void on_probe(std::uint64_t epoch, const boost::system::error_code& ec)
+    {
+        if (stopped_ || epoch != epoch_)
+            return;
+        fail("connection lost", ec ? ec : make_error_code(boost::asio::error::invalid_argument));
+    }
+
+    /// Schedules a write for after the current handler, so that every message sent by it
+    /// goes into the same frame.
+    void maybe_write()
+    {
+        if (writing_ || state_ != link_state::connected || queue_.empty())
+            return;
+        writing_ = true;
+        boost::asio::post(socket_.get_executor(), [self = shared_from_this()] { self->write(); });
+    }
+
+    /// Encodes as much of the queue as fits one frame, and writes it.
+    void write()
+    {
+        if (stopped_)
+            return;
+        if (state_ != link_state::connected || queue_.empty()) {
+            writing_ = false;
+            return;
+        }
+        std::size_t budget = options_.max_frame_bytes - frame_size({});
+        batch_.clear();
+        while (!queue_.empty() && queue_.front().size <= budget) {
+            budget -= queue_.front().size;
+            queued_bytes_ -= queue_.front().size;
+            batch_.push_back(std::move(queue_.front().msg));
+            queue_.pop_front();
+        }
+        frame_.clear();
+        encode_frame(batch_, frame_);
+        batch_.clear();
+        boost::asio::async_write(
+            socket_, boost::asio::buffer(frame_),
+            [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec, std::size_t) {
+                self->on_write(epoch, ec);
+            });
+    }
+
+    void on_write(std::uint64_t epoch, const boost::system::error_code& ec)
+    {
+        writing_ = false;
+        if (stopped_)
+            return;
+        if (ec && epoch == epoch_)
+            return fail("write failed", ec); // the frame is lost: Raft will resend
+        maybe_write();
+    }
+
+    /// Drops the current connection and dials again after the backoff delay.
+    void fail(const char* what, const boost::system::error_code& ec)
+    {
+        if (!failure_logged_)
+            log(std::string(what) + ": " + ec.message() + "; retrying with backoff");
+        failure_logged_ = true;
+        ++epoch_; // later completions of this connection are stale
+        state_ = link_state::backing_off;
+        boost::system::error_code ignored;
+        socket_.close(ignored);
+        timer_.expires_after(backoff_);
+        backoff_ = std::min(backoff_ * 2, options_.reconnect_delay_max);
+        timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+            if (!ec && !self->stopped_)
+                self->connect();
+        });
+    }
+
+    void log(const std::string& what) const
+    {
+        std::cerr << ("raftkv: link to node " + std::to_string(peer_) + " at " + endpoint_name(remote_) +
+                      ": " + what + "\n");
+    }
+
+    boost::asio::ip::tcp::socket socket_;
+    boost::asio::steady_timer timer_;
+    node_id peer_;
+    boost::asio::ip::tcp::endpoint remote_;
+    tcp_transport_options options_;
+    std::chrono::milliseconds backoff_;
+
+    std::deque<queued_message> queue_;
+    std::size_t queued_bytes_ = 0;
+    std::vector<message> batch_; // reused, so a steady flow of batches allocates nothing
+    std::string frame_;          // the frame being written; reused likewise
+
+    link_state state_ = link_state::idle;
+    std::uint64_t epoch_ = 0;
+    bool writing_ = false; // a write is scheduled or in flight
+    bool failure_logged_ = false;
+    bool stopped_ = false;
+    char probe_ = 0;
+};
+
+} // namespace raftkv::asio::detail
+
+#endif

@@ -1,0 +1,368 @@
+#ifndef RAFTKV_ASIO_DRIVER_HPP
+#define RAFTKV_ASIO_DRIVER_HPP
+
+#include <raftkv/concepts.hpp>
+#include <raftkv/error.hpp>
+#include <raftkv/node.hpp>
+
+#include <boost/asio/any_completion_handler.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <string>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace raftkv::asio {
+
+/// Tuning of a driver. Each field has its default.
+struct driver_options {
+    /// How often the node's logical clock ticks. Election and heartbeat timeouts are
+    /// counted in ticks (raftkv::options).
+    /// Default: 10 ms.
+    std::chrono::milliseconds tick_interval{10};
+
+    /// A proposal not applied within this time completes with errc::timeout. It may
+    /// still be applied later: its outcome is unknown.
+    /// Default: 5 s.
+    std::chrono::milliseconds proposal_timeout{5000};
+
+    /// A read not confirmed within this time completes with errc::timeout.
+    /// Default: 5 s.
+    std::chrono::milliseconds read_timeout{5000};
+
+    /// The most proposals appended to the log in one batch.
+    /// Default: 1024.
+    std::size_t max_batch = 1024;
+};
+
+/** Runs a basic_node on an Asio strand.
+
+    The driver owns the node and serializes every call to it on one strand: it ticks the
+    node from a steady_timer, feeds it the messages the transport delivers, and turns
+    proposals and reads into asynchronous operations with completion tokens, so callbacks,
+    `use_future` and `use_awaitable` all work. It holds no Raft logic.
+
+    Proposals made while the strand is busy are appended to the log as one batch (one log
+    store append, one fsync for a synced store).
+
+    @par Example
+    @code
+    auto strand = boost::asio::make_strand(io);
+    raftkv::asio::tcp_transport transport{strand, ...,
+        [&](raftkv::message m) { driver.deliver(std::move(m)); }};
+    raftkv::asio::driver driver{strand, opts, transport, store, machine};
+    driver.start();
+    driver.async_propose(cmd, [](boost::system::error_code ec, auto result) { ... });
+    @endcode
+
+    @tparam Transport a `raftkv::transport` whose `send` may be called on the strand.
+    @tparam LogStore a `raftkv::log_store`, durable on append (the driver reports
+    durability right after each append).
+    @tparam StateMachine a `raftkv::state_machine`.
+
+    @par Thread Safety
+    `async_propose`, `async_read`, `deliver`, `post`, `start`, `stop` and `status` may be
+    called from any thread. The node itself must be touched only on the strand (see
+    `post`).
+*/
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+class driver {
+public:
+    using executor_type = boost::asio::strand<boost::asio::any_io_executor>;
+    using node_type = basic_node<Transport, LogStore, StateMachine>;
+    using result_type = typename StateMachine::result_type;
+
+    /// The policies must outlive the driver. The transport must run on `strand` too.
+    driver(executor_type strand, options opts, Transport& transport, LogStore& store, StateMachine& machine,
+           driver_options dopts = {})
+        : strand_(std::move(strand)), dopts_(dopts), node_(std::move(opts), transport, store, machine),
+          timer_(strand_)
+    {
+        node_.on_apply([this](index_t i, term_t t, result_type& r) { on_applied(i, t, r); });
+        node_.on_read([this](std::uint64_t id, std::error_code ec) { on_read_done(id, ec); });
+        publish_status();
+    }
+
+    driver(const driver&) = delete;
+    driver& operator=(const driver&) = delete;
+
+    executor_type get_executor() const noexcept { return strand_; }
+
+    /// Starts ticking.
+    void start()
+    {
+        boost::asio::dispatch(strand_, [this] {
+            next_tick_ = std::chrono::steady_clock::now();
+            schedule_tick();
+        });
+    }
+
+    /// Stops ticking and completes every pending operation with errc::shutting_down.
+    /// Operations started afterwards complete with errc::shutting_down. The driver may be
+    /// destroyed once the strand has run the stop (e.g. after the io_context stopped).
+    void stop()
+    {
+        boost::asio::dispatch(strand_, [this] {
+            stopped_ = true;
+            timer_.cancel();
+            fail_all(errc::shutting_down);
+        });
+    }
+
+    /// Hands a message from a peer to the node. Always queued on the strand, never run
+    /// inline: a transport may deliver from within another node's send().
+    void deliver(message m)
+    {
+        boost::asio::post(strand_, [this, m = std::move(m)]() mutable {
+            if (stopped_)
+                return;
+            node_.step(std::move(m));
+            publish_status();
+        });
+    }
+
+    /// Proposes `command`. Completes with `(boost::system::error_code, result_type)` — the
+    /// error wraps a raftkv::errc, so it compares equal to one: an empty error and
+    /// the state machine's result once applied; errc::not_leader (see status().leader),
+    /// errc::proposal_dropped (a new leader overwrote it: it never took effect),
+    /// errc::timeout (outcome unknown) or errc::shutting_down.
+    template <class Token>
+    auto async_propose(std::string command, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, result_type)>(
+            [this](auto handler, std::string cmd) {
+                boost::asio::post(strand_, [this, h = std::move(handler), cmd = std::move(cmd)]() mutable {
+                    enqueue(std::move(cmd), std::move(h));
+                });
+            },
+            token, std::move(command));
+    }
+
+    /// Waits until a linearizable read may be served from the state machine (ReadIndex).
+    /// Completes with an empty error once the state machine reflects every write
+    /// acknowledged before this call; the caller then reads it. Errors: errc::not_leader,
+    /// errc::leadership_lost, errc::timeout, errc::shutting_down.
+    template <class Token>
+    auto async_read(Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
+            [this](auto handler) {
+                boost::asio::post(strand_, [this, h = std::move(handler)]() mutable { start_read(std::move(h)); });
+            },
+            token);
+    }
+
+    /// Runs `f(node)` on the strand, for operations the driver does not wrap (leadership
+    /// transfer, campaigning).
+    template <class F>
+    void post(F f)
+    {
+        boost::asio::post(strand_, [this, f = std::move(f)]() mutable {
+            f(node_);
+            publish_status();
+        });
+    }
+
+    /// The node's state as of its last input. Safe from any thread.
+    node_status status() const
+    {
+        std::lock_guard lock(status_mutex_);
+        return status_;
+    }
+
+private:
+    using propose_handler = boost::asio::any_completion_handler<void(boost::system::error_code, result_type)>;
+    using read_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
+    using clock = std::chrono::steady_clock;
+
+    struct queued_proposal {
+        std::string command;
+        propose_handler handler;
+    };
+    struct proposal_waiter {
+        term_t term;
+        clock::time_point deadline;
+        propose_handler handler;
+    };
+    struct read_waiter {
+        clock::time_point deadline;
+        read_handler handler;
+    };
+
+    static boost::system::error_code to_boost(std::error_code ec) { return ec; }
+
+    template <class Handler, class... Args>
+    void complete(Handler handler, Args... args)
+    {
+        auto ex = boost::asio::get_associated_executor(handler, strand_);
+        boost::asio::dispatch(ex, [h = std::move(handler), ... args = std::move(args)]() mutable {
+            std::move(h)(std::move(args)...);
+        });
+    }
+
+    void enqueue(std::string command, propose_handler handler)
+    {
+        if (stopped_) {
+            complete(std::move(handler), to_boost(errc::shutting_down), result_type{});
+            return;
+        }
+        queue_.push_back({std::move(command), std::move(handler)});
+        if (!flush_scheduled_) {
+            flush_scheduled_ = true;
+            boost::asio::post(strand_, [this] { flush(); });
+        }
+    }
+
+    // Appends every queued proposal (up to max_batch per round) in one batch.
+    void flush()
+    {
+        flush_scheduled_ = false;
+        while (!queue_.empty() && !stopped_) {
+            const std::size_t n = std::min(queue_.size(), dopts_.max_batch);
+            batch_.clear();
+            for (std::size_t k = 0; k < n; ++k)
+                batch_.push_back(std::move(queue_[k].command));
+            const propose_result r = node_.propose(std::span<std::string>(batch_));
+            const auto deadline = clock::now() + dopts_.proposal_timeout;
+            for (std::size_t k = 0; k < n; ++k) {
+                auto& q = queue_.front();
+                if (r.ec)
+                    complete(std::move(q.handler), to_boost(r.ec), result_type{});
+                else
+                    waiters_.emplace(r.index + k, proposal_waiter{r.term, deadline, std::move(q.handler)});
+                queue_.pop_front();
+            }
+            if (!r.ec)
+                node_.on_log_durable();
+        }
+        publish_status();
+    }
+
+    void on_applied(index_t index, term_t term, result_type& result)
+    {
+        auto it = waiters_.find(index);
+        if (it == waiters_.end())
+            return;
+        proposal_waiter w = std::move(it->second);
+        waiters_.erase(it);
+        if (w.term == term)
+            complete(std::move(w.handler), boost::system::error_code{}, std::move(result));
+        else
+            complete(std::move(w.handler), to_boost(errc::proposal_dropped), result_type{});
+    }
+
+    void start_read(read_handler handler)
+    {
+        if (stopped_) {
+            complete(std::move(handler), to_boost(errc::shutting_down));
+            return;
+        }
+        const std::uint64_t id = ++last_read_id_;
+        reads_.emplace(id, read_waiter{clock::now() + dopts_.read_timeout, std::move(handler)});
+        // Registered first: a single-node leader may confirm the read inside read_index().
+        if (std::error_code ec = node_.read_index(id))
+            on_read_done(id, ec);
+        publish_status();
+    }
+
+    void on_read_done(std::uint64_t id, std::error_code ec)
+    {
+        auto it = reads_.find(id);
+        if (it == reads_.end())
+            return;
+        read_handler h = std::move(it->second.handler);
+        reads_.erase(it);
+        complete(std::move(h), to_boost(ec));
+    }
+
+    void schedule_tick()
+    {
+        if (stopped_)
+            return;
+        next_tick_ += dopts_.tick_interval;
+        timer_.expires_at(next_tick_);
+        timer_.async_wait([this](const boost::system::error_code& ec) {
+            if (ec || stopped_)
+                return;
+            node_.tick();
+            expire(clock::now());
+            publish_status();
+            if (clock::now() - next_tick_ > 10 * dopts_.tick_interval)
+                next_tick_ = clock::now(); // after a long stall, do not tick in a burst
+            schedule_tick();
+        });
+    }
+
+    // Waiters are kept in index (and id) order, which is also deadline order.
+    void expire(clock::time_point now)
+    {
+        while (!waiters_.empty() && waiters_.begin()->second.deadline <= now) {
+            complete(std::move(waiters_.begin()->second.handler), to_boost(errc::timeout), result_type{});
+            waiters_.erase(waiters_.begin());
+        }
+        while (!reads_.empty() && reads_.begin()->second.deadline <= now) {
+            complete(std::move(reads_.begin()->second.handler), to_boost(errc::timeout));
+            reads_.erase(reads_.begin());
+        }
+    }
+
+    void fail_all(std::error_code std_ec)
+    {
+        const boost::system::error_code ec = to_boost(std_ec);
+        for (auto& q : queue_)
+            complete(std::move(q.handler), ec, result_type{});
+        queue_.clear();
+        for (auto& [index, w] : waiters_)
+            complete(std::move(w.handler), ec, result_type{});
+        waiters_.clear();
+        for (auto& [id, r] : reads_)
+            complete(std::move(r.handler), ec);
+        reads_.clear();
+    }
+
+    void publish_status()
+    {
+        std::lock_guard lock(status_mutex_);
+        status_.id = node_.id();
+        status_.role = node_.role();
+        status_.term = node_.term();
+        status_.leader = node_.leader();
+        status_.commit_index = node_.commit_index();
+        status_.applied_index = node_.applied_index();
+        status_.last_index = node_.last_index();
+        if (status_.members.voters.empty())
+            status_.members = node_.members();
+    }
+
+    executor_type strand_;
+    driver_options dopts_;
+    node_type node_;
+    boost::asio::steady_timer timer_;
+    clock::time_point next_tick_{};
+    bool stopped_ = false;
+    bool flush_scheduled_ = false;
+
+    std::deque<queued_proposal> queue_;
+    std::vector<std::string> batch_;
+    std::map<index_t, proposal_waiter> waiters_;
+    std::map<std::uint64_t, read_waiter> reads_;
+    std::uint64_t last_read_id_ = 0;
+
+    mutable std::mutex status_mutex_;
+    node_status status_;
+};
+
+} // namespace raftkv::asio
+
+#endif

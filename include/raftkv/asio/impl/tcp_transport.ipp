@@ -1,0 +1,99 @@
+#ifndef RAFTKV_ASIO_IMPL_TCP_TRANSPORT_IPP
+#define RAFTKV_ASIO_IMPL_TCP_TRANSPORT_IPP
+
+// tcp_transport's members. Compiled once, into raftkv::asio (see src.ipp).
+
+#include <raftkv/asio/tcp_transport.hpp>
+
+#include <raftkv/asio/detail/tcp_listener.hpp>
+#include <raftkv/asio/detail/tcp_peer_link.hpp>
+
+#include <boost/asio/socket_base.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <stdexcept>
+#include <utility>
+
+namespace raftkv::asio {
+
+namespace detail {
+
+/// An acceptor open and bound to `ep`, not yet listening.
+inline boost::asio::ip::tcp::acceptor bound_acceptor(const boost::asio::any_io_executor& ex,
+                                                     const boost::asio::ip::tcp::endpoint& ep)
+{
+    boost::asio::ip::tcp::acceptor acceptor(ex);
+    acceptor.open(ep.protocol());
+    acceptor.set_option(boost::asio::socket_base::reuse_address(true));
+    acceptor.bind(ep);
+    return acceptor;
+}
+
+inline void check(const tcp_transport_options& o)
+{
+    if (o.max_frame_bytes <= frame_size({}))
+        throw std::invalid_argument("raftkv: tcp_transport_options::max_frame_bytes is too small");
+    if (o.max_queued_messages == 0)
+        throw std::invalid_argument("raftkv: tcp_transport_options::max_queued_messages must be positive");
+    if (o.reconnect_delay_min.count() <= 0 || o.reconnect_delay_max < o.reconnect_delay_min)
+        throw std::invalid_argument(
+            "raftkv: tcp_transport_options needs 0 < reconnect_delay_min <= reconnect_delay_max");
+}
+
+} // namespace detail
+
+tcp_transport::tcp_transport(executor_type ex, node_id self, std::map<node_id, endpoint_type> peers,
+                             endpoint_type listen_on, receive_handler on_receive,
+                             tcp_transport_options options)
+    : tcp_transport(detail::bound_acceptor(ex, listen_on), self, std::move(peers), std::move(on_receive),
+                    options)
+{
+}
+
+tcp_transport::tcp_transport(boost::asio::ip::tcp::acceptor acceptor, node_id self,
+                             std::map<node_id, endpoint_type> peers, receive_handler on_receive,
+                             tcp_transport_options options)
+    : executor_(acceptor.get_executor()), self_(self), options_(options)
+{
+    detail::check(options_);
+    // No frame can be larger than its 32-bit length field allows.
+    options_.max_frame_bytes = std::min<std::size_t>(
+        options_.max_frame_bytes, frame_header_size + std::numeric_limits<std::uint32_t>::max());
+    acceptor.listen();
+    local_endpoint_ = acceptor.local_endpoint();
+    for (const auto& [id, endpoint] : peers)
+        if (id != self_)
+            links_.emplace(id, std::make_shared<detail::tcp_peer_link>(executor_, id, endpoint, options_));
+    listener_ = std::make_shared<detail::tcp_listener>(std::move(acceptor), self_, options_.max_frame_bytes,
+                                                       std::move(on_receive));
+    listener_->start();
+}
+
+tcp_transport::~tcp_transport()
+{
+    stop();
+}
+
+void tcp_transport::send(message m)
+{
+    if (stopped_)
+        return;
+    if (const auto link = links_.find(m.to); link != links_.end())
+        link->second->send(std::move(m));
+}
+
+void tcp_transport::stop()
+{
+    if (stopped_)
+        return;
+    stopped_ = true;
+    listener_->stop();
+    for (const auto& [id, link] : links_)
+        link->stop();
+}
+
+} // namespace raftkv::asio
+
+#endif

@@ -1,0 +1,147 @@
+#ifndef RAFTKV_ASIO_TCP_TRANSPORT_HPP
+#define RAFTKV_ASIO_TCP_TRANSPORT_HPP
+
+// A raftkv::transport over TCP, built on Boost.Asio.
+//
+// Each node listens on one endpoint and dials every peer it sends to. The connection a
+// node dials carries only its own outgoing messages, and a connection it accepts is only
+// read from, so every pair of nodes uses two connections, one per direction, and no
+// side ever has to decide which of two crossing connections wins. Messages go out in
+// batches: send() queues a message for its peer, and each write drains the peer's queue
+// into one frame (codec.hpp), encoded once. A link that fails reconnects by itself, with
+// exponential backoff, and keeps queuing meanwhile, up to a bound past which the oldest
+// messages are dropped: Raft repairs loss by itself. docs/transport.md has the details.
+//
+// Example: two nodes of a cluster, on the strand their raftkv node runs on
+//
+//     auto strand = boost::asio::make_strand(io);
+//     raftkv::asio::tcp_transport transport(
+//         strand, 1, {{2, endpoint_of_2}, {3, endpoint_of_3}},
+//         {boost::asio::ip::address_v4::any(), 7001},
+//         [&node](raftkv::message m) { node.step(std::move(m)); });
+//     transport.send(std::move(m)); // returns at once; m goes to node m.to
+//
+// @par Thread Safety
+// Distinct objects: safe. Shared objects: unsafe. Every member function, the destructor
+// included, must be called on the transport's executor (or, before any of its work has
+// run, from the thread that constructed it). The receive handler is invoked on that
+// executor too, so a node running on the same strand needs no locking.
+
+#include <raftkv/asio/codec.hpp>
+#include <raftkv/messages.hpp>
+#include <raftkv/types.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <map>
+#include <memory>
+
+namespace raftkv::asio {
+
+namespace detail {
+class tcp_listener;
+class tcp_peer_link;
+} // namespace detail
+
+/// Tunes a tcp_transport. Every node of a cluster should use the same max_frame_bytes.
+struct tcp_transport_options {
+    /// The largest frame, header included, this transport sends or accepts. A peer that
+    /// announces a larger frame is disconnected; an outgoing message that alone would
+    /// exceed it is dropped, with one line to std::cerr.
+    /// Default: 64 MiB.
+    std::size_t max_frame_bytes = default_max_frame_bytes;
+
+    /// The most messages queued for one peer while its connection is down or busy.
+    /// Beyond it the oldest queued messages are dropped.
+    /// Default: 4096.
+    std::size_t max_queued_messages = 4096;
+
+    /// The most payload bytes (as counted by encoded_size) queued for one peer. Beyond it
+    /// the oldest queued messages are dropped, though the newest message is always kept.
+    /// Default: 64 MiB.
+    std::size_t max_queued_bytes = std::size_t{64} << 20;
+
+    /// How long a link waits before its first reconnection attempt. Each failed attempt
+    /// doubles the wait, up to reconnect_delay_max; a successful connection resets it.
+    /// Default: 50 ms.
+    std::chrono::milliseconds reconnect_delay_min{50};
+
+    /// The longest wait between two reconnection attempts.
+    /// Default: 2 s.
+    std::chrono::milliseconds reconnect_delay_max{2000};
+};
+
+/// Sends raftkv messages to the other members of a cluster over TCP, and hands the
+/// messages they send to a receive handler. Models raftkv::transport.
+class tcp_transport {
+public:
+    using executor_type = boost::asio::any_io_executor;
+    using endpoint_type = boost::asio::ip::tcp::endpoint;
+
+    /// Called with each message received for this node, on the transport's executor.
+    using receive_handler = std::function<void(message)>;
+
+    /// Listens on `listen_on` and starts accepting connections; dials a peer on the first
+    /// message sent to it.
+    ///
+    /// @param ex Runs all of the transport's work and every call of `on_receive`.
+    /// @param self This node's id; received messages addressed to another node are dropped.
+    /// @param peers The address of every other member. Messages to a node not listed are dropped.
+    /// @param listen_on Where to accept connections from peers (port 0: any free port, see
+    ///        local_endpoint()).
+    /// @param on_receive Called once per message received for `self`.
+    /// @throws boost::system::system_error when `listen_on` cannot be bound.
+    /// @throws std::invalid_argument when `options` are inconsistent (a zero queue bound,
+    ///         a frame limit smaller than an empty frame, a zero or inverted reconnect delay).
+    tcp_transport(executor_type ex, node_id self, std::map<node_id, endpoint_type> peers,
+                  endpoint_type listen_on, receive_handler on_receive, tcp_transport_options options = {});
+
+    /// Like the constructor above, but accepts on `acceptor`, which must be open and bound
+    /// (the transport calls listen() on it). The transport's executor is the acceptor's.
+    /// Useful for a socket handed over by a supervisor, or to learn the port of a node
+    /// before it starts accepting (connections are refused until then).
+    tcp_transport(boost::asio::ip::tcp::acceptor acceptor, node_id self,
+                  std::map<node_id, endpoint_type> peers, receive_handler on_receive,
+                  tcp_transport_options options = {});
+
+    tcp_transport(const tcp_transport&) = delete;
+    tcp_transport& operator=(const tcp_transport&) = delete;
+
+    /// Calls stop().
+    ~tcp_transport();
+
+    /// Queues `m` for node `m.to` and returns at once; never calls the receive handler.
+    /// Delivery is best effort. Messages to this node itself, to an unknown node, or sent
+    /// after stop() are dropped.
+    void send(message m);
+
+    /// Closes the listener and every connection, and drops every queued message. Pending
+    /// operations complete with operation_aborted, and the receive handler is never called
+    /// again. Idempotent.
+    void stop();
+
+    /// The endpoint the transport accepts connections on (with the actual port when it was
+    /// asked to listen on port 0). Stays valid after stop().
+    endpoint_type local_endpoint() const { return local_endpoint_; }
+
+    executor_type get_executor() const { return executor_; }
+
+private:
+    executor_type executor_;
+    node_id self_;
+    tcp_transport_options options_;
+    endpoint_type local_endpoint_;
+    bool stopped_ = false;
+    // Shared because the pending operations of the listener and of each link keep them
+    // alive after the transport is gone (they then find themselves stopped and finish).
+    std::shared_ptr<detail::tcp_listener> listener_;
+    std::map<node_id, std::shared_ptr<detail::tcp_peer_link>> links_;
+};
+
+} // namespace raftkv::asio
+
+#endif

@@ -1,0 +1,336 @@
+#include <raftkv/asio/codec.hpp>
+
+#define BOOST_TEST_MODULE raftkv_asio_codec
+#include <boost/test/unit_test.hpp>
+
+#include <cstdint>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace {
+
+using namespace raftkv;
+using raftkv::asio::decode_payload;
+using raftkv::asio::encode_frame;
+using raftkv::asio::frame_errc;
+using raftkv::asio::frame_header_size;
+
+/// Every byte value, NULs included, in an entry's data.
+std::string binary_data()
+{
+    std::string s;
+    for (int i = 0; i < 512; ++i)
+        s.push_back(static_cast<char>(i % 256));
+    s.append(3, '\0');
+    return s;
+}
+
+/// One message of every body type, each field set to something other than its default.
+std::vector<message> one_of_each()
+{
+    return {
+        {11, 22, 33,
+         vote_request{.last_log_index = 1001, .last_log_term = 7, .pre_vote = true, .transfer = true}},
+        {22, 11, 34, vote_response{.granted = true, .pre_vote = true}},
+        {11, 33, 35,
+         append_request{.prev_index = 0xFFFF'FFFF'FFFF'FFFEull,
+                        .prev_term = 9,
+                        .commit = 41,
+                        .entries = {{9, 42, entry_type::normal, "set x=1"},
+                                    {9, 43, entry_type::noop, ""},
+                                    {10, 44, entry_type::config, binary_data()}}}},
+        {33, 11, 36,
+         append_response{
+             .success = true, .match_index = 44, .reject_index = 5, .conflict_index = 3, .conflict_term = 2}},
+        {11, 22, 37, heartbeat{.commit = 40, .read_seq = 0x0123'4567'89AB'CDEFull}},
+        {22, 11, 38, heartbeat_response{.read_seq = 99}},
+        {11, 33, 0xFFFF'FFFF'FFFF'FFFFull, timeout_now{}},
+    };
+}
+
+std::string_view payload_of(const std::string& frame)
+{
+    return std::string_view(frame).substr(frame_header_size);
+}
+
+std::size_t parse(const std::string& bytes, std::size_t max, std::error_code& ec)
+{
+    BOOST_REQUIRE_GE(bytes.size(), frame_header_size);
+    return raftkv::asio::parse_frame_header(
+        std::span<const char, frame_header_size>(bytes.data(), frame_header_size), max, ec);
+}
+
+std::vector<message> round_trip(std::span<const message> batch)
+{
+    const std::string frame = encode_frame(batch);
+    BOOST_TEST(frame.size() == raftkv::asio::frame_size(batch));
+    std::error_code ec;
+    const std::size_t n = parse(frame, raftkv::asio::default_max_frame_bytes, ec);
+    BOOST_TEST(!ec);
+    BOOST_TEST(n == frame.size() - frame_header_size);
+    auto decoded = decode_payload(payload_of(frame));
+    BOOST_REQUIRE(decoded.has_value());
+    return *decoded;
+}
+
+/// Appends `v` as `bytes` little-endian bytes (zeros past the eighth).
+void put_le(std::string& out, std::uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; ++i)
+        out.push_back(i < 8 ? static_cast<char>((v >> (8 * i)) & 0xFF) : '\0');
+}
+
+/// A payload holding one message with the given header fields and raw body bytes.
+std::string one_message_payload(std::uint8_t body_index, const std::string& body)
+{
+    std::string p;
+    put_le(p, 1, 8); // message count
+    put_le(p, 1, 8); // from
+    put_le(p, 2, 8); // to
+    put_le(p, 3, 8); // term
+    put_le(p, body_index, 1);
+    return p + body;
+}
+
+std::string header(std::uint32_t magic, std::uint16_t version, std::uint32_t length)
+{
+    std::string h;
+    for (int i = 3; i >= 0; --i)
+        h.push_back(static_cast<char>((magic >> (8 * i)) & 0xFF));
+    h.push_back(static_cast<char>(version >> 8));
+    h.push_back(static_cast<char>(version & 0xFF));
+    for (int i = 3; i >= 0; --i)
+        h.push_back(static_cast<char>((length >> (8 * i)) & 0xFF));
+    return h;
+}
+
+/// Decoding garbage may succeed only by chance, and then the encoding must be canonical:
+/// the decoded batch re-encodes to the very same bytes.
+void check_garbage(std::string_view payload)
+{
+    const auto decoded = decode_payload(payload);
+    if (decoded)
+        BOOST_TEST(payload_of(encode_frame(*decoded)) == payload);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(round_trips)
+
+BOOST_AUTO_TEST_CASE(every_message_type_round_trips_alone)
+{
+    for (const message& m : one_of_each()) {
+        BOOST_TEST_CONTEXT(type_name(m))
+        {
+            const auto decoded = round_trip(std::span(&m, 1));
+            BOOST_REQUIRE_EQUAL(decoded.size(), 1u);
+            BOOST_TEST((decoded.front() == m));
+            BOOST_TEST(raftkv::asio::frame_size(std::span(&m, 1)) ==
+                       frame_header_size + 8 + raftkv::asio::encoded_size(m));
+        }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_batch_of_many_messages_round_trips_in_order)
+{
+    std::vector<message> batch;
+    for (int round = 0; round < 20; ++round)
+        for (message m : one_of_each()) {
+            m.term += static_cast<term_t>(round);
+            batch.push_back(std::move(m));
+        }
+    const auto decoded = round_trip(batch);
+    BOOST_TEST((decoded == batch));
+}
+
+BOOST_AUTO_TEST_CASE(an_empty_batch_round_trips)
+{
+    BOOST_TEST(round_trip({}).empty());
+}
+
+BOOST_AUTO_TEST_CASE(binary_and_large_entries_round_trip_byte_for_byte)
+{
+    std::string large(8u << 20, '\0');
+    std::mt19937_64 gen(42);
+    for (char& c : large)
+        c = static_cast<char>(gen());
+    const message m{1, 2, 3,
+                    append_request{.prev_index = 1,
+                                   .prev_term = 1,
+                                   .commit = 1,
+                                   .entries = {{1, 2, entry_type::normal, std::string("\0\0a\0", 4)},
+                                               {1, 3, entry_type::normal, large},
+                                               {1, 4, entry_type::normal, binary_data()}}}};
+    const auto decoded = round_trip(std::span(&m, 1));
+    BOOST_REQUIRE_EQUAL(decoded.size(), 1u);
+    const auto& entries = std::get<append_request>(decoded.front().body).entries;
+    BOOST_REQUIRE_EQUAL(entries.size(), 3u);
+    BOOST_TEST(entries[0].data.size() == 4u);
+    BOOST_TEST((entries[1].data == large));
+    BOOST_TEST((decoded.front() == m));
+}
+
+BOOST_AUTO_TEST_CASE(encode_frame_appends_to_its_output)
+{
+    const auto batch = one_of_each();
+    std::string out = "prefix";
+    raftkv::asio::encode_frame(batch, out);
+    BOOST_TEST(out.substr(0, 6) == "prefix");
+    BOOST_TEST(out.substr(6) == encode_frame(batch));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(frame_headers)
+
+BOOST_AUTO_TEST_CASE(a_valid_header_gives_the_payload_length)
+{
+    std::error_code ec = frame_errc::bad_magic;
+    BOOST_TEST(parse(header(0x52464B56, 1, 1234), 1 << 20, ec) == 1234u);
+    BOOST_TEST(!ec);
+    BOOST_TEST(encode_frame({}).substr(0, 4) == "RFKV");
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_magic_is_refused)
+{
+    std::error_code ec;
+    parse(header(0x52464B57, 1, 10), 1 << 20, ec);
+    BOOST_TEST((ec == frame_errc::bad_magic));
+    parse("GET / HTTP/1.1\r\n", 1 << 20, ec);
+    BOOST_TEST((ec == frame_errc::bad_magic));
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_version_is_refused)
+{
+    std::error_code ec;
+    parse(header(0x52464B56, 0, 10), 1 << 20, ec);
+    BOOST_TEST((ec == frame_errc::unsupported_version));
+    parse(header(0x52464B56, 2, 10), 1 << 20, ec);
+    BOOST_TEST((ec == frame_errc::unsupported_version));
+}
+
+BOOST_AUTO_TEST_CASE(a_frame_over_the_limit_is_refused_and_one_at_it_accepted)
+{
+    const std::size_t max = 4096;
+    std::error_code ec;
+    BOOST_TEST(parse(header(0x52464B56, 1, max - frame_header_size), max, ec) == max - frame_header_size);
+    BOOST_TEST(!ec);
+    BOOST_TEST(parse(header(0x52464B56, 1, max - frame_header_size + 1), max, ec) == 0u);
+    BOOST_TEST((ec == frame_errc::frame_too_large));
+    parse(header(0x52464B56, 1, 0xFFFF'FFFF), raftkv::asio::default_max_frame_bytes, ec);
+    BOOST_TEST((ec == frame_errc::frame_too_large));
+    BOOST_TEST(!ec.message().empty());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(malformed_payloads)
+
+BOOST_AUTO_TEST_CASE(every_truncation_of_a_valid_payload_is_refused)
+{
+    const std::string frame = encode_frame(one_of_each());
+    const std::string_view payload = payload_of(frame);
+    for (std::size_t n = 0; n < payload.size(); ++n)
+        BOOST_TEST_REQUIRE(!decode_payload(payload.substr(0, n)), "prefix of " << n << " bytes decoded");
+}
+
+BOOST_AUTO_TEST_CASE(trailing_bytes_are_refused)
+{
+    std::string payload(payload_of(encode_frame(one_of_each())));
+    payload.push_back('\0');
+    BOOST_TEST(!decode_payload(payload));
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_message_type_is_refused)
+{
+    BOOST_TEST(decode_payload(one_message_payload(6, "")).has_value()); // timeout_now: the last type
+    BOOST_TEST(!decode_payload(one_message_payload(7, "")));
+    BOOST_TEST(!decode_payload(one_message_payload(255, "")));
+}
+
+BOOST_AUTO_TEST_CASE(a_bool_other_than_0_or_1_is_refused)
+{
+    BOOST_TEST(decode_payload(one_message_payload(1, std::string("\1\0", 2))).has_value());
+    BOOST_TEST(!decode_payload(one_message_payload(1, std::string("\2\0", 2))));
+    BOOST_TEST(!decode_payload(one_message_payload(1, std::string("\0\xFF", 2))));
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_entry_type_is_refused)
+{
+    const auto append_with_entry_type = [](std::uint8_t type) {
+        std::string body;
+        put_le(body, 0, 8 * 3); // prev_index, prev_term, commit
+        put_le(body, 1, 8);     // one entry
+        put_le(body, 5, 8);     // term
+        put_le(body, 6, 8);     // index
+        put_le(body, type, 1);
+        put_le(body, 0, 8); // empty data
+        return one_message_payload(2, body);
+    };
+    BOOST_TEST(decode_payload(append_with_entry_type(2)).has_value());
+    BOOST_TEST(!decode_payload(append_with_entry_type(3)));
+}
+
+BOOST_AUTO_TEST_CASE(huge_counts_and_lengths_are_refused_without_allocating_them)
+{
+    std::string huge_batch;
+    put_le(huge_batch, 0x7FFF'FFFF'FFFF'FFFFull, 8);
+    huge_batch.append(64, '\0');
+    BOOST_TEST(!decode_payload(huge_batch));
+
+    std::string huge_entries;
+    put_le(huge_entries, 0, 8 * 3);
+    put_le(huge_entries, 0xFFFF'FFFF'FFFFull, 8);
+    huge_entries.append(64, '\0');
+    BOOST_TEST(!decode_payload(one_message_payload(2, huge_entries)));
+
+    std::string huge_string;
+    put_le(huge_string, 0, 8 * 3);
+    put_le(huge_string, 1, 8);  // one entry
+    put_le(huge_string, 0, 17); // term, index, type
+    put_le(huge_string, 1ull << 40, 8);
+    huge_string.append(64, 'x');
+    BOOST_TEST(!decode_payload(one_message_payload(2, huge_string)));
+}
+
+BOOST_AUTO_TEST_CASE(random_payloads_never_crash_and_decode_only_canonically)
+{
+    std::mt19937_64 gen(20240601);
+    std::uniform_int_distribution<int> length(0, 300);
+    std::uniform_int_distribution<int> byte(0, 255);
+    for (int i = 0; i < 20000; ++i) {
+        std::string payload(static_cast<std::size_t>(length(gen)), '\0');
+        for (char& c : payload)
+            c = static_cast<char>(byte(gen));
+        // Small counts make the decoder go deeper than a random first u64 would.
+        if (i % 2 == 0 && payload.size() >= 8)
+            payload[0] = static_cast<char>(i % 5), std::fill_n(payload.begin() + 1, 7, '\0');
+        check_garbage(payload);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(mutated_valid_payloads_never_crash_and_decode_only_canonically)
+{
+    const std::string frame = encode_frame(one_of_each());
+    const std::string valid(payload_of(frame));
+    std::mt19937_64 gen(7);
+    std::uniform_int_distribution<std::size_t> position(0, valid.size() - 1);
+    std::uniform_int_distribution<int> byte(0, 255);
+    std::uniform_int_distribution<int> edits(1, 4);
+    int decoded = 0;
+    for (int i = 0; i < 20000; ++i) {
+        std::string payload = valid;
+        for (int e = edits(gen); e > 0; --e)
+            payload[position(gen)] = static_cast<char>(byte(gen));
+        if (i % 3 == 0)
+            payload.resize(position(gen));
+        check_garbage(payload);
+        decoded += decode_payload(payload).has_value();
+    }
+    BOOST_TEST_MESSAGE(decoded << " of 20000 mutated payloads were still valid");
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,238 @@
+#include <raftkv/asio/driver.hpp>
+
+#include <raftkv/memory_log_store.hpp>
+
+#define BOOST_TEST_MODULE asio_driver
+#include <boost/test/unit_test.hpp>
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include <chrono>
+#include <functional>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace asio = boost::asio;
+
+using namespace std::chrono_literals;
+
+namespace {
+
+// Appends commands to a list; the result is the list's length after the command.
+struct list_machine {
+    using result_type = std::size_t;
+    raftkv::index_t applied = 0;
+    std::vector<std::string> commands;
+    void apply(std::span<const raftkv::log_entry> batch, std::span<std::size_t> results)
+    {
+        for (std::size_t k = 0; k < batch.size(); ++k) {
+            applied = batch[k].index;
+            if (batch[k].type == raftkv::entry_type::normal)
+                commands.push_back(batch[k].data);
+            results[k] = commands.size();
+        }
+    }
+    raftkv::index_t applied_index() const { return applied; }
+};
+
+// Delivers to nodes in the same process; a node marked down sends and receives nothing.
+struct router {
+    std::vector<std::function<void(raftkv::message)>> deliver;
+    std::vector<bool> down;
+};
+
+struct loopback_transport {
+    router* r;
+    void send(raftkv::message m)
+    {
+        if (!r->down[m.to] && !r->down[m.from])
+            r->deliver[m.to](std::move(m));
+    }
+};
+
+using driver_t = raftkv::asio::driver<loopback_transport, raftkv::memory_log_store, list_machine>;
+
+struct member {
+    raftkv::memory_log_store store;
+    list_machine machine;
+    std::unique_ptr<loopback_transport> transport;
+    std::unique_ptr<driver_t> driver;
+};
+
+struct cluster {
+    explicit cluster(std::size_t n)
+    {
+        net.deliver.resize(n + 1);
+        net.down.assign(n + 1, false);
+        members.resize(n);
+        for (raftkv::node_id id = 1; id <= n; ++id) {
+            raftkv::options o;
+            o.id = id;
+            for (raftkv::node_id v = 1; v <= n; ++v)
+                o.members.voters.push_back(v);
+            o.random_seed = id;
+            member& m = members[id - 1];
+            m.transport = std::make_unique<loopback_transport>(loopback_transport{&net});
+            raftkv::asio::driver_options d;
+            d.tick_interval = 2ms;
+            d.proposal_timeout = 300ms;
+            d.read_timeout = 300ms;
+            m.driver = std::make_unique<driver_t>(asio::make_strand(io), o, *m.transport, m.store, m.machine, d);
+            net.deliver[id] = [d = m.driver.get()](raftkv::message msg) { d->deliver(std::move(msg)); };
+        }
+        for (auto& m : members)
+            m.driver->start();
+    }
+
+    ~cluster()
+    {
+        for (auto& m : members)
+            m.driver->stop();
+        io.run_for(100ms);
+    }
+
+    std::optional<raftkv::node_id> wait_for_leader()
+    {
+        for (int i = 0; i < 500; ++i) {
+            io.run_for(5ms);
+            for (auto& m : members) {
+                auto s = m.driver->status();
+                if (s.role == raftkv::role::leader && !net.down[s.id])
+                    return s.id;
+            }
+        }
+        return std::nullopt;
+    }
+
+    driver_t& at(raftkv::node_id id) { return *members[id - 1].driver; }
+
+    asio::io_context io;
+    router net;
+    std::vector<member> members;
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(single_node_proposal_completes_through_a_callback)
+{
+    cluster c(1);
+    BOOST_REQUIRE(c.wait_for_leader());
+    std::optional<std::pair<std::error_code, std::size_t>> got;
+    c.at(1).async_propose("a", [&](boost::system::error_code ec, std::size_t n) { got.emplace(ec, n); });
+    BOOST_TEST(!got); // never completed inside the initiating call
+    for (int i = 0; i < 100 && !got; ++i)
+        c.io.run_for(2ms);
+    BOOST_REQUIRE(got);
+    BOOST_TEST(!got->first);
+    BOOST_TEST(got->second == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(proposals_complete_through_use_future)
+{
+    cluster c(1);
+    BOOST_REQUIRE(c.wait_for_leader());
+    std::thread runner([&] { c.io.run_for(1s); });
+    auto f1 = c.at(1).async_propose("a", asio::use_future);
+    auto f2 = c.at(1).async_propose("b", asio::use_future);
+    BOOST_TEST(f1.get() == 1u);
+    BOOST_TEST(f2.get() == 2u);
+    runner.join();
+}
+
+BOOST_AUTO_TEST_CASE(proposals_and_reads_complete_through_use_awaitable)
+{
+    cluster c(1);
+    BOOST_REQUIRE(c.wait_for_leader());
+    std::size_t n = 0;
+    bool read_ok = false;
+    asio::co_spawn(
+        c.io,
+        [&]() -> asio::awaitable<void> {
+            n = co_await c.at(1).async_propose("a", asio::use_awaitable);
+            co_await c.at(1).async_read(asio::use_awaitable);
+            read_ok = c.members[0].machine.commands.size() == 1;
+        },
+        asio::detached);
+    for (int i = 0; i < 200 && !read_ok; ++i)
+        c.io.run_for(2ms);
+    BOOST_TEST(n == 1u);
+    BOOST_TEST(read_ok);
+}
+
+BOOST_AUTO_TEST_CASE(many_concurrent_proposals_all_complete_in_order)
+{
+    cluster c(3);
+    auto leader = c.wait_for_leader();
+    BOOST_REQUIRE(leader);
+    std::vector<std::size_t> results;
+    for (int i = 0; i < 200; ++i)
+        c.at(*leader).async_propose("x" + std::to_string(i), [&](boost::system::error_code ec, std::size_t n) {
+            BOOST_TEST(!ec, ec.message());
+            results.push_back(n);
+        });
+    for (int i = 0; i < 500 && results.size() < 200; ++i)
+        c.io.run_for(2ms);
+    BOOST_REQUIRE_EQUAL(results.size(), 200u);
+    for (std::size_t i = 0; i < results.size(); ++i)
+        BOOST_TEST(results[i] == i + 1);
+}
+
+BOOST_AUTO_TEST_CASE(follower_refuses_with_not_leader_and_names_the_leader)
+{
+    cluster c(3);
+    auto leader = c.wait_for_leader();
+    BOOST_REQUIRE(leader);
+    c.io.run_for(20ms); // let followers hear from the leader
+    const raftkv::node_id follower = *leader == 1 ? 2 : 1;
+    std::optional<std::error_code> got;
+    c.at(follower).async_propose("x", [&](boost::system::error_code ec, std::size_t) { got = ec; });
+    std::optional<std::error_code> read;
+    c.at(follower).async_read([&](boost::system::error_code ec) { read = ec; });
+    c.io.run_for(10ms);
+    BOOST_TEST((got == std::error_code(raftkv::errc::not_leader)));
+    BOOST_TEST((read == std::error_code(raftkv::errc::not_leader)));
+    BOOST_TEST(c.at(follower).status().leader == *leader);
+}
+
+BOOST_AUTO_TEST_CASE(leader_without_a_quorum_times_out_its_proposals)
+{
+    cluster c(3);
+    auto leader = c.wait_for_leader();
+    BOOST_REQUIRE(leader);
+    for (raftkv::node_id id = 1; id <= 3; ++id)
+        c.net.down[id] = id != *leader;
+    std::optional<std::error_code> got;
+    c.at(*leader).async_propose("x", [&](boost::system::error_code ec, std::size_t) { got = ec; });
+    for (int i = 0; i < 200 && !got; ++i)
+        c.io.run_for(5ms);
+    BOOST_REQUIRE(got);
+    BOOST_TEST((*got == std::error_code(raftkv::errc::timeout)));
+}
+
+BOOST_AUTO_TEST_CASE(stop_fails_pending_operations_with_shutting_down)
+{
+    cluster c(3);
+    auto leader = c.wait_for_leader();
+    BOOST_REQUIRE(leader);
+    for (raftkv::node_id id = 1; id <= 3; ++id)
+        c.net.down[id] = id != *leader;
+    std::optional<std::error_code> got;
+    c.at(*leader).async_propose("x", [&](boost::system::error_code ec, std::size_t) { got = ec; });
+    c.io.run_for(5ms);
+    c.at(*leader).stop();
+    c.io.run_for(5ms);
+    BOOST_REQUIRE(got);
+    BOOST_TEST((*got == std::error_code(raftkv::errc::shutting_down)));
+    std::optional<std::error_code> after;
+    c.at(*leader).async_read([&](boost::system::error_code ec) { after = ec; });
+    c.io.run_for(5ms);
+    BOOST_TEST((after == std::error_code(raftkv::errc::shutting_down)));
+}
