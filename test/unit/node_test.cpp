@@ -562,3 +562,16 @@ BOOST_AUTO_TEST_CASE(a_batch_of_proposals_is_one_append_and_applies_in_order)
     BOOST_TEST(c.at(2).machine.commands == (std::vector<std::string>{"a", "b", "c"}));
     BOOST_TEST(c.at(1).applied.back().first == 4u);
 }
+
+BOOST_AUTO_TEST_CASE(a_lost_last_append_is_repaired_by_the_next_heartbeat)
+{
+    cluster c(3);
+    c.elect(1);
+    c.propose(1, "a"); // followers now in replicate mode
+    c.node(1).propose("b");
+    c.at(1).transport.sent.clear(); // the append carrying "b" is lost
+    c.node(1).on_log_durable();
+    c.tick_all(3);
+    BOOST_TEST(c.node(2).last_index() == 3u);
+    BOOST_TEST(c.node(1).commit_index() == 3u);
+}

@@ -192,11 +192,13 @@ void basic_node<Transport, LogStore, StateMachine>::handle_heartbeat_response(co
         advance_reads();
     }
     if (p->match < store_.last_index()) {
-        // The follower is alive but behind: whatever we sent it may have been lost.
+        // The follower is alive but behind: whatever we sent it may have been lost. With
+        // nothing new to send, an empty append probes the tail: if the last message was
+        // lost, the follower rejects it and the leader falls back to probing.
         p->probe_sent = false;
         if (p->inflight.full())
             p->inflight.free_first();
-        send_append(*p, false);
+        send_append(*p, true);
     }
 }
 
