@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the release preset and runs raftkv-server with the given arguments.
-# Until the reference server exists, runs the in-process cluster example instead.
+# Builds the release preset and runs raftkv-server with the given arguments (with none: a
+# single node, HTTP on 127.0.0.1:8080, data in raftkv-data/ at the repository root). In a
+# build without the server (RAFTKV_BUILD_SERVER=OFF), runs the in-process cluster example instead.
 # Installs missing build dependencies first (needs root for that).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."

@@ -2,10 +2,15 @@
 #define RAFTKV_KV_COMMAND_HPP
 
 // The command format of raftkv's key-value state machines (the simulator's in-memory
-// one and the LevelDB one): a put or a delete, encoded into a log entry's data.
+// one and the LevelDB one): a put, a delete or a meta record, encoded into a log entry's
+// data.
 //
-// Layout: one byte op ('P' or 'D'), the key length as 4 bytes big-endian, the key, and
-// for a put the value (the rest of the entry).
+// Layout: one byte op ('P', 'D' or 'M'), the key length as 4 bytes big-endian, the key,
+// and for a put or a meta record the value (the rest of the entry).
+//
+// A meta record sets a named value that lives beside the user's keys, never among them:
+// raftkv-server uses it to replicate facts about the cluster, such as the HTTP address of
+// each leader. A state machine that has no use for meta records ignores them.
 
 #include <cstdint>
 #include <optional>
@@ -14,17 +19,18 @@
 
 namespace raftkv {
 
-enum class kv_command_op : std::uint8_t { put = 'P', del = 'D' };
+enum class kv_command_op : std::uint8_t { put = 'P', del = 'D', meta = 'M' };
 
 struct kv_command {
     kv_command_op op = kv_command_op::put;
+    /// The user's key, or the name of a meta record.
     std::string_view key;
-    /// The value of a put; empty for a delete.
+    /// The value of a put or a meta record; empty for a delete.
     std::string_view value;
 };
 
 /// The outcome of applying one entry to a key-value state machine.
-/// For a delete, `found` says whether the key existed. For a put it is true.
+/// For a delete, `found` says whether the key existed. For a put or a meta record it is true.
 struct kv_result {
     bool found = false;
     friend bool operator==(const kv_result&, const kv_result&) = default;
@@ -55,6 +61,12 @@ inline std::string encode_del(std::string_view key)
     return detail::encode_kv(kv_command_op::del, key, {});
 }
 
+/// A command that sets meta record `name` to `value` (see the top of this file).
+inline std::string encode_meta(std::string_view name, std::string_view value)
+{
+    return detail::encode_kv(kv_command_op::meta, name, value);
+}
+
 /// Decodes `data`, whose lifetime the views in the result share. Returns nothing when
 /// `data` is not a well-formed command.
 inline std::optional<kv_command> decode_kv_command(std::string_view data)
@@ -62,7 +74,7 @@ inline std::optional<kv_command> decode_kv_command(std::string_view data)
     if (data.size() < 5)
         return std::nullopt;
     const auto op = static_cast<kv_command_op>(data[0]);
-    if (op != kv_command_op::put && op != kv_command_op::del)
+    if (op != kv_command_op::put && op != kv_command_op::del && op != kv_command_op::meta)
         return std::nullopt;
     std::uint32_t n = 0;
     for (int i = 1; i <= 4; ++i)

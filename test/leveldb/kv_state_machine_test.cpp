@@ -43,6 +43,10 @@ public:
         return add(raftkv::encode_put(key, value));
     }
     batch_builder& del(std::string_view key) { return add(raftkv::encode_del(key)); }
+    batch_builder& meta(std::string_view name, std::string_view value)
+    {
+        return add(raftkv::encode_meta(name, value));
+    }
     batch_builder& add(std::string data, entry_type type = entry_type::normal)
     {
         batch_.push_back(log_entry{1, next_++, type, std::move(data)});
@@ -286,6 +290,54 @@ BOOST_AUTO_TEST_CASE(user_keys_cannot_overwrite_metadata)
     kv_state_machine m{dir / "sm"};
     BOOST_TEST(m.applied_index() == 3u);
     BOOST_TEST(m.get("mformat").value() == "x");
+}
+
+BOOST_AUTO_TEST_CASE(meta_records_are_stored_and_reported_found)
+{
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    BOOST_TEST(!m.get_meta("node.1.http").has_value());
+    batch_builder b;
+    BOOST_TEST(
+        (b.meta("node.1.http", "a:1").meta("node.2.http", "b:2").meta("node.1.http", "c:3").apply_to(m) ==
+         found({true, true, true})));
+    BOOST_TEST(m.applied_index() == 3u);
+    BOOST_TEST(m.get_meta("node.1.http").value() == "c:3");
+    BOOST_TEST(m.get_meta("node.2.http").value() == "b:2");
+}
+
+BOOST_AUTO_TEST_CASE(meta_records_and_user_keys_are_separate_namespaces)
+{
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    batch_builder b;
+    b.put("name", "user value").meta("name", "meta value").apply_to(m);
+    BOOST_TEST(m.get("name").value() == "user value");
+    BOOST_TEST(m.get_meta("name").value() == "meta value");
+
+    // A delete of the user key leaves the meta record alone.
+    BOOST_TEST((b.del("name").apply_to(m) == found({true})));
+    BOOST_TEST(!m.get("name").has_value());
+    BOOST_TEST(m.get_meta("name").value() == "meta value");
+
+    // A meta record never shows up as a user key, and the machine's own records never as meta.
+    BOOST_TEST((b.meta("other", "x").del("other").apply_to(m) == found({true, false})));
+    BOOST_TEST(m.get_meta("other").value() == "x");
+    BOOST_TEST(!m.get_meta("format").has_value());
+    BOOST_TEST(!m.get_meta("applied_index").has_value());
+}
+
+BOOST_AUTO_TEST_CASE(meta_records_survive_reopen)
+{
+    temp_dir dir;
+    {
+        kv_state_machine m{dir / "sm"};
+        batch_builder b;
+        b.meta("node.3.http", "10.0.0.3:8080").apply_to(m);
+    }
+    kv_state_machine m{dir / "sm"};
+    BOOST_TEST(m.applied_index() == 1u);
+    BOOST_TEST(m.get_meta("node.3.http").value() == "10.0.0.3:8080");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_corrupt_applied_index)

@@ -47,7 +47,8 @@ struct kv_state_machine_options {
 /** A `raftkv::state_machine` holding a key-value map in a LevelDB database of its own.
 
     Applies the commands of <raftkv/kv_command.hpp>: a put sets a key (result `found =
-    true`); a delete removes it (`found` says whether it existed). An entry whose data is
+    true`); a delete removes it (`found` says whether it existed); a meta record sets a
+    named value that get() never sees, read with get_meta() (`found = true`). An entry whose data is
     not a well-formed command, and noop and config entries, change nothing and give
     `found = false`. Each apply call is one LevelDB write holding every change of the
     batch and the new applied index, so the stored state always matches the stored
@@ -92,15 +93,24 @@ public:
     /// The value stored for `key`, or nothing if the key is absent.
     std::optional<std::string> get(std::string_view key) const;
 
+    /// The value of the meta record `name` (kv_command_op::meta), or nothing if none was
+    /// applied. Meta records and user keys are separate namespaces. Thread-safe as get().
+    std::optional<std::string> get_meta(std::string_view name) const;
+
 private:
-    // Keys: user_prefix + the user's key, so no user key can collide with meta_prefix +
-    // a meta name. The applied index is stored as 8 bytes big-endian.
+    // Keys: user_prefix + the user's key and replicated_meta_prefix + a meta record's name,
+    // so neither can collide with the other or with the machine's own records ('m' + a
+    // name). The applied index is stored as 8 bytes big-endian.
     static constexpr char user_prefix = 'k';
+    static constexpr char replicated_meta_prefix = 'c';
     static constexpr std::string_view format_key = "mformat";
     static constexpr std::string_view applied_index_key = "mapplied_index";
     static constexpr std::string_view format = "raftkv.kv_state_machine.v1";
 
-    static std::string user_key(std::string_view key);
+    static std::string user_key(std::string_view key) { return prefixed(user_prefix, key); }
+    static std::string meta_key(std::string_view name) { return prefixed(replicated_meta_prefix, name); }
+    static std::string prefixed(char prefix, std::string_view key);
+    std::optional<std::string> read(const std::string& key) const;
     void load_applied_index();
     bool stored(const std::string& key, std::unique_ptr<::leveldb::Iterator>& it) const;
 
@@ -140,6 +150,11 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
         const std::optional<kv_command> c = decode_kv_command(e.data);
         if (!c)
             continue;
+        if (c->op == kv_command_op::meta) {
+            writes.Put(meta_key(c->key), detail::to_slice(c->value));
+            results[k].found = true;
+            continue;
+        }
         const std::string key = user_key(c->key);
         if (c->op == kv_command_op::put) {
             writes.Put(key, detail::to_slice(c->value));
@@ -168,19 +183,29 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
 
 inline std::optional<std::string> kv_state_machine::get(std::string_view key) const
 {
+    return read(user_key(key));
+}
+
+inline std::optional<std::string> kv_state_machine::get_meta(std::string_view name) const
+{
+    return read(meta_key(name));
+}
+
+inline std::optional<std::string> kv_state_machine::read(const std::string& key) const
+{
     std::string value;
-    const ::leveldb::Status s = db_->Get(detail::checked_reads(), user_key(key), &value);
+    const ::leveldb::Status s = db_->Get(detail::checked_reads(), key, &value);
     if (s.IsNotFound())
         return std::nullopt;
     detail::check(s, name_, "cannot read a key");
     return value;
 }
 
-inline std::string kv_state_machine::user_key(std::string_view key)
+inline std::string kv_state_machine::prefixed(char prefix, std::string_view key)
 {
     std::string out;
     out.reserve(1 + key.size());
-    out.push_back(user_prefix);
+    out.push_back(prefix);
     out.append(key);
     return out;
 }

@@ -1,0 +1,523 @@
+#include "api.hpp"
+
+#include "config.hpp"
+#include "kv_service.hpp"
+#include "log.hpp"
+
+#include <raftkv/error.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+
+#include <array>
+#include <chrono>
+#include <utility>
+
+namespace raftkv::server {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+using tcp = asio::ip::tcp;
+using clock = std::chrono::steady_clock;
+
+constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
+
+// A kept-alive connection to the leader idle longer than this is not reused: the leader
+// closes idle connections after 60 s, and a request must not race that close.
+constexpr std::chrono::seconds forward_max_idle{30};
+
+// The leader's largest answer: a 1 MiB value JSON-escaped at up to 6 bytes per byte.
+constexpr std::size_t forward_body_limit = std::size_t{16} << 20;
+
+constexpr std::string_view kv_methods = "GET, PUT, DELETE";
+
+int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+// Well-formed UTF-8 (RFC 3629): no overlong forms, surrogates or code points past U+10FFFF.
+bool is_utf8(std::string_view s)
+{
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        std::size_t len = 0;
+        std::uint32_t cp = 0;
+        if (c < 0x80)
+            len = 1, cp = c;
+        else if ((c & 0xe0) == 0xc0)
+            len = 2, cp = c & 0x1f;
+        else if ((c & 0xf0) == 0xe0)
+            len = 3, cp = c & 0x0f;
+        else if ((c & 0xf8) == 0xf0)
+            len = 4, cp = c & 0x07;
+        else
+            return false;
+        if (i + len > s.size())
+            return false;
+        for (std::size_t k = 1; k < len; ++k) {
+            const auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        static constexpr std::array<std::uint32_t, 5> min_of_len = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_of_len[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+http_response json_response(http::status status, const json::object& body)
+{
+    http_response res{status, 11};
+    res.set(http::field::content_type, "application/json");
+    res.body() = json::serialize(body);
+    return res;
+}
+
+checked_input rejected(http::status status, std::string error)
+{
+    return {std::nullopt, status, std::move(error)};
+}
+
+// How a failed put, delete or read is answered (not_leader is forwarded instead).
+http_response failure_response(std::error_code ec)
+{
+    using raftkv::errc;
+    if (ec == errc::timeout)
+        return error_response(http::status::service_unavailable, "timed out; the outcome is unknown");
+    if (ec == errc::proposal_dropped)
+        return error_response(http::status::service_unavailable,
+                              "the write was overwritten by a new leader and did not take effect; retry");
+    if (ec == errc::leadership_lost)
+        return error_response(http::status::service_unavailable, "leadership lost; retry");
+    if (ec == errc::transfer_in_progress)
+        return error_response(http::status::service_unavailable, "leadership transfer in progress; retry");
+    if (ec == errc::shutting_down)
+        return error_response(http::status::service_unavailable, "shutting down");
+    if (ec == errc::not_leader)
+        return error_response(http::status::service_unavailable, "not the leader");
+    return error_response(http::status::internal_server_error, ec.message());
+}
+
+/// One keep-alive connection to the leader, reopened when the leader changes or the
+/// connection fails. Used by one client connection, on its strand.
+class forward_client {
+public:
+    explicit forward_client(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+
+    asio::awaitable<http_response> forward(const http_request& original, const std::string& address,
+                                           node_id self, std::chrono::milliseconds timeout);
+
+private:
+    asio::awaitable<beast::error_code> connect(const std::string& address, clock::time_point deadline);
+    void close();
+    static http_request outgoing(const http_request& original, const std::string& address, node_id self);
+    static http_response relay(const http_response& from_leader);
+    static http_response failure(const beast::error_code& ec, const std::string& address, bool sent);
+
+    asio::any_io_executor ex_;
+    std::optional<beast::tcp_stream> stream_;
+    std::string address_;
+    beast::flat_buffer buffer_;
+    clock::time_point idle_since_{};
+};
+
+asio::awaitable<http_response> forward_client::forward(const http_request& original,
+                                                       const std::string& address, node_id self,
+                                                       std::chrono::milliseconds timeout)
+{
+    http_request req = outgoing(original, address, self);
+    const clock::time_point deadline = clock::now() + timeout;
+    for (int attempt = 0;; ++attempt) {
+        const bool reused = stream_ && address_ == address && clock::now() - idle_since_ < forward_max_idle;
+        if (!reused) {
+            close();
+            if (beast::error_code ec = co_await connect(address, deadline))
+                co_return failure(ec, address, false);
+        }
+        // A reused connection the leader has just closed fails before any answer: retry
+        // once on a new one (the request was not processed).
+        const bool may_retry = reused && attempt == 0;
+        stream_->expires_at(deadline);
+        if (auto [ec, n] = co_await http::async_write(*stream_, req, nothrow_awaitable); ec) {
+            close();
+            if (may_retry && ec != beast::error::timeout)
+                continue;
+            co_return failure(ec, address, false);
+        }
+        http::response_parser<http::string_body> parser;
+        parser.body_limit(forward_body_limit);
+        if (auto [ec, n] = co_await http::async_read(*stream_, buffer_, parser, nothrow_awaitable); ec) {
+            const bool nothing_read = !parser.got_some();
+            close();
+            if (may_retry && nothing_read && ec != beast::error::timeout)
+                continue;
+            co_return failure(ec, address, true);
+        }
+        http_response res = parser.release();
+        if (res.keep_alive()) {
+            stream_->expires_never();
+            idle_since_ = clock::now();
+        } else {
+            close();
+        }
+        co_return relay(res);
+    }
+}
+
+asio::awaitable<beast::error_code> forward_client::connect(const std::string& address,
+                                                           clock::time_point deadline)
+{
+    const std::optional<host_port> hp = parse_host_port(address);
+    if (!hp)
+        co_return asio::error::make_error_code(asio::error::invalid_argument);
+    tcp::resolver resolver(ex_);
+    auto [resolve_ec, endpoints] =
+        co_await resolver.async_resolve(hp->host, std::to_string(hp->port), nothrow_awaitable);
+    if (resolve_ec)
+        co_return resolve_ec;
+    stream_.emplace(ex_);
+    stream_->expires_at(deadline);
+    auto [ec, endpoint] = co_await stream_->async_connect(endpoints, nothrow_awaitable);
+    if (ec) {
+        close();
+        co_return ec;
+    }
+    stream_->socket().set_option(tcp::no_delay(true));
+    address_ = address;
+    buffer_.clear();
+    co_return beast::error_code{};
+}
+
+void forward_client::close()
+{
+    if (stream_) {
+        beast::error_code ignored;
+        stream_->socket().close(ignored);
+        stream_.reset();
+    }
+    address_.clear();
+    buffer_.clear();
+}
+
+http_request forward_client::outgoing(const http_request& original, const std::string& address, node_id self)
+{
+    http_request req{original.method(), original.target(), 11};
+    req.set(http::field::host, address);
+    if (const auto type = original.find(http::field::content_type); type != original.end())
+        req.set(http::field::content_type, type->value());
+    req.set(forwarded_header, std::to_string(self));
+    req.body() = original.body();
+    req.keep_alive(true);
+    req.prepare_payload();
+    return req;
+}
+
+http_response forward_client::relay(const http_response& from_leader)
+{
+    http_response res{from_leader.result(), 11};
+    for (const http::field f : {http::field::content_type, http::field::retry_after, http::field::allow}) {
+        if (const auto it = from_leader.find(f); it != from_leader.end())
+            res.set(f, it->value());
+    }
+    res.body() = from_leader.body();
+    return res;
+}
+
+http_response forward_client::failure(const beast::error_code& ec, const std::string& address, bool sent)
+{
+    if (ec == beast::error::timeout)
+        return error_response(http::status::service_unavailable,
+                              sent ? "timed out; the outcome is unknown"
+                                   : "timed out reaching the leader at " + address);
+    if (sent)
+        return error_response(http::status::service_unavailable, "lost the connection to the leader at " +
+                                                                     address + " (" + ec.message() +
+                                                                     "); the outcome is unknown");
+    return error_response(http::status::service_unavailable,
+                          "cannot reach the leader at " + address + ": " + ec.message());
+}
+
+class api_handler : public request_handler {
+public:
+    api_handler(kv_service& service, const api_options& options, asio::any_io_executor ex)
+        : service_(service), options_(options), client_(std::move(ex))
+    {
+    }
+
+    asio::awaitable<http_response> handle(http_request req) override;
+
+private:
+    asio::awaitable<http_response> route_request(const http_request& req);
+    asio::awaitable<http_response> handle_kv(const http_request& req, std::string_view raw_key);
+    asio::awaitable<http_response> put(const http_request& req, const std::string& key);
+    asio::awaitable<http_response> get(const http_request& req, const std::string& key);
+    asio::awaitable<http_response> del(const http_request& req, const std::string& key);
+    asio::awaitable<http_response> not_done(const http_request& req, std::error_code ec);
+    asio::awaitable<http_response> forward(const http_request& req);
+    http_response status() const;
+    http_response health() const;
+
+    kv_service& service_;
+    api_options options_;
+    forward_client client_;
+};
+
+asio::awaitable<http_response> api_handler::handle(http_request req)
+{
+    if (!log_enabled(log_level::debug))
+        co_return co_await route_request(req);
+    const auto start = clock::now();
+    http_response res = co_await route_request(req);
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start).count();
+    const bool forwarded = req.find(forwarded_header) != req.end();
+    log(log_level::debug, std::string(req.method_string()) + " " + std::string(req.target()) +
+                              (forwarded ? " (forwarded)" : "") + " -> " + std::to_string(res.result_int()) +
+                              " in " + std::to_string(ms) + " ms");
+    co_return res;
+}
+
+asio::awaitable<http_response> api_handler::route_request(const http_request& req)
+{
+    const route_match m = match_route(req.method(), req.target());
+    if (m.result == route_match::outcome::not_found)
+        co_return error_response(http::status::not_found, "not found");
+    if (m.result == route_match::outcome::method_not_allowed) {
+        http_response res = error_response(http::status::method_not_allowed,
+                                           "method " + std::string(req.method_string()) + " not allowed");
+        res.set(http::field::allow, m.allow);
+        co_return res;
+    }
+    if (m.route == route::status)
+        co_return status();
+    if (m.route == route::health)
+        co_return health();
+    co_return co_await handle_kv(req, m.raw_key);
+}
+
+asio::awaitable<http_response> api_handler::handle_kv(const http_request& req, std::string_view raw_key)
+{
+    checked_input key = check_key(raw_key);
+    if (!key.value)
+        co_return error_response(key.status, key.error);
+    if (req.method() == http::verb::put)
+        co_return co_await put(req, *key.value);
+    if (req.method() == http::verb::get)
+        co_return co_await get(req, *key.value);
+    co_return co_await del(req, *key.value);
+}
+
+asio::awaitable<http_response> api_handler::put(const http_request& req, const std::string& key)
+{
+    checked_input value = check_put_body(req.body());
+    if (!value.value)
+        co_return error_response(value.status, value.error);
+    const write_result r = co_await service_.put(key, *value.value);
+    if (r.ec)
+        co_return co_await not_done(req, r.ec);
+    co_return json_response(
+        http::status::ok,
+        {{"key", key}, {"value", *value.value}, {"message", "Key-value pair stored successfully"}});
+}
+
+asio::awaitable<http_response> api_handler::get(const http_request& req, const std::string& key)
+{
+    const read_result r = co_await service_.get(key);
+    if (r.ec)
+        co_return co_await not_done(req, r.ec);
+    if (!r.value)
+        co_return error_response(http::status::not_found, "key not found");
+    co_return json_response(http::status::ok, {{"key", key}, {"value", *r.value}});
+}
+
+asio::awaitable<http_response> api_handler::del(const http_request& req, const std::string& key)
+{
+    const write_result r = co_await service_.del(key);
+    if (r.ec)
+        co_return co_await not_done(req, r.ec);
+    if (!r.found)
+        co_return error_response(http::status::not_found, "key not found");
+    co_return json_response(http::status::ok, {{"key", key}, {"message", "Key deleted successfully"}});
+}
+
+asio::awaitable<http_response> api_handler::not_done(const http_request& req, std::error_code ec)
+{
+    if (ec == raftkv::errc::not_leader)
+        co_return co_await forward(req);
+    co_return failure_response(ec);
+}
+
+asio::awaitable<http_response> api_handler::forward(const http_request& req)
+{
+    if (const auto from = req.find(forwarded_header); from != req.end())
+        co_return error_response(http::status::service_unavailable,
+                                 "not the leader (request forwarded by node " + std::string(from->value()) +
+                                     ")");
+    // A follower learns a new leader's HTTP address from the leader's first entries, a few
+    // milliseconds after it learns the leader's id: wait for it rather than refuse.
+    const auto deadline = clock::now() + options_.forward_timeout;
+    asio::steady_timer pause(co_await asio::this_coro::executor);
+    for (;;) {
+        const node_id leader = service_.leader();
+        if (leader == no_node || leader == service_.id())
+            co_return error_response(http::status::service_unavailable, "no leader");
+        if (std::optional<std::string> address = service_.http_address(leader))
+            co_return co_await client_.forward(req, *address, service_.id(), options_.forward_timeout);
+        if (clock::now() >= deadline)
+            co_return error_response(http::status::service_unavailable, "no leader");
+        pause.expires_after(std::chrono::milliseconds(5));
+        co_await pause.async_wait(nothrow_awaitable);
+    }
+}
+
+http_response api_handler::status() const
+{
+    const service_status s = service_.status();
+    json::array members;
+    for (const member_status& m : s.members) {
+        json::object member{{"id", m.id}, {"raft", m.raft}};
+        member["http"] = m.http ? json::value(*m.http) : json::value(nullptr);
+        members.push_back(std::move(member));
+    }
+    json::object body{{"id", s.id}, {"role", to_string(s.role)}, {"term", s.term}};
+    body["leader"] = s.leader == no_node ? json::value(nullptr) : json::value(s.leader);
+    body["commit_index"] = s.commit_index;
+    body["applied_index"] = s.applied_index;
+    body["last_index"] = s.last_index;
+    body["members"] = std::move(members);
+    return json_response(http::status::ok, body);
+}
+
+http_response api_handler::health() const
+{
+    const node_id leader = service_.leader();
+    if (leader == no_node)
+        return error_response(http::status::service_unavailable, "no leader");
+    return json_response(http::status::ok, {{"status", "ok"}, {"leader", leader}});
+}
+
+} // namespace
+
+route_match match_route(http::verb method, std::string_view target)
+{
+    const std::string_view path = target.substr(0, target.find('?'));
+    route_match m;
+    bool allowed = false;
+    if (path.starts_with("/kv/")) {
+        m.route = route::kv;
+        m.allow = kv_methods;
+        m.raw_key = path.substr(4);
+        allowed = method == http::verb::get || method == http::verb::put || method == http::verb::delete_;
+    } else if (path == "/status" || path == "/health") {
+        m.route = path == "/status" ? route::status : route::health;
+        m.allow = "GET";
+        allowed = method == http::verb::get;
+    } else {
+        return m;
+    }
+    m.result = allowed ? route_match::outcome::found : route_match::outcome::method_not_allowed;
+    return m;
+}
+
+std::optional<std::string> percent_decode(std::string_view text)
+{
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '%') {
+            out.push_back(text[i]);
+            continue;
+        }
+        if (text.size() - i < 3)
+            return std::nullopt;
+        const int hi = hex_digit(text[i + 1]);
+        const int lo = hex_digit(text[i + 2]);
+        if (hi < 0 || lo < 0)
+            return std::nullopt;
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+    }
+    return out;
+}
+
+checked_input check_key(std::string_view raw_key)
+{
+    std::optional<std::string> key = percent_decode(raw_key);
+    if (!key)
+        return rejected(http::status::bad_request, "malformed percent-encoding in the key");
+    if (key->empty())
+        return rejected(http::status::bad_request, "missing key");
+    if (key->size() > max_key_bytes)
+        return rejected(http::status::payload_too_large, "key too long: " + std::to_string(key->size()) +
+                                                             " bytes (the limit is " +
+                                                             std::to_string(max_key_bytes) + ")");
+    if (!is_utf8(*key))
+        return rejected(http::status::bad_request, "the key is not valid UTF-8");
+    return {std::move(key), http::status::ok, {}};
+}
+
+checked_input check_put_body(std::string_view body)
+{
+    boost::system::error_code ec;
+    json::value doc = json::parse(body, ec);
+    if (ec)
+        return rejected(http::status::bad_request, "malformed JSON body: " + ec.message());
+    const json::object* object = doc.if_object();
+    if (!object)
+        return rejected(http::status::bad_request, "the body must be a JSON object: {\"value\": \"...\"}");
+    const json::value* value = object->if_contains("value");
+    if (!value)
+        return rejected(http::status::bad_request, "missing \"value\" in the body");
+    const json::string* text = value->if_string();
+    if (!text)
+        return rejected(http::status::bad_request, "\"value\" must be a string");
+    if (text->size() > max_value_bytes)
+        return rejected(http::status::payload_too_large, "value too large: " + std::to_string(text->size()) +
+                                                             " bytes (the limit is " +
+                                                             std::to_string(max_value_bytes) + ")");
+    return {std::string(*text), http::status::ok, {}};
+}
+
+http_response error_response(http::status status, std::string_view message)
+{
+    http_response res = json_response(status, {{"error", message}});
+    if (status == http::status::service_unavailable)
+        res.set(http::field::retry_after, "1");
+    return res;
+}
+
+api::api(kv_service& service, api_options options) : service_(&service), options_(options) {}
+
+std::unique_ptr<request_handler> api::make_handler(asio::any_io_executor ex)
+{
+    return std::make_unique<api_handler>(*service_, options_, std::move(ex));
+}
+
+} // namespace raftkv::server

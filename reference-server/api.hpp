@@ -1,0 +1,112 @@
+#ifndef RAFTKV_SERVER_API_HPP
+#define RAFTKV_SERVER_API_HPP
+
+// raftkv-server's HTTP API: routing, validation, JSON, and forwarding to the leader.
+//
+//   PUT /kv/{key}  {"value": "..."}    GET /kv/{key}    DELETE /kv/{key}
+//   GET /status                        GET /health
+//
+// Any node accepts any request. A node that is not the leader forwards it to the leader's
+// HTTP address (which the leader published in the replicated log, see kv_service) with a
+// header "X-Raftkv-Forwarded: <its id>", and relays the answer. A node that receives a
+// forwarded request while not the leader answers 503 rather than forwarding again.
+// docs/server.md lists every status code.
+
+#include "http_server.hpp"
+
+#include <raftkv/types.hpp>
+
+#include <boost/beast/http/status.hpp>
+#include <boost/beast/http/verb.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace raftkv::server {
+
+class kv_service;
+
+/// The longest key, in bytes after percent-decoding.
+inline constexpr std::size_t max_key_bytes = 1024;
+
+/// The longest value, in bytes (UTF-8, after JSON unescaping).
+inline constexpr std::size_t max_value_bytes = std::size_t{1} << 20;
+
+/// The header that marks a request forwarded by another node; its value is that node's id.
+inline constexpr std::string_view forwarded_header = "X-Raftkv-Forwarded";
+
+enum class route { kv, status, health };
+
+/// Where a request goes, decided from its method and target alone.
+struct route_match {
+    enum class outcome { found, not_found, method_not_allowed };
+    outcome result = outcome::not_found;
+    /// The route, unless not_found.
+    server::route route = route::kv;
+    /// The methods the route allows ("GET, PUT, DELETE"), unless not_found.
+    std::string_view allow;
+    /// For route::kv: the key as it appears in the target, still percent-encoded (may be
+    /// empty). A view into the target.
+    std::string_view raw_key;
+};
+
+/// Matches `target` (its query string ignored) to a route, then `method` to the route.
+route_match match_route(boost::beast::http::verb method, std::string_view target);
+
+/// Decodes %XX escapes (either case of hex digit). Nothing if an escape is malformed.
+/// '+' stays '+': in a path it is not a space.
+std::optional<std::string> percent_decode(std::string_view text);
+
+/// A validated input, or the status and message to answer with.
+struct checked_input {
+    std::optional<std::string> value;
+    boost::beast::http::status status = boost::beast::http::status::ok;
+    std::string error;
+};
+
+/// Decodes and checks a key from the target: a malformed escape, an empty key or one
+/// that is not UTF-8 is 400; over max_key_bytes is 413.
+checked_input check_key(std::string_view raw_key);
+
+/// Extracts the value of a PUT body `{"value": "..."}`: malformed JSON, a body that is not
+/// an object, or a missing or non-string "value" is 400; over max_value_bytes is 413.
+checked_input check_put_body(std::string_view body);
+
+/// A response with body {"error": message}, Content-Type application/json, and
+/// "Retry-After: 1" when the status is 503.
+http_response error_response(boost::beast::http::status status, std::string_view message);
+
+struct api_options {
+    /// How long a forwarded request may take, connecting included, before 503. A little
+    /// longer than the leader's own request timeout, so that its answer gets through.
+    /// Default: 6 s.
+    std::chrono::milliseconds forward_timeout{6000};
+};
+
+/** The request handlers of raftkv-server.
+
+    @par Thread Safety
+    make_handler() may be called from any thread; each handler is used by one
+    connection at a time.
+*/
+class api {
+public:
+    /// `service` must outlive every handler.
+    explicit api(kv_service& service, api_options options = {});
+
+    /// A handler for one connection (an http_server handler_factory); forwarded requests
+    /// use one keep-alive connection to the leader per client connection.
+    std::unique_ptr<request_handler> make_handler(boost::asio::any_io_executor ex);
+
+private:
+    kv_service* service_;
+    api_options options_;
+};
+
+} // namespace raftkv::server
+
+#endif

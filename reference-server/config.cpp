@@ -1,0 +1,530 @@
+#include "config.hpp"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <system_error>
+
+namespace raftkv::server {
+
+namespace {
+
+// Every setting is both a flag --<name> and a config-file key <name>.
+constexpr std::array<std::string_view, 10> setting_names = {
+    "id",
+    "data-dir",
+    "http",
+    "raft",
+    "peers",
+    "tick-ms",
+    "election-ticks",
+    "heartbeat-ticks",
+    "request-timeout-ms",
+    "log-level",
+};
+
+bool is_setting(std::string_view name)
+{
+    return std::find(setting_names.begin(), setting_names.end(), name) != setting_names.end();
+}
+
+// A setting as written, before validation; `where` names its source in error messages
+// ("--id" or "raftkv.yaml: id").
+struct raw_value {
+    std::string where;
+    std::string text;
+};
+
+// The YAML form of peers: a map of id to address.
+struct raw_peer_map {
+    std::string where;
+    std::vector<std::pair<std::string, std::string>> entries;
+};
+
+struct raw_settings {
+    std::map<std::string, raw_value, std::less<>> values;
+    std::optional<raw_peer_map> peer_map;
+
+    // Lets `over` replace whatever it sets.
+    void override_with(const raw_settings& over)
+    {
+        for (const auto& [name, value] : over.values) {
+            values[name] = value;
+            if (name == "peers")
+                peer_map.reset();
+        }
+        if (over.peer_map) {
+            peer_map = over.peer_map;
+            values.erase("peers");
+        }
+    }
+
+    const raw_value* find(std::string_view name) const
+    {
+        const auto it = values.find(name);
+        return it == values.end() ? nullptr : &it->second;
+    }
+};
+
+std::string in_quotes(std::string_view s)
+{
+    // Not "'" + std::string(s) + "'": GCC 12 at -O3 reports a false -Wrestrict on it.
+    std::string out;
+    out.reserve(s.size() + 2);
+    out.append(1, '\'').append(s).append(1, '\'');
+    return out;
+}
+
+template <class T>
+std::optional<T> parse_unsigned(std::string_view text)
+{
+    T value = 0;
+    if (text.empty())
+        return std::nullopt;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (ec != std::errc{} || end != text.data() + text.size())
+        return std::nullopt;
+    return value;
+}
+
+bool is_host_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == '_';
+}
+
+bool is_ipv6_char(char c)
+{
+    return (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || (c >= '0' && c <= '9') || c == ':' || c == '.';
+}
+
+std::string_view trim(std::string_view s)
+{
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+        s.remove_suffix(1);
+    return s;
+}
+
+// ---- Command line ------------------------------------------------------------------
+
+// Reads flags into `out` and the --config file name into `config_file`; returns an error.
+std::string read_flags(const std::vector<std::string>& args, raw_settings& out,
+                       std::optional<std::string>& config_file)
+{
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        const std::string& arg = args[i];
+        if (arg.size() < 3 || arg.compare(0, 2, "--") != 0)
+            return "unexpected argument " + in_quotes(arg) + " (see --help)";
+        const std::size_t eq = arg.find('=');
+        const std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
+        if (name != "config" && !is_setting(name))
+            return "unknown flag " + in_quotes("--" + name) + " (see --help)";
+        std::string value;
+        if (eq != std::string::npos)
+            value = arg.substr(eq + 1);
+        else if (i + 1 < args.size())
+            value = args[++i];
+        else
+            return "flag --" + name + " needs a value";
+        const bool repeated = name == "config" ? config_file.has_value() : out.values.count(name) > 0;
+        if (repeated)
+            return "flag --" + name + " is given more than once";
+        if (name == "config")
+            config_file = value;
+        else
+            out.values[name] = raw_value{"--" + name, value};
+    }
+    return {};
+}
+
+// ---- Config file -------------------------------------------------------------------
+
+std::string read_file(const std::string& file, std::string& contents)
+{
+    std::error_code ec;
+    if (std::filesystem::is_directory(file, ec))
+        return "cannot read config file " + in_quotes(file) + ": it is a directory";
+    std::ifstream in(file, std::ios::binary);
+    if (!in)
+        return "cannot read config file " + in_quotes(file) + ": " + std::strerror(errno);
+    std::ostringstream buffer;
+    buffer << in.rdbuf();
+    if (in.bad())
+        return "cannot read config file " + in_quotes(file) + ": read error";
+    contents = buffer.str();
+    return {};
+}
+
+std::string one_line(std::string s)
+{
+    std::replace(s.begin(), s.end(), '\n', ' ');
+    return s;
+}
+
+// A scalar's text, or an error naming `where`.
+std::string scalar_of(const YAML::Node& node, const std::string& where, std::string& text)
+{
+    if (node.IsNull())
+        return where + ": needs a value";
+    if (!node.IsScalar())
+        return where + ": must be a single value, not a list or a map";
+    text = node.Scalar();
+    return {};
+}
+
+std::string read_peer_map(const YAML::Node& node, const std::string& where, raw_peer_map& out)
+{
+    out.where = where;
+    for (const auto& entry : node) {
+        std::string id;
+        std::string address;
+        if (std::string e = scalar_of(entry.first, where + " (an id)", id); !e.empty())
+            return e;
+        if (std::string e = scalar_of(entry.second, where + ": " + id, address); !e.empty())
+            return e;
+        out.entries.emplace_back(id, address);
+    }
+    return {};
+}
+
+std::string read_yaml_settings(const YAML::Node& root, const std::string& file, raw_settings& out)
+{
+    if (root.IsNull())
+        return {}; // an empty file sets nothing
+    if (!root.IsMap())
+        return file + ": must be a map of settings (key: value)";
+    std::set<std::string> seen;
+    for (const auto& entry : root) {
+        std::string key;
+        if (std::string e = scalar_of(entry.first, file + ": a key", key); !e.empty())
+            return e;
+        if (!is_setting(key))
+            return file + ": unknown key " + in_quotes(key) + " (see --help)";
+        if (!seen.insert(key).second)
+            return file + ": key " + in_quotes(key) + " is given more than once";
+        const std::string where = file + ": " + key;
+        if (key == "peers" && entry.second.IsMap()) {
+            raw_peer_map map;
+            if (std::string e = read_peer_map(entry.second, where, map); !e.empty())
+                return e;
+            out.peer_map = std::move(map);
+            continue;
+        }
+        std::string text;
+        if (std::string e = scalar_of(entry.second, where, text); !e.empty())
+            return e;
+        out.values[key] = raw_value{where, text};
+    }
+    return {};
+}
+
+std::string read_config_file(const std::string& file, raw_settings& out)
+{
+    std::string contents;
+    if (std::string e = read_file(file, contents); !e.empty())
+        return e;
+    try {
+        return read_yaml_settings(YAML::Load(contents), file, out);
+    } catch (const YAML::Exception& e) {
+        if (e.mark.is_null())
+            return file + ": " + one_line(e.msg);
+        return file + ": line " + std::to_string(e.mark.line + 1) + ", column " +
+               std::to_string(e.mark.column + 1) + ": " + one_line(e.msg);
+    }
+}
+
+// ---- Validation --------------------------------------------------------------------
+
+std::string check_number(const raw_settings& s, std::string_view name, std::uint32_t lo, std::uint32_t hi,
+                         std::uint32_t& out)
+{
+    const raw_value* v = s.find(name);
+    if (!v)
+        return {};
+    const auto n = parse_unsigned<std::uint32_t>(v->text);
+    if (!n || *n < lo || *n > hi)
+        return v->where + ": " + in_quotes(v->text) + " is not an integer from " + std::to_string(lo) +
+               " to " + std::to_string(hi);
+    out = *n;
+    return {};
+}
+
+std::string check_address(const raw_settings& s, std::string_view name, host_port& out)
+{
+    const raw_value* v = s.find(name);
+    if (!v)
+        return {};
+    const auto a = parse_host_port(v->text);
+    if (!a)
+        return v->where + ": " + in_quotes(v->text) + " is not host:port (with a port from 1 to 65535)";
+    out = *a;
+    return {};
+}
+
+std::string check_identity(const raw_settings& s, server_config& c)
+{
+    if (const raw_value* v = s.find("id")) {
+        const auto id = parse_node_id(v->text);
+        if (!id)
+            return v->where + ": " + in_quotes(v->text) + " is not a node id (an integer from 1 to " +
+                   std::to_string(UINT64_MAX) + ")";
+        c.id = *id;
+    }
+    if (const raw_value* v = s.find("data-dir")) {
+        if (v->text.empty())
+            return v->where + ": the data directory must not be empty";
+        c.data_dir = v->text;
+    }
+    if (std::string e = check_address(s, "http", c.http); !e.empty())
+        return e;
+    return check_address(s, "raft", c.raft);
+}
+
+std::string check_peers(const raw_settings& s, server_config& c)
+{
+    std::string error;
+    std::optional<std::map<node_id, host_port>> peers;
+    std::string where;
+    if (const raw_value* v = s.find("peers")) {
+        where = v->where;
+        peers = parse_peers(v->text, v->where, error);
+    } else if (s.peer_map) {
+        where = s.peer_map->where;
+        std::string text;
+        for (const auto& [id, address] : s.peer_map->entries) {
+            if (address.find(',') != std::string::npos)
+                return where + ": " + id + ": " + in_quotes(address) + " is not host:port";
+            text.append(text.empty() ? "" : ",").append(id).append("=").append(address);
+        }
+        peers = parse_peers(text, where, error);
+    } else {
+        c.peers = {{c.id, c.raft}};
+        return {};
+    }
+    if (!peers)
+        return error;
+    if (!peers->contains(c.id)) {
+        std::string ids;
+        for (const auto& [id, address] : *peers)
+            ids.append(ids.empty() ? "" : ", ").append(std::to_string(id));
+        return where + ": this node's id " + std::to_string(c.id) + " is not listed (it lists " + ids + ")";
+    }
+    c.peers = std::move(*peers);
+    if (!s.find("raft"))
+        c.raft = c.peers.at(c.id);
+    return {};
+}
+
+std::string check_tuning(const raw_settings& s, server_config& c)
+{
+    if (std::string e = check_number(s, "tick-ms", 1, 60'000, c.tick_ms); !e.empty())
+        return e;
+    if (std::string e = check_number(s, "heartbeat-ticks", 1, 1'000'000, c.heartbeat_ticks); !e.empty())
+        return e;
+    if (std::string e = check_number(s, "election-ticks", 2, 1'000'000, c.election_ticks); !e.empty())
+        return e;
+    if (c.election_ticks <= c.heartbeat_ticks)
+        return "election-ticks (" + std::to_string(c.election_ticks) +
+               ") must be greater than heartbeat-ticks (" + std::to_string(c.heartbeat_ticks) + ")";
+    if (std::string e = check_number(s, "request-timeout-ms", 1, 3'600'000, c.request_timeout_ms); !e.empty())
+        return e;
+    if (const raw_value* v = s.find("log-level")) {
+        const auto level = parse_log_level(v->text);
+        if (!level)
+            return v->where + ": " + in_quotes(v->text) + " is not one of error, warn, info, debug";
+        c.log_level = *level;
+    }
+    return {};
+}
+
+std::string build_config(const raw_settings& s, server_config& c)
+{
+    if (std::string e = check_identity(s, c); !e.empty())
+        return e;
+    if (std::string e = check_peers(s, c); !e.empty())
+        return e;
+    return check_tuning(s, c);
+}
+
+} // namespace
+
+std::string host_port::to_string() const
+{
+    const std::string p = std::to_string(port);
+    return host.find(':') != std::string::npos ? "[" + host + "]:" + p : host + ":" + p;
+}
+
+std::optional<host_port> parse_host_port(std::string_view text)
+{
+    const std::size_t colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+        return std::nullopt;
+    std::string_view host = text.substr(0, colon);
+    const auto port = parse_unsigned<std::uint16_t>(text.substr(colon + 1));
+    if (!port || *port == 0)
+        return std::nullopt;
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+        if (host.find(':') == std::string_view::npos || !std::all_of(host.begin(), host.end(), is_ipv6_char))
+            return std::nullopt;
+    } else if (host.empty() || !std::all_of(host.begin(), host.end(), is_host_char)) {
+        return std::nullopt;
+    }
+    return host_port{std::string(host), *port};
+}
+
+std::optional<node_id> parse_node_id(std::string_view text)
+{
+    const auto id = parse_unsigned<node_id>(text);
+    if (!id || *id == no_node)
+        return std::nullopt;
+    return id;
+}
+
+std::optional<std::map<node_id, host_port>> parse_peers(std::string_view text, std::string_view where,
+                                                        std::string& error)
+{
+    const std::string prefix = std::string(where) + ": ";
+    std::map<node_id, host_port> peers;
+    std::size_t start = 0;
+    while (true) {
+        const std::size_t comma = std::min(text.find(',', start), text.size());
+        const std::string_view item = trim(text.substr(start, comma - start));
+        const std::size_t eq = item.find('=');
+        if (eq == std::string_view::npos) {
+            error = prefix + in_quotes(item) + " is not id=host:port";
+            return std::nullopt;
+        }
+        const std::string_view id_text = trim(item.substr(0, eq));
+        const std::string_view address_text = trim(item.substr(eq + 1));
+        const auto id = parse_node_id(id_text);
+        if (!id) {
+            error = prefix + in_quotes(id_text) + " is not a node id (an integer from 1 to " +
+                    std::to_string(UINT64_MAX) + ")";
+            return std::nullopt;
+        }
+        const auto address = parse_host_port(address_text);
+        if (!address) {
+            error = prefix + in_quotes(address_text) + " is not host:port (with a port from 1 to 65535)";
+            return std::nullopt;
+        }
+        for (const auto& [other, other_address] : peers) {
+            if (other_address == *address) {
+                error = prefix + "nodes " + std::to_string(other) + " and " + std::to_string(*id) +
+                        " have the same address " + address->to_string();
+                return std::nullopt;
+            }
+        }
+        if (!peers.emplace(*id, *address).second) {
+            error = prefix + "node " + std::to_string(*id) + " is listed more than once";
+            return std::nullopt;
+        }
+        if (comma == text.size())
+            return peers;
+        start = comma + 1;
+    }
+}
+
+std::string peers_to_string(const std::map<node_id, host_port>& peers)
+{
+    std::string out;
+    for (const auto& [id, address] : peers)
+        out.append(out.empty() ? "" : ",").append(std::to_string(id)).append("=").append(address.to_string());
+    return out;
+}
+
+parse_result parse_arguments(const std::vector<std::string>& args)
+{
+    parse_result result;
+    if (std::find_if(args.begin(), args.end(),
+                     [](const std::string& a) { return a == "--help" || a == "-h"; }) != args.end()) {
+        result.help = true;
+        return result;
+    }
+    raw_settings flags;
+    std::optional<std::string> config_file;
+    result.error = read_flags(args, flags, config_file);
+    if (!result.ok())
+        return result;
+    raw_settings settings;
+    if (config_file) {
+        result.error = read_config_file(*config_file, settings);
+        if (!result.ok())
+            return result;
+    }
+    settings.override_with(flags);
+    result.error = build_config(settings, result.config);
+    return result;
+}
+
+parse_result parse_command_line(int argc, const char* const* argv)
+{
+    std::vector<std::string> args;
+    for (int i = 1; i < argc; ++i)
+        args.emplace_back(argv[i]);
+    return parse_arguments(args);
+}
+
+std::string help_text()
+{
+    return R"(Usage: raftkv-server [flags]
+
+Runs one node of a raftkv cluster: a replicated key-value store with an HTTP/JSON API.
+With no flags it runs a single-node cluster: id 1, data in ./raftkv-data, HTTP on
+127.0.0.1:8080, Raft on 127.0.0.1:9080.
+
+Flags (each also a key of the config file; flags override the file):
+  --id N                     this node's id, an integer from 1 (default: 1)
+  --data-dir DIR             where the Raft log (DIR/log) and the key-value state
+                             (DIR/state) are kept (default: ./raftkv-data)
+  --http HOST:PORT           where the HTTP API listens; other nodes forward requests
+                             here while this node leads, so use an address they can
+                             reach (default: 127.0.0.1:8080)
+  --raft HOST:PORT           where Raft connections from the other nodes are accepted
+                             (default: this node's entry in --peers, else 127.0.0.1:9080)
+  --peers ID=HOST:PORT,...   the Raft address of every member, this node included;
+                             give every node the same list (default: just this node
+                             at --raft)
+  --tick-ms MS               the Raft clock's tick (default: 10)
+  --election-ticks N         election timeout: a random 1x to 2x this many ticks
+                             without a leader (default: 30)
+  --heartbeat-ticks N        leader heartbeat interval in ticks, less than
+                             --election-ticks (default: 5)
+  --request-timeout-ms MS    how long a write or read waits for the cluster before
+                             answering 503 (default: 5000)
+  --log-level LEVEL          error, warn, info or debug (default: info)
+  --config FILE              read settings from a YAML file first
+  -h, --help                 print this help and exit
+
+Flags take their value as the next argument or after '=' (--id=2).
+
+Config file (YAML): a map with any of the keys id, data-dir, http, raft, peers,
+tick-ms, election-ticks, heartbeat-ticks, request-timeout-ms, log-level. peers is
+a map of id to HOST:PORT, or the same string as --peers. Example:
+
+  id: 2
+  data-dir: /var/lib/raftkv/2
+  http: 127.0.0.1:8082
+  raft: 127.0.0.1:9082
+  peers:
+    1: 127.0.0.1:9081
+    2: 127.0.0.1:9082
+    3: 127.0.0.1:9083
+  log-level: info
+
+HTTP API: PUT/GET/DELETE /kv/{key}, GET /status, GET /health (docs/server.md).
+A bad flag or config value prints one line and exits with code 2. SIGINT and
+SIGTERM shut the node down cleanly.
+)";
+}
+
+} // namespace raftkv::server

@@ -1,0 +1,125 @@
+#ifndef RAFTKV_SERVER_CONFIG_HPP
+#define RAFTKV_SERVER_CONFIG_HPP
+
+// raftkv-server's configuration: command-line flags and an optional YAML file (--config),
+// validated into one plain struct. Flags override the file; the file overrides the
+// defaults. Parsing never exits or throws for bad input: it returns the error message, and
+// main() prints it and exits with code 2. docs/server.md describes every setting.
+//
+//     parse_result r = parse_command_line(argc, argv);
+//     if (!r.ok()) { std::cerr << "raftkv-server: " << r.error << '\n'; return 2; }
+
+#include "log.hpp"
+
+#include <raftkv/types.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace raftkv::server {
+
+/// A TCP address as the operator wrote it, host unresolved.
+struct host_port {
+    /// A host name, an IPv4 address, or an IPv6 address (without its brackets).
+    std::string host;
+    /// 1 to 65535.
+    std::uint16_t port = 0;
+
+    /// "host:port", or "[v6 address]:port".
+    std::string to_string() const;
+
+    friend bool operator==(const host_port&, const host_port&) = default;
+};
+
+/// Everything raftkv-server needs to start. Each field's default is what the server
+/// uses when neither a flag nor the config file sets it.
+struct server_config {
+    /// This node's id. Never 0; listed in `peers`.
+    node_id id = 1;
+
+    /// Holds log/ (the Raft log) and state/ (the key-value state machine).
+    std::filesystem::path data_dir = "raftkv-data";
+
+    /// Where the HTTP API listens. Also the address other nodes forward requests to while
+    /// this node leads, so it should be reachable from them (not 0.0.0.0).
+    host_port http{"127.0.0.1", 8080};
+
+    /// Where this node accepts Raft connections from its peers.
+    /// Default: 127.0.0.1:9080, or this node's entry in `peers` when only that is given.
+    host_port raft{"127.0.0.1", 9080};
+
+    /// Every member's Raft address, this node included.
+    /// Default: only this node, at `raft`.
+    std::map<node_id, host_port> peers{{1, {"127.0.0.1", 9080}}};
+
+    /// The Raft clock's tick. Default: 10 ms.
+    std::uint32_t tick_ms = 10;
+
+    /// Followers start an election after a random timeout in [election_ticks,
+    /// 2 * election_ticks) ticks without a leader. Greater than heartbeat_ticks.
+    /// Default: 30 (300-600 ms).
+    std::uint32_t election_ticks = 30;
+
+    /// The leader's heartbeat interval, in ticks. Default: 5 (50 ms).
+    std::uint32_t heartbeat_ticks = 5;
+
+    /// How long a write or a read may wait for the cluster before answering 503.
+    /// Default: 5000 ms.
+    std::uint32_t request_timeout_ms = 5000;
+
+    /// Default: info.
+    server::log_level log_level = log_level::info;
+};
+
+/// What the command line asks for, or why it cannot be followed.
+struct parse_result {
+    /// Set when the arguments are bad: one line, without the "raftkv-server: " prefix.
+    std::string error;
+    /// --help (or -h) was given: print help_text() and exit 0. Wins over every error.
+    bool help = false;
+    /// The configuration to run with, valid when ok() and not help.
+    server_config config;
+
+    bool ok() const { return error.empty(); }
+};
+
+/// Thrown by start-up steps after parsing (e.g. resolving a host name) when the
+/// configuration cannot be followed; main() reports it like a parse error (exit code 2).
+class config_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+
+/// Parses argv[1..argc) and reads the --config file if one is named.
+parse_result parse_command_line(int argc, const char* const* argv);
+
+/// Parses `args` (without the program name) and reads the --config file if one is named.
+parse_result parse_arguments(const std::vector<std::string>& args);
+
+/// The --help text: every flag and config-file key.
+std::string help_text();
+
+/// Parses "host:port" or "[v6]:port": a non-empty host of letters, digits, '.', '-' and
+/// '_' (or an IPv6 address in brackets) and a decimal port in 1-65535.
+std::optional<host_port> parse_host_port(std::string_view text);
+
+/// Parses a node id: a decimal number, 1 to 2^64 - 1.
+std::optional<node_id> parse_node_id(std::string_view text);
+
+/// Parses "1=host:port,2=host:port,...". Returns the peers, or sets `error` (the message
+/// names `where`, e.g. "--peers").
+std::optional<std::map<node_id, host_port>> parse_peers(std::string_view text, std::string_view where,
+                                                        std::string& error);
+
+/// "1=127.0.0.1:9081,2=127.0.0.1:9082" (the form parse_peers reads).
+std::string peers_to_string(const std::map<node_id, host_port>& peers);
+
+} // namespace raftkv::server
+
+#endif

@@ -1,0 +1,252 @@
+#include "kv_service.hpp"
+
+#include "log.hpp"
+
+#include <raftkv/asio/driver.hpp>
+#include <raftkv/asio/tcp_transport.hpp>
+#include <raftkv/kv_command.hpp>
+#include <raftkv/leveldb/kv_state_machine.hpp>
+#include <raftkv/leveldb/log_store.hpp>
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <chrono>
+#include <map>
+#include <random>
+
+namespace raftkv::server {
+
+namespace {
+
+using driver_type = raftkv::asio::driver<raftkv::asio::tcp_transport, raftkv::leveldb::log_store,
+                                         raftkv::leveldb::kv_state_machine>;
+using boost::asio::ip::tcp;
+
+/// The meta record holding the HTTP address `id` published when it became leader.
+std::string http_meta_name(node_id id)
+{
+    return "node." + std::to_string(id) + ".http";
+}
+
+std::uint64_t random_seed()
+{
+    std::random_device rd;
+    return (std::uint64_t{rd()} << 32) ^ rd();
+}
+
+} // namespace
+
+/// Where this node listens for Raft and where it dials each peer, resolved.
+struct raft_endpoints {
+    tcp::endpoint listen_on;
+    std::map<node_id, tcp::endpoint> peers;
+};
+
+struct kv_service::impl {
+    impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints);
+
+    boost::asio::awaitable<write_result> propose(std::string command);
+    void schedule_watch();
+    void observe();
+    void log_leader_change(const node_status& s);
+    void publish_http_address(term_t term);
+
+    // Destroyed in reverse order: the driver before the policies it uses.
+    server_config config;
+    driver_type::executor_type strand;
+    raftkv::leveldb::log_store store;
+    raftkv::leveldb::kv_state_machine machine;
+    std::unique_ptr<raftkv::asio::tcp_transport> transport;
+    std::unique_ptr<driver_type> driver;
+
+    // Touched on `strand` only.
+    boost::asio::steady_timer watch_timer;
+    bool stopped = false;
+    bool publishing = false;
+    term_t published_term = 0;
+    node_id logged_leader = no_node;
+};
+
+kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints)
+    : config(c), strand(boost::asio::make_strand(ex)), store(c.data_dir / "log"),
+      machine(c.data_dir / "state"), watch_timer(strand)
+{
+    try {
+        transport = std::make_unique<raftkv::asio::tcp_transport>(
+            strand, c.id, std::move(endpoints.peers), endpoints.listen_on,
+            [this](message m) { driver->deliver(std::move(m)); });
+    } catch (const boost::system::system_error& e) {
+        throw std::runtime_error("cannot listen for Raft on " + c.raft.to_string() + ": " +
+                                 e.code().message());
+    }
+
+    raftkv::options o;
+    o.id = c.id;
+    for (const auto& [id, address] : c.peers)
+        o.members.voters.push_back(id);
+    o.election_ticks = c.election_ticks;
+    o.heartbeat_ticks = c.heartbeat_ticks;
+    o.random_seed = random_seed();
+    raftkv::asio::driver_options d;
+    d.tick_interval = std::chrono::milliseconds(c.tick_ms);
+    d.proposal_timeout = std::chrono::milliseconds(c.request_timeout_ms);
+    d.read_timeout = std::chrono::milliseconds(c.request_timeout_ms);
+    driver = std::make_unique<driver_type>(strand, std::move(o), *transport, store, machine, d);
+}
+
+boost::asio::awaitable<write_result> kv_service::impl::propose(std::string command)
+{
+    auto [ec, result] =
+        co_await driver->async_propose(std::move(command), boost::asio::as_tuple(boost::asio::use_awaitable));
+    co_return write_result{ec, result.found};
+}
+
+// Polls the driver's status every tick: the driver has no leadership callback, and a
+// status read is a mutex and a copy.
+void kv_service::impl::schedule_watch()
+{
+    watch_timer.expires_after(std::chrono::milliseconds(config.tick_ms));
+    watch_timer.async_wait([this](boost::system::error_code ec) {
+        if (ec || stopped)
+            return;
+        observe();
+        schedule_watch();
+    });
+}
+
+void kv_service::impl::observe()
+{
+    const node_status s = driver->status();
+    if (s.leader != logged_leader)
+        log_leader_change(s);
+    if (s.role == role::leader && s.term != published_term && !publishing)
+        publish_http_address(s.term);
+}
+
+void kv_service::impl::log_leader_change(const node_status& s)
+{
+    const std::string term = " (term " + std::to_string(s.term) + ")";
+    if (s.leader == config.id)
+        log(log_level::info, "became leader" + term);
+    else if (s.leader != no_node)
+        log(log_level::info, "following leader " + std::to_string(s.leader) + term);
+    else
+        log(log_level::info, "lost leader " + std::to_string(logged_leader) + term);
+    logged_leader = s.leader;
+}
+
+// Once per term led: a follower learns where to forward requests when it applies this.
+void kv_service::impl::publish_http_address(term_t term)
+{
+    publishing = true;
+    const std::string address = config.http.to_string();
+    driver->async_propose(
+        encode_meta(http_meta_name(config.id), address),
+        boost::asio::bind_executor(strand, [this, term, address](boost::system::error_code ec, kv_result) {
+            publishing = false;
+            if (!ec) {
+                published_term = term;
+                log(log_level::debug,
+                    "published http address " + address + " (term " + std::to_string(term) + ")");
+            } else if (!stopped) {
+                log(log_level::debug, "could not publish http address: " + ec.message());
+            }
+        }));
+}
+
+boost::asio::ip::tcp::endpoint resolve_endpoint(boost::asio::any_io_executor ex, const host_port& address)
+{
+    tcp::resolver resolver(ex);
+    boost::system::error_code ec;
+    const auto results =
+        resolver.resolve(address.host, std::to_string(address.port), tcp::resolver::numeric_service, ec);
+    if (ec || results.empty())
+        throw config_error("cannot resolve " + address.to_string() + ": " +
+                           (ec ? ec.message() : std::string("no addresses")));
+    return results.begin()->endpoint();
+}
+
+// Resolves every address before anything is opened, so a bad one changes nothing on disk.
+kv_service::kv_service(boost::asio::any_io_executor ex, const server_config& config)
+{
+    raft_endpoints endpoints;
+    endpoints.listen_on = resolve_endpoint(ex, config.raft);
+    for (const auto& [id, address] : config.peers)
+        if (id != config.id)
+            endpoints.peers.emplace(id, resolve_endpoint(ex, address));
+    impl_ = std::make_unique<impl>(std::move(ex), config, std::move(endpoints));
+}
+
+kv_service::~kv_service() = default;
+
+void kv_service::start()
+{
+    impl_->driver->start();
+    boost::asio::post(impl_->strand, [this] {
+        if (!impl_->stopped)
+            impl_->schedule_watch();
+    });
+}
+
+void kv_service::stop()
+{
+    impl_->driver->stop();
+    boost::asio::post(impl_->strand, [this] {
+        impl_->stopped = true;
+        impl_->watch_timer.cancel();
+        impl_->transport->stop();
+    });
+}
+
+boost::asio::awaitable<write_result> kv_service::put(std::string key, std::string value)
+{
+    co_return co_await impl_->propose(encode_put(key, value));
+}
+
+boost::asio::awaitable<write_result> kv_service::del(std::string key)
+{
+    co_return co_await impl_->propose(encode_del(key));
+}
+
+boost::asio::awaitable<read_result> kv_service::get(std::string key)
+{
+    auto [ec] = co_await impl_->driver->async_read(boost::asio::as_tuple(boost::asio::use_awaitable));
+    if (ec)
+        co_return read_result{ec, std::nullopt};
+    // The read index is applied: the state machine reflects every earlier acknowledged write.
+    co_return read_result{{}, impl_->machine.get(key)};
+}
+
+node_id kv_service::id() const
+{
+    return impl_->config.id;
+}
+
+node_id kv_service::leader() const
+{
+    return impl_->driver->status().leader;
+}
+
+std::optional<std::string> kv_service::http_address(node_id id) const
+{
+    if (id == impl_->config.id)
+        return impl_->config.http.to_string();
+    return impl_->machine.get_meta(http_meta_name(id));
+}
+
+service_status kv_service::status() const
+{
+    const node_status s = impl_->driver->status();
+    service_status out{s.id, s.role, s.term, s.leader, s.commit_index, s.applied_index, s.last_index, {}};
+    for (const auto& [id, address] : impl_->config.peers)
+        out.members.push_back(member_status{id, address.to_string(), http_address(id)});
+    return out;
+}
+
+} // namespace raftkv::server

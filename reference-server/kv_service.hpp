@@ -1,0 +1,119 @@
+#ifndef RAFTKV_SERVER_KV_SERVICE_HPP
+#define RAFTKV_SERVER_KV_SERVICE_HPP
+
+// The replicated key-value store behind raftkv-server's HTTP API: a raftkv::asio::driver
+// running a node over the TCP transport, with the LevelDB log store and state machine in
+// the data directory. It knows nothing of HTTP.
+//
+// Besides serving puts, deletes and reads, it publishes this node's HTTP address in the
+// replicated log each time the node becomes leader (a kv_command_op::meta record named
+// "node.<id>.http"), so every node can tell where to forward requests: http_address().
+//
+//     kv_service service{io.get_executor(), config};
+//     service.start();
+//     write_result r = co_await service.put("k", "v");  // r.ec == raftkv::errc::not_leader ...
+
+#include "config.hpp"
+
+#include <raftkv/types.hpp>
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+namespace raftkv::server {
+
+/// The outcome of a put or a delete.
+struct write_result {
+    /// Empty once committed, durable on a majority and applied; otherwise a raftkv::errc:
+    /// not_leader, proposal_dropped (it did not happen), timeout (outcome unknown),
+    /// transfer_in_progress or shutting_down.
+    std::error_code ec;
+    /// For a delete: whether the key existed. For a put: true.
+    bool found = false;
+};
+
+/// The outcome of a linearizable read.
+struct read_result {
+    /// Empty on success; otherwise not_leader, leadership_lost, timeout or shutting_down.
+    std::error_code ec;
+    std::optional<std::string> value;
+};
+
+struct member_status {
+    node_id id = no_node;
+    std::string raft;
+    /// Known once the member has led (it published it), or for this node itself.
+    std::optional<std::string> http;
+};
+
+struct service_status {
+    node_id id = no_node;
+    raftkv::role role = role::follower;
+    term_t term = 0;
+    node_id leader = no_node;
+    index_t commit_index = 0;
+    index_t applied_index = 0;
+    index_t last_index = 0;
+    std::vector<member_status> members;
+};
+
+/// Resolves `address` (a name or a numeric address) to its first TCP endpoint.
+/// Throws config_error when it does not resolve.
+boost::asio::ip::tcp::endpoint resolve_endpoint(boost::asio::any_io_executor ex, const host_port& address);
+
+/** One member of the cluster.
+
+    @par Thread Safety
+    Every member function may be called from any thread. The awaitables complete on the
+    awaiting coroutine's executor.
+*/
+class kv_service {
+public:
+    /// Opens the log and the state machine under config.data_dir, resolves the peers and
+    /// listens on config.raft. Nothing runs until start(). Throws config_error when an
+    /// address does not resolve, std::runtime_error (LevelDB) or boost::system::system_error
+    /// (the Raft address is taken) when the node cannot start.
+    kv_service(boost::asio::any_io_executor ex, const server_config& config);
+    ~kv_service();
+
+    kv_service(const kv_service&) = delete;
+    kv_service& operator=(const kv_service&) = delete;
+
+    /// Starts the Raft clock and the leader-address publisher.
+    void start();
+
+    /// Completes every pending operation with errc::shutting_down, and every later one;
+    /// stops the transport. The executor's threads may then be stopped and the object
+    /// destroyed, which closes the databases.
+    void stop();
+
+    boost::asio::awaitable<write_result> put(std::string key, std::string value);
+    boost::asio::awaitable<write_result> del(std::string key);
+    boost::asio::awaitable<read_result> get(std::string key);
+
+    node_id id() const;
+
+    /// The leader this node knows of, or no_node.
+    node_id leader() const;
+
+    /// The HTTP address `id` published when it last became leader; this node's own
+    /// address for its own id.
+    std::optional<std::string> http_address(node_id id) const;
+
+    service_status status() const;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+} // namespace raftkv::server
+
+#endif

@@ -1,0 +1,132 @@
+// raftkv-server: one node of a raftkv cluster, serving the HTTP/JSON API.
+//
+// Exit codes: 0 after a clean shutdown (SIGINT, SIGTERM), 2 for a bad flag or config
+// value, 1 when the node cannot start or fails while running.
+
+#include "api.hpp"
+#include "config.hpp"
+#include "http_server.hpp"
+#include "kv_service.hpp"
+#include "log.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/system/system_error.hpp>
+
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <string>
+#include <thread>
+
+namespace {
+
+namespace asio = boost::asio;
+using namespace raftkv::server;
+
+// How long in-flight requests get to be answered (503 once the driver stops) at shutdown.
+constexpr std::chrono::milliseconds shutdown_grace{200};
+
+void print_error(const std::string& message)
+{
+    const std::string line = "raftkv-server: " + message + "\n";
+    std::fwrite(line.data(), 1, line.size(), stderr);
+}
+
+void run_threads(asio::io_context& io)
+{
+    try {
+        io.run();
+    } catch (const std::exception& e) {
+        // A LevelDB failure inside the Raft node: its state can no longer be trusted.
+        print_error(std::string("fatal: ") + e.what());
+        std::_Exit(1);
+    }
+}
+
+http_server listen_http(asio::io_context& io, const server_config& config,
+                        const asio::ip::tcp::endpoint& endpoint, api& routes)
+{
+    try {
+        return http_server(
+            io.get_executor(), endpoint,
+            [&routes](asio::any_io_executor ex) { return routes.make_handler(ex); }, error_response);
+    } catch (const boost::system::system_error& e) {
+        throw std::runtime_error("cannot listen for HTTP on " + config.http.to_string() + ": " +
+                                 e.code().message());
+    }
+}
+
+void log_startup(const server_config& config)
+{
+    log(log_level::info, "node " + std::to_string(config.id) + " started: http " + config.http.to_string() +
+                             ", raft " + config.raft.to_string() + ", data " + config.data_dir.string() +
+                             ", peers " + peers_to_string(config.peers));
+    if (config.http.host == "0.0.0.0" || config.http.host == "::")
+        log(log_level::warn,
+            "--http " + config.http.to_string() +
+                " is not an address other nodes can forward requests to while this node leads");
+}
+
+int run(const server_config& config)
+{
+    set_log_level(config.log_level);
+    set_log_node(config.id);
+
+    asio::io_context io{2};
+    const asio::ip::tcp::endpoint http_endpoint = resolve_endpoint(io.get_executor(), config.http);
+    kv_service service{io.get_executor(), config};
+    api routes{service,
+               api_options{std::chrono::milliseconds(config.request_timeout_ms) + std::chrono::seconds(1)}};
+    http_server server = listen_http(io, config, http_endpoint, routes);
+
+    asio::signal_set signals{io, SIGINT, SIGTERM};
+    asio::steady_timer grace{io};
+    signals.async_wait([&](boost::system::error_code ec, int signal) {
+        if (ec)
+            return;
+        log(log_level::info,
+            std::string("received ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + "; shutting down");
+        server.stop();
+        service.stop();
+        grace.expires_after(shutdown_grace);
+        grace.async_wait([&io](boost::system::error_code) { io.stop(); });
+    });
+
+    service.start();
+    server.start();
+    log_startup(config);
+
+    std::thread second([&io] { run_threads(io); });
+    run_threads(io);
+    second.join();
+    log(log_level::info, "stopped");
+    return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    const parse_result parsed = parse_command_line(argc, argv);
+    if (parsed.help) {
+        std::fputs(help_text().c_str(), stdout);
+        return 0;
+    }
+    if (!parsed.ok()) {
+        print_error(parsed.error);
+        return 2;
+    }
+    try {
+        return run(parsed.config);
+    } catch (const config_error& e) {
+        print_error(e.what());
+        return 2;
+    } catch (const std::exception& e) {
+        print_error(e.what());
+        return 1;
+    }
+}

@@ -1,0 +1,201 @@
+#include "api.hpp"
+
+#define BOOST_TEST_MODULE server_api
+#include <boost/test/unit_test.hpp>
+
+#include <string>
+
+namespace {
+
+namespace http = boost::beast::http;
+using raftkv::server::check_key;
+using raftkv::server::check_put_body;
+using raftkv::server::match_route;
+using raftkv::server::percent_decode;
+using raftkv::server::route;
+using raftkv::server::route_match;
+using outcome = raftkv::server::route_match::outcome;
+
+void check_found(http::verb method, std::string_view target, route r)
+{
+    const route_match m = match_route(method, target);
+    BOOST_TEST((m.result == outcome::found), target);
+    BOOST_TEST((m.route == r), target);
+}
+
+void check_not_allowed(http::verb method, std::string_view target, std::string_view allow)
+{
+    const route_match m = match_route(method, target);
+    BOOST_TEST((m.result == outcome::method_not_allowed), target);
+    BOOST_TEST(m.allow == allow, target);
+}
+
+void check_rejected(const raftkv::server::checked_input& in, http::status status, const std::string& error)
+{
+    BOOST_TEST(!in.value.has_value());
+    BOOST_TEST((in.status == status), static_cast<int>(in.status));
+    BOOST_TEST(in.error == error);
+}
+
+} // namespace
+
+// ---- Routing --------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(kv_route_takes_get_put_and_delete)
+{
+    for (http::verb v : {http::verb::get, http::verb::put, http::verb::delete_})
+        check_found(v, "/kv/key", route::kv);
+    BOOST_TEST(match_route(http::verb::get, "/kv/a%20b").raw_key == "a%20b");
+}
+
+BOOST_AUTO_TEST_CASE(status_and_health_take_get_only)
+{
+    check_found(http::verb::get, "/status", route::status);
+    check_found(http::verb::get, "/health", route::health);
+    for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::post, http::verb::head}) {
+        check_not_allowed(v, "/status", "GET");
+        check_not_allowed(v, "/health", "GET");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(wrong_method_on_kv_is_not_allowed_with_the_allowed_list)
+{
+    for (http::verb v :
+         {http::verb::post, http::verb::patch, http::verb::head, http::verb::options, http::verb::unknown})
+        check_not_allowed(v, "/kv/key", "GET, PUT, DELETE");
+    // The method is checked before the key: a bad method on an empty key is still 405.
+    check_not_allowed(http::verb::post, "/kv/", "GET, PUT, DELETE");
+}
+
+BOOST_AUTO_TEST_CASE(unknown_routes_are_not_found)
+{
+    for (const char* target : {"/", "/kv", "/kvx/a", "/KV/a", "/status/", "/statusx", "/health/x", "*",
+                               "http://host/kv/a", "", "/v1/kv/a"})
+        BOOST_TEST((match_route(http::verb::get, target).result == outcome::not_found), target);
+}
+
+BOOST_AUTO_TEST_CASE(query_strings_are_ignored)
+{
+    check_found(http::verb::get, "/status?verbose=1", route::status);
+    check_found(http::verb::get, "/health?", route::health);
+    BOOST_TEST(match_route(http::verb::get, "/kv/a?b=c").raw_key == "a");
+    BOOST_TEST(match_route(http::verb::get, "/kv/?b").raw_key == "");
+}
+
+BOOST_AUTO_TEST_CASE(the_key_is_everything_after_kv_slashes_included)
+{
+    BOOST_TEST(match_route(http::verb::get, "/kv/a/b/c").raw_key == "a/b/c");
+    BOOST_TEST(match_route(http::verb::put, "/kv//").raw_key == "/");
+    BOOST_TEST(match_route(http::verb::get, "/kv/").raw_key == "");
+}
+
+// ---- Keys -----------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(percent_decoding_handles_both_cases_and_leaves_plus_alone)
+{
+    BOOST_TEST(percent_decode("a%20b").value() == "a b");
+    BOOST_TEST(percent_decode("%2f%2F").value() == "//");
+    BOOST_TEST(percent_decode("a+b").value() == "a+b");
+    BOOST_TEST(percent_decode("%25").value() == "%");
+    BOOST_TEST(percent_decode("%00").value() == std::string(1, '\0'));
+    BOOST_TEST(percent_decode("%E2%9C%93").value() == "\xe2\x9c\x93");
+    BOOST_TEST(percent_decode("").value() == "");
+}
+
+BOOST_AUTO_TEST_CASE(malformed_escapes_do_not_decode)
+{
+    for (const char* bad : {"%", "%2", "a%", "%zz", "%2g", "%g2", "%%", "abc%4"})
+        BOOST_TEST(!percent_decode(bad).has_value(), bad);
+}
+
+BOOST_AUTO_TEST_CASE(keys_decode_to_their_bytes)
+{
+    BOOST_TEST(check_key("hello%20world").value.value() == "hello world");
+    BOOST_TEST(check_key("a%2Fb").value.value() == "a/b");
+    BOOST_TEST(check_key("%E2%9C%93").value.value() == "\xe2\x9c\x93");
+    BOOST_TEST(check_key("\xe2\x9c\x93").value.value() == "\xe2\x9c\x93"); // unencoded UTF-8 too
+    BOOST_TEST(check_key("a%00b").value.value() == std::string("a\0b", 3));
+}
+
+BOOST_AUTO_TEST_CASE(malformed_or_empty_keys_are_bad_requests)
+{
+    check_rejected(check_key("a%2"), http::status::bad_request, "malformed percent-encoding in the key");
+    check_rejected(check_key("%zz"), http::status::bad_request, "malformed percent-encoding in the key");
+    check_rejected(check_key(""), http::status::bad_request, "missing key");
+}
+
+BOOST_AUTO_TEST_CASE(keys_that_are_not_utf8_are_bad_requests)
+{
+    for (const char* bad : {"%FF", "%C0%AF", "%E2%9C", "%ED%A0%80", "%F4%90%80%80", "%80"})
+        check_rejected(check_key(bad), http::status::bad_request, "the key is not valid UTF-8");
+}
+
+BOOST_AUTO_TEST_CASE(keys_up_to_1024_bytes_are_accepted_and_longer_are_too_large)
+{
+    BOOST_TEST(check_key(std::string(1024, 'k')).value.has_value());
+    BOOST_TEST(check_key(std::string(1, 'k')).value.has_value());
+    check_rejected(check_key(std::string(1025, 'k')), http::status::payload_too_large,
+                   "key too long: 1025 bytes (the limit is 1024)");
+    // The limit counts decoded bytes: 342 escapes are 342 bytes, not 1026 characters.
+    std::string escaped;
+    for (int i = 0; i < 342; ++i)
+        escaped += "%41";
+    BOOST_TEST(check_key(escaped).value.value() == std::string(342, 'A'));
+    escaped.clear();
+    for (int i = 0; i < 1025; ++i)
+        escaped += "%41";
+    check_rejected(check_key(escaped), http::status::payload_too_large,
+                   "key too long: 1025 bytes (the limit is 1024)");
+}
+
+// ---- PUT bodies -----------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(put_body_yields_its_string_value)
+{
+    BOOST_TEST(check_put_body(R"({"value": "bar"})").value.value() == "bar");
+    BOOST_TEST(check_put_body(R"({"value": ""})").value.value() == "");
+    BOOST_TEST(check_put_body(R"( {"other": 1, "value": "a\"b\u00e9\u0000"} )").value.value() ==
+               std::string("a\"b\xc3\xa9\0", 6));
+}
+
+BOOST_AUTO_TEST_CASE(bad_put_bodies_are_bad_requests)
+{
+    const auto bad = http::status::bad_request;
+    BOOST_TEST((check_put_body("").status == bad));
+    BOOST_TEST(check_put_body("").error.starts_with("malformed JSON body: "));
+    BOOST_TEST((check_put_body(R"({"value": "x")").status == bad));
+    BOOST_TEST((check_put_body(R"({"value": "x"} trailing)").status == bad));
+    BOOST_TEST((check_put_body("{'value': 'x'}").status == bad));
+    BOOST_TEST((check_put_body("\"\xff\"").status == bad)); // invalid UTF-8 in JSON
+    check_rejected(check_put_body(R"(["value"])"), bad,
+                   "the body must be a JSON object: {\"value\": \"...\"}");
+    check_rejected(check_put_body(R"("value")"), bad, "the body must be a JSON object: {\"value\": \"...\"}");
+    check_rejected(check_put_body("null"), bad, "the body must be a JSON object: {\"value\": \"...\"}");
+    check_rejected(check_put_body(R"({"val": "x"})"), bad, "missing \"value\" in the body");
+    for (const char* wrong : {R"({"value": 1})", R"({"value": null})", R"({"value": ["x"]})",
+                              R"({"value": {"a": "b"}})", R"({"value": true})"})
+        check_rejected(check_put_body(wrong), bad, "\"value\" must be a string");
+}
+
+BOOST_AUTO_TEST_CASE(values_up_to_1_mib_are_accepted_and_longer_are_too_large)
+{
+    const std::string mib(std::size_t{1} << 20, 'v');
+    BOOST_TEST(check_put_body(R"({"value": ")" + mib + "\"}").value.value().size() == mib.size());
+    check_rejected(check_put_body(R"({"value": ")" + mib + "v\"}"), http::status::payload_too_large,
+                   "value too large: 1048577 bytes (the limit is 1048576)");
+}
+
+// ---- Error responses ------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(errors_are_json_with_a_retry_after_when_unavailable)
+{
+    const auto res = raftkv::server::error_response(http::status::not_found, "key not found");
+    BOOST_TEST(res.result_int() == 404u);
+    BOOST_TEST(res.body() == R"({"error":"key not found"})");
+    BOOST_TEST(res[http::field::content_type] == "application/json");
+    BOOST_TEST((res.find(http::field::retry_after) == res.end()));
+
+    const auto busy = raftkv::server::error_response(http::status::service_unavailable, "no \"leader\"");
+    BOOST_TEST(busy.body() == R"({"error":"no \"leader\""})");
+    BOOST_TEST(busy[http::field::retry_after] == "1");
+}

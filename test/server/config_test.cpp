@@ -1,0 +1,393 @@
+#include "config.hpp"
+
+#include "leveldb/temp_dir.hpp"
+
+#define BOOST_TEST_MODULE server_config
+#include <boost/test/unit_test.hpp>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using raftkv::server::host_port;
+using raftkv::server::log_level;
+using raftkv::server::parse_arguments;
+using raftkv::server::parse_result;
+using raftkv::server::server_config;
+using raftkv::test::temp_dir;
+
+parse_result parse(std::vector<std::string> args)
+{
+    return parse_arguments(args);
+}
+
+server_config parse_ok(std::vector<std::string> args)
+{
+    const parse_result r = parse(std::move(args));
+    BOOST_TEST_REQUIRE(r.ok(), r.error);
+    BOOST_TEST_REQUIRE(!r.help);
+    return r.config;
+}
+
+// The error for `args`, which must be one line naming `expected`.
+std::string parse_error(std::vector<std::string> args, const std::string& expected)
+{
+    const parse_result r = parse(args);
+    BOOST_TEST_REQUIRE(!r.ok(), "no error for '" << (args.empty() ? "" : args.front()) << "...'");
+    BOOST_TEST(r.error.find('\n') == std::string::npos, r.error);
+    BOOST_TEST(r.error.find(expected) != std::string::npos,
+               "error '" << r.error << "' lacks '" << expected << "'");
+    return r.error;
+}
+
+const std::string three_peers = "1=127.0.0.1:9081,2=127.0.0.1:9082,3=127.0.0.1:9083";
+
+std::map<raftkv::node_id, host_port> three_peer_map()
+{
+    return {{1, {"127.0.0.1", 9081}}, {2, {"127.0.0.1", 9082}}, {3, {"127.0.0.1", 9083}}};
+}
+
+/// Writes `contents` to a file in `dir` and returns its path.
+std::string write_file(const temp_dir& dir, const std::string& contents,
+                       const std::string& name = "raftkv.yaml")
+{
+    const std::string path = (dir / name).string();
+    std::ofstream(path) << contents;
+    return path;
+}
+
+} // namespace
+
+// ---- Command line ---------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(no_flags_run_a_single_node_with_the_documented_defaults)
+{
+    const server_config c = parse_ok({});
+    BOOST_TEST(c.id == 1u);
+    BOOST_TEST(c.data_dir.string() == "raftkv-data");
+    BOOST_TEST(c.http.to_string() == "127.0.0.1:8080");
+    BOOST_TEST(c.raft.to_string() == "127.0.0.1:9080");
+    BOOST_TEST((c.peers == std::map<raftkv::node_id, host_port>{{1, {"127.0.0.1", 9080}}}));
+    BOOST_TEST(c.tick_ms == 10u);
+    BOOST_TEST(c.election_ticks == 30u);
+    BOOST_TEST(c.heartbeat_ticks == 5u);
+    BOOST_TEST(c.request_timeout_ms == 5000u);
+    BOOST_TEST((c.log_level == log_level::info));
+}
+
+BOOST_AUTO_TEST_CASE(every_flag_is_read)
+{
+    const server_config c = parse_ok({"--id",
+                                      "2",
+                                      "--data-dir",
+                                      "/var/lib/raftkv/2",
+                                      "--http",
+                                      "127.0.0.1:8082",
+                                      "--raft",
+                                      "127.0.0.1:9082",
+                                      "--peers",
+                                      three_peers,
+                                      "--tick-ms",
+                                      "20",
+                                      "--election-ticks",
+                                      "40",
+                                      "--heartbeat-ticks",
+                                      "4",
+                                      "--request-timeout-ms",
+                                      "1500",
+                                      "--log-level",
+                                      "debug"});
+    BOOST_TEST(c.id == 2u);
+    BOOST_TEST(c.data_dir.string() == "/var/lib/raftkv/2");
+    BOOST_TEST(c.http.to_string() == "127.0.0.1:8082");
+    BOOST_TEST(c.raft.to_string() == "127.0.0.1:9082");
+    BOOST_TEST((c.peers == three_peer_map()));
+    BOOST_TEST(c.tick_ms == 20u);
+    BOOST_TEST(c.election_ticks == 40u);
+    BOOST_TEST(c.heartbeat_ticks == 4u);
+    BOOST_TEST(c.request_timeout_ms == 1500u);
+    BOOST_TEST((c.log_level == log_level::debug));
+}
+
+BOOST_AUTO_TEST_CASE(flags_accept_an_equals_sign)
+{
+    const server_config c = parse_ok({"--id=3", "--peers=" + three_peers, "--http=localhost:8083"});
+    BOOST_TEST(c.id == 3u);
+    BOOST_TEST(c.http.to_string() == "localhost:8083");
+}
+
+BOOST_AUTO_TEST_CASE(raft_defaults_to_this_nodes_peer_entry)
+{
+    const server_config c = parse_ok({"--id", "3", "--peers", three_peers});
+    BOOST_TEST(c.raft.to_string() == "127.0.0.1:9083");
+}
+
+BOOST_AUTO_TEST_CASE(peers_default_to_this_node_at_its_raft_address)
+{
+    const server_config c = parse_ok({"--id", "7", "--raft", "10.0.0.7:7000"});
+    BOOST_TEST((c.peers == std::map<raftkv::node_id, host_port>{{7, {"10.0.0.7", 7000}}}));
+}
+
+BOOST_AUTO_TEST_CASE(raft_may_differ_from_the_address_peers_dial)
+{
+    const server_config c = parse_ok({"--id", "1", "--raft", "0.0.0.0:9081", "--peers", three_peers});
+    BOOST_TEST(c.raft.to_string() == "0.0.0.0:9081");
+    BOOST_TEST(c.peers.at(1).to_string() == "127.0.0.1:9081");
+}
+
+BOOST_AUTO_TEST_CASE(help_wins_over_everything_else)
+{
+    BOOST_TEST(parse({"--help"}).help);
+    BOOST_TEST(parse({"-h"}).help);
+    BOOST_TEST(parse({"--bogus", "--id", "0", "--help"}).help);
+    BOOST_TEST(raftkv::server::help_text().find("--peers") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(help_text_explains_every_flag_and_key)
+{
+    const std::string help = raftkv::server::help_text();
+    for (const char* name : {"id", "data-dir", "http", "raft", "peers", "tick-ms", "election-ticks",
+                             "heartbeat-ticks", "request-timeout-ms", "log-level", "config"})
+        BOOST_TEST(help.find(std::string("--") + name) != std::string::npos, name);
+}
+
+BOOST_AUTO_TEST_CASE(unknown_flags_and_arguments_are_errors)
+{
+    BOOST_TEST(parse_error({"--bogus", "1"}, "--bogus") == "unknown flag '--bogus' (see --help)");
+    parse_error({"positional"}, "unexpected argument 'positional'");
+    parse_error({"-i", "1"}, "unexpected argument '-i'");
+    parse_error({"--"}, "unexpected argument '--'");
+}
+
+BOOST_AUTO_TEST_CASE(a_flag_without_a_value_is_an_error)
+{
+    BOOST_TEST(parse_error({"--id"}, "--id") == "flag --id needs a value");
+    parse_error({"--peers"}, "--peers needs a value");
+}
+
+BOOST_AUTO_TEST_CASE(a_repeated_flag_is_an_error)
+{
+    parse_error({"--id", "1", "--id=2"}, "--id is given more than once");
+    parse_error({"--config", "a", "--config", "b"}, "--config is given more than once");
+}
+
+BOOST_AUTO_TEST_CASE(bad_ids_are_errors)
+{
+    BOOST_TEST(parse_error({"--id", "abc"}, "'abc'") ==
+               "--id: 'abc' is not a node id (an integer from 1 to 18446744073709551615)");
+    parse_error({"--id", "0"}, "--id: '0' is not a node id");
+    parse_error({"--id", "-1"}, "'-1' is not a node id");
+    parse_error({"--id", "+1"}, "'+1' is not a node id");
+    parse_error({"--id", "1.5"}, "'1.5' is not a node id");
+    parse_error({"--id", " 1"}, "' 1' is not a node id");
+    parse_error({"--id", ""}, "'' is not a node id");
+    parse_error({"--id", "18446744073709551616"}, "is not a node id");
+    BOOST_TEST(parse_ok({"--id", "18446744073709551615", "--peers", "18446744073709551615=h:1"}).id ==
+               18446744073709551615u);
+}
+
+BOOST_AUTO_TEST_CASE(id_must_be_among_the_peers)
+{
+    BOOST_TEST(parse_error({"--id", "4", "--peers", three_peers}, "4") ==
+               "--peers: this node's id 4 is not listed (it lists 1, 2, 3)");
+}
+
+BOOST_AUTO_TEST_CASE(malformed_addresses_are_errors)
+{
+    for (const char* bad :
+         {"127.0.0.1", "127.0.0.1:", ":8080", "127.0.0.1:0", "127.0.0.1:65536", "127.0.0.1:80x",
+          "127.0.0.1:-1", "host name:80", "h/x:80", "[::1:80", "[]:80", "::1:80x", "a:+80"}) {
+        parse_error({"--http", bad}, std::string("--http: '") + bad + "' is not host:port");
+        parse_error({"--raft", bad}, std::string("--raft: '") + bad + "' is not host:port");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(bad_peer_lists_are_errors)
+{
+    parse_error({"--peers", ""}, "--peers: '' is not id=host:port");
+    parse_error({"--peers", "1=127.0.0.1:9081,"}, "'' is not id=host:port");
+    parse_error({"--peers", "127.0.0.1:9081"}, "'127.0.0.1:9081' is not id=host:port");
+    parse_error({"--peers", "x=127.0.0.1:9081"}, "'x' is not a node id");
+    parse_error({"--peers", "0=127.0.0.1:9081"}, "'0' is not a node id");
+    parse_error({"--peers", "1=127.0.0.1"}, "'127.0.0.1' is not host:port");
+    parse_error({"--peers", "1=a:1,1=b:2"}, "node 1 is listed more than once");
+    parse_error({"--peers", "1=a:1,2=a:1"}, "nodes 1 and 2 have the same address a:1");
+}
+
+BOOST_AUTO_TEST_CASE(peer_lists_tolerate_spaces_around_items)
+{
+    const server_config c = parse_ok({"--peers", " 1 = 127.0.0.1:9081 , 2=127.0.0.1:9082,3=127.0.0.1:9083 "});
+    BOOST_TEST((c.peers == three_peer_map()));
+}
+
+BOOST_AUTO_TEST_CASE(bad_tuning_values_are_errors)
+{
+    parse_error({"--tick-ms", "0"}, "--tick-ms: '0' is not an integer from 1 to 60000");
+    parse_error({"--tick-ms", "fast"}, "--tick-ms: 'fast'");
+    parse_error({"--heartbeat-ticks", "0"}, "--heartbeat-ticks: '0'");
+    parse_error({"--election-ticks", "1"}, "--election-ticks: '1'");
+    parse_error({"--request-timeout-ms", "0"}, "--request-timeout-ms: '0'");
+    BOOST_TEST(parse_error({"--election-ticks", "5"}, "election-ticks") ==
+               "election-ticks (5) must be greater than heartbeat-ticks (5)");
+    parse_error({"--log-level", "loud"}, "--log-level: 'loud' is not one of error, warn, info, debug");
+    parse_error({"--data-dir", ""}, "--data-dir: the data directory must not be empty");
+}
+
+BOOST_AUTO_TEST_CASE(ipv6_addresses_take_brackets)
+{
+    const server_config c = parse_ok({"--http", "[::1]:8080", "--raft", "[::1]:9080"});
+    BOOST_TEST(c.http.host == "::1");
+    BOOST_TEST(c.http.port == 8080);
+    BOOST_TEST(c.http.to_string() == "[::1]:8080");
+}
+
+// ---- Config file ----------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(config_file_sets_every_key)
+{
+    temp_dir dir;
+    const std::string file = write_file(dir, R"(# a comment
+id: 2
+data-dir: /var/lib/raftkv/2
+http: 127.0.0.1:8082
+raft: 127.0.0.1:9082
+peers:
+  1: 127.0.0.1:9081
+  2: 127.0.0.1:9082
+  3: 127.0.0.1:9083
+tick-ms: 20
+election-ticks: 40
+heartbeat-ticks: 4
+request-timeout-ms: 1500
+log-level: warn
+)");
+    const server_config c = parse_ok({"--config", file});
+    BOOST_TEST(c.id == 2u);
+    BOOST_TEST(c.data_dir.string() == "/var/lib/raftkv/2");
+    BOOST_TEST(c.http.to_string() == "127.0.0.1:8082");
+    BOOST_TEST(c.raft.to_string() == "127.0.0.1:9082");
+    BOOST_TEST((c.peers == three_peer_map()));
+    BOOST_TEST(c.tick_ms == 20u);
+    BOOST_TEST(c.election_ticks == 40u);
+    BOOST_TEST(c.heartbeat_ticks == 4u);
+    BOOST_TEST(c.request_timeout_ms == 1500u);
+    BOOST_TEST((c.log_level == log_level::warn));
+}
+
+BOOST_AUTO_TEST_CASE(config_file_peers_may_be_the_flag_string)
+{
+    temp_dir dir;
+    const std::string file = write_file(dir, "id: 3\npeers: " + three_peers + "\n");
+    const server_config c = parse_ok({"--config", file});
+    BOOST_TEST((c.peers == three_peer_map()));
+    BOOST_TEST(c.raft.to_string() == "127.0.0.1:9083");
+}
+
+BOOST_AUTO_TEST_CASE(flags_override_the_config_file)
+{
+    temp_dir dir;
+    const std::string file =
+        write_file(dir, "id: 2\nhttp: 127.0.0.1:8082\npeers:\n  1: a:1\n  2: b:2\nlog-level: error\n");
+    const server_config c =
+        parse_ok({"--config", file, "--id", "3", "--peers", three_peers, "--log-level=info"});
+    BOOST_TEST(c.id == 3u);
+    BOOST_TEST(c.http.to_string() == "127.0.0.1:8082"); // from the file: no flag
+    BOOST_TEST((c.peers == three_peer_map()));
+    BOOST_TEST((c.log_level == log_level::info));
+}
+
+BOOST_AUTO_TEST_CASE(config_file_may_come_after_the_flags_it_is_overridden_by)
+{
+    temp_dir dir;
+    const std::string file = write_file(dir, "id: 2\n");
+    BOOST_TEST(parse_ok({"--id", "1", "--config", file}).id == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(an_empty_config_file_sets_nothing)
+{
+    temp_dir dir;
+    BOOST_TEST(parse_ok({"--config", write_file(dir, "")}).id == 1u);
+    BOOST_TEST(parse_ok({"--config", write_file(dir, "# nothing\n", "comment.yaml")}).id == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(config_file_values_are_checked_like_flags)
+{
+    temp_dir dir;
+    const std::string file = write_file(dir, "id: abc\n");
+    BOOST_TEST(parse_error({"--config", file}, "abc") ==
+               file + ": id: 'abc' is not a node id (an integer from 1 to 18446744073709551615)");
+    parse_error({"--config", write_file(dir, "id: 0\n", "zero.yaml")}, "id: '0' is not a node id");
+    parse_error({"--config", write_file(dir, "http: nowhere\n", "http.yaml")},
+                "http: 'nowhere' is not host:port");
+    parse_error({"--config", write_file(dir, "id: 4\npeers: " + three_peers + "\n", "id4.yaml")},
+                "this node's id 4 is not listed");
+    parse_error({"--config", write_file(dir, "peers:\n  1: a:1\n  x: b:2\n", "px.yaml")},
+                "'x' is not a node id");
+    parse_error({"--config", write_file(dir, "peers:\n  1: nowhere\n", "pa.yaml")},
+                "'nowhere' is not host:port");
+    parse_error({"--config", write_file(dir, "peers:\n  1: 'a:1,2=b:2'\n", "pc.yaml")}, "is not host:port");
+}
+
+BOOST_AUTO_TEST_CASE(unknown_config_keys_are_errors)
+{
+    temp_dir dir;
+    const std::string file = write_file(dir, "id: 1\nport: 80\n");
+    BOOST_TEST(parse_error({"--config", file}, "port") == file + ": unknown key 'port' (see --help)");
+    parse_error({"--config", write_file(dir, "config: x.yaml\n", "nested.yaml")}, "unknown key 'config'");
+}
+
+BOOST_AUTO_TEST_CASE(ill_formed_yaml_is_an_error_with_its_position)
+{
+    temp_dir dir;
+    const std::string file = write_file(dir, "id: 1\npeers: [1, 2\n");
+    const std::string error = parse_error({"--config", file}, file + ": line ");
+    BOOST_TEST_MESSAGE(error);
+    parse_error({"--config", write_file(dir, "id: 1\n  bad indent: [\n", "indent.yaml")}, "line");
+    parse_error({"--config", write_file(dir, "id: a: b\n", "nested.yaml")}, "line 1");
+}
+
+BOOST_AUTO_TEST_CASE(config_file_shapes_that_are_not_settings_are_errors)
+{
+    temp_dir dir;
+    parse_error({"--config", write_file(dir, "- id\n- 1\n", "list.yaml")}, "must be a map of settings");
+    parse_error({"--config", write_file(dir, "just text\n", "scalar.yaml")}, "must be a map of settings");
+    parse_error({"--config", write_file(dir, "id: [1, 2]\n", "seq.yaml")}, "id: must be a single value");
+    parse_error({"--config", write_file(dir, "http: {a: b}\n", "map.yaml")}, "http: must be a single value");
+    parse_error({"--config", write_file(dir, "id:\n", "null.yaml")}, "id: needs a value");
+    parse_error({"--config", write_file(dir, "peers: [a:1]\n", "peerseq.yaml")},
+                "peers: must be a single value");
+    parse_error({"--config", write_file(dir, "id: 1\nid: 2\n", "dup.yaml")},
+                "key 'id' is given more than once");
+    parse_error({"--config", write_file(dir, "[a]: 1\n", "key.yaml")}, "a key: must be a single value");
+}
+
+BOOST_AUTO_TEST_CASE(unreadable_config_files_are_errors)
+{
+    temp_dir dir;
+    const std::string missing = (dir / "missing.yaml").string();
+    BOOST_TEST(parse_error({"--config", missing}, missing) ==
+               "cannot read config file '" + missing + "': No such file or directory");
+    parse_error({"--config", dir.path().string()}, "it is a directory");
+}
+
+// ---- Pieces ---------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(host_port_parses_names_and_addresses)
+{
+    using raftkv::server::parse_host_port;
+    BOOST_TEST((parse_host_port("node-1.example_x:1") == host_port{"node-1.example_x", 1}));
+    BOOST_TEST((parse_host_port("10.0.0.1:65535") == host_port{"10.0.0.1", 65535}));
+    BOOST_TEST((parse_host_port("[fe80::1]:80") == host_port{"fe80::1", 80}));
+    BOOST_TEST(!parse_host_port("fe80::1:80"));
+    BOOST_TEST(!parse_host_port("[example.com]:80"));
+}
+
+BOOST_AUTO_TEST_CASE(peers_print_in_the_form_they_are_parsed)
+{
+    std::string error;
+    const auto peers = raftkv::server::parse_peers(three_peers, "--peers", error);
+    BOOST_TEST_REQUIRE(peers.has_value(), error);
+    BOOST_TEST(raftkv::server::peers_to_string(*peers) == three_peers);
+}
