@@ -1,0 +1,325 @@
+#ifndef RAFTKV_TEST_E2E_HARNESS_HPP
+#define RAFTKV_TEST_E2E_HARNESS_HPP
+
+// The end-to-end test harness: runs real raftkv-server processes and talks to them over
+// HTTP and raw TCP.
+//
+// Every wait here is bounded by a timeout, and every process a harness object starts is
+// killed (SIGKILL) and reaped by that object's destructor, even when a test fails or throws.
+// A started server also gets PR_SET_PDEATHSIG(SIGKILL), so it dies with the test process
+// should the test process itself be killed. The death signal follows the *thread* that
+// spawned the server: start servers from the test's main thread only.
+//
+// The HTTP client (Beast) and the JSON parser (Boost.JSON) are compiled once, in
+// harness.cpp; this header includes only the standard library.
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <iosfwd>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace raftkv::e2e {
+
+using namespace std::chrono_literals;
+using std::chrono::milliseconds;
+
+/// The raftkv-server executable under test (from RAFTKV_SERVER_BINARY).
+std::filesystem::path server_binary();
+
+// ---------------------------------------------------------------------------------------
+// HTTP
+
+/// One HTTP response. `status` 0 means no response arrived: the connection failed, was
+/// closed, or the timeout passed; `body` then says why.
+struct http_response {
+    int status = 0;
+    std::string body;
+    std::map<std::string, std::string> headers; ///< names lower-cased
+};
+
+/// "status 404, body {...}" (body cut at 300 bytes), for assertion messages.
+std::string describe(const http_response& r);
+
+/// One request over a fresh connection, closed afterwards. Any method string is sent as is.
+http_response request(std::uint16_t port, std::string_view method, std::string_view target,
+                      std::string_view body = {}, milliseconds timeout = 5s);
+
+/// An HTTP/1.1 client that keeps its connection alive between requests. A request that
+/// finds its kept-alive connection closed by the server before any byte of the response
+/// arrived is retried once on a new connection. Not thread-safe: one client per thread.
+class http_client {
+public:
+    explicit http_client(std::uint16_t port);
+    ~http_client();
+    http_client(http_client&&) noexcept;
+    http_client& operator=(http_client&&) noexcept;
+
+    http_response request(std::string_view method, std::string_view target, std::string_view body = {},
+                          milliseconds timeout = 5s);
+
+    /// How many TCP connections this client has opened.
+    int connections_opened() const noexcept;
+
+private:
+    struct impl;
+    std::unique_ptr<impl> impl_;
+};
+
+/// Percent-encodes every byte except the RFC 3986 unreserved characters.
+std::string url_encode(std::string_view s);
+
+/// "/kv/" followed by the percent-encoded key.
+std::string kv_target(std::string_view key);
+
+/// `s` as a JSON string literal, quotes included.
+std::string json_quote(std::string_view s);
+
+/// {"value": <value as a JSON string>}
+std::string value_body(std::string_view value);
+
+/// PUT/GET/DELETE /kv/{key} over a fresh connection; the key is percent-encoded.
+inline http_response put(std::uint16_t port, std::string_view key, std::string_view value,
+                         milliseconds timeout = 5s)
+{
+    return request(port, "PUT", kv_target(key), value_body(value), timeout);
+}
+inline http_response get(std::uint16_t port, std::string_view key, milliseconds timeout = 5s)
+{
+    return request(port, "GET", kv_target(key), {}, timeout);
+}
+inline http_response del(std::uint16_t port, std::string_view key, milliseconds timeout = 5s)
+{
+    return request(port, "DELETE", kv_target(key), {}, timeout);
+}
+
+/// A response body parsed as JSON, for checking its shape.
+struct json_body {
+    bool valid = false;                      ///< the body is valid JSON
+    bool is_object = false;                  ///< ... and an object
+    std::map<std::string, std::string> kind; ///< member name -> "string", "number", "null", ...
+    std::map<std::string, std::string> text; ///< member name -> value: a string's contents, else JSON text
+
+    /// The member's value if it is a string.
+    std::optional<std::string> string(const std::string& name) const;
+    bool has(const std::string& name) const { return kind.count(name) != 0; }
+};
+json_body parse_json(std::string_view body);
+
+/// True if `r` carries `status` and a JSON object body with a string member "error".
+bool is_error(const http_response& r, int status);
+
+// ---------------------------------------------------------------------------------------
+// Raw TCP
+
+struct raw_result {
+    std::string received; ///< every byte the peer sent back
+    bool closed = false;  ///< the peer closed or reset the connection within the wait
+    bool connected = false;
+};
+
+/// Connects to 127.0.0.1:port, sends `bytes`, half-closes the connection if `half_close`,
+/// then reads until the peer closes it or `wait` passes. Never raises SIGPIPE.
+raw_result send_raw(std::uint16_t port, std::string_view bytes, milliseconds wait = 2s,
+                    bool half_close = false);
+
+/// A connected TCP socket to 127.0.0.1:port that stays open until destroyed (-1 if the
+/// connection failed).
+class raw_connection {
+public:
+    explicit raw_connection(std::uint16_t port);
+    ~raw_connection();
+    raw_connection(raw_connection&& other) noexcept;
+    raw_connection& operator=(raw_connection&&) = delete;
+    bool connected() const noexcept { return fd_ >= 0; }
+    /// Sends bytes; false if the connection is gone.
+    bool send(std::string_view bytes);
+
+private:
+    int fd_ = -1;
+};
+
+// ---------------------------------------------------------------------------------------
+// Ports, directories, waiting
+
+/// `n` distinct free TCP ports on 127.0.0.1, all bound at once (port 0) and then released,
+/// so one call never returns the same port twice.
+std::vector<std::uint16_t> free_ports(std::size_t n);
+
+/// True if nothing listens on, or holds, 127.0.0.1:port right now.
+bool port_is_free(std::uint16_t port);
+
+/// A fresh directory under the system temp directory, removed with its contents at the end.
+class temp_dir {
+public:
+    temp_dir();
+    ~temp_dir();
+    temp_dir(const temp_dir&) = delete;
+    temp_dir& operator=(const temp_dir&) = delete;
+    const std::filesystem::path& path() const noexcept { return path_; }
+    std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+private:
+    std::filesystem::path path_;
+};
+
+/// Polls `pred` every `poll` until it returns true or `timeout` passes; returns the last result.
+bool wait_until(const std::function<bool()>& pred, milliseconds timeout, milliseconds poll = 50ms);
+
+/// Last `max_bytes` of a file's contents ("" if it cannot be read).
+std::string read_tail(const std::filesystem::path& file, std::size_t max_bytes = 16 * 1024);
+
+/// True while the current Boost.Test test case has no failure and no exception is unwinding.
+bool current_test_passing();
+
+// ---------------------------------------------------------------------------------------
+// Processes
+
+struct exit_status {
+    bool exited = false; ///< exited normally; `code` is valid
+    int code = -1;
+    int signal = 0; ///< the signal that ended it, if !exited
+};
+std::ostream& operator<<(std::ostream& os, const exit_status& s);
+
+/// A child process running `server_binary()` (or `program`) with `args`. Its stdout and
+/// stderr are appended to the given files. Killed with SIGKILL and reaped on destruction.
+class process {
+public:
+    struct options {
+        std::filesystem::path program; ///< default: server_binary()
+        std::filesystem::path stdout_file;
+        std::filesystem::path stderr_file; ///< default: stdout_file
+        std::filesystem::path cwd;         ///< default: inherited
+    };
+    process(std::vector<std::string> args, options opts);
+    ~process();
+    process(const process&) = delete;
+    process& operator=(const process&) = delete;
+
+    pid_t pid() const noexcept { return pid_; }
+    /// True until the process has been reaped (reaps it if it has exited).
+    bool running();
+    /// How it ended, once reaped.
+    std::optional<exit_status> status() const { return status_; }
+    /// Sends a signal (no-op once reaped).
+    void signal(int sig);
+    /// SIGKILL, then reaps.
+    void kill9();
+    /// Waits up to `timeout` for the process to end; its status if it did.
+    std::optional<exit_status> wait(milliseconds timeout);
+
+private:
+    pid_t pid_ = -1;
+    std::optional<exit_status> status_;
+};
+
+/// Runs the server binary with `args` to completion (SIGKILL after `timeout`).
+struct run_result {
+    std::optional<exit_status> status; ///< nullopt: timed out and was killed
+    std::string out, err;
+};
+run_result run_server(const std::vector<std::string>& args, milliseconds timeout = 10s,
+                      const std::filesystem::path& cwd = {});
+
+// ---------------------------------------------------------------------------------------
+// /status
+
+struct member_status {
+    std::uint64_t id = 0;
+    std::string raft;
+    std::optional<std::string> http; ///< null while the node does not know it
+};
+struct node_status {
+    std::uint64_t id = 0;
+    std::string role;
+    std::uint64_t term = 0;
+    std::optional<std::uint64_t> leader;
+    std::uint64_t commit_index = 0, applied_index = 0, last_index = 0;
+    std::vector<member_status> members;
+};
+
+/// Parses a /status body strictly against the spec: every field present with its type.
+/// nullopt if it does not match, with the reason in *why.
+std::optional<node_status> parse_status(std::string_view body, std::string* why = nullptr);
+
+/// GET /status; nullopt if no 200 or the body does not parse.
+std::optional<node_status> get_status(std::uint16_t port, milliseconds timeout = 2s);
+
+// ---------------------------------------------------------------------------------------
+// Servers and clusters
+
+/// One node's addresses and directories. Ids start at 1.
+struct node_spec {
+    std::uint64_t id = 0;
+    std::uint16_t http_port = 0, raft_port = 0;
+    std::filesystem::path data_dir, log_file;
+
+    std::string http_address() const;
+    std::string raft_address() const;
+};
+
+/// N raftkv-server processes on loopback, each with its own data directory and log file in
+/// one temp directory. All ports are allocated at once. Destruction kills every node and,
+/// if the current test failed, prints each node's log tail to stderr.
+class cluster {
+public:
+    /// Allocates ports and directories for `n` nodes and, if `start`, starts them all.
+    explicit cluster(std::size_t n, bool start = true);
+    ~cluster();
+    cluster(const cluster&) = delete;
+    cluster& operator=(const cluster&) = delete;
+
+    std::size_t size() const noexcept { return specs_.size(); }
+    const node_spec& spec(std::uint64_t id) const { return specs_.at(id - 1); }
+    std::uint16_t http_port(std::uint64_t id) const { return spec(id).http_port; }
+    std::uint16_t raft_port(std::uint64_t id) const { return spec(id).raft_port; }
+    const temp_dir& dir() const noexcept { return dir_; }
+
+    /// The command-line arguments of node `id` (program name excluded).
+    std::vector<std::string> args(std::uint64_t id) const;
+    /// The --peers value: every member's Raft address.
+    std::string peers_flag() const;
+
+    void start(std::uint64_t id);
+    void start_all();
+    bool running(std::uint64_t id);
+    void kill9(std::uint64_t id);
+    /// Sends `sig` (SIGSTOP, SIGCONT, ...) to a running node without waiting.
+    void signal(std::uint64_t id, int sig);
+    /// SIGTERM (or `sig`) and wait up to `timeout`; how the node exited, if it did.
+    std::optional<exit_status> terminate(std::uint64_t id, int sig = 15, milliseconds timeout = 10s);
+    /// Starts a node again with the same arguments and data directory (killing it first if running).
+    void restart(std::uint64_t id);
+    std::vector<std::uint64_t> running_ids();
+
+    /// Waits until some running node says it is the leader and every running node names it
+    /// as leader; that leader's id, or nullopt after `timeout`.
+    std::optional<std::uint64_t> wait_for_leader(milliseconds timeout = 10s);
+    /// wait_for_leader(), and then until every running node serves a request (a GET of an
+    /// absent key answers 404, not 503); the leader's id, or nullopt after `timeout`.
+    std::optional<std::uint64_t> wait_ready(milliseconds timeout = 10s);
+    /// Waits until node `id` answers /health with 200.
+    bool wait_healthy(std::uint64_t id, milliseconds timeout = 10s);
+
+    /// Every node's log tail, for a failure message.
+    void dump_logs(std::ostream& os);
+
+private:
+    temp_dir dir_;
+    std::vector<node_spec> specs_;
+    std::vector<std::unique_ptr<process>> procs_;
+};
+
+} // namespace raftkv::e2e
+
+#endif

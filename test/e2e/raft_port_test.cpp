@@ -1,0 +1,198 @@
+// Garbage on the Raft port: random bytes, bad frame headers and undecodable payloads must cost
+// only that connection (docs/transport.md): the node keeps serving HTTP, keeps its data, and a
+// cluster keeps its leader.
+#define BOOST_TEST_MODULE raftkv_e2e_raft_port
+#include <boost/test/unit_test.hpp>
+
+#include "harness.hpp"
+
+#include <cstdint>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace raftkv::e2e;
+
+void put_be(std::string& out, std::uint64_t v, int bytes)
+{
+    for (int i = bytes - 1; i >= 0; --i)
+        out += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+void put_le(std::string& out, std::uint64_t v, int bytes)
+{
+    for (int i = 0; i < bytes; ++i)
+        out += static_cast<char>((v >> (8 * i)) & 0xff);
+}
+
+/// A frame header: magic, version, payload length (big-endian), as in docs/transport.md.
+std::string header(std::uint32_t magic, std::uint16_t version, std::uint32_t length)
+{
+    std::string out;
+    put_be(out, magic, 4);
+    put_be(out, version, 2);
+    put_be(out, length, 4);
+    return out;
+}
+
+constexpr std::uint32_t magic = 0x52464B56; // "RFKV"
+
+std::string random_bytes(std::mt19937_64& rng, std::size_t n)
+{
+    std::string out(n, '\0');
+    for (auto& c : out)
+        c = static_cast<char>(rng());
+    return out;
+}
+
+struct garbage {
+    std::string name, bytes;
+    bool must_close; ///< docs/transport.md promises the node closes this connection
+};
+
+std::vector<garbage> garbage_frames()
+{
+    std::mt19937_64 rng(7);
+    std::vector<garbage> out;
+    out.push_back({"64 KiB of random bytes", random_bytes(rng, 64 * 1024), true});
+    out.push_back({"bad magic", header(0x47455420, 1, 8) + std::string(8, 'x'), true});
+    out.push_back({"HTTP request", "GET /status HTTP/1.1\r\nHost: x\r\n\r\n", true});
+    out.push_back({"unknown version", header(magic, 99, 8) + std::string(8, '\0'), true});
+    out.push_back({"4 GiB length", header(magic, 1, 0xFFFFFFFF) + std::string(64, '\0'), true});
+    out.push_back({"65 MiB length", header(magic, 1, 65u << 20) + std::string(64, '\0'), true});
+    {
+        std::string payload;
+        put_le(payload, 1000000000000ull, 8); // a trillion messages in 8 bytes
+        out.push_back({"message count beyond the payload", header(magic, 1, 8) + payload, true});
+    }
+    {
+        std::string payload;
+        put_le(payload, 1, 8); // one message ...
+        put_le(payload, 2, 8);
+        put_le(payload, 1, 8);
+        put_le(payload, 1, 8);
+        payload += '\x09'; // ... with a body index out of range
+        out.push_back({"body index out of range",
+                       header(magic, 1, static_cast<std::uint32_t>(payload.size())) + payload, true});
+    }
+    {
+        std::string payload;
+        put_le(payload, 1, 8);
+        put_le(payload, 2, 8);
+        put_le(payload, 1, 8);
+        put_le(payload, 1, 8);
+        payload += '\x02'; // append_request
+        put_le(payload, 0, 8);
+        put_le(payload, 0, 8);
+        put_le(payload, 0, 8);
+        put_le(payload, 0xFFFFFFFFFFFFull, 8); // entry count far beyond the payload
+        out.push_back({"entry count beyond the payload",
+                       header(magic, 1, static_cast<std::uint32_t>(payload.size())) + payload, true});
+    }
+    out.push_back({"empty payload", header(magic, 1, 0), true});
+    out.push_back(
+        {"random payload behind a valid header", header(magic, 1, 4096) + random_bytes(rng, 4096), true});
+    out.push_back({"half a header", header(magic, 1, 100).substr(0, 5), false});
+    out.push_back({"a header and half its payload", header(magic, 1, 1000) + std::string(500, '\0'), false});
+    return out;
+}
+
+/// Sends every garbage frame to `raft_port` and checks each connection's fate.
+void spray(std::uint16_t raft_port, const std::string& node)
+{
+    for (const auto& g : garbage_frames()) {
+        auto r = send_raw(raft_port, g.bytes, 3s, !g.must_close);
+        BOOST_TEST(r.connected, node << ": cannot connect to the Raft port for " << g.name);
+        if (g.must_close)
+            BOOST_TEST(r.closed, node << ": connection not closed within 3 s after " << g.name);
+        BOOST_TEST(r.received.empty(), node << ": the Raft port answered " << g.name);
+    }
+    // Many connections at once, each sending a little garbage and vanishing.
+    std::vector<std::thread> pool;
+    for (int t = 0; t < 8; ++t)
+        pool.emplace_back([raft_port, t] {
+            std::mt19937_64 rng(static_cast<std::uint64_t>(t));
+            for (int i = 0; i < 25; ++i)
+                send_raw(raft_port, random_bytes(rng, static_cast<std::size_t>(rng() % 64)), 100ms, true);
+        });
+    for (auto& th : pool)
+        th.join();
+    // Connections held open in the middle of a frame, while the checks below run.
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(one_node_keeps_serving_and_keeps_its_data_after_raft_port_garbage)
+{
+    cluster c(1);
+    const auto port = c.http_port(1);
+    BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s));
+    for (int i = 0; i < 20; ++i)
+        BOOST_TEST_REQUIRE(put(port, "k" + std::to_string(i), "v" + std::to_string(i)).status == 200);
+    auto before = get_status(port);
+    BOOST_TEST_REQUIRE(before.has_value());
+
+    std::vector<raw_connection> held;
+    for (int i = 0; i < 20; ++i) {
+        held.emplace_back(c.raft_port(1));
+        held.back().send(header(magic, 1, 1 << 20) + std::string(100, '\0'));
+    }
+    spray(c.raft_port(1), "node 1");
+
+    BOOST_TEST_REQUIRE(c.running(1), "the server died");
+    for (int i = 0; i < 20; ++i) {
+        auto g = get(port, "k" + std::to_string(i));
+        BOOST_TEST(parse_json(g.body).string("value").value_or("<none>") == "v" + std::to_string(i),
+                   describe(g));
+    }
+    auto p = put(port, "after", "garbage");
+    BOOST_TEST(p.status == 200, describe(p));
+    auto after = get_status(port);
+    BOOST_TEST_REQUIRE(after.has_value());
+    BOOST_TEST(after->role == "leader");
+    BOOST_TEST(after->term == before->term);
+}
+
+BOOST_AUTO_TEST_CASE(three_nodes_keep_their_leader_and_data_after_raft_port_garbage)
+{
+    cluster c(3);
+    auto leader = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    for (int i = 0; i < 20; ++i)
+        BOOST_TEST_REQUIRE(put(c.http_port(static_cast<std::uint64_t>(i % 3 + 1)), "k" + std::to_string(i),
+                               "v" + std::to_string(i))
+                               .status == 200);
+    auto before = get_status(c.http_port(*leader));
+    BOOST_TEST_REQUIRE(before.has_value());
+
+    std::vector<raw_connection> held;
+    for (std::uint64_t id = 1; id <= 3; ++id)
+        for (int i = 0; i < 5; ++i) {
+            held.emplace_back(c.raft_port(id));
+            held.back().send(header(magic, 1, 1 << 20) + std::string(100, '\0'));
+        }
+    for (std::uint64_t id = 1; id <= 3; ++id)
+        spray(c.raft_port(id), "node " + std::to_string(id));
+
+    for (std::uint64_t id = 1; id <= 3; ++id) {
+        BOOST_TEST_REQUIRE(c.running(id), "node " << id << " died");
+        auto st = get_status(c.http_port(id));
+        BOOST_TEST_REQUIRE(st.has_value());
+        BOOST_TEST(st->leader.value_or(0) == *leader, "node " << id << " lost the leader");
+        BOOST_TEST(st->term == before->term, "node " << id << " changed term");
+    }
+    for (int i = 0; i < 20; ++i) {
+        const auto via = static_cast<std::uint64_t>(i % 3 + 1);
+        auto p = put(c.http_port(via), "after-" + std::to_string(i), "x");
+        BOOST_TEST(p.status == 200, "write through node " << via << ": " << describe(p));
+    }
+    for (std::uint64_t id = 1; id <= 3; ++id)
+        for (int i = 0; i < 20; ++i) {
+            auto g = get(c.http_port(id), "k" + std::to_string(i));
+            BOOST_TEST(parse_json(g.body).string("value").value_or("<none>") == "v" + std::to_string(i),
+                       "node " << id << ": " << describe(g));
+        }
+}
