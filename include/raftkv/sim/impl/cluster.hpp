@@ -1,0 +1,326 @@
+#ifndef RAFTKV_SIM_IMPL_CLUSTER_HPP
+#define RAFTKV_SIM_IMPL_CLUSTER_HPP
+
+// Template bodies of raftkv::sim::cluster; included at the bottom of <raftkv/sim/cluster.hpp>.
+
+#include <raftkv/sim/cluster.hpp>
+
+namespace raftkv::sim {
+
+template <state_machine StateMachine>
+cluster<StateMachine>::cluster(cluster_config config, machine_factory factory)
+    : config_(std::move(config)), factory_(std::move(factory)), rng_(config_.seed), net_(config_.link)
+{
+    assert(config_.nodes >= 1);
+    if (!factory_) {
+        if constexpr (std::default_initializable<StateMachine>)
+            factory_ = [](node_id) { return std::make_unique<StateMachine>(); };
+        else
+            throw std::invalid_argument("raftkv::sim::cluster: a machine factory is required");
+    }
+    for (node_id id = 1; id <= config_.nodes; ++id) {
+        members_.voters.push_back(id);
+        slots_.push_back(std::make_unique<slot>(id, config_.sync_on_append));
+    }
+    for (auto& s : slots_)
+        start(*s);
+}
+
+template <state_machine StateMachine>
+bool cluster<StateMachine>::step()
+{
+    flush();
+    if (queue_.empty())
+        return false;
+    auto handle = queue_.extract(queue_.begin());
+    now_ = handle.key().first;
+    ++stats_.events;
+    event& e = handle.mapped();
+    const auto* m = e.kind == event_kind::deliver ? &e.msg : nullptr;
+    trace(e.kind, m ? m->from : e.node, m ? m->to : e.node, m ? m->body.index() : 0, m ? m->term : 0);
+    run(e);
+    flush();
+    check();
+    return true;
+}
+
+template <state_machine StateMachine>
+void cluster<StateMachine>::run_for(std::chrono::microseconds d)
+{
+    const std::uint64_t end = now_ + static_cast<std::uint64_t>(d.count());
+    for (;;) {
+        flush();
+        if (queue_.empty() || queue_.begin()->first.first > end)
+            break;
+        step();
+    }
+    now_ = end;
+}
+
+template <state_machine StateMachine>
+bool cluster<StateMachine>::run_until(const std::function<bool()>& done, std::chrono::microseconds timeout)
+{
+    const std::uint64_t end = now_ + static_cast<std::uint64_t>(timeout.count());
+    while (!done()) {
+        flush();
+        if (queue_.empty() || queue_.begin()->first.first > end) {
+            now_ = end;
+            return done();
+        }
+        step();
+    }
+    return true;
+}
+
+template <state_machine StateMachine>
+void cluster<StateMachine>::schedule(std::chrono::microseconds delay, std::function<void()> action)
+{
+    event e;
+    e.action = std::move(action);
+    push(static_cast<std::uint64_t>(delay.count()), std::move(e));
+}
+
+template <state_machine StateMachine>
+void cluster<StateMachine>::crash(node_id id)
+{
+    slot& s = slot_of(id);
+    if (!s.node)
+        return;
+    flush(); // what it sent before the crash is already on the wire
+    trace(event_kind::crash, id, id, 0, s.node->term());
+    s.node.reset();
+    s.machine.reset();
+    s.store.crash();
+    s.transport.take();
+    ++s.incarnation;
+    s.sync_pending = false;
+    for (auto& h : crash_hooks_)
+        h(id);
+}
+
+template <state_machine StateMachine>
+void cluster<StateMachine>::restart(node_id id)
+{
+    slot& s = slot_of(id);
+    if (s.node)
+        return;
+    trace(event_kind::restart, id, id, 0, 0);
+    start(s);
+}
+
+template <state_machine StateMachine>
+propose_result cluster<StateMachine>::propose(node_id id, std::string command)
+{
+    slot& s = slot_of(id);
+    if (!s.node)
+        return {.ec = errc::not_leader};
+    propose_result r = s.node->propose(std::move(command));
+    flush();
+    return r;
+}
+
+template <state_machine StateMachine>
+std::error_code cluster<StateMachine>::read_index(node_id id, std::uint64_t read_id)
+{
+    slot& s = slot_of(id);
+    if (!s.node)
+        return errc::not_leader;
+    const std::error_code ec = s.node->read_index(read_id);
+    flush();
+    return ec;
+}
+
+template <state_machine StateMachine>
+std::vector<node_id> cluster<StateMachine>::ids() const
+{
+    std::vector<node_id> out;
+    for (const auto& s : slots_)
+        out.push_back(s->id);
+    return out;
+}
+
+template <state_machine StateMachine>
+std::optional<node_id> cluster<StateMachine>::leader() const
+{
+    std::optional<node_id> best;
+    term_t best_term = 0;
+    bool unique = false;
+    for (const auto& s : slots_) {
+        if (!s->node || s->node->role() != role::leader)
+            continue;
+        if (!best || s->node->term() > best_term) {
+            best = s->id;
+            best_term = s->node->term();
+            unique = true;
+        } else if (s->node->term() == best_term) {
+            unique = false;
+        }
+    }
+    return unique ? best : std::nullopt;
+}
+
+template <state_machine StateMachine>
+auto cluster<StateMachine>::slot_of(node_id id) -> slot&
+{
+    if (id == no_node || id > slots_.size())
+        throw std::out_of_range("raftkv::sim::cluster: no node " + std::to_string(id));
+    return *slots_[id - 1];
+}
+
+template <state_machine StateMachine>
+auto cluster<StateMachine>::slot_of(node_id id) const -> const slot&
+{
+    if (id == no_node || id > slots_.size())
+        throw std::out_of_range("raftkv::sim::cluster: no node " + std::to_string(id));
+    return *slots_[id - 1];
+}
+
+template <state_machine StateMachine>
+auto cluster<StateMachine>::up_slot(node_id id) -> slot&
+{
+    slot& s = slot_of(id);
+    if (!s.node)
+        throw std::logic_error("raftkv::sim::cluster: node " + std::to_string(id) + " is down");
+    return s;
+}
+
+// Builds the node of a new incarnation and starts its ticks at a random phase.
+template <state_machine StateMachine>
+void cluster<StateMachine>::start(slot& s)
+{
+    s.machine = factory_(s.id);
+    options o = config_.node_options;
+    o.id = s.id;
+    o.members = members_;
+    o.random_seed = rng_.fork_seed();
+    s.node = std::make_unique<node_type>(std::move(o), s.transport, s.store, *s.machine);
+    s.node->on_apply([this, &s](index_t i, term_t t, result_type& r) { handle_apply(s, i, t, r); });
+    s.node->on_read([this, id = s.id](std::uint64_t read_id, std::error_code ec) {
+        for (auto& h : read_hooks_)
+            h(id, read_id, ec);
+    });
+    invariants_.on_start(s.id, s.machine->applied_index());
+    const auto interval = static_cast<std::uint64_t>(config_.tick_interval.count());
+    push(rng_.uniform(1, interval), node_event(event_kind::tick, s));
+}
+
+template <state_machine StateMachine>
+void cluster<StateMachine>::push(std::uint64_t delay, event e)
+{
+    queue_.emplace(std::pair{now_ + delay, seq_++}, std::move(e));
+}
+
+template <state_machine StateMachine>
+void cluster<StateMachine>::run(event& e)
+{
+    if (e.kind == event_kind::action) {
+        e.action();
+        return;
+    }
+    if (e.kind == event_kind::deliver) {
+        deliver(e.msg);
+        return;
+    }
+    slot& s = slot_of(e.node);
+    if (!s.node || s.incarnation != e.incarnation)
+        return; // scheduled for an incarnation that crashed
+    if (e.kind == event_kind::tick) {
+        s.node->tick();
+        push(static_cast<std::uint64_t>(config_.tick_interval.count()), std::move(e));
+    } else if (e.kind == event_kind::sync) {
+        s.sync_pending = false;
+        if (s.store.sync())
+            s.node->on_log_durable();
+    }
+}
+
+// A message arrives only if its link is still up, as well as when it was sent.
+template <state_machine StateMachine>
+void cluster<StateMachine>::deliver(message& m)
+{
+    if (m.to == no_node || m.to > slots_.size())
+        return;
+    slot& s = slot_of(m.to);
+    if (!s.node || !net_.connected(m.from, m.to))
+        return;
+    ++stats_.delivered;
+    for (auto& h : deliver_hooks_)
+        h(m);
+    s.node->step(std::move(m));
+}
+
+// Puts on the wire what nodes sent, and schedules syncs for stores with unsynced entries.
+template <state_machine StateMachine>
+void cluster<StateMachine>::flush()
+{
+    for (auto& s : slots_) {
+        for (message& m : s->transport.take())
+            route(std::move(m));
+        if (s->node && !s->sync_pending && s->store.durable_index() < s->store.last_index()) {
+            s->sync_pending = true;
+            const auto lo = static_cast<std::uint64_t>(config_.min_sync_delay.count());
+            const auto hi = static_cast<std::uint64_t>(config_.max_sync_delay.count());
+            push(rng_.uniform(lo, std::max(lo, hi)), node_event(event_kind::sync, *s));
+        }
+    }
+}
+
+template <state_machine StateMachine>
+void cluster<StateMachine>::route(message m)
+{
+    ++stats_.sent;
+    const auto delays = net_.route(m.from, m.to, rng_);
+    for (std::size_t k = 0; k < delays.size(); ++k) {
+        event e;
+        e.kind = event_kind::deliver;
+        e.msg = k + 1 == delays.size() ? std::move(m) : m;
+        push(static_cast<std::uint64_t>(delays[k].count()), std::move(e));
+    }
+}
+
+template <state_machine StateMachine>
+void cluster<StateMachine>::check()
+{
+    if (!config_.check_invariants)
+        return;
+    try {
+        for (auto& s : slots_) {
+            if (!s->node)
+                continue;
+            const node_type& n = *s->node;
+            const node_view v{s->id, n.role(), n.term(), n.commit_index(), n.applied_index()};
+            invariants_.check(v, s->store, s->store.take_changed_from());
+        }
+    } catch (const invariant_violation& e) {
+        throw invariant_violation(std::string(e.what()) + " [at virtual time " + std::to_string(now_) +
+                                  " us, seed " + std::to_string(config_.seed) + "]");
+    }
+}
+
+template <state_machine StateMachine>
+void cluster<StateMachine>::trace(event_kind kind, node_id from, node_id to, std::uint64_t type, term_t term)
+{
+    std::uint64_t h = detail::hash_combine(trace_, now_);
+    h = detail::hash_combine(h, static_cast<std::uint64_t>(kind));
+    h = detail::hash_combine(h, from);
+    h = detail::hash_combine(h, to);
+    h = detail::hash_combine(h, type);
+    trace_ = detail::hash_combine(h, term);
+}
+
+template <state_machine StateMachine>
+void cluster<StateMachine>::handle_apply(slot& s, index_t index, term_t term, result_type& result)
+{
+    if (config_.check_invariants) {
+        std::vector<log_entry> es;
+        if (index >= s.store.first_index() && index <= s.store.last_index())
+            es = s.store.entries(index, index + 1, std::numeric_limits<std::size_t>::max());
+        invariants_.on_applied(s.id, index, term, es.empty() ? nullptr : &es.front());
+    }
+    for (auto& h : apply_hooks_)
+        h(s.id, index, term, result);
+}
+
+} // namespace raftkv::sim
+
+#endif

@@ -1,0 +1,237 @@
+#ifndef RAFTKV_SIM_IMPL_KV_WORKLOAD_HPP
+#define RAFTKV_SIM_IMPL_KV_WORKLOAD_HPP
+
+// Template bodies of raftkv::sim::kv_workload; included at the bottom of <raftkv/sim/kv_workload.hpp>.
+
+#include <raftkv/sim/kv_workload.hpp>
+
+namespace raftkv::sim {
+
+template <class StateMachine>
+kv_workload<StateMachine>::kv_workload(cluster<StateMachine>& c, workload_config config)
+    : cluster_(c), config_(config)
+{
+    clients_.resize(config_.clients);
+    for (std::size_t i = 0; i < clients_.size(); ++i)
+        clients_[i].id = i + 1;
+    cluster_.on_apply([this](node_id n, index_t i, term_t t, kv_result& r) { handle_apply(n, i, t, r); });
+    cluster_.on_read([this](node_id n, std::uint64_t id, std::error_code ec) { handle_read(n, id, ec); });
+    cluster_.on_crash([this](node_id n) { handle_crash(n); });
+}
+
+template <class StateMachine>
+void kv_workload<StateMachine>::start()
+{
+    for (std::size_t ci = 0; ci < clients_.size(); ++ci) {
+        clients_[ci].target = cluster_.rng().uniform(1, cluster_.size());
+        cluster_.schedule(draw({}, config_.max_think), [this, ci] { issue(ci); });
+    }
+}
+
+template <class StateMachine>
+bool kv_workload<StateMachine>::idle() const noexcept
+{
+    for (const client& c : clients_) {
+        if (c.busy)
+            return false;
+    }
+    return true;
+}
+
+// Starts the client's next operation, with its timeout.
+template <class StateMachine>
+void kv_workload<StateMachine>::issue(std::size_t ci)
+{
+    client& c = clients_[ci];
+    if (stopped_ || c.busy)
+        return;
+    random_generator& rng = cluster_.rng();
+    const double r = rng.unit();
+    const std::string key = "k" + std::to_string(rng.uniform(0, config_.keys - 1));
+    c.op = kv_op{};
+    c.op.client = c.id;
+    c.op.key = key;
+    c.op.call = static_cast<std::uint64_t>(cluster_.now().count());
+    if (r < config_.get_share) {
+        c.op.kind = kv_op_kind::get;
+    } else if (r < config_.get_share + config_.put_share) {
+        c.op.kind = kv_op_kind::put;
+        c.op.value = "c" + std::to_string(c.id) + "-" + std::to_string(++c.puts);
+        c.command = encode_put(key, c.op.value);
+    } else {
+        c.op.kind = kv_op_kind::del;
+        c.command = encode_del(key);
+    }
+    c.busy = true;
+    c.waiting = waiting_for::nothing;
+    const std::uint64_t seq = ++c.op_seq;
+    cluster_.schedule(config_.op_timeout, [this, ci, seq] { handle_timeout(ci, seq); });
+    attempt(ci);
+}
+
+template <class StateMachine>
+void kv_workload<StateMachine>::attempt(std::size_t ci)
+{
+    client& c = clients_[ci];
+    if (c.op.kind == kv_op_kind::get)
+        attempt_read(c, ci);
+    else
+        attempt_write(c, ci);
+}
+
+template <class StateMachine>
+void kv_workload<StateMachine>::attempt_write(client& c, std::size_t ci)
+{
+    proposing_ = c.target;
+    early_.clear();
+    const propose_result r = cluster_.propose(c.target, c.command);
+    proposing_.reset();
+    if (r.ec)
+        return retry(c, ci, r.leader);
+    c.waiting = waiting_for::write;
+    c.at = c.target;
+    c.index = r.index;
+    c.term = r.term;
+    writes_[{c.at, c.index}] = ci;
+    for (const early_apply& e : early_) {
+        if (e.index == r.index)
+            return handle_apply(c.at, e.index, e.term, e.result);
+    }
+}
+
+template <class StateMachine>
+void kv_workload<StateMachine>::attempt_read(client& c, std::size_t ci)
+{
+    const std::uint64_t read_id = next_read_id_++;
+    c.waiting = waiting_for::read;
+    c.at = c.target;
+    reads_[read_id] = ci;
+    const std::error_code ec = cluster_.read_index(c.target, read_id);
+    if (ec && reads_.erase(read_id) == 1) {
+        c.waiting = waiting_for::nothing;
+        retry(c, ci, cluster_.is_up(c.target) ? cluster_.node(c.target).leader() : no_node);
+    }
+}
+
+// Retries after a backoff, at `hint` if it names another node, else at a random node.
+template <class StateMachine>
+void kv_workload<StateMachine>::retry(client& c, std::size_t ci, node_id hint)
+{
+    c.waiting = waiting_for::nothing;
+    c.target = hint != no_node && hint != c.target ? hint : cluster_.rng().uniform(1, cluster_.size());
+    ++stats_.retries;
+    const std::uint64_t seq = ++c.retry_seq;
+    const std::uint64_t op = c.op_seq;
+    cluster_.schedule(draw(config_.min_backoff, config_.max_backoff), [this, ci, seq, op] {
+        client& again = clients_[ci];
+        if (again.busy && again.op_seq == op && again.retry_seq == seq &&
+            again.waiting == waiting_for::nothing)
+            attempt(ci);
+    });
+}
+
+template <class StateMachine>
+void kv_workload<StateMachine>::handle_apply(node_id node, index_t index, term_t term,
+                                             const kv_result& result)
+{
+    if (proposing_ == node)
+        early_.push_back(early_apply{index, term, result});
+    const auto it = writes_.find({node, index});
+    if (it == writes_.end())
+        return;
+    client& c = clients_[it->second];
+    const std::size_t ci = it->second;
+    writes_.erase(it);
+    if (term == c.term)
+        return complete(c, ci, result.found, {});
+    retry(c, ci, no_node); // overwritten by another leader's entry: it never took effect
+}
+
+template <class StateMachine>
+void kv_workload<StateMachine>::handle_read(node_id node, std::uint64_t read_id, std::error_code ec)
+{
+    const auto it = reads_.find(read_id);
+    if (it == reads_.end())
+        return;
+    client& c = clients_[it->second];
+    const std::size_t ci = it->second;
+    reads_.erase(it);
+    if (ec)
+        return retry(c, ci, no_node);
+    std::optional<std::string> value = cluster_.machine(node).get(c.op.key);
+    complete(c, ci, value.has_value(), value.value_or(std::string{}));
+}
+
+// A write in flight at a crashed node may or may not have happened; a read can go elsewhere.
+template <class StateMachine>
+void kv_workload<StateMachine>::handle_crash(node_id node)
+{
+    for (std::size_t ci = 0; ci < clients_.size(); ++ci) {
+        client& c = clients_[ci];
+        if (!c.busy || c.at != node || c.waiting == waiting_for::nothing)
+            continue;
+        if (c.waiting == waiting_for::write) {
+            writes_.erase({c.at, c.index});
+            c.op.indeterminate = true;
+            history_.push_back(c.op);
+            ++stats_.indeterminate;
+            finish(c, ci);
+        } else {
+            std::erase_if(reads_, [ci](const auto& r) { return r.second == ci; });
+            retry(c, ci, no_node);
+        }
+    }
+}
+
+template <class StateMachine>
+void kv_workload<StateMachine>::handle_timeout(std::size_t ci, std::uint64_t op_seq)
+{
+    client& c = clients_[ci];
+    if (!c.busy || c.op_seq != op_seq)
+        return;
+    if (c.waiting == waiting_for::write) {
+        writes_.erase({c.at, c.index});
+        c.op.indeterminate = true;
+        history_.push_back(c.op);
+        ++stats_.indeterminate;
+    } else {
+        std::erase_if(reads_, [ci](const auto& r) { return r.second == ci; });
+        ++stats_.abandoned; // a read, or a write that was never in any log
+    }
+    finish(c, ci);
+}
+
+template <class StateMachine>
+void kv_workload<StateMachine>::complete(client& c, std::size_t ci, bool found, std::string value)
+{
+    c.op.ret = static_cast<std::uint64_t>(cluster_.now().count());
+    c.op.found = c.op.kind == kv_op_kind::put ? false : found;
+    c.op.result = std::move(value);
+    history_.push_back(c.op);
+    ++stats_.completed;
+    if (c.op.kind != kv_op_kind::get)
+        acked_.push_back(acknowledged_write{c.id, c.index, c.term, c.command});
+    finish(c, ci);
+}
+
+template <class StateMachine>
+void kv_workload<StateMachine>::finish(client& c, std::size_t ci)
+{
+    c.busy = false;
+    c.waiting = waiting_for::nothing;
+    ++c.op_seq;
+    cluster_.schedule(draw({}, config_.max_think), [this, ci] { issue(ci); });
+}
+
+template <class StateMachine>
+std::chrono::microseconds kv_workload<StateMachine>::draw(std::chrono::microseconds lo,
+                                                          std::chrono::microseconds hi)
+{
+    const auto a = static_cast<std::uint64_t>(lo.count());
+    const auto b = static_cast<std::uint64_t>(hi.count());
+    return std::chrono::microseconds(static_cast<std::int64_t>(cluster_.rng().uniform(a, b < a ? a : b)));
+}
+
+} // namespace raftkv::sim
+
+#endif

@@ -1,0 +1,164 @@
+#ifndef RAFTKV_SIM_KV_WORKLOAD_HPP
+#define RAFTKV_SIM_KV_WORKLOAD_HPP
+
+// Simulated key-value clients: each issues one get, put or delete at a time against a
+// simulated cluster, follows leader hints, retries what certainly had no effect, and
+// records a history for the linearizability checker.
+
+#include <raftkv/error.hpp>
+#include <raftkv/kv_command.hpp>
+#include <raftkv/sim/cluster.hpp>
+#include <raftkv/sim/history.hpp>
+#include <raftkv/types.hpp>
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace raftkv::sim {
+
+struct workload_config {
+    /// Concurrent clients; each has one operation in flight at a time. Default: 3.
+    std::size_t clients = 3;
+    /// Operations pick keys "k0".."k<keys-1>"; few keys make conflicts likely. Default: 3.
+    std::size_t keys = 3;
+    /// The probability that an operation is a get, or a put; a delete otherwise.
+    /// Defaults: 0.4 and 0.45.
+    double get_share = 0.4;
+    double put_share = 0.45;
+    /// A write not acknowledged within this time is recorded as indeterminate and
+    /// abandoned; a read is dropped. Default: 2 s.
+    std::chrono::microseconds op_timeout{2'000'000};
+    /// A client waits a random time in [min_backoff, max_backoff] before retrying.
+    std::chrono::microseconds min_backoff{5'000};
+    std::chrono::microseconds max_backoff{20'000};
+    /// A client pauses a random time in [0, max_think] between operations. Default: 10 ms.
+    std::chrono::microseconds max_think{10'000};
+};
+
+/// A write a client saw acknowledged, and where it sits in the log.
+struct acknowledged_write {
+    std::uint64_t client = 0;
+    index_t index = 0;
+    term_t term = 0;
+    std::string command;
+};
+
+struct workload_stats {
+    std::uint64_t completed = 0;
+    std::uint64_t indeterminate = 0;
+    /// Reads and never-appended writes abandoned at their timeout (not recorded).
+    std::uint64_t abandoned = 0;
+    std::uint64_t retries = 0;
+};
+
+/** K clients running random gets, puts and deletes on a simulated cluster.
+
+    A client sends to the node it believes leads (at first a random one). On not_leader
+    it retries, after a short backoff, at the hinted leader or a random node. A write is
+    proposed; when its node applies that index with the proposal's term the write is
+    acknowledged, with another term it was overwritten and certainly had no effect, so
+    it is retried as a new attempt of the same operation. A read runs ReadIndex and then
+    reads the node's state machine; if leadership is lost it is retried. A write whose
+    node crashes or that outlives `op_timeout` is recorded indeterminate; a read that
+    times out is dropped. Every value a put writes is unique ("c<client>-<n>").
+
+    @tparam StateMachine a key-value state machine whose result_type is kv_result and
+    that offers `std::optional<std::string> get(std::string_view) const`.
+
+    @par Thread Safety
+    Distinct objects: safe. Shared objects: unsafe.
+*/
+template <class StateMachine = kv_state_machine>
+class kv_workload {
+    static_assert(std::same_as<typename StateMachine::result_type, kv_result>,
+                  "kv_workload drives a key-value state machine whose results are kv_result");
+
+public:
+    /// Attaches to `c`. REQUIRES: the workload outlives every later step of `c`.
+    kv_workload(cluster<StateMachine>& c, workload_config config = {});
+
+    kv_workload(const kv_workload&) = delete;
+    kv_workload& operator=(const kv_workload&) = delete;
+
+    /// Schedules every client's first operation.
+    void start();
+    /// Clients start no new operation; those in flight finish or time out.
+    void stop() noexcept { stopped_ = true; }
+    /// Whether no operation is in flight.
+    bool idle() const noexcept;
+
+    /// The operations recorded so far (call and ret in virtual microseconds).
+    const kv_history& history() const noexcept { return history_; }
+    /// Every write acknowledged to a client.
+    const std::vector<acknowledged_write>& acknowledged() const noexcept { return acked_; }
+    const workload_stats& stats() const noexcept { return stats_; }
+
+private:
+    enum class waiting_for : std::uint8_t { nothing, write, read };
+
+    struct client {
+        std::uint64_t id = 0;
+        node_id target = no_node;
+        std::uint64_t puts = 0;
+        bool busy = false;
+        /// Bumped whenever the client schedules a timer, so stale timers do nothing.
+        std::uint64_t op_seq = 0;
+        std::uint64_t retry_seq = 0;
+        kv_op op;
+        std::string command;
+        waiting_for waiting = waiting_for::nothing;
+        node_id at = no_node;
+        index_t index = 0;
+        term_t term = 0;
+    };
+
+    struct early_apply {
+        index_t index;
+        term_t term;
+        kv_result result;
+    };
+
+    void issue(std::size_t ci);
+    void attempt(std::size_t ci);
+    void attempt_write(client& c, std::size_t ci);
+    void attempt_read(client& c, std::size_t ci);
+    void retry(client& c, std::size_t ci, node_id hint);
+    void handle_apply(node_id node, index_t index, term_t term, const kv_result& result);
+    void handle_read(node_id node, std::uint64_t read_id, std::error_code ec);
+    void handle_crash(node_id node);
+    void handle_timeout(std::size_t ci, std::uint64_t op_seq);
+    void complete(client& c, std::size_t ci, bool found, std::string value);
+    void finish(client& c, std::size_t ci);
+    std::chrono::microseconds draw(std::chrono::microseconds lo, std::chrono::microseconds hi);
+
+    cluster<StateMachine>& cluster_;
+    workload_config config_;
+    std::vector<client> clients_;
+    std::map<std::pair<node_id, index_t>, std::size_t> writes_;
+    std::map<std::uint64_t, std::size_t> reads_;
+    std::uint64_t next_read_id_ = 1;
+    /// Set during a propose call: applies at that node during the call are kept here,
+    /// in case the proposal committed before the call returned.
+    std::optional<node_id> proposing_;
+    std::vector<early_apply> early_;
+    bool stopped_ = false;
+    kv_history history_;
+    std::vector<acknowledged_write> acked_;
+    workload_stats stats_;
+};
+
+} // namespace raftkv::sim
+
+#include <raftkv/sim/impl/kv_workload.hpp>
+
+#endif

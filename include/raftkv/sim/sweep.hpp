@@ -1,0 +1,304 @@
+#ifndef RAFTKV_SIM_SWEEP_HPP
+#define RAFTKV_SIM_SWEEP_HPP
+
+// Random scenarios for seed sweeps: one seed builds a cluster, runs clients under a
+// random fault schedule, heals, settles and checks everything. A failure names the seed,
+// and RAFTKV_SEED=<n> replays it.
+
+#include <raftkv/options.hpp>
+#include <raftkv/sim/cluster.hpp>
+#include <raftkv/sim/fault_injector.hpp>
+#include <raftkv/sim/history.hpp>
+#include <raftkv/sim/invariants.hpp>
+#include <raftkv/sim/kv_state_machine.hpp>
+#include <raftkv/sim/kv_workload.hpp>
+#include <raftkv/sim/linearizability.hpp>
+#include <raftkv/sim/random.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstdlib>
+#include <exception>
+#include <initializer_list>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace raftkv::sim {
+
+struct scenario_params {
+    /// Cluster size; 0 lets the seed choose 3 or 5. Default: 0.
+    std::size_t nodes = 0;
+    std::size_t clients = 5;
+    std::size_t keys = 3;
+    /// How long clients run under faults (virtual time). Default: 8 s.
+    std::chrono::microseconds duration{8'000'000};
+    /// After healing, how long the cluster may take to elect a leader, bring every node
+    /// up to date and finish client operations; not settling is a failure. Default: 30 s.
+    std::chrono::microseconds settle_timeout{30'000'000};
+    /// Let the seed choose, for about half the runs, stores that sync after a lag of up
+    /// to 0.5-30 ms. Default: true.
+    bool sync_lag = true;
+    /// Let the seed choose the nodes' options (election and heartbeat ticks, entries per
+    /// append, pipelining window, apply batch, PreVote, CheckQuorum), so that rare paths
+    /// such as one-entry appends get exercised. Default: true.
+    bool vary_options = true;
+    fault_config faults{};
+    /// A run that needs more events than this, or has more than `max_pending_events` in
+    /// flight at once, fails as a message storm (a feedback loop in the protocol) instead
+    /// of running out of time or memory. A normal run takes tens of thousands.
+    /// Defaults: 2 million and 100,000.
+    std::uint64_t max_events = 2'000'000;
+    std::size_t max_pending_events = 100'000;
+    /// Wall-clock time the linearizability checker may spend. Default: 5 s.
+    std::chrono::milliseconds checker_budget{5000};
+};
+
+struct scenario_result {
+    std::uint64_t seed = 0;
+    /// No invariant violated, the cluster settled, every acknowledged write is in the
+    /// final log, and the history is not illegal.
+    bool passed = true;
+    /// The linearizability checker gave up (budget); not a failure, but worth a look.
+    bool inconclusive = false;
+    /// On failure: what failed, the seed and parameters, recent faults and the replay line.
+    std::string report;
+    std::uint64_t trace_hash = 0;
+    std::size_t nodes = 0;
+    bool sync_lag = false;
+    /// What the seed chose: cluster size, syncs, node options.
+    std::string setup;
+    std::size_t operations = 0;
+    std::size_t indeterminate = 0;
+    std::size_t faults = 0;
+    std::uint64_t events = 0;
+};
+
+namespace detail {
+
+inline std::string describe(std::uint64_t seed, const scenario_params& p, const scenario_result& r)
+{
+    return "seed " + std::to_string(seed) + ": " + r.setup + "; " + std::to_string(p.clients) + " clients, " +
+           std::to_string(p.keys) + " keys, " + std::to_string(p.duration.count() / 1000) +
+           " ms of faults, crashes " + (p.faults.crashes ? "on" : "off") + ", unreliable links " +
+           (p.faults.unreliable_links ? "on" : "off");
+}
+
+template <class T>
+T pick(random_generator& rng, std::initializer_list<T> choices)
+{
+    return *(choices.begin() + rng.uniform(0, choices.size() - 1));
+}
+
+/// The cluster a seed asks for, and a line that says what was chosen.
+inline cluster_config choose_cluster(std::uint64_t seed, const scenario_params& p, scenario_result& r)
+{
+    random_generator choose{seed ^ 0x5eed5eed5eed5eedULL};
+    cluster_config cfg;
+    cfg.seed = seed;
+    cfg.nodes = r.nodes = p.nodes ? p.nodes : (choose.chance(0.5) ? 5 : 3);
+    r.sync_lag = p.sync_lag && choose.chance(0.5);
+    cfg.sync_on_append = !r.sync_lag;
+    cfg.max_sync_delay = std::chrono::microseconds(static_cast<std::int64_t>(choose.uniform(500, 30'000)));
+    r.setup =
+        std::to_string(cfg.nodes) + " nodes, sync lag " +
+        (r.sync_lag ? "up to " + std::to_string(cfg.max_sync_delay.count()) + " us" : std::string("off"));
+    if (!p.vary_options)
+        return cfg;
+    options& o = cfg.node_options;
+    o.election_ticks = static_cast<std::uint32_t>(choose.uniform(5, 20));
+    o.heartbeat_ticks = static_cast<std::uint32_t>(choose.uniform(1, 3));
+    o.max_entries_per_append = pick<std::size_t>(choose, {1, 2, 8, 256});
+    o.max_inflight_appends = pick<std::size_t>(choose, {1, 2, 16});
+    o.max_apply_batch = pick<std::size_t>(choose, {1, 1024});
+    o.pre_vote = choose.chance(0.8);
+    o.check_quorum = choose.chance(0.8);
+    r.setup += ", election_ticks " + std::to_string(o.election_ticks) + ", heartbeat_ticks " +
+               std::to_string(o.heartbeat_ticks) + ", max_entries_per_append " +
+               std::to_string(o.max_entries_per_append) + ", max_inflight_appends " +
+               std::to_string(o.max_inflight_appends) + ", max_apply_batch " +
+               std::to_string(o.max_apply_batch) + ", pre_vote " + (o.pre_vote ? "on" : "off") +
+               ", check_quorum " + (o.check_quorum ? "on" : "off");
+    return cfg;
+}
+
+/// Whether every node is up, agrees with a leader on the whole log, and applied it.
+template <class StateMachine>
+bool settled(cluster<StateMachine>& c, const kv_workload<StateMachine>& w)
+{
+    const auto l = c.leader();
+    if (!w.idle() || !l)
+        return false;
+    const index_t last = c.node(*l).last_index();
+    for (node_id id : c.ids()) {
+        if (!c.is_up(id))
+            return false;
+        const auto& n = c.node(id);
+        if (n.last_index() != last || n.commit_index() != last || n.applied_index() != last)
+            return false;
+    }
+    return true;
+}
+
+/// Empty when every acknowledged write is committed, where it was acknowledged, in the final log.
+template <class StateMachine>
+std::string check_acknowledged(cluster<StateMachine>& c, const kv_workload<StateMachine>& w)
+{
+    const node_id l = *c.leader();
+    const index_t commit = c.node(l).commit_index();
+    const auto& log = c.store(l).all_entries();
+    for (const acknowledged_write& a : w.acknowledged()) {
+        if (a.index > commit || log[a.index - 1].term != a.term || log[a.index - 1].data != a.command)
+            return "client " + std::to_string(a.client) + "'s write acknowledged at index " +
+                   std::to_string(a.index) + " term " + std::to_string(a.term) + " is not in the final log";
+    }
+    for (node_id id : c.ids()) {
+        if (c.machine(id).data() != c.machine(l).data())
+            return "node " + std::to_string(id) + "'s state machine differs from the leader's";
+    }
+    return {};
+}
+
+/// One line per node: what a stuck cluster looks like.
+template <class StateMachine>
+std::string node_states(cluster<StateMachine>& c)
+{
+    std::string s;
+    for (node_id id : c.ids()) {
+        s += "    node " + std::to_string(id) + ": ";
+        if (!c.is_up(id)) {
+            s += "down\n";
+            continue;
+        }
+        const node_status st = c.node(id).status();
+        s += std::string(to_string(st.role)) + ", term " + std::to_string(st.term) + ", leader " +
+             std::to_string(st.leader) + ", last " + std::to_string(st.last_index) + ", durable " +
+             std::to_string(c.store(id).durable_index()) + ", commit " + std::to_string(st.commit_index) +
+             ", applied " + std::to_string(st.applied_index) + "\n";
+    }
+    return s;
+}
+
+template <class StateMachine>
+bool storming(const cluster<StateMachine>& c, const scenario_params& p)
+{
+    return c.stats().events >= p.max_events || c.pending_events() > p.max_pending_events;
+}
+
+inline std::string recent_faults(const std::vector<fault_record>& log)
+{
+    std::string s;
+    const std::size_t from = log.size() > 12 ? log.size() - 12 : 0;
+    for (std::size_t i = from; i < log.size(); ++i)
+        s += "    " + std::to_string(log[i].at.count()) + " us: " + log[i].what + "\n";
+    return s;
+}
+
+} // namespace detail
+
+namespace detail {
+
+template <class StateMachine>
+std::string storm(cluster<StateMachine>& c, const scenario_params& p)
+{
+    return "message storm: " + std::to_string(c.stats().events) + " events run and " +
+           std::to_string(c.pending_events()) + " pending by " + std::to_string(c.now().count() / 1000) +
+           " ms of virtual time (limits " + std::to_string(p.max_events) + " and " +
+           std::to_string(p.max_pending_events) + "; " + std::to_string(c.stats().sent) + " messages sent)";
+}
+
+/// Runs the scenario's phases; returns what failed, or nothing.
+template <class StateMachine>
+std::string drive(cluster<StateMachine>& c, kv_workload<StateMachine>& w,
+                  fault_injector<StateMachine>& faults, const scenario_params& p)
+{
+    w.start();
+    faults.start(p.duration);
+    const bool stormed = c.run_until([&] { return storming(c, p); }, p.duration);
+    w.stop();
+    faults.heal_all();
+    if (stormed)
+        return storm(c, p);
+    c.run_until([&] { return settled(c, w) || storming(c, p); }, p.settle_timeout);
+    if (storming(c, p))
+        return storm(c, p);
+    if (!settled(c, w))
+        return "the cluster did not settle within " + std::to_string(p.settle_timeout.count() / 1000) +
+               " ms after healing (no leader, a lagging node, or a stuck client" +
+               (w.idle() ? "" : "; clients still busy") + "):\n" + node_states(c);
+    return check_acknowledged(c, w);
+}
+
+} // namespace detail
+
+/// Runs the random scenario of `seed`: builds a cluster (3 or 5 nodes unless `params`
+/// fixes it), runs clients under random faults for `params.duration`, heals everything,
+/// waits for the cluster to settle, then checks that no invariant was violated, every
+/// acknowledged write is in the final log, all state machines agree, and the history is
+/// linearizable. Deterministic in (seed, params) except for the checker's wall-clock budget.
+inline scenario_result run_random_scenario(std::uint64_t seed, const scenario_params& params = {})
+{
+    scenario_result r;
+    r.seed = seed;
+    cluster<> c{detail::choose_cluster(seed, params, r)};
+    kv_workload<> w{c, workload_config{.clients = params.clients, .keys = params.keys}};
+    fault_injector<kv_state_machine> faults{c, params.faults};
+    std::string failure;
+    try {
+        failure = detail::drive(c, w, faults, params);
+    } catch (const std::exception& e) {
+        failure = e.what();
+    }
+    r.trace_hash = c.trace_hash();
+    r.events = c.stats().events;
+    r.operations = w.history().size();
+    r.indeterminate = w.stats().indeterminate;
+    r.faults = faults.log().size();
+    const std::string replay = "replay with RAFTKV_SEED=" + std::to_string(seed) + "\n";
+    if (failure.empty()) {
+        const check_result lin = check_kv_history(w.history(), params.checker_budget);
+        if (lin.outcome == check_outcome::illegal)
+            failure = "the history is not linearizable:\n" + lin.explanation;
+        r.inconclusive = lin.outcome == check_outcome::unknown;
+        if (r.inconclusive)
+            r.report = "linearizability check inconclusive for " + detail::describe(seed, params, r) + "\n" +
+                       lin.explanation + replay;
+    }
+    if (!failure.empty()) {
+        r.passed = false;
+        r.report = "simulation failed: " + failure + "\n  " + detail::describe(seed, params, r) +
+                   "\n  last faults:\n" + detail::recent_faults(faults.log()) + replay;
+    }
+    return r;
+}
+
+/// The seeds a sweep runs: just RAFTKV_SEED when it is set; otherwise RAFTKV_SEEDS (or
+/// `default_count`) consecutive seeds from RAFTKV_FIRST_SEED (or `default_first`).
+/// Throws std::invalid_argument when a variable is not a number.
+inline std::vector<std::uint64_t> seeds_from_env(std::uint64_t default_first, std::size_t default_count)
+{
+    const auto read = [](const char* name) -> std::optional<std::uint64_t> {
+        const char* text = std::getenv(name);
+        if (!text || !*text)
+            return std::nullopt;
+        char* end = nullptr;
+        const unsigned long long v = std::strtoull(text, &end, 10);
+        if (*end != '\0' || *text == '-')
+            throw std::invalid_argument(std::string(name) + " is not a number: " + text);
+        return v;
+    };
+    if (const auto seed = read("RAFTKV_SEED"))
+        return {*seed};
+    const std::uint64_t first = read("RAFTKV_FIRST_SEED").value_or(default_first);
+    const std::uint64_t count = read("RAFTKV_SEEDS").value_or(default_count);
+    std::vector<std::uint64_t> seeds;
+    for (std::uint64_t i = 0; i < count; ++i)
+        seeds.push_back(first + i);
+    return seeds;
+}
+
+} // namespace raftkv::sim
+
+#endif
