@@ -406,11 +406,12 @@ http_response api_handler::status() const
         member["http"] = m.http ? json::value(*m.http) : json::value(nullptr);
         members.push_back(std::move(member));
     }
-    json::object body{{"id", s.id}, {"role", to_string(s.role)}, {"term", s.term}};
-    body["leader"] = s.leader == no_node ? json::value(nullptr) : json::value(s.leader);
-    body["commit_index"] = s.commit_index;
-    body["applied_index"] = s.applied_index;
-    body["last_index"] = s.last_index;
+    const node_status& n = s.node;
+    json::object body{{"id", n.id}, {"role", to_string(n.role)}, {"term", n.term}};
+    body["leader"] = n.leader == no_node ? json::value(nullptr) : json::value(n.leader);
+    body["commit_index"] = n.commit_index;
+    body["applied_index"] = n.applied_index;
+    body["last_index"] = n.last_index;
     body["members"] = std::move(members);
     return json_response(http::status::ok, body);
 }

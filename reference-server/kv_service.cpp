@@ -243,7 +243,7 @@ std::optional<std::string> kv_service::http_address(node_id id) const
 service_status kv_service::status() const
 {
     const node_status s = impl_->driver->status();
-    service_status out{s.id, s.role, s.term, s.leader, s.commit_index, s.applied_index, s.last_index, {}};
+    service_status out{s, {}};
     for (const auto& [id, address] : impl_->config.peers)
         out.members.push_back(member_status{id, address.to_string(), http_address(id)});
     return out;

@@ -54,13 +54,9 @@ struct member_status {
 };
 
 struct service_status {
-    node_id id = no_node;
-    raftkv::role role = role::follower;
-    term_t term = 0;
-    node_id leader = no_node;
-    index_t commit_index = 0;
-    index_t applied_index = 0;
-    index_t last_index = 0;
+    /// The Raft node's state as of its last input.
+    node_status node;
+    /// Every member with its addresses, in id order.
     std::vector<member_status> members;
 };
 

@@ -33,18 +33,6 @@ struct propose_result {
     node_id leader = no_node;
 };
 
-/// A snapshot of a node's externally visible state.
-struct node_status {
-    node_id id = no_node;
-    raftkv::role role = role::follower;
-    term_t term = 0;
-    node_id leader = no_node;
-    index_t commit_index = 0;
-    index_t applied_index = 0;
-    index_t last_index = 0;
-    membership members;
-};
-
 /** One Raft node: election, log replication, commitment and ReadIndex reads.
 
     `basic_node` is pure logic. It owns no threads, clocks or sockets: time enters only

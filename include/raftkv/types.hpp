@@ -86,6 +86,18 @@ struct membership {
     friend bool operator==(const membership&, const membership&) = default;
 };
 
+/// A snapshot of a node's externally visible state.
+struct node_status {
+    node_id id = no_node;
+    raftkv::role role = role::follower;
+    term_t term = 0;
+    node_id leader = no_node;
+    index_t commit_index = 0;
+    index_t applied_index = 0;
+    index_t last_index = 0;
+    membership members;
+};
+
 } // namespace raftkv
 
 #endif

@@ -5,12 +5,15 @@
 // mapping of those numbers to ranges and probabilities, are the same bit for bit on
 // every platform and standard library. That is what lets a seed replay a run exactly.
 
+#include <raftkv/detail/random.hpp>
+
 #include <cstdint>
 #include <limits>
 
 namespace raftkv::sim {
 
-/** A seeded pseudo-random generator: xoshiro256** seeded through splitmix64.
+/** A seeded pseudo-random generator: xoshiro256** seeded through splitmix64 (the engine
+    the core uses for election timeouts), with portable mappings to ranges and odds.
 
     The std distributions are not used on purpose: their algorithms differ between
     standard libraries, so a seed would not replay across platforms.
@@ -29,28 +32,13 @@ class random_generator {
 public:
     using result_type = std::uint64_t;
 
-    explicit random_generator(std::uint64_t seed = 0) noexcept { reseed(seed); }
+    explicit random_generator(std::uint64_t seed = 0) noexcept : engine_(seed) {}
 
     /// Restarts the sequence as if newly constructed with `seed`.
-    void reseed(std::uint64_t seed) noexcept
-    {
-        for (auto& word : state_)
-            word = splitmix64(seed);
-    }
+    void reseed(std::uint64_t seed) noexcept { engine_ = raftkv::detail::random(seed); }
 
     /// The next 64 uniformly distributed bits.
-    std::uint64_t next() noexcept
-    {
-        const std::uint64_t result = rotl(state_[1] * 5, 7) * 9;
-        const std::uint64_t t = state_[1] << 17;
-        state_[2] ^= state_[0];
-        state_[3] ^= state_[1];
-        state_[1] ^= state_[2];
-        state_[0] ^= state_[3];
-        state_[2] ^= t;
-        state_[3] = rotl(state_[3], 45);
-        return result;
-    }
+    std::uint64_t next() noexcept { return engine_.next(); }
 
     /// A number uniformly distributed in [lo, hi], both ends included, without modulo
     /// bias. REQUIRES: lo <= hi.
@@ -92,22 +80,9 @@ public:
     std::uint64_t operator()() noexcept { return next(); }
 
 private:
-    static constexpr std::uint64_t rotl(std::uint64_t x, int k) noexcept
-    {
-        return (x << k) | (x >> (64 - k));
-    }
+    static std::uint64_t splitmix64_once(std::uint64_t x) noexcept { return raftkv::detail::splitmix64(x); }
 
-    static constexpr std::uint64_t splitmix64(std::uint64_t& state) noexcept
-    {
-        std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-        return z ^ (z >> 31);
-    }
-
-    static constexpr std::uint64_t splitmix64_once(std::uint64_t x) noexcept { return splitmix64(x); }
-
-    std::uint64_t state_[4];
+    raftkv::detail::random engine_;
 };
 
 } // namespace raftkv::sim
