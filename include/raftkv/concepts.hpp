@@ -15,6 +15,9 @@
 
 namespace raftkv {
 
+// clang-format 14 cannot lay out compound requirements; the concepts keep their own layout.
+// clang-format off
+
 /// Delivers messages to other nodes.
 ///
 /// `t.send(std::move(m))` queues `m` for node `m.to` and returns at once; it never
@@ -79,6 +82,8 @@ concept state_machine =
         { m.apply(batch, results) } -> std::same_as<void>;
         { cm.applied_index() } -> std::same_as<index_t>;
     };
+
+// clang-format on
 
 } // namespace raftkv
 

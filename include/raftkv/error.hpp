@@ -61,6 +61,7 @@ inline std::error_code make_error_code(errc e) noexcept
 } // namespace raftkv
 
 template <>
-struct std::is_error_code_enum<raftkv::errc> : std::true_type {};
+struct std::is_error_code_enum<raftkv::errc> : std::true_type {
+};
 
 #endif

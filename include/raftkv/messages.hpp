@@ -78,8 +78,8 @@ struct timeout_now {
 
 /// Every message body, in a fixed order that the wire format relies on: append new
 /// alternatives at the end only.
-using message_body = std::variant<vote_request, vote_response, append_request, append_response,
-                                  heartbeat, heartbeat_response, timeout_now>;
+using message_body = std::variant<vote_request, vote_response, append_request, append_response, heartbeat,
+                                  heartbeat_response, timeout_now>;
 
 /// A message between two nodes, stamped with the sender's current term.
 struct message {
@@ -93,7 +93,7 @@ struct message {
 /// A short name for the message's body type, for logs and traces.
 inline const char* type_name(const message& m) noexcept
 {
-    static constexpr const char* names[] = {"vote_request",   "vote_response", "append_request",
+    static constexpr const char* names[] = {"vote_request",    "vote_response", "append_request",
                                             "append_response", "heartbeat",     "heartbeat_response",
                                             "timeout_now"};
     static_assert(std::size(names) == std::variant_size_v<message_body>);

@@ -85,7 +85,8 @@ struct cluster {
             d.tick_interval = 2ms;
             d.proposal_timeout = 300ms;
             d.read_timeout = 300ms;
-            m.driver = std::make_unique<driver_t>(asio::make_strand(io), o, *m.transport, m.store, m.machine, d);
+            m.driver =
+                std::make_unique<driver_t>(asio::make_strand(io), o, *m.transport, m.store, m.machine, d);
             net.deliver[id] = [d = m.driver.get()](raftkv::message msg) { d->deliver(std::move(msg)); };
         }
         for (auto& m : members)
@@ -174,10 +175,11 @@ BOOST_AUTO_TEST_CASE(many_concurrent_proposals_all_complete_in_order)
     BOOST_REQUIRE(leader);
     std::vector<std::size_t> results;
     for (int i = 0; i < 200; ++i)
-        c.at(*leader).async_propose("x" + std::to_string(i), [&](boost::system::error_code ec, std::size_t n) {
-            BOOST_TEST(!ec, ec.message());
-            results.push_back(n);
-        });
+        c.at(*leader).async_propose("x" + std::to_string(i),
+                                    [&](boost::system::error_code ec, std::size_t n) {
+                                        BOOST_TEST(!ec, ec.message());
+                                        results.push_back(n);
+                                    });
     for (int i = 0; i < 500 && results.size() < 200; ++i)
         c.io.run_for(2ms);
     BOOST_REQUIRE_EQUAL(results.size(), 200u);

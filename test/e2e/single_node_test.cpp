@@ -119,7 +119,7 @@ BOOST_AUTO_TEST_CASE(url_encoded_keys_with_spaces_unicode_and_slashes_round_trip
     const std::vector<std::string> keys = {
         "with space",     "a/b/c",
         "/leading-slash", "trailing/",
-        "ключ-键-🔑",     "per%cent",
+        "ключ-键-🔑",      "per%cent",
         "plus+sign",      "query?x=1&y=2",
         "hash#frag",      "quote\"and'apostrophe",
         "tab\there",      "colon:semi;comma,",
@@ -159,7 +159,7 @@ BOOST_AUTO_TEST_CASE(values_with_json_escapes_and_unicode_round_trip)
 {
     const std::vector<std::string> values = {
         "quote \" backslash \\ slash /", "newline\nreturn\rtab\t", std::string("nul\0byte", 8),
-        "\x01\x02\x1f control",          "unicode é ключ 键 🔑",   "{\"looks\": \"like json\"}",
+        "\x01\x02\x1f control",          "unicode é ключ 键 🔑",    "{\"looks\": \"like json\"}",
         std::string(1000, 'x'),
     };
     for (std::size_t i = 0; i < values.size(); ++i) {

@@ -63,7 +63,7 @@ BOOST_AUTO_TEST_CASE(malformed_commands_are_rejected)
     BOOST_TEST(!raftkv::decode_kv_command("P\0\0"));
     BOOST_TEST(!raftkv::decode_kv_command(std::string("X\0\0\0\1k", 6)));
     BOOST_TEST(!raftkv::decode_kv_command(std::string("P\0\0\0\x09k", 6))); // key longer than data
-    BOOST_TEST(!raftkv::decode_kv_command(std::string("D\0\0\0\1kv", 7))); // delete with a value
+    BOOST_TEST(!raftkv::decode_kv_command(std::string("D\0\0\0\1kv", 7)));  // delete with a value
     BOOST_TEST(!raftkv::decode_kv_command(std::string("M\0\0\0\x09k", 6))); // name longer than data
     BOOST_TEST(!raftkv::decode_kv_command(std::string("m\0\0\0\1k", 6)));   // ops are case-sensitive
 }

@@ -484,7 +484,7 @@ BOOST_AUTO_TEST_CASE(deposed_leader_never_serves_a_read)
     c.elect(1);
     c.isolate(1);
     BOOST_TEST(!c.node(1).read_index(9)); // still believes it leads
-    c.tick_all(40); // nodes 2 and 3 elect a leader; CheckQuorum deposes node 1
+    c.tick_all(40);                       // nodes 2 and 3 elect a leader; CheckQuorum deposes node 1
     BOOST_TEST(c.node(1).role() != role::leader);
     BOOST_REQUIRE_EQUAL(c.at(1).reads.size(), 1u);
     BOOST_TEST(c.at(1).reads[0].second == raftkv::errc::leadership_lost);

@@ -98,6 +98,7 @@ std::optional<std::vector<message>> decode_payload(std::string_view payload) noe
 } // namespace raftkv::asio
 
 template <>
-struct std::is_error_code_enum<raftkv::asio::frame_errc> : std::true_type {};
+struct std::is_error_code_enum<raftkv::asio::frame_errc> : std::true_type {
+};
 
 #endif

@@ -158,7 +158,8 @@ public:
     {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler) {
-                boost::asio::post(strand_, [this, h = std::move(handler)]() mutable { start_read(std::move(h)); });
+                boost::asio::post(strand_,
+                                  [this, h = std::move(handler)]() mutable { start_read(std::move(h)); });
             },
             token);
     }

@@ -34,7 +34,8 @@ bool basic_node<Transport, LogStore, StateMachine>::in_leader_lease() const noex
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
-bool basic_node<Transport, LogStore, StateMachine>::log_is_up_to_date(index_t last_index, term_t last_term) const
+bool basic_node<Transport, LogStore, StateMachine>::log_is_up_to_date(index_t last_index,
+                                                                      term_t last_term) const
 {
     const index_t my_last = store_.last_index();
     const term_t my_term = store_.term_at(my_last);
@@ -134,11 +135,12 @@ void basic_node<Transport, LogStore, StateMachine>::start_election(bool pre_vote
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
-void basic_node<Transport, LogStore, StateMachine>::handle_vote_request(const message& m, const vote_request& r)
+void basic_node<Transport, LogStore, StateMachine>::handle_vote_request(const message& m,
+                                                                        const vote_request& r)
 {
     // A PreVote for a later term is granted whatever we voted in ours: it changes nothing.
-    const bool free_to_vote = vote_ == m.from || (vote_ == no_node && leader_ == no_node) ||
-                              (r.pre_vote && m.term > term_);
+    const bool free_to_vote =
+        vote_ == m.from || (vote_ == no_node && leader_ == no_node) || (r.pre_vote && m.term > term_);
     const bool grant = free_to_vote && log_is_up_to_date(r.last_log_index, r.last_log_term);
     if (grant && !r.pre_vote) {
         set_hard_state(term_, m.from); // durable before the vote leaves this node
@@ -148,7 +150,8 @@ void basic_node<Transport, LogStore, StateMachine>::handle_vote_request(const me
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
-void basic_node<Transport, LogStore, StateMachine>::handle_vote_response(const message& m, const vote_response& r)
+void basic_node<Transport, LogStore, StateMachine>::handle_vote_response(const message& m,
+                                                                         const vote_response& r)
 {
     const bool counts = r.pre_vote ? role_ == role::pre_candidate && (!r.granted || m.term == term_ + 1)
                                    : role_ == role::candidate;
@@ -200,7 +203,7 @@ void basic_node<Transport, LogStore, StateMachine>::tick_leader()
     }
     if (transfer_target_ != no_node && ++transfer_elapsed_ >= opts_.election_ticks)
         transfer_target_ = no_node; // a transfer not done in an election timeout is abandoned
-    maybe_commit(); // in case the driver did not call on_log_durable() after proposing
+    maybe_commit();                 // in case the driver did not call on_log_durable() after proposing
     if (++heartbeat_elapsed_ >= opts_.heartbeat_ticks) {
         heartbeat_elapsed_ = 0;
         broadcast_heartbeat();

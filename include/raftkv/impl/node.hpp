@@ -14,7 +14,8 @@
 namespace raftkv {
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
-basic_node<Transport, LogStore, StateMachine>::basic_node(options opts, Transport& transport, LogStore& store, StateMachine& machine)
+basic_node<Transport, LogStore, StateMachine>::basic_node(options opts, Transport& transport, LogStore& store,
+                                                          StateMachine& machine)
     : opts_(std::move(opts)), transport_(transport), store_(store), machine_(machine),
       rng_(opts_.random_seed ^ (opts_.id * 0x9e3779b97f4a7c15ULL))
 {
@@ -144,7 +145,8 @@ propose_result basic_node<Transport, LogStore, StateMachine>::propose(std::span<
     const index_t first = store_.last_index() + 1;
     proposal_scratch_.clear();
     for (auto& command : commands)
-        proposal_scratch_.push_back({term_, first + proposal_scratch_.size(), entry_type::normal, std::move(command)});
+        proposal_scratch_.push_back(
+            {term_, first + proposal_scratch_.size(), entry_type::normal, std::move(command)});
     store_.append(std::span<const log_entry>(proposal_scratch_));
     proposal_scratch_.clear();
     // No commit here, even if the entries are durable already: the caller learns the

@@ -65,7 +65,8 @@ void basic_node<Transport, LogStore, StateMachine>::acknowledge(index_t match)
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::flush_pending_ack()
 {
-    if (role_ != role::follower || leader_ == no_node || pending_ack_term_ != term_ || pending_ack_index_ == 0)
+    if (role_ != role::follower || leader_ == no_node || pending_ack_term_ != term_ ||
+        pending_ack_index_ == 0)
         return;
     const index_t durable = std::min(store_.durable_index(), pending_ack_index_);
     if (durable == 0)
@@ -115,7 +116,8 @@ void basic_node<Transport, LogStore, StateMachine>::handle_heartbeat(const messa
 // ---- leader side ------------------------------------------------------------------
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
-void basic_node<Transport, LogStore, StateMachine>::handle_append_response(const message& m, const append_response& r)
+void basic_node<Transport, LogStore, StateMachine>::handle_append_response(const message& m,
+                                                                           const append_response& r)
 {
     auto* p = progress_of(m.from);
     if (!p)
@@ -153,11 +155,13 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_response(const
 // Where to probe next after a rejection: past our last entry of the follower's
 // conflicting term if we have that term, else the first index the follower holds of it.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
-index_t basic_node<Transport, LogStore, StateMachine>::next_after_rejection(const detail::progress& p, const append_response& r) const
+index_t basic_node<Transport, LogStore, StateMachine>::next_after_rejection(const detail::progress& p,
+                                                                            const append_response& r) const
 {
     index_t next = r.conflict_index;
     if (r.conflict_term != 0) {
-        const index_t at_most = last_index_with_term_at_most(r.conflict_term, std::min(r.reject_index, store_.last_index()));
+        const index_t at_most =
+            last_index_with_term_at_most(r.conflict_term, std::min(r.reject_index, store_.last_index()));
         if (at_most >= store_.first_index() && store_.term_at(at_most) == r.conflict_term)
             next = at_most + 1;
     }
@@ -166,7 +170,8 @@ index_t basic_node<Transport, LogStore, StateMachine>::next_after_rejection(cons
 
 // The last index i <= from whose term is <= t (first_index() - 1 if none).
 template <transport Transport, log_store LogStore, state_machine StateMachine>
-index_t basic_node<Transport, LogStore, StateMachine>::last_index_with_term_at_most(term_t t, index_t from) const
+index_t basic_node<Transport, LogStore, StateMachine>::last_index_with_term_at_most(term_t t,
+                                                                                    index_t from) const
 {
     index_t lo = store_.first_index() - 1;
     index_t hi = from;
@@ -181,7 +186,8 @@ index_t basic_node<Transport, LogStore, StateMachine>::last_index_with_term_at_m
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
-void basic_node<Transport, LogStore, StateMachine>::handle_heartbeat_response(const message& m, const heartbeat_response& r)
+void basic_node<Transport, LogStore, StateMachine>::handle_heartbeat_response(const message& m,
+                                                                              const heartbeat_response& r)
 {
     auto* p = progress_of(m.from);
     if (!p)
@@ -219,7 +225,8 @@ bool basic_node<Transport, LogStore, StateMachine>::send_one_append(detail::prog
     const index_t last = store_.last_index();
     if (p.next > last && !allow_empty)
         return false;
-    append_request req{.prev_index = p.next - 1, .prev_term = store_.term_at(p.next - 1), .commit = commit_, .entries = {}};
+    append_request req{
+        .prev_index = p.next - 1, .prev_term = store_.term_at(p.next - 1), .commit = commit_, .entries = {}};
     if (p.next <= last) {
         const index_t hi = std::min<index_t>(last + 1, p.next + opts_.max_entries_per_append);
         req.entries = store_.entries(p.next, hi, opts_.max_bytes_per_append);

@@ -118,7 +118,7 @@ struct search_result {
 /// operation always succeeds and sets the same state whatever the state before. `events`
 /// is order_events() of `op_count` operations.
 template <class Step>
-    requires std::regular_invocable<const Step&, std::int32_t, std::uint32_t>
+requires std::regular_invocable<const Step&, std::int32_t, std::uint32_t>
 class linearization_search {
 public:
     linearization_search(std::span<const search_event> events, std::size_t op_count, Step step,
