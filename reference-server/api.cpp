@@ -163,8 +163,10 @@ asio::awaitable<http_response> forward_client::forward(const http_request& origi
                 co_return failure(ec, address, false);
         }
         // A reused connection the leader has just closed fails before any answer: retry
-        // once on a new one (the request was not processed).
+        // once on a new one. A write whose request went out is not retried after a failed
+        // read: the leader may have applied it, and applying it twice is not linearizable.
         const bool may_retry = reused && attempt == 0;
+        const bool idempotent = req.method() == http::verb::get;
         stream_->expires_at(deadline);
         if (auto [ec, n] = co_await http::async_write(*stream_, req, nothrow_awaitable); ec) {
             close();
@@ -177,7 +179,7 @@ asio::awaitable<http_response> forward_client::forward(const http_request& origi
         if (auto [ec, n] = co_await http::async_read(*stream_, buffer_, parser, nothrow_awaitable); ec) {
             const bool nothing_read = !parser.got_some();
             close();
-            if (may_retry && nothing_read && ec != beast::error::timeout)
+            if (may_retry && idempotent && nothing_read && ec != beast::error::timeout)
                 continue;
             co_return failure(ec, address, true);
         }
