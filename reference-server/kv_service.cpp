@@ -78,9 +78,13 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
       machine(c.data_dir / "state"), watch_timer(strand)
 {
     try {
+        // A restarted peer should rejoin within about an election timeout, not after the
+        // transport's default 2 s backoff ceiling.
+        raftkv::asio::tcp_transport_options t;
+        t.reconnect_delay_max = std::chrono::milliseconds(250);
         transport = std::make_unique<raftkv::asio::tcp_transport>(
             strand, c.id, std::move(endpoints.peers), endpoints.listen_on,
-            [this](message m) { driver->deliver(std::move(m)); });
+            [this](message m) { driver->deliver(std::move(m)); }, t);
     } catch (const boost::system::system_error& e) {
         throw std::runtime_error("cannot listen for Raft on " + c.raft.to_string() + ": " +
                                  e.code().message());
