@@ -1,5 +1,7 @@
 #include <raftkv/asio/codec.hpp>
 
+#include "frame_header.hpp"
+
 #define BOOST_TEST_MODULE raftkv_asio_codec
 #include <boost/test/unit_test.hpp>
 
@@ -9,6 +11,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+using raftkv::test::frame_header;
 
 namespace {
 
@@ -95,18 +99,6 @@ std::string one_message_payload(std::uint8_t body_index, const std::string& body
     return p + body;
 }
 
-std::string header(std::uint32_t magic, std::uint16_t version, std::uint32_t length)
-{
-    std::string h;
-    for (int i = 3; i >= 0; --i)
-        h.push_back(static_cast<char>((magic >> (8 * i)) & 0xFF));
-    h.push_back(static_cast<char>(version >> 8));
-    h.push_back(static_cast<char>(version & 0xFF));
-    for (int i = 3; i >= 0; --i)
-        h.push_back(static_cast<char>((length >> (8 * i)) & 0xFF));
-    return h;
-}
-
 /// Decoding garbage may succeed only by chance, and then the encoding must be canonical:
 /// the decoded batch re-encodes to the very same bytes.
 void check_garbage(std::string_view payload)
@@ -189,7 +181,7 @@ BOOST_AUTO_TEST_SUITE(frame_headers)
 BOOST_AUTO_TEST_CASE(a_valid_header_gives_the_payload_length)
 {
     std::error_code ec = frame_errc::bad_magic;
-    BOOST_TEST(parse(header(0x52464B56, 1, 1234), 1 << 20, ec) == 1234u);
+    BOOST_TEST(parse(frame_header(0x52464B56, 1, 1234), 1 << 20, ec) == 1234u);
     BOOST_TEST(!ec);
     BOOST_TEST(encode_frame({}).substr(0, 4) == "RFKV");
 }
@@ -197,7 +189,7 @@ BOOST_AUTO_TEST_CASE(a_valid_header_gives_the_payload_length)
 BOOST_AUTO_TEST_CASE(a_bad_magic_is_refused)
 {
     std::error_code ec;
-    parse(header(0x52464B57, 1, 10), 1 << 20, ec);
+    parse(frame_header(0x52464B57, 1, 10), 1 << 20, ec);
     BOOST_TEST((ec == frame_errc::bad_magic));
     parse("GET / HTTP/1.1\r\n", 1 << 20, ec);
     BOOST_TEST((ec == frame_errc::bad_magic));
@@ -206,9 +198,9 @@ BOOST_AUTO_TEST_CASE(a_bad_magic_is_refused)
 BOOST_AUTO_TEST_CASE(an_unknown_version_is_refused)
 {
     std::error_code ec;
-    parse(header(0x52464B56, 0, 10), 1 << 20, ec);
+    parse(frame_header(0x52464B56, 0, 10), 1 << 20, ec);
     BOOST_TEST((ec == frame_errc::unsupported_version));
-    parse(header(0x52464B56, 2, 10), 1 << 20, ec);
+    parse(frame_header(0x52464B56, 2, 10), 1 << 20, ec);
     BOOST_TEST((ec == frame_errc::unsupported_version));
 }
 
@@ -216,11 +208,12 @@ BOOST_AUTO_TEST_CASE(a_frame_over_the_limit_is_refused_and_one_at_it_accepted)
 {
     const std::size_t max = 4096;
     std::error_code ec;
-    BOOST_TEST(parse(header(0x52464B56, 1, max - frame_header_size), max, ec) == max - frame_header_size);
+    BOOST_TEST(parse(frame_header(0x52464B56, 1, max - frame_header_size), max, ec) ==
+               max - frame_header_size);
     BOOST_TEST(!ec);
-    BOOST_TEST(parse(header(0x52464B56, 1, max - frame_header_size + 1), max, ec) == 0u);
+    BOOST_TEST(parse(frame_header(0x52464B56, 1, max - frame_header_size + 1), max, ec) == 0u);
     BOOST_TEST((ec == frame_errc::frame_too_large));
-    parse(header(0x52464B56, 1, 0xFFFF'FFFF), raftkv::asio::default_max_frame_bytes, ec);
+    parse(frame_header(0x52464B56, 1, 0xFFFF'FFFF), raftkv::asio::default_max_frame_bytes, ec);
     BOOST_TEST((ec == frame_errc::frame_too_large));
     BOOST_TEST(!ec.message().empty());
 }

@@ -1,5 +1,7 @@
 #include <raftkv/asio/tcp_transport.hpp>
 
+#include "frame_header.hpp"
+
 #define BOOST_TEST_MODULE raftkv_asio_tcp_transport
 #include <boost/test/unit_test.hpp>
 
@@ -25,6 +27,8 @@
 #include <vector>
 
 static_assert(raftkv::transport<raftkv::asio::tcp_transport>);
+
+using raftkv::test::frame_header;
 
 namespace {
 
@@ -137,18 +141,6 @@ struct raw_client {
                                                                      std::size_t) { read_result = ec; });
     }
 };
-
-std::string header(std::uint32_t magic, std::uint16_t version, std::uint32_t length)
-{
-    std::string h;
-    for (int i = 3; i >= 0; --i)
-        h.push_back(static_cast<char>((magic >> (8 * i)) & 0xFF));
-    h.push_back(static_cast<char>(version >> 8));
-    h.push_back(static_cast<char>(version & 0xFF));
-    for (int i = 3; i >= 0; --i)
-        h.push_back(static_cast<char>((length >> (8 * i)) & 0xFF));
-    return h;
-}
 
 /// Checks that node 1 of a pair closes a raw connection that sends `bytes`, and still
 /// serves node 2 afterwards.
@@ -360,7 +352,7 @@ BOOST_AUTO_TEST_CASE(garbage_closes_that_connection_and_the_transport_keeps_serv
 BOOST_AUTO_TEST_CASE(an_unsupported_version_closes_the_connection)
 {
     pair_fixture f;
-    check_closed_then_still_serving(f, header(raftkv::asio::frame_magic, 2, 8) + std::string(8, '\0'));
+    check_closed_then_still_serving(f, frame_header(raftkv::asio::frame_magic, 2, 8) + std::string(8, '\0'));
 }
 
 BOOST_AUTO_TEST_CASE(an_oversize_frame_header_closes_the_connection)
@@ -369,15 +361,16 @@ BOOST_AUTO_TEST_CASE(an_oversize_frame_header_closes_the_connection)
     options.max_frame_bytes = 4096;
     pair_fixture f(options);
     // Only the header is sent: the transport must refuse before waiting for the payload.
-    check_closed_then_still_serving(f, header(raftkv::asio::frame_magic, raftkv::asio::frame_version, 4096));
+    check_closed_then_still_serving(
+        f, frame_header(raftkv::asio::frame_magic, raftkv::asio::frame_version, 4096));
 }
 
 BOOST_AUTO_TEST_CASE(a_malformed_payload_closes_the_connection)
 {
     pair_fixture f;
     std::string payload(40, '\xFF');
-    check_closed_then_still_serving(f, header(raftkv::asio::frame_magic, raftkv::asio::frame_version,
-                                              static_cast<std::uint32_t>(payload.size())) +
+    check_closed_then_still_serving(f, frame_header(raftkv::asio::frame_magic, raftkv::asio::frame_version,
+                                                    static_cast<std::uint32_t>(payload.size())) +
                                            payload);
 }
 

@@ -8,6 +8,8 @@
 #define BOOST_TEST_MODULE leveldb_kv_state_machine
 #include <boost/test/unit_test.hpp>
 
+#include "support.hpp"
+
 #include <leveldb/db.h>
 
 #include <sys/wait.h>
@@ -28,6 +30,8 @@ using raftkv::index_t;
 using raftkv::kv_result;
 using raftkv::log_entry;
 using raftkv::leveldb::kv_state_machine;
+using raftkv::test::check_open_fails;
+using raftkv::test::open_raw;
 using raftkv::test::temp_dir;
 
 static_assert(raftkv::state_machine<kv_state_machine>);
@@ -73,29 +77,6 @@ std::vector<kv_result> found(std::initializer_list<bool> fs)
     for (bool f : fs)
         out.push_back(kv_result{f});
     return out;
-}
-
-std::unique_ptr<::leveldb::DB> open_raw(const std::filesystem::path& dir)
-{
-    ::leveldb::Options options;
-    options.create_if_missing = true;
-    ::leveldb::DB* db = nullptr;
-    const ::leveldb::Status s = ::leveldb::DB::Open(options, dir.string(), &db);
-    BOOST_TEST_REQUIRE(s.ok(), s.ToString());
-    return std::unique_ptr<::leveldb::DB>(db);
-}
-
-void check_open_fails(const std::filesystem::path& dir, const std::string& expected)
-{
-    try {
-        kv_state_machine m{dir};
-        BOOST_ERROR("opening " << dir << " succeeded; expected an error containing '" << expected << "'");
-    } catch (const std::runtime_error& e) {
-        const std::string what = e.what();
-        BOOST_TEST_MESSAGE("open failed as expected: " << what);
-        BOOST_TEST(what.find(dir.string()) != std::string::npos, what);
-        BOOST_TEST(what.find(expected) != std::string::npos, what);
-    }
 }
 
 } // namespace
@@ -349,19 +330,19 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_corrupt_applied_index)
         b.put("a", "1").apply_to(m);
     }
     open_raw(dir / "sm")->Put({}, "mapplied_index", "bad");
-    check_open_fails(dir / "sm", "applied index");
+    check_open_fails<kv_state_machine>(dir / "sm", "applied index");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_another_kind_of_database)
 {
     temp_dir dir;
     open_raw(dir / "other")->Put({}, "h", "x");
-    check_open_fails(dir / "other", "format record");
+    check_open_fails<kv_state_machine>(dir / "other", "format record");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_when_the_machine_is_already_open)
 {
     temp_dir dir;
     kv_state_machine first{dir / "sm"};
-    check_open_fails(dir / "sm", "lock");
+    check_open_fails<kv_state_machine>(dir / "sm", "lock");
 }

@@ -8,6 +8,8 @@
 #define BOOST_TEST_MODULE leveldb_log_store
 #include <boost/test/unit_test.hpp>
 
+#include "support.hpp"
+
 #include <leveldb/db.h>
 
 #include <sys/wait.h>
@@ -32,6 +34,8 @@ using raftkv::index_t;
 using raftkv::log_entry;
 using raftkv::term_t;
 using raftkv::leveldb::log_store;
+using raftkv::test::check_open_fails;
+using raftkv::test::open_raw;
 using raftkv::test::temp_dir;
 
 static_assert(raftkv::log_store<log_store>);
@@ -68,37 +72,11 @@ std::string entry_key(index_t i)
     return key;
 }
 
-/// The database under a (closed) store, opened directly with LevelDB.
-std::unique_ptr<::leveldb::DB> open_raw(const std::filesystem::path& dir)
-{
-    ::leveldb::Options options;
-    options.create_if_missing = true;
-    ::leveldb::DB* db = nullptr;
-    const ::leveldb::Status s = ::leveldb::DB::Open(options, dir.string(), &db);
-    BOOST_TEST_REQUIRE(s.ok(), s.ToString());
-    return std::unique_ptr<::leveldb::DB>(db);
-}
-
 /// A store at `dir` holding entries 1..n of term 1.
 void make_store(const std::filesystem::path& dir, index_t n)
 {
     log_store s{dir};
     s.append(run(1, std::vector<term_t>(n, 1)));
-}
-
-/// Checks that opening `dir` throws std::runtime_error whose message names the directory
-/// and contains `expected`.
-void check_open_fails(const std::filesystem::path& dir, const std::string& expected)
-{
-    try {
-        log_store s{dir};
-        BOOST_ERROR("opening " << dir << " succeeded; expected an error containing '" << expected << "'");
-    } catch (const std::runtime_error& e) {
-        const std::string what = e.what();
-        BOOST_TEST_MESSAGE("open failed as expected: " << what);
-        BOOST_TEST(what.find(dir.string()) != std::string::npos, what);
-        BOOST_TEST(what.find(expected) != std::string::npos, what);
-    }
 }
 
 } // namespace
@@ -350,7 +328,7 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_garbage_entry_value)
     temp_dir dir;
     make_store(dir / "log", 3);
     open_raw(dir / "log")->Put({}, entry_key(2), "garbage");
-    check_open_fails(dir / "log", "entry 2 is 7 bytes");
+    check_open_fails<log_store>(dir / "log", "entry 2 is 7 bytes");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_entry_of_unknown_version_or_type)
@@ -360,12 +338,12 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_entry_of_unknown_version_or_type)
     std::string value(10, '\0');
     value[0] = 2; // version 2
     open_raw(dir / "log")->Put({}, entry_key(3), value);
-    check_open_fails(dir / "log", "entry 3 has record version 2");
+    check_open_fails<log_store>(dir / "log", "entry 3 has record version 2");
 
     value[0] = 1;
     value[9] = 3; // no such entry_type
     open_raw(dir / "log")->Put({}, entry_key(3), value);
-    check_open_fails(dir / "log", "entry 3 has unknown entry type 3");
+    check_open_fails<log_store>(dir / "log", "entry 3 has unknown entry type 3");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_malformed_entry_key)
@@ -373,7 +351,7 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_malformed_entry_key)
     temp_dir dir;
     make_store(dir / "log", 2);
     open_raw(dir / "log")->Put({}, "e123", "x");
-    check_open_fails(dir / "log", "entry key");
+    check_open_fails<log_store>(dir / "log", "entry key");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_gap_in_the_log)
@@ -385,7 +363,7 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_gap_in_the_log)
         db->Delete({}, entry_key(3));
         db->Delete({}, entry_key(4));
     }
-    check_open_fails(dir / "log", "gap: entries 3 to 4 are missing");
+    check_open_fails<log_store>(dir / "log", "gap: entries 3 to 4 are missing");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_when_the_log_does_not_start_at_index_one)
@@ -393,7 +371,7 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_when_the_log_does_not_start_at_index_one
     temp_dir dir;
     make_store(dir / "log", 3);
     open_raw(dir / "log")->Delete({}, entry_key(1));
-    check_open_fails(dir / "log", "entry 1 is missing");
+    check_open_fails<log_store>(dir / "log", "entry 1 is missing");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_entry_index_zero)
@@ -401,7 +379,7 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_entry_index_zero)
     temp_dir dir;
     make_store(dir / "log", 1);
     open_raw(dir / "log")->Put({}, entry_key(0), std::string(10, '\0'));
-    check_open_fails(dir / "log", "index 0");
+    check_open_fails<log_store>(dir / "log", "index 0");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_corrupt_hard_state)
@@ -412,7 +390,7 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_corrupt_hard_state)
         s.save_hard_state({1, 1});
     }
     open_raw(dir / "log")->Put({}, "h", "short");
-    check_open_fails(dir / "log", "hard state");
+    check_open_fails<log_store>(dir / "log", "hard state");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_damaged_leveldb_files)
@@ -430,21 +408,21 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_damaged_leveldb_files)
         damaged = true;
     }
     BOOST_TEST_REQUIRE(damaged);
-    check_open_fails(dir / "log", "cannot open");
+    check_open_fails<log_store>(dir / "log", "cannot open");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_another_kind_of_database)
 {
     temp_dir dir;
     open_raw(dir / "other")->Put({}, "kcolor", "blue");
-    check_open_fails(dir / "other", "format record");
+    check_open_fails<log_store>(dir / "other", "format record");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_when_the_store_is_already_open)
 {
     temp_dir dir;
     log_store first{dir / "log"};
-    check_open_fails(dir / "log", "lock");
+    check_open_fails<log_store>(dir / "log", "lock");
 }
 
 BOOST_AUTO_TEST_CASE(open_creates_missing_parent_directories)
