@@ -24,6 +24,13 @@ enum class errc {
     shutting_down,
     /// The request is invalid (for example, an empty command or an unknown node id).
     invalid_argument,
+    /// The leader holds as much uncommitted data as it may (options::max_uncommitted_bytes);
+    /// retry once commits catch up.
+    overloaded,
+    /// The node's storage contradicts what Raft requires of it (a log shorter than what
+    /// was applied, a leader committing past anything the log could hold): the log was
+    /// corrupted, truncated or lost. The node cannot go on safely.
+    storage_inconsistent,
 };
 
 namespace detail {
@@ -40,6 +47,8 @@ public:
         case errc::timeout: return "timed out";
         case errc::shutting_down: return "shutting down";
         case errc::invalid_argument: return "invalid argument";
+        case errc::overloaded: return "too much uncommitted data";
+        case errc::storage_inconsistent: return "storage inconsistent with the cluster";
         }
         return "unknown raftkv error";
     }

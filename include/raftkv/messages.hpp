@@ -8,6 +8,7 @@
 #include <raftkv/types.hpp>
 
 #include <cstdint>
+#include <string>
 #include <variant>
 #include <vector>
 
@@ -54,6 +55,10 @@ struct append_response {
     index_t reject_index = 0;
     index_t conflict_index = 0;
     term_t conflict_term = 0;
+    /// Set on a rejection by a node whose state machine is behind the start of its own
+    /// log (it lost its state, or crashed while installing a snapshot): only an
+    /// install_snapshot can bring it back.
+    bool snapshot_needed = false;
     friend bool operator==(const append_response&, const append_response&) = default;
 };
 
@@ -76,10 +81,36 @@ struct timeout_now {
     friend bool operator==(const timeout_now&, const timeout_now&) = default;
 };
 
+/// One chunk of a snapshot a leader streams to a follower whose next entry it no longer
+/// holds (Raft §7). A transfer is the chunks of one snapshot, numbered by `transfer`
+/// (unique per leader and term), sent in order from offset 0; the chunk with `done` set
+/// is the last.
+struct install_snapshot_request {
+    snapshot_meta meta;
+    std::uint64_t transfer = 0;
+    /// Where `data` starts in the snapshot's byte stream.
+    std::uint64_t offset = 0;
+    std::string data;
+    bool done = false;
+    friend bool operator==(const install_snapshot_request&, const install_snapshot_request&) = default;
+};
+
+/// The follower's answer to an install_snapshot_request: how far it has received
+/// `transfer` in order (`offset`, the next byte it expects), or that it has installed the
+/// snapshot (`done`), after which it matches the leader up to `index`.
+struct install_snapshot_response {
+    std::uint64_t transfer = 0;
+    index_t index = 0;
+    std::uint64_t offset = 0;
+    bool done = false;
+    friend bool operator==(const install_snapshot_response&, const install_snapshot_response&) = default;
+};
+
 /// Every message body, in a fixed order that the wire format relies on: append new
 /// alternatives at the end only.
-using message_body = std::variant<vote_request, vote_response, append_request, append_response, heartbeat,
-                                  heartbeat_response, timeout_now>;
+using message_body =
+    std::variant<vote_request, vote_response, append_request, append_response, heartbeat, heartbeat_response,
+                 timeout_now, install_snapshot_request, install_snapshot_response>;
 
 /// A message between two nodes, stamped with the sender's current term.
 struct message {
@@ -93,9 +124,15 @@ struct message {
 /// A short name for the message's body type, for logs and traces.
 inline const char* type_name(const message& m) noexcept
 {
-    static constexpr const char* names[] = {"vote_request",    "vote_response", "append_request",
-                                            "append_response", "heartbeat",     "heartbeat_response",
-                                            "timeout_now"};
+    static constexpr const char* names[] = {"vote_request",
+                                            "vote_response",
+                                            "append_request",
+                                            "append_response",
+                                            "heartbeat",
+                                            "heartbeat_response",
+                                            "timeout_now",
+                                            "install_snapshot_request",
+                                            "install_snapshot_response"};
     static_assert(std::size(names) == std::variant_size_v<message_body>);
     return names[m.body.index()];
 }

@@ -6,24 +6,28 @@
 #include <raftkv/detail/quorum.hpp>
 #include <raftkv/detail/random.hpp>
 #include <raftkv/detail/read_queue.hpp>
+#include <raftkv/detail/snapshot_sender.hpp>
 #include <raftkv/error.hpp>
 #include <raftkv/messages.hpp>
 #include <raftkv/options.hpp>
 #include <raftkv/types.hpp>
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <span>
 #include <string>
 #include <system_error>
+#include <utility>
+#include <variant>
 #include <vector>
 
 namespace raftkv {
 
 /// What propose() tells the caller at once.
 struct propose_result {
-    /// Empty when the command was appended to the leader's log; errc::not_leader or
-    /// errc::transfer_in_progress otherwise.
+    /// Empty when the command was appended to the leader's log; errc::not_leader,
+    /// errc::transfer_in_progress or errc::overloaded otherwise.
     std::error_code ec;
     /// Where the command was appended. It is applied at that index if the entry found
     /// there at apply time has the same term; otherwise it was dropped.
@@ -68,9 +72,21 @@ class basic_node {
 public:
     using result_type = typename StateMachine::result_type;
 
-    /// Called once for every applied entry, in log order, right after the state machine
-    /// applied it. Entries that are not commands (noop) come with a default result.
+    /// Called once for every applied entry, in log order, after the state machine applied
+    /// it. Entries that are not commands (noop) come with a default result. Entries
+    /// restored from a snapshot are not reported one by one.
     using apply_handler = std::function<void(index_t index, term_t term, result_type& result)>;
+
+    /// Called for a proposal of this node that will not be reported by the apply handler
+    /// (see Outcomes above), with its index and term.
+    using drop_handler = std::function<void(index_t index, term_t term, std::error_code ec)>;
+
+    /// Called when this node's role, term or known leader changed.
+    using leader_handler = std::function<void(raftkv::role role, term_t term, node_id leader)>;
+
+    /// Called when the state machine was replaced by a snapshot received from the leader:
+    /// applied_index() jumped to `meta.index`.
+    using restore_handler = std::function<void(const snapshot_meta& meta)>;
 
     /// Called when a read started by read_index() may proceed (empty error code: the
     /// state machine now reflects every write acknowledged before the read began), or
@@ -78,8 +94,9 @@ public:
     using read_handler = std::function<void(std::uint64_t read_id, std::error_code ec)>;
 
     /// Restores the node from `store` (hard state and log) and `machine` (applied index).
-    /// The policies must outlive the node. REQUIRES: `opts` satisfies the REQUIRES of
-    /// each field.
+    /// The policies must outlive the node. Throws std::system_error: errc::invalid_argument
+    /// when `opts` breaks the REQUIRES of a field, errc::storage_inconsistent when the
+    /// state machine has applied entries the log does not hold.
     basic_node(options opts, Transport& transport, LogStore& store, StateMachine& machine);
 
     basic_node(const basic_node&) = delete;
@@ -93,8 +110,8 @@ public:
     void step(message m);
 
     /// Appends `command` to the log if this node is the leader. The result says where;
-    /// the apply handler reports the outcome once the entry is applied, never before
-    /// propose() returns. The entry commits once it is durable on a quorum: the driver
+    /// the apply or drop handler reports the outcome later, never before propose()
+    /// returns. The entry commits once it is durable on a quorum: the driver
     /// calls on_log_durable() after proposing (a batch of proposals needs one call), as
     /// it does whenever the store's durable index advances. Failing that, the next tick
     /// notices.
@@ -106,8 +123,9 @@ public:
     propose_result propose(std::span<std::string> commands);
 
     /// Starts a linearizable read (ReadIndex, thesis §6.4). Returns an error at once when
-    /// this node is not the leader; otherwise the read handler is called later with
-    /// `read_id`. Many reads started together share one heartbeat round.
+    /// this node is not the leader; otherwise the read handler is called with `read_id`
+    /// when the call that confirms it ends (possibly this one). Many reads started together share one
+    /// heartbeat round.
     std::error_code read_index(std::uint64_t read_id);
 
     /// Tells the node the LogStore's durable_index() may have advanced: after appends to a
@@ -126,6 +144,9 @@ public:
 
     void on_apply(apply_handler h) { apply_handler_ = std::move(h); }
     void on_read(read_handler h) { read_handler_ = std::move(h); }
+    void on_drop(drop_handler h) { drop_handler_ = std::move(h); }
+    void on_leader_change(leader_handler h) { leader_handler_ = std::move(h); }
+    void on_restore(restore_handler h) { restore_handler_ = std::move(h); }
 
     node_id id() const noexcept { return opts_.id; }
     raftkv::role role() const noexcept { return role_; }
@@ -134,12 +155,51 @@ public:
     index_t commit_index() const noexcept { return commit_; }
     index_t applied_index() const noexcept { return applied_; }
     index_t last_index() const noexcept { return store_.last_index(); }
+    index_t first_index() const noexcept { return store_.first_index(); }
+    /// The term of the entry before first_index(): that of the latest snapshot, or 0.
+    term_t snapshot_term() const { return store_.term_at(store_.first_index() - 1); }
     const membership& members() const noexcept { return opts_.members; }
     const options& config() const noexcept { return opts_; }
     node_status status() const;
 
 private:
+    struct applied_output {
+        index_t index;
+        term_t term;
+        result_type result;
+    };
+    struct read_output {
+        std::uint64_t id;
+        std::error_code ec;
+    };
+    struct drop_output {
+        index_t index;
+        term_t term;
+        std::error_code ec;
+    };
+    using output = std::variant<applied_output, read_output, drop_output, snapshot_meta>;
+
+    /// A proposal of this node waiting for its outcome.
+    struct tracked_proposal {
+        index_t index;
+        term_t term;
+    };
+
+    /// A snapshot being received from the leader.
+    struct restore_progress {
+        bool active = false;
+        node_id leader = no_node;
+        term_t term = 0;
+        std::uint64_t transfer = 0;
+        std::uint64_t offset = 0;
+    };
+
     // impl/node.hpp
+    static void validate(const options& o);
+    void check_storage() const;
+    void deliver_outputs();
+    void deliver(output& o);
+    void fail_read(std::uint64_t id, std::error_code ec) { outputs_.push_back(read_output{id, ec}); }
     bool accept_term(message& m);
     void dispatch(message& m);
     void send(node_id to, message_body body) { send(to, std::move(body), term_); }
@@ -180,6 +240,22 @@ private:
     index_t next_after_rejection(const detail::progress& p, const append_response& r) const;
     index_t last_index_with_term_at_most(term_t t, index_t from) const;
     void maybe_send_timeout_now(detail::progress& p);
+    void to_probe(detail::progress& p);
+    void check_stalled(detail::progress& p);
+    void resolve_proposals(std::span<const log_entry> applied);
+    void release_uncommitted();
+
+    // impl/snapshot.hpp
+    void maybe_snapshot();
+    void maybe_compact();
+    void start_snapshot_transfer(detail::progress& p);
+    void send_snapshot_chunks(detail::progress& p);
+    void handle_install_snapshot(const message& m, const install_snapshot_request& r);
+    void handle_install_snapshot_response(const message& m, const install_snapshot_response& r);
+    bool accept_snapshot_chunk(const message& m, const install_snapshot_request& r);
+    void finish_install(const snapshot_meta& meta);
+    void abort_restore();
+    detail::snapshot_sender<typename StateMachine::snapshot_reader>& sender_of(const detail::progress& p);
 
     // impl/read_index.hpp
     void start_read_round();
@@ -226,11 +302,41 @@ private:
     /// The last ReadIndex heartbeat round this leader started.
     std::uint64_t read_seq_ = 0;
 
+    /// The state machine lost its state, or a snapshot install was cut short: it is behind
+    /// the start of the log and cannot apply until a snapshot restores it.
+    bool behind_log_ = false;
+    /// The applied index at the last take_snapshot(), and payload bytes applied since.
+    index_t snapshot_taken_ = 0;
+    std::uint64_t bytes_since_snapshot_ = 0;
+    /// A snapshot was taken whose log has not been dropped yet.
+    bool compact_pending_ = false;
+    /// One sender per entry of peers_, at the same position.
+    std::vector<detail::snapshot_sender<typename StateMachine::snapshot_reader>> senders_;
+    std::uint64_t next_transfer_ = 0;
+    restore_progress restore_;
+
+    /// This leader's proposals not yet committed: (last index, payload bytes) per append.
+    std::vector<std::pair<index_t, std::size_t>> uncommitted_;
+    std::size_t uncommitted_bytes_ = 0;
+    /// Ordered by index; an index may appear twice (a stale proposal and a new one).
+    std::deque<tracked_proposal> proposals_;
+
     std::vector<log_entry> proposal_scratch_;
     std::vector<log_entry> apply_batch_;
     std::vector<result_type> apply_results_;
+
+    std::vector<output> outputs_;
+    std::vector<output> delivering_outputs_;
+    bool delivering_ = false;
+    raftkv::role reported_role_ = role::follower;
+    term_t reported_term_ = 0;
+    node_id reported_leader_ = no_node;
+
     apply_handler apply_handler_;
     read_handler read_handler_;
+    drop_handler drop_handler_;
+    leader_handler leader_handler_;
+    restore_handler restore_handler_;
 };
 
 } // namespace raftkv

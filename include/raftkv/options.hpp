@@ -56,6 +56,40 @@ struct options {
     /// Default: 16.
     std::size_t max_inflight_appends = 16;
 
+    /// The most entry payload bytes in flight to one follower: together with
+    /// max_inflight_appends, bounds what a slow follower makes the leader buffer.
+    /// Default: 8 MiB.
+    std::size_t max_inflight_bytes = 8 * 1024 * 1024;
+
+    /// The most payload bytes of entries a leader holds uncommitted. Proposals past it are
+    /// refused with errc::overloaded until commits catch up, so a leader that cannot reach
+    /// a quorum does not grow its log without bound. 0: no limit.
+    /// Default: 64 MiB.
+    std::size_t max_uncommitted_bytes = 64 * 1024 * 1024;
+
+    /// Take a snapshot once this many entries were applied since the last one, then drop
+    /// the log behind it (keeping snapshot_catchup_entries). 0: never by count.
+    /// Default: 10000.
+    std::uint64_t snapshot_entries = 10000;
+
+    /// Take a snapshot once this many payload bytes were applied since the last one.
+    /// 0: never by size.
+    /// Default: 64 MiB.
+    std::uint64_t snapshot_bytes = 64 * 1024 * 1024;
+
+    /// Entries kept in the log behind a snapshot, so that a follower slightly behind still
+    /// catches up from the log rather than with a whole snapshot.
+    /// Default: 5000.
+    std::uint64_t snapshot_catchup_entries = 5000;
+
+    /// The size of one install_snapshot chunk. REQUIRES: > 0.
+    /// Default: 1 MiB.
+    std::size_t snapshot_chunk_bytes = 1024 * 1024;
+
+    /// The most snapshot bytes in flight to one follower. REQUIRES: >= snapshot_chunk_bytes.
+    /// Default: 4 MiB.
+    std::size_t max_snapshot_inflight_bytes = 4 * 1024 * 1024;
+
     /// The most entries handed to the state machine in one apply call.
     /// Default: 1024.
     std::size_t max_apply_batch = 1024;

@@ -86,6 +86,16 @@ struct membership {
     friend bool operator==(const membership&, const membership&) = default;
 };
 
+/// Identifies a snapshot of the state machine: the state after applying every entry up
+/// to and including `index`, whose term is `term`, under configuration `members`.
+struct snapshot_meta {
+    index_t index = 0;
+    term_t term = 0;
+    membership members;
+
+    friend bool operator==(const snapshot_meta&, const snapshot_meta&) = default;
+};
+
 /// A snapshot of a node's externally visible state.
 struct node_status {
     node_id id = no_node;
@@ -94,7 +104,13 @@ struct node_status {
     node_id leader = no_node;
     index_t commit_index = 0;
     index_t applied_index = 0;
+    /// The first index the log holds; entries before it were compacted into a snapshot.
+    index_t first_index = 1;
     index_t last_index = 0;
+    /// The index and term the log starts after: those of the latest snapshot the log was
+    /// compacted to or installed from (0 and 0 before any).
+    index_t snapshot_index = 0;
+    term_t snapshot_term = 0;
     membership members;
 };
 

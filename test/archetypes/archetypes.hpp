@@ -7,6 +7,13 @@
 
 #include <raftkv/concepts.hpp>
 
+#include <concepts>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
 namespace raftkv::archetypes {
 
 class transport {
@@ -28,6 +35,17 @@ public:
     term_t term_at(index_t i) const;
     std::vector<log_entry> entries(index_t lo, index_t hi, std::size_t max_bytes) const;
     void append(std::span<const log_entry> entries);
+    void compact(index_t i);
+    void install_snapshot(const snapshot_meta& meta);
+};
+
+/// Movable but not copyable: a reader may own a storage engine's snapshot handle.
+class snapshot_reader {
+public:
+    snapshot_reader(snapshot_reader&&);
+    snapshot_reader& operator=(snapshot_reader&&);
+    index_t index() const;
+    bool read(std::string& out, std::size_t max_bytes);
 };
 
 struct result {
@@ -39,14 +57,24 @@ struct result {
 class state_machine {
 public:
     using result_type = result;
+    using snapshot_reader = archetypes::snapshot_reader;
     state_machine(const state_machine&) = delete;
     state_machine& operator=(const state_machine&) = delete;
     void apply(std::span<const log_entry> batch, std::span<result_type> results);
     index_t applied_index() const;
+    index_t snapshot_index() const;
+    void take_snapshot();
+    snapshot_reader snapshot();
+    void begin_restore(const snapshot_meta& meta);
+    void restore_chunk(std::string_view data);
+    void finish_restore();
+    void abort_restore();
 };
 
 static_assert(raftkv::transport<transport>);
 static_assert(raftkv::log_store<log_store>);
+static_assert(raftkv::snapshot_reader<snapshot_reader>);
+static_assert(!std::copyable<snapshot_reader>);
 static_assert(raftkv::state_machine<state_machine>);
 
 } // namespace raftkv::archetypes

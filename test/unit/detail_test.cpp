@@ -27,23 +27,39 @@ BOOST_AUTO_TEST_CASE(quorum_value_is_the_largest_value_a_majority_reaches)
 BOOST_AUTO_TEST_CASE(inflight_window_fills_frees_in_order_and_wraps)
 {
     inflight_window w;
-    w.reset(3);
+    w.reset(3, 1000);
     BOOST_TEST(w.empty());
-    w.add(10);
-    w.add(20);
-    w.add(30);
+    w.add(10, 1);
+    w.add(20, 1);
+    w.add(30, 1);
     BOOST_TEST(w.full());
     w.free_to(20); // acknowledges the first two messages
     BOOST_TEST(!w.full());
-    w.add(40);
-    w.add(50); // wraps around the ring
+    w.add(40, 1);
+    w.add(50, 1); // wraps around the ring
     BOOST_TEST(w.full());
-    w.free_first();
     w.free_to(45);
     w.free_to(49);
     BOOST_TEST(!w.empty());
     w.free_to(50);
     BOOST_TEST(w.empty());
+}
+
+BOOST_AUTO_TEST_CASE(inflight_window_is_full_once_its_bytes_reach_the_limit)
+{
+    inflight_window w;
+    w.reset(16, 100);
+    w.add(1, 60);
+    BOOST_TEST(!w.full());
+    w.add(2, 60); // one message may overshoot; the next must wait
+    BOOST_TEST(w.full());
+    BOOST_TEST(w.bytes() == 120u);
+    w.free_to(1);
+    BOOST_TEST(!w.full());
+    BOOST_TEST(w.bytes() == 60u);
+    w.reset(16, 100);
+    w.add(1, 500); // a single message larger than the limit still goes
+    BOOST_TEST(w.full());
 }
 
 BOOST_AUTO_TEST_CASE(random_is_deterministic_and_stays_in_range)

@@ -1,5 +1,8 @@
 #include <raftkv/memory_log_store.hpp>
 
+#include <raftkv/sim/log_store.hpp>
+#include <raftkv/sim/log_store_conformance.hpp>
+
 #define BOOST_TEST_MODULE memory_log_store
 #include <boost/test/unit_test.hpp>
 
@@ -71,4 +74,39 @@ BOOST_AUTO_TEST_CASE(truncation_lowers_the_durable_index)
     BOOST_TEST(s.durable_index() == 2u);
     s.crash();
     BOOST_TEST(s.last_index() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(memory_log_store_passes_the_log_store_conformance_test)
+{
+    for (bool sync_on_append : {true, false}) {
+        raftkv::memory_log_store store(sync_on_append);
+        raftkv::sim::check_log_store_conformance<raftkv::memory_log_store>(
+            {.open = [&]() -> raftkv::memory_log_store& { return store; },
+             .sync = [](raftkv::memory_log_store& s) { s.sync(); }});
+    }
+}
+
+BOOST_AUTO_TEST_CASE(sim_log_store_passes_the_log_store_conformance_test)
+{
+    raftkv::sim::sim_log_store store(false);
+    raftkv::sim::check_log_store_conformance<raftkv::sim::sim_log_store>(
+        {.open = [&]() -> raftkv::sim::sim_log_store& { return store; },
+         .sync = [](raftkv::sim::sim_log_store& s) { s.sync(); }});
+}
+
+BOOST_AUTO_TEST_CASE(a_sync_that_started_before_a_truncation_does_not_cover_the_new_entries)
+{
+    raftkv::memory_log_store s(false);
+    const std::vector<raftkv::log_entry> old{{1, 1, raftkv::entry_type::normal, "a"},
+                                             {1, 2, raftkv::entry_type::normal, "b"}};
+    s.append(old);
+    const raftkv::term_t covered = s.term_at(2); // a sync starts, covering (2, term 1)
+    const std::vector<raftkv::log_entry> replacement{{2, 2, raftkv::entry_type::normal, "c"}};
+    s.append(replacement); // a new leader replaces entry 2 before the sync completes
+    BOOST_TEST(!s.sync_to(2, covered));
+    BOOST_TEST(s.durable_index() == 0u);
+    BOOST_TEST(s.sync_to(2, 2)); // a sync that covered the new entry does count
+    BOOST_TEST(s.durable_index() == 2u);
+    BOOST_TEST(!s.sync_to(1, 1)); // late and out of order: changes nothing
+    BOOST_TEST(s.durable_index() == 2u);
 }

@@ -2,13 +2,22 @@
 
 #include <raftkv/memory_log_store.hpp>
 
+#include "support/list_machine.hpp"
+
 #define BOOST_TEST_MODULE node
 #include <boost/test/unit_test.hpp>
 
+#include <algorithm>
+#include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
+#include <string_view>
+#include <system_error>
+#include <tuple>
 #include <utility>
+#include <variant>
 #include <vector>
 
 // Unit tests of basic_node's rules, with every message delivered by hand so each test
@@ -38,22 +47,7 @@ struct recording_transport {
     void send(message m) { sent.push_back(std::move(m)); }
 };
 
-struct list_machine {
-    using result_type = std::size_t;
-    index_t applied = 0;
-    std::vector<std::string> commands;
-    void apply(std::span<const raftkv::log_entry> batch, std::span<std::size_t> results)
-    {
-        for (std::size_t k = 0; k < batch.size(); ++k) {
-            BOOST_REQUIRE_EQUAL(batch[k].index, applied + 1);
-            applied = batch[k].index;
-            if (batch[k].type == raftkv::entry_type::normal)
-                commands.push_back(batch[k].data);
-            results[k] = commands.size();
-        }
-    }
-    index_t applied_index() const { return applied; }
-};
+using raftkv::test::list_machine;
 
 using node_t = raftkv::basic_node<recording_transport, raftkv::memory_log_store, list_machine>;
 
@@ -86,7 +80,7 @@ struct cluster {
         o.id = id;
         o.random_seed = id * 7919 + restarts_++;
         member& m = at(id);
-        m.machine = list_machine{};
+        m.machine = list_machine::from(m.machine.saved); // its durable snapshot survives
         m.node = std::make_unique<node_t>(o, m.transport, m.store, m.machine);
         m.node->on_apply([&m](index_t i, raftkv::term_t, std::size_t& r) { m.applied.emplace_back(i, r); });
         m.node->on_read([&m](std::uint64_t id, std::error_code ec) { m.reads.emplace_back(id, ec); });
@@ -563,7 +557,7 @@ BOOST_AUTO_TEST_CASE(a_batch_of_proposals_is_one_append_and_applies_in_order)
     BOOST_TEST(c.at(1).applied.back().first == 4u);
 }
 
-BOOST_AUTO_TEST_CASE(a_lost_last_append_is_repaired_by_the_next_heartbeat)
+BOOST_AUTO_TEST_CASE(a_lost_last_append_is_repaired_within_an_election_timeout)
 {
     cluster c(3);
     c.elect(1);
@@ -571,7 +565,332 @@ BOOST_AUTO_TEST_CASE(a_lost_last_append_is_repaired_by_the_next_heartbeat)
     c.node(1).propose("b");
     c.at(1).transport.sent.clear(); // the append carrying "b" is lost
     c.node(1).on_log_durable();
-    c.tick_all(3);
+    c.tick_all(c.node(1).config().election_ticks);
     BOOST_TEST(c.node(2).last_index() == 3u);
     BOOST_TEST(c.node(1).commit_index() == 3u);
+}
+
+// ---- the contract: validation, outcomes, handlers, flow control -----------------------
+
+namespace {
+
+bool has_code(const std::system_error& e, raftkv::errc code)
+{
+    return e.code() == raftkv::make_error_code(code);
+}
+
+std::size_t entry_bytes_sent_to(const recording_transport& t, node_id to)
+{
+    std::size_t bytes = 0;
+    for (const message& m : t.sent) {
+        if (const auto* a = std::get_if<raftkv::append_request>(&m.body); a && m.to == to)
+            for (const auto& e : a->entries)
+                bytes += e.data.size();
+    }
+    return bytes;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(invalid_options_are_an_error_not_an_assert)
+{
+    recording_transport t;
+    raftkv::memory_log_store s;
+    list_machine m;
+    const auto refused = [&](raftkv::options o) {
+        try {
+            node_t n(o, t, s, m);
+        } catch (const std::system_error& e) {
+            return has_code(e, raftkv::errc::invalid_argument);
+        }
+        return false;
+    };
+    raftkv::options o{.id = 1, .members = {{1, 2, 3}}};
+    BOOST_TEST(!refused(o));
+    BOOST_TEST(refused(raftkv::options{.id = 4, .members = {{1, 2, 3}}}));
+    BOOST_TEST(refused(raftkv::options{.id = 0, .members = {{1, 2, 3}}}));
+    BOOST_TEST(refused(raftkv::options{.id = 1, .members = {{1, 2, 2}}}));
+    auto bad = o;
+    bad.election_ticks = bad.heartbeat_ticks;
+    BOOST_TEST(refused(bad));
+    bad = o;
+    bad.max_inflight_appends = 0;
+    BOOST_TEST(refused(bad));
+    bad = o;
+    bad.max_snapshot_inflight_bytes = bad.snapshot_chunk_bytes - 1;
+    BOOST_TEST(refused(bad));
+}
+
+BOOST_AUTO_TEST_CASE(a_state_machine_ahead_of_its_log_refuses_to_start)
+{
+    recording_transport t;
+    raftkv::memory_log_store s;
+    const std::vector<raftkv::log_entry> es{{1, 1, raftkv::entry_type::noop, {}}};
+    s.append(es);
+    list_machine m = list_machine::from({.applied = 5, .commands = {}}); // the log lost 2..5
+    try {
+        node_t n(raftkv::options{.id = 1, .members = {{1}}}, t, s, m);
+        BOOST_FAIL("the node started");
+    } catch (const std::system_error& e) {
+        BOOST_TEST(has_code(e, raftkv::errc::storage_inconsistent));
+        BOOST_TEST(std::string(e.what()).find("truncated") != std::string::npos);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_follower_told_to_commit_past_its_log_stops_with_an_error)
+{
+    cluster c(3);
+    c.elect(1);
+    c.propose(1, "a");
+    c.propose(1, "b");
+    c.at(3).store = raftkv::memory_log_store(); // node 3 lost its data directory
+    c.at(3).machine = list_machine{};
+    c.start(3);
+    BOOST_CHECK_EXCEPTION(c.tick_all(2), std::system_error, [](const std::system_error& e) {
+        return has_code(e, raftkv::errc::storage_inconsistent) &&
+               std::string(e.what()).find("lost") != std::string::npos;
+    });
+}
+
+BOOST_AUTO_TEST_CASE(read_handlers_of_a_deposed_leader_see_it_deposed_and_may_call_back)
+{
+    cluster c(3);
+    c.elect(1);
+    BOOST_TEST(!c.node(1).read_index(7));
+    std::vector<std::error_code> retried;
+    c.node(1).on_read([&](std::uint64_t, std::error_code ec) {
+        BOOST_TEST(ec == std::error_code(raftkv::errc::leadership_lost));
+        BOOST_TEST(c.node(1).role() != role::leader); // settled before the handler runs
+        retried.push_back(c.node(1).read_index(8));   // a retry is refused, not lost
+    });
+    c.node(1).step(message{.from = 2, .to = 1, .term = 9, .body = raftkv::heartbeat{}});
+    BOOST_TEST(retried.size() == 1u);
+    BOOST_TEST(retried[0] == std::error_code(raftkv::errc::not_leader));
+}
+
+BOOST_AUTO_TEST_CASE(an_apply_handler_that_proposes_and_reports_durability_loses_no_apply)
+{
+    cluster c(1);
+    c.tick_all(30);
+    std::vector<index_t> reported;
+    int more = 5;
+    c.node(1).on_apply([&](index_t i, raftkv::term_t, std::size_t&) {
+        reported.push_back(i);
+        if (more-- > 0) {
+            c.node(1).propose("again");
+            c.node(1).on_log_durable(); // re-enters: its applies are delivered after this one
+        }
+    });
+    c.propose(1, "first");
+    std::vector<index_t> expected;
+    for (index_t i = 2; i <= 7; ++i)
+        expected.push_back(i);
+    BOOST_TEST(reported == expected);
+    BOOST_TEST(c.node(1).applied_index() == 7u);
+}
+
+BOOST_AUTO_TEST_CASE(every_proposal_gets_one_outcome_when_another_leader_overwrites_its_index)
+{
+    // Node 1 leads term 1 and appends 2..6 alone; node 2 leads term 2 and overwrites 2..3;
+    // node 1 then wins term 3 and proposes again at 5 and 6, where stale proposals wait.
+    cluster c(3, true, plain_raft());
+    c.elect(1);
+    std::map<std::pair<index_t, raftkv::term_t>, std::string> outcome;
+    c.node(1).on_apply([&](index_t i, raftkv::term_t t, std::size_t&) { outcome[{i, t}] += "applied "; });
+    c.node(1).on_drop([&](index_t i, raftkv::term_t t, std::error_code ec) {
+        outcome[{i, t}] += ec.message() + " ";
+    });
+    c.isolate(1);
+    for (const char* cmd : {"s2", "s3", "s4", "s5", "s6"})
+        BOOST_TEST(!c.node(1).propose(cmd).ec);
+    c.node(1).on_log_durable();
+    c.deliver_all();
+    c.elect(2);
+    c.propose(2, "x");
+    c.heal();
+    c.tick_all(3); // node 1 follows node 2 and has 2..6 overwritten
+    BOOST_TEST(c.node(1).last_index() == 3u);
+    c.elect(1);
+    const auto r5 = c.node(1).propose("n5");
+    const auto r6 = c.node(1).propose("n6");
+    BOOST_TEST(r5.index == 5u);
+    BOOST_TEST(r6.index == 6u);
+    c.node(1).on_log_durable();
+    c.deliver_all();
+    c.tick_all(2);
+    for (index_t i = 2; i <= 6; ++i) {
+        BOOST_TEST_CONTEXT("index " << i)
+        {
+            BOOST_TEST(outcome[(std::pair<index_t, raftkv::term_t>{i, 1})] == "proposal dropped ");
+        }
+    }
+    BOOST_TEST(outcome[(std::pair<index_t, raftkv::term_t>{5, r5.term})] == "applied ");
+    BOOST_TEST(outcome[(std::pair<index_t, raftkv::term_t>{6, r6.term})] == "applied ");
+}
+
+BOOST_AUTO_TEST_CASE(leader_changes_are_reported_once_the_state_is_settled)
+{
+    cluster c(3, true, plain_raft());
+    std::vector<std::tuple<role, raftkv::term_t, node_id>> seen;
+    c.node(1).on_leader_change([&](role r, raftkv::term_t t, node_id l) {
+        BOOST_TEST((c.node(1).role() == r && c.node(1).term() == t && c.node(1).leader() == l));
+        seen.emplace_back(r, t, l);
+    });
+    c.elect(1);
+    c.elect(2);
+    BOOST_TEST_REQUIRE(seen.size() >= 2u);
+    BOOST_TEST((seen.front() == std::tuple{role::candidate, raftkv::term_t{1}, node_id{0}}));
+    BOOST_TEST((std::get<2>(seen.back()) == node_id{2}));
+    BOOST_TEST((std::find(seen.begin(), seen.end(),
+                          std::tuple{role::leader, raftkv::term_t{1}, node_id{1}}) != seen.end()));
+}
+
+BOOST_AUTO_TEST_CASE(a_stalled_follower_is_probed_not_flooded)
+{
+    raftkv::options o;
+    o.max_inflight_appends = 4;
+    o.max_entries_per_append = 1;
+    cluster c(3, true, o);
+    c.at(3).store = raftkv::memory_log_store(false); // node 3's disk never syncs: it never acks
+    c.start(3);
+    c.elect(1);
+    c.tick_all(3);
+    for (int k = 0; k < 20; ++k)
+        c.propose(1, std::string(100, 'x'));
+    c.at(1).transport.sent.clear();
+    std::size_t bytes = 0;
+    for (int t = 0; t < 50; ++t) {
+        c.node(1).tick();
+        bytes += entry_bytes_sent_to(c.at(1).transport, 3);
+        c.deliver_all();
+    }
+    BOOST_TEST(bytes == 0u); // heartbeat answers brought empty probes, never entries
+    BOOST_TEST(c.node(1).commit_index() == c.node(1).last_index()); // the others kept committing
+}
+
+BOOST_AUTO_TEST_CASE(inflight_bytes_bound_what_a_follower_is_sent_before_it_answers)
+{
+    raftkv::options o;
+    o.max_inflight_appends = 100;
+    o.max_entries_per_append = 1;
+    o.max_inflight_bytes = 1000;
+    cluster c(2, true, o);
+    c.elect(1);
+    c.isolate(2);
+    c.at(1).transport.sent.clear();
+    for (int k = 0; k < 50; ++k)
+        BOOST_TEST(!c.node(1).propose(std::string(300, 'x')).ec);
+    BOOST_TEST(entry_bytes_sent_to(c.at(1).transport, 2) <= 1200u); // 4 messages of 300 bytes
+}
+
+BOOST_AUTO_TEST_CASE(a_leader_cut_off_right_after_winning_steps_down_within_one_election_timeout)
+{
+    cluster c(3);
+    c.node(1).campaign();
+    c.deliver_one_hop(); // vote requests
+    c.deliver_one_hop(); // votes: node 1 leads and sends its first appends
+    BOOST_TEST_REQUIRE(c.node(1).role() == role::leader);
+    c.isolate(1);
+    for (std::uint32_t t = 0; t < c.node(1).config().election_ticks; ++t) {
+        c.node(1).tick();
+        c.deliver_all();
+    }
+    BOOST_TEST(c.node(1).role() != role::leader);
+}
+
+BOOST_AUTO_TEST_CASE(proposals_past_the_uncommitted_limit_are_refused_not_dropped)
+{
+    raftkv::options o;
+    o.max_uncommitted_bytes = 10;
+    cluster c(3, true, o);
+    c.elect(1);
+    c.isolate(1);
+    BOOST_TEST(!c.node(1).propose("aaaaaa").ec);
+    const auto r = c.node(1).propose("bbbbbb");
+    BOOST_TEST(r.ec == std::error_code(raftkv::errc::overloaded));
+    c.heal();
+    c.node(1).on_log_durable();
+    c.tick_all(3);
+    BOOST_TEST(!c.node(1).propose("bbbbbb").ec); // commits made room
+}
+
+// ---- snapshots --------------------------------------------------------------------
+
+namespace {
+raftkv::options snapshot_often()
+{
+    raftkv::options o;
+    o.snapshot_entries = 5;
+    o.snapshot_catchup_entries = 0;
+    o.snapshot_chunk_bytes = 8;
+    o.max_snapshot_inflight_bytes = 16;
+    return o;
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(the_log_is_compacted_behind_durable_snapshots)
+{
+    cluster c(3, true, snapshot_often());
+    c.elect(1);
+    for (int k = 0; k < 12; ++k)
+        c.propose(1, "c" + std::to_string(k));
+    c.tick_all(2);
+    for (node_id id = 1; id <= 3; ++id) {
+        BOOST_TEST(c.node(id).first_index() > 10u);
+        BOOST_TEST(c.at(id).machine.snapshot_index() + 1 >= c.node(id).first_index());
+        BOOST_TEST(c.node(id).status().snapshot_term == 1u);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_follower_behind_the_leaders_log_catches_up_with_a_snapshot_in_chunks)
+{
+    cluster c(3, true, snapshot_often());
+    c.elect(1);
+    c.isolate(3);
+    for (int k = 0; k < 20; ++k)
+        c.propose(1, "c" + std::to_string(k));
+    BOOST_TEST_REQUIRE(c.node(1).first_index() > c.node(3).last_index() + 1);
+    c.heal();
+    c.tick_all(10);
+    BOOST_TEST(c.at(3).machine.restores == 1u);
+    BOOST_TEST(c.at(3).machine.commands == c.at(1).machine.commands);
+    BOOST_TEST(c.node(3).applied_index() == c.node(1).applied_index());
+    BOOST_TEST(c.at(3).machine.chunks > 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_node_whose_state_machine_lost_its_state_asks_for_a_snapshot)
+{
+    cluster c(3, true, snapshot_often());
+    c.elect(1);
+    for (int k = 0; k < 12; ++k)
+        c.propose(1, "c" + std::to_string(k));
+    c.tick_all(2);
+    c.at(3).machine = list_machine{}; // a volatile machine: its state and snapshot are gone
+    c.start(3);
+    BOOST_TEST(c.node(3).applied_index() + 1 < c.node(3).first_index());
+    c.tick_all(10);
+    BOOST_TEST(c.at(3).machine.restores == 1u);
+    BOOST_TEST(c.at(3).machine.commands == c.at(1).machine.commands);
+}
+
+BOOST_AUTO_TEST_CASE(an_interrupted_snapshot_transfer_restarts_under_the_new_leader)
+{
+    raftkv::options o = snapshot_often();
+    o.pre_vote = o.check_quorum = false;
+    cluster c(3, true, o);
+    c.elect(1);
+    c.isolate(3);
+    for (int k = 0; k < 20; ++k)
+        c.propose(1, "c" + std::to_string(k));
+    c.heal();
+    c.node(1).tick(); // a heartbeat, then the first chunks...
+    c.deliver_one_hop();
+    c.deliver_one_hop();
+    c.deliver_one_hop();
+    c.at(1).transport.sent.clear(); // ...and the rest is lost when node 1 is deposed
+    c.elect(2);
+    c.tick_all(10);
+    BOOST_TEST(c.at(3).machine.restores == 1u);
+    BOOST_TEST(c.at(3).machine.commands == c.at(2).machine.commands);
+    BOOST_TEST(!c.at(3).machine.restoring);
 }

@@ -9,51 +9,50 @@
 
 namespace raftkv::detail {
 
-/// The last indexes of the append_requests in flight to one follower, oldest first, in a
-/// fixed-capacity ring so a busy leader allocates nothing per message.
+/// The append_requests in flight to one follower (the last index and payload bytes of
+/// each), oldest first, in a fixed-capacity ring so a busy leader allocates nothing per
+/// message. Full when it holds `capacity` messages or `max_bytes` bytes.
 class inflight_window {
 public:
-    void reset(std::size_t capacity)
+    void reset(std::size_t capacity, std::size_t max_bytes)
     {
-        ring_.assign(capacity == 0 ? 1 : capacity, 0);
-        head_ = count_ = 0;
+        ring_.assign(capacity == 0 ? 1 : capacity, slot{});
+        max_bytes_ = max_bytes;
+        clear();
     }
-    bool full() const noexcept { return count_ == ring_.size(); }
+    bool full() const noexcept { return count_ == ring_.size() || (count_ > 0 && bytes_ >= max_bytes_); }
     bool empty() const noexcept { return count_ == 0; }
-    void clear() noexcept { head_ = count_ = 0; }
+    std::size_t bytes() const noexcept { return bytes_; }
+    void clear() noexcept { head_ = count_ = bytes_ = 0; }
 
     /// REQUIRES: !full().
-    void add(index_t last) noexcept
+    void add(index_t last, std::size_t bytes) noexcept
     {
-        ring_[(head_ + count_) % ring_.size()] = last;
+        ring_[(head_ + count_) % ring_.size()] = slot{last, bytes};
         ++count_;
+        bytes_ += bytes;
     }
 
     /// Forgets every message whose entries are all at or below `acked`.
     void free_to(index_t acked) noexcept
     {
-        while (count_ > 0 && ring_[head_] <= acked)
-            pop();
-    }
-
-    /// Forgets the oldest message; used when a heartbeat answer shows the follower alive
-    /// but the window is stuck full (its answers were lost).
-    void free_first() noexcept
-    {
-        if (count_ > 0)
-            pop();
+        while (count_ > 0 && ring_[head_].last <= acked) {
+            bytes_ -= ring_[head_].bytes;
+            head_ = (head_ + 1) % ring_.size();
+            --count_;
+        }
     }
 
 private:
-    void pop() noexcept
-    {
-        head_ = (head_ + 1) % ring_.size();
-        --count_;
-    }
-
-    std::vector<index_t> ring_ = std::vector<index_t>(1, 0);
+    struct slot {
+        index_t last = 0;
+        std::size_t bytes = 0;
+    };
+    std::vector<slot> ring_ = std::vector<slot>(1);
+    std::size_t max_bytes_ = 0;
     std::size_t head_ = 0;
     std::size_t count_ = 0;
+    std::size_t bytes_ = 0;
 };
 
 /// What a leader knows about one follower.
@@ -61,8 +60,10 @@ private:
 /// In `probe` the leader does not know where the follower's log diverges: it sends one
 /// append_request at a time and waits. In `replicate` the follower is known to match up
 /// to `match`, and the leader streams entries optimistically, up to a window of messages.
+/// In `snapshot` the follower needs entries the leader no longer holds (or its state
+/// machine lost its state): the leader streams it a snapshot and sends no entries.
 struct progress {
-    enum class mode : std::uint8_t { probe, replicate };
+    enum class mode : std::uint8_t { probe, replicate, snapshot };
 
     node_id id = no_node;
     /// The highest index known to be durably stored on the follower and to match.
@@ -76,6 +77,9 @@ struct progress {
     bool probe_sent = false;
     /// Heard from within the current CheckQuorum period.
     bool recent_active = false;
+    /// Ticks since the follower last answered an append or a snapshot chunk while
+    /// something was in flight to it: a stalled stream is re-probed, never re-sent blindly.
+    std::uint32_t ticks_since_ack = 0;
     /// The highest ReadIndex round this follower has echoed in the current term.
     std::uint64_t read_ack = 0;
     inflight_window inflight;

@@ -48,10 +48,11 @@ void basic_node<Transport, LogStore, StateMachine>::leave_leadership()
     if (role_ != role::leader)
         return;
     transfer_target_ = no_node;
-    reads_.drain([&](std::uint64_t id) {
-        if (read_handler_)
-            read_handler_(id, errc::leadership_lost);
-    });
+    reads_.drain([&](std::uint64_t id) { fail_read(id, errc::leadership_lost); });
+    for (auto& sender : senders_)
+        sender.stop();
+    uncommitted_.clear();
+    uncommitted_bytes_ = 0;
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -68,6 +69,7 @@ template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::become_pre_candidate()
 {
     leave_leadership();
+    abort_restore();
     role_ = role::pre_candidate;
     leader_ = no_node;
     reset_election_timer();
@@ -77,6 +79,7 @@ template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::become_candidate()
 {
     leave_leadership();
+    abort_restore();
     set_hard_state(term_ + 1, opts_.id);
     role_ = role::candidate;
     leader_ = no_node;
@@ -98,10 +101,17 @@ void basic_node<Transport, LogStore, StateMachine>::become_leader()
         p.commit_sent = 0;
         p.state = detail::progress::mode::probe;
         p.probe_sent = false;
-        p.recent_active = true;
+        // CheckQuorum starts from "nobody heard": a leader cut off right after winning
+        // steps down within one election timeout.
+        p.recent_active = false;
+        p.ticks_since_ack = 0;
         p.read_ack = 0;
-        p.inflight.reset(opts_.max_inflight_appends);
+        p.inflight.reset(opts_.max_inflight_appends, opts_.max_inflight_bytes);
     }
+    for (auto& sender : senders_)
+        sender.stop();
+    uncommitted_.clear();
+    uncommitted_bytes_ = 0;
     // Entries of earlier terms commit only with one of our own (Raft §5.4.2); reads wait
     // for it too, as the commit index is not known to be current before.
     const log_entry noop{term_, last + 1, entry_type::noop, {}};
@@ -173,14 +183,18 @@ void basic_node<Transport, LogStore, StateMachine>::handle_vote_response(const m
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::handle_timeout_now()
 {
-    if (role_ != role::leader)
+    if (role_ != role::leader && !behind_log_)
         start_election(false, true);
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::tick_election()
 {
-    if (++election_elapsed_ >= randomized_timeout_)
+    if (++election_elapsed_ < randomized_timeout_)
+        return;
+    if (behind_log_)
+        reset_election_timer(); // it could never apply what it commits: let others lead
+    else
         start_election(opts_.pre_vote, false);
 }
 
@@ -203,7 +217,13 @@ void basic_node<Transport, LogStore, StateMachine>::tick_leader()
     }
     if (transfer_target_ != no_node && ++transfer_elapsed_ >= opts_.election_ticks)
         transfer_target_ = no_node; // a transfer not done in an election timeout is abandoned
-    maybe_commit();                 // in case the driver did not call on_log_durable() after proposing
+    for (auto& p : peers_) {
+        const bool waiting = p.state == detail::progress::mode::snapshot
+                                 ? true
+                                 : p.state == detail::progress::mode::replicate && !p.inflight.empty();
+        p.ticks_since_ack = waiting ? p.ticks_since_ack + 1 : 0;
+    }
+    maybe_commit(); // in case the driver did not call on_log_durable() after proposing
     if (++heartbeat_elapsed_ >= opts_.heartbeat_ticks) {
         heartbeat_elapsed_ = 0;
         broadcast_heartbeat();
@@ -226,6 +246,7 @@ std::error_code basic_node<Transport, LogStore, StateMachine>::transfer_leadersh
         send(target, timeout_now{});
     else
         send_append(*p, false);
+    deliver_outputs();
     return {};
 }
 

@@ -6,7 +6,9 @@
 
 #include <raftkv/node.hpp>
 
-#include <cassert>
+#include <algorithm>
+#include <string>
+#include <system_error>
 #include <type_traits>
 #include <utility>
 #include <variant>
@@ -16,24 +18,78 @@ namespace raftkv {
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 basic_node<Transport, LogStore, StateMachine>::basic_node(options opts, Transport& transport, LogStore& store,
                                                           StateMachine& machine)
-    : opts_(std::move(opts)), transport_(transport), store_(store), machine_(machine),
+    : opts_((validate(opts), std::move(opts))), transport_(transport), store_(store), machine_(machine),
       rng_(opts_.random_seed ^ (opts_.id * 0x9e3779b97f4a7c15ULL))
 {
-    assert(opts_.id != no_node && opts_.members.is_voter(opts_.id));
-    assert(opts_.election_ticks > opts_.heartbeat_ticks && opts_.heartbeat_ticks > 0);
+    check_storage();
     const hard_state hs = store_.saved_hard_state();
     term_ = hs.term;
     vote_ = hs.vote;
     applied_ = machine_.applied_index();
     commit_ = applied_;
-    assert(applied_ <= store_.last_index());
+    behind_log_ = applied_ + 1 < store_.first_index();
+    snapshot_taken_ = applied_;
     for (node_id peer : opts_.members.voters) {
         if (peer != opts_.id) {
             peers_.emplace_back();
             peers_.back().id = peer;
         }
     }
+    senders_.resize(peers_.size());
     become_follower(term_, no_node);
+    reported_term_ = term_;
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::validate(const options& o)
+{
+    const auto fail = [](const char* what) {
+        throw std::system_error(make_error_code(errc::invalid_argument),
+                                std::string("raftkv::options: ") + what);
+    };
+    if (o.id == no_node)
+        fail("id must not be 0");
+    if (!o.members.is_voter(o.id))
+        fail("id must be one of members.voters");
+    for (std::size_t k = 0; k < o.members.voters.size(); ++k) {
+        if (o.members.voters[k] == no_node)
+            fail("members.voters must not hold 0");
+        for (std::size_t j = 0; j < k; ++j) {
+            if (o.members.voters[j] == o.members.voters[k])
+                fail("members.voters holds an id twice");
+        }
+    }
+    if (o.heartbeat_ticks == 0)
+        fail("heartbeat_ticks must be at least 1");
+    if (o.election_ticks <= o.heartbeat_ticks)
+        fail("election_ticks must be greater than heartbeat_ticks");
+    if (o.max_entries_per_append == 0 || o.max_inflight_appends == 0 || o.max_apply_batch == 0)
+        fail("max_entries_per_append, max_inflight_appends and max_apply_batch must be at least 1");
+    if (o.snapshot_chunk_bytes == 0)
+        fail("snapshot_chunk_bytes must be at least 1");
+    if (o.max_snapshot_inflight_bytes < o.snapshot_chunk_bytes)
+        fail("max_snapshot_inflight_bytes must be at least snapshot_chunk_bytes");
+}
+
+// A state machine that applied entries its log does not hold means the log lost entries
+// this node may have acknowledged: going on could lose committed writes.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::check_storage() const
+{
+    const index_t applied = machine_.applied_index();
+    const index_t first = store_.first_index();
+    const index_t last = store_.last_index();
+    if (applied > last)
+        throw std::system_error(make_error_code(errc::storage_inconsistent),
+                                "raftkv: the state machine applied index " + std::to_string(applied) +
+                                    " but the log ends at index " + std::to_string(last) + " (first index " +
+                                    std::to_string(first) +
+                                    "): was the raft log corrupted, truncated, or lost?");
+    if (store_.durable_index() < first - 1 || store_.durable_index() > last)
+        throw std::system_error(make_error_code(errc::storage_inconsistent),
+                                "raftkv: the log store reports durable index " +
+                                    std::to_string(store_.durable_index()) + " outside its log [" +
+                                    std::to_string(first) + ", " + std::to_string(last) + "]");
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -43,6 +99,8 @@ void basic_node<Transport, LogStore, StateMachine>::tick()
         tick_leader();
     else
         tick_election();
+    maybe_snapshot();
+    deliver_outputs();
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -52,6 +110,57 @@ void basic_node<Transport, LogStore, StateMachine>::step(message m)
         return;
     if (accept_term(m))
         dispatch(m);
+    deliver_outputs();
+}
+
+// Delivers queued outputs until none is left, including those that handlers' calls back
+// into the node produce; a call made from a handler leaves delivery to this loop.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::deliver_outputs()
+{
+    if (delivering_)
+        return;
+    delivering_ = true;
+    struct reset {
+        bool& flag;
+        ~reset() { flag = false; }
+    } guard{delivering_};
+    for (;;) {
+        if (role_ != reported_role_ || term_ != reported_term_ || leader_ != reported_leader_) {
+            reported_role_ = role_;
+            reported_term_ = term_;
+            reported_leader_ = leader_;
+            if (leader_handler_)
+                leader_handler_(role_, term_, leader_);
+            continue;
+        }
+        if (outputs_.empty())
+            break;
+        delivering_outputs_.clear();
+        delivering_outputs_.swap(outputs_);
+        for (std::size_t k = 0; k < delivering_outputs_.size(); ++k) {
+            output o = std::move(delivering_outputs_[k]);
+            deliver(o);
+        }
+    }
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::deliver(output& o)
+{
+    if (auto* a = std::get_if<applied_output>(&o)) {
+        if (apply_handler_)
+            apply_handler_(a->index, a->term, a->result);
+    } else if (auto* r = std::get_if<read_output>(&o)) {
+        if (read_handler_)
+            read_handler_(r->id, r->ec);
+    } else if (auto* d = std::get_if<drop_output>(&o)) {
+        if (drop_handler_)
+            drop_handler_(d->index, d->term, d->ec);
+    } else if (auto* meta = std::get_if<snapshot_meta>(&o)) {
+        if (restore_handler_)
+            restore_handler_(*meta);
+    }
 }
 
 // Applies the term rules every message obeys before its body is looked at (Raft §5.1,
@@ -123,6 +232,15 @@ void basic_node<Transport, LogStore, StateMachine>::dispatch(message& m)
                     handle_heartbeat_response(m, body);
             } else if constexpr (std::is_same_v<body_t, timeout_now>) {
                 handle_timeout_now();
+            } else if constexpr (std::is_same_v<body_t, install_snapshot_request>) {
+                if (role_ == role::leader)
+                    return;
+                if (role_ != role::follower)
+                    become_follower(term_, m.from);
+                handle_install_snapshot(m, body);
+            } else if constexpr (std::is_same_v<body_t, install_snapshot_response>) {
+                if (role_ == role::leader)
+                    handle_install_snapshot_response(m, body);
             }
         },
         m.body);
@@ -137,11 +255,18 @@ propose_result basic_node<Transport, LogStore, StateMachine>::propose(std::strin
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 propose_result basic_node<Transport, LogStore, StateMachine>::propose(std::span<std::string> commands)
 {
-    assert(!commands.empty());
+    if (commands.empty())
+        return {.ec = errc::invalid_argument, .index = 0, .term = 0, .leader = leader_};
     if (role_ != role::leader)
         return {.ec = errc::not_leader, .index = 0, .term = 0, .leader = leader_};
     if (transfer_target_ != no_node)
         return {.ec = errc::transfer_in_progress, .index = 0, .term = 0, .leader = leader_};
+    std::size_t bytes = 0;
+    for (const auto& command : commands)
+        bytes += command.size();
+    if (opts_.max_uncommitted_bytes != 0 && uncommitted_bytes_ > 0 &&
+        uncommitted_bytes_ + bytes > opts_.max_uncommitted_bytes)
+        return {.ec = errc::overloaded, .index = 0, .term = 0, .leader = leader_};
     const index_t first = store_.last_index() + 1;
     proposal_scratch_.clear();
     for (auto& command : commands)
@@ -149,9 +274,22 @@ propose_result basic_node<Transport, LogStore, StateMachine>::propose(std::span<
             {term_, first + proposal_scratch_.size(), entry_type::normal, std::move(command)});
     store_.append(std::span<const log_entry>(proposal_scratch_));
     proposal_scratch_.clear();
+    uncommitted_.emplace_back(first + commands.size() - 1, bytes);
+    uncommitted_bytes_ += bytes;
+    for (std::size_t k = 0; k < commands.size(); ++k) {
+        const tracked_proposal t{first + k, term_};
+        if (proposals_.empty() || proposals_.back().index <= t.index) {
+            proposals_.push_back(t);
+        } else {
+            auto at = std::upper_bound(proposals_.begin(), proposals_.end(), t.index,
+                                       [](index_t i, const tracked_proposal& p) { return i < p.index; });
+            proposals_.insert(at, t);
+        }
+    }
     // No commit here, even if the entries are durable already: the caller learns the
     // index only when this returns, and must be able to wait for it before it is applied.
     broadcast_append(false);
+    deliver_outputs();
     return {.ec = {}, .index = first, .term = term_, .leader = opts_.id};
 }
 
@@ -163,19 +301,32 @@ void basic_node<Transport, LogStore, StateMachine>::on_log_durable()
     else
         flush_pending_ack();
     apply_committed();
+    deliver_outputs();
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::campaign()
 {
-    if (role_ != role::leader)
+    if (role_ != role::leader && !behind_log_)
         start_election(false, false);
+    deliver_outputs();
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 node_status basic_node<Transport, LogStore, StateMachine>::status() const
 {
-    return {opts_.id, role_, term_, leader_, commit_, applied_, store_.last_index(), opts_.members};
+    const index_t snapshot = store_.first_index() - 1;
+    return {.id = opts_.id,
+            .role = role_,
+            .term = term_,
+            .leader = leader_,
+            .commit_index = commit_,
+            .applied_index = applied_,
+            .first_index = snapshot + 1,
+            .last_index = store_.last_index(),
+            .snapshot_index = snapshot,
+            .snapshot_term = store_.term_at(snapshot),
+            .members = opts_.members};
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -199,5 +350,6 @@ detail::progress* basic_node<Transport, LogStore, StateMachine>::progress_of(nod
 #include <raftkv/impl/election.hpp>
 #include <raftkv/impl/read_index.hpp>
 #include <raftkv/impl/replication.hpp>
+#include <raftkv/impl/snapshot.hpp>
 
 #endif

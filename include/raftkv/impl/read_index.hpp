@@ -26,6 +26,7 @@ std::error_code basic_node<Transport, LogStore, StateMachine>::read_index(std::u
     if (idle)
         start_read_round();
     advance_reads();
+    deliver_outputs();
     return {};
 }
 
@@ -78,10 +79,8 @@ void basic_node<Transport, LogStore, StateMachine>::advance_reads()
             start_read_round();
     }
     while (!reads_.confirmed.empty() && reads_.confirmed.front().index <= applied_) {
-        const std::uint64_t id = reads_.confirmed.front().id;
+        outputs_.push_back(read_output{reads_.confirmed.front().id, {}});
         reads_.confirmed.pop_front();
-        if (read_handler_)
-            read_handler_(id, {});
     }
 }
 

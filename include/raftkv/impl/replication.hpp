@@ -6,7 +6,10 @@
 #include <raftkv/node.hpp>
 
 #include <algorithm>
+#include <cstddef>
 #include <limits>
+#include <string>
+#include <system_error>
 
 namespace raftkv {
 
@@ -22,6 +25,12 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_request(const 
         if (e.index != r.prev_index + 1 + k || e.term > m.term || (k > 0 && e.term < r.entries[k - 1].term))
             return; // malformed: a correct leader never sends this
     }
+    if (behind_log_) {
+        send(m.from,
+             append_response{.success = false, .reject_index = r.prev_index, .snapshot_needed = true});
+        return;
+    }
+    abort_restore(); // a leader that sends entries gave up on the snapshot it was sending
     if (r.prev_index < commit_) {
         // Everything up to our commit index is known to match; say so, and let the
         // leader continue from there.
@@ -107,9 +116,18 @@ void basic_node<Transport, LogStore, StateMachine>::handle_heartbeat(const messa
 {
     leader_ = m.from;
     election_elapsed_ = 0;
-    // The leader never sends a commit index beyond what we are known to match.
-    commit_ = std::max(commit_, std::min(h.commit, store_.last_index()));
+    // The leader never sends a commit index beyond what we acknowledged as durable.
+    if (h.commit > store_.last_index())
+        throw std::system_error(make_error_code(errc::storage_inconsistent),
+                                "raftkv: node " + std::to_string(opts_.id) + " was told by leader " +
+                                    std::to_string(m.from) + " of term " + std::to_string(m.term) +
+                                    " to commit index " + std::to_string(h.commit) +
+                                    " but its log ends at index " + std::to_string(store_.last_index()) +
+                                    ": was the raft log corrupted, truncated, or lost?");
+    commit_ = std::max(commit_, h.commit);
     send(m.from, heartbeat_response{h.read_seq});
+    if (behind_log_) // an idle leader sends no appends to reject: ask for the snapshot now
+        send(m.from, append_response{.success = false, .snapshot_needed = true});
     apply_committed();
 }
 
@@ -127,8 +145,11 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_response(const
     if (r.success) {
         if (r.match_index > store_.last_index())
             return; // impossible from a correct follower in our term
+        p->ticks_since_ack = 0;
         p->match = std::max(p->match, r.match_index);
-        if (p->state == mode::probe) {
+        if (p->state != mode::replicate) {
+            // A probe answered, or a follower that needed no snapshot after all.
+            sender_of(*p).stop();
             p->state = mode::replicate;
             p->next = p->match + 1;
             p->probe_sent = false;
@@ -142,9 +163,16 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_response(const
         send_append(*p, p->commit_sent < commit_);
         return;
     }
-    // A rejection is stale unless it answers the request the leader is waiting on.
-    if (p->state == mode::replicate ? r.reject_index <= p->match : r.reject_index + 1 != p->next)
+    if (r.snapshot_needed) {
+        if (p->state != mode::snapshot)
+            start_snapshot_transfer(*p);
         return;
+    }
+    // A rejection is stale unless it answers the request the leader is waiting on.
+    if (p->state == mode::snapshot ||
+        (p->state == mode::replicate ? r.reject_index <= p->match : r.reject_index + 1 != p->next))
+        return;
+    p->ticks_since_ack = 0;
     p->next = next_after_rejection(*p, r);
     p->state = mode::probe;
     p->probe_sent = false;
@@ -197,15 +225,65 @@ void basic_node<Transport, LogStore, StateMachine>::handle_heartbeat_response(co
         p->read_ack = r.read_seq;
         advance_reads();
     }
-    if (p->match < store_.last_index()) {
-        // The follower is alive but behind: whatever we sent it may have been lost. With
-        // nothing new to send, an empty append probes the tail: if the last message was
-        // lost, the follower rejects it and the leader falls back to probing.
-        p->probe_sent = false;
-        if (p->inflight.full())
-            p->inflight.free_first();
-        send_append(*p, true);
+    check_stalled(*p);
+}
+
+// The follower answered a heartbeat, so it is alive. If what was sent to it seems lost,
+// probe its tail with an empty append (or resend the unacknowledged snapshot chunks):
+// never resend entries blindly, which would cost a stalled follower a window per beat.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::check_stalled(detail::progress& p)
+{
+    using mode = detail::progress::mode;
+    const std::uint32_t stall_ticks = std::max<std::uint32_t>(2, opts_.election_ticks / 2);
+    switch (p.state) {
+    case mode::snapshot:
+        if (p.ticks_since_ack >= stall_ticks) {
+            p.ticks_since_ack = 0;
+            auto& sender = sender_of(p);
+            if (sender.resends() >= 3) {
+                start_snapshot_transfer(p); // a fresh snapshot, in case this one cannot be used
+            } else {
+                sender.resend([&](install_snapshot_request r) { send(p.id, std::move(r)); });
+            }
+        }
+        return;
+    case mode::replicate:
+        if (p.match >= store_.last_index())
+            return;
+        if (p.inflight.empty()) {
+            send_append(p, false);
+            return;
+        }
+        if (p.ticks_since_ack < stall_ticks)
+            return;
+        to_probe(p);
+        [[fallthrough]];
+    case mode::probe:
+        if (p.match >= store_.last_index() && p.commit_sent >= commit_)
+            return;
+        if (p.next < store_.first_index()) {
+            start_snapshot_transfer(p);
+            return;
+        }
+        p.probe_sent = true;
+        p.commit_sent = commit_;
+        send(p.id, append_request{.prev_index = p.next - 1,
+                                  .prev_term = store_.term_at(p.next - 1),
+                                  .commit = commit_,
+                                  .entries = {}});
+        return;
     }
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::to_probe(detail::progress& p)
+{
+    p.state = detail::progress::mode::probe;
+    p.next = p.match + 1;
+    p.probe_sent = false;
+    p.inflight.clear();
+    p.ticks_since_ack = 0;
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -220,11 +298,15 @@ template <transport Transport, log_store LogStore, state_machine StateMachine>
 bool basic_node<Transport, LogStore, StateMachine>::send_one_append(detail::progress& p, bool allow_empty)
 {
     using mode = detail::progress::mode;
-    if (p.state == mode::probe ? p.probe_sent : p.inflight.full())
+    if (p.state == mode::snapshot || (p.state == mode::probe ? p.probe_sent : p.inflight.full()))
         return false;
     const index_t last = store_.last_index();
     if (p.next > last && !allow_empty)
         return false;
+    if (p.next < store_.first_index()) {
+        start_snapshot_transfer(p); // the entries it needs were compacted away
+        return false;
+    }
     append_request req{
         .prev_index = p.next - 1, .prev_term = store_.term_at(p.next - 1), .commit = commit_, .entries = {}};
     if (p.next <= last) {
@@ -236,8 +318,11 @@ bool basic_node<Transport, LogStore, StateMachine>::send_one_append(detail::prog
     if (p.state == mode::probe) {
         p.probe_sent = true;
     } else if (carries) {
+        std::size_t bytes = 0;
+        for (const log_entry& e : req.entries)
+            bytes += e.data.size();
         p.next = req.entries.back().index + 1;
-        p.inflight.add(req.entries.back().index);
+        p.inflight.add(req.entries.back().index, bytes);
     }
     send(p.id, std::move(req));
     return p.state == mode::replicate && carries && p.next <= last;
@@ -269,6 +354,7 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_commit()
     if (q <= commit_ || store_.term_at(q) != term_)
         return;
     commit_ = q;
+    release_uncommitted();
     apply_committed();
     unblock_reads();
     // Followers learn the new commit index with the next entries; idle ones get it now.
@@ -292,6 +378,8 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_send_timeout_now(detai
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::apply_committed()
 {
+    if (behind_log_)
+        return;
     const index_t limit = std::min(commit_, store_.durable_index());
     while (applied_ < limit) {
         const index_t hi = std::min<index_t>(limit, applied_ + opts_.max_apply_batch);
@@ -300,13 +388,40 @@ void basic_node<Transport, LogStore, StateMachine>::apply_committed()
         apply_results_.resize(apply_batch_.size());
         machine_.apply(std::span<const log_entry>(apply_batch_), std::span<result_type>(apply_results_));
         applied_ = apply_batch_.back().index;
-        if (apply_handler_) {
-            for (std::size_t k = 0; k < apply_batch_.size(); ++k)
-                apply_handler_(apply_batch_[k].index, apply_batch_[k].term, apply_results_[k]);
+        for (std::size_t k = 0; k < apply_batch_.size(); ++k) {
+            bytes_since_snapshot_ += apply_batch_[k].data.size();
+            outputs_.push_back(
+                applied_output{apply_batch_[k].index, apply_batch_[k].term, std::move(apply_results_[k])});
         }
+        resolve_proposals(apply_batch_);
     }
     if (role_ == role::leader)
         advance_reads();
+    maybe_snapshot();
+}
+
+// Proposals of this node whose index was just applied with another term never took effect.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::resolve_proposals(std::span<const log_entry> applied)
+{
+    const index_t first = applied.front().index;
+    while (!proposals_.empty() && proposals_.front().index <= applied.back().index) {
+        const tracked_proposal t = proposals_.front();
+        proposals_.pop_front();
+        if (t.index < first)
+            outputs_.push_back(drop_output{t.index, t.term, errc::leadership_lost});
+        else if (applied[t.index - first].term != t.term)
+            outputs_.push_back(drop_output{t.index, t.term, errc::proposal_dropped});
+    }
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::release_uncommitted()
+{
+    std::size_t k = 0;
+    while (k < uncommitted_.size() && uncommitted_[k].first <= commit_)
+        uncommitted_bytes_ -= uncommitted_[k++].second;
+    uncommitted_.erase(uncommitted_.begin(), uncommitted_.begin() + static_cast<std::ptrdiff_t>(k));
 }
 
 } // namespace raftkv

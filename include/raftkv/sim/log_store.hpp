@@ -36,6 +36,13 @@ public:
         memory_log_store::append(es);
     }
 
+    /// Restarts the log after the snapshot: every entry changed.
+    void install_snapshot(const snapshot_meta& meta)
+    {
+        changed_from_ = 1;
+        memory_log_store::install_snapshot(meta);
+    }
+
     /// Drops every entry that is not durable, as a crash would.
     void crash()
     {

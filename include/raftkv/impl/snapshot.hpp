@@ -1,0 +1,221 @@
+#ifndef RAFTKV_IMPL_SNAPSHOT_HPP
+#define RAFTKV_IMPL_SNAPSHOT_HPP
+
+// Snapshots and log compaction (Raft §7): taking snapshots of the state machine,
+// dropping the log behind a durable one, and streaming a snapshot in chunks to a
+// follower that needs entries the leader no longer holds.
+
+#include <raftkv/node.hpp>
+
+#include <algorithm>
+#include <utility>
+
+namespace raftkv {
+
+// Takes a snapshot once enough was applied since the last one, and drops the log behind
+// a snapshot once the state machine says it is durable.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::maybe_snapshot()
+{
+    if (behind_log_)
+        return;
+    const index_t since = applied_ - snapshot_taken_;
+    const bool by_entries = opts_.snapshot_entries != 0 && since >= opts_.snapshot_entries;
+    const bool by_bytes = opts_.snapshot_bytes != 0 && bytes_since_snapshot_ >= opts_.snapshot_bytes;
+    if (since > 0 && (by_entries || by_bytes)) {
+        machine_.take_snapshot();
+        snapshot_taken_ = applied_;
+        bytes_since_snapshot_ = 0;
+        compact_pending_ = true;
+    }
+    if (compact_pending_)
+        maybe_compact();
+}
+
+// Drops the log up to snapshot_catchup_entries before the last snapshot taken, once that
+// snapshot is durable, and never past a snapshot being sent (the follower continues from
+// the entry after it).
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::maybe_compact()
+{
+    if (machine_.snapshot_index() < snapshot_taken_)
+        return; // not durable yet: a crash would need the log to rebuild it
+    const index_t target = snapshot_taken_ > opts_.snapshot_catchup_entries
+                               ? snapshot_taken_ - opts_.snapshot_catchup_entries
+                               : 0;
+    index_t to = std::min(target, store_.durable_index());
+    for (const auto& sender : senders_) {
+        if (sender.active())
+            to = std::min(to, sender.meta().index);
+    }
+    if (to + 1 > store_.first_index())
+        store_.compact(to);
+    compact_pending_ = to < target;
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+auto basic_node<Transport, LogStore, StateMachine>::sender_of(const detail::progress& p)
+    -> detail::snapshot_sender<typename StateMachine::snapshot_reader>&
+{
+    return senders_[static_cast<std::size_t>(&p - peers_.data())];
+}
+
+// Starts a new transfer of the current state to `p`, whose answers to appends can no
+// longer be served from the log.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::start_snapshot_transfer(detail::progress& p)
+{
+    p.state = detail::progress::mode::snapshot;
+    p.probe_sent = false;
+    p.inflight.clear();
+    p.ticks_since_ack = 0;
+    typename StateMachine::snapshot_reader reader = machine_.snapshot();
+    const index_t index = reader.index();
+    snapshot_meta meta{.index = index, .term = store_.term_at(index), .members = opts_.members};
+    sender_of(p).start(std::move(reader), std::move(meta), ++next_transfer_);
+    send_snapshot_chunks(p);
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::send_snapshot_chunks(detail::progress& p)
+{
+    sender_of(p).fill(opts_.snapshot_chunk_bytes, opts_.max_snapshot_inflight_bytes,
+                      [&](install_snapshot_request r) { send(p.id, std::move(r)); });
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::handle_install_snapshot_response(
+    const message& m, const install_snapshot_response& r)
+{
+    auto* p = progress_of(m.from);
+    if (!p)
+        return;
+    p->recent_active = true;
+    if (p->state != detail::progress::mode::snapshot)
+        return;
+    auto& sender = sender_of(*p);
+    using ack = typename detail::snapshot_sender<typename StateMachine::snapshot_reader>::ack;
+    switch (sender.on_response(r)) {
+    case ack::ignored:
+        if (r.transfer == sender.transfer() && !r.done)
+            sender.resend_first([&](install_snapshot_request c) { send(p->id, std::move(c)); });
+        return;
+    case ack::progress:
+        p->ticks_since_ack = 0;
+        send_snapshot_chunks(*p);
+        return;
+    case ack::done:
+        sender.stop();
+        p->ticks_since_ack = 0;
+        p->match = std::max(p->match, r.index);
+        p->next = p->match + 1;
+        p->state = detail::progress::mode::replicate;
+        p->inflight.clear();
+        maybe_commit();
+        send_append(*p, true);
+        return;
+    }
+}
+
+// ---- follower side ----------------------------------------------------------------
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::handle_install_snapshot(const message& m,
+                                                                            const install_snapshot_request& r)
+{
+    leader_ = m.from;
+    election_elapsed_ = 0;
+    const snapshot_meta& meta = r.meta;
+    if (!behind_log_) {
+        if (meta.index <= commit_) {
+            // Older than what we have: everything up to our commit index matches.
+            abort_restore();
+            acknowledge(commit_);
+            return;
+        }
+        if (meta.index <= store_.last_index() && meta.index + 1 >= store_.first_index() &&
+            store_.term_at(meta.index) == meta.term) {
+            // We hold the snapshot's last entry, so the log up to it matches: no need for it.
+            abort_restore();
+            commit_ = meta.index;
+            acknowledge(meta.index);
+            apply_committed();
+            return;
+        }
+    } else if (meta.index + 1 < store_.first_index()) {
+        return; // it would leave the state machine behind the log still; wait for a newer one
+    }
+    const bool accepted = accept_snapshot_chunk(m, r);
+    install_snapshot_response answer{.transfer = r.transfer, .index = meta.index, .offset = 0, .done = false};
+    if (restore_.active && restore_.transfer == r.transfer && restore_.leader == m.from &&
+        restore_.term == m.term)
+        answer.offset = restore_.offset;
+    if (accepted && r.done) {
+        finish_install(meta);
+        answer.done = true;
+    }
+    send(m.from, answer);
+}
+
+// Feeds the chunk to the state machine if it is the next one of the transfer in progress,
+// or the first of a new transfer. Returns whether it was taken.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+bool basic_node<Transport, LogStore, StateMachine>::accept_snapshot_chunk(const message& m,
+                                                                          const install_snapshot_request& r)
+{
+    const bool same = restore_.active && restore_.leader == m.from && restore_.term == m.term &&
+                      restore_.transfer == r.transfer;
+    if (!same) {
+        if (r.offset != 0)
+            return false; // the answer's offset 0 asks the leader to start again
+        machine_.begin_restore(r.meta);
+        restore_ = restore_progress{
+            .active = true, .leader = m.from, .term = m.term, .transfer = r.transfer, .offset = 0};
+    } else if (r.offset != restore_.offset) {
+        return false; // a duplicate or a chunk after a lost one: the answer says where we are
+    }
+    machine_.restore_chunk(r.data);
+    restore_.offset += r.data.size();
+    return true;
+}
+
+// Replaces the state machine with the received snapshot. The log is reset first: a crash
+// before the state machine finishes leaves it behind the log, and the node then asks for
+// a snapshot again instead of applying entries on top of an older state.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::finish_install(const snapshot_meta& meta)
+{
+    const bool holds_last = meta.index <= store_.last_index() && meta.index + 1 >= store_.first_index() &&
+                            store_.term_at(meta.index) == meta.term;
+    if (!holds_last) {
+        store_.install_snapshot(meta);
+        pending_ack_index_ = 0;
+    }
+    machine_.finish_restore();
+    restore_.active = false;
+    behind_log_ = false;
+    applied_ = meta.index;
+    commit_ = std::max(meta.index, std::min(commit_, store_.last_index()));
+    snapshot_taken_ = meta.index;
+    bytes_since_snapshot_ = 0;
+    outputs_.push_back(meta);
+    while (!proposals_.empty() && proposals_.front().index <= meta.index) {
+        outputs_.push_back(
+            drop_output{proposals_.front().index, proposals_.front().term, errc::leadership_lost});
+        proposals_.pop_front();
+    }
+    apply_committed();
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::abort_restore()
+{
+    if (!restore_.active)
+        return;
+    restore_.active = false;
+    machine_.abort_restore();
+}
+
+} // namespace raftkv
+
+#endif
