@@ -2,6 +2,9 @@
 
 #include "frame_header.hpp"
 
+#include <raftkv/asio/tcp_transport.hpp>
+#include <raftkv/options.hpp>
+
 #define BOOST_TEST_MODULE raftkv_asio_codec
 #include <boost/test/unit_test.hpp>
 
@@ -21,6 +24,8 @@ using raftkv::asio::decode_payload;
 using raftkv::asio::encode_frame;
 using raftkv::asio::frame_errc;
 using raftkv::asio::frame_header_size;
+using raftkv::asio::frame_magic;
+using raftkv::asio::frame_version;
 
 /// Every byte value, NULs included, in an entry's data.
 std::string binary_data()
@@ -47,11 +52,23 @@ std::vector<message> one_of_each()
                                     {9, 43, entry_type::noop, ""},
                                     {10, 44, entry_type::config, binary_data()}}}},
         {33, 11, 36,
-         append_response{
-             .success = true, .match_index = 44, .reject_index = 5, .conflict_index = 3, .conflict_term = 2}},
+         append_response{.success = true,
+                         .match_index = 44,
+                         .reject_index = 5,
+                         .conflict_index = 3,
+                         .conflict_term = 2,
+                         .snapshot_needed = true}},
         {11, 22, 37, heartbeat{.commit = 40, .read_seq = 0x0123'4567'89AB'CDEFull}},
         {22, 11, 38, heartbeat_response{.read_seq = 99}},
         {11, 33, 0xFFFF'FFFF'FFFF'FFFFull, timeout_now{}},
+        {11, 22, 39,
+         install_snapshot_request{.meta = {.index = 5000, .term = 8, .members = {{11, 22, 33}}},
+                                  .transfer = 0xFEDC'BA98'7654'3210ull,
+                                  .offset = 3u << 20,
+                                  .data = binary_data(),
+                                  .done = true}},
+        {22, 11, 40,
+         install_snapshot_response{.transfer = 17, .index = 5000, .offset = 4u << 20, .done = true}},
     };
 }
 
@@ -78,6 +95,17 @@ std::vector<message> round_trip(std::span<const message> batch)
     auto decoded = decode_payload(payload_of(frame));
     BOOST_REQUIRE(decoded.has_value());
     return *decoded;
+}
+
+/// `body`, sent alone in a frame and decoded again.
+template <class Body>
+Body round_trip_body(const Body& body)
+{
+    const message m{1, 2, 3, body};
+    const auto decoded = round_trip(std::span(&m, 1));
+    BOOST_REQUIRE_EQUAL(decoded.size(), 1u);
+    BOOST_REQUIRE(std::holds_alternative<Body>(decoded.front().body));
+    return std::get<Body>(decoded.front().body);
 }
 
 /// Appends `v` as `bytes` little-endian bytes (zeros past the eighth).
@@ -165,6 +193,72 @@ BOOST_AUTO_TEST_CASE(binary_and_large_entries_round_trip_byte_for_byte)
     BOOST_TEST((decoded.front() == m));
 }
 
+BOOST_AUTO_TEST_CASE(a_binary_snapshot_chunk_with_several_members_round_trips)
+{
+    const install_snapshot_request chunk{.meta = {.index = 123456, .term = 42, .members = {{5, 1, 4, 2, 3}}},
+                                         .transfer = 9,
+                                         .offset = 1u << 20,
+                                         .data = std::string("\0snap\0shot\0", 11) + binary_data(),
+                                         .done = false};
+    const auto decoded = round_trip_body(chunk);
+    BOOST_TEST(decoded.data.size() == chunk.data.size());
+    BOOST_TEST(decoded.data.front() == '\0');
+    BOOST_TEST((decoded.meta.members.voters == std::vector<node_id>{5, 1, 4, 2, 3}));
+    BOOST_TEST((decoded == chunk));
+}
+
+BOOST_AUTO_TEST_CASE(an_empty_last_snapshot_chunk_round_trips)
+{
+    const install_snapshot_request chunk{
+        .meta = {.index = 7, .term = 2, .members = {}}, .transfer = 1, .offset = 0, .data = {}, .done = true};
+    BOOST_TEST((round_trip_body(chunk) == chunk));
+}
+
+BOOST_AUTO_TEST_CASE(snapshot_responses_in_progress_and_done_round_trip)
+{
+    const install_snapshot_response progress{.transfer = 3, .index = 100, .offset = 2u << 20, .done = false};
+    const install_snapshot_response done{.transfer = 3, .index = 100, .offset = 0, .done = true};
+    BOOST_TEST((round_trip_body(progress) == progress));
+    BOOST_TEST((round_trip_body(done) == done));
+}
+
+BOOST_AUTO_TEST_CASE(an_append_rejection_asking_for_a_snapshot_round_trips)
+{
+    const append_response asks{
+        .success = false, .reject_index = 40, .conflict_index = 1, .snapshot_needed = true};
+    append_response plain = asks;
+    plain.snapshot_needed = false;
+    BOOST_TEST(round_trip_body(asks).snapshot_needed);
+    BOOST_TEST(!round_trip_body(plain).snapshot_needed);
+    BOOST_TEST((round_trip_body(asks) == asks));
+
+    // The flag is the body's last byte; nothing else differs.
+    const message a{1, 2, 3, asks};
+    const message p{1, 2, 3, plain};
+    const std::string with = encode_frame(std::span(&a, 1));
+    const std::string without = encode_frame(std::span(&p, 1));
+    BOOST_REQUIRE_EQUAL(with.size(), without.size());
+    BOOST_TEST(with.substr(0, with.size() - 1) == without.substr(0, without.size() - 1));
+    BOOST_TEST(with.back() == '\1');
+    BOOST_TEST(without.back() == '\0');
+}
+
+BOOST_AUTO_TEST_CASE(a_window_of_default_snapshot_chunks_fits_the_default_frame_limit)
+{
+    const raftkv::options defaults;
+    const std::size_t max_frame = raftkv::asio::tcp_transport_options{}.max_frame_bytes;
+    const message chunk{
+        1, 2, 3,
+        install_snapshot_request{.meta = {.index = 1, .term = 1, .members = {{1, 2, 3, 4, 5, 6, 7}}},
+                                 .data = std::string(defaults.snapshot_chunk_bytes, 'x')}};
+    BOOST_TEST(raftkv::asio::frame_size(std::span(&chunk, 1)) == defaults.snapshot_chunk_bytes + 92 + 8 * 7);
+
+    // Every chunk a leader may have in flight to one follower, batched into one frame.
+    const std::vector<message> window(defaults.max_snapshot_inflight_bytes / defaults.snapshot_chunk_bytes,
+                                      chunk);
+    BOOST_TEST(raftkv::asio::frame_size(window) * 8 <= max_frame);
+}
+
 BOOST_AUTO_TEST_CASE(encode_frame_appends_to_its_output)
 {
     const auto batch = one_of_each();
@@ -181,15 +275,16 @@ BOOST_AUTO_TEST_SUITE(frame_headers)
 BOOST_AUTO_TEST_CASE(a_valid_header_gives_the_payload_length)
 {
     std::error_code ec = frame_errc::bad_magic;
-    BOOST_TEST(parse(frame_header(0x52464B56, 1, 1234), 1 << 20, ec) == 1234u);
+    BOOST_TEST(parse(frame_header(frame_magic, frame_version, 1234), 1 << 20, ec) == 1234u);
     BOOST_TEST(!ec);
     BOOST_TEST(encode_frame({}).substr(0, 4) == "RFKV");
+    BOOST_TEST(encode_frame({}).substr(0, 6) == frame_header(frame_magic, 2, 0).substr(0, 6));
 }
 
 BOOST_AUTO_TEST_CASE(a_bad_magic_is_refused)
 {
     std::error_code ec;
-    parse(frame_header(0x52464B57, 1, 10), 1 << 20, ec);
+    parse(frame_header(0x52464B57, frame_version, 10), 1 << 20, ec);
     BOOST_TEST((ec == frame_errc::bad_magic));
     parse("GET / HTTP/1.1\r\n", 1 << 20, ec);
     BOOST_TEST((ec == frame_errc::bad_magic));
@@ -198,9 +293,16 @@ BOOST_AUTO_TEST_CASE(a_bad_magic_is_refused)
 BOOST_AUTO_TEST_CASE(an_unknown_version_is_refused)
 {
     std::error_code ec;
-    parse(frame_header(0x52464B56, 0, 10), 1 << 20, ec);
+    parse(frame_header(frame_magic, 0, 10), 1 << 20, ec);
     BOOST_TEST((ec == frame_errc::unsupported_version));
-    parse(frame_header(0x52464B56, 2, 10), 1 << 20, ec);
+    parse(frame_header(frame_magic, static_cast<std::uint16_t>(frame_version + 1), 10), 1 << 20, ec);
+    BOOST_TEST((ec == frame_errc::unsupported_version));
+}
+
+BOOST_AUTO_TEST_CASE(a_version_1_frame_from_before_snapshots_is_refused)
+{
+    std::error_code ec;
+    BOOST_TEST(parse(frame_header(frame_magic, 1, 10), 1 << 20, ec) == 0u);
     BOOST_TEST((ec == frame_errc::unsupported_version));
 }
 
@@ -208,12 +310,12 @@ BOOST_AUTO_TEST_CASE(a_frame_over_the_limit_is_refused_and_one_at_it_accepted)
 {
     const std::size_t max = 4096;
     std::error_code ec;
-    BOOST_TEST(parse(frame_header(0x52464B56, 1, max - frame_header_size), max, ec) ==
+    BOOST_TEST(parse(frame_header(frame_magic, frame_version, max - frame_header_size), max, ec) ==
                max - frame_header_size);
     BOOST_TEST(!ec);
-    BOOST_TEST(parse(frame_header(0x52464B56, 1, max - frame_header_size + 1), max, ec) == 0u);
+    BOOST_TEST(parse(frame_header(frame_magic, frame_version, max - frame_header_size + 1), max, ec) == 0u);
     BOOST_TEST((ec == frame_errc::frame_too_large));
-    parse(frame_header(0x52464B56, 1, 0xFFFF'FFFF), raftkv::asio::default_max_frame_bytes, ec);
+    parse(frame_header(frame_magic, frame_version, 0xFFFF'FFFF), raftkv::asio::default_max_frame_bytes, ec);
     BOOST_TEST((ec == frame_errc::frame_too_large));
     BOOST_TEST(!ec.message().empty());
 }
@@ -239,9 +341,11 @@ BOOST_AUTO_TEST_CASE(trailing_bytes_are_refused)
 
 BOOST_AUTO_TEST_CASE(an_unknown_message_type_is_refused)
 {
-    BOOST_TEST(decode_payload(one_message_payload(6, "")).has_value()); // timeout_now: the last type
-    BOOST_TEST(!decode_payload(one_message_payload(7, "")));
-    BOOST_TEST(!decode_payload(one_message_payload(255, "")));
+    const std::string empty_response(8 * 3 + 1, '\0');
+    // install_snapshot_response: the last type.
+    BOOST_TEST(decode_payload(one_message_payload(8, empty_response)).has_value());
+    BOOST_TEST(!decode_payload(one_message_payload(9, empty_response)));
+    BOOST_TEST(!decode_payload(one_message_payload(255, empty_response)));
 }
 
 BOOST_AUTO_TEST_CASE(a_bool_other_than_0_or_1_is_refused)
@@ -249,6 +353,27 @@ BOOST_AUTO_TEST_CASE(a_bool_other_than_0_or_1_is_refused)
     BOOST_TEST(decode_payload(one_message_payload(1, std::string("\1\0", 2))).has_value());
     BOOST_TEST(!decode_payload(one_message_payload(1, std::string("\2\0", 2))));
     BOOST_TEST(!decode_payload(one_message_payload(1, std::string("\0\xFF", 2))));
+}
+
+BOOST_AUTO_TEST_CASE(a_snapshot_flag_other_than_0_or_1_is_refused)
+{
+    const auto append_response_with_flag = [](char flag) {
+        return one_message_payload(3, std::string(1 + 8 * 4, '\0') + flag);
+    };
+    BOOST_TEST(decode_payload(append_response_with_flag('\1')).has_value());
+    BOOST_TEST(!decode_payload(append_response_with_flag('\2')));
+
+    const auto response_with_done = [](char done) {
+        return one_message_payload(8, std::string(8 * 3, '\0') + done);
+    };
+    BOOST_TEST(decode_payload(response_with_done('\1')).has_value());
+    BOOST_TEST(!decode_payload(response_with_done('\xFF')));
+}
+
+BOOST_AUTO_TEST_CASE(an_append_response_in_the_version_1_layout_is_refused)
+{
+    // success, match_index, reject_index, conflict_index, conflict_term: no snapshot_needed.
+    BOOST_TEST(!decode_payload(one_message_payload(3, std::string(1 + 8 * 4, '\0'))));
 }
 
 BOOST_AUTO_TEST_CASE(an_unknown_entry_type_is_refused)
@@ -287,6 +412,20 @@ BOOST_AUTO_TEST_CASE(huge_counts_and_lengths_are_refused_without_allocating_them
     put_le(huge_string, 1ull << 40, 8);
     huge_string.append(64, 'x');
     BOOST_TEST(!decode_payload(one_message_payload(2, huge_string)));
+
+    std::string huge_members;
+    put_le(huge_members, 0, 8 * 2); // meta index, term
+    put_le(huge_members, 0xFFFF'FFFF'FFFF'FFFFull, 8);
+    huge_members.append(64, '\0');
+    BOOST_TEST(!decode_payload(one_message_payload(7, huge_members)));
+
+    std::string huge_chunk;
+    put_le(huge_chunk, 0, 8 * 2); // meta index, term
+    put_le(huge_chunk, 0, 8);     // no members
+    put_le(huge_chunk, 0, 8 * 2); // transfer, offset
+    put_le(huge_chunk, 1ull << 40, 8);
+    huge_chunk.append(64, 'x');
+    BOOST_TEST(!decode_payload(one_message_payload(7, huge_chunk)));
 }
 
 BOOST_AUTO_TEST_CASE(random_payloads_never_crash_and_decode_only_canonically)

@@ -6,7 +6,7 @@
 //
 // A frame is a 10-byte header followed by a payload:
 //
-//     [magic u32 = 0x52464B56 "RFKV"][version u16 = 1][payload length u32][payload]
+//     [magic u32 = 0x52464B56 "RFKV"][version u16 = 2][payload length u32][payload]
 //
 // The header is big-endian. The payload is the batch, written with a Boost.Serialization
 // binary archive; this header keeps Boost.Serialization out of the code that includes
@@ -40,13 +40,17 @@ namespace raftkv::asio {
 /// "RFKV" in ASCII: the first four bytes of every frame.
 inline constexpr std::uint32_t frame_magic = 0x52464B56;
 
-/// The payload format this codec writes, and the only one it reads.
-inline constexpr std::uint16_t frame_version = 1;
+/// The payload format this codec writes, and the only one it reads. Version 2 added the
+/// install_snapshot messages and append_response::snapshot_needed; a version 1 frame is
+/// refused with frame_errc::unsupported_version.
+inline constexpr std::uint16_t frame_version = 2;
 
 /// magic (4 bytes) + version (2) + payload length (4).
 inline constexpr std::size_t frame_header_size = 10;
 
-/// The default limit on one frame, header included: 64 MiB.
+/// The default limit on one frame, header included: 64 MiB. Far above a frame carrying
+/// one default install_snapshot chunk (options::snapshot_chunk_bytes, 1 MiB, plus 92
+/// bytes and 8 per member).
 inline constexpr std::size_t default_max_frame_bytes = std::size_t{64} << 20;
 
 /// Why a frame header was refused.

@@ -10,9 +10,9 @@
 //   bool load asserts and then reads an invalid bool, which is UB);
 // - the variant travels as a one-byte index, then the alternative (Boost 1.81's
 //   variant.hpp handles boost::variant only), and the index is range-checked;
-// - strings and vectors travel as a u64 count, then the elements, and a count is
-//   refused before anything is allocated when the bytes left cannot hold that many
-//   elements (Boost's own string and vector loads resize first).
+// - strings and vectors (entries, member ids) travel as a u64 count, then the elements,
+//   and a count is refused before anything is allocated when the bytes left cannot hold
+//   that many elements (Boost's own string and vector loads resize first).
 // Every class is `object_serializable` and `track_never`, so the archive writes no class
 // ids or versions: the frame header's version is the only one.
 
@@ -90,6 +90,7 @@ std::size_t bytes_left(Archive& ar)
 // The smallest encodings, used to bound counts read from the wire.
 inline constexpr std::size_t min_entry_bytes = 8 + 8 + 1 + 8;   // term, index, type, size
 inline constexpr std::size_t min_message_bytes = 8 + 8 + 8 + 1; // from, to, term, body index
+inline constexpr std::size_t node_id_bytes = 8;
 
 /// Saves or loads each of `fs`, in order.
 template <class Archive, class... Fields>
@@ -167,6 +168,21 @@ void serialize_entries(Archive& ar, std::vector<log_entry>& es)
     }
 }
 
+template <class Archive>
+void serialize_ids(Archive& ar, std::vector<node_id>& ids)
+{
+    if constexpr (Archive::is_saving::value) {
+        const std::uint64_t n = ids.size();
+        ar << n;
+        for (const node_id id : ids)
+            ar << id;
+    } else {
+        ids.resize(load_count(ar, node_id_bytes));
+        for (node_id& id : ids)
+            ar >> id;
+    }
+}
+
 /// Loads alternative `index` of a message_body in place.
 template <class Archive, std::size_t... I>
 void load_body(Archive& ar, message_body& body, std::size_t index, std::index_sequence<I...>)
@@ -230,6 +246,7 @@ void serialize(Archive& ar, raftkv::append_response& m, unsigned)
 {
     raftkv::asio::detail::serialize_bool(ar, m.success);
     raftkv::asio::detail::fields(ar, m.match_index, m.reject_index, m.conflict_index, m.conflict_term);
+    raftkv::asio::detail::serialize_bool(ar, m.snapshot_needed);
 }
 
 template <class Archive>
@@ -247,6 +264,28 @@ void serialize(Archive& ar, raftkv::heartbeat_response& m, unsigned)
 template <class Archive>
 void serialize(Archive&, raftkv::timeout_now&, unsigned)
 {
+}
+
+template <class Archive>
+void serialize(Archive& ar, raftkv::snapshot_meta& meta, unsigned)
+{
+    raftkv::asio::detail::fields(ar, meta.index, meta.term);
+    raftkv::asio::detail::serialize_ids(ar, meta.members.voters);
+}
+
+template <class Archive>
+void serialize(Archive& ar, raftkv::install_snapshot_request& m, unsigned)
+{
+    raftkv::asio::detail::fields(ar, m.meta, m.transfer, m.offset);
+    raftkv::asio::detail::serialize_bytes(ar, m.data);
+    raftkv::asio::detail::serialize_bool(ar, m.done);
+}
+
+template <class Archive>
+void serialize(Archive& ar, raftkv::install_snapshot_response& m, unsigned)
+{
+    raftkv::asio::detail::fields(ar, m.transfer, m.index, m.offset);
+    raftkv::asio::detail::serialize_bool(ar, m.done);
 }
 
 template <class Archive>
@@ -270,6 +309,9 @@ RAFTKV_ASIO_WIRE_TYPE(raftkv::append_response)
 RAFTKV_ASIO_WIRE_TYPE(raftkv::heartbeat)
 RAFTKV_ASIO_WIRE_TYPE(raftkv::heartbeat_response)
 RAFTKV_ASIO_WIRE_TYPE(raftkv::timeout_now)
+RAFTKV_ASIO_WIRE_TYPE(raftkv::snapshot_meta)
+RAFTKV_ASIO_WIRE_TYPE(raftkv::install_snapshot_request)
+RAFTKV_ASIO_WIRE_TYPE(raftkv::install_snapshot_response)
 RAFTKV_ASIO_WIRE_TYPE(raftkv::message)
 
 #undef RAFTKV_ASIO_WIRE_TYPE
@@ -312,7 +354,7 @@ inline std::size_t body_size(const append_request& m) noexcept
 }
 inline std::size_t body_size(const append_response&) noexcept
 {
-    return 1 + 8 * 4;
+    return 1 + 8 * 4 + 1;
 }
 inline std::size_t body_size(const heartbeat&) noexcept
 {
@@ -325,6 +367,18 @@ inline std::size_t body_size(const heartbeat_response&) noexcept
 inline std::size_t body_size(const timeout_now&) noexcept
 {
     return 0;
+}
+inline std::size_t meta_size(const snapshot_meta& meta) noexcept
+{
+    return 8 + 8 + 8 + node_id_bytes * meta.members.voters.size();
+}
+inline std::size_t body_size(const install_snapshot_request& m) noexcept
+{
+    return meta_size(m.meta) + 8 + 8 + 8 + m.data.size() + 1;
+}
+inline std::size_t body_size(const install_snapshot_response&) noexcept
+{
+    return 8 + 8 + 8 + 1;
 }
 
 inline void put_be(std::string& out, std::uint64_t v, std::size_t bytes)
