@@ -47,7 +47,8 @@ struct committed_count {
     std::optional<std::string> data;
 };
 
-/// How many live nodes have committed `index`, and what.
+/// How many live nodes have committed `index`, and what (from a node whose log still
+/// holds it: nothing if every one compacted it away).
 inline committed_count n_committed(kv_cluster& c, index_t index)
 {
     committed_count out;
@@ -55,7 +56,9 @@ inline committed_count n_committed(kv_cluster& c, index_t index)
         if (!c.is_up(id) || c.node(id).commit_index() < index)
             continue;
         ++out.nodes;
-        out.data = c.store(id).all_entries()[index - 1].data;
+        const auto& store = c.store(id);
+        if (index >= store.first_index() && index <= store.last_index())
+            out.data = store.entries(index, index + 1, 0).front().data;
     }
     return out;
 }

@@ -21,11 +21,12 @@ using namespace raftkv::sim;
 BOOST_AUTO_TEST_CASE(random_fault_scenarios_keep_raft_safe_and_linearizable)
 {
     const std::vector<std::uint64_t> seeds = seeds_from_env(1, 500);
-    std::size_t failed = 0, inconclusive = 0, operations = 0;
+    std::size_t failed = 0, inconclusive = 0, operations = 0, installs = 0;
     const auto start = std::chrono::steady_clock::now();
     for (std::uint64_t seed : seeds) {
         const scenario_result r = run_random_scenario(seed);
         operations += r.operations;
+        installs += r.snapshots_installed;
         if (!r.passed) {
             ++failed;
             BOOST_ERROR(r.report);
@@ -38,7 +39,7 @@ BOOST_AUTO_TEST_CASE(random_fault_scenarios_keep_raft_safe_and_linearizable)
         std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start)
             .count() /
         1000.0;
-    BOOST_TEST_MESSAGE(seeds.size() << " seeds, " << operations << " client operations, " << failed
-                                    << " failed, " << inconclusive << " inconclusive, in " << seconds
-                                    << " s");
+    BOOST_TEST_MESSAGE(seeds.size() << " seeds, " << operations << " client operations, " << installs
+                                    << " snapshots installed, " << failed << " failed, " << inconclusive
+                                    << " inconclusive, in " << seconds << " s");
 }

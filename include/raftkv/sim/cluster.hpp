@@ -68,6 +68,9 @@ struct network_stats {
     std::uint64_t sent = 0;
     /// Copies that reached a live node.
     std::uint64_t delivered = 0;
+    /// install_snapshot chunks sent, and snapshots installed by followers.
+    std::uint64_t snapshot_chunks = 0;
+    std::uint64_t snapshots_installed = 0;
 };
 
 /** A simulated Raft cluster of `basic_node`s running `StateMachine`, in virtual time.
@@ -94,28 +97,40 @@ struct network_stats {
     @endcode
 
     @tparam StateMachine a type satisfying `raftkv::state_machine`; default-constructible
-    unless a factory is given.
+    unless a factory is given. A machine factory gives each node the storage that survives
+    its crashes (the default for `kv_state_machine` gives each node a `disk` of its own).
+    @tparam LogStore a type satisfying `raftkv::log_store`, made by the store factory
+    (default: constructed from `cluster_config::sync_on_append`, or default-constructed).
+    One store serves every incarnation of a node. A crash calls `crash()` on it if it has
+    one (drop what is not durable); storage syncs call `sync_to(index, term)` or `sync()`
+    if it has them, after a random delay, possibly out of order; the invariant checker
+    rehashes only what `take_changed_from()` reports if it has it, else the whole log
+    after every step.
 
     @par Thread Safety
     Distinct objects: safe. Shared objects: unsafe.
 */
-template <state_machine StateMachine = kv_state_machine>
+template <state_machine StateMachine = kv_state_machine, log_store LogStore = sim_log_store>
 class cluster {
 public:
     using machine_type = StateMachine;
+    using store_type = LogStore;
     using result_type = typename StateMachine::result_type;
-    using node_type = basic_node<sim_transport, sim_log_store, StateMachine>;
+    using node_type = basic_node<sim_transport, LogStore, StateMachine>;
     /// Makes the state machine of a node that starts or restarts.
     using machine_factory = std::function<std::unique_ptr<StateMachine>(node_id)>;
+    /// Makes the log store of a node, once: it outlives the node's crashes.
+    using store_factory = std::function<std::unique_ptr<LogStore>(node_id)>;
     /// Hooks run inside node calls: they must not call into a node (use schedule()).
     using apply_hook = std::function<void(node_id, index_t, term_t, result_type&)>;
     using read_hook = std::function<void(node_id, std::uint64_t read_id, std::error_code)>;
+    using drop_hook = std::function<void(node_id, index_t, term_t, std::error_code)>;
     using crash_hook = std::function<void(node_id)>;
     using message_hook = std::function<void(const message&)>;
 
-    /// Builds and starts every node. REQUIRES: config.nodes >= 1; a factory unless
-    /// StateMachine is default-constructible.
-    explicit cluster(cluster_config config, machine_factory factory = {});
+    /// Builds and starts every node. Throws std::invalid_argument when config.nodes is 0, or
+    /// a factory is missing for a type that cannot be built without one.
+    explicit cluster(cluster_config config, machine_factory factory = {}, store_factory stores = {});
 
     cluster(const cluster&) = delete;
     cluster& operator=(const cluster&) = delete;
@@ -163,6 +178,8 @@ public:
 
     void on_apply(apply_hook h) { apply_hooks_.push_back(std::move(h)); }
     void on_read(read_hook h) { read_hooks_.push_back(std::move(h)); }
+    /// Runs for each proposal a node reports dropped (basic_node::on_drop).
+    void on_drop(drop_hook h) { drop_hooks_.push_back(std::move(h)); }
     void on_crash(crash_hook h) { crash_hooks_.push_back(std::move(h)); }
     /// Runs for each message just before it is delivered.
     void on_deliver(message_hook h) { deliver_hooks_.push_back(std::move(h)); }
@@ -178,7 +195,7 @@ public:
     /// REQUIRES: is_up(id).
     StateMachine& machine(node_id id) { return *up_slot(id).machine; }
     /// The node's store, which outlives its crashes.
-    sim_log_store& store(node_id id) { return slot_of(id).store; }
+    LogStore& store(node_id id) { return *slot_of(id).store; }
     /// How many times node `id` has crashed.
     std::uint64_t incarnation(node_id id) const { return slot_of(id).incarnation; }
     /// Among live nodes that think they lead, the one of the highest term, if unique.
@@ -201,17 +218,22 @@ private:
         std::uint64_t incarnation = 0;
         message msg;
         std::function<void()> action;
+        /// For a sync: the last entry it covers.
+        index_t sync_index = 0;
+        term_t sync_term = 0;
     };
 
     struct slot {
-        explicit slot(node_id i, bool sync_on_append) : id(i), store(sync_on_append) {}
+        slot(node_id i, std::unique_ptr<LogStore> s) : id(i), store(std::move(s)) {}
         node_id id;
-        sim_log_store store;
+        std::unique_ptr<LogStore> store;
         sim_transport transport;
         std::unique_ptr<StateMachine> machine;
         std::unique_ptr<node_type> node;
         std::uint64_t incarnation = 0;
-        bool sync_pending = false;
+        /// The last entry (index, term) a scheduled sync covers.
+        index_t sync_index = 0;
+        term_t sync_term = 0;
     };
 
     static event node_event(event_kind kind, const slot& s)
@@ -234,9 +256,14 @@ private:
     void check();
     void trace(event_kind kind, node_id from, node_id to, std::uint64_t type, term_t term);
     void handle_apply(slot& s, index_t index, term_t term, result_type& result);
+    void sync(slot& s, const event& e);
+    void schedule_sync(slot& s);
+    static machine_factory default_machines();
+    store_factory default_stores() const;
 
     cluster_config config_;
     machine_factory factory_;
+    store_factory stores_;
     membership members_;
     random_generator rng_;
     sim::network net_;
@@ -249,6 +276,7 @@ private:
     network_stats stats_;
     std::vector<apply_hook> apply_hooks_;
     std::vector<read_hook> read_hooks_;
+    std::vector<drop_hook> drop_hooks_;
     std::vector<crash_hook> crash_hooks_;
     std::vector<message_hook> deliver_hooks_;
 };

@@ -70,9 +70,11 @@ public:
     }
 
     /// Node `id` applied the entry at `index` that its apply handler reports with `term`;
-    /// `entry` is what its log holds there, if anything. A violation found here is
-    /// thrown by the next `check`, so that it never unwinds through the node.
-    void on_applied(node_id id, index_t index, term_t term, const log_entry* entry)
+    /// `entry` is what its log holds there, if anything. An entry the node compacted
+    /// away before reporting it (`compacted`) is checked against the committed log's
+    /// term alone. A violation found here is thrown by the next `check`, so that it
+    /// never unwinds through the node.
+    void on_applied(node_id id, index_t index, term_t term, const log_entry* entry, bool compacted = false)
     {
         if (pending_)
             return;
@@ -81,11 +83,31 @@ public:
             return fail("apply order: node " + std::to_string(id) + " applied index " +
                         std::to_string(index) + " after index " + std::to_string(r.applied));
         r.applied = index;
+        if (compacted) {
+            unverified_.push_back(applied_entry{term, index, id}); // once the commit is recorded
+            return;
+        }
         if (!entry || entry->term != term || entry->index != index)
             return fail("apply: node " + std::to_string(id) + " applied index " + std::to_string(index) +
                         " in term " + std::to_string(term) + " but its log holds " +
                         (entry ? "term " + std::to_string(entry->term) : std::string("no entry")) + " there");
         record_applied(id, index, term, detail::hash_bytes(entry->data));
+    }
+
+    /// Node `id` replaced its state machine with a snapshot of the state up to `index`.
+    void on_restored(node_id id, index_t index)
+    {
+        if (pending_)
+            return;
+        node_record& r = nodes_[id];
+        if (index > committed_.size())
+            return fail("snapshot: node " + std::to_string(id) + " restored a snapshot up to index " +
+                        std::to_string(index) + ", beyond the highest index known committed (" +
+                        std::to_string(committed_.size()) + ")");
+        if (index < r.applied)
+            return fail("snapshot: node " + std::to_string(id) + " restored a snapshot up to index " +
+                        std::to_string(index) + " after applying index " + std::to_string(r.applied));
+        r.applied = index;
     }
 
     /// Checks node `v` whose log is `store`, of which entries from `changed_from` on may
@@ -106,6 +128,7 @@ public:
         if (v.role == role::leader)
             check_leader(v, r);
         record_commit(v, r);
+        verify_compacted_applies();
     }
 
     /// The leader of each term that had one, as observed.
@@ -187,6 +210,24 @@ private:
         const index_t last = store.last_index();
         index_t from = std::min<index_t>(changed_from, r.log.size() + 1);
         from = std::min<index_t>(from, last + 1);
+        if (from < store.first_index()) {
+            // The log starts after a snapshot whose entries are gone: they must be the
+            // committed ones, and the snapshot's term that of the committed entry.
+            const index_t base = store.first_index() - 1;
+            if (base > committed_.size())
+                violation("snapshot: node " + name(v) + "'s log starts after index " + std::to_string(base) +
+                          ", beyond the highest index known committed (" + std::to_string(committed_.size()) +
+                          ")");
+            if (committed_[base - 1].entry_term != store.term_at(base))
+                violation("snapshot: node " + name(v) + "'s log starts after index " + std::to_string(base) +
+                          " of term " + std::to_string(store.term_at(base)) +
+                          " but the entry committed there is of term " +
+                          std::to_string(committed_[base - 1].entry_term));
+            r.log.resize(base);
+            for (index_t i = 1; i <= base; ++i)
+                r.log[i - 1] = log_position{committed_[i - 1].entry_term, committed_[i - 1].prefix};
+            from = base + 1;
+        }
         r.log.resize(from - 1);
         constexpr index_t chunk = 256;
         while (from <= last) {
@@ -271,6 +312,22 @@ private:
             committed_.push_back(committed_entry{r.log[i - 1].term, r.log[i - 1].prefix, v.term});
     }
 
+    // An applied entry that was compacted before it was reported must be the committed
+    // entry of its index (`data` holds the index here).
+    void verify_compacted_applies()
+    {
+        std::erase_if(unverified_, [&](const applied_entry& a) {
+            if (a.data > committed_.size())
+                return false;
+            if (committed_[a.data - 1].entry_term != a.term)
+                violation("apply: node " + std::to_string(a.by) + " applied index " + std::to_string(a.data) +
+                          " in term " + std::to_string(a.term) +
+                          ", but the entry committed there is of term " +
+                          std::to_string(committed_[a.data - 1].entry_term));
+            return true;
+        });
+    }
+
     void record_applied(node_id id, index_t index, term_t term, std::uint64_t data)
     {
         if (applied_.size() < index)
@@ -292,6 +349,7 @@ private:
     std::unordered_map<entry_key, fingerprint, entry_key_hash> entries_;
     std::vector<committed_entry> committed_;
     std::vector<applied_entry> applied_;
+    std::vector<applied_entry> unverified_;
     std::optional<std::string> pending_;
 };
 

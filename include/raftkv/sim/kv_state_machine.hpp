@@ -11,10 +11,13 @@
 #include <cassert>
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace raftkv::sim {
 
@@ -26,8 +29,12 @@ namespace raftkv::sim {
     behaviour. Reads do not go through the log: after a ReadIndex read is confirmed, the
     caller reads with `get()`.
 
-    The state is volatile: a new machine is empty with `applied_index() == 0`, so a
-    restarted node replays its log from the start, as after a real crash.
+    The applied state is volatile; what survives a crash is the last snapshot, kept on a
+    `disk` that the caller may share between incarnations of a node (the simulator's
+    cluster gives each node one). A machine built on a disk starts from its snapshot. The
+    state is copy-on-write: a snapshot or a reader shares it, and the next apply copies
+    the maps (cheap for the simulator's few keys; a real machine would use its storage
+    engine's snapshots instead).
 
     @par Example
     @code
@@ -42,8 +49,65 @@ namespace raftkv::sim {
     Distinct objects: safe. Shared objects: unsafe.
 */
 class kv_state_machine {
+    struct state {
+        std::map<std::string, std::string, std::less<>> data;
+        std::map<std::string, std::string, std::less<>> meta;
+        index_t applied = 0;
+    };
+
 public:
     using result_type = kv_result;
+
+    /// What survives a crash: the last snapshot taken or restored.
+    struct disk {
+        std::shared_ptr<const state> snapshot;
+    };
+
+    /// Reads a snapshot as records: a kind byte ('k' for a key, 'm' for a meta record),
+    /// the name's and the value's lengths as 4 bytes big-endian each, the name, the value.
+    class snapshot_reader {
+    public:
+        index_t index() const noexcept { return state_->applied; }
+
+        bool read(std::string& out, std::size_t max_bytes)
+        {
+            out.clear();
+            while (out.size() < max_bytes || out.empty()) {
+                auto& map = in_meta_ ? state_->meta : state_->data;
+                if (at_ == map.end()) {
+                    if (in_meta_)
+                        return true;
+                    in_meta_ = true;
+                    at_ = state_->meta.begin();
+                    continue;
+                }
+                append_record(out, in_meta_ ? 'm' : 'k', at_->first, at_->second);
+                ++at_;
+            }
+            return in_meta_ && at_ == state_->meta.end();
+        }
+
+    private:
+        friend class kv_state_machine;
+        explicit snapshot_reader(std::shared_ptr<const state> s)
+            : state_(std::move(s)), at_(state_->data.begin())
+        {
+        }
+
+        std::shared_ptr<const state> state_;
+        std::map<std::string, std::string, std::less<>>::const_iterator at_;
+        bool in_meta_ = false;
+    };
+
+    /// A machine whose snapshots are lost with it.
+    kv_state_machine() : disk_(std::make_shared<disk>()) {}
+
+    /// A machine that starts from `d`'s snapshot, if any, and takes its snapshots there.
+    explicit kv_state_machine(std::shared_ptr<disk> d) : disk_(std::move(d))
+    {
+        if (disk_->snapshot)
+            state_ = std::make_shared<state>(*disk_->snapshot);
+    }
 
     /// Applies `batch` in order; `results[k]` receives the outcome of `batch[k]`: for a
     /// delete whether the key existed, for a put or a meta record true, for anything else
@@ -52,39 +116,125 @@ public:
     void apply(std::span<const log_entry> batch, std::span<kv_result> results)
     {
         assert(results.size() >= batch.size());
+        state& s = writable();
         for (std::size_t k = 0; k < batch.size(); ++k) {
-            assert(batch[k].index == applied_ + 1);
-            results[k] = apply_one(batch[k]);
-            applied_ = batch[k].index;
+            assert(batch[k].index == s.applied + 1);
+            results[k] = apply_one(s, batch[k]);
+            s.applied = batch[k].index;
         }
     }
 
-    /// The index of the last applied entry; 0 for a new machine.
-    index_t applied_index() const noexcept { return applied_; }
+    /// The index of the last applied entry; for a new machine, that of its disk's snapshot.
+    index_t applied_index() const noexcept { return state_->applied; }
+
+    /// The index of the snapshot on the disk; 0 if none.
+    index_t snapshot_index() const noexcept { return disk_->snapshot ? disk_->snapshot->applied : 0; }
+
+    /// Puts the applied state on the disk (shared, copied on the next apply).
+    void take_snapshot() { disk_->snapshot = state_; }
+
+    snapshot_reader snapshot() const { return snapshot_reader(state_); }
+
+    void begin_restore(const snapshot_meta& meta)
+    {
+        restoring_ = std::make_shared<state>();
+        restoring_->applied = meta.index;
+        partial_.clear();
+    }
+
+    /// Decodes the records of `data`; a record may span chunks. Throws
+    /// std::invalid_argument on a malformed record.
+    void restore_chunk(std::string_view data)
+    {
+        if (!restoring_)
+            throw std::logic_error("raftkv::sim::kv_state_machine: restore_chunk without begin_restore");
+        partial_.append(data);
+        std::size_t at = 0;
+        while (partial_.size() - at >= record_header) {
+            const char kind = partial_[at];
+            const std::size_t name_size = get_u32(partial_, at + 1);
+            const std::size_t value_size = get_u32(partial_, at + 5);
+            if (kind != 'k' && kind != 'm')
+                throw std::invalid_argument("raftkv::sim::kv_state_machine: malformed snapshot record");
+            if (partial_.size() - at - record_header < name_size + value_size)
+                break;
+            std::string name = partial_.substr(at + record_header, name_size);
+            std::string value = partial_.substr(at + record_header + name_size, value_size);
+            (kind == 'k' ? restoring_->data : restoring_->meta)
+                .insert_or_assign(std::move(name), std::move(value));
+            at += record_header + name_size + value_size;
+        }
+        partial_.erase(0, at);
+    }
+
+    void finish_restore()
+    {
+        if (!restoring_ || !partial_.empty())
+            throw std::invalid_argument("raftkv::sim::kv_state_machine: snapshot ends inside a record");
+        state_ = std::move(restoring_);
+        disk_->snapshot = state_;
+    }
+
+    void abort_restore()
+    {
+        restoring_.reset();
+        partial_.clear();
+    }
 
     /// The value stored under `key`, if any.
     std::optional<std::string> get(std::string_view key) const
     {
-        const auto it = data_.find(key);
-        if (it == data_.end())
+        const auto it = state_->data.find(key);
+        if (it == state_->data.end())
             return std::nullopt;
         return it->second;
     }
 
     /// Every key and value, for inspection by tests.
-    const std::map<std::string, std::string, std::less<>>& data() const noexcept { return data_; }
+    const std::map<std::string, std::string, std::less<>>& data() const noexcept { return state_->data; }
 
     /// The meta record `name` (see <raftkv/kv_command.hpp>), kept apart from the keys.
     std::optional<std::string> meta(std::string_view name) const
     {
-        const auto it = meta_.find(name);
-        if (it == meta_.end())
+        const auto it = state_->meta.find(name);
+        if (it == state_->meta.end())
             return std::nullopt;
         return it->second;
     }
 
 private:
-    kv_result apply_one(const log_entry& e)
+    static constexpr std::size_t record_header = 9;
+
+    static void append_record(std::string& out, char kind, std::string_view name, std::string_view value)
+    {
+        out.push_back(kind);
+        put_u32(out, name.size());
+        put_u32(out, value.size());
+        out.append(name);
+        out.append(value);
+    }
+    static void put_u32(std::string& out, std::size_t n)
+    {
+        for (int shift = 24; shift >= 0; shift -= 8)
+            out.push_back(static_cast<char>((n >> shift) & 0xff));
+    }
+    static std::size_t get_u32(std::string_view in, std::size_t at)
+    {
+        std::size_t n = 0;
+        for (std::size_t k = 0; k < 4; ++k)
+            n = (n << 8) | static_cast<unsigned char>(in[at + k]);
+        return n;
+    }
+
+    // Copy on write: the state may be shared with the disk or a reader.
+    state& writable()
+    {
+        if (state_.use_count() > 1)
+            state_ = std::make_shared<state>(*state_);
+        return *state_;
+    }
+
+    static kv_result apply_one(state& s, const log_entry& e)
     {
         if (e.type != entry_type::normal)
             return {};
@@ -92,23 +242,24 @@ private:
         if (!cmd)
             return {};
         if (cmd->op == kv_command_op::put) {
-            data_.insert_or_assign(std::string(cmd->key), std::string(cmd->value));
+            s.data.insert_or_assign(std::string(cmd->key), std::string(cmd->value));
             return {.found = true};
         }
         if (cmd->op == kv_command_op::meta) {
-            meta_.insert_or_assign(std::string(cmd->key), std::string(cmd->value));
+            s.meta.insert_or_assign(std::string(cmd->key), std::string(cmd->value));
             return {.found = true};
         }
-        const auto it = data_.find(cmd->key);
-        if (it == data_.end())
+        const auto it = s.data.find(cmd->key);
+        if (it == s.data.end())
             return {.found = false};
-        data_.erase(it);
+        s.data.erase(it);
         return {.found = true};
     }
 
-    std::map<std::string, std::string, std::less<>> data_;
-    std::map<std::string, std::string, std::less<>> meta_;
-    index_t applied_ = 0;
+    std::shared_ptr<disk> disk_;
+    std::shared_ptr<state> state_ = std::make_shared<state>();
+    std::shared_ptr<state> restoring_;
+    std::string partial_;
 };
 
 static_assert(state_machine<kv_state_machine>);

@@ -21,6 +21,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -122,12 +123,6 @@ private:
         term_t term = 0;
     };
 
-    struct early_apply {
-        index_t index;
-        term_t term;
-        kv_result result;
-    };
-
     void issue(std::size_t ci);
     void attempt(std::size_t ci);
     void attempt_write(client& c, std::size_t ci);
@@ -135,6 +130,8 @@ private:
     void retry(client& c, std::size_t ci, node_id hint);
     void handle_apply(node_id node, index_t index, term_t term, const kv_result& result);
     void handle_read(node_id node, std::uint64_t read_id, std::error_code ec);
+    void handle_drop(node_id node, index_t index, term_t term, std::error_code ec);
+    void indeterminate(client& c, std::size_t ci);
     void handle_crash(node_id node);
     void handle_timeout(std::size_t ci, std::uint64_t op_seq);
     void complete(client& c, std::size_t ci, bool found, std::string value);
@@ -144,13 +141,10 @@ private:
     cluster<StateMachine>& cluster_;
     workload_config config_;
     std::vector<client> clients_;
-    std::map<std::pair<node_id, index_t>, std::size_t> writes_;
+    /// Writes waiting for their outcome, by (node, index, term) of their proposal.
+    std::map<std::tuple<node_id, index_t, term_t>, std::size_t> writes_;
     std::map<std::uint64_t, std::size_t> reads_;
     std::uint64_t next_read_id_ = 1;
-    /// Set during a propose call: applies at that node during the call are kept here,
-    /// in case the proposal committed before the call returned.
-    std::optional<node_id> proposing_;
-    std::vector<early_apply> early_;
     bool stopped_ = false;
     kv_history history_;
     std::vector<acknowledged_write> acked_;

@@ -7,27 +7,27 @@
 
 namespace raftkv::sim {
 
-template <state_machine StateMachine>
-cluster<StateMachine>::cluster(cluster_config config, machine_factory factory)
-    : config_(std::move(config)), factory_(std::move(factory)), rng_(config_.seed), net_(config_.link)
+template <state_machine StateMachine, log_store LogStore>
+cluster<StateMachine, LogStore>::cluster(cluster_config config, machine_factory factory, store_factory stores)
+    : config_(std::move(config)), factory_(std::move(factory)), stores_(std::move(stores)),
+      rng_(config_.seed), net_(config_.link)
 {
-    assert(config_.nodes >= 1);
-    if (!factory_) {
-        if constexpr (std::default_initializable<StateMachine>)
-            factory_ = [](node_id) { return std::make_unique<StateMachine>(); };
-        else
-            throw std::invalid_argument("raftkv::sim::cluster: a machine factory is required");
-    }
+    if (config_.nodes == 0)
+        throw std::invalid_argument("raftkv::sim::cluster: a cluster needs at least one node");
+    if (!factory_)
+        factory_ = default_machines();
+    if (!stores_)
+        stores_ = default_stores();
     for (node_id id = 1; id <= config_.nodes; ++id) {
         members_.voters.push_back(id);
-        slots_.push_back(std::make_unique<slot>(id, config_.sync_on_append));
+        slots_.push_back(std::make_unique<slot>(id, stores_(id)));
     }
     for (auto& s : slots_)
         start(*s);
 }
 
-template <state_machine StateMachine>
-bool cluster<StateMachine>::step()
+template <state_machine StateMachine, log_store LogStore>
+bool cluster<StateMachine, LogStore>::step()
 {
     flush();
     if (queue_.empty())
@@ -44,8 +44,8 @@ bool cluster<StateMachine>::step()
     return true;
 }
 
-template <state_machine StateMachine>
-void cluster<StateMachine>::run_for(std::chrono::microseconds d)
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::run_for(std::chrono::microseconds d)
 {
     const std::uint64_t end = now_ + static_cast<std::uint64_t>(d.count());
     for (;;) {
@@ -57,8 +57,9 @@ void cluster<StateMachine>::run_for(std::chrono::microseconds d)
     now_ = end;
 }
 
-template <state_machine StateMachine>
-bool cluster<StateMachine>::run_until(const std::function<bool()>& done, std::chrono::microseconds timeout)
+template <state_machine StateMachine, log_store LogStore>
+bool cluster<StateMachine, LogStore>::run_until(const std::function<bool()>& done,
+                                                std::chrono::microseconds timeout)
 {
     const std::uint64_t end = now_ + static_cast<std::uint64_t>(timeout.count());
     while (!done()) {
@@ -72,16 +73,16 @@ bool cluster<StateMachine>::run_until(const std::function<bool()>& done, std::ch
     return true;
 }
 
-template <state_machine StateMachine>
-void cluster<StateMachine>::schedule(std::chrono::microseconds delay, std::function<void()> action)
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::schedule(std::chrono::microseconds delay, std::function<void()> action)
 {
     event e;
     e.action = std::move(action);
     push(static_cast<std::uint64_t>(delay.count()), std::move(e));
 }
 
-template <state_machine StateMachine>
-void cluster<StateMachine>::crash(node_id id)
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::crash(node_id id)
 {
     slot& s = slot_of(id);
     if (!s.node)
@@ -90,16 +91,18 @@ void cluster<StateMachine>::crash(node_id id)
     trace(event_kind::crash, id, id, 0, s.node->term());
     s.node.reset();
     s.machine.reset();
-    s.store.crash();
+    if constexpr (requires { s.store->crash(); })
+        s.store->crash();
     s.transport.take();
     ++s.incarnation;
-    s.sync_pending = false;
+    s.sync_index = 0;
+    s.sync_term = 0;
     for (auto& h : crash_hooks_)
         h(id);
 }
 
-template <state_machine StateMachine>
-void cluster<StateMachine>::restart(node_id id)
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::restart(node_id id)
 {
     slot& s = slot_of(id);
     if (s.node)
@@ -108,8 +111,8 @@ void cluster<StateMachine>::restart(node_id id)
     start(s);
 }
 
-template <state_machine StateMachine>
-propose_result cluster<StateMachine>::propose(node_id id, std::string command)
+template <state_machine StateMachine, log_store LogStore>
+propose_result cluster<StateMachine, LogStore>::propose(node_id id, std::string command)
 {
     slot& s = slot_of(id);
     if (!s.node)
@@ -119,8 +122,8 @@ propose_result cluster<StateMachine>::propose(node_id id, std::string command)
     return r;
 }
 
-template <state_machine StateMachine>
-std::error_code cluster<StateMachine>::read_index(node_id id, std::uint64_t read_id)
+template <state_machine StateMachine, log_store LogStore>
+std::error_code cluster<StateMachine, LogStore>::read_index(node_id id, std::uint64_t read_id)
 {
     slot& s = slot_of(id);
     if (!s.node)
@@ -130,8 +133,8 @@ std::error_code cluster<StateMachine>::read_index(node_id id, std::uint64_t read
     return ec;
 }
 
-template <state_machine StateMachine>
-std::vector<node_id> cluster<StateMachine>::ids() const
+template <state_machine StateMachine, log_store LogStore>
+std::vector<node_id> cluster<StateMachine, LogStore>::ids() const
 {
     std::vector<node_id> out;
     for (const auto& s : slots_)
@@ -139,8 +142,8 @@ std::vector<node_id> cluster<StateMachine>::ids() const
     return out;
 }
 
-template <state_machine StateMachine>
-std::optional<node_id> cluster<StateMachine>::leader() const
+template <state_machine StateMachine, log_store LogStore>
+std::optional<node_id> cluster<StateMachine, LogStore>::leader() const
 {
     std::optional<node_id> best;
     term_t best_term = 0;
@@ -159,24 +162,24 @@ std::optional<node_id> cluster<StateMachine>::leader() const
     return unique ? best : std::nullopt;
 }
 
-template <state_machine StateMachine>
-auto cluster<StateMachine>::slot_of(node_id id) -> slot&
+template <state_machine StateMachine, log_store LogStore>
+auto cluster<StateMachine, LogStore>::slot_of(node_id id) -> slot&
 {
     if (id == no_node || id > slots_.size())
         throw std::out_of_range("raftkv::sim::cluster: no node " + std::to_string(id));
     return *slots_[id - 1];
 }
 
-template <state_machine StateMachine>
-auto cluster<StateMachine>::slot_of(node_id id) const -> const slot&
+template <state_machine StateMachine, log_store LogStore>
+auto cluster<StateMachine, LogStore>::slot_of(node_id id) const -> const slot&
 {
     if (id == no_node || id > slots_.size())
         throw std::out_of_range("raftkv::sim::cluster: no node " + std::to_string(id));
     return *slots_[id - 1];
 }
 
-template <state_machine StateMachine>
-auto cluster<StateMachine>::up_slot(node_id id) -> slot&
+template <state_machine StateMachine, log_store LogStore>
+auto cluster<StateMachine, LogStore>::up_slot(node_id id) -> slot&
 {
     slot& s = slot_of(id);
     if (!s.node)
@@ -185,33 +188,42 @@ auto cluster<StateMachine>::up_slot(node_id id) -> slot&
 }
 
 // Builds the node of a new incarnation and starts its ticks at a random phase.
-template <state_machine StateMachine>
-void cluster<StateMachine>::start(slot& s)
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::start(slot& s)
 {
     s.machine = factory_(s.id);
     options o = config_.node_options;
     o.id = s.id;
     o.members = members_;
     o.random_seed = rng_.fork_seed();
-    s.node = std::make_unique<node_type>(std::move(o), s.transport, s.store, *s.machine);
+    s.node = std::make_unique<node_type>(std::move(o), s.transport, *s.store, *s.machine);
     s.node->on_apply([this, &s](index_t i, term_t t, result_type& r) { handle_apply(s, i, t, r); });
     s.node->on_read([this, id = s.id](std::uint64_t read_id, std::error_code ec) {
         for (auto& h : read_hooks_)
             h(id, read_id, ec);
+    });
+    s.node->on_drop([this, id = s.id](index_t i, term_t t, std::error_code ec) {
+        for (auto& h : drop_hooks_)
+            h(id, i, t, ec);
+    });
+    s.node->on_restore([this, id = s.id](const snapshot_meta& meta) {
+        ++stats_.snapshots_installed;
+        if (config_.check_invariants)
+            invariants_.on_restored(id, meta.index);
     });
     invariants_.on_start(s.id, s.machine->applied_index());
     const auto interval = static_cast<std::uint64_t>(config_.tick_interval.count());
     push(rng_.uniform(1, interval), node_event(event_kind::tick, s));
 }
 
-template <state_machine StateMachine>
-void cluster<StateMachine>::push(std::uint64_t delay, event e)
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::push(std::uint64_t delay, event e)
 {
     queue_.emplace(std::pair{now_ + delay, seq_++}, std::move(e));
 }
 
-template <state_machine StateMachine>
-void cluster<StateMachine>::run(event& e)
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::run(event& e)
 {
     if (e.kind == event_kind::action) {
         e.action();
@@ -228,15 +240,78 @@ void cluster<StateMachine>::run(event& e)
         s.node->tick();
         push(static_cast<std::uint64_t>(config_.tick_interval.count()), std::move(e));
     } else if (e.kind == event_kind::sync) {
-        s.sync_pending = false;
-        if (s.store.sync())
-            s.node->on_log_durable();
+        sync(s, e);
+    }
+}
+
+// Completes a sync that covered the log up to (e.sync_index, e.sync_term) when it started.
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::sync(slot& s, const event& e)
+{
+    bool advanced = false;
+    if constexpr (requires { s.store->sync_to(e.sync_index, e.sync_term); })
+        advanced = s.store->sync_to(e.sync_index, e.sync_term);
+    else if constexpr (requires { s.store->sync(); })
+        advanced = s.store->sync();
+    if (advanced)
+        s.node->on_log_durable();
+}
+
+// Schedules a sync of everything appended so far, unless one covering it is scheduled.
+// Syncs take random times, so they may complete out of order, and after the entries
+// they cover were replaced.
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::schedule_sync(slot& s)
+{
+    const index_t last = s.store->last_index();
+    if (!s.node || s.store->durable_index() >= last)
+        return;
+    const term_t term = s.store->term_at(last);
+    if (s.sync_index == last && s.sync_term == term)
+        return;
+    s.sync_index = last;
+    s.sync_term = term;
+    event e = node_event(event_kind::sync, s);
+    e.sync_index = last;
+    e.sync_term = term;
+    const auto lo = static_cast<std::uint64_t>(config_.min_sync_delay.count());
+    const auto hi = static_cast<std::uint64_t>(config_.max_sync_delay.count());
+    push(rng_.uniform(lo, std::max(lo, hi)), std::move(e));
+}
+
+template <state_machine StateMachine, log_store LogStore>
+auto cluster<StateMachine, LogStore>::default_machines() -> machine_factory
+{
+    if constexpr (std::constructible_from<StateMachine, std::shared_ptr<typename StateMachine::disk>>) {
+        auto disks = std::make_shared<std::map<node_id, std::shared_ptr<typename StateMachine::disk>>>();
+        return [disks](node_id id) {
+            auto& d = (*disks)[id];
+            if (!d)
+                d = std::make_shared<typename StateMachine::disk>();
+            return std::make_unique<StateMachine>(d);
+        };
+    } else if constexpr (std::default_initializable<StateMachine>) {
+        return [](node_id) { return std::make_unique<StateMachine>(); };
+    } else {
+        throw std::invalid_argument("raftkv::sim::cluster: a machine factory is required");
+    }
+}
+
+template <state_machine StateMachine, log_store LogStore>
+auto cluster<StateMachine, LogStore>::default_stores() const -> store_factory
+{
+    if constexpr (std::constructible_from<LogStore, bool>) {
+        return [sync = config_.sync_on_append](node_id) { return std::make_unique<LogStore>(sync); };
+    } else if constexpr (std::default_initializable<LogStore>) {
+        return [](node_id) { return std::make_unique<LogStore>(); };
+    } else {
+        throw std::invalid_argument("raftkv::sim::cluster: a store factory is required");
     }
 }
 
 // A message arrives only if its link is still up, as well as when it was sent.
-template <state_machine StateMachine>
-void cluster<StateMachine>::deliver(message& m)
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::deliver(message& m)
 {
     if (m.to == no_node || m.to > slots_.size())
         return;
@@ -250,25 +325,22 @@ void cluster<StateMachine>::deliver(message& m)
 }
 
 // Puts on the wire what nodes sent, and schedules syncs for stores with unsynced entries.
-template <state_machine StateMachine>
-void cluster<StateMachine>::flush()
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::flush()
 {
     for (auto& s : slots_) {
         for (message& m : s->transport.take())
             route(std::move(m));
-        if (s->node && !s->sync_pending && s->store.durable_index() < s->store.last_index()) {
-            s->sync_pending = true;
-            const auto lo = static_cast<std::uint64_t>(config_.min_sync_delay.count());
-            const auto hi = static_cast<std::uint64_t>(config_.max_sync_delay.count());
-            push(rng_.uniform(lo, std::max(lo, hi)), node_event(event_kind::sync, *s));
-        }
+        schedule_sync(*s);
     }
 }
 
-template <state_machine StateMachine>
-void cluster<StateMachine>::route(message m)
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::route(message m)
 {
     ++stats_.sent;
+    if (std::holds_alternative<install_snapshot_request>(m.body))
+        ++stats_.snapshot_chunks;
     const auto delays = net_.route(m.from, m.to, rng_);
     for (std::size_t k = 0; k < delays.size(); ++k) {
         event e;
@@ -278,8 +350,8 @@ void cluster<StateMachine>::route(message m)
     }
 }
 
-template <state_machine StateMachine>
-void cluster<StateMachine>::check()
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::check()
 {
     if (!config_.check_invariants)
         return;
@@ -289,7 +361,10 @@ void cluster<StateMachine>::check()
                 continue;
             const node_type& n = *s->node;
             const node_view v{s->id, n.role(), n.term(), n.commit_index(), n.applied_index()};
-            invariants_.check(v, s->store, s->store.take_changed_from());
+            index_t changed_from = s->store->first_index();
+            if constexpr (requires { s->store->take_changed_from(); })
+                changed_from = s->store->take_changed_from();
+            invariants_.check(v, *s->store, changed_from);
         }
     } catch (const invariant_violation& e) {
         throw invariant_violation(std::string(e.what()) + " [at virtual time " + std::to_string(now_) +
@@ -297,8 +372,9 @@ void cluster<StateMachine>::check()
     }
 }
 
-template <state_machine StateMachine>
-void cluster<StateMachine>::trace(event_kind kind, node_id from, node_id to, std::uint64_t type, term_t term)
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::trace(event_kind kind, node_id from, node_id to, std::uint64_t type,
+                                            term_t term)
 {
     std::uint64_t h = detail::hash_combine(trace_, now_);
     h = detail::hash_combine(h, static_cast<std::uint64_t>(kind));
@@ -308,14 +384,16 @@ void cluster<StateMachine>::trace(event_kind kind, node_id from, node_id to, std
     trace_ = detail::hash_combine(h, term);
 }
 
-template <state_machine StateMachine>
-void cluster<StateMachine>::handle_apply(slot& s, index_t index, term_t term, result_type& result)
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::handle_apply(slot& s, index_t index, term_t term, result_type& result)
 {
     if (config_.check_invariants) {
+        // Handlers run at the end of the node's call, which may have compacted the entry.
+        const bool compacted = index < s.store->first_index();
         std::vector<log_entry> es;
-        if (index >= s.store.first_index() && index <= s.store.last_index())
-            es = s.store.entries(index, index + 1, std::numeric_limits<std::size_t>::max());
-        invariants_.on_applied(s.id, index, term, es.empty() ? nullptr : &es.front());
+        if (!compacted && index <= s.store->last_index())
+            es = s.store->entries(index, index + 1, std::numeric_limits<std::size_t>::max());
+        invariants_.on_applied(s.id, index, term, es.empty() ? nullptr : &es.front(), compacted);
     }
     for (auto& h : apply_hooks_)
         h(s.id, index, term, result);

@@ -16,6 +16,8 @@ kv_workload<StateMachine>::kv_workload(cluster<StateMachine>& c, workload_config
         clients_[i].id = i + 1;
     cluster_.on_apply([this](node_id n, index_t i, term_t t, kv_result& r) { handle_apply(n, i, t, r); });
     cluster_.on_read([this](node_id n, std::uint64_t id, std::error_code ec) { handle_read(n, id, ec); });
+    cluster_.on_drop(
+        [this](node_id n, index_t i, term_t t, std::error_code ec) { handle_drop(n, i, t, ec); });
     cluster_.on_crash([this](node_id n) { handle_crash(n); });
 }
 
@@ -82,21 +84,15 @@ void kv_workload<StateMachine>::attempt(std::size_t ci)
 template <class StateMachine>
 void kv_workload<StateMachine>::attempt_write(client& c, std::size_t ci)
 {
-    proposing_ = c.target;
-    early_.clear();
+    // The node reports the outcome after propose() returns, never during it.
     const propose_result r = cluster_.propose(c.target, c.command);
-    proposing_.reset();
     if (r.ec)
         return retry(c, ci, r.leader);
     c.waiting = waiting_for::write;
     c.at = c.target;
     c.index = r.index;
     c.term = r.term;
-    writes_[{c.at, c.index}] = ci;
-    for (const early_apply& e : early_) {
-        if (e.index == r.index)
-            return handle_apply(c.at, e.index, e.term, e.result);
-    }
+    writes_[{c.at, c.index, c.term}] = ci;
 }
 
 template <class StateMachine>
@@ -134,17 +130,37 @@ template <class StateMachine>
 void kv_workload<StateMachine>::handle_apply(node_id node, index_t index, term_t term,
                                              const kv_result& result)
 {
-    if (proposing_ == node)
-        early_.push_back(early_apply{index, term, result});
-    const auto it = writes_.find({node, index});
+    const auto it = writes_.find({node, index, term});
     if (it == writes_.end())
         return;
     client& c = clients_[it->second];
     const std::size_t ci = it->second;
     writes_.erase(it);
-    if (term == c.term)
-        return complete(c, ci, result.found, {});
-    retry(c, ci, no_node); // overwritten by another leader's entry: it never took effect
+    complete(c, ci, result.found, {});
+}
+
+template <class StateMachine>
+void kv_workload<StateMachine>::handle_drop(node_id node, index_t index, term_t term, std::error_code ec)
+{
+    const auto it = writes_.find({node, index, term});
+    if (it == writes_.end())
+        return;
+    client& c = clients_[it->second];
+    const std::size_t ci = it->second;
+    writes_.erase(it);
+    if (ec == errc::proposal_dropped)
+        return retry(c, ci, no_node); // another entry took its index: it never took effect
+    indeterminate(c, ci);
+}
+
+// The write may or may not have taken effect: the history says so.
+template <class StateMachine>
+void kv_workload<StateMachine>::indeterminate(client& c, std::size_t ci)
+{
+    c.op.indeterminate = true;
+    history_.push_back(c.op);
+    ++stats_.indeterminate;
+    finish(c, ci);
 }
 
 template <class StateMachine>
@@ -171,11 +187,8 @@ void kv_workload<StateMachine>::handle_crash(node_id node)
         if (!c.busy || c.at != node || c.waiting == waiting_for::nothing)
             continue;
         if (c.waiting == waiting_for::write) {
-            writes_.erase({c.at, c.index});
-            c.op.indeterminate = true;
-            history_.push_back(c.op);
-            ++stats_.indeterminate;
-            finish(c, ci);
+            writes_.erase({c.at, c.index, c.term});
+            indeterminate(c, ci);
         } else {
             std::erase_if(reads_, [ci](const auto& r) { return r.second == ci; });
             retry(c, ci, no_node);
@@ -190,14 +203,11 @@ void kv_workload<StateMachine>::handle_timeout(std::size_t ci, std::uint64_t op_
     if (!c.busy || c.op_seq != op_seq)
         return;
     if (c.waiting == waiting_for::write) {
-        writes_.erase({c.at, c.index});
-        c.op.indeterminate = true;
-        history_.push_back(c.op);
-        ++stats_.indeterminate;
-    } else {
-        std::erase_if(reads_, [ci](const auto& r) { return r.second == ci; });
-        ++stats_.abandoned; // a read, or a write that was never in any log
+        writes_.erase({c.at, c.index, c.term});
+        return indeterminate(c, ci);
     }
+    std::erase_if(reads_, [ci](const auto& r) { return r.second == ci; });
+    ++stats_.abandoned; // a read, or a write that was never in any log
     finish(c, ci);
 }
 

@@ -1,0 +1,223 @@
+#include <raftkv/sim/cluster.hpp>
+
+#define BOOST_TEST_MODULE sim_snapshot
+#include <boost/test/unit_test.hpp>
+
+#include "sim/support.hpp"
+
+#include <raftkv/sim/fault_injector.hpp>
+#include <raftkv/sim/kv_workload.hpp>
+#include <raftkv/sim/linearizability.hpp>
+
+#include <cstdint>
+#include <string>
+#include <variant>
+
+// Snapshots and log compaction in simulated clusters: followers that fall behind the
+// leader's log, transfers cut short by crashes and leader changes, compaction racing a
+// slow follower, restarts from a snapshot, and handlers that call back into the node.
+
+using namespace raftkv;
+using namespace raftkv::sim;
+using namespace raftkv::sim::testing;
+
+namespace {
+
+cluster_config snapshotting(std::uint64_t seed, std::size_t nodes = 3)
+{
+    cluster_config cfg{.nodes = nodes, .seed = seed};
+    cfg.node_options.snapshot_entries = 10;
+    cfg.node_options.snapshot_catchup_entries = 2;
+    cfg.node_options.snapshot_chunk_bytes = 16;
+    cfg.node_options.max_snapshot_inflight_bytes = 64;
+    return cfg;
+}
+
+// Writes `n` distinct keys, each committed on at least `expected` nodes.
+void write_keys(kv_cluster& c, int from, int n, std::size_t expected)
+{
+    for (int k = from; k < from + n; ++k)
+        BOOST_TEST_REQUIRE(one(c, encode_put("key" + std::to_string(k), "v" + std::to_string(k)), expected) >
+                           0u);
+}
+
+void check_all_machines_agree(kv_cluster& c)
+{
+    const node_id l = *c.leader();
+    for (node_id id : c.ids()) {
+        BOOST_TEST_CONTEXT("node " << id)
+        {
+            BOOST_TEST((c.machine(id).data() == c.machine(l).data()));
+            BOOST_TEST(c.node(id).applied_index() == c.node(l).applied_index());
+        }
+    }
+}
+
+// Calls `action` (once) when node `to` first receives a snapshot chunk past offset 0.
+template <class F>
+void on_mid_transfer(kv_cluster& c, node_id to, F action)
+{
+    auto fired = std::make_shared<bool>(false);
+    c.on_deliver([&c, to, fired, action](const message& m) {
+        const auto* r = std::get_if<install_snapshot_request>(&m.body);
+        if (*fired || !r || m.to != to || r->offset == 0)
+            return;
+        *fired = true;
+        c.schedule(std::chrono::microseconds(0), [action, from = m.from] { action(from); });
+    });
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_lagging_follower_catches_up_by_snapshot_under_loss_and_reordering)
+{
+    kv_cluster c{snapshotting(101)};
+    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    const node_id lagging = *c.leader() % 3 + 1;
+    c.isolate(lagging);
+    write_keys(c, 0, 60, 2);
+    BOOST_TEST_REQUIRE(c.node(*c.leader()).first_index() > c.node(lagging).last_index() + 1);
+    c.net().set_default_link({.min_delay = 1ms, .max_delay = 15ms, .loss = 0.2, .duplicate = 0.1});
+    c.reconnect(lagging);
+    BOOST_TEST(wait_converged(c, 30s));
+    BOOST_TEST(c.stats().snapshots_installed >= 1u);
+    c.net().set_default_link({});
+    BOOST_TEST(wait_converged(c, 10s));
+    check_all_machines_agree(c);
+}
+
+BOOST_AUTO_TEST_CASE(a_follower_that_crashes_in_the_middle_of_an_install_starts_over)
+{
+    kv_cluster c{snapshotting(102)};
+    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    const node_id lagging = *c.leader() % 3 + 1;
+    c.isolate(lagging);
+    write_keys(c, 0, 60, 2);
+    on_mid_transfer(c, lagging, [&c, lagging](node_id) {
+        c.crash(lagging);
+        c.schedule(50ms, [&c, lagging] { c.restart(lagging); });
+    });
+    c.reconnect(lagging);
+    BOOST_TEST_REQUIRE(c.run_until([&] { return c.incarnation(lagging) == 1 && c.is_up(lagging); }, 10s));
+    BOOST_TEST(wait_converged(c, 30s));
+    BOOST_TEST(c.incarnation(lagging) == 1u);
+    BOOST_TEST(c.stats().snapshots_installed >= 1u);
+    check_all_machines_agree(c);
+}
+
+BOOST_AUTO_TEST_CASE(a_leader_change_in_the_middle_of_a_chunked_install)
+{
+    kv_cluster c{snapshotting(103, 5)};
+    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    const node_id lagging = *c.leader() % 5 + 1;
+    c.isolate(lagging);
+    write_keys(c, 0, 60, 4);
+    on_mid_transfer(c, lagging, [&c](node_id leader) {
+        c.crash(leader);
+        c.schedule(300ms, [&c, leader] { c.restart(leader); });
+    });
+    const node_id first_leader = *c.leader();
+    c.reconnect(lagging);
+    BOOST_TEST_REQUIRE(
+        c.run_until([&] { return c.incarnation(first_leader) == 1 && c.is_up(first_leader); }, 10s));
+    BOOST_TEST(wait_converged(c, 30s));
+    write_keys(c, 60, 5, 5);
+    BOOST_TEST(wait_converged(c, 10s));
+    check_all_machines_agree(c);
+}
+
+BOOST_AUTO_TEST_CASE(compaction_racing_a_slow_follower_never_starves_it)
+{
+    kv_cluster c{snapshotting(104)};
+    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    const node_id leader = *c.leader();
+    const node_id slow = leader % 3 + 1;
+    c.isolate(slow);
+    write_keys(c, 0, 40, 2);
+    // Its link is slow, and writes go on while it receives snapshots: the leader takes
+    // newer snapshots meanwhile but never drops the entries after the one being sent.
+    c.net().set_link(leader, slow, {.min_delay = 20ms, .max_delay = 40ms});
+    c.net().set_link(slow, leader, {.min_delay = 20ms, .max_delay = 40ms});
+    c.reconnect(slow);
+    for (int k = 40; k < 140; ++k) {
+        const propose_result r = c.propose(*c.leader(), encode_put("key" + std::to_string(k), "v"));
+        BOOST_TEST_REQUIRE(!r.ec);
+        c.run_for(3ms);
+    }
+    BOOST_TEST(wait_converged(c, 30s));
+    BOOST_TEST(c.stats().snapshots_installed >= 1u);
+    check_all_machines_agree(c);
+}
+
+BOOST_AUTO_TEST_CASE(a_restarted_node_loads_its_snapshot_and_replays_only_the_tail)
+{
+    kv_cluster c{snapshotting(105)};
+    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    write_keys(c, 0, 55, 3);
+    BOOST_TEST(wait_converged(c, 10s));
+    const node_id follower = *c.leader() % 3 + 1;
+    c.crash(follower);
+    c.restart(follower);
+    const index_t from_snapshot = c.machine(follower).applied_index();
+    BOOST_TEST(from_snapshot >= 50u);
+    BOOST_TEST(from_snapshot + 1 >= c.node(follower).first_index());
+    BOOST_TEST(c.node(follower).last_index() - from_snapshot < 15u); // only the tail is replayed
+    BOOST_TEST(wait_converged(c, 10s));
+    check_all_machines_agree(c);
+}
+
+BOOST_AUTO_TEST_CASE(handlers_that_call_back_into_their_node_keep_it_safe)
+{
+    cluster_config cfg = snapshotting(106);
+    cfg.sync_on_append = false;
+    kv_cluster c{cfg};
+    // Every hook calls back into the node that ran it, which the node allows (its
+    // handlers run once its state is settled): applies propose more, reads start reads,
+    // drops propose again. Bounded so the run ends.
+    int budget = 300;
+    std::uint64_t next_read = 1'000'000;
+    c.on_apply([&](node_id id, index_t, term_t, kv_result&) {
+        if (budget > 0 && c.node(id).role() == role::leader && !c.node(id).propose(command(budget--)).ec)
+            c.node(id).on_log_durable();
+    });
+    c.on_read([&](node_id id, std::uint64_t, std::error_code) {
+        if (budget-- > 0)
+            (void)c.node(id).read_index(next_read++);
+    });
+    c.on_drop([&](node_id id, index_t, term_t, std::error_code) {
+        if (budget-- > 0)
+            (void)c.node(id).propose(command(budget));
+    });
+    fault_injector<kv_state_machine> faults{c, {.min_gap = 50ms, .max_gap = 300ms}};
+    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    BOOST_TEST(!c.read_index(*c.leader(), 1).value()); // starts the read chain
+    write_keys(c, 0, 5, 2);
+    faults.start(3s);
+    c.run_for(3s);
+    faults.heal_all();
+    budget = 0;
+    BOOST_TEST(wait_converged(c, 20s));
+    check_all_machines_agree(c);
+}
+
+BOOST_AUTO_TEST_CASE(late_syncs_after_a_truncation_never_cover_the_new_entries)
+{
+    cluster_config cfg = snapshotting(107);
+    cfg.sync_on_append = false;
+    cfg.min_sync_delay = 5ms;
+    cfg.max_sync_delay = 60ms; // syncs complete late and out of order
+    kv_cluster c{cfg};
+    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    write_keys(c, 0, 5, 3);
+    for (int round = 0; round < 5; ++round) {
+        const node_id old = *c.leader();
+        c.isolate(old);
+        for (int k = 0; k < 5; ++k)
+            (void)c.propose(old, command(1000 + round * 10 + k)); // appended, syncs pending
+        c.run_until([&] { return c.leader().has_value() && *c.leader() != old; }, 5s);
+        write_keys(c, 100 * (round + 1), 3, 2);
+        c.reconnect(old); // its unsynced suffix is replaced while its syncs are in flight
+        BOOST_TEST(wait_converged(c, 10s));
+    }
+    check_all_machines_agree(c);
+}
