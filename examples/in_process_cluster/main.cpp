@@ -14,8 +14,13 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <sstream>
+#include <stdexcept>
 #include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -23,24 +28,89 @@ namespace {
 // ---- The state machine: a bank --------------------------------------------------
 
 // Commands are text: "deposit <account> <amount>" or "transfer <from> <to> <amount>".
+// The balances live in memory; what survives a crash is the last snapshot, kept in a
+// vault the bank is given (a file would do the same). Snapshots are text, one
+// "<account> <balance>" line per account.
 class bank {
+    struct state {
+        raftkv::index_t applied = 0;
+        std::map<std::string, std::int64_t> balances;
+    };
+
 public:
     using result_type = std::string; // "ok" or why the command was refused
+    using vault = std::shared_ptr<const state>;
+
+    // Reads a snapshot line by line from a state that later applies do not change.
+    class snapshot_reader {
+    public:
+        explicit snapshot_reader(std::shared_ptr<const state> s)
+            : state_(std::move(s)), at_(state_->balances.begin())
+        {
+        }
+        raftkv::index_t index() const { return state_->applied; }
+        bool read(std::string& out, std::size_t max_bytes)
+        {
+            out.clear();
+            for (; at_ != state_->balances.end() && out.size() < max_bytes; ++at_)
+                out += at_->first + " " + std::to_string(at_->second) + "\n";
+            return at_ == state_->balances.end();
+        }
+
+    private:
+        std::shared_ptr<const state> state_;
+        std::map<std::string, std::int64_t>::const_iterator at_;
+    };
+
+    explicit bank(vault& v) : vault_(&v), state_(std::make_shared<state>(v ? *v : state{})) {}
 
     void apply(std::span<const raftkv::log_entry> batch, std::span<std::string> results)
     {
+        if (state_.use_count() > 1) // shared with the vault or a reader: copy on write
+            state_ = std::make_shared<state>(*state_);
         for (std::size_t k = 0; k < batch.size(); ++k) {
-            applied_ = batch[k].index;
+            state_->applied = batch[k].index;
             if (batch[k].type == raftkv::entry_type::normal)
                 results[k] = execute(batch[k].data);
         }
     }
-    raftkv::index_t applied_index() const { return applied_; }
+    raftkv::index_t applied_index() const { return state_->applied; }
+
+    raftkv::index_t snapshot_index() const { return *vault_ ? (*vault_)->applied : 0; }
+    void take_snapshot() { *vault_ = state_; }
+    snapshot_reader snapshot() const { return snapshot_reader(state_); }
+
+    void begin_restore(const raftkv::snapshot_meta& meta)
+    {
+        restoring_ = std::make_shared<state>();
+        restoring_->applied = meta.index;
+        partial_.clear();
+    }
+    void restore_chunk(std::string_view data)
+    {
+        partial_ += data;
+        std::size_t end;
+        while ((end = partial_.find('\n')) != std::string::npos) {
+            std::istringstream line(partial_.substr(0, end));
+            std::string account;
+            std::int64_t balance = 0;
+            if (!(line >> account >> balance))
+                throw std::invalid_argument("bank: malformed snapshot line");
+            restoring_->balances[account] = balance;
+            partial_.erase(0, end + 1);
+        }
+    }
+    void finish_restore()
+    {
+        state_ = std::move(restoring_);
+        *vault_ = state_;
+    }
+    void abort_restore() { restoring_.reset(); }
 
     std::int64_t balance(const std::string& account) const
     {
-        auto it = balances_.find(account);
-        return it == balances_.end() ? 0 : it->second;
+        auto it = state_->balances.find(account);
+        return it == state_->balances.end() ? 0 : it->second;
     }
 
 private:
@@ -50,22 +120,25 @@ private:
         std::string verb, from, to;
         std::int64_t amount = 0;
         in >> verb;
+        auto& balances = state_->balances;
         if (verb == "deposit" && in >> to >> amount && amount > 0) {
-            balances_[to] += amount;
+            balances[to] += amount;
             return "ok";
         }
         if (verb == "transfer" && in >> from >> to >> amount && amount > 0) {
             if (balance(from) < amount)
                 return "insufficient funds";
-            balances_[from] -= amount;
-            balances_[to] += amount;
+            balances[from] -= amount;
+            balances[to] += amount;
             return "ok";
         }
         return "malformed command";
     }
 
-    raftkv::index_t applied_ = 0;
-    std::map<std::string, std::int64_t> balances_;
+    vault* vault_;
+    std::shared_ptr<state> state_;
+    std::shared_ptr<state> restoring_;
+    std::string partial_;
 };
 
 // ---- The transport: a shared in-memory mailbox ------------------------------------
@@ -90,6 +163,7 @@ using bank_node = raftkv::basic_node<mailbox_transport, raftkv::memory_log_store
 
 struct server {
     raftkv::memory_log_store store; // survives a crash, like a disk
+    bank::vault vault;              // so does the bank's last snapshot
     std::unique_ptr<bank> machine;
     std::unique_ptr<mailbox_transport> transport;
     std::unique_ptr<bank_node> node;
@@ -107,12 +181,19 @@ public:
         for (raftkv::node_id m = 1; m <= servers_.size(); ++m)
             o.members.voters.push_back(m);
         o.random_seed = id * 1000 + restarts_++;
-        s.machine = std::make_unique<bank>(); // the bank is rebuilt from the log
+        o.snapshot_entries = 4;                      // snapshot often, to show it: the log keeps
+        o.snapshot_catchup_entries = 1;              // one entry behind the snapshot
+        s.machine = std::make_unique<bank>(s.vault); // from its last snapshot, then the log
         s.transport = std::make_unique<mailbox_transport>(box_);
         s.node = std::make_unique<bank_node>(o, *s.transport, s.store, *s.machine);
+        // Each proposal ends in exactly one of these two handlers.
         s.node->on_apply([this, id](raftkv::index_t index, raftkv::term_t term, std::string& result) {
-            if (waiting_ && waiting_->index == index && waiting_->node == id)
-                waiting_->result = waiting_->term == term ? result : "dropped by a new leader";
+            if (waiting_ && waiting_->node == id && waiting_->index == index && waiting_->term == term)
+                waiting_->result = result;
+        });
+        s.node->on_drop([this, id](raftkv::index_t index, raftkv::term_t term, std::error_code ec) {
+            if (waiting_ && waiting_->node == id && waiting_->index == index && waiting_->term == term)
+                waiting_->result = "not applied: " + ec.message();
         });
         box_.down[id] = false;
     }
@@ -206,13 +287,18 @@ int main()
     std::printf("transfer alice carol 20 -> %s\n", c.submit("transfer alice carol 20").c_str());
     std::printf("node %llu is the new leader\n", static_cast<unsigned long long>(*c.leader()));
 
+    std::printf("deposit dave 5         -> %s\n", c.submit("deposit dave 5").c_str());
     c.start(old_leader);
-    std::printf("node %llu restarted and replays its log\n", static_cast<unsigned long long>(old_leader));
+    std::printf("node %llu restarted from its snapshot at index %llu and catches up\n",
+                static_cast<unsigned long long>(old_leader),
+                static_cast<unsigned long long>(c.machine(old_leader).applied_index()));
     for (int t = 0; t < 30; ++t)
         c.tick();
+    std::printf("node %llu's log now starts at index %llu\n", static_cast<unsigned long long>(*c.leader()),
+                static_cast<unsigned long long>(c.node(*c.leader()).first_index()));
 
     bool agree = true;
-    for (const char* account : {"alice", "bob", "carol"}) {
+    for (const char* account : {"alice", "bob", "carol", "dave"}) {
         std::printf("%-6s", account);
         for (raftkv::node_id id = 1; id <= 3; ++id) {
             std::printf("  node %llu: %4lld", static_cast<unsigned long long>(id),
@@ -222,7 +308,7 @@ int main()
         std::printf("\n");
     }
     const bool expected = c.machine(1).balance("alice") == 50 && c.machine(1).balance("bob") == 30 &&
-                          c.machine(1).balance("carol") == 20;
+                          c.machine(1).balance("carol") == 20 && c.machine(1).balance("dave") == 5;
     std::printf("%s\n", agree && expected ? "all nodes agree" : "NODES DISAGREE");
     return agree && expected ? 0 : 1;
 }

@@ -2,6 +2,8 @@
 
 #include <raftkv/memory_log_store.hpp>
 
+#include "support/list_machine.hpp"
+
 #define BOOST_TEST_MODULE asio_driver
 #include <boost/test/unit_test.hpp>
 
@@ -26,22 +28,7 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// Appends commands to a list; the result is the list's length after the command.
-struct list_machine {
-    using result_type = std::size_t;
-    raftkv::index_t applied = 0;
-    std::vector<std::string> commands;
-    void apply(std::span<const raftkv::log_entry> batch, std::span<std::size_t> results)
-    {
-        for (std::size_t k = 0; k < batch.size(); ++k) {
-            applied = batch[k].index;
-            if (batch[k].type == raftkv::entry_type::normal)
-                commands.push_back(batch[k].data);
-            results[k] = commands.size();
-        }
-    }
-    raftkv::index_t applied_index() const { return applied; }
-};
+using raftkv::test::list_machine;
 
 // Delivers to nodes in the same process; a node marked down sends and receives nothing.
 struct router {

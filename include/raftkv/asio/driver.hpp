@@ -18,6 +18,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <span>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -90,6 +91,7 @@ public:
           timer_(strand_)
     {
         node_.on_apply([this](index_t i, term_t t, result_type& r) { on_applied(i, t, r); });
+        node_.on_drop([this](index_t i, term_t t, std::error_code ec) { on_dropped(i, t, ec); });
         node_.on_read([this](std::uint64_t id, std::error_code ec) { on_read_done(id, ec); });
         publish_status();
     }
@@ -135,8 +137,10 @@ public:
     /// Proposes `command`. Completes with `(boost::system::error_code, result_type)` — the
     /// error wraps a raftkv::errc, so it compares equal to one: an empty error and
     /// the state machine's result once applied; errc::not_leader (see status().leader),
-    /// errc::proposal_dropped (a new leader overwrote it: it never took effect),
-    /// errc::timeout (outcome unknown) or errc::shutting_down.
+    /// errc::overloaded (too much uncommitted: it never entered the log),
+    /// errc::transfer_in_progress, errc::proposal_dropped (a new leader overwrote it: it
+    /// never took effect), errc::leadership_lost, errc::timeout (both: outcome unknown) or
+    /// errc::shutting_down.
     template <class Token>
     auto async_propose(std::string command, Token&& token)
     {
@@ -192,7 +196,6 @@ private:
         propose_handler handler;
     };
     struct proposal_waiter {
-        term_t term;
         clock::time_point deadline;
         propose_handler handler;
     };
@@ -241,7 +244,8 @@ private:
                 if (r.ec)
                     complete(std::move(q.handler), to_boost(r.ec), result_type{});
                 else
-                    waiters_.emplace(r.index + k, proposal_waiter{r.term, deadline, std::move(q.handler)});
+                    waiters_.emplace(std::pair{r.index + k, r.term},
+                                     proposal_waiter{deadline, std::move(q.handler)});
                 queue_.pop_front();
             }
             if (!r.ec)
@@ -250,17 +254,25 @@ private:
         publish_status();
     }
 
+    // The node reports each proposal once, by (index, term): applied, or dropped.
     void on_applied(index_t index, term_t term, result_type& result)
     {
-        auto it = waiters_.find(index);
+        auto it = waiters_.find({index, term});
         if (it == waiters_.end())
             return;
         proposal_waiter w = std::move(it->second);
         waiters_.erase(it);
-        if (w.term == term)
-            complete(std::move(w.handler), boost::system::error_code{}, std::move(result));
-        else
-            complete(std::move(w.handler), to_boost(errc::proposal_dropped), result_type{});
+        complete(std::move(w.handler), boost::system::error_code{}, std::move(result));
+    }
+
+    void on_dropped(index_t index, term_t term, std::error_code ec)
+    {
+        auto it = waiters_.find({index, term});
+        if (it == waiters_.end())
+            return;
+        proposal_waiter w = std::move(it->second);
+        waiters_.erase(it);
+        complete(std::move(w.handler), to_boost(ec), result_type{});
     }
 
     void start_read(read_handler handler)
@@ -305,12 +317,17 @@ private:
         });
     }
 
-    // Waiters are kept in index (and id) order, which is also deadline order.
+    // Reads are kept in id order, which is also deadline order; proposals are few enough
+    // per tick (bounded by max_uncommitted_bytes) to scan.
     void expire(clock::time_point now)
     {
-        while (!waiters_.empty() && waiters_.begin()->second.deadline <= now) {
-            complete(std::move(waiters_.begin()->second.handler), to_boost(errc::timeout), result_type{});
-            waiters_.erase(waiters_.begin());
+        for (auto it = waiters_.begin(); it != waiters_.end();) {
+            if (it->second.deadline > now) {
+                ++it;
+                continue;
+            }
+            complete(std::move(it->second.handler), to_boost(errc::timeout), result_type{});
+            it = waiters_.erase(it);
         }
         while (!reads_.empty() && reads_.begin()->second.deadline <= now) {
             complete(std::move(reads_.begin()->second.handler), to_boost(errc::timeout));
@@ -332,6 +349,7 @@ private:
         reads_.clear();
     }
 
+    // Runs after every input: copies the scalars, and the members only when they change.
     void publish_status()
     {
         std::lock_guard lock(status_mutex_);
@@ -341,8 +359,11 @@ private:
         status_.leader = node_.leader();
         status_.commit_index = node_.commit_index();
         status_.applied_index = node_.applied_index();
+        status_.first_index = node_.first_index();
         status_.last_index = node_.last_index();
-        if (status_.members.voters.empty())
+        status_.snapshot_index = status_.first_index - 1;
+        status_.snapshot_term = node_.snapshot_term();
+        if (status_.members != node_.members())
             status_.members = node_.members();
     }
 
@@ -356,7 +377,8 @@ private:
 
     std::deque<queued_proposal> queue_;
     std::vector<std::string> batch_;
-    std::map<index_t, proposal_waiter> waiters_;
+    /// Proposals in the log, by (index, term): a stale one and a new one may share an index.
+    std::map<std::pair<index_t, term_t>, proposal_waiter> waiters_;
     std::map<std::uint64_t, read_waiter> reads_;
     std::uint64_t last_read_id_ = 0;
 
