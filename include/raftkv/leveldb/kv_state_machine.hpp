@@ -5,6 +5,7 @@
 #include <raftkv/kv_command.hpp>
 #include <raftkv/leveldb/detail/coding.hpp>
 #include <raftkv/leveldb/detail/database.hpp>
+#include <raftkv/leveldb/detail/snapshot_stream.hpp>
 #include <raftkv/types.hpp>
 
 #include <leveldb/db.h>
@@ -13,12 +14,15 @@
 #include <leveldb/status.h>
 #include <leveldb/write_batch.h>
 
+#include <atomic>
 #include <cassert>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
 #include <span>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -40,8 +44,19 @@ struct kv_state_machine_options {
     /// fsync per apply batch only where machine crashes need not be survived, or the state
     /// can be rebuilt by deleting it and re-applying the log.
     ///
+    /// For the same reason, with syncing off the machine never reports applied state
+    /// durable: snapshot_index() stays at the last snapshot restored (0 if none), so the
+    /// node keeps the log after it, and the log stays the durable record.
+    ///
     /// Default: true.
     bool sync = true;
+
+    /// The most bytes a restore gathers before it writes them to LevelDB, and the most a
+    /// deletion of replaced or abandoned state deletes in one write. Each such write is
+    /// synced. A restore's memory is bounded by this, plus one record of the snapshot.
+    ///
+    /// Default: 4 MiB.
+    std::size_t restore_batch_bytes = 4 * 1024 * 1024;
 };
 
 /** A `raftkv::state_machine` holding a key-value map in a LevelDB database of its own.
@@ -53,6 +68,12 @@ struct kv_state_machine_options {
     `found = false`. Each apply call is one LevelDB write holding every change of the
     batch and the new applied index, so the stored state always matches the stored
     applied index. The layout is in docs/leveldb.md.
+
+    snapshot() streams the state from a LevelDB snapshot while apply() goes on. A restore
+    (begin_restore(), restore_chunk() for each chunk, finish_restore()) writes the state it
+    receives beside the current one, which stays in force until finish_restore() switches
+    to the new one in a single synced write: a crash at any point leaves the old state or
+    the new one, never a mix. Neither holds the whole state in memory.
 
     @par Example
     @code
@@ -66,20 +87,29 @@ struct kv_state_machine_options {
     cannot be opened (permissions, locked by another process or another open store), is
     corrupt or belongs to another kind of store. Once open, a LevelDB read or write that
     fails also throws std::runtime_error: the process should stop. A failed apply leaves
-    the stored state and applied_index() as they were; `results` is then unspecified.
+    the stored state and applied_index() as they were; `results` is then unspecified. A
+    snapshot chunk that does not decode throws std::runtime_error and fails the restore,
+    leaving the current state as it was.
 
     @par Thread Safety
-    Distinct objects: safe. Shared objects: unsafe, except that get() may run on other
-    threads concurrently with apply() and with itself; it sees each apply batch whole or
-    not at all.
+    Distinct objects: safe. Shared objects: unsafe, except that get(), get_meta() and
+    snapshot() may run on other threads concurrently with any call and with themselves;
+    they see each apply batch, and each finished restore, whole or not at all. A reader
+    returned by snapshot() may be used on any one thread at a time.
 */
 class kv_state_machine {
 public:
     using result_type = kv_result;
+    class snapshot_reader;
 
     /// Opens the state machine in directory `dir`, creating it (and its parents) if
-    /// missing. Throws std::runtime_error if it cannot be opened or is corrupt.
+    /// missing, and deletes what an unfinished restore left. A database of format v1 is
+    /// upgraded in place (docs/leveldb.md). Throws std::runtime_error if it cannot be
+    /// opened or is corrupt.
     explicit kv_state_machine(const std::filesystem::path& dir, const kv_state_machine_options& opts = {});
+
+    kv_state_machine(const kv_state_machine&) = delete;
+    kv_state_machine& operator=(const kv_state_machine&) = delete;
 
     /// Applies `batch` and writes the outcome of `batch[k]` to `results[k]`. Never throws
     /// for a malformed command; throws std::runtime_error if LevelDB fails to write.
@@ -90,6 +120,44 @@ public:
     /// The index of the last entry applied; after a reopen, the last one stored.
     index_t applied_index() const noexcept { return applied_; }
 
+    /// The applied index up to which the state survives a machine crash. With `sync` on:
+    /// applied_index(). With it off: the index of the last restore finished (0 if none),
+    /// since LevelDB offers no cheap way to make earlier unsynced writes durable.
+    index_t snapshot_index() const noexcept { return opts_.sync ? applied_ : restored_; }
+
+    /// Does nothing: with `sync` on the applied state is durable already, and with it off
+    /// the machine does not make it so (see snapshot_index()).
+    void take_snapshot() noexcept {}
+
+    /// A reader over the state as of applied_index(), unaffected by later applies and
+    /// restores. Thread-safe as get(). The reader holds a LevelDB snapshot and iterator
+    /// until its last chunk is read or it is destroyed.
+    /// REQUIRES: this machine outlives the reader.
+    snapshot_reader snapshot() const;
+
+    /// Starts replacing the state with the snapshot `meta`, whose bytes (made by
+    /// snapshot() on some machine) follow in restore_chunk() calls. Discards a restore
+    /// in progress first, deleting what it stored. Until finish_restore() returns, the
+    /// state, applied_index(), snapshot_index() and snapshot() are unchanged.
+    void begin_restore(const snapshot_meta& meta);
+
+    /// Stores the records in `data`, the next bytes of the snapshot's stream (cut
+    /// anywhere), beside the current state, in synced writes of about
+    /// restore_batch_bytes. Throws std::runtime_error if `data` does not decode (or
+    /// LevelDB fails): the restore is then failed, and only abort_restore() or
+    /// begin_restore() may follow. Throws std::logic_error without a restore in progress.
+    void restore_chunk(std::string_view data);
+
+    /// Replaces the state with the restored one in one synced write, after which
+    /// applied_index() == snapshot_index() == the snapshot's index; then deletes the
+    /// replaced state's keys. Throws std::runtime_error if the stream is incomplete or
+    /// the restore failed (the state is then unchanged), or if LevelDB fails; throws
+    /// std::logic_error without a restore in progress.
+    void finish_restore();
+
+    /// Discards the restore in progress, if any, deleting what it stored.
+    void abort_restore();
+
     /// The value stored for `key`, or nothing if the key is absent.
     std::optional<std::string> get(std::string_view key) const;
 
@@ -98,26 +166,127 @@ public:
     std::optional<std::string> get_meta(std::string_view name) const;
 
 private:
-    // Keys: user_prefix + the user's key and replicated_meta_prefix + a meta record's name,
-    // so neither can collide with the other or with the machine's own records ('m' + a
-    // name). The applied index is stored as 8 bytes big-endian.
-    static constexpr char user_prefix = 'k';
-    static constexpr char replicated_meta_prefix = 'c';
+    using record_kind = detail::snapshot_record;
+
+    // Keys: the state lives in one of two slots. A user key is stored under
+    // user_prefix[slot] + the key, a meta record under meta_prefix[slot] + its name, so
+    // neither can collide with the other or with the machine's own records ('m' + a
+    // name). Slot 0 has the prefixes of format v1, which makes a v1 database a v2 one whose
+    // state is in slot 0. Indexes are stored as 8 bytes big-endian.
+    static constexpr char user_prefix[2] = {'k', 'K'};
+    static constexpr char meta_prefix[2] = {'c', 'C'};
     static constexpr std::string_view format_key = "mformat";
     static constexpr std::string_view applied_index_key = "mapplied_index";
-    static constexpr std::string_view format = "raftkv.kv_state_machine.v1";
+    // The slot holding the state, one byte (0 or 1); absent means 0.
+    static constexpr std::string_view slot_key = "mslot";
+    // The index of the last restore finished; absent means 0.
+    static constexpr std::string_view restored_index_key = "mrestored_index";
+    // Present while the slot not in use may hold keys: those of a restore under way, or
+    // of the state a restore replaced.
+    static constexpr std::string_view stale_key = "mstale";
+    static constexpr std::string_view format = "raftkv.kv_state_machine.v2";
+    static constexpr std::string_view format_v1 = "raftkv.kv_state_machine.v1";
 
-    static std::string user_key(std::string_view key) { return prefixed(user_prefix, key); }
-    static std::string meta_key(std::string_view name) { return prefixed(replicated_meta_prefix, name); }
-    static std::string prefixed(char prefix, std::string_view key);
-    std::optional<std::string> read(const std::string& key) const;
-    void load_applied_index();
+    struct restore_state {
+        explicit restore_state(const snapshot_meta& m) : meta(m), decoder(m.index) {}
+
+        snapshot_meta meta;
+        detail::snapshot_decoder decoder;
+        /// Records decoded but not yet written.
+        ::leveldb::WriteBatch batch;
+        /// Set while a call may leave the restore incomplete; cleared when it returns.
+        bool failed = false;
+    };
+
+    static char prefix(record_kind kind, int slot) noexcept
+    {
+        return kind == record_kind::user ? user_prefix[slot] : meta_prefix[slot];
+    }
+    static std::string data_key(char prefix, std::string_view key);
+    static std::string encode_index(index_t i);
+
+    int slot() const noexcept { return static_cast<int>(generation_.load() & 1); }
+    int other_slot() const noexcept { return 1 - slot(); }
+    std::optional<std::string> read_current(record_kind kind, std::string_view key) const;
+    std::optional<std::string> read(std::string_view key, const ::leveldb::ReadOptions& options) const;
+    index_t read_index(std::string_view key, const std::string& what,
+                       const ::leveldb::ReadOptions& options) const;
+    int read_slot(const ::leveldb::ReadOptions& options) const;
+    void load();
     bool stored(const std::string& key, std::unique_ptr<::leveldb::Iterator>& it) const;
+    restore_state& restoring(std::string_view call);
+    void stage(record_kind kind, std::string_view key, std::string_view value);
+    void write_staged(::leveldb::WriteBatch& batch, const std::string& what);
+    void delete_slot(int slot);
+    void write_synced(::leveldb::WriteBatch& batch, const std::string& what);
+    std::string restoring_what() const;
 
     std::string name_;
     kv_state_machine_options opts_;
     std::unique_ptr<::leveldb::DB> db_;
     index_t applied_ = 0;
+    index_t restored_ = 0;
+    /// The slot found at opening plus the restores finished since: its low bit is the slot
+    /// holding the state. get() reads it around each key read and retries if it changed.
+    std::atomic<std::uint64_t> generation_{0};
+    /// Mirrors stale_key.
+    bool stale_ = false;
+    std::unique_ptr<restore_state> restore_;
+};
+
+/** A point-in-time view of a kv_state_machine's state, read as a byte stream in chunks
+    (`raftkv::snapshot_reader`).
+
+    Made by kv_state_machine::snapshot() from a LevelDB snapshot: applies and restores
+    after it do not change what it yields, and it never holds the whole state. The stream
+    (layout in docs/leveldb.md) is a header, one record per meta record and user key, and
+    a trailer with a record count and checksum; kv_state_machine::restore_chunk() reads it
+    back, however it is cut.
+
+    @par Thread Safety
+    Distinct objects: safe. Shared objects: unsafe.
+*/
+class kv_state_machine::snapshot_reader {
+public:
+    snapshot_reader(snapshot_reader&&) noexcept = default;
+    snapshot_reader& operator=(snapshot_reader&&) noexcept = default;
+    ~snapshot_reader() = default;
+
+    /// The applied index of the state this reader yields.
+    index_t index() const noexcept { return index_; }
+
+    /// Replaces `out` with the next chunk of the stream: whole parts (header, records,
+    /// trailer) up to `max_bytes` in all, or a single part that is larger. Returns true
+    /// when the chunk is the last; the reader then lets go of its LevelDB snapshot.
+    /// Throws std::runtime_error if LevelDB fails to read.
+    /// REQUIRES: no earlier call returned true (checked: std::logic_error).
+    bool read(std::string& out, std::size_t max_bytes);
+
+private:
+    friend class kv_state_machine;
+
+    enum class part { header, meta, user, trailer, done };
+
+    struct release_snapshot {
+        ::leveldb::DB* db = nullptr;
+        void operator()(const ::leveldb::Snapshot* s) const noexcept { db->ReleaseSnapshot(s); }
+    };
+
+    explicit snapshot_reader(const kv_state_machine& machine);
+    void start(part p);
+    bool in_part() const;
+    bool fits(const std::string& out, std::size_t bytes, std::size_t max_bytes) const noexcept
+    {
+        return out.empty() || out.size() + bytes <= max_bytes;
+    }
+
+    const kv_state_machine* machine_;
+    std::unique_ptr<const ::leveldb::Snapshot, release_snapshot> snapshot_;
+    std::unique_ptr<::leveldb::Iterator> it_;
+    index_t index_ = 0;
+    int slot_ = 0;
+    part part_ = part::header;
+    detail::snapshot_encoder encoder_;
 };
 
 inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
@@ -125,8 +294,10 @@ inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
     : name_(detail::store_name("raftkv::leveldb::kv_state_machine", dir)), opts_(opts),
       db_(detail::open_database(dir, name_))
 {
-    detail::check_format(*db_, format_key, format, name_);
-    load_applied_index();
+    detail::check_format(*db_, format_key, format, name_, format_v1);
+    load();
+    if (stale_)
+        delete_slot(other_slot());
 }
 
 inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<kv_result> results)
@@ -136,6 +307,7 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
         return;
     assert(batch.front().index == applied_ + 1);
 
+    const int current = slot();
     ::leveldb::WriteBatch writes;
     // Whether each key this batch wrote exists after its last write; views into `batch`.
     std::unordered_map<std::string_view, bool> written;
@@ -151,11 +323,11 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
         if (!c)
             continue;
         if (c->op == kv_command_op::meta) {
-            writes.Put(meta_key(c->key), detail::to_slice(c->value));
+            writes.Put(data_key(meta_prefix[current], c->key), detail::to_slice(c->value));
             results[k].found = true;
             continue;
         }
-        const std::string key = user_key(c->key);
+        const std::string key = data_key(user_prefix[current], c->key);
         if (c->op == kv_command_op::put) {
             writes.Put(key, detail::to_slice(c->value));
             written[c->key] = true;
@@ -168,9 +340,7 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
             written[c->key] = false;
         }
     }
-    std::string applied;
-    detail::put_u64_be(applied, batch.back().index);
-    writes.Put(detail::to_slice(applied_index_key), applied);
+    writes.Put(detail::to_slice(applied_index_key), encode_index(batch.back().index));
 
     ::leveldb::WriteOptions options;
     options.sync = opts_.sync;
@@ -181,27 +351,128 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
     applied_ = batch.back().index;
 }
 
+inline kv_state_machine::snapshot_reader kv_state_machine::snapshot() const
+{
+    return snapshot_reader(*this);
+}
+
+inline void kv_state_machine::begin_restore(const snapshot_meta& meta)
+{
+    abort_restore();
+    restore_ = std::make_unique<restore_state>(meta);
+}
+
+inline void kv_state_machine::restore_chunk(std::string_view data)
+{
+    restore_state& r = restoring("restore_chunk");
+    r.failed = true;
+    try {
+        r.decoder.feed(data, [this](record_kind kind, std::string_view key, std::string_view value) {
+            stage(kind, key, value);
+        });
+    } catch (const detail::snapshot_stream_error& e) {
+        detail::fail(name_, "cannot restore " + restoring_what() + ": a chunk does not decode: " + e.what());
+    }
+    r.failed = false;
+}
+
+inline void kv_state_machine::finish_restore()
+{
+    restore_state& r = restoring("finish_restore");
+    if (!r.decoder.done()) {
+        r.failed = true;
+        detail::fail(name_, "cannot finish restoring " + restoring_what() + ": the stream is incomplete (" +
+                                r.decoder.missing() + ")");
+    }
+    const index_t index = r.meta.index;
+    const int next = other_slot();
+    r.batch.Put(detail::to_slice(slot_key), std::string(1, static_cast<char>(next)));
+    r.batch.Put(detail::to_slice(applied_index_key), encode_index(index));
+    r.batch.Put(detail::to_slice(restored_index_key), encode_index(index));
+    r.failed = true;
+    // The last records and the switch in one write; the old slot becomes the stale one.
+    write_staged(r.batch, "cannot finish restoring " + restoring_what());
+    applied_ = index;
+    restored_ = index;
+    generation_.fetch_add(1);
+    restore_.reset();
+    delete_slot(1 - next);
+}
+
+inline void kv_state_machine::abort_restore()
+{
+    restore_.reset();
+    if (stale_)
+        delete_slot(other_slot());
+}
+
 inline std::optional<std::string> kv_state_machine::get(std::string_view key) const
 {
-    return read(user_key(key));
+    return read_current(record_kind::user, key);
 }
 
 inline std::optional<std::string> kv_state_machine::get_meta(std::string_view name) const
 {
-    return read(meta_key(name));
+    return read_current(record_kind::meta, name);
 }
 
-inline std::optional<std::string> kv_state_machine::read(const std::string& key) const
+inline std::optional<std::string> kv_state_machine::read_current(record_kind kind, std::string_view key) const
+{
+    // A restore finishing meanwhile switches slots, then deletes the old slot's keys, and
+    // the next one writes there: whatever was read from a slot no longer current is stale.
+    for (;;) {
+        const std::uint64_t generation = generation_.load();
+        std::optional<std::string> value =
+            read(data_key(prefix(kind, static_cast<int>(generation & 1)), key), detail::checked_reads());
+        if (generation_.load() == generation)
+            return value;
+    }
+}
+
+inline std::optional<std::string> kv_state_machine::read(std::string_view key,
+                                                         const ::leveldb::ReadOptions& options) const
 {
     std::string value;
-    const ::leveldb::Status s = db_->Get(detail::checked_reads(), key, &value);
+    const ::leveldb::Status s = db_->Get(options, detail::to_slice(key), &value);
     if (s.IsNotFound())
         return std::nullopt;
     detail::check(s, name_, "cannot read a key");
     return value;
 }
 
-inline std::string kv_state_machine::prefixed(char prefix, std::string_view key)
+inline index_t kv_state_machine::read_index(std::string_view key, const std::string& what,
+                                            const ::leveldb::ReadOptions& options) const
+{
+    const std::optional<std::string> value = read(key, options);
+    if (!value)
+        return 0;
+    if (value->size() != detail::u64_size)
+        detail::fail(name_, "corrupt state machine: the " + what + " record is " +
+                                std::to_string(value->size()) + " bytes long, not " +
+                                std::to_string(detail::u64_size));
+    return detail::get_u64_be(*value);
+}
+
+inline int kv_state_machine::read_slot(const ::leveldb::ReadOptions& options) const
+{
+    const std::optional<std::string> value = read(slot_key, options);
+    if (!value)
+        return 0;
+    if (value->size() != 1 || static_cast<unsigned char>((*value)[0]) > 1)
+        detail::fail(name_, "corrupt state machine: the slot record is not one byte 0 or 1");
+    return (*value)[0];
+}
+
+inline void kv_state_machine::load()
+{
+    const ::leveldb::ReadOptions options = detail::checked_reads();
+    generation_ = static_cast<std::uint64_t>(read_slot(options));
+    applied_ = read_index(applied_index_key, "applied index", options);
+    restored_ = read_index(restored_index_key, "restored index", options);
+    stale_ = read(stale_key, options).has_value();
+}
+
+inline std::string kv_state_machine::data_key(char prefix, std::string_view key)
 {
     std::string out;
     out.reserve(1 + key.size());
@@ -210,19 +481,11 @@ inline std::string kv_state_machine::prefixed(char prefix, std::string_view key)
     return out;
 }
 
-inline void kv_state_machine::load_applied_index()
+inline std::string kv_state_machine::encode_index(index_t i)
 {
-    std::string value;
-    const ::leveldb::Status s =
-        db_->Get(detail::checked_reads(), detail::to_slice(applied_index_key), &value);
-    if (s.IsNotFound())
-        return;
-    detail::check(s, name_, "cannot read the applied index");
-    if (value.size() != detail::u64_size)
-        detail::fail(name_, "corrupt state machine: the applied index record is " +
-                                std::to_string(value.size()) + " bytes long, not " +
-                                std::to_string(detail::u64_size));
-    applied_ = detail::get_u64_be(value);
+    std::string out;
+    detail::put_u64_be(out, i);
+    return out;
 }
 
 inline bool kv_state_machine::stored(const std::string& key, std::unique_ptr<::leveldb::Iterator>& it) const
@@ -235,7 +498,138 @@ inline bool kv_state_machine::stored(const std::string& key, std::unique_ptr<::l
     return found;
 }
 
+inline kv_state_machine::restore_state& kv_state_machine::restoring(std::string_view call)
+{
+    if (!restore_)
+        throw std::logic_error(name_ + ": " + std::string(call) + " without begin_restore");
+    if (restore_->failed)
+        detail::fail(name_, std::string(call) + ": the restore of " + restoring_what() +
+                                " failed earlier; abort it or begin another");
+    return *restore_;
+}
+
+/// Names the snapshot being restored, for error messages.
+inline std::string kv_state_machine::restoring_what() const
+{
+    return "the snapshot at index " + std::to_string(restore_->meta.index);
+}
+
+/// Adds a decoded record to the slot not in use; writes the batch once it is large enough.
+inline void kv_state_machine::stage(record_kind kind, std::string_view key, std::string_view value)
+{
+    ::leveldb::WriteBatch& batch = restore_->batch;
+    batch.Put(data_key(prefix(kind, other_slot()), key), detail::to_slice(value));
+    if (batch.ApproximateSize() >= opts_.restore_batch_bytes)
+        write_staged(batch, "cannot restore " + restoring_what());
+}
+
+/// Writes a batch of the restore, synced and marking the slot not in use stale. Each is
+/// synced because a later synced write does not cover an earlier unsynced one (see
+/// kv_state_machine_options::sync): the switch must find every record on disk.
+inline void kv_state_machine::write_staged(::leveldb::WriteBatch& batch, const std::string& what)
+{
+    batch.Put(detail::to_slice(stale_key), {});
+    stale_ = true;
+    write_synced(batch, what);
+    batch.Clear();
+}
+
+/// Deletes every key of `slot`, then the stale mark, in synced writes: a crash midway
+/// leaves the mark, and the next open finishes the job. Synced, so that no deletion can
+/// be lost under the keys a later restore writes to the same slot.
+inline void kv_state_machine::delete_slot(int slot)
+{
+    ::leveldb::ReadOptions options = detail::checked_reads();
+    options.fill_cache = false;
+    // A point-in-time view: the deletions below do not disturb it.
+    std::unique_ptr<::leveldb::Iterator> it(db_->NewIterator(options));
+    ::leveldb::WriteBatch batch;
+    for (const record_kind kind : {record_kind::meta, record_kind::user}) {
+        const char p = prefix(kind, slot);
+        for (it->Seek(std::string(1, p)); it->Valid() && it->key().size() > 0 && it->key()[0] == p;
+             it->Next()) {
+            batch.Delete(it->key());
+            if (batch.ApproximateSize() >= opts_.restore_batch_bytes) {
+                write_synced(batch, "cannot delete replaced state");
+                batch.Clear();
+            }
+        }
+        detail::check(it->status(), name_, "cannot read replaced state");
+    }
+    batch.Delete(detail::to_slice(stale_key));
+    write_synced(batch, "cannot delete replaced state");
+    stale_ = false;
+}
+
+inline void kv_state_machine::write_synced(::leveldb::WriteBatch& batch, const std::string& what)
+{
+    ::leveldb::WriteOptions options;
+    options.sync = true;
+    detail::check(db_->Write(options, &batch), name_, what);
+}
+
+inline kv_state_machine::snapshot_reader::snapshot_reader(const kv_state_machine& machine)
+    : machine_(&machine), snapshot_(machine.db_->GetSnapshot(), release_snapshot{machine.db_.get()})
+{
+    ::leveldb::ReadOptions options = detail::checked_reads();
+    options.snapshot = snapshot_.get();
+    slot_ = machine.read_slot(options);
+    index_ = machine.read_index(applied_index_key, "applied index", options);
+    options.fill_cache = false;
+    it_.reset(machine.db_->NewIterator(options));
+}
+
+inline bool kv_state_machine::snapshot_reader::read(std::string& out, std::size_t max_bytes)
+{
+    if (part_ == part::done)
+        throw std::logic_error(machine_->name_ + ": snapshot_reader::read after the last chunk");
+    out.clear();
+    if (part_ == part::header) {
+        encoder_.header(out, index_);
+        start(part::meta);
+    }
+    while (part_ == part::meta || part_ == part::user) {
+        if (!in_part()) {
+            start(part_ == part::meta ? part::user : part::trailer);
+            continue;
+        }
+        const std::string_view key = detail::to_view(it_->key()).substr(1);
+        const std::string_view value = detail::to_view(it_->value());
+        if (!fits(out, detail::snapshot_encoder::record_size(key, value), max_bytes))
+            return false;
+        encoder_.record(out, part_ == part::meta ? record_kind::meta : record_kind::user, key, value);
+        it_->Next();
+    }
+    if (!fits(out, detail::snapshot_trailer_size, max_bytes))
+        return false;
+    encoder_.trailer(out);
+    part_ = part::done;
+    it_.reset();
+    snapshot_.reset();
+    return true;
+}
+
+inline void kv_state_machine::snapshot_reader::start(part p)
+{
+    part_ = p;
+    if (p == part::meta)
+        it_->Seek(std::string(1, meta_prefix[slot_]));
+    else if (p == part::user)
+        it_->Seek(std::string(1, user_prefix[slot_]));
+}
+
+/// Whether the iterator is on a key of the current part; throws if it stopped on an error.
+inline bool kv_state_machine::snapshot_reader::in_part() const
+{
+    const char p = part_ == part::meta ? meta_prefix[slot_] : user_prefix[slot_];
+    if (it_->Valid() && it_->key().size() > 0 && it_->key()[0] == p)
+        return true;
+    detail::check(it_->status(), machine_->name_, "cannot read the state for a snapshot");
+    return false;
+}
+
 static_assert(raftkv::state_machine<kv_state_machine>);
+static_assert(raftkv::snapshot_reader<kv_state_machine::snapshot_reader>);
 
 } // namespace raftkv::leveldb
 

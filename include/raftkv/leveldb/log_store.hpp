@@ -4,6 +4,7 @@
 #include <raftkv/concepts.hpp>
 #include <raftkv/leveldb/detail/coding.hpp>
 #include <raftkv/leveldb/detail/database.hpp>
+#include <raftkv/leveldb/detail/term_cache.hpp>
 #include <raftkv/types.hpp>
 
 #include <leveldb/db.h>
@@ -15,6 +16,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <memory>
 #include <optional>
@@ -27,11 +29,15 @@ namespace raftkv::leveldb {
 
 /** A durable `raftkv::log_store` kept in a LevelDB database of its own.
 
-    One key per log entry, plus one for the hard state (the layout is in docs/leveldb.md).
-    Every append and every hard-state save is one LevelDB write with `sync = true`, so it
-    is durable when the call returns and durable_index() always equals last_index(). The
-    terms of all entries are cached in memory (8 bytes per entry), so last_index() and
-    term_at() never touch the disk; entries() reads from LevelDB.
+    One key per retained log entry, plus one for the hard state and one for the base: the
+    index and term of the snapshot the log starts after (the layout is in
+    docs/leveldb.md). first_index() is base + 1: 1 for a new store, more once the log was
+    compacted or a snapshot installed. Every append, hard-state save, compaction and
+    snapshot install is one LevelDB write with `sync = true`, so it is durable when the
+    call returns and durable_index() always equals last_index(). The terms of the retained
+    entries are cached in memory (8 bytes per entry), so last_index() and term_at() never
+    touch the disk; entries() reads from LevelDB. Memory and start-up time grow with the
+    retained log, not with its history.
 
     Behaves exactly as `raftkv::memory_log_store` with `sync_on_append`, except that its
     contents survive the process.
@@ -45,10 +51,11 @@ namespace raftkv::leveldb {
     @par Errors
     Opening throws std::runtime_error, naming the directory and the cause, when the database
     cannot be opened (permissions, locked by another process or another open store), is
-    corrupt (LevelDB checksums, a malformed record, a gap in the log) or belongs to another
-    kind of store. Once open, a LevelDB read or write that fails also throws
-    std::runtime_error: the disk can no longer be trusted and the process should stop. A
-    failed append or save_hard_state leaves the store's in-memory view unchanged.
+    corrupt (LevelDB checksums, a malformed record, a gap in the log, an entry at or before
+    the base) or belongs to another kind of store. Once open, a LevelDB read or write that
+    fails also throws std::runtime_error: the disk can no longer be trusted and the process
+    should stop. A failed append, save_hard_state, compact or install_snapshot leaves the
+    store's in-memory view unchanged.
 
     @par Thread Safety
     Distinct objects: safe. Shared objects: unsafe.
@@ -65,21 +72,23 @@ public:
     /// Replaces the hard state; durable when it returns.
     void save_hard_state(const hard_state& hs);
 
-    /// Always 1: the log is not compacted yet.
-    index_t first_index() const noexcept { return 1; }
+    /// The first index held: the base index + 1, so 1 until the log is compacted or a
+    /// snapshot installed.
+    index_t first_index() const noexcept { return base_.index + 1; }
 
     /// The last index held, or first_index() - 1 when the log is empty.
-    index_t last_index() const noexcept { return first_index() + terms_.size() - 1; }
+    index_t last_index() const noexcept { return base_.index + terms_.size(); }
 
-    /// Equal to last_index(): append returns only once its write is synced.
+    /// Equal to last_index(): every write returns only once it is synced.
     index_t durable_index() const noexcept { return last_index(); }
 
-    /// The term of entry `i`; term_at(0) is 0. Never reads the disk.
+    /// The term of entry `i`; term_at(first_index() - 1) is the base term (0 for a new
+    /// store, so term_at(0) is 0). Never reads the disk.
     /// REQUIRES: first_index() - 1 <= i <= last_index().
     term_t term_at(index_t i) const
     {
         assert(first_index() - 1 <= i && i <= last_index());
-        return i < first_index() ? 0 : terms_[i - first_index()];
+        return i == base_.index ? base_.term : terms_[i - first_index()];
     }
 
     /// Copies of entries [lo, hi), stopping before the payload total would exceed
@@ -93,16 +102,37 @@ public:
     /// first_index() <= es.front().index <= last_index() + 1.
     void append(std::span<const log_entry> es);
 
+    /// Drops the entries up to and including `i`, in one synced LevelDB write that also
+    /// records (i, term_at(i)) as the new base: durable when it returns. Afterwards
+    /// first_index() == i + 1. Does nothing when i < first_index().
+    /// REQUIRES: i <= last_index().
+    void compact(index_t i);
+
+    /// Drops every entry and restarts the log after the snapshot `meta`, in one synced
+    /// LevelDB write that also records (meta.index, meta.term) as the new base: durable when
+    /// it returns. Afterwards first_index() == meta.index + 1, last_index() ==
+    /// durable_index() == meta.index and term_at(meta.index) == meta.term, whatever the log
+    /// held before. `meta.members` is not stored.
+    void install_snapshot(const snapshot_meta& meta);
+
 private:
     struct entry_header {
         term_t term;
         entry_type type;
     };
 
+    /// The snapshot the log starts after: its last index and that entry's term.
+    struct log_base {
+        index_t index = 0;
+        term_t term = 0;
+    };
+
     // Keys: entry_prefix + 8-byte big-endian index for each entry, so they sort by index;
-    // hard_state_key; format_key. Values of entries and the hard state start with
-    // record_version.
+    // hard_state_key; base_key; format_key. Values of entries, the hard state and the base
+    // start with record_version. A missing base record is the base (0, 0): stores written
+    // before compaction existed have none.
     static constexpr char entry_prefix = 'e';
+    static constexpr std::string_view base_key = "b";
     static constexpr std::string_view format_key = "f";
     static constexpr std::string_view hard_state_key = "h";
     static constexpr std::string_view format = "raftkv.log_store.v1";
@@ -112,6 +142,13 @@ private:
     static constexpr std::size_t entry_header_size = 1 + detail::u64_size + 1;
     // version, term, vote.
     static constexpr std::size_t hard_state_size = 1 + 2 * detail::u64_size;
+    // version, index, term.
+    static constexpr std::size_t base_size = 1 + 2 * detail::u64_size;
+    // LevelDB keeps a deleted key as a tombstone until a compaction reaches it, and
+    // opening the store iterates over the tombstones of dropped entries: after this many
+    // deletions the store compacts their key range itself. Iterating 64Ki tombstones takes
+    // some 20 ms; compacting them, a little more, once per 64Ki dropped entries.
+    static constexpr std::uint64_t tombstones_per_compaction = 64 * 1024;
 
     static std::string entry_key(index_t i);
     static std::string encode_entry(const log_entry& e);
@@ -119,17 +156,26 @@ private:
     static std::string entry_problem(std::string_view value);
     static std::string encode_hard_state(const hard_state& hs);
     static std::optional<hard_state> decode_hard_state(std::string_view value);
+    static std::string encode_base(const log_base& base);
+    static std::optional<log_base> decode_base(std::string_view value);
 
     void load_hard_state();
+    void load_base();
     void load_terms();
     [[noreturn]] void corrupt(const std::string& what) const;
     ::leveldb::Status write_synced(::leveldb::WriteBatch& batch);
+    void deleted(index_t lo, index_t hi) noexcept;
+    void drop_tombstones() noexcept;
 
     std::string name_;
     std::unique_ptr<::leveldb::DB> db_;
     hard_state hard_state_;
+    log_base base_;
     /// terms_[i - first_index()] is the term of entry i; its size is the log's length.
-    std::vector<term_t> terms_;
+    detail::term_cache terms_;
+    /// Entry keys deleted since the store last compacted their range, and the highest.
+    std::uint64_t tombstones_ = 0;
+    index_t tombstones_hi_ = 0;
 };
 
 inline log_store::log_store(const std::filesystem::path& dir)
@@ -137,6 +183,7 @@ inline log_store::log_store(const std::filesystem::path& dir)
 {
     detail::check_format(*db_, format_key, format, name_);
     load_hard_state();
+    load_base();
     load_terms();
 }
 
@@ -196,17 +243,52 @@ inline void log_store::append(std::span<const log_entry> es)
     // sync = true itself: writing now with sync = false and syncing later is unsafe, because
     // LevelDB does not sync a write-ahead log file it rolls over, so a later synced write
     // does not cover earlier unsynced ones.
-    const std::size_t size = new_last - first_index() + 1;
-    if (terms_.capacity() < size)
-        terms_.reserve(std::max(size, 2 * terms_.capacity()));
+    terms_.reserve(new_last - first_index() + 1);
     const ::leveldb::Status s = write_synced(batch);
     if (!s.ok())
         detail::fail(name_, "cannot append entries " + std::to_string(from) + " to " +
                                 std::to_string(new_last) + ": " + s.ToString());
     // Within the reserved capacity: cannot throw, so memory never disagrees with disk.
-    terms_.resize(from - first_index());
+    if (new_last < last_index())
+        deleted(new_last + 1, last_index());
+    terms_.truncate(from - first_index());
     for (const log_entry& e : es)
         terms_.push_back(e.term);
+}
+
+inline void log_store::compact(index_t i)
+{
+    assert(i <= last_index());
+    if (i < first_index())
+        return;
+    const log_base base{i, term_at(i)};
+    ::leveldb::WriteBatch batch;
+    batch.Put(detail::to_slice(base_key), encode_base(base));
+    for (index_t k = first_index(); k <= i; ++k)
+        batch.Delete(entry_key(k));
+    const ::leveldb::Status s = write_synced(batch);
+    if (!s.ok())
+        detail::fail(name_, "cannot compact the log up to entry " + std::to_string(i) + ": " + s.ToString());
+    deleted(first_index(), i);
+    terms_.drop_front(i - base_.index);
+    base_ = base;
+}
+
+inline void log_store::install_snapshot(const snapshot_meta& meta)
+{
+    const log_base base{meta.index, meta.term};
+    ::leveldb::WriteBatch batch;
+    for (index_t k = first_index(); k <= last_index(); ++k)
+        batch.Delete(entry_key(k));
+    batch.Put(detail::to_slice(base_key), encode_base(base));
+    const ::leveldb::Status s = write_synced(batch);
+    if (!s.ok())
+        detail::fail(name_, "cannot install the snapshot at index " + std::to_string(meta.index) + ": " +
+                                s.ToString());
+    if (first_index() <= last_index())
+        deleted(first_index(), last_index());
+    terms_.clear();
+    base_ = base;
 }
 
 inline std::string log_store::entry_key(index_t i)
@@ -270,6 +352,24 @@ inline std::optional<hard_state> log_store::decode_hard_state(std::string_view v
                       detail::get_u64_be(value.substr(1 + detail::u64_size))};
 }
 
+inline std::string log_store::encode_base(const log_base& base)
+{
+    std::string value;
+    value.reserve(base_size);
+    value.push_back(record_version);
+    detail::put_u64_be(value, base.index);
+    detail::put_u64_be(value, base.term);
+    return value;
+}
+
+inline std::optional<log_store::log_base> log_store::decode_base(std::string_view value)
+{
+    if (value.size() != base_size || value[0] != record_version)
+        return std::nullopt;
+    return log_base{detail::get_u64_be(value.substr(1)),
+                    detail::get_u64_be(value.substr(1 + detail::u64_size))};
+}
+
 inline void log_store::load_hard_state()
 {
     std::string value;
@@ -286,6 +386,22 @@ inline void log_store::load_hard_state()
     hard_state_ = *hs;
 }
 
+inline void log_store::load_base()
+{
+    std::string value;
+    const ::leveldb::Status s = db_->Get(detail::checked_reads(), detail::to_slice(base_key), &value);
+    if (s.IsNotFound())
+        return;
+    detail::check(s, name_, "cannot read the base record");
+    const std::optional<log_base> base = decode_base(value);
+    if (!base)
+        corrupt("the base record is not a version-" + std::to_string(record_version) + " base of " +
+                std::to_string(base_size) + " bytes (it has " + std::to_string(value.size()) +
+                " bytes, version " +
+                std::to_string(value.empty() ? 0 : static_cast<unsigned char>(value[0])) + ")");
+    base_ = *base;
+}
+
 inline void log_store::load_terms()
 {
     std::unique_ptr<::leveldb::Iterator> it(db_->NewIterator(detail::checked_reads()));
@@ -298,9 +414,10 @@ inline void log_store::load_terms()
                     std::to_string(entry_key_size));
         const index_t i = detail::get_u64_be(key.substr(1));
         const index_t expected = last_index() + 1;
-        if (i < expected) // Keys are unique and sorted: only index 0 can come early.
+        if (i < expected) // Keys are unique and sorted: only the first key can come early.
             corrupt("an entry key holds index " + std::to_string(i) + ", before the first index " +
-                    std::to_string(first_index()));
+                    std::to_string(first_index()) + " (the log starts after the snapshot at " +
+                    std::to_string(base_.index) + ")");
         if (i > expected) {
             const std::string missing = i - 1 == expected ? "entry " + std::to_string(expected) + " is"
                                                           : "entries " + std::to_string(expected) + " to " +
@@ -312,9 +429,35 @@ inline void log_store::load_terms()
         const std::optional<entry_header> header = decode_entry_header(value);
         if (!header)
             corrupt("entry " + std::to_string(i) + " " + entry_problem(value));
+        terms_.reserve(terms_.size() + 1);
         terms_.push_back(header->term);
     }
     detail::check(it->status(), name_, "cannot read the log");
+}
+
+/// Counts the deletion of entry keys [lo, hi]; compacts their range once enough piled up.
+inline void log_store::deleted(index_t lo, index_t hi) noexcept
+{
+    tombstones_hi_ = tombstones_ == 0 ? hi : std::max(tombstones_hi_, hi);
+    tombstones_ += hi - lo + 1;
+    if (tombstones_ >= tombstones_per_compaction)
+        drop_tombstones();
+}
+
+/// Has LevelDB compact the entry keys up to the highest one deleted, which drops their
+/// tombstones, those left by earlier runs of the process included. Best effort: a failed
+/// compaction only leaves them (LevelDB reports the error on a later write).
+inline void log_store::drop_tombstones() noexcept
+{
+    try {
+        const std::string lo = entry_key(0);
+        const std::string hi = entry_key(tombstones_hi_);
+        const ::leveldb::Slice begin = lo;
+        const ::leveldb::Slice end = hi;
+        db_->CompactRange(&begin, &end);
+        tombstones_ = 0;
+    } catch (...) {
+    }
 }
 
 inline void log_store::corrupt(const std::string& what) const

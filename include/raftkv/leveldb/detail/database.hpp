@@ -76,14 +76,21 @@ inline ::leveldb::ReadOptions checked_reads()
 
 /// Makes sure `db` belongs to the kind of store that expects `format` under `key`:
 /// a database with no keys at all is new and gets the record (synced); one that
-/// holds other keys but not this record, or another value, is refused.
+/// holds other keys but not this record, or another value, is refused. A database whose
+/// record is `upgradable` (an earlier format whose data the current one reads as is) gets
+/// the record rewritten to `format` (synced), after which earlier builds refuse it.
 inline void check_format(::leveldb::DB& db, std::string_view key, std::string_view format,
-                         const std::string& name)
+                         const std::string& name, std::string_view upgradable = {})
 {
+    ::leveldb::WriteOptions sync;
+    sync.sync = true;
     std::string value;
     const ::leveldb::Status s = db.Get(checked_reads(), to_slice(key), &value);
     if (s.ok()) {
-        if (value != format)
+        if (!upgradable.empty() && value == upgradable)
+            check(db.Put(sync, to_slice(key), to_slice(format)), name,
+                  "cannot upgrade the format record to '" + std::string(format) + "'");
+        else if (value != format)
             fail(name, "unsupported format '" + value + "' (expected '" + std::string(format) +
                            "'); is this directory another kind of store?");
         return;
@@ -98,8 +105,6 @@ inline void check_format(::leveldb::DB& db, std::string_view key, std::string_vi
     if (!empty)
         fail(name, "the database has no '" + std::string(format) +
                        "' format record; is this directory another kind of store?");
-    ::leveldb::WriteOptions sync;
-    sync.sync = true;
     check(db.Put(sync, to_slice(key), to_slice(format)), name, "cannot write the format record");
 }
 
