@@ -243,6 +243,7 @@ private:
     void to_probe(detail::progress& p);
     void check_stalled(detail::progress& p);
     void resolve_proposals(std::span<const log_entry> applied);
+    void forget_proposals_from(index_t from);
     void release_uncommitted();
 
     // impl/snapshot.hpp

@@ -276,16 +276,10 @@ propose_result basic_node<Transport, LogStore, StateMachine>::propose(std::span<
     proposal_scratch_.clear();
     uncommitted_.emplace_back(first + commands.size() - 1, bytes);
     uncommitted_bytes_ += bytes;
-    for (std::size_t k = 0; k < commands.size(); ++k) {
-        const tracked_proposal t{first + k, term_};
-        if (proposals_.empty() || proposals_.back().index <= t.index) {
-            proposals_.push_back(t);
-        } else {
-            auto at = std::upper_bound(proposals_.begin(), proposals_.end(), t.index,
-                                       [](index_t i, const tracked_proposal& p) { return i < p.index; });
-            proposals_.insert(at, t);
-        }
-    }
+    // In index order: proposals leave the tracker when their entries leave the log, so
+    // every one tracked lies before the new entries.
+    for (std::size_t k = 0; k < commands.size(); ++k)
+        proposals_.push_back(tracked_proposal{first + k, term_});
     // No commit here, even if the entries are durable already: the caller learns the
     // index only when this returns, and must be able to wait for it before it is applied.
     broadcast_append(false);

@@ -48,6 +48,7 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_request(const 
         ++k;
     if (k < r.entries.size()) {
         assert(r.entries[k].index > commit_);
+        forget_proposals_from(r.entries[k].index);
         store_.append(std::span<const log_entry>(r.entries).subspan(k));
     }
     const index_t last_new = r.prev_index + r.entries.size();
@@ -412,6 +413,18 @@ void basic_node<Transport, LogStore, StateMachine>::resolve_proposals(std::span<
             outputs_.push_back(drop_output{t.index, t.term, errc::leadership_lost});
         else if (applied[t.index - first].term != t.term)
             outputs_.push_back(drop_output{t.index, t.term, errc::proposal_dropped});
+    }
+}
+
+// Proposals of this node at `from` and after are about to leave its log: whether another
+// leader still commits them is unknown here.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::forget_proposals_from(index_t from)
+{
+    while (!proposals_.empty() && proposals_.back().index >= from) {
+        outputs_.push_back(
+            drop_output{proposals_.back().index, proposals_.back().term, errc::leadership_lost});
+        proposals_.pop_back();
     }
 }
 

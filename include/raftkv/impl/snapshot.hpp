@@ -188,6 +188,7 @@ void basic_node<Transport, LogStore, StateMachine>::finish_install(const snapsho
     const bool holds_last = meta.index <= store_.last_index() && meta.index + 1 >= store_.first_index() &&
                             store_.term_at(meta.index) == meta.term;
     if (!holds_last) {
+        forget_proposals_from(meta.index + 1);
         store_.install_snapshot(meta);
         pending_ack_index_ = 0;
     }
