@@ -146,8 +146,12 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_response(const
     if (r.success) {
         if (r.match_index > store_.last_index())
             return; // impossible from a correct follower in our term
-        p->ticks_since_ack = 0;
         p->match = std::max(p->match, r.match_index);
+        if (p->state == mode::snapshot && p->match + 1 < store_.first_index()) {
+            maybe_commit(); // a late answer: the follower still needs the snapshot
+            return;
+        }
+        p->ticks_since_ack = 0;
         if (p->state != mode::replicate) {
             // A probe answered, or a follower that needed no snapshot after all.
             sender_of(*p).stop();
