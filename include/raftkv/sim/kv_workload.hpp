@@ -131,6 +131,7 @@ private:
     void handle_apply(node_id node, index_t index, term_t term, const kv_result& result);
     void handle_read(node_id node, std::uint64_t read_id, std::error_code ec);
     void handle_drop(node_id node, index_t index, term_t term, std::error_code ec);
+    std::optional<std::size_t> take_write(node_id node, index_t index, term_t term);
     void indeterminate(client& c, std::size_t ci);
     void handle_crash(node_id node);
     void handle_timeout(std::size_t ci, std::uint64_t op_seq);

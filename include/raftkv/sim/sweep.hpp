@@ -287,6 +287,44 @@ std::string drive(cluster<StateMachine>& c, Clients& w, fault_injector<StateMach
     return {};
 }
 
+/// Drives the scenario, then runs `checks()` and the restart check; returns what failed.
+template <class StateMachine, class Clients, class Same, class Checks>
+std::string run_phases(cluster<StateMachine>& c, Clients& w, fault_injector<StateMachine>& faults,
+                       const scenario_params& p, const Same& same_state, const Checks& checks)
+{
+    try {
+        std::string failure = drive(c, w, faults, p);
+        if (failure.empty())
+            failure = checks();
+        if (failure.empty())
+            failure = check_restart(c, w, same_state, p);
+        return failure;
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+}
+
+inline std::string replay_line(std::uint64_t seed)
+{
+    return "replay with RAFTKV_SEED=" + std::to_string(seed) + "\n";
+}
+
+/// Records what the run did in `r`, and `failure` if there is one.
+template <class StateMachine>
+void conclude(scenario_result& r, cluster<StateMachine>& c, const fault_injector<StateMachine>& faults,
+              const std::string& failure, const scenario_params& p)
+{
+    r.trace_hash = c.trace_hash();
+    r.events = c.stats().events;
+    r.snapshots_installed = c.stats().snapshots_installed;
+    r.faults = faults.log().size();
+    if (failure.empty())
+        return;
+    r.passed = false;
+    r.report = "simulation failed: " + failure + "\n  " + describe(r.seed, p, r) + "\n  last faults:\n" +
+               recent_faults(faults.log()) + replay_line(r.seed);
+}
+
 } // namespace detail
 
 /// Runs the random scenario of `seed`: builds a cluster (3 or 5 nodes unless `params`
@@ -301,26 +339,13 @@ inline scenario_result run_random_scenario(std::uint64_t seed, const scenario_pa
     cluster<> c{detail::choose_cluster(seed, params, r)};
     kv_workload<> w{c, workload_config{.clients = params.clients, .keys = params.keys}};
     fault_injector<kv_state_machine> faults{c, params.faults};
-    std::string failure;
-    try {
-        failure = detail::drive(c, w, faults, params);
-        if (failure.empty())
-            failure = detail::check_acknowledged(c, w);
-        if (failure.empty())
-            failure = detail::check_restart(
-                c, w,
-                [](const kv_state_machine& a, const kv_state_machine& b) { return a.data() == b.data(); },
-                params);
-    } catch (const std::exception& e) {
-        failure = e.what();
-    }
-    r.trace_hash = c.trace_hash();
-    r.events = c.stats().events;
-    r.snapshots_installed = c.stats().snapshots_installed;
+    const auto same = [](const kv_state_machine& a, const kv_state_machine& b) {
+        return a.data() == b.data();
+    };
+    std::string failure =
+        detail::run_phases(c, w, faults, params, same, [&] { return detail::check_acknowledged(c, w); });
     r.operations = w.history().size();
     r.indeterminate = w.stats().indeterminate;
-    r.faults = faults.log().size();
-    const std::string replay = "replay with RAFTKV_SEED=" + std::to_string(seed) + "\n";
     if (failure.empty()) {
         const check_result lin = check_kv_history(w.history(), params.checker_budget);
         if (lin.outcome == check_outcome::illegal)
@@ -328,13 +353,9 @@ inline scenario_result run_random_scenario(std::uint64_t seed, const scenario_pa
         r.inconclusive = lin.outcome == check_outcome::unknown;
         if (r.inconclusive)
             r.report = "linearizability check inconclusive for " + detail::describe(seed, params, r) + "\n" +
-                       lin.explanation + replay;
+                       lin.explanation + detail::replay_line(seed);
     }
-    if (!failure.empty()) {
-        r.passed = false;
-        r.report = "simulation failed: " + failure + "\n  " + detail::describe(seed, params, r) +
-                   "\n  last faults:\n" + detail::recent_faults(faults.log()) + replay;
-    }
+    detail::conclude(r, c, faults, failure, params);
     return r;
 }
 
@@ -449,27 +470,10 @@ scenario_result run_machine_scenario(std::uint64_t seed, const machine_scenario<
     cluster<StateMachine> c{detail::choose_cluster(seed, params, r), s.factory};
     detail::command_clients<StateMachine> clients{c, params.clients, s.command};
     fault_injector<StateMachine> faults{c, params.faults};
-    std::string failure;
-    try {
-        failure = detail::drive(c, clients, faults, params);
-        if (failure.empty())
-            failure = detail::check_same_state(c, s.same_state);
-        if (failure.empty())
-            failure = detail::check_restart(c, clients, s.same_state, params);
-    } catch (const std::exception& e) {
-        failure = e.what();
-    }
-    r.trace_hash = c.trace_hash();
-    r.events = c.stats().events;
-    r.snapshots_installed = c.stats().snapshots_installed;
+    const std::string failure = detail::run_phases(c, clients, faults, params, s.same_state,
+                                                   [&] { return detail::check_same_state(c, s.same_state); });
     r.operations = clients.proposals();
-    r.faults = faults.log().size();
-    if (!failure.empty()) {
-        r.passed = false;
-        r.report = "simulation failed: " + failure + "\n  " + detail::describe(seed, params, r) +
-                   "\n  last faults:\n" + detail::recent_faults(faults.log()) +
-                   "replay with RAFTKV_SEED=" + std::to_string(seed) + "\n";
-    }
+    detail::conclude(r, c, faults, failure, params);
     return r;
 }
 

@@ -126,31 +126,35 @@ void kv_workload<StateMachine>::retry(client& c, std::size_t ci, node_id hint)
     });
 }
 
+// The client whose write was proposed at (node, index, term), no longer waiting.
+template <class StateMachine>
+std::optional<std::size_t> kv_workload<StateMachine>::take_write(node_id node, index_t index, term_t term)
+{
+    const auto it = writes_.find({node, index, term});
+    if (it == writes_.end())
+        return std::nullopt;
+    const std::size_t ci = it->second;
+    writes_.erase(it);
+    return ci;
+}
+
 template <class StateMachine>
 void kv_workload<StateMachine>::handle_apply(node_id node, index_t index, term_t term,
                                              const kv_result& result)
 {
-    const auto it = writes_.find({node, index, term});
-    if (it == writes_.end())
-        return;
-    client& c = clients_[it->second];
-    const std::size_t ci = it->second;
-    writes_.erase(it);
-    complete(c, ci, result.found, {});
+    if (const auto ci = take_write(node, index, term))
+        complete(clients_[*ci], *ci, result.found, {});
 }
 
 template <class StateMachine>
 void kv_workload<StateMachine>::handle_drop(node_id node, index_t index, term_t term, std::error_code ec)
 {
-    const auto it = writes_.find({node, index, term});
-    if (it == writes_.end())
+    const auto ci = take_write(node, index, term);
+    if (!ci)
         return;
-    client& c = clients_[it->second];
-    const std::size_t ci = it->second;
-    writes_.erase(it);
     if (ec == errc::proposal_dropped)
-        return retry(c, ci, no_node); // another entry took its index: it never took effect
-    indeterminate(c, ci);
+        return retry(clients_[*ci], *ci, no_node); // another entry took its index: it never took effect
+    indeterminate(clients_[*ci], *ci);
 }
 
 // The write may or may not have taken effect: the history says so.
