@@ -106,26 +106,6 @@ checked_input rejected(http::status status, std::string error)
     return {std::nullopt, status, std::move(error)};
 }
 
-// How a failed put, delete or read is answered (not_leader is forwarded instead).
-http_response failure_response(std::error_code ec)
-{
-    using raftkv::errc;
-    if (ec == errc::timeout)
-        return error_response(http::status::service_unavailable, "timed out; the outcome is unknown");
-    if (ec == errc::proposal_dropped)
-        return error_response(http::status::service_unavailable,
-                              "the write was overwritten by a new leader and did not take effect; retry");
-    if (ec == errc::leadership_lost)
-        return error_response(http::status::service_unavailable, "leadership lost; retry");
-    if (ec == errc::transfer_in_progress)
-        return error_response(http::status::service_unavailable, "leadership transfer in progress; retry");
-    if (ec == errc::shutting_down)
-        return error_response(http::status::service_unavailable, "shutting down");
-    if (ec == errc::not_leader)
-        return error_response(http::status::service_unavailable, "not the leader");
-    return error_response(http::status::internal_server_error, ec.message());
-}
-
 /// One keep-alive connection to the leader, reopened when the leader changes or the
 /// connection fails. Used by one client connection, on its strand.
 class forward_client {
@@ -282,7 +262,7 @@ private:
     asio::awaitable<http_response> put(const http_request& req, const std::string& key);
     asio::awaitable<http_response> get(const http_request& req, const std::string& key);
     asio::awaitable<http_response> del(const http_request& req, const std::string& key);
-    asio::awaitable<http_response> not_done(const http_request& req, std::error_code ec);
+    asio::awaitable<http_response> not_done(const http_request& req, std::error_code ec, request_kind kind);
     asio::awaitable<http_response> forward(const http_request& req);
     http_response status() const;
     http_response health() const;
@@ -343,7 +323,7 @@ asio::awaitable<http_response> api_handler::put(const http_request& req, const s
         co_return error_response(value.status, value.error);
     const write_result r = co_await service_.put(key, *value.value);
     if (r.ec)
-        co_return co_await not_done(req, r.ec);
+        co_return co_await not_done(req, r.ec, request_kind::write);
     co_return json_response(
         http::status::ok,
         {{"key", key}, {"value", *value.value}, {"message", "Key-value pair stored successfully"}});
@@ -353,7 +333,7 @@ asio::awaitable<http_response> api_handler::get(const http_request& req, const s
 {
     const read_result r = co_await service_.get(key);
     if (r.ec)
-        co_return co_await not_done(req, r.ec);
+        co_return co_await not_done(req, r.ec, request_kind::read);
     if (!r.value)
         co_return error_response(http::status::not_found, "key not found");
     co_return json_response(http::status::ok, {{"key", key}, {"value", *r.value}});
@@ -363,17 +343,18 @@ asio::awaitable<http_response> api_handler::del(const http_request& req, const s
 {
     const write_result r = co_await service_.del(key);
     if (r.ec)
-        co_return co_await not_done(req, r.ec);
+        co_return co_await not_done(req, r.ec, request_kind::write);
     if (!r.found)
         co_return error_response(http::status::not_found, "key not found");
     co_return json_response(http::status::ok, {{"key", key}, {"message", "Key deleted successfully"}});
 }
 
-asio::awaitable<http_response> api_handler::not_done(const http_request& req, std::error_code ec)
+asio::awaitable<http_response> api_handler::not_done(const http_request& req, std::error_code ec,
+                                                     request_kind kind)
 {
     if (ec == raftkv::errc::not_leader)
         co_return co_await forward(req);
-    co_return failure_response(ec);
+    co_return failure_response(ec, kind);
 }
 
 asio::awaitable<http_response> api_handler::forward(const http_request& req)
@@ -413,7 +394,10 @@ http_response api_handler::status() const
     body["leader"] = n.leader == no_node ? json::value(nullptr) : json::value(n.leader);
     body["commit_index"] = n.commit_index;
     body["applied_index"] = n.applied_index;
+    body["first_index"] = n.first_index;
     body["last_index"] = n.last_index;
+    body["snapshot_index"] = n.snapshot_index;
+    body["snapshot_term"] = n.snapshot_term;
     body["members"] = std::move(members);
     return json_response(http::status::ok, body);
 }
@@ -514,6 +498,32 @@ http_response error_response(http::status status, std::string_view message)
     if (status == http::status::service_unavailable)
         res.set(http::field::retry_after, "1");
     return res;
+}
+
+http_response failure_response(std::error_code ec, request_kind kind)
+{
+    using raftkv::errc;
+    const auto unavailable = [](std::string_view message) {
+        return error_response(http::status::service_unavailable, message);
+    };
+    if (ec == errc::timeout)
+        return unavailable("timed out; the outcome is unknown");
+    if (ec == errc::overloaded)
+        return unavailable("overloaded: the leader holds too many uncommitted writes; the write did not "
+                           "take effect; retry later");
+    if (ec == errc::proposal_dropped)
+        return unavailable("the write was overwritten by a new leader and did not take effect; retry");
+    if (ec == errc::leadership_lost)
+        return unavailable(kind == request_kind::write
+                               ? "leadership lost before the write was applied; the outcome is unknown"
+                               : "leadership lost; retry");
+    if (ec == errc::transfer_in_progress)
+        return unavailable("leadership transfer in progress; retry");
+    if (ec == errc::shutting_down)
+        return unavailable("shutting down");
+    if (ec == errc::not_leader)
+        return unavailable("not the leader");
+    return error_response(http::status::internal_server_error, "internal error: " + ec.message());
 }
 
 api::api(kv_service& service, api_options options) : service_(&service), options_(options) {}

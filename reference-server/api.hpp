@@ -25,6 +25,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <system_error>
 
 namespace raftkv::server {
 
@@ -79,6 +80,16 @@ checked_input check_put_body(std::string_view body);
 /// A response with body {"error": message}, Content-Type application/json, and
 /// "Retry-After: 1" when the status is 503.
 http_response error_response(boost::beast::http::status status, std::string_view message);
+
+/// Whether a failed request was a write (PUT, DELETE), whose outcome may be unknown, or
+/// a read, which never changes anything.
+enum class request_kind { write, read };
+
+/// How a put, delete or read that failed with a raftkv::errc (other than not_leader, which
+/// is forwarded) is answered: 503 with a message that says whether a write took effect
+/// (overloaded, proposal_dropped: no; leadership_lost, timeout: unknown), 500 for
+/// anything unexpected.
+http_response failure_response(std::error_code ec, request_kind kind);
 
 struct api_options {
     /// How long a forwarded request may take, connecting included, before 503. A little

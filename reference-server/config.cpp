@@ -17,7 +17,7 @@ namespace raftkv::server {
 namespace {
 
 // Every setting is both a flag --<name> and a config-file key <name>.
-constexpr std::array<std::string_view, 10> setting_names = {
+constexpr std::array<std::string_view, 12> setting_names = {
     "id",
     "data-dir",
     "http",
@@ -27,6 +27,8 @@ constexpr std::array<std::string_view, 10> setting_names = {
     "election-ticks",
     "heartbeat-ticks",
     "request-timeout-ms",
+    "snapshot-entries",
+    "snapshot-catchup-entries",
     "log-level",
 };
 
@@ -244,13 +246,16 @@ std::string read_config_file(const std::string& file, raw_settings& out)
 
 // ---- Validation --------------------------------------------------------------------
 
-std::string check_number(const raw_settings& s, std::string_view name, std::uint32_t lo, std::uint32_t hi,
-                         std::uint32_t& out)
+// Far beyond any useful setting, and small enough to read at a glance in the error message.
+constexpr std::uint64_t max_snapshot_entries = 1'000'000'000;
+
+template <class T>
+std::string check_number(const raw_settings& s, std::string_view name, T lo, T hi, T& out)
 {
     const raw_value* v = s.find(name);
     if (!v)
         return {};
-    const auto n = parse_unsigned<std::uint32_t>(v->text);
+    const auto n = parse_unsigned<T>(v->text);
     if (!n || *n < lo || *n > hi)
         return v->where + ": " + in_quotes(v->text) + " is not an integer from " + std::to_string(lo) +
                " to " + std::to_string(hi);
@@ -326,16 +331,20 @@ std::string check_peers(const raw_settings& s, server_config& c)
 
 std::string check_tuning(const raw_settings& s, server_config& c)
 {
-    if (std::string e = check_number(s, "tick-ms", 1, 60'000, c.tick_ms); !e.empty())
+    if (std::string e = check_number<std::uint32_t>(s, "tick-ms", 1, 60'000, c.tick_ms); !e.empty())
         return e;
-    if (std::string e = check_number(s, "heartbeat-ticks", 1, 1'000'000, c.heartbeat_ticks); !e.empty())
+    if (std::string e = check_number<std::uint32_t>(s, "heartbeat-ticks", 1, 1'000'000, c.heartbeat_ticks);
+        !e.empty())
         return e;
-    if (std::string e = check_number(s, "election-ticks", 2, 1'000'000, c.election_ticks); !e.empty())
+    if (std::string e = check_number<std::uint32_t>(s, "election-ticks", 2, 1'000'000, c.election_ticks);
+        !e.empty())
         return e;
     if (c.election_ticks <= c.heartbeat_ticks)
         return "election-ticks (" + std::to_string(c.election_ticks) +
                ") must be greater than heartbeat-ticks (" + std::to_string(c.heartbeat_ticks) + ")";
-    if (std::string e = check_number(s, "request-timeout-ms", 1, 3'600'000, c.request_timeout_ms); !e.empty())
+    if (std::string e =
+            check_number<std::uint32_t>(s, "request-timeout-ms", 1, 3'600'000, c.request_timeout_ms);
+        !e.empty())
         return e;
     if (const raw_value* v = s.find("log-level")) {
         const auto level = parse_log_level(v->text);
@@ -346,13 +355,25 @@ std::string check_tuning(const raw_settings& s, server_config& c)
     return {};
 }
 
+std::string check_snapshots(const raw_settings& s, server_config& c)
+{
+    if (std::string e =
+            check_number<std::uint64_t>(s, "snapshot-entries", 0, max_snapshot_entries, c.snapshot_entries);
+        !e.empty())
+        return e;
+    return check_number<std::uint64_t>(s, "snapshot-catchup-entries", 0, max_snapshot_entries,
+                                       c.snapshot_catchup_entries);
+}
+
 std::string build_config(const raw_settings& s, server_config& c)
 {
     if (std::string e = check_identity(s, c); !e.empty())
         return e;
     if (std::string e = check_peers(s, c); !e.empty())
         return e;
-    return check_tuning(s, c);
+    if (std::string e = check_tuning(s, c); !e.empty())
+        return e;
+    return check_snapshots(s, c);
 }
 
 } // namespace
@@ -501,6 +522,13 @@ Flags (each also a key of the config file; flags override the file):
                              --election-ticks (default: 5)
   --request-timeout-ms MS    how long a write or read waits for the cluster before
                              answering 503 (default: 5000)
+  --snapshot-entries N       snapshot the key-value state after this many applied
+                             writes and drop the log behind it; 0: never (the log
+                             then grows without bound) (default: 10000)
+  --snapshot-catchup-entries N
+                             entries kept in the log behind a snapshot, so that a
+                             follower a little behind catches up from the log
+                             (default: 5000)
   --log-level LEVEL          error, warn, info or debug (default: info)
   --config FILE              read settings from a YAML file first
   -h, --help                 print this help and exit
@@ -508,8 +536,9 @@ Flags (each also a key of the config file; flags override the file):
 Flags take their value as the next argument or after '=' (--id=2).
 
 Config file (YAML): a map with any of the keys id, data-dir, http, raft, peers,
-tick-ms, election-ticks, heartbeat-ticks, request-timeout-ms, log-level. peers is
-a map of id to HOST:PORT, or the same string as --peers. Example:
+tick-ms, election-ticks, heartbeat-ticks, request-timeout-ms, snapshot-entries,
+snapshot-catchup-entries, log-level. peers is a map of id to HOST:PORT, or the
+same string as --peers. Example:
 
   id: 2
   data-dir: /var/lib/raftkv/2

@@ -73,6 +73,15 @@ struct server_config {
     /// Default: 5000 ms.
     std::uint32_t request_timeout_ms = 5000;
 
+    /// Take a snapshot of the state machine once this many entries were applied since the
+    /// last one (or 64 MiB of commands, whichever comes first), and drop the log behind it.
+    /// 0: never; the log then grows without bound. Default: 10000.
+    std::uint64_t snapshot_entries = 10000;
+
+    /// Entries kept in the log behind a snapshot, so that a follower a little behind
+    /// catches up from the log rather than with a whole snapshot. Default: 5000.
+    std::uint64_t snapshot_catchup_entries = 5000;
+
     /// Default: info.
     server::log_level log_level = log_level::info;
 };

@@ -96,6 +96,10 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
         o.members.voters.push_back(id);
     o.election_ticks = c.election_ticks;
     o.heartbeat_ticks = c.heartbeat_ticks;
+    o.snapshot_entries = c.snapshot_entries;
+    if (c.snapshot_entries == 0)
+        o.snapshot_bytes = 0; // 0 disables snapshots, not only the count trigger
+    o.snapshot_catchup_entries = c.snapshot_catchup_entries;
     o.random_seed = random_seed();
     raftkv::asio::driver_options d;
     d.tick_interval = std::chrono::milliseconds(c.tick_ms);

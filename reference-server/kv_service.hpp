@@ -32,8 +32,8 @@ namespace raftkv::server {
 /// The outcome of a put or a delete.
 struct write_result {
     /// Empty once committed, durable on a majority and applied; otherwise a raftkv::errc:
-    /// not_leader, proposal_dropped (it did not happen), timeout (outcome unknown),
-    /// transfer_in_progress or shutting_down.
+    /// not_leader, overloaded or proposal_dropped (it did not happen), leadership_lost or
+    /// timeout (outcome unknown), transfer_in_progress or shutting_down.
     std::error_code ec;
     /// For a delete: whether the key existed. For a put: true.
     bool found = false;
@@ -74,8 +74,10 @@ class kv_service {
 public:
     /// Opens the log and the state machine under config.data_dir, resolves the peers and
     /// listens on config.raft. Nothing runs until start(). Throws config_error when an
-    /// address does not resolve, std::runtime_error (LevelDB) or boost::system::system_error
-    /// (the Raft address is taken) when the node cannot start.
+    /// address does not resolve; std::runtime_error when LevelDB cannot open a database or
+    /// the Raft address is taken; std::system_error with a raftkv::errc when the node
+    /// refuses its storage (errc::storage_inconsistent: the log lost entries the state
+    /// machine applied) or its options (errc::invalid_argument).
     kv_service(boost::asio::any_io_executor ex, const server_config& config);
     ~kv_service();
 

@@ -1,13 +1,16 @@
 // raftkv-server: one node of a raftkv cluster, serving the HTTP/JSON API.
 //
 // Exit codes: 0 after a clean shutdown (SIGINT, SIGTERM), 2 for a bad flag or config
-// value, 1 when the node cannot start or fails while running.
+// value, 1 when the node cannot start (a port in use, a data directory that is locked,
+// corrupt or inconsistent) or fails while running.
 
 #include "api.hpp"
 #include "config.hpp"
 #include "http_server.hpp"
 #include "kv_service.hpp"
 #include "log.hpp"
+
+#include <raftkv/error.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -20,6 +23,7 @@
 #include <cstdlib>
 #include <exception>
 #include <string>
+#include <system_error>
 #include <thread>
 
 namespace {
@@ -36,15 +40,45 @@ void print_error(const std::string& message)
     std::fwrite(line.data(), 1, line.size(), stderr);
 }
 
+// The text of a std::system_error without the ": <code's message>" it appends, which only
+// repeats what raftkv's own text says ("... truncated, or lost?: storage inconsistent ...").
+std::string reason(const std::system_error& e)
+{
+    std::string what = e.what();
+    const std::string suffix = ": " + e.code().message();
+    if (what.size() > suffix.size() && what.ends_with(suffix))
+        what.resize(what.size() - suffix.size());
+    return what;
+}
+
+[[noreturn]] void die(const std::string& why)
+{
+    print_error("fatal: " + why + "; stopping");
+    std::_Exit(1);
+}
+
+// An exception out of a handler comes from the Raft node or its storage: a LevelDB failure,
+// or a log that contradicts the leader (errc::storage_inconsistent). The node's state can no
+// longer be trusted, so the process stops at once instead of serving from it.
 void run_threads(asio::io_context& io)
 {
     try {
         io.run();
+    } catch (const std::system_error& e) {
+        die(reason(e));
     } catch (const std::exception& e) {
-        // A LevelDB failure inside the Raft node: its state can no longer be trusted.
-        print_error(std::string("fatal: ") + e.what());
-        std::_Exit(1);
+        die(e.what());
+    } catch (...) {
+        die("an unknown exception");
     }
+}
+
+// A refusal of the Raft node to start: its options (a configuration problem, exit code 2)
+// or its storage (exit code 1).
+int report_refusal(const std::system_error& e)
+{
+    print_error("cannot start: " + reason(e));
+    return e.code() == raftkv::errc::invalid_argument ? 2 : 1;
 }
 
 http_server listen_http(asio::io_context& io, const server_config& config,
@@ -125,6 +159,11 @@ int main(int argc, char** argv)
     } catch (const config_error& e) {
         print_error(e.what());
         return 2;
+    } catch (const std::system_error& e) {
+        if (e.code().category() == raftkv::raftkv_category())
+            return report_refusal(e);
+        print_error(e.what());
+        return 1;
     } catch (const std::exception& e) {
         print_error(e.what());
         return 1;

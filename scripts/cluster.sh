@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # Starts, stops or shows a local three-node raftkv cluster on loopback.
 #
-#   scripts/cluster.sh start  [--dir DIR]   build the release preset if needed, start nodes 1-3
+#   scripts/cluster.sh start  [--dir DIR] [-- FLAG...]   build the release preset if needed, start
+#                                                       nodes 1-3, each with the extra FLAGs
 #   scripts/cluster.sh stop   [--dir DIR]   stop them (SIGTERM, then SIGKILL after 10 s)
 #   scripts/cluster.sh status [--dir DIR]   show each node's process and /status
 #
 # Node N serves HTTP on 127.0.0.1:808N and Raft on 127.0.0.1:908N, keeps its data in DIR/N,
 # its pid in DIR/N.pid and its log in DIR/N.log. DIR defaults to ./raftkv-cluster (relative
 # to the current directory). Starting a running node, or stopping a stopped one, does nothing.
+# RAFTKV_SERVER=path/to/raftkv-server runs that binary instead of building the release preset.
+#
+#   scripts/cluster.sh start -- --snapshot-entries 200 --snapshot-catchup-entries 50
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-server=$repo/build/release/reference-server/raftkv-server
+server=${RAFTKV_SERVER:-$repo/build/release/reference-server/raftkv-server}
 nodes=(1 2 3)
 peers=1=127.0.0.1:9081,2=127.0.0.1:9082,3=127.0.0.1:9083
 
 usage() {
-    echo "usage: $0 start|stop|status [--dir DIR]" >&2
+    echo "usage: $0 start|stop|status [--dir DIR] [-- raftkv-server flags, for start]" >&2
     exit 2
 }
 
@@ -24,8 +28,15 @@ usage() {
 command=$1
 shift
 dir=raftkv-cluster
+flags=()
 while (($# > 0)); do
     case $1 in
+    --)
+        [[ $command == start ]] || usage
+        shift
+        flags=("$@")
+        break
+        ;;
     --dir)
         (($# >= 2)) || usage
         dir=$2
@@ -53,6 +64,7 @@ running_pid() {
 }
 
 build() {
+    [[ -z "${RAFTKV_SERVER:-}" ]] || return 0
     (
         cd "$repo"
         ./scripts/install-deps.sh
@@ -69,7 +81,7 @@ start_node() {
     fi
     mkdir -p "$dir/$n"
     nohup "$server" --id "$n" --data-dir "$dir/$n" --http "127.0.0.1:808$n" --raft "127.0.0.1:908$n" \
-        --peers "$peers" >>"$dir/$n.log" 2>&1 </dev/null &
+        --peers "$peers" "${flags[@]}" >>"$dir/$n.log" 2>&1 </dev/null &
     echo $! >"$dir/$n.pid"
     echo "node $n: started (pid $!), http 127.0.0.1:808$n, log $dir/$n.log"
 }

@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <fstream>
@@ -699,7 +700,10 @@ std::optional<node_status> parse_status(std::string_view body, std::string* why_
     node_status s;
     if (!get_u64(o, "id", s.id, why) || !get_string(o, "role", s.role, why) ||
         !get_u64(o, "term", s.term, why) || !get_u64(o, "commit_index", s.commit_index, why) ||
-        !get_u64(o, "applied_index", s.applied_index, why) || !get_u64(o, "last_index", s.last_index, why))
+        !get_u64(o, "applied_index", s.applied_index, why) ||
+        !get_u64(o, "first_index", s.first_index, why) || !get_u64(o, "last_index", s.last_index, why) ||
+        !get_u64(o, "snapshot_index", s.snapshot_index, why) ||
+        !get_u64(o, "snapshot_term", s.snapshot_term, why))
         return fail();
     auto leader = o.find("leader");
     if (leader == o.end()) {
@@ -746,6 +750,122 @@ std::optional<node_status> get_status(std::uint16_t port, milliseconds timeout)
 }
 
 // ---------------------------------------------------------------------------------------
+// Load
+
+std::string load_value(std::string_view key)
+{
+    return "value of " + std::string(key);
+}
+
+namespace {
+
+constexpr milliseconds put_retry_time = 20s;
+
+// One client's share of put_many(): writes first, first + stride, ...
+void put_share(std::uint16_t port, std::string_view prefix, std::size_t first, std::size_t count,
+               std::size_t stride, std::size_t distinct_keys, load_result& out)
+{
+    http_client client(port);
+    for (std::size_t i = first; i < count; i += stride) {
+        const std::string key = std::string(prefix) + std::to_string(distinct_keys ? i % distinct_keys : i);
+        const std::string target = kv_target(key), body = value_body(load_value(key));
+        const auto deadline = clock::now() + put_retry_time;
+        http_response r;
+        for (;;) {
+            r = client.request("PUT", target, body, put_retry_time);
+            if (r.status == 200 || (r.status != 0 && r.status != 503) || clock::now() >= deadline)
+                break;
+            std::this_thread::sleep_for(r.status == 503 ? 50ms : 10ms);
+        }
+        if (r.status == 200)
+            ++out.ok;
+        else if (out.failed++ == 0)
+            out.first_failure = "PUT " + target + ": " + describe(r);
+    }
+}
+
+// One client's share of get_many().
+void get_share(std::uint16_t port, std::string_view prefix, std::size_t first, std::size_t count,
+               std::size_t stride, load_result& out)
+{
+    http_client client(port);
+    for (std::size_t i = first; i < count; i += stride) {
+        const std::string key = std::string(prefix) + std::to_string(i);
+        const http_response r = client.request("GET", kv_target(key), {}, 10s);
+        if (r.status == 200 && parse_json(r.body).string("value") == load_value(key))
+            ++out.ok;
+        else if (out.failed++ == 0)
+            out.first_failure = "GET " + kv_target(key) + ": " + describe(r);
+    }
+}
+
+// Runs share(t, result) on `clients` threads and adds up their results.
+load_result run_shares(std::size_t clients, const std::function<void(std::size_t, load_result&)>& share)
+{
+    const auto start = clock::now();
+    std::vector<load_result> shares(clients);
+    std::vector<std::thread> threads;
+    for (std::size_t t = 0; t < clients; ++t)
+        threads.emplace_back([&, t] { share(t, shares[t]); });
+    for (auto& th : threads)
+        th.join();
+    load_result total;
+    for (const auto& s : shares) {
+        total.ok += s.ok;
+        total.failed += s.failed;
+        if (total.first_failure.empty())
+            total.first_failure = s.first_failure;
+    }
+    total.seconds = std::chrono::duration<double>(clock::now() - start).count();
+    return total;
+}
+
+} // namespace
+
+load_result put_many(std::uint16_t port, std::string_view prefix, std::size_t count, std::size_t clients,
+                     std::size_t distinct_keys)
+{
+    return run_shares(clients, [&](std::size_t t, load_result& out) {
+        put_share(port, prefix, t, count, clients, distinct_keys, out);
+    });
+}
+
+load_result get_many(std::uint16_t port, std::string_view prefix, std::size_t count, std::size_t clients)
+{
+    return run_shares(
+        clients, [&](std::size_t t, load_result& out) { get_share(port, prefix, t, count, clients, out); });
+}
+
+// ---------------------------------------------------------------------------------------
+// /proc
+
+std::uint64_t rss_kib(pid_t pid)
+{
+    std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.rfind("VmRSS:", 0) == 0)
+            return std::strtoull(line.c_str() + 6, nullptr, 10);
+    }
+    return 0;
+}
+
+std::uint64_t directory_bytes(const std::filesystem::path& dir)
+{
+    std::uint64_t total = 0;
+    std::error_code ec;
+    for (std::filesystem::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code size_ec; // a file LevelDB deletes meanwhile counts as 0
+        if (!it->is_regular_file(size_ec))
+            continue;
+        const auto size = it->file_size(size_ec);
+        if (!size_ec)
+            total += size;
+    }
+    return total;
+}
+
+// ---------------------------------------------------------------------------------------
 // Servers and clusters
 
 std::string node_spec::http_address() const
@@ -758,7 +878,8 @@ std::string node_spec::raft_address() const
     return "127.0.0.1:" + std::to_string(raft_port);
 }
 
-cluster::cluster(std::size_t n, bool start)
+cluster::cluster(std::size_t n, bool start, std::vector<std::string> extra_args)
+    : extra_args_(std::move(extra_args))
 {
     const auto ports = free_ports(2 * n);
     for (std::size_t i = 0; i < n; ++i) {
@@ -797,8 +918,11 @@ std::string cluster::peers_flag() const
 std::vector<std::string> cluster::args(std::uint64_t id) const
 {
     const auto& s = spec(id);
-    return {"--id",   std::to_string(s.id), "--data-dir", s.data_dir.string(), "--http", s.http_address(),
-            "--raft", s.raft_address(),     "--peers",    peers_flag()};
+    std::vector<std::string> out = {"--id",    std::to_string(s.id), "--data-dir", s.data_dir.string(),
+                                    "--http",  s.http_address(),     "--raft",     s.raft_address(),
+                                    "--peers", peers_flag()};
+    out.insert(out.end(), extra_args_.begin(), extra_args_.end());
+    return out;
 }
 
 void cluster::start(std::uint64_t id)
@@ -823,6 +947,17 @@ bool cluster::running(std::uint64_t id)
 {
     auto& p = procs_.at(id - 1);
     return p && p->running();
+}
+
+pid_t cluster::pid(std::uint64_t id)
+{
+    return running(id) ? procs_.at(id - 1)->pid() : -1;
+}
+
+std::optional<exit_status> cluster::exit_of(std::uint64_t id)
+{
+    const auto& p = procs_.at(id - 1);
+    return p ? p->status() : std::nullopt;
 }
 
 void cluster::kill9(std::uint64_t id)

@@ -245,6 +245,7 @@ struct node_status {
     std::uint64_t term = 0;
     std::optional<std::uint64_t> leader;
     std::uint64_t commit_index = 0, applied_index = 0, last_index = 0;
+    std::uint64_t first_index = 0, snapshot_index = 0, snapshot_term = 0;
     std::vector<member_status> members;
 };
 
@@ -254,6 +255,42 @@ std::optional<node_status> parse_status(std::string_view body, std::string* why 
 
 /// GET /status; nullopt if no 200 or the body does not parse.
 std::optional<node_status> get_status(std::uint16_t port, milliseconds timeout = 2s);
+
+// ---------------------------------------------------------------------------------------
+// Load
+
+/// What put_many() or get_many() got done.
+struct load_result {
+    std::size_t ok = 0;        ///< PUTs answered 200; GETs that read back load_value(key)
+    std::size_t failed = 0;    ///< the others (a PUT's retries ran out)
+    std::string first_failure; ///< the request and describe() of the first failed answer
+    double seconds = 0;        ///< wall-clock time of the whole load
+
+    double per_second() const { return seconds > 0 ? static_cast<double>(ok) / seconds : 0; }
+};
+
+/// The value put_many() writes for `key`.
+std::string load_value(std::string_view key);
+
+/// PUTs `count` writes from `clients` threads with one keep-alive connection each: write i
+/// sets the key prefix + to_string(i % distinct_keys) (every key distinct when
+/// distinct_keys is 0) to load_value(key). A 503 or a lost connection is retried (a PUT is
+/// idempotent) for up to 20 s per write.
+load_result put_many(std::uint16_t port, std::string_view prefix, std::size_t count, std::size_t clients = 8,
+                     std::size_t distinct_keys = 0);
+
+/// GETs prefix + "0" ... prefix + to_string(count - 1) from `clients` threads and counts
+/// those that read back load_value(key) with a 200.
+load_result get_many(std::uint16_t port, std::string_view prefix, std::size_t count, std::size_t clients = 8);
+
+// ---------------------------------------------------------------------------------------
+// /proc
+
+/// The resident set size of process `pid` in KiB (VmRSS in /proc/<pid>/status), or 0.
+std::uint64_t rss_kib(pid_t pid);
+
+/// The total size in bytes of the regular files under `dir` (0 if it does not exist).
+std::uint64_t directory_bytes(const std::filesystem::path& dir);
 
 // ---------------------------------------------------------------------------------------
 // Servers and clusters
@@ -273,8 +310,9 @@ struct node_spec {
 /// if the current test failed, prints each node's log tail to stderr.
 class cluster {
 public:
-    /// Allocates ports and directories for `n` nodes and, if `start`, starts them all.
-    explicit cluster(std::size_t n, bool start = true);
+    /// Allocates ports and directories for `n` nodes and, if `start`, starts them all. Every
+    /// node gets `extra_args` after its own (e.g. {"--snapshot-entries", "200"}).
+    explicit cluster(std::size_t n, bool start = true, std::vector<std::string> extra_args = {});
     ~cluster();
     cluster(const cluster&) = delete;
     cluster& operator=(const cluster&) = delete;
@@ -293,6 +331,10 @@ public:
     void start(std::uint64_t id);
     void start_all();
     bool running(std::uint64_t id);
+    /// The process id of node `id` while it runs, else -1.
+    pid_t pid(std::uint64_t id);
+    /// How node `id` ended, once it has exited and been reaped (see running()).
+    std::optional<exit_status> exit_of(std::uint64_t id);
     void kill9(std::uint64_t id);
     /// Sends `sig` (SIGSTOP, SIGCONT, ...) to a running node without waiting.
     void signal(std::uint64_t id, int sig);
@@ -316,6 +358,7 @@ public:
 
 private:
     temp_dir dir_;
+    std::vector<std::string> extra_args_;
     std::vector<node_spec> specs_;
     std::vector<std::unique_ptr<process>> procs_;
 };

@@ -548,6 +548,9 @@ BOOST_AUTO_TEST_CASE(bad_flags_exit_2_with_one_line_on_stderr)
         {"--peers bad port", with({"--peers", "1=127.0.0.1:x"})},
         {"--peers duplicate id", with({"--peers", "1=" + raft + ",1=127.0.0.1:1"})},
         {"--peers without this node", with({"--id", "2", "--peers", "1=" + raft})},
+        {"--snapshot-entries negative", with({"--snapshot-entries", "-1"})},
+        {"--snapshot-entries too large", with({"--snapshot-entries", "1000000001"})},
+        {"--snapshot-catchup-entries not a number", with({"--snapshot-catchup-entries", "some"})},
         {"--config missing file", with({"--config", (dir / "nope.yaml").string()})},
         {"--data-dir without value", {"--data-dir"}},
     };
@@ -571,6 +574,7 @@ BOOST_AUTO_TEST_CASE(bad_config_files_exit_2_with_one_line_on_stderr)
         {"http without port", "id: 1\ndata-dir: " + (dir / "data").string() +
                                   "\nhttp: nonsense\nraft: 127.0.0.1:" + std::to_string(ports[1]) + "\n"},
         {"unknown key", good + "id: 1\nbogus: 1\n"},
+        {"snapshot-entries not a number", good + "snapshot-entries: often\n"},
         {"binary junk", std::string("\x00\xff\xfe garbage \x01", 13)},
     };
     int i = 0;

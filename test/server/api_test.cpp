@@ -3,6 +3,8 @@
 #define BOOST_TEST_MODULE server_api
 #include <boost/test/unit_test.hpp>
 
+#include <raftkv/error.hpp>
+
 #include <string>
 
 namespace {
@@ -198,4 +200,42 @@ BOOST_AUTO_TEST_CASE(errors_are_json_with_a_retry_after_when_unavailable)
     const auto busy = raftkv::server::error_response(http::status::service_unavailable, "no \"leader\"");
     BOOST_TEST(busy.body() == R"({"error":"no \"leader\""})");
     BOOST_TEST(busy[http::field::retry_after] == "1");
+}
+
+BOOST_AUTO_TEST_CASE(an_overloaded_leader_answers_503_saying_the_write_did_not_happen)
+{
+    using raftkv::server::request_kind;
+    const auto res = raftkv::server::failure_response(raftkv::errc::overloaded, request_kind::write);
+    BOOST_TEST(res.result_int() == 503u);
+    BOOST_TEST(res[http::field::retry_after] == "1");
+    BOOST_TEST(res.body() == R"({"error":"overloaded: the leader holds too many uncommitted writes; )"
+                             R"(the write did not take effect; retry later"})");
+}
+
+BOOST_AUTO_TEST_CASE(leadership_lost_is_an_unknown_outcome_for_a_write_and_a_retry_for_a_read)
+{
+    using raftkv::server::request_kind;
+    const auto write = raftkv::server::failure_response(raftkv::errc::leadership_lost, request_kind::write);
+    BOOST_TEST(write.result_int() == 503u);
+    BOOST_TEST(write[http::field::retry_after] == "1");
+    BOOST_TEST(write.body() ==
+               R"({"error":"leadership lost before the write was applied; the outcome is unknown"})");
+    const auto read = raftkv::server::failure_response(raftkv::errc::leadership_lost, request_kind::read);
+    BOOST_TEST(read.result_int() == 503u);
+    BOOST_TEST(read.body() == R"({"error":"leadership lost; retry"})");
+}
+
+BOOST_AUTO_TEST_CASE(every_raftkv_failure_is_a_503_with_a_message_and_others_are_500)
+{
+    using raftkv::errc;
+    using raftkv::server::request_kind;
+    for (const errc e : {errc::timeout, errc::proposal_dropped, errc::transfer_in_progress,
+                         errc::shutting_down, errc::not_leader, errc::overloaded, errc::leadership_lost}) {
+        const auto res = raftkv::server::failure_response(e, request_kind::write);
+        BOOST_TEST(res.result_int() == 503u, static_cast<int>(e));
+        BOOST_TEST(res.body().find("\"error\":\"") != std::string::npos, res.body());
+    }
+    const auto odd = raftkv::server::failure_response(errc::storage_inconsistent, request_kind::read);
+    BOOST_TEST(odd.result_int() == 500u);
+    BOOST_TEST(odd.body().find("internal error: ") != std::string::npos, odd.body());
 }

@@ -74,6 +74,8 @@ BOOST_AUTO_TEST_CASE(no_flags_run_a_single_node_with_the_documented_defaults)
     BOOST_TEST(c.election_ticks == 30u);
     BOOST_TEST(c.heartbeat_ticks == 5u);
     BOOST_TEST(c.request_timeout_ms == 5000u);
+    BOOST_TEST(c.snapshot_entries == 10000u);
+    BOOST_TEST(c.snapshot_catchup_entries == 5000u);
     BOOST_TEST((c.log_level == log_level::info));
 }
 
@@ -97,6 +99,10 @@ BOOST_AUTO_TEST_CASE(every_flag_is_read)
                                       "4",
                                       "--request-timeout-ms",
                                       "1500",
+                                      "--snapshot-entries",
+                                      "200",
+                                      "--snapshot-catchup-entries",
+                                      "50",
                                       "--log-level",
                                       "debug"});
     BOOST_TEST(c.id == 2u);
@@ -108,6 +114,8 @@ BOOST_AUTO_TEST_CASE(every_flag_is_read)
     BOOST_TEST(c.election_ticks == 40u);
     BOOST_TEST(c.heartbeat_ticks == 4u);
     BOOST_TEST(c.request_timeout_ms == 1500u);
+    BOOST_TEST(c.snapshot_entries == 200u);
+    BOOST_TEST(c.snapshot_catchup_entries == 50u);
     BOOST_TEST((c.log_level == log_level::debug));
 }
 
@@ -148,8 +156,9 @@ BOOST_AUTO_TEST_CASE(help_wins_over_everything_else)
 BOOST_AUTO_TEST_CASE(help_text_explains_every_flag_and_key)
 {
     const std::string help = raftkv::server::help_text();
-    for (const char* name : {"id", "data-dir", "http", "raft", "peers", "tick-ms", "election-ticks",
-                             "heartbeat-ticks", "request-timeout-ms", "log-level", "config"})
+    for (const char* name :
+         {"id", "data-dir", "http", "raft", "peers", "tick-ms", "election-ticks", "heartbeat-ticks",
+          "request-timeout-ms", "snapshot-entries", "snapshot-catchup-entries", "log-level", "config"})
         BOOST_TEST(help.find(std::string("--") + name) != std::string::npos, name);
 }
 
@@ -235,6 +244,37 @@ BOOST_AUTO_TEST_CASE(bad_tuning_values_are_errors)
     parse_error({"--data-dir", ""}, "--data-dir: the data directory must not be empty");
 }
 
+BOOST_AUTO_TEST_CASE(snapshot_settings_take_zero_to_a_billion)
+{
+    const server_config zero = parse_ok({"--snapshot-entries", "0", "--snapshot-catchup-entries=0"});
+    BOOST_TEST(zero.snapshot_entries == 0u);
+    BOOST_TEST(zero.snapshot_catchup_entries == 0u);
+    const server_config most =
+        parse_ok({"--snapshot-entries", "1000000000", "--snapshot-catchup-entries", "1000000000"});
+    BOOST_TEST(most.snapshot_entries == 1'000'000'000u);
+    BOOST_TEST(most.snapshot_catchup_entries == 1'000'000'000u);
+    // More entries kept than taken between snapshots is allowed: the log is just longer.
+    BOOST_TEST(parse_ok({"--snapshot-entries", "10", "--snapshot-catchup-entries", "50"}).snapshot_entries ==
+               10u);
+}
+
+BOOST_AUTO_TEST_CASE(bad_snapshot_settings_are_errors)
+{
+    BOOST_TEST(parse_error({"--snapshot-entries", "-1"}, "--snapshot-entries") ==
+               "--snapshot-entries: '-1' is not an integer from 0 to 1000000000");
+    parse_error({"--snapshot-entries", "many"}, "--snapshot-entries: 'many' is not an integer");
+    parse_error({"--snapshot-entries", "1000000001"}, "--snapshot-entries: '1000000001'");
+    parse_error({"--snapshot-entries", "18446744073709551616"}, "'18446744073709551616' is not an integer");
+    parse_error({"--snapshot-entries", "1e3"}, "--snapshot-entries: '1e3'");
+    parse_error({"--snapshot-entries", ""}, "--snapshot-entries: '' is not an integer");
+    parse_error({"--snapshot-entries"}, "flag --snapshot-entries needs a value");
+    parse_error({"--snapshot-entries", "1", "--snapshot-entries=2"},
+                "flag --snapshot-entries is given more than once");
+    BOOST_TEST(parse_error({"--snapshot-catchup-entries", " 5"}, "--snapshot-catchup-entries") ==
+               "--snapshot-catchup-entries: ' 5' is not an integer from 0 to 1000000000");
+    parse_error({"--snapshot-catchup-entries", "+5"}, "--snapshot-catchup-entries: '+5'");
+}
+
 BOOST_AUTO_TEST_CASE(ipv6_addresses_take_brackets)
 {
     const server_config c = parse_ok({"--http", "[::1]:8080", "--raft", "[::1]:9080"});
@@ -261,6 +301,8 @@ tick-ms: 20
 election-ticks: 40
 heartbeat-ticks: 4
 request-timeout-ms: 1500
+snapshot-entries: 300
+snapshot-catchup-entries: 20
 log-level: warn
 )");
     const server_config c = parse_ok({"--config", file});
@@ -273,6 +315,8 @@ log-level: warn
     BOOST_TEST(c.election_ticks == 40u);
     BOOST_TEST(c.heartbeat_ticks == 4u);
     BOOST_TEST(c.request_timeout_ms == 1500u);
+    BOOST_TEST(c.snapshot_entries == 300u);
+    BOOST_TEST(c.snapshot_catchup_entries == 20u);
     BOOST_TEST((c.log_level == log_level::warn));
 }
 
@@ -296,6 +340,15 @@ BOOST_AUTO_TEST_CASE(flags_override_the_config_file)
     BOOST_TEST(c.http.to_string() == "127.0.0.1:8082"); // from the file: no flag
     BOOST_TEST((c.peers == three_peer_map()));
     BOOST_TEST((c.log_level == log_level::info));
+}
+
+BOOST_AUTO_TEST_CASE(snapshot_flags_override_the_config_file)
+{
+    temp_dir dir;
+    const std::string file = write_file(dir, "snapshot-entries: 300\nsnapshot-catchup-entries: 20\n");
+    const server_config c = parse_ok({"--config", file, "--snapshot-entries", "0"});
+    BOOST_TEST(c.snapshot_entries == 0u);
+    BOOST_TEST(c.snapshot_catchup_entries == 20u);
 }
 
 BOOST_AUTO_TEST_CASE(config_file_may_come_after_the_flags_it_is_overridden_by)
@@ -328,6 +381,15 @@ BOOST_AUTO_TEST_CASE(config_file_values_are_checked_like_flags)
     parse_error({"--config", write_file(dir, "peers:\n  1: nowhere\n", "pa.yaml")},
                 "'nowhere' is not host:port");
     parse_error({"--config", write_file(dir, "peers:\n  1: 'a:1,2=b:2'\n", "pc.yaml")}, "is not host:port");
+    const std::string snapshots = write_file(dir, "snapshot-entries: lots\n", "se.yaml");
+    BOOST_TEST(parse_error({"--config", snapshots}, "snapshot-entries") ==
+               snapshots + ": snapshot-entries: 'lots' is not an integer from 0 to 1000000000");
+    parse_error({"--config", write_file(dir, "snapshot-catchup-entries: -3\n", "sc.yaml")},
+                "sc.yaml: snapshot-catchup-entries: '-3' is not an integer from 0 to 1000000000");
+    parse_error({"--config", write_file(dir, "snapshot-entries: [1, 2]\n", "sl.yaml")},
+                "snapshot-entries: must be a single value, not a list or a map");
+    parse_error({"--config", write_file(dir, "snapshot-entries:\n", "sn.yaml")},
+                "snapshot-entries: needs a value");
 }
 
 BOOST_AUTO_TEST_CASE(unknown_config_keys_are_errors)

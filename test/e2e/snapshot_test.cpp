@@ -1,0 +1,300 @@
+// raftkv-server with snapshots and log compaction: nodes compact their logs under load, a
+// follower that missed compacted entries catches up from a snapshot, a node whose log lost
+// applied entries refuses to run, and the log and memory stay bounded over many writes.
+#define BOOST_TEST_MODULE raftkv_e2e_snapshot
+#include <boost/test/unit_test.hpp>
+
+#include "harness.hpp"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace raftkv::e2e;
+using clock_type = std::chrono::steady_clock;
+
+const std::vector<std::string> small_snapshots = {"--snapshot-entries", "200", "--snapshot-catchup-entries",
+                                                  "50"};
+
+double seconds_since(clock_type::time_point start)
+{
+    return std::chrono::duration<double>(clock_type::now() - start).count();
+}
+
+/// Three running nodes with small snapshot settings and an elected leader.
+struct three_nodes {
+    cluster c{3, true, small_snapshots};
+    std::uint64_t leader = 0;
+
+    three_nodes()
+    {
+        auto l = c.wait_ready(20s);
+        BOOST_TEST_REQUIRE(l.has_value(), "no leader that every node agrees on and forwards to within 20 s");
+        leader = *l;
+    }
+
+    std::vector<std::uint64_t> followers() const
+    {
+        std::vector<std::uint64_t> out;
+        for (std::uint64_t id = 1; id <= 3; ++id)
+            if (id != leader)
+                out.push_back(id);
+        return out;
+    }
+
+    node_status status_of(std::uint64_t id)
+    {
+        auto s = get_status(c.http_port(id));
+        BOOST_TEST_REQUIRE(s.has_value(), "no /status from node " << id);
+        return *s;
+    }
+
+    /// Waits until every running node has applied what the leader has committed.
+    bool wait_applied_everywhere(milliseconds timeout)
+    {
+        return wait_until(
+            [&] {
+                const auto l = get_status(c.http_port(leader), 1s);
+                if (!l)
+                    return false;
+                for (auto id : c.running_ids()) {
+                    const auto s = get_status(c.http_port(id), 1s);
+                    if (!s || s->applied_index < l->commit_index)
+                        return false;
+                }
+                return true;
+            },
+            timeout);
+    }
+
+    void require_writes(std::uint64_t via, std::string_view prefix, std::size_t count)
+    {
+        const load_result r = put_many(c.http_port(via), prefix, count);
+        BOOST_TEST_MESSAGE(count << " writes with prefix " << prefix << " through node " << via << " in "
+                                 << r.seconds << " s (" << static_cast<int>(r.per_second()) << "/s)");
+        BOOST_TEST_REQUIRE(r.failed == 0u, r.failed << " writes failed; the first: " << r.first_failure);
+    }
+
+    void check_readable(std::uint64_t via, std::string_view prefix, std::size_t count)
+    {
+        const load_result r = get_many(c.http_port(via), prefix, count);
+        BOOST_TEST(r.failed == 0u, r.failed << " of " << count << " keys with prefix " << prefix
+                                            << " unreadable through node " << via
+                                            << "; the first: " << r.first_failure);
+    }
+};
+
+/// The newest LevelDB write-ahead log file (*.log, the highest number) in `dir`.
+std::filesystem::path newest_leveldb_log(const std::filesystem::path& dir)
+{
+    std::filesystem::path newest;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+        const auto name = e.path().filename().string();
+        if (e.path().extension() == ".log" && name != "LOG" &&
+            (newest.empty() || name > newest.filename().string()))
+            newest = e.path();
+    }
+    return newest;
+}
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(three_nodes_with_small_snapshots, three_nodes)
+
+BOOST_AUTO_TEST_CASE(every_node_snapshots_and_compacts_its_log_under_a_write_load)
+{
+    require_writes(followers()[0], "load-", 1000);
+    BOOST_TEST_REQUIRE(wait_applied_everywhere(10s), "the nodes did not all apply the writes within 10 s");
+    for (std::uint64_t id = 1; id <= 3; ++id) {
+        const node_status s = status_of(id);
+        BOOST_TEST_MESSAGE("node " << id << ": first_index " << s.first_index << ", snapshot_index "
+                                   << s.snapshot_index << ", last_index " << s.last_index);
+        BOOST_TEST(s.snapshot_index > 0u, "node " << id << " took no snapshot");
+        BOOST_TEST(s.first_index > 1u, "node " << id << " compacted nothing");
+        // The log keeps the catch-up tail of 50 entries behind the latest snapshot.
+        BOOST_TEST((s.first_index <= s.snapshot_index + 1 && s.first_index + 50 >= s.snapshot_index + 1),
+                   "node " << id);
+        BOOST_TEST((s.snapshot_term > 0u && s.snapshot_term <= s.term), "node " << id);
+        // A snapshot every 200 entries, the log dropped up to 50 entries before it: never
+        // the whole log of 1000 entries.
+        BOOST_TEST(s.last_index - s.first_index < 200u + 50u, "node " << id << " keeps too much log");
+    }
+    for (std::uint64_t id = 1; id <= 3; ++id)
+        check_readable(id, "load-", 1000);
+}
+
+BOOST_AUTO_TEST_CASE(a_follower_that_missed_compacted_entries_catches_up_from_a_snapshot)
+{
+    const std::uint64_t f = followers()[0], g = followers()[1];
+    require_writes(leader, "before-", 300);
+    BOOST_TEST_REQUIRE(wait_applied_everywhere(10s));
+    const std::uint64_t f_last = status_of(f).last_index;
+    c.kill9(f);
+
+    // Enough writes that the leader's log no longer holds what f needs next.
+    require_writes(leader, "while-down-", 1500);
+    const node_status before_restart = status_of(leader);
+    BOOST_TEST_REQUIRE(before_restart.first_index > f_last + 1, "the leader kept its log from index "
+                                                                    << before_restart.first_index << "; node "
+                                                                    << f << " ends at " << f_last);
+
+    const auto restarted = clock_type::now();
+    c.start(f);
+    node_status caught_up;
+    const bool ok = wait_until(
+        [&] {
+            const auto s = get_status(c.http_port(f), 1s);
+            if (s)
+                caught_up = *s;
+            return s && s->applied_index >= before_restart.commit_index;
+        },
+        20s);
+    BOOST_TEST_REQUIRE(ok, "node " << f << " applied only " << caught_up.applied_index << " of "
+                                   << before_restart.commit_index << " within 20 s of its restart");
+    BOOST_TEST_MESSAGE("node " << f << " caught up in " << seconds_since(restarted) << " s: snapshot_index "
+                               << caught_up.snapshot_index << ", applied_index " << caught_up.applied_index);
+    BOOST_TEST(caught_up.snapshot_index >= before_restart.first_index - 1,
+               "node " << f << " did not install a snapshot: its log starts after "
+                       << caught_up.snapshot_index);
+
+    // With g down, every write needs f: f appends after the snapshot it installed.
+    c.kill9(g);
+    require_writes(leader, "after-", 300);
+
+    // f holds writes the restarted g lacks, so once the leader is gone only f can win: the
+    // reads below come from f's own state machine.
+    c.kill9(leader);
+    c.start(g);
+    const auto new_leader = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(new_leader.has_value(), "no leader among nodes " << f << " and " << g);
+    BOOST_TEST_REQUIRE(*new_leader == f);
+    check_readable(f, "before-", 300);
+    check_readable(f, "while-down-", 1500);
+    check_readable(f, "after-", 300);
+    require_writes(g, "new-", 100);
+    check_readable(g, "new-", 100);
+}
+
+BOOST_AUTO_TEST_CASE(a_follower_whose_data_was_wiped_stops_instead_of_serving)
+{
+    const std::uint64_t f = followers()[0], g = followers()[1];
+    require_writes(leader, "k-", 300);
+    BOOST_TEST_REQUIRE(wait_applied_everywhere(10s));
+    BOOST_TEST_REQUIRE(c.terminate(f).has_value());
+    std::filesystem::remove_all(c.spec(f).data_dir);
+
+    // It starts (an empty directory is a new node), then the leader tells it to commit
+    // entries it does not have: it must stop, not serve from an empty state.
+    const auto started = clock_type::now();
+    c.start(f);
+    const bool stopped = wait_until([&] { return !c.running(f); }, 10s);
+    BOOST_TEST_REQUIRE(stopped, "node " << f << " with a wiped data directory still runs after 10 s");
+    BOOST_TEST_MESSAGE("node " << f << " stopped " << seconds_since(started) << " s after it started");
+    const auto st = c.exit_of(f);
+    BOOST_TEST_REQUIRE(st.has_value());
+    BOOST_TEST((st->exited && st->code == 1), *st);
+    const std::string log = read_tail(c.spec(f).log_file);
+    BOOST_TEST(log.find("raftkv-server: fatal: raftkv: node " + std::to_string(f) + " was told by leader") !=
+                   std::string::npos,
+               log);
+    BOOST_TEST(log.find("was the raft log corrupted, truncated, or lost?; stopping\n") != std::string::npos,
+               log);
+
+    require_writes(g, "k2-", 50);
+    check_readable(g, "k-", 300);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(a_node_whose_log_was_truncated_refuses_to_start)
+{
+    cluster c{3};
+    const auto leader = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    const std::uint64_t f = *leader % 3 + 1, g = 6 - *leader - f; // the two followers
+    const load_result w = put_many(c.http_port(*leader), "k-", 500);
+    BOOST_TEST_REQUIRE(w.failed == 0u, w.first_failure);
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            const auto l = get_status(c.http_port(*leader));
+            const auto s = get_status(c.http_port(f));
+            return l && s && s->applied_index >= l->commit_index;
+        },
+        10s));
+    const auto stopped = c.terminate(f);
+    BOOST_TEST_REQUIRE(stopped.has_value());
+    BOOST_TEST((stopped->exited && stopped->code == 0), *stopped);
+
+    // The newest entries of the log store are in LevelDB's write-ahead log: cut it in half.
+    const auto file = newest_leveldb_log(c.spec(f).data_dir / "log");
+    BOOST_TEST_REQUIRE(!file.empty(), "no *.log file in " << (c.spec(f).data_dir / "log"));
+    const auto size = std::filesystem::file_size(file);
+    std::filesystem::resize_file(file, size / 2);
+    BOOST_TEST_MESSAGE("truncated " << file << " from " << size << " to " << size / 2 << " bytes");
+
+    const auto started = clock_type::now();
+    const run_result r = run_server(c.args(f), 10s, c.dir().path());
+    BOOST_TEST_MESSAGE("exited after " << seconds_since(started) << " s: " << r.err);
+    BOOST_TEST_REQUIRE(r.status.has_value(), "the node with a truncated log still runs after 10 s");
+    BOOST_TEST((r.status->exited && r.status->code == 1), *r.status << ", stderr: " << r.err);
+    BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, "not one line: [" << r.err << "]");
+    BOOST_TEST(r.err.starts_with("raftkv-server: cannot start: raftkv: the state machine applied index "),
+               r.err);
+    BOOST_TEST(r.err.find("was the raft log corrupted, truncated, or lost?\n") != std::string::npos, r.err);
+
+    // The other two still form a majority.
+    const load_result more = put_many(c.http_port(g), "more-", 50);
+    BOOST_TEST(more.failed == 0u, more.first_failure);
+    const load_result read = get_many(c.http_port(g), "k-", 500);
+    BOOST_TEST(read.failed == 0u, read.first_failure);
+}
+
+// LevelDB keeps the newest writes in a write-ahead log it turns into tables every ~4 MiB of
+// memtable, so the log directory saws up and down (measured: 1.1 MiB after 20,000 writes, a
+// peak of 2.4 MiB, 1.9 MiB after 100,000) where an uncompacted log would grow five-fold.
+BOOST_AUTO_TEST_CASE(the_log_and_memory_stay_bounded_over_100000_writes)
+{
+    cluster c{1, true, {"--snapshot-entries", "1000", "--snapshot-catchup-entries", "500"}};
+    BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s));
+    const auto port = c.http_port(1);
+    const auto log_dir = c.spec(1).data_dir / "log";
+    constexpr std::size_t clients = 32, distinct_keys = 10'000, step = 10'000;
+
+    struct sample {
+        std::size_t writes;
+        std::uint64_t log_bytes, rss_kib;
+        node_status status;
+    };
+    std::vector<sample> samples;
+    load_result total;
+    for (std::size_t written = step; written <= 100'000; written += step) {
+        const load_result r = put_many(port, "k-", step, clients, distinct_keys);
+        BOOST_TEST_REQUIRE(r.failed == 0u, r.failed << " writes failed; the first: " << r.first_failure);
+        total.ok += r.ok;
+        total.seconds += r.seconds;
+        const auto s = get_status(port);
+        BOOST_TEST_REQUIRE(s.has_value());
+        samples.push_back({written, directory_bytes(log_dir), rss_kib(c.pid(1)), *s});
+        BOOST_TEST_MESSAGE("after " << written << " writes: log dir " << samples.back().log_bytes / 1024
+                                    << " KiB, RSS " << samples.back().rss_kib << " KiB, first_index "
+                                    << s->first_index << ", last_index " << s->last_index);
+    }
+    BOOST_TEST_MESSAGE(total.ok << " writes in " << total.seconds << " s ("
+                                << static_cast<int>(total.per_second()) << "/s)");
+    const sample& early = samples[1];
+    const sample& late = samples.back();
+    std::uint64_t peak_log_bytes = 0;
+    for (std::size_t k = 2; k < samples.size(); ++k)
+        peak_log_bytes = std::max(peak_log_bytes, samples[k].log_bytes);
+    BOOST_TEST(late.status.first_index > 90'000u);
+    BOOST_TEST(late.log_bytes < 2 * early.log_bytes);
+    BOOST_TEST(peak_log_bytes < 3 * early.log_bytes);
+    BOOST_TEST(late.rss_kib < early.rss_kib * 3 / 2 + 16 * 1024);
+    const load_result read = get_many(port, "k-", distinct_keys, clients);
+    BOOST_TEST(read.failed == 0u, read.first_failure);
+}
