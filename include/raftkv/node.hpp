@@ -12,6 +12,7 @@
 #include <raftkv/options.hpp>
 #include <raftkv/types.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 #include <functional>
@@ -156,8 +157,10 @@ public:
     index_t applied_index() const noexcept { return applied_; }
     index_t last_index() const noexcept { return store_.last_index(); }
     index_t first_index() const noexcept { return store_.first_index(); }
-    /// The term of the entry before first_index(): that of the latest snapshot, or 0.
-    term_t snapshot_term() const { return store_.term_at(store_.first_index() - 1); }
+    /// The latest snapshot: taken, installed from a leader, or the state the node started
+    /// from; never before the log's start. See node_status::snapshot_index.
+    index_t snapshot_index() const noexcept { return std::max(snapshot_taken_, store_.first_index() - 1); }
+    term_t snapshot_term() const { return store_.term_at(snapshot_index()); }
     const membership& members() const noexcept { return opts_.members; }
     const options& config() const noexcept { return opts_; }
     node_status status() const;

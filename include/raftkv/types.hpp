@@ -107,8 +107,9 @@ struct node_status {
     /// The first index the log holds; entries before it were compacted into a snapshot.
     index_t first_index = 1;
     index_t last_index = 0;
-    /// The index and term the log starts after: those of the latest snapshot the log was
-    /// compacted to or installed from (0 and 0 before any).
+    /// The latest snapshot of the state machine: taken, installed from a leader, or the
+    /// state the node started from (0 and 0 before any). The log keeps
+    /// snapshot_catchup_entries before it, so first_index may be well below it.
     index_t snapshot_index = 0;
     term_t snapshot_term = 0;
     membership members;

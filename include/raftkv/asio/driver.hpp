@@ -361,7 +361,7 @@ private:
         status_.applied_index = node_.applied_index();
         status_.first_index = node_.first_index();
         status_.last_index = node_.last_index();
-        status_.snapshot_index = status_.first_index - 1;
+        status_.snapshot_index = node_.snapshot_index();
         status_.snapshot_term = node_.snapshot_term();
         if (status_.members != node_.members())
             status_.members = node_.members();

@@ -309,17 +309,16 @@ void basic_node<Transport, LogStore, StateMachine>::campaign()
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 node_status basic_node<Transport, LogStore, StateMachine>::status() const
 {
-    const index_t snapshot = store_.first_index() - 1;
     return {.id = opts_.id,
             .role = role_,
             .term = term_,
             .leader = leader_,
             .commit_index = commit_,
             .applied_index = applied_,
-            .first_index = snapshot + 1,
+            .first_index = store_.first_index(),
             .last_index = store_.last_index(),
-            .snapshot_index = snapshot,
-            .snapshot_term = store_.term_at(snapshot),
+            .snapshot_index = snapshot_index(),
+            .snapshot_term = store_.term_at(snapshot_index()),
             .members = opts_.members};
 }
 
