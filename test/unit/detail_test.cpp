@@ -3,11 +3,14 @@
 #include <raftkv/detail/quorum.hpp>
 #include <raftkv/detail/random.hpp>
 #include <raftkv/detail/read_queue.hpp>
+#include <raftkv/detail/snapshot_sender.hpp>
 
 #define BOOST_TEST_MODULE detail
 #include <boost/test/unit_test.hpp>
 
 #include <cstdint>
+#include <string>
+#include <utility>
 #include <vector>
 
 using raftkv::detail::inflight_window;
@@ -85,4 +88,68 @@ BOOST_AUTO_TEST_CASE(read_queue_drains_every_stage_in_order)
     q.drain([&](std::uint64_t id) { drained.push_back(id); });
     BOOST_TEST(drained == (std::vector<std::uint64_t>{1, 2, 3}));
     BOOST_TEST(q.empty());
+}
+
+namespace {
+// Reads `text` in chunks of at most max_bytes.
+struct string_reader {
+    std::string text;
+    std::size_t at = 0;
+    raftkv::index_t index() const { return 9; }
+    bool read(std::string& out, std::size_t max_bytes)
+    {
+        out = text.substr(at, max_bytes);
+        at += out.size();
+        return at == text.size();
+    }
+};
+} // namespace
+
+BOOST_AUTO_TEST_CASE(snapshot_sender_keeps_a_bounded_window_and_resends_what_was_not_acknowledged)
+{
+    raftkv::detail::snapshot_sender<string_reader> s;
+    std::vector<raftkv::install_snapshot_request> sent;
+    const auto send = [&](raftkv::install_snapshot_request r) { sent.push_back(std::move(r)); };
+    s.start(string_reader{"abcdefghij", 0}, raftkv::snapshot_meta{.index = 9, .term = 2, .members = {}}, 7);
+    s.fill(3, 6, send); // two chunks fill the window of 6 bytes
+    BOOST_TEST_REQUIRE(sent.size() == 2u);
+    BOOST_TEST(sent[1].offset == 3u);
+    using ack = raftkv::detail::snapshot_sender<string_reader>::ack;
+    BOOST_TEST((s.on_response({.transfer = 6, .index = 9, .offset = 3, .done = false}) == ack::ignored));
+    BOOST_TEST((s.on_response({.transfer = 7, .index = 9, .offset = 3, .done = false}) == ack::progress));
+    s.fill(3, 6, send);
+    BOOST_TEST_REQUIRE(sent.size() == 3u);
+    BOOST_TEST(sent[2].data == "ghi");
+    // A duplicate acknowledgement: the chunk at 3 was lost; fast retransmit, only once.
+    BOOST_TEST((s.on_response({.transfer = 7, .index = 9, .offset = 3, .done = false}) == ack::ignored));
+    s.resend_first(send);
+    s.resend_first(send);
+    BOOST_TEST_REQUIRE(sent.size() == 4u);
+    BOOST_TEST(sent[3].offset == 3u);
+    s.resend(send); // after a stall: everything unacknowledged, oldest first
+    BOOST_TEST(sent.size() == 6u);
+    BOOST_TEST(s.resends() == 1u);
+    BOOST_TEST((s.on_response({.transfer = 7, .index = 9, .offset = 9, .done = false}) == ack::progress));
+    s.fill(3, 6, send);
+    BOOST_TEST_REQUIRE(sent.size() == 7u);
+    BOOST_TEST((sent.back().done && sent.back().data == "j"));
+    BOOST_TEST((s.on_response({.transfer = 7, .index = 9, .offset = 0, .done = true}) == ack::done));
+}
+
+BOOST_AUTO_TEST_CASE(snapshot_sender_is_not_stuck_by_a_reader_returning_empty_chunks)
+{
+    struct empty_reader {
+        int calls = 0;
+        raftkv::index_t index() const { return 1; }
+        bool read(std::string& out, std::size_t)
+        {
+            out.clear();
+            return ++calls == 100;
+        }
+    };
+    raftkv::detail::snapshot_sender<empty_reader> s;
+    std::size_t sent = 0;
+    s.start(empty_reader{}, raftkv::snapshot_meta{.index = 1, .term = 1, .members = {}}, 1);
+    s.fill(16, 4, [&](raftkv::install_snapshot_request) { ++sent; });
+    BOOST_TEST(sent == 4u);
 }

@@ -63,7 +63,7 @@ public:
             c.done = reader_->read(c.data, chunk_bytes);
             read_all_ = c.done;
             sent_end_ += c.data.size();
-            unacked_bytes_ += c.data.size();
+            unacked_bytes_ += charge(c);
             unacked_.push_back(std::move(c));
             send(request(unacked_.back()));
         }
@@ -105,7 +105,7 @@ public:
         resends_ = 0;
         while (!unacked_.empty() && unacked_.front().offset + unacked_.front().data.size() <= acked_ &&
                !unacked_.front().done) {
-            unacked_bytes_ -= unacked_.front().data.size();
+            unacked_bytes_ -= charge(unacked_.front());
             unacked_.pop_front();
         }
         return ack::progress;
@@ -117,6 +117,10 @@ private:
         std::string data;
         bool done = false;
     };
+
+    // What a chunk counts against the window: at least a byte, so that a reader returning
+    // empty chunks cannot make fill() read forever.
+    static std::size_t charge(const chunk& c) noexcept { return c.data.empty() ? 1 : c.data.size(); }
 
     install_snapshot_request request(const chunk& c) const
     {
