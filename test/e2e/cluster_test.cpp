@@ -4,6 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "harness.hpp"
+#include "three_nodes.hpp"
 
 #include <signal.h>
 
@@ -20,27 +21,8 @@ namespace {
 using namespace raftkv::e2e;
 using clock_type = std::chrono::steady_clock;
 
-/// Three running nodes with an elected leader that every node knows.
-struct three_nodes {
-    cluster c{3};
-    std::uint64_t leader = 0;
-
-    three_nodes()
-    {
-        auto l = c.wait_ready(20s);
-        BOOST_TEST_REQUIRE(l.has_value(), "no leader that every node agrees on and forwards to within 20 s");
-        leader = *l;
-    }
-
-    std::vector<std::uint64_t> followers() const
-    {
-        std::vector<std::uint64_t> out;
-        for (std::uint64_t id = 1; id <= 3; ++id)
-            if (id != leader)
-                out.push_back(id);
-        return out;
-    }
-
+/// Three running nodes, and a read of one key through any of them.
+struct three_node_fixture : three_nodes {
     std::optional<std::string> value_via(std::uint64_t id, const std::string& key)
     {
         auto g = get(c.http_port(id), key);
@@ -70,7 +52,7 @@ http_response put_until_ok(cluster& c, const std::vector<std::uint64_t>& via, co
 
 } // namespace
 
-BOOST_FIXTURE_TEST_SUITE(three_node_cluster, three_nodes)
+BOOST_FIXTURE_TEST_SUITE(three_node_cluster, three_node_fixture)
 
 BOOST_AUTO_TEST_CASE(every_node_accepts_writes_and_serves_linearizable_reads)
 {

@@ -5,6 +5,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "harness.hpp"
+#include "three_nodes.hpp"
 
 #include <signal.h>
 
@@ -27,25 +28,8 @@ double seconds_since(clock_type::time_point start)
 }
 
 /// Three running nodes with small snapshot settings and an elected leader.
-struct three_nodes {
-    cluster c{3, true, small_snapshots};
-    std::uint64_t leader = 0;
-
-    three_nodes()
-    {
-        auto l = c.wait_ready(20s);
-        BOOST_TEST_REQUIRE(l.has_value(), "no leader that every node agrees on and forwards to within 20 s");
-        leader = *l;
-    }
-
-    std::vector<std::uint64_t> followers() const
-    {
-        std::vector<std::uint64_t> out;
-        for (std::uint64_t id = 1; id <= 3; ++id)
-            if (id != leader)
-                out.push_back(id);
-        return out;
-    }
+struct small_snapshot_nodes : three_nodes {
+    small_snapshot_nodes() : three_nodes(small_snapshots) {}
 
     node_status status_of(std::uint64_t id)
     {
@@ -104,7 +88,7 @@ std::filesystem::path newest_leveldb_log(const std::filesystem::path& dir)
 
 } // namespace
 
-BOOST_FIXTURE_TEST_SUITE(three_nodes_with_small_snapshots, three_nodes)
+BOOST_FIXTURE_TEST_SUITE(three_nodes_with_small_snapshots, small_snapshot_nodes)
 
 BOOST_AUTO_TEST_CASE(every_node_snapshots_and_compacts_its_log_under_a_write_load)
 {
