@@ -1,0 +1,505 @@
+#ifndef RAFTKV_WAL_IMPL_LOG_STORE_HPP
+#define RAFTKV_WAL_IMPL_LOG_STORE_HPP
+
+#include <algorithm>
+#include <cassert>
+#include <charconv>
+#include <cstdio>
+#include <stdexcept>
+#include <system_error>
+
+namespace raftkv::wal {
+
+namespace detail {
+
+inline const std::filesystem::path& created_directory(const std::filesystem::path& dir)
+{
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec)
+        throw std::runtime_error("raftkv wal: cannot create " + dir.string() + ": " + ec.message());
+    return dir;
+}
+
+inline std::string segment_name(std::uint64_t seq)
+{
+    char name[32];
+    std::snprintf(name, sizeof name, "wal-%016llx.log", static_cast<unsigned long long>(seq));
+    return name;
+}
+
+/// The sequence number in a segment's file name, or 0 when the name is not a segment's.
+inline std::uint64_t segment_seq(const std::string& name)
+{
+    if (name.size() != 24 || name.compare(0, 4, "wal-") != 0 || name.compare(20, 4, ".log") != 0)
+        return 0;
+    std::uint64_t seq = 0;
+    const auto [end, ec] = std::from_chars(name.data() + 4, name.data() + 20, seq, 16);
+    return ec == std::errc{} && end == name.data() + 20 ? seq : 0;
+}
+
+[[noreturn]] inline void corrupt(const std::filesystem::path& where, const std::string& what)
+{
+    throw std::runtime_error("raftkv wal: " + where.string() + " is corrupt: " + what);
+}
+
+// The hard state is kept in two 32-byte slots written alternately, each with a counter and
+// a checksum: a write torn by a crash damages only the slot being written, and the other
+// still holds the previous hard state.
+inline constexpr std::uint32_t hard_state_magic = 0x53485752; // "RWHS"
+inline constexpr std::size_t hard_state_slot = 32;
+
+inline std::string encode_hard_state_slot(std::uint64_t counter, const hard_state& hs)
+{
+    std::string s(hard_state_slot, '\0');
+    put_u32(s.data(), hard_state_magic);
+    put_u64(s.data() + 8, counter);
+    put_u64(s.data() + 16, hs.term);
+    put_u64(s.data() + 24, hs.vote);
+    put_u32(s.data() + 4, crc32c(s.data() + 8, hard_state_slot - 8));
+    return s;
+}
+
+inline bool decode_hard_state_slot(const char* p, std::uint64_t& counter, hard_state& hs)
+{
+    if (get_u32(p) != hard_state_magic || get_u32(p + 4) != crc32c(p + 8, hard_state_slot - 8))
+        return false;
+    counter = get_u64(p + 8);
+    hs.term = get_u64(p + 16);
+    hs.vote = get_u64(p + 24);
+    return true;
+}
+
+} // namespace detail
+
+inline log_store::log_store(const std::filesystem::path& dir, log_store_options opts)
+    : dir_(detail::created_directory(dir)), opts_(opts), lock_(dir_)
+{
+    load_hard_state();
+    recover();
+    thread_ = std::thread([this] { run(); });
+}
+
+inline log_store::~log_store()
+{
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    wake_writer_.notify_one();
+    thread_.join();
+}
+
+inline void log_store::on_durable(std::function<void()> handler)
+{
+    std::lock_guard lock(mutex_);
+    handler_ = std::move(handler);
+}
+
+// ---- the caller's side -------------------------------------------------------------
+
+inline index_t log_store::durable_index() const noexcept
+{
+    const std::uint64_t synced = synced_seq_.load(std::memory_order_acquire);
+    while (!unsynced_.empty() && unsynced_.front().seq <= synced) {
+        durable_ = std::max(durable_, unsynced_.front().covers);
+        unsynced_.pop_front();
+    }
+    return durable_;
+}
+
+inline term_t log_store::term_at(index_t i) const
+{
+    assert(i + 1 >= first_index() && i <= last_index());
+    return i == base_index_ ? base_term_ : entries_[i - first_index()].term;
+}
+
+inline std::vector<log_entry> log_store::entries(index_t lo, index_t hi, std::size_t max_bytes) const
+{
+    assert(first_index() <= lo && lo < hi && hi <= last_index() + 1);
+    std::vector<log_entry> out;
+    std::size_t bytes = 0;
+    for (index_t i = lo; i < hi; ++i) {
+        const log_entry& e = entries_[i - first_index()];
+        bytes += e.data.size();
+        if (!out.empty() && bytes > max_bytes)
+            break;
+        out.push_back(e);
+    }
+    return out;
+}
+
+inline void log_store::append(std::span<const log_entry> es)
+{
+    assert(!es.empty() && es.front().index >= first_index() && es.front().index <= last_index() + 1);
+    check_failed();
+    const index_t from = es.front().index;
+    if (from <= last_index()) {
+        // The conflicting suffix goes; a sync in flight must not cover its replacement.
+        entries_.resize(from - first_index());
+        durable_ = std::min(durable_, from - 1);
+        for (auto& op : unsynced_)
+            op.covers = std::min(op.covers, from - 1);
+    }
+    entries_.insert(entries_.end(), es.begin(), es.end());
+    std::uint64_t seq;
+    {
+        std::unique_lock lock(mutex_);
+        if (pending_.empty())
+            pending_.resize(detail::group_header_size);
+        for (const auto& e : es)
+            detail::put_entry_record(pending_, e);
+        pending_max_index_ = std::max(pending_max_index_, last_index());
+        seq = queue(lock);
+    }
+    wake_writer_.notify_one();
+    unsynced_.push_back({seq, last_index()});
+}
+
+inline void log_store::compact(index_t i)
+{
+    assert(i <= durable_index());
+    check_failed();
+    if (i < first_index())
+        return;
+    const term_t term = term_at(i);
+    entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(i - base_index_));
+    base_index_ = i;
+    base_term_ = term;
+    {
+        std::unique_lock lock(mutex_);
+        if (pending_.empty())
+            pending_.resize(detail::group_header_size);
+        detail::put_base_record(pending_, detail::record_kind::compact, i, term);
+        pending_compact_ = std::max(pending_compact_, i);
+        queue(lock);
+    }
+    wake_writer_.notify_one();
+}
+
+inline void log_store::install_snapshot(const snapshot_meta& meta)
+{
+    check_failed();
+    entries_.clear();
+    base_index_ = meta.index;
+    base_term_ = meta.term;
+    durable_ = meta.index;
+    unsynced_.clear();
+    std::uint64_t seq;
+    {
+        std::unique_lock lock(mutex_);
+        if (pending_.empty())
+            pending_.resize(detail::group_header_size);
+        detail::put_base_record(pending_, detail::record_kind::snapshot, meta.index, meta.term);
+        pending_new_segment_ = true; // older segments are deleted once this is durable
+        seq = queue(lock);
+    }
+    wake_writer_.notify_one();
+    wait_synced(seq);
+}
+
+inline std::uint64_t log_store::queue(std::unique_lock<std::mutex>&)
+{
+    pending_seq_ = ++next_seq_;
+    return pending_seq_;
+}
+
+inline void log_store::check_failed() const
+{
+    std::lock_guard lock(mutex_);
+    if (!failure_.empty())
+        throw std::runtime_error(failure_);
+}
+
+inline void log_store::wait_synced(std::uint64_t seq)
+{
+    std::unique_lock lock(mutex_);
+    synced_cv_.wait(lock, [&] { return synced_seq_.load() >= seq || !failure_.empty(); });
+    if (!failure_.empty())
+        throw std::runtime_error(failure_);
+}
+
+inline void log_store::save_hard_state(const hard_state& hs)
+{
+    check_failed();
+    detail::file f(dir_ / "hardstate", O_RDWR);
+    const std::uint64_t counter = hard_state_counter_ + 1;
+    f.write_at(detail::encode_hard_state_slot(counter, hs), (counter % 2) * detail::hard_state_slot);
+    f.sync_data();
+    hard_state_counter_ = counter;
+    hard_state_ = hs;
+}
+
+inline std::size_t log_store::segment_count() const
+{
+    std::lock_guard lock(mutex_);
+    return segments_.size();
+}
+
+// ---- opening -----------------------------------------------------------------------
+
+inline void log_store::load_hard_state()
+{
+    const auto path = dir_ / "hardstate";
+    const bool existed = std::filesystem::exists(path);
+    detail::file f(path, O_RDWR | O_CREAT);
+    if (!existed) {
+        f.write_at(std::string(2 * detail::hard_state_slot, '\0'), 0);
+        f.sync_data();
+        detail::sync_directory(dir_);
+        return;
+    }
+    const std::string data = f.read_all();
+    if (data.size() != 2 * detail::hard_state_slot)
+        detail::corrupt(path, "size " + std::to_string(data.size()) + ", expected 64 bytes");
+    bool found = false;
+    bool all_zero = std::all_of(data.begin(), data.end(), [](char c) { return c == '\0'; });
+    for (std::size_t slot = 0; slot < 2; ++slot) {
+        std::uint64_t counter = 0;
+        hard_state hs;
+        if (detail::decode_hard_state_slot(data.data() + slot * detail::hard_state_slot, counter, hs) &&
+            (!found || counter > hard_state_counter_)) {
+            found = true;
+            hard_state_counter_ = counter;
+            hard_state_ = hs;
+        }
+    }
+    if (!found && !all_zero)
+        detail::corrupt(path, "neither copy of the hard state checks");
+}
+
+inline void log_store::recover()
+{
+    std::vector<std::uint64_t> seqs;
+    for (const auto& item : std::filesystem::directory_iterator(dir_))
+        if (const auto seq = detail::segment_seq(item.path().filename().string()); seq != 0)
+            seqs.push_back(seq);
+    std::sort(seqs.begin(), seqs.end());
+
+    std::uint64_t end_offset = 0;
+    for (std::size_t k = 0; k < seqs.size(); ++k) {
+        segment s{seqs[k], dir_ / detail::segment_name(seqs[k]), 0};
+        const bool last = k + 1 == seqs.size();
+        recover_segment(s, last, end_offset);
+        if (last && end_offset == 0) {
+            // Created but never written (a crash while starting it): it holds nothing.
+            std::filesystem::remove(s.path);
+            detail::sync_directory(dir_);
+            continue;
+        }
+        segments_.push_back(std::move(s));
+    }
+    if (!entries_.empty() && entries_.front().index != base_index_ + 1)
+        detail::corrupt(dir_, "the log starts at index " + std::to_string(entries_.front().index) +
+                                  " but its base is " + std::to_string(base_index_) +
+                                  " (a segment is missing)");
+    // Recovery kept entries_ starting anywhere; from now on entry i sits at i - first_index().
+    durable_ = last_index();
+
+    if (segments_.empty()) {
+        open_new_segment();
+        return;
+    }
+    next_segment_seq_ = segments_.back().seq + 1;
+    current_ = detail::file(segments_.back().path, O_RDWR);
+    // Cut a torn tail, and reserve the segment again; then make sure what a crashed process
+    // left in the page cache is on disk before it is reported durable.
+    current_.truncate_and_reserve(end_offset, opts_.segment_bytes);
+    current_.sync_data();
+    offset_ = end_offset;
+}
+
+// Replays one segment into the in-memory log. Sets end_offset to where the valid groups end
+// (0 for a segment without a valid header, which only the last may be).
+inline void log_store::recover_segment(segment& s, bool last, std::uint64_t& end_offset)
+{
+    const std::string data = detail::file(s.path, O_RDONLY).read_all();
+    const std::string_view file = data;
+    end_offset = 0;
+    if (file.size() < detail::segment_header_size || !detail::valid_segment_header(file.data())) {
+        const bool blank = std::all_of(file.begin(), file.end(), [](char c) { return c == '\0'; });
+        if (last && blank)
+            return;
+        detail::corrupt(s.path, "bad segment header");
+    }
+    std::size_t offset = detail::segment_header_size;
+    for (;;) {
+        std::string_view payload;
+        std::size_t next = 0;
+        const auto state = detail::read_group(file, s.seq, offset, payload, next);
+        if (state == detail::group_state::end)
+            break;
+        if (state == detail::group_state::damaged) {
+            // Groups are synced in order, so a valid group after a damaged one proves the
+            // damaged one was synced once: that is corruption, not a torn write.
+            for (std::size_t at = offset + detail::group_alignment; at + detail::group_header_size <= file.size();
+                 at += detail::group_alignment) {
+                std::string_view p;
+                std::size_t n = 0;
+                if (detail::read_group(file, s.seq, at, p, n) == detail::group_state::valid)
+                    detail::corrupt(s.path, "damaged data at offset " + std::to_string(offset) +
+                                                " is followed by valid data at offset " + std::to_string(at));
+            }
+            if (!last)
+                detail::corrupt(s.path, "damaged data at offset " + std::to_string(offset) +
+                                            " in a segment that is not the last");
+            break; // a torn tail: it was never synced, so never acknowledged
+        }
+        while (!payload.empty()) {
+            const auto r = detail::take_record(payload);
+            if (!r)
+                detail::corrupt(s.path, "malformed record in the group at offset " + std::to_string(offset));
+            apply_record(*r);
+            if (r->kind == detail::record_kind::entry)
+                s.max_index = std::max(s.max_index, r->entry.index);
+        }
+        offset = next;
+    }
+    end_offset = offset;
+}
+
+// During recovery entries_ may start after base_index_ + 1: segments before a compaction
+// record may have been deleted, leaving a gap that the record then covers.
+inline void log_store::apply_record(const detail::record& r)
+{
+    const index_t i = r.entry.index;
+    switch (r.kind) {
+    case detail::record_kind::entry: {
+        if (i <= base_index_)
+            detail::corrupt(dir_, "entry " + std::to_string(i) + " after the log was compacted to " +
+                                      std::to_string(base_index_));
+        const index_t start = entries_.empty() ? i : entries_.front().index;
+        if (i < start || i > start + entries_.size())
+            entries_.clear(); // every held entry is replaced, or a gap a compaction will cover
+        else
+            entries_.resize(i - start);
+        if (!entries_.empty() && entries_.back().term > r.entry.term)
+            detail::corrupt(dir_, "entry " + std::to_string(i) + " has a lower term than the one before it");
+        entries_.push_back(r.entry);
+        break;
+    }
+    case detail::record_kind::compact:
+        if (i <= base_index_)
+            break;
+        while (!entries_.empty() && entries_.front().index <= i) {
+            if (entries_.front().index == i && entries_.front().term != r.entry.term)
+                detail::corrupt(dir_, "compaction to " + std::to_string(i) + " names another term");
+            entries_.pop_front();
+        }
+        base_index_ = i;
+        base_term_ = r.entry.term;
+        break;
+    case detail::record_kind::snapshot:
+        entries_.clear();
+        base_index_ = i;
+        base_term_ = r.entry.term;
+        break;
+    }
+}
+
+// ---- the background thread ---------------------------------------------------------
+
+inline void log_store::run()
+{
+    std::string group;
+    for (;;) {
+        std::uint64_t seq;
+        index_t max_index;
+        index_t compacted;
+        bool new_segment;
+        std::function<void()> handler;
+        {
+            std::unique_lock lock(mutex_);
+            wake_writer_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+            if (pending_.empty())
+                return;
+            group.clear();
+            std::swap(group, pending_);
+            seq = pending_seq_;
+            max_index = std::exchange(pending_max_index_, 0);
+            compacted = std::exchange(pending_compact_, 0);
+            new_segment = std::exchange(pending_new_segment_, false);
+            handler = handler_;
+        }
+        try {
+            write_group(group, new_segment, max_index);
+        } catch (const std::exception& e) {
+            {
+                std::lock_guard lock(mutex_);
+                failure_ = e.what();
+            }
+            synced_cv_.notify_all();
+            if (handler)
+                handler();
+            return;
+        }
+        {
+            std::lock_guard lock(mutex_);
+            synced_seq_.store(seq, std::memory_order_release);
+        }
+        synced_cv_.notify_all();
+        // Deleting obsolete segments may fail (permissions); they stay, harmless, and go
+        // with the next compaction.
+        try {
+            if (new_segment)
+                drop_segments_while([](const segment&) { return true; });
+            else if (compacted != 0)
+                drop_segments_while([compacted](const segment& s) { return s.max_index <= compacted; });
+        } catch (const std::exception&) {
+        }
+        if (handler)
+            handler();
+    }
+}
+
+inline void log_store::write_group(std::string& group, bool new_segment, index_t max_index)
+{
+    const bool full = offset_ > detail::segment_header_size &&
+                      offset_ + detail::align_up(group.size()) > opts_.segment_bytes;
+    if (new_segment || full)
+        open_new_segment();
+    detail::seal_group(group, segments_.back().seq, offset_);
+    current_.write_at(group, offset_);
+    current_.sync_data();
+    offset_ += group.size();
+    std::lock_guard lock(mutex_);
+    segments_.back().max_index = std::max(segments_.back().max_index, max_index);
+}
+
+// Every segment before the current one was synced whole before it was left behind.
+inline void log_store::open_new_segment()
+{
+    const std::uint64_t seq = next_segment_seq_++;
+    const auto path = dir_ / detail::segment_name(seq);
+    detail::file f(path, O_RDWR | O_CREAT | O_TRUNC);
+    f.truncate_and_reserve(0, opts_.segment_bytes);
+    f.write_at(detail::segment_header(), 0);
+    f.sync_data();
+    detail::sync_directory(dir_);
+    current_ = std::move(f);
+    offset_ = detail::segment_header_size;
+    std::lock_guard lock(mutex_);
+    segments_.push_back(segment{seq, path, 0});
+}
+
+// Deletes segments from the oldest while `obsolete` says so, never the current one (which
+// holds the record that made them obsolete).
+template <class Predicate>
+void log_store::drop_segments_while(Predicate obsolete)
+{
+    for (;;) {
+        std::filesystem::path path;
+        {
+            std::lock_guard lock(mutex_);
+            if (segments_.size() < 2 || !obsolete(segments_.front()))
+                return;
+            path = segments_.front().path;
+            segments_.pop_front();
+        }
+        std::filesystem::remove(path);
+    }
+}
+
+} // namespace raftkv::wal
+
+#endif

@@ -1,0 +1,196 @@
+#ifndef RAFTKV_WAL_LOG_STORE_HPP
+#define RAFTKV_WAL_LOG_STORE_HPP
+
+#include <raftkv/types.hpp>
+#include <raftkv/wal/detail/file.hpp>
+#include <raftkv/wal/detail/format.hpp>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace raftkv::wal {
+
+/// Tuning of a write-ahead log store. Each field has its default.
+struct log_store_options {
+    /// A segment file is closed and a new one started once the next group would take it
+    /// past this size (a single larger group still goes into one segment). Segments are
+    /// reserved at this size when created, so appends do not grow the file.
+    /// Default: 64 MiB.
+    std::uint64_t segment_bytes = std::uint64_t{64} << 20;
+};
+
+/** A durable `raftkv::log_store`: a segmented write-ahead log with group commit.
+
+    `append` returns at once: it updates the in-memory log and queues the records for a
+    background thread, which writes everything queued since its last round as one
+    checksummed group and makes it durable with one fdatasync. While a sync runs, appends
+    queue up, so under load many appends share one sync (group commit). durable_index()
+    reports what the completed syncs cover and lags last_index() meanwhile; after each
+    sync the store calls the handler given to `on_durable`, from its thread, so the
+    driver can call basic_node::on_log_durable() on the node's own thread.
+
+    The retained log (first_index() to last_index()) is also held in memory, so
+    `entries` and `term_at` never touch the disk: memory grows with the retained log,
+    which snapshots bound (raftkv::options::snapshot_entries, snapshot_bytes).
+
+    `compact` queues a compaction record; segments it makes obsolete are deleted once it
+    is durable. `install_snapshot` and `save_hard_state` are durable when they return
+    (they wait for their sync); both are rare. The hard state lives in its own small
+    file, replaced atomically.
+
+    On open, the segments are read back and checked. A group torn by a crash mid-write at
+    the end of the last segment (a damaged group with no valid group after it) was never
+    acknowledged: it is cut off. A damaged group followed by valid data, a damaged segment
+    other than the last, or a gap in the log is corruption: the constructor throws, and
+    the operator must decide (the layout is in docs/wal.md).
+
+    @par Example
+    @code
+    raftkv::wal::log_store store{"/var/lib/raftkv/log"};
+    store.on_durable([&] { driver.log_durable(); });
+    @endcode
+
+    @par Errors
+    Opening throws std::runtime_error naming the file and the cause: the directory cannot
+    be created or locked (another process holds it), a segment is corrupt, the hard state
+    does not check. Once open, a failed write or sync on the background thread is sticky
+    (after a failed fsync the page cache can no longer be trusted): durable_index() stops
+    advancing, the handler is called once more, and every later append, compact,
+    install_snapshot or save_hard_state throws std::runtime_error with the cause.
+
+    @par Thread Safety
+    Distinct objects: safe. Shared objects: unsafe, except that the background thread
+    runs the `on_durable` handler concurrently with the owner's calls.
+*/
+class log_store {
+public:
+    /// Opens (creating if missing) the log in directory `dir` and starts its background
+    /// thread. Throws std::runtime_error (see Errors above).
+    explicit log_store(const std::filesystem::path& dir, log_store_options opts = {});
+
+    /// Makes everything queued durable, then stops the background thread.
+    ~log_store();
+
+    log_store(const log_store&) = delete;
+    log_store& operator=(const log_store&) = delete;
+
+    /// Sets the handler called, from the background thread, after each sync (and once
+    /// after a failure). It must be cheap and must not call into the store: post to the
+    /// thread that owns it. Set it before the first append.
+    void on_durable(std::function<void()> handler);
+
+    hard_state saved_hard_state() const { return hard_state_; }
+    /// Replaces the hard state, durably, before it returns.
+    void save_hard_state(const hard_state& hs);
+
+    index_t first_index() const noexcept { return base_index_ + 1; }
+    index_t last_index() const noexcept { return base_index_ + entries_.size(); }
+    /// What the completed syncs cover (never more than last_index()).
+    index_t durable_index() const noexcept;
+
+    /// REQUIRES: first_index() - 1 <= i <= last_index().
+    term_t term_at(index_t i) const;
+
+    /// REQUIRES: first_index() <= lo < hi <= last_index() + 1.
+    std::vector<log_entry> entries(index_t lo, index_t hi, std::size_t max_bytes) const;
+
+    /// REQUIRES: `es` non-empty and contiguous, first_index() <= es.front().index <=
+    /// last_index() + 1.
+    void append(std::span<const log_entry> es);
+
+    /// Drops the entries up to `i` (nothing if `i` < first_index()). REQUIRES: i <= durable_index().
+    void compact(index_t i);
+
+    /// Restarts the log after `meta`, durably, before it returns.
+    void install_snapshot(const snapshot_meta& meta);
+
+    /// Waits until everything appended, compacted or installed so far is durable (at
+    /// shutdown, in tests). Throws std::runtime_error if the log failed.
+    void sync() { wait_synced(next_seq_); }
+
+    /// How many segment files the log spans now (for tests and metrics).
+    std::size_t segment_count() const;
+
+private:
+    struct segment {
+        std::uint64_t seq = 0;
+        std::filesystem::path path;
+        /// The highest last_index() any group written into it left: every entry it holds
+        /// is at or below this.
+        index_t max_index = 0;
+    };
+    /// What an append's sync will make durable, if nothing truncates it first.
+    struct unsynced_op {
+        std::uint64_t seq;
+        index_t covers;
+    };
+
+    void recover();
+    void recover_segment(segment& s, bool last, std::uint64_t& end_offset);
+    void apply_record(const detail::record& r);
+    void load_hard_state();
+
+    /// Numbers the operation just added to pending_. REQUIRES: `lock` holds mutex_.
+    std::uint64_t queue(std::unique_lock<std::mutex>& lock);
+    void check_failed() const;
+    void wait_synced(std::uint64_t seq);
+
+    // Background thread.
+    void run();
+    void write_group(std::string& group, bool new_segment, index_t max_index);
+    void open_new_segment();
+    template <class Predicate>
+    void drop_segments_while(Predicate obsolete);
+
+    std::filesystem::path dir_;
+    log_store_options opts_;
+    detail::directory_lock lock_;
+
+    // Owned by the caller's thread.
+    hard_state hard_state_;
+    std::uint64_t hard_state_counter_ = 0;
+    index_t base_index_ = 0;
+    term_t base_term_ = 0;
+    std::deque<log_entry> entries_;
+    mutable index_t durable_ = 0;
+    mutable std::deque<unsynced_op> unsynced_;
+    std::uint64_t next_seq_ = 0;
+
+    // Shared with the background thread, under mutex_.
+    mutable std::mutex mutex_;
+    std::condition_variable wake_writer_;
+    std::condition_variable synced_cv_;
+    std::string pending_;            ///< a group in the making: header space, then records
+    std::uint64_t pending_seq_ = 0;  ///< the last operation in pending_
+    index_t pending_max_index_ = 0;  ///< last_index() after the operations in pending_
+    index_t pending_compact_ = 0;    ///< the highest compaction in pending_, or 0
+    bool pending_new_segment_ = false;
+    bool stopping_ = false;
+    std::string failure_;
+    std::function<void()> handler_;
+    std::atomic<std::uint64_t> synced_seq_{0};
+
+    // Owned by the background thread once it runs.
+    std::deque<segment> segments_;
+    detail::file current_;
+    std::uint64_t offset_ = 0;
+    std::uint64_t next_segment_seq_ = 1;
+
+    std::thread thread_;
+};
+
+} // namespace raftkv::wal
+
+#include <raftkv/wal/impl/log_store.hpp>
+
+#endif

@@ -1,0 +1,356 @@
+#include <raftkv/wal/log_store.hpp>
+
+#include <raftkv/concepts.hpp>
+#include <raftkv/sim/log_store_conformance.hpp>
+
+#include "../leveldb/temp_dir.hpp"
+
+#define BOOST_TEST_MODULE wal_log_store
+#include <boost/test/unit_test.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace {
+
+using raftkv::entry_type;
+using raftkv::hard_state;
+using raftkv::index_t;
+using raftkv::log_entry;
+using raftkv::snapshot_meta;
+using raftkv::term_t;
+using raftkv::test::temp_dir;
+using raftkv::wal::log_store;
+using raftkv::wal::log_store_options;
+
+static_assert(raftkv::log_store<log_store>);
+
+/// Entries from, from+1, ... with the given terms and data "<index>/<term>".
+std::vector<log_entry> run(index_t from, std::vector<term_t> terms, std::size_t pad = 0)
+{
+    std::vector<log_entry> es;
+    for (term_t t : terms) {
+        const index_t i = from + es.size();
+        es.push_back(log_entry{t, i, entry_type::normal, std::to_string(i) + "/" + std::to_string(t) +
+                                                             std::string(pad, 'x')});
+    }
+    return es;
+}
+
+std::vector<log_entry> all_entries(const log_store& s)
+{
+    if (s.last_index() < s.first_index())
+        return {};
+    return s.entries(s.first_index(), s.last_index() + 1, SIZE_MAX);
+}
+
+std::vector<std::filesystem::path> segments(const std::filesystem::path& dir)
+{
+    std::vector<std::filesystem::path> out;
+    for (const auto& item : std::filesystem::directory_iterator(dir))
+        if (item.path().extension() == ".log")
+            out.push_back(item.path());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+
+/// The offset just past the last non-zero byte of `path` (where the written data ends).
+std::uint64_t data_end(const std::filesystem::path& path)
+{
+    std::ifstream in(path, std::ios::binary);
+    const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::uint64_t end = data.size();
+    while (end > 0 && data[end - 1] == '\0')
+        --end;
+    return end;
+}
+
+void overwrite(const std::filesystem::path& path, std::uint64_t offset, const std::string& bytes)
+{
+    std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(static_cast<std::streamoff>(offset));
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+void check_open_fails(const std::filesystem::path& dir, const std::string& expected)
+{
+    try {
+        log_store s(dir);
+    } catch (const std::runtime_error& e) {
+        BOOST_TEST_INFO("error: " << e.what());
+        BOOST_TEST(std::string(e.what()).find(expected) != std::string::npos);
+        return;
+    }
+    BOOST_FAIL("opening " << dir << " succeeded; expected an error naming \"" << expected << "\"");
+}
+
+} // namespace
+
+namespace raftkv {
+inline std::ostream& boost_test_print_type(std::ostream& os, const log_entry& e)
+{
+    return os << "{index " << e.index << ", term " << e.term << ", " << e.data.size() << " bytes}";
+}
+} // namespace raftkv
+
+BOOST_AUTO_TEST_CASE(passes_the_log_store_conformance_test)
+{
+    temp_dir dir;
+    std::unique_ptr<log_store> store;
+    raftkv::sim::log_store_conformance_options<log_store> o;
+    o.open = [&]() -> log_store& {
+        store.reset();
+        store = std::make_unique<log_store>(dir / "log", log_store_options{.segment_bytes = 4096});
+        return *store;
+    };
+    o.sync = [](log_store& s) { s.sync(); };
+    raftkv::sim::check_log_store_conformance(o);
+}
+
+BOOST_AUTO_TEST_CASE(appends_return_before_they_are_durable_and_report_when_they_are)
+{
+    temp_dir dir;
+    log_store s(dir / "log");
+    std::atomic<int> reports{0};
+    s.on_durable([&] { ++reports; });
+    for (index_t i = 1; i <= 200; ++i)
+        s.append(run(i, {1}));
+    BOOST_TEST(s.last_index() == 200u);
+    BOOST_TEST(s.durable_index() <= s.last_index());
+    s.sync();
+    BOOST_TEST(s.durable_index() == 200u);
+    // Appends queued while a sync runs share the next one: fewer syncs than appends.
+    BOOST_TEST(reports.load() >= 1);
+    BOOST_TEST(reports.load() < 200);
+}
+
+BOOST_AUTO_TEST_CASE(a_late_sync_does_not_cover_entries_that_replaced_what_it_wrote)
+{
+    temp_dir dir;
+    log_store s(dir / "log");
+    s.append(run(1, {1, 1, 1, 1, 1, 1, 1, 1, 1, 1}));
+    s.append(run(5, {2, 2}));
+    BOOST_TEST(s.durable_index() <= 6u);
+    s.sync();
+    BOOST_TEST(s.durable_index() == 6u);
+    BOOST_TEST(s.term_at(4) == 1u);
+    BOOST_TEST(s.term_at(6) == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(everything_synced_survives_reopening_with_truncations_and_rollovers)
+{
+    temp_dir dir;
+    std::vector<log_entry> expected;
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        s.save_hard_state({7, 3});
+        s.append(run(1, std::vector<term_t>(100, 1), 40));
+        s.append(run(90, std::vector<term_t>(50, 2), 40)); // replaces 90..100
+        s.sync();
+        expected = all_entries(s);
+    }
+    BOOST_TEST(segments(dir / "log").size() > 1u);
+    log_store s(dir / "log", {.segment_bytes = 4096});
+    BOOST_TEST(s.first_index() == 1u);
+    BOOST_TEST(s.last_index() == 139u);
+    BOOST_TEST(s.durable_index() == 139u);
+    BOOST_TEST(all_entries(s) == expected, boost::test_tools::per_element());
+    BOOST_TEST((s.saved_hard_state() == hard_state{7, 3}));
+}
+
+BOOST_AUTO_TEST_CASE(compaction_deletes_segments_it_made_obsolete_and_survives_reopening)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        for (index_t i = 1; i <= 400; i += 10) {
+            s.append(run(i, std::vector<term_t>(10, 1 + i / 100), 60));
+            s.sync(); // one group each, so they spread over segments
+        }
+        const std::size_t before = s.segment_count();
+        BOOST_TEST(before > 5u);
+        s.compact(350);
+        s.sync();
+        BOOST_TEST(s.segment_count() < before);
+        BOOST_TEST(segments(dir / "log").size() == s.segment_count());
+    }
+    log_store s(dir / "log", {.segment_bytes = 4096});
+    BOOST_TEST(s.first_index() == 351u);
+    BOOST_TEST(s.last_index() == 400u);
+    BOOST_TEST(s.term_at(350) == 4u);
+    BOOST_TEST(s.entries(351, 352, SIZE_MAX).front().data.substr(0, 6) == "351/4x");
+}
+
+BOOST_AUTO_TEST_CASE(a_snapshot_install_leaves_one_segment_and_restarts_the_log)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        s.append(run(1, std::vector<term_t>(200, 1), 60));
+        s.install_snapshot(snapshot_meta{1000, 5, {}});
+        BOOST_TEST(s.durable_index() == 1000u);
+        s.append(run(1001, {5, 6}));
+        s.sync();
+    }
+    log_store s(dir / "log", {.segment_bytes = 4096});
+    BOOST_TEST(s.segment_count() <= 2u); // the install's segment, and one the next append may start
+    BOOST_TEST(s.first_index() == 1001u);
+    BOOST_TEST(s.last_index() == 1002u);
+    BOOST_TEST(s.term_at(1000) == 5u);
+    BOOST_TEST(s.term_at(1002) == 6u);
+}
+
+BOOST_AUTO_TEST_CASE(a_torn_tail_is_cut_and_the_log_goes_on_after_it)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log");
+        s.append(run(1, {1, 1, 1}));
+        s.sync();
+        s.append(run(4, {1, 1}));
+        s.sync();
+    }
+    // Damage the last group, as a crash in the middle of its write would.
+    const auto segment = segments(dir / "log").back();
+    const std::uint64_t end = data_end(segment);
+    overwrite(segment, end - 5, "\x01\x02\x03");
+    {
+        log_store s(dir / "log");
+        BOOST_TEST(s.last_index() == 3u);
+        s.append(run(4, {2, 2, 2}));
+        s.sync();
+    }
+    log_store s(dir / "log");
+    BOOST_TEST(s.last_index() == 6u);
+    BOOST_TEST(s.term_at(6) == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(garbage_after_the_last_group_is_a_torn_tail)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log");
+        s.append(run(1, {1, 1}));
+        s.sync();
+    }
+    const auto segment = segments(dir / "log").back();
+    overwrite(segment, (data_end(segment) + 7) / 8 * 8 + 64, std::string(100, '\x5a'));
+    log_store s(dir / "log");
+    BOOST_TEST(s.last_index() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(damage_followed_by_valid_data_is_corruption)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log");
+        s.append(run(1, {1, 1}, 100));
+        s.sync();
+        s.append(run(3, {1, 1}, 100));
+        s.sync();
+    }
+    // A byte inside the first group's payload (after the 16-byte segment and 32-byte group headers).
+    overwrite(segments(dir / "log").back(), 16 + 32 + 40, "\xff");
+    check_open_fails(dir / "log", "followed by valid data");
+}
+
+BOOST_AUTO_TEST_CASE(a_missing_segment_is_corruption)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        for (index_t i = 1; i <= 200; i += 20) {
+            s.append(run(i, std::vector<term_t>(20, 1), 60));
+            s.sync();
+        }
+    }
+    const auto all = segments(dir / "log");
+    BOOST_REQUIRE(all.size() >= 3u);
+    std::filesystem::remove(all[1]);
+    check_open_fails(dir / "log", "missing");
+}
+
+BOOST_AUTO_TEST_CASE(a_damaged_segment_that_is_not_the_last_is_corruption)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        for (index_t i = 1; i <= 200; i += 20) {
+            s.append(run(i, std::vector<term_t>(20, 1), 60));
+            s.sync();
+        }
+    }
+    const auto first = segments(dir / "log").front();
+    overwrite(first, data_end(first) - 3, "\x01");
+    check_open_fails(dir / "log", "corrupt");
+}
+
+BOOST_AUTO_TEST_CASE(a_torn_hard_state_write_leaves_the_previous_one)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log");
+        s.save_hard_state({1, 1});
+        s.save_hard_state({2, 3});
+    }
+    // The second save went to slot 0 (counter 2); tear it.
+    overwrite(dir / "log" / "hardstate", 20, "\xee");
+    {
+        log_store s(dir / "log");
+        BOOST_TEST((s.saved_hard_state() == hard_state{1, 1}));
+        s.save_hard_state({4, 2});
+    }
+    log_store s(dir / "log");
+    BOOST_TEST((s.saved_hard_state() == hard_state{4, 2}));
+}
+
+BOOST_AUTO_TEST_CASE(two_stores_cannot_open_one_directory)
+{
+    temp_dir dir;
+    log_store s(dir / "log");
+    check_open_fails(dir / "log", "lock");
+}
+
+// A process killed without running any destructor: what sync() reported durable is there.
+BOOST_AUTO_TEST_CASE(a_killed_process_loses_nothing_it_reported_durable)
+{
+    temp_dir dir;
+    int fds[2];
+    BOOST_REQUIRE(::pipe(fds) == 0);
+    const pid_t child = ::fork();
+    BOOST_REQUIRE(child >= 0);
+    if (child == 0) {
+        ::close(fds[0]);
+        auto* s = new log_store(dir / "log", {.segment_bytes = 8192});
+        index_t i = 1;
+        for (;; i += 5) {
+            s->append(run(i, {1, 1, 1, 1, 1}, 30));
+            if (i % 50 == 1) {
+                s->sync();
+                const index_t d = s->durable_index();
+                if (::write(fds[1], &d, sizeof d) != sizeof d)
+                    ::_exit(1);
+            }
+        }
+    }
+    ::close(fds[1]);
+    index_t reported = 0;
+    for (int k = 0; k < 20; ++k)
+        BOOST_REQUIRE(::read(fds[0], &reported, sizeof reported) == sizeof reported);
+    ::kill(child, SIGKILL);
+    ::waitpid(child, nullptr, 0);
+    ::close(fds[0]);
+    log_store s(dir / "log", {.segment_bytes = 8192});
+    BOOST_TEST(s.last_index() >= reported);
+    for (const auto& e : all_entries(s))
+        BOOST_TEST(e.data.substr(0, e.data.find('/')) == std::to_string(e.index));
+}
