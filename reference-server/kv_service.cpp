@@ -6,7 +6,7 @@
 #include <raftkv/asio/tcp_transport.hpp>
 #include <raftkv/kv_command.hpp>
 #include <raftkv/leveldb/kv_state_machine.hpp>
-#include <raftkv/leveldb/log_store.hpp>
+#include <raftkv/wal/log_store.hpp>
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/bind_executor.hpp>
@@ -24,7 +24,7 @@ namespace raftkv::server {
 
 namespace {
 
-using driver_type = raftkv::asio::driver<raftkv::asio::tcp_transport, raftkv::leveldb::log_store,
+using driver_type = raftkv::asio::driver<raftkv::asio::tcp_transport, raftkv::wal::log_store,
                                          raftkv::leveldb::kv_state_machine>;
 using boost::asio::ip::tcp;
 
@@ -32,6 +32,27 @@ using boost::asio::ip::tcp;
 std::string http_meta_name(node_id id)
 {
     return "node." + std::to_string(id) + ".http";
+}
+
+/// The log's directory. Refuses a data directory whose log an earlier release kept in
+/// LevelDB (data_dir/log): this one would not see it, and would start with an empty log.
+std::filesystem::path log_directory(const std::filesystem::path& data_dir)
+{
+    if (std::filesystem::exists(data_dir / "log"))
+        throw std::runtime_error(data_dir.string() + " holds a log in an earlier format (" +
+                                 (data_dir / "log").string() +
+                                 "); this release keeps its log in " + (data_dir / "wal").string() +
+                                 ": start with an empty data directory");
+    return data_dir / "wal";
+}
+
+/// The state machine does not sync its applies: the log is the durable record, and its
+/// background checkpoints (take_snapshot) bound what a restart re-applies.
+raftkv::leveldb::kv_state_machine_options machine_options()
+{
+    raftkv::leveldb::kv_state_machine_options o;
+    o.sync = false;
+    return o;
 }
 
 std::uint64_t random_seed()
@@ -50,6 +71,7 @@ struct raft_endpoints {
 
 struct kv_service::impl {
     impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints);
+    ~impl();
 
     boost::asio::awaitable<write_result> propose(std::string command);
     void schedule_watch();
@@ -60,7 +82,7 @@ struct kv_service::impl {
     // Destroyed in reverse order: the driver before the policies it uses.
     server_config config;
     driver_type::executor_type strand;
-    raftkv::leveldb::log_store store;
+    raftkv::wal::log_store store;
     raftkv::leveldb::kv_state_machine machine;
     std::unique_ptr<raftkv::asio::tcp_transport> transport;
     std::unique_ptr<driver_type> driver;
@@ -74,8 +96,8 @@ struct kv_service::impl {
 };
 
 kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints)
-    : config(c), strand(boost::asio::make_strand(ex)), store(c.data_dir / "log"),
-      machine(c.data_dir / "state"), watch_timer(strand)
+    : config(c), strand(boost::asio::make_strand(ex)), store(log_directory(c.data_dir)),
+      machine(c.data_dir / "state", machine_options()), watch_timer(strand)
 {
     try {
         // A restarted peer should rejoin within about an election timeout, not after the
@@ -106,6 +128,12 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
     d.proposal_timeout = std::chrono::milliseconds(c.request_timeout_ms);
     d.read_timeout = std::chrono::milliseconds(c.request_timeout_ms);
     driver = std::make_unique<driver_type>(strand, std::move(o), *transport, store, machine, d);
+    store.on_durable([this] { driver->log_durable(); });
+}
+
+kv_service::impl::~impl()
+{
+    store.on_durable({}); // the driver goes first
 }
 
 boost::asio::awaitable<write_result> kv_service::impl::propose(std::string command)

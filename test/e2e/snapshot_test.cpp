@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -73,17 +74,27 @@ struct small_snapshot_nodes : three_nodes {
     }
 };
 
-/// The newest LevelDB write-ahead log file (*.log, the highest number) in `dir`.
-std::filesystem::path newest_leveldb_log(const std::filesystem::path& dir)
+/// The newest segment of the write-ahead log (wal-<number>.log, the highest number) in `dir`.
+std::filesystem::path newest_wal_segment(const std::filesystem::path& dir)
 {
     std::filesystem::path newest;
     for (const auto& e : std::filesystem::directory_iterator(dir)) {
         const auto name = e.path().filename().string();
-        if (e.path().extension() == ".log" && name != "LOG" &&
-            (newest.empty() || name > newest.filename().string()))
+        if (name.starts_with("wal-") && (newest.empty() || name > newest.filename().string()))
             newest = e.path();
     }
     return newest;
+}
+
+/// Where the data written to `file` ends: segments are reserved ahead, and zero after it.
+std::uintmax_t data_end(const std::filesystem::path& file)
+{
+    std::ifstream in(file, std::ios::binary);
+    const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::size_t end = data.size();
+    while (end > 0 && data[end - 1] == '\0')
+        --end;
+    return end;
 }
 
 } // namespace
@@ -95,6 +106,14 @@ BOOST_AUTO_TEST_CASE(every_node_snapshots_and_compacts_its_log_under_a_write_loa
     require_writes(followers()[0], "load-", 1000);
     BOOST_TEST_REQUIRE(wait_applied_everywhere(10s), "the nodes did not all apply the writes within 10 s");
     for (std::uint64_t id = 1; id <= 3; ++id) {
+        // A snapshot is taken at once and made durable in the background; the log is
+        // compacted behind it once it is.
+        wait_until(
+            [&] {
+                const node_status s = status_of(id);
+                return s.first_index + 50 >= s.snapshot_index + 1;
+            },
+            5s);
         const node_status s = status_of(id);
         BOOST_TEST_MESSAGE("node " << id << ": first_index " << s.first_index << ", snapshot_index "
                                    << s.snapshot_index << ", last_index " << s.last_index);
@@ -214,10 +233,11 @@ BOOST_AUTO_TEST_CASE(a_node_whose_log_was_truncated_refuses_to_start)
     BOOST_TEST_REQUIRE(stopped.has_value());
     BOOST_TEST((stopped->exited && stopped->code == 0), *stopped);
 
-    // The newest entries of the log store are in LevelDB's write-ahead log: cut it in half.
-    const auto file = newest_leveldb_log(c.spec(f).data_dir / "log");
-    BOOST_TEST_REQUIRE(!file.empty(), "no *.log file in " << (c.spec(f).data_dir / "log"));
-    const auto size = std::filesystem::file_size(file);
+    // The node stopped cleanly, so its state machine checkpointed everything it applied.
+    // Cut the newest log segment's data in half: the log now ends before what was applied.
+    const auto file = newest_wal_segment(c.spec(f).data_dir / "wal");
+    BOOST_TEST_REQUIRE(!file.empty(), "no wal-*.log file in " << (c.spec(f).data_dir / "wal"));
+    const auto size = data_end(file);
     std::filesystem::resize_file(file, size / 2);
     BOOST_TEST_MESSAGE("truncated " << file << " from " << size << " to " << size / 2 << " bytes");
 
@@ -238,15 +258,15 @@ BOOST_AUTO_TEST_CASE(a_node_whose_log_was_truncated_refuses_to_start)
     BOOST_TEST(read.failed == 0u, read.first_failure);
 }
 
-// LevelDB keeps the newest writes in a write-ahead log it turns into tables every ~4 MiB of
-// memtable, so the log directory saws up and down (measured: 1.1 MiB after 20,000 writes, a
-// peak of 2.4 MiB, 1.9 MiB after 100,000) where an uncompacted log would grow five-fold.
+// The log's segments are reserved 64 MiB at a time and deleted once a durable snapshot covers
+// them, so the log directory stays at one or two segments where an uncompacted log would
+// grow with every write; the node holds only the retained log in memory.
 BOOST_AUTO_TEST_CASE(the_log_and_memory_stay_bounded_over_100000_writes)
 {
     cluster c{1, true, {"--snapshot-entries", "1000", "--snapshot-catchup-entries", "500"}};
     BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s));
     const auto port = c.http_port(1);
-    const auto log_dir = c.spec(1).data_dir / "log";
+    const auto log_dir = c.spec(1).data_dir / "wal";
     constexpr std::size_t clients = 32, distinct_keys = 10'000, step = 10'000;
 
     struct sample {

@@ -13,6 +13,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -68,8 +69,10 @@ struct driver_options {
     @endcode
 
     @tparam Transport a `raftkv::transport` whose `send` may be called on the strand.
-    @tparam LogStore a `raftkv::log_store`, durable on append (the driver reports
-    durability right after each append).
+    @tparam LogStore a `raftkv::log_store`. One durable on append needs nothing more (the
+    driver reports durability after each append); one that syncs in the background
+    (raftkv::wal::log_store) must have `log_durable()` called whenever its durable index
+    advances.
     @tparam StateMachine a `raftkv::state_machine`.
 
     @par Thread Safety
@@ -130,6 +133,22 @@ public:
             if (stopped_)
                 return;
             node_.step(std::move(m));
+            publish_status();
+        });
+    }
+
+    /// Tells the node its log store's durable index may have advanced. Safe from any
+    /// thread: a store that syncs in the background calls it from its sync thread. Calls
+    /// made while one is queued are merged into it.
+    void log_durable()
+    {
+        if (durable_queued_.exchange(true))
+            return;
+        boost::asio::post(strand_, [this] {
+            durable_queued_ = false; // before reading the index: a later sync queues again
+            if (stopped_)
+                return;
+            node_.on_log_durable();
             publish_status();
         });
     }
@@ -374,6 +393,7 @@ private:
     clock::time_point next_tick_{};
     bool stopped_ = false;
     bool flush_scheduled_ = false;
+    std::atomic<bool> durable_queued_{false};
 
     std::deque<queued_proposal> queue_;
     std::vector<std::string> batch_;

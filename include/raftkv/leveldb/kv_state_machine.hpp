@@ -14,7 +14,11 @@
 #include <leveldb/status.h>
 #include <leveldb/write_batch.h>
 
+#include <algorithm>
 #include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
@@ -120,14 +124,18 @@ public:
     /// The index of the last entry applied; after a reopen, the last one stored.
     index_t applied_index() const noexcept { return applied_; }
 
-    /// The applied index up to which the state survives a machine crash. With `sync` on:
-    /// applied_index(). With it off: the index of the last restore finished (0 if none),
-    /// since LevelDB offers no cheap way to make earlier unsynced writes durable.
-    index_t snapshot_index() const noexcept { return opts_.sync ? applied_ : restored_; }
+    /// With `sync` off, checkpoints the applied state first (see take_snapshot()).
+    ~kv_state_machine();
 
-    /// Does nothing: with `sync` on the applied state is durable already, and with it off
-    /// the machine does not make it so (see snapshot_index()).
-    void take_snapshot() noexcept {}
+    /// The applied index up to which the state survives a machine crash. With `sync` on:
+    /// applied_index(). With it off: the last checkpoint's or restore's index.
+    index_t snapshot_index() const noexcept { return opts_.sync ? applied_ : durable_.load(); }
+
+    /// With `sync` off, starts a checkpoint of the applied state on a background thread
+    /// unless one is running; snapshot_index() reaches today's applied_index() when it
+    /// completes. With `sync` on, does nothing: the applied state is durable already.
+    /// Throws std::runtime_error if an earlier checkpoint failed.
+    void take_snapshot();
 
     /// A reader over the state as of applied_index(), unaffected by later applies and
     /// restores. Thread-safe as get(). The reader holds a LevelDB snapshot and iterator
@@ -177,6 +185,9 @@ private:
     static constexpr char meta_prefix[2] = {'c', 'C'};
     static constexpr std::string_view format_key = "mformat";
     static constexpr std::string_view applied_index_key = "mapplied_index";
+    // The applied index of the last durable checkpoint (with `sync` on, of every apply);
+    // absent means the restored index.
+    static constexpr std::string_view durable_index_key = "mdurable_index";
     // The slot holding the state, one byte (0 or 1); absent means 0.
     static constexpr std::string_view slot_key = "mslot";
     // The index of the last restore finished; absent means 0.
@@ -220,6 +231,8 @@ private:
     void delete_slot(int slot);
     void write_synced(::leveldb::WriteBatch& batch, const std::string& what);
     std::string restoring_what() const;
+    void run_checkpoints();
+    void checkpoint(index_t index);
 
     std::string name_;
     kv_state_machine_options opts_;
@@ -232,6 +245,15 @@ private:
     /// Mirrors stale_key.
     bool stale_ = false;
     std::unique_ptr<restore_state> restore_;
+
+    // Checkpoints (`sync` off): requested on the owner's thread, made on checkpointer_.
+    std::atomic<index_t> durable_{0};
+    std::mutex checkpoint_mutex_;
+    std::condition_variable checkpoint_cv_;
+    index_t checkpoint_wanted_ = 0; ///< under checkpoint_mutex_
+    bool checkpoint_stop_ = false;  ///< under checkpoint_mutex_
+    std::string checkpoint_error_;  ///< under checkpoint_mutex_
+    std::thread checkpointer_;
 };
 
 /** A point-in-time view of a kv_state_machine's state, read as a byte stream in chunks
@@ -292,12 +314,86 @@ private:
 inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
                                           const kv_state_machine_options& opts)
     : name_(detail::store_name("raftkv::leveldb::kv_state_machine", dir)), opts_(opts),
-      db_(detail::open_database(dir, name_))
+      db_(detail::open_database(dir, name_, opts.sync))
 {
     detail::check_format(*db_, format_key, format, name_, format_v1);
     load();
     if (stale_)
         delete_slot(other_slot());
+}
+
+// Closing checkpoints what was applied, so a clean restart re-applies nothing.
+inline kv_state_machine::~kv_state_machine()
+{
+    if (checkpointer_.joinable()) {
+        {
+            std::lock_guard lock(checkpoint_mutex_);
+            checkpoint_stop_ = true;
+        }
+        checkpoint_cv_.notify_one();
+        checkpointer_.join();
+    }
+    if (!opts_.sync && applied_ > durable_.load() && !restore_) {
+        try {
+            checkpoint(applied_);
+        } catch (const std::exception&) {
+            // The log still holds what a restart needs to re-apply.
+        }
+    }
+}
+
+inline void kv_state_machine::take_snapshot()
+{
+    if (opts_.sync)
+        return;
+    {
+        std::lock_guard lock(checkpoint_mutex_);
+        if (!checkpoint_error_.empty())
+            throw std::runtime_error(checkpoint_error_);
+        if (applied_ <= std::max(durable_.load(), checkpoint_wanted_))
+            return;
+        checkpoint_wanted_ = applied_;
+    }
+    if (!checkpointer_.joinable())
+        checkpointer_ = std::thread([this] { run_checkpoints(); });
+    checkpoint_cv_.notify_one();
+}
+
+inline void kv_state_machine::run_checkpoints()
+{
+    for (;;) {
+        index_t index;
+        {
+            std::unique_lock lock(checkpoint_mutex_);
+            checkpoint_cv_.wait(lock, [&] { return checkpoint_stop_ || checkpoint_wanted_ > durable_.load(); });
+            if (checkpoint_stop_)
+                return;
+            index = checkpoint_wanted_;
+        }
+        try {
+            checkpoint(index);
+        } catch (const std::exception& e) {
+            std::lock_guard lock(checkpoint_mutex_);
+            checkpoint_error_ = e.what();
+            return;
+        }
+    }
+}
+
+// Every write up to `index` was made before this runs. CompactRange first flushes the
+// memtable to a table file and waits for it (LevelDB syncs the table and its manifest);
+// its range holds no key, so it compacts nothing else. Then the index is recorded, synced.
+inline void kv_state_machine::checkpoint(index_t index)
+{
+    const ::leveldb::Slice nothing("\xff\xff");
+    db_->CompactRange(&nothing, &nothing);
+    std::lock_guard lock(checkpoint_mutex_);
+    if (index <= durable_.load())
+        return; // a restore finished meanwhile and went further
+    ::leveldb::WriteBatch batch;
+    batch.Put(detail::to_slice(durable_index_key), encode_index(index));
+    write_synced(batch, "cannot record a checkpoint");
+    durable_.store(index);
 }
 
 inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<kv_result> results)
@@ -341,6 +437,8 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
         }
     }
     writes.Put(detail::to_slice(applied_index_key), encode_index(batch.back().index));
+    if (opts_.sync)
+        writes.Put(detail::to_slice(durable_index_key), encode_index(batch.back().index));
 
     ::leveldb::WriteOptions options;
     options.sync = opts_.sync;
@@ -389,9 +487,16 @@ inline void kv_state_machine::finish_restore()
     r.batch.Put(detail::to_slice(slot_key), std::string(1, static_cast<char>(next)));
     r.batch.Put(detail::to_slice(applied_index_key), encode_index(index));
     r.batch.Put(detail::to_slice(restored_index_key), encode_index(index));
+    r.batch.Put(detail::to_slice(durable_index_key), encode_index(index));
     r.failed = true;
-    // The last records and the switch in one write; the old slot becomes the stale one.
-    write_staged(r.batch, "cannot finish restoring " + restoring_what());
+    {
+        // The last records and the switch in one write; the old slot becomes the stale one.
+        // Under the checkpoint lock, so a checkpoint of the replaced state cannot record
+        // its older index afterwards.
+        std::lock_guard lock(checkpoint_mutex_);
+        write_staged(r.batch, "cannot finish restoring " + restoring_what());
+        durable_.store(index);
+    }
     applied_ = index;
     restored_ = index;
     generation_.fetch_add(1);
@@ -470,6 +575,12 @@ inline void kv_state_machine::load()
     applied_ = read_index(applied_index_key, "applied index", options);
     restored_ = read_index(restored_index_key, "restored index", options);
     stale_ = read(stale_key, options).has_value();
+    const bool recorded = read(durable_index_key, options).has_value();
+    durable_ = recorded ? read_index(durable_index_key, "durable index", options) : restored_;
+    // Without syncing, the stored state past the checkpoint may lack earlier writes: resume
+    // from the checkpoint and let the node re-apply the rest of the log.
+    if (!opts_.sync)
+        applied_ = durable_.load();
 }
 
 inline std::string kv_state_machine::data_key(char prefix, std::string_view key)

@@ -86,7 +86,9 @@ public:
 
     /// Sets the handler called, from the background thread, after each sync (and once
     /// after a failure). It must be cheap and must not call into the store: post to the
-    /// thread that owns it. Set it before the first append.
+    /// thread that owns it. Once this returns, the previous handler is not running and
+    /// will not be called again, so `on_durable({})` detaches a handler before what it
+    /// refers to is destroyed.
     void on_durable(std::function<void()> handler);
 
     hard_state saved_hard_state() const { return hard_state_; }
@@ -147,6 +149,7 @@ private:
 
     // Background thread.
     void run();
+    void notify();
     void write_group(std::string& group, bool new_segment, index_t max_index);
     void open_new_segment();
     template <class Predicate>
@@ -177,6 +180,7 @@ private:
     bool pending_new_segment_ = false;
     bool stopping_ = false;
     std::string failure_;
+    std::mutex handler_mutex_; ///< held while handler_ runs
     std::function<void()> handler_;
     std::atomic<std::uint64_t> synced_seq_{0};
 

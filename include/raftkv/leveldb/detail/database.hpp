@@ -49,10 +49,11 @@ inline void check(const ::leveldb::Status& s, const std::string& name, std::stri
 }
 
 /// Opens (creating if missing, parents included) the LevelDB database in `dir`.
-/// Paranoid checks are on: LevelDB refuses to open a database whose files fail their
+/// With `paranoid` checks LevelDB refuses to open a database whose files fail their
 /// checksums, instead of skipping the damaged records. Throws std::runtime_error on
 /// any failure, including a database locked by another process or object.
-inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path& dir, const std::string& name)
+inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path& dir, const std::string& name,
+                                                    bool paranoid = true)
 {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
@@ -60,7 +61,7 @@ inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path&
         fail(name, "cannot create the directory: " + ec.message());
     ::leveldb::Options options;
     options.create_if_missing = true;
-    options.paranoid_checks = true;
+    options.paranoid_checks = paranoid;
     ::leveldb::DB* db = nullptr;
     check(::leveldb::DB::Open(options, dir.string(), &db), name, "cannot open");
     return std::unique_ptr<::leveldb::DB>(db);

@@ -92,8 +92,15 @@ inline log_store::~log_store()
 
 inline void log_store::on_durable(std::function<void()> handler)
 {
-    std::lock_guard lock(mutex_);
+    std::lock_guard lock(handler_mutex_);
     handler_ = std::move(handler);
+}
+
+inline void log_store::notify()
+{
+    std::lock_guard lock(handler_mutex_);
+    if (handler_)
+        handler_();
 }
 
 // ---- the caller's side -------------------------------------------------------------
@@ -407,7 +414,6 @@ inline void log_store::run()
         index_t max_index;
         index_t compacted;
         bool new_segment;
-        std::function<void()> handler;
         {
             std::unique_lock lock(mutex_);
             wake_writer_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
@@ -419,7 +425,6 @@ inline void log_store::run()
             max_index = std::exchange(pending_max_index_, 0);
             compacted = std::exchange(pending_compact_, 0);
             new_segment = std::exchange(pending_new_segment_, false);
-            handler = handler_;
         }
         try {
             write_group(group, new_segment, max_index);
@@ -429,8 +434,7 @@ inline void log_store::run()
                 failure_ = e.what();
             }
             synced_cv_.notify_all();
-            if (handler)
-                handler();
+            notify();
             return;
         }
         {
@@ -447,8 +451,7 @@ inline void log_store::run()
                 drop_segments_while([compacted](const segment& s) { return s.max_index <= compacted; });
         } catch (const std::exception&) {
         }
-        if (handler)
-            handler();
+        notify();
     }
 }
 
