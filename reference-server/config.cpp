@@ -17,7 +17,7 @@ namespace raftkv::server {
 namespace {
 
 // Every setting is both a flag --<name> and a config-file key <name>.
-constexpr std::array<std::string_view, 12> setting_names = {
+constexpr std::array<std::string_view, 13> setting_names = {
     "id",
     "data-dir",
     "http",
@@ -30,6 +30,7 @@ constexpr std::array<std::string_view, 12> setting_names = {
     "snapshot-entries",
     "snapshot-catchup-entries",
     "log-level",
+    "threads",
 };
 
 bool is_setting(std::string_view name)
@@ -333,6 +334,8 @@ std::string check_tuning(const raw_settings& s, server_config& c)
 {
     if (std::string e = check_number<std::uint32_t>(s, "tick-ms", 1, 60'000, c.tick_ms); !e.empty())
         return e;
+    if (std::string e = check_number<std::uint32_t>(s, "threads", 1, 256, c.threads); !e.empty())
+        return e;
     if (std::string e = check_number<std::uint32_t>(s, "heartbeat-ticks", 1, 1'000'000, c.heartbeat_ticks);
         !e.empty())
         return e;
@@ -505,7 +508,7 @@ With no flags it runs a single-node cluster: id 1, data in ./raftkv-data, HTTP o
 
 Flags (each also a key of the config file; flags override the file):
   --id N                     this node's id, an integer from 1 (default: 1)
-  --data-dir DIR             where the Raft log (DIR/log) and the key-value state
+  --data-dir DIR             where the Raft log (DIR/wal) and the key-value state
                              (DIR/state) are kept (default: ./raftkv-data)
   --http HOST:PORT           where the HTTP API listens; other nodes forward requests
                              here while this node leads, so use an address they can
@@ -530,6 +533,8 @@ Flags (each also a key of the config file; flags override the file):
                              follower a little behind catches up from the log
                              (default: 5000)
   --log-level LEVEL          error, warn, info or debug (default: info)
+  --threads N                threads serving HTTP and Raft connections; the Raft node
+                             itself runs on one of them at a time (default: 2)
   --config FILE              read settings from a YAML file first
   -h, --help                 print this help and exit
 
@@ -537,7 +542,7 @@ Flags take their value as the next argument or after '=' (--id=2).
 
 Config file (YAML): a map with any of the keys id, data-dir, http, raft, peers,
 tick-ms, election-ticks, heartbeat-ticks, request-timeout-ms, snapshot-entries,
-snapshot-catchup-entries, log-level. peers is a map of id to HOST:PORT, or the
+snapshot-catchup-entries, log-level, threads. peers is a map of id to HOST:PORT, or the
 same string as --peers. Example:
 
   id: 2

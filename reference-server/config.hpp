@@ -60,6 +60,8 @@ struct server_config {
 
     /// The Raft clock's tick. Default: 10 ms.
     std::uint32_t tick_ms = 10;
+    /// Threads running the io_context (HTTP, Raft connections, the node's strand).
+    std::uint32_t threads = 2;
 
     /// Followers start an election after a random timeout in [election_ticks,
     /// 2 * election_ticks) ticks without a leader. Greater than heartbeat_ticks.

@@ -25,6 +25,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 namespace {
 
@@ -110,7 +111,7 @@ int run(const server_config& config)
     set_log_level(config.log_level);
     set_log_node(config.id);
 
-    asio::io_context io{2};
+    asio::io_context io{static_cast<int>(config.threads)};
     const asio::ip::tcp::endpoint http_endpoint = resolve_endpoint(io.get_executor(), config.http);
     kv_service service{io.get_executor(), config};
     api routes{service,
@@ -134,9 +135,12 @@ int run(const server_config& config)
     server.start();
     log_startup(config);
 
-    std::thread second([&io] { run_threads(io); });
+    std::vector<std::thread> others;
+    for (std::uint32_t k = 1; k < config.threads; ++k)
+        others.emplace_back([&io] { run_threads(io); });
     run_threads(io);
-    second.join();
+    for (auto& t : others)
+        t.join();
     log(log_level::info, "stopped");
     return 0;
 }
