@@ -25,7 +25,10 @@
 // Distinct objects: safe. Shared objects: unsafe. Every member function, the destructor
 // included, must be called on the transport's executor (or, before any of its work has
 // run, from the thread that constructed it). The receive handler is invoked on that
-// executor too, so a node running on the same strand needs no locking.
+// executor too, so a node running on the same strand needs no locking. When that
+// executor is a strand, encoding, decoding and socket I/O run on strands of their own
+// over the executor beneath it (one per peer link and per incoming connection), so a
+// node's strand does none of that work.
 
 #include <raftkv/asio/codec.hpp>
 #include <raftkv/messages.hpp>

@@ -11,11 +11,14 @@
 
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <iostream>
 #include <memory>
@@ -26,8 +29,9 @@ namespace raftkv::asio::detail {
 
 class tcp_listener;
 
-/// One connection a peer dialed to us: reads frames, decodes them, and hands each
-/// message to the listener. Any protocol error closes it, with one line to std::cerr.
+/// One connection a peer dialed to us: reads frames and decodes them on a strand of its
+/// own, and hands each frame's messages to the listener. Any protocol error closes it,
+/// with one line to std::cerr.
 ///
 /// Lifetime: kept alive by its one pending read (shared_from_this); the listener holds
 /// only a weak_ptr, to close it on stop().
@@ -37,13 +41,19 @@ public:
 
     void start() { read_header(); }
 
+    /// Closes the socket on the connection's strand. Safe from any thread.
+    void close_soon()
+    {
+        boost::asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close(); });
+    }
+
+private:
     void close()
     {
         boost::system::error_code ignored;
         socket_.close(ignored);
     }
 
-private:
     void read_header();
     void on_header(const boost::system::error_code& ec);
     void on_payload(const boost::system::error_code& ec);
@@ -65,10 +75,12 @@ private:
 /// stop() may be running inside it.
 class tcp_listener final : public std::enable_shared_from_this<tcp_listener> {
 public:
-    tcp_listener(boost::asio::ip::tcp::acceptor acceptor, node_id self, std::size_t max_frame_bytes,
-                 tcp_transport::receive_handler on_receive)
-        : acceptor_(std::move(acceptor)), retry_timer_(acceptor_.get_executor()), self_(self),
-          max_frame_bytes_(max_frame_bytes), on_receive_(std::move(on_receive))
+    /// Accepts on `acceptor` (whose executor is the transport's) and gives each connection
+    /// a strand on `io`.
+    tcp_listener(boost::asio::ip::tcp::acceptor acceptor, boost::asio::any_io_executor io, node_id self,
+                 std::size_t max_frame_bytes, tcp_transport::receive_handler on_receive)
+        : acceptor_(std::move(acceptor)), retry_timer_(acceptor_.get_executor()), io_(std::move(io)),
+          self_(self), max_frame_bytes_(max_frame_bytes), on_receive_(std::move(on_receive))
     {
     }
 
@@ -82,27 +94,36 @@ public:
         retry_timer_.cancel();
         for (const auto& weak : connections_)
             if (auto connection = weak.lock())
-                connection->close();
+                connection->close_soon();
         connections_.clear();
     }
 
     bool stopped() const noexcept { return stopped_; }
     std::size_t max_frame_bytes() const noexcept { return max_frame_bytes_; }
 
-    /// Hands `m` to the receive handler, unless stopped or addressed to another node.
-    void deliver(message m)
+    /// Hands the messages of `batch` addressed to this node to the receive handler, on the
+    /// transport's executor, unless stopped by then. Called on a connection's strand.
+    void deliver(std::vector<message> batch)
     {
-        if (!stopped_ && m.to == self_)
-            on_receive_(std::move(m));
+        boost::asio::post(acceptor_.get_executor(),
+                          [self = shared_from_this(), batch = std::move(batch)]() mutable {
+                              for (message& m : batch) {
+                                  if (self->stopped_) // the receive handler may stop the transport
+                                      return;
+                                  if (m.to == self->self_)
+                                      self->on_receive_(std::move(m));
+                              }
+                          });
     }
 
 private:
     void accept()
     {
-        acceptor_.async_accept([self = shared_from_this()](const boost::system::error_code& ec,
+        acceptor_.async_accept(boost::asio::make_strand(io_),
+                               [self = shared_from_this()](const boost::system::error_code& ec,
                                                            boost::asio::ip::tcp::socket socket) {
-            self->on_accept(ec, std::move(socket));
-        });
+                                   self->on_accept(ec, std::move(socket));
+                               });
     }
 
     void on_accept(const boost::system::error_code& ec, boost::asio::ip::tcp::socket socket)
@@ -128,11 +149,12 @@ private:
 
     boost::asio::ip::tcp::acceptor acceptor_;
     boost::asio::steady_timer retry_timer_;
+    boost::asio::any_io_executor io_;
     node_id self_;
     std::size_t max_frame_bytes_;
     tcp_transport::receive_handler on_receive_;
     std::vector<std::weak_ptr<tcp_inbound_connection>> connections_;
-    bool stopped_ = false;
+    std::atomic<bool> stopped_{false};
 };
 
 inline tcp_inbound_connection::tcp_inbound_connection(boost::asio::ip::tcp::socket socket,
@@ -177,11 +199,7 @@ inline void tcp_inbound_connection::on_payload(const boost::system::error_code& 
     // Do not let one large frame pin its buffer for the connection's whole life.
     if (payload_.capacity() > (std::size_t{1} << 20))
         payload_ = std::string();
-    for (message& m : *batch) {
-        if (listener_->stopped()) // the receive handler may stop the transport
-            return close();
-        listener_->deliver(std::move(m));
-    }
+    listener_->deliver(std::move(*batch));
     read_header();
 }
 

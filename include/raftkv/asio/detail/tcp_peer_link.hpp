@@ -17,6 +17,7 @@
 #include <boost/asio/write.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <deque>
 #include <iostream>
@@ -28,6 +29,10 @@ namespace raftkv::asio::detail {
 
 /// Owns the connection this node dials to one peer. Only ever written to: the peer
 /// sends its own messages over the connection it dials to us.
+///
+/// Threads: the link runs on a strand of its own, so that encoding frames and writing them
+/// never hold up the node's strand. send() and stop() are called on the transport's
+/// executor and hand their work to the link's strand; everything else runs there.
 ///
 /// Lifetime: shared by the transport and by the link's pending operations, each of which
 /// holds shared_from_this(). After stop(), every completion finds `stopped_` and returns,
@@ -45,9 +50,34 @@ public:
     {
     }
 
+    /// Queues `m` on the link's strand. Called on the transport's executor.
+    void send(message m)
+    {
+        if (stopped_)
+            return;
+        boost::asio::post(socket_.get_executor(),
+                          [self = shared_from_this(), m = std::move(m)]() mutable { self->enqueue(std::move(m)); });
+    }
+
+    /// Closes the connection, cancels the reconnection timer and drops the queue, on the
+    /// link's strand. Called on the transport's executor; nothing is sent after it returns.
+    void stop()
+    {
+        stopped_ = true;
+        boost::asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close(); });
+    }
+
+private:
+    enum class link_state { idle, connecting, connected, backing_off };
+
+    struct queued_message {
+        message msg;
+        std::size_t size; // encoded_size(msg)
+    };
+
     /// Queues `m`, dialing the peer the first time, and schedules a write if none is
     /// scheduled or in flight.
-    void send(message m)
+    void enqueue(message m)
     {
         if (stopped_)
             return;
@@ -70,24 +100,14 @@ public:
             maybe_write();
     }
 
-    /// Closes the connection, cancels the reconnection timer and drops the queue.
-    void stop()
+    void close()
     {
-        stopped_ = true;
         boost::system::error_code ignored;
         timer_.cancel();
         socket_.close(ignored);
         queue_.clear();
         queued_bytes_ = 0;
     }
-
-private:
-    enum class link_state { idle, connecting, connected, backing_off };
-
-    struct queued_message {
-        message msg;
-        std::size_t size; // encoded_size(msg)
-    };
 
     void connect()
     {
@@ -222,7 +242,7 @@ private:
     std::uint64_t epoch_ = 0;
     bool writing_ = false; // a write is scheduled or in flight
     bool failure_logged_ = false;
-    bool stopped_ = false;
+    std::atomic<bool> stopped_{false};
     char probe_ = 0;
 };
 

@@ -8,7 +8,9 @@
 #include <raftkv/asio/detail/tcp_listener.hpp>
 #include <raftkv/asio/detail/tcp_peer_link.hpp>
 
+#include <boost/asio/io_context.hpp>
 #include <boost/asio/socket_base.hpp>
+#include <boost/asio/strand.hpp>
 
 #include <algorithm>
 #include <cstdint>
@@ -29,6 +31,17 @@ inline boost::asio::ip::tcp::acceptor bound_acceptor(const boost::asio::any_io_e
     acceptor.set_option(boost::asio::socket_base::reuse_address(true));
     acceptor.bind(ep);
     return acceptor;
+}
+
+/// The executor under `ex` when it is a strand, so that the transport's links and
+/// connections get strands of their own beside it rather than inside it; `ex` otherwise.
+inline boost::asio::any_io_executor io_executor_of(const boost::asio::any_io_executor& ex)
+{
+    if (const auto* s = ex.target<boost::asio::strand<boost::asio::any_io_executor>>())
+        return s->get_inner_executor();
+    if (const auto* s = ex.target<boost::asio::strand<boost::asio::io_context::executor_type>>())
+        return s->get_inner_executor();
+    return ex;
 }
 
 inline void check(const tcp_transport_options& o)
@@ -63,10 +76,12 @@ tcp_transport::tcp_transport(boost::asio::ip::tcp::acceptor acceptor, node_id se
         options_.max_frame_bytes, frame_header_size + std::numeric_limits<std::uint32_t>::max());
     acceptor.listen();
     local_endpoint_ = acceptor.local_endpoint();
+    const boost::asio::any_io_executor io = detail::io_executor_of(executor_);
     for (const auto& [id, endpoint] : peers)
         if (id != self_)
-            links_.emplace(id, std::make_shared<detail::tcp_peer_link>(executor_, id, endpoint, options_));
-    listener_ = std::make_shared<detail::tcp_listener>(std::move(acceptor), self_, options_.max_frame_bytes,
+            links_.emplace(id, std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), id, endpoint,
+                                                                        options_));
+    listener_ = std::make_shared<detail::tcp_listener>(std::move(acceptor), io, self_, options_.max_frame_bytes,
                                                        std::move(on_receive));
     listener_->start();
 }
