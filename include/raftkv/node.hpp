@@ -51,6 +51,17 @@ struct propose_result {
     entries only once the LogStore reports them durable. A leader replicates entries
     before its own copy is durable and counts itself toward a quorum once it is.
 
+    A node whose disk hangs gives way. A leader whose own entries have stayed not durable,
+    with its durable index standing still, for longer than an election timeout
+    (`options::election_ticks` ticks, counted from the oldest such entry and restarted
+    whenever the durable index advances) steps down to follower in the same term: it could
+    neither count itself toward a quorum nor apply, so nothing it holds would complete. A
+    node campaigns only when its whole log is durable (when the election timer fires, or
+    on campaign() or a transfer's timeout_now), so it does not win back the leadership
+    while its disk hangs (a hang shows only as entries that stay not durable: a node that
+    restarts on a hung disk may lead once more, for an election timeout). It still votes,
+    and a follower acknowledges only what is durable.
+
     @par Example
     @code
     raftkv::options o{.id = 1, .members = {{1}}};
@@ -134,7 +145,8 @@ public:
     void on_log_durable();
 
     /// Starts an election at once (skipping PreVote), as if the election timer fired.
-    /// Does nothing on a leader.
+    /// Does nothing on a leader, or on a node that may not campaign: one whose log holds
+    /// entries not yet durable, or whose state machine waits for a snapshot.
     void campaign();
 
     /// Hands leadership to `target` (thesis §3.10): the leader stops taking proposals,
@@ -223,6 +235,8 @@ private:
     void tick_election();
     void tick_leader();
     bool in_leader_lease() const noexcept;
+    bool may_campaign() const noexcept;
+    bool own_log_stalled();
     bool log_is_up_to_date(index_t last_index, term_t last_term) const;
     void set_hard_state(term_t term, node_id vote);
 
@@ -285,6 +299,10 @@ private:
     std::uint32_t heartbeat_elapsed_ = 0;
     std::uint32_t randomized_timeout_ = 0;
     detail::random rng_;
+    /// A leader's durable index at its last tick, and ticks since it last advanced while
+    /// the log held entries that were not durable.
+    index_t durable_seen_ = 0;
+    std::uint32_t stall_elapsed_ = 0;
 
     std::vector<node_id> votes_granted_;
     std::vector<detail::progress> peers_;

@@ -799,6 +799,109 @@ BOOST_AUTO_TEST_CASE(a_leader_cut_off_right_after_winning_steps_down_within_one_
     BOOST_TEST(c.node(1).role() != role::leader);
 }
 
+// ---- a disk that hangs ---------------------------------------------------------------
+
+namespace {
+// What a background sync of node `id`'s store completing looks like to the node.
+void sync(cluster& c, node_id id)
+{
+    c.at(id).store.sync();
+    c.node(id).on_log_durable();
+    c.deliver_all();
+}
+
+// Three nodes whose stores sync only when told; node 1 leads and "x" is committed by the
+// followers alone, while node 1 never syncs it: node 1's disk hangs.
+cluster leader_with_a_hung_disk()
+{
+    cluster c(3, /*sync_on_append=*/false);
+    c.node(1).campaign();
+    c.deliver_all();
+    for (node_id id : {1, 2, 3})
+        sync(c, id);
+    BOOST_REQUIRE(c.node(1).commit_index() == 1u);
+    c.node(1).propose("x");
+    c.deliver_all();
+    for (node_id id : {2, 3})
+        sync(c, id);
+    BOOST_REQUIRE(c.node(1).commit_index() == 2u);  // two durable followers are a quorum
+    BOOST_REQUIRE(c.node(1).applied_index() == 1u); // but node 1 applies only what it holds durably
+    return c;
+}
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_leader_whose_own_entries_stay_unsynced_steps_down_after_an_election_timeout)
+{
+    cluster c = leader_with_a_hung_disk();
+    const auto term = c.node(1).term();
+    const auto timeout = static_cast<int>(c.node(1).config().election_ticks);
+    c.tick_all(timeout); // the followers keep answering: CheckQuorum is satisfied
+    BOOST_TEST(c.node(1).role() == role::leader);
+    c.tick_all(2);
+    BOOST_TEST(c.node(1).role() == role::follower);
+    BOOST_TEST(c.node(1).term() == term);
+}
+
+BOOST_AUTO_TEST_CASE(a_node_whose_log_is_not_durable_does_not_campaign_but_votes)
+{
+    cluster c = leader_with_a_hung_disk();
+    const auto timeout = static_cast<int>(c.node(1).config().election_ticks);
+    c.tick_all(timeout + 2);
+    BOOST_REQUIRE(c.node(1).role() == role::follower);
+    c.node(1).campaign(); // refused too: as leader it could not count itself
+    BOOST_TEST(c.node(1).role() == role::follower);
+    // Node 2 or 3 takes over, with node 1's vote; node 1 never campaigns, however long
+    // its disk hangs.
+    for (int t = 0; t < 10 * timeout; ++t) {
+        for (node_id id : {2, 3})
+            sync(c, id);
+        c.tick_all(1);
+        BOOST_TEST_REQUIRE(c.node(1).role() == role::follower);
+    }
+    BOOST_TEST_REQUIRE((c.node(2).role() == role::leader || c.node(3).role() == role::leader));
+    const node_id leader = c.node(2).role() == role::leader ? 2 : 3;
+    c.propose(leader, "y");
+    for (node_id id : {2, 3})
+        sync(c, id);
+    BOOST_TEST(c.node(leader).applied_index() == c.node(leader).last_index());
+    // The disk returns: node 1 acknowledges, catches up and may lead again some day.
+    for (int t = 0; t < 3; ++t) {
+        for (node_id id : {1, 2, 3})
+            sync(c, id);
+        c.tick_all(1);
+    }
+    BOOST_TEST(c.node(1).applied_index() == c.node(leader).last_index());
+    BOOST_TEST(c.at(1).machine.commands == c.at(leader).machine.commands);
+}
+
+BOOST_AUTO_TEST_CASE(a_leader_whose_disk_is_slow_but_advancing_keeps_leading)
+{
+    cluster c(3, /*sync_on_append=*/false);
+    c.node(1).campaign();
+    c.deliver_all();
+    for (node_id id : {1, 2, 3})
+        sync(c, id);
+    const auto term = c.node(1).term();
+    const auto timeout = static_cast<int>(c.node(1).config().election_ticks);
+    // A proposal every tick; each sync completes three ticks after it started, so the
+    // leader's log always holds entries not yet durable, but its durable index advances.
+    std::vector<std::pair<index_t, raftkv::term_t>> started;
+    for (int t = 0; t < 5 * timeout; ++t) {
+        c.node(1).propose("p" + std::to_string(t));
+        started.emplace_back(c.node(1).last_index(), term);
+        if (started.size() > 3) {
+            c.at(1).store.sync_to(started.front().first, started.front().second);
+            started.erase(started.begin());
+            c.node(1).on_log_durable();
+        }
+        for (node_id id : {2, 3})
+            c.at(id).store.sync();
+        c.tick_all(1);
+        BOOST_TEST_REQUIRE(c.node(1).role() == role::leader);
+    }
+    BOOST_TEST(c.node(1).term() == term);
+}
+
 BOOST_AUTO_TEST_CASE(proposals_past_the_uncommitted_limit_are_refused_not_dropped)
 {
     raftkv::options o;

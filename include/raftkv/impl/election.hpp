@@ -33,6 +33,30 @@ bool basic_node<Transport, LogStore, StateMachine>::in_leader_lease() const noex
     return leader_ != no_node && election_elapsed_ < opts_.election_ticks;
 }
 
+// A node that leads must apply what it commits and count itself toward the quorum, so it
+// campaigns only with its state machine inside its log and its whole log durable. Nothing
+// is appended while the election timer runs, so a log still not durable when it fires has
+// waited an election timeout for its disk: that disk hangs, and another node should lead.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+bool basic_node<Transport, LogStore, StateMachine>::may_campaign() const noexcept
+{
+    return !behind_log_ && store_.durable_index() >= store_.last_index();
+}
+
+// Counts the ticks this leader's log has held entries that are not durable while its
+// durable index stood still. Returns true once that lasted longer than an election timeout.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+bool basic_node<Transport, LogStore, StateMachine>::own_log_stalled()
+{
+    const index_t durable = store_.durable_index();
+    if (durable >= store_.last_index() || durable != durable_seen_) {
+        durable_seen_ = durable;
+        stall_elapsed_ = 0;
+        return false;
+    }
+    return ++stall_elapsed_ > opts_.election_ticks;
+}
+
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 bool basic_node<Transport, LogStore, StateMachine>::log_is_up_to_date(index_t last_index,
                                                                       term_t last_term) const
@@ -93,6 +117,8 @@ void basic_node<Transport, LogStore, StateMachine>::become_leader()
     leader_ = opts_.id;
     heartbeat_elapsed_ = 0;
     election_elapsed_ = 0;
+    durable_seen_ = store_.durable_index();
+    stall_elapsed_ = 0;
     transfer_target_ = no_node;
     const index_t last = store_.last_index();
     for (auto& p : peers_) {
@@ -183,7 +209,7 @@ void basic_node<Transport, LogStore, StateMachine>::handle_vote_response(const m
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::handle_timeout_now()
 {
-    if (role_ != role::leader && !behind_log_)
+    if (role_ != role::leader && may_campaign())
         start_election(false, true);
 }
 
@@ -192,15 +218,20 @@ void basic_node<Transport, LogStore, StateMachine>::tick_election()
 {
     if (++election_elapsed_ < randomized_timeout_)
         return;
-    if (behind_log_)
-        reset_election_timer(); // it could never apply what it commits: let others lead
-    else
+    if (may_campaign())
         start_election(opts_.pre_vote, false);
+    else
+        reset_election_timer(); // it could not lead: let others, and vote for them
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::tick_leader()
 {
+    // Its disk hangs: it cannot count itself or apply, so nothing it holds completes.
+    if (own_log_stalled()) {
+        become_follower(term_, no_node);
+        return;
+    }
     if (++election_elapsed_ >= opts_.election_ticks) {
         election_elapsed_ = 0;
         if (opts_.check_quorum) {

@@ -301,7 +301,7 @@ void basic_node<Transport, LogStore, StateMachine>::on_log_durable()
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::campaign()
 {
-    if (role_ != role::leader && !behind_log_)
+    if (role_ != role::leader && may_campaign())
         start_election(false, false);
     deliver_outputs();
 }

@@ -61,6 +61,18 @@ struct cluster_config {
     bool check_invariants = true;
 };
 
+/// A log store whose syncs the simulator can make hang, as `sim_log_store`'s: `stall()`
+/// holds every sync until `resume()`, which completes them and says whether
+/// `durable_index()` advanced.
+// clang-format off
+template <class S>
+concept stallable_log_store = requires(S& s, const S& cs) {
+    s.stall();
+    { s.resume() } -> std::same_as<bool>;
+    { cs.stalled() } -> std::same_as<bool>;
+};
+// clang-format on
+
 /// Event and message counts, for tests that bound how much a protocol step costs.
 struct network_stats {
     /// Events run by step().
@@ -166,6 +178,16 @@ public:
     void isolate(node_id id) { net_.isolate(id); }
     void reconnect(node_id id) { net_.reconnect(id); }
     void heal() { net_.heal(); }
+    /// Makes node `id`'s disk hang: no sync of its log completes, so nothing it appends
+    /// becomes durable, until resume_disk(id). The node runs on (ticks, messages, votes:
+    /// the hard state is still saved at once, as the log_store concept requires). The
+    /// stall is the disk's: it outlives the node's crashes.
+    /// REQUIRES (compile time): LogStore is a stallable_log_store, as sim_log_store.
+    void stall_disk(node_id id);
+    /// Ends node `id`'s disk stall: the syncs asked for meanwhile complete, and the node,
+    /// if up, is told through on_log_durable(). Does nothing when the disk is not stalled.
+    void resume_disk(node_id id);
+    bool disk_stalled(node_id id) const;
     /// Connectivity and link knobs (loss, duplication, delay, blocked links).
     sim::network& net() noexcept { return net_; }
 

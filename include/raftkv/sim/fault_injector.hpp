@@ -2,7 +2,7 @@
 #define RAFTKV_SIM_FAULT_INJECTOR_HPP
 
 // A random fault schedule for a simulated cluster: partitions, isolated leaders, crashes
-// and restarts, lossy, duplicating and slow links, one-way blocks.
+// and restarts, lossy, duplicating and slow links, one-way blocks, stalled disks.
 
 #include <raftkv/sim/cluster.hpp>
 #include <raftkv/sim/network.hpp>
@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <utility>
 #include <vector>
@@ -27,6 +28,13 @@ struct fault_config {
     bool crashes = true;
     /// Make links lose, duplicate and delay messages. Default: true.
     bool unreliable_links = true;
+    /// Make a node's disk hang (mostly the leader's) for a while: its syncs complete only
+    /// when the stall ends. Default: true.
+    bool disk_stalls = true;
+    /// How long a disk stall lasts, drawn from [min_stall, max_stall].
+    /// Defaults: 100 ms and 2 s.
+    std::chrono::microseconds min_stall{100'000};
+    std::chrono::microseconds max_stall{2'000'000};
     /// The worst link a fault may set up. Defaults: 30% loss, 20% duplicates, 40 ms delay.
     double max_loss = 0.3;
     double max_duplicate = 0.2;
@@ -62,15 +70,17 @@ public:
         schedule_next();
     }
 
-    /// Stops injecting, heals the network, makes links reliable and restarts every
-    /// crashed node.
+    /// Stops injecting, heals the network, makes links reliable, ends disk stalls and
+    /// restarts every crashed node.
     void heal_all()
     {
         until_ = cluster_.now();
         cluster_.heal();
         cluster_.net().set_default_link(cluster_.config().link);
-        for (node_id id : cluster_.ids())
+        for (node_id id : cluster_.ids()) {
+            cluster_.resume_disk(id);
             cluster_.restart(id);
+        }
         note("heal all");
     }
 
@@ -96,7 +106,7 @@ private:
 
     void inject()
     {
-        switch (cluster_.rng().uniform(0, 10)) {
+        switch (cluster_.rng().uniform(0, 11)) {
         case 0: return partition();
         case 1: return isolate_leader();
         case 2:
@@ -107,7 +117,8 @@ private:
         case 7:
         case 8: return config_.crashes ? restart() : heal();
         case 9: return config_.unreliable_links ? degrade_links() : partition();
-        default: return block_one_way();
+        case 10: return block_one_way();
+        default: return config_.disk_stalls ? stall_disk() : block_one_way();
         }
     }
 
@@ -215,6 +226,31 @@ private:
              ", max delay " + std::to_string(l.max_delay.count()) + " us");
     }
 
+    // The leader's disk two times out of three: the case where a node must give way.
+    void stall_disk()
+    {
+        const auto l = cluster_.leader();
+        const node_id id =
+            l && cluster_.rng().chance(2.0 / 3) ? *l : cluster_.rng().uniform(1, cluster_.size());
+        if (cluster_.disk_stalled(id))
+            return;
+        cluster_.stall_disk(id);
+        const std::uint64_t stall = ++stalls_;
+        stall_of_[id] = stall;
+        const auto lo = static_cast<std::uint64_t>(config_.min_stall.count());
+        const auto hi = static_cast<std::uint64_t>(config_.max_stall.count());
+        const auto lasts = std::chrono::microseconds(
+            static_cast<std::int64_t>(cluster_.rng().uniform(lo, std::max(lo, hi))));
+        note("stall disk " + std::to_string(id) + (l && *l == id ? " (leader)" : "") + " for " +
+             std::to_string(lasts.count() / 1000) + " ms");
+        cluster_.schedule(lasts, [this, id, stall] {
+            if (stall_of_[id] != stall || !cluster_.disk_stalled(id))
+                return; // healed meanwhile, perhaps stalled again since
+            cluster_.resume_disk(id);
+            note("resume disk " + std::to_string(id));
+        });
+    }
+
     void block_one_way()
     {
         std::vector<node_id> ids = shuffled_ids();
@@ -238,6 +274,9 @@ private:
     fault_config config_;
     std::chrono::microseconds until_{};
     std::vector<fault_record> log_;
+    /// Numbers each disk stall, so the end scheduled for one cannot end a later one.
+    std::uint64_t stalls_ = 0;
+    std::map<node_id, std::uint64_t> stall_of_;
 };
 
 } // namespace raftkv::sim

@@ -88,7 +88,8 @@ inline std::string describe(std::uint64_t seed, const scenario_params& p, const 
     return "seed " + std::to_string(seed) + ": " + r.setup + "; " + std::to_string(p.clients) + " clients, " +
            std::to_string(p.keys) + " keys, " + std::to_string(p.duration.count() / 1000) +
            " ms of faults, crashes " + (p.faults.crashes ? "on" : "off") + ", unreliable links " +
-           (p.faults.unreliable_links ? "on" : "off");
+           (p.faults.unreliable_links ? "on" : "off") + ", disk stalls " +
+           (p.faults.disk_stalls ? "on" : "off");
 }
 
 template <class T>

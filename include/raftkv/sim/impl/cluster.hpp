@@ -112,6 +112,31 @@ void cluster<StateMachine, LogStore>::restart(node_id id)
 }
 
 template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::stall_disk(node_id id)
+{
+    static_assert(stallable_log_store<LogStore>, "a stalled disk needs a store with stall() and resume()");
+    slot_of(id).store->stall();
+}
+
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::resume_disk(node_id id)
+{
+    static_assert(stallable_log_store<LogStore>, "a stalled disk needs a store with stall() and resume()");
+    slot& s = slot_of(id);
+    if (!s.store->stalled())
+        return;
+    if (s.store->resume() && s.node)
+        s.node->on_log_durable();
+}
+
+template <state_machine StateMachine, log_store LogStore>
+bool cluster<StateMachine, LogStore>::disk_stalled(node_id id) const
+{
+    static_assert(stallable_log_store<LogStore>, "a stalled disk needs a store with stall() and resume()");
+    return slot_of(id).store->stalled();
+}
+
+template <state_machine StateMachine, log_store LogStore>
 propose_result cluster<StateMachine, LogStore>::propose(node_id id, std::string command)
 {
     slot& s = slot_of(id);
