@@ -170,6 +170,32 @@ BOOST_AUTO_TEST_CASE(a_node_restarted_on_a_hung_disk_does_not_lead_until_the_dis
     BOOST_TEST(wait_converged(c));
 }
 
+BOOST_AUTO_TEST_CASE(a_follower_whose_disk_hangs_still_votes_when_its_leader_dies)
+{
+    // Three nodes: once the leader crashes, the healthy follower needs the stalled one's
+    // vote. It cannot commit without its durable acknowledgement, but it can lead, and
+    // commits as soon as the disk returns.
+    for (std::uint64_t seed = 67; seed < 77; ++seed) {
+        kv_cluster c{{.nodes = 3, .seed = seed, .sync_on_append = false}};
+        BOOST_TEST_REQUIRE(one(c, command(1), 3) > 0u);
+        const node_id l = *c.leader();
+        const node_id stalled = l % 3 + 1;
+        c.stall_disk(stalled);
+        BOOST_TEST_REQUIRE(one(c, command(2), 2) > 0u); // the stalled follower holds it, not durably
+        c.crash(l);
+        const auto crashed_at = c.now();
+        BOOST_TEST_REQUIRE(c.run_until([&] { return c.leader().has_value(); }, 5s));
+        BOOST_TEST(*c.leader() != stalled);
+        BOOST_TEST_MESSAGE("seed " << seed << ": a leader after " << (c.now() - crashed_at).count() / 1000
+                                   << " ms");
+        BOOST_TEST(c.now() - crashed_at <= 4 * election_timeout(c));
+        c.resume_disk(stalled);
+        BOOST_TEST(commit_at(c, *c.leader(), command(3), 2) > 0u);
+        c.restart(l);
+        BOOST_TEST(wait_converged(c));
+    }
+}
+
 BOOST_AUTO_TEST_CASE(a_leader_whose_disk_is_slow_but_keeps_up_keeps_leading)
 {
     // Every sync takes most of an election timeout, but syncs complete.

@@ -218,10 +218,15 @@ void basic_node<Transport, LogStore, StateMachine>::tick_election()
 {
     if (++election_elapsed_ < randomized_timeout_)
         return;
-    if (may_campaign())
+    if (may_campaign()) {
         start_election(opts_.pre_vote, false);
-    else
-        reset_election_timer(); // it could not lead: let others, and vote for them
+        return;
+    }
+    // It could not lead: let others, and vote for them. It has not heard from its leader
+    // for an election timeout, so it forgets it: a leader it still believed in would keep
+    // it ignoring their vote requests (CheckQuorum's lease) timeout after timeout.
+    leader_ = no_node;
+    reset_election_timer();
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
