@@ -22,9 +22,13 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <array>
 #include <chrono>
+#include <deque>
+#include <unordered_map>
 #include <utility>
+#include <vector>
 
 namespace raftkv::server {
 
@@ -45,6 +49,10 @@ constexpr std::chrono::seconds forward_max_idle{30};
 
 // The leader's largest answer: a 1 MiB value JSON-escaped at up to 6 bytes per byte.
 constexpr std::size_t forward_body_limit = std::size_t{16} << 20;
+
+// How many connections to the leader a client connection keeps open for reuse once the
+// requests it forwarded concurrently are answered.
+constexpr std::size_t forward_idle_connections = 4;
 
 constexpr std::string_view kv_methods = "GET, PUT, DELETE";
 
@@ -107,13 +115,16 @@ checked_input rejected(http::status status, std::string error)
 }
 
 /// One keep-alive connection to the leader, reopened when the leader changes or the
-/// connection fails. Used by one client connection, on its strand.
+/// connection fails. Forwards one request at a time.
 class forward_client {
 public:
     explicit forward_client(asio::any_io_executor ex) : ex_(std::move(ex)) {}
 
     asio::awaitable<http_response> forward(const http_request& original, const std::string& address,
                                            node_id self, std::chrono::milliseconds timeout);
+
+    /// Whether the connection stayed open after the last request, for the next one.
+    bool open() const { return stream_.has_value(); }
 
 private:
     asio::awaitable<beast::error_code> connect(const std::string& address, clock::time_point deadline);
@@ -247,10 +258,106 @@ http_response forward_client::failure(const beast::error_code& ec, const std::st
                           "cannot reach the leader at " + address + ": " + ec.message());
 }
 
+/// The connections to the leader of one client connection: each forwarded request takes
+/// one of its own (opening one if none is idle), so the requests a client pipelines are
+/// forwarded concurrently. Used on the client connection's strand.
+class forward_pool {
+public:
+    explicit forward_pool(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+
+    asio::awaitable<http_response> forward(const http_request& original, const std::string& address,
+                                           node_id self, std::chrono::milliseconds timeout);
+
+private:
+    asio::any_io_executor ex_;
+    // At most forward_idle_connections, the most recently used last.
+    std::vector<std::unique_ptr<forward_client>> idle_;
+};
+
+asio::awaitable<http_response> forward_pool::forward(const http_request& original, const std::string& address,
+                                                     node_id self, std::chrono::milliseconds timeout)
+{
+    std::unique_ptr<forward_client> client;
+    if (idle_.empty()) {
+        client = std::make_unique<forward_client>(ex_);
+    } else {
+        client = std::move(idle_.back());
+        idle_.pop_back();
+    }
+    http_response res = co_await client->forward(original, address, self, timeout);
+    if (client->open() && idle_.size() < forward_idle_connections)
+        idle_.push_back(std::move(client));
+    co_return res;
+}
+
+/// Runs the requests of one connection that name the same key one after another, in the
+/// order they arrived, while requests on other keys run alongside: a client that pipelines
+/// a PUT and then a GET of a key reads what it wrote, and a GET and then a PUT reads what
+/// was there before. Used on the connection's strand.
+class key_order {
+public:
+    explicit key_order(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+
+    /// A request's place in the line of its key, taken when constructed: construct it in
+    /// arrival order. Destroying it lets the next request on the key run.
+    class turn {
+    public:
+        turn(key_order& order, std::string key);
+        ~turn();
+        turn(const turn&) = delete;
+        turn& operator=(const turn&) = delete;
+
+        /// Completes once every earlier request on the key has finished.
+        asio::awaitable<void> wait();
+
+    private:
+        key_order& order_;
+        std::string key_;
+        asio::steady_timer wake_;
+        bool running_ = false;
+    };
+
+private:
+    asio::any_io_executor ex_;
+    // A key is present while a request on it runs; its turns waiting behind it, in order.
+    std::unordered_map<std::string, std::deque<turn*>> lines_;
+};
+
+key_order::turn::turn(key_order& order, std::string key)
+    : order_(order), key_(std::move(key)), wake_(order.ex_, asio::steady_timer::time_point::max())
+{
+    auto [line, first] = order_.lines_.try_emplace(key_);
+    running_ = first;
+    if (!first)
+        line->second.push_back(this);
+}
+
+key_order::turn::~turn()
+{
+    const auto line = order_.lines_.find(key_);
+    std::deque<turn*>& waiting = line->second;
+    if (!running_) {
+        waiting.erase(std::find(waiting.begin(), waiting.end(), this));
+    } else if (waiting.empty()) {
+        order_.lines_.erase(line);
+    } else {
+        turn* next = waiting.front();
+        waiting.pop_front();
+        next->running_ = true;
+        next->wake_.cancel();
+    }
+}
+
+asio::awaitable<void> key_order::turn::wait()
+{
+    while (!running_)
+        co_await wake_.async_wait(nothrow_awaitable);
+}
+
 class api_handler : public request_handler {
 public:
     api_handler(kv_service& service, const api_options& options, asio::any_io_executor ex)
-        : service_(service), options_(options), client_(std::move(ex))
+        : service_(service), options_(options), order_(ex), pool_(ex)
     {
     }
 
@@ -269,7 +376,8 @@ private:
 
     kv_service& service_;
     api_options options_;
-    forward_client client_;
+    key_order order_;
+    forward_pool pool_;
 };
 
 asio::awaitable<http_response> api_handler::handle(http_request req)
@@ -309,6 +417,8 @@ asio::awaitable<http_response> api_handler::handle_kv(const http_request& req, s
     checked_input key = check_key(raw_key);
     if (!key.value)
         co_return error_response(key.status, key.error);
+    key_order::turn turn(order_, *key.value);
+    co_await turn.wait();
     if (req.method() == http::verb::put)
         co_return co_await put(req, *key.value);
     if (req.method() == http::verb::get)
@@ -372,7 +482,7 @@ asio::awaitable<http_response> api_handler::forward(const http_request& req)
         if (leader == no_node || leader == service_.id())
             co_return error_response(http::status::service_unavailable, "no leader");
         if (std::optional<std::string> address = service_.http_address(leader))
-            co_return co_await client_.forward(req, *address, service_.id(), options_.forward_timeout);
+            co_return co_await pool_.forward(req, *address, service_.id(), options_.forward_timeout);
         if (clock::now() >= deadline)
             co_return error_response(http::status::service_unavailable, "no leader");
         pause.expires_after(std::chrono::milliseconds(5));

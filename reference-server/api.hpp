@@ -11,6 +11,9 @@
 // header "X-Raftkv-Forwarded: <its id>", and relays the answer. A node that receives a
 // forwarded request while not the leader answers 503 rather than forwarding again.
 // docs/server.md lists every status code.
+//
+// The requests a client pipelines on one connection run concurrently, except that those
+// naming the same key run one after another, in the order they arrived.
 
 #include "http_server.hpp"
 
@@ -101,16 +104,17 @@ struct api_options {
 /** The request handlers of raftkv-server.
 
     @par Thread Safety
-    make_handler() may be called from any thread; each handler is used by one
-    connection at a time.
+    make_handler() may be called from any thread. A handler serves one connection; its
+    requests may be in progress concurrently, on the strand it was made for.
 */
 class api {
 public:
     /// `service` must outlive every handler.
     explicit api(kv_service& service, api_options options = {});
 
-    /// A handler for one connection (an http_server handler_factory); forwarded requests
-    /// use one keep-alive connection to the leader per client connection.
+    /// A handler for one connection (an http_server handler_factory); `ex` is the
+    /// connection's strand. Its forwarded requests go over keep-alive connections to the
+    /// leader of its own, one per request in progress, a few of them kept for reuse.
     std::unique_ptr<request_handler> make_handler(boost::asio::any_io_executor ex);
 
 private:
