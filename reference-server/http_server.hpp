@@ -3,12 +3,17 @@
 
 // A small HTTP/1.x server on Boost.Beast, generic over what it serves: it accepts
 // connections, reads requests (keep-alive, HTTP/1.0 and 1.1, "Expect: 100-continue"),
-// hands each to a request_handler and writes the response. Each connection is one
-// coroutine on its own strand, so any number of clients are served at once on however
-// many threads run the executor.
+// hands each to a request_handler and writes the response. Each connection runs on its
+// own strand, so any number of clients are served at once on however many threads run
+// the executor.
+//
+// A connection reads ahead: the requests of a client that pipelines (sends several without
+// waiting for the answers) are handled concurrently, up to a bounded depth, and their
+// responses are written strictly in request order, as HTTP/1.1 requires.
 //
 // A request that cannot be parsed is answered by the error_responder (400, or 413 when
-// it is over a size limit) and its connection closed; the server goes on serving.
+// it is over a size limit), after the responses to the requests before it, and its
+// connection closed; the server goes on serving.
 //
 //     http_server server{strand, endpoint,
 //                        [&](auto ex) { return std::make_unique<my_handler>(ex); },
@@ -33,13 +38,21 @@ namespace raftkv::server {
 using http_request = boost::beast::http::request<boost::beast::http::string_body>;
 using http_response = boost::beast::http::response<boost::beast::http::string_body>;
 
-/// Answers the requests of one connection, one at a time, in order.
+/** Answers the requests of one connection.
+
+    @par Thread Safety
+    handle() is called once per request, on the connection's strand, in the order the
+    requests arrived; each call runs until it first suspends before the next one starts.
+    Up to http_server_options::pipeline_depth calls may be in progress at once (a client
+    that pipelines), so what they share must tolerate interleaving at their suspension points.
+*/
 class request_handler {
 public:
     virtual ~request_handler() = default;
 
     /// Returns the response to `req`. The server sets its version, keep-alive and
-    /// Content-Length. An exception becomes a 500 response (and a log line).
+    /// Content-Length, and writes it after the responses to the earlier requests. An
+    /// exception becomes a 500 response (and a log line).
     virtual boost::asio::awaitable<http_response> handle(http_request req) = 0;
 };
 
@@ -63,10 +76,20 @@ struct http_server_options {
     /// Default: 64 KiB.
     std::size_t header_limit = 64 * 1024;
 
-    /// A connection that sends no request for this long is closed; also the limit on
-    /// reading one request's body and on writing one response.
+    /// A connection with no request in progress (every request read has been answered)
+    /// that does not deliver a whole next request, header and body, within this long is
+    /// closed; also the limit on writing one response. While requests are in progress
+    /// there is no limit on reading the next one: the handler bounds how long they take.
     /// Default: 60 s.
     std::chrono::milliseconds idle_timeout{60'000};
+
+    /// How many requests of one connection may be read and not yet answered. The server
+    /// reads this far ahead of a pipelining client and handles these requests
+    /// concurrently; it then stops reading until the oldest response is written. So a
+    /// connection holds at most this many requests and responses. 1 serves one request at
+    /// a time. REQUIRES: at least 1.
+    /// Default: 16.
+    std::size_t pipeline_depth = 16;
 };
 
 /** Accepts HTTP connections and serves them with a request_handler each.
@@ -77,7 +100,8 @@ struct http_server_options {
 class http_server {
 public:
     /// Binds and listens on `listen_on`; accepts nothing until start(). Connections run on
-    /// strands of `ex`. Throws boost::system::system_error if the address cannot be bound.
+    /// strands of `ex`. Throws std::invalid_argument if options.pipeline_depth is 0, and
+    /// boost::system::system_error if the address cannot be bound.
     http_server(boost::asio::any_io_executor ex, const boost::asio::ip::tcp::endpoint& listen_on,
                 handler_factory make_handler, error_responder make_error, http_server_options options = {});
     ~http_server();
@@ -87,8 +111,8 @@ public:
 
     void start();
 
-    /// Stops accepting. Open connections finish the request in progress, answer it with
-    /// "Connection: close" and close.
+    /// Stops accepting. Each open connection answers the requests it has read, answers
+    /// the next one it reads with "Connection: close", and closes.
     void stop();
 
     /// Where the server listens (the actual port when bound to port 0).

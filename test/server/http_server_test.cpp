@@ -1,0 +1,437 @@
+#include "http_server.hpp"
+
+#define BOOST_TEST_MODULE server_http_server
+#include <boost/test/unit_test.hpp>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/read.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+// The connection handling of http_server, with a handler the tests control: pipelined
+// requests are handled concurrently up to the pipeline depth and answered in order, and the
+// limits, timeouts and closes of a connection still hold.
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+using raftkv::server::http_request;
+using raftkv::server::http_response;
+using raftkv::server::http_server;
+using raftkv::server::http_server_options;
+using response = http::response<http::string_body>;
+
+/// What the handlers saw, shared by every connection's handler (any thread).
+struct probe {
+    std::mutex mutex;
+    std::vector<std::string> started; // targets, in the order handle() was called
+    int running = 0;
+    int most_running = 0;
+    std::atomic<bool> gate_open{false};
+
+    int started_count()
+    {
+        std::lock_guard lock(mutex);
+        return static_cast<int>(started.size());
+    }
+};
+
+/// Answers 200 with the target as the body, after:
+///   /fast/...    nothing;
+///   /delay/MS    MS milliseconds;
+///   /wait/N      N requests have started, in any connection (then the body is "saw N"),
+///                or 5 s have passed (then "saw" what it saw);
+///   /block/...   the probe's gate opens (at most 10 s);
+///   /throw       throws instead (the server answers 500).
+class test_handler : public raftkv::server::request_handler {
+public:
+    explicit test_handler(probe& p) : probe_(p) {}
+
+    asio::awaitable<http_response> handle(http_request req) override
+    {
+        const std::string target(req.target());
+        {
+            std::lock_guard lock(probe_.mutex);
+            probe_.started.push_back(target);
+            probe_.most_running = std::max(probe_.most_running, ++probe_.running);
+        }
+        std::string body = target;
+        try {
+            body = co_await work(target);
+        } catch (...) {
+            finished();
+            throw;
+        }
+        finished();
+        http_response res{http::status::ok, 11};
+        res.body() = body;
+        co_return res;
+    }
+
+private:
+    asio::awaitable<std::string> work(const std::string& target)
+    {
+        asio::steady_timer timer(co_await asio::this_coro::executor);
+        if (target.starts_with("/delay/")) {
+            timer.expires_after(std::chrono::milliseconds(std::stoi(target.substr(7))));
+            co_await timer.async_wait(asio::use_awaitable);
+        } else if (target.starts_with("/wait/")) {
+            const int n = std::stoi(target.substr(6));
+            const auto give_up = std::chrono::steady_clock::now() + 5s;
+            while (probe_.started_count() < n && std::chrono::steady_clock::now() < give_up)
+                co_await pause(timer);
+            co_return "saw " + std::to_string(probe_.started_count());
+        } else if (target.starts_with("/block/")) {
+            const auto give_up = std::chrono::steady_clock::now() + 10s;
+            while (!probe_.gate_open && std::chrono::steady_clock::now() < give_up)
+                co_await pause(timer);
+        } else if (target == "/throw") {
+            throw std::runtime_error("the handler threw");
+        }
+        co_return target;
+    }
+
+    static asio::awaitable<void> pause(asio::steady_timer& timer)
+    {
+        timer.expires_after(1ms);
+        co_await timer.async_wait(asio::use_awaitable);
+    }
+
+    void finished()
+    {
+        std::lock_guard lock(probe_.mutex);
+        --probe_.running;
+    }
+
+    probe& probe_;
+};
+
+/// An http_server on 127.0.0.1 (any port) run by two threads, serving test_handlers.
+struct server_fixture {
+    probe seen;
+    asio::io_context io{2};
+    asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
+    std::optional<http_server> server;
+    std::vector<std::thread> threads;
+
+    explicit server_fixture(http_server_options options = {})
+    {
+        server.emplace(
+            io.get_executor(), tcp::endpoint(asio::ip::address_v4::loopback(), 0),
+            [this](asio::any_io_executor) { return std::make_unique<test_handler>(seen); },
+            [](http::status status, std::string_view message) {
+                http_response res{status, 11};
+                res.body() = message;
+                return res;
+            },
+            options);
+        server->start();
+        for (int i = 0; i < 2; ++i)
+            threads.emplace_back([this] { io.run(); });
+    }
+
+    ~server_fixture()
+    {
+        seen.gate_open = true;
+        server->stop();
+        work.reset();
+        io.stop();
+        for (auto& t : threads)
+            t.join();
+    }
+
+    std::uint16_t port() const { return server->local_endpoint().port(); }
+};
+
+http_server_options with_depth(std::size_t depth)
+{
+    http_server_options o;
+    o.pipeline_depth = depth;
+    return o;
+}
+
+http_server_options with_idle_timeout(std::chrono::milliseconds timeout)
+{
+    http_server_options o;
+    o.idle_timeout = timeout;
+    return o;
+}
+
+/// A client connection that sends raw bytes and reads responses, every wait bounded.
+class raw_client {
+public:
+    explicit raw_client(std::uint16_t port)
+    {
+        stream_.expires_after(5s);
+        stream_.async_connect(tcp::endpoint(asio::ip::address_v4::loopback(), port),
+                              [&](beast::error_code ec) { ec_ = ec; });
+        run();
+        BOOST_TEST_REQUIRE(!ec_, "connect: " << ec_.message());
+    }
+
+    void send(const std::string& bytes)
+    {
+        stream_.expires_after(5s);
+        asio::async_write(stream_, asio::buffer(bytes), [&](beast::error_code ec, std::size_t) { ec_ = ec; });
+        run();
+        BOOST_TEST_REQUIRE(!ec_, "send: " << ec_.message());
+    }
+
+    /// The next response, or nothing if none arrives within `timeout`.
+    std::optional<response> read(std::chrono::milliseconds timeout = 5s)
+    {
+        http::response_parser<http::string_body> parser;
+        stream_.expires_after(timeout);
+        http::async_read(stream_, buffer_, parser, [&](beast::error_code ec, std::size_t) { ec_ = ec; });
+        run();
+        if (ec_)
+            return std::nullopt;
+        return parser.release();
+    }
+
+    /// The bodies of the next `n` responses, "<status> <body>" each, "none" once one is missing.
+    std::vector<std::string> read_bodies(std::size_t n, std::chrono::milliseconds timeout = 5s)
+    {
+        std::vector<std::string> out;
+        for (std::size_t i = 0; i < n; ++i) {
+            std::optional<response> r = read(timeout);
+            out.push_back(r ? std::to_string(r->result_int()) + " " + r->body() : "none");
+        }
+        return out;
+    }
+
+    /// Whether the server closes the connection within `timeout`, sending nothing more.
+    bool closed_within(std::chrono::milliseconds timeout)
+    {
+        if (buffer_.size() != 0)
+            return false;
+        std::array<char, 256> sink;
+        std::size_t got = 0;
+        stream_.expires_after(timeout);
+        stream_.async_read_some(asio::buffer(sink), [&](beast::error_code ec, std::size_t n) {
+            ec_ = ec;
+            got = n;
+        });
+        run();
+        return got == 0 && ec_ && ec_ != beast::error::timeout;
+    }
+
+private:
+    void run()
+    {
+        io_.restart();
+        io_.run();
+    }
+
+    asio::io_context io_;
+    beast::tcp_stream stream_{io_};
+    beast::flat_buffer buffer_;
+    beast::error_code ec_;
+};
+
+std::string get(const std::string& target, const std::string& extra_headers = {})
+{
+    return "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + extra_headers + "\r\n";
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(pipelined_requests_are_read_ahead_of_a_slow_one_and_answered_in_order)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    // The first request completes only once all eight have reached the handler: with one
+    // request at a time it would see only itself.
+    std::string pipeline = get("/wait/8");
+    for (int i = 1; i < 8; ++i)
+        pipeline += get("/fast/" + std::to_string(i));
+    c.send(pipeline);
+    const std::vector<std::string> expected = {"200 saw 8", "200 /fast/1", "200 /fast/2", "200 /fast/3",
+                                               "200 /fast/4", "200 /fast/5", "200 /fast/6", "200 /fast/7"};
+    BOOST_TEST(c.read_bodies(8) == expected, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(responses_keep_request_order_when_handlers_finish_in_reverse)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    c.send(get("/delay/300") + get("/delay/200") + get("/delay/100") + get("/fast/now"));
+    const std::vector<std::string> expected = {"200 /delay/300", "200 /delay/200", "200 /delay/100",
+                                               "200 /fast/now"};
+    BOOST_TEST(c.read_bodies(4) == expected, boost::test_tools::per_element());
+    BOOST_TEST(f.seen.most_running == 4);
+}
+
+BOOST_AUTO_TEST_CASE(no_more_than_pipeline_depth_requests_are_in_progress)
+{
+    server_fixture f(with_depth(4));
+    raw_client c(f.port());
+    std::string pipeline;
+    for (int i = 0; i < 10; ++i)
+        pipeline += get("/block/" + std::to_string(i));
+    c.send(pipeline);
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (f.seen.started_count() < 4 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(200ms); // time to (wrongly) read further
+    BOOST_TEST(f.seen.started_count() == 4, "the server read past its pipeline depth");
+    f.seen.gate_open = true;
+    std::vector<std::string> expected;
+    for (int i = 0; i < 10; ++i)
+        expected.push_back("200 /block/" + std::to_string(i));
+    BOOST_TEST(c.read_bodies(10) == expected, boost::test_tools::per_element());
+    BOOST_TEST(f.seen.most_running == 4);
+}
+
+BOOST_AUTO_TEST_CASE(a_depth_of_one_serves_one_request_at_a_time)
+{
+    server_fixture f(with_depth(1));
+    raw_client c(f.port());
+    c.send(get("/delay/100") + get("/fast/a") + get("/fast/b"));
+    const std::vector<std::string> expected = {"200 /delay/100", "200 /fast/a", "200 /fast/b"};
+    BOOST_TEST(c.read_bodies(3) == expected, boost::test_tools::per_element());
+    BOOST_TEST(f.seen.most_running == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_pipeline_depth_of_zero_is_refused)
+{
+    asio::io_context io;
+    BOOST_CHECK_THROW(http_server(io.get_executor(), tcp::endpoint(asio::ip::address_v4::loopback(), 0),
+                                  [](asio::any_io_executor) { return std::unique_ptr<test_handler>(); },
+                                  [](http::status s, std::string_view) { return http_response{s, 11}; },
+                                  with_depth(0)),
+                      std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(a_malformed_request_is_answered_400_after_the_earlier_ones_then_the_connection_closes)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    c.send(get("/delay/200") + get("/fast/a") + "NOT-HTTP\r\n\r\n" + get("/fast/never"));
+    const auto bodies = c.read_bodies(3);
+    BOOST_TEST(bodies[0] == "200 /delay/200");
+    BOOST_TEST(bodies[1] == "200 /fast/a");
+    BOOST_TEST(bodies[2].starts_with("400 malformed request"), bodies[2]);
+    BOOST_TEST(c.closed_within(3s));
+    BOOST_TEST(f.seen.started_count() == 2, "a request after the bad one was handled");
+}
+
+BOOST_AUTO_TEST_CASE(an_oversized_header_is_answered_413_in_its_place)
+{
+    http_server_options o;
+    o.header_limit = 1024;
+    server_fixture f(o);
+    raw_client c(f.port());
+    c.send(get("/delay/100") + get("/fast/big", "X-Big: " + std::string(2048, 'a') + "\r\n"));
+    const auto bodies = c.read_bodies(2);
+    BOOST_TEST(bodies[0] == "200 /delay/100");
+    BOOST_TEST(bodies[1].starts_with("413 request too large"), bodies[1]);
+    BOOST_TEST(c.closed_within(3s));
+}
+
+BOOST_AUTO_TEST_CASE(connection_close_ends_the_pipeline_after_its_response)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    c.send(get("/delay/100") + get("/fast/last", "Connection: close\r\n") + get("/fast/never"));
+    std::optional<response> first = c.read();
+    std::optional<response> last = c.read();
+    BOOST_TEST_REQUIRE((first && last));
+    BOOST_TEST(first->body() == "/delay/100");
+    BOOST_TEST(first->keep_alive());
+    BOOST_TEST(last->body() == "/fast/last");
+    BOOST_TEST(!last->keep_alive());
+    BOOST_TEST(c.closed_within(3s));
+    BOOST_TEST(f.seen.started_count() == 2, "a request after Connection: close was handled");
+}
+
+BOOST_AUTO_TEST_CASE(an_exception_is_answered_500_in_its_place)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    c.send(get("/delay/100") + get("/throw") + get("/fast/after"));
+    const auto bodies = c.read_bodies(3);
+    BOOST_TEST(bodies[0] == "200 /delay/100");
+    BOOST_TEST(bodies[1] == "500 internal error: the handler threw");
+    BOOST_TEST(bodies[2] == "200 /fast/after");
+}
+
+BOOST_AUTO_TEST_CASE(the_idle_timeout_spares_a_request_in_progress_and_closes_an_idle_connection)
+{
+    server_fixture f(with_idle_timeout(300ms));
+    raw_client c(f.port());
+    c.send(get("/delay/800"));
+    std::optional<response> r = c.read(3s);
+    BOOST_TEST_REQUIRE(r.has_value(), "a request that takes longer than the idle timeout was cut off");
+    BOOST_TEST(r->body() == "/delay/800");
+    const auto idle_since = std::chrono::steady_clock::now();
+    BOOST_TEST(c.closed_within(3s), "an idle connection stayed open");
+    BOOST_TEST((std::chrono::steady_clock::now() - idle_since >= 250ms), "closed before the idle timeout");
+}
+
+BOOST_AUTO_TEST_CASE(a_half_sent_request_is_cut_off_by_the_idle_timeout)
+{
+    server_fixture f(with_idle_timeout(300ms));
+    raw_client c(f.port());
+    c.send("PUT /fast/half HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"val");
+    BOOST_TEST(c.closed_within(3s));
+    BOOST_TEST(f.seen.started_count() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(expect_100_continue_follows_the_earlier_responses)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    c.send(get("/delay/200") +
+           "PUT /fast/expect HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    std::optional<response> first = c.read();
+    std::optional<response> go_on = c.read();
+    BOOST_TEST_REQUIRE((first && go_on));
+    BOOST_TEST(first->body() == "/delay/200");
+    BOOST_TEST(go_on->result() == http::status::continue_);
+    c.send("hello");
+    std::optional<response> last = c.read();
+    BOOST_TEST_REQUIRE(last.has_value());
+    BOOST_TEST(last->body() == "/fast/expect");
+}
+
+BOOST_AUTO_TEST_CASE(after_stop_the_requests_read_are_answered_and_the_next_one_closes)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    c.send(get("/block/1") + get("/block/2"));
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (f.seen.started_count() < 2 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    f.server->stop();
+    c.send(get("/fast/after-stop"));
+    f.seen.gate_open = true;
+    std::optional<response> r1 = c.read();
+    std::optional<response> r2 = c.read();
+    std::optional<response> r3 = c.read();
+    BOOST_TEST_REQUIRE((r1 && r2 && r3));
+    BOOST_TEST(r1->body() == "/block/1");
+    BOOST_TEST(r2->body() == "/block/2");
+    BOOST_TEST(r3->body() == "/fast/after-stop");
+    BOOST_TEST(!r3->keep_alive());
+    BOOST_TEST(c.closed_within(3s));
+}
