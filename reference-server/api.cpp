@@ -26,11 +26,56 @@
 #include <array>
 #include <chrono>
 #include <deque>
+#include <mutex>
 #include <unordered_map>
 #include <utility>
 #include <vector>
 
 namespace raftkv::server {
+
+/// The HTTP address of the leader, read from the replicated log once per leader rather
+/// than once per forwarded request. Safe to use from any thread.
+class leader_address_cache {
+public:
+    explicit leader_address_cache(kv_service& service) : service_(service) {}
+
+    /// The address `leader` published, or nothing while this node has not applied it yet.
+    std::optional<std::string> find(node_id leader);
+
+    /// Drops `address` if it is still the one cached for `leader`, so the next find()
+    /// reads the log again: after the leader could not be reached there, or answered 503
+    /// (it may have restarted elsewhere, or no longer lead).
+    void forget(node_id leader, const std::string& address);
+
+private:
+    kv_service& service_;
+    std::mutex mutex_;
+    node_id leader_ = no_node; // whose address_ is cached
+    std::string address_;
+};
+
+std::optional<std::string> leader_address_cache::find(node_id leader)
+{
+    {
+        const std::lock_guard lock(mutex_);
+        if (leader == leader_ && leader != no_node)
+            return address_;
+    }
+    std::optional<std::string> address = service_.http_address(leader);
+    if (address) {
+        const std::lock_guard lock(mutex_);
+        leader_ = leader;
+        address_ = *address;
+    }
+    return address;
+}
+
+void leader_address_cache::forget(node_id leader, const std::string& address)
+{
+    const std::lock_guard lock(mutex_);
+    if (leader == leader_ && address == address_)
+        leader_ = no_node;
+}
 
 namespace {
 
@@ -356,8 +401,9 @@ asio::awaitable<void> key_order::turn::wait()
 
 class api_handler : public request_handler {
 public:
-    api_handler(kv_service& service, const api_options& options, asio::any_io_executor ex)
-        : service_(service), options_(options), order_(ex), pool_(ex)
+    api_handler(kv_service& service, leader_address_cache& addresses, const api_options& options,
+                asio::any_io_executor ex)
+        : service_(service), addresses_(addresses), options_(options), order_(ex), pool_(ex)
     {
     }
 
@@ -375,6 +421,7 @@ private:
     http_response health() const;
 
     kv_service& service_;
+    leader_address_cache& addresses_;
     api_options options_;
     key_order order_;
     forward_pool pool_;
@@ -481,8 +528,12 @@ asio::awaitable<http_response> api_handler::forward(const http_request& req)
         const node_id leader = service_.leader();
         if (leader == no_node || leader == service_.id())
             co_return error_response(http::status::service_unavailable, "no leader");
-        if (std::optional<std::string> address = service_.http_address(leader))
-            co_return co_await pool_.forward(req, *address, service_.id(), options_.forward_timeout);
+        if (std::optional<std::string> address = addresses_.find(leader)) {
+            http_response res = co_await pool_.forward(req, *address, service_.id(), options_.forward_timeout);
+            if (res.result() == http::status::service_unavailable)
+                addresses_.forget(leader, *address);
+            co_return res;
+        }
         if (clock::now() >= deadline)
             co_return error_response(http::status::service_unavailable, "no leader");
         pause.expires_after(std::chrono::milliseconds(5));
@@ -636,11 +687,16 @@ http_response failure_response(std::error_code ec, request_kind kind)
     return error_response(http::status::internal_server_error, "internal error: " + ec.message());
 }
 
-api::api(kv_service& service, api_options options) : service_(&service), options_(options) {}
+api::api(kv_service& service, api_options options)
+    : service_(&service), options_(options), leader_addresses_(std::make_unique<leader_address_cache>(service))
+{
+}
+
+api::~api() = default;
 
 std::unique_ptr<request_handler> api::make_handler(asio::any_io_executor ex)
 {
-    return std::make_unique<api_handler>(*service_, options_, std::move(ex));
+    return std::make_unique<api_handler>(*service_, *leader_addresses_, options_, std::move(ex));
 }
 
 } // namespace raftkv::server

@@ -33,6 +33,7 @@
 namespace raftkv::server {
 
 class kv_service;
+class leader_address_cache;
 
 /// The longest key, in bytes after percent-decoding.
 inline constexpr std::size_t max_key_bytes = 1024;
@@ -109,8 +110,12 @@ struct api_options {
 */
 class api {
 public:
-    /// `service` must outlive every handler.
+    /// `service`, and this api, must outlive every request the handlers serve.
     explicit api(kv_service& service, api_options options = {});
+    ~api();
+
+    api(const api&) = delete;
+    api& operator=(const api&) = delete;
 
     /// A handler for one connection (an http_server handler_factory); `ex` is the
     /// connection's strand. Its forwarded requests go over keep-alive connections to the
@@ -120,6 +125,8 @@ public:
 private:
     kv_service* service_;
     api_options options_;
+    // The leader's HTTP address, shared by every handler.
+    std::unique_ptr<leader_address_cache> leader_addresses_;
 };
 
 } // namespace raftkv::server
