@@ -4,6 +4,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "harness.hpp"
+#include "pipelined_kv.hpp"
 #include "three_nodes.hpp"
 
 #include <signal.h>
@@ -112,6 +113,22 @@ BOOST_AUTO_TEST_CASE(followers_relay_the_leaders_errors)
         BOOST_TEST(parse_json(p.body).string("key").value_or("<none>") == odd, p.body);
         BOOST_TEST(value_via(leader, odd).value_or("<none>") == "odd",
                    "GET " << kv_target(odd) << " via the leader");
+    }
+}
+
+// A follower forwards the requests a client pipelines to the leader concurrently, over
+// connections of its own, and still answers them in order, each after the earlier requests
+// on its key.
+BOOST_AUTO_TEST_CASE(pipelined_requests_through_a_follower_are_forwarded_and_answered_in_order)
+{
+    for (const std::uint64_t via : followers()) {
+        const std::string prefix = "pipe-via-" + std::to_string(via) + "-";
+        const pipelined_kv scenario(prefix);
+        auto r = send_raw(c.http_port(via), scenario.bytes(), 20s);
+        for (const auto& problem : scenario.check(parse_responses(r.received)))
+            BOOST_ERROR("via node " << via << ": " << problem);
+        BOOST_TEST(r.closed, "via node " << via << ": the connection stayed open after the malformed request");
+        BOOST_TEST(value_via(leader, prefix + "c").value_or("<none>") == "8");
     }
 }
 

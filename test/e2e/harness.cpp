@@ -5,6 +5,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -63,6 +64,20 @@ const bool sigpipe_ignored = [] {
 [[noreturn]] void throw_errno(const std::string& what)
 {
     throw std::system_error(errno, std::generic_category(), what);
+}
+
+http_response from_beast(http::response<http::string_body>& res)
+{
+    http_response out;
+    out.status = static_cast<int>(res.result_int());
+    out.body = std::move(res.body());
+    for (const auto& field : res) {
+        std::string name(field.name_string());
+        for (auto& c : name)
+            c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        out.headers[name] = std::string(field.value());
+    }
+    return out;
 }
 
 sockaddr_in loopback(std::uint16_t port)
@@ -150,14 +165,7 @@ struct http_client::impl {
             return result;
 
         auto& res = parser.get();
-        out.status = static_cast<int>(res.result_int());
-        out.body = std::move(res.body());
-        for (const auto& field : res) {
-            std::string name(field.name_string());
-            for (auto& c : name)
-                c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-            out.headers[name] = std::string(field.value());
-        }
+        out = from_beast(res);
         if (!res.keep_alive())
             close();
         return {};
@@ -313,6 +321,28 @@ bool is_error(const http_response& r, int status)
 
 // ---------------------------------------------------------------------------------------
 // Raw TCP
+
+std::vector<http_response> parse_responses(std::string_view bytes)
+{
+    std::vector<http_response> out;
+    while (!bytes.empty()) {
+        http::response_parser<http::string_body> parser;
+        parser.eager(true);
+        parser.body_limit(256u << 20);
+        parser.header_limit(1u << 20);
+        while (!parser.is_done()) {
+            beast::error_code ec;
+            const std::size_t n = parser.put(net::buffer(bytes.data(), bytes.size()), ec);
+            bytes.remove_prefix(n);
+            if (ec == http::error::need_more && n > 0)
+                continue;
+            if (ec)
+                return out;
+        }
+        out.push_back(from_beast(parser.get()));
+    }
+    return out;
+}
 
 namespace {
 

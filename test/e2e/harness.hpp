@@ -127,6 +127,10 @@ struct raw_result {
     bool connected = false;
 };
 
+/// The HTTP responses in `bytes` (what a connection received), in order; an incomplete or
+/// unparsable tail is left out.
+std::vector<http_response> parse_responses(std::string_view bytes);
+
 /// Connects to 127.0.0.1:port, sends `bytes`, half-closes the connection if `half_close`,
 /// then reads until the peer closes it or `wait` passes. Never raises SIGPIPE.
 raw_result send_raw(std::uint16_t port, std::string_view bytes, milliseconds wait = 2s,
