@@ -106,11 +106,31 @@ struct install_snapshot_response {
     friend bool operator==(const install_snapshot_response&, const install_snapshot_response&) = default;
 };
 
+/// A follower asks its leader for a read index (ReadIndex at a follower, thesis §6.4), on
+/// behalf of every read that arrived before it sent this. `request` numbers the request
+/// among the follower's; it has at most one in flight.
+struct read_index_request {
+    std::uint64_t request = 0;
+    friend bool operator==(const read_index_request&, const read_index_request&) = default;
+};
+
+/// The leader's answer to a read_index_request, echoing its `request`. With `success`,
+/// `index` is the leader's commit index when the request arrived (once it had committed an
+/// entry of its term), confirmed by a quorum's answers to a heartbeat round started after
+/// that: the follower serves the reads once it has applied `index`. Without `success`, the
+/// sender is not the leader of its term.
+struct read_index_response {
+    std::uint64_t request = 0;
+    index_t index = 0;
+    bool success = false;
+    friend bool operator==(const read_index_response&, const read_index_response&) = default;
+};
+
 /// Every message body, in a fixed order that the wire format relies on: append new
 /// alternatives at the end only.
-using message_body =
-    std::variant<vote_request, vote_response, append_request, append_response, heartbeat, heartbeat_response,
-                 timeout_now, install_snapshot_request, install_snapshot_response>;
+using message_body = std::variant<vote_request, vote_response, append_request, append_response, heartbeat,
+                                  heartbeat_response, timeout_now, install_snapshot_request,
+                                  install_snapshot_response, read_index_request, read_index_response>;
 
 /// A message between two nodes, stamped with the sender's current term.
 struct message {
@@ -132,7 +152,9 @@ inline const char* type_name(const message& m) noexcept
                                             "heartbeat_response",
                                             "timeout_now",
                                             "install_snapshot_request",
-                                            "install_snapshot_response"};
+                                            "install_snapshot_response",
+                                            "read_index_request",
+                                            "read_index_response"};
     static_assert(std::size(names) == std::variant_size_v<message_body>);
     return names[m.body.index()];
 }

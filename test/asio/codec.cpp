@@ -69,6 +69,9 @@ std::vector<message> one_of_each()
                                   .done = true}},
         {22, 11, 40,
          install_snapshot_response{.transfer = 17, .index = 5000, .offset = 4u << 20, .done = true}},
+        {33, 11, 41, read_index_request{.request = 0xA5A5'0000'FFFF'0001ull}},
+        {11, 33, 41,
+         read_index_response{.request = 0xA5A5'0000'FFFF'0001ull, .index = 4999, .success = true}},
     };
 }
 
@@ -259,6 +262,18 @@ BOOST_AUTO_TEST_CASE(a_window_of_default_snapshot_chunks_fits_the_default_frame_
     BOOST_TEST(raftkv::asio::frame_size(window) * 8 <= max_frame);
 }
 
+BOOST_AUTO_TEST_CASE(read_index_requests_and_both_kinds_of_answer_round_trip)
+{
+    const read_index_request request{.request = 0xFFFF'FFFF'FFFF'FFFFull};
+    const read_index_response served{.request = 7, .index = 0x0123'4567'89AB'CDEFull, .success = true};
+    const read_index_response refused{.request = 8, .index = 0, .success = false};
+    BOOST_TEST((round_trip_body(request) == request));
+    BOOST_TEST((round_trip_body(served) == served));
+    BOOST_TEST((round_trip_body(refused) == refused));
+    const message m{1, 2, 3, served};
+    BOOST_TEST(raftkv::asio::encoded_size(m) == 25u + 8 + 8 + 1);
+}
+
 BOOST_AUTO_TEST_CASE(encode_frame_appends_to_its_output)
 {
     const auto batch = one_of_each();
@@ -278,7 +293,7 @@ BOOST_AUTO_TEST_CASE(a_valid_header_gives_the_payload_length)
     BOOST_TEST(parse(frame_header(frame_magic, frame_version, 1234), 1 << 20, ec) == 1234u);
     BOOST_TEST(!ec);
     BOOST_TEST(encode_frame({}).substr(0, 4) == "RFKV");
-    BOOST_TEST(encode_frame({}).substr(0, 6) == frame_header(frame_magic, 2, 0).substr(0, 6));
+    BOOST_TEST(encode_frame({}).substr(0, 6) == frame_header(frame_magic, 3, 0).substr(0, 6));
 }
 
 BOOST_AUTO_TEST_CASE(a_bad_magic_is_refused)
@@ -303,6 +318,13 @@ BOOST_AUTO_TEST_CASE(a_version_1_frame_from_before_snapshots_is_refused)
 {
     std::error_code ec;
     BOOST_TEST(parse(frame_header(frame_magic, 1, 10), 1 << 20, ec) == 0u);
+    BOOST_TEST((ec == frame_errc::unsupported_version));
+}
+
+BOOST_AUTO_TEST_CASE(a_version_2_frame_from_before_follower_reads_is_refused)
+{
+    std::error_code ec;
+    BOOST_TEST(parse(frame_header(frame_magic, 2, 10), 1 << 20, ec) == 0u);
     BOOST_TEST((ec == frame_errc::unsupported_version));
 }
 
@@ -341,10 +363,10 @@ BOOST_AUTO_TEST_CASE(trailing_bytes_are_refused)
 
 BOOST_AUTO_TEST_CASE(an_unknown_message_type_is_refused)
 {
-    const std::string empty_response(8 * 3 + 1, '\0');
-    // install_snapshot_response: the last type.
-    BOOST_TEST(decode_payload(one_message_payload(8, empty_response)).has_value());
-    BOOST_TEST(!decode_payload(one_message_payload(9, empty_response)));
+    const std::string empty_response(8 * 2 + 1, '\0');
+    // read_index_response: the last type.
+    BOOST_TEST(decode_payload(one_message_payload(10, empty_response)).has_value());
+    BOOST_TEST(!decode_payload(one_message_payload(11, empty_response)));
     BOOST_TEST(!decode_payload(one_message_payload(255, empty_response)));
 }
 
@@ -368,6 +390,16 @@ BOOST_AUTO_TEST_CASE(a_snapshot_flag_other_than_0_or_1_is_refused)
     };
     BOOST_TEST(decode_payload(response_with_done('\1')).has_value());
     BOOST_TEST(!decode_payload(response_with_done('\xFF')));
+}
+
+BOOST_AUTO_TEST_CASE(a_read_index_success_flag_other_than_0_or_1_is_refused)
+{
+    const auto response_with_success = [](char success) {
+        return one_message_payload(10, std::string(8 * 2, '\0') + success);
+    };
+    BOOST_TEST(decode_payload(response_with_success('\0')).has_value());
+    BOOST_TEST(decode_payload(response_with_success('\1')).has_value());
+    BOOST_TEST(!decode_payload(response_with_success('\2')));
 }
 
 BOOST_AUTO_TEST_CASE(an_append_response_in_the_version_1_layout_is_refused)

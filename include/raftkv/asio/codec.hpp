@@ -6,7 +6,7 @@
 //
 // A frame is a 10-byte header followed by a payload:
 //
-//     [magic u32 = 0x52464B56 "RFKV"][version u16 = 2][payload length u32][payload]
+//     [magic u32 = 0x52464B56 "RFKV"][version u16 = 3][payload length u32][payload]
 //
 // The header is big-endian. The payload is the batch, written with a Boost.Serialization
 // binary archive; this header keeps Boost.Serialization out of the code that includes
@@ -41,9 +41,10 @@ namespace raftkv::asio {
 inline constexpr std::uint32_t frame_magic = 0x52464B56;
 
 /// The payload format this codec writes, and the only one it reads. Version 2 added the
-/// install_snapshot messages and append_response::snapshot_needed; a version 1 frame is
-/// refused with frame_errc::unsupported_version.
-inline constexpr std::uint16_t frame_version = 2;
+/// install_snapshot messages and append_response::snapshot_needed; version 3 the
+/// read_index messages of reads at followers. A frame of another version is refused with
+/// frame_errc::unsupported_version.
+inline constexpr std::uint16_t frame_version = 3;
 
 /// magic (4 bytes) + version (2) + payload length (4).
 inline constexpr std::size_t frame_header_size = 10;

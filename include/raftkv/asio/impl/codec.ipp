@@ -289,6 +289,19 @@ void serialize(Archive& ar, raftkv::install_snapshot_response& m, unsigned)
 }
 
 template <class Archive>
+void serialize(Archive& ar, raftkv::read_index_request& m, unsigned)
+{
+    raftkv::asio::detail::fields(ar, m.request);
+}
+
+template <class Archive>
+void serialize(Archive& ar, raftkv::read_index_response& m, unsigned)
+{
+    raftkv::asio::detail::fields(ar, m.request, m.index);
+    raftkv::asio::detail::serialize_bool(ar, m.success);
+}
+
+template <class Archive>
 void serialize(Archive& ar, raftkv::message& m, unsigned)
 {
     raftkv::asio::detail::fields(ar, m.from, m.to, m.term);
@@ -312,6 +325,8 @@ RAFTKV_ASIO_WIRE_TYPE(raftkv::timeout_now)
 RAFTKV_ASIO_WIRE_TYPE(raftkv::snapshot_meta)
 RAFTKV_ASIO_WIRE_TYPE(raftkv::install_snapshot_request)
 RAFTKV_ASIO_WIRE_TYPE(raftkv::install_snapshot_response)
+RAFTKV_ASIO_WIRE_TYPE(raftkv::read_index_request)
+RAFTKV_ASIO_WIRE_TYPE(raftkv::read_index_response)
 RAFTKV_ASIO_WIRE_TYPE(raftkv::message)
 
 #undef RAFTKV_ASIO_WIRE_TYPE
@@ -379,6 +394,14 @@ inline std::size_t body_size(const install_snapshot_request& m) noexcept
 inline std::size_t body_size(const install_snapshot_response&) noexcept
 {
     return 8 + 8 + 8 + 1;
+}
+inline std::size_t body_size(const read_index_request&) noexcept
+{
+    return 8;
+}
+inline std::size_t body_size(const read_index_response&) noexcept
+{
+    return 8 + 8 + 1;
 }
 
 inline void put_be(std::string& out, std::uint64_t v, std::size_t bytes)
