@@ -102,7 +102,7 @@ public:
 
     /// Called when a read started by read_index() may proceed (empty error code: the
     /// state machine now reflects every write acknowledged before the read began), or
-    /// can no longer (errc::leadership_lost).
+    /// can no longer (errc::leadership_lost): on the leader or the follower it started on.
     using read_handler = std::function<void(std::uint64_t read_id, std::error_code ec)>;
 
     /// Restores the node from `store` (hard state and log) and `machine` (applied index).
@@ -134,10 +134,14 @@ public:
     /// REQUIRES: `commands` is not empty.
     propose_result propose(std::span<std::string> commands);
 
-    /// Starts a linearizable read (ReadIndex, thesis §6.4). Returns an error at once when
-    /// this node is not the leader; otherwise the read handler is called with `read_id`
-    /// when the call that confirms it ends (possibly this one). Many reads started together share one
-    /// heartbeat round.
+    /// Starts a linearizable read (ReadIndex, thesis §6.4) on the leader or on a follower.
+    /// Returns errc::not_leader at once when this node neither leads nor knows a leader;
+    /// otherwise the read handler is called with `read_id` when the call that confirms it
+    /// ends (possibly this one). Many reads started together share one heartbeat round. A
+    /// follower asks its leader for the index to read at (one request at a time, for every
+    /// read waiting) and serves the reads once it applied that index; they fail with
+    /// errc::leadership_lost when it stops following that leader or the leader does not
+    /// answer within an election timeout (the caller may retry, here or at the leader).
     std::error_code read_index(std::uint64_t read_id);
 
     /// Tells the node the LogStore's durable_index() may have advanced: after appends to a
@@ -276,10 +280,19 @@ private:
     detail::snapshot_sender<typename StateMachine::snapshot_reader>& sender_of(const detail::progress& p);
 
     // impl/read_index.hpp
+    void queue_read(detail::pending_read r);
+    void handle_read_index_request(const message& m, const read_index_request& r);
     void start_read_round();
     void unblock_reads();
     void advance_reads();
     std::uint64_t confirmed_read_seq();
+    void fail_leader_reads();
+    void read_through_leader(std::uint64_t read_id);
+    void send_read_request();
+    void handle_read_index_response(const message& m, const read_index_response& r);
+    void serve_follower_reads();
+    void tick_read_request();
+    void abandon_follower_reads();
 
     options opts_;
     Transport& transport_;
@@ -323,6 +336,10 @@ private:
     detail::read_queue reads_;
     /// The last ReadIndex heartbeat round this leader started.
     std::uint64_t read_seq_ = 0;
+    /// Reads served through the leader while this node follows it, and the number of the
+    /// last read_index_request sent (the first is drawn from the seed).
+    detail::follower_read_queue follower_reads_;
+    std::uint64_t last_read_request_ = 0;
 
     /// The state machine lost its state, or a snapshot install was cut short: it is behind
     /// the start of the log and cannot apply until a snapshot restores it.

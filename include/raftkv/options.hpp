@@ -94,8 +94,12 @@ struct options {
     /// Default: 1024.
     std::size_t max_apply_batch = 1024;
 
-    /// Seeds the generator that randomizes election timeouts. Give each node a different
-    /// seed; give the same seeds to replay the same run.
+    /// Seeds the generator that randomizes election timeouts, and where a follower starts
+    /// numbering the read index requests it sends its leader. Give each node a different
+    /// seed, and a node a new one each time it starts (from std::random_device, say): a
+    /// node restarted with its previous seed could, if an answer to its previous life's
+    /// request arrives late enough, serve a read at that older index. Give the same seeds
+    /// to replay the same run.
     /// Default: 0 (mixed with `id`, so nodes still differ).
     std::uint64_t random_seed = 0;
 };

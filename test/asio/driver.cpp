@@ -174,7 +174,7 @@ BOOST_AUTO_TEST_CASE(many_concurrent_proposals_all_complete_in_order)
         BOOST_TEST(results[i] == i + 1);
 }
 
-BOOST_AUTO_TEST_CASE(follower_refuses_with_not_leader_and_names_the_leader)
+BOOST_AUTO_TEST_CASE(follower_refuses_proposals_with_not_leader_and_names_the_leader)
 {
     cluster c(3);
     auto leader = c.wait_for_leader();
@@ -183,12 +183,43 @@ BOOST_AUTO_TEST_CASE(follower_refuses_with_not_leader_and_names_the_leader)
     const raftkv::node_id follower = *leader == 1 ? 2 : 1;
     std::optional<std::error_code> got;
     c.at(follower).async_propose("x", [&](boost::system::error_code ec, std::size_t) { got = ec; });
-    std::optional<std::error_code> read;
-    c.at(follower).async_read([&](boost::system::error_code ec) { read = ec; });
     c.io.run_for(10ms);
     BOOST_TEST((got == std::error_code(raftkv::errc::not_leader)));
-    BOOST_TEST((read == std::error_code(raftkv::errc::not_leader)));
     BOOST_TEST(c.at(follower).status().leader == *leader);
+}
+
+BOOST_AUTO_TEST_CASE(a_follower_serves_a_read_through_its_leader_once_it_applied_a_write_before_it)
+{
+    cluster c(3);
+    auto leader = c.wait_for_leader();
+    BOOST_REQUIRE(leader);
+    c.io.run_for(20ms); // let followers hear from the leader
+    const raftkv::node_id follower = *leader == 1 ? 2 : 1;
+    std::optional<std::error_code> wrote;
+    c.at(*leader).async_propose("w", [&](boost::system::error_code ec, std::size_t) { wrote = ec; });
+    for (int i = 0; i < 500 && !wrote; ++i)
+        c.io.run_for(2ms);
+    BOOST_REQUIRE(wrote.has_value());
+    BOOST_REQUIRE(!*wrote);
+    const raftkv::index_t applied_at_leader = c.at(*leader).status().applied_index;
+    std::optional<std::error_code> read;
+    c.at(follower).async_read([&](boost::system::error_code ec) { read = ec; });
+    for (int i = 0; i < 500 && !read; ++i)
+        c.io.run_for(2ms);
+    BOOST_REQUIRE(read.has_value());
+    BOOST_TEST(!*read);
+    BOOST_TEST(c.at(follower).status().applied_index >= applied_at_leader);
+}
+
+BOOST_AUTO_TEST_CASE(a_read_at_a_node_that_knows_no_leader_fails_with_not_leader)
+{
+    cluster c(3);
+    for (raftkv::node_id id = 1; id <= 3; ++id)
+        c.net.down[id] = true; // nobody hears anybody: no leader is ever known
+    std::optional<std::error_code> read;
+    c.at(1).async_read([&](boost::system::error_code ec) { read = ec; });
+    c.io.run_for(10ms);
+    BOOST_TEST((read == std::error_code(raftkv::errc::not_leader)));
 }
 
 BOOST_AUTO_TEST_CASE(leader_without_a_quorum_times_out_its_proposals)

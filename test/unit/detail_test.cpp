@@ -81,13 +81,34 @@ BOOST_AUTO_TEST_CASE(random_is_deterministic_and_stays_in_range)
 BOOST_AUTO_TEST_CASE(read_queue_drains_every_stage_in_order)
 {
     raftkv::detail::read_queue q;
-    q.blocked = {1};
-    q.unconfirmed.push_back({2, 5, 1});
-    q.confirmed.push_back({3, 4, 1});
+    q.blocked = {{.id = 1}};
+    q.unconfirmed.push_back({.id = 2, .index = 5, .seq = 1, .from = 7});
+    q.confirmed.push_back({.id = 3, .index = 4, .seq = 1});
+    std::vector<std::uint64_t> drained;
+    std::vector<raftkv::node_id> from;
+    q.drain([&](const raftkv::detail::pending_read& r) {
+        drained.push_back(r.id);
+        from.push_back(r.from);
+    });
+    BOOST_TEST(drained == (std::vector<std::uint64_t>{1, 2, 3}));
+    BOOST_TEST(from == (std::vector<raftkv::node_id>{0, 7, 0}));
+    BOOST_TEST(q.empty());
+}
+
+BOOST_AUTO_TEST_CASE(follower_read_queue_drains_every_stage_and_forgets_its_request)
+{
+    raftkv::detail::follower_read_queue q;
+    q.waiting = {3};
+    q.requested = {1, 2};
+    q.ready.push_back({.id = 0, .index = 9});
+    q.request = 42;
+    q.elapsed = 5;
     std::vector<std::uint64_t> drained;
     q.drain([&](std::uint64_t id) { drained.push_back(id); });
-    BOOST_TEST(drained == (std::vector<std::uint64_t>{1, 2, 3}));
+    BOOST_TEST(drained == (std::vector<std::uint64_t>{3, 1, 2, 0}));
     BOOST_TEST(q.empty());
+    BOOST_TEST(q.request == 0u);
+    BOOST_TEST(q.elapsed == 0u);
 }
 
 namespace {

@@ -437,11 +437,15 @@ BOOST_AUTO_TEST_CASE(leader_backs_up_a_whole_term_per_round_trip)
     BOOST_TEST(c.at(1).machine.commands == c.at(2).machine.commands);
 }
 
-BOOST_AUTO_TEST_CASE(read_index_fails_at_once_on_a_follower)
+BOOST_AUTO_TEST_CASE(read_index_fails_at_once_on_a_node_that_knows_no_leader)
 {
     cluster c(3);
-    c.elect(1);
     BOOST_TEST(c.node(2).read_index(7) == raftkv::errc::not_leader);
+    c.node(1).campaign();
+    c.deliver_one_hop(); // vote requests: node 2 is a follower of no known leader
+    BOOST_TEST(c.node(2).read_index(8) == raftkv::errc::not_leader);
+    BOOST_TEST(c.node(1).read_index(9) == raftkv::errc::not_leader); // a candidate
+    BOOST_TEST(c.at(2).reads.empty());
 }
 
 BOOST_AUTO_TEST_CASE(read_index_completes_after_a_quorum_answers)
@@ -505,6 +509,169 @@ BOOST_AUTO_TEST_CASE(reads_wait_for_the_leaders_first_commit)
     c.tick_all(2);
     BOOST_REQUIRE_EQUAL(c.at(1).reads.size(), 1u);
     BOOST_TEST(!c.at(1).reads[0].second);
+}
+
+// ---- ReadIndex at a follower -------------------------------------------------------
+
+namespace {
+// Delivers, hop after hop until none is left, every message but those `drop` says to.
+template <class Drop>
+void deliver_all_but(cluster& c, Drop drop)
+{
+    for (bool any = true; any;) {
+        any = false;
+        for (node_id id = 1; id <= c.size(); ++id) {
+            auto out = std::move(c.at(id).transport.sent);
+            c.at(id).transport.sent.clear();
+            for (auto& m : out) {
+                any = true;
+                if (!drop(m))
+                    c.node(m.to).step(std::move(m));
+            }
+        }
+    }
+}
+
+std::size_t count_sent(const member& m, std::size_t body_index)
+{
+    return static_cast<std::size_t>(
+        std::count_if(m.transport.sent.begin(), m.transport.sent.end(),
+                      [&](const message& x) { return x.body.index() == body_index; }));
+}
+
+constexpr std::size_t read_index_request_type = 9;
+constexpr std::size_t read_index_response_type = 10;
+static_assert(std::is_same_v<std::variant_alternative_t<read_index_request_type, raftkv::message_body>,
+                             raftkv::read_index_request>);
+static_assert(std::is_same_v<std::variant_alternative_t<read_index_response_type, raftkv::message_body>,
+                             raftkv::read_index_response>);
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_follower_read_waits_for_the_leaders_commit_index_and_its_own_apply)
+{
+    cluster c(3);
+    c.elect(1);
+    c.propose(1, "a");
+    c.cut_.insert({1, 2}); // node 2 misses "b"
+    c.propose(1, "b");
+    c.heal();
+    BOOST_REQUIRE(c.node(2).applied_index() < c.node(1).commit_index());
+    const index_t index = c.node(1).commit_index();
+    std::vector<std::pair<std::uint64_t, index_t>> served; // read id, node 2's applied index then
+    c.node(2).on_read([&](std::uint64_t id, std::error_code ec) {
+        BOOST_TEST(!ec);
+        served.emplace_back(id, c.node(2).applied_index());
+    });
+    BOOST_TEST(!c.node(2).read_index(5));
+    BOOST_TEST(served.empty());
+    BOOST_TEST(count_sent(c.at(2), read_index_request_type) == 1u);
+    c.deliver_all();            // the leader confirms a heartbeat round and answers
+    BOOST_TEST(served.empty()); // node 2 has not applied "b" yet
+    c.tick_all(10);             // the leader notices node 2 misses "b" and resends it
+    BOOST_REQUIRE_EQUAL(served.size(), 1u);
+    BOOST_TEST(served[0].first == 5u);
+    BOOST_TEST(served[0].second >= index);
+    BOOST_TEST(c.at(2).machine.commands == (std::vector<std::string>{"a", "b"}));
+}
+
+BOOST_AUTO_TEST_CASE(follower_reads_that_arrive_while_a_request_is_out_share_the_next_one)
+{
+    cluster c(3);
+    c.elect(1);
+    c.propose(1, "a");
+    BOOST_TEST(!c.node(2).read_index(1));
+    for (std::uint64_t id = 2; id <= 50; ++id)
+        BOOST_TEST(!c.node(2).read_index(id));
+    BOOST_TEST(count_sent(c.at(2), read_index_request_type) == 1u); // one in flight at a time
+    c.deliver_one_hop();                                            // the leader gets it
+    c.deliver_one_hop();                                            // heartbeats out
+    c.deliver_one_hop();                                            // heartbeat answers in: it answers
+    c.deliver_one_hop();                                            // node 2 gets the answer
+    BOOST_TEST(c.at(2).reads.size() == 1u);
+    BOOST_TEST(count_sent(c.at(2), read_index_request_type) == 1u); // one for the other 49
+    c.deliver_all();
+    BOOST_REQUIRE_EQUAL(c.at(2).reads.size(), 50u);
+    for (const auto& [id, ec] : c.at(2).reads)
+        BOOST_TEST(!ec);
+}
+
+BOOST_AUTO_TEST_CASE(a_leader_holds_a_followers_read_until_it_committed_in_its_term)
+{
+    cluster c(3);
+    c.node(1).campaign();
+    c.deliver_one_hop(); // vote requests
+    c.deliver_one_hop(); // votes: node 1 leads and sends its noop
+    BOOST_REQUIRE(c.node(1).role() == role::leader);
+    const auto appends = [](const message& m) {
+        return std::holds_alternative<raftkv::append_request>(m.body);
+    };
+    c.node(1).tick(); // a heartbeat tells node 2 who leads; the noop never arrives
+    deliver_all_but(c, appends);
+    BOOST_REQUIRE(c.node(2).leader() == 1u);
+    BOOST_TEST(!c.node(2).read_index(3));
+    for (int t = 0; t < 3; ++t) {
+        c.node(1).tick();
+        deliver_all_but(c, appends);
+    }
+    BOOST_TEST(c.node(1).commit_index() == 0u);
+    BOOST_TEST(c.at(2).reads.empty()); // held: the leader's commit index may be stale
+    c.node(1).tick();
+    c.deliver_all();
+    BOOST_REQUIRE_EQUAL(c.at(2).reads.size(), 1u);
+    BOOST_TEST(!c.at(2).reads[0].second);
+    BOOST_TEST(c.node(2).applied_index() >= 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_follower_read_fails_when_its_request_goes_unanswered_for_an_election_timeout)
+{
+    cluster c(3);
+    c.elect(1);
+    c.cut_.insert({2, 1}); // node 2 hears its leader, which does not hear it
+    BOOST_TEST(!c.node(2).read_index(4));
+    const auto timeout = static_cast<int>(c.node(2).config().election_ticks);
+    c.tick_all(timeout - 1);
+    BOOST_TEST(c.at(2).reads.empty());
+    c.tick_all(1);
+    BOOST_REQUIRE_EQUAL(c.at(2).reads.size(), 1u);
+    BOOST_TEST(c.at(2).reads[0].second == raftkv::errc::leadership_lost);
+    BOOST_TEST(c.node(2).leader() == 1u); // still following: the caller may retry
+}
+
+BOOST_AUTO_TEST_CASE(a_follower_read_fails_when_its_leader_steps_down_before_answering)
+{
+    cluster c(3);
+    c.elect(1);
+    BOOST_TEST(!c.node(2).read_index(4));
+    c.deliver_one_hop(); // the leader has the request and starts a heartbeat round
+    // A newer term reaches the leader first: it steps down and says it no longer leads.
+    c.node(1).step(message{.from = 3, .to = 1, .term = 9, .body = raftkv::append_response{}});
+    BOOST_TEST(count_sent(c.at(1), read_index_response_type) == 1u);
+    c.deliver_all();
+    BOOST_REQUIRE_EQUAL(c.at(2).reads.size(), 1u);
+    BOOST_TEST(c.at(2).reads[0].second == raftkv::errc::leadership_lost);
+}
+
+BOOST_AUTO_TEST_CASE(a_late_or_duplicated_read_index_answer_serves_no_other_read)
+{
+    cluster c(3);
+    c.elect(1);
+    c.propose(1, "a");
+    BOOST_TEST(!c.node(2).read_index(1));
+    std::optional<message> answer;
+    for (int hop = 0; hop < 4; ++hop) {
+        for (const message& m : c.at(1).transport.sent) {
+            if (m.to == 2 && std::holds_alternative<raftkv::read_index_response>(m.body))
+                answer = m;
+        }
+        c.deliver_one_hop();
+    }
+    BOOST_REQUIRE(answer.has_value());
+    BOOST_REQUIRE_EQUAL(c.at(2).reads.size(), 1u);
+    c.cut_.insert({2, 1}); // the next request is lost
+    BOOST_TEST(!c.node(2).read_index(2));
+    c.deliver_all();
+    c.node(2).step(*answer); // the first answer again, duplicated or late
+    BOOST_TEST(c.at(2).reads.size() == 1u);
 }
 
 BOOST_AUTO_TEST_CASE(leadership_transfer_hands_over_to_the_target)
@@ -663,7 +830,8 @@ BOOST_AUTO_TEST_CASE(read_handlers_of_a_deposed_leader_see_it_deposed_and_may_ca
         BOOST_TEST(c.node(1).role() != role::leader); // settled before the handler runs
         retried.push_back(c.node(1).read_index(8));   // a retry is refused, not lost
     });
-    c.node(1).step(message{.from = 2, .to = 1, .term = 9, .body = raftkv::heartbeat{}});
+    // A newer term that names no leader: the retry has nowhere to go.
+    c.node(1).step(message{.from = 2, .to = 1, .term = 9, .body = raftkv::append_response{}});
     BOOST_TEST(retried.size() == 1u);
     BOOST_TEST(retried[0] == std::error_code(raftkv::errc::not_leader));
 }

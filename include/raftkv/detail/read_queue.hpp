@@ -9,40 +9,78 @@
 
 namespace raftkv::detail {
 
-/// One ReadIndex read on its way through the leader.
+/// One ReadIndex read on its way through the leader: one of its own, or a follower's
+/// read_index_request.
 struct pending_read {
+    /// The caller's read id, or the follower's request number.
     std::uint64_t id = 0;
     /// The commit index when the read began: it may be served once applied reaches it.
     index_t index = 0;
     /// The heartbeat round whose quorum of echoes confirms this node was still leader.
     std::uint64_t seq = 0;
+    /// The follower that asked, or no_node for a read of this node's own.
+    node_id from = no_node;
 };
 
 /// The reads a leader is serving, in three stages: `blocked` until the leader commits an
 /// entry of its own term (before that its commit index may be stale, thesis §6.4);
 /// `unconfirmed` until a quorum echoes round `seq`; `confirmed` until applied reaches
-/// `index`. Each stage is ordered by the order of arrival, which is also seq and index
-/// order.
+/// `index` (a follower's request is answered instead, and waits for its own apply). Each
+/// stage is ordered by the order of arrival, which is also seq and index order.
 struct read_queue {
-    std::vector<std::uint64_t> blocked;
+    std::vector<pending_read> blocked;
     std::deque<pending_read> unconfirmed;
     std::deque<pending_read> confirmed;
 
     bool empty() const noexcept { return blocked.empty() && unconfirmed.empty() && confirmed.empty(); }
 
-    /// Calls `f(id)` for every read, then forgets them all.
+    /// Calls `f(read)` for every read, then forgets them all.
     template <class F>
     void drain(F&& f)
     {
-        for (auto id : blocked)
-            f(id);
-        for (auto& r : unconfirmed)
-            f(r.id);
-        for (auto& r : confirmed)
-            f(r.id);
+        for (const auto& r : blocked)
+            f(r);
+        for (const auto& r : unconfirmed)
+            f(r);
+        for (const auto& r : confirmed)
+            f(r);
         blocked.clear();
         unconfirmed.clear();
         confirmed.clear();
+    }
+};
+
+/// The reads a follower serves through its leader (thesis §6.4), all sent to `leader` in
+/// `term`: `waiting` for the next request, `requested` in the one request in flight
+/// (numbered `request`, sent `elapsed` ticks ago; 0 when none is), then `ready` with the
+/// index the leader named, until applied reaches it. `ready` is in index order: a leader's
+/// commit index never decreases within its term.
+struct follower_read_queue {
+    node_id leader = no_node;
+    term_t term = 0;
+    std::vector<std::uint64_t> waiting;
+    std::vector<std::uint64_t> requested;
+    std::deque<pending_read> ready;
+    std::uint64_t request = 0;
+    std::uint32_t elapsed = 0;
+
+    bool empty() const noexcept { return waiting.empty() && requested.empty() && ready.empty(); }
+
+    /// Calls `f(id)` for every read, then forgets them all and the request in flight.
+    template <class F>
+    void drain(F&& f)
+    {
+        for (auto id : waiting)
+            f(id);
+        for (auto id : requested)
+            f(id);
+        for (const auto& r : ready)
+            f(r.id);
+        waiting.clear();
+        requested.clear();
+        ready.clear();
+        request = 0;
+        elapsed = 0;
     }
 };
 

@@ -72,7 +72,7 @@ void basic_node<Transport, LogStore, StateMachine>::leave_leadership()
     if (role_ != role::leader)
         return;
     transfer_target_ = no_node;
-    reads_.drain([&](std::uint64_t id) { fail_read(id, errc::leadership_lost); });
+    fail_leader_reads();
     for (auto& sender : senders_)
         sender.stop();
     uncommitted_.clear();
@@ -83,6 +83,8 @@ template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::become_follower(term_t term, node_id leader)
 {
     leave_leadership();
+    if (term != term_ || leader != leader_)
+        abandon_follower_reads();
     set_hard_state(term, term == term_ ? vote_ : no_node);
     role_ = role::follower;
     leader_ = leader;
@@ -94,6 +96,7 @@ void basic_node<Transport, LogStore, StateMachine>::become_pre_candidate()
 {
     leave_leadership();
     abort_restore();
+    abandon_follower_reads();
     role_ = role::pre_candidate;
     leader_ = no_node;
     reset_election_timer();
@@ -104,6 +107,7 @@ void basic_node<Transport, LogStore, StateMachine>::become_candidate()
 {
     leave_leadership();
     abort_restore();
+    abandon_follower_reads();
     set_hard_state(term_ + 1, opts_.id);
     role_ = role::candidate;
     leader_ = no_node;
@@ -226,6 +230,7 @@ void basic_node<Transport, LogStore, StateMachine>::tick_election()
     // for an election timeout, so it forgets it: a leader it still believed in would keep
     // it ignoring their vote requests (CheckQuorum's lease) timeout after timeout.
     leader_ = no_node;
+    abandon_follower_reads();
     reset_election_timer();
 }
 

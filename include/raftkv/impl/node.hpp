@@ -29,6 +29,8 @@ basic_node<Transport, LogStore, StateMachine>::basic_node(options opts, Transpor
     commit_ = applied_;
     behind_log_ = applied_ + 1 < store_.first_index();
     snapshot_taken_ = applied_;
+    std::uint64_t request_seed = opts_.random_seed ^ (opts_.id << 32) ^ 0x72656164696e6478ULL;
+    last_read_request_ = detail::splitmix64(request_seed);
     for (node_id peer : opts_.members.voters) {
         if (peer != opts_.id) {
             peers_.emplace_back();
@@ -95,10 +97,12 @@ void basic_node<Transport, LogStore, StateMachine>::check_storage() const
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::tick()
 {
-    if (role_ == role::leader)
+    if (role_ == role::leader) {
         tick_leader();
-    else
+    } else {
         tick_election();
+        tick_read_request();
+    }
     maybe_snapshot();
     deliver_outputs();
 }
@@ -241,6 +245,10 @@ void basic_node<Transport, LogStore, StateMachine>::dispatch(message& m)
             } else if constexpr (std::is_same_v<body_t, install_snapshot_response>) {
                 if (role_ == role::leader)
                     handle_install_snapshot_response(m, body);
+            } else if constexpr (std::is_same_v<body_t, read_index_request>) {
+                handle_read_index_request(m, body);
+            } else if constexpr (std::is_same_v<body_t, read_index_response>) {
+                handle_read_index_response(m, body);
             }
         },
         m.body);

@@ -5,6 +5,8 @@
 // leader's commit index, waits until a quorum answers a heartbeat round started after
 // the read arrived (proving no newer leader existed at that moment), then waits until
 // that index is applied. One round serves every read that arrived before it started.
+// A follower asks its leader for that index (read_index_request), one request at a time
+// for every read that arrived meanwhile, and serves the reads once it applied the index.
 
 #include <raftkv/node.hpp>
 
@@ -13,21 +15,46 @@ namespace raftkv {
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 std::error_code basic_node<Transport, LogStore, StateMachine>::read_index(std::uint64_t read_id)
 {
-    if (role_ != role::leader)
+    if (role_ == role::leader)
+        queue_read(detail::pending_read{.id = read_id});
+    else if (role_ == role::follower && leader_ != no_node)
+        read_through_leader(read_id);
+    else
         return errc::not_leader;
+    deliver_outputs();
+    return {};
+}
+
+// ---- leader side ------------------------------------------------------------------
+
+// Queues a read of this node's own, or a follower's request, for the next heartbeat round.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::queue_read(detail::pending_read r)
+{
     if (commit_ < term_start_) {
-        reads_.blocked.push_back(read_id);
-        return {};
+        reads_.blocked.push_back(r);
+        return;
     }
     const bool idle = reads_.unconfirmed.empty();
-    reads_.unconfirmed.push_back({read_id, commit_, read_seq_ + 1});
+    r.index = commit_;
+    r.seq = read_seq_ + 1;
+    reads_.unconfirmed.push_back(r);
     // With a round already out, this read waits for the next one, which starts when the
     // current one is answered: at most one round in flight, however many reads arrive.
     if (idle)
         start_read_round();
     advance_reads();
-    deliver_outputs();
-    return {};
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::handle_read_index_request(const message& m,
+                                                                              const read_index_request& r)
+{
+    if (role_ != role::leader) {
+        send(m.from, read_index_response{.request = r.request, .index = 0, .success = false});
+        return;
+    }
+    queue_read(detail::pending_read{.id = r.request, .from = m.from});
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -45,8 +72,11 @@ void basic_node<Transport, LogStore, StateMachine>::unblock_reads()
     if (reads_.blocked.empty() || commit_ < term_start_)
         return;
     const bool idle = reads_.unconfirmed.empty();
-    for (auto id : reads_.blocked)
-        reads_.unconfirmed.push_back({id, commit_, read_seq_ + 1});
+    for (auto r : reads_.blocked) {
+        r.index = commit_;
+        r.seq = read_seq_ + 1;
+        reads_.unconfirmed.push_back(r);
+    }
     reads_.blocked.clear();
     if (idle)
         start_read_round();
@@ -64,6 +94,8 @@ std::uint64_t basic_node<Transport, LogStore, StateMachine>::confirmed_read_seq(
     return detail::quorum_value(quorum_scratch_, opts_.members.quorum());
 }
 
+// Confirms the reads whose round a quorum answered (a follower's request is answered
+// then), and serves this node's own once their index is applied.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::advance_reads()
 {
@@ -72,7 +104,11 @@ void basic_node<Transport, LogStore, StateMachine>::advance_reads()
     if (!reads_.unconfirmed.empty()) {
         const std::uint64_t confirmed = confirmed_read_seq();
         while (!reads_.unconfirmed.empty() && reads_.unconfirmed.front().seq <= confirmed) {
-            reads_.confirmed.push_back(reads_.unconfirmed.front());
+            const detail::pending_read& r = reads_.unconfirmed.front();
+            if (r.from == no_node)
+                reads_.confirmed.push_back(r);
+            else
+                send(r.from, read_index_response{.request = r.id, .index = r.index, .success = true});
             reads_.unconfirmed.pop_front();
         }
         if (!reads_.unconfirmed.empty() && reads_.unconfirmed.front().seq > read_seq_)
@@ -82,6 +118,102 @@ void basic_node<Transport, LogStore, StateMachine>::advance_reads()
         outputs_.push_back(read_output{reads_.confirmed.front().id, {}});
         reads_.confirmed.pop_front();
     }
+}
+
+// A leader that steps down fails its own reads and tells the followers that asked.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::fail_leader_reads()
+{
+    reads_.drain([&](const detail::pending_read& r) {
+        if (r.from == no_node)
+            fail_read(r.id, errc::leadership_lost);
+        else
+            send(r.from, read_index_response{.request = r.id, .index = 0, .success = false});
+    });
+}
+
+// ---- follower side ----------------------------------------------------------------
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::read_through_leader(std::uint64_t read_id)
+{
+    auto& q = follower_reads_;
+    if (q.leader != leader_ || q.term != term_) {
+        abandon_follower_reads(); // none are left when the leader changes; stay safe anyway
+        q.leader = leader_;
+        q.term = term_;
+    }
+    q.waiting.push_back(read_id);
+    if (q.request == 0)
+        send_read_request();
+}
+
+// Sends one request for every read waiting, unless none is.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::send_read_request()
+{
+    auto& q = follower_reads_;
+    if (q.waiting.empty())
+        return;
+    // Numbers start where this incarnation's seed says, so a restarted node does not take
+    // the answer to its previous incarnation's request for one of its own.
+    if (++last_read_request_ == 0)
+        ++last_read_request_;
+    q.request = last_read_request_;
+    q.elapsed = 0;
+    q.requested.swap(q.waiting);
+    q.waiting.clear();
+    send(q.leader, read_index_request{q.request});
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::handle_read_index_response(const message& m,
+                                                                               const read_index_response& r)
+{
+    auto& q = follower_reads_;
+    if (q.request == 0 || r.request != q.request || m.from != q.leader || m.term != q.term)
+        return; // late, duplicated, or from a leader these reads were not sent to
+    if (!r.success) {
+        // It is not the leader of this term, and never will be again.
+        if (leader_ == m.from)
+            leader_ = no_node;
+        abandon_follower_reads();
+        return;
+    }
+    for (auto id : q.requested)
+        q.ready.push_back(detail::pending_read{.id = id, .index = r.index});
+    q.requested.clear();
+    q.request = 0;
+    serve_follower_reads();
+    send_read_request();
+}
+
+// Serves the reads whose index this node has applied.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::serve_follower_reads()
+{
+    auto& q = follower_reads_.ready;
+    while (!q.empty() && q.front().index <= applied_) {
+        outputs_.push_back(read_output{q.front().id, {}});
+        q.pop_front();
+    }
+}
+
+// A request unanswered for an election timeout fails, with every read waiting behind it:
+// the leader is gone or cut off, and the callers may retry elsewhere.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::tick_read_request()
+{
+    auto& q = follower_reads_;
+    if (q.request != 0 && ++q.elapsed >= opts_.election_ticks)
+        abandon_follower_reads();
+}
+
+// The reads sent through a leader this node no longer follows fail; the callers may retry.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::abandon_follower_reads()
+{
+    follower_reads_.drain([&](std::uint64_t id) { fail_read(id, errc::leadership_lost); });
 }
 
 } // namespace raftkv

@@ -402,6 +402,7 @@ void basic_node<Transport, LogStore, StateMachine>::apply_committed()
     }
     if (role_ == role::leader)
         advance_reads();
+    serve_follower_reads();
     maybe_snapshot();
 }
 

@@ -36,6 +36,10 @@ struct workload_config {
     /// Defaults: 0.4 and 0.45.
     double get_share = 0.4;
     double put_share = 0.45;
+    /// The probability that a get goes to a random node rather than to the one the client
+    /// believes leads: a follower serves it through its leader (ReadIndex at followers).
+    /// Default: 0.3.
+    double follower_reads = 0.3;
     /// A write not acknowledged within this time is recorded as indeterminate and
     /// abandoned; a read is dropped. Default: 2 s.
     std::chrono::microseconds op_timeout{2'000'000};
@@ -68,8 +72,10 @@ struct workload_stats {
     it retries, after a short backoff, at the hinted leader or a random node. A write is
     proposed; when its node applies that index with the proposal's term the write is
     acknowledged, with another term it was overwritten and certainly had no effect, so
-    it is retried as a new attempt of the same operation. A read runs ReadIndex and then
-    reads the node's state machine; if leadership is lost it is retried. A write whose
+    it is retried as a new attempt of the same operation. A read runs ReadIndex, at the
+    node the client believes leads or, some of the time, at a random node (a follower
+    serves it through its leader), and then reads that node's state machine; if the read
+    fails it is retried. A write whose
     node crashes or that outlives `op_timeout` is recorded indeterminate; a read that
     times out is dropped. Every value a put writes is unique ("c<client>-<n>").
 

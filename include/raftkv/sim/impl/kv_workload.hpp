@@ -98,14 +98,17 @@ void kv_workload<StateMachine>::attempt_write(client& c, std::size_t ci)
 template <class StateMachine>
 void kv_workload<StateMachine>::attempt_read(client& c, std::size_t ci)
 {
+    random_generator& rng = cluster_.rng();
+    const node_id at = rng.chance(config_.follower_reads) ? rng.uniform(1, cluster_.size()) : c.target;
     const std::uint64_t read_id = next_read_id_++;
     c.waiting = waiting_for::read;
-    c.at = c.target;
+    c.at = at;
     reads_[read_id] = ci;
-    const std::error_code ec = cluster_.read_index(c.target, read_id);
+    const std::error_code ec = cluster_.read_index(at, read_id);
     if (ec && reads_.erase(read_id) == 1) {
         c.waiting = waiting_for::nothing;
-        retry(c, ci, cluster_.is_up(c.target) ? cluster_.node(c.target).leader() : no_node);
+        c.target = at; // the node tried: a hint that names another is followed
+        retry(c, ci, cluster_.is_up(at) ? cluster_.node(at).leader() : no_node);
     }
 }
 
