@@ -126,11 +126,35 @@ struct read_index_response {
     friend bool operator==(const read_index_response&, const read_index_response&) = default;
 };
 
+/// A follower hands its clients' commands to its leader of the message's term, which
+/// proposes them as one batch (basic_node::forward). `id` is the caller's, echoed in the
+/// answer. `nonce` is drawn once per node instance and `seq` increases with each request
+/// it sends, so the leader proposes a duplicated request only once.
+struct forward_request {
+    std::uint64_t id = 0;
+    std::uint64_t nonce = 0;
+    std::uint64_t seq = 0;
+    std::vector<std::string> commands;
+    friend bool operator==(const forward_request&, const forward_request&) = default;
+};
+
+/// The leader's answer to a forward_request, echoing its `id`: the commands were appended
+/// at `index`, `index + 1`, ... in the message's term (`error` 0), or were not, with
+/// `error` the raftkv::errc value that propose() returned (not_leader, overloaded,
+/// transfer_in_progress).
+struct forward_response {
+    std::uint64_t id = 0;
+    index_t index = 0;
+    std::uint8_t error = 0;
+    friend bool operator==(const forward_response&, const forward_response&) = default;
+};
+
 /// Every message body, in a fixed order that the wire format relies on: append new
 /// alternatives at the end only.
 using message_body = std::variant<vote_request, vote_response, append_request, append_response, heartbeat,
                                   heartbeat_response, timeout_now, install_snapshot_request,
-                                  install_snapshot_response, read_index_request, read_index_response>;
+                                  install_snapshot_response, read_index_request, read_index_response,
+                                  forward_request, forward_response>;
 
 /// A message between two nodes, stamped with the sender's current term.
 struct message {
@@ -154,7 +178,9 @@ inline const char* type_name(const message& m) noexcept
                                             "install_snapshot_request",
                                             "install_snapshot_response",
                                             "read_index_request",
-                                            "read_index_response"};
+                                            "read_index_response",
+                                            "forward_request",
+                                            "forward_response"};
     static_assert(std::size(names) == std::variant_size_v<message_body>);
     return names[m.body.index()];
 }

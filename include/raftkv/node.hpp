@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <map>
 #include <span>
 #include <string>
 #include <system_error>
@@ -100,6 +101,12 @@ public:
     /// applied_index() jumped to `meta.index`.
     using restore_handler = std::function<void(const snapshot_meta& meta)>;
 
+    /// Called on a follower when the leader answered forward(`id`): the commands were
+    /// appended at `index`, `index + 1`, ... in `term` (empty `ec`), or were not (`ec` is
+    /// what the leader's propose() returned: errc::not_leader, errc::overloaded,
+    /// errc::transfer_in_progress).
+    using forward_handler = std::function<void(std::uint64_t id, std::error_code ec, index_t index, term_t term)>;
+
     /// Called when a read started by read_index() may proceed (empty error code: the
     /// state machine now reflects every write acknowledged before the read began), or
     /// can no longer (errc::leadership_lost): on the leader or the follower it started on.
@@ -134,6 +141,16 @@ public:
     /// REQUIRES: `commands` is not empty.
     propose_result propose(std::span<std::string> commands);
 
+    /// On a follower that knows its leader, sends `commands` (moving them out) to the
+    /// leader, which proposes them as one batch and answers through the forward handler
+    /// with where it appended them. Each command then takes effect if this node applies
+    /// its index with that term, and never if it applies another entry there (the apply
+    /// handler reports every entry applied, with its index and term); if the answer never
+    /// comes, the outcome is unknown. Returns errc::not_leader at once when no leader is
+    /// known, errc::invalid_argument on the leader itself or for no commands. `id` is the
+    /// caller's, echoed in the answer.
+    std::error_code forward(std::uint64_t id, std::span<std::string> commands);
+
     /// Starts a linearizable read (ReadIndex, thesis §6.4) on the leader or on a follower.
     /// Returns errc::not_leader at once when this node neither leads nor knows a leader;
     /// otherwise the read handler is called with `read_id` when the call that confirms it
@@ -164,6 +181,7 @@ public:
     void on_drop(drop_handler h) { drop_handler_ = std::move(h); }
     void on_leader_change(leader_handler h) { leader_handler_ = std::move(h); }
     void on_restore(restore_handler h) { restore_handler_ = std::move(h); }
+    void on_forward(forward_handler h) { forward_handler_ = std::move(h); }
 
     node_id id() const noexcept { return opts_.id; }
     raftkv::role role() const noexcept { return role_; }
@@ -196,7 +214,13 @@ private:
         term_t term;
         std::error_code ec;
     };
-    using output = std::variant<applied_output, read_output, drop_output, snapshot_meta>;
+    struct forward_output {
+        std::uint64_t id;
+        std::error_code ec;
+        index_t index;
+        term_t term;
+    };
+    using output = std::variant<applied_output, read_output, drop_output, snapshot_meta, forward_output>;
 
     /// A proposal of this node waiting for its outcome.
     struct tracked_proposal {
@@ -279,6 +303,10 @@ private:
     void abort_restore();
     detail::snapshot_sender<typename StateMachine::snapshot_reader>& sender_of(const detail::progress& p);
 
+    // impl/forward.hpp
+    void handle_forward_request(const message& m, forward_request& r);
+    void handle_forward_response(const message& m, const forward_response& r);
+
     // impl/read_index.hpp
     void queue_read(detail::pending_read r);
     void handle_read_index_request(const message& m, const read_index_request& r);
@@ -340,6 +368,14 @@ private:
     /// last read_index_request sent (the first is drawn from the seed).
     detail::follower_read_queue follower_reads_;
     std::uint64_t last_read_request_ = 0;
+    /// Forwarded proposals: this instance's nonce and last sequence number sent, and, for
+    /// the term in `forward_seen_term_`, the highest sequence number received from each
+    /// (sender, nonce), so a duplicated request is proposed once. Leadership never
+    /// survives a restart or a term, so the table needs to cover one term of one instance.
+    std::uint64_t forward_nonce_ = 0;
+    std::uint64_t forward_seq_ = 0;
+    term_t forward_seen_term_ = 0;
+    std::map<std::pair<node_id, std::uint64_t>, std::uint64_t> forward_seen_;
 
     /// The state machine lost its state, or a snapshot install was cut short: it is behind
     /// the start of the log and cannot apply until a snapshot restores it.
@@ -373,6 +409,7 @@ private:
 
     apply_handler apply_handler_;
     read_handler read_handler_;
+    forward_handler forward_handler_;
     drop_handler drop_handler_;
     leader_handler leader_handler_;
     restore_handler restore_handler_;

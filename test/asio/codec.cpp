@@ -72,6 +72,13 @@ std::vector<message> one_of_each()
         {33, 11, 41, read_index_request{.request = 0xA5A5'0000'FFFF'0001ull}},
         {11, 33, 41,
          read_index_response{.request = 0xA5A5'0000'FFFF'0001ull, .index = 4999, .success = true}},
+        {33, 11, 41,
+         forward_request{.id = 7,
+                         .nonce = 0x0123'4567'89AB'CDEFull,
+                         .seq = 0xFFFF'FFFF'FFFF'FFFEull,
+                         .commands = {binary_data(), "", "put"}}},
+        {11, 33, 41, forward_response{.id = 7, .index = 5001, .error = 0}},
+        {11, 33, 42, forward_response{.id = 8, .index = 0, .error = 8}},
     };
 }
 
@@ -364,9 +371,9 @@ BOOST_AUTO_TEST_CASE(trailing_bytes_are_refused)
 BOOST_AUTO_TEST_CASE(an_unknown_message_type_is_refused)
 {
     const std::string empty_response(8 * 2 + 1, '\0');
-    // read_index_response: the last type.
-    BOOST_TEST(decode_payload(one_message_payload(10, empty_response)).has_value());
-    BOOST_TEST(!decode_payload(one_message_payload(11, empty_response)));
+    // forward_response (id, index, error): the last type.
+    BOOST_TEST(decode_payload(one_message_payload(12, empty_response)).has_value());
+    BOOST_TEST(!decode_payload(one_message_payload(13, empty_response)));
     BOOST_TEST(!decode_payload(one_message_payload(255, empty_response)));
 }
 

@@ -55,7 +55,7 @@ struct member {
 };
 
 struct cluster {
-    explicit cluster(std::size_t n)
+    explicit cluster(std::size_t n, bool forward_proposals = true)
     {
         net.deliver.resize(n + 1);
         net.down.assign(n + 1, false);
@@ -72,6 +72,7 @@ struct cluster {
             d.tick_interval = 2ms;
             d.proposal_timeout = 300ms;
             d.read_timeout = 300ms;
+            d.forward_proposals = forward_proposals;
             m.driver =
                 std::make_unique<driver_t>(asio::make_strand(io), o, *m.transport, m.store, m.machine, d);
             net.deliver[id] = [d = m.driver.get()](raftkv::message msg) { d->deliver(std::move(msg)); };
@@ -174,9 +175,32 @@ BOOST_AUTO_TEST_CASE(many_concurrent_proposals_all_complete_in_order)
         BOOST_TEST(results[i] == i + 1);
 }
 
-BOOST_AUTO_TEST_CASE(follower_refuses_proposals_with_not_leader_and_names_the_leader)
+BOOST_AUTO_TEST_CASE(follower_forwards_proposals_to_the_leader_and_completes_them_once_applied)
 {
     cluster c(3);
+    auto leader = c.wait_for_leader();
+    BOOST_REQUIRE(leader);
+    c.io.run_for(20ms); // let followers hear from the leader
+    const raftkv::node_id follower = *leader == 1 ? 2 : 1;
+    std::vector<std::pair<boost::system::error_code, std::size_t>> got;
+    for (int k = 0; k < 20; ++k)
+        c.at(follower).async_propose("f" + std::to_string(k), [&](boost::system::error_code ec, std::size_t r) {
+            got.emplace_back(ec, r);
+        });
+    for (int i = 0; i < 500 && got.size() < 20; ++i)
+        c.io.run_for(2ms);
+    BOOST_REQUIRE_EQUAL(got.size(), 20u);
+    for (std::size_t k = 0; k < got.size(); ++k) {
+        BOOST_TEST(!got[k].first, got[k].first.message());
+        // The result is the follower's own machine's, when it applied the entry.
+        BOOST_TEST(got[k].second == c.members[follower - 1].machine.commands.size() - 19 + k);
+    }
+    BOOST_TEST(c.members[follower - 1].machine.commands.back() == "f19");
+}
+
+BOOST_AUTO_TEST_CASE(follower_refuses_proposals_with_not_leader_and_names_the_leader_when_not_forwarding)
+{
+    cluster c(3, false);
     auto leader = c.wait_for_leader();
     BOOST_REQUIRE(leader);
     c.io.run_for(20ms); // let followers hear from the leader

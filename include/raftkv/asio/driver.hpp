@@ -46,6 +46,12 @@ struct driver_options {
     /// The most proposals appended to the log in one batch.
     /// Default: 1024.
     std::size_t max_batch = 1024;
+
+    /// On a follower that knows its leader, send proposals to the leader over Raft
+    /// (basic_node::forward) and complete them when this node applies them, rather than
+    /// failing them with errc::not_leader.
+    /// Default: true.
+    bool forward_proposals = true;
 };
 
 /** Runs a basic_node on an Asio strand.
@@ -96,6 +102,10 @@ public:
         node_.on_apply([this](index_t i, term_t t, result_type& r) { on_applied(i, t, r); });
         node_.on_drop([this](index_t i, term_t t, std::error_code ec) { on_dropped(i, t, ec); });
         node_.on_read([this](std::uint64_t id, std::error_code ec) { on_read_done(id, ec); });
+        node_.on_forward([this](std::uint64_t id, std::error_code ec, index_t index, term_t term) {
+            on_forwarded(id, ec, index, term);
+        });
+        node_.on_restore([this](const snapshot_meta& meta) { on_restored(meta); });
         publish_status();
     }
 
@@ -153,7 +163,9 @@ public:
         });
     }
 
-    /// Proposes `command`. Completes with `(boost::system::error_code, result_type)` — the
+    /// Proposes `command`. On a follower that knows its leader, the command goes to the
+    /// leader over Raft and completes when this node applies it (driver_options::
+    /// forward_proposals). Completes with `(boost::system::error_code, result_type)` — the
     /// error wraps a raftkv::errc, so it compares equal to one: an empty error and
     /// the state machine's result once applied; errc::not_leader (see status().leader),
     /// errc::overloaded (too much uncommitted: it never entered the log),
@@ -222,6 +234,11 @@ private:
         clock::time_point deadline;
         read_handler handler;
     };
+    /// Proposals sent to the leader, waiting to learn where it appended them.
+    struct forward_waiter {
+        clock::time_point deadline;
+        std::vector<propose_handler> handlers;
+    };
 
     static boost::system::error_code to_boost(std::error_code ec) { return ec; }
 
@@ -256,6 +273,10 @@ private:
             batch_.clear();
             for (std::size_t k = 0; k < n; ++k)
                 batch_.push_back(std::move(queue_[k].command));
+            if (dopts_.forward_proposals && node_.role() != role::leader && node_.leader() != no_node) {
+                forward(n);
+                continue;
+            }
             const propose_result r = node_.propose(std::span<std::string>(batch_));
             const auto deadline = clock::now() + dopts_.proposal_timeout;
             for (std::size_t k = 0; k < n; ++k) {
@@ -273,15 +294,67 @@ private:
         publish_status();
     }
 
-    // The node reports each proposal once, by (index, term): applied, or dropped.
+    // Sends the first n queued proposals (in batch_) to the leader as one batch.
+    void forward(std::size_t n)
+    {
+        const std::uint64_t id = ++last_forward_id_;
+        forward_waiter w{clock::now() + dopts_.proposal_timeout, {}};
+        w.handlers.reserve(n);
+        for (std::size_t k = 0; k < n; ++k) {
+            w.handlers.push_back(std::move(queue_.front().handler));
+            queue_.pop_front();
+        }
+        if (const std::error_code ec = node_.forward(id, std::span<std::string>(batch_))) {
+            for (auto& h : w.handlers)
+                complete(std::move(h), to_boost(ec), result_type{});
+            return;
+        }
+        forwards_.emplace(id, std::move(w));
+    }
+
+    // The leader appended forwarded batch `id` at index, index + 1, ... in `term` (or
+    // refused it): each proposal now waits for this node to apply its entry.
+    void on_forwarded(std::uint64_t id, std::error_code ec, index_t index, term_t term)
+    {
+        auto it = forwards_.find(id);
+        if (it == forwards_.end())
+            return;
+        forward_waiter w = std::move(it->second);
+        forwards_.erase(it);
+        for (std::size_t k = 0; k < w.handlers.size(); ++k) {
+            if (ec)
+                complete(std::move(w.handlers[k]), to_boost(ec), result_type{});
+            else if (index + k <= node_.applied_index()) // the answer came after the apply
+                complete(std::move(w.handlers[k]), to_boost(errc::leadership_lost), result_type{});
+            else
+                waiters_.emplace(std::pair{index + k, term}, proposal_waiter{w.deadline, std::move(w.handlers[k])});
+        }
+    }
+
+    // The node reports each of its own proposals once, by (index, term): applied, or
+    // dropped. A forwarded proposal whose index was applied with another term was
+    // overwritten by another leader: dropped.
     void on_applied(index_t index, term_t term, result_type& result)
     {
-        auto it = waiters_.find({index, term});
-        if (it == waiters_.end())
-            return;
-        proposal_waiter w = std::move(it->second);
-        waiters_.erase(it);
-        complete(std::move(w.handler), boost::system::error_code{}, std::move(result));
+        for (auto it = waiters_.lower_bound({index, 0}); it != waiters_.end() && it->first.first == index;) {
+            proposal_waiter w = std::move(it->second);
+            const bool applied = it->first.second == term;
+            it = waiters_.erase(it);
+            if (applied)
+                complete(std::move(w.handler), boost::system::error_code{}, std::move(result));
+            else
+                complete(std::move(w.handler), to_boost(errc::proposal_dropped), result_type{});
+        }
+    }
+
+    // A snapshot replaced the state: proposals at or before it were never applied here one
+    // by one, so their outcome is unknown.
+    void on_restored(const snapshot_meta& meta)
+    {
+        while (!waiters_.empty() && waiters_.begin()->first.first <= meta.index) {
+            complete(std::move(waiters_.begin()->second.handler), to_boost(errc::leadership_lost), result_type{});
+            waiters_.erase(waiters_.begin());
+        }
     }
 
     void on_dropped(index_t index, term_t term, std::error_code ec)
@@ -352,6 +425,11 @@ private:
             complete(std::move(reads_.begin()->second.handler), to_boost(errc::timeout));
             reads_.erase(reads_.begin());
         }
+        while (!forwards_.empty() && forwards_.begin()->second.deadline <= now) {
+            for (auto& h : forwards_.begin()->second.handlers)
+                complete(std::move(h), to_boost(errc::timeout), result_type{});
+            forwards_.erase(forwards_.begin());
+        }
     }
 
     void fail_all(std::error_code std_ec)
@@ -366,6 +444,10 @@ private:
         for (auto& [id, r] : reads_)
             complete(std::move(r.handler), ec);
         reads_.clear();
+        for (auto& [id, f] : forwards_)
+            for (auto& h : f.handlers)
+                complete(std::move(h), ec, result_type{});
+        forwards_.clear();
     }
 
     // Runs after every input: copies the scalars, and the members only when they change.
@@ -401,6 +483,9 @@ private:
     std::map<std::pair<index_t, term_t>, proposal_waiter> waiters_;
     std::map<std::uint64_t, read_waiter> reads_;
     std::uint64_t last_read_id_ = 0;
+    /// Forwarded batches by id, which is also deadline order.
+    std::map<std::uint64_t, forward_waiter> forwards_;
+    std::uint64_t last_forward_id_ = 0;
 
     mutable std::mutex status_mutex_;
     node_status status_;

@@ -31,6 +31,8 @@ basic_node<Transport, LogStore, StateMachine>::basic_node(options opts, Transpor
     snapshot_taken_ = applied_;
     std::uint64_t request_seed = opts_.random_seed ^ (opts_.id << 32) ^ 0x72656164696e6478ULL;
     last_read_request_ = detail::splitmix64(request_seed);
+    std::uint64_t forward_seed = opts_.random_seed ^ (opts_.id << 32) ^ 0x666f72776172646eULL;
+    forward_nonce_ = detail::splitmix64(forward_seed);
     for (node_id peer : opts_.members.voters) {
         if (peer != opts_.id) {
             peers_.emplace_back();
@@ -164,6 +166,9 @@ void basic_node<Transport, LogStore, StateMachine>::deliver(output& o)
     } else if (auto* meta = std::get_if<snapshot_meta>(&o)) {
         if (restore_handler_)
             restore_handler_(*meta);
+    } else if (auto* f = std::get_if<forward_output>(&o)) {
+        if (forward_handler_)
+            forward_handler_(f->id, f->ec, f->index, f->term);
     }
 }
 
@@ -174,6 +179,10 @@ template <transport Transport, log_store LogStore, state_machine StateMachine>
 bool basic_node<Transport, LogStore, StateMachine>::accept_term(message& m)
 {
     const auto* vote_req = std::get_if<vote_request>(&m.body);
+    // An answer to a forwarded proposal names (index, term) in the sender's term: a fact
+    // whatever this node's term is now.
+    if (m.term < term_ && std::holds_alternative<forward_response>(m.body))
+        return true;
     if (m.term > term_) {
         if (vote_req) {
             // A node that heard from a live leader within an election timeout ignores
@@ -249,6 +258,10 @@ void basic_node<Transport, LogStore, StateMachine>::dispatch(message& m)
                 handle_read_index_request(m, body);
             } else if constexpr (std::is_same_v<body_t, read_index_response>) {
                 handle_read_index_response(m, body);
+            } else if constexpr (std::is_same_v<body_t, forward_request>) {
+                handle_forward_request(m, body);
+            } else if constexpr (std::is_same_v<body_t, forward_response>) {
+                handle_forward_response(m, body);
             }
         },
         m.body);
@@ -349,6 +362,7 @@ detail::progress* basic_node<Transport, LogStore, StateMachine>::progress_of(nod
 } // namespace raftkv
 
 #include <raftkv/impl/election.hpp>
+#include <raftkv/impl/forward.hpp>
 #include <raftkv/impl/read_index.hpp>
 #include <raftkv/impl/replication.hpp>
 #include <raftkv/impl/snapshot.hpp>

@@ -137,6 +137,7 @@ public:
     using apply_hook = std::function<void(node_id, index_t, term_t, result_type&)>;
     using read_hook = std::function<void(node_id, std::uint64_t read_id, std::error_code)>;
     using drop_hook = std::function<void(node_id, index_t, term_t, std::error_code)>;
+    using forward_hook = std::function<void(node_id, std::uint64_t id, std::error_code, index_t, term_t)>;
     using crash_hook = std::function<void(node_id)>;
     using message_hook = std::function<void(const message&)>;
 
@@ -197,11 +198,15 @@ public:
     propose_result propose(node_id id, std::string command);
     /// `node(id).read_index(read_id)`, or errc::not_leader when the node is down.
     std::error_code read_index(node_id id, std::uint64_t read_id);
+    /// `node(id).forward(forward_id, {command})`, or errc::not_leader when the node is down.
+    std::error_code forward(node_id id, std::uint64_t forward_id, std::string command);
 
     void on_apply(apply_hook h) { apply_hooks_.push_back(std::move(h)); }
     void on_read(read_hook h) { read_hooks_.push_back(std::move(h)); }
     /// Runs for each proposal a node reports dropped (basic_node::on_drop).
     void on_drop(drop_hook h) { drop_hooks_.push_back(std::move(h)); }
+    /// Runs for each answer a node gets to a forward() (basic_node::on_forward).
+    void on_forward(forward_hook h) { forward_hooks_.push_back(std::move(h)); }
     void on_crash(crash_hook h) { crash_hooks_.push_back(std::move(h)); }
     /// Runs for each message just before it is delivered.
     void on_deliver(message_hook h) { deliver_hooks_.push_back(std::move(h)); }
@@ -299,6 +304,7 @@ private:
     std::vector<apply_hook> apply_hooks_;
     std::vector<read_hook> read_hooks_;
     std::vector<drop_hook> drop_hooks_;
+    std::vector<forward_hook> forward_hooks_;
     std::vector<crash_hook> crash_hooks_;
     std::vector<message_hook> deliver_hooks_;
 };

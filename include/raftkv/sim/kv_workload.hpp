@@ -40,6 +40,11 @@ struct workload_config {
     /// believes leads: a follower serves it through its leader (ReadIndex at followers).
     /// Default: 0.3.
     double follower_reads = 0.3;
+    /// The probability that a put or delete goes to a random node rather than to the one
+    /// the client believes leads: a follower forwards it to its leader
+    /// (basic_node::forward) and the client waits for that follower to apply it.
+    /// Default: 0.3.
+    double follower_writes = 0.3;
     /// A write not acknowledged within this time is recorded as indeterminate and
     /// abandoned; a read is dropped. Default: 2 s.
     std::chrono::microseconds op_timeout{2'000'000};
@@ -64,6 +69,9 @@ struct workload_stats {
     /// Reads and never-appended writes abandoned at their timeout (not recorded).
     std::uint64_t abandoned = 0;
     std::uint64_t retries = 0;
+    /// Writes a follower forwarded and the leader appended; of those, overwritten.
+    std::uint64_t forwarded = 0;
+    std::uint64_t forward_dropped = 0;
 };
 
 /** K clients running random gets, puts and deletes on a simulated cluster.
@@ -75,7 +83,9 @@ struct workload_stats {
     it is retried as a new attempt of the same operation. A read runs ReadIndex, at the
     node the client believes leads or, some of the time, at a random node (a follower
     serves it through its leader), and then reads that node's state machine; if the read
-    fails it is retried. A write whose
+    fails it is retried. Some writes go to a random follower, which forwards them to its
+    leader; the leader's answer names the index and term, and the write then waits for that
+    follower to apply them as above. A write whose
     node crashes or that outlives `op_timeout` is recorded indeterminate; a read that
     times out is dropped. Every value a put writes is unique ("c<client>-<n>").
 
@@ -137,6 +147,8 @@ private:
     void handle_apply(node_id node, index_t index, term_t term, const kv_result& result);
     void handle_read(node_id node, std::uint64_t read_id, std::error_code ec);
     void handle_drop(node_id node, index_t index, term_t term, std::error_code ec);
+    void handle_forward(node_id node, std::uint64_t forward_id, std::error_code ec, index_t index, term_t term);
+    void forget_forward(std::size_t ci);
     std::optional<std::size_t> take_write(node_id node, index_t index, term_t term);
     void indeterminate(client& c, std::size_t ci);
     void handle_crash(node_id node);
@@ -152,6 +164,9 @@ private:
     std::map<std::tuple<node_id, index_t, term_t>, std::size_t> writes_;
     std::map<std::uint64_t, std::size_t> reads_;
     std::uint64_t next_read_id_ = 1;
+    /// Writes handed to a follower, waiting for the leader's answer, by forward id.
+    std::map<std::uint64_t, std::size_t> forwards_;
+    std::uint64_t next_forward_id_ = 1;
     bool stopped_ = false;
     kv_history history_;
     std::vector<acknowledged_write> acked_;

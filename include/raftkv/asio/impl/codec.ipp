@@ -169,6 +169,21 @@ void serialize_entries(Archive& ar, std::vector<log_entry>& es)
 }
 
 template <class Archive>
+void serialize_commands(Archive& ar, std::vector<std::string>& cs)
+{
+    if constexpr (Archive::is_saving::value) {
+        const std::uint64_t n = cs.size();
+        ar << n;
+        for (std::string& c : cs)
+            serialize_bytes(ar, c);
+    } else {
+        cs.resize(load_count(ar, 8));
+        for (std::string& c : cs)
+            serialize_bytes(ar, c);
+    }
+}
+
+template <class Archive>
 void serialize_ids(Archive& ar, std::vector<node_id>& ids)
 {
     if constexpr (Archive::is_saving::value) {
@@ -302,6 +317,19 @@ void serialize(Archive& ar, raftkv::read_index_response& m, unsigned)
 }
 
 template <class Archive>
+void serialize(Archive& ar, raftkv::forward_request& m, unsigned)
+{
+    raftkv::asio::detail::fields(ar, m.id, m.nonce, m.seq);
+    raftkv::asio::detail::serialize_commands(ar, m.commands);
+}
+
+template <class Archive>
+void serialize(Archive& ar, raftkv::forward_response& m, unsigned)
+{
+    raftkv::asio::detail::fields(ar, m.id, m.index, m.error);
+}
+
+template <class Archive>
 void serialize(Archive& ar, raftkv::message& m, unsigned)
 {
     raftkv::asio::detail::fields(ar, m.from, m.to, m.term);
@@ -327,6 +355,8 @@ RAFTKV_ASIO_WIRE_TYPE(raftkv::install_snapshot_request)
 RAFTKV_ASIO_WIRE_TYPE(raftkv::install_snapshot_response)
 RAFTKV_ASIO_WIRE_TYPE(raftkv::read_index_request)
 RAFTKV_ASIO_WIRE_TYPE(raftkv::read_index_response)
+RAFTKV_ASIO_WIRE_TYPE(raftkv::forward_request)
+RAFTKV_ASIO_WIRE_TYPE(raftkv::forward_response)
 RAFTKV_ASIO_WIRE_TYPE(raftkv::message)
 
 #undef RAFTKV_ASIO_WIRE_TYPE
@@ -400,6 +430,17 @@ inline std::size_t body_size(const read_index_request&) noexcept
     return 8;
 }
 inline std::size_t body_size(const read_index_response&) noexcept
+{
+    return 8 + 8 + 1;
+}
+inline std::size_t body_size(const forward_request& m) noexcept
+{
+    std::size_t n = 8 * 3 + 8;
+    for (const std::string& c : m.commands)
+        n += 8 + c.size();
+    return n;
+}
+inline std::size_t body_size(const forward_response&) noexcept
 {
     return 8 + 8 + 1;
 }

@@ -159,6 +159,17 @@ std::error_code cluster<StateMachine, LogStore>::read_index(node_id id, std::uin
 }
 
 template <state_machine StateMachine, log_store LogStore>
+std::error_code cluster<StateMachine, LogStore>::forward(node_id id, std::uint64_t forward_id, std::string command)
+{
+    slot& s = slot_of(id);
+    if (!s.node)
+        return errc::not_leader;
+    const std::error_code ec = s.node->forward(forward_id, std::span<std::string>(&command, 1));
+    flush();
+    return ec;
+}
+
+template <state_machine StateMachine, log_store LogStore>
 std::vector<node_id> cluster<StateMachine, LogStore>::ids() const
 {
     std::vector<node_id> out;
@@ -230,6 +241,10 @@ void cluster<StateMachine, LogStore>::start(slot& s)
     s.node->on_drop([this, id = s.id](index_t i, term_t t, std::error_code ec) {
         for (auto& h : drop_hooks_)
             h(id, i, t, ec);
+    });
+    s.node->on_forward([this, id = s.id](std::uint64_t f, std::error_code ec, index_t i, term_t t) {
+        for (auto& h : forward_hooks_)
+            h(id, f, ec, i, t);
     });
     s.node->on_restore([this, id = s.id](const snapshot_meta& meta) {
         ++stats_.snapshots_installed;

@@ -18,6 +18,9 @@ kv_workload<StateMachine>::kv_workload(cluster<StateMachine>& c, workload_config
     cluster_.on_read([this](node_id n, std::uint64_t id, std::error_code ec) { handle_read(n, id, ec); });
     cluster_.on_drop(
         [this](node_id n, index_t i, term_t t, std::error_code ec) { handle_drop(n, i, t, ec); });
+    cluster_.on_forward([this](node_id n, std::uint64_t id, std::error_code ec, index_t i, term_t t) {
+        handle_forward(n, id, ec, i, t);
+    });
     cluster_.on_crash([this](node_id n) { handle_crash(n); });
 }
 
@@ -84,6 +87,22 @@ void kv_workload<StateMachine>::attempt(std::size_t ci)
 template <class StateMachine>
 void kv_workload<StateMachine>::attempt_write(client& c, std::size_t ci)
 {
+    random_generator& rng = cluster_.rng();
+    if (config_.follower_writes > 0 && rng.chance(config_.follower_writes)) {
+        const node_id at = rng.uniform(1, cluster_.size());
+        if (cluster_.is_up(at) && cluster_.node(at).role() != role::leader &&
+            cluster_.node(at).leader() != no_node) {
+            const std::uint64_t id = next_forward_id_++;
+            c.waiting = waiting_for::write;
+            c.at = at;
+            c.index = 0; // not known until the leader answers
+            c.term = 0;
+            forwards_[id] = ci;
+            if (cluster_.forward(at, id, c.command) && forwards_.erase(id) == 1)
+                retry(c, ci, cluster_.node(at).leader());
+            return;
+        }
+    }
     // The node reports the outcome after propose() returns, never during it.
     const propose_result r = cluster_.propose(c.target, c.command);
     if (r.ec)
@@ -147,6 +166,44 @@ void kv_workload<StateMachine>::handle_apply(node_id node, index_t index, term_t
 {
     if (const auto ci = take_write(node, index, term))
         complete(clients_[*ci], *ci, result.found, {});
+    // A forwarded write whose index this node applied with another term was overwritten
+    // by another leader: it never took effect. (A node's own proposals are also reported
+    // dropped by the node; whichever comes first takes the write.)
+    for (auto it = writes_.lower_bound({node, index, 0});
+         it != writes_.end() && std::get<0>(it->first) == node && std::get<1>(it->first) == index;) {
+        const std::size_t ci = it->second;
+        it = writes_.erase(it);
+        ++stats_.forward_dropped;
+        retry(clients_[ci], ci, no_node);
+    }
+}
+
+// The leader appended a forwarded write at (index, term), or refused it.
+template <class StateMachine>
+void kv_workload<StateMachine>::handle_forward(node_id node, std::uint64_t forward_id, std::error_code ec,
+                                               index_t index, term_t term)
+{
+    const auto it = forwards_.find(forward_id);
+    if (it == forwards_.end())
+        return;
+    const std::size_t ci = it->second;
+    forwards_.erase(it);
+    client& c = clients_[ci];
+    if (ec)
+        return retry(c, ci, no_node); // it never entered a log
+    if (cluster_.node(node).applied_index() >= index)
+        return indeterminate(c, ci); // applied before the answer came: its outcome is lost
+    c.index = index;
+    c.term = term;
+    writes_[{node, index, term}] = ci;
+    ++stats_.forwarded;
+}
+
+// Drops the forward a client waits on: its answer, if it ever comes, is ignored.
+template <class StateMachine>
+void kv_workload<StateMachine>::forget_forward(std::size_t ci)
+{
+    std::erase_if(forwards_, [ci](const auto& f) { return f.second == ci; });
 }
 
 template <class StateMachine>
@@ -195,6 +252,7 @@ void kv_workload<StateMachine>::handle_crash(node_id node)
             continue;
         if (c.waiting == waiting_for::write) {
             writes_.erase({c.at, c.index, c.term});
+            forget_forward(ci);
             indeterminate(c, ci);
         } else {
             std::erase_if(reads_, [ci](const auto& r) { return r.second == ci; });
@@ -211,6 +269,7 @@ void kv_workload<StateMachine>::handle_timeout(std::size_t ci, std::uint64_t op_
         return;
     if (c.waiting == waiting_for::write) {
         writes_.erase({c.at, c.index, c.term});
+        forget_forward(ci); // the leader may have appended it: unknown
         return indeterminate(c, ci);
     }
     std::erase_if(reads_, [ci](const auto& r) { return r.second == ci; });

@@ -1,0 +1,146 @@
+#include <raftkv/sim/cluster.hpp>
+
+#define BOOST_TEST_MODULE sim_forward
+#include <boost/test/unit_test.hpp>
+
+#include "sim/support.hpp"
+
+#include <raftkv/kv_command.hpp>
+#include <raftkv/sim/kv_workload.hpp>
+#include <raftkv/sim/linearizability.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <tuple>
+#include <vector>
+
+// Proposals made at followers (basic_node::forward): the leader proposes them once, says
+// where, and the follower's caller learns the outcome from its own applies.
+
+using namespace raftkv;
+using namespace raftkv::sim;
+using namespace raftkv::sim::testing;
+
+namespace {
+
+struct forward_answer {
+    std::error_code ec;
+    index_t index = 0;
+    term_t term = 0;
+};
+
+// Records every answer, by (node, forward id).
+struct forward_log {
+    std::map<std::pair<node_id, std::uint64_t>, forward_answer> answers;
+    explicit forward_log(kv_cluster& c)
+    {
+        c.on_forward([this](node_id n, std::uint64_t id, std::error_code ec, index_t i, term_t t) {
+            answers[{n, id}] = forward_answer{ec, i, t};
+        });
+    }
+};
+
+node_id a_follower(kv_cluster& c, node_id leader)
+{
+    for (node_id id : c.ids())
+        if (id != leader && c.is_up(id))
+            return id;
+    return no_node;
+}
+
+std::size_t count_command(kv_cluster& c, node_id at, const std::string& command)
+{
+    std::size_t n = 0;
+    const auto& s = c.store(at);
+    for (index_t i = s.first_index(); i <= s.last_index(); ++i)
+        n += s.entries(i, i + 1, SIZE_MAX).front().data == command ? 1 : 0;
+    return n;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_follower_forwards_a_write_and_applies_it_where_the_leader_said)
+{
+    kv_cluster c{{.nodes = 3, .seed = 7}};
+    BOOST_TEST_REQUIRE(c.run_until([&] { return c.leader().has_value(); }, 5s));
+    const node_id l = *c.leader();
+    c.run_for(100ms); // followers hear of the leader
+    const node_id f = a_follower(c, l);
+    forward_log log{c};
+    std::map<std::pair<index_t, term_t>, bool> applied_at_f;
+    c.on_apply([&](node_id n, index_t i, term_t t, kv_result&) {
+        if (n == f)
+            applied_at_f[{i, t}] = true;
+    });
+    BOOST_TEST_REQUIRE(!c.forward(f, 1, encode_put("k", "v1")));
+    BOOST_TEST_REQUIRE(c.run_until([&] { return log.answers.count({f, 1}) == 1; }, 1s));
+    const forward_answer a = log.answers.at({f, 1});
+    BOOST_TEST(!a.ec);
+    BOOST_TEST(a.term == c.node(l).term());
+    BOOST_TEST(c.store(l).term_at(a.index) == a.term);
+    BOOST_TEST_REQUIRE(c.run_until([&] { return applied_at_f.count({a.index, a.term}) == 1; }, 1s));
+    BOOST_TEST(c.machine(f).get("k").value_or("-") == "v1");
+}
+
+BOOST_AUTO_TEST_CASE(a_leader_does_not_forward_to_itself_and_nothing_is_forwarded_empty)
+{
+    kv_cluster c{{.nodes = 3, .seed = 11}};
+    BOOST_TEST_REQUIRE(c.run_until([&] { return c.leader().has_value(); }, 5s));
+    const node_id l = *c.leader();
+    BOOST_TEST((c.node(l).forward(1, std::span<std::string>()) == errc::invalid_argument));
+    std::string cmd = encode_put("k", "v");
+    BOOST_TEST((c.node(l).forward(1, std::span<std::string>(&cmd, 1)) == errc::invalid_argument));
+}
+
+BOOST_AUTO_TEST_CASE(a_duplicated_forward_is_proposed_once)
+{
+    kv_cluster c{{.nodes = 3, .seed = 23, .link = {.min_delay = 1ms, .max_delay = 5ms, .duplicate = 1.0}}};
+    BOOST_TEST_REQUIRE(c.run_until([&] { return c.leader().has_value(); }, 5s));
+    const node_id l = *c.leader();
+    c.run_for(100ms);
+    const node_id f = a_follower(c, l);
+    forward_log log{c};
+    const std::string cmd = encode_put("k", "once");
+    BOOST_TEST_REQUIRE(!c.forward(f, 1, cmd));
+    BOOST_TEST_REQUIRE(c.run_until([&] { return log.answers.count({f, 1}) == 1; }, 1s));
+    c.run_for(500ms); // every duplicate delivered
+    BOOST_TEST(count_command(c, l, cmd) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(forwarded_writes_stay_linearizable_when_messages_are_lost_duplicated_and_reordered)
+{
+    kv_cluster c{{.nodes = 5,
+                  .seed = 51,
+                  .link = {.min_delay = 1ms,
+                           .max_delay = 20ms,
+                           .loss = 0.1,
+                           .duplicate = 0.2,
+                           .slow = 0.1,
+                           .max_slow_delay = 300ms}}};
+    // A forward or its answer that is lost leaves the write to its timeout: keep it short.
+    kv_workload<> w{c, {.clients = 5,
+                        .keys = 2,
+                        .get_share = 0.3,
+                        .put_share = 0.6,
+                        .follower_writes = 1.0,
+                        .op_timeout = 300ms}};
+    w.start();
+    for (int round = 0; round < 10; ++round) {
+        c.run_for(500ms);
+        if (const auto l = c.leader())
+            c.isolate(*l);
+        c.run_for(200ms);
+        c.heal();
+    }
+    w.stop();
+    c.net().set_default_link({});
+    BOOST_TEST_REQUIRE(c.run_until([&] { return w.idle(); }, 10s));
+    BOOST_TEST_MESSAGE(w.stats().forwarded << " forwarded writes, " << w.stats().forward_dropped
+                                           << " overwritten, " << w.stats().completed << " completed");
+    BOOST_TEST(w.stats().forwarded > 40u);
+    const check_result r = check_kv_history(w.history(), std::chrono::seconds(10));
+    BOOST_TEST((r.outcome == check_outcome::ok), r.explanation);
+}
