@@ -1,6 +1,8 @@
 #ifndef RAFTKV_WAL_IMPL_LOG_STORE_HPP
 #define RAFTKV_WAL_IMPL_LOG_STORE_HPP
 
+#include <raftkv/wal/log_store.hpp>
+
 #include <algorithm>
 #include <cassert>
 #include <charconv>
@@ -437,13 +439,8 @@ inline void log_store::run()
             notify();
             return;
         }
-        {
-            std::lock_guard lock(mutex_);
-            synced_seq_.store(seq, std::memory_order_release);
-        }
-        synced_cv_.notify_all();
         // Deleting obsolete segments may fail (permissions); they stay, harmless, and go
-        // with the next compaction.
+        // with the next compaction. Done before the sync is reported, so sync() covers it.
         try {
             if (new_segment)
                 drop_segments_while([](const segment&) { return true; });
@@ -451,6 +448,11 @@ inline void log_store::run()
                 drop_segments_while([compacted](const segment& s) { return s.max_index <= compacted; });
         } catch (const std::exception&) {
         }
+        {
+            std::lock_guard lock(mutex_);
+            synced_seq_.store(seq, std::memory_order_release);
+        }
+        synced_cv_.notify_all();
         notify();
     }
 }
