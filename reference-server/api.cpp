@@ -529,7 +529,8 @@ asio::awaitable<http_response> api_handler::forward(const http_request& req)
         if (leader == no_node || leader == service_.id())
             co_return error_response(http::status::service_unavailable, "no leader");
         if (std::optional<std::string> address = addresses_.find(leader)) {
-            http_response res = co_await pool_.forward(req, *address, service_.id(), options_.forward_timeout);
+            http_response res =
+                co_await pool_.forward(req, *address, service_.id(), options_.forward_timeout);
             if (res.result() == http::status::service_unavailable)
                 addresses_.forget(leader, *address);
             co_return res;
@@ -688,7 +689,8 @@ http_response failure_response(std::error_code ec, request_kind kind)
 }
 
 api::api(kv_service& service, api_options options)
-    : service_(&service), options_(options), leader_addresses_(std::make_unique<leader_address_cache>(service))
+    : service_(&service), options_(options),
+      leader_addresses_(std::make_unique<leader_address_cache>(service))
 {
 }
 

@@ -40,9 +40,8 @@ std::filesystem::path log_directory(const std::filesystem::path& data_dir)
 {
     if (std::filesystem::exists(data_dir / "log"))
         throw std::runtime_error(data_dir.string() + " holds a log in an earlier format (" +
-                                 (data_dir / "log").string() +
-                                 "); this release keeps its log in " + (data_dir / "wal").string() +
-                                 ": start with an empty data directory");
+                                 (data_dir / "log").string() + "); this release keeps its log in " +
+                                 (data_dir / "wal").string() + ": start with an empty data directory");
     return data_dir / "wal";
 }
 

@@ -27,8 +27,9 @@ void kv_apply_batch(benchmark::State& state)
         for (auto _ : state) {
             state.PauseTiming();
             for (auto& e : batch)
-                e = raftkv::log_entry{1, next++, raftkv::entry_type::normal,
-                                      raftkv::encode_put("k" + std::to_string(random() % 100'000), std::string(128, 'v'))};
+                e = raftkv::log_entry{
+                    1, next++, raftkv::entry_type::normal,
+                    raftkv::encode_put("k" + std::to_string(random() % 100'000), std::string(128, 'v'))};
             state.ResumeTiming();
             machine.apply(batch, results);
         }

@@ -17,8 +17,8 @@ std::vector<raftkv::message> append_batch(std::size_t entries, std::size_t value
     a.prev_term = 3;
     a.commit = 999;
     for (std::size_t k = 0; k < entries; ++k)
-        a.entries.push_back(raftkv::log_entry{3, 1001 + k, raftkv::entry_type::normal,
-                                              std::string(value_bytes + 20, 'v')});
+        a.entries.push_back(
+            raftkv::log_entry{3, 1001 + k, raftkv::entry_type::normal, std::string(value_bytes + 20, 'v')});
     raftkv::message m;
     m.from = 1;
     m.to = 2;
@@ -43,7 +43,8 @@ BENCHMARK(encode_append)->Arg(1)->Arg(64)->Arg(256);
 
 void decode_append(benchmark::State& state)
 {
-    const std::string frame = raftkv::asio::encode_frame(append_batch(static_cast<std::size_t>(state.range(0)), 128));
+    const std::string frame =
+        raftkv::asio::encode_frame(append_batch(static_cast<std::size_t>(state.range(0)), 128));
     const std::string_view payload = std::string_view(frame).substr(raftkv::asio::frame_header_size);
     for (auto _ : state) {
         auto decoded = raftkv::asio::decode_payload(payload);

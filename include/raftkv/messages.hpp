@@ -151,10 +151,10 @@ struct forward_response {
 
 /// Every message body, in a fixed order that the wire format relies on: append new
 /// alternatives at the end only.
-using message_body = std::variant<vote_request, vote_response, append_request, append_response, heartbeat,
-                                  heartbeat_response, timeout_now, install_snapshot_request,
-                                  install_snapshot_response, read_index_request, read_index_response,
-                                  forward_request, forward_response>;
+using message_body =
+    std::variant<vote_request, vote_response, append_request, append_response, heartbeat, heartbeat_response,
+                 timeout_now, install_snapshot_request, install_snapshot_response, read_index_request,
+                 read_index_response, forward_request, forward_response>;
 
 /// A message between two nodes, stamped with the sender's current term.
 struct message {

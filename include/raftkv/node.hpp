@@ -105,7 +105,8 @@ public:
     /// appended at `index`, `index + 1`, ... in `term` (empty `ec`), or were not (`ec` is
     /// what the leader's propose() returned: errc::not_leader, errc::overloaded,
     /// errc::transfer_in_progress).
-    using forward_handler = std::function<void(std::uint64_t id, std::error_code ec, index_t index, term_t term)>;
+    using forward_handler =
+        std::function<void(std::uint64_t id, std::error_code ec, index_t index, term_t term)>;
 
     /// Called when a read started by read_index() may proceed (empty error code: the
     /// state machine now reflects every write acknowledged before the read began), or

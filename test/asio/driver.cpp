@@ -184,9 +184,9 @@ BOOST_AUTO_TEST_CASE(follower_forwards_proposals_to_the_leader_and_completes_the
     const raftkv::node_id follower = *leader == 1 ? 2 : 1;
     std::vector<std::pair<boost::system::error_code, std::size_t>> got;
     for (int k = 0; k < 20; ++k)
-        c.at(follower).async_propose("f" + std::to_string(k), [&](boost::system::error_code ec, std::size_t r) {
-            got.emplace_back(ec, r);
-        });
+        c.at(follower).async_propose(
+            "f" + std::to_string(k),
+            [&](boost::system::error_code ec, std::size_t r) { got.emplace_back(ec, r); });
     for (int i = 0; i < 500 && got.size() < 20; ++i)
         c.io.run_for(2ms);
     BOOST_REQUIRE_EQUAL(got.size(), 20u);

@@ -127,7 +127,8 @@ BOOST_AUTO_TEST_CASE(pipelined_requests_through_a_follower_are_forwarded_and_ans
         auto r = send_raw(c.http_port(via), scenario.bytes(), 20s);
         for (const auto& problem : scenario.check(parse_responses(r.received)))
             BOOST_ERROR("via node " << via << ": " << problem);
-        BOOST_TEST(r.closed, "via node " << via << ": the connection stayed open after the malformed request");
+        BOOST_TEST(r.closed,
+                   "via node " << via << ": the connection stayed open after the malformed request");
         BOOST_TEST(value_via(leader, prefix + "c").value_or("<none>") == "8");
     }
 }

@@ -24,11 +24,10 @@ struct pipelined_kv {
     explicit pipelined_kv(const std::string& prefix)
     {
         const std::string a = prefix + "a", b = prefix + "b", c = prefix + "c";
-        steps = {{"GET", a, ""},    {"PUT", a, "1"},    {"GET", a, ""},    {"PUT", b, "2"},
-                 {"PUT", a, "3"},   {"GET", b, ""},     {"GET", a, ""},    {"DELETE", a, ""},
-                 {"GET", a, ""},    {"PUT", c, "4"},    {"DELETE", a, ""}, {"PUT", a, "5"},
-                 {"GET", c, ""},    {"GET", a, ""},     {"PUT", b, "6"},   {"PUT", b, "7"},
-                 {"GET", b, ""},    {"DELETE", c, ""},  {"GET", c, ""},    {"PUT", c, "8"}};
+        steps = {{"GET", a, ""},    {"PUT", a, "1"}, {"GET", a, ""},    {"PUT", b, "2"}, {"PUT", a, "3"},
+                 {"GET", b, ""},    {"GET", a, ""},  {"DELETE", a, ""}, {"GET", a, ""},  {"PUT", c, "4"},
+                 {"DELETE", a, ""}, {"PUT", a, "5"}, {"GET", c, ""},    {"GET", a, ""},  {"PUT", b, "6"},
+                 {"PUT", b, "7"},   {"GET", b, ""},  {"DELETE", c, ""}, {"GET", c, ""},  {"PUT", c, "8"}};
     }
 
     /// Every step's request, then one that cannot be parsed.

@@ -410,15 +410,16 @@ BOOST_AUTO_TEST_CASE(sixteen_pipelined_puts_take_about_one_commit_round_not_sixt
         const auto key = [&](int i) { return "round-" + std::to_string(attempt) + "-" + std::to_string(i); };
         auto start = steady_clock::now();
         for (int i = 0; i < puts; ++i)
-            BOOST_TEST_REQUIRE(client.request("PUT", kv_target(key(i) + "-seq"), value_body("v")).status == 200);
+            BOOST_TEST_REQUIRE(client.request("PUT", kv_target(key(i) + "-seq"), value_body("v")).status ==
+                               200);
         const duration<double, std::milli> one_at_a_time = steady_clock::now() - start;
 
         std::string pipeline;
         for (int i = 0; i < puts; ++i) {
             const std::string body = value_body("v");
-            pipeline += "PUT " + kv_target(key(i) + "-pipe") + " HTTP/1.1\r\nHost: x\r\nContent-Length: " +
-                        std::to_string(body.size()) + (i + 1 == puts ? "\r\nConnection: close" : "") +
-                        "\r\n\r\n" + body;
+            pipeline += "PUT " + kv_target(key(i) + "-pipe") +
+                        " HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(body.size()) +
+                        (i + 1 == puts ? "\r\nConnection: close" : "") + "\r\n\r\n" + body;
         }
         start = steady_clock::now();
         const raw_result r = send_raw(port, pipeline, 10s);
@@ -427,12 +428,12 @@ BOOST_AUTO_TEST_CASE(sixteen_pipelined_puts_take_about_one_commit_round_not_sixt
         BOOST_TEST_REQUIRE(responses.size() == std::size_t{puts}, r.received.substr(0, 300));
         for (const auto& res : responses)
             BOOST_TEST_REQUIRE(res.status == 200, describe(res));
-        BOOST_TEST_MESSAGE("16 PUTs one at a time: " << one_at_a_time.count() << " ms; pipelined: "
-                                                      << pipelined.count() << " ms");
+        BOOST_TEST_MESSAGE("16 PUTs one at a time: " << one_at_a_time.count()
+                                                     << " ms; pipelined: " << pipelined.count() << " ms");
         best_ratio = std::min(best_ratio, pipelined / one_at_a_time);
     }
-    BOOST_TEST(best_ratio < 0.5, "pipelined PUTs took " << best_ratio
-                                                         << " of the time of PUTs one at a time: not concurrent");
+    BOOST_TEST(best_ratio < 0.5,
+               "pipelined PUTs took " << best_ratio << " of the time of PUTs one at a time: not concurrent");
 }
 
 BOOST_AUTO_TEST_CASE(idle_and_half_sent_connections_do_not_block_other_clients)

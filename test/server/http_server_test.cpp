@@ -265,7 +265,7 @@ BOOST_AUTO_TEST_CASE(pipelined_requests_are_read_ahead_of_a_slow_one_and_answere
     for (int i = 1; i < 8; ++i)
         pipeline += get("/fast/" + std::to_string(i));
     c.send(pipeline);
-    const std::vector<std::string> expected = {"200 saw 8", "200 /fast/1", "200 /fast/2", "200 /fast/3",
+    const std::vector<std::string> expected = {"200 saw 8",   "200 /fast/1", "200 /fast/2", "200 /fast/3",
                                                "200 /fast/4", "200 /fast/5", "200 /fast/6", "200 /fast/7"};
     BOOST_TEST(c.read_bodies(8) == expected, boost::test_tools::per_element());
 }
@@ -315,10 +315,13 @@ BOOST_AUTO_TEST_CASE(a_depth_of_one_serves_one_request_at_a_time)
 BOOST_AUTO_TEST_CASE(a_pipeline_depth_of_zero_is_refused)
 {
     asio::io_context io;
-    BOOST_CHECK_THROW(http_server(io.get_executor(), tcp::endpoint(asio::ip::address_v4::loopback(), 0),
-                                  [](asio::any_io_executor) { return std::unique_ptr<test_handler>(); },
-                                  [](http::status s, std::string_view) { return http_response{s, 11}; },
-                                  with_depth(0)),
+    BOOST_CHECK_THROW(http_server(
+                          io.get_executor(), tcp::endpoint(asio::ip::address_v4::loopback(), 0),
+                          [](asio::any_io_executor) { return std::unique_ptr<test_handler>(); },
+                          [](http::status s, std::string_view) {
+                              return http_response{s, 11};
+                          },
+                          with_depth(0)),
                       std::invalid_argument);
 }
 

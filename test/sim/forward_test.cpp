@@ -121,12 +121,13 @@ BOOST_AUTO_TEST_CASE(forwarded_writes_stay_linearizable_when_messages_are_lost_d
                            .slow = 0.1,
                            .max_slow_delay = 300ms}}};
     // A forward or its answer that is lost leaves the write to its timeout: keep it short.
-    kv_workload<> w{c, {.clients = 5,
-                        .keys = 2,
-                        .get_share = 0.3,
-                        .put_share = 0.6,
-                        .follower_writes = 1.0,
-                        .op_timeout = 300ms}};
+    kv_workload<> w{c,
+                    {.clients = 5,
+                     .keys = 2,
+                     .get_share = 0.3,
+                     .put_share = 0.6,
+                     .follower_writes = 1.0,
+                     .op_timeout = 300ms}};
     w.start();
     for (int round = 0; round < 10; ++round) {
         c.run_for(500ms);

@@ -230,7 +230,13 @@ BOOST_AUTO_TEST_CASE(follower_reads_stay_linearizable_when_messages_are_lost_dup
                            .duplicate = 0.2,
                            .slow = 0.1,
                            .max_slow_delay = 300ms}}};
-    kv_workload<> w{c, {.clients = 5, .keys = 2, .get_share = 0.6, .put_share = 0.35, .follower_reads = 1.0, .follower_writes = 0}};
+    kv_workload<> w{c,
+                    {.clients = 5,
+                     .keys = 2,
+                     .get_share = 0.6,
+                     .put_share = 0.35,
+                     .follower_reads = 1.0,
+                     .follower_writes = 0}};
     w.start();
     for (int round = 0; round < 8; ++round) {
         c.run_for(400ms);

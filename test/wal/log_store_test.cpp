@@ -40,8 +40,8 @@ std::vector<log_entry> run(index_t from, std::vector<term_t> terms, std::size_t 
     std::vector<log_entry> es;
     for (term_t t : terms) {
         const index_t i = from + es.size();
-        es.push_back(log_entry{t, i, entry_type::normal, std::to_string(i) + "/" + std::to_string(t) +
-                                                             std::string(pad, 'x')});
+        es.push_back(log_entry{t, i, entry_type::normal,
+                               std::to_string(i) + "/" + std::to_string(t) + std::string(pad, 'x')});
     }
     return es;
 }
@@ -154,7 +154,7 @@ BOOST_AUTO_TEST_CASE(everything_synced_survives_reopening_with_truncations_and_r
         log_store s(dir / "log", {.segment_bytes = 4096});
         s.save_hard_state({7, 3});
         s.append(run(1, std::vector<term_t>(100, 1), 40));
-        s.sync(); // its own group, so the next one starts a segment
+        s.sync();                                          // its own group, so the next one starts a segment
         s.append(run(90, std::vector<term_t>(50, 2), 40)); // replaces 90..100
         s.sync();
         expected = all_entries(s);

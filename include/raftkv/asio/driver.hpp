@@ -327,7 +327,8 @@ private:
             else if (index + k <= node_.applied_index()) // the answer came after the apply
                 complete(std::move(w.handlers[k]), to_boost(errc::leadership_lost), result_type{});
             else
-                waiters_.emplace(std::pair{index + k, term}, proposal_waiter{w.deadline, std::move(w.handlers[k])});
+                waiters_.emplace(std::pair{index + k, term},
+                                 proposal_waiter{w.deadline, std::move(w.handlers[k])});
         }
     }
 
@@ -352,7 +353,8 @@ private:
     void on_restored(const snapshot_meta& meta)
     {
         while (!waiters_.empty() && waiters_.begin()->first.first <= meta.index) {
-            complete(std::move(waiters_.begin()->second.handler), to_boost(errc::leadership_lost), result_type{});
+            complete(std::move(waiters_.begin()->second.handler), to_boost(errc::leadership_lost),
+                     result_type{});
             waiters_.erase(waiters_.begin());
         }
     }

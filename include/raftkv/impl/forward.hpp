@@ -34,7 +34,8 @@ std::error_code basic_node<Transport, LogStore, StateMachine>::forward(std::uint
 // or overtaken by a later one from the same sender, is ignored: it may have been proposed,
 // so no answer may say it was not. The sender then learns nothing and times out.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
-void basic_node<Transport, LogStore, StateMachine>::handle_forward_request(const message& m, forward_request& r)
+void basic_node<Transport, LogStore, StateMachine>::handle_forward_request(const message& m,
+                                                                           forward_request& r)
 {
     if (forward_seen_term_ != term_) {
         forward_seen_.clear();
@@ -51,7 +52,8 @@ void basic_node<Transport, LogStore, StateMachine>::handle_forward_request(const
         ec = p.ec;
         index = p.index;
     }
-    send(m.from, forward_response{.id = r.id, .index = index, .error = static_cast<std::uint8_t>(ec.value())});
+    send(m.from,
+         forward_response{.id = r.id, .index = index, .error = static_cast<std::uint8_t>(ec.value())});
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>

@@ -16,19 +16,19 @@
 
 #include <algorithm>
 #include <atomic>
-#include <condition_variable>
-#include <mutex>
-#include <thread>
 #include <cassert>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <unordered_map>
 
 namespace raftkv::leveldb {
@@ -365,7 +365,8 @@ inline void kv_state_machine::run_checkpoints()
         index_t index;
         {
             std::unique_lock lock(checkpoint_mutex_);
-            checkpoint_cv_.wait(lock, [&] { return checkpoint_stop_ || checkpoint_wanted_ > durable_.load(); });
+            checkpoint_cv_.wait(lock,
+                                [&] { return checkpoint_stop_ || checkpoint_wanted_ > durable_.load(); });
             if (checkpoint_stop_)
                 return;
             index = checkpoint_wanted_;

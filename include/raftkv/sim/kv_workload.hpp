@@ -147,7 +147,8 @@ private:
     void handle_apply(node_id node, index_t index, term_t term, const kv_result& result);
     void handle_read(node_id node, std::uint64_t read_id, std::error_code ec);
     void handle_drop(node_id node, index_t index, term_t term, std::error_code ec);
-    void handle_forward(node_id node, std::uint64_t forward_id, std::error_code ec, index_t index, term_t term);
+    void handle_forward(node_id node, std::uint64_t forward_id, std::error_code ec, index_t index,
+                        term_t term);
     void forget_forward(std::size_t ci);
     std::optional<std::size_t> take_write(node_id node, index_t index, term_t term);
     void indeterminate(client& c, std::size_t ci);

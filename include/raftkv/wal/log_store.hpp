@@ -173,10 +173,10 @@ private:
     mutable std::mutex mutex_;
     std::condition_variable wake_writer_;
     std::condition_variable synced_cv_;
-    std::string pending_;            ///< a group in the making: header space, then records
-    std::uint64_t pending_seq_ = 0;  ///< the last operation in pending_
-    index_t pending_max_index_ = 0;  ///< last_index() after the operations in pending_
-    index_t pending_compact_ = 0;    ///< the highest compaction in pending_, or 0
+    std::string pending_;           ///< a group in the making: header space, then records
+    std::uint64_t pending_seq_ = 0; ///< the last operation in pending_
+    index_t pending_max_index_ = 0; ///< last_index() after the operations in pending_
+    index_t pending_compact_ = 0;   ///< the highest compaction in pending_, or 0
     bool pending_new_segment_ = false;
     bool stopping_ = false;
     std::string failure_;

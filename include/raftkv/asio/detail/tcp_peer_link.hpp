@@ -55,8 +55,9 @@ public:
     {
         if (stopped_)
             return;
-        boost::asio::post(socket_.get_executor(),
-                          [self = shared_from_this(), m = std::move(m)]() mutable { self->enqueue(std::move(m)); });
+        boost::asio::post(socket_.get_executor(), [self = shared_from_this(), m = std::move(m)]() mutable {
+            self->enqueue(std::move(m));
+        });
     }
 
     /// Closes the connection, cancels the reconnection timer and drops the queue, on the

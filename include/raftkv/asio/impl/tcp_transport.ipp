@@ -79,10 +79,10 @@ tcp_transport::tcp_transport(boost::asio::ip::tcp::acceptor acceptor, node_id se
     const boost::asio::any_io_executor io = detail::io_executor_of(executor_);
     for (const auto& [id, endpoint] : peers)
         if (id != self_)
-            links_.emplace(id, std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), id, endpoint,
-                                                                        options_));
-    listener_ = std::make_shared<detail::tcp_listener>(std::move(acceptor), io, self_, options_.max_frame_bytes,
-                                                       std::move(on_receive));
+            links_.emplace(id, std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), id,
+                                                                       endpoint, options_));
+    listener_ = std::make_shared<detail::tcp_listener>(std::move(acceptor), io, self_,
+                                                       options_.max_frame_bytes, std::move(on_receive));
     listener_->start();
 }
 

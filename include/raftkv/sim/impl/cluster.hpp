@@ -159,7 +159,8 @@ std::error_code cluster<StateMachine, LogStore>::read_index(node_id id, std::uin
 }
 
 template <state_machine StateMachine, log_store LogStore>
-std::error_code cluster<StateMachine, LogStore>::forward(node_id id, std::uint64_t forward_id, std::string command)
+std::error_code cluster<StateMachine, LogStore>::forward(node_id id, std::uint64_t forward_id,
+                                                         std::string command)
 {
     slot& s = slot_of(id);
     if (!s.node)

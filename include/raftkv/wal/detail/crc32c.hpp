@@ -58,7 +58,7 @@ inline std::uint32_t crc32c_portable(std::uint32_t crc, const unsigned char* p, 
 
 #ifdef RAFTKV_WAL_CRC32C_X86
 __attribute__((target("sse4.2"))) inline std::uint32_t crc32c_sse42(std::uint32_t crc, const unsigned char* p,
-                                                                   std::size_t n) noexcept
+                                                                    std::size_t n) noexcept
 {
     std::uint64_t c = crc;
     while (n >= 8) {

@@ -105,7 +105,8 @@ inline std::string segment_header()
 /// Whether `h` (at least segment_header_size bytes) is a segment header this code reads.
 inline bool valid_segment_header(const char* h) noexcept
 {
-    return get_u64(h) == segment_magic && get_u32(h + 8) == format_version && get_u32(h + 12) == crc32c(h, 12);
+    return get_u64(h) == segment_magic && get_u32(h + 8) == format_version &&
+           get_u32(h + 12) == crc32c(h, 12);
 }
 
 /// Fills the group header at the start of `group` (group_header_size bytes reserved, the

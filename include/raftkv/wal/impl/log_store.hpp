@@ -341,8 +341,8 @@ inline void log_store::recover_segment(segment& s, bool last, std::uint64_t& end
         if (state == detail::group_state::damaged) {
             // Groups are synced in order, so a valid group after a damaged one proves the
             // damaged one was synced once: that is corruption, not a torn write.
-            for (std::size_t at = offset + detail::group_alignment; at + detail::group_header_size <= file.size();
-                 at += detail::group_alignment) {
+            for (std::size_t at = offset + detail::group_alignment;
+                 at + detail::group_header_size <= file.size(); at += detail::group_alignment) {
                 std::string_view p;
                 std::size_t n = 0;
                 if (detail::read_group(file, s.seq, at, p, n) == detail::group_state::valid)
