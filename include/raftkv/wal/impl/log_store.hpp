@@ -213,8 +213,11 @@ inline std::uint64_t log_store::queue(std::unique_lock<std::mutex>&)
     return pending_seq_;
 }
 
+// On every append: a flag read without the mutex, which only a failure makes it take.
 inline void log_store::check_failed() const
 {
+    if (!failed_.load(std::memory_order_acquire))
+        return;
     std::lock_guard lock(mutex_);
     if (!failure_.empty())
         throw std::runtime_error(failure_);
@@ -434,6 +437,7 @@ inline void log_store::run()
             {
                 std::lock_guard lock(mutex_);
                 failure_ = e.what();
+                failed_.store(true, std::memory_order_release);
             }
             synced_cv_.notify_all();
             notify();
