@@ -5,6 +5,7 @@
 #include <raftkv/memory_log_store.hpp>
 #include <raftkv/sim/log_store_conformance.hpp>
 
+#include "support/log_entries.hpp"
 #include "temp_dir.hpp"
 
 #define BOOST_TEST_MODULE leveldb_log_store
@@ -39,6 +40,8 @@ using raftkv::term_t;
 using raftkv::leveldb::log_store;
 using raftkv::test::check_open_fails;
 using raftkv::test::open_raw;
+using raftkv::test::all_entries;
+using raftkv::test::run;
 using raftkv::test::temp_dir;
 
 static_assert(raftkv::log_store<log_store>);
@@ -46,24 +49,6 @@ static_assert(raftkv::log_store<log_store>);
 log_entry entry(index_t index, term_t term, std::string data = {}, entry_type type = entry_type::normal)
 {
     return log_entry{term, index, type, std::move(data)};
-}
-
-/// Entries from, from+1, ... with the given terms and data "<index>/<term>".
-std::vector<log_entry> run(index_t from, std::vector<term_t> terms)
-{
-    std::vector<log_entry> es;
-    for (term_t t : terms) {
-        const index_t i = from + es.size();
-        es.push_back(entry(i, t, std::to_string(i) + "/" + std::to_string(t)));
-    }
-    return es;
-}
-
-std::vector<log_entry> all_entries(const log_store& s)
-{
-    if (s.last_index() < s.first_index())
-        return {};
-    return s.entries(s.first_index(), s.last_index() + 1, SIZE_MAX);
 }
 
 /// The documented key of entry i: 'e' and the index as 8 bytes big-endian.

@@ -4,6 +4,7 @@
 #include <raftkv/sim/log_store_conformance.hpp>
 
 #include "../leveldb/temp_dir.hpp"
+#include "support/log_entries.hpp"
 
 #define BOOST_TEST_MODULE wal_log_store
 #include <boost/test/unit_test.hpp>
@@ -28,30 +29,13 @@ using raftkv::index_t;
 using raftkv::log_entry;
 using raftkv::snapshot_meta;
 using raftkv::term_t;
+using raftkv::test::all_entries;
+using raftkv::test::run;
 using raftkv::test::temp_dir;
 using raftkv::wal::log_store;
 using raftkv::wal::log_store_options;
 
 static_assert(raftkv::log_store<log_store>);
-
-/// Entries from, from+1, ... with the given terms and data "<index>/<term>".
-std::vector<log_entry> run(index_t from, std::vector<term_t> terms, std::size_t pad = 0)
-{
-    std::vector<log_entry> es;
-    for (term_t t : terms) {
-        const index_t i = from + es.size();
-        es.push_back(log_entry{t, i, entry_type::normal,
-                               std::to_string(i) + "/" + std::to_string(t) + std::string(pad, 'x')});
-    }
-    return es;
-}
-
-std::vector<log_entry> all_entries(const log_store& s)
-{
-    if (s.last_index() < s.first_index())
-        return {};
-    return s.entries(s.first_index(), s.last_index() + 1, SIZE_MAX);
-}
 
 std::vector<std::filesystem::path> segments(const std::filesystem::path& dir)
 {
