@@ -38,9 +38,9 @@ using raftkv::log_entry;
 using raftkv::snapshot_meta;
 using raftkv::term_t;
 using raftkv::leveldb::log_store;
+using raftkv::test::all_entries;
 using raftkv::test::check_open_fails;
 using raftkv::test::open_raw;
-using raftkv::test::all_entries;
 using raftkv::test::run;
 using raftkv::test::temp_dir;
 

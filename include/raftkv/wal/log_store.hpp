@@ -181,7 +181,7 @@ private:
     bool stopping_ = false;
     std::string failure_;
     std::atomic<bool> failed_{false}; ///< set with failure_, read without the mutex
-    std::mutex handler_mutex_; ///< held while handler_ runs
+    std::mutex handler_mutex_;        ///< held while handler_ runs
     std::function<void()> handler_;
     std::atomic<std::uint64_t> synced_seq_{0};
 
