@@ -55,14 +55,20 @@ concept transport = requires(T& t, message m) {
 ///   conflicting suffix), then `es` is appended. The new entries are readable at once;
 ///   they are durable once durable_index() reaches them. Discarding entries lowers
 ///   durable_index() to at most `es.front().index - 1`.
-/// - `s.compact(i)`: drops the entries up to and including `i`, which a durable snapshot
-///   covers; first_index() becomes i + 1 and term_at(i) stays readable. Durable, or at
+/// - `s.compact(i, members)`: drops the entries up to and including `i`, which a durable
+///   snapshot covers; first_index() becomes i + 1, term_at(i) stays readable and
+///   base_members() becomes `members` (the configuration in force at `i`). Durable, or at
 ///   least never undone by a crash without the entries after `i` surviving it. An `i`
 ///   before first_index() does nothing. REQUIRES: i <= durable_index().
 /// - `s.install_snapshot(meta)`: drops every entry and restarts the log after the
 ///   snapshot: first_index() == last_index() + 1 == meta.index + 1, term_at(meta.index)
-///   == meta.term, durable_index() == meta.index. Durable when it returns. Any index is
-///   allowed, before or past the current log.
+///   == meta.term, durable_index() == meta.index, base_members() == meta.members. Durable
+///   when it returns. Any index is allowed, before or past the current log (a node
+///   records the configuration a new cluster starts with as a snapshot at index 0).
+/// - `s.base_members()`: the configuration in force at first_index() - 1, as the last
+///   compact() or install_snapshot() gave it; empty for a new store (and for one written
+///   before stores kept it). The configuration in force at a later index is that of the
+///   last config entry at or before it, if any.
 template <class S>
 concept log_store = requires(S& s, const S& cs, index_t i, std::size_t n,
                              std::span<const log_entry> es, const hard_state& hs,
@@ -75,8 +81,9 @@ concept log_store = requires(S& s, const S& cs, index_t i, std::size_t n,
     { cs.term_at(i) } -> std::same_as<term_t>;
     { cs.entries(i, i, n) } -> std::same_as<std::vector<log_entry>>;
     { s.append(es) } -> std::same_as<void>;
-    { s.compact(i) } -> std::same_as<void>;
+    { s.compact(i, meta.members) } -> std::same_as<void>;
     { s.install_snapshot(meta) } -> std::same_as<void>;
+    { cs.base_members() } -> std::same_as<membership>;
 };
 
 /// A point-in-time view of a state machine's applied state, read in chunks.

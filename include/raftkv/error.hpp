@@ -31,6 +31,13 @@ enum class errc {
     /// was applied, a leader committing past anything the log could hold): the log was
     /// corrupted, truncated or lost. The node cannot go on safely.
     storage_inconsistent,
+    /// A configuration change is in progress (not yet committed, or a joint configuration
+    /// not yet left), or this leader has not committed an entry of its term yet; retry
+    /// once it is done.
+    change_in_progress,
+    /// The learner to promote has not caught up with the leader's log
+    /// (options::promote_max_lag); retry once it has.
+    learner_behind,
 };
 
 namespace detail {
@@ -49,6 +56,8 @@ public:
         case errc::invalid_argument: return "invalid argument";
         case errc::overloaded: return "too much uncommitted data";
         case errc::storage_inconsistent: return "storage inconsistent with the cluster";
+        case errc::change_in_progress: return "a configuration change is in progress";
+        case errc::learner_behind: return "the learner has not caught up with the leader";
         }
         return "unknown raftkv error";
     }

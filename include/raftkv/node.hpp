@@ -17,6 +17,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <system_error>
@@ -108,6 +109,12 @@ public:
     using forward_handler =
         std::function<void(std::uint64_t id, std::error_code ec, index_t index, term_t term)>;
 
+    /// Called when the configuration in force on this node changed: a config entry at
+    /// `index` was appended, or entries were discarded back to an older one, or a snapshot
+    /// installed (`index` is then the snapshot's). Also called once from the first call
+    /// into the node after construction, with the configuration it started with.
+    using config_handler = std::function<void(index_t index, const membership& members)>;
+
     /// Called when a read started by read_index() may proceed (empty error code: the
     /// state machine now reflects every write acknowledged before the read began), or
     /// can no longer (errc::leadership_lost): on the leader or the follower it started on.
@@ -152,6 +159,19 @@ public:
     /// caller's, echoed in the answer.
     std::error_code forward(std::uint64_t id, std::span<std::string> commands);
 
+    /// Proposes a change of the configuration, on the leader: `changes` are applied in
+    /// order to the configuration in force. A change of at most one voter takes effect in
+    /// one config entry; a change of more (a replacement, say) goes through a joint
+    /// configuration (Raft §6), which the leader leaves by itself once it commits. Returns
+    /// where the entry was appended (the apply handler reports it like any entry) or, at
+    /// once: errc::not_leader; errc::transfer_in_progress; errc::change_in_progress while
+    /// a change is not yet committed (or a joint configuration not yet left), or before
+    /// this leader committed an entry of its term; errc::learner_behind when a learner to
+    /// promote lags more than options::promote_max_lag entries; errc::invalid_argument
+    /// for an empty list, id 0, adding a voter or learner that already is one (a learner
+    /// may be promoted with add_voter), removing a non-member, or leaving no voter.
+    propose_result change_membership(std::span<const config_change> changes);
+
     /// Starts a linearizable read (ReadIndex, thesis §6.4) on the leader or on a follower.
     /// Returns errc::not_leader at once when this node neither leads nor knows a leader;
     /// otherwise the read handler is called with `read_id` when the call that confirms it
@@ -183,6 +203,7 @@ public:
     void on_leader_change(leader_handler h) { leader_handler_ = std::move(h); }
     void on_restore(restore_handler h) { restore_handler_ = std::move(h); }
     void on_forward(forward_handler h) { forward_handler_ = std::move(h); }
+    void on_config_change(config_handler h) { config_handler_ = std::move(h); }
 
     node_id id() const noexcept { return opts_.id; }
     raftkv::role role() const noexcept { return role_; }
@@ -196,7 +217,14 @@ public:
     /// from; never before the log's start. See node_status::snapshot_index.
     index_t snapshot_index() const noexcept { return std::max(snapshot_taken_, store_.first_index() - 1); }
     term_t snapshot_term() const { return store_.term_at(snapshot_index()); }
-    const membership& members() const noexcept { return opts_.members; }
+    /// The configuration in force: that of the last config entry in the log, or of the
+    /// log's start. May not be committed yet.
+    const membership& members() const noexcept { return configs_.back().members; }
+    /// The index of the config entry members() comes from (the log's start when none).
+    index_t members_index() const noexcept { return configs_.back().index; }
+    /// The match index the leader knows of `id`, or nullopt when this node does not lead
+    /// or `id` is not a member it replicates to.
+    std::optional<index_t> match_of(node_id id) const noexcept;
     const options& config() const noexcept { return opts_; }
     node_status status() const;
 
@@ -227,6 +255,12 @@ private:
     struct tracked_proposal {
         index_t index;
         term_t term;
+    };
+
+    /// A configuration and the index it takes effect at.
+    struct config_record {
+        index_t index = 0;
+        membership members;
     };
 
     /// A snapshot being received from the leader.
@@ -414,6 +448,7 @@ private:
     drop_handler drop_handler_;
     leader_handler leader_handler_;
     restore_handler restore_handler_;
+    config_handler config_handler_;
 };
 
 } // namespace raftkv

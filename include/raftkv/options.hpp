@@ -12,12 +12,23 @@
 namespace raftkv {
 
 struct options {
-    /// This node's id. REQUIRES: not no_node, and listed in `members.voters`.
+    /// This node's id. REQUIRES: not no_node; a member of `members` when that is not empty.
     node_id id = no_node;
 
-    /// The voting members the cluster starts with, this node included. Every node of a
-    /// cluster must be given the same list.
+    /// The configuration a new cluster starts with (bootstrap), this node included. Every
+    /// node of a new cluster must be given the same one. Used only when the log store holds
+    /// no configuration yet: the node then records it in the store (as the configuration at
+    /// index 0), and from then on the configuration comes from the store and the log, and
+    /// this field is ignored. Leave it empty for a node that joins an existing cluster: it
+    /// learns the configuration from the leader once a change adds it, and until then
+    /// neither campaigns nor votes.
     membership members;
+
+    /// A learner may be promoted to voter only while its log matches the leader's to
+    /// within this many entries, so a promotion does not leave the cluster waiting for a
+    /// voter that is far behind.
+    /// Default: 1000.
+    std::uint64_t promote_max_lag = 1000;
 
     /// A follower that hears nothing from a leader for a randomized timeout drawn from
     /// [election_ticks, 2 * election_ticks) starts an election. A leader with CheckQuorum

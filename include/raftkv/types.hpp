@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -29,7 +30,7 @@ enum class entry_type : std::uint8_t {
     normal = 0,
     /// The empty entry a new leader appends to commit entries of earlier terms (Raft §5.4.2).
     noop = 1,
-    /// A membership change (reserved for configuration changes; never produced yet).
+    /// A configuration: the membership in force from this entry on (encode_membership()).
     config = 2,
 };
 
@@ -73,17 +74,65 @@ constexpr const char* to_string(role r) noexcept
     return "unknown";
 }
 
-/// The voting members of the cluster. A quorum is a strict majority of `voters`.
+/** The configuration of a cluster: who votes, who only listens, and what the application
+    attached to each member.
+
+    A quorum is a strict majority of `voters` and, while a joint change is in progress
+    (`outgoing` not empty), also a strict majority of `outgoing` (Raft §6, joint consensus).
+    Learners receive the log but never vote and never count toward a quorum. A node is in at
+    most one of `voters` and `learners`; during a joint change a node may be in `outgoing`
+    only, in `voters` only, or in both.
+
+    Configurations travel in the log as entries of type `entry_type::config` (their data is
+    encode_membership()), take effect on a node as soon as it appends them, and are part of
+    every snapshot (`snapshot_meta::members`).
+*/
 struct membership {
+    /// The voters of the configuration (the new one, during a joint change).
     std::vector<node_id> voters;
+    /// During a joint change, the voters of the configuration being left; empty otherwise.
+    std::vector<node_id> outgoing;
+    /// Members that receive the log but do not vote.
+    std::vector<node_id> learners;
+    /// Opaque data the application keeps with each member (the reference server: its
+    /// addresses). Replicated with the configuration; raftkv never looks inside.
+    std::map<node_id, std::string> info;
 
     bool is_voter(node_id id) const noexcept
     {
-        return std::find(voters.begin(), voters.end(), id) != voters.end();
+        return std::find(voters.begin(), voters.end(), id) != voters.end() ||
+               std::find(outgoing.begin(), outgoing.end(), id) != outgoing.end();
     }
+    bool is_learner(node_id id) const noexcept
+    {
+        return std::find(learners.begin(), learners.end(), id) != learners.end();
+    }
+    bool contains(node_id id) const noexcept { return is_voter(id) || is_learner(id); }
+    bool joint() const noexcept { return !outgoing.empty(); }
+    bool empty() const noexcept { return voters.empty() && outgoing.empty() && learners.empty(); }
+    /// A strict majority of `voters` (of the incoming configuration only, during a joint change).
     std::size_t quorum() const noexcept { return voters.size() / 2 + 1; }
 
     friend bool operator==(const membership&, const membership&) = default;
+};
+
+/// One change to the configuration, proposed with basic_node::change_membership().
+struct config_change {
+    enum class kind : std::uint8_t {
+        /// Adds a voter: a new member, or a learner promoted (which must have caught up,
+        /// see options::promote_max_lag).
+        add_voter,
+        /// Adds a member that receives the log but does not vote.
+        add_learner,
+        /// Removes a voter or a learner.
+        remove,
+    };
+    kind type = kind::add_voter;
+    node_id id = no_node;
+    /// For add_voter and add_learner: replaces membership::info of `id` when not empty.
+    std::string info;
+
+    friend bool operator==(const config_change&, const config_change&) = default;
 };
 
 /// Identifies a snapshot of the state machine: the state after applying every entry up
@@ -112,7 +161,10 @@ struct node_status {
     /// snapshot_catchup_entries before it, so first_index may be well below it.
     index_t snapshot_index = 0;
     term_t snapshot_term = 0;
+    /// The configuration in force, and the index of the config entry it comes from (the
+    /// log's start when none is in the log). Committed once commit_index reaches it.
     membership members;
+    index_t members_index = 0;
 };
 
 } // namespace raftkv
