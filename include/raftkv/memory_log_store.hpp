@@ -70,11 +70,12 @@ public:
 
     /// Drops the entries up to and including `i`; nothing if `i` is before first_index().
     /// REQUIRES: i <= durable_index().
-    void compact(index_t i)
+    void compact(index_t i, const membership& members)
     {
         assert(i <= durable_index());
         if (i < first_index())
             return;
+        base_members_ = members;
         base_term_ = term_at(i);
         entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(i - base_index_));
         base_index_ = i;
@@ -86,8 +87,11 @@ public:
         entries_.clear();
         base_index_ = meta.index;
         base_term_ = meta.term;
+        base_members_ = meta.members;
         durable_ = meta.index;
     }
+
+    membership base_members() const { return base_members_; }
 
     /// Makes every entry durable. Returns true if durable_index() advanced.
     bool sync() noexcept
@@ -119,6 +123,7 @@ private:
     hard_state hard_state_;
     index_t base_index_ = 0;
     term_t base_term_ = 0;
+    membership base_members_;
     std::vector<log_entry> entries_;
     index_t durable_ = 0;
 };

@@ -249,7 +249,11 @@ private:
         index_t index;
         term_t term;
     };
-    using output = std::variant<applied_output, read_output, drop_output, snapshot_meta, forward_output>;
+    struct config_output {
+        index_t index;
+    };
+    using output =
+        std::variant<applied_output, read_output, drop_output, snapshot_meta, forward_output, config_output>;
 
     /// A proposal of this node waiting for its outcome.
     struct tracked_proposal {
@@ -338,6 +342,18 @@ private:
     void abort_restore();
     detail::snapshot_sender<typename StateMachine::snapshot_reader>& sender_of(const detail::progress& p);
 
+    // impl/membership.hpp
+    void load_configs();
+    membership decode_config(const log_entry& e) const;
+    const membership& config_at(index_t i) const;
+    void note_appended(std::span<const log_entry> es);
+    void note_installed(const snapshot_meta& meta);
+    void compact_log(index_t to);
+    void config_changed();
+    propose_result append_config(const membership& next);
+    void complete_config_change();
+    index_t quorum_match();
+
     // impl/forward.hpp
     void handle_forward_request(const message& m, forward_request& r);
     void handle_forward_response(const message& m, const forward_response& r);
@@ -358,6 +374,9 @@ private:
     void abandon_follower_reads();
 
     options opts_;
+    /// The configuration at the log's start, then one per config entry in the log, in
+    /// index order; the last is in force. Never empty.
+    std::vector<config_record> configs_;
     Transport& transport_;
     LogStore& store_;
     StateMachine& machine_;

@@ -91,12 +91,14 @@ struct membership {
     /// The voters of the configuration (the new one, during a joint change).
     std::vector<node_id> voters;
     /// During a joint change, the voters of the configuration being left; empty otherwise.
-    std::vector<node_id> outgoing;
+    std::vector<node_id> outgoing = {};
     /// Members that receive the log but do not vote.
-    std::vector<node_id> learners;
+    std::vector<node_id> learners = {};
+    /// (The fields after `voters` have default initializers, so `membership{{1, 2, 3}}`
+    /// compiles warning-free.)
     /// Opaque data the application keeps with each member (the reference server: its
     /// addresses). Replicated with the configuration; raftkv never looks inside.
-    std::map<node_id, std::string> info;
+    std::map<node_id, std::string> info = {};
 
     bool is_voter(node_id id) const noexcept
     {

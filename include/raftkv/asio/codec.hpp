@@ -43,9 +43,10 @@ inline constexpr std::uint32_t frame_magic = 0x52464B56;
 /// The payload format this codec writes, and the only one it reads. Version 2 added the
 /// install_snapshot messages and append_response::snapshot_needed; version 3 the
 /// read_index messages of reads at followers and the forward messages of proposals made at
-/// followers. A frame of another version is refused with
+/// followers; version 4 whole configurations (learners, joint changes, member info) in
+/// snapshot_meta. A frame of another version is refused with
 /// frame_errc::unsupported_version.
-inline constexpr std::uint16_t frame_version = 3;
+inline constexpr std::uint16_t frame_version = 4;
 
 /// magic (4 bytes) + version (2) + payload length (4).
 inline constexpr std::size_t frame_header_size = 10;

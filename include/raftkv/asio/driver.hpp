@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <span>
@@ -106,6 +107,11 @@ public:
             on_forwarded(id, ec, index, term);
         });
         node_.on_restore([this](const snapshot_meta& meta) { on_restored(meta); });
+        node_.on_config_change([this](index_t index, const membership& members) {
+            ++config_version_;
+            if (config_handler_)
+                config_handler_(index, members);
+        });
         publish_status();
     }
 
@@ -199,6 +205,33 @@ public:
             token);
     }
 
+    /// Proposes a configuration change (basic_node::change_membership). Completes with
+    /// `(boost::system::error_code, index_t)`: an empty error and the config entry's index
+    /// once this node applied it (the change committed; a joint change's second step,
+    /// which the leader proposes by itself, may still be on its way), or an error as for
+    /// async_propose, plus errc::change_in_progress, errc::learner_behind and
+    /// errc::invalid_argument at once. Never forwarded: call it on the leader.
+    template <class Token>
+    auto async_change_membership(std::vector<config_change> changes, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, index_t)>(
+            [this](auto handler, std::vector<config_change> changes) {
+                boost::asio::dispatch(strand_, [this, h = membership_handler(std::move(handler)),
+                                                changes = std::move(changes)]() mutable {
+                    start_change(std::move(changes), std::move(h));
+                });
+            },
+            token, std::move(changes));
+    }
+
+    /// Sets what is called, on the strand, whenever the configuration in force changes
+    /// (basic_node::on_config_change): once at the first input with the configuration the
+    /// node starts with, then at each change. Set it before start().
+    void on_config_change(std::function<void(index_t, const membership&)> handler)
+    {
+        config_handler_ = std::move(handler);
+    }
+
     /// Runs `f(node)` on the strand, for operations the driver does not wrap (leadership
     /// transfer, campaigning).
     template <class F>
@@ -220,6 +253,7 @@ public:
 private:
     using propose_handler = boost::asio::any_completion_handler<void(boost::system::error_code, result_type)>;
     using read_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
+    using membership_handler = boost::asio::any_completion_handler<void(boost::system::error_code, index_t)>;
     using clock = std::chrono::steady_clock;
 
     struct queued_proposal {
@@ -369,6 +403,29 @@ private:
         complete(std::move(w.handler), to_boost(ec), result_type{});
     }
 
+    void start_change(std::vector<config_change> changes, membership_handler handler)
+    {
+        if (stopped_) {
+            complete(std::move(handler), to_boost(errc::shutting_down), index_t{0});
+            return;
+        }
+        const propose_result r = node_.change_membership(changes);
+        if (r.ec) {
+            complete(std::move(handler), to_boost(r.ec), index_t{0});
+            publish_status();
+            return;
+        }
+        // Waits like a proposal; the state machine's result for a config entry means nothing.
+        waiters_.emplace(
+            std::pair{r.index, r.term},
+            proposal_waiter{clock::now() + dopts_.proposal_timeout,
+                            propose_handler([this, h = std::move(handler), index = r.index](
+                                                boost::system::error_code ec, result_type) mutable {
+                                complete(std::move(h), ec, ec ? index_t{0} : index);
+                            })});
+        publish_status();
+    }
+
     void start_read(read_handler handler)
     {
         if (stopped_) {
@@ -466,8 +523,11 @@ private:
         status_.last_index = node_.last_index();
         status_.snapshot_index = node_.snapshot_index();
         status_.snapshot_term = node_.snapshot_term();
-        if (status_.members != node_.members())
+        if (status_config_version_ != config_version_) {
+            status_config_version_ = config_version_;
             status_.members = node_.members();
+            status_.members_index = node_.members_index();
+        }
     }
 
     executor_type strand_;
@@ -489,8 +549,14 @@ private:
     std::map<std::uint64_t, forward_waiter> forwards_;
     std::uint64_t last_forward_id_ = 0;
 
+    std::function<void(index_t, const membership&)> config_handler_;
+    /// Counts the node's configuration changes, so publish_status() copies the members
+    /// only when they changed.
+    std::uint64_t config_version_ = 0;
+
     mutable std::mutex status_mutex_;
     node_status status_;
+    std::uint64_t status_config_version_ = ~std::uint64_t{0};
 };
 
 } // namespace raftkv::asio

@@ -34,13 +34,15 @@ bool basic_node<Transport, LogStore, StateMachine>::in_leader_lease() const noex
 }
 
 // A node that leads must apply what it commits and count itself toward the quorum, so it
-// campaigns only with its state machine inside its log and its whole log durable. Nothing
+// campaigns only as a voter of the configuration in force (a learner, a removed member or
+// a node still waiting to be added never does), with its state machine inside its log
+// and its whole log durable. Nothing
 // is appended while the election timer runs, so a log still not durable when it fires has
 // waited an election timeout for its disk: that disk hangs, and another node should lead.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 bool basic_node<Transport, LogStore, StateMachine>::may_campaign() const noexcept
 {
-    return !behind_log_ && store_.durable_index() >= store_.last_index();
+    return !behind_log_ && store_.durable_index() >= store_.last_index() && members().is_voter(opts_.id);
 }
 
 // Counts the ticks this leader's log has held entries that are not durable while its
@@ -160,7 +162,7 @@ void basic_node<Transport, LogStore, StateMachine>::start_election(bool pre_vote
         become_candidate();
     votes_granted_.assign(1, opts_.id);
     votes_rejected_.clear();
-    if (votes_granted_.size() >= opts_.members.quorum()) {
+    if (detail::joint_vote(members(), votes_granted_, votes_rejected_) == detail::vote_outcome::won) {
         if (pre_vote)
             start_election(false, transfer);
         else
@@ -170,8 +172,10 @@ void basic_node<Transport, LogStore, StateMachine>::start_election(bool pre_vote
     const term_t election_term = pre_vote ? term_ + 1 : term_;
     const index_t last = store_.last_index();
     const vote_request req{last, store_.term_at(last), pre_vote, transfer};
-    for (const auto& p : peers_)
-        send(p.id, req, election_term);
+    for (const auto& p : peers_) {
+        if (members().is_voter(p.id))
+            send(p.id, req, election_term);
+    }
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -200,12 +204,13 @@ void basic_node<Transport, LogStore, StateMachine>::handle_vote_response(const m
     auto& tally = r.granted ? votes_granted_ : votes_rejected_;
     if (std::find(tally.begin(), tally.end(), m.from) == tally.end())
         tally.push_back(m.from);
-    if (votes_granted_.size() >= opts_.members.quorum()) {
+    const detail::vote_outcome outcome = detail::joint_vote(members(), votes_granted_, votes_rejected_);
+    if (outcome == detail::vote_outcome::won) {
         if (r.pre_vote)
             start_election(false, false);
         else
             become_leader();
-    } else if (votes_rejected_.size() >= opts_.members.quorum()) {
+    } else if (outcome == detail::vote_outcome::lost) {
         become_follower(term_, no_node);
     }
 }
@@ -245,12 +250,16 @@ void basic_node<Transport, LogStore, StateMachine>::tick_leader()
     if (++election_elapsed_ >= opts_.election_ticks) {
         election_elapsed_ = 0;
         if (opts_.check_quorum) {
-            std::size_t active = 1;
-            for (auto& p : peers_) {
-                active += p.recent_active ? 1 : 0;
+            const std::uint64_t active = detail::joint_value(
+                members(),
+                [&](node_id id) -> std::uint64_t {
+                    const auto* p = progress_of(id);
+                    return id == opts_.id || (p && p->recent_active) ? 1 : 0;
+                },
+                quorum_scratch_);
+            for (auto& p : peers_)
                 p.recent_active = false;
-            }
-            if (active < opts_.members.quorum()) {
+            if (active == 0) {
                 become_follower(term_, no_node);
                 return;
             }
@@ -276,13 +285,16 @@ std::error_code basic_node<Transport, LogStore, StateMachine>::transfer_leadersh
 {
     if (role_ != role::leader)
         return errc::not_leader;
-    if (!opts_.members.is_voter(target))
+    const auto& voters = members().voters;
+    if (std::find(voters.begin(), voters.end(), target) == voters.end())
         return errc::invalid_argument;
     if (target == opts_.id)
         return {};
     transfer_target_ = target;
     transfer_elapsed_ = 0;
     auto* p = progress_of(target);
+    if (!p)
+        return errc::invalid_argument;
     if (p->match == store_.last_index())
         send(target, timeout_now{});
     else

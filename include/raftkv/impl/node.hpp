@@ -33,10 +33,13 @@ basic_node<Transport, LogStore, StateMachine>::basic_node(options opts, Transpor
     last_read_request_ = detail::splitmix64(request_seed);
     std::uint64_t forward_seed = opts_.random_seed ^ (opts_.id << 32) ^ 0x666f72776172646eULL;
     forward_nonce_ = detail::splitmix64(forward_seed);
-    for (node_id peer : opts_.members.voters) {
-        if (peer != opts_.id) {
-            peers_.emplace_back();
-            peers_.back().id = peer;
+    load_configs();
+    for (const auto* ids : {&members().voters, &members().outgoing, &members().learners}) {
+        for (node_id peer : *ids) {
+            if (peer != opts_.id && !progress_of(peer)) {
+                peers_.emplace_back();
+                peers_.back().id = peer;
+            }
         }
     }
     senders_.resize(peers_.size());
@@ -53,15 +56,19 @@ void basic_node<Transport, LogStore, StateMachine>::validate(const options& o)
     };
     if (o.id == no_node)
         fail("id must not be 0");
-    if (!o.members.is_voter(o.id))
-        fail("id must be one of members.voters");
-    for (std::size_t k = 0; k < o.members.voters.size(); ++k) {
-        if (o.members.voters[k] == no_node)
-            fail("members.voters must not hold 0");
-        for (std::size_t j = 0; j < k; ++j) {
-            if (o.members.voters[j] == o.members.voters[k])
-                fail("members.voters holds an id twice");
-        }
+    const membership& m = o.members;
+    if (!m.empty()) {
+        if (!m.contains(o.id))
+            fail("id must be one of members.voters or members.learners");
+        if (m.voters.empty() || m.joint())
+            fail("members must have voters, and no outgoing voters");
+        std::vector<node_id> all = m.voters;
+        all.insert(all.end(), m.learners.begin(), m.learners.end());
+        std::sort(all.begin(), all.end());
+        if (all.front() == no_node)
+            fail("members must not hold 0");
+        if (std::adjacent_find(all.begin(), all.end()) != all.end())
+            fail("members holds an id twice");
     }
     if (o.heartbeat_ticks == 0)
         fail("heartbeat_ticks must be at least 1");
@@ -112,7 +119,9 @@ void basic_node<Transport, LogStore, StateMachine>::tick()
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::step(message m)
 {
-    if (m.to != opts_.id || m.from == opts_.id || !opts_.members.is_voter(m.from))
+    // Messages from nodes outside the configuration are taken: a new leader, or a member
+    // this node does not know of yet, may well be one. The transport authenticates peers.
+    if (m.to != opts_.id || m.from == opts_.id || m.from == no_node)
         return;
     if (accept_term(m))
         dispatch(m);
@@ -169,6 +178,11 @@ void basic_node<Transport, LogStore, StateMachine>::deliver(output& o)
     } else if (auto* f = std::get_if<forward_output>(&o)) {
         if (forward_handler_)
             forward_handler_(f->id, f->ec, f->index, f->term);
+    } else if (std::holds_alternative<config_output>(o)) {
+        // The configuration in force now, which may be newer than when this was queued:
+        // handlers see the configurations in order, possibly skipping some.
+        if (config_handler_)
+            config_handler_(members_index(), members());
     }
 }
 
@@ -294,7 +308,7 @@ propose_result basic_node<Transport, LogStore, StateMachine>::propose(std::span<
         proposal_scratch_.push_back(
             {term_, first + proposal_scratch_.size(), entry_type::normal, std::move(command)});
     store_.append(std::span<const log_entry>(proposal_scratch_));
-    proposal_scratch_.clear();
+    proposal_scratch_.clear(); // commands only: no configuration changed
     uncommitted_.emplace_back(first + commands.size() - 1, bytes);
     uncommitted_bytes_ += bytes;
     // In index order: proposals leave the tracker when their entries leave the log, so
@@ -340,7 +354,8 @@ node_status basic_node<Transport, LogStore, StateMachine>::status() const
             .last_index = store_.last_index(),
             .snapshot_index = snapshot_index(),
             .snapshot_term = store_.term_at(snapshot_index()),
-            .members = opts_.members};
+            .members = members(),
+            .members_index = members_index()};
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -363,6 +378,7 @@ detail::progress* basic_node<Transport, LogStore, StateMachine>::progress_of(nod
 
 #include <raftkv/impl/election.hpp>
 #include <raftkv/impl/forward.hpp>
+#include <raftkv/impl/membership.hpp>
 #include <raftkv/impl/read_index.hpp>
 #include <raftkv/impl/replication.hpp>
 #include <raftkv/impl/snapshot.hpp>

@@ -87,11 +87,15 @@ void basic_node<Transport, LogStore, StateMachine>::unblock_reads()
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 std::uint64_t basic_node<Transport, LogStore, StateMachine>::confirmed_read_seq()
 {
-    quorum_scratch_.clear();
-    quorum_scratch_.push_back(read_seq_);
-    for (const auto& p : peers_)
-        quorum_scratch_.push_back(p.read_ack);
-    return detail::quorum_value(quorum_scratch_, opts_.members.quorum());
+    return detail::joint_value(
+        members(),
+        [&](node_id id) -> std::uint64_t {
+            if (id == opts_.id)
+                return read_seq_;
+            const auto* p = progress_of(id);
+            return p ? p->read_ack : 0;
+        },
+        quorum_scratch_);
 }
 
 // Confirms the reads whose round a quorum answered (a follower's request is answered

@@ -50,6 +50,7 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_request(const 
         assert(r.entries[k].index > commit_);
         forget_proposals_from(r.entries[k].index);
         store_.append(std::span<const log_entry>(r.entries).subspan(k));
+        note_appended(std::span<const log_entry>(r.entries).subspan(k));
     }
     const index_t last_new = r.prev_index + r.entries.size();
     commit_ = std::max(commit_, std::min(r.commit, last_new));
@@ -351,12 +352,8 @@ void basic_node<Transport, LogStore, StateMachine>::broadcast_heartbeat()
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::maybe_commit()
 {
-    quorum_scratch_.clear();
-    quorum_scratch_.push_back(store_.durable_index());
-    for (const auto& p : peers_)
-        quorum_scratch_.push_back(p.match);
-    const index_t q = detail::quorum_value(quorum_scratch_, opts_.members.quorum());
-    if (q <= commit_ || store_.term_at(q) != term_)
+    const index_t q = quorum_match();
+    if (q <= commit_ || q > store_.last_index() || store_.term_at(q) != term_)
         return;
     commit_ = q;
     release_uncommitted();
@@ -367,6 +364,7 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_commit()
         if (p.state == detail::progress::mode::replicate && p.inflight.empty())
             send_append(p, true);
     }
+    complete_config_change();
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>

@@ -49,7 +49,7 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_compact()
             to = std::min(to, sender.meta().index);
     }
     if (to + 1 > store_.first_index())
-        store_.compact(to);
+        compact_log(to);
     compact_pending_ = to < target;
 }
 
@@ -71,7 +71,7 @@ void basic_node<Transport, LogStore, StateMachine>::start_snapshot_transfer(deta
     p.ticks_since_ack = 0;
     typename StateMachine::snapshot_reader reader = machine_.snapshot();
     const index_t index = reader.index();
-    snapshot_meta meta{.index = index, .term = store_.term_at(index), .members = opts_.members};
+    snapshot_meta meta{.index = index, .term = store_.term_at(index), .members = config_at(index)};
     sender_of(p).start(std::move(reader), std::move(meta), ++next_transfer_);
     send_snapshot_chunks(p);
 }
@@ -190,6 +190,7 @@ void basic_node<Transport, LogStore, StateMachine>::finish_install(const snapsho
     if (!holds_last) {
         forget_proposals_from(meta.index + 1);
         store_.install_snapshot(meta);
+        note_installed(meta);
         pending_ack_index_ = 0;
     }
     machine_.finish_restore();

@@ -10,13 +10,14 @@
 //   bool load asserts and then reads an invalid bool, which is UB);
 // - the variant travels as a one-byte index, then the alternative (Boost 1.81's
 //   variant.hpp handles boost::variant only), and the index is range-checked;
-// - strings and vectors (entries, member ids) travel as a u64 count, then the elements,
+// - strings and vectors (entries, commands) travel as a u64 count, then the elements,
 //   and a count is refused before anything is allocated when the bytes left cannot hold
 //   that many elements (Boost's own string and vector loads resize first).
 // Every class is `object_serializable` and `track_never`, so the archive writes no class
 // ids or versions: the frame header's version is the only one.
 
 #include <raftkv/asio/codec.hpp>
+#include <raftkv/membership.hpp>
 
 #include <boost/archive/basic_archive.hpp>
 #include <boost/archive/binary_iarchive.hpp>
@@ -90,7 +91,6 @@ std::size_t bytes_left(Archive& ar)
 // The smallest encodings, used to bound counts read from the wire.
 inline constexpr std::size_t min_entry_bytes = 8 + 8 + 1 + 8;   // term, index, type, size
 inline constexpr std::size_t min_message_bytes = 8 + 8 + 8 + 1; // from, to, term, body index
-inline constexpr std::size_t node_id_bytes = 8;
 
 /// Saves or loads each of `fs`, in order.
 template <class Archive, class... Fields>
@@ -183,21 +183,6 @@ void serialize_commands(Archive& ar, std::vector<std::string>& cs)
     }
 }
 
-template <class Archive>
-void serialize_ids(Archive& ar, std::vector<node_id>& ids)
-{
-    if constexpr (Archive::is_saving::value) {
-        const std::uint64_t n = ids.size();
-        ar << n;
-        for (const node_id id : ids)
-            ar << id;
-    } else {
-        ids.resize(load_count(ar, node_id_bytes));
-        for (node_id& id : ids)
-            ar >> id;
-    }
-}
-
 /// Loads alternative `index` of a message_body in place.
 template <class Archive, std::size_t... I>
 void load_body(Archive& ar, message_body& body, std::size_t index, std::index_sequence<I...>)
@@ -285,7 +270,18 @@ template <class Archive>
 void serialize(Archive& ar, raftkv::snapshot_meta& meta, unsigned)
 {
     raftkv::asio::detail::fields(ar, meta.index, meta.term);
-    raftkv::asio::detail::serialize_ids(ar, meta.members.voters);
+    // The configuration travels in its own encoding (raftkv/membership.hpp), which checks
+    // every count and length against the bytes it was given.
+    std::string members;
+    if constexpr (!Archive::is_loading::value)
+        members = raftkv::encode_membership(meta.members);
+    raftkv::asio::detail::serialize_bytes(ar, members);
+    if constexpr (Archive::is_loading::value) {
+        auto decoded = raftkv::decode_membership(members);
+        if (!decoded)
+            throw raftkv::asio::detail::malformed_payload{};
+        meta.members = std::move(*decoded);
+    }
 }
 
 template <class Archive>
@@ -415,7 +411,7 @@ inline std::size_t body_size(const timeout_now&) noexcept
 }
 inline std::size_t meta_size(const snapshot_meta& meta) noexcept
 {
-    return 8 + 8 + 8 + node_id_bytes * meta.members.voters.size();
+    return 8 + 8 + 8 + encode_membership(meta.members).size();
 }
 inline std::size_t body_size(const install_snapshot_request& m) noexcept
 {

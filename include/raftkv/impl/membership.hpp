@@ -1,0 +1,283 @@
+#ifndef RAFTKV_IMPL_MEMBERSHIP_HPP
+#define RAFTKV_IMPL_MEMBERSHIP_HPP
+
+// Configuration changes (Raft §6, with etcd's refinements): where the configuration in
+// force comes from, how it follows the log, and how a leader proposes and completes a
+// change. docs/membership.md explains the choices.
+//
+// The node keeps `configs_`: the configuration at the log's start (from the log store, or
+// the bootstrap one), then one record per config entry in the log, in index order. The
+// last one is in force: a configuration takes effect when appended, committed or not.
+
+#include <raftkv/membership.hpp>
+#include <raftkv/node.hpp>
+
+#include <algorithm>
+#include <limits>
+#include <string>
+#include <system_error>
+
+namespace raftkv {
+
+// Where the configuration comes from at start: the store's record of its log's start, or
+// for a store that has none, the bootstrap configuration (recorded in a new store, so a
+// restart with other options cannot change it); then every config entry in the log.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::load_configs()
+{
+    const index_t first = store_.first_index();
+    const index_t last = store_.last_index();
+    membership base = store_.base_members();
+    if (base.empty()) {
+        base = opts_.members;
+        if (first == 1 && last == 0 && !base.empty())
+            store_.install_snapshot(snapshot_meta{.index = 0, .term = 0, .members = base});
+    }
+    configs_.clear();
+    configs_.push_back(config_record{first - 1, std::move(base)});
+    for (index_t lo = first; lo <= last;) {
+        const std::vector<log_entry> es = store_.entries(lo, last + 1, 1024 * 1024);
+        for (const log_entry& e : es) {
+            if (e.type == entry_type::config)
+                configs_.push_back(config_record{e.index, decode_config(e)});
+        }
+        lo = es.back().index + 1;
+    }
+    outputs_.push_back(config_output{configs_.back().index});
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+membership basic_node<Transport, LogStore, StateMachine>::decode_config(const log_entry& e) const
+{
+    auto m = decode_membership(e.data);
+    if (!m || m->voters.empty())
+        throw std::system_error(make_error_code(errc::storage_inconsistent),
+                                "raftkv: node " + std::to_string(opts_.id) + ": the config entry at index " +
+                                    std::to_string(e.index) + " does not hold a valid configuration");
+    return std::move(*m);
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+const membership& basic_node<Transport, LogStore, StateMachine>::config_at(index_t i) const
+{
+    auto it = std::upper_bound(configs_.begin(), configs_.end(), i,
+                               [](index_t v, const config_record& r) { return v < r.index; });
+    return it == configs_.begin() ? configs_.front().members : std::prev(it)->members;
+}
+
+// Called after every append to the store: entries from es.front().index on replaced
+// whatever the log held there.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::note_appended(std::span<const log_entry> es)
+{
+    if (es.empty())
+        return;
+    const std::size_t before = configs_.size();
+    const index_t old_index = configs_.back().index;
+    while (configs_.size() > 1 && configs_.back().index >= es.front().index)
+        configs_.pop_back();
+    const bool dropped = configs_.size() != before;
+    bool added = false;
+    for (const log_entry& e : es) {
+        if (e.type == entry_type::config) {
+            configs_.push_back(config_record{e.index, decode_config(e)});
+            added = true;
+        }
+    }
+    if (added || (dropped && configs_.back().index != old_index))
+        config_changed();
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::compact_log(index_t to)
+{
+    store_.compact(to, config_at(to));
+    auto it = std::upper_bound(configs_.begin(), configs_.end(), to,
+                               [](index_t v, const config_record& r) { return v < r.index; });
+    // `it - 1` is the record in force at `to`: it becomes the log's start.
+    configs_.erase(configs_.begin(), std::prev(it));
+    configs_.front().index = std::max(configs_.front().index, to);
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::note_installed(const snapshot_meta& meta)
+{
+    configs_.assign(1, config_record{meta.index, meta.members});
+    config_changed();
+}
+
+// The configuration in force changed: replicate to its members, and no one else.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::config_changed()
+{
+    const membership& m = members();
+    for (std::size_t k = peers_.size(); k-- > 0;) {
+        if (!m.contains(peers_[k].id)) {
+            senders_[k].stop();
+            peers_.erase(peers_.begin() + static_cast<std::ptrdiff_t>(k));
+            senders_.erase(senders_.begin() + static_cast<std::ptrdiff_t>(k));
+        }
+    }
+    const index_t last = store_.last_index();
+    for (const auto* ids : {&m.voters, &m.outgoing, &m.learners}) {
+        for (node_id id : *ids) {
+            if (id == opts_.id || progress_of(id))
+                continue;
+            detail::progress p;
+            p.id = id;
+            p.next = last + 1;
+            // A new member gets a CheckQuorum period to show up, as the others had.
+            p.recent_active = true;
+            p.inflight.reset(opts_.max_inflight_appends, opts_.max_inflight_bytes);
+            peers_.push_back(std::move(p));
+            senders_.emplace_back();
+            if (role_ == role::leader)
+                send_append(peers_.back(), true);
+        }
+    }
+    if (transfer_target_ != no_node && !m.is_voter(transfer_target_))
+        transfer_target_ = no_node;
+    outputs_.push_back(config_output{configs_.back().index});
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+std::optional<index_t> basic_node<Transport, LogStore, StateMachine>::match_of(node_id id) const noexcept
+{
+    if (role_ != role::leader)
+        return std::nullopt;
+    if (id == opts_.id)
+        return store_.durable_index();
+    for (const auto& p : peers_) {
+        if (p.id == id)
+            return p.match;
+    }
+    return std::nullopt;
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+propose_result
+basic_node<Transport, LogStore, StateMachine>::change_membership(std::span<const config_change> changes)
+{
+    const auto refuse = [&](errc ec) {
+        return propose_result{.ec = make_error_code(ec), .index = 0, .term = 0, .leader = leader_};
+    };
+    if (role_ != role::leader)
+        return refuse(errc::not_leader);
+    if (transfer_target_ != no_node)
+        return refuse(errc::transfer_in_progress);
+    if (changes.empty())
+        return refuse(errc::invalid_argument);
+    // One change at a time, and none before this leader knows its commit index is current
+    // (its first entry committed): a single-voter change made by a leader that has not
+    // committed one could overlap a change of a previous leader (thesis §4.1, the 2015 fix).
+    if (commit_ < term_start_ || members_index() > commit_ || members().joint())
+        return refuse(errc::change_in_progress);
+    const membership& old = members();
+    membership next = old;
+    const auto erase = [](std::vector<node_id>& ids, node_id id) { std::erase(ids, id); };
+    for (const config_change& c : changes) {
+        if (c.id == no_node)
+            return refuse(errc::invalid_argument);
+        switch (c.type) {
+        case config_change::kind::add_voter:
+            if (std::find(next.voters.begin(), next.voters.end(), c.id) != next.voters.end())
+                return refuse(errc::invalid_argument);
+            if (next.is_learner(c.id) && c.id != opts_.id) {
+                const auto* p = progress_of(c.id);
+                if (!p || p->match + opts_.promote_max_lag < store_.last_index())
+                    return refuse(errc::learner_behind);
+            }
+            erase(next.learners, c.id);
+            next.voters.push_back(c.id);
+            break;
+        case config_change::kind::add_learner:
+            if (next.contains(c.id))
+                return refuse(errc::invalid_argument);
+            next.learners.push_back(c.id);
+            break;
+        case config_change::kind::remove:
+            if (!next.contains(c.id))
+                return refuse(errc::invalid_argument);
+            erase(next.voters, c.id);
+            erase(next.learners, c.id);
+            next.info.erase(c.id);
+            break;
+        }
+        if (c.type != config_change::kind::remove && !c.info.empty())
+            next.info[c.id] = c.info;
+    }
+    if (next.voters.empty())
+        return refuse(errc::invalid_argument);
+    // A change of one voter at most takes effect at once: any majority of the old voters
+    // and any majority of the new ones intersect. A larger one goes through the joint
+    // configuration of both (Raft §6).
+    std::size_t changed = 0;
+    for (node_id id : old.voters)
+        changed += std::find(next.voters.begin(), next.voters.end(), id) == next.voters.end() ? 1 : 0;
+    for (node_id id : next.voters)
+        changed += std::find(old.voters.begin(), old.voters.end(), id) == old.voters.end() ? 1 : 0;
+    if (changed > 1)
+        next.outgoing = old.voters;
+    std::sort(next.voters.begin(), next.voters.end());
+    std::sort(next.learners.begin(), next.learners.end());
+    return append_config(next);
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+propose_result basic_node<Transport, LogStore, StateMachine>::append_config(const membership& next)
+{
+    const log_entry e{term_, store_.last_index() + 1, entry_type::config, encode_membership(next)};
+    store_.append(std::span<const log_entry>(&e, 1));
+    note_appended(std::span<const log_entry>(&e, 1));
+    uncommitted_.emplace_back(e.index, e.data.size());
+    uncommitted_bytes_ += e.data.size();
+    proposals_.push_back(tracked_proposal{e.index, term_});
+    broadcast_append(false);
+    deliver_outputs();
+    return {.ec = {}, .index = e.index, .term = term_, .leader = opts_.id};
+}
+
+// Run by a leader once its commit index advanced: leaves a joint configuration that
+// committed, and steps down once a configuration without it committed, handing over to
+// the most up-to-date voter so the cluster need not wait for an election timeout.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::complete_config_change()
+{
+    if (role_ != role::leader || members_index() > commit_)
+        return;
+    const membership& m = members();
+    if (m.joint()) {
+        membership next = m;
+        next.outgoing.clear();
+        append_config(next);
+        return;
+    }
+    if (m.is_voter(opts_.id))
+        return;
+    detail::progress* best = nullptr;
+    for (auto& p : peers_) {
+        if (m.is_voter(p.id) && (!best || p.match > best->match))
+            best = &p;
+    }
+    if (best && best->match == store_.last_index())
+        send(best->id, timeout_now{});
+    become_follower(term_, no_node);
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+index_t basic_node<Transport, LogStore, StateMachine>::quorum_match()
+{
+    return detail::joint_value(
+        members(),
+        [&](node_id id) -> std::uint64_t {
+            if (id == opts_.id)
+                return store_.durable_index();
+            const auto* p = progress_of(id);
+            return p ? p->match : 0;
+        },
+        quorum_scratch_);
+}
+
+} // namespace raftkv
+
+#endif

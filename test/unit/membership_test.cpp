@@ -1,0 +1,231 @@
+#define BOOST_TEST_MODULE membership
+#include <boost/test/unit_test.hpp>
+
+#include <raftkv/node.hpp>
+
+#include "support/manual_cluster.hpp"
+
+#include <string>
+#include <vector>
+
+// Unit tests of configuration changes: learners, promotion, removal (of the leader too),
+// joint changes and where the configuration comes from after a restart. Every message is
+// delivered by hand; test/sim/membership_test.cpp changes membership under faults.
+
+BOOST_TEST_DONT_PRINT_LOG_VALUE(raftkv::role)
+
+namespace {
+
+using raftkv::config_change;
+using raftkv::errc;
+using raftkv::membership;
+using raftkv::node_id;
+using raftkv::role;
+using raftkv::test::cluster;
+using kind = raftkv::config_change::kind;
+
+raftkv::propose_result change(cluster& c, node_id leader, std::vector<config_change> changes)
+{
+    auto r = c.node(leader).change_membership(changes);
+    c.node(leader).on_log_durable();
+    c.deliver_all();
+    return r;
+}
+
+std::vector<node_id> ids(std::initializer_list<node_id> l)
+{
+    return l;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_new_cluster_records_its_bootstrap_configuration_in_the_store)
+{
+    cluster c(3);
+    for (node_id id = 1; id <= 3; ++id) {
+        BOOST_TEST(c.at(id).store.base_members().voters == ids({1, 2, 3}));
+        BOOST_TEST(c.node(id).members().voters == ids({1, 2, 3}));
+        BOOST_TEST(c.node(id).members_index() == 0u);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_learner_receives_the_log_but_never_votes_or_counts)
+{
+    cluster c(3);
+    c.elect(1);
+    const node_id spare = c.add_spare();
+    BOOST_TEST(c.node(spare).members().empty());
+    auto r = change(c, 1, {{kind::add_learner, spare, "addr-4"}});
+    BOOST_REQUIRE(!r.ec);
+    c.propose(1, "x");
+    BOOST_TEST(c.node(spare).members().learners == ids({4}));
+    BOOST_TEST(c.node(spare).members().info.at(4) == "addr-4");
+    BOOST_TEST(c.at(spare).machine.commands == std::vector<std::string>{"x"});
+    // The learner's acknowledgement does not count: with both other voters away, nothing commits.
+    c.isolate(2);
+    c.isolate(3);
+    c.cut_.erase({1, spare});
+    c.cut_.erase({spare, 1});
+    const auto before = c.node(1).commit_index();
+    c.propose(1, "y");
+    BOOST_TEST(c.node(1).commit_index() == before);
+    // Nor does it campaign, however long it goes without a leader.
+    c.isolate(1);
+    c.tick_all(100);
+    BOOST_TEST(c.node(spare).role() == role::follower);
+    BOOST_TEST(c.node(spare).term() == c.node(1).term());
+}
+
+BOOST_AUTO_TEST_CASE(a_learner_is_promoted_only_once_it_caught_up)
+{
+    raftkv::options o;
+    o.promote_max_lag = 5;
+    cluster c(3, true, o);
+    c.elect(1);
+    const node_id spare = c.add_spare();
+    BOOST_REQUIRE(!change(c, 1, {{kind::add_learner, spare, {}}}).ec);
+    c.isolate(spare);
+    for (int k = 0; k < 10; ++k)
+        c.propose(1, "x" + std::to_string(k));
+    BOOST_TEST(change(c, 1, {{kind::add_voter, spare, {}}}).ec == errc::learner_behind);
+    c.heal();
+    c.tick_all(15); // the leader re-probes a follower that stopped answering
+    BOOST_TEST(*c.node(1).match_of(spare) == c.node(1).last_index());
+    auto r = change(c, 1, {{kind::add_voter, spare, {}}});
+    BOOST_REQUIRE(!r.ec);
+    for (node_id id = 1; id <= 4; ++id) {
+        BOOST_TEST(c.node(id).members().voters == ids({1, 2, 3, 4}));
+        BOOST_TEST(c.node(id).members().learners.empty());
+    }
+    BOOST_TEST(c.node(1).commit_index() >= r.index);
+}
+
+BOOST_AUTO_TEST_CASE(one_change_at_a_time)
+{
+    cluster c(3);
+    c.elect(1);
+    c.isolate(2);
+    c.isolate(3);
+    auto r = c.node(1).change_membership(std::vector<config_change>{{kind::remove, 3, {}}});
+    BOOST_REQUIRE(!r.ec);
+    // The first is not committed: a second is refused, whatever it is.
+    BOOST_TEST(c.node(1).change_membership(std::vector<config_change>{{kind::add_learner, 9, {}}}).ec ==
+               errc::change_in_progress);
+    c.heal();
+    c.node(1).on_log_durable();
+    c.deliver_all();
+    c.tick_all(2);
+    BOOST_TEST(c.node(1).commit_index() >= r.index);
+    BOOST_TEST(!c.node(1).change_membership(std::vector<config_change>{{kind::add_learner, 9, {}}}).ec);
+}
+
+BOOST_AUTO_TEST_CASE(invalid_changes_are_refused_at_once)
+{
+    cluster c(3);
+    c.elect(1);
+    const auto refused = [&](std::vector<config_change> changes) {
+        return c.node(1).change_membership(changes).ec == errc::invalid_argument;
+    };
+    BOOST_TEST(refused({}));
+    BOOST_TEST(refused({{kind::add_voter, 2, {}}}));
+    BOOST_TEST(refused({{kind::add_learner, 3, {}}}));
+    BOOST_TEST(refused({{kind::remove, 7, {}}}));
+    BOOST_TEST(refused({{kind::add_voter, raftkv::no_node, {}}}));
+    BOOST_TEST(refused({{kind::remove, 1, {}}, {kind::remove, 2, {}}, {kind::remove, 3, {}}}));
+    BOOST_TEST(c.node(2).change_membership(std::vector<config_change>{{kind::remove, 3, {}}}).ec ==
+               errc::not_leader);
+    BOOST_TEST(c.node(1).members_index() == 0u); // nothing was appended
+}
+
+BOOST_AUTO_TEST_CASE(a_removed_follower_no_longer_counts_and_is_left_alone)
+{
+    cluster c(3);
+    c.elect(1);
+    BOOST_REQUIRE(!change(c, 1, {{kind::remove, 3, {}}}).ec);
+    BOOST_TEST(c.node(1).members().voters == ids({1, 2}));
+    c.isolate(3);
+    auto r = c.propose(1, "x");
+    BOOST_TEST(c.node(1).commit_index() >= r.index);
+    // Node 3 may or may not have learnt it was removed; either way it cannot take over.
+    c.tick_all(100);
+    BOOST_TEST(c.node(1).role() == role::leader);
+    BOOST_TEST(c.node(3).role() != role::leader);
+}
+
+BOOST_AUTO_TEST_CASE(a_leader_that_removes_itself_steps_down_once_the_change_commits)
+{
+    cluster c(3);
+    c.elect(1);
+    auto r = change(c, 1, {{kind::remove, 1, {}}});
+    BOOST_REQUIRE(!r.ec);
+    c.tick_all(3);
+    BOOST_TEST(c.node(1).role() == role::follower);
+    // It handed over at once (timeout_now): no election timeout had to pass.
+    const bool handed_over = c.node(2).role() == role::leader || c.node(3).role() == role::leader;
+    BOOST_TEST(handed_over);
+    const node_id leader = c.node(2).role() == role::leader ? 2 : 3;
+    BOOST_TEST(c.node(leader).members().voters == (leader == 2 ? ids({2, 3}) : ids({2, 3})));
+    auto w = c.propose(leader, "after");
+    BOOST_TEST(c.node(leader).commit_index() >= w.index);
+    c.tick_all(100);
+    BOOST_TEST(c.node(1).role() == role::follower); // never campaigns again
+}
+
+BOOST_AUTO_TEST_CASE(replacing_a_voter_goes_through_a_joint_configuration)
+{
+    cluster c(3);
+    c.elect(1);
+    const node_id spare = c.add_spare();
+    // Replace 3 with 4 in one change: two voters change, so the configuration is joint.
+    c.isolate(2);
+    c.isolate(3);
+    c.cut_.erase({1, spare});
+    c.cut_.erase({spare, 1});
+    auto r = change(c, 1, {{kind::remove, 3, {}}, {kind::add_voter, spare, {}}});
+    BOOST_REQUIRE(!r.ec);
+    BOOST_TEST(c.node(1).members().joint());
+    BOOST_TEST(c.node(1).members().outgoing == ids({1, 2, 3}));
+    BOOST_TEST(c.node(1).members().voters == ids({1, 2, 4}));
+    // {1, 4} is a majority of the new voters but not of the old: the joint entry waits.
+    BOOST_TEST(c.node(1).commit_index() < r.index);
+    c.heal();
+    c.tick_all(5);
+    BOOST_TEST(c.node(1).commit_index() > r.index);
+    // The leader left the joint configuration by itself.
+    for (node_id id : {1, 2, 4}) {
+        BOOST_TEST(!c.node(id).members().joint());
+        BOOST_TEST(c.node(id).members().voters == ids({1, 2, 4}));
+    }
+    auto w = c.propose(1, "x");
+    BOOST_TEST(c.node(1).commit_index() >= w.index);
+}
+
+BOOST_AUTO_TEST_CASE(the_configuration_survives_a_restart_whatever_the_options_say)
+{
+    cluster c(3);
+    c.elect(1);
+    BOOST_REQUIRE(!change(c, 1, {{kind::remove, 3, {}}}).ec);
+    c.tick_all(2);
+    // Restarted with the bootstrap list, node 2 still knows 3 was removed: the change is in its log.
+    c.start(2);
+    BOOST_TEST(c.node(2).members().voters == ids({1, 2}));
+    // And once the log is compacted past it, the store's base configuration says so.
+    c.at(2).store.compact(c.node(2).commit_index(), c.node(2).members());
+    c.start(2);
+    BOOST_TEST(c.node(2).members().voters == ids({1, 2}));
+}
+
+BOOST_AUTO_TEST_CASE(the_config_handler_reports_each_configuration_in_force)
+{
+    cluster c(3);
+    std::vector<std::pair<raftkv::index_t, std::vector<node_id>>> seen;
+    c.node(2).on_config_change(
+        [&](raftkv::index_t index, const membership& m) { seen.emplace_back(index, m.voters); });
+    c.elect(1);
+    BOOST_REQUIRE(!seen.empty());
+    BOOST_TEST(seen.front().first == 0u);
+    BOOST_TEST(seen.front().second == ids({1, 2, 3}));
+    auto r = change(c, 1, {{kind::remove, 3, {}}});
+    BOOST_TEST(seen.back().first == r.index);
+    BOOST_TEST(seen.back().second == ids({1, 2}));
+}
