@@ -453,3 +453,148 @@ BOOST_AUTO_TEST_CASE(destroying_transports_with_operations_pending_is_clean)
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(changing_peers)
+
+BOOST_AUTO_TEST_CASE(a_peer_added_at_run_time_is_dialed_and_reached)
+{
+    boost::asio::io_context io;
+    test_node one, two;
+    auto a1 = bound_acceptor(io);
+    auto a2 = bound_acceptor(io);
+    const auto ep2 = a2.local_endpoint();
+    one.start(std::move(a1), 1, {}, fast_reconnect());
+    two.start(std::move(a2), 2, {}, fast_reconnect());
+
+    one.transport->send(beat(1, 2, 1));                                         // unknown yet: dropped
+    one.transport->set_peers({{2, ep2}, {1, one.transport->local_endpoint()}}); // its own entry is ignored
+    run_for(io, 20ms);
+    one.transport->send(beat(1, 2, 2));
+    BOOST_REQUIRE(run_until(io, [&] { return two.received.size() == 1; }));
+    run_for(io, 50ms);
+    BOOST_TEST(two.received.size() == 1u);
+    BOOST_TEST(seq_of(two.received.front()) == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_removed_peer_has_its_connection_closed_and_gets_nothing_more)
+{
+    boost::asio::io_context io;
+    tcp::acceptor peer(io, loopback_any_port); // node 2, played by a raw socket
+    test_node one;
+    one.start(bound_acceptor(io), 1, {{2, peer.local_endpoint()}}, fast_reconnect());
+    one.transport->send(beat(1, 2, 1));
+    tcp::socket accepted(io);
+    bool connected = false;
+    peer.async_accept(accepted, [&](boost::system::error_code ec) { connected = !ec; });
+    BOOST_REQUIRE(run_until(io, [&] { return connected; }));
+    std::string frame(4096, '\0');
+    std::size_t read_total = 0;
+    std::optional<boost::system::error_code> ended;
+    std::function<void()> read_on = [&] {
+        accepted.async_read_some(boost::asio::buffer(frame),
+                                 [&](boost::system::error_code ec, std::size_t n) {
+                                     read_total += n;
+                                     if (ec)
+                                         ended = ec;
+                                     else
+                                         read_on();
+                                 });
+    };
+    read_on();
+    BOOST_REQUIRE(run_until(io, [&] { return read_total > 0; }));
+
+    one.transport->set_peers({});
+    BOOST_REQUIRE(run_until(io, [&] { return ended.has_value(); }));
+    BOOST_TEST((*ended == boost::asio::error::eof || *ended == boost::asio::error::connection_reset));
+    const std::size_t before = read_total;
+    one.transport->send(beat(1, 2, 2));
+    tcp::socket again(io);
+    bool redialed = false;
+    peer.async_accept(again, [&](boost::system::error_code ec) { redialed = !ec; });
+    run_for(io, 200ms);
+    BOOST_TEST(!redialed);
+    BOOST_TEST(read_total == before);
+}
+
+BOOST_AUTO_TEST_CASE(a_changed_address_is_dialed_anew_and_the_old_one_gets_nothing_more)
+{
+    boost::asio::io_context io;
+    test_node one, old_two, new_two;
+    auto a_old = bound_acceptor(io);
+    auto a_new = bound_acceptor(io);
+    const auto ep_old = a_old.local_endpoint();
+    const auto ep_new = a_new.local_endpoint();
+    one.start(bound_acceptor(io), 1, {{2, ep_old}}, fast_reconnect());
+    old_two.start(std::move(a_old), 2, {}, fast_reconnect());
+    new_two.start(std::move(a_new), 2, {}, fast_reconnect());
+
+    one.transport->send(beat(1, 2, 1));
+    BOOST_REQUIRE(run_until(io, [&] { return old_two.received.size() == 1; }));
+
+    one.transport->set_peers({{2, ep_new}});
+    run_for(io, 20ms);
+    one.transport->send(beat(1, 2, 2));
+    BOOST_REQUIRE(run_until(io, [&] { return new_two.received.size() == 1; }));
+    BOOST_TEST(seq_of(new_two.received.front()) == 2u);
+    run_for(io, 50ms);
+    BOOST_TEST(old_two.received.size() == 1u);
+
+    // The same address again changes nothing: the connection stays and delivers in order.
+    one.transport->set_peers({{2, ep_new}});
+    for (std::uint64_t i = 3; i < 10; ++i)
+        one.transport->send(beat(1, 2, i));
+    BOOST_REQUIRE(run_until(io, [&] { return new_two.received.size() == 8; }));
+    for (std::uint64_t i = 0; i < 8; ++i)
+        BOOST_TEST(seq_of(new_two.received[i]) == i + 2);
+}
+
+BOOST_AUTO_TEST_CASE(set_peers_may_be_called_from_another_thread)
+{
+    boost::asio::io_context io(2);
+    auto work = boost::asio::make_work_guard(io);
+    std::thread runner([&io] { io.run(); });
+    auto s1 = boost::asio::make_strand(io);
+    auto s2 = boost::asio::make_strand(io);
+    tcp::acceptor a1(s1), a2(s2);
+    for (tcp::acceptor* a : {&a1, &a2}) {
+        a->open(tcp::v4());
+        a->bind(loopback_any_port);
+    }
+    const auto ep2 = a2.local_endpoint();
+    std::atomic<std::uint64_t> got2{0};
+    const auto on = [](auto& strand, auto f) {
+        std::promise<void> done;
+        boost::asio::post(strand, [&] {
+            f();
+            done.set_value();
+        });
+        done.get_future().wait();
+    };
+    std::unique_ptr<tcp_transport> t1, t2;
+    on(s1, [&] {
+        t1 = std::make_unique<tcp_transport>(std::move(a1), 1, std::map<node_id, tcp::endpoint>{},
+                                             [](message) {});
+    });
+    on(s2, [&] {
+        t2 = std::make_unique<tcp_transport>(std::move(a2), 2, std::map<node_id, tcp::endpoint>{},
+                                             [&](message) { ++got2; });
+    });
+
+    t1->set_peers({{2, ep2}});                // from this thread, not the strand
+    on(s1, [&] { t1->send(beat(1, 2, 1)); }); // posted after it: runs after the change
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (got2 == 0 && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(1ms);
+    BOOST_TEST(got2 == 1u);
+
+    // A change still queued when the transport is destroyed is discarded harmlessly.
+    on(s1, [&] {
+        t1->set_peers({});
+        t1.reset();
+    });
+    on(s2, [&] { t2.reset(); });
+    work.reset();
+    runner.join();
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -22,9 +22,9 @@
 //     transport.send(std::move(m)); // returns at once; m goes to node m.to
 //
 // @par Thread Safety
-// Distinct objects: safe. Shared objects: unsafe. Every member function, the destructor
-// included, must be called on the transport's executor (or, before any of its work has
-// run, from the thread that constructed it). The receive handler is invoked on that
+// Distinct objects: safe. Shared objects: unsafe. Every member function but set_peers(),
+// the destructor included, must be called on the transport's executor (or, before any of
+// its work has run, from the thread that constructed it). The receive handler is invoked on that
 // executor too, so a node running on the same strand needs no locking. When that
 // executor is a strand, encoding, decoding and socket I/O run on strands of their own
 // over the executor beneath it (one per peer link and per incoming connection), so a
@@ -122,6 +122,16 @@ public:
     /// after stop() are dropped.
     void send(message m);
 
+    /// Makes `peers` the address of every other member from now on, as the cluster's
+    /// configuration changes: a peer no longer listed has its connection closed and its
+    /// queue dropped, a peer whose address changed is dialed again at the new one (its
+    /// queue dropped: Raft resends), a new peer is dialed on the first message sent to it;
+    /// the others keep their connections. An entry for this node itself is ignored.
+    /// Unlike the other members, may be called from any thread: the change is posted to
+    /// the transport's executor and takes effect there, in the order of the calls, unless
+    /// the transport is stopped or destroyed first.
+    void set_peers(std::map<node_id, endpoint_type> peers);
+
     /// Closes the listener and every connection, and drops every queued message. Pending
     /// operations complete with operation_aborted, and the receive handler is never called
     /// again. Idempotent.
@@ -134,6 +144,8 @@ public:
     executor_type get_executor() const { return executor_; }
 
 private:
+    void apply_peers(std::map<node_id, endpoint_type> peers);
+
     executor_type executor_;
     node_id self_;
     tcp_transport_options options_;
@@ -143,6 +155,8 @@ private:
     // alive after the transport is gone (they then find themselves stopped and finish).
     std::shared_ptr<detail::tcp_listener> listener_;
     std::map<node_id, std::shared_ptr<detail::tcp_peer_link>> links_;
+    // Expires with the transport: set_peers' posted work checks it on the executor.
+    std::shared_ptr<char> alive_ = std::make_shared<char>();
 };
 
 } // namespace raftkv::asio

@@ -50,6 +50,9 @@ public:
     {
     }
 
+    /// Where the link dials its peer; fixed for the link's life.
+    const boost::asio::ip::tcp::endpoint& remote() const noexcept { return remote_; }
+
     /// Queues `m` on the link's strand. Called on the transport's executor.
     void send(message m)
     {

@@ -9,6 +9,7 @@
 #include <raftkv/asio/detail/tcp_peer_link.hpp>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/socket_base.hpp>
 #include <boost/asio/strand.hpp>
 
@@ -97,6 +98,36 @@ void tcp_transport::send(message m)
         return;
     if (const auto link = links_.find(m.to); link != links_.end())
         link->second->send(std::move(m));
+}
+
+void tcp_transport::set_peers(std::map<node_id, endpoint_type> peers)
+{
+    boost::asio::post(executor_,
+                      [this, alive = std::weak_ptr<char>(alive_), peers = std::move(peers)]() mutable {
+                          if (alive.lock())
+                              apply_peers(std::move(peers));
+                      });
+}
+
+void tcp_transport::apply_peers(std::map<node_id, endpoint_type> peers)
+{
+    if (stopped_)
+        return;
+    peers.erase(self_);
+    for (auto link = links_.begin(); link != links_.end();) {
+        const auto wanted = peers.find(link->first);
+        if (wanted != peers.end() && wanted->second == link->second->remote()) {
+            ++link;
+            continue;
+        }
+        link->second->stop();
+        link = links_.erase(link);
+    }
+    const boost::asio::any_io_executor io = detail::io_executor_of(executor_);
+    for (const auto& [id, endpoint] : peers)
+        if (!links_.contains(id))
+            links_.emplace(id, std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), id,
+                                                                       endpoint, options_));
 }
 
 void tcp_transport::stop()
