@@ -1,8 +1,10 @@
 #include "api.hpp"
 
+#include "cluster_api.hpp"
 #include "config.hpp"
 #include "kv_service.hpp"
 #include "log.hpp"
+#include "member_info.hpp"
 
 #include <raftkv/error.hpp>
 
@@ -417,6 +419,14 @@ private:
     asio::awaitable<http_response> del(const http_request& req, const std::string& key);
     asio::awaitable<http_response> not_done(const http_request& req, std::error_code ec, request_kind kind);
     asio::awaitable<http_response> forward(const http_request& req);
+    asio::awaitable<http_response> handle_cluster(const http_request& req, const route_match& m);
+    asio::awaitable<http_response> list_members(http::status status);
+    asio::awaitable<http_response> add_member(const http_request& req, const member_request& r);
+    asio::awaitable<http_response> promote_member(const http_request& req, node_id id);
+    asio::awaitable<http_response> remove_member(const http_request& req, node_id id);
+    asio::awaitable<http_response> transfer_leader(const http_request& req, node_id id);
+    asio::awaitable<http_response> change(const http_request& req, config_change c, http::status success);
+    bool leads() const { return service_.leader() == service_.id(); }
     http_response status() const;
     http_response health() const;
 
@@ -456,7 +466,120 @@ asio::awaitable<http_response> api_handler::route_request(const http_request& re
         co_return status();
     if (m.route == route::health)
         co_return health();
-    co_return co_await handle_kv(req, m.raw_key);
+    if (m.route == route::kv)
+        co_return co_await handle_kv(req, m.raw_key);
+    co_return co_await handle_cluster(req, m);
+}
+
+// Membership requests are checked here, then run on the leader: a follower forwards them
+// (its view of the configuration may lag), exactly as it forwards the writes Raft could not
+// hand over. GET /cluster/members is this node's own view, like /status.
+asio::awaitable<http_response> api_handler::handle_cluster(const http_request& req, const route_match& m)
+{
+    if (m.route == route::members && req.method() == http::verb::get)
+        co_return co_await list_members(http::status::ok);
+    if (m.route == route::members) {
+        const checked<member_request> body = check_member_body(req.body());
+        if (!body.value)
+            co_return error_response(body.status, body.error);
+        co_return leads() ? co_await add_member(req, *body.value) : co_await forward(req);
+    }
+    const checked<node_id> id =
+        m.route == route::leader ? check_leader_body(req.body()) : check_member_id(m.raw_id);
+    if (!id.value)
+        co_return error_response(id.status, id.error);
+    if (!leads())
+        co_return co_await forward(req);
+    if (m.route == route::leader)
+        co_return co_await transfer_leader(req, *id.value);
+    if (m.route == route::promote)
+        co_return co_await promote_member(req, *id.value);
+    co_return co_await remove_member(req, *id.value);
+}
+
+asio::awaitable<http_response> api_handler::list_members(http::status status)
+{
+    const service_status s = service_.status();
+    std::map<node_id, index_t> match;
+    if (s.node.role == raftkv::role::leader)
+        match = co_await service_.match_indexes();
+    http_response res{status, 11};
+    res.set(http::field::content_type, "application/json");
+    res.body() = members_json(s, match);
+    co_return res;
+}
+
+asio::awaitable<http_response> api_handler::add_member(const http_request& req, const member_request& r)
+{
+    const service_status s = service_.status();
+    if (s.node.members.contains(r.id))
+        co_return error_response(http::status::conflict,
+                                 "node " + std::to_string(r.id) + " is already a member");
+    for (const member_status& m : s.members)
+        if (m.raft == r.raft.to_string())
+            co_return error_response(http::status::conflict, "the Raft address " + m.raft + " is member " +
+                                                                 std::to_string(m.id) + "'s");
+    co_return co_await change(req,
+                              {r.learner ? config_change::kind::add_learner : config_change::kind::add_voter,
+                               r.id, encode_member_info(r.raft, r.http)},
+                              http::status::created);
+}
+
+asio::awaitable<http_response> api_handler::promote_member(const http_request& req, node_id id)
+{
+    const membership m = service_.status().node.members;
+    if (!m.contains(id))
+        co_return error_response(http::status::not_found, "no member " + std::to_string(id));
+    if (m.is_voter(id))
+        co_return error_response(http::status::bad_request,
+                                 "node " + std::to_string(id) + " is already a voter");
+    co_return co_await change(req, {config_change::kind::add_voter, id, {}}, http::status::ok);
+}
+
+asio::awaitable<http_response> api_handler::remove_member(const http_request& req, node_id id)
+{
+    if (!service_.status().node.members.contains(id))
+        co_return error_response(http::status::not_found, "no member " + std::to_string(id));
+    co_return co_await change(req, {config_change::kind::remove, id, {}}, http::status::ok);
+}
+
+// Answers with the member list once the change is applied here, on the leader.
+asio::awaitable<http_response> api_handler::change(const http_request& req, config_change c,
+                                                   http::status success)
+{
+    const change_result r = co_await service_.change_membership({c});
+    if (r.ec == raftkv::errc::not_leader)
+        co_return co_await forward(req);
+    if (!r.ec)
+        co_return co_await list_members(success);
+    std::optional<index_t> lag;
+    if (r.ec == raftkv::errc::learner_behind) {
+        const std::map<node_id, index_t> match = co_await service_.match_indexes();
+        const index_t last = service_.status().node.last_index;
+        if (const auto it = match.find(c.id); it != match.end() && it->second <= last)
+            lag = last - it->second;
+    }
+    co_return membership_failure_response(r.ec, c.id, lag);
+}
+
+asio::awaitable<http_response> api_handler::transfer_leader(const http_request& req, node_id id)
+{
+    const std::vector<node_id> voters = service_.status().node.members.voters;
+    if (std::find(voters.begin(), voters.end(), id) == voters.end())
+        co_return error_response(http::status::not_found, "node " + std::to_string(id) + " is not a voter");
+    const auto limit = 2 * service_.election_timeout();
+    const std::error_code ec = co_await service_.transfer_leadership(id, limit);
+    if (ec == raftkv::errc::not_leader)
+        co_return co_await forward(req);
+    if (ec == raftkv::errc::invalid_argument)
+        co_return error_response(http::status::not_found, "node " + std::to_string(id) + " is not a voter");
+    if (ec == raftkv::errc::timeout)
+        co_return error_response(http::status::service_unavailable,
+                                 "node " + std::to_string(id) + " did not take over within " +
+                                     std::to_string(limit.count()) + " ms; retry");
+    if (ec)
+        co_return failure_response(ec, request_kind::read);
+    co_return json_response(http::status::ok, {{"leader", id}});
 }
 
 asio::awaitable<http_response> api_handler::handle_kv(const http_request& req, std::string_view raw_key)
@@ -588,6 +711,29 @@ route_match match_route(http::verb method, std::string_view target)
         m.route = path == "/status" ? route::status : route::health;
         m.allow = "GET";
         allowed = method == http::verb::get;
+    } else if (path == "/cluster/members") {
+        m.route = route::members;
+        m.allow = "GET, POST";
+        allowed = method == http::verb::get || method == http::verb::post;
+    } else if (path == "/cluster/leader") {
+        m.route = route::leader;
+        m.allow = "POST";
+        allowed = method == http::verb::post;
+    } else if (path.starts_with("/cluster/members/")) {
+        std::string_view rest = path.substr(std::string_view("/cluster/members/").size());
+        const std::size_t slash = rest.find('/');
+        if (slash == std::string_view::npos) {
+            m.route = route::member;
+            m.allow = "DELETE";
+            allowed = method == http::verb::delete_;
+        } else if (rest.substr(slash) == "/promote") {
+            m.route = route::promote;
+            m.allow = "POST";
+            allowed = method == http::verb::post;
+        } else {
+            return m;
+        }
+        m.raw_id = rest.substr(0, slash);
     } else {
         return m;
     }

@@ -5,6 +5,9 @@
 //
 //   PUT /kv/{key}  {"value": "..."}    GET /kv/{key}    DELETE /kv/{key}
 //   GET /status                        GET /health
+//   GET /cluster/members               POST /cluster/members  {"id": N, "raft": "h:p", ...}
+//   DELETE /cluster/members/{id}       POST /cluster/members/{id}/promote
+//   POST /cluster/leader  {"id": N}
 //
 // Any node accepts any request. A node that is not the leader forwards it to the leader's
 // HTTP address (which the leader published in the replicated log, see kv_service) with a
@@ -44,7 +47,19 @@ inline constexpr std::size_t max_value_bytes = std::size_t{1} << 20;
 /// The header that marks a request forwarded by another node; its value is that node's id.
 inline constexpr std::string_view forwarded_header = "X-Raftkv-Forwarded";
 
-enum class route { kv, status, health };
+enum class route {
+    kv,
+    status,
+    health,
+    /// /cluster/members
+    members,
+    /// /cluster/members/{id}
+    member,
+    /// /cluster/members/{id}/promote
+    promote,
+    /// /cluster/leader
+    leader,
+};
 
 /// Where a request goes, decided from its method and target alone.
 struct route_match {
@@ -57,6 +72,9 @@ struct route_match {
     /// For route::kv: the key as it appears in the target, still percent-encoded (may be
     /// empty). A view into the target.
     std::string_view raw_key;
+    /// For route::member and route::promote: the {id} as it appears in the target (not
+    /// checked yet). A view into the target.
+    std::string_view raw_id;
 };
 
 /// Matches `target` (its query string ignored) to a route, then `method` to the route.

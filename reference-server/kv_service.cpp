@@ -1,6 +1,7 @@
 #include "kv_service.hpp"
 
 #include "log.hpp"
+#include "member_info.hpp"
 
 #include <raftkv/asio/driver.hpp>
 #include <raftkv/asio/tcp_transport.hpp>
@@ -9,16 +10,23 @@
 #include <raftkv/wal/log_store.hpp>
 
 #include <boost/asio/as_tuple.hpp>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_executor.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 #include <random>
+#include <set>
 
 namespace raftkv::server {
 
@@ -54,6 +62,86 @@ raftkv::leveldb::kv_state_machine_options machine_options()
     return o;
 }
 
+// How long a write or a membership change refused during a leadership transfer waits
+// before it tries again.
+constexpr std::chrono::milliseconds transfer_retry_pause{5};
+
+using clock = std::chrono::steady_clock;
+
+/// Runs `attempt` (a function returning an awaitable of a result with an `ec`) again,
+/// after a short pause, while it fails with errc::transfer_in_progress, until `limit` has
+/// passed. Such a failure appended nothing, so trying again is safe; a transfer ends
+/// within an election timeout, either way.
+template <class Result, class Attempt>
+boost::asio::awaitable<Result> retry_while_transferring(Attempt attempt, std::chrono::milliseconds limit)
+{
+    const auto deadline = clock::now() + limit;
+    boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor);
+    for (;;) {
+        Result r = co_await attempt();
+        if (r.ec != raftkv::errc::transfer_in_progress || clock::now() + transfer_retry_pause >= deadline)
+            co_return r;
+        pause.expires_after(transfer_retry_pause);
+        co_await pause.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    }
+}
+
+/// Runs `f(node)` on the driver's strand and resumes the awaiting coroutine, on its own
+/// executor, with what it returned.
+template <class Result, class F>
+boost::asio::awaitable<Result> on_node(driver_type& driver, F f)
+{
+    co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(Result)>(
+        [&driver](auto handler, F f) {
+            driver.post([h = std::move(handler), f = std::move(f)](driver_type::node_type& node) mutable {
+                Result r = f(node);
+                const auto ex = boost::asio::get_associated_executor(h);
+                boost::asio::post(
+                    ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
+            });
+        },
+        boost::asio::use_awaitable, std::move(f));
+}
+
+/// Every member of `m` (voters, outgoing voters, learners), in id order.
+std::set<node_id> member_ids(const membership& m)
+{
+    std::set<node_id> ids(m.voters.begin(), m.voters.end());
+    ids.insert(m.outgoing.begin(), m.outgoing.end());
+    ids.insert(m.learners.begin(), m.learners.end());
+    return ids;
+}
+
+std::string join_ids(const std::vector<node_id>& ids)
+{
+    std::string out;
+    for (node_id id : ids)
+        out += (out.empty() ? "" : ",") + std::to_string(id);
+    return out.empty() ? "none" : out;
+}
+
+std::string describe(const membership& m)
+{
+    std::string out = "voters " + join_ids(m.voters);
+    if (m.joint())
+        out += " (joint, leaving " + join_ids(m.outgoing) + ")";
+    if (!m.learners.empty())
+        out += ", learners " + join_ids(m.learners);
+    return out;
+}
+
+/// The bootstrap configuration: every --peers entry a voter, its info holding its Raft
+/// address. Every node started with the same --peers builds the same bytes.
+membership bootstrap_members(const std::map<node_id, host_port>& peers)
+{
+    membership m;
+    for (const auto& [id, address] : peers) {
+        m.voters.push_back(id);
+        m.info.emplace(id, encode_member_info(address));
+    }
+    return m;
+}
+
 std::uint64_t random_seed()
 {
     std::random_device rd;
@@ -73,6 +161,10 @@ struct kv_service::impl {
     ~impl();
 
     boost::asio::awaitable<write_result> propose(std::string command);
+    std::optional<host_port> raft_address_of(const membership& m, node_id id) const;
+    std::optional<std::string> http_address_of(const membership& m, node_id id) const;
+    void on_config_change(index_t index, const membership& m);
+    boost::asio::awaitable<void> resolve_peers(std::map<node_id, host_port> wanted, std::uint64_t generation);
     void schedule_watch();
     void observe();
     void log_leader_change(const node_status& s);
@@ -92,6 +184,8 @@ struct kv_service::impl {
     bool publishing = false;
     term_t published_term = 0;
     node_id logged_leader = no_node;
+    std::map<node_id, host_port> dialed; // the peers' addresses last handed to resolve_peers
+    std::uint64_t peers_generation = 0;  // bumped each time `dialed` changes
 };
 
 kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints)
@@ -113,8 +207,7 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
 
     raftkv::options o;
     o.id = c.id;
-    for (const auto& [id, address] : c.peers)
-        o.members.voters.push_back(id);
+    o.members = bootstrap_members(c.peers);
     o.election_ticks = c.election_ticks;
     o.heartbeat_ticks = c.heartbeat_ticks;
     o.snapshot_entries = c.snapshot_entries;
@@ -127,7 +220,10 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
     d.proposal_timeout = std::chrono::milliseconds(c.request_timeout_ms);
     d.read_timeout = std::chrono::milliseconds(c.request_timeout_ms);
     driver = std::make_unique<driver_type>(strand, std::move(o), *transport, store, machine, d);
+    driver->on_config_change([this](index_t index, const membership& m) { on_config_change(index, m); });
     store.on_durable([this] { driver->log_durable(); });
+    dialed = c.peers;
+    dialed.erase(c.id);
 }
 
 kv_service::impl::~impl()
@@ -137,9 +233,79 @@ kv_service::impl::~impl()
 
 boost::asio::awaitable<write_result> kv_service::impl::propose(std::string command)
 {
-    auto [ec, result] =
-        co_await driver->async_propose(std::move(command), boost::asio::as_tuple(boost::asio::use_awaitable));
-    co_return write_result{ec, result.found};
+    co_return co_await retry_while_transferring<write_result>(
+        [this, &command]() -> boost::asio::awaitable<write_result> {
+            auto [ec, result] =
+                co_await driver->async_propose(command, boost::asio::as_tuple(boost::asio::use_awaitable));
+            co_return write_result{ec, result.found};
+        },
+        std::chrono::milliseconds(config.request_timeout_ms));
+}
+
+// The info's address; else the member's --peers entry (a member of a configuration
+// written before addresses were kept in it).
+std::optional<host_port> kv_service::impl::raft_address_of(const membership& m, node_id id) const
+{
+    if (const auto info = m.info.find(id); info != m.info.end())
+        if (std::optional<host_port> raft = decode_member_info(info->second).raft)
+            return raft;
+    if (const auto peer = config.peers.find(id); peer != config.peers.end())
+        return peer->second;
+    return std::nullopt;
+}
+
+std::optional<std::string> kv_service::impl::http_address_of(const membership& m, node_id id) const
+{
+    if (id == config.id)
+        return config.http.to_string();
+    if (const auto info = m.info.find(id); info != m.info.end())
+        if (std::optional<host_port> http = decode_member_info(info->second).http)
+            return http->to_string();
+    return machine.get_meta(http_meta_name(id));
+}
+
+// On the strand. Names are resolved off the strand; a later change supersedes the
+// resolution of an earlier one that has not finished.
+void kv_service::impl::on_config_change(index_t index, const membership& m)
+{
+    log(log_level::info, "configuration at index " + std::to_string(index) + ": " + describe(m));
+    std::map<node_id, host_port> wanted;
+    for (node_id id : member_ids(m)) {
+        if (id == config.id)
+            continue;
+        if (std::optional<host_port> raft = raft_address_of(m, id))
+            wanted.emplace(id, std::move(*raft));
+        else
+            log(log_level::warn, "member " + std::to_string(id) + " has no Raft address; not dialing it");
+    }
+    if (wanted == dialed)
+        return;
+    dialed = wanted;
+    boost::asio::co_spawn(strand.get_inner_executor(), resolve_peers(std::move(wanted), ++peers_generation),
+                          boost::asio::detached);
+}
+
+boost::asio::awaitable<void> kv_service::impl::resolve_peers(std::map<node_id, host_port> wanted,
+                                                             std::uint64_t generation)
+{
+    tcp::resolver resolver(co_await boost::asio::this_coro::executor);
+    std::map<node_id, tcp::endpoint> endpoints;
+    for (const auto& [id, address] : wanted) {
+        auto [ec, results] = co_await resolver.async_resolve(
+            address.host, std::to_string(address.port), tcp::resolver::numeric_service,
+            boost::asio::as_tuple(boost::asio::use_awaitable));
+        if (ec || results.empty()) {
+            log(log_level::warn, "cannot resolve member " + std::to_string(id) + "'s Raft address " +
+                                     address.to_string() + ": " +
+                                     (ec ? ec.message() : std::string("no addresses")) + "; not dialing it");
+            continue;
+        }
+        endpoints.emplace(id, results.begin()->endpoint());
+    }
+    boost::asio::post(strand, [this, generation, endpoints = std::move(endpoints)]() mutable {
+        if (generation == peers_generation && !stopped)
+            transport->set_peers(std::move(endpoints));
+    });
 }
 
 // Polls the driver's status every tick: the driver has no leadership callback, and a
@@ -258,6 +424,51 @@ boost::asio::awaitable<read_result> kv_service::get(std::string key)
     co_return read_result{{}, impl_->machine.get(key)};
 }
 
+boost::asio::awaitable<change_result> kv_service::change_membership(std::vector<config_change> changes)
+{
+    co_return co_await retry_while_transferring<change_result>(
+        [this, &changes]() -> boost::asio::awaitable<change_result> {
+            auto [ec, index] = co_await impl_->driver->async_change_membership(
+                changes, boost::asio::as_tuple(boost::asio::use_awaitable));
+            co_return change_result{ec, index};
+        },
+        std::chrono::milliseconds(impl_->config.request_timeout_ms));
+}
+
+boost::asio::awaitable<std::map<node_id, index_t>> kv_service::match_indexes()
+{
+    co_return co_await on_node<std::map<node_id, index_t>>(*impl_->driver, [](driver_type::node_type& node) {
+        std::map<node_id, index_t> out;
+        for (node_id id : member_ids(node.members()))
+            if (const std::optional<index_t> match = node.match_of(id))
+                out.emplace(id, *match);
+        return out;
+    });
+}
+
+boost::asio::awaitable<std::error_code> kv_service::transfer_leadership(node_id target,
+                                                                        std::chrono::milliseconds timeout)
+{
+    const auto deadline = clock::now() + timeout;
+    const std::error_code ec = co_await on_node<std::error_code>(
+        *impl_->driver, [target](driver_type::node_type& node) { return node.transfer_leadership(target); });
+    if (ec)
+        co_return ec;
+    boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor);
+    while (impl_->driver->status().leader != target) {
+        if (clock::now() >= deadline)
+            co_return make_error_code(raftkv::errc::timeout);
+        pause.expires_after(std::chrono::milliseconds(impl_->config.tick_ms));
+        co_await pause.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    }
+    co_return std::error_code{};
+}
+
+std::chrono::milliseconds kv_service::election_timeout() const
+{
+    return std::chrono::milliseconds(std::uint64_t{2} * impl_->config.election_ticks * impl_->config.tick_ms);
+}
+
 node_id kv_service::id() const
 {
     return impl_->config.id;
@@ -272,16 +483,33 @@ std::optional<std::string> kv_service::http_address(node_id id) const
 {
     if (id == impl_->config.id)
         return impl_->config.http.to_string();
-    return impl_->machine.get_meta(http_meta_name(id));
+    return impl_->http_address_of(impl_->driver->status().members, id);
 }
 
 service_status kv_service::status() const
 {
     const node_status s = impl_->driver->status();
     service_status out{s, {}};
-    for (const auto& [id, address] : impl_->config.peers)
-        out.members.push_back(member_status{id, address.to_string(), http_address(id)});
+    const membership& m = s.members;
+    for (node_id id : member_ids(m)) {
+        member_status member{id, {}, impl_->http_address_of(m, id), member_role::voter};
+        if (std::optional<host_port> raft = impl_->raft_address_of(m, id))
+            member.raft = raft->to_string();
+        if (std::find(m.voters.begin(), m.voters.end(), id) == m.voters.end())
+            member.role = m.is_learner(id) ? member_role::learner : member_role::outgoing;
+        out.members.push_back(std::move(member));
+    }
     return out;
+}
+
+const char* to_string(member_role r)
+{
+    switch (r) {
+    case member_role::voter: return "voter";
+    case member_role::learner: return "learner";
+    case member_role::outgoing: return "outgoing";
+    }
+    return "voter";
 }
 
 } // namespace raftkv::server

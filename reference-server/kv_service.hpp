@@ -5,9 +5,12 @@
 // running a node over the TCP transport, with the LevelDB log store and state machine in
 // the data directory. It knows nothing of HTTP.
 //
-// Besides serving puts, deletes and reads, it publishes this node's HTTP address in the
+// Besides serving puts, deletes and reads, it changes the cluster's membership, keeps the
+// transport's peers in step with the configuration in force (each member's addresses are in
+// its membership::info, member_info.hpp), and publishes this node's HTTP address in the
 // replicated log each time the node becomes leader (a kv_command_op::meta record named
-// "node.<id>.http"), so every node can tell where to forward requests: http_address().
+// "node.<id>.http"), so every node can tell where to forward requests even to a member
+// whose info has no HTTP address (the bootstrap members): http_address().
 //
 //     kv_service service{io.get_executor(), config};
 //     service.start();
@@ -21,6 +24,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include <chrono>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -33,7 +38,8 @@ namespace raftkv::server {
 struct write_result {
     /// Empty once committed, durable on a majority and applied; otherwise a raftkv::errc:
     /// not_leader, overloaded or proposal_dropped (it did not happen), leadership_lost or
-    /// timeout (outcome unknown), transfer_in_progress or shutting_down.
+    /// timeout (outcome unknown), transfer_in_progress (only if a transfer outlasted the
+    /// request timeout: writes wait for one to end) or shutting_down.
     std::error_code ec;
     /// For a delete: whether the key existed. For a put: true.
     bool found = false;
@@ -46,18 +52,42 @@ struct read_result {
     std::optional<std::string> value;
 };
 
+/// A member's place in the configuration in force.
+enum class member_role {
+    voter,
+    learner,
+    /// A voter of the configuration being left, during a joint change.
+    outgoing,
+};
+
+/// "voter", "learner" or "outgoing".
+const char* to_string(member_role r);
+
 struct member_status {
     node_id id = no_node;
+    /// From the member's info in the configuration; for a member whose info has none, its
+    /// --peers entry; empty when neither knows it.
     std::string raft;
-    /// Known once the member has led (it published it), or for this node itself.
+    /// From the member's info in the configuration; else the address it published when it
+    /// last led; this node's own address for itself; nothing when none of those knows it.
     std::optional<std::string> http;
+    member_role role = member_role::voter;
 };
 
 struct service_status {
     /// The Raft node's state as of its last input.
     node_status node;
-    /// Every member with its addresses, in id order.
+    /// Every member of the configuration in force with its addresses, in id order.
     std::vector<member_status> members;
+};
+
+/// The outcome of a membership change.
+struct change_result {
+    /// Empty once the change was applied on this node; otherwise a raftkv::errc (see
+    /// raftkv::asio::driver::async_change_membership).
+    std::error_code ec;
+    /// The config entry's index.
+    index_t index = 0;
 };
 
 /// Resolves `address` (a name or a numeric address) to its first TCP endpoint.
@@ -96,13 +126,31 @@ public:
     boost::asio::awaitable<write_result> del(std::string key);
     boost::asio::awaitable<read_result> get(std::string key);
 
+    /// Proposes `changes` (on the leader only: errc::not_leader elsewhere) and waits until
+    /// this node applied them. A change refused because a leadership transfer is under
+    /// way is retried until the transfer ends, within the request timeout.
+    boost::asio::awaitable<change_result> change_membership(std::vector<config_change> changes);
+
+    /// The match index of each member as the leader knows it; empty unless this node leads.
+    boost::asio::awaitable<std::map<node_id, index_t>> match_indexes();
+
+    /// Hands leadership to the voter `target` and waits until this node sees it lead, up
+    /// to `timeout`: empty then, errc::timeout after; errc::not_leader when this node does
+    /// not lead; errc::invalid_argument when `target` is not a voter. Nothing to do when
+    /// `target` is this node and it leads.
+    boost::asio::awaitable<std::error_code> transfer_leadership(node_id target,
+                                                                std::chrono::milliseconds timeout);
+
+    /// The longest election timeout: 2 * election_ticks ticks.
+    std::chrono::milliseconds election_timeout() const;
+
     node_id id() const;
 
     /// The leader this node knows of, or no_node.
     node_id leader() const;
 
-    /// The HTTP address `id` published when it last became leader; this node's own
-    /// address for its own id.
+    /// Where `id` serves HTTP: this node's own address for its own id; else the address
+    /// in its member info; else the one it published when it last became leader.
     std::optional<std::string> http_address(node_id id) const;
 
     service_status status() const;

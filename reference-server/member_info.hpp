@@ -1,0 +1,38 @@
+#ifndef RAFTKV_SERVER_MEMBER_INFO_HPP
+#define RAFTKV_SERVER_MEMBER_INFO_HPP
+
+// What raftkv-server keeps in each member's raftkv::membership::info: the member's
+// addresses, as a compact JSON object {"raft":"host:port","http":"host:port"} ("http"
+// optional). The info is replicated with the configuration, so every node learns where to
+// dial a member (and where to forward HTTP requests to it) from the log.
+//
+//     std::string info = encode_member_info({"10.0.0.4", 9080}, host_port{"10.0.0.4", 8080});
+//     member_info m = decode_member_info(info); // m.raft->port == 9080
+
+#include "config.hpp"
+
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace raftkv::server {
+
+struct member_info {
+    /// Where the member accepts Raft connections; nothing if the info does not say.
+    std::optional<host_port> raft;
+    /// Where the member serves HTTP; nothing if the info does not say.
+    std::optional<host_port> http;
+};
+
+/// The info string for a member: always the same bytes for the same addresses, so every
+/// node that builds the bootstrap configuration from the same --peers builds it alike.
+std::string encode_member_info(const host_port& raft, const std::optional<host_port>& http = std::nullopt);
+
+/// Reads an info string written by encode_member_info(). Never throws: a field that is
+/// missing, not a string, or not a valid host:port is left empty (the address is unknown),
+/// whatever else the string holds.
+member_info decode_member_info(std::string_view info);
+
+} // namespace raftkv::server
+
+#endif
