@@ -279,6 +279,32 @@ BOOST_AUTO_TEST_CASE(a_damaged_segment_that_is_not_the_last_is_corruption)
     check_open_fails(dir / "log", "corrupt");
 }
 
+BOOST_AUTO_TEST_CASE(a_blank_last_segment_is_removed_and_the_one_before_it_goes_on)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        s.append(run(1, {1, 1, 1}, 20));
+        s.sync();
+    }
+    // A crash while starting the next segment: created and reserved, nothing written.
+    const auto first = segments(dir / "log").back();
+    {
+        std::ofstream blank(dir / "log" / "wal-0000000000000002.log", std::ios::binary);
+        blank << std::string(4096, '\0');
+    }
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        BOOST_TEST(s.last_index() == 3u);
+        BOOST_TEST(segments(dir / "log") == std::vector<std::filesystem::path>{first});
+        s.append(run(4, {1, 1}, 20));
+        s.sync();
+    }
+    log_store s(dir / "log", {.segment_bytes = 4096});
+    BOOST_TEST(s.last_index() == 5u);
+    BOOST_TEST((all_entries(s) == run(1, {1, 1, 1, 1, 1}, 20)), boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(a_torn_hard_state_write_leaves_the_previous_one)
 {
     temp_dir dir;

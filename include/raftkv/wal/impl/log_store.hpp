@@ -288,17 +288,19 @@ inline void log_store::recover()
             seqs.push_back(seq);
     std::sort(seqs.begin(), seqs.end());
 
-    std::uint64_t end_offset = 0;
+    std::uint64_t end_offset = 0; // where the valid groups of segments_.back() end
     for (std::size_t k = 0; k < seqs.size(); ++k) {
         segment s{seqs[k], dir_ / detail::segment_name(seqs[k]), 0};
         const bool last = k + 1 == seqs.size();
-        recover_segment(s, last, end_offset);
-        if (last && end_offset == 0) {
+        std::uint64_t end = 0;
+        recover_segment(s, last, end);
+        if (last && end == 0) {
             // Created but never written (a crash while starting it): it holds nothing.
             std::filesystem::remove(s.path);
             detail::sync_directory(dir_);
             continue;
         }
+        end_offset = end;
         segments_.push_back(std::move(s));
     }
     if (!entries_.empty() && entries_.front().index != base_index_ + 1)
