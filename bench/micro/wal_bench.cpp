@@ -37,7 +37,7 @@ void wal_append_group_commit(benchmark::State& state)
             store.sync();
             if (next > 200'000) {
                 state.PauseTiming();
-                store.compact(next - 1);
+                store.compact(next - 1, {});
                 state.ResumeTiming();
             }
         }

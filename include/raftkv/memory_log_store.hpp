@@ -68,20 +68,20 @@ public:
             durable_ = last_index();
     }
 
-    /// Drops the entries up to and including `i`; nothing if `i` is before first_index().
-    /// REQUIRES: i <= durable_index().
+    /// Drops the entries up to and including `i` and keeps `members` as the configuration
+    /// at `i`; nothing if `i` is before first_index(). REQUIRES: i <= durable_index().
     void compact(index_t i, const membership& members)
     {
         assert(i <= durable_index());
         if (i < first_index())
             return;
-        base_members_ = members;
         base_term_ = term_at(i);
         entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(i - base_index_));
         base_index_ = i;
+        base_members_ = members;
     }
 
-    /// Drops every entry; the log restarts after `meta.index`, durably.
+    /// Drops every entry; the log restarts after `meta.index`, under `meta.members`, durably.
     void install_snapshot(const snapshot_meta& meta)
     {
         entries_.clear();
@@ -91,6 +91,8 @@ public:
         durable_ = meta.index;
     }
 
+    /// The configuration at first_index() - 1, as the last compact() or install_snapshot()
+    /// gave it; empty for a new store.
     membership base_members() const { return base_members_; }
 
     /// Makes every entry durable. Returns true if durable_index() advanced.

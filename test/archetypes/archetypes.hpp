@@ -36,8 +36,8 @@ public:
     std::vector<log_entry> entries(index_t lo, index_t hi, std::size_t max_bytes) const;
     void append(std::span<const log_entry> entries);
     void compact(index_t i, const membership& members);
-    membership base_members() const;
     void install_snapshot(const snapshot_meta& meta);
+    membership base_members() const;
 };
 
 /// Movable but not copyable: a reader may own a storage engine's snapshot handle.

@@ -2,6 +2,7 @@
 
 #include <raftkv/concepts.hpp>
 #include <raftkv/leveldb/detail/term_cache.hpp>
+#include <raftkv/membership.hpp>
 #include <raftkv/memory_log_store.hpp>
 #include <raftkv/sim/log_store_conformance.hpp>
 
@@ -35,6 +36,7 @@ using raftkv::entry_type;
 using raftkv::hard_state;
 using raftkv::index_t;
 using raftkv::log_entry;
+using raftkv::membership;
 using raftkv::snapshot_meta;
 using raftkv::term_t;
 using raftkv::leveldb::log_store;
@@ -97,9 +99,21 @@ std::vector<index_t> indexes(index_t lo, index_t hi)
     return out;
 }
 
-snapshot_meta snapshot_at(index_t index, term_t term)
+snapshot_meta snapshot_at(index_t index, term_t term, membership members = {})
 {
-    return snapshot_meta{index, term, {}};
+    return snapshot_meta{index, term, std::move(members)};
+}
+
+/// A configuration with every part set: voters from `first`, joint if asked, a learner and info.
+membership members_from(raftkv::node_id first, bool joint = false)
+{
+    membership m;
+    m.voters = {first, first + 1, first + 2};
+    if (joint)
+        m.outgoing = {first + 1, first + 2, first + 3};
+    m.learners = {first + 5};
+    m.info = {{first, "10.0.0." + std::to_string(first) + ":7000"}, {first + 5, std::string(300, 'i')}};
+    return m;
 }
 
 } // namespace
@@ -464,7 +478,7 @@ BOOST_AUTO_TEST_CASE(compact_drops_entries_up_to_the_index_and_keeps_its_term)
     log_store s{dir / "log"};
     const std::vector<log_entry> es = run(1, {1, 1, 2, 2, 2, 3, 3, 3, 3, 3});
     s.append(es);
-    s.compact(4);
+    s.compact(4, {});
     BOOST_TEST(s.first_index() == 5u);
     BOOST_TEST(s.last_index() == 10u);
     BOOST_TEST(s.durable_index() == 10u);
@@ -479,12 +493,12 @@ BOOST_AUTO_TEST_CASE(compact_at_or_below_the_base_does_nothing)
 {
     temp_dir dir;
     log_store s{dir / "log"};
-    s.compact(0); // a new store: first_index() - 1 == 0
+    s.compact(0, {}); // a new store: first_index() - 1 == 0
     BOOST_TEST(s.first_index() == 1u);
     s.append(run(1, {1, 1, 2, 2, 2}));
-    s.compact(3);
-    s.compact(3);
-    s.compact(1);
+    s.compact(3, {});
+    s.compact(3, {});
+    s.compact(1, {});
     BOOST_TEST(s.first_index() == 4u);
     BOOST_TEST(s.last_index() == 5u);
     BOOST_TEST(s.term_at(3) == 2u);
@@ -499,8 +513,8 @@ BOOST_AUTO_TEST_CASE(compacted_log_reopens_with_its_base_and_only_the_retained_e
         log_store s{dir / "log"};
         s.append(es);
         s.save_hard_state({3, 2});
-        s.compact(4);
-        s.compact(6);
+        s.compact(4, {});
+        s.compact(6, {});
     }
     {
         log_store s{dir / "log"};
@@ -520,7 +534,7 @@ BOOST_AUTO_TEST_CASE(compacting_the_whole_log_leaves_it_empty_after_the_base)
     {
         log_store s{dir / "log"};
         s.append(run(1, {1, 2, 2}));
-        s.compact(3);
+        s.compact(3, {});
         BOOST_TEST(s.first_index() == 4u);
         BOOST_TEST(s.last_index() == 3u);
         BOOST_TEST(s.durable_index() == 3u);
@@ -539,7 +553,7 @@ BOOST_AUTO_TEST_CASE(append_after_compaction_extends_or_overwrites_the_retained_
     temp_dir dir;
     log_store s{dir / "log"};
     s.append(run(1, {1, 1, 1, 1, 1}));
-    s.compact(2);
+    s.compact(2, {});
     s.append(run(6, {1, 1}));
     BOOST_TEST(s.last_index() == 7u);
     s.append(run(3, {4, 4})); // conflicts from the first retained entry on
@@ -560,7 +574,7 @@ BOOST_AUTO_TEST_CASE(many_compactions_keep_open_and_disk_bounded_by_the_retained
         log_store s{dir / "log"};
         for (index_t i = 1; i <= total; i += 5'000) {
             s.append(run(i, std::vector<term_t>(5'000, i / 10'000 + 1)));
-            s.compact(s.last_index() - keep);
+            s.compact(s.last_index() - keep, {});
         }
         BOOST_TEST(s.first_index() == total - keep + 1);
     }
@@ -624,7 +638,7 @@ BOOST_AUTO_TEST_CASE(install_snapshot_inside_the_log_drops_every_entry)
     {
         log_store s{dir / "log"};
         s.append(run(1, {1, 1, 2, 2, 2, 3}));
-        s.compact(1);
+        s.compact(1, {});
         s.install_snapshot(snapshot_at(4, 5)); // another term than entry 4's: the log conflicted
         BOOST_TEST(s.first_index() == 5u);
         BOOST_TEST(s.last_index() == 4u);
@@ -646,7 +660,7 @@ BOOST_AUTO_TEST_CASE(install_snapshot_before_the_log_moves_its_start_back)
     {
         log_store s{dir / "log"};
         s.append(run(1, std::vector<term_t>(20, 2)));
-        s.compact(10);
+        s.compact(10, {});
         s.install_snapshot(snapshot_at(3, 1));
         BOOST_TEST(s.first_index() == 4u);
         BOOST_TEST(s.last_index() == 3u);
@@ -696,10 +710,103 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_corrupt_base_record)
     {
         log_store s{dir / "log"};
         s.append(run(1, {1, 1}));
-        s.compact(1);
+        s.compact(1, {});
     }
     open_raw(dir / "log")->Put({}, "b", "short");
     check_open_fails<log_store>(dir / "log", "the base record is not a version-1 base");
+}
+
+// The configuration at the base.
+
+BOOST_AUTO_TEST_CASE(base_members_survive_reopening_after_compaction_and_snapshot_install)
+{
+    temp_dir dir;
+    const membership joint = members_from(3, true);
+    {
+        log_store s{dir / "log"};
+        BOOST_TEST((s.base_members() == membership{}));
+        s.append(run(1, {1, 1, 2, 2}));
+        s.compact(2, joint);
+        BOOST_TEST((s.base_members() == joint));
+        s.compact(1, members_from(8)); // below the base: changes nothing
+        BOOST_TEST((s.base_members() == joint));
+    }
+    {
+        log_store s{dir / "log"};
+        BOOST_TEST(s.first_index() == 3u);
+        BOOST_TEST((s.base_members() == joint));
+        s.install_snapshot(snapshot_at(9, 4, members_from(20)));
+        BOOST_TEST((s.base_members() == members_from(20)));
+    }
+    {
+        // Stored as encode_membership() under "m", written with the base.
+        auto db = open_raw(dir / "log");
+        std::string value;
+        BOOST_TEST_REQUIRE(db->Get({}, "m", &value).ok());
+        BOOST_TEST((value == raftkv::encode_membership(members_from(20))));
+    }
+    log_store s{dir / "log"};
+    BOOST_TEST(s.first_index() == 10u);
+    BOOST_TEST(s.term_at(9) == 4u);
+    BOOST_TEST((s.base_members() == members_from(20)));
+}
+
+BOOST_AUTO_TEST_CASE(bootstrap_install_at_index_zero_keeps_the_log_empty_and_the_members_durable)
+{
+    temp_dir dir;
+    {
+        log_store s{dir / "log"};
+        s.install_snapshot(snapshot_at(0, 0, members_from(1)));
+        BOOST_TEST(s.first_index() == 1u);
+        BOOST_TEST(s.last_index() == 0u);
+        BOOST_TEST(s.durable_index() == 0u);
+    }
+    log_store s{dir / "log"};
+    BOOST_TEST(s.first_index() == 1u);
+    BOOST_TEST(s.last_index() == 0u);
+    BOOST_TEST(s.term_at(0) == 0u);
+    BOOST_TEST((s.base_members() == members_from(1)));
+    s.append(run(1, {1, 1}));
+    BOOST_TEST((all_entries(s) == run(1, {1, 1})));
+}
+
+BOOST_AUTO_TEST_CASE(store_without_members_record_opens_with_empty_base_members)
+{
+    // Stores written before stores kept the configuration have a base record but no "m".
+    temp_dir dir;
+    {
+        log_store s{dir / "log"};
+        s.append(run(1, {1, 1, 2, 2}));
+        s.compact(2, members_from(1));
+    }
+    open_raw(dir / "log")->Delete({}, "m");
+    log_store s{dir / "log"};
+    BOOST_TEST(s.first_index() == 3u);
+    BOOST_TEST(s.term_at(2) == 1u);
+    BOOST_TEST((s.base_members() == membership{}));
+    BOOST_TEST((all_entries(s) == slice(run(1, {1, 1, 2, 2}), 3, 4)));
+}
+
+BOOST_AUTO_TEST_CASE(open_fails_clearly_on_undecodable_base_members)
+{
+    temp_dir dir;
+    {
+        log_store s{dir / "log"};
+        s.append(run(1, {1, 1}));
+        s.compact(1, members_from(1));
+    }
+    std::string truncated = raftkv::encode_membership(members_from(1));
+    truncated.pop_back();
+    open_raw(dir / "log")->Put({}, "m", truncated);
+    check_open_fails<log_store>(dir / "log", "the base membership record");
+
+    std::string other_version = raftkv::encode_membership(members_from(1));
+    other_version[0] = 9;
+    open_raw(dir / "log")->Put({}, "m", other_version);
+    check_open_fails<log_store>(dir / "log", "version 9");
+
+    open_raw(dir / "log")->Put({}, "m", "");
+    check_open_fails<log_store>(dir / "log", "the base membership record (0 bytes");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_entry_at_or_before_the_base)
@@ -708,7 +815,7 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_entry_at_or_before_the_base)
     {
         log_store s{dir / "log"};
         s.append(run(1, {1, 1, 1, 1, 1, 1}));
-        s.compact(4);
+        s.compact(4, {});
     }
     open_raw(dir / "log")->Put({}, entry_key(4), std::string(10, '\0'));
     check_open_fails<log_store>(dir / "log", "an entry key holds index 4, before the first index 5");
@@ -720,7 +827,7 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_when_the_entry_after_the_base_is_missing
     {
         log_store s{dir / "log"};
         s.append(run(1, {1, 1, 1, 1, 1, 1}));
-        s.compact(2);
+        s.compact(2, {});
     }
     open_raw(dir / "log")->Delete({}, entry_key(3));
     check_open_fails<log_store>(dir / "log", "gap: entry 3 is missing but entry 4 is present");
@@ -732,6 +839,7 @@ namespace {
 struct model_log {
     index_t base_index = 0;
     term_t base_term = 0;
+    membership base_members;
     std::vector<log_entry> entries;
     hard_state hs;
 
@@ -744,19 +852,21 @@ struct model_log {
         entries.resize(es.front().index - first_index());
         entries.insert(entries.end(), es.begin(), es.end());
     }
-    void compact(index_t i)
+    void compact(index_t i, const membership& members)
     {
         if (i < first_index())
             return;
         base_term = term_at(i);
         entries.erase(entries.begin(), entries.begin() + static_cast<std::ptrdiff_t>(i - base_index));
         base_index = i;
+        base_members = members;
     }
     void install_snapshot(const snapshot_meta& meta)
     {
         entries.clear();
         base_index = meta.index;
         base_term = meta.term;
+        base_members = meta.members;
     }
 };
 
@@ -766,6 +876,7 @@ void check_matches(const model_log& model, const log_store& s)
     BOOST_TEST_REQUIRE(s.last_index() == model.last_index());
     BOOST_TEST_REQUIRE(s.durable_index() == model.last_index());
     BOOST_TEST_REQUIRE((s.saved_hard_state() == model.hs));
+    BOOST_TEST_REQUIRE((s.base_members() == model.base_members));
     for (index_t i = model.base_index; i <= model.last_index(); ++i)
         BOOST_TEST_REQUIRE(s.term_at(i) == model.term_at(i), "term_at(" << i << ")");
     if (!model.entries.empty())
@@ -800,13 +911,17 @@ BOOST_AUTO_TEST_CASE(matches_a_model_under_random_appends_compactions_snapshots_
                     // Sometimes below the base: a no-op.
                     const index_t lo = model.base_index > 2 ? model.base_index - 2 : 0;
                     const index_t i = std::uniform_int_distribution<index_t>(lo, model.last_index())(rng);
-                    model.compact(i);
-                    s->compact(i);
+                    const membership m = members_from(
+                        std::uniform_int_distribution<raftkv::node_id>(1, 9)(rng), step % 2 == 0);
+                    model.compact(i, m);
+                    s->compact(i, m);
                 } else if (op == 15) {
                     const index_t last = model.last_index();
                     const index_t i =
                         std::uniform_int_distribution<index_t>(last > 10 ? last - 10 : 0, last + 10)(rng);
-                    const snapshot_meta meta = snapshot_at(i, model.term_at(model.base_index) + 1);
+                    const snapshot_meta meta =
+                        snapshot_at(i, model.term_at(model.base_index) + 1,
+                                    members_from(std::uniform_int_distribution<raftkv::node_id>(1, 9)(rng)));
                     model.install_snapshot(meta);
                     s->install_snapshot(meta);
                 } else if (op == 16) {

@@ -110,3 +110,33 @@ BOOST_AUTO_TEST_CASE(a_sync_that_started_before_a_truncation_does_not_cover_the_
     BOOST_TEST(!s.sync_to(1, 1)); // late and out of order: changes nothing
     BOOST_TEST(s.durable_index() == 2u);
 }
+
+BOOST_AUTO_TEST_CASE(base_members_follow_compaction_and_snapshot_installs_and_survive_a_crash)
+{
+    raftkv::membership m;
+    m.voters = {1, 2, 3};
+    m.learners = {4};
+    m.info = {{4, "d"}};
+    raftkv::sim::sim_log_store s(false);
+    BOOST_TEST((s.base_members() == raftkv::membership{}));
+    s.install_snapshot({0, 0, m}); // how a node records the configuration it starts with
+    BOOST_TEST(s.first_index() == 1u);
+    BOOST_TEST(s.last_index() == 0u);
+    BOOST_TEST((s.base_members() == m));
+    s.append(run(1, 1, 4));
+    s.sync();
+    s.append(run(5, 1, 2));
+    raftkv::membership joint = m;
+    joint.outgoing = {1, 2, 5};
+    s.compact(3, joint);
+    BOOST_TEST((s.base_members() == joint));
+    s.crash(); // drops the entries not synced, never the compaction
+    BOOST_TEST(s.first_index() == 4u);
+    BOOST_TEST(s.last_index() == 4u);
+    BOOST_TEST((s.base_members() == joint));
+    s.stall();
+    s.install_snapshot({10, 2, m}); // durable on return, stalled disk or not
+    s.crash();
+    BOOST_TEST(s.first_index() == 11u);
+    BOOST_TEST((s.base_members() == m));
+}

@@ -1,7 +1,9 @@
 #include <raftkv/wal/log_store.hpp>
 
 #include <raftkv/concepts.hpp>
+#include <raftkv/membership.hpp>
 #include <raftkv/sim/log_store_conformance.hpp>
+#include <raftkv/wal/detail/format.hpp>
 
 #include "../leveldb/temp_dir.hpp"
 #include "support/log_entries.hpp"
@@ -27,6 +29,7 @@ using raftkv::entry_type;
 using raftkv::hard_state;
 using raftkv::index_t;
 using raftkv::log_entry;
+using raftkv::membership;
 using raftkv::snapshot_meta;
 using raftkv::term_t;
 using raftkv::test::all_entries;
@@ -75,6 +78,55 @@ void check_open_fails(const std::filesystem::path& dir, const std::string& expec
         return;
     }
     BOOST_FAIL("opening " << dir << " succeeded; expected an error naming \"" << expected << "\"");
+}
+
+/// A configuration with every part set: voters from `first`, joint if asked, a learner and info.
+membership members_from(raftkv::node_id first, bool joint = false)
+{
+    membership m;
+    m.voters = {first, first + 1, first + 2};
+    if (joint)
+        m.outgoing = {first + 1, first + 2, first + 3};
+    m.learners = {first + 5};
+    m.info = {{first, "10.0.0." + std::to_string(first) + ":7000"}, {first + 5, std::string(300, 'i')}};
+    return m;
+}
+
+/// The 16-byte header of a segment of format `version`.
+std::string segment_header(std::uint32_t version)
+{
+    namespace d = raftkv::wal::detail;
+    std::string h(d::segment_header_size, '\0');
+    d::put_u64(h.data(), d::segment_magic);
+    d::put_u32(h.data() + 8, version);
+    d::put_u32(h.data() + 12, d::crc32c(h.data(), 12));
+    return h;
+}
+
+/// Writes segment `seq` of `dir` by hand: a header of format `version`, then one group of
+/// `records` (already encoded as that version lays them out).
+void write_segment(const std::filesystem::path& dir, std::uint64_t seq, std::uint32_t version,
+                   const std::string& records)
+{
+    namespace d = raftkv::wal::detail;
+    std::filesystem::create_directories(dir);
+    std::string group(d::group_header_size, '\0');
+    group += records;
+    d::seal_group(group, seq, d::segment_header_size);
+    std::ofstream out(dir / d::segment_name(seq), std::ios::binary);
+    const std::string data = segment_header(version) + group + std::string(256, '\0');
+    out.write(data.data(), static_cast<std::streamsize>(data.size()));
+}
+
+/// A version-1 compaction or snapshot record: kind, index, term and no configuration.
+std::string v1_base_record(raftkv::wal::detail::record_kind kind, index_t index, term_t term)
+{
+    namespace d = raftkv::wal::detail;
+    std::string r(d::v1_base_record_size, '\0');
+    r[0] = static_cast<char>(kind);
+    d::put_u64(r.data() + 1, index);
+    d::put_u64(r.data() + 9, term);
+    return r;
 }
 
 } // namespace
@@ -163,7 +215,7 @@ BOOST_AUTO_TEST_CASE(compaction_deletes_segments_it_made_obsolete_and_survives_r
         }
         const std::size_t before = s.segment_count();
         BOOST_TEST(before > 5u);
-        s.compact(350);
+        s.compact(350, {});
         s.sync();
         BOOST_TEST(s.segment_count() < before);
         BOOST_TEST(segments(dir / "log").size() == s.segment_count());
@@ -279,6 +331,32 @@ BOOST_AUTO_TEST_CASE(a_damaged_segment_that_is_not_the_last_is_corruption)
     check_open_fails(dir / "log", "corrupt");
 }
 
+BOOST_AUTO_TEST_CASE(a_blank_last_segment_is_removed_and_the_one_before_it_goes_on)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        s.append(run(1, {1, 1, 1}, 20));
+        s.sync();
+    }
+    // A crash while starting the next segment: created and reserved, nothing written.
+    const auto first = segments(dir / "log").back();
+    {
+        std::ofstream blank(dir / "log" / raftkv::wal::detail::segment_name(2), std::ios::binary);
+        blank << std::string(4096, '\0');
+    }
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        BOOST_TEST(s.last_index() == 3u);
+        BOOST_TEST(segments(dir / "log") == std::vector<std::filesystem::path>{first});
+        s.append(run(4, {1, 1}, 20));
+        s.sync();
+    }
+    log_store s(dir / "log", {.segment_bytes = 4096});
+    BOOST_TEST(s.last_index() == 5u);
+    BOOST_TEST((all_entries(s) == run(1, {1, 1, 1, 1, 1}, 20)), boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_CASE(a_torn_hard_state_write_leaves_the_previous_one)
 {
     temp_dir dir;
@@ -338,4 +416,164 @@ BOOST_AUTO_TEST_CASE(a_killed_process_loses_nothing_it_reported_durable)
     BOOST_TEST(s.last_index() >= reported);
     for (const auto& e : all_entries(s))
         BOOST_TEST(e.data.substr(0, e.data.find('/')) == std::to_string(e.index));
+}
+
+// The configuration at the base.
+
+BOOST_AUTO_TEST_CASE(base_members_survive_reopening_after_compactions_rollovers_and_installs)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        BOOST_TEST((s.base_members() == membership{}));
+        for (index_t i = 1; i <= 200; i += 10) {
+            s.append(run(i, std::vector<term_t>(10, 1), 60));
+            s.sync(); // one group each, so they spread over segments
+            if (i == 51)
+                s.compact(40, members_from(1));
+        }
+        s.compact(150, members_from(2, true)); // deletes the segment of the first compaction
+        s.compact(100, members_from(3));       // below the base: changes nothing
+        BOOST_TEST((s.base_members() == members_from(2, true)));
+        s.sync();
+    }
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        BOOST_TEST(s.first_index() == 151u);
+        BOOST_TEST(s.last_index() == 200u);
+        BOOST_TEST((s.base_members() == members_from(2, true)));
+        s.install_snapshot(snapshot_meta{500, 3, members_from(4)});
+        BOOST_TEST((s.base_members() == members_from(4)));
+    }
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        BOOST_TEST(s.first_index() == 501u);
+        BOOST_TEST((s.base_members() == members_from(4)));
+        s.append(run(501, {3, 3}));
+        s.sync();
+        s.compact(501, {});
+        s.sync();
+    }
+    log_store s(dir / "log", {.segment_bytes = 4096});
+    BOOST_TEST(s.first_index() == 502u);
+    BOOST_TEST((s.base_members() == membership{}));
+}
+
+BOOST_AUTO_TEST_CASE(an_unsynced_compaction_is_lost_with_its_members_but_never_half)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log");
+        s.append(run(1, {1, 1, 1, 1}));
+        s.sync();
+        s.compact(2, members_from(1));
+        s.sync();
+    }
+    // Cut the last group (the second compaction's), as a crash before its sync would.
+    {
+        log_store s(dir / "log");
+        s.compact(3, members_from(5));
+    }
+    const auto segment = segments(dir / "log").back();
+    const std::uint64_t end = data_end(segment);
+    overwrite(segment, end - 3, "\x01\x02\x03");
+    log_store s(dir / "log");
+    BOOST_TEST(s.first_index() == 3u);
+    BOOST_TEST(s.last_index() == 4u);
+    BOOST_TEST((s.base_members() == members_from(1)));
+}
+
+BOOST_AUTO_TEST_CASE(bootstrap_install_at_index_zero_keeps_the_log_empty_and_the_members_durable)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log");
+        s.install_snapshot(snapshot_meta{0, 0, members_from(1)});
+        BOOST_TEST(s.first_index() == 1u);
+        BOOST_TEST(s.last_index() == 0u);
+        BOOST_TEST(s.durable_index() == 0u);
+    }
+    {
+        log_store s(dir / "log");
+        BOOST_TEST(s.first_index() == 1u);
+        BOOST_TEST(s.last_index() == 0u);
+        BOOST_TEST(s.term_at(0) == 0u);
+        BOOST_TEST((s.base_members() == members_from(1)));
+        s.append(run(1, {1, 1}));
+        s.sync();
+    }
+    log_store s(dir / "log");
+    BOOST_TEST((all_entries(s) == run(1, {1, 1})), boost::test_tools::per_element());
+    BOOST_TEST((s.base_members() == members_from(1)));
+}
+
+BOOST_AUTO_TEST_CASE(a_version_1_log_opens_with_empty_members_and_goes_on_in_a_new_segment)
+{
+    namespace d = raftkv::wal::detail;
+    temp_dir dir;
+    // What a build from before configurations wrote: entries 1..6, then a compaction to 3.
+    std::string records;
+    for (const log_entry& e : run(1, {1, 1, 2, 2, 2, 2}))
+        d::put_entry_record(records, e);
+    records += v1_base_record(d::record_kind::compact, 3, 2);
+    write_segment(dir / "log", 1, 1, records);
+    {
+        log_store s(dir / "log");
+        BOOST_TEST(s.first_index() == 4u);
+        BOOST_TEST(s.last_index() == 6u);
+        BOOST_TEST(s.term_at(3) == 2u);
+        BOOST_TEST((s.base_members() == membership{}));
+        const std::vector<log_entry> written = run(1, {1, 1, 2, 2, 2, 2});
+        BOOST_TEST((all_entries(s) == std::vector<log_entry>(written.begin() + 3, written.end())),
+                   boost::test_tools::per_element());
+        // Records of this version never go into a version-1 segment.
+        BOOST_TEST(s.segment_count() == 2u);
+        s.append(run(7, {3}));
+        s.sync();
+    }
+    {
+        log_store s(dir / "log");
+        BOOST_TEST(s.last_index() == 7u);
+        BOOST_TEST((s.base_members() == membership{}));
+        s.compact(7, members_from(1));
+        s.sync();
+        BOOST_TEST(s.segment_count() == 1u); // the version-1 segment held only entries up to 6
+    }
+    log_store s(dir / "log");
+    BOOST_TEST(s.first_index() == 8u);
+    BOOST_TEST((s.base_members() == members_from(1)));
+}
+
+BOOST_AUTO_TEST_CASE(a_version_1_snapshot_record_gives_empty_members)
+{
+    namespace d = raftkv::wal::detail;
+    temp_dir dir;
+    std::string records = v1_base_record(d::record_kind::snapshot, 40, 5);
+    d::put_entry_record(records, log_entry{5, 41, raftkv::entry_type::normal, "x"});
+    write_segment(dir / "log", 1, 1, records);
+    log_store s(dir / "log");
+    BOOST_TEST(s.first_index() == 41u);
+    BOOST_TEST(s.last_index() == 41u);
+    BOOST_TEST(s.term_at(40) == 5u);
+    BOOST_TEST((s.base_members() == membership{}));
+}
+
+BOOST_AUTO_TEST_CASE(a_record_whose_members_do_not_decode_is_corruption)
+{
+    namespace d = raftkv::wal::detail;
+    temp_dir dir;
+    std::string members = raftkv::encode_membership(members_from(1));
+    members.pop_back();
+    std::string records;
+    d::put_entry_record(records, log_entry{1, 1, raftkv::entry_type::normal, "x"});
+    d::put_base_record(records, d::record_kind::compact, 1, 1, members);
+    write_segment(dir / "log", 1, d::format_version, records);
+    check_open_fails(dir / "log", "malformed record");
+}
+
+BOOST_AUTO_TEST_CASE(a_segment_of_a_later_version_is_refused)
+{
+    temp_dir dir;
+    write_segment(dir / "log", 1, raftkv::wal::detail::format_version + 1, "");
+    check_open_fails(dir / "log", "bad segment header");
 }

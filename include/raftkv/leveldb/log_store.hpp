@@ -5,6 +5,7 @@
 #include <raftkv/leveldb/detail/coding.hpp>
 #include <raftkv/leveldb/detail/database.hpp>
 #include <raftkv/leveldb/detail/term_cache.hpp>
+#include <raftkv/membership.hpp>
 #include <raftkv/types.hpp>
 
 #include <leveldb/db.h>
@@ -29,15 +30,15 @@ namespace raftkv::leveldb {
 
 /** A durable `raftkv::log_store` kept in a LevelDB database of its own.
 
-    One key per retained log entry, plus one for the hard state and one for the base: the
-    index and term of the snapshot the log starts after (the layout is in
-    docs/leveldb.md). first_index() is base + 1: 1 for a new store, more once the log was
-    compacted or a snapshot installed. Every append, hard-state save, compaction and
-    snapshot install is one LevelDB write with `sync = true`, so it is durable when the
-    call returns and durable_index() always equals last_index(). The terms of the retained
-    entries are cached in memory (8 bytes per entry), so last_index() and term_at() never
-    touch the disk; entries() reads from LevelDB. Memory and start-up time grow with the
-    retained log, not with its history.
+    One key per retained log entry, plus one for the hard state, one for the base (the
+    index and term of the snapshot the log starts after) and one for the configuration at
+    the base (the layout is in docs/leveldb.md). first_index() is base + 1: 1 for a new
+    store, more once the log was compacted or a snapshot installed. Every append,
+    hard-state save, compaction and snapshot install is one LevelDB write with `sync =
+    true`, so it is durable when the call returns and durable_index() always equals
+    last_index(). The terms of the retained entries are cached in memory (8 bytes per
+    entry), so last_index() and term_at() never touch the disk; entries() reads from
+    LevelDB. Memory and start-up time grow with the retained log, not with its history.
 
     Behaves exactly as `raftkv::memory_log_store` with `sync_on_append`, except that its
     contents survive the process.
@@ -51,11 +52,12 @@ namespace raftkv::leveldb {
     @par Errors
     Opening throws std::runtime_error, naming the directory and the cause, when the database
     cannot be opened (permissions, locked by another process or another open store), is
-    corrupt (LevelDB checksums, a malformed record, a gap in the log, an entry at or before
-    the base) or belongs to another kind of store. Once open, a LevelDB read or write that
-    fails also throws std::runtime_error: the disk can no longer be trusted and the process
-    should stop. A failed append, save_hard_state, compact or install_snapshot leaves the
-    store's in-memory view unchanged.
+    corrupt (LevelDB checksums, a malformed record, a base membership that does not decode,
+    a gap in the log, an entry at or before the base) or belongs to another kind of store.
+    Once open, a LevelDB read or write that fails also throws std::runtime_error: the disk
+    can no longer be trusted and the process should stop. A failed append,
+    save_hard_state, compact or install_snapshot leaves the store's in-memory view
+    unchanged.
 
     @par Thread Safety
     Distinct objects: safe. Shared objects: unsafe.
@@ -103,17 +105,23 @@ public:
     void append(std::span<const log_entry> es);
 
     /// Drops the entries up to and including `i`, in one synced LevelDB write that also
-    /// records (i, term_at(i)) as the new base: durable when it returns. Afterwards
-    /// first_index() == i + 1. Does nothing when i < first_index().
+    /// records (i, term_at(i)) as the new base and `members` as the configuration at it:
+    /// durable when it returns. Afterwards first_index() == i + 1 and base_members() ==
+    /// members. Does nothing when i < first_index().
     /// REQUIRES: i <= last_index().
-    void compact(index_t i);
+    void compact(index_t i, const membership& members);
 
     /// Drops every entry and restarts the log after the snapshot `meta`, in one synced
-    /// LevelDB write that also records (meta.index, meta.term) as the new base: durable when
-    /// it returns. Afterwards first_index() == meta.index + 1, last_index() ==
-    /// durable_index() == meta.index and term_at(meta.index) == meta.term, whatever the log
-    /// held before. `meta.members` is not stored.
+    /// LevelDB write that also records (meta.index, meta.term) as the new base and
+    /// meta.members as the configuration at it: durable when it returns. Afterwards
+    /// first_index() == meta.index + 1, last_index() == durable_index() == meta.index,
+    /// term_at(meta.index) == meta.term and base_members() == meta.members, whatever the
+    /// log held before.
     void install_snapshot(const snapshot_meta& meta);
+
+    /// The configuration at first_index() - 1, as the last compact() or install_snapshot()
+    /// gave it; empty for a new store and for one written before stores kept it.
+    membership base_members() const { return base_members_; }
 
 private:
     struct entry_header {
@@ -128,11 +136,14 @@ private:
     };
 
     // Keys: entry_prefix + 8-byte big-endian index for each entry, so they sort by index;
-    // hard_state_key; base_key; format_key. Values of entries, the hard state and the base
-    // start with record_version. A missing base record is the base (0, 0): stores written
-    // before compaction existed have none.
+    // hard_state_key; base_key; members_key; format_key. Values of entries, the hard state
+    // and the base start with record_version; the base membership is encode_membership(),
+    // which starts with its own version. A missing base record is the base (0, 0): stores
+    // written before compaction existed have none. A missing base membership is the empty
+    // one: stores written before stores kept it have none.
     static constexpr char entry_prefix = 'e';
     static constexpr std::string_view base_key = "b";
+    static constexpr std::string_view members_key = "m";
     static constexpr std::string_view format_key = "f";
     static constexpr std::string_view hard_state_key = "h";
     static constexpr std::string_view format = "raftkv.log_store.v1";
@@ -161,6 +172,7 @@ private:
 
     void load_hard_state();
     void load_base();
+    void load_base_members();
     void load_terms();
     [[noreturn]] void corrupt(const std::string& what) const;
     ::leveldb::Status write_synced(::leveldb::WriteBatch& batch);
@@ -171,6 +183,7 @@ private:
     std::unique_ptr<::leveldb::DB> db_;
     hard_state hard_state_;
     log_base base_;
+    membership base_members_;
     /// terms_[i - first_index()] is the term of entry i; its size is the log's length.
     detail::term_cache terms_;
     /// Entry keys deleted since the store last compacted their range, and the highest.
@@ -184,6 +197,7 @@ inline log_store::log_store(const std::filesystem::path& dir)
     detail::check_format(*db_, format_key, format, name_);
     load_hard_state();
     load_base();
+    load_base_members();
     load_terms();
 }
 
@@ -256,14 +270,16 @@ inline void log_store::append(std::span<const log_entry> es)
         terms_.push_back(e.term);
 }
 
-inline void log_store::compact(index_t i)
+inline void log_store::compact(index_t i, const membership& members)
 {
     assert(i <= last_index());
     if (i < first_index())
         return;
     const log_base base{i, term_at(i)};
+    membership new_members = members;
     ::leveldb::WriteBatch batch;
     batch.Put(detail::to_slice(base_key), encode_base(base));
+    batch.Put(detail::to_slice(members_key), encode_membership(members));
     for (index_t k = first_index(); k <= i; ++k)
         batch.Delete(entry_key(k));
     const ::leveldb::Status s = write_synced(batch);
@@ -272,15 +288,18 @@ inline void log_store::compact(index_t i)
     deleted(first_index(), i);
     terms_.drop_front(i - base_.index);
     base_ = base;
+    base_members_ = std::move(new_members);
 }
 
 inline void log_store::install_snapshot(const snapshot_meta& meta)
 {
     const log_base base{meta.index, meta.term};
+    membership new_members = meta.members;
     ::leveldb::WriteBatch batch;
     for (index_t k = first_index(); k <= last_index(); ++k)
         batch.Delete(entry_key(k));
     batch.Put(detail::to_slice(base_key), encode_base(base));
+    batch.Put(detail::to_slice(members_key), encode_membership(meta.members));
     const ::leveldb::Status s = write_synced(batch);
     if (!s.ok())
         detail::fail(name_, "cannot install the snapshot at index " + std::to_string(meta.index) + ": " +
@@ -289,6 +308,7 @@ inline void log_store::install_snapshot(const snapshot_meta& meta)
         deleted(first_index(), last_index());
     terms_.clear();
     base_ = base;
+    base_members_ = std::move(new_members);
 }
 
 inline std::string log_store::entry_key(index_t i)
@@ -400,6 +420,22 @@ inline void log_store::load_base()
                 " bytes, version " +
                 std::to_string(value.empty() ? 0 : static_cast<unsigned char>(value[0])) + ")");
     base_ = *base;
+}
+
+inline void log_store::load_base_members()
+{
+    std::string value;
+    const ::leveldb::Status s = db_->Get(detail::checked_reads(), detail::to_slice(members_key), &value);
+    if (s.IsNotFound())
+        return;
+    detail::check(s, name_, "cannot read the base membership");
+    std::optional<membership> members = decode_membership(value);
+    if (!members)
+        corrupt("the base membership record (" + std::to_string(value.size()) + " bytes, version " +
+                std::to_string(value.empty() ? 0 : static_cast<unsigned char>(value[0])) +
+                ") is not a membership this build decodes (version " +
+                std::to_string(membership_encoding_version) + ")");
+    base_members_ = std::move(*members);
 }
 
 inline void log_store::load_terms()

@@ -1,6 +1,7 @@
 #ifndef RAFTKV_WAL_LOG_STORE_HPP
 #define RAFTKV_WAL_LOG_STORE_HPP
 
+#include <raftkv/membership.hpp>
 #include <raftkv/types.hpp>
 #include <raftkv/wal/detail/file.hpp>
 #include <raftkv/wal/detail/format.hpp>
@@ -45,7 +46,8 @@ struct log_store_options {
 
     `compact` queues a compaction record; segments it makes obsolete are deleted once it
     is durable. `install_snapshot` and `save_hard_state` are durable when they return
-    (they wait for their sync); both are rare. The hard state lives in its own small
+    (they wait for their sync); both are rare. Compaction and snapshot records carry the
+    configuration at the log's new start (base_members()). The hard state lives in its own small
     file, replaced atomically.
 
     On open, the segments are read back and checked. A group torn by a crash mid-write at
@@ -110,11 +112,19 @@ public:
     /// last_index() + 1.
     void append(std::span<const log_entry> es);
 
-    /// Drops the entries up to `i` (nothing if `i` < first_index()). REQUIRES: i <= durable_index().
-    void compact(index_t i);
+    /// Drops the entries up to `i` and records `members` as the configuration at `i`
+    /// (nothing if `i` < first_index()). Durable once the sync after it completes; a crash
+    /// before then leaves the entries and the previous base_members(). REQUIRES: i <=
+    /// durable_index().
+    void compact(index_t i, const membership& members);
 
-    /// Restarts the log after `meta`, durably, before it returns.
+    /// Restarts the log after `meta`, under `meta.members`, durably, before it returns.
     void install_snapshot(const snapshot_meta& meta);
+
+    /// The configuration at first_index() - 1, as the last compact() or install_snapshot()
+    /// gave it; empty for a new store and for one whose last compaction or snapshot record
+    /// was written by a version without configurations (a version-1 segment).
+    membership base_members() const { return base_members_; }
 
     /// Waits until everything appended, compacted or installed so far is durable (at
     /// shutdown, in tests). Throws std::runtime_error if the log failed.
@@ -130,6 +140,8 @@ private:
         /// The highest last_index() any group written into it left: every entry it holds
         /// is at or below this.
         index_t max_index = 0;
+        /// The format version in its header: how its records are laid out.
+        std::uint32_t version = detail::format_version;
     };
     /// What an append's sync will make durable, if nothing truncates it first.
     struct unsynced_op {
@@ -164,6 +176,7 @@ private:
     std::uint64_t hard_state_counter_ = 0;
     index_t base_index_ = 0;
     term_t base_term_ = 0;
+    membership base_members_;
     std::deque<log_entry> entries_;
     mutable index_t durable_ = 0;
     mutable std::deque<unsynced_op> unsynced_;

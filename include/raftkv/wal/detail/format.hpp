@@ -8,11 +8,17 @@
 // with one fdatasync: a 32-byte header (magic, payload length, the segment's sequence
 // number, the group's own offset, the payload's CRC-32C, the header's CRC-32C) and a
 // payload of records, padded with zeros to 8 bytes. Records are an entry (index, term,
-// type, data), a compaction (the log now starts after index, term) or a snapshot install
-// (every entry dropped; the log restarts after index, term). An entry whose index is at
-// or before the last one replaces the suffix from there (a conflicting suffix
-// truncated). All integers are little-endian.
+// type, data), a compaction (the log now starts after index, term, under a configuration)
+// or a snapshot install (every entry dropped; the log restarts after index, term, under a
+// configuration). An entry whose index is at or before the last one replaces the suffix
+// from there (a conflicting suffix truncated). All integers are little-endian.
+//
+// The segment header's version says how its records are laid out: in version 2 the
+// compaction and snapshot records end with the configuration (a u32 length and
+// encode_membership()); version 1 has no configuration, which reads as the empty one.
+// Segments of both versions are read; only version 2 is written.
 
+#include <raftkv/membership.hpp>
 #include <raftkv/types.hpp>
 #include <raftkv/wal/detail/crc32c.hpp>
 
@@ -22,11 +28,14 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 namespace raftkv::wal::detail {
 
 inline constexpr std::uint64_t segment_magic = 0x6c77766b74666172; // "raftkvwl"
-inline constexpr std::uint32_t format_version = 1;
+inline constexpr std::uint32_t format_version = 2;
+/// The oldest segment version this code reads.
+inline constexpr std::uint32_t oldest_format_version = 1;
 inline constexpr std::size_t segment_header_size = 16;
 inline constexpr std::uint32_t group_magic = 0x31475752; // "RWG1"
 inline constexpr std::size_t group_header_size = 32;
@@ -35,7 +44,11 @@ inline constexpr std::size_t group_alignment = 8;
 enum class record_kind : std::uint8_t { entry = 1, compact = 2, snapshot = 3 };
 
 inline constexpr std::size_t entry_record_overhead = 1 + 8 + 8 + 1 + 4;
-inline constexpr std::size_t base_record_size = 1 + 8 + 8;
+/// A version-1 compaction or snapshot record: kind, index, term.
+inline constexpr std::size_t v1_base_record_size = 1 + 8 + 8;
+/// A version-2 compaction or snapshot record without its configuration's bytes: kind,
+/// index, term, configuration length.
+inline constexpr std::size_t base_record_overhead = 1 + 8 + 8 + 4;
 
 inline void put_u32(char* p, std::uint32_t v) noexcept
 {
@@ -81,15 +94,19 @@ inline void put_entry_record(std::string& out, const log_entry& e)
     out.append(e.data);
 }
 
-/// Appends a compaction or snapshot record to `out`.
-inline void put_base_record(std::string& out, record_kind kind, index_t index, term_t term)
+/// Appends a compaction or snapshot record (version 2) to `out`; `members` is
+/// encode_membership() of the configuration at `index`.
+inline void put_base_record(std::string& out, record_kind kind, index_t index, term_t term,
+                            std::string_view members)
 {
     const std::size_t at = out.size();
-    out.resize(at + base_record_size);
+    out.resize(at + base_record_overhead);
     char* p = out.data() + at;
     p[0] = static_cast<char>(kind);
     put_u64(p + 1, index);
     put_u64(p + 9, term);
+    put_u32(p + 17, static_cast<std::uint32_t>(members.size()));
+    out.append(members);
 }
 
 /// The 16-byte header that starts every segment file.
@@ -102,11 +119,15 @@ inline std::string segment_header()
     return h;
 }
 
-/// Whether `h` (at least segment_header_size bytes) is a segment header this code reads.
-inline bool valid_segment_header(const char* h) noexcept
+/// The version of the segment header `h` (at least segment_header_size bytes), or 0 when
+/// it is not a segment header of a version this code reads.
+inline std::uint32_t segment_version(const char* h) noexcept
 {
-    return get_u64(h) == segment_magic && get_u32(h + 8) == format_version &&
-           get_u32(h + 12) == crc32c(h, 12);
+    const std::uint32_t version = get_u32(h + 8);
+    if (get_u64(h) != segment_magic || get_u32(h + 12) != crc32c(h, 12) || version < oldest_format_version ||
+        version > format_version)
+        return 0;
+    return version;
 }
 
 /// Fills the group header at the start of `group` (group_header_size bytes reserved, the
@@ -161,16 +182,18 @@ inline group_state read_group(std::string_view file, std::uint64_t segment, std:
     return group_state::valid;
 }
 
-/// One decoded record. For a base record (compact, snapshot), only index and term are set.
+/// One decoded record. For a base record (compact, snapshot), only the entry's index and
+/// term are set, and `members` is the configuration at that index.
 struct record {
     record_kind kind{};
     log_entry entry;
+    membership members;
 };
 
-/// Decodes the record at the start of `in` and removes it from `in`. Returns nullopt when
-/// the bytes are not a well-formed record (the group's checksum matched, so only a bug or
-/// a forged file gets here).
-inline std::optional<record> take_record(std::string_view& in)
+/// Decodes the record at the start of `in`, laid out as in a segment of version `version`,
+/// and removes it from `in`. Returns nullopt when the bytes are not a well-formed record
+/// (the group's checksum matched, so only a bug or a forged file gets here).
+inline std::optional<record> take_record(std::string_view& in, std::uint32_t version)
 {
     if (in.empty())
         return std::nullopt;
@@ -191,13 +214,29 @@ inline std::optional<record> take_record(std::string_view& in)
         return r;
     }
     case record_kind::compact:
-    case record_kind::snapshot:
-        if (in.size() < base_record_size)
+    case record_kind::snapshot: {
+        if (version == 1) {
+            if (in.size() < v1_base_record_size)
+                return std::nullopt;
+            r.entry.index = get_u64(in.data() + 1);
+            r.entry.term = get_u64(in.data() + 9);
+            in.remove_prefix(v1_base_record_size);
+            return r;
+        }
+        if (in.size() < base_record_overhead)
+            return std::nullopt;
+        const std::size_t length = get_u32(in.data() + 17);
+        if (in.size() - base_record_overhead < length)
+            return std::nullopt;
+        std::optional<membership> members = decode_membership(in.substr(base_record_overhead, length));
+        if (!members)
             return std::nullopt;
         r.entry.index = get_u64(in.data() + 1);
         r.entry.term = get_u64(in.data() + 9);
-        in.remove_prefix(base_record_size);
+        r.members = std::move(*members);
+        in.remove_prefix(base_record_overhead + length);
         return r;
+    }
     }
     return std::nullopt;
 }

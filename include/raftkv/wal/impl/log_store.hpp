@@ -165,21 +165,24 @@ inline void log_store::append(std::span<const log_entry> es)
     unsynced_.push_back({seq, last_index()});
 }
 
-inline void log_store::compact(index_t i)
+inline void log_store::compact(index_t i, const membership& members)
 {
     assert(i <= durable_index());
     check_failed();
     if (i < first_index())
         return;
     const term_t term = term_at(i);
+    const std::string encoded = encode_membership(members);
+    membership new_members = members;
     entries_.erase(entries_.begin(), entries_.begin() + static_cast<std::ptrdiff_t>(i - base_index_));
     base_index_ = i;
     base_term_ = term;
+    base_members_ = std::move(new_members);
     {
         std::unique_lock lock(mutex_);
         if (pending_.empty())
             pending_.resize(detail::group_header_size);
-        detail::put_base_record(pending_, detail::record_kind::compact, i, term);
+        detail::put_base_record(pending_, detail::record_kind::compact, i, term, encoded);
         pending_compact_ = std::max(pending_compact_, i);
         queue(lock);
     }
@@ -189,9 +192,12 @@ inline void log_store::compact(index_t i)
 inline void log_store::install_snapshot(const snapshot_meta& meta)
 {
     check_failed();
+    const std::string encoded = encode_membership(meta.members);
+    membership new_members = meta.members;
     entries_.clear();
     base_index_ = meta.index;
     base_term_ = meta.term;
+    base_members_ = std::move(new_members);
     durable_ = meta.index;
     unsynced_.clear();
     std::uint64_t seq;
@@ -199,7 +205,7 @@ inline void log_store::install_snapshot(const snapshot_meta& meta)
         std::unique_lock lock(mutex_);
         if (pending_.empty())
             pending_.resize(detail::group_header_size);
-        detail::put_base_record(pending_, detail::record_kind::snapshot, meta.index, meta.term);
+        detail::put_base_record(pending_, detail::record_kind::snapshot, meta.index, meta.term, encoded);
         pending_new_segment_ = true; // older segments are deleted once this is durable
         seq = queue(lock);
     }
@@ -288,17 +294,19 @@ inline void log_store::recover()
             seqs.push_back(seq);
     std::sort(seqs.begin(), seqs.end());
 
-    std::uint64_t end_offset = 0;
+    std::uint64_t end_offset = 0; // where the valid groups of segments_.back() end
     for (std::size_t k = 0; k < seqs.size(); ++k) {
         segment s{seqs[k], dir_ / detail::segment_name(seqs[k]), 0};
         const bool last = k + 1 == seqs.size();
-        recover_segment(s, last, end_offset);
-        if (last && end_offset == 0) {
+        std::uint64_t end = 0;
+        recover_segment(s, last, end);
+        if (last && end == 0) {
             // Created but never written (a crash while starting it): it holds nothing.
             std::filesystem::remove(s.path);
             detail::sync_directory(dir_);
             continue;
         }
+        end_offset = end;
         segments_.push_back(std::move(s));
     }
     if (!entries_.empty() && entries_.front().index != base_index_ + 1)
@@ -314,11 +322,17 @@ inline void log_store::recover()
     }
     next_segment_seq_ = segments_.back().seq + 1;
     current_ = detail::file(segments_.back().path, O_RDWR);
-    // Cut a torn tail, and reserve the segment again; then make sure what a crashed process
-    // left in the page cache is on disk before it is reported durable.
-    current_.truncate_and_reserve(end_offset, opts_.segment_bytes);
+    // Cut a torn tail, and reserve the segment again unless it is of an older version, which
+    // gets no more records; then make sure what a crashed process left in the page cache is
+    // on disk before it is reported durable.
+    const bool older = segments_.back().version != detail::format_version;
+    current_.truncate_and_reserve(end_offset, older ? 0 : opts_.segment_bytes);
     current_.sync_data();
     offset_ = end_offset;
+    // A segment's records are all laid out as its header's version says: new records go
+    // into a segment of this version.
+    if (older)
+        open_new_segment();
 }
 
 // Replays one segment into the in-memory log. Sets end_offset to where the valid groups end
@@ -328,11 +342,15 @@ inline void log_store::recover_segment(segment& s, bool last, std::uint64_t& end
     const std::string data = detail::file(s.path, O_RDONLY).read_all();
     const std::string_view file = data;
     end_offset = 0;
-    if (file.size() < detail::segment_header_size || !detail::valid_segment_header(file.data())) {
+    s.version = file.size() < detail::segment_header_size ? 0 : detail::segment_version(file.data());
+    if (s.version == 0) {
         const bool blank = std::all_of(file.begin(), file.end(), [](char c) { return c == '\0'; });
         if (last && blank)
             return;
-        detail::corrupt(s.path, "bad segment header");
+        detail::corrupt(s.path, "bad segment header (not a segment, or of a version this build does not "
+                                "read: it reads versions " +
+                                    std::to_string(detail::oldest_format_version) + " to " +
+                                    std::to_string(detail::format_version) + ")");
     }
     std::size_t offset = detail::segment_header_size;
     for (;;) {
@@ -358,7 +376,7 @@ inline void log_store::recover_segment(segment& s, bool last, std::uint64_t& end
             break; // a torn tail: it was never synced, so never acknowledged
         }
         while (!payload.empty()) {
-            const auto r = detail::take_record(payload);
+            const auto r = detail::take_record(payload, s.version);
             if (!r)
                 detail::corrupt(s.path, "malformed record in the group at offset " + std::to_string(offset));
             apply_record(*r);
@@ -400,11 +418,13 @@ inline void log_store::apply_record(const detail::record& r)
         }
         base_index_ = i;
         base_term_ = r.entry.term;
+        base_members_ = r.members;
         break;
     case detail::record_kind::snapshot:
         entries_.clear();
         base_index_ = i;
         base_term_ = r.entry.term;
+        base_members_ = r.members;
         break;
     }
 }
