@@ -482,7 +482,9 @@ asio::awaitable<http_response> api_handler::handle_cluster(const http_request& r
         const checked<member_request> body = check_member_body(req.body());
         if (!body.value)
             co_return error_response(body.status, body.error);
-        co_return leads() ? co_await add_member(req, *body.value) : co_await forward(req);
+        if (!leads())
+            co_return co_await forward(req);
+        co_return co_await add_member(req, *body.value);
     }
     const checked<node_id> id =
         m.route == route::leader ? check_leader_body(req.body()) : check_member_id(m.raw_id);
@@ -519,10 +521,10 @@ asio::awaitable<http_response> api_handler::add_member(const http_request& req, 
         if (m.raft == r.raft.to_string())
             co_return error_response(http::status::conflict, "the Raft address " + m.raft + " is member " +
                                                                  std::to_string(m.id) + "'s");
-    co_return co_await change(req,
-                              {r.learner ? config_change::kind::add_learner : config_change::kind::add_voter,
-                               r.id, encode_member_info(r.raft, r.http)},
-                              http::status::created);
+    // Named, not a temporary in the co_await expression: GCC 12 destroys those twice.
+    config_change c{r.learner ? config_change::kind::add_learner : config_change::kind::add_voter, r.id,
+                    encode_member_info(r.raft, r.http)};
+    co_return co_await change(req, std::move(c), http::status::created);
 }
 
 asio::awaitable<http_response> api_handler::promote_member(const http_request& req, node_id id)
@@ -533,21 +535,25 @@ asio::awaitable<http_response> api_handler::promote_member(const http_request& r
     if (m.is_voter(id))
         co_return error_response(http::status::bad_request,
                                  "node " + std::to_string(id) + " is already a voter");
-    co_return co_await change(req, {config_change::kind::add_voter, id, {}}, http::status::ok);
+    config_change c{config_change::kind::add_voter, id, {}};
+    co_return co_await change(req, std::move(c), http::status::ok);
 }
 
 asio::awaitable<http_response> api_handler::remove_member(const http_request& req, node_id id)
 {
     if (!service_.status().node.members.contains(id))
         co_return error_response(http::status::not_found, "no member " + std::to_string(id));
-    co_return co_await change(req, {config_change::kind::remove, id, {}}, http::status::ok);
+    config_change c{config_change::kind::remove, id, {}};
+    co_return co_await change(req, std::move(c), http::status::ok);
 }
 
 // Answers with the member list once the change is applied here, on the leader.
 asio::awaitable<http_response> api_handler::change(const http_request& req, config_change c,
                                                    http::status success)
 {
-    const change_result r = co_await service_.change_membership({c});
+    std::vector<config_change> changes; // not a braced list: GCC 12 destroys it twice
+    changes.push_back(c);
+    const change_result r = co_await service_.change_membership(std::move(changes));
     if (r.ec == raftkv::errc::not_leader)
         co_return co_await forward(req);
     if (!r.ec)

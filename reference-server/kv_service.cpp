@@ -164,6 +164,7 @@ struct kv_service::impl {
     std::optional<host_port> raft_address_of(const membership& m, node_id id) const;
     std::optional<std::string> http_address_of(const membership& m, node_id id) const;
     void on_config_change(index_t index, const membership& m);
+    void update_peers(const membership& members, index_t members_index, index_t commit_index, node_id leader);
     boost::asio::awaitable<void> resolve_peers(std::map<node_id, host_port> wanted, std::uint64_t generation);
     void schedule_watch();
     void observe();
@@ -184,6 +185,10 @@ struct kv_service::impl {
     bool publishing = false;
     term_t published_term = 0;
     node_id logged_leader = no_node;
+    // The Raft address of every member of every configuration seen since start-up: a
+    // removed member may still lead until its removal commits, and must be answered.
+    std::map<node_id, host_port> known_addresses;
+    std::vector<node_id> just_removed;   // left with the last change, until it commits
     std::map<node_id, host_port> dialed; // the peers' addresses last handed to resolve_peers
     std::uint64_t peers_generation = 0;  // bumped each time `dialed` changes
 };
@@ -222,6 +227,7 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
     driver = std::make_unique<driver_type>(strand, std::move(o), *transport, store, machine, d);
     driver->on_config_change([this](index_t index, const membership& m) { on_config_change(index, m); });
     store.on_durable([this] { driver->log_durable(); });
+    known_addresses = c.peers;
     dialed = c.peers;
     dialed.erase(c.id);
 }
@@ -233,13 +239,14 @@ kv_service::impl::~impl()
 
 boost::asio::awaitable<write_result> kv_service::impl::propose(std::string command)
 {
+    // The attempt is named: GCC 12 destroys temporaries in a co_await expression twice.
+    auto attempt = [this, &command]() -> boost::asio::awaitable<write_result> {
+        auto [ec, result] =
+            co_await driver->async_propose(command, boost::asio::as_tuple(boost::asio::use_awaitable));
+        co_return write_result{ec, result.found};
+    };
     co_return co_await retry_while_transferring<write_result>(
-        [this, &command]() -> boost::asio::awaitable<write_result> {
-            auto [ec, result] =
-                co_await driver->async_propose(command, boost::asio::as_tuple(boost::asio::use_awaitable));
-            co_return write_result{ec, result.found};
-        },
-        std::chrono::milliseconds(config.request_timeout_ms));
+        std::move(attempt), std::chrono::milliseconds(config.request_timeout_ms));
 }
 
 // The info's address; else the member's --peers entry (a member of a configuration
@@ -264,20 +271,46 @@ std::optional<std::string> kv_service::impl::http_address_of(const membership& m
     return machine.get_meta(http_meta_name(id));
 }
 
-// On the strand. Names are resolved off the strand; a later change supersedes the
-// resolution of an earlier one that has not finished.
+// On the strand.
 void kv_service::impl::on_config_change(index_t index, const membership& m)
 {
     log(log_level::info, "configuration at index " + std::to_string(index) + ": " + describe(m));
-    std::map<node_id, host_port> wanted;
-    for (node_id id : member_ids(m)) {
-        if (id == config.id)
-            continue;
+    const std::set<node_id> members = member_ids(m);
+    just_removed.clear();
+    for (const auto& [id, address] : known_addresses)
+        if (!members.contains(id))
+            just_removed.push_back(id);
+    for (node_id id : members) {
         if (std::optional<host_port> raft = raft_address_of(m, id))
-            wanted.emplace(id, std::move(*raft));
-        else
+            known_addresses.insert_or_assign(id, std::move(*raft));
+        else if (id != config.id)
             log(log_level::warn, "member " + std::to_string(id) + " has no Raft address; not dialing it");
     }
+    const node_status s = driver->status(); // its members may not include `m` yet
+    update_peers(m, index, s.commit_index, s.leader);
+}
+
+// On the strand, at each configuration change and each tick. The transport dials the
+// members of the configuration in force, and also, until they are of no more use, the
+// members a change not yet committed removed (they may still need to hear from the rest)
+// and a leader outside the configuration (a leader removing itself leads until its
+// removal commits, which takes the others' answers). Names are resolved off the strand; a
+// later change supersedes the resolution of an earlier one that has not finished.
+void kv_service::impl::update_peers(const membership& members, index_t members_index, index_t commit_index,
+                                    node_id leader)
+{
+    std::map<node_id, host_port> wanted;
+    const auto want = [&](node_id id) {
+        if (const auto a = known_addresses.find(id); id != config.id && a != known_addresses.end())
+            wanted.insert(*a);
+    };
+    for (node_id id : member_ids(members))
+        want(id);
+    if (leader != no_node)
+        want(leader);
+    if (commit_index < members_index)
+        for (node_id id : just_removed)
+            want(id);
     if (wanted == dialed)
         return;
     dialed = wanted;
@@ -324,6 +357,7 @@ void kv_service::impl::schedule_watch()
 void kv_service::impl::observe()
 {
     const node_status s = driver->status();
+    update_peers(s.members, s.members_index, s.commit_index, s.leader);
     if (s.leader != logged_leader)
         log_leader_change(s);
     if (s.role == role::leader && s.term != published_term && !publishing)
@@ -426,32 +460,33 @@ boost::asio::awaitable<read_result> kv_service::get(std::string key)
 
 boost::asio::awaitable<change_result> kv_service::change_membership(std::vector<config_change> changes)
 {
+    auto attempt = [this, &changes]() -> boost::asio::awaitable<change_result> {
+        auto [ec, index] = co_await impl_->driver->async_change_membership(
+            changes, boost::asio::as_tuple(boost::asio::use_awaitable));
+        co_return change_result{ec, index};
+    };
     co_return co_await retry_while_transferring<change_result>(
-        [this, &changes]() -> boost::asio::awaitable<change_result> {
-            auto [ec, index] = co_await impl_->driver->async_change_membership(
-                changes, boost::asio::as_tuple(boost::asio::use_awaitable));
-            co_return change_result{ec, index};
-        },
-        std::chrono::milliseconds(impl_->config.request_timeout_ms));
+        std::move(attempt), std::chrono::milliseconds(impl_->config.request_timeout_ms));
 }
 
 boost::asio::awaitable<std::map<node_id, index_t>> kv_service::match_indexes()
 {
-    co_return co_await on_node<std::map<node_id, index_t>>(*impl_->driver, [](driver_type::node_type& node) {
+    auto read = [](driver_type::node_type& node) {
         std::map<node_id, index_t> out;
         for (node_id id : member_ids(node.members()))
             if (const std::optional<index_t> match = node.match_of(id))
                 out.emplace(id, *match);
         return out;
-    });
+    };
+    co_return co_await on_node<std::map<node_id, index_t>>(*impl_->driver, std::move(read));
 }
 
 boost::asio::awaitable<std::error_code> kv_service::transfer_leadership(node_id target,
                                                                         std::chrono::milliseconds timeout)
 {
     const auto deadline = clock::now() + timeout;
-    const std::error_code ec = co_await on_node<std::error_code>(
-        *impl_->driver, [target](driver_type::node_type& node) { return node.transfer_leadership(target); });
+    auto start = [target](driver_type::node_type& node) { return node.transfer_leadership(target); };
+    const std::error_code ec = co_await on_node<std::error_code>(*impl_->driver, std::move(start));
     if (ec)
         co_return ec;
     boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor);

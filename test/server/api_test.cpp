@@ -3,6 +3,10 @@
 #define BOOST_TEST_MODULE server_api
 #include <boost/test/unit_test.hpp>
 
+#include "cluster_api.hpp"
+#include "kv_service.hpp"
+#include "member_info.hpp"
+
 #include <raftkv/error.hpp>
 
 #include <string>
@@ -71,8 +75,10 @@ BOOST_AUTO_TEST_CASE(wrong_method_on_kv_is_not_allowed_with_the_allowed_list)
 
 BOOST_AUTO_TEST_CASE(unknown_routes_are_not_found)
 {
-    for (const char* target : {"/", "/kv", "/kvx/a", "/KV/a", "/status/", "/statusx", "/health/x", "*",
-                               "http://host/kv/a", "", "/v1/kv/a"})
+    for (const char* target :
+         {"/", "/kv", "/kvx/a", "/KV/a", "/status/", "/statusx", "/health/x", "*", "http://host/kv/a", "",
+          "/v1/kv/a", "/cluster", "/cluster/", "/cluster/members/4/demote", "/cluster/members/4/promote/x",
+          "/cluster/leader/2", "/cluster/membersx"})
         BOOST_TEST((match_route(http::verb::get, target).result == outcome::not_found), target);
 }
 
@@ -238,4 +244,168 @@ BOOST_AUTO_TEST_CASE(every_raftkv_failure_is_a_503_with_a_message_and_others_are
     const auto odd = raftkv::server::failure_response(errc::storage_inconsistent, request_kind::read);
     BOOST_TEST(odd.result_int() == 500u);
     BOOST_TEST(odd.body().find("internal error: ") != std::string::npos, odd.body());
+}
+
+// ---- Membership routes ----------------------------------------------------------------
+
+using raftkv::server::check_leader_body;
+using raftkv::server::check_member_body;
+using raftkv::server::check_member_id;
+
+BOOST_AUTO_TEST_CASE(cluster_routes_take_their_methods_and_the_member_id_from_the_path)
+{
+    check_found(http::verb::get, "/cluster/members", route::members);
+    check_found(http::verb::post, "/cluster/members", route::members);
+    check_found(http::verb::delete_, "/cluster/members/4", route::member);
+    check_found(http::verb::post, "/cluster/members/4/promote", route::promote);
+    check_found(http::verb::post, "/cluster/leader?wait=1", route::leader);
+    BOOST_TEST(match_route(http::verb::delete_, "/cluster/members/42").raw_id == "42");
+    BOOST_TEST(match_route(http::verb::post, "/cluster/members/7/promote").raw_id == "7");
+    BOOST_TEST(match_route(http::verb::delete_, "/cluster/members/").raw_id == "");
+
+    for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::patch})
+        check_not_allowed(v, "/cluster/members", "GET, POST");
+    for (http::verb v : {http::verb::get, http::verb::put, http::verb::post})
+        check_not_allowed(v, "/cluster/members/4", "DELETE");
+    for (http::verb v : {http::verb::get, http::verb::delete_})
+        check_not_allowed(v, "/cluster/members/4/promote", "POST");
+    for (http::verb v : {http::verb::get, http::verb::put})
+        check_not_allowed(v, "/cluster/leader", "POST");
+}
+
+BOOST_AUTO_TEST_CASE(member_ids_in_the_path_are_1_to_2_64_minus_1)
+{
+    BOOST_TEST(check_member_id("4").value.value() == 4u);
+    BOOST_TEST(check_member_id("18446744073709551615").value.value() == 18446744073709551615u);
+    for (const char* bad : {"", "0", "-1", "abc", "4a", "18446744073709551616", "1.5", "%34"}) {
+        const auto r = check_member_id(bad);
+        BOOST_TEST(!r.value.has_value(), bad);
+        BOOST_TEST((r.status == http::status::bad_request), bad);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_member_body_yields_its_id_addresses_and_kind)
+{
+    const auto r =
+        check_member_body(R"({"id": 4, "raft": "127.0.0.1:9084", "http": "[::1]:8084", "learner": true})");
+    BOOST_REQUIRE(r.value.has_value());
+    BOOST_TEST(r.value->id == 4u);
+    BOOST_TEST(r.value->raft.to_string() == "127.0.0.1:9084");
+    BOOST_TEST(r.value->http.value().to_string() == "[::1]:8084");
+    BOOST_TEST(r.value->learner);
+
+    // "http" and "learner" are optional; a new member is a voter unless it says otherwise.
+    const auto v = check_member_body(R"({"raft": "node5:9080", "id": 18446744073709551615})");
+    BOOST_REQUIRE(v.value.has_value());
+    BOOST_TEST(v.value->id == 18446744073709551615u);
+    BOOST_TEST(!v.value->http.has_value());
+    BOOST_TEST(!v.value->learner);
+}
+
+BOOST_AUTO_TEST_CASE(bad_member_bodies_are_bad_requests_that_say_why)
+{
+    const auto bad = http::status::bad_request;
+    const auto rejected = [&](std::string_view body, std::string_view why) {
+        const auto r = check_member_body(body);
+        BOOST_TEST(!r.value.has_value(), body);
+        BOOST_TEST((r.status == bad), body);
+        BOOST_TEST(r.error.find(why) != std::string::npos, r.error);
+    };
+    rejected("", "malformed JSON body");
+    rejected(R"({"id": 4, "raft": "a:1")", "malformed JSON body");
+    rejected(R"([4, "a:1"])", "must be a JSON object");
+    rejected(R"({"raft": "a:1"})", "missing \"id\"");
+    rejected(R"({"id": 4})", "missing \"raft\"");
+    for (const char* id : {"0", "-4", "4.5", "1e3", "\"4\"", "null", "true", "18446744073709551616"})
+        rejected(std::string(R"({"raft": "a:1", "id": )") + id + "}", "\"id\" must be an integer from 1 to");
+    for (const char* raft : {"\"a\"", "\"a:0\"", "\"a:65536\"", "\":80\"", "9084", "null", "[]"})
+        rejected(std::string(R"({"id": 4, "raft": )") + raft + "}", "\"raft\" must be a string");
+    rejected(R"({"id": 4, "raft": "a:1", "http": "nope"})", "\"http\" must be a string");
+    rejected(R"({"id": 4, "raft": "a:1", "learner": "yes"})", "\"learner\" must be true or false");
+    rejected(R"({"id": 4, "raft": "a:1", "lerner": true})", "unknown member \"lerner\"");
+}
+
+BOOST_AUTO_TEST_CASE(a_leader_body_names_one_node)
+{
+    BOOST_TEST(check_leader_body(R"({"id": 2})").value.value() == 2u);
+    for (const char* bad :
+         {"", "{}", R"({"id": 0})", R"({"id": "2"})", R"({"id": 2, "force": true})", "[2]"}) {
+        const auto r = check_leader_body(bad);
+        BOOST_TEST(!r.value.has_value(), bad);
+        BOOST_TEST((r.status == http::status::bad_request), bad);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_change_in_progress_or_a_learner_behind_is_409_and_an_invalid_change_400)
+{
+    using raftkv::errc;
+    using raftkv::server::membership_failure_response;
+    const auto busy = membership_failure_response(errc::change_in_progress);
+    BOOST_TEST(busy.result_int() == 409u);
+    BOOST_TEST(busy.body().find("a membership change is in progress") != std::string::npos, busy.body());
+    const auto behind = membership_failure_response(errc::learner_behind, 4, 1234);
+    BOOST_TEST(behind.result_int() == 409u);
+    BOOST_TEST(
+        behind.body() ==
+        R"({"error":"learner 4 has not caught up: it is 1234 entries behind the leader; retry once it has"})");
+    BOOST_TEST(membership_failure_response(errc::invalid_argument).result_int() == 400u);
+    for (const errc e : {errc::timeout, errc::leadership_lost, errc::proposal_dropped,
+                         errc::transfer_in_progress, errc::shutting_down}) {
+        const auto res = membership_failure_response(e);
+        BOOST_TEST(res.result_int() == 503u, static_cast<int>(e));
+        BOOST_TEST(res[http::field::retry_after] == "1");
+    }
+    BOOST_TEST(membership_failure_response(errc::storage_inconsistent).result_int() == 500u);
+}
+
+BOOST_AUTO_TEST_CASE(the_member_list_names_roles_addresses_and_match_only_where_known)
+{
+    using raftkv::server::member_role;
+    raftkv::server::service_status s;
+    s.node.leader = 1;
+    s.node.members_index = 12;
+    s.node.members = raftkv::membership{{1, 3}, {1, 2}, {4}};
+    s.members = {{1, "h:1", "h:8001", member_role::voter},
+                 {2, "h:2", std::nullopt, member_role::outgoing},
+                 {3, "h:3", std::nullopt, member_role::voter},
+                 {4, "h:4", "h:8004", member_role::learner}};
+    const std::string body = raftkv::server::members_json(s, {{1, 20}, {4, 18}});
+    BOOST_TEST(body == R"({"members":[)"
+                       R"({"id":1,"raft":"h:1","http":"h:8001","role":"voter","match":20},)"
+                       R"({"id":2,"raft":"h:2","http":null,"role":"outgoing"},)"
+                       R"({"id":3,"raft":"h:3","http":null,"role":"voter"},)"
+                       R"({"id":4,"raft":"h:4","http":"h:8004","role":"learner","match":18}],)"
+                       R"("members_index":12,"joint":true,"leader":1})");
+    s.node.leader = raftkv::no_node;
+    BOOST_TEST(raftkv::server::members_json(s, {}).ends_with(R"("leader":null})"));
+}
+
+// ---- Member info ----------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(member_info_is_compact_json_with_the_addresses)
+{
+    using raftkv::server::decode_member_info;
+    using raftkv::server::encode_member_info;
+    using raftkv::server::host_port;
+    BOOST_TEST(encode_member_info({"127.0.0.1", 9081}) == R"({"raft":"127.0.0.1:9081"})");
+    BOOST_TEST(encode_member_info({"::1", 9081}, host_port{"node1", 8081}) ==
+               R"({"raft":"[::1]:9081","http":"node1:8081"})");
+    const auto m = decode_member_info(encode_member_info({"::1", 9081}, host_port{"node1", 8081}));
+    BOOST_TEST((m.raft == host_port{"::1", 9081}));
+    BOOST_TEST((m.http == host_port{"node1", 8081}));
+}
+
+BOOST_AUTO_TEST_CASE(bad_member_info_means_unknown_addresses_never_a_crash)
+{
+    using raftkv::server::decode_member_info;
+    for (const char* bad : {"", "x", "[]", "null", "{", R"({"raft": 9081})", R"({"raft": "nope"})",
+                            R"({"raft": "a:0"})", "\xff\xfe", R"({"http": ["a:1"]})"}) {
+        const auto m = decode_member_info(bad);
+        BOOST_TEST(!m.raft.has_value(), bad);
+        BOOST_TEST(!m.http.has_value(), bad);
+    }
+    // One good field survives a bad one.
+    const auto half = decode_member_info(R"({"raft": "a:1", "http": 7, "extra": {}})");
+    BOOST_TEST(half.raft.has_value());
+    BOOST_TEST(!half.http.has_value());
 }
