@@ -17,10 +17,12 @@ namespace raftkv::server {
 namespace {
 
 // Every setting is both a flag --<name> and a config-file key <name>.
-constexpr std::array<std::string_view, 13> setting_names = {
+constexpr std::array<std::string_view, 15> setting_names = {
     "id",
     "data-dir",
     "http",
+    "advertise-http",
+    "cluster-token",
     "raft",
     "peers",
     "tick-ms",
@@ -292,6 +294,21 @@ std::string check_identity(const raw_settings& s, server_config& c)
     }
     if (std::string e = check_address(s, "http", c.http); !e.empty())
         return e;
+    c.advertise_http = c.http;
+    if (std::string e = check_address(s, "advertise-http", c.advertise_http); !e.empty())
+        return e;
+    c.advertise_http_given = s.find("advertise-http") != nullptr;
+    if (c.advertise_http_given && is_wildcard(c.advertise_http))
+        return s.find("advertise-http")->where + ": " + in_quotes(c.advertise_http.to_string()) +
+               " is a wildcard address; give the address other nodes reach this one at";
+    if (const raw_value* v = s.find("cluster-token")) {
+        if (v->text.empty() ||
+            !std::all_of(v->text.begin(), v->text.end(), [](char ch) { return ch > ' ' && ch < 127; }))
+            return v->where + ": " + in_quotes(v->text) +
+                   " is not a cluster token (printable characters, no spaces)";
+        c.cluster_token = v->text;
+    }
+    c.raft_given = s.find("raft") != nullptr;
     return check_address(s, "raft", c.raft);
 }
 
@@ -318,6 +335,7 @@ std::string check_peers(const raw_settings& s, server_config& c)
     }
     if (!peers)
         return error;
+    c.peers_given = true;
     if (!peers->contains(c.id)) {
         std::string ids;
         for (const auto& [id, address] : *peers)
@@ -374,6 +392,8 @@ std::string build_config(const raw_settings& s, server_config& c)
         return e;
     if (std::string e = check_peers(s, c); !e.empty())
         return e;
+    if (std::string e = advertise_http_problem(c); !e.empty())
+        return e;
     if (std::string e = check_tuning(s, c); !e.empty())
         return e;
     return check_snapshots(s, c);
@@ -404,6 +424,20 @@ std::optional<host_port> parse_host_port(std::string_view text)
         return std::nullopt;
     }
     return host_port{std::string(host), *port};
+}
+
+bool is_wildcard(const host_port& address)
+{
+    return address.host == "0.0.0.0" || address.host == "::";
+}
+
+std::string advertise_http_problem(const server_config& c)
+{
+    if (c.peers.size() <= 1 || !is_wildcard(c.advertise_http))
+        return {};
+    return "--http " + c.http.to_string() +
+           " listens on every interface, which is no address other nodes can forward requests to: set "
+           "--advertise-http to the HOST:PORT they reach this node at";
 }
 
 std::optional<node_id> parse_node_id(std::string_view text)
