@@ -85,15 +85,25 @@ inline std::string cluster_id_name(std::uint64_t id)
     return os.str();
 }
 
+inline constexpr const char* no_greeting_reason =
+    "no raftkv greeting (not a raftkv peer, or one older than greetings)";
+
+/// Whether the first four bytes of `bytes` are the greeting magic.
+inline bool has_greeting_magic(const greeting_bytes& bytes)
+{
+    const char* p = bytes.data();
+    return greeting_io::get(p, 4) == greeting_magic;
+}
+
 /// Checks a greeting received by node `self` of cluster `cluster_id` (0: any cluster).
 /// Returns the empty string and sets `out` when the connection may proceed; otherwise
 /// the reason to refuse it, for a log line.
 inline std::string check_greeting(const greeting_bytes& bytes, std::uint64_t cluster_id, node_id self,
                                   greeting& out)
 {
-    const char* p = bytes.data();
-    if (greeting_io::get(p, 4) != greeting_magic)
-        return "no raftkv greeting (not a raftkv peer, or one older than greetings)";
+    if (!has_greeting_magic(bytes))
+        return no_greeting_reason;
+    const char* p = bytes.data() + 4;
     greeting g;
     g.version = static_cast<std::uint16_t>(greeting_io::get(p, 2));
     g.frame_version = static_cast<std::uint16_t>(greeting_io::get(p, 2));

@@ -59,7 +59,9 @@ private:
         socket_.close(ignored);
     }
 
+    void on_greeting_magic(const boost::system::error_code& ec);
     void on_greeting(const boost::system::error_code& ec);
+    void refuse(const std::string& why);
     void read_header();
     void on_header(const boost::system::error_code& ec);
     void on_payload(const boost::system::error_code& ec);
@@ -189,7 +191,21 @@ inline void tcp_inbound_connection::start()
             self->drop("no greeting within " + std::to_string(self->listener_->greeting_timeout().count()) +
                        " ms");
     });
-    boost::asio::async_read(socket_, boost::asio::buffer(greeting_),
+    // The magic first, so that a client of another protocol is refused at once rather than
+    // when the timeout ends.
+    boost::asio::async_read(socket_, boost::asio::buffer(greeting_.data(), 4),
+                            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                                self->on_greeting_magic(ec);
+                            });
+}
+
+inline void tcp_inbound_connection::on_greeting_magic(const boost::system::error_code& ec)
+{
+    if (ec || listener_->stopped())
+        return close();
+    if (!has_greeting_magic(greeting_))
+        return refuse(no_greeting_reason);
+    boost::asio::async_read(socket_, boost::asio::buffer(greeting_.data() + 4, greeting_.size() - 4),
                             [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
                                 self->on_greeting(ec);
                             });
@@ -202,10 +218,8 @@ inline void tcp_inbound_connection::on_greeting(const boost::system::error_code&
         return close();
     greeting g;
     if (std::string why = check_greeting(greeting_, listener_->cluster_id(), listener_->self(), g);
-        !why.empty()) {
-        std::cerr << ("raftkv: refused connection from " + remote_ + ": " + why + "\n");
-        return close();
-    }
+        !why.empty())
+        return refuse(why);
     peer_ = g.from;
     read_header();
 }
@@ -249,6 +263,12 @@ inline void tcp_inbound_connection::on_payload(const boost::system::error_code& 
         payload_ = std::string();
     listener_->deliver(std::move(*batch));
     read_header();
+}
+
+inline void tcp_inbound_connection::refuse(const std::string& why)
+{
+    std::cerr << ("raftkv: refused connection from " + remote_ + ": " + why + "\n");
+    close();
 }
 
 inline void tcp_inbound_connection::drop(const std::string& why)
