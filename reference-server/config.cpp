@@ -544,14 +544,20 @@ Flags (each also a key of the config file; flags override the file):
   --id N                     this node's id, an integer from 1 (default: 1)
   --data-dir DIR             where the Raft log (DIR/wal) and the key-value state
                              (DIR/state) are kept (default: ./raftkv-data)
-  --http HOST:PORT           where the HTTP API listens; other nodes forward requests
-                             here while this node leads, so use an address they can
-                             reach (default: 127.0.0.1:8080)
+  --http HOST:PORT           where the HTTP API listens (default: 127.0.0.1:8080)
+  --advertise-http HOST:PORT the HTTP address other nodes forward requests to while
+                             this node leads; required in a cluster when --http is
+                             0.0.0.0 or [::] (default: --http)
   --raft HOST:PORT           where Raft connections from the other nodes are accepted
                              (default: this node's entry in --peers, else 127.0.0.1:9080)
   --peers ID=HOST:PORT,...   the Raft address of every member, this node included;
-                             give every node the same list (default: just this node
-                             at --raft)
+                             give every node the same list. Recorded in DIR/identity
+                             at the first start; later it may be left out, and if
+                             given must be the recorded list (default: the recorded
+                             list, else just this node at --raft)
+  --cluster-token TOKEN      mixed into the id of a new cluster, so that clusters
+                             bootstrapped with the same --peers refuse each other's
+                             nodes; on a restart, the recorded one or none
   --tick-ms MS               the Raft clock's tick (default: 10)
   --election-ticks N         election timeout: a random 1x to 2x this many ticks
                              without a leader (default: 30)
@@ -574,10 +580,10 @@ Flags (each also a key of the config file; flags override the file):
 
 Flags take their value as the next argument or after '=' (--id=2).
 
-Config file (YAML): a map with any of the keys id, data-dir, http, raft, peers,
-tick-ms, election-ticks, heartbeat-ticks, request-timeout-ms, snapshot-entries,
-snapshot-catchup-entries, log-level, threads. peers is a map of id to HOST:PORT, or the
-same string as --peers. Example:
+Config file (YAML): a map with any of the keys id, data-dir, http, advertise-http,
+cluster-token, raft, peers, tick-ms, election-ticks, heartbeat-ticks,
+request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, threads.
+peers is a map of id to HOST:PORT, or the same string as --peers. Example:
 
   id: 2
   data-dir: /var/lib/raftkv/2
@@ -590,8 +596,11 @@ same string as --peers. Example:
   log-level: info
 
 HTTP API: PUT/GET/DELETE /kv/{key}, GET /status, GET /health (docs/server.md).
-A bad flag or config value prints one line and exits with code 2. SIGINT and
-SIGTERM shut the node down cleanly.
+The first start records the cluster id, this node's id and the members in
+DIR/identity; a later start whose --id, --cluster-token or --peers contradicts it
+prints one line and exits with code 2, as does a bad flag or config value. SIGINT
+and SIGTERM shut the node down cleanly; a leader first hands leadership to another
+member (waiting at most 2 s).
 )";
 }
 
