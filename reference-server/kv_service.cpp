@@ -16,7 +16,9 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <random>
 
@@ -68,6 +70,16 @@ struct raft_endpoints {
     std::map<node_id, tcp::endpoint> peers;
 };
 
+using clock = std::chrono::steady_clock;
+
+/// What this node last heard from a peer, for choosing whom to hand leadership to.
+struct peer_seen {
+    clock::time_point at{};
+    term_t term = 0;
+    /// The highest match index the peer acknowledged in `term`.
+    index_t match = 0;
+};
+
 struct kv_service::impl {
     impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints);
     ~impl();
@@ -77,6 +89,10 @@ struct kv_service::impl {
     void observe();
     void log_leader_change(const node_status& s);
     void publish_http_address(term_t term);
+    void note_peer(const message& m);
+    node_id handoff_target() const;
+    void await_handoff(node_id target, clock::time_point started, clock::time_point deadline,
+                       std::function<void(std::string)> done);
 
     // Destroyed in reverse order: the driver before the policies it uses.
     server_config config;
@@ -92,6 +108,7 @@ struct kv_service::impl {
     bool publishing = false;
     term_t published_term = 0;
     node_id logged_leader = no_node;
+    std::map<node_id, peer_seen> seen;
 };
 
 kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints)
@@ -103,9 +120,14 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
         // transport's default 2 s backoff ceiling.
         raftkv::asio::tcp_transport_options t;
         t.reconnect_delay_max = std::chrono::milliseconds(250);
+        t.cluster_id = c.cluster_id;
         transport = std::make_unique<raftkv::asio::tcp_transport>(
             strand, c.id, std::move(endpoints.peers), endpoints.listen_on,
-            [this](message m) { driver->deliver(std::move(m)); }, t);
+            [this](message m) {
+                note_peer(m);
+                driver->deliver(std::move(m));
+            },
+            t);
     } catch (const boost::system::system_error& e) {
         throw std::runtime_error("cannot listen for Raft on " + c.raft.to_string() + ": " +
                                  e.code().message());
@@ -180,7 +202,7 @@ void kv_service::impl::log_leader_change(const node_status& s)
 void kv_service::impl::publish_http_address(term_t term)
 {
     publishing = true;
-    const std::string address = config.http.to_string();
+    const std::string address = config.advertise_http.to_string();
     driver->async_propose(
         encode_meta(http_meta_name(config.id), address),
         boost::asio::bind_executor(strand, [this, term, address](boost::system::error_code ec, kv_result) {
@@ -193,6 +215,65 @@ void kv_service::impl::publish_http_address(term_t term)
                 log(log_level::debug, "could not publish http address: " + ec.message());
             }
         }));
+}
+
+// Runs on the strand, like the receive handler that calls it.
+void kv_service::impl::note_peer(const message& m)
+{
+    peer_seen& p = seen[m.from];
+    p.at = clock::now();
+    if (m.term != p.term) {
+        p.term = m.term;
+        p.match = 0;
+    }
+    if (const auto* r = std::get_if<append_response>(&m.body); r && r->success)
+        p.match = std::max(p.match, r->match_index);
+}
+
+/// The peer that acknowledged the most of this term's log among those heard from within
+/// an election timeout (the lowest id on a tie); any other member if none was.
+node_id kv_service::impl::handoff_target() const
+{
+    const term_t term = driver->status().term;
+    const auto recent = clock::now() - std::chrono::milliseconds(config.tick_ms) * config.election_ticks;
+    node_id best = no_node;
+    index_t best_match = 0;
+    for (const auto& [id, p] : seen) {
+        if (id == config.id || !config.peers.contains(id) || p.at < recent || p.term != term)
+            continue;
+        if (best == no_node || p.match > best_match) {
+            best = id;
+            best_match = p.match;
+        }
+    }
+    if (best != no_node)
+        return best;
+    for (const auto& [id, address] : config.peers)
+        if (id != config.id)
+            return id;
+    return no_node;
+}
+
+void kv_service::impl::await_handoff(node_id target, clock::time_point started, clock::time_point deadline,
+                                     std::function<void(std::string)> done)
+{
+    const node_status s = driver->status();
+    const auto ms = [started] {
+        return std::to_string(
+            std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started).count());
+    };
+    if (s.role != role::leader) {
+        const std::string to = s.leader != no_node ? std::to_string(s.leader) : std::to_string(target);
+        return done("handed leadership to node " + to + " in " + ms() + " ms");
+    }
+    if (clock::now() >= deadline)
+        return done("leadership transfer to node " + std::to_string(target) + " did not complete within " +
+                    ms() + " ms; stopping as leader");
+    watch_timer.expires_after(std::chrono::milliseconds(config.tick_ms));
+    watch_timer.async_wait(
+        [this, target, started, deadline, done = std::move(done)](boost::system::error_code) mutable {
+            await_handoff(target, started, deadline, std::move(done));
+        });
 }
 
 boost::asio::ip::tcp::endpoint resolve_endpoint(boost::asio::any_io_executor ex, const host_port& address)
@@ -226,6 +307,27 @@ void kv_service::start()
     boost::asio::post(impl_->strand, [this] {
         if (!impl_->stopped)
             impl_->schedule_watch();
+    });
+}
+
+void kv_service::hand_off_leadership(std::chrono::milliseconds limit, std::function<void(std::string)> done)
+{
+    boost::asio::post(impl_->strand, [this, limit, done = std::move(done)]() mutable {
+        impl_->stopped = true; // the watcher's timer now serves the handoff
+        impl_->watch_timer.cancel();
+        if (impl_->driver->status().role != role::leader)
+            return done({});
+        const node_id target = impl_->handoff_target();
+        if (target == no_node)
+            return done({});
+        impl_->driver->post([target](auto& node) {
+            if (const std::error_code ec = node.transfer_leadership(target))
+                log(log_level::warn,
+                    "cannot hand leadership to node " + std::to_string(target) + ": " + ec.message());
+        });
+        const auto now = clock::now();
+        log(log_level::info, "handing leadership to node " + std::to_string(target) + " before stopping");
+        impl_->await_handoff(target, now, now + limit, std::move(done));
     });
 }
 
@@ -271,7 +373,7 @@ node_id kv_service::leader() const
 std::optional<std::string> kv_service::http_address(node_id id) const
 {
     if (id == impl_->config.id)
-        return impl_->config.http.to_string();
+        return impl_->config.advertise_http.to_string();
     return impl_->machine.get_meta(http_meta_name(id));
 }
 

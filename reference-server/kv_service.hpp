@@ -21,6 +21,8 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 
+#include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -86,6 +88,13 @@ public:
 
     /// Starts the Raft clock and the leader-address publisher.
     void start();
+
+    /// When this node leads a cluster: asks the member that acknowledged the most of the
+    /// log (among those heard from within an election timeout) to take over, and waits up
+    /// to `limit` for this node to stop leading. Then calls `done` on the service's strand
+    /// with a line saying what happened, or with "" when there was nothing to hand over
+    /// (not leading, or no other member). Stops the leader watcher: call stop() next.
+    void hand_off_leadership(std::chrono::milliseconds limit, std::function<void(std::string)> done);
 
     /// Completes every pending operation with errc::shutting_down, and every later one;
     /// stops the transport. The executor's threads may then be stopped and the object
