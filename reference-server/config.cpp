@@ -17,7 +17,7 @@ namespace raftkv::server {
 namespace {
 
 // Every setting is both a flag --<name> and a config-file key <name>.
-constexpr std::array<std::string_view, 15> setting_names = {
+constexpr std::array<std::string_view, 16> setting_names = {
     "id",
     "data-dir",
     "http",
@@ -25,6 +25,7 @@ constexpr std::array<std::string_view, 15> setting_names = {
     "cluster-token",
     "raft",
     "peers",
+    "join",
     "tick-ms",
     "election-ticks",
     "heartbeat-ticks",
@@ -312,6 +313,19 @@ std::string check_identity(const raw_settings& s, server_config& c)
     return check_address(s, "raft", c.raft);
 }
 
+std::string check_join(const raw_settings& s, server_config& c)
+{
+    const raw_value* v = s.find("join");
+    if (!v)
+        return {};
+    auto address = parse_join_url(v->text);
+    if (!address)
+        return v->where + ": " + in_quotes(v->text) +
+               " is not the HTTP address of a member to join through (http://HOST:PORT)";
+    c.join = *address;
+    return {};
+}
+
 std::string check_peers(const raw_settings& s, server_config& c)
 {
     std::string error;
@@ -335,6 +349,9 @@ std::string check_peers(const raw_settings& s, server_config& c)
     }
     if (!peers)
         return error;
+    if (c.join)
+        return where + ": a node that joins a cluster (--join) learns the members from it; give --join "
+                       "or --peers, not both";
     c.peers_given = true;
     if (!peers->contains(c.id)) {
         std::string ids;
@@ -390,6 +407,8 @@ std::string build_config(const raw_settings& s, server_config& c)
 {
     if (std::string e = check_identity(s, c); !e.empty())
         return e;
+    if (std::string e = check_join(s, c); !e.empty())
+        return e;
     if (std::string e = check_peers(s, c); !e.empty())
         return e;
     if (std::string e = advertise_http_problem(c); !e.empty())
@@ -405,6 +424,17 @@ std::string host_port::to_string() const
 {
     const std::string p = std::to_string(port);
     return host.find(':') != std::string::npos ? "[" + host + "]:" + p : host + ":" + p;
+}
+
+std::optional<host_port> parse_join_url(std::string_view url)
+{
+    constexpr std::string_view scheme = "http://";
+    if (!url.starts_with(scheme))
+        return std::nullopt;
+    url.remove_prefix(scheme.size());
+    if (url.ends_with('/'))
+        url.remove_suffix(1);
+    return parse_host_port(url);
 }
 
 std::optional<host_port> parse_host_port(std::string_view text)
@@ -555,6 +585,10 @@ Flags (each also a key of the config file; flags override the file):
                              at the first start; later it may be left out, and if
                              given must be the recorded list (default: the recorded
                              list, else just this node at --raft)
+  --join http://HOST:PORT    join a running cluster through one of its members, which
+                             must have added this node first (POST /cluster/members);
+                             needs an empty data directory, learns the cluster's id
+                             and members from it; not with --peers
   --cluster-token TOKEN      mixed into the id of a new cluster, so that clusters
                              bootstrapped with the same --peers refuse each other's
                              nodes; on a restart, the recorded one or none
@@ -581,7 +615,7 @@ Flags (each also a key of the config file; flags override the file):
 Flags take their value as the next argument or after '=' (--id=2).
 
 Config file (YAML): a map with any of the keys id, data-dir, http, advertise-http,
-cluster-token, raft, peers, tick-ms, election-ticks, heartbeat-ticks,
+cluster-token, raft, peers, join, tick-ms, election-ticks, heartbeat-ticks,
 request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, threads.
 peers is a map of id to HOST:PORT, or the same string as --peers. Example:
 

@@ -74,9 +74,19 @@ struct server_config {
     /// token recorded in the data directory.
     std::optional<std::string> cluster_token;
 
+    /// A member of a running cluster to join through (its HTTP address): this node was
+    /// added to that cluster (POST /cluster/members) and starts with an empty data
+    /// directory, learning the cluster's id and members from it. Ignored once the data
+    /// directory records that it joined. Not with `peers`.
+    std::optional<host_port> join;
+
     /// Not a setting: the cluster id, from the data directory's identity (identity.hpp),
     /// set before the node starts. 0 until then.
     std::uint64_t cluster_id = 0;
+    /// Not a setting: this node joined a running cluster (--join) rather than
+    /// bootstrapping one, so `peers` only tells where the members were when it joined; the
+    /// configuration comes from the cluster.
+    bool joined = false;
 
     /// The Raft clock's tick. Default: 10 ms.
     std::uint32_t tick_ms = 10;
@@ -146,6 +156,9 @@ std::string advertise_http_problem(const server_config& c);
 
 /// True for 0.0.0.0 and ::, the addresses that mean "every interface".
 bool is_wildcard(const host_port& address);
+
+/// Parses "http://host:port" (a trailing '/' allowed), the --join address; nullopt otherwise.
+std::optional<host_port> parse_join_url(std::string_view url);
 
 /// Parses a node id: a decimal number, 1 to 2^64 - 1.
 std::optional<node_id> parse_node_id(std::string_view text);

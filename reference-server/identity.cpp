@@ -1,5 +1,7 @@
 #include "identity.hpp"
 
+#include "join.hpp"
+
 #include <raftkv/asio/detail/greeting.hpp>
 
 #include <fcntl.h>
@@ -81,6 +83,37 @@ bool holds_raft_data(const std::filesystem::path& data_dir)
     return std::filesystem::exists(data_dir / "wal", ec) || std::filesystem::exists(data_dir / "state", ec);
 }
 
+// A node joining a running cluster: it must have been added already (so the leader
+// replicates to it), at the Raft address it listens on, and must bring no state of its own.
+identity join_cluster(server_config& c)
+{
+    const std::string url = "http://" + c.join->to_string();
+    if (holds_raft_data(c.data_dir))
+        throw config_error("--join needs an empty data directory, but " + c.data_dir.string() +
+                           " holds Raft data without an identity file; move it away first");
+    const cluster_view view = fetch_cluster(*c.join, std::chrono::seconds(5));
+    const auto self = view.raft.find(c.id);
+    if (self == view.raft.end())
+        throw config_error("node " + std::to_string(c.id) + " is not a member of the cluster at " + url +
+                           "; add it first: curl -X POST " + url + "/cluster/members -d '{\"id\": " +
+                           std::to_string(c.id) + ", \"raft\": \"" + c.raft.to_string() + "\", \"http\": \"" +
+                           c.advertise_http.to_string() + "\", \"learner\": true}'");
+    if (c.raft_given && self->second != c.raft)
+        throw config_error("the cluster at " + url + " knows node " + std::to_string(c.id) +
+                           " at Raft address " + self->second.to_string() + ", but --raft is " +
+                           c.raft.to_string());
+    c.raft = self->second;
+    c.peers = view.raft;
+    c.joined = true;
+    identity id;
+    id.cluster_id = view.cluster_id;
+    id.id = c.id;
+    id.http = c.advertise_http;
+    id.members = view.raft;
+    id.joined = true;
+    return id;
+}
+
 } // namespace
 
 std::uint64_t derive_cluster_id(const std::map<node_id, host_port>& members, std::string_view token)
@@ -116,6 +149,8 @@ std::string format_identity(const identity& id)
         out += "cluster-token " + id.cluster_token + "\n";
     out += "node-id " + std::to_string(id.id) + "\n";
     out += "http " + id.http.to_string() + "\n";
+    if (id.joined)
+        out += "joined\n";
     for (const auto& [member, address] : id.members)
         out += "member " + std::to_string(member) + " " + address.to_string() + "\n";
     return out;
@@ -158,6 +193,8 @@ std::optional<identity> parse_identity(std::string_view text, std::string& error
             if (!v)
                 return bad(where + "bad address");
             id.http = *v;
+        } else if (key == "joined" && value.empty()) {
+            id.joined = true;
         } else if (key == "member") {
             const std::size_t sep = value.find(' ');
             const auto member = parse_node_id(value.substr(0, sep));
@@ -171,7 +208,7 @@ std::optional<identity> parse_identity(std::string_view text, std::string& error
     }
     if (!have_cluster || !have_node || !have_http || !id.members.contains(id.id))
         return bad("incomplete: it needs cluster-id, node-id, http and a member line for the node");
-    if (derive_cluster_id(id.members, id.cluster_token) != id.cluster_id)
+    if (!id.joined && derive_cluster_id(id.members, id.cluster_token) != id.cluster_id)
         return bad("the cluster id does not match the members and token");
     return id;
 }
@@ -223,11 +260,18 @@ identity_plan plan_identity(server_config& c)
 {
     identity_plan plan;
     if (auto recorded = read_identity(c.data_dir)) {
+        if (c.join && !recorded->joined)
+            conflict(c, *recorded, "--join is given",
+                     "it bootstrapped its cluster and never joins another; start it without --join");
         check_against(c, *recorded);
+        c.joined = recorded->joined;
         c.peers = recorded->members;
         if (!c.raft_given)
             c.raft = c.peers.at(c.id);
         plan.id = std::move(*recorded);
+    } else if (c.join) {
+        plan.id = join_cluster(c);
+        plan.write = true;
     } else {
         plan.id = identity_from(c);
         plan.write = true;

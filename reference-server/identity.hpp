@@ -32,8 +32,12 @@ struct identity {
     node_id id = no_node;
     /// This node's advertised HTTP address at bootstrap; informational.
     host_port http;
-    /// The bootstrap members' Raft addresses, this node included.
+    /// The bootstrap members' Raft addresses, this node included; for a node that joined,
+    /// the members' addresses when it joined.
     std::map<node_id, host_port> members;
+    /// The node joined a running cluster (--join): the cluster id is that cluster's, and
+    /// the node's configuration comes only from the cluster.
+    bool joined = false;
 
     friend bool operator==(const identity&, const identity&) = default;
 };
@@ -74,7 +78,11 @@ struct identity_plan {
     bool adopted = false;
 };
 
-/// Reconciles `c` with the identity of its data directory. With a recorded identity: the
+/// Reconciles `c` with the identity of its data directory. A node with --join and no
+/// identity asks the member for the cluster (fetch_cluster()) and plans to record that it
+/// joined: it must be a member already, at its --raft address, and its data directory must
+/// hold no Raft data (config_error otherwise; std::runtime_error if the member cannot be
+/// asked). With a recorded identity: the
 /// recorded members replace `c.peers` when --peers was not given (and this node's member
 /// address `c.raft` when --raft was not given), and a conflict — another --id, another
 /// --cluster-token, or a --peers list other than the recorded one — throws config_error

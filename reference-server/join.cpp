@@ -35,17 +35,6 @@ namespace json = boost::json;
 
 } // namespace
 
-std::optional<host_port> parse_join_url(std::string_view url)
-{
-    constexpr std::string_view scheme = "http://";
-    if (!url.starts_with(scheme))
-        return std::nullopt;
-    url.remove_prefix(scheme.size());
-    if (url.ends_with('/'))
-        url.remove_suffix(1);
-    return parse_host_port(url);
-}
-
 cluster_view parse_cluster_view(std::string_view body)
 {
     boost::system::error_code ec;

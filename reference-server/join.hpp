@@ -28,9 +28,6 @@ struct cluster_view {
     std::vector<node_id> learners;
 };
 
-/// Parses "http://host:port" (a trailing '/' allowed) into its address; nullopt otherwise.
-std::optional<host_port> parse_join_url(std::string_view url);
-
 /// Asks the member at `address` for GET /cluster/members and reads the cluster's id and
 /// members from the answer. Throws std::runtime_error, saying why, when the member cannot
 /// be reached within `timeout` or answers something else.

@@ -135,8 +135,12 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
 
     raftkv::options o;
     o.id = c.id;
-    for (const auto& [id, address] : c.peers)
-        o.members.voters.push_back(id);
+    // A node that joined learns the configuration from the cluster; the others bootstrap
+    // with --peers (used only while the log store holds no configuration yet).
+    if (!c.joined) {
+        for (const auto& [id, address] : c.peers)
+            o.members.voters.push_back(id);
+    }
     o.election_ticks = c.election_ticks;
     o.heartbeat_ticks = c.heartbeat_ticks;
     o.snapshot_entries = c.snapshot_entries;

@@ -138,6 +138,18 @@ BOOST_AUTO_TEST_CASE(peers_default_to_this_node_at_its_raft_address)
     BOOST_TEST((c.peers == std::map<raftkv::node_id, host_port>{{7, {"10.0.0.7", 7000}}}));
 }
 
+BOOST_AUTO_TEST_CASE(join_takes_a_members_http_address_and_excludes_peers)
+{
+    const server_config c =
+        parse_ok({"--id", "4", "--raft", "127.0.0.1:9084", "--join", "http://127.0.0.1:8081/"});
+    BOOST_REQUIRE(c.join.has_value());
+    BOOST_TEST(c.join->to_string() == "127.0.0.1:8081");
+    parse_error({"--id", "4", "--join", "127.0.0.1:8081"},
+                "--join: '127.0.0.1:8081' is not the HTTP address");
+    parse_error({"--id", "4", "--join", "https://127.0.0.1:8081"}, "http://HOST:PORT");
+    parse_error({"--id", "1", "--join", "http://127.0.0.1:8082", "--peers", three_peers}, "not both");
+}
+
 BOOST_AUTO_TEST_CASE(raft_may_differ_from_the_address_peers_dial)
 {
     const server_config c = parse_ok({"--id", "1", "--raft", "0.0.0.0:9081", "--peers", three_peers});

@@ -81,6 +81,14 @@ BOOST_AUTO_TEST_CASE(identity_files_round_trip_and_malformed_ones_are_rejected)
     BOOST_TEST(!parse_identity(tampered, error).has_value());
     BOOST_TEST(error.find("cluster id") != std::string::npos, error);
 
+    // A node that joined keeps the cluster's id, which its members list does not derive.
+    identity joined = id;
+    joined.joined = true;
+    joined.cluster_id = 0x1234;
+    const auto joined_back = parse_identity(format_identity(joined), error);
+    BOOST_TEST_REQUIRE(joined_back.has_value(), error);
+    BOOST_TEST((*joined_back == joined));
+
     std::ofstream(dir / "identity") << "garbage\n";
     BOOST_CHECK_THROW(read_identity(dir.path()), std::runtime_error);
 }
