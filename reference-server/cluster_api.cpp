@@ -92,6 +92,15 @@ std::optional<host_port> address_member(const json::object& o, std::string_view 
     return address;
 }
 
+/// 16 lowercase hex digits, without "0x": what a joining node reads (join.cpp).
+std::string cluster_id_hex(std::uint64_t id)
+{
+    std::string out(16, '0');
+    for (std::size_t i = 16; i-- > 0; id >>= 4)
+        out[i] = "0123456789abcdef"[id & 0xf];
+    return out;
+}
+
 } // namespace
 
 checked<member_request> check_member_body(std::string_view body)
@@ -159,6 +168,7 @@ std::string members_json(const service_status& s, const std::map<node_id, index_
         members.push_back(std::move(member));
     }
     json::object body;
+    body["cluster_id"] = cluster_id_hex(s.cluster_id);
     body["members"] = std::move(members);
     body["members_index"] = s.node.members_index;
     body["joint"] = s.node.members.joint();

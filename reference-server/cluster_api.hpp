@@ -51,7 +51,8 @@ checked<node_id> check_leader_body(std::string_view body);
 /// Reads the {id} of /cluster/members/{id}: 400 unless an id 1 to 2^64-1.
 checked<node_id> check_member_id(std::string_view raw_id);
 
-/// The body of GET /cluster/members: {"members": [{"id", "raft", "http" (string or null),
+/// The body of GET /cluster/members: {"cluster_id" (16 hex digits), "members": [{"id",
+/// "raft", "http" (string or null),
 /// "role" ("voter", "learner" or "outgoing"), "match" (only for the members in
 /// `match`)}...], "members_index", "joint", "leader" (id or null)}.
 std::string members_json(const service_status& s, const std::map<node_id, index_t>& match);

@@ -17,12 +17,15 @@ namespace raftkv::server {
 namespace {
 
 // Every setting is both a flag --<name> and a config-file key <name>.
-constexpr std::array<std::string_view, 13> setting_names = {
+constexpr std::array<std::string_view, 16> setting_names = {
     "id",
     "data-dir",
     "http",
+    "advertise-http",
+    "cluster-token",
     "raft",
     "peers",
+    "join",
     "tick-ms",
     "election-ticks",
     "heartbeat-ticks",
@@ -292,7 +295,35 @@ std::string check_identity(const raw_settings& s, server_config& c)
     }
     if (std::string e = check_address(s, "http", c.http); !e.empty())
         return e;
+    c.advertise_http = c.http;
+    if (std::string e = check_address(s, "advertise-http", c.advertise_http); !e.empty())
+        return e;
+    c.advertise_http_given = s.find("advertise-http") != nullptr;
+    if (c.advertise_http_given && is_wildcard(c.advertise_http))
+        return s.find("advertise-http")->where + ": " + in_quotes(c.advertise_http.to_string()) +
+               " is a wildcard address; give the address other nodes reach this one at";
+    if (const raw_value* v = s.find("cluster-token")) {
+        if (v->text.empty() ||
+            !std::all_of(v->text.begin(), v->text.end(), [](char ch) { return ch > ' ' && ch < 127; }))
+            return v->where + ": " + in_quotes(v->text) +
+                   " is not a cluster token (printable characters, no spaces)";
+        c.cluster_token = v->text;
+    }
+    c.raft_given = s.find("raft") != nullptr;
     return check_address(s, "raft", c.raft);
+}
+
+std::string check_join(const raw_settings& s, server_config& c)
+{
+    const raw_value* v = s.find("join");
+    if (!v)
+        return {};
+    auto address = parse_join_url(v->text);
+    if (!address)
+        return v->where + ": " + in_quotes(v->text) +
+               " is not the HTTP address of a member to join through (http://HOST:PORT)";
+    c.join = *address;
+    return {};
 }
 
 std::string check_peers(const raw_settings& s, server_config& c)
@@ -318,6 +349,10 @@ std::string check_peers(const raw_settings& s, server_config& c)
     }
     if (!peers)
         return error;
+    if (c.join)
+        return where + ": a node that joins a cluster (--join) learns the members from it; give --join "
+                       "or --peers, not both";
+    c.peers_given = true;
     if (!peers->contains(c.id)) {
         std::string ids;
         for (const auto& [id, address] : *peers)
@@ -372,7 +407,11 @@ std::string build_config(const raw_settings& s, server_config& c)
 {
     if (std::string e = check_identity(s, c); !e.empty())
         return e;
+    if (std::string e = check_join(s, c); !e.empty())
+        return e;
     if (std::string e = check_peers(s, c); !e.empty())
+        return e;
+    if (std::string e = advertise_http_problem(c); !e.empty())
         return e;
     if (std::string e = check_tuning(s, c); !e.empty())
         return e;
@@ -385,6 +424,17 @@ std::string host_port::to_string() const
 {
     const std::string p = std::to_string(port);
     return host.find(':') != std::string::npos ? "[" + host + "]:" + p : host + ":" + p;
+}
+
+std::optional<host_port> parse_join_url(std::string_view url)
+{
+    constexpr std::string_view scheme = "http://";
+    if (!url.starts_with(scheme))
+        return std::nullopt;
+    url.remove_prefix(scheme.size());
+    if (url.ends_with('/'))
+        url.remove_suffix(1);
+    return parse_host_port(url);
 }
 
 std::optional<host_port> parse_host_port(std::string_view text)
@@ -404,6 +454,20 @@ std::optional<host_port> parse_host_port(std::string_view text)
         return std::nullopt;
     }
     return host_port{std::string(host), *port};
+}
+
+bool is_wildcard(const host_port& address)
+{
+    return address.host == "0.0.0.0" || address.host == "::";
+}
+
+std::string advertise_http_problem(const server_config& c)
+{
+    if (c.peers.size() <= 1 || !is_wildcard(c.advertise_http))
+        return {};
+    return "--http " + c.http.to_string() +
+           " listens on every interface, which is no address other nodes can forward requests to: set "
+           "--advertise-http to the HOST:PORT they reach this node at";
 }
 
 std::optional<node_id> parse_node_id(std::string_view text)
@@ -510,14 +574,24 @@ Flags (each also a key of the config file; flags override the file):
   --id N                     this node's id, an integer from 1 (default: 1)
   --data-dir DIR             where the Raft log (DIR/wal) and the key-value state
                              (DIR/state) are kept (default: ./raftkv-data)
-  --http HOST:PORT           where the HTTP API listens; other nodes forward requests
-                             here while this node leads, so use an address they can
-                             reach (default: 127.0.0.1:8080)
+  --http HOST:PORT           where the HTTP API listens (default: 127.0.0.1:8080)
+  --advertise-http HOST:PORT the HTTP address other nodes forward requests to while
+                             this node leads; required in a cluster when --http is
+                             0.0.0.0 or [::] (default: --http)
   --raft HOST:PORT           where Raft connections from the other nodes are accepted
                              (default: this node's entry in --peers, else 127.0.0.1:9080)
   --peers ID=HOST:PORT,...   the Raft address of every member, this node included;
-                             give every node the same list (default: just this node
-                             at --raft)
+                             give every node the same list. Recorded in DIR/identity
+                             at the first start; later it may be left out, and if
+                             given must be the recorded list (default: the recorded
+                             list, else just this node at --raft)
+  --join http://HOST:PORT    join a running cluster through one of its members, which
+                             must have added this node first (POST /cluster/members);
+                             needs an empty data directory, learns the cluster's id
+                             and members from it; not with --peers
+  --cluster-token TOKEN      mixed into the id of a new cluster, so that clusters
+                             bootstrapped with the same --peers refuse each other's
+                             nodes; on a restart, the recorded one or none
   --tick-ms MS               the Raft clock's tick (default: 10)
   --election-ticks N         election timeout: a random 1x to 2x this many ticks
                              without a leader (default: 30)
@@ -540,10 +614,10 @@ Flags (each also a key of the config file; flags override the file):
 
 Flags take their value as the next argument or after '=' (--id=2).
 
-Config file (YAML): a map with any of the keys id, data-dir, http, raft, peers,
-tick-ms, election-ticks, heartbeat-ticks, request-timeout-ms, snapshot-entries,
-snapshot-catchup-entries, log-level, threads. peers is a map of id to HOST:PORT, or the
-same string as --peers. Example:
+Config file (YAML): a map with any of the keys id, data-dir, http, advertise-http,
+cluster-token, raft, peers, join, tick-ms, election-ticks, heartbeat-ticks,
+request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, threads.
+peers is a map of id to HOST:PORT, or the same string as --peers. Example:
 
   id: 2
   data-dir: /var/lib/raftkv/2
@@ -556,8 +630,11 @@ same string as --peers. Example:
   log-level: info
 
 HTTP API: PUT/GET/DELETE /kv/{key}, GET /status, GET /health (docs/server.md).
-A bad flag or config value prints one line and exits with code 2. SIGINT and
-SIGTERM shut the node down cleanly.
+The first start records the cluster id, this node's id and the members in
+DIR/identity; a later start whose --id, --cluster-token or --peers contradicts it
+prints one line and exits with code 2, as does a bad flag or config value. SIGINT
+and SIGTERM shut the node down cleanly; a leader first hands leadership to another
+member (waiting at most 2 s).
 )";
 }
 

@@ -46,17 +46,47 @@ struct server_config {
     /// Holds log/ (the Raft log) and state/ (the key-value state machine).
     std::filesystem::path data_dir = "raftkv-data";
 
-    /// Where the HTTP API listens. Also the address other nodes forward requests to while
-    /// this node leads, so it should be reachable from them (not 0.0.0.0).
+    /// Where the HTTP API listens.
     host_port http{"127.0.0.1", 8080};
+
+    /// The HTTP address this node publishes: where other nodes forward requests while it
+    /// leads, so it must be reachable from them. Default: `http`, which in a cluster must
+    /// then not be a wildcard (0.0.0.0 or ::); check_advertise_http() says so.
+    host_port advertise_http{"127.0.0.1", 8080};
+    /// --advertise-http (or the key) was given.
+    bool advertise_http_given = false;
 
     /// Where this node accepts Raft connections from its peers.
     /// Default: 127.0.0.1:9080, or this node's entry in `peers` when only that is given.
     host_port raft{"127.0.0.1", 9080};
 
     /// Every member's Raft address, this node included.
-    /// Default: only this node, at `raft`.
+    /// Default: the list recorded in the data directory's identity file, else only this
+    /// node, at `raft`.
     std::map<node_id, host_port> peers{{1, {"127.0.0.1", 9080}}};
+    /// --peers (or the key) was given; otherwise `peers` is the default above.
+    bool peers_given = false;
+    /// --raft (or the key) was given.
+    bool raft_given = false;
+
+    /// Mixed into the cluster id of a new cluster, so that two clusters bootstrapped with
+    /// the same member list do not accept each other's nodes. Unset on a restart: the
+    /// token recorded in the data directory.
+    std::optional<std::string> cluster_token;
+
+    /// A member of a running cluster to join through (its HTTP address): this node was
+    /// added to that cluster (POST /cluster/members) and starts with an empty data
+    /// directory, learning the cluster's id and members from it. Ignored once the data
+    /// directory records that it joined. Not with `peers`.
+    std::optional<host_port> join;
+
+    /// Not a setting: the cluster id, from the data directory's identity (identity.hpp),
+    /// set before the node starts. 0 until then.
+    std::uint64_t cluster_id = 0;
+    /// Not a setting: this node joined a running cluster (--join) rather than
+    /// bootstrapping one, so `peers` only tells where the members were when it joined; the
+    /// configuration comes from the cluster.
+    bool joined = false;
 
     /// The Raft clock's tick. Default: 10 ms.
     std::uint32_t tick_ms = 10;
@@ -119,6 +149,16 @@ std::string help_text();
 /// Parses "host:port" or "[v6]:port": a non-empty host of letters, digits, '.', '-' and
 /// '_' (or an IPv6 address in brackets) and a decimal port in 1-65535.
 std::optional<host_port> parse_host_port(std::string_view text);
+
+/// Why `c` cannot run as configured, when it is a cluster (more than one peer) whose
+/// advertised HTTP address is a wildcard other nodes cannot forward requests to; else "".
+std::string advertise_http_problem(const server_config& c);
+
+/// True for 0.0.0.0 and ::, the addresses that mean "every interface".
+bool is_wildcard(const host_port& address);
+
+/// Parses "http://host:port" (a trailing '/' allowed), the --join address; nullopt otherwise.
+std::optional<host_port> parse_join_url(std::string_view url);
 
 /// Parses a node id: a decimal number, 1 to 2^64 - 1.
 std::optional<node_id> parse_node_id(std::string_view text);

@@ -24,11 +24,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <map>
 #include <random>
 #include <set>
 
 namespace raftkv::server {
+
+using clock = std::chrono::steady_clock;
 
 namespace {
 
@@ -65,8 +68,6 @@ raftkv::leveldb::kv_state_machine_options machine_options()
 // How long a write or a membership change refused during a leadership transfer waits
 // before it tries again.
 constexpr std::chrono::milliseconds transfer_retry_pause{5};
-
-using clock = std::chrono::steady_clock;
 
 /// Runs `attempt` (a function returning an awaitable of a result with an `ec`) again,
 /// after a short pause, while it fails with errc::transfer_in_progress, until `limit` has
@@ -156,6 +157,14 @@ struct raft_endpoints {
     std::map<node_id, tcp::endpoint> peers;
 };
 
+/// What this node last heard from a peer, for choosing whom to hand leadership to.
+struct peer_seen {
+    clock::time_point at{};
+    term_t term = 0;
+    /// The highest match index the peer acknowledged in `term`.
+    index_t match = 0;
+};
+
 struct kv_service::impl {
     impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints);
     ~impl();
@@ -170,6 +179,10 @@ struct kv_service::impl {
     void observe();
     void log_leader_change(const node_status& s);
     void publish_http_address(term_t term);
+    void note_peer(const message& m);
+    node_id handoff_target() const;
+    void await_handoff(node_id target, clock::time_point started, clock::time_point deadline,
+                       std::function<void(std::string)> done);
 
     // Destroyed in reverse order: the driver before the policies it uses.
     server_config config;
@@ -191,6 +204,7 @@ struct kv_service::impl {
     std::vector<node_id> just_removed;   // left with the last change, until it commits
     std::map<node_id, host_port> dialed; // the peers' addresses last handed to resolve_peers
     std::uint64_t peers_generation = 0;  // bumped each time `dialed` changes
+    std::map<node_id, peer_seen> seen;
 };
 
 kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints)
@@ -202,9 +216,14 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
         // transport's default 2 s backoff ceiling.
         raftkv::asio::tcp_transport_options t;
         t.reconnect_delay_max = std::chrono::milliseconds(250);
+        t.cluster_id = c.cluster_id;
         transport = std::make_unique<raftkv::asio::tcp_transport>(
             strand, c.id, std::move(endpoints.peers), endpoints.listen_on,
-            [this](message m) { driver->deliver(std::move(m)); }, t);
+            [this](message m) {
+                note_peer(m);
+                driver->deliver(std::move(m));
+            },
+            t);
     } catch (const boost::system::system_error& e) {
         throw std::runtime_error("cannot listen for Raft on " + c.raft.to_string() + ": " +
                                  e.code().message());
@@ -212,7 +231,10 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
 
     raftkv::options o;
     o.id = c.id;
-    o.members = bootstrap_members(c.peers);
+    // A node that joined learns the configuration from the cluster; the others bootstrap
+    // with --peers (used only while the log store holds no configuration yet).
+    if (!c.joined)
+        o.members = bootstrap_members(c.peers);
     o.election_ticks = c.election_ticks;
     o.heartbeat_ticks = c.heartbeat_ticks;
     o.snapshot_entries = c.snapshot_entries;
@@ -264,7 +286,7 @@ std::optional<host_port> kv_service::impl::raft_address_of(const membership& m, 
 std::optional<std::string> kv_service::impl::http_address_of(const membership& m, node_id id) const
 {
     if (id == config.id)
-        return config.http.to_string();
+        return config.advertise_http.to_string();
     if (const auto info = m.info.find(id); info != m.info.end())
         if (std::optional<host_port> http = decode_member_info(info->second).http)
             return http->to_string();
@@ -380,7 +402,7 @@ void kv_service::impl::log_leader_change(const node_status& s)
 void kv_service::impl::publish_http_address(term_t term)
 {
     publishing = true;
-    const std::string address = config.http.to_string();
+    const std::string address = config.advertise_http.to_string();
     driver->async_propose(
         encode_meta(http_meta_name(config.id), address),
         boost::asio::bind_executor(strand, [this, term, address](boost::system::error_code ec, kv_result) {
@@ -393,6 +415,65 @@ void kv_service::impl::publish_http_address(term_t term)
                 log(log_level::debug, "could not publish http address: " + ec.message());
             }
         }));
+}
+
+// Runs on the strand, like the receive handler that calls it.
+void kv_service::impl::note_peer(const message& m)
+{
+    peer_seen& p = seen[m.from];
+    p.at = clock::now();
+    if (m.term != p.term) {
+        p.term = m.term;
+        p.match = 0;
+    }
+    if (const auto* r = std::get_if<append_response>(&m.body); r && r->success)
+        p.match = std::max(p.match, r->match_index);
+}
+
+/// The peer that acknowledged the most of this term's log among those heard from within
+/// an election timeout (the lowest id on a tie); any other member if none was.
+node_id kv_service::impl::handoff_target() const
+{
+    const term_t term = driver->status().term;
+    const auto recent = clock::now() - std::chrono::milliseconds(config.tick_ms) * config.election_ticks;
+    node_id best = no_node;
+    index_t best_match = 0;
+    for (const auto& [id, p] : seen) {
+        if (id == config.id || !config.peers.contains(id) || p.at < recent || p.term != term)
+            continue;
+        if (best == no_node || p.match > best_match) {
+            best = id;
+            best_match = p.match;
+        }
+    }
+    if (best != no_node)
+        return best;
+    for (const auto& [id, address] : config.peers)
+        if (id != config.id)
+            return id;
+    return no_node;
+}
+
+void kv_service::impl::await_handoff(node_id target, clock::time_point started, clock::time_point deadline,
+                                     std::function<void(std::string)> done)
+{
+    const node_status s = driver->status();
+    const auto ms = [started] {
+        return std::to_string(
+            std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started).count());
+    };
+    if (s.role != role::leader) {
+        const std::string to = s.leader != no_node ? std::to_string(s.leader) : std::to_string(target);
+        return done("handed leadership to node " + to + " in " + ms() + " ms");
+    }
+    if (clock::now() >= deadline)
+        return done("leadership transfer to node " + std::to_string(target) + " did not complete within " +
+                    ms() + " ms; stopping as leader");
+    watch_timer.expires_after(std::chrono::milliseconds(config.tick_ms));
+    watch_timer.async_wait(
+        [this, target, started, deadline, done = std::move(done)](boost::system::error_code) mutable {
+            await_handoff(target, started, deadline, std::move(done));
+        });
 }
 
 boost::asio::ip::tcp::endpoint resolve_endpoint(boost::asio::any_io_executor ex, const host_port& address)
@@ -426,6 +507,27 @@ void kv_service::start()
     boost::asio::post(impl_->strand, [this] {
         if (!impl_->stopped)
             impl_->schedule_watch();
+    });
+}
+
+void kv_service::hand_off_leadership(std::chrono::milliseconds limit, std::function<void(std::string)> done)
+{
+    boost::asio::post(impl_->strand, [this, limit, done = std::move(done)]() mutable {
+        impl_->stopped = true; // the watcher's timer now serves the handoff
+        impl_->watch_timer.cancel();
+        if (impl_->driver->status().role != role::leader)
+            return done({});
+        const node_id target = impl_->handoff_target();
+        if (target == no_node)
+            return done({});
+        impl_->driver->post([target](auto& node) {
+            if (const std::error_code ec = node.transfer_leadership(target))
+                log(log_level::warn,
+                    "cannot hand leadership to node " + std::to_string(target) + ": " + ec.message());
+        });
+        const auto now = clock::now();
+        log(log_level::info, "handing leadership to node " + std::to_string(target) + " before stopping");
+        impl_->await_handoff(target, now, now + limit, std::move(done));
     });
 }
 
@@ -517,14 +619,14 @@ node_id kv_service::leader() const
 std::optional<std::string> kv_service::http_address(node_id id) const
 {
     if (id == impl_->config.id)
-        return impl_->config.http.to_string();
+        return impl_->config.advertise_http.to_string();
     return impl_->http_address_of(impl_->driver->status().members, id);
 }
 
 service_status kv_service::status() const
 {
     const node_status s = impl_->driver->status();
-    service_status out{s, {}};
+    service_status out{s, {}, impl_->config.cluster_id};
     const membership& m = s.members;
     for (node_id id : member_ids(m)) {
         member_status member{id, {}, impl_->http_address_of(m, id), member_role::voter};

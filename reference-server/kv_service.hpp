@@ -25,6 +25,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -79,6 +80,8 @@ struct service_status {
     node_status node;
     /// Every member of the configuration in force with its addresses, in id order.
     std::vector<member_status> members;
+    /// The cluster this node belongs to (identity.hpp).
+    std::uint64_t cluster_id = 0;
 };
 
 /// The outcome of a membership change.
@@ -116,6 +119,13 @@ public:
 
     /// Starts the Raft clock and the leader-address publisher.
     void start();
+
+    /// When this node leads a cluster: asks the member that acknowledged the most of the
+    /// log (among those heard from within an election timeout) to take over, and waits up
+    /// to `limit` for this node to stop leading. Then calls `done` on the service's strand
+    /// with a line saying what happened, or with "" when there was nothing to hand over
+    /// (not leading, or no other member). Stops the leader watcher: call stop() next.
+    void hand_off_leadership(std::chrono::milliseconds limit, std::function<void(std::string)> done);
 
     /// Completes every pending operation with errc::shutting_down, and every later one;
     /// stops the transport. The executor's threads may then be stopped and the object

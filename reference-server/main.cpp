@@ -1,15 +1,18 @@
 // raftkv-server: one node of a raftkv cluster, serving the HTTP/JSON API.
 //
 // Exit codes: 0 after a clean shutdown (SIGINT, SIGTERM), 2 for a bad flag or config
-// value, 1 when the node cannot start (a port in use, a data directory that is locked,
-// corrupt or inconsistent) or fails while running.
+// value or flags that contradict the data directory's identity (another id, cluster token
+// or member list), 1 when the node cannot start (a port in use, a data directory that is
+// locked, corrupt or inconsistent) or fails while running.
 
 #include "api.hpp"
 #include "config.hpp"
 #include "http_server.hpp"
+#include "identity.hpp"
 #include "kv_service.hpp"
 #include "log.hpp"
 
+#include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/error.hpp>
 
 #include <boost/asio/io_context.hpp>
@@ -17,6 +20,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -34,6 +38,16 @@ using namespace raftkv::server;
 
 // How long in-flight requests get to be answered (503 once the driver stops) at shutdown.
 constexpr std::chrono::milliseconds shutdown_grace{200};
+
+// The longest a leader waits at shutdown for another member to take over.
+constexpr std::chrono::milliseconds handoff_limit_max{2000};
+
+// Two election timeouts, at most handoff_limit_max: the node abandons a transfer after one.
+std::chrono::milliseconds handoff_limit(const server_config& config)
+{
+    const std::chrono::milliseconds election{std::uint64_t{config.tick_ms} * config.election_ticks};
+    return std::min(2 * election, handoff_limit_max);
+}
 
 void print_error(const std::string& message)
 {
@@ -97,23 +111,47 @@ http_server listen_http(asio::io_context& io, const server_config& config,
 
 void log_startup(const server_config& config)
 {
-    log(log_level::info, "node " + std::to_string(config.id) + " started: http " + config.http.to_string() +
-                             ", raft " + config.raft.to_string() + ", data " + config.data_dir.string() +
-                             ", peers " + peers_to_string(config.peers));
-    if (config.http.host == "0.0.0.0" || config.http.host == "::")
-        log(log_level::warn,
-            "--http " + config.http.to_string() +
-                " is not an address other nodes can forward requests to while this node leads");
+    std::string http = config.http.to_string();
+    if (config.advertise_http != config.http)
+        http += " (advertised as " + config.advertise_http.to_string() + ")";
+    log(log_level::info, "node " + std::to_string(config.id) + " of cluster " +
+                             raftkv::asio::detail::cluster_id_name(config.cluster_id) + " started: http " +
+                             http + ", raft " + config.raft.to_string() + ", data " +
+                             config.data_dir.string() + ", peers " + peers_to_string(config.peers));
 }
 
-int run(const server_config& config)
+// Checks the flags against the data directory's identity, and completes `config` from it.
+identity_plan reconcile_identity(server_config& config)
+{
+    identity_plan plan = plan_identity(config);
+    if (std::string problem = advertise_http_problem(config); !problem.empty())
+        throw config_error(problem);
+    return plan;
+}
+
+void record_identity(const server_config& config, const identity_plan& plan)
+{
+    if (!plan.write)
+        return;
+    write_identity(config.data_dir, plan.id);
+    if (plan.adopted)
+        log(log_level::info,
+            "data directory " + config.data_dir.string() +
+                " has no identity file (written by an earlier release): recorded it from the "
+                "flags, cluster " +
+                raftkv::asio::detail::cluster_id_name(plan.id.cluster_id));
+}
+
+int run(server_config config)
 {
     set_log_level(config.log_level);
     set_log_node(config.id);
+    const identity_plan plan = reconcile_identity(config);
 
     asio::io_context io{static_cast<int>(config.threads)};
     const asio::ip::tcp::endpoint http_endpoint = resolve_endpoint(io.get_executor(), config.http);
     kv_service service{io.get_executor(), config};
+    record_identity(config, plan);
     api routes{service,
                api_options{std::chrono::milliseconds(config.request_timeout_ms) + std::chrono::seconds(1)}};
     http_server server = listen_http(io, config, http_endpoint, routes);
@@ -125,10 +163,16 @@ int run(const server_config& config)
             return;
         log(log_level::info,
             std::string("received ") + (signal == SIGINT ? "SIGINT" : "SIGTERM") + "; shutting down");
-        server.stop();
-        service.stop();
-        grace.expires_after(shutdown_grace);
-        grace.async_wait([&io](boost::system::error_code) { io.stop(); });
+        // A leader keeps serving (forwarding) while another member takes over, so that a
+        // rolling restart costs no election timeout.
+        service.hand_off_leadership(handoff_limit(config), [&](const std::string& outcome) {
+            if (!outcome.empty())
+                log(log_level::info, outcome);
+            server.stop();
+            service.stop();
+            grace.expires_after(shutdown_grace);
+            grace.async_wait([&io](boost::system::error_code) { io.stop(); });
+        });
     });
 
     service.start();

@@ -222,6 +222,10 @@ public:
     const membership& members() const noexcept { return configs_.back().members; }
     /// The index of the config entry members() comes from (the log's start when none).
     index_t members_index() const noexcept { return configs_.back().index; }
+    /// On the leader, the voter (other than itself) best placed to take over: the one that
+    /// matches the most of the log among those heard from in the current CheckQuorum
+    /// period, else among all. no_node when this node does not lead or has no other voter.
+    node_id successor() const noexcept;
     /// The match index the leader knows of `id`, or nullopt when this node does not lead
     /// or `id` is not a member it replicates to.
     std::optional<index_t> match_of(node_id id) const noexcept;

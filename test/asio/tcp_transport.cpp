@@ -6,6 +6,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <raftkv/asio/codec.hpp>
+#include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/concepts.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -124,6 +125,14 @@ struct pair_fixture {
     }
 };
 
+/// The greeting a peer link of node `from` sends to node `to` of cluster `cluster_id`.
+std::string hello(node_id from, node_id to, std::uint64_t cluster_id = 0)
+{
+    const auto bytes = raftkv::asio::detail::encode_greeting(
+        raftkv::asio::detail::greeting{.cluster_id = cluster_id, .from = from, .to = to});
+    return {bytes.data(), bytes.size()};
+}
+
 /// A raw client socket connected to `to`, standing in for a broken or hostile peer.
 struct raw_client {
     tcp::socket socket;
@@ -209,7 +218,7 @@ BOOST_AUTO_TEST_CASE(received_messages_addressed_to_another_node_are_dropped)
     pair_fixture f;
     raw_client peer(f.io, f.ep1);
     const std::vector<message> batch{beat(2, 3, 1), beat(2, 1, 2), beat(2, 0, 3), beat(2, 1, 4)};
-    peer.write(raftkv::asio::encode_frame(batch));
+    peer.write(hello(2, 1) + raftkv::asio::encode_frame(batch));
     BOOST_REQUIRE(run_until(f.io, [&] { return f.one.received.size() == 2; }));
     BOOST_TEST(seq_of(f.one.received[0]) == 2u);
     BOOST_TEST(seq_of(f.one.received[1]) == 4u);
@@ -353,8 +362,8 @@ BOOST_AUTO_TEST_CASE(an_unsupported_version_closes_the_connection)
 {
     pair_fixture f;
     check_closed_then_still_serving(
-        f,
-        frame_header(raftkv::asio::frame_magic, raftkv::asio::frame_version + 1, 8) + std::string(8, '\0'));
+        f, hello(2, 1) + frame_header(raftkv::asio::frame_magic, raftkv::asio::frame_version + 1, 8) +
+               std::string(8, '\0'));
 }
 
 BOOST_AUTO_TEST_CASE(an_oversize_frame_header_closes_the_connection)
@@ -364,16 +373,18 @@ BOOST_AUTO_TEST_CASE(an_oversize_frame_header_closes_the_connection)
     pair_fixture f(options);
     // Only the header is sent: the transport must refuse before waiting for the payload.
     check_closed_then_still_serving(
-        f, frame_header(raftkv::asio::frame_magic, raftkv::asio::frame_version, 4096));
+        f, hello(2, 1) + frame_header(raftkv::asio::frame_magic, raftkv::asio::frame_version, 4096));
 }
 
 BOOST_AUTO_TEST_CASE(a_malformed_payload_closes_the_connection)
 {
     pair_fixture f;
     std::string payload(40, '\xFF');
-    check_closed_then_still_serving(f, frame_header(raftkv::asio::frame_magic, raftkv::asio::frame_version,
-                                                    static_cast<std::uint32_t>(payload.size())) +
-                                           payload);
+    check_closed_then_still_serving(f,
+                                    hello(2, 1) +
+                                        frame_header(raftkv::asio::frame_magic, raftkv::asio::frame_version,
+                                                     static_cast<std::uint32_t>(payload.size())) +
+                                        payload);
 }
 
 BOOST_AUTO_TEST_CASE(a_message_too_large_to_send_is_dropped)
@@ -387,6 +398,113 @@ BOOST_AUTO_TEST_CASE(a_message_too_large_to_send_is_dropped)
     f.one.transport->send(beat(1, 2, 5));
     BOOST_REQUIRE(run_until(f.io, [&] { return f.two.received.size() == 1; }));
     BOOST_TEST(seq_of(f.two.received.front()) == 5u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(greeting)
+
+tcp_transport_options in_cluster(std::uint64_t cluster_id)
+{
+    auto o = fast_reconnect();
+    o.cluster_id = cluster_id;
+    return o;
+}
+
+/// Checks that node 1 of `f` closes a raw connection that sends `bytes` and delivers
+/// nothing from it.
+void check_refused(pair_fixture& f, const std::string& bytes)
+{
+    raw_client bad(f.io, f.ep1);
+    bad.watch();
+    bad.write(bytes);
+    BOOST_REQUIRE(run_until(f.io, [&] { return bad.read_result.has_value(); }));
+    BOOST_TEST((*bad.read_result == boost::asio::error::eof ||
+                *bad.read_result == boost::asio::error::connection_reset));
+    BOOST_TEST(f.one.received.empty());
+}
+
+BOOST_AUTO_TEST_CASE(peers_of_the_same_cluster_exchange_messages)
+{
+    pair_fixture f(in_cluster(0xC0FFEE));
+    f.one.transport->send(beat(1, 2, 1));
+    f.two.transport->send(beat(2, 1, 2));
+    BOOST_REQUIRE(run_until(f.io, [&] { return f.one.received.size() == 1 && f.two.received.size() == 1; }));
+    BOOST_TEST(seq_of(f.one.received.front()) == 2u);
+    BOOST_TEST(seq_of(f.two.received.front()) == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_listener_without_a_cluster_id_accepts_any_cluster)
+{
+    pair_fixture f(in_cluster(0));
+    raw_client peer(f.io, f.ep1);
+    peer.write(hello(2, 1, 0xBAD) + raftkv::asio::encode_frame(std::vector<message>{beat(2, 1, 5)}));
+    BOOST_REQUIRE(run_until(f.io, [&] { return f.one.received.size() == 1; }));
+    BOOST_TEST(seq_of(f.one.received.front()) == 5u);
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_of_another_cluster_is_refused)
+{
+    boost::asio::io_context io;
+    test_node one;
+    test_node two;
+    auto a1 = bound_acceptor(io);
+    auto a2 = bound_acceptor(io);
+    const auto ep1 = a1.local_endpoint();
+    one.start(std::move(a1), 1, {{2, a2.local_endpoint()}}, in_cluster(1));
+    two.start(std::move(a2), 2, {{1, ep1}}, in_cluster(2));
+    two.transport->send(beat(2, 1, 1));
+    run_for(io, 300ms);
+    BOOST_TEST(one.received.empty());
+
+    pair_fixture f(in_cluster(1));
+    check_refused(f, hello(2, 1, 2) + raftkv::asio::encode_frame(std::vector<message>{beat(2, 1, 1)}));
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_claiming_the_listeners_own_id_is_refused)
+{
+    pair_fixture f(in_cluster(7));
+    check_refused(f, hello(1, 1, 7) + raftkv::asio::encode_frame(std::vector<message>{beat(1, 1, 1)}));
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_expecting_another_receiver_is_refused)
+{
+    pair_fixture f(in_cluster(7));
+    check_refused(f, hello(2, 3, 7) + raftkv::asio::encode_frame(std::vector<message>{beat(2, 1, 1)}));
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_of_another_protocol_version_is_refused)
+{
+    pair_fixture f;
+    std::string bytes = hello(2, 1);
+    bytes[7] = static_cast<char>(raftkv::asio::frame_version + 1); // the frame version's low byte
+    check_refused(f, bytes);
+}
+
+BOOST_AUTO_TEST_CASE(messages_with_a_forged_sender_after_the_greeting_are_dropped)
+{
+    pair_fixture f(in_cluster(7));
+    raw_client peer(f.io, f.ep1);
+    peer.watch();
+    peer.write(hello(2, 1, 7) + raftkv::asio::encode_frame(std::vector<message>{beat(2, 1, 1)}));
+    BOOST_REQUIRE(run_until(f.io, [&] { return f.one.received.size() == 1; }));
+    peer.write(raftkv::asio::encode_frame(std::vector<message>{beat(3, 1, 2), beat(2, 1, 3)}));
+    BOOST_REQUIRE(run_until(f.io, [&] { return peer.read_result.has_value(); }));
+    run_for(f.io, 50ms);
+    BOOST_TEST(f.one.received.size() == 1u);
+    BOOST_TEST(f.one.received.front().from == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_connection_that_does_not_greet_in_time_is_closed)
+{
+    auto options = fast_reconnect();
+    options.greeting_timeout = 100ms;
+    pair_fixture f(options);
+    raw_client silent(f.io, f.ep1);
+    silent.watch();
+    silent.write(hello(2, 1).substr(0, 10));
+    BOOST_REQUIRE(run_until(
+        f.io, [&] { return silent.read_result.has_value(); }, 2s));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -407,7 +525,7 @@ BOOST_AUTO_TEST_CASE(stop_inside_the_receive_handler_ends_delivery)
         });
     raw_client peer(io, ep1);
     const std::vector<message> batch{beat(2, 1, 1), beat(2, 1, 2), beat(2, 1, 3)};
-    peer.write(raftkv::asio::encode_frame(batch));
+    peer.write(hello(2, 1) + raftkv::asio::encode_frame(batch));
     peer.write(raftkv::asio::encode_frame(batch));
     BOOST_REQUIRE(run_until(io, [&] { return !received.empty(); }));
     run_for(io, 50ms);

@@ -957,14 +957,19 @@ std::vector<std::string> cluster::args(std::uint64_t id) const
 
 void cluster::start(std::uint64_t id)
 {
+    start(id, args(id));
+}
+
+void cluster::start(std::uint64_t id, std::vector<std::string> args)
+{
     auto& p = procs_.at(id - 1);
     if (p && p->running())
         throw std::logic_error("node " + std::to_string(id) + " is already running");
     p.reset();
-    p = std::make_unique<process>(args(id), process::options{.program = {},
-                                                             .stdout_file = spec(id).log_file,
-                                                             .stderr_file = {},
-                                                             .cwd = dir_.path()});
+    p = std::make_unique<process>(std::move(args), process::options{.program = {},
+                                                                    .stdout_file = spec(id).log_file,
+                                                                    .stderr_file = {},
+                                                                    .cwd = dir_.path()});
 }
 
 void cluster::start_all()

@@ -333,6 +333,8 @@ public:
     std::string peers_flag() const;
 
     void start(std::uint64_t id);
+    /// Starts node `id` with `args` instead of args(id), keeping its log file.
+    void start(std::uint64_t id, std::vector<std::string> args);
     void start_all();
     bool running(std::uint64_t id);
     /// The process id of node `id` while it runs, else -1.

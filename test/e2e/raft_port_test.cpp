@@ -1,6 +1,6 @@
-// Garbage on the Raft port: random bytes, bad frame headers and undecodable payloads must cost
-// only that connection (docs/transport.md): the node keeps serving HTTP, keeps its data, and a
-// cluster keeps its leader.
+// Garbage on the Raft port: random bytes, bad frame headers and undecodable payloads, without
+// a greeting and behind a valid one, must cost only that connection (docs/transport.md): the
+// node keeps serving HTTP, keeps its data, and a cluster keeps its leader.
 #define BOOST_TEST_MODULE raftkv_e2e_raft_port
 #include <boost/test/unit_test.hpp>
 
@@ -39,6 +39,25 @@ std::string header(std::uint32_t magic, std::uint16_t version, std::uint32_t len
 }
 
 constexpr std::uint32_t magic = 0x52464B56; // "RFKV"
+
+/// The greeting that opens a connection of node `from` to node `to` (docs/transport.md),
+/// with the cluster id recorded in `to`'s data directory: garbage behind it reaches the
+/// frame parser.
+std::string greeting(const cluster& c, std::uint64_t from, std::uint64_t to)
+{
+    const std::string identity = read_tail(c.spec(to).data_dir / "identity");
+    const std::size_t at = identity.find("cluster-id 0x");
+    BOOST_TEST_REQUIRE(at != std::string::npos, identity);
+    const std::uint64_t cluster_id = std::stoull(identity.substr(at + 13, 16), nullptr, 16);
+    std::string out;
+    put_be(out, 0x52464B48, 4); // "RFKH"
+    put_be(out, 1, 2);          // greeting version
+    put_be(out, 3, 2);          // frame version
+    put_be(out, cluster_id, 8);
+    put_be(out, from, 8);
+    put_be(out, to, 8);
+    return out;
+}
 
 std::string random_bytes(std::mt19937_64& rng, std::size_t n)
 {
@@ -100,11 +119,11 @@ std::vector<garbage> garbage_frames()
     return out;
 }
 
-/// Sends every garbage frame to `raft_port` and checks each connection's fate.
-void spray(std::uint16_t raft_port, const std::string& node)
+/// Sends every garbage frame to `raft_port`, after `prefix`, and checks each connection's fate.
+void spray(std::uint16_t raft_port, const std::string& node, const std::string& prefix = {})
 {
     for (const auto& g : garbage_frames()) {
-        auto r = send_raw(raft_port, g.bytes, 3s, !g.must_close);
+        auto r = send_raw(raft_port, prefix + g.bytes, 3s, !g.must_close);
         BOOST_TEST(r.connected, node << ": cannot connect to the Raft port for " << g.name);
         if (g.must_close)
             BOOST_TEST(r.closed, node << ": connection not closed within 3 s after " << g.name);
@@ -141,6 +160,7 @@ BOOST_AUTO_TEST_CASE(one_node_keeps_serving_and_keeps_its_data_after_raft_port_g
         held.back().send(header(magic, 1, 1 << 20) + std::string(100, '\0'));
     }
     spray(c.raft_port(1), "node 1");
+    spray(c.raft_port(1), "node 1 (behind a greeting)", greeting(c, 2, 1));
 
     BOOST_TEST_REQUIRE(c.running(1), "the server died");
     for (int i = 0; i < 20; ++i) {
@@ -176,6 +196,9 @@ BOOST_AUTO_TEST_CASE(three_nodes_keep_their_leader_and_data_after_raft_port_garb
         }
     for (std::uint64_t id = 1; id <= 3; ++id)
         spray(c.raft_port(id), "node " + std::to_string(id));
+    for (std::uint64_t id = 1; id <= 3; ++id)
+        spray(c.raft_port(id), "node " + std::to_string(id) + " (behind a greeting)",
+              greeting(c, id % 3 + 1, id));
 
     for (std::uint64_t id = 1; id <= 3; ++id) {
         BOOST_TEST_REQUIRE(c.running(id), "node " << id << " died");

@@ -138,11 +138,75 @@ BOOST_AUTO_TEST_CASE(peers_default_to_this_node_at_its_raft_address)
     BOOST_TEST((c.peers == std::map<raftkv::node_id, host_port>{{7, {"10.0.0.7", 7000}}}));
 }
 
+BOOST_AUTO_TEST_CASE(join_takes_a_members_http_address_and_excludes_peers)
+{
+    const server_config c =
+        parse_ok({"--id", "4", "--raft", "127.0.0.1:9084", "--join", "http://127.0.0.1:8081/"});
+    BOOST_REQUIRE(c.join.has_value());
+    BOOST_TEST(c.join->to_string() == "127.0.0.1:8081");
+    parse_error({"--id", "4", "--join", "127.0.0.1:8081"},
+                "--join: '127.0.0.1:8081' is not the HTTP address");
+    parse_error({"--id", "4", "--join", "https://127.0.0.1:8081"}, "http://HOST:PORT");
+    parse_error({"--id", "1", "--join", "http://127.0.0.1:8082", "--peers", three_peers}, "not both");
+}
+
 BOOST_AUTO_TEST_CASE(raft_may_differ_from_the_address_peers_dial)
 {
     const server_config c = parse_ok({"--id", "1", "--raft", "0.0.0.0:9081", "--peers", three_peers});
     BOOST_TEST(c.raft.to_string() == "0.0.0.0:9081");
     BOOST_TEST(c.peers.at(1).to_string() == "127.0.0.1:9081");
+}
+
+BOOST_AUTO_TEST_CASE(advertise_http_defaults_to_http)
+{
+    const server_config c = parse_ok({"--http", "10.0.0.1:8081"});
+    BOOST_TEST(c.advertise_http.to_string() == "10.0.0.1:8081");
+    BOOST_TEST(!c.advertise_http_given);
+}
+
+BOOST_AUTO_TEST_CASE(advertise_http_is_read_from_flags_and_the_config_file)
+{
+    const server_config c = parse_ok(
+        {"--http", "0.0.0.0:8081", "--advertise-http", "node1.example:8081", "--peers", three_peers});
+    BOOST_TEST(c.http.to_string() == "0.0.0.0:8081");
+    BOOST_TEST(c.advertise_http.to_string() == "node1.example:8081");
+    BOOST_TEST(c.advertise_http_given);
+
+    temp_dir dir;
+    const server_config f = parse_ok(
+        {"--config",
+         write_file(dir, "http: 0.0.0.0:8081\nadvertise-http: 10.0.0.1:8081\ncluster-token: prod\n")});
+    BOOST_TEST(f.advertise_http.to_string() == "10.0.0.1:8081");
+    BOOST_TEST(f.cluster_token.value_or("") == "prod");
+}
+
+BOOST_AUTO_TEST_CASE(a_wildcard_http_address_needs_an_advertised_one_in_a_cluster_only)
+{
+    parse_error({"--http", "0.0.0.0:8081", "--peers", three_peers}, "set --advertise-http");
+    parse_error({"--http", "[::]:8081", "--peers", three_peers}, "set --advertise-http");
+    const server_config single = parse_ok({"--http", "0.0.0.0:8081"});
+    BOOST_TEST(single.http.to_string() == "0.0.0.0:8081");
+    parse_error({"--advertise-http", "0.0.0.0:8081"},
+                "--advertise-http: '0.0.0.0:8081' is a wildcard address");
+    parse_error({"--advertise-http", "nope"}, "--advertise-http: 'nope' is not host:port");
+}
+
+BOOST_AUTO_TEST_CASE(cluster_tokens_are_printable_without_spaces)
+{
+    BOOST_TEST(!parse_ok({}).cluster_token.has_value());
+    BOOST_TEST(parse_ok({"--cluster-token", "prod-1"}).cluster_token.value_or("") == "prod-1");
+    parse_error({"--cluster-token", "a b"}, "is not a cluster token");
+    parse_error({"--cluster-token", ""}, "is not a cluster token");
+}
+
+BOOST_AUTO_TEST_CASE(the_config_says_whether_peers_and_raft_were_given)
+{
+    const server_config d = parse_ok({});
+    BOOST_TEST(!d.peers_given);
+    BOOST_TEST(!d.raft_given);
+    const server_config c = parse_ok({"--raft", "127.0.0.1:9081", "--peers", "1=127.0.0.1:9081"});
+    BOOST_TEST(c.peers_given);
+    BOOST_TEST(c.raft_given);
 }
 
 BOOST_AUTO_TEST_CASE(help_wins_over_everything_else)
@@ -156,9 +220,10 @@ BOOST_AUTO_TEST_CASE(help_wins_over_everything_else)
 BOOST_AUTO_TEST_CASE(help_text_explains_every_flag_and_key)
 {
     const std::string help = raftkv::server::help_text();
-    for (const char* name : {"id", "data-dir", "http", "raft", "peers", "tick-ms", "election-ticks",
-                             "heartbeat-ticks", "request-timeout-ms", "snapshot-entries",
-                             "snapshot-catchup-entries", "log-level", "threads", "config"})
+    for (const char* name :
+         {"id", "data-dir", "http", "advertise-http", "cluster-token", "raft", "peers", "tick-ms",
+          "election-ticks", "heartbeat-ticks", "request-timeout-ms", "snapshot-entries",
+          "snapshot-catchup-entries", "log-level", "threads", "config"})
         BOOST_TEST(help.find(std::string("--") + name) != std::string::npos, name);
 }
 

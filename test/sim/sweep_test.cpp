@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <span>
@@ -47,6 +48,66 @@ BOOST_AUTO_TEST_CASE(random_fault_scenarios_keep_raft_safe_and_linearizable)
     BOOST_TEST_MESSAGE(seeds.size() << " seeds, " << operations << " client operations, " << installs
                                     << " snapshots installed, " << failed << " failed, " << inconclusive
                                     << " inconclusive, in " << seconds << " s");
+}
+
+// The same, with membership changes among the faults: learners added and promoted, voters
+// added, removed (the leader too) and replaced through joint configurations, while nodes
+// crash, partitions form, disks stall and new members catch up from snapshots. Fewer seeds
+// by default (RAFTKV_MEMBERSHIP_SEEDS overrides; RAFTKV_SEED replays one here too).
+BOOST_AUTO_TEST_CASE(random_membership_changes_under_faults_keep_raft_safe_and_linearizable)
+{
+    std::vector<std::uint64_t> seeds = seeds_from_env(1, 150);
+    if (const char* n = std::getenv("RAFTKV_MEMBERSHIP_SEEDS"); n && !std::getenv("RAFTKV_SEED"))
+        seeds = seeds_from_env(1, std::strtoull(n, nullptr, 10));
+    scenario_params params;
+    params.membership_changes = true;
+    // Joint replacements are off until the core bug below is fixed (RAFTKV_JOINT=1 turns
+    // them on): see the disabled test case after this one.
+    params.faults.joint_changes = std::getenv("RAFTKV_JOINT") != nullptr;
+    std::size_t failed = 0, inconclusive = 0, operations = 0, installs = 0;
+    const auto start = std::chrono::steady_clock::now();
+    for (std::uint64_t seed : seeds) {
+        const scenario_result r = run_random_scenario(seed, params);
+        operations += r.operations;
+        installs += r.snapshots_installed;
+        if (!r.passed) {
+            ++failed;
+            BOOST_ERROR(r.report);
+        } else if (r.inconclusive) {
+            ++inconclusive;
+            BOOST_TEST_MESSAGE(r.report);
+        }
+    }
+    const auto seconds =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start)
+            .count() /
+        1000.0;
+    BOOST_TEST_MESSAGE(seeds.size() << " seeds with membership changes, " << operations
+                                    << " client operations, " << installs << " snapshots installed, "
+                                    << failed << " failed, " << inconclusive << " inconclusive, in "
+                                    << seconds << " s");
+}
+
+// CORE BUG REPRO (disabled until include/raftkv/impl is fixed): with joint replacements in
+// the membership sweep, seeds 11, 32, 41, 50, 70, 75, 82, 115, 120 (of 1..150) fail under
+// ASan/UBSan with a heap-use-after-free (or division by zero) in
+// detail::inflight_window::add(), from basic_node::handle_append_response()
+// (impl/replication.hpp): it holds `p = progress_of(m.from)`, calls maybe_commit(), which
+// on committing a joint configuration runs complete_config_change() -> append_config() ->
+// note_appended() -> config_changed(), which erases the removed members from `peers_`
+// and pushes the new ones, invalidating `p`; then maybe_send_timeout_now(*p) and
+// send_append(*p, ...) use the dangling progress. Replay:
+//   RAFTKV_JOINT=1 RAFTKV_SEED=11 ./test/sim/sim_sweep_test
+//     --run_test=random_membership_changes_under_faults_keep_raft_safe_and_linearizable
+BOOST_AUTO_TEST_CASE(joint_replacement_core_bug_repro, *boost::unit_test::disabled())
+{
+    scenario_params params;
+    params.membership_changes = true;
+    params.faults.joint_changes = true;
+    for (std::uint64_t seed : {11, 32, 41}) {
+        const scenario_result r = run_random_scenario(seed, params);
+        BOOST_TEST(r.passed, r.report);
+    }
 }
 
 namespace {

@@ -229,3 +229,22 @@ BOOST_AUTO_TEST_CASE(the_config_handler_reports_each_configuration_in_force)
     BOOST_TEST(seen.back().first == r.index);
     BOOST_TEST(seen.back().second == ids({1, 2}));
 }
+
+BOOST_AUTO_TEST_CASE(the_successor_is_the_most_caught_up_voter)
+{
+    cluster c(3);
+    c.elect(1);
+    BOOST_TEST(c.node(2).successor() == raftkv::no_node); // only a leader names one
+    c.isolate(2);
+    c.cut_.erase({1, 3});
+    c.cut_.erase({3, 1});
+    c.propose(1, "x");
+    BOOST_TEST(c.node(1).successor() == 3u);
+    c.heal();
+    c.isolate(3);
+    c.cut_.erase({1, 2});
+    c.cut_.erase({2, 1});
+    c.tick_all(15); // node 2 catches up, node 3 falls silent
+    c.propose(1, "y");
+    BOOST_TEST(c.node(1).successor() == 2u);
+}

@@ -10,7 +10,10 @@
 // batches: send() queues a message for its peer, and each write drains the peer's queue
 // into one frame (codec.hpp), encoded once. A link that fails reconnects by itself, with
 // exponential backoff, and keeps queuing meanwhile, up to a bound past which the oldest
-// messages are dropped: Raft repairs loss by itself. docs/transport.md has the details.
+// messages are dropped: Raft repairs loss by itself. Every connection opens with a
+// greeting (cluster id, sender and receiver id, protocol version), and the listener
+// refuses a connection whose greeting does not fit it, and any message on it that claims
+// another sender. docs/transport.md has the details.
 //
 // Example: two nodes of a cluster, on the strand their raftkv node runs on
 //
@@ -39,6 +42,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -76,6 +80,17 @@ struct tcp_transport_options {
     /// The longest wait between two reconnection attempts.
     /// Default: 2 s.
     std::chrono::milliseconds reconnect_delay_max{2000};
+
+    /// The cluster this node belongs to, sent in the greeting that opens every connection
+    /// it dials. A connection whose greeting names another cluster is refused; 0 sends 0
+    /// and accepts peers of any cluster (the sender id, the receiver id and the protocol
+    /// version are checked all the same). Every node of a cluster should use the same id.
+    /// Default: 0.
+    std::uint64_t cluster_id = 0;
+
+    /// How long an accepted connection may take to send its greeting before it is closed.
+    /// Default: 5 s.
+    std::chrono::milliseconds greeting_timeout{5000};
 };
 
 /// Sends raftkv messages to the other members of a cluster over TCP, and hands the

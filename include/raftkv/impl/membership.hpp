@@ -155,6 +155,21 @@ std::optional<index_t> basic_node<Transport, LogStore, StateMachine>::match_of(n
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
+node_id basic_node<Transport, LogStore, StateMachine>::successor() const noexcept
+{
+    if (role_ != role::leader)
+        return no_node;
+    const auto& voters = members().voters;
+    const auto rank = [](const detail::progress& q) { return std::pair{q.recent_active, q.match}; };
+    const detail::progress* best = nullptr;
+    for (const auto& p : peers_) {
+        if (std::find(voters.begin(), voters.end(), p.id) != voters.end() && (!best || rank(p) > rank(*best)))
+            best = &p;
+    }
+    return best ? best->id : no_node;
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
 propose_result
 basic_node<Transport, LogStore, StateMachine>::change_membership(std::span<const config_change> changes)
 {
@@ -254,13 +269,8 @@ void basic_node<Transport, LogStore, StateMachine>::complete_config_change()
     }
     if (m.is_voter(opts_.id))
         return;
-    detail::progress* best = nullptr;
-    for (auto& p : peers_) {
-        if (m.is_voter(p.id) && (!best || p.match > best->match))
-            best = &p;
-    }
-    if (best && best->match == store_.last_index())
-        send(best->id, timeout_now{});
+    if (const auto* p = progress_of(successor()); p && p->match == store_.last_index())
+        send(p->id, timeout_now{});
     become_follower(term_, no_node);
 }
 

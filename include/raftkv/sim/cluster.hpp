@@ -39,8 +39,13 @@ namespace raftkv::sim {
 
 /// Everything a cluster is built from.
 struct cluster_config {
-    /// The number of nodes; their ids are 1..nodes. Default: 3.
+    /// The number of nodes of the bootstrap configuration (all voters); their ids are
+    /// 1..nodes. Default: 3.
     std::size_t nodes = 3;
+    /// Nodes started beside them, with ids nodes+1..nodes+spares, fresh storage and no
+    /// configuration: they wait to be added by a change (cluster::change_membership()).
+    /// More can be started later with add_spare(). Default: 0.
+    std::size_t spares = 0;
     /// Seeds the one generator every random choice of the run comes from. Default: 1.
     std::uint64_t seed = 1;
     /// The behaviour of every link at the start. Default: 1-5 ms delay, no loss.
@@ -201,6 +206,25 @@ public:
     /// `node(id).forward(forward_id, {command})`, or errc::not_leader when the node is down.
     std::error_code forward(node_id id, std::uint64_t forward_id, std::string command);
 
+    // ---- membership ----
+
+    /// Starts a new node with the next free id, fresh storage and no configuration: it
+    /// waits to be added by a change. Returns its id. (A node whose data is gone comes
+    /// back this way, under a new id, never under its old one.)
+    node_id add_spare();
+    /// `node(id).change_membership(changes)`, or errc::not_leader when the node is down.
+    propose_result change_membership(node_id id, std::vector<config_change> changes);
+    /// The same on the current leader(), or errc::not_leader when there is none.
+    propose_result change_membership(std::vector<config_change> changes);
+    /// The configuration in force on the current leader, or, when there is none, on the
+    /// last leader seen (the bootstrap configuration before any).
+    membership members() const;
+    /// The members (voters, outgoing voters, learners) of members(), ascending: where clients
+    /// and faults aim.
+    std::vector<node_id> member_ids() const;
+    /// Whether node `id` was started without a configuration (a spare).
+    bool is_spare(node_id id) const { return slot_of(id).spare; }
+
     void on_apply(apply_hook h) { apply_hooks_.push_back(std::move(h)); }
     void on_read(read_hook h) { read_hooks_.push_back(std::move(h)); }
     /// Runs for each proposal a node reports dropped (basic_node::on_drop).
@@ -213,8 +237,9 @@ public:
 
     // ---- observers ----
 
+    /// The number of nodes, spares and removed ones included.
     std::size_t size() const noexcept { return slots_.size(); }
-    /// Every node id, ascending.
+    /// Every node id, ascending (spares and removed nodes too: see member_ids()).
     std::vector<node_id> ids() const;
     bool is_up(node_id id) const { return slot_of(id).node != nullptr; }
     /// REQUIRES: is_up(id).
@@ -251,9 +276,11 @@ private:
     };
 
     struct slot {
-        slot(node_id i, std::unique_ptr<LogStore> s) : id(i), store(std::move(s)) {}
+        slot(node_id i, std::unique_ptr<LogStore> s, bool sp) : id(i), store(std::move(s)), spare(sp) {}
         node_id id;
         std::unique_ptr<LogStore> store;
+        /// Started with no configuration, to be added by a change.
+        bool spare = false;
         sim_transport transport;
         std::unique_ptr<StateMachine> machine;
         std::unique_ptr<node_type> node;
@@ -281,6 +308,7 @@ private:
     void flush();
     void route(message m);
     void check();
+    void check_commit_quorum(const slot& by, index_t index);
     void trace(event_kind kind, node_id from, node_id to, std::uint64_t type, term_t term);
     void handle_apply(slot& s, index_t index, term_t term, result_type& result);
     void sync(slot& s, const event& e);
@@ -292,6 +320,8 @@ private:
     machine_factory factory_;
     store_factory stores_;
     membership members_;
+    /// The configuration in force on the last leader seen, for members().
+    mutable membership last_members_;
     random_generator rng_;
     sim::network net_;
     invariant_checker invariants_;

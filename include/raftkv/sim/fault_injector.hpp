@@ -2,8 +2,10 @@
 #define RAFTKV_SIM_FAULT_INJECTOR_HPP
 
 // A random fault schedule for a simulated cluster: partitions, isolated leaders, crashes
-// and restarts, lossy, duplicating and slow links, one-way blocks, stalled disks.
+// and restarts, lossy, duplicating and slow links, one-way blocks, stalled disks, and
+// (optionally) membership changes.
 
+#include <raftkv/error.hpp>
 #include <raftkv/sim/cluster.hpp>
 #include <raftkv/sim/network.hpp>
 #include <raftkv/types.hpp>
@@ -13,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -39,6 +42,28 @@ struct fault_config {
     double max_loss = 0.3;
     double max_duplicate = 0.2;
     std::chrono::microseconds max_delay{40'000};
+    /// Change the membership as faults happen: add a learner (a new node), promote it,
+    /// add or remove a voter (the leader too), replace a voter in one joint step, remove a
+    /// learner. A removed node keeps running and is never added back under its id; new
+    /// members are always new nodes (cluster::add_spare()). Default: false.
+    bool membership_changes = false;
+    /// Among them, replace a voter in one step (a joint configuration). Default: true.
+    bool joint_changes = true;
+    /// The share of faults that are membership changes, when on. Default: 0.3.
+    double membership_share = 0.3;
+    /// Changes keep the voters within [min_voters, max_voters] (the last voter is never
+    /// removed). Defaults: 2 and 5. (With one voter, a leader appends, commits and compacts
+    /// an entry within one step, before the invariant checker has seen it: the checker
+    /// then reports a log that starts past the known commit. Allow 1 only with
+    /// snapshot_catchup_entries > 0.)
+    std::size_t min_voters = 2;
+    std::size_t max_voters = 5;
+    /// No node is added once the cluster has this many (spares and removed ones
+    /// included). Default: 12.
+    std::size_t max_nodes = 12;
+    /// A change refused for now (change_in_progress, learner_behind, no leader) is tried
+    /// again this many times, 50-150 ms apart. Default: 8.
+    std::size_t change_retries = 8;
 };
 
 /// One fault injected, for reports.
@@ -106,6 +131,8 @@ private:
 
     void inject()
     {
+        if (config_.membership_changes && cluster_.rng().chance(config_.membership_share))
+            return change_membership();
         switch (cluster_.rng().uniform(0, 11)) {
         case 0: return partition();
         case 1: return isolate_leader();
@@ -260,6 +287,139 @@ private:
         note("block " + std::to_string(ids[0]) + " -> " + std::to_string(ids[1]));
     }
 
+    // ---- membership changes ----
+
+    /// A node that waits to be added and never was: started by us, or whose addition was
+    /// refused or lost. Its store may hold entries of a discarded change; it is whole, so
+    /// it may be added under its id.
+    node_id fresh_node()
+    {
+        const membership m = cluster_.members();
+        for (node_id id : spares_) {
+            if (!m.contains(id) && !used_.contains(id))
+                return id;
+        }
+        if (cluster_.size() >= config_.max_nodes)
+            return no_node;
+        const node_id id = cluster_.add_spare();
+        spares_.push_back(id);
+        note("start node " + std::to_string(id) + " (spare)");
+        return id;
+    }
+
+    void change_membership()
+    {
+        const membership m = cluster_.members();
+        random_generator& rng = cluster_.rng();
+        const std::size_t voters = m.voters.size();
+        std::vector<config_change> changes;
+        std::string what;
+        switch (rng.uniform(0, 5)) {
+        case 0:
+        case 1: { // a learner, promoted later (or an existing one promoted now)
+            if (!m.learners.empty() && voters < config_.max_voters) {
+                const node_id id = m.learners[rng.uniform(0, m.learners.size() - 1)];
+                changes.push_back({config_change::kind::add_voter, id, {}});
+                what = "promote learner " + std::to_string(id);
+            } else if (m.learners.size() < 2) {
+                const node_id id = fresh_node();
+                if (id == no_node)
+                    return;
+                changes.push_back({config_change::kind::add_learner, id, {}});
+                what = "add learner " + std::to_string(id);
+            }
+            break;
+        }
+        case 2: { // a new voter at once
+            if (voters >= config_.max_voters)
+                break;
+            const node_id id = fresh_node();
+            if (id == no_node)
+                return;
+            changes.push_back({config_change::kind::add_voter, id, {}});
+            what = "add voter " + std::to_string(id);
+            break;
+        }
+        case 3: { // a voter removed, the leader one time in three
+            if (voters <= config_.min_voters)
+                break;
+            const auto l = cluster_.leader();
+            const node_id id = l && m.is_voter(*l) && rng.chance(1.0 / 3)
+                                   ? *l
+                                   : m.voters[rng.uniform(0, m.voters.size() - 1)];
+            changes.push_back({config_change::kind::remove, id, {}});
+            what = "remove voter " + std::to_string(id) + (l && *l == id ? " (leader)" : "");
+            break;
+        }
+        case 4: { // a voter replaced by a new node: a joint configuration
+            if (m.voters.empty() || !config_.joint_changes)
+                break;
+            const node_id old = m.voters[rng.uniform(0, m.voters.size() - 1)];
+            const node_id id = fresh_node();
+            if (id == no_node)
+                return;
+            changes.push_back({config_change::kind::remove, old, {}});
+            changes.push_back({config_change::kind::add_voter, id, {}});
+            what = "replace voter " + std::to_string(old) + " with " + std::to_string(id);
+            break;
+        }
+        default: { // a learner removed
+            if (m.learners.empty())
+                break;
+            const node_id id = m.learners[rng.uniform(0, m.learners.size() - 1)];
+            changes.push_back({config_change::kind::remove, id, {}});
+            what = "remove learner " + std::to_string(id);
+            break;
+        }
+        }
+        if (changes.empty())
+            return;
+        propose_change(std::move(changes), std::move(what), config_.change_retries);
+    }
+
+    // The voters `changes` would leave, applied to `m`.
+    static std::size_t voters_after(const membership& m, const std::vector<config_change>& changes)
+    {
+        std::vector<node_id> v = m.voters;
+        for (const config_change& c : changes) {
+            if (c.type == config_change::kind::remove)
+                std::erase(v, c.id);
+            else if (c.type == config_change::kind::add_voter &&
+                     std::find(v.begin(), v.end(), c.id) == v.end())
+                v.push_back(c.id);
+        }
+        return v.size();
+    }
+
+    void propose_change(std::vector<config_change> changes, std::string what, std::size_t retries)
+    {
+        const membership m = cluster_.members();
+        const std::size_t after = voters_after(m, changes);
+        if (after < std::max<std::size_t>(config_.min_voters, 1) || after > config_.max_voters)
+            return note("membership: " + what + " no longer fits");
+        const propose_result r = cluster_.change_membership(changes);
+        if (!r.ec) {
+            for (const config_change& c : changes)
+                used_.insert(c.id);
+            return note("membership: " + what + " at index " + std::to_string(r.index) + " term " +
+                        std::to_string(r.term));
+        }
+        const bool later = r.ec == errc::change_in_progress || r.ec == errc::learner_behind ||
+                           r.ec == errc::not_leader || r.ec == errc::transfer_in_progress;
+        note("membership: " + what + " refused (" + r.ec.message() + ")" +
+             (later && retries > 0 ? ", will retry" : ""));
+        if (!later || retries == 0)
+            return;
+        const auto delay =
+            std::chrono::microseconds(static_cast<std::int64_t>(cluster_.rng().uniform(50'000, 150'000)));
+        cluster_.schedule(delay,
+                          [this, changes = std::move(changes), what = std::move(what), retries]() mutable {
+                              if (cluster_.now() >= until_)
+                                  return;
+                              propose_change(std::move(changes), std::move(what), retries - 1);
+                          });
+    }
+
     static std::string list(const std::vector<node_id>& ids)
     {
         std::string s = "{";
@@ -277,6 +437,9 @@ private:
     /// Numbers each disk stall, so the end scheduled for one cannot end a later one.
     std::uint64_t stalls_ = 0;
     std::map<node_id, std::uint64_t> stall_of_;
+    /// Nodes this injector started, and those a change it proposed named.
+    std::vector<node_id> spares_;
+    std::set<node_id> used_;
 };
 
 } // namespace raftkv::sim

@@ -3,8 +3,12 @@
 
 // Raft's safety properties (Raft paper, Figure 3), checked on the simulator's nodes after
 // every step: election safety, log matching, leader completeness, state machine safety,
-// plus the monotonicity of terms and commit indexes.
+// plus the monotonicity of terms and commit indexes, and the rules of configuration
+// changes (a leader is a voter, one change at a time, each node's configuration follows its
+// log, commits need a quorum of the configuration in force).
 
+#include <raftkv/detail/quorum.hpp>
+#include <raftkv/membership.hpp>
 #include <raftkv/sim/detail/hash.hpp>
 #include <raftkv/types.hpp>
 
@@ -36,6 +40,10 @@ struct node_view {
     term_t term = 0;
     index_t commit = 0;
     index_t applied = 0;
+    /// The configuration in force on the node (basic_node::members()) and the index it comes
+    /// from (members_index()); without it the configuration checks are skipped.
+    const membership* members = nullptr;
+    index_t members_index = 0;
 };
 
 /** Checks Raft's safety properties incrementally, over all nodes and all time.
@@ -53,7 +61,15 @@ struct node_view {
     - state machine safety: no two nodes ever apply different entries at one index, and
       every node commits the same entries;
     - terms never decrease on a node; commit and applied indexes never decrease within
-      one incarnation of a node, commit stays within the log and applied within commit.
+      one incarnation of a node, commit stays within the log and applied within commit;
+    - configurations (when the view carries one): the configuration in force on a node is
+      that of the last config entry in its log, or its store's base_members() at the log's
+      start; no log holds two config entries above the highest index known committed (one
+      change at a time); a node is a voter of its configuration when it is first seen
+      leading a term, and a leader that no longer is one (it removed itself) has not yet
+      committed that configuration; and (check_commit_quorum(), which the driver calls with
+      every node's store) an index first seen committed is held durably by a quorum of the
+      configuration in force on the node that committed it (joint-aware).
 
     @par Thread Safety
     Distinct objects: safe. Shared objects: unsafe.
@@ -125,10 +141,52 @@ public:
         r.term = v.term;
         update_log(v, r, store, changed_from);
         check_commit(v, r, store.last_index());
+        if (v.members)
+            check_config_in_force(v, r, store);
         if (v.role == role::leader)
             check_leader(v, r);
         record_commit(v, r);
+        if (v.members)
+            check_one_change(v, r);
         verify_compacted_applies();
+    }
+
+    /// Checks that `index`, just seen committed for the first time on node `by` whose
+    /// configuration in force is `m`, is held by a quorum of `m` (a majority of its voters
+    /// and, during a joint change, of its outgoing voters). `holds(id)` says whether node
+    /// `id`'s store holds the committed entry at `index` durably (or a snapshot past it).
+    /// Throws invariant_violation when it is not.
+    template <class Holds>
+    void check_commit_quorum(node_id by, const membership& m, index_t index, Holds&& holds)
+    {
+        if (pending_)
+            throw invariant_violation(*pending_);
+        if (m.voters.empty())
+            violation("commit quorum: node " + std::to_string(by) + " committed index " +
+                      std::to_string(index) + " under a configuration without voters");
+        const std::uint64_t q = raftkv::detail::joint_value(
+            m, [&](node_id id) -> std::uint64_t { return holds(id) ? 1 : 0; }, scratch_);
+        if (q == 0)
+            violation("commit quorum: node " + std::to_string(by) + " committed index " +
+                      std::to_string(index) + " (term " + std::to_string(committed_[index - 1].entry_term) +
+                      ") which no quorum of its configuration " + describe(m) + " holds durably");
+    }
+
+    /// "voters {1,2,3} outgoing {..} learners {..}", for messages.
+    static std::string describe(const membership& m)
+    {
+        const auto list = [](const std::vector<node_id>& ids) {
+            std::string s = "{";
+            for (std::size_t i = 0; i < ids.size(); ++i)
+                s += (i ? "," : "") + std::to_string(ids[i]);
+            return s + "}";
+        };
+        std::string s = "voters " + list(m.voters);
+        if (m.joint())
+            s += " outgoing " + list(m.outgoing);
+        if (!m.learners.empty())
+            s += " learners " + list(m.learners);
+        return s;
     }
 
     /// The leader of each term that had one, as observed.
@@ -157,6 +215,8 @@ private:
         index_t commit = 0;
         index_t applied = 0;
         term_t leader_term_checked = 0;
+        /// The config entries of the retained log, in index order.
+        std::vector<std::pair<index_t, membership>> configs;
     };
     struct committed_entry {
         term_t entry_term = 0;
@@ -229,6 +289,8 @@ private:
             from = base + 1;
         }
         r.log.resize(from - 1);
+        const index_t first = store.first_index();
+        std::erase_if(r.configs, [&](const auto& c) { return c.first >= from || c.first < first; });
         constexpr index_t chunk = 256;
         while (from <= last) {
             const index_t hi = std::min<index_t>(last + 1, from + chunk);
@@ -239,6 +301,13 @@ private:
                 const std::uint64_t prefix = extend(r.log.empty() ? 0 : r.log.back().prefix, e);
                 r.log.push_back(log_position{e.term, prefix});
                 match_entry(v, from, e.term, prefix);
+                if (e.type == entry_type::config) {
+                    auto m = decode_membership(e.data);
+                    if (!m)
+                        violation("config entry: node " + name(v) + " holds at index " +
+                                  std::to_string(from) + " a config entry that does not decode");
+                    r.configs.emplace_back(from, std::move(*m));
+                }
                 ++from;
             }
         }
@@ -266,12 +335,58 @@ private:
                       std::to_string(v.applied) + " beyond its commit index " + std::to_string(v.commit));
     }
 
+    // The node's bookkeeping of its configuration follows its log: the last config entry
+    // it holds, or the configuration its store recorded at the log's start.
+    template <class LogStore>
+    void check_config_in_force(const node_view& v, const node_record& r, const LogStore& store)
+    {
+        if (!r.configs.empty()) {
+            const auto& [index, m] = r.configs.back();
+            if (v.members_index != index || *v.members != m)
+                violation("configuration in force: node " + name(v) + " uses " + describe(*v.members) +
+                          " from index " + std::to_string(v.members_index) +
+                          " but the last config entry in its log is " + describe(m) + " at index " +
+                          std::to_string(index));
+            return;
+        }
+        const index_t base = store.first_index() - 1;
+        const membership m = store.base_members();
+        if (v.members_index != base || *v.members != m)
+            violation("configuration in force: node " + name(v) + " uses " + describe(*v.members) +
+                      " from index " + std::to_string(v.members_index) +
+                      " but its log holds no config entry and its store's configuration at index " +
+                      std::to_string(base) + " is " + describe(m));
+    }
+
+    // One change at a time: a leader appends a configuration only once the one in force
+    // committed, so no log (a prefix of some leader's) holds two above the commit point.
+    void check_one_change(const node_view& v, const node_record& r) const
+    {
+        const index_t committed = committed_.size();
+        if (r.configs.size() < 2 || r.configs[r.configs.size() - 2].first <= committed)
+            return;
+        violation("one change at a time: node " + name(v) + " holds config entries at indexes " +
+                  std::to_string(r.configs[r.configs.size() - 2].first) + " and " +
+                  std::to_string(r.configs.back().first) +
+                  ", both above the highest index known committed (" + std::to_string(committed) + ")");
+    }
+
     void check_leader(const node_view& v, node_record& r)
     {
         const auto [it, inserted] = leaders_.try_emplace(v.term, v.id);
         if (!inserted && it->second != v.id)
             violation("election safety: nodes " + std::to_string(it->second) + " and " +
                       std::to_string(v.id) + " were both leader of term " + std::to_string(v.term));
+        if (v.members && !v.members->is_voter(v.id)) {
+            // Only a leader that removed itself, until that configuration commits.
+            if (r.leader_term_checked != v.term)
+                violation("leader is a voter: node " + name(v) + " leads under " + describe(*v.members) +
+                          " (index " + std::to_string(v.members_index) + "), of which it is not a voter");
+            if (v.members_index <= v.commit)
+                violation("removed leader steps down: node " + name(v) + " still leads after committing " +
+                          describe(*v.members) + " (index " + std::to_string(v.members_index) +
+                          "), which removed it");
+        }
         if (r.leader_term_checked == v.term)
             return;
         r.leader_term_checked = v.term;
@@ -351,6 +466,7 @@ private:
     std::vector<applied_entry> applied_;
     std::vector<applied_entry> unverified_;
     std::optional<std::string> pending_;
+    std::vector<std::uint64_t> scratch_;
 };
 
 } // namespace raftkv::sim

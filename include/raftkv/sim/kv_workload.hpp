@@ -157,6 +157,7 @@ private:
     void complete(client& c, std::size_t ci, bool found, std::string value);
     void finish(client& c, std::size_t ci);
     std::chrono::microseconds draw(std::chrono::microseconds lo, std::chrono::microseconds hi);
+    node_id random_node();
 
     cluster<StateMachine>& cluster_;
     workload_config config_;

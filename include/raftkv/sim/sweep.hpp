@@ -50,6 +50,11 @@ struct scenario_params {
     /// such as one-entry appends get exercised. Default: true.
     bool vary_options = true;
     fault_config faults{};
+    /// Change the membership during the faults (fault_config::membership_changes): add,
+    /// promote, remove and replace members, the leader included; the seed then also
+    /// chooses snapshot settings that make new members often catch up from a snapshot,
+    /// and a small options::promote_max_lag. Default: false.
+    bool membership_changes = false;
     /// A run that needs more events than this, or has more than `max_pending_events` in
     /// flight at once, fails as a message storm (a feedback loop in the protocol) instead
     /// of running out of time or memory. A normal run takes tens of thousands.
@@ -89,7 +94,8 @@ inline std::string describe(std::uint64_t seed, const scenario_params& p, const 
            std::to_string(p.keys) + " keys, " + std::to_string(p.duration.count() / 1000) +
            " ms of faults, crashes " + (p.faults.crashes ? "on" : "off") + ", unreliable links " +
            (p.faults.unreliable_links ? "on" : "off") + ", disk stalls " +
-           (p.faults.disk_stalls ? "on" : "off");
+           (p.faults.disk_stalls ? "on" : "off") + ", membership changes " +
+           (p.membership_changes ? "on" : "off");
 }
 
 template <class T>
@@ -128,6 +134,14 @@ inline cluster_config choose_cluster(std::uint64_t seed, const scenario_params& 
     o.max_snapshot_inflight_bytes = o.snapshot_chunk_bytes * pick<std::size_t>(choose, {1, 4});
     o.max_inflight_bytes = pick<std::size_t>(choose, {64, 8 * 1024 * 1024});
     o.max_uncommitted_bytes = pick<std::size_t>(choose, {0, 256, 64 * 1024 * 1024});
+    if (p.membership_changes) {
+        // New members usually need a snapshot that carries the configuration, and a
+        // learner is often refused promotion until it catches up.
+        o.snapshot_entries = pick<std::uint64_t>(choose, {5, 20, 50});
+        o.snapshot_catchup_entries = pick<std::uint64_t>(choose, {0, 3, 10});
+        o.promote_max_lag = pick<std::uint64_t>(choose, {0, 5, 1000});
+        r.setup += ", promote_max_lag " + std::to_string(o.promote_max_lag);
+    }
     r.setup += ", election_ticks " + std::to_string(o.election_ticks) + ", heartbeat_ticks " +
                std::to_string(o.heartbeat_ticks) + ", max_entries_per_append " +
                std::to_string(o.max_entries_per_append) + ", max_inflight_appends " +
@@ -143,8 +157,9 @@ inline cluster_config choose_cluster(std::uint64_t seed, const scenario_params& 
     return cfg;
 }
 
-/// Whether every node is up, agrees with a leader on the whole log, and applied it, and
-/// the clients are done.
+/// Whether every member of the leader's configuration is up, agrees with the leader on the
+/// whole log, and applied it, and the clients are done. (Spares never added and removed
+/// nodes are left alone: the leader no longer replicates to them.)
 template <class StateMachine, class Clients>
 bool settled(cluster<StateMachine>& c, const Clients& w)
 {
@@ -152,7 +167,7 @@ bool settled(cluster<StateMachine>& c, const Clients& w)
     if (!w.idle() || !l)
         return false;
     const index_t last = c.node(*l).last_index();
-    for (node_id id : c.ids()) {
+    for (node_id id : c.member_ids()) {
         if (!c.is_up(id))
             return false;
         const auto& n = c.node(id);
@@ -181,7 +196,7 @@ std::string check_acknowledged(cluster<StateMachine>& c, const kv_workload<State
             return "client " + std::to_string(a.client) + "'s write acknowledged at index " +
                    std::to_string(a.index) + " term " + std::to_string(a.term) + " is not in the final log";
     }
-    for (node_id id : c.ids()) {
+    for (node_id id : c.member_ids()) {
         if (c.machine(id).data() != c.machine(l).data())
             return "node " + std::to_string(id) + "'s state machine differs from the leader's";
     }
@@ -192,7 +207,7 @@ std::string check_acknowledged(cluster<StateMachine>& c, const kv_workload<State
 template <class StateMachine>
 std::string node_states(cluster<StateMachine>& c)
 {
-    std::string s;
+    std::string s = "    configuration: " + invariant_checker::describe(c.members()) + "\n";
     for (node_id id : c.ids()) {
         s += "    node " + std::to_string(id) + ": ";
         if (!c.is_up(id)) {
@@ -203,7 +218,8 @@ std::string node_states(cluster<StateMachine>& c)
         s += std::string(to_string(st.role)) + ", term " + std::to_string(st.term) + ", leader " +
              std::to_string(st.leader) + ", last " + std::to_string(st.last_index) + ", durable " +
              std::to_string(c.store(id).durable_index()) + ", commit " + std::to_string(st.commit_index) +
-             ", applied " + std::to_string(st.applied_index) + "\n";
+             ", applied " + std::to_string(st.applied_index) + ", config " +
+             invariant_checker::describe(st.members) + " at " + std::to_string(st.members_index) + "\n";
     }
     return s;
 }
@@ -241,7 +257,7 @@ template <class StateMachine, class Same>
 std::string check_same_state(cluster<StateMachine>& c, const Same& same_state)
 {
     const node_id l = *c.leader();
-    for (node_id id : c.ids()) {
+    for (node_id id : c.member_ids()) {
         if (!same_state(c.machine(id), c.machine(l)))
             return "node " + std::to_string(id) + "'s state machine differs from the leader's (node " +
                    std::to_string(l) + ")";
@@ -339,7 +355,9 @@ inline scenario_result run_random_scenario(std::uint64_t seed, const scenario_pa
     r.seed = seed;
     cluster<> c{detail::choose_cluster(seed, params, r)};
     kv_workload<> w{c, workload_config{.clients = params.clients, .keys = params.keys}};
-    fault_injector<kv_state_machine> faults{c, params.faults};
+    fault_config fc = params.faults;
+    fc.membership_changes = fc.membership_changes || params.membership_changes;
+    fault_injector<kv_state_machine> faults{c, fc};
     const auto same = [](const kv_state_machine& a, const kv_state_machine& b) {
         return a.data() == b.data();
     };
@@ -411,8 +429,10 @@ private:
         if (stopped_)
             return;
         node_id target = clients_[k];
-        if (target == no_node)
-            target = c_.rng().uniform(1, c_.size());
+        if (target == no_node) {
+            const std::vector<node_id> ids = c_.member_ids();
+            target = ids[c_.rng().uniform(0, ids.size() - 1)];
+        }
         const propose_result r = c_.propose(target, command_(c_.rng()));
         if (r.ec) {
             clients_[k] = r.leader;
@@ -470,7 +490,9 @@ scenario_result run_machine_scenario(std::uint64_t seed, const machine_scenario<
     r.seed = seed;
     cluster<StateMachine> c{detail::choose_cluster(seed, params, r), s.factory};
     detail::command_clients<StateMachine> clients{c, params.clients, s.command};
-    fault_injector<StateMachine> faults{c, params.faults};
+    fault_config fc = params.faults;
+    fc.membership_changes = fc.membership_changes || params.membership_changes;
+    fault_injector<StateMachine> faults{c, fc};
     const std::string failure = detail::run_phases(c, clients, faults, params, s.same_state,
                                                    [&] { return detail::check_same_state(c, s.same_state); });
     r.operations = clients.proposals();

@@ -6,6 +6,7 @@
 
 #include <raftkv/asio/codec.hpp>
 #include <raftkv/asio/detail/endpoint_name.hpp>
+#include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/asio/tcp_transport.hpp>
 #include <raftkv/messages.hpp>
 
@@ -20,6 +21,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -29,9 +31,11 @@ namespace raftkv::asio::detail {
 
 class tcp_listener;
 
-/// One connection a peer dialed to us: reads frames and decodes them on a strand of its
-/// own, and hands each frame's messages to the listener. Any protocol error closes it,
-/// with one line to std::cerr.
+/// One connection a peer dialed to us: reads the greeting, then frames, decoding them on
+/// a strand of its own, and hands each frame's messages to the listener. A greeting that
+/// does not come within the greeting timeout or does not fit this node, a message from
+/// another sender than the greeted one, and any protocol error close it, with one line to
+/// std::cerr.
 ///
 /// Lifetime: kept alive by its one pending read (shared_from_this); the listener holds
 /// only a weak_ptr, to close it on stop().
@@ -39,7 +43,7 @@ class tcp_inbound_connection final : public std::enable_shared_from_this<tcp_inb
 public:
     tcp_inbound_connection(boost::asio::ip::tcp::socket socket, std::shared_ptr<tcp_listener> listener);
 
-    void start() { read_header(); }
+    void start();
 
     /// Closes the socket on the connection's strand. Safe from any thread.
     void close_soon()
@@ -51,17 +55,24 @@ private:
     void close()
     {
         boost::system::error_code ignored;
+        greeting_timer_.cancel();
         socket_.close(ignored);
     }
 
+    void on_greeting_magic(const boost::system::error_code& ec);
+    void on_greeting(const boost::system::error_code& ec);
+    void refuse(const std::string& why);
     void read_header();
     void on_header(const boost::system::error_code& ec);
     void on_payload(const boost::system::error_code& ec);
     void drop(const std::string& why);
 
     boost::asio::ip::tcp::socket socket_;
+    boost::asio::steady_timer greeting_timer_;
     std::shared_ptr<tcp_listener> listener_;
     std::string remote_;
+    greeting_bytes greeting_{};
+    node_id peer_ = no_node; // the greeted sender
     std::array<char, frame_header_size> header_{};
     std::string payload_;
 };
@@ -78,9 +89,10 @@ public:
     /// Accepts on `acceptor` (whose executor is the transport's) and gives each connection
     /// a strand on `io`.
     tcp_listener(boost::asio::ip::tcp::acceptor acceptor, boost::asio::any_io_executor io, node_id self,
-                 std::size_t max_frame_bytes, tcp_transport::receive_handler on_receive)
+                 const tcp_transport_options& options, tcp_transport::receive_handler on_receive)
         : acceptor_(std::move(acceptor)), retry_timer_(acceptor_.get_executor()), io_(std::move(io)),
-          self_(self), max_frame_bytes_(max_frame_bytes), on_receive_(std::move(on_receive))
+          self_(self), max_frame_bytes_(options.max_frame_bytes), cluster_id_(options.cluster_id),
+          greeting_timeout_(options.greeting_timeout), on_receive_(std::move(on_receive))
     {
     }
 
@@ -100,6 +112,9 @@ public:
 
     bool stopped() const noexcept { return stopped_; }
     std::size_t max_frame_bytes() const noexcept { return max_frame_bytes_; }
+    std::uint64_t cluster_id() const noexcept { return cluster_id_; }
+    node_id self() const noexcept { return self_; }
+    std::chrono::milliseconds greeting_timeout() const noexcept { return greeting_timeout_; }
 
     /// Hands the messages of `batch` addressed to this node to the receive handler, on the
     /// transport's executor, unless stopped by then. Called on a connection's strand.
@@ -152,6 +167,8 @@ private:
     boost::asio::any_io_executor io_;
     node_id self_;
     std::size_t max_frame_bytes_;
+    std::uint64_t cluster_id_;
+    std::chrono::milliseconds greeting_timeout_;
     tcp_transport::receive_handler on_receive_;
     std::vector<std::weak_ptr<tcp_inbound_connection>> connections_;
     std::atomic<bool> stopped_{false};
@@ -159,11 +176,52 @@ private:
 
 inline tcp_inbound_connection::tcp_inbound_connection(boost::asio::ip::tcp::socket socket,
                                                       std::shared_ptr<tcp_listener> listener)
-    : socket_(std::move(socket)), listener_(std::move(listener))
+    : socket_(std::move(socket)), greeting_timer_(socket_.get_executor()), listener_(std::move(listener))
 {
     boost::system::error_code ec;
     const auto remote = socket_.remote_endpoint(ec);
     remote_ = ec ? std::string("an unknown peer") : endpoint_name(remote);
+}
+
+inline void tcp_inbound_connection::start()
+{
+    greeting_timer_.expires_after(listener_->greeting_timeout());
+    greeting_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+        if (!ec && self->peer_ == no_node && self->socket_.is_open())
+            self->drop("no greeting within " + std::to_string(self->listener_->greeting_timeout().count()) +
+                       " ms");
+    });
+    // The magic first, so that a client of another protocol is refused at once rather than
+    // when the timeout ends.
+    boost::asio::async_read(socket_, boost::asio::buffer(greeting_.data(), 4),
+                            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                                self->on_greeting_magic(ec);
+                            });
+}
+
+inline void tcp_inbound_connection::on_greeting_magic(const boost::system::error_code& ec)
+{
+    if (ec || listener_->stopped())
+        return close();
+    if (!has_greeting_magic(greeting_))
+        return refuse(no_greeting_reason);
+    boost::asio::async_read(socket_, boost::asio::buffer(greeting_.data() + 4, greeting_.size() - 4),
+                            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                                self->on_greeting(ec);
+                            });
+}
+
+inline void tcp_inbound_connection::on_greeting(const boost::system::error_code& ec)
+{
+    greeting_timer_.cancel();
+    if (ec || listener_->stopped())
+        return close();
+    greeting g;
+    if (std::string why = check_greeting(greeting_, listener_->cluster_id(), listener_->self(), g);
+        !why.empty())
+        return refuse(why);
+    peer_ = g.from;
+    read_header();
 }
 
 inline void tcp_inbound_connection::read_header()
@@ -196,11 +254,21 @@ inline void tcp_inbound_connection::on_payload(const boost::system::error_code& 
     auto batch = decode_payload(payload_);
     if (!batch)
         return drop("malformed payload of " + std::to_string(payload_.size()) + " bytes");
+    for (const message& m : *batch)
+        if (m.from != peer_)
+            return drop("a message from node " + std::to_string(m.from) + " on the connection of node " +
+                        std::to_string(peer_));
     // Do not let one large frame pin its buffer for the connection's whole life.
     if (payload_.capacity() > (std::size_t{1} << 20))
         payload_ = std::string();
     listener_->deliver(std::move(*batch));
     read_header();
+}
+
+inline void tcp_inbound_connection::refuse(const std::string& why)
+{
+    std::cerr << ("raftkv: refused connection from " + remote_ + ": " + why + "\n");
+    close();
 }
 
 inline void tcp_inbound_connection::drop(const std::string& why)

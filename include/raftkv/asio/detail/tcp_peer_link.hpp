@@ -6,6 +6,7 @@
 
 #include <raftkv/asio/codec.hpp>
 #include <raftkv/asio/detail/endpoint_name.hpp>
+#include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/asio/tcp_transport.hpp>
 #include <raftkv/messages.hpp>
 
@@ -28,7 +29,8 @@
 namespace raftkv::asio::detail {
 
 /// Owns the connection this node dials to one peer. Only ever written to: the peer
-/// sends its own messages over the connection it dials to us.
+/// sends its own messages over the connection it dials to us. The first bytes written on
+/// each connection are the greeting (greeting.hpp).
 ///
 /// Threads: the link runs on a strand of its own, so that encoding frames and writing them
 /// never hold up the node's strand. send() and stop() are called on the transport's
@@ -43,10 +45,11 @@ namespace raftkv::asio::detail {
 /// together).
 class tcp_peer_link final : public std::enable_shared_from_this<tcp_peer_link> {
 public:
-    tcp_peer_link(boost::asio::any_io_executor ex, node_id peer, boost::asio::ip::tcp::endpoint remote,
-                  const tcp_transport_options& options)
+    tcp_peer_link(boost::asio::any_io_executor ex, node_id self, node_id peer,
+                  boost::asio::ip::tcp::endpoint remote, const tcp_transport_options& options)
         : socket_(ex), timer_(ex), peer_(peer), remote_(remote), options_(options),
-          backoff_(options.reconnect_delay_min)
+          backoff_(options.reconnect_delay_min),
+          greeting_(encode_greeting(greeting{.cluster_id = options.cluster_id, .from = self, .to = peer}))
     {
     }
 
@@ -136,13 +139,14 @@ private:
         if (failure_logged_)
             log("connected");
         failure_logged_ = false;
+        greet_pending_ = true;
         watch_for_close();
         maybe_write();
     }
 
     /// The peer never writes on this connection, so a read completes only when the
     /// connection ends (or the peer breaks the protocol): this is how an idle link learns
-    /// that its peer went away.
+    /// that its peer went away, or that the peer refused its greeting (and logged why).
     void watch_for_close()
     {
         socket_.async_read_some(
@@ -163,21 +167,38 @@ private:
     /// goes into the same frame.
     void maybe_write()
     {
-        if (writing_ || state_ != link_state::connected || queue_.empty())
+        if (writing_ || state_ != link_state::connected || (queue_.empty() && !greet_pending_))
             return;
         writing_ = true;
         boost::asio::post(socket_.get_executor(), [self = shared_from_this()] { self->write(); });
     }
 
-    /// Encodes as much of the queue as fits one frame, and writes it.
+    /// Encodes as much of the queue as fits one frame, and writes it, behind the greeting
+    /// on a new connection.
     void write()
     {
         if (stopped_)
             return;
-        if (state_ != link_state::connected || queue_.empty()) {
+        if (state_ != link_state::connected || (queue_.empty() && !greet_pending_)) {
             writing_ = false;
             return;
         }
+        frame_.clear();
+        if (greet_pending_)
+            frame_.append(greeting_.data(), greeting_.size());
+        greet_pending_ = false;
+        if (!queue_.empty())
+            encode_batch();
+        boost::asio::async_write(
+            socket_, boost::asio::buffer(frame_),
+            [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec, std::size_t) {
+                self->on_write(epoch, ec);
+            });
+    }
+
+    /// Appends to frame_ one frame of as much of the queue as fits.
+    void encode_batch()
+    {
         std::size_t budget = options_.max_frame_bytes - frame_size({});
         batch_.clear();
         while (!queue_.empty() && queue_.front().size <= budget) {
@@ -186,14 +207,8 @@ private:
             batch_.push_back(std::move(queue_.front().msg));
             queue_.pop_front();
         }
-        frame_.clear();
         encode_frame(batch_, frame_);
         batch_.clear();
-        boost::asio::async_write(
-            socket_, boost::asio::buffer(frame_),
-            [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec, std::size_t) {
-                self->on_write(epoch, ec);
-            });
     }
 
     void on_write(std::uint64_t epoch, const boost::system::error_code& ec)
@@ -236,6 +251,7 @@ private:
     boost::asio::ip::tcp::endpoint remote_;
     tcp_transport_options options_;
     std::chrono::milliseconds backoff_;
+    greeting_bytes greeting_;
 
     std::deque<queued_message> queue_;
     std::size_t queued_bytes_ = 0;
@@ -246,6 +262,7 @@ private:
     std::uint64_t epoch_ = 0;
     bool writing_ = false; // a write is scheduled or in flight
     bool failure_logged_ = false;
+    bool greet_pending_ = false; // the current connection's greeting is not yet written
     std::atomic<bool> stopped_{false};
     char probe_ = 0;
 };

@@ -54,6 +54,8 @@ inline void check(const tcp_transport_options& o)
     if (o.reconnect_delay_min.count() <= 0 || o.reconnect_delay_max < o.reconnect_delay_min)
         throw std::invalid_argument(
             "raftkv: tcp_transport_options needs 0 < reconnect_delay_min <= reconnect_delay_max");
+    if (o.greeting_timeout.count() <= 0)
+        throw std::invalid_argument("raftkv: tcp_transport_options::greeting_timeout must be positive");
 }
 
 } // namespace detail
@@ -80,10 +82,10 @@ tcp_transport::tcp_transport(boost::asio::ip::tcp::acceptor acceptor, node_id se
     const boost::asio::any_io_executor io = detail::io_executor_of(executor_);
     for (const auto& [id, endpoint] : peers)
         if (id != self_)
-            links_.emplace(id, std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), id,
-                                                                       endpoint, options_));
-    listener_ = std::make_shared<detail::tcp_listener>(std::move(acceptor), io, self_,
-                                                       options_.max_frame_bytes, std::move(on_receive));
+            links_.emplace(id, std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), self_,
+                                                                       id, endpoint, options_));
+    listener_ = std::make_shared<detail::tcp_listener>(std::move(acceptor), io, self_, options_,
+                                                       std::move(on_receive));
     listener_->start();
 }
 
@@ -126,8 +128,8 @@ void tcp_transport::apply_peers(std::map<node_id, endpoint_type> peers)
     const boost::asio::any_io_executor io = detail::io_executor_of(executor_);
     for (const auto& [id, endpoint] : peers)
         if (!links_.contains(id))
-            links_.emplace(id, std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), id,
-                                                                       endpoint, options_));
+            links_.emplace(id, std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), self_,
+                                                                       id, endpoint, options_));
 }
 
 void tcp_transport::stop()

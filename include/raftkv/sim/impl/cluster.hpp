@@ -18,10 +18,13 @@ cluster<StateMachine, LogStore>::cluster(cluster_config config, machine_factory 
         factory_ = default_machines();
     if (!stores_)
         stores_ = default_stores();
-    for (node_id id = 1; id <= config_.nodes; ++id) {
-        members_.voters.push_back(id);
-        slots_.push_back(std::make_unique<slot>(id, stores_(id)));
+    for (node_id id = 1; id <= config_.nodes + config_.spares; ++id) {
+        const bool spare = id > config_.nodes;
+        if (!spare)
+            members_.voters.push_back(id);
+        slots_.push_back(std::make_unique<slot>(id, stores_(id), spare));
     }
+    last_members_ = members_;
     for (auto& s : slots_)
         start(*s);
 }
@@ -171,6 +174,57 @@ std::error_code cluster<StateMachine, LogStore>::forward(node_id id, std::uint64
 }
 
 template <state_machine StateMachine, log_store LogStore>
+node_id cluster<StateMachine, LogStore>::add_spare()
+{
+    const node_id id = slots_.size() + 1;
+    slots_.push_back(std::make_unique<slot>(id, stores_(id), true));
+    trace(event_kind::restart, id, id, 0, 0);
+    start(*slots_.back());
+    return id;
+}
+
+template <state_machine StateMachine, log_store LogStore>
+propose_result cluster<StateMachine, LogStore>::change_membership(node_id id,
+                                                                  std::vector<config_change> changes)
+{
+    slot& s = slot_of(id);
+    if (!s.node)
+        return {.ec = errc::not_leader};
+    propose_result r = s.node->change_membership(changes);
+    flush();
+    return r;
+}
+
+template <state_machine StateMachine, log_store LogStore>
+propose_result cluster<StateMachine, LogStore>::change_membership(std::vector<config_change> changes)
+{
+    const auto l = leader();
+    if (!l)
+        return {.ec = errc::not_leader};
+    return change_membership(*l, std::move(changes));
+}
+
+template <state_machine StateMachine, log_store LogStore>
+membership cluster<StateMachine, LogStore>::members() const
+{
+    if (const auto l = leader())
+        last_members_ = slot_of(*l).node->members();
+    return last_members_;
+}
+
+template <state_machine StateMachine, log_store LogStore>
+std::vector<node_id> cluster<StateMachine, LogStore>::member_ids() const
+{
+    const membership m = members();
+    std::vector<node_id> out = m.voters;
+    out.insert(out.end(), m.outgoing.begin(), m.outgoing.end());
+    out.insert(out.end(), m.learners.begin(), m.learners.end());
+    std::sort(out.begin(), out.end());
+    out.erase(std::unique(out.begin(), out.end()), out.end());
+    return out;
+}
+
+template <state_machine StateMachine, log_store LogStore>
 std::vector<node_id> cluster<StateMachine, LogStore>::ids() const
 {
     std::vector<node_id> out;
@@ -231,7 +285,7 @@ void cluster<StateMachine, LogStore>::start(slot& s)
     s.machine = factory_(s.id);
     options o = config_.node_options;
     o.id = s.id;
-    o.members = members_;
+    o.members = s.spare ? membership{} : members_;
     o.random_seed = rng_.fork_seed();
     s.node = std::make_unique<node_type>(std::move(o), s.transport, *s.store, *s.machine);
     s.node->on_apply([this, &s](index_t i, term_t t, result_type& r) { handle_apply(s, i, t, r); });
@@ -401,16 +455,37 @@ void cluster<StateMachine, LogStore>::check()
             if (!s->node)
                 continue;
             const node_type& n = *s->node;
-            const node_view v{s->id, n.role(), n.term(), n.commit_index(), n.applied_index()};
+            const node_view v{s->id,        n.role(),         n.term(), n.commit_index(), n.applied_index(),
+                              &n.members(), n.members_index()};
             index_t changed_from = s->store->first_index();
             if constexpr (requires { s->store->take_changed_from(); })
                 changed_from = s->store->take_changed_from();
+            const index_t committed = invariants_.committed_index();
             invariants_.check(v, *s->store, changed_from);
+            if (invariants_.committed_index() > committed)
+                check_commit_quorum(*s, invariants_.committed_index());
         }
     } catch (const invariant_violation& e) {
         throw invariant_violation(std::string(e.what()) + " [at virtual time " + std::to_string(now_) +
                                   " us, seed " + std::to_string(config_.seed) + "]");
     }
+}
+
+// Node `by` just revealed that `index` is committed: a quorum of its configuration must
+// hold that entry durably (the checker has verified, by log matching, that equal terms at
+// one index mean equal logs up to it). A store whose snapshot is past `index` holds it.
+template <state_machine StateMachine, log_store LogStore>
+void cluster<StateMachine, LogStore>::check_commit_quorum(const slot& by, index_t index)
+{
+    const term_t term = *invariants_.committed_term(index);
+    invariants_.check_commit_quorum(by.id, by.node->members(), index, [&](node_id id) {
+        if (id == no_node || id > slots_.size())
+            return false;
+        const LogStore& st = *slots_[id - 1]->store;
+        if (index + 1 < st.first_index())
+            return true;
+        return index <= st.durable_index() && index <= st.last_index() && st.term_at(index) == term;
+    });
 }
 
 template <state_machine StateMachine, log_store LogStore>

@@ -28,7 +28,7 @@ template <class StateMachine>
 void kv_workload<StateMachine>::start()
 {
     for (std::size_t ci = 0; ci < clients_.size(); ++ci) {
-        clients_[ci].target = cluster_.rng().uniform(1, cluster_.size());
+        clients_[ci].target = random_node();
         cluster_.schedule(draw({}, config_.max_think), [this, ci] { issue(ci); });
     }
 }
@@ -89,7 +89,7 @@ void kv_workload<StateMachine>::attempt_write(client& c, std::size_t ci)
 {
     random_generator& rng = cluster_.rng();
     if (config_.follower_writes > 0 && rng.chance(config_.follower_writes)) {
-        const node_id at = rng.uniform(1, cluster_.size());
+        const node_id at = random_node();
         if (cluster_.is_up(at) && cluster_.node(at).role() != role::leader &&
             cluster_.node(at).leader() != no_node) {
             const std::uint64_t id = next_forward_id_++;
@@ -118,7 +118,7 @@ template <class StateMachine>
 void kv_workload<StateMachine>::attempt_read(client& c, std::size_t ci)
 {
     random_generator& rng = cluster_.rng();
-    const node_id at = rng.chance(config_.follower_reads) ? rng.uniform(1, cluster_.size()) : c.target;
+    const node_id at = rng.chance(config_.follower_reads) ? random_node() : c.target;
     const std::uint64_t read_id = next_read_id_++;
     c.waiting = waiting_for::read;
     c.at = at;
@@ -136,7 +136,7 @@ template <class StateMachine>
 void kv_workload<StateMachine>::retry(client& c, std::size_t ci, node_id hint)
 {
     c.waiting = waiting_for::nothing;
-    c.target = hint != no_node && hint != c.target ? hint : cluster_.rng().uniform(1, cluster_.size());
+    c.target = hint != no_node && hint != c.target ? hint : random_node();
     ++stats_.retries;
     const std::uint64_t seq = ++c.retry_seq;
     const std::uint64_t op = c.op_seq;
@@ -297,6 +297,17 @@ void kv_workload<StateMachine>::finish(client& c, std::size_t ci)
     c.waiting = waiting_for::nothing;
     ++c.op_seq;
     cluster_.schedule(draw({}, config_.max_think), [this, ci] { issue(ci); });
+}
+
+// A random member of the configuration in force (every node is one without changes):
+// spares not yet added and removed nodes only ever answer not_leader or time out.
+template <class StateMachine>
+node_id kv_workload<StateMachine>::random_node()
+{
+    const std::vector<node_id> ids = cluster_.member_ids();
+    if (ids.empty())
+        return cluster_.rng().uniform(1, cluster_.size());
+    return ids[cluster_.rng().uniform(0, ids.size() - 1)];
 }
 
 template <class StateMachine>

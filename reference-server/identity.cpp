@@ -1,0 +1,284 @@
+#include "identity.hpp"
+
+#include "join.hpp"
+
+#include <raftkv/asio/detail/greeting.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+namespace raftkv::server {
+
+namespace {
+
+std::string cluster_name(std::uint64_t id)
+{
+    return raftkv::asio::detail::cluster_id_name(id);
+}
+
+std::optional<std::uint64_t> parse_cluster_id(std::string_view text)
+{
+    if (text.size() != 18 || !text.starts_with("0x"))
+        return std::nullopt;
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(text.data() + 2, text.data() + text.size(), v, 16);
+    if (ec != std::errc{} || end != text.data() + text.size() || v == 0)
+        return std::nullopt;
+    return v;
+}
+
+[[noreturn]] void fail_io(const std::string& what, const std::filesystem::path& path)
+{
+    throw std::runtime_error("cannot " + what + " " + path.string() + ": " + std::strerror(errno));
+}
+
+void fsync_path(const std::filesystem::path& path, int flags)
+{
+    const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+    if (fd < 0)
+        fail_io("open", path);
+    if (::fsync(fd) != 0) {
+        ::close(fd);
+        fail_io("sync", path);
+    }
+    ::close(fd);
+}
+
+/// The line for one conflict: what the flag says, what the data directory says, what to do.
+[[noreturn]] void conflict(const server_config& c, const identity& rec, const std::string& what,
+                           const std::string& remedy)
+{
+    throw config_error(what + ", but data directory " + c.data_dir.string() + " belongs to node " +
+                       std::to_string(rec.id) + " of cluster " + cluster_name(rec.cluster_id) + ": " +
+                       remedy);
+}
+
+void check_against(const server_config& c, const identity& rec)
+{
+    if (c.id != rec.id)
+        conflict(c, rec, "--id is " + std::to_string(c.id),
+                 "start it with --id " + std::to_string(rec.id) + ", or give node " + std::to_string(c.id) +
+                     " a data directory of its own");
+    if (c.cluster_token && *c.cluster_token != rec.cluster_token)
+        conflict(c, rec, "--cluster-token is '" + *c.cluster_token + "'",
+                 rec.cluster_token.empty() ? std::string("start it without --cluster-token")
+                                           : "start it with --cluster-token " + rec.cluster_token);
+    if (c.peers_given && c.peers != rec.members)
+        conflict(c, rec, "--peers is " + peers_to_string(c.peers),
+                 "it was bootstrapped with " + peers_to_string(rec.members) +
+                     "; start it without --peers to use that list, or with an empty data directory to "
+                     "bootstrap a new cluster");
+}
+
+bool holds_raft_data(const std::filesystem::path& data_dir)
+{
+    std::error_code ec;
+    return std::filesystem::exists(data_dir / "wal", ec) || std::filesystem::exists(data_dir / "state", ec);
+}
+
+// A node joining a running cluster: it must have been added already (so the leader
+// replicates to it), at the Raft address it listens on, and must bring no state of its own.
+identity join_cluster(server_config& c)
+{
+    const std::string url = "http://" + c.join->to_string();
+    if (holds_raft_data(c.data_dir))
+        throw config_error("--join needs an empty data directory, but " + c.data_dir.string() +
+                           " holds Raft data without an identity file; move it away first");
+    const cluster_view view = fetch_cluster(*c.join, std::chrono::seconds(5));
+    const auto self = view.raft.find(c.id);
+    if (self == view.raft.end())
+        throw config_error("node " + std::to_string(c.id) + " is not a member of the cluster at " + url +
+                           "; add it first: curl -X POST " + url + "/cluster/members -d '{\"id\": " +
+                           std::to_string(c.id) + ", \"raft\": \"" + c.raft.to_string() + "\", \"http\": \"" +
+                           c.advertise_http.to_string() + "\", \"learner\": true}'");
+    if (c.raft_given && self->second != c.raft)
+        throw config_error("the cluster at " + url + " knows node " + std::to_string(c.id) +
+                           " at Raft address " + self->second.to_string() + ", but --raft is " +
+                           c.raft.to_string());
+    c.raft = self->second;
+    c.peers = view.raft;
+    c.joined = true;
+    identity id;
+    id.cluster_id = view.cluster_id;
+    id.id = c.id;
+    id.http = c.advertise_http;
+    id.members = view.raft;
+    id.joined = true;
+    return id;
+}
+
+} // namespace
+
+std::uint64_t derive_cluster_id(const std::map<node_id, host_port>& members, std::string_view token)
+{
+    std::string text(token);
+    text += '\n';
+    for (const auto& [id, address] : members) // a std::map: sorted by id
+        text.append(std::to_string(id)).append("=").append(address.to_string()).append("\n");
+    std::uint64_t h = 14695981039346656037ull;
+    for (const char ch : text) {
+        h ^= static_cast<unsigned char>(ch);
+        h *= 1099511628211ull;
+    }
+    return h == 0 ? 1 : h;
+}
+
+identity identity_from(const server_config& c)
+{
+    identity id;
+    id.cluster_token = c.cluster_token.value_or("");
+    id.cluster_id = derive_cluster_id(c.peers, id.cluster_token);
+    id.id = c.id;
+    id.http = c.advertise_http;
+    id.members = c.peers;
+    return id;
+}
+
+std::string format_identity(const identity& id)
+{
+    std::string out(identity_header);
+    out += "\ncluster-id " + cluster_name(id.cluster_id) + "\n";
+    if (!id.cluster_token.empty())
+        out += "cluster-token " + id.cluster_token + "\n";
+    out += "node-id " + std::to_string(id.id) + "\n";
+    out += "http " + id.http.to_string() + "\n";
+    if (id.joined)
+        out += "joined\n";
+    for (const auto& [member, address] : id.members)
+        out += "member " + std::to_string(member) + " " + address.to_string() + "\n";
+    return out;
+}
+
+std::optional<identity> parse_identity(std::string_view text, std::string& error)
+{
+    std::istringstream in{std::string(text)};
+    std::string line;
+    const auto bad = [&error](std::string why) {
+        error = std::move(why);
+        return std::optional<identity>();
+    };
+    if (!std::getline(in, line) || line != identity_header)
+        return bad("the first line is not '" + std::string(identity_header) + "'");
+    identity id;
+    bool have_cluster = false, have_node = false, have_http = false;
+    for (int n = 2; std::getline(in, line); ++n) {
+        const std::size_t space = line.find(' ');
+        const std::string key = line.substr(0, space);
+        const std::string value = space == std::string::npos ? "" : line.substr(space + 1);
+        const std::string where = "line " + std::to_string(n) + ": ";
+        if (key == "cluster-id") {
+            have_cluster = true;
+            const auto v = parse_cluster_id(value);
+            if (!v)
+                return bad(where + "bad cluster id");
+            id.cluster_id = *v;
+        } else if (key == "cluster-token" && !value.empty()) {
+            id.cluster_token = value;
+        } else if (key == "node-id") {
+            have_node = true;
+            const auto v = parse_node_id(value);
+            if (!v)
+                return bad(where + "bad node id");
+            id.id = *v;
+        } else if (key == "http") {
+            have_http = true;
+            const auto v = parse_host_port(value);
+            if (!v)
+                return bad(where + "bad address");
+            id.http = *v;
+        } else if (key == "joined" && value.empty()) {
+            id.joined = true;
+        } else if (key == "member") {
+            const std::size_t sep = value.find(' ');
+            const auto member = parse_node_id(value.substr(0, sep));
+            const auto address =
+                sep == std::string::npos ? std::nullopt : parse_host_port(value.substr(sep + 1));
+            if (!member || !address || !id.members.emplace(*member, *address).second)
+                return bad(where + "bad member");
+        } else {
+            return bad(where + "unknown line '" + line + "'");
+        }
+    }
+    if (!have_cluster || !have_node || !have_http || !id.members.contains(id.id))
+        return bad("incomplete: it needs cluster-id, node-id, http and a member line for the node");
+    if (!id.joined && derive_cluster_id(id.members, id.cluster_token) != id.cluster_id)
+        return bad("the cluster id does not match the members and token");
+    return id;
+}
+
+std::filesystem::path identity_path(const std::filesystem::path& data_dir)
+{
+    return data_dir / "identity";
+}
+
+std::optional<identity> read_identity(const std::filesystem::path& data_dir)
+{
+    const auto path = identity_path(data_dir);
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))
+        return std::nullopt;
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (!in)
+        fail_io("read", path);
+    std::string error;
+    auto id = parse_identity(text.str(), error);
+    if (!id)
+        throw std::runtime_error(path.string() + " is not a valid identity file (" + error +
+                                 "); restore it from a backup, or move the data directory away");
+    return id;
+}
+
+void write_identity(const std::filesystem::path& data_dir, const identity& id)
+{
+    std::filesystem::create_directories(data_dir);
+    const auto path = identity_path(data_dir);
+    const auto temp = data_dir / "identity.tmp";
+    const std::string text = format_identity(id);
+    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        fail_io("create", temp);
+    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    const bool synced = written && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!synced)
+        fail_io("write", temp);
+    if (::rename(temp.c_str(), path.c_str()) != 0)
+        fail_io("rename into", path);
+    fsync_path(data_dir, O_RDONLY | O_DIRECTORY);
+}
+
+identity_plan plan_identity(server_config& c)
+{
+    identity_plan plan;
+    if (auto recorded = read_identity(c.data_dir)) {
+        if (c.join && !recorded->joined)
+            conflict(c, *recorded, "--join is given",
+                     "it bootstrapped its cluster and never joins another; start it without --join");
+        check_against(c, *recorded);
+        c.joined = recorded->joined;
+        c.peers = recorded->members;
+        if (!c.raft_given)
+            c.raft = c.peers.at(c.id);
+        plan.id = std::move(*recorded);
+    } else if (c.join) {
+        plan.id = join_cluster(c);
+        plan.write = true;
+    } else {
+        plan.id = identity_from(c);
+        plan.write = true;
+        plan.adopted = holds_raft_data(c.data_dir);
+    }
+    c.cluster_id = plan.id.cluster_id;
+    return plan;
+}
+
+} // namespace raftkv::server

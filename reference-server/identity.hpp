@@ -1,0 +1,95 @@
+#ifndef RAFTKV_SERVER_IDENTITY_HPP
+#define RAFTKV_SERVER_IDENTITY_HPP
+
+// The identity a data directory belongs to: its cluster, its node id and the members the
+// cluster was bootstrapped with, kept in DATA_DIR/identity. Written once, on the first
+// start; on every later start the flags are checked against it, so that a data directory
+// never serves under another id or in another cluster. docs/server.md describes the file.
+//
+//     identity_plan plan = plan_identity(config);  // throws config_error on a conflict
+//     ...                                          // open the node
+//     if (plan.write) write_identity(config.data_dir, plan.id);
+
+#include "config.hpp"
+
+#include <raftkv/types.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace raftkv::server {
+
+/// The contents of an identity file.
+struct identity {
+    /// Derived from the bootstrap members and the token: derive_cluster_id().
+    std::uint64_t cluster_id = 0;
+    /// --cluster-token at bootstrap; empty when none was given.
+    std::string cluster_token;
+    node_id id = no_node;
+    /// This node's advertised HTTP address at bootstrap; informational.
+    host_port http;
+    /// The bootstrap members' Raft addresses, this node included; for a node that joined,
+    /// the members' addresses when it joined.
+    std::map<node_id, host_port> members;
+    /// The node joined a running cluster (--join): the cluster id is that cluster's, and
+    /// the node's configuration comes only from the cluster.
+    bool joined = false;
+
+    friend bool operator==(const identity&, const identity&) = default;
+};
+
+/// The first line of an identity file: its format and version.
+inline constexpr std::string_view identity_header = "raftkv-identity 1";
+
+/// A 64-bit FNV-1a hash of the token and the sorted "id=host:port" members, never 0: every
+/// node given the same --peers and --cluster-token computes the same id without talking.
+std::uint64_t derive_cluster_id(const std::map<node_id, host_port>& members, std::string_view token);
+
+/// The identity a node bootstrapping with `c` records.
+identity identity_from(const server_config& c);
+
+/// The identity file's text.
+std::string format_identity(const identity& id);
+
+/// Parses an identity file's text; std::nullopt with the reason in `error` if malformed.
+std::optional<identity> parse_identity(std::string_view text, std::string& error);
+
+/// DATA_DIR/identity.
+std::filesystem::path identity_path(const std::filesystem::path& data_dir);
+
+/// Reads the identity file of `data_dir`: std::nullopt if there is none. Throws
+/// std::runtime_error if it cannot be read or is malformed.
+std::optional<identity> read_identity(const std::filesystem::path& data_dir);
+
+/// Writes the identity file atomically: a temporary file, fsync, rename, fsync of the
+/// directory (created if missing). Throws std::runtime_error on failure.
+void write_identity(const std::filesystem::path& data_dir, const identity& id);
+
+/// What start-up does with the identity.
+struct identity_plan {
+    identity id;
+    /// The file does not exist yet: write `id` once the node opened its storage.
+    bool write = false;
+    /// The data directory holds Raft data from a release without identity files.
+    bool adopted = false;
+};
+
+/// Reconciles `c` with the identity of its data directory. A node with --join and no
+/// identity asks the member for the cluster (fetch_cluster()) and plans to record that it
+/// joined: it must be a member already, at its --raft address, and its data directory must
+/// hold no Raft data (config_error otherwise; std::runtime_error if the member cannot be
+/// asked). With a recorded identity: the
+/// recorded members replace `c.peers` when --peers was not given (and this node's member
+/// address `c.raft` when --raft was not given), and a conflict — another --id, another
+/// --cluster-token, or a --peers list other than the recorded one — throws config_error
+/// with one line naming it and what to do. Without one, plans to record identity_from(c).
+/// Sets c.cluster_id either way. Throws std::runtime_error if the file is unreadable.
+identity_plan plan_identity(server_config& c);
+
+} // namespace raftkv::server
+
+#endif

@@ -1,0 +1,41 @@
+#ifndef RAFTKV_SERVER_JOIN_HPP
+#define RAFTKV_SERVER_JOIN_HPP
+
+// What a new node learns from a running cluster before it starts (--join): the cluster's
+// id and every member's Raft address, from any member's GET /cluster/members. The node
+// must have been added first (POST /cluster/members); docs/server.md gives the flow.
+
+#include "config.hpp"
+
+#include <raftkv/types.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace raftkv::server {
+
+/// A cluster as a member described it.
+struct cluster_view {
+    std::uint64_t cluster_id = 0;
+    /// Every member's Raft address, learners included.
+    std::map<node_id, host_port> raft;
+    /// Members that are learners.
+    std::vector<node_id> learners;
+};
+
+/// Asks the member at `address` for GET /cluster/members and reads the cluster's id and
+/// members from the answer. Throws std::runtime_error, saying why, when the member cannot
+/// be reached within `timeout` or answers something else.
+cluster_view fetch_cluster(const host_port& address, std::chrono::milliseconds timeout);
+
+/// Parses a GET /cluster/members answer; throws std::runtime_error when it is not one.
+cluster_view parse_cluster_view(std::string_view body);
+
+} // namespace raftkv::server
+
+#endif

@@ -1,0 +1,225 @@
+// Cluster identity on real processes: a data directory belongs to one node of one cluster
+// (docs/server.md), flags that contradict it refuse to start, a node of another cluster is
+// refused at the Raft port, and a leader stopped with SIGTERM hands leadership over first.
+#define BOOST_TEST_MODULE raftkv_e2e_identity
+#include <boost/test/unit_test.hpp>
+
+#include "harness.hpp"
+
+#include <algorithm>
+#include <csignal>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace raftkv::e2e;
+
+/// `args` with the value of `flag` replaced by `value`.
+std::vector<std::string> with_flag(std::vector<std::string> args, const std::string& flag,
+                                   const std::string& value)
+{
+    const auto it = std::find(args.begin(), args.end(), flag);
+    BOOST_TEST_REQUIRE((it != args.end() && it + 1 != args.end()), flag);
+    *(it + 1) = value;
+    return args;
+}
+
+/// `args` without `flag` and its value.
+std::vector<std::string> without_flag(std::vector<std::string> args, const std::string& flag)
+{
+    const auto it = std::find(args.begin(), args.end(), flag);
+    BOOST_TEST_REQUIRE((it != args.end() && it + 1 != args.end()), flag);
+    args.erase(it, it + 2);
+    return args;
+}
+
+std::size_t lines(const std::string& s)
+{
+    return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n'));
+}
+
+/// A running 3-node cluster whose node 3 is stopped cleanly; the leader's id.
+std::uint64_t stop_node_3(cluster& c)
+{
+    auto leader = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    BOOST_TEST_REQUIRE(put(c.http_port(1), "before", "1").status == 200);
+    const auto ended = c.terminate(3);
+    BOOST_TEST_REQUIRE(ended.has_value());
+    BOOST_TEST_REQUIRE(ended->exited);
+    return *leader;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(the_first_start_records_the_identity_in_the_data_directory)
+{
+    cluster c(3);
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    std::string first;
+    for (std::uint64_t id = 1; id <= 3; ++id) {
+        const std::string text = read_tail(c.spec(id).data_dir / "identity");
+        BOOST_TEST(text.starts_with("raftkv-identity 1\ncluster-id 0x"), text);
+        BOOST_TEST(text.find("node-id " + std::to_string(id) + "\n") != std::string::npos, text);
+        BOOST_TEST(text.find("member 3 " + c.spec(3).raft_address() + "\n") != std::string::npos, text);
+        const std::string cluster_line = text.substr(0, text.find("node-id"));
+        if (id == 1)
+            first = cluster_line;
+        BOOST_TEST(cluster_line == first, "every node derives the same cluster id");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_restart_with_another_id_refuses_with_one_line)
+{
+    cluster c(3);
+    stop_node_3(c);
+    auto args = with_flag(c.args(3), "--id", "4");
+    args = with_flag(args, "--peers",
+                     "1=" + c.spec(1).raft_address() + ",2=" + c.spec(2).raft_address() +
+                         ",4=" + c.spec(3).raft_address());
+    const auto r = run_server(args);
+    BOOST_TEST_REQUIRE(r.status.has_value());
+    BOOST_TEST(r.status->exited);
+    BOOST_TEST(r.status->code == 2);
+    BOOST_TEST(lines(r.err) == 1u, r.err);
+    BOOST_TEST(r.err.find("--id is 4") != std::string::npos, r.err);
+    BOOST_TEST(r.err.find("belongs to node 3") != std::string::npos, r.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_restart_with_another_member_list_refuses_with_one_line)
+{
+    cluster c(3);
+    stop_node_3(c);
+    // The hostile case of issue 8: a member restarted with only itself would elect itself.
+    const auto r = run_server(with_flag(c.args(3), "--peers", "3=" + c.spec(3).raft_address()));
+    BOOST_TEST_REQUIRE(r.status.has_value());
+    BOOST_TEST(r.status->exited);
+    BOOST_TEST(r.status->code == 2);
+    BOOST_TEST(lines(r.err) == 1u, r.err);
+    BOOST_TEST(r.err.find("--peers is 3=") != std::string::npos, r.err);
+    BOOST_TEST(r.err.find("without --peers") != std::string::npos, r.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_restart_with_another_cluster_token_refuses_with_one_line)
+{
+    cluster c(3);
+    stop_node_3(c);
+    auto args = c.args(3);
+    args.insert(args.end(), {"--cluster-token", "other"});
+    const auto r = run_server(args);
+    BOOST_TEST_REQUIRE(r.status.has_value());
+    BOOST_TEST(r.status->code == 2);
+    BOOST_TEST(lines(r.err) == 1u, r.err);
+    BOOST_TEST(r.err.find("--cluster-token") != std::string::npos, r.err);
+}
+
+BOOST_AUTO_TEST_CASE(a_restart_without_peers_uses_the_recorded_members_and_rejoins)
+{
+    cluster c(3);
+    stop_node_3(c);
+    c.start(3, without_flag(without_flag(c.args(3), "--peers"), "--raft"));
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    auto p = put(c.http_port(3), "after", "2");
+    BOOST_TEST(p.status == 200, describe(p));
+    auto g = get(c.http_port(3), "before");
+    BOOST_TEST(parse_json(g.body).string("value").value_or("<none>") == "1", describe(g));
+    const auto st = get_status(c.http_port(3));
+    BOOST_TEST_REQUIRE(st.has_value());
+    BOOST_TEST(st->members.size() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(a_data_directory_without_an_identity_file_is_adopted)
+{
+    cluster c(3);
+    stop_node_3(c);
+    std::filesystem::remove(c.spec(3).data_dir / "identity");
+    c.start(3);
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    BOOST_TEST(std::filesystem::exists(c.spec(3).data_dir / "identity"));
+    BOOST_TEST(read_tail(c.spec(3).log_file).find("has no identity file") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(a_node_of_another_cluster_is_refused_at_the_raft_port_and_logged)
+{
+    cluster c(3);
+    const auto leader = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    const auto before = get_status(c.http_port(2));
+    BOOST_TEST_REQUIRE(before.has_value());
+
+    // A two-node cluster of its own whose second member is node 2 of `c`: it dials node 2
+    // as node 1 of cluster "foreign" once it campaigns.
+    const auto ports = free_ports(2);
+    temp_dir dir;
+    process foreign({"--id", "1", "--data-dir", (dir / "data").string(), "--http",
+                     "127.0.0.1:" + std::to_string(ports[0]), "--peers",
+                     "1=127.0.0.1:" + std::to_string(ports[1]) + ",2=" + c.spec(2).raft_address(),
+                     "--cluster-token", "foreign"},
+                    {.program = {}, .stdout_file = dir / "log", .stderr_file = {}, .cwd = dir.path()});
+    const bool refused = wait_until(
+        [&] {
+            const std::string log = read_tail(c.spec(2).log_file, 1 << 20);
+            return log.find("refused connection from") != std::string::npos &&
+                   log.find("of cluster") != std::string::npos;
+        },
+        15s);
+    BOOST_TEST(refused, "node 2's log: " << read_tail(c.spec(2).log_file));
+
+    const auto after = get_status(c.http_port(2));
+    BOOST_TEST_REQUIRE(after.has_value());
+    BOOST_TEST(after->leader.value_or(0) == *leader);
+    BOOST_TEST(after->term == before->term);
+    BOOST_TEST(put(c.http_port(2), "still", "serving").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(a_leader_stopped_with_sigterm_hands_leadership_over_first)
+{
+    cluster c(3);
+    const auto leader = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    BOOST_TEST_REQUIRE(put(c.http_port(*leader), "k", "v").status == 200);
+    const auto before = get_status(c.http_port(*leader));
+    BOOST_TEST_REQUIRE(before.has_value());
+
+    const auto ended = c.terminate(*leader, SIGTERM);
+    BOOST_TEST_REQUIRE(ended.has_value());
+    BOOST_TEST(ended->exited);
+    BOOST_TEST(ended->code == 0);
+    BOOST_TEST(read_tail(c.spec(*leader).log_file).find("handed leadership to node") != std::string::npos,
+               read_tail(c.spec(*leader).log_file));
+
+    const auto next = c.wait_for_leader(5s);
+    BOOST_TEST_REQUIRE(next.has_value());
+    BOOST_TEST(*next != *leader);
+    const auto st = get_status(c.http_port(*next));
+    BOOST_TEST_REQUIRE(st.has_value());
+    // The transfer target campaigns at once, without waiting for an election timeout.
+    BOOST_TEST(st->term == before->term + 1);
+    auto p = put(c.http_port(*next), "after", "handoff");
+    BOOST_TEST(p.status == 200, describe(p));
+}
+
+BOOST_AUTO_TEST_CASE(a_wildcard_http_address_in_a_cluster_needs_an_advertised_one)
+{
+    cluster c(3, false);
+    auto r = run_server(with_flag(c.args(1), "--http", "0.0.0.0:" + std::to_string(c.http_port(1))));
+    BOOST_TEST_REQUIRE(r.status.has_value());
+    BOOST_TEST(r.status->code == 2);
+    BOOST_TEST(lines(r.err) == 1u, r.err);
+    BOOST_TEST(r.err.find("--advertise-http") != std::string::npos, r.err);
+
+    auto args = with_flag(c.args(1), "--http", "0.0.0.0:" + std::to_string(c.http_port(1)));
+    args.insert(args.end(), {"--advertise-http", c.spec(1).http_address()});
+    c.start(1, args);
+    c.start(2);
+    c.start(3);
+    const auto leader = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    // Every node forwards to the leader's advertised address, node 1 included.
+    for (std::uint64_t id = 1; id <= 3; ++id) {
+        auto p = put(c.http_port(id), "via-" + std::to_string(id), "x");
+        BOOST_TEST(p.status == 200, "node " << id << ": " << describe(p));
+    }
+}

@@ -1,0 +1,158 @@
+#include "identity.hpp"
+
+#include "leveldb/temp_dir.hpp"
+
+#define BOOST_TEST_MODULE server_identity
+#include <boost/test/unit_test.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+namespace {
+
+using namespace raftkv::server;
+using raftkv::test::temp_dir;
+
+std::map<raftkv::node_id, host_port> three_members()
+{
+    return {{1, {"127.0.0.1", 9081}}, {2, {"127.0.0.1", 9082}}, {3, {"127.0.0.1", 9083}}};
+}
+
+server_config node(raftkv::node_id id, const std::filesystem::path& dir)
+{
+    server_config c;
+    c.id = id;
+    c.data_dir = dir;
+    c.peers = three_members();
+    c.peers_given = true;
+    c.raft = c.peers.at(id);
+    c.http = c.advertise_http = {"127.0.0.1", static_cast<std::uint16_t>(8080 + id)};
+    return c;
+}
+
+/// Records node `id`'s identity in `dir`, as its first start does.
+void bootstrap(raftkv::node_id id, const std::filesystem::path& dir)
+{
+    server_config c = node(id, dir);
+    const identity_plan plan = plan_identity(c);
+    BOOST_TEST_REQUIRE(plan.write);
+    write_identity(dir, plan.id);
+}
+
+std::string conflict_of(server_config c)
+{
+    try {
+        plan_identity(c);
+    } catch (const config_error& e) {
+        return e.what();
+    }
+    return "<no conflict>";
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(every_member_derives_the_same_cluster_id_and_the_token_changes_it)
+{
+    const auto a = derive_cluster_id(three_members(), "");
+    BOOST_TEST(a != 0u);
+    BOOST_TEST(derive_cluster_id(three_members(), "") == a);
+    BOOST_TEST(derive_cluster_id(three_members(), "prod") != a);
+    auto other = three_members();
+    other.at(3).port = 9999;
+    BOOST_TEST(derive_cluster_id(other, "") != a);
+}
+
+BOOST_AUTO_TEST_CASE(identity_files_round_trip_and_malformed_ones_are_rejected)
+{
+    temp_dir dir;
+    server_config c = node(2, dir.path());
+    c.cluster_token = "prod";
+    const identity id = identity_from(c);
+    std::string error;
+    const auto parsed = parse_identity(format_identity(id), error);
+    BOOST_TEST_REQUIRE(parsed.has_value(), error);
+    BOOST_TEST((*parsed == id));
+    BOOST_TEST(format_identity(id).starts_with("raftkv-identity 1\n"));
+
+    BOOST_TEST(!parse_identity("raftkv-identity 2\n", error).has_value());
+    std::string tampered = format_identity(id);
+    tampered.replace(tampered.find("9083"), 4, "9084");
+    BOOST_TEST(!parse_identity(tampered, error).has_value());
+    BOOST_TEST(error.find("cluster id") != std::string::npos, error);
+
+    // A node that joined keeps the cluster's id, which its members list does not derive.
+    identity joined = id;
+    joined.joined = true;
+    joined.cluster_id = 0x1234;
+    const auto joined_back = parse_identity(format_identity(joined), error);
+    BOOST_TEST_REQUIRE(joined_back.has_value(), error);
+    BOOST_TEST((*joined_back == joined));
+
+    std::ofstream(dir / "identity") << "garbage\n";
+    BOOST_CHECK_THROW(read_identity(dir.path()), std::runtime_error);
+}
+
+BOOST_AUTO_TEST_CASE(the_identity_is_written_once_and_read_back)
+{
+    temp_dir dir;
+    BOOST_TEST(!read_identity(dir / "data").has_value());
+    bootstrap(2, dir / "data");
+    const auto id = read_identity(dir / "data");
+    BOOST_TEST_REQUIRE(id.has_value());
+    BOOST_TEST(id->id == 2u);
+    BOOST_TEST((id->members == three_members()));
+    BOOST_TEST(!std::filesystem::exists(dir / "data" / "identity.tmp"));
+
+    server_config again = node(2, dir / "data");
+    const identity_plan plan = plan_identity(again);
+    BOOST_TEST(!plan.write);
+    BOOST_TEST(again.cluster_id == id->cluster_id);
+}
+
+BOOST_AUTO_TEST_CASE(a_restart_without_peers_takes_the_recorded_members)
+{
+    temp_dir dir;
+    bootstrap(3, dir.path());
+    server_config c;
+    c.id = 3;
+    c.data_dir = dir.path();
+    plan_identity(c);
+    BOOST_TEST((c.peers == three_members()));
+    BOOST_TEST(c.raft.to_string() == "127.0.0.1:9083");
+}
+
+BOOST_AUTO_TEST_CASE(flags_that_contradict_the_identity_are_refused_with_one_line)
+{
+    temp_dir dir;
+    bootstrap(2, dir.path());
+
+    server_config other_id = node(3, dir.path());
+    const std::string id_error = conflict_of(other_id);
+    BOOST_TEST(id_error.find("--id is 3") != std::string::npos, id_error);
+    BOOST_TEST(id_error.find("start it with --id 2") != std::string::npos, id_error);
+    BOOST_TEST(id_error.find('\n') == std::string::npos);
+
+    server_config only_self = node(2, dir.path());
+    only_self.peers = {{2, {"127.0.0.1", 9082}}};
+    BOOST_TEST(conflict_of(only_self).find("--peers is 2=127.0.0.1:9082") != std::string::npos);
+
+    server_config token = node(2, dir.path());
+    token.cluster_token = "other";
+    BOOST_TEST(conflict_of(token).find("start it without --cluster-token") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(raft_data_without_an_identity_is_adopted)
+{
+    temp_dir dir;
+    std::filesystem::create_directories(dir / "wal");
+    server_config c = node(1, dir.path());
+    const identity_plan plan = plan_identity(c);
+    BOOST_TEST(plan.write);
+    BOOST_TEST(plan.adopted);
+    BOOST_TEST(c.cluster_id == derive_cluster_id(three_members(), ""));
+
+    temp_dir empty;
+    server_config fresh = node(1, empty.path());
+    BOOST_TEST(!plan_identity(fresh).adopted);
+}
