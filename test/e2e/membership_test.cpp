@@ -1,0 +1,394 @@
+// raftkv-server's membership operations on real processes: the member list, growing a
+// three-node cluster with a learner that joins and is promoted, removing a follower and the
+// leader while clients write, and handing leadership over by HTTP.
+#define BOOST_TEST_MODULE raftkv_e2e_membership
+#include <boost/test/unit_test.hpp>
+
+#include "harness.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace raftkv::e2e;
+namespace json = boost::json;
+
+/// A member of a GET /cluster/members answer.
+struct member {
+    std::uint64_t id = 0;
+    std::string raft;
+    std::optional<std::string> http;
+    std::string role;
+    std::optional<std::uint64_t> match;
+};
+
+struct member_list {
+    std::vector<member> members;
+    std::uint64_t members_index = 0;
+    bool joint = false;
+    std::optional<std::uint64_t> leader;
+    std::string cluster_id;
+
+    std::set<std::uint64_t> ids(std::string_view role) const
+    {
+        std::set<std::uint64_t> out;
+        for (const member& m : members)
+            if (m.role == role)
+                out.insert(m.id);
+        return out;
+    }
+};
+
+/// Parses a GET /cluster/members body strictly; nullopt (and BOOST_TEST failures) if its
+/// shape is wrong.
+std::optional<member_list> parse_members(std::string_view body)
+{
+    boost::system::error_code ec;
+    const json::value v = json::parse(body, ec);
+    BOOST_TEST_REQUIRE(!ec, body);
+    const json::object& o = v.as_object();
+    member_list out;
+    BOOST_TEST_REQUIRE(o.at("cluster_id").is_string());
+    out.cluster_id = std::string(o.at("cluster_id").get_string());
+    out.members_index = o.at("members_index").to_number<std::uint64_t>();
+    out.joint = o.at("joint").as_bool();
+    if (!o.at("leader").is_null())
+        out.leader = o.at("leader").to_number<std::uint64_t>();
+    for (const json::value& mv : o.at("members").as_array()) {
+        const json::object& mo = mv.as_object();
+        member m;
+        m.id = mo.at("id").to_number<std::uint64_t>();
+        m.raft = std::string(mo.at("raft").as_string());
+        if (!mo.at("http").is_null())
+            m.http = std::string(mo.at("http").as_string());
+        m.role = std::string(mo.at("role").as_string());
+        if (const json::value* match = mo.if_contains("match"))
+            m.match = match->to_number<std::uint64_t>();
+        out.members.push_back(std::move(m));
+    }
+    return out;
+}
+
+std::optional<member_list> get_members(std::uint16_t port)
+{
+    const http_response r = request(port, "GET", "/cluster/members");
+    if (r.status != 200)
+        return std::nullopt;
+    return parse_members(r.body);
+}
+
+/// `args` with the value of `flag` replaced, or the flag and its value removed if `value`
+/// is empty.
+std::vector<std::string> with_flag(std::vector<std::string> args, const std::string& flag,
+                                   const std::string& value)
+{
+    for (std::size_t i = 0; i + 1 < args.size(); ++i)
+        if (args[i] == flag) {
+            if (value.empty())
+                args.erase(args.begin() + static_cast<std::ptrdiff_t>(i),
+                           args.begin() + static_cast<std::ptrdiff_t>(i) + 2);
+            else
+                args[i + 1] = value;
+            return args;
+        }
+    if (!value.empty()) {
+        args.push_back(flag);
+        args.push_back(value);
+    }
+    return args;
+}
+
+/// Four node slots, of which 1-3 start as a cluster (their --peers lists only them) and 4
+/// is kept for a node that joins.
+struct membership_fixture {
+    cluster c{4, false};
+    std::uint64_t leader = 0;
+
+    membership_fixture()
+    {
+        std::string peers;
+        for (std::uint64_t id = 1; id <= 3; ++id)
+            peers += (peers.empty() ? "" : ",") + std::to_string(id) + "=" + c.spec(id).raft_address();
+        for (std::uint64_t id = 1; id <= 3; ++id)
+            c.start(id, with_flag(c.args(id), "--peers", peers));
+        const auto l = wait_for_leader_among({1, 2, 3}, 20s);
+        BOOST_TEST_REQUIRE(l.has_value(), "no leader within 20 s");
+        leader = *l;
+    }
+
+    /// A node among `ids` that says it leads and that every other one of `ids` names.
+    std::optional<std::uint64_t> wait_for_leader_among(const std::vector<std::uint64_t>& ids,
+                                                       milliseconds limit)
+    {
+        std::optional<std::uint64_t> found;
+        wait_until(
+            [&] {
+                std::set<std::uint64_t> named;
+                for (std::uint64_t id : ids) {
+                    const auto s = get_status(c.http_port(id), 500ms);
+                    if (!s || !s->leader)
+                        return false;
+                    named.insert(*s->leader);
+                }
+                if (named.size() != 1)
+                    return false;
+                const auto s = get_status(c.http_port(*named.begin()), 500ms);
+                if (!s || s->role != "leader")
+                    return false;
+                found = *named.begin();
+                return true;
+            },
+            limit, 50ms);
+        return found;
+    }
+
+    std::vector<std::uint64_t> followers() const
+    {
+        std::vector<std::uint64_t> out;
+        for (std::uint64_t id = 1; id <= 3; ++id)
+            if (id != leader)
+                out.push_back(id);
+        return out;
+    }
+};
+
+/// Writers that PUT their own keys through the given nodes until stopped, remembering
+/// what was acknowledged, and counting answers that were neither 200 nor a retryable 503.
+struct writers {
+    std::mutex m;
+    std::map<std::string, std::string> acked;
+    std::atomic<bool> stop{false};
+    std::atomic<int> odd{0};
+    std::atomic<int> transfer_refusals{0}; // 503s saying a transfer is in progress
+    std::vector<std::thread> pool;
+
+    writers(cluster& c, std::vector<std::uint64_t> via, int count = 4)
+    {
+        for (int w = 0; w < count; ++w)
+            pool.emplace_back([this, &c, via, w] {
+                for (int i = 0; !stop; ++i) {
+                    const auto key = "w" + std::to_string(w) + "-" + std::to_string(i);
+                    const auto node = via[static_cast<std::size_t>(i + w) % via.size()];
+                    const http_response r = put(c.http_port(node), key, "v-" + key, 3s);
+                    if (r.status == 200) {
+                        std::lock_guard lock(m);
+                        acked[key] = "v-" + key;
+                    } else if (r.status == 503 && r.body.find("transfer") != std::string::npos) {
+                        ++transfer_refusals;
+                    } else if (r.status != 503 && r.status != 0) {
+                        ++odd;
+                    }
+                }
+            });
+    }
+
+    void wait_for(std::size_t n)
+    {
+        wait_until(
+            [&] {
+                std::lock_guard lock(m);
+                return acked.size() >= n;
+            },
+            20s, 5ms);
+    }
+
+    void finish()
+    {
+        stop = true;
+        for (auto& t : pool)
+            t.join();
+        pool.clear();
+    }
+
+    ~writers() { finish(); }
+};
+
+/// How many acknowledged writes node `id` does not serve back.
+std::size_t lost_writes(std::uint16_t port, const std::map<std::string, std::string>& acked)
+{
+    std::size_t lost = 0;
+    http_client client(port);
+    for (const auto& [key, value] : acked) {
+        const http_response g = client.request("GET", kv_target(key), {}, 5s);
+        if (g.status != 200 || parse_json(g.body).string("value") != value)
+            if (++lost <= 5)
+                BOOST_TEST_MESSAGE(key << ": " << describe(g));
+    }
+    return lost;
+}
+
+/// POSTs or DELETEs until the answer is not a 409 (another change still committing) or 503.
+http_response change_until_settled(std::uint16_t port, std::string_view method, const std::string& target,
+                                   const std::string& body = {})
+{
+    http_response r;
+    wait_until(
+        [&] {
+            r = request(port, method, target, body, 8s);
+            return r.status != 409 && r.status != 503 && r.status != 0;
+        },
+        20s, 100ms);
+    return r;
+}
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(membership, membership_fixture)
+
+BOOST_AUTO_TEST_CASE(the_member_list_has_its_shape_on_the_leader_and_on_a_follower)
+{
+    const auto on_leader = get_members(c.http_port(leader));
+    BOOST_TEST_REQUIRE(on_leader.has_value());
+    BOOST_TEST(on_leader->members.size() == 3u);
+    BOOST_TEST((on_leader->ids("voter") == std::set<std::uint64_t>{1, 2, 3}));
+    BOOST_TEST(!on_leader->joint);
+    BOOST_TEST((on_leader->leader == leader));
+    BOOST_TEST(on_leader->cluster_id.size() == 16u);
+    for (const member& m : on_leader->members) {
+        BOOST_TEST(m.raft == c.spec(m.id).raft_address());
+        BOOST_TEST(m.match.has_value(), "the leader reports each member's match index");
+    }
+
+    const auto on_follower = get_members(c.http_port(followers().front()));
+    BOOST_TEST_REQUIRE(on_follower.has_value());
+    BOOST_TEST((on_follower->ids("voter") == std::set<std::uint64_t>{1, 2, 3}));
+    BOOST_TEST(on_follower->cluster_id == on_leader->cluster_id);
+    for (const member& m : on_follower->members)
+        BOOST_TEST(!m.match.has_value(), "a follower knows no match index");
+
+    // Bad requests are refused where they arrive, follower or leader.
+    const auto f = c.http_port(followers().front());
+    BOOST_TEST(is_error(request(f, "POST", "/cluster/members", R"({"id": 4})"), 400));
+    BOOST_TEST(is_error(request(f, "POST", "/cluster/members", "not json"), 400));
+    BOOST_TEST(is_error(request(f, "DELETE", "/cluster/members/zero"), 400));
+    BOOST_TEST(is_error(request(f, "DELETE", "/cluster/members/9"), 404));
+    BOOST_TEST(is_error(request(f, "POST", "/cluster/members/9/promote"), 404));
+    BOOST_TEST(is_error(request(f, "POST", "/cluster/members/1/promote"), 400));
+    BOOST_TEST(is_error(request(f, "POST", "/cluster/leader", R"({"id": 9})"), 404));
+    BOOST_TEST(is_error(request(f, "PUT", "/cluster/leader", R"({"id": 1})"), 405));
+    const std::string taken = R"({"id": 5, "raft": ")" + c.spec(1).raft_address() + R"("})";
+    BOOST_TEST(is_error(request(f, "POST", "/cluster/members", taken), 409));
+    BOOST_TEST(is_error(request(f, "POST", "/cluster/members", R"({"id": 2, "raft": "127.0.0.1:1"})"), 409));
+}
+
+BOOST_AUTO_TEST_CASE(a_learner_joins_catches_up_is_promoted_and_removed_again)
+{
+    BOOST_TEST_REQUIRE(put_many(c.http_port(leader), "before-", 200, 4).ok == 200u);
+    const auto& s4 = c.spec(4);
+    const std::string body = R"({"id": 4, "raft": ")" + s4.raft_address() + R"(", "http": ")" +
+                             s4.http_address() + R"(", "learner": true})";
+    const http_response added =
+        request(c.http_port(followers().front()), "POST", "/cluster/members", body, 8s);
+    BOOST_TEST_REQUIRE(added.status == 201, describe(added));
+    const auto after_add = parse_members(added.body);
+    BOOST_TEST((after_add->ids("learner") == std::set<std::uint64_t>{4}));
+
+    c.start(4, with_flag(with_flag(c.args(4), "--peers", ""), "--join",
+                         "http://" + c.spec(leader).http_address()));
+    // The learner serves what was written before it joined.
+    BOOST_TEST(wait_until(
+                   [&] {
+                       const http_response g = get(s4.http_port, "before-199", 1s);
+                       return g.status == 200 &&
+                              parse_json(g.body).string("value") == load_value("before-199");
+                   },
+                   20s),
+               "the learner never served an earlier write");
+
+    const http_response promoted =
+        change_until_settled(c.http_port(leader), "POST", "/cluster/members/4/promote");
+    BOOST_TEST_REQUIRE(promoted.status == 200, describe(promoted));
+    BOOST_TEST((parse_members(promoted.body)->ids("voter") == std::set<std::uint64_t>{1, 2, 3, 4}));
+    BOOST_TEST(put(s4.http_port, "via-4", "x").status == 200);
+
+    const http_response removed = change_until_settled(c.http_port(leader), "DELETE", "/cluster/members/4");
+    BOOST_TEST_REQUIRE(removed.status == 200, describe(removed));
+    BOOST_TEST((parse_members(removed.body)->ids("voter") == std::set<std::uint64_t>{1, 2, 3}));
+    BOOST_TEST(c.terminate(4).has_value());
+    BOOST_TEST(put(c.http_port(leader), "after-4", "y").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(removing_a_follower_while_clients_write_loses_no_acknowledged_write)
+{
+    const std::uint64_t gone = followers().front();
+    const std::uint64_t stays = followers().back();
+    writers w(c, {leader, stays});
+    w.wait_for(100);
+    const http_response r =
+        request(c.http_port(stays), "DELETE", "/cluster/members/" + std::to_string(gone), {}, 8s);
+    BOOST_TEST_REQUIRE(r.status == 200, describe(r));
+    BOOST_TEST(!parse_members(r.body)->ids("voter").contains(gone));
+    BOOST_TEST(c.terminate(gone).has_value());
+    const std::size_t before = w.acked.size();
+    w.wait_for(before + 100); // the two that remain are a majority of two: writes go on
+    w.finish();
+    BOOST_TEST(w.acked.size() >= before + 100, "writes stalled after the removal");
+    BOOST_TEST(w.odd == 0);
+    BOOST_TEST(lost_writes(c.http_port(leader), w.acked) == 0u);
+    BOOST_TEST(lost_writes(c.http_port(stays), w.acked) == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(removing_the_leader_hands_over_quickly_and_writes_continue)
+{
+    const std::vector<std::uint64_t> rest = followers();
+    writers w(c, rest);
+    w.wait_for(50);
+    const auto started = std::chrono::steady_clock::now();
+    const http_response r =
+        request(c.http_port(rest.front()), "DELETE", "/cluster/members/" + std::to_string(leader), {}, 8s);
+    BOOST_TEST_REQUIRE(r.status == 200, describe(r));
+    const auto next = wait_for_leader_among(rest, 5s);
+    BOOST_TEST_REQUIRE(next.has_value(), "no new leader among the others");
+    BOOST_TEST_MESSAGE(
+        "new leader "
+        << *next << " after "
+        << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started).count()
+        << " ms");
+    BOOST_TEST(c.terminate(leader).has_value());
+    const std::size_t before = w.acked.size();
+    w.wait_for(before + 100);
+    w.finish();
+    BOOST_TEST(w.acked.size() >= before + 100, "writes stalled after the leader left");
+    BOOST_TEST(w.odd == 0);
+    BOOST_TEST(lost_writes(c.http_port(*next), w.acked) == 0u);
+    const auto members = get_members(c.http_port(*next));
+    BOOST_TEST((members->ids("voter") == std::set<std::uint64_t>(rest.begin(), rest.end())));
+}
+
+BOOST_AUTO_TEST_CASE(leadership_moves_by_http_and_writes_wait_for_the_transfer)
+{
+    writers w(c, {1, 2, 3});
+    w.wait_for(50);
+    for (int round = 0; round < 3; ++round) {
+        const std::uint64_t target = followers()[static_cast<std::size_t>(round) % 2];
+        const http_response r = request(c.http_port(followers().back()), "POST", "/cluster/leader",
+                                        R"({"id": )" + std::to_string(target) + "}", 8s);
+        BOOST_TEST_REQUIRE(r.status == 200, describe(r));
+        BOOST_TEST(r.body == R"({"leader":)" + std::to_string(target) + "}");
+        const auto s = get_status(c.http_port(target));
+        BOOST_TEST_REQUIRE(s.has_value());
+        BOOST_TEST(s->role == "leader");
+        leader = target;
+        const std::size_t before = w.acked.size();
+        w.wait_for(before + 20);
+    }
+    // Asking the leader to lead changes nothing.
+    const http_response same =
+        request(c.http_port(leader), "POST", "/cluster/leader", R"({"id": )" + std::to_string(leader) + "}");
+    BOOST_TEST(same.status == 200, describe(same));
+    w.finish();
+    BOOST_TEST(w.odd == 0);
+    BOOST_TEST(w.transfer_refusals == 0, "writes failed during a transfer instead of waiting");
+    BOOST_TEST(lost_writes(c.http_port(leader), w.acked) == 0u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
