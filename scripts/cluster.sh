@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Starts, stops or shows a local three-node raftkv cluster on loopback.
+# Starts, stops, shows, grows or shrinks a local raftkv cluster on loopback.
 #
 #   scripts/cluster.sh start  [--dir DIR] [-- FLAG...]   build the release preset if needed, start
-#                                                       nodes 1-3, each with the extra FLAGs
+#                                                       nodes 1-3 (and those added since), each
+#                                                       with the extra FLAGs
 #   scripts/cluster.sh stop   [--dir DIR]   stop them (SIGTERM, then SIGKILL after 10 s)
 #   scripts/cluster.sh status [--dir DIR]   show each node's process and /status
+#   scripts/cluster.sh add ID [--dir DIR] [-- FLAG...]   add node ID (4-9): POST /cluster/members
+#                                           as a learner, start it with --join and an empty data
+#                                           directory, wait until it caught up, promote it
+#   scripts/cluster.sh remove ID [--dir DIR]   DELETE /cluster/members/ID, then stop node ID; its
+#                                           data directory is kept aside as DIR/ID.removed-<time>
+#
+# Grow to five and back: add 4; add 5; remove 5; remove 4. A removed node of 1-3 is not started
+# again by start (DIR/ID.removed marks it) until it is added back.
 #
 # Node N serves HTTP on 127.0.0.1:808N and Raft on 127.0.0.1:908N, keeps its data in DIR/N,
 # its pid in DIR/N.pid and its log in DIR/N.log. DIR defaults to ./raftkv-cluster (relative
@@ -20,19 +29,25 @@ nodes=(1 2 3)
 peers=1=127.0.0.1:9081,2=127.0.0.1:9082,3=127.0.0.1:9083
 
 usage() {
-    echo "usage: $0 start|stop|status [--dir DIR] [-- raftkv-server flags, for start]" >&2
+    echo "usage: $0 start|stop|status|add ID|remove ID [--dir DIR] [-- raftkv-server flags, for start and add]" >&2
     exit 2
 }
 
 (($# >= 1)) || usage
 command=$1
 shift
+target=
+if [[ $command == add || $command == remove ]]; then
+    (($# >= 1)) && [[ $1 =~ ^[1-9]$ ]] || usage
+    target=$1
+    shift
+fi
 dir=raftkv-cluster
 flags=()
 while (($# > 0)); do
     case $1 in
     --)
-        [[ $command == start ]] || usage
+        [[ $command == start || $command == add ]] || usage
         shift
         flags=("$@")
         break
@@ -51,6 +66,17 @@ while (($# > 0)); do
 done
 [[ -n "$dir" ]] || usage
 dir=$(realpath -m "$dir")
+
+# Nodes 1-3 unless removed, and every node added since (it has a data directory).
+for n in 4 5 6 7 8 9; do
+    [[ -d "$dir/$n" ]] && nodes+=("$n")
+done
+members() {
+    local n
+    for n in "${nodes[@]}"; do
+        [[ -f "$dir/$n.removed" ]] || echo "$n"
+    done
+}
 
 # The pid of node $1 if it is running, else nothing.
 running_pid() {
@@ -79,19 +105,28 @@ start_node() {
         echo "node $n: already running (pid $(running_pid "$n"))"
         return
     fi
+    # Nodes 1-3 bootstrap with --peers; a node added later joins (first start: $2 is the
+    # --join URL) and afterwards restarts from what its data directory recorded.
+    local how=(--peers "$peers")
+    if [[ -n "${2:-}" ]]; then
+        how=(--join "$2")
+    elif ((n > 3)) || [[ -f "$dir/$n.joined" ]]; then
+        how=()
+    fi
     mkdir -p "$dir/$n"
     nohup "$server" --id "$n" --data-dir "$dir/$n" --http "127.0.0.1:808$n" --raft "127.0.0.1:908$n" \
-        --peers "$peers" "${flags[@]}" >>"$dir/$n.log" 2>&1 </dev/null &
+        "${how[@]}" "${flags[@]}" >>"$dir/$n.log" 2>&1 </dev/null &
     echo $! >"$dir/$n.pid"
     echo "node $n: started (pid $!), http 127.0.0.1:808$n, log $dir/$n.log"
 }
 
-# Waits until every node answers /health with 200 (it knows a leader), up to 20 s.
+# Waits until every member answers /health with 200 (it knows a leader), up to 20 s.
 wait_healthy() {
-    local deadline=$((SECONDS + 20)) n healthy
+    local deadline=$((SECONDS + 20)) n healthy all
+    mapfile -t all < <(members)
     while ((SECONDS < deadline)); do
         healthy=0
-        for n in "${nodes[@]}"; do
+        for n in "${all[@]}"; do
             if [[ -z "$(running_pid "$n")" ]]; then
                 echo "node $n exited; the end of $dir/$n.log:" >&2
                 tail -n 5 "$dir/$n.log" >&2
@@ -101,7 +136,7 @@ wait_healthy() {
                 healthy=$((healthy + 1))
             fi
         done
-        if ((healthy == ${#nodes[@]})); then
+        if ((healthy == ${#all[@]})); then
             echo "cluster ready: try curl -X PUT http://127.0.0.1:8081/kv/hello -d '{\"value\": \"world\"}'"
             return 0
         fi
@@ -144,14 +179,90 @@ show_node() {
     echo "node $n: pid $pid, http 127.0.0.1:808$n: $status"
 }
 
+# The HTTP port of a running member other than $1 that knows a leader, or nothing.
+some_member_port() {
+    local n
+    for n in $(members); do
+        [[ "$n" != "$1" && -n "$(running_pid "$n")" ]] || continue
+        if curl -fsS -m 1 "http://127.0.0.1:808$n/health" >/dev/null 2>&1; then
+            echo "808$n"
+            return
+        fi
+    done
+}
+
+# Sends a membership request until it is not refused for a change still in progress (409)
+# or a leader being elected (503), up to 30 s; prints the answer, fails unless 2xx.
+cluster_request() {
+    local method=$1 url=$2 body=${3:-} deadline=$((SECONDS + 30)) out code
+    while :; do
+        out=$(curl -sS -m 10 -X "$method" -w '\n%{http_code}' ${body:+-d "$body"} "$url" 2>&1) || true
+        code=${out##*$'\n'}
+        out=${out%$'\n'*}
+        if [[ ! $code =~ ^(409|503|000)$ ]] || ((SECONDS >= deadline)); then
+            echo "$method $url: $code $out"
+            [[ $code =~ ^2 ]]
+            return
+        fi
+        sleep 0.5
+    done
+}
+
+add_node() {
+    local n=$1 port
+    if members | grep -qx "$n"; then
+        echo "node $n is already a member" >&2
+        return 1
+    fi
+    port=$(some_member_port "$n")
+    [[ -n "$port" ]] || { echo "no running member knows a leader; start the cluster first" >&2; return 1; }
+    if [[ -d "$dir/$n" ]]; then # a removed node comes back with an empty data directory
+        mv "$dir/$n" "$dir/$n.removed-$(date +%s)"
+    fi
+    cluster_request POST "http://127.0.0.1:$port/cluster/members" \
+        "{\"id\": $n, \"raft\": \"127.0.0.1:908$n\", \"http\": \"127.0.0.1:808$n\", \"learner\": true}"
+    rm -f "$dir/$n.removed"
+    touch "$dir/$n.joined"
+    [[ " ${nodes[*]} " == *" $n "* ]] || nodes+=("$n")
+    start_node "$n" "http://127.0.0.1:$port"
+    # Promote once the learner hears from the leader; the leader refuses (409) while it is
+    # still far behind, and cluster_request retries.
+    local deadline=$((SECONDS + 20))
+    until curl -fsS -m 1 "http://127.0.0.1:808$n/health" >/dev/null 2>&1 || ((SECONDS >= deadline)); do
+        sleep 0.2
+    done
+    cluster_request POST "http://127.0.0.1:$port/cluster/members/$n/promote"
+    wait_healthy
+}
+
+remove_node() {
+    local n=$1 port
+    members | grep -qx "$n" || { echo "node $n is not a member" >&2; return 1; }
+    port=$(some_member_port "$n")
+    [[ -n "$port" ]] || { echo "no other running member knows a leader" >&2; return 1; }
+    cluster_request DELETE "http://127.0.0.1:$port/cluster/members/$n"
+    stop_node "$n"
+    # Its data must not serve again: a removed member comes back only through add (--join).
+    mv "$dir/$n" "$dir/$n.removed-$(date +%s)"
+    rm -f "$dir/$n.joined"
+    ((n > 3)) || touch "$dir/$n.removed"
+}
+
 case $command in
 start)
     build
     mkdir -p "$dir"
-    for n in "${nodes[@]}"; do
+    for n in $(members); do
         start_node "$n"
     done
     wait_healthy
+    ;;
+add)
+    build
+    add_node "$target"
+    ;;
+remove)
+    remove_node "$target"
     ;;
 stop)
     for n in "${nodes[@]}"; do
@@ -160,7 +271,7 @@ stop)
     ;;
 status)
     all=0
-    for n in "${nodes[@]}"; do
+    for n in $(members); do
         show_node "$n" || all=1
     done
     exit $all
