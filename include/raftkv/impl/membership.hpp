@@ -252,9 +252,12 @@ propose_result basic_node<Transport, LogStore, StateMachine>::append_config(cons
     return {.ec = {}, .index = e.index, .term = term_, .leader = opts_.id};
 }
 
-// Run by a leader once its commit index advanced: leaves a joint configuration that
-// committed, and steps down once a configuration without it committed, handing over to
-// the most up-to-date voter so the cluster need not wait for an election timeout.
+// Run at the end of every input (step, tick, on_log_durable), never from inside a handler:
+// it may append a configuration, which adds and removes followers' progress, and a
+// handler may hold a pointer to one. On a leader whose configuration in force committed,
+// it leaves a joint configuration, and steps down once a configuration without it
+// committed, handing over to the most up-to-date voter so the cluster need not wait for
+// an election timeout.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::complete_config_change()
 {

@@ -113,6 +113,7 @@ void basic_node<Transport, LogStore, StateMachine>::tick()
         tick_read_request();
     }
     maybe_snapshot();
+    complete_config_change();
     deliver_outputs();
 }
 
@@ -125,6 +126,7 @@ void basic_node<Transport, LogStore, StateMachine>::step(message m)
         return;
     if (accept_term(m))
         dispatch(m);
+    complete_config_change();
     deliver_outputs();
 }
 
@@ -330,6 +332,7 @@ void basic_node<Transport, LogStore, StateMachine>::on_log_durable()
     else
         flush_pending_ack();
     apply_committed();
+    complete_config_change();
     deliver_outputs();
 }
 

@@ -364,7 +364,6 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_commit()
         if (p.state == detail::progress::mode::replicate && p.inflight.empty())
             send_append(p, true);
     }
-    complete_config_change();
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
