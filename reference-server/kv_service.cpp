@@ -157,14 +157,6 @@ struct raft_endpoints {
     std::map<node_id, tcp::endpoint> peers;
 };
 
-/// What this node last heard from a peer, for choosing whom to hand leadership to.
-struct peer_seen {
-    clock::time_point at{};
-    term_t term = 0;
-    /// The highest match index the peer acknowledged in `term`.
-    index_t match = 0;
-};
-
 struct kv_service::impl {
     impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints);
     ~impl();
@@ -179,8 +171,6 @@ struct kv_service::impl {
     void observe();
     void log_leader_change(const node_status& s);
     void publish_http_address(term_t term);
-    void note_peer(const message& m);
-    node_id handoff_target() const;
     void await_handoff(node_id target, clock::time_point started, clock::time_point deadline,
                        std::function<void(std::string)> done);
 
@@ -204,7 +194,6 @@ struct kv_service::impl {
     std::vector<node_id> just_removed;   // left with the last change, until it commits
     std::map<node_id, host_port> dialed; // the peers' addresses last handed to resolve_peers
     std::uint64_t peers_generation = 0;  // bumped each time `dialed` changes
-    std::map<node_id, peer_seen> seen;
 };
 
 kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints)
@@ -219,11 +208,7 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
         t.cluster_id = c.cluster_id;
         transport = std::make_unique<raftkv::asio::tcp_transport>(
             strand, c.id, std::move(endpoints.peers), endpoints.listen_on,
-            [this](message m) {
-                note_peer(m);
-                driver->deliver(std::move(m));
-            },
-            t);
+            [this](message m) { driver->deliver(std::move(m)); }, t);
     } catch (const boost::system::system_error& e) {
         throw std::runtime_error("cannot listen for Raft on " + c.raft.to_string() + ": " +
                                  e.code().message());
@@ -417,43 +402,6 @@ void kv_service::impl::publish_http_address(term_t term)
         }));
 }
 
-// Runs on the strand, like the receive handler that calls it.
-void kv_service::impl::note_peer(const message& m)
-{
-    peer_seen& p = seen[m.from];
-    p.at = clock::now();
-    if (m.term != p.term) {
-        p.term = m.term;
-        p.match = 0;
-    }
-    if (const auto* r = std::get_if<append_response>(&m.body); r && r->success)
-        p.match = std::max(p.match, r->match_index);
-}
-
-/// The peer that acknowledged the most of this term's log among those heard from within
-/// an election timeout (the lowest id on a tie); any other member if none was.
-node_id kv_service::impl::handoff_target() const
-{
-    const term_t term = driver->status().term;
-    const auto recent = clock::now() - std::chrono::milliseconds(config.tick_ms) * config.election_ticks;
-    node_id best = no_node;
-    index_t best_match = 0;
-    for (const auto& [id, p] : seen) {
-        if (id == config.id || !config.peers.contains(id) || p.at < recent || p.term != term)
-            continue;
-        if (best == no_node || p.match > best_match) {
-            best = id;
-            best_match = p.match;
-        }
-    }
-    if (best != no_node)
-        return best;
-    for (const auto& [id, address] : config.peers)
-        if (id != config.id)
-            return id;
-    return no_node;
-}
-
 void kv_service::impl::await_handoff(node_id target, clock::time_point started, clock::time_point deadline,
                                      std::function<void(std::string)> done)
 {
@@ -517,17 +465,23 @@ void kv_service::hand_off_leadership(std::chrono::milliseconds limit, std::funct
         impl_->watch_timer.cancel();
         if (impl_->driver->status().role != role::leader)
             return done({});
-        const node_id target = impl_->handoff_target();
-        if (target == no_node)
-            return done({});
-        impl_->driver->post([target](auto& node) {
-            if (const std::error_code ec = node.transfer_leadership(target))
-                log(log_level::warn,
-                    "cannot hand leadership to node " + std::to_string(target) + ": " + ec.message());
+        // The node knows which voter matches the most of the log among those it heard from.
+        impl_->driver->post([this, limit, done = std::move(done)](auto& node) mutable {
+            const node_id target = node.successor();
+            if (target != no_node) {
+                if (const std::error_code ec = node.transfer_leadership(target))
+                    log(log_level::warn,
+                        "cannot hand leadership to node " + std::to_string(target) + ": " + ec.message());
+            }
+            boost::asio::post(impl_->strand, [this, target, limit, done = std::move(done)]() mutable {
+                if (target == no_node)
+                    return done({});
+                const auto now = clock::now();
+                log(log_level::info,
+                    "handing leadership to node " + std::to_string(target) + " before stopping");
+                impl_->await_handoff(target, now, now + limit, std::move(done));
+            });
         });
-        const auto now = clock::now();
-        log(log_level::info, "handing leadership to node " + std::to_string(target) + " before stopping");
-        impl_->await_handoff(target, now, now + limit, std::move(done));
     });
 }
 

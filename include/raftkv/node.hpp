@@ -167,7 +167,8 @@ public:
     /// once: errc::not_leader; errc::transfer_in_progress; errc::change_in_progress while
     /// a change is not yet committed (or a joint configuration not yet left), or before
     /// this leader committed an entry of its term; errc::learner_behind when a learner to
-    /// promote lags more than options::promote_max_lag entries; errc::invalid_argument
+    /// promote has acknowledged nothing yet or lags more than options::promote_max_lag
+    /// entries; errc::invalid_argument
     /// for an empty list, id 0, adding a voter or learner that already is one (a learner
     /// may be promoted with add_voter), removing a non-member, or leaving no voter.
     propose_result change_membership(std::span<const config_change> changes);
