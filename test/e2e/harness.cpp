@@ -938,6 +938,8 @@ std::string cluster::peers_flag() const
 {
     std::string out;
     for (const auto& s : specs_) {
+        if (s.join_via != 0)
+            continue;
         if (!out.empty())
             out += ',';
         out += std::to_string(s.id) + "=" + s.raft_address();
@@ -948,11 +950,37 @@ std::string cluster::peers_flag() const
 std::vector<std::string> cluster::args(std::uint64_t id) const
 {
     const auto& s = spec(id);
-    std::vector<std::string> out = {"--id",    std::to_string(s.id), "--data-dir", s.data_dir.string(),
-                                    "--http",  s.http_address(),     "--raft",     s.raft_address(),
-                                    "--peers", peers_flag()};
+    std::vector<std::string> out = {"--id",   std::to_string(s.id), "--data-dir", s.data_dir.string(),
+                                    "--http", s.http_address(),     "--raft",     s.raft_address()};
+    if (s.join_via != 0) {
+        out.insert(out.end(), {"--join", "http://" + spec(s.join_via).http_address()});
+    } else {
+        out.insert(out.end(), {"--peers", peers_flag()});
+    }
     out.insert(out.end(), extra_args_.begin(), extra_args_.end());
     return out;
+}
+
+std::uint64_t cluster::add_node(std::uint64_t via)
+{
+    const auto ports = free_ports(2);
+    node_spec s;
+    s.id = specs_.size() + 1;
+    s.http_port = ports[0];
+    s.raft_port = ports[1];
+    s.data_dir = dir_ / ("node-" + std::to_string(s.id));
+    s.log_file = dir_ / ("node-" + std::to_string(s.id) + ".log");
+    s.join_via = via;
+    specs_.push_back(s);
+    procs_.emplace_back();
+    return s.id;
+}
+
+std::string cluster::member_body(std::uint64_t id, bool learner) const
+{
+    const auto& s = spec(id);
+    return "{\"id\": " + std::to_string(id) + ", \"raft\": \"" + s.raft_address() + "\", \"http\": \"" +
+           s.http_address() + "\", \"learner\": " + (learner ? "true" : "false") + "}";
 }
 
 void cluster::start(std::uint64_t id)

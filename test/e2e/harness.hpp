@@ -304,6 +304,9 @@ struct node_spec {
     std::uint64_t id = 0;
     std::uint16_t http_port = 0, raft_port = 0;
     std::filesystem::path data_dir, log_file;
+    /// For a node added after the bootstrap (cluster::add_node()): the member it joins
+    /// through (--join); 0 for a bootstrap member (--peers).
+    std::uint64_t join_via = 0;
 
     std::string http_address() const;
     std::string raft_address() const;
@@ -327,10 +330,20 @@ public:
     std::uint16_t raft_port(std::uint64_t id) const { return spec(id).raft_port; }
     const temp_dir& dir() const noexcept { return dir_; }
 
-    /// The command-line arguments of node `id` (program name excluded).
+    /// The command-line arguments of node `id` (program name excluded): --peers for a
+    /// bootstrap member, --join for a node added later.
     std::vector<std::string> args(std::uint64_t id) const;
-    /// The --peers value: every member's Raft address.
+    /// The --peers value: every bootstrap member's Raft address.
     std::string peers_flag() const;
+    /// Allocates ports and a directory for one more node, the next id, which joins the
+    /// running cluster through node `via` (--join) when started. It must be added to the
+    /// cluster (POST /cluster/members) before it starts. Returns its id.
+    std::uint64_t add_node(std::uint64_t via);
+    /// Makes node `id` (stopped) join through node `via` when it next starts, as a node
+    /// removed from the cluster and added back with an empty data directory does.
+    void set_join_via(std::uint64_t id, std::uint64_t via) { specs_.at(id - 1).join_via = via; }
+    /// The body of a POST /cluster/members that adds node `id` at its addresses.
+    std::string member_body(std::uint64_t id, bool learner) const;
 
     void start(std::uint64_t id);
     /// Starts node `id` with `args` instead of args(id), keeping its log file.

@@ -1,0 +1,249 @@
+// raftkv-server clusters that change members while they serve: nodes join through --join,
+// are promoted and removed while clients write, and a node whose data was wiped comes back
+// under its id after being removed and added again. Every client history is checked for
+// linearizability, and every acknowledged write must survive.
+#define BOOST_TEST_MODULE raftkv_e2e_join
+#include <boost/test/unit_test.hpp>
+
+#include "harness.hpp"
+
+#include <raftkv/sim/linearizability.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <mutex>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace {
+
+using namespace raftkv::e2e;
+using clock_type = std::chrono::steady_clock;
+
+/// Clients that write and read a few keys through the given nodes until stopped, recording
+/// every operation for the linearizability checker.
+class clients {
+public:
+    clients(cluster& c, std::vector<std::uint64_t> via, int n) : c_(c), via_(std::move(via))
+    {
+        for (int k = 0; k < n; ++k)
+            threads_.emplace_back([this, k] { run(static_cast<std::uint64_t>(k)); });
+    }
+    ~clients() { stop(); }
+
+    /// Nodes the clients may also talk to from now on.
+    void also_via(std::uint64_t id)
+    {
+        std::lock_guard lock(mutex_);
+        via_.push_back(id);
+    }
+    /// Nodes the clients stop talking to (a member about to be removed).
+    void not_via(std::uint64_t id)
+    {
+        std::lock_guard lock(mutex_);
+        std::erase(via_, id);
+    }
+
+    void stop()
+    {
+        stopping_ = true;
+        for (auto& t : threads_)
+            if (t.joinable())
+                t.join();
+    }
+
+    raftkv::sim::kv_history history()
+    {
+        std::lock_guard lock(mutex_);
+        return history_;
+    }
+    std::size_t acknowledged_writes() const { return acked_; }
+
+private:
+    std::uint64_t now() const
+    {
+        return static_cast<std::uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - start_).count());
+    }
+
+    void run(std::uint64_t client)
+    {
+        std::mt19937_64 rng(client * 7919 + 1);
+        for (std::uint64_t n = 0; !stopping_; ++n) {
+            std::uint64_t node = 0;
+            {
+                std::lock_guard lock(mutex_);
+                node = via_[rng() % via_.size()];
+            }
+            raftkv::sim::kv_op op;
+            op.client = client;
+            op.key = "k" + std::to_string(rng() % 4);
+            op.call = now();
+            if (rng() % 2 == 0) {
+                op.kind = raftkv::sim::kv_op_kind::put;
+                op.value = "c" + std::to_string(client) + "-" + std::to_string(n);
+                const auto r = put(c_.http_port(node), op.key, op.value, 2s);
+                op.ret = now();
+                if (r.status == 200)
+                    ++acked_;
+                else
+                    op.indeterminate = true; // it may still take effect
+            } else {
+                op.kind = raftkv::sim::kv_op_kind::get;
+                const auto r = get(c_.http_port(node), op.key, 2s);
+                op.ret = now();
+                if (r.status == 200) {
+                    op.found = true;
+                    op.result = parse_json(r.body).string("value").value_or("");
+                } else if (r.status != 404) {
+                    continue; // a failed read had no effect
+                }
+            }
+            std::lock_guard lock(mutex_);
+            history_.push_back(std::move(op));
+        }
+    }
+
+    cluster& c_;
+    const clock_type::time_point start_ = clock_type::now();
+    std::mutex mutex_;
+    std::vector<std::uint64_t> via_;
+    raftkv::sim::kv_history history_;
+    std::atomic<std::size_t> acked_{0};
+    std::atomic<bool> stopping_{false};
+    std::vector<std::thread> threads_;
+};
+
+/// Sends `method target body` to the leader (any member forwards) until it answers
+/// `expected` or `limit` passes: a change refused while another is in progress, or while
+/// the learner catches up (409), is retried.
+http_response until(cluster& c, std::uint64_t via, std::string_view method, const std::string& target,
+                    const std::string& body, int expected, milliseconds limit = 20s)
+{
+    http_response last;
+    wait_until(
+        [&] {
+            last = request(c.http_port(via), method, target, body, 5s);
+            return last.status == expected;
+        },
+        limit, 100ms);
+    return last;
+}
+
+/// The ids GET /cluster/members lists with `role`.
+std::vector<std::uint64_t> members_with_role(cluster& c, std::uint64_t via, const std::string& role)
+{
+    const auto r = request(c.http_port(via), "GET", "/cluster/members");
+    std::vector<std::uint64_t> out;
+    for (std::uint64_t id = 1; id <= c.size(); ++id) {
+        const std::string entry = "\"id\":" + std::to_string(id) + ",";
+        const auto at = r.body.find(entry);
+        if (at == std::string::npos)
+            continue;
+        const auto end = r.body.find('}', at);
+        if (r.body.substr(at, end - at).find("\"role\":\"" + role + "\"") != std::string::npos)
+            out.push_back(id);
+    }
+    return out;
+}
+
+void check_history(clients& load)
+{
+    load.stop();
+    const auto history = load.history();
+    BOOST_TEST(load.acknowledged_writes() > 0u);
+    const auto result = raftkv::sim::check_kv_history(history);
+    const bool linearizable = result.outcome != raftkv::sim::check_outcome::illegal;
+    BOOST_TEST(linearizable, result.explanation);
+    if (result.outcome == raftkv::sim::check_outcome::unknown)
+        BOOST_TEST_MESSAGE("the linearizability check gave up: " << result.explanation);
+}
+
+/// Adds node `id` as a learner through `via`, starts it with --join, waits until it can be
+/// promoted and promotes it.
+void add_and_promote(cluster& c, std::uint64_t via, std::uint64_t id)
+{
+    const auto added = until(c, via, "POST", "/cluster/members", c.member_body(id, true), 201);
+    BOOST_TEST_REQUIRE(added.status == 201, "adding node " << id << ": " << describe(added));
+    c.start(id);
+    const auto promoted =
+        until(c, via, "POST", "/cluster/members/" + std::to_string(id) + "/promote", "", 200, 30s);
+    BOOST_TEST_REQUIRE(promoted.status == 200, "promoting node " << id << ": " << describe(promoted));
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_cluster_grows_to_five_and_shrinks_back_while_clients_write)
+{
+    cluster c(3);
+    BOOST_TEST_REQUIRE(c.wait_ready(15s).has_value());
+    clients load(c, {1, 2, 3}, 3);
+
+    for (int k = 0; k < 2; ++k) {
+        const std::uint64_t id = c.add_node(1);
+        add_and_promote(c, 1, id);
+        load.also_via(id);
+    }
+    BOOST_TEST((members_with_role(c, 2, "voter") == std::vector<std::uint64_t>{1, 2, 3, 4, 5}));
+    // Every member serves linearizable reads, the new ones too.
+    for (std::uint64_t id = 1; id <= 5; ++id)
+        BOOST_TEST(request(c.http_port(id), "GET", "/kv/none").status == 404, "node " << id);
+
+    for (std::uint64_t id : {5, 4}) {
+        load.not_via(id);
+        const auto removed = until(c, 1, "DELETE", "/cluster/members/" + std::to_string(id), "", 200);
+        BOOST_TEST_REQUIRE(removed.status == 200, "removing node " << id << ": " << describe(removed));
+        c.terminate(id);
+    }
+    BOOST_TEST((members_with_role(c, 1, "voter") == std::vector<std::uint64_t>{1, 2, 3}));
+    std::this_thread::sleep_for(500ms);
+    check_history(load);
+    BOOST_TEST(c.wait_ready(10s).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(a_wiped_node_comes_back_after_being_removed_and_added_again)
+{
+    cluster c(3);
+    const auto leader = c.wait_ready(15s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    const std::uint64_t wiped = *leader == 3 ? 2 : 3;
+    const std::uint64_t via = *leader;
+    for (int k = 0; k < 20; ++k)
+        BOOST_TEST_REQUIRE(put(c.http_port(via), "before-" + std::to_string(k), "v").status == 200);
+
+    c.kill9(wiped);
+    std::filesystem::remove_all(c.spec(wiped).data_dir);
+    // The way back: remove the member, add it again, start it empty with --join.
+    const auto removed = until(c, via, "DELETE", "/cluster/members/" + std::to_string(wiped), "", 200);
+    BOOST_TEST_REQUIRE(removed.status == 200, describe(removed));
+    c.set_join_via(wiped, via);
+    add_and_promote(c, via, wiped);
+
+    BOOST_TEST_REQUIRE(put(c.http_port(wiped), "after", "v").status == 200);
+    for (int k = 0; k < 20; ++k)
+        BOOST_TEST(get(c.http_port(wiped), "before-" + std::to_string(k)).status == 200, "before-" << k);
+    // It is a voter again: the cluster commits with it and one other node.
+    const std::uint64_t other = 6 - via - wiped;
+    c.kill9(other);
+    BOOST_TEST(put(c.http_port(via), "with-the-new-copy", "v", 10s).status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(a_node_that_was_not_added_refuses_to_join)
+{
+    cluster c(3);
+    BOOST_TEST_REQUIRE(c.wait_ready(15s).has_value());
+    const std::uint64_t id = c.add_node(1);
+    c.start(id);
+    const bool exited = wait_until([&] { return !c.running(id); }, 10s);
+    BOOST_TEST_REQUIRE(exited);
+    const auto status = c.exit_of(id);
+    BOOST_TEST_REQUIRE(status.has_value());
+    BOOST_TEST(status->exited);
+    BOOST_TEST(status->code == 2);
+    const std::string log = read_tail(c.spec(id).log_file);
+    BOOST_TEST(log.find("is not a member of the cluster") != std::string::npos, log);
+    BOOST_TEST(log.find("POST") != std::string::npos, log);
+}
