@@ -5,6 +5,7 @@
 
 #include <raftkv/asio/tcp_transport.hpp>
 
+#include <raftkv/asio/detail/incarnation_book.hpp>
 #include <raftkv/asio/detail/tcp_listener.hpp>
 #include <raftkv/asio/detail/tcp_peer_link.hpp>
 
@@ -79,12 +80,16 @@ tcp_transport::tcp_transport(boost::asio::ip::tcp::acceptor acceptor, node_id se
     acceptor.listen();
     local_endpoint_ = acceptor.local_endpoint();
     const boost::asio::any_io_executor io = detail::io_executor_of(executor_);
+    incarnations_ = std::make_shared<detail::incarnation_book>(options_.incarnation,
+                                                               std::move(options_.known_incarnations));
+    options_.known_incarnations.clear();
     for (const auto& [id, endpoint] : peers)
         if (id != self_)
-            links_.emplace(id, std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), self_,
-                                                                       id, endpoint, options_));
+            links_.emplace(id,
+                           std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), self_, id,
+                                                                   endpoint, options_, incarnations_));
     listener_ = std::make_shared<detail::tcp_listener>(std::move(acceptor), io, self_, options_,
-                                                       std::move(on_receive));
+                                                       incarnations_, std::move(on_receive));
     listener_->start();
 }
 
@@ -99,6 +104,11 @@ void tcp_transport::send(message m)
         return;
     if (const auto link = links_.find(m.to); link != links_.end())
         link->second->send(std::move(m));
+}
+
+void tcp_transport::forget_incarnation(node_id peer)
+{
+    incarnations_->forget(peer);
 }
 
 void tcp_transport::stop()
