@@ -98,8 +98,9 @@ struct tcp_transport_options {
     /// sender's incarnation and the one it recorded for the receiver, so that a member
     /// restarted with a lost data directory (which may have forgotten a vote) is refused
     /// by its peers, and learns from them that its data was lost (on_identity_conflict).
-    /// 0 turns the feature off: greetings carry 0 and incarnations are neither checked nor
-    /// recorded.
+    /// A transport with an incarnation dials every peer at once, rather than on the first
+    /// message, so that peers learn each other's before any election. 0 turns the feature
+    /// off: greetings carry 0 and incarnations are neither checked nor recorded.
     /// Default: 0.
     std::uint64_t incarnation = 0;
 
@@ -134,7 +135,7 @@ public:
     using receive_handler = std::function<void(message)>;
 
     /// Listens on `listen_on` and starts accepting connections; dials a peer on the first
-    /// message sent to it.
+    /// message sent to it (or at once, with an incarnation).
     ///
     /// @param ex Runs all of the transport's work and every call of `on_receive`.
     /// @param self This node's id; received messages addressed to another node are dropped.

@@ -54,6 +54,16 @@ public:
     {
     }
 
+    /// Dials the peer now rather than on the first message, to greet it. Called on the
+    /// transport's executor.
+    void start()
+    {
+        boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
+            if (!self->stopped_ && self->state_ == link_state::idle)
+                self->connect();
+        });
+    }
+
     /// Queues `m` on the link's strand. Called on the transport's executor.
     void send(message m)
     {

@@ -91,6 +91,10 @@ tcp_transport::tcp_transport(boost::asio::ip::tcp::acceptor acceptor, node_id se
     listener_ = std::make_shared<detail::tcp_listener>(std::move(acceptor), io, self_, options_,
                                                        incarnations_, std::move(on_receive));
     listener_->start();
+    // Peers learn each other's incarnation from the greetings, before any election needs it.
+    if (options_.incarnation != 0)
+        for (const auto& [id, link] : links_)
+            link->start();
 }
 
 tcp_transport::~tcp_transport()
