@@ -1,7 +1,9 @@
 #include "kv_service.hpp"
 
 #include "log.hpp"
+#include "peer_incarnations.hpp"
 
+#include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/asio/driver.hpp>
 #include <raftkv/asio/tcp_transport.hpp>
 #include <raftkv/kv_command.hpp>
@@ -93,6 +95,8 @@ struct kv_service::impl {
     node_id handoff_target() const;
     void await_handoff(node_id target, clock::time_point started, clock::time_point deadline,
                        std::function<void(std::string)> done);
+    void record_incarnation(node_id peer, std::uint64_t incarnation);
+    void data_directory_replaced(const std::string& why);
 
     // Destroyed in reverse order: the driver before the policies it uses.
     server_config config;
@@ -109,6 +113,9 @@ struct kv_service::impl {
     term_t published_term = 0;
     node_id logged_leader = no_node;
     std::map<node_id, peer_seen> seen;
+    peer_incarnations incarnations; // as in DATA_DIR/peers
+    std::function<void(std::string)> on_fatal;
+    bool fatal_reported = false;
 };
 
 kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints)
@@ -121,6 +128,13 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
         raftkv::asio::tcp_transport_options t;
         t.reconnect_delay_max = std::chrono::milliseconds(250);
         t.cluster_id = c.cluster_id;
+        incarnations = read_peer_incarnations(c.data_dir);
+        t.incarnation = c.incarnation;
+        t.known_incarnations = incarnations;
+        t.on_incarnation_learned = [this](node_id peer, std::uint64_t incarnation) {
+            record_incarnation(peer, incarnation);
+        };
+        t.on_identity_conflict = [this](const std::string& why) { data_directory_replaced(why); };
         transport = std::make_unique<raftkv::asio::tcp_transport>(
             strand, c.id, std::move(endpoints.peers), endpoints.listen_on,
             [this](message m) {
@@ -276,6 +290,28 @@ void kv_service::impl::await_handoff(node_id target, clock::time_point started, 
         });
 }
 
+// On the strand, before any message of the peer's connection is delivered: durable before
+// the node can count on anything that peer says (its vote).
+void kv_service::impl::record_incarnation(node_id peer, std::uint64_t incarnation)
+{
+    incarnations[peer] = incarnation;
+    write_peer_incarnations(config.data_dir, incarnations);
+    log(log_level::debug, "recorded node " + std::to_string(peer) + "'s data directory, incarnation " +
+                              raftkv::asio::detail::cluster_id_name(incarnation));
+}
+
+void kv_service::impl::data_directory_replaced(const std::string& why)
+{
+    if (fatal_reported || !on_fatal)
+        return;
+    fatal_reported = true;
+    const std::string id = std::to_string(config.id);
+    on_fatal(why +
+             ": this node's data was lost (it may have forgotten a vote), so it must not rejoin as node " +
+             id + "; remove it from the cluster (DELETE /cluster/members/" + id + " on a member), empty " +
+             config.data_dir.string() + ", and add it back and start it with --join");
+}
+
 boost::asio::ip::tcp::endpoint resolve_endpoint(boost::asio::any_io_executor ex, const host_port& address)
 {
     tcp::resolver resolver(ex);
@@ -300,6 +336,11 @@ kv_service::kv_service(boost::asio::any_io_executor ex, const server_config& con
 }
 
 kv_service::~kv_service() = default;
+
+void kv_service::on_fatal(std::function<void(std::string)> handler)
+{
+    impl_->on_fatal = std::move(handler);
+}
 
 void kv_service::start()
 {
