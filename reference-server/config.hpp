@@ -88,6 +88,10 @@ struct server_config {
     /// configuration comes from the cluster.
     bool joined = false;
 
+    /// Not a setting: this data directory's incarnation, from its identity file, set
+    /// before the node starts. 0 until then.
+    std::uint64_t incarnation = 0;
+
     /// The Raft clock's tick. Default: 10 ms.
     std::uint32_t tick_ms = 10;
     /// Threads running the io_context (HTTP, Raft connections, the node's strand).

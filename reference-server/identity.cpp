@@ -1,16 +1,12 @@
 #include "identity.hpp"
 
+#include "durable_file.hpp"
 #include "join.hpp"
 
 #include <raftkv/asio/detail/greeting.hpp>
 
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <charconv>
-#include <cstring>
-#include <fstream>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 
@@ -32,23 +28,6 @@ std::optional<std::uint64_t> parse_cluster_id(std::string_view text)
     if (ec != std::errc{} || end != text.data() + text.size() || v == 0)
         return std::nullopt;
     return v;
-}
-
-[[noreturn]] void fail_io(const std::string& what, const std::filesystem::path& path)
-{
-    throw std::runtime_error("cannot " + what + " " + path.string() + ": " + std::strerror(errno));
-}
-
-void fsync_path(const std::filesystem::path& path, int flags)
-{
-    const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
-    if (fd < 0)
-        fail_io("open", path);
-    if (::fsync(fd) != 0) {
-        ::close(fd);
-        fail_io("sync", path);
-    }
-    ::close(fd);
 }
 
 /// The line for one conflict: what the flag says, what the data directory says, what to do.
@@ -111,6 +90,7 @@ identity join_cluster(server_config& c)
     id.http = c.advertise_http;
     id.members = view.raft;
     id.joined = true;
+    id.incarnation = new_incarnation();
     return id;
 }
 
@@ -138,7 +118,17 @@ identity identity_from(const server_config& c)
     id.id = c.id;
     id.http = c.advertise_http;
     id.members = c.peers;
+    id.incarnation = new_incarnation();
     return id;
+}
+
+std::uint64_t new_incarnation()
+{
+    std::random_device rd;
+    std::uint64_t v = 0;
+    while (v == 0)
+        v = (std::uint64_t{rd()} << 32) ^ rd();
+    return v;
 }
 
 std::string format_identity(const identity& id)
@@ -148,6 +138,8 @@ std::string format_identity(const identity& id)
     if (!id.cluster_token.empty())
         out += "cluster-token " + id.cluster_token + "\n";
     out += "node-id " + std::to_string(id.id) + "\n";
+    if (id.incarnation != 0)
+        out += "incarnation " + cluster_name(id.incarnation) + "\n";
     out += "http " + id.http.to_string() + "\n";
     if (id.joined)
         out += "joined\n";
@@ -187,6 +179,11 @@ std::optional<identity> parse_identity(std::string_view text, std::string& error
             if (!v)
                 return bad(where + "bad node id");
             id.id = *v;
+        } else if (key == "incarnation") {
+            const auto v = parse_cluster_id(value); // the same form: 0x and 16 digits, not 0
+            if (!v)
+                return bad(where + "bad incarnation");
+            id.incarnation = *v;
         } else if (key == "http") {
             have_http = true;
             const auto v = parse_host_port(value);
@@ -221,16 +218,11 @@ std::filesystem::path identity_path(const std::filesystem::path& data_dir)
 std::optional<identity> read_identity(const std::filesystem::path& data_dir)
 {
     const auto path = identity_path(data_dir);
-    std::error_code ec;
-    if (!std::filesystem::exists(path, ec))
+    const auto text = read_small_file(path);
+    if (!text)
         return std::nullopt;
-    std::ifstream in(path, std::ios::binary);
-    std::ostringstream text;
-    text << in.rdbuf();
-    if (!in)
-        fail_io("read", path);
     std::string error;
-    auto id = parse_identity(text.str(), error);
+    auto id = parse_identity(*text, error);
     if (!id)
         throw std::runtime_error(path.string() + " is not a valid identity file (" + error +
                                  "); restore it from a backup, or move the data directory away");
@@ -239,21 +231,7 @@ std::optional<identity> read_identity(const std::filesystem::path& data_dir)
 
 void write_identity(const std::filesystem::path& data_dir, const identity& id)
 {
-    std::filesystem::create_directories(data_dir);
-    const auto path = identity_path(data_dir);
-    const auto temp = data_dir / "identity.tmp";
-    const std::string text = format_identity(id);
-    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        fail_io("create", temp);
-    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    const bool synced = written && ::fsync(fd) == 0;
-    ::close(fd);
-    if (!synced)
-        fail_io("write", temp);
-    if (::rename(temp.c_str(), path.c_str()) != 0)
-        fail_io("rename into", path);
-    fsync_path(data_dir, O_RDONLY | O_DIRECTORY);
+    write_file_atomically(identity_path(data_dir), format_identity(id));
 }
 
 identity_plan plan_identity(server_config& c)
@@ -269,6 +247,10 @@ identity_plan plan_identity(server_config& c)
         if (!c.raft_given)
             c.raft = c.peers.at(c.id);
         plan.id = std::move(*recorded);
+        if (plan.id.incarnation == 0) { // written by a release without incarnations
+            plan.id.incarnation = new_incarnation();
+            plan.write = true;
+        }
     } else if (c.join) {
         plan.id = join_cluster(c);
         plan.write = true;
@@ -278,6 +260,7 @@ identity_plan plan_identity(server_config& c)
         plan.adopted = holds_raft_data(c.data_dir);
     }
     c.cluster_id = plan.id.cluster_id;
+    c.incarnation = plan.id.incarnation;
     return plan;
 }
 

@@ -35,6 +35,10 @@ struct identity {
     /// The bootstrap members' Raft addresses, this node included; for a node that joined,
     /// the members' addresses when it joined.
     std::map<node_id, host_port> members;
+    /// Names this data directory: drawn at random when the file is first written, never 0
+    /// once written (0 in a file of a release without it). Peers record it and refuse this
+    /// id with another one: see tcp_transport_options::incarnation.
+    std::uint64_t incarnation = 0;
     /// The node joined a running cluster (--join): the cluster id is that cluster's, and
     /// the node's configuration comes only from the cluster.
     bool joined = false;
@@ -49,7 +53,10 @@ inline constexpr std::string_view identity_header = "raftkv-identity 1";
 /// node given the same --peers and --cluster-token computes the same id without talking.
 std::uint64_t derive_cluster_id(const std::map<node_id, host_port>& members, std::string_view token);
 
-/// The identity a node bootstrapping with `c` records.
+/// A random nonzero incarnation, from std::random_device.
+std::uint64_t new_incarnation();
+
+/// The identity a node bootstrapping with `c` records, with a new incarnation.
 identity identity_from(const server_config& c);
 
 /// The identity file's text.
@@ -72,7 +79,8 @@ void write_identity(const std::filesystem::path& data_dir, const identity& id);
 /// What start-up does with the identity.
 struct identity_plan {
     identity id;
-    /// The file does not exist yet: write `id` once the node opened its storage.
+    /// The file does not exist yet, or lacks an incarnation: write `id` once the node
+    /// opened its storage.
     bool write = false;
     /// The data directory holds Raft data from a release without identity files.
     bool adopted = false;
@@ -86,8 +94,9 @@ struct identity_plan {
 /// recorded members replace `c.peers` when --peers was not given (and this node's member
 /// address `c.raft` when --raft was not given), and a conflict — another --id, another
 /// --cluster-token, or a --peers list other than the recorded one — throws config_error
-/// with one line naming it and what to do. Without one, plans to record identity_from(c).
-/// Sets c.cluster_id either way. Throws std::runtime_error if the file is unreadable.
+/// with one line naming it and what to do; a file without an incarnation gets one and is
+/// planned to be rewritten. Without one, plans to record identity_from(c). Sets
+/// c.cluster_id and c.incarnation either way. Throws std::runtime_error if the file is unreadable.
 identity_plan plan_identity(server_config& c);
 
 } // namespace raftkv::server

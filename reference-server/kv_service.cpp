@@ -2,7 +2,9 @@
 
 #include "log.hpp"
 #include "member_info.hpp"
+#include "peer_incarnations.hpp"
 
+#include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/asio/driver.hpp>
 #include <raftkv/asio/tcp_transport.hpp>
 #include <raftkv/kv_command.hpp>
@@ -173,6 +175,9 @@ struct kv_service::impl {
     void publish_http_address(term_t term);
     void await_handoff(node_id target, clock::time_point started, clock::time_point deadline,
                        std::function<void(std::string)> done);
+    void record_incarnation(node_id peer, std::uint64_t incarnation);
+    void forget_incarnations(const std::vector<node_id>& removed);
+    void data_directory_replaced(const std::string& why);
 
     // Destroyed in reverse order: the driver before the policies it uses.
     server_config config;
@@ -194,6 +199,9 @@ struct kv_service::impl {
     std::vector<node_id> just_removed;   // left with the last change, until it commits
     std::map<node_id, host_port> dialed; // the peers' addresses last handed to resolve_peers
     std::uint64_t peers_generation = 0;  // bumped each time `dialed` changes
+    peer_incarnations incarnations;      // as in DATA_DIR/peers
+    std::function<void(std::string)> on_fatal;
+    bool fatal_reported = false;
 };
 
 kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints)
@@ -206,6 +214,13 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
         raftkv::asio::tcp_transport_options t;
         t.reconnect_delay_max = std::chrono::milliseconds(250);
         t.cluster_id = c.cluster_id;
+        incarnations = read_peer_incarnations(c.data_dir);
+        t.incarnation = c.incarnation;
+        t.known_incarnations = incarnations;
+        t.on_incarnation_learned = [this](node_id peer, std::uint64_t incarnation) {
+            record_incarnation(peer, incarnation);
+        };
+        t.on_identity_conflict = [this](const std::string& why) { data_directory_replaced(why); };
         transport = std::make_unique<raftkv::asio::tcp_transport>(
             strand, c.id, std::move(endpoints.peers), endpoints.listen_on,
             [this](message m) { driver->deliver(std::move(m)); }, t);
@@ -287,6 +302,7 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
     for (const auto& [id, address] : known_addresses)
         if (!members.contains(id))
             just_removed.push_back(id);
+    forget_incarnations(just_removed);
     for (node_id id : members) {
         if (std::optional<host_port> raft = raft_address_of(m, id))
             known_addresses.insert_or_assign(id, std::move(*raft));
@@ -424,6 +440,42 @@ void kv_service::impl::await_handoff(node_id target, clock::time_point started, 
         });
 }
 
+// On the strand, before any message of the peer's connection is delivered: durable before
+// the node can count on anything that peer says (its vote).
+void kv_service::impl::record_incarnation(node_id peer, std::uint64_t incarnation)
+{
+    incarnations[peer] = incarnation;
+    write_peer_incarnations(config.data_dir, incarnations);
+    log(log_level::debug, "recorded node " + std::to_string(peer) + "'s data directory, incarnation " +
+                              raftkv::asio::detail::cluster_id_name(incarnation));
+}
+
+// A member removed from the configuration may be added back under its id with a new data
+// directory (the way back for a node whose data was lost): its old one is no longer the
+// one to insist on.
+void kv_service::impl::forget_incarnations(const std::vector<node_id>& removed)
+{
+    bool changed = false;
+    for (node_id id : removed) {
+        transport->forget_incarnation(id);
+        changed = incarnations.erase(id) != 0 || changed;
+    }
+    if (changed)
+        write_peer_incarnations(config.data_dir, incarnations);
+}
+
+void kv_service::impl::data_directory_replaced(const std::string& why)
+{
+    if (fatal_reported || !on_fatal)
+        return;
+    fatal_reported = true;
+    const std::string id = std::to_string(config.id);
+    on_fatal(why +
+             ": this node's data was lost (it may have forgotten a vote), so it must not rejoin as node " +
+             id + "; remove it from the cluster (DELETE /cluster/members/" + id + " on a member), empty " +
+             config.data_dir.string() + ", and add it back and start it with --join");
+}
+
 boost::asio::ip::tcp::endpoint resolve_endpoint(boost::asio::any_io_executor ex, const host_port& address)
 {
     tcp::resolver resolver(ex);
@@ -448,6 +500,11 @@ kv_service::kv_service(boost::asio::any_io_executor ex, const server_config& con
 }
 
 kv_service::~kv_service() = default;
+
+void kv_service::on_fatal(std::function<void(std::string)> handler)
+{
+    impl_->on_fatal = std::move(handler);
+}
 
 void kv_service::start()
 {

@@ -117,6 +117,12 @@ public:
     kv_service(const kv_service&) = delete;
     kv_service& operator=(const kv_service&) = delete;
 
+    /// Sets what to call, on the service's strand and with one line saying why, when this
+    /// node must stop because it cannot be trusted: a peer knows it by another data
+    /// directory, so its data was lost and it may have forgotten a vote. The node serves
+    /// nothing from such a peer; the handler should stop it and exit. Call before start().
+    void on_fatal(std::function<void(std::string)> handler);
+
     /// Starts the Raft clock and the leader-address publisher.
     void start();
 

@@ -3,7 +3,8 @@
 // Exit codes: 0 after a clean shutdown (SIGINT, SIGTERM), 2 for a bad flag or config
 // value or flags that contradict the data directory's identity (another id, cluster token
 // or member list), 1 when the node cannot start (a port in use, a data directory that is
-// locked, corrupt or inconsistent) or fails while running.
+// locked, corrupt or inconsistent), fails while running, or learns from a peer that its
+// data directory was lost (docs/server.md, "A lost data directory").
 
 #include "api.hpp"
 #include "config.hpp"
@@ -158,6 +159,21 @@ int run(server_config config)
 
     asio::signal_set signals{io, SIGINT, SIGTERM};
     asio::steady_timer grace{io};
+    int exit_code = 0;
+    const auto shut_down = [&] {
+        server.stop();
+        service.stop();
+        grace.expires_after(shutdown_grace);
+        grace.async_wait([&io](boost::system::error_code) { io.stop(); });
+    };
+    // A peer knows this node by another data directory: stop at once, without handing
+    // anything over, and exit 1.
+    service.on_fatal([&](const std::string& why) {
+        log(log_level::error, "fatal: " + why);
+        exit_code = 1;
+        signals.cancel();
+        shut_down();
+    });
     signals.async_wait([&](boost::system::error_code ec, int signal) {
         if (ec)
             return;
@@ -168,10 +184,7 @@ int run(server_config config)
         service.hand_off_leadership(handoff_limit(config), [&](const std::string& outcome) {
             if (!outcome.empty())
                 log(log_level::info, outcome);
-            server.stop();
-            service.stop();
-            grace.expires_after(shutdown_grace);
-            grace.async_wait([&io](boost::system::error_code) { io.stop(); });
+            shut_down();
         });
     });
 
@@ -186,7 +199,7 @@ int run(server_config config)
     for (auto& t : others)
         t.join();
     log(log_level::info, "stopped");
-    return 0;
+    return exit_code;
 }
 
 } // namespace

@@ -126,10 +126,15 @@ struct pair_fixture {
 };
 
 /// The greeting a peer link of node `from` sends to node `to` of cluster `cluster_id`.
-std::string hello(node_id from, node_id to, std::uint64_t cluster_id = 0)
+std::string hello(node_id from, node_id to, std::uint64_t cluster_id = 0, std::uint64_t from_incarnation = 0,
+                  std::uint64_t to_incarnation = 0)
 {
     const auto bytes = raftkv::asio::detail::encode_greeting(
-        raftkv::asio::detail::greeting{.cluster_id = cluster_id, .from = from, .to = to});
+        raftkv::asio::detail::greeting{.cluster_id = cluster_id,
+                                       .from = from,
+                                       .to = to,
+                                       .from_incarnation = from_incarnation,
+                                       .to_incarnation = to_incarnation});
     return {bytes.data(), bytes.size()};
 }
 
@@ -505,6 +510,165 @@ BOOST_AUTO_TEST_CASE(a_connection_that_does_not_greet_in_time_is_closed)
     silent.write(hello(2, 1).substr(0, 10));
     BOOST_REQUIRE(run_until(
         f.io, [&] { return silent.read_result.has_value(); }, 2s));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(incarnations)
+
+/// What node 1's transport reported about incarnations.
+struct reports {
+    std::vector<std::pair<node_id, std::uint64_t>> learned;
+    std::vector<std::string> conflicts;
+};
+
+/// Options for node 1 with incarnation `self` that knows `known`, reporting into `r`.
+tcp_transport_options tracking(std::uint64_t self, std::map<node_id, std::uint64_t> known, reports& r)
+{
+    auto o = fast_reconnect();
+    o.incarnation = self;
+    o.known_incarnations = std::move(known);
+    o.on_incarnation_learned = [&r](node_id id, std::uint64_t incarnation) {
+        r.learned.emplace_back(id, incarnation);
+    };
+    o.on_identity_conflict = [&r](std::string why) { r.conflicts.push_back(std::move(why)); };
+    return o;
+}
+
+/// Node 1 alone, listening; node 2 is played by raw clients.
+struct listener_fixture {
+    boost::asio::io_context io;
+    test_node one;
+    tcp::endpoint ep1;
+    reports r;
+
+    listener_fixture(std::uint64_t self, std::map<node_id, std::uint64_t> known)
+    {
+        auto a1 = bound_acceptor(io);
+        ep1 = a1.local_endpoint();
+        one.start(std::move(a1), 1, {{2, tcp::endpoint(boost::asio::ip::address_v4::loopback(), 1)}},
+                  tracking(self, std::move(known), r));
+    }
+
+    /// Greets as node 2 with the given incarnations and sends one heartbeat; whether node 1
+    /// closed the connection (rather than delivering the heartbeat).
+    bool refuses(std::uint64_t from_incarnation, std::uint64_t to_incarnation)
+    {
+        const std::size_t before = one.received.size();
+        raw_client peer(io, ep1);
+        peer.watch();
+        peer.write(hello(2, 1, 0, from_incarnation, to_incarnation) +
+                   raftkv::asio::encode_frame(std::vector<message>{beat(2, 1, 9)}));
+        BOOST_REQUIRE(
+            run_until(io, [&] { return peer.read_result.has_value() || one.received.size() > before; }));
+        run_for(io, 20ms);
+        return peer.read_result.has_value() && one.received.size() == before;
+    }
+};
+
+BOOST_AUTO_TEST_CASE(a_peer_greeting_with_another_incarnation_than_recorded_is_refused)
+{
+    listener_fixture f(11, {{2, 22}});
+    BOOST_TEST(f.refuses(33, 11));
+    BOOST_TEST(f.refuses(33, 0));
+    BOOST_TEST(f.r.learned.empty());
+    BOOST_TEST(f.r.conflicts.empty());
+    BOOST_TEST(!f.refuses(22, 11)); // the recorded one is still welcome
+}
+
+BOOST_AUTO_TEST_CASE(an_unknown_peers_incarnation_is_learned_and_reported_before_its_messages)
+{
+    boost::asio::io_context io;
+    reports r;
+    test_node one;
+    test_node two;
+    auto a1 = bound_acceptor(io);
+    auto a2 = bound_acceptor(io);
+    const auto ep1 = a1.local_endpoint();
+    const auto ep2 = a2.local_endpoint();
+    std::size_t received_when_learned = 99;
+    auto options = tracking(11, {}, r);
+    options.on_incarnation_learned = [&](node_id id, std::uint64_t incarnation) {
+        received_when_learned = one.received.size();
+        r.learned.emplace_back(id, incarnation);
+    };
+    one.start(std::move(a1), 1, {{2, ep2}}, options);
+    auto two_options = fast_reconnect();
+    two_options.incarnation = 22;
+    two.start(std::move(a2), 2, {{1, ep1}}, two_options);
+    two.transport->send(beat(2, 1, 5));
+    BOOST_REQUIRE(run_until(io, [&] { return one.received.size() == 1; }));
+    BOOST_TEST_REQUIRE(r.learned.size() == 1u);
+    BOOST_TEST(r.learned.front().first == 2u);
+    BOOST_TEST(r.learned.front().second == 22u);
+    BOOST_TEST(received_when_learned == 0u);
+    BOOST_TEST(r.conflicts.empty());
+
+    // Recorded now: another data directory under id 2 is refused.
+    raw_client impostor(io, ep1);
+    impostor.watch();
+    impostor.write(hello(2, 1, 0, 33) + raftkv::asio::encode_frame(std::vector<message>{beat(2, 1, 6)}));
+    BOOST_REQUIRE(run_until(io, [&] { return impostor.read_result.has_value(); }));
+    BOOST_TEST(one.received.size() == 1u);
+    BOOST_TEST(r.learned.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_that_knows_this_node_by_another_incarnation_reports_a_conflict)
+{
+    listener_fixture f(11, {});
+    BOOST_TEST(f.refuses(22, 10));
+    BOOST_REQUIRE(run_until(f.io, [&] { return !f.r.conflicts.empty(); }));
+    BOOST_TEST(f.r.conflicts.front().find("peer 2 knows node 1 by another data directory") !=
+                   std::string::npos,
+               f.r.conflicts.front());
+    BOOST_TEST(f.r.learned.empty(), "a refused sender is not recorded");
+}
+
+BOOST_AUTO_TEST_CASE(a_member_restarted_with_a_new_data_directory_is_refused_both_ways)
+{
+    // Node 1 recorded node 2 as incarnation 22; node 2 comes back as 23.
+    boost::asio::io_context io;
+    reports r1, r2;
+    test_node one;
+    test_node two;
+    auto a1 = bound_acceptor(io);
+    auto a2 = bound_acceptor(io);
+    const auto ep1 = a1.local_endpoint();
+    const auto ep2 = a2.local_endpoint();
+    one.start(std::move(a1), 1, {{2, ep2}}, tracking(11, {{2, 22}}, r1));
+    two.start(std::move(a2), 2, {{1, ep1}}, tracking(23, {}, r2));
+    one.transport->send(beat(1, 2, 1)); // the leader dials its follower
+    two.transport->send(beat(2, 1, 2)); // the follower campaigns
+    BOOST_REQUIRE(run_until(io, [&] { return !r2.conflicts.empty(); }));
+    run_for(io, 100ms);
+    BOOST_TEST(one.received.empty());
+    BOOST_TEST(two.received.empty());
+    BOOST_TEST(r1.learned.empty());
+    BOOST_TEST(r1.conflicts.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_forgotten_peer_is_learned_again_with_its_new_incarnation)
+{
+    listener_fixture f(11, {{2, 22}});
+    BOOST_TEST(f.refuses(33, 11));
+    f.one.transport->forget_incarnation(2);
+    BOOST_TEST(!f.refuses(33, 0));
+    BOOST_TEST_REQUIRE(f.r.learned.size() == 1u);
+    BOOST_TEST(f.r.learned.front().second == 33u);
+    BOOST_TEST(f.refuses(22, 11));
+}
+
+BOOST_AUTO_TEST_CASE(incarnation_zero_turns_the_checks_off)
+{
+    listener_fixture f(0, {{2, 22}});
+    BOOST_TEST(!f.refuses(33, 99));
+    BOOST_TEST(!f.refuses(0, 0));
+    BOOST_TEST(f.r.learned.empty());
+    BOOST_TEST(f.r.conflicts.empty());
+
+    listener_fixture g(11, {{2, 22}});
+    BOOST_TEST(!g.refuses(0, 0), "a sender that does not track incarnations is accepted");
+    BOOST_TEST(g.r.learned.empty());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -132,13 +132,89 @@ BOOST_AUTO_TEST_CASE(a_restart_without_peers_uses_the_recorded_members_and_rejoi
 
 BOOST_AUTO_TEST_CASE(a_data_directory_without_an_identity_file_is_adopted)
 {
+    // A cluster of a release without identity (and peers) files: lose them on every node.
+    // (Node 3 alone without its identity would get a new incarnation, which its peers refuse.)
     cluster c(3);
-    stop_node_3(c);
-    std::filesystem::remove(c.spec(3).data_dir / "identity");
-    c.start(3);
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    BOOST_TEST_REQUIRE(put(c.http_port(1), "before", "1").status == 200);
+    for (std::uint64_t id = 1; id <= 3; ++id) {
+        BOOST_TEST_REQUIRE(c.terminate(id).has_value());
+        std::filesystem::remove(c.spec(id).data_dir / "identity");
+        std::filesystem::remove(c.spec(id).data_dir / "peers");
+    }
+    c.start_all();
     BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
     BOOST_TEST(std::filesystem::exists(c.spec(3).data_dir / "identity"));
     BOOST_TEST(read_tail(c.spec(3).log_file).find("has no identity file") != std::string::npos);
+    auto g = get(c.http_port(3), "before");
+    BOOST_TEST(parse_json(g.body).string("value").value_or("<none>") == "1", describe(g));
+}
+
+BOOST_AUTO_TEST_CASE(a_member_restarted_with_a_wiped_data_directory_exits_and_its_peers_refuse_it)
+{
+    cluster c(3);
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    for (int i = 0; i < 10; ++i)
+        BOOST_TEST_REQUIRE(put(c.http_port(1), "k" + std::to_string(i), "v").status == 200);
+    // Every node has recorded every other's incarnation (they dial each other at start).
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            for (std::uint64_t id = 1; id <= 3; ++id)
+                if (lines(read_tail(c.spec(id).data_dir / "peers")) != 3u)
+                    return false;
+            return true;
+        },
+        10s));
+    const std::string old_identity = read_tail(c.spec(3).data_dir / "identity");
+    BOOST_TEST_REQUIRE(c.terminate(3).has_value());
+
+    std::filesystem::remove_all(c.spec(3).data_dir);
+    std::filesystem::create_directories(c.spec(3).data_dir);
+    c.start(3);
+    BOOST_TEST_REQUIRE(wait_until([&] { return !c.running(3); }, 15s), read_tail(c.spec(3).log_file));
+    const auto ended = c.exit_of(3);
+    BOOST_TEST_REQUIRE(ended.has_value());
+    BOOST_TEST(ended->exited);
+    BOOST_TEST(ended->code == 1);
+    const std::string log3 = read_tail(c.spec(3).log_file);
+    BOOST_TEST(log3.find("fatal: peer ") != std::string::npos, log3);
+    BOOST_TEST(log3.find("knows node 3 by another data directory") != std::string::npos, log3);
+    BOOST_TEST(log3.find("this node's data was lost") != std::string::npos, log3);
+    BOOST_TEST(log3.find("--join") != std::string::npos, log3);
+    BOOST_TEST(read_tail(c.spec(3).data_dir / "identity") != old_identity);
+
+    // The others refused it and keep serving.
+    bool refused = false;
+    for (std::uint64_t id = 1; id <= 2; ++id)
+        refused =
+            refused ||
+            read_tail(c.spec(id).log_file, 1 << 20).find("node 3 came back with a new data directory") !=
+                std::string::npos;
+    BOOST_TEST(refused);
+    for (std::uint64_t id = 1; id <= 2; ++id) {
+        auto p = put(c.http_port(id), "after-" + std::to_string(id), "x");
+        BOOST_TEST(p.status == 200, "node " << id << ": " << describe(p));
+    }
+    auto g = get(c.http_port(2), "k9");
+    BOOST_TEST(parse_json(g.body).string("value").value_or("<none>") == "v", describe(g));
+
+    // Started again as is, it is refused again: its data is still not the one they know.
+    c.start(3);
+    BOOST_TEST(wait_until([&] { return !c.running(3); }, 15s));
+    BOOST_TEST(c.exit_of(3).value_or(exit_status{}).code == 1);
+}
+
+BOOST_AUTO_TEST_CASE(a_member_restarted_with_its_data_intact_rejoins_as_itself)
+{
+    cluster c(3);
+    stop_node_3(c);
+    const std::string identity = read_tail(c.spec(3).data_dir / "identity");
+    c.start(3);
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    auto p = put(c.http_port(3), "after", "2");
+    BOOST_TEST(p.status == 200, describe(p));
+    BOOST_TEST(read_tail(c.spec(3).data_dir / "identity") == identity);
+    BOOST_TEST(c.running(3));
 }
 
 BOOST_AUTO_TEST_CASE(a_node_of_another_cluster_is_refused_at_the_raft_port_and_logged)

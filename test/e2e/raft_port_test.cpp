@@ -51,11 +51,13 @@ std::string greeting(const cluster& c, std::uint64_t from, std::uint64_t to)
     const std::uint64_t cluster_id = std::stoull(identity.substr(at + 13, 16), nullptr, 16);
     std::string out;
     put_be(out, 0x52464B48, 4); // "RFKH"
-    put_be(out, 1, 2);          // greeting version
+    put_be(out, 2, 2);          // greeting version
     put_be(out, 3, 2);          // frame version
     put_be(out, cluster_id, 8);
     put_be(out, from, 8);
     put_be(out, to, 8);
+    put_be(out, 0, 8); // the sender's incarnation: 0, a sender that does not track them
+    put_be(out, 0, 8); // the receiver's incarnation: 0, unknown
     return out;
 }
 

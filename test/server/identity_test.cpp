@@ -1,6 +1,7 @@
 #include "identity.hpp"
 
 #include "leveldb/temp_dir.hpp"
+#include "peer_incarnations.hpp"
 
 #define BOOST_TEST_MODULE server_identity
 #include <boost/test/unit_test.hpp>
@@ -155,4 +156,76 @@ BOOST_AUTO_TEST_CASE(raft_data_without_an_identity_is_adopted)
     temp_dir empty;
     server_config fresh = node(1, empty.path());
     BOOST_TEST(!plan_identity(fresh).adopted);
+}
+
+BOOST_AUTO_TEST_CASE(the_incarnation_round_trips_and_differs_between_data_directories)
+{
+    temp_dir a, b;
+    bootstrap(1, a.path());
+    bootstrap(1, b.path());
+    const auto first = read_identity(a.path());
+    const auto second = read_identity(b.path());
+    BOOST_TEST_REQUIRE((first && second));
+    BOOST_TEST(first->incarnation != 0u);
+    BOOST_TEST(first->incarnation != second->incarnation, "a wiped and re-created directory is another one");
+    BOOST_TEST(first->cluster_id == second->cluster_id);
+
+    server_config again = node(1, a.path());
+    const identity_plan plan = plan_identity(again);
+    BOOST_TEST(!plan.write);
+    BOOST_TEST(again.incarnation == first->incarnation);
+
+    std::string error;
+    std::string text = format_identity(*first);
+    BOOST_TEST(text.find("\nincarnation 0x") != std::string::npos, text);
+    text.replace(text.find("incarnation 0x") + 14, 16, "0000000000000000");
+    BOOST_TEST(!parse_identity(text, error).has_value());
+    BOOST_TEST(error.find("bad incarnation") != std::string::npos, error);
+}
+
+BOOST_AUTO_TEST_CASE(an_identity_file_without_an_incarnation_gets_one_and_is_rewritten)
+{
+    temp_dir dir;
+    server_config c = node(2, dir.path());
+    identity old = identity_from(c);
+    old.incarnation = 0; // as a release without incarnations wrote it
+    write_identity(dir.path(), old);
+    BOOST_TEST(format_identity(old).find("incarnation") == std::string::npos);
+    const auto read = read_identity(dir.path());
+    BOOST_TEST_REQUIRE(read.has_value());
+    BOOST_TEST(read->incarnation == 0u);
+
+    const identity_plan plan = plan_identity(c);
+    BOOST_TEST(plan.write);
+    BOOST_TEST(!plan.adopted);
+    BOOST_TEST(plan.id.incarnation != 0u);
+    BOOST_TEST(c.incarnation == plan.id.incarnation);
+    write_identity(dir.path(), plan.id);
+
+    server_config again = node(2, dir.path());
+    BOOST_TEST(!plan_identity(again).write);
+    BOOST_TEST(again.incarnation == plan.id.incarnation);
+}
+
+BOOST_AUTO_TEST_CASE(peers_files_round_trip_and_malformed_ones_are_rejected)
+{
+    temp_dir dir;
+    BOOST_TEST(read_peer_incarnations(dir.path()).empty());
+    const peer_incarnations peers{{1, 0x9c41f0d2a7e35b18}, {3, 7}};
+    write_peer_incarnations(dir.path(), peers);
+    BOOST_TEST((read_peer_incarnations(dir.path()) == peers));
+    BOOST_TEST(!std::filesystem::exists(dir / "peers.tmp"));
+    BOOST_TEST(format_peer_incarnations(peers) ==
+               "raftkv-peers 1\nincarnation 1 0x9c41f0d2a7e35b18\nincarnation 3 0x0000000000000007\n");
+
+    std::string error;
+    BOOST_TEST(!parse_peer_incarnations("raftkv-peers 2\n", error).has_value());
+    BOOST_TEST(!parse_peer_incarnations("raftkv-peers 1\nincarnation 1 0x0000000000000000\n", error));
+    BOOST_TEST(!parse_peer_incarnations("raftkv-peers 1\nincarnation 1 0x1\n", error));
+    BOOST_TEST(!parse_peer_incarnations(
+        "raftkv-peers 1\nincarnation 1 0x0000000000000001\nincarnation 1 0x0000000000000002\n", error));
+    BOOST_TEST(error.find("line 3") != std::string::npos, error);
+
+    std::ofstream(dir / "peers") << "garbage\n";
+    BOOST_CHECK_THROW(read_peer_incarnations(dir.path()), std::runtime_error);
 }

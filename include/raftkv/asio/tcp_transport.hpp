@@ -11,9 +11,9 @@
 // into one frame (codec.hpp), encoded once. A link that fails reconnects by itself, with
 // exponential backoff, and keeps queuing meanwhile, up to a bound past which the oldest
 // messages are dropped: Raft repairs loss by itself. Every connection opens with a
-// greeting (cluster id, sender and receiver id, protocol version), and the listener
-// refuses a connection whose greeting does not fit it, and any message on it that claims
-// another sender. docs/transport.md has the details.
+// greeting (cluster id, sender and receiver id and incarnation, protocol version), and
+// the listener refuses a connection whose greeting does not fit it, and any message on it
+// that claims another sender. docs/transport.md has the details.
 //
 // Example: two nodes of a cluster, on the strand their raftkv node runs on
 //
@@ -25,13 +25,13 @@
 //     transport.send(std::move(m)); // returns at once; m goes to node m.to
 //
 // @par Thread Safety
-// Distinct objects: safe. Shared objects: unsafe. Every member function but set_peers(),
-// the destructor included, must be called on the transport's executor (or, before any of
-// its work has run, from the thread that constructed it). The receive handler is invoked on that
-// executor too, so a node running on the same strand needs no locking. When that
-// executor is a strand, encoding, decoding and socket I/O run on strands of their own
-// over the executor beneath it (one per peer link and per incoming connection), so a
-// node's strand does none of that work.
+// Distinct objects: safe. Shared objects: unsafe. Every member function but set_peers()
+// and forget_incarnation(), the destructor included, must be called on the transport's
+// executor (or, before any of its work has run, from the thread that constructed it). The
+// receive handler is invoked on that executor too, so a node running on the same strand
+// needs no locking. When that executor is a strand, encoding, decoding and socket I/O run
+// on strands of their own over the executor beneath it (one per peer link and per incoming
+// connection), so a node's strand does none of that work.
 
 #include <raftkv/asio/codec.hpp>
 #include <raftkv/messages.hpp>
@@ -46,10 +46,12 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <string>
 
 namespace raftkv::asio {
 
 namespace detail {
+class incarnation_book;
 class tcp_listener;
 class tcp_peer_link;
 } // namespace detail
@@ -91,6 +93,36 @@ struct tcp_transport_options {
     /// How long an accepted connection may take to send its greeting before it is closed.
     /// Default: 5 s.
     std::chrono::milliseconds greeting_timeout{5000};
+
+    /// This node's incarnation: a random nonzero number that names its data directory,
+    /// drawn when the directory is created and kept with it. Every greeting carries the
+    /// sender's incarnation and the one it recorded for the receiver, so that a member
+    /// restarted with a lost data directory (which may have forgotten a vote) is refused
+    /// by its peers, and learns from them that its data was lost (on_identity_conflict).
+    /// A transport with an incarnation dials every peer at once, rather than on the first
+    /// message, so that peers learn each other's before any election. 0 turns the feature
+    /// off: greetings carry 0 and incarnations are neither checked nor recorded.
+    /// Default: 0.
+    std::uint64_t incarnation = 0;
+
+    /// The incarnation recorded for each peer by an earlier run (what on_incarnation_learned
+    /// reported). A peer without an entry is recorded the first time it greets.
+    /// Default: none.
+    std::map<node_id, std::uint64_t> known_incarnations;
+
+    /// Called on the transport's executor when a peer's incarnation is first recorded,
+    /// before any message of that connection reaches the receive handler, so that the
+    /// caller can persist it. Not called when `incarnation` is 0.
+    /// Default: none.
+    std::function<void(node_id, std::uint64_t)> on_incarnation_learned;
+
+    /// Called on the transport's executor, with one line saying why, when a peer greets
+    /// this node with an incarnation other than its own: this node's data directory is not
+    /// the one its peers knew (it was lost or replaced), so it may have forgotten a vote
+    /// and should stop. The connection is refused, and so is every later one from a peer
+    /// that knows this node by another incarnation (each calls this again).
+    /// Default: none (the refusal is only logged).
+    std::function<void(std::string)> on_identity_conflict;
 };
 
 /// Sends raftkv messages to the other members of a cluster over TCP, and hands the
@@ -104,7 +136,7 @@ public:
     using receive_handler = std::function<void(message)>;
 
     /// Listens on `listen_on` and starts accepting connections; dials a peer on the first
-    /// message sent to it.
+    /// message sent to it (or at once, with an incarnation).
     ///
     /// @param ex Runs all of the transport's work and every call of `on_receive`.
     /// @param self This node's id; received messages addressed to another node are dropped.
@@ -152,6 +184,12 @@ public:
     /// again. Idempotent.
     void stop();
 
+    /// Forgets the incarnation recorded for `peer`, so that the next data directory
+    /// greeting under that id is learned rather than refused: for a member that was
+    /// removed from the cluster and is added back with a new data directory. Safe from
+    /// any thread.
+    void forget_incarnation(node_id peer);
+
     /// The endpoint the transport accepts connections on (with the actual port when it was
     /// asked to listen on port 0). Stays valid after stop().
     endpoint_type local_endpoint() const { return local_endpoint_; }
@@ -168,6 +206,7 @@ private:
     bool stopped_ = false;
     // Shared because the pending operations of the listener and of each link keep them
     // alive after the transport is gone (they then find themselves stopped and finish).
+    std::shared_ptr<detail::incarnation_book> incarnations_;
     std::shared_ptr<detail::tcp_listener> listener_;
     std::map<node_id, std::shared_ptr<detail::tcp_peer_link>> links_;
     // Expires with the transport: set_peers' posted work checks it on the executor.

@@ -7,6 +7,7 @@
 #include <raftkv/asio/codec.hpp>
 #include <raftkv/asio/detail/endpoint_name.hpp>
 #include <raftkv/asio/detail/greeting.hpp>
+#include <raftkv/asio/detail/incarnation_book.hpp>
 #include <raftkv/asio/tcp_transport.hpp>
 #include <raftkv/messages.hpp>
 
@@ -22,6 +23,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <iostream>
 #include <memory>
 #include <string>
@@ -89,10 +91,13 @@ public:
     /// Accepts on `acceptor` (whose executor is the transport's) and gives each connection
     /// a strand on `io`.
     tcp_listener(boost::asio::ip::tcp::acceptor acceptor, boost::asio::any_io_executor io, node_id self,
-                 const tcp_transport_options& options, tcp_transport::receive_handler on_receive)
+                 const tcp_transport_options& options, std::shared_ptr<incarnation_book> incarnations,
+                 tcp_transport::receive_handler on_receive)
         : acceptor_(std::move(acceptor)), retry_timer_(acceptor_.get_executor()), io_(std::move(io)),
           self_(self), max_frame_bytes_(options.max_frame_bytes), cluster_id_(options.cluster_id),
-          greeting_timeout_(options.greeting_timeout), on_receive_(std::move(on_receive))
+          greeting_timeout_(options.greeting_timeout), incarnations_(std::move(incarnations)),
+          on_learned_(options.on_incarnation_learned), on_conflict_(options.on_identity_conflict),
+          on_receive_(std::move(on_receive))
     {
     }
 
@@ -116,6 +121,31 @@ public:
     node_id self() const noexcept { return self_; }
     std::chrono::milliseconds greeting_timeout() const noexcept { return greeting_timeout_; }
 
+    /// Checks the incarnations of greeting `g`; the reason to refuse the connection, or "".
+    /// Reports what it learned or found (on the transport's executor, before any message
+    /// delivered later by the same connection). Called on a connection's strand.
+    std::string admit(const greeting& g)
+    {
+        std::uint64_t recorded = 0;
+        switch (incarnations_->admit(g, recorded)) {
+        case incarnation_verdict::accept: return {};
+        case incarnation_verdict::learn:
+            post_if_running([from = g.from, incarnation = g.from_incarnation](tcp_listener& l) {
+                if (l.on_learned_)
+                    l.on_learned_(from, incarnation);
+            });
+            return {};
+        case incarnation_verdict::new_sender_directory: return new_directory_reason(g, recorded);
+        case incarnation_verdict::replaced_receiver_directory: break;
+        }
+        std::string why = replaced_directory_reason(g, incarnations_->self());
+        post_if_running([why](tcp_listener& l) {
+            if (l.on_conflict_)
+                l.on_conflict_(why);
+        });
+        return why + ": this node's data directory is not the one its peers knew";
+    }
+
     /// Hands the messages of `batch` addressed to this node to the receive handler, on the
     /// transport's executor, unless stopped by then. Called on a connection's strand.
     void deliver(std::vector<message> batch)
@@ -132,6 +162,16 @@ public:
     }
 
 private:
+    /// Runs `f(*this)` on the transport's executor unless the listener is stopped by then.
+    template <class F>
+    void post_if_running(F f)
+    {
+        boost::asio::post(acceptor_.get_executor(), [self = shared_from_this(), f = std::move(f)]() mutable {
+            if (!self->stopped_)
+                f(*self);
+        });
+    }
+
     void accept()
     {
         acceptor_.async_accept(boost::asio::make_strand(io_),
@@ -169,6 +209,9 @@ private:
     std::size_t max_frame_bytes_;
     std::uint64_t cluster_id_;
     std::chrono::milliseconds greeting_timeout_;
+    std::shared_ptr<incarnation_book> incarnations_;
+    std::function<void(node_id, std::uint64_t)> on_learned_;
+    std::function<void(std::string)> on_conflict_;
     tcp_transport::receive_handler on_receive_;
     std::vector<std::weak_ptr<tcp_inbound_connection>> connections_;
     std::atomic<bool> stopped_{false};
@@ -219,6 +262,8 @@ inline void tcp_inbound_connection::on_greeting(const boost::system::error_code&
     greeting g;
     if (std::string why = check_greeting(greeting_, listener_->cluster_id(), listener_->self(), g);
         !why.empty())
+        return refuse(why);
+    if (std::string why = listener_->admit(g); !why.empty())
         return refuse(why);
     peer_ = g.from;
     read_header();

@@ -7,6 +7,7 @@
 #include <raftkv/asio/codec.hpp>
 #include <raftkv/asio/detail/endpoint_name.hpp>
 #include <raftkv/asio/detail/greeting.hpp>
+#include <raftkv/asio/detail/incarnation_book.hpp>
 #include <raftkv/asio/tcp_transport.hpp>
 #include <raftkv/messages.hpp>
 
@@ -30,7 +31,7 @@ namespace raftkv::asio::detail {
 
 /// Owns the connection this node dials to one peer. Only ever written to: the peer
 /// sends its own messages over the connection it dials to us. The first bytes written on
-/// each connection are the greeting (greeting.hpp).
+/// each connection are the greeting (greeting.hpp), made when the connection opens.
 ///
 /// Threads: the link runs on a strand of its own, so that encoding frames and writing them
 /// never hold up the node's strand. send() and stop() are called on the transport's
@@ -46,15 +47,24 @@ namespace raftkv::asio::detail {
 class tcp_peer_link final : public std::enable_shared_from_this<tcp_peer_link> {
 public:
     tcp_peer_link(boost::asio::any_io_executor ex, node_id self, node_id peer,
-                  boost::asio::ip::tcp::endpoint remote, const tcp_transport_options& options)
-        : socket_(ex), timer_(ex), peer_(peer), remote_(remote), options_(options),
-          backoff_(options.reconnect_delay_min),
-          greeting_(encode_greeting(greeting{.cluster_id = options.cluster_id, .from = self, .to = peer}))
+                  boost::asio::ip::tcp::endpoint remote, const tcp_transport_options& options,
+                  std::shared_ptr<const incarnation_book> incarnations)
+        : socket_(ex), timer_(ex), self_(self), peer_(peer), remote_(remote), options_(options),
+          backoff_(options.reconnect_delay_min), incarnations_(std::move(incarnations))
     {
     }
 
     /// Where the link dials its peer; fixed for the link's life.
     const boost::asio::ip::tcp::endpoint& remote() const noexcept { return remote_; }
+    /// Dials the peer now rather than on the first message, to greet it. Called on the
+    /// transport's executor.
+    void start()
+    {
+        boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
+            if (!self->stopped_ && self->state_ == link_state::idle)
+                self->connect();
+        });
+    }
 
     /// Queues `m` on the link's strand. Called on the transport's executor.
     void send(message m)
@@ -139,9 +149,21 @@ private:
         if (failure_logged_)
             log("connected");
         failure_logged_ = false;
+        greeting_ = make_greeting();
         greet_pending_ = true;
         watch_for_close();
         maybe_write();
+    }
+
+    /// The greeting of a new connection: it names the peer's incarnation as recorded now,
+    /// which the listener may have learned or forgotten since the last connection.
+    greeting_bytes make_greeting() const
+    {
+        return encode_greeting(greeting{.cluster_id = options_.cluster_id,
+                                        .from = self_,
+                                        .to = peer_,
+                                        .from_incarnation = incarnations_->self(),
+                                        .to_incarnation = incarnations_->recorded(peer_)});
     }
 
     /// The peer never writes on this connection, so a read completes only when the
@@ -247,11 +269,13 @@ private:
 
     boost::asio::ip::tcp::socket socket_;
     boost::asio::steady_timer timer_;
+    node_id self_;
     node_id peer_;
     boost::asio::ip::tcp::endpoint remote_;
     tcp_transport_options options_;
     std::chrono::milliseconds backoff_;
-    greeting_bytes greeting_;
+    std::shared_ptr<const incarnation_book> incarnations_;
+    greeting_bytes greeting_{}; // the current connection's
 
     std::deque<queued_message> queue_;
     std::size_t queued_bytes_ = 0;

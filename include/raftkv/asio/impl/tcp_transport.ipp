@@ -5,6 +5,7 @@
 
 #include <raftkv/asio/tcp_transport.hpp>
 
+#include <raftkv/asio/detail/incarnation_book.hpp>
 #include <raftkv/asio/detail/tcp_listener.hpp>
 #include <raftkv/asio/detail/tcp_peer_link.hpp>
 
@@ -80,13 +81,21 @@ tcp_transport::tcp_transport(boost::asio::ip::tcp::acceptor acceptor, node_id se
     acceptor.listen();
     local_endpoint_ = acceptor.local_endpoint();
     const boost::asio::any_io_executor io = detail::io_executor_of(executor_);
+    incarnations_ = std::make_shared<detail::incarnation_book>(options_.incarnation,
+                                                               std::move(options_.known_incarnations));
+    options_.known_incarnations.clear();
     for (const auto& [id, endpoint] : peers)
         if (id != self_)
-            links_.emplace(id, std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), self_,
-                                                                       id, endpoint, options_));
+            links_.emplace(id,
+                           std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), self_, id,
+                                                                   endpoint, options_, incarnations_));
     listener_ = std::make_shared<detail::tcp_listener>(std::move(acceptor), io, self_, options_,
-                                                       std::move(on_receive));
+                                                       incarnations_, std::move(on_receive));
     listener_->start();
+    // Peers learn each other's incarnation from the greetings, before any election needs it.
+    if (options_.incarnation != 0)
+        for (const auto& [id, link] : links_)
+            link->start();
 }
 
 tcp_transport::~tcp_transport()
@@ -127,9 +136,18 @@ void tcp_transport::apply_peers(std::map<node_id, endpoint_type> peers)
     }
     const boost::asio::any_io_executor io = detail::io_executor_of(executor_);
     for (const auto& [id, endpoint] : peers)
-        if (!links_.contains(id))
-            links_.emplace(id, std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), self_,
-                                                                       id, endpoint, options_));
+        if (!links_.contains(id)) {
+            auto link = std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), self_, id,
+                                                                endpoint, options_, incarnations_);
+            links_.emplace(id, link);
+            if (options_.incarnation != 0)
+                link->start(); // greet it now, as the constructor does every first peer
+        }
+}
+
+void tcp_transport::forget_incarnation(node_id peer)
+{
+    incarnations_->forget(peer);
 }
 
 void tcp_transport::stop()

@@ -1,0 +1,67 @@
+#ifndef RAFTKV_ASIO_DETAIL_INCARNATION_BOOK_HPP
+#define RAFTKV_ASIO_DETAIL_INCARNATION_BOOK_HPP
+
+// What a tcp_transport knows of data directories: its own incarnation and the one it
+// recorded for each peer. Shared by the listener (which checks and records) and the peer
+// links (which name the receiver's in their greetings). Included by the transport's
+// detail headers only.
+
+#include <raftkv/asio/detail/greeting.hpp>
+#include <raftkv/types.hpp>
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <utility>
+
+namespace raftkv::asio::detail {
+
+/// Thread-safe: the listener's connections and the peer links run on strands of their own.
+class incarnation_book {
+public:
+    incarnation_book(std::uint64_t self, std::map<node_id, std::uint64_t> known)
+        : self_(self), known_(std::move(known))
+    {
+        std::erase_if(known_, [](const auto& entry) { return entry.second == 0; });
+    }
+
+    /// This node's incarnation; 0 when incarnations are not tracked.
+    std::uint64_t self() const noexcept { return self_; }
+
+    /// The incarnation recorded for `peer`; 0 if none (or when not tracking).
+    std::uint64_t recorded(node_id peer) const
+    {
+        std::lock_guard lock(mutex_);
+        const auto it = known_.find(peer);
+        return it == known_.end() ? 0 : it->second;
+    }
+
+    /// check_incarnations() for greeting `g`, recording the sender's incarnation when the
+    /// verdict is `learn`. Sets `recorded` to what was recorded for the sender before.
+    incarnation_verdict admit(const greeting& g, std::uint64_t& recorded)
+    {
+        std::lock_guard lock(mutex_);
+        const auto it = known_.find(g.from);
+        recorded = it == known_.end() ? 0 : it->second;
+        const incarnation_verdict verdict = check_incarnations(g, self_, recorded);
+        if (verdict == incarnation_verdict::learn)
+            known_[g.from] = g.from_incarnation;
+        return verdict;
+    }
+
+    /// Forgets the incarnation recorded for `peer`: the next one it greets with is learned.
+    void forget(node_id peer)
+    {
+        std::lock_guard lock(mutex_);
+        known_.erase(peer);
+    }
+
+private:
+    const std::uint64_t self_;
+    mutable std::mutex mutex_;
+    std::map<node_id, std::uint64_t> known_;
+};
+
+} // namespace raftkv::asio::detail
+
+#endif

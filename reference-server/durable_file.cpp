@@ -1,0 +1,68 @@
+#include "durable_file.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <system_error>
+
+namespace raftkv::server {
+
+namespace {
+
+[[noreturn]] void fail_io(const std::string& what, const std::filesystem::path& path)
+{
+    throw std::runtime_error("cannot " + what + " " + path.string() + ": " + std::strerror(errno));
+}
+
+void fsync_path(const std::filesystem::path& path, int flags)
+{
+    const int fd = ::open(path.c_str(), flags | O_CLOEXEC);
+    if (fd < 0)
+        fail_io("open", path);
+    if (::fsync(fd) != 0) {
+        ::close(fd);
+        fail_io("sync", path);
+    }
+    ::close(fd);
+}
+
+} // namespace
+
+void write_file_atomically(const std::filesystem::path& path, const std::string& text)
+{
+    const auto dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path();
+    std::filesystem::create_directories(dir);
+    auto temp = path;
+    temp += ".tmp";
+    const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        fail_io("create", temp);
+    const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    const bool synced = written && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!synced)
+        fail_io("write", temp);
+    if (::rename(temp.c_str(), path.c_str()) != 0)
+        fail_io("rename into", path);
+    fsync_path(dir, O_RDONLY | O_DIRECTORY);
+}
+
+std::optional<std::string> read_small_file(const std::filesystem::path& path)
+{
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec))
+        return std::nullopt;
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (!in)
+        fail_io("read", path);
+    return text.str();
+}
+
+} // namespace raftkv::server

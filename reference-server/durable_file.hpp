@@ -1,0 +1,23 @@
+#ifndef RAFTKV_SERVER_DURABLE_FILE_HPP
+#define RAFTKV_SERVER_DURABLE_FILE_HPP
+
+// Small files in the data directory that must survive a crash whole or not at all: the
+// identity file and the peers file.
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace raftkv::server {
+
+/// Replaces `path` with `text` atomically: `path`.tmp, fsync, rename, fsync of the
+/// directory (created if missing). Throws std::runtime_error on failure.
+void write_file_atomically(const std::filesystem::path& path, const std::string& text);
+
+/// The contents of `path`; std::nullopt if it does not exist. Throws std::runtime_error if
+/// it exists but cannot be read.
+std::optional<std::string> read_small_file(const std::filesystem::path& path);
+
+} // namespace raftkv::server
+
+#endif

@@ -1,0 +1,89 @@
+#include "peer_incarnations.hpp"
+
+#include "config.hpp"
+#include "durable_file.hpp"
+
+#include <raftkv/asio/detail/greeting.hpp>
+
+#include <charconv>
+#include <sstream>
+#include <stdexcept>
+
+namespace raftkv::server {
+
+namespace {
+
+/// "0x" and 16 hex digits, not 0.
+std::optional<std::uint64_t> parse_incarnation(std::string_view text)
+{
+    if (text.size() != 18 || !text.starts_with("0x"))
+        return std::nullopt;
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(text.data() + 2, text.data() + text.size(), v, 16);
+    if (ec != std::errc{} || end != text.data() + text.size() || v == 0)
+        return std::nullopt;
+    return v;
+}
+
+} // namespace
+
+std::string format_peer_incarnations(const peer_incarnations& peers)
+{
+    std::string out(peers_header);
+    out += '\n';
+    for (const auto& [id, incarnation] : peers)
+        out += "incarnation " + std::to_string(id) + " " +
+               raftkv::asio::detail::cluster_id_name(incarnation) + "\n";
+    return out;
+}
+
+std::optional<peer_incarnations> parse_peer_incarnations(std::string_view text, std::string& error)
+{
+    std::istringstream in{std::string(text)};
+    std::string line;
+    if (!std::getline(in, line) || line != peers_header) {
+        error = "the first line is not '" + std::string(peers_header) + "'";
+        return std::nullopt;
+    }
+    peer_incarnations peers;
+    for (int n = 2; std::getline(in, line); ++n) {
+        std::istringstream fields(line);
+        std::string key, id, incarnation, extra;
+        fields >> key >> id >> incarnation;
+        const auto peer = parse_node_id(id);
+        const auto value = parse_incarnation(incarnation);
+        if (key != "incarnation" || !peer || !value || (fields >> extra) ||
+            !peers.emplace(*peer, *value).second) {
+            error = "line " + std::to_string(n) + ": bad line '" + line + "'";
+            return std::nullopt;
+        }
+    }
+    return peers;
+}
+
+std::filesystem::path peers_path(const std::filesystem::path& data_dir)
+{
+    return data_dir / "peers";
+}
+
+peer_incarnations read_peer_incarnations(const std::filesystem::path& data_dir)
+{
+    const auto path = peers_path(data_dir);
+    const auto text = read_small_file(path);
+    if (!text)
+        return {};
+    std::string error;
+    auto peers = parse_peer_incarnations(*text, error);
+    if (!peers)
+        throw std::runtime_error(path.string() + " is not a valid peers file (" + error +
+                                 "); restore it from a backup, or remove it (its peers are then "
+                                 "recorded again as they connect)");
+    return std::move(*peers);
+}
+
+void write_peer_incarnations(const std::filesystem::path& data_dir, const peer_incarnations& peers)
+{
+    write_file_atomically(peers_path(data_dir), format_peer_incarnations(peers));
+}
+
+} // namespace raftkv::server

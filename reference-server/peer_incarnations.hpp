@@ -1,0 +1,47 @@
+#ifndef RAFTKV_SERVER_PEER_INCARNATIONS_HPP
+#define RAFTKV_SERVER_PEER_INCARNATIONS_HPP
+
+// The incarnation (data directory) this node recorded for each peer, kept in DATA_DIR/peers
+// so that a peer that comes back with a lost data directory is refused across restarts of
+// this node too. Written on the node's strand each time the transport learns one; read at
+// start into tcp_transport_options::known_incarnations. docs/server.md describes the file.
+//
+//     raftkv-peers 1
+//     incarnation 1 0x9c41f0d2a7e35b18
+//     incarnation 3 0x1d07e6b8c2f94a35
+
+#include <raftkv/types.hpp>
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace raftkv::server {
+
+using peer_incarnations = std::map<node_id, std::uint64_t>;
+
+/// The first line of a peers file: its format and version.
+inline constexpr std::string_view peers_header = "raftkv-peers 1";
+
+/// The peers file's text.
+std::string format_peer_incarnations(const peer_incarnations& peers);
+
+/// Parses a peers file's text; std::nullopt with the reason in `error` if malformed.
+std::optional<peer_incarnations> parse_peer_incarnations(std::string_view text, std::string& error);
+
+/// DATA_DIR/peers.
+std::filesystem::path peers_path(const std::filesystem::path& data_dir);
+
+/// The incarnations recorded in `data_dir`; none if there is no peers file. Throws
+/// std::runtime_error if it cannot be read or is malformed.
+peer_incarnations read_peer_incarnations(const std::filesystem::path& data_dir);
+
+/// Replaces the peers file atomically (write_file_atomically). Throws std::runtime_error.
+void write_peer_incarnations(const std::filesystem::path& data_dir, const peer_incarnations& peers);
+
+} // namespace raftkv::server
+
+#endif
