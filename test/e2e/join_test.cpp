@@ -155,6 +155,8 @@ void check_history(clients& load)
     load.stop();
     const auto history = load.history();
     BOOST_TEST(load.acknowledged_writes() > 0u);
+    BOOST_TEST_MESSAGE(history.size() << " operations, " << load.acknowledged_writes()
+                                      << " acknowledged writes, checked for linearizability");
     const auto result = raftkv::sim::check_kv_history(history);
     const bool linearizable = result.outcome != raftkv::sim::check_outcome::illegal;
     BOOST_TEST(linearizable, result.explanation);

@@ -207,7 +207,10 @@ BOOST_AUTO_TEST_CASE(a_change_that_cannot_commit_in_a_partition_commits_after_th
         },
         5s));
     BOOST_TEST_REQUIRE(c.run_until(
-        [&] { return c.members().is_learner(4) && c.node(l).members_index() <= c.node(l).commit_index(); },
+        [&] {
+            return c.members().is_learner(4) && c.node(l).members_index() <= c.node(l).commit_index() &&
+                   c.node(l).match_of(4).value_or(0) > 0; // it answered: it may be promoted
+        },
         5s));
     // Cut 4 and one voter off, then add 4 as a voter: {1,2,3,4} needs three of four, and
     // only the leader and one voter are on this side.
