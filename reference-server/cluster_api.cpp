@@ -3,6 +3,7 @@
 #include "api.hpp"
 #include "kv_service.hpp"
 
+#include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/error.hpp>
 
 #include <boost/json/array.hpp>
@@ -95,10 +96,7 @@ std::optional<host_port> address_member(const json::object& o, std::string_view 
 /// 16 lowercase hex digits, without "0x": what a joining node reads (join.cpp).
 std::string cluster_id_hex(std::uint64_t id)
 {
-    std::string out(16, '0');
-    for (std::size_t i = 16; i-- > 0; id >>= 4)
-        out[i] = "0123456789abcdef"[id & 0xf];
-    return out;
+    return raftkv::asio::detail::cluster_id_name(id).substr(2);
 }
 
 } // namespace

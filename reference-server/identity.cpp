@@ -19,17 +19,6 @@ std::string cluster_name(std::uint64_t id)
     return raftkv::asio::detail::cluster_id_name(id);
 }
 
-std::optional<std::uint64_t> parse_cluster_id(std::string_view text)
-{
-    if (text.size() != 18 || !text.starts_with("0x"))
-        return std::nullopt;
-    std::uint64_t v = 0;
-    const auto [end, ec] = std::from_chars(text.data() + 2, text.data() + text.size(), v, 16);
-    if (ec != std::errc{} || end != text.data() + text.size() || v == 0)
-        return std::nullopt;
-    return v;
-}
-
 /// The line for one conflict: what the flag says, what the data directory says, what to do.
 [[noreturn]] void conflict(const server_config& c, const identity& rec, const std::string& what,
                            const std::string& remedy)
@@ -95,6 +84,17 @@ identity join_cluster(server_config& c)
 }
 
 } // namespace
+
+std::optional<std::uint64_t> parse_hex_id(std::string_view text)
+{
+    if (text.size() != 18 || !text.starts_with("0x"))
+        return std::nullopt;
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(text.data() + 2, text.data() + text.size(), v, 16);
+    if (ec != std::errc{} || end != text.data() + text.size() || v == 0)
+        return std::nullopt;
+    return v;
+}
 
 std::uint64_t derive_cluster_id(const std::map<node_id, host_port>& members, std::string_view token)
 {
@@ -167,7 +167,7 @@ std::optional<identity> parse_identity(std::string_view text, std::string& error
         const std::string where = "line " + std::to_string(n) + ": ";
         if (key == "cluster-id") {
             have_cluster = true;
-            const auto v = parse_cluster_id(value);
+            const auto v = parse_hex_id(value);
             if (!v)
                 return bad(where + "bad cluster id");
             id.cluster_id = *v;
@@ -180,7 +180,7 @@ std::optional<identity> parse_identity(std::string_view text, std::string& error
                 return bad(where + "bad node id");
             id.id = *v;
         } else if (key == "incarnation") {
-            const auto v = parse_cluster_id(value); // the same form: 0x and 16 digits, not 0
+            const auto v = parse_hex_id(value); // the same form: 0x and 16 digits, not 0
             if (!v)
                 return bad(where + "bad incarnation");
             id.incarnation = *v;

@@ -2,30 +2,14 @@
 
 #include "config.hpp"
 #include "durable_file.hpp"
+#include "identity.hpp"
 
 #include <raftkv/asio/detail/greeting.hpp>
 
-#include <charconv>
 #include <sstream>
 #include <stdexcept>
 
 namespace raftkv::server {
-
-namespace {
-
-/// "0x" and 16 hex digits, not 0.
-std::optional<std::uint64_t> parse_incarnation(std::string_view text)
-{
-    if (text.size() != 18 || !text.starts_with("0x"))
-        return std::nullopt;
-    std::uint64_t v = 0;
-    const auto [end, ec] = std::from_chars(text.data() + 2, text.data() + text.size(), v, 16);
-    if (ec != std::errc{} || end != text.data() + text.size() || v == 0)
-        return std::nullopt;
-    return v;
-}
-
-} // namespace
 
 std::string format_peer_incarnations(const peer_incarnations& peers)
 {
@@ -51,7 +35,7 @@ std::optional<peer_incarnations> parse_peer_incarnations(std::string_view text, 
         std::string key, id, incarnation, extra;
         fields >> key >> id >> incarnation;
         const auto peer = parse_node_id(id);
-        const auto value = parse_incarnation(incarnation);
+        const auto value = parse_hex_id(incarnation);
         if (key != "incarnation" || !peer || !value || (fields >> extra) ||
             !peers.emplace(*peer, *value).second) {
             error = "line " + std::to_string(n) + ": bad line '" + line + "'";
