@@ -243,7 +243,9 @@ remove_node() {
     cluster_request DELETE "http://127.0.0.1:$port/cluster/members/$n"
     stop_node "$n"
     # Its data must not serve again: a removed member comes back only through add (--join).
-    mv "$dir/$n" "$dir/$n.removed-$(date +%s)"
+    if [[ -d "$dir/$n" ]]; then
+        mv "$dir/$n" "$dir/$n.removed-$(date +%s)"
+    fi
     rm -f "$dir/$n.joined"
     ((n > 3)) || touch "$dir/$n.removed"
 }
