@@ -332,6 +332,36 @@ BOOST_AUTO_TEST_CASE(a_link_reconnects_after_its_peer_restarts)
     BOOST_TEST(seq_of(f.two.received.front()) >= 100u);
 }
 
+// What is sent to a peer whose connection was lost was meant for the process that went
+// away; the one that comes back (perhaps a new data directory under the same id) must not
+// get it, or an old heartbeat could tell it to commit entries it never had.
+BOOST_AUTO_TEST_CASE(a_peer_that_comes_back_gets_nothing_sent_while_it_was_gone)
+{
+    pair_fixture f;
+    f.one.transport->send(beat(1, 2, 1));
+    BOOST_REQUIRE(run_until(f.io, [&] { return f.two.received.size() == 1; }));
+
+    f.two.transport.reset();
+    run_for(f.io, 100ms); // the link notices
+    for (std::uint64_t seq = 2; seq < 10; ++seq)
+        f.one.transport->send(beat(1, 2, seq));
+    tcp::acceptor again(f.io);
+    again.open(tcp::v4());
+    again.set_option(tcp::acceptor::reuse_address(true));
+    again.bind(f.ep2);
+    f.two.received.clear();
+    f.two.start(std::move(again), 2, {{1, f.ep1}}, fast_reconnect());
+
+    std::uint64_t seq = 100;
+    BOOST_REQUIRE(run_until(f.io, [&] {
+        f.one.transport->send(beat(1, 2, seq++));
+        run_for(f.io, 20ms);
+        return !f.two.received.empty();
+    }));
+    for (const auto& m : f.two.received)
+        BOOST_TEST(seq_of(m) >= 100u);
+}
+
 BOOST_AUTO_TEST_CASE(a_full_queue_drops_its_oldest_messages)
 {
     boost::asio::io_context io;

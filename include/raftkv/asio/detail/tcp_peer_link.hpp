@@ -96,8 +96,8 @@ private:
     /// scheduled or in flight.
     void enqueue(message m)
     {
-        if (stopped_)
-            return;
+        if (stopped_ || lost_)
+            return; // a peer that went away hears only what is sent once it is back
         const std::size_t size = encoded_size(m);
         if (frame_size({}) + size > options_.max_frame_bytes) {
             log("dropped a " + std::string(type_name(m)) + " of " + std::to_string(size) +
@@ -143,6 +143,7 @@ private:
         if (ec)
             return fail("cannot connect", ec);
         state_ = link_state::connected;
+        lost_ = false;
         backoff_ = options_.reconnect_delay_min;
         boost::system::error_code ignored;
         socket_.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
@@ -249,6 +250,15 @@ private:
         if (!failure_logged_)
             log(std::string(what) + ": " + ec.message() + "; retrying with backoff");
         failure_logged_ = true;
+        // What was queued for a peer whose connection was lost, and what is sent until it is
+        // back, was meant for the process that went away: it may come back as another one
+        // (a member removed and added again with a new data directory), to which an old
+        // heartbeat's commit index would be a lie. Raft resends whatever still matters.
+        if (state_ == link_state::connected) {
+            lost_ = true;
+            queue_.clear();
+            queued_bytes_ = 0;
+        }
         ++epoch_; // later completions of this connection are stale
         state_ = link_state::backing_off;
         boost::system::error_code ignored;
@@ -286,6 +296,7 @@ private:
     std::uint64_t epoch_ = 0;
     bool writing_ = false; // a write is scheduled or in flight
     bool failure_logged_ = false;
+    bool lost_ = false;          // the connection was lost and not yet made again: sends are dropped
     bool greet_pending_ = false; // the current connection's greeting is not yet written
     std::atomic<bool> stopped_{false};
     char probe_ = 0;
