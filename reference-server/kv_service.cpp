@@ -383,7 +383,15 @@ void kv_service::impl::observe()
     update_peers(s.members, s.members_index, s.commit_index, s.leader);
     if (s.leader != logged_leader)
         log_leader_change(s);
-    if (s.role == role::leader && s.term != published_term && !publishing)
+    if (publishing)
+        return;
+    // A leader publishes its address once per term it leads; a member that follows does
+    // once if the replicated one is not its own (a new member, or a changed --advertise-http),
+    // so every member's address is known before it ever leads (GET /cluster/members).
+    if (s.role == role::leader && s.term != published_term)
+        publish_http_address(s.term);
+    else if (s.role == role::follower && s.leader != no_node && published_term == 0 &&
+             machine.get_meta(http_meta_name(config.id)) != config.advertise_http.to_string())
         publish_http_address(s.term);
 }
 
@@ -399,7 +407,8 @@ void kv_service::impl::log_leader_change(const node_status& s)
     logged_leader = s.leader;
 }
 
-// Once per term led: a follower learns where to forward requests when it applies this.
+// A follower learns where to forward requests when it applies this. Proposed on a
+// follower, it goes to the leader like any write.
 void kv_service::impl::publish_http_address(term_t term)
 {
     publishing = true;

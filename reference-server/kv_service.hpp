@@ -8,7 +8,8 @@
 // Besides serving puts, deletes and reads, it changes the cluster's membership, keeps the
 // transport's peers in step with the configuration in force (each member's addresses are in
 // its membership::info, member_info.hpp), and publishes this node's HTTP address in the
-// replicated log each time the node becomes leader (a kv_command_op::meta record named
+// replicated log once it follows a leader if the log does not hold it yet, and each time the
+// node becomes leader (a kv_command_op::meta record named
 // "node.<id>.http"), so every node can tell where to forward requests even to a member
 // whose info has no HTTP address (the bootstrap members): http_address().
 //
@@ -69,8 +70,8 @@ struct member_status {
     /// From the member's info in the configuration; for a member whose info has none, its
     /// --peers entry; empty when neither knows it.
     std::string raft;
-    /// From the member's info in the configuration; else the address it published when it
-    /// last led; this node's own address for itself; nothing when none of those knows it.
+    /// From the member's info in the configuration; else the address it published in the
+    /// log; this node's own address for itself; nothing when none of those knows it.
     std::optional<std::string> http;
     member_role role = member_role::voter;
 };
@@ -166,7 +167,7 @@ public:
     node_id leader() const;
 
     /// Where `id` serves HTTP: this node's own address for its own id; else the address
-    /// in its member info; else the one it published when it last became leader.
+    /// in its member info; else the one it published in the log.
     std::optional<std::string> http_address(node_id id) const;
 
     service_status status() const;
