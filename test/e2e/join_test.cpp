@@ -182,10 +182,12 @@ BOOST_AUTO_TEST_CASE(a_cluster_grows_to_five_and_shrinks_back_while_clients_writ
 {
     cluster c(3);
     BOOST_TEST_REQUIRE(c.wait_ready(15s).has_value());
+    // The nodes to add get their ports before the clients start: the clients read the
+    // cluster's node table from their threads.
+    const std::vector<std::uint64_t> added = {c.add_node(1), c.add_node(1)};
     clients load(c, {1, 2, 3}, 3);
 
-    for (int k = 0; k < 2; ++k) {
-        const std::uint64_t id = c.add_node(1);
+    for (std::uint64_t id : added) {
         add_and_promote(c, 1, id);
         load.also_via(id);
     }

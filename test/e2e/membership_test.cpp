@@ -191,6 +191,13 @@ struct writers {
             });
     }
 
+    /// How many writes were acknowledged so far.
+    std::size_t count()
+    {
+        std::lock_guard lock(m);
+        return acked.size();
+    }
+
     void wait_for(std::size_t n)
     {
         wait_until(
@@ -328,7 +335,7 @@ BOOST_AUTO_TEST_CASE(removing_a_follower_while_clients_write_loses_no_acknowledg
     BOOST_TEST_REQUIRE(r.status == 200, describe(r));
     BOOST_TEST(!parse_members(r.body)->ids("voter").contains(gone));
     BOOST_TEST(c.terminate(gone).has_value());
-    const std::size_t before = w.acked.size();
+    const std::size_t before = w.count();
     w.wait_for(before + 100); // the two that remain are a majority of two: writes go on
     w.finish();
     BOOST_TEST(w.acked.size() >= before + 100, "writes stalled after the removal");
@@ -354,7 +361,7 @@ BOOST_AUTO_TEST_CASE(removing_the_leader_hands_over_quickly_and_writes_continue)
         << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started).count()
         << " ms");
     BOOST_TEST(c.terminate(leader).has_value());
-    const std::size_t before = w.acked.size();
+    const std::size_t before = w.count();
     w.wait_for(before + 100);
     w.finish();
     BOOST_TEST(w.acked.size() >= before + 100, "writes stalled after the leader left");
@@ -378,7 +385,7 @@ BOOST_AUTO_TEST_CASE(leadership_moves_by_http_and_writes_wait_for_the_transfer)
         BOOST_TEST_REQUIRE(s.has_value());
         BOOST_TEST(s->role == "leader");
         leader = target;
-        const std::size_t before = w.acked.size();
+        const std::size_t before = w.count();
         w.wait_for(before + 20);
     }
     // Asking the leader to lead changes nothing.
