@@ -86,6 +86,9 @@ constexpr const char* to_string(role r) noexcept
     Configurations travel in the log as entries of type `entry_type::config` (their data is
     encode_membership()), take effect on a node as soon as it appends them, and are part of
     every snapshot (`snapshot_meta::members`).
+
+    The fields after `voters` have default initializers, so `membership{{1, 2, 3}}` (three
+    voters) compiles without missing-initializer warnings.
 */
 struct membership {
     /// The voters of the configuration (the new one, during a joint change).
@@ -94,8 +97,6 @@ struct membership {
     std::vector<node_id> outgoing = {};
     /// Members that receive the log but do not vote.
     std::vector<node_id> learners = {};
-    /// (The fields after `voters` have default initializers, so `membership{{1, 2, 3}}`
-    /// compiles warning-free.)
     /// Opaque data the application keeps with each member (the reference server: its
     /// addresses). Replicated with the configuration; raftkv never looks inside.
     std::map<node_id, std::string> info = {};
