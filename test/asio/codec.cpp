@@ -305,7 +305,8 @@ BOOST_AUTO_TEST_CASE(a_valid_header_gives_the_payload_length)
     BOOST_TEST(parse(frame_header(frame_magic, frame_version, 1234), 1 << 20, ec) == 1234u);
     BOOST_TEST(!ec);
     BOOST_TEST(encode_frame({}).substr(0, 4) == "RFKV");
-    BOOST_TEST(encode_frame({}).substr(0, 6) == frame_header(frame_magic, raftkv::asio::frame_version, 0).substr(0, 6));
+    BOOST_TEST(encode_frame({}).substr(0, 6) ==
+               frame_header(frame_magic, raftkv::asio::frame_version, 0).substr(0, 6));
 }
 
 BOOST_AUTO_TEST_CASE(a_bad_magic_is_refused)
