@@ -42,6 +42,7 @@ using raftkv::term_t;
 using raftkv::leveldb::log_store;
 using raftkv::test::all_entries;
 using raftkv::test::check_open_fails;
+using raftkv::test::members_from;
 using raftkv::test::open_raw;
 using raftkv::test::run;
 using raftkv::test::temp_dir;
@@ -102,18 +103,6 @@ std::vector<index_t> indexes(index_t lo, index_t hi)
 snapshot_meta snapshot_at(index_t index, term_t term, membership members = {})
 {
     return snapshot_meta{index, term, std::move(members)};
-}
-
-/// A configuration with every part set: voters from `first`, joint if asked, a learner and info.
-membership members_from(raftkv::node_id first, bool joint = false)
-{
-    membership m;
-    m.voters = {first, first + 1, first + 2};
-    if (joint)
-        m.outgoing = {first + 1, first + 2, first + 3};
-    m.learners = {first + 5};
-    m.info = {{first, "10.0.0." + std::to_string(first) + ":7000"}, {first + 5, std::string(300, 'i')}};
-    return m;
 }
 
 } // namespace

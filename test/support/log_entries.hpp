@@ -35,6 +35,19 @@ std::vector<log_entry> all_entries(const LogStore& s)
     return s.entries(s.first_index(), s.last_index() + 1, SIZE_MAX);
 }
 
+/// A configuration with every part set, for store tests: voters from `first`, joint if
+/// asked, a learner and info.
+inline membership members_from(node_id first, bool joint = false)
+{
+    membership m;
+    m.voters = {first, first + 1, first + 2};
+    if (joint)
+        m.outgoing = {first + 1, first + 2, first + 3};
+    m.learners = {first + 5};
+    m.info = {{first, "10.0.0." + std::to_string(first) + ":7000"}, {first + 5, std::string(300, 'i')}};
+    return m;
+}
+
 } // namespace raftkv::test
 
 #endif

@@ -33,6 +33,7 @@ using raftkv::membership;
 using raftkv::snapshot_meta;
 using raftkv::term_t;
 using raftkv::test::all_entries;
+using raftkv::test::members_from;
 using raftkv::test::run;
 using raftkv::test::temp_dir;
 using raftkv::wal::log_store;
@@ -78,18 +79,6 @@ void check_open_fails(const std::filesystem::path& dir, const std::string& expec
         return;
     }
     BOOST_FAIL("opening " << dir << " succeeded; expected an error naming \"" << expected << "\"");
-}
-
-/// A configuration with every part set: voters from `first`, joint if asked, a learner and info.
-membership members_from(raftkv::node_id first, bool joint = false)
-{
-    membership m;
-    m.voters = {first, first + 1, first + 2};
-    if (joint)
-        m.outgoing = {first + 1, first + 2, first + 3};
-    m.learners = {first + 5};
-    m.info = {{first, "10.0.0." + std::to_string(first) + ":7000"}, {first + 5, std::string(300, 'i')}};
-    return m;
 }
 
 /// The 16-byte header of a segment of format `version`.
