@@ -12,6 +12,8 @@ packages=(
     # Debian's leveldb CMake package links leveldb::leveldb against -lsnappy.
     libsnappy-dev
     curl
+    # TLS: Boost.Asio SSL builds on OpenSSL; the openssl tool makes test certificates.
+    libssl-dev openssl
 )
 
 if [[ "${RAFTKV_SKIP_DEPS:-0}" == 1 ]]; then
