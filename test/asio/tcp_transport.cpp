@@ -544,6 +544,116 @@ BOOST_AUTO_TEST_CASE(a_connection_that_does_not_greet_in_time_is_closed)
 
 BOOST_AUTO_TEST_SUITE_END()
 
+BOOST_AUTO_TEST_SUITE(resource_bounds)
+
+/// Runs `io` for `d` and says whether `client`'s connection is still open then.
+bool still_open_after(pair_fixture& f, raw_client& client, std::chrono::milliseconds d)
+{
+    run_for(f.io, d);
+    return !client.read_result.has_value();
+}
+
+BOOST_AUTO_TEST_CASE(a_frame_whose_payload_does_not_arrive_within_the_frame_timeout_is_closed)
+{
+    auto options = fast_reconnect();
+    options.frame_timeout = 150ms;
+    pair_fixture f(options);
+    raw_client slow(f.io, f.ep1);
+    slow.watch();
+    const auto start = std::chrono::steady_clock::now();
+    slow.write(hello(3, 1) + frame_header(raftkv::asio::frame_magic, raftkv::asio::frame_version, 1 << 20) +
+               std::string(100, '\0'));
+    BOOST_REQUIRE(run_until(
+        f.io, [&] { return slow.read_result.has_value(); }, 3s));
+    BOOST_TEST((std::chrono::steady_clock::now() - start >= 140ms));
+
+    f.two.transport->send(beat(2, 1, 9)); // the transport still serves its peers
+    BOOST_REQUIRE(run_until(f.io, [&] { return f.one.received.size() == 1; }));
+}
+
+BOOST_AUTO_TEST_CASE(an_idle_greeted_connection_outlives_the_frame_timeout)
+{
+    auto options = fast_reconnect();
+    options.frame_timeout = 100ms;
+    pair_fixture f(options);
+    raw_client idle(f.io, f.ep1);
+    idle.watch();
+    idle.write(hello(3, 1) + raftkv::asio::encode_frame(std::vector<message>{beat(3, 1, 1)}));
+    BOOST_TEST(still_open_after(f, idle, 400ms));
+    BOOST_TEST(f.one.received.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_frame_larger_than_a_read_chunk_sent_in_pieces_is_delivered_whole)
+{
+    pair_fixture f;
+    message big{3, 1, 1,
+                raftkv::append_request{.prev_index = 0,
+                                       .prev_term = 0,
+                                       .commit = 0,
+                                       .entries = {raftkv::log_entry{1, 1, raftkv::entry_type::normal,
+                                                                     std::string(300000, 'x')}}}};
+    const std::string frame = raftkv::asio::encode_frame(std::vector<message>{big});
+    raw_client peer(f.io, f.ep1);
+    peer.write(hello(3, 1) + frame.substr(0, 70000));
+    run_for(f.io, 50ms);
+    BOOST_TEST(f.one.received.empty());
+    peer.write(frame.substr(70000));
+    BOOST_REQUIRE(run_until(f.io, [&] { return f.one.received.size() == 1; }));
+    const auto& entries = std::get<raftkv::append_request>(f.one.received.front().body).entries;
+    BOOST_REQUIRE(entries.size() == 1u);
+    BOOST_TEST(entries.front().data == std::string(300000, 'x'));
+}
+
+BOOST_AUTO_TEST_CASE(connections_beyond_the_ungreeted_cap_are_closed_until_one_greets)
+{
+    auto options = fast_reconnect();
+    options.max_ungreeted_connections = 3;
+    options.greeting_timeout = 10s;
+    pair_fixture f(options);
+    std::vector<std::unique_ptr<raw_client>> silent;
+    for (int k = 0; k < 3; ++k) {
+        silent.push_back(std::make_unique<raw_client>(f.io, f.ep1));
+        silent.back()->watch();
+    }
+    run_for(f.io, 100ms);
+    raw_client excess(f.io, f.ep1);
+    excess.watch();
+    BOOST_REQUIRE(run_until(
+        f.io, [&] { return excess.read_result.has_value(); }, 2s));
+    for (const auto& c : silent)
+        BOOST_TEST(!c->read_result.has_value());
+
+    silent.front()->write(hello(3, 1)); // greeted: no longer counts against the cap
+    run_for(f.io, 100ms);
+    raw_client admitted(f.io, f.ep1);
+    admitted.watch();
+    BOOST_TEST(still_open_after(f, admitted, 300ms));
+    BOOST_TEST(still_open_after(f, *silent.front(), 0ms));
+}
+
+BOOST_AUTO_TEST_CASE(a_newer_connection_from_the_same_peer_replaces_the_older_one)
+{
+    pair_fixture f;
+    raw_client older(f.io, f.ep1);
+    older.watch();
+    older.write(hello(3, 1) + raftkv::asio::encode_frame(std::vector<message>{beat(3, 1, 1)}));
+    BOOST_REQUIRE(run_until(f.io, [&] { return f.one.received.size() == 1; }));
+    raw_client other(f.io, f.ep1); // another peer's connection is left alone
+    other.watch();
+    other.write(hello(4, 1));
+
+    raw_client newer(f.io, f.ep1);
+    newer.watch();
+    newer.write(hello(3, 1) + raftkv::asio::encode_frame(std::vector<message>{beat(3, 1, 2)}));
+    BOOST_REQUIRE(
+        run_until(f.io, [&] { return older.read_result.has_value() && f.one.received.size() == 2; }));
+    BOOST_TEST(seq_of(f.one.received.back()) == 2u);
+    BOOST_TEST(still_open_after(f, newer, 100ms));
+    BOOST_TEST(!other.read_result.has_value());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 BOOST_AUTO_TEST_SUITE(incarnations)
 
 /// What node 1's transport reported about incarnations.

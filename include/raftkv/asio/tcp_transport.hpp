@@ -94,6 +94,21 @@ struct tcp_transport_options {
     /// Default: 5 s.
     std::chrono::milliseconds greeting_timeout{5000};
 
+    /// How long the rest of a frame may take to arrive once its header has: a peer that
+    /// announces a frame and then sends it slower than this (or not at all) is
+    /// disconnected, with one line to std::cerr. Memory for a frame is taken only as its
+    /// bytes arrive, so a stalled frame costs little meanwhile.
+    /// Default: 30 s.
+    std::chrono::milliseconds frame_timeout{30000};
+
+    /// The most accepted connections that have not yet completed their greeting. A
+    /// connection accepted beyond it is closed at once (counted, and logged at most once a
+    /// second), so that a flood of idle connections cannot exhaust memory or descriptors.
+    /// Greeted connections do not count: there is at most one per peer id, as a newer
+    /// connection greeting with a peer's id replaces (closes) the older one.
+    /// Default: 32.
+    std::size_t max_ungreeted_connections = 32;
+
     /// This node's incarnation: a random nonzero number that names its data directory,
     /// drawn when the directory is created and kept with it. Every greeting carries the
     /// sender's incarnation and the one it recorded for the receiver, so that a member
@@ -146,7 +161,8 @@ public:
     /// @param on_receive Called once per message received for `self`.
     /// @throws boost::system::system_error when `listen_on` cannot be bound.
     /// @throws std::invalid_argument when `options` are inconsistent (a zero queue bound,
-    ///         a frame limit smaller than an empty frame, a zero or inverted reconnect delay).
+    ///         a frame limit smaller than an empty frame, a zero or inverted reconnect delay,
+    ///         a zero timeout or connection cap).
     tcp_transport(executor_type ex, node_id self, std::map<node_id, endpoint_type> peers,
                   endpoint_type listen_on, receive_handler on_receive, tcp_transport_options options = {});
 

@@ -25,7 +25,10 @@
 #include <cstdint>
 #include <functional>
 #include <iostream>
+#include <map>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,15 +38,23 @@ class tcp_listener;
 
 /// One connection a peer dialed to us: reads the greeting, then frames, decoding them on
 /// a strand of its own, and hands each frame's messages to the listener. A greeting that
-/// does not come within the greeting timeout or does not fit this node, a message from
-/// another sender than the greeted one, and any protocol error close it, with one line to
-/// std::cerr.
+/// does not come within the greeting timeout or does not fit this node, a frame whose
+/// payload does not come within the frame timeout, a message from another sender than the
+/// greeted one, a newer connection greeting with the same sender, and any protocol error
+/// close it, with one line to std::cerr. A frame's payload is read in chunks of at most
+/// read_chunk_bytes, so its buffer grows only as bytes arrive, whatever the header announced.
 ///
 /// Lifetime: kept alive by its one pending read (shared_from_this); the listener holds
 /// only a weak_ptr, to close it on stop().
 class tcp_inbound_connection final : public std::enable_shared_from_this<tcp_inbound_connection> {
 public:
+    /// The most bytes one read asks for, and so the most memory a frame takes ahead of
+    /// the bytes that arrived.
+    static constexpr std::size_t read_chunk_bytes = std::size_t{64} << 10;
+
+    /// Counts as an ungreeted connection of `listener` until it greets or closes.
     tcp_inbound_connection(boost::asio::ip::tcp::socket socket, std::shared_ptr<tcp_listener> listener);
+    ~tcp_inbound_connection();
 
     void start();
 
@@ -53,30 +64,43 @@ public:
         boost::asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close(); });
     }
 
-private:
-    void close()
+    /// Closes the connection on its strand, with a line saying a newer connection from the
+    /// same peer took its place. Safe from any thread.
+    void replace_soon()
     {
-        boost::system::error_code ignored;
-        greeting_timer_.cancel();
-        socket_.close(ignored);
+        boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
+            if (self->socket_.is_open())
+                self->drop("replaced by a newer connection from node " + std::to_string(self->peer_));
+        });
     }
+
+private:
+    void close();
+    void release_ungreeted();
 
     void on_greeting_magic(const boost::system::error_code& ec);
     void on_greeting(const boost::system::error_code& ec);
     void refuse(const std::string& why);
     void read_header();
     void on_header(const boost::system::error_code& ec);
+    void arm_frame_deadline();
+    void read_payload();
     void on_payload(const boost::system::error_code& ec);
+    void on_frame();
     void drop(const std::string& why);
 
     boost::asio::ip::tcp::socket socket_;
-    boost::asio::steady_timer greeting_timer_;
+    boost::asio::steady_timer deadline_; // the greeting's, then each frame's
     std::shared_ptr<tcp_listener> listener_;
     std::string remote_;
     greeting_bytes greeting_{};
     node_id peer_ = no_node; // the greeted sender
+    bool ungreeted_ = true;  // counted among the listener's ungreeted connections
     std::array<char, frame_header_size> header_{};
-    std::string payload_;
+    std::size_t expected_ = 0; // the payload length the current frame's header announced
+    std::uint64_t frame_ = 0;  // counts frame headers, so a stale deadline finds itself stale
+    bool in_frame_ = false;    // between a frame's header and the end of its payload
+    std::string payload_;      // the bytes of the current payload received so far
 };
 
 /// Accepts connections and delivers what they receive to the transport's receive
@@ -95,7 +119,8 @@ public:
                  tcp_transport::receive_handler on_receive)
         : acceptor_(std::move(acceptor)), retry_timer_(acceptor_.get_executor()), io_(std::move(io)),
           self_(self), max_frame_bytes_(options.max_frame_bytes), cluster_id_(options.cluster_id),
-          greeting_timeout_(options.greeting_timeout), incarnations_(std::move(incarnations)),
+          greeting_timeout_(options.greeting_timeout), frame_timeout_(options.frame_timeout),
+          max_ungreeted_(options.max_ungreeted_connections), incarnations_(std::move(incarnations)),
           on_learned_(options.on_incarnation_learned), on_conflict_(options.on_identity_conflict),
           on_receive_(std::move(on_receive))
     {
@@ -113,6 +138,8 @@ public:
             if (auto connection = weak.lock())
                 connection->close_soon();
         connections_.clear();
+        std::lock_guard lock(greeted_mutex_);
+        greeted_.clear();
     }
 
     bool stopped() const noexcept { return stopped_; }
@@ -120,6 +147,30 @@ public:
     std::uint64_t cluster_id() const noexcept { return cluster_id_; }
     node_id self() const noexcept { return self_; }
     std::chrono::milliseconds greeting_timeout() const noexcept { return greeting_timeout_; }
+    std::chrono::milliseconds frame_timeout() const noexcept { return frame_timeout_; }
+
+    /// One ungreeted connection greeted or closed. Called on a connection's strand, or
+    /// wherever the connection is destroyed.
+    void ungreeted_done() noexcept { ungreeted_.fetch_sub(1); }
+
+    /// Makes `connection` the one greeted connection of `peer`, closing the one it
+    /// replaces, if any: a peer that dials again has given up on its older connection.
+    /// Called on a connection's strand.
+    void greeted(node_id peer, const std::shared_ptr<tcp_inbound_connection>& connection)
+    {
+        std::shared_ptr<tcp_inbound_connection> older;
+        {
+            std::lock_guard lock(greeted_mutex_);
+            if (stopped_)
+                return;
+            std::erase_if(greeted_, [](const auto& entry) { return entry.second.expired(); });
+            auto& slot = greeted_[peer];
+            older = slot.lock();
+            slot = connection;
+        }
+        if (older && older != connection)
+            older->replace_soon();
+    }
 
     /// Checks the incarnations of greeting `g`; the reason to refuse the connection, or "".
     /// Reports what it learned or found (on the transport's executor, before any message
@@ -195,11 +246,34 @@ private:
             });
             return;
         }
+        if (ungreeted_.load() >= max_ungreeted_) {
+            refuse_excess(std::move(socket));
+            accept();
+            return;
+        }
+        ungreeted_.fetch_add(1);
         std::erase_if(connections_, [](const auto& weak) { return weak.expired(); });
         auto connection = std::make_shared<tcp_inbound_connection>(std::move(socket), shared_from_this());
         connections_.push_back(connection);
         connection->start();
         accept();
+    }
+
+    /// Closes a connection accepted beyond max_ungreeted_connections, and says so at most
+    /// once a second, with how many were closed since the last line.
+    void refuse_excess(boost::asio::ip::tcp::socket socket)
+    {
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        ++excess_refused_;
+        const auto now = std::chrono::steady_clock::now();
+        if (excess_logged_ && now - *excess_logged_ < std::chrono::seconds(1))
+            return;
+        excess_logged_ = now;
+        std::cerr << ("raftkv: closed " + std::to_string(excess_refused_) +
+                      " incoming connection(s) at once: " + std::to_string(max_ungreeted_) +
+                      " connections have not greeted yet (max_ungreeted_connections)\n");
+        excess_refused_ = 0;
     }
 
     boost::asio::ip::tcp::acceptor acceptor_;
@@ -209,27 +283,55 @@ private:
     std::size_t max_frame_bytes_;
     std::uint64_t cluster_id_;
     std::chrono::milliseconds greeting_timeout_;
+    std::chrono::milliseconds frame_timeout_;
+    std::size_t max_ungreeted_;
     std::shared_ptr<incarnation_book> incarnations_;
     std::function<void(node_id, std::uint64_t)> on_learned_;
     std::function<void(std::string)> on_conflict_;
     tcp_transport::receive_handler on_receive_;
     std::vector<std::weak_ptr<tcp_inbound_connection>> connections_;
+    std::atomic<std::size_t> ungreeted_{0};
+    std::size_t excess_refused_ = 0; // since the last line about them
+    std::optional<std::chrono::steady_clock::time_point> excess_logged_;
+    std::mutex greeted_mutex_;
+    std::map<node_id, std::weak_ptr<tcp_inbound_connection>> greeted_; // guarded by greeted_mutex_
     std::atomic<bool> stopped_{false};
 };
 
 inline tcp_inbound_connection::tcp_inbound_connection(boost::asio::ip::tcp::socket socket,
                                                       std::shared_ptr<tcp_listener> listener)
-    : socket_(std::move(socket)), greeting_timer_(socket_.get_executor()), listener_(std::move(listener))
+    : socket_(std::move(socket)), deadline_(socket_.get_executor()), listener_(std::move(listener))
 {
     boost::system::error_code ec;
     const auto remote = socket_.remote_endpoint(ec);
     remote_ = ec ? std::string("an unknown peer") : endpoint_name(remote);
 }
 
+inline tcp_inbound_connection::~tcp_inbound_connection()
+{
+    release_ungreeted();
+}
+
+inline void tcp_inbound_connection::release_ungreeted()
+{
+    if (ungreeted_) {
+        ungreeted_ = false;
+        listener_->ungreeted_done();
+    }
+}
+
+inline void tcp_inbound_connection::close()
+{
+    boost::system::error_code ignored;
+    deadline_.cancel();
+    socket_.close(ignored);
+    release_ungreeted();
+}
+
 inline void tcp_inbound_connection::start()
 {
-    greeting_timer_.expires_after(listener_->greeting_timeout());
-    greeting_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    deadline_.expires_after(listener_->greeting_timeout());
+    deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
         if (!ec && self->peer_ == no_node && self->socket_.is_open())
             self->drop("no greeting within " + std::to_string(self->listener_->greeting_timeout().count()) +
                        " ms");
@@ -256,7 +358,7 @@ inline void tcp_inbound_connection::on_greeting_magic(const boost::system::error
 
 inline void tcp_inbound_connection::on_greeting(const boost::system::error_code& ec)
 {
-    greeting_timer_.cancel();
+    deadline_.cancel();
     if (ec || listener_->stopped())
         return close();
     greeting g;
@@ -266,6 +368,8 @@ inline void tcp_inbound_connection::on_greeting(const boost::system::error_code&
     if (std::string why = listener_->admit(g); !why.empty())
         return refuse(why);
     peer_ = g.from;
+    release_ungreeted();
+    listener_->greeted(peer_, shared_from_this());
     read_header();
 }
 
@@ -285,8 +389,35 @@ inline void tcp_inbound_connection::on_header(const boost::system::error_code& e
     const std::size_t size = parse_frame_header(header_, listener_->max_frame_bytes(), bad);
     if (bad)
         return drop(bad.message());
-    payload_.resize(size);
-    boost::asio::async_read(socket_, boost::asio::buffer(payload_),
+    expected_ = size;
+    payload_.clear();
+    ++frame_;
+    in_frame_ = true;
+    arm_frame_deadline();
+    read_payload();
+}
+
+inline void tcp_inbound_connection::arm_frame_deadline()
+{
+    deadline_.expires_after(listener_->frame_timeout());
+    deadline_.async_wait([self = shared_from_this(), frame = frame_](const boost::system::error_code& ec) {
+        if (ec || frame != self->frame_ || !self->in_frame_ || !self->socket_.is_open())
+            return;
+        self->drop("a frame of " + std::to_string(self->expected_) + " payload bytes did not arrive within " +
+                   std::to_string(self->listener_->frame_timeout().count()) + " ms (" +
+                   std::to_string(self->payload_.size()) + " bytes did)");
+    });
+}
+
+// Reads the payload's next chunk into the end of payload_, which grows as bytes arrive.
+inline void tcp_inbound_connection::read_payload()
+{
+    const std::size_t have = payload_.size();
+    if (have == expected_)
+        return on_frame();
+    const std::size_t n = std::min(read_chunk_bytes, expected_ - have);
+    payload_.resize(have + n);
+    boost::asio::async_read(socket_, boost::asio::buffer(payload_.data() + have, n),
                             [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
                                 self->on_payload(ec);
                             });
@@ -296,6 +427,13 @@ inline void tcp_inbound_connection::on_payload(const boost::system::error_code& 
 {
     if (ec || listener_->stopped())
         return close();
+    read_payload();
+}
+
+inline void tcp_inbound_connection::on_frame()
+{
+    in_frame_ = false;
+    deadline_.cancel();
     auto batch = decode_payload(payload_);
     if (!batch)
         return drop("malformed payload of " + std::to_string(payload_.size()) + " bytes");

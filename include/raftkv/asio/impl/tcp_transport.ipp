@@ -57,6 +57,11 @@ inline void check(const tcp_transport_options& o)
             "raftkv: tcp_transport_options needs 0 < reconnect_delay_min <= reconnect_delay_max");
     if (o.greeting_timeout.count() <= 0)
         throw std::invalid_argument("raftkv: tcp_transport_options::greeting_timeout must be positive");
+    if (o.frame_timeout.count() <= 0)
+        throw std::invalid_argument("raftkv: tcp_transport_options::frame_timeout must be positive");
+    if (o.max_ungreeted_connections == 0)
+        throw std::invalid_argument(
+            "raftkv: tcp_transport_options::max_ungreeted_connections must be positive");
 }
 
 } // namespace detail
