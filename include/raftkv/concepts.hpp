@@ -129,7 +129,9 @@ concept snapshot_reader = std::movable<R> && requires(R& r, const R& cr, std::st
 ///   replaces them at once, durably before it returns, after which applied_index() ==
 ///   snapshot_index() == meta.index. A begin_restore() discards a restore in progress;
 ///   `m.abort_restore()` discards it without starting another. A chunk that does not
-///   decode throws; the node is then unusable (see basic_node).
+///   decode throws, and so does finish_restore() on a stream that is incomplete; the node
+///   then calls abort_restore() and asks for the snapshot again (the bytes came from the
+///   network: they must not stop the node).
 template <class M>
 concept state_machine =
     std::default_initializable<typename M::result_type> && std::movable<typename M::result_type> &&

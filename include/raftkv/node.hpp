@@ -343,13 +343,15 @@ private:
     void handle_install_snapshot(const message& m, const install_snapshot_request& r);
     void handle_install_snapshot_response(const message& m, const install_snapshot_response& r);
     bool accept_snapshot_chunk(const message& m, const install_snapshot_request& r);
-    void finish_install(const snapshot_meta& meta);
+    bool finish_install(const snapshot_meta& meta);
+    void fail_restore();
     void abort_restore();
     detail::snapshot_sender<typename StateMachine::snapshot_reader>& sender_of(const detail::progress& p);
 
     // impl/membership.hpp
     void load_configs();
     membership decode_config(const log_entry& e) const;
+    static bool holds_valid_config(const log_entry& e);
     const membership& config_at(index_t i) const;
     void note_appended(std::span<const log_entry> es);
     void note_installed(const snapshot_meta& meta);
@@ -448,6 +450,7 @@ private:
     std::vector<detail::snapshot_sender<typename StateMachine::snapshot_reader>> senders_;
     std::uint64_t next_transfer_ = 0;
     restore_progress restore_;
+    std::uint64_t malformed_dropped_ = 0; // see node_status::malformed_dropped
 
     /// This leader's proposals not yet committed: (last index, payload bytes) per append.
     std::vector<std::pair<index_t, std::size_t>> uncommitted_;

@@ -18,6 +18,11 @@ using node_id = std::uint64_t;
 /// A Raft term. Term 0 is the term before any election.
 using term_t = std::uint64_t;
 
+/// The largest term_t, which no node adopts or creates, so that no term ever wraps: a
+/// message carrying it is dropped as malformed, and a node at the term before it no
+/// longer campaigns (its cluster can still be led by a leader of that term).
+inline constexpr term_t max_term = ~term_t{0};
+
 /// A log position. Log indexes are 1-based; index 0 means "before the first entry".
 using index_t = std::uint64_t;
 
@@ -168,6 +173,11 @@ struct node_status {
     /// log's start when none is in the log). Committed once commit_index reaches it.
     membership members;
     index_t members_index = 0;
+    /// Messages dropped since start because a correct peer never sends them (a term of
+    /// max_term, entries out of order or with a config that does not decode, a snapshot
+    /// with no voters or that the state machine could not decode), so that a transport
+    /// that lets a hostile peer through shows up.
+    std::uint64_t malformed_dropped = 0;
 };
 
 } // namespace raftkv

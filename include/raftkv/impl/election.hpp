@@ -39,10 +39,12 @@ bool basic_node<Transport, LogStore, StateMachine>::in_leader_lease() const noex
 // and its whole log durable. Nothing
 // is appended while the election timer runs, so a log still not durable when it fires has
 // waited an election timeout for its disk: that disk hangs, and another node should lead.
+// A campaign's term (and a PreVote's) is term_ + 1, which must stay below max_term.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 bool basic_node<Transport, LogStore, StateMachine>::may_campaign() const noexcept
 {
-    return !behind_log_ && store_.durable_index() >= store_.last_index() && members().is_voter(opts_.id);
+    return !behind_log_ && term_ < max_term - 1 && store_.durable_index() >= store_.last_index() &&
+           members().is_voter(opts_.id);
 }
 
 // Counts the ticks this leader's log has held entries that are not durable while its

@@ -57,6 +57,15 @@ membership basic_node<Transport, LogStore, StateMachine>::decode_config(const lo
     return std::move(*m);
 }
 
+// Whether a config entry received from a leader can be used: one that cannot would stop
+// this node at its next start (decode_config), so it is never appended.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+bool basic_node<Transport, LogStore, StateMachine>::holds_valid_config(const log_entry& e)
+{
+    const auto m = decode_membership(e.data);
+    return m && !m->voters.empty();
+}
+
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 const membership& basic_node<Transport, LogStore, StateMachine>::config_at(index_t i) const
 {

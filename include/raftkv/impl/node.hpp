@@ -124,6 +124,11 @@ void basic_node<Transport, LogStore, StateMachine>::step(message m)
     // this node does not know of yet, may well be one. The transport authenticates peers.
     if (m.to != opts_.id || m.from == opts_.id || m.from == no_node)
         return;
+    // No term may wrap: the largest is never adopted (see max_term).
+    if (m.term == max_term) {
+        ++malformed_dropped_;
+        return;
+    }
     if (accept_term(m))
         dispatch(m);
     complete_config_change();
@@ -358,7 +363,8 @@ node_status basic_node<Transport, LogStore, StateMachine>::status() const
             .snapshot_index = snapshot_index(),
             .snapshot_term = store_.term_at(snapshot_index()),
             .members = members(),
-            .members_index = members_index()};
+            .members_index = members_index(),
+            .malformed_dropped = malformed_dropped_};
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>

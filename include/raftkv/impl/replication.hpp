@@ -22,8 +22,11 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_request(const 
     election_elapsed_ = 0;
     for (std::size_t k = 0; k < r.entries.size(); ++k) {
         const log_entry& e = r.entries[k];
-        if (e.index != r.prev_index + 1 + k || e.term > m.term || (k > 0 && e.term < r.entries[k - 1].term))
-            return; // malformed: a correct leader never sends this
+        if (e.index != r.prev_index + 1 + k || e.term > m.term || (k > 0 && e.term < r.entries[k - 1].term) ||
+            (e.type == entry_type::config && !holds_valid_config(e))) {
+            ++malformed_dropped_; // a correct leader never sends this
+            return;
+        }
     }
     if (behind_log_) {
         send(m.from,

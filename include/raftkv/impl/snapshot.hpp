@@ -8,6 +8,7 @@
 #include <raftkv/node.hpp>
 
 #include <algorithm>
+#include <exception>
 #include <utility>
 
 namespace raftkv {
@@ -123,9 +124,13 @@ template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::handle_install_snapshot(const message& m,
                                                                             const install_snapshot_request& r)
 {
+    const snapshot_meta& meta = r.meta;
+    if (meta.term > m.term || meta.members.voters.empty()) {
+        ++malformed_dropped_; // a correct leader never sends this
+        return;
+    }
     leader_ = m.from;
     election_elapsed_ = 0;
-    const snapshot_meta& meta = r.meta;
     if (!behind_log_) {
         if (meta.index <= commit_) {
             // Older than what we have: everything up to our commit index matches.
@@ -151,8 +156,9 @@ void basic_node<Transport, LogStore, StateMachine>::handle_install_snapshot(cons
         restore_.term == m.term)
         answer.offset = restore_.offset;
     if (accepted && r.done) {
-        finish_install(meta);
-        answer.done = true;
+        answer.done = finish_install(meta);
+        if (!answer.done)
+            answer.offset = 0; // the state machine refused it: the leader starts again
     }
     send(m.from, answer);
 }
@@ -174,16 +180,33 @@ bool basic_node<Transport, LogStore, StateMachine>::accept_snapshot_chunk(const 
     } else if (r.offset != restore_.offset) {
         return false; // a duplicate or a chunk after a lost one: the answer says where we are
     }
-    machine_.restore_chunk(r.data);
+    try {
+        machine_.restore_chunk(r.data);
+    } catch (const std::exception&) {
+        fail_restore(); // bytes the state machine cannot decode: not a snapshot it can use
+        ++malformed_dropped_;
+        return false;
+    }
     restore_.offset += r.data.size();
     return true;
 }
 
-// Replaces the state machine with the received snapshot. The log is reset first: a crash
-// before the state machine finishes leaves it behind the log, and the node then asks for
-// a snapshot again instead of applying entries on top of an older state.
+// Abandons a restore whose snapshot the state machine refused (it threw), so that bytes
+// from the wire can never stop the node; the leader's next transfer starts over.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
-void basic_node<Transport, LogStore, StateMachine>::finish_install(const snapshot_meta& meta)
+void basic_node<Transport, LogStore, StateMachine>::fail_restore()
+{
+    restore_.active = false;
+    machine_.abort_restore();
+}
+
+// Replaces the state machine with the received snapshot; returns whether it did. The log
+// is reset first: a crash before the state machine finishes leaves it behind the log, and
+// the node then asks for a snapshot again instead of applying entries on top of an older
+// state. A state machine that refuses the snapshot (an incomplete or undecodable stream:
+// it throws) leaves the node as that crash would, asking for a snapshot again.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+bool basic_node<Transport, LogStore, StateMachine>::finish_install(const snapshot_meta& meta)
 {
     const bool holds_last = meta.index <= store_.last_index() && meta.index + 1 >= store_.first_index() &&
                             store_.term_at(meta.index) == meta.term;
@@ -193,7 +216,14 @@ void basic_node<Transport, LogStore, StateMachine>::finish_install(const snapsho
         note_installed(meta);
         pending_ack_index_ = 0;
     }
-    machine_.finish_restore();
+    try {
+        machine_.finish_restore();
+    } catch (const std::exception&) {
+        fail_restore();
+        ++malformed_dropped_;
+        behind_log_ = applied_ + 1 < store_.first_index();
+        return false;
+    }
     restore_.active = false;
     behind_log_ = false;
     applied_ = meta.index;
@@ -207,6 +237,7 @@ void basic_node<Transport, LogStore, StateMachine>::finish_install(const snapsho
         proposals_.pop_front();
     }
     apply_committed();
+    return true;
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>

@@ -1,0 +1,183 @@
+#define BOOST_TEST_MODULE hostile_input
+#include <boost/test/unit_test.hpp>
+
+#include <raftkv/membership.hpp>
+#include <raftkv/memory_log_store.hpp>
+#include <raftkv/node.hpp>
+
+#include "support/list_machine.hpp"
+#include "support/manual_cluster.hpp"
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+// Messages a correct peer never sends, delivered by hand: a node drops them, persists
+// nothing of them and keeps running, whatever a transport let through.
+
+BOOST_TEST_DONT_PRINT_LOG_VALUE(raftkv::role)
+
+namespace {
+
+using raftkv::max_term;
+using raftkv::message;
+using raftkv::node_id;
+using raftkv::role;
+using raftkv::test::cluster;
+using raftkv::test::plain_raft;
+
+/// An append from `leader` to `to` in the leader's term, carrying one entry of `type` and
+/// `data` right after `to`'s last entry.
+message append_one(cluster& c, node_id leader, node_id to, raftkv::entry_type type, std::string data)
+{
+    const auto last = c.node(to).status().last_index;
+    const auto term = c.node(leader).term();
+    return {leader, to, term,
+            raftkv::append_request{.prev_index = last,
+                                   .prev_term = c.at(to).store.term_at(last),
+                                   .commit = 0,
+                                   .entries = {raftkv::log_entry{term, last + 1, type, std::move(data)}}}};
+}
+
+/// A state machine that refuses (throws on) a chunk "garbage", and a finished restore whose
+/// last chunk was "truncated", as a real one does with bytes it cannot decode.
+struct picky_machine : raftkv::test::list_machine {
+    bool truncated = false;
+    void restore_chunk(std::string_view data)
+    {
+        if (data == "garbage")
+            throw std::runtime_error("picky_machine: a chunk that does not decode");
+        truncated = data == "truncated";
+        list_machine::restore_chunk(data);
+    }
+    void finish_restore()
+    {
+        if (truncated)
+            throw std::runtime_error("picky_machine: the stream is incomplete");
+        list_machine::finish_restore();
+    }
+};
+static_assert(raftkv::state_machine<picky_machine>);
+
+using picky_node =
+    raftkv::basic_node<raftkv::test::recording_transport, raftkv::memory_log_store, picky_machine>;
+
+message chunk(std::uint64_t transfer, std::string data)
+{
+    return {1, 2, 1,
+            raftkv::install_snapshot_request{.meta = {.index = 10, .term = 1, .members = {{1, 2, 3}}},
+                                             .transfer = transfer,
+                                             .offset = 0,
+                                             .data = std::move(data),
+                                             .done = true}};
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_message_carrying_the_largest_term_is_dropped)
+{
+    cluster c(3);
+    c.elect(1);
+    const auto term = c.node(2).term();
+    c.node(2).step(message{1, 2, max_term, raftkv::heartbeat{}});
+    c.node(3).step(
+        message{1, 3, max_term, raftkv::vote_request{.last_log_index = 100, .last_log_term = 100}});
+    BOOST_TEST(c.node(2).term() == term);
+    BOOST_TEST(c.node(3).term() == term);
+    BOOST_TEST(c.at(2).transport.sent.empty());
+    BOOST_TEST(c.at(3).transport.sent.empty());
+    BOOST_TEST(c.node(2).status().malformed_dropped == 1u);
+    c.deliver_all();
+    BOOST_TEST(c.propose(1, "still led").ec == std::error_code());
+}
+
+BOOST_AUTO_TEST_CASE(a_node_at_the_term_before_the_largest_never_campaigns_so_no_term_wraps)
+{
+    for (const bool pre_vote : {false, true}) {
+        raftkv::options o = plain_raft();
+        o.pre_vote = pre_vote;
+        cluster c(3, true, o);
+        c.node(1).step(message{2, 1, max_term - 1, raftkv::heartbeat{}});
+        BOOST_REQUIRE(c.node(1).term() == max_term - 1);
+        c.at(1).transport.sent.clear();
+        c.node(1).campaign();
+        for (int t = 0; t < 100; ++t)
+            c.node(1).tick();
+        BOOST_TEST(c.node(1).term() == max_term - 1, "pre_vote " << pre_vote);
+        BOOST_TEST(c.at(1).store.saved_hard_state().term == max_term - 1);
+        BOOST_TEST(c.node(1).role() == role::follower);
+        for (const auto& m : c.at(1).transport.sent)
+            BOOST_TEST(!std::holds_alternative<raftkv::vote_request>(m.body));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(an_append_whose_config_entry_does_not_decode_is_dropped_and_not_persisted)
+{
+    cluster c(3);
+    c.elect(1);
+    const auto last = c.node(2).status().last_index;
+    const auto members = c.node(2).status().members;
+    for (const std::string& bad :
+         {std::string("not a configuration"), raftkv::encode_membership({}), std::string()}) {
+        BOOST_REQUIRE_NO_THROW(c.node(2).step(append_one(c, 1, 2, raftkv::entry_type::config, bad)));
+        BOOST_TEST(c.node(2).status().last_index == last);
+        BOOST_TEST(c.at(2).store.last_index() == last);
+        BOOST_TEST(c.node(2).status().members.voters == members.voters);
+    }
+    BOOST_TEST(c.node(2).status().malformed_dropped == 3u);
+    // A node restarted on that store starts, and a valid config entry is still taken.
+    BOOST_REQUIRE_NO_THROW(c.start(2));
+    raftkv::membership next = members;
+    next.learners.push_back(4);
+    c.at(2).transport.sent.clear();
+    c.node(2).step(append_one(c, 1, 2, raftkv::entry_type::config, raftkv::encode_membership(next)));
+    BOOST_TEST(c.node(2).status().last_index == last + 1);
+    BOOST_TEST(c.node(2).status().members.learners == std::vector<node_id>{4});
+}
+
+BOOST_AUTO_TEST_CASE(a_snapshot_without_voters_or_from_a_later_term_is_dropped)
+{
+    cluster c(3);
+    c.elect(1);
+    const auto term = c.node(1).term();
+    for (const auto& meta : {raftkv::snapshot_meta{.index = 100, .term = term, .members = {}},
+                             raftkv::snapshot_meta{.index = 100, .term = term + 1, .members = {{1, 2, 3}}}}) {
+        c.node(2).step(message{1, 2, term,
+                               raftkv::install_snapshot_request{
+                                   .meta = meta, .transfer = 1, .offset = 0, .data = "", .done = true}});
+        BOOST_TEST(c.at(2).machine.restores == 0u);
+        BOOST_TEST(c.node(2).status().snapshot_index == 0u);
+        BOOST_TEST(c.node(2).status().members.voters == (std::vector<node_id>{1, 2, 3}));
+    }
+    BOOST_TEST(c.node(2).status().malformed_dropped == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_snapshot_the_state_machine_cannot_decode_is_abandoned_and_asked_for_again)
+{
+    raftkv::test::recording_transport transport;
+    raftkv::memory_log_store store;
+    picky_machine machine;
+    raftkv::options o;
+    o.id = 2;
+    o.members.voters = {1, 2, 3};
+    picky_node node(o, transport, store, machine);
+
+    BOOST_REQUIRE_NO_THROW(node.step(chunk(1, "garbage")));
+    BOOST_REQUIRE_NO_THROW(node.step(chunk(2, "truncated")));
+    BOOST_TEST(node.status().malformed_dropped == 2u);
+    BOOST_TEST(machine.restores == 0u);
+    BOOST_TEST(!machine.restoring.has_value());
+    BOOST_REQUIRE(transport.sent.size() == 2u);
+    for (const auto& m : transport.sent) {
+        const auto& answer = std::get<raftkv::install_snapshot_response>(m.body);
+        BOOST_TEST(!answer.done);
+        BOOST_TEST(answer.offset == 0u); // start again
+    }
+
+    node.step(chunk(3, "k=v\n"));
+    BOOST_TEST(machine.restores == 1u);
+    BOOST_TEST(node.applied_index() == 10u);
+    BOOST_TEST(std::get<raftkv::install_snapshot_response>(transport.sent.back().body).done);
+}
