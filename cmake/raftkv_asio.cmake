@@ -10,6 +10,9 @@
 
 find_package(Boost 1.81 REQUIRED COMPONENTS serialization)
 find_package(Threads REQUIRED)
+# Peer TLS (tcp_transport_options::tls): Boost.Asio SSL over OpenSSL, used by the compiled
+# part only (detail/peer_stream.hpp), so no header a user includes needs OpenSSL's.
+find_package(OpenSSL REQUIRED)
 
 set(RAFTKV_ASIO_SOURCE ${PROJECT_BINARY_DIR}/raftkv_asio/src.cpp)
 file(CONFIGURE OUTPUT ${RAFTKV_ASIO_SOURCE}
@@ -29,4 +32,4 @@ target_sources(raftkv_asio PUBLIC
 # passes it on to whoever links raftkv::asio.
 target_link_libraries(raftkv_asio
   PUBLIC raftkv::raftkv Boost::headers Threads::Threads
-  PRIVATE Boost::serialization $<BUILD_INTERFACE:raftkv_warnings>)
+  PRIVATE Boost::serialization OpenSSL::SSL OpenSSL::Crypto $<BUILD_INTERFACE:raftkv_warnings>)

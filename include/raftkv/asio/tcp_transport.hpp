@@ -46,6 +46,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace raftkv::asio {
@@ -54,7 +55,19 @@ namespace detail {
 class incarnation_book;
 class tcp_listener;
 class tcp_peer_link;
+class tls_context;
 } // namespace detail
+
+/// The files of mutual TLS between nodes (tcp_transport_options::tls), all PEM.
+struct tcp_transport_tls {
+    /// This node's certificate (chain), whose subject common name must be
+    /// "raftkv-node-<id>" for its peers to accept it.
+    std::string certificate_file;
+    /// The private key of that certificate.
+    std::string private_key_file;
+    /// The CA a peer's certificate must chain to.
+    std::string ca_file;
+};
 
 /// Tunes a tcp_transport. Every node of a cluster should use the same max_frame_bytes.
 struct tcp_transport_options {
@@ -138,6 +151,15 @@ struct tcp_transport_options {
     /// that knows this node by another incarnation (each calls this again).
     /// Default: none (the refusal is only logged).
     std::function<void(std::string)> on_identity_conflict;
+
+    /// Mutual TLS on every connection, dialed and accepted: both ends present a certificate
+    /// that must chain to `tls->ca_file`, and whose subject common name must be
+    /// "raftkv-node-<id>" for the id the peer is (for a dialed connection, the id dialed;
+    /// for an accepted one, the sender its greeting names, which follows inside TLS). A
+    /// connection that fails either check, or whose peer does not speak TLS, is closed with
+    /// one line to std::cerr. Every node of a cluster must use it, or none.
+    /// Default: none (plain TCP).
+    std::optional<tcp_transport_tls> tls;
 };
 
 /// Sends raftkv messages to the other members of a cluster over TCP, and hands the
@@ -163,6 +185,8 @@ public:
     /// @throws std::invalid_argument when `options` are inconsistent (a zero queue bound,
     ///         a frame limit smaller than an empty frame, a zero or inverted reconnect delay,
     ///         a zero timeout or connection cap).
+    /// @throws std::runtime_error when `options.tls` names a file that cannot be read or
+    ///         loaded, or a key that does not match its certificate.
     tcp_transport(executor_type ex, node_id self, std::map<node_id, endpoint_type> peers,
                   endpoint_type listen_on, receive_handler on_receive, tcp_transport_options options = {});
 
@@ -223,6 +247,7 @@ private:
     // Shared because the pending operations of the listener and of each link keep them
     // alive after the transport is gone (they then find themselves stopped and finish).
     std::shared_ptr<detail::incarnation_book> incarnations_;
+    std::shared_ptr<detail::tls_context> tls_; // null without peer TLS
     std::shared_ptr<detail::tcp_listener> listener_;
     std::map<node_id, std::shared_ptr<detail::tcp_peer_link>> links_;
     // Expires with the transport: set_peers' posted work checks it on the executor.

@@ -8,6 +8,7 @@
 #include <raftkv/asio/detail/endpoint_name.hpp>
 #include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/asio/detail/incarnation_book.hpp>
+#include <raftkv/asio/detail/peer_stream.hpp>
 #include <raftkv/asio/tcp_transport.hpp>
 #include <raftkv/messages.hpp>
 
@@ -30,6 +31,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace raftkv::asio::detail {
@@ -37,7 +39,9 @@ namespace raftkv::asio::detail {
 class tcp_listener;
 
 /// One connection a peer dialed to us: reads the greeting, then frames, decoding them on
-/// a strand of its own, and hands each frame's messages to the listener. A greeting that
+/// a strand of its own, and hands each frame's messages to the listener. With peer TLS, a
+/// TLS handshake comes first, and the greeted sender must be the node its certificate
+/// names. A failed handshake, a greeting that
 /// does not come within the greeting timeout or does not fit this node, a frame whose
 /// payload does not come within the frame timeout, a message from another sender than the
 /// greeted one, a newer connection greeting with the same sender, and any protocol error
@@ -61,15 +65,15 @@ public:
     /// Closes the socket on the connection's strand. Safe from any thread.
     void close_soon()
     {
-        boost::asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close(); });
+        boost::asio::post(deadline_.get_executor(), [self = shared_from_this()] { self->close(); });
     }
 
     /// Closes the connection on its strand, with a line saying a newer connection from the
     /// same peer took its place. Safe from any thread.
     void replace_soon()
     {
-        boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
-            if (self->socket_.is_open())
+        boost::asio::post(deadline_.get_executor(), [self = shared_from_this()] {
+            if (self->stream_.socket().is_open())
                 self->drop("replaced by a newer connection from node " + std::to_string(self->peer_));
         });
     }
@@ -78,6 +82,7 @@ private:
     void close();
     void release_ungreeted();
 
+    void on_handshake(const boost::system::error_code& ec);
     void on_greeting_magic(const boost::system::error_code& ec);
     void on_greeting(const boost::system::error_code& ec);
     void refuse(const std::string& why);
@@ -89,9 +94,9 @@ private:
     void on_frame();
     void drop(const std::string& why);
 
-    boost::asio::ip::tcp::socket socket_;
-    boost::asio::steady_timer deadline_; // the greeting's, then each frame's
     std::shared_ptr<tcp_listener> listener_;
+    peer_stream stream_;
+    boost::asio::steady_timer deadline_; // the greeting's, then each frame's
     std::string remote_;
     greeting_bytes greeting_{};
     node_id peer_ = no_node; // the greeted sender
@@ -116,13 +121,13 @@ public:
     /// a strand on `io`.
     tcp_listener(boost::asio::ip::tcp::acceptor acceptor, boost::asio::any_io_executor io, node_id self,
                  const tcp_transport_options& options, std::shared_ptr<incarnation_book> incarnations,
-                 tcp_transport::receive_handler on_receive)
-        : acceptor_(std::move(acceptor)), retry_timer_(acceptor_.get_executor()), io_(std::move(io)),
-          self_(self), max_frame_bytes_(options.max_frame_bytes), cluster_id_(options.cluster_id),
-          greeting_timeout_(options.greeting_timeout), frame_timeout_(options.frame_timeout),
-          max_ungreeted_(options.max_ungreeted_connections), incarnations_(std::move(incarnations)),
-          on_learned_(options.on_incarnation_learned), on_conflict_(options.on_identity_conflict),
-          on_receive_(std::move(on_receive))
+                 std::shared_ptr<tls_context> tls, tcp_transport::receive_handler on_receive)
+        : tls_(std::move(tls)), acceptor_(std::move(acceptor)), retry_timer_(acceptor_.get_executor()),
+          io_(std::move(io)), self_(self), max_frame_bytes_(options.max_frame_bytes),
+          cluster_id_(options.cluster_id), greeting_timeout_(options.greeting_timeout),
+          frame_timeout_(options.frame_timeout), max_ungreeted_(options.max_ungreeted_connections),
+          incarnations_(std::move(incarnations)), on_learned_(options.on_incarnation_learned),
+          on_conflict_(options.on_identity_conflict), on_receive_(std::move(on_receive))
     {
     }
 
@@ -148,10 +153,38 @@ public:
     node_id self() const noexcept { return self_; }
     std::chrono::milliseconds greeting_timeout() const noexcept { return greeting_timeout_; }
     std::chrono::milliseconds frame_timeout() const noexcept { return frame_timeout_; }
+    /// The TLS context of every accepted connection; null without peer TLS.
+    tls_context* tls() const noexcept { return tls_.get(); }
 
     /// One ungreeted connection greeted or closed. Called on a connection's strand, or
     /// wherever the connection is destroyed.
     void ungreeted_done() noexcept { ungreeted_.fetch_sub(1); }
+
+    /// Logs that a connection from `remote` was refused for `why`: at once the first time,
+    /// then at most once every 10 s for the same reason, with how many were not logged (a
+    /// refused peer dials again and again). Called on a connection's strand.
+    void log_refusal(const std::string& remote, const std::string& why)
+    {
+        const auto now = std::chrono::steady_clock::now();
+        std::size_t unlogged = 0;
+        {
+            std::lock_guard lock(refusals_mutex_);
+            if (refusals_.size() > 64)
+                refusals_.clear(); // many distinct reasons: forget them rather than grow
+            auto [it, first] = refusals_.try_emplace(why, refusal_log{now, 0});
+            if (!first && now - it->second.logged < std::chrono::seconds(10)) {
+                ++it->second.unlogged;
+                return;
+            }
+            unlogged = std::exchange(it->second.unlogged, 0);
+            it->second.logged = now;
+        }
+        std::cerr << ("raftkv: refused connection from " + remote + ": " + why +
+                      (unlogged ? " (and " + std::to_string(unlogged) +
+                                      " more for this reason since the last line)"
+                                : std::string()) +
+                      "\n");
+    }
 
     /// Makes `connection` the one greeted connection of `peer`, closing the one it
     /// replaces, if any: a peer that dials again has given up on its older connection.
@@ -276,6 +309,7 @@ private:
         excess_refused_ = 0;
     }
 
+    std::shared_ptr<tls_context> tls_;
     boost::asio::ip::tcp::acceptor acceptor_;
     boost::asio::steady_timer retry_timer_;
     boost::asio::any_io_executor io_;
@@ -293,6 +327,12 @@ private:
     std::atomic<std::size_t> ungreeted_{0};
     std::size_t excess_refused_ = 0; // since the last line about them
     std::optional<std::chrono::steady_clock::time_point> excess_logged_;
+    struct refusal_log {
+        std::chrono::steady_clock::time_point logged;
+        std::size_t unlogged = 0;
+    };
+    std::mutex refusals_mutex_;
+    std::map<std::string, refusal_log> refusals_; // by reason; guarded by refusals_mutex_
     std::mutex greeted_mutex_;
     std::map<node_id, std::weak_ptr<tcp_inbound_connection>> greeted_; // guarded by greeted_mutex_
     std::atomic<bool> stopped_{false};
@@ -300,10 +340,11 @@ private:
 
 inline tcp_inbound_connection::tcp_inbound_connection(boost::asio::ip::tcp::socket socket,
                                                       std::shared_ptr<tcp_listener> listener)
-    : socket_(std::move(socket)), deadline_(socket_.get_executor()), listener_(std::move(listener))
+    : listener_(std::move(listener)), stream_(std::move(socket), listener_->tls()),
+      deadline_(stream_.socket().get_executor())
 {
     boost::system::error_code ec;
-    const auto remote = socket_.remote_endpoint(ec);
+    const auto remote = stream_.socket().remote_endpoint(ec);
     remote_ = ec ? std::string("an unknown peer") : endpoint_name(remote);
 }
 
@@ -322,9 +363,8 @@ inline void tcp_inbound_connection::release_ungreeted()
 
 inline void tcp_inbound_connection::close()
 {
-    boost::system::error_code ignored;
     deadline_.cancel();
-    socket_.close(ignored);
+    stream_.close();
     release_ungreeted();
 }
 
@@ -332,16 +372,26 @@ inline void tcp_inbound_connection::start()
 {
     deadline_.expires_after(listener_->greeting_timeout());
     deadline_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
-        if (!ec && self->peer_ == no_node && self->socket_.is_open())
+        if (!ec && self->peer_ == no_node && self->stream_.socket().is_open())
             self->drop("no greeting within " + std::to_string(self->listener_->greeting_timeout().count()) +
                        " ms");
     });
+    stream_.async_handshake(
+        false, [self = shared_from_this()](const boost::system::error_code& ec) { self->on_handshake(ec); });
+}
+
+inline void tcp_inbound_connection::on_handshake(const boost::system::error_code& ec)
+{
+    if (listener_->stopped() || !stream_.socket().is_open())
+        return close();
+    if (ec)
+        return refuse(stream_.handshake_failure(ec));
     // The magic first, so that a client of another protocol is refused at once rather than
     // when the timeout ends.
-    boost::asio::async_read(socket_, boost::asio::buffer(greeting_.data(), 4),
-                            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                                self->on_greeting_magic(ec);
-                            });
+    stream_.async_read(boost::asio::buffer(greeting_.data(), 4),
+                       [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                           self->on_greeting_magic(ec);
+                       });
 }
 
 inline void tcp_inbound_connection::on_greeting_magic(const boost::system::error_code& ec)
@@ -349,11 +399,12 @@ inline void tcp_inbound_connection::on_greeting_magic(const boost::system::error
     if (ec || listener_->stopped())
         return close();
     if (!has_greeting_magic(greeting_))
-        return refuse(no_greeting_reason);
-    boost::asio::async_read(socket_, boost::asio::buffer(greeting_.data() + 4, greeting_.size() - 4),
-                            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                                self->on_greeting(ec);
-                            });
+        return refuse(greeting_[0] == 0x16 ? "a TLS handshake: the peer uses peer TLS, this node does not"
+                                           : no_greeting_reason);
+    stream_.async_read(boost::asio::buffer(greeting_.data() + 4, greeting_.size() - 4),
+                       [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                           self->on_greeting(ec);
+                       });
 }
 
 inline void tcp_inbound_connection::on_greeting(const boost::system::error_code& ec)
@@ -365,6 +416,8 @@ inline void tcp_inbound_connection::on_greeting(const boost::system::error_code&
     if (std::string why = check_greeting(greeting_, listener_->cluster_id(), listener_->self(), g);
         !why.empty())
         return refuse(why);
+    if (std::string why = stream_.check_peer(g.from); !why.empty())
+        return refuse(why);
     if (std::string why = listener_->admit(g); !why.empty())
         return refuse(why);
     peer_ = g.from;
@@ -375,10 +428,10 @@ inline void tcp_inbound_connection::on_greeting(const boost::system::error_code&
 
 inline void tcp_inbound_connection::read_header()
 {
-    boost::asio::async_read(socket_, boost::asio::buffer(header_),
-                            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                                self->on_header(ec);
-                            });
+    stream_.async_read(boost::asio::buffer(header_),
+                       [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                           self->on_header(ec);
+                       });
 }
 
 inline void tcp_inbound_connection::on_header(const boost::system::error_code& ec)
@@ -401,7 +454,7 @@ inline void tcp_inbound_connection::arm_frame_deadline()
 {
     deadline_.expires_after(listener_->frame_timeout());
     deadline_.async_wait([self = shared_from_this(), frame = frame_](const boost::system::error_code& ec) {
-        if (ec || frame != self->frame_ || !self->in_frame_ || !self->socket_.is_open())
+        if (ec || frame != self->frame_ || !self->in_frame_ || !self->stream_.socket().is_open())
             return;
         self->drop("a frame of " + std::to_string(self->expected_) + " payload bytes did not arrive within " +
                    std::to_string(self->listener_->frame_timeout().count()) + " ms (" +
@@ -417,10 +470,10 @@ inline void tcp_inbound_connection::read_payload()
         return on_frame();
     const std::size_t n = std::min(read_chunk_bytes, expected_ - have);
     payload_.resize(have + n);
-    boost::asio::async_read(socket_, boost::asio::buffer(payload_.data() + have, n),
-                            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                                self->on_payload(ec);
-                            });
+    stream_.async_read(boost::asio::buffer(payload_.data() + have, n),
+                       [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
+                           self->on_payload(ec);
+                       });
 }
 
 inline void tcp_inbound_connection::on_payload(const boost::system::error_code& ec)
@@ -450,7 +503,7 @@ inline void tcp_inbound_connection::on_frame()
 
 inline void tcp_inbound_connection::refuse(const std::string& why)
 {
-    std::cerr << ("raftkv: refused connection from " + remote_ + ": " + why + "\n");
+    listener_->log_refusal(remote_, why);
     close();
 }
 

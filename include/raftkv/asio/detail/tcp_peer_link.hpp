@@ -8,6 +8,7 @@
 #include <raftkv/asio/detail/endpoint_name.hpp>
 #include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/asio/detail/incarnation_book.hpp>
+#include <raftkv/asio/detail/peer_stream.hpp>
 #include <raftkv/asio/tcp_transport.hpp>
 #include <raftkv/messages.hpp>
 
@@ -31,7 +32,9 @@ namespace raftkv::asio::detail {
 
 /// Owns the connection this node dials to one peer. Only ever written to: the peer
 /// sends its own messages over the connection it dials to us. The first bytes written on
-/// each connection are the greeting (greeting.hpp), made when the connection opens.
+/// each connection are the greeting (greeting.hpp), made when the connection opens. With
+/// peer TLS, each connection starts with a TLS handshake, and the peer must present the
+/// certificate of the node dialed.
 ///
 /// Threads: the link runs on a strand of its own, so that encoding frames and writing them
 /// never hold up the node's strand. send() and stop() are called on the transport's
@@ -48,9 +51,9 @@ class tcp_peer_link final : public std::enable_shared_from_this<tcp_peer_link> {
 public:
     tcp_peer_link(boost::asio::any_io_executor ex, node_id self, node_id peer,
                   boost::asio::ip::tcp::endpoint remote, const tcp_transport_options& options,
-                  std::shared_ptr<const incarnation_book> incarnations)
-        : socket_(ex), timer_(ex), self_(self), peer_(peer), remote_(remote), options_(options),
-          backoff_(options.reconnect_delay_min), incarnations_(std::move(incarnations))
+                  std::shared_ptr<const incarnation_book> incarnations, std::shared_ptr<tls_context> tls)
+        : executor_(ex), timer_(ex), self_(self), peer_(peer), remote_(remote), options_(options),
+          backoff_(options.reconnect_delay_min), incarnations_(std::move(incarnations)), tls_(std::move(tls))
     {
     }
 
@@ -60,7 +63,7 @@ public:
     /// transport's executor.
     void start()
     {
-        boost::asio::post(socket_.get_executor(), [self = shared_from_this()] {
+        boost::asio::post(executor_, [self = shared_from_this()] {
             if (!self->stopped_ && self->state_ == link_state::idle)
                 self->connect();
         });
@@ -71,7 +74,7 @@ public:
     {
         if (stopped_)
             return;
-        boost::asio::post(socket_.get_executor(), [self = shared_from_this(), m = std::move(m)]() mutable {
+        boost::asio::post(executor_, [self = shared_from_this(), m = std::move(m)]() mutable {
             self->enqueue(std::move(m));
         });
     }
@@ -81,7 +84,7 @@ public:
     void stop()
     {
         stopped_ = true;
-        boost::asio::post(socket_.get_executor(), [self = shared_from_this()] { self->close(); });
+        boost::asio::post(executor_, [self = shared_from_this()] { self->close(); });
     }
 
 private:
@@ -119,9 +122,9 @@ private:
 
     void close()
     {
-        boost::system::error_code ignored;
         timer_.cancel();
-        socket_.close(ignored);
+        if (stream_)
+            stream_->close();
         queue_.clear();
         queued_bytes_ = 0;
     }
@@ -130,10 +133,13 @@ private:
     {
         ++epoch_;
         state_ = link_state::connecting;
-        socket_.async_connect(
-            remote_, [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec) {
-                self->on_connect(epoch, ec);
-            });
+        // A stream per connection: a TLS session cannot be reused. Each operation holds the
+        // stream it runs on, so an older connection's stays alive until its last completion.
+        stream_ = std::make_shared<peer_stream>(boost::asio::ip::tcp::socket(executor_), tls_.get());
+        stream_->socket().async_connect(remote_, [self = shared_from_this(), epoch = epoch_,
+                                                  stream = stream_](const boost::system::error_code& ec) {
+            self->on_connect(epoch, ec);
+        });
     }
 
     void on_connect(std::uint64_t epoch, const boost::system::error_code& ec)
@@ -142,14 +148,24 @@ private:
             return;
         if (ec)
             return fail("cannot connect", ec);
+        boost::system::error_code ignored;
+        stream_->socket().set_option(boost::asio::ip::tcp::no_delay(true), ignored);
+        stream_->async_handshake(true,
+                                 [self = shared_from_this(), epoch = epoch_, stream = stream_](
+                                     const boost::system::error_code& ec) { self->on_handshake(epoch, ec); });
+    }
+
+    void on_handshake(std::uint64_t epoch, const boost::system::error_code& ec)
+    {
+        if (stopped_ || epoch != epoch_)
+            return;
+        if (ec)
+            return fail_because(stream_->handshake_failure(ec));
+        if (std::string why = stream_->check_peer(peer_); !why.empty())
+            return fail_because("refused: " + why);
         state_ = link_state::connected;
         lost_ = false;
-        backoff_ = options_.reconnect_delay_min;
-        boost::system::error_code ignored;
-        socket_.set_option(boost::asio::ip::tcp::no_delay(true), ignored);
-        if (failure_logged_)
-            log("connected");
-        failure_logged_ = false;
+        established_at_ = std::chrono::steady_clock::now();
         greeting_ = make_greeting();
         greet_pending_ = true;
         watch_for_close();
@@ -172,17 +188,21 @@ private:
     /// that its peer went away, or that the peer refused its greeting (and logged why).
     void watch_for_close()
     {
-        socket_.async_read_some(
-            boost::asio::buffer(&probe_, 1),
-            [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec, std::size_t) {
-                self->on_probe(epoch, ec);
-            });
+        stream_->async_read_some(boost::asio::buffer(&probe_, 1),
+                                 [self = shared_from_this(), epoch = epoch_,
+                                  stream = stream_](const boost::system::error_code& ec, std::size_t) {
+                                     self->on_probe(epoch, ec);
+                                 });
     }
 
     void on_probe(std::uint64_t epoch, const boost::system::error_code& ec)
     {
         if (stopped_ || epoch != epoch_)
             return;
+        // A byte from a peer that never writes here: a TLS record (alert 0x15, handshake
+        // 0x16) from a peer that speaks TLS to a node that does not.
+        if (!ec && !stream_->is_tls() && (probe_ == 0x15 || probe_ == 0x16))
+            return fail_because("connection lost: the peer answered in TLS (peer TLS is on there, off here)");
         fail("connection lost", ec ? ec : make_error_code(boost::asio::error::invalid_argument));
     }
 
@@ -193,7 +213,7 @@ private:
         if (writing_ || state_ != link_state::connected || (queue_.empty() && !greet_pending_))
             return;
         writing_ = true;
-        boost::asio::post(socket_.get_executor(), [self = shared_from_this()] { self->write(); });
+        boost::asio::post(executor_, [self = shared_from_this()] { self->write(); });
     }
 
     /// Encodes as much of the queue as fits one frame, and writes it, behind the greeting
@@ -212,11 +232,11 @@ private:
         greet_pending_ = false;
         if (!queue_.empty())
             encode_batch();
-        boost::asio::async_write(
-            socket_, boost::asio::buffer(frame_),
-            [self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec, std::size_t) {
-                self->on_write(epoch, ec);
-            });
+        stream_->async_write(boost::asio::buffer(frame_),
+                             [self = shared_from_this(), epoch = epoch_,
+                              stream = stream_](const boost::system::error_code& ec, std::size_t) {
+                                 self->on_write(epoch, ec);
+                             });
     }
 
     /// Appends to frame_ one frame of as much of the queue as fits.
@@ -241,14 +261,40 @@ private:
             return;
         if (ec && epoch == epoch_)
             return fail("write failed", ec); // the frame is lost: Raft will resend
+        if (failure_logged_ && proven()) {
+            log("connected");
+            failure_logged_ = false;
+        }
         maybe_write();
+    }
+
+    /// Whether the current connection has lasted long enough to count as made: a peer that
+    /// refuses this node (a greeting or certificate it does not accept; with TLS 1.3 the
+    /// dialer learns of a refused certificate only after its handshake) closes it at once.
+    /// Until then the link keeps its backoff growing and logs no recovery, so that a
+    /// refusal costs one line and a slowing trickle of attempts, not a line per attempt.
+    bool proven() const
+    {
+        return state_ == link_state::connected &&
+               std::chrono::steady_clock::now() - established_at_ >= std::chrono::seconds(1);
     }
 
     /// Drops the current connection and dials again after the backoff delay.
     void fail(const char* what, const boost::system::error_code& ec)
     {
+        fail_because(std::string(what) + ": " + ec.message());
+    }
+
+    /// Drops the current connection, saying `why` the first time, and dials again after
+    /// the backoff delay.
+    void fail_because(const std::string& why)
+    {
+        if (proven()) {
+            backoff_ = options_.reconnect_delay_min;
+            failure_logged_ = false; // a new outage
+        }
         if (!failure_logged_)
-            log(std::string(what) + ": " + ec.message() + "; retrying with backoff");
+            log(why + "; retrying with backoff");
         failure_logged_ = true;
         // What was queued for a peer whose connection was lost, and what is sent until it is
         // back, was meant for the process that went away: it may come back as another one
@@ -261,8 +307,7 @@ private:
         }
         ++epoch_; // later completions of this connection are stale
         state_ = link_state::backing_off;
-        boost::system::error_code ignored;
-        socket_.close(ignored);
+        stream_->close();
         timer_.expires_after(backoff_);
         backoff_ = std::min(backoff_ * 2, options_.reconnect_delay_max);
         timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
@@ -277,15 +322,18 @@ private:
                       ": " + what + "\n");
     }
 
-    boost::asio::ip::tcp::socket socket_;
+    boost::asio::any_io_executor executor_; // the link's strand
+    std::shared_ptr<peer_stream> stream_;   // the current connection's; null before the first
     boost::asio::steady_timer timer_;
     node_id self_;
     node_id peer_;
     boost::asio::ip::tcp::endpoint remote_;
     tcp_transport_options options_;
     std::chrono::milliseconds backoff_;
+    std::chrono::steady_clock::time_point established_at_; // of the current connection
     std::shared_ptr<const incarnation_book> incarnations_;
-    greeting_bytes greeting_{}; // the current connection's
+    std::shared_ptr<tls_context> tls_; // null without peer TLS
+    greeting_bytes greeting_{};        // the current connection's
 
     std::deque<queued_message> queue_;
     std::size_t queued_bytes_ = 0;

@@ -6,6 +6,7 @@
 #include <raftkv/asio/tcp_transport.hpp>
 
 #include <raftkv/asio/detail/incarnation_book.hpp>
+#include <raftkv/asio/detail/peer_stream.hpp>
 #include <raftkv/asio/detail/tcp_listener.hpp>
 #include <raftkv/asio/detail/tcp_peer_link.hpp>
 
@@ -16,6 +17,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <iostream>
 #include <limits>
 #include <stdexcept>
 #include <utility>
@@ -89,13 +91,21 @@ tcp_transport::tcp_transport(boost::asio::ip::tcp::acceptor acceptor, node_id se
     incarnations_ = std::make_shared<detail::incarnation_book>(options_.incarnation,
                                                                std::move(options_.known_incarnations));
     options_.known_incarnations.clear();
+    if (options_.tls) {
+        tls_ = std::make_shared<detail::tls_context>(*options_.tls);
+        // Its peers will refuse it; say why here too, where the operator looks first.
+        if (const std::string own = tls_->own_common_name(); own != detail::node_common_name(self_))
+            std::cerr << ("raftkv: warning: peer TLS certificate " + options_.tls->certificate_file +
+                          " is for CN=" + own + ", not this node's CN=" + detail::node_common_name(self_) +
+                          ": its peers will refuse it\n");
+    }
     for (const auto& [id, endpoint] : peers)
         if (id != self_)
             links_.emplace(id,
                            std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), self_, id,
-                                                                   endpoint, options_, incarnations_));
+                                                                   endpoint, options_, incarnations_, tls_));
     listener_ = std::make_shared<detail::tcp_listener>(std::move(acceptor), io, self_, options_,
-                                                       incarnations_, std::move(on_receive));
+                                                       incarnations_, tls_, std::move(on_receive));
     listener_->start();
     // Peers learn each other's incarnation from the greetings, before any election needs it.
     if (options_.incarnation != 0)
@@ -143,7 +153,7 @@ void tcp_transport::apply_peers(std::map<node_id, endpoint_type> peers)
     for (const auto& [id, endpoint] : peers)
         if (!links_.contains(id)) {
             auto link = std::make_shared<detail::tcp_peer_link>(boost::asio::make_strand(io), self_, id,
-                                                                endpoint, options_, incarnations_);
+                                                                endpoint, options_, incarnations_, tls_);
             links_.emplace(id, link);
             if (options_.incarnation != 0)
                 link->start(); // greet it now, as the constructor does every first peer
