@@ -17,7 +17,7 @@ namespace raftkv::server {
 namespace {
 
 // Every setting is both a flag --<name> and a config-file key <name>.
-constexpr std::array<std::string_view, 16> setting_names = {
+constexpr std::array<std::string_view, 19> setting_names = {
     "id",
     "data-dir",
     "http",
@@ -34,6 +34,9 @@ constexpr std::array<std::string_view, 16> setting_names = {
     "snapshot-catchup-entries",
     "log-level",
     "threads",
+    "peer-cert",
+    "peer-key",
+    "peer-ca",
 };
 
 bool is_setting(std::string_view name)
@@ -403,6 +406,35 @@ std::string check_snapshots(const raw_settings& s, server_config& c)
                                        c.snapshot_catchup_entries);
 }
 
+// Peer TLS takes three files, all readable now: a typo should stop the start, not every
+// connection later.
+std::string check_peer_tls(const raw_settings& s, server_config& c)
+{
+    const std::array<std::pair<const char*, std::string*>, 3> files = {
+        {{"peer-cert", &c.peer_cert}, {"peer-key", &c.peer_key}, {"peer-ca", &c.peer_ca}}};
+    std::string missing;
+    std::size_t given = 0;
+    for (const auto& [name, out] : files) {
+        const raw_value* v = s.find(name);
+        if (!v) {
+            missing.append(missing.empty() ? "" : " and ").append("--").append(name);
+            continue;
+        }
+        ++given;
+        if (v->text.empty())
+            return v->where + ": the file name must not be empty";
+        if (std::filesystem::is_directory(v->text))
+            return v->where + ": cannot read " + in_quotes(v->text) + ": it is a directory";
+        std::ifstream in(v->text);
+        if (!in)
+            return v->where + ": cannot read " + in_quotes(v->text) + ": " + std::strerror(errno);
+        *out = v->text;
+    }
+    if (given != 0 && given != files.size())
+        return "--peer-cert, --peer-key and --peer-ca go together (peer TLS): " + missing + " missing";
+    return {};
+}
+
 std::string build_config(const raw_settings& s, server_config& c)
 {
     if (std::string e = check_identity(s, c); !e.empty())
@@ -414,6 +446,8 @@ std::string build_config(const raw_settings& s, server_config& c)
     if (std::string e = advertise_http_problem(c); !e.empty())
         return e;
     if (std::string e = check_tuning(s, c); !e.empty())
+        return e;
+    if (std::string e = check_peer_tls(s, c); !e.empty())
         return e;
     return check_snapshots(s, c);
 }
@@ -459,6 +493,11 @@ std::optional<host_port> parse_host_port(std::string_view text)
 bool is_wildcard(const host_port& address)
 {
     return address.host == "0.0.0.0" || address.host == "::";
+}
+
+bool is_loopback(const host_port& address)
+{
+    return address.host == "localhost" || address.host == "::1" || address.host.starts_with("127.");
 }
 
 std::string advertise_http_problem(const server_config& c)
@@ -609,6 +648,12 @@ Flags (each also a key of the config file; flags override the file):
   --log-level LEVEL          error, warn, info or debug (default: info)
   --threads N                threads serving HTTP and Raft connections; the Raft node
                              itself runs on one of them at a time (default: 2)
+  --peer-cert FILE           peer TLS: this node's certificate (PEM), whose subject CN
+                             must be raftkv-node-<id>; with --peer-key and --peer-ca,
+                             every Raft connection is mutual TLS (default: plain TCP)
+  --peer-key FILE            peer TLS: the private key of --peer-cert (PEM)
+  --peer-ca FILE             peer TLS: the CA (PEM) every peer's certificate must
+                             chain to
   --config FILE              read settings from a YAML file first
   -h, --help                 print this help and exit
 
@@ -616,7 +661,8 @@ Flags take their value as the next argument or after '=' (--id=2).
 
 Config file (YAML): a map with any of the keys id, data-dir, http, advertise-http,
 cluster-token, raft, peers, join, tick-ms, election-ticks, heartbeat-ticks,
-request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, threads.
+request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, threads,
+peer-cert, peer-key, peer-ca.
 peers is a map of id to HOST:PORT, or the same string as --peers. Example:
 
   id: 2

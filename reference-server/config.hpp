@@ -120,6 +120,12 @@ struct server_config {
 
     /// Default: info.
     server::log_level log_level = log_level::info;
+
+    /// Peer TLS: this node's certificate and private key, and the CA its peers'
+    /// certificates must chain to (PEM files, readable at start). All three or none.
+    /// Default: none (Raft connections are plain TCP).
+    std::string peer_cert, peer_key, peer_ca;
+    bool peer_tls() const { return !peer_cert.empty(); }
 };
 
 /// What the command line asks for, or why it cannot be followed.
@@ -160,6 +166,9 @@ std::string advertise_http_problem(const server_config& c);
 
 /// True for 0.0.0.0 and ::, the addresses that mean "every interface".
 bool is_wildcard(const host_port& address);
+
+/// True for localhost and the loopback addresses (127.0.0.0/8, ::1).
+bool is_loopback(const host_port& address);
 
 /// Parses "http://host:port" (a trailing '/' allowed), the --join address; nullopt otherwise.
 std::optional<host_port> parse_join_url(std::string_view url);

@@ -221,12 +221,17 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
             record_incarnation(peer, incarnation);
         };
         t.on_identity_conflict = [this](const std::string& why) { data_directory_replaced(why); };
+        if (c.peer_tls())
+            t.tls = raftkv::asio::tcp_transport_tls{
+                .certificate_file = c.peer_cert, .private_key_file = c.peer_key, .ca_file = c.peer_ca};
         transport = std::make_unique<raftkv::asio::tcp_transport>(
             strand, c.id, std::move(endpoints.peers), endpoints.listen_on,
             [this](message m) { driver->deliver(std::move(m)); }, t);
     } catch (const boost::system::system_error& e) {
         throw std::runtime_error("cannot listen for Raft on " + c.raft.to_string() + ": " +
                                  e.code().message());
+    } catch (const std::runtime_error& e) {
+        throw config_error(e.what()); // peer TLS files that do not load: a configuration problem
     }
 
     raftkv::options o;

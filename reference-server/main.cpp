@@ -118,7 +118,12 @@ void log_startup(const server_config& config)
     log(log_level::info, "node " + std::to_string(config.id) + " of cluster " +
                              raftkv::asio::detail::cluster_id_name(config.cluster_id) + " started: http " +
                              http + ", raft " + config.raft.to_string() + ", data " +
-                             config.data_dir.string() + ", peers " + peers_to_string(config.peers));
+                             config.data_dir.string() + ", peers " + peers_to_string(config.peers) +
+                             (config.peer_tls() ? ", peer TLS on" : ""));
+    if (!config.peer_tls() && !is_loopback(config.raft))
+        log(log_level::warn, "peer TLS is off and the Raft port " + config.raft.to_string() +
+                                 " is not a loopback address: anyone who reaches it can pose as a member "
+                                 "(see --peer-cert, docs/security.md)");
 }
 
 // Checks the flags against the data directory's identity, and completes `config` from it.

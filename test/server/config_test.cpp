@@ -199,6 +199,32 @@ BOOST_AUTO_TEST_CASE(cluster_tokens_are_printable_without_spaces)
     parse_error({"--cluster-token", ""}, "is not a cluster token");
 }
 
+BOOST_AUTO_TEST_CASE(peer_tls_takes_all_three_readable_files_or_none)
+{
+    temp_dir dir;
+    const std::string cert = write_file(dir, "cert", "node.crt");
+    const std::string key = write_file(dir, "key", "node.key");
+    const std::string ca = write_file(dir, "ca", "ca.crt");
+    BOOST_TEST(!parse_ok({}).peer_tls());
+    const server_config c = parse_ok({"--peer-cert", cert, "--peer-key", key, "--peer-ca", ca});
+    BOOST_TEST(c.peer_tls());
+    BOOST_TEST(c.peer_cert == cert);
+    BOOST_TEST(c.peer_key == key);
+    BOOST_TEST(c.peer_ca == ca);
+    const server_config y =
+        parse_ok({"--config",
+                  write_file(dir, "peer-cert: " + cert + "\npeer-key: " + key + "\npeer-ca: " + ca + "\n")});
+    BOOST_TEST(y.peer_ca == ca);
+
+    parse_error({"--peer-cert", cert}, "--peer-key and --peer-ca missing");
+    parse_error({"--peer-cert", cert, "--peer-ca", ca}, "--peer-key missing");
+    parse_error({"--peer-key", key, "--peer-ca", ca}, "go together");
+    parse_error({"--peer-cert", (dir / "absent.crt").string(), "--peer-key", key, "--peer-ca", ca},
+                "--peer-cert: cannot read");
+    parse_error({"--peer-cert", cert, "--peer-key", key, "--peer-ca", dir.path().string()}, "is a directory");
+    parse_error({"--peer-cert", cert, "--peer-key", "", "--peer-ca", ca}, "must not be empty");
+}
+
 BOOST_AUTO_TEST_CASE(the_config_says_whether_peers_and_raft_were_given)
 {
     const server_config d = parse_ok({});
@@ -223,7 +249,7 @@ BOOST_AUTO_TEST_CASE(help_text_explains_every_flag_and_key)
     for (const char* name :
          {"id", "data-dir", "http", "advertise-http", "cluster-token", "raft", "peers", "tick-ms",
           "election-ticks", "heartbeat-ticks", "request-timeout-ms", "snapshot-entries",
-          "snapshot-catchup-entries", "log-level", "threads", "config"})
+          "snapshot-catchup-entries", "log-level", "threads", "peer-cert", "peer-key", "peer-ca", "config"})
         BOOST_TEST(help.find(std::string("--") + name) != std::string::npos, name);
 }
 
