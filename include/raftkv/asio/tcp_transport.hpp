@@ -13,7 +13,10 @@
 // messages are dropped: Raft repairs loss by itself. Every connection opens with a
 // greeting (cluster id, sender and receiver id and incarnation, protocol version), and
 // the listener refuses a connection whose greeting does not fit it, and any message on it
-// that claims another sender. docs/transport.md has the details.
+// that claims another sender. With tcp_transport_options::tls, every connection is mutual
+// TLS first, and a peer must hold the certificate of the node it claims to be. What a
+// connection can cost is bounded (frame memory as bytes arrive, a frame deadline, a cap on
+// connections not yet greeted). docs/transport.md has the details.
 //
 // Example: two nodes of a cluster, on the strand their raftkv node runs on
 //

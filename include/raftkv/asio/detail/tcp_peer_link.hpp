@@ -150,6 +150,12 @@ private:
             return fail("cannot connect", ec);
         boost::system::error_code ignored;
         stream_->socket().set_option(boost::asio::ip::tcp::no_delay(true), ignored);
+        // A peer that accepts and never answers the handshake must not hold the link forever.
+        timer_.expires_after(options_.greeting_timeout);
+        timer_.async_wait([self = shared_from_this(), epoch = epoch_](const boost::system::error_code& ec) {
+            if (!ec && !self->stopped_ && epoch == self->epoch_ && self->state_ == link_state::connecting)
+                self->fail_because("TLS handshake timed out");
+        });
         stream_->async_handshake(true,
                                  [self = shared_from_this(), epoch = epoch_, stream = stream_](
                                      const boost::system::error_code& ec) { self->on_handshake(epoch, ec); });
@@ -159,6 +165,7 @@ private:
     {
         if (stopped_ || epoch != epoch_)
             return;
+        timer_.cancel();
         if (ec)
             return fail_because(stream_->handshake_failure(ec));
         if (std::string why = stream_->check_peer(peer_); !why.empty())
