@@ -19,10 +19,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <filesystem>
 #include <functional>
 #include <future>
 #include <memory>
 #include <optional>
+#include <random>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -650,6 +654,102 @@ BOOST_AUTO_TEST_CASE(a_newer_connection_from_the_same_peer_replaces_the_older_on
     BOOST_TEST(seq_of(f.one.received.back()) == 2u);
     BOOST_TEST(still_open_after(f, newer, 100ms));
     BOOST_TEST(!other.read_result.has_value());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(peer_tls)
+
+/// Certificates for nodes 1 and 2 from scripts/make-certs.sh, made once per test run and
+/// removed at exit.
+const std::filesystem::path& certificates()
+{
+    struct directory {
+        std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                     ("raftkv-asio-tls-" + std::to_string(std::random_device{}()));
+        ~directory()
+        {
+            std::error_code ignored;
+            std::filesystem::remove_all(path, ignored);
+        }
+    };
+    static const directory dir;
+    static const bool made = [] {
+        const std::string command =
+            std::string("bash '") + RAFTKV_MAKE_CERTS + "' '" + dir.path.string() + "' 2 > /dev/null 2>&1";
+        return std::system(command.c_str()) == 0;
+    }();
+    BOOST_TEST_REQUIRE(made);
+    return dir.path;
+}
+
+/// Peer TLS with the certificate of node `cert`.
+tcp_transport_options with_tls(node_id cert)
+{
+    auto o = fast_reconnect();
+    const auto base = certificates() / ("node-" + std::to_string(cert));
+    o.tls = raftkv::asio::tcp_transport_tls{.certificate_file = base.string() + ".crt",
+                                            .private_key_file = base.string() + ".key",
+                                            .ca_file = (certificates() / "ca.crt").string()};
+    return o;
+}
+
+BOOST_AUTO_TEST_CASE(two_transports_with_peer_tls_exchange_messages)
+{
+    boost::asio::io_context io;
+    test_node one;
+    test_node two;
+    auto a1 = bound_acceptor(io);
+    auto a2 = bound_acceptor(io);
+    const auto ep1 = a1.local_endpoint();
+    const auto ep2 = a2.local_endpoint();
+    one.start(std::move(a1), 1, {{2, ep2}}, with_tls(1));
+    two.start(std::move(a2), 2, {{1, ep1}}, with_tls(2));
+    for (std::uint64_t k = 1; k <= 3; ++k) {
+        one.transport->send(beat(1, 2, k));
+        two.transport->send(beat(2, 1, 10 + k));
+    }
+    BOOST_REQUIRE(run_until(io, [&] { return one.received.size() == 3 && two.received.size() == 3; }));
+    BOOST_TEST(seq_of(one.received.back()) == 13u);
+    BOOST_TEST(seq_of(two.received.back()) == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(a_peer_with_another_nodes_certificate_or_without_tls_delivers_nothing)
+{
+    boost::asio::io_context io;
+    test_node one;
+    test_node impostor;
+    test_node plain;
+    auto a1 = bound_acceptor(io);
+    const auto ep1 = a1.local_endpoint();
+    one.start(std::move(a1), 1, {}, with_tls(1));
+    impostor.start(bound_acceptor(io), 2, {{1, ep1}}, with_tls(1)); // node 2 with node 1's certificate
+    plain.start(bound_acceptor(io), 3, {{1, ep1}}, fast_reconnect());
+    impostor.transport->send(beat(2, 1, 1));
+    plain.transport->send(beat(3, 1, 2));
+    run_for(io, 500ms);
+    BOOST_TEST(one.received.empty());
+
+    raw_client raw(io, ep1); // a plain greeting is not a TLS handshake
+    raw.watch();
+    raw.write(hello(2, 1));
+    BOOST_REQUIRE(run_until(io, [&] { return raw.read_result.has_value(); }));
+    BOOST_TEST(one.received.empty());
+}
+
+BOOST_AUTO_TEST_CASE(unreadable_or_mismatched_tls_files_are_refused_at_construction)
+{
+    boost::asio::io_context io;
+    auto missing = with_tls(1);
+    missing.tls->ca_file = (certificates() / "absent.crt").string();
+    BOOST_CHECK_THROW(tcp_transport(
+                          bound_acceptor(io), 1, {}, [](message) {}, missing),
+                      std::runtime_error);
+    auto mismatched = with_tls(1);
+    mismatched.tls->private_key_file = (certificates() / "node-2.key").string();
+    BOOST_CHECK_THROW(tcp_transport(
+                          bound_acceptor(io), 1, {}, [](message) {}, mismatched),
+                      std::runtime_error);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
