@@ -7,6 +7,7 @@
 
 #include "harness.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -174,4 +175,21 @@ BOOST_AUTO_TEST_CASE(peer_tls_files_that_cannot_be_used_stop_the_start_with_one_
     flags = tls_flags(certs, 1, certs / "ca.crt");
     flags[3] = (certs / "node-1.crt").string();
     check(flags, "peer TLS: cannot load the private key file");
+}
+
+BOOST_AUTO_TEST_CASE(a_node_without_peer_tls_on_a_non_loopback_raft_address_warns_once)
+{
+    cluster c(1, false);
+    auto args = c.args(1);
+    const auto raft = std::find(args.begin(), args.end(), "--raft");
+    BOOST_TEST_REQUIRE((raft != args.end() && raft + 1 != args.end()));
+    *(raft + 1) = "0.0.0.0:" + std::to_string(c.raft_port(1)); // every interface
+    c.start(1, args);
+    BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s));
+    BOOST_TEST(log_says(c, 1, "peer TLS is off and the Raft port 0.0.0.0:"));
+    c.kill9(1);
+
+    cluster loopback(1); // the harness's nodes listen on 127.0.0.1: no warning
+    BOOST_TEST_REQUIRE(loopback.wait_healthy(1, 20s));
+    BOOST_TEST(!log_says(loopback, 1, "peer TLS is off", 500ms));
 }
