@@ -82,12 +82,34 @@ struct raw_settings {
     }
 };
 
+// `s` with its control characters escaped (\n, \t, \x01...): an error message quotes what
+// the operator wrote, and must stay one line whatever that holds.
+std::string printable(std::string_view s)
+{
+    std::string out;
+    out.reserve(s.size());
+    for (const char c : s) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u >= 0x20 && u != 0x7f) {
+            out.push_back(c);
+        } else if (c == '\n') {
+            out.append("\\n");
+        } else if (c == '\t') {
+            out.append("\\t");
+        } else {
+            static constexpr char hex[] = "0123456789abcdef";
+            out.append("\\x").append(1, hex[u >> 4]).append(1, hex[u & 15]);
+        }
+    }
+    return out;
+}
+
 std::string in_quotes(std::string_view s)
 {
     // Not "'" + std::string(s) + "'": GCC 12 at -O3 reports a false -Wrestrict on it.
     std::string out;
     out.reserve(s.size() + 2);
-    out.append(1, '\'').append(s).append(1, '\'');
+    out.append(1, '\'').append(printable(s)).append(1, '\'');
     return out;
 }
 
@@ -176,7 +198,7 @@ std::string read_file(const std::string& file, std::string& contents)
 std::string one_line(std::string s)
 {
     std::replace(s.begin(), s.end(), '\n', ' ');
-    return s;
+    return printable(s);
 }
 
 // A scalar's text, or an error naming `where`.
@@ -198,7 +220,7 @@ std::string read_peer_map(const YAML::Node& node, const std::string& where, raw_
         std::string address;
         if (std::string e = scalar_of(entry.first, where + " (an id)", id); !e.empty())
             return e;
-        if (std::string e = scalar_of(entry.second, where + ": " + id, address); !e.empty())
+        if (std::string e = scalar_of(entry.second, where + ": " + printable(id), address); !e.empty())
             return e;
         out.entries.emplace_back(id, address);
     }
@@ -236,19 +258,26 @@ std::string read_yaml_settings(const YAML::Node& root, const std::string& file, 
     return {};
 }
 
-std::string read_config_file(const std::string& file, raw_settings& out)
+// `contents` is the text of the config file `file_name` (named in the messages).
+std::string read_config_text(std::string_view contents, const std::string& file_name, raw_settings& out)
 {
-    std::string contents;
-    if (std::string e = read_file(file, contents); !e.empty())
-        return e;
+    const std::string file = printable(file_name);
     try {
-        return read_yaml_settings(YAML::Load(contents), file, out);
+        return read_yaml_settings(YAML::Load(std::string(contents)), file, out);
     } catch (const YAML::Exception& e) {
         if (e.mark.is_null())
             return file + ": " + one_line(e.msg);
         return file + ": line " + std::to_string(e.mark.line + 1) + ", column " +
                std::to_string(e.mark.column + 1) + ": " + one_line(e.msg);
     }
+}
+
+std::string read_config_file(const std::string& file, raw_settings& out)
+{
+    std::string contents;
+    if (std::string e = read_file(file, contents); !e.empty())
+        return e;
+    return read_config_text(contents, file, out);
 }
 
 // ---- Validation --------------------------------------------------------------------
@@ -342,7 +371,7 @@ std::string check_peers(const raw_settings& s, server_config& c)
         std::string text;
         for (const auto& [id, address] : s.peer_map->entries) {
             if (address.find(',') != std::string::npos)
-                return where + ": " + id + ": " + in_quotes(address) + " is not host:port";
+                return where + ": " + printable(id) + ": " + in_quotes(address) + " is not host:port";
             text.append(text.empty() ? "" : ",").append(id).append("=").append(address);
         }
         peers = parse_peers(text, where, error);
@@ -590,6 +619,16 @@ parse_result parse_arguments(const std::vector<std::string>& args)
     }
     settings.override_with(flags);
     result.error = build_config(settings, result.config);
+    return result;
+}
+
+parse_result parse_config_text(std::string_view contents, const std::string& file_name)
+{
+    parse_result result;
+    raw_settings settings;
+    result.error = read_config_text(contents, file_name, settings);
+    if (result.ok())
+        result.error = build_config(settings, result.config);
     return result;
 }
 

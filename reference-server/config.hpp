@@ -153,6 +153,11 @@ parse_result parse_command_line(int argc, const char* const* argv);
 /// Parses `args` (without the program name) and reads the --config file if one is named.
 parse_result parse_arguments(const std::vector<std::string>& args);
 
+/// Parses `contents` as the text of a config file named `file_name` (the name only
+/// appears in error messages), with no flags: what parse_arguments() does for
+/// `--config file_name` once it has read the file.
+parse_result parse_config_text(std::string_view contents, const std::string& file_name);
+
 /// The --help text: every flag and config-file key.
 std::string help_text();
 

@@ -14,6 +14,8 @@ packages=(
     curl
     # TLS: Boost.Asio SSL builds on OpenSSL; the openssl tool makes test certificates.
     libssl-dev openssl
+    # The fuzz targets (test/fuzz, the fuzz preset): clang and its libFuzzer runtime.
+    clang libclang-rt-14-dev
 )
 
 if [[ "${RAFTKV_SKIP_DEPS:-0}" == 1 ]]; then

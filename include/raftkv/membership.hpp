@@ -104,7 +104,7 @@ inline std::string encode_membership(const membership& m)
 }
 
 /// Decodes what encode_membership() produced; nullopt for anything else (another version,
-/// a truncated or padded string, an id of 0).
+/// a truncated or padded string, an id of 0, info not in increasing id order).
 inline std::optional<membership> decode_membership(std::string_view in)
 {
     detail::membership_reader r{in};
@@ -121,9 +121,16 @@ inline std::optional<membership> decode_membership(std::string_view in)
         node_id id = 0;
         std::uint32_t size = 0;
         std::string data;
-        if (!r.u64(id) || id == no_node || !r.u32(size) || !r.bytes(data, size))
+        if (!r.u64(id) || id == no_node)
             return std::nullopt;
-        m.info[id] = std::move(data);
+        // encode_membership() writes the info in increasing id order, once each: accepting
+        // another order or a repeated id would give one configuration several encodings,
+        // and a repeated id would silently keep only its last info.
+        if (!m.info.empty() && id <= m.info.rbegin()->first)
+            return std::nullopt;
+        if (!r.u32(size) || !r.bytes(data, size))
+            return std::nullopt;
+        m.info.emplace_hint(m.info.end(), id, std::move(data));
     }
     if (!r.at_end())
         return std::nullopt;

@@ -261,6 +261,27 @@ BOOST_AUTO_TEST_CASE(unknown_flags_and_arguments_are_errors)
     parse_error({"--"}, "unexpected argument '--'");
 }
 
+BOOST_AUTO_TEST_CASE(errors_quoting_control_characters_stay_one_line)
+{
+    BOOST_TEST(parse_error({"x\ny"}, "unexpected argument") == "unexpected argument 'x\\ny' (see --help)");
+    BOOST_TEST(parse_error({"--id", "1\r\t\x7f"}, "--id") ==
+               "--id: '1\\x0d\\t\\x7f' is not a node id (an integer from 1 to 18446744073709551615)");
+    // parse_error() checks the message has no newline.
+    parse_error({"--peers", "1=a:1\n,2=b:2"}, "--peers: 'a:1\\n' is not host:port");
+}
+
+BOOST_AUTO_TEST_CASE(a_config_text_is_parsed_like_a_config_file)
+{
+    const parse_result ok =
+        raftkv::server::parse_config_text("id: 2\npeers: " + three_peers + "\n", "x.yaml");
+    BOOST_TEST_REQUIRE(ok.ok(), ok.error);
+    BOOST_TEST(ok.config.id == 2u);
+    BOOST_TEST((ok.config.peers == three_peer_map()));
+    const parse_result bad = raftkv::server::parse_config_text("peers:\n  \"1\\n\": \n", "x.yaml");
+    BOOST_TEST(bad.error == "x.yaml: peers: 1\\n: needs a value");
+    BOOST_TEST(raftkv::server::parse_config_text("id: [1\n", "x.yaml").error.starts_with("x.yaml: line "));
+}
+
 BOOST_AUTO_TEST_CASE(a_flag_without_a_value_is_an_error)
 {
     BOOST_TEST(parse_error({"--id"}, "--id") == "flag --id needs a value");

@@ -400,6 +400,22 @@ BOOST_AUTO_TEST_CASE(a_half_sent_request_is_cut_off_by_the_idle_timeout)
     BOOST_TEST(f.seen.started_count() == 0);
 }
 
+BOOST_AUTO_TEST_CASE(a_chunked_request_trickled_byte_by_byte_is_answered)
+{
+    // The last chunk, then the final CRLF a byte at a time: Boost 1.81's parser asserted on
+    // the read after "0\r\n" (test/fuzz/regressions/http_request/), aborting a Debug server.
+    server_fixture f;
+    raw_client c(f.port());
+    c.send("PUT /fast/chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    for (const char* piece : {"0\r\n", "\r", "\n"}) {
+        std::this_thread::sleep_for(100ms); // each piece a read of its own
+        c.send(piece);
+    }
+    std::optional<response> r = c.read();
+    BOOST_TEST_REQUIRE(r.has_value());
+    BOOST_TEST(r->body() == "/fast/chunked");
+}
+
 BOOST_AUTO_TEST_CASE(expect_100_continue_follows_the_earlier_responses)
 {
     server_fixture f;

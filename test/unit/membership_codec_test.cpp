@@ -113,3 +113,25 @@ BOOST_AUTO_TEST_CASE(rejects_counts_and_lengths_past_the_end)
     long_info += "de";
     BOOST_TEST(decode_membership(long_info).has_value());
 }
+
+BOOST_AUTO_TEST_CASE(rejects_info_out_of_id_order_or_repeated)
+{
+    // Info for ids `a` then `b`, with no voters, outgoing or learners.
+    const auto two_infos = [](std::uint64_t a, std::uint64_t b) {
+        std::string s(1, '\x01');
+        for (int k = 0; k < 3; ++k)
+            put_u32(s, 0);
+        put_u32(s, 2);
+        for (std::uint64_t id : {a, b}) {
+            put_u32(s, static_cast<std::uint32_t>(id));
+            put_u32(s, static_cast<std::uint32_t>(id >> 32));
+            put_u32(s, 1);
+            s += "x";
+        }
+        return s;
+    };
+    BOOST_TEST(decode_membership(two_infos(3, 7)).has_value());
+    // Each decoded to a configuration that encodes differently; a repeated id lost an info.
+    BOOST_TEST(!decode_membership(two_infos(7, 3)).has_value());
+    BOOST_TEST(!decode_membership(two_infos(7, 7)).has_value());
+}

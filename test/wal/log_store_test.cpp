@@ -560,6 +560,19 @@ BOOST_AUTO_TEST_CASE(a_record_whose_members_do_not_decode_is_corruption)
     check_open_fails(dir / "log", "malformed record");
 }
 
+BOOST_AUTO_TEST_CASE(an_entry_with_a_lower_term_than_the_base_is_corruption)
+{
+    namespace d = raftkv::wal::detail;
+    for (const auto kind : {d::record_kind::compact, d::record_kind::snapshot}) {
+        temp_dir dir;
+        std::string records;
+        d::put_base_record(records, kind, 3, 5, raftkv::encode_membership(members_from(1)));
+        d::put_entry_record(records, log_entry{4, 4, raftkv::entry_type::normal, "x"});
+        write_segment(dir / "log", 1, d::format_version, records);
+        check_open_fails(dir / "log", "entry 4 has a lower term than the base 3");
+    }
+}
+
 BOOST_AUTO_TEST_CASE(a_segment_of_a_later_version_is_refused)
 {
     temp_dir dir;

@@ -313,6 +313,13 @@ inline void log_store::recover()
         detail::corrupt(dir_, "the log starts at index " + std::to_string(entries_.front().index) +
                                   " but its base is " + std::to_string(base_index_) +
                                   " (a segment is missing)");
+    // Replaying checked that no entry's term is below the one before it; the first entry's
+    // term must not be below the base's either (a compaction or snapshot record with a
+    // higher term than the entries after it was never written by a store).
+    if (!entries_.empty() && entries_.front().term < base_term_)
+        detail::corrupt(dir_, "entry " + std::to_string(entries_.front().index) +
+                                  " has a lower term than the base " + std::to_string(base_index_) +
+                                  " before it");
     // Recovery kept entries_ starting anywhere; from now on entry i sits at i - first_index().
     durable_ = last_index();
 

@@ -1,0 +1,175 @@
+#include "request_parsing.hpp"
+
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+#include <array>
+#include <cstdint>
+#include <utility>
+
+namespace raftkv::server {
+
+namespace {
+
+namespace http = boost::beast::http;
+namespace json = boost::json;
+
+constexpr std::string_view kv_methods = "GET, PUT, DELETE";
+
+int hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+// Well-formed UTF-8 (RFC 3629): no overlong forms, surrogates or code points past U+10FFFF.
+bool is_utf8(std::string_view s)
+{
+    std::size_t i = 0;
+    while (i < s.size()) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        std::size_t len = 0;
+        std::uint32_t cp = 0;
+        if (c < 0x80)
+            len = 1, cp = c;
+        else if ((c & 0xe0) == 0xc0)
+            len = 2, cp = c & 0x1f;
+        else if ((c & 0xf0) == 0xe0)
+            len = 3, cp = c & 0x0f;
+        else if ((c & 0xf8) == 0xf0)
+            len = 4, cp = c & 0x07;
+        else
+            return false;
+        if (i + len > s.size())
+            return false;
+        for (std::size_t k = 1; k < len; ++k) {
+            const auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (cc & 0x3f);
+        }
+        static constexpr std::array<std::uint32_t, 5> min_of_len = {0, 0, 0x80, 0x800, 0x10000};
+        if (cp < min_of_len[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += len;
+    }
+    return true;
+}
+
+checked_input rejected(http::status status, std::string error)
+{
+    return {std::nullopt, status, std::move(error)};
+}
+
+} // namespace
+
+route_match match_route(http::verb method, std::string_view target)
+{
+    const std::string_view path = target.substr(0, target.find('?'));
+    route_match m;
+    bool allowed = false;
+    if (path.starts_with("/kv/")) {
+        m.route = route::kv;
+        m.allow = kv_methods;
+        m.raw_key = path.substr(4);
+        allowed = method == http::verb::get || method == http::verb::put || method == http::verb::delete_;
+    } else if (path == "/status" || path == "/health") {
+        m.route = path == "/status" ? route::status : route::health;
+        m.allow = "GET";
+        allowed = method == http::verb::get;
+    } else if (path == "/cluster/members") {
+        m.route = route::members;
+        m.allow = "GET, POST";
+        allowed = method == http::verb::get || method == http::verb::post;
+    } else if (path == "/cluster/leader") {
+        m.route = route::leader;
+        m.allow = "POST";
+        allowed = method == http::verb::post;
+    } else if (path.starts_with("/cluster/members/")) {
+        std::string_view rest = path.substr(std::string_view("/cluster/members/").size());
+        const std::size_t slash = rest.find('/');
+        if (slash == std::string_view::npos) {
+            m.route = route::member;
+            m.allow = "DELETE";
+            allowed = method == http::verb::delete_;
+        } else if (rest.substr(slash) == "/promote") {
+            m.route = route::promote;
+            m.allow = "POST";
+            allowed = method == http::verb::post;
+        } else {
+            return m;
+        }
+        m.raw_id = rest.substr(0, slash);
+    } else {
+        return m;
+    }
+    m.result = allowed ? route_match::outcome::found : route_match::outcome::method_not_allowed;
+    return m;
+}
+
+std::optional<std::string> percent_decode(std::string_view text)
+{
+    std::string out;
+    out.reserve(text.size());
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '%') {
+            out.push_back(text[i]);
+            continue;
+        }
+        if (text.size() - i < 3)
+            return std::nullopt;
+        const int hi = hex_digit(text[i + 1]);
+        const int lo = hex_digit(text[i + 2]);
+        if (hi < 0 || lo < 0)
+            return std::nullopt;
+        out.push_back(static_cast<char>(hi * 16 + lo));
+        i += 2;
+    }
+    return out;
+}
+
+checked_input check_key(std::string_view raw_key)
+{
+    std::optional<std::string> key = percent_decode(raw_key);
+    if (!key)
+        return rejected(http::status::bad_request, "malformed percent-encoding in the key");
+    if (key->empty())
+        return rejected(http::status::bad_request, "missing key");
+    if (key->size() > max_key_bytes)
+        return rejected(http::status::payload_too_large, "key too long: " + std::to_string(key->size()) +
+                                                             " bytes (the limit is " +
+                                                             std::to_string(max_key_bytes) + ")");
+    if (!is_utf8(*key))
+        return rejected(http::status::bad_request, "the key is not valid UTF-8");
+    return {std::move(key), http::status::ok, {}};
+}
+
+checked_input check_put_body(std::string_view body)
+{
+    boost::system::error_code ec;
+    json::value doc = json::parse(body, ec);
+    if (ec)
+        return rejected(http::status::bad_request, "malformed JSON body: " + ec.message());
+    const json::object* object = doc.if_object();
+    if (!object)
+        return rejected(http::status::bad_request, "the body must be a JSON object: {\"value\": \"...\"}");
+    const json::value* value = object->if_contains("value");
+    if (!value)
+        return rejected(http::status::bad_request, "missing \"value\" in the body");
+    const json::string* text = value->if_string();
+    if (!text)
+        return rejected(http::status::bad_request, "\"value\" must be a string");
+    if (text->size() > max_value_bytes)
+        return rejected(http::status::payload_too_large, "value too large: " + std::to_string(text->size()) +
+                                                             " bytes (the limit is " +
+                                                             std::to_string(max_value_bytes) + ")");
+    return {std::string(*text), http::status::ok, {}};
+}
+
+} // namespace raftkv::server
