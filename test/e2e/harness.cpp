@@ -908,6 +908,11 @@ std::string node_spec::raft_address() const
     return "127.0.0.1:" + std::to_string(raft_port);
 }
 
+std::string node_spec::dial_address() const
+{
+    return dial_port != 0 ? "127.0.0.1:" + std::to_string(dial_port) : raft_address();
+}
+
 cluster::cluster(std::size_t n, bool start, std::vector<std::string> extra_args)
     : extra_args_(std::move(extra_args))
 {
@@ -942,7 +947,7 @@ std::string cluster::peers_flag() const
             continue;
         if (!out.empty())
             out += ',';
-        out += std::to_string(s.id) + "=" + s.raft_address();
+        out += std::to_string(s.id) + "=" + s.dial_address();
     }
     return out;
 }
@@ -979,7 +984,7 @@ std::uint64_t cluster::add_node(std::uint64_t via)
 std::string cluster::member_body(std::uint64_t id, bool learner) const
 {
     const auto& s = spec(id);
-    return "{\"id\": " + std::to_string(id) + ", \"raft\": \"" + s.raft_address() + "\", \"http\": \"" +
+    return "{\"id\": " + std::to_string(id) + ", \"raft\": \"" + s.dial_address() + "\", \"http\": \"" +
            s.http_address() + "\", \"learner\": " + (learner ? "true" : "false") + "}";
 }
 
