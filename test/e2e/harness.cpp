@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -583,6 +584,10 @@ process::process(std::vector<std::string> args, options opts)
     const std::string cwd = opts.cwd.string();
     const std::string program_path = program.string();
     const pid_t parent = ::getpid();
+    rlimit files{};
+    const unsigned max_fd = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
+                                ? static_cast<unsigned>(std::min<rlim_t>(files.rlim_cur, 1u << 20))
+                                : 1u << 16;
 
     // fork + exec rather than posix_spawn, to set the parent-death signal in the child. Only
     // async-signal-safe calls happen between fork and exec.
@@ -601,6 +606,12 @@ process::process(std::vector<std::string> args, options opts)
         ::dup2(null_fd, 0);
         ::dup2(out_fd, 1);
         ::dup2(err_fd, 2);
+        // Nothing else of the test process reaches the server: sockets that other threads
+        // open without close-on-exec (Asio's and Beast's, a proxy's) would otherwise stay
+        // open in the child, so that closing them in the test would close nothing.
+        if (::close_range(3, ~0u, 0) != 0)
+            for (unsigned fd = 3; fd < max_fd; ++fd)
+                ::close(static_cast<int>(fd));
         if (!cwd.empty() && ::chdir(cwd.c_str()) != 0)
             ::_exit(126);
         ::execv(program_path.c_str(), argv.data());
