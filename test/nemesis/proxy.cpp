@@ -43,6 +43,11 @@ constexpr std::size_t greeting_sender_offset = 16;
 /// How often a held chunk looks at its link's rule again.
 constexpr std::chrono::milliseconds stall_poll{10};
 
+/// How long a connection the proxy refuses (a dropped link, a destination that is down) is
+/// held open before it is closed. The dialer saw its connection accepted, which resets its
+/// reconnection backoff; closing at once would make it dial again every 50 ms.
+constexpr std::chrono::milliseconds refusal_hold{500};
+
 } // namespace
 
 struct proxy::impl {
@@ -134,6 +139,13 @@ struct proxy::impl {
         {
         }
 
+        /// Closes the connection after refusal_hold, forwarding nothing meanwhile.
+        void refuse()
+        {
+            timer.expires_after(refusal_hold);
+            timer.async_wait([self = shared_from_this()](error_code) { self->close(); });
+        }
+
         void close()
         {
             if (closed)
@@ -162,7 +174,7 @@ struct proxy::impl {
             from = sender;
             if (owner.rule(from, to).what == link_rule::kind::drop) {
                 ++owner.refused;
-                return close();
+                return refuse();
             }
             server.async_connect(tcp::endpoint(net::ip::address_v4::loopback(), target),
                                  [self = shared_from_this()](error_code ec2) { self->on_connected(ec2); });
@@ -170,8 +182,10 @@ struct proxy::impl {
 
         void on_connected(error_code ec)
         {
-            if (ec || closed)
-                return close();
+            if (closed)
+                return;
+            if (ec)
+                return refuse();
             ++owner.forwarded;
             error_code ignored;
             client.set_option(tcp::no_delay(true), ignored);

@@ -32,7 +32,8 @@ namespace raftkv::nemesis {
 struct link_rule {
     enum class kind {
         pass,  ///< forwarded as they come
-        drop,  ///< connections closed, and new ones closed as soon as their greeting names the sender
+        drop,  ///< connections closed, and new ones closed (after half a second) once their
+               ///< greeting names the sender
         stall, ///< held (a black hole): nothing is forwarded, connections stay open, and
                ///< what was held is delivered, late, once the rule changes
         delay, ///< forwarded `delay` after it arrived
@@ -61,7 +62,8 @@ public:
     proxy& operator=(const proxy&) = delete;
 
     /// Listens on a free port of 127.0.0.1 for connections meant for node `to`, which
-    /// listens at 127.0.0.1:target_port; returns the port.
+    /// listens at 127.0.0.1:target_port; returns the port. While nothing listens there (the
+    /// node is down), connections are accepted and closed after half a second.
     std::uint16_t add_destination(std::uint64_t to, std::uint16_t target_port);
 
     /// Sets the rule for node `from`'s messages to node `to`; existing connections follow it
