@@ -8,6 +8,8 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <filesystem>
+#include <initializer_list>
 #include <iostream>
 #include <map>
 #include <numeric>
@@ -37,8 +39,11 @@ enum class fault {
     bridge,         ///< two halves that do not see each other, and one node both see
     slow_node,      ///< every link to and from one node delayed
     membership,     ///< a learner added, another fault, the learner removed during it
+    join,           ///< a real node joins (--join), is promoted and removed, during another fault
 };
-constexpr int fault_kinds = 10;
+/// The faults one_fault() picks from; the first `plain_faults` can also be combined.
+constexpr int fault_kinds = 11;
+constexpr int plain_faults = 9;
 
 const char* name(fault f)
 {
@@ -53,6 +58,7 @@ const char* name(fault f)
     case fault::bridge: return "bridge";
     case fault::slow_node: return "slow-node";
     case fault::membership: return "membership";
+    case fault::join: return "join";
     }
     return "?";
 }
@@ -69,19 +75,23 @@ std::string list(const ids& v)
 /// generator, and every action goes into a timestamped log (the history's clock, in ms).
 class nemesis {
 public:
-    nemesis(cluster& c, proxy& p, recording_clients& clock, std::uint64_t seed, std::size_t nodes)
-        : c_(c), p_(p), clock_(clock), rng_(seed), n_(nodes)
+    /// `joiner`: a node of `c` added with cluster::add_node(), not started, for the join fault.
+    nemesis(cluster& c, proxy& p, recording_clients& clock, std::uint64_t seed, std::size_t nodes,
+            std::uint64_t joiner)
+        : c_(c), p_(p), clock_(clock), rng_(seed), n_(nodes), joiner_(joiner)
     {
     }
 
-    /// One fault: applied, held for 0.5-3 s, undone.
+    /// One fault (a quarter of the time two), applied, held for 0.5-3 s, undone.
     void one_fault()
     {
         const auto f = static_cast<fault>(pick(fault_kinds));
         ++counts_[name(f)];
+        if (f == fault::join)
+            return join_during_fault();
         if (f == fault::membership) {
             add_learner();
-            const auto other = static_cast<fault>(pick(fault_kinds - 1));
+            const auto other = static_cast<fault>(pick(plain_faults));
             log(std::string("during the membership change: ") + name(other));
             apply(other);
             hold(between(300, 1500));
@@ -91,6 +101,12 @@ public:
             return;
         }
         apply(f);
+        if (pick(4) == 0) { // now and then two at once
+            const auto second = static_cast<fault>(pick(plain_faults));
+            ++counts_[std::string("+") + name(second)];
+            log(std::string("and at the same time: ") + name(second));
+            apply(second);
+        }
         hold(between(500, 3000));
         undo();
     }
@@ -105,7 +121,9 @@ public:
         undo();
         if (learner_added_)
             remove_learner(bound);
-        return !learner_added_;
+        if (joined_)
+            remove_joiner(bound);
+        return !learner_added_ && !joined_;
     }
 
     std::string log_text() const { return log_.str(); }
@@ -280,7 +298,8 @@ private:
             cut(rest, node, link_rule::delayed(d));
             break;
         }
-        case fault::membership: break; // see one_fault()
+        case fault::membership:
+        case fault::join: break; // see one_fault()
         }
     }
 
@@ -332,6 +351,65 @@ private:
             learner_added_ = true;
     }
 
+    /// `method target` through reachable nodes until it answers one of `done` or `limit`
+    /// passes; the last status.
+    int until(const std::string& method, const std::string& target, const std::string& body,
+              std::initializer_list<int> done, milliseconds limit)
+    {
+        int status = 0;
+        wait_until(
+            [&] {
+                status = request(c_.http_port(reachable_node()), method, target, body, 3s).status;
+                return std::find(done.begin(), done.end(), status) != done.end();
+            },
+            limit, 200ms);
+        return status;
+    }
+
+    /// A real node joins while another fault runs: it is added as a learner, started empty
+    /// with --join, promoted to voter once it has caught up, and removed again. The node
+    /// listens at its own Raft port, not behind the proxy (--join requires the member address
+    /// to be the one it listens on), but what it sends crosses the proxy like everyone's.
+    void join_during_fault()
+    {
+        const auto id = joiner_;
+        if (joined_ || c_.running(id)) {
+            log("node " + std::to_string(id) + " was not removed yet: no join");
+            return;
+        }
+        std::filesystem::remove_all(c_.spec(id).data_dir);
+        const auto via = reachable_node();
+        c_.set_join_via(id, via);
+        const int added = until("POST", "/cluster/members", c_.member_body(id, true), {201}, 3s);
+        log("add node " + std::to_string(id) + " as a learner: " + std::to_string(added));
+        joined_ = true; // even unanswered, the change may have been made: removed either way
+        c_.start(id);
+        log("start node " + std::to_string(id) + " with --join via node " + std::to_string(via));
+        const auto other = static_cast<fault>(pick(plain_faults));
+        log(std::string("during the join: ") + name(other));
+        apply(other);
+        const int promoted = until("POST", "/cluster/members/" + std::to_string(id) + "/promote", {}, {200},
+                                   between(500, 3000));
+        log("promote node " + std::to_string(id) + ": " + std::to_string(promoted));
+        hold(between(200, 1500));
+        remove_joiner(3s);
+        undo();
+        if (joined_)
+            remove_joiner(10s);
+    }
+
+    void remove_joiner(milliseconds limit)
+    {
+        const auto id = joiner_;
+        const int status = until("DELETE", "/cluster/members/" + std::to_string(id), {}, {200, 404}, limit);
+        log("remove node " + std::to_string(id) + ": " + std::to_string(status));
+        if (status == 200 || status == 404) {
+            joined_ = false;
+            c_.kill9(id);
+            log("stop node " + std::to_string(id));
+        }
+    }
+
     /// DELETE /cluster/members/<learner> until it answers 200 (removed) or 404 (not a
     /// member), or `limit` passes.
     void remove_learner(milliseconds limit)
@@ -362,6 +440,8 @@ private:
     std::set<std::uint64_t> paused_, killed_;
     bool cut_ = false;
     bool learner_added_ = false;
+    const std::uint64_t joiner_;
+    bool joined_ = false;                                         // the joiner may be a member
     std::pair<std::uint16_t, std::uint16_t> learner_ports_{0, 0}; // proxy port, http port
     std::ostringstream log_;
     std::map<std::string, int> counts_;
@@ -418,9 +498,12 @@ run_report run_round(const run_options& opts, std::uint64_t seed)
 
     ids all(opts.nodes);
     std::iota(all.begin(), all.end(), 1);
+    // The node the join fault adds and removes, given its ports before the clients start:
+    // they read the cluster's node table from their threads.
+    const std::uint64_t joiner = c.add_node(1);
     recording_clients load(
         c, all, {.clients = opts.clients, .keys = opts.keys, .timeout = 4s, .seed = seed, .pause = 0ms});
-    nemesis chaos(c, p, load, seed, opts.nodes);
+    nemesis chaos(c, p, load, seed, opts.nodes, joiner);
     const auto faults_end = std::chrono::steady_clock::now() + opts.fault_time;
     int faults = 0;
     while (std::chrono::steady_clock::now() < faults_end) {
@@ -430,7 +513,7 @@ run_report run_round(const run_options& opts, std::uint64_t seed)
     }
 
     bool ok = chaos.heal_everything(opts.recovery_bound);
-    BOOST_TEST(ok, where << ": the learner added by the nemesis could not be removed");
+    BOOST_TEST(ok, where << ": a member added by the nemesis could not be removed");
     for (auto id : all) {
         const bool running = c.running(id);
         BOOST_TEST(running, where << ": node " << id << " is not running after the faults");
@@ -445,17 +528,23 @@ run_report run_round(const run_options& opts, std::uint64_t seed)
     load.stop();
 
     // A final read of every key through every node, recorded with the history: each must be
-    // consistent with it, so no acknowledged write is missing and no node serves old data.
+    // consistent with it, so no acknowledged write is missing and no node serves old data. A
+    // read answered 503 (an election the busy machine set off, say) had no effect: retried.
     for (std::size_t k = 0; k < opts.keys; ++k) {
         for (auto id : all) {
             raftkv::sim::kv_op op;
             op.client = static_cast<std::uint64_t>(opts.clients) + id;
             op.kind = raftkv::sim::kv_op_kind::get;
             op.key = "k" + std::to_string(k);
-            op.call = load.now();
-            const auto r = get(c.http_port(id), op.key, 10s);
-            op.ret = load.now();
-            const bool answered = r.status == 200 || r.status == 404;
+            http_response r;
+            const bool answered = wait_until(
+                [&] {
+                    op.call = load.now();
+                    r = get(c.http_port(id), op.key, 10s);
+                    op.ret = load.now();
+                    return r.status == 200 || r.status == 404;
+                },
+                opts.recovery_bound, 100ms);
             BOOST_TEST(answered,
                        where << ": final read of " << op.key << " via node " << id << ": " << describe(r));
             ok = ok && answered;
