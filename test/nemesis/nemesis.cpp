@@ -498,6 +498,7 @@ run_report run_round(const run_options& opts, std::uint64_t seed)
 {
     const std::string where = "seed " + std::to_string(seed) + ", " + std::to_string(opts.nodes) + " nodes";
     BOOST_TEST_MESSAGE("nemesis round: " << where);
+    BOOST_TEST_CHECKPOINT("nemesis round: " << where); // named if an exception ends the test
     run_report report;
     proxy p;
     // Frequent snapshots, so that restarted and cut-off nodes also catch up from them.
@@ -595,6 +596,8 @@ run_report run_round(const run_options& opts, std::uint64_t seed)
     if (!report.passed)
         std::cerr << "nemesis round failed: " << report.summary
                   << "\nreplay with RAFTKV_NEMESIS_SEED=" << seed << " RAFTKV_NEMESIS_NODES=" << opts.nodes
+                  << " RAFTKV_NEMESIS_SECONDS="
+                  << std::chrono::duration_cast<std::chrono::seconds>(opts.fault_time).count()
                   << " RAFTKV_NEMESIS_RUNS=1\nthe nemesis' log:\n"
                   << chaos.log_text() << std::flush;
     return report;
