@@ -196,7 +196,8 @@ struct exit_status {
 std::ostream& operator<<(std::ostream& os, const exit_status& s);
 
 /// A child process running `server_binary()` (or `program`) with `args`. Its stdout and
-/// stderr are appended to the given files. Killed with SIGKILL and reaped on destruction.
+/// stderr are appended to the given files; it inherits no other file descriptor of the test
+/// process (no socket of another thread). Killed with SIGKILL and reaped on destruction.
 class process {
 public:
     struct options {
