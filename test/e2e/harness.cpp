@@ -22,6 +22,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -583,6 +584,10 @@ process::process(std::vector<std::string> args, options opts)
     const std::string cwd = opts.cwd.string();
     const std::string program_path = program.string();
     const pid_t parent = ::getpid();
+    rlimit files{};
+    const unsigned max_fd = ::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
+                                ? static_cast<unsigned>(std::min<rlim_t>(files.rlim_cur, 1u << 20))
+                                : 1u << 16;
 
     // fork + exec rather than posix_spawn, to set the parent-death signal in the child. Only
     // async-signal-safe calls happen between fork and exec.
@@ -601,6 +606,12 @@ process::process(std::vector<std::string> args, options opts)
         ::dup2(null_fd, 0);
         ::dup2(out_fd, 1);
         ::dup2(err_fd, 2);
+        // Nothing else of the test process reaches the server: sockets that other threads
+        // open without close-on-exec (Asio's and Beast's, a proxy's) would otherwise stay
+        // open in the child, so that closing them in the test would close nothing.
+        if (::close_range(3, ~0u, 0) != 0)
+            for (unsigned fd = 3; fd < max_fd; ++fd)
+                ::close(static_cast<int>(fd));
         if (!cwd.empty() && ::chdir(cwd.c_str()) != 0)
             ::_exit(126);
         ::execv(program_path.c_str(), argv.data());
@@ -908,6 +919,11 @@ std::string node_spec::raft_address() const
     return "127.0.0.1:" + std::to_string(raft_port);
 }
 
+std::string node_spec::dial_address() const
+{
+    return dial_port != 0 ? "127.0.0.1:" + std::to_string(dial_port) : raft_address();
+}
+
 cluster::cluster(std::size_t n, bool start, std::vector<std::string> extra_args)
     : extra_args_(std::move(extra_args))
 {
@@ -942,7 +958,7 @@ std::string cluster::peers_flag() const
             continue;
         if (!out.empty())
             out += ',';
-        out += std::to_string(s.id) + "=" + s.raft_address();
+        out += std::to_string(s.id) + "=" + s.dial_address();
     }
     return out;
 }
@@ -979,7 +995,7 @@ std::uint64_t cluster::add_node(std::uint64_t via)
 std::string cluster::member_body(std::uint64_t id, bool learner) const
 {
     const auto& s = spec(id);
-    return "{\"id\": " + std::to_string(id) + ", \"raft\": \"" + s.raft_address() + "\", \"http\": \"" +
+    return "{\"id\": " + std::to_string(id) + ", \"raft\": \"" + s.dial_address() + "\", \"http\": \"" +
            s.http_address() + "\", \"learner\": " + (learner ? "true" : "false") + "}";
 }
 

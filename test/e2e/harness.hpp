@@ -196,7 +196,8 @@ struct exit_status {
 std::ostream& operator<<(std::ostream& os, const exit_status& s);
 
 /// A child process running `server_binary()` (or `program`) with `args`. Its stdout and
-/// stderr are appended to the given files. Killed with SIGKILL and reaped on destruction.
+/// stderr are appended to the given files; it inherits no other file descriptor of the test
+/// process (no socket of another thread). Killed with SIGKILL and reaped on destruction.
 class process {
 public:
     struct options {
@@ -303,6 +304,10 @@ std::uint64_t directory_bytes(const std::filesystem::path& dir);
 struct node_spec {
     std::uint64_t id = 0;
     std::uint16_t http_port = 0, raft_port = 0;
+    /// The port the other nodes dial to reach this node's Raft port, when something (a
+    /// fault-injecting proxy) stands between them; 0: raft_port itself. It is the address
+    /// listed in --peers and in member_body(), while --raft stays at raft_port.
+    std::uint16_t dial_port = 0;
     std::filesystem::path data_dir, log_file;
     /// For a node added after the bootstrap (cluster::add_node()): the member it joins
     /// through (--join); 0 for a bootstrap member (--peers).
@@ -310,6 +315,8 @@ struct node_spec {
 
     std::string http_address() const;
     std::string raft_address() const;
+    /// Where peers dial this node: raft_address(), or 127.0.0.1:dial_port when set.
+    std::string dial_address() const;
 };
 
 /// N raftkv-server processes on loopback, each with its own data directory and log file in
@@ -333,7 +340,7 @@ public:
     /// The command-line arguments of node `id` (program name excluded): --peers for a
     /// bootstrap member, --join for a node added later.
     std::vector<std::string> args(std::uint64_t id) const;
-    /// The --peers value: every bootstrap member's Raft address.
+    /// The --peers value: every bootstrap member's dial address (node_spec::dial_address()).
     std::string peers_flag() const;
     /// Allocates ports and a directory for one more node, the next id, which joins the
     /// running cluster through node `via` (--join) when started. It must be added to the
@@ -342,6 +349,9 @@ public:
     /// Makes node `id` (stopped) join through node `via` when it next starts, as a node
     /// removed from the cluster and added back with an empty data directory does.
     void set_join_via(std::uint64_t id, std::uint64_t via) { specs_.at(id - 1).join_via = via; }
+    /// Makes the other nodes reach node `id` at 127.0.0.1:port (node_spec::dial_port). Set it
+    /// for every bootstrap member before any starts: --peers, hence the cluster id, lists it.
+    void set_dial_port(std::uint64_t id, std::uint16_t port) { specs_.at(id - 1).dial_port = port; }
     /// The body of a POST /cluster/members that adds node `id` at its addresses.
     std::string member_body(std::uint64_t id, bool learner) const;
 

@@ -6,14 +6,10 @@
 #include <boost/test/unit_test.hpp>
 
 #include "harness.hpp"
+#include "recording_clients.hpp"
 
-#include <raftkv/sim/linearizability.hpp>
-
-#include <atomic>
 #include <chrono>
 #include <filesystem>
-#include <mutex>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -21,101 +17,6 @@
 namespace {
 
 using namespace raftkv::e2e;
-using clock_type = std::chrono::steady_clock;
-
-/// Clients that write and read a few keys through the given nodes until stopped, recording
-/// every operation for the linearizability checker.
-class clients {
-public:
-    clients(cluster& c, std::vector<std::uint64_t> via, int n) : c_(c), via_(std::move(via))
-    {
-        for (int k = 0; k < n; ++k)
-            threads_.emplace_back([this, k] { run(static_cast<std::uint64_t>(k)); });
-    }
-    ~clients() { stop(); }
-
-    /// Nodes the clients may also talk to from now on.
-    void also_via(std::uint64_t id)
-    {
-        std::lock_guard lock(mutex_);
-        via_.push_back(id);
-    }
-    /// Nodes the clients stop talking to (a member about to be removed).
-    void not_via(std::uint64_t id)
-    {
-        std::lock_guard lock(mutex_);
-        std::erase(via_, id);
-    }
-
-    void stop()
-    {
-        stopping_ = true;
-        for (auto& t : threads_)
-            if (t.joinable())
-                t.join();
-    }
-
-    raftkv::sim::kv_history history()
-    {
-        std::lock_guard lock(mutex_);
-        return history_;
-    }
-    std::size_t acknowledged_writes() const { return acked_; }
-
-private:
-    std::uint64_t now() const
-    {
-        return static_cast<std::uint64_t>(
-            std::chrono::duration_cast<std::chrono::microseconds>(clock_type::now() - start_).count());
-    }
-
-    void run(std::uint64_t client)
-    {
-        std::mt19937_64 rng(client * 7919 + 1);
-        for (std::uint64_t n = 0; !stopping_; ++n) {
-            std::uint64_t node = 0;
-            {
-                std::lock_guard lock(mutex_);
-                node = via_[rng() % via_.size()];
-            }
-            raftkv::sim::kv_op op;
-            op.client = client;
-            op.key = "k" + std::to_string(rng() % 4);
-            op.call = now();
-            if (rng() % 2 == 0) {
-                op.kind = raftkv::sim::kv_op_kind::put;
-                op.value = "c" + std::to_string(client) + "-" + std::to_string(n);
-                const auto r = put(c_.http_port(node), op.key, op.value, 2s);
-                op.ret = now();
-                if (r.status == 200)
-                    ++acked_;
-                else
-                    op.indeterminate = true; // it may still take effect
-            } else {
-                op.kind = raftkv::sim::kv_op_kind::get;
-                const auto r = get(c_.http_port(node), op.key, 2s);
-                op.ret = now();
-                if (r.status == 200) {
-                    op.found = true;
-                    op.result = parse_json(r.body).string("value").value_or("");
-                } else if (r.status != 404) {
-                    continue; // a failed read had no effect
-                }
-            }
-            std::lock_guard lock(mutex_);
-            history_.push_back(std::move(op));
-        }
-    }
-
-    cluster& c_;
-    const clock_type::time_point start_ = clock_type::now();
-    std::mutex mutex_;
-    std::vector<std::uint64_t> via_;
-    raftkv::sim::kv_history history_;
-    std::atomic<std::size_t> acked_{0};
-    std::atomic<bool> stopping_{false};
-    std::vector<std::thread> threads_;
-};
 
 /// Sends `method target body` to the leader (any member forwards) until it answers
 /// `expected` or `limit` passes: a change refused while another is in progress, or while
@@ -150,18 +51,14 @@ std::vector<std::uint64_t> members_with_role(cluster& c, std::uint64_t via, cons
     return out;
 }
 
-void check_history(clients& load)
+void check_history(recording_clients& load)
 {
     load.stop();
     const auto history = load.history();
     BOOST_TEST(load.acknowledged_writes() > 0u);
     BOOST_TEST_MESSAGE(history.size() << " operations, " << load.acknowledged_writes()
                                       << " acknowledged writes, checked for linearizability");
-    const auto result = raftkv::sim::check_kv_history(history);
-    const bool linearizable = result.outcome != raftkv::sim::check_outcome::illegal;
-    BOOST_TEST(linearizable, result.explanation);
-    if (result.outcome == raftkv::sim::check_outcome::unknown)
-        BOOST_TEST_MESSAGE("the linearizability check gave up: " << result.explanation);
+    check_linearizable(history, std::chrono::seconds(10));
 }
 
 /// Adds node `id` as a learner through `via`, starts it with --join, waits until it can be
@@ -185,7 +82,7 @@ BOOST_AUTO_TEST_CASE(a_cluster_grows_to_five_and_shrinks_back_while_clients_writ
     // The nodes to add get their ports before the clients start: the clients read the
     // cluster's node table from their threads.
     const std::vector<std::uint64_t> added = {c.add_node(1), c.add_node(1)};
-    clients load(c, {1, 2, 3}, 3);
+    recording_clients load(c, {1, 2, 3}, 3);
 
     for (std::uint64_t id : added) {
         add_and_promote(c, 1, id);
