@@ -115,10 +115,14 @@ void log_startup(const server_config& config)
     std::string http = config.http.to_string();
     if (config.advertise_http != config.http)
         http += " (advertised as " + config.advertise_http.to_string() + ")";
-    log(log_level::info, "node " + std::to_string(config.id) + " of cluster " +
-                             raftkv::asio::detail::cluster_id_name(config.cluster_id) + " started: http " +
-                             http + ", raft " + config.raft.to_string() + ", data " +
-                             config.data_dir.string() + ", peers " + peers_to_string(config.peers));
+    log(log_level::info,
+        "node " + std::to_string(config.id) + " of cluster " +
+            raftkv::asio::detail::cluster_id_name(config.cluster_id) + " started: http " + http + ", raft " +
+            config.raft.to_string() + ", data " + config.data_dir.string() + ", peers " +
+            peers_to_string(config.peers) +
+            (config.auth_tokens_file ? ", " + std::to_string(config.auth_tokens.size()) +
+                                           " bearer tokens from " + config.auth_tokens_file->string()
+                                     : std::string()));
 }
 
 // Checks the flags against the data directory's identity, and completes `config` from it.
@@ -153,8 +157,11 @@ int run(server_config config)
     const asio::ip::tcp::endpoint http_endpoint = resolve_endpoint(io.get_executor(), config.http);
     kv_service service{io.get_executor(), config};
     record_identity(config, plan);
-    api routes{service,
-               api_options{std::chrono::milliseconds(config.request_timeout_ms) + std::chrono::seconds(1)}};
+    api_options routing;
+    routing.forward_timeout = std::chrono::milliseconds(config.request_timeout_ms) + std::chrono::seconds(1);
+    routing.auth_tokens = config.auth_tokens;
+    routing.forward_key = derive_forwarding_key(config.cluster_id, config.auth_tokens);
+    api routes{service, std::move(routing)};
     http_server server = listen_http(io, config, http_endpoint, routes);
 
     asio::signal_set signals{io, SIGINT, SIGTERM};
