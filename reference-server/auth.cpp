@@ -12,6 +12,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <stdexcept>
 
 namespace raftkv::server {
 
@@ -26,7 +27,8 @@ using digest = std::array<unsigned char, 32>;
 digest sha256(std::string_view text)
 {
     digest d{};
-    SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), d.data());
+    if (!SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), d.data()))
+        throw std::runtime_error("SHA-256 failed");
     return d;
 }
 
@@ -34,8 +36,11 @@ digest hmac_sha256(const digest& key, std::string_view text)
 {
     digest d{};
     unsigned int n = 0;
-    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
-         reinterpret_cast<const unsigned char*>(text.data()), text.size(), d.data(), &n);
+    // A failure must not leave a digest of zeros that anyone could match.
+    if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+              reinterpret_cast<const unsigned char*>(text.data()), text.size(), d.data(), &n) ||
+        n != d.size())
+        throw std::runtime_error("HMAC-SHA-256 failed");
     return d;
 }
 

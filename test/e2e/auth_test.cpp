@@ -3,6 +3,7 @@
 #define BOOST_TEST_MODULE raftkv_e2e_auth
 #include <boost/test/unit_test.hpp>
 
+#include "auth.hpp"
 #include "harness.hpp"
 
 #include <fstream>
@@ -146,4 +147,35 @@ BOOST_FIXTURE_TEST_CASE(a_follower_checks_the_token_and_forwards_it_to_the_leade
     const http_response read =
         request(c.http_port(*leader), "GET", kv_target("via-follower"), {}, bearer(read_token));
     BOOST_TEST(parse_json(read.body).string("value").value_or("") == "ok", describe(read));
+}
+
+// A node started with --join reads the member list with a token of its own file, and derives
+// the same forwarding key as the bootstrap members: a marker made with the cluster id and the
+// tokens stops a second hop there too.
+BOOST_FIXTURE_TEST_CASE(a_joining_node_uses_its_tokens_and_shares_the_marker_key, with_tokens)
+{
+    cluster c(1, true, {"--auth-tokens", tokens});
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    const std::uint64_t id = c.add_node(1);
+    const http_response added = request(c.http_port(1), "POST", "/cluster/members", c.member_body(id, true));
+    BOOST_TEST_REQUIRE(added.status == 201, describe(added));
+    c.start(id);
+    BOOST_TEST_REQUIRE(c.wait_healthy(id, 20s), "the node that joined never knew a leader");
+
+    const std::string body = "{\"id\": 1}";
+    const http_response plain = request(c.http_port(id), "POST", "/cluster/leader", body);
+    BOOST_TEST(plain.status == 200, "forwarded by the node that joined: " << describe(plain));
+
+    const http_response members = request(c.http_port(1), "GET", "/cluster/members");
+    const std::string cluster_id = parse_json(members.body).string("cluster_id").value_or("");
+    BOOST_TEST_REQUIRE(cluster_id.size() == 16u, describe(members));
+    using raftkv::server::access;
+    const auto key = raftkv::server::derive_forwarding_key(
+        std::stoull(cluster_id, nullptr, 16),
+        {{read_token, access::read, ""}, {write_token, access::write, ""}});
+    const std::string marker = raftkv::server::forward_marker(key, 1, "POST", "/cluster/leader");
+    const http_response hop = request(c.http_port(id), "POST", "/cluster/leader", body,
+                                      header_list{{"X-Raftkv-Forwarded", marker}});
+    BOOST_TEST(is_error(hop, 503), describe(hop));
+    BOOST_TEST(hop.body.find("request forwarded by node 1") != std::string::npos, describe(hop));
 }
