@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -123,6 +124,14 @@ void log_startup(const server_config& config)
             (config.auth_tokens_file ? ", " + std::to_string(config.auth_tokens.size()) +
                                            " bearer tokens from " + config.auth_tokens_file->string()
                                      : std::string()));
+    std::error_code ec;
+    if (config.auth_tokens_file) {
+        const auto perms = std::filesystem::status(*config.auth_tokens_file, ec).permissions();
+        if (!ec && (perms & std::filesystem::perms::others_read) != std::filesystem::perms::none)
+            log(log_level::warn, "the tokens file " + config.auth_tokens_file->string() +
+                                     " is readable by every user of this machine; make it readable by the "
+                                     "server's user only (chmod 600)");
+    }
 }
 
 // Checks the flags against the data directory's identity, and completes `config` from it.

@@ -6,6 +6,7 @@
 #include "auth.hpp"
 #include "harness.hpp"
 
+#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -30,6 +31,9 @@ std::string tokens_file(const temp_dir& dir)
                         << write_token << " write ops\n"
                         << "\n"
                         << read_token << " read dashboard   # read-only\n";
+    namespace fs = std::filesystem;
+    fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write | fs::perms::group_read |
+                              fs::perms::others_read); // 644: the server warns about it
     return path.string();
 }
 
@@ -56,7 +60,8 @@ BOOST_FIXTURE_TEST_SUITE(one_node, with_tokens)
 
 BOOST_AUTO_TEST_CASE(every_route_but_health_needs_a_token_and_changes_need_a_write_token)
 {
-    cluster c(1, true, {"--auth-tokens", tokens});
+    // At debug level the log has a line per request: none may show a token.
+    cluster c(1, true, {"--auth-tokens", tokens, "--log-level", "debug"});
     BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s));
     const std::uint16_t port = c.http_port(1);
 
@@ -103,6 +108,8 @@ BOOST_AUTO_TEST_CASE(every_route_but_health_needs_a_token_and_changes_need_a_wri
     c.terminate(1);
     const std::string log = read_tail(c.spec(1).log_file, 1 << 20);
     BOOST_TEST(log.find("2 bearer tokens") != std::string::npos, log);
+    BOOST_TEST(log.find("is readable by every user") != std::string::npos, "no warning about a 644 file");
+    BOOST_TEST(log.find("PUT /kv/k -> 403") != std::string::npos, "no debug line for the refused PUT");
     BOOST_TEST(log.find(write_token) == std::string::npos, "the log shows the write token");
     BOOST_TEST(log.find(read_token) == std::string::npos, "the log shows the read token");
 }
