@@ -113,12 +113,12 @@ void expect_intact(std::uint16_t port, const std::string& after)
 {
     http_client client(port);
     for (const auto& [key, value] : seed()) {
-        const http_response r = client.request("GET", kv_target(key), {}, 2s);
+        const http_response r = client.request("GET", kv_target(key), {}, 5s);
         BOOST_TEST(r.status == 200, "GET " << key << " after " << after << ": " << describe(r));
         BOOST_TEST(parse_json(r.body).string("value").value_or("<none>") == value,
                    key << " changed after " << after << ": " << describe(r));
     }
-    const http_response p = client.request("PUT", kv_target("sentinel"), value_body(after), 2s);
+    const http_response p = client.request("PUT", kv_target("sentinel"), value_body(after), 5s);
     BOOST_TEST(p.status == 200, "PUT after " << after << ": " << describe(p));
 }
 
@@ -299,12 +299,13 @@ BOOST_AUTO_TEST_CASE(a_body_over_the_limit_is_413_before_it_is_sent)
     const std::uint16_t port = single_node();
     const auto start = clock_type::now();
     const raw_result r =
-        send_raw(port, "PUT /kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: 7000000\r\n\r\n{\"value\": ", 5s);
+        send_raw(port, "PUT /kv/a HTTP/1.1\r\nHost: x\r\nContent-Length: 7000000\r\n\r\n{\"value\": ", 20s);
     const auto answers = responses_of(r);
     BOOST_TEST_REQUIRE(answers.size() == 1u, r.received.substr(0, 300));
     expect_error(answers[0], 413, "request too large", "Content-Length 7000000");
     BOOST_TEST(r.closed, "the connection stayed open");
-    BOOST_TEST((clock_type::now() - start < 4s), "the 413 waited for a body that never came");
+    // Waiting for the body would last until the 20 s wait ends; the bound is loose for a busy machine.
+    BOOST_TEST((clock_type::now() - start < 10s), "the 413 waited for a body that never came");
     expect_single_intact("a body over the limit");
 }
 
@@ -325,8 +326,9 @@ BOOST_AUTO_TEST_CASE(a_content_length_longer_than_the_body_stalls_no_one)
     const auto start = clock_type::now();
     http_client other(port);
     for (int i = 0; i < 20; ++i)
-        BOOST_TEST(other.request("GET", kv_target("plain"), {}, 2s).status == 200);
-    BOOST_TEST((clock_type::now() - start < 2s), "other clients waited for the stalled one");
+        BOOST_TEST(other.request("GET", kv_target("plain"), {}, 5s).status == 200);
+    // A stall would last the idle timeout (60 s); the bound is loose for a busy machine.
+    BOOST_TEST((clock_type::now() - start < 10s), "other clients waited for the stalled one");
     BOOST_TEST(parse_json(get(port, "cls").body).string("value").value_or("") == seed().at("cls"),
                "a request with a short body was applied");
     expect_single_intact("a Content-Length longer than the body");
