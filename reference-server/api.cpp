@@ -471,6 +471,11 @@ asio::awaitable<http_response> api_handler::handle(http_request req)
 void api_handler::log_request(const http_request& req, const http_response& res,
                               clock::time_point start) const
 {
+    // failure_response() logged what failed under the error id the body names; this line
+    // ties that id to the request.
+    if (res.result() == http::status::internal_server_error)
+        log(log_level::error, std::string(req.method_string()) + " " + std::string(req.target()) +
+                                  " answered 500: " + res.body());
     if (!log_enabled(log_level::debug))
         return;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start).count();
