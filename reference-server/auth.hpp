@@ -9,7 +9,7 @@
 //     <token> <read|write> [name]
 //
 // A token is 16 to 256 characters of the RFC 6750 token alphabet (letters, digits and
-// - . _ ~ + / and trailing =); the name, for the log and for 403 messages, is up to 64
+// - . _ ~ + / and trailing =); the name, which 403 messages show, is up to 64
 // printable characters without spaces. A read token may use the routes that change
 // nothing (GET), a write token every route. Every member of a cluster reads the same file:
 // a follower checks the token, and a request it forwards carries the client's
@@ -18,7 +18,7 @@
 // Forwarding marker: a request one member forwards to another carries
 // "X-Raftkv-Forwarded: <id> <mac>", where the MAC (HMAC-SHA-256) covers the forwarding
 // node's id, the method and the target, under a key every member derives alike from the
-// cluster id and the tokens (forwarding_key()). A marker that does not verify is ignored.
+// cluster id and the tokens (derive_forwarding_key()). A marker that does not verify is ignored.
 // docs/security.md says what that does and does not protect against.
 //
 //     std::string error;
