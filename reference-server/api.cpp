@@ -14,6 +14,7 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
@@ -114,8 +115,9 @@ class forward_client {
 public:
     explicit forward_client(asio::any_io_executor ex) : ex_(std::move(ex)) {}
 
+    /// Forwards `original` with the forwarding marker `marker`.
     asio::awaitable<http_response> forward(const http_request& original, const std::string& address,
-                                           node_id self, std::chrono::milliseconds timeout);
+                                           const std::string& marker, std::chrono::milliseconds timeout);
 
     /// Whether the connection stayed open after the last request, for the next one.
     bool open() const { return stream_.has_value(); }
@@ -123,7 +125,8 @@ public:
 private:
     asio::awaitable<beast::error_code> connect(const std::string& address, clock::time_point deadline);
     void close();
-    static http_request outgoing(const http_request& original, const std::string& address, node_id self);
+    static http_request outgoing(const http_request& original, const std::string& address,
+                                 const std::string& marker);
     static http_response relay(const http_response& from_leader);
     static http_response failure(const beast::error_code& ec, const std::string& address, bool sent);
 
@@ -135,10 +138,10 @@ private:
 };
 
 asio::awaitable<http_response> forward_client::forward(const http_request& original,
-                                                       const std::string& address, node_id self,
+                                                       const std::string& address, const std::string& marker,
                                                        std::chrono::milliseconds timeout)
 {
-    http_request req = outgoing(original, address, self);
+    http_request req = outgoing(original, address, marker);
     const clock::time_point deadline = clock::now() + timeout;
     for (int attempt = 0;; ++attempt) {
         const bool reused = stream_ && address_ == address && clock::now() - idle_since_ < forward_max_idle;
@@ -214,13 +217,17 @@ void forward_client::close()
     buffer_.clear();
 }
 
-http_request forward_client::outgoing(const http_request& original, const std::string& address, node_id self)
+// The client's Authorization goes along unchanged: the leader checks the token again.
+http_request forward_client::outgoing(const http_request& original, const std::string& address,
+                                      const std::string& marker)
 {
     http_request req{original.method(), original.target(), 11};
     req.set(http::field::host, address);
-    if (const auto type = original.find(http::field::content_type); type != original.end())
-        req.set(http::field::content_type, type->value());
-    req.set(forwarded_header, std::to_string(self));
+    for (const http::field f : {http::field::content_type, http::field::authorization}) {
+        if (const auto it = original.find(f); it != original.end())
+            req.set(f, it->value());
+    }
+    req.set(forwarded_header, marker);
     req.body() = original.body();
     req.keep_alive(true);
     req.prepare_payload();
@@ -230,7 +237,8 @@ http_request forward_client::outgoing(const http_request& original, const std::s
 http_response forward_client::relay(const http_response& from_leader)
 {
     http_response res{from_leader.result(), 11};
-    for (const http::field f : {http::field::content_type, http::field::retry_after, http::field::allow}) {
+    for (const http::field f : {http::field::content_type, http::field::retry_after, http::field::allow,
+                                http::field::www_authenticate}) {
         if (const auto it = from_leader.find(f); it != from_leader.end())
             res.set(f, it->value());
     }
@@ -260,7 +268,7 @@ public:
     explicit forward_pool(asio::any_io_executor ex) : ex_(std::move(ex)) {}
 
     asio::awaitable<http_response> forward(const http_request& original, const std::string& address,
-                                           node_id self, std::chrono::milliseconds timeout);
+                                           const std::string& marker, std::chrono::milliseconds timeout);
 
 private:
     asio::any_io_executor ex_;
@@ -269,7 +277,8 @@ private:
 };
 
 asio::awaitable<http_response> forward_pool::forward(const http_request& original, const std::string& address,
-                                                     node_id self, std::chrono::milliseconds timeout)
+                                                     const std::string& marker,
+                                                     std::chrono::milliseconds timeout)
 {
     std::unique_ptr<forward_client> client;
     if (idle_.empty()) {
@@ -278,7 +287,7 @@ asio::awaitable<http_response> forward_pool::forward(const http_request& origina
         client = std::move(idle_.back());
         idle_.pop_back();
     }
-    http_response res = co_await client->forward(original, address, self, timeout);
+    http_response res = co_await client->forward(original, address, marker, timeout);
     if (client->open() && idle_.size() < forward_idle_connections)
         idle_.push_back(std::move(client));
     co_return res;
@@ -351,8 +360,8 @@ asio::awaitable<void> key_order::turn::wait()
 class api_handler : public request_handler {
 public:
     api_handler(kv_service& service, leader_address_cache& addresses, const api_options& options,
-                asio::any_io_executor ex)
-        : service_(service), addresses_(addresses), options_(options), order_(ex), pool_(ex)
+                const authorizer* auth, asio::any_io_executor ex)
+        : service_(service), addresses_(addresses), options_(options), auth_(auth), order_(ex), pool_(ex)
     {
     }
 
@@ -360,6 +369,8 @@ public:
 
 private:
     asio::awaitable<http_response> route_request(const http_request& req);
+    void log_request(const http_request& req, const http_response& res, clock::time_point start) const;
+    std::optional<node_id> forwarded_by(const http_request& req) const;
     asio::awaitable<http_response> handle_kv(const http_request& req, std::string_view raw_key);
     asio::awaitable<http_response> put(const http_request& req, const std::string& key);
     asio::awaitable<http_response> get(const http_request& req, const std::string& key);
@@ -379,28 +390,67 @@ private:
 
     kv_service& service_;
     leader_address_cache& addresses_;
-    api_options options_;
+    const api_options& options_;
+    const authorizer* auth_; // null: no authorization
     key_order order_;
     forward_pool pool_;
 };
 
+// An exception (from the node or its storage) is logged with the request under an error id;
+// the client gets the id, not the exception's text.
 asio::awaitable<http_response> api_handler::handle(http_request req)
 {
-    if (!log_enabled(log_level::debug))
-        co_return co_await route_request(req);
     const auto start = clock::now();
-    http_response res = co_await route_request(req);
+    std::string what;
+    try {
+        http_response res = co_await route_request(req);
+        log_request(req, res, start);
+        co_return res;
+    } catch (const std::exception& e) {
+        what = e.what();
+    }
+    const std::string id = new_error_id();
+    log(log_level::error, std::string(req.method_string()) + " " + std::string(req.target()) +
+                              " failed (error id " + id + "): " + what);
+    co_return internal_error_response(id);
+}
+
+void api_handler::log_request(const http_request& req, const http_response& res,
+                              clock::time_point start) const
+{
+    // failure_response() logged what failed under the error id the body names; this line
+    // ties that id to the request.
+    if (res.result() == http::status::internal_server_error)
+        log(log_level::error, std::string(req.method_string()) + " " + std::string(req.target()) +
+                                  " answered 500: " + res.body());
+    if (!log_enabled(log_level::debug))
+        return;
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - start).count();
-    const bool forwarded = req.find(forwarded_header) != req.end();
+    const std::optional<node_id> from = forwarded_by(req);
     log(log_level::debug, std::string(req.method_string()) + " " + std::string(req.target()) +
-                              (forwarded ? " (forwarded)" : "") + " -> " + std::to_string(res.result_int()) +
-                              " in " + std::to_string(ms) + " ms");
-    co_return res;
+                              (from ? " (forwarded by node " + std::to_string(*from) + ")" : "") + " -> " +
+                              std::to_string(res.result_int()) + " in " + std::to_string(ms) + " ms");
+}
+
+// The member that forwarded `req`, if it carries a marker that verifies. Anyone can send
+// the header; only a member knows the key that makes it verify.
+std::optional<node_id> api_handler::forwarded_by(const http_request& req) const
+{
+    const auto marker = req.find(forwarded_header);
+    if (marker == req.end())
+        return std::nullopt;
+    return verify_forward_marker(options_.forward_key, marker->value(), req.method_string(), req.target());
 }
 
 asio::awaitable<http_response> api_handler::route_request(const http_request& req)
 {
+    if (std::optional<http_response> refusal = framing_refusal(req))
+        co_return std::move(*refusal);
     const route_match m = match_route(req.method(), req.target());
+    if (auth_) {
+        if (std::optional<http_response> refusal = authorization_refusal(*auth_, req, m))
+            co_return std::move(*refusal);
+    }
     if (m.result == route_match::outcome::not_found)
         co_return error_response(http::status::not_found, "not found");
     if (m.result == route_match::outcome::method_not_allowed) {
@@ -592,10 +642,11 @@ asio::awaitable<http_response> api_handler::not_done(const http_request& req, st
 
 asio::awaitable<http_response> api_handler::forward(const http_request& req)
 {
-    if (const auto from = req.find(forwarded_header); from != req.end())
+    if (const std::optional<node_id> from = forwarded_by(req))
         co_return error_response(http::status::service_unavailable,
-                                 "not the leader (request forwarded by node " + std::string(from->value()) +
-                                     ")");
+                                 "not the leader (request forwarded by node " + std::to_string(*from) + ")");
+    const std::string marker =
+        forward_marker(options_.forward_key, service_.id(), req.method_string(), req.target());
     // A follower learns a new leader's HTTP address from the leader's first entries, a few
     // milliseconds after it learns the leader's id: wait for it rather than refuse.
     const auto deadline = clock::now() + options_.forward_timeout;
@@ -605,8 +656,7 @@ asio::awaitable<http_response> api_handler::forward(const http_request& req)
         if (leader == no_node || leader == service_.id())
             co_return error_response(http::status::service_unavailable, "no leader");
         if (std::optional<std::string> address = addresses_.find(leader)) {
-            http_response res =
-                co_await pool_.forward(req, *address, service_.id(), options_.forward_timeout);
+            http_response res = co_await pool_.forward(req, *address, marker, options_.forward_timeout);
             if (res.result() == http::status::service_unavailable)
                 addresses_.forget(leader, *address);
             co_return res;
@@ -681,20 +731,81 @@ http_response failure_response(std::error_code ec, request_kind kind)
         return unavailable("shutting down");
     if (ec == errc::not_leader)
         return unavailable("not the leader");
-    return error_response(http::status::internal_server_error, "internal error: " + ec.message());
+    const std::string id = new_error_id();
+    log(log_level::error, "a request failed unexpectedly (error id " + id + "): " + ec.message());
+    return internal_error_response(id);
+}
+
+http_response internal_error_response(std::string_view error_id)
+{
+    return json_response(http::status::internal_server_error,
+                         {{"error", "internal error"}, {"error_id", error_id}});
+}
+
+std::optional<http_response> framing_refusal(const http_request& req)
+{
+    const std::size_t hosts = req.count(http::field::host);
+    if (req.version() >= 11 && hosts == 0)
+        return error_response(http::status::bad_request, "missing Host header (HTTP/1.1 requires one)");
+    if (hosts > 1)
+        return error_response(http::status::bad_request, "more than one Host header");
+    // The parser reads a chunked body; any other coding leaves the body's length unknown.
+    if (const auto te = req.find(http::field::transfer_encoding);
+        te != req.end() && !beast::iequals(te->value(), "chunked"))
+        return error_response(http::status::bad_request, "unsupported Transfer-Encoding (only chunked)");
+    return std::nullopt;
+}
+
+bool changes_state(const route_match& m, http::verb method)
+{
+    return m.result == route_match::outcome::found && method != http::verb::get;
+}
+
+std::optional<http_response> authorization_refusal(const authorizer& auth, const http_request& req,
+                                                   const route_match& m)
+{
+    if (m.result != route_match::outcome::not_found && m.route == route::health)
+        return std::nullopt;
+    const auto header = req.find(http::field::authorization);
+    const bool present = header != req.end();
+    const bool repeated = present && req.count(http::field::authorization) > 1;
+    const auth_decision d = repeated
+                                ? auth_decision{}
+                                : auth.check(present ? header->value() : "", changes_state(m, req.method()));
+    if (d.result == auth_decision::outcome::allowed)
+        return std::nullopt;
+    if (d.result == auth_decision::outcome::forbidden) {
+        http_response res = error_response(
+            http::status::forbidden, (d.name.empty() ? std::string("this token") : "token '" + d.name + "'") +
+                                         " may only read; " + std::string(req.method_string()) +
+                                         " needs a write token");
+        res.set(http::field::www_authenticate, R"(Bearer realm="raftkv", error="insufficient_scope")");
+        return res;
+    }
+    http_response res = error_response(
+        http::status::unauthorized,
+        !present   ? "missing bearer token: send \"Authorization: Bearer <token>\""
+        : repeated ? "more than one Authorization header"
+                   : "unknown bearer token, or an Authorization header that is not \"Bearer <token>\"");
+    res.set(http::field::www_authenticate,
+            present ? R"(Bearer realm="raftkv", error="invalid_token")" : R"(Bearer realm="raftkv")");
+    return res;
 }
 
 api::api(kv_service& service, api_options options)
-    : service_(&service), options_(options),
+    : service_(&service), options_(std::move(options)),
       leader_addresses_(std::make_unique<leader_address_cache>(service))
 {
+    if (!options_.auth_tokens.empty())
+        authorizer_.emplace(options_.auth_tokens);
 }
 
 api::~api() = default;
 
 std::unique_ptr<request_handler> api::make_handler(asio::any_io_executor ex)
 {
-    return std::make_unique<api_handler>(*service_, *leader_addresses_, options_, std::move(ex));
+    return std::make_unique<api_handler>(*service_, *leader_addresses_, options_,
+                                         authorizer_ ? &*authorizer_ : nullptr, std::move(ex));
 }
 
 } // namespace raftkv::server

@@ -11,13 +11,15 @@
 //
 // Any node accepts any request. A node that is not the leader forwards it to the leader's
 // HTTP address (which the leader published in the replicated log, see kv_service) with a
-// header "X-Raftkv-Forwarded: <its id>", and relays the answer. A node that receives a
-// forwarded request while not the leader answers 503 rather than forwarding again.
+// header "X-Raftkv-Forwarded: <its id> <mac>" (auth.hpp), and relays the answer. A node
+// that receives a forwarded request whose marker verifies while not the leader answers 503
+// rather than forwarding again. With tokens (auth.hpp), every route but /health needs one.
 // docs/server.md lists every status code.
 //
 // The requests a client pipelines on one connection run concurrently, except that those
 // naming the same key run one after another, in the order they arrived.
 
+#include "auth.hpp"
 #include "http_server.hpp"
 #include "request_parsing.hpp"
 
@@ -33,18 +35,40 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace raftkv::server {
 
 class kv_service;
 class leader_address_cache;
 
-/// The header that marks a request forwarded by another node; its value is that node's id.
+/// The header that marks a request forwarded by another node; its value is that node's id
+/// and a MAC (forward_marker()).
 inline constexpr std::string_view forwarded_header = "X-Raftkv-Forwarded";
 
 /// A response with body {"error": message}, Content-Type application/json, and
 /// "Retry-After: 1" when the status is 503.
 http_response error_response(boost::beast::http::status status, std::string_view message);
+
+/// The answer to an internal failure: 500 with {"error": "internal error", "error_id": id}.
+/// The details belong in the log, under the same id, never in the answer.
+http_response internal_error_response(std::string_view error_id);
+
+/// The 400 for a request whose framing HTTP/1.1 forbids (RFC 9112): no Host header in an
+/// HTTP/1.1 request, more than one, or a Transfer-Encoding other than chunked; nothing for
+/// the others.
+std::optional<http_response> framing_refusal(const http_request& req);
+
+/// Whether a request to `m` (a route found) with `method` changes state, so that it needs a
+/// write token: every method but GET.
+bool changes_state(const route_match& m, boost::beast::http::verb method);
+
+/// The refusal of `req`, routed to `m`, under `auth`: 401 with "WWW-Authenticate: Bearer"
+/// when it carries no known bearer token, 403 when a read token asks for a change; nothing
+/// when it may proceed. GET /health needs no token; an unknown route or method needs one
+/// (of either kind) before it is answered 404 or 405.
+std::optional<http_response> authorization_refusal(const authorizer& auth, const http_request& req,
+                                                   const route_match& m);
 
 /// Whether a failed request was a write (PUT, DELETE), whose outcome may be unknown, or
 /// a read, which never changes anything.
@@ -53,7 +77,7 @@ enum class request_kind { write, read };
 /// How a put, delete or read that failed with a raftkv::errc (other than not_leader, which
 /// is forwarded) is answered: 503 with a message that says whether a write took effect
 /// (overloaded, proposal_dropped: no; leadership_lost, timeout: unknown), 500 for
-/// anything unexpected.
+/// anything unexpected (internal_error_response(), the error code logged).
 http_response failure_response(std::error_code ec, request_kind kind);
 
 struct api_options {
@@ -61,6 +85,14 @@ struct api_options {
     /// longer than the leader's own request timeout, so that its answer gets through.
     /// Default: 6 s.
     std::chrono::milliseconds forward_timeout{6000};
+
+    /// The tokens every request but GET /health must carry (server_config::auth_tokens).
+    /// Default: none, no authorization.
+    std::vector<auth_token> auth_tokens;
+
+    /// The key of the forwarding marker: derive_forwarding_key() of the cluster id and
+    /// `auth_tokens`, the same on every member.
+    forwarding_key forward_key{};
 };
 
 /** The request handlers of raftkv-server.
@@ -86,6 +118,8 @@ public:
 private:
     kv_service* service_;
     api_options options_;
+    // Set when options_.auth_tokens is not empty.
+    std::optional<authorizer> authorizer_;
     // The leader's HTTP address, shared by every handler.
     std::unique_ptr<leader_address_cache> leader_addresses_;
 };

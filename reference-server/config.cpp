@@ -17,7 +17,7 @@ namespace raftkv::server {
 namespace {
 
 // Every setting is both a flag --<name> and a config-file key <name>.
-constexpr std::array<std::string_view, 19> setting_names = {
+constexpr std::array<std::string_view, 20> setting_names = {
     "id",
     "data-dir",
     "http",
@@ -37,6 +37,7 @@ constexpr std::array<std::string_view, 19> setting_names = {
     "peer-cert",
     "peer-key",
     "peer-ca",
+    "auth-tokens",
 };
 
 bool is_setting(std::string_view name)
@@ -464,6 +465,23 @@ std::string check_peer_tls(const raw_settings& s, server_config& c)
     return {};
 }
 
+// Reads the tokens file now, so that a bad line stops the server before it starts.
+std::string check_auth_tokens(const raw_settings& s, server_config& c)
+{
+    const raw_value* v = s.find("auth-tokens");
+    if (!v)
+        return {};
+    if (v->text.empty())
+        return v->where + ": needs the path of a tokens file";
+    std::string error;
+    std::optional<std::vector<auth_token>> tokens = read_auth_tokens(v->text, error);
+    if (!tokens)
+        return error;
+    c.auth_tokens_file = v->text;
+    c.auth_tokens = std::move(*tokens);
+    return {};
+}
+
 std::string build_config(const raw_settings& s, server_config& c)
 {
     if (std::string e = check_identity(s, c); !e.empty())
@@ -478,7 +496,9 @@ std::string build_config(const raw_settings& s, server_config& c)
         return e;
     if (std::string e = check_peer_tls(s, c); !e.empty())
         return e;
-    return check_snapshots(s, c);
+    if (std::string e = check_snapshots(s, c); !e.empty())
+        return e;
+    return check_auth_tokens(s, c);
 }
 
 } // namespace
@@ -684,6 +704,11 @@ Flags (each also a key of the config file; flags override the file):
                              entries kept in the log behind a snapshot, so that a
                              follower a little behind catches up from the log
                              (default: 5000)
+  --auth-tokens FILE         require "Authorization: Bearer TOKEN" on every HTTP
+                             request but GET /health; FILE has one token per line,
+                             "TOKEN read|write [NAME]" ('#' comments); a read token
+                             may only GET. Give every member the same file
+                             (default: none, no authorization)
   --log-level LEVEL          error, warn, info or debug (default: info)
   --threads N                threads serving HTTP and Raft connections; the Raft node
                              itself runs on one of them at a time (default: 2)
@@ -701,7 +726,7 @@ Flags take their value as the next argument or after '=' (--id=2).
 Config file (YAML): a map with any of the keys id, data-dir, http, advertise-http,
 cluster-token, raft, peers, join, tick-ms, election-ticks, heartbeat-ticks,
 request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, threads,
-peer-cert, peer-key, peer-ca.
+peer-cert, peer-key, peer-ca, auth-tokens.
 peers is a map of id to HOST:PORT, or the same string as --peers. Example:
 
   id: 2

@@ -9,6 +9,7 @@
 //     parse_result r = parse_command_line(argc, argv);
 //     if (!r.ok()) { std::cerr << "raftkv-server: " << r.error << '\n'; return 2; }
 
+#include "auth.hpp"
 #include "log.hpp"
 
 #include <raftkv/types.hpp>
@@ -126,6 +127,13 @@ struct server_config {
     /// Default: none (Raft connections are plain TCP).
     std::string peer_cert, peer_key, peer_ca;
     bool peer_tls() const { return !peer_cert.empty(); }
+
+    /// The tokens file (--auth-tokens): every HTTP request but GET /health must then carry
+    /// one of its tokens, "Authorization: Bearer <token>" (auth.hpp). Unset: no
+    /// authorization, every client may make every request.
+    std::optional<std::filesystem::path> auth_tokens_file;
+    /// The tokens of that file, read and checked while parsing the configuration.
+    std::vector<auth_token> auth_tokens;
 };
 
 /// What the command line asks for, or why it cannot be followed.

@@ -169,16 +169,22 @@ asio::awaitable<void> http_server::state::accept_loop()
     }
 }
 
+// An exception's text may name files, addresses or other internals: it goes to the log
+// under an error id, and the client gets only the id.
 asio::awaitable<http_response> http_server::state::respond(request_handler& handler, http_request req)
 {
+    const std::string request = std::string(req.method_string()) + " " + std::string(req.target());
     std::string what;
     try {
         co_return co_await handler.handle(std::move(req));
     } catch (const std::exception& e) {
         what = e.what();
+    } catch (...) {
+        what = "an unknown exception";
     }
-    log(log_level::error, "request failed: " + what);
-    co_return make_error(http::status::internal_server_error, "internal error: " + what);
+    const std::string id = new_error_id();
+    log(log_level::error, request + " failed (error id " + id + "): " + what);
+    co_return make_error(http::status::internal_server_error, "internal error (error id " + id + ")");
 }
 
 // The answer to a request that could not be read, if it was malformed or oversized rather

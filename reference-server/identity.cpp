@@ -59,7 +59,9 @@ identity join_cluster(server_config& c)
     if (holds_raft_data(c.data_dir))
         throw config_error("--join needs an empty data directory, but " + c.data_dir.string() +
                            " holds Raft data without an identity file; move it away first");
-    const cluster_view view = fetch_cluster(*c.join, std::chrono::seconds(5));
+    // The members share the tokens file: any of its tokens may read the member list.
+    const std::string_view bearer = c.auth_tokens.empty() ? std::string_view() : c.auth_tokens.front().token;
+    const cluster_view view = fetch_cluster(*c.join, std::chrono::seconds(5), bearer);
     const auto self = view.raft.find(c.id);
     if (self == view.raft.end())
         throw config_error("node " + std::to_string(c.id) + " is not a member of the cluster at " + url +

@@ -71,7 +71,8 @@ cluster_view parse_cluster_view(std::string_view body)
     return view;
 }
 
-cluster_view fetch_cluster(const host_port& address, std::chrono::milliseconds timeout)
+cluster_view fetch_cluster(const host_port& address, std::chrono::milliseconds timeout,
+                           std::string_view bearer)
 {
     const std::string where = "http://" + address.to_string();
     try {
@@ -82,6 +83,8 @@ cluster_view fetch_cluster(const host_port& address, std::chrono::milliseconds t
         stream.connect(resolver.resolve(address.host, std::to_string(address.port)));
         http::request<http::empty_body> req{http::verb::get, "/cluster/members", 11};
         req.set(http::field::host, address.to_string());
+        if (!bearer.empty())
+            req.set(http::field::authorization, "Bearer " + std::string(bearer));
         http::write(stream, req);
         beast::flat_buffer buffer;
         http::response_parser<http::string_body> parser;

@@ -29,9 +29,11 @@ struct cluster_view {
 };
 
 /// Asks the member at `address` for GET /cluster/members and reads the cluster's id and
-/// members from the answer. Throws std::runtime_error, saying why, when the member cannot
-/// be reached within `timeout` or answers something else.
-cluster_view fetch_cluster(const host_port& address, std::chrono::milliseconds timeout);
+/// members from the answer; with "Authorization: Bearer <bearer>" unless `bearer` is empty.
+/// Throws std::runtime_error, saying why, when the member cannot be reached within
+/// `timeout` or answers something else.
+cluster_view fetch_cluster(const host_port& address, std::chrono::milliseconds timeout,
+                           std::string_view bearer = {});
 
 /// Parses a GET /cluster/members answer; throws std::runtime_error when it is not one.
 cluster_view parse_cluster_view(std::string_view body);

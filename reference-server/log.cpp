@@ -1,8 +1,10 @@
 #include "log.hpp"
 
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <mutex>
+#include <random>
 #include <string>
 
 namespace raftkv::server {
@@ -58,6 +60,19 @@ void log(log_level level, std::string_view message)
     std::lock_guard lock(output_mutex);
     std::fwrite(line.data(), 1, line.size(), stderr);
     std::fflush(stderr);
+}
+
+std::string new_error_id()
+{
+    thread_local std::mt19937 bits{std::random_device{}()};
+    constexpr std::string_view digits = "0123456789abcdef";
+    std::string id(8, '0');
+    std::uint32_t v = bits();
+    for (char& c : id) {
+        c = digits[v & 0xf];
+        v >>= 4;
+    }
+    return id;
 }
 
 } // namespace raftkv::server

@@ -6,6 +6,7 @@
 #include <raftkv/types.hpp>
 
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace raftkv::server {
@@ -25,6 +26,10 @@ bool log_enabled(log_level level);
 
 /// Writes `message` as one line (a warning or error says so), if `level` is enabled.
 void log(log_level level, std::string_view message);
+
+/// A short random id (8 lowercase hex digits) that ties an answer a client sees to the log
+/// line that holds the details: the answer names it, the details stay in the log.
+std::string new_error_id();
 
 } // namespace raftkv::server
 

@@ -27,6 +27,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
+#include <filesystem>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -115,15 +116,26 @@ void log_startup(const server_config& config)
     std::string http = config.http.to_string();
     if (config.advertise_http != config.http)
         http += " (advertised as " + config.advertise_http.to_string() + ")";
-    log(log_level::info, "node " + std::to_string(config.id) + " of cluster " +
-                             raftkv::asio::detail::cluster_id_name(config.cluster_id) + " started: http " +
-                             http + ", raft " + config.raft.to_string() + ", data " +
-                             config.data_dir.string() + ", peers " + peers_to_string(config.peers) +
-                             (config.peer_tls() ? ", peer TLS on" : ""));
+    log(log_level::info,
+        "node " + std::to_string(config.id) + " of cluster " +
+            raftkv::asio::detail::cluster_id_name(config.cluster_id) + " started: http " + http + ", raft " +
+            config.raft.to_string() + ", data " + config.data_dir.string() + ", peers " +
+            peers_to_string(config.peers) + (config.peer_tls() ? ", peer TLS on" : "") +
+            (config.auth_tokens_file ? ", " + std::to_string(config.auth_tokens.size()) +
+                                           " bearer tokens from " + config.auth_tokens_file->string()
+                                     : std::string()));
     if (!config.peer_tls() && !is_loopback(config.raft))
         log(log_level::warn, "peer TLS is off and the Raft port " + config.raft.to_string() +
                                  " is not a loopback address: anyone who reaches it can pose as a member "
                                  "(see --peer-cert, docs/security.md)");
+    std::error_code ec;
+    if (config.auth_tokens_file) {
+        const auto perms = std::filesystem::status(*config.auth_tokens_file, ec).permissions();
+        if (!ec && (perms & std::filesystem::perms::others_read) != std::filesystem::perms::none)
+            log(log_level::warn, "the tokens file " + config.auth_tokens_file->string() +
+                                     " is readable by every user of this machine; make it readable by the "
+                                     "server's user only (chmod 600)");
+    }
 }
 
 // Checks the flags against the data directory's identity, and completes `config` from it.
@@ -158,8 +170,11 @@ int run(server_config config)
     const asio::ip::tcp::endpoint http_endpoint = resolve_endpoint(io.get_executor(), config.http);
     kv_service service{io.get_executor(), config};
     record_identity(config, plan);
-    api routes{service,
-               api_options{std::chrono::milliseconds(config.request_timeout_ms) + std::chrono::seconds(1)}};
+    api_options routing;
+    routing.forward_timeout = std::chrono::milliseconds(config.request_timeout_ms) + std::chrono::seconds(1);
+    routing.auth_tokens = config.auth_tokens;
+    routing.forward_key = derive_forwarding_key(config.cluster_id, config.auth_tokens);
+    api routes{service, std::move(routing)};
     http_server server = listen_http(io, config, http_endpoint, routes);
 
     asio::signal_set signals{io, SIGINT, SIGTERM};

@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
@@ -183,8 +184,23 @@ int http_client::connections_opened() const noexcept
     return impl_->connections;
 }
 
+namespace {
+std::string bearer_token; // set_bearer_token()
+} // namespace
+
+void set_bearer_token(std::string token)
+{
+    bearer_token = std::move(token);
+}
+
 http_response http_client::request(std::string_view method, std::string_view target, std::string_view body,
                                    milliseconds timeout)
+{
+    return request(method, target, body, header_list{}, timeout);
+}
+
+http_response http_client::request(std::string_view method, std::string_view target, std::string_view body,
+                                   const header_list& headers, milliseconds timeout)
 {
     const auto deadline = clock::now() + timeout;
     http::request<http::string_body> req;
@@ -194,6 +210,16 @@ http_response http_client::request(std::string_view method, std::string_view tar
     req.set(http::field::host, "127.0.0.1:" + std::to_string(impl_->port));
     req.set(http::field::user_agent, "raftkv-e2e");
     req.keep_alive(true);
+    if (!bearer_token.empty())
+        req.set(http::field::authorization, "Bearer " + bearer_token);
+    for (const auto& [name, value] : headers) {
+        if (beast::iequals(name, "Authorization"))
+            req.erase(http::field::authorization);
+    }
+    for (const auto& [name, value] : headers) {
+        if (!value.empty() || !beast::iequals(name, "Authorization"))
+            req.insert(name, value);
+    }
     if (!body.empty() || method == "PUT" || method == "POST") {
         req.set(http::field::content_type, "application/json");
         req.body() = std::string(body);
@@ -228,6 +254,13 @@ http_response request(std::uint16_t port, std::string_view method, std::string_v
 {
     http_client client(port);
     return client.request(method, target, body, timeout);
+}
+
+http_response request(std::uint16_t port, std::string_view method, std::string_view target,
+                      std::string_view body, const header_list& headers, milliseconds timeout)
+{
+    http_client client(port);
+    return client.request(method, target, body, headers, timeout);
 }
 
 std::string describe(const http_response& r)

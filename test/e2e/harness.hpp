@@ -26,6 +26,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace raftkv::e2e {
@@ -50,9 +51,22 @@ struct http_response {
 /// "status 404, body {...}" (body cut at 300 bytes), for assertion messages.
 std::string describe(const http_response& r);
 
+/// Header fields to add to a request, as sent; an Authorization field with an empty value
+/// sends no Authorization at all (not even set_bearer_token()'s).
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
 /// One request over a fresh connection, closed afterwards. Any method string is sent as is.
 http_response request(std::uint16_t port, std::string_view method, std::string_view target,
                       std::string_view body = {}, milliseconds timeout = 5s);
+/// The same, with `headers` added.
+http_response request(std::uint16_t port, std::string_view method, std::string_view target,
+                      std::string_view body, const header_list& headers, milliseconds timeout = 5s);
+
+/// From now on every request of this harness (those the cluster helpers make included)
+/// carries "Authorization: Bearer <token>", unless its header_list has an Authorization field
+/// of its own; empty: none. For servers started with --auth-tokens. Set it from the test's
+/// main thread while no other thread sends requests.
+void set_bearer_token(std::string token);
 
 /// An HTTP/1.1 client that keeps its connection alive between requests. A request that
 /// finds its kept-alive connection closed by the server before any byte of the response
@@ -66,6 +80,8 @@ public:
 
     http_response request(std::string_view method, std::string_view target, std::string_view body = {},
                           milliseconds timeout = 5s);
+    http_response request(std::string_view method, std::string_view target, std::string_view body,
+                          const header_list& headers, milliseconds timeout = 5s);
 
     /// How many TCP connections this client has opened.
     int connections_opened() const noexcept;

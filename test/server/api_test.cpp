@@ -5,6 +5,7 @@
 
 #include "cluster_api.hpp"
 #include "kv_service.hpp"
+#include "log.hpp"
 #include "member_info.hpp"
 
 #include <raftkv/error.hpp>
@@ -243,7 +244,27 @@ BOOST_AUTO_TEST_CASE(every_raftkv_failure_is_a_503_with_a_message_and_others_are
     }
     const auto odd = raftkv::server::failure_response(errc::storage_inconsistent, request_kind::read);
     BOOST_TEST(odd.result_int() == 500u);
-    BOOST_TEST(odd.body().find("internal error: ") != std::string::npos, odd.body());
+    BOOST_TEST(odd.body().starts_with(R"({"error":"internal error","error_id":")"), odd.body());
+}
+
+BOOST_AUTO_TEST_CASE(an_internal_error_names_an_error_id_and_nothing_else)
+{
+    const auto res = raftkv::server::internal_error_response("7f3a9c21");
+    BOOST_TEST(res.result_int() == 500u);
+    BOOST_TEST(res[http::field::content_type] == "application/json");
+    BOOST_TEST(res.body() == R"({"error":"internal error","error_id":"7f3a9c21"})");
+
+    // What failed stays in the log: the answer carries no error text, only a fresh id.
+    const auto odd = raftkv::server::failure_response(raftkv::errc::storage_inconsistent,
+                                                      raftkv::server::request_kind::write);
+    const std::string message = std::error_code(raftkv::errc::storage_inconsistent).message();
+    BOOST_TEST(odd.body().find(message) == std::string::npos, odd.body());
+    const auto again = raftkv::server::failure_response(raftkv::errc::storage_inconsistent,
+                                                        raftkv::server::request_kind::write);
+    BOOST_TEST(odd.body() != again.body());
+    const std::string id = raftkv::server::new_error_id();
+    BOOST_TEST(id.size() == 8u);
+    BOOST_TEST(id.find_first_not_of("0123456789abcdef") == std::string::npos, id);
 }
 
 // ---- Membership routes ----------------------------------------------------------------
@@ -409,4 +430,142 @@ BOOST_AUTO_TEST_CASE(bad_member_info_means_unknown_addresses_never_a_crash)
     const auto half = decode_member_info(R"({"raft": "a:1", "http": 7, "extra": {}})");
     BOOST_TEST(half.raft.has_value());
     BOOST_TEST(!half.http.has_value());
+}
+
+// ---- Authorization --------------------------------------------------------------------
+
+namespace {
+
+using raftkv::server::access;
+using raftkv::server::authorization_refusal;
+using raftkv::server::authorizer;
+using raftkv::server::http_request;
+
+const std::string write_token = "w-0123456789abcdef";
+const std::string read_token = "r-0123456789abcdef";
+
+const authorizer& tokens()
+{
+    static const authorizer a{{{write_token, access::write, "ops"}, {read_token, access::read, "dashboard"}}};
+    return a;
+}
+
+http_request request(http::verb method, std::string_view target, std::string_view token)
+{
+    http_request req{method, target, 11};
+    if (!token.empty())
+        req.set(http::field::authorization, "Bearer " + std::string(token));
+    return req;
+}
+
+// The status `auth` answers, 0 when the request may proceed.
+unsigned refusal_status(http::verb method, std::string_view target, std::string_view token)
+{
+    const http_request req = request(method, target, token);
+    const auto res = authorization_refusal(tokens(), req, match_route(method, target));
+    return res ? res->result_int() : 0;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(health_needs_no_token_and_every_other_route_one)
+{
+    BOOST_TEST(refusal_status(http::verb::get, "/health", "") == 0u);
+    BOOST_TEST(refusal_status(http::verb::get, "/health?x", "bogus") == 0u);
+    for (const auto& [method, target] :
+         std::vector<std::pair<http::verb, std::string>>{{http::verb::get, "/kv/a"},
+                                                         {http::verb::put, "/kv/a"},
+                                                         {http::verb::delete_, "/kv/a"},
+                                                         {http::verb::get, "/status"},
+                                                         {http::verb::get, "/cluster/members"},
+                                                         {http::verb::post, "/cluster/members"},
+                                                         {http::verb::delete_, "/cluster/members/2"},
+                                                         {http::verb::post, "/cluster/members/2/promote"},
+                                                         {http::verb::post, "/cluster/leader"},
+                                                         {http::verb::get, "/nowhere"},
+                                                         {http::verb::post, "/kv/a"}}) {
+        BOOST_TEST(refusal_status(method, target, "") == 401u, target);
+        BOOST_TEST(refusal_status(method, target, "not-a-known-token-x") == 401u, target);
+        BOOST_TEST(refusal_status(method, target, write_token) == 0u, target);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_401_says_bearer_and_why)
+{
+    const http_request none = request(http::verb::get, "/kv/a", "");
+    const auto missing = authorization_refusal(tokens(), none, match_route(http::verb::get, "/kv/a"));
+    BOOST_TEST_REQUIRE(missing.has_value());
+    BOOST_TEST((*missing)[http::field::www_authenticate] == R"(Bearer realm="raftkv")");
+    BOOST_TEST(missing->body().find("missing bearer token") != std::string::npos, missing->body());
+    BOOST_TEST((*missing)[http::field::content_type] == "application/json");
+
+    http_request basic = request(http::verb::get, "/kv/a", "");
+    basic.set(http::field::authorization, "Basic " + write_token);
+    const auto wrong = authorization_refusal(tokens(), basic, match_route(http::verb::get, "/kv/a"));
+    BOOST_TEST_REQUIRE(wrong.has_value());
+    BOOST_TEST(wrong->result_int() == 401u);
+    BOOST_TEST((*wrong)[http::field::www_authenticate] == R"(Bearer realm="raftkv", error="invalid_token")");
+    BOOST_TEST(wrong->body().find(write_token) == std::string::npos, "the answer shows the token");
+
+    // Two Authorization headers are refused, even if one holds a good token.
+    http_request twice = request(http::verb::get, "/kv/a", write_token);
+    twice.insert(http::field::authorization, "Bearer " + read_token);
+    const auto both = authorization_refusal(tokens(), twice, match_route(http::verb::get, "/kv/a"));
+    BOOST_TEST_REQUIRE(both.has_value());
+    BOOST_TEST(both->result_int() == 401u);
+}
+
+BOOST_AUTO_TEST_CASE(a_read_token_reads_and_is_forbidden_every_change)
+{
+    for (const char* target : {"/kv/a", "/status", "/cluster/members"})
+        BOOST_TEST(refusal_status(http::verb::get, target, read_token) == 0u, target);
+    // An unknown route or method is no change: 404 and 405 follow as without tokens.
+    BOOST_TEST(refusal_status(http::verb::get, "/nowhere", read_token) == 0u);
+    BOOST_TEST(refusal_status(http::verb::post, "/kv/a", read_token) == 0u);
+    for (const auto& [method, target] :
+         std::vector<std::pair<http::verb, std::string>>{{http::verb::put, "/kv/a"},
+                                                         {http::verb::delete_, "/kv/a"},
+                                                         {http::verb::post, "/cluster/members"},
+                                                         {http::verb::delete_, "/cluster/members/2"},
+                                                         {http::verb::post, "/cluster/members/2/promote"},
+                                                         {http::verb::post, "/cluster/leader"}})
+        BOOST_TEST(refusal_status(method, target, read_token) == 403u, target);
+
+    const http_request put = request(http::verb::put, "/kv/a", read_token);
+    const auto res = authorization_refusal(tokens(), put, match_route(http::verb::put, "/kv/a"));
+    BOOST_TEST_REQUIRE(res.has_value());
+    BOOST_TEST(res->body() == R"({"error":"token 'dashboard' may only read; PUT needs a write token"})");
+    BOOST_TEST((*res)[http::field::www_authenticate] ==
+               R"(Bearer realm="raftkv", error="insufficient_scope")");
+}
+
+// ---- Framing --------------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(http11_needs_one_host_and_only_chunked_transfer_encoding_is_read)
+{
+    using raftkv::server::framing_refusal;
+    http_request ok{http::verb::get, "/kv/a", 11};
+    ok.set(http::field::host, "x");
+    BOOST_TEST(!framing_refusal(ok).has_value());
+    BOOST_TEST(!framing_refusal(http_request{http::verb::get, "/kv/a", 10}).has_value()); // HTTP/1.0
+
+    const auto no_host = framing_refusal(http_request{http::verb::get, "/kv/a", 11});
+    BOOST_TEST_REQUIRE(no_host.has_value());
+    BOOST_TEST(no_host->result_int() == 400u);
+    BOOST_TEST(no_host->body().find("missing Host header") != std::string::npos, no_host->body());
+
+    http_request two = ok;
+    two.insert(http::field::host, "y");
+    BOOST_TEST(framing_refusal(two).value().result_int() == 400u);
+
+    http_request chunked = ok;
+    chunked.set(http::field::transfer_encoding, "Chunked");
+    BOOST_TEST(!framing_refusal(chunked).has_value());
+    for (const char* coding : {"gzip", "gzip, chunked", "identity"}) {
+        http_request other = ok;
+        other.set(http::field::transfer_encoding, coding);
+        const auto res = framing_refusal(other);
+        BOOST_TEST_REQUIRE(res.has_value(), coding);
+        BOOST_TEST(res->body().find("unsupported Transfer-Encoding") != std::string::npos, coding);
+    }
 }

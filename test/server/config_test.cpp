@@ -77,6 +77,8 @@ BOOST_AUTO_TEST_CASE(no_flags_run_a_single_node_with_the_documented_defaults)
     BOOST_TEST(c.snapshot_entries == 10000u);
     BOOST_TEST(c.snapshot_catchup_entries == 5000u);
     BOOST_TEST((c.log_level == log_level::info));
+    BOOST_TEST(!c.auth_tokens_file.has_value());
+    BOOST_TEST(c.auth_tokens.empty());
 }
 
 BOOST_AUTO_TEST_CASE(every_flag_is_read)
@@ -249,7 +251,8 @@ BOOST_AUTO_TEST_CASE(help_text_explains_every_flag_and_key)
     for (const char* name :
          {"id", "data-dir", "http", "advertise-http", "cluster-token", "raft", "peers", "tick-ms",
           "election-ticks", "heartbeat-ticks", "request-timeout-ms", "snapshot-entries",
-          "snapshot-catchup-entries", "log-level", "threads", "peer-cert", "peer-key", "peer-ca", "config"})
+          "snapshot-catchup-entries", "log-level", "threads", "peer-cert", "peer-key", "peer-ca",
+          "auth-tokens", "config"})
         BOOST_TEST(help.find(std::string("--") + name) != std::string::npos, name);
 }
 
@@ -544,6 +547,37 @@ BOOST_AUTO_TEST_CASE(unreadable_config_files_are_errors)
     BOOST_TEST(parse_error({"--config", missing}, missing) ==
                "cannot read config file '" + missing + "': No such file or directory");
     parse_error({"--config", dir.path().string()}, "it is a directory");
+}
+
+// ---- Auth tokens -----------------------------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(auth_tokens_are_read_from_the_file_the_flag_or_key_names)
+{
+    temp_dir dir;
+    const std::string tokens =
+        write_file(dir, "# ops\nw-0123456789abcdef write ops\nr-0123456789abcdef read\n", "tokens");
+    const server_config c = parse_ok({"--auth-tokens", tokens});
+    BOOST_TEST(c.auth_tokens_file.value().string() == tokens);
+    BOOST_TEST_REQUIRE(c.auth_tokens.size() == 2u);
+    BOOST_TEST(c.auth_tokens[0].token == "w-0123456789abcdef");
+    BOOST_TEST((c.auth_tokens[0].access == raftkv::server::access::write));
+    BOOST_TEST(c.auth_tokens[0].name == "ops");
+    BOOST_TEST((c.auth_tokens[1].access == raftkv::server::access::read));
+
+    const server_config from_file = parse_ok({"--config", write_file(dir, "auth-tokens: " + tokens + "\n")});
+    BOOST_TEST(from_file.auth_tokens.size() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_bad_tokens_file_is_an_error_naming_the_line)
+{
+    temp_dir dir;
+    const std::string bad = write_file(dir, "w-0123456789abcdef write\n\nr-0123456789abcdef admin\n", "bad");
+    const std::string error = parse_error({"--auth-tokens", bad}, bad + ": line 3: the access must be");
+    BOOST_TEST(error.find("0123456789abcdef") == std::string::npos, "the error shows a token: " << error);
+    parse_error({"--auth-tokens", write_file(dir, "# none yet\n", "empty")}, "no tokens");
+    parse_error({"--auth-tokens", (dir / "missing").string()}, "cannot read auth tokens file");
+    parse_error({"--auth-tokens", ""}, "--auth-tokens: needs the path of a tokens file");
+    parse_error({"--config", write_file(dir, "auth-tokens: " + bad + "\n")}, ": line 3: ");
 }
 
 // ---- Pieces ---------------------------------------------------------------------------
