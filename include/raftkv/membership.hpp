@@ -7,6 +7,7 @@
 
 #include <raftkv/types.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -114,6 +115,17 @@ inline std::optional<membership> decode_membership(std::string_view in)
         return std::nullopt;
     if (!r.ids(m.voters) || !r.ids(m.outgoing) || !r.ids(m.learners))
         return std::nullopt;
+    // A member counted twice would change a quorum's size, and a learner cannot also vote:
+    // no configuration the node makes looks like that, so no peer may send one.
+    const auto repeats = [](std::vector<node_id> ids) {
+        std::sort(ids.begin(), ids.end());
+        return std::adjacent_find(ids.begin(), ids.end()) != ids.end();
+    };
+    if (repeats(m.voters) || repeats(m.outgoing) || repeats(m.learners))
+        return std::nullopt;
+    for (node_id id : m.learners)
+        if (std::find(m.voters.begin(), m.voters.end(), id) != m.voters.end())
+            return std::nullopt;
     std::uint32_t n = 0;
     if (!r.u32(n))
         return std::nullopt;

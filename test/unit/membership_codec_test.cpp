@@ -135,3 +135,33 @@ BOOST_AUTO_TEST_CASE(rejects_info_out_of_id_order_or_repeated)
     BOOST_TEST(!decode_membership(two_infos(7, 3)).has_value());
     BOOST_TEST(!decode_membership(two_infos(7, 7)).has_value());
 }
+
+BOOST_AUTO_TEST_CASE(rejects_a_member_listed_twice_or_both_voter_and_learner)
+{
+    // encode_membership() writes whatever it is given: these are what a forger could send.
+    membership twice_a_voter;
+    twice_a_voter.voters = {1, 2, 2};
+    BOOST_TEST(!decode_membership(encode_membership(twice_a_voter)).has_value());
+
+    membership twice_outgoing;
+    twice_outgoing.voters = {1, 2, 3};
+    twice_outgoing.outgoing = {1, 1, 2};
+    BOOST_TEST(!decode_membership(encode_membership(twice_outgoing)).has_value());
+
+    membership twice_a_learner;
+    twice_a_learner.voters = {1};
+    twice_a_learner.learners = {4, 4};
+    BOOST_TEST(!decode_membership(encode_membership(twice_a_learner)).has_value());
+
+    membership voting_learner;
+    voting_learner.voters = {1, 2};
+    voting_learner.learners = {2};
+    BOOST_TEST(!decode_membership(encode_membership(voting_learner)).has_value());
+
+    // Leaving the outgoing voters for the learners, as a joint demotion does, is allowed.
+    membership demoting;
+    demoting.voters = {1, 2};
+    demoting.outgoing = {1, 2, 3};
+    demoting.learners = {3};
+    BOOST_TEST(decode_membership(encode_membership(demoting)).has_value());
+}
