@@ -115,7 +115,7 @@ bool is_raftkv_error(std::exception_ptr e)
 
 /// Empty when the file system holding `dir` has recovery_free_bytes free and a small
 /// file written there can be synced and removed; otherwise what is wrong.
-std::string probe_storage(const std::filesystem::path& dir)
+std::string probe_directory(const std::filesystem::path& dir)
 {
     struct statvfs fs {};
     if (::statvfs(dir.c_str(), &fs) != 0)
@@ -137,6 +137,20 @@ std::string probe_storage(const std::filesystem::path& dir)
     ::close(fd);
     ::unlink(path.c_str());
     return problem;
+}
+
+/// probe_directory() for the data directory and the log's and the state's directories,
+/// which may be mounted elsewhere.
+std::string probe_storage(const std::filesystem::path& data_dir)
+{
+    for (const std::filesystem::path& dir : {data_dir, data_dir / "wal", data_dir / "state"}) {
+        std::error_code ec;
+        if (dir != data_dir && !std::filesystem::is_directory(dir, ec))
+            continue; // opening the stores creates it, or says why not
+        if (std::string problem = probe_directory(dir); !problem.empty())
+            return problem;
+    }
+    return {};
 }
 
 /// Flushes every file under `dir` and drops it from the page cache, so that opening the
