@@ -330,6 +330,9 @@ BOOST_AUTO_TEST_CASE(a_node_whose_storage_does_not_reopen_stays_out_of_service,
     const auto write = put(port, "refused", "x");
     BOOST_TEST(write.status == 503, describe(write));
     BOOST_TEST(contains(write.body, "until it is repaired and restarted"), describe(write));
-    BOOST_TEST(c.running(1));
     BOOST_TEST(count_lines_with(node.log_file, "cannot re-open the storage") == 1u);
+    // Out of service is no reason to refuse a clean stop.
+    const auto exit = c.terminate(1);
+    BOOST_TEST_REQUIRE(exit.has_value(), "SIGTERM did not stop the node");
+    BOOST_TEST((exit->exited && exit->code == 0), *exit);
 }

@@ -172,7 +172,7 @@ public:
     {
         boost::asio::dispatch(strand_, [this, why] {
             if (!stopped_)
-                failed(why);
+                stop_failed(why);
         });
     }
 
@@ -341,11 +341,11 @@ private:
         } catch (...) {
             if (!failure_handler_)
                 throw;
-            failed(std::current_exception());
+            stop_failed(std::current_exception());
         }
     }
 
-    void failed(std::exception_ptr why)
+    void stop_failed(std::exception_ptr why)
     {
         if (failure_)
             return;
