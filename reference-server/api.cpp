@@ -375,7 +375,8 @@ private:
     asio::awaitable<http_response> put(const http_request& req, const std::string& key);
     asio::awaitable<http_response> get(const http_request& req, const std::string& key);
     asio::awaitable<http_response> del(const http_request& req, const std::string& key);
-    asio::awaitable<http_response> not_done(const http_request& req, std::error_code ec, request_kind kind);
+    asio::awaitable<http_response> not_done(const http_request& req, std::error_code ec, request_kind kind,
+                                            clock::time_point started);
     asio::awaitable<http_response> forward(const http_request& req);
     asio::awaitable<http_response> handle_cluster(const http_request& req, const route_match& m);
     asio::awaitable<http_response> list_members(http::status status);
@@ -604,9 +605,10 @@ asio::awaitable<http_response> api_handler::put(const http_request& req, const s
     checked_input value = check_put_body(req.body());
     if (!value.value)
         co_return error_response(value.status, value.error);
+    const auto started = clock::now();
     const write_result r = co_await service_.put(key, *value.value);
     if (r.ec)
-        co_return co_await not_done(req, r.ec, request_kind::write);
+        co_return co_await not_done(req, r.ec, request_kind::write, started);
     co_return json_response(
         http::status::ok,
         {{"key", key}, {"value", *value.value}, {"message", "Key-value pair stored successfully"}});
@@ -614,9 +616,10 @@ asio::awaitable<http_response> api_handler::put(const http_request& req, const s
 
 asio::awaitable<http_response> api_handler::get(const http_request& req, const std::string& key)
 {
+    const auto started = clock::now();
     const read_result r = co_await service_.get(key);
     if (r.ec)
-        co_return co_await not_done(req, r.ec, request_kind::read);
+        co_return co_await not_done(req, r.ec, request_kind::read, started);
     if (!r.value)
         co_return error_response(http::status::not_found, "key not found");
     co_return json_response(http::status::ok, {{"key", key}, {"value", *r.value}});
@@ -624,19 +627,22 @@ asio::awaitable<http_response> api_handler::get(const http_request& req, const s
 
 asio::awaitable<http_response> api_handler::del(const http_request& req, const std::string& key)
 {
+    const auto started = clock::now();
     const write_result r = co_await service_.del(key);
     if (r.ec)
-        co_return co_await not_done(req, r.ec, request_kind::write);
+        co_return co_await not_done(req, r.ec, request_kind::write, started);
     if (!r.found)
         co_return error_response(http::status::not_found, "key not found");
     co_return json_response(http::status::ok, {{"key", key}, {"message", "Key deleted successfully"}});
 }
 
 asio::awaitable<http_response> api_handler::not_done(const http_request& req, std::error_code ec,
-                                                     request_kind kind)
+                                                     request_kind kind, clock::time_point started)
 {
     if (ec == raftkv::errc::not_leader)
         co_return co_await forward(req);
+    if (ec == raftkv::errc::node_failed)
+        co_return storage_failure_response(service_.storage(), kind, started);
     co_return failure_response(ec, kind);
 }
 
@@ -687,11 +693,19 @@ http_response api_handler::status() const
     body["snapshot_index"] = n.snapshot_index;
     body["snapshot_term"] = n.snapshot_term;
     body["members"] = std::move(members);
+    const storage_status storage = service_.storage();
+    if (storage.failed()) {
+        body["role"] = "unavailable";
+        body["leader"] = nullptr;
+    }
+    body["storage"] = storage_json(storage);
     return json_response(http::status::ok, body);
 }
 
 http_response api_handler::health() const
 {
+    if (const storage_status storage = service_.storage(); storage.failed())
+        return error_response(http::status::service_unavailable, "storage failure: " + storage.error);
     const node_id leader = service_.leader();
     if (leader == no_node)
         return error_response(http::status::service_unavailable, "no leader");
@@ -731,6 +745,11 @@ http_response failure_response(std::error_code ec, request_kind kind)
         return unavailable("shutting down");
     if (ec == errc::not_leader)
         return unavailable("not the leader");
+    if (ec == errc::node_failed)
+        return unavailable(kind == request_kind::write
+                               ? "storage failure; this node is not serving until its storage recovers; the "
+                                 "outcome is unknown"
+                               : "storage failure; this node is not serving until its storage recovers");
     const std::string id = new_error_id();
     log(log_level::error, "a request failed unexpectedly (error id " + id + "): " + ec.message());
     return internal_error_response(id);
@@ -790,6 +809,29 @@ std::optional<http_response> authorization_refusal(const authorizer& auth, const
     res.set(http::field::www_authenticate,
             present ? R"(Bearer realm="raftkv", error="invalid_token")" : R"(Bearer realm="raftkv")");
     return res;
+}
+
+http_response storage_failure_response(const storage_status& storage, request_kind kind,
+                                       std::chrono::steady_clock::time_point started)
+{
+    if (!storage.failed())
+        return failure_response(make_error_code(raftkv::errc::node_failed), kind);
+    std::string message = "storage failure: " + storage.error;
+    message += storage.retrying ? "; this node is not serving until its storage recovers"
+                                : "; this node is not serving until it is repaired and restarted";
+    if (kind == request_kind::write)
+        message += started < storage.since_steady ? " (the write was in progress: its outcome is unknown)"
+                                                  : " (the write did not take effect)";
+    return error_response(http::status::service_unavailable, message);
+}
+
+json::object storage_json(const storage_status& storage)
+{
+    if (!storage.failed())
+        return {{"state", "ok"}};
+    const auto since =
+        std::chrono::duration_cast<std::chrono::milliseconds>(storage.since.time_since_epoch()).count();
+    return {{"state", "failed"}, {"error", storage.error}, {"since", since}, {"retrying", storage.retrying}};
 }
 
 api::api(kv_service& service, api_options options)

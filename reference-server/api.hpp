@@ -27,6 +27,7 @@
 
 #include <boost/beast/http/status.hpp>
 #include <boost/beast/http/verb.hpp>
+#include <boost/json/object.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -40,6 +41,7 @@
 namespace raftkv::server {
 
 class kv_service;
+struct storage_status;
 class leader_address_cache;
 
 /// The header that marks a request forwarded by another node; its value is that node's id
@@ -76,9 +78,21 @@ enum class request_kind { write, read };
 
 /// How a put, delete or read that failed with a raftkv::errc (other than not_leader, which
 /// is forwarded) is answered: 503 with a message that says whether a write took effect
-/// (overloaded, proposal_dropped: no; leadership_lost, timeout: unknown), 500 for
-/// anything unexpected (internal_error_response(), the error code logged).
+/// (overloaded, proposal_dropped: no; leadership_lost, timeout, node_failed: unknown), 500
+/// for anything unexpected (internal_error_response(), the error code logged).
 http_response failure_response(std::error_code ec, request_kind kind);
+
+/// How a request that failed with raftkv::errc::node_failed is answered: 503 with a
+/// message naming the storage failure and saying that this node serves nothing until its
+/// storage recovers; for a write that began before the failure (`started` earlier than
+/// storage.since_steady), that its outcome is unknown, and for one made afterwards that
+/// it did not take effect.
+http_response storage_failure_response(const storage_status& storage, request_kind kind,
+                                       std::chrono::steady_clock::time_point started);
+
+/// The "storage" object of GET /status: {"state": "ok"}, or {"state": "failed", "error":
+/// "...", "since": <Unix time in ms>, "retrying": true or false}.
+boost::json::object storage_json(const storage_status& storage);
 
 struct api_options {
     /// How long a forwarded request may take, connecting included, before 503. A little

@@ -25,11 +25,18 @@
 #include <boost/system/system_error.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <exception>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <random>
 #include <set>
+
+#include <fcntl.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
 
 namespace raftkv::server {
 
@@ -71,6 +78,107 @@ raftkv::leveldb::kv_state_machine_options machine_options()
 // before it tries again.
 constexpr std::chrono::milliseconds transfer_retry_pause{5};
 
+// How often a node whose storage failed checks whether it works again.
+constexpr std::chrono::seconds storage_probe_interval{2};
+
+// The free space a failed node waits for before it opens its storage again: room for the
+// next log segment, which is reserved whole, and for the state machine's next files.
+constexpr std::uint64_t recovery_free_bytes = raftkv::wal::log_store_options{}.segment_bytes + (16u << 20);
+
+// What the probe writes and syncs in the data directory.
+constexpr std::size_t probe_bytes = 64 * 1024;
+
+/// The text of an exception out of the node or its storage.
+std::string describe(std::exception_ptr e)
+{
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+        return x.what();
+    } catch (...) {
+        return "an unknown exception";
+    }
+}
+
+/// Whether `e` is raftkv's own verdict on the storage (errc::storage_inconsistent, ...),
+/// which is a safety problem rather than a failure of the disk.
+bool is_raftkv_error(std::exception_ptr e)
+{
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::system_error& x) {
+        return x.code().category() == raftkv::raftkv_category();
+    } catch (...) {
+        return false;
+    }
+}
+
+/// Empty when the file system holding `dir` has recovery_free_bytes free and a small
+/// file written there can be synced and removed; otherwise what is wrong.
+std::string probe_directory(const std::filesystem::path& dir)
+{
+    struct statvfs fs {};
+    if (::statvfs(dir.c_str(), &fs) != 0)
+        return "cannot stat " + dir.string() + ": " + std::strerror(errno);
+    const std::uint64_t free = std::uint64_t{fs.f_bavail} * fs.f_frsize;
+    if (free < recovery_free_bytes)
+        return std::to_string(free >> 20) + " MiB free on " + dir.string() + ", waiting for " +
+               std::to_string(recovery_free_bytes >> 20) + " MiB";
+    const std::filesystem::path path = dir / ".storage-probe";
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return "cannot create " + path.string() + ": " + std::strerror(errno);
+    const std::string block(probe_bytes, 'p');
+    std::string problem;
+    if (::write(fd, block.data(), block.size()) != static_cast<ssize_t>(block.size()))
+        problem = "cannot write " + path.string() + ": " + std::strerror(errno);
+    else if (::fdatasync(fd) != 0)
+        problem = "cannot sync " + path.string() + ": " + std::strerror(errno);
+    ::close(fd);
+    ::unlink(path.c_str());
+    return problem;
+}
+
+/// probe_directory() for the data directory and the log's and the state's directories,
+/// which may be mounted elsewhere.
+std::string probe_storage(const std::filesystem::path& data_dir)
+{
+    for (const std::filesystem::path& dir : {data_dir, data_dir / "wal", data_dir / "state"}) {
+        std::error_code ec;
+        if (dir != data_dir && !std::filesystem::is_directory(dir, ec))
+            continue; // opening the stores creates it, or says why not
+        if (std::string problem = probe_directory(dir); !problem.empty())
+            return problem;
+    }
+    return {};
+}
+
+/// Flushes every file under `dir` and drops it from the page cache, so that opening the
+/// stores reads what is on the disk: after a failed write-back the kernel may keep pages,
+/// marked clean, whose contents never reached the disk (a later fsync then succeeds
+/// without writing them). Empty on success; otherwise what failed.
+std::string flush_and_drop_cache(const std::filesystem::path& dir)
+{
+    std::error_code ec;
+    for (std::filesystem::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        if (!it->is_regular_file(ec))
+            continue;
+        const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue; // removed meanwhile, or unreadable: opening the store will say
+        const bool synced = ::fdatasync(fd) == 0;
+        const int error = errno;
+        if (synced)
+            ::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED);
+        ::close(fd);
+        if (!synced)
+            return "cannot sync " + it->path().string() + ": " + std::strerror(error);
+    }
+    if (ec)
+        return "cannot list " + dir.string() + ": " + ec.message();
+    return {};
+}
+
 /// Runs `attempt` (a function returning an awaitable of a result with an `ec`) again,
 /// after a short pause, while it fails with errc::transfer_in_progress, until `limit` has
 /// passed. Such a failure appended nothing, so trying again is safe; a transfer ends
@@ -90,14 +198,15 @@ boost::asio::awaitable<Result> retry_while_transferring(Attempt attempt, std::ch
 }
 
 /// Runs `f(node)` on the driver's strand and resumes the awaiting coroutine, on its own
-/// executor, with what it returned.
+/// executor, with what it returned; with `if_failed` instead if the node failed.
 template <class Result, class F>
-boost::asio::awaitable<Result> on_node(driver_type& driver, F f)
+boost::asio::awaitable<Result> on_node(driver_type& driver, F f, Result if_failed)
 {
     co_return co_await boost::asio::async_initiate<const boost::asio::use_awaitable_t<>&, void(Result)>(
-        [&driver](auto handler, F f) {
-            driver.post([h = std::move(handler), f = std::move(f)](driver_type::node_type& node) mutable {
-                Result r = f(node);
+        [&driver, &if_failed](auto handler, F f) {
+            driver.post([&driver, h = std::move(handler), f = std::move(f),
+                         if_failed = std::move(if_failed)](driver_type::node_type& node) mutable {
+                Result r = driver.failed() ? std::move(if_failed) : f(node);
                 const auto ex = boost::asio::get_associated_executor(h);
                 boost::asio::post(
                     ex, [h = std::move(h), r = std::move(r)]() mutable { std::move(h)(std::move(r)); });
@@ -159,6 +268,95 @@ struct raft_endpoints {
     std::map<node_id, tcp::endpoint> peers;
 };
 
+namespace {
+
+raftkv::options node_options(const server_config& c)
+{
+    raftkv::options o;
+    o.id = c.id;
+    // A node that joined learns the configuration from the cluster; the others bootstrap
+    // with --peers (used only while the log store holds no configuration yet).
+    if (!c.joined)
+        o.members = bootstrap_members(c.peers);
+    o.election_ticks = c.election_ticks;
+    o.heartbeat_ticks = c.heartbeat_ticks;
+    o.snapshot_entries = c.snapshot_entries;
+    if (c.snapshot_entries == 0)
+        o.snapshot_bytes = 0; // 0 disables snapshots, not only the count trigger
+    o.snapshot_catchup_entries = c.snapshot_catchup_entries;
+    o.random_seed = random_seed();
+    return o;
+}
+
+raftkv::asio::driver_options driver_options(const server_config& c)
+{
+    raftkv::asio::driver_options d;
+    d.tick_interval = std::chrono::milliseconds(c.tick_ms);
+    d.proposal_timeout = std::chrono::milliseconds(c.request_timeout_ms);
+    d.read_timeout = std::chrono::milliseconds(c.request_timeout_ms);
+    return d;
+}
+
+/// What a storage failure takes down and recovery builds again from the data directory:
+/// the log, the state machine, and the driver running the Raft node over them.
+struct raft_node {
+    raft_node(driver_type::executor_type strand, const server_config& c,
+              raftkv::asio::tcp_transport& transport)
+        : store(log_directory(c.data_dir)), machine(c.data_dir / "state", machine_options()),
+          driver(std::move(strand), node_options(c), transport, store, machine, driver_options(c))
+    {
+        // A failed background sync shows only as a durable index that stops advancing:
+        // the store calls this once more, and the node must stop rather than wait.
+        store.on_durable([this] {
+            driver.log_durable();
+            if (std::string why = store.failure(); !why.empty())
+                driver.fail(std::make_exception_ptr(std::runtime_error(why)));
+        });
+    }
+    ~raft_node() { store.on_durable({}); } // the driver goes first
+
+    // Destroyed in reverse order: the driver before the policies it uses.
+    raftkv::wal::log_store store;
+    raftkv::leveldb::kv_state_machine machine;
+    driver_type driver;
+};
+
+/// How a raft_node is destroyed once its last holder lets go. While the service runs, on
+/// the strand, after what is queued there (a handler the store's thread or a caller posted
+/// may still refer to the driver); in the service's destructor, at once (nothing runs
+/// then); after it, never: the process is exiting, and the log holds what a restart needs.
+struct node_retirement {
+    enum mode { on_strand, now, never };
+
+    explicit node_retirement(driver_type::executor_type s) : strand(std::move(s)) {}
+
+    driver_type::executor_type strand;
+    std::atomic<mode> how{on_strand};
+    /// Nodes made and not destroyed yet: the stores of one must be closed before they are
+    /// opened again.
+    std::atomic<int> open{0};
+};
+
+void retire(const std::shared_ptr<node_retirement>& r, raft_node* n)
+{
+    const auto destroy = [r, n] {
+        delete n;
+        --r->open;
+    };
+    switch (r->how.load()) {
+    case node_retirement::now: destroy(); return;
+    case node_retirement::never: return;
+    case node_retirement::on_strand: break;
+    }
+    // Detached first, then destroyed after whatever the handler posted meanwhile.
+    boost::asio::post(r->strand, [r, n, destroy] {
+        n->store.on_durable({});
+        boost::asio::post(r->strand, destroy);
+    });
+}
+
+} // namespace
+
 struct kv_service::impl {
     impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints);
     ~impl();
@@ -178,17 +376,34 @@ struct kv_service::impl {
     void record_incarnation(node_id peer, std::uint64_t incarnation);
     void forget_incarnations(const std::vector<node_id>& removed);
     void data_directory_replaced(const std::string& why);
+    void report_fatal(const std::string& why);
 
-    // Destroyed in reverse order: the driver before the policies it uses.
+    std::shared_ptr<raft_node> open_node();
+    /// The running node; null while storage failed. Any thread; on the strand, `node`.
+    std::shared_ptr<raft_node> current() const;
+    /// The node's status; the failed node's last one, without a leader, while storage failed.
+    node_status status() const;
+    void set_node(std::shared_ptr<raft_node> n);
+    void deliver(message m);
+    void node_failed(const raft_node* failed, std::exception_ptr why);
+    void storage_failed(const std::string& why);
+    void schedule_probe();
+    void probe();
+    void set_storage(storage_status s);
+
     server_config config;
     driver_type::executor_type strand;
-    raftkv::wal::log_store store;
-    raftkv::leveldb::kv_state_machine machine;
     std::unique_ptr<raftkv::asio::tcp_transport> transport;
-    std::unique_ptr<driver_type> driver;
+    std::shared_ptr<node_retirement> retirement;
+    mutable std::mutex node_mutex;
+    std::shared_ptr<raft_node> node; // written on the strand under node_mutex
+    storage_status storage;          // under node_mutex
+    node_status last_status;         // under node_mutex: the failed node's, for /status
 
     // Touched on `strand` only.
     boost::asio::steady_timer watch_timer;
+    boost::asio::steady_timer probe_timer;
+    std::string probe_problem; // the last one logged
     bool stopped = false;
     bool publishing = false;
     term_t published_term = 0;
@@ -205,8 +420,8 @@ struct kv_service::impl {
 };
 
 kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints)
-    : config(c), strand(boost::asio::make_strand(ex)), store(log_directory(c.data_dir)),
-      machine(c.data_dir / "state", machine_options()), watch_timer(strand)
+    : config(c), strand(boost::asio::make_strand(ex)), retirement(std::make_shared<node_retirement>(strand)),
+      watch_timer(strand), probe_timer(strand)
 {
     try {
         // A restarted peer should rejoin within about an election timeout, not after the
@@ -226,7 +441,7 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
                 .certificate_file = c.peer_cert, .private_key_file = c.peer_key, .ca_file = c.peer_ca};
         transport = std::make_unique<raftkv::asio::tcp_transport>(
             strand, c.id, std::move(endpoints.peers), endpoints.listen_on,
-            [this](message m) { driver->deliver(std::move(m)); }, t);
+            [this](message m) { deliver(std::move(m)); }, t);
     } catch (const boost::system::system_error& e) {
         throw std::runtime_error("cannot listen for Raft on " + c.raft.to_string() + ": " +
                                  e.code().message());
@@ -234,26 +449,7 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
         throw config_error(e.what()); // peer TLS files that do not load: a configuration problem
     }
 
-    raftkv::options o;
-    o.id = c.id;
-    // A node that joined learns the configuration from the cluster; the others bootstrap
-    // with --peers (used only while the log store holds no configuration yet).
-    if (!c.joined)
-        o.members = bootstrap_members(c.peers);
-    o.election_ticks = c.election_ticks;
-    o.heartbeat_ticks = c.heartbeat_ticks;
-    o.snapshot_entries = c.snapshot_entries;
-    if (c.snapshot_entries == 0)
-        o.snapshot_bytes = 0; // 0 disables snapshots, not only the count trigger
-    o.snapshot_catchup_entries = c.snapshot_catchup_entries;
-    o.random_seed = random_seed();
-    raftkv::asio::driver_options d;
-    d.tick_interval = std::chrono::milliseconds(c.tick_ms);
-    d.proposal_timeout = std::chrono::milliseconds(c.request_timeout_ms);
-    d.read_timeout = std::chrono::milliseconds(c.request_timeout_ms);
-    driver = std::make_unique<driver_type>(strand, std::move(o), *transport, store, machine, d);
-    driver->on_config_change([this](index_t index, const membership& m) { on_config_change(index, m); });
-    store.on_durable([this] { driver->log_durable(); });
+    node = open_node();
     known_addresses = c.peers;
     dialed = c.peers;
     dialed.erase(c.id);
@@ -261,15 +457,156 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
 
 kv_service::impl::~impl()
 {
-    store.on_durable({}); // the driver goes first
+    // Nothing runs any more: the node is closed here, unless an abandoned operation still
+    // holds it, which the process exit then leaves to the next start's recovery.
+    retirement->how = node_retirement::now;
+    node.reset();
+    retirement->how = node_retirement::never;
+}
+
+// Opens the log and the state machine and builds a node on them, as at start-up.
+std::shared_ptr<raft_node> kv_service::impl::open_node()
+{
+    auto n = std::make_unique<raft_node>(strand, config, *transport);
+    raft_node* raw = n.get();
+    raw->driver.on_config_change([this](index_t index, const membership& m) { on_config_change(index, m); });
+    raw->driver.on_failure([this, raw](std::exception_ptr why) { node_failed(raw, why); });
+    ++retirement->open;
+    return std::shared_ptr<raft_node>(n.release(), [r = retirement](raft_node* p) { retire(r, p); });
+}
+
+std::shared_ptr<raft_node> kv_service::impl::current() const
+{
+    std::lock_guard lock(node_mutex);
+    return node;
+}
+
+node_status kv_service::impl::status() const
+{
+    std::lock_guard lock(node_mutex);
+    return node ? node->driver.status() : last_status;
+}
+
+// On the strand.
+void kv_service::impl::set_node(std::shared_ptr<raft_node> n)
+{
+    std::shared_ptr<raft_node> old;
+    std::lock_guard lock(node_mutex);
+    old = std::exchange(node, std::move(n));
+}
+
+// On the strand: messages for a node whose storage failed are lost, as for a crashed one.
+void kv_service::impl::deliver(message m)
+{
+    if (node)
+        node->driver.deliver(std::move(m));
+}
+
+// On the strand, from the driver of `failed`, which has stopped. A verdict of raftkv's own
+// on the storage (errc::storage_inconsistent: the log lost what was applied or
+// acknowledged) is a safety problem that no restart cures: the process stops.
+void kv_service::impl::node_failed(const raft_node* failed, std::exception_ptr why)
+{
+    if (node.get() != failed)
+        return;
+    if (is_raftkv_error(why))
+        return report_fatal(describe(why));
+    storage_failed(describe(why));
+}
+
+// On the strand. The node's durable state is in doubt (after a failed fsync the page
+// cache no longer says what is on the disk), so it takes no further part in Raft: it is
+// closed, as a crashed process's would be, and rebuilt from the disk once that works.
+void kv_service::impl::storage_failed(const std::string& why)
+{
+    if (!node || stopped)
+        return;
+    log(log_level::error, "storage failure: " + why +
+                              "; this node stopped taking part in Raft and answers reads and writes with 503 "
+                              "until its storage works again (checked every " +
+                              std::to_string(storage_probe_interval.count()) + " s)");
+    node_status last = node->driver.status();
+    last.role = role::follower;
+    last.leader = no_node;
+    {
+        std::lock_guard lock(node_mutex);
+        last_status = std::move(last);
+        storage = storage_status{why, std::chrono::system_clock::now(), clock::now(), true};
+    }
+    const std::shared_ptr<raft_node> failed = node;
+    set_node(nullptr);
+    // Stops it unless its own driver reported the failure (then it has stopped already).
+    failed->driver.fail(std::make_exception_ptr(std::runtime_error(why)));
+    logged_leader = no_node;
+    probe_problem.clear();
+    schedule_probe();
+}
+
+void kv_service::impl::schedule_probe()
+{
+    probe_timer.expires_after(storage_probe_interval);
+    probe_timer.async_wait([this](boost::system::error_code ec) {
+        if (ec || stopped)
+            return;
+        probe();
+    });
+}
+
+// On the strand, while storage failed: once the data directory takes a synced write
+// again and the failed node is closed, opens the stores and starts a new node from them.
+// A store that does not open then is damaged, not full: the node stays down.
+void kv_service::impl::probe()
+{
+    std::string problem = retirement->open.load() != 0 ? std::string("the failed node is still closing")
+                                                       : probe_storage(config.data_dir);
+    if (problem.empty())
+        problem = flush_and_drop_cache(config.data_dir);
+    if (!problem.empty()) {
+        if (problem != probe_problem)
+            log(log_level::info, "storage still unusable: " + problem);
+        probe_problem = std::move(problem);
+        return schedule_probe();
+    }
+    std::shared_ptr<raft_node> n;
+    try {
+        n = open_node();
+    } catch (const std::system_error& e) {
+        if (e.code().category() == raftkv::raftkv_category())
+            return report_fatal(e.what());
+        problem = e.what();
+    } catch (const std::exception& e) {
+        problem = e.what();
+    }
+    if (!n) {
+        log(log_level::error,
+            "cannot re-open the storage after it failed: " + problem +
+                "; this node stays out of service until it is repaired and the server restarted");
+        std::lock_guard lock(node_mutex);
+        storage.error = "cannot re-open the storage: " + problem;
+        storage.retrying = false;
+        return;
+    }
+    {
+        std::lock_guard lock(node_mutex);
+        storage = storage_status{};
+    }
+    set_node(n);
+    const node_status s = n->driver.status();
+    n->driver.start();
+    log(log_level::info, "storage works again: re-opened the log (index " + std::to_string(s.first_index) +
+                             " to " + std::to_string(s.last_index) + ") and the state machine (applied " +
+                             std::to_string(s.applied_index) + "); the node takes part in Raft again");
 }
 
 boost::asio::awaitable<write_result> kv_service::impl::propose(std::string command)
 {
     // The attempt is named: GCC 12 destroys temporaries in a co_await expression twice.
     auto attempt = [this, &command]() -> boost::asio::awaitable<write_result> {
+        const std::shared_ptr<raft_node> n = current();
+        if (!n)
+            co_return write_result{make_error_code(raftkv::errc::node_failed), false};
         auto [ec, result] =
-            co_await driver->async_propose(command, boost::asio::as_tuple(boost::asio::use_awaitable));
+            co_await n->driver.async_propose(command, boost::asio::as_tuple(boost::asio::use_awaitable));
         co_return write_result{ec, result.found};
     };
     co_return co_await retry_while_transferring<write_result>(
@@ -295,12 +632,16 @@ std::optional<std::string> kv_service::impl::http_address_of(const membership& m
     if (const auto info = m.info.find(id); info != m.info.end())
         if (std::optional<host_port> http = decode_member_info(info->second).http)
             return http->to_string();
-    return machine.get_meta(http_meta_name(id));
+    if (const std::shared_ptr<raft_node> n = current())
+        return n->machine.get_meta(http_meta_name(id));
+    return std::nullopt;
 }
 
 // On the strand.
 void kv_service::impl::on_config_change(index_t index, const membership& m)
 {
+    if (!node)
+        return;
     log(log_level::info, "configuration at index " + std::to_string(index) + ": " + describe(m));
     const std::set<node_id> members = member_ids(m);
     just_removed.clear();
@@ -314,7 +655,7 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
         else if (id != config.id)
             log(log_level::warn, "member " + std::to_string(id) + " has no Raft address; not dialing it");
     }
-    const node_status s = driver->status(); // its members may not include `m` yet
+    const node_status s = node->driver.status(); // its members may not include `m` yet
     update_peers(m, index, s.commit_index, s.leader);
 }
 
@@ -384,7 +725,9 @@ void kv_service::impl::schedule_watch()
 
 void kv_service::impl::observe()
 {
-    const node_status s = driver->status();
+    if (!node)
+        return;
+    const node_status s = node->driver.status();
     update_peers(s.members, s.members_index, s.commit_index, s.leader);
     if (s.leader != logged_leader)
         log_leader_change(s);
@@ -396,7 +739,7 @@ void kv_service::impl::observe()
     if (s.role == role::leader && s.term != published_term)
         publish_http_address(s.term);
     else if (s.role == role::follower && s.leader != no_node && published_term == 0 &&
-             machine.get_meta(http_meta_name(config.id)) != config.advertise_http.to_string())
+             node->machine.get_meta(http_meta_name(config.id)) != config.advertise_http.to_string())
         publish_http_address(s.term);
 }
 
@@ -418,7 +761,7 @@ void kv_service::impl::publish_http_address(term_t term)
 {
     publishing = true;
     const std::string address = config.advertise_http.to_string();
-    driver->async_propose(
+    node->driver.async_propose(
         encode_meta(http_meta_name(config.id), address),
         boost::asio::bind_executor(strand, [this, term, address](boost::system::error_code ec, kv_result) {
             publishing = false;
@@ -435,7 +778,9 @@ void kv_service::impl::publish_http_address(term_t term)
 void kv_service::impl::await_handoff(node_id target, clock::time_point started, clock::time_point deadline,
                                      std::function<void(std::string)> done)
 {
-    const node_status s = driver->status();
+    if (!node)
+        return done({});
+    const node_status s = node->driver.status();
     const auto ms = [started] {
         return std::to_string(
             std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started).count());
@@ -459,7 +804,13 @@ void kv_service::impl::await_handoff(node_id target, clock::time_point started, 
 void kv_service::impl::record_incarnation(node_id peer, std::uint64_t incarnation)
 {
     incarnations[peer] = incarnation;
-    write_peer_incarnations(config.data_dir, incarnations);
+    try {
+        write_peer_incarnations(config.data_dir, incarnations);
+    } catch (const std::exception& e) {
+        // Written again with the next change; a node whose storage failed counts on no peer.
+        storage_failed(e.what());
+        return;
+    }
     log(log_level::debug, "recorded node " + std::to_string(peer) + "'s data directory, incarnation " +
                               raftkv::asio::detail::cluster_id_name(incarnation));
 }
@@ -480,14 +831,20 @@ void kv_service::impl::forget_incarnations(const std::vector<node_id>& removed)
 
 void kv_service::impl::data_directory_replaced(const std::string& why)
 {
+    const std::string id = std::to_string(config.id);
+    report_fatal(
+        why + ": this node's data was lost (it may have forgotten a vote), so it must not rejoin as node " +
+        id + "; remove it from the cluster (DELETE /cluster/members/" + id + " on a member), empty " +
+        config.data_dir.string() + ", and add it back and start it with --join");
+}
+
+// On the strand. Without a handler (in tests), the node is only closed.
+void kv_service::impl::report_fatal(const std::string& why)
+{
     if (fatal_reported || !on_fatal)
         return;
     fatal_reported = true;
-    const std::string id = std::to_string(config.id);
-    on_fatal(why +
-             ": this node's data was lost (it may have forgotten a vote), so it must not rejoin as node " +
-             id + "; remove it from the cluster (DELETE /cluster/members/" + id + " on a member), empty " +
-             config.data_dir.string() + ", and add it back and start it with --join");
+    on_fatal(why);
 }
 
 boost::asio::ip::tcp::endpoint resolve_endpoint(boost::asio::any_io_executor ex, const host_port& address)
@@ -522,7 +879,7 @@ void kv_service::on_fatal(std::function<void(std::string)> handler)
 
 void kv_service::start()
 {
-    impl_->driver->start();
+    impl_->node->driver.start();
     boost::asio::post(impl_->strand, [this] {
         if (!impl_->stopped)
             impl_->schedule_watch();
@@ -534,11 +891,13 @@ void kv_service::hand_off_leadership(std::chrono::milliseconds limit, std::funct
     boost::asio::post(impl_->strand, [this, limit, done = std::move(done)]() mutable {
         impl_->stopped = true; // the watcher's timer now serves the handoff
         impl_->watch_timer.cancel();
-        if (impl_->driver->status().role != role::leader)
+        impl_->probe_timer.cancel();
+        const std::shared_ptr<raft_node> n = impl_->node;
+        if (!n || n->driver.status().role != role::leader)
             return done({});
         // The node knows which voter matches the most of the log among those it heard from.
-        impl_->driver->post([this, limit, done = std::move(done)](auto& node) mutable {
-            const node_id target = node.successor();
+        n->driver.post([this, n, limit, done = std::move(done)](auto& node) mutable {
+            const node_id target = n->driver.failed() ? no_node : node.successor();
             if (target != no_node) {
                 if (const std::error_code ec = node.transfer_leadership(target))
                     log(log_level::warn,
@@ -558,11 +917,16 @@ void kv_service::hand_off_leadership(std::chrono::milliseconds limit, std::funct
 
 void kv_service::stop()
 {
-    impl_->driver->stop();
+    if (const std::shared_ptr<raft_node> n = impl_->current())
+        n->driver.stop();
     boost::asio::post(impl_->strand, [this] {
         impl_->stopped = true;
         impl_->watch_timer.cancel();
+        impl_->probe_timer.cancel();
         impl_->transport->stop();
+        // A node rebuilt meanwhile was not running yet when the driver above was stopped.
+        if (impl_->node)
+            impl_->node->driver.stop();
     });
 }
 
@@ -578,17 +942,23 @@ boost::asio::awaitable<write_result> kv_service::del(std::string key)
 
 boost::asio::awaitable<read_result> kv_service::get(std::string key)
 {
-    auto [ec] = co_await impl_->driver->async_read(boost::asio::as_tuple(boost::asio::use_awaitable));
+    const std::shared_ptr<raft_node> n = impl_->current();
+    if (!n)
+        co_return read_result{make_error_code(raftkv::errc::node_failed), std::nullopt};
+    auto [ec] = co_await n->driver.async_read(boost::asio::as_tuple(boost::asio::use_awaitable));
     if (ec)
         co_return read_result{ec, std::nullopt};
     // The read index is applied: the state machine reflects every earlier acknowledged write.
-    co_return read_result{{}, impl_->machine.get(key)};
+    co_return read_result{{}, n->machine.get(key)};
 }
 
 boost::asio::awaitable<change_result> kv_service::change_membership(std::vector<config_change> changes)
 {
     auto attempt = [this, &changes]() -> boost::asio::awaitable<change_result> {
-        auto [ec, index] = co_await impl_->driver->async_change_membership(
+        const std::shared_ptr<raft_node> n = impl_->current();
+        if (!n)
+            co_return change_result{make_error_code(raftkv::errc::node_failed), 0};
+        auto [ec, index] = co_await n->driver.async_change_membership(
             changes, boost::asio::as_tuple(boost::asio::use_awaitable));
         co_return change_result{ec, index};
     };
@@ -605,19 +975,28 @@ boost::asio::awaitable<std::map<node_id, index_t>> kv_service::match_indexes()
                 out.emplace(id, *match);
         return out;
     };
-    co_return co_await on_node<std::map<node_id, index_t>>(*impl_->driver, std::move(read));
+    const std::shared_ptr<raft_node> n = impl_->current();
+    if (!n)
+        co_return std::map<node_id, index_t>{};
+    co_return co_await on_node<std::map<node_id, index_t>>(n->driver, std::move(read), {});
 }
 
 boost::asio::awaitable<std::error_code> kv_service::transfer_leadership(node_id target,
                                                                         std::chrono::milliseconds timeout)
 {
     const auto deadline = clock::now() + timeout;
+    const std::error_code failed = make_error_code(raftkv::errc::node_failed);
+    const std::shared_ptr<raft_node> n = impl_->current();
+    if (!n)
+        co_return failed;
     auto start = [target](driver_type::node_type& node) { return node.transfer_leadership(target); };
-    const std::error_code ec = co_await on_node<std::error_code>(*impl_->driver, std::move(start));
+    const std::error_code ec = co_await on_node<std::error_code>(n->driver, std::move(start), failed);
     if (ec)
         co_return ec;
     boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor);
-    while (impl_->driver->status().leader != target) {
+    while (n->driver.status().leader != target) {
+        if (n->driver.failed())
+            co_return failed;
         if (clock::now() >= deadline)
             co_return make_error_code(raftkv::errc::timeout);
         pause.expires_after(std::chrono::milliseconds(impl_->config.tick_ms));
@@ -638,19 +1017,20 @@ node_id kv_service::id() const
 
 node_id kv_service::leader() const
 {
-    return impl_->driver->status().leader;
+    const std::shared_ptr<raft_node> n = impl_->current();
+    return n ? n->driver.status().leader : no_node;
 }
 
 std::optional<std::string> kv_service::http_address(node_id id) const
 {
     if (id == impl_->config.id)
         return impl_->config.advertise_http.to_string();
-    return impl_->http_address_of(impl_->driver->status().members, id);
+    return impl_->http_address_of(impl_->status().members, id);
 }
 
 service_status kv_service::status() const
 {
-    const node_status s = impl_->driver->status();
+    const node_status s = impl_->status();
     service_status out{s, {}, impl_->config.cluster_id};
     const membership& m = s.members;
     for (node_id id : member_ids(m)) {
@@ -662,6 +1042,12 @@ service_status kv_service::status() const
         out.members.push_back(std::move(member));
     }
     return out;
+}
+
+storage_status kv_service::storage() const
+{
+    std::lock_guard lock(impl_->node_mutex);
+    return impl_->storage;
 }
 
 const char* to_string(member_role r)

@@ -36,12 +36,30 @@
 
 namespace raftkv::server {
 
+/// The state of this node's storage (see kv_service, "Storage failures").
+struct storage_status {
+    /// Empty while the node runs; otherwise why it stopped: the log store's or the state
+    /// machine's error, or why its storage could not be opened again.
+    std::string error;
+    /// When the node stopped, if it did.
+    std::chrono::system_clock::time_point since{};
+    std::chrono::steady_clock::time_point since_steady{};
+    /// While failed: whether the node still checks its storage and rebuilds itself once it
+    /// works. False once re-opening the storage failed although it accepted writes: the
+    /// data in it is the problem, and the server must be restarted once it is repaired.
+    bool retrying = false;
+
+    bool failed() const noexcept { return !error.empty(); }
+};
+
 /// The outcome of a put or a delete.
 struct write_result {
     /// Empty once committed, durable on a majority and applied; otherwise a raftkv::errc:
     /// not_leader, overloaded or proposal_dropped (it did not happen), leadership_lost or
     /// timeout (outcome unknown), transfer_in_progress (only if a transfer outlasted the
-    /// request timeout: writes wait for one to end) or shutting_down.
+    /// request timeout: writes wait for one to end), shutting_down, or node_failed (the
+    /// storage failed: see kv_service::storage(); the outcome is unknown for a write in
+    /// progress when it did, and the write did not happen for one made afterwards).
     std::error_code ec;
     /// For a delete: whether the key existed. For a put: true.
     bool found = false;
@@ -49,7 +67,8 @@ struct write_result {
 
 /// The outcome of a linearizable read.
 struct read_result {
-    /// Empty on success; otherwise not_leader, leadership_lost, timeout or shutting_down.
+    /// Empty on success; otherwise not_leader, leadership_lost, timeout, shutting_down or
+    /// node_failed.
     std::error_code ec;
     std::optional<std::string> value;
 };
@@ -100,6 +119,17 @@ boost::asio::ip::tcp::endpoint resolve_endpoint(boost::asio::any_io_executor ex,
 
 /** One member of the cluster.
 
+    @par Storage failures
+    When the log store or the state machine fails (a full disk, an I/O error, a LevelDB
+    error), the node's durable state is in doubt and retrying a failed fsync in place is
+    not safe, so the service closes the node, the log and the state machine, as if the
+    process had lost them; the Raft port and the HTTP server stay up. Operations in
+    progress and later ones fail with errc::node_failed, storage() says why, and the
+    service checks the data directory every few seconds (free space, a small write that
+    is synced); once it works, it opens the log and the state machine again and starts a
+    new node from them, exactly as a restarted process would. A storage contradicting the
+    cluster (errc::storage_inconsistent) is no storage failure: it goes to on_fatal.
+
     @par Thread Safety
     Every member function may be called from any thread. The awaitables complete on the
     awaiting coroutine's executor.
@@ -120,7 +150,8 @@ public:
 
     /// Sets what to call, on the service's strand and with one line saying why, when this
     /// node must stop because it cannot be trusted: a peer knows it by another data
-    /// directory, so its data was lost and it may have forgotten a vote. The node serves
+    /// directory, so its data was lost and it may have forgotten a vote; or its storage
+    /// contradicts the cluster (errc::storage_inconsistent). The node serves
     /// nothing from such a peer; the handler should stop it and exit. Call before start().
     void on_fatal(std::function<void(std::string)> handler);
 
@@ -171,6 +202,9 @@ public:
     std::optional<std::string> http_address(node_id id) const;
 
     service_status status() const;
+
+    /// Whether the node's storage failed, and why (see Storage failures above).
+    storage_status storage() const;
 
 private:
     struct impl;

@@ -3,8 +3,11 @@
 // Exit codes: 0 after a clean shutdown (SIGINT, SIGTERM), 2 for a bad flag or config
 // value or flags that contradict the data directory's identity (another id, cluster token
 // or member list), 1 when the node cannot start (a port in use, a data directory that is
-// locked, corrupt or inconsistent), fails while running, or learns from a peer that its
-// data directory was lost (docs/server.md, "A lost data directory").
+// locked, corrupt or inconsistent), finds its storage inconsistent with the cluster while
+// running, or learns from a peer that its data directory was lost (docs/server.md, "A lost
+// data directory"). A storage failure while running (a full disk, an I/O error) does not
+// stop the process: the node goes out of service until its storage works again
+// (docs/server.md, "Storage failures").
 
 #include "api.hpp"
 #include "config.hpp"
@@ -74,9 +77,9 @@ std::string reason(const std::system_error& e)
     std::_Exit(1);
 }
 
-// An exception out of a handler comes from the Raft node or its storage: a LevelDB failure,
-// or a log that contradicts the leader (errc::storage_inconsistent). The node's state can no
-// longer be trusted, so the process stops at once instead of serving from it.
+// The service turns the Raft node's failures into a degraded state (storage) or on_fatal
+// (errc::storage_inconsistent). Anything else escaping a handler is unexpected, and the
+// process stops at once rather than serve from a state it cannot vouch for.
 void run_threads(asio::io_context& io)
 {
     try {

@@ -38,6 +38,10 @@ enum class errc {
     /// The learner to promote has not caught up with the leader's log
     /// (options::promote_max_lag); retry once it has.
     learner_behind,
+    /// The node's log store or state machine failed (a write or sync error, a full disk):
+    /// the node stopped, and completes what was pending, and everything after, with this
+    /// error. A proposal's outcome is unknown (it may have been appended, even committed).
+    node_failed,
 };
 
 namespace detail {
@@ -58,6 +62,7 @@ public:
         case errc::storage_inconsistent: return "storage inconsistent with the cluster";
         case errc::change_in_progress: return "a configuration change is in progress";
         case errc::learner_behind: return "the learner has not caught up with the leader";
+        case errc::node_failed: return "the node stopped after its storage failed";
         }
         return "unknown raftkv error";
     }

@@ -280,3 +280,120 @@ BOOST_AUTO_TEST_CASE(stop_fails_pending_operations_with_shutting_down)
     c.io.run_for(5ms);
     BOOST_TEST((after == std::error_code(raftkv::errc::shutting_down)));
 }
+
+namespace {
+
+// A log store whose appends fail once told to, as a full disk makes them.
+struct failing_store : raftkv::memory_log_store {
+    bool fail = false;
+    void append(std::span<const raftkv::log_entry> es)
+    {
+        if (fail)
+            throw std::runtime_error("cannot write the log: No space left on device");
+        memory_log_store::append(es);
+    }
+};
+
+using failing_driver = raftkv::asio::driver<loopback_transport, failing_store, list_machine>;
+
+// One voter over a failing_store, already leading.
+struct failing_node {
+    failing_node()
+    {
+        net.deliver.resize(2);
+        net.down.assign(2, false);
+        raftkv::options o;
+        o.id = 1;
+        o.members.voters = {1};
+        raftkv::asio::driver_options d;
+        d.tick_interval = 2ms;
+        driver = std::make_unique<failing_driver>(asio::make_strand(io), o, transport, store, machine, d);
+    }
+
+    bool wait_for_leader()
+    {
+        for (int i = 0; i < 500 && driver->status().role != raftkv::role::leader; ++i)
+            io.run_for(5ms);
+        return driver->status().role == raftkv::role::leader;
+    }
+
+    asio::io_context io;
+    router net;
+    loopback_transport transport{&net};
+    failing_store store;
+    list_machine machine;
+    std::unique_ptr<failing_driver> driver;
+};
+
+std::string what(std::exception_ptr e)
+{
+    try {
+        std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+        return x.what();
+    }
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_storage_failure_stops_the_node_and_reaches_the_failure_handler)
+{
+    failing_node n;
+    std::vector<std::string> failures;
+    n.driver->on_failure([&](std::exception_ptr e) { failures.push_back(what(e)); });
+    n.driver->start();
+    BOOST_REQUIRE(n.wait_for_leader());
+    std::optional<std::error_code> first;
+    n.driver->async_propose("a", [&](boost::system::error_code ec, std::size_t) { first = ec; });
+    n.io.run_for(20ms);
+    BOOST_TEST((first == std::error_code()));
+
+    n.store.fail = true;
+    std::optional<std::error_code> in_flight;
+    n.driver->async_propose("b", [&](boost::system::error_code ec, std::size_t) { in_flight = ec; });
+    n.io.run_for(20ms); // does not throw: the handler took the exception
+    BOOST_TEST_REQUIRE(failures.size() == 1u);
+    BOOST_TEST(failures[0] == "cannot write the log: No space left on device");
+    BOOST_TEST((in_flight == std::error_code(raftkv::errc::node_failed)));
+
+    // Stopped: nothing more reaches the node, and every later operation fails the same way.
+    const raftkv::node_status before = n.driver->status();
+    n.store.fail = false;
+    std::optional<std::error_code> later_write, later_read;
+    n.driver->async_propose("c", [&](boost::system::error_code ec, std::size_t) { later_write = ec; });
+    n.driver->async_read([&](boost::system::error_code ec) { later_read = ec; });
+    n.io.restart(); // it ran out of work: the stopped driver ticks no more
+    n.io.run_for(50ms);
+    BOOST_TEST((later_write == std::error_code(raftkv::errc::node_failed)));
+    BOOST_TEST((later_read == std::error_code(raftkv::errc::node_failed)));
+    BOOST_TEST(n.driver->status().last_index == before.last_index);
+    BOOST_TEST(n.machine.applied_index() == 1u + 1u); // the leader's noop and "a"
+    BOOST_TEST(failures.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(fail_stops_the_node_for_a_failure_the_owner_learned_of)
+{
+    failing_node n;
+    std::vector<std::string> failures;
+    n.driver->on_failure([&](std::exception_ptr e) { failures.push_back(what(e)); });
+    n.driver->start();
+    BOOST_REQUIRE(n.wait_for_leader());
+    n.driver->fail(std::make_exception_ptr(std::runtime_error("the log's sync failed")));
+    n.driver->fail(std::make_exception_ptr(std::runtime_error("again")));
+    std::optional<std::error_code> read;
+    n.driver->async_read([&](boost::system::error_code ec) { read = ec; });
+    n.io.run_for(20ms);
+    BOOST_TEST_REQUIRE(failures.size() == 1u);
+    BOOST_TEST(failures[0] == "the log's sync failed");
+    BOOST_TEST((read == std::error_code(raftkv::errc::node_failed)));
+}
+
+BOOST_AUTO_TEST_CASE(without_a_failure_handler_a_storage_failure_escapes_run)
+{
+    failing_node n;
+    n.driver->start();
+    BOOST_REQUIRE(n.wait_for_leader());
+    n.store.fail = true;
+    n.driver->async_propose("b", [](boost::system::error_code, std::size_t) {});
+    BOOST_CHECK_THROW(n.io.run_for(20ms), std::runtime_error);
+}

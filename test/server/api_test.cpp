@@ -10,6 +10,9 @@
 
 #include <raftkv/error.hpp>
 
+#include <boost/json/serialize.hpp>
+
+#include <chrono>
 #include <string>
 
 namespace {
@@ -236,8 +239,9 @@ BOOST_AUTO_TEST_CASE(every_raftkv_failure_is_a_503_with_a_message_and_others_are
 {
     using raftkv::errc;
     using raftkv::server::request_kind;
-    for (const errc e : {errc::timeout, errc::proposal_dropped, errc::transfer_in_progress,
-                         errc::shutting_down, errc::not_leader, errc::overloaded, errc::leadership_lost}) {
+    for (const errc e :
+         {errc::timeout, errc::proposal_dropped, errc::transfer_in_progress, errc::shutting_down,
+          errc::not_leader, errc::overloaded, errc::leadership_lost, errc::node_failed}) {
         const auto res = raftkv::server::failure_response(e, request_kind::write);
         BOOST_TEST(res.result_int() == 503u, static_cast<int>(e));
         BOOST_TEST(res.body().find("\"error\":\"") != std::string::npos, res.body());
@@ -265,6 +269,53 @@ BOOST_AUTO_TEST_CASE(an_internal_error_names_an_error_id_and_nothing_else)
     const std::string id = raftkv::server::new_error_id();
     BOOST_TEST(id.size() == 8u);
     BOOST_TEST(id.find_first_not_of("0123456789abcdef") == std::string::npos, id);
+}
+
+BOOST_AUTO_TEST_CASE(a_storage_failure_is_a_503_naming_it_and_saying_whether_a_write_took_effect)
+{
+    using raftkv::server::request_kind;
+    using raftkv::server::storage_failure_response;
+    raftkv::server::storage_status failed;
+    failed.error = "cannot apply entries 7 to 7: IO error: 000003.log: No space left on device";
+    failed.since_steady = std::chrono::steady_clock::now();
+    failed.retrying = true;
+    const auto before = failed.since_steady - std::chrono::milliseconds(1);
+    const auto after = failed.since_steady + std::chrono::milliseconds(1);
+
+    const auto in_flight = storage_failure_response(failed, request_kind::write, before);
+    BOOST_TEST(in_flight.result_int() == 503u);
+    BOOST_TEST(in_flight[http::field::retry_after] == "1");
+    BOOST_TEST(
+        in_flight.body() ==
+        R"({"error":"storage failure: cannot apply entries 7 to 7: IO error: 000003.log: No space left )"
+        R"(on device; this node is not serving until its storage recovers (the write was in progress: )"
+        R"x(its outcome is unknown)"})x");
+    const auto refused = storage_failure_response(failed, request_kind::write, after);
+    BOOST_TEST(refused.body().find("(the write did not take effect)") != std::string::npos, refused.body());
+    const auto read = storage_failure_response(failed, request_kind::read, before);
+    BOOST_TEST(read.body().find("write") == std::string::npos, read.body());
+
+    failed.retrying = false;
+    const auto stuck = storage_failure_response(failed, request_kind::read, after);
+    BOOST_TEST(stuck.body().find("until it is repaired and restarted") != std::string::npos, stuck.body());
+
+    // Recovered meanwhile: still the outcome of a failure, without its details.
+    const auto recovered = storage_failure_response({}, request_kind::write, before);
+    BOOST_TEST(recovered.result_int() == 503u);
+    BOOST_TEST(recovered.body().find("outcome is unknown") != std::string::npos, recovered.body());
+}
+
+BOOST_AUTO_TEST_CASE(status_reports_the_storage_state)
+{
+    namespace json = boost::json;
+    BOOST_TEST(json::serialize(raftkv::server::storage_json({})) == R"({"state":"ok"})");
+    raftkv::server::storage_status failed;
+    failed.error = "No space left on device";
+    failed.since = std::chrono::system_clock::time_point(std::chrono::milliseconds(1700000000123));
+    failed.retrying = true;
+    BOOST_TEST(
+        json::serialize(raftkv::server::storage_json(failed)) ==
+        R"({"state":"failed","error":"No space left on device","since":1700000000123,"retrying":true})");
 }
 
 // ---- Membership routes ----------------------------------------------------------------

@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <exception>
 #include <functional>
 #include <map>
 #include <mutex>
@@ -82,9 +83,19 @@ struct driver_options {
     advances.
     @tparam StateMachine a `raftkv::state_machine`.
 
+    @par Failures
+    An exception out of the node comes from its log store or state machine (a failed write,
+    a full disk) or from a check of its storage (errc::storage_inconsistent). By default it
+    propagates out of the executor's `run()`. With a handler set by `on_failure`, the driver
+    catches it instead, stops as by `stop()` but completing every operation with
+    errc::node_failed, and hands the exception to the handler: the node may have been left
+    halfway through an input, and its storage in an unknown state, so it must not be used
+    again. To go on, the owner destroys the driver and its policies and builds them again
+    from storage, as a restarted process would.
+
     @par Thread Safety
-    `async_propose`, `async_read`, `deliver`, `post`, `start`, `stop` and `status` may be
-    called from any thread. The node itself must be touched only on the strand (see
+    `async_propose`, `async_read`, `deliver`, `post`, `fail`, `start`, `stop` and `status`
+    may be called from any thread. The node itself must be touched only on the strand (see
     `post`).
 */
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -135,9 +146,33 @@ public:
     void stop()
     {
         boost::asio::dispatch(strand_, [this] {
+            if (stopped_)
+                return;
             stopped_ = true;
             timer_.cancel();
             fail_all(errc::shutting_down);
+        });
+    }
+
+    /// Sets what is called, on the strand and once, when the node fails (see Failures
+    /// above): the driver has stopped by then, and completes every pending operation with
+    /// errc::node_failed once the handler returns. The handler may release the driver, but
+    /// its destruction must wait for what is queued on the strand (post it there). Set it
+    /// before start().
+    void on_failure(std::function<void(std::exception_ptr)> handler)
+    {
+        failure_handler_ = std::move(handler);
+    }
+
+    /// Stops the node as if it had thrown `why` (see Failures above), for an owner that
+    /// learns of a failure by another route: a log store whose background sync failed may
+    /// report it only by its durable index no longer advancing. Nothing happens if the
+    /// driver has stopped already.
+    void fail(std::exception_ptr why)
+    {
+        boost::asio::dispatch(strand_, [this, why] {
+            if (!stopped_)
+                stop_failed(why);
         });
     }
 
@@ -148,7 +183,7 @@ public:
         boost::asio::post(strand_, [this, m = std::move(m)]() mutable {
             if (stopped_)
                 return;
-            node_.step(std::move(m));
+            guarded([&] { node_.step(std::move(m)); });
             publish_status();
         });
     }
@@ -164,7 +199,7 @@ public:
             durable_queued_ = false; // before reading the index: a later sync queues again
             if (stopped_)
                 return;
-            node_.on_log_durable();
+            guarded([&] { node_.on_log_durable(); });
             publish_status();
         });
     }
@@ -184,7 +219,7 @@ public:
         return boost::asio::async_initiate<Token, void(boost::system::error_code, result_type)>(
             [this](auto handler, std::string cmd) {
                 boost::asio::post(strand_, [this, h = std::move(handler), cmd = std::move(cmd)]() mutable {
-                    enqueue(std::move(cmd), std::move(h));
+                    guarded([&] { enqueue(std::move(cmd), std::move(h)); });
                 });
             },
             token, std::move(command));
@@ -199,8 +234,9 @@ public:
     {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler) {
-                boost::asio::post(strand_,
-                                  [this, h = std::move(handler)]() mutable { start_read(std::move(h)); });
+                boost::asio::post(strand_, [this, h = std::move(handler)]() mutable {
+                    guarded([&] { start_read(std::move(h)); });
+                });
             },
             token);
     }
@@ -218,7 +254,7 @@ public:
             [this](auto handler, std::vector<config_change> changes) {
                 boost::asio::dispatch(strand_, [this, h = membership_handler(std::move(handler)),
                                                 changes = std::move(changes)]() mutable {
-                    start_change(std::move(changes), std::move(h));
+                    guarded([&] { start_change(std::move(changes), std::move(h)); });
                 });
             },
             token, std::move(changes));
@@ -233,15 +269,19 @@ public:
     }
 
     /// Runs `f(node)` on the strand, for operations the driver does not wrap (leadership
-    /// transfer, campaigning).
+    /// transfer, campaigning). `f` runs even after the driver stopped or failed; then it
+    /// must not change the node (a failed node's storage may be gone: see Failures).
     template <class F>
     void post(F f)
     {
         boost::asio::post(strand_, [this, f = std::move(f)]() mutable {
-            f(node_);
+            guarded([&] { f(node_); });
             publish_status();
         });
     }
+
+    /// Whether the node failed (see Failures). On the strand, in a function given to post().
+    bool failed() const noexcept { return failure_ != nullptr; }
 
     /// The node's state as of its last input. Safe from any thread.
     node_status status() const
@@ -285,16 +325,50 @@ private:
         });
     }
 
+    // The error operations get once the driver stopped.
+    std::error_code stopped_error() const
+    {
+        return make_error_code(failure_ ? errc::node_failed : errc::shutting_down);
+    }
+
+    // Runs `f`, which calls into the node; with a failure handler, an exception out of it
+    // fails the node instead of escaping (see Failures).
+    template <class F>
+    void guarded(F&& f)
+    {
+        try {
+            f();
+        } catch (...) {
+            if (!failure_handler_)
+                throw;
+            stop_failed(std::current_exception());
+        }
+    }
+
+    void stop_failed(std::exception_ptr why)
+    {
+        if (failure_)
+            return;
+        const bool was_stopped = stopped_;
+        failure_ = why;
+        stopped_ = true;
+        timer_.cancel();
+        // The owner learns why before the operations it serves learn that they failed.
+        if (!was_stopped && failure_handler_)
+            failure_handler_(why);
+        fail_all(errc::node_failed);
+    }
+
     void enqueue(std::string command, propose_handler handler)
     {
         if (stopped_) {
-            complete(std::move(handler), to_boost(errc::shutting_down), result_type{});
+            complete(std::move(handler), to_boost(stopped_error()), result_type{});
             return;
         }
         queue_.push_back({std::move(command), std::move(handler)});
         if (!flush_scheduled_) {
             flush_scheduled_ = true;
-            boost::asio::post(strand_, [this] { flush(); });
+            boost::asio::post(strand_, [this] { guarded([this] { flush(); }); });
         }
     }
 
@@ -406,7 +480,7 @@ private:
     void start_change(std::vector<config_change> changes, membership_handler handler)
     {
         if (stopped_) {
-            complete(std::move(handler), to_boost(errc::shutting_down), index_t{0});
+            complete(std::move(handler), to_boost(stopped_error()), index_t{0});
             return;
         }
         const propose_result r = node_.change_membership(changes);
@@ -429,7 +503,7 @@ private:
     void start_read(read_handler handler)
     {
         if (stopped_) {
-            complete(std::move(handler), to_boost(errc::shutting_down));
+            complete(std::move(handler), to_boost(stopped_error()));
             return;
         }
         const std::uint64_t id = ++last_read_id_;
@@ -459,7 +533,9 @@ private:
         timer_.async_wait([this](const boost::system::error_code& ec) {
             if (ec || stopped_)
                 return;
-            node_.tick();
+            guarded([&] { node_.tick(); });
+            if (stopped_)
+                return;
             expire(clock::now());
             publish_status();
             if (clock::now() - next_tick_ > 10 * dopts_.tick_interval)
@@ -538,6 +614,9 @@ private:
     bool stopped_ = false;
     bool flush_scheduled_ = false;
     std::atomic<bool> durable_queued_{false};
+    /// What the node threw, once it failed.
+    std::exception_ptr failure_;
+    std::function<void(std::exception_ptr)> failure_handler_;
 
     std::deque<queued_proposal> queue_;
     std::vector<std::string> batch_;

@@ -90,7 +90,9 @@ struct kv_state_machine_options {
     Opening throws std::runtime_error, naming the directory and the cause, when the database
     cannot be opened (permissions, locked by another process or another open store), is
     corrupt or belongs to another kind of store. Once open, a LevelDB read or write that
-    fails also throws std::runtime_error: the process should stop. A failed apply leaves
+    fails also throws std::runtime_error: the node using the machine should stop, and the
+    machine be destroyed and opened again once the disk works (LevelDB keeps failing every
+    write after one failed until it is re-opened; see raftkv::asio::driver, Failures). A failed apply leaves
     the stored state and applied_index() as they were; `results` is then unspecified. A
     snapshot chunk that does not decode throws std::runtime_error and fails the restore,
     leaving the current state as it was.

@@ -72,7 +72,8 @@ struct log_store_options {
 
     @par Thread Safety
     Distinct objects: safe. Shared objects: unsafe, except that the background thread
-    runs the `on_durable` handler concurrently with the owner's calls.
+    runs the `on_durable` handler concurrently with the owner's calls, and failure() may be
+    called from any thread.
 */
 class log_store {
 public:
@@ -132,6 +133,10 @@ public:
 
     /// How many segment files the log spans now (for tests and metrics).
     std::size_t segment_count() const;
+
+    /// Why the background thread's last write or sync failed, or "" while the log works
+    /// (see Errors above). Safe from any thread, the `on_durable` handler included.
+    std::string failure() const;
 
 private:
     struct segment {

@@ -254,6 +254,14 @@ inline std::size_t log_store::segment_count() const
     return segments_.size();
 }
 
+inline std::string log_store::failure() const
+{
+    if (!failed_.load(std::memory_order_acquire))
+        return {};
+    std::lock_guard lock(mutex_);
+    return failure_;
+}
+
 // ---- opening -----------------------------------------------------------------------
 
 inline void log_store::load_hard_state()

@@ -1,0 +1,338 @@
+// raftkv-server when its disk fills up: the node goes out of service (503, /status,
+// /health) without exiting, and comes back from its data directory once space returns,
+// with every acknowledged write.
+//
+// The data directory is a size-limited tmpfs, which takes mounting: the tests are skipped
+// with a message where mount(2) is not permitted (run them as root, as CI does).
+#define BOOST_TEST_MODULE raftkv_e2e_storage_failure
+#include <boost/test/unit_test.hpp>
+
+#include "harness.hpp"
+
+#include <fcntl.h>
+#include <sys/mount.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <string>
+#include <thread>
+#include <utility>
+
+namespace {
+
+using namespace raftkv::e2e;
+
+// Room for the log's first segment (reserved whole: 64 MiB), LevelDB, and recovery's
+// requirement of free space (a segment and 16 MiB) once the filler is gone.
+constexpr const char* tmpfs_size = "size=192m";
+
+/// A tmpfs mounted on `dir` (created if missing) for as long as it lives; detached lazily,
+/// so a process still using it does not keep it mounted.
+class tmpfs_mount {
+public:
+    explicit tmpfs_mount(const std::filesystem::path& dir, const std::string& size = tmpfs_size) : dir_(dir)
+    {
+        std::filesystem::create_directories(dir);
+        if (::mount("tmpfs", dir.c_str(), "tmpfs", 0, size.c_str()) != 0)
+            error_ = std::strerror(errno);
+    }
+
+    /// Changes the size limit ("size=256m"); empty on success, else why not.
+    std::string resize(const std::string& size)
+    {
+        if (::mount("tmpfs", dir_.c_str(), "tmpfs", MS_REMOUNT, size.c_str()) != 0)
+            return std::strerror(errno);
+        return {};
+    }
+    ~tmpfs_mount()
+    {
+        if (error_.empty())
+            ::umount2(dir_.c_str(), MNT_DETACH);
+    }
+    tmpfs_mount(const tmpfs_mount&) = delete;
+    tmpfs_mount& operator=(const tmpfs_mount&) = delete;
+
+    /// Empty once mounted; otherwise why it is not.
+    const std::string& error() const noexcept { return error_; }
+
+private:
+    std::filesystem::path dir_;
+    std::string error_;
+};
+
+boost::test_tools::assertion_result can_mount_tmpfs(boost::unit_test::test_unit_id)
+{
+    temp_dir dir;
+    tmpfs_mount m(dir / "probe");
+    boost::test_tools::assertion_result r(m.error().empty());
+    if (!m.error().empty()) {
+        const std::string why = "skipped: cannot mount a size-limited tmpfs (" + m.error() +
+                                "); these tests fill a file system and need mount(2), e.g. root";
+        r.message() << why;
+        static bool said = false; // also at the default log level, once
+        if (!std::exchange(said, true))
+            std::cerr << why << "\n";
+    }
+    return r;
+}
+
+/// Writes `path` until the file system is full; the bytes written.
+std::uint64_t fill(const std::filesystem::path& path)
+{
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    BOOST_TEST_REQUIRE(fd >= 0, "cannot create " << path << ": " << std::strerror(errno));
+    std::uint64_t written = 0;
+    const std::string block(1 << 20, 'f');
+    for (std::size_t size = block.size(); size >= 512;) {
+        const ssize_t n = ::write(fd, block.data(), size);
+        if (n > 0)
+            written += static_cast<std::uint64_t>(n);
+        else
+            size /= 2;
+    }
+    ::close(fd);
+    return written;
+}
+
+std::size_t count_lines_with(const std::filesystem::path& file, const std::string& text)
+{
+    std::ifstream in(file);
+    std::size_t n = 0;
+    for (std::string line; std::getline(in, line);)
+        n += line.find(text) != std::string::npos;
+    return n;
+}
+
+bool contains(const std::string& s, const std::string& part)
+{
+    return s.find(part) != std::string::npos;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_full_disk_takes_the_node_out_of_service_until_space_returns,
+                     *boost::unit_test::precondition(can_mount_tmpfs))
+{
+    cluster c{1, false};
+    const node_spec& node = c.spec(1);
+    tmpfs_mount disk(node.data_dir);
+    BOOST_TEST_REQUIRE(disk.error().empty(), disk.error());
+    c.start(1);
+    BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s), "the node never reported /health 200");
+    const std::uint16_t port = node.http_port;
+
+    std::map<std::string, std::string> acknowledged;
+    for (int i = 0; i < 20; ++i) {
+        const std::string key = "before-" + std::to_string(i), value = "value " + std::to_string(i);
+        const auto r = put(port, key, value);
+        BOOST_TEST_REQUIRE(r.status == 200, describe(r));
+        acknowledged[key] = value;
+    }
+
+    const std::filesystem::path filler = node.data_dir / "filler";
+    BOOST_TEST_MESSAGE("filled " << (fill(filler) >> 20) << " MiB");
+
+    // The log's segment is reserved ahead, so the state machine's next write is the one that
+    // finds the disk full; a few may still fit in a partly used page.
+    const std::string value(4096, 'v');
+    http_response failure;
+    for (int i = 0; i < 500 && failure.status == 0; ++i) {
+        const std::string key = "during-" + std::to_string(i);
+        const auto r = put(port, key, value, 10s);
+        if (r.status == 200)
+            acknowledged[key] = value;
+        else
+            failure = r;
+    }
+    BOOST_TEST_REQUIRE(failure.status == 503, "the write that met the full disk: " << describe(failure));
+    BOOST_TEST(is_error(failure, 503));
+    const std::string message = parse_json(failure.body).string("error").value_or("");
+    BOOST_TEST(contains(message, "storage failure"), message);
+    BOOST_TEST(contains(message, "No space left on device"), message);
+    BOOST_TEST(contains(message, "outcome is unknown"), message);
+    BOOST_TEST_REQUIRE(c.running(1), "the server exited on a full disk");
+
+    // Out of service, and saying why, until the disk has room again.
+    const auto later = put(port, "refused", "x");
+    BOOST_TEST(later.status == 503, describe(later));
+    BOOST_TEST(contains(later.body, "did not take effect"), describe(later));
+    const auto read = get(port, "before-0");
+    BOOST_TEST(read.status == 503, describe(read));
+    BOOST_TEST(contains(read.body, "storage failure"), describe(read));
+    const auto health = request(port, "GET", "/health");
+    BOOST_TEST(health.status == 503, describe(health));
+    BOOST_TEST(contains(health.body, "No space left on device"), describe(health));
+    const auto status = request(port, "GET", "/status");
+    BOOST_TEST(status.status == 200, describe(status));
+    BOOST_TEST(contains(status.body, "\"storage\":{\"state\":\"failed\""), describe(status));
+    BOOST_TEST(contains(status.body, "\"role\":\"unavailable\""), describe(status));
+    BOOST_TEST(get_status(port).has_value(), "the /status body still parses");
+
+    // Several probes fail before the space returns: the failure is logged once.
+    std::this_thread::sleep_for(5s);
+    BOOST_TEST_REQUIRE(c.running(1));
+    std::filesystem::remove(filler);
+    BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s), "the node did not recover once space returned");
+
+    for (const auto& [key, expected] : acknowledged) {
+        const auto r = get(port, key);
+        BOOST_TEST(r.status == 200, key << ": " << describe(r));
+        BOOST_TEST(parse_json(r.body).string("value").value_or("<none>") == expected, key);
+    }
+    const auto after = put(port, "after", "works");
+    BOOST_TEST(after.status == 200, describe(after));
+    BOOST_TEST(parse_json(get(port, "after").body).string("value").value_or("") == "works");
+    BOOST_TEST(contains(request(port, "GET", "/status").body, "\"storage\":{\"state\":\"ok\"}"));
+    BOOST_TEST(count_lines_with(node.log_file, "storage failure:") == 1u);
+    BOOST_TEST(count_lines_with(node.log_file, "storage works again: re-opened") == 1u);
+    BOOST_TEST(c.running(1));
+}
+
+BOOST_AUTO_TEST_CASE(a_node_out_of_service_leaves_a_cluster_that_goes_on_and_catches_up_when_back,
+                     *boost::unit_test::precondition(can_mount_tmpfs))
+{
+    cluster c{3, false};
+    tmpfs_mount disk(c.spec(3).data_dir);
+    BOOST_TEST_REQUIRE(disk.error().empty(), disk.error());
+    c.start_all();
+    auto leader = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(leader.has_value(), "no leader");
+    if (*leader == 3) {
+        const auto moved = request(c.http_port(3), "POST", "/cluster/leader", "{\"id\": 1}");
+        BOOST_TEST_REQUIRE(moved.status == 200, describe(moved));
+        leader = c.wait_ready(20s);
+        BOOST_TEST_REQUIRE((leader && *leader != 3), "leadership did not move off node 3");
+    }
+    const std::uint16_t via = c.http_port(*leader);
+
+    const std::filesystem::path filler = c.spec(3).data_dir / "filler";
+    fill(filler);
+    // Node 3 fails at its next apply; the two others keep committing.
+    std::map<std::string, std::string> acknowledged;
+    for (int i = 0; i < 200; ++i) {
+        const std::string key = "k" + std::to_string(i), value(2048, static_cast<char>('a' + i % 26));
+        const auto r = put(via, key, value, 10s);
+        if (r.status == 200)
+            acknowledged[key] = value;
+    }
+    BOOST_TEST(acknowledged.size() >= 190u, "the cluster kept serving with one node down");
+    BOOST_TEST_REQUIRE(
+        wait_until([&] { return request(c.http_port(3), "GET", "/health").status == 503; }, 10s),
+        "node 3 did not go out of service");
+    BOOST_TEST_REQUIRE(c.running(3));
+
+    std::filesystem::remove(filler);
+    BOOST_TEST_REQUIRE(c.wait_healthy(3, 20s), "node 3 did not recover");
+    // Back in the cluster: it serves every acknowledged write (reads are linearizable).
+    for (const auto& [key, expected] : acknowledged) {
+        const auto r = get(c.http_port(3), key);
+        BOOST_TEST(r.status == 200, key << ": " << describe(r));
+        BOOST_TEST(parse_json(r.body).string("value").value_or("<none>") == expected, key);
+    }
+}
+
+// The log on a file system of its own, with room for one segment only: the write that
+// needs the next one fails on the log's background thread, which reports it only by its
+// durable index stalling; the server must notice, and recover once there is room.
+BOOST_AUTO_TEST_CASE(a_full_log_file_system_takes_the_node_out_of_service_until_it_grows,
+                     *boost::unit_test::precondition(can_mount_tmpfs))
+{
+    cluster c{1, false};
+    const node_spec& node = c.spec(1);
+    tmpfs_mount data(node.data_dir, "size=256m");
+    BOOST_TEST_REQUIRE(data.error().empty(), data.error());
+    tmpfs_mount wal(node.data_dir / "wal", "size=256m");
+    BOOST_TEST_REQUIRE(wal.error().empty(), wal.error());
+    c.start(1);
+    BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s), "the node never reported /health 200");
+    const std::uint16_t port = node.http_port;
+    // Starting takes two segments for a moment; from now on there is room for one.
+    BOOST_TEST_REQUIRE(wait_until([&] { return wal.resize("size=72m").empty(); }, 5s));
+
+    std::map<std::string, std::string> acknowledged;
+    http_response failure;
+    for (int i = 0; i < 100 && failure.status == 0; ++i) {
+        const std::string key = "big-" + std::to_string(i),
+                          value(1000 * 1000, static_cast<char>('a' + i % 26));
+        const auto r = put(port, key, value, 10s);
+        if (r.status == 200)
+            acknowledged[key] = value;
+        else
+            failure = r;
+    }
+    BOOST_TEST_REQUIRE(failure.status == 503, "the write that met the full log: " << describe(failure));
+    BOOST_TEST(contains(failure.body, "storage failure: raftkv wal: cannot reserve space"),
+               describe(failure));
+    BOOST_TEST(contains(failure.body, "No space left on device"), describe(failure));
+    BOOST_TEST(acknowledged.size() >= 60u, "about 64 MiB of writes fit in the first segment");
+    BOOST_TEST_REQUIRE(c.running(1), "the server exited when its log filled up");
+    const auto health = request(port, "GET", "/health");
+    BOOST_TEST(health.status == 503, describe(health));
+
+    BOOST_TEST_REQUIRE(wal.resize("size=256m").empty());
+    BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s), "the node did not recover once the log had room");
+    // Every eighth and the last: reading back 64 MiB takes long in a debug build.
+    for (const auto& [key, expected] : acknowledged) {
+        const int i = std::stoi(key.substr(4));
+        if (i % 8 != 0 && i + 1 != static_cast<int>(acknowledged.size()))
+            continue;
+        const auto r = get(port, key);
+        BOOST_TEST(r.status == 200, key << ": " << describe(r));
+        BOOST_TEST((parse_json(r.body).string("value").value_or("<none>") == expected), key);
+    }
+    const auto after = put(port, "after", "works");
+    BOOST_TEST(after.status == 200, describe(after));
+    BOOST_TEST(count_lines_with(node.log_file, "storage failure:") == 1u);
+}
+
+// A failed node whose log turns out damaged when it re-opens it stays out of service, says
+// so, and does not exit (a restart would refuse it the same way) or try again.
+BOOST_AUTO_TEST_CASE(a_node_whose_storage_does_not_reopen_stays_out_of_service,
+                     *boost::unit_test::precondition(can_mount_tmpfs))
+{
+    cluster c{1, false};
+    const node_spec& node = c.spec(1);
+    tmpfs_mount disk(node.data_dir);
+    BOOST_TEST_REQUIRE(disk.error().empty(), disk.error());
+    c.start(1);
+    BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s), "the node never reported /health 200");
+    const std::uint16_t port = node.http_port;
+
+    const std::filesystem::path filler = node.data_dir / "filler";
+    fill(filler);
+    http_response failure;
+    for (int i = 0; i < 500 && failure.status == 0; ++i) {
+        const auto r = put(port, "k" + std::to_string(i), std::string(4096, 'v'), 10s);
+        if (r.status != 200)
+            failure = r;
+    }
+    BOOST_TEST_REQUIRE(failure.status == 503, describe(failure));
+
+    // The segment's header overwritten: the log no longer opens.
+    for (const auto& f : std::filesystem::directory_iterator(node.data_dir / "wal"))
+        if (f.path().extension() == ".log") {
+            std::fstream out(f.path(), std::ios::in | std::ios::out | std::ios::binary);
+            out.write("garbage!", 8);
+        }
+    std::filesystem::remove(filler);
+    BOOST_TEST_REQUIRE(
+        wait_until([&] { return contains(request(port, "GET", "/status").body, "\"retrying\":false"); }, 15s),
+        "the node did not give up re-opening a damaged log");
+    const auto status = request(port, "GET", "/status");
+    BOOST_TEST(contains(status.body, "cannot re-open the storage"), describe(status));
+    BOOST_TEST(contains(status.body, "bad segment header"), describe(status));
+    const auto health = request(port, "GET", "/health");
+    BOOST_TEST(health.status == 503, describe(health));
+    const auto write = put(port, "refused", "x");
+    BOOST_TEST(write.status == 503, describe(write));
+    BOOST_TEST(contains(write.body, "until it is repaired and restarted"), describe(write));
+    BOOST_TEST(count_lines_with(node.log_file, "cannot re-open the storage") == 1u);
+    // Out of service is no reason to refuse a clean stop.
+    const auto exit = c.terminate(1);
+    BOOST_TEST_REQUIRE(exit.has_value(), "SIGTERM did not stop the node");
+    BOOST_TEST((exit->exited && exit->code == 0), *exit);
+}
