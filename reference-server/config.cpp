@@ -17,7 +17,7 @@ namespace raftkv::server {
 namespace {
 
 // Every setting is both a flag --<name> and a config-file key <name>.
-constexpr std::array<std::string_view, 16> setting_names = {
+constexpr std::array<std::string_view, 18> setting_names = {
     "id",
     "data-dir",
     "http",
@@ -34,6 +34,8 @@ constexpr std::array<std::string_view, 16> setting_names = {
     "snapshot-catchup-entries",
     "log-level",
     "threads",
+    "max-connections",
+    "max-pending-body-bytes",
 };
 
 bool is_setting(std::string_view name)
@@ -253,6 +255,11 @@ std::string read_config_file(const std::string& file, raw_settings& out)
 // Far beyond any useful setting, and small enough to read at a glance in the error message.
 constexpr std::uint64_t max_snapshot_entries = 1'000'000'000;
 
+// The HTTP server's largest request body (http_server_options::body_limit): the pending-body
+// budget must hold at least one.
+constexpr std::uint64_t largest_request_body = (std::uint64_t{6} << 20) + 64 * 1024;
+constexpr std::uint64_t max_pending_body_bytes = std::uint64_t{1} << 40;
+
 template <class T>
 std::string check_number(const raw_settings& s, std::string_view name, T lo, T hi, T& out)
 {
@@ -403,6 +410,15 @@ std::string check_snapshots(const raw_settings& s, server_config& c)
                                        c.snapshot_catchup_entries);
 }
 
+std::string check_http_limits(const raw_settings& s, server_config& c)
+{
+    if (std::string e = check_number<std::uint32_t>(s, "max-connections", 1, 1'000'000, c.max_connections);
+        !e.empty())
+        return e;
+    return check_number<std::uint64_t>(s, "max-pending-body-bytes", largest_request_body,
+                                       max_pending_body_bytes, c.max_pending_body_bytes);
+}
+
 std::string build_config(const raw_settings& s, server_config& c)
 {
     if (std::string e = check_identity(s, c); !e.empty())
@@ -414,6 +430,8 @@ std::string build_config(const raw_settings& s, server_config& c)
     if (std::string e = advertise_http_problem(c); !e.empty())
         return e;
     if (std::string e = check_tuning(s, c); !e.empty())
+        return e;
+    if (std::string e = check_http_limits(s, c); !e.empty())
         return e;
     return check_snapshots(s, c);
 }
@@ -609,6 +627,11 @@ Flags (each also a key of the config file; flags override the file):
   --log-level LEVEL          error, warn, info or debug (default: info)
   --threads N                threads serving HTTP and Raft connections; the Raft node
                              itself runs on one of them at a time (default: 2)
+  --max-connections N        HTTP connections open at once; one more is answered 503
+                             and closed (default: 4096)
+  --max-pending-body-bytes N bytes of HTTP request bodies being received at once, over
+                             all connections; a request whose body does not fit is
+                             answered 503; at least 6356992 (default: 67108864, 64 MiB)
   --config FILE              read settings from a YAML file first
   -h, --help                 print this help and exit
 
@@ -616,7 +639,8 @@ Flags take their value as the next argument or after '=' (--id=2).
 
 Config file (YAML): a map with any of the keys id, data-dir, http, advertise-http,
 cluster-token, raft, peers, join, tick-ms, election-ticks, heartbeat-ticks,
-request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, threads.
+request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, threads,
+max-connections, max-pending-body-bytes.
 peers is a map of id to HOST:PORT, or the same string as --peers. Example:
 
   id: 2

@@ -118,6 +118,15 @@ struct server_config {
     /// catches up from the log rather than with a whole snapshot. Default: 5000.
     std::uint64_t snapshot_catchup_entries = 5000;
 
+    /// The most HTTP connections open at once; one more is answered 503 and closed.
+    /// Default: 4096.
+    std::uint32_t max_connections = 4096;
+
+    /// The most bytes of HTTP request bodies being received at once, over all connections;
+    /// a request whose body does not fit is answered 503. At least the largest request
+    /// body (6 MiB + 64 KiB). Default: 64 MiB.
+    std::uint64_t max_pending_body_bytes = std::uint64_t{64} << 20;
+
     /// Default: info.
     server::log_level log_level = log_level::info;
 };

@@ -21,6 +21,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <chrono>
 #include <csignal>
@@ -97,13 +99,48 @@ int report_refusal(const std::system_error& e)
     return e.code() == raftkv::errc::invalid_argument ? 2 : 1;
 }
 
+// Descriptors the process needs besides its HTTP connections: LevelDB keeps up to 1000
+// table files open, and the Raft log, Raft connections and listeners take a few more.
+constexpr rlim_t descriptors_besides_http = 1100;
+
+// Raises the soft limit on open files to the hard limit, so that max_connections clients
+// fit, and says so in the log when they still do not.
+void raise_descriptor_limit(const server_config& config)
+{
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        return;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            limit = raised;
+    }
+    const rlim_t needed = config.max_connections + descriptors_besides_http;
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed)
+        log(log_level::warn, "the open-file limit (" + std::to_string(limit.rlim_cur) + ") is below what " +
+                                 std::to_string(config.max_connections) +
+                                 " HTTP connections (--max-connections) and storage need (about " +
+                                 std::to_string(needed) +
+                                 "); connections beyond it wait until others close (raise ulimit -n)");
+}
+
+http_server_options http_options(const server_config& config)
+{
+    http_server_options o;
+    o.max_connections = config.max_connections;
+    o.max_pending_body_bytes = static_cast<std::size_t>(config.max_pending_body_bytes);
+    return o;
+}
+
 http_server listen_http(asio::io_context& io, const server_config& config,
                         const asio::ip::tcp::endpoint& endpoint, api& routes)
 {
     try {
         return http_server(
             io.get_executor(), endpoint,
-            [&routes](asio::any_io_executor ex) { return routes.make_handler(ex); }, error_response);
+            [&routes](asio::any_io_executor ex) { return routes.make_handler(ex); }, error_response,
+            http_options(config));
     } catch (const boost::system::system_error& e) {
         throw std::runtime_error("cannot listen for HTTP on " + config.http.to_string() + ": " +
                                  e.code().message());
@@ -147,6 +184,7 @@ int run(server_config config)
 {
     set_log_level(config.log_level);
     set_log_node(config.id);
+    raise_descriptor_limit(config);
     const identity_plan plan = reconcile_identity(config);
 
     asio::io_context io{static_cast<int>(config.threads)};

@@ -77,6 +77,8 @@ BOOST_AUTO_TEST_CASE(no_flags_run_a_single_node_with_the_documented_defaults)
     BOOST_TEST(c.snapshot_entries == 10000u);
     BOOST_TEST(c.snapshot_catchup_entries == 5000u);
     BOOST_TEST((c.log_level == log_level::info));
+    BOOST_TEST(c.max_connections == 4096u);
+    BOOST_TEST(c.max_pending_body_bytes == 64u << 20);
 }
 
 BOOST_AUTO_TEST_CASE(every_flag_is_read)
@@ -220,10 +222,10 @@ BOOST_AUTO_TEST_CASE(help_wins_over_everything_else)
 BOOST_AUTO_TEST_CASE(help_text_explains_every_flag_and_key)
 {
     const std::string help = raftkv::server::help_text();
-    for (const char* name :
-         {"id", "data-dir", "http", "advertise-http", "cluster-token", "raft", "peers", "tick-ms",
-          "election-ticks", "heartbeat-ticks", "request-timeout-ms", "snapshot-entries",
-          "snapshot-catchup-entries", "log-level", "threads", "config"})
+    for (const char* name : {"id", "data-dir", "http", "advertise-http", "cluster-token", "raft", "peers",
+                             "tick-ms", "election-ticks", "heartbeat-ticks", "request-timeout-ms",
+                             "snapshot-entries", "snapshot-catchup-entries", "log-level", "threads",
+                             "max-connections", "max-pending-body-bytes", "config"})
         BOOST_TEST(help.find(std::string("--") + name) != std::string::npos, name);
 }
 
@@ -307,6 +309,29 @@ BOOST_AUTO_TEST_CASE(bad_tuning_values_are_errors)
                "election-ticks (5) must be greater than heartbeat-ticks (5)");
     parse_error({"--log-level", "loud"}, "--log-level: 'loud' is not one of error, warn, info, debug");
     parse_error({"--data-dir", ""}, "--data-dir: the data directory must not be empty");
+}
+
+BOOST_AUTO_TEST_CASE(http_limits_are_read_from_flags_and_the_config_file)
+{
+    const server_config c = parse_ok({"--max-connections", "10", "--max-pending-body-bytes", "8388608"});
+    BOOST_TEST(c.max_connections == 10u);
+    BOOST_TEST(c.max_pending_body_bytes == 8388608u);
+    temp_dir dir;
+    const std::string file =
+        write_file(dir, "max-connections: 20\nmax-pending-body-bytes: 6356992\n", "limits.yaml");
+    const server_config f = parse_ok({"--config", file});
+    BOOST_TEST(f.max_connections == 20u);
+    BOOST_TEST(f.max_pending_body_bytes == 6356992u);
+}
+
+BOOST_AUTO_TEST_CASE(bad_http_limits_are_errors)
+{
+    parse_error({"--max-connections", "0"}, "--max-connections: '0' is not an integer from 1 to 1000000");
+    parse_error({"--max-connections", "many"}, "--max-connections");
+    // Smaller than the largest request body: no such request could ever be received.
+    parse_error({"--max-pending-body-bytes", "6356991"},
+                "--max-pending-body-bytes: '6356991' is not an integer from 6356992");
+    parse_error({"--max-pending-body-bytes", "-1"}, "--max-pending-body-bytes");
 }
 
 BOOST_AUTO_TEST_CASE(snapshot_settings_take_zero_to_a_billion)
