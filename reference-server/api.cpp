@@ -1,5 +1,6 @@
 #include "api.hpp"
 
+#include "client_stream.hpp"
 #include "cluster_api.hpp"
 #include "config.hpp"
 #include "kv_service.hpp"
@@ -14,7 +15,6 @@
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
@@ -162,10 +162,13 @@ checked_input rejected(http::status status, std::string error)
 }
 
 /// One keep-alive connection to the leader, reopened when the leader changes or the
-/// connection fails. Forwards one request at a time.
+/// connection fails; over TLS when `tls` is set. Forwards one request at a time.
 class forward_client {
 public:
-    explicit forward_client(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+    forward_client(asio::any_io_executor ex, std::shared_ptr<tls_context> tls)
+        : ex_(std::move(ex)), tls_(std::move(tls))
+    {
+    }
 
     asio::awaitable<http_response> forward(const http_request& original, const std::string& address,
                                            node_id self, std::chrono::milliseconds timeout);
@@ -181,7 +184,8 @@ private:
     static http_response failure(const beast::error_code& ec, const std::string& address, bool sent);
 
     asio::any_io_executor ex_;
-    std::optional<beast::tcp_stream> stream_;
+    std::shared_ptr<tls_context> tls_;
+    std::optional<http_client_stream> stream_;
     std::string address_;
     beast::flat_buffer buffer_;
     clock::time_point idle_since_{};
@@ -206,7 +210,7 @@ asio::awaitable<http_response> forward_client::forward(const http_request& origi
         const bool may_retry = reused && attempt == 0;
         const bool idempotent = req.method() == http::verb::get;
         stream_->expires_at(deadline);
-        if (auto [ec, n] = co_await http::async_write(*stream_, req, nothrow_awaitable); ec) {
+        if (const beast::error_code ec = co_await stream_->write(req); ec) {
             close();
             if (may_retry && ec != beast::error::timeout)
                 continue;
@@ -214,7 +218,7 @@ asio::awaitable<http_response> forward_client::forward(const http_request& origi
         }
         http::response_parser<http::string_body> parser;
         parser.body_limit(forward_body_limit);
-        if (auto [ec, n] = co_await http::async_read(*stream_, buffer_, parser, nothrow_awaitable); ec) {
+        if (const beast::error_code ec = co_await stream_->read(buffer_, parser); ec) {
             const bool nothing_read = !parser.got_some();
             close();
             if (may_retry && idempotent && nothing_read && ec != beast::error::timeout)
@@ -243,14 +247,12 @@ asio::awaitable<beast::error_code> forward_client::connect(const std::string& ad
         co_await resolver.async_resolve(hp->host, std::to_string(hp->port), nothrow_awaitable);
     if (resolve_ec)
         co_return resolve_ec;
-    stream_.emplace(ex_);
-    stream_->expires_at(deadline);
-    auto [ec, endpoint] = co_await stream_->async_connect(endpoints, nothrow_awaitable);
+    stream_.emplace(ex_, tls_);
+    const beast::error_code ec = co_await stream_->connect(endpoints, hp->host, deadline);
     if (ec) {
         close();
         co_return ec;
     }
-    stream_->socket().set_option(tcp::no_delay(true));
     address_ = address;
     buffer_.clear();
     co_return beast::error_code{};
@@ -259,8 +261,7 @@ asio::awaitable<beast::error_code> forward_client::connect(const std::string& ad
 void forward_client::close()
 {
     if (stream_) {
-        beast::error_code ignored;
-        stream_->socket().close(ignored);
+        stream_->close();
         stream_.reset();
     }
     address_.clear();
@@ -310,13 +311,17 @@ http_response forward_client::failure(const beast::error_code& ec, const std::st
 /// forwarded concurrently. Used on the client connection's strand.
 class forward_pool {
 public:
-    explicit forward_pool(asio::any_io_executor ex) : ex_(std::move(ex)) {}
+    forward_pool(asio::any_io_executor ex, std::shared_ptr<tls_context> tls)
+        : ex_(std::move(ex)), tls_(std::move(tls))
+    {
+    }
 
     asio::awaitable<http_response> forward(const http_request& original, const std::string& address,
                                            node_id self, std::chrono::milliseconds timeout);
 
 private:
     asio::any_io_executor ex_;
+    std::shared_ptr<tls_context> tls_;
     // At most forward_idle_connections, the most recently used last.
     std::vector<std::unique_ptr<forward_client>> idle_;
 };
@@ -326,7 +331,7 @@ asio::awaitable<http_response> forward_pool::forward(const http_request& origina
 {
     std::unique_ptr<forward_client> client;
     if (idle_.empty()) {
-        client = std::make_unique<forward_client>(ex_);
+        client = std::make_unique<forward_client>(ex_, tls_);
     } else {
         client = std::move(idle_.back());
         idle_.pop_back();
@@ -405,7 +410,8 @@ class api_handler : public request_handler {
 public:
     api_handler(kv_service& service, leader_address_cache& addresses, const api_options& options,
                 asio::any_io_executor ex)
-        : service_(service), addresses_(addresses), options_(options), order_(ex), pool_(ex)
+        : service_(service), addresses_(addresses), options_(options), order_(ex),
+          pool_(ex, options.forward_tls)
     {
     }
 

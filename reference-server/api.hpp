@@ -118,6 +118,10 @@ struct api_options {
     /// longer than the leader's own request timeout, so that its answer gets through.
     /// Default: 6 s.
     std::chrono::milliseconds forward_timeout{6000};
+
+    /// Forward over TLS with this client context (make_client_tls()), which must trust the
+    /// other nodes' HTTPS certificates. Default: none, plain HTTP.
+    std::shared_ptr<tls_context> forward_tls;
 };
 
 /** The request handlers of raftkv-server.

@@ -17,7 +17,7 @@ namespace raftkv::server {
 namespace {
 
 // Every setting is both a flag --<name> and a config-file key <name>.
-constexpr std::array<std::string_view, 18> setting_names = {
+constexpr std::array<std::string_view, 22> setting_names = {
     "id",
     "data-dir",
     "http",
@@ -36,6 +36,10 @@ constexpr std::array<std::string_view, 18> setting_names = {
     "threads",
     "max-connections",
     "max-pending-body-bytes",
+    "cert",
+    "key",
+    "client-ca",
+    "forward-ca",
 };
 
 bool is_setting(std::string_view name)
@@ -419,6 +423,43 @@ std::string check_http_limits(const raw_settings& s, server_config& c)
                                        max_pending_body_bytes, c.max_pending_body_bytes);
 }
 
+// A file the server reads at start-up, checked now so that a typo is one clear line.
+std::string check_readable_file(const raw_settings& s, std::string_view name, std::string& out)
+{
+    const raw_value* v = s.find(name);
+    if (!v)
+        return {};
+    if (v->text.empty())
+        return v->where + ": needs a file name";
+    std::error_code ec;
+    if (std::filesystem::is_directory(v->text, ec))
+        return v->where + ": cannot read " + in_quotes(v->text) + ": it is a directory";
+    std::ifstream in(v->text, std::ios::binary);
+    if (!in)
+        return v->where + ": cannot read " + in_quotes(v->text) + ": " + std::strerror(errno);
+    out = v->text;
+    return {};
+}
+
+std::string check_tls(const raw_settings& s, server_config& c)
+{
+    for (const auto& [name, field] : {std::pair<std::string_view, std::string*>{"cert", &c.tls_cert},
+                                      {"key", &c.tls_key},
+                                      {"client-ca", &c.client_ca},
+                                      {"forward-ca", &c.forward_ca}}) {
+        if (std::string e = check_readable_file(s, name, *field); !e.empty())
+            return e;
+    }
+    if (c.tls_cert.empty() != c.tls_key.empty())
+        return c.tls_cert.empty() ? s.find("key")->where + " needs --cert too (HTTPS takes both)"
+                                  : s.find("cert")->where + " needs --key too (HTTPS takes both)";
+    if (c.tls_cert.empty() && !c.client_ca.empty())
+        return s.find("client-ca")->where + " needs --cert and --key (client certificates are for HTTPS)";
+    if (c.tls_cert.empty() && !c.forward_ca.empty())
+        return s.find("forward-ca")->where + " needs --cert and --key (it is for forwarding over HTTPS)";
+    return {};
+}
+
 std::string build_config(const raw_settings& s, server_config& c)
 {
     if (std::string e = check_identity(s, c); !e.empty())
@@ -432,6 +473,8 @@ std::string build_config(const raw_settings& s, server_config& c)
     if (std::string e = check_tuning(s, c); !e.empty())
         return e;
     if (std::string e = check_http_limits(s, c); !e.empty())
+        return e;
+    if (std::string e = check_tls(s, c); !e.empty())
         return e;
     return check_snapshots(s, c);
 }
@@ -632,6 +675,14 @@ Flags (each also a key of the config file; flags override the file):
   --max-pending-body-bytes N bytes of HTTP request bodies being received at once, over
                              all connections; a request whose body does not fit is
                              answered 503; at least 6356992 (default: 67108864, 64 MiB)
+  --cert FILE, --key FILE    serve the HTTP API over TLS only (HTTPS), with this PEM
+                             certificate chain and private key; both or neither
+                             (default: plain HTTP)
+  --client-ca FILE           with --cert: HTTPS clients must present a certificate
+                             signed by a CA in this PEM file (default: none asked for)
+  --forward-ca FILE          with --cert: the CAs trusted for the leader's certificate
+                             when forwarding to it over HTTPS (default: --client-ca,
+                             else the system's CAs)
   --config FILE              read settings from a YAML file first
   -h, --help                 print this help and exit
 
@@ -640,7 +691,7 @@ Flags take their value as the next argument or after '=' (--id=2).
 Config file (YAML): a map with any of the keys id, data-dir, http, advertise-http,
 cluster-token, raft, peers, join, tick-ms, election-ticks, heartbeat-ticks,
 request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, threads,
-max-connections, max-pending-body-bytes.
+max-connections, max-pending-body-bytes, cert, key, client-ca, forward-ca.
 peers is a map of id to HOST:PORT, or the same string as --peers. Example:
 
   id: 2

@@ -1,11 +1,14 @@
 #include "http_server.hpp"
 
 #include "log.hpp"
+#include "tls.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -17,6 +20,9 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include <openssl/ssl.h>
 
 #include <array>
 #include <atomic>
@@ -34,6 +40,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 
 // Completion token for coroutines that handle errors as values rather than exceptions.
 constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
@@ -43,9 +50,9 @@ constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
 constexpr std::chrono::seconds linger_time{2};
 constexpr std::size_t linger_bytes = std::size_t{16} << 20;
 
-// The same for a connection turned away over max_connections, which holds a descriptor
-// while it lingers; at most turned_away_lingering of them linger at once, the others are
-// closed at once.
+// The same for a connection turned away over max_connections (which holds a descriptor
+// while it lingers: at most turned_away_lingering of them linger at once, the others are
+// closed at once), and for plain HTTP sent to a TLS port.
 constexpr std::chrono::milliseconds turned_away_linger_time{500};
 constexpr std::size_t turned_away_linger_bytes = 64 * 1024;
 constexpr int turned_away_lingering = 256;
@@ -61,6 +68,14 @@ constexpr std::string_view too_many_connections = "HTTP/1.1 503 Service Unavaila
                                                   "Connection: close\r\n"
                                                   "\r\n"
                                                   "{\"error\":\"too many connections\"}";
+
+// What a client that speaks plain HTTP to a TLS port is sent instead of a handshake.
+constexpr std::string_view plain_http_to_tls = "HTTP/1.1 400 Bad Request\r\n"
+                                               "Content-Type: application/json\r\n"
+                                               "Content-Length: 53\r\n"
+                                               "Connection: close\r\n"
+                                               "\r\n"
+                                               "{\"error\":\"this port serves HTTPS: use https:// URLs\"}";
 
 bool is_http_error(const beast::error_code& ec)
 {
@@ -92,6 +107,66 @@ asio::awaitable<void> close_gracefully(beast::tcp_stream& stream,
         }
     }
     stream.socket().close(ec);
+}
+
+// Sends the client TLS's close_notify and waits (at most linger_time) for its own.
+asio::awaitable<void> close_gracefully(tls_stream& stream)
+{
+    beast::tcp_stream& tcp = stream.next_layer();
+    tcp.expires_after(linger_time);
+    // Whether the client answered or not, the socket is closed.
+    co_await stream.async_shutdown(nothrow_awaitable);
+    beast::error_code ignored;
+    tcp.socket().close(ignored);
+}
+
+bool is_plain_http(const beast::error_code& ec)
+{
+    return ec.category() == asio::error::get_ssl_category() &&
+           ERR_GET_REASON(ec.value()) == SSL_R_HTTP_REQUEST;
+}
+
+// Nothing to agree on over plain TCP.
+asio::awaitable<bool> handshake(beast::tcp_stream&, std::chrono::milliseconds)
+{
+    co_return true;
+}
+
+// The server side of the TLS handshake, within `timeout`. A client that spoke plain HTTP
+// instead is told so in plain HTTP; any failure closes the connection.
+asio::awaitable<bool> handshake(tls_stream& stream, std::chrono::milliseconds timeout)
+{
+    beast::tcp_stream& tcp = stream.next_layer();
+    tcp.expires_after(timeout);
+    auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, nothrow_awaitable);
+    tcp.expires_never();
+    if (!ec)
+        co_return true;
+    log(log_level::debug, "TLS handshake failed: " + ec.message());
+    if (is_plain_http(ec)) {
+        beast::error_code ignored;
+        tcp.socket().non_blocking(true, ignored);
+        tcp.socket().write_some(asio::buffer(plain_http_to_tls), ignored);
+        co_await close_gracefully(tcp, turned_away_linger_time, turned_away_linger_bytes);
+    }
+    beast::error_code ignored;
+    tcp.socket().close(ignored);
+    co_return false;
+}
+
+template <class Stream>
+Stream open_stream(tcp::socket socket, tls_context* tls);
+
+template <>
+beast::tcp_stream open_stream<beast::tcp_stream>(tcp::socket socket, tls_context*)
+{
+    return beast::tcp_stream(std::move(socket));
+}
+
+template <>
+tls_stream open_stream<tls_stream>(tcp::socket socket, tls_context* tls)
+{
+    return tls_stream(std::move(socket), tls->native());
 }
 
 /// The bytes of the server's pending-body budget one request holds while its body is
@@ -138,6 +213,7 @@ private:
 } // namespace
 
 struct http_server::state : std::enable_shared_from_this<state> {
+    template <class Stream>
     class connection;
 
     state(asio::any_io_executor executor, handler_factory factory, error_responder responder,
@@ -148,6 +224,8 @@ struct http_server::state : std::enable_shared_from_this<state> {
     }
 
     asio::awaitable<void> accept_loop();
+    template <class Stream>
+    void serve(tcp::socket socket);
     void turn_away(tcp::socket socket);
     static asio::awaitable<void> linger(std::shared_ptr<state> self, beast::tcp_stream stream);
     asio::awaitable<http_response> respond(request_handler& handler, http_request req);
@@ -173,7 +251,8 @@ struct http_server::state : std::enable_shared_from_this<state> {
 /// coroutine per request that handles it, and a writer that sends the responses in request
 /// order. All of them run on the connection's strand and share the object, which lives
 /// until the last of them ends.
-class http_server::state::connection : public std::enable_shared_from_this<connection> {
+template <class Stream>
+class http_server::state::connection : public std::enable_shared_from_this<connection<Stream>> {
 public:
     connection(std::shared_ptr<state> server, tcp::socket socket);
     ~connection();
@@ -207,7 +286,7 @@ private:
 
     std::shared_ptr<state> server_;
     const http_server_options& options_;
-    beast::tcp_stream stream_;
+    Stream stream_;
     beast::flat_buffer buffer_;
     std::unique_ptr<request_handler> handler_;
 
@@ -247,10 +326,19 @@ asio::awaitable<void> http_server::state::accept_loop()
             continue;
         }
         ++connections; // ~connection() takes it back
-        const auto socket_ex = socket.get_executor();
-        auto conn = std::make_shared<connection>(self, std::move(socket));
-        asio::co_spawn(socket_ex, conn->run(conn), asio::detached);
+        if (options.tls)
+            serve<tls_stream>(std::move(socket));
+        else
+            serve<beast::tcp_stream>(std::move(socket));
     }
+}
+
+template <class Stream>
+void http_server::state::serve(tcp::socket socket)
+{
+    const auto socket_ex = socket.get_executor();
+    auto conn = std::make_shared<connection<Stream>>(shared_from_this(), std::move(socket));
+    asio::co_spawn(socket_ex, conn->run(conn), asio::detached);
 }
 
 // Sends a connection over max_connections the fixed 503 without waiting (it fits the empty
@@ -259,6 +347,10 @@ asio::awaitable<void> http_server::state::accept_loop()
 void http_server::state::turn_away(tcp::socket socket)
 {
     beast::error_code ec;
+    if (options.tls) {
+        socket.close(ec); // a plain 503 would break the client's handshake anyway
+        return;
+    }
     socket.non_blocking(true, ec);
     socket.write_some(asio::buffer(too_many_connections), ec);
     if (ec || lingering.load() >= turned_away_lingering) {
@@ -318,8 +410,10 @@ http_response http_server::state::busy() const
     return res;
 }
 
-http_server::state::connection::connection(std::shared_ptr<state> server, tcp::socket socket)
-    : server_(std::move(server)), options_(server_->options), stream_(std::move(socket)),
+template <class Stream>
+http_server::state::connection<Stream>::connection(std::shared_ptr<state> server, tcp::socket socket)
+    : server_(std::move(server)), options_(server_->options),
+      stream_(open_stream<Stream>(std::move(socket), server_->options.tls.get())),
       handler_(server_->make_handler(stream_.get_executor())),
       change_(stream_.get_executor(), asio::steady_timer::time_point::max()),
       idle_(stream_.get_executor(), asio::steady_timer::time_point::max()),
@@ -328,13 +422,18 @@ http_server::state::connection::connection(std::shared_ptr<state> server, tcp::s
 {
 }
 
-http_server::state::connection::~connection()
+template <class Stream>
+http_server::state::connection<Stream>::~connection()
 {
     --server_->connections;
 }
 
-asio::awaitable<void> http_server::state::connection::run(std::shared_ptr<connection> self)
+template <class Stream>
+asio::awaitable<void> http_server::state::connection<Stream>::run(std::shared_ptr<connection> self)
 {
+    const bool secured = co_await handshake(stream_, options_.handshake_timeout);
+    if (!secured)
+        co_return;
     asio::co_spawn(stream_.get_executor(), write_responses(self), asio::detached);
     co_await read_requests();
     while (writing_)
@@ -345,7 +444,8 @@ asio::awaitable<void> http_server::state::connection::run(std::shared_ptr<connec
     co_await close_gracefully(stream_);
 }
 
-asio::awaitable<void> http_server::state::connection::read_requests()
+template <class Stream>
+asio::awaitable<void> http_server::state::connection<Stream>::read_requests()
 {
     for (bool more = true; more;)
         more = co_await read_request();
@@ -356,7 +456,8 @@ asio::awaitable<void> http_server::state::connection::read_requests()
 // Reads one request and starts handling it. False when nothing more is to be read: the
 // connection failed, closed or missed a deadline, the request was bad or refused, or it
 // asked to close.
-asio::awaitable<bool> http_server::state::connection::read_request()
+template <class Stream>
+asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
 {
     while (writing_ && pipeline_.size() >= options_.pipeline_depth)
         co_await next_change();
@@ -417,7 +518,8 @@ asio::awaitable<bool> http_server::state::connection::read_request()
 // Waits for the first byte of a request, unless one is already buffered: without a limit
 // while earlier requests are in progress (their handlers bound how long they take), for
 // idle_timeout while every one is answered. False if the connection closed or timed out.
-asio::awaitable<bool> http_server::state::connection::await_request()
+template <class Stream>
+asio::awaitable<bool> http_server::state::connection<Stream>::await_request()
 {
     if (buffer_.size() != 0)
         co_return true;
@@ -434,7 +536,8 @@ asio::awaitable<bool> http_server::state::connection::await_request()
 }
 
 // REQUIRES: the pipeline is empty, so the writer is not writing.
-asio::awaitable<bool> http_server::state::connection::send_continue(unsigned version)
+template <class Stream>
+asio::awaitable<bool> http_server::state::connection<Stream>::send_continue(unsigned version)
 {
     http::response<http::empty_body> go_on{http::status::continue_, version};
     arm(write_, options_.idle_timeout);
@@ -443,28 +546,33 @@ asio::awaitable<bool> http_server::state::connection::send_continue(unsigned ver
     co_return !ec;
 }
 
-void http_server::state::connection::admit(http_request req, bool keep_alive)
+template <class Stream>
+void http_server::state::connection<Stream>::admit(http_request req, bool keep_alive)
 {
     slot& s = pipeline_.emplace_back(slot{req.version(), keep_alive, std::nullopt});
-    asio::co_spawn(stream_.get_executor(), handle(shared_from_this(), s, std::move(req)), asio::detached);
+    asio::co_spawn(stream_.get_executor(), handle(this->shared_from_this(), s, std::move(req)),
+                   asio::detached);
 }
 
-void http_server::state::connection::reject(const beast::error_code& ec)
+template <class Stream>
+void http_server::state::connection<Stream>::reject(const beast::error_code& ec)
 {
     if (std::optional<http_response> res = server_->rejection(ec))
         refuse(std::move(*res));
 }
 
 // Answers the request being read with `res` in its place; nothing more is read.
-void http_server::state::connection::refuse(http_response res)
+template <class Stream>
+void http_server::state::connection<Stream>::refuse(http_response res)
 {
     pipeline_.push_back(slot{11, false, std::move(res)});
     changed();
 }
 
 // `s` stays in place until the writer has written the response this puts there.
-asio::awaitable<void> http_server::state::connection::handle(std::shared_ptr<connection>, slot& s,
-                                                             http_request req)
+template <class Stream>
+asio::awaitable<void> http_server::state::connection<Stream>::handle(std::shared_ptr<connection>, slot& s,
+                                                                     http_request req)
 {
     http_response res = co_await server_->respond(*handler_, std::move(req));
     res.version(s.version);
@@ -476,7 +584,8 @@ asio::awaitable<void> http_server::state::connection::handle(std::shared_ptr<con
 
 // Writes the responses in request order, each once it is ready, until the reader is done
 // and every response is written, one said "Connection: close", or a write fails.
-asio::awaitable<void> http_server::state::connection::write_responses(std::shared_ptr<connection>)
+template <class Stream>
+asio::awaitable<void> http_server::state::connection<Stream>::write_responses(std::shared_ptr<connection>)
 {
     for (;;) {
         while (pipeline_.empty() ? reading_ : !pipeline_.front().response)
@@ -491,7 +600,8 @@ asio::awaitable<void> http_server::state::connection::write_responses(std::share
         pipeline_.pop_front();
         if (last) {
             if (ec)
-                stream_.close(); // ends a read in progress: nothing more can be answered
+                beast::get_lowest_layer(stream_)
+                    .close(); // ends a read in progress: nothing more can be answered
             break;
         }
         if (pipeline_.empty() && awaiting_)
@@ -502,27 +612,32 @@ asio::awaitable<void> http_server::state::connection::write_responses(std::share
     changed();
 }
 
-asio::awaitable<void> http_server::state::connection::next_change()
+template <class Stream>
+asio::awaitable<void> http_server::state::connection<Stream>::next_change()
 {
     co_await change_.async_wait(nothrow_awaitable);
 }
 
-void http_server::state::connection::changed()
+template <class Stream>
+void http_server::state::connection<Stream>::changed()
 {
     change_.cancel();
 }
 
-void http_server::state::connection::arm(asio::steady_timer& deadline, std::chrono::milliseconds timeout)
+template <class Stream>
+void http_server::state::connection<Stream>::arm(asio::steady_timer& deadline,
+                                                 std::chrono::milliseconds timeout)
 {
     deadline.expires_after(timeout);
-    deadline.async_wait([self = shared_from_this(), &deadline](const beast::error_code& ec) {
+    deadline.async_wait([self = this->shared_from_this(), &deadline](const beast::error_code& ec) {
         // Re-armed or disarmed since: a stale expiry closes nothing.
         if (!ec && deadline.expiry() <= asio::steady_timer::clock_type::now())
-            self->stream_.close();
+            beast::get_lowest_layer(self->stream_).close();
     });
 }
 
-void http_server::state::connection::disarm(asio::steady_timer& deadline)
+template <class Stream>
+void http_server::state::connection<Stream>::disarm(asio::steady_timer& deadline)
 {
     deadline.expires_at(asio::steady_timer::time_point::max());
 }

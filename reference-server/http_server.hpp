@@ -20,6 +20,8 @@
 // request's header and body may take to arrive. Beyond those limits the client gets a 503
 // or its connection is closed, and the others are served meanwhile.
 //
+// The same connection code serves plain TCP or, given a tls_context (tls.hpp), TLS only.
+//
 //     http_server server{strand, endpoint,
 //                        [&](auto ex) { return std::make_unique<my_handler>(ex); },
 //                        [](http::status s, std::string_view msg) { return make_error(s, msg); }};
@@ -39,6 +41,8 @@
 #include <string_view>
 
 namespace raftkv::server {
+
+class tls_context;
 
 using http_request = boost::beast::http::request<boost::beast::http::string_body>;
 using http_response = boost::beast::http::response<boost::beast::http::string_body>;
@@ -116,6 +120,15 @@ struct http_server_options {
     /// connection closed. REQUIRES: at least body_limit, so that any one request can fit.
     /// Default: 64 MiB.
     std::size_t max_pending_body_bytes = std::size_t{64} << 20;
+
+    /// Serve HTTPS only, with this context (make_server_tls()): each connection starts with
+    /// a TLS handshake, which must complete within handshake_timeout. A client that sends
+    /// plain HTTP instead is answered a plain 400 saying so, and closed.
+    /// Default: none, plain HTTP.
+    std::shared_ptr<tls_context> tls;
+
+    /// Default: 10 s.
+    std::chrono::milliseconds handshake_timeout{10'000};
 
     /// How many requests of one connection may be read and not yet answered. The server
     /// reads this far ahead of a pipelining client and handles these requests

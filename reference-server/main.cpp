@@ -12,6 +12,7 @@
 #include "identity.hpp"
 #include "kv_service.hpp"
 #include "log.hpp"
+#include "tls.hpp"
 
 #include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/error.hpp>
@@ -125,22 +126,52 @@ void raise_descriptor_limit(const server_config& config)
                                  "); connections beyond it wait until others close (raise ulimit -n)");
 }
 
-http_server_options http_options(const server_config& config)
+// The TLS contexts of the HTTP API, both null for plain HTTP: the server's, and the client's
+// that forwards to the leader (presenting this node's certificate, for a leader that asks
+// for one).
+struct http_tls {
+    std::shared_ptr<tls_context> server;
+    std::shared_ptr<tls_context> forward;
+};
+
+http_tls load_tls(const server_config& config)
+{
+    if (config.tls_cert.empty())
+        return {};
+    try {
+        const std::string& forward_ca = config.forward_ca.empty() ? config.client_ca : config.forward_ca;
+        return {make_server_tls(config.tls_cert, config.tls_key, config.client_ca),
+                make_client_tls(forward_ca, config.tls_cert, config.tls_key)};
+    } catch (const tls_error& e) {
+        throw config_error(e.what());
+    }
+}
+
+http_server_options http_options(const server_config& config, const http_tls& tls)
 {
     http_server_options o;
     o.max_connections = config.max_connections;
     o.max_pending_body_bytes = static_cast<std::size_t>(config.max_pending_body_bytes);
+    o.tls = tls.server;
     return o;
 }
 
+void warn_if_exposed(const server_config& config, const asio::ip::tcp::endpoint& endpoint)
+{
+    if (config.tls_cert.empty() && !endpoint.address().is_loopback())
+        log(log_level::warn, "the HTTP API listens on " + config.http.to_string() +
+                                 ", beyond loopback, without TLS: whoever reaches it reads and writes "
+                                 "every key in the clear (--cert, --key; docs/security.md)");
+}
+
 http_server listen_http(asio::io_context& io, const server_config& config,
-                        const asio::ip::tcp::endpoint& endpoint, api& routes)
+                        const asio::ip::tcp::endpoint& endpoint, api& routes, const http_tls& tls)
 {
     try {
         return http_server(
             io.get_executor(), endpoint,
             [&routes](asio::any_io_executor ex) { return routes.make_handler(ex); }, error_response,
-            http_options(config));
+            http_options(config, tls));
     } catch (const boost::system::system_error& e) {
         throw std::runtime_error("cannot listen for HTTP on " + config.http.to_string() + ": " +
                                  e.code().message());
@@ -152,9 +183,10 @@ void log_startup(const server_config& config)
     std::string http = config.http.to_string();
     if (config.advertise_http != config.http)
         http += " (advertised as " + config.advertise_http.to_string() + ")";
+    const std::string scheme = config.tls_cert.empty() ? "http " : "https ";
     log(log_level::info, "node " + std::to_string(config.id) + " of cluster " +
-                             raftkv::asio::detail::cluster_id_name(config.cluster_id) + " started: http " +
-                             http + ", raft " + config.raft.to_string() + ", data " +
+                             raftkv::asio::detail::cluster_id_name(config.cluster_id) +
+                             " started: " + scheme + http + ", raft " + config.raft.to_string() + ", data " +
                              config.data_dir.string() + ", peers " + peers_to_string(config.peers));
 }
 
@@ -189,11 +221,14 @@ int run(server_config config)
 
     asio::io_context io{static_cast<int>(config.threads)};
     const asio::ip::tcp::endpoint http_endpoint = resolve_endpoint(io.get_executor(), config.http);
+    const http_tls tls = load_tls(config);
     kv_service service{io.get_executor(), config};
     record_identity(config, plan);
     api routes{service,
-               api_options{std::chrono::milliseconds(config.request_timeout_ms) + std::chrono::seconds(1)}};
-    http_server server = listen_http(io, config, http_endpoint, routes);
+               api_options{std::chrono::milliseconds(config.request_timeout_ms) + std::chrono::seconds(1),
+                           tls.forward}};
+    http_server server = listen_http(io, config, http_endpoint, routes, tls);
+    warn_if_exposed(config, http_endpoint);
 
     asio::signal_set signals{io, SIGINT, SIGTERM};
     asio::steady_timer grace{io};

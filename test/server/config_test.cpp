@@ -334,6 +334,53 @@ BOOST_AUTO_TEST_CASE(bad_http_limits_are_errors)
     parse_error({"--max-pending-body-bytes", "-1"}, "--max-pending-body-bytes");
 }
 
+BOOST_AUTO_TEST_CASE(tls_files_are_read_from_flags_and_the_config_file)
+{
+    temp_dir dir;
+    const std::string cert = write_file(dir, "certificate", "node.crt");
+    const std::string key = write_file(dir, "key", "node.key");
+    const std::string ca = write_file(dir, "ca", "ca.crt");
+    const server_config plain = parse_ok({});
+    BOOST_TEST(plain.tls_cert.empty());
+    BOOST_TEST(plain.tls_key.empty());
+    const server_config c = parse_ok({"--cert", cert, "--key", key, "--client-ca", ca, "--forward-ca", ca});
+    BOOST_TEST(c.tls_cert == cert);
+    BOOST_TEST(c.tls_key == key);
+    BOOST_TEST(c.client_ca == ca);
+    BOOST_TEST(c.forward_ca == ca);
+    const std::string file = write_file(dir, "cert: " + cert + "\nkey: " + key + "\nclient-ca: " + ca + "\n");
+    const server_config f = parse_ok({"--config", file});
+    BOOST_TEST(f.tls_cert == cert);
+    BOOST_TEST(f.client_ca == ca);
+    BOOST_TEST(f.forward_ca.empty());
+}
+
+BOOST_AUTO_TEST_CASE(tls_takes_both_a_certificate_and_a_key)
+{
+    temp_dir dir;
+    const std::string cert = write_file(dir, "certificate", "node.crt");
+    const std::string key = write_file(dir, "key", "node.key");
+    BOOST_TEST(parse_error({"--cert", cert}, "--cert") == "--cert needs --key too (HTTPS takes both)");
+    BOOST_TEST(parse_error({"--key", key}, "--key") == "--key needs --cert too (HTTPS takes both)");
+    parse_error({"--client-ca", cert}, "--client-ca needs --cert and --key");
+    parse_error({"--forward-ca", cert}, "--forward-ca needs --cert and --key");
+}
+
+BOOST_AUTO_TEST_CASE(unreadable_tls_files_are_errors)
+{
+    temp_dir dir;
+    const std::string cert = write_file(dir, "certificate", "node.crt");
+    const std::string key = write_file(dir, "key", "node.key");
+    const std::string missing = (dir / "missing.pem").string();
+    BOOST_TEST(parse_error({"--cert", missing, "--key", key}, "--cert") ==
+               "--cert: cannot read '" + missing + "': No such file or directory");
+    parse_error({"--cert", cert, "--key", missing}, "--key: cannot read");
+    parse_error({"--cert", cert, "--key", key, "--client-ca", dir.path().string()},
+                "--client-ca: cannot read");
+    parse_error({"--cert", cert, "--key", key, "--forward-ca", missing}, "--forward-ca: cannot read");
+    parse_error({"--cert", "", "--key", key}, "--cert: needs a file name");
+}
+
 BOOST_AUTO_TEST_CASE(snapshot_settings_take_zero_to_a_billion)
 {
     const server_config zero = parse_ok({"--snapshot-entries", "0", "--snapshot-catchup-entries=0"});
