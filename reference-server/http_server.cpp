@@ -310,17 +310,25 @@ private:
 asio::awaitable<void> http_server::state::accept_loop()
 {
     const auto self = shared_from_this();
+    bool failing = false; // logged once per run of failures, not ten times a second
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ex), nothrow_awaitable);
         if (ec == asio::error::operation_aborted || stopping || !acceptor.is_open())
             co_return;
         if (ec) {
-            // Out of file descriptors, most likely: wait for connections to close.
-            log(log_level::warn, "accepting an HTTP connection failed: " + ec.message());
+            // Out of file descriptors, most likely: the connection waits in the listen
+            // queue; try again once others may have closed, rather than spin.
+            if (!failing)
+                log(log_level::warn,
+                    "accepting an HTTP connection failed: " + ec.message() + "; retrying every 100 ms");
+            failing = true;
             asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
             co_await pause.async_wait(nothrow_awaitable);
             continue;
         }
+        if (failing)
+            log(log_level::info, "accepting HTTP connections again");
+        failing = false;
         if (connections.load() >= options.max_connections) {
             turn_away(std::move(socket));
             continue;
