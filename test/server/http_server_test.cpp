@@ -1,5 +1,8 @@
 #include "http_server.hpp"
 
+#include "leveldb/temp_dir.hpp"
+#include "tls.hpp"
+
 #define BOOST_TEST_MODULE server_http_server
 #include <boost/test/unit_test.hpp>
 
@@ -16,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -642,4 +646,31 @@ BOOST_AUTO_TEST_CASE(a_body_sent_a_byte_at_a_time_is_cut_off_at_the_body_deadlin
     trickler.join();
     BOOST_TEST_REQUIRE(closed_after.has_value(), "a body that never ends kept its connection open");
     BOOST_TEST(closed_after->count() >= 300, "closed before the body deadline");
+}
+
+BOOST_AUTO_TEST_CASE(a_tls_client_that_never_completes_its_handshake_is_cut_off_at_the_deadline)
+{
+    raftkv::test::temp_dir certs;
+    const std::string command =
+        std::string(RAFTKV_MAKE_CERTS) + " '" + certs.path().string() + "' 1 >/dev/null";
+    BOOST_TEST_REQUIRE(std::system(command.c_str()) == 0, "make-certs.sh failed");
+    http_server_options o;
+    o.tls = raftkv::server::make_server_tls((certs.path() / "node-1.crt").string(),
+                                            (certs.path() / "node-1.key").string());
+    o.handshake_timeout = 300ms;
+    server_fixture f(o);
+    raw_client silent(f.port());
+    const auto connected = std::chrono::steady_clock::now();
+    BOOST_TEST(silent.closed_within(3s), "a connection without a handshake stayed open");
+    BOOST_TEST((std::chrono::steady_clock::now() - connected >= 250ms),
+               "closed before the handshake deadline");
+
+    // Plain HTTP gets a plain answer that says what to do.
+    raw_client plain(f.port());
+    plain.send(get("/fast/plain"));
+    std::optional<response> r = plain.read();
+    BOOST_TEST_REQUIRE(r.has_value());
+    BOOST_TEST(r->result_int() == 400);
+    BOOST_TEST(r->body().find("https://") != std::string::npos, r->body());
+    BOOST_TEST(f.seen.started_count() == 0);
 }
