@@ -107,6 +107,10 @@ struct api_options {
     /// The key of the forwarding marker: derive_forwarding_key() of the cluster id and
     /// `auth_tokens`, the same on every member.
     forwarding_key forward_key{};
+
+    /// Forward over TLS with this client context (make_client_tls()), which must trust the
+    /// other nodes' HTTPS certificates. Default: none, plain HTTP.
+    std::shared_ptr<tls_context> forward_tls;
 };
 
 /** The request handlers of raftkv-server.

@@ -17,7 +17,7 @@ namespace raftkv::server {
 namespace {
 
 // Every setting is both a flag --<name> and a config-file key <name>.
-constexpr std::array<std::string_view, 20> setting_names = {
+constexpr std::array<std::string_view, 26> setting_names = {
     "id",
     "data-dir",
     "http",
@@ -38,6 +38,12 @@ constexpr std::array<std::string_view, 20> setting_names = {
     "peer-key",
     "peer-ca",
     "auth-tokens",
+    "max-connections",
+    "max-pending-body-bytes",
+    "cert",
+    "key",
+    "client-ca",
+    "forward-ca",
 };
 
 bool is_setting(std::string_view name)
@@ -286,6 +292,11 @@ std::string read_config_file(const std::string& file, raw_settings& out)
 // Far beyond any useful setting, and small enough to read at a glance in the error message.
 constexpr std::uint64_t max_snapshot_entries = 1'000'000'000;
 
+// The HTTP server's largest request body (http_server_options::body_limit): the pending-body
+// budget must hold at least one.
+constexpr std::uint64_t largest_request_body = (std::uint64_t{6} << 20) + 64 * 1024;
+constexpr std::uint64_t max_pending_body_bytes = std::uint64_t{1} << 40;
+
 template <class T>
 std::string check_number(const raw_settings& s, std::string_view name, T lo, T hi, T& out)
 {
@@ -482,6 +493,52 @@ std::string check_auth_tokens(const raw_settings& s, server_config& c)
     return {};
 }
 
+std::string check_http_limits(const raw_settings& s, server_config& c)
+{
+    if (std::string e = check_number<std::uint32_t>(s, "max-connections", 1, 1'000'000, c.max_connections);
+        !e.empty())
+        return e;
+    return check_number<std::uint64_t>(s, "max-pending-body-bytes", largest_request_body,
+                                       max_pending_body_bytes, c.max_pending_body_bytes);
+}
+
+// A file the server reads at start-up, checked now so that a typo is one clear line.
+std::string check_readable_file(const raw_settings& s, std::string_view name, std::string& out)
+{
+    const raw_value* v = s.find(name);
+    if (!v)
+        return {};
+    if (v->text.empty())
+        return v->where + ": needs a file name";
+    std::error_code ec;
+    if (std::filesystem::is_directory(v->text, ec))
+        return v->where + ": cannot read " + in_quotes(v->text) + ": it is a directory";
+    std::ifstream in(v->text, std::ios::binary);
+    if (!in)
+        return v->where + ": cannot read " + in_quotes(v->text) + ": " + std::strerror(errno);
+    out = v->text;
+    return {};
+}
+
+std::string check_tls(const raw_settings& s, server_config& c)
+{
+    for (const auto& [name, field] : {std::pair<std::string_view, std::string*>{"cert", &c.tls_cert},
+                                      {"key", &c.tls_key},
+                                      {"client-ca", &c.client_ca},
+                                      {"forward-ca", &c.forward_ca}}) {
+        if (std::string e = check_readable_file(s, name, *field); !e.empty())
+            return e;
+    }
+    if (c.tls_cert.empty() != c.tls_key.empty())
+        return c.tls_cert.empty() ? s.find("key")->where + " needs --cert too (HTTPS takes both)"
+                                  : s.find("cert")->where + " needs --key too (HTTPS takes both)";
+    if (c.tls_cert.empty() && !c.client_ca.empty())
+        return s.find("client-ca")->where + " needs --cert and --key (client certificates are for HTTPS)";
+    if (c.tls_cert.empty() && !c.forward_ca.empty())
+        return s.find("forward-ca")->where + " needs --cert and --key (it is for forwarding over HTTPS)";
+    return {};
+}
+
 std::string build_config(const raw_settings& s, server_config& c)
 {
     if (std::string e = check_identity(s, c); !e.empty())
@@ -493,6 +550,10 @@ std::string build_config(const raw_settings& s, server_config& c)
     if (std::string e = advertise_http_problem(c); !e.empty())
         return e;
     if (std::string e = check_tuning(s, c); !e.empty())
+        return e;
+    if (std::string e = check_http_limits(s, c); !e.empty())
+        return e;
+    if (std::string e = check_tls(s, c); !e.empty())
         return e;
     if (std::string e = check_peer_tls(s, c); !e.empty())
         return e;
@@ -712,6 +773,19 @@ Flags (each also a key of the config file; flags override the file):
   --log-level LEVEL          error, warn, info or debug (default: info)
   --threads N                threads serving HTTP and Raft connections; the Raft node
                              itself runs on one of them at a time (default: 2)
+  --max-connections N        HTTP connections open at once; one more is answered 503
+                             and closed (default: 4096)
+  --max-pending-body-bytes N bytes of HTTP request bodies being received at once, over
+                             all connections; a request whose body does not fit is
+                             answered 503; at least 6356992 (default: 67108864, 64 MiB)
+  --cert FILE, --key FILE    serve the HTTP API over TLS only (HTTPS), with this PEM
+                             certificate chain and private key; both or neither
+                             (default: plain HTTP)
+  --client-ca FILE           with --cert: HTTPS clients must present a certificate
+                             signed by a CA in this PEM file (default: none asked for)
+  --forward-ca FILE          with --cert: the CAs trusted for the leader's certificate
+                             when forwarding to it over HTTPS (default: --client-ca,
+                             else the system's CAs)
   --peer-cert FILE           peer TLS: this node's certificate (PEM), whose subject CN
                              must be raftkv-node-<id>; with --peer-key and --peer-ca,
                              every Raft connection is mutual TLS (default: plain TCP)
@@ -726,7 +800,8 @@ Flags take their value as the next argument or after '=' (--id=2).
 Config file (YAML): a map with any of the keys id, data-dir, http, advertise-http,
 cluster-token, raft, peers, join, tick-ms, election-ticks, heartbeat-ticks,
 request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, threads,
-peer-cert, peer-key, peer-ca, auth-tokens.
+max-connections, max-pending-body-bytes, cert, key, client-ca, forward-ca, peer-cert,
+peer-key, peer-ca, auth-tokens.
 peers is a map of id to HOST:PORT, or the same string as --peers. Example:
 
   id: 2

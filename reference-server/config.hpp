@@ -119,6 +119,28 @@ struct server_config {
     /// catches up from the log rather than with a whole snapshot. Default: 5000.
     std::uint64_t snapshot_catchup_entries = 5000;
 
+    /// The most HTTP connections open at once; one more is answered 503 and closed.
+    /// Default: 4096.
+    std::uint32_t max_connections = 4096;
+
+    /// The most bytes of HTTP request bodies being received at once, over all connections;
+    /// a request whose body does not fit is answered 503. At least the largest request
+    /// body (6 MiB + 64 KiB). Default: 64 MiB.
+    std::uint64_t max_pending_body_bytes = std::uint64_t{64} << 20;
+
+    /// Serve the HTTP API over TLS only, with this PEM certificate chain and private key;
+    /// both or neither. Default: none, plain HTTP.
+    std::string tls_cert;
+    std::string tls_key;
+
+    /// With tls_cert: HTTPS clients must present a certificate signed by a CA in this PEM
+    /// file. Default: none, no client certificate asked for.
+    std::string client_ca;
+
+    /// With tls_cert: the CAs (PEM) that forwarding to the leader trusts for the leader's
+    /// HTTPS certificate. Default: client_ca, else the system's CAs.
+    std::string forward_ca;
+
     /// Default: info.
     server::log_level log_level = log_level::info;
 

@@ -1,11 +1,14 @@
 #include "http_server.hpp"
 
 #include "log.hpp"
+#include "tls.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -17,6 +20,9 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/ssl/ssl_stream.hpp>
+
+#include <openssl/ssl.h>
 
 #include <array>
 #include <atomic>
@@ -34,6 +40,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 using tcp = asio::ip::tcp;
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 
 // Completion token for coroutines that handle errors as values rather than exceptions.
 constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
@@ -42,6 +49,33 @@ constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
 // last response) before the socket is closed, and how much of what it sends is discarded.
 constexpr std::chrono::seconds linger_time{2};
 constexpr std::size_t linger_bytes = std::size_t{16} << 20;
+
+// The same for a connection turned away over max_connections (which holds a descriptor
+// while it lingers: at most turned_away_lingering of them linger at once, the others are
+// closed at once), and for plain HTTP sent to a TLS port.
+constexpr std::chrono::milliseconds turned_away_linger_time{500};
+constexpr std::size_t turned_away_linger_bytes = 64 * 1024;
+constexpr int turned_away_lingering = 256;
+
+// How much the wait for a request's first byte reads.
+constexpr std::size_t first_read_size = 4096;
+
+// What a connection over max_connections is sent: fixed, so it costs no handler.
+constexpr std::string_view too_many_connections = "HTTP/1.1 503 Service Unavailable\r\n"
+                                                  "Content-Type: application/json\r\n"
+                                                  "Content-Length: 32\r\n"
+                                                  "Retry-After: 1\r\n"
+                                                  "Connection: close\r\n"
+                                                  "\r\n"
+                                                  "{\"error\":\"too many connections\"}";
+
+// What a client that speaks plain HTTP to a TLS port is sent instead of a handshake.
+constexpr std::string_view plain_http_to_tls = "HTTP/1.1 400 Bad Request\r\n"
+                                               "Content-Type: application/json\r\n"
+                                               "Content-Length: 53\r\n"
+                                               "Connection: close\r\n"
+                                               "\r\n"
+                                               "{\"error\":\"this port serves HTTPS: use https:// URLs\"}";
 
 bool is_http_error(const beast::error_code& ec)
 {
@@ -54,16 +88,18 @@ bool expects_continue(const http_request& req)
     return expect != req.end() && beast::iequals(expect->value(), "100-continue");
 }
 
-// Half-closes, then discards what the client still sends until it closes too, so that
-// it reads our last response rather than a connection reset.
-asio::awaitable<void> close_gracefully(beast::tcp_stream& stream)
+// Half-closes, then discards what the client still sends until it closes too (for at most
+// `time` and `bytes`), so that it reads our last response rather than a connection reset.
+asio::awaitable<void> close_gracefully(beast::tcp_stream& stream,
+                                       std::chrono::milliseconds time = linger_time,
+                                       std::size_t bytes = linger_bytes)
 {
     beast::error_code ec;
     stream.socket().shutdown(tcp::socket::shutdown_send, ec);
     if (!ec) {
-        stream.expires_after(linger_time);
+        stream.expires_after(time);
         std::array<char, 16 * 1024> sink;
-        for (std::size_t drained = 0; drained < linger_bytes;) {
+        for (std::size_t drained = 0; drained < bytes;) {
             auto [read_ec, n] = co_await stream.async_read_some(asio::buffer(sink), nothrow_awaitable);
             if (read_ec)
                 break;
@@ -73,9 +109,111 @@ asio::awaitable<void> close_gracefully(beast::tcp_stream& stream)
     stream.socket().close(ec);
 }
 
+// Sends the client TLS's close_notify and waits (at most linger_time) for its own.
+asio::awaitable<void> close_gracefully(tls_stream& stream)
+{
+    beast::tcp_stream& tcp = stream.next_layer();
+    tcp.expires_after(linger_time);
+    // Whether the client answered or not, the socket is closed.
+    co_await stream.async_shutdown(nothrow_awaitable);
+    beast::error_code ignored;
+    tcp.socket().close(ignored);
+}
+
+bool is_plain_http(const beast::error_code& ec)
+{
+    return ec.category() == asio::error::get_ssl_category() &&
+           ERR_GET_REASON(ec.value()) == SSL_R_HTTP_REQUEST;
+}
+
+// Nothing to agree on over plain TCP.
+asio::awaitable<bool> handshake(beast::tcp_stream&, std::chrono::milliseconds)
+{
+    co_return true;
+}
+
+// The server side of the TLS handshake, within `timeout`. A client that spoke plain HTTP
+// instead is told so in plain HTTP; any failure closes the connection.
+asio::awaitable<bool> handshake(tls_stream& stream, std::chrono::milliseconds timeout)
+{
+    beast::tcp_stream& tcp = stream.next_layer();
+    tcp.expires_after(timeout);
+    auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, nothrow_awaitable);
+    tcp.expires_never();
+    if (!ec)
+        co_return true;
+    log(log_level::debug, "TLS handshake failed: " + ec.message());
+    if (is_plain_http(ec)) {
+        beast::error_code ignored;
+        tcp.socket().non_blocking(true, ignored);
+        tcp.socket().write_some(asio::buffer(plain_http_to_tls), ignored);
+        co_await close_gracefully(tcp, turned_away_linger_time, turned_away_linger_bytes);
+    }
+    beast::error_code ignored;
+    tcp.socket().close(ignored);
+    co_return false;
+}
+
+template <class Stream>
+Stream open_stream(tcp::socket socket, tls_context* tls);
+
+template <>
+beast::tcp_stream open_stream<beast::tcp_stream>(tcp::socket socket, tls_context*)
+{
+    return beast::tcp_stream(std::move(socket));
+}
+
+template <>
+tls_stream open_stream<tls_stream>(tcp::socket socket, tls_context* tls)
+{
+    return tls_stream(std::move(socket), tls->native());
+}
+
+/// The bytes of the server's pending-body budget one request holds while its body is
+/// received; they return to the budget when it is destroyed or released.
+class body_reservation {
+public:
+    body_reservation(std::atomic<std::size_t>& pending, std::size_t limit) : pending_(pending), limit_(limit)
+    {
+    }
+    ~body_reservation() { release(); }
+    body_reservation(const body_reservation&) = delete;
+    body_reservation& operator=(const body_reservation&) = delete;
+
+    /// Takes `n` more bytes, unless the budget has not that many left; then false, and
+    /// refused() is true from then on.
+    bool add(std::uint64_t n)
+    {
+        std::size_t current = pending_.load();
+        do {
+            if (n > limit_ - current) {
+                refused_ = true;
+                return false;
+            }
+        } while (!pending_.compare_exchange_weak(current, current + static_cast<std::size_t>(n)));
+        held_ += static_cast<std::size_t>(n);
+        return true;
+    }
+
+    void release()
+    {
+        pending_ -= held_;
+        held_ = 0;
+    }
+
+    bool refused() const { return refused_; }
+
+private:
+    std::atomic<std::size_t>& pending_;
+    std::size_t limit_;
+    std::size_t held_ = 0;
+    bool refused_ = false;
+};
+
 } // namespace
 
 struct http_server::state : std::enable_shared_from_this<state> {
+    template <class Stream>
     class connection;
 
     state(asio::any_io_executor executor, handler_factory factory, error_responder responder,
@@ -86,8 +224,13 @@ struct http_server::state : std::enable_shared_from_this<state> {
     }
 
     asio::awaitable<void> accept_loop();
+    template <class Stream>
+    void serve(tcp::socket socket);
+    void turn_away(tcp::socket socket);
+    static asio::awaitable<void> linger(std::shared_ptr<state> self, beast::tcp_stream stream);
     asio::awaitable<http_response> respond(request_handler& handler, http_request req);
     std::optional<http_response> rejection(const beast::error_code& ec) const;
+    http_response busy() const;
 
     asio::any_io_executor ex;
     tcp::acceptor acceptor;
@@ -96,15 +239,25 @@ struct http_server::state : std::enable_shared_from_this<state> {
     http_server_options options;
     tcp::endpoint local;
     std::atomic<bool> stopping{false};
+    // Connections open, counted by the accept loop and by each connection's destructor.
+    std::atomic<std::size_t> connections{0};
+    // Connections turned away over max_connections that still linger.
+    std::atomic<int> lingering{0};
+    // Bytes reserved by the request bodies being received (body_reservation).
+    std::atomic<std::size_t> pending_body_bytes{0};
 };
 
 /// One client connection: a reader that parses requests ahead of their answers, one
 /// coroutine per request that handles it, and a writer that sends the responses in request
 /// order. All of them run on the connection's strand and share the object, which lives
 /// until the last of them ends.
-class http_server::state::connection : public std::enable_shared_from_this<connection> {
+template <class Stream>
+class http_server::state::connection : public std::enable_shared_from_this<connection<Stream>> {
 public:
     connection(std::shared_ptr<state> server, tcp::socket socket);
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
 
     /// Serves the connection until it is done, then closes it. `self` is this.
     asio::awaitable<void> run(std::shared_ptr<connection> self);
@@ -119,54 +272,109 @@ private:
 
     asio::awaitable<void> read_requests();
     asio::awaitable<bool> read_request();
+    asio::awaitable<bool> await_request();
     asio::awaitable<bool> send_continue(unsigned version);
     void admit(http_request req, bool keep_alive);
     void reject(const beast::error_code& ec);
+    void refuse(http_response res);
     asio::awaitable<void> handle(std::shared_ptr<connection> self, slot& s, http_request req);
     asio::awaitable<void> write_responses(std::shared_ptr<connection> self);
     asio::awaitable<void> next_change();
     void changed();
-    void arm(asio::steady_timer& deadline);
+    void arm(asio::steady_timer& deadline, std::chrono::milliseconds timeout);
     static void disarm(asio::steady_timer& deadline);
 
     std::shared_ptr<state> server_;
     const http_server_options& options_;
-    beast::tcp_stream stream_;
+    Stream stream_;
     beast::flat_buffer buffer_;
     std::unique_ptr<request_handler> handler_;
 
     // Requests read and not yet answered, oldest first; at most options_.pipeline_depth.
     // The writer pops the front once written; only then does a slot's address change.
     std::deque<slot> pipeline_;
-    bool reading_ = true; // the reader may still add to the pipeline
-    bool writing_ = true; // the writer still runs
+    bool reading_ = true;   // the reader may still add to the pipeline
+    bool writing_ = true;   // the writer still runs
+    bool awaiting_ = false; // the reader waits for the first byte of a request
 
     // Never expires: cancelled to wake the coroutines waiting for the state above to change.
     asio::steady_timer change_;
     // Close the connection when they expire: idle_ while the pipeline is empty and the
-    // reader waits for a request, write_ while a response is being written.
+    // reader waits for the first byte of a request, read_ while it reads a request's header
+    // or body, write_ while a response is being written.
     asio::steady_timer idle_;
+    asio::steady_timer read_;
     asio::steady_timer write_;
 };
 
 asio::awaitable<void> http_server::state::accept_loop()
 {
     const auto self = shared_from_this();
+    bool failing = false; // logged once per run of failures, not ten times a second
     for (;;) {
         auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ex), nothrow_awaitable);
         if (ec == asio::error::operation_aborted || stopping || !acceptor.is_open())
             co_return;
         if (ec) {
-            // Out of file descriptors, most likely: wait for connections to close.
-            log(log_level::warn, "accepting an HTTP connection failed: " + ec.message());
+            // Out of file descriptors, most likely: the connection waits in the listen
+            // queue; try again once others may have closed, rather than spin.
+            if (!failing)
+                log(log_level::warn,
+                    "accepting an HTTP connection failed: " + ec.message() + "; retrying every 100 ms");
+            failing = true;
             asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
             co_await pause.async_wait(nothrow_awaitable);
             continue;
         }
-        const auto socket_ex = socket.get_executor();
-        auto conn = std::make_shared<connection>(self, std::move(socket));
-        asio::co_spawn(socket_ex, conn->run(conn), asio::detached);
+        if (failing)
+            log(log_level::info, "accepting HTTP connections again");
+        failing = false;
+        if (connections.load() >= options.max_connections) {
+            turn_away(std::move(socket));
+            continue;
+        }
+        ++connections; // ~connection() takes it back
+        if (options.tls)
+            serve<tls_stream>(std::move(socket));
+        else
+            serve<beast::tcp_stream>(std::move(socket));
     }
+}
+
+template <class Stream>
+void http_server::state::serve(tcp::socket socket)
+{
+    const auto socket_ex = socket.get_executor();
+    auto conn = std::make_shared<connection<Stream>>(shared_from_this(), std::move(socket));
+    asio::co_spawn(socket_ex, conn->run(conn), asio::detached);
+}
+
+// Sends a connection over max_connections the fixed 503 without waiting (it fits the empty
+// send buffer of a new socket) and closes it, lingering briefly so that the client reads
+// the 503 rather than a reset.
+void http_server::state::turn_away(tcp::socket socket)
+{
+    beast::error_code ec;
+    if (options.tls) {
+        socket.close(ec); // a plain 503 would break the client's handshake anyway
+        return;
+    }
+    socket.non_blocking(true, ec);
+    socket.write_some(asio::buffer(too_many_connections), ec);
+    if (ec || lingering.load() >= turned_away_lingering) {
+        socket.close(ec);
+        return;
+    }
+    ++lingering;
+    const auto socket_ex = socket.get_executor();
+    asio::co_spawn(socket_ex, linger(shared_from_this(), beast::tcp_stream(std::move(socket))),
+                   asio::detached);
+}
+
+asio::awaitable<void> http_server::state::linger(std::shared_ptr<state> self, beast::tcp_stream stream)
+{
+    co_await close_gracefully(stream, turned_away_linger_time, turned_away_linger_bytes);
+    --self->lingering;
 }
 
 // An exception's text may name files, addresses or other internals: it goes to the log
@@ -203,28 +411,55 @@ std::optional<http_response> http_server::state::rejection(const beast::error_co
     return res;
 }
 
-http_server::state::connection::connection(std::shared_ptr<state> server, tcp::socket socket)
-    : server_(std::move(server)), options_(server_->options), stream_(std::move(socket)),
+// The answer to a request whose body does not fit the pending-body budget.
+http_response http_server::state::busy() const
+{
+    http_response res = make_error(http::status::service_unavailable,
+                                   "too many request bodies being received at once; retry later");
+    if (res.find(http::field::retry_after) == res.end())
+        res.set(http::field::retry_after, "1");
+    res.version(11);
+    res.keep_alive(false);
+    res.prepare_payload();
+    return res;
+}
+
+template <class Stream>
+http_server::state::connection<Stream>::connection(std::shared_ptr<state> server, tcp::socket socket)
+    : server_(std::move(server)), options_(server_->options),
+      stream_(open_stream<Stream>(std::move(socket), server_->options.tls.get())),
       handler_(server_->make_handler(stream_.get_executor())),
       change_(stream_.get_executor(), asio::steady_timer::time_point::max()),
       idle_(stream_.get_executor(), asio::steady_timer::time_point::max()),
+      read_(stream_.get_executor(), asio::steady_timer::time_point::max()),
       write_(stream_.get_executor(), asio::steady_timer::time_point::max())
 {
 }
 
-asio::awaitable<void> http_server::state::connection::run(std::shared_ptr<connection> self)
+template <class Stream>
+http_server::state::connection<Stream>::~connection()
 {
-    arm(idle_);
+    --server_->connections;
+}
+
+template <class Stream>
+asio::awaitable<void> http_server::state::connection<Stream>::run(std::shared_ptr<connection> self)
+{
+    const bool secured = co_await handshake(stream_, options_.handshake_timeout);
+    if (!secured)
+        co_return;
     asio::co_spawn(stream_.get_executor(), write_responses(self), asio::detached);
     co_await read_requests();
     while (writing_)
         co_await next_change();
     disarm(idle_);
+    disarm(read_);
     disarm(write_);
     co_await close_gracefully(stream_);
 }
 
-asio::awaitable<void> http_server::state::connection::read_requests()
+template <class Stream>
+asio::awaitable<void> http_server::state::connection<Stream>::read_requests()
 {
     for (bool more = true; more;)
         more = co_await read_request();
@@ -233,18 +468,36 @@ asio::awaitable<void> http_server::state::connection::read_requests()
 }
 
 // Reads one request and starts handling it. False when nothing more is to be read: the
-// connection failed or closed, the request was bad, or it asked to close.
-asio::awaitable<bool> http_server::state::connection::read_request()
+// connection failed, closed or missed a deadline, the request was bad or refused, or it
+// asked to close.
+template <class Stream>
+asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
 {
     while (writing_ && pipeline_.size() >= options_.pipeline_depth)
         co_await next_change();
     if (!writing_)
         co_return false;
+    const bool arrived = co_await await_request();
+    if (!arrived)
+        co_return false;
+    body_reservation reservation(server_->pending_body_bytes, options_.max_pending_body_bytes);
+    auto reserve_chunk = [&reservation](std::uint64_t size, beast::string_view, beast::error_code& ec) {
+        if (!reservation.add(size))
+            ec = asio::error::no_buffer_space;
+    };
     http::request_parser<http::string_body> parser;
     parser.header_limit(options_.header_limit);
     parser.body_limit(options_.body_limit);
+    parser.on_chunk_header(reserve_chunk);
+    arm(read_, options_.header_timeout);
     if (auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, nothrow_awaitable); ec) {
+        disarm(read_);
         reject(ec);
+        co_return false;
+    }
+    disarm(read_);
+    if (const auto length = parser.content_length(); length && !reservation.add(*length)) {
+        refuse(server_->busy());
         co_return false;
     }
     if (expects_continue(parser.get()) && !parser.is_done()) {
@@ -258,46 +511,82 @@ asio::awaitable<bool> http_server::state::connection::read_request()
             co_return false;
     }
     if (!parser.is_done()) {
-        if (auto [ec, n] = co_await http::async_read(stream_, buffer_, parser, nothrow_awaitable); ec) {
-            reject(ec);
+        arm(read_, options_.body_timeout);
+        auto [ec, n] = co_await http::async_read(stream_, buffer_, parser, nothrow_awaitable);
+        disarm(read_);
+        if (ec) {
+            if (reservation.refused())
+                refuse(server_->busy());
+            else
+                reject(ec);
             co_return false;
         }
     }
     http_request req = parser.release();
+    reservation.release();
     const bool keep_alive = req.keep_alive() && !server_->stopping;
     admit(std::move(req), keep_alive);
     co_return keep_alive;
 }
 
+// Waits for the first byte of a request, unless one is already buffered: without a limit
+// while earlier requests are in progress (their handlers bound how long they take), for
+// idle_timeout while every one is answered. False if the connection closed or timed out.
+template <class Stream>
+asio::awaitable<bool> http_server::state::connection<Stream>::await_request()
+{
+    if (buffer_.size() != 0)
+        co_return true;
+    awaiting_ = true;
+    if (pipeline_.empty())
+        arm(idle_, options_.idle_timeout);
+    auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(first_read_size), nothrow_awaitable);
+    awaiting_ = false;
+    disarm(idle_);
+    if (ec)
+        co_return false;
+    buffer_.commit(n);
+    co_return true;
+}
+
 // REQUIRES: the pipeline is empty, so the writer is not writing.
-asio::awaitable<bool> http_server::state::connection::send_continue(unsigned version)
+template <class Stream>
+asio::awaitable<bool> http_server::state::connection<Stream>::send_continue(unsigned version)
 {
     http::response<http::empty_body> go_on{http::status::continue_, version};
-    arm(write_);
+    arm(write_, options_.idle_timeout);
     auto [ec, n] = co_await http::async_write(stream_, go_on, nothrow_awaitable);
     disarm(write_);
     co_return !ec;
 }
 
-void http_server::state::connection::admit(http_request req, bool keep_alive)
+template <class Stream>
+void http_server::state::connection<Stream>::admit(http_request req, bool keep_alive)
 {
-    disarm(idle_);
     slot& s = pipeline_.emplace_back(slot{req.version(), keep_alive, std::nullopt});
-    asio::co_spawn(stream_.get_executor(), handle(shared_from_this(), s, std::move(req)), asio::detached);
+    asio::co_spawn(stream_.get_executor(), handle(this->shared_from_this(), s, std::move(req)),
+                   asio::detached);
 }
 
-void http_server::state::connection::reject(const beast::error_code& ec)
+template <class Stream>
+void http_server::state::connection<Stream>::reject(const beast::error_code& ec)
 {
-    if (std::optional<http_response> res = server_->rejection(ec)) {
-        disarm(idle_);
-        pipeline_.push_back(slot{11, false, std::move(res)});
-        changed();
-    }
+    if (std::optional<http_response> res = server_->rejection(ec))
+        refuse(std::move(*res));
+}
+
+// Answers the request being read with `res` in its place; nothing more is read.
+template <class Stream>
+void http_server::state::connection<Stream>::refuse(http_response res)
+{
+    pipeline_.push_back(slot{11, false, std::move(res)});
+    changed();
 }
 
 // `s` stays in place until the writer has written the response this puts there.
-asio::awaitable<void> http_server::state::connection::handle(std::shared_ptr<connection>, slot& s,
-                                                             http_request req)
+template <class Stream>
+asio::awaitable<void> http_server::state::connection<Stream>::handle(std::shared_ptr<connection>, slot& s,
+                                                                     http_request req)
 {
     http_response res = co_await server_->respond(*handler_, std::move(req));
     res.version(s.version);
@@ -309,7 +598,8 @@ asio::awaitable<void> http_server::state::connection::handle(std::shared_ptr<con
 
 // Writes the responses in request order, each once it is ready, until the reader is done
 // and every response is written, one said "Connection: close", or a write fails.
-asio::awaitable<void> http_server::state::connection::write_responses(std::shared_ptr<connection>)
+template <class Stream>
+asio::awaitable<void> http_server::state::connection<Stream>::write_responses(std::shared_ptr<connection>)
 {
     for (;;) {
         while (pipeline_.empty() ? reading_ : !pipeline_.front().response)
@@ -317,45 +607,51 @@ asio::awaitable<void> http_server::state::connection::write_responses(std::share
         if (pipeline_.empty())
             break;
         slot& s = pipeline_.front();
-        arm(write_);
+        arm(write_, options_.idle_timeout);
         auto [ec, n] = co_await http::async_write(stream_, *s.response, nothrow_awaitable);
         disarm(write_);
         const bool last = ec || !s.keep_alive;
         pipeline_.pop_front();
         if (last) {
             if (ec)
-                stream_.close(); // ends a read in progress: nothing more can be answered
+                beast::get_lowest_layer(stream_)
+                    .close(); // ends a read in progress: nothing more can be answered
             break;
         }
-        if (pipeline_.empty() && reading_)
-            arm(idle_);
+        if (pipeline_.empty() && awaiting_)
+            arm(idle_, options_.idle_timeout);
         changed();
     }
     writing_ = false;
     changed();
 }
 
-asio::awaitable<void> http_server::state::connection::next_change()
+template <class Stream>
+asio::awaitable<void> http_server::state::connection<Stream>::next_change()
 {
     co_await change_.async_wait(nothrow_awaitable);
 }
 
-void http_server::state::connection::changed()
+template <class Stream>
+void http_server::state::connection<Stream>::changed()
 {
     change_.cancel();
 }
 
-void http_server::state::connection::arm(asio::steady_timer& deadline)
+template <class Stream>
+void http_server::state::connection<Stream>::arm(asio::steady_timer& deadline,
+                                                 std::chrono::milliseconds timeout)
 {
-    deadline.expires_after(options_.idle_timeout);
-    deadline.async_wait([self = shared_from_this(), &deadline](const beast::error_code& ec) {
+    deadline.expires_after(timeout);
+    deadline.async_wait([self = this->shared_from_this(), &deadline](const beast::error_code& ec) {
         // Re-armed or disarmed since: a stale expiry closes nothing.
         if (!ec && deadline.expiry() <= asio::steady_timer::clock_type::now())
-            self->stream_.close();
+            beast::get_lowest_layer(self->stream_).close();
     });
 }
 
-void http_server::state::connection::disarm(asio::steady_timer& deadline)
+template <class Stream>
+void http_server::state::connection<Stream>::disarm(asio::steady_timer& deadline)
 {
     deadline.expires_at(asio::steady_timer::time_point::max());
 }
@@ -367,6 +663,11 @@ http_server::http_server(asio::any_io_executor ex, const tcp::endpoint& listen_o
 {
     if (options.pipeline_depth == 0)
         throw std::invalid_argument("http_server_options::pipeline_depth must be at least 1");
+    if (options.max_connections == 0)
+        throw std::invalid_argument("http_server_options::max_connections must be at least 1");
+    if (options.max_pending_body_bytes < options.body_limit)
+        throw std::invalid_argument(
+            "http_server_options::max_pending_body_bytes must be at least body_limit");
     tcp::acceptor& a = state_->acceptor;
     a.open(listen_on.protocol());
     a.set_option(asio::socket_base::reuse_address(true));

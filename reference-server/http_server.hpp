@@ -15,6 +15,13 @@
 // it is over a size limit), after the responses to the requests before it, and its
 // connection closed; the server goes on serving.
 //
+// What a client can hold is bounded (http_server_options): the number of connections, the
+// memory of request bodies still being received (over all connections), and the time a
+// request's header and body may take to arrive. Beyond those limits the client gets a 503
+// or its connection is closed, and the others are served meanwhile.
+//
+// The same connection code serves plain TCP or, given a tls_context (tls.hpp), TLS only.
+//
 //     http_server server{strand, endpoint,
 //                        [&](auto ex) { return std::make_unique<my_handler>(ex); },
 //                        [](http::status s, std::string_view msg) { return make_error(s, msg); }};
@@ -34,6 +41,8 @@
 #include <string_view>
 
 namespace raftkv::server {
+
+class tls_context;
 
 using http_request = boost::beast::http::request<boost::beast::http::string_body>;
 using http_response = boost::beast::http::response<boost::beast::http::string_body>;
@@ -77,11 +86,49 @@ struct http_server_options {
     std::size_t header_limit = 64 * 1024;
 
     /// A connection with no request in progress (every request read has been answered)
-    /// that does not deliver a whole next request, header and body, within this long is
-    /// closed; also the limit on writing one response. While requests are in progress
-    /// there is no limit on reading the next one: the handler bounds how long they take.
+    /// whose client sends no first byte of a next request within this long is closed; also
+    /// the limit on writing one response. While requests are in progress there is no limit
+    /// on the wait for the next one: the handler bounds how long they take.
     /// Default: 60 s.
     std::chrono::milliseconds idle_timeout{60'000};
+
+    /// A request's header (request line and fields) must have arrived whole within this
+    /// long of its first byte, whether or not earlier requests of the connection are in
+    /// progress; otherwise the connection is closed without an answer.
+    /// Default: 10 s.
+    std::chrono::milliseconds header_timeout{10'000};
+
+    /// A request's body must have arrived whole within this long of the end of its header
+    /// (of the "100 Continue" when the client asked for one), whether or not earlier
+    /// requests are in progress; otherwise the connection is closed without an answer.
+    /// Default: 60 s.
+    std::chrono::milliseconds body_timeout{60'000};
+
+    /// The most connections open at once. A connection beyond it is sent a fixed
+    /// "503 Service Unavailable" with "Retry-After: 1" and "Connection: close" (nothing
+    /// over TLS, where it could not be read) without reading its request, and closed. Each
+    /// connection takes a file descriptor, so the process's descriptor limit (RLIMIT_NOFILE)
+    /// must allow this many besides those of Raft and storage. REQUIRES: at least 1.
+    /// Default: 4096.
+    std::size_t max_connections = 4096;
+
+    /// The most bytes of request bodies being received at once, over all connections. A
+    /// request reserves its Content-Length once its header is read (a chunked body: each
+    /// chunk's size as the chunk begins) and releases it when the whole request is handed
+    /// to the handler or its connection ends. A request whose reservation does not fit is
+    /// answered 503 (with "Retry-After: 1") in its place, its body left unread, and its
+    /// connection closed. REQUIRES: at least body_limit, so that any one request can fit.
+    /// Default: 64 MiB.
+    std::size_t max_pending_body_bytes = std::size_t{64} << 20;
+
+    /// Serve HTTPS only, with this context (make_server_tls()): each connection starts with
+    /// a TLS handshake, which must complete within handshake_timeout. A client that sends
+    /// plain HTTP instead is answered a plain 400 saying so, and closed.
+    /// Default: none, plain HTTP.
+    std::shared_ptr<tls_context> tls;
+
+    /// Default: 10 s.
+    std::chrono::milliseconds handshake_timeout{10'000};
 
     /// How many requests of one connection may be read and not yet answered. The server
     /// reads this far ahead of a pipelining client and handles these requests
@@ -100,8 +147,9 @@ struct http_server_options {
 class http_server {
 public:
     /// Binds and listens on `listen_on`; accepts nothing until start(). Connections run on
-    /// strands of `ex`. Throws std::invalid_argument if options.pipeline_depth is 0, and
-    /// boost::system::system_error if the address cannot be bound.
+    /// strands of `ex`. Throws std::invalid_argument if options.pipeline_depth or
+    /// options.max_connections is 0 or options.max_pending_body_bytes is less than
+    /// options.body_limit, and boost::system::system_error if the address cannot be bound.
     http_server(boost::asio::any_io_executor ex, const boost::asio::ip::tcp::endpoint& listen_on,
                 handler_factory make_handler, error_responder make_error, http_server_options options = {});
     ~http_server();

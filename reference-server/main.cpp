@@ -15,6 +15,7 @@
 #include "identity.hpp"
 #include "kv_service.hpp"
 #include "log.hpp"
+#include "tls.hpp"
 
 #include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/error.hpp>
@@ -23,6 +24,8 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/system_error.hpp>
+
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
@@ -101,13 +104,78 @@ int report_refusal(const std::system_error& e)
     return e.code() == raftkv::errc::invalid_argument ? 2 : 1;
 }
 
+// Descriptors the process needs besides its HTTP connections: LevelDB keeps up to 1000
+// table files open, and the Raft log, Raft connections and listeners take a few more.
+constexpr rlim_t descriptors_besides_http = 1100;
+
+// Raises the soft limit on open files to the hard limit, so that max_connections clients
+// fit, and says so in the log when they still do not.
+void raise_descriptor_limit(const server_config& config)
+{
+    rlimit limit{};
+    if (::getrlimit(RLIMIT_NOFILE, &limit) != 0)
+        return;
+    if (limit.rlim_cur < limit.rlim_max) {
+        rlimit raised = limit;
+        raised.rlim_cur = limit.rlim_max;
+        if (::setrlimit(RLIMIT_NOFILE, &raised) == 0)
+            limit = raised;
+    }
+    const rlim_t needed = config.max_connections + descriptors_besides_http;
+    if (limit.rlim_cur != RLIM_INFINITY && limit.rlim_cur < needed)
+        log(log_level::warn, "the open-file limit (" + std::to_string(limit.rlim_cur) + ") is below what " +
+                                 std::to_string(config.max_connections) +
+                                 " HTTP connections (--max-connections) and storage need (about " +
+                                 std::to_string(needed) +
+                                 "); connections beyond it wait until others close (raise ulimit -n)");
+}
+
+// The TLS contexts of the HTTP API, both null for plain HTTP: the server's, and the client's
+// that forwards to the leader (presenting this node's certificate, for a leader that asks
+// for one).
+struct http_tls {
+    std::shared_ptr<tls_context> server;
+    std::shared_ptr<tls_context> forward;
+};
+
+http_tls load_tls(const server_config& config)
+{
+    if (config.tls_cert.empty())
+        return {};
+    try {
+        const std::string& forward_ca = config.forward_ca.empty() ? config.client_ca : config.forward_ca;
+        return {make_server_tls(config.tls_cert, config.tls_key, config.client_ca),
+                make_client_tls(forward_ca, config.tls_cert, config.tls_key)};
+    } catch (const tls_error& e) {
+        throw config_error(e.what());
+    }
+}
+
+http_server_options http_options(const server_config& config, const http_tls& tls)
+{
+    http_server_options o;
+    o.max_connections = config.max_connections;
+    o.max_pending_body_bytes = static_cast<std::size_t>(config.max_pending_body_bytes);
+    o.tls = tls.server;
+    return o;
+}
+
+void warn_if_exposed(const server_config& config, const asio::ip::tcp::endpoint& endpoint)
+{
+    if (config.tls_cert.empty() && !endpoint.address().is_loopback())
+        log(log_level::warn, "the HTTP API listens on " + config.http.to_string() +
+                                 ", beyond loopback, without TLS: whoever reaches it reads and writes "
+                                 "every key in the clear (--cert, --key; docs/security.md)");
+}
+
 http_server listen_http(asio::io_context& io, const server_config& config,
-                        const asio::ip::tcp::endpoint& endpoint, api& routes)
+                        const asio::ip::tcp::endpoint& endpoint, api& routes, const http_tls& tls)
 {
     try {
         return http_server(
             io.get_executor(), endpoint,
-            [&routes](asio::any_io_executor ex) { return routes.make_handler(ex); }, error_response);
+            [&routes](asio::any_io_executor ex) { return routes.make_handler(ex); }, error_response,
+            http_options(config, tls));
     } catch (const boost::system::system_error& e) {
         throw std::runtime_error("cannot listen for HTTP on " + config.http.to_string() + ": " +
                                  e.code().message());
@@ -119,9 +187,10 @@ void log_startup(const server_config& config)
     std::string http = config.http.to_string();
     if (config.advertise_http != config.http)
         http += " (advertised as " + config.advertise_http.to_string() + ")";
+    const std::string scheme = config.tls_cert.empty() ? "http " : "https ";
     log(log_level::info,
         "node " + std::to_string(config.id) + " of cluster " +
-            raftkv::asio::detail::cluster_id_name(config.cluster_id) + " started: http " + http + ", raft " +
+            raftkv::asio::detail::cluster_id_name(config.cluster_id) + " started: " + scheme + http + ", raft " +
             config.raft.to_string() + ", data " + config.data_dir.string() + ", peers " +
             peers_to_string(config.peers) + (config.peer_tls() ? ", peer TLS on" : "") +
             (config.auth_tokens_file ? ", " + std::to_string(config.auth_tokens.size()) +
@@ -167,18 +236,22 @@ int run(server_config config)
 {
     set_log_level(config.log_level);
     set_log_node(config.id);
+    raise_descriptor_limit(config);
     const identity_plan plan = reconcile_identity(config);
 
     asio::io_context io{static_cast<int>(config.threads)};
     const asio::ip::tcp::endpoint http_endpoint = resolve_endpoint(io.get_executor(), config.http);
+    const http_tls tls = load_tls(config);
     kv_service service{io.get_executor(), config};
     record_identity(config, plan);
     api_options routing;
     routing.forward_timeout = std::chrono::milliseconds(config.request_timeout_ms) + std::chrono::seconds(1);
     routing.auth_tokens = config.auth_tokens;
     routing.forward_key = derive_forwarding_key(config.cluster_id, config.auth_tokens);
+    routing.forward_tls = tls.forward;
     api routes{service, std::move(routing)};
-    http_server server = listen_http(io, config, http_endpoint, routes);
+    http_server server = listen_http(io, config, http_endpoint, routes, tls);
+    warn_if_exposed(config, http_endpoint);
 
     asio::signal_set signals{io, SIGINT, SIGTERM};
     asio::steady_timer grace{io};

@@ -79,6 +79,8 @@ BOOST_AUTO_TEST_CASE(no_flags_run_a_single_node_with_the_documented_defaults)
     BOOST_TEST((c.log_level == log_level::info));
     BOOST_TEST(!c.auth_tokens_file.has_value());
     BOOST_TEST(c.auth_tokens.empty());
+    BOOST_TEST(c.max_connections == 4096u);
+    BOOST_TEST(c.max_pending_body_bytes == 64u << 20);
 }
 
 BOOST_AUTO_TEST_CASE(every_flag_is_read)
@@ -252,7 +254,7 @@ BOOST_AUTO_TEST_CASE(help_text_explains_every_flag_and_key)
          {"id", "data-dir", "http", "advertise-http", "cluster-token", "raft", "peers", "tick-ms",
           "election-ticks", "heartbeat-ticks", "request-timeout-ms", "snapshot-entries",
           "snapshot-catchup-entries", "log-level", "threads", "peer-cert", "peer-key", "peer-ca",
-          "auth-tokens", "config"})
+          "auth-tokens", "max-connections", "max-pending-body-bytes", "config"})
         BOOST_TEST(help.find(std::string("--") + name) != std::string::npos, name);
 }
 
@@ -357,6 +359,76 @@ BOOST_AUTO_TEST_CASE(bad_tuning_values_are_errors)
                "election-ticks (5) must be greater than heartbeat-ticks (5)");
     parse_error({"--log-level", "loud"}, "--log-level: 'loud' is not one of error, warn, info, debug");
     parse_error({"--data-dir", ""}, "--data-dir: the data directory must not be empty");
+}
+
+BOOST_AUTO_TEST_CASE(http_limits_are_read_from_flags_and_the_config_file)
+{
+    const server_config c = parse_ok({"--max-connections", "10", "--max-pending-body-bytes", "8388608"});
+    BOOST_TEST(c.max_connections == 10u);
+    BOOST_TEST(c.max_pending_body_bytes == 8388608u);
+    temp_dir dir;
+    const std::string file =
+        write_file(dir, "max-connections: 20\nmax-pending-body-bytes: 6356992\n", "limits.yaml");
+    const server_config f = parse_ok({"--config", file});
+    BOOST_TEST(f.max_connections == 20u);
+    BOOST_TEST(f.max_pending_body_bytes == 6356992u);
+}
+
+BOOST_AUTO_TEST_CASE(bad_http_limits_are_errors)
+{
+    parse_error({"--max-connections", "0"}, "--max-connections: '0' is not an integer from 1 to 1000000");
+    parse_error({"--max-connections", "many"}, "--max-connections");
+    // Smaller than the largest request body: no such request could ever be received.
+    parse_error({"--max-pending-body-bytes", "6356991"},
+                "--max-pending-body-bytes: '6356991' is not an integer from 6356992");
+    parse_error({"--max-pending-body-bytes", "-1"}, "--max-pending-body-bytes");
+}
+
+BOOST_AUTO_TEST_CASE(tls_files_are_read_from_flags_and_the_config_file)
+{
+    temp_dir dir;
+    const std::string cert = write_file(dir, "certificate", "node.crt");
+    const std::string key = write_file(dir, "key", "node.key");
+    const std::string ca = write_file(dir, "ca", "ca.crt");
+    const server_config plain = parse_ok({});
+    BOOST_TEST(plain.tls_cert.empty());
+    BOOST_TEST(plain.tls_key.empty());
+    const server_config c = parse_ok({"--cert", cert, "--key", key, "--client-ca", ca, "--forward-ca", ca});
+    BOOST_TEST(c.tls_cert == cert);
+    BOOST_TEST(c.tls_key == key);
+    BOOST_TEST(c.client_ca == ca);
+    BOOST_TEST(c.forward_ca == ca);
+    const std::string file = write_file(dir, "cert: " + cert + "\nkey: " + key + "\nclient-ca: " + ca + "\n");
+    const server_config f = parse_ok({"--config", file});
+    BOOST_TEST(f.tls_cert == cert);
+    BOOST_TEST(f.client_ca == ca);
+    BOOST_TEST(f.forward_ca.empty());
+}
+
+BOOST_AUTO_TEST_CASE(tls_takes_both_a_certificate_and_a_key)
+{
+    temp_dir dir;
+    const std::string cert = write_file(dir, "certificate", "node.crt");
+    const std::string key = write_file(dir, "key", "node.key");
+    BOOST_TEST(parse_error({"--cert", cert}, "--cert") == "--cert needs --key too (HTTPS takes both)");
+    BOOST_TEST(parse_error({"--key", key}, "--key") == "--key needs --cert too (HTTPS takes both)");
+    parse_error({"--client-ca", cert}, "--client-ca needs --cert and --key");
+    parse_error({"--forward-ca", cert}, "--forward-ca needs --cert and --key");
+}
+
+BOOST_AUTO_TEST_CASE(unreadable_tls_files_are_errors)
+{
+    temp_dir dir;
+    const std::string cert = write_file(dir, "certificate", "node.crt");
+    const std::string key = write_file(dir, "key", "node.key");
+    const std::string missing = (dir / "missing.pem").string();
+    BOOST_TEST(parse_error({"--cert", missing, "--key", key}, "--cert") ==
+               "--cert: cannot read '" + missing + "': No such file or directory");
+    parse_error({"--cert", cert, "--key", missing}, "--key: cannot read");
+    parse_error({"--cert", cert, "--key", key, "--client-ca", dir.path().string()},
+                "--client-ca: cannot read");
+    parse_error({"--cert", cert, "--key", key, "--forward-ca", missing}, "--forward-ca: cannot read");
+    parse_error({"--cert", "", "--key", key}, "--cert: needs a file name");
 }
 
 BOOST_AUTO_TEST_CASE(snapshot_settings_take_zero_to_a_billion)

@@ -1,5 +1,8 @@
 #include "http_server.hpp"
 
+#include "leveldb/temp_dir.hpp"
+#include "tls.hpp"
+
 #define BOOST_TEST_MODULE server_http_server
 #include <boost/test/unit_test.hpp>
 
@@ -16,6 +19,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -186,6 +190,15 @@ public:
                               [&](beast::error_code ec) { ec_ = ec; });
         run();
         BOOST_TEST_REQUIRE(!ec_, "connect: " << ec_.message());
+    }
+
+    /// Sends `bytes`; false if the connection is gone.
+    bool try_send(const std::string& bytes)
+    {
+        stream_.expires_after(5s);
+        asio::async_write(stream_, asio::buffer(bytes), [&](beast::error_code ec, std::size_t) { ec_ = ec; });
+        run();
+        return !ec_;
     }
 
     void send(const std::string& bytes)
@@ -393,12 +406,16 @@ BOOST_AUTO_TEST_CASE(the_idle_timeout_spares_a_request_in_progress_and_closes_an
     BOOST_TEST((std::chrono::steady_clock::now() - idle_since >= 250ms), "closed before the idle timeout");
 }
 
-BOOST_AUTO_TEST_CASE(a_half_sent_request_is_cut_off_by_the_idle_timeout)
+BOOST_AUTO_TEST_CASE(a_half_sent_body_is_cut_off_by_the_body_timeout)
 {
-    server_fixture f(with_idle_timeout(300ms));
+    http_server_options o;
+    o.body_timeout = 300ms;
+    server_fixture f(o);
     raw_client c(f.port());
     c.send("PUT /fast/half HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"val");
+    const auto sent = std::chrono::steady_clock::now();
     BOOST_TEST(c.closed_within(3s));
+    BOOST_TEST((std::chrono::steady_clock::now() - sent >= 250ms), "closed before the body timeout");
     BOOST_TEST(f.seen.started_count() == 0);
 }
 
@@ -455,4 +472,223 @@ BOOST_AUTO_TEST_CASE(after_stop_the_requests_read_are_answered_and_the_next_one_
     BOOST_TEST(r3->body() == "/fast/after-stop");
     BOOST_TEST(!r3->keep_alive());
     BOOST_TEST(c.closed_within(3s));
+}
+
+namespace {
+
+/// Sends `bytes` one at a time, `interval` apart, until a send fails because the server
+/// closed the connection; how long that took from the first byte (a little longer than when
+/// the server closed it), or nothing if it stayed open for `limit`.
+std::optional<std::chrono::milliseconds> trickle_until_closed(raw_client& c, const std::string& bytes,
+                                                              std::chrono::milliseconds interval,
+                                                              std::chrono::milliseconds limit = 3s)
+{
+    const auto start = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; std::chrono::steady_clock::now() - start < limit; ++i) {
+        if (!c.try_send(std::string(1, bytes[i % bytes.size()])))
+            return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() -
+                                                                         start);
+        std::this_thread::sleep_for(interval);
+    }
+    return std::nullopt;
+}
+
+std::string put_header(const std::string& target, std::size_t length, const std::string& extra_headers = {})
+{
+    return "PUT " + target + " HTTP/1.1\r\nHost: x\r\nContent-Length: " + std::to_string(length) + "\r\n" +
+           extra_headers + "\r\n";
+}
+
+/// A PUT of `length` bytes that asks for "100 Continue" and gets it: from then on the
+/// server holds a reservation for its body. Returns whether the 100 arrived.
+bool start_expecting_put(raw_client& c, const std::string& target, std::size_t length)
+{
+    c.send(put_header(target, length, "Expect: 100-continue\r\n"));
+    std::optional<response> go_on = c.read();
+    return go_on && go_on->result() == http::status::continue_;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(connections_over_the_cap_get_503_and_the_earlier_ones_are_still_served)
+{
+    http_server_options o;
+    o.max_connections = 2;
+    server_fixture f(o);
+    std::optional<raw_client> first(f.port());
+    raw_client& a = *first;
+    raw_client b(f.port());
+    // Answered, so both are counted.
+    a.send(get("/fast/a"));
+    b.send(get("/fast/b"));
+    BOOST_TEST(a.read_bodies(1) == std::vector<std::string>{"200 /fast/a"}, boost::test_tools::per_element());
+    BOOST_TEST(b.read_bodies(1) == std::vector<std::string>{"200 /fast/b"}, boost::test_tools::per_element());
+
+    raw_client over(f.port());
+    over.try_send(get("/fast/over"));
+    std::optional<response> refused = over.read();
+    BOOST_TEST_REQUIRE(refused.has_value(), "a connection over the cap got no answer");
+    BOOST_TEST(refused->result_int() == 503);
+    BOOST_TEST(!refused->keep_alive());
+    BOOST_TEST(refused->count(http::field::retry_after) == 1u);
+    BOOST_TEST(over.closed_within(3s));
+    BOOST_TEST(f.seen.started_count() == 2, "a request over the cap was handled");
+
+    a.send(get("/fast/a2"));
+    b.send(get("/fast/b2"));
+    BOOST_TEST(a.read_bodies(1) == std::vector<std::string>{"200 /fast/a2"},
+               boost::test_tools::per_element());
+    BOOST_TEST(b.read_bodies(1) == std::vector<std::string>{"200 /fast/b2"},
+               boost::test_tools::per_element());
+
+    // Once one closes, a new connection is served again.
+    a.send(get("/fast/bye", "Connection: close\r\n"));
+    BOOST_TEST(a.read_bodies(1) == std::vector<std::string>{"200 /fast/bye"},
+               boost::test_tools::per_element());
+    BOOST_TEST(a.closed_within(3s));
+    first.reset();
+    std::string later = "none";
+    const auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (later != "200 /fast/later" && std::chrono::steady_clock::now() < deadline) {
+        raw_client c(f.port());
+        c.try_send(get("/fast/later"));
+        later = c.read_bodies(1)[0];
+    }
+    BOOST_TEST(later == "200 /fast/later");
+}
+
+BOOST_AUTO_TEST_CASE(bodies_over_the_pending_budget_get_503_and_the_budget_is_released)
+{
+    http_server_options o;
+    o.body_limit = 2000;
+    o.max_pending_body_bytes = 2000;
+    server_fixture f(o);
+    raw_client holder(f.port());
+    BOOST_TEST_REQUIRE(start_expecting_put(holder, "/fast/holder", 1500));
+    holder.send(std::string(100, 'h'));
+
+    // 1500 + 1000 do not fit in 2000: refused without reading the body.
+    raw_client sized(f.port());
+    sized.send(put_header("/fast/sized", 1000));
+    std::optional<response> refused = sized.read();
+    BOOST_TEST_REQUIRE(refused.has_value());
+    BOOST_TEST(refused->result_int() == 503);
+    BOOST_TEST(refused->body().starts_with("too many request bodies"), refused->body());
+    BOOST_TEST(refused->count(http::field::retry_after) == 1u);
+    BOOST_TEST(!refused->keep_alive());
+    BOOST_TEST(sized.closed_within(3s));
+
+    // A chunked body reserves each chunk as it begins.
+    raw_client chunked(f.port());
+    chunked.send("PUT /fast/chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n" +
+                 std::string(16, 'c') + "\r\n3e8\r\n");
+    std::optional<response> refused_chunk = chunked.read();
+    BOOST_TEST_REQUIRE(refused_chunk.has_value());
+    BOOST_TEST(refused_chunk->result_int() == 503);
+    BOOST_TEST(chunked.closed_within(3s));
+
+    holder.send(std::string(1400, 'h'));
+    BOOST_TEST(holder.read_bodies(1) == std::vector<std::string>{"200 /fast/holder"},
+               boost::test_tools::per_element());
+
+    // Handed to the handler, the holder's body no longer counts: the whole budget is free.
+    raw_client later(f.port());
+    later.send(put_header("/fast/later", 2000) + std::string(2000, 'l'));
+    BOOST_TEST(later.read_bodies(1) == std::vector<std::string>{"200 /fast/later"},
+               boost::test_tools::per_element());
+    BOOST_TEST(f.seen.started_count() == 2);
+}
+
+BOOST_AUTO_TEST_CASE(a_budget_smaller_than_the_body_limit_is_refused)
+{
+    asio::io_context io;
+    http_server_options o;
+    o.max_pending_body_bytes = o.body_limit - 1;
+    BOOST_CHECK_THROW(http_server(
+                          io.get_executor(), tcp::endpoint(asio::ip::address_v4::loopback(), 0),
+                          [](asio::any_io_executor) { return std::unique_ptr<test_handler>(); },
+                          [](http::status s, std::string_view) {
+                              return http_response{s, 11};
+                          },
+                          o),
+                      std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(a_header_sent_a_byte_at_a_time_is_cut_off_at_the_header_deadline_while_others_are_served)
+{
+    http_server_options o;
+    o.header_timeout = 400ms;
+    server_fixture f(o);
+    raw_client slow(f.port());
+    raw_client other(f.port());
+    std::optional<std::chrono::milliseconds> closed_after;
+    std::thread trickler([&] { closed_after = trickle_until_closed(slow, get("/fast/slow"), 50ms); });
+    for (int i = 0; i < 5; ++i) {
+        other.send(get("/delay/50"));
+        BOOST_TEST(other.read_bodies(1) == std::vector<std::string>{"200 /delay/50"},
+                   boost::test_tools::per_element());
+    }
+    trickler.join();
+    BOOST_TEST_REQUIRE(closed_after.has_value(), "a header that never ends kept its connection open");
+    BOOST_TEST(closed_after->count() >= 350, "closed before the header deadline");
+    BOOST_TEST(f.seen.started_count() == 5);
+}
+
+BOOST_AUTO_TEST_CASE(the_header_deadline_holds_while_earlier_requests_are_in_progress)
+{
+    http_server_options o;
+    o.header_timeout = 300ms;
+    server_fixture f(o);
+    raw_client c(f.port());
+    c.send(get("/block/1") + "GET /fast/2 HTTP/1.1\r\nHo");
+    const auto sent = std::chrono::steady_clock::now();
+    BOOST_TEST(c.closed_within(3s), "a half-sent header behind a request in progress stayed open");
+    BOOST_TEST((std::chrono::steady_clock::now() - sent >= 250ms), "closed before the header deadline");
+}
+
+BOOST_AUTO_TEST_CASE(a_body_sent_a_byte_at_a_time_is_cut_off_at_the_body_deadline_while_others_are_served)
+{
+    http_server_options o;
+    o.body_timeout = 400ms;
+    server_fixture f(o);
+    raw_client slow(f.port());
+    slow.send(get("/block/1") + put_header("/fast/slow", 1000));
+    raw_client other(f.port());
+    std::optional<std::chrono::milliseconds> closed_after;
+    std::thread trickler([&] { closed_after = trickle_until_closed(slow, "x", 50ms); });
+    for (int i = 0; i < 5; ++i) {
+        other.send(get("/delay/50"));
+        BOOST_TEST(other.read_bodies(1) == std::vector<std::string>{"200 /delay/50"},
+                   boost::test_tools::per_element());
+    }
+    trickler.join();
+    BOOST_TEST_REQUIRE(closed_after.has_value(), "a body that never ends kept its connection open");
+    BOOST_TEST(closed_after->count() >= 300, "closed before the body deadline");
+}
+
+BOOST_AUTO_TEST_CASE(a_tls_client_that_never_completes_its_handshake_is_cut_off_at_the_deadline)
+{
+    raftkv::test::temp_dir certs;
+    const std::string command =
+        std::string(RAFTKV_MAKE_CERTS) + " '" + certs.path().string() + "' 1 >/dev/null";
+    BOOST_TEST_REQUIRE(std::system(command.c_str()) == 0, "make-certs.sh failed");
+    http_server_options o;
+    o.tls = raftkv::server::make_server_tls((certs.path() / "node-1.crt").string(),
+                                            (certs.path() / "node-1.key").string());
+    o.handshake_timeout = 300ms;
+    server_fixture f(o);
+    raw_client silent(f.port());
+    const auto connected = std::chrono::steady_clock::now();
+    BOOST_TEST(silent.closed_within(3s), "a connection without a handshake stayed open");
+    BOOST_TEST((std::chrono::steady_clock::now() - connected >= 250ms),
+               "closed before the handshake deadline");
+
+    // Plain HTTP gets a plain answer that says what to do.
+    raw_client plain(f.port());
+    plain.send(get("/fast/plain"));
+    std::optional<response> r = plain.read();
+    BOOST_TEST_REQUIRE(r.has_value());
+    BOOST_TEST(r->result_int() == 400);
+    BOOST_TEST(r->body().find("https://") != std::string::npos, r->body());
+    BOOST_TEST(f.seen.started_count() == 0);
 }
