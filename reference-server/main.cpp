@@ -190,8 +190,8 @@ void log_startup(const server_config& config)
     const std::string scheme = config.tls_cert.empty() ? "http " : "https ";
     log(log_level::info,
         "node " + std::to_string(config.id) + " of cluster " +
-            raftkv::asio::detail::cluster_id_name(config.cluster_id) + " started: " + scheme + http + ", raft " +
-            config.raft.to_string() + ", data " + config.data_dir.string() + ", peers " +
+            raftkv::asio::detail::cluster_id_name(config.cluster_id) + " started: " + scheme + http +
+            ", raft " + config.raft.to_string() + ", data " + config.data_dir.string() + ", peers " +
             peers_to_string(config.peers) + (config.peer_tls() ? ", peer TLS on" : "") +
             (config.auth_tokens_file ? ", " + std::to_string(config.auth_tokens.size()) +
                                            " bearer tokens from " + config.auth_tokens_file->string()

@@ -250,11 +250,28 @@ BOOST_AUTO_TEST_CASE(help_wins_over_everything_else)
 BOOST_AUTO_TEST_CASE(help_text_explains_every_flag_and_key)
 {
     const std::string help = raftkv::server::help_text();
-    for (const char* name :
-         {"id", "data-dir", "http", "advertise-http", "cluster-token", "raft", "peers", "tick-ms",
-          "election-ticks", "heartbeat-ticks", "request-timeout-ms", "snapshot-entries",
-          "snapshot-catchup-entries", "log-level", "threads", "peer-cert", "peer-key", "peer-ca",
-          "auth-tokens", "max-connections", "max-pending-body-bytes", "config"})
+    for (const char* name : {"id",
+                             "data-dir",
+                             "http",
+                             "advertise-http",
+                             "cluster-token",
+                             "raft",
+                             "peers",
+                             "tick-ms",
+                             "election-ticks",
+                             "heartbeat-ticks",
+                             "request-timeout-ms",
+                             "snapshot-entries",
+                             "snapshot-catchup-entries",
+                             "log-level",
+                             "threads",
+                             "peer-cert",
+                             "peer-key",
+                             "peer-ca",
+                             "auth-tokens",
+                             "max-connections",
+                             "max-pending-body-bytes",
+                             "config"})
         BOOST_TEST(help.find(std::string("--") + name) != std::string::npos, name);
 }
 
