@@ -362,11 +362,13 @@ std::string check_join(const raw_settings& s, server_config& c)
     const raw_value* v = s.find("join");
     if (!v)
         return {};
-    auto address = parse_join_url(v->text);
-    if (!address)
+    auto url = parse_join_url(v->text);
+    if (!url)
         return v->where + ": " + in_quotes(v->text) +
-               " is not the HTTP address of a member to join through (http://HOST:PORT)";
-    c.join = *address;
+               " is not the HTTP address of a member to join through (http://HOST:PORT or "
+               "https://HOST:PORT)";
+    c.join = url->address;
+    c.join_https = url->https;
     return {};
 }
 
@@ -536,6 +538,15 @@ std::string check_tls(const raw_settings& s, server_config& c)
         return s.find("client-ca")->where + " needs --cert and --key (client certificates are for HTTPS)";
     if (c.tls_cert.empty() && !c.forward_ca.empty())
         return s.find("forward-ca")->where + " needs --cert and --key (it is for forwarding over HTTPS)";
+    // A cluster's members all serve HTTPS or all plain HTTP: each forwards to the leader
+    // with its own scheme, and so joins with it.
+    if (c.join && c.join_https && c.tls_cert.empty())
+        return s.find("join")->where +
+               ": joining over HTTPS needs --cert and --key (every member of an HTTPS cluster serves "
+               "HTTPS, and the join presents this certificate)";
+    if (c.join && !c.join_https && !c.tls_cert.empty())
+        return s.find("join")->where +
+               ": this node serves HTTPS (--cert), so the members do too: join through https://";
     return {};
 }
 
@@ -570,15 +581,26 @@ std::string host_port::to_string() const
     return host.find(':') != std::string::npos ? "[" + host + "]:" + p : host + ":" + p;
 }
 
-std::optional<host_port> parse_join_url(std::string_view url)
+std::optional<join_url> parse_join_url(std::string_view url)
 {
-    constexpr std::string_view scheme = "http://";
-    if (!url.starts_with(scheme))
+    constexpr std::string_view http = "http://";
+    constexpr std::string_view https = "https://";
+    join_url result;
+    if (url.starts_with(https)) {
+        result.https = true;
+        url.remove_prefix(https.size());
+    } else if (url.starts_with(http)) {
+        url.remove_prefix(http.size());
+    } else {
         return std::nullopt;
-    url.remove_prefix(scheme.size());
+    }
     if (url.ends_with('/'))
         url.remove_suffix(1);
-    return parse_host_port(url);
+    auto address = parse_host_port(url);
+    if (!address)
+        return std::nullopt;
+    result.address = std::move(*address);
+    return result;
 }
 
 std::optional<host_port> parse_host_port(std::string_view text)
@@ -744,10 +766,13 @@ Flags (each also a key of the config file; flags override the file):
                              at the first start; later it may be left out, and if
                              given must be the recorded list (default: the recorded
                              list, else just this node at --raft)
-  --join http://HOST:PORT    join a running cluster through one of its members, which
+  --join http[s]://HOST:PORT join a running cluster through one of its members, which
                              must have added this node first (POST /cluster/members);
                              needs an empty data directory, learns the cluster's id
-                             and members from it; not with --peers
+                             and members from it; not with --peers. https:// needs
+                             --cert and --key (presented to the member, whose
+                             certificate must chain to --forward-ca, else --client-ca,
+                             else the system's CAs); http:// is for a plain cluster
   --cluster-token TOKEN      mixed into the id of a new cluster, so that clusters
                              bootstrapped with the same --peers refuse each other's
                              nodes; on a restart, the recorded one or none

@@ -80,6 +80,11 @@ struct server_config {
     /// directory, learning the cluster's id and members from it. Ignored once the data
     /// directory records that it joined. Not with `peers`.
     std::optional<host_port> join;
+    /// `join` was given as https://: the member list is fetched over TLS, trusting the
+    /// CAs forwarding trusts (forward_ca, else client_ca, else the system's) and presenting
+    /// tls_cert. Needs tls_cert (the members of an HTTPS cluster all serve HTTPS); an
+    /// http:// `join` needs its absence.
+    bool join_https = false;
 
     /// Not a setting: the cluster id, from the data directory's identity (identity.hpp),
     /// set before the node starts. 0 until then.
@@ -205,8 +210,15 @@ bool is_wildcard(const host_port& address);
 /// True for localhost and the loopback addresses (127.0.0.0/8, ::1).
 bool is_loopback(const host_port& address);
 
-/// Parses "http://host:port" (a trailing '/' allowed), the --join address; nullopt otherwise.
-std::optional<host_port> parse_join_url(std::string_view url);
+/// A --join address: a member's HTTP API, and whether it serves HTTPS.
+struct join_url {
+    host_port address;
+    bool https = false;
+};
+
+/// Parses "http://host:port" or "https://host:port" (a trailing '/' allowed), the --join
+/// address; nullopt otherwise.
+std::optional<join_url> parse_join_url(std::string_view url);
 
 /// Parses a node id: a decimal number, 1 to 2^64 - 1.
 std::optional<node_id> parse_node_id(std::string_view text);

@@ -2,6 +2,7 @@
 
 #include "durable_file.hpp"
 #include "join.hpp"
+#include "tls.hpp"
 
 #include <raftkv/asio/detail/greeting.hpp>
 
@@ -51,17 +52,30 @@ bool holds_raft_data(const std::filesystem::path& data_dir)
     return std::filesystem::exists(data_dir / "wal", ec) || std::filesystem::exists(data_dir / "state", ec);
 }
 
+// The TLS context of an https:// --join: the same trust and client certificate as
+// forwarding to the leader. Null for http://.
+std::shared_ptr<tls_context> join_tls(const server_config& c)
+{
+    if (!c.join_https)
+        return nullptr;
+    try {
+        return make_client_tls(c.forward_ca.empty() ? c.client_ca : c.forward_ca, c.tls_cert, c.tls_key);
+    } catch (const tls_error& e) {
+        throw config_error(e.what());
+    }
+}
+
 // A node joining a running cluster: it must have been added already (so the leader
 // replicates to it), at the Raft address it listens on, and must bring no state of its own.
 identity join_cluster(server_config& c)
 {
-    const std::string url = "http://" + c.join->to_string();
+    const std::string url = (c.join_https ? "https://" : "http://") + c.join->to_string();
     if (holds_raft_data(c.data_dir))
         throw config_error("--join needs an empty data directory, but " + c.data_dir.string() +
                            " holds Raft data without an identity file; move it away first");
     // The members share the tokens file: any of its tokens may read the member list.
     const std::string_view bearer = c.auth_tokens.empty() ? std::string_view() : c.auth_tokens.front().token;
-    const cluster_view view = fetch_cluster(*c.join, std::chrono::seconds(5), bearer);
+    const cluster_view view = fetch_cluster(*c.join, std::chrono::seconds(5), bearer, join_tls(c));
     const auto self = view.raft.find(c.id);
     if (self == view.raft.end())
         throw config_error("node " + std::to_string(c.id) + " is not a member of the cluster at " + url +

@@ -1,20 +1,22 @@
 #include "join.hpp"
 
-#include <boost/asio/connect.hpp>
+#include "client_stream.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
-#include <boost/beast/http/empty_body.hpp>
-#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
-#include <boost/beast/http/write.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
 #include <charconv>
+#include <exception>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -72,32 +74,61 @@ cluster_view parse_cluster_view(std::string_view body)
 }
 
 cluster_view fetch_cluster(const host_port& address, std::chrono::milliseconds timeout,
-                           std::string_view bearer)
+                           std::string_view bearer, std::shared_ptr<tls_context> tls)
 {
-    const std::string where = "http://" + address.to_string();
-    try {
-        asio::io_context io;
-        asio::ip::tcp::resolver resolver(io);
-        beast::tcp_stream stream(io);
-        stream.expires_after(timeout);
-        stream.connect(resolver.resolve(address.host, std::to_string(address.port)));
-        http::request<http::empty_body> req{http::verb::get, "/cluster/members", 11};
+    const std::string where = (tls ? "https://" : "http://") + address.to_string();
+    asio::io_context io;
+    beast::error_code failure;
+    std::optional<http::response<http::string_body>> answer;
+    const auto ask = [&]() -> asio::awaitable<void> {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        asio::ip::tcp::resolver resolver(io.get_executor());
+        const std::string port = std::to_string(address.port);
+        constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+        auto [resolve_ec, endpoints] = co_await resolver.async_resolve(address.host, port, nothrow);
+        if (resolve_ec) {
+            failure = resolve_ec;
+            co_return;
+        }
+        http_client_stream stream{io.get_executor(), tls};
+        const beast::error_code connect_ec = co_await stream.connect(endpoints, address.host, deadline);
+        if (connect_ec) {
+            failure = connect_ec;
+            co_return;
+        }
+        stream.expires_at(deadline);
+        http_request req{http::verb::get, "/cluster/members", 11};
         req.set(http::field::host, address.to_string());
         if (!bearer.empty())
             req.set(http::field::authorization, "Bearer " + std::string(bearer));
-        http::write(stream, req);
+        const beast::error_code write_ec = co_await stream.write(req);
+        if (write_ec) {
+            failure = write_ec;
+            co_return;
+        }
         beast::flat_buffer buffer;
         http::response_parser<http::string_body> parser;
         parser.body_limit(16 * 1024 * 1024);
-        http::read(stream, buffer, parser);
-        const auto& res = parser.get();
-        if (res.result() != http::status::ok)
-            throw std::runtime_error(where + " answered GET /cluster/members with " +
-                                     std::to_string(res.result_int()) + ": " + res.body().substr(0, 300));
-        return parse_cluster_view(res.body());
-    } catch (const boost::system::system_error& e) {
-        throw std::runtime_error("cannot ask " + where + " for the cluster's members: " + e.code().message());
-    }
+        const beast::error_code read_ec = co_await stream.read(buffer, parser);
+        stream.close();
+        if (read_ec) {
+            failure = read_ec;
+            co_return;
+        }
+        answer.emplace(parser.release());
+    };
+    std::exception_ptr thrown;
+    asio::co_spawn(io, ask, [&thrown](std::exception_ptr e) { thrown = e; });
+    io.run();
+    if (thrown)
+        std::rethrow_exception(thrown);
+    if (!answer)
+        throw std::runtime_error("cannot ask " + where + " for the cluster's members: " +
+                                 (failure ? failure.message() : std::string("no answer")));
+    if (answer->result() != http::status::ok)
+        throw std::runtime_error(where + " answered GET /cluster/members with " +
+                                 std::to_string(answer->result_int()) + ": " + answer->body().substr(0, 300));
+    return parse_cluster_view(answer->body());
 }
 
 } // namespace raftkv::server

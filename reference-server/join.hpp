@@ -12,12 +12,15 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace raftkv::server {
+
+class tls_context;
 
 /// A cluster as a member described it.
 struct cluster_view {
@@ -30,10 +33,11 @@ struct cluster_view {
 
 /// Asks the member at `address` for GET /cluster/members and reads the cluster's id and
 /// members from the answer; with "Authorization: Bearer <bearer>" unless `bearer` is empty.
-/// Throws std::runtime_error, saying why, when the member cannot be reached within
-/// `timeout` or answers something else.
+/// Over HTTPS with `tls` (make_client_tls(): the member's certificate must chain to its CAs
+/// and name `address.host`), plain HTTP when it is null. Throws std::runtime_error, saying
+/// why, when the member cannot be reached within `timeout` or answers something else.
 cluster_view fetch_cluster(const host_port& address, std::chrono::milliseconds timeout,
-                           std::string_view bearer = {});
+                           std::string_view bearer = {}, std::shared_ptr<tls_context> tls = nullptr);
 
 /// Parses a GET /cluster/members answer; throws std::runtime_error when it is not one.
 cluster_view parse_cluster_view(std::string_view body);

@@ -1,6 +1,7 @@
 // raftkv-server's HTTP API over TLS (--cert, --key, --client-ca): HTTPS requests are served,
 // client certificates are required when asked for, plain HTTP to the HTTPS port is refused
-// clearly while the server keeps serving, and followers forward to the leader over HTTPS.
+// clearly while the server keeps serving, followers forward to the leader over HTTPS, and a
+// new node joins through --join https://.
 // Certificates come from scripts/make-certs.sh.
 #define BOOST_TEST_MODULE raftkv_e2e_tls_http
 #include <boost/test/unit_test.hpp>
@@ -265,6 +266,68 @@ BOOST_AUTO_TEST_CASE(forwarding_refuses_a_leader_whose_certificate_it_does_not_t
     const http_response moved = https(c.http_port(follower), client, "POST", "/cluster/leader", body, 10s);
     BOOST_TEST(moved.status == 503, describe(moved));
     BOOST_TEST(moved.body.find("cannot reach the leader") != std::string::npos, describe(moved));
+}
+
+/// `args` with its --join http://HOST:PORT turned into https://HOST:PORT.
+std::vector<std::string> join_over_https(std::vector<std::string> args)
+{
+    const auto join = std::find(args.begin(), args.end(), "--join");
+    BOOST_TEST_REQUIRE((join != args.end() && join + 1 != args.end()));
+    std::string& url = *(join + 1);
+    BOOST_TEST_REQUIRE(url.starts_with("http://"));
+    url.insert(4, "s");
+    return args;
+}
+
+// A new node joins an HTTPS cluster through --join https://: it fetches the member list over
+// TLS, verifying the member's certificate and presenting its own (the members ask for one).
+BOOST_AUTO_TEST_CASE(a_node_joins_an_https_cluster_through_join_https)
+{
+    temp_dir certs;
+    make_certs(certs.path(), 4);
+    temp_dir other;
+    make_certs(other.path(), 1);
+    const client_identity client{certs / "ca.crt", certs / "client.crt", certs / "client.key"};
+    cluster c{3, false};
+    for (std::uint64_t id = 1; id <= 3; ++id)
+        c.start(id, with_tls(c.args(id), certs.path(), id, true));
+    const std::optional<std::uint64_t> leader = agreed_leader(c, {1, 2, 3}, client);
+    BOOST_TEST_REQUIRE(leader.has_value(), "the nodes never agreed on a leader over HTTPS");
+    const http_response put =
+        https(c.http_port(*leader), client, "PUT", kv_target("j"), value_body("before"));
+    BOOST_TEST_REQUIRE(put.status == 200, describe(put));
+
+    const std::uint64_t via = *leader % 3 + 1;
+    const std::uint64_t id = c.add_node(via);
+    const std::vector<std::string> args = join_over_https(with_tls(c.args(id), certs.path(), id, true));
+
+    // A --forward-ca that did not sign the member's certificate: the join refuses it.
+    std::vector<std::string> distrusting = args;
+    distrusting.insert(distrusting.end(), {"--forward-ca", (other / "ca.crt").string()});
+    const run_result refused = run_server(distrusting);
+    BOOST_TEST_REQUIRE(refused.status.has_value(), "the server did not exit");
+    BOOST_TEST((refused.status->exited && refused.status->code != 0), *refused.status);
+    BOOST_TEST(refused.err.find("cannot ask https://") != std::string::npos, refused.err);
+
+    http_response added;
+    wait_until(
+        [&] {
+            added = https(c.http_port(via), client, "POST", "/cluster/members", c.member_body(id, true), 5s);
+            return added.status == 201;
+        },
+        20s, 100ms);
+    BOOST_TEST_REQUIRE(added.status == 201, describe(added));
+    c.start(id, args);
+    BOOST_TEST_REQUIRE(serves_health(c.http_port(id), client), read_tail(c.spec(id).log_file));
+    // It learned the cluster and catches up: the write from before is readable there.
+    const bool caught_up = wait_until(
+        [&] {
+            const http_response r = https(c.http_port(id), client, "GET", kv_target("j"), {}, 2s);
+            return r.status == 200 && parse_json(r.body).string("value").value_or("") == "before";
+        },
+        20s, 100ms);
+    BOOST_TEST(caught_up, read_tail(c.spec(id).log_file));
+    BOOST_TEST(c.running(id));
 }
 
 BOOST_AUTO_TEST_CASE(a_missing_or_mismatched_key_stops_the_server_with_one_line)

@@ -14,6 +14,7 @@ namespace {
 using raftkv::server::host_port;
 using raftkv::server::log_level;
 using raftkv::server::parse_arguments;
+using raftkv::server::parse_join_url;
 using raftkv::server::parse_result;
 using raftkv::server::server_config;
 using raftkv::test::temp_dir;
@@ -148,10 +149,31 @@ BOOST_AUTO_TEST_CASE(join_takes_a_members_http_address_and_excludes_peers)
         parse_ok({"--id", "4", "--raft", "127.0.0.1:9084", "--join", "http://127.0.0.1:8081/"});
     BOOST_REQUIRE(c.join.has_value());
     BOOST_TEST(c.join->to_string() == "127.0.0.1:8081");
+    BOOST_TEST(!c.join_https);
     parse_error({"--id", "4", "--join", "127.0.0.1:8081"},
                 "--join: '127.0.0.1:8081' is not the HTTP address");
-    parse_error({"--id", "4", "--join", "https://127.0.0.1:8081"}, "http://HOST:PORT");
+    parse_error({"--id", "4", "--join", "ftp://127.0.0.1:8081"}, "(http://HOST:PORT or https://HOST:PORT)");
+    parse_error({"--id", "4", "--join", "https://"}, "is not the HTTP address");
     parse_error({"--id", "1", "--join", "http://127.0.0.1:8082", "--peers", three_peers}, "not both");
+}
+
+BOOST_AUTO_TEST_CASE(join_url_parses_both_schemes)
+{
+    const auto plain = parse_join_url("http://10.0.0.1:8081");
+    BOOST_REQUIRE(plain.has_value());
+    BOOST_TEST(plain->address.to_string() == "10.0.0.1:8081");
+    BOOST_TEST(!plain->https);
+    const auto tls = parse_join_url("https://node-1.example:8443/");
+    BOOST_REQUIRE(tls.has_value());
+    BOOST_TEST(tls->address.to_string() == "node-1.example:8443");
+    BOOST_TEST(tls->https);
+    const auto v6 = parse_join_url("https://[::1]:8081");
+    BOOST_REQUIRE(v6.has_value());
+    BOOST_TEST(v6->address.host == "::1");
+    BOOST_TEST(!parse_join_url("https://node-1.example").has_value());
+    BOOST_TEST(!parse_join_url("HTTPS://127.0.0.1:8081").has_value());
+    BOOST_TEST(!parse_join_url("httpss://127.0.0.1:8081").has_value());
+    BOOST_TEST(!parse_join_url("https//127.0.0.1:8081").has_value());
 }
 
 BOOST_AUTO_TEST_CASE(raft_may_differ_from_the_address_peers_dial)
@@ -431,6 +453,23 @@ BOOST_AUTO_TEST_CASE(tls_takes_both_a_certificate_and_a_key)
     BOOST_TEST(parse_error({"--key", key}, "--key") == "--key needs --cert too (HTTPS takes both)");
     parse_error({"--client-ca", cert}, "--client-ca needs --cert and --key");
     parse_error({"--forward-ca", cert}, "--forward-ca needs --cert and --key");
+}
+
+BOOST_AUTO_TEST_CASE(join_over_https_goes_with_serving_https)
+{
+    temp_dir dir;
+    const std::string cert = write_file(dir, "certificate", "node.crt");
+    const std::string key = write_file(dir, "key", "node.key");
+    const server_config c =
+        parse_ok({"--id", "4", "--cert", cert, "--key", key, "--join", "https://127.0.0.1:8081"});
+    BOOST_REQUIRE(c.join.has_value());
+    BOOST_TEST(c.join->to_string() == "127.0.0.1:8081");
+    BOOST_TEST(c.join_https);
+    BOOST_TEST(parse_error({"--id", "4", "--join", "https://127.0.0.1:8081"}, "--join") ==
+               "--join: joining over HTTPS needs --cert and --key (every member of an HTTPS cluster serves "
+               "HTTPS, and the join presents this certificate)");
+    parse_error({"--id", "4", "--cert", cert, "--key", key, "--join", "http://127.0.0.1:8081"},
+                "--join: this node serves HTTPS (--cert), so the members do too: join through https://");
 }
 
 BOOST_AUTO_TEST_CASE(unreadable_tls_files_are_errors)
