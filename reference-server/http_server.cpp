@@ -401,10 +401,15 @@ std::optional<http_response> http_server::state::rejection(const beast::error_co
 {
     if (!is_http_error(ec) || ec == http::error::end_of_stream || ec == http::error::partial_message)
         return std::nullopt;
-    const bool too_large = ec == http::error::body_limit || ec == http::error::header_limit;
-    http_response res =
-        too_large ? make_error(http::status::payload_too_large, "request too large: " + ec.message())
-                  : make_error(http::status::bad_request, "malformed request: " + ec.message());
+    // Beast's header limit covers the request line and the header fields together.
+    http_response res;
+    if (ec == http::error::header_limit)
+        res = make_error(http::status::request_header_fields_too_large,
+                         "request header fields too large: " + ec.message());
+    else if (ec == http::error::body_limit)
+        res = make_error(http::status::payload_too_large, "request too large: " + ec.message());
+    else
+        res = make_error(http::status::bad_request, "malformed request: " + ec.message());
     res.version(11);
     res.keep_alive(false);
     res.prepare_payload();

@@ -11,9 +11,10 @@
 // waiting for the answers) are handled concurrently, up to a bounded depth, and their
 // responses are written strictly in request order, as HTTP/1.1 requires.
 //
-// A request that cannot be parsed is answered by the error_responder (400, or 413 when
-// it is over a size limit), after the responses to the requests before it, and its
-// connection closed; the server goes on serving.
+// A request that cannot be parsed is answered by the error_responder (400; 413 for a body
+// over its limit, 431 for a request line and header fields over theirs), after the
+// responses to the requests before it, and its connection closed; the server goes on
+// serving.
 //
 // What a client can hold is bounded (http_server_options): the number of connections, the
 // memory of request bodies still being received (over all connections), and the time a
@@ -81,7 +82,8 @@ struct http_server_options {
     /// Default: 6 MiB + 64 KiB.
     std::size_t body_limit = (std::size_t{6} << 20) + 64 * 1024;
 
-    /// The largest request line and header fields accepted; larger is answered 413.
+    /// The largest request line and header fields accepted (together); larger is answered
+    /// 431 (Request Header Fields Too Large).
     /// Default: 64 KiB.
     std::size_t header_limit = 64 * 1024;
 

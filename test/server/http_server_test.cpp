@@ -351,7 +351,7 @@ BOOST_AUTO_TEST_CASE(a_malformed_request_is_answered_400_after_the_earlier_ones_
     BOOST_TEST(f.seen.started_count() == 2, "a request after the bad one was handled");
 }
 
-BOOST_AUTO_TEST_CASE(an_oversized_header_is_answered_413_in_its_place)
+BOOST_AUTO_TEST_CASE(an_oversized_header_is_answered_431_in_its_place)
 {
     http_server_options o;
     o.header_limit = 1024;
@@ -360,8 +360,21 @@ BOOST_AUTO_TEST_CASE(an_oversized_header_is_answered_413_in_its_place)
     c.send(get("/delay/100") + get("/fast/big", "X-Big: " + std::string(2048, 'a') + "\r\n"));
     const auto bodies = c.read_bodies(2);
     BOOST_TEST(bodies[0] == "200 /delay/100");
-    BOOST_TEST(bodies[1].starts_with("413 request too large"), bodies[1]);
+    BOOST_TEST(bodies[1].starts_with("431 request header fields too large"), bodies[1]);
     BOOST_TEST(c.closed_within(3s));
+}
+
+BOOST_AUTO_TEST_CASE(an_oversized_request_line_is_answered_431_too)
+{
+    http_server_options o;
+    o.header_limit = 1024;
+    server_fixture f(o);
+    raw_client c(f.port());
+    c.send(get("/fast/" + std::string(2048, 'a')));
+    const auto bodies = c.read_bodies(1);
+    BOOST_TEST(bodies[0].starts_with("431 request header fields too large"), bodies[0]);
+    BOOST_TEST(c.closed_within(3s));
+    BOOST_TEST(f.seen.started_count() == 0);
 }
 
 BOOST_AUTO_TEST_CASE(connection_close_ends_the_pipeline_after_its_response)
