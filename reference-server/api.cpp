@@ -781,7 +781,8 @@ std::optional<http_response> framing_refusal(const http_request& req)
         return error_response(http::status::bad_request, "missing Host header (HTTP/1.1 requires one)");
     if (hosts > 1)
         return error_response(http::status::bad_request, "more than one Host header");
-    // The parser reads a chunked body; any other coding leaves the body's length unknown.
+    // The parser reads a chunked body, but no coding applied before it ("gzip, chunked"). A
+    // last coding other than chunked never gets here: http_server refuses it after the header.
     if (const auto te = req.find(http::field::transfer_encoding);
         te != req.end() && !beast::iequals(te->value(), "chunked"))
         return error_response(http::status::bad_request, "unsupported Transfer-Encoding (only chunked)");

@@ -58,7 +58,8 @@ http_response internal_error_response(std::string_view error_id);
 
 /// The 400 for a request whose framing HTTP/1.1 forbids (RFC 9112): no Host header in an
 /// HTTP/1.1 request, more than one, or a Transfer-Encoding other than chunked; nothing for
-/// the others.
+/// the others. The HTTP server has already refused (and closed the connection of) a request
+/// whose last coding is not chunked; a coding before chunked ("gzip, chunked") reaches this.
 std::optional<http_response> framing_refusal(const http_request& req);
 
 /// Whether a request to `m` (a route found) with `method` changes state, so that it needs a

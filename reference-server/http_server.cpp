@@ -231,6 +231,7 @@ struct http_server::state : std::enable_shared_from_this<state> {
     asio::awaitable<http_response> respond(request_handler& handler, http_request req);
     std::optional<http_response> rejection(const beast::error_code& ec) const;
     http_response busy() const;
+    http_response unframed() const;
 
     asio::any_io_executor ex;
     tcp::acceptor acceptor;
@@ -416,6 +417,16 @@ std::optional<http_response> http_server::state::rejection(const beast::error_co
     return res;
 }
 
+// The answer to a request whose Transfer-Encoding does not end with chunked.
+http_response http_server::state::unframed() const
+{
+    http_response res = make_error(http::status::bad_request, "unsupported Transfer-Encoding (only chunked)");
+    res.version(11);
+    res.keep_alive(false);
+    res.prepare_payload();
+    return res;
+}
+
 // The answer to a request whose body does not fit the pending-body budget.
 http_response http_server::state::busy() const
 {
@@ -501,6 +512,12 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
         co_return false;
     }
     disarm(read_);
+    // A coding other than chunked last leaves the body's length unknown (RFC 9112 6.1): what
+    // follows the header cannot be told apart from a next request, so nothing more is read.
+    if (parser.get().count(http::field::transfer_encoding) != 0 && !parser.chunked()) {
+        refuse(server_->unframed());
+        co_return false;
+    }
     if (const auto length = parser.content_length(); length && !reservation.add(*length)) {
         refuse(server_->busy());
         co_return false;

@@ -377,6 +377,41 @@ BOOST_AUTO_TEST_CASE(an_oversized_request_line_is_answered_431_too)
     BOOST_TEST(f.seen.started_count() == 0);
 }
 
+// RFC 9112 6.1: a Transfer-Encoding whose last coding is not chunked leaves the body's length
+// unknown; the bytes after the header must not be taken for a next request.
+BOOST_AUTO_TEST_CASE(a_transfer_encoding_not_ending_in_chunked_is_answered_400_then_the_connection_closes)
+{
+    for (const std::string coding : {"gzip", "chunked, gzip", "identity"}) {
+        server_fixture f;
+        raw_client c(f.port());
+        c.send(get("/delay/100") + "PUT /fast/te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: " + coding +
+               "\r\n\r\n" + get("/fast/smuggled"));
+        std::optional<response> first = c.read();
+        std::optional<response> refused = c.read();
+        BOOST_TEST_REQUIRE((first && refused), coding);
+        BOOST_TEST(first->body() == "/delay/100", coding);
+        BOOST_TEST(refused->result_int() == 400, coding);
+        BOOST_TEST(refused->body() == "unsupported Transfer-Encoding (only chunked)", coding);
+        BOOST_TEST(!refused->keep_alive(), coding);
+        BOOST_TEST(c.closed_within(3s), coding << ": the connection stayed open");
+        BOOST_TEST(f.seen.started_count() == 1, coding << ": the request or the bytes after it were handled");
+    }
+}
+
+// A coding before chunked leaves the framing known: the body is read and the request handled
+// (the handler decides whether it takes that coding), and the connection serves on.
+BOOST_AUTO_TEST_CASE(a_transfer_encoding_ending_in_chunked_is_read_and_handled)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    c.send(
+        "PUT /fast/gc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n" +
+        get("/fast/next"));
+    const auto bodies = c.read_bodies(2);
+    BOOST_TEST(bodies[0] == "200 /fast/gc");
+    BOOST_TEST(bodies[1] == "200 /fast/next");
+}
+
 BOOST_AUTO_TEST_CASE(connection_close_ends_the_pipeline_after_its_response)
 {
     server_fixture f;
