@@ -571,7 +571,7 @@ BOOST_AUTO_TEST_CASE(at_the_cap_the_longest_idle_connection_is_closed_to_admit_a
                            std::vector<std::string>{"200 /fast/" + std::to_string(i)},
                        boost::test_tools::per_element());
         }
-        std::this_thread::sleep_for(20ms); // each has begun to wait before the next
+        std::this_thread::sleep_for(50ms); // each has begun to wait before the next
     }
 
     // Each new connection evicts the longest-idle one and is served (and kept alive, it
