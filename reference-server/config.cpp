@@ -798,8 +798,9 @@ Flags (each also a key of the config file; flags override the file):
   --log-level LEVEL          error, warn, info or debug (default: info)
   --threads N                threads serving HTTP and Raft connections; the Raft node
                              itself runs on one of them at a time (default: 2)
-  --max-connections N        HTTP connections open at once; one more is answered 503
-                             and closed (default: 4096)
+  --max-connections N        HTTP connections open at once; one more closes the
+                             longest-idle one, or is answered 503 and closed when none
+                             is idle (default: 4096)
   --max-pending-body-bytes N bytes of HTTP request bodies being received at once, over
                              all connections; a request whose body does not fit is
                              answered 503; at least 6356992 (default: 67108864, 64 MiB)

@@ -21,12 +21,15 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
+#include <boost/intrusive/list.hpp>
 
 #include <openssl/ssl.h>
 
 #include <array>
 #include <atomic>
+#include <cstdint>
 #include <deque>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -210,6 +213,23 @@ private:
     bool refused_ = false;
 };
 
+/// A connection as the idle list sees it: linked while it waits for the first byte of its
+/// next request with nothing in progress, in the order it began to wait.
+class idle_member : public boost::intrusive::list_base_hook<> {
+public:
+    virtual ~idle_member() = default;
+
+    /// The connection, unless it is being destroyed.
+    virtual std::shared_ptr<idle_member> keep() = 0;
+
+    /// Closes the connection, on its own strand. Called once the acceptor has claimed it.
+    virtual void evict(std::shared_ptr<idle_member> self) = 0;
+
+    // Set, under the idle list's mutex, when the acceptor claims the connection: from then
+    // on it reads no request, even if the first byte of one has arrived.
+    bool evicted = false;
+};
+
 } // namespace
 
 struct http_server::state : std::enable_shared_from_this<state> {
@@ -227,6 +247,9 @@ struct http_server::state : std::enable_shared_from_this<state> {
     template <class Stream>
     void serve(tcp::socket socket);
     void turn_away(tcp::socket socket);
+    bool evict_longest_idle();
+    void become_idle(idle_member& c);
+    bool become_busy(idle_member& c);
     static asio::awaitable<void> linger(std::shared_ptr<state> self, beast::tcp_stream stream);
     asio::awaitable<http_response> respond(request_handler& handler, http_request req);
     std::optional<http_response> rejection(const beast::error_code& ec) const;
@@ -246,6 +269,12 @@ struct http_server::state : std::enable_shared_from_this<state> {
     std::atomic<int> lingering{0};
     // Bytes reserved by the request bodies being received (body_reservation).
     std::atomic<std::size_t> pending_body_bytes{0};
+    // The idle connections, longest idle first. The acceptor claims from the front, each
+    // connection links and unlinks itself on its strand: all under idle_mutex.
+    std::mutex idle_mutex;
+    boost::intrusive::list<idle_member> idle;
+    // Idle connections closed to admit new ones over max_connections.
+    std::atomic<std::uint64_t> evictions{0};
 };
 
 /// One client connection: a reader that parses requests ahead of their answers, one
@@ -253,15 +282,19 @@ struct http_server::state : std::enable_shared_from_this<state> {
 /// order. All of them run on the connection's strand and share the object, which lives
 /// until the last of them ends.
 template <class Stream>
-class http_server::state::connection : public std::enable_shared_from_this<connection<Stream>> {
+class http_server::state::connection : public idle_member,
+                                       public std::enable_shared_from_this<connection<Stream>> {
 public:
     connection(std::shared_ptr<state> server, tcp::socket socket);
-    ~connection();
+    ~connection() override;
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
     /// Serves the connection until it is done, then closes it. `self` is this.
     asio::awaitable<void> run(std::shared_ptr<connection> self);
+
+    std::shared_ptr<idle_member> keep() override { return this->weak_from_this().lock(); }
+    void evict(std::shared_ptr<idle_member> self) override;
 
 private:
     /// A request read and not yet answered, and its response once it is ready.
@@ -282,6 +315,7 @@ private:
     asio::awaitable<void> write_responses(std::shared_ptr<connection> self);
     asio::awaitable<void> next_change();
     void changed();
+    void go_idle();
     void arm(asio::steady_timer& deadline, std::chrono::milliseconds timeout);
     static void disarm(asio::steady_timer& deadline);
 
@@ -294,9 +328,11 @@ private:
     // Requests read and not yet answered, oldest first; at most options_.pipeline_depth.
     // The writer pops the front once written; only then does a slot's address change.
     std::deque<slot> pipeline_;
-    bool reading_ = true;   // the reader may still add to the pipeline
-    bool writing_ = true;   // the writer still runs
-    bool awaiting_ = false; // the reader waits for the first byte of a request
+    bool reading_ = true;      // the reader may still add to the pipeline
+    bool writing_ = true;      // the writer still runs
+    bool awaiting_ = false;    // the reader waits for the first byte of a request
+    bool idle_listed_ = false; // linked into the server's idle list (become_idle)
+    bool closed_idle_ = false; // evicted: closed at once, without lingering
 
     // Never expires: cancelled to wake the coroutines waiting for the state above to change.
     asio::steady_timer change_;
@@ -330,7 +366,7 @@ asio::awaitable<void> http_server::state::accept_loop()
         if (failing)
             log(log_level::info, "accepting HTTP connections again");
         failing = false;
-        if (connections.load() >= options.max_connections) {
+        if (connections.load() >= options.max_connections && !evict_longest_idle()) {
             turn_away(std::move(socket));
             continue;
         }
@@ -370,6 +406,49 @@ void http_server::state::turn_away(tcp::socket socket)
     const auto socket_ex = socket.get_executor();
     asio::co_spawn(socket_ex, linger(shared_from_this(), beast::tcp_stream(std::move(socket))),
                    asio::detached);
+}
+
+// Makes room for a new connection over max_connections by closing the one that has waited
+// longest for its next request with nothing in progress; false if no connection is idle.
+// The evicted connection still counts until it is gone, a moment later: the count exceeds
+// the cap by the evictions under way.
+bool http_server::state::evict_longest_idle()
+{
+    std::shared_ptr<idle_member> victim;
+    {
+        std::lock_guard lock(idle_mutex);
+        while (!idle.empty() && !victim) {
+            idle_member& c = idle.front();
+            idle.pop_front();
+            victim = c.keep(); // empty if it is being destroyed: its slot frees by itself
+            if (victim)
+                c.evicted = true;
+        }
+    }
+    if (!victim)
+        return false;
+    const std::uint64_t n = ++evictions;
+    log(log_level::debug,
+        "closed the longest-idle HTTP connection to admit a new one over --max-connections (" +
+            std::to_string(n) + " so far)");
+    victim->evict(victim);
+    return true;
+}
+
+void http_server::state::become_idle(idle_member& c)
+{
+    std::lock_guard lock(idle_mutex);
+    if (!c.is_linked() && !c.evicted)
+        idle.push_back(c);
+}
+
+// False if the acceptor has claimed `c` meanwhile.
+bool http_server::state::become_busy(idle_member& c)
+{
+    std::lock_guard lock(idle_mutex);
+    if (c.is_linked())
+        idle.erase(idle.iterator_to(c));
+    return !c.evicted;
 }
 
 asio::awaitable<void> http_server::state::linger(std::shared_ptr<state> self, beast::tcp_stream stream)
@@ -455,7 +534,21 @@ http_server::state::connection<Stream>::connection(std::shared_ptr<state> server
 template <class Stream>
 http_server::state::connection<Stream>::~connection()
 {
+    if (idle_listed_)
+        server_->become_busy(*this);
     --server_->connections;
+}
+
+// Ends the wait for a first byte (await_request() then sees `evicted`); the connection closes
+// without lingering, as there is no response for its client to read.
+template <class Stream>
+void http_server::state::connection<Stream>::evict(std::shared_ptr<idle_member> self)
+{
+    asio::post(stream_.get_executor(), [this, self = std::move(self)] {
+        closed_idle_ = true;
+        beast::error_code ignored;
+        beast::get_lowest_layer(stream_).socket().close(ignored);
+    });
 }
 
 template <class Stream>
@@ -471,6 +564,11 @@ asio::awaitable<void> http_server::state::connection<Stream>::run(std::shared_pt
     disarm(idle_);
     disarm(read_);
     disarm(write_);
+    if (closed_idle_) {
+        beast::error_code ignored;
+        beast::get_lowest_layer(stream_).socket().close(ignored);
+        co_return;
+    }
     co_await close_gracefully(stream_);
 }
 
@@ -561,11 +659,16 @@ asio::awaitable<bool> http_server::state::connection<Stream>::await_request()
         co_return true;
     awaiting_ = true;
     if (pipeline_.empty())
-        arm(idle_, options_.idle_timeout);
+        go_idle();
     auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(first_read_size), nothrow_awaitable);
     awaiting_ = false;
     disarm(idle_);
-    if (ec)
+    if (idle_listed_) {
+        idle_listed_ = false;
+        if (!server_->become_busy(*this))
+            closed_idle_ = true;
+    }
+    if (ec || closed_idle_)
         co_return false;
     buffer_.commit(n);
     co_return true;
@@ -641,11 +744,21 @@ asio::awaitable<void> http_server::state::connection<Stream>::write_responses(st
             break;
         }
         if (pipeline_.empty() && awaiting_)
-            arm(idle_, options_.idle_timeout);
+            go_idle();
         changed();
     }
     writing_ = false;
     changed();
+}
+
+// The reader waits for the first byte of a request and every earlier one is answered: the
+// idle deadline runs, and the acceptor may evict the connection.
+template <class Stream>
+void http_server::state::connection<Stream>::go_idle()
+{
+    arm(idle_, options_.idle_timeout);
+    idle_listed_ = true;
+    server_->become_idle(*this);
 }
 
 template <class Stream>
@@ -721,6 +834,11 @@ void http_server::stop()
 tcp::endpoint http_server::local_endpoint() const
 {
     return state_->local;
+}
+
+std::uint64_t http_server::idle_evictions() const
+{
+    return state_->evictions.load();
 }
 
 } // namespace raftkv::server

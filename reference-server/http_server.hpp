@@ -19,7 +19,8 @@
 // What a client can hold is bounded (http_server_options): the number of connections, the
 // memory of request bodies still being received (over all connections), and the time a
 // request's header and body may take to arrive. Beyond those limits the client gets a 503
-// or its connection is closed, and the others are served meanwhile.
+// or its connection is closed, and the others are served meanwhile. At the connection limit
+// the longest-idle connection is closed to admit a new one.
 //
 // The same connection code serves plain TCP or, given a tls_context (tls.hpp), TLS only.
 //
@@ -37,6 +38,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string_view>
@@ -106,9 +108,13 @@ struct http_server_options {
     /// Default: 60 s.
     std::chrono::milliseconds body_timeout{60'000};
 
-    /// The most connections open at once. A connection beyond it is sent a fixed
-    /// "503 Service Unavailable" with "Retry-After: 1" and "Connection: close" (nothing
-    /// over TLS, where it could not be read) without reading its request, and closed. Each
+    /// The most connections open at once. A connection beyond it is admitted by closing the
+    /// connection that has been idle longest (waiting for the first byte of its next request
+    /// with every earlier one answered, as HTTP allows at any time); connections in the
+    /// middle of a request are never closed for it. When none is idle, the new connection
+    /// is sent a fixed "503 Service Unavailable" with "Retry-After: 1" and
+    /// "Connection: close" (nothing over TLS, where it could not be read) without reading
+    /// its request, and closed. Each
     /// connection takes a file descriptor, so the process's descriptor limit (RLIMIT_NOFILE)
     /// must allow this many besides those of Raft and storage. REQUIRES: at least 1.
     /// Default: 4096.
@@ -167,6 +173,10 @@ public:
 
     /// Where the server listens (the actual port when bound to port 0).
     boost::asio::ip::tcp::endpoint local_endpoint() const;
+
+    /// How many idle connections have been closed so far to admit new ones over
+    /// http_server_options::max_connections.
+    std::uint64_t idle_evictions() const;
 
 private:
     struct state;

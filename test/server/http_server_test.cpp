@@ -20,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <stdexcept>
@@ -558,7 +559,7 @@ bool start_expecting_put(raw_client& c, const std::string& target, std::size_t l
 
 } // namespace
 
-BOOST_AUTO_TEST_CASE(connections_over_the_cap_get_503_and_the_earlier_ones_are_still_served)
+BOOST_AUTO_TEST_CASE(connections_over_the_cap_get_503_when_none_is_idle_and_the_earlier_ones_are_still_served)
 {
     http_server_options o;
     o.max_connections = 2;
@@ -566,11 +567,13 @@ BOOST_AUTO_TEST_CASE(connections_over_the_cap_get_503_and_the_earlier_ones_are_s
     std::optional<raw_client> first(f.port());
     raw_client& a = *first;
     raw_client b(f.port());
-    // Answered, so both are counted.
-    a.send(get("/fast/a"));
-    b.send(get("/fast/b"));
-    BOOST_TEST(a.read_bodies(1) == std::vector<std::string>{"200 /fast/a"}, boost::test_tools::per_element());
-    BOOST_TEST(b.read_bodies(1) == std::vector<std::string>{"200 /fast/b"}, boost::test_tools::per_element());
+    // Both have a request in progress, so neither may be evicted.
+    a.send(get("/block/a"));
+    b.send(get("/block/b"));
+    const auto started = std::chrono::steady_clock::now();
+    while (f.seen.started_count() < 2 && std::chrono::steady_clock::now() - started < 5s)
+        std::this_thread::sleep_for(1ms);
+    BOOST_TEST_REQUIRE(f.seen.started_count() == 2);
 
     raw_client over(f.port());
     over.try_send(get("/fast/over"));
@@ -581,12 +584,12 @@ BOOST_AUTO_TEST_CASE(connections_over_the_cap_get_503_and_the_earlier_ones_are_s
     BOOST_TEST(refused->count(http::field::retry_after) == 1u);
     BOOST_TEST(over.closed_within(3s));
     BOOST_TEST(f.seen.started_count() == 2, "a request over the cap was handled");
+    BOOST_TEST(f.server->idle_evictions() == 0u);
 
-    a.send(get("/fast/a2"));
-    b.send(get("/fast/b2"));
-    BOOST_TEST(a.read_bodies(1) == std::vector<std::string>{"200 /fast/a2"},
+    f.seen.gate_open = true;
+    BOOST_TEST(a.read_bodies(1) == std::vector<std::string>{"200 /block/a"},
                boost::test_tools::per_element());
-    BOOST_TEST(b.read_bodies(1) == std::vector<std::string>{"200 /fast/b2"},
+    BOOST_TEST(b.read_bodies(1) == std::vector<std::string>{"200 /block/b"},
                boost::test_tools::per_element());
 
     // Once one closes, a new connection is served again.
@@ -595,14 +598,110 @@ BOOST_AUTO_TEST_CASE(connections_over_the_cap_get_503_and_the_earlier_ones_are_s
                boost::test_tools::per_element());
     BOOST_TEST(a.closed_within(3s));
     first.reset();
-    std::string later = "none";
-    const auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (later != "200 /fast/later" && std::chrono::steady_clock::now() < deadline) {
-        raw_client c(f.port());
-        c.try_send(get("/fast/later"));
-        later = c.read_bodies(1)[0];
+    raw_client c(f.port());
+    c.send(get("/fast/later"));
+    BOOST_TEST(c.read_bodies(1) == std::vector<std::string>{"200 /fast/later"},
+               boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(at_the_cap_the_longest_idle_connection_is_closed_to_admit_a_new_one)
+{
+    http_server_options o;
+    o.max_connections = 8;
+    server_fixture f(o);
+    // Idle in order: 0..3 after one request each (kept alive), then 4..7 never sent anything.
+    std::vector<std::unique_ptr<raw_client>> idle;
+    for (int i = 0; i < 8; ++i) {
+        idle.push_back(std::make_unique<raw_client>(f.port()));
+        if (i < 4) {
+            idle.back()->send(get("/fast/" + std::to_string(i)));
+            BOOST_TEST(idle.back()->read_bodies(1) ==
+                           std::vector<std::string>{"200 /fast/" + std::to_string(i)},
+                       boost::test_tools::per_element());
+        }
+        std::this_thread::sleep_for(50ms); // each has begun to wait before the next
     }
-    BOOST_TEST(later == "200 /fast/later");
+
+    // Each new connection evicts the longest-idle one and is served (and kept alive, it
+    // becomes the shortest idle).
+    std::vector<std::unique_ptr<raw_client>> fresh;
+    for (int i = 0; i < 6; ++i) {
+        fresh.push_back(std::make_unique<raw_client>(f.port()));
+        fresh.back()->send(get("/fast/new" + std::to_string(i)));
+        BOOST_TEST(fresh.back()->read_bodies(1) ==
+                       std::vector<std::string>{"200 /fast/new" + std::to_string(i)},
+                   boost::test_tools::per_element());
+        BOOST_TEST(idle[i]->closed_within(3s), "connection " << i << " was not evicted");
+    }
+    BOOST_TEST(f.server->idle_evictions() == 6u);
+
+    // The two idle the shortest were left alone and are still served.
+    for (int i = 6; i < 8; ++i) {
+        idle[i]->send(get("/fast/still" + std::to_string(i)));
+        BOOST_TEST(idle[i]->read_bodies(1) == std::vector<std::string>{"200 /fast/still" + std::to_string(i)},
+                   boost::test_tools::per_element());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(connections_with_a_request_in_progress_are_not_evicted)
+{
+    http_server_options o;
+    o.max_connections = 8;
+    server_fixture f(o);
+    // The oldest four are busy: two with a request being handled, two in the middle of a
+    // header. The four after them are idle.
+    raw_client handled0(f.port());
+    raw_client handled1(f.port());
+    raw_client header0(f.port());
+    raw_client header1(f.port());
+    handled0.send(get("/block/h0"));
+    handled1.send(get("/block/h1"));
+    header0.send("GET /fast/p0 HTTP/1.1\r\nHo");
+    header1.send("GET /fast/p1 HTTP/1.1\r\nHo");
+    const auto started = std::chrono::steady_clock::now();
+    while (f.seen.started_count() < 2 && std::chrono::steady_clock::now() - started < 5s)
+        std::this_thread::sleep_for(1ms);
+    BOOST_TEST_REQUIRE(f.seen.started_count() == 2);
+    std::this_thread::sleep_for(200ms); // the partial headers are being read
+    std::vector<std::unique_ptr<raw_client>> idle;
+    for (int i = 0; i < 4; ++i)
+        idle.push_back(std::make_unique<raw_client>(f.port()));
+    std::this_thread::sleep_for(100ms);
+
+    // Four new connections take the places of the four idle ones.
+    std::vector<std::unique_ptr<raw_client>> fresh;
+    for (int i = 0; i < 4; ++i) {
+        fresh.push_back(std::make_unique<raw_client>(f.port()));
+        fresh.back()->send(get("/block/n" + std::to_string(i)));
+        BOOST_TEST(idle[i]->closed_within(3s), "idle connection " << i << " was not evicted");
+    }
+    BOOST_TEST(f.server->idle_evictions() == 4u);
+
+    // Now every connection is busy: the next one is refused.
+    while (f.seen.started_count() < 6 && std::chrono::steady_clock::now() - started < 10s)
+        std::this_thread::sleep_for(1ms);
+    raw_client over(f.port());
+    over.try_send(get("/fast/over"));
+    std::optional<response> refused = over.read();
+    BOOST_TEST_REQUIRE(refused.has_value(), "a connection over the cap got no answer");
+    BOOST_TEST(refused->result_int() == 503);
+    BOOST_TEST(f.server->idle_evictions() == 4u);
+
+    // The busy ones finish their requests and are answered.
+    header0.send("st: x\r\n\r\n");
+    header1.send("st: x\r\n\r\n");
+    BOOST_TEST(header0.read_bodies(1) == std::vector<std::string>{"200 /fast/p0"},
+               boost::test_tools::per_element());
+    BOOST_TEST(header1.read_bodies(1) == std::vector<std::string>{"200 /fast/p1"},
+               boost::test_tools::per_element());
+    f.seen.gate_open = true;
+    BOOST_TEST(handled0.read_bodies(1) == std::vector<std::string>{"200 /block/h0"},
+               boost::test_tools::per_element());
+    BOOST_TEST(handled1.read_bodies(1) == std::vector<std::string>{"200 /block/h1"},
+               boost::test_tools::per_element());
+    for (int i = 0; i < 4; ++i)
+        BOOST_TEST(fresh[i]->read_bodies(1) == std::vector<std::string>{"200 /block/n" + std::to_string(i)},
+                   boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(bodies_over_the_pending_budget_get_503_and_the_budget_is_released)
