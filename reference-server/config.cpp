@@ -449,6 +449,24 @@ std::string check_snapshots(const raw_settings& s, server_config& c)
                                        c.snapshot_catchup_entries);
 }
 
+// A file the server reads at start-up, checked now so that a typo is one clear line.
+std::string check_readable_file(const raw_settings& s, std::string_view name, std::string& out)
+{
+    const raw_value* v = s.find(name);
+    if (!v)
+        return {};
+    if (v->text.empty())
+        return v->where + ": needs a file name; it must not be empty";
+    std::error_code ec;
+    if (std::filesystem::is_directory(v->text, ec))
+        return v->where + ": cannot read " + in_quotes(v->text) + ": it is a directory";
+    std::ifstream in(v->text, std::ios::binary);
+    if (!in)
+        return v->where + ": cannot read " + in_quotes(v->text) + ": " + std::strerror(errno);
+    out = v->text;
+    return {};
+}
+
 // Peer TLS takes three files, all readable now: a typo should stop the start, not every
 // connection later.
 std::string check_peer_tls(const raw_settings& s, server_config& c)
@@ -458,20 +476,13 @@ std::string check_peer_tls(const raw_settings& s, server_config& c)
     std::string missing;
     std::size_t given = 0;
     for (const auto& [name, out] : files) {
-        const raw_value* v = s.find(name);
-        if (!v) {
+        if (!s.find(name)) {
             missing.append(missing.empty() ? "" : " and ").append("--").append(name);
             continue;
         }
         ++given;
-        if (v->text.empty())
-            return v->where + ": the file name must not be empty";
-        if (std::filesystem::is_directory(v->text))
-            return v->where + ": cannot read " + in_quotes(v->text) + ": it is a directory";
-        std::ifstream in(v->text);
-        if (!in)
-            return v->where + ": cannot read " + in_quotes(v->text) + ": " + std::strerror(errno);
-        *out = v->text;
+        if (std::string e = check_readable_file(s, name, *out); !e.empty())
+            return e;
     }
     if (given != 0 && given != files.size())
         return "--peer-cert, --peer-key and --peer-ca go together (peer TLS): " + missing + " missing";
@@ -502,24 +513,6 @@ std::string check_http_limits(const raw_settings& s, server_config& c)
         return e;
     return check_number<std::uint64_t>(s, "max-pending-body-bytes", largest_request_body,
                                        max_pending_body_bytes, c.max_pending_body_bytes);
-}
-
-// A file the server reads at start-up, checked now so that a typo is one clear line.
-std::string check_readable_file(const raw_settings& s, std::string_view name, std::string& out)
-{
-    const raw_value* v = s.find(name);
-    if (!v)
-        return {};
-    if (v->text.empty())
-        return v->where + ": needs a file name";
-    std::error_code ec;
-    if (std::filesystem::is_directory(v->text, ec))
-        return v->where + ": cannot read " + in_quotes(v->text) + ": it is a directory";
-    std::ifstream in(v->text, std::ios::binary);
-    if (!in)
-        return v->where + ": cannot read " + in_quotes(v->text) + ": " + std::strerror(errno);
-    out = v->text;
-    return {};
 }
 
 std::string check_tls(const raw_settings& s, server_config& c)
