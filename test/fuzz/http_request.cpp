@@ -127,7 +127,7 @@ void check_request(const http_request& req)
 // request with the server's limits, fed the way Beast's read loop feeds it, as the bytes
 // arrive (`step` at a time here) and, after need_more, only once more have arrived.
 // Returns how many bytes the request took, or nothing when it is malformed, over a
-// limit or cut off.
+// limit, cut off, or framed by a Transfer-Encoding other than chunked.
 std::optional<std::size_t> parse_one(std::string_view bytes, std::size_t step,
                                      const http_server_options& limits, std::optional<http_request>& out)
 {
@@ -142,6 +142,12 @@ std::optional<std::size_t> parse_one(std::string_view bytes, std::size_t step,
         const std::size_t n = parser.put(boost::asio::buffer(bytes.data() + used, arrived - used), ec);
         used += n;
         FUZZ_CHECK(used <= arrived);
+        // The server refuses a Transfer-Encoding that does not end with chunked as soon as
+        // the header is read, and closes the connection: the body's length is unknown, so
+        // nothing after the header is a request.
+        if (parser.is_header_done() && parser.get().count(http::field::transfer_encoding) != 0 &&
+            !parser.chunked())
+            return std::nullopt;
         if (parser.is_done())
             break;
         if (ec && ec != http::error::need_more)
