@@ -45,8 +45,9 @@ class tcp_listener;
 /// does not come within the greeting timeout or does not fit this node, a frame whose
 /// payload does not come within the frame timeout, a message from another sender than the
 /// greeted one, a newer connection greeting with the same sender, and any protocol error
-/// close it, with one line to the log (raftkv/log.hpp). A frame's payload is read in chunks of at most
-/// read_chunk_bytes, so its buffer grows only as bytes arrive, whatever the header announced.
+/// close it, with one line to the log (raftkv/log.hpp). A frame's payload is read in chunks
+/// of at most read_chunk_bytes, so its buffer grows only as bytes arrive, whatever the
+/// header announced.
 ///
 /// Lifetime: kept alive by its one pending read (shared_from_this); the listener holds
 /// only a weak_ptr, to close it on stop().
