@@ -17,7 +17,7 @@ namespace raftkv::server {
 namespace {
 
 // Every setting is both a flag --<name> and a config-file key <name>.
-constexpr std::array<std::string_view, 26> setting_names = {
+constexpr std::array<std::string_view, 27> setting_names = {
     "id",
     "data-dir",
     "http",
@@ -33,6 +33,7 @@ constexpr std::array<std::string_view, 26> setting_names = {
     "snapshot-entries",
     "snapshot-catchup-entries",
     "log-level",
+    "log-format",
     "threads",
     "peer-cert",
     "peer-key",
@@ -436,6 +437,12 @@ std::string check_tuning(const raw_settings& s, server_config& c)
             return v->where + ": " + in_quotes(v->text) + " is not one of error, warn, info, debug";
         c.log_level = *level;
     }
+    if (const raw_value* v = s.find("log-format")) {
+        const auto format = parse_log_format(v->text);
+        if (!format)
+            return v->where + ": " + in_quotes(v->text) + " is not one of text, json";
+        c.log_format = *format;
+    }
     return {};
 }
 
@@ -789,6 +796,7 @@ Flags (each also a key of the config file; flags override the file):
                              may only GET. Give every member the same file
                              (default: none, no authorization)
   --log-level LEVEL          error, warn, info or debug (default: info)
+  --log-format FORMAT        text, or json for one JSON object per line (default: text)
   --threads N                threads serving HTTP and Raft connections; the Raft node
                              itself runs on one of them at a time (default: 2)
   --max-connections N        HTTP connections open at once; one more closes the
@@ -818,9 +826,9 @@ Flags take their value as the next argument or after '=' (--id=2).
 
 Config file (YAML): a map with any of the keys id, data-dir, http, advertise-http,
 cluster-token, raft, peers, join, tick-ms, election-ticks, heartbeat-ticks,
-request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, threads,
-max-connections, max-pending-body-bytes, cert, key, client-ca, forward-ca, peer-cert,
-peer-key, peer-ca, auth-tokens.
+request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, log-format,
+threads, max-connections, max-pending-body-bytes, cert, key, client-ca, forward-ca,
+peer-cert, peer-key, peer-ca, auth-tokens.
 peers is a map of id to HOST:PORT, or the same string as --peers. Example:
 
   id: 2

@@ -149,6 +149,9 @@ struct server_config {
     /// Default: info.
     server::log_level log_level = log_level::info;
 
+    /// Default: text.
+    server::log_format log_format = log_format::text;
+
     /// Peer TLS: this node's certificate and private key, and the CA its peers'
     /// certificates must chain to (PEM files, readable at start). All three or none.
     /// Default: none (Raft connections are plain TCP).

@@ -450,6 +450,7 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
     }
 
     node = open_node();
+    set_log_term(node->driver.status().term); // the recovered term, for the lines before the first tick
     known_addresses = c.peers;
     dialed = c.peers;
     dialed.erase(c.id);
@@ -728,6 +729,7 @@ void kv_service::impl::observe()
     if (!node)
         return;
     const node_status s = node->driver.status();
+    set_log_term(s.term);
     update_peers(s.members, s.members_index, s.commit_index, s.leader);
     if (s.leader != logged_leader)
         log_leader_change(s);

@@ -57,8 +57,14 @@ std::chrono::milliseconds handoff_limit(const server_config& config)
     return std::min(2 * election, handoff_limit_max);
 }
 
+// Set once run() has configured the log (before any other thread starts): from then on,
+// errors go to the log in its format (--log-format), not as bare lines.
+bool log_configured = false;
+
 void print_error(const std::string& message)
 {
+    if (log_configured)
+        return log(log_level::error, message);
     const std::string line = "raftkv-server: " + message + "\n";
     std::fwrite(line.data(), 1, line.size(), stderr);
 }
@@ -235,7 +241,10 @@ void record_identity(const server_config& config, const identity_plan& plan)
 int run(server_config config)
 {
     set_log_level(config.log_level);
+    set_log_format(config.log_format);
     set_log_node(config.id);
+    route_library_log();
+    log_configured = true;
     raise_descriptor_limit(config);
     const identity_plan plan = reconcile_identity(config);
 

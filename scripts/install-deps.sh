@@ -14,6 +14,8 @@ packages=(
     curl
     # TLS: Boost.Asio SSL builds on OpenSSL; the openssl tool makes test certificates.
     libssl-dev openssl
+    # raftkv-server's log (reference-server/log.cpp).
+    libspdlog-dev
     # The fuzz targets (test/fuzz, the fuzz preset): clang and its libFuzzer runtime.
     clang libclang-rt-14-dev
 )

@@ -8,6 +8,7 @@
 #include <raftkv/asio/codec.hpp>
 #include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/concepts.hpp>
+#include <raftkv/log.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
@@ -24,10 +25,12 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -437,6 +440,82 @@ BOOST_AUTO_TEST_CASE(a_message_too_large_to_send_is_dropped)
     f.one.transport->send(beat(1, 2, 5));
     BOOST_REQUIRE(run_until(f.io, [&] { return f.two.received.size() == 1; }));
     BOOST_TEST(seq_of(f.two.received.front()) == 5u);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(logging)
+
+namespace {
+
+struct logged_line {
+    raftkv::log_severity severity;
+    std::string text;
+};
+
+std::mutex logged_mutex;
+std::vector<logged_line> logged;
+
+void capture(raftkv::log_severity severity, std::string_view message) noexcept
+{
+    std::lock_guard lock(logged_mutex);
+    logged.push_back({severity, std::string(message)});
+}
+
+std::vector<logged_line> logged_lines()
+{
+    std::lock_guard lock(logged_mutex);
+    return logged;
+}
+
+/// Installs capture() as the log sink, and the default one again on destruction.
+struct captured_log {
+    captured_log()
+    {
+        std::lock_guard lock(logged_mutex);
+        logged.clear();
+        raftkv::set_log_sink(&capture);
+    }
+    ~captured_log() { raftkv::set_log_sink(nullptr); }
+};
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_refused_connection_is_logged_through_the_installed_sink_once_per_interval)
+{
+    captured_log log;
+    pair_fixture f;
+    check_closed_then_still_serving(f, "GET / HTTP/1.1\r\nHost: raftkv\r\n\r\n");
+    const auto after_first = logged_lines();
+    const auto refusals = [](const std::vector<logged_line>& lines) {
+        std::vector<logged_line> found;
+        for (const auto& line : lines)
+            if (line.text.starts_with("refused connection from 127.0.0.1:"))
+                found.push_back(line);
+        return found;
+    };
+    BOOST_TEST_REQUIRE(refusals(after_first).size() == 1u);
+    BOOST_TEST((refusals(after_first)[0].severity == raftkv::log_severity::warning));
+    BOOST_TEST(refusals(after_first)[0].text.find('\n') == std::string::npos);
+
+    // The same reason again within 10 s: counted, not logged.
+    raw_client again(f.io, f.ep1);
+    again.watch();
+    again.write("GET / HTTP/1.1\r\n\r\n");
+    BOOST_REQUIRE(run_until(f.io, [&] { return again.read_result.has_value(); }));
+    BOOST_TEST(refusals(logged_lines()).size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(the_default_sink_is_back_after_set_log_sink_nullptr)
+{
+    {
+        captured_log log;
+        raftkv::log_message(raftkv::log_severity::info, "to the capture");
+    }
+    raftkv::log_message(raftkv::log_severity::info, "to stderr");
+    const auto lines = logged_lines();
+    BOOST_TEST_REQUIRE(lines.size() == 1u);
+    BOOST_TEST(lines[0].text == "to the capture");
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -12,6 +12,7 @@
 namespace {
 
 using raftkv::server::host_port;
+using raftkv::server::log_format;
 using raftkv::server::log_level;
 using raftkv::server::parse_arguments;
 using raftkv::server::parse_join_url;
@@ -398,6 +399,24 @@ BOOST_AUTO_TEST_CASE(bad_tuning_values_are_errors)
                "election-ticks (5) must be greater than heartbeat-ticks (5)");
     parse_error({"--log-level", "loud"}, "--log-level: 'loud' is not one of error, warn, info, debug");
     parse_error({"--data-dir", ""}, "--data-dir: the data directory must not be empty");
+}
+
+BOOST_AUTO_TEST_CASE(log_format_is_read_from_flags_and_the_config_file)
+{
+    BOOST_TEST((parse_ok({}).log_format == log_format::text));
+    BOOST_TEST((parse_ok({"--log-format", "json"}).log_format == log_format::json));
+    BOOST_TEST((parse_ok({"--log-format=text"}).log_format == log_format::text));
+    parse_error({"--log-format", "xml"}, "--log-format: 'xml' is not one of text, json");
+    parse_error({"--log-format", "JSON"}, "--log-format: 'JSON' is not one of text, json");
+    parse_error({"--log-format"}, "--log-format");
+
+    temp_dir dir;
+    const std::string file = write_file(dir, "log-format: json\n");
+    BOOST_TEST((parse_ok({"--config", file}).log_format == log_format::json));
+    BOOST_TEST((parse_ok({"--config", file, "--log-format", "text"}).log_format == log_format::text));
+    const std::string bad = write_file(dir, "log-format: yaml\n", "bad.yaml");
+    parse_error({"--config", bad}, "log-format: 'yaml' is not one of text, json");
+    BOOST_TEST(raftkv::server::help_text().find("--log-format") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(http_limits_are_read_from_flags_and_the_config_file)

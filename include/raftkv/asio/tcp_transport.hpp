@@ -76,7 +76,7 @@ struct tcp_transport_tls {
 struct tcp_transport_options {
     /// The largest frame, header included, this transport sends or accepts. A peer that
     /// announces a larger frame is disconnected; an outgoing message that alone would
-    /// exceed it is dropped, with one line to std::cerr.
+    /// exceed it is dropped, with one line to the log (raftkv/log.hpp).
     /// Default: 64 MiB.
     std::size_t max_frame_bytes = default_max_frame_bytes;
 
@@ -112,8 +112,8 @@ struct tcp_transport_options {
 
     /// How long the rest of a frame may take to arrive once its header has: a peer that
     /// announces a frame and then sends it slower than this (or not at all) is
-    /// disconnected, with one line to std::cerr. Memory for a frame is taken only as its
-    /// bytes arrive, so a stalled frame costs little meanwhile.
+    /// disconnected, with one line to the log (raftkv/log.hpp). Memory for a frame is taken
+    /// only as its bytes arrive, so a stalled frame costs little meanwhile.
     /// Default: 30 s.
     std::chrono::milliseconds frame_timeout{30000};
 
@@ -160,7 +160,7 @@ struct tcp_transport_options {
     /// "raftkv-node-<id>" for the id the peer is (for a dialed connection, the id dialed;
     /// for an accepted one, the sender its greeting names, which follows inside TLS). A
     /// connection that fails either check, or whose peer does not speak TLS, is closed with
-    /// one line to std::cerr. Every node of a cluster must use it, or none.
+    /// one line to the log (raftkv/log.hpp). Every node of a cluster must use it, or none.
     /// Default: none (plain TCP).
     std::optional<tcp_transport_tls> tls;
 };

@@ -10,6 +10,7 @@
 #include <raftkv/asio/detail/incarnation_book.hpp>
 #include <raftkv/asio/detail/peer_stream.hpp>
 #include <raftkv/asio/tcp_transport.hpp>
+#include <raftkv/log.hpp>
 #include <raftkv/messages.hpp>
 
 #include <boost/asio/buffer.hpp>
@@ -25,7 +26,6 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
-#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -45,8 +45,9 @@ class tcp_listener;
 /// does not come within the greeting timeout or does not fit this node, a frame whose
 /// payload does not come within the frame timeout, a message from another sender than the
 /// greeted one, a newer connection greeting with the same sender, and any protocol error
-/// close it, with one line to std::cerr. A frame's payload is read in chunks of at most
-/// read_chunk_bytes, so its buffer grows only as bytes arrive, whatever the header announced.
+/// close it, with one line to the log (raftkv/log.hpp). A frame's payload is read in chunks
+/// of at most read_chunk_bytes, so its buffer grows only as bytes arrive, whatever the
+/// header announced.
 ///
 /// Lifetime: kept alive by its one pending read (shared_from_this); the listener holds
 /// only a weak_ptr, to close it on stop().
@@ -74,7 +75,8 @@ public:
     {
         boost::asio::post(deadline_.get_executor(), [self = shared_from_this()] {
             if (self->stream_.socket().is_open())
-                self->drop("replaced by a newer connection from node " + std::to_string(self->peer_));
+                self->drop("replaced by a newer connection from node " + std::to_string(self->peer_),
+                           log_severity::info);
         });
     }
 
@@ -92,7 +94,7 @@ private:
     void read_payload();
     void on_payload(const boost::system::error_code& ec);
     void on_frame();
-    void drop(const std::string& why);
+    void drop(const std::string& why, log_severity severity = log_severity::warning);
 
     std::shared_ptr<tcp_listener> listener_;
     peer_stream stream_;
@@ -179,11 +181,11 @@ public:
             unlogged = std::exchange(it->second.unlogged, 0);
             it->second.logged = now;
         }
-        std::cerr << ("raftkv: refused connection from " + remote + ": " + why +
-                      (unlogged ? " (and " + std::to_string(unlogged) +
-                                      " more for this reason since the last line)"
-                                : std::string()) +
-                      "\n");
+        raftkv::log_message(
+            log_severity::warning,
+            "refused connection from " + remote + ": " + why +
+                (unlogged ? " (and " + std::to_string(unlogged) + " more for this reason since the last line)"
+                          : std::string()));
     }
 
     /// Makes `connection` the one greeted connection of `peer`, closing the one it
@@ -271,7 +273,8 @@ private:
             return;
         if (ec) {
             // Typically out of file descriptors: pause rather than spin.
-            std::cerr << ("raftkv: accept failed: " + ec.message() + "; retrying in 100 ms\n");
+            raftkv::log_message(log_severity::error,
+                                "accept failed: " + ec.message() + "; retrying in 100 ms");
             retry_timer_.expires_after(std::chrono::milliseconds(100));
             retry_timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
                 if (!ec && !self->stopped_)
@@ -303,9 +306,10 @@ private:
         if (excess_logged_ && now - *excess_logged_ < std::chrono::seconds(1))
             return;
         excess_logged_ = now;
-        std::cerr << ("raftkv: closed " + std::to_string(excess_refused_) +
-                      " incoming connection(s) at once: " + std::to_string(max_ungreeted_) +
-                      " connections have not greeted yet (max_ungreeted_connections)\n");
+        raftkv::log_message(log_severity::warning,
+                            "closed " + std::to_string(excess_refused_) +
+                                " incoming connection(s) at once: " + std::to_string(max_ungreeted_) +
+                                " connections have not greeted yet (max_ungreeted_connections)");
         excess_refused_ = 0;
     }
 
@@ -507,9 +511,9 @@ inline void tcp_inbound_connection::refuse(const std::string& why)
     close();
 }
 
-inline void tcp_inbound_connection::drop(const std::string& why)
+inline void tcp_inbound_connection::drop(const std::string& why, log_severity severity)
 {
-    std::cerr << ("raftkv: closing connection from " + remote_ + ": " + why + "\n");
+    raftkv::log_message(severity, "closing connection from " + remote_ + ": " + why);
     close();
 }
 

@@ -10,6 +10,7 @@
 #include <raftkv/asio/detail/incarnation_book.hpp>
 #include <raftkv/asio/detail/peer_stream.hpp>
 #include <raftkv/asio/tcp_transport.hpp>
+#include <raftkv/log.hpp>
 #include <raftkv/messages.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -23,7 +24,6 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
-#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -103,8 +103,8 @@ private:
             return; // a peer that went away hears only what is sent once it is back
         const std::size_t size = encoded_size(m);
         if (frame_size({}) + size > options_.max_frame_bytes) {
-            log("dropped a " + std::string(type_name(m)) + " of " + std::to_string(size) +
-                " bytes, larger than max_frame_bytes");
+            log(log_severity::warning, "dropped a " + std::string(type_name(m)) + " of " +
+                                           std::to_string(size) + " bytes, larger than max_frame_bytes");
             return;
         }
         queue_.push_back({std::move(m), size});
@@ -269,7 +269,7 @@ private:
         if (ec && epoch == epoch_)
             return fail("write failed", ec); // the frame is lost: Raft will resend
         if (failure_logged_ && proven()) {
-            log("connected");
+            log(log_severity::info, "connected");
             failure_logged_ = false;
         }
         maybe_write();
@@ -301,7 +301,7 @@ private:
             failure_logged_ = false; // a new outage
         }
         if (!failure_logged_)
-            log(why + "; retrying with backoff");
+            log(log_severity::warning, why + "; retrying with backoff");
         failure_logged_ = true;
         // What was queued for a peer whose connection was lost, and what is sent until it is
         // back, was meant for the process that went away: it may come back as another one
@@ -323,10 +323,10 @@ private:
         });
     }
 
-    void log(const std::string& what) const
+    void log(log_severity severity, const std::string& what) const
     {
-        std::cerr << ("raftkv: link to node " + std::to_string(peer_) + " at " + endpoint_name(remote_) +
-                      ": " + what + "\n");
+        raftkv::log_message(severity, "link to node " + std::to_string(peer_) + " at " +
+                                          endpoint_name(remote_) + ": " + what);
     }
 
     boost::asio::any_io_executor executor_; // the link's strand

@@ -9,6 +9,7 @@
 #include <raftkv/asio/detail/peer_stream.hpp>
 #include <raftkv/asio/detail/tcp_listener.hpp>
 #include <raftkv/asio/detail/tcp_peer_link.hpp>
+#include <raftkv/log.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
@@ -17,7 +18,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <iostream>
 #include <limits>
 #include <stdexcept>
 #include <utility>
@@ -95,9 +95,10 @@ tcp_transport::tcp_transport(boost::asio::ip::tcp::acceptor acceptor, node_id se
         tls_ = std::make_shared<detail::tls_context>(*options_.tls);
         // Its peers will refuse it; say why here too, where the operator looks first.
         if (const std::string own = tls_->own_common_name(); own != detail::node_common_name(self_))
-            std::cerr << ("raftkv: warning: peer TLS certificate " + options_.tls->certificate_file +
-                          " is for CN=" + own + ", not this node's CN=" + detail::node_common_name(self_) +
-                          ": its peers will refuse it\n");
+            raftkv::log_message(
+                log_severity::warning,
+                "peer TLS certificate " + options_.tls->certificate_file + " is for CN=" + own +
+                    ", not this node's CN=" + detail::node_common_name(self_) + ": its peers will refuse it");
     }
     for (const auto& [id, endpoint] : peers)
         if (id != self_)
