@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -285,4 +286,45 @@ BOOST_AUTO_TEST_CASE(tokens_are_sent_and_refusals_have_their_own_exit_code)
     BOOST_TEST(r.code == unauthorized, r);
     r = run_cli(with_endpoints(endpoints, {"--token", read_token, "get", "k"}));
     BOOST_TEST(r.out == "v\n", r);
+}
+
+BOOST_AUTO_TEST_CASE(https_endpoints_with_a_ca_and_a_client_certificate)
+{
+    temp_dir certs;
+    const std::string make = std::string(RAFTKV_MAKE_CERTS) + " '" + certs.path().string() + "' 1 >/dev/null";
+    BOOST_TEST_REQUIRE(std::system(make.c_str()) == 0, "make-certs.sh failed");
+    const auto file = [&](const std::string& name) { return (certs / name).string(); };
+    cluster c{1, false};
+    std::vector<std::string> args = c.args(1);
+    args.insert(args.end(),
+                {"--cert", file("node-1.crt"), "--key", file("node-1.key"), "--client-ca", file("ca.crt")});
+    c.start(1, args);
+    const std::string endpoint = "https://127.0.0.1:" + std::to_string(c.http_port(1));
+    const std::vector<std::string> tls = {"--endpoints", endpoint,           "--cacert", file("ca.crt"),
+                                          "--cert",      file("client.crt"), "--key",    file("client.key")};
+    auto cli = [&](std::vector<std::string> more) {
+        std::vector<std::string> all = tls;
+        all.insert(all.end(), more.begin(), more.end());
+        return run_cli(all);
+    };
+    cli_result r;
+    BOOST_TEST_REQUIRE(wait_until(
+                           [&] {
+                               return (r = cli({"put", "k", "over tls"})).code == ok;
+                           },
+                           20s, 200ms),
+                       r);
+    r = cli({"get", "k"});
+    BOOST_TEST(r.out == "over tls\n", r);
+
+    // Without the client certificate, or trusting only the system's CAs: no answer.
+    r = run_cli({"--endpoints", endpoint, "--cacert", file("ca.crt"), "--timeout", "3s", "get", "k"});
+    BOOST_TEST(r.code == unavailable, r);
+    r = run_cli({"--endpoints", endpoint, "--cert", file("client.crt"), "--key", file("client.key"),
+                 "--timeout", "3s", "get", "k"});
+    BOOST_TEST(r.code == unavailable, r);
+    BOOST_TEST(r.err.find("certificate verify failed") != std::string::npos, r);
+    // A TLS file that cannot be read is a usage error.
+    r = run_cli({"--endpoints", endpoint, "--cacert", file("missing.crt"), "get", "k"});
+    BOOST_TEST(r.code == usage, r);
 }
