@@ -133,13 +133,18 @@ const json::value& member_of(const json::object& o, std::string_view name)
 void print_table(const std::vector<std::vector<std::string>>& rows)
 {
     std::vector<std::size_t> width;
-    for (const auto& row : rows)
+    for (const auto& row : rows) {
+        width.resize(std::max(width.size(), row.size()));
         for (std::size_t i = 0; i < row.size(); ++i)
-            width.resize(std::max(width.size(), row.size())), width[i] = std::max(width[i], row[i].size());
+            width[i] = std::max(width[i], row[i].size());
+    }
     for (const auto& row : rows) {
         std::string line;
-        for (std::size_t i = 0; i < row.size(); ++i)
-            line += i + 1 < row.size() ? row[i] + std::string(width[i] - row[i].size() + 2, ' ') : row[i];
+        for (std::size_t i = 0; i < row.size(); ++i) {
+            line += row[i];
+            if (i + 1 < row.size())
+                line.append(width[i] - row[i].size() + 2, ' ');
+        }
         std::cout << line << "\n";
     }
 }
@@ -545,9 +550,12 @@ client_options make_client_options(const po::variables_map& vm)
     }
     if (o.endpoints.empty())
         throw usage_failure("--endpoints: no endpoint");
-    for (const char* name : {"cacert", "cert", "key"})
-        if (vm.count(name))
-            (name[0] == 'c' ? (name[1] == 'a' ? o.cacert : o.cert) : o.key) = vm[name].as<std::string>();
+    const auto text = [&vm](const char* name) {
+        return vm.count(name) ? vm[name].as<std::string>() : std::string();
+    };
+    o.cacert = text("cacert");
+    o.cert = text("cert");
+    o.key = text("key");
     if (o.cert.empty() != o.key.empty())
         throw usage_failure("--cert and --key go together");
     if (vm.count("token") && vm.count("token-file"))
