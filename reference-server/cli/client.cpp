@@ -14,6 +14,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/version.hpp>
 
+#include <algorithm>
 #include <exception>
 #include <stdexcept>
 #include <thread>
@@ -43,6 +44,9 @@ constexpr std::size_t body_limit = std::size_t{64} << 20;
 
 // How long to wait before asking the endpoints again after each answered 503.
 constexpr std::chrono::milliseconds retry_pause{1000};
+
+// The least time an attempt of a repeatable request gets before the next endpoint is tried.
+constexpr std::chrono::milliseconds min_attempt{1000};
 
 /// What one request to one endpoint got.
 struct attempt_result {
@@ -226,10 +230,21 @@ answer client::request(std::string_view method, const std::string& target, const
     std::string failures; // "url: why; url: why" of the endpoints that did not answer
     for (;;) {
         bool unavailable = false;
-        for (const endpoint& e : impl_->options.endpoints) {
-            if (clock::now() >= deadline)
+        const std::vector<endpoint>& endpoints = impl_->options.endpoints;
+        for (std::size_t i = 0; i < endpoints.size(); ++i) {
+            const endpoint& e = endpoints[i];
+            const auto now = clock::now();
+            if (now >= deadline)
                 break;
-            const attempt_result r = impl_->run(e, impl_->make_request(e, method, target, body), deadline);
+            // A request that may be repeated gets its share of the time left, so that an
+            // endpoint that accepts but never answers cannot hold it until the deadline.
+            auto attempt_deadline = deadline;
+            if (policy == retry_policy::idempotent) {
+                const auto share = (deadline - now) / static_cast<long>(endpoints.size() - i);
+                attempt_deadline = std::min(deadline, now + std::max<clock::duration>(share, min_attempt));
+            }
+            const attempt_result r =
+                impl_->run(e, impl_->make_request(e, method, target, body), attempt_deadline);
             if (r.status == 0) {
                 failures += (failures.empty() ? "" : "; ") + e.url + ": " + r.error;
                 last = answer{0, failures, e.url, r.sent};

@@ -70,6 +70,8 @@ enum class retry_policy {
     A request goes to the endpoints in order; on a connection failure, or a 503 (no leader
     yet, a node shutting down), it moves on to the next, and after the last it starts over,
     about a second later, while some endpoint answered 503 and the timeout has not passed.
+    A repeatable request (retry_policy::idempotent) waits for each endpoint only its share
+    of the time left (at least a second), so a node that never answers does not hold it.
     Any other answer is returned as is: raftkv-server forwards a request to the leader
     itself, so any member serves any request.
 

@@ -7,6 +7,8 @@
 #include "harness.hpp"
 #include "three_nodes.hpp"
 
+#include <signal.h>
+
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
@@ -173,6 +175,15 @@ BOOST_AUTO_TEST_CASE(an_unreachable_endpoint_falls_through_and_none_reachable_is
     BOOST_TEST(r.code == unavailable, r);
     BOOST_TEST((std::chrono::steady_clock::now() - started < 10s));
     BOOST_TEST(r.err.find("127.0.0.1:" + std::to_string(dead[1])) != std::string::npos, r);
+
+    // A node that accepts connections but never answers (paused) holds a read for its share
+    // of the timeout only.
+    const std::uint64_t paused = followers().front();
+    c.signal(paused, SIGSTOP);
+    r = run_cli(with_endpoints(url(c.http_port(paused)) + "," + alive, {"--timeout", "4s", "get", "k"}));
+    c.signal(paused, SIGCONT);
+    BOOST_TEST(r.code == ok, "past a paused node: " << r);
+    BOOST_TEST(r.out == "v\n", r);
 
     // status asks every endpoint and shows the one that did not answer.
     r = run_cli(with_endpoints(alive + "," + url(dead[0]), {"status"}));
