@@ -385,6 +385,7 @@ private:
     void log_request(const http_request& req, const http_response& res, clock::time_point start) const;
     std::optional<node_id> forwarded_by(const http_request& req) const;
     asio::awaitable<http_response> handle_kv(const http_request& req, std::string_view raw_key);
+    asio::awaitable<http_response> scan(const http_request& req);
     asio::awaitable<http_response> put(const http_request& req, const std::string& key);
     asio::awaitable<http_response> get(const http_request& req, const std::string& key);
     asio::awaitable<http_response> del(const http_request& req, const std::string& key);
@@ -479,6 +480,8 @@ asio::awaitable<http_response> api_handler::route_request(const http_request& re
         co_return health();
     if (m.route == route::kv)
         co_return co_await handle_kv(req, m.raw_key);
+    if (m.route == route::scan)
+        co_return co_await scan(req);
     co_return co_await handle_cluster(req, m);
 }
 
@@ -636,6 +639,32 @@ asio::awaitable<http_response> api_handler::get(const http_request& req, const s
     if (!r.value)
         co_return error_response(http::status::not_found, "key not found");
     co_return json_response(http::status::ok, {{"key", key}, {"value", *r.value}});
+}
+
+// A scan is not ordered with the requests pipelined before it on the connection (those
+// are ordered per key): it is linearizable, as of some moment after it arrived.
+asio::awaitable<http_response> api_handler::scan(const http_request& req)
+{
+    checked_scan_query query = check_scan_query(req.target());
+    if (!query.value)
+        co_return error_response(query.status, query.error);
+    scan_query& q = *query.value;
+    const auto started = clock::now();
+    scan_result r = co_await service_.scan(std::move(q.prefix), std::move(q.after), q.limit, q.keys_only);
+    if (r.ec)
+        co_return co_await not_done(req, r.ec, request_kind::read, started);
+    json::array items;
+    items.reserve(r.items.size());
+    for (auto& [key, value] : r.items) {
+        json::object item{{"key", key}};
+        if (!q.keys_only)
+            item["value"] = value;
+        items.push_back(std::move(item));
+    }
+    json::object body{{"items", std::move(items)}, {"more", r.more}};
+    if (r.more)
+        body["next"] = r.items.back().first;
+    co_return json_response(http::status::ok, body);
 }
 
 asio::awaitable<http_response> api_handler::del(const http_request& req, const std::string& key)

@@ -4,6 +4,7 @@
 // raftkv-server's HTTP API: routing, validation, JSON, and forwarding to the leader.
 //
 //   PUT /kv/{key}  {"value": "..."}    GET /kv/{key}    DELETE /kv/{key}
+//   GET /kv?prefix=p&after=k&limit=n&keys_only=true    (a page of keys in byte order)
 //   GET /status                        GET /health
 //   GET /cluster/members               POST /cluster/members  {"id": N, "raft": "h:p", ...}
 //   DELETE /cluster/members/{id}       POST /cluster/members/{id}/promote
@@ -17,7 +18,8 @@
 // docs/server.md lists every status code.
 //
 // The requests a client pipelines on one connection run concurrently, except that those
-// naming the same key run one after another, in the order they arrived.
+// naming the same key run one after another, in the order they arrived (a scan, GET /kv,
+// names no key and runs alongside the others).
 
 #include "auth.hpp"
 #include "http_server.hpp"

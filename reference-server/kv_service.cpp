@@ -954,6 +954,26 @@ boost::asio::awaitable<read_result> kv_service::get(std::string key)
     co_return read_result{{}, n->machine.get(key)};
 }
 
+boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::string after, std::size_t limit,
+                                                     bool keys_only)
+{
+    const std::shared_ptr<raft_node> n = impl_->current();
+    if (!n)
+        co_return scan_result{make_error_code(raftkv::errc::node_failed), {}, false};
+    auto [ec] = co_await n->driver.async_read(boost::asio::as_tuple(boost::asio::use_awaitable));
+    if (ec)
+        co_return scan_result{ec, {}, false};
+    raftkv::leveldb::kv_scan_options options;
+    options.prefix = std::move(prefix);
+    options.after = std::move(after);
+    options.limit = limit;
+    options.max_bytes = max_scan_bytes;
+    options.keys_only = keys_only;
+    // The read index is applied, as for get(): the page reflects every earlier acknowledged write.
+    raftkv::leveldb::kv_scan_page page = n->machine.scan(options);
+    co_return scan_result{{}, std::move(page.items), page.more};
+}
+
 boost::asio::awaitable<change_result> kv_service::change_membership(std::vector<config_change> changes)
 {
     auto attempt = [this, &changes]() -> boost::asio::awaitable<change_result> {

@@ -32,6 +32,7 @@
 #include <optional>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace raftkv::server {
@@ -72,6 +73,20 @@ struct read_result {
     std::error_code ec;
     std::optional<std::string> value;
 };
+
+/// The outcome of a linearizable scan: a page of keys in byte order.
+struct scan_result {
+    /// As read_result's.
+    std::error_code ec;
+    /// The keys and, unless the scan was keys-only, their values.
+    std::vector<std::pair<std::string, std::string>> items;
+    /// Whether more keys match after the last item.
+    bool more = false;
+};
+
+/// The most bytes of keys and values one scan page holds, but for its first key (whose
+/// value may be larger): JSON-escaped, a page stays well within what a forwarding node relays.
+inline constexpr std::size_t max_scan_bytes = std::size_t{2} << 20;
 
 /// A member's place in the configuration in force.
 enum class member_role {
@@ -173,6 +188,12 @@ public:
     boost::asio::awaitable<write_result> put(std::string key, std::string value);
     boost::asio::awaitable<write_result> del(std::string key);
     boost::asio::awaitable<read_result> get(std::string key);
+
+    /// Lists up to `limit` keys that start with `prefix` and sort after `after`, in byte
+    /// order, with their values unless `keys_only`, and at most about max_scan_bytes: a
+    /// linearizable read exactly as get() is, then one pass over the state machine.
+    boost::asio::awaitable<scan_result> scan(std::string prefix, std::string after, std::size_t limit,
+                                             bool keys_only);
 
     /// Proposes `changes` (on the leader only: errc::not_leader elsewhere) and waits until
     /// this node applied them. A change refused because a leadership transfer is under

@@ -4,6 +4,7 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <utility>
@@ -79,6 +80,10 @@ route_match match_route(http::verb method, std::string_view target)
         m.allow = kv_methods;
         m.raw_key = path.substr(4);
         allowed = method == http::verb::get || method == http::verb::put || method == http::verb::delete_;
+    } else if (path == "/kv") {
+        m.route = route::scan;
+        m.allow = "GET";
+        allowed = method == http::verb::get;
     } else if (path == "/status" || path == "/health") {
         m.route = path == "/status" ? route::status : route::health;
         m.allow = "GET";
@@ -148,6 +153,92 @@ checked_input check_key(std::string_view raw_key)
     if (!is_utf8(*key))
         return rejected(http::status::bad_request, "the key is not valid UTF-8");
     return {std::move(key), http::status::ok, {}};
+}
+
+namespace {
+
+checked_scan_query scan_rejected(std::string error)
+{
+    return {std::nullopt, http::status::bad_request, std::move(error)};
+}
+
+// A prefix or an after key: like a key, but it may be empty.
+std::optional<std::string> scan_key(std::string_view name, std::string_view raw, std::string& error)
+{
+    std::optional<std::string> key = percent_decode(raw);
+    if (!key)
+        error = "malformed percent-encoding in '" + std::string(name) + "'";
+    else if (key->size() > max_key_bytes)
+        error = "'" + std::string(name) + "' too long: " + std::to_string(key->size()) +
+                " bytes (the limit is " + std::to_string(max_key_bytes) + ")";
+    else if (!is_utf8(*key))
+        error = "'" + std::string(name) + "' is not valid UTF-8";
+    else
+        return key;
+    return std::nullopt;
+}
+
+std::optional<std::size_t> scan_limit(std::string_view text)
+{
+    if (text.empty() || text.size() > 4)
+        return std::nullopt;
+    std::size_t n = 0;
+    for (const char c : text) {
+        if (c < '0' || c > '9')
+            return std::nullopt;
+        n = n * 10 + static_cast<std::size_t>(c - '0');
+    }
+    if (n < 1 || n > max_scan_limit)
+        return std::nullopt;
+    return n;
+}
+
+} // namespace
+
+checked_scan_query check_scan_query(std::string_view target)
+{
+    const std::size_t question = target.find('?');
+    std::string_view query =
+        question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
+    scan_query q;
+    bool seen[4] = {false, false, false, false};
+    static constexpr std::array<std::string_view, 4> names = {"prefix", "after", "limit", "keys_only"};
+    while (!query.empty()) {
+        const std::size_t amp = query.find('&');
+        const std::string_view param = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+        if (param.empty())
+            continue;
+        const std::size_t eq = param.find('=');
+        const std::string_view name = param.substr(0, eq);
+        const std::string_view raw = eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1);
+        const auto known = std::find(names.begin(), names.end(), name);
+        if (known == names.end())
+            return scan_rejected("unknown parameter '" + std::string(name.substr(0, 64)) +
+                                 "' (GET /kv takes prefix, after, limit and keys_only)");
+        bool& once = seen[known - names.begin()];
+        if (once)
+            return scan_rejected("parameter '" + std::string(name) + "' given more than once");
+        once = true;
+        std::string error;
+        if (name == "prefix" || name == "after") {
+            std::optional<std::string> key = scan_key(name, raw, error);
+            if (!key)
+                return scan_rejected(std::move(error));
+            (name == "prefix" ? q.prefix : q.after) = std::move(*key);
+        } else if (name == "limit") {
+            const std::optional<std::size_t> limit = scan_limit(raw);
+            if (!limit)
+                return scan_rejected("'limit' must be a whole number from 1 to " +
+                                     std::to_string(max_scan_limit));
+            q.limit = *limit;
+        } else if (raw == "true" || raw == "false") {
+            q.keys_only = raw == "true";
+        } else {
+            return scan_rejected("'keys_only' must be true or false");
+        }
+    }
+    return {std::move(q), http::status::ok, {}};
 }
 
 checked_input check_put_body(std::string_view body)

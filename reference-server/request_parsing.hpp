@@ -24,6 +24,8 @@ inline constexpr std::size_t max_value_bytes = std::size_t{1} << 20;
 
 enum class route {
     kv,
+    /// /kv, without a key: a scan
+    scan,
     status,
     health,
     /// /cluster/members
@@ -69,6 +71,33 @@ struct checked_input {
 /// Decodes and checks a key from the target: a malformed escape, an empty key or one
 /// that is not UTF-8 is 400; over max_key_bytes is 413.
 checked_input check_key(std::string_view raw_key);
+
+/// How many keys GET /kv lists when the query names no limit, and the most it may name.
+inline constexpr std::size_t default_scan_limit = 100;
+inline constexpr std::size_t max_scan_limit = 1000;
+
+/// The query of GET /kv?prefix=p&after=k&limit=n&keys_only=true, decoded.
+struct scan_query {
+    /// Only keys that start with this. Default: every key.
+    std::string prefix;
+    /// Only keys after this one, bytewise (the `next` of the page before). Default: none.
+    std::string after;
+    std::size_t limit = default_scan_limit;
+    bool keys_only = false;
+};
+
+/// A scan_query, or the status (400) and message to answer with.
+struct checked_scan_query {
+    std::optional<scan_query> value;
+    boost::beast::http::status status = boost::beast::http::status::ok;
+    std::string error;
+};
+
+/// Decodes the query string of `target` (after '?'; none is the defaults): each parameter
+/// at most once, percent-decoded like a key ('+' stays '+'); prefix and after valid UTF-8
+/// of at most max_key_bytes; limit a decimal from 1 to max_scan_limit; keys_only "true" or
+/// "false". Anything else, an unknown parameter included, is 400.
+checked_scan_query check_scan_query(std::string_view target);
 
 /// Extracts the value of a PUT body `{"value": "..."}`: malformed JSON, a body that is not
 /// an object, or a missing or non-string "value" is 400; over max_value_bytes is 413.

@@ -267,7 +267,7 @@ BOOST_AUTO_TEST_CASE(unknown_routes_are_404_and_wrong_methods_405_with_allow)
 {
     const std::uint16_t port = single_node();
     for (const char* target :
-         {"/", "/kv", "/KV/a", "/status/x", "/cluster", "/cluster/members/2/demote", "/v2/kv/a"})
+         {"/", "/kvs", "/KV/a", "/status/x", "/cluster", "/cluster/members/2/demote", "/v2/kv/a"})
         expect_error(request(port, "GET", target), 404, "not found", target);
     expect_error(request(port, "BREW", "/coffee"), 404, "not found", "an unknown method on an unknown route");
     for (const auto& [method, target, allow] : std::vector<std::tuple<std::string, std::string, std::string>>{
@@ -275,6 +275,7 @@ BOOST_AUTO_TEST_CASE(unknown_routes_are_404_and_wrong_methods_405_with_allow)
              {"PATCH", "/kv/a", "GET, PUT, DELETE"},
              {"BREW", "/kv/a", "GET, PUT, DELETE"},
              {"HEAD", "/kv/a", "GET, PUT, DELETE"},
+             {"PUT", "/kv", "GET"},
              {"PUT", "/status", "GET"},
              {"DELETE", "/health", "GET"},
              {"PUT", "/cluster/members", "GET, POST"},

@@ -280,7 +280,7 @@ BOOST_AUTO_TEST_CASE(empty_key_is_refused)
 BOOST_AUTO_TEST_CASE(unknown_routes_get_404)
 {
     const std::vector<std::pair<std::string, std::string>> cases = {
-        {"GET", "/"},        {"GET", "/nope"},     {"GET", "/kv"},      {"GET", "/kvx/a"},
+        {"GET", "/"},        {"GET", "/nope"},     {"GET", "/kvs"},     {"GET", "/kvx/a"},
         {"GET", "/statusx"}, {"GET", "/status/x"}, {"GET", "/healthz"}, {"POST", "/nope"},
         {"DELETE", "/nope"}, {"GET", "/KV/a"},
     };
@@ -296,6 +296,7 @@ BOOST_AUTO_TEST_CASE(wrong_method_on_known_route_gets_405)
     const std::vector<std::pair<std::string, std::string>> cases = {
         {"POST", "/kv/a"},     {"PATCH", "/kv/a"}, {"PUT", "/status"},  {"POST", "/status"},
         {"DELETE", "/status"}, {"PUT", "/health"}, {"POST", "/health"}, {"DELETE", "/health"},
+        {"POST", "/kv"},
     };
     for (const auto& [method, target] : cases) {
         auto r = request(port, method, target, method == "GET" ? "" : value_body("x"));

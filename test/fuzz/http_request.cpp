@@ -121,6 +121,13 @@ void check_request(const http_request& req)
                 check_body(req.body());
         }
     }
+    if (m.route == route::scan && m.result == route_match::outcome::found) {
+        const checked_scan_query q = check_scan_query(target);
+        FUZZ_CHECK(q.value.has_value() != !q.error.empty());
+        if (q.value)
+            FUZZ_CHECK(q.value->limit >= 1 && q.value->limit <= max_scan_limit &&
+                       q.value->prefix.size() <= max_key_bytes && q.value->after.size() <= max_key_bytes);
+    }
 }
 
 // Parses one request from the start of `bytes` as the server does: a fresh parser per

@@ -80,7 +80,7 @@ BOOST_AUTO_TEST_CASE(wrong_method_on_kv_is_not_allowed_with_the_allowed_list)
 BOOST_AUTO_TEST_CASE(unknown_routes_are_not_found)
 {
     for (const char* target :
-         {"/", "/kv", "/kvx/a", "/KV/a", "/status/", "/statusx", "/health/x", "*", "http://host/kv/a", "",
+         {"/", "/kv2", "/kvx/a", "/KV/a", "/status/", "/statusx", "/health/x", "*", "http://host/kv/a", "",
           "/v1/kv/a", "/cluster", "/cluster/", "/cluster/members/4/demote", "/cluster/members/4/promote/x",
           "/cluster/leader/2", "/cluster/membersx"})
         BOOST_TEST((match_route(http::verb::get, target).result == outcome::not_found), target);
@@ -619,4 +619,74 @@ BOOST_AUTO_TEST_CASE(http11_needs_one_host_and_only_chunked_transfer_encoding_is
         BOOST_TEST_REQUIRE(res.has_value(), coding);
         BOOST_TEST(res->body().find("unsupported Transfer-Encoding") != std::string::npos, coding);
     }
+}
+
+// ---- Scans (GET /kv) ------------------------------------------------------------------
+
+namespace {
+
+using raftkv::server::check_scan_query;
+using raftkv::server::checked_scan_query;
+
+void check_scan_rejected(std::string_view target, const std::string& error)
+{
+    const checked_scan_query q = check_scan_query(target);
+    BOOST_TEST(!q.value.has_value(), target);
+    BOOST_TEST((q.status == http::status::bad_request), target);
+    BOOST_TEST(q.error == error, target);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(kv_without_a_key_is_the_scan_route_and_takes_get_only)
+{
+    check_found(http::verb::get, "/kv", route::scan);
+    check_found(http::verb::get, "/kv?prefix=a&limit=3", route::scan);
+    for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::post})
+        check_not_allowed(v, "/kv", "GET");
+    // A trailing slash is still the key route, with an empty key (400 there).
+    check_found(http::verb::get, "/kv/", route::kv);
+}
+
+BOOST_AUTO_TEST_CASE(scan_query_defaults_when_absent_or_empty)
+{
+    for (const char* target : {"/kv", "/kv?", "/kv?&&"}) {
+        const checked_scan_query q = check_scan_query(target);
+        BOOST_TEST_REQUIRE(q.value.has_value(), target);
+        BOOST_TEST(q.value->prefix == "");
+        BOOST_TEST(q.value->after == "");
+        BOOST_TEST(q.value->limit == raftkv::server::default_scan_limit);
+        BOOST_TEST(!q.value->keys_only);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(scan_query_decodes_every_parameter)
+{
+    const checked_scan_query q =
+        check_scan_query("/kv?prefix=a%2Fb%20c+&after=a%2Fb%20c%C3%A9&limit=1000&keys_only=true");
+    BOOST_TEST_REQUIRE(q.value.has_value(), q.error);
+    BOOST_TEST(q.value->prefix == "a/b c+");
+    BOOST_TEST(q.value->after == "a/b c\xc3\xa9");
+    BOOST_TEST(q.value->limit == 1000u);
+    BOOST_TEST(q.value->keys_only);
+    BOOST_TEST(!check_scan_query("/kv?keys_only=false").value->keys_only);
+    BOOST_TEST(check_scan_query("/kv?limit=1").value->limit == 1u);
+    BOOST_TEST(check_scan_query("/kv?prefix=").value->prefix == "");
+}
+
+BOOST_AUTO_TEST_CASE(scan_query_rejects_bad_parameters_with_a_clear_message)
+{
+    const std::string bad_limit = "'limit' must be a whole number from 1 to 1000";
+    for (const char* target : {"/kv?limit=0", "/kv?limit=1001", "/kv?limit=-1", "/kv?limit=", "/kv?limit=ten",
+                               "/kv?limit=1e3", "/kv?limit=99999999999999999999", "/kv?limit= 5"})
+        check_scan_rejected(target, bad_limit);
+    check_scan_rejected("/kv?keys_only=1", "'keys_only' must be true or false");
+    check_scan_rejected("/kv?keys_only", "'keys_only' must be true or false");
+    check_scan_rejected("/kv?limit=5&limit=6", "parameter 'limit' given more than once");
+    check_scan_rejected("/kv?start=a",
+                        "unknown parameter 'start' (GET /kv takes prefix, after, limit and keys_only)");
+    check_scan_rejected("/kv?prefix=%zz", "malformed percent-encoding in 'prefix'");
+    check_scan_rejected("/kv?after=%ff", "'after' is not valid UTF-8");
+    check_scan_rejected("/kv?prefix=" + std::string(1025, 'a'),
+                        "'prefix' too long: 1025 bytes (the limit is 1024)");
 }

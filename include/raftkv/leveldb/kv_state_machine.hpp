@@ -30,6 +30,8 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 namespace raftkv::leveldb {
 
@@ -61,6 +63,31 @@ struct kv_state_machine_options {
     ///
     /// Default: 4 MiB.
     std::size_t restore_batch_bytes = 4 * 1024 * 1024;
+};
+
+/// What kv_state_machine::scan() lists.
+struct kv_scan_options {
+    /// Only keys that start with these bytes. Default: every key.
+    std::string prefix;
+    /// Only keys that sort after this one, bytewise: the last key of the page before.
+    /// Default: from the first key.
+    std::string after;
+    /// The most keys in one page. Default: 100.
+    std::size_t limit = 100;
+    /// The most bytes of keys and values in one page, but for its first key, which is
+    /// listed whatever its size. Default: 2 MiB.
+    std::size_t max_bytes = std::size_t{2} << 20;
+    /// List the keys without their values (which then count no bytes). Default: false.
+    bool keys_only = false;
+};
+
+/// One page of keys in byte order, from kv_state_machine::scan().
+struct kv_scan_page {
+    /// The keys and, unless keys_only, their values.
+    std::vector<std::pair<std::string, std::string>> items;
+    /// Whether more keys match after the last item (the page was cut by limit or
+    /// max_bytes): scan again with `after` set to that key.
+    bool more = false;
 };
 
 /** A `raftkv::state_machine` holding a key-value map in a LevelDB database of its own.
@@ -174,6 +201,12 @@ public:
     /// The value of the meta record `name` (kv_command_op::meta), or nothing if none was
     /// applied. Meta records and user keys are separate namespaces. Thread-safe as get().
     std::optional<std::string> get_meta(std::string_view name) const;
+
+    /// A page of the user keys `options` selects, in byte order, read from one LevelDB
+    /// snapshot: it reflects every apply batch and restore finished before the call, whole,
+    /// and nothing later. Meta records and the machine's own records are never listed.
+    /// Thread-safe as get(). Throws std::runtime_error if LevelDB fails to read.
+    kv_scan_page scan(const kv_scan_options& options) const;
 
 private:
     using record_kind = detail::snapshot_record;
@@ -522,6 +555,37 @@ inline std::optional<std::string> kv_state_machine::get(std::string_view key) co
 inline std::optional<std::string> kv_state_machine::get_meta(std::string_view name) const
 {
     return read_current(record_kind::meta, name);
+}
+
+inline kv_scan_page kv_state_machine::scan(const kv_scan_options& options) const
+{
+    // A snapshot holds the slot record and the state it names together, so a restore
+    // finishing meanwhile cannot mix two states into one page.
+    const std::unique_ptr<const ::leveldb::Snapshot, snapshot_reader::release_snapshot> snapshot(
+        db_->GetSnapshot(), snapshot_reader::release_snapshot{db_.get()});
+    ::leveldb::ReadOptions read_options = detail::checked_reads();
+    read_options.snapshot = snapshot.get();
+    const std::string wanted = data_key(user_prefix[read_slot(read_options)], options.prefix);
+    const std::string after = data_key(wanted[0], options.after);
+    std::unique_ptr<::leveldb::Iterator> it(db_->NewIterator(read_options));
+    it->Seek(detail::to_slice(std::max(wanted, after)));
+    if (it->Valid() && it->key() == detail::to_slice(after))
+        it->Next();
+    kv_scan_page page;
+    std::size_t bytes = 0;
+    for (; it->Valid() && it->key().starts_with(detail::to_slice(wanted)); it->Next()) {
+        const std::size_t size = it->key().size() - 1 + (options.keys_only ? 0 : it->value().size());
+        if (page.items.size() >= options.limit || (!page.items.empty() && bytes + size > options.max_bytes)) {
+            page.more = true;
+            break;
+        }
+        bytes += size;
+        page.items.emplace_back(std::string(detail::to_view(it->key()).substr(1)),
+                                options.keys_only ? std::string()
+                                                  : std::string(detail::to_view(it->value())));
+    }
+    detail::check(it->status(), name_, "cannot read keys");
+    return page;
 }
 
 inline std::optional<std::string> kv_state_machine::read_current(record_kind kind, std::string_view key) const

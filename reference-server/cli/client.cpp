@@ -1,0 +1,272 @@
+#include "cli/client.hpp"
+
+#include "client_stream.hpp"
+#include "config.hpp"
+#include "tls.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/field.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/version.hpp>
+
+#include <algorithm>
+#include <exception>
+#include <stdexcept>
+#include <thread>
+#include <utility>
+
+// GCC 12 reports Asio's coroutine frame allocation as a mismatched new and delete (GCC PR
+// 109224), a false positive, as in api.cpp.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+#endif
+
+namespace raftkv::cli {
+
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using tcp = asio::ip::tcp;
+using clock = std::chrono::steady_clock;
+using server::http_request;
+
+constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
+
+// A scan page is at most a few MiB of JSON; nothing the server sends is larger.
+constexpr std::size_t body_limit = std::size_t{64} << 20;
+
+// How long to wait before asking the endpoints again after each answered 503.
+constexpr std::chrono::milliseconds retry_pause{1000};
+
+// The least time an attempt of a repeatable request gets before the next endpoint is tried.
+constexpr std::chrono::milliseconds min_attempt{1000};
+
+/// What one request to one endpoint got.
+struct attempt_result {
+    int status = 0;
+    std::string body;
+    /// Why there is no status.
+    std::string error;
+    /// Whether the request may have reached the server (writing it began).
+    bool sent = false;
+    bool done = false;
+};
+
+asio::awaitable<void> attempt(asio::any_io_executor ex, std::shared_ptr<server::tls_context> tls,
+                              const endpoint& e, const http_request& req, clock::time_point deadline,
+                              attempt_result& out)
+{
+    tcp::resolver resolver(ex);
+    const std::string port = std::to_string(e.port);
+    auto [resolve_ec, results] = co_await resolver.async_resolve(e.host, port, nothrow_awaitable);
+    if (resolve_ec) {
+        out.error = "cannot resolve " + e.host + ": " + resolve_ec.message();
+        co_return;
+    }
+    server::http_client_stream stream(ex, e.https ? std::move(tls) : nullptr);
+    const std::string host = e.host;
+    const beast::error_code connect_ec = co_await stream.connect(results, host, deadline);
+    if (connect_ec) {
+        out.error = (connect_ec == beast::error::timeout ? std::string("timed out connecting")
+                                                         : "cannot connect: " + connect_ec.message());
+        co_return;
+    }
+    stream.expires_at(deadline);
+    out.sent = true;
+    const beast::error_code write_ec = co_await stream.write(req);
+    if (write_ec) {
+        out.error = "cannot send the request: " + write_ec.message();
+        co_return;
+    }
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(body_limit);
+    const beast::error_code read_ec = co_await stream.read(buffer, parser);
+    stream.close();
+    if (read_ec) {
+        out.error = read_ec == beast::error::timeout ? std::string("timed out waiting for the answer")
+                                                     : "no answer: " + read_ec.message();
+        co_return;
+    }
+    out.status = static_cast<int>(parser.get().result_int());
+    out.body = parser.get().body();
+}
+
+bool outcome_unknown(const std::string& body)
+{
+    return body.find("unknown") != std::string::npos;
+}
+
+} // namespace
+
+std::optional<endpoint> parse_endpoint(std::string_view text)
+{
+    endpoint e;
+    e.url = std::string(text);
+    if (text.find("://") != std::string_view::npos) {
+        const std::optional<server::join_url> url = server::parse_join_url(text);
+        if (!url)
+            return std::nullopt;
+        e.https = url->https;
+        e.host = url->address.host;
+        e.port = url->address.port;
+        return e;
+    }
+    const std::optional<server::host_port> address = server::parse_host_port(text);
+    if (!address)
+        return std::nullopt;
+    e.host = address->host;
+    e.port = address->port;
+    e.url = "http://" + e.url;
+    return e;
+}
+
+std::string url_encode(std::string_view text)
+{
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (const char c : text) {
+        const auto u = static_cast<unsigned char>(c);
+        if ((u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || u == '-' ||
+            u == '.' || u == '_' || u == '~')
+            out.push_back(c);
+        else
+            out.append({'%', hex[u >> 4], hex[u & 15]});
+    }
+    return out;
+}
+
+struct client::impl {
+    client_options options;
+    std::shared_ptr<server::tls_context> tls; // set when an endpoint is https://
+
+    attempt_result run(const endpoint& e, const http_request& req, clock::time_point deadline);
+    http_request make_request(const endpoint& e, std::string_view method, const std::string& target,
+                              const std::string& body) const;
+};
+
+// A fresh io_context per attempt: when the deadline passes with the attempt still waiting
+// (a name that does not resolve), destroying it abandons everything the attempt started.
+attempt_result client::impl::run(const endpoint& e, const http_request& req, clock::time_point deadline)
+{
+    attempt_result out;
+    asio::io_context io;
+    asio::co_spawn(io, attempt(io.get_executor(), tls, e, req, deadline, out), [&out](std::exception_ptr ex) {
+        out.done = true;
+        if (ex && out.error.empty())
+            out.error = "the request failed";
+    });
+    io.run_until(deadline + std::chrono::milliseconds(100));
+    if (!out.done) {
+        out.status = 0;
+        out.error = "timed out";
+    }
+    return out;
+}
+
+http_request client::impl::make_request(const endpoint& e, std::string_view method, const std::string& target,
+                                        const std::string& body) const
+{
+    http_request req{http::string_to_verb(method), target, 11};
+    req.method_string(method);
+    const bool v6 = e.host.find(':') != std::string::npos;
+    req.set(http::field::host, (v6 ? "[" + e.host + "]" : e.host) + ":" + std::to_string(e.port));
+    req.set(http::field::user_agent, "raftkv-cli");
+    req.set(http::field::connection, "close");
+    if (!options.token.empty())
+        req.set(http::field::authorization, "Bearer " + options.token);
+    if (!body.empty()) {
+        req.set(http::field::content_type, "application/json");
+        req.body() = body;
+    }
+    req.prepare_payload();
+    return req;
+}
+
+client::client(client_options options) : impl_(std::make_unique<impl>())
+{
+    impl_->options = std::move(options);
+    bool https = false;
+    for (const endpoint& e : impl_->options.endpoints)
+        https = https || e.https;
+    if (https) {
+        try {
+            impl_->tls =
+                server::make_client_tls(impl_->options.cacert, impl_->options.cert, impl_->options.key);
+        } catch (const server::tls_error& e) {
+            throw std::runtime_error(e.what());
+        }
+    }
+}
+
+client::~client() = default;
+
+const std::vector<endpoint>& client::endpoints() const noexcept
+{
+    return impl_->options.endpoints;
+}
+
+answer client::request_one(const endpoint& e, std::string_view method, const std::string& target)
+{
+    const auto deadline = clock::now() + impl_->options.timeout;
+    const attempt_result r = impl_->run(e, impl_->make_request(e, method, target, {}), deadline);
+    if (r.status == 0)
+        return answer{0, r.error, e.url, r.sent};
+    return answer{r.status, r.body, e.url, false};
+}
+
+answer client::request(std::string_view method, const std::string& target, const std::string& body,
+                       retry_policy policy)
+{
+    const auto deadline = clock::now() + impl_->options.timeout;
+    answer last;
+    std::string failures; // "url: why; url: why" of the endpoints that did not answer
+    for (;;) {
+        bool unavailable = false;
+        const std::vector<endpoint>& endpoints = impl_->options.endpoints;
+        for (std::size_t i = 0; i < endpoints.size(); ++i) {
+            const endpoint& e = endpoints[i];
+            const auto now = clock::now();
+            if (now >= deadline)
+                break;
+            // A request that may be repeated gets its share of the time left, so that an
+            // endpoint that accepts but never answers cannot hold it until the deadline.
+            auto attempt_deadline = deadline;
+            if (policy == retry_policy::idempotent) {
+                const auto share = (deadline - now) / static_cast<long>(endpoints.size() - i);
+                attempt_deadline = std::min(deadline, now + std::max<clock::duration>(share, min_attempt));
+            }
+            const attempt_result r =
+                impl_->run(e, impl_->make_request(e, method, target, body), attempt_deadline);
+            if (r.status == 0) {
+                failures += (failures.empty() ? "" : "; ") + e.url + ": " + r.error;
+                last = answer{0, failures, e.url, r.sent};
+                if (r.sent && policy == retry_policy::once)
+                    return last;
+                continue;
+            }
+            answer a{r.status, r.body, e.url, false};
+            if (r.status != 503 || (policy == retry_policy::once && outcome_unknown(r.body)))
+                return a;
+            last = std::move(a);
+            unavailable = true;
+        }
+        const auto now = clock::now();
+        if (!unavailable || now + retry_pause >= deadline) {
+            if (last.status == 0 && now >= deadline)
+                last.body = failures.empty() ? "timed out" : failures + " (timed out)";
+            return last;
+        }
+        std::this_thread::sleep_for(retry_pause);
+        failures.clear();
+    }
+}
+
+} // namespace raftkv::cli

@@ -1,0 +1,674 @@
+// raftkv, the command-line client of raftkv-server: keys, scans, status and membership.
+// docs/cli.md describes every command, its output and the exit codes.
+
+#include "cli/client.hpp"
+
+#include <boost/json/array.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/value.hpp>
+#include <boost/program_options.hpp>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace {
+
+namespace json = boost::json;
+namespace po = boost::program_options;
+using namespace raftkv::cli;
+
+/// The exit codes, documented in usage() and docs/cli.md.
+enum exit_code : int {
+    ok = 0,
+    usage_error = 1,
+    not_found = 2,
+    unavailable = 3,
+    refused = 4,
+    unauthorized = 5,
+    server_error = 6,
+};
+
+constexpr const char* exit_codes_text = R"(Exit codes:
+  0  success
+  1  usage error: bad command line, unreadable token or TLS file
+  2  not found: the key (get, del) or the member (member remove/promote,
+     leader transfer) does not exist
+  3  unavailable: no endpoint answered, the timeout passed, or the cluster
+     answered 503 (no leader, shutting down, a write whose outcome is unknown)
+  4  refused: the server answered 400, 405, 409 or 413 (bad input, a conflicting
+     membership change)
+  5  not authorized: 401 (missing or unknown token) or 403 (read-only token)
+  6  server error: a 500 or an answer the client does not understand
+)";
+
+/// A command line that cannot run; the message goes to stderr with exit code 1.
+struct usage_failure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// What every command gets.
+struct context {
+    std::unique_ptr<client> c;
+    bool json_output = false;
+};
+
+// ---- Output and errors ------------------------------------------------------------------
+
+/// The exit code for an HTTP status that is not a success.
+int code_for(int status)
+{
+    if (status == 0 || status == 503)
+        return unavailable;
+    if (status == 404)
+        return not_found;
+    if (status == 401 || status == 403)
+        return unauthorized;
+    if (status >= 400 && status < 500)
+        return refused;
+    return server_error;
+}
+
+/// The server's {"error": ...} message, or the body itself.
+std::string error_message(const std::string& body)
+{
+    boost::system::error_code ec;
+    const json::value doc = json::parse(body, ec);
+    if (!ec && doc.is_object())
+        if (const json::value* e = doc.as_object().if_contains("error"); e && e->is_string())
+            return std::string(e->as_string());
+    return body;
+}
+
+/// Reports a failed answer on stderr and returns its exit code.
+int fail(const answer& a)
+{
+    if (a.status == 0)
+        std::cerr << "raftkv: no answer: " << a.body
+                  << (a.outcome_unknown ? " (the request was sent: its outcome is unknown)" : "") << "\n";
+    else
+        std::cerr << "raftkv: " << error_message(a.body) << " (HTTP " << a.status << " from " << a.from
+                  << ")\n";
+    return code_for(a.status);
+}
+
+/// The body of a 2xx answer as JSON; throws when it is not an object.
+json::object parse_object(const answer& a)
+{
+    boost::system::error_code ec;
+    json::value doc = json::parse(a.body, ec);
+    if (ec || !doc.is_object())
+        throw std::runtime_error("unexpected answer from " + a.from + ": " + a.body.substr(0, 200));
+    return std::move(doc.as_object());
+}
+
+std::string text_of(const json::value& v)
+{
+    if (v.is_string())
+        return std::string(v.as_string());
+    if (v.is_null())
+        return "-";
+    return json::serialize(v);
+}
+
+const json::value& member_of(const json::object& o, std::string_view name)
+{
+    static const json::value null;
+    const json::value* v = o.if_contains(name);
+    return v ? *v : null;
+}
+
+/// Prints rows as columns two spaces apart, the first row being the heading.
+void print_table(const std::vector<std::vector<std::string>>& rows)
+{
+    std::vector<std::size_t> width;
+    for (const auto& row : rows) {
+        width.resize(std::max(width.size(), row.size()));
+        for (std::size_t i = 0; i < row.size(); ++i)
+            width[i] = std::max(width[i], row[i].size());
+    }
+    for (const auto& row : rows) {
+        std::string line;
+        for (std::size_t i = 0; i < row.size(); ++i) {
+            line += row[i];
+            if (i + 1 < row.size())
+                line.append(width[i] - row[i].size() + 2, ' ');
+        }
+        std::cout << line << "\n";
+    }
+}
+
+std::string key_target(const std::string& key)
+{
+    return "/kv/" + url_encode(key);
+}
+
+std::uint64_t parse_id(const std::string& text)
+{
+    std::uint64_t id = 0;
+    if (text.empty() || text.size() > 20 || text.find_first_not_of("0123456789") != std::string::npos)
+        throw usage_failure("not a node id: '" + text + "'");
+    try {
+        id = std::stoull(text);
+    } catch (const std::exception&) {
+        throw usage_failure("not a node id: '" + text + "'");
+    }
+    if (id == 0)
+        throw usage_failure("node ids start at 1");
+    return id;
+}
+
+/// Prints a successful answer: the server's JSON with --json, else `human`.
+int done(const context& ctx, const answer& a, const std::function<void(const json::object&)>& human)
+{
+    const json::object body = parse_object(a);
+    if (ctx.json_output)
+        std::cout << json::serialize(body) << "\n";
+    else
+        human(body);
+    return ok;
+}
+
+// ---- Commands ---------------------------------------------------------------------------
+
+struct command {
+    std::string name;
+    std::string synopsis;
+    std::string summary;
+    /// The command's own options (may be empty).
+    std::function<void(po::options_description&)> options;
+    /// The names of the positional arguments, in order.
+    std::vector<std::string> arguments;
+    std::function<int(context&, const po::variables_map&, const std::vector<std::string>&)> run;
+};
+
+int run_put(context& ctx, const po::variables_map&, const std::vector<std::string>& args)
+{
+    const json::object body{{"value", args[1]}};
+    const answer a =
+        ctx.c->request("PUT", key_target(args[0]), json::serialize(body), retry_policy::idempotent);
+    if (a.status != 200)
+        return fail(a);
+    return done(ctx, a, [](const json::object&) { std::cout << "OK\n"; });
+}
+
+int run_get(context& ctx, const po::variables_map&, const std::vector<std::string>& args)
+{
+    const answer a = ctx.c->request("GET", key_target(args[0]), {}, retry_policy::idempotent);
+    if (a.status == 404 && !ctx.json_output) {
+        std::cerr << "raftkv: key not found: " << args[0] << "\n";
+        return not_found;
+    }
+    if (a.status != 200)
+        return fail(a);
+    return done(ctx, a, [](const json::object& o) { std::cout << text_of(member_of(o, "value")) << "\n"; });
+}
+
+int run_del(context& ctx, const po::variables_map&, const std::vector<std::string>& args)
+{
+    const answer a = ctx.c->request("DELETE", key_target(args[0]), {}, retry_policy::once);
+    if (a.status == 404 && !ctx.json_output) {
+        std::cerr << "raftkv: key not found: " << args[0] << "\n";
+        return not_found;
+    }
+    if (a.status != 200)
+        return fail(a);
+    return done(ctx, a, [](const json::object&) { std::cout << "OK\n"; });
+}
+
+// Follows the pages of GET /kv until the keys run out or --limit is reached; with --json
+// prints one object of the server's shape holding every item listed.
+int run_ls(context& ctx, const po::variables_map& vm, const std::vector<std::string>&)
+{
+    const std::string prefix = vm["prefix"].as<std::string>();
+    const bool keys_only = vm["keys-only"].as<bool>();
+    std::uint64_t remaining = vm["limit"].as<std::uint64_t>(); // 0: no limit
+    const bool limited = remaining != 0;
+    std::string after;
+    json::array items;
+    bool more = true;
+    while (more && (!limited || remaining > 0)) {
+        const std::uint64_t page = limited ? std::min<std::uint64_t>(remaining, 1000) : 1000;
+        std::string target = "/kv?limit=" + std::to_string(page);
+        if (!prefix.empty())
+            target += "&prefix=" + url_encode(prefix);
+        if (!after.empty())
+            target += "&after=" + url_encode(after);
+        if (keys_only)
+            target += "&keys_only=true";
+        const answer a = ctx.c->request("GET", target, {}, retry_policy::idempotent);
+        if (a.status != 200)
+            return fail(a);
+        json::object body = parse_object(a);
+        json::value* got = body.if_contains("items");
+        if (!got || !got->is_array())
+            throw std::runtime_error("unexpected answer from " + a.from + ": no \"items\"");
+        for (json::value& item : got->get_array()) {
+            const json::object* o = item.if_object();
+            if (!o || !o->contains("key"))
+                throw std::runtime_error("unexpected answer from " + a.from + ": an item without a key");
+            if (!ctx.json_output)
+                std::cout << text_of(o->at("key"))
+                          << (keys_only ? "" : "\t" + text_of(member_of(*o, "value"))) << "\n";
+            after = text_of(o->at("key"));
+            if (limited)
+                --remaining;
+            if (ctx.json_output)
+                items.push_back(std::move(item));
+        }
+        more = member_of(body, "more").is_bool() && member_of(body, "more").as_bool();
+        if (more && got->get_array().empty())
+            throw std::runtime_error("unexpected answer from " + a.from + ": more keys but none listed");
+    }
+    if (ctx.json_output) {
+        json::object out{{"items", std::move(items)}, {"more", more}};
+        if (more)
+            out["next"] = after;
+        std::cout << json::serialize(out) << "\n";
+    }
+    return ok;
+}
+
+// Asks each endpoint alone: the point is to see every node's own view.
+int run_status(context& ctx, const po::variables_map&, const std::vector<std::string>&)
+{
+    std::vector<std::vector<std::string>> rows{
+        {"ENDPOINT", "ID", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "STORAGE"}};
+    json::array all;
+    int code = ok;
+    for (const endpoint& e : ctx.c->endpoints()) {
+        const answer a = ctx.c->request_one(e, "GET", "/status");
+        if (a.status != 200) {
+            const std::string why =
+                a.status == 0 ? a.body : "HTTP " + std::to_string(a.status) + ": " + error_message(a.body);
+            rows.push_back({e.url, "-", "error: " + why});
+            all.push_back(json::object{{"endpoint", e.url}, {"error", why}});
+            code = code == ok ? code_for(a.status) : code;
+            continue;
+        }
+        const json::object s = parse_object(a);
+        const json::value& storage = member_of(s, "storage");
+        rows.push_back({e.url, text_of(member_of(s, "id")), text_of(member_of(s, "role")),
+                        text_of(member_of(s, "term")), text_of(member_of(s, "leader")),
+                        text_of(member_of(s, "commit_index")), text_of(member_of(s, "applied_index")),
+                        storage.is_object() ? text_of(member_of(storage.as_object(), "state")) : "-"});
+        all.push_back(json::object{{"endpoint", e.url}, {"status", s}});
+    }
+    if (ctx.json_output)
+        std::cout << json::serialize(all) << "\n";
+    else
+        print_table(rows);
+    return code;
+}
+
+void print_members(const json::object& o)
+{
+    const json::value& leader = member_of(o, "leader");
+    std::vector<std::vector<std::string>> rows{{"ID", "ROLE", "RAFT", "HTTP", "LEADER"}};
+    if (const json::value& members = member_of(o, "members"); members.is_array())
+        for (const json::value& m : members.as_array()) {
+            if (!m.is_object())
+                continue;
+            const json::object& mo = m.as_object();
+            const bool leads = !leader.is_null() && member_of(mo, "id") == leader;
+            rows.push_back({text_of(member_of(mo, "id")), text_of(member_of(mo, "role")),
+                            text_of(member_of(mo, "raft")), text_of(member_of(mo, "http")),
+                            leads ? "*" : ""});
+        }
+    print_table(rows);
+}
+
+int run_members(context& ctx, const po::variables_map&, const std::vector<std::string>&)
+{
+    const answer a = ctx.c->request("GET", "/cluster/members", {}, retry_policy::idempotent);
+    if (a.status != 200)
+        return fail(a);
+    return done(ctx, a, print_members);
+}
+
+/// An --http value: a URL or host:port, sent as host:port.
+std::string http_address(const std::string& text)
+{
+    const std::optional<endpoint> e = parse_endpoint(text);
+    if (!e)
+        throw usage_failure("--http: not a URL or host:port: '" + text + "'");
+    const bool v6 = e->host.find(':') != std::string::npos;
+    return (v6 ? "[" + e->host + "]" : e->host) + ":" + std::to_string(e->port);
+}
+
+int run_member_add(context& ctx, const po::variables_map& vm, const std::vector<std::string>& args)
+{
+    json::object body{{"id", parse_id(args[0])}, {"raft", vm["raft"].as<std::string>()}};
+    if (vm.count("http"))
+        body["http"] = http_address(vm["http"].as<std::string>());
+    body["learner"] = vm["learner"].as<bool>();
+    const answer a = ctx.c->request("POST", "/cluster/members", json::serialize(body), retry_policy::once);
+    if (a.status != 201 && a.status != 200)
+        return fail(a);
+    return done(ctx, a, [&](const json::object& o) {
+        std::cout << "added node " << args[0]
+                  << (vm["learner"].as<bool>() ? " as a learner\n" : " as a voter\n");
+        print_members(o);
+    });
+}
+
+int run_member_change(context& ctx, const std::string& method, const std::string& target,
+                      const std::string& what)
+{
+    const answer a = ctx.c->request(method, target, {}, retry_policy::once);
+    if (a.status != 200)
+        return fail(a);
+    return done(ctx, a, [&](const json::object& o) {
+        std::cout << what << "\n";
+        print_members(o);
+    });
+}
+
+int run_member_remove(context& ctx, const po::variables_map&, const std::vector<std::string>& args)
+{
+    const std::string id = std::to_string(parse_id(args[0]));
+    return run_member_change(ctx, "DELETE", "/cluster/members/" + id, "removed node " + id);
+}
+
+int run_member_promote(context& ctx, const po::variables_map&, const std::vector<std::string>& args)
+{
+    const std::string id = std::to_string(parse_id(args[0]));
+    return run_member_change(ctx, "POST", "/cluster/members/" + id + "/promote", "promoted node " + id);
+}
+
+int run_leader_transfer(context& ctx, const po::variables_map&, const std::vector<std::string>& args)
+{
+    const json::object body{{"id", parse_id(args[0])}};
+    const answer a =
+        ctx.c->request("POST", "/cluster/leader", json::serialize(body), retry_policy::idempotent);
+    if (a.status != 200)
+        return fail(a);
+    return done(ctx, a, [](const json::object& o) {
+        std::cout << "node " << text_of(member_of(o, "leader")) << " leads\n";
+    });
+}
+
+const std::vector<command>& commands()
+{
+    static const std::vector<command> all = {
+        {"put", "put KEY VALUE", "Sets KEY to VALUE. Prints OK.", {}, {"key", "value"}, run_put},
+        {"get",
+         "get KEY",
+         "Prints the value of KEY (a linearizable read); exit code 2 when it is absent.",
+         {},
+         {"key"},
+         run_get},
+        {"del", "del KEY", "Deletes KEY. Prints OK; exit code 2 when it was absent.", {}, {"key"}, run_del},
+        {"ls",
+         "ls [--prefix P] [--limit N] [--keys-only]",
+         "Lists keys in byte order, one per line with a tab and the value (a linearizable\n"
+         "read per page; the pages are followed to the end or to --limit).",
+         [](po::options_description& d) {
+             d.add_options()("prefix", po::value<std::string>()->default_value(""),
+                             "only keys starting with P")(
+                 "limit", po::value<std::uint64_t>()->default_value(0), "list at most N keys (0: all)")(
+                 "keys-only", po::bool_switch(), "list the keys without their values");
+         },
+         {},
+         run_ls},
+        {"status",
+         "status",
+         "Shows each endpoint's own /status, one row per endpoint; exit code 3 if one\ndid not answer.",
+         {},
+         {},
+         run_status},
+        {"members", "members", "Lists the cluster's members (the leader marked *).", {}, {}, run_members},
+        {"member add",
+         "member add ID --raft HOST:PORT [--http URL] [--learner]",
+         "Adds node ID to the cluster, its Raft port at HOST:PORT and its HTTP API at\n"
+         "URL; start the node afterwards with --join. Prints the new member list.",
+         [](po::options_description& d) {
+             d.add_options()("raft", po::value<std::string>()->required(), "the new node's Raft address")(
+                 "http", po::value<std::string>(), "the new node's HTTP API (URL or host:port)")(
+                 "learner", po::bool_switch(), "add it as a learner (promote it once it caught up)");
+         },
+         {"id"},
+         run_member_add},
+        {"member remove",
+         "member remove ID",
+         "Removes node ID from the cluster. Prints the new member list.",
+         {},
+         {"id"},
+         run_member_remove},
+        {"member promote",
+         "member promote ID",
+         "Makes learner ID a voter. Prints the new member list.",
+         {},
+         {"id"},
+         run_member_promote},
+        {"leader transfer",
+         "leader transfer ID",
+         "Hands leadership to voter ID and waits until it leads.",
+         {},
+         {"id"},
+         run_leader_transfer},
+    };
+    return all;
+}
+
+po::options_description global_options()
+{
+    po::options_description d("Global options");
+    d.add_options()("endpoints", po::value<std::string>(),
+                    "comma-separated URLs of the cluster's HTTP APIs, tried in turn\n"
+                    "(default: $RAFTKV_ENDPOINTS, else http://127.0.0.1:8080)")(
+        "cacert", po::value<std::string>(),
+        "CA certificates (PEM) for https:// endpoints (default: the system's)")(
+        "cert", po::value<std::string>(), "client certificate (PEM) to present over HTTPS")(
+        "key", po::value<std::string>(), "the client certificate's private key (PEM)")(
+        "token", po::value<std::string>(), "bearer token (default: $RAFTKV_TOKEN)")(
+        "token-file", po::value<std::string>(), "read the bearer token from this file's first line")(
+        "timeout", po::value<std::string>()->default_value("10s"),
+        "time limit of each request, every endpoint and retry included (500ms, 10s; a bare number is "
+        "seconds)")("json", po::bool_switch(), "print the server's JSON instead of text")(
+        "help,h", po::bool_switch(), "show help (after a command: its help)");
+    return d;
+}
+
+void usage(std::ostream& out)
+{
+    out << "Usage: raftkv [global options] COMMAND [ARGS]\n\nCommands:\n";
+    for (const command& c : commands())
+        out << "  " << c.synopsis << "\n";
+    out << "\nRun 'raftkv COMMAND --help' for a command's details. Options may come anywhere;\n"
+           "after '--' every word is an argument, even one that starts with '-'.\n\n"
+        << global_options() << "\n"
+        << exit_codes_text;
+}
+
+void command_usage(std::ostream& out, const command& c)
+{
+    out << "Usage: raftkv [global options] " << c.synopsis << "\n\n" << c.summary << "\n";
+    if (c.options) {
+        po::options_description d("Options");
+        c.options(d);
+        out << "\n" << d;
+    }
+    out << "\nRun 'raftkv --help' for the global options and the exit codes.\n";
+}
+
+std::chrono::milliseconds parse_timeout(const std::string& text)
+{
+    std::size_t digits = 0;
+    while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits])))
+        ++digits;
+    const std::string unit = text.substr(digits);
+    if (digits == 0 || digits > 9 || (unit != "" && unit != "s" && unit != "ms"))
+        throw usage_failure("--timeout: expected a duration such as 500ms or 10s, not '" + text + "'");
+    const long n = std::stol(text.substr(0, digits));
+    const std::chrono::milliseconds t = unit == "ms" ? std::chrono::milliseconds(n) : std::chrono::seconds(n);
+    if (t.count() <= 0)
+        throw usage_failure("--timeout must be positive");
+    return t;
+}
+
+std::string read_token_file(const std::string& path)
+{
+    std::ifstream in(path);
+    std::string line;
+    if (!in || !std::getline(in, line))
+        throw usage_failure("--token-file: cannot read '" + path + "'");
+    const auto first = line.find_first_not_of(" \t\r");
+    const auto last = line.find_last_not_of(" \t\r");
+    if (first == std::string::npos)
+        throw usage_failure("--token-file: '" + path + "' starts with an empty line");
+    return line.substr(first, last - first + 1);
+}
+
+client_options make_client_options(const po::variables_map& vm)
+{
+    client_options o;
+    std::string list = "http://127.0.0.1:8080";
+    if (vm.count("endpoints"))
+        list = vm["endpoints"].as<std::string>();
+    else if (const char* env = std::getenv("RAFTKV_ENDPOINTS"); env && *env)
+        list = env;
+    std::stringstream in(list);
+    for (std::string item; std::getline(in, item, ',');) {
+        if (item.empty())
+            continue;
+        const std::optional<endpoint> e = parse_endpoint(item);
+        if (!e)
+            throw usage_failure("--endpoints: not an http:// or https:// URL: '" + item + "'");
+        o.endpoints.push_back(*e);
+    }
+    if (o.endpoints.empty())
+        throw usage_failure("--endpoints: no endpoint");
+    const auto text = [&vm](const char* name) {
+        return vm.count(name) ? vm[name].as<std::string>() : std::string();
+    };
+    o.cacert = text("cacert");
+    o.cert = text("cert");
+    o.key = text("key");
+    if (o.cert.empty() != o.key.empty())
+        throw usage_failure("--cert and --key go together");
+    if (vm.count("token") && vm.count("token-file"))
+        throw usage_failure("--token and --token-file: give one");
+    if (vm.count("token"))
+        o.token = vm["token"].as<std::string>();
+    else if (vm.count("token-file"))
+        o.token = read_token_file(vm["token-file"].as<std::string>());
+    else if (const char* env = std::getenv("RAFTKV_TOKEN"); env)
+        o.token = env;
+    o.timeout = parse_timeout(vm["timeout"].as<std::string>());
+    return o;
+}
+
+/// Finds the command the words name ("member add" takes two); nullptr if none.
+const command* find_command(const std::vector<std::string>& words, std::size_t& used)
+{
+    for (const command& c : commands()) {
+        const bool two = c.name.find(' ') != std::string::npos;
+        const std::string name = two && words.size() >= 2 ? words[0] + " " + words[1] : words[0];
+        if (name == c.name) {
+            used = two ? 2 : 1;
+            return &c;
+        }
+    }
+    return nullptr;
+}
+
+int run(int argc, char** argv)
+{
+    po::options_description global = global_options();
+    po::options_description hidden;
+    hidden.add_options()("words", po::value<std::vector<std::string>>());
+    po::options_description all;
+    all.add(global).add(hidden);
+    po::positional_options_description positional;
+    positional.add("words", -1);
+    // Everything after "--" is an argument, even if it starts with '-'.
+    std::vector<std::string> words(argv + 1, argv + argc);
+    const auto dashes = std::find(words.begin(), words.end(), "--");
+    std::vector<std::string> trailing(dashes == words.end() ? dashes : dashes + 1, words.end());
+    words.erase(dashes, words.end());
+    const po::parsed_options parsed =
+        po::command_line_parser(words).options(all).positional(positional).allow_unregistered().run();
+    po::variables_map vm;
+    po::store(parsed, vm);
+    po::notify(vm);
+
+    // Everything not global, in order: the command's words, its arguments and options.
+    std::vector<std::string> rest = po::collect_unrecognized(parsed.options, po::include_positional);
+    if (rest.empty() && !trailing.empty())
+        rest.swap(trailing);
+    if (rest.empty()) {
+        if (vm["help"].as<bool>()) {
+            usage(std::cout);
+            return ok;
+        }
+        usage(std::cerr);
+        return usage_error;
+    }
+    std::size_t used = 0;
+    const command* cmd = find_command(rest, used);
+    if (!cmd)
+        throw usage_failure("unknown command '" + rest[0] + "' (run 'raftkv --help')");
+    if (vm["help"].as<bool>()) {
+        command_usage(std::cout, *cmd);
+        return ok;
+    }
+    rest.erase(rest.begin(), rest.begin() + static_cast<std::ptrdiff_t>(used));
+
+    po::options_description own("Options");
+    if (cmd->options)
+        cmd->options(own);
+    own.add_options()("args", po::value<std::vector<std::string>>());
+    po::positional_options_description args_positional;
+    args_positional.add("args", -1);
+    po::variables_map cvm;
+    po::store(po::command_line_parser(rest).options(own).positional(args_positional).run(), cvm);
+    po::notify(cvm);
+    std::vector<std::string> args =
+        cvm.count("args") ? cvm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
+    args.insert(args.end(), trailing.begin(), trailing.end());
+    if (args.size() != cmd->arguments.size())
+        throw usage_failure(cmd->name + ": expected " + std::to_string(cmd->arguments.size()) +
+                            " argument(s), got " + std::to_string(args.size()) + " (usage: raftkv " +
+                            cmd->synopsis + ")");
+
+    context ctx;
+    ctx.json_output = vm["json"].as<bool>();
+    try {
+        ctx.c = std::make_unique<client>(make_client_options(vm));
+    } catch (const usage_failure&) {
+        throw;
+    } catch (const std::runtime_error& e) {
+        throw usage_failure(e.what());
+    }
+    return cmd->run(ctx, cvm, args);
+}
+
+} // namespace
+
+int main(int argc, char** argv)
+{
+    try {
+        return run(argc, argv);
+    } catch (const usage_failure& e) {
+        std::cerr << "raftkv: " << e.what() << "\n";
+        return usage_error;
+    } catch (const po::error& e) {
+        std::cerr << "raftkv: " << e.what() << " (run 'raftkv --help')\n";
+        return usage_error;
+    } catch (const std::exception& e) {
+        std::cerr << "raftkv: " << e.what() << "\n";
+        return server_error;
+    }
+}

@@ -1,0 +1,341 @@
+// raftkv, the command-line client, as a process against real raftkv-server processes: keys
+// and scans, exit codes, endpoint fall-through, JSON output, membership, leader transfer,
+// tokens and help.
+#define BOOST_TEST_MODULE raftkv_e2e_cli
+#include <boost/test/unit_test.hpp>
+
+#include "harness.hpp"
+#include "three_nodes.hpp"
+
+#include <signal.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace {
+
+using namespace raftkv::e2e;
+namespace json = boost::json;
+
+/// The documented exit codes (raftkv --help, docs/cli.md).
+enum : int { ok = 0, usage = 1, not_found = 2, unavailable = 3, refused = 4, unauthorized = 5 };
+
+struct cli_result {
+    int code = -1; ///< the exit code; -1 if it did not exit normally in time
+    std::string out, err;
+};
+
+std::ostream& operator<<(std::ostream& os, const cli_result& r)
+{
+    return os << "exit " << r.code << ", stdout [" << r.out.substr(0, 500) << "], stderr ["
+              << r.err.substr(0, 500) << "]";
+}
+
+/// Runs the client to completion (SIGKILL after `limit`).
+cli_result run_cli(std::vector<std::string> args, milliseconds limit = 20s)
+{
+    static int n = 0;
+    static temp_dir dir;
+    const std::string base = "cli-" + std::to_string(++n);
+    process p(std::move(args), {RAFTKV_CLI_BINARY, dir / (base + ".out"), dir / (base + ".err"), {}});
+    const std::optional<exit_status> s = p.wait(limit);
+    cli_result r;
+    if (s && s->exited)
+        r.code = s->code;
+    r.out = read_tail(dir / (base + ".out"), 1 << 20);
+    // The harness marks the start of each process in its output file: drop that line.
+    if (r.out.starts_with("==== e2e harness: starting"))
+        r.out.erase(0, r.out.find('\n') + 1);
+    r.err = read_tail(dir / (base + ".err"));
+    return r;
+}
+
+std::string url(std::uint16_t port)
+{
+    return "http://127.0.0.1:" + std::to_string(port);
+}
+
+/// `args` with --endpoints `endpoints` in front.
+std::vector<std::string> with_endpoints(const std::string& endpoints, std::vector<std::string> args)
+{
+    args.insert(args.begin(), {"--endpoints", endpoints});
+    return args;
+}
+
+std::size_t lines_of(const std::string& text)
+{
+    return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+/// The ids in a --json member list with `role`.
+std::set<std::uint64_t> ids_with_role(const std::string& members_json, const std::string& role)
+{
+    std::set<std::uint64_t> out;
+    const json::value doc = json::parse(members_json);
+    for (const json::value& m : doc.at("members").as_array())
+        if (m.at("role").as_string() == role)
+            out.insert(m.at("id").to_number<std::uint64_t>());
+    return out;
+}
+
+/// Runs a membership change until the cluster is not busy with the last one (exit code 3,
+/// or 4 for a 409) for up to 20 s.
+cli_result change_until_settled(const std::vector<std::string>& args)
+{
+    cli_result r;
+    wait_until(
+        [&] {
+            r = run_cli(args);
+            return r.code != unavailable && !(r.code == refused && r.err.find("409") != std::string::npos);
+        },
+        20s, 200ms);
+    return r;
+}
+
+} // namespace
+
+BOOST_FIXTURE_TEST_SUITE(three_node_cluster, three_nodes)
+
+BOOST_AUTO_TEST_CASE(keys_and_scans_through_a_follower_with_documented_exit_codes)
+{
+    const std::string endpoints = url(c.http_port(followers().front()));
+    auto cli = [&](std::vector<std::string> args) {
+        return run_cli(with_endpoints(endpoints, std::move(args)));
+    };
+
+    cli_result r = cli({"put", "color", "blue"});
+    BOOST_TEST(r.code == ok, r);
+    BOOST_TEST(r.out == "OK\n");
+    r = cli({"put", "-k", "--", "-starts with a dash"});
+    BOOST_TEST(r.code == usage, "an option the command does not know: " << r);
+    r = cli({"put", "dash", "--", "-5"});
+    BOOST_TEST(r.code == ok, r);
+    r = cli({"get", "dash"});
+    BOOST_TEST(r.out == "-5\n", r);
+
+    r = cli({"get", "color"});
+    BOOST_TEST(r.code == ok, r);
+    BOOST_TEST(r.out == "blue\n");
+    r = cli({"--json", "get", "color"});
+    BOOST_TEST(r.code == ok, r);
+    BOOST_TEST(json::parse(r.out).at("value").as_string() == "blue");
+
+    r = cli({"get", "missing"});
+    BOOST_TEST(r.code == not_found, r);
+    BOOST_TEST(r.out.empty());
+    BOOST_TEST(r.err.find("not found") != std::string::npos, r);
+    r = cli({"del", "color"});
+    BOOST_TEST(r.code == ok, r);
+    r = cli({"del", "color"});
+    BOOST_TEST(r.code == not_found, r);
+    r = cli({"get", "color"});
+    BOOST_TEST(r.code == not_found, r);
+
+    // More keys than one page holds: ls follows the pages.
+    const load_result load = put_many(c.http_port(leader), "page/", 1200, 8);
+    BOOST_TEST_REQUIRE(load.ok == 1200u, load.first_failure);
+    r = cli({"ls", "--prefix", "page/", "--keys-only"});
+    BOOST_TEST(r.code == ok, r.err);
+    BOOST_TEST(lines_of(r.out) == 1200u);
+    BOOST_TEST(r.out.starts_with("page/0\npage/1\npage/10\npage/100\n"));
+    r = cli({"--json", "ls", "--prefix", "page/", "--limit", "1001"});
+    BOOST_TEST(r.code == ok, r.err);
+    const json::value listed = json::parse(r.out);
+    BOOST_TEST(listed.at("items").as_array().size() == 1001u);
+    BOOST_TEST(listed.at("more").as_bool());
+    BOOST_TEST(listed.at("items").as_array()[0].at("value").as_string() == load_value("page/0"));
+    r = cli({"ls", "--prefix", "nothing/"});
+    BOOST_TEST(r.code == ok, r);
+    BOOST_TEST(r.out.empty());
+    r = cli({"ls", "--prefix", "dash"});
+    BOOST_TEST(r.out == "dash\t-5\n", r);
+}
+
+BOOST_AUTO_TEST_CASE(an_unreachable_endpoint_falls_through_and_none_reachable_is_unavailable)
+{
+    const auto dead = free_ports(2);
+    const std::string alive = url(c.http_port(leader));
+    cli_result r = run_cli(with_endpoints(url(dead[0]) + "," + alive, {"put", "k", "v"}));
+    BOOST_TEST(r.code == ok, r);
+    r = run_cli(with_endpoints(url(dead[0]) + "," + alive, {"get", "k"}));
+    BOOST_TEST(r.out == "v\n", r);
+
+    const auto started = std::chrono::steady_clock::now();
+    r = run_cli(with_endpoints(url(dead[0]) + "," + url(dead[1]), {"--timeout", "3s", "get", "k"}));
+    BOOST_TEST(r.code == unavailable, r);
+    BOOST_TEST((std::chrono::steady_clock::now() - started < 10s));
+    BOOST_TEST(r.err.find("127.0.0.1:" + std::to_string(dead[1])) != std::string::npos, r);
+
+    // A node that accepts connections but never answers (paused) holds a read for its share
+    // of the timeout only.
+    const std::uint64_t paused = followers().front();
+    c.signal(paused, SIGSTOP);
+    r = run_cli(with_endpoints(url(c.http_port(paused)) + "," + alive, {"--timeout", "4s", "get", "k"}));
+    c.signal(paused, SIGCONT);
+    BOOST_TEST(r.code == ok, "past a paused node: " << r);
+    BOOST_TEST(r.out == "v\n", r);
+
+    // status asks every endpoint and shows the one that did not answer.
+    r = run_cli(with_endpoints(alive + "," + url(dead[0]), {"status"}));
+    BOOST_TEST(r.code == unavailable, r);
+    BOOST_TEST(lines_of(r.out) == 3u, r);
+    BOOST_TEST(r.out.find("leader") != std::string::npos, r);
+    std::string all;
+    for (std::uint64_t id = 1; id <= 3; ++id)
+        all += (all.empty() ? "" : ",") + url(c.http_port(id));
+    r = run_cli(with_endpoints(all, {"--json", "status"}));
+    BOOST_TEST(r.code == ok, r);
+    BOOST_TEST(json::parse(r.out).as_array().size() == 3u);
+}
+
+BOOST_AUTO_TEST_CASE(members_are_listed_added_promoted_removed_and_leadership_moves)
+{
+    const std::string endpoints = url(c.http_port(followers().front())) + "," + url(c.http_port(leader));
+    auto cli = [&](std::vector<std::string> args) {
+        return run_cli(with_endpoints(endpoints, std::move(args)));
+    };
+
+    cli_result r = cli({"--json", "members"});
+    BOOST_TEST_REQUIRE(r.code == ok, r);
+    BOOST_TEST((ids_with_role(r.out, "voter") == std::set<std::uint64_t>{1, 2, 3}));
+    r = cli({"members"});
+    BOOST_TEST(lines_of(r.out) == 4u, r);
+
+    const std::uint64_t id = c.add_node(leader);
+    const node_spec& s = c.spec(id);
+    r = cli({"--json", "member", "add", std::to_string(id), "--raft", s.raft_address(), "--http",
+             "http://" + s.http_address(), "--learner"});
+    BOOST_TEST_REQUIRE(r.code == ok, r);
+    BOOST_TEST((ids_with_role(r.out, "learner") == std::set<std::uint64_t>{id}));
+    r = cli({"member", "add", std::to_string(id), "--raft", s.raft_address()});
+    BOOST_TEST(r.code == refused, "adding a member twice: " << r);
+    c.start(id);
+    BOOST_TEST_REQUIRE(c.wait_healthy(id, 20s));
+
+    r = change_until_settled(with_endpoints(endpoints, {"--json", "member", "promote", std::to_string(id)}));
+    BOOST_TEST_REQUIRE(r.code == ok, r);
+    BOOST_TEST((ids_with_role(r.out, "voter") == std::set<std::uint64_t>{1, 2, 3, id}));
+
+    r = change_until_settled(with_endpoints(endpoints, {"member", "remove", std::to_string(id)}));
+    BOOST_TEST_REQUIRE(r.code == ok, r);
+    BOOST_TEST(r.out.starts_with("removed node " + std::to_string(id) + "\n"), r);
+    BOOST_TEST(c.terminate(id).has_value());
+    r = cli({"member", "remove", "99"});
+    BOOST_TEST(r.code == not_found, r);
+
+    const std::uint64_t target = followers().back();
+    r = cli({"leader", "transfer", std::to_string(target)});
+    BOOST_TEST_REQUIRE(r.code == ok, r);
+    BOOST_TEST(r.out == "node " + std::to_string(target) + " leads\n");
+    BOOST_TEST(c.wait_for_leader(10s).value_or(0) == target);
+    r = cli({"leader", "transfer", "99"});
+    BOOST_TEST(r.code == not_found, r);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_CASE(help_and_usage_errors)
+{
+    cli_result r = run_cli({"--help"});
+    BOOST_TEST(r.code == ok, r);
+    BOOST_TEST(r.out.find("Exit codes:") != std::string::npos);
+    for (const char* command : {"put", "get", "del", "ls", "status", "members"}) {
+        r = run_cli({command, "--help"});
+        BOOST_TEST(r.code == ok, command << ": " << r);
+        BOOST_TEST(r.out.starts_with(std::string("Usage: raftkv [global options] ") + command), r);
+    }
+    r = run_cli({"member", "add", "--help"});
+    BOOST_TEST(r.out.find("--learner") != std::string::npos, r);
+    for (const std::vector<std::string>& bad :
+         std::vector<std::vector<std::string>>{{},
+                                               {"frobnicate"},
+                                               {"get"},
+                                               {"put", "k"},
+                                               {"get", "a", "b"},
+                                               {"ls", "--limit", "x"},
+                                               {"member", "add", "4"},
+                                               {"member", "remove", "0"},
+                                               {"--timeout", "soon", "get", "k"},
+                                               {"--endpoints", "ftp://x:1", "get", "k"},
+                                               {"--cert", "c.pem", "get", "k"},
+                                               {"--token-file", "/nonexistent/token", "get", "k"}}) {
+        r = run_cli(bad);
+        BOOST_TEST(r.code == usage, r);
+        BOOST_TEST(!r.err.empty());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(tokens_are_sent_and_refusals_have_their_own_exit_code)
+{
+    temp_dir files;
+    const std::string write_token = "cli-write-5f0c1b9e2d7a4c38";
+    const std::string read_token = "cli-read-9a7c3e5b1d2f4068";
+    std::ofstream(files / "tokens") << write_token << " write\n" << read_token << " read\n";
+    std::ofstream(files / "mine") << write_token << "\n";
+    cluster c(1, true, {"--auth-tokens", (files / "tokens").string()});
+    set_bearer_token(write_token);
+    const bool healthy = c.wait_healthy(1, 20s);
+    set_bearer_token("");
+    BOOST_TEST_REQUIRE(healthy);
+    const std::string endpoints = url(c.http_port(1));
+
+    cli_result r = run_cli(with_endpoints(endpoints, {"put", "k", "v"}));
+    BOOST_TEST(r.code == unauthorized, r);
+    r = run_cli(with_endpoints(endpoints, {"--token-file", (files / "mine").string(), "put", "k", "v"}));
+    BOOST_TEST(r.code == ok, r);
+    r = run_cli(with_endpoints(endpoints, {"--token", read_token, "put", "k", "w"}));
+    BOOST_TEST(r.code == unauthorized, r);
+    r = run_cli(with_endpoints(endpoints, {"--token", read_token, "get", "k"}));
+    BOOST_TEST(r.out == "v\n", r);
+}
+
+BOOST_AUTO_TEST_CASE(https_endpoints_with_a_ca_and_a_client_certificate)
+{
+    temp_dir certs;
+    const std::string make = std::string(RAFTKV_MAKE_CERTS) + " '" + certs.path().string() + "' 1 >/dev/null";
+    BOOST_TEST_REQUIRE(std::system(make.c_str()) == 0, "make-certs.sh failed");
+    const auto file = [&](const std::string& name) { return (certs / name).string(); };
+    cluster c{1, false};
+    std::vector<std::string> args = c.args(1);
+    args.insert(args.end(),
+                {"--cert", file("node-1.crt"), "--key", file("node-1.key"), "--client-ca", file("ca.crt")});
+    c.start(1, args);
+    const std::string endpoint = "https://127.0.0.1:" + std::to_string(c.http_port(1));
+    const std::vector<std::string> tls = {"--endpoints", endpoint,           "--cacert", file("ca.crt"),
+                                          "--cert",      file("client.crt"), "--key",    file("client.key")};
+    auto cli = [&](std::vector<std::string> more) {
+        std::vector<std::string> all = tls;
+        all.insert(all.end(), more.begin(), more.end());
+        return run_cli(all);
+    };
+    cli_result r;
+    BOOST_TEST_REQUIRE(wait_until(
+                           [&] {
+                               return (r = cli({"put", "k", "over tls"})).code == ok;
+                           },
+                           20s, 200ms),
+                       r);
+    r = cli({"get", "k"});
+    BOOST_TEST(r.out == "over tls\n", r);
+
+    // Without the client certificate, or trusting only the system's CAs: no answer.
+    r = run_cli({"--endpoints", endpoint, "--cacert", file("ca.crt"), "--timeout", "3s", "get", "k"});
+    BOOST_TEST(r.code == unavailable, r);
+    r = run_cli({"--endpoints", endpoint, "--cert", file("client.crt"), "--key", file("client.key"),
+                 "--timeout", "3s", "get", "k"});
+    BOOST_TEST(r.code == unavailable, r);
+    BOOST_TEST(r.err.find("certificate verify failed") != std::string::npos, r);
+    // A TLS file that cannot be read is a usage error.
+    r = run_cli({"--endpoints", endpoint, "--cacert", file("missing.crt"), "get", "k"});
+    BOOST_TEST(r.code == usage, r);
+}
