@@ -952,6 +952,15 @@ boost::asio::awaitable<read_result> kv_service::get(std::string key)
     co_return read_result{{}, n->machine.get(key)};
 }
 
+void kv_service::read_barrier(std::function<void(std::error_code)> done)
+{
+    const std::shared_ptr<raft_node> n = impl_->current();
+    if (!n)
+        return done(make_error_code(raftkv::errc::node_failed));
+    n->driver.async_read(boost::asio::bind_executor(
+        impl_->strand, [n, done = std::move(done)](boost::system::error_code ec) { done(ec); }));
+}
+
 boost::asio::awaitable<change_result> kv_service::change_membership(std::vector<config_change> changes)
 {
     auto attempt = [this, &changes]() -> boost::asio::awaitable<change_result> {

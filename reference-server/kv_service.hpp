@@ -174,6 +174,11 @@ public:
     boost::asio::awaitable<write_result> del(std::string key);
     boost::asio::awaitable<read_result> get(std::string key);
 
+    /// Starts a linearizable-read barrier (a ReadIndex round, as get() makes; a follower
+    /// asks its leader) and calls `done` once, on the service's strand or at once, with an
+    /// empty error when it was confirmed, else with the error get() would fail with.
+    void read_barrier(std::function<void(std::error_code)> done);
+
     /// Proposes `changes` (on the leader only: errc::not_leader elsewhere) and waits until
     /// this node applied them. A change refused because a leadership transfer is under
     /// way is retried until the transfer ends, within the request timeout.

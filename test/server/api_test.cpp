@@ -62,10 +62,17 @@ BOOST_AUTO_TEST_CASE(status_and_health_take_get_only)
 {
     check_found(http::verb::get, "/status", route::status);
     check_found(http::verb::get, "/health", route::health);
+    check_found(http::verb::get, "/health?timeout=2s", route::health);
+    check_found(http::verb::get, "/livez", route::livez);
+    check_found(http::verb::get, "/readyz", route::readyz);
     for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::post, http::verb::head}) {
         check_not_allowed(v, "/status", "GET");
         check_not_allowed(v, "/health", "GET");
+        check_not_allowed(v, "/livez", "GET");
+        check_not_allowed(v, "/readyz", "GET");
     }
+    BOOST_TEST((match_route(http::verb::get, "/livez/x").result == outcome::not_found));
+    BOOST_TEST((match_route(http::verb::get, "/readyzz").result == outcome::not_found));
 }
 
 BOOST_AUTO_TEST_CASE(wrong_method_on_kv_is_not_allowed_with_the_allowed_list)
@@ -523,6 +530,9 @@ BOOST_AUTO_TEST_CASE(health_needs_no_token_and_every_other_route_one)
 {
     BOOST_TEST(refusal_status(http::verb::get, "/health", "") == 0u);
     BOOST_TEST(refusal_status(http::verb::get, "/health?x", "bogus") == 0u);
+    BOOST_TEST(refusal_status(http::verb::get, "/livez", "") == 0u);
+    BOOST_TEST(refusal_status(http::verb::get, "/readyz", "bogus") == 0u);
+    BOOST_TEST(refusal_status(http::verb::post, "/readyz", "") == 0u); // answered 405
     for (const auto& [method, target] :
          std::vector<std::pair<http::verb, std::string>>{{http::verb::get, "/kv/a"},
                                                          {http::verb::put, "/kv/a"},
