@@ -712,6 +712,7 @@ http_response api_handler::status() const
     body["last_index"] = n.last_index;
     body["snapshot_index"] = n.snapshot_index;
     body["snapshot_term"] = n.snapshot_term;
+    body["malformed_dropped"] = n.malformed_dropped;
     body["members"] = std::move(members);
     const storage_status storage = service_.storage();
     if (storage.failed()) {

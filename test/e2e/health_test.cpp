@@ -145,6 +145,10 @@ BOOST_AUTO_TEST_CASE(a_single_node_is_healthy_and_ready)
     BOOST_TEST(live.body == R"({"status":"ok"})");
     BOOST_TEST(live.headers.at("content-type") == "application/json");
 
+    // /status counts the Raft messages dropped as malformed: none here.
+    const http_response status = request(port, "GET", "/status");
+    BOOST_TEST(parse_json(status.body).text["malformed_dropped"] == "0", describe(status));
+
     const http_response bad = request(port, "GET", "/health?timeout=1h");
     BOOST_TEST(is_error(bad, 400), describe(bad));
     for (const char* target : {"/livez", "/readyz", "/health"}) {

@@ -630,3 +630,24 @@ BOOST_AUTO_TEST_CASE(http11_needs_one_host_and_only_chunked_transfer_encoding_is
         BOOST_TEST(res->body().find("unsupported Transfer-Encoding") != std::string::npos, coding);
     }
 }
+
+BOOST_AUTO_TEST_CASE(a_failed_storage_is_checked_at_doubling_intervals_up_to_a_minute)
+{
+    using raftkv::server::next_storage_probe_interval;
+    using raftkv::server::storage_probe_first_interval;
+    using raftkv::server::storage_probe_max_interval;
+    using std::chrono::seconds;
+    BOOST_TEST(storage_probe_first_interval.count() == 2);
+    BOOST_TEST(storage_probe_max_interval.count() == 60);
+    std::vector<long> waits;
+    seconds wait = storage_probe_first_interval;
+    for (int i = 0; i < 8; ++i) {
+        waits.push_back(static_cast<long>(wait.count()));
+        wait = next_storage_probe_interval(wait);
+    }
+    BOOST_TEST(waits == (std::vector<long>{2, 4, 8, 16, 32, 60, 60, 60}), boost::test_tools::per_element());
+    BOOST_TEST(next_storage_probe_interval(seconds(0)).count() == 2);
+    BOOST_TEST(next_storage_probe_interval(seconds(45)).count() == 60);
+    BOOST_TEST(next_storage_probe_interval(seconds(3600)).count() == 60);
+    BOOST_TEST(raftkv::server::storage_recovery_free_bytes == std::uint64_t{80} << 20);
+}
