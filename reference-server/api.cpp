@@ -3,6 +3,7 @@
 #include "client_stream.hpp"
 #include "cluster_api.hpp"
 #include "config.hpp"
+#include "health.hpp"
 #include "kv_service.hpp"
 #include "log.hpp"
 #include "member_info.hpp"
@@ -371,10 +372,10 @@ asio::awaitable<void> key_order::turn::wait()
 
 class api_handler : public request_handler {
 public:
-    api_handler(kv_service& service, leader_address_cache& addresses, const api_options& options,
-                const authorizer* auth, asio::any_io_executor ex)
-        : service_(service), addresses_(addresses), options_(options), auth_(auth), order_(ex),
-          pool_(ex, options.forward_tls)
+    api_handler(kv_service& service, leader_address_cache& addresses, read_coalescer& health_reads,
+                const api_options& options, const authorizer* auth, asio::any_io_executor ex)
+        : service_(service), addresses_(addresses), health_reads_(health_reads), options_(options),
+          auth_(auth), order_(ex), pool_(ex, options.forward_tls)
     {
     }
 
@@ -401,10 +402,12 @@ private:
     asio::awaitable<http_response> change(const http_request& req, config_change c, http::status success);
     bool leads() const { return service_.leader() == service_.id(); }
     http_response status() const;
-    http_response health() const;
+    asio::awaitable<http_response> health(const http_request& req);
+    http_response readiness() const;
 
     kv_service& service_;
     leader_address_cache& addresses_;
+    read_coalescer& health_reads_;
     const api_options& options_;
     const authorizer* auth_; // null: no authorization
     key_order order_;
@@ -477,7 +480,11 @@ asio::awaitable<http_response> api_handler::route_request(const http_request& re
     if (m.route == route::status)
         co_return status();
     if (m.route == route::health)
-        co_return health();
+        co_return co_await health(req);
+    if (m.route == route::livez)
+        co_return json_response(http::status::ok, {{"status", "ok"}});
+    if (m.route == route::readyz)
+        co_return readiness();
     if (m.route == route::kv)
         co_return co_await handle_kv(req, m.raw_key);
     if (m.route == route::scan)
@@ -734,6 +741,7 @@ http_response api_handler::status() const
     body["last_index"] = n.last_index;
     body["snapshot_index"] = n.snapshot_index;
     body["snapshot_term"] = n.snapshot_term;
+    body["malformed_dropped"] = n.malformed_dropped;
     body["members"] = std::move(members);
     const storage_status storage = service_.storage();
     if (storage.failed()) {
@@ -741,17 +749,65 @@ http_response api_handler::status() const
         body["leader"] = nullptr;
     }
     body["storage"] = storage_json(storage);
+    const health_check_counts h = health_reads_.counts();
+    body["health_checks"] = {
+        {"checks", h.checks}, {"rounds", h.rounds}, {"joined", h.joined}, {"reused", h.reused}};
     return json_response(http::status::ok, body);
 }
 
-http_response api_handler::health() const
+// A 503 of the health checks: {"error": message, "status": "unavailable", "reason": reason}
+// (reason one of a few fixed phrases a probe can match), plus the leader /health knows.
+http_response unhealthy(std::string_view reason, std::string_view message, std::optional<node_id> leader = {})
 {
+    http_response res = error_response(http::status::service_unavailable, message);
+    json::object body{{"error", message}, {"status", "unavailable"}, {"reason", reason}};
+    if (leader)
+        body["leader"] = *leader == no_node ? json::value(nullptr) : json::value(*leader);
+    res.body() = json::serialize(body);
+    return res;
+}
+
+// 200 only when a linearizable read through the cluster succeeds within the timeout: a
+// node that knows a leader but whose reads and writes time out (no quorum, a leader that
+// cannot reach the others) is not healthy. The reads of concurrent checks are shared.
+asio::awaitable<http_response> api_handler::health(const http_request& req)
+{
+    std::string bad_timeout;
+    const std::optional<std::chrono::milliseconds> timeout =
+        health_timeout(req.target(), options_.health_timeout, bad_timeout);
+    if (!timeout)
+        co_return error_response(http::status::bad_request, bad_timeout);
     if (const storage_status storage = service_.storage(); storage.failed())
-        return error_response(http::status::service_unavailable, "storage failure: " + storage.error);
+        co_return unhealthy("storage failed", "storage failure: " + storage.error, no_node);
     const node_id leader = service_.leader();
     if (leader == no_node)
-        return error_response(http::status::service_unavailable, "no leader");
-    return json_response(http::status::ok, {{"status", "ok"}, {"leader", leader}});
+        co_return unhealthy("no leader", "no leader", no_node);
+    const std::error_code ec = co_await health_reads_.check(*timeout);
+    if (!ec)
+        co_return json_response(http::status::ok, {{"status", "ok"}, {"leader", leader}});
+    if (ec == raftkv::errc::node_failed) {
+        const storage_status storage = service_.storage();
+        co_return unhealthy("storage failed",
+                            "storage failure: " + (storage.failed() ? storage.error : ec.message()), no_node);
+    }
+    if (ec == raftkv::errc::timeout)
+        co_return unhealthy("read index timed out",
+                            "read index timed out: no linearizable read through leader " +
+                                std::to_string(leader) + " within " + std::to_string(timeout->count()) +
+                                " ms",
+                            leader);
+    if (ec == raftkv::errc::not_leader)
+        co_return unhealthy("no leader", "no leader", no_node);
+    co_return unhealthy("read index failed", "read index failed: " + ec.message(), leader);
+}
+
+// 200 when this node is caught up and serves (readiness_problem()), from its local state.
+http_response api_handler::readiness() const
+{
+    const service_status s = service_.status();
+    if (const std::optional<not_ready> problem = readiness_problem(s, service_.storage()))
+        return unhealthy(problem->reason, problem->message);
+    return json_response(http::status::ok, {{"status", "ok"}});
 }
 
 } // namespace
@@ -826,7 +882,8 @@ bool changes_state(const route_match& m, http::verb method)
 std::optional<http_response> authorization_refusal(const authorizer& auth, const http_request& req,
                                                    const route_match& m)
 {
-    if (m.result != route_match::outcome::not_found && m.route == route::health)
+    if (m.result != route_match::outcome::not_found &&
+        (m.route == route::health || m.route == route::livez || m.route == route::readyz))
         return std::nullopt;
     const auto header = req.find(http::field::authorization);
     const bool present = header != req.end();
@@ -879,7 +936,10 @@ json::object storage_json(const storage_status& storage)
 
 api::api(kv_service& service, api_options options)
     : service_(&service), options_(std::move(options)),
-      leader_addresses_(std::make_unique<leader_address_cache>(service))
+      leader_addresses_(std::make_unique<leader_address_cache>(service)),
+      health_reads_(std::make_unique<read_coalescer>(
+          [&service](std::function<void(std::error_code)> done) { service.read_barrier(std::move(done)); },
+          options_.health_reuse))
 {
     if (!options_.auth_tokens.empty())
         authorizer_.emplace(options_.auth_tokens);
@@ -889,7 +949,7 @@ api::~api() = default;
 
 std::unique_ptr<request_handler> api::make_handler(asio::any_io_executor ex)
 {
-    return std::make_unique<api_handler>(*service_, *leader_addresses_, options_,
+    return std::make_unique<api_handler>(*service_, *leader_addresses_, *health_reads_, options_,
                                          authorizer_ ? &*authorizer_ : nullptr, std::move(ex));
 }
 

@@ -5,7 +5,7 @@
 //
 //   PUT /kv/{key}  {"value": "..."}    GET /kv/{key}    DELETE /kv/{key}
 //   GET /kv?prefix=p&after=k&limit=n&keys_only=true    (a page of keys in byte order)
-//   GET /status                        GET /health
+//   GET /status                        GET /health     GET /livez     GET /readyz
 //   GET /cluster/members               POST /cluster/members  {"id": N, "raft": "h:p", ...}
 //   DELETE /cluster/members/{id}       POST /cluster/members/{id}/promote
 //   POST /cluster/leader  {"id": N}
@@ -14,7 +14,8 @@
 // HTTP address (which the leader published in the replicated log, see kv_service) with a
 // header "X-Raftkv-Forwarded: <its id> <mac>" (auth.hpp), and relays the answer. A node
 // that receives a forwarded request whose marker verifies while not the leader answers 503
-// rather than forwarding again. With tokens (auth.hpp), every route but /health needs one.
+// rather than forwarding again. With tokens (auth.hpp), every route but /health, /livez
+// and /readyz needs one.
 // docs/server.md lists every status code.
 //
 // The requests a client pipelines on one connection run concurrently, except that those
@@ -45,6 +46,7 @@ namespace raftkv::server {
 class kv_service;
 struct storage_status;
 class leader_address_cache;
+class read_coalescer;
 
 /// The header that marks a request forwarded by another node; its value is that node's id
 /// and a MAC (forward_marker()).
@@ -70,7 +72,8 @@ bool changes_state(const route_match& m, boost::beast::http::verb method);
 
 /// The refusal of `req`, routed to `m`, under `auth`: 401 with "WWW-Authenticate: Bearer"
 /// when it carries no known bearer token, 403 when a read token asks for a change; nothing
-/// when it may proceed. GET /health needs no token; an unknown route or method needs one
+/// when it may proceed. GET /health, /livez and /readyz need no token (the probes of load
+/// balancers and orchestrators); an unknown route or method needs one
 /// (of either kind) before it is answered 404 or 405.
 std::optional<http_response> authorization_refusal(const authorizer& auth, const http_request& req,
                                                    const route_match& m);
@@ -103,7 +106,7 @@ struct api_options {
     /// Default: 6 s.
     std::chrono::milliseconds forward_timeout{6000};
 
-    /// The tokens every request but GET /health must carry (server_config::auth_tokens).
+    /// The tokens every request but the health checks must carry (server_config::auth_tokens).
     /// Default: none, no authorization.
     std::vector<auth_token> auth_tokens;
 
@@ -114,6 +117,14 @@ struct api_options {
     /// Forward over TLS with this client context (make_client_tls()), which must trust the
     /// other nodes' HTTPS certificates. Default: none, plain HTTP.
     std::shared_ptr<tls_context> forward_tls;
+
+    /// How long GET /health waits for its linearizable read when the request names no
+    /// ?timeout= (server_config::health_timeout_ms). Default: 1 s.
+    std::chrono::milliseconds health_timeout{1000};
+
+    /// How long the result of a health check's read answers later checks
+    /// (server_config::health_reuse_ms, read_coalescer). Default: 100 ms.
+    std::chrono::milliseconds health_reuse{100};
 };
 
 /** The request handlers of raftkv-server.
@@ -143,6 +154,8 @@ private:
     std::optional<authorizer> authorizer_;
     // The leader's HTTP address, shared by every handler.
     std::unique_ptr<leader_address_cache> leader_addresses_;
+    // The reads of GET /health, shared by every handler.
+    std::unique_ptr<read_coalescer> health_reads_;
 };
 
 } // namespace raftkv::server

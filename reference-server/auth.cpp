@@ -145,7 +145,7 @@ std::optional<std::vector<auth_token>> parse_auth_tokens(std::string_view text, 
         lines.push_back(number);
     }
     if (tokens.empty()) {
-        error = std::string(where) + ": no tokens (every request but GET /health would be refused)";
+        error = std::string(where) + ": no tokens (every request but the health checks would be refused)";
         return std::nullopt;
     }
     return tokens;

@@ -17,7 +17,7 @@ namespace raftkv::server {
 namespace {
 
 // Every setting is both a flag --<name> and a config-file key <name>.
-constexpr std::array<std::string_view, 27> setting_names = {
+constexpr std::array<std::string_view, 29> setting_names = {
     "id",
     "data-dir",
     "http",
@@ -45,6 +45,8 @@ constexpr std::array<std::string_view, 27> setting_names = {
     "key",
     "client-ca",
     "forward-ca",
+    "health-timeout-ms",
+    "health-reuse-ms",
 };
 
 bool is_setting(std::string_view name)
@@ -431,6 +433,12 @@ std::string check_tuning(const raw_settings& s, server_config& c)
             check_number<std::uint32_t>(s, "request-timeout-ms", 1, 3'600'000, c.request_timeout_ms);
         !e.empty())
         return e;
+    if (std::string e = check_number<std::uint32_t>(s, "health-timeout-ms", 1, 30'000, c.health_timeout_ms);
+        !e.empty())
+        return e;
+    if (std::string e = check_number<std::uint32_t>(s, "health-reuse-ms", 0, 60'000, c.health_reuse_ms);
+        !e.empty())
+        return e;
     if (const raw_value* v = s.find("log-level")) {
         const auto level = parse_log_level(v->text);
         if (!level)
@@ -783,6 +791,11 @@ Flags (each also a key of the config file; flags override the file):
                              --election-ticks (default: 5)
   --request-timeout-ms MS    how long a write or read waits for the cluster before
                              answering 503 (default: 5000)
+  --health-timeout-ms MS     how long GET /health waits for a linearizable read
+                             through the cluster before answering 503, unless the
+                             request asks ?timeout= (default: 1000, at most 30000)
+  --health-reuse-ms MS       how long a health check's read result also answers the
+                             checks that follow (default: 100; 0: only those in flight)
   --snapshot-entries N       snapshot the key-value state after this many applied
                              writes and drop the log behind it; 0: never (the log
                              then grows without bound) (default: 10000)
@@ -791,10 +804,10 @@ Flags (each also a key of the config file; flags override the file):
                              follower a little behind catches up from the log
                              (default: 5000)
   --auth-tokens FILE         require "Authorization: Bearer TOKEN" on every HTTP
-                             request but GET /health; FILE has one token per line,
-                             "TOKEN read|write [NAME]" ('#' comments); a read token
-                             may only GET. Give every member the same file
-                             (default: none, no authorization)
+                             request but GET /health, /livez and /readyz; FILE has
+                             one token per line, "TOKEN read|write [NAME]" ('#'
+                             comments); a read token may only GET. Give every member
+                             the same file (default: none, no authorization)
   --log-level LEVEL          error, warn, info or debug (default: info)
   --log-format FORMAT        text, or json for one JSON object per line (default: text)
   --threads N                threads serving HTTP and Raft connections; the Raft node
@@ -828,7 +841,7 @@ Config file (YAML): a map with any of the keys id, data-dir, http, advertise-htt
 cluster-token, raft, peers, join, tick-ms, election-ticks, heartbeat-ticks,
 request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, log-format,
 threads, max-connections, max-pending-body-bytes, cert, key, client-ca, forward-ca,
-peer-cert, peer-key, peer-ca, auth-tokens.
+peer-cert, peer-key, peer-ca, auth-tokens, health-timeout-ms, health-reuse-ms.
 peers is a map of id to HOST:PORT, or the same string as --peers. Example:
 
   id: 2
@@ -841,7 +854,8 @@ peers is a map of id to HOST:PORT, or the same string as --peers. Example:
     3: 127.0.0.1:9083
   log-level: info
 
-HTTP API: PUT/GET/DELETE /kv/{key}, GET /status, GET /health (docs/server.md).
+HTTP API: PUT/GET/DELETE /kv/{key}, GET /status, GET /health, GET /livez,
+GET /readyz (docs/server.md).
 The first start records the cluster id, this node's id and the members in
 DIR/identity; a later start whose --id, --cluster-token or --peers contradicts it
 prints one line and exits with code 2, as does a bad flag or config value. SIGINT

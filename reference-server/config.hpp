@@ -115,6 +115,14 @@ struct server_config {
     /// Default: 5000 ms.
     std::uint32_t request_timeout_ms = 5000;
 
+    /// How long GET /health waits for a linearizable read through the cluster, when the
+    /// request names no ?timeout=, before answering 503. 1 to 30000. Default: 1000 ms.
+    std::uint32_t health_timeout_ms = 1000;
+
+    /// How long the result of a health check's read answers the checks that follow, so
+    /// that many probes cost one ReadIndex round. 0 to 60000. Default: 100 ms.
+    std::uint32_t health_reuse_ms = 100;
+
     /// Take a snapshot of the state machine once this many entries were applied since the
     /// last one (or 64 MiB of commands, whichever comes first), and drop the log behind it.
     /// 0: never; the log then grows without bound. Default: 10000.
@@ -158,7 +166,8 @@ struct server_config {
     std::string peer_cert, peer_key, peer_ca;
     bool peer_tls() const { return !peer_cert.empty(); }
 
-    /// The tokens file (--auth-tokens): every HTTP request but GET /health must then carry
+    /// The tokens file (--auth-tokens): every HTTP request but GET /health, /livez and
+    /// /readyz must then carry
     /// one of its tokens, "Authorization: Bearer <token>" (auth.hpp). Unset: no
     /// authorization, every client may make every request.
     std::optional<std::filesystem::path> auth_tokens_file;

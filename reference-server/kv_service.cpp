@@ -78,12 +78,11 @@ raftkv::leveldb::kv_state_machine_options machine_options()
 // before it tries again.
 constexpr std::chrono::milliseconds transfer_retry_pause{5};
 
-// How often a node whose storage failed checks whether it works again.
-constexpr std::chrono::seconds storage_probe_interval{2};
-
 // The free space a failed node waits for before it opens its storage again: room for the
 // next log segment, which is reserved whole, and for the state machine's next files.
-constexpr std::uint64_t recovery_free_bytes = raftkv::wal::log_store_options{}.segment_bytes + (16u << 20);
+constexpr std::uint64_t recovery_free_bytes = storage_recovery_free_bytes;
+static_assert(recovery_free_bytes >= raftkv::wal::log_store_options{}.segment_bytes + (16u << 20),
+              "storage_recovery_free_bytes leaves no room for a log segment and the state machine");
 
 // What the probe writes and syncs in the data directory.
 constexpr std::size_t probe_bytes = 64 * 1024;
@@ -404,6 +403,9 @@ struct kv_service::impl {
     boost::asio::steady_timer watch_timer;
     boost::asio::steady_timer probe_timer;
     std::string probe_problem; // the last one logged
+    // The wait before the next check of a failed storage, and when it last recovered.
+    std::chrono::seconds probe_interval = storage_probe_first_interval;
+    std::optional<clock::time_point> recovered_at;
     bool stopped = false;
     bool publishing = false;
     term_t published_term = 0;
@@ -522,10 +524,17 @@ void kv_service::impl::storage_failed(const std::string& why)
 {
     if (!node || stopped)
         return;
+    // A storage that fails again soon after it recovered goes on backing off.
+    if (recovered_at && clock::now() - *recovered_at < storage_probe_max_interval)
+        probe_interval = next_storage_probe_interval(probe_interval);
+    else
+        probe_interval = storage_probe_first_interval;
     log(log_level::error, "storage failure: " + why +
                               "; this node stopped taking part in Raft and answers reads and writes with 503 "
-                              "until its storage works again (checked every " +
-                              std::to_string(storage_probe_interval.count()) + " s)");
+                              "until its storage works again (checked in " +
+                              std::to_string(probe_interval.count()) +
+                              " s, then at intervals doubling up to " +
+                              std::to_string(storage_probe_max_interval.count()) + " s)");
     node_status last = node->driver.status();
     last.role = role::follower;
     last.leader = no_node;
@@ -545,7 +554,7 @@ void kv_service::impl::storage_failed(const std::string& why)
 
 void kv_service::impl::schedule_probe()
 {
-    probe_timer.expires_after(storage_probe_interval);
+    probe_timer.expires_after(probe_interval);
     probe_timer.async_wait([this](boost::system::error_code ec) {
         if (ec || stopped)
             return;
@@ -566,6 +575,7 @@ void kv_service::impl::probe()
         if (problem != probe_problem)
             log(log_level::info, "storage still unusable: " + problem);
         probe_problem = std::move(problem);
+        probe_interval = next_storage_probe_interval(probe_interval);
         return schedule_probe();
     }
     std::shared_ptr<raft_node> n;
@@ -591,6 +601,7 @@ void kv_service::impl::probe()
         std::lock_guard lock(node_mutex);
         storage = storage_status{};
     }
+    recovered_at = clock::now();
     set_node(n);
     const node_status s = n->driver.status();
     n->driver.start();
@@ -974,6 +985,15 @@ boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::st
     co_return scan_result{{}, std::move(page.items), page.more};
 }
 
+void kv_service::read_barrier(std::function<void(std::error_code)> done)
+{
+    const std::shared_ptr<raft_node> n = impl_->current();
+    if (!n)
+        return done(make_error_code(raftkv::errc::node_failed));
+    n->driver.async_read(boost::asio::bind_executor(
+        impl_->strand, [n, done = std::move(done)](boost::system::error_code ec) { done(ec); }));
+}
+
 boost::asio::awaitable<change_result> kv_service::change_membership(std::vector<config_change> changes)
 {
     auto attempt = [this, &changes]() -> boost::asio::awaitable<change_result> {
@@ -1070,6 +1090,15 @@ storage_status kv_service::storage() const
 {
     std::lock_guard lock(impl_->node_mutex);
     return impl_->storage;
+}
+
+std::chrono::seconds next_storage_probe_interval(std::chrono::seconds previous)
+{
+    if (previous < storage_probe_first_interval)
+        return storage_probe_first_interval;
+    if (previous >= storage_probe_max_interval / 2)
+        return storage_probe_max_interval;
+    return 2 * previous;
 }
 
 const char* to_string(member_role r)

@@ -26,6 +26,7 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
@@ -36,6 +37,22 @@
 #include <vector>
 
 namespace raftkv::server {
+
+/// How long a node whose storage failed waits before its first check of the storage, and
+/// the longest it waits between two checks (see kv_service, "Storage failures").
+inline constexpr std::chrono::seconds storage_probe_first_interval{2};
+inline constexpr std::chrono::seconds storage_probe_max_interval{60};
+
+/// The wait before the next check of a failed storage, after a check that found it still
+/// unusable following a wait of `previous`: twice as long, at most
+/// storage_probe_max_interval, at least storage_probe_first_interval.
+std::chrono::seconds next_storage_probe_interval(std::chrono::seconds previous);
+
+/// The free space each file system of the data directory needs before a node whose storage
+/// failed opens it again: room for the next log segment, which the log reserves whole
+/// (raftkv::wal::log_store_options::segment_bytes, 64 MiB), and 16 MiB for the state
+/// machine's next files. 80 MiB.
+inline constexpr std::uint64_t storage_recovery_free_bytes = std::uint64_t{80} << 20;
 
 /// The state of this node's storage (see kv_service, "Storage failures").
 struct storage_status {
@@ -140,9 +157,14 @@ boost::asio::ip::tcp::endpoint resolve_endpoint(boost::asio::any_io_executor ex,
     not safe, so the service closes the node, the log and the state machine, as if the
     process had lost them; the Raft port and the HTTP server stay up. Operations in
     progress and later ones fail with errc::node_failed, storage() says why, and the
-    service checks the data directory every few seconds (free space, a small write that
-    is synced); once it works, it opens the log and the state machine again and starts a
-    new node from them, exactly as a restarted process would. A storage contradicting the
+    service checks the data directory (storage_recovery_free_bytes free, a small write
+    that is synced) after storage_probe_first_interval, then at intervals that double
+    after each check that fails, up to storage_probe_max_interval; once it works, it opens
+    the log and the state machine again and starts a new node from them, exactly as a
+    restarted process would. A storage that fails again within
+    storage_probe_max_interval of recovering goes on from the interval it had reached,
+    so that a disk that keeps failing is not reopened every few seconds; after a longer
+    run the checks start at storage_probe_first_interval again. A storage contradicting the
     cluster (errc::storage_inconsistent) is no storage failure: it goes to on_fatal.
 
     @par Thread Safety
@@ -194,6 +216,11 @@ public:
     /// linearizable read exactly as get() is, then one pass over the state machine.
     boost::asio::awaitable<scan_result> scan(std::string prefix, std::string after, std::size_t limit,
                                              bool keys_only);
+
+    /// Starts a linearizable-read barrier (a ReadIndex round, as get() makes; a follower
+    /// asks its leader) and calls `done` once, on the service's strand or at once, with an
+    /// empty error when it was confirmed, else with the error get() would fail with.
+    void read_barrier(std::function<void(std::error_code)> done);
 
     /// Proposes `changes` (on the leader only: errc::not_leader elsewhere) and waits until
     /// this node applied them. A change refused because a leadership transfer is under

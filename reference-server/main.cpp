@@ -258,6 +258,8 @@ int run(server_config config)
     routing.auth_tokens = config.auth_tokens;
     routing.forward_key = derive_forwarding_key(config.cluster_id, config.auth_tokens);
     routing.forward_tls = tls.forward;
+    routing.health_timeout = std::chrono::milliseconds(config.health_timeout_ms);
+    routing.health_reuse = std::chrono::milliseconds(config.health_reuse_ms);
     api routes{service, std::move(routing)};
     http_server server = listen_http(io, config, http_endpoint, routes, tls);
     warn_if_exposed(config, http_endpoint);

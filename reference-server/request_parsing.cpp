@@ -88,6 +88,10 @@ route_match match_route(http::verb method, std::string_view target)
         m.route = path == "/status" ? route::status : route::health;
         m.allow = "GET";
         allowed = method == http::verb::get;
+    } else if (path == "/livez" || path == "/readyz") {
+        m.route = path == "/livez" ? route::livez : route::readyz;
+        m.allow = "GET";
+        allowed = method == http::verb::get;
     } else if (path == "/cluster/members") {
         m.route = route::members;
         m.allow = "GET, POST";

@@ -28,6 +28,10 @@ enum class route {
     scan,
     status,
     health,
+    /// /livez: the process serves HTTP.
+    livez,
+    /// /readyz: the node is caught up and serving.
+    readyz,
     /// /cluster/members
     members,
     /// /cluster/members/{id}

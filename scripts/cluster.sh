@@ -120,7 +120,8 @@ start_node() {
     echo "node $n: started (pid $!), http 127.0.0.1:808$n, log $dir/$n.log"
 }
 
-# Waits until every member answers /health with 200 (it knows a leader), up to 20 s.
+# Waits until every member answers /health with 200 (a linearizable read through it works),
+# up to 20 s.
 wait_healthy() {
     local deadline=$((SECONDS + 20)) n healthy all
     mapfile -t all < <(members)

@@ -3,6 +3,7 @@
 
 // Error codes reported by raftkv, as a std::error_code category.
 
+#include <stdexcept>
 #include <string>
 #include <system_error>
 
@@ -80,6 +81,21 @@ inline std::error_code make_error_code(errc e) noexcept
 {
     return {static_cast<int>(e), raftkv_category()};
 }
+
+/** What a log store or a state machine throws when its storage fails: an I/O error, a
+    full disk, a database that refuses a read or a write, data on the disk that no longer
+    reads back. Anything else it throws from `restore_chunk()` or `finish_restore()` means
+    the snapshot data it was given is bad (it does not decode, or the stream is
+    incomplete): the node then abandons the restore, counts the message in
+    node_status::malformed_dropped and asks the leader again, since bytes from the network
+    must never stop a node. A storage_error is no verdict on the data: it propagates out
+    of the node's call, so that the node stops (raftkv::asio::driver: on_failure), as for a
+    failed append or apply, rather than retrying the transfer on a disk that fails.
+*/
+class storage_error : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
 
 } // namespace raftkv
 

@@ -178,6 +178,9 @@ struct node_status {
     /// with no voters or that the state machine could not decode), so that a transport
     /// that lets a hostile peer through shows up.
     std::uint64_t malformed_dropped = 0;
+    /// A snapshot from the leader is being received and installed: the state machine
+    /// holds it only in part until it is finished.
+    bool restoring_snapshot = false;
 };
 
 } // namespace raftkv

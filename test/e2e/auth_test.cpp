@@ -65,8 +65,10 @@ BOOST_AUTO_TEST_CASE(every_route_but_health_needs_a_token_and_changes_need_a_wri
     BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s));
     const std::uint16_t port = c.http_port(1);
 
-    // /health needs no token (a load balancer's check); everything else does.
+    // /health, /livez and /readyz need no token (probes); everything else does.
     BOOST_TEST(request(port, "GET", "/health", {}, header_list{{"Authorization", ""}}).status == 200);
+    BOOST_TEST(request(port, "GET", "/livez", {}, header_list{{"Authorization", ""}}).status == 200);
+    BOOST_TEST(request(port, "GET", "/readyz", {}, header_list{{"Authorization", ""}}).status == 200);
     const std::vector<std::pair<std::string, std::string>> routes = {{"GET", "/kv/a"},
                                                                      {"PUT", "/kv/a"},
                                                                      {"DELETE", "/kv/a"},

@@ -220,9 +220,13 @@ BOOST_AUTO_TEST_CASE(a_node_out_of_service_leaves_a_cluster_that_goes_on_and_cat
             acknowledged[key] = value;
     }
     BOOST_TEST(acknowledged.size() >= 190u, "the cluster kept serving with one node down");
-    BOOST_TEST_REQUIRE(
-        wait_until([&] { return request(c.http_port(3), "GET", "/health").status == 503; }, 10s),
-        "node 3 did not go out of service");
+    BOOST_TEST_REQUIRE(wait_until(
+                           [&] {
+                               const auto h = request(c.http_port(3), "GET", "/health");
+                               return h.status == 503 && contains(h.body, "storage failure");
+                           },
+                           10s),
+                       "node 3 did not go out of service");
     BOOST_TEST_REQUIRE(c.running(3));
 
     std::filesystem::remove(filler);

@@ -1,6 +1,7 @@
 #include <raftkv/leveldb/kv_state_machine.hpp>
 
 #include <raftkv/concepts.hpp>
+#include <raftkv/error.hpp>
 #include <raftkv/kv_command.hpp>
 #include <raftkv/leveldb/detail/snapshot_stream.hpp>
 
@@ -13,11 +14,13 @@
 
 #include <leveldb/db.h>
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <csignal>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -769,6 +772,90 @@ BOOST_AUTO_TEST_CASE(garbage_chunk_throws_and_fails_the_restore)
     b.abort_restore();
     restore_from(b, a);
     BOOST_TEST((contents_of(b) == contents_of(a)));
+}
+
+namespace {
+
+/// While it lives, a write past `bytes` into any file of this process fails with EFBIG
+/// (RLIMIT_FSIZE, SIGXFSZ ignored), as a write to a full disk fails.
+class file_size_limit {
+public:
+    explicit file_size_limit(rlim_t bytes)
+    {
+        old_signal_ = std::signal(SIGXFSZ, SIG_IGN);
+        BOOST_TEST_REQUIRE(::getrlimit(RLIMIT_FSIZE, &old_) == 0);
+        rlimit lower = old_;
+        lower.rlim_cur = bytes;
+        BOOST_TEST_REQUIRE(::setrlimit(RLIMIT_FSIZE, &lower) == 0);
+    }
+    ~file_size_limit()
+    {
+        ::setrlimit(RLIMIT_FSIZE, &old_);
+        std::signal(SIGXFSZ, old_signal_);
+    }
+    file_size_limit(const file_size_limit&) = delete;
+    file_size_limit& operator=(const file_size_limit&) = delete;
+
+private:
+    rlimit old_{};
+    void (*old_signal_)(int) = SIG_DFL;
+};
+
+/// The kind of exception `f()` throws: "storage_error", "runtime_error" (any other
+/// std::runtime_error), or "none".
+template <class F>
+std::string thrown_by(F&& f)
+{
+    try {
+        f();
+    } catch (const raftkv::storage_error& e) {
+        BOOST_TEST_MESSAGE("storage_error: " << e.what());
+        return "storage_error";
+    } catch (const std::runtime_error& e) {
+        BOOST_TEST_MESSAGE("runtime_error: " << e.what());
+        return "runtime_error";
+    }
+    return "none";
+}
+
+} // namespace
+
+// The node abandons a restore whose data is bad and asks again, but stops when the disk
+// fails (raftkv::storage_error): the machine must tell the two apart.
+BOOST_AUTO_TEST_CASE(a_disk_failing_during_a_restore_throws_storage_error_and_bad_data_does_not)
+{
+    temp_dir dir;
+    kv_state_machine a{dir / "a"};
+    batch_builder big;
+    for (int i = 0; i < 64; ++i)
+        big.put("key" + std::to_string(i), std::string(16 * 1024, 'v'));
+    big.apply_to(a);
+    const std::string stream = stream_of(a);
+    kv_state_machine_options o;
+    o.restore_batch_bytes = 64 * 1024;
+    kv_state_machine b{dir / "b", o};
+
+    for (const std::string& bad : {std::string("garbage, not a snapshot"), stream + "x"}) {
+        b.begin_restore(meta_at(a.applied_index()));
+        BOOST_TEST(thrown_by([&] {
+                       b.restore_chunk(bad);
+                       b.finish_restore();
+                   }) == "runtime_error");
+        b.abort_restore();
+    }
+    b.begin_restore(meta_at(a.applied_index()));
+    BOOST_TEST(thrown_by([&] { b.restore_chunk(stream.substr(0, stream.size() - 1)); }) == "none");
+    BOOST_TEST(thrown_by([&] { b.finish_restore(); }) == "runtime_error", "an incomplete stream");
+    b.abort_restore();
+
+    // The restore's synced writes grow LevelDB's log file past the limit.
+    b.begin_restore(meta_at(a.applied_index()));
+    std::string kind;
+    {
+        const file_size_limit limit(256 * 1024);
+        kind = thrown_by([&] { b.restore_chunk(stream); });
+    }
+    BOOST_TEST(kind == "storage_error");
 }
 
 BOOST_AUTO_TEST_CASE(restore_refuses_a_stream_damaged_cut_short_or_of_another_index)

@@ -62,10 +62,17 @@ BOOST_AUTO_TEST_CASE(status_and_health_take_get_only)
 {
     check_found(http::verb::get, "/status", route::status);
     check_found(http::verb::get, "/health", route::health);
+    check_found(http::verb::get, "/health?timeout=2s", route::health);
+    check_found(http::verb::get, "/livez", route::livez);
+    check_found(http::verb::get, "/readyz", route::readyz);
     for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::post, http::verb::head}) {
         check_not_allowed(v, "/status", "GET");
         check_not_allowed(v, "/health", "GET");
+        check_not_allowed(v, "/livez", "GET");
+        check_not_allowed(v, "/readyz", "GET");
     }
+    BOOST_TEST((match_route(http::verb::get, "/livez/x").result == outcome::not_found));
+    BOOST_TEST((match_route(http::verb::get, "/readyzz").result == outcome::not_found));
 }
 
 BOOST_AUTO_TEST_CASE(wrong_method_on_kv_is_not_allowed_with_the_allowed_list)
@@ -523,6 +530,9 @@ BOOST_AUTO_TEST_CASE(health_needs_no_token_and_every_other_route_one)
 {
     BOOST_TEST(refusal_status(http::verb::get, "/health", "") == 0u);
     BOOST_TEST(refusal_status(http::verb::get, "/health?x", "bogus") == 0u);
+    BOOST_TEST(refusal_status(http::verb::get, "/livez", "") == 0u);
+    BOOST_TEST(refusal_status(http::verb::get, "/readyz", "bogus") == 0u);
+    BOOST_TEST(refusal_status(http::verb::post, "/readyz", "") == 0u); // answered 405
     for (const auto& [method, target] :
          std::vector<std::pair<http::verb, std::string>>{{http::verb::get, "/kv/a"},
                                                          {http::verb::put, "/kv/a"},
@@ -689,4 +699,23 @@ BOOST_AUTO_TEST_CASE(scan_query_rejects_bad_parameters_with_a_clear_message)
     check_scan_rejected("/kv?after=%ff", "'after' is not valid UTF-8");
     check_scan_rejected("/kv?prefix=" + std::string(1025, 'a'),
                         "'prefix' too long: 1025 bytes (the limit is 1024)");
+BOOST_AUTO_TEST_CASE(a_failed_storage_is_checked_at_doubling_intervals_up_to_a_minute)
+{
+    using raftkv::server::next_storage_probe_interval;
+    using raftkv::server::storage_probe_first_interval;
+    using raftkv::server::storage_probe_max_interval;
+    using std::chrono::seconds;
+    BOOST_TEST(storage_probe_first_interval.count() == 2);
+    BOOST_TEST(storage_probe_max_interval.count() == 60);
+    std::vector<long> waits;
+    seconds wait = storage_probe_first_interval;
+    for (int i = 0; i < 8; ++i) {
+        waits.push_back(static_cast<long>(wait.count()));
+        wait = next_storage_probe_interval(wait);
+    }
+    BOOST_TEST(waits == (std::vector<long>{2, 4, 8, 16, 32, 60, 60, 60}), boost::test_tools::per_element());
+    BOOST_TEST(next_storage_probe_interval(seconds(0)).count() == 2);
+    BOOST_TEST(next_storage_probe_interval(seconds(45)).count() == 60);
+    BOOST_TEST(next_storage_probe_interval(seconds(3600)).count() == 60);
+    BOOST_TEST(raftkv::server::storage_recovery_free_bytes == std::uint64_t{80} << 20);
 }

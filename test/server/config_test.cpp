@@ -294,6 +294,8 @@ BOOST_AUTO_TEST_CASE(help_text_explains_every_flag_and_key)
                              "auth-tokens",
                              "max-connections",
                              "max-pending-body-bytes",
+                             "health-timeout-ms",
+                             "health-reuse-ms",
                              "config"})
         BOOST_TEST(help.find(std::string("--") + name) != std::string::npos, name);
 }
@@ -430,6 +432,27 @@ BOOST_AUTO_TEST_CASE(http_limits_are_read_from_flags_and_the_config_file)
     const server_config f = parse_ok({"--config", file});
     BOOST_TEST(f.max_connections == 20u);
     BOOST_TEST(f.max_pending_body_bytes == 6356992u);
+}
+
+BOOST_AUTO_TEST_CASE(health_check_settings_are_read_from_flags_and_the_config_file)
+{
+    const server_config d = parse_ok({});
+    BOOST_TEST(d.health_timeout_ms == 1000u);
+    BOOST_TEST(d.health_reuse_ms == 100u);
+    const server_config c = parse_ok({"--health-timeout-ms", "250", "--health-reuse-ms", "0"});
+    BOOST_TEST(c.health_timeout_ms == 250u);
+    BOOST_TEST(c.health_reuse_ms == 0u);
+    temp_dir dir;
+    const std::string file =
+        write_file(dir, "health-timeout-ms: 30000\nhealth-reuse-ms: 60000\n", "health.yaml");
+    const server_config f = parse_ok({"--config", file});
+    BOOST_TEST(f.health_timeout_ms == 30000u);
+    BOOST_TEST(f.health_reuse_ms == 60000u);
+    parse_error({"--health-timeout-ms", "0"}, "--health-timeout-ms: '0' is not an integer from 1 to 30000");
+    parse_error({"--health-timeout-ms", "30001"}, "--health-timeout-ms");
+    parse_error({"--health-reuse-ms", "60001"},
+                "--health-reuse-ms: '60001' is not an integer from 0 to 60000");
+    parse_error({"--health-reuse-ms", "soon"}, "--health-reuse-ms");
 }
 
 BOOST_AUTO_TEST_CASE(bad_http_limits_are_errors)

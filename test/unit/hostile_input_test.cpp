@@ -1,6 +1,7 @@
 #define BOOST_TEST_MODULE hostile_input
 #include <boost/test/unit_test.hpp>
 
+#include <raftkv/error.hpp>
 #include <raftkv/membership.hpp>
 #include <raftkv/memory_log_store.hpp>
 #include <raftkv/node.hpp>
@@ -42,20 +43,28 @@ message append_one(cluster& c, node_id leader, node_id to, raftkv::entry_type ty
 }
 
 /// A state machine that refuses (throws on) a chunk "garbage", and a finished restore whose
-/// last chunk was "truncated", as a real one does with bytes it cannot decode.
+/// last chunk was "truncated", as a real one does with bytes it cannot decode; and whose
+/// storage fails (raftkv::storage_error) on a chunk "disk full", or when finishing a restore
+/// whose last chunk was "sync fails".
 struct picky_machine : raftkv::test::list_machine {
     bool truncated = false;
+    bool sync_fails = false;
     void restore_chunk(std::string_view data)
     {
         if (data == "garbage")
             throw std::runtime_error("picky_machine: a chunk that does not decode");
+        if (data == "disk full")
+            throw raftkv::storage_error("picky_machine: No space left on device");
         truncated = data == "truncated";
+        sync_fails = data == "sync fails";
         list_machine::restore_chunk(data);
     }
     void finish_restore()
     {
         if (truncated)
             throw std::runtime_error("picky_machine: the stream is incomplete");
+        if (sync_fails)
+            throw raftkv::storage_error("picky_machine: Input/output error");
         list_machine::finish_restore();
     }
 };
@@ -64,14 +73,24 @@ static_assert(raftkv::state_machine<picky_machine>);
 using picky_node =
     raftkv::basic_node<raftkv::test::recording_transport, raftkv::memory_log_store, picky_machine>;
 
-message chunk(std::uint64_t transfer, std::string data)
+message chunk(std::uint64_t transfer, std::string data, bool done = true)
 {
     return {1, 2, 1,
             raftkv::install_snapshot_request{.meta = {.index = 10, .term = 1, .members = {{1, 2, 3}}},
                                              .transfer = transfer,
                                              .offset = 0,
                                              .data = std::move(data),
-                                             .done = true}};
+                                             .done = done}};
+}
+
+/// Node 2 of {1, 2, 3} over `machine`, answering through `transport`.
+picky_node make_node(raftkv::test::recording_transport& transport, raftkv::memory_log_store& store,
+                     picky_machine& machine)
+{
+    raftkv::options o;
+    o.id = 2;
+    o.members.voters = {1, 2, 3};
+    return picky_node(o, transport, store, machine);
 }
 
 } // namespace
@@ -180,4 +199,51 @@ BOOST_AUTO_TEST_CASE(a_snapshot_the_state_machine_cannot_decode_is_abandoned_and
     BOOST_TEST(machine.restores == 1u);
     BOOST_TEST(node.applied_index() == 10u);
     BOOST_TEST(std::get<raftkv::install_snapshot_response>(transport.sent.back().body).done);
+}
+
+// A storage failure during a restore is no verdict on the leader's bytes: it leaves step(),
+// so that the node's owner stops it as after a failed apply, and is not counted as a
+// malformed message.
+BOOST_AUTO_TEST_CASE(a_storage_failure_while_restoring_leaves_step_rather_than_abandoning_the_restore)
+{
+    {
+        raftkv::test::recording_transport transport;
+        raftkv::memory_log_store store;
+        picky_machine machine;
+        picky_node node = make_node(transport, store, machine);
+        BOOST_CHECK_THROW(node.step(chunk(1, "disk full")), raftkv::storage_error);
+        BOOST_TEST(node.status().malformed_dropped == 0u);
+        BOOST_TEST(transport.sent.empty(), "the node answered as if the data were bad");
+    }
+    {
+        raftkv::test::recording_transport transport;
+        raftkv::memory_log_store store;
+        picky_machine machine;
+        picky_node node = make_node(transport, store, machine);
+        BOOST_CHECK_THROW(node.step(chunk(1, "sync fails")), raftkv::storage_error);
+        BOOST_TEST(node.status().malformed_dropped == 0u);
+        BOOST_TEST(machine.restores == 0u);
+        // The log was reset to the snapshot first: a node rebuilt from this storage finds
+        // its state machine behind the log, and asks for the snapshot again.
+        BOOST_TEST(store.first_index() == 11u);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(status_says_while_a_snapshot_is_being_installed)
+{
+    raftkv::test::recording_transport transport;
+    raftkv::memory_log_store store;
+    picky_machine machine;
+    picky_node node = make_node(transport, store, machine);
+    BOOST_TEST(!node.status().restoring_snapshot);
+    node.step(chunk(1, "k=v\n", false));
+    BOOST_TEST(node.status().restoring_snapshot);
+    BOOST_TEST(machine.restoring.has_value());
+    message last = chunk(1, "", true);
+    std::get<raftkv::install_snapshot_request>(last.body).offset = 4;
+    node.step(last);
+    BOOST_TEST(!node.status().restoring_snapshot);
+    BOOST_TEST(machine.restores == 1u);
+    node.step(chunk(2, "garbage", false));
+    BOOST_TEST(!node.status().restoring_snapshot, "an abandoned restore still shows");
 }

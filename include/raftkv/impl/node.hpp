@@ -364,7 +364,8 @@ node_status basic_node<Transport, LogStore, StateMachine>::status() const
             .snapshot_term = store_.term_at(snapshot_index()),
             .members = members(),
             .members_index = members_index(),
-            .malformed_dropped = malformed_dropped_};
+            .malformed_dropped = malformed_dropped_,
+            .restoring_snapshot = restore_.active};
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>

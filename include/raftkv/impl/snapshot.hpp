@@ -5,6 +5,7 @@
 // dropping the log behind a durable one, and streaming a snapshot in chunks to a
 // follower that needs entries the leader no longer holds.
 
+#include <raftkv/error.hpp>
 #include <raftkv/node.hpp>
 
 #include <algorithm>
@@ -182,6 +183,8 @@ bool basic_node<Transport, LogStore, StateMachine>::accept_snapshot_chunk(const 
     }
     try {
         machine_.restore_chunk(r.data);
+    } catch (const storage_error&) {
+        throw; // the disk failed, not the data: the node stops, as for a failed apply
     } catch (const std::exception&) {
         fail_restore(); // bytes the state machine cannot decode: not a snapshot it can use
         ++malformed_dropped_;
@@ -191,8 +194,9 @@ bool basic_node<Transport, LogStore, StateMachine>::accept_snapshot_chunk(const 
     return true;
 }
 
-// Abandons a restore whose snapshot the state machine refused (it threw), so that bytes
-// from the wire can never stop the node; the leader's next transfer starts over.
+// Abandons a restore whose snapshot the state machine refused (it threw anything but a
+// storage_error), so that bytes from the wire can never stop the node; the leader's next
+// transfer starts over.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::fail_restore()
 {
@@ -204,7 +208,8 @@ void basic_node<Transport, LogStore, StateMachine>::fail_restore()
 // is reset first: a crash before the state machine finishes leaves it behind the log, and
 // the node then asks for a snapshot again instead of applying entries on top of an older
 // state. A state machine that refuses the snapshot (an incomplete or undecodable stream:
-// it throws) leaves the node as that crash would, asking for a snapshot again.
+// it throws) leaves the node as that crash would, asking for a snapshot again; one whose
+// storage fails (storage_error) stops the node, which a restart leaves as that crash.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 bool basic_node<Transport, LogStore, StateMachine>::finish_install(const snapshot_meta& meta)
 {
@@ -218,6 +223,8 @@ bool basic_node<Transport, LogStore, StateMachine>::finish_install(const snapsho
     }
     try {
         machine_.finish_restore();
+    } catch (const storage_error&) {
+        throw; // the log was reset already: a restart asks for the snapshot again
     } catch (const std::exception&) {
         fail_restore();
         ++malformed_dropped_;

@@ -117,12 +117,14 @@ struct kv_scan_page {
     Opening throws std::runtime_error, naming the directory and the cause, when the database
     cannot be opened (permissions, locked by another process or another open store), is
     corrupt or belongs to another kind of store. Once open, a LevelDB read or write that
-    fails also throws std::runtime_error: the node using the machine should stop, and the
-    machine be destroyed and opened again once the disk works (LevelDB keeps failing every
-    write after one failed until it is re-opened; see raftkv::asio::driver, Failures). A failed apply leaves
-    the stored state and applied_index() as they were; `results` is then unspecified. A
-    snapshot chunk that does not decode throws std::runtime_error and fails the restore,
-    leaving the current state as it was.
+    fails throws raftkv::storage_error (a std::runtime_error): the node using the machine
+    stops, and the machine should be destroyed and opened again once the disk works
+    (LevelDB keeps failing every write after one failed until it is re-opened; see
+    raftkv::asio::driver, Failures). A failed apply leaves the stored state and
+    applied_index() as they were; `results` is then unspecified. A snapshot chunk that does
+    not decode, or a stream that ends early, throws std::runtime_error but no
+    storage_error, and fails the restore, leaving the current state as it was: the node
+    abandons that restore and asks the leader again.
 
     @par Thread Safety
     Distinct objects: safe. Shared objects: unsafe, except that get(), get_meta() and
@@ -180,16 +182,17 @@ public:
 
     /// Stores the records in `data`, the next bytes of the snapshot's stream (cut
     /// anywhere), beside the current state, in synced writes of about
-    /// restore_batch_bytes. Throws std::runtime_error if `data` does not decode (or
-    /// LevelDB fails): the restore is then failed, and only abort_restore() or
-    /// begin_restore() may follow. Throws std::logic_error without a restore in progress.
+    /// restore_batch_bytes. Throws std::runtime_error if `data` does not decode, or
+    /// raftkv::storage_error if LevelDB fails: the restore is then failed, and only
+    /// abort_restore() or begin_restore() may follow. Throws std::logic_error without a
+    /// restore in progress.
     void restore_chunk(std::string_view data);
 
     /// Replaces the state with the restored one in one synced write, after which
     /// applied_index() == snapshot_index() == the snapshot's index; then deletes the
     /// replaced state's keys. Throws std::runtime_error if the stream is incomplete or
-    /// the restore failed (the state is then unchanged), or if LevelDB fails; throws
-    /// std::logic_error without a restore in progress.
+    /// the restore failed (the state is then unchanged), raftkv::storage_error if LevelDB
+    /// fails; throws std::logic_error without a restore in progress.
     void finish_restore();
 
     /// Discards the restore in progress, if any, deleting what it stored.
@@ -480,8 +483,8 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
     options.sync = opts_.sync;
     const ::leveldb::Status s = db_->Write(options, &writes);
     if (!s.ok())
-        detail::fail(name_, "cannot apply entries " + std::to_string(batch.front().index) + " to " +
-                                std::to_string(batch.back().index) + ": " + s.ToString());
+        detail::fail_storage(name_, "cannot apply entries " + std::to_string(batch.front().index) + " to " +
+                                        std::to_string(batch.back().index) + ": " + s.ToString());
     applied_ = batch.back().index;
 }
 
@@ -619,9 +622,9 @@ inline index_t kv_state_machine::read_index(std::string_view key, const std::str
     if (!value)
         return 0;
     if (value->size() != detail::u64_size)
-        detail::fail(name_, "corrupt state machine: the " + what + " record is " +
-                                std::to_string(value->size()) + " bytes long, not " +
-                                std::to_string(detail::u64_size));
+        detail::fail_storage(name_, "corrupt state machine: the " + what + " record is " +
+                                        std::to_string(value->size()) + " bytes long, not " +
+                                        std::to_string(detail::u64_size));
     return detail::get_u64_be(*value);
 }
 
@@ -631,7 +634,7 @@ inline int kv_state_machine::read_slot(const ::leveldb::ReadOptions& options) co
     if (!value)
         return 0;
     if (value->size() != 1 || static_cast<unsigned char>((*value)[0]) > 1)
-        detail::fail(name_, "corrupt state machine: the slot record is not one byte 0 or 1");
+        detail::fail_storage(name_, "corrupt state machine: the slot record is not one byte 0 or 1");
     return (*value)[0];
 }
 

@@ -260,8 +260,8 @@ inline void log_store::append(std::span<const log_entry> es)
     terms_.reserve(new_last - first_index() + 1);
     const ::leveldb::Status s = write_synced(batch);
     if (!s.ok())
-        detail::fail(name_, "cannot append entries " + std::to_string(from) + " to " +
-                                std::to_string(new_last) + ": " + s.ToString());
+        detail::fail_storage(name_, "cannot append entries " + std::to_string(from) + " to " +
+                                        std::to_string(new_last) + ": " + s.ToString());
     // Within the reserved capacity: cannot throw, so memory never disagrees with disk.
     if (new_last < last_index())
         deleted(new_last + 1, last_index());
@@ -284,7 +284,8 @@ inline void log_store::compact(index_t i, const membership& members)
         batch.Delete(entry_key(k));
     const ::leveldb::Status s = write_synced(batch);
     if (!s.ok())
-        detail::fail(name_, "cannot compact the log up to entry " + std::to_string(i) + ": " + s.ToString());
+        detail::fail_storage(name_,
+                             "cannot compact the log up to entry " + std::to_string(i) + ": " + s.ToString());
     deleted(first_index(), i);
     terms_.drop_front(i - base_.index);
     base_ = base;
@@ -302,8 +303,8 @@ inline void log_store::install_snapshot(const snapshot_meta& meta)
     batch.Put(detail::to_slice(members_key), encode_membership(meta.members));
     const ::leveldb::Status s = write_synced(batch);
     if (!s.ok())
-        detail::fail(name_, "cannot install the snapshot at index " + std::to_string(meta.index) + ": " +
-                                s.ToString());
+        detail::fail_storage(name_, "cannot install the snapshot at index " + std::to_string(meta.index) +
+                                        ": " + s.ToString());
     if (first_index() <= last_index())
         deleted(first_index(), last_index());
     terms_.clear();
@@ -498,7 +499,7 @@ inline void log_store::drop_tombstones() noexcept
 
 inline void log_store::corrupt(const std::string& what) const
 {
-    detail::fail(name_, "corrupt log store: " + what);
+    detail::fail_storage(name_, "corrupt log store: " + what);
 }
 
 inline ::leveldb::Status log_store::write_synced(::leveldb::WriteBatch& batch)

@@ -4,6 +4,8 @@
 // Opening a LevelDB database for one raftkv store, and turning LevelDB failures into
 // exceptions whose message names the store and its directory.
 
+#include <raftkv/error.hpp>
+
 #include <leveldb/db.h>
 #include <leveldb/iterator.h>
 #include <leveldb/options.h>
@@ -35,17 +37,24 @@ inline std::string store_name(std::string_view kind, const std::filesystem::path
     return std::string(kind) + " at '" + dir.string() + "'";
 }
 
-/// Throws std::runtime_error("<name>: <what>").
+/// Throws std::runtime_error("<name>: <what>"): for input that is wrong, not the storage.
 [[noreturn]] inline void fail(const std::string& name, std::string_view what)
 {
     throw std::runtime_error(name + ": " + std::string(what));
 }
 
-/// Throws std::runtime_error("<name>: <what>: <status>") unless `s` is ok.
+/// Throws raftkv::storage_error("<name>: <what>"): the database failed, or holds what it
+/// never wrote.
+[[noreturn]] inline void fail_storage(const std::string& name, std::string_view what)
+{
+    throw raftkv::storage_error(name + ": " + std::string(what));
+}
+
+/// Throws raftkv::storage_error("<name>: <what>: <status>") unless `s` is ok.
 inline void check(const ::leveldb::Status& s, const std::string& name, std::string_view what)
 {
     if (!s.ok())
-        fail(name, std::string(what) + ": " + s.ToString());
+        fail_storage(name, std::string(what) + ": " + s.ToString());
 }
 
 /// Opens (creating if missing, parents included) the LevelDB database in `dir`.
@@ -58,7 +67,7 @@ inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path&
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec)
-        fail(name, "cannot create the directory: " + ec.message());
+        fail_storage(name, "cannot create the directory: " + ec.message());
     ::leveldb::Options options;
     options.create_if_missing = true;
     options.paranoid_checks = paranoid;
