@@ -699,6 +699,8 @@ BOOST_AUTO_TEST_CASE(scan_query_rejects_bad_parameters_with_a_clear_message)
     check_scan_rejected("/kv?after=%ff", "'after' is not valid UTF-8");
     check_scan_rejected("/kv?prefix=" + std::string(1025, 'a'),
                         "'prefix' too long: 1025 bytes (the limit is 1024)");
+}
+
 BOOST_AUTO_TEST_CASE(a_failed_storage_is_checked_at_doubling_intervals_up_to_a_minute)
 {
     using raftkv::server::next_storage_probe_interval;
