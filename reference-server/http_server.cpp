@@ -309,6 +309,7 @@ private:
     asio::awaitable<void> read_requests();
     asio::awaitable<bool> read_request();
     asio::awaitable<bool> await_request();
+    beast::error_code parse_buffered(http::request_parser<http::string_body>& parser, bool header_only);
     asio::awaitable<bool> send_continue(unsigned version);
     void admit(http_request req, bool keep_alive);
     void reject(const beast::error_code& ec);
@@ -613,13 +614,21 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
     parser.header_limit(options_.header_limit);
     parser.body_limit(options_.body_limit);
     parser.on_chunk_header(reserve_chunk);
-    arm(read_, options_.header_timeout);
-    if (auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, nothrow_awaitable); ec) {
-        disarm(read_);
+    // Most requests arrive whole with their first bytes: parsed from the buffer, they cost
+    // no asynchronous read (and no trip through the strand's queue).
+    if (beast::error_code ec = parse_buffered(parser, true); ec) {
         reject(ec);
         co_return false;
     }
-    disarm(read_);
+    if (!parser.is_header_done()) {
+        arm(read_, options_.header_timeout);
+        auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, nothrow_awaitable);
+        disarm(read_);
+        if (ec) {
+            reject(ec);
+            co_return false;
+        }
+    }
     // A coding other than chunked last leaves the body's length unknown (RFC 9112 6.1): what
     // follows the header cannot be told apart from a next request, so nothing more is read.
     if (parser.get().count(http::field::transfer_encoding) != 0 && !parser.chunked()) {
@@ -640,23 +649,45 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
         if (!sent)
             co_return false;
     }
-    if (!parser.is_done()) {
+    beast::error_code body_ec = parse_buffered(parser, false);
+    if (!body_ec && !parser.is_done()) {
         arm(read_, options_.body_timeout);
         auto [ec, n] = co_await http::async_read(stream_, buffer_, parser, nothrow_awaitable);
         disarm(read_);
-        if (ec) {
-            if (reservation.refused())
-                refuse(server_->busy());
-            else
-                reject(ec);
-            co_return false;
-        }
+        body_ec = ec;
+    }
+    if (body_ec) {
+        if (reservation.refused())
+            refuse(server_->busy());
+        else
+            reject(body_ec);
+        co_return false;
     }
     http_request req = parser.release();
     reservation.release();
     const bool keep_alive = req.keep_alive() && !server_->stopping;
     admit(std::move(req), keep_alive);
     co_return keep_alive;
+}
+
+// Parses what the buffer already holds, without waiting for more: up to the end of the
+// header, or of the whole request. Stops short of it when the buffer runs out (the caller
+// reads the rest, under its deadline); returns the parser's error, if any.
+template <class Stream>
+beast::error_code
+http_server::state::connection<Stream>::parse_buffered(http::request_parser<http::string_body>& parser,
+                                                       bool header_only)
+{
+    beast::error_code ec;
+    while (buffer_.size() != 0 && !(header_only ? parser.is_header_done() : parser.is_done())) {
+        const std::size_t n = parser.put(buffer_.data(), ec);
+        buffer_.consume(n);
+        if (ec == http::error::need_more)
+            return {};
+        if (ec || n == 0)
+            break;
+    }
+    return ec;
 }
 
 // Waits for the first byte of a request, unless one is already buffered: without a limit
