@@ -28,9 +28,11 @@
 
 #include <algorithm>
 #include <chrono>
-#include <deque>
+#include <initializer_list>
 #include <mutex>
-#include <unordered_map>
+#include <optional>
+#include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -114,6 +116,60 @@ http_response json_response(http::status status, const json::object& body)
     http_response res{status, 11};
     res.set(http::field::content_type, "application/json");
     res.body() = json::serialize(body);
+    return res;
+}
+
+// Appends `s` as a JSON string, escaped exactly as json::serialize() escapes it.
+void append_json_string(std::string& out, std::string_view s)
+{
+    static constexpr char hex[] = "0123456789abcdef";
+    out.push_back('"');
+    std::size_t plain = 0; // start of the run of characters copied as they are
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        const auto c = static_cast<unsigned char>(s[i]);
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        out.append(s.data() + plain, i - plain);
+        plain = i + 1;
+        out.push_back('\\');
+        switch (c) {
+        case '"': out.push_back('"'); break;
+        case '\\': out.push_back('\\'); break;
+        case '\b': out.push_back('b'); break;
+        case '\t': out.push_back('t'); break;
+        case '\n': out.push_back('n'); break;
+        case '\f': out.push_back('f'); break;
+        case '\r': out.push_back('r'); break;
+        default:
+            out.append("u00");
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 0xf]);
+        }
+    }
+    out.append(s.data() + plain, s.size() - plain);
+    out.push_back('"');
+}
+
+// The 200 answer of a key-value request: a JSON object of string members, in order, built
+// without a json::object (the same bytes json_response() would write).
+http_response kv_response(std::initializer_list<std::pair<std::string_view, std::string_view>> members)
+{
+    http_response res{http::status::ok, 11};
+    res.set(http::field::content_type, "application/json");
+    std::string& body = res.body();
+    std::size_t size = 2;
+    for (const auto& [name, value] : members)
+        size += name.size() + value.size() + 6;
+    body.reserve(size + size / 8);
+    body.push_back('{');
+    for (const auto& [name, value] : members) {
+        if (body.size() > 1)
+            body.push_back(',');
+        append_json_string(body, name);
+        body.push_back(':');
+        append_json_string(body, value);
+    }
+    body.push_back('}');
     return res;
 }
 
@@ -329,45 +385,46 @@ public:
     private:
         key_order& order_;
         std::string key_;
-        asio::steady_timer wake_;
+        std::optional<asio::steady_timer> wake_; // made only by a turn that has to wait
         bool running_ = false;
     };
 
 private:
     asio::any_io_executor ex_;
-    // A key is present while a request on it runs; its turns waiting behind it, in order.
-    std::unordered_map<std::string, std::deque<turn*>> lines_;
+    // Every turn taken and not yet destroyed, in arrival order: no more than the requests a
+    // connection has in progress (a pipeline's worth), so a scan costs less than a map. A
+    // turn runs once no earlier one names its key.
+    std::vector<turn*> turns_;
 };
 
-key_order::turn::turn(key_order& order, std::string key)
-    : order_(order), key_(std::move(key)), wake_(order.ex_, asio::steady_timer::time_point::max())
+key_order::turn::turn(key_order& order, std::string key) : order_(order), key_(std::move(key))
 {
-    auto [line, first] = order_.lines_.try_emplace(key_);
-    running_ = first;
-    if (!first)
-        line->second.push_back(this);
+    std::vector<turn*>& turns = order_.turns_;
+    running_ = std::none_of(turns.begin(), turns.end(), [this](const turn* t) { return t->key_ == key_; });
+    turns.push_back(this);
 }
 
 key_order::turn::~turn()
 {
-    const auto line = order_.lines_.find(key_);
-    std::deque<turn*>& waiting = line->second;
-    if (!running_) {
-        waiting.erase(std::find(waiting.begin(), waiting.end(), this));
-    } else if (waiting.empty()) {
-        order_.lines_.erase(line);
-    } else {
-        turn* next = waiting.front();
-        waiting.pop_front();
-        next->running_ = true;
-        next->wake_.cancel();
+    std::vector<turn*>& turns = order_.turns_;
+    const auto after = turns.erase(std::find(turns.begin(), turns.end(), this));
+    if (!running_)
+        return;
+    // No earlier turn names the key: the first later one that does runs now.
+    const auto next = std::find_if(after, turns.end(), [this](const turn* t) { return t->key_ == key_; });
+    if (next != turns.end()) {
+        (*next)->running_ = true;
+        if ((*next)->wake_)
+            (*next)->wake_->cancel();
     }
 }
 
 asio::awaitable<void> key_order::turn::wait()
 {
+    if (!running_)
+        wake_.emplace(order_.ex_, asio::steady_timer::time_point::max());
     while (!running_)
-        co_await wake_.async_wait(nothrow_awaitable);
+        co_await wake_->async_wait(nothrow_awaitable);
 }
 
 class api_handler : public request_handler {
@@ -632,8 +689,7 @@ asio::awaitable<http_response> api_handler::put(const http_request& req, const s
     const write_result r = co_await service_.put(key, *value.value);
     if (r.ec)
         co_return co_await not_done(req, r.ec, request_kind::write, started);
-    co_return json_response(
-        http::status::ok,
+    co_return kv_response(
         {{"key", key}, {"value", *value.value}, {"message", "Key-value pair stored successfully"}});
 }
 
@@ -645,7 +701,7 @@ asio::awaitable<http_response> api_handler::get(const http_request& req, const s
         co_return co_await not_done(req, r.ec, request_kind::read, started);
     if (!r.value)
         co_return error_response(http::status::not_found, "key not found");
-    co_return json_response(http::status::ok, {{"key", key}, {"value", *r.value}});
+    co_return kv_response({{"key", key}, {"value", *r.value}});
 }
 
 // A scan is not ordered with the requests pipelined before it on the connection (those
@@ -682,7 +738,7 @@ asio::awaitable<http_response> api_handler::del(const http_request& req, const s
         co_return co_await not_done(req, r.ec, request_kind::write, started);
     if (!r.found)
         co_return error_response(http::status::not_found, "key not found");
-    co_return json_response(http::status::ok, {{"key", key}, {"message", "Key deleted successfully"}});
+    co_return kv_response({{"key", key}, {"message", "Key deleted successfully"}});
 }
 
 asio::awaitable<http_response> api_handler::not_done(const http_request& req, std::error_code ec,

@@ -25,6 +25,7 @@
 
 #include <openssl/ssl.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -235,6 +236,7 @@ public:
 struct http_server::state : std::enable_shared_from_this<state> {
     template <class Stream>
     class connection;
+    using time_point = asio::steady_timer::time_point;
 
     state(asio::any_io_executor executor, handler_factory factory, error_responder responder,
           http_server_options opts)
@@ -307,6 +309,7 @@ private:
     asio::awaitable<void> read_requests();
     asio::awaitable<bool> read_request();
     asio::awaitable<bool> await_request();
+    beast::error_code parse_buffered(http::request_parser<http::string_body>& parser, bool header_only);
     asio::awaitable<bool> send_continue(unsigned version);
     void admit(http_request req, bool keep_alive);
     void reject(const beast::error_code& ec);
@@ -316,8 +319,10 @@ private:
     asio::awaitable<void> next_change();
     void changed();
     void go_idle();
-    void arm(asio::steady_timer& deadline, std::chrono::milliseconds timeout);
-    static void disarm(asio::steady_timer& deadline);
+    void arm(time_point& deadline, std::chrono::milliseconds timeout);
+    static void disarm(time_point& deadline);
+    void watch_deadlines(time_point at);
+    void check_deadlines(const beast::error_code& ec);
 
     std::shared_ptr<state> server_;
     const http_server_options& options_;
@@ -336,12 +341,19 @@ private:
 
     // Never expires: cancelled to wake the coroutines waiting for the state above to change.
     asio::steady_timer change_;
-    // Close the connection when they expire: idle_ while the pipeline is empty and the
-    // reader waits for the first byte of a request, read_ while it reads a request's header
-    // or body, write_ while a response is being written.
-    asio::steady_timer idle_;
-    asio::steady_timer read_;
-    asio::steady_timer write_;
+    // Close the connection when they pass (time_point::max(): not running): idle_ while the
+    // pipeline is empty and the reader waits for the first byte of a request, read_ while it
+    // reads a request's header or body, write_ while a response is being written.
+    time_point idle_ = time_point::max();
+    time_point read_ = time_point::max();
+    time_point write_ = time_point::max();
+    // Checks the deadlines above. Arming or disarming one only stores a time point; the
+    // timer wakes at the earliest deadline but never later than deadline_step_ after it was
+    // set, so a deadline armed meanwhile (always at least deadline_step_ away) is never
+    // earlier than the wake already scheduled, and the timer is never re-armed per request.
+    asio::steady_timer deadline_timer_;
+    bool deadline_watched_ = false; // deadline_timer_ has a wait pending
+    std::chrono::milliseconds deadline_step_;
 };
 
 asio::awaitable<void> http_server::state::accept_loop()
@@ -524,10 +536,8 @@ http_server::state::connection<Stream>::connection(std::shared_ptr<state> server
     : server_(std::move(server)), options_(server_->options),
       stream_(open_stream<Stream>(std::move(socket), server_->options.tls.get())),
       handler_(server_->make_handler(stream_.get_executor())),
-      change_(stream_.get_executor(), asio::steady_timer::time_point::max()),
-      idle_(stream_.get_executor(), asio::steady_timer::time_point::max()),
-      read_(stream_.get_executor(), asio::steady_timer::time_point::max()),
-      write_(stream_.get_executor(), asio::steady_timer::time_point::max())
+      change_(stream_.get_executor(), time_point::max()), deadline_timer_(stream_.get_executor()),
+      deadline_step_(std::min({options_.idle_timeout, options_.header_timeout, options_.body_timeout}))
 {
 }
 
@@ -564,6 +574,7 @@ asio::awaitable<void> http_server::state::connection<Stream>::run(std::shared_pt
     disarm(idle_);
     disarm(read_);
     disarm(write_);
+    deadline_timer_.cancel(); // its wait holds this connection
     if (closed_idle_) {
         beast::error_code ignored;
         beast::get_lowest_layer(stream_).socket().close(ignored);
@@ -603,13 +614,21 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
     parser.header_limit(options_.header_limit);
     parser.body_limit(options_.body_limit);
     parser.on_chunk_header(reserve_chunk);
-    arm(read_, options_.header_timeout);
-    if (auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, nothrow_awaitable); ec) {
-        disarm(read_);
+    // Most requests arrive whole with their first bytes: parsed from the buffer, they cost
+    // no asynchronous read (and no trip through the strand's queue).
+    if (beast::error_code ec = parse_buffered(parser, true); ec) {
         reject(ec);
         co_return false;
     }
-    disarm(read_);
+    if (!parser.is_header_done()) {
+        arm(read_, options_.header_timeout);
+        auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, nothrow_awaitable);
+        disarm(read_);
+        if (ec) {
+            reject(ec);
+            co_return false;
+        }
+    }
     // A coding other than chunked last leaves the body's length unknown (RFC 9112 6.1): what
     // follows the header cannot be told apart from a next request, so nothing more is read.
     if (parser.get().count(http::field::transfer_encoding) != 0 && !parser.chunked()) {
@@ -630,23 +649,45 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
         if (!sent)
             co_return false;
     }
-    if (!parser.is_done()) {
+    beast::error_code body_ec = parse_buffered(parser, false);
+    if (!body_ec && !parser.is_done()) {
         arm(read_, options_.body_timeout);
         auto [ec, n] = co_await http::async_read(stream_, buffer_, parser, nothrow_awaitable);
         disarm(read_);
-        if (ec) {
-            if (reservation.refused())
-                refuse(server_->busy());
-            else
-                reject(ec);
-            co_return false;
-        }
+        body_ec = ec;
+    }
+    if (body_ec) {
+        if (reservation.refused())
+            refuse(server_->busy());
+        else
+            reject(body_ec);
+        co_return false;
     }
     http_request req = parser.release();
     reservation.release();
     const bool keep_alive = req.keep_alive() && !server_->stopping;
     admit(std::move(req), keep_alive);
     co_return keep_alive;
+}
+
+// Parses what the buffer already holds, without waiting for more: up to the end of the
+// header, or of the whole request. Stops short of it when the buffer runs out (the caller
+// reads the rest, under its deadline); returns the parser's error, if any.
+template <class Stream>
+beast::error_code
+http_server::state::connection<Stream>::parse_buffered(http::request_parser<http::string_body>& parser,
+                                                       bool header_only)
+{
+    beast::error_code ec;
+    while (buffer_.size() != 0 && !(header_only ? parser.is_header_done() : parser.is_done())) {
+        const std::size_t n = parser.put(buffer_.data(), ec);
+        buffer_.consume(n);
+        if (ec == http::error::need_more)
+            return {};
+        if (ec || n == 0)
+            break;
+    }
+    return ec;
 }
 
 // Waits for the first byte of a request, unless one is already buffered: without a limit
@@ -774,21 +815,45 @@ void http_server::state::connection<Stream>::changed()
 }
 
 template <class Stream>
-void http_server::state::connection<Stream>::arm(asio::steady_timer& deadline,
-                                                 std::chrono::milliseconds timeout)
+void http_server::state::connection<Stream>::arm(time_point& deadline, std::chrono::milliseconds timeout)
 {
-    deadline.expires_after(timeout);
-    deadline.async_wait([self = this->shared_from_this(), &deadline](const beast::error_code& ec) {
-        // Re-armed or disarmed since: a stale expiry closes nothing.
-        if (!ec && deadline.expiry() <= asio::steady_timer::clock_type::now())
-            beast::get_lowest_layer(self->stream_).close();
-    });
+    const time_point now = asio::steady_timer::clock_type::now();
+    deadline = now + timeout;
+    if (!deadline_watched_)
+        watch_deadlines(std::min(deadline, now + deadline_step_));
 }
 
 template <class Stream>
-void http_server::state::connection<Stream>::disarm(asio::steady_timer& deadline)
+void http_server::state::connection<Stream>::disarm(time_point& deadline)
 {
-    deadline.expires_at(asio::steady_timer::time_point::max());
+    deadline = time_point::max();
+}
+
+template <class Stream>
+void http_server::state::connection<Stream>::watch_deadlines(time_point at)
+{
+    deadline_watched_ = true;
+    deadline_timer_.expires_at(at);
+    deadline_timer_.async_wait(
+        [self = this->shared_from_this()](const beast::error_code& ec) { self->check_deadlines(ec); });
+}
+
+// Closes the connection if a deadline has passed; otherwise waits for the next one, at most
+// deadline_step_ ahead (see deadline_timer_), unless none is armed: arm() starts it again.
+template <class Stream>
+void http_server::state::connection<Stream>::check_deadlines(const beast::error_code& ec)
+{
+    deadline_watched_ = false;
+    if (ec)
+        return; // cancelled: the connection is done
+    const time_point now = asio::steady_timer::clock_type::now();
+    const time_point next = std::min({idle_, read_, write_});
+    if (next <= now) {
+        beast::get_lowest_layer(stream_).close();
+        return;
+    }
+    if (next != time_point::max())
+        watch_deadlines(std::min(next, now + deadline_step_));
 }
 
 http_server::http_server(asio::any_io_executor ex, const tcp::endpoint& listen_on,

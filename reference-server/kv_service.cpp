@@ -610,19 +610,27 @@ void kv_service::impl::probe()
                              std::to_string(s.applied_index) + "); the node takes part in Raft again");
 }
 
+// Retries while a leadership transfer is under way, as retry_while_transferring() does, in
+// one coroutine: this runs once per write.
 boost::asio::awaitable<write_result> kv_service::impl::propose(std::string command)
 {
-    // The attempt is named: GCC 12 destroys temporaries in a co_await expression twice.
-    auto attempt = [this, &command]() -> boost::asio::awaitable<write_result> {
+    const auto deadline = clock::now() + std::chrono::milliseconds(config.request_timeout_ms);
+    std::optional<boost::asio::steady_timer> pause;
+    for (;;) {
         const std::shared_ptr<raft_node> n = current();
         if (!n)
             co_return write_result{make_error_code(raftkv::errc::node_failed), false};
         auto [ec, result] =
             co_await n->driver.async_propose(command, boost::asio::as_tuple(boost::asio::use_awaitable));
-        co_return write_result{ec, result.found};
-    };
-    co_return co_await retry_while_transferring<write_result>(
-        std::move(attempt), std::chrono::milliseconds(config.request_timeout_ms));
+        if (ec != raftkv::errc::transfer_in_progress || clock::now() + transfer_retry_pause >= deadline)
+            co_return write_result{ec, result.found};
+        if (!pause) {
+            const auto ex = co_await boost::asio::this_coro::executor;
+            pause.emplace(ex);
+        }
+        pause->expires_after(transfer_retry_pause);
+        co_await pause->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    }
 }
 
 // The info's address; else the member's --peers entry (a member of a configuration
@@ -943,14 +951,15 @@ void kv_service::stop()
     });
 }
 
+// Not coroutines: the command is made here and moved into propose()'s frame.
 boost::asio::awaitable<write_result> kv_service::put(std::string key, std::string value)
 {
-    co_return co_await impl_->propose(encode_put(key, value));
+    return impl_->propose(encode_put(key, value));
 }
 
 boost::asio::awaitable<write_result> kv_service::del(std::string key)
 {
-    co_return co_await impl_->propose(encode_del(key));
+    return impl_->propose(encode_del(key));
 }
 
 boost::asio::awaitable<read_result> kv_service::get(std::string key)
