@@ -2,10 +2,12 @@
 
 #include "client_stream.hpp"
 #include "cluster_api.hpp"
+#include "cluster_status.hpp"
 #include "config.hpp"
 #include "kv_service.hpp"
 #include "log.hpp"
 #include "member_info.hpp"
+#include "ui.hpp"
 
 #include <raftkv/error.hpp>
 
@@ -397,6 +399,7 @@ private:
     asio::awaitable<http_response> promote_member(const http_request& req, node_id id);
     asio::awaitable<http_response> remove_member(const http_request& req, node_id id);
     asio::awaitable<http_response> transfer_leader(const http_request& req, node_id id);
+    asio::awaitable<http_response> cluster_status(const http_request& req);
     asio::awaitable<http_response> change(const http_request& req, config_change c, http::status success);
     bool leads() const { return service_.leader() == service_.id(); }
     http_response status() const;
@@ -477,6 +480,10 @@ asio::awaitable<http_response> api_handler::route_request(const http_request& re
         co_return status();
     if (m.route == route::health)
         co_return health();
+    if (m.route == route::ui)
+        co_return ui_response(req, m.asset);
+    if (m.route == route::cluster_status)
+        co_return co_await cluster_status(req);
     if (m.route == route::kv)
         co_return co_await handle_kv(req, m.raw_key);
     co_return co_await handle_cluster(req, m);
@@ -687,32 +694,20 @@ asio::awaitable<http_response> api_handler::forward(const http_request& req)
     }
 }
 
+asio::awaitable<http_response> api_handler::cluster_status(const http_request& req)
+{
+    cluster_status_options o;
+    o.tls = options_.forward_tls;
+    if (const auto it = req.find(http::field::authorization); it != req.end())
+        o.authorization = it->value();
+    json::object self = status_json(service_);
+    const json::object body = co_await gather_cluster_status(service_, std::move(self), std::move(o));
+    co_return json_response(http::status::ok, body);
+}
+
 http_response api_handler::status() const
 {
-    const service_status s = service_.status();
-    json::array members;
-    for (const member_status& m : s.members) {
-        json::object member{{"id", m.id}, {"raft", m.raft}};
-        member["http"] = m.http ? json::value(*m.http) : json::value(nullptr);
-        members.push_back(std::move(member));
-    }
-    const node_status& n = s.node;
-    json::object body{{"id", n.id}, {"role", to_string(n.role)}, {"term", n.term}};
-    body["leader"] = n.leader == no_node ? json::value(nullptr) : json::value(n.leader);
-    body["commit_index"] = n.commit_index;
-    body["applied_index"] = n.applied_index;
-    body["first_index"] = n.first_index;
-    body["last_index"] = n.last_index;
-    body["snapshot_index"] = n.snapshot_index;
-    body["snapshot_term"] = n.snapshot_term;
-    body["members"] = std::move(members);
-    const storage_status storage = service_.storage();
-    if (storage.failed()) {
-        body["role"] = "unavailable";
-        body["leader"] = nullptr;
-    }
-    body["storage"] = storage_json(storage);
-    return json_response(http::status::ok, body);
+    return json_response(http::status::ok, status_json(service_));
 }
 
 http_response api_handler::health() const
@@ -797,7 +792,7 @@ bool changes_state(const route_match& m, http::verb method)
 std::optional<http_response> authorization_refusal(const authorizer& auth, const http_request& req,
                                                    const route_match& m)
 {
-    if (m.result != route_match::outcome::not_found && m.route == route::health)
+    if (m.result != route_match::outcome::not_found && (m.route == route::health || m.route == route::ui))
         return std::nullopt;
     const auto header = req.find(http::field::authorization);
     const bool present = header != req.end();
@@ -846,6 +841,34 @@ json::object storage_json(const storage_status& storage)
     const auto since =
         std::chrono::duration_cast<std::chrono::milliseconds>(storage.since.time_since_epoch()).count();
     return {{"state", "failed"}, {"error", storage.error}, {"since", since}, {"retrying", storage.retrying}};
+}
+
+json::object status_json(const kv_service& service)
+{
+    const service_status s = service.status();
+    json::array members;
+    for (const member_status& m : s.members) {
+        json::object member{{"id", m.id}, {"raft", m.raft}};
+        member["http"] = m.http ? json::value(*m.http) : json::value(nullptr);
+        members.push_back(std::move(member));
+    }
+    const node_status& n = s.node;
+    json::object body{{"id", n.id}, {"role", to_string(n.role)}, {"term", n.term}};
+    body["leader"] = n.leader == no_node ? json::value(nullptr) : json::value(n.leader);
+    body["commit_index"] = n.commit_index;
+    body["applied_index"] = n.applied_index;
+    body["first_index"] = n.first_index;
+    body["last_index"] = n.last_index;
+    body["snapshot_index"] = n.snapshot_index;
+    body["snapshot_term"] = n.snapshot_term;
+    body["members"] = std::move(members);
+    const storage_status storage = service.storage();
+    if (storage.failed()) {
+        body["role"] = "unavailable";
+        body["leader"] = nullptr;
+    }
+    body["storage"] = storage_json(storage);
+    return body;
 }
 
 api::api(kv_service& service, api_options options)
