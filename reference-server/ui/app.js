@@ -152,6 +152,7 @@ function render(cluster) {
   const body = document.body;
   body.dataset.leader = leader ? leader.id : '';
   body.dataset.polls = page.polls;
+  body.dataset.metrics = page.metrics;
   const down = cluster.members.filter((m) => !m.reachable).length;
   $('summary').textContent = `${cluster.members.length} members · ` +
     (leader ? `leader node ${leader.id} · term ${leader.term}` : 'no leader') +

@@ -19,11 +19,12 @@ const raftkvMetrics = (() => {
     for (const line of text.split('\n')) {
       if (line === '' || line.startsWith('#')) continue;
       const m = lineRe.exec(line);
-      if (!m) continue;
+      const value = m ? number(m[3]) : NaN;
+      if (!m || (Number.isNaN(value) && m[3] !== 'NaN')) continue;
       const labels = {};
       for (const l of (m[2] || '').matchAll(labelRe))
         labels[l[1]] = l[2].replace(/\\(.)/g, (_, c) => (c === 'n' ? '\n' : c));
-      samples.push({ name: m[1], labels, value: number(m[3]) });
+      samples.push({ name: m[1], labels, value });
     }
     return samples;
   }
