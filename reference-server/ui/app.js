@@ -6,6 +6,7 @@ const POLL_MS = 1000;
 const WINDOW_MS = 5 * 60 * 1000;
 const TIMEOUT_MS = 3000;
 const TOKEN_KEY = 'raftkv-token';
+const METRICS_RETRY_MS = 30 * 1000; // after /metrics failed: not every second
 const M = raftkvMetrics;
 
 const page = {
@@ -16,6 +17,7 @@ const page = {
   changes: [],        // {time, term, from, to}, newest first
   downSince: null,
   metrics: 'waiting', // 'ok', or why there are none
+  metricsRetry: 0,    // performance.now() before which /metrics is not asked again
   asked: false,       // the token prompt was shown
 };
 
@@ -69,19 +71,20 @@ async function poll() {
 }
 
 async function readMetrics() {
+  if (performance.now() < page.metricsRetry) return null;
   try {
     const res = await call('/metrics');
-    if (!res.ok) {
-      page.metrics = 'GET /metrics answered ' + res.status;
-      return null;
+    if (res.ok) {
+      page.metrics = 'ok';
+      return M.parse(await res.text());
     }
-    page.metrics = 'ok';
-    return M.parse(await res.text());
+    page.metrics = 'GET /metrics answered ' + res.status;
   } catch (e) {
     if (e instanceof Unauthorized) throw e;
     page.metrics = 'GET /metrics failed';
-    return null;
   }
+  page.metricsRetry = performance.now() + METRICS_RETRY_MS;
+  return null;
 }
 
 // ---- what a poll says -----------------------------------------------------------------
@@ -158,6 +161,13 @@ function render(cluster) {
     (leader ? `leader node ${leader.id} · term ${leader.term}` : 'no leader') +
     (down ? ` · ${down} unreachable` : '') + ` · served by node ${cluster.id}`;
   $('updated').textContent = 'updated ' + clock(new Date());
+  const last = page.samples[page.samples.length - 1];
+  const commit = Math.max(0, ...cluster.members.filter((m) => m.status).map((m) => m.status.commit_index));
+  tiles([['Leader', leader ? `node ${leader.id}` : 'none', !leader],
+         ['Term', leader ? leader.term : '—'],
+         ['Commit index', commit.toLocaleString()],
+         ['Writes/s', last && last.commits != null ? short(last.commits) : '—'],
+         ['Reachable', `${cluster.members.length - down} of ${cluster.members.length}`, down > 0]]);
 
   const tbody = $('members').tBodies[0];
   tbody.replaceChildren();
@@ -202,6 +212,19 @@ function render(cluster) {
     list.append(li);
   }
   drawCharts();
+}
+
+function tiles(list) {
+  $('tiles').replaceChildren(...list.map(([label, value, bad]) => {
+    const tile = document.createElement('div');
+    tile.className = bad ? 'tile bad' : 'tile';
+    const name = document.createElement('div');
+    name.textContent = label;
+    const number = document.createElement('b');
+    number.textContent = value;
+    tile.append(name, number);
+    return tile;
+  }));
 }
 
 function drawCharts() {
