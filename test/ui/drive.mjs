@@ -7,7 +7,7 @@
 //
 // Options: --seconds N (how long the page runs, default 15), --screenshot FILE (a PNG of
 // the page at the end), --width W --height H (the window, default 1280x860), --token T
-// (put in sessionStorage before the page loads, for --auth-tokens), --chromium PATH
+// (the answer to the page's token prompt, for --auth-tokens), --chromium PATH
 // (default /usr/bin/chromium). Exits 1 with the reasons when a check fails.
 import puppeteer from 'puppeteer-core';
 
@@ -32,14 +32,18 @@ const browser = await puppeteer.launch({
 const problems = [];
 try {
   const page = await browser.newPage();
-  // A 404 from /metrics is expected on a server without it: the page says "no metrics".
+  // The page asks for a token when its requests are answered 401.
+  const token = option('token');
+  let prompts = 0;
+  page.on('dialog', (d) => (++prompts, token ? d.accept(token) : d.dismiss()));
+  // Expected errors: a 404 from /metrics on a server without it (the page says "no
+  // metrics"), and with --token the 401 that makes the page ask for one.
   page.on('console', (m) => {
-    if (m.type() === 'error' && !(m.location().url || '').endsWith('/metrics'))
+    const expected = (m.location().url || '').endsWith('/metrics') || (token && m.text().includes('401'));
+    if (m.type() === 'error' && !expected)
       problems.push('console: ' + m.text() + ' ' + (m.location().url || ''));
   });
   page.on('pageerror', (e) => problems.push('page error: ' + e.message));
-  const token = option('token');
-  if (token) await page.evaluateOnNewDocument((t) => sessionStorage.setItem('raftkv-token', t), token);
   await page.goto(url, { waitUntil: 'load' });
   await new Promise((done) => setTimeout(done, seconds * 1000));
 
@@ -54,6 +58,7 @@ try {
     legend: document.getElementById('throughput-legend').textContent,
     latency: document.getElementById('latency-legend').textContent,
   }));
+  shown.prompts = prompts;
   console.log(JSON.stringify(shown, null, 2));
   if (shown.state !== 'ok') problems.push(`the page is in state ${shown.state}`);
   if (!(shown.polls >= seconds / 2)) problems.push(`only ${shown.polls} polls in ${seconds} s`);
