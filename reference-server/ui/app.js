@@ -101,15 +101,18 @@ function leaderOf(cluster) {
   return best ? { id: best.id, term: best.status.term, status: best.status } : null;
 }
 
+const highestCommit = (cluster) =>
+  Math.max(0, ...cluster.members.filter((m) => m.status).map((m) => m.status.commit_index));
+
 function record(t, cluster, samples) {
   const leader = leaderOf(cluster);
-  const commit = Math.max(0, ...cluster.members.filter((m) => m.status).map((m) => m.status.commit_index));
+  const commit = highestCommit(cluster);
   const hist = samples && M.histogram(samples, 'raftkv_http_request_duration_seconds', isKv);
   const now = { t, commit, writes: samples && M.sum(samples, 'raftkv_http_requests_total', isWrite),
                 reads: samples && M.sum(samples, 'raftkv_http_requests_total', isRead), hist };
   const before = page.previous;
   page.previous = now;
-  if (leader && (!page.leader || page.leader.id !== leader.id))
+  if (leader && (!page.leader || page.leader.id !== leader.id || page.leader.term < leader.term))
     page.changes.unshift({ time: new Date(), term: leader.term, from: page.leader && page.leader.id, to: leader.id });
   if (leader) page.leader = { id: leader.id, term: leader.term };
   page.changes.length = Math.min(page.changes.length, 50);
@@ -162,7 +165,7 @@ function render(cluster) {
     (down ? ` · ${down} unreachable` : '') + ` · served by node ${cluster.id}`;
   $('updated').textContent = 'updated ' + clock(new Date());
   const last = page.samples[page.samples.length - 1];
-  const commit = Math.max(0, ...cluster.members.filter((m) => m.status).map((m) => m.status.commit_index));
+  const commit = highestCommit(cluster);
   tiles([['Leader', leader ? `node ${leader.id}` : 'none', !leader],
          ['Term', leader ? leader.term : '—'],
          ['Commit index', commit.toLocaleString()],
@@ -202,7 +205,8 @@ function render(cluster) {
     const time = document.createElement('time');
     time.textContent = clock(c.time);
     li.append(time, c.from == null ? `node ${c.to} leads, term ${c.term} (first seen)`
-                                   : `node ${c.from} → node ${c.to}, term ${c.term}`);
+                  : c.from === c.to ? `node ${c.to} elected again, term ${c.term}`
+                  : `node ${c.from} → node ${c.to}, term ${c.term}`);
     list.append(li);
   }
   if (!page.changes.length) {
