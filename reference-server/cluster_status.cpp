@@ -56,6 +56,7 @@ struct fetch_result {
     std::string error = "timed out";
 };
 
+// A timeout is the member's (or the network's) fault: say so, not "operation canceled".
 std::string describe(const beast::error_code& ec)
 {
     return ec == beast::error::timeout ? "timed out" : ec.message();
@@ -92,7 +93,7 @@ asio::awaitable<fetch_result> fetch(asio::any_io_executor ex, std::shared_ptr<tl
     stream.expires_at(deadline);
     const beast::error_code write_ec = co_await stream.write(req);
     if (write_ec) {
-        out.error = "lost the connection to " + address + ": " + describe(write_ec);
+        out.error = "cannot send to " + address + ": " + describe(write_ec);
         stream.close();
         co_return out;
     }

@@ -261,7 +261,7 @@ function niceCeiling(v) {
 function short(v) {
   if (v >= 1e6) return (v / 1e6).toFixed(v >= 1e7 ? 0 : 1) + 'M';
   if (v >= 1e3) return (v / 1e3).toFixed(v >= 1e4 ? 0 : 1) + 'k';
-  return v >= 10 || v === 0 ? v.toFixed(0) : v.toPrecision(2);
+  return v >= 100 ? v.toFixed(0) : String(Number(v.toPrecision(3)));
 }
 
 /** Draws `series` (keys of page.samples) over the last five minutes into `el`. */
