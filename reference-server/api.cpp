@@ -2,11 +2,13 @@
 
 #include "client_stream.hpp"
 #include "cluster_api.hpp"
+#include "cluster_status.hpp"
 #include "config.hpp"
 #include "health.hpp"
 #include "kv_service.hpp"
 #include "log.hpp"
 #include "member_info.hpp"
+#include "ui.hpp"
 
 #include <raftkv/error.hpp>
 
@@ -456,6 +458,7 @@ private:
     asio::awaitable<http_response> promote_member(const http_request& req, node_id id);
     asio::awaitable<http_response> remove_member(const http_request& req, node_id id);
     asio::awaitable<http_response> transfer_leader(const http_request& req, node_id id);
+    asio::awaitable<http_response> cluster_status(const http_request& req);
     asio::awaitable<http_response> change(const http_request& req, config_change c, http::status success);
     bool leads() const { return service_.leader() == service_.id(); }
     http_response status() const;
@@ -542,6 +545,10 @@ asio::awaitable<http_response> api_handler::route_request(const http_request& re
         co_return json_response(http::status::ok, {{"status", "ok"}});
     if (m.route == route::readyz)
         co_return readiness();
+    if (m.route == route::ui)
+        co_return ui_response(req, m.asset);
+    if (m.route == route::cluster_status)
+        co_return co_await cluster_status(req);
     if (m.route == route::kv)
         co_return co_await handle_kv(req, m.raw_key);
     if (m.route == route::scan)
@@ -779,32 +786,20 @@ asio::awaitable<http_response> api_handler::forward(const http_request& req)
     }
 }
 
+asio::awaitable<http_response> api_handler::cluster_status(const http_request& req)
+{
+    cluster_status_options o;
+    o.tls = options_.forward_tls;
+    if (const auto it = req.find(http::field::authorization); it != req.end())
+        o.authorization = it->value();
+    json::object self = status_json(service_);
+    const json::object body = co_await gather_cluster_status(service_, std::move(self), std::move(o));
+    co_return json_response(http::status::ok, body);
+}
+
 http_response api_handler::status() const
 {
-    const service_status s = service_.status();
-    json::array members;
-    for (const member_status& m : s.members) {
-        json::object member{{"id", m.id}, {"raft", m.raft}};
-        member["http"] = m.http ? json::value(*m.http) : json::value(nullptr);
-        members.push_back(std::move(member));
-    }
-    const node_status& n = s.node;
-    json::object body{{"id", n.id}, {"role", to_string(n.role)}, {"term", n.term}};
-    body["leader"] = n.leader == no_node ? json::value(nullptr) : json::value(n.leader);
-    body["commit_index"] = n.commit_index;
-    body["applied_index"] = n.applied_index;
-    body["first_index"] = n.first_index;
-    body["last_index"] = n.last_index;
-    body["snapshot_index"] = n.snapshot_index;
-    body["snapshot_term"] = n.snapshot_term;
-    body["malformed_dropped"] = n.malformed_dropped;
-    body["members"] = std::move(members);
-    const storage_status storage = service_.storage();
-    if (storage.failed()) {
-        body["role"] = "unavailable";
-        body["leader"] = nullptr;
-    }
-    body["storage"] = storage_json(storage);
+    json::object body = status_json(service_);
     const health_check_counts h = health_reads_.counts();
     body["health_checks"] = {
         {"checks", h.checks}, {"rounds", h.rounds}, {"joined", h.joined}, {"reused", h.reused}};
@@ -938,8 +933,8 @@ bool changes_state(const route_match& m, http::verb method)
 std::optional<http_response> authorization_refusal(const authorizer& auth, const http_request& req,
                                                    const route_match& m)
 {
-    if (m.result != route_match::outcome::not_found &&
-        (m.route == route::health || m.route == route::livez || m.route == route::readyz))
+    if (m.result != route_match::outcome::not_found && (m.route == route::health || m.route == route::livez ||
+                                                         m.route == route::readyz || m.route == route::ui))
         return std::nullopt;
     const auto header = req.find(http::field::authorization);
     const bool present = header != req.end();
@@ -988,6 +983,35 @@ json::object storage_json(const storage_status& storage)
     const auto since =
         std::chrono::duration_cast<std::chrono::milliseconds>(storage.since.time_since_epoch()).count();
     return {{"state", "failed"}, {"error", storage.error}, {"since", since}, {"retrying", storage.retrying}};
+}
+
+json::object status_json(const kv_service& service)
+{
+    const service_status s = service.status();
+    json::array members;
+    for (const member_status& m : s.members) {
+        json::object member{{"id", m.id}, {"raft", m.raft}};
+        member["http"] = m.http ? json::value(*m.http) : json::value(nullptr);
+        members.push_back(std::move(member));
+    }
+    const node_status& n = s.node;
+    json::object body{{"id", n.id}, {"role", to_string(n.role)}, {"term", n.term}};
+    body["leader"] = n.leader == no_node ? json::value(nullptr) : json::value(n.leader);
+    body["commit_index"] = n.commit_index;
+    body["applied_index"] = n.applied_index;
+    body["first_index"] = n.first_index;
+    body["last_index"] = n.last_index;
+    body["snapshot_index"] = n.snapshot_index;
+    body["snapshot_term"] = n.snapshot_term;
+    body["malformed_dropped"] = n.malformed_dropped;
+    body["members"] = std::move(members);
+    const storage_status storage = service.storage();
+    if (storage.failed()) {
+        body["role"] = "unavailable";
+        body["leader"] = nullptr;
+    }
+    body["storage"] = storage_json(storage);
+    return body;
 }
 
 api::api(kv_service& service, api_options options)

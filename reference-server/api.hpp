@@ -9,13 +9,14 @@
 //   GET /cluster/members               POST /cluster/members  {"id": N, "raft": "h:p", ...}
 //   DELETE /cluster/members/{id}       POST /cluster/members/{id}/promote
 //   POST /cluster/leader  {"id": N}
+//   GET /cluster/status                GET, HEAD /ui  (the cluster page, ui.hpp)
 //
 // Any node accepts any request. A node that is not the leader forwards it to the leader's
 // HTTP address (which the leader published in the replicated log, see kv_service) with a
 // header "X-Raftkv-Forwarded: <its id> <mac>" (auth.hpp), and relays the answer. A node
 // that receives a forwarded request whose marker verifies while not the leader answers 503
-// rather than forwarding again. With tokens (auth.hpp), every route but /health, /livez
-// and /readyz needs one.
+// rather than forwarding again. With tokens (auth.hpp), every route but /health, /livez,
+// /readyz and /ui needs one.
 // docs/server.md lists every status code.
 //
 // The requests a client pipelines on one connection run concurrently, except that those
@@ -72,9 +73,10 @@ bool changes_state(const route_match& m, boost::beast::http::verb method);
 
 /// The refusal of `req`, routed to `m`, under `auth`: 401 with "WWW-Authenticate: Bearer"
 /// when it carries no known bearer token, 403 when a read token asks for a change; nothing
-/// when it may proceed. GET /health, /livez and /readyz need no token (the probes of load
-/// balancers and orchestrators); an unknown route or method needs one
-/// (of either kind) before it is answered 404 or 405.
+/// when it may proceed. GET /health, /livez and /readyz (the probes of load balancers and
+/// orchestrators) and the page's files (/ui) need no token: the page asks for one when its
+/// own requests are refused. An unknown route or method needs one (of either kind) before
+/// it is answered 404 or 405.
 std::optional<http_response> authorization_refusal(const authorizer& auth, const http_request& req,
                                                    const route_match& m);
 
@@ -95,6 +97,9 @@ http_response failure_response(std::error_code ec, request_kind kind);
 /// it did not take effect.
 http_response storage_failure_response(const storage_status& storage, request_kind kind,
                                        std::chrono::steady_clock::time_point started);
+
+/// The body of GET /status: `service`'s view of the cluster (docs/server.md).
+boost::json::object status_json(const kv_service& service);
 
 /// The "storage" object of GET /status: {"state": "ok"}, or {"state": "failed", "error":
 /// "...", "since": <Unix time in ms>, "retrying": true or false}.

@@ -754,10 +754,17 @@ template <class Stream>
 asio::awaitable<void> http_server::state::connection<Stream>::handle(std::shared_ptr<connection>, slot& s,
                                                                      http_request req)
 {
+    const bool head = req.method() == http::verb::head;
     http_response res = co_await server_->respond(*handler_, std::move(req));
     res.version(s.version);
     res.keep_alive(s.keep_alive);
     res.prepare_payload();
+    // A HEAD answer's Content-Length is the GET answer's, but no body follows (RFC 9110 9.3.2).
+    if (head && res.has_content_length()) {
+        const std::size_t length = res.body().size();
+        res.body().clear();
+        res.content_length(length);
+    }
     s.response = std::move(res);
     changed();
 }

@@ -63,8 +63,9 @@ public:
     virtual ~request_handler() = default;
 
     /// Returns the response to `req`. The server sets its version, keep-alive and
-    /// Content-Length, and writes it after the responses to the earlier requests. An
-    /// exception becomes a 500 response (and a log line).
+    /// Content-Length, and writes it after the responses to the earlier requests (to a HEAD
+    /// request without its body, which the handler may leave in). An exception becomes a
+    /// 500 response (and a log line).
     virtual boost::asio::awaitable<http_response> handle(http_request req) = 0;
 };
 

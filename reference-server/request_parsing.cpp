@@ -101,6 +101,15 @@ route_match match_route(http::verb method, std::string_view target)
         m.route = route::leader;
         m.allow = "POST";
         allowed = method == http::verb::post;
+    } else if (path == "/cluster/status") {
+        m.route = route::cluster_status;
+        m.allow = "GET";
+        allowed = method == http::verb::get;
+    } else if (path == "/ui" || path.starts_with("/ui/")) {
+        m.route = route::ui;
+        m.allow = "GET, HEAD";
+        m.asset = path;
+        allowed = method == http::verb::get || method == http::verb::head;
     } else if (path.starts_with("/cluster/members/")) {
         std::string_view rest = path.substr(std::string_view("/cluster/members/").size());
         const std::size_t slash = rest.find('/');

@@ -40,6 +40,10 @@ enum class route {
     promote,
     /// /cluster/leader
     leader,
+    /// /cluster/status: every member's /status, gathered by this node
+    cluster_status,
+    /// /ui and /ui/{asset}: the cluster page
+    ui,
 };
 
 /// Where a request goes, decided from its method and target alone.
@@ -56,6 +60,8 @@ struct route_match {
     /// For route::member and route::promote: the {id} as it appears in the target (not
     /// checked yet). A view into the target.
     std::string_view raw_id;
+    /// For route::ui: the path, "/ui" or "/ui/{asset}". A view into the target.
+    std::string_view asset;
 };
 
 /// Matches `target` (its query string ignored) to a route, then `method` to the route.

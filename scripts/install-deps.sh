@@ -18,6 +18,8 @@ packages=(
     libspdlog-dev
     # The fuzz targets (test/fuzz, the fuzz preset): clang and its libFuzzer runtime.
     clang libclang-rt-14-dev
+    # e2e_ui_test loads the cluster page (GET /ui) in headless Chromium.
+    chromium
 )
 
 if [[ "${RAFTKV_SKIP_DEPS:-0}" == 1 ]]; then

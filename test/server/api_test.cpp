@@ -338,6 +338,8 @@ BOOST_AUTO_TEST_CASE(cluster_routes_take_their_methods_and_the_member_id_from_th
     check_found(http::verb::delete_, "/cluster/members/4", route::member);
     check_found(http::verb::post, "/cluster/members/4/promote", route::promote);
     check_found(http::verb::post, "/cluster/leader?wait=1", route::leader);
+    check_found(http::verb::get, "/cluster/status", route::cluster_status);
+    check_not_allowed(http::verb::post, "/cluster/status", "GET");
     BOOST_TEST(match_route(http::verb::delete_, "/cluster/members/42").raw_id == "42");
     BOOST_TEST(match_route(http::verb::post, "/cluster/members/7/promote").raw_id == "7");
     BOOST_TEST(match_route(http::verb::delete_, "/cluster/members/").raw_id == "");
@@ -543,12 +545,22 @@ BOOST_AUTO_TEST_CASE(health_needs_no_token_and_every_other_route_one)
                                                          {http::verb::delete_, "/cluster/members/2"},
                                                          {http::verb::post, "/cluster/members/2/promote"},
                                                          {http::verb::post, "/cluster/leader"},
+                                                         {http::verb::get, "/cluster/status"},
                                                          {http::verb::get, "/nowhere"},
                                                          {http::verb::post, "/kv/a"}}) {
         BOOST_TEST(refusal_status(method, target, "") == 401u, target);
         BOOST_TEST(refusal_status(method, target, "not-a-known-token-x") == 401u, target);
         BOOST_TEST(refusal_status(method, target, write_token) == 0u, target);
     }
+}
+
+// The page's files hold no data; the requests it makes for data need a token as any other.
+BOOST_AUTO_TEST_CASE(the_cluster_page_needs_no_token)
+{
+    BOOST_TEST(refusal_status(http::verb::get, "/ui", "") == 0u);
+    BOOST_TEST(refusal_status(http::verb::head, "/ui/app.js", "") == 0u);
+    BOOST_TEST(refusal_status(http::verb::get, "/ui/nothing-here", "bogus") == 0u);
+    BOOST_TEST(refusal_status(http::verb::get, "/uix", "") == 401u);
 }
 
 BOOST_AUTO_TEST_CASE(a_401_says_bearer_and_why)
