@@ -934,7 +934,7 @@ std::optional<http_response> authorization_refusal(const authorizer& auth, const
                                                    const route_match& m)
 {
     if (m.result != route_match::outcome::not_found && (m.route == route::health || m.route == route::livez ||
-                                                         m.route == route::readyz || m.route == route::ui))
+                                                        m.route == route::readyz || m.route == route::ui))
         return std::nullopt;
     const auto header = req.find(http::field::authorization);
     const bool present = header != req.end();
