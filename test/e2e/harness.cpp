@@ -157,6 +157,8 @@ struct http_client::impl {
         http::response_parser<http::string_body> parser;
         parser.body_limit(256u << 20);
         parser.header_limit(1u << 20);
+        // The answer to HEAD has no body, whatever its Content-Length says (RFC 9110 9.3.2).
+        parser.skip(req.method() == http::verb::head);
         result = net::error::would_block;
         const auto buffered_before = buffer.size();
         stream.expires_at(deadline);
