@@ -169,7 +169,10 @@ struct parse_result {
     std::string error;
     /// --help (or -h) was given: print help_text() and exit 0. Wins over every error.
     bool help = false;
-    /// The configuration to run with, valid when ok() and not help.
+    /// --version was given: print the version line and exit 0. Wins over every error
+    /// but --help.
+    bool version = false;
+    /// The configuration to run with, valid when ok() and neither help nor version.
     server_config config;
 
     bool ok() const { return error.empty(); }
