@@ -6,6 +6,7 @@
 #include "kv_service.hpp"
 #include "log.hpp"
 #include "member_info.hpp"
+#include "version.hpp"
 
 #include <raftkv/error.hpp>
 
@@ -401,6 +402,7 @@ private:
     bool leads() const { return service_.leader() == service_.id(); }
     http_response status() const;
     http_response health() const;
+    http_response version() const;
 
     kv_service& service_;
     leader_address_cache& addresses_;
@@ -477,6 +479,8 @@ asio::awaitable<http_response> api_handler::route_request(const http_request& re
         co_return status();
     if (m.route == route::health)
         co_return health();
+    if (m.route == route::version)
+        co_return version();
     if (m.route == route::kv)
         co_return co_await handle_kv(req, m.raw_key);
     co_return co_await handle_cluster(req, m);
@@ -723,6 +727,14 @@ http_response api_handler::health() const
     if (leader == no_node)
         return error_response(http::status::service_unavailable, "no leader");
     return json_response(http::status::ok, {{"status", "ok"}, {"leader", leader}});
+}
+
+// What this binary was built from (version.hpp); the same on every node built alike.
+http_response api_handler::version() const
+{
+    const build_info& b = build();
+    return json_response(http::status::ok,
+                         {{"version", b.version}, {"commit", b.commit}, {"build_type", b.build_type}});
 }
 
 } // namespace

@@ -34,6 +34,8 @@ enum class route {
     promote,
     /// /cluster/leader
     leader,
+    /// /version
+    version,
 };
 
 /// Where a request goes, decided from its method and target alone.
