@@ -278,7 +278,9 @@ std::string read_flags(const std::vector<std::string>& args, raw_settings& out,
         const std::string& name = o.string_key;
         if (o.unregistered)
             return "unknown flag " + in_quotes("--" + name) + " (see --help)";
-        if (name.empty() || name == "help" || name == "version")
+        if (name == "help" || name == "version")
+            continue; // parse_arguments() answered these before reading the flags
+        if (name.empty())
             return "unexpected argument " +
                    in_quotes(o.original_tokens.empty() ? "" : o.original_tokens.front()) + " (see --help)";
         // An empty value ("--id ''") arrives as none.

@@ -1,10 +1,11 @@
 #ifndef RAFTKV_SERVER_CONFIG_HPP
 #define RAFTKV_SERVER_CONFIG_HPP
 
-// raftkv-server's configuration: command-line flags and an optional YAML file (--config),
-// validated into one plain struct. Flags override the file; the file overrides the
-// defaults. Parsing never exits or throws for bad input: it returns the error message, and
-// main() prints it and exits with code 2. docs/server.md describes every setting.
+// raftkv-server's configuration: command-line flags (read with Boost.Program_options) and
+// an optional YAML file (--config, read with yaml-cpp), validated into one plain struct.
+// Flags override the file; the file overrides the defaults. Parsing never exits or throws
+// for bad input: it returns the error message, and main() prints it and exits with code 2.
+// docs/server.md describes every setting.
 //
 //     parse_result r = parse_command_line(argc, argv);
 //     if (!r.ok()) { std::cerr << "raftkv-server: " << r.error << '\n'; return 2; }
