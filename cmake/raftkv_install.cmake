@@ -125,3 +125,5 @@ write_basic_package_version_file(
   ${raftkv_arch_independent})
 install(FILES ${PROJECT_BINARY_DIR}/raftkv-config.cmake ${PROJECT_BINARY_DIR}/raftkv-config-version.cmake
         DESTINATION ${RAFTKV_INSTALL_CMAKEDIR})
+# The MIT license asks that its notice go with every copy, installed headers included.
+install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})

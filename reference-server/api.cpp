@@ -9,6 +9,7 @@
 #include "log.hpp"
 #include "member_info.hpp"
 #include "ui.hpp"
+#include "version.hpp"
 
 #include <raftkv/error.hpp>
 
@@ -464,6 +465,7 @@ private:
     http_response status() const;
     asio::awaitable<http_response> health(const http_request& req);
     http_response readiness() const;
+    http_response version() const;
 
     kv_service& service_;
     leader_address_cache& addresses_;
@@ -549,6 +551,7 @@ asio::awaitable<http_response> api_handler::route_request(const http_request& re
         co_return ui_response(req, m.asset);
     if (m.route == route::cluster_status)
         co_return co_await cluster_status(req);
+    http_response version() const;
     if (m.route == route::kv)
         co_return co_await handle_kv(req, m.raw_key);
     if (m.route == route::scan)
@@ -859,6 +862,14 @@ http_response api_handler::readiness() const
     if (const std::optional<not_ready> problem = readiness_problem(s, service_.storage()))
         return unhealthy(problem->reason, problem->message);
     return json_response(http::status::ok, {{"status", "ok"}});
+}
+
+// What this binary was built from (version.hpp); the same on every node built alike.
+http_response api_handler::version() const
+{
+    const build_info& b = build();
+    return json_response(http::status::ok,
+                         {{"version", b.version}, {"commit", b.commit}, {"build_type", b.build_type}});
 }
 
 } // namespace

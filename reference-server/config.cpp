@@ -1,5 +1,8 @@
 #include "config.hpp"
 
+#include <boost/program_options/options_description.hpp>
+#include <boost/program_options/parsers.hpp>
+#include <boost/program_options/value_semantic.hpp>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -16,42 +19,100 @@ namespace raftkv::server {
 
 namespace {
 
-// Every setting is both a flag --<name> and a config-file key <name>.
-constexpr std::array<std::string_view, 29> setting_names = {
-    "id",
-    "data-dir",
-    "http",
-    "advertise-http",
-    "cluster-token",
-    "raft",
-    "peers",
-    "join",
-    "tick-ms",
-    "election-ticks",
-    "heartbeat-ticks",
-    "request-timeout-ms",
-    "snapshot-entries",
-    "snapshot-catchup-entries",
-    "log-level",
-    "log-format",
-    "threads",
-    "peer-cert",
-    "peer-key",
-    "peer-ca",
-    "auth-tokens",
-    "max-connections",
-    "max-pending-body-bytes",
-    "cert",
-    "key",
-    "client-ca",
-    "forward-ca",
-    "health-timeout-ms",
-    "health-reuse-ms",
+namespace po = boost::program_options;
+
+// The width --help is wrapped to.
+constexpr unsigned help_width = 80;
+
+// Every setting: a flag --<name> and a config-file key <name>, in the order --help lists
+// them. A new setting is a line here (its value placeholder and help), its check in
+// build_config() below, a field of server_config and a paragraph of docs/server.md.
+struct setting {
+    std::string_view name;
+    std::string_view value;
+    std::string_view help;
+};
+
+constexpr std::array settings = {
+    setting{"id", "N", "this node's id, an integer from 1 (default: 1)"},
+    setting{"data-dir", "DIR",
+            "where the Raft log (DIR/wal) and the key-value state (DIR/state) are kept (default: "
+            "./raftkv-data)"},
+    setting{"http", "HOST:PORT", "where the HTTP API listens (default: 127.0.0.1:8080)"},
+    setting{"advertise-http", "HOST:PORT",
+            "the HTTP address other nodes forward requests to while this node leads; required in a "
+            "cluster when --http is 0.0.0.0 or [::] (default: --http)"},
+    setting{"raft", "HOST:PORT",
+            "where Raft connections from the other nodes are accepted (default: this node's entry in "
+            "--peers, else 127.0.0.1:9080)"},
+    setting{"peers", "ID=HOST:PORT,...",
+            "the Raft address of every member, this node included; give every node the same list. "
+            "Recorded in DIR/identity at the first start; later it may be left out, and if given must "
+            "be the recorded list (default: the recorded list, else just this node at --raft)"},
+    setting{"join", "http[s]://HOST:PORT",
+            "join a running cluster through one of its members, which must have added this node "
+            "first (POST /cluster/members); needs an empty data directory, learns the cluster's id "
+            "and members from it; not with --peers. https:// needs --cert and --key (presented to "
+            "the member, whose certificate must chain to --forward-ca, else --client-ca, else the "
+            "system's CAs); http:// is for a plain cluster"},
+    setting{"cluster-token", "TOKEN",
+            "mixed into the id of a new cluster, so that clusters bootstrapped with the same --peers "
+            "refuse each other's nodes; on a restart, the recorded one or none"},
+    setting{"tick-ms", "MS", "the Raft clock's tick (default: 10)"},
+    setting{"election-ticks", "N",
+            "election timeout: a random 1x to 2x this many ticks without a leader (default: 30)"},
+    setting{"heartbeat-ticks", "N",
+            "leader heartbeat interval in ticks, less than --election-ticks (default: 5)"},
+    setting{"request-timeout-ms", "MS",
+            "how long a write or read waits for the cluster before answering 503 (default: 5000)"},
+    setting{"health-timeout-ms", "MS",
+            "how long GET /health waits for a linearizable read through the cluster before answering "
+            "503, unless the request asks ?timeout= (default: 1000, at most 30000)"},
+    setting{"health-reuse-ms", "MS",
+            "how long a health check's read result also answers the checks that follow (default: 100; "
+            "0: only those in flight)"},
+    setting{"snapshot-entries", "N",
+            "snapshot the key-value state after this many applied writes and drop the log behind it; "
+            "0: never (the log then grows without bound) (default: 10000)"},
+    setting{"snapshot-catchup-entries", "N",
+            "entries kept in the log behind a snapshot, so that a follower a little behind catches up "
+            "from the log (default: 5000)"},
+    setting{"auth-tokens", "FILE",
+            "require \"Authorization: Bearer TOKEN\" on every HTTP request but GET /health, /livez "
+            "and /readyz (and the cluster page's files, /ui); FILE has one token per line, \"TOKEN read|write [NAME]\" ('#' comments); a read token may only "
+            "GET. Give every member the same file (default: none, no authorization)"},
+    setting{"log-level", "LEVEL", "error, warn, info or debug (default: info)"},
+    setting{"log-format", "FORMAT", "text, or json for one JSON object per line (default: text)"},
+    setting{"threads", "N",
+            "threads serving HTTP and Raft connections; the Raft node itself runs on one of them at a "
+            "time (default: 2)"},
+    setting{"max-connections", "N",
+            "HTTP connections open at once; one more closes the longest-idle one, or is answered 503 "
+            "and closed when none is idle (default: 4096)"},
+    setting{"max-pending-body-bytes", "N",
+            "bytes of HTTP request bodies being received at once, over all connections; a request "
+            "whose body does not fit is answered 503; at least 6356992 (default: 67108864, 64 MiB)"},
+    setting{"cert", "FILE",
+            "serve the HTTP API over TLS only (HTTPS), with this PEM certificate chain; with --key "
+            "(default: plain HTTP)"},
+    setting{"key", "FILE", "the private key (PEM) of --cert; both or neither"},
+    setting{"client-ca", "FILE",
+            "with --cert: HTTPS clients must present a certificate signed by a CA in this PEM file "
+            "(default: none asked for)"},
+    setting{"forward-ca", "FILE",
+            "with --cert: the CAs trusted for the leader's certificate when forwarding to it over "
+            "HTTPS (default: --client-ca, else the system's CAs)"},
+    setting{"peer-cert", "FILE",
+            "peer TLS: this node's certificate (PEM), whose subject CN must be raftkv-node-<id>; with "
+            "--peer-key and --peer-ca, every Raft connection is mutual TLS (default: plain TCP)"},
+    setting{"peer-key", "FILE", "peer TLS: the private key of --peer-cert (PEM)"},
+    setting{"peer-ca", "FILE", "peer TLS: the CA (PEM) every peer's certificate must chain to"},
 };
 
 bool is_setting(std::string_view name)
 {
-    return std::find(setting_names.begin(), setting_names.end(), name) != setting_names.end();
+    return std::find_if(settings.begin(), settings.end(),
+                        [name](const setting& s) { return s.name == name; }) != settings.end();
 }
 
 // A setting as written, before validation; `where` names its source in error messages
@@ -123,6 +184,12 @@ std::string in_quotes(std::string_view s)
     return out;
 }
 
+std::string one_line(std::string s)
+{
+    std::replace(s.begin(), s.end(), '\n', ' ');
+    return printable(s);
+}
+
 template <class T>
 std::optional<T> parse_unsigned(std::string_view text)
 {
@@ -157,25 +224,74 @@ std::string_view trim(std::string_view s)
 
 // ---- Command line ------------------------------------------------------------------
 
+// The flags: every setting, then those that only exist on the command line. Values stay
+// text here; build_config() checks them, whichever source they came from.
+po::options_description flag_descriptions()
+{
+    po::options_description flags("Flags (each also a key of the config file; flags override the file)",
+                                  help_width);
+    auto add = flags.add_options();
+    for (const setting& s : settings)
+        add(std::string(s.name).c_str(), po::value<std::string>()->value_name(std::string(s.value)),
+            std::string(s.help).c_str());
+    add("config", po::value<std::string>()->value_name("FILE"), "read settings from a YAML file first");
+    add("version", "print the version and the commit it was built from, and exit");
+    add("help", "print this help and exit (also -h)");
+    return flags;
+}
+
+// "--" where it stands for a flag: Program_options would take it as the end of the flags
+// and drop it; every argument here is a flag or a flag's value, so it is an unexpected one.
+std::vector<po::option> double_dash_as_argument(std::vector<std::string>& args)
+{
+    std::vector<po::option> out;
+    if (!args.empty() && args.front() == "--") {
+        po::option o;
+        o.value.push_back(args.front());
+        o.original_tokens.push_back(args.front());
+        out.push_back(std::move(o));
+        args.erase(args.begin());
+    }
+    return out;
+}
+
 // Reads flags into `out` and the --config file name into `config_file`; returns an error.
+// Program_options splits the arguments into flags and values ("--id 2", "--id=2"); the
+// checks here run in argument order, so the first problem is the one reported.
 std::string read_flags(const std::vector<std::string>& args, raw_settings& out,
                        std::optional<std::string>& config_file)
 {
-    for (std::size_t i = 0; i < args.size(); ++i) {
-        const std::string& arg = args[i];
-        if (arg.size() < 3 || arg.compare(0, 2, "--") != 0)
-            return "unexpected argument " + in_quotes(arg) + " (see --help)";
-        const std::size_t eq = arg.find('=');
-        const std::string name = arg.substr(2, eq == std::string::npos ? std::string::npos : eq - 2);
-        if (name != "config" && !is_setting(name))
+    namespace style = po::command_line_style;
+    const po::options_description flags = flag_descriptions();
+    po::parsed_options parsed(&flags);
+    try {
+        parsed = po::command_line_parser(args)
+                     .options(flags)
+                     .style(style::allow_long | style::long_allow_adjacent | style::long_allow_next)
+                     .extra_style_parser(double_dash_as_argument)
+                     .allow_unregistered()
+                     .run();
+    } catch (const po::invalid_command_line_syntax& e) {
+        if (e.kind() == po::invalid_command_line_syntax::missing_parameter ||
+            e.kind() == po::invalid_command_line_syntax::empty_adjacent_parameter)
+            return "flag " + printable(e.get_option_name()) + " needs a value";
+        if (e.kind() == po::invalid_command_line_syntax::extra_parameter)
+            return "flag " + printable(e.get_option_name()) + " takes no value";
+        return one_line(e.what());
+    } catch (const po::error& e) {
+        return one_line(e.what());
+    }
+    for (const po::option& o : parsed.options) {
+        const std::string& name = o.string_key;
+        if (o.unregistered)
             return "unknown flag " + in_quotes("--" + name) + " (see --help)";
-        std::string value;
-        if (eq != std::string::npos)
-            value = arg.substr(eq + 1);
-        else if (i + 1 < args.size())
-            value = args[++i];
-        else
-            return "flag --" + name + " needs a value";
+        if (name == "help" || name == "version")
+            continue; // parse_arguments() answered these before reading the flags
+        if (name.empty())
+            return "unexpected argument " +
+                   in_quotes(o.original_tokens.empty() ? "" : o.original_tokens.front()) + " (see --help)";
+        // An empty value ("--id ''") arrives as none.
+        const std::string value = o.value.empty() ? std::string() : o.value.front();
         const bool repeated = name == "config" ? config_file.has_value() : out.values.count(name) > 0;
         if (repeated)
             return "flag --" + name + " is given more than once";
@@ -203,12 +319,6 @@ std::string read_file(const std::string& file, std::string& contents)
         return "cannot read config file " + in_quotes(file) + ": read error";
     contents = buffer.str();
     return {};
-}
-
-std::string one_line(std::string s)
-{
-    std::replace(s.begin(), s.end(), '\n', ' ');
-    return printable(s);
 }
 
 // A scalar's text, or an error naming `where`.
@@ -717,6 +827,10 @@ parse_result parse_arguments(const std::vector<std::string>& args)
         result.help = true;
         return result;
     }
+    if (std::find(args.begin(), args.end(), "--version") != args.end()) {
+        result.version = true;
+        return result;
+    }
     raw_settings flags;
     std::optional<std::string> config_file;
     result.error = read_flags(args, flags, config_file);
@@ -753,96 +867,43 @@ parse_result parse_command_line(int argc, const char* const* argv)
 
 std::string help_text()
 {
+    std::ostringstream described;
+    described << flag_descriptions();
+    // Program_options leaves a space at the end of each line it wraps.
+    std::string flags;
+    std::istringstream lines(described.str());
+    for (std::string line; std::getline(lines, line);) {
+        line.erase(line.find_last_not_of(' ') + 1);
+        flags.append(line).append(1, '\n');
+    }
+
+    // The config file's keys, wrapped like the flags.
+    std::string keys = "Config file (YAML): a map with any of the keys";
+    std::size_t line_start = 0;
+    for (std::size_t k = 0; k < settings.size(); ++k) {
+        std::string word = std::string(settings[k].name) + (k + 1 < settings.size() ? "," : ".");
+        if (keys.size() - line_start + 1 + word.size() > help_width) {
+            keys += '\n';
+            line_start = keys.size();
+        } else {
+            keys += ' ';
+        }
+        keys += word;
+    }
+
     return R"(Usage: raftkv-server [flags]
 
 Runs one node of a raftkv cluster: a replicated key-value store with an HTTP/JSON API.
 With no flags it runs a single-node cluster: id 1, data in ./raftkv-data, HTTP on
 127.0.0.1:8080, Raft on 127.0.0.1:9080.
 
-Flags (each also a key of the config file; flags override the file):
-  --id N                     this node's id, an integer from 1 (default: 1)
-  --data-dir DIR             where the Raft log (DIR/wal) and the key-value state
-                             (DIR/state) are kept (default: ./raftkv-data)
-  --http HOST:PORT           where the HTTP API listens (default: 127.0.0.1:8080)
-  --advertise-http HOST:PORT the HTTP address other nodes forward requests to while
-                             this node leads; required in a cluster when --http is
-                             0.0.0.0 or [::] (default: --http)
-  --raft HOST:PORT           where Raft connections from the other nodes are accepted
-                             (default: this node's entry in --peers, else 127.0.0.1:9080)
-  --peers ID=HOST:PORT,...   the Raft address of every member, this node included;
-                             give every node the same list. Recorded in DIR/identity
-                             at the first start; later it may be left out, and if
-                             given must be the recorded list (default: the recorded
-                             list, else just this node at --raft)
-  --join http[s]://HOST:PORT join a running cluster through one of its members, which
-                             must have added this node first (POST /cluster/members);
-                             needs an empty data directory, learns the cluster's id
-                             and members from it; not with --peers. https:// needs
-                             --cert and --key (presented to the member, whose
-                             certificate must chain to --forward-ca, else --client-ca,
-                             else the system's CAs); http:// is for a plain cluster
-  --cluster-token TOKEN      mixed into the id of a new cluster, so that clusters
-                             bootstrapped with the same --peers refuse each other's
-                             nodes; on a restart, the recorded one or none
-  --tick-ms MS               the Raft clock's tick (default: 10)
-  --election-ticks N         election timeout: a random 1x to 2x this many ticks
-                             without a leader (default: 30)
-  --heartbeat-ticks N        leader heartbeat interval in ticks, less than
-                             --election-ticks (default: 5)
-  --request-timeout-ms MS    how long a write or read waits for the cluster before
-                             answering 503 (default: 5000)
-  --health-timeout-ms MS     how long GET /health waits for a linearizable read
-                             through the cluster before answering 503, unless the
-                             request asks ?timeout= (default: 1000, at most 30000)
-  --health-reuse-ms MS       how long a health check's read result also answers the
-                             checks that follow (default: 100; 0: only those in flight)
-  --snapshot-entries N       snapshot the key-value state after this many applied
-                             writes and drop the log behind it; 0: never (the log
-                             then grows without bound) (default: 10000)
-  --snapshot-catchup-entries N
-                             entries kept in the log behind a snapshot, so that a
-                             follower a little behind catches up from the log
-                             (default: 5000)
-  --auth-tokens FILE         require "Authorization: Bearer TOKEN" on every HTTP
-                             request but GET /health, /livez and /readyz; FILE has
-                             one token per line, "TOKEN read|write [NAME]" ('#'
-                             comments); a read token may only GET. Give every member
-                             the same file (default: none, no authorization)
-  --log-level LEVEL          error, warn, info or debug (default: info)
-  --log-format FORMAT        text, or json for one JSON object per line (default: text)
-  --threads N                threads serving HTTP and Raft connections; the Raft node
-                             itself runs on one of them at a time (default: 2)
-  --max-connections N        HTTP connections open at once; one more closes the
-                             longest-idle one, or is answered 503 and closed when none
-                             is idle (default: 4096)
-  --max-pending-body-bytes N bytes of HTTP request bodies being received at once, over
-                             all connections; a request whose body does not fit is
-                             answered 503; at least 6356992 (default: 67108864, 64 MiB)
-  --cert FILE, --key FILE    serve the HTTP API over TLS only (HTTPS), with this PEM
-                             certificate chain and private key; both or neither
-                             (default: plain HTTP)
-  --client-ca FILE           with --cert: HTTPS clients must present a certificate
-                             signed by a CA in this PEM file (default: none asked for)
-  --forward-ca FILE          with --cert: the CAs trusted for the leader's certificate
-                             when forwarding to it over HTTPS (default: --client-ca,
-                             else the system's CAs)
-  --peer-cert FILE           peer TLS: this node's certificate (PEM), whose subject CN
-                             must be raftkv-node-<id>; with --peer-key and --peer-ca,
-                             every Raft connection is mutual TLS (default: plain TCP)
-  --peer-key FILE            peer TLS: the private key of --peer-cert (PEM)
-  --peer-ca FILE             peer TLS: the CA (PEM) every peer's certificate must
-                             chain to
-  --config FILE              read settings from a YAML file first
-  -h, --help                 print this help and exit
-
+)" + flags +
+           R"(
 Flags take their value as the next argument or after '=' (--id=2).
 
-Config file (YAML): a map with any of the keys id, data-dir, http, advertise-http,
-cluster-token, raft, peers, join, tick-ms, election-ticks, heartbeat-ticks,
-request-timeout-ms, snapshot-entries, snapshot-catchup-entries, log-level, log-format,
-threads, max-connections, max-pending-body-bytes, cert, key, client-ca, forward-ca,
-peer-cert, peer-key, peer-ca, auth-tokens, health-timeout-ms, health-reuse-ms.
-peers is a map of id to HOST:PORT, or the same string as --peers. Example:
+)" + keys + R"(
+peers is a map of id to HOST:PORT, or the same string as --peers. config/ in the
+source tree holds commented examples, for one node and for a three-node cluster:
 
   id: 2
   data-dir: /var/lib/raftkv/2
@@ -854,8 +915,9 @@ peers is a map of id to HOST:PORT, or the same string as --peers. Example:
     3: 127.0.0.1:9083
   log-level: info
 
-HTTP API: PUT/GET/DELETE /kv/{key}, GET /status, GET /health, GET /livez,
-GET /readyz (docs/server.md).
+HTTP API: PUT/GET/DELETE /kv/{key}, GET /kv?prefix=P, GET /status, GET /health,
+GET /livez, GET /readyz, GET /version, GET /metrics, GET /cluster/status, GET /ui
+(docs/server.md).
 The first start records the cluster id, this node's id and the members in
 DIR/identity; a later start whose --id, --cluster-token or --peers contradicts it
 prints one line and exits with code 2, as does a bad flag or config value. SIGINT

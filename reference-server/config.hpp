@@ -1,10 +1,11 @@
 #ifndef RAFTKV_SERVER_CONFIG_HPP
 #define RAFTKV_SERVER_CONFIG_HPP
 
-// raftkv-server's configuration: command-line flags and an optional YAML file (--config),
-// validated into one plain struct. Flags override the file; the file overrides the
-// defaults. Parsing never exits or throws for bad input: it returns the error message, and
-// main() prints it and exits with code 2. docs/server.md describes every setting.
+// raftkv-server's configuration: command-line flags (read with Boost.Program_options) and
+// an optional YAML file (--config, read with yaml-cpp), validated into one plain struct.
+// Flags override the file; the file overrides the defaults. Parsing never exits or throws
+// for bad input: it returns the error message, and main() prints it and exits with code 2.
+// docs/server.md describes every setting.
 //
 //     parse_result r = parse_command_line(argc, argv);
 //     if (!r.ok()) { std::cerr << "raftkv-server: " << r.error << '\n'; return 2; }
@@ -181,7 +182,10 @@ struct parse_result {
     std::string error;
     /// --help (or -h) was given: print help_text() and exit 0. Wins over every error.
     bool help = false;
-    /// The configuration to run with, valid when ok() and not help.
+    /// --version was given: print the version line and exit 0. Wins over every error
+    /// but --help.
+    bool version = false;
+    /// The configuration to run with, valid when ok() and neither help nor version.
     server_config config;
 
     bool ok() const { return error.empty(); }

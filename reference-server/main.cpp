@@ -1,13 +1,13 @@
 // raftkv-server: one node of a raftkv cluster, serving the HTTP/JSON API.
 //
-// Exit codes: 0 after a clean shutdown (SIGINT, SIGTERM), 2 for a bad flag or config
-// value or flags that contradict the data directory's identity (another id, cluster token
-// or member list), 1 when the node cannot start (a port in use, a data directory that is
-// locked, corrupt or inconsistent), finds its storage inconsistent with the cluster while
-// running, or learns from a peer that its data directory was lost (docs/server.md, "A lost
-// data directory"). A storage failure while running (a full disk, an I/O error) does not
-// stop the process: the node goes out of service until its storage works again
-// (docs/server.md, "Storage failures").
+// Exit codes: 0 after a clean shutdown (SIGINT, SIGTERM) and for --help and --version, 2
+// for a bad flag or config value or flags that contradict the data directory's identity
+// (another id, cluster token or member list), 1 when the node cannot start (a port in use,
+// a data directory that is locked, corrupt or inconsistent), finds its storage
+// inconsistent with the cluster while running, or learns from a peer that its data
+// directory was lost (docs/server.md, "A lost data directory"). A storage failure while
+// running (a full disk, an I/O error) does not stop the process: the node goes out of
+// service until its storage works again (docs/server.md, "Storage failures").
 
 #include "api.hpp"
 #include "config.hpp"
@@ -16,6 +16,7 @@
 #include "kv_service.hpp"
 #include "log.hpp"
 #include "tls.hpp"
+#include "version.hpp"
 
 #include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/error.hpp>
@@ -201,7 +202,8 @@ void log_startup(const server_config& config)
             peers_to_string(config.peers) + (config.peer_tls() ? ", peer TLS on" : "") +
             (config.auth_tokens_file ? ", " + std::to_string(config.auth_tokens.size()) +
                                            " bearer tokens from " + config.auth_tokens_file->string()
-                                     : std::string()));
+                                     : std::string()) +
+            "; " + version_line());
     if (!config.peer_tls() && !is_loopback(config.raft))
         log(log_level::warn, "peer TLS is off and the Raft port " + config.raft.to_string() +
                                  " is not a loopback address: anyone who reaches it can pose as a member "
@@ -316,6 +318,10 @@ int main(int argc, char** argv)
     const parse_result parsed = parse_command_line(argc, argv);
     if (parsed.help) {
         std::fputs(help_text().c_str(), stdout);
+        return 0;
+    }
+    if (parsed.version) {
+        std::puts(version_line().c_str());
         return 0;
     }
     if (!parsed.ok()) {

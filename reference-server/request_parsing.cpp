@@ -110,6 +110,10 @@ route_match match_route(http::verb method, std::string_view target)
         m.allow = "GET, HEAD";
         m.asset = path;
         allowed = method == http::verb::get || method == http::verb::head;
+    } else if (path == "/version") {
+        m.route = route::version;
+        m.allow = "GET";
+        allowed = method == http::verb::get;
     } else if (path.starts_with("/cluster/members/")) {
         std::string_view rest = path.substr(std::string_view("/cluster/members/").size());
         const std::size_t slash = rest.find('/');

@@ -44,6 +44,8 @@ enum class route {
     cluster_status,
     /// /ui and /ui/{asset}: the cluster page
     ui,
+    /// /version
+    version,
 };
 
 /// Where a request goes, decided from its method and target alone.

@@ -17,7 +17,8 @@
 #
 # Node N serves HTTP on 127.0.0.1:808N and Raft on 127.0.0.1:908N, keeps its data in DIR/N,
 # its pid in DIR/N.pid and its log in DIR/N.log. DIR defaults to ./raftkv-cluster (relative
-# to the current directory). Starting a running node, or stopping a stopped one, does nothing.
+# to the current directory). Nodes 1-3 read their settings from config/node1.yaml,
+# node2.yaml and node3.yaml (all but the data directory; flags after -- override them). Starting a running node, or stopping a stopped one, does nothing.
 # RAFTKV_SERVER=path/to/raftkv-server runs that binary instead of building the release preset.
 #
 #   scripts/cluster.sh start -- --snapshot-entries 200 --snapshot-catchup-entries 50
@@ -26,7 +27,6 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 server=${RAFTKV_SERVER:-$repo/build/release/reference-server/raftkv-server}
 nodes=(1 2 3)
-peers=1=127.0.0.1:9081,2=127.0.0.1:9082,3=127.0.0.1:9083
 
 usage() {
     echo "usage: $0 start|stop|status|add ID|remove ID [--dir DIR] [-- raftkv-server flags, for start and add]" >&2
@@ -105,17 +105,18 @@ start_node() {
         echo "node $n: already running (pid $(running_pid "$n"))"
         return
     fi
-    # Nodes 1-3 bootstrap with --peers; a node added later joins (first start: $2 is the
-    # --join URL) and afterwards restarts from what its data directory recorded.
-    local how=(--peers "$peers")
+    # Nodes 1-3 bootstrap from config/nodeN.yaml (id, addresses, peers), in their own data
+    # directory; a node added later joins (first start: $2 is the --join URL) and afterwards
+    # restarts from what its data directory recorded.
+    local how=(--config "$repo/config/node$n.yaml" --data-dir "$dir/$n")
+    local addresses=(--id "$n" --data-dir "$dir/$n" --http "127.0.0.1:808$n" --raft "127.0.0.1:908$n")
     if [[ -n "${2:-}" ]]; then
-        how=(--join "$2")
+        how=("${addresses[@]}" --join "$2")
     elif ((n > 3)) || [[ -f "$dir/$n.joined" ]]; then
-        how=()
+        how=("${addresses[@]}")
     fi
     mkdir -p "$dir/$n"
-    nohup "$server" --id "$n" --data-dir "$dir/$n" --http "127.0.0.1:808$n" --raft "127.0.0.1:908$n" \
-        "${how[@]}" "${flags[@]}" >>"$dir/$n.log" 2>&1 </dev/null &
+    nohup "$server" "${how[@]}" "${flags[@]}" >>"$dir/$n.log" 2>&1 </dev/null &
     echo $! >"$dir/$n.pid"
     echo "node $n: started (pid $!), http 127.0.0.1:808$n, log $dir/$n.log"
 }

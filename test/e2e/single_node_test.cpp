@@ -477,6 +477,35 @@ BOOST_AUTO_TEST_CASE(status_and_health_have_the_spec_shape)
     BOOST_TEST(st->members[0].http.value_or("<null>") == c.spec(1).http_address());
 }
 
+BOOST_AUTO_TEST_CASE(version_answers_what_the_binary_was_built_from)
+{
+    auto r = request(port, "GET", "/version");
+    BOOST_TEST_REQUIRE(r.status == 200, describe(r));
+    BOOST_TEST(r.headers["content-type"].find("application/json") != std::string::npos);
+    const json_body body = parse_json(r.body);
+    BOOST_TEST_REQUIRE(body.is_object, r.body);
+    BOOST_TEST(body.kind.size() == 3u, r.body);
+    const std::string version = body.string("version").value_or("");
+    const std::string commit = body.string("commit").value_or("");
+    BOOST_TEST(!version.empty(), r.body);
+    BOOST_TEST(!commit.empty(), r.body);
+    BOOST_TEST(!body.string("build_type").value_or("").empty(), r.body);
+
+    // The same build as --version reports.
+    temp_dir dir;
+    auto v = run_server({"--version"}, 10s, dir.path());
+    BOOST_TEST_REQUIRE(v.status.has_value(), "--version did not exit within 10 s");
+    BOOST_TEST((v.status->exited && v.status->code == 0), *v.status);
+    BOOST_TEST(v.out == "raftkv-server " + version + " (" + commit + ")\n");
+    BOOST_TEST(v.err.empty(), v.err);
+
+    for (const char* method : {"PUT", "POST", "DELETE"}) {
+        auto w = request(port, method, "/version");
+        BOOST_TEST(is_error(w, 405), method << ": " << describe(w));
+        BOOST_TEST(w.headers["allow"] == "GET", method);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(commit_and_applied_indexes_advance_with_writes)
 {
     auto before = get_status(port);
@@ -569,6 +598,17 @@ BOOST_AUTO_TEST_CASE(help_exits_0_and_prints_usage)
     for (const char* flag : {"--id", "--data-dir", "--http", "--raft", "--peers", "--config", "--help"})
         BOOST_TEST(text.find(flag) != std::string::npos, "--help does not mention " << flag << ": " << text);
     BOOST_TEST(!std::filesystem::exists(dir / "raftkv-data"), "--help created a data directory");
+}
+
+BOOST_AUTO_TEST_CASE(version_exits_0_with_one_line_even_after_a_bad_flag)
+{
+    temp_dir dir;
+    auto r = run_server({"--bogus", "--version"}, 10s, dir.path());
+    BOOST_TEST_REQUIRE(r.status.has_value(), "--version did not exit within 10 s");
+    BOOST_TEST((r.status->exited && r.status->code == 0), *r.status);
+    BOOST_TEST(r.out.starts_with("raftkv-server "), r.out);
+    BOOST_TEST(std::count(r.out.begin(), r.out.end(), '\n') == 1, r.out);
+    BOOST_TEST(!std::filesystem::exists(dir / "raftkv-data"), "--version created a data directory");
 }
 
 BOOST_AUTO_TEST_CASE(bad_flags_exit_2_with_one_line_on_stderr)

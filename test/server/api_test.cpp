@@ -75,6 +75,16 @@ BOOST_AUTO_TEST_CASE(status_and_health_take_get_only)
     BOOST_TEST((match_route(http::verb::get, "/readyzz").result == outcome::not_found));
 }
 
+BOOST_AUTO_TEST_CASE(version_takes_get_only)
+{
+    check_found(http::verb::get, "/version", route::version);
+    check_found(http::verb::get, "/version?x=1", route::version);
+    for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::post, http::verb::head})
+        check_not_allowed(v, "/version", "GET");
+    for (const char* target : {"/version/", "/versions", "/Version", "/version/x"})
+        BOOST_TEST((match_route(http::verb::get, target).result == outcome::not_found), target);
+}
+
 BOOST_AUTO_TEST_CASE(wrong_method_on_kv_is_not_allowed_with_the_allowed_list)
 {
     for (http::verb v :

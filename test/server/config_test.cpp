@@ -1,4 +1,5 @@
 #include "config.hpp"
+#include "version.hpp"
 
 #include "leveldb/temp_dir.hpp"
 
@@ -268,6 +269,72 @@ BOOST_AUTO_TEST_CASE(help_wins_over_everything_else)
     BOOST_TEST(parse({"-h"}).help);
     BOOST_TEST(parse({"--bogus", "--id", "0", "--help"}).help);
     BOOST_TEST(raftkv::server::help_text().find("--peers") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(version_wins_over_everything_but_help)
+{
+    BOOST_TEST(parse({"--version"}).version);
+    BOOST_TEST(!parse({}).version);
+    const parse_result r = parse({"--bogus", "--id", "0", "--version"});
+    BOOST_TEST(r.version);
+    BOOST_TEST(r.ok());
+    const parse_result h = parse({"--version", "--help"});
+    BOOST_TEST(h.help);
+    BOOST_TEST(!h.version);
+    parse_error({"--version=1"}, "flag --version takes no value");
+    parse_error({"--help=1"}, "flag --help takes no value");
+}
+
+BOOST_AUTO_TEST_CASE(the_version_line_names_the_project_version_and_the_commit)
+{
+    const raftkv::server::build_info& b = raftkv::server::build();
+    BOOST_TEST(b.version == RAFTKV_PROJECT_VERSION);
+    BOOST_TEST(!b.build_type.empty());
+    // An abbreviated hash, maybe "-dirty", or "unknown" outside a git checkout.
+    const std::string_view commit = b.commit;
+    const std::string_view hash = commit.ends_with("-dirty") ? commit.substr(0, commit.size() - 6) : commit;
+    BOOST_TEST(((hash.size() >= 4 && hash.find_first_not_of("0123456789abcdef") == std::string_view::npos) ||
+                commit == "unknown"),
+               commit);
+    BOOST_TEST(raftkv::server::version_line() ==
+               "raftkv-server " + std::string(b.version) + " (" + std::string(commit) + ")");
+}
+
+BOOST_AUTO_TEST_CASE(help_text_lines_fit_80_columns_without_trailing_spaces)
+{
+    const std::string help = raftkv::server::help_text();
+    std::size_t start = 0;
+    while (start < help.size()) {
+        const std::size_t end = std::min(help.find('\n', start), help.size());
+        const std::string line = help.substr(start, end - start);
+        BOOST_TEST(line.size() <= 88u, line); // the prose above the flags runs to 88
+        BOOST_TEST((line.empty() || line.back() != ' '), "trailing space: [" << line << "]");
+        start = end + 1;
+    }
+    for (const char* key : {"id,", "join,", "cert,", "forward-ca,", "peer-ca."})
+        BOOST_TEST(help.find(key) != std::string::npos, "the config file's keys lack " << key);
+}
+
+BOOST_AUTO_TEST_CASE(a_flags_value_may_look_like_a_flag)
+{
+    BOOST_TEST(parse_ok({"--data-dir", "--"}).data_dir.string() == "--");
+    BOOST_TEST(parse_ok({"--data-dir", "--peers"}).data_dir.string() == "--peers");
+    BOOST_TEST(parse_ok({"--data-dir", "-x"}).data_dir.string() == "-x");
+    BOOST_TEST(parse_ok({"--data-dir=a=b"}).data_dir.string() == "a=b");
+    // A flag must be spelled out: no prefixes, no other case.
+    parse_error({"--dat", "x"}, "unknown flag '--dat'");
+    parse_error({"--ID", "1"}, "unknown flag '--ID'");
+    parse_error({"--id="}, "flag --id needs a value");
+}
+
+BOOST_AUTO_TEST_CASE(the_first_bad_argument_is_the_one_reported)
+{
+    BOOST_TEST(parse_error({"x", "--bogus"}, "'x'") == "unexpected argument 'x' (see --help)");
+    BOOST_TEST(parse_error({"--bogus", "x"}, "'--bogus'") == "unknown flag '--bogus' (see --help)");
+    BOOST_TEST(parse_error({"--id", "1", "--id", "2", "--bogus"}, "--id") ==
+               "flag --id is given more than once");
+    BOOST_TEST(parse_error({"--bogus=1", "--id", "1", "--id", "2"}, "--bogus") ==
+               "unknown flag '--bogus' (see --help)");
 }
 
 BOOST_AUTO_TEST_CASE(help_text_explains_every_flag_and_key)

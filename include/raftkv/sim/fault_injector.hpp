@@ -423,9 +423,15 @@ private:
     static std::string list(const std::vector<node_id>& ids)
     {
         std::string s = "{";
-        for (std::size_t i = 0; i < ids.size(); ++i)
-            s += (i ? "," : "") + std::to_string(ids[i]);
-        return s + "}";
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+            // Not (i ? "," : "") + std::to_string(...): GCC 12 at -O3 reports a false
+            // -Wrestrict on it, in the users' builds that include this header too.
+            if (i)
+                s += ',';
+            s += std::to_string(ids[i]);
+        }
+        s += '}';
+        return s;
     }
 
     void note(std::string what) { log_.push_back(fault_record{cluster_.now(), std::move(what)}); }

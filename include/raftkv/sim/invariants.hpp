@@ -177,9 +177,15 @@ public:
     {
         const auto list = [](const std::vector<node_id>& ids) {
             std::string s = "{";
-            for (std::size_t i = 0; i < ids.size(); ++i)
-                s += (i ? "," : "") + std::to_string(ids[i]);
-            return s + "}";
+            for (std::size_t i = 0; i < ids.size(); ++i) {
+                // Not (i ? "," : "") + std::to_string(...): GCC 12 at -O3 reports a false
+                // -Wrestrict on it, in the users' builds that include this header too.
+                if (i)
+                    s += ',';
+                s += std::to_string(ids[i]);
+            }
+            s += '}';
+            return s;
         };
         std::string s = "voters " + list(m.voters);
         if (m.joint())
