@@ -79,7 +79,8 @@ constexpr std::array settings = {
             "from the log (default: 5000)"},
     setting{"auth-tokens", "FILE",
             "require \"Authorization: Bearer TOKEN\" on every HTTP request but GET /health, /livez "
-            "and /readyz (and the cluster page's files, /ui); FILE has one token per line, \"TOKEN read|write [NAME]\" ('#' comments); a read token may only "
+            "and /readyz (and the cluster page's files, /ui); FILE has one token per line, \"TOKEN "
+            "read|write [NAME]\" ('#' comments); a read token may only "
             "GET. Give every member the same file (default: none, no authorization)"},
     setting{"log-level", "LEVEL", "error, warn, info or debug (default: info)"},
     setting{"log-format", "FORMAT", "text, or json for one JSON object per line (default: text)"},
