@@ -551,7 +551,8 @@ asio::awaitable<http_response> api_handler::route_request(const http_request& re
         co_return ui_response(req, m.asset);
     if (m.route == route::cluster_status)
         co_return co_await cluster_status(req);
-    http_response version() const;
+    if (m.route == route::version)
+        co_return version();
     if (m.route == route::kv)
         co_return co_await handle_kv(req, m.raw_key);
     if (m.route == route::scan)
