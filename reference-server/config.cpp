@@ -833,7 +833,8 @@ peers is a map of id to HOST:PORT, or the same string as --peers. Example:
     3: 127.0.0.1:9083
   log-level: info
 
-HTTP API: PUT/GET/DELETE /kv/{key}, GET /status, GET /health (docs/server.md).
+HTTP API: PUT/GET/DELETE /kv/{key}, GET /status, GET /health, GET /metrics
+(Prometheus text format, docs/metrics.md) (docs/server.md).
 The first start records the cluster id, this node's id and the members in
 DIR/identity; a later start whose --id, --cluster-token or --peers contradicts it
 prints one line and exits with code 2, as does a bad flag or config value. SIGINT

@@ -34,6 +34,8 @@ enum class route {
     promote,
     /// /cluster/leader
     leader,
+    /// /metrics (Prometheus text format, metrics.hpp); the last route
+    metrics,
 };
 
 /// Where a request goes, decided from its method and target alone.
