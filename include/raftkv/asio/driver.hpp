@@ -94,8 +94,8 @@ struct driver_options {
     from storage, as a restarted process would.
 
     @par Thread Safety
-    `async_propose`, `async_read`, `deliver`, `post`, `fail`, `start`, `stop` and `status`
-    may be called from any thread. The node itself must be touched only on the strand (see
+    `async_propose`, `async_read`, `async_metrics`, `deliver`, `post`, `fail`, `start`, `stop`
+    and `status` may be called from any thread. The node itself must be touched only on the strand (see
     `post`).
 */
 template <transport Transport, log_store LogStore, state_machine StateMachine>
