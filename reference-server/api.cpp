@@ -433,16 +433,17 @@ asio::awaitable<void> key_order::turn::wait()
 class api_handler : public request_handler {
 public:
     api_handler(kv_service& service, leader_address_cache& addresses, read_coalescer& health_reads,
-                const api_options& options, const authorizer* auth, asio::any_io_executor ex)
+                const api_options& options, const authorizer* auth, api::metrics_state& metrics,
+                asio::any_io_executor ex)
         : service_(service), addresses_(addresses), health_reads_(health_reads), options_(options),
-          auth_(auth), order_(ex), pool_(ex, options.forward_tls)
+          auth_(auth), metrics_(metrics), order_(ex), pool_(ex, options.forward_tls)
     {
     }
 
     asio::awaitable<http_response> handle(http_request req) override;
 
 private:
-    asio::awaitable<http_response> route_request(const http_request& req);
+    asio::awaitable<http_response> route_request(const http_request& req, std::size_t& route_label);
     void log_request(const http_request& req, const http_response& res, clock::time_point start) const;
     std::optional<node_id> forwarded_by(const http_request& req) const;
     asio::awaitable<http_response> handle_kv(const http_request& req, std::string_view raw_key);
@@ -466,12 +467,14 @@ private:
     asio::awaitable<http_response> health(const http_request& req);
     http_response readiness() const;
     http_response version() const;
+    asio::awaitable<http_response> metrics();
 
     kv_service& service_;
     leader_address_cache& addresses_;
     read_coalescer& health_reads_;
     const api_options& options_;
     const authorizer* auth_; // null: no authorization
+    api::metrics_state& metrics_;
     key_order order_;
     forward_pool pool_;
 };
@@ -481,10 +484,12 @@ private:
 asio::awaitable<http_response> api_handler::handle(http_request req)
 {
     const auto start = clock::now();
+    std::size_t route_label = unmatched_route;
     std::string what;
     try {
-        http_response res = co_await route_request(req);
+        http_response res = co_await route_request(req, route_label);
         log_request(req, res, start);
+        metrics_.http.record(route_label, req.method(), res.result_int(), clock::now() - start);
         co_return res;
     } catch (const std::exception& e) {
         what = e.what();
@@ -492,6 +497,7 @@ asio::awaitable<http_response> api_handler::handle(http_request req)
     const std::string id = new_error_id();
     log(log_level::error, std::string(req.method_string()) + " " + std::string(req.target()) +
                               " failed (error id " + id + "): " + what);
+    metrics_.http.record(route_label, req.method(), 500, clock::now() - start);
     co_return internal_error_response(id);
 }
 
@@ -522,11 +528,13 @@ std::optional<node_id> api_handler::forwarded_by(const http_request& req) const
     return verify_forward_marker(options_.forward_key, marker->value(), req.method_string(), req.target());
 }
 
-asio::awaitable<http_response> api_handler::route_request(const http_request& req)
+asio::awaitable<http_response> api_handler::route_request(const http_request& req, std::size_t& route_label)
 {
     if (std::optional<http_response> refusal = framing_refusal(req))
         co_return std::move(*refusal);
     const route_match m = match_route(req.method(), req.target());
+    if (m.result != route_match::outcome::not_found)
+        route_label = route_label_of(m.route);
     if (auth_) {
         if (std::optional<http_response> refusal = authorization_refusal(*auth_, req, m))
             co_return std::move(*refusal);
@@ -553,6 +561,8 @@ asio::awaitable<http_response> api_handler::route_request(const http_request& re
         co_return co_await cluster_status(req);
     if (m.route == route::version)
         co_return version();
+    if (m.route == route::metrics)
+        co_return co_await metrics();
     if (m.route == route::kv)
         co_return co_await handle_kv(req, m.raw_key);
     if (m.route == route::scan)
@@ -810,6 +820,18 @@ http_response api_handler::status() const
     return json_response(http::status::ok, body);
 }
 
+asio::awaitable<http_response> api_handler::metrics()
+{
+    metrics_inputs in = co_await service_.metrics();
+    if (metrics_.connections)
+        in.connections = metrics_.connections();
+    in.process = read_process_stats(metrics_.started);
+    http_response res{http::status::ok, 11};
+    res.set(http::field::content_type, metrics_content_type);
+    res.body() = render_metrics(in, metrics_.http);
+    co_return res;
+}
+
 // A 503 of the health checks: {"error": message, "status": "unavailable", "reason": reason}
 // (reason one of a few fixed phrases a probe can match), plus the leader /health knows.
 http_response unhealthy(std::string_view reason, std::string_view message, std::optional<node_id> leader = {})
@@ -1031,7 +1053,8 @@ api::api(kv_service& service, api_options options)
       leader_addresses_(std::make_unique<leader_address_cache>(service)),
       health_reads_(std::make_unique<read_coalescer>(
           [&service](std::function<void(std::error_code)> done) { service.read_barrier(std::move(done)); },
-          options_.health_reuse))
+          options_.health_reuse)),
+      metrics_(std::make_unique<metrics_state>())
 {
     if (!options_.auth_tokens.empty())
         authorizer_.emplace(options_.auth_tokens);
@@ -1042,7 +1065,12 @@ api::~api() = default;
 std::unique_ptr<request_handler> api::make_handler(asio::any_io_executor ex)
 {
     return std::make_unique<api_handler>(*service_, *leader_addresses_, *health_reads_, options_,
-                                         authorizer_ ? &*authorizer_ : nullptr, std::move(ex));
+                                         authorizer_ ? &*authorizer_ : nullptr, *metrics_, std::move(ex));
+}
+
+void api::count_connections(std::function<connection_counts()> source)
+{
+    metrics_->connections = std::move(source);
 }
 
 } // namespace raftkv::server

@@ -6,6 +6,7 @@
 //   PUT /kv/{key}  {"value": "..."}    GET /kv/{key}    DELETE /kv/{key}
 //   GET /kv?prefix=p&after=k&limit=n&keys_only=true    (a page of keys in byte order)
 //   GET /status                        GET /health     GET /livez     GET /readyz
+//   GET /version                       GET /metrics                   GET /cluster/status    GET /ui
 //   GET /cluster/members               POST /cluster/members  {"id": N, "raft": "h:p", ...}
 //   DELETE /cluster/members/{id}       POST /cluster/members/{id}/promote
 //   POST /cluster/leader  {"id": N}
@@ -25,6 +26,7 @@
 
 #include "auth.hpp"
 #include "http_server.hpp"
+#include "metrics.hpp"
 #include "request_parsing.hpp"
 
 #include <raftkv/types.hpp>
@@ -35,6 +37,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -152,6 +155,17 @@ public:
     /// leader of its own, one per request in progress, a few of them kept for reuse.
     std::unique_ptr<request_handler> make_handler(boost::asio::any_io_executor ex);
 
+    /// Sets where GET /metrics reads the HTTP server's connection counters. Call before
+    /// the handlers serve; without it they show as zero.
+    void count_connections(std::function<connection_counts()> source);
+
+    /// What GET /metrics reports besides the service, shared by every handler.
+    struct metrics_state {
+        http_metrics http;
+        std::function<connection_counts()> connections;
+        std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
+    };
+
 private:
     kv_service* service_;
     api_options options_;
@@ -161,6 +175,7 @@ private:
     std::unique_ptr<leader_address_cache> leader_addresses_;
     // The reads of GET /health, shared by every handler.
     std::unique_ptr<read_coalescer> health_reads_;
+    std::unique_ptr<metrics_state> metrics_;
 };
 
 } // namespace raftkv::server

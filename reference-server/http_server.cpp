@@ -277,6 +277,8 @@ struct http_server::state : std::enable_shared_from_this<state> {
     boost::intrusive::list<idle_member> idle;
     // Idle connections closed to admit new ones over max_connections.
     std::atomic<std::uint64_t> evictions{0};
+    // Connections turned away with a 503 over max_connections.
+    std::atomic<std::uint64_t> turned_away{0};
 };
 
 /// One client connection: a reader that parses requests ahead of their answers, one
@@ -403,6 +405,7 @@ void http_server::state::serve(tcp::socket socket)
 // the 503 rather than a reset.
 void http_server::state::turn_away(tcp::socket socket)
 {
+    ++turned_away;
     beast::error_code ec;
     if (options.tls) {
         socket.close(ec); // a plain 503 would break the client's handshake anyway
@@ -911,6 +914,16 @@ tcp::endpoint http_server::local_endpoint() const
 std::uint64_t http_server::idle_evictions() const
 {
     return state_->evictions.load();
+}
+
+std::uint64_t http_server::open_connections() const
+{
+    return state_->connections.load();
+}
+
+std::uint64_t http_server::turned_away() const
+{
+    return state_->turned_away.load();
 }
 
 } // namespace raftkv::server

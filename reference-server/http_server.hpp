@@ -179,6 +179,11 @@ public:
     /// http_server_options::max_connections.
     std::uint64_t idle_evictions() const;
 
+    /// How many connections are open now, and how many were turned away with a 503 at
+    /// http_server_options::max_connections because none was idle. Safe from any thread.
+    std::uint64_t open_connections() const;
+    std::uint64_t turned_away() const;
+
 private:
     struct state;
     std::shared_ptr<state> state_;

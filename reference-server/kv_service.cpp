@@ -1095,6 +1095,24 @@ service_status kv_service::status() const
     return out;
 }
 
+boost::asio::awaitable<metrics_inputs> kv_service::metrics()
+{
+    metrics_inputs in;
+    if (const std::shared_ptr<raft_node> n = impl_->current()) {
+        node_metrics m = co_await n->driver.async_metrics(boost::asio::use_awaitable);
+        in.node = std::move(m);
+        in.wal = n->store.stats();
+        in.wal_segments = n->store.segment_count();
+        const raftkv::leveldb::kv_state_machine_stats machine = n->machine.stats();
+        in.apply_ns = machine.apply_ns;
+        in.checkpoint_ns = machine.checkpoint_ns;
+    }
+    // After the counters, so that no peer's match index is ahead of the last index shown.
+    in.status = impl_->status();
+    in.storage_failed = storage().failed();
+    co_return in;
+}
+
 storage_status kv_service::storage() const
 {
     std::lock_guard lock(impl_->node_mutex);

@@ -18,6 +18,7 @@
 //     write_result r = co_await service.put("k", "v");  // r.ec == raftkv::errc::not_leader ...
 
 #include "config.hpp"
+#include "metrics.hpp"
 
 #include <raftkv/types.hpp>
 
@@ -250,6 +251,10 @@ public:
     std::optional<std::string> http_address(node_id id) const;
 
     service_status status() const;
+
+    /// What GET /metrics reports of the node, its log and its state machine (every field
+    /// of metrics_inputs but the connections and the process), read on the node's strand.
+    boost::asio::awaitable<metrics_inputs> metrics();
 
     /// Whether the node's storage failed, and why (see Storage failures above).
     storage_status storage() const;

@@ -264,6 +264,9 @@ int run(server_config config)
     routing.health_reuse = std::chrono::milliseconds(config.health_reuse_ms);
     api routes{service, std::move(routing)};
     http_server server = listen_http(io, config, http_endpoint, routes, tls);
+    routes.count_connections([&server] {
+        return connection_counts{server.open_connections(), server.turned_away(), server.idle_evictions()};
+    });
     warn_if_exposed(config, http_endpoint);
 
     asio::signal_set signals{io, SIGINT, SIGTERM};

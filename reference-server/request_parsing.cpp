@@ -114,6 +114,10 @@ route_match match_route(http::verb method, std::string_view target)
         m.route = route::version;
         m.allow = "GET";
         allowed = method == http::verb::get;
+    } else if (path == "/metrics") {
+        m.route = route::metrics;
+        m.allow = "GET";
+        allowed = method == http::verb::get;
     } else if (path.starts_with("/cluster/members/")) {
         std::string_view rest = path.substr(std::string_view("/cluster/members/").size());
         const std::size_t slash = rest.find('/');

@@ -46,6 +46,8 @@ enum class route {
     ui,
     /// /version
     version,
+    /// /metrics (Prometheus text format, metrics.hpp); the last route
+    metrics,
 };
 
 /// Where a request goes, decided from its method and target alone.

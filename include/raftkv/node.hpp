@@ -9,6 +9,7 @@
 #include <raftkv/detail/snapshot_sender.hpp>
 #include <raftkv/error.hpp>
 #include <raftkv/messages.hpp>
+#include <raftkv/metrics.hpp>
 #include <raftkv/options.hpp>
 #include <raftkv/types.hpp>
 
@@ -231,7 +232,11 @@ public:
     /// or `id` is not a member it replicates to.
     std::optional<index_t> match_of(node_id id) const noexcept;
     const options& config() const noexcept { return opts_; }
+    /// See node_status::malformed_dropped.
+    std::uint64_t malformed_dropped() const noexcept { return malformed_dropped_; }
     node_status status() const;
+    /// The node's counters, and on the leader its followers' replication progress.
+    node_metrics metrics() const;
 
 private:
     struct applied_output {
@@ -287,6 +292,11 @@ private:
     void deliver_outputs();
     void deliver(output& o);
     void fail_read(std::uint64_t id, std::error_code ec) { outputs_.push_back(read_output{id, ec}); }
+    void drop_proposal(const drop_output& d)
+    {
+        ++metrics_.proposals_dropped;
+        outputs_.push_back(d);
+    }
     bool accept_term(message& m);
     void dispatch(message& m);
     void send(node_id to, message_body body) { send(to, std::move(body), term_); }
@@ -451,6 +461,8 @@ private:
     std::uint64_t next_transfer_ = 0;
     restore_progress restore_;
     std::uint64_t malformed_dropped_ = 0; // see node_status::malformed_dropped
+    /// Counters only; metrics() adds the peers.
+    node_metrics metrics_;
 
     /// This leader's proposals not yet committed: (last index, payload bytes) per append.
     std::vector<std::pair<index_t, std::size_t>> uncommitted_;

@@ -73,6 +73,7 @@ BOOST_AUTO_TEST_CASE(every_route_but_health_needs_a_token_and_changes_need_a_wri
                                                                      {"PUT", "/kv/a"},
                                                                      {"DELETE", "/kv/a"},
                                                                      {"GET", "/status"},
+                                                                     {"GET", "/metrics"},
                                                                      {"GET", "/cluster/members"},
                                                                      {"POST", "/cluster/leader"},
                                                                      {"DELETE", "/cluster/members/9"},
@@ -94,6 +95,7 @@ BOOST_AUTO_TEST_CASE(every_route_but_health_needs_a_token_and_changes_need_a_wri
     const http_response read = request(port, "GET", kv_target("k"), {}, bearer(read_token));
     BOOST_TEST(parse_json(read.body).string("value").value_or("") == "v1", describe(read));
     BOOST_TEST(request(port, "GET", "/status", {}, bearer(read_token)).status == 200);
+    BOOST_TEST(request(port, "GET", "/metrics", {}, bearer(read_token)).status == 200);
     BOOST_TEST(request(port, "GET", "/cluster/members", {}, bearer(read_token)).status == 200);
     expect_refused(request(port, "PUT", kv_target("k"), value_body("v2"), bearer(read_token)), 403,
                    "read PUT");

@@ -20,6 +20,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <map>
@@ -1083,6 +1084,29 @@ BOOST_AUTO_TEST_CASE(version_1_database_is_upgraded_in_place)
     BOOST_TEST(format == "raftkv.kv_state_machine.v2");
     kv_state_machine m{dir / "v1"};
     BOOST_TEST(m.get("a").value() == "1");
+}
+
+BOOST_AUTO_TEST_CASE(stats_time_each_apply_batch_and_each_checkpoint)
+{
+    // After unsynced_state_survives_process_crash_without_close: a checkpoint starts
+    // LevelDB's background thread, which a child forked afterwards would wait for forever.
+    temp_dir dir;
+    kv_state_machine_options o;
+    o.sync = false;
+    kv_state_machine m{dir / "sm", o};
+    batch_builder b;
+    b.put("a", "1").put("b", "2").apply_to(m);
+    b.put("c", "3").apply_to(m);
+    std::vector<kv_result> none;
+    m.apply({}, none); // an empty batch is no apply
+    BOOST_TEST(m.stats().apply_ns.count() == 2u);
+    BOOST_TEST(m.stats().checkpoint_ns.count() == 0u);
+    m.take_snapshot();
+    for (int k = 0; k < 500 && m.snapshot_index() < 3; ++k)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    BOOST_TEST_REQUIRE(m.snapshot_index() == 3u);
+    BOOST_TEST(m.stats().checkpoint_ns.count() == 1u);
+    BOOST_TEST(m.stats().checkpoint_ns.sum > 0u);
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_a_format_of_another_version)

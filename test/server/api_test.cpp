@@ -58,18 +58,20 @@ BOOST_AUTO_TEST_CASE(kv_route_takes_get_put_and_delete)
     BOOST_TEST(match_route(http::verb::get, "/kv/a%20b").raw_key == "a%20b");
 }
 
-BOOST_AUTO_TEST_CASE(status_and_health_take_get_only)
+BOOST_AUTO_TEST_CASE(status_health_and_metrics_take_get_only)
 {
     check_found(http::verb::get, "/status", route::status);
     check_found(http::verb::get, "/health", route::health);
     check_found(http::verb::get, "/health?timeout=2s", route::health);
     check_found(http::verb::get, "/livez", route::livez);
     check_found(http::verb::get, "/readyz", route::readyz);
+    check_found(http::verb::get, "/metrics", route::metrics);
     for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::post, http::verb::head}) {
         check_not_allowed(v, "/status", "GET");
         check_not_allowed(v, "/health", "GET");
         check_not_allowed(v, "/livez", "GET");
         check_not_allowed(v, "/readyz", "GET");
+        check_not_allowed(v, "/metrics", "GET");
     }
     BOOST_TEST((match_route(http::verb::get, "/livez/x").result == outcome::not_found));
     BOOST_TEST((match_route(http::verb::get, "/readyzz").result == outcome::not_found));

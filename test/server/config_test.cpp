@@ -269,6 +269,7 @@ BOOST_AUTO_TEST_CASE(help_wins_over_everything_else)
     BOOST_TEST(parse({"-h"}).help);
     BOOST_TEST(parse({"--bogus", "--id", "0", "--help"}).help);
     BOOST_TEST(raftkv::server::help_text().find("--peers") != std::string::npos);
+    BOOST_TEST(raftkv::server::help_text().find("GET /metrics") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(version_wins_over_everything_but_help)

@@ -158,6 +158,32 @@ BOOST_AUTO_TEST_CASE(appends_return_before_they_are_durable_and_report_when_they
     BOOST_TEST(reports.load() < 200);
 }
 
+BOOST_AUTO_TEST_CASE(stats_count_every_group_its_entries_and_its_timings)
+{
+    temp_dir dir;
+    log_store s(dir / "log");
+    for (index_t i = 1; i <= 200; ++i)
+        s.append(run(i, {1}));
+    s.sync();
+    const raftkv::wal::log_store_stats st = s.stats();
+    BOOST_TEST(st.entries == 200u);
+    BOOST_TEST(st.groups >= 1u);
+    BOOST_TEST(st.groups <= 200u);
+    BOOST_TEST(st.sync_ns.count() == st.groups);
+    BOOST_TEST(st.write_ns.count() == st.groups);
+    BOOST_TEST(st.group_bytes.count() == st.groups);
+    BOOST_TEST(st.group_bytes.sum == st.bytes);
+    BOOST_TEST(st.group_entries.sum == 200u);
+    BOOST_TEST(st.append_to_durable_ns.count() == st.group_entries.count());
+    BOOST_TEST(st.sync_ns.sum > 0u);
+    // A compaction's group carries no entry: it counts as a sync, not in entries per group.
+    s.compact(100, members_from(1));
+    s.sync();
+    const raftkv::wal::log_store_stats after = s.stats();
+    BOOST_TEST(after.groups == st.groups + 1);
+    BOOST_TEST(after.group_entries.count() == st.group_entries.count());
+}
+
 BOOST_AUTO_TEST_CASE(a_late_sync_does_not_cover_entries_that_replaced_what_it_wrote)
 {
     temp_dir dir;

@@ -94,8 +94,8 @@ struct driver_options {
     from storage, as a restarted process would.
 
     @par Thread Safety
-    `async_propose`, `async_read`, `deliver`, `post`, `fail`, `start`, `stop` and `status`
-    may be called from any thread. The node itself must be touched only on the strand (see
+    `async_propose`, `async_read`, `async_metrics`, `deliver`, `post`, `fail`, `start`, `stop`
+    and `status` may be called from any thread. The node itself must be touched only on the strand (see
     `post`).
 */
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -288,6 +288,22 @@ public:
     {
         std::lock_guard lock(status_mutex_);
         return status_;
+    }
+
+    /// Reads the node's counters and its followers' progress (basic_node::metrics()) on
+    /// the strand, at the time of the call rather than at every input, so that keeping
+    /// them costs the node's inputs nothing. Completes with `(node_metrics)`; runs after
+    /// the driver stopped or failed too, with the counters as they were then.
+    template <class Token>
+    auto async_metrics(Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(node_metrics)>(
+            [this](auto handler) {
+                boost::asio::post(strand_, [this, h = std::move(handler)]() mutable {
+                    complete(std::move(h), node_.metrics());
+                });
+            },
+            token);
     }
 
 private:
@@ -599,6 +615,7 @@ private:
         status_.last_index = node_.last_index();
         status_.snapshot_index = node_.snapshot_index();
         status_.snapshot_term = node_.snapshot_term();
+        status_.malformed_dropped = node_.malformed_dropped();
         if (status_config_version_ != config_version_) {
             status_config_version_ = config_version_;
             status_.members = node_.members();

@@ -23,6 +23,7 @@ public:
     bool full() const noexcept { return count_ == ring_.size() || (count_ > 0 && bytes_ >= max_bytes_); }
     bool empty() const noexcept { return count_ == 0; }
     std::size_t bytes() const noexcept { return bytes_; }
+    std::size_t size() const noexcept { return count_; }
     void clear() noexcept { head_ = count_ = bytes_ = 0; }
 
     /// REQUIRES: !full().

@@ -21,6 +21,7 @@ std::error_code basic_node<Transport, LogStore, StateMachine>::forward(std::uint
     if (leader_ == no_node)
         return errc::not_leader;
     forward_request r{.id = id, .nonce = forward_nonce_, .seq = ++forward_seq_, .commands = {}};
+    metrics_.proposals_forwarded += commands.size();
     r.commands.reserve(commands.size());
     for (auto& c : commands)
         r.commands.push_back(std::move(c));

@@ -149,6 +149,10 @@ void basic_node<Transport, LogStore, StateMachine>::deliver_outputs()
     } guard{delivering_};
     for (;;) {
         if (role_ != reported_role_ || term_ != reported_term_ || leader_ != reported_leader_) {
+            if (leader_ != reported_leader_ && leader_ != no_node)
+                ++metrics_.leader_changes;
+            if (role_ == role::leader && reported_role_ != role::leader)
+                ++metrics_.elections_won;
             reported_role_ = role_;
             reported_term_ = term_;
             reported_leader_ = leader_;
@@ -299,16 +303,22 @@ propose_result basic_node<Transport, LogStore, StateMachine>::propose(std::span<
 {
     if (commands.empty())
         return {.ec = errc::invalid_argument, .index = 0, .term = 0, .leader = leader_};
-    if (role_ != role::leader)
+    if (role_ != role::leader) {
+        metrics_.proposals_refused_not_leader += commands.size();
         return {.ec = errc::not_leader, .index = 0, .term = 0, .leader = leader_};
-    if (transfer_target_ != no_node)
+    }
+    if (transfer_target_ != no_node) {
+        metrics_.proposals_refused_transfer += commands.size();
         return {.ec = errc::transfer_in_progress, .index = 0, .term = 0, .leader = leader_};
+    }
     std::size_t bytes = 0;
     for (const auto& command : commands)
         bytes += command.size();
     if (opts_.max_uncommitted_bytes != 0 && uncommitted_bytes_ > 0 &&
-        uncommitted_bytes_ + bytes > opts_.max_uncommitted_bytes)
+        uncommitted_bytes_ + bytes > opts_.max_uncommitted_bytes) {
+        metrics_.proposals_refused_overloaded += commands.size();
         return {.ec = errc::overloaded, .index = 0, .term = 0, .leader = leader_};
+    }
     const index_t first = store_.last_index() + 1;
     proposal_scratch_.clear();
     for (auto& command : commands)
@@ -366,6 +376,28 @@ node_status basic_node<Transport, LogStore, StateMachine>::status() const
             .members_index = members_index(),
             .malformed_dropped = malformed_dropped_,
             .restoring_snapshot = restore_.active};
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+node_metrics basic_node<Transport, LogStore, StateMachine>::metrics() const
+{
+    node_metrics m = metrics_;
+    if (role_ != role::leader)
+        return m;
+    m.peers.reserve(peers_.size());
+    for (const detail::progress& p : peers_) {
+        using mode = detail::progress::mode;
+        m.peers.push_back(peer_metrics{.id = p.id,
+                                       .match = p.match,
+                                       .next = p.next,
+                                       .state = p.state == mode::replicate  ? peer_metrics::mode::replicate
+                                                : p.state == mode::snapshot ? peer_metrics::mode::snapshot
+                                                                            : peer_metrics::mode::probe,
+                                       .inflight_messages = p.inflight.size(),
+                                       .inflight_bytes = p.inflight.bytes(),
+                                       .recent_active = p.recent_active});
+    }
+    return m;
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>

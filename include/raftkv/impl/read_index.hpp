@@ -61,6 +61,7 @@ template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::start_read_round()
 {
     ++read_seq_;
+    ++metrics_.read_index_rounds;
     broadcast_heartbeat();
 }
 
@@ -167,6 +168,7 @@ void basic_node<Transport, LogStore, StateMachine>::send_read_request()
     q.elapsed = 0;
     q.requested.swap(q.waiting);
     q.waiting.clear();
+    ++metrics_.follower_read_requests;
     send(q.leader, read_index_request{q.request});
 }
 

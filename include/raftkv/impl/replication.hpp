@@ -392,6 +392,7 @@ void basic_node<Transport, LogStore, StateMachine>::apply_committed()
         apply_results_.clear();
         apply_results_.resize(apply_batch_.size());
         machine_.apply(std::span<const log_entry>(apply_batch_), std::span<result_type>(apply_results_));
+        metrics_.apply_batch_entries.record(apply_batch_.size());
         applied_ = apply_batch_.back().index;
         for (std::size_t k = 0; k < apply_batch_.size(); ++k) {
             bytes_since_snapshot_ += apply_batch_[k].data.size();
@@ -415,9 +416,11 @@ void basic_node<Transport, LogStore, StateMachine>::resolve_proposals(std::span<
         const tracked_proposal t = proposals_.front();
         proposals_.pop_front();
         if (t.index < first)
-            outputs_.push_back(drop_output{t.index, t.term, errc::leadership_lost});
+            drop_proposal(drop_output{t.index, t.term, errc::leadership_lost});
         else if (applied[t.index - first].term != t.term)
-            outputs_.push_back(drop_output{t.index, t.term, errc::proposal_dropped});
+            drop_proposal(drop_output{t.index, t.term, errc::proposal_dropped});
+        else
+            ++metrics_.proposals_committed;
     }
 }
 
@@ -427,8 +430,7 @@ template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::forget_proposals_from(index_t from)
 {
     while (!proposals_.empty() && proposals_.back().index >= from) {
-        outputs_.push_back(
-            drop_output{proposals_.back().index, proposals_.back().term, errc::leadership_lost});
+        drop_proposal(drop_output{proposals_.back().index, proposals_.back().term, errc::leadership_lost});
         proposals_.pop_back();
     }
 }

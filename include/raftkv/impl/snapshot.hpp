@@ -26,6 +26,7 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_snapshot()
     const bool by_bytes = opts_.snapshot_bytes != 0 && bytes_since_snapshot_ >= opts_.snapshot_bytes;
     if (since > 0 && (by_entries || by_bytes)) {
         machine_.take_snapshot();
+        ++metrics_.snapshots_taken;
         snapshot_taken_ = applied_;
         bytes_since_snapshot_ = 0;
         compact_pending_ = true;
@@ -82,7 +83,10 @@ template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::send_snapshot_chunks(detail::progress& p)
 {
     sender_of(p).fill(opts_.snapshot_chunk_bytes, opts_.max_snapshot_inflight_bytes,
-                      [&](install_snapshot_request r) { send(p.id, std::move(r)); });
+                      [&](install_snapshot_request r) {
+                          metrics_.snapshot_bytes_sent += r.data.size();
+                          send(p.id, std::move(r));
+                      });
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -107,6 +111,7 @@ void basic_node<Transport, LogStore, StateMachine>::handle_install_snapshot_resp
         send_snapshot_chunks(*p);
         return;
     case ack::done:
+        ++metrics_.snapshots_sent;
         sender.stop();
         p->ticks_since_ack = 0;
         p->match = std::max(p->match, r.index);
@@ -232,6 +237,8 @@ bool basic_node<Transport, LogStore, StateMachine>::finish_install(const snapsho
         return false;
     }
     restore_.active = false;
+    ++metrics_.snapshots_installed;
+    metrics_.last_installed_snapshot_bytes = restore_.offset;
     behind_log_ = false;
     applied_ = meta.index;
     commit_ = std::max(meta.index, std::min(commit_, store_.last_index()));
@@ -239,8 +246,7 @@ bool basic_node<Transport, LogStore, StateMachine>::finish_install(const snapsho
     bytes_since_snapshot_ = 0;
     outputs_.push_back(meta);
     while (!proposals_.empty() && proposals_.front().index <= meta.index) {
-        outputs_.push_back(
-            drop_output{proposals_.front().index, proposals_.front().term, errc::leadership_lost});
+        drop_proposal(drop_output{proposals_.front().index, proposals_.front().term, errc::leadership_lost});
         proposals_.pop_front();
     }
     apply_committed();

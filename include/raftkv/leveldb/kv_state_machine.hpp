@@ -6,6 +6,7 @@
 #include <raftkv/leveldb/detail/coding.hpp>
 #include <raftkv/leveldb/detail/database.hpp>
 #include <raftkv/leveldb/detail/snapshot_stream.hpp>
+#include <raftkv/metrics.hpp>
 #include <raftkv/types.hpp>
 
 #include <leveldb/db.h>
@@ -17,6 +18,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cassert>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -34,6 +36,15 @@
 #include <vector>
 
 namespace raftkv::leveldb {
+
+/// How long a kv_state_machine's work took since it was opened, in nanoseconds.
+struct kv_state_machine_stats {
+    /// Each apply() batch, its LevelDB write included.
+    log2_histogram apply_ns;
+    /// Each checkpoint (take_snapshot() with `sync` off): the memtable flushed to a table
+    /// file and the index recorded, synced.
+    log2_histogram checkpoint_ns;
+};
 
 /// How a kv_state_machine writes.
 struct kv_state_machine_options {
@@ -127,8 +138,8 @@ struct kv_scan_page {
     abandons that restore and asks the leader again.
 
     @par Thread Safety
-    Distinct objects: safe. Shared objects: unsafe, except that get(), get_meta() and
-    snapshot() may run on other threads concurrently with any call and with themselves;
+    Distinct objects: safe. Shared objects: unsafe, except that get(), get_meta(),
+    snapshot() and stats() may run on other threads concurrently with any call and with themselves;
     they see each apply batch, and each finished restore, whole or not at all. A reader
     returned by snapshot() may be used on any one thread at a time.
 */
@@ -154,6 +165,9 @@ public:
 
     /// The index of the last entry applied; after a reopen, the last one stored.
     index_t applied_index() const noexcept { return applied_; }
+
+    /// How long applies and checkpoints took so far. Safe from any thread.
+    kv_state_machine_stats stats() const;
 
     /// With `sync` off, checkpoints the applied state first (see take_snapshot()).
     ~kv_state_machine();
@@ -292,6 +306,10 @@ private:
     bool checkpoint_stop_ = false;  ///< under checkpoint_mutex_
     std::string checkpoint_error_;  ///< under checkpoint_mutex_
     std::thread checkpointer_;
+
+    mutable std::mutex stats_mutex_;
+    kv_state_machine_stats stats_; ///< under stats_mutex_
+    void record(log2_histogram kv_state_machine_stats::*which, std::chrono::steady_clock::time_point start);
 };
 
 /** A point-in-time view of a kv_state_machine's state, read as a byte stream in chunks
@@ -422,8 +440,24 @@ inline void kv_state_machine::run_checkpoints()
 // Every write up to `index` was made before this runs. CompactRange first flushes the
 // memtable to a table file and waits for it (LevelDB syncs the table and its manifest);
 // its range holds no key, so it compacts nothing else. Then the index is recorded, synced.
+inline kv_state_machine_stats kv_state_machine::stats() const
+{
+    std::lock_guard lock(stats_mutex_);
+    return stats_;
+}
+
+inline void kv_state_machine::record(log2_histogram kv_state_machine_stats::*which,
+                                     std::chrono::steady_clock::time_point start)
+{
+    const auto ns =
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start);
+    std::lock_guard lock(stats_mutex_);
+    (stats_.*which).record(static_cast<std::uint64_t>(ns.count()));
+}
+
 inline void kv_state_machine::checkpoint(index_t index)
 {
+    const auto start = std::chrono::steady_clock::now();
     const ::leveldb::Slice nothing("\xff\xff");
     db_->CompactRange(&nothing, &nothing);
     std::lock_guard lock(checkpoint_mutex_);
@@ -432,6 +466,7 @@ inline void kv_state_machine::checkpoint(index_t index)
     ::leveldb::WriteBatch batch;
     batch.Put(detail::to_slice(durable_index_key), encode_index(index));
     write_synced(batch, "cannot record a checkpoint");
+    record(&kv_state_machine_stats::checkpoint_ns, start); // before snapshot_index() shows it
     durable_.store(index);
 }
 
@@ -441,6 +476,7 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
     if (batch.empty())
         return;
     assert(batch.front().index == applied_ + 1);
+    const auto start = std::chrono::steady_clock::now();
 
     const int current = slot();
     ::leveldb::WriteBatch writes;
@@ -486,6 +522,7 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
         detail::fail_storage(name_, "cannot apply entries " + std::to_string(batch.front().index) + " to " +
                                         std::to_string(batch.back().index) + ": " + s.ToString());
     applied_ = batch.back().index;
+    record(&kv_state_machine_stats::apply_ns, start);
 }
 
 inline kv_state_machine::snapshot_reader kv_state_machine::snapshot() const

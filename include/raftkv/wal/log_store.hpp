@@ -2,11 +2,13 @@
 #define RAFTKV_WAL_LOG_STORE_HPP
 
 #include <raftkv/membership.hpp>
+#include <raftkv/metrics.hpp>
 #include <raftkv/types.hpp>
 #include <raftkv/wal/detail/file.hpp>
 #include <raftkv/wal/detail/format.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -28,6 +30,27 @@ struct log_store_options {
     /// reserved at this size when created, so appends do not grow the file.
     /// Default: 64 MiB.
     std::uint64_t segment_bytes = std::uint64_t{64} << 20;
+};
+
+/// What a log_store's background thread has done since the store was opened: its groups
+/// (one write and one fdatasync each) and how long they took. Durations are in
+/// nanoseconds.
+struct log_store_stats {
+    /// Groups written and synced, and the entries and bytes they carried.
+    std::uint64_t groups = 0;
+    std::uint64_t entries = 0;
+    std::uint64_t bytes = 0;
+    /// Entries per group, for the groups that carried entries (group commit: how many
+    /// appends shared one sync).
+    log2_histogram group_entries;
+    /// Bytes per group.
+    log2_histogram group_bytes;
+    /// How long each group's write took, and its fdatasync.
+    log2_histogram write_ns;
+    log2_histogram sync_ns;
+    /// For each group that carried entries, from the first append() queued into it until
+    /// it was durable: the longest wait an append of the group had for its sync.
+    log2_histogram append_to_durable_ns;
 };
 
 /** A durable `raftkv::log_store`: a segmented write-ahead log with group commit.
@@ -72,8 +95,8 @@ struct log_store_options {
 
     @par Thread Safety
     Distinct objects: safe. Shared objects: unsafe, except that the background thread
-    runs the `on_durable` handler concurrently with the owner's calls, and failure() may be
-    called from any thread.
+    runs the `on_durable` handler concurrently with the owner's calls, and failure() and
+    stats() may be called from any thread.
 */
 class log_store {
 public:
@@ -138,6 +161,10 @@ public:
     /// (see Errors above). Safe from any thread, the `on_durable` handler included.
     std::string failure() const;
 
+    /// What the background thread has written and synced so far, and how long it took.
+    /// Safe from any thread: it takes the lock the appends take, briefly.
+    log_store_stats stats() const;
+
 private:
     struct segment {
         std::uint64_t seq = 0;
@@ -167,7 +194,12 @@ private:
     // Background thread.
     void run();
     void notify();
-    void write_group(std::string& group, bool new_segment, index_t max_index);
+    /// How long a group's write and sync took, in nanoseconds.
+    struct group_timing {
+        std::uint64_t write_ns = 0;
+        std::uint64_t sync_ns = 0;
+    };
+    group_timing write_group(std::string& group, bool new_segment, index_t max_index);
     void open_new_segment();
     template <class Predicate>
     void drop_segments_while(Predicate obsolete);
@@ -196,6 +228,9 @@ private:
     index_t pending_max_index_ = 0; ///< last_index() after the operations in pending_
     index_t pending_compact_ = 0;   ///< the highest compaction in pending_, or 0
     bool pending_new_segment_ = false;
+    std::uint64_t pending_entries_ = 0;                     ///< entry records in pending_
+    std::chrono::steady_clock::time_point pending_since_{}; ///< the first entry's append
+    log_store_stats stats_;
     bool stopping_ = false;
     std::string failure_;
     std::atomic<bool> failed_{false}; ///< set with failure_, read without the mutex

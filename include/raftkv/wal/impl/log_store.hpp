@@ -156,6 +156,9 @@ inline void log_store::append(std::span<const log_entry> es)
         std::unique_lock lock(mutex_);
         if (pending_.empty())
             pending_.resize(detail::group_header_size);
+        if (pending_entries_ == 0)
+            pending_since_ = std::chrono::steady_clock::now();
+        pending_entries_ += es.size();
         for (const auto& e : es)
             detail::put_entry_record(pending_, e);
         pending_max_index_ = std::max(pending_max_index_, last_index());
@@ -252,6 +255,12 @@ inline std::size_t log_store::segment_count() const
 {
     std::lock_guard lock(mutex_);
     return segments_.size();
+}
+
+inline log_store_stats log_store::stats() const
+{
+    std::lock_guard lock(mutex_);
+    return stats_;
 }
 
 inline std::string log_store::failure() const
@@ -454,6 +463,8 @@ inline void log_store::run()
         index_t max_index;
         index_t compacted;
         bool new_segment;
+        std::uint64_t entries;
+        std::chrono::steady_clock::time_point since;
         {
             std::unique_lock lock(mutex_);
             wake_writer_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
@@ -465,9 +476,12 @@ inline void log_store::run()
             max_index = std::exchange(pending_max_index_, 0);
             compacted = std::exchange(pending_compact_, 0);
             new_segment = std::exchange(pending_new_segment_, false);
+            entries = std::exchange(pending_entries_, 0);
+            since = pending_since_;
         }
+        group_timing timing;
         try {
-            write_group(group, new_segment, max_index);
+            timing = write_group(group, new_segment, max_index);
         } catch (const std::exception& e) {
             {
                 std::lock_guard lock(mutex_);
@@ -487,27 +501,47 @@ inline void log_store::run()
                 drop_segments_while([compacted](const segment& s) { return s.max_index <= compacted; });
         } catch (const std::exception&) {
         }
+        const auto durable_at = std::chrono::steady_clock::now();
         {
             std::lock_guard lock(mutex_);
             synced_seq_.store(seq, std::memory_order_release);
+            ++stats_.groups;
+            stats_.entries += entries;
+            stats_.bytes += group.size();
+            stats_.group_bytes.record(group.size());
+            stats_.write_ns.record(timing.write_ns);
+            stats_.sync_ns.record(timing.sync_ns);
+            if (entries != 0) {
+                stats_.group_entries.record(entries);
+                stats_.append_to_durable_ns.record(static_cast<std::uint64_t>(
+                    std::chrono::duration_cast<std::chrono::nanoseconds>(durable_at - since).count()));
+            }
         }
         synced_cv_.notify_all();
         notify();
     }
 }
 
-inline void log_store::write_group(std::string& group, bool new_segment, index_t max_index)
+inline log_store::group_timing log_store::write_group(std::string& group, bool new_segment, index_t max_index)
 {
     const bool full = offset_ > detail::segment_header_size &&
                       offset_ + detail::align_up(group.size()) > opts_.segment_bytes;
     if (new_segment || full)
         open_new_segment();
     detail::seal_group(group, segments_.back().seq, offset_);
+    using clock = std::chrono::steady_clock;
+    const auto nanoseconds = [](clock::duration d) {
+        return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
+    };
+    const auto start = clock::now();
     current_.write_at(group, offset_);
+    const auto written = clock::now();
     current_.sync_data();
+    const auto synced = clock::now();
     offset_ += group.size();
     std::lock_guard lock(mutex_);
     segments_.back().max_index = std::max(segments_.back().max_index, max_index);
+    return {nanoseconds(written - start), nanoseconds(synced - written)};
 }
 
 // Every segment before the current one was synced whole before it was left behind.
