@@ -7,6 +7,7 @@
 
 #include <raftkv/error.hpp>
 #include <raftkv/sim/cluster.hpp>
+#include <raftkv/sim/detail/format.hpp>
 #include <raftkv/sim/network.hpp>
 #include <raftkv/types.hpp>
 
@@ -420,19 +421,7 @@ private:
                           });
     }
 
-    static std::string list(const std::vector<node_id>& ids)
-    {
-        std::string s = "{";
-        for (std::size_t i = 0; i < ids.size(); ++i) {
-            // Not (i ? "," : "") + std::to_string(...): GCC 12 at -O3 reports a false
-            // -Wrestrict on it, in the users' builds that include this header too.
-            if (i)
-                s += ',';
-            s += std::to_string(ids[i]);
-        }
-        s += '}';
-        return s;
-    }
+    static std::string list(const std::vector<node_id>& ids) { return detail::id_list(ids); }
 
     void note(std::string what) { log_.push_back(fault_record{cluster_.now(), std::move(what)}); }
 

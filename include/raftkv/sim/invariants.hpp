@@ -9,6 +9,7 @@
 
 #include <raftkv/detail/quorum.hpp>
 #include <raftkv/membership.hpp>
+#include <raftkv/sim/detail/format.hpp>
 #include <raftkv/sim/detail/hash.hpp>
 #include <raftkv/types.hpp>
 
@@ -175,18 +176,7 @@ public:
     /// "voters {1,2,3} outgoing {..} learners {..}", for messages.
     static std::string describe(const membership& m)
     {
-        const auto list = [](const std::vector<node_id>& ids) {
-            std::string s = "{";
-            for (std::size_t i = 0; i < ids.size(); ++i) {
-                // Not (i ? "," : "") + std::to_string(...): GCC 12 at -O3 reports a false
-                // -Wrestrict on it, in the users' builds that include this header too.
-                if (i)
-                    s += ',';
-                s += std::to_string(ids[i]);
-            }
-            s += '}';
-            return s;
-        };
+        const auto list = [](const std::vector<node_id>& ids) { return detail::id_list(ids); };
         std::string s = "voters " + list(m.voters);
         if (m.joint())
             s += " outgoing " + list(m.outgoing);
