@@ -93,6 +93,27 @@ constexpr std::array settings = {
     setting{"max-pending-body-bytes", "N",
             "bytes of HTTP request bodies being received at once, over all connections; a request "
             "whose body does not fit is answered 503; at least 6356992 (default: 67108864, 64 MiB)"},
+    setting{"http-header-timeout-ms", "MS",
+            "an HTTP request's header must arrive whole within this long of its first byte, else "
+            "the connection is closed; 100 to 3600000 (default: 10000)"},
+    setting{"http-body-timeout-ms", "MS",
+            "an HTTP request's body must arrive whole within this long of the end of its header, "
+            "else the connection is closed; 100 to 3600000 (default: 60000)"},
+    setting{"http-idle-timeout-ms", "MS",
+            "an HTTP connection with every request answered is closed after this long without a "
+            "next one; also the limit on writing one response; 100 to 3600000 (default: 60000)"},
+    setting{"http-handshake-timeout-ms", "MS",
+            "with --cert: a TLS handshake must complete within this long, else the connection is "
+            "closed; 100 to 3600000 (default: 10000)"},
+    setting{"raft-frame-timeout-ms", "MS",
+            "the rest of a Raft frame must arrive within this long of its header, else the peer is "
+            "disconnected; 100 to 3600000 (default: 30000)"},
+    setting{"raft-greeting-timeout-ms", "MS",
+            "an accepted Raft connection must send its greeting within this long, else it is "
+            "closed; 100 to 3600000 (default: 5000)"},
+    setting{"raft-max-ungreeted", "N",
+            "accepted Raft connections waiting for their greeting at once; more are closed at "
+            "once; 1 to 65536 (default: 32)"},
     setting{"cert", "FILE",
             "serve the HTTP API over TLS only (HTTPS), with this PEM certificate chain; with --key "
             "(default: plain HTTP)"},
@@ -411,6 +432,12 @@ constexpr std::uint64_t max_snapshot_entries = 1'000'000'000;
 constexpr std::uint64_t largest_request_body = (std::uint64_t{6} << 20) + 64 * 1024;
 constexpr std::uint64_t max_pending_body_bytes = std::uint64_t{1} << 40;
 
+// The bounds of the hostile-input deadlines (--http-*-timeout-ms, --raft-*-timeout-ms): short
+// enough to cut a slow client off quickly, never so short that a tick of scheduling delay
+// closes an honest one, nor longer than an hour.
+constexpr std::uint32_t min_limit_timeout_ms = 100;
+constexpr std::uint32_t max_limit_timeout_ms = 3'600'000;
+
 template <class T>
 std::string check_number(const raw_settings& s, std::string_view name, T lo, T hi, T& out)
 {
@@ -635,6 +662,21 @@ std::string check_auth_tokens(const raw_settings& s, server_config& c)
 std::string check_http_limits(const raw_settings& s, server_config& c)
 {
     if (std::string e = check_number<std::uint32_t>(s, "max-connections", 1, 1'000'000, c.max_connections);
+        !e.empty())
+        return e;
+    for (const auto& [name, field] :
+         {std::pair<std::string_view, std::uint32_t*>{"http-header-timeout-ms", &c.http_header_timeout_ms},
+          {"http-body-timeout-ms", &c.http_body_timeout_ms},
+          {"http-idle-timeout-ms", &c.http_idle_timeout_ms},
+          {"http-handshake-timeout-ms", &c.http_handshake_timeout_ms},
+          {"raft-frame-timeout-ms", &c.raft_frame_timeout_ms},
+          {"raft-greeting-timeout-ms", &c.raft_greeting_timeout_ms}}) {
+        if (std::string e =
+                check_number<std::uint32_t>(s, name, min_limit_timeout_ms, max_limit_timeout_ms, *field);
+            !e.empty())
+            return e;
+    }
+    if (std::string e = check_number<std::uint32_t>(s, "raft-max-ungreeted", 1, 65'536, c.raft_max_ungreeted);
         !e.empty())
         return e;
     return check_number<std::uint64_t>(s, "max-pending-body-bytes", largest_request_body,

@@ -142,6 +142,37 @@ struct server_config {
     /// body (6 MiB + 64 KiB). Default: 64 MiB.
     std::uint64_t max_pending_body_bytes = std::uint64_t{64} << 20;
 
+    /// A request's HTTP header must arrive whole within this long of its first byte, else
+    /// the connection is closed (http_server_options::header_timeout). 100 to 3600000.
+    /// Default: 10000 ms.
+    std::uint32_t http_header_timeout_ms = 10'000;
+
+    /// A request's HTTP body must arrive whole within this long of the end of its header
+    /// (http_server_options::body_timeout). 100 to 3600000. Default: 60000 ms.
+    std::uint32_t http_body_timeout_ms = 60'000;
+
+    /// An HTTP connection with every request answered is closed after this long without
+    /// the first byte of a next one; also the limit on writing one response
+    /// (http_server_options::idle_timeout). 100 to 3600000. Default: 60000 ms.
+    std::uint32_t http_idle_timeout_ms = 60'000;
+
+    /// With tls_cert: a TLS handshake must complete within this long
+    /// (http_server_options::handshake_timeout). 100 to 3600000. Default: 10000 ms.
+    std::uint32_t http_handshake_timeout_ms = 10'000;
+
+    /// The rest of a Raft frame must arrive within this long of its header, else the peer is
+    /// disconnected (tcp_transport_options::frame_timeout). 100 to 3600000.
+    /// Default: 30000 ms.
+    std::uint32_t raft_frame_timeout_ms = 30'000;
+
+    /// An accepted Raft connection must send its greeting within this long
+    /// (tcp_transport_options::greeting_timeout). 100 to 3600000. Default: 5000 ms.
+    std::uint32_t raft_greeting_timeout_ms = 5'000;
+
+    /// The most accepted Raft connections waiting for their greeting at once
+    /// (tcp_transport_options::max_ungreeted_connections). 1 to 65536. Default: 32.
+    std::uint32_t raft_max_ungreeted = 32;
+
     /// Serve the HTTP API over TLS only, with this PEM certificate chain and private key;
     /// both or neither. Default: none, plain HTTP.
     std::string tls_cert;

@@ -431,6 +431,9 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
         raftkv::asio::tcp_transport_options t;
         t.reconnect_delay_max = std::chrono::milliseconds(250);
         t.cluster_id = c.cluster_id;
+        t.frame_timeout = std::chrono::milliseconds(c.raft_frame_timeout_ms);
+        t.greeting_timeout = std::chrono::milliseconds(c.raft_greeting_timeout_ms);
+        t.max_ungreeted_connections = c.raft_max_ungreeted;
         incarnations = read_peer_incarnations(c.data_dir);
         t.incarnation = c.incarnation;
         t.known_incarnations = incarnations;

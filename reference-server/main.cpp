@@ -163,6 +163,10 @@ http_server_options http_options(const server_config& config, const http_tls& tl
     http_server_options o;
     o.max_connections = config.max_connections;
     o.max_pending_body_bytes = static_cast<std::size_t>(config.max_pending_body_bytes);
+    o.header_timeout = std::chrono::milliseconds(config.http_header_timeout_ms);
+    o.body_timeout = std::chrono::milliseconds(config.http_body_timeout_ms);
+    o.idle_timeout = std::chrono::milliseconds(config.http_idle_timeout_ms);
+    o.handshake_timeout = std::chrono::milliseconds(config.http_handshake_timeout_ms);
     o.tls = tls.server;
     return o;
 }

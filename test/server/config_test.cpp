@@ -84,6 +84,13 @@ BOOST_AUTO_TEST_CASE(no_flags_run_a_single_node_with_the_documented_defaults)
     BOOST_TEST(c.auth_tokens.empty());
     BOOST_TEST(c.max_connections == 4096u);
     BOOST_TEST(c.max_pending_body_bytes == 64u << 20);
+    BOOST_TEST(c.http_header_timeout_ms == 10000u);
+    BOOST_TEST(c.http_body_timeout_ms == 60000u);
+    BOOST_TEST(c.http_idle_timeout_ms == 60000u);
+    BOOST_TEST(c.http_handshake_timeout_ms == 10000u);
+    BOOST_TEST(c.raft_frame_timeout_ms == 30000u);
+    BOOST_TEST(c.raft_greeting_timeout_ms == 5000u);
+    BOOST_TEST(c.raft_max_ungreeted == 32u);
 }
 
 BOOST_AUTO_TEST_CASE(every_flag_is_read)
@@ -362,6 +369,13 @@ BOOST_AUTO_TEST_CASE(help_text_explains_every_flag_and_key)
                              "auth-tokens",
                              "max-connections",
                              "max-pending-body-bytes",
+                             "http-header-timeout-ms",
+                             "http-body-timeout-ms",
+                             "http-idle-timeout-ms",
+                             "http-handshake-timeout-ms",
+                             "raft-frame-timeout-ms",
+                             "raft-greeting-timeout-ms",
+                             "raft-max-ungreeted",
                              "health-timeout-ms",
                              "health-reuse-ms",
                              "config"})
@@ -531,6 +545,61 @@ BOOST_AUTO_TEST_CASE(bad_http_limits_are_errors)
     parse_error({"--max-pending-body-bytes", "6356991"},
                 "--max-pending-body-bytes: '6356991' is not an integer from 6356992");
     parse_error({"--max-pending-body-bytes", "-1"}, "--max-pending-body-bytes");
+}
+
+BOOST_AUTO_TEST_CASE(hostile_input_deadlines_are_read_from_flags_and_the_config_file)
+{
+    const server_config c = parse_ok({"--http-header-timeout-ms", "300", "--http-body-timeout-ms", "100",
+                                      "--http-idle-timeout-ms", "3600000", "--http-handshake-timeout-ms",
+                                      "2500", "--raft-frame-timeout-ms", "1000", "--raft-greeting-timeout-ms",
+                                      "750", "--raft-max-ungreeted", "1"});
+    BOOST_TEST(c.http_header_timeout_ms == 300u);
+    BOOST_TEST(c.http_body_timeout_ms == 100u);
+    BOOST_TEST(c.http_idle_timeout_ms == 3600000u);
+    BOOST_TEST(c.http_handshake_timeout_ms == 2500u);
+    BOOST_TEST(c.raft_frame_timeout_ms == 1000u);
+    BOOST_TEST(c.raft_greeting_timeout_ms == 750u);
+    BOOST_TEST(c.raft_max_ungreeted == 1u);
+    temp_dir dir;
+    const std::string file = write_file(dir,
+                                        "http-header-timeout-ms: 2000\n"
+                                        "http-body-timeout-ms: 20000\n"
+                                        "http-idle-timeout-ms: 15000\n"
+                                        "http-handshake-timeout-ms: 3000\n"
+                                        "raft-frame-timeout-ms: 120000\n"
+                                        "raft-greeting-timeout-ms: 2000\n"
+                                        "raft-max-ungreeted: 65536\n",
+                                        "deadlines.yaml");
+    const server_config f = parse_ok({"--config", file});
+    BOOST_TEST(f.http_header_timeout_ms == 2000u);
+    BOOST_TEST(f.http_body_timeout_ms == 20000u);
+    BOOST_TEST(f.http_idle_timeout_ms == 15000u);
+    BOOST_TEST(f.http_handshake_timeout_ms == 3000u);
+    BOOST_TEST(f.raft_frame_timeout_ms == 120000u);
+    BOOST_TEST(f.raft_greeting_timeout_ms == 2000u);
+    BOOST_TEST(f.raft_max_ungreeted == 65536u);
+    // A flag overrides the file's key.
+    BOOST_TEST(parse_ok({"--config", file, "--raft-max-ungreeted", "8"}).raft_max_ungreeted == 8u);
+}
+
+BOOST_AUTO_TEST_CASE(bad_hostile_input_deadlines_are_errors)
+{
+    for (const char* name :
+         {"http-header-timeout-ms", "http-body-timeout-ms", "http-idle-timeout-ms",
+          "http-handshake-timeout-ms", "raft-frame-timeout-ms", "raft-greeting-timeout-ms"}) {
+        const std::string flag = std::string("--") + name;
+        parse_error({flag, "99"}, flag + ": '99' is not an integer from 100 to 3600000");
+        parse_error({flag, "3600001"}, flag + ": '3600001' is not an integer from 100 to 3600000");
+        parse_error({flag, "10s"}, flag + ": '10s' is not an integer from 100 to 3600000");
+        parse_error({flag, "-1"}, flag);
+    }
+    parse_error({"--raft-max-ungreeted", "0"}, "--raft-max-ungreeted: '0' is not an integer from 1 to 65536");
+    parse_error({"--raft-max-ungreeted", "65537"},
+                "--raft-max-ungreeted: '65537' is not an integer from 1 to 65536");
+    parse_error({"--raft-max-ungreeted", "many"}, "--raft-max-ungreeted");
+    temp_dir dir;
+    const std::string bad = write_file(dir, "http-header-timeout-ms: 0\n", "bad.yaml");
+    parse_error({"--config", bad}, "http-header-timeout-ms: '0' is not an integer from 100 to 3600000");
 }
 
 BOOST_AUTO_TEST_CASE(tls_files_are_read_from_flags_and_the_config_file)
