@@ -462,6 +462,39 @@ BOOST_AUTO_TEST_CASE(garbage_pipelined_after_a_good_request_is_400_after_the_goo
     expect_single_intact("pipelined garbage");
 }
 
+// --http-header-timeout-ms and --http-body-timeout-ms shorten the deadlines that close a
+// connection whose request arrives too slowly. The default node keeps such a connection open
+// (its deadlines are 10 s and 60 s), so the quick close below is the flags' doing.
+BOOST_AUTO_TEST_CASE(the_header_and_body_deadlines_are_set_by_flags)
+{
+    const std::string half_header = "GET /kv/a HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    const std::string half_body = "PUT /kv/cls HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"value\"";
+    const std::uint16_t defaults = single_node();
+    for (const std::string& bytes : {half_header, half_body}) {
+        const raw_result kept = send_raw(defaults, bytes, 1500ms);
+        BOOST_TEST(kept.connected);
+        BOOST_TEST(!kept.closed, "the default deadlines closed a connection within 1.5 s: " << bytes);
+    }
+
+    cluster quick(1, true, {"--http-header-timeout-ms", "300", "--http-body-timeout-ms", "300"});
+    BOOST_TEST_REQUIRE(quick.wait_healthy(1, 20s), "the node never reported /health 200");
+    const std::uint16_t port = quick.http_port(1);
+    for (const std::string& bytes : {half_header, half_body}) {
+        const auto start = clock_type::now();
+        const raw_result r = send_raw(port, bytes, 5s);
+        const auto took = clock_type::now() - start;
+        BOOST_TEST(r.connected);
+        BOOST_TEST(r.closed, "a 300 ms deadline kept the connection open for 5 s: " << bytes);
+        BOOST_TEST(r.received.empty(), "the connection was answered rather than closed: " << r.received);
+        // Not before the deadline; the upper bound is loose for a busy machine.
+        BOOST_TEST((took >= 250ms), "closed before the 300 ms deadline: " << bytes);
+        BOOST_TEST((took < 3s), "closed long after the 300 ms deadline: " << bytes);
+    }
+    // A request that arrives whole in time is served as ever.
+    BOOST_TEST(put(port, "quick", "served").status == 200);
+    BOOST_TEST(parse_json(get(port, "quick").body).string("value").value_or("") == "served");
+}
+
 // ---- At a follower ----------------------------------------------------------------------
 
 BOOST_AUTO_TEST_CASE(a_follower_refuses_bad_input_itself_with_the_same_answers)
