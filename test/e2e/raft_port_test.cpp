@@ -6,6 +6,7 @@
 
 #include "harness.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -290,4 +291,38 @@ BOOST_AUTO_TEST_CASE(connections_beyond_the_ungreeted_cap_are_closed_at_once)
     BOOST_TEST(r.connected);
     BOOST_TEST(!r.closed, "a greeted connection was closed once the cap was free again");
     BOOST_TEST_REQUIRE(c.running(1), "the server died");
+}
+
+// --raft-max-ungreeted and --raft-greeting-timeout-ms set those bounds: with a cap of 2, the
+// third connection is closed at once (the default cap, 32, would keep it), and a connection
+// that never greets is closed after 300 ms rather than the default 5 s.
+BOOST_AUTO_TEST_CASE(the_ungreeted_cap_and_the_greeting_deadline_are_set_by_flags)
+{
+    {
+        cluster c(1, true, {"--raft-max-ungreeted", "2"});
+        BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s));
+        std::vector<raw_connection> silent;
+        for (int k = 0; k < 2; ++k) {
+            silent.emplace_back(c.raft_port(1));
+            BOOST_TEST_REQUIRE(silent.back().connected());
+        }
+        std::this_thread::sleep_for(300ms);
+        auto r = send_raw(c.raft_port(1), greeting(c, 100, 1), 2s);
+        BOOST_TEST(r.connected);
+        BOOST_TEST(r.closed, "a third ungreeted connection was kept with --raft-max-ungreeted 2");
+        BOOST_TEST_REQUIRE(c.running(1), "the server died");
+    }
+    {
+        cluster c(1, true, {"--raft-greeting-timeout-ms", "300"});
+        BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s));
+        const auto start = std::chrono::steady_clock::now();
+        auto r = send_raw(c.raft_port(1), "", 5s);
+        const auto took = std::chrono::steady_clock::now() - start;
+        BOOST_TEST(r.connected);
+        BOOST_TEST(r.closed, "a silent connection outlived a 300 ms greeting deadline by 5 s");
+        // Not before the deadline; the upper bound is loose for a busy machine.
+        BOOST_TEST((took >= 250ms), "closed before the 300 ms greeting deadline");
+        BOOST_TEST((took < 3s), "closed long after the 300 ms greeting deadline");
+        BOOST_TEST_REQUIRE(c.running(1), "the server died");
+    }
 }
