@@ -133,7 +133,8 @@ struct server_config {
     /// catches up from the log rather than with a whole snapshot. Default: 5000.
     std::uint64_t snapshot_catchup_entries = 5000;
 
-    /// The most HTTP connections open at once; one more is answered 503 and closed.
+    /// The most HTTP connections open at once; one more closes the longest-idle connection,
+    /// or is answered 503 and closed when none is idle.
     /// Default: 4096.
     std::uint32_t max_connections = 4096;
 
