@@ -294,9 +294,9 @@ BOOST_AUTO_TEST_CASE(unknown_routes_get_404)
 BOOST_AUTO_TEST_CASE(wrong_method_on_known_route_gets_405)
 {
     const std::vector<std::pair<std::string, std::string>> cases = {
-        {"POST", "/kv/a"},     {"PATCH", "/kv/a"}, {"PUT", "/status"},  {"POST", "/status"},
-        {"DELETE", "/status"}, {"PUT", "/health"}, {"POST", "/health"}, {"DELETE", "/health"},
-        {"POST", "/kv"},
+        {"POST", "/kv/a"},   {"PATCH", "/kv/a"},    {"PUT", "/status"},
+        {"POST", "/status"}, {"DELETE", "/status"}, {"PUT", "/health"},
+        {"POST", "/health"}, {"DELETE", "/health"}, {"POST", "/kv"},
     };
     for (const auto& [method, target] : cases) {
         auto r = request(port, method, target, method == "GET" ? "" : value_body("x"));
