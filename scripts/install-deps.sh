@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages raftkv needs to build, test and run its server.
+# With --server, only those needed to build and run the server (no fuzzing compiler, no
+# browser for the cluster page's test).
 # Idempotent: when every package is present it does nothing and needs no root.
 # RAFTKV_SKIP_DEPS=1 skips the check (for systems that provide these another way).
 set -euo pipefail
@@ -16,11 +18,24 @@ packages=(
     libssl-dev openssl
     # raftkv-server's log (reference-server/log.cpp).
     libspdlog-dev
+)
+
+# For the tests only.
+test_packages=(
     # The fuzz targets (test/fuzz, the fuzz preset): clang and its libFuzzer runtime.
     clang libclang-rt-14-dev
     # e2e_ui_test loads the cluster page (GET /ui) in headless Chromium.
     chromium
 )
+
+case "${1:-}" in
+--server) ;;
+"") packages+=("${test_packages[@]}") ;;
+*)
+    echo "usage: $0 [--server]" >&2
+    exit 2
+    ;;
+esac
 
 if [[ "${RAFTKV_SKIP_DEPS:-0}" == 1 ]]; then
     exit 0
