@@ -199,6 +199,25 @@ public:
     /// abandoned if it has not happened within an election timeout.
     std::error_code transfer_leadership(node_id target);
 
+    /// Whether this leader may serve a read from its state machine without a ReadIndex
+    /// round (a lease read): a quorum (of both configurations during a joint change)
+    /// acknowledged a heartbeat round sent less than lease_ticks() ticks ago, the leader
+    /// has committed an entry of its term, and it has not handed its leadership on
+    /// (timeout_now sent) in this term. Serve the read at commit_index(), once applied.
+    /// False on followers, and always when lease_ticks() is 0. The lease is counted in this
+    /// node's ticks: a driver whose ticks may fall behind real time (a paused process,
+    /// a busy thread) must also check real time since lease_sent_tick(), as
+    /// raftkv::asio::driver does. See options::lease_margin_ticks.
+    bool lease_valid() const noexcept;
+    /// How many ticks a lease lasts from when its round was sent: election_ticks -
+    /// lease_margin_ticks, or 0 when leases are off (see options::lease_margin_ticks).
+    std::uint32_t lease_ticks() const noexcept;
+    /// The tick (see ticks()) at which the round that holds the current lease was sent.
+    /// Meaningful while lease_valid().
+    std::uint64_t lease_sent_tick() const noexcept { return lease_sent_; }
+    /// How many times tick() was called since construction.
+    std::uint64_t ticks() const noexcept { return ticks_; }
+
     void on_apply(apply_handler h) { apply_handler_ = std::move(h); }
     void on_read(read_handler h) { read_handler_ = std::move(h); }
     void on_drop(drop_handler h) { drop_handler_ = std::move(h); }
@@ -371,6 +390,12 @@ private:
     void complete_config_change();
     index_t quorum_match();
 
+    // impl/lease.hpp
+    void begin_round();
+    void update_lease();
+    void forget_old_rounds();
+    void send_timeout_now(node_id to);
+
     // impl/forward.hpp
     void handle_forward_request(const message& m, forward_request& r);
     void handle_forward_response(const message& m, const forward_response& r);
@@ -433,8 +458,21 @@ private:
     std::uint32_t transfer_elapsed_ = 0;
 
     detail::read_queue reads_;
-    /// The last ReadIndex heartbeat round this leader started.
+    /// The last heartbeat round this leader started (every heartbeat starts one; a
+    /// ReadIndex read waits for a round started after it arrived).
     std::uint64_t read_seq_ = 0;
+    /// Calls to tick(): the logical time leases are measured in.
+    std::uint64_t ticks_ = 0;
+    /// The first round sent at each tick, with that tick, oldest first, for rounds not yet
+    /// confirmed and younger than a lease (impl/lease.hpp).
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> round_ticks_;
+    /// The send tick of the latest round a quorum confirmed in this term, if any.
+    std::uint64_t lease_sent_ = 0;
+    bool lease_held_ = false;
+    /// This leader sent timeout_now in its term: no lease until it leads again.
+    bool lease_revoked_ = false;
+    /// The node started with a saved term, so it may have acknowledged a lease round.
+    bool restarted_ = false;
     /// Reads served through the leader while this node follows it, and the number of the
     /// last read_index_request sent (the first is drawn from the seed).
     detail::follower_read_queue follower_reads_;

@@ -52,6 +52,18 @@ struct options {
     /// Default: true.
     bool check_quorum = true;
 
+    /// Lease reads (basic_node::lease_valid()): a leader may serve a read from its own state
+    /// machine, without a ReadIndex round, until `election_ticks - lease_margin_ticks` ticks
+    /// after it sent a heartbeat round that a quorum acknowledged. A follower that acknowledged
+    /// it refuses other candidates for at least election_ticks - 1 of its own ticks from then
+    /// (CheckQuorum), so the margin must cover one tick of rounding plus how far the nodes'
+    /// tick rates may differ over an election timeout (docs/design.md, "Lease reads").
+    /// Lease reads are off when this leaves no tick (margin >= election_ticks) or when
+    /// check_quorum is off; the node then never reports a valid lease.
+    /// REQUIRES: at least 1.
+    /// Default: 2.
+    std::uint32_t lease_margin_ticks = 2;
+
     /// The most entries one append_request carries.
     /// Default: 256.
     std::size_t max_entries_per_append = 256;

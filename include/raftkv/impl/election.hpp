@@ -76,6 +76,7 @@ void basic_node<Transport, LogStore, StateMachine>::leave_leadership()
     if (role_ != role::leader)
         return;
     transfer_target_ = no_node;
+    lease_held_ = false;
     fail_leader_reads();
     for (auto& sender : senders_)
         sender.stop();
@@ -128,6 +129,10 @@ void basic_node<Transport, LogStore, StateMachine>::become_leader()
     durable_seen_ = store_.durable_index();
     stall_elapsed_ = 0;
     transfer_target_ = no_node;
+    round_ticks_.clear();
+    lease_held_ = false;
+    lease_revoked_ = false;
+    lease_sent_ = 0;
     const index_t last = store_.last_index();
     for (auto& p : peers_) {
         p.match = 0;
@@ -278,8 +283,10 @@ void basic_node<Transport, LogStore, StateMachine>::tick_leader()
     maybe_commit(); // in case the driver did not call on_log_durable() after proposing
     if (++heartbeat_elapsed_ >= opts_.heartbeat_ticks) {
         heartbeat_elapsed_ = 0;
+        begin_round();
         broadcast_heartbeat();
     }
+    forget_old_rounds();
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -298,7 +305,7 @@ std::error_code basic_node<Transport, LogStore, StateMachine>::transfer_leadersh
     if (!p)
         return errc::invalid_argument;
     if (p->match == store_.last_index())
-        send(target, timeout_now{});
+        send_timeout_now(target);
     else
         send_append(*p, false);
     deliver_outputs();

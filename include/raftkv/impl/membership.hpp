@@ -283,7 +283,7 @@ void basic_node<Transport, LogStore, StateMachine>::complete_config_change()
     if (m.is_voter(opts_.id))
         return;
     if (const auto* p = progress_of(successor()); p && p->match == store_.last_index())
-        send(p->id, timeout_now{});
+        send_timeout_now(p->id);
     become_follower(term_, no_node);
 }
 

@@ -25,6 +25,7 @@ basic_node<Transport, LogStore, StateMachine>::basic_node(options opts, Transpor
     const hard_state hs = store_.saved_hard_state();
     term_ = hs.term;
     vote_ = hs.vote;
+    restarted_ = hs.term > 0;
     applied_ = machine_.applied_index();
     commit_ = applied_;
     behind_log_ = applied_ + 1 < store_.first_index();
@@ -74,6 +75,8 @@ void basic_node<Transport, LogStore, StateMachine>::validate(const options& o)
         fail("heartbeat_ticks must be at least 1");
     if (o.election_ticks <= o.heartbeat_ticks)
         fail("election_ticks must be greater than heartbeat_ticks");
+    if (o.lease_margin_ticks == 0)
+        fail("lease_margin_ticks must be at least 1: ticks are counted whole");
     if (o.max_entries_per_append == 0 || o.max_inflight_appends == 0 || o.max_apply_batch == 0)
         fail("max_entries_per_append, max_inflight_appends and max_apply_batch must be at least 1");
     if (o.snapshot_chunk_bytes == 0)
@@ -106,6 +109,7 @@ void basic_node<Transport, LogStore, StateMachine>::check_storage() const
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::tick()
 {
+    ++ticks_;
     if (role_ == role::leader) {
         tick_leader();
     } else {
@@ -212,7 +216,10 @@ bool basic_node<Transport, LogStore, StateMachine>::accept_term(message& m)
         if (vote_req) {
             // A node that heard from a live leader within an election timeout ignores
             // elections it did not ask for: a partitioned node cannot depose a healthy leader.
-            if (opts_.check_quorum && !vote_req->transfer && in_leader_lease())
+            // A node that restarted may have acknowledged a leader's lease round in its
+            // previous life (it had a term): with leases on, it waits an election timeout.
+            const bool starting = restarted_ && lease_ticks() > 0 && ticks_ < opts_.election_ticks;
+            if (opts_.check_quorum && !vote_req->transfer && (in_leader_lease() || starting))
                 return false;
             if (!vote_req->pre_vote)
                 become_follower(m.term, no_node);
@@ -420,6 +427,7 @@ detail::progress* basic_node<Transport, LogStore, StateMachine>::progress_of(nod
 
 #include <raftkv/impl/election.hpp>
 #include <raftkv/impl/forward.hpp>
+#include <raftkv/impl/lease.hpp>
 #include <raftkv/impl/membership.hpp>
 #include <raftkv/impl/read_index.hpp>
 #include <raftkv/impl/replication.hpp>

@@ -60,7 +60,7 @@ void basic_node<Transport, LogStore, StateMachine>::handle_read_index_request(co
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::start_read_round()
 {
-    ++read_seq_;
+    begin_round();
     ++metrics_.read_index_rounds;
     broadcast_heartbeat();
 }

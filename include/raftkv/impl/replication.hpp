@@ -232,6 +232,7 @@ void basic_node<Transport, LogStore, StateMachine>::handle_heartbeat_response(co
     p->recent_active = true;
     if (r.read_seq > p->read_ack) {
         p->read_ack = r.read_seq;
+        update_lease();
         advance_reads();
     }
     check_stalled(*p);
@@ -373,7 +374,7 @@ template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::maybe_send_timeout_now(detail::progress& p)
 {
     if (transfer_target_ == p.id && p.match == store_.last_index())
-        send(p.id, timeout_now{});
+        send_timeout_now(p.id);
 }
 
 // ---- applying ---------------------------------------------------------------------
