@@ -397,3 +397,65 @@ BOOST_AUTO_TEST_CASE(without_a_failure_handler_a_storage_failure_escapes_run)
     n.driver->async_propose("b", [](boost::system::error_code, std::size_t) {});
     BOOST_CHECK_THROW(n.io.run_for(20ms), std::runtime_error);
 }
+
+namespace {
+
+// Reads once at `id` in `mode`, running the io_context until it completes.
+std::optional<std::pair<boost::system::error_code, raftkv::asio::read_info>>
+read_once(cluster& c, raftkv::node_id id, raftkv::asio::read_mode mode)
+{
+    std::optional<std::pair<boost::system::error_code, raftkv::asio::read_info>> got;
+    c.at(id).async_read(
+        mode, [&](boost::system::error_code ec, raftkv::asio::read_info info) { got.emplace(ec, info); });
+    for (int i = 0; i < 500 && !got; ++i)
+        c.io.run_for(1ms);
+    return got;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_lease_read_on_the_leader_skips_the_heartbeat_round)
+{
+    cluster c(3);
+    auto leader = c.wait_for_leader();
+    BOOST_REQUIRE(leader);
+    std::optional<std::error_code> wrote;
+    c.at(*leader).async_propose("w", [&](boost::system::error_code ec, std::size_t) { wrote = ec; });
+    for (int i = 0; i < 500 && !wrote; ++i)
+        c.io.run_for(2ms);
+    BOOST_REQUIRE(wrote.has_value());
+    c.io.run_for(10ms); // heartbeat rounds answered: the lease holds
+    auto got = read_once(c, *leader, raftkv::asio::read_mode::lease);
+    BOOST_REQUIRE(got);
+    BOOST_TEST(!got->first);
+    BOOST_TEST(got->second.lease);
+    BOOST_TEST(got->second.applied_index >= 2u); // the noop and "w"
+    auto lin = read_once(c, *leader, raftkv::asio::read_mode::linearizable);
+    BOOST_REQUIRE(lin);
+    BOOST_TEST(!lin->first);
+    BOOST_TEST(!lin->second.lease);
+    const raftkv::node_id follower = *leader == 1 ? 2 : 1;
+    auto at_follower = read_once(c, follower, raftkv::asio::read_mode::lease);
+    BOOST_REQUIRE(at_follower);
+    BOOST_TEST(!at_follower->first);
+    BOOST_TEST(!at_follower->second.lease); // followers go through the leader
+}
+
+BOOST_AUTO_TEST_CASE(a_leader_cut_off_stops_serving_lease_reads_within_the_lease)
+{
+    cluster c(3);
+    auto leader = c.wait_for_leader();
+    BOOST_REQUIRE(leader);
+    c.io.run_for(20ms);
+    auto before = read_once(c, *leader, raftkv::asio::read_mode::lease);
+    BOOST_REQUIRE(before);
+    BOOST_TEST(before->second.lease);
+    for (raftkv::node_id id = 1; id <= 3; ++id)
+        if (id != *leader)
+            c.net.down[id] = true;
+    // election_ticks 10 - margin 2 = 8 ticks of 2 ms; wait well past them.
+    c.io.run_for(30ms);
+    auto after = read_once(c, *leader, raftkv::asio::read_mode::lease);
+    BOOST_REQUIRE(after);
+    BOOST_TEST(!after->second.lease);
+}

@@ -8,6 +8,7 @@
 #include <boost/asio/any_completion_handler.hpp>
 #include <boost/asio/associated_executor.hpp>
 #include <boost/asio/async_result.hpp>
+#include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -28,6 +29,25 @@
 #include <vector>
 
 namespace raftkv::asio {
+
+/// How async_read serves a read.
+enum class read_mode : std::uint8_t {
+    /// ReadIndex (basic_node::read_index): a heartbeat round, on the leader or through it.
+    linearizable,
+    /// On a leader whose lease holds (basic_node::lease_valid(), and real time since the
+    /// lease's round was sent under lease_ticks() tick intervals), at once from its state
+    /// machine; otherwise, and on followers, as `linearizable`.
+    lease,
+};
+
+/// How a read completed by async_read(read_mode, token) was served.
+struct read_info {
+    /// The state machine's applied index when the read was allowed to proceed: the state
+    /// read afterwards reflects at least every entry up to it.
+    index_t applied_index = 0;
+    /// Served under the leader's lease, without a ReadIndex round.
+    bool lease = false;
+};
 
 /// Tuning of a driver. Each field has its default.
 struct driver_options {
@@ -109,7 +129,7 @@ public:
     driver(executor_type strand, options opts, Transport& transport, LogStore& store, StateMachine& machine,
            driver_options dopts = {})
         : strand_(std::move(strand)), dopts_(dopts), node_(std::move(opts), transport, store, machine),
-          timer_(strand_)
+          timer_(strand_), tick_times_(node_.config().election_ticks + 1, clock::now())
     {
         node_.on_apply([this](index_t i, term_t t, result_type& r) { on_applied(i, t, r); });
         node_.on_drop([this](index_t i, term_t t, std::error_code ec) { on_dropped(i, t, ec); });
@@ -234,8 +254,29 @@ public:
     {
         return boost::asio::async_initiate<Token, void(boost::system::error_code)>(
             [this](auto handler) {
-                boost::asio::post(strand_, [this, h = std::move(handler)]() mutable {
-                    guarded([&] { start_read(std::move(h)); });
+                auto ex = boost::asio::get_associated_executor(handler, strand_);
+                read_handler h = boost::asio::bind_executor(
+                    ex, [inner = std::move(handler)](boost::system::error_code ec, read_info) mutable {
+                        std::move(inner)(ec);
+                    });
+                boost::asio::post(strand_, [this, h = std::move(h)]() mutable {
+                    guarded([&] { start_read(read_mode::linearizable, std::move(h)); });
+                });
+            },
+            token);
+    }
+
+    /// As async_read(token), served as `mode` says; completes with
+    /// `(boost::system::error_code, read_info)`. A lease read that the lease covers
+    /// completes after one pass through the strand, without a heartbeat round; any other
+    /// falls back to ReadIndex (read_info::lease false).
+    template <class Token>
+    auto async_read(read_mode mode, Token&& token)
+    {
+        return boost::asio::async_initiate<Token, void(boost::system::error_code, read_info)>(
+            [this, mode](auto handler) {
+                boost::asio::post(strand_, [this, mode, h = std::move(handler)]() mutable {
+                    guarded([&] { start_read(mode, std::move(h)); });
                 });
             },
             token);
@@ -308,7 +349,7 @@ public:
 
 private:
     using propose_handler = boost::asio::any_completion_handler<void(boost::system::error_code, result_type)>;
-    using read_handler = boost::asio::any_completion_handler<void(boost::system::error_code)>;
+    using read_handler = boost::asio::any_completion_handler<void(boost::system::error_code, read_info)>;
     using membership_handler = boost::asio::any_completion_handler<void(boost::system::error_code, index_t)>;
     using clock = std::chrono::steady_clock;
 
@@ -516,10 +557,15 @@ private:
         publish_status();
     }
 
-    void start_read(read_handler handler)
+    void start_read(read_mode mode, read_handler handler)
     {
         if (stopped_) {
-            complete(std::move(handler), to_boost(stopped_error()));
+            complete(std::move(handler), to_boost(stopped_error()), read_info{});
+            return;
+        }
+        if (mode == read_mode::lease && node_.applied_index() >= node_.commit_index() &&
+            lease_holds(clock::now())) {
+            complete(std::move(handler), boost::system::error_code{}, read_info{node_.applied_index(), true});
             return;
         }
         const std::uint64_t id = ++last_read_id_;
@@ -537,7 +583,21 @@ private:
             return;
         read_handler h = std::move(it->second.handler);
         reads_.erase(it);
-        complete(std::move(h), to_boost(ec));
+        complete(std::move(h), to_boost(ec), read_info{node_.applied_index(), false});
+    }
+
+    // The node's lease, checked against real time too: its ticks count only the ticks that
+    // happened, and a paused or busy process ticks late. The lease's round was sent after
+    // the tick it names began, so it ends no later than that tick's time plus lease_ticks()
+    // intervals as measured here (ticks are never less than an interval apart).
+    bool lease_holds(clock::time_point now) const
+    {
+        if (!node_.lease_valid())
+            return false;
+        const std::uint64_t sent = node_.lease_sent_tick();
+        if (node_.ticks() - sent >= tick_times_.size())
+            return false;
+        return now < tick_times_[sent % tick_times_.size()] + node_.lease_ticks() * dopts_.tick_interval;
     }
 
     void schedule_tick()
@@ -549,13 +609,16 @@ private:
         timer_.async_wait([this](const boost::system::error_code& ec) {
             if (ec || stopped_)
                 return;
+            // The next tick comes a whole interval after this one, never sooner, even after
+            // a stall: followers' election timers and leases count on ticks being no
+            // shorter than the interval.
+            next_tick_ = clock::now();
+            tick_times_[(node_.ticks() + 1) % tick_times_.size()] = next_tick_;
             guarded([&] { node_.tick(); });
             if (stopped_)
                 return;
             expire(clock::now());
             publish_status();
-            if (clock::now() - next_tick_ > 10 * dopts_.tick_interval)
-                next_tick_ = clock::now(); // after a long stall, do not tick in a burst
             schedule_tick();
         });
     }
@@ -573,7 +636,7 @@ private:
             it = waiters_.erase(it);
         }
         while (!reads_.empty() && reads_.begin()->second.deadline <= now) {
-            complete(std::move(reads_.begin()->second.handler), to_boost(errc::timeout));
+            complete(std::move(reads_.begin()->second.handler), to_boost(errc::timeout), read_info{});
             reads_.erase(reads_.begin());
         }
         while (!forwards_.empty() && forwards_.begin()->second.deadline <= now) {
@@ -593,7 +656,7 @@ private:
             complete(std::move(w.handler), ec, result_type{});
         waiters_.clear();
         for (auto& [id, r] : reads_)
-            complete(std::move(r.handler), ec);
+            complete(std::move(r.handler), ec, read_info{});
         reads_.clear();
         for (auto& [id, f] : forwards_)
             for (auto& h : f.handlers)
@@ -628,6 +691,9 @@ private:
     node_type node_;
     boost::asio::steady_timer timer_;
     clock::time_point next_tick_{};
+    /// When each of the last election_ticks + 1 ticks began, by tick number modulo the
+    /// size (tick 0: construction), for lease_holds().
+    std::vector<clock::time_point> tick_times_;
     bool stopped_ = false;
     bool flush_scheduled_ = false;
     std::atomic<bool> durable_queued_{false};
