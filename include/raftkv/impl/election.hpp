@@ -283,7 +283,10 @@ void basic_node<Transport, LogStore, StateMachine>::tick_leader()
     maybe_commit(); // in case the driver did not call on_log_durable() after proposing
     if (++heartbeat_elapsed_ >= opts_.heartbeat_ticks) {
         heartbeat_elapsed_ = 0;
-        begin_round();
+        // A heartbeat starts a round of its own, to renew the lease, unless ReadIndex
+        // reads wait on the round out: repeating its number lets any echo confirm them.
+        if (reads_.unconfirmed.empty())
+            begin_round();
         broadcast_heartbeat();
     }
     forget_old_rounds();
