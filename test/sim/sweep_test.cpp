@@ -30,12 +30,14 @@ namespace {
 /// what was run, as `what`.
 void sweep(const std::vector<std::uint64_t>& seeds, const scenario_params& params, const std::string& what)
 {
-    std::size_t failed = 0, inconclusive = 0, operations = 0, installs = 0;
+    std::size_t failed = 0, inconclusive = 0, operations = 0, installs = 0, lease = 0, stale = 0;
     const auto start = std::chrono::steady_clock::now();
     for (std::uint64_t seed : seeds) {
         const scenario_result r = run_random_scenario(seed, params);
         operations += r.operations;
         installs += r.snapshots_installed;
+        lease += r.lease_reads;
+        stale += r.stale_reads;
         if (!r.passed) {
             ++failed;
             BOOST_ERROR(r.report);
@@ -50,7 +52,12 @@ void sweep(const std::vector<std::uint64_t>& seeds, const scenario_params& param
         1000.0;
     BOOST_TEST_MESSAGE(seeds.size() << " seeds" << what << ", " << operations << " client operations, "
                                     << installs << " snapshots installed, " << failed << " failed, "
-                                    << inconclusive << " inconclusive, in " << seconds << " s");
+                                    << inconclusive << " inconclusive, " << lease << " lease reads, " << stale
+                                    << " stale reads, in " << seconds << " s");
+    if (params.lease_reads > 0)
+        BOOST_TEST(lease > 0u); // leases were held, or the test proves nothing
+    if (params.stale_reads > 0)
+        BOOST_TEST(stale > 0u);
 }
 
 } // namespace
@@ -72,6 +79,24 @@ BOOST_AUTO_TEST_CASE(random_membership_changes_under_faults_keep_raft_safe_and_l
     scenario_params params;
     params.membership_changes = true;
     sweep(seeds, params, " with membership changes");
+}
+
+// The same with mixed reads: a third of the gets are lease reads (checked for
+// linearizability with the rest) and a fifth stale reads (checked to never go back on a
+// node), with membership changes, and nodes' clocks up to 5% apart, which the default
+// lease margin (2 ticks of election timeouts up to 20) covers. RAFTKV_READ_MODE_SEEDS
+// overrides the count.
+BOOST_AUTO_TEST_CASE(lease_and_stale_reads_under_faults_and_clock_skew_stay_safe)
+{
+    std::vector<std::uint64_t> seeds = seeds_from_env(1, 150);
+    if (const char* n = std::getenv("RAFTKV_READ_MODE_SEEDS"); n && !std::getenv("RAFTKV_SEED"))
+        seeds = seeds_from_env(1, std::strtoull(n, nullptr, 10));
+    scenario_params params;
+    params.lease_reads = 0.35;
+    params.stale_reads = 0.2;
+    params.max_tick_skew = 0.05;
+    params.membership_changes = true;
+    sweep(seeds, params, " with lease and stale reads");
 }
 
 // Seeds that once caught the core using a follower's progress after committing a joint

@@ -59,6 +59,10 @@ struct cluster_config {
     /// Virtual time between two ticks of a node; each node starts at its own phase.
     /// Default: 10 ms.
     std::chrono::microseconds tick_interval{10'000};
+    /// Clock skew: each node incarnation ticks every tick_interval * (1 + u), u drawn once
+    /// from [0, max_tick_skew], so nodes' logical clocks run at different rates (as real
+    /// clocks drift), which leases (options::lease_margin_ticks) must cover. Default: 0.
+    double max_tick_skew = 0;
     /// The options every node is given; `id`, `members` and `random_seed` are set by the
     /// cluster for each node and incarnation.
     options node_options{};
@@ -285,6 +289,8 @@ private:
         std::unique_ptr<StateMachine> machine;
         std::unique_ptr<node_type> node;
         std::uint64_t incarnation = 0;
+        /// This incarnation's tick interval (see cluster_config::max_tick_skew).
+        std::uint64_t tick_interval = 0;
         /// The last entry (index, term) a scheduled sync covers.
         index_t sync_index = 0;
         term_t sync_term = 0;

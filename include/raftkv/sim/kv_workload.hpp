@@ -11,6 +11,7 @@
 #include <raftkv/sim/history.hpp>
 #include <raftkv/types.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -53,6 +54,16 @@ struct workload_config {
     std::chrono::microseconds max_backoff{20'000};
     /// A client pauses a random time in [0, max_think] between operations. Default: 10 ms.
     std::chrono::microseconds max_think{10'000};
+    /// Of the gets, the share that are lease reads: served at once by the node the client
+    /// believes leads when basic_node::lease_valid() says so (and it applied its commit
+    /// index), else by ReadIndex as any get. They are checked for linearizability like
+    /// the others. Default: 0.
+    double lease_reads = 0;
+    /// Of the gets, the share that are stale reads: served at once by a random node's state
+    /// machine, with no Raft round. They are left out of the history (they need not be
+    /// linearizable); instead each node incarnation must never answer one at a lower
+    /// applied index than an earlier one (workload_stats::stale_regressions). Default: 0.
+    double stale_reads = 0;
 };
 
 /// A write a client saw acknowledged, and where it sits in the log.
@@ -72,6 +83,11 @@ struct workload_stats {
     /// Writes a follower forwarded and the leader appended; of those, overwritten.
     std::uint64_t forwarded = 0;
     std::uint64_t forward_dropped = 0;
+    /// Gets served under a leader's lease, stale reads served, and stale reads answered
+    /// at a lower applied index than an earlier one of the same node incarnation (a bug).
+    std::uint64_t lease_served = 0;
+    std::uint64_t stale_served = 0;
+    std::uint64_t stale_regressions = 0;
 };
 
 /** K clients running random gets, puts and deletes on a simulated cluster.
@@ -122,6 +138,7 @@ public:
 
 private:
     enum class waiting_for : std::uint8_t { nothing, write, read };
+    enum class read_kind : std::uint8_t { linearizable, lease, stale };
 
     struct client {
         std::uint64_t id = 0;
@@ -137,9 +154,12 @@ private:
         node_id at = no_node;
         index_t index = 0;
         term_t term = 0;
+        read_kind reading = read_kind::linearizable;
     };
 
     void issue(std::size_t ci);
+    bool try_lease_read(client& c, std::size_t ci);
+    void stale_read(client& c, std::size_t ci);
     void attempt(std::size_t ci);
     void attempt_write(client& c, std::size_t ci);
     void attempt_read(client& c, std::size_t ci);
@@ -165,6 +185,8 @@ private:
     /// Writes waiting for their outcome, by (node, index, term) of their proposal.
     std::map<std::tuple<node_id, index_t, term_t>, std::size_t> writes_;
     std::map<std::uint64_t, std::size_t> reads_;
+    /// The applied index of the last stale read each node incarnation answered.
+    std::map<std::pair<node_id, std::uint64_t>, index_t> stale_seen_;
     std::uint64_t next_read_id_ = 1;
     /// Writes handed to a follower, waiting for the leader's answer, by forward id.
     std::map<std::uint64_t, std::size_t> forwards_;

@@ -61,6 +61,14 @@ struct scenario_params {
     /// Defaults: 2 million and 100,000.
     std::uint64_t max_events = 2'000'000;
     std::size_t max_pending_events = 100'000;
+    /// Of the gets, the shares that are lease reads and stale reads
+    /// (workload_config::lease_reads, stale_reads); a stale read that goes back on a node
+    /// fails the run. Defaults: 0.
+    double lease_reads = 0;
+    double stale_reads = 0;
+    /// Nodes' clocks run at rates up to this much apart (cluster_config::max_tick_skew).
+    /// Default: 0.
+    double max_tick_skew = 0;
     /// Wall-clock time the linearizability checker may spend. Default: 5 s.
     std::chrono::milliseconds checker_budget{5000};
 };
@@ -84,6 +92,9 @@ struct scenario_result {
     std::size_t faults = 0;
     std::uint64_t events = 0;
     std::uint64_t snapshots_installed = 0;
+    /// Gets served under a leader's lease, and stale reads (workload_stats).
+    std::uint64_t lease_reads = 0;
+    std::uint64_t stale_reads = 0;
 };
 
 namespace detail {
@@ -114,6 +125,7 @@ inline cluster_config choose_cluster(std::uint64_t seed, const scenario_params& 
     r.sync_lag = p.sync_lag && choose.chance(0.5);
     cfg.sync_on_append = !r.sync_lag;
     cfg.max_sync_delay = std::chrono::microseconds(static_cast<std::int64_t>(choose.uniform(500, 30'000)));
+    cfg.max_tick_skew = p.max_tick_skew;
     r.setup =
         std::to_string(cfg.nodes) + " nodes, sync lag " +
         (r.sync_lag ? "up to " + std::to_string(cfg.max_sync_delay.count()) + " us" : std::string("off"));
@@ -354,7 +366,10 @@ inline scenario_result run_random_scenario(std::uint64_t seed, const scenario_pa
     scenario_result r;
     r.seed = seed;
     cluster<> c{detail::choose_cluster(seed, params, r)};
-    kv_workload<> w{c, workload_config{.clients = params.clients, .keys = params.keys}};
+    workload_config wc{.clients = params.clients, .keys = params.keys};
+    wc.lease_reads = params.lease_reads;
+    wc.stale_reads = params.stale_reads;
+    kv_workload<> w{c, wc};
     fault_config fc = params.faults;
     fc.membership_changes = fc.membership_changes || params.membership_changes;
     fault_injector<kv_state_machine> faults{c, fc};
@@ -363,7 +378,12 @@ inline scenario_result run_random_scenario(std::uint64_t seed, const scenario_pa
     };
     std::string failure =
         detail::run_phases(c, w, faults, params, same, [&] { return detail::check_acknowledged(c, w); });
+    if (failure.empty() && w.stats().stale_regressions > 0)
+        failure = std::to_string(w.stats().stale_regressions) +
+                  " stale reads saw a lower applied index than an earlier one on the same node";
     r.operations = w.history().size();
+    r.lease_reads = w.stats().lease_served;
+    r.stale_reads = w.stats().stale_served;
     r.indeterminate = w.stats().indeterminate;
     if (failure.empty()) {
         const check_result lin = check_kv_history(w.history(), params.checker_budget);

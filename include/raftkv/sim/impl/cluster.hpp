@@ -308,6 +308,11 @@ void cluster<StateMachine, LogStore>::start(slot& s)
     });
     invariants_.on_start(s.id, s.machine->applied_index());
     const auto interval = static_cast<std::uint64_t>(config_.tick_interval.count());
+    s.tick_interval = interval;
+    if (config_.max_tick_skew > 0) {
+        const auto most = static_cast<std::uint64_t>(static_cast<double>(interval) * config_.max_tick_skew);
+        s.tick_interval += rng_.uniform(0, most);
+    }
     push(rng_.uniform(1, interval), node_event(event_kind::tick, s));
 }
 
@@ -333,7 +338,7 @@ void cluster<StateMachine, LogStore>::run(event& e)
         return; // scheduled for an incarnation that crashed
     if (e.kind == event_kind::tick) {
         s.node->tick();
-        push(static_cast<std::uint64_t>(config_.tick_interval.count()), std::move(e));
+        push(s.tick_interval, std::move(e));
     } else if (e.kind == event_kind::sync) {
         sync(s, e);
     }

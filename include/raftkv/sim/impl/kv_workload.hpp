@@ -57,8 +57,16 @@ void kv_workload<StateMachine>::issue(std::size_t ci)
     c.op.client = c.id;
     c.op.key = key;
     c.op.call = static_cast<std::uint64_t>(cluster_.now().count());
+    c.reading = read_kind::linearizable;
     if (r < config_.get_share) {
         c.op.kind = kv_op_kind::get;
+        if (config_.lease_reads + config_.stale_reads > 0) {
+            const double m = rng.unit();
+            if (m < config_.lease_reads)
+                c.reading = read_kind::lease;
+            else if (m < config_.lease_reads + config_.stale_reads)
+                c.reading = read_kind::stale;
+        }
     } else if (r < config_.get_share + config_.put_share) {
         c.op.kind = kv_op_kind::put;
         c.op.value = "c" + std::to_string(c.id) + "-" + std::to_string(++c.puts);
@@ -117,6 +125,10 @@ void kv_workload<StateMachine>::attempt_write(client& c, std::size_t ci)
 template <class StateMachine>
 void kv_workload<StateMachine>::attempt_read(client& c, std::size_t ci)
 {
+    if (c.reading == read_kind::stale)
+        return stale_read(c, ci);
+    if (c.reading == read_kind::lease && try_lease_read(c, ci))
+        return;
     random_generator& rng = cluster_.rng();
     const node_id at = rng.chance(config_.follower_reads) ? random_node() : c.target;
     const std::uint64_t read_id = next_read_id_++;
@@ -129,6 +141,42 @@ void kv_workload<StateMachine>::attempt_read(client& c, std::size_t ci)
         c.target = at; // the node tried: a hint that names another is followed
         retry(c, ci, cluster_.is_up(at) ? cluster_.node(at).leader() : no_node);
     }
+}
+
+// Serves the get at once if the node the client believes leads holds its lease and has
+// applied its commit index; otherwise the caller runs ReadIndex.
+template <class StateMachine>
+bool kv_workload<StateMachine>::try_lease_read(client& c, std::size_t ci)
+{
+    const node_id at = c.target;
+    if (!cluster_.is_up(at))
+        return false;
+    const auto& n = cluster_.node(at);
+    if (!n.lease_valid() || n.applied_index() < n.commit_index())
+        return false;
+    ++stats_.lease_served;
+    c.at = at;
+    std::optional<std::string> value = cluster_.machine(at).get(c.op.key);
+    complete(c, ci, value.has_value(), value.value_or(std::string{}));
+    return true;
+}
+
+// Reads a random live node's state machine as it is, and checks that the node never goes
+// back: a later stale read there sees at least the applied index of an earlier one.
+template <class StateMachine>
+void kv_workload<StateMachine>::stale_read(client& c, std::size_t ci)
+{
+    const node_id at = random_node();
+    if (!cluster_.is_up(at))
+        return retry(c, ci, no_node);
+    const index_t applied = cluster_.machine(at).applied_index();
+    index_t& seen = stale_seen_[{at, cluster_.incarnation(at)}];
+    if (applied < seen)
+        ++stats_.stale_regressions;
+    seen = std::max(seen, applied);
+    (void)cluster_.machine(at).get(c.op.key); // never checked against the history
+    ++stats_.stale_served;
+    finish(c, ci);
 }
 
 // Retries after a backoff, at `hint` if it names another node, else at a random node.
