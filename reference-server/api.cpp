@@ -714,15 +714,33 @@ asio::awaitable<http_response> api_handler::put(const http_request& req, const s
         {{"key", key}, {"value", *value.value}, {"message", "Key-value pair stored successfully"}});
 }
 
+namespace {
+
+/// Says how a read was served: Raftkv-Read (read-index, lease or stale) and
+/// Raftkv-Applied-Index (the applied index the state was read at, or later).
+void set_read_headers(http_response& res, read_path path, raftkv::index_t applied)
+{
+    res.set("Raftkv-Read", path == read_path::lease   ? "lease"
+                           : path == read_path::stale ? "stale"
+                                                      : "read-index");
+    res.set("Raftkv-Applied-Index", std::to_string(applied));
+}
+
+} // namespace
+
 asio::awaitable<http_response> api_handler::get(const http_request& req, const std::string& key)
 {
+    const checked_consistency consistency = check_consistency(req.target());
+    if (!consistency.value)
+        co_return error_response(consistency.status, consistency.error);
     const auto started = clock::now();
-    const read_result r = co_await service_.get(key);
+    const read_result r = co_await service_.get(key, *consistency.value);
     if (r.ec)
         co_return co_await not_done(req, r.ec, request_kind::read, started);
-    if (!r.value)
-        co_return error_response(http::status::not_found, "key not found");
-    co_return kv_response({{"key", key}, {"value", *r.value}});
+    http_response res = r.value ? kv_response({{"key", key}, {"value", *r.value}})
+                                : error_response(http::status::not_found, "key not found");
+    set_read_headers(res, r.path, r.applied_index);
+    co_return res;
 }
 
 // A scan is not ordered with the requests pipelined before it on the connection (those
@@ -734,7 +752,8 @@ asio::awaitable<http_response> api_handler::scan(const http_request& req)
         co_return error_response(query.status, query.error);
     scan_query& q = *query.value;
     const auto started = clock::now();
-    scan_result r = co_await service_.scan(std::move(q.prefix), std::move(q.after), q.limit, q.keys_only);
+    scan_result r =
+        co_await service_.scan(std::move(q.prefix), std::move(q.after), q.limit, q.keys_only, q.consistency);
     if (r.ec)
         co_return co_await not_done(req, r.ec, request_kind::read, started);
     json::array items;
@@ -748,7 +767,9 @@ asio::awaitable<http_response> api_handler::scan(const http_request& req)
     json::object body{{"items", std::move(items)}, {"more", r.more}};
     if (r.more)
         body["next"] = r.items.back().first;
-    co_return json_response(http::status::ok, body);
+    http_response res = json_response(http::status::ok, body);
+    set_read_headers(res, r.path, r.applied_index);
+    co_return res;
 }
 
 asio::awaitable<http_response> api_handler::del(const http_request& req, const std::string& key)

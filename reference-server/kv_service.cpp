@@ -967,24 +967,55 @@ boost::asio::awaitable<write_result> kv_service::del(std::string key)
 
 boost::asio::awaitable<read_result> kv_service::get(std::string key)
 {
+    read_result r = co_await get(std::move(key), read_consistency::linearizable);
+    co_return r;
+}
+
+namespace {
+
+/// Where a read may go ahead on `n`, as `consistency` says: at once for a stale read (the
+/// applied index published after the node's last input, which only grows), else after the
+/// driver allowed it. Nothing when the driver refused, with its error in `ec`.
+boost::asio::awaitable<std::optional<std::pair<index_t, read_path>>>
+read_point(raft_node& n, read_consistency consistency, std::error_code& ec)
+{
+    if (consistency == read_consistency::stale)
+        co_return std::pair{n.driver.applied_index(), read_path::stale};
+    const auto mode = consistency == read_consistency::lease ? raftkv::asio::read_mode::lease
+                                                             : raftkv::asio::read_mode::linearizable;
+    auto [error, info] =
+        co_await n.driver.async_read(mode, boost::asio::as_tuple(boost::asio::use_awaitable));
+    ec = error;
+    if (ec)
+        co_return std::nullopt;
+    co_return std::pair{info.applied_index, info.lease ? read_path::lease : read_path::read_index};
+}
+
+} // namespace
+
+boost::asio::awaitable<read_result> kv_service::get(std::string key, read_consistency consistency)
+{
     const std::shared_ptr<raft_node> n = impl_->current();
     if (!n)
         co_return read_result{make_error_code(raftkv::errc::node_failed), std::nullopt};
-    auto [ec] = co_await n->driver.async_read(boost::asio::as_tuple(boost::asio::use_awaitable));
-    if (ec)
+    std::error_code ec;
+    const auto at = co_await read_point(*n, consistency, ec);
+    if (!at)
         co_return read_result{ec, std::nullopt};
-    // The read index is applied: the state machine reflects every earlier acknowledged write.
-    co_return read_result{{}, n->machine.get(key)};
+    // Linearizable or lease: the read index is applied, so the state machine reflects every
+    // earlier acknowledged write. Stale: it reflects at least the entries up to at->first.
+    co_return read_result{{}, n->machine.get(key), at->first, at->second};
 }
 
 boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::string after, std::size_t limit,
-                                                     bool keys_only)
+                                                     bool keys_only, read_consistency consistency)
 {
     const std::shared_ptr<raft_node> n = impl_->current();
     if (!n)
         co_return scan_result{make_error_code(raftkv::errc::node_failed), {}, false};
-    auto [ec] = co_await n->driver.async_read(boost::asio::as_tuple(boost::asio::use_awaitable));
-    if (ec)
+    std::error_code ec;
+    const auto at = co_await read_point(*n, consistency, ec);
+    if (!at)
         co_return scan_result{ec, {}, false};
     raftkv::leveldb::kv_scan_options options;
     options.prefix = std::move(prefix);
@@ -994,7 +1025,7 @@ boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::st
     options.keys_only = keys_only;
     // The read index is applied, as for get(): the page reflects every earlier acknowledged write.
     raftkv::leveldb::kv_scan_page page = n->machine.scan(options);
-    co_return scan_result{{}, std::move(page.items), page.more};
+    co_return scan_result{{}, std::move(page.items), page.more, at->first, at->second};
 }
 
 void kv_service::read_barrier(std::function<void(std::error_code)> done)

@@ -19,6 +19,7 @@
 
 #include "config.hpp"
 #include "metrics.hpp"
+#include "request_parsing.hpp"
 
 #include <raftkv/types.hpp>
 
@@ -84,12 +85,19 @@ struct write_result {
     bool found = false;
 };
 
-/// The outcome of a linearizable read.
+/// How a read was served.
+enum class read_path : std::uint8_t { read_index, lease, stale };
+
+/// The outcome of a read.
 struct read_result {
     /// Empty on success; otherwise not_leader, leadership_lost, timeout, shutting_down or
     /// node_failed.
     std::error_code ec;
     std::optional<std::string> value;
+    /// The node's applied index before the state was read: the answer reflects at least
+    /// every entry up to it. For a stale read, how far behind it may be.
+    index_t applied_index = 0;
+    read_path path = read_path::read_index;
 };
 
 /// The outcome of a linearizable scan: a page of keys in byte order.
@@ -100,6 +108,9 @@ struct scan_result {
     std::vector<std::pair<std::string, std::string>> items;
     /// Whether more keys match after the last item.
     bool more = false;
+    /// As read_result's.
+    index_t applied_index = 0;
+    read_path path = read_path::read_index;
 };
 
 /// The most bytes of keys and values one scan page holds, but for its first key (whose
@@ -211,12 +222,18 @@ public:
     boost::asio::awaitable<write_result> put(std::string key, std::string value);
     boost::asio::awaitable<write_result> del(std::string key);
     boost::asio::awaitable<read_result> get(std::string key);
+    /// A read of `key` served as `consistency` says: linearizable as get(key); lease from
+    /// the leader's state machine while its lease holds (else as get(key)); stale from this
+    /// node's state machine at once, on any node, with no Raft round.
+    boost::asio::awaitable<read_result> get(std::string key, read_consistency consistency);
 
     /// Lists up to `limit` keys that start with `prefix` and sort after `after`, in byte
     /// order, with their values unless `keys_only`, and at most about max_scan_bytes: a
-    /// linearizable read exactly as get() is, then one pass over the state machine.
+    /// linearizable read exactly as get() is (or as get(key, consistency) serves
+    /// `consistency`), then one pass over the state machine.
     boost::asio::awaitable<scan_result> scan(std::string prefix, std::string after, std::size_t limit,
-                                             bool keys_only);
+                                             bool keys_only,
+                                             read_consistency consistency = read_consistency::linearizable);
 
     /// Starts a linearizable-read barrier (a ReadIndex round, as get() makes; a follower
     /// asks its leader) and calls `done` once, on the service's strand or at once, with an

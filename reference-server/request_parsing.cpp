@@ -217,14 +217,52 @@ std::optional<std::size_t> scan_limit(std::string_view text)
 
 } // namespace
 
+checked_consistency parse_consistency(std::string_view raw)
+{
+    if (raw == "linearizable")
+        return {read_consistency::linearizable, http::status::ok, {}};
+    if (raw == "lease")
+        return {read_consistency::lease, http::status::ok, {}};
+    if (raw == "stale")
+        return {read_consistency::stale, http::status::ok, {}};
+    return {std::nullopt, http::status::bad_request,
+            "'consistency' must be linearizable, lease or stale, not '" + std::string(raw.substr(0, 64)) +
+                "'"};
+}
+
+checked_consistency check_consistency(std::string_view target)
+{
+    const std::size_t question = target.find('?');
+    std::string_view query =
+        question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
+    checked_consistency found{read_consistency::linearizable, http::status::ok, {}};
+    bool seen = false;
+    while (!query.empty()) {
+        const std::size_t amp = query.find('&');
+        const std::string_view param = query.substr(0, amp);
+        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
+        const std::size_t eq = param.find('=');
+        if (param.substr(0, eq) != "consistency")
+            continue;
+        if (seen)
+            return {std::nullopt, http::status::bad_request, "parameter 'consistency' given more than once"};
+        seen = true;
+        found = parse_consistency(eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1));
+        if (!found.value)
+            return found;
+    }
+    return found;
+}
+
 checked_scan_query check_scan_query(std::string_view target)
 {
     const std::size_t question = target.find('?');
     std::string_view query =
         question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
     scan_query q;
-    bool seen[4] = {false, false, false, false};
-    static constexpr std::array<std::string_view, 4> names = {"prefix", "after", "limit", "keys_only"};
+    bool seen[5] = {false, false, false, false, false};
+    static constexpr std::array<std::string_view, 5> names = {"prefix", "after", "limit", "keys_only",
+                                                              "consistency"};
     while (!query.empty()) {
         const std::size_t amp = query.find('&');
         const std::string_view param = query.substr(0, amp);
@@ -237,7 +275,7 @@ checked_scan_query check_scan_query(std::string_view target)
         const auto known = std::find(names.begin(), names.end(), name);
         if (known == names.end())
             return scan_rejected("unknown parameter '" + std::string(name.substr(0, 64)) +
-                                 "' (GET /kv takes prefix, after, limit and keys_only)");
+                                 "' (GET /kv takes prefix, after, limit, keys_only and consistency)");
         bool& once = seen[known - names.begin()];
         if (once)
             return scan_rejected("parameter '" + std::string(name) + "' given more than once");
@@ -254,6 +292,11 @@ checked_scan_query check_scan_query(std::string_view target)
                 return scan_rejected("'limit' must be a whole number from 1 to " +
                                      std::to_string(max_scan_limit));
             q.limit = *limit;
+        } else if (name == "consistency") {
+            checked_consistency c = parse_consistency(raw);
+            if (!c.value)
+                return scan_rejected(std::move(c.error));
+            q.consistency = *c.value;
         } else if (raw == "true" || raw == "false") {
             q.keys_only = raw == "true";
         } else {

@@ -10,6 +10,7 @@
 #include <boost/beast/http/verb.hpp>
 
 #include <cstddef>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -86,6 +87,31 @@ struct checked_input {
 /// that is not UTF-8 is 400; over max_key_bytes is 413.
 checked_input check_key(std::string_view raw_key);
 
+/// How a GET is served, from its `consistency` query parameter.
+enum class read_consistency : std::uint8_t {
+    /// ReadIndex: reflects every write acknowledged before the request. The default.
+    linearizable,
+    /// From the leader's state machine while its lease holds, else as linearizable.
+    lease,
+    /// From this node's state machine as it is: no Raft round, never forwarded.
+    stale,
+};
+
+/// A read_consistency, or the status (400) and message to answer with.
+struct checked_consistency {
+    std::optional<read_consistency> value;
+    boost::beast::http::status status = boost::beast::http::status::ok;
+    std::string error;
+};
+
+/// Parses the value of a `consistency` parameter: "linearizable", "lease" or "stale"; anything
+/// else is 400.
+checked_consistency parse_consistency(std::string_view raw);
+
+/// The `consistency` parameter of the query of `target` (linearizable when absent); given
+/// more than once, or with another value, is 400. Other parameters are not looked at.
+checked_consistency check_consistency(std::string_view target);
+
 /// How many keys GET /kv lists when the query names no limit, and the most it may name.
 inline constexpr std::size_t default_scan_limit = 100;
 inline constexpr std::size_t max_scan_limit = 1000;
@@ -98,6 +124,7 @@ struct scan_query {
     std::string after;
     std::size_t limit = default_scan_limit;
     bool keys_only = false;
+    read_consistency consistency = read_consistency::linearizable;
 };
 
 /// A scan_query, or the status (400) and message to answer with.
@@ -110,7 +137,8 @@ struct checked_scan_query {
 /// Decodes the query string of `target` (after '?'; none is the defaults): each parameter
 /// at most once, percent-decoded like a key ('+' stays '+'); prefix and after valid UTF-8
 /// of at most max_key_bytes; limit a decimal from 1 to max_scan_limit; keys_only "true" or
-/// "false". Anything else, an unknown parameter included, is 400.
+/// "false"; consistency as parse_consistency(). Anything else, an unknown parameter
+/// included, is 400.
 checked_scan_query check_scan_query(std::string_view target);
 
 /// Extracts the value of a PUT body `{"value": "..."}`: malformed JSON, a body that is not

@@ -203,9 +203,29 @@ int run_put(context& ctx, const po::variables_map&, const std::vector<std::strin
     return done(ctx, a, [](const json::object&) { std::cout << "OK\n"; });
 }
 
-int run_get(context& ctx, const po::variables_map&, const std::vector<std::string>& args)
+// The query parameter that asks for --consistency ("" for the default, linearizable).
+std::string consistency_param(const po::variables_map& vm)
 {
-    const answer a = ctx.c->request("GET", key_target(args[0]), {}, retry_policy::idempotent);
+    const std::string c = vm["consistency"].as<std::string>();
+    if (c == "linearizable")
+        return {};
+    if (c == "lease" || c == "stale")
+        return "consistency=" + c;
+    throw usage_failure("--consistency: expected linearizable, lease or stale, not '" + c + "'");
+}
+
+void add_consistency_option(po::options_description& d)
+{
+    d.add_options()("consistency", po::value<std::string>()->default_value("linearizable"),
+                    "linearizable (the default), lease (the leader's lease, else as "
+                    "linearizable) or stale (the answering node's state, possibly behind)");
+}
+
+int run_get(context& ctx, const po::variables_map& vm, const std::vector<std::string>& args)
+{
+    const std::string param = consistency_param(vm);
+    const std::string target = key_target(args[0]) + (param.empty() ? "" : "?" + param);
+    const answer a = ctx.c->request("GET", target, {}, retry_policy::idempotent);
     if (a.status == 404 && !ctx.json_output) {
         std::cerr << "raftkv: key not found: " << args[0] << "\n";
         return not_found;
@@ -233,6 +253,7 @@ int run_ls(context& ctx, const po::variables_map& vm, const std::vector<std::str
 {
     const std::string prefix = vm["prefix"].as<std::string>();
     const bool keys_only = vm["keys-only"].as<bool>();
+    const std::string consistency = consistency_param(vm);
     std::uint64_t remaining = vm["limit"].as<std::uint64_t>(); // 0: no limit
     const bool limited = remaining != 0;
     std::string after;
@@ -247,6 +268,8 @@ int run_ls(context& ctx, const po::variables_map& vm, const std::vector<std::str
             target += "&after=" + url_encode(after);
         if (keys_only)
             target += "&keys_only=true";
+        if (!consistency.empty())
+            target += "&" + consistency;
         const answer a = ctx.c->request("GET", target, {}, retry_policy::idempotent);
         if (a.status != 200)
             return fail(a);
@@ -404,14 +427,15 @@ const std::vector<command>& commands()
     static const std::vector<command> all = {
         {"put", "put KEY VALUE", "Sets KEY to VALUE. Prints OK.", {}, {"key", "value"}, run_put},
         {"get",
-         "get KEY",
-         "Prints the value of KEY (a linearizable read); exit code 2 when it is absent.",
-         {},
+         "get KEY [--consistency linearizable|lease|stale]",
+         "Prints the value of KEY (a linearizable read unless --consistency says otherwise);\n"
+         "exit code 2 when it is absent.",
+         add_consistency_option,
          {"key"},
          run_get},
         {"del", "del KEY", "Deletes KEY. Prints OK; exit code 2 when it was absent.", {}, {"key"}, run_del},
         {"ls",
-         "ls [--prefix P] [--limit N] [--keys-only]",
+         "ls [--prefix P] [--limit N] [--keys-only] [--consistency C]",
          "Lists keys in byte order, one per line with a tab and the value (a linearizable\n"
          "read per page; the pages are followed to the end or to --limit).",
          [](po::options_description& d) {
@@ -419,6 +443,7 @@ const std::vector<command>& commands()
                              "only keys starting with P")(
                  "limit", po::value<std::uint64_t>()->default_value(0), "list at most N keys (0: all)")(
                  "keys-only", po::bool_switch(), "list the keys without their values");
+             add_consistency_option(d);
          },
          {},
          run_ls},

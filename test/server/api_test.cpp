@@ -717,12 +717,34 @@ BOOST_AUTO_TEST_CASE(scan_query_rejects_bad_parameters_with_a_clear_message)
     check_scan_rejected("/kv?keys_only=1", "'keys_only' must be true or false");
     check_scan_rejected("/kv?keys_only", "'keys_only' must be true or false");
     check_scan_rejected("/kv?limit=5&limit=6", "parameter 'limit' given more than once");
-    check_scan_rejected("/kv?start=a",
-                        "unknown parameter 'start' (GET /kv takes prefix, after, limit and keys_only)");
+    check_scan_rejected(
+        "/kv?start=a",
+        "unknown parameter 'start' (GET /kv takes prefix, after, limit, keys_only and consistency)");
     check_scan_rejected("/kv?prefix=%zz", "malformed percent-encoding in 'prefix'");
     check_scan_rejected("/kv?after=%ff", "'after' is not valid UTF-8");
     check_scan_rejected("/kv?prefix=" + std::string(1025, 'a'),
                         "'prefix' too long: 1025 bytes (the limit is 1024)");
+}
+
+BOOST_AUTO_TEST_CASE(the_consistency_parameter_names_a_read_mode_or_is_refused)
+{
+    using raftkv::server::check_consistency;
+    using raftkv::server::read_consistency;
+    BOOST_TEST((check_consistency("/kv/k").value == read_consistency::linearizable));
+    BOOST_TEST((check_consistency("/kv/k?consistency=linearizable").value == read_consistency::linearizable));
+    BOOST_TEST((check_consistency("/kv/k?x=1&consistency=lease").value == read_consistency::lease));
+    BOOST_TEST((check_consistency("/kv/k?consistency=stale").value == read_consistency::stale));
+    for (const char* target : {"/kv/k?consistency=", "/kv/k?consistency", "/kv/k?consistency=Stale",
+                               "/kv/k?consistency=stale&consistency=stale"}) {
+        const auto c = check_consistency(target);
+        BOOST_TEST(!c.value.has_value(), target);
+        BOOST_TEST((c.status == boost::beast::http::status::bad_request));
+    }
+    BOOST_TEST(check_consistency("/kv/k?consistency=eventual").error ==
+               "'consistency' must be linearizable, lease or stale, not 'eventual'");
+    BOOST_TEST((check_scan_query("/kv?consistency=stale").value->consistency == read_consistency::stale));
+    check_scan_rejected("/kv?consistency=fast",
+                        "'consistency' must be linearizable, lease or stale, not 'fast'");
 }
 
 BOOST_AUTO_TEST_CASE(a_failed_storage_is_checked_at_doubling_intervals_up_to_a_minute)

@@ -324,6 +324,13 @@ public:
     /// Whether the node failed (see Failures). On the strand, in a function given to post().
     bool failed() const noexcept { return failure_ != nullptr; }
 
+    /// status().applied_index, without copying the rest. Safe from any thread.
+    index_t applied_index() const
+    {
+        std::lock_guard lock(status_mutex_);
+        return status_.applied_index;
+    }
+
     /// The node's state as of its last input. Safe from any thread.
     node_status status() const
     {
