@@ -88,7 +88,7 @@ BOOST_AUTO_TEST_CASE(random_membership_changes_under_faults_keep_raft_safe_and_l
 // overrides the count.
 BOOST_AUTO_TEST_CASE(lease_and_stale_reads_under_faults_and_clock_skew_stay_safe)
 {
-    std::vector<std::uint64_t> seeds = seeds_from_env(1, 150);
+    std::vector<std::uint64_t> seeds = seeds_from_env(1, 100);
     if (const char* n = std::getenv("RAFTKV_READ_MODE_SEEDS"); n && !std::getenv("RAFTKV_SEED"))
         seeds = seeds_from_env(1, std::strtoull(n, nullptr, 10));
     scenario_params params;
