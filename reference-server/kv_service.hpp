@@ -20,6 +20,7 @@
 #include "config.hpp"
 #include "metrics.hpp"
 
+#include <raftkv/kv_command.hpp>
 #include <raftkv/types.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -82,6 +83,11 @@ struct write_result {
     std::error_code ec;
     /// For a delete: whether the key existed. For a put: true.
     bool found = false;
+    /// Once applied: whether the precondition held (precondition_failed: nothing changed).
+    kv_status status = kv_status::ok;
+    /// Once applied: the key's version after a put, before a delete, or, when the
+    /// precondition failed, now (0 for an absent key). See raftkv::kv_result.
+    index_t version = 0;
 };
 
 /// The outcome of a linearizable read.
@@ -90,6 +96,8 @@ struct read_result {
     /// node_failed.
     std::error_code ec;
     std::optional<std::string> value;
+    /// The key's version when it exists: the index of the entry that last wrote it.
+    index_t version = 0;
 };
 
 /// The outcome of a linearizable scan: a page of keys in byte order.
@@ -100,6 +108,8 @@ struct scan_result {
     std::vector<std::pair<std::string, std::string>> items;
     /// Whether more keys match after the last item.
     bool more = false;
+    /// The version of each key of `items`, in the same order.
+    std::vector<index_t> versions{};
 };
 
 /// The most bytes of keys and values one scan page holds, but for its first key (whose
@@ -210,6 +220,10 @@ public:
 
     boost::asio::awaitable<write_result> put(std::string key, std::string value);
     boost::asio::awaitable<write_result> del(std::string key);
+    /// A put or a delete applied only if `pre` holds when its entry is applied
+    /// (write_result::status).
+    boost::asio::awaitable<write_result> put(std::string key, std::string value, kv_precondition pre);
+    boost::asio::awaitable<write_result> del(std::string key, kv_precondition pre);
     boost::asio::awaitable<read_result> get(std::string key);
 
     /// Lists up to `limit` keys that start with `prefix` and sort after `after`, in byte

@@ -268,6 +268,53 @@ BOOST_AUTO_TEST_CASE(unsynced_state_survives_process_crash_without_close)
     BOOST_TEST(m.get("key99").value() == std::string(1000, 'v'));
 }
 
+// Before any checkpoint in this file, as the test above (LevelDB's background thread).
+BOOST_AUTO_TEST_CASE(without_syncing_a_process_crash_resumes_after_the_last_batch_not_the_checkpoint)
+{
+    // Conditional commands read the state: re-applied over a state that already holds
+    // later writes they could decide differently. So with every batch since the
+    // checkpoint stored (a process crash loses none), the machine resumes after them.
+    temp_dir dir;
+    const pid_t child = fork();
+    BOOST_TEST_REQUIRE(child >= 0);
+    if (child == 0) {
+        try {
+            kv_state_machine m{dir / "sm", {.sync = false}};
+            batch_builder b;
+            b.put("a", "1").apply_to(m);
+            b.add(raftkv::encode_put("a", "2", raftkv::kv_precondition{1, false})).apply_to(m);
+            b.put("b", "3").add(raftkv::encode_put("a", "4", raftkv::kv_precondition{2, false})).apply_to(m);
+            _exit(0); // no close, hence no checkpoint
+        } catch (...) {
+            _exit(1);
+        }
+        _exit(1); // unreachable
+    }
+    int status = 0;
+    BOOST_TEST_REQUIRE(waitpid(child, &status, 0) == child);
+    BOOST_TEST_REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    std::filesystem::copy(dir / "sm", dir / "holed", std::filesystem::copy_options::recursive);
+    {
+        kv_state_machine m{dir / "sm", {.sync = false}};
+        BOOST_TEST(m.applied_index() == 4u);
+        BOOST_TEST(m.snapshot_index() == 0u);
+        BOOST_TEST(m.get_versioned("a").value().version == 4u);
+    }
+    {
+        // What a machine crash may leave: a later batch without an earlier one (its record
+        // gone with it). The machine cannot trust the state past the checkpoint.
+        auto db = open_raw(dir / "holed");
+        std::string key = "mbatch";
+        raftkv::leveldb::detail::put_u64_be(key, 2);
+        std::string value;
+        BOOST_TEST_REQUIRE(db->Get({}, key, &value).ok());
+        db->Delete({}, key);
+    }
+    kv_state_machine m{dir / "holed", {.sync = false}};
+    BOOST_TEST(m.applied_index() == 0u);
+    BOOST_TEST(m.snapshot_index() == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(applied_index_is_written_in_the_same_batch_as_the_data)
 {
     // One apply is one LevelDB write: reading the database back shows the applied index
@@ -1535,4 +1582,22 @@ BOOST_AUTO_TEST_CASE(version_2_database_with_its_state_in_slot_1_is_upgraded_in_
     BOOST_TEST_REQUIRE(db->Get({}, "ka", &value).ok());
     BOOST_TEST(value == "\x0a"
                         "2");
+}
+
+BOOST_AUTO_TEST_CASE(a_checkpoint_deletes_the_batch_records_it_covers)
+{
+    temp_dir dir;
+    {
+        kv_state_machine m{dir / "sm", {.sync = false}};
+        batch_builder b;
+        b.put("a", "1").apply_to(m);
+        b.put("b", "2").apply_to(m);
+        m.take_snapshot();
+        BOOST_TEST(wait_for_checkpoint(m, 2));
+        b.put("c", "3").apply_to(m);
+    } // closing checkpoints index 3
+    auto db = open_raw(dir / "sm");
+    std::unique_ptr<::leveldb::Iterator> it(db->NewIterator({}));
+    it->Seek("mbatch");
+    BOOST_TEST(!(it->Valid() && it->key().starts_with("mbatch")));
 }

@@ -258,6 +258,10 @@ private:
     // The applied index of the last durable checkpoint (with `sync` on, of every apply);
     // absent means the restored index.
     static constexpr std::string_view durable_index_key = "mdurable_index";
+    // With `sync` off, one record per apply batch since the last checkpoint: this prefix and
+    // the batch's first index (8 bytes) -> its last index (8 bytes). Written in the batch's
+    // own write, so a record is there exactly when the batch's writes are.
+    static constexpr std::string_view batch_key_prefix = "mbatch";
     // The slot holding the state, one byte (0 or 1); absent means 0.
     static constexpr std::string_view slot_key = "mslot";
     // The index of the last restore finished; absent means 0.
@@ -308,6 +312,9 @@ private:
                        const ::leveldb::ReadOptions& options) const;
     int read_slot(const ::leveldb::ReadOptions& options) const;
     void load();
+    static std::string batch_key(index_t first);
+    bool batches_complete(index_t from, index_t to, const ::leveldb::ReadOptions& options) const;
+    void delete_batch_records(::leveldb::WriteBatch& batch, index_t from, index_t to) const;
     key_state stored(const std::string& key, std::unique_ptr<::leveldb::Iterator>& it) const;
     restore_state& restoring(std::string_view call);
     void stage(record_kind kind, std::string_view key, std::string_view value);
@@ -542,6 +549,7 @@ inline void kv_state_machine::checkpoint(index_t index)
         return; // a restore finished meanwhile and went further
     ::leveldb::WriteBatch batch;
     batch.Put(detail::to_slice(durable_index_key), encode_index(index));
+    delete_batch_records(batch, 0, index);
     write_synced(batch, "cannot record a checkpoint");
     record(&kv_state_machine_stats::checkpoint_ns, start); // before snapshot_index() shows it
     durable_.store(index);
@@ -604,6 +612,8 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
         }
     }
     writes.Put(detail::to_slice(applied_index_key), encode_index(batch.back().index));
+    if (!opts_.sync)
+        writes.Put(batch_key(batch.front().index), encode_index(batch.back().index));
     if (opts_.sync)
         writes.Put(detail::to_slice(durable_index_key), encode_index(batch.back().index));
 
@@ -791,10 +801,60 @@ inline void kv_state_machine::load()
     stale_ = read(stale_key, options).has_value();
     const bool recorded = read(durable_index_key, options).has_value();
     durable_ = recorded ? read_index(durable_index_key, "durable index", options) : restored_;
-    // Without syncing, the stored state past the checkpoint may lack earlier writes: resume
-    // from the checkpoint and let the node re-apply the rest of the log.
-    if (!opts_.sync)
+    // Without syncing, the stored state past the checkpoint may lack earlier writes. When
+    // the record of every batch since the checkpoint is there, none is missing (a process
+    // crash, or a machine crash that lost only a suffix): resume after the last. Otherwise
+    // resume from the checkpoint, forget the batch records past it, and let the node
+    // re-apply the rest of the log (docs/wal.md, Applying without fsync).
+    if (!opts_.sync && applied_ > durable_.load() && !batches_complete(durable_.load(), applied_, options)) {
+        ::leveldb::WriteBatch batch;
+        delete_batch_records(batch, durable_.load() + 1, applied_);
+        write_synced(batch, "cannot forget the batches past the checkpoint");
         applied_ = durable_.load();
+    }
+    if (!opts_.sync && applied_ < durable_.load())
+        applied_ = durable_.load();
+}
+
+inline std::string kv_state_machine::batch_key(index_t first)
+{
+    std::string out(batch_key_prefix);
+    detail::put_u64_be(out, first);
+    return out;
+}
+
+/// Whether the records of the batches (from, to] are all stored, each starting right after
+/// the one before.
+inline bool kv_state_machine::batches_complete(index_t from, index_t to,
+                                               const ::leveldb::ReadOptions& options) const
+{
+    index_t at = from;
+    while (at < to) {
+        const std::optional<std::string> last = read(batch_key(at + 1), options);
+        if (!last || last->size() != detail::u64_size)
+            return false;
+        const index_t next = detail::get_u64_be(*last);
+        if (next <= at || next > to)
+            return false;
+        at = next;
+    }
+    return true;
+}
+
+/// Adds to `batch` the deletion of every batch record whose first index is in [from, to].
+inline void kv_state_machine::delete_batch_records(::leveldb::WriteBatch& batch, index_t from,
+                                                   index_t to) const
+{
+    ::leveldb::ReadOptions options = detail::checked_reads();
+    options.fill_cache = false;
+    std::unique_ptr<::leveldb::Iterator> it(db_->NewIterator(options));
+    const std::string end = batch_key(to);
+    for (it->Seek(batch_key(from));
+         it->Valid() && it->key().starts_with(detail::to_slice(batch_key_prefix)) &&
+         detail::to_view(it->key()) <= std::string_view(end);
+         it->Next())
+        batch.Delete(it->key());
+    detail::check(it->status(), name_, "cannot read the batch records");
 }
 
 inline std::string kv_state_machine::data_key(char prefix, std::string_view key)
