@@ -176,6 +176,43 @@ http_response kv_response(std::initializer_list<std::pair<std::string_view, std:
     return res;
 }
 
+// Adds a key's version to a kv_response(): a "version" member, and with `etag` an ETag
+// header ("7") that If-Match accepts as is.
+http_response with_version(http_response res, index_t version, bool etag)
+{
+    const std::string v = std::to_string(version);
+    std::string& body = res.body();
+    body.pop_back(); // the closing brace
+    body.append(",\"version\":").append(v).push_back('}');
+    if (etag)
+        res.set(http::field::etag, "\"" + v + "\"");
+    return res;
+}
+
+// Every value of header `f`, in order; empty when absent (the common case: no allocation).
+std::vector<std::string_view> header_values(const http_request& req, http::field f)
+{
+    std::vector<std::string_view> out;
+    for (auto [it, end] = req.equal_range(f); it != end; ++it)
+        out.push_back(it->value());
+    return out;
+}
+
+// The 412 answer of a PUT or DELETE whose precondition did not hold.
+http_response precondition_failed_response(const std::string& key, const write_result& r)
+{
+    http_response res = json_response(
+        http::status::precondition_failed,
+        {{"error", r.found ? "precondition failed: the key is at version " + std::to_string(r.version)
+                           : std::string("precondition failed: the key does not exist")},
+         {"key", key},
+         {"version", r.version},
+         {"exists", r.found}});
+    if (r.found)
+        res.set(http::field::etag, "\"" + std::to_string(r.version) + "\"");
+    return res;
+}
+
 /// One keep-alive connection to the leader, reopened when the leader changes or the
 /// connection fails; over TLS when `tls` is set. Forwards one request at a time.
 class forward_client {
@@ -294,6 +331,11 @@ http_request forward_client::outgoing(const http_request& original, const std::s
     for (const http::field f : {http::field::content_type, http::field::authorization}) {
         if (const auto it = original.find(f); it != original.end())
             req.set(f, it->value());
+    }
+    // A write's precondition goes along: the leader applies it.
+    for (const http::field f : {http::field::if_match, http::field::if_none_match}) {
+        for (auto [it, end] = original.equal_range(f); it != end; ++it)
+            req.insert(f, it->value());
     }
     req.set(forwarded_header, marker);
     req.body() = original.body();
@@ -703,15 +745,24 @@ asio::awaitable<http_response> api_handler::handle_kv(const http_request& req, s
 
 asio::awaitable<http_response> api_handler::put(const http_request& req, const std::string& key)
 {
+    checked_precondition pre = check_precondition(req.method(), header_values(req, http::field::if_match),
+                                                  header_values(req, http::field::if_none_match));
+    if (!pre.value)
+        co_return error_response(pre.status, pre.error);
     checked_input value = check_put_body(req.body());
     if (!value.value)
         co_return error_response(value.status, value.error);
     const auto started = clock::now();
-    const write_result r = co_await service_.put(key, *value.value);
+    const kv_precondition precondition = *pre.value;
+    const write_result r = co_await service_.put(key, *value.value, precondition);
     if (r.ec)
         co_return co_await not_done(req, r.ec, request_kind::write, started);
-    co_return kv_response(
-        {{"key", key}, {"value", *value.value}, {"message", "Key-value pair stored successfully"}});
+    if (r.status == kv_status::precondition_failed)
+        co_return precondition_failed_response(key, r);
+    co_return with_version(
+        kv_response(
+            {{"key", key}, {"value", *value.value}, {"message", "Key-value pair stored successfully"}}),
+        r.version, true);
 }
 
 namespace {
@@ -737,7 +788,7 @@ asio::awaitable<http_response> api_handler::get(const http_request& req, const s
     const read_result r = co_await service_.get(key, *consistency.value);
     if (r.ec)
         co_return co_await not_done(req, r.ec, request_kind::read, started);
-    http_response res = r.value ? kv_response({{"key", key}, {"value", *r.value}})
+    http_response res = r.value ? with_version(kv_response({{"key", key}, {"value", *r.value}}), r.version, true)
                                 : error_response(http::status::not_found, "key not found");
     set_read_headers(res, r.path, r.applied_index);
     co_return res;
@@ -758,10 +809,13 @@ asio::awaitable<http_response> api_handler::scan(const http_request& req)
         co_return co_await not_done(req, r.ec, request_kind::read, started);
     json::array items;
     items.reserve(r.items.size());
-    for (auto& [key, value] : r.items) {
+    for (std::size_t i = 0; i < r.items.size(); ++i) {
+        auto& [key, value] = r.items[i];
         json::object item{{"key", key}};
         if (!q.keys_only)
             item["value"] = value;
+        if (i < r.versions.size())
+            item["version"] = r.versions[i];
         items.push_back(std::move(item));
     }
     json::object body{{"items", std::move(items)}, {"more", r.more}};
@@ -774,13 +828,21 @@ asio::awaitable<http_response> api_handler::scan(const http_request& req)
 
 asio::awaitable<http_response> api_handler::del(const http_request& req, const std::string& key)
 {
+    checked_precondition pre = check_precondition(req.method(), header_values(req, http::field::if_match),
+                                                  header_values(req, http::field::if_none_match));
+    if (!pre.value)
+        co_return error_response(pre.status, pre.error);
     const auto started = clock::now();
-    const write_result r = co_await service_.del(key);
+    const kv_precondition precondition = *pre.value;
+    const write_result r = co_await service_.del(key, precondition);
     if (r.ec)
         co_return co_await not_done(req, r.ec, request_kind::write, started);
+    if (r.status == kv_status::precondition_failed)
+        co_return precondition_failed_response(key, r);
     if (!r.found)
         co_return error_response(http::status::not_found, "key not found");
-    co_return kv_response({{"key", key}, {"message", "Key deleted successfully"}});
+    co_return with_version(kv_response({{"key", key}, {"message", "Key deleted successfully"}}), r.version,
+                           false);
 }
 
 asio::awaitable<http_response> api_handler::not_done(const http_request& req, std::error_code ec,

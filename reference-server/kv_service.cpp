@@ -626,7 +626,7 @@ boost::asio::awaitable<write_result> kv_service::impl::propose(std::string comma
         auto [ec, result] =
             co_await n->driver.async_propose(command, boost::asio::as_tuple(boost::asio::use_awaitable));
         if (ec != raftkv::errc::transfer_in_progress || clock::now() + transfer_retry_pause >= deadline)
-            co_return write_result{ec, result.found};
+            co_return write_result{ec, result.found, result.status, result.version};
         if (!pause) {
             const auto ex = co_await boost::asio::this_coro::executor;
             pause.emplace(ex);
@@ -965,6 +965,16 @@ boost::asio::awaitable<write_result> kv_service::del(std::string key)
     return impl_->propose(encode_del(key));
 }
 
+boost::asio::awaitable<write_result> kv_service::put(std::string key, std::string value, kv_precondition pre)
+{
+    return impl_->propose(encode_put(key, value, pre));
+}
+
+boost::asio::awaitable<write_result> kv_service::del(std::string key, kv_precondition pre)
+{
+    return impl_->propose(encode_del(key, pre));
+}
+
 boost::asio::awaitable<read_result> kv_service::get(std::string key)
 {
     read_result r = co_await get(std::move(key), read_consistency::linearizable);
@@ -1004,7 +1014,10 @@ boost::asio::awaitable<read_result> kv_service::get(std::string key, read_consis
         co_return read_result{ec, std::nullopt};
     // Linearizable or lease: the read index is applied, so the state machine reflects every
     // earlier acknowledged write. Stale: it reflects at least the entries up to at->first.
-    co_return read_result{{}, n->machine.get(key), at->first, at->second};
+    std::optional<raftkv::leveldb::kv_versioned_value> v = n->machine.get_versioned(key);
+    if (!v)
+        co_return read_result{{}, std::nullopt, at->first, at->second, 0};
+    co_return read_result{{}, std::move(v->value), at->first, at->second, v->version};
 }
 
 boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::string after, std::size_t limit,
@@ -1025,7 +1038,7 @@ boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::st
     options.keys_only = keys_only;
     // The read index is applied, as for get(): the page reflects every earlier acknowledged write.
     raftkv::leveldb::kv_scan_page page = n->machine.scan(options);
-    co_return scan_result{{}, std::move(page.items), page.more, at->first, at->second};
+    co_return scan_result{{}, std::move(page.items), page.more, at->first, at->second, std::move(page.versions)};
 }
 
 void kv_service::read_barrier(std::function<void(std::error_code)> done)

@@ -21,6 +21,7 @@
 #include "metrics.hpp"
 #include "request_parsing.hpp"
 
+#include <raftkv/kv_command.hpp>
 #include <raftkv/types.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -83,6 +84,11 @@ struct write_result {
     std::error_code ec;
     /// For a delete: whether the key existed. For a put: true.
     bool found = false;
+    /// Once applied: whether the precondition held (precondition_failed: nothing changed).
+    kv_status status = kv_status::ok;
+    /// Once applied: the key's version after a put, before a delete, or, when the
+    /// precondition failed, now (0 for an absent key). See raftkv::kv_result.
+    index_t version = 0;
 };
 
 /// How a read was served.
@@ -98,6 +104,8 @@ struct read_result {
     /// every entry up to it. For a stale read, how far behind it may be.
     index_t applied_index = 0;
     read_path path = read_path::read_index;
+    /// The key's version when it exists: the index of the entry that last wrote it.
+    index_t version = 0;
 };
 
 /// The outcome of a linearizable scan: a page of keys in byte order.
@@ -111,6 +119,8 @@ struct scan_result {
     /// As read_result's.
     index_t applied_index = 0;
     read_path path = read_path::read_index;
+    /// The version of each key of `items`, in the same order.
+    std::vector<index_t> versions{};
 };
 
 /// The most bytes of keys and values one scan page holds, but for its first key (whose
@@ -221,6 +231,10 @@ public:
 
     boost::asio::awaitable<write_result> put(std::string key, std::string value);
     boost::asio::awaitable<write_result> del(std::string key);
+    /// A put or a delete applied only if `pre` holds when its entry is applied
+    /// (write_result::status).
+    boost::asio::awaitable<write_result> put(std::string key, std::string value, kv_precondition pre);
+    boost::asio::awaitable<write_result> del(std::string key, kv_precondition pre);
     boost::asio::awaitable<read_result> get(std::string key);
     /// A read of `key` served as `consistency` says: linearizable as get(key); lease from
     /// the leader's state machine while its lease holds (else as get(key)); stale from this

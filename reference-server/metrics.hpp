@@ -87,8 +87,8 @@ public:
     static constexpr std::array<boost::beast::http::verb, 4> methods = {
         boost::beast::http::verb::get, boost::beast::http::verb::put, boost::beast::http::verb::delete_,
         boost::beast::http::verb::post};
-    static constexpr std::array<unsigned, 15> codes = {200, 201, 204, 400, 401, 403, 404, 405,
-                                                       409, 413, 415, 429, 431, 500, 503};
+    static constexpr std::array<unsigned, 16> codes = {200, 201, 204, 400, 401, 403, 404, 405,
+                                                       409, 412, 413, 415, 429, 431, 500, 503};
 
     /// Counts one answered request. REQUIRES: route_label < route_label_count.
     void record(std::size_t route_label, boost::beast::http::verb method, unsigned status,

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <utility>
 
 namespace raftkv::server {
@@ -329,6 +330,73 @@ checked_input check_put_body(std::string_view body)
                                                              " bytes (the limit is " +
                                                              std::to_string(max_value_bytes) + ")");
     return {std::string(*text), http::status::ok, {}};
+}
+
+namespace {
+
+std::string_view trim_ows(std::string_view s)
+{
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+        s.remove_suffix(1);
+    return s;
+}
+
+checked_precondition bad_precondition(std::string error)
+{
+    return checked_precondition{std::nullopt, http::status::bad_request, std::move(error)};
+}
+
+/// A decimal of 1 to 20 digits that fits 64 bits.
+std::optional<std::uint64_t> parse_version(std::string_view digits)
+{
+    if (digits.empty() || digits.size() > 20)
+        return std::nullopt;
+    std::uint64_t v = 0;
+    for (const char c : digits) {
+        if (c < '0' || c > '9')
+            return std::nullopt;
+        const auto d = static_cast<std::uint64_t>(c - '0');
+        if (v > (std::numeric_limits<std::uint64_t>::max() - d) / 10)
+            return std::nullopt;
+        v = v * 10 + d;
+    }
+    return v;
+}
+
+} // namespace
+
+checked_precondition check_precondition(http::verb method, const std::vector<std::string_view>& if_match,
+                                        const std::vector<std::string_view>& if_none_match)
+{
+    if (if_match.empty() && if_none_match.empty())
+        return checked_precondition{kv_precondition{}, http::status::ok, {}};
+    if (!if_match.empty() && !if_none_match.empty())
+        return bad_precondition("If-Match and If-None-Match cannot be combined");
+    if (if_match.size() > 1 || if_none_match.size() > 1)
+        return bad_precondition(if_match.empty() ? "more than one If-None-Match header"
+                                                 : "more than one If-Match header");
+    if (!if_none_match.empty()) {
+        if (trim_ows(if_none_match[0]) != "*")
+            return bad_precondition("If-None-Match must be * (create the key only if it does not exist)");
+        if (method != http::verb::put)
+            return bad_precondition("If-None-Match: * applies to PUT only");
+        return checked_precondition{kv_precondition{std::nullopt, true}, http::status::ok, {}};
+    }
+    std::string_view v = trim_ows(if_match[0]);
+    if (v == "*")
+        return bad_precondition(
+            "If-Match: * is not supported; send the key's version, as in If-Match: \"7\"");
+    if (v.starts_with("W/"))
+        return bad_precondition("If-Match: weak ETags are not supported; send the key's version, as in "
+                                "If-Match: \"7\"");
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"')
+        v = v.substr(1, v.size() - 2);
+    const std::optional<std::uint64_t> version = parse_version(v);
+    if (!version)
+        return bad_precondition("If-Match must be one version, a decimal number, quoted (\"7\") or bare (7)");
+    return checked_precondition{kv_precondition{*version, false}, http::status::ok, {}};
 }
 
 } // namespace raftkv::server

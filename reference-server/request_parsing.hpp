@@ -6,6 +6,8 @@
 // running node, so these functions are unit-tested and fuzzed on their own
 // (test/fuzz/http_request.cpp); api.hpp declares the handlers that use them.
 
+#include <raftkv/kv_command.hpp>
+
 #include <boost/beast/http/status.hpp>
 #include <boost/beast/http/verb.hpp>
 
@@ -14,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace raftkv::server {
 
@@ -144,6 +147,24 @@ checked_scan_query check_scan_query(std::string_view target);
 /// Extracts the value of a PUT body `{"value": "..."}`: malformed JSON, a body that is not
 /// an object, or a missing or non-string "value" is 400; over max_value_bytes is 413.
 checked_input check_put_body(std::string_view body);
+
+/// A PUT's or DELETE's precondition from its If-Match and If-None-Match headers, or the
+/// status (400) and message to answer with.
+struct checked_precondition {
+    std::optional<kv_precondition> value;
+    boost::beast::http::status status = boost::beast::http::status::ok;
+    std::string error;
+};
+
+/// Reads the precondition of a PUT or a DELETE from the values of its If-Match and
+/// If-None-Match headers (each header's every occurrence, in order). If-Match names one
+/// version, quoted as an ETag ("7") or bare (7): a decimal of at most 2^64 - 1. If-None-Match
+/// is "*", on a PUT only: create the key only if absent. None of them: an empty
+/// precondition. Both headers, a header given twice, a list, "*" in If-Match, a weak ETag
+/// (W/"7") or anything else is 400.
+checked_precondition check_precondition(boost::beast::http::verb method,
+                                        const std::vector<std::string_view>& if_match,
+                                        const std::vector<std::string_view>& if_none_match);
 
 } // namespace raftkv::server
 

@@ -149,7 +149,8 @@ struct client::impl {
 
     attempt_result run(const endpoint& e, const http_request& req, clock::time_point deadline);
     http_request make_request(const endpoint& e, std::string_view method, const std::string& target,
-                              const std::string& body) const;
+                              const std::string& body,
+                              const std::vector<std::pair<std::string, std::string>>& headers = {}) const;
 };
 
 // A fresh io_context per attempt: when the deadline passes with the attempt still waiting
@@ -172,7 +173,8 @@ attempt_result client::impl::run(const endpoint& e, const http_request& req, clo
 }
 
 http_request client::impl::make_request(const endpoint& e, std::string_view method, const std::string& target,
-                                        const std::string& body) const
+                                        const std::string& body,
+                                        const std::vector<std::pair<std::string, std::string>>& headers) const
 {
     http_request req{http::string_to_verb(method), target, 11};
     req.method_string(method);
@@ -186,6 +188,8 @@ http_request client::impl::make_request(const endpoint& e, std::string_view meth
         req.set(http::field::content_type, "application/json");
         req.body() = body;
     }
+    for (const auto& [name, value] : headers)
+        req.insert(name, value);
     req.prepare_payload();
     return req;
 }
@@ -216,14 +220,14 @@ const std::vector<endpoint>& client::endpoints() const noexcept
 answer client::request_one(const endpoint& e, std::string_view method, const std::string& target)
 {
     const auto deadline = clock::now() + impl_->options.timeout;
-    const attempt_result r = impl_->run(e, impl_->make_request(e, method, target, {}), deadline);
+    const attempt_result r = impl_->run(e, impl_->make_request(e, method, target, {}, {}), deadline);
     if (r.status == 0)
         return answer{0, r.error, e.url, r.sent};
     return answer{r.status, r.body, e.url, false};
 }
 
 answer client::request(std::string_view method, const std::string& target, const std::string& body,
-                       retry_policy policy)
+                       retry_policy policy, const std::vector<std::pair<std::string, std::string>>& headers)
 {
     const auto deadline = clock::now() + impl_->options.timeout;
     answer last;
@@ -244,7 +248,7 @@ answer client::request(std::string_view method, const std::string& target, const
                 attempt_deadline = std::min(deadline, now + std::max<clock::duration>(share, min_attempt));
             }
             const attempt_result r =
-                impl_->run(e, impl_->make_request(e, method, target, body), attempt_deadline);
+                impl_->run(e, impl_->make_request(e, method, target, body, headers), attempt_deadline);
             if (r.status == 0) {
                 failures += (failures.empty() ? "" : "; ") + e.url + ": " + r.error;
                 last = answer{0, failures, e.url, r.sent};

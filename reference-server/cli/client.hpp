@@ -15,6 +15,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace raftkv::cli {
@@ -86,9 +87,10 @@ public:
     client(const client&) = delete;
     client& operator=(const client&) = delete;
 
-    /// `target` is sent as is (percent-encode keys); a non-empty `body` is sent as JSON.
+    /// `target` is sent as is (percent-encode keys); a non-empty `body` is sent as JSON;
+    /// `headers` (name, value) are added to each attempt.
     answer request(std::string_view method, const std::string& target, const std::string& body,
-                   retry_policy policy);
+                   retry_policy policy, const std::vector<std::pair<std::string, std::string>>& headers = {});
 
     /// One request to `e` alone, without retries.
     answer request_one(const endpoint& e, std::string_view method, const std::string& target);

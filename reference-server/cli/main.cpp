@@ -38,6 +38,7 @@ enum exit_code : int {
     refused = 4,
     unauthorized = 5,
     server_error = 6,
+    precondition_failed = 7,
 };
 
 constexpr const char* exit_codes_text = R"(Exit codes:
@@ -51,6 +52,7 @@ constexpr const char* exit_codes_text = R"(Exit codes:
      membership change)
   5  not authorized: 401 (missing or unknown token) or 403 (read-only token)
   6  server error: a 500 or an answer the client does not understand
+  7  precondition failed: 412 (put --if-match/--if-absent, del --if-match)
 )";
 
 /// A command line that cannot run; the message goes to stderr with exit code 1.
@@ -75,6 +77,8 @@ int code_for(int status)
         return not_found;
     if (status == 401 || status == 403)
         return unauthorized;
+    if (status == 412)
+        return precondition_failed;
     if (status >= 400 && status < 500)
         return refused;
     return server_error;
@@ -193,11 +197,32 @@ struct command {
     std::function<int(context&, const po::variables_map&, const std::vector<std::string>&)> run;
 };
 
-int run_put(context& ctx, const po::variables_map&, const std::vector<std::string>& args)
+using header_list = std::vector<std::pair<std::string, std::string>>;
+
+/// The If-Match header of --if-match, if given.
+header_list if_match_header(const po::variables_map& vm)
+{
+    if (!vm.count("if-match"))
+        return {};
+    const std::string& v = vm["if-match"].as<std::string>();
+    if (v.empty() || v.size() > 20 || v.find_first_not_of("0123456789") != std::string::npos)
+        throw usage_failure("--if-match: not a version (a decimal number): '" + v + "'");
+    return {{"If-Match", "\"" + v + "\""}};
+}
+
+int run_put(context& ctx, const po::variables_map& vm, const std::vector<std::string>& args)
 {
     const json::object body{{"value", args[1]}};
-    const answer a =
-        ctx.c->request("PUT", key_target(args[0]), json::serialize(body), retry_policy::idempotent);
+    header_list headers = if_match_header(vm);
+    if (vm["if-absent"].as<bool>()) {
+        if (!headers.empty())
+            throw usage_failure("--if-match and --if-absent: give one");
+        headers.emplace_back("If-None-Match", "*");
+    }
+    // A conditional put sent again after it may have been applied would answer 412: send
+    // it once, as a delete.
+    const answer a = ctx.c->request("PUT", key_target(args[0]), json::serialize(body),
+                                    headers.empty() ? retry_policy::idempotent : retry_policy::once, headers);
     if (a.status != 200)
         return fail(a);
     return done(ctx, a, [](const json::object&) { std::cout << "OK\n"; });
@@ -232,12 +257,18 @@ int run_get(context& ctx, const po::variables_map& vm, const std::vector<std::st
     }
     if (a.status != 200)
         return fail(a);
-    return done(ctx, a, [](const json::object& o) { std::cout << text_of(member_of(o, "value")) << "\n"; });
+    const bool show_version = vm["show-version"].as<bool>();
+    return done(ctx, a, [show_version](const json::object& o) {
+        if (show_version)
+            std::cout << text_of(member_of(o, "version")) << "\t";
+        std::cout << text_of(member_of(o, "value")) << "\n";
+    });
 }
 
-int run_del(context& ctx, const po::variables_map&, const std::vector<std::string>& args)
+int run_del(context& ctx, const po::variables_map& vm, const std::vector<std::string>& args)
 {
-    const answer a = ctx.c->request("DELETE", key_target(args[0]), {}, retry_policy::once);
+    const answer a =
+        ctx.c->request("DELETE", key_target(args[0]), {}, retry_policy::once, if_match_header(vm));
     if (a.status == 404 && !ctx.json_output) {
         std::cerr << "raftkv: key not found: " << args[0] << "\n";
         return not_found;
@@ -425,15 +456,36 @@ int run_leader_transfer(context& ctx, const po::variables_map&, const std::vecto
 const std::vector<command>& commands()
 {
     static const std::vector<command> all = {
-        {"put", "put KEY VALUE", "Sets KEY to VALUE. Prints OK.", {}, {"key", "value"}, run_put},
+        {"put",
+         "put KEY VALUE [--if-match V | --if-absent]",
+         "Sets KEY to VALUE. Prints OK. With --if-match, only if KEY is at version V; with\n"
+         "--if-absent, only if KEY does not exist; exit code 7 when that does not hold.",
+         [](po::options_description& d) {
+             d.add_options()("if-match", po::value<std::string>(), "only if KEY is at version V")(
+                 "if-absent", po::bool_switch(), "only if KEY does not exist (create it)");
+         },
+         {"key", "value"},
+         run_put},
         {"get",
-         "get KEY [--consistency linearizable|lease|stale]",
+         "get KEY [--show-version] [--consistency linearizable|lease|stale]",
          "Prints the value of KEY (a linearizable read unless --consistency says otherwise);\n"
-         "exit code 2 when it is absent.",
-         add_consistency_option,
+         "exit code 2 when it is absent. With --show-version, prints its version, a tab, then\n"
+         "the value.",
+         [](po::options_description& d) {
+             d.add_options()("show-version", po::bool_switch(), "print the version before the value");
+             add_consistency_option(d);
+         },
          {"key"},
          run_get},
-        {"del", "del KEY", "Deletes KEY. Prints OK; exit code 2 when it was absent.", {}, {"key"}, run_del},
+        {"del",
+         "del KEY [--if-match V]",
+         "Deletes KEY. Prints OK; exit code 2 when it was absent. With --if-match, only if\n"
+         "KEY is at version V; exit code 7 when it is not.",
+         [](po::options_description& d) {
+             d.add_options()("if-match", po::value<std::string>(), "only if KEY is at version V");
+         },
+         {"key"},
+         run_del},
         {"ls",
          "ls [--prefix P] [--limit N] [--keys-only] [--consistency C]",
          "Lists keys in byte order, one per line with a tab and the value (a linearizable\n"

@@ -28,7 +28,15 @@ using namespace raftkv::e2e;
 namespace json = boost::json;
 
 /// The documented exit codes (raftkv --help, docs/cli.md).
-enum : int { ok = 0, usage = 1, not_found = 2, unavailable = 3, refused = 4, unauthorized = 5 };
+enum : int {
+    ok = 0,
+    usage = 1,
+    not_found = 2,
+    unavailable = 3,
+    refused = 4,
+    unauthorized = 5,
+    precondition_failed = 7
+};
 
 struct cli_result {
     int code = -1; ///< the exit code; -1 if it did not exit normally in time
@@ -159,6 +167,37 @@ BOOST_AUTO_TEST_CASE(keys_and_scans_through_a_follower_with_documented_exit_code
     BOOST_TEST(r.out.empty());
     r = cli({"ls", "--prefix", "dash"});
     BOOST_TEST(r.out == "dash\t-5\n", r);
+}
+
+BOOST_AUTO_TEST_CASE(conditional_puts_and_deletes_with_versions)
+{
+    const std::string endpoints = url(c.http_port(followers().front()));
+    auto cli = [&](std::vector<std::string> args) {
+        return run_cli(with_endpoints(endpoints, std::move(args)));
+    };
+    cli_result r = cli({"put", "cas", "one", "--if-absent"});
+    BOOST_TEST(r.code == ok, r);
+    r = cli({"put", "cas", "again", "--if-absent"});
+    BOOST_TEST(r.code == precondition_failed, "the key exists: " << r);
+    r = cli({"get", "cas", "--show-version"});
+    BOOST_TEST_REQUIRE(r.code == ok, r);
+    const std::string version = r.out.substr(0, r.out.find('\t'));
+    BOOST_TEST(r.out == version + "\tone\n");
+    r = cli({"--json", "get", "cas"});
+    BOOST_TEST(std::to_string(json::parse(r.out).at("version").to_number<std::uint64_t>()) == version);
+    r = cli({"put", "cas", "two", "--if-match", version + "0"});
+    BOOST_TEST(r.code == precondition_failed, "a stale version: " << r);
+    BOOST_TEST(r.err.find("precondition failed: the key is at version " + version) != std::string::npos, r);
+    r = cli({"put", "cas", "two", "--if-match", version});
+    BOOST_TEST(r.code == ok, r);
+    r = cli({"del", "cas", "--if-match", version});
+    BOOST_TEST(r.code == precondition_failed, "the put moved the version: " << r);
+    r = cli({"get", "cas"});
+    BOOST_TEST(r.out == "two\n", r);
+    r = cli({"put", "cas", "x", "--if-match", "v1"});
+    BOOST_TEST(r.code == usage, r);
+    r = cli({"put", "cas", "x", "--if-match", "1", "--if-absent"});
+    BOOST_TEST(r.code == usage, r);
 }
 
 BOOST_AUTO_TEST_CASE(an_unreachable_endpoint_falls_through_and_none_reachable_is_unavailable)

@@ -86,12 +86,25 @@ private:
     std::vector<log_entry> batch_;
 };
 
-std::vector<kv_result> found(std::initializer_list<bool> fs)
+// The `found` of each result, for comparing with apply_to()'s results whatever their
+// versions.
+struct found_list {
+    std::vector<bool> found;
+    friend bool operator==(const std::vector<kv_result>& results, const found_list& expected)
+    {
+        if (results.size() != expected.found.size())
+            return false;
+        for (std::size_t k = 0; k < results.size(); ++k) {
+            if (results[k].found != expected.found[k] || results[k].status != raftkv::kv_status::ok)
+                return false;
+        }
+        return true;
+    }
+};
+
+found_list found(std::initializer_list<bool> fs)
 {
-    std::vector<kv_result> out;
-    for (bool f : fs)
-        out.push_back(kv_result{f});
-    return out;
+    return found_list{std::vector<bool>(fs)};
 }
 
 } // namespace
@@ -255,6 +268,53 @@ BOOST_AUTO_TEST_CASE(unsynced_state_survives_process_crash_without_close)
     BOOST_TEST(m.get("key99").value() == std::string(1000, 'v'));
 }
 
+// Before any checkpoint in this file, as the test above (LevelDB's background thread).
+BOOST_AUTO_TEST_CASE(without_syncing_a_process_crash_resumes_after_the_last_batch_not_the_checkpoint)
+{
+    // Conditional commands read the state: re-applied over a state that already holds
+    // later writes they could decide differently. So with every batch since the
+    // checkpoint stored (a process crash loses none), the machine resumes after them.
+    temp_dir dir;
+    const pid_t child = fork();
+    BOOST_TEST_REQUIRE(child >= 0);
+    if (child == 0) {
+        try {
+            kv_state_machine m{dir / "sm", {.sync = false}};
+            batch_builder b;
+            b.put("a", "1").apply_to(m);
+            b.add(raftkv::encode_put("a", "2", raftkv::kv_precondition{1, false})).apply_to(m);
+            b.put("b", "3").add(raftkv::encode_put("a", "4", raftkv::kv_precondition{2, false})).apply_to(m);
+            _exit(0); // no close, hence no checkpoint
+        } catch (...) {
+            _exit(1);
+        }
+        _exit(1); // unreachable
+    }
+    int status = 0;
+    BOOST_TEST_REQUIRE(waitpid(child, &status, 0) == child);
+    BOOST_TEST_REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    std::filesystem::copy(dir / "sm", dir / "holed", std::filesystem::copy_options::recursive);
+    {
+        kv_state_machine m{dir / "sm", {.sync = false}};
+        BOOST_TEST(m.applied_index() == 4u);
+        BOOST_TEST(m.snapshot_index() == 0u);
+        BOOST_TEST(m.get_versioned("a").value().version == 4u);
+    }
+    {
+        // What a machine crash may leave: a later batch without an earlier one (its record
+        // gone with it). The machine cannot trust the state past the checkpoint.
+        auto db = open_raw(dir / "holed");
+        std::string key = "mbatch";
+        raftkv::leveldb::detail::put_u64_be(key, 2);
+        std::string value;
+        BOOST_TEST_REQUIRE(db->Get({}, key, &value).ok());
+        db->Delete({}, key);
+    }
+    kv_state_machine m{dir / "holed", {.sync = false}};
+    BOOST_TEST(m.applied_index() == 0u);
+    BOOST_TEST(m.snapshot_index() == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(applied_index_is_written_in_the_same_batch_as_the_data)
 {
     // One apply is one LevelDB write: reading the database back shows the applied index
@@ -269,10 +329,13 @@ BOOST_AUTO_TEST_CASE(applied_index_is_written_in_the_same_batch_as_the_data)
     std::string value;
     BOOST_TEST_REQUIRE(db->Get({}, "mapplied_index", &value).ok());
     BOOST_TEST(value == std::string("\0\0\0\0\0\0\0\x02", 8));
+    // A user value is stored after its version, a varint: the entry's index.
     BOOST_TEST_REQUIRE(db->Get({}, "ka", &value).ok());
-    BOOST_TEST(value == "1");
+    BOOST_TEST(value == "\x01"
+                        "1");
     BOOST_TEST_REQUIRE(db->Get({}, "kmapplied_index", &value).ok());
-    BOOST_TEST(value == "user data");
+    BOOST_TEST(value == "\x02"
+                        "user data");
 }
 
 BOOST_AUTO_TEST_CASE(user_keys_cannot_overwrite_metadata)
@@ -891,8 +954,8 @@ BOOST_AUTO_TEST_CASE(restore_refuses_a_stream_damaged_cut_short_or_of_another_in
     refused(9, chunks, "the snapshot ends after 5 records but its trailer counts 6");
 
     std::string future = stream;
-    future[7] = 2;
-    refused(9, {future}, "snapshot version 2; this build reads version 1");
+    future[7] = 3;
+    refused(9, {future}, "snapshot version 3; this build reads versions 1 to 2");
 }
 
 BOOST_AUTO_TEST_CASE(restore_calls_without_begin_are_logic_errors)
@@ -1081,9 +1144,11 @@ BOOST_AUTO_TEST_CASE(version_1_database_is_upgraded_in_place)
     }
     std::string format;
     BOOST_TEST_REQUIRE(open_raw(dir / "v1")->Get({}, "mformat", &format).ok());
-    BOOST_TEST(format == "raftkv.kv_state_machine.v2");
+    BOOST_TEST(format == "raftkv.kv_state_machine.v3");
     kv_state_machine m{dir / "v1"};
     BOOST_TEST(m.get("a").value() == "1");
+    BOOST_TEST(m.get_versioned("a").value().version == 0u);
+    BOOST_TEST(m.get_versioned("b").value().version == 8u);
 }
 
 BOOST_AUTO_TEST_CASE(stats_time_each_apply_batch_and_each_checkpoint)
@@ -1115,8 +1180,8 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_a_format_of_another_version)
     {
         kv_state_machine m{dir / "sm"};
     }
-    open_raw(dir / "sm")->Put({}, "mformat", "raftkv.kv_state_machine.v3");
-    check_open_fails<kv_state_machine>(dir / "sm", "unsupported format 'raftkv.kv_state_machine.v3'");
+    open_raw(dir / "sm")->Put({}, "mformat", "raftkv.kv_state_machine.v4");
+    check_open_fails<kv_state_machine>(dir / "sm", "unsupported format 'raftkv.kv_state_machine.v4'");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_corrupt_slot_record)
@@ -1271,4 +1336,268 @@ BOOST_AUTO_TEST_CASE(scan_reads_the_state_a_restore_put_in_force)
     batch_builder{}.put("old/1", "1").apply_to(m);
     restore_from(m, from);
     BOOST_TEST((keys_of(m.scan(scan_of(""))) == std::vector<std::string>{"new/1", "new/2"}));
+}
+
+// Versions and preconditions.
+
+namespace {
+
+using raftkv::kv_precondition;
+using raftkv::kv_status;
+
+kv_precondition expect_version(index_t v)
+{
+    return kv_precondition{v, false};
+}
+
+const kv_precondition expect_absent{std::nullopt, true};
+
+kv_result ok(bool found, index_t version)
+{
+    return kv_result{found, kv_status::ok, version};
+}
+
+kv_result failed(bool found, index_t version)
+{
+    return kv_result{found, kv_status::precondition_failed, version};
+}
+
+index_t version_of(const kv_state_machine& m, std::string_view key)
+{
+    const auto v = m.get_versioned(key);
+    BOOST_TEST_REQUIRE(v.has_value());
+    return v->version;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_key_is_at_the_index_of_the_entry_that_last_wrote_it)
+{
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    batch_builder b;
+    const auto results = b.put("a", "1").put("b", "2").put("a", "3").apply_to(m);
+    BOOST_TEST((results == std::vector<kv_result>{ok(true, 1), ok(true, 2), ok(true, 3)}));
+    BOOST_TEST(version_of(m, "a") == 3u);
+    BOOST_TEST(version_of(m, "b") == 2u);
+    BOOST_TEST(m.get_versioned("a")->value == "3");
+    // A delete reports the version the key had; a delete of an absent key, 0.
+    const auto dels = b.del("a").del("a").meta("n", "v").apply_to(m);
+    BOOST_TEST((dels == std::vector<kv_result>{ok(true, 3), ok(false, 0), ok(true, 0)}));
+    BOOST_TEST(!m.get_versioned("a").has_value());
+    b.put("a", "again").apply_to(m);
+    BOOST_TEST(version_of(m, "a") == 7u);
+}
+
+BOOST_AUTO_TEST_CASE(preconditions_decide_against_the_state_before_their_entry)
+{
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    batch_builder b;
+    using raftkv::encode_del;
+    using raftkv::encode_put;
+    b.put("a", "1").apply_to(m);                                           // a at 1
+    const auto results = b.add(encode_put("a", "x", expect_absent))        // 2: exists
+                             .add(encode_put("b", "2", expect_absent))     // 3: created
+                             .add(encode_put("a", "y", expect_version(2))) // 4: a is at 1
+                             .add(encode_put("a", "z", expect_version(1))) // 5: swapped
+                             .add(encode_put("a", "w", expect_version(1))) // 6: a is at 5 now
+                             .add(encode_put("c", "w", expect_version(1))) // 7: c absent
+                             .add(encode_del("b", expect_version(9)))      // 8: b at 3
+                             .add(encode_del("b", expect_version(3)))      // 9: deleted
+                             .add(encode_del("b", expect_version(3)))      // 10: b absent
+                             .add(encode_put("b", "again", expect_absent)) // 11: created again
+                             .apply_to(m);
+    BOOST_TEST((results == std::vector<kv_result>{failed(true, 1), ok(true, 3), failed(true, 1), ok(true, 5),
+                                                  failed(true, 5), failed(false, 0), failed(true, 3),
+                                                  ok(true, 3), failed(false, 0), ok(true, 11)}));
+    BOOST_TEST(m.get("a").value() == "z");
+    BOOST_TEST(version_of(m, "a") == 5u);
+    BOOST_TEST(!m.get("c").has_value());
+    BOOST_TEST(m.get("b").value() == "again");
+    BOOST_TEST(m.applied_index() == 11u);
+
+    // Across batches: the stored version decides.
+    const auto next =
+        b.add(encode_put("a", "v", expect_version(5))).add(encode_del("b", expect_version(1))).apply_to(m);
+    BOOST_TEST((next == std::vector<kv_result>{ok(true, 12), failed(true, 11)}));
+}
+
+BOOST_AUTO_TEST_CASE(same_commands_give_same_results_whatever_the_batch_boundaries)
+{
+    // A replica applies committed entries in batches of whatever size; the outcome of a
+    // conditional command must not depend on them.
+    using raftkv::encode_del;
+    using raftkv::encode_put;
+    std::vector<std::string> commands;
+    std::mt19937 random(7);
+    for (int i = 0; i < 300; ++i) {
+        const std::string key = "k" + std::to_string(random() % 4);
+        switch (random() % 5) {
+        case 0: commands.push_back(encode_put(key, "v" + std::to_string(i))); break;
+        case 1:
+            commands.push_back(encode_put(key, "c" + std::to_string(i), expect_version(random() % (i + 1))));
+            break;
+        case 2: commands.push_back(encode_put(key, "n" + std::to_string(i), expect_absent)); break;
+        case 3: commands.push_back(encode_del(key)); break;
+        default: commands.push_back(encode_del(key, expect_version(random() % (i + 1)))); break;
+        }
+    }
+    temp_dir dir;
+    std::vector<std::vector<kv_result>> outcomes;
+    std::vector<contents> states;
+    for (const std::size_t batch_size : {std::size_t{1}, std::size_t{7}, std::size_t{300}}) {
+        kv_state_machine m{dir / ("sm" + std::to_string(batch_size))};
+        batch_builder b;
+        std::vector<kv_result> all;
+        for (std::size_t i = 0; i < commands.size(); ++i) {
+            b.add(commands[i]);
+            if ((i + 1) % batch_size == 0 || i + 1 == commands.size()) {
+                const auto r = b.apply_to(m);
+                all.insert(all.end(), r.begin(), r.end());
+            }
+        }
+        outcomes.push_back(all);
+        states.push_back(contents_of(m));
+    }
+    BOOST_TEST((outcomes[0] == outcomes[1]));
+    BOOST_TEST((outcomes[0] == outcomes[2]));
+    BOOST_TEST((states[0] == states[1]));
+    BOOST_TEST((states[0] == states[2]));
+    const auto successes = std::count_if(outcomes[0].begin(), outcomes[0].end(),
+                                         [](const kv_result& r) { return r.status == kv_status::ok; });
+    BOOST_TEST(successes > 0);
+    BOOST_TEST(successes < 300);
+}
+
+BOOST_AUTO_TEST_CASE(versions_survive_reopen_and_snapshot_restore)
+{
+    temp_dir dir;
+    {
+        kv_state_machine m{dir / "a"};
+        batch_builder{}.put("a", "1").put("b", "2").put("a", "3").apply_to(m);
+    }
+    kv_state_machine a{dir / "a"};
+    BOOST_TEST(version_of(a, "a") == 3u);
+    BOOST_TEST(version_of(a, "b") == 2u);
+    kv_state_machine b{dir / "b"};
+    batch_builder{}.put("a", "old").apply_to(b);
+    restore_from(b, a);
+    BOOST_TEST(version_of(b, "a") == 3u);
+    BOOST_TEST(version_of(b, "b") == 2u);
+    // The restored versions decide preconditions.
+    const auto r = batch_builder{4}.add(raftkv::encode_put("a", "4", expect_version(3))).apply_to(b);
+    BOOST_TEST((r == std::vector<kv_result>{ok(true, 4)}));
+}
+
+BOOST_AUTO_TEST_CASE(scan_lists_each_key_with_its_version)
+{
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    batch_builder{}.put("p/a", "1").put("p/b", "2").put("p/a", "3").apply_to(m);
+    raftkv::leveldb::kv_scan_options o;
+    o.prefix = "p/";
+    for (const bool keys_only : {false, true}) {
+        o.keys_only = keys_only;
+        const auto page = m.scan(o);
+        BOOST_TEST_REQUIRE(page.items.size() == 2u);
+        BOOST_TEST((page.versions == std::vector<index_t>{3, 2}));
+        BOOST_TEST(page.items[0].second == (keys_only ? "" : "3"));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_version_1_snapshot_stream_restores_its_keys_at_version_0)
+{
+    // Made by a build from before versions: user values as they are, stream version 1.
+    using namespace raftkv::leveldb::detail;
+    std::string body;
+    body.append(snapshot_magic);
+    body.push_back(1);
+    put_u64_be(body, 5);
+    fnv1a64 hash;
+    hash.update(body);
+    std::string record;
+    snapshot_encoder{}.record(record, snapshot_record::user, "a", "\x07raw");
+    hash.update(record);
+    body += record;
+    body.push_back(snapshot_end);
+    put_u64_be(body, 1);
+    put_u64_be(body, hash.value());
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    restore(m, 5, {body});
+    BOOST_TEST(m.get("a").value() == "\x07raw");
+    BOOST_TEST(version_of(m, "a") == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_version_2_stream_whose_key_has_no_version_is_refused)
+{
+    temp_dir dir;
+    kv_state_machine a{dir / "a"};
+    batch_builder{}.put("a", "1").apply_to(a);
+    std::string stream = stream_of(a);
+    // The record: 'k', key size 1, value size 2, "a", version 0x01, "1". Make the version
+    // a varint that never ends (and fix nothing else: the decoder refuses it first).
+    const auto at = stream.find(std::string("a\x01"
+                                            "1",
+                                            3));
+    BOOST_TEST_REQUIRE(at != std::string::npos);
+    stream[at + 1] = static_cast<char>(0x81);
+    stream[at + 2] = static_cast<char>(0x81);
+    kv_state_machine b{dir / "b"};
+    check_throws<std::runtime_error>([&] { restore(b, 1, {stream}); }, "a key's record has no version");
+}
+
+BOOST_AUTO_TEST_CASE(version_2_database_with_its_state_in_slot_1_is_upgraded_in_place)
+{
+    temp_dir dir;
+    {
+        auto db = open_raw(dir / "v2");
+        db->Put({}, "mformat", "raftkv.kv_state_machine.v2");
+        db->Put({}, "mapplied_index", std::string("\0\0\0\0\0\0\0\x09", 8));
+        db->Put({}, "mslot", std::string(1, '\x01'));
+        db->Put({}, "Ka", "1");
+        db->Put({}, "Kb", "");
+        db->Put({}, "Cnode.1.http", "a:1");
+        db->Put({}, "kstale", "left by a restore"); // the other slot, with "mstale"
+        db->Put({}, "mstale", "");
+    }
+    {
+        kv_state_machine m{dir / "v2"};
+        BOOST_TEST(m.applied_index() == 9u);
+        BOOST_TEST(m.get("a").value() == "1");
+        BOOST_TEST(m.get("b").value() == "");
+        BOOST_TEST(version_of(m, "a") == 0u);
+        BOOST_TEST(!m.get("stale").has_value());
+        BOOST_TEST(m.get_meta("node.1.http").value() == "a:1");
+        const auto r = batch_builder{10}.add(raftkv::encode_put("a", "2", expect_version(0))).apply_to(m);
+        BOOST_TEST((r == std::vector<kv_result>{ok(true, 10)}));
+    }
+    auto db = open_raw(dir / "v2");
+    std::string value;
+    BOOST_TEST_REQUIRE(db->Get({}, "mformat", &value).ok());
+    BOOST_TEST(value == "raftkv.kv_state_machine.v3");
+    BOOST_TEST(db->Get({}, "mstale", &value).IsNotFound());
+    BOOST_TEST(db->Get({}, "Ka", &value).IsNotFound());
+    BOOST_TEST_REQUIRE(db->Get({}, "ka", &value).ok());
+    BOOST_TEST(value == "\x0a"
+                        "2");
+}
+
+BOOST_AUTO_TEST_CASE(a_checkpoint_deletes_the_batch_records_it_covers)
+{
+    temp_dir dir;
+    {
+        kv_state_machine m{dir / "sm", {.sync = false}};
+        batch_builder b;
+        b.put("a", "1").apply_to(m);
+        b.put("b", "2").apply_to(m);
+        m.take_snapshot();
+        BOOST_TEST(wait_for_checkpoint(m, 2));
+        b.put("c", "3").apply_to(m);
+    } // closing checkpoints index 3
+    auto db = open_raw(dir / "sm");
+    std::unique_ptr<::leveldb::Iterator> it(db->NewIterator({}));
+    it->Seek("mbatch");
+    BOOST_TEST(!(it->Valid() && it->key().starts_with("mbatch")));
 }

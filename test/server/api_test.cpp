@@ -14,6 +14,9 @@
 
 #include <chrono>
 #include <string>
+#include <string_view>
+#include <tuple>
+#include <vector>
 
 namespace {
 
@@ -766,4 +769,40 @@ BOOST_AUTO_TEST_CASE(a_failed_storage_is_checked_at_doubling_intervals_up_to_a_m
     BOOST_TEST(next_storage_probe_interval(seconds(45)).count() == 60);
     BOOST_TEST(next_storage_probe_interval(seconds(3600)).count() == 60);
     BOOST_TEST(raftkv::server::storage_recovery_free_bytes == std::uint64_t{80} << 20);
+}
+
+BOOST_AUTO_TEST_CASE(preconditions_come_from_if_match_and_if_none_match)
+{
+    using raftkv::server::check_precondition;
+    namespace http = boost::beast::http;
+    using views = std::vector<std::string_view>;
+    const auto version_of = [](const raftkv::server::checked_precondition& c) {
+        return c.value && c.value->expect_version ? *c.value->expect_version : ~std::uint64_t{0};
+    };
+    BOOST_TEST(check_precondition(http::verb::put, {}, {}).value.value().empty());
+    BOOST_TEST(version_of(check_precondition(http::verb::put, views{"\"7\""}, {})) == 7u);
+    BOOST_TEST(version_of(check_precondition(http::verb::delete_, views{" 7 "}, {})) == 7u);
+    BOOST_TEST(version_of(check_precondition(http::verb::put, views{"0"}, {})) == 0u);
+    BOOST_TEST(version_of(check_precondition(http::verb::put, views{"18446744073709551615"}, {})) ==
+               18446744073709551615ull);
+    BOOST_TEST(check_precondition(http::verb::put, {}, views{"*"}).value.value().expect_absent);
+    for (const auto& [match, none_match, method] : std::vector<std::tuple<views, views, http::verb>>{
+             {views{"*"}, {}, http::verb::put},
+             {views{"W/\"7\""}, {}, http::verb::put},
+             {views{"\"7\", \"8\""}, {}, http::verb::put},
+             {views{"\"7"}, {}, http::verb::put},
+             {views{""}, {}, http::verb::put},
+             {views{"+7"}, {}, http::verb::put},
+             {views{"18446744073709551616"}, {}, http::verb::put},
+             {views{"7", "7"}, {}, http::verb::put},
+             {views{"7"}, views{"*"}, http::verb::put},
+             {{}, views{"\"7\""}, http::verb::put},
+             {{}, views{"*", "*"}, http::verb::put},
+             {{}, views{"*"}, http::verb::delete_},
+         }) {
+        const auto c = check_precondition(method, match, none_match);
+        BOOST_TEST(!c.value.has_value());
+        BOOST_TEST((c.status == http::status::bad_request));
+        BOOST_TEST(!c.error.empty());
+    }
 }

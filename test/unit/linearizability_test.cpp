@@ -59,6 +59,15 @@ kv_op del(std::uint64_t client, std::string key, bool found, std::uint64_t call,
     return op;
 }
 
+kv_op create(std::uint64_t client, std::string key, std::string value, bool existed, std::uint64_t call,
+             std::uint64_t ret)
+{
+    kv_op op = make_op(client, kv_op_kind::create, std::move(key), call, ret);
+    op.value = std::move(value);
+    op.found = existed;
+    return op;
+}
+
 /// `op` with its outcome lost: it never returned.
 kv_op indeterminate(kv_op op)
 {
@@ -566,6 +575,57 @@ BOOST_AUTO_TEST_CASE(agrees_with_brute_force_on_small_random_histories)
         illegal += expected ? 0 : 1;
     }
     BOOST_TEST_MESSAGE(illegal << " of 10000 small random histories are illegal");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(create_only_puts)
+
+BOOST_AUTO_TEST_CASE(one_of_two_racing_creates_wins)
+{
+    const kv_history h{
+        create(1, "k", "a", false, 0, 10),
+        create(2, "k", "b", true, 1, 9),
+        get(3, "k", "a", 11, 12),
+    };
+    BOOST_TEST((outcome_of(h) == check_outcome::ok));
+}
+
+BOOST_AUTO_TEST_CASE(two_creates_that_both_win_without_a_delete_between_are_illegal)
+{
+    const kv_history h{
+        create(1, "k", "a", false, 0, 10),
+        create(2, "k", "b", false, 1, 9),
+    };
+    BOOST_TEST((outcome_of(h) == check_outcome::illegal));
+    const kv_history with_delete{
+        create(1, "k", "a", false, 0, 2),
+        del(3, "k", true, 3, 4),
+        create(2, "k", "b", false, 5, 6),
+    };
+    BOOST_TEST((outcome_of(with_delete) == check_outcome::ok));
+}
+
+BOOST_AUTO_TEST_CASE(a_create_that_failed_on_an_absent_key_is_illegal)
+{
+    const kv_history h{create(1, "k", "a", true, 0, 1)};
+    BOOST_TEST((outcome_of(h) == check_outcome::illegal));
+}
+
+BOOST_AUTO_TEST_CASE(an_indeterminate_create_may_or_may_not_have_won)
+{
+    const kv_history won{
+        indeterminate(create(1, "k", "a", false, 0, 1)),
+        create(2, "k", "b", true, 5, 6),
+        get(3, "k", "a", 7, 8),
+    };
+    BOOST_TEST((outcome_of(won) == check_outcome::ok));
+    const kv_history never{
+        indeterminate(create(1, "k", "a", false, 0, 1)),
+        create(2, "k", "b", false, 5, 6),
+        get(3, "k", "b", 7, 8),
+    };
+    BOOST_TEST((outcome_of(never) == check_outcome::ok));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

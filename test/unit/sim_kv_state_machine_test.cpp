@@ -92,3 +92,59 @@ BOOST_AUTO_TEST_CASE(noop_entries_advance_the_applied_index_only)
     BOOST_TEST(m.applied_index() == 1u);
     BOOST_TEST(m.data().empty());
 }
+
+BOOST_AUTO_TEST_CASE(versions_and_preconditions_match_the_leveldb_machine)
+{
+    using raftkv::encode_del;
+    using raftkv::encode_put;
+    using raftkv::kv_precondition;
+    using raftkv::kv_status;
+    const kv_precondition absent{std::nullopt, true};
+    const auto at = [](raftkv::index_t v) { return kv_precondition{v, false}; };
+    kv_state_machine m;
+    const auto r = apply(m, {
+                                encode_put("a", "1"),         // 1
+                                encode_put("a", "x", absent), // 2: exists, at 1
+                                encode_put("a", "2", at(1)),  // 3: swapped
+                                encode_put("a", "y", at(1)),  // 4: at 3 now
+                                encode_del("b", at(0)),       // 5: absent
+                                encode_put("b", "1", absent), // 6: created
+                                encode_del("b", at(6)),       // 7: deleted, was at 6
+                                encode_del("a"),              // 8: was at 3
+                            });
+    const std::vector<kv_result> expected{
+        {true, kv_status::ok, 1},
+        {true, kv_status::precondition_failed, 1},
+        {true, kv_status::ok, 3},
+        {true, kv_status::precondition_failed, 3},
+        {false, kv_status::precondition_failed, 0},
+        {true, kv_status::ok, 6},
+        {true, kv_status::ok, 6},
+        {true, kv_status::ok, 3},
+    };
+    BOOST_TEST((r == expected));
+    BOOST_TEST(!m.version("a").has_value());
+    apply(m, {encode_put("c", "v")});
+    BOOST_TEST(m.version("c").value_or(0) == 9u);
+}
+
+BOOST_AUTO_TEST_CASE(versions_survive_a_snapshot_and_restore)
+{
+    kv_state_machine a;
+    apply(a, {raftkv::encode_put("a", "1"), raftkv::encode_put("b", "2"), raftkv::encode_put("a", "3")});
+    auto reader = a.snapshot();
+    std::string chunk;
+    std::vector<std::string> chunks;
+    for (bool last = false; !last;) {
+        last = reader.read(chunk, 5);
+        chunks.push_back(chunk);
+    }
+    kv_state_machine b;
+    b.begin_restore(raftkv::snapshot_meta{reader.index(), 1, {}});
+    for (const auto& c : chunks)
+        b.restore_chunk(c);
+    b.finish_restore();
+    BOOST_TEST(b.get("a").value_or("-") == "3");
+    BOOST_TEST(b.version("a").value_or(0) == 3u);
+    BOOST_TEST(b.version("b").value_or(0) == 2u);
+}

@@ -96,16 +96,29 @@ struct kv_scan_options {
 struct kv_scan_page {
     /// The keys and, unless keys_only, their values.
     std::vector<std::pair<std::string, std::string>> items;
+    /// The version of each key of `items`, in the same order (see get_versioned()).
+    std::vector<index_t> versions;
     /// Whether more keys match after the last item (the page was cut by limit or
     /// max_bytes): scan again with `after` set to that key.
     bool more = false;
+};
+
+/// A user key's value and version, from kv_state_machine::get_versioned().
+struct kv_versioned_value {
+    std::string value;
+    /// The index of the entry that last wrote the key; 0 for a key written before the
+    /// database stored versions (format v2 and earlier).
+    index_t version = 0;
 };
 
 /** A `raftkv::state_machine` holding a key-value map in a LevelDB database of its own.
 
     Applies the commands of <raftkv/kv_command.hpp>: a put sets a key (result `found =
     true`); a delete removes it (`found` says whether it existed); a meta record sets a
-    named value that get() never sees, read with get_meta() (`found = true`). An entry whose data is
+    named value that get() never sees, read with get_meta() (`found = true`). Each user key
+    is stored with its version, the index of the entry that last wrote it; a put or a delete
+    with a precondition is applied only if the precondition holds against the state before
+    its entry (kv_result::status, kv_result::version). An entry whose data is
     not a well-formed command, and noop and config entries, change nothing and give
     `found = false`. Each apply call is one LevelDB write holding every change of the
     batch and the new applied index, so the stored state always matches the stored
@@ -149,9 +162,9 @@ public:
     class snapshot_reader;
 
     /// Opens the state machine in directory `dir`, creating it (and its parents) if
-    /// missing, and deletes what an unfinished restore left. A database of format v1 is
-    /// upgraded in place (docs/leveldb.md). Throws std::runtime_error if it cannot be
-    /// opened or is corrupt.
+    /// missing, and deletes what an unfinished restore left. A database of format v1 or v2
+    /// is upgraded in place to v3, its keys at version 0 (docs/leveldb.md): a pass over
+    /// the whole state. Throws std::runtime_error if it cannot be opened or is corrupt.
     explicit kv_state_machine(const std::filesystem::path& dir, const kv_state_machine_options& opts = {});
 
     kv_state_machine(const kv_state_machine&) = delete;
@@ -215,6 +228,10 @@ public:
     /// The value stored for `key`, or nothing if the key is absent.
     std::optional<std::string> get(std::string_view key) const;
 
+    /// The value and version stored for `key`, or nothing if the key is absent.
+    /// Thread-safe as get().
+    std::optional<kv_versioned_value> get_versioned(std::string_view key) const;
+
     /// The value of the meta record `name` (kv_command_op::meta), or nothing if none was
     /// applied. Meta records and user keys are separate namespaces. Thread-safe as get().
     std::optional<std::string> get_meta(std::string_view name) const;
@@ -232,7 +249,8 @@ private:
     // user_prefix[slot] + the key, a meta record under meta_prefix[slot] + its name, so
     // neither can collide with the other or with the machine's own records ('m' + a
     // name). Slot 0 has the prefixes of format v1, which makes a v1 database a v2 one whose
-    // state is in slot 0. Indexes are stored as 8 bytes big-endian.
+    // state is in slot 0. Indexes are stored as 8 bytes big-endian. Since format v3 a user
+    // key's value is stored as its version (a varint) followed by the value.
     static constexpr char user_prefix[2] = {'k', 'K'};
     static constexpr char meta_prefix[2] = {'c', 'C'};
     static constexpr std::string_view format_key = "mformat";
@@ -240,6 +258,10 @@ private:
     // The applied index of the last durable checkpoint (with `sync` on, of every apply);
     // absent means the restored index.
     static constexpr std::string_view durable_index_key = "mdurable_index";
+    // With `sync` off, one record per apply batch since the last checkpoint: this prefix and
+    // the batch's first index (8 bytes) -> its last index (8 bytes). Written in the batch's
+    // own write, so a record is there exactly when the batch's writes are.
+    static constexpr std::string_view batch_key_prefix = "mbatch";
     // The slot holding the state, one byte (0 or 1); absent means 0.
     static constexpr std::string_view slot_key = "mslot";
     // The index of the last restore finished; absent means 0.
@@ -247,8 +269,15 @@ private:
     // Present while the slot not in use may hold keys: those of a restore under way, or
     // of the state a restore replaced.
     static constexpr std::string_view stale_key = "mstale";
-    static constexpr std::string_view format = "raftkv.kv_state_machine.v2";
+    static constexpr std::string_view format = "raftkv.kv_state_machine.v3";
+    static constexpr std::string_view format_v2 = "raftkv.kv_state_machine.v2";
     static constexpr std::string_view format_v1 = "raftkv.kv_state_machine.v1";
+
+    /// Whether a key exists before an entry is applied, and its version.
+    struct key_state {
+        bool exists = false;
+        index_t version = 0;
+    };
 
     struct restore_state {
         explicit restore_state(const snapshot_meta& m) : meta(m), decoder(m.index) {}
@@ -259,6 +288,8 @@ private:
         ::leveldb::WriteBatch batch;
         /// Set while a call may leave the restore incomplete; cleared when it returns.
         bool failed = false;
+        /// Scratch space for a user value being staged.
+        std::string value;
     };
 
     static char prefix(record_kind kind, int slot) noexcept
@@ -267,6 +298,11 @@ private:
     }
     static std::string data_key(char prefix, std::string_view key);
     static std::string encode_index(index_t i);
+    static void encode_value(std::string& out, index_t version, std::string_view value);
+    /// Splits a stored user value into its version and the value; false if malformed.
+    static bool decode_value(std::string_view stored, index_t& version, std::string_view& value) noexcept;
+    kv_versioned_value decode_stored(std::string_view stored) const;
+    void upgrade(std::string_view from);
 
     int slot() const noexcept { return static_cast<int>(generation_.load() & 1); }
     int other_slot() const noexcept { return 1 - slot(); }
@@ -276,7 +312,10 @@ private:
                        const ::leveldb::ReadOptions& options) const;
     int read_slot(const ::leveldb::ReadOptions& options) const;
     void load();
-    bool stored(const std::string& key, std::unique_ptr<::leveldb::Iterator>& it) const;
+    static std::string batch_key(index_t first);
+    bool batches_complete(index_t from, index_t to, const ::leveldb::ReadOptions& options) const;
+    void delete_batch_records(::leveldb::WriteBatch& batch, index_t from, index_t to) const;
+    key_state stored(const std::string& key, std::unique_ptr<::leveldb::Iterator>& it) const;
     restore_state& restoring(std::string_view call);
     void stage(record_kind kind, std::string_view key, std::string_view value);
     void write_staged(::leveldb::WriteBatch& batch, const std::string& what);
@@ -372,10 +411,55 @@ inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
     : name_(detail::store_name("raftkv::leveldb::kv_state_machine", dir)), opts_(opts),
       db_(detail::open_database(dir, name_, opts.sync))
 {
-    detail::check_format(*db_, format_key, format, name_, format_v1);
+    std::string found;
+    const ::leveldb::Status s = db_->Get(detail::checked_reads(), detail::to_slice(format_key), &found);
+    if (!s.IsNotFound())
+        detail::check(s, name_, "cannot read the format record");
+    const bool old = s.ok() && (found == format_v1 || found == format_v2);
+    if (!old)
+        detail::check_format(*db_, format_key, format, name_);
     load();
     if (stale_)
         delete_slot(other_slot());
+    if (old)
+        upgrade(found);
+}
+
+// Copies the state into the other slot with every user value at version 0, as a restore
+// would, then switches to it and records format v3 in one synced write. A crash before
+// the switch leaves the old format and slot (the copy is stale and deleted on the next
+// open, by this build or an older one); a crash after it leaves the old slot stale.
+inline void kv_state_machine::upgrade(std::string_view from)
+{
+    ::leveldb::ReadOptions options = detail::checked_reads();
+    options.fill_cache = false;
+    std::unique_ptr<::leveldb::Iterator> it(db_->NewIterator(options));
+    const int next = other_slot();
+    const std::string what = "cannot upgrade the state from '" + std::string(from) + "'";
+    ::leveldb::WriteBatch batch;
+    std::string value;
+    for (const record_kind kind : {record_kind::meta, record_kind::user}) {
+        const char p = prefix(kind, slot());
+        for (it->Seek(std::string(1, p)); it->Valid() && it->key().size() > 0 && it->key()[0] == p;
+             it->Next()) {
+            const std::string_view key = detail::to_view(it->key()).substr(1);
+            value.clear();
+            if (kind == record_kind::user)
+                encode_value(value, 0, detail::to_view(it->value()));
+            else
+                value.assign(detail::to_view(it->value()));
+            batch.Put(data_key(prefix(kind, next), key), value);
+            if (batch.ApproximateSize() >= opts_.restore_batch_bytes)
+                write_staged(batch, what);
+        }
+        detail::check(it->status(), name_, what);
+    }
+    it.reset();
+    batch.Put(detail::to_slice(slot_key), std::string(1, static_cast<char>(next)));
+    batch.Put(detail::to_slice(format_key), detail::to_slice(format));
+    write_staged(batch, what);
+    generation_.fetch_add(1);
+    delete_slot(1 - next);
 }
 
 // Closing checkpoints what was applied, so a clean restart re-applies nothing.
@@ -465,6 +549,7 @@ inline void kv_state_machine::checkpoint(index_t index)
         return; // a restore finished meanwhile and went further
     ::leveldb::WriteBatch batch;
     batch.Put(detail::to_slice(durable_index_key), encode_index(index));
+    delete_batch_records(batch, 0, index);
     write_synced(batch, "cannot record a checkpoint");
     record(&kv_state_machine_stats::checkpoint_ns, start); // before snapshot_index() shows it
     durable_.store(index);
@@ -480,10 +565,13 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
 
     const int current = slot();
     ::leveldb::WriteBatch writes;
-    // Whether each key this batch wrote exists after its last write; views into `batch`.
-    std::unordered_map<std::string_view, bool> written;
-    // Reads what the database held before this batch; made at the first delete.
+    // Whether each key this batch wrote exists after its last write, and its version;
+    // views into `batch`.
+    std::unordered_map<std::string_view, key_state> written;
+    // Reads what the database held before this batch; made at the first read. A plain put
+    // reads nothing: its version is its entry's index.
     std::unique_ptr<::leveldb::Iterator> before;
+    std::string value;
     for (std::size_t k = 0; k < batch.size(); ++k) {
         const log_entry& e = batch[k];
         assert(k == 0 || e.index == batch[k - 1].index + 1);
@@ -499,19 +587,33 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
             continue;
         }
         const std::string key = data_key(user_prefix[current], c->key);
-        if (c->op == kv_command_op::put) {
-            writes.Put(key, detail::to_slice(c->value));
-            written[c->key] = true;
-            results[k].found = true;
-        } else {
+        key_state was;
+        if (c->op == kv_command_op::del || !c->precondition.empty()) {
             const auto w = written.find(c->key);
-            results[k].found = w != written.end() ? w->second : stored(key, before);
-            if (results[k].found)
+            was = w != written.end() ? w->second : stored(key, before);
+        }
+        const kv_precondition& pre = c->precondition;
+        if ((pre.expect_absent && was.exists) ||
+            (pre.expect_version && !(was.exists && was.version == *pre.expect_version))) {
+            results[k] = kv_result{was.exists, kv_status::precondition_failed, was.exists ? was.version : 0};
+            continue;
+        }
+        if (c->op == kv_command_op::put) {
+            value.clear();
+            encode_value(value, e.index, c->value);
+            writes.Put(key, value);
+            written[c->key] = key_state{true, e.index};
+            results[k] = kv_result{true, kv_status::ok, e.index};
+        } else {
+            results[k] = kv_result{was.exists, kv_status::ok, was.exists ? was.version : 0};
+            if (was.exists)
                 writes.Delete(key);
-            written[c->key] = false;
+            written[c->key] = key_state{};
         }
     }
     writes.Put(detail::to_slice(applied_index_key), encode_index(batch.back().index));
+    if (!opts_.sync)
+        writes.Put(batch_key(batch.front().index), encode_index(batch.back().index));
     if (opts_.sync)
         writes.Put(detail::to_slice(durable_index_key), encode_index(batch.back().index));
 
@@ -589,7 +691,18 @@ inline void kv_state_machine::abort_restore()
 
 inline std::optional<std::string> kv_state_machine::get(std::string_view key) const
 {
-    return read_current(record_kind::user, key);
+    std::optional<kv_versioned_value> v = get_versioned(key);
+    if (!v)
+        return std::nullopt;
+    return std::move(v->value);
+}
+
+inline std::optional<kv_versioned_value> kv_state_machine::get_versioned(std::string_view key) const
+{
+    const std::optional<std::string> stored = read_current(record_kind::user, key);
+    if (!stored)
+        return std::nullopt;
+    return decode_stored(*stored);
 }
 
 inline std::optional<std::string> kv_state_machine::get_meta(std::string_view name) const
@@ -614,15 +727,19 @@ inline kv_scan_page kv_state_machine::scan(const kv_scan_options& options) const
     kv_scan_page page;
     std::size_t bytes = 0;
     for (; it->Valid() && it->key().starts_with(detail::to_slice(wanted)); it->Next()) {
-        const std::size_t size = it->key().size() - 1 + (options.keys_only ? 0 : it->value().size());
+        index_t version = 0;
+        std::string_view value;
+        if (!decode_value(detail::to_view(it->value()), version, value))
+            detail::fail_storage(name_, "corrupt state machine: a stored value has no version");
+        const std::size_t size = it->key().size() - 1 + (options.keys_only ? 0 : value.size());
         if (page.items.size() >= options.limit || (!page.items.empty() && bytes + size > options.max_bytes)) {
             page.more = true;
             break;
         }
         bytes += size;
         page.items.emplace_back(std::string(detail::to_view(it->key()).substr(1)),
-                                options.keys_only ? std::string()
-                                                  : std::string(detail::to_view(it->value())));
+                                options.keys_only ? std::string() : std::string(value));
+        page.versions.push_back(version);
     }
     detail::check(it->status(), name_, "cannot read keys");
     return page;
@@ -684,10 +801,60 @@ inline void kv_state_machine::load()
     stale_ = read(stale_key, options).has_value();
     const bool recorded = read(durable_index_key, options).has_value();
     durable_ = recorded ? read_index(durable_index_key, "durable index", options) : restored_;
-    // Without syncing, the stored state past the checkpoint may lack earlier writes: resume
-    // from the checkpoint and let the node re-apply the rest of the log.
-    if (!opts_.sync)
+    // Without syncing, the stored state past the checkpoint may lack earlier writes. When
+    // the record of every batch since the checkpoint is there, none is missing (a process
+    // crash, or a machine crash that lost only a suffix): resume after the last. Otherwise
+    // resume from the checkpoint, forget the batch records past it, and let the node
+    // re-apply the rest of the log (docs/wal.md, Applying without fsync).
+    if (!opts_.sync && applied_ > durable_.load() && !batches_complete(durable_.load(), applied_, options)) {
+        ::leveldb::WriteBatch batch;
+        delete_batch_records(batch, durable_.load() + 1, applied_);
+        write_synced(batch, "cannot forget the batches past the checkpoint");
         applied_ = durable_.load();
+    }
+    if (!opts_.sync && applied_ < durable_.load())
+        applied_ = durable_.load();
+}
+
+inline std::string kv_state_machine::batch_key(index_t first)
+{
+    std::string out(batch_key_prefix);
+    detail::put_u64_be(out, first);
+    return out;
+}
+
+/// Whether the records of the batches (from, to] are all stored, each starting right after
+/// the one before.
+inline bool kv_state_machine::batches_complete(index_t from, index_t to,
+                                               const ::leveldb::ReadOptions& options) const
+{
+    index_t at = from;
+    while (at < to) {
+        const std::optional<std::string> last = read(batch_key(at + 1), options);
+        if (!last || last->size() != detail::u64_size)
+            return false;
+        const index_t next = detail::get_u64_be(*last);
+        if (next <= at || next > to)
+            return false;
+        at = next;
+    }
+    return true;
+}
+
+/// Adds to `batch` the deletion of every batch record whose first index is in [from, to].
+inline void kv_state_machine::delete_batch_records(::leveldb::WriteBatch& batch, index_t from,
+                                                   index_t to) const
+{
+    ::leveldb::ReadOptions options = detail::checked_reads();
+    options.fill_cache = false;
+    std::unique_ptr<::leveldb::Iterator> it(db_->NewIterator(options));
+    const std::string end = batch_key(to);
+    for (it->Seek(batch_key(from));
+         it->Valid() && it->key().starts_with(detail::to_slice(batch_key_prefix)) &&
+         detail::to_view(it->key()) <= std::string_view(end);
+         it->Next())
+        batch.Delete(it->key());
+    detail::check(it->status(), name_, "cannot read the batch records");
 }
 
 inline std::string kv_state_machine::data_key(char prefix, std::string_view key)
@@ -706,14 +873,48 @@ inline std::string kv_state_machine::encode_index(index_t i)
     return out;
 }
 
-inline bool kv_state_machine::stored(const std::string& key, std::unique_ptr<::leveldb::Iterator>& it) const
+inline void kv_state_machine::encode_value(std::string& out, index_t version, std::string_view value)
+{
+    detail::put_varint64(out, version);
+    out.append(value);
+}
+
+inline bool kv_state_machine::decode_value(std::string_view stored, index_t& version,
+                                           std::string_view& value) noexcept
+{
+    std::size_t pos = 0;
+    std::uint64_t v = 0;
+    if (detail::get_varint64(stored, pos, v) != detail::varint_status::ok)
+        return false;
+    version = v;
+    value = stored.substr(pos);
+    return true;
+}
+
+inline kv_versioned_value kv_state_machine::decode_stored(std::string_view stored) const
+{
+    index_t version = 0;
+    std::string_view value;
+    if (!decode_value(stored, version, value))
+        detail::fail_storage(name_, "corrupt state machine: a stored value has no version");
+    return kv_versioned_value{std::string(value), version};
+}
+
+inline kv_state_machine::key_state kv_state_machine::stored(const std::string& key,
+                                                            std::unique_ptr<::leveldb::Iterator>& it) const
 {
     if (!it)
         it.reset(db_->NewIterator(detail::checked_reads()));
     it->Seek(key);
-    const bool found = it->Valid() && detail::to_view(it->key()) == key;
+    key_state state;
+    if (it->Valid() && detail::to_view(it->key()) == key) {
+        std::string_view value;
+        if (!decode_value(detail::to_view(it->value()), state.version, value))
+            detail::fail_storage(name_, "corrupt state machine: the value of a key has no version");
+        state.exists = true;
+    }
     detail::check(it->status(), name_, "cannot read a key");
-    return found;
+    return state;
 }
 
 inline kv_state_machine::restore_state& kv_state_machine::restoring(std::string_view call)
@@ -736,7 +937,23 @@ inline std::string kv_state_machine::restoring_what() const
 inline void kv_state_machine::stage(record_kind kind, std::string_view key, std::string_view value)
 {
     ::leveldb::WriteBatch& batch = restore_->batch;
-    batch.Put(data_key(prefix(kind, other_slot()), key), detail::to_slice(value));
+    if (kind == record_kind::user) {
+        // A version-1 stream predates versions: its keys get version 0.
+        std::string& stored = restore_->value;
+        stored.clear();
+        if (restore_->decoder.version() == 1) {
+            encode_value(stored, 0, value);
+        } else {
+            index_t version = 0;
+            std::string_view plain;
+            if (!decode_value(value, version, plain))
+                throw detail::snapshot_stream_error("a key's record has no version");
+            stored.assign(value);
+        }
+        batch.Put(data_key(prefix(kind, other_slot()), key), stored);
+    } else {
+        batch.Put(data_key(prefix(kind, other_slot()), key), detail::to_slice(value));
+    }
     if (batch.ApproximateSize() >= opts_.restore_batch_bytes)
         write_staged(batch, "cannot restore " + restoring_what());
 }

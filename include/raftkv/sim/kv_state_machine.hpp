@@ -10,6 +10,7 @@
 
 #include <cassert>
 #include <cstddef>
+#include <cstdint>
 #include <map>
 #include <memory>
 #include <optional>
@@ -52,6 +53,8 @@ class kv_state_machine {
     struct state {
         std::map<std::string, std::string, std::less<>> data;
         std::map<std::string, std::string, std::less<>> meta;
+        /// The version of each key of `data`: the index of the entry that last wrote it.
+        std::map<std::string, index_t, std::less<>> versions;
         index_t applied = 0;
     };
 
@@ -63,8 +66,10 @@ public:
         std::shared_ptr<const state> snapshot;
     };
 
-    /// Reads a snapshot as records: a kind byte ('k' for a key, 'm' for a meta record),
-    /// the name's and the value's lengths as 4 bytes big-endian each, the name, the value.
+    /// Reads a snapshot as records: a kind byte ('v' for a key, 'm' for a meta record),
+    /// the name's and the value's lengths as 4 bytes big-endian each, the name, the value;
+    /// a key's value starts with its version (8 bytes big-endian). A restore also takes
+    /// 'k' records, keys without a version (version 0).
     class snapshot_reader {
     public:
         index_t index() const noexcept { return state_->applied; }
@@ -81,7 +86,15 @@ public:
                     at_ = state_->meta.begin();
                     continue;
                 }
-                append_record(out, in_meta_ ? 'm' : 'k', at_->first, at_->second);
+                if (in_meta_) {
+                    append_record(out, 'm', at_->first, at_->second);
+                } else {
+                    const auto v = state_->versions.find(at_->first);
+                    std::string versioned;
+                    put_u64(versioned, v == state_->versions.end() ? 0 : v->second);
+                    versioned.append(at_->second);
+                    append_record(out, 'v', at_->first, versioned);
+                }
                 ++at_;
             }
             return in_meta_ && at_ == state_->meta.end();
@@ -154,14 +167,26 @@ public:
             const char kind = partial_[at];
             const std::size_t name_size = get_u32(partial_, at + 1);
             const std::size_t value_size = get_u32(partial_, at + 5);
-            if (kind != 'k' && kind != 'm')
+            if (kind != 'k' && kind != 'm' && kind != 'v')
                 throw std::invalid_argument("raftkv::sim::kv_state_machine: malformed snapshot record");
             if (partial_.size() - at - record_header < name_size + value_size)
                 break;
             std::string name = partial_.substr(at + record_header, name_size);
             std::string value = partial_.substr(at + record_header + name_size, value_size);
-            (kind == 'k' ? restoring_->data : restoring_->meta)
-                .insert_or_assign(std::move(name), std::move(value));
+            if (kind == 'm') {
+                restoring_->meta.insert_or_assign(std::move(name), std::move(value));
+            } else {
+                index_t version = 0;
+                if (kind == 'v') {
+                    if (value.size() < 8)
+                        throw std::invalid_argument(
+                            "raftkv::sim::kv_state_machine: malformed snapshot record");
+                    version = get_u64(value);
+                    value.erase(0, 8);
+                }
+                restoring_->versions.insert_or_assign(name, version);
+                restoring_->data.insert_or_assign(std::move(name), std::move(value));
+            }
             at += record_header + name_size + value_size;
         }
         partial_.erase(0, at);
@@ -186,6 +211,15 @@ public:
     {
         const auto it = state_->data.find(key);
         if (it == state_->data.end())
+            return std::nullopt;
+        return it->second;
+    }
+
+    /// The version of `key` (the index of the entry that last wrote it), if it exists.
+    std::optional<index_t> version(std::string_view key) const
+    {
+        const auto it = state_->versions.find(key);
+        if (it == state_->versions.end())
             return std::nullopt;
         return it->second;
     }
@@ -218,6 +252,18 @@ private:
         for (int shift = 24; shift >= 0; shift -= 8)
             out.push_back(static_cast<char>((n >> shift) & 0xff));
     }
+    static void put_u64(std::string& out, std::uint64_t n)
+    {
+        for (int shift = 56; shift >= 0; shift -= 8)
+            out.push_back(static_cast<char>((n >> shift) & 0xff));
+    }
+    static std::uint64_t get_u64(std::string_view in)
+    {
+        std::uint64_t n = 0;
+        for (std::size_t k = 0; k < 8; ++k)
+            n = (n << 8) | static_cast<unsigned char>(in[k]);
+        return n;
+    }
     static std::size_t get_u32(std::string_view in, std::size_t at)
     {
         std::size_t n = 0;
@@ -241,19 +287,27 @@ private:
         const std::optional<kv_command> cmd = decode_kv_command(e.data);
         if (!cmd)
             return {};
-        if (cmd->op == kv_command_op::put) {
-            s.data.insert_or_assign(std::string(cmd->key), std::string(cmd->value));
-            return {.found = true};
-        }
         if (cmd->op == kv_command_op::meta) {
             s.meta.insert_or_assign(std::string(cmd->key), std::string(cmd->value));
             return {.found = true};
         }
-        const auto it = s.data.find(cmd->key);
-        if (it == s.data.end())
+        const auto v = s.versions.find(cmd->key);
+        const bool exists = v != s.versions.end();
+        const index_t version = exists ? v->second : 0;
+        const kv_precondition& pre = cmd->precondition;
+        if ((pre.expect_absent && exists) ||
+            (pre.expect_version && !(exists && version == *pre.expect_version)))
+            return {.found = exists, .status = kv_status::precondition_failed, .version = version};
+        if (cmd->op == kv_command_op::put) {
+            s.data.insert_or_assign(std::string(cmd->key), std::string(cmd->value));
+            s.versions.insert_or_assign(std::string(cmd->key), e.index);
+            return {.found = true, .status = kv_status::ok, .version = e.index};
+        }
+        if (!exists)
             return {.found = false};
-        s.data.erase(it);
-        return {.found = true};
+        s.data.erase(s.data.find(cmd->key));
+        s.versions.erase(v);
+        return {.found = true, .status = kv_status::ok, .version = version};
     }
 
     std::shared_ptr<disk> disk_;

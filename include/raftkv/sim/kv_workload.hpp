@@ -37,6 +37,11 @@ struct workload_config {
     /// Defaults: 0.4 and 0.45.
     double get_share = 0.4;
     double put_share = 0.45;
+    /// The probability that an operation is a create: a put applied only if the key is
+    /// absent (kv_precondition::expect_absent), drawn after get_share and put_share.
+    /// Concurrent creates of one key race; the linearizability check fails if two win
+    /// without a delete between them. Default: 0 (none).
+    double create_share = 0.0;
     /// The probability that a get goes to a random node rather than to the one the client
     /// believes leads: a follower serves it through its leader (ReadIndex at followers).
     /// Default: 0.3.

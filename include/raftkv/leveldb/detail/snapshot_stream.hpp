@@ -3,9 +3,12 @@
 
 // The byte stream of a LevelDB kv_state_machine snapshot (layout in docs/leveldb.md):
 //
-//   header   "RKVSNAP", version 0x01, the applied index (8 bytes big-endian)
+//   header   "RKVSNAP", version 0x02, the applied index (8 bytes big-endian)
 //   records  kind ('k' a user key, 'm' a meta record), varint key size, varint value size,
-//            key, value
+//            key, value; a user key's value is its version (a varint) then its value
+//
+// Version 0x01 streams (user values without versions) are still decoded; their keys are
+// restored at version 0.
 //   trailer  'e', the record count (8 bytes), FNV-1a-64 of every byte before the trailer
 //            (8 bytes)
 //
@@ -27,7 +30,9 @@ namespace raftkv::leveldb::detail {
 enum class snapshot_record : char { user = 'k', meta = 'm' };
 
 inline constexpr std::string_view snapshot_magic = "RKVSNAP";
-inline constexpr char snapshot_version = 1;
+inline constexpr char snapshot_version = 2;
+/// The oldest stream version snapshot_decoder reads.
+inline constexpr char snapshot_version_min = 1;
 inline constexpr char snapshot_end = 'e';
 inline constexpr std::size_t snapshot_header_size = 8 + u64_size;
 inline constexpr std::size_t snapshot_trailer_size = 1 + 2 * u64_size;
@@ -106,6 +111,9 @@ public:
         }
     }
 
+    /// The stream's version, once its header was decoded (0 before).
+    int version() const noexcept { return version_; }
+
     /// Whether the whole stream, trailer included, was decoded.
     bool done() const noexcept { return state_ == state::done; }
 
@@ -160,16 +168,19 @@ private:
             throw snapshot_stream_error("not a raftkv kv_state_machine snapshot (no 'RKVSNAP' header)");
         if (h.size() < snapshot_header_size)
             return false;
-        if (h[snapshot_magic.size()] != snapshot_version)
-            throw snapshot_stream_error("snapshot version " +
-                                        std::to_string(static_cast<unsigned char>(h[snapshot_magic.size()])) +
-                                        "; this build reads version " + std::to_string(snapshot_version));
+        const char version = h[snapshot_magic.size()];
+        if (version < snapshot_version_min || version > snapshot_version)
+            throw snapshot_stream_error(
+                "snapshot version " + std::to_string(static_cast<unsigned char>(version)) +
+                "; this build reads versions " + std::to_string(snapshot_version_min) + " to " +
+                std::to_string(snapshot_version));
         const index_t index = get_u64_be(h.substr(8));
         if (index != index_)
             throw snapshot_stream_error("the snapshot is of applied index " + std::to_string(index) +
                                         ", not the " + std::to_string(index_) + " announced");
         hash_.update(h.substr(0, snapshot_header_size));
         pos += snapshot_header_size;
+        version_ = version;
         state_ = state::records;
         return true;
     }
@@ -230,6 +241,7 @@ private:
     }
 
     index_t index_;
+    int version_ = 0;
     state state_ = state::header;
     std::uint64_t records_ = 0;
     fnv1a64 hash_;

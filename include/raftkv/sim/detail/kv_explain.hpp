@@ -50,6 +50,12 @@ inline std::string describe_op(const kv_op& op, std::size_t index)
     case kv_op_kind::del:
         s += op.indeterminate ? "del -> ?" : op.found ? "del -> found" : "del -> not found";
         break;
+    case kv_op_kind::create:
+        s += "create " + quote(op.value) +
+             (op.indeterminate ? " -> ?"
+              : op.found       ? " -> failed (key existed)"
+                               : " -> created");
+        break;
     }
     s += ", call " + std::to_string(op.call);
     s += op.indeterminate ? ", ret ? (indeterminate)" : ", ret " + std::to_string(op.ret);
@@ -70,6 +76,9 @@ inline std::optional<std::string> replay(const kv_history& history, std::span<co
             state = history[i].value;
         } else if (history[i].kind == kv_op_kind::del) {
             state.reset();
+        } else if (history[i].kind == kv_op_kind::create && !state &&
+                   (history[i].indeterminate || !history[i].found)) {
+            state = history[i].value;
         }
     }
     return state;
@@ -81,7 +90,7 @@ inline bool possible_in(const std::optional<std::string>& state, const kv_op& op
     if (op.indeterminate || op.kind == kv_op_kind::put) {
         return true;
     }
-    if (op.kind == kv_op_kind::del || !op.found) {
+    if (op.kind == kv_op_kind::del || op.kind == kv_op_kind::create || !op.found) {
         return op.found == state.has_value();
     }
     return state && *state == op.result;

@@ -48,7 +48,8 @@ inline std::vector<key_ops> partition_by_key(const kv_history& history)
 }
 
 /// One key as a register that starts absent: put sets it, del erases it and reports
-/// whether it existed, get reports whether it exists and its value.
+/// whether it existed, get reports whether it exists and its value, create sets it only if
+/// it is absent and reports whether it existed.
 ///
 /// A state is `absent` or a value id. Values read by some get have ids of their own; all
 /// others share one id, since no get can tell them apart, which lets the memo merge
@@ -93,6 +94,13 @@ public:
             }
             return std::nullopt;
         case kv_op_kind::put: return o.value;
+        case kv_op_kind::create:
+            // Decided by the state alone: an indeterminate create either took effect this
+            // way or never did.
+            if (state == absent) {
+                return o.indeterminate || !o.found ? std::optional<std::int32_t>(o.value) : std::nullopt;
+            }
+            return o.indeterminate || o.found ? std::optional<std::int32_t>(state) : std::nullopt;
         case kv_op_kind::del:
             if (o.indeterminate || o.found == (state != absent)) {
                 return absent;

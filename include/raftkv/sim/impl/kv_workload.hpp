@@ -71,6 +71,10 @@ void kv_workload<StateMachine>::issue(std::size_t ci)
         c.op.kind = kv_op_kind::put;
         c.op.value = "c" + std::to_string(c.id) + "-" + std::to_string(++c.puts);
         c.command = encode_put(key, c.op.value);
+    } else if (r < config_.get_share + config_.put_share + config_.create_share) {
+        c.op.kind = kv_op_kind::create;
+        c.op.value = "c" + std::to_string(c.id) + "-" + std::to_string(++c.puts);
+        c.command = encode_put(key, c.op.value, kv_precondition{std::nullopt, true});
     } else {
         c.op.kind = kv_op_kind::del;
         c.command = encode_del(key);
@@ -213,7 +217,10 @@ void kv_workload<StateMachine>::handle_apply(node_id node, index_t index, term_t
                                              const kv_result& result)
 {
     if (const auto ci = take_write(node, index, term))
-        complete(clients_[*ci], *ci, result.found, {});
+        complete(clients_[*ci], *ci,
+                 clients_[*ci].op.kind == kv_op_kind::create ? result.status == kv_status::precondition_failed
+                                                             : result.found,
+                 {});
     // A forwarded write whose index this node applied with another term was overwritten
     // by another leader: it never took effect. (A node's own proposals are also reported
     // dropped by the node; whichever comes first takes the write.)
