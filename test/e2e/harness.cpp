@@ -594,7 +594,7 @@ int open_append(const std::filesystem::path& file)
 
 } // namespace
 
-process::process(std::vector<std::string> args, options opts)
+process::process(std::vector<std::string> args, options opts, std::vector<std::string> env)
 {
     const auto program = opts.program.empty() ? server_binary() : opts.program;
     if (opts.stderr_file.empty())
@@ -604,6 +604,21 @@ process::process(std::vector<std::string> args, options opts)
     for (auto& a : args)
         argv.push_back(a.data());
     argv.push_back(nullptr);
+    // The environment: the test process's, with env's entries replacing or added.
+    std::vector<std::string> env_entries;
+    for (char** e = environ; *e != nullptr; ++e) {
+        const std::string_view entry(*e);
+        const auto name = entry.substr(0, entry.find('=') + 1);
+        const bool replaced =
+            std::any_of(env.begin(), env.end(), [&](const std::string& x) { return x.starts_with(name); });
+        if (!replaced)
+            env_entries.emplace_back(entry);
+    }
+    env_entries.insert(env_entries.end(), env.begin(), env.end());
+    std::vector<char*> envp;
+    for (auto& e : env_entries)
+        envp.push_back(e.data());
+    envp.push_back(nullptr);
 
     {
         // A marker in the log between two runs of the same node.
@@ -649,7 +664,7 @@ process::process(std::vector<std::string> args, options opts)
                 ::close(static_cast<int>(fd));
         if (!cwd.empty() && ::chdir(cwd.c_str()) != 0)
             ::_exit(126);
-        ::execv(program_path.c_str(), argv.data());
+        ::execve(program_path.c_str(), argv.data(), envp.data());
         ::_exit(127);
     }
     pid_ = pid;
@@ -1045,10 +1060,11 @@ void cluster::start(std::uint64_t id, std::vector<std::string> args)
     if (p && p->running())
         throw std::logic_error("node " + std::to_string(id) + " is already running");
     p.reset();
-    p = std::make_unique<process>(std::move(args), process::options{.program = {},
-                                                                    .stdout_file = spec(id).log_file,
-                                                                    .stderr_file = {},
-                                                                    .cwd = dir_.path()});
+    p = std::make_unique<process>(
+        std::move(args),
+        process::options{
+            .program = {}, .stdout_file = spec(id).log_file, .stderr_file = {}, .cwd = dir_.path()},
+        spec(id).env);
 }
 
 void cluster::start_all()

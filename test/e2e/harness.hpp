@@ -222,7 +222,9 @@ public:
         std::filesystem::path stderr_file; ///< default: stdout_file
         std::filesystem::path cwd;         ///< default: inherited
     };
-    process(std::vector<std::string> args, options opts);
+    /// `env`: NAME=VALUE entries added to the inherited environment (each replacing a
+    /// variable of the same name).
+    process(std::vector<std::string> args, options opts, std::vector<std::string> env = {});
     ~process();
     process(const process&) = delete;
     process& operator=(const process&) = delete;
@@ -328,6 +330,8 @@ struct node_spec {
     /// For a node added after the bootstrap (cluster::add_node()): the member it joins
     /// through (--join); 0 for a bootstrap member (--peers).
     std::uint64_t join_via = 0;
+    /// NAME=VALUE entries added to the node's environment when it starts (process's `env`).
+    std::vector<std::string> env;
 
     std::string http_address() const;
     std::string raft_address() const;
@@ -368,6 +372,8 @@ public:
     /// Makes the other nodes reach node `id` at 127.0.0.1:port (node_spec::dial_port). Set it
     /// for every bootstrap member before any starts: --peers, hence the cluster id, lists it.
     void set_dial_port(std::uint64_t id, std::uint16_t port) { specs_.at(id - 1).dial_port = port; }
+    /// Adds NAME=VALUE entries to node `id`'s environment from its next start on.
+    void set_env(std::uint64_t id, std::vector<std::string> env) { specs_.at(id - 1).env = std::move(env); }
     /// The body of a POST /cluster/members that adds node `id` at its addresses.
     std::string member_body(std::uint64_t id, bool learner) const;
 
