@@ -1,5 +1,6 @@
 #include "nemesis.hpp"
 
+#include "netns.hpp"
 #include "proxy.hpp"
 #include "recording_clients.hpp"
 
@@ -14,6 +15,7 @@
 #include <initializer_list>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <random>
@@ -84,9 +86,11 @@ public:
     /// `joiner`: a node of `c` added with cluster::add_node(), not started, for the join fault.
     /// `disks`: whether the nodes run with the disk-pause library (enable_disk_pauses()); if not,
     /// a disk fault drawn from the seed pauses the process instead (SIGSTOP), and says so.
-    nemesis(cluster& c, proxy& p, recording_clients& clock, std::uint64_t seed, std::size_t nodes,
-            std::uint64_t joiner, bool disks)
-        : c_(c), p_(p), clock_(clock), rng_(seed), n_(nodes), joiner_(joiner), disks_(disks)
+    /// `lab`: when the nodes run in network namespaces, links are cut there (packets
+    /// dropped) rather than in the proxy.
+    nemesis(cluster& c, proxy& p, netns_lab* lab, recording_clients& clock, std::uint64_t seed,
+            std::size_t nodes, std::uint64_t joiner, bool disks)
+        : c_(c), p_(p), lab_(lab), clock_(clock), rng_(seed), n_(nodes), joiner_(joiner), disks_(disks)
     {
     }
 
@@ -185,12 +189,23 @@ private:
 
     link_rule cut_rule() { return pick(5) < 3 ? link_rule::drop() : link_rule::stall(); }
 
+    /// How a cut is made, for the log.
+    std::string how(link_rule r) const { return lab_ ? "packets dropped" : to_string(r); }
+
+    /// Cuts (or delays) every link from `from` to `to`: in the proxy, or with namespaces by
+    /// dropping packets, whatever `r` (a delay is not made there).
     void cut(const ids& from, const ids& to, link_rule r)
     {
+        if (lab_ && r.what == link_rule::kind::delay)
+            return log("(no delay with network namespaces: the links stay as they are)");
         for (auto a : from)
             for (auto b : to)
-                if (a != b)
-                    p_.set(a, b, r);
+                if (a != b) {
+                    if (lab_)
+                        lab_->drop(a, b);
+                    else
+                        p_.set(a, b, r);
+                }
         cut_ = true;
     }
 
@@ -290,7 +305,7 @@ private:
             const ids minority(all.begin(), all.begin() + static_cast<long>(1 + pick((n_ - 1) / 2)));
             const auto majority = others(minority);
             const auto r = cut_rule();
-            log("split " + list(minority) + " | " + list(majority) + " (" + to_string(r) + ")");
+            log("split " + list(minority) + " | " + list(majority) + " (" + how(r) + ")");
             cut(minority, majority, r);
             cut(majority, minority, r);
             break;
@@ -299,7 +314,7 @@ private:
             const ids leader = {leader_or_any()};
             const auto rest = others(leader);
             const auto r = cut_rule();
-            log("isolate node " + list(leader) + " (" + to_string(r) + ")");
+            log("isolate node " + list(leader) + " (" + how(r) + ")");
             cut(leader, rest, r);
             cut(rest, leader, r);
             break;
@@ -309,10 +324,10 @@ private:
             const auto rest = others(node);
             const auto r = cut_rule();
             if (pick(2) == 0) {
-                log("node " + list(node) + " cannot send to " + list(rest) + " (" + to_string(r) + ")");
+                log("node " + list(node) + " cannot send to " + list(rest) + " (" + how(r) + ")");
                 cut(node, rest, r);
             } else {
-                log("node " + list(node) + " cannot hear from " + list(rest) + " (" + to_string(r) + ")");
+                log("node " + list(node) + " cannot hear from " + list(rest) + " (" + how(r) + ")");
                 cut(rest, node, r);
             }
             break;
@@ -324,8 +339,7 @@ private:
             const ids a(all.begin() + 1, all.begin() + 1 + static_cast<long>(half));
             const ids b(all.begin() + 1 + static_cast<long>(half), all.end());
             const auto r = cut_rule();
-            log("bridge " + list(bridge) + " between " + list(a) + " and " + list(b) + " (" + to_string(r) +
-                ")");
+            log("bridge " + list(bridge) + " between " + list(a) + " and " + list(b) + " (" + how(r) + ")");
             cut(a, b, r);
             cut(b, a, r);
             break;
@@ -336,7 +350,8 @@ private:
             const auto d = between(20, 250);
             log("delay node " + list(node) + "'s links by " + std::to_string(d.count()) + "ms");
             cut(node, rest, link_rule::delayed(d));
-            cut(rest, node, link_rule::delayed(d));
+            if (!lab_)
+                cut(rest, node, link_rule::delayed(d));
             break;
         }
         case fault::disk_stall_leader: stall_disk(leader_or_any()); break;
@@ -350,7 +365,10 @@ private:
     {
         if (cut_) {
             log("heal the network");
-            p_.heal();
+            if (lab_)
+                lab_->heal();
+            else
+                p_.heal();
             cut_ = false;
         }
         for (auto id : paused_) {
@@ -385,12 +403,12 @@ private:
             // Nothing listens behind this destination: the learner is a member that never
             // answers, which the leader keeps trying to reach.
             const auto ports = free_ports(2);
-            learner_ports_ = {p_.add_destination(id, ports[0]), ports[1]};
+            learner_ports_ = {lab_ ? ports[0] : p_.add_destination(id, ports[0]), ports[1]};
         }
-        const std::string body = "{\"id\": " + std::to_string(id) +
-                                 ", \"raft\": \"127.0.0.1:" + std::to_string(learner_ports_.first) +
-                                 "\", \"http\": \"127.0.0.1:" + std::to_string(learner_ports_.second) +
-                                 "\", \"learner\": true}";
+        const std::string host = lab_ ? lab_->nobody() : "127.0.0.1";
+        const std::string body = "{\"id\": " + std::to_string(id) + ", \"raft\": \"" + host + ":" +
+                                 std::to_string(learner_ports_.first) + "\", \"http\": \"" + host + ":" +
+                                 std::to_string(learner_ports_.second) + "\", \"learner\": true}";
         const auto via = reachable_node();
         const auto r = request(c_.http_port(via), "POST", "/cluster/members", body, 3s);
         log("add learner " + std::to_string(id) + " via node " + std::to_string(via) + ": " +
@@ -483,6 +501,7 @@ private:
 
     cluster& c_;
     proxy& p_;
+    netns_lab* lab_;
     recording_clients& clock_;
     std::mt19937_64 rng_;
     const std::size_t n_;
@@ -579,13 +598,46 @@ run_report run_round(const run_options& opts, std::uint64_t seed)
     BOOST_TEST_MESSAGE("nemesis round: " << where);
     BOOST_TEST_CHECKPOINT("nemesis round: " << where); // named if an exception ends the test
     run_report report;
-    proxy p;
-    // Frequent snapshots, so that restarted and cut-off nodes also catch up from them.
-    cluster c(
-        opts.nodes, false,
-        {"--request-timeout-ms", "2000", "--snapshot-entries", "400", "--snapshot-catchup-entries", "100"});
-    for (std::uint64_t id = 1; id <= opts.nodes; ++id)
-        c.set_dial_port(id, p.add_destination(id, c.raft_port(id)));
+    // With RAFTKV_NEMESIS_NETNS=1 (as root), the nodes run in network namespaces and links
+    // are cut by dropping packets; otherwise they talk through the proxy.
+    std::unique_ptr<netns_lab> lab;
+    if (const char* v = std::getenv("RAFTKV_NEMESIS_NETNS"); v != nullptr && std::string(v) == "1") {
+        if (const auto why = netns_lab::unusable())
+            BOOST_TEST_MESSAGE(where << ": no network namespaces (" << *why << "): the proxy cuts the links");
+        else
+            lab = std::make_unique<netns_lab>(opts.nodes + 1); // the joiner too
+    }
+    // The proxy listens on ports it binds after the cluster chose its own (and let them go):
+    // one of them may be a node's; then both are made again.
+    std::unique_ptr<proxy> proxy_holder;
+    std::unique_ptr<cluster> cluster_holder;
+    for (int attempt = 0;; ++attempt) {
+        cluster_holder.reset();
+        proxy_holder = std::make_unique<proxy>();
+        // Frequent snapshots, so that restarted and cut-off nodes also catch up from them.
+        cluster_holder = std::make_unique<cluster>(
+            opts.nodes, false,
+            std::vector<std::string>{"--request-timeout-ms", "2000", "--snapshot-entries", "400",
+                                     "--snapshot-catchup-entries", "100"});
+        if (lab)
+            break;
+        std::set<std::uint16_t> taken;
+        for (std::uint64_t id = 1; id <= opts.nodes; ++id)
+            taken.insert({cluster_holder->http_port(id), cluster_holder->raft_port(id)});
+        bool clash = false;
+        for (std::uint64_t id = 1; id <= opts.nodes; ++id) {
+            const auto port = proxy_holder->add_destination(id, cluster_holder->raft_port(id));
+            clash = clash || taken.contains(port);
+            cluster_holder->set_dial_port(id, port);
+        }
+        if (!clash || attempt == 5)
+            break;
+    }
+    proxy& p = *proxy_holder;
+    cluster& c = *cluster_holder;
+    if (lab)
+        for (std::uint64_t id = 1; id <= opts.nodes; ++id)
+            c.set_host(id, lab->address(id), lab->launcher(id));
     std::string no_disks;
     const auto io_pause = io_pause_library(&no_disks);
     if (io_pause)
@@ -601,11 +653,13 @@ run_report run_round(const run_options& opts, std::uint64_t seed)
     // The node the join fault adds and removes, given its ports before the clients start:
     // they read the cluster's node table from their threads.
     const std::uint64_t joiner = c.add_node(1);
+    if (lab)
+        c.set_host(joiner, lab->address(joiner), lab->launcher(joiner));
     if (io_pause)
         enable_disk_pauses(c, *io_pause);
     recording_clients load(
         c, all, {.clients = opts.clients, .keys = opts.keys, .timeout = 4s, .seed = seed, .pause = 0ms});
-    nemesis chaos(c, p, load, seed, opts.nodes, joiner, io_pause.has_value());
+    nemesis chaos(c, p, lab.get(), load, seed, opts.nodes, joiner, io_pause.has_value());
     const auto faults_end = std::chrono::steady_clock::now() + opts.fault_time;
     int faults = 0;
     while (std::chrono::steady_clock::now() < faults_end) {
@@ -645,8 +699,11 @@ run_report run_round(const run_options& opts, std::uint64_t seed)
     summary << where << ": " << faults << " faults (" << chaos.fault_counts() << "), " << history.size()
             << " operations: " << counts.writes_ok << " writes acknowledged, " << counts.writes_unknown
             << " unknown, " << counts.writes_unsent << " unsent, " << counts.reads_ok << " reads, "
-            << counts.reads_failed << " failed; proxy " << p.forwarded() << " connections forwarded, "
-            << p.refused() << " refused; linearizability " << outcome_text(result.outcome);
+            << counts.reads_failed << " failed; "
+            << (lab ? std::string("network namespaces")
+                    : "proxy " + std::to_string(p.forwarded()) + " connections forwarded, " +
+                          std::to_string(p.refused()) + " refused")
+            << "; linearizability " << outcome_text(result.outcome);
     report.summary = summary.str();
     BOOST_TEST_MESSAGE("the nemesis' log:\n" << chaos.log_text());
     report.passed = ok && current_test_passing();

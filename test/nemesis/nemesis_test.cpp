@@ -1,8 +1,9 @@
 // Fault injection on real raftkv-server processes, Jepsen-style: while clients write and
 // read a few keys through every node, a nemesis driven by a seed kills and restarts nodes
-// (the leader especially), pauses them (SIGSTOP/SIGCONT), cuts, stalls and delays the links
-// between them through a proxy (majority/minority, an isolated leader, one-way cuts, a
-// bridge), and changes the membership. Afterwards everything is healed and the test checks,
+// (the leader especially), pauses them (SIGSTOP/SIGCONT), hangs their disks, cuts, stalls and
+// delays the links between them through a proxy or, in network namespaces, by dropping
+// packets (majority/minority, an isolated leader, one-way cuts, a bridge), and changes the
+// membership. Afterwards everything is healed and the test checks,
 // independently of timing, that
 //   - the cluster serves again within a generous bound,
 //   - the client history, with a final read of every key through every node, is
@@ -16,6 +17,8 @@
 //   RAFTKV_NEMESIS_NODES=3|5
 //   RAFTKV_NEMESIS_RUNS=R          seeds to run (default 3)
 //   RAFTKV_NEMESIS_SOAK_SECONDS=T  keep running further seeds until T seconds have passed
+//   RAFTKV_NEMESIS_NETNS=1         network namespaces and packet drops instead of the proxy (root)
+//   RAFTKV_NEMESIS_DISK=0          no disk faults (they become SIGSTOP)
 // A failure prints the seed, the nemesis' log and the checker's explanation; running again
 // with that seed replays the same schedule of faults.
 #define BOOST_TEST_MODULE raftkv_nemesis
