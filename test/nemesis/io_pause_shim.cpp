@@ -10,7 +10,9 @@
 // Wrapped: write, pwrite, pwrite64, writev, pwritev, pwritev2, fsync, fdatasync,
 // sync_file_range, on descriptors of regular files other than stdin, stdout and stderr (the
 // node's log stays readable while its disk hangs). Sockets, pipes and devices are never held.
-// Without RAFTKV_IO_PAUSE_FILE the wrappers only forward the call.
+// Without RAFTKV_IO_PAUSE_FILE the wrappers only forward the call. With RAFTKV_IO_PAUSE_PREFIX
+// too, only files whose path starts with it are held (a node's write-ahead log directory, as if
+// the log had a disk of its own): the path comes from /proc/self/fd, read only while paused.
 //
 // What blocks is the calling thread, in a loop of stat() and nanosleep(), both async-signal-
 // safe: signals are delivered meanwhile, so SIGTERM starts the server's shutdown (which then
@@ -43,6 +45,8 @@ namespace {
 // The control file's path, copied once at load time (getenv is not async-signal-safe).
 char control_path[4096];
 bool enabled = false;
+char prefix[4096]; // RAFTKV_IO_PAUSE_PREFIX, or empty: every file
+std::size_t prefix_length = 0;
 
 using write_fn = ssize_t (*)(int, const void*, size_t);
 using pwrite_fn = ssize_t (*)(int, const void*, size_t, off_t);
@@ -90,6 +94,11 @@ __attribute__((constructor)) void init()
         std::memcpy(control_path, path, std::strlen(path) + 1);
         enabled = true;
     }
+    const char* only = std::getenv("RAFTKV_IO_PAUSE_PREFIX");
+    if (only != nullptr && std::strlen(only) < sizeof prefix) {
+        prefix_length = std::strlen(only);
+        std::memcpy(prefix, only, prefix_length + 1);
+    }
     errno = saved;
 }
 
@@ -97,6 +106,26 @@ bool paused()
 {
     struct stat st;
     return ::stat(control_path, &st) == 0;
+}
+
+// True if `fd` is a file under the prefix (always, without one). readlink is async-signal-safe;
+// the path is built by hand, since snprintf is not.
+bool under_prefix(int fd)
+{
+    if (prefix_length == 0)
+        return true;
+    char link[32] = "/proc/self/fd/";
+    char digits[12];
+    int n = 0;
+    for (unsigned v = static_cast<unsigned>(fd); n == 0 || v != 0; v /= 10)
+        digits[n++] = static_cast<char>('0' + v % 10);
+    std::size_t at = std::strlen(link);
+    while (n > 0)
+        link[at++] = digits[--n];
+    link[at] = '\0';
+    char target[4096];
+    const ssize_t len = ::readlink(link, target, sizeof target);
+    return len >= static_cast<ssize_t>(prefix_length) && std::memcmp(target, prefix, prefix_length) == 0;
 }
 
 // Blocks while the control file exists, if `fd` is a regular file other than 0-2. errno is
@@ -108,7 +137,7 @@ void wait_if_paused(int fd)
     const int saved = errno;
     if (paused()) {
         struct stat st;
-        if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode)) {
+        if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && under_prefix(fd)) {
             const timespec step{0, 5'000'000}; // 5 ms
             do {
                 ::nanosleep(&step, nullptr);
