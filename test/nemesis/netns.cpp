@@ -91,7 +91,9 @@ netns_lab::netns_lab(std::size_t nodes)
         // The test process's way in: the host end keeps 10.231.K.254, the other end joins
         // the bridge (and vanishes with the hub).
         const std::string host_end = prefix_ + "t", hub_end = prefix_ + "u";
+        run({"link", "del", host_end}); // a previous round's, if the kernel has not freed it yet
         must({"link", "add", host_end, "type", "veth", "peer", "name", hub_end});
+        host_link_ = host_end;
         must({"link", "set", hub_end, "netns", hub});
         must({"netns", "exec", hub, "ip", "link", "set", hub_end, "master", "br0", "up"});
         must({"addr", "add", "10.231." + std::to_string(subnet_) + ".254/24", "dev", host_end});
@@ -126,8 +128,12 @@ netns_lab::~netns_lab()
 
 void netns_lab::teardown()
 {
-    // Deleting a namespace deletes the veth ends in it, and so their peers: the host end
-    // goes with the hub.
+    // Deleting a namespace deletes the veth ends in it, and so their peers, but only once
+    // the kernel has freed the namespace, which it does in the background: the host end is
+    // deleted at once, so that the next round can make it again.
+    if (!host_link_.empty())
+        run({"link", "del", host_link_});
+    host_link_.clear();
     for (auto it = created_.rbegin(); it != created_.rend(); ++it)
         run({"netns", "del", *it});
     created_.clear();

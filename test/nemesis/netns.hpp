@@ -57,8 +57,9 @@ private:
     std::size_t nodes_;
     e2e::temp_dir dir_; ///< holds the commands' output, until the namespaces are gone
     std::filesystem::path log_;
-    std::string prefix_; ///< rkv<pid>
-    int subnet_ = 0;     ///< K
+    std::string prefix_;    ///< rkv<pid>
+    int subnet_ = 0;        ///< K
+    std::string host_link_; ///< the host end of the test process's veth pair, once made
     std::vector<std::string> created_;
 };
 
