@@ -26,6 +26,8 @@ test_packages=(
     clang libclang-rt-14-dev
     # e2e_ui_test loads the cluster page (GET /ui) in headless Chromium.
     chromium
+    # nemesis_test's network namespaces (RAFTKV_NEMESIS_NETNS=1, root): ip netns, veth, nftables.
+    iproute2 nftables
 )
 
 case "${1:-}" in

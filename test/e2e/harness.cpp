@@ -36,6 +36,7 @@
 #include <exception>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -91,6 +92,16 @@ sockaddr_in loopback(std::uint16_t port)
     return a;
 }
 
+std::mutex routes_mutex;                             // guards routes
+std::map<std::uint16_t, net::ip::address_v4> routes; // route_port()
+
+net::ip::address_v4 address_of(std::uint16_t port)
+{
+    std::lock_guard lock(routes_mutex);
+    const auto it = routes.find(port);
+    return it == routes.end() ? net::ip::address_v4::loopback() : it->second;
+}
+
 } // namespace
 
 std::filesystem::path server_binary()
@@ -131,7 +142,7 @@ struct http_client::impl {
     {
         beast::error_code result = net::error::would_block;
         stream.expires_at(deadline);
-        stream.async_connect(tcp::endpoint(net::ip::address_v4::loopback(), port),
+        stream.async_connect(tcp::endpoint(address_of(port), port),
                              [&](beast::error_code ec) { result = ec; });
         run();
         if (!result) {
@@ -190,6 +201,15 @@ namespace {
 std::string bearer_token; // set_bearer_token()
 } // namespace
 
+void route_port(std::uint16_t port, std::string ipv4)
+{
+    std::lock_guard lock(routes_mutex);
+    if (ipv4.empty())
+        routes.erase(port);
+    else
+        routes[port] = net::ip::make_address_v4(ipv4);
+}
+
 void set_bearer_token(std::string token)
 {
     bearer_token = std::move(token);
@@ -209,7 +229,7 @@ http_response http_client::request(std::string_view method, std::string_view tar
     req.version(11);
     req.method_string(method);
     req.target(target);
-    req.set(http::field::host, "127.0.0.1:" + std::to_string(impl_->port));
+    req.set(http::field::host, address_of(impl_->port).to_string() + ":" + std::to_string(impl_->port));
     req.set(http::field::user_agent, "raftkv-e2e");
     req.keep_alive(true);
     if (!bearer_token.empty())
@@ -594,7 +614,7 @@ int open_append(const std::filesystem::path& file)
 
 } // namespace
 
-process::process(std::vector<std::string> args, options opts)
+process::process(std::vector<std::string> args, options opts, std::vector<std::string> env)
 {
     const auto program = opts.program.empty() ? server_binary() : opts.program;
     if (opts.stderr_file.empty())
@@ -604,6 +624,21 @@ process::process(std::vector<std::string> args, options opts)
     for (auto& a : args)
         argv.push_back(a.data());
     argv.push_back(nullptr);
+    // The environment: the test process's, with env's entries replacing or added.
+    std::vector<std::string> env_entries;
+    for (char** e = environ; *e != nullptr; ++e) {
+        const std::string_view entry(*e);
+        const auto name = entry.substr(0, entry.find('=') + 1);
+        const bool replaced =
+            std::any_of(env.begin(), env.end(), [&](const std::string& x) { return x.starts_with(name); });
+        if (!replaced)
+            env_entries.emplace_back(entry);
+    }
+    env_entries.insert(env_entries.end(), env.begin(), env.end());
+    std::vector<char*> envp;
+    for (auto& e : env_entries)
+        envp.push_back(e.data());
+    envp.push_back(nullptr);
 
     {
         // A marker in the log between two runs of the same node.
@@ -649,7 +684,7 @@ process::process(std::vector<std::string> args, options opts)
                 ::close(static_cast<int>(fd));
         if (!cwd.empty() && ::chdir(cwd.c_str()) != 0)
             ::_exit(126);
-        ::execv(program_path.c_str(), argv.data());
+        ::execve(program_path.c_str(), argv.data(), envp.data());
         ::_exit(127);
     }
     pid_ = pid;
@@ -946,12 +981,12 @@ std::uint64_t directory_bytes(const std::filesystem::path& dir)
 
 std::string node_spec::http_address() const
 {
-    return "127.0.0.1:" + std::to_string(http_port);
+    return host + ":" + std::to_string(http_port);
 }
 
 std::string node_spec::raft_address() const
 {
-    return "127.0.0.1:" + std::to_string(raft_port);
+    return host + ":" + std::to_string(raft_port);
 }
 
 std::string node_spec::dial_address() const
@@ -981,6 +1016,9 @@ cluster::~cluster()
 {
     for (auto& p : procs_)
         p.reset();
+    for (const auto& s : specs_)
+        if (!s.launcher.empty() || s.host != "127.0.0.1")
+            route_port(s.http_port, {});
     if (!current_test_passing())
         dump_logs(std::cerr);
 }
@@ -1045,10 +1083,25 @@ void cluster::start(std::uint64_t id, std::vector<std::string> args)
     if (p && p->running())
         throw std::logic_error("node " + std::to_string(id) + " is already running");
     p.reset();
-    p = std::make_unique<process>(std::move(args), process::options{.program = {},
-                                                                    .stdout_file = spec(id).log_file,
-                                                                    .stderr_file = {},
-                                                                    .cwd = dir_.path()});
+    std::filesystem::path program;
+    if (const auto& launcher = spec(id).launcher; !launcher.empty()) {
+        program = launcher.front();
+        args.insert(args.begin(), server_binary().string());
+        args.insert(args.begin(), launcher.begin() + 1, launcher.end());
+    }
+    p = std::make_unique<process>(
+        std::move(args),
+        process::options{
+            .program = program, .stdout_file = spec(id).log_file, .stderr_file = {}, .cwd = dir_.path()},
+        spec(id).env);
+}
+
+void cluster::set_host(std::uint64_t id, std::string host, std::vector<std::string> launcher)
+{
+    auto& s = specs_.at(id - 1);
+    route_port(s.http_port, host);
+    s.host = std::move(host);
+    s.launcher = std::move(launcher);
 }
 
 void cluster::start_all()

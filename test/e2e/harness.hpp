@@ -62,6 +62,10 @@ http_response request(std::uint16_t port, std::string_view method, std::string_v
 http_response request(std::uint16_t port, std::string_view method, std::string_view target,
                       std::string_view body, const header_list& headers, milliseconds timeout = 5s);
 
+/// From now on the harness's HTTP clients reach `port` at `ipv4` instead of 127.0.0.1 (a
+/// server in another network namespace); an empty `ipv4` restores 127.0.0.1. Thread-safe.
+void route_port(std::uint16_t port, std::string ipv4);
+
 /// From now on every request of this harness (those the cluster helpers make included)
 /// carries "Authorization: Bearer <token>", unless its header_list has an Authorization field
 /// of its own; empty: none. For servers started with --auth-tokens. Set it from the test's
@@ -222,7 +226,9 @@ public:
         std::filesystem::path stderr_file; ///< default: stdout_file
         std::filesystem::path cwd;         ///< default: inherited
     };
-    process(std::vector<std::string> args, options opts);
+    /// `env`: NAME=VALUE entries added to the inherited environment (each replacing a
+    /// variable of the same name).
+    process(std::vector<std::string> args, options opts, std::vector<std::string> env = {});
     ~process();
     process(const process&) = delete;
     process& operator=(const process&) = delete;
@@ -328,6 +334,14 @@ struct node_spec {
     /// For a node added after the bootstrap (cluster::add_node()): the member it joins
     /// through (--join); 0 for a bootstrap member (--peers).
     std::uint64_t join_via = 0;
+    /// NAME=VALUE entries added to the node's environment when it starts (process's `env`).
+    std::vector<std::string> env;
+    /// The address the node listens on and is known by; "127.0.0.1" unless it runs in a
+    /// network namespace of its own (see route_port()).
+    std::string host = "127.0.0.1";
+    /// A command the node is started under, the server's command line appended (e.g.
+    /// {"/usr/sbin/ip", "netns", "exec", NAME}); empty: the server itself.
+    std::vector<std::string> launcher;
 
     std::string http_address() const;
     std::string raft_address() const;
@@ -368,6 +382,12 @@ public:
     /// Makes the other nodes reach node `id` at 127.0.0.1:port (node_spec::dial_port). Set it
     /// for every bootstrap member before any starts: --peers, hence the cluster id, lists it.
     void set_dial_port(std::uint64_t id, std::uint16_t port) { specs_.at(id - 1).dial_port = port; }
+    /// Adds NAME=VALUE entries to node `id`'s environment from its next start on.
+    void set_env(std::uint64_t id, std::vector<std::string> env) { specs_.at(id - 1).env = std::move(env); }
+    /// Makes node `id` listen on `host` and start under `launcher` (node_spec) from its
+    /// next start on, and routes the harness's requests to its HTTP port there. Set it for
+    /// every bootstrap member before any starts: --peers lists the address.
+    void set_host(std::uint64_t id, std::string host, std::vector<std::string> launcher);
     /// The body of a POST /cluster/members that adds node `id` at its addresses.
     std::string member_body(std::uint64_t id, bool learner) const;
 

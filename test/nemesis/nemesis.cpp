@@ -1,5 +1,6 @@
 #include "nemesis.hpp"
 
+#include "netns.hpp"
 #include "proxy.hpp"
 #include "recording_clients.hpp"
 
@@ -8,10 +9,13 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <initializer_list>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <numeric>
 #include <optional>
 #include <random>
@@ -33,17 +37,19 @@ enum class fault {
     kill_node,
     pause_leader,
     pause_node,
-    split,          ///< a random minority cut off from the majority
-    isolate_leader, ///< the leader cut off from everyone
-    one_way,        ///< one node's messages to the others lost, or theirs to it, not both
-    bridge,         ///< two halves that do not see each other, and one node both see
-    slow_node,      ///< every link to and from one node delayed
-    membership,     ///< a learner added, another fault, the learner removed during it
-    join,           ///< a real node joins (--join), is promoted and removed, during another fault
+    split,             ///< a random minority cut off from the majority
+    isolate_leader,    ///< the leader cut off from everyone
+    one_way,           ///< one node's messages to the others lost, or theirs to it, not both
+    bridge,            ///< two halves that do not see each other, and one node both see
+    slow_node,         ///< every link to and from one node delayed
+    disk_stall_leader, ///< the leader's writes and syncs to files hang (io_pause_shim.cpp)
+    disk_stall_node,   ///< the same on any node
+    membership,        ///< a learner added, another fault, the learner removed during it
+    join,              ///< a real node joins (--join), is promoted and removed, during another fault
 };
 /// The faults one_fault() picks from; the first `plain_faults` can also be combined.
-constexpr int fault_kinds = 11;
-constexpr int plain_faults = 9;
+constexpr int fault_kinds = 13;
+constexpr int plain_faults = 11;
 
 const char* name(fault f)
 {
@@ -57,6 +63,8 @@ const char* name(fault f)
     case fault::one_way: return "one-way";
     case fault::bridge: return "bridge";
     case fault::slow_node: return "slow-node";
+    case fault::disk_stall_leader: return "disk-stall-leader";
+    case fault::disk_stall_node: return "disk-stall-node";
     case fault::membership: return "membership";
     case fault::join: return "join";
     }
@@ -76,9 +84,13 @@ std::string list(const ids& v)
 class nemesis {
 public:
     /// `joiner`: a node of `c` added with cluster::add_node(), not started, for the join fault.
-    nemesis(cluster& c, proxy& p, recording_clients& clock, std::uint64_t seed, std::size_t nodes,
-            std::uint64_t joiner)
-        : c_(c), p_(p), clock_(clock), rng_(seed), n_(nodes), joiner_(joiner)
+    /// `disks`: whether the nodes run with the disk-pause library (enable_disk_pauses()); if not,
+    /// a disk fault drawn from the seed pauses the process instead (SIGSTOP), and says so.
+    /// `lab`: when the nodes run in network namespaces, links are cut there (packets
+    /// dropped) rather than in the proxy.
+    nemesis(cluster& c, proxy& p, netns_lab* lab, recording_clients& clock, std::uint64_t seed,
+            std::size_t nodes, std::uint64_t joiner, bool disks)
+        : c_(c), p_(p), lab_(lab), clock_(clock), rng_(seed), n_(nodes), joiner_(joiner), disks_(disks)
     {
     }
 
@@ -143,7 +155,10 @@ private:
 
     void log(const std::string& what) { log_ << "  t=" << clock_.now() / 1000 << "ms " << what << "\n"; }
 
-    bool reachable(std::uint64_t id) const { return !paused_.contains(id) && !killed_.contains(id); }
+    bool reachable(std::uint64_t id) const
+    {
+        return !paused_.contains(id) && !killed_.contains(id) && !disk_stalled_.contains(id);
+    }
 
     /// The node that says it leads in the highest term, among those that answer.
     std::optional<std::uint64_t> find_leader()
@@ -174,12 +189,23 @@ private:
 
     link_rule cut_rule() { return pick(5) < 3 ? link_rule::drop() : link_rule::stall(); }
 
+    /// How a cut is made, for the log.
+    std::string how(link_rule r) const { return lab_ ? "packets dropped" : to_string(r); }
+
+    /// Cuts (or delays) every link from `from` to `to`: in the proxy, or with namespaces by
+    /// dropping packets, whatever `r` (a delay is not made there).
     void cut(const ids& from, const ids& to, link_rule r)
     {
+        if (lab_ && r.what == link_rule::kind::delay)
+            return log("(no delay with network namespaces: the links stay as they are)");
         for (auto a : from)
             for (auto b : to)
-                if (a != b)
-                    p_.set(a, b, r);
+                if (a != b) {
+                    if (lab_)
+                        lab_->drop(a, b);
+                    else
+                        p_.set(a, b, r);
+                }
         cut_ = true;
     }
 
@@ -187,7 +213,8 @@ private:
     /// with exit code 0 within 10 s whatever the fault (else kill -9, and the test fails).
     void kill(std::uint64_t id)
     {
-        if (pick(3) == 0 && !paused_.contains(id) && c_.running(id)) {
+        // A node whose disk hangs cannot finish a clean shutdown until it returns: kill -9.
+        if (pick(3) == 0 && !paused_.contains(id) && !disk_stalled_.contains(id) && c_.running(id)) {
             const auto how = c_.terminate(id, SIGTERM, 10s);
             std::ostringstream os;
             if (how)
@@ -203,6 +230,21 @@ private:
         c_.kill9(id);
         paused_.erase(id);
         killed_.insert(id);
+    }
+
+    /// Hangs node `id`'s disk (its pause file exists) until undo(); a node that does not run
+    /// the disk-pause library is paused with SIGSTOP instead.
+    void stall_disk(std::uint64_t id)
+    {
+        if (!disks_) {
+            log("no disk faults in this build: SIGSTOP instead");
+            return pause(id);
+        }
+        if (disk_stalled_.contains(id))
+            return;
+        log("stall the disk of node " + std::to_string(id));
+        set_disk_pause(c_, id, true);
+        disk_stalled_.insert(id);
     }
 
     void pause(std::uint64_t id)
@@ -263,7 +305,7 @@ private:
             const ids minority(all.begin(), all.begin() + static_cast<long>(1 + pick((n_ - 1) / 2)));
             const auto majority = others(minority);
             const auto r = cut_rule();
-            log("split " + list(minority) + " | " + list(majority) + " (" + to_string(r) + ")");
+            log("split " + list(minority) + " | " + list(majority) + " (" + how(r) + ")");
             cut(minority, majority, r);
             cut(majority, minority, r);
             break;
@@ -272,7 +314,7 @@ private:
             const ids leader = {leader_or_any()};
             const auto rest = others(leader);
             const auto r = cut_rule();
-            log("isolate node " + list(leader) + " (" + to_string(r) + ")");
+            log("isolate node " + list(leader) + " (" + how(r) + ")");
             cut(leader, rest, r);
             cut(rest, leader, r);
             break;
@@ -282,10 +324,10 @@ private:
             const auto rest = others(node);
             const auto r = cut_rule();
             if (pick(2) == 0) {
-                log("node " + list(node) + " cannot send to " + list(rest) + " (" + to_string(r) + ")");
+                log("node " + list(node) + " cannot send to " + list(rest) + " (" + how(r) + ")");
                 cut(node, rest, r);
             } else {
-                log("node " + list(node) + " cannot hear from " + list(rest) + " (" + to_string(r) + ")");
+                log("node " + list(node) + " cannot hear from " + list(rest) + " (" + how(r) + ")");
                 cut(rest, node, r);
             }
             break;
@@ -297,8 +339,7 @@ private:
             const ids a(all.begin() + 1, all.begin() + 1 + static_cast<long>(half));
             const ids b(all.begin() + 1 + static_cast<long>(half), all.end());
             const auto r = cut_rule();
-            log("bridge " + list(bridge) + " between " + list(a) + " and " + list(b) + " (" + to_string(r) +
-                ")");
+            log("bridge " + list(bridge) + " between " + list(a) + " and " + list(b) + " (" + how(r) + ")");
             cut(a, b, r);
             cut(b, a, r);
             break;
@@ -309,9 +350,12 @@ private:
             const auto d = between(20, 250);
             log("delay node " + list(node) + "'s links by " + std::to_string(d.count()) + "ms");
             cut(node, rest, link_rule::delayed(d));
-            cut(rest, node, link_rule::delayed(d));
+            if (!lab_)
+                cut(rest, node, link_rule::delayed(d));
             break;
         }
+        case fault::disk_stall_leader: stall_disk(leader_or_any()); break;
+        case fault::disk_stall_node: stall_disk(any_node()); break;
         case fault::membership:
         case fault::join: break; // see one_fault()
         }
@@ -321,7 +365,10 @@ private:
     {
         if (cut_) {
             log("heal the network");
-            p_.heal();
+            if (lab_)
+                lab_->heal();
+            else
+                p_.heal();
             cut_ = false;
         }
         for (auto id : paused_) {
@@ -329,6 +376,12 @@ private:
             c_.signal(id, SIGCONT);
         }
         paused_.clear();
+        // Before the restarts: a node restarted on a hung disk would wait for it.
+        for (auto id : disk_stalled_) {
+            log("resume the disk of node " + std::to_string(id));
+            set_disk_pause(c_, id, false);
+        }
+        disk_stalled_.clear();
         for (auto id : killed_)
             restart(id);
         killed_.clear();
@@ -350,12 +403,12 @@ private:
             // Nothing listens behind this destination: the learner is a member that never
             // answers, which the leader keeps trying to reach.
             const auto ports = free_ports(2);
-            learner_ports_ = {p_.add_destination(id, ports[0]), ports[1]};
+            learner_ports_ = {lab_ ? ports[0] : p_.add_destination(id, ports[0]), ports[1]};
         }
-        const std::string body = "{\"id\": " + std::to_string(id) +
-                                 ", \"raft\": \"127.0.0.1:" + std::to_string(learner_ports_.first) +
-                                 "\", \"http\": \"127.0.0.1:" + std::to_string(learner_ports_.second) +
-                                 "\", \"learner\": true}";
+        const std::string host = lab_ ? lab_->nobody() : "127.0.0.1";
+        const std::string body = "{\"id\": " + std::to_string(id) + ", \"raft\": \"" + host + ":" +
+                                 std::to_string(learner_ports_.first) + "\", \"http\": \"" + host + ":" +
+                                 std::to_string(learner_ports_.second) + "\", \"learner\": true}";
         const auto via = reachable_node();
         const auto r = request(c_.http_port(via), "POST", "/cluster/members", body, 3s);
         log("add learner " + std::to_string(id) + " via node " + std::to_string(via) + ": " +
@@ -448,13 +501,15 @@ private:
 
     cluster& c_;
     proxy& p_;
+    netns_lab* lab_;
     recording_clients& clock_;
     std::mt19937_64 rng_;
     const std::size_t n_;
-    std::set<std::uint64_t> paused_, killed_;
+    std::set<std::uint64_t> paused_, killed_, disk_stalled_;
     bool cut_ = false;
     bool learner_added_ = false;
     const std::uint64_t joiner_;
+    const bool disks_;
     bool joined_ = false;                                         // the joiner may be a member
     std::pair<std::uint16_t, std::uint16_t> learner_ports_{0, 0}; // proxy port, http port
     std::ostringstream log_;
@@ -492,6 +547,49 @@ bool converged(std::size_t n, cluster& c)
     return true;
 }
 
+/// A final read of every key through every node, recorded with the history: each must be
+/// consistent with it, so no acknowledged write is missing and no node serves old data. A
+/// read answered 503 (an election the busy machine set off, say) had no effect: retried.
+/// False if a read got no answer within `bound`.
+bool final_reads(cluster& c, recording_clients& load, const ids& nodes, int clients, std::size_t keys,
+                 milliseconds bound, const std::string& where)
+{
+    bool ok = true;
+    for (std::size_t k = 0; k < keys; ++k) {
+        for (auto id : nodes) {
+            raftkv::sim::kv_op op;
+            op.client = static_cast<std::uint64_t>(clients) + id;
+            op.kind = raftkv::sim::kv_op_kind::get;
+            op.key = "k" + std::to_string(k);
+            http_response r;
+            const bool answered = wait_until(
+                [&] {
+                    op.call = load.now();
+                    r = get(c.http_port(id), op.key, 10s);
+                    op.ret = load.now();
+                    return r.status == 200 || r.status == 404;
+                },
+                bound, 100ms);
+            BOOST_TEST(answered,
+                       where << ": final read of " << op.key << " via node " << id << ": " << describe(r));
+            ok = ok && answered;
+            op.found = r.status == 200;
+            if (op.found)
+                op.result = parse_json(r.body).string("value").value_or("");
+            if (answered)
+                load.record(std::move(op));
+        }
+    }
+    return ok;
+}
+
+const char* outcome_text(raftkv::sim::check_outcome o)
+{
+    return o == raftkv::sim::check_outcome::ok        ? "ok"
+           : o == raftkv::sim::check_outcome::unknown ? "unknown (the check gave up)"
+                                                      : "VIOLATED";
+}
+
 } // namespace
 
 run_report run_round(const run_options& opts, std::uint64_t seed)
@@ -500,13 +598,52 @@ run_report run_round(const run_options& opts, std::uint64_t seed)
     BOOST_TEST_MESSAGE("nemesis round: " << where);
     BOOST_TEST_CHECKPOINT("nemesis round: " << where); // named if an exception ends the test
     run_report report;
-    proxy p;
-    // Frequent snapshots, so that restarted and cut-off nodes also catch up from them.
-    cluster c(
-        opts.nodes, false,
-        {"--request-timeout-ms", "2000", "--snapshot-entries", "400", "--snapshot-catchup-entries", "100"});
-    for (std::uint64_t id = 1; id <= opts.nodes; ++id)
-        c.set_dial_port(id, p.add_destination(id, c.raft_port(id)));
+    // With RAFTKV_NEMESIS_NETNS=1 (as root), the nodes run in network namespaces and links
+    // are cut by dropping packets; otherwise they talk through the proxy.
+    std::unique_ptr<netns_lab> lab;
+    if (const char* v = std::getenv("RAFTKV_NEMESIS_NETNS"); v != nullptr && std::string(v) == "1") {
+        if (const auto why = netns_lab::unusable())
+            BOOST_TEST_MESSAGE(where << ": no network namespaces (" << *why << "): the proxy cuts the links");
+        else
+            lab = std::make_unique<netns_lab>(opts.nodes + 1); // the joiner too
+    }
+    // The proxy listens on ports it binds after the cluster chose its own (and let them go):
+    // one of them may be a node's; then both are made again.
+    std::unique_ptr<proxy> proxy_holder;
+    std::unique_ptr<cluster> cluster_holder;
+    for (int attempt = 0;; ++attempt) {
+        cluster_holder.reset();
+        proxy_holder = std::make_unique<proxy>();
+        // Frequent snapshots, so that restarted and cut-off nodes also catch up from them.
+        cluster_holder = std::make_unique<cluster>(
+            opts.nodes, false,
+            std::vector<std::string>{"--request-timeout-ms", "2000", "--snapshot-entries", "400",
+                                     "--snapshot-catchup-entries", "100"});
+        if (lab)
+            break;
+        std::set<std::uint16_t> taken;
+        for (std::uint64_t id = 1; id <= opts.nodes; ++id)
+            taken.insert({cluster_holder->http_port(id), cluster_holder->raft_port(id)});
+        bool clash = false;
+        for (std::uint64_t id = 1; id <= opts.nodes; ++id) {
+            const auto port = proxy_holder->add_destination(id, cluster_holder->raft_port(id));
+            clash = clash || taken.contains(port);
+            cluster_holder->set_dial_port(id, port);
+        }
+        if (!clash || attempt == 5)
+            break;
+    }
+    proxy& p = *proxy_holder;
+    cluster& c = *cluster_holder;
+    if (lab)
+        for (std::uint64_t id = 1; id <= opts.nodes; ++id)
+            c.set_host(id, lab->address(id), lab->launcher(id));
+    std::string no_disks;
+    const auto io_pause = io_pause_library(&no_disks);
+    if (io_pause)
+        enable_disk_pauses(c, *io_pause);
+    else
+        BOOST_TEST_MESSAGE(where << ": disk faults become SIGSTOP: " << no_disks);
     c.start_all();
     const bool started = c.wait_ready(opts.recovery_bound).has_value();
     BOOST_TEST_REQUIRE(started, where << ": the cluster never became ready");
@@ -516,9 +653,13 @@ run_report run_round(const run_options& opts, std::uint64_t seed)
     // The node the join fault adds and removes, given its ports before the clients start:
     // they read the cluster's node table from their threads.
     const std::uint64_t joiner = c.add_node(1);
+    if (lab)
+        c.set_host(joiner, lab->address(joiner), lab->launcher(joiner));
+    if (io_pause)
+        enable_disk_pauses(c, *io_pause);
     recording_clients load(
         c, all, {.clients = opts.clients, .keys = opts.keys, .timeout = 4s, .seed = seed, .pause = 0ms});
-    nemesis chaos(c, p, load, seed, opts.nodes, joiner);
+    nemesis chaos(c, p, lab.get(), load, seed, opts.nodes, joiner, io_pause.has_value());
     const auto faults_end = std::chrono::steady_clock::now() + opts.fault_time;
     int faults = 0;
     while (std::chrono::steady_clock::now() < faults_end) {
@@ -542,34 +683,7 @@ run_report run_round(const run_options& opts, std::uint64_t seed)
     std::this_thread::sleep_for(1s); // the clients get some operations through the healed cluster
     load.stop();
 
-    // A final read of every key through every node, recorded with the history: each must be
-    // consistent with it, so no acknowledged write is missing and no node serves old data. A
-    // read answered 503 (an election the busy machine set off, say) had no effect: retried.
-    for (std::size_t k = 0; k < opts.keys; ++k) {
-        for (auto id : all) {
-            raftkv::sim::kv_op op;
-            op.client = static_cast<std::uint64_t>(opts.clients) + id;
-            op.kind = raftkv::sim::kv_op_kind::get;
-            op.key = "k" + std::to_string(k);
-            http_response r;
-            const bool answered = wait_until(
-                [&] {
-                    op.call = load.now();
-                    r = get(c.http_port(id), op.key, 10s);
-                    op.ret = load.now();
-                    return r.status == 200 || r.status == 404;
-                },
-                opts.recovery_bound, 100ms);
-            BOOST_TEST(answered,
-                       where << ": final read of " << op.key << " via node " << id << ": " << describe(r));
-            ok = ok && answered;
-            op.found = r.status == 200;
-            if (op.found)
-                op.result = parse_json(r.body).string("value").value_or("");
-            if (answered)
-                load.record(std::move(op));
-        }
-    }
+    ok = final_reads(c, load, all, opts.clients, opts.keys, opts.recovery_bound, where) && ok;
 
     const bool same = wait_until([&] { return converged(opts.nodes, c); }, opts.recovery_bound, 200ms);
     BOOST_TEST(same, where << ": the nodes did not converge\n" << statuses(opts.nodes, c));
@@ -585,11 +699,11 @@ run_report run_round(const run_options& opts, std::uint64_t seed)
     summary << where << ": " << faults << " faults (" << chaos.fault_counts() << "), " << history.size()
             << " operations: " << counts.writes_ok << " writes acknowledged, " << counts.writes_unknown
             << " unknown, " << counts.writes_unsent << " unsent, " << counts.reads_ok << " reads, "
-            << counts.reads_failed << " failed; proxy " << p.forwarded() << " connections forwarded, "
-            << p.refused() << " refused; linearizability "
-            << (result.outcome == raftkv::sim::check_outcome::ok        ? "ok"
-                : result.outcome == raftkv::sim::check_outcome::unknown ? "unknown (the check gave up)"
-                                                                        : "VIOLATED");
+            << counts.reads_failed << " failed; "
+            << (lab ? std::string("network namespaces")
+                    : "proxy " + std::to_string(p.forwarded()) + " connections forwarded, " +
+                          std::to_string(p.refused()) + " refused")
+            << "; linearizability " << outcome_text(result.outcome);
     report.summary = summary.str();
     BOOST_TEST_MESSAGE("the nemesis' log:\n" << chaos.log_text());
     report.passed = ok && current_test_passing();
@@ -600,6 +714,192 @@ run_report run_round(const run_options& opts, std::uint64_t seed)
                   << std::chrono::duration_cast<std::chrono::seconds>(opts.fault_time).count()
                   << " RAFTKV_NEMESIS_RUNS=1\nthe nemesis' log:\n"
                   << chaos.log_text() << std::flush;
+    return report;
+}
+
+std::optional<std::string> io_pause_library(std::string* why)
+{
+    const auto say = [&](std::string reason) -> std::optional<std::string> {
+        if (why != nullptr)
+            *why = std::move(reason);
+        return std::nullopt;
+    };
+    if (const char* v = std::getenv("RAFTKV_NEMESIS_DISK"); v != nullptr && std::string(v) == "0")
+        return say("RAFTKV_NEMESIS_DISK=0");
+#ifdef RAFTKV_IO_PAUSE_LIBRARY
+    const std::filesystem::path lib = RAFTKV_IO_PAUSE_LIBRARY;
+    std::error_code ec;
+    if (!std::filesystem::exists(lib, ec))
+        return say("the disk-pause library " + lib.string() + " is missing");
+    return lib.string();
+#else
+    return say("this build has no disk-pause library");
+#endif
+}
+
+std::filesystem::path pause_file(const e2e::cluster& c, std::uint64_t id)
+{
+    return c.dir() / ("node-" + std::to_string(id) + ".io-pause");
+}
+
+void enable_disk_pauses(e2e::cluster& c, const std::string& library, bool wal_only)
+{
+    std::string preload = library;
+    if (const char* v = std::getenv("LD_PRELOAD"); v != nullptr && *v != '\0')
+        preload = std::string(v) + ":" + library;
+    std::string asan = "verify_asan_link_order=0";
+    if (const char* v = std::getenv("ASAN_OPTIONS"); v != nullptr && *v != '\0')
+        asan = std::string(v) + ":" + asan;
+    for (std::uint64_t id = 1; id <= c.size(); ++id) {
+        std::vector<std::string> env = {"LD_PRELOAD=" + preload,
+                                        "RAFTKV_IO_PAUSE_FILE=" + pause_file(c, id).string(),
+                                        "ASAN_OPTIONS=" + asan};
+        if (wal_only) // as /proc/self/fd shows it: absolute, no symbolic link
+            env.push_back("RAFTKV_IO_PAUSE_PREFIX=" +
+                          (std::filesystem::weakly_canonical(c.spec(id).data_dir) / "wal").string() + "/");
+        c.set_env(id, std::move(env));
+    }
+}
+
+void set_disk_pause(const e2e::cluster& c, std::uint64_t id, bool on)
+{
+    const auto file = pause_file(c, id);
+    if (on) {
+        std::ofstream touch(file);
+        BOOST_TEST_REQUIRE(touch.good(), "cannot create " << file);
+    } else {
+        std::error_code ec;
+        std::filesystem::remove(file, ec);
+        BOOST_TEST_REQUIRE(!ec, "cannot remove " << file << ": " << ec.message());
+    }
+}
+
+run_report leader_disk_stall_round(const disk_stall_options& opts, std::uint64_t seed)
+{
+    const std::string where = std::string(opts.whole_disk ? "leader disk stall" : "leader log disk stall") +
+                              ", seed " + std::to_string(seed);
+    BOOST_TEST_CHECKPOINT(where);
+    run_report report;
+    std::string why;
+    const auto library = io_pause_library(&why);
+    if (!library) {
+        report.passed = true;
+        report.summary = where + ": skipped, " + why;
+        return report;
+    }
+    cluster c(3, false, {"--request-timeout-ms", "2000"});
+    enable_disk_pauses(c, *library, !opts.whole_disk);
+    c.start_all();
+    const auto first = c.wait_ready(opts.recovery_bound);
+    BOOST_TEST_REQUIRE(first.has_value(), where << ": the cluster never became ready");
+    const std::uint64_t old = *first;
+    const auto before = get_status(c.http_port(old));
+    BOOST_TEST_REQUIRE(before.has_value(), where << ": node " << old << " does not answer /status");
+    ids rest, all = {1, 2, 3};
+    for (auto id : all)
+        if (id != old)
+            rest.push_back(id);
+
+    const int clients = 3;
+    const std::size_t keys = 3;
+    recording_clients load(c, rest,
+                           {.clients = clients, .keys = keys, .timeout = 2s, .seed = seed, .pause = 0ms});
+    wait_until([&] { return load.acknowledged_writes() >= 20; }, 5s); // the leader appends
+    const auto stalled_at = std::chrono::steady_clock::now();
+    const auto since_stall = [&] {
+        return std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - stalled_at);
+    };
+    set_disk_pause(c, old, true);
+
+    // While the old leader's disk hangs (its process runs, its network works): both other
+    // nodes name a new leader, in a later term ...
+    std::optional<std::uint64_t> leader;
+    std::uint64_t term = 0;
+    const bool moved = wait_until(
+        [&] {
+            const auto a = get_status(c.http_port(rest[0]), 1s);
+            const auto b = get_status(c.http_port(rest[1]), 1s);
+            if (!a || !b || !a->leader || a->leader != b->leader || *a->leader == old ||
+                a->term <= before->term || a->term != b->term)
+                return false;
+            leader = a->leader;
+            term = a->term;
+            return true;
+        },
+        opts.failover_bound, 20ms);
+    const auto failover = since_stall();
+    BOOST_TEST(moved, where << ": no other node led within " << opts.failover_bound.count() << " ms of node "
+                            << old << "'s disk hanging\n"
+                            << statuses(3, c));
+
+    // ... and acknowledge a write sent through them (recorded with the history).
+    bool acked = false;
+    int probes = 0;
+    while (moved && !acked && since_stall() < opts.failover_bound) {
+        raftkv::sim::kv_op op;
+        op.client = clients + 10;
+        op.kind = raftkv::sim::kv_op_kind::put;
+        op.key = "k0";
+        op.value = "probe-" + std::to_string(probes);
+        op.call = load.now();
+        const auto r = put(c.http_port(rest[static_cast<std::size_t>(probes) % 2]), op.key, op.value, 2s);
+        op.ret = load.now();
+        ++probes;
+        acked = r.status == 200;
+        op.indeterminate = !acked; // it may still take effect
+        if (!(r.status == 0 && r.body.starts_with("connect:")))
+            load.record(std::move(op)); // one never sent had no effect
+        if (!acked)
+            std::this_thread::sleep_for(50ms);
+    }
+    const auto write_acked = since_stall();
+    BOOST_TEST(acked, where << ": no write through nodes " << list(rest) << " was acknowledged within "
+                            << opts.failover_bound.count() << " ms of node " << old << "'s disk hanging\n"
+                            << statuses(3, c));
+    // The old leader, if it answers, no longer says it leads in the term it led (when only
+    // its log hangs: see the declaration).
+    const auto stalled = get_status(c.http_port(old), 1s);
+    std::string old_says = "no answer";
+    if (stalled) {
+        old_says = stalled->role + " in term " + std::to_string(stalled->term);
+        const bool gave_way = stalled->role != "leader" || stalled->term > before->term;
+        if (!opts.whole_disk)
+            BOOST_TEST(gave_way, where << ": node " << old << " still leads in term " << stalled->term
+                                       << " with its log's disk hung");
+    }
+    const bool still_running = c.running(old);
+    BOOST_TEST(still_running, where << ": node " << old << " exited while its disk hung");
+
+    if (since_stall() < opts.stall)
+        std::this_thread::sleep_for(opts.stall - since_stall());
+    const auto stall_time = since_stall();
+    set_disk_pause(c, old, false);
+
+    const bool ready = c.wait_ready(opts.recovery_bound).has_value();
+    BOOST_TEST(ready, where << ": the cluster did not serve every node within " << opts.recovery_bound.count()
+                            << " ms of the disk's return\n"
+                            << statuses(3, c));
+    load.also_via(old);
+    std::this_thread::sleep_for(1s);
+    load.stop();
+    bool ok = final_reads(c, load, all, clients + 20, keys, opts.recovery_bound, where) && ready;
+    const bool same = wait_until([&] { return converged(3, c); }, opts.recovery_bound, 200ms);
+    BOOST_TEST(same, where << ": the nodes did not converge\n" << statuses(3, c));
+    const auto history = load.history();
+    const auto counts = load.counts();
+    const auto result = check_linearizable(history, std::chrono::seconds(60));
+    ok = ok && same && result.outcome != raftkv::sim::check_outcome::illegal;
+
+    std::ostringstream summary;
+    summary << where << ": node " << old << " led in term " << before->term << "; its disk hung for "
+            << stall_time.count() << " ms; node " << (leader ? std::to_string(*leader) : "?")
+            << " led in term " << term << " after " << failover.count()
+            << " ms, a write through the others was acknowledged after " << write_acked.count() << " ms ("
+            << probes << " tries); the stalled node said: " << old_says << "; " << history.size()
+            << " operations: " << counts.writes_ok << " writes acknowledged, " << counts.writes_unknown
+            << " unknown; linearizability " << outcome_text(result.outcome);
+    report.summary = summary.str();
+    report.passed = ok && current_test_passing();
     return report;
 }
 
