@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks a three-node raftkv cluster against a three-node etcd cluster on this machine, with
-# wrk, and writes a CSV, a table and a chart under bench/results/. See bench/README.md.
+# raftkv-loadgen or wrk, and writes a CSV, a table and a chart under bench/results/. See
+# bench/README.md.
 set -euo pipefail
 shopt -s inherit_errexit
 
@@ -12,8 +13,9 @@ usage() {
 usage: bench/run.sh [options]
 
 Starts a 3-node raftkv cluster and a 3-node etcd cluster on loopback, prefills 100,000 keys in
-both, drives both with wrk (write, read, mixed workloads; 128-byte values; random keys) at each
-connection count, and writes bench/results/<UTC time>-<host>.csv, -ratio.csv, .txt and .png.
+both, drives both with the same load generator (write, read, mixed workloads; 128-byte values;
+random keys) at each connection count, and writes bench/results/<UTC time>-<host>.csv,
+-ratio.csv, .txt and .png.
 
 Options:
   --connections LIST   connection counts to measure (default: $connections)
@@ -21,17 +23,21 @@ Options:
   --workloads LIST     any of write,read,mixed (default: $workloads)
   --target MODE        spread: connections spread over the three nodes (default)
                        leader: every connection to the current leader
+  --load TOOL          native: bench/loadgen's raftkv-loadgen, built with the release preset
+                       (default); wrk: wrk with the Lua scripts of bench/wrk/
   --soak SECONDS       instead of the comparison: write at 64 connections to raftkv only for
                        SECONDS, sampling each node's RSS every 10 s into <stamp>-soak.csv
   --commit REV         measure raftkv as committed at REV (git archive into bench/.work/,
                        release preset built there), not the working tree
-  --keep               keep the work directory (data, server logs, wrk output) afterwards
+  --keep               keep the work directory (data, server logs, load output) afterwards
   -h, --help           print this help
 
 Environment:
   RAFTKV_SERVER=PATH   use this raftkv-server binary instead of building the release preset
+  RAFTKV_LOADGEN=PATH  use this raftkv-loadgen binary instead of building it (--load native)
 
-Needs etcd (3.4), wrk, gnuplot, curl and jq; installs the missing ones with apt-get (as root).
+Needs etcd (3.4), gnuplot, curl, jq and, for --load wrk, wrk; installs the missing ones with
+apt-get (as root).
 EOF
 }
 
@@ -42,6 +48,7 @@ connections=1,16,64,256
 duration=10
 workloads=write,read,mixed
 target=spread
+load=native
 soak=0
 commit=""
 keep=0
@@ -60,12 +67,12 @@ fail() {
 
 while (($# > 0)); do
     case $1 in
-    --connections | --duration | --workloads | --target | --soak | --commit)
+    --connections | --duration | --workloads | --target | --load | --soak | --commit)
         (($# >= 2)) || die "$1 needs a value (see --help)"
         declare "${1#--}=$2"
         shift 2
         ;;
-    --connections=* | --duration=* | --workloads=* | --target=* | --soak=* | --commit=*)
+    --connections=* | --duration=* | --workloads=* | --target=* | --load=* | --soak=* | --commit=*)
         option=${1%%=*}
         declare "${option#--}=${1#*=}"
         shift
@@ -86,6 +93,7 @@ done
 [[ $duration =~ ^[1-9][0-9]*$ ]] || die "--duration: a whole number of seconds"
 [[ $workloads =~ ^(write|read|mixed)(,(write|read|mixed))*$ ]] || die "--workloads: any of write,read,mixed"
 [[ $target == spread || $target == leader ]] || die "--target: spread or leader"
+[[ $load == native || $load == wrk ]] || die "--load: native or wrk"
 [[ $soak =~ ^[0-9]+$ ]] || die "--soak: a whole number of seconds"
 IFS=, read -r -a connection_list <<<"$connections"
 IFS=, read -r -a workload_list <<<"$workloads"
@@ -95,7 +103,9 @@ IFS=, read -r -a workload_list <<<"$workloads"
 
 install_missing_tools() {
     local missing=() tool package
-    for tool in etcd:etcd-server wrk:wrk gnuplot:gnuplot-nox curl:curl jq:jq; do
+    local tools=(etcd:etcd-server gnuplot:gnuplot-nox curl:curl jq:jq)
+    [[ $load != wrk ]] || tools+=(wrk:wrk)
+    for tool in "${tools[@]}"; do
         package=${tool#*:}
         tool=${tool%%:*}
         command -v "$tool" >/dev/null || missing+=("$package")
@@ -136,13 +146,33 @@ build_server() {
     server=$source/build/release/reference-server/raftkv-server
 }
 
+# Sets loadgen to the raftkv-loadgen to load both systems with (--load native): $RAFTKV_LOADGEN,
+# or the release preset's, always built from the working tree (also with --commit), so that
+# every commit measured meets the same load generator.
+build_loadgen() {
+    loadgen=""
+    [[ $load == native ]] || return 0
+    if [[ -n "${RAFTKV_LOADGEN:-}" ]]; then
+        [[ -x $RAFTKV_LOADGEN ]] || die "RAFTKV_LOADGEN=$RAFTKV_LOADGEN is not an executable"
+        loadgen=$(realpath "$RAFTKV_LOADGEN")
+        return
+    fi
+    (
+        cd "$repo"
+        [[ -n "${RAFTKV_SERVER:-}" ]] || ./scripts/install-deps.sh
+        cmake --preset release >/dev/null
+        cmake --build --preset release --target raftkv-loadgen
+    )
+    loadgen=$repo/build/release/bench/loadgen/raftkv-loadgen
+}
+
 # ---------------------------------------------------------------------------------------------
 # Processes: everything started is recorded here and stopped by cleanup(), whatever happens.
 
 pids=()          # every server started
 declare -A log_of # a server's log file, by pid
 work=""
-wrk_pid=""
+load_pid=""
 
 # Stops the given processes: SIGTERM, then SIGKILL to those still running after 10 s.
 stop_processes() {
@@ -162,7 +192,7 @@ stop_processes() {
 cleanup() {
     local status=$? log
     trap - EXIT INT TERM
-    [[ -z $wrk_pid ]] || stop_processes "$wrk_pid"
+    [[ -z $load_pid ]] || stop_processes "$load_pid"
     stop_processes "${pids[@]}"
     if [[ -n $work && -d $work ]]; then
         if ((status != 0 && status != 130)); then
@@ -317,48 +347,63 @@ target_nodes() {
 # ---------------------------------------------------------------------------------------------
 # Load
 
-# Runs wrk with the script bench/wrk/$2.lua against system $1, thread i connecting to the i-th
-# of the comma-separated nodes $3; wrk_threads, wrk_connections and wrk_seconds set the load.
-# wrk replaces the shell that runs this, so run it with & and wait for $!: wrk exits 0 on
-# Ctrl-C, and bash runs its INT trap at once only while in the wait builtin.
-run_wrk() {
+# Runs the load generator (--load) with workload $2 against system $1 for load_seconds, with
+# load_connections connections spread over the comma-separated nodes $3: wrk thread i (of
+# load_threads) and its connections to the i-th node, cyclically; raftkv-loadgen's connection i
+# to the i-th node, cyclically, which puts the same number on each node. The tool replaces the
+# shell that runs this, so run it with & and wait for $!: both exit 0 on Ctrl-C, and bash runs
+# its INT trap at once only while in the wait builtin. Both print the same "BENCH ..." line.
+run_load() {
     local system=$1 workload=$2 nodes=$3
-    BENCH_SYSTEM=$system BENCH_NODES=$nodes BENCH_THREADS=$wrk_threads BENCH_KEYS=$key_count \
+    if [[ $load == native ]]; then
+        exec "$loadgen" --target "$system" --endpoints "$nodes" --workload "$workload" \
+            --connections "$load_connections" --duration "$load_seconds" --timeout 10 \
+            --keys "$key_count" --value-bytes "$value_bytes"
+    fi
+    BENCH_SYSTEM=$system BENCH_NODES=$nodes BENCH_THREADS=$load_threads BENCH_KEYS=$key_count \
         BENCH_VALUE_BYTES=$value_bytes \
-        exec wrk -t "$wrk_threads" -c "$wrk_connections" -d "${wrk_seconds}s" --timeout 10s \
+        exec wrk -t "$load_threads" -c "$load_connections" -d "${load_seconds}s" --timeout 10s \
         -s "$bench/wrk/$workload.lua" "http://${nodes%%,*}"
 }
 
-# Sets wrk_threads and wrk_connections for $1 connections: one wrk thread per node (three
+# Sets load_threads and load_connections for $1 connections: one wrk thread per node (three
 # threads spread, two for the leader), and a thread's connections all go to its node. wrk gives
-# every thread connections/threads of them, so 16 spread becomes 15, 5 on each node.
+# every thread connections/threads of them, so 16 spread becomes 15, 5 on each node. The native
+# load generator opens the same connections on the same nodes (with one thread: it needs less).
 plan_load() {
     local per_node=3
     [[ $target == spread ]] || per_node=2
-    wrk_threads=$(($1 < per_node ? $1 : per_node))
-    wrk_connections=$(($1 / wrk_threads * wrk_threads))
+    load_threads=$(($1 < per_node ? $1 : per_node))
+    load_connections=$(($1 / load_threads * load_threads))
 }
 
-# Writes every key once in system $1, 3 wrk threads x 64 connections; ends wrk as soon as every
-# thread has been answered for its whole slice, and checks that none of it failed.
+# Writes every key once in system $1 over 192 connections, 64 per node. raftkv-loadgen exits
+# once every write is answered; wrk (3 threads, each its own slice of the keys) is ended as soon
+# as every thread has been answered for its whole slice. Checks that none of it failed.
 prefill() {
-    local system=$1 out=$work/prefill-$1.out started=$SECONDS result nodes
-    local wrk_threads=3 wrk_connections=192 wrk_seconds=120
+    local system=$1 out=$work/prefill-$1.out started=$SECONDS result nodes complete
+    local load_threads=3 load_connections=192 load_seconds=120
     nodes=$(target_nodes "$system" spread)
-    : >"$out" # before wrk starts, so that the loop below can read it at once
-    run_wrk "$system" prefill "$nodes" >"$out" 2>&1 &
-    wrk_pid=$!
-    while kill -0 "$wrk_pid" 2>/dev/null && (($(grep -c PREFILL_THREAD_DONE "$out") < wrk_threads)); do
+    : >"$out" # before the tool starts, so that the loop below can read it at once
+    run_load "$system" prefill "$nodes" >"$out" 2>&1 &
+    load_pid=$!
+    while kill -0 "$load_pid" 2>/dev/null && (($(grep -c PREFILL_THREAD_DONE "$out") < load_threads)); do
         sleep 0.2
     done
-    kill -INT "$wrk_pid" 2>/dev/null || true
-    wait "$wrk_pid" || true
-    wrk_pid=""
+    kill -INT "$load_pid" 2>/dev/null || true
+    wait "$load_pid" || true
+    load_pid=""
     result=$(grep '^BENCH ' "$out") || {
         cat "$out" >&2
-        fail "prefill of $system: no result from wrk"
+        fail "prefill of $system: no result from $load"
     }
-    if (($(grep -c PREFILL_THREAD_DONE "$out") < wrk_threads)) || [[ $result != *" errors=0 "* ]]; then
+    if [[ $load == native ]]; then
+        complete=0
+        ! grep -q "^BENCH_PREFILL $key_count of $key_count " "$out" || complete=1
+    else
+        complete=$(($(grep -c PREFILL_THREAD_DONE "$out") >= load_threads))
+    fi
+    if ((!complete)) || [[ $result != *" errors=0 "* ]]; then
         cat "$out" >&2
         fail "prefill of $system did not write every key"
     fi
@@ -377,31 +422,32 @@ field() {
     fail "no $2 in '$1'"
 }
 
-csv_header=system,workload,target,connections,duration_s,requests,errors,throughput_rps,p50_ms,p99_ms,p999_ms
+csv_header=system,workload,target,connections,duration_s,requests,errors,throughput_rps,p50_ms,p99_ms,p999_ms,load
 
 # Measures one point and appends it to $csv.
 measure() {
     local system=$1 workload=$2 out result sample nodes
-    local wrk_threads wrk_connections wrk_seconds=$duration
+    local load_threads load_connections load_seconds=$duration
     plan_load "$3"
     nodes=$(target_nodes "$system" "$target")
-    out=$work/$system-$workload-$wrk_connections.out
-    run_wrk "$system" "$workload" "$nodes" >"$out" 2>&1 &
-    wrk_pid=$!
-    wait "$wrk_pid" || {
+    out=$work/$system-$workload-$load_connections.out
+    run_load "$system" "$workload" "$nodes" >"$out" 2>&1 &
+    load_pid=$!
+    wait "$load_pid" || {
         cat "$out" >&2
-        fail "wrk failed"
+        fail "$load failed"
     }
-    wrk_pid=""
+    load_pid=""
     result=$(grep '^BENCH ' "$out") || {
         cat "$out" >&2
-        fail "no result from wrk"
+        fail "no result from $load"
     }
     sample=$(grep '^BENCH_ERROR_SAMPLE ' "$out" || true)
-    printf '%-6s %-5s %4d connections: %10.1f req/s  p99 %8.2f ms  errors %d %s\n' "$system" \
-        "$workload" "$wrk_connections" "$(field "$result" throughput)" "$(field "$result" p99_ms)" \
-        "$(field "$result" errors)" "${sample#BENCH_ERROR_SAMPLE }"
-    echo "$system,$workload,$target,$wrk_connections,$(field "$result" duration_s),$(field "$result" requests),$(field "$result" errors),$(field "$result" throughput),$(field "$result" p50_ms),$(field "$result" p99_ms),$(field "$result" p999_ms)" >>"$csv"
+    printf '%-6s %-5s %4d connections: %10.1f req/s  p99 %8.2f ms  errors %d  (load average %s) %s\n' \
+        "$system" "$workload" "$load_connections" "$(field "$result" throughput)" \
+        "$(field "$result" p99_ms)" "$(field "$result" errors)" "$(cut -d' ' -f1 /proc/loadavg)" \
+        "${sample#BENCH_ERROR_SAMPLE }"
+    echo "$system,$workload,$target,$load_connections,$(field "$result" duration_s),$(field "$result" requests),$(field "$result" errors),$(field "$result" throughput),$(field "$result" p50_ms),$(field "$result" p99_ms),$(field "$result" p999_ms),$load" >>"$csv"
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -451,7 +497,11 @@ machine_description() {
     fi
     echo "server: $server"
     echo "etcd: $(etcd --version | head -n 1)"
-    echo "wrk: $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2)"
+    if [[ $load == native ]]; then
+        echo "load generator: raftkv-loadgen ($loadgen), one thread, the same for both systems"
+    else
+        echo "load generator: $(wrk -v 2>&1 | head -n 1 | cut -d' ' -f1-2) with bench/wrk/*.lua, the same for both systems"
+    fi
     echo "host: $(hostname -s), $(nproc) CPUs: $(lscpu | awk -F': *' '/^Model name/ {print $2}'), kernel $(uname -r)"
     echo "disk: $(df -h --output=source,fstype,size "$bench" | tail -n 1 | tr -s ' ')"
     echo "load: $(cut -d' ' -f1-3 /proc/loadavg) (1, 5, 15 min) before the run"
@@ -462,28 +512,28 @@ machine_description() {
 
 soak_run() {
     local soak_csv=$work/$stamp-soak.csv out=$work/soak.out n rss elapsed=0 started nodes
-    local wrk_threads wrk_connections wrk_seconds=$soak
+    local load_threads load_connections load_seconds=$soak
     plan_load 64
     nodes=$(target_nodes raftkv "$target")
-    echo "soak: $soak s of writes to raftkv at $wrk_connections connections; RSS every 10 s"
+    echo "soak: $soak s of writes to raftkv at $load_connections connections; RSS every 10 s"
     echo "elapsed_s,node,rss_kib,data_dir_kib" >"$soak_csv"
-    run_wrk raftkv write "$nodes" >"$out" 2>&1 &
-    wrk_pid=$!
+    run_load raftkv write "$nodes" >"$out" 2>&1 &
+    load_pid=$!
     started=$SECONDS
     while true; do
         for n in 1 2 3; do
             rss=$(awk '/^VmRSS:/ {print $2}' "/proc/${raftkv_pid[n]}/status")
             echo "$elapsed,$n,$rss,$(du -sk "$work/raftkv/$n" | cut -f1)" >>"$soak_csv"
         done
-        kill -0 "$wrk_pid" 2>/dev/null || break
+        kill -0 "$load_pid" 2>/dev/null || break
         sleep 10
         elapsed=$((SECONDS - started))
     done
-    wait "$wrk_pid" || true
-    wrk_pid=""
+    wait "$load_pid" || true
+    load_pid=""
     grep '^BENCH' "$out" || {
         cat "$out" >&2
-        fail "no result from wrk"
+        fail "no result from $load"
     }
     awk -F, 'NR > 1 { if (!($2 in first)) first[$2] = $3; last[$2] = $3; if ($3 > max[$2]) max[$2] = $3 }
         END { for (n = 1; n <= 3; n++) printf "node %d RSS: %d MiB at the start, %d MiB at most, %d MiB at the end\n", n, first[n] / 1024, max[n] / 1024, last[n] / 1024 }' "$soak_csv"
@@ -496,6 +546,7 @@ soak_run() {
 
 install_missing_tools
 build_server
+build_loadgen
 
 # Results are written in the work directory and copied to bench/results/ once complete.
 mkdir -p "$bench/.work" "$bench/results"
@@ -533,7 +584,7 @@ done
 
 write_ratios
 {
-    echo "raftkv vs etcd, $(date -u '+%Y-%m-%d %H:%M UTC'), target $target, ${duration} s per point, $value_bytes-byte values, $key_count keys"
+    echo "raftkv vs etcd, $(date -u '+%Y-%m-%d %H:%M UTC'), target $target, load $load, ${duration} s per point, $value_bytes-byte values, $key_count keys"
     cat "$work/machine.txt"
     echo
     print_table
