@@ -6,7 +6,6 @@
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
-#include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
@@ -232,17 +231,6 @@ public:
     bool evicted = false;
 };
 
-// The strand a new connection runs on. Over an io_context's own executor when `ex` is one: an
-// any_io_executor holds that strand inline, while a strand over an any_io_executor is too big
-// for it, so every copy of the connection's executor (each I/O operation and completion takes
-// a few) would allocate.
-asio::any_io_executor connection_strand(const asio::any_io_executor& ex)
-{
-    if (const auto* io = ex.target<asio::io_context::executor_type>())
-        return asio::make_strand(*io);
-    return asio::make_strand(ex);
-}
-
 } // namespace
 
 struct http_server::state : std::enable_shared_from_this<state> {
@@ -375,7 +363,7 @@ asio::awaitable<void> http_server::state::accept_loop()
     const auto self = shared_from_this();
     bool failing = false; // logged once per run of failures, not ten times a second
     for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(connection_strand(ex), nothrow_awaitable);
+        auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ex), nothrow_awaitable);
         if (ec == asio::error::operation_aborted || stopping || !acceptor.is_open())
             co_return;
         if (ec) {
