@@ -146,6 +146,10 @@ struct metrics_inputs {
     std::optional<log2_histogram> checkpoint_ns;
     connection_counts connections;
     process_stats process;
+    /// GET /watch streams open, and what the change journal holds (watch.hpp).
+    std::uint64_t watchers = 0;
+    std::uint64_t watch_history_entries = 0;
+    std::uint64_t watch_history_bytes = 0;
 };
 
 /** Writes the Prometheus text format: one `# HELP` and one `# TYPE` line per family,
