@@ -442,6 +442,7 @@ public:
     }
 
     asio::awaitable<http_response> handle(http_request req) override;
+    bool streams(const http_request& req) const override;
     asio::awaitable<handled_request> handle_streamed(http_request req) override;
 
 private:
@@ -504,14 +505,15 @@ asio::awaitable<http_response> api_handler::handle(http_request req)
     co_return internal_error_response(id);
 }
 
-// Only GET /watch streams; every other request goes to handle().
-asio::awaitable<handled_request> api_handler::handle_streamed(http_request req)
+// Only /watch streams (any method: the others are refused there).
+bool api_handler::streams(const http_request& req) const
 {
     const std::string_view target = req.target();
-    if (!target.starts_with("/watch") || (target.size() > 6 && target[6] != '/' && target[6] != '?')) {
-        http_response res = co_await handle(std::move(req));
-        co_return handled_request{std::move(res), nullptr};
-    }
+    return target.starts_with("/watch") && (target.size() == 6 || target[6] == '/' || target[6] == '?');
+}
+
+asio::awaitable<handled_request> api_handler::handle_streamed(http_request req)
+{
     const auto start = clock::now();
     handled_request out;
     out.response = watch(req, out.stream);

@@ -487,7 +487,10 @@ asio::awaitable<handled_request> http_server::state::respond(request_handler& ha
     const std::string request = std::string(req.method_string()) + " " + std::string(req.target());
     std::string what;
     try {
-        co_return co_await handler.handle_streamed(std::move(req));
+        if (handler.streams(req))
+            co_return co_await handler.handle_streamed(std::move(req));
+        http_response res = co_await handler.handle(std::move(req));
+        co_return handled_request{std::move(res), nullptr};
     } catch (const std::exception& e) {
         what = e.what();
     } catch (...) {
@@ -976,6 +979,11 @@ void http_server::state::connection<Stream>::check_deadlines(const beast::error_
     }
     if (next != time_point::max())
         watch_deadlines(std::min(next, now + deadline_step_));
+}
+
+bool request_handler::streams(const http_request&) const
+{
+    return false;
 }
 
 asio::awaitable<handled_request> request_handler::handle_streamed(http_request req)

@@ -115,11 +115,15 @@ public:
     /// 500 response (and a log line).
     virtual boost::asio::awaitable<http_response> handle(http_request req) = 0;
 
-    /// What the server calls: by default handle(). A handler overrides it to answer a
-    /// request with a streamed body (handled_request::stream): the server then writes the
-    /// response's status and fields with "Transfer-Encoding: chunked" (for HTTP/1.0: no
-    /// length, and the connection closes after the body) and runs the stream; requests
-    /// after it on the connection wait until its body is complete.
+    /// Whether `req` goes to handle_streamed() rather than handle(). Cheap: called for every
+    /// request. Default: none does.
+    virtual bool streams(const http_request& req) const;
+
+    /// Answers a request for which streams() is true, possibly with a streamed body
+    /// (handled_request::stream): the server then writes the response's status and fields
+    /// with "Transfer-Encoding: chunked" (for HTTP/1.0: no length, and the connection
+    /// closes after the body) and runs the stream; requests after it on the connection
+    /// wait until its body is complete. Default: handle(), without a stream.
     virtual boost::asio::awaitable<handled_request> handle_streamed(http_request req);
 };
 
