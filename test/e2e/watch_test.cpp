@@ -421,3 +421,29 @@ BOOST_AUTO_TEST_CASE(sigterm_ends_a_watch_with_a_final_line_and_too_many_watches
     BOOST_TEST(field(lines.back(), "type") == "error");
     BOOST_TEST(lines.back().contains("resume_from"));
 }
+
+BOOST_AUTO_TEST_CASE(a_snapshot_restore_ends_a_watch_and_its_resume_point_is_gone)
+{
+    three_nodes t({"--snapshot-entries", "200", "--snapshot-catchup-entries", "50"});
+    const std::uint16_t leader = t.c.http_port(t.leader);
+    const std::uint64_t f = t.followers()[0];
+    watch_client w(t.c.http_port(f), "/watch/s%2F?prefix=true&progress_ms=200");
+    BOOST_TEST_REQUIRE(wait_until([&] { return w.status() == 200; }, 5s));
+    put_all(leader, "s/", 0, 5);
+    BOOST_TEST_REQUIRE(wait_until([&] { return w.changes().size() >= 5; }, 5s));
+
+    // Paused while the leader's log moves past it: it catches up from a snapshot.
+    t.c.signal(f, SIGSTOP);
+    const load_result load = put_many(leader, "s/bulk-", 1500);
+    t.c.signal(f, SIGCONT);
+    BOOST_TEST_REQUIRE(load.ok == 1500u);
+    BOOST_TEST_REQUIRE(wait_until([&] { return w.complete(); }, 20s));
+    const std::vector<json::object> lines = w.lines();
+    BOOST_TEST_REQUIRE(!lines.empty());
+    BOOST_TEST(field(lines.back(), "type") == "error");
+    BOOST_TEST(field(lines.back(), "error").find("snapshot") != std::string::npos);
+    const std::uint64_t resume = lines.back().at("resume_from").to_number<std::uint64_t>();
+    const http_response gone =
+        request(t.c.http_port(f), "GET", "/watch/s%2F?prefix=true&from=" + std::to_string(resume), {}, 2s);
+    BOOST_TEST(gone.status == 410, describe(gone));
+}
