@@ -10,6 +10,7 @@
 #include "member_info.hpp"
 #include "ui.hpp"
 #include "version.hpp"
+#include "watch.hpp"
 
 #include <raftkv/error.hpp>
 
@@ -483,8 +484,11 @@ public:
     }
 
     asio::awaitable<http_response> handle(http_request req) override;
+    bool streams(const http_request& req) const override;
+    asio::awaitable<handled_request> handle_streamed(http_request req) override;
 
 private:
+    http_response watch(const http_request& req, std::shared_ptr<response_stream>& stream);
     asio::awaitable<http_response> route_request(const http_request& req, std::size_t& route_label);
     void log_request(const http_request& req, const http_response& res, clock::time_point start) const;
     std::optional<node_id> forwarded_by(const http_request& req) const;
@@ -541,6 +545,75 @@ asio::awaitable<http_response> api_handler::handle(http_request req)
                               " failed (error id " + id + "): " + what);
     metrics_.http.record(route_label, req.method(), 500, clock::now() - start);
     co_return internal_error_response(id);
+}
+
+// Only /watch streams (any method: the others are refused there).
+bool api_handler::streams(const http_request& req) const
+{
+    const std::string_view target = req.target();
+    return target.starts_with("/watch") && (target.size() == 6 || target[6] == '/' || target[6] == '?');
+}
+
+asio::awaitable<handled_request> api_handler::handle_streamed(http_request req)
+{
+    const auto start = clock::now();
+    handled_request out;
+    out.response = watch(req, out.stream);
+    log_request(req, out.response, start);
+    const route_match m = match_route(req.method(), req.target());
+    metrics_.http.record(m.result == route_match::outcome::not_found ? unmatched_route
+                                                                     : route_label_of(m.route),
+                         req.method(), out.response.result_int(), clock::now() - start);
+    co_return out;
+}
+
+// Served from this node's own journal, whatever its role: never forwarded.
+http_response api_handler::watch(const http_request& req, std::shared_ptr<response_stream>& stream)
+{
+    if (std::optional<http_response> refusal = framing_refusal(req))
+        return std::move(*refusal);
+    const route_match m = match_route(req.method(), req.target());
+    if (auth_) {
+        if (std::optional<http_response> refusal = authorization_refusal(*auth_, req, m))
+            return std::move(*refusal);
+    }
+    if (m.result == route_match::outcome::method_not_allowed) {
+        http_response res = error_response(http::status::method_not_allowed,
+                                           "method " + std::string(req.method_string()) + " not allowed");
+        res.set(http::field::allow, m.allow);
+        return res;
+    }
+    const auto accept = req.find(http::field::accept);
+    const auto last_event_id = req.find("Last-Event-ID");
+    checked_watch_request checked = check_watch_request(
+        m.raw_key, req.target(), accept == req.end() ? std::string_view{} : std::string_view(accept->value()),
+        last_event_id == req.end() ? std::nullopt : std::optional<std::string_view>(last_event_id->value()));
+    if (!checked.value)
+        return error_response(checked.status, checked.error);
+    watch_request& q = *checked.value;
+    if (service_.storage().failed())
+        return storage_failure_response(service_.storage(), request_kind::read, clock::now());
+    change_journal& journal = service_.changes();
+    const index_t applied = journal.applied();
+    const index_t from = q.from.value_or(applied + 1);
+    const index_t oldest = journal.resumable_from();
+    if (from < oldest) {
+        json::object body{{"error", "this node no longer holds the changes from index " +
+                                        std::to_string(from) + " (it holds those from index " +
+                                        std::to_string(oldest) + ")"},
+                          {"oldest_index", oldest},
+                          {"applied_index", applied}};
+        return json_response(http::status::gone, body);
+    }
+    if (!journal.acquire_watcher())
+        return error_response(http::status::service_unavailable, "too many watches open (--max-watchers)");
+    const bool sse = q.sse;
+    stream = std::make_shared<watch_stream>(journal, std::move(q), from, options_.watch_buffer_bytes);
+    http_response res{http::status::ok, 11};
+    res.set(http::field::content_type, sse ? "text/event-stream" : "application/x-ndjson");
+    res.set(http::field::cache_control, "no-cache");
+    res.set("X-Raftkv-Watch-From", std::to_string(from));
+    return res;
 }
 
 void api_handler::log_request(const http_request& req, const http_response& res,
@@ -609,6 +682,8 @@ asio::awaitable<http_response> api_handler::route_request(const http_request& re
         co_return co_await handle_kv(req, m.raw_key);
     if (m.route == route::scan)
         co_return co_await scan(req);
+    if (m.route == route::watch) // handle_streamed() serves it
+        co_return error_response(http::status::not_implemented, "GET /watch needs a streaming response");
     co_return co_await handle_cluster(req, m);
 }
 

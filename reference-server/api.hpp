@@ -11,6 +11,7 @@
 //   DELETE /cluster/members/{id}       POST /cluster/members/{id}/promote
 //   POST /cluster/leader  {"id": N}
 //   GET /cluster/status                GET, HEAD /ui  (the cluster page, ui.hpp)
+//   GET /watch/{key}?prefix=true&from=N  (a stream of changes, watch.hpp; never forwarded)
 //
 // Any node accepts any request. A node that is not the leader forwards it to the leader's
 // HTTP address (which the leader published in the replicated log, see kv_service) with a
@@ -133,6 +134,10 @@ struct api_options {
     /// How long the result of a health check's read answers later checks
     /// (server_config::health_reuse_ms, read_coalescer). Default: 100 ms.
     std::chrono::milliseconds health_reuse{100};
+
+    /// How far a watch blocked in a write may fall behind before it is closed
+    /// (server_config::watch_buffer_bytes, watch_stream). Default: 8 MiB.
+    std::size_t watch_buffer_bytes = std::size_t{8} << 20;
 };
 
 /** The request handlers of raftkv-server.

@@ -93,6 +93,18 @@ constexpr std::array settings = {
     setting{"max-pending-body-bytes", "N",
             "bytes of HTTP request bodies being received at once, over all connections; a request "
             "whose body does not fit is answered 503; at least 6356992 (default: 67108864, 64 MiB)"},
+    setting{"watch-history-entries", "N",
+            "changes each node keeps in memory for GET /watch to replay (?from=); 1 to 100000000 "
+            "(default: 100000)"},
+    setting{"watch-history-bytes", "N",
+            "bytes of keys and values each node keeps in memory for GET /watch to replay; 1048576 "
+            "to 1099511627776 (default: 67108864, 64 MiB)"},
+    setting{"max-watchers", "N",
+            "GET /watch streams open at once on a node; one more is answered 503; 1 to 1000000 "
+            "(default: 1024)"},
+    setting{"watch-buffer-bytes", "N",
+            "bytes of changes a watch may fall behind the node before it is ended with the index "
+            "to resume from; 65536 to 1073741824 (default: 8388608, 8 MiB)"},
     setting{"http-header-timeout-ms", "MS",
             "an HTTP request's header must arrive whole within this long of its first byte, else "
             "the connection is closed; 100 to 3600000 (default: 10000)"},
@@ -683,6 +695,23 @@ std::string check_http_limits(const raw_settings& s, server_config& c)
                                        max_pending_body_bytes, c.max_pending_body_bytes);
 }
 
+std::string check_watch_limits(const raw_settings& s, server_config& c)
+{
+    if (std::string e =
+            check_number<std::uint64_t>(s, "watch-history-entries", 1, 100'000'000, c.watch_history_entries);
+        !e.empty())
+        return e;
+    if (std::string e = check_number<std::uint64_t>(s, "watch-history-bytes", std::uint64_t{1} << 20,
+                                                    std::uint64_t{1} << 40, c.watch_history_bytes);
+        !e.empty())
+        return e;
+    if (std::string e = check_number<std::uint32_t>(s, "max-watchers", 1, 1'000'000, c.max_watchers);
+        !e.empty())
+        return e;
+    return check_number<std::uint64_t>(s, "watch-buffer-bytes", 64 * 1024, std::uint64_t{1} << 30,
+                                       c.watch_buffer_bytes);
+}
+
 std::string check_tls(const raw_settings& s, server_config& c)
 {
     for (const auto& [name, field] : {std::pair<std::string_view, std::string*>{"cert", &c.tls_cert},
@@ -724,6 +753,8 @@ std::string build_config(const raw_settings& s, server_config& c)
     if (std::string e = check_tuning(s, c); !e.empty())
         return e;
     if (std::string e = check_http_limits(s, c); !e.empty())
+        return e;
+    if (std::string e = check_watch_limits(s, c); !e.empty())
         return e;
     if (std::string e = check_tls(s, c); !e.empty())
         return e;

@@ -143,6 +143,19 @@ struct server_config {
     /// body (6 MiB + 64 KiB). Default: 64 MiB.
     std::uint64_t max_pending_body_bytes = std::uint64_t{64} << 20;
 
+    /// The changes each node keeps in memory for GET /watch to replay (change_journal):
+    /// at most this many, and at most watch_history_bytes of keys and values.
+    /// Defaults: 100000 and 64 MiB.
+    std::uint64_t watch_history_entries = 100'000;
+    std::uint64_t watch_history_bytes = std::uint64_t{64} << 20;
+
+    /// The most GET /watch streams open at once; one more is answered 503. Default: 1024.
+    std::uint32_t max_watchers = 1024;
+
+    /// How far, in bytes of changes, a watch may fall behind the node before it is ended
+    /// with the index to resume from. Default: 8 MiB.
+    std::uint64_t watch_buffer_bytes = std::uint64_t{8} << 20;
+
     /// A request's HTTP header must arrive whole within this long of its first byte, else
     /// the connection is closed (http_server_options::header_timeout). 100 to 3600000.
     /// Default: 10000 ms.

@@ -12,9 +12,11 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/chunk_encode.hpp>
 #include <boost/beast/http/empty_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -253,7 +255,7 @@ struct http_server::state : std::enable_shared_from_this<state> {
     void become_idle(idle_member& c);
     bool become_busy(idle_member& c);
     static asio::awaitable<void> linger(std::shared_ptr<state> self, beast::tcp_stream stream);
-    asio::awaitable<http_response> respond(request_handler& handler, http_request req);
+    asio::awaitable<handled_request> respond(request_handler& handler, http_request req);
     std::optional<http_response> rejection(const beast::error_code& ec) const;
     http_response busy() const;
     http_response unframed() const;
@@ -306,7 +308,11 @@ private:
         unsigned version = 11;
         bool keep_alive = false;
         std::optional<http_response> response;
+        // Produces the response's body after its header (request_handler::handle_streamed).
+        std::shared_ptr<response_stream> stream;
     };
+
+    class body_writer;
 
     asio::awaitable<void> read_requests();
     asio::awaitable<bool> read_request();
@@ -318,6 +324,7 @@ private:
     void refuse(http_response res);
     asio::awaitable<void> handle(std::shared_ptr<connection> self, slot& s, http_request req);
     asio::awaitable<void> write_responses(std::shared_ptr<connection> self);
+    asio::awaitable<bool> write_streamed(slot& s);
     asio::awaitable<void> next_change();
     void changed();
     void go_idle();
@@ -340,6 +347,7 @@ private:
     bool awaiting_ = false;    // the reader waits for the first byte of a request
     bool idle_listed_ = false; // linked into the server's idle list (become_idle)
     bool closed_idle_ = false; // evicted: closed at once, without lingering
+    bool peer_closed_ = false; // the wait for a request's first byte failed: the client is gone
 
     // Never expires: cancelled to wake the coroutines waiting for the state above to change.
     asio::steady_timer change_;
@@ -474,12 +482,15 @@ asio::awaitable<void> http_server::state::linger(std::shared_ptr<state> self, be
 
 // An exception's text may name files, addresses or other internals: it goes to the log
 // under an error id, and the client gets only the id.
-asio::awaitable<http_response> http_server::state::respond(request_handler& handler, http_request req)
+asio::awaitable<handled_request> http_server::state::respond(request_handler& handler, http_request req)
 {
     const std::string request = std::string(req.method_string()) + " " + std::string(req.target());
     std::string what;
     try {
-        co_return co_await handler.handle(std::move(req));
+        if (handler.streams(req))
+            co_return co_await handler.handle_streamed(std::move(req));
+        http_response res = co_await handler.handle(std::move(req));
+        co_return handled_request{std::move(res), nullptr};
     } catch (const std::exception& e) {
         what = e.what();
     } catch (...) {
@@ -487,7 +498,8 @@ asio::awaitable<http_response> http_server::state::respond(request_handler& hand
     }
     const std::string id = new_error_id();
     log(log_level::error, request + " failed (error id " + id + "): " + what);
-    co_return make_error(http::status::internal_server_error, "internal error (error id " + id + ")");
+    co_return handled_request{
+        make_error(http::status::internal_server_error, "internal error (error id " + id + ")"), nullptr};
 }
 
 // The answer to a request that could not be read, if it was malformed or oversized rather
@@ -706,6 +718,8 @@ asio::awaitable<bool> http_server::state::connection<Stream>::await_request()
         go_idle();
     auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(first_read_size), nothrow_awaitable);
     awaiting_ = false;
+    if (ec)
+        peer_closed_ = true;
     disarm(idle_);
     if (idle_listed_) {
         idle_listed_ = false;
@@ -732,7 +746,7 @@ asio::awaitable<bool> http_server::state::connection<Stream>::send_continue(unsi
 template <class Stream>
 void http_server::state::connection<Stream>::admit(http_request req, bool keep_alive)
 {
-    slot& s = pipeline_.emplace_back(slot{req.version(), keep_alive, std::nullopt});
+    slot& s = pipeline_.emplace_back(slot{req.version(), keep_alive, std::nullopt, nullptr});
     asio::co_spawn(stream_.get_executor(), handle(this->shared_from_this(), s, std::move(req)),
                    asio::detached);
 }
@@ -748,7 +762,7 @@ void http_server::state::connection<Stream>::reject(const beast::error_code& ec)
 template <class Stream>
 void http_server::state::connection<Stream>::refuse(http_response res)
 {
-    pipeline_.push_back(slot{11, false, std::move(res)});
+    pipeline_.push_back(slot{11, false, std::move(res), nullptr});
     changed();
 }
 
@@ -758,7 +772,15 @@ asio::awaitable<void> http_server::state::connection<Stream>::handle(std::shared
                                                                      http_request req)
 {
     const bool head = req.method() == http::verb::head;
-    http_response res = co_await server_->respond(*handler_, std::move(req));
+    handled_request handled = co_await server_->respond(*handler_, std::move(req));
+    http_response& res = handled.response;
+    if (handled.stream) {
+        res.version(s.version);
+        s.stream = std::move(handled.stream);
+        s.response = std::move(res);
+        changed();
+        co_return;
+    }
     res.version(s.version);
     res.keep_alive(s.keep_alive);
     res.prepare_payload();
@@ -783,9 +805,17 @@ asio::awaitable<void> http_server::state::connection<Stream>::write_responses(st
         if (pipeline_.empty())
             break;
         slot& s = pipeline_.front();
-        arm(write_, options_.idle_timeout);
-        auto [ec, n] = co_await http::async_write(stream_, *s.response, nothrow_awaitable);
-        disarm(write_);
+        beast::error_code ec;
+        if (s.stream) {
+            const bool complete = co_await write_streamed(s);
+            if (!complete)
+                ec = asio::error::connection_aborted;
+        } else {
+            arm(write_, options_.idle_timeout);
+            auto [write_ec, n] = co_await http::async_write(stream_, *s.response, nothrow_awaitable);
+            disarm(write_);
+            ec = write_ec;
+        }
         const bool last = ec || !s.keep_alive;
         pipeline_.pop_front();
         if (last) {
@@ -800,6 +830,91 @@ asio::awaitable<void> http_server::state::connection<Stream>::write_responses(st
     }
     writing_ = false;
     changed();
+}
+
+/// The stream_writer of a streamed response: chunks (for HTTP/1.0, the bare bytes) written
+/// under the write deadline.
+template <class Stream>
+class http_server::state::connection<Stream>::body_writer final : public stream_writer {
+public:
+    body_writer(connection& c, bool chunked) : c_(c), chunked_(chunked) {}
+
+    asio::awaitable<bool> write(std::string_view data) override
+    {
+        if (failed_)
+            co_return false;
+        const asio::const_buffer bytes(data.data(), data.size());
+        beast::error_code ec;
+        c_.arm(c_.write_, c_.options_.idle_timeout);
+        if (chunked_) {
+            const auto chunk = http::make_chunk(bytes);
+            auto [write_ec, n] = co_await asio::async_write(c_.stream_, chunk, nothrow_awaitable);
+            ec = write_ec;
+        } else {
+            auto [write_ec, n] = co_await asio::async_write(c_.stream_, bytes, nothrow_awaitable);
+            ec = write_ec;
+        }
+        c_.disarm(c_.write_);
+        if (ec)
+            failed_ = true;
+        co_return !failed_;
+    }
+
+    bool closed() const override { return failed_ || c_.peer_closed_; }
+    bool stopping() const override { return c_.server_->stopping; }
+
+    void abort() override
+    {
+        failed_ = true;
+        beast::error_code ignored;
+        beast::get_lowest_layer(c_.stream_).socket().close(ignored);
+    }
+
+    bool failed() const { return failed_; }
+
+private:
+    connection& c_;
+    bool chunked_;
+    bool failed_ = false;
+};
+
+// Writes a streamed response: its header, the body its stream produces, and the last chunk.
+// False if the connection failed meanwhile or must close after it (HTTP/1.0).
+template <class Stream>
+asio::awaitable<bool> http_server::state::connection<Stream>::write_streamed(slot& s)
+{
+    const bool chunked = s.version >= 11;
+    http::response<http::empty_body> head{s.response->result(), s.version};
+    for (const auto& field : s.response->base())
+        head.insert(field.name_string(), field.value());
+    head.keep_alive(s.keep_alive && chunked);
+    if (chunked)
+        head.chunked(true);
+    http::response_serializer<http::empty_body> serializer{head};
+    arm(write_, options_.idle_timeout);
+    auto [ec, n] = co_await http::async_write_header(stream_, serializer, nothrow_awaitable);
+    disarm(write_);
+    if (ec)
+        co_return false;
+    body_writer out{*this, chunked};
+    std::string failure;
+    try {
+        co_await s.stream->run(out);
+    } catch (const std::exception& e) {
+        failure = e.what();
+    }
+    s.stream.reset();
+    if (!failure.empty()) {
+        log(log_level::error, "a streamed response failed: " + failure);
+        co_return false;
+    }
+    if (out.failed() || !chunked)
+        co_return false;
+    const auto last_chunk = http::make_chunk_last();
+    arm(write_, options_.idle_timeout);
+    auto [last_ec, last_n] = co_await asio::async_write(stream_, last_chunk, nothrow_awaitable);
+    disarm(write_);
+    co_return !last_ec;
 }
 
 // The reader waits for the first byte of a request and every earlier one is answered: the
@@ -864,6 +979,17 @@ void http_server::state::connection<Stream>::check_deadlines(const beast::error_
     }
     if (next != time_point::max())
         watch_deadlines(std::min(next, now + deadline_step_));
+}
+
+bool request_handler::streams(const http_request&) const
+{
+    return false;
+}
+
+asio::awaitable<handled_request> request_handler::handle_streamed(http_request req)
+{
+    http_response res = co_await handle(std::move(req));
+    co_return handled_request{std::move(res), nullptr};
 }
 
 http_server::http_server(asio::any_io_executor ex, const tcp::endpoint& listen_on,

@@ -50,6 +50,53 @@ class tls_context;
 using http_request = boost::beast::http::request<boost::beast::http::string_body>;
 using http_response = boost::beast::http::response<boost::beast::http::string_body>;
 
+/** Writes the body of a streamed response (response_stream) to its connection.
+
+    @par Thread Safety
+    On the connection's strand only, while response_stream::run() runs.
+*/
+class stream_writer {
+public:
+    virtual ~stream_writer() = default;
+
+    /// Sends `data` (not empty) as the next part of the body: a chunk, or for an HTTP/1.0
+    /// client the bytes themselves. A write must complete within
+    /// http_server_options::idle_timeout, else the connection is closed. False once the
+    /// connection failed or closed: the stream should end.
+    virtual boost::asio::awaitable<bool> write(std::string_view data) = 0;
+
+    /// Whether the connection is gone: a write failed, the client closed its side, or
+    /// abort() was called.
+    virtual bool closed() const = 0;
+
+    /// Whether the server is stopping (http_server::stop()): the stream should end soon.
+    virtual bool stopping() const = 0;
+
+    /// Closes the connection at once, without ending the body: for a client that stopped
+    /// reading. A write in progress fails.
+    virtual void abort() = 0;
+};
+
+/** The body of a response that is written as it is produced (Transfer-Encoding: chunked),
+    such as a stream of events: see request_handler::handle_streamed().
+*/
+class response_stream {
+public:
+    virtual ~response_stream() = default;
+
+    /// Produces the body with `out`, on the connection's strand, once the response's header
+    /// was written; returns when the body is complete. An exception ends the body where it
+    /// is and closes the connection.
+    virtual boost::asio::awaitable<void> run(stream_writer& out) = 0;
+};
+
+/// A response, and when `stream` is set the stream producing its body in place of the
+/// response's own.
+struct handled_request {
+    http_response response;
+    std::shared_ptr<response_stream> stream;
+};
+
 /** Answers the requests of one connection.
 
     @par Thread Safety
@@ -67,6 +114,17 @@ public:
     /// request without its body, which the handler may leave in). An exception becomes a
     /// 500 response (and a log line).
     virtual boost::asio::awaitable<http_response> handle(http_request req) = 0;
+
+    /// Whether `req` goes to handle_streamed() rather than handle(). Cheap: called for every
+    /// request. Default: none does.
+    virtual bool streams(const http_request& req) const;
+
+    /// Answers a request for which streams() is true, possibly with a streamed body
+    /// (handled_request::stream): the server then writes the response's status and fields
+    /// with "Transfer-Encoding: chunked" (for HTTP/1.0: no length, and the connection
+    /// closes after the body) and runs the stream; requests after it on the connection
+    /// wait until its body is complete. Default: handle(), without a stream.
+    virtual boost::asio::awaitable<handled_request> handle_streamed(http_request req);
 };
 
 /// Makes the handler of a new connection; `ex` is the connection's strand, where the

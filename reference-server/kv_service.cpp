@@ -3,6 +3,7 @@
 #include "log.hpp"
 #include "member_info.hpp"
 #include "peer_incarnations.hpp"
+#include "watch.hpp"
 
 #include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/asio/driver.hpp>
@@ -67,10 +68,15 @@ std::filesystem::path log_directory(const std::filesystem::path& data_dir)
 
 /// The state machine does not sync its applies: the log is the durable record, and its
 /// background checkpoints (take_snapshot) bound what a restart re-applies.
-raftkv::leveldb::kv_state_machine_options machine_options()
+/// Each apply batch and restore is fed to `journal`, for watches.
+raftkv::leveldb::kv_state_machine_options machine_options(change_journal& journal)
 {
     raftkv::leveldb::kv_state_machine_options o;
     o.sync = false;
+    o.on_applied = [&journal](std::span<const log_entry> batch, std::span<const kv_result> results) {
+        journal.applied(batch, results);
+    };
+    o.on_restored = [&journal](index_t index) { journal.restored(index); };
     return o;
 }
 
@@ -300,8 +306,8 @@ raftkv::asio::driver_options driver_options(const server_config& c)
 /// the log, the state machine, and the driver running the Raft node over them.
 struct raft_node {
     raft_node(driver_type::executor_type strand, const server_config& c,
-              raftkv::asio::tcp_transport& transport)
-        : store(log_directory(c.data_dir)), machine(c.data_dir / "state", machine_options()),
+              raftkv::asio::tcp_transport& transport, change_journal& journal)
+        : store(log_directory(c.data_dir)), machine(c.data_dir / "state", machine_options(journal)),
           driver(std::move(strand), node_options(c), transport, store, machine, driver_options(c))
     {
         // A failed background sync shows only as a durable index that stops advancing:
@@ -391,6 +397,8 @@ struct kv_service::impl {
     void set_storage(storage_status s);
 
     server_config config;
+    // Before the nodes, whose state machines feed it.
+    change_journal journal;
     driver_type::executor_type strand;
     std::unique_ptr<raftkv::asio::tcp_transport> transport;
     std::shared_ptr<node_retirement> retirement;
@@ -422,7 +430,11 @@ struct kv_service::impl {
 };
 
 kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints)
-    : config(c), strand(boost::asio::make_strand(ex)), retirement(std::make_shared<node_retirement>(strand)),
+    : config(c),
+      journal(change_journal_options{.max_entries = static_cast<std::size_t>(c.watch_history_entries),
+                                     .max_bytes = static_cast<std::size_t>(c.watch_history_bytes),
+                                     .max_watchers = c.max_watchers}),
+      strand(boost::asio::make_strand(ex)), retirement(std::make_shared<node_retirement>(strand)),
       watch_timer(strand), probe_timer(strand)
 {
     try {
@@ -473,7 +485,8 @@ kv_service::impl::~impl()
 // Opens the log and the state machine and builds a node on them, as at start-up.
 std::shared_ptr<raft_node> kv_service::impl::open_node()
 {
-    auto n = std::make_unique<raft_node>(strand, config, *transport);
+    auto n = std::make_unique<raft_node>(strand, config, *transport, journal);
+    journal.start_at(n->machine.applied_index());
     raft_node* raw = n.get();
     raw->driver.on_config_change([this](index_t index, const membership& m) { on_config_change(index, m); });
     raw->driver.on_failure([this, raw](std::exception_ptr why) { node_failed(raw, why); });
@@ -941,6 +954,7 @@ void kv_service::hand_off_leadership(std::chrono::milliseconds limit, std::funct
 
 void kv_service::stop()
 {
+    impl_->journal.close();
     if (const std::shared_ptr<raft_node> n = impl_->current())
         n->driver.stop();
     boost::asio::post(impl_->strand, [this] {
@@ -1157,7 +1171,15 @@ boost::asio::awaitable<metrics_inputs> kv_service::metrics()
     // After the counters, so that no peer's match index is ahead of the last index shown.
     in.status = impl_->status();
     in.storage_failed = storage().failed();
+    in.watchers = impl_->journal.watchers();
+    in.watch_history_entries = impl_->journal.size();
+    in.watch_history_bytes = impl_->journal.bytes();
     co_return in;
+}
+
+change_journal& kv_service::changes()
+{
+    return impl_->journal;
 }
 
 storage_status kv_service::storage() const

@@ -41,6 +41,8 @@
 
 namespace raftkv::server {
 
+class change_journal;
+
 /// How long a node whose storage failed waits before its first check of the storage, and
 /// the longest it waits between two checks (see kv_service, "Storage failures").
 inline constexpr std::chrono::seconds storage_probe_first_interval{2};
@@ -289,6 +291,9 @@ public:
 
     /// Whether the node's storage failed, and why (see Storage failures above).
     storage_status storage() const;
+
+    /// The changes this node applied, for watches (watch.hpp). Closed by stop().
+    change_journal& changes();
 
 private:
     struct impl;

@@ -266,6 +266,7 @@ int run(server_config config)
     routing.forward_tls = tls.forward;
     routing.health_timeout = std::chrono::milliseconds(config.health_timeout_ms);
     routing.health_reuse = std::chrono::milliseconds(config.health_reuse_ms);
+    routing.watch_buffer_bytes = static_cast<std::size_t>(config.watch_buffer_bytes);
     api routes{service, std::move(routing)};
     http_server server = listen_http(io, config, http_endpoint, routes, tls);
     routes.count_connections([&server] {

@@ -33,6 +33,7 @@ std::string_view route_label_name(std::size_t index) noexcept
     case route::member: return "member";
     case route::promote: return "promote";
     case route::leader: return "leader";
+    case route::watch: return "watch";
     case route::metrics: return "metrics";
     }
     return "unmatched";
@@ -438,6 +439,15 @@ void render_http(exposition_writer& w, const http_metrics& h, const connection_c
               "Idle HTTP connections closed to admit new ones at --max-connections.", c.evicted);
 }
 
+void render_watches(exposition_writer& w, const metrics_inputs& in)
+{
+    w.gauge("raftkv_watchers", "GET /watch streams open on this node.", static_cast<double>(in.watchers));
+    w.gauge("raftkv_watch_history_entries", "Changes the watch journal holds.",
+            static_cast<double>(in.watch_history_entries));
+    w.gauge("raftkv_watch_history_bytes", "Bytes of keys and values the watch journal holds.",
+            static_cast<double>(in.watch_history_bytes));
+}
+
 void render_process(exposition_writer& w, const process_stats& p)
 {
     w.gauge("process_resident_memory_bytes", "Resident memory size in bytes.",
@@ -472,6 +482,7 @@ std::string render_metrics(const metrics_inputs& in, const http_metrics& http)
     if (in.wal)
         render_wal(w, *in.wal, in.wal_segments);
     render_http(w, http, in.connections);
+    render_watches(w, in);
     render_process(w, in.process);
     return w.take();
 }

@@ -87,8 +87,8 @@ public:
     static constexpr std::array<boost::beast::http::verb, 4> methods = {
         boost::beast::http::verb::get, boost::beast::http::verb::put, boost::beast::http::verb::delete_,
         boost::beast::http::verb::post};
-    static constexpr std::array<unsigned, 16> codes = {200, 201, 204, 400, 401, 403, 404, 405,
-                                                       409, 412, 413, 415, 429, 431, 500, 503};
+    static constexpr std::array<unsigned, 17> codes = {200, 201, 204, 400, 401, 403, 404, 405, 409,
+                                                       410, 412, 413, 415, 429, 431, 500, 503};
 
     /// Counts one answered request. REQUIRES: route_label < route_label_count.
     void record(std::size_t route_label, boost::beast::http::verb method, unsigned status,
@@ -146,6 +146,10 @@ struct metrics_inputs {
     std::optional<log2_histogram> checkpoint_ns;
     connection_counts connections;
     process_stats process;
+    /// GET /watch streams open, and what the change journal holds (watch.hpp).
+    std::uint64_t watchers = 0;
+    std::uint64_t watch_history_entries = 0;
+    std::uint64_t watch_history_bytes = 0;
 };
 
 /** Writes the Prometheus text format: one `# HELP` and one `# TYPE` line per family,

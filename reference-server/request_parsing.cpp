@@ -115,6 +115,11 @@ route_match match_route(http::verb method, std::string_view target)
         m.route = route::version;
         m.allow = "GET";
         allowed = method == http::verb::get;
+    } else if (path == "/watch" || path.starts_with("/watch/")) {
+        m.route = route::watch;
+        m.allow = "GET";
+        m.raw_key = path.size() > 6 ? path.substr(7) : std::string_view{};
+        allowed = method == http::verb::get;
     } else if (path == "/metrics") {
         m.route = route::metrics;
         m.allow = "GET";

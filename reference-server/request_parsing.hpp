@@ -50,6 +50,8 @@ enum class route {
     ui,
     /// /version
     version,
+    /// /watch/{key} and /watch: a stream of changes (watch.hpp)
+    watch,
     /// /metrics (Prometheus text format, metrics.hpp); the last route
     metrics,
 };
@@ -62,8 +64,8 @@ struct route_match {
     server::route route = route::kv;
     /// The methods the route allows ("GET, PUT, DELETE"), unless not_found.
     std::string_view allow;
-    /// For route::kv: the key as it appears in the target, still percent-encoded (may be
-    /// empty). A view into the target.
+    /// For route::kv and route::watch: the key as it appears in the target, still
+    /// percent-encoded (may be empty). A view into the target.
     std::string_view raw_key;
     /// For route::member and route::promote: the {id} as it appears in the target (not
     /// checked yet). A view into the target.

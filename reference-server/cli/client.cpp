@@ -99,6 +99,63 @@ asio::awaitable<void> attempt(asio::any_io_executor ex, std::shared_ptr<server::
     out.body = parser.get().body();
 }
 
+// A GET whose 200 answer's body is handed to `on_data` piece by piece (a chunked stream).
+asio::awaitable<void> attempt_stream(asio::any_io_executor ex, std::shared_ptr<server::tls_context> tls,
+                                     const endpoint& e, const http_request& req, clock::time_point deadline,
+                                     std::chrono::milliseconds silence,
+                                     const std::function<void(std::string_view)>& on_data,
+                                     attempt_result& out)
+{
+    tcp::resolver resolver(ex);
+    const std::string port = std::to_string(e.port);
+    auto [resolve_ec, results] = co_await resolver.async_resolve(e.host, port, nothrow_awaitable);
+    if (resolve_ec) {
+        out.error = "cannot resolve " + e.host + ": " + resolve_ec.message();
+        co_return;
+    }
+    server::http_client_stream stream(ex, e.https ? std::move(tls) : nullptr);
+    const std::string host = e.host;
+    const beast::error_code connect_ec = co_await stream.connect(results, host, deadline);
+    if (connect_ec) {
+        out.error = (connect_ec == beast::error::timeout ? std::string("timed out connecting")
+                                                         : "cannot connect: " + connect_ec.message());
+        co_return;
+    }
+    stream.expires_at(deadline);
+    out.sent = true;
+    const beast::error_code write_ec = co_await stream.write(req);
+    if (write_ec) {
+        out.error = "cannot send the request: " + write_ec.message();
+        co_return;
+    }
+    beast::flat_buffer buffer;
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(boost::none);
+    // Each read of the body gets `silence` from the last piece that arrived.
+    stream.expires_at(clock::now() + silence);
+    auto piece = [&](std::uint64_t, beast::string_view body, beast::error_code&) -> std::size_t {
+        stream.expires_at(clock::now() + silence);
+        if (parser.get().result_int() == 200) {
+            on_data(std::string_view(body.data(), body.size()));
+            return body.size();
+        }
+        parser.get().body().append(body.data(), body.size());
+        return body.size();
+    };
+    parser.on_chunk_body(piece);
+    const beast::error_code read_ec = co_await stream.read(buffer, parser);
+    stream.close();
+    if (parser.is_header_done())
+        out.status = static_cast<int>(parser.get().result_int());
+    if (read_ec) {
+        out.error = read_ec == beast::error::timeout ? std::string("nothing arrived for too long")
+                                                     : "the stream ended: " + read_ec.message();
+        if (out.status == 200 || out.status == 0)
+            co_return;
+    }
+    out.body = parser.get().body();
+}
+
 bool outcome_unknown(const std::string& body)
 {
     return body.find("unknown") != std::string::npos;
@@ -224,6 +281,25 @@ answer client::request_one(const endpoint& e, std::string_view method, const std
     if (r.status == 0)
         return answer{0, r.error, e.url, r.sent};
     return answer{r.status, r.body, e.url, false};
+}
+
+answer client::stream(const endpoint& e, const std::string& target, std::chrono::milliseconds silence,
+                      const std::function<void(std::string_view)>& on_data)
+{
+    const auto deadline = clock::now() + impl_->options.timeout;
+    const http_request req = impl_->make_request(e, "GET", target, {});
+    attempt_result out;
+    asio::io_context io;
+    asio::co_spawn(io, attempt_stream(io.get_executor(), impl_->tls, e, req, deadline, silence, on_data, out),
+                   [&out](std::exception_ptr ex) {
+                       out.done = true;
+                       if (ex && out.error.empty())
+                           out.error = "the request failed";
+                   });
+    io.run();
+    if (out.status == 0 || (out.status == 200 && !out.error.empty()))
+        return answer{out.status, out.error, e.url, out.sent};
+    return answer{out.status, out.body, e.url, false};
 }
 
 answer client::request(std::string_view method, const std::string& target, const std::string& body,

@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -94,6 +95,13 @@ public:
 
     /// One request to `e` alone, without retries.
     answer request_one(const endpoint& e, std::string_view method, const std::string& target);
+
+    /// GET `target` from `e` alone, passing each piece of a 200 answer's body to `on_data`
+    /// as it arrives, until the server ends the body, the connection fails, or nothing
+    /// arrives for `silence`. Connecting gets the client's timeout. The answer's body holds
+    /// the body of any other status, and for status 0 (or 200 cut short) why it ended.
+    answer stream(const endpoint& e, const std::string& target, std::chrono::milliseconds silence,
+                  const std::function<void(std::string_view)>& on_data);
 
     const std::vector<endpoint>& endpoints() const noexcept;
 

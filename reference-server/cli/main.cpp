@@ -21,6 +21,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -334,6 +335,79 @@ int run_ls(context& ctx, const po::variables_map& vm, const std::vector<std::str
     return ok;
 }
 
+// How often the server sends a progress line on a watch, and how long the client waits
+// without any line before it takes the connection for dead and resumes elsewhere.
+constexpr std::chrono::milliseconds watch_progress{5000};
+constexpr std::chrono::milliseconds watch_silence{15000};
+
+// Streams the changes to a key (or prefix) until interrupted, resuming after the last
+// index seen whenever a stream ends: on the same endpoint after it delivered something,
+// else on the next one, a second later.
+int run_watch(context& ctx, const po::variables_map& vm, const std::vector<std::string>& args)
+{
+    const bool prefix = vm["prefix"].as<bool>();
+    std::optional<std::uint64_t> from;
+    if (vm["from"].as<std::uint64_t>() != 0)
+        from = vm["from"].as<std::uint64_t>();
+    if (args[0].empty() && !prefix)
+        throw usage_failure("watch: an empty KEY needs --prefix (to watch every key)");
+    const std::vector<endpoint>& endpoints = ctx.c->endpoints();
+    std::size_t at = 0;
+    for (;;) {
+        const endpoint& e = endpoints[at % endpoints.size()];
+        std::string target =
+            "/watch/" + url_encode(args[0]) + "?progress_ms=" + std::to_string(watch_progress.count());
+        if (prefix)
+            target += "&prefix=true";
+        if (from)
+            target += "&from=" + std::to_string(*from);
+        bool delivered = false;
+        std::string pending; // a line not yet complete
+        const auto on_data = [&](std::string_view data) {
+            pending.append(data);
+            std::size_t start = 0;
+            for (std::size_t nl = pending.find('\n'); nl != std::string::npos;
+                 nl = pending.find('\n', start)) {
+                const std::string_view line(pending.data() + start, nl - start);
+                start = nl + 1;
+                boost::system::error_code ec;
+                json::value doc = json::parse(line, ec);
+                if (ec || !doc.is_object())
+                    continue;
+                const json::object& o = doc.as_object();
+                const std::string type = text_of(member_of(o, "type"));
+                if (type == "error") {
+                    std::cerr << "raftkv: the watch ended: " << text_of(member_of(o, "error")) << "\n";
+                    continue;
+                }
+                if (const json::value& i = member_of(o, "index"); i.is_number())
+                    from = i.to_number<std::uint64_t>() + 1;
+                delivered = true;
+                if (type == "progress")
+                    continue;
+                if (ctx.json_output)
+                    std::cout << line << std::endl;
+                else
+                    std::cout << text_of(member_of(o, "index")) << "\t" << type << "\t"
+                              << text_of(member_of(o, "key"))
+                              << (type == "put" ? "\t" + text_of(member_of(o, "value")) : std::string())
+                              << std::endl;
+            }
+            pending.erase(0, start);
+        };
+        const answer a = ctx.c->stream(e, target, watch_silence, on_data);
+        if (a.status != 0 && a.status != 200 && a.status != 503)
+            return fail(a); // 410: the changes after the last index seen are gone from that node
+        if (a.status != 200)
+            std::cerr << "raftkv: " << e.url << ": " << (a.status == 0 ? a.body : error_message(a.body))
+                      << "; resuming" << (from ? " from index " + std::to_string(*from) : std::string())
+                      << "\n";
+        if (!delivered)
+            ++at;
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+}
+
 // Asks each endpoint alone: the point is to see every node's own view.
 int run_status(context& ctx, const po::variables_map&, const std::vector<std::string>&)
 {
@@ -499,6 +573,19 @@ const std::vector<command>& commands()
          },
          {},
          run_ls},
+        {"watch",
+         "watch KEY [--prefix] [--from N]",
+         "Prints each change to KEY (with --prefix: to every key starting with KEY; \"\"\n"
+         "for all) as it is applied, one line each: index, put or delete, key and value\n"
+         "(--json: the server's JSON lines), until interrupted. When the stream ends it\n"
+         "resumes after the last index seen, on another endpoint if that one is gone.\n"
+         "--from N starts with the changes at index N and later, if the node still holds them.",
+         [](po::options_description& d) {
+             d.add_options()("prefix", po::bool_switch(), "watch every key starting with KEY")(
+                 "from", po::value<std::uint64_t>()->default_value(0), "start at log index N (0: now)");
+         },
+         {"key"},
+         run_watch},
         {"status",
          "status",
          "Shows each endpoint's own /status, one row per endpoint; exit code 3 if one\ndid not answer.",

@@ -237,6 +237,48 @@ BOOST_AUTO_TEST_CASE(an_unreachable_endpoint_falls_through_and_none_reachable_is
     BOOST_TEST(json::parse(r.out).as_array().size() == 3u);
 }
 
+BOOST_AUTO_TEST_CASE(watch_prints_every_change_and_resumes_on_another_endpoint)
+{
+    temp_dir dir;
+    const std::string endpoints = url(c.http_port(leader)) + "," + url(c.http_port(followers().front()));
+    process watcher(with_endpoints(endpoints, {"watch", "w/", "--prefix"}),
+                    {RAFTKV_CLI_BINARY, dir / "watch.out", dir / "watch.err", {}});
+    // The lines printed, but for those of the probes.
+    auto printed = [&] {
+        std::vector<std::string> out;
+        std::istringstream in(read_tail(dir / "watch.out", 1 << 20));
+        for (std::string line; std::getline(in, line);)
+            if (!line.starts_with("====") && line.find("\tw/probe\t") == std::string::npos)
+                out.push_back(line);
+        return out;
+    };
+    // The watch starts after the node's applied index: wait until it is open.
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            BOOST_TEST_REQUIRE(put(c.http_port(leader), "w/probe", "p").status == 200);
+            return read_tail(dir / "watch.out").find("\tw/probe\t") != std::string::npos;
+        },
+        10s, 300ms));
+    for (int k = 0; k < 5; ++k)
+        BOOST_TEST_REQUIRE(
+            put(c.http_port(leader), "w/" + std::to_string(k), "v" + std::to_string(k)).status == 200);
+    BOOST_TEST_REQUIRE(wait_until([&] { return printed().size() >= 5; }, 10s));
+    c.kill9(leader);
+    const std::optional<std::uint64_t> next = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(next.has_value());
+    for (int k = 5; k < 10; ++k)
+        BOOST_TEST_REQUIRE(
+            put(c.http_port(*next), "w/" + std::to_string(k), "v" + std::to_string(k)).status == 200);
+    BOOST_TEST_REQUIRE(wait_until([&] { return printed().size() >= 10; }, 20s), read_tail(dir / "watch.err"));
+    const std::vector<std::string> lines = printed();
+    BOOST_TEST_REQUIRE(lines.size() == 10);
+    for (int k = 0; k < 10; ++k) {
+        const std::string& line = lines[static_cast<std::size_t>(k)];
+        BOOST_TEST(line.ends_with("\tput\tw/" + std::to_string(k) + "\tv" + std::to_string(k)), line);
+    }
+    BOOST_TEST(watcher.running());
+}
+
 BOOST_AUTO_TEST_CASE(members_are_listed_added_promoted_removed_and_leadership_moves)
 {
     const std::string endpoints = url(c.http_port(followers().front())) + "," + url(c.http_port(leader));

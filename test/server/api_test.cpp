@@ -90,6 +90,17 @@ BOOST_AUTO_TEST_CASE(version_takes_get_only)
         BOOST_TEST((match_route(http::verb::get, target).result == outcome::not_found), target);
 }
 
+BOOST_AUTO_TEST_CASE(watch_takes_get_only_with_the_key_still_encoded)
+{
+    check_found(http::verb::get, "/watch/a%2Fb?prefix=true", route::watch);
+    BOOST_TEST(match_route(http::verb::get, "/watch/a%2Fb?from=3").raw_key == "a%2Fb");
+    BOOST_TEST(match_route(http::verb::get, "/watch/?prefix=true").raw_key == "");
+    BOOST_TEST(match_route(http::verb::get, "/watch").raw_key == "");
+    for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::post, http::verb::head})
+        check_not_allowed(v, "/watch/k", "GET");
+    BOOST_TEST((match_route(http::verb::get, "/watchx").result == outcome::not_found));
+}
+
 BOOST_AUTO_TEST_CASE(wrong_method_on_kv_is_not_allowed_with_the_allowed_list)
 {
     for (http::verb v :

@@ -516,6 +516,31 @@ BOOST_AUTO_TEST_CASE(http_limits_are_read_from_flags_and_the_config_file)
     BOOST_TEST(f.max_pending_body_bytes == 6356992u);
 }
 
+BOOST_AUTO_TEST_CASE(watch_limits_are_read_from_flags_and_the_config_file)
+{
+    const server_config d = parse_ok({});
+    BOOST_TEST(d.watch_history_entries == 100000u);
+    BOOST_TEST(d.watch_history_bytes == 64u << 20);
+    BOOST_TEST(d.max_watchers == 1024u);
+    BOOST_TEST(d.watch_buffer_bytes == 8u << 20);
+    const server_config c = parse_ok({"--watch-history-entries", "10", "--watch-history-bytes", "2097152",
+                                      "--max-watchers", "3", "--watch-buffer-bytes", "65536"});
+    BOOST_TEST(c.watch_history_entries == 10u);
+    BOOST_TEST(c.watch_history_bytes == 2097152u);
+    BOOST_TEST(c.max_watchers == 3u);
+    BOOST_TEST(c.watch_buffer_bytes == 65536u);
+    temp_dir dir;
+    const std::string file = write_file(dir, "max-watchers: 7\nwatch-history-entries: 99\n", "watch.yaml");
+    const server_config f = parse_ok({"--config", file});
+    BOOST_TEST(f.max_watchers == 7u);
+    BOOST_TEST(f.watch_history_entries == 99u);
+    parse_error({"--max-watchers", "0"}, "max-watchers");
+    parse_error({"--watch-history-entries", "0"}, "watch-history-entries");
+    parse_error({"--watch-history-bytes", "1000"}, "watch-history-bytes");
+    parse_error({"--watch-buffer-bytes", "10"}, "watch-buffer-bytes");
+    BOOST_TEST(raftkv::server::help_text().find("--max-watchers") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(health_check_settings_are_read_from_flags_and_the_config_file)
 {
     const server_config d = parse_ok({});

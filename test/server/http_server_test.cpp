@@ -92,7 +92,34 @@ public:
         co_return res;
     }
 
+    /// /stream/N: a body of N parts, "part0part1...", written one by one.
+    bool streams(const http_request& req) const override { return req.target().starts_with("/stream/"); }
+
+    asio::awaitable<raftkv::server::handled_request> handle_streamed(http_request req) override
+    {
+        http_response res{http::status::ok, 11};
+        res.set("X-Parts", std::string(req.target().substr(8)));
+        co_return raftkv::server::handled_request{
+            std::move(res), std::make_shared<parts>(std::stoi(std::string(req.target().substr(8))))};
+    }
+
 private:
+    struct parts : raftkv::server::response_stream {
+        explicit parts(int n) : n(n) {}
+        asio::awaitable<void> run(raftkv::server::stream_writer& out) override
+        {
+            asio::steady_timer timer(co_await asio::this_coro::executor);
+            for (int k = 0; k < n; ++k) {
+                const std::string part = "part" + std::to_string(k);
+                const bool sent = co_await out.write(part);
+                if (!sent)
+                    co_return;
+                co_await pause(timer);
+            }
+        }
+        int n;
+    };
+
     asio::awaitable<std::string> work(const std::string& target)
     {
         asio::steady_timer timer(co_await asio::this_coro::executor);
@@ -838,4 +865,29 @@ BOOST_AUTO_TEST_CASE(a_tls_client_that_never_completes_its_handshake_is_cut_off_
     BOOST_TEST(r->result_int() == 400);
     BOOST_TEST(r->body().find("https://") != std::string::npos, r->body());
     BOOST_TEST(f.seen.started_count() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_streamed_body_is_chunked_and_the_connection_goes_on)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    c.send(get("/stream/3") + get("/fast/after"));
+    const std::optional<response> streamed = c.read();
+    BOOST_TEST_REQUIRE(streamed.has_value());
+    BOOST_TEST(streamed->chunked());
+    BOOST_TEST(streamed->body() == "part0part1part2");
+    BOOST_TEST(streamed->at("X-Parts") == "3");
+    BOOST_TEST(c.read_bodies(1) == std::vector<std::string>{"200 /fast/after"});
+}
+
+BOOST_AUTO_TEST_CASE(a_streamed_body_to_http_1_0_ends_with_the_connection)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    c.send("GET /stream/2 HTTP/1.0\r\n\r\n");
+    const std::optional<response> streamed = c.read();
+    BOOST_TEST_REQUIRE(streamed.has_value());
+    BOOST_TEST(!streamed->chunked());
+    BOOST_TEST(streamed->body() == "part0part1");
+    BOOST_TEST(!c.read(1s).has_value());
 }

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -74,6 +75,18 @@ struct kv_state_machine_options {
     ///
     /// Default: 4 MiB.
     std::size_t restore_batch_bytes = 4 * 1024 * 1024;
+
+    /// Called at the end of each apply() batch that was written, once get() and scan() see
+    /// it, on the thread that applied it, with the batch and its results: a feed of the
+    /// changes for an observer (such as a change journal). It must be quick, must not
+    /// throw and must not call back into the machine. Not called for a failed batch.
+    /// Default: none.
+    std::function<void(std::span<const log_entry> batch, std::span<const kv_result> results)> on_applied;
+
+    /// Called at the end of each finish_restore() that replaced the state, on its thread,
+    /// with the snapshot's index: what was applied one entry at a time up to it was not
+    /// seen by on_applied. Same rules as on_applied. Default: none.
+    std::function<void(index_t index)> on_restored;
 };
 
 /// What kv_state_machine::scan() lists.
@@ -625,6 +638,8 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
                                         std::to_string(batch.back().index) + ": " + s.ToString());
     applied_ = batch.back().index;
     record(&kv_state_machine_stats::apply_ns, start);
+    if (opts_.on_applied)
+        opts_.on_applied(batch, results);
 }
 
 inline kv_state_machine::snapshot_reader kv_state_machine::snapshot() const
@@ -679,6 +694,8 @@ inline void kv_state_machine::finish_restore()
     restored_ = index;
     generation_.fetch_add(1);
     restore_.reset();
+    if (opts_.on_restored)
+        opts_.on_restored(index);
     delete_slot(1 - next);
 }
 
