@@ -58,6 +58,11 @@ BOOST_AUTO_TEST_CASE(a_change_is_a_put_or_a_delete_that_found_its_key)
     BOOST_TEST((change_of(del, kv_result{true}) == change_kind::del));
     BOOST_TEST(!change_of(del, kv_result{false}));
     BOOST_TEST(!change_of(meta, kv_result{true}));
+    // A conditional write whose precondition did not hold changed nothing.
+    kv_result failed{true};
+    failed.status = kv_status::precondition_failed;
+    BOOST_TEST(!change_of(put, failed));
+    BOOST_TEST(!change_of(del, failed));
 }
 
 BOOST_AUTO_TEST_CASE(records_changes_in_order_and_replays_them_by_key_or_prefix)
