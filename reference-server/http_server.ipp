@@ -98,11 +98,11 @@ asio::awaitable<void> close_gracefully(beast::tcp_stream& stream,
 asio::awaitable<void> close_gracefully(tls_stream& stream);
 
 // Nothing to agree on over plain TCP.
-asio::awaitable<bool> handshake(beast::tcp_stream&, std::chrono::milliseconds);
+asio::awaitable<bool> handshake(beast::tcp_stream&, const http_server_options&);
 
-// The server side of the TLS handshake, within `timeout`. A client that spoke plain HTTP
-// instead is told so in plain HTTP; any failure closes the connection.
-asio::awaitable<bool> handshake(tls_stream& stream, std::chrono::milliseconds timeout);
+// The server side of the TLS handshake, within options.handshake_timeout. A client that
+// spoke plain HTTP instead is told so in plain HTTP; any failure closes the connection.
+asio::awaitable<bool> handshake(tls_stream& stream, const http_server_options& options);
 
 template <class Stream>
 Stream open_stream(tcp::socket socket, tls_context* tls);
@@ -197,6 +197,7 @@ struct http_server::state : std::enable_shared_from_this<state> {
     static asio::awaitable<void> linger(std::shared_ptr<state> self, beast::tcp_stream stream);
     asio::awaitable<http_response> respond(request_handler& handler, http_request req);
     std::optional<http_response> rejection(const beast::error_code& ec) const;
+    void refused(http::verb method, unsigned status) const;
     http_response busy() const;
     http_response unframed() const;
 
@@ -256,8 +257,8 @@ private:
     beast::error_code parse_buffered(http::request_parser<http::string_body>& parser, bool header_only);
     asio::awaitable<bool> send_continue(unsigned version);
     void admit(http_request req, bool keep_alive);
-    void reject(const beast::error_code& ec);
-    void refuse(http_response res);
+    void reject(const beast::error_code& ec, http::verb method);
+    void refuse(http_response res, http::verb method);
     asio::awaitable<void> handle(std::shared_ptr<connection> self, slot& s, http_request req);
     asio::awaitable<void> write_responses(std::shared_ptr<connection> self);
     asio::awaitable<void> next_change();
@@ -341,7 +342,7 @@ void http_server::state::connection<Stream>::evict(std::shared_ptr<idle_member> 
 template <class Stream>
 asio::awaitable<void> http_server::state::connection<Stream>::run(std::shared_ptr<connection> self)
 {
-    const bool secured = co_await handshake(stream_, options_.handshake_timeout);
+    const bool secured = co_await handshake(stream_, options_);
     if (!secured)
         co_return;
     asio::co_spawn(stream_.get_executor(), write_responses(self), asio::detached);
@@ -394,7 +395,7 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
     // Most requests arrive whole with their first bytes: parsed from the buffer, they cost
     // no asynchronous read (and no trip through the strand's queue).
     if (beast::error_code ec = parse_buffered(parser, true); ec) {
-        reject(ec);
+        reject(ec, parser.get().method());
         co_return false;
     }
     if (!parser.is_header_done()) {
@@ -402,18 +403,18 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
         auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, nothrow_awaitable);
         disarm(read_);
         if (ec) {
-            reject(ec);
+            reject(ec, parser.get().method());
             co_return false;
         }
     }
     // A coding other than chunked last leaves the body's length unknown (RFC 9112 6.1): what
     // follows the header cannot be told apart from a next request, so nothing more is read.
     if (parser.get().count(http::field::transfer_encoding) != 0 && !parser.chunked()) {
-        refuse(server_->unframed());
+        refuse(server_->unframed(), parser.get().method());
         co_return false;
     }
     if (const auto length = parser.content_length(); length && !reservation.add(*length)) {
-        refuse(server_->busy());
+        refuse(server_->busy(), parser.get().method());
         co_return false;
     }
     if (expects_continue(parser.get()) && !parser.is_done()) {
@@ -435,9 +436,9 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
     }
     if (body_ec) {
         if (reservation.refused())
-            refuse(server_->busy());
+            refuse(server_->busy(), parser.get().method());
         else
-            reject(body_ec);
+            reject(body_ec, parser.get().method());
         co_return false;
     }
     http_request req = parser.release();
@@ -512,16 +513,17 @@ void http_server::state::connection<Stream>::admit(http_request req, bool keep_a
 }
 
 template <class Stream>
-void http_server::state::connection<Stream>::reject(const beast::error_code& ec)
+void http_server::state::connection<Stream>::reject(const beast::error_code& ec, http::verb method)
 {
     if (std::optional<http_response> res = server_->rejection(ec))
-        refuse(std::move(*res));
+        refuse(std::move(*res), method);
 }
 
 // Answers the request being read with `res` in its place; nothing more is read.
 template <class Stream>
-void http_server::state::connection<Stream>::refuse(http_response res)
+void http_server::state::connection<Stream>::refuse(http_response res, http::verb method)
 {
+    server_->refused(method, res.result_int());
     pipeline_.push_back(slot{11, false, std::move(res)});
     changed();
 }

@@ -88,6 +88,8 @@ void http_server::state::turn_away(tcp::socket socket)
     }
     socket.non_blocking(true, ec);
     socket.write_some(asio::buffer(too_many_connections), ec);
+    if (!ec)
+        refused(http::verb::unknown, 503);
     if (ec || lingering.load() >= turned_away_lingering) {
         socket.close(ec);
         return;
@@ -152,6 +154,7 @@ asio::awaitable<void> http_server::state::linger(std::shared_ptr<state> self, be
 asio::awaitable<http_response> http_server::state::respond(request_handler& handler, http_request req)
 {
     const std::string request = std::string(req.method_string()) + " " + std::string(req.target());
+    const http::verb method = req.method();
     std::string what;
     try {
         co_return co_await handler.handle(std::move(req));
@@ -162,7 +165,14 @@ asio::awaitable<http_response> http_server::state::respond(request_handler& hand
     }
     const std::string id = new_error_id();
     log(log_level::error, request + " failed (error id " + id + "): " + what);
+    refused(method, 500);
     co_return make_error(http::status::internal_server_error, "internal error (error id " + id + ")");
+}
+
+void http_server::state::refused(http::verb method, unsigned status) const
+{
+    if (options.on_refusal)
+        options.on_refusal(method, status);
 }
 
 // The answer to a request that could not be read, if it was malformed or oversized rather

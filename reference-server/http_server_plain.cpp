@@ -7,7 +7,7 @@ namespace raftkv::server {
 namespace http_server_detail {
 
 // Nothing to agree on over plain TCP.
-asio::awaitable<bool> handshake(beast::tcp_stream&, std::chrono::milliseconds)
+asio::awaitable<bool> handshake(beast::tcp_stream&, const http_server_options&)
 {
     co_return true;
 }

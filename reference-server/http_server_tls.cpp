@@ -30,12 +30,12 @@ bool is_plain_http(const beast::error_code& ec)
            ERR_GET_REASON(ec.value()) == SSL_R_HTTP_REQUEST;
 }
 
-// The server side of the TLS handshake, within `timeout`. A client that spoke plain HTTP
-// instead is told so in plain HTTP; any failure closes the connection.
-asio::awaitable<bool> handshake(tls_stream& stream, std::chrono::milliseconds timeout)
+// The server side of the TLS handshake, within options.handshake_timeout. A client that
+// spoke plain HTTP instead is told so in plain HTTP; any failure closes the connection.
+asio::awaitable<bool> handshake(tls_stream& stream, const http_server_options& options)
 {
     beast::tcp_stream& tcp = stream.next_layer();
-    tcp.expires_after(timeout);
+    tcp.expires_after(options.handshake_timeout);
     auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, nothrow_awaitable);
     tcp.expires_never();
     if (!ec)
@@ -45,6 +45,8 @@ asio::awaitable<bool> handshake(tls_stream& stream, std::chrono::milliseconds ti
         beast::error_code ignored;
         tcp.socket().non_blocking(true, ignored);
         tcp.socket().write_some(asio::buffer(plain_http_to_tls), ignored);
+        if (options.on_refusal)
+            options.on_refusal(http::verb::unknown, 400);
         co_await close_gracefully(tcp, turned_away_linger_time, turned_away_linger_bytes);
     }
     beast::error_code ignored;
