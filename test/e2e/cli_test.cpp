@@ -273,6 +273,23 @@ BOOST_AUTO_TEST_CASE(help_and_usage_errors)
         BOOST_TEST(r.code == usage, r);
         BOOST_TEST(!r.err.empty());
     }
+    // An option the client does not know is named as an option, not as a command.
+    const std::vector<std::pair<std::vector<std::string>, std::string>> unknown_options = {
+        {{"--bogus"}, "--bogus"},
+        {{"--bogus", "get", "k"}, "--bogus"},
+        {{"--json", "--bogus=1", "get", "k"}, "--bogus=1"},
+        {{"-q"}, "-q"},
+        {{"--help", "--bogus"}, "--bogus"}};
+    for (const auto& [bad, option] : unknown_options) {
+        r = run_cli(bad);
+        BOOST_TEST(r.code == usage, r);
+        BOOST_TEST(r.err.find("unknown option '" + option + "'") != std::string::npos, r);
+        BOOST_TEST(r.err.find("unknown command") == std::string::npos, r);
+    }
+    r = run_cli({"get", "--bogus", "k"});
+    BOOST_TEST(r.code == usage, r);
+    BOOST_TEST(r.err.find("--bogus") != std::string::npos, r);
+    BOOST_TEST(r.err.find("unknown command") == std::string::npos, r);
 }
 
 BOOST_AUTO_TEST_CASE(tokens_are_sent_and_refusals_have_their_own_exit_code)
