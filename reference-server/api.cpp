@@ -1231,4 +1231,9 @@ void api::count_connections(std::function<connection_counts()> source)
     metrics_->connections = std::move(source);
 }
 
+void api::count_refusal(http::verb method, unsigned status) noexcept
+{
+    metrics_->http.record_refusal(method, status);
+}
+
 } // namespace raftkv::server

@@ -164,6 +164,10 @@ public:
     /// the handlers serve; without it they show as zero.
     void count_connections(std::function<connection_counts()> source);
 
+    /// Counts a response the HTTP server sent itself, before routing, in GET /metrics
+    /// (http_server_options::on_refusal). Safe from any thread.
+    void count_refusal(boost::beast::http::verb method, unsigned status) noexcept;
+
     /// What GET /metrics reports besides the service, shared by every handler.
     struct metrics_state {
         http_metrics http;

@@ -204,6 +204,16 @@ struct http_server_options {
     /// a time. REQUIRES: at least 1.
     /// Default: 16.
     std::size_t pipeline_depth = 16;
+
+    /// Called for each response the server sends itself, no handler involved: a request it
+    /// could not read or refused (400, 413, 431, 503 over max_pending_body_bytes), a handler
+    /// that failed with an exception (500), a connection turned away at max_connections
+    /// (503) and plain HTTP sent to a TLS port (400). `method` is the request's, or
+    /// verb::unknown when it was not read that far. Called on any thread, possibly
+    /// concurrently; must not throw. A connection closed without an answer (a timeout, a
+    /// client gone) calls nothing.
+    /// Default: none.
+    std::function<void(boost::beast::http::verb method, unsigned status)> on_refusal;
 };
 
 /** Accepts HTTP connections and serves them with a request_handler each.

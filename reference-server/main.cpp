@@ -182,11 +182,15 @@ void warn_if_exposed(const server_config& config, const asio::ip::tcp::endpoint&
 http_server listen_http(asio::io_context& io, const server_config& config,
                         const asio::ip::tcp::endpoint& endpoint, api& routes, const http_tls& tls)
 {
+    http_server_options options = http_options(config, tls);
+    options.on_refusal = [&routes](boost::beast::http::verb method, unsigned status) {
+        routes.count_refusal(method, status);
+    };
     try {
         return http_server(
             io.get_executor(), endpoint,
             [&routes](asio::any_io_executor ex) { return routes.make_handler(ex); }, error_response,
-            http_options(config, tls));
+            std::move(options));
     } catch (const boost::system::system_error& e) {
         throw std::runtime_error("cannot listen for HTTP on " + config.http.to_string() + ": " +
                                  e.code().message());

@@ -114,6 +114,12 @@ void http_metrics::record(std::size_t route_label, http::verb method, unsigned s
     durations_[route_label].record(elapsed);
 }
 
+void http_metrics::record_refusal(http::verb method, unsigned status) noexcept
+{
+    requests_[unmatched_route][method_index(method)][code_index(status)].fetch_add(1,
+                                                                                   std::memory_order_relaxed);
+}
+
 // ---- process_stats --------------------------------------------------------------------
 
 process_stats read_process_stats(std::chrono::system_clock::time_point start)

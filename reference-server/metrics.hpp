@@ -94,6 +94,10 @@ public:
     void record(std::size_t route_label, boost::beast::http::verb method, unsigned status,
                 std::chrono::nanoseconds elapsed) noexcept;
 
+    /// Counts one response the HTTP server sent itself, before routing
+    /// (http_server_options::on_refusal), under route label `unmatched`; not timed.
+    void record_refusal(boost::beast::http::verb method, unsigned status) noexcept;
+
     /// The number of requests of route label `r`, method index `m` (into `methods`, or
     /// methods.size() for other) and code index `c` (into `codes`, or codes.size()).
     std::uint64_t requests(std::size_t r, std::size_t m, std::size_t c) const noexcept

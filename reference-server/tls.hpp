@@ -3,7 +3,7 @@
 
 // TLS for the HTTP API: the OpenSSL contexts the HTTP server and the forwarding client use,
 // built from PEM files once at start-up. This header keeps Asio's SSL and OpenSSL's headers
-// out of the code that only passes a context on; http_server.cpp and client_stream.cpp use
+// out of the code that only passes a context on; http_server_tls.cpp and client_stream.cpp use
 // native().
 //
 //     std::shared_ptr<tls_context> tls = make_server_tls("node-1.crt", "node-1.key", "ca.crt");

@@ -22,11 +22,46 @@
 # RAFTKV_SERVER=path/to/raftkv-server runs that binary instead of building the release preset.
 #
 #   scripts/cluster.sh start -- --snapshot-entries 200 --snapshot-catchup-entries 50
+#
+# RAFTKV_SERVER_FLAGS: more raftkv-server flags for every node that start and add start
+# (split at spaces; before those after --), so that a node added later gets them too. In
+# either, {id} stands for the node's id. The script's own requests (waiting for /health,
+# status, adding and removing members) follow the nodes' settings through:
+#   RAFTKV_TOKEN             a bearer token (with --auth-tokens: one of the write tokens)
+#   RAFTKV_CACERT            the CA of the nodes' HTTPS certificates (with --cert/--key): the
+#                            script then speaks https://, and --join gets an https:// URL
+#   RAFTKV_CERT, RAFTKV_KEY  a client certificate (with --client-ca)
+# A cluster with tokens and TLS everywhere (certificates from scripts/make-certs.sh certs):
+#
+#   export RAFTKV_SERVER_FLAGS="--auth-tokens $PWD/tokens --cert $PWD/certs/node-{id}.crt
+#     --key $PWD/certs/node-{id}.key --forward-ca $PWD/certs/ca.crt
+#     --peer-cert $PWD/certs/node-{id}.crt --peer-key $PWD/certs/node-{id}.key
+#     --peer-ca $PWD/certs/ca.crt"
+#   RAFTKV_TOKEN=$(head -n1 tokens | cut -d' ' -f1) RAFTKV_CACERT=certs/ca.crt scripts/cluster.sh start
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 server=${RAFTKV_SERVER:-$repo/build/release/reference-server/raftkv-server}
 nodes=(1 2 3)
+read -r -a env_flags <<<"${RAFTKV_SERVER_FLAGS:-}"
+
+# The script's own HTTP requests: curl with the nodes' scheme, TLS files and token.
+scheme=http
+curl_tls=()
+if [[ -n "${RAFTKV_CACERT:-}" ]]; then
+    scheme=https
+    curl_tls=(--cacert "$RAFTKV_CACERT")
+fi
+if [[ -n "${RAFTKV_CERT:-}" ]]; then
+    curl_tls+=(--cert "$RAFTKV_CERT" --key "${RAFTKV_KEY:?RAFTKV_CERT needs RAFTKV_KEY}")
+fi
+request() {
+    if [[ -n "${RAFTKV_TOKEN:-}" ]]; then # read from a pipe: not in the process list
+        curl "${curl_tls[@]}" -H @<(printf 'Authorization: Bearer %s\n' "$RAFTKV_TOKEN") "$@"
+    else
+        curl "${curl_tls[@]}" "$@"
+    fi
+}
 
 usage() {
     echo "usage: $0 start|stop|status|add ID|remove ID [--dir DIR] [-- raftkv-server flags, for start and add]" >&2
@@ -115,10 +150,14 @@ start_node() {
     elif ((n > 3)) || [[ -f "$dir/$n.joined" ]]; then
         how=("${addresses[@]}")
     fi
+    local extra=() f
+    for f in "${env_flags[@]}" "${flags[@]}"; do
+        extra+=("${f//\{id\}/$n}")
+    done
     mkdir -p "$dir/$n"
-    nohup "$server" "${how[@]}" "${flags[@]}" >>"$dir/$n.log" 2>&1 </dev/null &
+    nohup "$server" "${how[@]}" "${extra[@]}" >>"$dir/$n.log" 2>&1 </dev/null &
     echo $! >"$dir/$n.pid"
-    echo "node $n: started (pid $!), http 127.0.0.1:808$n, log $dir/$n.log"
+    echo "node $n: started (pid $!), $scheme 127.0.0.1:808$n, log $dir/$n.log"
 }
 
 # Waits until every member answers /health with 200 (a linearizable read through it works),
@@ -134,12 +173,12 @@ wait_healthy() {
                 tail -n 5 "$dir/$n.log" >&2
                 return 1
             fi
-            if curl -fsS -m 1 "http://127.0.0.1:808$n/health" >/dev/null 2>&1; then
+            if request -fsS -m 1 "$scheme://127.0.0.1:808$n/health" >/dev/null 2>&1; then
                 healthy=$((healthy + 1))
             fi
         done
         if ((healthy == ${#all[@]})); then
-            echo "cluster ready: try curl -X PUT http://127.0.0.1:8081/kv/hello -d '{\"value\": \"world\"}'"
+            echo "cluster ready: try curl -X PUT $scheme://127.0.0.1:8081/kv/hello -d '{\"value\": \"world\"}'"
             return 0
         fi
         sleep 0.2
@@ -177,8 +216,8 @@ show_node() {
         echo "node $n: not running"
         return 1
     fi
-    status=$(curl -sS -m 2 "http://127.0.0.1:808$n/status" 2>&1) || status="no answer: $status"
-    echo "node $n: pid $pid, http 127.0.0.1:808$n: $status"
+    status=$(request -sS -m 2 "$scheme://127.0.0.1:808$n/status" 2>&1) || status="no answer: $status"
+    echo "node $n: pid $pid, $scheme 127.0.0.1:808$n: $status"
 }
 
 # The HTTP port of a running member other than $1 that knows a leader, or nothing.
@@ -186,7 +225,7 @@ some_member_port() {
     local n
     for n in $(members); do
         [[ "$n" != "$1" && -n "$(running_pid "$n")" ]] || continue
-        if curl -fsS -m 1 "http://127.0.0.1:808$n/health" >/dev/null 2>&1; then
+        if request -fsS -m 1 "$scheme://127.0.0.1:808$n/health" >/dev/null 2>&1; then
             echo "808$n"
             return
         fi
@@ -198,7 +237,7 @@ some_member_port() {
 cluster_request() {
     local method=$1 url=$2 body=${3:-} deadline=$((SECONDS + 30)) out code
     while :; do
-        out=$(curl -sS -m 10 -X "$method" -w '\n%{http_code}' ${body:+-d "$body"} "$url" 2>&1) || true
+        out=$(request -sS -m 10 -X "$method" -w '\n%{http_code}' ${body:+-d "$body"} "$url" 2>&1) || true
         code=${out##*$'\n'}
         out=${out%$'\n'*}
         if [[ ! $code =~ ^(409|503|000)$ ]] || ((SECONDS >= deadline)); then
@@ -221,19 +260,19 @@ add_node() {
     if [[ -d "$dir/$n" ]]; then # a removed node comes back with an empty data directory
         mv "$dir/$n" "$dir/$n.removed-$(date +%s)"
     fi
-    cluster_request POST "http://127.0.0.1:$port/cluster/members" \
+    cluster_request POST "$scheme://127.0.0.1:$port/cluster/members" \
         "{\"id\": $n, \"raft\": \"127.0.0.1:908$n\", \"http\": \"127.0.0.1:808$n\", \"learner\": true}"
     rm -f "$dir/$n.removed"
     touch "$dir/$n.joined"
     [[ " ${nodes[*]} " == *" $n "* ]] || nodes+=("$n")
-    start_node "$n" "http://127.0.0.1:$port"
+    start_node "$n" "$scheme://127.0.0.1:$port"
     # Promote once the learner hears from the leader; the leader refuses (409) while it is
     # still far behind, and cluster_request retries.
     local deadline=$((SECONDS + 20))
-    until curl -fsS -m 1 "http://127.0.0.1:808$n/health" >/dev/null 2>&1 || ((SECONDS >= deadline)); do
+    until request -fsS -m 1 "$scheme://127.0.0.1:808$n/health" >/dev/null 2>&1 || ((SECONDS >= deadline)); do
         sleep 0.2
     done
-    cluster_request POST "http://127.0.0.1:$port/cluster/members/$n/promote"
+    cluster_request POST "$scheme://127.0.0.1:$port/cluster/members/$n/promote"
     wait_healthy
 }
 
@@ -242,7 +281,7 @@ remove_node() {
     members | grep -qx "$n" || { echo "node $n is not a member" >&2; return 1; }
     port=$(some_member_port "$n")
     [[ -n "$port" ]] || { echo "no other running member knows a leader" >&2; return 1; }
-    cluster_request DELETE "http://127.0.0.1:$port/cluster/members/$n"
+    cluster_request DELETE "$scheme://127.0.0.1:$port/cluster/members/$n"
     stop_node "$n"
     # Its data must not serve again: a removed member comes back only through add (--join).
     if [[ -d "$dir/$n" ]]; then

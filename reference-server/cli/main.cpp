@@ -770,6 +770,9 @@ int run(int argc, char** argv)
 
     // Everything not global, in order: the command's words, its arguments and options.
     std::vector<std::string> rest = po::collect_unrecognized(parsed.options, po::include_positional);
+    // Options before the command are global; one the client does not know is left first.
+    if (!rest.empty() && rest[0].size() > 1 && rest[0][0] == '-')
+        throw usage_failure("unknown option '" + rest[0] + "' (run 'raftkv --help')");
     if (rest.empty() && !trailing.empty())
         rest.swap(trailing);
     if (rest.empty()) {

@@ -116,8 +116,13 @@ struct membership_fixture {
     membership_fixture()
     {
         std::string peers;
-        for (std::uint64_t id = 1; id <= 3; ++id)
-            peers += (peers.empty() ? "" : ",") + std::to_string(id) + "=" + c.spec(id).raft_address();
+        for (std::uint64_t id = 1; id <= 3; ++id) {
+            // Not (... ? "" : ",") + std::to_string(id) + ...: GCC 12 at -O3 reports a false
+            // -Wrestrict on operator+(const char*, std::string&&).
+            if (!peers.empty())
+                peers += ",";
+            peers += std::to_string(id) + "=" + c.spec(id).raft_address();
+        }
         for (std::uint64_t id = 1; id <= 3; ++id)
             c.start(id, with_flag(c.args(id), "--peers", peers));
         const auto l = wait_for_leader_among({1, 2, 3}, 20s);
@@ -176,7 +181,8 @@ struct writers {
         for (int w = 0; w < count; ++w)
             pool.emplace_back([this, &c, via, w] {
                 for (int i = 0; !stop; ++i) {
-                    const auto key = "w" + std::to_string(w) + "-" + std::to_string(i);
+                    std::string key = "w"; // not "w" + std::to_string(w): a false -Wrestrict (GCC 12, -O3)
+                    key += std::to_string(w) + "-" + std::to_string(i);
                     const auto node = via[static_cast<std::size_t>(i + w) % via.size()];
                     const http_response r = put(c.http_port(node), key, "v-" + key, 3s);
                     if (r.status == 200) {

@@ -237,30 +237,31 @@ BOOST_AUTO_TEST_CASE(state_and_applied_index_survive_reopen)
     BOOST_TEST((b.del("b").apply_to(m) == found({true})));
 }
 
+namespace {
+
+// The child of unsynced_state_survives_process_crash_without_close: applies without
+// syncing, then its process ends without LevelDB syncing anything.
+int apply_unsynced(const std::filesystem::path& dir)
+{
+    kv_state_machine m{dir / "sm", {.sync = false}};
+    batch_builder b;
+    for (int k = 0; k < 100; ++k)
+        b.put("key" + std::to_string(k), std::string(1000, 'v'));
+    b.apply_to(m);
+    b.del("key0").apply_to(m);
+    return 0;
+}
+
+[[maybe_unused]] const bool child = raftkv::test::serve_child_roles({{"apply_unsynced", apply_unsynced}});
+
+} // namespace
+
 BOOST_AUTO_TEST_CASE(unsynced_state_survives_process_crash_without_close)
 {
     // With sync off, every completed apply is still in the OS page cache when the process
     // dies, so the data and the applied index come back together.
     temp_dir dir;
-    // No database is open at the fork, so LevelDB's background thread is idle and the
-    // child, which has no such thread, needs none (its writes never fill a memtable).
-    const pid_t child = fork();
-    BOOST_TEST_REQUIRE(child >= 0);
-    if (child == 0) {
-        try {
-            kv_state_machine m{dir / "sm", {.sync = false}};
-            batch_builder b;
-            for (int k = 0; k < 100; ++k)
-                b.put("key" + std::to_string(k), std::string(1000, 'v'));
-            b.apply_to(m);
-            b.del("key0").apply_to(m);
-        } catch (...) {
-            _exit(1);
-        }
-        _exit(0);
-    }
-    int status = 0;
-    BOOST_TEST_REQUIRE(waitpid(child, &status, 0) == child);
+    const int status = raftkv::test::run_child("apply_unsynced", dir.path());
     BOOST_TEST_REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
     kv_state_machine m{dir / "sm"};
     BOOST_TEST(m.applied_index() == 101u);
@@ -1153,8 +1154,6 @@ BOOST_AUTO_TEST_CASE(version_1_database_is_upgraded_in_place)
 
 BOOST_AUTO_TEST_CASE(stats_time_each_apply_batch_and_each_checkpoint)
 {
-    // After unsynced_state_survives_process_crash_without_close: a checkpoint starts
-    // LevelDB's background thread, which a child forked afterwards would wait for forever.
     temp_dir dir;
     kv_state_machine_options o;
     o.sync = false;

@@ -226,26 +226,25 @@ BOOST_AUTO_TEST_CASE(log_and_hard_state_survive_reopen)
     BOOST_TEST((s.saved_hard_state() == hard_state{UINT64_MAX, 9}));
 }
 
+namespace {
+
+// The child of log_survives_process_crash_without_close.
+int append_then_exit(const std::filesystem::path& dir)
+{
+    log_store s{dir / "log"};
+    s.append(run(1, {1, 2, 3}));
+    s.save_hard_state({3, 1});
+    return 0;
+}
+
+[[maybe_unused]] const bool child = raftkv::test::serve_child_roles({{"append", append_then_exit}});
+
+} // namespace
+
 BOOST_AUTO_TEST_CASE(log_survives_process_crash_without_close)
 {
     temp_dir dir;
-    // No database is open at the fork, so LevelDB's background thread is idle and the
-    // child, which has no such thread, needs none (its writes never fill a memtable).
-    const pid_t child = fork();
-    BOOST_TEST_REQUIRE(child >= 0);
-    if (child == 0) {
-        // Dies without running any destructor, as a killed process would.
-        try {
-            log_store s{dir / "log"};
-            s.append(run(1, {1, 2, 3}));
-            s.save_hard_state({3, 1});
-        } catch (...) {
-            _exit(1);
-        }
-        _exit(0);
-    }
-    int status = 0;
-    BOOST_TEST_REQUIRE(waitpid(child, &status, 0) == child);
+    const int status = raftkv::test::run_child("append", dir.path());
     BOOST_TEST_REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
     log_store s{dir / "log"};
     BOOST_TEST((all_entries(s) == run(1, {1, 2, 3})));

@@ -74,8 +74,13 @@ const char* name(fault f)
 std::string list(const ids& v)
 {
     std::string out = "{";
-    for (auto id : v)
-        out += (out.size() > 1 ? "," : "") + std::to_string(id);
+    for (auto id : v) {
+        // Not (... ? "," : "") + std::to_string(id): GCC 12 at -O3 reports a false
+        // -Wrestrict on operator+(const char*, std::string&&).
+        if (out.size() > 1)
+            out += ",";
+        out += std::to_string(id);
+    }
     return out + "}";
 }
 

@@ -586,10 +586,49 @@ bool start_expecting_put(raw_client& c, const std::string& target, std::size_t l
 
 } // namespace
 
+BOOST_AUTO_TEST_CASE(each_response_the_server_sends_itself_is_reported_with_the_requests_method)
+{
+    std::mutex mutex;
+    std::vector<std::pair<http::verb, unsigned>> reported;
+    http_server_options o;
+    o.header_limit = 1024;
+    o.body_limit = 1000;
+    o.on_refusal = [&](http::verb method, unsigned status) {
+        std::lock_guard lock(mutex);
+        reported.emplace_back(method, status);
+    };
+    server_fixture f(o);
+    const auto answer = [&](const std::string& bytes) -> unsigned {
+        raw_client c(f.port());
+        c.send(bytes);
+        const std::optional<response> r = c.read();
+        return r ? r->result_int() : 0;
+    };
+    BOOST_TEST(answer("NOT-HTTP\r\n\r\n") == 400u);
+    BOOST_TEST(answer(put_header("/fast/big", 2000)) == 413u);
+    BOOST_TEST(answer(get("/fast/big", "X-Big: " + std::string(2048, 'a') + "\r\n")) == 431u);
+    BOOST_TEST(answer(get("/fast/plain", "Transfer-Encoding: gzip\r\n")) == 400u);
+    BOOST_TEST(answer(get("/throw")) == 500u);
+    BOOST_TEST(answer(get("/fast/handled")) == 200u);
+
+    std::lock_guard lock(mutex);
+    BOOST_TEST_REQUIRE(reported.size() == 5u, "the handler's own answer was reported, or a refusal was not");
+    BOOST_TEST((reported[0] == std::pair{http::verb::unknown, 400u}));
+    BOOST_TEST((reported[1] == std::pair{http::verb::put, 413u}));
+    BOOST_TEST((reported[2] == std::pair{http::verb::get, 431u})); // its request line was read
+    BOOST_TEST((reported[3] == std::pair{http::verb::get, 400u}));
+    BOOST_TEST((reported[4] == std::pair{http::verb::get, 500u}));
+}
+
 BOOST_AUTO_TEST_CASE(connections_over_the_cap_get_503_when_none_is_idle_and_the_earlier_ones_are_still_served)
 {
+    std::atomic<int> reported_503{0};
     http_server_options o;
     o.max_connections = 2;
+    o.on_refusal = [&reported_503](http::verb, unsigned status) {
+        if (status == 503)
+            ++reported_503;
+    };
     server_fixture f(o);
     std::optional<raw_client> first(f.port());
     raw_client& a = *first;
@@ -612,6 +651,7 @@ BOOST_AUTO_TEST_CASE(connections_over_the_cap_get_503_when_none_is_idle_and_the_
     BOOST_TEST(over.closed_within(3s));
     BOOST_TEST(f.seen.started_count() == 2, "a request over the cap was handled");
     BOOST_TEST(f.server->idle_evictions() == 0u);
+    BOOST_TEST(reported_503 == 1);
 
     f.seen.gate_open = true;
     BOOST_TEST(a.read_bodies(1) == std::vector<std::string>{"200 /block/a"},

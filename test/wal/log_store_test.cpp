@@ -1,6 +1,7 @@
 #include <raftkv/wal/log_store.hpp>
 
 #include <raftkv/concepts.hpp>
+#include <raftkv/error.hpp>
 #include <raftkv/membership.hpp>
 #include <raftkv/sim/log_store_conformance.hpp>
 #include <raftkv/wal/detail/format.hpp>
@@ -11,10 +12,12 @@
 #define BOOST_TEST_MODULE wal_log_store
 #include <boost/test/unit_test.hpp>
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <csignal>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
@@ -69,13 +72,17 @@ void overwrite(const std::filesystem::path& path, std::uint64_t offset, const st
     f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
-void check_open_fails(const std::filesystem::path& dir, const std::string& expected)
+/// Opening `dir` fails with an error naming `expected`: a raftkv::storage_error when the
+/// disk failed (`failing_disk`), a plain std::runtime_error when the data does not check.
+void check_open_fails(const std::filesystem::path& dir, const std::string& expected,
+                      bool failing_disk = false)
 {
     try {
         log_store s(dir);
     } catch (const std::runtime_error& e) {
         BOOST_TEST_INFO("error: " << e.what());
         BOOST_TEST(std::string(e.what()).find(expected) != std::string::npos);
+        BOOST_TEST((dynamic_cast<const raftkv::storage_error*>(&e) != nullptr) == failing_disk);
         return;
     }
     BOOST_FAIL("opening " << dir << " succeeded; expected an error naming \"" << expected << "\"");
@@ -395,7 +402,50 @@ BOOST_AUTO_TEST_CASE(two_stores_cannot_open_one_directory)
 {
     temp_dir dir;
     log_store s(dir / "log");
-    check_open_fails(dir / "log", "lock");
+    check_open_fails(dir / "log", "lock", true);
+}
+
+/// While it lives, this process's writes past `bytes` into a file fail with EFBIG, as on a
+/// disk that refuses them (SIGXFSZ ignored meanwhile).
+class file_size_limit {
+public:
+    explicit file_size_limit(rlim_t bytes) : old_handler_(std::signal(SIGXFSZ, SIG_IGN))
+    {
+        BOOST_TEST_REQUIRE(::getrlimit(RLIMIT_FSIZE, &old_) == 0);
+        rlimit limit = old_;
+        limit.rlim_cur = bytes;
+        BOOST_TEST_REQUIRE(::setrlimit(RLIMIT_FSIZE, &limit) == 0);
+    }
+    ~file_size_limit()
+    {
+        ::setrlimit(RLIMIT_FSIZE, &old_);
+        std::signal(SIGXFSZ, old_handler_);
+    }
+    file_size_limit(const file_size_limit&) = delete;
+    file_size_limit& operator=(const file_size_limit&) = delete;
+
+private:
+    void (*old_handler_)(int);
+    rlimit old_{};
+};
+
+BOOST_AUTO_TEST_CASE(a_write_the_disk_refuses_is_a_storage_error_from_then_on)
+{
+    temp_dir dir;
+    log_store s(dir / "log");
+    s.append(run(1, {1}));
+    s.sync();
+    {
+        const file_size_limit refuse_writes(1);
+        s.append(run(2, {1}));
+        BOOST_CHECK_THROW(s.sync(), raftkv::storage_error);
+        BOOST_CHECK_THROW(s.save_hard_state(hard_state{2, 1}), raftkv::storage_error);
+    }
+    BOOST_TEST(s.failure().find("cannot write") != std::string::npos, s.failure());
+    BOOST_TEST(s.durable_index() == 1u);
+    // Sticky: the disk works again, but the page cache can no longer be trusted.
+    BOOST_CHECK_THROW(s.append(run(3, {1})), raftkv::storage_error);
+    BOOST_CHECK_THROW(s.sync(), raftkv::storage_error);
 }
 
 // A process killed without running any destructor: what sync() reported durable is there.

@@ -86,12 +86,15 @@ struct log_store_stats {
     @endcode
 
     @par Errors
-    Opening throws std::runtime_error naming the file and the cause: the directory cannot
-    be created or locked (another process holds it), a segment is corrupt, the hard state
-    does not check. Once open, a failed write or sync on the background thread is sticky
-    (after a failed fsync the page cache can no longer be trusted): durable_index() stops
-    advancing, the handler is called once more, and every later append, compact,
-    install_snapshot or save_hard_state throws std::runtime_error with the cause.
+    A failing disk throws raftkv::storage_error (a std::runtime_error) naming the file and
+    the cause: a directory or file that cannot be created, opened, locked (another process
+    holds it), read, written, reserved or synced (ENOSPC, EIO, ...). What is on the disk but
+    does not check (a corrupt segment or hard state, a format it does not know) throws a
+    plain std::runtime_error when opening: that is damage to repair, not a disk to retry.
+    Once open, a failed write or sync on the background thread is sticky (after a failed
+    fsync the page cache can no longer be trusted): durable_index() stops advancing, the
+    handler is called once more, and every later append, compact, install_snapshot,
+    save_hard_state or sync throws raftkv::storage_error with the cause.
 
     @par Thread Safety
     Distinct objects: safe. Shared objects: unsafe, except that the background thread
@@ -101,7 +104,7 @@ struct log_store_stats {
 class log_store {
 public:
     /// Opens (creating if missing) the log in directory `dir` and starts its background
-    /// thread. Throws std::runtime_error (see Errors above).
+    /// thread. Throws raftkv::storage_error or std::runtime_error (see Errors above).
     explicit log_store(const std::filesystem::path& dir, log_store_options opts = {});
 
     /// Makes everything queued durable, then stops the background thread.
@@ -151,7 +154,7 @@ public:
     membership base_members() const { return base_members_; }
 
     /// Waits until everything appended, compacted or installed so far is durable (at
-    /// shutdown, in tests). Throws std::runtime_error if the log failed.
+    /// shutdown, in tests). Throws raftkv::storage_error if the log failed.
     void sync() { wait_synced(next_seq_); }
 
     /// How many segment files the log spans now (for tests and metrics).

@@ -3,7 +3,10 @@
 
 // Thin POSIX file helpers for the write-ahead log: an owning descriptor, whole-file reads,
 // positioned writes that finish, and the syncs that make a file and its name durable.
-// Every failure throws std::runtime_error naming the file and errno's text.
+// Every failure throws raftkv::storage_error (a std::runtime_error) naming the file and
+// errno's text: the disk failed, whatever the data on it.
+
+#include <raftkv/error.hpp>
 
 #include <cerrno>
 #include <cstddef>
@@ -23,7 +26,7 @@ namespace raftkv::wal::detail {
 
 [[noreturn]] inline void throw_errno(const std::string& what, const std::filesystem::path& path, int error)
 {
-    throw std::runtime_error("raftkv wal: " + what + " " + path.string() + ": " + std::strerror(error));
+    throw raftkv::storage_error("raftkv wal: " + what + " " + path.string() + ": " + std::strerror(error));
 }
 
 /// An open file descriptor, closed on destruction.

@@ -19,7 +19,7 @@ inline const std::filesystem::path& created_directory(const std::filesystem::pat
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec)
-        throw std::runtime_error("raftkv wal: cannot create " + dir.string() + ": " + ec.message());
+        throw raftkv::storage_error("raftkv wal: cannot create " + dir.string() + ": " + ec.message());
     return dir;
 }
 
@@ -229,7 +229,7 @@ inline void log_store::check_failed() const
         return;
     std::lock_guard lock(mutex_);
     if (!failure_.empty())
-        throw std::runtime_error(failure_);
+        throw raftkv::storage_error(failure_);
 }
 
 inline void log_store::wait_synced(std::uint64_t seq)
@@ -237,7 +237,7 @@ inline void log_store::wait_synced(std::uint64_t seq)
     std::unique_lock lock(mutex_);
     synced_cv_.wait(lock, [&] { return synced_seq_.load() >= seq || !failure_.empty(); });
     if (!failure_.empty())
-        throw std::runtime_error(failure_);
+        throw raftkv::storage_error(failure_);
 }
 
 inline void log_store::save_hard_state(const hard_state& hs)

@@ -1,13 +1,18 @@
-#include "http_server.hpp"
+#ifndef RAFTKV_SERVER_HTTP_SERVER_IPP
+#define RAFTKV_SERVER_HTTP_SERVER_IPP
 
-#include "log.hpp"
-#include "tls.hpp"
+// http_server's implementation, shared by its translation units: the connection code is a
+// template over the stream (plain TCP or TLS), explicitly instantiated once per stream in
+// http_server_plain.cpp and http_server_tls.cpp so that the two compile in parallel;
+// http_server_common.cpp holds the acceptor and what does not depend on the stream.
+// Include it only there.
+
+#include "http_server.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -25,8 +30,6 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 #include <boost/intrusive/list.hpp>
 
-#include <openssl/ssl.h>
-
 #include <algorithm>
 #include <array>
 #include <atomic>
@@ -40,7 +43,7 @@
 
 namespace raftkv::server {
 
-namespace {
+namespace http_server_detail {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
@@ -83,97 +86,34 @@ constexpr std::string_view plain_http_to_tls = "HTTP/1.1 400 Bad Request\r\n"
                                                "\r\n"
                                                "{\"error\":\"this port serves HTTPS: use https:// URLs\"}";
 
-bool is_http_error(const beast::error_code& ec)
-{
-    return &ec.category() == &http::make_error_code(http::error::bad_target).category();
-}
+bool is_http_error(const beast::error_code& ec);
 
-bool expects_continue(const http_request& req)
-{
-    const auto expect = req.find(http::field::expect);
-    return expect != req.end() && beast::iequals(expect->value(), "100-continue");
-}
+bool expects_continue(const http_request& req);
 
 // Half-closes, then discards what the client still sends until it closes too (for at most
 // `time` and `bytes`), so that it reads our last response rather than a connection reset.
 asio::awaitable<void> close_gracefully(beast::tcp_stream& stream,
                                        std::chrono::milliseconds time = linger_time,
-                                       std::size_t bytes = linger_bytes)
-{
-    beast::error_code ec;
-    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
-    if (!ec) {
-        stream.expires_after(time);
-        std::array<char, 16 * 1024> sink;
-        for (std::size_t drained = 0; drained < bytes;) {
-            auto [read_ec, n] = co_await stream.async_read_some(asio::buffer(sink), nothrow_awaitable);
-            if (read_ec)
-                break;
-            drained += n;
-        }
-    }
-    stream.socket().close(ec);
-}
+                                       std::size_t bytes = linger_bytes);
 
 // Sends the client TLS's close_notify and waits (at most linger_time) for its own.
-asio::awaitable<void> close_gracefully(tls_stream& stream)
-{
-    beast::tcp_stream& tcp = stream.next_layer();
-    tcp.expires_after(linger_time);
-    // Whether the client answered or not, the socket is closed.
-    co_await stream.async_shutdown(nothrow_awaitable);
-    beast::error_code ignored;
-    tcp.socket().close(ignored);
-}
-
-bool is_plain_http(const beast::error_code& ec)
-{
-    return ec.category() == asio::error::get_ssl_category() &&
-           ERR_GET_REASON(ec.value()) == SSL_R_HTTP_REQUEST;
-}
+asio::awaitable<void> close_gracefully(tls_stream& stream);
 
 // Nothing to agree on over plain TCP.
-asio::awaitable<bool> handshake(beast::tcp_stream&, std::chrono::milliseconds)
-{
-    co_return true;
-}
+asio::awaitable<bool> handshake(beast::tcp_stream&, const http_server_options&);
 
-// The server side of the TLS handshake, within `timeout`. A client that spoke plain HTTP
-// instead is told so in plain HTTP; any failure closes the connection.
-asio::awaitable<bool> handshake(tls_stream& stream, std::chrono::milliseconds timeout)
-{
-    beast::tcp_stream& tcp = stream.next_layer();
-    tcp.expires_after(timeout);
-    auto [ec] = co_await stream.async_handshake(asio::ssl::stream_base::server, nothrow_awaitable);
-    tcp.expires_never();
-    if (!ec)
-        co_return true;
-    log(log_level::debug, "TLS handshake failed: " + ec.message());
-    if (is_plain_http(ec)) {
-        beast::error_code ignored;
-        tcp.socket().non_blocking(true, ignored);
-        tcp.socket().write_some(asio::buffer(plain_http_to_tls), ignored);
-        co_await close_gracefully(tcp, turned_away_linger_time, turned_away_linger_bytes);
-    }
-    beast::error_code ignored;
-    tcp.socket().close(ignored);
-    co_return false;
-}
+// The server side of the TLS handshake, within options.handshake_timeout. A client that
+// spoke plain HTTP instead is told so in plain HTTP; any failure closes the connection.
+asio::awaitable<bool> handshake(tls_stream& stream, const http_server_options& options);
 
 template <class Stream>
 Stream open_stream(tcp::socket socket, tls_context* tls);
 
 template <>
-beast::tcp_stream open_stream<beast::tcp_stream>(tcp::socket socket, tls_context*)
-{
-    return beast::tcp_stream(std::move(socket));
-}
+beast::tcp_stream open_stream<beast::tcp_stream>(tcp::socket socket, tls_context*);
 
 template <>
-tls_stream open_stream<tls_stream>(tcp::socket socket, tls_context* tls)
-{
-    return tls_stream(std::move(socket), tls->native());
-}
+tls_stream open_stream<tls_stream>(tcp::socket socket, tls_context* tls);
 
 /// The bytes of the server's pending-body budget one request holds while its body is
 /// received; they return to the budget when it is destroyed or released.
@@ -233,7 +173,9 @@ public:
     bool evicted = false;
 };
 
-} // namespace
+} // namespace http_server_detail
+
+using namespace http_server_detail;
 
 struct http_server::state : std::enable_shared_from_this<state> {
     template <class Stream>
@@ -257,6 +199,7 @@ struct http_server::state : std::enable_shared_from_this<state> {
     static asio::awaitable<void> linger(std::shared_ptr<state> self, beast::tcp_stream stream);
     asio::awaitable<handled_request> respond(request_handler& handler, http_request req);
     std::optional<http_response> rejection(const beast::error_code& ec) const;
+    void refused(http::verb method, unsigned status) const;
     http_response busy() const;
     http_response unframed() const;
 
@@ -320,8 +263,8 @@ private:
     beast::error_code parse_buffered(http::request_parser<http::string_body>& parser, bool header_only);
     asio::awaitable<bool> send_continue(unsigned version);
     void admit(http_request req, bool keep_alive);
-    void reject(const beast::error_code& ec);
-    void refuse(http_response res);
+    void reject(const beast::error_code& ec, http::verb method);
+    void refuse(http_response res, http::verb method);
     asio::awaitable<void> handle(std::shared_ptr<connection> self, slot& s, http_request req);
     asio::awaitable<void> write_responses(std::shared_ptr<connection> self);
     asio::awaitable<bool> write_streamed(slot& s);
@@ -366,184 +309,12 @@ private:
     std::chrono::milliseconds deadline_step_;
 };
 
-asio::awaitable<void> http_server::state::accept_loop()
-{
-    const auto self = shared_from_this();
-    bool failing = false; // logged once per run of failures, not ten times a second
-    for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ex), nothrow_awaitable);
-        if (ec == asio::error::operation_aborted || stopping || !acceptor.is_open())
-            co_return;
-        if (ec) {
-            // Out of file descriptors, most likely: the connection waits in the listen
-            // queue; try again once others may have closed, rather than spin.
-            if (!failing)
-                log(log_level::warn,
-                    "accepting an HTTP connection failed: " + ec.message() + "; retrying every 100 ms");
-            failing = true;
-            asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
-            co_await pause.async_wait(nothrow_awaitable);
-            continue;
-        }
-        if (failing)
-            log(log_level::info, "accepting HTTP connections again");
-        failing = false;
-        if (connections.load() >= options.max_connections && !evict_longest_idle()) {
-            turn_away(std::move(socket));
-            continue;
-        }
-        ++connections; // ~connection() takes it back
-        if (options.tls)
-            serve<tls_stream>(std::move(socket));
-        else
-            serve<beast::tcp_stream>(std::move(socket));
-    }
-}
-
 template <class Stream>
 void http_server::state::serve(tcp::socket socket)
 {
     const auto socket_ex = socket.get_executor();
     auto conn = std::make_shared<connection<Stream>>(shared_from_this(), std::move(socket));
     asio::co_spawn(socket_ex, conn->run(conn), asio::detached);
-}
-
-// Sends a connection over max_connections the fixed 503 without waiting (it fits the empty
-// send buffer of a new socket) and closes it, lingering briefly so that the client reads
-// the 503 rather than a reset.
-void http_server::state::turn_away(tcp::socket socket)
-{
-    ++turned_away;
-    beast::error_code ec;
-    if (options.tls) {
-        socket.close(ec); // a plain 503 would break the client's handshake anyway
-        return;
-    }
-    socket.non_blocking(true, ec);
-    socket.write_some(asio::buffer(too_many_connections), ec);
-    if (ec || lingering.load() >= turned_away_lingering) {
-        socket.close(ec);
-        return;
-    }
-    ++lingering;
-    const auto socket_ex = socket.get_executor();
-    asio::co_spawn(socket_ex, linger(shared_from_this(), beast::tcp_stream(std::move(socket))),
-                   asio::detached);
-}
-
-// Makes room for a new connection over max_connections by closing the one that has waited
-// longest for its next request with nothing in progress; false if no connection is idle.
-// The evicted connection still counts until it is gone, a moment later: the count exceeds
-// the cap by the evictions under way.
-bool http_server::state::evict_longest_idle()
-{
-    std::shared_ptr<idle_member> victim;
-    {
-        std::lock_guard lock(idle_mutex);
-        while (!idle.empty() && !victim) {
-            idle_member& c = idle.front();
-            idle.pop_front();
-            victim = c.keep(); // empty if it is being destroyed: its slot frees by itself
-            if (victim)
-                c.evicted = true;
-        }
-    }
-    if (!victim)
-        return false;
-    const std::uint64_t n = ++evictions;
-    log(log_level::debug,
-        "closed the longest-idle HTTP connection to admit a new one over --max-connections (" +
-            std::to_string(n) + " so far)");
-    victim->evict(victim);
-    return true;
-}
-
-void http_server::state::become_idle(idle_member& c)
-{
-    std::lock_guard lock(idle_mutex);
-    if (!c.is_linked() && !c.evicted)
-        idle.push_back(c);
-}
-
-// False if the acceptor has claimed `c` meanwhile.
-bool http_server::state::become_busy(idle_member& c)
-{
-    std::lock_guard lock(idle_mutex);
-    if (c.is_linked())
-        idle.erase(idle.iterator_to(c));
-    return !c.evicted;
-}
-
-asio::awaitable<void> http_server::state::linger(std::shared_ptr<state> self, beast::tcp_stream stream)
-{
-    co_await close_gracefully(stream, turned_away_linger_time, turned_away_linger_bytes);
-    --self->lingering;
-}
-
-// An exception's text may name files, addresses or other internals: it goes to the log
-// under an error id, and the client gets only the id.
-asio::awaitable<handled_request> http_server::state::respond(request_handler& handler, http_request req)
-{
-    const std::string request = std::string(req.method_string()) + " " + std::string(req.target());
-    std::string what;
-    try {
-        if (handler.streams(req))
-            co_return co_await handler.handle_streamed(std::move(req));
-        http_response res = co_await handler.handle(std::move(req));
-        co_return handled_request{std::move(res), nullptr};
-    } catch (const std::exception& e) {
-        what = e.what();
-    } catch (...) {
-        what = "an unknown exception";
-    }
-    const std::string id = new_error_id();
-    log(log_level::error, request + " failed (error id " + id + "): " + what);
-    co_return handled_request{
-        make_error(http::status::internal_server_error, "internal error (error id " + id + ")"), nullptr};
-}
-
-// The answer to a request that could not be read, if it was malformed or oversized rather
-// than cut off by a closed or silent connection.
-std::optional<http_response> http_server::state::rejection(const beast::error_code& ec) const
-{
-    if (!is_http_error(ec) || ec == http::error::end_of_stream || ec == http::error::partial_message)
-        return std::nullopt;
-    // Beast's header limit covers the request line and the header fields together.
-    http_response res;
-    if (ec == http::error::header_limit)
-        res = make_error(http::status::request_header_fields_too_large,
-                         "request header fields too large: " + ec.message());
-    else if (ec == http::error::body_limit)
-        res = make_error(http::status::payload_too_large, "request too large: " + ec.message());
-    else
-        res = make_error(http::status::bad_request, "malformed request: " + ec.message());
-    res.version(11);
-    res.keep_alive(false);
-    res.prepare_payload();
-    return res;
-}
-
-// The answer to a request whose Transfer-Encoding does not end with chunked.
-http_response http_server::state::unframed() const
-{
-    http_response res = make_error(http::status::bad_request, "unsupported Transfer-Encoding (only chunked)");
-    res.version(11);
-    res.keep_alive(false);
-    res.prepare_payload();
-    return res;
-}
-
-// The answer to a request whose body does not fit the pending-body budget.
-http_response http_server::state::busy() const
-{
-    http_response res = make_error(http::status::service_unavailable,
-                                   "too many request bodies being received at once; retry later");
-    if (res.find(http::field::retry_after) == res.end())
-        res.set(http::field::retry_after, "1");
-    res.version(11);
-    res.keep_alive(false);
-    res.prepare_payload();
-    return res;
 }
 
 template <class Stream>
@@ -579,7 +350,7 @@ void http_server::state::connection<Stream>::evict(std::shared_ptr<idle_member> 
 template <class Stream>
 asio::awaitable<void> http_server::state::connection<Stream>::run(std::shared_ptr<connection> self)
 {
-    const bool secured = co_await handshake(stream_, options_.handshake_timeout);
+    const bool secured = co_await handshake(stream_, options_);
     if (!secured)
         co_return;
     asio::co_spawn(stream_.get_executor(), write_responses(self), asio::detached);
@@ -632,7 +403,7 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
     // Most requests arrive whole with their first bytes: parsed from the buffer, they cost
     // no asynchronous read (and no trip through the strand's queue).
     if (beast::error_code ec = parse_buffered(parser, true); ec) {
-        reject(ec);
+        reject(ec, parser.get().method());
         co_return false;
     }
     if (!parser.is_header_done()) {
@@ -640,18 +411,18 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
         auto [ec, n] = co_await http::async_read_header(stream_, buffer_, parser, nothrow_awaitable);
         disarm(read_);
         if (ec) {
-            reject(ec);
+            reject(ec, parser.get().method());
             co_return false;
         }
     }
     // A coding other than chunked last leaves the body's length unknown (RFC 9112 6.1): what
     // follows the header cannot be told apart from a next request, so nothing more is read.
     if (parser.get().count(http::field::transfer_encoding) != 0 && !parser.chunked()) {
-        refuse(server_->unframed());
+        refuse(server_->unframed(), parser.get().method());
         co_return false;
     }
     if (const auto length = parser.content_length(); length && !reservation.add(*length)) {
-        refuse(server_->busy());
+        refuse(server_->busy(), parser.get().method());
         co_return false;
     }
     if (expects_continue(parser.get()) && !parser.is_done()) {
@@ -673,9 +444,9 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
     }
     if (body_ec) {
         if (reservation.refused())
-            refuse(server_->busy());
+            refuse(server_->busy(), parser.get().method());
         else
-            reject(body_ec);
+            reject(body_ec, parser.get().method());
         co_return false;
     }
     http_request req = parser.release();
@@ -752,16 +523,17 @@ void http_server::state::connection<Stream>::admit(http_request req, bool keep_a
 }
 
 template <class Stream>
-void http_server::state::connection<Stream>::reject(const beast::error_code& ec)
+void http_server::state::connection<Stream>::reject(const beast::error_code& ec, http::verb method)
 {
     if (std::optional<http_response> res = server_->rejection(ec))
-        refuse(std::move(*res));
+        refuse(std::move(*res), method);
 }
 
 // Answers the request being read with `res` in its place; nothing more is read.
 template <class Stream>
-void http_server::state::connection<Stream>::refuse(http_response res)
+void http_server::state::connection<Stream>::refuse(http_response res, http::verb method)
 {
+    server_->refused(method, res.result_int());
     pipeline_.push_back(slot{11, false, std::move(res), nullptr});
     changed();
 }
@@ -981,75 +753,12 @@ void http_server::state::connection<Stream>::check_deadlines(const beast::error_
         watch_deadlines(std::min(next, now + deadline_step_));
 }
 
-bool request_handler::streams(const http_request&) const
-{
-    return false;
-}
-
-asio::awaitable<handled_request> request_handler::handle_streamed(http_request req)
-{
-    http_response res = co_await handle(std::move(req));
-    co_return handled_request{std::move(res), nullptr};
-}
-
-http_server::http_server(asio::any_io_executor ex, const tcp::endpoint& listen_on,
-                         handler_factory make_handler, error_responder make_error,
-                         http_server_options options)
-    : state_(std::make_shared<state>(std::move(ex), std::move(make_handler), std::move(make_error), options))
-{
-    if (options.pipeline_depth == 0)
-        throw std::invalid_argument("http_server_options::pipeline_depth must be at least 1");
-    if (options.max_connections == 0)
-        throw std::invalid_argument("http_server_options::max_connections must be at least 1");
-    if (options.max_pending_body_bytes < options.body_limit)
-        throw std::invalid_argument(
-            "http_server_options::max_pending_body_bytes must be at least body_limit");
-    tcp::acceptor& a = state_->acceptor;
-    a.open(listen_on.protocol());
-    a.set_option(asio::socket_base::reuse_address(true));
-    a.bind(listen_on);
-    a.listen(asio::socket_base::max_listen_connections);
-    state_->local = a.local_endpoint();
-}
-
-http_server::~http_server()
-{
-    stop();
-}
-
-void http_server::start()
-{
-    asio::co_spawn(state_->acceptor.get_executor(), state_->accept_loop(), asio::detached);
-}
-
-void http_server::stop()
-{
-    if (state_->stopping.exchange(true))
-        return;
-    asio::post(state_->acceptor.get_executor(), [s = state_] {
-        beast::error_code ec;
-        s->acceptor.close(ec);
-    });
-}
-
-tcp::endpoint http_server::local_endpoint() const
-{
-    return state_->local;
-}
-
-std::uint64_t http_server::idle_evictions() const
-{
-    return state_->evictions.load();
-}
-
-std::uint64_t http_server::open_connections() const
-{
-    return state_->connections.load();
-}
-
-std::uint64_t http_server::turned_away() const
-{
-    return state_->turned_away.load();
-}
+// Each stream's connection code is compiled once, in its own translation unit.
+extern template class http_server::state::connection<beast::tcp_stream>;
+extern template void http_server::state::serve<beast::tcp_stream>(tcp::socket socket);
+extern template class http_server::state::connection<tls_stream>;
+extern template void http_server::state::serve<tls_stream>(tcp::socket socket);
 
 } // namespace raftkv::server
+
+#endif

@@ -1,0 +1,297 @@
+// http_server: the acceptor, the answers the server gives itself and the public interface;
+// the connection code is in http_server.ipp, compiled per stream in http_server_plain.cpp
+// and http_server_tls.cpp.
+
+#include "http_server.ipp"
+
+#include "log.hpp"
+
+namespace raftkv::server {
+
+namespace http_server_detail {
+
+bool is_http_error(const beast::error_code& ec)
+{
+    return &ec.category() == &http::make_error_code(http::error::bad_target).category();
+}
+
+bool expects_continue(const http_request& req)
+{
+    const auto expect = req.find(http::field::expect);
+    return expect != req.end() && beast::iequals(expect->value(), "100-continue");
+}
+
+asio::awaitable<void> close_gracefully(beast::tcp_stream& stream, std::chrono::milliseconds time,
+                                       std::size_t bytes)
+{
+    beast::error_code ec;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+    if (!ec) {
+        stream.expires_after(time);
+        std::array<char, 16 * 1024> sink;
+        for (std::size_t drained = 0; drained < bytes;) {
+            auto [read_ec, n] = co_await stream.async_read_some(asio::buffer(sink), nothrow_awaitable);
+            if (read_ec)
+                break;
+            drained += n;
+        }
+    }
+    stream.socket().close(ec);
+}
+
+} // namespace http_server_detail
+
+asio::awaitable<void> http_server::state::accept_loop()
+{
+    const auto self = shared_from_this();
+    bool failing = false; // logged once per run of failures, not ten times a second
+    for (;;) {
+        auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ex), nothrow_awaitable);
+        if (ec == asio::error::operation_aborted || stopping || !acceptor.is_open())
+            co_return;
+        if (ec) {
+            // Out of file descriptors, most likely: the connection waits in the listen
+            // queue; try again once others may have closed, rather than spin.
+            if (!failing)
+                log(log_level::warn,
+                    "accepting an HTTP connection failed: " + ec.message() + "; retrying every 100 ms");
+            failing = true;
+            asio::steady_timer pause(acceptor.get_executor(), std::chrono::milliseconds(100));
+            co_await pause.async_wait(nothrow_awaitable);
+            continue;
+        }
+        if (failing)
+            log(log_level::info, "accepting HTTP connections again");
+        failing = false;
+        if (connections.load() >= options.max_connections && !evict_longest_idle()) {
+            turn_away(std::move(socket));
+            continue;
+        }
+        ++connections; // ~connection() takes it back
+        if (options.tls)
+            serve<tls_stream>(std::move(socket));
+        else
+            serve<beast::tcp_stream>(std::move(socket));
+    }
+}
+
+// Sends a connection over max_connections the fixed 503 without waiting (it fits the empty
+// send buffer of a new socket) and closes it, lingering briefly so that the client reads
+// the 503 rather than a reset.
+void http_server::state::turn_away(tcp::socket socket)
+{
+    ++turned_away;
+    beast::error_code ec;
+    if (options.tls) {
+        socket.close(ec); // a plain 503 would break the client's handshake anyway
+        return;
+    }
+    socket.non_blocking(true, ec);
+    socket.write_some(asio::buffer(too_many_connections), ec);
+    if (!ec)
+        refused(http::verb::unknown, 503);
+    if (ec || lingering.load() >= turned_away_lingering) {
+        socket.close(ec);
+        return;
+    }
+    ++lingering;
+    const auto socket_ex = socket.get_executor();
+    asio::co_spawn(socket_ex, linger(shared_from_this(), beast::tcp_stream(std::move(socket))),
+                   asio::detached);
+}
+
+// Makes room for a new connection over max_connections by closing the one that has waited
+// longest for its next request with nothing in progress; false if no connection is idle.
+// The evicted connection still counts until it is gone, a moment later: the count exceeds
+// the cap by the evictions under way.
+bool http_server::state::evict_longest_idle()
+{
+    std::shared_ptr<idle_member> victim;
+    {
+        std::lock_guard lock(idle_mutex);
+        while (!idle.empty() && !victim) {
+            idle_member& c = idle.front();
+            idle.pop_front();
+            victim = c.keep(); // empty if it is being destroyed: its slot frees by itself
+            if (victim)
+                c.evicted = true;
+        }
+    }
+    if (!victim)
+        return false;
+    const std::uint64_t n = ++evictions;
+    log(log_level::debug,
+        "closed the longest-idle HTTP connection to admit a new one over --max-connections (" +
+            std::to_string(n) + " so far)");
+    victim->evict(victim);
+    return true;
+}
+
+void http_server::state::become_idle(idle_member& c)
+{
+    std::lock_guard lock(idle_mutex);
+    if (!c.is_linked() && !c.evicted)
+        idle.push_back(c);
+}
+
+// False if the acceptor has claimed `c` meanwhile.
+bool http_server::state::become_busy(idle_member& c)
+{
+    std::lock_guard lock(idle_mutex);
+    if (c.is_linked())
+        idle.erase(idle.iterator_to(c));
+    return !c.evicted;
+}
+
+asio::awaitable<void> http_server::state::linger(std::shared_ptr<state> self, beast::tcp_stream stream)
+{
+    co_await close_gracefully(stream, turned_away_linger_time, turned_away_linger_bytes);
+    --self->lingering;
+}
+
+// An exception's text may name files, addresses or other internals: it goes to the log
+// under an error id, and the client gets only the id.
+asio::awaitable<handled_request> http_server::state::respond(request_handler& handler, http_request req)
+{
+    const std::string request = std::string(req.method_string()) + " " + std::string(req.target());
+    const http::verb method = req.method();
+    std::string what;
+    try {
+        if (handler.streams(req))
+            co_return co_await handler.handle_streamed(std::move(req));
+        http_response res = co_await handler.handle(std::move(req));
+        co_return handled_request{std::move(res), nullptr};
+    } catch (const std::exception& e) {
+        what = e.what();
+    } catch (...) {
+        what = "an unknown exception";
+    }
+    const std::string id = new_error_id();
+    log(log_level::error, request + " failed (error id " + id + "): " + what);
+    refused(method, 500);
+    co_return handled_request{
+        make_error(http::status::internal_server_error, "internal error (error id " + id + ")"), nullptr};
+}
+
+void http_server::state::refused(http::verb method, unsigned status) const
+{
+    if (options.on_refusal)
+        options.on_refusal(method, status);
+}
+
+// The answer to a request that could not be read, if it was malformed or oversized rather
+// than cut off by a closed or silent connection.
+std::optional<http_response> http_server::state::rejection(const beast::error_code& ec) const
+{
+    if (!is_http_error(ec) || ec == http::error::end_of_stream || ec == http::error::partial_message)
+        return std::nullopt;
+    // Beast's header limit covers the request line and the header fields together.
+    http_response res;
+    if (ec == http::error::header_limit)
+        res = make_error(http::status::request_header_fields_too_large,
+                         "request header fields too large: " + ec.message());
+    else if (ec == http::error::body_limit)
+        res = make_error(http::status::payload_too_large, "request too large: " + ec.message());
+    else
+        res = make_error(http::status::bad_request, "malformed request: " + ec.message());
+    res.version(11);
+    res.keep_alive(false);
+    res.prepare_payload();
+    return res;
+}
+
+// The answer to a request whose Transfer-Encoding does not end with chunked.
+http_response http_server::state::unframed() const
+{
+    http_response res = make_error(http::status::bad_request, "unsupported Transfer-Encoding (only chunked)");
+    res.version(11);
+    res.keep_alive(false);
+    res.prepare_payload();
+    return res;
+}
+
+// The answer to a request whose body does not fit the pending-body budget.
+http_response http_server::state::busy() const
+{
+    http_response res = make_error(http::status::service_unavailable,
+                                   "too many request bodies being received at once; retry later");
+    if (res.find(http::field::retry_after) == res.end())
+        res.set(http::field::retry_after, "1");
+    res.version(11);
+    res.keep_alive(false);
+    res.prepare_payload();
+    return res;
+}
+
+bool request_handler::streams(const http_request&) const
+{
+    return false;
+}
+
+asio::awaitable<handled_request> request_handler::handle_streamed(http_request req)
+{
+    http_response res = co_await handle(std::move(req));
+    co_return handled_request{std::move(res), nullptr};
+}
+
+http_server::http_server(asio::any_io_executor ex, const tcp::endpoint& listen_on,
+                         handler_factory make_handler, error_responder make_error,
+                         http_server_options options)
+    : state_(std::make_shared<state>(std::move(ex), std::move(make_handler), std::move(make_error), options))
+{
+    if (options.pipeline_depth == 0)
+        throw std::invalid_argument("http_server_options::pipeline_depth must be at least 1");
+    if (options.max_connections == 0)
+        throw std::invalid_argument("http_server_options::max_connections must be at least 1");
+    if (options.max_pending_body_bytes < options.body_limit)
+        throw std::invalid_argument(
+            "http_server_options::max_pending_body_bytes must be at least body_limit");
+    tcp::acceptor& a = state_->acceptor;
+    a.open(listen_on.protocol());
+    a.set_option(asio::socket_base::reuse_address(true));
+    a.bind(listen_on);
+    a.listen(asio::socket_base::max_listen_connections);
+    state_->local = a.local_endpoint();
+}
+
+http_server::~http_server()
+{
+    stop();
+}
+
+void http_server::start()
+{
+    asio::co_spawn(state_->acceptor.get_executor(), state_->accept_loop(), asio::detached);
+}
+
+void http_server::stop()
+{
+    if (state_->stopping.exchange(true))
+        return;
+    asio::post(state_->acceptor.get_executor(), [s = state_] {
+        beast::error_code ec;
+        s->acceptor.close(ec);
+    });
+}
+
+tcp::endpoint http_server::local_endpoint() const
+{
+    return state_->local;
+}
+
+std::uint64_t http_server::idle_evictions() const
+{
+    return state_->evictions.load();
+}
+
+std::uint64_t http_server::open_connections() const
+{
+    return state_->connections.load();
+}
+
+std::uint64_t http_server::turned_away() const
+{
+    return state_->turned_away.load();
+}
+
+} // namespace raftkv::server
