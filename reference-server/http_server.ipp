@@ -8,6 +8,7 @@
 // Include it only there.
 
 #include "http_server.hpp"
+#include "log.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>

@@ -55,7 +55,7 @@ struct kv_command {
     /// The value of a put or a meta record; empty for a delete.
     std::string_view value;
     /// A put's or a delete's precondition; empty for a plain command and a meta record.
-    kv_precondition precondition;
+    kv_precondition precondition{};
 };
 
 /// How applying an entry went.

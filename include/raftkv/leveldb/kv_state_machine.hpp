@@ -81,12 +81,12 @@ struct kv_state_machine_options {
     /// changes for an observer (such as a change journal). It must be quick, must not
     /// throw and must not call back into the machine. Not called for a failed batch.
     /// Default: none.
-    std::function<void(std::span<const log_entry> batch, std::span<const kv_result> results)> on_applied;
+    std::function<void(std::span<const log_entry> batch, std::span<const kv_result> results)> on_applied{};
 
     /// Called at the end of each finish_restore() that replaced the state, on its thread,
     /// with the snapshot's index: what was applied one entry at a time up to it was not
     /// seen by on_applied. Same rules as on_applied. Default: none.
-    std::function<void(index_t index)> on_restored;
+    std::function<void(index_t index)> on_restored{};
 };
 
 /// What kv_state_machine::scan() lists.
