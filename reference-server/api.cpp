@@ -863,8 +863,9 @@ asio::awaitable<http_response> api_handler::get(const http_request& req, const s
     const read_result r = co_await service_.get(key, *consistency.value);
     if (r.ec)
         co_return co_await not_done(req, r.ec, request_kind::read, started);
-    http_response res = r.value ? with_version(kv_response({{"key", key}, {"value", *r.value}}), r.version, true)
-                                : error_response(http::status::not_found, "key not found");
+    http_response res = r.value
+                            ? with_version(kv_response({{"key", key}, {"value", *r.value}}), r.version, true)
+                            : error_response(http::status::not_found, "key not found");
     set_read_headers(res, r.path, r.applied_index);
     co_return res;
 }

@@ -1052,7 +1052,8 @@ boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::st
     options.keys_only = keys_only;
     // The read index is applied, as for get(): the page reflects every earlier acknowledged write.
     raftkv::leveldb::kv_scan_page page = n->machine.scan(options);
-    co_return scan_result{{}, std::move(page.items), page.more, at->first, at->second, std::move(page.versions)};
+    co_return scan_result{{},         std::move(page.items),   page.more, at->first,
+                          at->second, std::move(page.versions)};
 }
 
 void kv_service::read_barrier(std::function<void(std::error_code)> done)

@@ -216,7 +216,8 @@ BOOST_AUTO_TEST_CASE(concurrent_create_only_puts_have_exactly_one_winner)
             BOOST_TEST(std::count(statuses.begin(), statuses.end(), 200) == 1);
             BOOST_TEST(std::count(statuses.begin(), statuses.end(), 412) == clients - 1);
             BOOST_TEST_REQUIRE(winners.size() == 1u);
-            BOOST_TEST(parse_json(get(c.http_port(leader), key).body).string("value").value_or("<none>") == winners[0]);
+            BOOST_TEST(parse_json(get(c.http_port(leader), key).body).string("value").value_or("<none>") ==
+                       winners[0]);
         }
     }
 }
