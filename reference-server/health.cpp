@@ -1,6 +1,7 @@
 #include "health.hpp"
 
 #include "kv_service.hpp"
+#include "request_parsing.hpp"
 
 #include <raftkv/error.hpp>
 
@@ -170,23 +171,16 @@ health_check_counts read_coalescer::counts() const
 std::optional<std::chrono::milliseconds>
 health_timeout(std::string_view target, std::chrono::milliseconds fallback, std::string& error)
 {
-    const std::size_t q = target.find('?');
-    if (q == std::string_view::npos)
-        return fallback;
-    std::string_view query = target.substr(q + 1);
     std::optional<std::string_view> value;
-    while (!query.empty()) {
-        const std::size_t amp = query.find('&');
-        const std::string_view pair = query.substr(0, amp);
-        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-        const std::size_t eq = pair.find('=');
-        if (pair.substr(0, eq) != "timeout")
+    query_params params(target);
+    while (const std::optional<query_param> param = params.next()) {
+        if (param->name != "timeout")
             continue;
         if (value) {
             error = "timeout given more than once";
             return std::nullopt;
         }
-        value = eq == std::string_view::npos ? std::string_view{} : pair.substr(eq + 1);
+        value = param->value;
     }
     if (!value)
         return fallback;

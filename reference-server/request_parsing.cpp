@@ -242,22 +242,16 @@ checked_consistency parse_consistency(std::string_view raw)
 
 checked_consistency check_consistency(std::string_view target)
 {
-    const std::size_t question = target.find('?');
-    std::string_view query =
-        question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
     checked_consistency found{read_consistency::linearizable, http::status::ok, {}};
     bool seen = false;
-    while (!query.empty()) {
-        const std::size_t amp = query.find('&');
-        const std::string_view param = query.substr(0, amp);
-        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-        const std::size_t eq = param.find('=');
-        if (param.substr(0, eq) != "consistency")
+    query_params params(target);
+    while (const std::optional<query_param> param = params.next()) {
+        if (param->name != "consistency")
             continue;
         if (seen)
             return {std::nullopt, http::status::bad_request, "parameter 'consistency' given more than once"};
         seen = true;
-        found = parse_consistency(eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1));
+        found = parse_consistency(param->value);
         if (!found.value)
             return found;
     }
@@ -266,22 +260,14 @@ checked_consistency check_consistency(std::string_view target)
 
 checked_scan_query check_scan_query(std::string_view target)
 {
-    const std::size_t question = target.find('?');
-    std::string_view query =
-        question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
     scan_query q;
     bool seen[5] = {false, false, false, false, false};
     static constexpr std::array<std::string_view, 5> names = {"prefix", "after", "limit", "keys_only",
                                                               "consistency"};
-    while (!query.empty()) {
-        const std::size_t amp = query.find('&');
-        const std::string_view param = query.substr(0, amp);
-        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-        if (param.empty())
-            continue;
-        const std::size_t eq = param.find('=');
-        const std::string_view name = param.substr(0, eq);
-        const std::string_view raw = eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1);
+    query_params params(target);
+    while (const std::optional<query_param> param = params.next()) {
+        const std::string_view name = param->name;
+        const std::string_view raw = param->value;
         const auto known = std::find(names.begin(), names.end(), name);
         if (known == names.end())
             return scan_rejected("unknown parameter '" + std::string(name.substr(0, 64)) +

@@ -92,6 +92,44 @@ struct checked_input {
 /// that is not UTF-8 is 400; over max_key_bytes is 413.
 checked_input check_key(std::string_view raw_key);
 
+/// One `name=value` parameter of a query string, as sent (not percent-decoded); `value` is
+/// empty when there is no '='.
+struct query_param {
+    std::string_view name;
+    std::string_view value;
+};
+
+/// The parameters of the query of a request target (what follows its first '?'), in order,
+/// skipping empty ones (`a=1&&b`). The views point into the target.
+class query_params {
+public:
+    explicit query_params(std::string_view target) noexcept
+    {
+        const std::size_t question = target.find('?');
+        if (question != std::string_view::npos)
+            rest_ = target.substr(question + 1);
+    }
+
+    /// The next parameter, or nothing after the last.
+    std::optional<query_param> next() noexcept
+    {
+        while (!rest_.empty()) {
+            const std::size_t amp = rest_.find('&');
+            const std::string_view param = rest_.substr(0, amp);
+            rest_ = amp == std::string_view::npos ? std::string_view{} : rest_.substr(amp + 1);
+            if (param.empty())
+                continue;
+            const std::size_t eq = param.find('=');
+            return query_param{param.substr(0, eq),
+                               eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1)};
+        }
+        return std::nullopt;
+    }
+
+private:
+    std::string_view rest_;
+};
+
 /// How a GET is served, from its `consistency` query parameter.
 enum class read_consistency : std::uint8_t {
     /// ReadIndex: reflects every write acknowledged before the request. The default.

@@ -323,21 +323,13 @@ checked_watch_request check_watch_request(std::string_view raw_key, std::string_
                                           std::string_view accept,
                                           std::optional<std::string_view> last_event_id)
 {
-    const std::size_t question = target.find('?');
-    std::string_view query =
-        question == std::string_view::npos ? std::string_view{} : target.substr(question + 1);
     watch_request w;
     static constexpr std::array<std::string_view, 3> names = {"prefix", "from", "progress_ms"};
     bool seen[names.size()] = {false, false, false};
-    while (!query.empty()) {
-        const std::size_t amp = query.find('&');
-        const std::string_view param = query.substr(0, amp);
-        query = amp == std::string_view::npos ? std::string_view{} : query.substr(amp + 1);
-        if (param.empty())
-            continue;
-        const std::size_t eq = param.find('=');
-        const std::string_view name = param.substr(0, eq);
-        const std::string_view raw = eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1);
+    query_params params(target);
+    while (const std::optional<query_param> param = params.next()) {
+        const std::string_view name = param->name;
+        const std::string_view raw = param->value;
         const auto known = std::find(names.begin(), names.end(), name);
         if (known == names.end())
             return watch_rejected(http::status::bad_request,
