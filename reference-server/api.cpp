@@ -227,11 +227,13 @@ http_response stale_sequence_response(const kv_client_session& s)
          {"sequence", s.sequence}});
 }
 
-// Marks the answer to a write that repeated a sequence already applied.
-http_response replay_marked(http_response res, bool replayed)
+// Marks the answer to a write that repeated a sequence already applied, and counts it.
+http_response replay_marked(http_response res, bool replayed, http_metrics& metrics)
 {
-    if (replayed)
+    if (replayed) {
         res.set(replayed_header, "true");
+        metrics.record_replay();
+    }
     return res;
 }
 
@@ -881,12 +883,12 @@ asio::awaitable<http_response> api_handler::put(const http_request& req, const s
     if (r.status == kv_status::stale_sequence)
         co_return stale_sequence_response(*client_session);
     if (r.status == kv_status::precondition_failed)
-        co_return replay_marked(precondition_failed_response(key, r), r.replayed);
+        co_return replay_marked(precondition_failed_response(key, r), r.replayed, metrics_.http);
     co_return replay_marked(with_version(kv_response({{"key", key},
                                                       {"value", *value.value},
                                                       {"message", "Key-value pair stored successfully"}}),
                                          r.version, true),
-                            r.replayed);
+                            r.replayed, metrics_.http);
 }
 
 namespace {
@@ -969,12 +971,13 @@ asio::awaitable<http_response> api_handler::del(const http_request& req, const s
     if (r.status == kv_status::stale_sequence)
         co_return stale_sequence_response(*client_session);
     if (r.status == kv_status::precondition_failed)
-        co_return replay_marked(precondition_failed_response(key, r), r.replayed);
+        co_return replay_marked(precondition_failed_response(key, r), r.replayed, metrics_.http);
     if (!r.found)
-        co_return replay_marked(error_response(http::status::not_found, "key not found"), r.replayed);
+        co_return replay_marked(error_response(http::status::not_found, "key not found"), r.replayed,
+                                metrics_.http);
     co_return replay_marked(
         with_version(kv_response({{"key", key}, {"message", "Key deleted successfully"}}), r.version, false),
-        r.replayed);
+        r.replayed, metrics_.http);
 }
 
 asio::awaitable<http_response> api_handler::not_done(const http_request& req, std::error_code ec,

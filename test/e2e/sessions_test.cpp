@@ -151,6 +151,8 @@ BOOST_AUTO_TEST_CASE(bad_session_headers_and_forgotten_sequences_are_refused)
     BOOST_TEST(is_error(stale, 409), describe(stale));
     BOOST_TEST(parse_json(get(port, "w").body).string("value").value_or("<none>") == "40");
     BOOST_TEST(replayed(request(port, "PUT", kv_target("w"), value_body("40"), session(77, 40))));
+    const http_response metrics = request(port, "GET", "/metrics");
+    BOOST_TEST(metrics.body.find("\nraftkv_session_replays_total 1\n") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(concurrent_clients_with_distinct_ids_do_not_disturb_each_other)
