@@ -270,10 +270,11 @@ private:
     // Keys: the state lives in one of two slots. A user key is stored under
     // user_prefix[slot] + the key, a meta record under meta_prefix[slot] + its name, a
     // client session under session_prefix[slot] + its client id (8 bytes big-endian), so
-    // none can collide with another or with the machine's own records ('m' + a name). Slot 0 has the prefixes
-    // of format v1, which makes a v1 database a v2 one whose state is in slot 0. Indexes are stored as 8
-    // bytes big-endian. Since format v3 a user key's value is stored as its version (a varint) followed by
-    // the value.
+    // none can collide with another or with the machine's own records ('m' + a name).
+    // Slot 0 has the prefixes of format v1, which makes a v1 database a v2 one whose state
+    // is in slot 0. Indexes are stored as 8 bytes big-endian. Since format v3 a user key's
+    // value is stored as its version (a varint) followed by the value; format v4 adds the
+    // sessions.
     static constexpr char user_prefix[2] = {'k', 'K'};
     static constexpr char meta_prefix[2] = {'c', 'C'};
     static constexpr char session_prefix[2] = {'s', 'S'};
@@ -392,9 +393,8 @@ private:
     Made by kv_state_machine::snapshot() from a LevelDB snapshot: applies and restores
     after it do not change what it yields, and it never holds the whole state. The stream
     (layout in docs/leveldb.md) is a header, one record per meta record, user key and client
-    session, and
-    a trailer with a record count and checksum; kv_state_machine::restore_chunk() reads it
-    back, however it is cut.
+    session, and a trailer with a record count and checksum;
+    kv_state_machine::restore_chunk() reads it back, however it is cut.
 
     @par Thread Safety
     Distinct objects: safe. Shared objects: unsafe.
