@@ -880,7 +880,7 @@ asio::awaitable<http_response> api_handler::put(const http_request& req, const s
     const write_result r = co_await service_.put(key, *value.value, precondition, client_session);
     if (r.ec)
         co_return co_await not_done(req, r.ec, request_kind::write, started);
-    if (r.status == kv_status::stale_sequence)
+    if (r.status == kv_status::stale_sequence && client_session)
         co_return stale_sequence_response(*client_session);
     if (r.status == kv_status::precondition_failed)
         co_return replay_marked(precondition_failed_response(key, r), r.replayed, metrics_.http);
@@ -968,7 +968,7 @@ asio::awaitable<http_response> api_handler::del(const http_request& req, const s
     const write_result r = co_await service_.del(key, precondition, client_session);
     if (r.ec)
         co_return co_await not_done(req, r.ec, request_kind::write, started);
-    if (r.status == kv_status::stale_sequence)
+    if (r.status == kv_status::stale_sequence && client_session)
         co_return stale_sequence_response(*client_session);
     if (r.status == kv_status::precondition_failed)
         co_return replay_marked(precondition_failed_response(key, r), r.replayed, metrics_.http);
