@@ -199,6 +199,44 @@ std::vector<std::string_view> header_values(const http_request& req, http::field
     return out;
 }
 
+// Every value of the header named `name`; empty when absent.
+std::vector<std::string_view> header_values(const http_request& req, std::string_view name)
+{
+    std::vector<std::string_view> out;
+    for (auto [it, end] = req.equal_range(name); it != end; ++it)
+        out.push_back(it->value());
+    return out;
+}
+
+// The client session of a PUT or DELETE, from its Raftkv-Client-Id and Raftkv-Sequence.
+checked_session session_of(const http_request& req)
+{
+    return check_session(header_values(req, client_id_header), header_values(req, sequence_header));
+}
+
+// The 409 answer of a write whose sequence its session no longer remembers.
+http_response stale_sequence_response(const kv_client_session& s)
+{
+    return json_response(
+        http::status::conflict,
+        {{"error", "sequence " + std::to_string(s.sequence) + " of client " + std::to_string(s.client) +
+                       " is older than the " + std::to_string(kv_session_window) +
+                       " latest sequences the cluster remembers for it: not applied now, "
+                       "and whether it was applied before is unknown"},
+         {"client_id", std::to_string(s.client)},
+         {"sequence", s.sequence}});
+}
+
+// Marks the answer to a write that repeated a sequence already applied, and counts it.
+http_response replay_marked(http_response res, bool replayed, http_metrics& metrics)
+{
+    if (replayed) {
+        res.set(replayed_header, "true");
+        metrics.record_replay();
+    }
+    return res;
+}
+
 // The 412 answer of a PUT or DELETE whose precondition did not hold.
 http_response precondition_failed_response(const std::string& key, const write_result& r)
 {
@@ -333,10 +371,14 @@ http_request forward_client::outgoing(const http_request& original, const std::s
         if (const auto it = original.find(f); it != original.end())
             req.set(f, it->value());
     }
-    // A write's precondition goes along: the leader applies it.
+    // A write's precondition and client session go along: the leader applies them.
     for (const http::field f : {http::field::if_match, http::field::if_none_match}) {
         for (auto [it, end] = original.equal_range(f); it != end; ++it)
             req.insert(f, it->value());
+    }
+    for (const std::string_view name : {client_id_header, sequence_header}) {
+        for (auto [it, end] = original.equal_range(name); it != end; ++it)
+            req.insert(name, it->value());
     }
     req.set(forwarded_header, marker);
     req.body() = original.body();
@@ -353,6 +395,8 @@ http_response forward_client::relay(const http_response& from_leader)
         if (const auto it = from_leader.find(f); it != from_leader.end())
             res.set(f, it->value());
     }
+    if (const auto it = from_leader.find(replayed_header); it != from_leader.end())
+        res.set(replayed_header, it->value());
     res.body() = from_leader.body();
     return res;
 }
@@ -824,20 +868,27 @@ asio::awaitable<http_response> api_handler::put(const http_request& req, const s
                                                   header_values(req, http::field::if_none_match));
     if (!pre.value)
         co_return error_response(pre.status, pre.error);
+    const checked_session session = session_of(req);
+    if (!session.error.empty())
+        co_return error_response(session.status, session.error);
     checked_input value = check_put_body(req.body());
     if (!value.value)
         co_return error_response(value.status, value.error);
     const auto started = clock::now();
     const kv_precondition precondition = *pre.value;
-    const write_result r = co_await service_.put(key, *value.value, precondition);
+    const std::optional<kv_client_session> client_session = session.value;
+    const write_result r = co_await service_.put(key, *value.value, precondition, client_session);
     if (r.ec)
         co_return co_await not_done(req, r.ec, request_kind::write, started);
+    if (r.status == kv_status::stale_sequence && client_session)
+        co_return stale_sequence_response(*client_session);
     if (r.status == kv_status::precondition_failed)
-        co_return precondition_failed_response(key, r);
-    co_return with_version(
-        kv_response(
-            {{"key", key}, {"value", *value.value}, {"message", "Key-value pair stored successfully"}}),
-        r.version, true);
+        co_return replay_marked(precondition_failed_response(key, r), r.replayed, metrics_.http);
+    co_return replay_marked(with_version(kv_response({{"key", key},
+                                                      {"value", *value.value},
+                                                      {"message", "Key-value pair stored successfully"}}),
+                                         r.version, true),
+                            r.replayed, metrics_.http);
 }
 
 namespace {
@@ -908,17 +959,25 @@ asio::awaitable<http_response> api_handler::del(const http_request& req, const s
                                                   header_values(req, http::field::if_none_match));
     if (!pre.value)
         co_return error_response(pre.status, pre.error);
+    const checked_session session = session_of(req);
+    if (!session.error.empty())
+        co_return error_response(session.status, session.error);
     const auto started = clock::now();
     const kv_precondition precondition = *pre.value;
-    const write_result r = co_await service_.del(key, precondition);
+    const std::optional<kv_client_session> client_session = session.value;
+    const write_result r = co_await service_.del(key, precondition, client_session);
     if (r.ec)
         co_return co_await not_done(req, r.ec, request_kind::write, started);
+    if (r.status == kv_status::stale_sequence && client_session)
+        co_return stale_sequence_response(*client_session);
     if (r.status == kv_status::precondition_failed)
-        co_return precondition_failed_response(key, r);
+        co_return replay_marked(precondition_failed_response(key, r), r.replayed, metrics_.http);
     if (!r.found)
-        co_return error_response(http::status::not_found, "key not found");
-    co_return with_version(kv_response({{"key", key}, {"message", "Key deleted successfully"}}), r.version,
-                           false);
+        co_return replay_marked(error_response(http::status::not_found, "key not found"), r.replayed,
+                                metrics_.http);
+    co_return replay_marked(
+        with_version(kv_response({{"key", key}, {"message", "Key deleted successfully"}}), r.version, false),
+        r.replayed, metrics_.http);
 }
 
 asio::awaitable<http_response> api_handler::not_done(const http_request& req, std::error_code ec,

@@ -639,7 +639,7 @@ boost::asio::awaitable<write_result> kv_service::impl::propose(std::string comma
         auto [ec, result] =
             co_await n->driver.async_propose(command, boost::asio::as_tuple(boost::asio::use_awaitable));
         if (ec != raftkv::errc::transfer_in_progress || clock::now() + transfer_retry_pause >= deadline)
-            co_return write_result{ec, result.found, result.status, result.version};
+            co_return write_result{ec, result.found, result.status, result.version, result.replayed};
         if (!pause) {
             const auto ex = co_await boost::asio::this_coro::executor;
             pause.emplace(ex);
@@ -979,14 +979,16 @@ boost::asio::awaitable<write_result> kv_service::del(std::string key)
     return impl_->propose(encode_del(key));
 }
 
-boost::asio::awaitable<write_result> kv_service::put(std::string key, std::string value, kv_precondition pre)
+boost::asio::awaitable<write_result> kv_service::put(std::string key, std::string value, kv_precondition pre,
+                                                     std::optional<kv_client_session> session)
 {
-    return impl_->propose(encode_put(key, value, pre));
+    return impl_->propose(session ? encode_put(key, value, pre, *session) : encode_put(key, value, pre));
 }
 
-boost::asio::awaitable<write_result> kv_service::del(std::string key, kv_precondition pre)
+boost::asio::awaitable<write_result> kv_service::del(std::string key, kv_precondition pre,
+                                                     std::optional<kv_client_session> session)
 {
-    return impl_->propose(encode_del(key, pre));
+    return impl_->propose(session ? encode_del(key, pre, *session) : encode_del(key, pre));
 }
 
 boost::asio::awaitable<read_result> kv_service::get(std::string key)

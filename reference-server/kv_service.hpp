@@ -86,11 +86,16 @@ struct write_result {
     std::error_code ec;
     /// For a delete: whether the key existed. For a put: true.
     bool found = false;
-    /// Once applied: whether the precondition held (precondition_failed: nothing changed).
+    /// Once applied: whether the precondition held (precondition_failed: nothing changed),
+    /// or, for a write of a client session, stale_sequence (its sequence is older than those
+    /// the session remembers: nothing changed, and whether it was applied before is unknown).
     kv_status status = kv_status::ok;
     /// Once applied: the key's version after a put, before a delete, or, when the
     /// precondition failed, now (0 for an absent key). See raftkv::kv_result.
     index_t version = 0;
+    /// For a write of a client session: it repeated a sequence already applied, and
+    /// `found`, `status` and `version` are those of that first application.
+    bool replayed = false;
 };
 
 /// How a read was served.
@@ -234,9 +239,12 @@ public:
     boost::asio::awaitable<write_result> put(std::string key, std::string value);
     boost::asio::awaitable<write_result> del(std::string key);
     /// A put or a delete applied only if `pre` holds when its entry is applied
-    /// (write_result::status).
-    boost::asio::awaitable<write_result> put(std::string key, std::string value, kv_precondition pre);
-    boost::asio::awaitable<write_result> del(std::string key, kv_precondition pre);
+    /// (write_result::status); with `session`, at most once per sequence of that client
+    /// session (write_result::replayed; rules in <raftkv/kv_sessions.hpp>).
+    boost::asio::awaitable<write_result> put(std::string key, std::string value, kv_precondition pre,
+                                             std::optional<kv_client_session> session = std::nullopt);
+    boost::asio::awaitable<write_result> del(std::string key, kv_precondition pre,
+                                             std::optional<kv_client_session> session = std::nullopt);
     boost::asio::awaitable<read_result> get(std::string key);
     /// A read of `key` served as `consistency` says: linearizable as get(key); lease from
     /// the leader's state machine while its lease holds (else as get(key)); stale from this

@@ -438,6 +438,10 @@ void render_http(exposition_writer& w, const http_metrics& h, const connection_c
                     std::span(d.cumulative).first(duration_histogram::bounds.size()), d.count(),
                     d.sum_seconds);
     }
+    w.counter("raftkv_session_replays_total",
+              "Writes answered with the recorded outcome of their client session's sequence, already "
+              "applied (Raftkv-Replayed).",
+              h.replays());
     w.gauge("raftkv_http_open_connections", "HTTP connections open.", static_cast<double>(c.open));
     w.counter("raftkv_http_connections_rejected_total",
               "HTTP connections turned away at --max-connections (none was idle).", c.rejected);

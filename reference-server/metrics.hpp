@@ -98,6 +98,11 @@ public:
     /// (http_server_options::on_refusal), under route label `unmatched`; not timed.
     void record_refusal(boost::beast::http::verb method, unsigned status) noexcept;
 
+    /// Counts one write answered with the recorded outcome of its client session's
+    /// sequence, already applied (Raftkv-Replayed).
+    void record_replay() noexcept { replays_.fetch_add(1, std::memory_order_relaxed); }
+    std::uint64_t replays() const noexcept { return replays_.load(std::memory_order_relaxed); }
+
     /// The number of requests of route label `r`, method index `m` (into `methods`, or
     /// methods.size() for other) and code index `c` (into `codes`, or codes.size()).
     std::uint64_t requests(std::size_t r, std::size_t m, std::size_t c) const noexcept
@@ -110,6 +115,7 @@ private:
     using per_code = std::array<std::atomic<std::uint64_t>, codes.size() + 1>;
     std::array<std::array<per_code, methods.size() + 1>, route_label_count> requests_{};
     std::array<duration_histogram, route_label_count> durations_{};
+    std::atomic<std::uint64_t> replays_{0};
 };
 
 /// The HTTP server's connection counters (http_server).

@@ -394,4 +394,31 @@ checked_precondition check_precondition(http::verb method, const std::vector<std
     return checked_precondition{kv_precondition{*version, false}, http::status::ok, {}};
 }
 
+checked_session check_session(const std::vector<std::string_view>& client_id,
+                              const std::vector<std::string_view>& sequence)
+{
+    const auto bad = [](std::string error) {
+        return checked_session{std::nullopt, http::status::bad_request, std::move(error)};
+    };
+    if (client_id.empty() && sequence.empty())
+        return checked_session{};
+    if (client_id.empty() || sequence.empty())
+        return bad(std::string(client_id.empty() ? "Raftkv-Sequence" : "Raftkv-Client-Id") + " needs " +
+                   std::string(client_id.empty() ? "Raftkv-Client-Id" : "Raftkv-Sequence") +
+                   ": a client session is named by both headers");
+    if (client_id.size() > 1 || sequence.size() > 1)
+        return bad(client_id.size() > 1 ? "more than one Raftkv-Client-Id header"
+                                        : "more than one Raftkv-Sequence header");
+    const std::optional<std::uint64_t> client = parse_version(trim_ows(client_id[0]));
+    if (!client || *client == 0)
+        return bad("Raftkv-Client-Id must be a decimal number from 1 to 18446744073709551615");
+    const std::optional<std::uint64_t> seq = parse_version(trim_ows(sequence[0]));
+    if (!seq || *seq == 0)
+        return bad("Raftkv-Sequence must be a decimal number from 1 to 18446744073709551615");
+    kv_client_session s;
+    s.client = *client;
+    s.sequence = *seq;
+    return checked_session{s, http::status::ok, {}};
+}
+
 } // namespace raftkv::server

@@ -206,6 +206,29 @@ checked_precondition check_precondition(boost::beast::http::verb method,
                                         const std::vector<std::string_view>& if_match,
                                         const std::vector<std::string_view>& if_none_match);
 
+/// The headers naming a write's client session (docs/server.md, Exactly-once writes).
+inline constexpr std::string_view client_id_header = "Raftkv-Client-Id";
+inline constexpr std::string_view sequence_header = "Raftkv-Sequence";
+/// Set to "true" on the answer to a write that repeated a sequence already applied.
+inline constexpr std::string_view replayed_header = "Raftkv-Replayed";
+
+struct checked_session {
+    /// Nothing when the request names no session (or on an error).
+    std::optional<kv_client_session> value;
+    boost::beast::http::status status = boost::beast::http::status::ok;
+    /// Empty unless the headers are bad (status 400).
+    std::string error;
+};
+
+/// Reads the client session of a PUT or a DELETE from the values of its Raftkv-Client-Id
+/// and Raftkv-Sequence headers (each header's every occurrence, in order): each a decimal
+/// number from 1 to 2^64 - 1, with optional surrounding spaces. Neither header: no session.
+/// One without the other, a header given twice, or a value out of range is 400. The
+/// session gets the default expiry and bound (kv_session_default_expiry,
+/// kv_session_default_max_sessions).
+checked_session check_session(const std::vector<std::string_view>& client_id,
+                              const std::vector<std::string_view>& sequence);
+
 } // namespace raftkv::server
 
 #endif

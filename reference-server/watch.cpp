@@ -65,8 +65,8 @@ std::string sse_event(std::string_view event, std::optional<index_t> id, const s
 
 std::optional<change_kind> change_of(const kv_command& command, const kv_result& result)
 {
-    if (result.status != kv_status::ok)
-        return std::nullopt; // a precondition that did not hold changed nothing
+    if (result.status != kv_status::ok || result.replayed)
+        return std::nullopt; // a precondition that did not hold, or a replay, changed nothing
     if (command.op == kv_command_op::put)
         return change_kind::put;
     if (command.op == kv_command_op::del && result.found)

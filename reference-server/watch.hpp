@@ -44,7 +44,9 @@ namespace raftkv::server {
 enum class change_kind { put, del };
 
 /// Whether applying `command` with outcome `result` changed a user key, and how: a put
-/// always does; a delete only when the key existed. Meta records are no user change.
+/// always does; a delete only when the key existed; neither when its precondition failed,
+/// nor when it repeated a client session's sequence (kv_result::replayed) or came too late
+/// for it. Meta records are no user change.
 /// The one place that decides what a watch sees.
 std::optional<change_kind> change_of(const kv_command& command, const kv_result& result);
 

@@ -8,16 +8,31 @@
 // Layout: one byte op ('P', 'D' or 'M'), the key length as 4 bytes big-endian, the key,
 // and for a put or a meta record the value (the rest of the entry).
 //
-// A put or a delete with a precondition is wrapped in a conditional envelope:
+// A put or a delete with a precondition or a client session is wrapped in an envelope:
 //
-//   'X', envelope version 0x01, flags (1 byte: 0x01 "expect version", 0x02 "expect
-//   absent"; exactly one set), for 0x01 the expected version (8 bytes big-endian), then
-//   the plain 'P' or 'D' command as above.
+//   'X', envelope version 0x01, flags (1 byte), then for each flag set, in this order:
+//     0x01 "expect version": the expected version (8 bytes big-endian);
+//     0x02 "expect absent": nothing;
+//     0x04 "session": the client id (8 bytes big-endian, not 0), the sequence (8 bytes
+//          big-endian, not 0), the expiry in log entries (8 bytes big-endian, not 0) and
+//          the most sessions kept (4 bytes big-endian, 1 to kv_session_max_sessions_limit);
+//   then the plain 'P' or 'D' command as above.
+//
+// At least one flag is set, never both 0x01 and 0x02, and no other bit: an entry that
+// breaks a rule, or ends early, is malformed (a no-op).
 //
 // Plain commands are the same bytes as before the envelope existed, so entries already in
-// a log decode as they always did. A build that predates the envelope treats an 'X' entry
-// as malformed (a no-op): every member must run a build that knows it before any client
-// sends a precondition.
+// a log decode as they always did; so do envelopes without the session flag. A build that
+// predates the envelope (or the session flag) treats such an entry as malformed (a no-op)
+// while newer members apply it: every member must run a build that knows it before any
+// client sends a precondition (or a session).
+//
+// A session makes a put or a delete apply at most once however often it is proposed: the
+// state machine keeps, for each client id, the results of its kv_session_window highest
+// sequences applied, and answers a sequence it holds with the recorded result (marked
+// kv_result::replayed) without applying it again. The expiry and the bound ride in the
+// command, written by its proposer, so every replica applies the same limits to the same
+// entry whatever its own configuration. The rules are in <raftkv/kv_sessions.hpp>.
 //
 // A key's version is the index of the log entry that last wrote it (a put, conditional or
 // not). A precondition is checked by the state machine when it applies the entry, against
@@ -48,6 +63,30 @@ struct kv_precondition {
     friend bool operator==(const kv_precondition&, const kv_precondition&) = default;
 };
 
+/// The results a state machine keeps per client session: those of its highest sequences.
+inline constexpr std::size_t kv_session_window = 32;
+/// The largest kv_client_session::max_sessions a command may carry.
+inline constexpr std::uint32_t kv_session_max_sessions_limit = 1u << 20;
+/// What raftkv-server writes into its commands: a session expires once this many log
+/// entries were applied after its client's last one...
+inline constexpr std::uint64_t kv_session_default_expiry = 1'000'000;
+/// ... and the table keeps at most this many sessions, evicting the least recently used.
+inline constexpr std::uint32_t kv_session_default_max_sessions = 32'768;
+
+/// The client session a put or a delete belongs to (see the top of this file).
+struct kv_client_session {
+    /// The client's id, chosen by the client (at random, so that clients do not collide). Not 0.
+    std::uint64_t client = 0;
+    /// The request's number among the client's requests: 1, 2, ...; a retry repeats it. Not 0.
+    std::uint64_t sequence = 0;
+    /// The session expires once this many entries were applied after its last one. Not 0.
+    std::uint64_t expiry_entries = kv_session_default_expiry;
+    /// Applying this entry leaves at most this many sessions. 1 to kv_session_max_sessions_limit.
+    std::uint32_t max_sessions = kv_session_default_max_sessions;
+
+    friend bool operator==(const kv_client_session&, const kv_client_session&) = default;
+};
+
 struct kv_command {
     kv_command_op op = kv_command_op::put;
     /// The user's key, or the name of a meta record.
@@ -56,6 +95,8 @@ struct kv_command {
     std::string_view value;
     /// A put's or a delete's precondition; empty for a plain command and a meta record.
     kv_precondition precondition{};
+    /// The client session of a put or a delete, if it has one.
+    std::optional<kv_client_session> session{};
 };
 
 /// How applying an entry went.
@@ -64,6 +105,10 @@ enum class kv_status : std::uint8_t {
     ok,
     /// The command's precondition did not hold; nothing changed.
     precondition_failed,
+    /// The command's session remembers results of later sequences only, not this one's
+    /// (it fell out of kv_session_window): whether it was applied before is unknown, and
+    /// it was not applied now.
+    stale_sequence,
 };
 
 /// The outcome of applying one entry to a key-value state machine.
@@ -76,6 +121,9 @@ struct kv_result {
     /// the version the key had (0 if absent). A precondition that failed: the current one
     /// (0 if absent). A meta record and an entry that is no command: 0.
     std::uint64_t version = 0;
+    /// The entry repeats a session's sequence already applied: it changed nothing, and the
+    /// other members are the result recorded when that sequence was applied.
+    bool replayed = false;
     friend bool operator==(const kv_result&, const kv_result&) = default;
 };
 
@@ -97,22 +145,45 @@ inline constexpr char kv_envelope_op = 'X';
 inline constexpr char kv_envelope_version = 1;
 inline constexpr std::uint8_t kv_flag_expect_version = 0x01;
 inline constexpr std::uint8_t kv_flag_expect_absent = 0x02;
+inline constexpr std::uint8_t kv_flag_session = 0x04;
+inline constexpr std::size_t kv_session_bytes = 8 + 8 + 8 + 4;
+
+inline void put_be(std::string& out, std::uint64_t v, int bytes)
+{
+    for (int shift = 8 * (bytes - 1); shift >= 0; shift -= 8)
+        out.push_back(static_cast<char>((v >> shift) & 0xff));
+}
+
+inline std::uint64_t get_be(std::string_view in, std::size_t at, std::size_t bytes)
+{
+    std::uint64_t v = 0;
+    for (std::size_t i = 0; i < bytes; ++i)
+        v = (v << 8) | static_cast<unsigned char>(in[at + i]);
+    return v;
+}
 
 inline std::string encode_conditional(kv_command_op op, std::string_view key, std::string_view value,
-                                      const kv_precondition& pre)
+                                      const kv_precondition& pre, const kv_client_session* session)
 {
-    if (pre.empty())
+    if (pre.empty() && !session)
         return encode_kv(op, key, value);
     std::string out;
-    out.reserve(11 + 5 + key.size() + value.size());
+    out.reserve(11 + kv_session_bytes + 5 + key.size() + value.size());
     out.push_back(kv_envelope_op);
     out.push_back(kv_envelope_version);
-    if (pre.expect_version) {
-        out.push_back(static_cast<char>(kv_flag_expect_version));
-        for (int shift = 56; shift >= 0; shift -= 8)
-            out.push_back(static_cast<char>((*pre.expect_version >> shift) & 0xff));
-    } else {
-        out.push_back(static_cast<char>(kv_flag_expect_absent));
+    std::uint8_t flags = session ? kv_flag_session : 0;
+    if (pre.expect_version)
+        flags |= kv_flag_expect_version;
+    else if (pre.expect_absent)
+        flags |= kv_flag_expect_absent;
+    out.push_back(static_cast<char>(flags));
+    if (pre.expect_version)
+        put_be(out, *pre.expect_version, 8);
+    if (session) {
+        put_be(out, session->client, 8);
+        put_be(out, session->sequence, 8);
+        put_be(out, session->expiry_entries, 8);
+        put_be(out, session->max_sessions, 4);
     }
     out.append(encode_kv(op, key, value));
     return out;
@@ -152,14 +223,32 @@ inline std::string encode_del(std::string_view key)
 /// REQUIRES: not both expect_version and expect_absent.
 inline std::string encode_put(std::string_view key, std::string_view value, const kv_precondition& pre)
 {
-    return detail::encode_conditional(kv_command_op::put, key, value, pre);
+    return detail::encode_conditional(kv_command_op::put, key, value, pre, nullptr);
 }
 
 /// A delete that is applied only if `pre` holds. With an empty `pre`, encode_del().
 /// REQUIRES: not both expect_version and expect_absent.
 inline std::string encode_del(std::string_view key, const kv_precondition& pre)
 {
-    return detail::encode_conditional(kv_command_op::del, key, {}, pre);
+    return detail::encode_conditional(kv_command_op::del, key, {}, pre, nullptr);
+}
+
+/// A put of client session `session`, applied at most once per sequence, and only if `pre`
+/// holds (which may be empty).
+/// REQUIRES: not both expect_version and expect_absent; session.client, session.sequence
+/// and session.expiry_entries not 0; session.max_sessions within 1 to
+/// kv_session_max_sessions_limit (else the entry decodes as malformed).
+inline std::string encode_put(std::string_view key, std::string_view value, const kv_precondition& pre,
+                              const kv_client_session& session)
+{
+    return detail::encode_conditional(kv_command_op::put, key, value, pre, &session);
+}
+
+/// A delete of client session `session`; as the put above.
+inline std::string encode_del(std::string_view key, const kv_precondition& pre,
+                              const kv_client_session& session)
+{
+    return detail::encode_conditional(kv_command_op::del, key, {}, pre, &session);
 }
 
 /// A command that sets meta record `name` to `value` (see the top of this file).
@@ -170,7 +259,8 @@ inline std::string encode_meta(std::string_view name, std::string_view value)
 
 /// Decodes `data`, whose lifetime the views in the result share. Returns nothing when
 /// `data` is not a well-formed command: an unknown op, envelope version or flag, lengths
-/// that do not fit, or an envelope around anything but a put or a delete.
+/// that do not fit, a session field out of range, or an envelope around anything but a put
+/// or a delete.
 inline std::optional<kv_command> decode_kv_command(std::string_view data)
 {
     if (data.empty() || data[0] != detail::kv_envelope_op)
@@ -178,25 +268,41 @@ inline std::optional<kv_command> decode_kv_command(std::string_view data)
     if (data.size() < 3 || data[1] != detail::kv_envelope_version)
         return std::nullopt;
     const auto flags = static_cast<std::uint8_t>(data[2]);
+    constexpr std::uint8_t known =
+        detail::kv_flag_expect_version | detail::kv_flag_expect_absent | detail::kv_flag_session;
+    const bool expect_version = (flags & detail::kv_flag_expect_version) != 0;
+    const bool expect_absent = (flags & detail::kv_flag_expect_absent) != 0;
+    if (flags == 0 || (flags & ~known) != 0 || (expect_version && expect_absent))
+        return std::nullopt;
     kv_precondition pre;
     std::size_t at = 3;
-    if (flags == detail::kv_flag_expect_version) {
-        if (data.size() < at + 8)
+    if (expect_version) {
+        if (data.size() - at < 8)
             return std::nullopt;
-        std::uint64_t v = 0;
-        for (std::size_t i = 0; i < 8; ++i)
-            v = (v << 8) | static_cast<unsigned char>(data[at + i]);
-        pre.expect_version = v;
+        pre.expect_version = detail::get_be(data, at, 8);
         at += 8;
-    } else if (flags == detail::kv_flag_expect_absent) {
-        pre.expect_absent = true;
-    } else {
-        return std::nullopt;
+    }
+    pre.expect_absent = expect_absent;
+    std::optional<kv_client_session> session;
+    if ((flags & detail::kv_flag_session) != 0) {
+        if (data.size() - at < detail::kv_session_bytes)
+            return std::nullopt;
+        kv_client_session s;
+        s.client = detail::get_be(data, at, 8);
+        s.sequence = detail::get_be(data, at + 8, 8);
+        s.expiry_entries = detail::get_be(data, at + 16, 8);
+        s.max_sessions = static_cast<std::uint32_t>(detail::get_be(data, at + 24, 4));
+        if (s.client == 0 || s.sequence == 0 || s.expiry_entries == 0 || s.max_sessions == 0 ||
+            s.max_sessions > kv_session_max_sessions_limit)
+            return std::nullopt;
+        session = s;
+        at += detail::kv_session_bytes;
     }
     std::optional<kv_command> c = detail::decode_plain(data.substr(at));
     if (!c || c->op == kv_command_op::meta)
         return std::nullopt;
     c->precondition = pre;
+    c->session = session;
     return c;
 }
 

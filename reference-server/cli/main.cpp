@@ -18,6 +18,7 @@
 #include <iostream>
 #include <map>
 #include <optional>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -50,7 +51,7 @@ constexpr const char* exit_codes_text = R"(Exit codes:
   3  unavailable: no endpoint answered, the timeout passed, or the cluster
      answered 503 (no leader, shutting down, a write whose outcome is unknown)
   4  refused: the server answered 400, 405, 409 or 413 (bad input, a conflicting
-     membership change)
+     membership change, a write sequence the cluster no longer remembers)
   5  not authorized: 401 (missing or unknown token) or 403 (read-only token)
   6  server error: a 500 or an answer the client does not understand
   7  precondition failed: 412 (put --if-match/--if-absent, del --if-match)
@@ -211,6 +212,38 @@ header_list if_match_header(const po::variables_map& vm)
     return {{"If-Match", "\"" + v + "\""}};
 }
 
+/// A client id for this invocation: 64 random bits, never 0, so that two invocations
+/// (on any machine) practically never share one.
+std::uint64_t random_client_id()
+{
+    std::random_device device;
+    for (;;) {
+        const std::uint64_t id = (std::uint64_t{device()} << 32) ^ std::uint64_t{device()};
+        if (id != 0)
+            return id;
+    }
+}
+
+/// Adds the client session of the invocation's one write (a random client id, sequence 1)
+/// to `headers`, unless --no-session; whether it did. Every attempt of the write carries
+/// the same session, so the cluster applies it once however often it is sent
+/// (docs/server.md, Exactly-once writes).
+bool add_session(const po::variables_map& vm, header_list& headers)
+{
+    if (vm["no-session"].as<bool>())
+        return false;
+    headers.emplace_back("Raftkv-Client-Id", std::to_string(random_client_id()));
+    headers.emplace_back("Raftkv-Sequence", "1");
+    return true;
+}
+
+void add_session_option(po::options_description& d)
+{
+    d.add_options()("no-session", po::bool_switch(),
+                    "send the write without a client session: one whose outcome is unknown is then "
+                    "not sent again (but for a plain put)");
+}
+
 int run_put(context& ctx, const po::variables_map& vm, const std::vector<std::string>& args)
 {
     const json::object body{{"value", args[1]}};
@@ -220,10 +253,14 @@ int run_put(context& ctx, const po::variables_map& vm, const std::vector<std::st
             throw usage_failure("--if-match and --if-absent: give one");
         headers.emplace_back("If-None-Match", "*");
     }
-    // A conditional put sent again after it may have been applied would answer 412: send
-    // it once, as a delete.
-    const answer a = ctx.c->request("PUT", key_target(args[0]), json::serialize(body),
-                                    headers.empty() ? retry_policy::idempotent : retry_policy::once, headers);
+    // A conditional put sent again without a session after it may have been applied would
+    // answer 412: send it once, as a delete. With a session the cluster answers a repeat as
+    // it answered the first, so any put may be sent again.
+    const bool conditional = !headers.empty();
+    const bool session = add_session(vm, headers);
+    const answer a =
+        ctx.c->request("PUT", key_target(args[0]), json::serialize(body),
+                       session || !conditional ? retry_policy::idempotent : retry_policy::once, headers);
     if (a.status != 200)
         return fail(a);
     return done(ctx, a, [](const json::object&) { std::cout << "OK\n"; });
@@ -268,8 +305,10 @@ int run_get(context& ctx, const po::variables_map& vm, const std::vector<std::st
 
 int run_del(context& ctx, const po::variables_map& vm, const std::vector<std::string>& args)
 {
-    const answer a =
-        ctx.c->request("DELETE", key_target(args[0]), {}, retry_policy::once, if_match_header(vm));
+    header_list headers = if_match_header(vm);
+    const bool session = add_session(vm, headers);
+    const answer a = ctx.c->request("DELETE", key_target(args[0]), {},
+                                    session ? retry_policy::idempotent : retry_policy::once, headers);
     if (a.status == 404 && !ctx.json_output) {
         std::cerr << "raftkv: key not found: " << args[0] << "\n";
         return not_found;
@@ -531,12 +570,14 @@ const std::vector<command>& commands()
 {
     static const std::vector<command> all = {
         {"put",
-         "put KEY VALUE [--if-match V | --if-absent]",
+         "put KEY VALUE [--if-match V | --if-absent] [--no-session]",
          "Sets KEY to VALUE. Prints OK. With --if-match, only if KEY is at version V; with\n"
-         "--if-absent, only if KEY does not exist; exit code 7 when that does not hold.",
+         "--if-absent, only if KEY does not exist; exit code 7 when that does not hold.\n"
+         "Applied once however often it is retried (a client session), unless --no-session.",
          [](po::options_description& d) {
              d.add_options()("if-match", po::value<std::string>(), "only if KEY is at version V")(
                  "if-absent", po::bool_switch(), "only if KEY does not exist (create it)");
+             add_session_option(d);
          },
          {"key", "value"},
          run_put},
@@ -552,11 +593,13 @@ const std::vector<command>& commands()
          {"key"},
          run_get},
         {"del",
-         "del KEY [--if-match V]",
+         "del KEY [--if-match V] [--no-session]",
          "Deletes KEY. Prints OK; exit code 2 when it was absent. With --if-match, only if\n"
-         "KEY is at version V; exit code 7 when it is not.",
+         "KEY is at version V; exit code 7 when it is not. Applied once however often it is\n"
+         "retried (a client session), unless --no-session.",
          [](po::options_description& d) {
              d.add_options()("if-match", po::value<std::string>(), "only if KEY is at version V");
+             add_session_option(d);
          },
          {"key"},
          run_del},

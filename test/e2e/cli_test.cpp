@@ -241,6 +241,50 @@ BOOST_AUTO_TEST_CASE(an_unreachable_endpoint_falls_through_and_none_reachable_is
     BOOST_TEST(json::parse(r.out).as_array().size() == 3u);
 }
 
+// A write the client gave up on at a node that stalled is still in that node's socket: once
+// the node resumes, it proposes it, after the client's retry elsewhere was applied. With
+// its client session the second copy is a replay; without one it writes the key again.
+BOOST_AUTO_TEST_CASE(a_write_retried_past_a_stalled_node_applies_once_with_its_session)
+{
+    const std::uint64_t stalled = followers().front();
+    const std::string endpoints = url(c.http_port(stalled)) + "," + url(c.http_port(leader));
+    const auto version_of = [&](const std::string& key) -> std::uint64_t {
+        const http_response r = get(c.http_port(leader), key);
+        return r.status == 200 ? json::parse(r.body).at("version").to_number<std::uint64_t>() : 0;
+    };
+    // The PUTs the stalled node answered (to clients long gone, for the stalled copies).
+    const auto puts_answered = [&] {
+        const http_response r = request(c.http_port(stalled), "GET", "/metrics");
+        double total = 0;
+        std::istringstream in(r.body);
+        for (std::string line; std::getline(in, line);)
+            if (line.starts_with("raftkv_http_requests_total{") &&
+                line.find("route=\"kv\"") != std::string::npos &&
+                line.find("method=\"PUT\"") != std::string::npos)
+                total += std::stod(line.substr(line.rfind(' ') + 1));
+        return total;
+    };
+    const auto write_past_stall = [&](const std::string& key, std::vector<std::string> extra) {
+        const double answered = puts_answered();
+        std::vector<std::string> args{"--timeout", "4s", "put", key, "v"};
+        args.insert(args.end(), extra.begin(), extra.end());
+        c.signal(stalled, SIGSTOP);
+        const cli_result r = run_cli(with_endpoints(endpoints, args));
+        const std::uint64_t written = version_of(key);
+        c.signal(stalled, SIGCONT);
+        BOOST_TEST(r.code == ok, r);
+        BOOST_TEST(written > 0u);
+        BOOST_TEST(wait_until([&] { return puts_answered() > answered; }, 10s, 100ms),
+                   "the stalled node never handled its copy of the put");
+        return written;
+    };
+    const std::uint64_t once = write_past_stall("with-session", {});
+    BOOST_TEST(version_of("with-session") == once);
+    const std::uint64_t plain = write_past_stall("without-session", {"--no-session"});
+    BOOST_TEST(version_of("without-session") != plain,
+               "the stalled copy of a put without a session is applied");
+}
+
 BOOST_AUTO_TEST_CASE(watch_prints_every_change_and_resumes_on_another_endpoint)
 {
     temp_dir dir;

@@ -182,6 +182,10 @@ seeds membership_seeds()
     out["kv_del"] = encode_del("key");
     out["kv_meta"] = encode_meta("http/1", "127.0.0.1:8081");
     out["near_kv_del_with_value"] = encode_del("key") + "x";
+    out["kv_put_if_absent"] = encode_put("key", "value", kv_precondition{std::nullopt, true});
+    out["kv_put_session"] = encode_put("key", "value", {}, kv_client_session{7, 3});
+    out["kv_del_if_match_session"] =
+        encode_del("key", kv_precondition{5, false}, kv_client_session{7, 4, 100, 10});
     out["member_info"] = server::encode_member_info({"10.0.0.4", 9080}, server::host_port{"10.0.0.4", 8080});
     out["member_info_v6"] = server::encode_member_info({"::1", 9080});
     out["near_member_info_bad_port"] = R"({"raft":"10.0.0.4:0","http":"h:65536"})";

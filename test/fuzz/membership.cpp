@@ -57,11 +57,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         FUZZ_CHECK(c->key.data() >= input.data() &&
                    c->key.data() + c->key.size() <= input.data() + input.size());
         std::string again;
+        // Every command that decodes has one encoding: its precondition and session included.
         switch (c->op) {
-        case raftkv::kv_command_op::put: again = raftkv::encode_put(c->key, c->value); break;
+        case raftkv::kv_command_op::put:
+            again = c->session ? raftkv::encode_put(c->key, c->value, c->precondition, *c->session)
+                               : raftkv::encode_put(c->key, c->value, c->precondition);
+            break;
         case raftkv::kv_command_op::del:
             FUZZ_CHECK(c->value.empty());
-            again = raftkv::encode_del(c->key);
+            again = c->session ? raftkv::encode_del(c->key, c->precondition, *c->session)
+                               : raftkv::encode_del(c->key, c->precondition);
             break;
         case raftkv::kv_command_op::meta: again = raftkv::encode_meta(c->key, c->value); break;
         }

@@ -11,6 +11,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include "support.hpp"
+#include "support/kv_session_checks.hpp"
 
 #include <leveldb/db.h>
 
@@ -252,7 +253,10 @@ int apply_unsynced(const std::filesystem::path& dir)
     return 0;
 }
 
-[[maybe_unused]] const bool child = raftkv::test::serve_child_roles({{"apply_unsynced", apply_unsynced}});
+int apply_sessions_unsynced(const std::filesystem::path& dir);
+
+[[maybe_unused]] const bool child = raftkv::test::serve_child_roles(
+    {{"apply_unsynced", apply_unsynced}, {"apply_sessions_unsynced", apply_sessions_unsynced}});
 
 } // namespace
 
@@ -955,8 +959,8 @@ BOOST_AUTO_TEST_CASE(restore_refuses_a_stream_damaged_cut_short_or_of_another_in
     refused(9, chunks, "the snapshot ends after 5 records but its trailer counts 6");
 
     std::string future = stream;
-    future[7] = 3;
-    refused(9, {future}, "snapshot version 3; this build reads versions 1 to 2");
+    future[7] = 4;
+    refused(9, {future}, "snapshot version 4; this build reads versions 1 to 3");
 }
 
 BOOST_AUTO_TEST_CASE(restore_calls_without_begin_are_logic_errors)
@@ -1145,7 +1149,7 @@ BOOST_AUTO_TEST_CASE(version_1_database_is_upgraded_in_place)
     }
     std::string format;
     BOOST_TEST_REQUIRE(open_raw(dir / "v1")->Get({}, "mformat", &format).ok());
-    BOOST_TEST(format == "raftkv.kv_state_machine.v3");
+    BOOST_TEST(format == "raftkv.kv_state_machine.v4");
     kv_state_machine m{dir / "v1"};
     BOOST_TEST(m.get("a").value() == "1");
     BOOST_TEST(m.get_versioned("a").value().version == 0u);
@@ -1179,8 +1183,8 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_a_format_of_another_version)
     {
         kv_state_machine m{dir / "sm"};
     }
-    open_raw(dir / "sm")->Put({}, "mformat", "raftkv.kv_state_machine.v4");
-    check_open_fails<kv_state_machine>(dir / "sm", "unsupported format 'raftkv.kv_state_machine.v4'");
+    open_raw(dir / "sm")->Put({}, "mformat", "raftkv.kv_state_machine.v5");
+    check_open_fails<kv_state_machine>(dir / "sm", "unsupported format 'raftkv.kv_state_machine.v5'");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_corrupt_slot_record)
@@ -1575,7 +1579,7 @@ BOOST_AUTO_TEST_CASE(version_2_database_with_its_state_in_slot_1_is_upgraded_in_
     auto db = open_raw(dir / "v2");
     std::string value;
     BOOST_TEST_REQUIRE(db->Get({}, "mformat", &value).ok());
-    BOOST_TEST(value == "raftkv.kv_state_machine.v3");
+    BOOST_TEST(value == "raftkv.kv_state_machine.v4");
     BOOST_TEST(db->Get({}, "mstale", &value).IsNotFound());
     BOOST_TEST(db->Get({}, "Ka", &value).IsNotFound());
     BOOST_TEST_REQUIRE(db->Get({}, "ka", &value).ok());
@@ -1599,4 +1603,180 @@ BOOST_AUTO_TEST_CASE(a_checkpoint_deletes_the_batch_records_it_covers)
     std::unique_ptr<::leveldb::Iterator> it(db->NewIterator({}));
     it->Seek("mbatch");
     BOOST_TEST(!(it->Valid() && it->key().starts_with("mbatch")));
+}
+
+// Client sessions: the same checks as the simulator's machine, then persistence.
+
+BOOST_AUTO_TEST_CASE(a_session_command_applies_once_and_replays_its_result)
+{
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    raftkv::test::check_session_applies_once(m);
+}
+
+BOOST_AUTO_TEST_CASE(a_session_replays_the_outcome_of_a_precondition)
+{
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    raftkv::test::check_session_replays_preconditions(m);
+}
+
+BOOST_AUTO_TEST_CASE(a_sequence_below_the_session_window_is_stale_and_not_applied)
+{
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    raftkv::test::check_session_window(m);
+}
+
+BOOST_AUTO_TEST_CASE(a_session_expires_after_its_expiry_in_log_entries)
+{
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    raftkv::test::check_session_expiry(m);
+}
+
+BOOST_AUTO_TEST_CASE(the_session_table_evicts_the_least_recently_used_past_its_bound)
+{
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    raftkv::test::check_session_bound(m);
+}
+
+namespace {
+
+using session_map = std::map<std::uint64_t, raftkv::kv_session>;
+
+// The child of sessions_survive_a_process_crash_without_close.
+int apply_sessions_unsynced(const std::filesystem::path& dir)
+{
+    kv_state_machine m{dir / "sm", {.sync = false}};
+    raftkv::test::apply_sample_sessions(m);
+    // Evicts and expires in a later batch: deletions must reach the disk too.
+    raftkv::test::session_driver(m).apply(
+        raftkv::encode_put("z", "1", {}, raftkv::test::stamp(99, 1, 1000, 2)));
+    _exit(0); // no close, hence no checkpoint: the batches' own writes must hold the table
+}
+
+[[maybe_unused]] const bool session_child =
+    raftkv::test::serve_child_roles({{"apply_sessions_unsynced", apply_sessions_unsynced}});
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(sessions_survive_reopening)
+{
+    temp_dir dir;
+    session_map before;
+    {
+        kv_state_machine m{dir / "sm"};
+        raftkv::test::apply_sample_sessions(m);
+        before = m.sessions().sessions();
+    }
+    kv_state_machine m{dir / "sm"};
+    BOOST_TEST((m.sessions().sessions() == before));
+    const kv_result r =
+        raftkv::test::session_driver(m).apply(raftkv::encode_del("a", {}, raftkv::test::stamp(12, 1)));
+    BOOST_TEST(r.replayed);
+    BOOST_TEST(r.found);
+}
+
+BOOST_AUTO_TEST_CASE(sessions_survive_a_process_crash_without_close)
+{
+    temp_dir dir;
+    const int status = raftkv::test::run_child("apply_sessions_unsynced", dir.path());
+    BOOST_TEST_REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    kv_state_machine m{dir / "sm", {.sync = false}};
+    // The last batch kept 2 sessions (its bound): client 99's and the most recent before.
+    BOOST_TEST(m.sessions().size() == 2u);
+    BOOST_TEST(m.sessions().find(99) != nullptr);
+    BOOST_TEST(m.sessions().find(13) != nullptr);
+    BOOST_TEST(m.sessions().find(11) == nullptr);
+    BOOST_TEST(m.get("z").value() == "1");
+}
+
+BOOST_AUTO_TEST_CASE(sessions_are_part_of_the_snapshot_and_a_restore_replaces_them)
+{
+    temp_dir dir;
+    kv_state_machine a{dir / "a"};
+    raftkv::test::apply_sample_sessions(a);
+    const contents snapshot = contents_of(a);
+    BOOST_TEST(std::count_if(snapshot.begin(), snapshot.end(),
+                             [](const auto& r) { return r.first.first == 's'; }) == 4);
+
+    kv_state_machine b{dir / "b"};
+    raftkv::test::session_driver(b).apply(raftkv::encode_put("q", "1", {}, raftkv::test::stamp(500, 1)));
+    auto reader = a.snapshot();
+    restore(b, a.applied_index(), read_all(reader, 5));
+    BOOST_TEST((b.sessions().sessions() == a.sessions().sessions()));
+    BOOST_TEST(b.sessions().find(500) == nullptr);
+    const std::string retry = raftkv::encode_del("a", {}, raftkv::test::stamp(12, 1));
+    BOOST_TEST(
+        (raftkv::test::session_driver(b).apply(retry) == raftkv::test::session_driver(a).apply(retry)));
+
+    // The restored table is the one stored: it comes back after a reopen.
+    const session_map restored = b.sessions().sessions();
+    kv_state_machine c{dir / "c"};
+    restore_from(c, b);
+    BOOST_TEST((c.sessions().sessions() == restored));
+}
+
+BOOST_AUTO_TEST_CASE(a_version_2_stream_restores_with_no_sessions)
+{
+    using namespace raftkv::leveldb::detail;
+    temp_dir dir;
+    // Version 2's layout: the header, then a versioned key, then the trailer.
+    std::string stream(snapshot_magic);
+    stream.push_back(2);
+    put_u64_be(stream, 5);
+    std::string value;
+    put_varint64(value, 4);
+    value.append("old");
+    stream.push_back('k');
+    put_varint64(stream, 1);
+    put_varint64(stream, value.size());
+    stream.append("a").append(value);
+    fnv1a64 hash;
+    hash.update(stream);
+    stream.push_back(snapshot_end);
+    put_u64_be(stream, 1);
+    put_u64_be(stream, hash.value());
+
+    kv_state_machine m{dir / "sm"};
+    raftkv::test::session_driver(m).apply(raftkv::encode_put("q", "1", {}, raftkv::test::stamp(500, 1)));
+    restore(m, 5, {stream});
+    BOOST_TEST(m.get_versioned("a").value().version == 4u);
+    BOOST_TEST(m.sessions().size() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_session_record_in_a_version_2_stream_is_refused)
+{
+    using namespace raftkv::leveldb::detail;
+    temp_dir dir;
+    kv_state_machine a{dir / "a"};
+    raftkv::test::apply_sample_sessions(a);
+    std::string stream = stream_of(a);
+    stream[7] = 2;
+    kv_state_machine b{dir / "b"};
+    check_throws<std::runtime_error>([&] { restore(b, a.applied_index(), {stream}); }, "unknown kind");
+}
+
+BOOST_AUTO_TEST_CASE(a_failed_apply_leaves_the_session_table_as_it_was)
+{
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    raftkv::test::apply_sample_sessions(m);
+    const session_map before = m.sessions().sessions();
+    const index_t applied = m.applied_index();
+    std::string kind;
+    {
+        // The batch's write grows LevelDB's log file past the limit.
+        const file_size_limit limit(256 * 1024);
+        kind = thrown_by([&] {
+            raftkv::test::session_driver(m).apply(
+                {raftkv::encode_put("big", std::string(512 * 1024, 'v'), {}, raftkv::test::stamp(11, 100)),
+                 raftkv::encode_put("new", "1", {}, raftkv::test::stamp(77, 1, 1000, 1))});
+        });
+    }
+    BOOST_TEST(kind == "storage_error");
+    BOOST_TEST(m.applied_index() == applied);
+    BOOST_TEST((m.sessions().sessions() == before));
 }

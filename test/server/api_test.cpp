@@ -817,3 +817,36 @@ BOOST_AUTO_TEST_CASE(preconditions_come_from_if_match_and_if_none_match)
         BOOST_TEST(!c.error.empty());
     }
 }
+
+BOOST_AUTO_TEST_CASE(a_client_session_comes_from_both_session_headers_or_neither)
+{
+    using raftkv::server::check_session;
+    namespace http = boost::beast::http;
+    using views = std::vector<std::string_view>;
+    const auto none = check_session({}, {});
+    BOOST_TEST(!none.value.has_value());
+    BOOST_TEST(none.error.empty());
+    const auto s = check_session(views{" 42 "}, views{"18446744073709551615"});
+    BOOST_TEST_REQUIRE(s.value.has_value());
+    BOOST_TEST(s.value->client == 42u);
+    BOOST_TEST(s.value->sequence == 18446744073709551615ull);
+    BOOST_TEST(s.value->expiry_entries == raftkv::kv_session_default_expiry);
+    BOOST_TEST(s.value->max_sessions == raftkv::kv_session_default_max_sessions);
+    for (const auto& [client, sequence, why] : std::vector<std::tuple<views, views, std::string>>{
+             {views{"1"}, {}, "Raftkv-Client-Id needs Raftkv-Sequence"},
+             {{}, views{"1"}, "Raftkv-Sequence needs Raftkv-Client-Id"},
+             {views{"1", "1"}, views{"1"}, "more than one Raftkv-Client-Id"},
+             {views{"1"}, views{"1", "2"}, "more than one Raftkv-Sequence"},
+             {views{"0"}, views{"1"}, "Raftkv-Client-Id must be"},
+             {views{"abc"}, views{"1"}, "Raftkv-Client-Id must be"},
+             {views{"18446744073709551616"}, views{"1"}, "Raftkv-Client-Id must be"},
+             {views{"1"}, views{"0"}, "Raftkv-Sequence must be"},
+             {views{"1"}, views{"-1"}, "Raftkv-Sequence must be"},
+             {views{"1"}, views{""}, "Raftkv-Sequence must be"},
+         }) {
+        const auto c = check_session(client, sequence);
+        BOOST_TEST(!c.value.has_value());
+        BOOST_TEST((c.status == http::status::bad_request));
+        BOOST_TEST(c.error.find(why) != std::string::npos, c.error);
+    }
+}

@@ -128,6 +128,8 @@ BOOST_AUTO_TEST_CASE(rendered_metrics_pass_the_format_check_and_carry_the_inputs
         requests.record(route_label_of(route::kv), http::verb::put, 200, std::chrono::milliseconds(2));
     requests.record(route_label_of(route::kv), http::verb::get, 404, std::chrono::microseconds(300));
     requests.record(unmatched_route, http::verb::patch, 418, std::chrono::microseconds(10));
+    requests.record_replay();
+    requests.record_replay();
 
     const std::string text = render_metrics(leader_inputs(), requests);
     const prometheus_text t = parse_prometheus_text(text);
@@ -165,6 +167,8 @@ BOOST_AUTO_TEST_CASE(rendered_metrics_pass_the_format_check_and_carry_the_inputs
                1);
     BOOST_TEST(t.value("raftkv_http_open_connections") == 5);
     BOOST_TEST(t.value("raftkv_http_connections_rejected_total") == 1);
+    BOOST_TEST(t.types.at("raftkv_session_replays_total") == "counter");
+    BOOST_TEST(t.value("raftkv_session_replays_total") == 2);
     BOOST_TEST(t.value("process_resident_memory_bytes") == 1 << 20);
     BOOST_TEST(t.value("process_start_time_seconds") == 1.7e9);
 }

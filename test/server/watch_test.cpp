@@ -63,6 +63,14 @@ BOOST_AUTO_TEST_CASE(a_change_is_a_put_or_a_delete_that_found_its_key)
     failed.status = kv_status::precondition_failed;
     BOOST_TEST(!change_of(put, failed));
     BOOST_TEST(!change_of(del, failed));
+    // Nor did a retry of a session's write already applied.
+    kv_result replayed{true};
+    replayed.replayed = true;
+    BOOST_TEST(!change_of(put, replayed));
+    BOOST_TEST(!change_of(del, replayed));
+    kv_result stale{false};
+    stale.status = kv_status::stale_sequence;
+    BOOST_TEST(!change_of(put, stale));
 }
 
 BOOST_AUTO_TEST_CASE(records_changes_in_order_and_replays_them_by_key_or_prefix)

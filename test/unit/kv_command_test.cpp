@@ -1,9 +1,12 @@
 #include <raftkv/kv_command.hpp>
+#include <raftkv/kv_sessions.hpp>
 
 #define BOOST_TEST_MODULE kv_command
 #include <boost/test/unit_test.hpp>
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -162,4 +165,127 @@ BOOST_AUTO_TEST_CASE(every_prefix_and_every_byte_flip_of_a_command_decodes_or_is
         }
     }
     BOOST_TEST(decoded > 0u);
+}
+
+// Client sessions.
+
+namespace {
+
+raftkv::kv_client_session session_of(std::uint64_t client, std::uint64_t sequence)
+{
+    return raftkv::kv_client_session{client, sequence, 12345, 678};
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_session_round_trips_with_and_without_a_precondition)
+{
+    const raftkv::kv_client_session s{0x0102030405060708u, 0xfffffffffffffffeu, 1,
+                                      raftkv::kv_session_max_sessions_limit};
+    const std::vector<raftkv::kv_precondition> preconditions{
+        {}, {std::uint64_t{7}, false}, {std::nullopt, true}, {std::uint64_t{0}, false}};
+    for (const raftkv::kv_precondition& pre : preconditions) {
+        const std::string put = raftkv::encode_put("key", "value", pre, s);
+        BOOST_TEST(put[0] == 'X');
+        auto c = raftkv::decode_kv_command(put);
+        BOOST_REQUIRE(c);
+        BOOST_TEST((c->op == raftkv::kv_command_op::put));
+        BOOST_TEST(c->key == "key");
+        BOOST_TEST(c->value == "value");
+        BOOST_TEST((c->precondition == pre));
+        BOOST_TEST((c->session == s));
+        c = raftkv::decode_kv_command(raftkv::encode_del("key", pre, s));
+        BOOST_REQUIRE(c);
+        BOOST_TEST((c->op == raftkv::kv_command_op::del));
+        BOOST_TEST((c->precondition == pre));
+        BOOST_TEST((c->session == s));
+    }
+}
+
+BOOST_AUTO_TEST_CASE(the_session_layout_is_as_documented)
+{
+    const std::string put = raftkv::encode_put("k", "v", {std::uint64_t{9}, false}, session_of(1, 2));
+    const std::string expected = std::string("X\x01\x05", 3) + std::string(7, '\0') +
+                                 "\x09" +                            // expect version 9
+                                 std::string(7, '\0') + "\x01" +     // client 1
+                                 std::string(7, '\0') + "\x02" +     // sequence 2
+                                 std::string(6, '\0') + "\x30\x39" + // expiry 12345
+                                 std::string(2, '\0') + "\x02\xa6" + // 678 sessions
+                                 raftkv::encode_put("k", "v");
+    BOOST_TEST(put == expected);
+}
+
+BOOST_AUTO_TEST_CASE(commands_without_a_session_decode_with_none)
+{
+    BOOST_TEST(!raftkv::decode_kv_command(raftkv::encode_put("k", "v"))->session.has_value());
+    BOOST_TEST(!raftkv::decode_kv_command(raftkv::encode_put("k", "v", {std::uint64_t{1}, false}))->session);
+    BOOST_TEST(!raftkv::decode_kv_command(raftkv::encode_meta("m", "v"))->session);
+}
+
+BOOST_AUTO_TEST_CASE(every_truncation_of_a_session_envelope_is_malformed)
+{
+    const std::string put = raftkv::encode_put("key", "", {std::uint64_t{3}, false}, session_of(1, 2));
+    const std::size_t plain = raftkv::encode_put("key", "").size();
+    // Cut anywhere before the plain command is whole: nothing decodes (a put's value may be
+    // cut short, so its last bytes are left out).
+    for (std::size_t n = 0; n < put.size() - plain + 5 + 3; ++n)
+        BOOST_TEST(!raftkv::decode_kv_command(std::string_view(put).substr(0, n)), "cut at " << n);
+    const std::string del = raftkv::encode_del("key", {}, session_of(1, 2));
+    for (std::size_t n = 0; n < del.size(); ++n)
+        BOOST_TEST(!raftkv::decode_kv_command(std::string_view(del).substr(0, n)), "cut at " << n);
+}
+
+BOOST_AUTO_TEST_CASE(a_session_envelope_breaking_a_rule_is_malformed)
+{
+    const auto with_session = [](std::uint64_t client, std::uint64_t seq, std::uint64_t expiry,
+                                 std::uint32_t max) {
+        return raftkv::encode_put("k", "v", {}, raftkv::kv_client_session{client, seq, expiry, max});
+    };
+    BOOST_TEST(raftkv::decode_kv_command(with_session(1, 1, 1, 1)).has_value());
+    BOOST_TEST(!raftkv::decode_kv_command(with_session(0, 1, 1, 1)), "client 0");
+    BOOST_TEST(!raftkv::decode_kv_command(with_session(1, 0, 1, 1)), "sequence 0");
+    BOOST_TEST(!raftkv::decode_kv_command(with_session(1, 1, 0, 1)), "expiry 0");
+    BOOST_TEST(!raftkv::decode_kv_command(with_session(1, 1, 1, 0)), "no sessions kept");
+    BOOST_TEST(!raftkv::decode_kv_command(with_session(1, 1, 1, raftkv::kv_session_max_sessions_limit + 1)));
+
+    std::string bad = with_session(1, 1, 1, 1);
+    for (const unsigned char flags : {0x00, 0x03, 0x07, 0x08, 0x0c, 0x80}) {
+        bad[2] = static_cast<char>(flags);
+        BOOST_TEST(!raftkv::decode_kv_command(bad), "flags " << int(flags));
+    }
+    // A session around a meta record.
+    std::string meta =
+        std::string("X\x01\x04", 3) + with_session(1, 1, 1, 1).substr(3, 28) + raftkv::encode_meta("m", "v");
+    BOOST_TEST(!raftkv::decode_kv_command(meta));
+}
+
+BOOST_AUTO_TEST_CASE(the_session_codec_round_trips_and_rejects_garbage)
+{
+    raftkv::kv_session s;
+    s.last_index = std::uint64_t{1} << 40;
+    s.forgotten = 3;
+    s.results = {{4, {true, raftkv::kv_status::ok, 99, false}},
+                 {300, {true, raftkv::kv_status::precondition_failed, 7, false}},
+                 {~std::uint64_t{0}, {false, raftkv::kv_status::ok, 0, false}}};
+    const std::string encoded = raftkv::kv_session_table::encode(s);
+    BOOST_TEST((raftkv::kv_session_table::decode(encoded) == s));
+    for (std::size_t n = 0; n < encoded.size(); ++n)
+        BOOST_TEST(!raftkv::kv_session_table::decode(encoded.substr(0, n)), "cut at " << n);
+    BOOST_TEST(!raftkv::kv_session_table::decode(encoded + "x"));
+    BOOST_TEST(!raftkv::kv_session_table::decode(std::string("\x01\x00\x21", 3)), "33 results");
+    raftkv::kv_session unordered = s;
+    std::swap(unordered.results[0], unordered.results[1]);
+    BOOST_TEST(!raftkv::kv_session_table::decode(raftkv::kv_session_table::encode(unordered)));
+
+    BOOST_TEST(raftkv::kv_session_table::decode_id(raftkv::kv_session_table::encode_id(42)).value() == 42u);
+    BOOST_TEST(!raftkv::kv_session_table::decode_id(std::string(8, '\0')));
+    BOOST_TEST(!raftkv::kv_session_table::decode_id("short"));
+}
+
+BOOST_AUTO_TEST_CASE(a_replayed_result_differs_from_the_original)
+{
+    const raftkv::kv_result original{true, raftkv::kv_status::ok, 5};
+    raftkv::kv_result replay = original;
+    replay.replayed = true;
+    BOOST_TEST(!(original == replay));
 }

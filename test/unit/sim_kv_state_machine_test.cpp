@@ -6,6 +6,8 @@
 #include <raftkv/concepts.hpp>
 #include <raftkv/kv_command.hpp>
 
+#include "support/kv_session_checks.hpp"
+
 #include <span>
 #include <string>
 #include <vector>
@@ -147,4 +149,78 @@ BOOST_AUTO_TEST_CASE(versions_survive_a_snapshot_and_restore)
     BOOST_TEST(b.get("a").value_or("-") == "3");
     BOOST_TEST(b.version("a").value_or(0) == 3u);
     BOOST_TEST(b.version("b").value_or(0) == 2u);
+}
+
+// Client sessions: the same checks as the LevelDB machine's.
+
+BOOST_AUTO_TEST_CASE(a_session_command_applies_once_and_replays_its_result)
+{
+    kv_state_machine m;
+    raftkv::test::check_session_applies_once(m);
+}
+
+BOOST_AUTO_TEST_CASE(a_session_replays_the_outcome_of_a_precondition)
+{
+    kv_state_machine m;
+    raftkv::test::check_session_replays_preconditions(m);
+}
+
+BOOST_AUTO_TEST_CASE(a_sequence_below_the_session_window_is_stale_and_not_applied)
+{
+    kv_state_machine m;
+    raftkv::test::check_session_window(m);
+}
+
+BOOST_AUTO_TEST_CASE(a_session_expires_after_its_expiry_in_log_entries)
+{
+    kv_state_machine m;
+    raftkv::test::check_session_expiry(m);
+}
+
+BOOST_AUTO_TEST_CASE(the_session_table_evicts_the_least_recently_used_past_its_bound)
+{
+    kv_state_machine m;
+    raftkv::test::check_session_bound(m);
+}
+
+BOOST_AUTO_TEST_CASE(sessions_are_part_of_the_snapshot_and_survive_on_the_disk)
+{
+    auto disk = std::make_shared<kv_state_machine::disk>();
+    kv_state_machine a{disk};
+    raftkv::test::apply_sample_sessions(a);
+    BOOST_TEST_REQUIRE(a.sessions().size() == 4u);
+
+    // Streamed in small chunks and restored elsewhere.
+    auto reader = a.snapshot();
+    kv_state_machine b;
+    b.begin_restore(raftkv::snapshot_meta{reader.index(), 1, {}});
+    for (bool last = false; !last;) {
+        std::string chunk;
+        last = reader.read(chunk, 7);
+        b.restore_chunk(chunk);
+    }
+    b.finish_restore();
+    BOOST_TEST((b.sessions().sessions() == a.sessions().sessions()));
+    BOOST_TEST((b.data() == a.data()));
+    // The restored table answers a retry as the original would.
+    const std::string retry = raftkv::encode_del("a", {}, raftkv::test::stamp(12, 1));
+    const kv_result from_a = raftkv::test::session_driver(a).apply(retry);
+    const kv_result from_b = raftkv::test::session_driver(b).apply(retry);
+    BOOST_TEST(from_a.replayed);
+    BOOST_TEST((from_a == from_b));
+
+    // A machine rebuilt from its disk's snapshot has the table too.
+    a.take_snapshot();
+    kv_state_machine c{disk};
+    BOOST_TEST((c.sessions().sessions() == a.sessions().sessions()));
+}
+
+BOOST_AUTO_TEST_CASE(a_malformed_session_record_fails_the_restore)
+{
+    kv_state_machine m;
+    m.begin_restore(raftkv::snapshot_meta{1, 1, {}});
+    std::string record("s\0\0\0\x08\0\0\0\x01", 9);
+    record.append(std::string(7, '\0') + "\x05");
+    record.push_back('\xff'); // a varint that never ends
+    BOOST_CHECK_THROW(m.restore_chunk(record), std::invalid_argument);
 }

@@ -3,6 +3,7 @@
 
 #include <raftkv/concepts.hpp>
 #include <raftkv/kv_command.hpp>
+#include <raftkv/kv_sessions.hpp>
 #include <raftkv/leveldb/detail/coding.hpp>
 #include <raftkv/leveldb/detail/database.hpp>
 #include <raftkv/leveldb/detail/snapshot_stream.hpp>
@@ -131,7 +132,11 @@ struct kv_versioned_value {
     named value that get() never sees, read with get_meta() (`found = true`). Each user key
     is stored with its version, the index of the entry that last wrote it; a put or a delete
     with a precondition is applied only if the precondition holds against the state before
-    its entry (kv_result::status, kv_result::version). An entry whose data is
+    its entry (kv_result::status, kv_result::version). A put or a delete carrying a client
+    session goes through the machine's kv_session_table (rules in <raftkv/kv_sessions.hpp>):
+    applied at most once per sequence. The table is kept in memory, loaded when the machine
+    opens, and stored beside the keys, each change in the write of the batch that made it;
+    it is part of snapshots. An entry whose data is
     not a well-formed command, and noop and config entries, change nothing and give
     `found = false`. Each apply call is one LevelDB write holding every change of the
     batch and the new applied index, so the stored state always matches the stored
@@ -176,8 +181,9 @@ public:
 
     /// Opens the state machine in directory `dir`, creating it (and its parents) if
     /// missing, and deletes what an unfinished restore left. A database of format v1 or v2
-    /// is upgraded in place to v3, its keys at version 0 (docs/leveldb.md): a pass over
-    /// the whole state. Throws std::runtime_error if it cannot be opened or is corrupt.
+    /// is upgraded in place to v4, its keys at version 0 (docs/leveldb.md): a pass over
+    /// the whole state; one of format v3 (v4 without sessions) by rewriting its format
+    /// record. Throws std::runtime_error if it cannot be opened or is corrupt.
     explicit kv_state_machine(const std::filesystem::path& dir, const kv_state_machine_options& opts = {});
 
     kv_state_machine(const kv_state_machine&) = delete;
@@ -249,6 +255,9 @@ public:
     /// applied. Meta records and user keys are separate namespaces. Thread-safe as get().
     std::optional<std::string> get_meta(std::string_view name) const;
 
+    /// The client sessions. Not thread-safe: on the thread that applies, between calls.
+    const kv_session_table& sessions() const noexcept { return sessions_; }
+
     /// A page of the user keys `options` selects, in byte order, read from one LevelDB
     /// snapshot: it reflects every apply batch and restore finished before the call, whole,
     /// and nothing later. Meta records and the machine's own records are never listed.
@@ -259,13 +268,16 @@ private:
     using record_kind = detail::snapshot_record;
 
     // Keys: the state lives in one of two slots. A user key is stored under
-    // user_prefix[slot] + the key, a meta record under meta_prefix[slot] + its name, so
-    // neither can collide with the other or with the machine's own records ('m' + a
-    // name). Slot 0 has the prefixes of format v1, which makes a v1 database a v2 one whose
-    // state is in slot 0. Indexes are stored as 8 bytes big-endian. Since format v3 a user
-    // key's value is stored as its version (a varint) followed by the value.
+    // user_prefix[slot] + the key, a meta record under meta_prefix[slot] + its name, a
+    // client session under session_prefix[slot] + its client id (8 bytes big-endian), so
+    // none can collide with another or with the machine's own records ('m' + a name).
+    // Slot 0 has the prefixes of format v1, which makes a v1 database a v2 one whose state
+    // is in slot 0. Indexes are stored as 8 bytes big-endian. Since format v3 a user key's
+    // value is stored as its version (a varint) followed by the value; format v4 adds the
+    // sessions.
     static constexpr char user_prefix[2] = {'k', 'K'};
     static constexpr char meta_prefix[2] = {'c', 'C'};
+    static constexpr char session_prefix[2] = {'s', 'S'};
     static constexpr std::string_view format_key = "mformat";
     static constexpr std::string_view applied_index_key = "mapplied_index";
     // The applied index of the last durable checkpoint (with `sync` on, of every apply);
@@ -282,7 +294,8 @@ private:
     // Present while the slot not in use may hold keys: those of a restore under way, or
     // of the state a restore replaced.
     static constexpr std::string_view stale_key = "mstale";
-    static constexpr std::string_view format = "raftkv.kv_state_machine.v3";
+    static constexpr std::string_view format = "raftkv.kv_state_machine.v4";
+    static constexpr std::string_view format_v3 = "raftkv.kv_state_machine.v3";
     static constexpr std::string_view format_v2 = "raftkv.kv_state_machine.v2";
     static constexpr std::string_view format_v1 = "raftkv.kv_state_machine.v1";
 
@@ -303,11 +316,15 @@ private:
         bool failed = false;
         /// Scratch space for a user value being staged.
         std::string value;
+        /// The sessions restored so far.
+        kv_session_table sessions;
     };
 
     static char prefix(record_kind kind, int slot) noexcept
     {
-        return kind == record_kind::user ? user_prefix[slot] : meta_prefix[slot];
+        return kind == record_kind::user   ? user_prefix[slot]
+               : kind == record_kind::meta ? meta_prefix[slot]
+                                           : session_prefix[slot];
     }
     static std::string data_key(char prefix, std::string_view key);
     static std::string encode_index(index_t i);
@@ -325,6 +342,10 @@ private:
                        const ::leveldb::ReadOptions& options) const;
     int read_slot(const ::leveldb::ReadOptions& options) const;
     void load();
+    void load_sessions();
+    kv_result apply_command(const kv_command& c, index_t index, int slot, ::leveldb::WriteBatch& writes,
+                            std::unordered_map<std::string_view, key_state>& written,
+                            std::unique_ptr<::leveldb::Iterator>& before, std::string& value) const;
     static std::string batch_key(index_t first);
     bool batches_complete(index_t from, index_t to, const ::leveldb::ReadOptions& options) const;
     void delete_batch_records(::leveldb::WriteBatch& batch, index_t from, index_t to) const;
@@ -349,6 +370,8 @@ private:
     /// Mirrors stale_key.
     bool stale_ = false;
     std::unique_ptr<restore_state> restore_;
+    /// The client sessions of the slot in use; only the applying thread touches them.
+    kv_session_table sessions_;
 
     // Checkpoints (`sync` off): requested on the owner's thread, made on checkpointer_.
     std::atomic<index_t> durable_{0};
@@ -369,9 +392,9 @@ private:
 
     Made by kv_state_machine::snapshot() from a LevelDB snapshot: applies and restores
     after it do not change what it yields, and it never holds the whole state. The stream
-    (layout in docs/leveldb.md) is a header, one record per meta record and user key, and
-    a trailer with a record count and checksum; kv_state_machine::restore_chunk() reads it
-    back, however it is cut.
+    (layout in docs/leveldb.md) is a header, one record per meta record, user key and client
+    session, and a trailer with a record count and checksum;
+    kv_state_machine::restore_chunk() reads it back, however it is cut.
 
     @par Thread Safety
     Distinct objects: safe. Shared objects: unsafe.
@@ -395,7 +418,7 @@ public:
 private:
     friend class kv_state_machine;
 
-    enum class part { header, meta, user, trailer, done };
+    enum class part { header, meta, user, sessions, trailer, done };
 
     struct release_snapshot {
         ::leveldb::DB* db = nullptr;
@@ -403,6 +426,12 @@ private:
     };
 
     explicit snapshot_reader(const kv_state_machine& machine);
+    static record_kind kind_of(part p) noexcept
+    {
+        return p == part::meta   ? record_kind::meta
+               : p == part::user ? record_kind::user
+                                 : record_kind::session;
+    }
     void start(part p);
     bool in_part() const;
     bool fits(const std::string& out, std::size_t bytes, std::size_t max_bytes) const noexcept
@@ -430,12 +459,13 @@ inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
         detail::check(s, name_, "cannot read the format record");
     const bool old = s.ok() && (found == format_v1 || found == format_v2);
     if (!old)
-        detail::check_format(*db_, format_key, format, name_);
+        detail::check_format(*db_, format_key, format, name_, format_v3);
     load();
     if (stale_)
         delete_slot(other_slot());
     if (old)
         upgrade(found);
+    load_sessions();
 }
 
 // Copies the state into the other slot with every user value at version 0, as a restore
@@ -585,44 +615,36 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
     // reads nothing: its version is its entry's index.
     std::unique_ptr<::leveldb::Iterator> before;
     std::string value;
-    for (std::size_t k = 0; k < batch.size(); ++k) {
-        const log_entry& e = batch[k];
-        assert(k == 0 || e.index == batch[k - 1].index + 1);
-        results[k] = kv_result{};
-        if (e.type != entry_type::normal)
-            continue;
-        const std::optional<kv_command> c = decode_kv_command(e.data);
-        if (!c)
-            continue;
-        if (c->op == kv_command_op::meta) {
-            writes.Put(data_key(meta_prefix[current], c->key), detail::to_slice(c->value));
-            results[k].found = true;
-            continue;
+    sessions_.start_batch();
+    try {
+        for (std::size_t k = 0; k < batch.size(); ++k) {
+            const log_entry& e = batch[k];
+            assert(k == 0 || e.index == batch[k - 1].index + 1);
+            results[k] = kv_result{};
+            if (e.type != entry_type::normal)
+                continue;
+            const std::optional<kv_command> c = decode_kv_command(e.data);
+            if (!c)
+                continue;
+            if (c->op == kv_command_op::meta) {
+                writes.Put(data_key(meta_prefix[current], c->key), detail::to_slice(c->value));
+                results[k].found = true;
+                continue;
+            }
+            results[k] = apply_with_session(sessions_, *c, e.index, [&] {
+                return apply_command(*c, e.index, current, writes, written, before, value);
+            });
         }
-        const std::string key = data_key(user_prefix[current], c->key);
-        key_state was;
-        if (c->op == kv_command_op::del || !c->precondition.empty()) {
-            const auto w = written.find(c->key);
-            was = w != written.end() ? w->second : stored(key, before);
-        }
-        const kv_precondition& pre = c->precondition;
-        if ((pre.expect_absent && was.exists) ||
-            (pre.expect_version && !(was.exists && was.version == *pre.expect_version))) {
-            results[k] = kv_result{was.exists, kv_status::precondition_failed, was.exists ? was.version : 0};
-            continue;
-        }
-        if (c->op == kv_command_op::put) {
-            value.clear();
-            encode_value(value, e.index, c->value);
-            writes.Put(key, value);
-            written[c->key] = key_state{true, e.index};
-            results[k] = kv_result{true, kv_status::ok, e.index};
-        } else {
-            results[k] = kv_result{was.exists, kv_status::ok, was.exists ? was.version : 0};
-            if (was.exists)
+        for (const std::uint64_t client : sessions_.changed()) {
+            const std::string key = data_key(session_prefix[current], kv_session_table::encode_id(client));
+            if (const kv_session* session = sessions_.find(client))
+                writes.Put(key, kv_session_table::encode(*session));
+            else
                 writes.Delete(key);
-            written[c->key] = key_state{};
         }
+    } catch (...) {
+        sessions_.rollback();
+        throw;
     }
     writes.Put(detail::to_slice(applied_index_key), encode_index(batch.back().index));
     if (!opts_.sync)
@@ -634,12 +656,47 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
     options.sync = opts_.sync;
     const ::leveldb::Status s = db_->Write(options, &writes);
     if (!s.ok())
+        sessions_.rollback();
+    else
+        sessions_.commit();
+    if (!s.ok())
         detail::fail_storage(name_, "cannot apply entries " + std::to_string(batch.front().index) + " to " +
                                         std::to_string(batch.back().index) + ": " + s.ToString());
     applied_ = batch.back().index;
     record(&kv_state_machine_stats::apply_ns, start);
     if (opts_.on_applied)
         opts_.on_applied(batch, results);
+}
+
+// Applies a put or a delete to the slot `slot` through `writes`; `written` holds the state
+// this batch left each key it wrote, `before` reads what the database held before it.
+inline kv_result kv_state_machine::apply_command(const kv_command& c, index_t index, int slot,
+                                                 ::leveldb::WriteBatch& writes,
+                                                 std::unordered_map<std::string_view, key_state>& written,
+                                                 std::unique_ptr<::leveldb::Iterator>& before,
+                                                 std::string& value) const
+{
+    const std::string key = data_key(user_prefix[slot], c.key);
+    key_state was;
+    if (c.op == kv_command_op::del || !c.precondition.empty()) {
+        const auto w = written.find(c.key);
+        was = w != written.end() ? w->second : stored(key, before);
+    }
+    const kv_precondition& pre = c.precondition;
+    if ((pre.expect_absent && was.exists) ||
+        (pre.expect_version && !(was.exists && was.version == *pre.expect_version)))
+        return kv_result{was.exists, kv_status::precondition_failed, was.exists ? was.version : 0};
+    if (c.op == kv_command_op::put) {
+        value.clear();
+        encode_value(value, index, c.value);
+        writes.Put(key, value);
+        written[c.key] = key_state{true, index};
+        return kv_result{true, kv_status::ok, index};
+    }
+    if (was.exists)
+        writes.Delete(key);
+    written[c.key] = key_state{};
+    return kv_result{was.exists, kv_status::ok, was.exists ? was.version : 0};
 }
 
 inline kv_state_machine::snapshot_reader kv_state_machine::snapshot() const
@@ -693,6 +750,7 @@ inline void kv_state_machine::finish_restore()
     applied_ = index;
     restored_ = index;
     generation_.fetch_add(1);
+    sessions_ = std::move(r.sessions);
     restore_.reset();
     if (opts_.on_restored)
         opts_.on_restored(index);
@@ -833,6 +891,25 @@ inline void kv_state_machine::load()
         applied_ = durable_.load();
 }
 
+// Reads the sessions of the slot in use into memory.
+inline void kv_state_machine::load_sessions()
+{
+    sessions_.clear();
+    ::leveldb::ReadOptions options = detail::checked_reads();
+    options.fill_cache = false;
+    std::unique_ptr<::leveldb::Iterator> it(db_->NewIterator(options));
+    const char p = session_prefix[slot()];
+    for (it->Seek(std::string(1, p)); it->Valid() && it->key().size() > 0 && it->key()[0] == p; it->Next()) {
+        const std::optional<std::uint64_t> client =
+            kv_session_table::decode_id(detail::to_view(it->key()).substr(1));
+        std::optional<kv_session> session = kv_session_table::decode(detail::to_view(it->value()));
+        if (!client || !session)
+            detail::fail_storage(name_, "corrupt state machine: a client session record does not decode");
+        sessions_.load(*client, std::move(*session));
+    }
+    detail::check(it->status(), name_, "cannot read the client sessions");
+}
+
 inline std::string kv_state_machine::batch_key(index_t first)
 {
     std::string out(batch_key_prefix);
@@ -968,6 +1045,13 @@ inline void kv_state_machine::stage(record_kind kind, std::string_view key, std:
             stored.assign(value);
         }
         batch.Put(data_key(prefix(kind, other_slot()), key), stored);
+    } else if (kind == record_kind::session) {
+        const std::optional<std::uint64_t> client = kv_session_table::decode_id(key);
+        std::optional<kv_session> session = kv_session_table::decode(value);
+        if (!client || !session)
+            throw detail::snapshot_stream_error("a client session's record does not decode");
+        restore_->sessions.load(*client, std::move(*session));
+        batch.Put(data_key(prefix(kind, other_slot()), key), detail::to_slice(value));
     } else {
         batch.Put(data_key(prefix(kind, other_slot()), key), detail::to_slice(value));
     }
@@ -996,7 +1080,7 @@ inline void kv_state_machine::delete_slot(int slot)
     // A point-in-time view: the deletions below do not disturb it.
     std::unique_ptr<::leveldb::Iterator> it(db_->NewIterator(options));
     ::leveldb::WriteBatch batch;
-    for (const record_kind kind : {record_kind::meta, record_kind::user}) {
+    for (const record_kind kind : {record_kind::meta, record_kind::user, record_kind::session}) {
         const char p = prefix(kind, slot);
         for (it->Seek(std::string(1, p)); it->Valid() && it->key().size() > 0 && it->key()[0] == p;
              it->Next()) {
@@ -1040,16 +1124,16 @@ inline bool kv_state_machine::snapshot_reader::read(std::string& out, std::size_
         encoder_.header(out, index_);
         start(part::meta);
     }
-    while (part_ == part::meta || part_ == part::user) {
+    while (part_ == part::meta || part_ == part::user || part_ == part::sessions) {
         if (!in_part()) {
-            start(part_ == part::meta ? part::user : part::trailer);
+            start(part_ == part::meta ? part::user : part_ == part::user ? part::sessions : part::trailer);
             continue;
         }
         const std::string_view key = detail::to_view(it_->key()).substr(1);
         const std::string_view value = detail::to_view(it_->value());
         if (!fits(out, detail::snapshot_encoder::record_size(key, value), max_bytes))
             return false;
-        encoder_.record(out, part_ == part::meta ? record_kind::meta : record_kind::user, key, value);
+        encoder_.record(out, kind_of(part_), key, value);
         it_->Next();
     }
     if (!fits(out, detail::snapshot_trailer_size, max_bytes))
@@ -1064,16 +1148,14 @@ inline bool kv_state_machine::snapshot_reader::read(std::string& out, std::size_
 inline void kv_state_machine::snapshot_reader::start(part p)
 {
     part_ = p;
-    if (p == part::meta)
-        it_->Seek(std::string(1, meta_prefix[slot_]));
-    else if (p == part::user)
-        it_->Seek(std::string(1, user_prefix[slot_]));
+    if (p == part::meta || p == part::user || p == part::sessions)
+        it_->Seek(std::string(1, prefix(kind_of(p), slot_)));
 }
 
 /// Whether the iterator is on a key of the current part; throws if it stopped on an error.
 inline bool kv_state_machine::snapshot_reader::in_part() const
 {
-    const char p = part_ == part::meta ? meta_prefix[slot_] : user_prefix[slot_];
+    const char p = prefix(kind_of(part_), slot_);
     if (it_->Valid() && it_->key().size() > 0 && it_->key()[0] == p)
         return true;
     detail::check(it_->status(), machine_->name_, "cannot read the state for a snapshot");

@@ -6,6 +6,7 @@
 
 #include <raftkv/concepts.hpp>
 #include <raftkv/kv_command.hpp>
+#include <raftkv/kv_sessions.hpp>
 #include <raftkv/types.hpp>
 
 #include <cassert>
@@ -27,8 +28,9 @@ namespace raftkv::sim {
     Entries carry commands made by `raftkv::encode_put` and `raftkv::encode_del`. An
     entry that does not decode as a command, and every noop or config entry, is applied
     as a no-op with a default `kv_result`: a malformed command is never undefined
-    behaviour. Reads do not go through the log: after a ReadIndex read is confirmed, the
-    caller reads with `get()`.
+    behaviour. A command carrying a client session goes through a kv_session_table (rules
+    in <raftkv/kv_sessions.hpp>), which is part of the state and of its snapshots. Reads do not go through the
+   log: after a ReadIndex read is confirmed, the caller reads with `get()`.
 
     The applied state is volatile; what survives a crash is the last snapshot, kept on a
     `disk` that the caller may share between incarnations of a node (the simulator's
@@ -55,6 +57,7 @@ class kv_state_machine {
         std::map<std::string, std::string, std::less<>> meta;
         /// The version of each key of `data`: the index of the entry that last wrote it.
         std::map<std::string, index_t, std::less<>> versions;
+        kv_session_table sessions;
         index_t applied = 0;
     };
 
@@ -66,10 +69,11 @@ public:
         std::shared_ptr<const state> snapshot;
     };
 
-    /// Reads a snapshot as records: a kind byte ('v' for a key, 'm' for a meta record),
-    /// the name's and the value's lengths as 4 bytes big-endian each, the name, the value;
-    /// a key's value starts with its version (8 bytes big-endian). A restore also takes
-    /// 'k' records, keys without a version (version 0).
+    /// Reads a snapshot as records: a kind byte ('v' for a key, 'm' for a meta record, 's'
+    /// for a client session), the name's and the value's lengths as 4 bytes big-endian
+    /// each, the name, the value; a key's value starts with its version (8 bytes
+    /// big-endian); a session's name and value are kv_session_table::encode_id() and
+    /// encode(). A restore also takes 'k' records, keys without a version (version 0).
     class snapshot_reader {
     public:
         index_t index() const noexcept { return state_->applied; }
@@ -78,30 +82,41 @@ public:
         {
             out.clear();
             while (out.size() < max_bytes || out.empty()) {
-                auto& map = in_meta_ ? state_->meta : state_->data;
-                if (at_ == map.end()) {
-                    if (in_meta_)
-                        return true;
-                    in_meta_ = true;
-                    at_ = state_->meta.begin();
-                    continue;
-                }
-                if (in_meta_) {
-                    append_record(out, 'm', at_->first, at_->second);
-                } else {
+                if (part_ == part::data) {
+                    if (at_ == state_->data.end()) {
+                        part_ = part::meta;
+                        at_ = state_->meta.begin();
+                        continue;
+                    }
                     const auto v = state_->versions.find(at_->first);
                     std::string versioned;
                     put_u64(versioned, v == state_->versions.end() ? 0 : v->second);
                     versioned.append(at_->second);
                     append_record(out, 'v', at_->first, versioned);
+                    ++at_;
+                } else if (part_ == part::meta) {
+                    if (at_ == state_->meta.end()) {
+                        part_ = part::sessions;
+                        session_at_ = state_->sessions.sessions().begin();
+                        continue;
+                    }
+                    append_record(out, 'm', at_->first, at_->second);
+                    ++at_;
+                } else {
+                    if (session_at_ == state_->sessions.sessions().end())
+                        return true;
+                    append_record(out, 's', kv_session_table::encode_id(session_at_->first),
+                                  kv_session_table::encode(session_at_->second));
+                    ++session_at_;
                 }
-                ++at_;
             }
-            return in_meta_ && at_ == state_->meta.end();
+            return part_ == part::sessions && session_at_ == state_->sessions.sessions().end();
         }
 
     private:
         friend class kv_state_machine;
+        enum class part { data, meta, sessions };
+
         explicit snapshot_reader(std::shared_ptr<const state> s)
             : state_(std::move(s)), at_(state_->data.begin())
         {
@@ -109,7 +124,8 @@ public:
 
         std::shared_ptr<const state> state_;
         std::map<std::string, std::string, std::less<>>::const_iterator at_;
-        bool in_meta_ = false;
+        std::map<std::uint64_t, kv_session>::const_iterator session_at_;
+        part part_ = part::data;
     };
 
     /// A machine whose snapshots are lost with it.
@@ -167,7 +183,7 @@ public:
             const char kind = partial_[at];
             const std::size_t name_size = get_u32(partial_, at + 1);
             const std::size_t value_size = get_u32(partial_, at + 5);
-            if (kind != 'k' && kind != 'm' && kind != 'v')
+            if (kind != 'k' && kind != 'm' && kind != 'v' && kind != 's')
                 throw std::invalid_argument("raftkv::sim::kv_state_machine: malformed snapshot record");
             if (partial_.size() - at - record_header < name_size + value_size)
                 break;
@@ -175,6 +191,12 @@ public:
             std::string value = partial_.substr(at + record_header + name_size, value_size);
             if (kind == 'm') {
                 restoring_->meta.insert_or_assign(std::move(name), std::move(value));
+            } else if (kind == 's') {
+                const std::optional<std::uint64_t> client = kv_session_table::decode_id(name);
+                std::optional<kv_session> session = kv_session_table::decode(value);
+                if (!client || !session)
+                    throw std::invalid_argument("raftkv::sim::kv_state_machine: malformed session record");
+                restoring_->sessions.load(*client, std::move(*session));
             } else {
                 index_t version = 0;
                 if (kind == 'v') {
@@ -223,6 +245,9 @@ public:
             return std::nullopt;
         return it->second;
     }
+
+    /// The client sessions, for inspection by tests.
+    const kv_session_table& sessions() const noexcept { return state_->sessions; }
 
     /// Every key and value, for inspection by tests.
     const std::map<std::string, std::string, std::less<>>& data() const noexcept { return state_->data; }
@@ -291,6 +316,12 @@ private:
             s.meta.insert_or_assign(std::string(cmd->key), std::string(cmd->value));
             return {.found = true};
         }
+        return apply_with_session(s.sessions, *cmd, e.index, [&] { return apply_command(s, *cmd, e.index); });
+    }
+
+    static kv_result apply_command(state& s, const kv_command& c, index_t index)
+    {
+        const kv_command* cmd = &c;
         const auto v = s.versions.find(cmd->key);
         const bool exists = v != s.versions.end();
         const index_t version = exists ? v->second : 0;
@@ -300,8 +331,8 @@ private:
             return {.found = exists, .status = kv_status::precondition_failed, .version = version};
         if (cmd->op == kv_command_op::put) {
             s.data.insert_or_assign(std::string(cmd->key), std::string(cmd->value));
-            s.versions.insert_or_assign(std::string(cmd->key), e.index);
-            return {.found = true, .status = kv_status::ok, .version = e.index};
+            s.versions.insert_or_assign(std::string(cmd->key), index);
+            return {.found = true, .status = kv_status::ok, .version = index};
         }
         if (!exists)
             return {.found = false};

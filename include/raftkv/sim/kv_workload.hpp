@@ -69,6 +69,13 @@ struct workload_config {
     /// linearizable); instead each node incarnation must never answer one at a lower
     /// applied index than an earlier one (workload_stats::stale_regressions). Default: 0.
     double stale_reads = 0;
+    /// Whether writes carry a client session (kv_client_session: the client's number as its
+    /// id, one sequence per operation). A write whose outcome is unknown (its node crashed,
+    /// leadership was lost, the leader's answer came after the entry was applied) is then
+    /// sent again, with the same session, until op_timeout: the state machine applies it
+    /// once and answers the first application's result, so the operation completes instead
+    /// of staying indeterminate. Default: false.
+    bool sessions = false;
 };
 
 /// A write a client saw acknowledged, and where it sits in the log.
@@ -93,6 +100,10 @@ struct workload_stats {
     std::uint64_t lease_served = 0;
     std::uint64_t stale_served = 0;
     std::uint64_t stale_regressions = 0;
+    /// With workload_config::sessions: writes of unknown outcome sent again, and answers
+    /// that were replays of an earlier application.
+    std::uint64_t session_retries = 0;
+    std::uint64_t replayed = 0;
 };
 
 /** K clients running random gets, puts and deletes on a simulated cluster.
@@ -108,7 +119,9 @@ struct workload_stats {
     leader; the leader's answer names the index and term, and the write then waits for that
     follower to apply them as above. A write whose
     node crashes or that outlives `op_timeout` is recorded indeterminate; a read that
-    times out is dropped. Every value a put writes is unique ("c<client>-<n>").
+    times out is dropped. With workload_config::sessions, a write whose outcome is unknown
+    is sent again with its session instead, and only one that outlives `op_timeout` is
+    indeterminate. Every value a put writes is unique ("c<client>-<n>").
 
     @tparam StateMachine a key-value state machine whose result_type is kv_result and
     that offers `std::optional<std::string> get(std::string_view) const`.
@@ -149,6 +162,8 @@ private:
         std::uint64_t id = 0;
         node_id target = no_node;
         std::uint64_t puts = 0;
+        /// The session sequence of the last write (workload_config::sessions).
+        std::uint64_t sequence = 0;
         bool busy = false;
         /// Bumped whenever the client schedules a timer, so stale timers do nothing.
         std::uint64_t op_seq = 0;
@@ -177,6 +192,7 @@ private:
     void forget_forward(std::size_t ci);
     std::optional<std::size_t> take_write(node_id node, index_t index, term_t term);
     void indeterminate(client& c, std::size_t ci);
+    void unknown_outcome(client& c, std::size_t ci);
     void handle_crash(node_id node);
     void handle_timeout(std::size_t ci, std::uint64_t op_seq);
     void complete(client& c, std::size_t ci, bool found, std::string value);

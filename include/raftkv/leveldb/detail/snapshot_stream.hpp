@@ -3,12 +3,15 @@
 
 // The byte stream of a LevelDB kv_state_machine snapshot (layout in docs/leveldb.md):
 //
-//   header   "RKVSNAP", version 0x02, the applied index (8 bytes big-endian)
-//   records  kind ('k' a user key, 'm' a meta record), varint key size, varint value size,
-//            key, value; a user key's value is its version (a varint) then its value
+//   header   "RKVSNAP", version 0x03, the applied index (8 bytes big-endian)
+//   records  kind ('k' a user key, 'm' a meta record, 's' a client session), varint key
+//            size, varint value size, key, value; a user key's value is its version (a
+//            varint) then its value; a session's key and value are those of
+//            raftkv::kv_session_table::encode_id() and encode()
 //
-// Version 0x01 streams (user values without versions) are still decoded; their keys are
-// restored at version 0.
+// Older streams are still decoded: version 0x02 has no session records (a restore leaves
+// no sessions), version 0x01 neither, and its user values have no versions (its keys are
+// restored at version 0).
 //   trailer  'e', the record count (8 bytes), FNV-1a-64 of every byte before the trailer
 //            (8 bytes)
 //
@@ -27,10 +30,12 @@
 
 namespace raftkv::leveldb::detail {
 
-enum class snapshot_record : char { user = 'k', meta = 'm' };
+enum class snapshot_record : char { user = 'k', meta = 'm', session = 's' };
 
 inline constexpr std::string_view snapshot_magic = "RKVSNAP";
-inline constexpr char snapshot_version = 2;
+inline constexpr char snapshot_version = 3;
+/// The first stream version with session records.
+inline constexpr char snapshot_version_sessions = 3;
 /// The oldest stream version snapshot_decoder reads.
 inline constexpr char snapshot_version_min = 1;
 inline constexpr char snapshot_end = 'e';
@@ -190,7 +195,8 @@ private:
     {
         const char kind = data[pos];
         if (kind != static_cast<char>(snapshot_record::user) &&
-            kind != static_cast<char>(snapshot_record::meta))
+            kind != static_cast<char>(snapshot_record::meta) &&
+            (kind != static_cast<char>(snapshot_record::session) || version_ < snapshot_version_sessions))
             throw snapshot_stream_error("record " + std::to_string(records_ + 1) + " has unknown kind " +
                                         std::to_string(static_cast<unsigned char>(kind)));
         std::size_t p = pos + 1;

@@ -67,17 +67,26 @@ void kv_workload<StateMachine>::issue(std::size_t ci)
             else if (m < config_.lease_reads + config_.stale_reads)
                 c.reading = read_kind::stale;
         }
-    } else if (r < config_.get_share + config_.put_share) {
-        c.op.kind = kv_op_kind::put;
-        c.op.value = "c" + std::to_string(c.id) + "-" + std::to_string(++c.puts);
-        c.command = encode_put(key, c.op.value);
-    } else if (r < config_.get_share + config_.put_share + config_.create_share) {
-        c.op.kind = kv_op_kind::create;
-        c.op.value = "c" + std::to_string(c.id) + "-" + std::to_string(++c.puts);
-        c.command = encode_put(key, c.op.value, kv_precondition{std::nullopt, true});
     } else {
-        c.op.kind = kv_op_kind::del;
-        c.command = encode_del(key);
+        const kv_client_session session{.client = c.id, .sequence = ++c.sequence};
+        const auto with_session = [&](kv_command_op op, std::string_view value, const kv_precondition& pre) {
+            if (!config_.sessions)
+                return op == kv_command_op::put ? encode_put(key, value, pre) : encode_del(key, pre);
+            return op == kv_command_op::put ? encode_put(key, value, pre, session)
+                                            : encode_del(key, pre, session);
+        };
+        if (r < config_.get_share + config_.put_share) {
+            c.op.kind = kv_op_kind::put;
+            c.op.value = "c" + std::to_string(c.id) + "-" + std::to_string(++c.puts);
+            c.command = with_session(kv_command_op::put, c.op.value, {});
+        } else if (r < config_.get_share + config_.put_share + config_.create_share) {
+            c.op.kind = kv_op_kind::create;
+            c.op.value = "c" + std::to_string(c.id) + "-" + std::to_string(++c.puts);
+            c.command = with_session(kv_command_op::put, c.op.value, kv_precondition{std::nullopt, true});
+        } else {
+            c.op.kind = kv_op_kind::del;
+            c.command = with_session(kv_command_op::del, {}, {});
+        }
     }
     c.busy = true;
     c.waiting = waiting_for::nothing;
@@ -216,11 +225,14 @@ template <class StateMachine>
 void kv_workload<StateMachine>::handle_apply(node_id node, index_t index, term_t term,
                                              const kv_result& result)
 {
-    if (const auto ci = take_write(node, index, term))
+    if (const auto ci = take_write(node, index, term)) {
+        if (result.replayed)
+            ++stats_.replayed;
         complete(clients_[*ci], *ci,
                  clients_[*ci].op.kind == kv_op_kind::create ? result.status == kv_status::precondition_failed
                                                              : result.found,
                  {});
+    }
     // A forwarded write whose index this node applied with another term was overwritten
     // by another leader: it never took effect. (A node's own proposals are also reported
     // dropped by the node; whichever comes first takes the write.)
@@ -247,7 +259,7 @@ void kv_workload<StateMachine>::handle_forward(node_id node, std::uint64_t forwa
     if (ec)
         return retry(c, ci, no_node); // it never entered a log
     if (cluster_.node(node).applied_index() >= index)
-        return indeterminate(c, ci); // applied before the answer came: its outcome is lost
+        return unknown_outcome(c, ci); // applied before the answer came: its outcome is lost
     c.index = index;
     c.term = term;
     writes_[{node, index, term}] = ci;
@@ -269,7 +281,18 @@ void kv_workload<StateMachine>::handle_drop(node_id node, index_t index, term_t 
         return;
     if (ec == errc::proposal_dropped)
         return retry(clients_[*ci], *ci, no_node); // another entry took its index: it never took effect
-    indeterminate(clients_[*ci], *ci);
+    unknown_outcome(clients_[*ci], *ci);
+}
+
+// The write may or may not have taken effect: with a session, send it again (it is applied
+// once); otherwise the history says so.
+template <class StateMachine>
+void kv_workload<StateMachine>::unknown_outcome(client& c, std::size_t ci)
+{
+    if (!config_.sessions)
+        return indeterminate(c, ci);
+    ++stats_.session_retries;
+    retry(c, ci, no_node);
 }
 
 // The write may or may not have taken effect: the history says so.
@@ -308,7 +331,7 @@ void kv_workload<StateMachine>::handle_crash(node_id node)
         if (c.waiting == waiting_for::write) {
             writes_.erase({c.at, c.index, c.term});
             forget_forward(ci);
-            indeterminate(c, ci);
+            unknown_outcome(c, ci);
         } else {
             std::erase_if(reads_, [ci](const auto& r) { return r.second == ci; });
             retry(c, ci, no_node);
