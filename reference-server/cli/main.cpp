@@ -11,6 +11,7 @@
 #include <boost/program_options.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -392,6 +394,9 @@ int run_watch(context& ctx, const po::variables_map& vm, const std::vector<std::
         throw usage_failure("watch: an empty KEY needs --prefix (to watch every key)");
     const std::vector<endpoint>& endpoints = ctx.c->endpoints();
     std::size_t at = 0;
+    // The endpoints that answered 410 since the last change or progress line: a node that
+    // restarted holds only what it applied since, while another may still hold the rest.
+    std::vector<bool> gone(endpoints.size(), false);
     for (;;) {
         const endpoint& e = endpoints[at % endpoints.size()];
         std::string target =
@@ -435,8 +440,27 @@ int run_watch(context& ctx, const po::variables_map& vm, const std::vector<std::
             pending.erase(0, start);
         };
         const answer a = ctx.c->stream(e, target, watch_silence, on_data);
+        // Where the node started a watch without --from: resuming there elsewhere loses
+        // nothing even if no line came before the stream ended.
+        std::uint64_t started_at = 0;
+        if (!from && !a.watch_from.empty() &&
+            std::from_chars(a.watch_from.data(), a.watch_from.data() + a.watch_from.size(), started_at).ec ==
+                std::errc{} &&
+            started_at != 0)
+            from = started_at;
+        if (delivered)
+            std::fill(gone.begin(), gone.end(), false);
+        if (a.status == 410) {
+            gone[at % endpoints.size()] = true;
+            if (std::find(gone.begin(), gone.end(), false) != gone.end()) {
+                std::cerr << "raftkv: " << e.url << ": " << error_message(a.body)
+                          << "; trying the next endpoint\n";
+                ++at;
+                continue;
+            }
+        }
         if (a.status != 0 && a.status != 200 && a.status != 503)
-            return fail(a); // 410: the changes after the last index seen are gone from that node
+            return fail(a); // 410 from every endpoint: the changes after the last index seen are gone
         if (a.status != 200)
             std::cerr << "raftkv: " << e.url << ": " << (a.status == 0 ? a.body : error_message(a.body))
                       << "; resuming" << (from ? " from index " + std::to_string(*from) : std::string())
