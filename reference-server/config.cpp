@@ -558,6 +558,13 @@ std::string check_peers(const raw_settings& s, server_config& c)
             ids.append(ids.empty() ? "" : ", ").append(std::to_string(id));
         return where + ": this node's id " + std::to_string(c.id) + " is not listed (it lists " + ids + ")";
     }
+    // Every node dials these addresses: a wildcard reaches the dialer itself, never the peer.
+    for (const auto& [id, address] : *peers)
+        if (peers->size() > 1 && is_wildcard(address))
+            return where + ": node " + std::to_string(id) + "'s address " + address.to_string() +
+                   " is a wildcard address, which the other nodes cannot dial; list the address they "
+                   "reach it at (and listen on every interface with --raft " +
+                   address.to_string() + ")";
     c.peers = std::move(*peers);
     if (!s.find("raft"))
         c.raft = c.peers.at(c.id);
