@@ -449,6 +449,8 @@ BOOST_AUTO_TEST_CASE(help_and_usage_errors)
                                                {"put", "k"},
                                                {"get", "a", "b"},
                                                {"ls", "--limit", "x"},
+                                               {"ls", "--limit", "-1"},
+                                               {"watch", "k", "--from", "-1"},
                                                {"member", "add", "4"},
                                                {"member", "remove", "0"},
                                                {"--timeout", "soon", "get", "k"},
