@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <system_error>
+#include <vector>
 
 namespace raftkv::server {
 
@@ -417,7 +418,13 @@ std::string read_config_text(std::string_view contents, const std::string& file_
 {
     const std::string file = printable(file_name);
     try {
-        return read_yaml_settings(YAML::Load(std::string(contents)), file, out);
+        // Every document, so that settings after a '---' are refused rather than ignored.
+        std::vector<YAML::Node> documents = YAML::LoadAll(std::string(contents));
+        std::erase_if(documents, [](const YAML::Node& d) { return d.IsNull(); });
+        if (documents.size() > 1)
+            return file + ": holds " + std::to_string(documents.size()) +
+                   " YAML documents (separated by ---); put every setting in one";
+        return read_yaml_settings(documents.empty() ? YAML::Node() : documents.front(), file, out);
     } catch (const YAML::Exception& e) {
         if (e.mark.is_null())
             return file + ": " + one_line(e.msg);

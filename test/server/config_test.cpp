@@ -825,6 +825,19 @@ BOOST_AUTO_TEST_CASE(an_empty_config_file_sets_nothing)
     BOOST_TEST(parse_ok({"--config", write_file(dir, "# nothing\n", "comment.yaml")}).id == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(a_config_file_is_one_yaml_document)
+{
+    temp_dir dir;
+    // A second document would be ignored: its settings would silently not apply.
+    const std::string two = write_file(dir, "id: 1\n---\nid: 2\n", "two.yaml");
+    BOOST_TEST(parse_error({"--config", two}, "YAML documents") ==
+               two + ": holds 2 YAML documents (separated by ---); put every setting in one");
+    // Document markers around one document, and empty documents, are fine.
+    BOOST_TEST(parse_ok({"--config", write_file(dir, "---\nid: 2\n...\n", "marked.yaml")}).id == 2u);
+    BOOST_TEST(parse_ok({"--config", write_file(dir, "---\nid: 2\n---\n", "trailing.yaml")}).id == 2u);
+    BOOST_TEST(parse_ok({"--config", write_file(dir, "# nothing\n", "comment.yaml")}).id == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(config_file_values_are_checked_like_flags)
 {
     temp_dir dir;
