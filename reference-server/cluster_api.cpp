@@ -127,6 +127,11 @@ checked<member_request> check_member_body(std::string_view body)
     r.http = address_member(*o, "http", error);
     if (!error.empty())
         return bad<member_request>(error);
+    // The others dial the Raft address and forward to the HTTP one: a wildcard reaches neither.
+    if (is_wildcard(r.raft) || (r.http && is_wildcard(*r.http)))
+        return bad<member_request>("\"" + std::string(is_wildcard(r.raft) ? "raft" : "http") +
+                                   "\": " + (is_wildcard(r.raft) ? r.raft : *r.http).to_string() +
+                                   " is a wildcard address; give the address the other members reach it at");
     if (const json::value* learner = o->if_contains("learner")) {
         if (!learner->is_bool())
             return bad<member_request>("\"learner\" must be true or false");

@@ -14,6 +14,7 @@
 #include <set>
 #include <sstream>
 #include <system_error>
+#include <vector>
 
 namespace raftkv::server {
 
@@ -417,7 +418,13 @@ std::string read_config_text(std::string_view contents, const std::string& file_
 {
     const std::string file = printable(file_name);
     try {
-        return read_yaml_settings(YAML::Load(std::string(contents)), file, out);
+        // Every document, so that settings after a '---' are refused rather than ignored.
+        std::vector<YAML::Node> documents = YAML::LoadAll(std::string(contents));
+        std::erase_if(documents, [](const YAML::Node& d) { return d.IsNull(); });
+        if (documents.size() > 1)
+            return file + ": holds " + std::to_string(documents.size()) +
+                   " YAML documents (separated by ---); put every setting in one";
+        return read_yaml_settings(documents.empty() ? YAML::Node() : documents.front(), file, out);
     } catch (const YAML::Exception& e) {
         if (e.mark.is_null())
             return file + ": " + one_line(e.msg);
@@ -558,6 +565,13 @@ std::string check_peers(const raw_settings& s, server_config& c)
             ids.append(ids.empty() ? "" : ", ").append(std::to_string(id));
         return where + ": this node's id " + std::to_string(c.id) + " is not listed (it lists " + ids + ")";
     }
+    // Every node dials these addresses: a wildcard reaches the dialer itself, never the peer.
+    for (const auto& [id, address] : *peers)
+        if (peers->size() > 1 && is_wildcard(address))
+            return where + ": node " + std::to_string(id) + "'s address " + address.to_string() +
+                   " is a wildcard address, which the other nodes cannot dial; list the address they "
+                   "reach it at (and listen on every interface with --raft " +
+                   address.to_string() + ")";
     c.peers = std::move(*peers);
     if (!s.find("raft"))
         c.raft = c.peers.at(c.id);

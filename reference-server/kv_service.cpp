@@ -467,7 +467,18 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
     }
 
     node = open_node();
-    set_log_term(node->driver.status().term); // the recovered term, for the lines before the first tick
+    const node_status opened = node->driver.status();
+    set_log_term(opened.term); // the recovered term, for the lines before the first tick
+    // The state machine lost its state (DIR/state deleted) while the log was compacted: the
+    // node waits, silently otherwise, for a leader to send it a snapshot.
+    if (opened.applied_index + 1 < opened.first_index)
+        log(log_level::warn, "the state machine's applied index " + std::to_string(opened.applied_index) +
+                                 " is behind the start of the log (first index " +
+                                 std::to_string(opened.first_index) + "), as when " +
+                                 (c.data_dir / "state").string() +
+                                 " was lost: this node applies and serves nothing until a leader sends it a "
+                                 "snapshot (a single-node cluster has no other node to send one: restore "
+                                 "the state directory from a backup)");
     known_addresses = c.peers;
     dialed = c.peers;
     dialed.erase(c.id);

@@ -56,6 +56,8 @@ struct attempt_result {
     std::string error;
     /// Whether the request may have reached the server (writing it began).
     bool sent = false;
+    /// A stream's X-Raftkv-Watch-From header.
+    std::string watch_from;
     bool done = false;
 };
 
@@ -145,8 +147,11 @@ asio::awaitable<void> attempt_stream(asio::any_io_executor ex, std::shared_ptr<s
     parser.on_chunk_body(piece);
     const beast::error_code read_ec = co_await stream.read(buffer, parser);
     stream.close();
-    if (parser.is_header_done())
+    if (parser.is_header_done()) {
         out.status = static_cast<int>(parser.get().result_int());
+        if (const auto from = parser.get().find("X-Raftkv-Watch-From"); from != parser.get().end())
+            out.watch_from = std::string(from->value());
+    }
     if (read_ec) {
         out.error = read_ec == beast::error::timeout ? std::string("nothing arrived for too long")
                                                      : "the stream ended: " + read_ec.message();
@@ -279,8 +284,8 @@ answer client::request_one(const endpoint& e, std::string_view method, const std
     const auto deadline = clock::now() + impl_->options.timeout;
     const attempt_result r = impl_->run(e, impl_->make_request(e, method, target, {}, {}), deadline);
     if (r.status == 0)
-        return answer{0, r.error, e.url, r.sent};
-    return answer{r.status, r.body, e.url, false};
+        return answer{0, r.error, e.url, r.sent, {}};
+    return answer{r.status, r.body, e.url, false, {}};
 }
 
 answer client::stream(const endpoint& e, const std::string& target, std::chrono::milliseconds silence,
@@ -298,8 +303,8 @@ answer client::stream(const endpoint& e, const std::string& target, std::chrono:
                    });
     io.run();
     if (out.status == 0 || (out.status == 200 && !out.error.empty()))
-        return answer{out.status, out.error, e.url, out.sent};
-    return answer{out.status, out.body, e.url, false};
+        return answer{out.status, out.error, e.url, out.sent, out.watch_from};
+    return answer{out.status, out.body, e.url, false, out.watch_from};
 }
 
 answer client::request(std::string_view method, const std::string& target, const std::string& body,
@@ -327,12 +332,12 @@ answer client::request(std::string_view method, const std::string& target, const
                 impl_->run(e, impl_->make_request(e, method, target, body, headers), attempt_deadline);
             if (r.status == 0) {
                 failures += (failures.empty() ? "" : "; ") + e.url + ": " + r.error;
-                last = answer{0, failures, e.url, r.sent};
+                last = answer{0, failures, e.url, r.sent, {}};
                 if (r.sent && policy == retry_policy::once)
                     return last;
                 continue;
             }
-            answer a{r.status, r.body, e.url, false};
+            answer a{r.status, r.body, e.url, false, {}};
             if (r.status != 503 || (policy == retry_policy::once && outcome_unknown(r.body)))
                 return a;
             last = std::move(a);

@@ -56,6 +56,9 @@ struct answer {
     /// With status 0: the request reached a server but no answer came back, so a change
     /// it asked for may or may not have happened.
     bool outcome_unknown = false;
+    /// For stream(): the X-Raftkv-Watch-From header of a 200 answer (the log index a watch
+    /// started at), empty when there was none.
+    std::string watch_from;
 };
 
 /// Whether a request may be sent again to another endpoint after it may have reached one.

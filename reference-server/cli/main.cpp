@@ -11,6 +11,7 @@
 #include <boost/program_options.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -158,6 +160,17 @@ void print_table(const std::vector<std::vector<std::string>>& rows)
 std::string key_target(const std::string& key)
 {
     return "/kv/" + url_encode(key);
+}
+
+/// The value of option `name`, a decimal number: "-1" is refused rather than taken as 2^64-1.
+std::uint64_t whole_number(const po::variables_map& vm, const std::string& name)
+{
+    const std::string& text = vm[name].as<std::string>();
+    std::uint64_t n = 0;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+    if (text.empty() || ec != std::errc{} || end != text.data() + text.size())
+        throw usage_failure("--" + name + ": expected a whole number, not '" + text + "'");
+    return n;
 }
 
 std::uint64_t parse_id(const std::string& text)
@@ -325,7 +338,7 @@ int run_ls(context& ctx, const po::variables_map& vm, const std::vector<std::str
     const std::string prefix = vm["prefix"].as<std::string>();
     const bool keys_only = vm["keys-only"].as<bool>();
     const std::string consistency = consistency_param(vm);
-    std::uint64_t remaining = vm["limit"].as<std::uint64_t>(); // 0: no limit
+    std::uint64_t remaining = whole_number(vm, "limit"); // 0: no limit
     const bool limited = remaining != 0;
     std::string after;
     json::array items;
@@ -386,12 +399,15 @@ int run_watch(context& ctx, const po::variables_map& vm, const std::vector<std::
 {
     const bool prefix = vm["prefix"].as<bool>();
     std::optional<std::uint64_t> from;
-    if (vm["from"].as<std::uint64_t>() != 0)
-        from = vm["from"].as<std::uint64_t>();
+    if (const std::uint64_t n = whole_number(vm, "from"); n != 0)
+        from = n;
     if (args[0].empty() && !prefix)
         throw usage_failure("watch: an empty KEY needs --prefix (to watch every key)");
     const std::vector<endpoint>& endpoints = ctx.c->endpoints();
     std::size_t at = 0;
+    // The endpoints that answered 410 since the last change or progress line: a node that
+    // restarted holds only what it applied since, while another may still hold the rest.
+    std::vector<bool> gone(endpoints.size(), false);
     for (;;) {
         const endpoint& e = endpoints[at % endpoints.size()];
         std::string target =
@@ -435,8 +451,27 @@ int run_watch(context& ctx, const po::variables_map& vm, const std::vector<std::
             pending.erase(0, start);
         };
         const answer a = ctx.c->stream(e, target, watch_silence, on_data);
+        // Where the node started a watch without --from: resuming there elsewhere loses
+        // nothing even if no line came before the stream ended.
+        std::uint64_t started_at = 0;
+        if (!from && !a.watch_from.empty() &&
+            std::from_chars(a.watch_from.data(), a.watch_from.data() + a.watch_from.size(), started_at).ec ==
+                std::errc{} &&
+            started_at != 0)
+            from = started_at;
+        if (delivered)
+            std::fill(gone.begin(), gone.end(), false);
+        if (a.status == 410) {
+            gone[at % endpoints.size()] = true;
+            if (std::find(gone.begin(), gone.end(), false) != gone.end()) {
+                std::cerr << "raftkv: " << e.url << ": " << error_message(a.body)
+                          << "; trying the next endpoint\n";
+                ++at;
+                continue;
+            }
+        }
         if (a.status != 0 && a.status != 200 && a.status != 503)
-            return fail(a); // 410: the changes after the last index seen are gone from that node
+            return fail(a); // 410 from every endpoint: the changes after the last index seen are gone
         if (a.status != 200)
             std::cerr << "raftkv: " << e.url << ": " << (a.status == 0 ? a.body : error_message(a.body))
                       << "; resuming" << (from ? " from index " + std::to_string(*from) : std::string())
@@ -610,7 +645,7 @@ const std::vector<command>& commands()
          [](po::options_description& d) {
              d.add_options()("prefix", po::value<std::string>()->default_value(""),
                              "only keys starting with P")(
-                 "limit", po::value<std::uint64_t>()->default_value(0), "list at most N keys (0: all)")(
+                 "limit", po::value<std::string>()->default_value("0"), "list at most N keys (0: all)")(
                  "keys-only", po::bool_switch(), "list the keys without their values");
              add_consistency_option(d);
          },
@@ -625,7 +660,7 @@ const std::vector<command>& commands()
          "--from N starts with the changes at index N and later, if the node still holds them.",
          [](po::options_description& d) {
              d.add_options()("prefix", po::bool_switch(), "watch every key starting with KEY")(
-                 "from", po::value<std::uint64_t>()->default_value(0), "start at log index N (0: now)");
+                 "from", po::value<std::string>()->default_value("0"), "start at log index N (0: now)");
          },
          {"key"},
          run_watch},

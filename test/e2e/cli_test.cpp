@@ -327,6 +327,63 @@ BOOST_AUTO_TEST_CASE(watch_prints_every_change_and_resumes_on_another_endpoint)
     BOOST_TEST(watcher.running());
 }
 
+// A node restarted after kill -9 holds in its journal only what it applied since: a watch
+// resuming there gets 410, while another endpoint still holds the changes.
+BOOST_AUTO_TEST_CASE(watch_answered_410_by_a_restarted_node_resumes_on_another_endpoint)
+{
+    const std::uint64_t follower = followers().front();
+    // Written through the follower, so that it applied the change before it is killed.
+    const http_response first = put(c.http_port(follower), "g/0", "v0");
+    BOOST_TEST_REQUIRE(first.status == 200, describe(first));
+    const std::string from = parse_json(first.body).text.at("version");
+    c.kill9(follower);
+    c.start(follower);
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    BOOST_TEST_REQUIRE(get(c.http_port(follower), "g/0").status == 200);
+    BOOST_TEST_REQUIRE(put(c.http_port(leader), "g/1", "v1").status == 200);
+
+    temp_dir dir;
+    const std::string endpoints = url(c.http_port(follower)) + "," + url(c.http_port(leader));
+    process watcher(with_endpoints(endpoints, {"watch", "g/", "--prefix", "--from", from}),
+                    {RAFTKV_CLI_BINARY, dir / "watch.out", dir / "watch.err", {}});
+    BOOST_TEST_REQUIRE(
+        wait_until([&] { return read_tail(dir / "watch.out").find("\tg/1\tv1") != std::string::npos; }, 10s),
+        "stdout [" << read_tail(dir / "watch.out") << "], stderr [" << read_tail(dir / "watch.err") << "]");
+    const std::string out = read_tail(dir / "watch.out");
+    BOOST_TEST(out.find(from + "\tput\tg/0\tv0\n") != std::string::npos, out);
+    BOOST_TEST(out.find("\tg/0\t") < out.find("\tg/1\t"), out);
+    BOOST_TEST(read_tail(dir / "watch.err").find("410") == std::string::npos);
+    BOOST_TEST(watcher.running());
+}
+
+// A watch started without --from that ends before any line came: it resumes where the node
+// started it (X-Raftkv-Watch-From), not at the next node's present, so no change is lost.
+BOOST_AUTO_TEST_CASE(watch_that_ends_before_its_first_line_loses_no_change)
+{
+    const std::uint64_t follower = followers().front();
+    temp_dir dir;
+    const std::string endpoints = url(c.http_port(follower)) + "," + url(c.http_port(leader));
+    process watcher(with_endpoints(endpoints, {"watch", "s/", "--prefix"}),
+                    {RAFTKV_CLI_BINARY, dir / "watch.out", dir / "watch.err", {}});
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            const http_response m = request(c.http_port(follower), "GET", "/metrics", {});
+            return m.body.find("\nraftkv_watchers 1\n") != std::string::npos;
+        },
+        10s));
+    // The follower stops before it can send the change; it dies without having sent it.
+    c.signal(follower, SIGSTOP);
+    BOOST_TEST_REQUIRE(put(c.http_port(leader), "s/0", "v0").status == 200);
+    c.kill9(follower);
+    BOOST_TEST_REQUIRE(put(c.http_port(leader), "s/1", "v1").status == 200);
+    BOOST_TEST_REQUIRE(
+        wait_until([&] { return read_tail(dir / "watch.out").find("\ts/1\tv1") != std::string::npos; }, 20s),
+        "stdout [" << read_tail(dir / "watch.out") << "], stderr [" << read_tail(dir / "watch.err") << "]");
+    const std::string out = read_tail(dir / "watch.out");
+    BOOST_TEST(out.find("\tput\ts/0\tv0\n") != std::string::npos, out);
+    BOOST_TEST(watcher.running());
+}
+
 BOOST_AUTO_TEST_CASE(members_are_listed_added_promoted_removed_and_leadership_moves)
 {
     const std::string endpoints = url(c.http_port(followers().front())) + "," + url(c.http_port(leader));
@@ -392,6 +449,8 @@ BOOST_AUTO_TEST_CASE(help_and_usage_errors)
                                                {"put", "k"},
                                                {"get", "a", "b"},
                                                {"ls", "--limit", "x"},
+                                               {"ls", "--limit", "-1"},
+                                               {"watch", "k", "--from", "-1"},
                                                {"member", "add", "4"},
                                                {"member", "remove", "0"},
                                                {"--timeout", "soon", "get", "k"},

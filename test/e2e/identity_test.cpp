@@ -130,6 +130,29 @@ BOOST_AUTO_TEST_CASE(a_restart_without_peers_uses_the_recorded_members_and_rejoi
     BOOST_TEST(st->members.size() == 3u);
 }
 
+// A restart with --raft on a port the peers do not dial starts (a forwarder may stand in
+// between), but says at once why the node will not hear from its peers.
+BOOST_AUTO_TEST_CASE(a_restart_with_raft_on_another_port_warns_that_no_peer_dials_it)
+{
+    cluster c(3);
+    stop_node_3(c);
+    const std::uint16_t other = free_ports(1).front();
+    c.start(3, with_flag(without_flag(c.args(3), "--peers"), "--raft", "127.0.0.1:" + std::to_string(other)));
+    const std::string expected = "--raft 127.0.0.1:" + std::to_string(other) +
+                                 " is on another port than the members dial for node 3 (" +
+                                 c.spec(3).raft_address() + ")";
+    BOOST_TEST(
+        wait_until([&] { return read_tail(c.spec(3).log_file).find(expected) != std::string::npos; }, 5s),
+        read_tail(c.spec(3).log_file));
+    BOOST_TEST(c.running(3));
+    // Restarted where the peers dial it, it rejoins without the warning.
+    c.terminate(3);
+    c.start(3, without_flag(without_flag(c.args(3), "--peers"), "--raft"));
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    const std::string log = read_tail(c.spec(3).log_file, 1 << 20);
+    BOOST_TEST(log.find(expected) == log.rfind(expected), log);
+}
+
 BOOST_AUTO_TEST_CASE(a_data_directory_without_an_identity_file_is_adopted)
 {
     // A cluster of a release without identity (and peers) files: lose them on every node.

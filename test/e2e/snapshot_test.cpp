@@ -259,6 +259,32 @@ BOOST_AUTO_TEST_CASE(a_node_whose_log_was_truncated_refuses_to_start)
     BOOST_TEST(read.failed == 0u, read.first_failure);
 }
 
+// A single node whose state directory was lost after its log was compacted has no leader to
+// send it a snapshot: it cannot serve, and its log says why at start-up.
+BOOST_AUTO_TEST_CASE(a_node_whose_state_was_lost_behind_a_compacted_log_says_so)
+{
+    cluster c{1, true, {"--snapshot-entries", "50", "--snapshot-catchup-entries", "10"}};
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    const load_result w = put_many(c.http_port(1), "k-", 200);
+    BOOST_TEST_REQUIRE(w.failed == 0u, w.first_failure);
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            const auto s = get_status(c.http_port(1));
+            return s && s->first_index > 1;
+        },
+        10s));
+    const auto stopped = c.terminate(1);
+    BOOST_TEST_REQUIRE((stopped.has_value() && stopped->exited));
+    std::filesystem::remove_all(c.spec(1).data_dir / "state");
+    c.start(1);
+    const std::string expected = "is behind the start of the log (first index ";
+    BOOST_TEST(
+        wait_until([&] { return read_tail(c.spec(1).log_file).find(expected) != std::string::npos; }, 5s),
+        read_tail(c.spec(1).log_file));
+    BOOST_TEST(read_tail(c.spec(1).log_file).find("until a leader sends it a snapshot") != std::string::npos);
+    BOOST_TEST(c.running(1));
+}
+
 // The log's segments are reserved 64 MiB at a time and deleted once a durable snapshot covers
 // them, so the log directory stays at one or two segments where an uncompacted log would
 // grow with every write; the node holds only the retained log in memory.

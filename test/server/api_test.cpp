@@ -430,6 +430,8 @@ BOOST_AUTO_TEST_CASE(bad_member_bodies_are_bad_requests_that_say_why)
     rejected(R"({"id": 4, "raft": "a:1", "http": "nope"})", "\"http\" must be a string");
     rejected(R"({"id": 4, "raft": "a:1", "learner": "yes"})", "\"learner\" must be true or false");
     rejected(R"({"id": 4, "raft": "a:1", "lerner": true})", "unknown member \"lerner\"");
+    rejected(R"({"id": 4, "raft": "0.0.0.0:9084"})", "\"raft\": 0.0.0.0:9084 is a wildcard address");
+    rejected(R"({"id": 4, "raft": "a:1", "http": "[::]:8084"})", "\"http\": [::]:8084 is a wildcard address");
 }
 
 BOOST_AUTO_TEST_CASE(a_leader_body_names_one_node)

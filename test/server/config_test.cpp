@@ -192,6 +192,19 @@ BOOST_AUTO_TEST_CASE(raft_may_differ_from_the_address_peers_dial)
     BOOST_TEST(c.peers.at(1).to_string() == "127.0.0.1:9081");
 }
 
+BOOST_AUTO_TEST_CASE(the_peers_of_a_cluster_are_dialable_addresses_not_wildcards)
+{
+    parse_error({"--id", "1", "--peers", "1=0.0.0.0:9081,2=127.0.0.1:9082,3=127.0.0.1:9083"},
+                "--peers: node 1's address 0.0.0.0:9081 is a wildcard address, which the other nodes "
+                "cannot dial");
+    parse_error({"--id", "1", "--peers", "1=127.0.0.1:9081,2=[::]:9082"},
+                "node 2's address [::]:9082 is a wildcard");
+    // A single node dials no one: listening on every interface is all it asks.
+    const server_config single = parse_ok({"--id", "1", "--peers", "1=0.0.0.0:9081"});
+    BOOST_TEST(single.raft.to_string() == "0.0.0.0:9081");
+    BOOST_TEST(parse_ok({"--raft", "0.0.0.0:9080"}).peers.at(1).to_string() == "0.0.0.0:9080");
+}
+
 BOOST_AUTO_TEST_CASE(advertise_http_defaults_to_http)
 {
     const server_config c = parse_ok({"--http", "10.0.0.1:8081"});
@@ -809,6 +822,19 @@ BOOST_AUTO_TEST_CASE(an_empty_config_file_sets_nothing)
 {
     temp_dir dir;
     BOOST_TEST(parse_ok({"--config", write_file(dir, "")}).id == 1u);
+    BOOST_TEST(parse_ok({"--config", write_file(dir, "# nothing\n", "comment.yaml")}).id == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_config_file_is_one_yaml_document)
+{
+    temp_dir dir;
+    // A second document would be ignored: its settings would silently not apply.
+    const std::string two = write_file(dir, "id: 1\n---\nid: 2\n", "two.yaml");
+    BOOST_TEST(parse_error({"--config", two}, "YAML documents") ==
+               two + ": holds 2 YAML documents (separated by ---); put every setting in one");
+    // Document markers around one document, and empty documents, are fine.
+    BOOST_TEST(parse_ok({"--config", write_file(dir, "---\nid: 2\n...\n", "marked.yaml")}).id == 2u);
+    BOOST_TEST(parse_ok({"--config", write_file(dir, "---\nid: 2\n---\n", "trailing.yaml")}).id == 2u);
     BOOST_TEST(parse_ok({"--config", write_file(dir, "# nothing\n", "comment.yaml")}).id == 1u);
 }
 
