@@ -18,6 +18,8 @@ packages=(
     libssl-dev openssl
     # raftkv-server's log (reference-server/log.cpp).
     libspdlog-dev
+    # raftkv-server's allocator, tcmalloc (cmake/raftkv_malloc.cmake; without it: glibc's malloc).
+    libgoogle-perftools-dev
 )
 
 # For the tests only.
