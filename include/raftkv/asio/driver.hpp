@@ -25,6 +25,7 @@
 #include <span>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -380,13 +381,39 @@ private:
 
     static boost::system::error_code to_boost(std::error_code ec) { return ec; }
 
+    // Whether `ex` is this driver's strand (also behind a type-erased executor).
+    template <class Executor>
+    bool on_strand(const Executor& ex) const
+    {
+        if constexpr (std::is_same_v<Executor, executor_type>)
+            return ex == strand_;
+        else if constexpr (requires { ex.template target<executor_type>(); }) {
+            const executor_type* s = ex.template target<executor_type>();
+            return s && *s == strand_;
+        } else
+            return false;
+    }
+
+    // Hands the result to the handler on its own executor. Queued, never run inline: a
+    // handler on the io_context or on another strand (a coroutine serving a connection)
+    // would otherwise resume on this thread while it holds the strand, and everything it
+    // does until its next suspension (reading the state machine, writing a response) would
+    // hold up the node. One without an executor of its own runs on the strand, at once.
     template <class Handler, class... Args>
     void complete(Handler handler, Args... args)
     {
         auto ex = boost::asio::get_associated_executor(handler, strand_);
-        boost::asio::dispatch(ex, [h = std::move(handler), ... args = std::move(args)]() mutable {
+        auto f = [h = std::move(handler), ... args = std::move(args)]() mutable {
             std::move(h)(std::move(args)...);
-        });
+        };
+        if (on_strand(ex)) {
+            f();
+            return;
+        }
+        // Queued on the io_context, which any thread running it picks up, and from there into
+        // the handler's executor (a type-erased one may not be able to post itself).
+        boost::asio::post(strand_.get_inner_executor(),
+                          [ex, f = std::move(f)]() mutable { boost::asio::dispatch(ex, std::move(f)); });
     }
 
     // The error operations get once the driver stopped.
