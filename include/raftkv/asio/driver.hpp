@@ -87,6 +87,10 @@ struct driver_options {
     Proposals made while the strand is busy are appended to the log as one batch (one log
     store append, one fsync for a synced store).
 
+    An operation completes on its handler's associated executor, queued there through the
+    strand's inner executor rather than run inline, so what the handler does next never holds
+    up the node; a handler with no executor of its own runs on the strand.
+
     @par Example
     @code
     auto strand = boost::asio::make_strand(io);
