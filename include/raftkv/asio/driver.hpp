@@ -85,7 +85,8 @@ struct driver_options {
     `use_future` and `use_awaitable` all work. It holds no Raft logic.
 
     Proposals made while the strand is busy are appended to the log as one batch (one log
-    store append, one fsync for a synced store).
+    store append, one fsync for a synced store); reads submitted meanwhile likewise start
+    together, as one ReadIndex request.
 
     An operation completes on its handler's associated executor, queued there through the
     strand's inner executor rather than run inline, so what the handler does next never holds
