@@ -10,6 +10,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -413,10 +414,14 @@ private:
             f();
             return;
         }
-        // Queued on the io_context, which any thread running it picks up, and from there into
-        // the handler's executor (a type-erased one may not be able to post itself).
-        boost::asio::post(strand_.get_inner_executor(),
-                          [ex, f = std::move(f)]() mutable { boost::asio::dispatch(ex, std::move(f)); });
+        // Queued on the io_context, and from there into the handler's executor (a type-erased
+        // one may not be able to post itself). As a continuation: a thread running the
+        // io_context keeps it for itself once the strand is released, rather than waking
+        // another thread for it.
+        boost::asio::prefer(
+            boost::asio::require(strand_.get_inner_executor(), boost::asio::execution::blocking.never),
+            boost::asio::execution::relationship.continuation)
+            .execute([ex, f = std::move(f)]() mutable { boost::asio::dispatch(ex, std::move(f)); });
     }
 
     // The error operations get once the driver stopped.
