@@ -28,9 +28,10 @@ trap 'rm -f "$data"' EXIT
 
 # The CSV's columns: system,workload,target,connections,duration_s,requests,errors,
 # throughput_rps,p50_ms,p99_ms,p999_ms. Data blocks (gnuplot's "index"), in this order:
-# raftkv write, etcd write, raftkv read, etcd read, raftkv mixed, etcd mixed.
+# raftkv write, etcd write, raftkv read, etcd read, raftkv mixed, etcd mixed, then read-lease
+# and read-stale likewise (those present).
 workloads=()
-for workload in write read mixed; do
+for workload in write read mixed read-lease read-stale; do
     grep -q "^[a-z]*,$workload," "$csv" || continue
     workloads+=("$workload")
     for system in raftkv etcd; do

@@ -20,7 +20,10 @@ random keys) at each connection count, and writes bench/results/<UTC time>-<host
 Options:
   --connections LIST   connection counts to measure (default: $connections)
   --duration SECONDS   length of each point (default: $duration)
-  --workloads LIST     any of write,read,mixed (default: $workloads)
+  --workloads LIST     any of write,read,mixed,read-lease,read-stale (default: $workloads);
+                       read-lease: raftkv's lease reads against etcd's linearizable range
+                       (etcd has no lease reads); read-stale: raftkv's stale reads against
+                       etcd's serializable range (each node answers from its own state)
   --target MODE        spread: connections spread over the three nodes (default)
                        leader: every connection to the current leader
   --load TOOL          native: bench/loadgen's raftkv-loadgen, built with the release preset
@@ -91,7 +94,9 @@ done
 
 [[ $connections =~ ^[1-9][0-9]*(,[1-9][0-9]*)*$ ]] || die "--connections: a list like 1,16,64,256"
 [[ $duration =~ ^[1-9][0-9]*$ ]] || die "--duration: a whole number of seconds"
-[[ $workloads =~ ^(write|read|mixed)(,(write|read|mixed))*$ ]] || die "--workloads: any of write,read,mixed"
+workload_names='(write|read|mixed|read-lease|read-stale)'
+[[ $workloads =~ ^$workload_names(,$workload_names)*$ ]] ||
+    die "--workloads: any of write,read,mixed,read-lease,read-stale"
 [[ $target == spread || $target == leader ]] || die "--target: spread or leader"
 [[ $load == native || $load == wrk ]] || die "--load: native or wrk"
 [[ $soak =~ ^[0-9]+$ ]] || die "--soak: a whole number of seconds"
@@ -476,10 +481,10 @@ write_ratios() {
 print_table() {
     awk -F, '
         NR == 1 { next }
-        { printf "%-8s %5d   %9.0f %9.0f %6s   %9.2f %9.2f %6s   %7d %7d\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }
+        { printf "%-10s %5d   %9.0f %9.0f %6s   %9.2f %9.2f %6s   %7d %7d\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, $10 }
         ' "$ratio_csv" | {
-        printf '%-8s %5s   %9s %9s %6s   %9s %9s %6s   %7s %7s\n' "" "" raftkv etcd "" raftkv etcd "" raftkv etcd
-        printf '%-8s %5s   %9s %9s %6s   %9s %9s %6s   %7s %7s\n' workload conns "req/s" "req/s" ratio \
+        printf '%-10s %5s   %9s %9s %6s   %9s %9s %6s   %7s %7s\n' "" "" raftkv etcd "" raftkv etcd "" raftkv etcd
+        printf '%-10s %5s   %9s %9s %6s   %9s %9s %6s   %7s %7s\n' workload conns "req/s" "req/s" ratio \
             "p99 ms" "p99 ms" ratio errors errors
         cat
     }
@@ -568,7 +573,7 @@ cat "$work/machine.txt"
 echo "$csv_header" >"$csv"
 
 needs_prefill=0
-[[ ,$workloads, != *,read,* && ,$workloads, != *,mixed,* ]] || needs_prefill=1
+[[ ,$workloads, != *,read* && ,$workloads, != *,mixed,* ]] || needs_prefill=1
 if ((needs_prefill)); then
     prefill raftkv
     prefill etcd

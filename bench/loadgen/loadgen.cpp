@@ -48,6 +48,11 @@ using raftkv::loadgen::parse_status;
 
 enum class system_kind { raftkv, etcd };
 enum class workload_kind { write, read, mixed, prefill };
+/// How reads are asked for: linearizable (raftkv's default, etcd's default range), lease
+/// (raftkv ?consistency=lease; etcd has none, so its linearizable range), or stale (raftkv
+/// ?consistency=stale, etcd "serializable": true: answered by the node asked, from its
+/// own state, without asking the leader).
+enum class read_kind { linearizable, lease, stale };
 
 struct endpoint {
     std::string name; // host:port as given, also sent as the Host header
@@ -58,6 +63,7 @@ struct endpoint {
 struct options {
     system_kind system = system_kind::raftkv;
     workload_kind workload = workload_kind::write;
+    read_kind reads = read_kind::linearizable;
     int connections = 64;
     int threads = 1;
     double duration_s = 10;
@@ -78,14 +84,18 @@ void usage(std::FILE* out)
 
 Closed-loop HTTP/1.1 load on raftkv (PUT/GET /kv/<key>) or etcd's v3 JSON gateway
 (POST /v3/kv/put, /v3/kv/range, linearizable), keys k00000.. uniformly at random.
+read-lease reads with raftkv's ?consistency=lease (etcd has no lease reads: its
+linearizable range); read-stale with raftkv's ?consistency=stale and etcd's
+"serializable": true (each node answers from its own state, possibly behind).
 Connection i goes to endpoint (i mod number of endpoints). Prints one line
 "BENCH requests=... throughput=... p50_ms=... p99_ms=... p999_ms=... max_ms=..." at the end.
 
 Options:
   --target SYSTEM       raftkv or etcd: which API to speak (required)
   --endpoints LIST      host:port,...: the nodes, connections spread round-robin (required)
-  --workload NAME       write, read, mixed (--read-percent reads) or prefill (every key once,
-                        then exit; --duration is then the limit) (default: write)
+  --workload NAME       write, read, read-lease, read-stale, mixed (--read-percent reads) or
+                        prefill (every key once, then exit; --duration is then the limit)
+                        (default: write)
   --connections N       open connections (default: 64)
   --threads N           event-loop threads, connections spread over them (default: 1)
   --duration SECONDS    measured time (default: 10)
@@ -185,12 +195,19 @@ options parse_options(int argc, char** argv)
                 o.workload = workload_kind::write;
             else if (value == "read")
                 o.workload = workload_kind::read;
-            else if (value == "mixed")
+            else if (value == "read-lease") {
+                o.workload = workload_kind::read;
+                o.reads = read_kind::lease;
+            } else if (value == "read-stale") {
+                o.workload = workload_kind::read;
+                o.reads = read_kind::stale;
+            } else if (value == "mixed")
                 o.workload = workload_kind::mixed;
             else if (value == "prefill")
                 o.workload = workload_kind::prefill;
             else
-                die("--workload: write, read, mixed or prefill, got '" + std::string(value) + "'");
+                die("--workload: write, read, read-lease, read-stale, mixed or prefill, got '" +
+                    std::string(value) + "'");
         } else if (flag == "--endpoints") {
             o.endpoints.clear();
             while (!value.empty()) {
@@ -451,13 +468,18 @@ request_kit make_requests(const options& o, const std::string& host)
     const auto size = static_cast<std::size_t>(o.value_bytes);
     if (o.system == system_kind::raftkv) {
         const std::string path = "/kv/k" + std::string(key_digits, '0');
-        kit.read = format_request("GET", path, host, "", 0, "");
+        const char* query = o.reads == read_kind::lease   ? "?consistency=lease"
+                            : o.reads == read_kind::stale ? "?consistency=stale"
+                                                          : "";
+        kit.read = format_request("GET", path + query, host, "", 0, "");
         kit.read.key_at = kit.read.text.find("/kv/k") + 5;
         kit.write = format_request("PUT", path, host, R"({"value":")", size, R"("})");
         kit.write.key_at = kit.write.text.find("/kv/k") + 5;
     } else {
         const std::string key(key_b64_size, 'A');
-        kit.read = format_request("POST", "/v3/kv/range", host, R"({"key":")" + key + R"("})", 0, "");
+        const char* serializable = o.reads == read_kind::stale ? R"(,"serializable":true)" : "";
+        kit.read = format_request("POST", "/v3/kv/range", host,
+                                  R"({"key":")" + key + R"(")" + serializable + "}", 0, "");
         kit.read.key_at = kit.read.text.find(R"({"key":")") + 8;
         const std::size_t b64_size = (size + 1) / 3 * 4;
         kit.write = format_request("POST", "/v3/kv/put", host, R"({"key":")" + key + R"(","value":")",

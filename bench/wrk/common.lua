@@ -130,11 +130,18 @@ local function write_request(key)
         '{"key":"' .. key_b64[key] .. '","value":"' .. random_value() .. '"}')
 end
 
+-- How reads ask (set by read-lease.lua and read-stale.lua): "linearizable", "lease" (raftkv's
+-- ?consistency=lease; etcd has no lease reads, so its linearizable range) or "stale" (raftkv's
+-- ?consistency=stale, etcd's "serializable": true).
+read_kind = read_kind or "linearizable"
+local raftkv_read_query = ({lease = "?consistency=lease", stale = "?consistency=stale"})[read_kind] or ""
+local etcd_read_extra = read_kind == "stale" and ',"serializable":true' or ""
+
 local function read_request(key)
     if system == "raftkv" then
-        return wrk.format("GET", key_paths[key])
+        return wrk.format("GET", key_paths[key] .. raftkv_read_query)
     end
-    return wrk.format("POST", "/v3/kv/range", json_headers, '{"key":"' .. key_b64[key] .. '"}')
+    return wrk.format("POST", "/v3/kv/range", json_headers, '{"key":"' .. key_b64[key] .. '"' .. etcd_read_extra .. '}')
 end
 
 local function count_response(status, body, expect_value)

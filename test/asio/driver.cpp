@@ -441,6 +441,74 @@ BOOST_AUTO_TEST_CASE(a_lease_read_on_the_leader_skips_the_heartbeat_round)
     BOOST_TEST(!at_follower->second.lease); // followers go through the leader
 }
 
+namespace {
+
+raftkv::node_metrics metrics_of(cluster& c, raftkv::node_id id)
+{
+    std::optional<raftkv::node_metrics> got;
+    c.at(id).async_metrics([&](raftkv::node_metrics m) { got = m; });
+    for (int i = 0; i < 500 && !got; ++i)
+        c.io.run_for(1ms);
+    BOOST_REQUIRE(got);
+    return *got;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(reads_submitted_together_share_one_read_index_request)
+{
+    cluster c(3);
+    auto leader = c.wait_for_leader();
+    BOOST_REQUIRE(leader);
+    c.io.run_for(20ms); // let followers hear from the leader
+    const raftkv::node_id follower = *leader == 1 ? 2 : 1;
+    const auto before = metrics_of(c, follower);
+    // Submitted before the strand runs: one pass, one request to the leader for all of them.
+    constexpr int reads = 50;
+    int ok = 0, failed = 0;
+    for (int i = 0; i < reads; ++i)
+        c.at(follower).async_read([&](boost::system::error_code ec) { ++(ec ? failed : ok); });
+    for (int i = 0; i < 500 && ok + failed < reads; ++i)
+        c.io.run_for(1ms);
+    BOOST_TEST(ok == reads);
+    BOOST_TEST(failed == 0);
+    const auto after = metrics_of(c, follower);
+    BOOST_TEST(after.follower_read_requests - before.follower_read_requests == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(lease_and_readindex_reads_submitted_together_are_each_served_as_their_mode_says)
+{
+    cluster c(3);
+    auto leader = c.wait_for_leader();
+    BOOST_REQUIRE(leader);
+    std::optional<std::error_code> wrote;
+    c.at(*leader).async_propose("w", [&](boost::system::error_code ec, std::size_t) { wrote = ec; });
+    for (int i = 0; i < 500 && !wrote; ++i)
+        c.io.run_for(2ms);
+    BOOST_REQUIRE(wrote.has_value());
+    c.io.run_for(10ms); // heartbeat rounds answered: the lease holds
+    const auto before = metrics_of(c, *leader);
+    int lease_served = 0, index_served = 0, failed = 0;
+    for (int i = 0; i < 20; ++i) {
+        const auto mode = i % 2 ? raftkv::asio::read_mode::lease : raftkv::asio::read_mode::linearizable;
+        c.at(*leader).async_read(mode, [&, mode](boost::system::error_code ec, raftkv::asio::read_info info) {
+            if (ec || info.lease != (mode == raftkv::asio::read_mode::lease))
+                ++failed;
+            else
+                ++(info.lease ? lease_served : index_served);
+        });
+    }
+    for (int i = 0; i < 500 && lease_served + index_served + failed < 20; ++i)
+        c.io.run_for(1ms);
+    BOOST_TEST(failed == 0);
+    BOOST_TEST(lease_served == 10);
+    BOOST_TEST(index_served == 10);
+    const auto after = metrics_of(c, *leader);
+    // The ten ReadIndex reads need one round; heartbeats may have started others meanwhile.
+    BOOST_TEST(after.read_index_rounds - before.read_index_rounds >= 1u);
+    BOOST_TEST(after.read_index_rounds - before.read_index_rounds <= 3u);
+}
+
 BOOST_AUTO_TEST_CASE(a_leader_cut_off_stops_serving_lease_reads_within_the_lease)
 {
     cluster c(3);

@@ -10,6 +10,7 @@
 #include <boost/asio/async_result.hpp>
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/dispatch.hpp>
+#include <boost/asio/execution.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -25,6 +26,7 @@
 #include <span>
 #include <string>
 #include <system_error>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -84,7 +86,12 @@ struct driver_options {
     `use_future` and `use_awaitable` all work. It holds no Raft logic.
 
     Proposals made while the strand is busy are appended to the log as one batch (one log
-    store append, one fsync for a synced store).
+    store append, one fsync for a synced store); reads submitted meanwhile likewise start
+    together, as one ReadIndex request.
+
+    An operation completes on its handler's associated executor, queued there through the
+    strand's inner executor rather than run inline, so what the handler does next never holds
+    up the node; a handler with no executor of its own runs on the strand.
 
     @par Example
     @code
@@ -259,9 +266,7 @@ public:
                     ex, [inner = std::move(handler)](boost::system::error_code ec, read_info) mutable {
                         std::move(inner)(ec);
                     });
-                boost::asio::post(strand_, [this, h = std::move(h)]() mutable {
-                    guarded([&] { start_read(read_mode::linearizable, std::move(h)); });
-                });
+                submit_read(read_mode::linearizable, std::move(h));
             },
             token);
     }
@@ -274,12 +279,7 @@ public:
     auto async_read(read_mode mode, Token&& token)
     {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, read_info)>(
-            [this, mode](auto handler) {
-                boost::asio::post(strand_, [this, mode, h = std::move(handler)]() mutable {
-                    guarded([&] { start_read(mode, std::move(h)); });
-                });
-            },
-            token);
+            [this, mode](auto handler) { submit_read(mode, read_handler(std::move(handler))); }, token);
     }
 
     /// Proposes a configuration change (basic_node::change_membership). Completes with
@@ -368,8 +368,13 @@ private:
         clock::time_point deadline;
         propose_handler handler;
     };
+    /// The reads of one ReadIndex request: every read that reached the strand in one pass.
     struct read_waiter {
         clock::time_point deadline;
+        std::vector<read_handler> handlers;
+    };
+    struct submitted_read {
+        read_mode mode;
         read_handler handler;
     };
     /// Proposals sent to the leader, waiting to learn where it appended them.
@@ -380,13 +385,43 @@ private:
 
     static boost::system::error_code to_boost(std::error_code ec) { return ec; }
 
+    // Whether `ex` is this driver's strand (also behind a type-erased executor).
+    template <class Executor>
+    bool on_strand(const Executor& ex) const
+    {
+        if constexpr (std::is_same_v<Executor, executor_type>)
+            return ex == strand_;
+        else if constexpr (requires { ex.template target<executor_type>(); }) {
+            const executor_type* s = ex.template target<executor_type>();
+            return s && *s == strand_;
+        } else
+            return false;
+    }
+
+    // Hands the result to the handler on its own executor. Queued, never run inline: a
+    // handler on the io_context or on another strand (a coroutine serving a connection)
+    // would otherwise resume on this thread while it holds the strand, and everything it
+    // does until its next suspension (reading the state machine, writing a response) would
+    // hold up the node. One without an executor of its own runs on the strand, at once.
     template <class Handler, class... Args>
     void complete(Handler handler, Args... args)
     {
         auto ex = boost::asio::get_associated_executor(handler, strand_);
-        boost::asio::dispatch(ex, [h = std::move(handler), ... args = std::move(args)]() mutable {
+        auto f = [h = std::move(handler), ... args = std::move(args)]() mutable {
             std::move(h)(std::move(args)...);
-        });
+        };
+        if (on_strand(ex)) {
+            f();
+            return;
+        }
+        // Queued on the io_context, and from there into the handler's executor (a type-erased
+        // one may not be able to post itself). As a continuation: a thread running the
+        // io_context keeps it for itself once the strand is released, rather than waking
+        // another thread for it.
+        boost::asio::prefer(
+            boost::asio::require(strand_.get_inner_executor(), boost::asio::execution::blocking.never),
+            boost::asio::execution::relationship.continuation)
+            .execute([ex, f = std::move(f)]() mutable { boost::asio::dispatch(ex, std::move(f)); });
     }
 
     // The error operations get once the driver stopped.
@@ -564,19 +599,47 @@ private:
         publish_status();
     }
 
-    void start_read(read_mode mode, read_handler handler)
+    // Queues a read for the strand. Reads submitted while a pass is queued join it, and
+    // are confirmed together: one pass through the strand and one ReadIndex request for
+    // all of them. Each read still starts its ReadIndex after it was submitted.
+    void submit_read(read_mode mode, read_handler handler)
     {
-        if (stopped_) {
-            complete(std::move(handler), to_boost(stopped_error()), read_info{});
-            return;
+        {
+            std::lock_guard lock(submitted_mutex_);
+            submitted_.push_back({mode, std::move(handler)});
+            if (reads_queued_)
+                return;
+            reads_queued_ = true;
         }
-        if (mode == read_mode::lease && node_.applied_index() >= node_.commit_index() &&
-            lease_holds(clock::now())) {
-            complete(std::move(handler), boost::system::error_code{}, read_info{node_.applied_index(), true});
-            return;
+        boost::asio::post(strand_, [this] { guarded([this] { start_reads(); }); });
+    }
+
+    void start_reads()
+    {
+        {
+            std::lock_guard lock(submitted_mutex_);
+            reads_queued_ = false;
+            starting_.swap(submitted_);
         }
+        // Lease reads the lease covers complete at once; the others share one ReadIndex.
+        const bool lease_now =
+            !stopped_ && node_.applied_index() >= node_.commit_index() && lease_holds(clock::now());
+        std::vector<read_handler> index_reads;
+        index_reads.reserve(starting_.size());
+        for (auto& r : starting_) {
+            if (stopped_)
+                complete(std::move(r.handler), to_boost(stopped_error()), read_info{});
+            else if (lease_now && r.mode == read_mode::lease)
+                complete(std::move(r.handler), boost::system::error_code{},
+                         read_info{node_.applied_index(), true});
+            else
+                index_reads.push_back(std::move(r.handler));
+        }
+        starting_.clear();
+        if (index_reads.empty())
+            return;
         const std::uint64_t id = ++last_read_id_;
-        reads_.emplace(id, read_waiter{clock::now() + dopts_.read_timeout, std::move(handler)});
+        reads_.emplace(id, read_waiter{clock::now() + dopts_.read_timeout, std::move(index_reads)});
         // Registered first: a single-node leader may confirm the read inside read_index().
         if (std::error_code ec = node_.read_index(id))
             on_read_done(id, ec);
@@ -588,9 +651,10 @@ private:
         auto it = reads_.find(id);
         if (it == reads_.end())
             return;
-        read_handler h = std::move(it->second.handler);
+        read_waiter w = std::move(it->second);
         reads_.erase(it);
-        complete(std::move(h), to_boost(ec), read_info{node_.applied_index(), false});
+        for (auto& h : w.handlers)
+            complete(std::move(h), to_boost(ec), read_info{node_.applied_index(), false});
     }
 
     // The node's lease, checked against real time too: its ticks count only the ticks that
@@ -643,7 +707,8 @@ private:
             it = waiters_.erase(it);
         }
         while (!reads_.empty() && reads_.begin()->second.deadline <= now) {
-            complete(std::move(reads_.begin()->second.handler), to_boost(errc::timeout), read_info{});
+            for (auto& h : reads_.begin()->second.handlers)
+                complete(std::move(h), to_boost(errc::timeout), read_info{});
             reads_.erase(reads_.begin());
         }
         while (!forwards_.empty() && forwards_.begin()->second.deadline <= now) {
@@ -663,7 +728,8 @@ private:
             complete(std::move(w.handler), ec, result_type{});
         waiters_.clear();
         for (auto& [id, r] : reads_)
-            complete(std::move(r.handler), ec, read_info{});
+            for (auto& h : r.handlers)
+                complete(std::move(h), ec, read_info{});
         reads_.clear();
         for (auto& [id, f] : forwards_)
             for (auto& h : f.handlers)
@@ -713,6 +779,12 @@ private:
     /// Proposals in the log, by (index, term): a stale one and a new one may share an index.
     std::map<std::pair<index_t, term_t>, proposal_waiter> waiters_;
     std::map<std::uint64_t, read_waiter> reads_;
+    /// Reads submitted from any thread, waiting for the strand (submit_read).
+    std::mutex submitted_mutex_;
+    std::vector<submitted_read> submitted_;
+    bool reads_queued_ = false;
+    /// The reads being started on the strand; kept to reuse its storage.
+    std::vector<submitted_read> starting_;
     std::uint64_t last_read_id_ = 0;
     /// Forwarded batches by id, which is also deadline order.
     std::map<std::uint64_t, forward_waiter> forwards_;
