@@ -8,6 +8,7 @@
 #include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/asio/driver.hpp>
 #include <raftkv/asio/tcp_transport.hpp>
+#include <raftkv/error.hpp>
 #include <raftkv/kv_command.hpp>
 #include <raftkv/leveldb/kv_state_machine.hpp>
 #include <raftkv/wal/log_store.hpp>
@@ -391,6 +392,7 @@ struct kv_service::impl {
     void set_node(std::shared_ptr<raft_node> n);
     void deliver(message m);
     void node_failed(const raft_node* failed, std::exception_ptr why);
+    void read_failed(const std::shared_ptr<raft_node>& failed, std::exception_ptr why);
     void storage_failed(const std::string& why);
     void schedule_probe();
     void probe();
@@ -542,6 +544,17 @@ void kv_service::impl::node_failed(const raft_node* failed, std::exception_ptr w
     if (is_raftkv_error(why))
         return report_fatal(describe(why));
     storage_failed(describe(why));
+}
+
+// Any thread: a read of the state machine of `failed` threw raftkv::storage_error (an I/O
+// error, or a record or table that fails its checksum). The node is then no better than
+// one whose write failed: it takes the storage-failure path (503, /readyz failing, probes),
+// so that clients and load balancers go to the other members instead of getting a 500 for
+// every read that touches the damage. Should the store re-open but stay damaged, the next
+// such read fails it again, with the probe interval growing.
+void kv_service::impl::read_failed(const std::shared_ptr<raft_node>& failed, std::exception_ptr why)
+{
+    boost::asio::post(strand, [this, failed, why] { node_failed(failed.get(), why); });
 }
 
 // On the strand. The node's durable state is in doubt (after a failed fsync the page
@@ -1041,7 +1054,17 @@ boost::asio::awaitable<read_result> kv_service::get(std::string key, read_consis
         co_return read_result{ec, std::nullopt};
     // Linearizable or lease: the read index is applied, so the state machine reflects every
     // earlier acknowledged write. Stale: it reflects at least the entries up to at->first.
-    std::optional<raftkv::leveldb::kv_versioned_value> v = n->machine.get_versioned(key);
+    std::optional<raftkv::leveldb::kv_versioned_value> v;
+    std::exception_ptr failed;
+    try {
+        v = n->machine.get_versioned(key);
+    } catch (const raftkv::storage_error&) {
+        failed = std::current_exception();
+    }
+    if (failed) {
+        impl_->read_failed(n, std::move(failed));
+        co_return read_result{make_error_code(raftkv::errc::node_failed), std::nullopt};
+    }
     if (!v)
         co_return read_result{{}, std::nullopt, at->first, at->second, 0};
     co_return read_result{{}, std::move(v->value), at->first, at->second, v->version};
@@ -1064,7 +1087,17 @@ boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::st
     options.max_bytes = max_scan_bytes;
     options.keys_only = keys_only;
     // The read index is applied, as for get(): the page reflects every earlier acknowledged write.
-    raftkv::leveldb::kv_scan_page page = n->machine.scan(options);
+    raftkv::leveldb::kv_scan_page page;
+    std::exception_ptr failed;
+    try {
+        page = n->machine.scan(options);
+    } catch (const raftkv::storage_error&) {
+        failed = std::current_exception();
+    }
+    if (failed) {
+        impl_->read_failed(n, std::move(failed));
+        co_return scan_result{make_error_code(raftkv::errc::node_failed), {}, false};
+    }
     co_return scan_result{{},         std::move(page.items),   page.more, at->first,
                           at->second, std::move(page.versions)};
 }
