@@ -3,6 +3,7 @@
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/parsers.hpp>
 #include <boost/program_options/value_semantic.hpp>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <charconv>
 #include <cstring>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <system_error>
@@ -413,13 +415,50 @@ std::string read_yaml_settings(const YAML::Node& root, const std::string& file, 
     return {};
 }
 
+// Receives a YAML document's events and keeps nothing.
+class ignore_events final : public YAML::EventHandler {
+public:
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+    void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override
+    {
+    }
+    void OnSequenceEnd() override {}
+    void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override
+    {
+    }
+    void OnMapEnd() override {}
+};
+
+// Every document of `text`; nothing when the parser stops advancing. For some malformed
+// texts (",W22=2") yaml-cpp's parser reports one empty document after another without
+// consuming anything, and YAML::LoadAll() then never returns. A text of n bytes holds at
+// most n + 1 documents, so the documents are counted first, within that bound.
+std::optional<std::vector<YAML::Node>> load_documents(const std::string& text)
+{
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    ignore_events ignore;
+    for (std::size_t n = 0; parser.HandleNextDocument(ignore);)
+        if (++n > text.size() + 1)
+            return std::nullopt;
+    return YAML::LoadAll(text);
+}
+
 // `contents` is the text of the config file `file_name` (named in the messages).
 std::string read_config_text(std::string_view contents, const std::string& file_name, raw_settings& out)
 {
     const std::string file = printable(file_name);
     try {
         // Every document, so that settings after a '---' are refused rather than ignored.
-        std::vector<YAML::Node> documents = YAML::LoadAll(std::string(contents));
+        std::optional<std::vector<YAML::Node>> loaded = load_documents(std::string(contents));
+        if (!loaded)
+            return file + ": not valid YAML (the parser stops advancing)";
+        std::vector<YAML::Node>& documents = *loaded;
         std::erase_if(documents, [](const YAML::Node& d) { return d.IsNull(); });
         if (documents.size() > 1)
             return file + ": holds " + std::to_string(documents.size()) +
