@@ -393,6 +393,19 @@ struct kv_service::impl {
     void deliver(message m);
     void node_failed(const raft_node* failed, std::exception_ptr why);
     void read_failed(const std::shared_ptr<raft_node>& failed, std::exception_ptr why);
+    /// `read(n->machine)`; nothing when it threw raftkv::storage_error, which then takes
+    /// the node out of service (read_failed).
+    template <class Read>
+    auto read_state(const std::shared_ptr<raft_node>& n, Read read)
+        -> std::optional<decltype(read(n->machine))>
+    {
+        try {
+            return read(n->machine);
+        } catch (const raftkv::storage_error&) {
+            read_failed(n, std::current_exception());
+            return std::nullopt;
+        }
+    }
     void storage_failed(const std::string& why);
     void schedule_probe();
     void probe();
@@ -1054,17 +1067,10 @@ boost::asio::awaitable<read_result> kv_service::get(std::string key, read_consis
         co_return read_result{ec, std::nullopt};
     // Linearizable or lease: the read index is applied, so the state machine reflects every
     // earlier acknowledged write. Stale: it reflects at least the entries up to at->first.
-    std::optional<raftkv::leveldb::kv_versioned_value> v;
-    std::exception_ptr failed;
-    try {
-        v = n->machine.get_versioned(key);
-    } catch (const raftkv::storage_error&) {
-        failed = std::current_exception();
-    }
-    if (failed) {
-        impl_->read_failed(n, std::move(failed));
+    auto read = impl_->read_state(n, [&key](const auto& machine) { return machine.get_versioned(key); });
+    if (!read)
         co_return read_result{make_error_code(raftkv::errc::node_failed), std::nullopt};
-    }
+    std::optional<raftkv::leveldb::kv_versioned_value>& v = *read;
     if (!v)
         co_return read_result{{}, std::nullopt, at->first, at->second, 0};
     co_return read_result{{}, std::move(v->value), at->first, at->second, v->version};
@@ -1087,17 +1093,10 @@ boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::st
     options.max_bytes = max_scan_bytes;
     options.keys_only = keys_only;
     // The read index is applied, as for get(): the page reflects every earlier acknowledged write.
-    raftkv::leveldb::kv_scan_page page;
-    std::exception_ptr failed;
-    try {
-        page = n->machine.scan(options);
-    } catch (const raftkv::storage_error&) {
-        failed = std::current_exception();
-    }
-    if (failed) {
-        impl_->read_failed(n, std::move(failed));
+    auto read = impl_->read_state(n, [&options](const auto& machine) { return machine.scan(options); });
+    if (!read)
         co_return scan_result{make_error_code(raftkv::errc::node_failed), {}, false};
-    }
+    raftkv::leveldb::kv_scan_page& page = *read;
     co_return scan_result{{},         std::move(page.items),   page.more, at->first,
                           at->second, std::move(page.versions)};
 }
