@@ -41,6 +41,7 @@
 #include <stdexcept>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace raftkv::server {
 
@@ -54,6 +55,34 @@ using tls_stream = beast::ssl_stream<beast::tcp_stream>;
 
 // Completion token for coroutines that handle errors as values rather than exceptions.
 constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
+
+/// The responses a connection writes in one go: each one's status line and header fields
+/// (what Beast's serializer would produce), with small bodies copied after them and large ones
+/// referenced where they are, as one buffer sequence for a single gathered write.
+class response_batch {
+public:
+    /// Adds `res`, whose payload is prepared (Content-Length set) and not chunked. It must
+    /// stay in place until the write of buffers() completes.
+    void add(const http_response& res);
+
+    /// The bytes of every response added, in order. Valid until the next add() or clear().
+    const std::vector<asio::const_buffer>& buffers();
+
+    bool empty() const { return pieces_.empty(); }
+    void clear();
+
+private:
+    // A run of bytes of text_, or a body referenced in place.
+    struct piece {
+        std::size_t offset;
+        std::size_t size;
+        const char* body; // null: the piece is text_[offset, offset + size)
+    };
+
+    std::string text_;
+    std::vector<piece> pieces_;
+    std::vector<asio::const_buffer> buffers_;
+};
 
 // After a connection is done, how long its client may take to finish sending (and read our
 // last response) before the socket is closed, and how much of what it sends is discarded.
@@ -286,6 +315,7 @@ private:
     // Requests read and not yet answered, oldest first; at most options_.pipeline_depth.
     // The writer pops the front once written; only then does a slot's address change.
     std::deque<slot> pipeline_;
+    response_batch batch_;     // the responses being written (write_responses)
     bool reading_ = true;      // the reader may still add to the pipeline
     bool writing_ = true;      // the writer still runs
     bool awaiting_ = false;    // the reader waits for the first byte of a request
@@ -579,18 +609,36 @@ asio::awaitable<void> http_server::state::connection<Stream>::write_responses(st
             break;
         slot& s = pipeline_.front();
         beast::error_code ec;
+        bool last = false;
         if (s.stream) {
             const bool complete = co_await write_streamed(s);
             if (!complete)
                 ec = asio::error::connection_aborted;
+            last = ec || !s.keep_alive;
+            pipeline_.pop_front();
         } else {
+            // Every response ready at the front goes out in one write: pipelined requests
+            // answered together cost one system call, not one each.
+            std::size_t written = 0;
+            for (const slot& t : pipeline_) {
+                if (!t.response || t.stream)
+                    break;
+                batch_.add(*t.response);
+                ++written;
+                if (!t.keep_alive) {
+                    last = true;
+                    break;
+                }
+            }
             arm(write_, options_.idle_timeout);
-            auto [write_ec, n] = co_await http::async_write(stream_, *s.response, nothrow_awaitable);
+            auto [write_ec, n] = co_await asio::async_write(stream_, batch_.buffers(), nothrow_awaitable);
             disarm(write_);
+            batch_.clear();
             ec = write_ec;
+            last = last || ec;
+            for (; written > 0; --written)
+                pipeline_.pop_front();
         }
-        const bool last = ec || !s.keep_alive;
-        pipeline_.pop_front();
         if (last) {
             if (ec)
                 beast::get_lowest_layer(stream_)

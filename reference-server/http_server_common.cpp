@@ -46,6 +46,75 @@ asio::awaitable<void> close_gracefully(beast::tcp_stream& stream, std::chrono::m
     stream.socket().close(ec);
 }
 
+namespace {
+
+// Bodies up to this size are copied after their header (one contiguous run of bytes for the
+// kernel); larger ones are written from where they are.
+constexpr std::size_t copied_body_limit = 4096;
+
+void append_decimal(std::string& out, unsigned n)
+{
+    char digits[10];
+    char* end = digits + sizeof digits;
+    char* p = end;
+    do {
+        *--p = static_cast<char>('0' + n % 10);
+        n /= 10;
+    } while (n != 0);
+    out.append(p, end);
+}
+
+} // namespace
+
+void response_batch::add(const http_response& res)
+{
+    const std::size_t start = text_.size();
+    text_ += "HTTP/";
+    append_decimal(text_, res.version() / 10);
+    text_ += '.';
+    append_decimal(text_, res.version() % 10);
+    text_ += ' ';
+    append_decimal(text_, res.result_int());
+    text_ += ' ';
+    text_ += res.reason();
+    text_ += "\r\n";
+    for (const auto& field : res.base()) {
+        text_ += field.name_string();
+        text_ += ": ";
+        text_ += field.value();
+        text_ += "\r\n";
+    }
+    text_ += "\r\n";
+    const std::string& body = res.body();
+    if (body.size() <= copied_body_limit)
+        text_ += body;
+    // Consecutive runs of text_ are one piece.
+    if (!pieces_.empty() && pieces_.back().body == nullptr)
+        pieces_.back().size += text_.size() - start;
+    else
+        pieces_.push_back({start, text_.size() - start, nullptr});
+    if (body.size() > copied_body_limit)
+        pieces_.push_back({0, body.size(), body.data()});
+}
+
+const std::vector<asio::const_buffer>& response_batch::buffers()
+{
+    buffers_.clear();
+    for (const piece& p : pieces_)
+        buffers_.emplace_back(p.body != nullptr ? p.body : text_.data() + p.offset, p.size);
+    return buffers_;
+}
+
+void response_batch::clear()
+{
+    // An idle connection keeps a buffer of a few responses, not the largest batch it wrote.
+    if (text_.capacity() > 4 * copied_body_limit)
+        std::string().swap(text_);
+    text_.clear();
+    pieces_.clear();
+    buffers_.clear();
+}
+
 } // namespace http_server_detail
 
 asio::awaitable<void> http_server::state::accept_loop()

@@ -60,13 +60,22 @@ struct probe {
     }
 };
 
+std::string big_body(std::size_t n)
+{
+    std::string body(n, '\0');
+    for (std::size_t i = 0; i < n; ++i)
+        body[i] = static_cast<char>('0' + i % 10);
+    return body;
+}
+
 /// Answers 200 with the target as the body, after:
 ///   /fast/...    nothing;
 ///   /delay/MS    MS milliseconds;
 ///   /wait/N      N requests have started, in any connection (then the body is "saw N"),
 ///                or 5 s have passed (then "saw" what it saw);
 ///   /block/...   the probe's gate opens (at most 10 s);
-///   /throw       throws instead (the server answers 500).
+///   /throw       throws instead (the server answers 500);
+///   /big/N       nothing, and the body is N bytes ("0123456789" repeated) instead.
 class test_handler : public raftkv::server::request_handler {
 public:
     explicit test_handler(probe& p) : probe_(p) {}
@@ -138,6 +147,8 @@ private:
                 co_await pause(timer);
         } else if (target == "/throw") {
             throw std::runtime_error("the handler threw");
+        } else if (target.starts_with("/big/")) {
+            co_return big_body(std::stoul(target.substr(5)));
         }
         co_return target;
     }
@@ -320,6 +331,35 @@ BOOST_AUTO_TEST_CASE(responses_keep_request_order_when_handlers_finish_in_revers
                                                "200 /fast/now"};
     BOOST_TEST(c.read_bodies(4) == expected, boost::test_tools::per_element());
     BOOST_TEST(f.seen.most_running == 4);
+}
+
+// The first response is held until every request has started, so the others are ready with
+// it and go out in the same write: small bodies copied after their headers, large ones
+// written from the response, in order and intact either way.
+BOOST_AUTO_TEST_CASE(responses_ready_together_are_written_together_in_order_small_and_large)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    c.send(get("/wait/6") + get("/big/100000") + get("/fast/a") + get("/big/4096") + get("/big/4097") +
+           get("/fast/b", "Connection: close\r\n"));
+    std::vector<std::optional<response>> got;
+    for (int i = 0; i < 6; ++i)
+        got.push_back(c.read());
+    BOOST_TEST_REQUIRE(got[0].has_value());
+    BOOST_TEST(got[0]->body() == "saw 6");
+    BOOST_TEST_REQUIRE(got[1].has_value());
+    BOOST_TEST((got[1]->body() == big_body(100000)));
+    BOOST_TEST(((*got[1])[http::field::content_length] == "100000"));
+    BOOST_TEST_REQUIRE(got[2].has_value());
+    BOOST_TEST(got[2]->body() == "/fast/a");
+    BOOST_TEST_REQUIRE(got[3].has_value());
+    BOOST_TEST((got[3]->body() == big_body(4096)));
+    BOOST_TEST_REQUIRE(got[4].has_value());
+    BOOST_TEST((got[4]->body() == big_body(4097)));
+    BOOST_TEST_REQUIRE(got[5].has_value());
+    BOOST_TEST(got[5]->body() == "/fast/b");
+    BOOST_TEST(!got[5]->keep_alive());
+    BOOST_TEST(c.closed_within(2s));
 }
 
 BOOST_AUTO_TEST_CASE(no_more_than_pipeline_depth_requests_are_in_progress)
