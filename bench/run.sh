@@ -30,6 +30,9 @@ Options:
                        (default); wrk: wrk with the Lua scripts of bench/wrk/
   --soak SECONDS       instead of the comparison: write at 64 connections to raftkv only for
                        SECONDS, sampling each node's RSS every 10 s into <stamp>-soak.csv
+  --raftkv-flags FLAGS more raftkv-server flags, split at spaces (default: "$raftkv_flags": the
+                       three servers share this machine's CPUs, and one I/O thread each spends
+                       less CPU per request than two that wake each other; "" for the defaults)
   --commit REV         measure raftkv as committed at REV (git archive into bench/.work/,
                        release preset built there), not the working tree
   --keep               keep the work directory (data, server logs, load output) afterwards
@@ -55,6 +58,7 @@ load=native
 soak=0
 commit=""
 keep=0
+raftkv_flags="--threads 1"
 key_count=100000
 value_bytes=128
 
@@ -70,14 +74,16 @@ fail() {
 
 while (($# > 0)); do
     case $1 in
-    --connections | --duration | --workloads | --target | --load | --soak | --commit)
+    --connections | --duration | --workloads | --target | --load | --soak | --commit | --raftkv-flags)
         (($# >= 2)) || die "$1 needs a value (see --help)"
-        declare "${1#--}=$2"
+        option=${1#--}
+        declare "${option//-/_}=$2"
         shift 2
         ;;
-    --connections=* | --duration=* | --workloads=* | --target=* | --load=* | --soak=* | --commit=*)
+    --connections=* | --duration=* | --workloads=* | --target=* | --load=* | --soak=* | --commit=* | --raftkv-flags=*)
         option=${1%%=*}
-        declare "${option#--}=${1#*=}"
+        option=${option#--}
+        declare "${option//-/_}=${1#*=}"
         shift
         ;;
     --keep)
@@ -101,6 +107,7 @@ workload_names='(write|read|mixed|read-lease|read-stale)'
 [[ $load == native || $load == wrk ]] || die "--load: native or wrk"
 [[ $soak =~ ^[0-9]+$ ]] || die "--soak: a whole number of seconds"
 IFS=, read -r -a connection_list <<<"$connections"
+read -r -a raftkv_flag_list <<<"$raftkv_flags"
 IFS=, read -r -a workload_list <<<"$workloads"
 
 # ---------------------------------------------------------------------------------------------
@@ -273,7 +280,8 @@ start_raftkv() {
     for n in 1 2 3; do
         mkdir -p "$work/raftkv/$n"
         "$server" --id "$n" --data-dir "$work/raftkv/$n" --http "127.0.0.1:${raftkv_http[n]}" \
-            --raft "127.0.0.1:${raft[n]}" --peers "$peers" >"$work/raftkv-$n.log" 2>&1 </dev/null &
+            --raft "127.0.0.1:${raft[n]}" --peers "$peers" "${raftkv_flag_list[@]}" \
+            >"$work/raftkv-$n.log" 2>&1 </dev/null &
         pids+=($!)
         raftkv_pid[n]=$!
         log_of[$!]=$work/raftkv-$n.log
@@ -500,7 +508,7 @@ machine_description() {
             [[ -z $(git -C "$repo" status --porcelain -- include reference-server) ]] ||
                 echo ", with uncommitted changes in include/ or reference-server/ in the working tree")"
     fi
-    echo "server: $server"
+    echo "server: $server${raftkv_flags:+ $raftkv_flags}"
     echo "etcd: $(etcd --version | head -n 1)"
     if [[ $load == native ]]; then
         echo "load generator: raftkv-loadgen ($loadgen), one thread, the same for both systems"
