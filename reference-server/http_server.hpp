@@ -61,8 +61,10 @@ public:
 
     /// Sends `data` (not empty) as the next part of the body: a chunk, or for an HTTP/1.0
     /// client the bytes themselves. A write must complete within
-    /// http_server_options::idle_timeout, else the connection is closed. False once the
-    /// connection failed or closed: the stream should end.
+    /// http_server_options::idle_timeout, else the connection is closed. So is a connection
+    /// whose client has taken no byte for idle_timeout while some were waiting for it (its
+    /// receive buffer full, the kernel's send buffer holding the rest), found when the next
+    /// write begins. False once the connection failed or closed: the stream should end.
     virtual boost::asio::awaitable<bool> write(std::string_view data) = 0;
 
     /// Whether the connection is gone: a write failed, the client closed its side, or
@@ -73,7 +75,7 @@ public:
     virtual bool stopping() const = 0;
 
     /// Closes the connection at once, without ending the body: for a client that stopped
-    /// reading. A write in progress fails.
+    /// reading (counted in http_server::stalled_streams()). A write in progress fails.
     virtual void abort() = 0;
 };
 
@@ -150,8 +152,10 @@ struct http_server_options {
 
     /// A connection with no request in progress (every request read has been answered)
     /// whose client sends no first byte of a next request within this long is closed; also
-    /// the limit on writing one response. While requests are in progress there is no limit
-    /// on the wait for the next one: the handler bounds how long they take.
+    /// the limit on writing one response (one write of a streamed one), and on how long the
+    /// client of a streamed response may take no byte of it while some wait in the kernel's
+    /// send buffer (stream_writer::write()). While requests are in progress there is no
+    /// limit on the wait for the next one: the handler bounds how long they take.
     /// Default: 60 s.
     std::chrono::milliseconds idle_timeout{60'000};
 
@@ -251,6 +255,11 @@ public:
     /// http_server_options::max_connections because none was idle. Safe from any thread.
     std::uint64_t open_connections() const;
     std::uint64_t turned_away() const;
+
+    /// How many streamed responses were closed because their client stopped reading: it
+    /// took no byte for idle_timeout, or the stream called stream_writer::abort(). Safe from
+    /// any thread.
+    std::uint64_t stalled_streams() const;
 
 private:
     struct state;
