@@ -74,8 +74,9 @@ public:
     /// Whether the server is stopping (http_server::stop()): the stream should end soon.
     virtual bool stopping() const = 0;
 
-    /// Closes the connection at once, without ending the body: for a client that stopped
-    /// reading (counted in http_server::stalled_streams()). A write in progress fails.
+    /// Closes the connection at once, without ending the body, and drops what the kernel
+    /// still holds for the client (a TCP reset): for a client that stopped reading (counted
+    /// in http_server::stalled_streams()). A write in progress fails.
     virtual void abort() = 0;
 };
 
@@ -200,6 +201,14 @@ struct http_server_options {
 
     /// Default: 10 s.
     std::chrono::milliseconds handshake_timeout{10'000};
+
+    /// The kernel send buffer (SO_SNDBUF) of a connection once it writes a streamed
+    /// response, which the kernel doubles: what a client that stopped reading pins, at most,
+    /// until idle_timeout closes it (up to 4 MiB each on Linux, tuned automatically,
+    /// otherwise). One write of a stream that fits in it does not wait for the client. 0
+    /// leaves the kernel's own.
+    /// Default: 256 KiB.
+    int stream_send_buffer = 256 * 1024;
 
     /// How many requests of one connection may be read and not yet answered. The server
     /// reads this far ahead of a pipelining client and handles these requests

@@ -656,8 +656,12 @@ public:
         if (!failed_)
             ++c_.server_->stalled_streams;
         failed_ = true;
+        // A reset rather than a close: the kernel drops at once what it still holds for a
+        // client that does not read it, rather than trying to deliver it for minutes.
         beast::error_code ignored;
-        beast::get_lowest_layer(c_.stream_).socket().close(ignored);
+        auto& socket = beast::get_lowest_layer(c_.stream_).socket();
+        socket.set_option(asio::socket_base::linger(true, 0), ignored);
+        socket.close(ignored);
     }
 
     bool failed() const { return failed_; }
@@ -703,6 +707,9 @@ asio::awaitable<bool> http_server::state::connection<Stream>::write_streamed(slo
     if (chunked)
         head.chunked(true);
     http::response_serializer<http::empty_body> serializer{head};
+    if (options_.stream_send_buffer > 0)
+        cap_send_buffer(beast::get_lowest_layer(stream_).socket().native_handle(),
+                        options_.stream_send_buffer);
     arm(write_, options_.idle_timeout);
     auto [ec, n] = co_await http::async_write_header(stream_, serializer, nothrow_awaitable);
     disarm(write_);

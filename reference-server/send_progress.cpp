@@ -31,11 +31,21 @@ std::optional<send_progress> read_send_progress(int fd)
     return send_progress{info.tcpi_bytes_acked, static_cast<std::uint64_t>(outstanding)};
 }
 
+bool cap_send_buffer(int fd, int bytes)
+{
+    return ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes) == 0;
+}
+
 #else
 
 std::optional<send_progress> read_send_progress(int)
 {
     return std::nullopt;
+}
+
+bool cap_send_buffer(int, int)
+{
+    return false;
 }
 
 #endif

@@ -26,6 +26,10 @@ struct send_progress {
 /// a kernel before 4.1, not a TCP socket, a closed descriptor).
 std::optional<send_progress> read_send_progress(int fd);
 
+/// Caps the kernel's send buffer of socket `fd` at about `bytes` (Linux doubles it for its
+/// bookkeeping and stops tuning it automatically). False if the kernel refused.
+bool cap_send_buffer(int fd, int bytes);
+
 } // namespace raftkv::server
 
 #endif
