@@ -202,11 +202,11 @@ struct http_server_options {
     /// Default: 10 s.
     std::chrono::milliseconds handshake_timeout{10'000};
 
-    /// The kernel send buffer (SO_SNDBUF) of a connection once it writes a streamed
-    /// response, which the kernel doubles: what a client that stopped reading pins, at most,
-    /// until idle_timeout closes it (up to 4 MiB each on Linux, tuned automatically,
-    /// otherwise). One write of a stream that fits in it does not wait for the client. 0
-    /// leaves the kernel's own.
+    /// The kernel send buffer (SO_SNDBUF, which Linux doubles) of a connection once it
+    /// writes a streamed response: the most a client that stopped reading pins in the
+    /// kernel until idle_timeout closes it. Left to the kernel, it grows to 4 MiB (Linux's
+    /// default tcp_wmem). A write of the stream that fits in it does not wait for the
+    /// client. 0 leaves the kernel's own.
     /// Default: 256 KiB.
     int stream_send_buffer = 256 * 1024;
 
