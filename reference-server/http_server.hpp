@@ -61,8 +61,10 @@ public:
 
     /// Sends `data` (not empty) as the next part of the body: a chunk, or for an HTTP/1.0
     /// client the bytes themselves. A write must complete within
-    /// http_server_options::idle_timeout, else the connection is closed. False once the
-    /// connection failed or closed: the stream should end.
+    /// http_server_options::idle_timeout, else the connection is closed. So is a connection
+    /// whose client has taken no byte for idle_timeout while some were waiting for it (its
+    /// receive buffer full, the kernel's send buffer holding the rest), found when the next
+    /// write begins. False once the connection failed or closed: the stream should end.
     virtual boost::asio::awaitable<bool> write(std::string_view data) = 0;
 
     /// Whether the connection is gone: a write failed, the client closed its side, or
@@ -72,8 +74,9 @@ public:
     /// Whether the server is stopping (http_server::stop()): the stream should end soon.
     virtual bool stopping() const = 0;
 
-    /// Closes the connection at once, without ending the body: for a client that stopped
-    /// reading. A write in progress fails.
+    /// Closes the connection at once, without ending the body, and drops what the kernel
+    /// still holds for the client (a TCP reset): for a client that stopped reading (counted
+    /// in http_server::stalled_streams()). A write in progress fails.
     virtual void abort() = 0;
 };
 
@@ -150,8 +153,10 @@ struct http_server_options {
 
     /// A connection with no request in progress (every request read has been answered)
     /// whose client sends no first byte of a next request within this long is closed; also
-    /// the limit on writing one response. While requests are in progress there is no limit
-    /// on the wait for the next one: the handler bounds how long they take.
+    /// the limit on writing one response (one write of a streamed one), and on how long the
+    /// client of a streamed response may take no byte of it while some wait in the kernel's
+    /// send buffer (stream_writer::write()). While requests are in progress there is no
+    /// limit on the wait for the next one: the handler bounds how long they take.
     /// Default: 60 s.
     std::chrono::milliseconds idle_timeout{60'000};
 
@@ -196,6 +201,14 @@ struct http_server_options {
 
     /// Default: 10 s.
     std::chrono::milliseconds handshake_timeout{10'000};
+
+    /// The kernel send buffer (SO_SNDBUF, which Linux doubles) of a connection once it
+    /// writes a streamed response: the most a client that stopped reading pins in the
+    /// kernel until idle_timeout closes it. Left to the kernel, it grows to 4 MiB (Linux's
+    /// default tcp_wmem). A write of the stream that fits in it does not wait for the
+    /// client. 0 leaves the kernel's own.
+    /// Default: 256 KiB.
+    int stream_send_buffer = 256 * 1024;
 
     /// How many requests of one connection may be read and not yet answered. The server
     /// reads this far ahead of a pipelining client and handles these requests
@@ -251,6 +264,11 @@ public:
     /// http_server_options::max_connections because none was idle. Safe from any thread.
     std::uint64_t open_connections() const;
     std::uint64_t turned_away() const;
+
+    /// How many streamed responses were closed because their client stopped reading: it
+    /// took no byte for idle_timeout, or the stream called stream_writer::abort(). Safe from
+    /// any thread.
+    std::uint64_t stalled_streams() const;
 
 private:
     struct state;

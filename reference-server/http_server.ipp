@@ -9,6 +9,7 @@
 
 #include "http_server.hpp"
 #include "log.hpp"
+#include "send_progress.hpp"
 
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -254,6 +255,8 @@ struct http_server::state : std::enable_shared_from_this<state> {
     std::atomic<std::uint64_t> evictions{0};
     // Connections turned away with a 503 over max_connections.
     std::atomic<std::uint64_t> turned_away{0};
+    // Streamed responses closed because their client stopped reading.
+    std::atomic<std::uint64_t> stalled_streams{0};
 };
 
 /// One client connection: a reader that parses requests ahead of their answers, one
@@ -654,16 +657,23 @@ asio::awaitable<void> http_server::state::connection<Stream>::write_responses(st
 }
 
 /// The stream_writer of a streamed response: chunks (for HTTP/1.0, the bare bytes) written
-/// under the write deadline.
+/// under the write deadline, to a client that must go on taking them (client_stalled()).
 template <class Stream>
 class http_server::state::connection<Stream>::body_writer final : public stream_writer {
 public:
-    body_writer(connection& c, bool chunked) : c_(c), chunked_(chunked) {}
+    body_writer(connection& c, bool chunked)
+        : c_(c), chunked_(chunked), last_taken_(asio::steady_timer::clock_type::now())
+    {
+    }
 
     asio::awaitable<bool> write(std::string_view data) override
     {
         if (failed_)
             co_return false;
+        if (client_stalled()) {
+            abort();
+            co_return false;
+        }
         const asio::const_buffer bytes(data.data(), data.size());
         beast::error_code ec;
         c_.arm(c_.write_, c_.options_.idle_timeout);
@@ -675,9 +685,14 @@ public:
             auto [write_ec, n] = co_await asio::async_write(c_.stream_, bytes, nothrow_awaitable);
             ec = write_ec;
         }
+        // check_deadlines() closed the connection: the write was blocked for idle_timeout.
+        const bool timed_out = ec && asio::steady_timer::clock_type::now() >= c_.write_;
         c_.disarm(c_.write_);
-        if (ec)
+        if (ec && !failed_) {
             failed_ = true;
+            if (timed_out)
+                ++c_.server_->stalled_streams;
+        }
         co_return !failed_;
     }
 
@@ -686,17 +701,45 @@ public:
 
     void abort() override
     {
+        if (!failed_)
+            ++c_.server_->stalled_streams;
         failed_ = true;
+        // A reset rather than a close: the kernel drops at once what it still holds for a
+        // client that does not read it, rather than trying to deliver it for minutes.
         beast::error_code ignored;
-        beast::get_lowest_layer(c_.stream_).socket().close(ignored);
+        auto& socket = beast::get_lowest_layer(c_.stream_).socket();
+        socket.set_option(asio::socket_base::linger(true, 0), ignored);
+        socket.close(ignored);
     }
 
     bool failed() const { return failed_; }
 
 private:
+    // Whether the client has taken no byte for idle_timeout although some wait for it. A
+    // write to such a client completes (the kernel's send buffer takes it) and never meets
+    // the write deadline. Unknown to the kernel (not Linux): false.
+    bool client_stalled()
+    {
+        const time_point now = asio::steady_timer::clock_type::now();
+        const int fd = beast::get_lowest_layer(c_.stream_).socket().native_handle();
+        const std::optional<send_progress> p = read_send_progress(fd);
+        if (!p)
+            return false;
+        if (p->outstanding == 0 || p->acked != acked_) {
+            acked_ = p->acked;
+            last_taken_ = now;
+            return false;
+        }
+        return now - last_taken_ >= c_.options_.idle_timeout;
+    }
+
     connection& c_;
     bool chunked_;
     bool failed_ = false;
+    // The bytes the client had acknowledged when last seen, and since when it has taken
+    // none (or when nothing was waiting for it).
+    std::uint64_t acked_ = 0;
+    time_point last_taken_;
 };
 
 // Writes a streamed response: its header, the body its stream produces, and the last chunk.
@@ -712,6 +755,9 @@ asio::awaitable<bool> http_server::state::connection<Stream>::write_streamed(slo
     if (chunked)
         head.chunked(true);
     http::response_serializer<http::empty_body> serializer{head};
+    if (options_.stream_send_buffer > 0)
+        cap_send_buffer(beast::get_lowest_layer(stream_).socket().native_handle(),
+                        options_.stream_send_buffer);
     arm(write_, options_.idle_timeout);
     auto [ec, n] = co_await http::async_write_header(stream_, serializer, nothrow_awaitable);
     disarm(write_);

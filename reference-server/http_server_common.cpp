@@ -370,4 +370,9 @@ std::uint64_t http_server::turned_away() const
     return state_->turned_away.load();
 }
 
+std::uint64_t http_server::stalled_streams() const
+{
+    return state_->stalled_streams.load();
+}
+
 } // namespace raftkv::server

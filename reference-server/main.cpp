@@ -283,7 +283,8 @@ int run(server_config config)
     api routes{service, std::move(routing)};
     http_server server = listen_http(io, config, http_endpoint, routes, tls);
     routes.count_connections([&server] {
-        return connection_counts{server.open_connections(), server.turned_away(), server.idle_evictions()};
+        return connection_counts{server.open_connections(), server.turned_away(), server.idle_evictions(),
+                                 server.stalled_streams()};
     });
     warn_if_exposed(config, http_endpoint);
 

@@ -452,6 +452,10 @@ void render_http(exposition_writer& w, const http_metrics& h, const connection_c
 void render_watches(exposition_writer& w, const metrics_inputs& in)
 {
     w.gauge("raftkv_watchers", "GET /watch streams open on this node.", static_cast<double>(in.watchers));
+    w.counter("raftkv_watchers_stalled_closed_total",
+              "Watches closed because their client stopped reading (--http-idle-timeout-ms, "
+              "--watch-buffer-bytes).",
+              in.connections.stalled_streams);
     w.gauge("raftkv_watch_history_entries", "Changes the watch journal holds.",
             static_cast<double>(in.watch_history_entries));
     w.gauge("raftkv_watch_history_bytes", "Bytes of keys and values the watch journal holds.",

@@ -125,6 +125,9 @@ struct connection_counts {
     std::uint64_t rejected = 0;
     /// Idle connections closed to admit new ones at --max-connections.
     std::uint64_t evicted = 0;
+    /// Streamed responses (watches) closed because their client stopped reading
+    /// (http_server::stalled_streams()).
+    std::uint64_t stalled_streams = 0;
 };
 
 /// What the process uses, read from /proc (zero where it cannot be read).

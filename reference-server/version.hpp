@@ -1,8 +1,8 @@
 #ifndef RAFTKV_SERVER_VERSION_HPP
 #define RAFTKV_SERVER_VERSION_HPP
 
-// What raftkv-server was built from, for --version and GET /version. build() is defined
-// in a file the build generates (reference-server/version_info.cpp.in,
+// What raftkv-server and raftkv were built from, for their --version and GET /version.
+// build() is defined in a file the build generates (reference-server/version_info.cpp.in,
 // cmake/raftkv_version.cmake): it is refreshed on every build, and recompiled only when
 // what it says changes.
 
@@ -27,12 +27,12 @@ struct build_info {
 const build_info& build();
 
 /// "raftkv-server 0.1.0 (1a2b3c4)" or "raftkv-server 0.1.0 (1a2b3c4-dirty)": what
-/// --version prints, without a newline.
-inline std::string version_line()
+/// `program` --version prints, without a newline.
+inline std::string version_line(std::string_view program = "raftkv-server")
 {
     const build_info& b = build();
-    std::string line = "raftkv-server ";
-    line.append(b.version).append(" (").append(b.commit).append(")");
+    std::string line(program);
+    line.append(" ").append(b.version).append(" (").append(b.commit).append(")");
     return line;
 }
 

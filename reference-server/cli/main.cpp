@@ -1,7 +1,9 @@
-// raftkv, the command-line client of raftkv-server: keys, scans, status and membership.
+// raftkv, the command-line client of raftkv-server: keys, scans, status, membership and
+// its own version.
 // docs/cli.md describes every command, its output and the exit codes.
 
 #include "cli/client.hpp"
+#include "version.hpp"
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
@@ -210,6 +212,8 @@ struct command {
     /// The names of the positional arguments, in order.
     std::vector<std::string> arguments;
     std::function<int(context&, const po::variables_map&, const std::vector<std::string>&)> run;
+    /// Whether it talks to the cluster: the context then has a client.
+    bool needs_client = true;
 };
 
 using header_list = std::vector<std::pair<std::string, std::string>>;
@@ -589,6 +593,17 @@ int run_member_promote(context& ctx, const po::variables_map&, const std::vector
     return run_member_change(ctx, "POST", "/cluster/members/" + id + "/promote", "promoted node " + id);
 }
 
+int print_version()
+{
+    std::cout << raftkv::server::version_line("raftkv") << "\n";
+    return ok;
+}
+
+int run_version(context&, const po::variables_map&, const std::vector<std::string>&)
+{
+    return print_version();
+}
+
 int run_leader_transfer(context& ctx, const po::variables_map&, const std::vector<std::string>& args)
 {
     const json::object body{{"id", parse_id(args[0])}};
@@ -700,6 +715,14 @@ const std::vector<command>& commands()
          {},
          {"id"},
          run_leader_transfer},
+        {"version",
+         "version",
+         "Prints this client's version and the commit it was built from, as 'raftkv --version'\n"
+         "does; asks no server.",
+         {},
+         {},
+         run_version,
+         false},
     };
     return all;
 }
@@ -719,7 +742,8 @@ po::options_description global_options()
         "timeout", po::value<std::string>()->default_value("10s"),
         "time limit of each request, every endpoint and retry included (500ms, 10s; a bare number is "
         "seconds)")("json", po::bool_switch(), "print the server's JSON instead of text")(
-        "help,h", po::bool_switch(), "show help (after a command: its help)");
+        "help,h", po::bool_switch(), "show help (after a command: its help)")(
+        "version", po::bool_switch(), "print the version and the commit it was built from, and exit");
     return d;
 }
 
@@ -851,6 +875,8 @@ int run(int argc, char** argv)
     // Options before the command are global; one the client does not know is left first.
     if (!rest.empty() && rest[0].size() > 1 && rest[0][0] == '-')
         throw usage_failure("unknown option '" + rest[0] + "' (run 'raftkv --help')");
+    if (vm["version"].as<bool>() && !vm["help"].as<bool>())
+        return print_version();
     if (rest.empty() && !trailing.empty())
         rest.swap(trailing);
     if (rest.empty()) {
@@ -890,6 +916,8 @@ int run(int argc, char** argv)
 
     context ctx;
     ctx.json_output = vm["json"].as<bool>();
+    if (!cmd->needs_client)
+        return cmd->run(ctx, cvm, args);
     try {
         ctx.c = std::make_unique<client>(make_client_options(vm));
     } catch (const usage_failure&) {

@@ -1,6 +1,6 @@
 // raftkv, the command-line client, as a process against real raftkv-server processes: keys
 // and scans, exit codes, endpoint fall-through, JSON output, membership, leader transfer,
-// tokens and help.
+// tokens, help and version.
 #define BOOST_TEST_MODULE raftkv_e2e_cli
 #include <boost/test/unit_test.hpp>
 
@@ -478,6 +478,34 @@ BOOST_AUTO_TEST_CASE(help_and_usage_errors)
     BOOST_TEST(r.code == usage, r);
     BOOST_TEST(r.err.find("--bogus") != std::string::npos, r);
     BOOST_TEST(r.err.find("unknown command") == std::string::npos, r);
+}
+
+BOOST_AUTO_TEST_CASE(version_prints_the_build_as_the_server_does_and_asks_no_server)
+{
+    temp_dir dir;
+    const run_result server = run_server({"--version"}, 10s, dir.path());
+    BOOST_TEST_REQUIRE(server.status.has_value(), "raftkv-server --version did not exit within 10 s");
+    BOOST_TEST_REQUIRE(server.out.starts_with("raftkv-server "), server.out);
+    const std::string expected = "raftkv " + server.out.substr(std::string_view("raftkv-server ").size());
+    // No endpoint listens on port 1: the version needs none.
+    for (const std::vector<std::string>& args :
+         std::vector<std::vector<std::string>>{{"--version"},
+                                               {"version"},
+                                               {"--endpoints", "http://127.0.0.1:1", "version"},
+                                               {"get", "k", "--version"}}) {
+        const cli_result r = run_cli(args);
+        BOOST_TEST(r.code == ok, r);
+        BOOST_TEST(r.out == expected, r);
+        BOOST_TEST(r.err.empty(), r);
+    }
+    cli_result r = run_cli({"version", "--help"});
+    BOOST_TEST(r.code == ok, r);
+    BOOST_TEST(r.out.starts_with("Usage: raftkv [global options] version"), r);
+    r = run_cli({"--help"});
+    BOOST_TEST(r.out.find("--version") != std::string::npos, r);
+    BOOST_TEST(r.out.find("\n  version\n") != std::string::npos, r);
+    r = run_cli({"version", "extra"});
+    BOOST_TEST(r.code == usage, r);
 }
 
 BOOST_AUTO_TEST_CASE(tokens_are_sent_and_refusals_have_their_own_exit_code)

@@ -1,7 +1,7 @@
 // raftkv-server's HTTP API over TLS (--cert, --key, --client-ca): HTTPS requests are served,
 // client certificates are required when asked for, plain HTTP to the HTTPS port is refused
-// clearly while the server keeps serving, followers forward to the leader over HTTPS, and a
-// new node joins through --join https://.
+// clearly while the server keeps serving, followers forward to the leader over HTTPS, a
+// new node joins through --join https://, and a watcher that stopped reading is closed.
 // Certificates come from scripts/make-certs.sh.
 #define BOOST_TEST_MODULE raftkv_e2e_tls_http
 #include <boost/test/unit_test.hpp>
@@ -18,6 +18,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
@@ -154,6 +156,57 @@ std::optional<std::uint64_t> agreed_leader(cluster& c, const std::vector<std::ui
         },
         20s, 100ms);
     return agreed ? leader : std::nullopt;
+}
+
+using tls_stream = beast::ssl_stream<beast::tcp_stream>;
+
+/// Connects `stream` (with a 4 KiB receive buffer), asks GET `target` and reads the answer's
+/// header, nothing more; `status` is its status, or stays 0.
+asio::awaitable<void> open_watch(tls_stream& stream, std::uint16_t port, std::string target, int& status)
+{
+    tcp::socket& socket = beast::get_lowest_layer(stream).socket();
+    socket.open(tcp::v4());
+    socket.set_option(asio::socket_base::receive_buffer_size(4096));
+    auto [connect_ec] = co_await socket.async_connect(tcp::endpoint(asio::ip::address_v4::loopback(), port),
+                                                      nothrow_awaitable);
+    if (connect_ec)
+        co_return;
+    auto [handshake_ec] = co_await stream.async_handshake(ssl::stream_base::client, nothrow_awaitable);
+    if (handshake_ec)
+        co_return;
+    http::request<http::empty_body> req{http::verb::get, target, 11};
+    req.set(http::field::host, "127.0.0.1:" + std::to_string(port));
+    auto [write_ec, written] = co_await http::async_write(stream, req, nothrow_awaitable);
+    if (write_ec)
+        co_return;
+    beast::flat_buffer buffer;
+    http::response_parser<http::empty_body> parser;
+    auto [read_ec, read] = co_await http::async_read_header(stream, buffer, parser, nothrow_awaitable);
+    if (!read_ec)
+        status = parser.get().result_int();
+}
+
+/// Reads from `stream` until it fails; whether it did.
+asio::awaitable<void> read_to_end(tls_stream& stream, bool& ended)
+{
+    std::array<char, 16384> buf;
+    for (;;) {
+        auto [ec, n] = co_await stream.async_read_some(asio::buffer(buf), nothrow_awaitable);
+        if (ec) {
+            ended = true;
+            co_return;
+        }
+    }
+}
+
+/// The value of an unlabelled metric in GET /metrics over HTTPS.
+std::optional<double> metric(std::uint16_t port, const client_identity& who, const std::string& name)
+{
+    const http_response r = https(port, who, "GET", "/metrics", {}, 2s);
+    const std::size_t at = r.body.find("\n" + name + " ");
+    if (r.status != 200 || at == std::string::npos)
+        return std::nullopt;
+    return std::stod(r.body.substr(at + name.size() + 2));
 }
 
 } // namespace
@@ -363,4 +416,48 @@ BOOST_AUTO_TEST_CASE(plain_http_beyond_loopback_is_warned_about_at_startup)
     BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s));
     BOOST_TEST(read_tail(c.spec(1).log_file).find("without TLS") != std::string::npos,
                read_tail(c.spec(1).log_file));
+}
+
+BOOST_AUTO_TEST_CASE(a_watcher_that_stopped_reading_over_https_is_closed_and_its_slot_freed)
+{
+    temp_dir certs;
+    make_certs(certs.path(), 1);
+    const client_identity client{certs / "ca.crt", {}, {}};
+    cluster c{1, false};
+    std::vector<std::string> args = c.args(1);
+    args.insert(args.end(), {"--http-idle-timeout-ms", "1000", "--max-watchers", "1"});
+    c.start(1, with_tls(args, certs.path(), 1, false));
+    const std::uint16_t port = c.http_port(1);
+    BOOST_TEST_REQUIRE(serves_health(port, client), "the node never answered /health over HTTPS");
+
+    ssl::context context(ssl::context::tls_client);
+    asio::io_context io;
+    tls_stream stalled(io, context);
+    int status = 0;
+    asio::co_spawn(io, open_watch(stalled, port, "/watch/?prefix=true&progress_ms=100", status),
+                   asio::detached);
+    io.run_for(5s);
+    BOOST_TEST_REQUIRE(status == 200);
+    // More than its receive buffer takes, less than the server's send buffer: no write blocks.
+    const std::string value(64 * 1024, 'x');
+    for (int k = 0; k < 4; ++k) {
+        const http_response r =
+            https(port, client, "PUT", kv_target("held/" + std::to_string(k)), value_body(value));
+        BOOST_TEST_REQUIRE(r.status == 200, describe(r));
+    }
+    BOOST_TEST(wait_until([&] { return metric(port, client, "raftkv_watchers") == 0.0; }, 10s));
+    BOOST_TEST(metric(port, client, "raftkv_watchers_stalled_closed_total").value_or(-1) == 1.0);
+
+    tls_stream next(io, context);
+    int next_status = 0;
+    io.restart();
+    asio::co_spawn(io, open_watch(next, port, "/watch/?prefix=true", next_status), asio::detached);
+    io.run_for(5s);
+    BOOST_TEST(next_status == 200);
+
+    bool ended = false;
+    io.restart();
+    asio::co_spawn(io, read_to_end(stalled, ended), asio::detached);
+    io.run_for(5s);
+    BOOST_TEST(ended);
 }

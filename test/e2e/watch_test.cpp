@@ -1,8 +1,8 @@
 // GET /watch on real three-node clusters: a follower's watch sees every write made through
 // the leader, in index order; a resumed watch loses nothing; a watch survives the leader's
 // death (or resumes on another node); an index the journal no longer holds is 410; a
-// watcher that never reads is closed and memory stays bounded; SIGTERM ends a watch with
-// a final line.
+// watcher that never reads is closed and memory stays bounded, also when its writes never
+// block, and its slot goes to a new watcher; SIGTERM ends a watch with a final line.
 
 #define BOOST_TEST_MODULE e2e_watch
 #include <boost/test/unit_test.hpp>
@@ -399,6 +399,50 @@ BOOST_AUTO_TEST_CASE(a_watcher_that_never_reads_is_closed_and_memory_stays_bound
     ::close(fd);
     // The node still serves.
     BOOST_TEST(get(port, "big/47").status == 200);
+}
+
+BOOST_AUTO_TEST_CASE(a_watcher_whose_backlog_sits_in_the_send_buffer_is_closed_and_its_slot_freed)
+{
+    // What the stalled watcher is sent fills its receive buffer but not the server's send
+    // buffer: every write completes at once, so neither the write deadline nor
+    // --watch-buffer-bytes ends it. Only its unacknowledged backlog standing still for
+    // --http-idle-timeout-ms does.
+    cluster c(1, true, {"--http-idle-timeout-ms", "1000", "--max-watchers", "2"});
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    const std::uint16_t port = c.http_port(1);
+    const int stalled = connect_to(port, 4096);
+    BOOST_TEST_REQUIRE(stalled >= 0);
+    BOOST_TEST_REQUIRE(send_all(stalled, watch_request("/watch/?prefix=true&progress_ms=100")));
+    watch_client reading(port, "/watch/?prefix=true&progress_ms=100");
+    BOOST_TEST_REQUIRE(wait_until([&] { return metric(port, "raftkv_watchers") == 2.0; }, 5s));
+    BOOST_TEST(metric(port, "raftkv_watchers_stalled_closed_total").value_or(-1) == 0.0);
+
+    const std::string value(64 * 1024, 'x');
+    for (int k = 0; k < 4; ++k) {
+        const http_response r = put(port, "held/" + std::to_string(k), value, 10s);
+        BOOST_TEST_REQUIRE(r.status == 200, describe(r));
+    }
+    BOOST_TEST(wait_until([&] { return metric(port, "raftkv_watchers") == 1.0; }, 10s));
+    BOOST_TEST(metric(port, "raftkv_watchers_stalled_closed_total").value_or(-1) == 1.0);
+    // Its slot takes a new watcher while its client still holds the connection open.
+    watch_client next(port, "/watch/?prefix=true");
+    BOOST_TEST_REQUIRE(wait_until([&] { return next.status() != 0; }, 5s));
+    BOOST_TEST(next.status() == 200);
+    BOOST_TEST(metric(port, "raftkv_watchers").value_or(-1) == 2.0);
+    // The server reset the stalled connection.
+    char buf[16384];
+    bool closed = false;
+    const auto give_up = std::chrono::steady_clock::now() + 5s;
+    while (!closed && std::chrono::steady_clock::now() < give_up) {
+        pollfd p{stalled, POLLIN, 0};
+        if (::poll(&p, 1, 100) > 0)
+            closed = ::recv(stalled, buf, sizeof buf, 0) <= 0;
+    }
+    BOOST_TEST(closed);
+    ::close(stalled);
+    // The watcher that reads was not touched.
+    BOOST_TEST(wait_until([&] { return reading.changes().size() == 4; }, 5s));
+    BOOST_TEST(!reading.ended());
 }
 
 BOOST_AUTO_TEST_CASE(sigterm_ends_a_watch_with_a_final_line_and_too_many_watches_are_refused)
