@@ -337,6 +337,7 @@ private:
     void tick_leader();
     bool in_leader_lease() const noexcept;
     bool may_campaign() const noexcept;
+    bool removed_pending() const noexcept;
     bool own_log_stalled();
     bool log_is_up_to_date(index_t last_index, term_t last_term) const;
     void set_hard_state(term_t term, node_id vote);

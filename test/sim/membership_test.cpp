@@ -259,3 +259,47 @@ BOOST_AUTO_TEST_CASE(a_node_removed_while_partitioned_does_not_disrupt_the_clust
     BOOST_TEST(c.node(gone).role() != role::leader);
     finish(c, w);
 }
+
+// A leader replacing itself appends the final configuration once the joint one commits,
+// then is cut off before anyone has that entry. The others are still joint, where its vote
+// counts, and it refuses them all: its log is longer. It must campaign itself (as a voter
+// of the configuration before the one that removed it, not yet committed), win, commit
+// the change and hand over; were it to wait as a non-voter, nobody could ever be elected.
+BOOST_AUTO_TEST_CASE(a_leader_cut_off_after_leaving_a_joint_configuration_still_lets_the_cluster_elect)
+{
+    kv_cluster c{config(3, 1, 18)};
+    kv_workload<> w{c, {.clients = 3}};
+    const node_id l = *wait_leader(c);
+    w.start();
+    c.run_for(300ms);
+    const node_id gone = l == 3 ? 2 : 3;
+    const node_id stays = 6 - l - gone;
+    BOOST_TEST_REQUIRE(change(c, {{kind::remove, gone, {}}}) != 0u);
+    BOOST_TEST_REQUIRE((c.leader() == std::optional<node_id>(l)));
+    // {l, stays} to {stays, 4}: the joint configuration needs both majorities, so l's vote.
+    BOOST_TEST_REQUIRE(c.run_until(
+        [&] {
+            return !c.change_membership(l, {{kind::remove, l, {}}, {kind::add_voter, 4, {}}}).ec;
+        },
+        5s));
+    BOOST_TEST_REQUIRE(c.run_until(
+        [&] {
+            const auto& n = c.node(l);
+            return !n.members().joint() && !n.members().is_voter(l);
+        },
+        10s));
+    c.isolate(l); // the final configuration is in its log alone
+    c.run_for(2s);
+    BOOST_TEST(c.node(stays).members().joint()); // still joint there
+    BOOST_TEST(!c.leader().has_value());
+    c.reconnect(l);
+    BOOST_TEST_REQUIRE(c.run_until(
+        [&] {
+            const auto ld = c.leader();
+            return ld && *ld != l && c.node(*ld).members_index() <= c.node(*ld).commit_index() &&
+                   !c.node(*ld).members().joint();
+        },
+        10s));
+    BOOST_TEST(sorted(c.members().voters) == sorted({stays, node_id{4}}));
+    finish(c, w);
+}

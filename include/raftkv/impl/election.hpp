@@ -33,18 +33,31 @@ bool basic_node<Transport, LogStore, StateMachine>::in_leader_lease() const noex
     return leader_ != no_node && election_elapsed_ < opts_.election_ticks;
 }
 
-// A node that leads must apply what it commits and count itself toward the quorum, so it
-// campaigns only as a voter of the configuration in force (a learner, a removed member or
-// a node still waiting to be added never does), with its state machine inside its log
-// and its whole log durable. Nothing
-// is appended while the election timer runs, so a log still not durable when it fires has
-// waited an election timeout for its disk: that disk hangs, and another node should lead.
-// A campaign's term (and a PreVote's) is term_ + 1, which must stay below max_term.
+// A node campaigns only as a voter (a learner, a removed member or a node still waiting to
+// be added never does), with its state machine inside its log and its whole log durable.
+// Nothing is appended while the election timer runs, so a log still not durable when it
+// fires has waited an election timeout for its disk: that disk hangs, and another node
+// should lead. A campaign's term (and a PreVote's) is term_ + 1, which must stay below
+// max_term.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 bool basic_node<Transport, LogStore, StateMachine>::may_campaign() const noexcept
 {
     return !behind_log_ && term_ < max_term - 1 && store_.durable_index() >= store_.last_index() &&
-           members().is_voter(opts_.id);
+           (members().is_voter(opts_.id) || removed_pending());
+}
+
+// A voter of the configuration before the one in force, which removed or demoted it and is
+// not known committed yet, still campaigns: the others are likely still under the older
+// configuration, where its vote counts, and its log may be the only one they can elect
+// from (a leader that appended the change and lost its term before replicating it refuses
+// every shorter log; were it to wait, nobody would ever win). It counts votes under the
+// configuration in force, as every candidate does; elected, it leads until that
+// configuration commits and then steps down, as a leader that removed itself does.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+bool basic_node<Transport, LogStore, StateMachine>::removed_pending() const noexcept
+{
+    return configs_.size() >= 2 && configs_.back().index > commit_ &&
+           configs_[configs_.size() - 2].members.is_voter(opts_.id);
 }
 
 // Counts the ticks this leader's log has held entries that are not durable while its

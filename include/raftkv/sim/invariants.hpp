@@ -67,8 +67,9 @@ struct node_view {
       that of the last config entry in its log, or its store's base_members() at the log's
       start; no log holds two config entries above the highest index known committed (one
       change at a time); a node is a voter of its configuration when it is first seen
-      leading a term, and a leader that no longer is one (it removed itself) has not yet
-      committed that configuration; and (check_commit_quorum(), which the driver calls with
+      leading a term (or of the one before, which the one in force removed it from), and
+      a leader that no longer is one (it removed itself) has not yet committed that
+      configuration; and (check_commit_quorum(), which the driver calls with
       every node's store) an index first seen committed is held durably by a quorum of the
       configuration in force on the node that committed it (joint-aware).
 
@@ -145,7 +146,7 @@ public:
         if (v.members)
             check_config_in_force(v, r, store);
         if (v.role == role::leader)
-            check_leader(v, r);
+            check_leader(v, r, store);
         record_commit(v, r);
         if (v.members)
             check_one_change(v, r);
@@ -367,7 +368,8 @@ private:
                   ", both above the highest index known committed (" + std::to_string(committed) + ")");
     }
 
-    void check_leader(const node_view& v, node_record& r)
+    template <class LogStore>
+    void check_leader(const node_view& v, node_record& r, const LogStore& store)
     {
         const auto [it, inserted] = leaders_.try_emplace(v.term, v.id);
         if (!inserted && it->second != v.id)
@@ -376,10 +378,16 @@ private:
         if (v.members && !v.members->is_voter(v.id)) {
             // Only a leader that removed itself, until that configuration commits. A leader
             // elected as an outgoing voter of a committed joint configuration leaves it in the
-            // input that elected it, so it may be seen first under the configuration after.
-            const bool left_joint = r.configs.size() >= 2 && r.configs.back().first == v.members_index &&
-                                    r.configs[r.configs.size() - 2].second.is_voter(v.id);
-            if (r.leader_term_checked != v.term && !left_joint)
+            // input that elected it, so it may be seen first under the configuration after;
+            // and a node whose removal is not committed yet campaigns as a voter of the
+            // configuration before (may_campaign()), so it may lead under the one after.
+            const bool was_voter = r.configs.size() >= 2
+                                       ? r.configs[r.configs.size() - 2].second.is_voter(v.id)
+                                   : r.configs.size() == 1 ? store.base_members().is_voter(v.id)
+                                                           : false;
+            const bool voter_before =
+                !r.configs.empty() && r.configs.back().first == v.members_index && was_voter;
+            if (r.leader_term_checked != v.term && !voter_before)
                 violation("leader is a voter: node " + name(v) + " leads under " + describe(*v.members) +
                           " (index " + std::to_string(v.members_index) + "), of which it is not a voter");
             if (v.members_index <= v.commit)
