@@ -407,6 +407,7 @@ private:
     void start_read_round();
     void unblock_reads();
     void advance_reads();
+    bool confirms_with(node_id from);
     std::uint64_t confirmed_read_seq();
     void fail_leader_reads();
     void read_through_leader(std::uint64_t read_id);

@@ -466,10 +466,8 @@ BOOST_AUTO_TEST_CASE(follower_reads_that_arrive_while_a_request_is_out_share_the
     for (std::uint64_t id = 2; id <= 50; ++id)
         BOOST_TEST(!c.node(2).read_index(id));
     BOOST_TEST(count_sent(c.at(2), read_index_request_type) == 1u); // one in flight at a time
-    c.deliver_one_hop();                                            // the leader gets it
-    c.deliver_one_hop();                                            // heartbeats out
-    c.deliver_one_hop();                                            // heartbeat answers in: it answers
-    c.deliver_one_hop();                                            // node 2 gets the answer
+    c.deliver_one_hop(); // the leader gets it and answers: with node 2 it is a quorum
+    c.deliver_one_hop(); // node 2 gets the answer
     BOOST_TEST(c.at(2).reads.size() == 1u);
     BOOST_TEST(count_sent(c.at(2), read_index_request_type) == 1u); // one for the other 49
     c.deliver_all();
@@ -520,9 +518,39 @@ BOOST_AUTO_TEST_CASE(a_follower_read_fails_when_its_request_goes_unanswered_for_
     BOOST_TEST(c.node(2).leader() == 1u); // still following: the caller may retry
 }
 
+BOOST_AUTO_TEST_CASE(a_three_voter_leader_answers_a_followers_read_request_without_a_round)
+{
+    // The request, sent in the leader's term after the read arrived, confirms the leader
+    // together with the leader itself: a quorum of three.
+    cluster c(3);
+    c.elect(1);
+    c.propose(1, "a");
+    const auto rounds = c.node(1).metrics().read_index_rounds;
+    BOOST_TEST(!c.node(2).read_index(4));
+    c.deliver_one_hop(); // the leader has the request
+    BOOST_TEST(count_sent(c.at(1), read_index_response_type) == 1u);
+    BOOST_TEST(c.node(1).metrics().read_index_rounds == rounds);
+    c.deliver_one_hop();
+    BOOST_REQUIRE_EQUAL(c.at(2).reads.size(), 1u);
+    BOOST_TEST(!c.at(2).reads[0].second);
+
+    // With five voters the two are not a quorum: the leader needs a heartbeat round.
+    cluster five(5);
+    five.elect(1);
+    five.propose(1, "a");
+    const auto rounds5 = five.node(1).metrics().read_index_rounds;
+    BOOST_TEST(!five.node(2).read_index(4));
+    five.deliver_one_hop();
+    BOOST_TEST(count_sent(five.at(1), read_index_response_type) == 0u);
+    BOOST_TEST(five.node(1).metrics().read_index_rounds == rounds5 + 1);
+    five.deliver_all();
+    BOOST_REQUIRE_EQUAL(five.at(2).reads.size(), 1u);
+    BOOST_TEST(!five.at(2).reads[0].second);
+}
+
 BOOST_AUTO_TEST_CASE(a_follower_read_fails_when_its_leader_steps_down_before_answering)
 {
-    cluster c(3);
+    cluster c(5); // in three, the leader answers a follower's request at once
     c.elect(1);
     BOOST_TEST(!c.node(2).read_index(4));
     c.deliver_one_hop(); // the leader has the request and starts a heartbeat round

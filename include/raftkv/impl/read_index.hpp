@@ -7,6 +7,17 @@
 // that index is applied. One round serves every read that arrived before it started.
 // A follower asks its leader for that index (read_index_request), one request at a time
 // for every read that arrived meanwhile, and serves the reads once it applied the index.
+//
+// A follower's request is itself a confirmation: it was sent in the leader's term, after
+// every read it carries arrived. When that follower and the leader alone are a quorum (a
+// three-voter cluster), the leader answers at once with its commit index, no round needed:
+// a leader of a newer term that committed a write before such a read began would have
+// needed votes or acks from a quorum in that newer term, and every quorum holds the
+// leader (still in its term when the request arrives, which is after the read began) or
+// the follower (in the leader's term when it sent the request, also after) — terms never
+// decrease. Writes of this term or earlier ones that were acknowledged before the read
+// began are at or below the leader's commit index, once it committed an entry of its own
+// term (which blocked reads wait for, as before). Larger clusters still take a round.
 
 #include <raftkv/node.hpp>
 
@@ -33,6 +44,10 @@ void basic_node<Transport, LogStore, StateMachine>::queue_read(detail::pending_r
 {
     if (commit_ < term_start_) {
         reads_.blocked.push_back(r);
+        return;
+    }
+    if (r.from != no_node && confirms_with(r.from)) {
+        send(r.from, read_index_response{.request = r.id, .index = commit_, .success = true});
         return;
     }
     const bool idle = reads_.unconfirmed.empty();
@@ -74,6 +89,10 @@ void basic_node<Transport, LogStore, StateMachine>::unblock_reads()
         return;
     const bool idle = reads_.unconfirmed.empty();
     for (auto r : reads_.blocked) {
+        if (r.from != no_node && confirms_with(r.from)) {
+            send(r.from, read_index_response{.request = r.id, .index = commit_, .success = true});
+            continue;
+        }
         r.index = commit_;
         r.seq = read_seq_ + 1;
         reads_.unconfirmed.push_back(r);
@@ -82,6 +101,17 @@ void basic_node<Transport, LogStore, StateMachine>::unblock_reads()
     if (idle)
         start_read_round();
     advance_reads();
+}
+
+// Whether this leader and the follower `from`, whose read request in this term just
+// arrived, are a quorum of every configuration in force: then the request confirms the
+// leadership its reads need (see the top of this file).
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+bool basic_node<Transport, LogStore, StateMachine>::confirms_with(node_id from)
+{
+    return detail::joint_value(
+               members(), [&](node_id id) -> std::uint64_t { return id == opts_.id || id == from ? 1 : 0; },
+               quorum_scratch_) >= 1;
 }
 
 // The highest round a quorum (this node included) has answered.
