@@ -144,6 +144,11 @@ asio::awaitable<void> http_server::state::accept_loop()
             continue;
         }
         ++connections; // ~connection() takes it back
+        // Each response goes out in one write, but a watch stream writes a chunk per event:
+        // without this, Nagle holds a chunk until the client acknowledges the one before,
+        // which a delayed ACK can make 40 ms. (Go's net, and so etcd, sets it on every socket.)
+        beast::error_code nodelay_ec;
+        socket.set_option(tcp::no_delay(true), nodelay_ec);
         if (options.tls)
             serve<tls_stream>(std::move(socket));
         else
