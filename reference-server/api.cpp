@@ -864,6 +864,8 @@ asio::awaitable<http_response> api_handler::handle_kv(const http_request& req, s
 
 asio::awaitable<http_response> api_handler::put(const http_request& req, const std::string& key)
 {
+    if (std::optional<std::string> unknown = unknown_parameter(req.target(), "PUT /kv/{key}", {}, ""))
+        co_return error_response(http::status::bad_request, *unknown);
     checked_precondition pre = check_precondition(req.method(), header_values(req, http::field::if_match),
                                                   header_values(req, http::field::if_none_match));
     if (!pre.value)
@@ -955,6 +957,8 @@ asio::awaitable<http_response> api_handler::scan(const http_request& req)
 
 asio::awaitable<http_response> api_handler::del(const http_request& req, const std::string& key)
 {
+    if (std::optional<std::string> unknown = unknown_parameter(req.target(), "DELETE /kv/{key}", {}, ""))
+        co_return error_response(http::status::bad_request, *unknown);
     checked_precondition pre = check_precondition(req.method(), header_values(req, http::field::if_match),
                                                   header_values(req, http::field::if_none_match));
     if (!pre.value)
@@ -1067,6 +1071,9 @@ http_response unhealthy(std::string_view reason, std::string_view message, std::
 // cannot reach the others) is not healthy. The reads of concurrent checks are shared.
 asio::awaitable<http_response> api_handler::health(const http_request& req)
 {
+    if (std::optional<std::string> unknown =
+            unknown_parameter(req.target(), "GET /health", {"timeout"}, "timeout"))
+        co_return error_response(http::status::bad_request, *unknown);
     std::string bad_timeout;
     const std::optional<std::chrono::milliseconds> timeout =
         health_timeout(req.target(), options_.health_timeout, bad_timeout);

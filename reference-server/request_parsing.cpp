@@ -240,14 +240,29 @@ checked_consistency parse_consistency(std::string_view raw)
                 "'"};
 }
 
+std::optional<std::string> unknown_parameter(std::string_view target, std::string_view route,
+                                             std::initializer_list<std::string_view> takes,
+                                             std::string_view takes_text)
+{
+    query_params params(target);
+    while (const std::optional<query_param> param = params.next()) {
+        if (std::find(takes.begin(), takes.end(), param->name) != takes.end())
+            continue;
+        return "unknown parameter '" + std::string(param->name.substr(0, 64)) + "' (" + std::string(route) +
+               (takes_text.empty() ? " takes none)" : " takes " + std::string(takes_text) + ")");
+    }
+    return std::nullopt;
+}
+
 checked_consistency check_consistency(std::string_view target)
 {
+    if (std::optional<std::string> unknown =
+            unknown_parameter(target, "GET /kv/{key}", {"consistency"}, "consistency"))
+        return {std::nullopt, http::status::bad_request, std::move(*unknown)};
     checked_consistency found{read_consistency::linearizable, http::status::ok, {}};
     bool seen = false;
     query_params params(target);
     while (const std::optional<query_param> param = params.next()) {
-        if (param->name != "consistency")
-            continue;
         if (seen)
             return {std::nullopt, http::status::bad_request, "parameter 'consistency' given more than once"};
         seen = true;

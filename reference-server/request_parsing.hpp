@@ -13,6 +13,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -152,8 +153,16 @@ struct checked_consistency {
 checked_consistency parse_consistency(std::string_view raw);
 
 /// The `consistency` parameter of the query of `target` (linearizable when absent); given
-/// more than once, or with another value, is 400. Other parameters are not looked at.
+/// more than once, or with another value, is 400, as is any other parameter: a misspelt
+/// `consitency=stale` must not quietly read linearizably.
 checked_consistency check_consistency(std::string_view target);
+
+/// The message for the first parameter of `target`'s query that `route` ("PUT /kv/{key}")
+/// does not take, or nothing when it has none. `takes` lists what it does take, for the
+/// message ("" when nothing: then every parameter is refused).
+std::optional<std::string> unknown_parameter(std::string_view target, std::string_view route,
+                                             std::initializer_list<std::string_view> takes,
+                                             std::string_view takes_text);
 
 /// How many keys GET /kv lists when the query names no limit, and the most it may name.
 inline constexpr std::size_t default_scan_limit = 100;

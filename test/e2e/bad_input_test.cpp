@@ -263,6 +263,26 @@ BOOST_AUTO_TEST_CASE(an_empty_key_is_400_and_an_over_long_one_413)
 
 // ---- Routes and methods -----------------------------------------------------------------
 
+BOOST_AUTO_TEST_CASE(query_parameters_a_route_does_not_take_are_400_and_change_nothing)
+{
+    const std::uint16_t port = single_node();
+    BOOST_TEST_REQUIRE(put(port, "q", "before").status == 200);
+    expect_error(request(port, "PUT", "/kv/q?ttl=10", value_body("after")), 400,
+                 "unknown parameter 'ttl' (PUT /kv/{key} takes none)", "PUT with ?ttl");
+    expect_error(request(port, "DELETE", "/kv/q?prefix=true", ""), 400, "unknown parameter 'prefix'",
+                 "DELETE with ?prefix");
+    expect_error(request(port, "GET", "/kv/q?consitency=stale", ""), 400,
+                 "unknown parameter 'consitency' (GET /kv/{key} takes consistency)", "a misspelt consistency");
+    expect_error(request(port, "GET", "/health?timout=1s", ""), 400, "unknown parameter 'timout'",
+                 "a misspelt health timeout");
+    const auto got = get(port, "q");
+    BOOST_TEST(got.status == 200);
+    BOOST_TEST(got.body.find("before") != std::string::npos, got.body);
+    BOOST_TEST(request(port, "GET", "/kv/q?consistency=stale", "").status == 200);
+    BOOST_TEST(request(port, "GET", "/health?timeout=2s", "").status == 200);
+    expect_single_intact("unknown query parameters");
+}
+
 BOOST_AUTO_TEST_CASE(unknown_routes_are_404_and_wrong_methods_405_with_allow)
 {
     const std::uint16_t port = single_node();

@@ -748,7 +748,11 @@ BOOST_AUTO_TEST_CASE(the_consistency_parameter_names_a_read_mode_or_is_refused)
     using raftkv::server::read_consistency;
     BOOST_TEST((check_consistency("/kv/k").value == read_consistency::linearizable));
     BOOST_TEST((check_consistency("/kv/k?consistency=linearizable").value == read_consistency::linearizable));
-    BOOST_TEST((check_consistency("/kv/k?x=1&consistency=lease").value == read_consistency::lease));
+    BOOST_TEST((check_consistency("/kv/k?consistency=lease").value == read_consistency::lease));
+    // A misspelt parameter is refused, not ignored: it would read linearizably, quietly.
+    BOOST_TEST(check_consistency("/kv/k?consitency=stale").error ==
+               "unknown parameter 'consitency' (GET /kv/{key} takes consistency)");
+    BOOST_TEST(!check_consistency("/kv/k?x=1&consistency=lease").value.has_value());
     BOOST_TEST((check_consistency("/kv/k?consistency=stale").value == read_consistency::stale));
     for (const char* target : {"/kv/k?consistency=", "/kv/k?consistency", "/kv/k?consistency=Stale",
                                "/kv/k?consistency=stale&consistency=stale"}) {
@@ -761,6 +765,22 @@ BOOST_AUTO_TEST_CASE(the_consistency_parameter_names_a_read_mode_or_is_refused)
     BOOST_TEST((check_scan_query("/kv?consistency=stale").value->consistency == read_consistency::stale));
     check_scan_rejected("/kv?consistency=fast",
                         "'consistency' must be linearizable, lease or stale, not 'fast'");
+}
+
+BOOST_AUTO_TEST_CASE(routes_refuse_query_parameters_they_do_not_take)
+{
+    using raftkv::server::unknown_parameter;
+    BOOST_TEST(!unknown_parameter("/kv/k", "PUT /kv/{key}", {}, "").has_value());
+    BOOST_TEST(!unknown_parameter("/kv/k?", "PUT /kv/{key}", {}, "").has_value());
+    BOOST_TEST(!unknown_parameter("/kv/k?&&", "PUT /kv/{key}", {}, "").has_value());
+    BOOST_TEST(unknown_parameter("/kv/k?ttl=10", "PUT /kv/{key}", {}, "").value_or("") ==
+               "unknown parameter 'ttl' (PUT /kv/{key} takes none)");
+    BOOST_TEST(!unknown_parameter("/health?timeout=2s", "GET /health", {"timeout"}, "timeout").has_value());
+    BOOST_TEST(unknown_parameter("/health?timeout=2s&timout=1", "GET /health", {"timeout"}, "timeout")
+                   .value_or("") == "unknown parameter 'timout' (GET /health takes timeout)");
+    const std::string long_name(100, 'n');
+    BOOST_TEST(unknown_parameter("/kv/k?" + long_name, "DELETE /kv/{key}", {}, "").value_or("") ==
+               "unknown parameter '" + long_name.substr(0, 64) + "' (DELETE /kv/{key} takes none)");
 }
 
 BOOST_AUTO_TEST_CASE(a_failed_storage_is_checked_at_doubling_intervals_up_to_a_minute)
