@@ -148,7 +148,11 @@ public:
     /// Whether no operation is in flight.
     bool idle() const noexcept;
 
-    /// The operations recorded so far (call and ret in virtual microseconds).
+    /// The operations recorded so far. Call and ret are in virtual nanoseconds: the
+    /// cluster's clock counts microseconds, and the calls and returns within one
+    /// microsecond are stamped a nanosecond apart in the order they happened, so the
+    /// checker orders them as they were (a lease read served at t before a put returned at
+    /// t would otherwise count as called after it: returns sort before calls at equal times).
     const kv_history& history() const noexcept { return history_; }
     /// Every write acknowledged to a client.
     const std::vector<acknowledged_write>& acknowledged() const noexcept { return acked_; }
@@ -198,6 +202,7 @@ private:
     void complete(client& c, std::size_t ci, bool found, std::string value);
     void finish(client& c, std::size_t ci);
     std::chrono::microseconds draw(std::chrono::microseconds lo, std::chrono::microseconds hi);
+    std::uint64_t stamp();
     node_id random_node();
 
     cluster<StateMachine>& cluster_;
@@ -213,6 +218,9 @@ private:
     std::map<std::uint64_t, std::size_t> forwards_;
     std::uint64_t next_forward_id_ = 1;
     bool stopped_ = false;
+    /// The microsecond of the last stamp() and how many stamps it gave in it.
+    std::uint64_t stamp_us_ = 0;
+    std::uint64_t stamps_in_us_ = 0;
     kv_history history_;
     std::vector<acknowledged_write> acked_;
     workload_stats stats_;
