@@ -240,29 +240,34 @@ checked_consistency parse_consistency(std::string_view raw)
                 "'"};
 }
 
+std::string unknown_parameter_error(std::string_view name, std::string_view route,
+                                    std::string_view takes_text)
+{
+    return "unknown parameter '" + std::string(name.substr(0, 64)) + "' (" + std::string(route) +
+           (takes_text.empty() ? " takes none)" : " takes " + std::string(takes_text) + ")");
+}
+
 std::optional<std::string> unknown_parameter(std::string_view target, std::string_view route,
                                              std::initializer_list<std::string_view> takes,
                                              std::string_view takes_text)
 {
     query_params params(target);
     while (const std::optional<query_param> param = params.next()) {
-        if (std::find(takes.begin(), takes.end(), param->name) != takes.end())
-            continue;
-        return "unknown parameter '" + std::string(param->name.substr(0, 64)) + "' (" + std::string(route) +
-               (takes_text.empty() ? " takes none)" : " takes " + std::string(takes_text) + ")");
+        if (std::find(takes.begin(), takes.end(), param->name) == takes.end())
+            return unknown_parameter_error(param->name, route, takes_text);
     }
     return std::nullopt;
 }
 
 checked_consistency check_consistency(std::string_view target)
 {
-    if (std::optional<std::string> unknown =
-            unknown_parameter(target, "GET /kv/{key}", {"consistency"}, "consistency"))
-        return {std::nullopt, http::status::bad_request, std::move(*unknown)};
     checked_consistency found{read_consistency::linearizable, http::status::ok, {}};
     bool seen = false;
     query_params params(target);
     while (const std::optional<query_param> param = params.next()) {
+        if (param->name != "consistency")
+            return {std::nullopt, http::status::bad_request,
+                    unknown_parameter_error(param->name, "GET /kv/{key}", "consistency")};
         if (seen)
             return {std::nullopt, http::status::bad_request, "parameter 'consistency' given more than once"};
         seen = true;
@@ -285,8 +290,8 @@ checked_scan_query check_scan_query(std::string_view target)
         const std::string_view raw = param->value;
         const auto known = std::find(names.begin(), names.end(), name);
         if (known == names.end())
-            return scan_rejected("unknown parameter '" + std::string(name.substr(0, 64)) +
-                                 "' (GET /kv takes prefix, after, limit, keys_only and consistency)");
+            return scan_rejected(
+                unknown_parameter_error(name, "GET /kv", "prefix, after, limit, keys_only and consistency"));
         bool& once = seen[known - names.begin()];
         if (once)
             return scan_rejected("parameter '" + std::string(name) + "' given more than once");

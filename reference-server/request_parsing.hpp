@@ -157,9 +157,15 @@ checked_consistency parse_consistency(std::string_view raw);
 /// `consitency=stale` must not quietly read linearizably.
 checked_consistency check_consistency(std::string_view target);
 
+/// "unknown parameter 'name' (<route> takes <takes_text>)", or "takes none)" when
+/// `takes_text` is empty; the name cut at 64 bytes. Every route's answer to a parameter it
+/// does not take.
+std::string unknown_parameter_error(std::string_view name, std::string_view route,
+                                    std::string_view takes_text);
+
 /// The message for the first parameter of `target`'s query that `route` ("PUT /kv/{key}")
-/// does not take, or nothing when it has none. `takes` lists what it does take, for the
-/// message ("" when nothing: then every parameter is refused).
+/// does not take, or nothing when it has none. `takes` lists what it does take, and
+/// `takes_text` says so for the message ("" when nothing: then every parameter is refused).
 std::optional<std::string> unknown_parameter(std::string_view target, std::string_view route,
                                              std::initializer_list<std::string_view> takes,
                                              std::string_view takes_text);

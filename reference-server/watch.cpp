@@ -332,9 +332,9 @@ checked_watch_request check_watch_request(std::string_view raw_key, std::string_
         const std::string_view raw = param->value;
         const auto known = std::find(names.begin(), names.end(), name);
         if (known == names.end())
-            return watch_rejected(http::status::bad_request,
-                                  "unknown parameter '" + std::string(name.substr(0, 64)) +
-                                      "' (GET /watch takes prefix, from and progress_ms)");
+            return watch_rejected(
+                http::status::bad_request,
+                unknown_parameter_error(name, "GET /watch", "prefix, from and progress_ms"));
         bool& once = seen[known - names.begin()];
         if (once)
             return watch_rejected(http::status::bad_request,

@@ -407,7 +407,7 @@ private:
     void start_read_round();
     void unblock_reads();
     void advance_reads();
-    bool confirms_with(node_id from);
+    bool answered_at_once(const detail::pending_read& r);
     std::uint64_t confirmed_read_seq();
     void fail_leader_reads();
     void read_through_leader(std::uint64_t read_id);

@@ -272,7 +272,8 @@ BOOST_AUTO_TEST_CASE(query_parameters_a_route_does_not_take_are_400_and_change_n
     expect_error(request(port, "DELETE", "/kv/q?prefix=true", ""), 400, "unknown parameter 'prefix'",
                  "DELETE with ?prefix");
     expect_error(request(port, "GET", "/kv/q?consitency=stale", ""), 400,
-                 "unknown parameter 'consitency' (GET /kv/{key} takes consistency)", "a misspelt consistency");
+                 "unknown parameter 'consitency' (GET /kv/{key} takes consistency)",
+                 "a misspelt consistency");
     expect_error(request(port, "GET", "/health?timout=1s", ""), 400, "unknown parameter 'timout'",
                  "a misspelt health timeout");
     const auto got = get(port, "q");

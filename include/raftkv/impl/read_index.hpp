@@ -46,10 +46,8 @@ void basic_node<Transport, LogStore, StateMachine>::queue_read(detail::pending_r
         reads_.blocked.push_back(r);
         return;
     }
-    if (r.from != no_node && confirms_with(r.from)) {
-        send(r.from, read_index_response{.request = r.id, .index = commit_, .success = true});
+    if (answered_at_once(r))
         return;
-    }
     const bool idle = reads_.unconfirmed.empty();
     r.index = commit_;
     r.seq = read_seq_ + 1;
@@ -89,10 +87,8 @@ void basic_node<Transport, LogStore, StateMachine>::unblock_reads()
         return;
     const bool idle = reads_.unconfirmed.empty();
     for (auto r : reads_.blocked) {
-        if (r.from != no_node && confirms_with(r.from)) {
-            send(r.from, read_index_response{.request = r.id, .index = commit_, .success = true});
+        if (answered_at_once(r))
             continue;
-        }
         r.index = commit_;
         r.seq = read_seq_ + 1;
         reads_.unconfirmed.push_back(r);
@@ -103,15 +99,22 @@ void basic_node<Transport, LogStore, StateMachine>::unblock_reads()
     advance_reads();
 }
 
-// Whether this leader and the follower `from`, whose read request in this term just
-// arrived, are a quorum of every configuration in force: then the request confirms the
-// leadership its reads need (see the top of this file).
+// Answers a follower's request with the commit index at once when this leader and that
+// follower are a quorum of every configuration in force: the request confirms the
+// leadership its reads need (see the top of this file). Called once the leader committed
+// in its term.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
-bool basic_node<Transport, LogStore, StateMachine>::confirms_with(node_id from)
+bool basic_node<Transport, LogStore, StateMachine>::answered_at_once(const detail::pending_read& r)
 {
-    return detail::joint_value(
-               members(), [&](node_id id) -> std::uint64_t { return id == opts_.id || id == from ? 1 : 0; },
-               quorum_scratch_) >= 1;
+    if (r.from == no_node)
+        return false;
+    const auto pair_only = [&](node_id id) -> std::uint64_t {
+        return id == opts_.id || id == r.from ? 1 : 0;
+    };
+    if (detail::joint_value(members(), pair_only, quorum_scratch_) == 0)
+        return false;
+    send(r.from, read_index_response{.request = r.id, .index = commit_, .success = true});
+    return true;
 }
 
 // The highest round a quorum (this node included) has answered.
