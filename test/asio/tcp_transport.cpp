@@ -236,6 +236,47 @@ BOOST_AUTO_TEST_CASE(received_messages_addressed_to_another_node_are_dropped)
     BOOST_TEST(seq_of(f.one.received[1]) == 4u);
 }
 
+BOOST_AUTO_TEST_CASE(frames_arriving_together_are_all_delivered_in_order)
+{
+    pair_fixture f;
+    raw_client peer(f.io, f.ep1);
+    std::string bytes = hello(2, 1);
+    for (std::uint64_t i = 0; i < 300; ++i) // frames of one and of two messages
+        bytes += raftkv::asio::encode_frame(
+            i % 2 == 0 ? std::vector<message>{beat(2, 1, 2 * i)}
+                       : std::vector<message>{beat(2, 1, 2 * i - 1), beat(2, 1, 2 * i)});
+    peer.write(bytes);
+    BOOST_REQUIRE(run_until(f.io, [&] { return f.one.received.size() == 450; }));
+    std::vector<std::uint64_t> expected;
+    for (std::uint64_t i = 0; i < 300; ++i) {
+        if (i % 2 == 1)
+            expected.push_back(2 * i - 1);
+        expected.push_back(2 * i);
+    }
+    std::vector<std::uint64_t> got;
+    for (const message& m : f.one.received)
+        got.push_back(seq_of(m));
+    BOOST_TEST(got == expected, boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(frames_split_anywhere_even_inside_a_header_are_delivered_whole)
+{
+    pair_fixture f;
+    raw_client peer(f.io, f.ep1);
+    const std::string frames = raftkv::asio::encode_frame(std::vector<message>{beat(2, 1, 1)}) +
+                               raftkv::asio::encode_frame(std::vector<message>{beat(2, 1, 2), beat(2, 1, 3)});
+    peer.write(hello(2, 1));
+    // One byte at a time, each given time to arrive alone: every split point, headers included.
+    for (std::size_t k = 0; k < frames.size(); ++k) {
+        peer.write(frames.substr(k, 1));
+        run_for(f.io, 2ms);
+    }
+    BOOST_REQUIRE(run_until(f.io, [&] { return f.one.received.size() == 3; }));
+    BOOST_TEST(seq_of(f.one.received[0]) == 1u);
+    BOOST_TEST(seq_of(f.one.received[1]) == 2u);
+    BOOST_TEST(seq_of(f.one.received[2]) == 3u);
+}
+
 BOOST_AUTO_TEST_CASE(transports_on_strands_of_a_multithreaded_io_context_deliver_everything)
 {
     boost::asio::io_context io(2);
@@ -662,6 +703,21 @@ BOOST_AUTO_TEST_CASE(an_idle_greeted_connection_outlives_the_frame_timeout)
     raw_client idle(f.io, f.ep1);
     idle.watch();
     idle.write(hello(3, 1) + raftkv::asio::encode_frame(std::vector<message>{beat(3, 1, 1)}));
+    BOOST_TEST(still_open_after(f, idle, 400ms));
+    BOOST_TEST(f.one.received.size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_connection_idle_after_a_frame_that_came_in_pieces_outlives_the_frame_timeout)
+{
+    auto options = fast_reconnect();
+    options.frame_timeout = 100ms;
+    pair_fixture f(options);
+    raw_client idle(f.io, f.ep1);
+    idle.watch();
+    const std::string frame = raftkv::asio::encode_frame(std::vector<message>{beat(3, 1, 1)});
+    idle.write(hello(3, 1) + frame.substr(0, frame.size() - 3)); // its deadline starts
+    run_for(f.io, 30ms);
+    idle.write(frame.substr(frame.size() - 3)); // and no longer applies
     BOOST_TEST(still_open_after(f, idle, 400ms));
     BOOST_TEST(f.one.received.size() == 1u);
 }

@@ -24,13 +24,16 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -39,15 +42,19 @@ namespace raftkv::asio::detail {
 class tcp_listener;
 
 /// One connection a peer dialed to us: reads the greeting, then frames, decoding them on
-/// a strand of its own, and hands each frame's messages to the listener. With peer TLS, a
+/// a strand of its own, and hands their messages to the listener. With peer TLS, a
 /// TLS handshake comes first, and the greeted sender must be the node its certificate
 /// names. A failed handshake, a greeting that
 /// does not come within the greeting timeout or does not fit this node, a frame whose
 /// payload does not come within the frame timeout, a message from another sender than the
 /// greeted one, a newer connection greeting with the same sender, and any protocol error
-/// close it, with one line to the log (raftkv/log.hpp). A frame's payload is read in chunks
-/// of at most read_chunk_bytes, so its buffer grows only as bytes arrive, whatever the
-/// header announced.
+/// close it, with one line to the log (raftkv/log.hpp).
+///
+/// Frames are read into one buffer, at most read_chunk_bytes per read, so the buffer
+/// grows only as bytes arrive, whatever a header announced; every whole frame a read
+/// completes is decoded, and their messages go to the listener together. Under load a
+/// read brings several frames (a leader's answers to a follower's reads come one frame
+/// each): one read and one hand-over for all of them, not two reads each.
 ///
 /// Lifetime: kept alive by its one pending read (shared_from_this); the listener holds
 /// only a weak_ptr, to close it on stop().
@@ -88,26 +95,28 @@ private:
     void on_greeting_magic(const boost::system::error_code& ec);
     void on_greeting(const boost::system::error_code& ec);
     void refuse(const std::string& why);
-    void read_header();
-    void on_header(const boost::system::error_code& ec);
+    void read_frames();
+    void on_read(const boost::system::error_code& ec, std::size_t n);
+    bool take_frames();
     void arm_frame_deadline();
-    void read_payload();
-    void on_payload(const boost::system::error_code& ec);
-    void on_frame();
     void drop(const std::string& why, log_severity severity = log_severity::warning);
 
     std::shared_ptr<tcp_listener> listener_;
     peer_stream stream_;
-    boost::asio::steady_timer deadline_; // the greeting's, then each frame's
+    boost::asio::steady_timer deadline_; // the greeting's, then that of a frame in progress
     std::string remote_;
     greeting_bytes greeting_{};
     node_id peer_ = no_node; // the greeted sender
     bool ungreeted_ = true;  // counted among the listener's ungreeted connections
-    std::array<char, frame_header_size> header_{};
-    std::size_t expected_ = 0; // the payload length the current frame's header announced
-    std::uint64_t frame_ = 0;  // counts frame headers, so a stale deadline finds itself stale
-    bool in_frame_ = false;    // between a frame's header and the end of its payload
-    std::string payload_;      // the bytes of the current payload received so far
+    /// Bytes received: [begin_, end_) not yet decoded, at most one frame's worth (whole
+    /// frames are decoded as soon as they are in); the size is what reads may fill.
+    std::string in_;
+    std::size_t begin_ = 0;
+    std::size_t end_ = 0;
+    std::size_t expected_ = 0;   // the payload length of the frame in progress, once its header is in
+    std::uint64_t frame_ = 0;    // counts frames decoded, so a stale deadline finds itself stale
+    bool in_frame_ = false;      // a frame's header is in and its payload is not: its deadline runs
+    std::vector<message> batch_; // the messages of the frames one read completed
 };
 
 /// Accepts connections and delivers what they receive to the transport's receive
@@ -427,31 +436,88 @@ inline void tcp_inbound_connection::on_greeting(const boost::system::error_code&
     peer_ = g.from;
     release_ungreeted();
     listener_->greeted(peer_, shared_from_this());
-    read_header();
+    read_frames();
 }
 
-inline void tcp_inbound_connection::read_header()
+// Reads what the peer sent next into the end of in_, after moving the undecoded bytes
+// (part of one frame) to the front.
+inline void tcp_inbound_connection::read_frames()
 {
-    stream_.async_read(boost::asio::buffer(header_),
-                       [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                           self->on_header(ec);
-                       });
+    if (begin_ != 0) {
+        std::copy(in_.begin() + static_cast<std::ptrdiff_t>(begin_),
+                  in_.begin() + static_cast<std::ptrdiff_t>(end_), in_.begin());
+        end_ -= begin_;
+        begin_ = 0;
+    }
+    // Do not let one large frame pin its buffer for the connection's whole life.
+    if (end_ == 0 && in_.size() > (std::size_t{1} << 20))
+        in_ = std::string();
+    if (in_.size() < end_ + read_chunk_bytes)
+        in_.resize(end_ + read_chunk_bytes);
+    stream_.async_read_some(boost::asio::buffer(in_.data() + end_, read_chunk_bytes),
+                            [self = shared_from_this()](const boost::system::error_code& ec, std::size_t n) {
+                                self->on_read(ec, n);
+                            });
 }
 
-inline void tcp_inbound_connection::on_header(const boost::system::error_code& ec)
+inline void tcp_inbound_connection::on_read(const boost::system::error_code& ec, std::size_t n)
 {
     if (ec || listener_->stopped())
         return close(); // the peer went away (or we stop): nothing to report
-    std::error_code bad;
-    const std::size_t size = parse_frame_header(header_, listener_->max_frame_bytes(), bad);
-    if (bad)
-        return drop(bad.message());
-    expected_ = size;
-    payload_.clear();
-    ++frame_;
-    in_frame_ = true;
-    arm_frame_deadline();
-    read_payload();
+    end_ += n;
+    if (!take_frames())
+        return; // dropped
+    if (!batch_.empty()) {
+        listener_->deliver(std::move(batch_));
+        batch_ = {};
+    }
+    read_frames();
+}
+
+// Decodes every whole frame in [begin_, end_) into batch_, and runs the deadline of a
+// frame left incomplete. False if the connection was dropped.
+inline bool tcp_inbound_connection::take_frames()
+{
+    for (;;) {
+        const std::size_t have = end_ - begin_;
+        if (have < frame_header_size)
+            break;
+        std::error_code bad;
+        const std::size_t size = parse_frame_header(
+            std::span<const char, frame_header_size>(in_.data() + begin_, frame_header_size),
+            listener_->max_frame_bytes(), bad);
+        if (bad) {
+            drop(bad.message());
+            return false;
+        }
+        if (have - frame_header_size < size) {
+            if (!in_frame_) { // the header just came in
+                in_frame_ = true;
+                expected_ = size;
+                arm_frame_deadline();
+            }
+            break;
+        }
+        auto messages = decode_payload(std::string_view(in_.data() + begin_ + frame_header_size, size));
+        if (!messages) {
+            drop("malformed payload of " + std::to_string(size) + " bytes");
+            return false;
+        }
+        for (message& m : *messages) {
+            if (m.from != peer_) {
+                drop("a message from node " + std::to_string(m.from) + " on the connection of node " +
+                     std::to_string(peer_));
+                return false;
+            }
+            batch_.push_back(std::move(m));
+        }
+        begin_ += frame_header_size + size;
+        ++frame_;
+        in_frame_ = false; // a deadline still pending finds frame_ moved on
+    }
+    if (begin_ == end_)
+        begin_ = end_ = 0;
+    return true;
 }
 
 inline void tcp_inbound_connection::arm_frame_deadline()
@@ -462,47 +528,8 @@ inline void tcp_inbound_connection::arm_frame_deadline()
             return;
         self->drop("a frame of " + std::to_string(self->expected_) + " payload bytes did not arrive within " +
                    std::to_string(self->listener_->frame_timeout().count()) + " ms (" +
-                   std::to_string(self->payload_.size()) + " bytes did)");
+                   std::to_string(self->end_ - self->begin_ - frame_header_size) + " bytes did)");
     });
-}
-
-// Reads the payload's next chunk into the end of payload_, which grows as bytes arrive.
-inline void tcp_inbound_connection::read_payload()
-{
-    const std::size_t have = payload_.size();
-    if (have == expected_)
-        return on_frame();
-    const std::size_t n = std::min(read_chunk_bytes, expected_ - have);
-    payload_.resize(have + n);
-    stream_.async_read(boost::asio::buffer(payload_.data() + have, n),
-                       [self = shared_from_this()](const boost::system::error_code& ec, std::size_t) {
-                           self->on_payload(ec);
-                       });
-}
-
-inline void tcp_inbound_connection::on_payload(const boost::system::error_code& ec)
-{
-    if (ec || listener_->stopped())
-        return close();
-    read_payload();
-}
-
-inline void tcp_inbound_connection::on_frame()
-{
-    in_frame_ = false;
-    deadline_.cancel();
-    auto batch = decode_payload(payload_);
-    if (!batch)
-        return drop("malformed payload of " + std::to_string(payload_.size()) + " bytes");
-    for (const message& m : *batch)
-        if (m.from != peer_)
-            return drop("a message from node " + std::to_string(m.from) + " on the connection of node " +
-                        std::to_string(peer_));
-    // Do not let one large frame pin its buffer for the connection's whole life.
-    if (payload_.capacity() > (std::size_t{1} << 20))
-        payload_ = std::string();
-    listener_->deliver(std::move(*batch));
-    read_header();
 }
 
 inline void tcp_inbound_connection::refuse(const std::string& why)
