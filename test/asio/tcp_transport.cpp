@@ -470,6 +470,22 @@ BOOST_AUTO_TEST_CASE(a_malformed_payload_closes_the_connection)
                                         payload);
 }
 
+BOOST_AUTO_TEST_CASE(a_message_from_another_sender_closes_the_connection_after_the_frames_before_it)
+{
+    pair_fixture f;
+    raw_client liar(f.io, f.ep1);
+    liar.watch();
+    // One write, so one read likely takes all three frames: the first still counts; none of
+    // the second (whose first message is genuine) nor anything after it does.
+    liar.write(hello(2, 1) + raftkv::asio::encode_frame(std::vector<message>{beat(2, 1, 1)}) +
+               raftkv::asio::encode_frame(std::vector<message>{beat(2, 1, 2), beat(3, 1, 3)}) +
+               raftkv::asio::encode_frame(std::vector<message>{beat(2, 1, 4)}));
+    BOOST_REQUIRE(run_until(f.io, [&] { return liar.read_result.has_value(); }));
+    run_for(f.io, 50ms);
+    BOOST_REQUIRE(f.one.received.size() == 1u);
+    BOOST_TEST(seq_of(f.one.received.front()) == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(a_message_too_large_to_send_is_dropped)
 {
     auto options = fast_reconnect();

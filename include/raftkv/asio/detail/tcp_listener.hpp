@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -465,17 +466,17 @@ inline void tcp_inbound_connection::on_read(const boost::system::error_code& ec,
     if (ec || listener_->stopped())
         return close(); // the peer went away (or we stop): nothing to report
     end_ += n;
-    if (!take_frames())
-        return; // dropped
-    if (!batch_.empty()) {
+    const bool good = take_frames();
+    if (!batch_.empty()) { // the frames before a bad one count, as if they had come alone
         listener_->deliver(std::move(batch_));
         batch_ = {};
     }
-    read_frames();
+    if (good)
+        read_frames();
 }
 
-// Decodes every whole frame in [begin_, end_) into batch_, and runs the deadline of a
-// frame left incomplete. False if the connection was dropped.
+// Decodes every whole frame in [begin_, end_) into batch_, up to a bad one, and runs the
+// deadline of a frame left incomplete. False if a bad frame dropped the connection.
 inline bool tcp_inbound_connection::take_frames()
 {
     for (;;) {
@@ -503,14 +504,13 @@ inline bool tcp_inbound_connection::take_frames()
             drop("malformed payload of " + std::to_string(size) + " bytes");
             return false;
         }
-        for (message& m : *messages) {
+        for (const message& m : *messages)
             if (m.from != peer_) {
                 drop("a message from node " + std::to_string(m.from) + " on the connection of node " +
                      std::to_string(peer_));
                 return false;
             }
-            batch_.push_back(std::move(m));
-        }
+        std::move(messages->begin(), messages->end(), std::back_inserter(batch_));
         begin_ += frame_header_size + size;
         ++frame_;
         in_frame_ = false; // a deadline still pending finds frame_ moved on
