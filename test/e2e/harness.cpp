@@ -34,10 +34,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <mutex>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <system_error>
@@ -494,25 +496,109 @@ bool raw_connection::send(std::string_view bytes)
 // ---------------------------------------------------------------------------------------
 // Ports, directories, waiting
 
+namespace {
+
+/// The ports free_ports() hands out: a block below the kernel's ephemeral range when there
+/// is room for one, so that no outgoing connection (the harness's own HTTP clients, the
+/// servers' peer links, other tests running in parallel) can be given one of them between
+/// the harness choosing it and the server binding it. 0, 0: no such block.
+std::pair<std::uint16_t, std::uint16_t> reservable_ports()
+{
+    unsigned low = 32768, high = 60999; // Linux's defaults
+    std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> low >> high;
+    constexpr unsigned block = 10000;
+    if (low >= 1024 + block)
+        return {static_cast<std::uint16_t>(low - block), static_cast<std::uint16_t>(low - 1)};
+    if (high + block <= 65535)
+        return {static_cast<std::uint16_t>(high + 1), static_cast<std::uint16_t>(high + block)};
+    return {0, 0};
+}
+
+/// Ports reserved across every process on this machine that runs the harness, until the
+/// process that reserved one exits: a POSIX record lock on byte `port` of a shared file.
+/// Two test programs that run at once (ctest -j) thus never pick the same port, which
+/// probing alone cannot promise: a probed port is free only until someone else binds it.
+class port_reservations {
+public:
+    port_reservations()
+    {
+        // One file per user: another user's file may not be writable.
+        const auto path = std::filesystem::temp_directory_path() /
+                          ("raftkv-test-ports-" + std::to_string(::getuid()) + ".lock");
+        fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+        if (fd_ < 0)
+            throw_errno("open " + path.string());
+    }
+    // The descriptor stays open for the life of the process: closing any descriptor of the
+    // file would drop every lock this process holds on it.
+
+    /// True if `port` was not reserved by any process and now is by this one.
+    bool reserve(std::uint16_t port)
+    {
+        if (!mine_.insert(port).second)
+            return false;
+        struct flock lock {};
+        lock.l_type = F_WRLCK;
+        lock.l_whence = SEEK_SET;
+        lock.l_start = port;
+        lock.l_len = 1;
+        if (::fcntl(fd_, F_SETLK, &lock) == 0)
+            return true;
+        if (errno != EACCES && errno != EAGAIN)
+            throw_errno("lock a port reservation");
+        return false; // another process holds it; never try it again from here
+    }
+
+private:
+    int fd_ = -1;
+    std::set<std::uint16_t> mine_;
+};
+
+} // namespace
+
 std::vector<std::uint16_t> free_ports(std::size_t n)
 {
-    std::vector<int> fds;
+    return free_ports(n, static_cast<std::uint16_t>(std::random_device{}()));
+}
+
+std::vector<std::uint16_t> free_ports(std::size_t n, std::uint16_t scan_from)
+{
+    static std::mutex mutex;
+    std::lock_guard guard(mutex);
+    const auto [first, last] = reservable_ports();
     std::vector<std::uint16_t> ports;
-    for (std::size_t i = 0; i < n; ++i) {
-        int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        if (fd < 0)
-            throw_errno("socket");
-        fds.push_back(fd);
-        auto addr = loopback(0);
-        if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-            throw_errno("bind");
-        socklen_t len = sizeof addr;
-        if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
-            throw_errno("getsockname");
-        ports.push_back(ntohs(addr.sin_port));
+    if (first == 0) {
+        // No room outside the ephemeral range: let the kernel choose, all bound at once so
+        // that one call never returns a port twice.
+        std::vector<int> fds;
+        for (std::size_t i = 0; i < n; ++i) {
+            int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+            if (fd < 0)
+                throw_errno("socket");
+            fds.push_back(fd);
+            auto addr = loopback(0);
+            if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+                throw_errno("bind");
+            socklen_t len = sizeof addr;
+            if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0)
+                throw_errno("getsockname");
+            ports.push_back(ntohs(addr.sin_port));
+        }
+        for (int fd : fds)
+            ::close(fd);
+        return ports;
     }
-    for (int fd : fds)
-        ::close(fd);
+    static port_reservations reservations;
+    const unsigned size = last - first + 1u;
+    unsigned next = scan_from >= first && scan_from <= last ? scan_from - first : scan_from % size;
+    for (unsigned tried = 0; ports.size() < n; ++tried, next = (next + 1) % size) {
+        if (tried == size)
+            throw std::runtime_error("free_ports: no free port left in " + std::to_string(first) + "-" +
+                                     std::to_string(last));
+        const auto port = static_cast<std::uint16_t>(first + next);
+        if (reservations.reserve(port) && port_is_free(port))
+            ports.push_back(port);
+    }
     return ports;
 }
 

@@ -175,9 +175,16 @@ private:
 // ---------------------------------------------------------------------------------------
 // Ports, directories, waiting
 
-/// `n` distinct free TCP ports on 127.0.0.1, all bound at once (port 0) and then released,
-/// so one call never returns the same port twice.
+/// `n` distinct free TCP ports on 127.0.0.1, none returned before to any program running
+/// the harness on this machine while the program that got it still runs: taken from below
+/// the kernel's ephemeral range (so no outgoing connection can take one before the server
+/// binds it) and reserved with a lock that other test programs see.
 std::vector<std::uint16_t> free_ports(std::size_t n);
+
+/// The same, looking at `scan_from` first (when it is in the block the ports come from) and
+/// then upwards; free_ports(n) starts anywhere, so that programs running at once rarely
+/// contend for the same ports.
+std::vector<std::uint16_t> free_ports(std::size_t n, std::uint16_t scan_from);
 
 /// True if nothing listens on, or holds, 127.0.0.1:port right now.
 bool port_is_free(std::uint16_t port);
