@@ -2,6 +2,7 @@
 
 #include "api.hpp"
 #include "kv_service.hpp"
+#include "request_parsing.hpp"
 
 #include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/error.hpp>
@@ -41,6 +42,10 @@ std::optional<json::object> parse_object(std::string_view body, std::string_view
     }
     if (!doc.is_object()) {
         error = "the body must be a JSON object: " + std::string(expected);
+        return std::nullopt;
+    }
+    if (auto duplicate = duplicate_member_error(body)) {
+        error = std::move(*duplicate);
         return std::nullopt;
     }
     return std::move(doc.as_object());

@@ -1,5 +1,6 @@
 #include "request_parsing.hpp"
 
+#include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/monotonic_resource.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
@@ -9,7 +10,11 @@
 #include <array>
 #include <cstdint>
 #include <limits>
+#include <optional>
+#include <string>
+#include <unordered_set>
 #include <utility>
+#include <vector>
 
 namespace raftkv::server {
 
@@ -322,6 +327,89 @@ checked_scan_query check_scan_query(std::string_view target)
     return {std::move(q), http::status::ok, {}};
 }
 
+namespace {
+
+/// Collects the names of the top-level object's members (a SAX pass of Boost.JSON's
+/// basic_parser) and keeps the first name seen twice.
+class member_names_handler {
+public:
+    static constexpr std::size_t max_object_size = std::size_t(-1);
+    static constexpr std::size_t max_array_size = std::size_t(-1);
+    static constexpr std::size_t max_key_size = std::size_t(-1);
+    static constexpr std::size_t max_string_size = std::size_t(-1);
+
+    std::optional<std::string> duplicate;
+
+    bool on_document_begin(boost::system::error_code&) { return true; }
+    bool on_document_end(boost::system::error_code&) { return true; }
+    bool on_object_begin(boost::system::error_code&)
+    {
+        ++depth_;
+        return true;
+    }
+    bool on_object_end(std::size_t, boost::system::error_code&)
+    {
+        --depth_;
+        return true;
+    }
+    bool on_array_begin(boost::system::error_code&)
+    {
+        ++depth_;
+        return true;
+    }
+    bool on_array_end(std::size_t, boost::system::error_code&)
+    {
+        --depth_;
+        return true;
+    }
+    bool on_key_part(json::string_view part, std::size_t, boost::system::error_code&)
+    {
+        if (depth_ == 1)
+            key_.append(part.data(), part.size());
+        return true;
+    }
+    bool on_key(json::string_view part, std::size_t, boost::system::error_code&)
+    {
+        if (depth_ != 1)
+            return true;
+        key_.append(part.data(), part.size());
+        if (!duplicate && !names_.insert(key_).second) // only the first one is reported
+            duplicate = key_;
+        key_.clear();
+        return true;
+    }
+    bool on_string_part(json::string_view, std::size_t, boost::system::error_code&) { return true; }
+    bool on_string(json::string_view, std::size_t, boost::system::error_code&) { return true; }
+    bool on_number_part(json::string_view, boost::system::error_code&) { return true; }
+    bool on_int64(std::int64_t, json::string_view, boost::system::error_code&) { return true; }
+    bool on_uint64(std::uint64_t, json::string_view, boost::system::error_code&) { return true; }
+    bool on_double(double, json::string_view, boost::system::error_code&) { return true; }
+    bool on_bool(bool, boost::system::error_code&) { return true; }
+    bool on_null(boost::system::error_code&) { return true; }
+    bool on_comment_part(json::string_view, boost::system::error_code&) { return true; }
+    bool on_comment(json::string_view, boost::system::error_code&) { return true; }
+
+private:
+    int depth_ = 0;
+    std::string key_;
+    std::unordered_set<std::string> names_; // a body may have a million members
+};
+
+} // namespace
+
+std::optional<std::string> duplicate_member_error(std::string_view text)
+{
+    json::basic_parser<member_names_handler> parser{json::parse_options{}};
+    boost::system::error_code ec;
+    parser.write_some(false, text.data(), text.size(), ec);
+    const std::optional<std::string>& name = parser.handler().duplicate;
+    if (ec || !name)
+        return std::nullopt;
+    if (name->size() > 64)
+        return "a member name appears twice in the body";
+    return "\"" + *name + "\" appears twice in the body";
+}
+
 checked_input check_put_body(std::string_view body)
 {
     // A small body parses into this buffer, without an allocation.
@@ -334,6 +422,8 @@ checked_input check_put_body(std::string_view body)
     const json::object* object = doc.if_object();
     if (!object)
         return rejected(http::status::bad_request, "the body must be a JSON object: {\"value\": \"...\"}");
+    if (auto error = duplicate_member_error(body))
+        return rejected(http::status::bad_request, std::move(*error));
     const json::value* value = object->if_contains("value");
     if (!value)
         return rejected(http::status::bad_request, "missing \"value\" in the body");

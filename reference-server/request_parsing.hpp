@@ -199,8 +199,16 @@ struct checked_scan_query {
 /// included, is 400.
 checked_scan_query check_scan_query(std::string_view target);
 
+/// If the JSON object `text` gives one name to two of its own members (compared after
+/// unescaping), the error that says so: `"value" appears twice in the body` (a name over
+/// 64 bytes is not repeated). nullopt if not, and when `text` is not one well-formed value.
+/// A DOM parse keeps one of the two members, and parsers differ on which one, so the server
+/// refuses such a body rather than guess which the client meant.
+std::optional<std::string> duplicate_member_error(std::string_view text);
+
 /// Extracts the value of a PUT body `{"value": "..."}`: malformed JSON, a body that is not
-/// an object, or a missing or non-string "value" is 400; over max_value_bytes is 413.
+/// an object, a member named twice, or a missing or non-string "value" is 400; over
+/// max_value_bytes is 413.
 checked_input check_put_body(std::string_view body);
 
 /// A PUT's or DELETE's precondition from its If-Match and If-None-Match headers, or the
