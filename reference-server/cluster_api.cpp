@@ -44,7 +44,7 @@ std::optional<json::object> parse_object(std::string_view body, std::string_view
         error = "the body must be a JSON object: " + std::string(expected);
         return std::nullopt;
     }
-    if (auto duplicate = duplicate_member_error(body)) {
+    if (auto duplicate = duplicate_member_error(body, doc.as_object().size())) {
         error = std::move(*duplicate);
         return std::nullopt;
     }

@@ -14,7 +14,6 @@
 #include <string>
 #include <unordered_set>
 #include <utility>
-#include <vector>
 
 namespace raftkv::server {
 
@@ -329,8 +328,9 @@ checked_scan_query check_scan_query(std::string_view target)
 
 namespace {
 
-/// Collects the names of the top-level object's members (a SAX pass of Boost.JSON's
-/// basic_parser) and keeps the first name seen twice.
+/// Counts the members of the top-level object as written (a SAX pass of Boost.JSON's
+/// basic_parser, which allocates nothing) and, when asked to, collects their names and keeps
+/// the first name seen twice.
 class member_names_handler {
 public:
     static constexpr std::size_t max_object_size = std::size_t(-1);
@@ -338,39 +338,31 @@ public:
     static constexpr std::size_t max_key_size = std::size_t(-1);
     static constexpr std::size_t max_string_size = std::size_t(-1);
 
+    explicit member_names_handler(bool collect_names) : collect_(collect_names) {}
+
+    std::size_t members = 0;
     std::optional<std::string> duplicate;
 
     bool on_document_begin(boost::system::error_code&) { return true; }
     bool on_document_end(boost::system::error_code&) { return true; }
-    bool on_object_begin(boost::system::error_code&)
-    {
-        ++depth_;
-        return true;
-    }
-    bool on_object_end(std::size_t, boost::system::error_code&)
-    {
-        --depth_;
-        return true;
-    }
-    bool on_array_begin(boost::system::error_code&)
-    {
-        ++depth_;
-        return true;
-    }
-    bool on_array_end(std::size_t, boost::system::error_code&)
-    {
-        --depth_;
-        return true;
-    }
-    bool on_key_part(json::string_view part, std::size_t, boost::system::error_code&)
+    bool on_object_begin(boost::system::error_code&) { return enter(); }
+    bool on_object_end(std::size_t n, boost::system::error_code&)
     {
         if (depth_ == 1)
+            members = n;
+        return leave();
+    }
+    bool on_array_begin(boost::system::error_code&) { return enter(); }
+    bool on_array_end(std::size_t, boost::system::error_code&) { return leave(); }
+    bool on_key_part(json::string_view part, std::size_t, boost::system::error_code&)
+    {
+        if (collect_ && depth_ == 1)
             key_.append(part.data(), part.size());
         return true;
     }
     bool on_key(json::string_view part, std::size_t, boost::system::error_code&)
     {
-        if (depth_ != 1)
+        if (!collect_ || depth_ != 1)
             return true;
         key_.append(part.data(), part.size());
         if (!duplicate && !names_.insert(key_).second) // only the first one is reported
@@ -390,6 +382,18 @@ public:
     bool on_comment(json::string_view, boost::system::error_code&) { return true; }
 
 private:
+    bool enter()
+    {
+        ++depth_;
+        return true;
+    }
+    bool leave()
+    {
+        --depth_;
+        return true;
+    }
+
+    bool collect_;
     int depth_ = 0;
     std::string key_;
     std::unordered_set<std::string> names_; // a body may have a million members
@@ -397,12 +401,16 @@ private:
 
 } // namespace
 
-std::optional<std::string> duplicate_member_error(std::string_view text)
+std::optional<std::string> duplicate_member_error(std::string_view text, std::size_t parsed_members)
 {
-    json::basic_parser<member_names_handler> parser{json::parse_options{}};
     boost::system::error_code ec;
-    parser.write_some(false, text.data(), text.size(), ec);
-    const std::optional<std::string>& name = parser.handler().duplicate;
+    json::basic_parser<member_names_handler> counter{json::parse_options{}, false};
+    counter.write_some(false, text.data(), text.size(), ec);
+    if (ec || counter.handler().members == parsed_members)
+        return std::nullopt; // the common case: no name repeated, nothing allocated
+    json::basic_parser<member_names_handler> names{json::parse_options{}, true};
+    names.write_some(false, text.data(), text.size(), ec);
+    const std::optional<std::string>& name = names.handler().duplicate;
     if (ec || !name)
         return std::nullopt;
     if (name->size() > 64)
@@ -422,7 +430,7 @@ checked_input check_put_body(std::string_view body)
     const json::object* object = doc.if_object();
     if (!object)
         return rejected(http::status::bad_request, "the body must be a JSON object: {\"value\": \"...\"}");
-    if (auto error = duplicate_member_error(body))
+    if (auto error = duplicate_member_error(body, object->size()))
         return rejected(http::status::bad_request, std::move(*error));
     const json::value* value = object->if_contains("value");
     if (!value)

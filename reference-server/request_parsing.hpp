@@ -199,12 +199,13 @@ struct checked_scan_query {
 /// included, is 400.
 checked_scan_query check_scan_query(std::string_view target);
 
-/// If the JSON object `text` gives one name to two of its own members (compared after
-/// unescaping), the error that says so: `"value" appears twice in the body` (a name over
-/// 64 bytes is not repeated). nullopt if not, and when `text` is not one well-formed value.
-/// A DOM parse keeps one of the two members, and parsers differ on which one, so the server
-/// refuses such a body rather than guess which the client meant.
-std::optional<std::string> duplicate_member_error(std::string_view text);
+/// If the JSON object `text`, of which a DOM parse kept `parsed_members` members, gives one
+/// name to two of its own members (compared after unescaping), the error that says so:
+/// `"value" appears twice in the body` (a name over 64 bytes is not repeated). nullopt if
+/// not, and when `text` is not one well-formed value. A DOM parse keeps one of the two
+/// members, and parsers differ on which one, so the server refuses such a body rather than
+/// guess which the client meant. Without a repeated name it only counts members.
+std::optional<std::string> duplicate_member_error(std::string_view text, std::size_t parsed_members);
 
 /// Extracts the value of a PUT body `{"value": "..."}`: malformed JSON, a body that is not
 /// an object, a member named twice, or a missing or non-string "value" is 400; over

@@ -249,9 +249,9 @@ BOOST_AUTO_TEST_CASE(a_member_named_twice_is_a_bad_request)
     BOOST_TEST(
         check_put_body(R"({"meta": {"a": 1, "b": [{"a": 2}, {"a": 3}]}, "value": "v"})").value.value() ==
         "v");
-    BOOST_TEST(!raftkv::server::duplicate_member_error(R"({"a": {"b": 1, "b": 2}})"));
-    BOOST_TEST(!raftkv::server::duplicate_member_error(R"([{"a": 1}, {"a": 2}])"));
-    BOOST_TEST(!raftkv::server::duplicate_member_error(R"({"a": 1, "a": )"));
+    BOOST_TEST(!raftkv::server::duplicate_member_error(R"({"a": {"b": 1, "b": 2}})", 1));
+    BOOST_TEST(!raftkv::server::duplicate_member_error(R"([{"a": 1}, {"a": 2}])", 0));
+    BOOST_TEST(!raftkv::server::duplicate_member_error(R"({"a": 1, "a": )", 1));
 }
 
 BOOST_AUTO_TEST_CASE(values_up_to_1_mib_are_accepted_and_longer_are_too_large)
