@@ -237,18 +237,19 @@ http_response replay_marked(http_response res, bool replayed, http_metrics& metr
     return res;
 }
 
-// The 412 answer of a PUT or DELETE whose precondition did not hold.
-http_response precondition_failed_response(const std::string& key, const write_result& r)
+// The 412 answer of a request whose If-Match or If-None-Match did not hold, for a key that
+// exists at `version` or does not (`exists` false).
+http_response precondition_failed_response(const std::string& key, bool exists, index_t version)
 {
     http_response res = json_response(
         http::status::precondition_failed,
-        {{"error", r.found ? "precondition failed: the key is at version " + std::to_string(r.version)
-                           : std::string("precondition failed: the key does not exist")},
+        {{"error", exists ? "precondition failed: the key is at version " + std::to_string(version)
+                          : std::string("precondition failed: the key does not exist")},
          {"key", key},
-         {"version", r.version},
-         {"exists", r.found}});
-    if (r.found)
-        res.set(http::field::etag, "\"" + std::to_string(r.version) + "\"");
+         {"version", version},
+         {"exists", exists}});
+    if (exists)
+        res.set(http::field::etag, "\"" + std::to_string(version) + "\"");
     return res;
 }
 
@@ -365,7 +366,10 @@ void forward_client::close()
 http_request forward_client::outgoing(const http_request& original, const std::string& address,
                                       const std::string& marker)
 {
-    http_request req{original.method(), original.target(), 11};
+    // A HEAD goes as a GET: the answer's body, dropped when this node answers, gives the
+    // client the Content-Length a HEAD answer must carry.
+    http_request req{original.method() == http::verb::head ? http::verb::get : original.method(),
+                     original.target(), 11};
     req.set(http::field::host, address);
     for (const http::field f : {http::field::content_type, http::field::authorization}) {
         if (const auto it = original.find(f); it != original.end())
@@ -390,13 +394,15 @@ http_request forward_client::outgoing(const http_request& original, const std::s
 http_response forward_client::relay(const http_response& from_leader)
 {
     http_response res{from_leader.result(), 11};
-    for (const http::field f : {http::field::content_type, http::field::retry_after, http::field::allow,
-                                http::field::www_authenticate}) {
+    for (const http::field f : {http::field::content_type, http::field::etag, http::field::retry_after,
+                                http::field::allow, http::field::www_authenticate}) {
         if (const auto it = from_leader.find(f); it != from_leader.end())
             res.set(f, it->value());
     }
-    if (const auto it = from_leader.find(replayed_header); it != from_leader.end())
-        res.set(replayed_header, it->value());
+    for (const std::string_view name : {replayed_header, read_header, applied_index_header}) {
+        if (const auto it = from_leader.find(name); it != from_leader.end())
+            res.set(name, it->value());
+    }
     res.body() = from_leader.body();
     return res;
 }
@@ -857,7 +863,7 @@ asio::awaitable<http_response> api_handler::handle_kv(const http_request& req, s
     co_await turn.wait();
     if (req.method() == http::verb::put)
         co_return co_await put(req, *key.value);
-    if (req.method() == http::verb::get)
+    if (req.method() == http::verb::get || req.method() == http::verb::head) // the server drops HEAD's body
         co_return co_await get(req, *key.value);
     co_return co_await del(req, *key.value);
 }
@@ -885,7 +891,8 @@ asio::awaitable<http_response> api_handler::put(const http_request& req, const s
     if (r.status == kv_status::stale_sequence && client_session)
         co_return stale_sequence_response(*client_session);
     if (r.status == kv_status::precondition_failed)
-        co_return replay_marked(precondition_failed_response(key, r), r.replayed, metrics_.http);
+        co_return replay_marked(precondition_failed_response(key, r.found, r.version), r.replayed,
+                                metrics_.http);
     co_return replay_marked(with_version(kv_response({{"key", key},
                                                       {"value", *value.value},
                                                       {"message", "Key-value pair stored successfully"}}),
@@ -899,10 +906,10 @@ namespace {
 /// Raftkv-Applied-Index (the applied index the state was read at, or later).
 void set_read_headers(http_response& res, read_path path, raftkv::index_t applied)
 {
-    res.set("Raftkv-Read", path == read_path::lease   ? "lease"
-                           : path == read_path::stale ? "stale"
-                                                      : "read-index");
-    res.set("Raftkv-Applied-Index", std::to_string(applied));
+    res.set(read_header, path == read_path::lease   ? "lease"
+                         : path == read_path::stale ? "stale"
+                                                    : "read-index");
+    res.set(applied_index_header, std::to_string(applied));
 }
 
 } // namespace
@@ -912,13 +919,29 @@ asio::awaitable<http_response> api_handler::get(const http_request& req, const s
     const checked_consistency consistency = check_consistency(req.target());
     if (!consistency.value)
         co_return error_response(consistency.status, consistency.error);
+    const checked_read_condition condition = check_read_condition(
+        header_values(req, http::field::if_match), header_values(req, http::field::if_none_match));
+    if (!condition.value)
+        co_return error_response(condition.status, condition.error);
     const auto started = clock::now();
     const read_result r = co_await service_.get(key, *consistency.value);
     if (r.ec)
         co_return co_await not_done(req, r.ec, request_kind::read, started);
-    http_response res = r.value
-                            ? with_version(kv_response({{"key", key}, {"value", *r.value}}), r.version, true)
-                            : error_response(http::status::not_found, "key not found");
+    http_response res;
+    switch (condition.value->evaluate(r.value.has_value(), r.version)) {
+    case read_condition::outcome::precondition_failed:
+        res = precondition_failed_response(key, r.value.has_value(), r.version);
+        break;
+    case read_condition::outcome::not_modified:
+        // What a 200 would have said about the key, without the body (RFC 9110 15.4.5).
+        res = http_response{http::status::not_modified, 11};
+        res.set(http::field::etag, "\"" + std::to_string(r.version) + "\"");
+        break;
+    case read_condition::outcome::serve:
+        res = r.value ? with_version(kv_response({{"key", key}, {"value", *r.value}}), r.version, true)
+                      : error_response(http::status::not_found, "key not found");
+        break;
+    }
     set_read_headers(res, r.path, r.applied_index);
     co_return res;
 }
@@ -975,7 +998,8 @@ asio::awaitable<http_response> api_handler::del(const http_request& req, const s
     if (r.status == kv_status::stale_sequence && client_session)
         co_return stale_sequence_response(*client_session);
     if (r.status == kv_status::precondition_failed)
-        co_return replay_marked(precondition_failed_response(key, r), r.replayed, metrics_.http);
+        co_return replay_marked(precondition_failed_response(key, r.found, r.version), r.replayed,
+                                metrics_.http);
     if (!r.found)
         co_return replay_marked(error_response(http::status::not_found, "key not found"), r.replayed,
                                 metrics_.http);
@@ -1186,7 +1210,7 @@ std::optional<http_response> framing_refusal(const http_request& req)
 
 bool changes_state(const route_match& m, http::verb method)
 {
-    return m.result == route_match::outcome::found && method != http::verb::get;
+    return m.result == route_match::outcome::found && method != http::verb::get && method != http::verb::head;
 }
 
 std::optional<http_response> authorization_refusal(const authorizer& auth, const http_request& req,

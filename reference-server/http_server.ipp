@@ -590,6 +590,9 @@ asio::awaitable<void> http_server::state::connection<Stream>::handle(std::shared
     res.version(s.version);
     res.keep_alive(s.keep_alive);
     res.prepare_payload();
+    // A 204 has no Content-Length, nor a 304 (whose one would have to be the 200's: RFC 9110 8.6).
+    if (res.result() == http::status::no_content || res.result() == http::status::not_modified)
+        res.erase(http::field::content_length);
     // A HEAD answer's Content-Length is the GET answer's, but no body follows (RFC 9110 9.3.2).
     if (head && res.has_content_length()) {
         const std::size_t length = res.body().size();

@@ -84,6 +84,7 @@ std::size_t method_index(http::verb v) noexcept
     case http::verb::put: return 1;
     case http::verb::delete_: return 2;
     case http::verb::post: return 3;
+    case http::verb::head: return 4;
     default: return http_metrics::methods.size();
     }
 }
@@ -101,6 +102,7 @@ std::string_view method_name(std::size_t m)
     case 1: return "PUT";
     case 2: return "DELETE";
     case 3: return "POST";
+    case 4: return "HEAD";
     default: return "other";
     }
 }

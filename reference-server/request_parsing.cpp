@@ -22,7 +22,7 @@ namespace {
 namespace http = boost::beast::http;
 namespace json = boost::json;
 
-constexpr std::string_view kv_methods = "GET, PUT, DELETE";
+constexpr std::string_view kv_methods = "GET, HEAD, PUT, DELETE";
 
 int hex_digit(char c)
 {
@@ -85,7 +85,8 @@ route_match match_route(http::verb method, std::string_view target)
         m.route = route::kv;
         m.allow = kv_methods;
         m.raw_key = path.substr(4);
-        allowed = method == http::verb::get || method == http::verb::put || method == http::verb::delete_;
+        allowed = method == http::verb::get || method == http::verb::head || method == http::verb::put ||
+                  method == http::verb::delete_;
     } else if (path == "/kv") {
         m.route = route::scan;
         m.allow = "GET";
@@ -478,6 +479,27 @@ std::optional<std::uint64_t> parse_version(std::string_view digits)
     return v;
 }
 
+/// The one version an If-Match field names, quoted as an ETag ("7") or bare (7); nullopt
+/// with `error` set if it names anything else.
+std::optional<std::uint64_t> if_match_version(std::string_view field, std::string& error)
+{
+    std::string_view v = trim_ows(field);
+    if (v == "*") {
+        error = "If-Match: * is not supported; send the key's version, as in If-Match: \"7\"";
+        return std::nullopt;
+    }
+    if (v.starts_with("W/")) {
+        error = "If-Match: weak ETags are not supported; send the key's version, as in If-Match: \"7\"";
+        return std::nullopt;
+    }
+    if (v.size() >= 2 && v.front() == '"' && v.back() == '"')
+        v = v.substr(1, v.size() - 2);
+    const std::optional<std::uint64_t> version = parse_version(v);
+    if (!version)
+        error = "If-Match must be one version, a decimal number, quoted (\"7\") or bare (7)";
+    return version;
+}
+
 } // namespace
 
 checked_precondition check_precondition(http::verb method, const std::vector<std::string_view>& if_match,
@@ -497,19 +519,85 @@ checked_precondition check_precondition(http::verb method, const std::vector<std
             return bad_precondition("If-None-Match: * applies to PUT only");
         return checked_precondition{kv_precondition{std::nullopt, true}, http::status::ok, {}};
     }
-    std::string_view v = trim_ows(if_match[0]);
-    if (v == "*")
-        return bad_precondition(
-            "If-Match: * is not supported; send the key's version, as in If-Match: \"7\"");
-    if (v.starts_with("W/"))
-        return bad_precondition("If-Match: weak ETags are not supported; send the key's version, as in "
-                                "If-Match: \"7\"");
-    if (v.size() >= 2 && v.front() == '"' && v.back() == '"')
-        v = v.substr(1, v.size() - 2);
-    const std::optional<std::uint64_t> version = parse_version(v);
+    std::string error;
+    const std::optional<std::uint64_t> version = if_match_version(if_match[0], error);
     if (!version)
-        return bad_precondition("If-Match must be one version, a decimal number, quoted (\"7\") or bare (7)");
+        return bad_precondition(std::move(error));
     return checked_precondition{kv_precondition{*version, false}, http::status::ok, {}};
+}
+
+read_condition::outcome read_condition::evaluate(bool exists, std::uint64_t version) const noexcept
+{
+    if (match && (!exists || version != *match))
+        return outcome::precondition_failed;
+    if (exists &&
+        (none_match_any || std::find(none_match.begin(), none_match.end(), version) != none_match.end()))
+        return outcome::not_modified;
+    return outcome::serve;
+}
+
+checked_read_condition check_read_condition(const std::vector<std::string_view>& if_match,
+                                            const std::vector<std::string_view>& if_none_match)
+{
+    const auto bad = [](std::string_view error) {
+        return checked_read_condition{std::nullopt, http::status::bad_request, std::string(error)};
+    };
+    constexpr std::string_view malformed =
+        "If-None-Match must be * or a list of ETags, as in If-None-Match: \"7\", \"9\"";
+    read_condition c;
+    if (if_match.size() > 1)
+        return bad("more than one If-Match header");
+    if (!if_match.empty()) {
+        std::string error;
+        c.match = if_match_version(if_match[0], error);
+        if (!c.match)
+            return bad(error);
+    }
+    // Several If-None-Match fields are one list (RFC 9110 5.3).
+    for (const std::string_view field : if_none_match) {
+        std::string_view rest = field;
+        while (true) {
+            rest = trim_ows(rest);
+            if (rest.empty())
+                break;
+            if (rest.front() == ',') { // an empty element, which a list may have
+                rest.remove_prefix(1);
+                continue;
+            }
+            if (rest.front() == '*') {
+                c.none_match_any = true;
+                rest.remove_prefix(1);
+            } else if (const std::size_t open = rest.starts_with("W/") ? 2 : 0;
+                       rest.size() > open && rest[open] == '"') {
+                // An entity tag, strong or weak (compared weakly: the opaque tags alone).
+                const std::size_t close = rest.find('"', open + 1);
+                if (close == std::string_view::npos)
+                    return bad(malformed);
+                const std::string_view tag = rest.substr(open + 1, close - open - 1);
+                const bool etagc = std::all_of(tag.begin(), tag.end(), [](char ch) {
+                    const auto u = static_cast<unsigned char>(ch);
+                    return u > 0x20 && u != 0x7f;
+                });
+                if (!etagc)
+                    return bad(malformed);
+                if (const std::optional<std::uint64_t> v = parse_version(tag))
+                    c.none_match.push_back(*v); // a tag this server never issued matches nothing
+                rest.remove_prefix(close + 1);
+            } else {
+                // A bare version, as If-Match also takes it.
+                const std::size_t end = std::min(rest.find_first_of(", \t"), rest.size());
+                const std::optional<std::uint64_t> v = parse_version(rest.substr(0, end));
+                if (!v)
+                    return bad(malformed);
+                c.none_match.push_back(*v);
+                rest.remove_prefix(end);
+            }
+            rest = trim_ows(rest);
+            if (!rest.empty() && rest.front() != ',')
+                return bad(malformed);
+        }
+    }
+    return checked_read_condition{std::move(c), http::status::ok, {}};
 }
 
 checked_session check_session(const std::vector<std::string_view>& client_id,

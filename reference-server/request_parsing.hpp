@@ -63,7 +63,7 @@ struct route_match {
     outcome result = outcome::not_found;
     /// The route, unless not_found.
     server::route route = route::kv;
-    /// The methods the route allows ("GET, PUT, DELETE"), unless not_found.
+    /// The methods the route allows ("GET, HEAD, PUT, DELETE"), unless not_found.
     std::string_view allow;
     /// For route::kv and route::watch: the key as it appears in the target, still
     /// percent-encoded (may be empty). A view into the target.
@@ -230,11 +230,46 @@ checked_precondition check_precondition(boost::beast::http::verb method,
                                         const std::vector<std::string_view>& if_match,
                                         const std::vector<std::string_view>& if_none_match);
 
+/// The conditions of a GET or HEAD of one key (RFC 9110 13.1.1 and 13.1.2), held until the
+/// key's version is read.
+struct read_condition {
+    /// If-Match: the key exists at this version, or the answer is 412.
+    std::optional<std::uint64_t> match;
+    /// If-None-Match "*": an existing key, whatever its version, is 304 Not Modified.
+    bool none_match_any = false;
+    /// If-None-Match with entity tags: a key at one of these versions is 304.
+    std::vector<std::uint64_t> none_match;
+
+    enum class outcome { serve, not_modified, precondition_failed };
+    /// What to answer for a key that exists at `version`, or does not (`exists` false):
+    /// If-Match first, then If-None-Match, as RFC 9110 13.2.2 orders them.
+    outcome evaluate(bool exists, std::uint64_t version) const noexcept;
+};
+
+struct checked_read_condition {
+    std::optional<read_condition> value;
+    boost::beast::http::status status = boost::beast::http::status::ok;
+    std::string error;
+};
+
+/// Reads the conditions of a GET or HEAD of one key from its If-Match and If-None-Match
+/// headers (each header's every occurrence, in order). If-Match takes the forms a PUT's
+/// does: one version, quoted ("7") or bare (7). If-None-Match is "*" or a list of entity
+/// tags as a cache sends them: quoted, weak (W/"7", compared weakly as RFC 9110 8.8.3.2
+/// says) or bare, over one header or several; a tag that names no version matches no
+/// version. Both headers may be given. A malformed value is 400.
+checked_read_condition check_read_condition(const std::vector<std::string_view>& if_match,
+                                            const std::vector<std::string_view>& if_none_match);
+
 /// The headers naming a write's client session (docs/server.md, Exactly-once writes).
 inline constexpr std::string_view client_id_header = "Raftkv-Client-Id";
 inline constexpr std::string_view sequence_header = "Raftkv-Sequence";
 /// Set to "true" on the answer to a write that repeated a sequence already applied.
 inline constexpr std::string_view replayed_header = "Raftkv-Replayed";
+/// On every answer to a GET of keys: how it was served (read-index, lease or stale), and
+/// the applied index the state was read at (docs/server.md, Read modes).
+inline constexpr std::string_view read_header = "Raftkv-Read";
+inline constexpr std::string_view applied_index_header = "Raftkv-Applied-Index";
 
 struct checked_session {
     /// Nothing when the request names no session (or on an error).

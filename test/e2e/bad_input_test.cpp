@@ -292,10 +292,10 @@ BOOST_AUTO_TEST_CASE(unknown_routes_are_404_and_wrong_methods_405_with_allow)
         expect_error(request(port, "GET", target), 404, "not found", target);
     expect_error(request(port, "BREW", "/coffee"), 404, "not found", "an unknown method on an unknown route");
     for (const auto& [method, target, allow] : std::vector<std::tuple<std::string, std::string, std::string>>{
-             {"POST", "/kv/a", "GET, PUT, DELETE"},
-             {"PATCH", "/kv/a", "GET, PUT, DELETE"},
-             {"BREW", "/kv/a", "GET, PUT, DELETE"},
-             {"HEAD", "/kv/a", "GET, PUT, DELETE"},
+             {"POST", "/kv/a", "GET, HEAD, PUT, DELETE"},
+             {"PATCH", "/kv/a", "GET, HEAD, PUT, DELETE"},
+             {"BREW", "/kv/a", "GET, HEAD, PUT, DELETE"},
+             {"HEAD", "/status", "GET"},
              {"PUT", "/kv", "GET"},
              {"PUT", "/status", "GET"},
              {"DELETE", "/health", "GET"},

@@ -42,6 +42,13 @@ http_response del_if(std::uint16_t port, const std::string& key, const std::stri
     return request(port, "DELETE", kv_target(key), {}, header_list{{header, header_value}});
 }
 
+// Header `name` (lower-case) of `r`, or "" when it has none.
+std::string header(const http_response& r, const std::string& name)
+{
+    const auto it = r.headers.find(name);
+    return it == r.headers.end() ? std::string() : it->second;
+}
+
 std::string quoted(std::uint64_t v)
 {
     return "\"" + std::to_string(v) + "\"";
@@ -127,6 +134,84 @@ BOOST_AUTO_TEST_CASE(versions_and_preconditions_through_leader_and_followers)
     const json::value doc = json::parse(page.body);
     BOOST_TEST_REQUIRE(doc.at("items").as_array().size() == 1u);
     BOOST_TEST(doc.at("items").as_array()[0].at("version").to_number<std::uint64_t>() == version_in(fresh));
+}
+
+// A GET or HEAD with If-None-Match is how a cache revalidates a key (304 while it is at a
+// listed version); with If-Match, a read that must see one version (else 412).
+BOOST_AUTO_TEST_CASE(conditional_reads_and_head_through_leader_and_followers)
+{
+    const std::uint16_t leader_port = c.http_port(leader);
+    const http_response created = put(leader_port, "doc", "one");
+    BOOST_TEST_REQUIRE(created.status == 200, describe(created));
+    const std::uint64_t v1 = version_in(created);
+    const auto get_if = [](std::uint16_t port, const std::string& key, const header_list& headers,
+                           const std::string& method = "GET", const std::string& query = "") {
+        return request(port, method, kv_target(key) + query, {}, headers);
+    };
+
+    for (const std::uint64_t id : {leader, followers()[0], followers()[1]}) {
+        const std::uint16_t port = c.http_port(id);
+        const std::string at = "node " + std::to_string(id);
+
+        // Not modified: the ETag and how the read was served, no body.
+        for (const std::string& tags : {quoted(v1), "W/" + quoted(v1),
+                                        "\"x\", " + quoted(v1 - 1) + ", " + quoted(v1), std::string("*")}) {
+            const http_response r = get_if(port, "doc", header_list{{"If-None-Match", tags}});
+            BOOST_TEST(r.status == 304, at << ", If-None-Match: " << tags << " -> " << describe(r));
+            BOOST_TEST(r.body.empty());
+            BOOST_TEST(header(r, "etag") == quoted(v1));
+            BOOST_TEST(header(r, "raftkv-read") == "read-index");
+            BOOST_TEST(!header(r, "raftkv-applied-index").empty());
+        }
+        const http_response stale =
+            get_if(port, "doc", header_list{{"If-None-Match", quoted(v1)}}, "GET", "?consistency=stale");
+        BOOST_TEST(stale.status == 304, at << ": " << describe(stale));
+        BOOST_TEST(header(stale, "raftkv-read") == "stale");
+
+        // Another version listed: the key, as without the header.
+        const http_response changed = get_if(port, "doc", header_list{{"If-None-Match", quoted(v1 + 1)}});
+        BOOST_TEST_REQUIRE(changed.status == 200, at << ": " << describe(changed));
+        BOOST_TEST(parse_json(changed.body).string("value").value_or("<none>") == "one");
+
+        // If-Match: the version, or 412 naming the current one.
+        BOOST_TEST(get_if(port, "doc", header_list{{"If-Match", quoted(v1)}}).status == 200);
+        const http_response mismatch = get_if(port, "doc", header_list{{"If-Match", std::to_string(v1 + 1)}});
+        BOOST_TEST_REQUIRE(is_error(mismatch, 412), at << ": " << describe(mismatch));
+        BOOST_TEST(version_in(mismatch) == v1);
+        BOOST_TEST(header(mismatch, "etag") == quoted(v1));
+
+        // HEAD: a GET's status and headers, Content-Length included, without the body.
+        const http_response full = get(port, "doc");
+        const http_response head = get_if(port, "doc", {}, "HEAD");
+        BOOST_TEST_REQUIRE(head.status == 200, at << ": " << describe(head));
+        BOOST_TEST(head.body.empty());
+        BOOST_TEST(header(head, "content-length") == std::to_string(full.body.size()));
+        BOOST_TEST(header(head, "etag") == quoted(v1));
+        BOOST_TEST(get_if(port, "doc", header_list{{"If-None-Match", quoted(v1)}}, "HEAD").status == 304);
+        BOOST_TEST(get_if(port, "absent", {}, "HEAD").status == 404);
+
+        // An absent key is never "not modified"; If-Match on it fails.
+        BOOST_TEST(is_error(get_if(port, "absent", header_list{{"If-None-Match", "*"}}), 404));
+        const http_response none = get_if(port, "absent", header_list{{"If-Match", "1"}});
+        BOOST_TEST_REQUIRE(is_error(none, 412), at << ": " << describe(none));
+        BOOST_TEST(parse_json(none.body).text.at("exists") == "false");
+
+        // Malformed conditions are 400.
+        for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
+                 {"If-None-Match", "\"1"}, {"If-None-Match", "abc"}, {"If-Match", "*"}}) {
+            const http_response r = get_if(port, "doc", header_list{{name, value}});
+            BOOST_TEST(is_error(r, 400), at << ", " << name << ": " << value << " -> " << describe(r));
+        }
+    }
+
+    // After a write, the cached version no longer matches: the new value and ETag.
+    const http_response updated = put(c.http_port(followers()[0]), "doc", "two");
+    BOOST_TEST_REQUIRE(updated.status == 200, describe(updated));
+    const http_response fresh =
+        get_if(c.http_port(followers()[1]), "doc", header_list{{"If-None-Match", quoted(v1)}});
+    BOOST_TEST_REQUIRE(fresh.status == 200, describe(fresh));
+    BOOST_TEST(parse_json(fresh.body).string("value").value_or("<none>") == "two");
+    BOOST_TEST(header(fresh, "etag") == quoted(version_in(updated)));
 }
 
 BOOST_AUTO_TEST_CASE(concurrent_compare_and_swap_has_exactly_one_winner_per_version)

@@ -1,12 +1,13 @@
 // Fuzz target: what raftkv-server does with the bytes of an HTTP connection before any
 // Raft work: Beast's request parser (with the server's size limits), then the routing and
 // input checks of reference-server/request_parsing.hpp (the key from the target,
-// percent-decoded and validated, and the JSON body of a PUT).
+// percent-decoded and validated, the JSON body of a PUT, a GET's If-Match and
+// If-None-Match).
 //
 // The input is read as a connection's bytes: up to 8 pipelined requests, each parsed
-// twice, from bytes that arrive in pieces and all at once. Then the whole
-// input also goes straight to check_key() and check_put_body(), so both are explored
-// without a well-formed request around them. Properties:
+// twice, from bytes that arrive in pieces and all at once. Then the whole input also goes
+// straight to check_key(), check_put_body() and check_read_condition(), so they are
+// explored without a well-formed request around them. Properties:
 // - nothing crashes, throws or allocates without bound;
 // - a request parses the same however its bytes are split;
 // - every check answers either a value and 200, or no value, an error status and a
@@ -94,6 +95,35 @@ void check_body(std::string_view body)
         FUZZ_CHECK(value.value->size() <= max_value_bytes);
 }
 
+// The conditions of a GET of one key: a value, or a 400 and a one-line message. An
+// If-None-Match field that parses keeps parsing when repeated (a list of lists).
+void check_conditions(const std::vector<std::string_view>& if_match,
+                      const std::vector<std::string_view>& if_none_match)
+{
+    const checked_read_condition c = check_read_condition(if_match, if_none_match);
+    if (c.value) {
+        FUZZ_CHECK(c.status == http::status::ok && c.error.empty());
+        FUZZ_CHECK(if_match.empty() == !c.value->match.has_value());
+        for (const std::uint64_t v : c.value->none_match) // 304, or 412 under another If-Match
+            FUZZ_CHECK(c.value->evaluate(true, v) != read_condition::outcome::serve);
+        FUZZ_CHECK(c.value->evaluate(false, 0) != read_condition::outcome::not_modified);
+        std::vector<std::string_view> twice = if_none_match;
+        twice.insert(twice.end(), if_none_match.begin(), if_none_match.end());
+        FUZZ_CHECK(check_read_condition(if_match, twice).value.has_value());
+    } else {
+        FUZZ_CHECK(c.status == http::status::bad_request);
+        FUZZ_CHECK(!c.error.empty() && c.error.find('\n') == std::string::npos);
+    }
+}
+
+std::vector<std::string_view> values_of(const http_request& req, http::field f)
+{
+    std::vector<std::string_view> out;
+    for (auto [it, end] = req.equal_range(f); it != end; ++it)
+        out.push_back(it->value());
+    return out;
+}
+
 std::string percent_encode(std::string_view bytes)
 {
     static constexpr char hex[] = "0123456789ABCDEF";
@@ -119,6 +149,8 @@ void check_request(const http_request& req)
             check_key_of(m.raw_key);
             if (req.method() == http::verb::put)
                 check_body(req.body());
+            if (req.method() == http::verb::get || req.method() == http::verb::head)
+                check_conditions(values_of(req, http::field::if_match), values_of(req, http::field::if_none_match));
         }
     }
     if (m.route == route::scan && m.result == route_match::outcome::found) {
@@ -203,6 +235,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
 
     check_key_of(input);
     check_body(input);
+    check_conditions({}, {input});
+    check_conditions({input}, {});
     FUZZ_CHECK(percent_decode(percent_encode(input)) == input);
     return 0;
 }

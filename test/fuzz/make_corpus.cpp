@@ -226,6 +226,10 @@ seeds http_seeds()
     out["near_not_utf8"] = "GET /kv/%C0%AF HTTP/1.1\r\n\r\n";
     out["near_wrong_length"] = "PUT /kv/e HTTP/1.1\r\nContent-Length: 99\r\n\r\n{\"value\": \"z\"}";
     out["near_method"] = "PATCH /kv/f HTTP/1.1\r\n\r\n";
+    out["conditional_get"] = "GET /kv/g HTTP/1.1\r\nHost: n1\r\nIf-Match: \"7\"\r\n"
+                             "If-None-Match: W/\"7\", \"x,y\" ,, 9\r\nIf-None-Match: *\r\n\r\n"
+                             "HEAD /kv/g HTTP/1.1\r\nHost: n1\r\nIf-None-Match: \"12\"\r\n\r\n";
+    out["conditions_alone"] = "\"11\", W/\"12\", \"abc\"";
     return out;
 }
 

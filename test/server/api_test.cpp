@@ -54,9 +54,9 @@ void check_rejected(const raftkv::server::checked_input& in, http::status status
 
 // ---- Routing --------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE(kv_route_takes_get_put_and_delete)
+BOOST_AUTO_TEST_CASE(kv_route_takes_get_head_put_and_delete)
 {
-    for (http::verb v : {http::verb::get, http::verb::put, http::verb::delete_})
+    for (http::verb v : {http::verb::get, http::verb::head, http::verb::put, http::verb::delete_})
         check_found(v, "/kv/key", route::kv);
     BOOST_TEST(match_route(http::verb::get, "/kv/a%20b").raw_key == "a%20b");
 }
@@ -103,11 +103,10 @@ BOOST_AUTO_TEST_CASE(watch_takes_get_only_with_the_key_still_encoded)
 
 BOOST_AUTO_TEST_CASE(wrong_method_on_kv_is_not_allowed_with_the_allowed_list)
 {
-    for (http::verb v :
-         {http::verb::post, http::verb::patch, http::verb::head, http::verb::options, http::verb::unknown})
-        check_not_allowed(v, "/kv/key", "GET, PUT, DELETE");
+    for (http::verb v : {http::verb::post, http::verb::patch, http::verb::options, http::verb::unknown})
+        check_not_allowed(v, "/kv/key", "GET, HEAD, PUT, DELETE");
     // The method is checked before the key: a bad method on an empty key is still 405.
-    check_not_allowed(http::verb::post, "/kv/", "GET, PUT, DELETE");
+    check_not_allowed(http::verb::post, "/kv/", "GET, HEAD, PUT, DELETE");
 }
 
 BOOST_AUTO_TEST_CASE(unknown_routes_are_not_found)
@@ -653,6 +652,7 @@ BOOST_AUTO_TEST_CASE(a_read_token_reads_and_is_forbidden_every_change)
 {
     for (const char* target : {"/kv/a", "/status", "/cluster/members"})
         BOOST_TEST(refusal_status(http::verb::get, target, read_token) == 0u, target);
+    BOOST_TEST(refusal_status(http::verb::head, "/kv/a", read_token) == 0u);
     // An unknown route or method is no change: 404 and 405 follow as without tokens.
     BOOST_TEST(refusal_status(http::verb::get, "/nowhere", read_token) == 0u);
     BOOST_TEST(refusal_status(http::verb::post, "/kv/a", read_token) == 0u);
@@ -871,6 +871,78 @@ BOOST_AUTO_TEST_CASE(preconditions_come_from_if_match_and_if_none_match)
         BOOST_TEST((c.status == http::status::bad_request));
         BOOST_TEST(!c.error.empty());
     }
+}
+
+BOOST_AUTO_TEST_CASE(a_read_condition_comes_from_if_match_and_a_list_in_if_none_match)
+{
+    using raftkv::server::check_read_condition;
+    using raftkv::server::read_condition;
+    using views = std::vector<std::string_view>;
+    using outcome = read_condition::outcome;
+    const auto none_match = [](views fields) {
+        const auto c = check_read_condition({}, fields);
+        BOOST_TEST_REQUIRE(c.value.has_value(), c.error);
+        return c.value->none_match;
+    };
+    using versions = std::vector<std::uint64_t>;
+
+    const read_condition none = check_read_condition({}, {}).value.value();
+    BOOST_TEST(!none.match.has_value());
+    BOOST_TEST(!none.none_match_any);
+    BOOST_TEST(none.none_match.empty());
+    BOOST_TEST((none.evaluate(true, 7) == outcome::serve));
+    BOOST_TEST((none.evaluate(false, 0) == outcome::serve));
+
+    // If-Match: the forms a PUT takes.
+    BOOST_TEST(check_read_condition(views{"\"7\""}, {}).value.value().match.value() == 7u);
+    BOOST_TEST(check_read_condition(views{" 7 "}, {}).value.value().match.value() == 7u);
+
+    // If-None-Match: quoted, weak, bare, several fields, empty elements; a tag that is not
+    // a version is kept out (it matches nothing).
+    BOOST_TEST(none_match(views{"\"7\""}) == versions{7}, boost::test_tools::per_element());
+    BOOST_TEST(none_match(views{"W/\"7\", \"9\" ,12"}) == (versions{7, 9, 12}),
+               boost::test_tools::per_element());
+    BOOST_TEST(none_match(views{"\"7\"", "\"8\""}) == (versions{7, 8}), boost::test_tools::per_element());
+    BOOST_TEST(none_match(views{", \"7\",,"}) == versions{7}, boost::test_tools::per_element());
+    BOOST_TEST(none_match(views{"\"abc\", \"x,y\", \"\"", "W/\"18446744073709551616\""}).empty());
+    BOOST_TEST(check_read_condition({}, views{"*"}).value.value().none_match_any);
+
+    for (const auto& [match, none] : std::vector<std::pair<views, views>>{
+             {views{"*"}, {}},
+             {views{"W/\"7\""}, {}},
+             {views{"\"7\", \"8\""}, {}},
+             {views{"7", "7"}, {}},
+             {{}, views{"\"7"}},
+             {{}, views{"7\""}},
+             {{}, views{"\"7\" \"8\""}},
+             {{}, views{"W/7"}},
+             {{}, views{"abc"}},
+             {{}, views{"**"}},
+             {{}, views{"\"a b\""}},
+         }) {
+        const auto c = check_read_condition(match, none);
+        BOOST_TEST(!c.value.has_value());
+        BOOST_TEST((c.status == http::status::bad_request));
+        BOOST_TEST(!c.error.empty());
+    }
+
+    // Evaluation: If-Match first (412), then If-None-Match (304 for a key that exists at a
+    // listed version, or at any with *). An absent key is never "not modified".
+    read_condition c;
+    c.match = 7;
+    BOOST_TEST((c.evaluate(true, 7) == outcome::serve));
+    BOOST_TEST((c.evaluate(true, 8) == outcome::precondition_failed));
+    BOOST_TEST((c.evaluate(false, 0) == outcome::precondition_failed));
+    c.none_match = {7};
+    BOOST_TEST((c.evaluate(true, 7) == outcome::not_modified));
+    BOOST_TEST((c.evaluate(true, 8) == outcome::precondition_failed));
+    c.match.reset();
+    BOOST_TEST((c.evaluate(true, 8) == outcome::serve));
+    BOOST_TEST((c.evaluate(false, 0) == outcome::serve));
+    c.none_match.clear();
+    c.none_match_any = true;
+    BOOST_TEST((c.evaluate(true, 8) == outcome::not_modified));
+    BOOST_TEST((c.evaluate(false, 0) == outcome::serve));
 }
 
 BOOST_AUTO_TEST_CASE(a_client_session_comes_from_both_session_headers_or_neither)

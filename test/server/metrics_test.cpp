@@ -127,6 +127,7 @@ BOOST_AUTO_TEST_CASE(rendered_metrics_pass_the_format_check_and_carry_the_inputs
     for (int k = 0; k < 3; ++k)
         requests.record(route_label_of(route::kv), http::verb::put, 200, std::chrono::milliseconds(2));
     requests.record(route_label_of(route::kv), http::verb::get, 404, std::chrono::microseconds(300));
+    requests.record(route_label_of(route::kv), http::verb::head, 304, std::chrono::microseconds(300));
     requests.record(unmatched_route, http::verb::patch, 418, std::chrono::microseconds(10));
     requests.record_replay();
     requests.record_replay();
@@ -160,11 +161,13 @@ BOOST_AUTO_TEST_CASE(rendered_metrics_pass_the_format_check_and_carry_the_inputs
                3);
     BOOST_TEST(t.value("raftkv_http_requests_total", {{"route", "kv"}, {"method", "GET"}, {"code", "404"}}) ==
                1);
+    BOOST_TEST(
+        t.value("raftkv_http_requests_total", {{"route", "kv"}, {"method", "HEAD"}, {"code", "304"}}) == 1);
     BOOST_TEST(t.value("raftkv_http_requests_total",
                        {{"route", "unmatched"}, {"method", "other"}, {"code", "other"}}) == 1);
-    BOOST_TEST(t.value("raftkv_http_request_duration_seconds_count", {{"route", "kv"}}) == 4);
+    BOOST_TEST(t.value("raftkv_http_request_duration_seconds_count", {{"route", "kv"}}) == 5);
     BOOST_TEST(t.value("raftkv_http_request_duration_seconds_bucket", {{"route", "kv"}, {"le", "0.001"}}) ==
-               1);
+               2);
     BOOST_TEST(t.value("raftkv_http_open_connections") == 5);
     BOOST_TEST(t.value("raftkv_http_connections_rejected_total") == 1);
     BOOST_TEST(t.types.at("raftkv_session_replays_total") == "counter");
