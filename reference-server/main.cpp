@@ -26,6 +26,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <pthread.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -325,7 +326,11 @@ int run(server_config config)
 
     std::vector<std::thread> others;
     for (std::uint32_t k = 1; k < config.threads; ++k)
-        others.emplace_back([&io] { run_threads(io); });
+        others.emplace_back([&io] {
+            // The first thread keeps the process's name, which pgrep and pkill match.
+            ::pthread_setname_np(::pthread_self(), "raftkv-io");
+            run_threads(io);
+        });
     run_threads(io);
     for (auto& t : others)
         t.join();

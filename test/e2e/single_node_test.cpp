@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <filesystem>
 #include <fstream>
 #include <mutex>
 #include <random>
@@ -513,6 +514,25 @@ BOOST_AUTO_TEST_CASE(version_answers_what_the_binary_was_built_from)
         BOOST_TEST(is_error(w, 405), method << ": " << describe(w));
         BOOST_TEST(w.headers["allow"] == "GET", method);
     }
+}
+
+BOOST_AUTO_TEST_CASE(threads_are_named_for_top_and_perf)
+{
+    // The default two I/O threads: the first keeps the process's name (pgrep matches it),
+    // the other is raftkv-io; the log syncs on raftkv-wal. LevelDB's own thread, once
+    // started, has the name of the thread that started it.
+    std::multiset<std::string> names;
+    for (const auto& task :
+         std::filesystem::directory_iterator("/proc/" + std::to_string(c.pid(1)) + "/task")) {
+        std::ifstream comm(task.path() / "comm");
+        std::string name;
+        std::getline(comm, name);
+        names.insert(name);
+    }
+    BOOST_TEST(names.count("raftkv-server") >= 1u);
+    BOOST_TEST(names.count("raftkv-io") >= 1u);
+    BOOST_TEST(names.count("raftkv-wal") == 1u);
+    BOOST_TEST(names.size() <= 4u);
 }
 
 BOOST_AUTO_TEST_CASE(commit_and_applied_indexes_advance_with_writes)

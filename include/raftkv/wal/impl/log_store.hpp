@@ -3,6 +3,10 @@
 
 #include <raftkv/wal/log_store.hpp>
 
+#if defined(__linux__)
+#include <pthread.h>
+#endif
+
 #include <algorithm>
 #include <cassert>
 #include <charconv>
@@ -457,6 +461,9 @@ inline void log_store::apply_record(const detail::record& r)
 
 inline void log_store::run()
 {
+#if defined(__linux__)
+    ::pthread_setname_np(::pthread_self(), "raftkv-wal"); // as top -H, perf and gdb show it
+#endif
     std::string group;
     for (;;) {
         std::uint64_t seq;
