@@ -800,14 +800,17 @@ bool process::running()
 
 void process::signal(int sig)
 {
-    if (running())
+    if (running()) {
+        signalled_ = true;
         ::kill(pid_, sig);
+    }
 }
 
 void process::kill9()
 {
     if (status_ || pid_ < 0)
         return;
+    signalled_ = true;
     ::kill(pid_, SIGKILL);
     int ws = 0;
     while (::waitpid(pid_, &ws, 0) < 0 && errno == EINTR) {
@@ -1175,6 +1178,8 @@ void cluster::start(std::uint64_t id, std::vector<std::string> args)
         args.insert(args.begin(), server_binary().string());
         args.insert(args.begin(), launcher.begin() + 1, launcher.end());
     }
+    exit_reported_.resize(procs_.size());
+    exit_reported_.at(id - 1) = false;
     p = std::make_unique<process>(
         std::move(args),
         process::options{
@@ -1272,7 +1277,24 @@ std::optional<std::uint64_t> cluster::wait_for_leader(milliseconds timeout)
             return true;
         },
         timeout, 100ms);
+    report_unexpected_exits("waiting for a leader");
     return found;
+}
+
+void cluster::report_unexpected_exits(const char* during)
+{
+    exit_reported_.resize(procs_.size());
+    for (const auto& s : specs_) {
+        auto& p = procs_.at(s.id - 1);
+        if (!p || exit_reported_.at(s.id - 1) || !p->ended_by_itself())
+            continue;
+        exit_reported_.at(s.id - 1) = true;
+        std::ostringstream line;
+        line << "e2e harness: node " << s.id << " ended by itself (" << *p->status() << ") before " << during
+             << "; its log (" << s.log_file.string() << ") ends:\n"
+             << read_tail(s.log_file, 2048) << "\n";
+        std::cerr << line.str() << std::flush;
+    }
 }
 
 std::optional<std::uint64_t> cluster::wait_ready(milliseconds timeout)
@@ -1289,13 +1311,16 @@ std::optional<std::uint64_t> cluster::wait_ready(milliseconds timeout)
             return true;
         },
         std::max(std::chrono::duration_cast<milliseconds>(deadline - clock::now()), milliseconds(0)), 20ms);
+    report_unexpected_exits("waiting for every node to serve");
     return serving ? leader : std::nullopt;
 }
 
 bool cluster::wait_healthy(std::uint64_t id, milliseconds timeout)
 {
-    return wait_until([&] { return request(http_port(id), "GET", "/health", {}, 1s).status == 200; }, timeout,
-                      50ms);
+    const bool healthy = wait_until(
+        [&] { return request(http_port(id), "GET", "/health", {}, 1s).status == 200; }, timeout, 50ms);
+    report_unexpected_exits("waiting for /health");
+    return healthy;
 }
 
 void cluster::dump_logs(std::ostream& os)

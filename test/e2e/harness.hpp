@@ -251,10 +251,14 @@ public:
     void kill9();
     /// Waits up to `timeout` for the process to end; its status if it did.
     std::optional<exit_status> wait(milliseconds timeout);
+    /// True once it has ended without signal() or kill9() having been called: it exited (or
+    /// crashed) by itself.
+    bool ended_by_itself() { return !running() && !signalled_; }
 
 private:
     pid_t pid_ = -1;
     std::optional<exit_status> status_;
+    bool signalled_ = false;
 };
 
 /// Runs the server binary with `args` to completion (SIGKILL after `timeout`).
@@ -429,10 +433,15 @@ public:
     void dump_logs(std::ostream& os);
 
 private:
+    /// Says on stderr, once per start, which nodes ended by themselves (a node that could not
+    /// start: its port taken, a bad flag), since the waits above look at running nodes only.
+    void report_unexpected_exits(const char* during);
+
     temp_dir dir_;
     std::vector<std::string> extra_args_;
     std::vector<node_spec> specs_;
     std::vector<std::unique_ptr<process>> procs_;
+    std::vector<bool> exit_reported_; ///< per node, reset when it is started
 };
 
 } // namespace raftkv::e2e

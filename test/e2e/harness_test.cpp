@@ -78,6 +78,34 @@ BOOST_AUTO_TEST_CASE(two_programs_never_get_the_same_port)
 
 // Run only by the case above, in a program of its own: prints the ports it was given,
 // scanning from the port its command line names.
+// A node that cannot start does not keep the others from electing a leader, and the waits
+// look at running nodes only: they say which node ended by itself, and why, rather than let
+// the test fail later for a reason its output does not show.
+BOOST_AUTO_TEST_CASE(a_node_that_ends_by_itself_is_named_by_the_waits)
+{
+    cluster c(3, false);
+    c.start(1);
+    c.start(2);
+    std::vector<std::string> bad = c.args(3);
+    bad.push_back("--no-such-flag");
+    c.start(3, bad);
+    BOOST_TEST_REQUIRE(wait_until([&] { return !c.running(3); }, 10s, 10ms),
+                       "node 3 did not exit on a bad flag");
+
+    std::ostringstream said;
+    std::streambuf* const cerr_buf = std::cerr.rdbuf(said.rdbuf());
+    const auto leader = c.wait_ready(20s);
+    c.wait_for_leader(1s); // reported once per start: nothing more
+    std::cerr.rdbuf(cerr_buf);
+
+    BOOST_TEST(leader.has_value());
+    const std::string text = said.str();
+    BOOST_TEST(text.find("node 3 ended by itself (exit code 2)") != std::string::npos, text);
+    BOOST_TEST(text.find("no-such-flag") != std::string::npos, text);
+    BOOST_TEST(text.find("node 3 ended", text.find("node 3 ended") + 1) == std::string::npos, text);
+    BOOST_TEST(text.find("node 1") == std::string::npos, text);
+}
+
 BOOST_AUTO_TEST_CASE(reserves_ports_for_another_program, *boost::unit_test::disabled())
 {
     const auto& suite = boost::unit_test::framework::master_test_suite();
