@@ -742,7 +742,7 @@ asio::awaitable<http_response> api_handler::route_request(const http_request& re
 // hand over. GET /cluster/members is this node's own view, like /status.
 asio::awaitable<http_response> api_handler::handle_cluster(const http_request& req, const route_match& m)
 {
-    if (m.route == route::members && req.method() == http::verb::get)
+    if (m.route == route::members && req.method() != http::verb::post) // GET or HEAD
         co_return co_await list_members(http::status::ok);
     if (m.route == route::members) {
         const checked<member_request> body = check_member_body(req.body());
@@ -863,7 +863,7 @@ asio::awaitable<http_response> api_handler::handle_kv(const http_request& req, s
     co_await turn.wait();
     if (req.method() == http::verb::put)
         co_return co_await put(req, *key.value);
-    if (req.method() == http::verb::get || req.method() == http::verb::head) // the server drops HEAD's body
+    if (req.method() == http::verb::get || req.method() == http::verb::head)
         co_return co_await get(req, *key.value);
     co_return co_await del(req, *key.value);
 }

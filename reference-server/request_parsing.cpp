@@ -23,6 +23,7 @@ namespace http = boost::beast::http;
 namespace json = boost::json;
 
 constexpr std::string_view kv_methods = "GET, HEAD, PUT, DELETE";
+constexpr std::string_view read_methods = "GET, HEAD";
 
 int hex_digit(char c)
 {
@@ -81,45 +82,47 @@ route_match match_route(http::verb method, std::string_view target)
     const std::string_view path = target.substr(0, target.find('?'));
     route_match m;
     bool allowed = false;
+    // Every route that answers GET answers HEAD too (RFC 9110 9.3.2), but a watch, whose
+    // answer is a stream: the server sends a GET's answer without its body.
+    const bool reads = method == http::verb::get || method == http::verb::head;
     if (path.starts_with("/kv/")) {
         m.route = route::kv;
         m.allow = kv_methods;
         m.raw_key = path.substr(4);
-        allowed = method == http::verb::get || method == http::verb::head || method == http::verb::put ||
-                  method == http::verb::delete_;
+        allowed = reads || method == http::verb::put || method == http::verb::delete_;
     } else if (path == "/kv") {
         m.route = route::scan;
-        m.allow = "GET";
-        allowed = method == http::verb::get;
+        m.allow = read_methods;
+        allowed = reads;
     } else if (path == "/status" || path == "/health") {
         m.route = path == "/status" ? route::status : route::health;
-        m.allow = "GET";
-        allowed = method == http::verb::get;
+        m.allow = read_methods;
+        allowed = reads;
     } else if (path == "/livez" || path == "/readyz") {
         m.route = path == "/livez" ? route::livez : route::readyz;
-        m.allow = "GET";
-        allowed = method == http::verb::get;
+        m.allow = read_methods;
+        allowed = reads;
     } else if (path == "/cluster/members") {
         m.route = route::members;
-        m.allow = "GET, POST";
-        allowed = method == http::verb::get || method == http::verb::post;
+        m.allow = "GET, HEAD, POST";
+        allowed = reads || method == http::verb::post;
     } else if (path == "/cluster/leader") {
         m.route = route::leader;
         m.allow = "POST";
         allowed = method == http::verb::post;
     } else if (path == "/cluster/status") {
         m.route = route::cluster_status;
-        m.allow = "GET";
-        allowed = method == http::verb::get;
+        m.allow = read_methods;
+        allowed = reads;
     } else if (path == "/ui" || path.starts_with("/ui/")) {
         m.route = route::ui;
-        m.allow = "GET, HEAD";
+        m.allow = read_methods;
         m.asset = path;
-        allowed = method == http::verb::get || method == http::verb::head;
+        allowed = reads;
     } else if (path == "/version") {
         m.route = route::version;
-        m.allow = "GET";
-        allowed = method == http::verb::get;
+        m.allow = read_methods;
+        allowed = reads;
     } else if (path == "/watch" || path.starts_with("/watch/")) {
         m.route = route::watch;
         m.allow = "GET";
@@ -127,8 +130,8 @@ route_match match_route(http::verb method, std::string_view target)
         allowed = method == http::verb::get;
     } else if (path == "/metrics") {
         m.route = route::metrics;
-        m.allow = "GET";
-        allowed = method == http::verb::get;
+        m.allow = read_methods;
+        allowed = reads;
     } else if (path.starts_with("/cluster/members/")) {
         std::string_view rest = path.substr(std::string_view("/cluster/members/").size());
         const std::size_t slash = rest.find('/');

@@ -295,11 +295,11 @@ BOOST_AUTO_TEST_CASE(unknown_routes_are_404_and_wrong_methods_405_with_allow)
              {"POST", "/kv/a", "GET, HEAD, PUT, DELETE"},
              {"PATCH", "/kv/a", "GET, HEAD, PUT, DELETE"},
              {"BREW", "/kv/a", "GET, HEAD, PUT, DELETE"},
-             {"HEAD", "/status", "GET"},
-             {"PUT", "/kv", "GET"},
-             {"PUT", "/status", "GET"},
-             {"DELETE", "/health", "GET"},
-             {"PUT", "/cluster/members", "GET, POST"},
+             {"HEAD", "/watch/a", "GET"},
+             {"PUT", "/kv", "GET, HEAD"},
+             {"PUT", "/status", "GET, HEAD"},
+             {"DELETE", "/health", "GET, HEAD"},
+             {"PUT", "/cluster/members", "GET, HEAD, POST"},
              {"GET", "/cluster/leader", "POST"}}) {
         const http_response r = request(port, method, target, method == "HEAD" ? "" : value_body("x"));
         if (method == "HEAD") // a HEAD answer has no body

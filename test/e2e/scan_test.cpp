@@ -131,7 +131,7 @@ BOOST_AUTO_TEST_CASE(bad_scan_parameters_are_400_with_a_message)
     }
     http_response post = request(c.http_port(1), "POST", "/kv");
     BOOST_TEST(is_error(post, 405), describe(post));
-    BOOST_TEST(post.headers["allow"] == "GET");
+    BOOST_TEST(post.headers["allow"] == "GET, HEAD");
 }
 
 BOOST_AUTO_TEST_CASE(every_node_of_three_lists_what_was_just_written)

@@ -512,8 +512,33 @@ BOOST_AUTO_TEST_CASE(version_answers_what_the_binary_was_built_from)
     for (const char* method : {"PUT", "POST", "DELETE"}) {
         auto w = request(port, method, "/version");
         BOOST_TEST(is_error(w, 405), method << ": " << describe(w));
-        BOOST_TEST(w.headers["allow"] == "GET", method);
+        BOOST_TEST(w.headers["allow"] == "GET, HEAD", method);
     }
+}
+
+// Every route that answers GET answers HEAD (RFC 9110 9.3.2): a load balancer's health check
+// or a monitor that looks at the status alone.
+BOOST_AUTO_TEST_CASE(head_answers_every_get_route_without_the_body)
+{
+    BOOST_TEST_REQUIRE(put(port, "h", "value").status == 200);
+    for (const char* target : {"/status", "/health", "/livez", "/readyz", "/version", "/metrics",
+                               "/kv?prefix=h", "/kv/h", "/cluster/members", "/cluster/status", "/ui"}) {
+        http_response head = request(port, "HEAD", target);
+        BOOST_TEST(head.status == 200, target << ": " << describe(head));
+        BOOST_TEST(head.body.empty(), target);
+        BOOST_TEST(!head.headers["content-length"].empty(), target);
+        BOOST_TEST(head.headers["content-type"] == request(port, "GET", target).headers["content-type"],
+                   target);
+    }
+    // Answers that do not change between two requests have the GET's length.
+    for (const char* target : {"/livez", "/version", "/kv/h"})
+        BOOST_TEST(request(port, "HEAD", target).headers["content-length"] ==
+                       std::to_string(request(port, "GET", target).body.size()),
+                   target);
+    http_response watch = request(port, "HEAD", "/watch/h");
+    BOOST_TEST(watch.status == 405, describe(watch));
+    BOOST_TEST(watch.headers["allow"] == "GET");
+    check_still_serving("HEAD requests");
 }
 
 BOOST_AUTO_TEST_CASE(threads_are_named_for_top_and_perf)

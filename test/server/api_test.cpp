@@ -61,31 +61,34 @@ BOOST_AUTO_TEST_CASE(kv_route_takes_get_head_put_and_delete)
     BOOST_TEST(match_route(http::verb::get, "/kv/a%20b").raw_key == "a%20b");
 }
 
-BOOST_AUTO_TEST_CASE(status_health_and_metrics_take_get_only)
+BOOST_AUTO_TEST_CASE(status_health_and_metrics_take_get_and_head)
 {
-    check_found(http::verb::get, "/status", route::status);
-    check_found(http::verb::get, "/health", route::health);
-    check_found(http::verb::get, "/health?timeout=2s", route::health);
-    check_found(http::verb::get, "/livez", route::livez);
-    check_found(http::verb::get, "/readyz", route::readyz);
-    check_found(http::verb::get, "/metrics", route::metrics);
-    for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::post, http::verb::head}) {
-        check_not_allowed(v, "/status", "GET");
-        check_not_allowed(v, "/health", "GET");
-        check_not_allowed(v, "/livez", "GET");
-        check_not_allowed(v, "/readyz", "GET");
-        check_not_allowed(v, "/metrics", "GET");
+    for (http::verb v : {http::verb::get, http::verb::head}) {
+        check_found(v, "/status", route::status);
+        check_found(v, "/health", route::health);
+        check_found(v, "/health?timeout=2s", route::health);
+        check_found(v, "/livez", route::livez);
+        check_found(v, "/readyz", route::readyz);
+        check_found(v, "/metrics", route::metrics);
+    }
+    for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::post, http::verb::options}) {
+        check_not_allowed(v, "/status", "GET, HEAD");
+        check_not_allowed(v, "/health", "GET, HEAD");
+        check_not_allowed(v, "/livez", "GET, HEAD");
+        check_not_allowed(v, "/readyz", "GET, HEAD");
+        check_not_allowed(v, "/metrics", "GET, HEAD");
     }
     BOOST_TEST((match_route(http::verb::get, "/livez/x").result == outcome::not_found));
     BOOST_TEST((match_route(http::verb::get, "/readyzz").result == outcome::not_found));
 }
 
-BOOST_AUTO_TEST_CASE(version_takes_get_only)
+BOOST_AUTO_TEST_CASE(version_takes_get_and_head)
 {
     check_found(http::verb::get, "/version", route::version);
     check_found(http::verb::get, "/version?x=1", route::version);
-    for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::post, http::verb::head})
-        check_not_allowed(v, "/version", "GET");
+    check_found(http::verb::head, "/version", route::version);
+    for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::post})
+        check_not_allowed(v, "/version", "GET, HEAD");
     for (const char* target : {"/version/", "/versions", "/Version", "/version/x"})
         BOOST_TEST((match_route(http::verb::get, target).result == outcome::not_found), target);
 }
@@ -396,13 +399,15 @@ BOOST_AUTO_TEST_CASE(cluster_routes_take_their_methods_and_the_member_id_from_th
     check_found(http::verb::post, "/cluster/members/4/promote", route::promote);
     check_found(http::verb::post, "/cluster/leader?wait=1", route::leader);
     check_found(http::verb::get, "/cluster/status", route::cluster_status);
-    check_not_allowed(http::verb::post, "/cluster/status", "GET");
+    check_found(http::verb::head, "/cluster/status", route::cluster_status);
+    check_found(http::verb::head, "/cluster/members", route::members);
+    check_not_allowed(http::verb::post, "/cluster/status", "GET, HEAD");
     BOOST_TEST(match_route(http::verb::delete_, "/cluster/members/42").raw_id == "42");
     BOOST_TEST(match_route(http::verb::post, "/cluster/members/7/promote").raw_id == "7");
     BOOST_TEST(match_route(http::verb::delete_, "/cluster/members/").raw_id == "");
 
     for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::patch})
-        check_not_allowed(v, "/cluster/members", "GET, POST");
+        check_not_allowed(v, "/cluster/members", "GET, HEAD, POST");
     for (http::verb v : {http::verb::get, http::verb::put, http::verb::post})
         check_not_allowed(v, "/cluster/members/4", "DELETE");
     for (http::verb v : {http::verb::get, http::verb::delete_})
@@ -721,12 +726,13 @@ void check_scan_rejected(std::string_view target, const std::string& error)
 
 } // namespace
 
-BOOST_AUTO_TEST_CASE(kv_without_a_key_is_the_scan_route_and_takes_get_only)
+BOOST_AUTO_TEST_CASE(kv_without_a_key_is_the_scan_route_and_takes_get_and_head)
 {
     check_found(http::verb::get, "/kv", route::scan);
     check_found(http::verb::get, "/kv?prefix=a&limit=3", route::scan);
+    check_found(http::verb::head, "/kv", route::scan);
     for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::post})
-        check_not_allowed(v, "/kv", "GET");
+        check_not_allowed(v, "/kv", "GET, HEAD");
     // A trailing slash is still the key route, with an empty key (400 there).
     check_found(http::verb::get, "/kv/", route::kv);
 }
