@@ -177,16 +177,20 @@ http_response kv_response(std::initializer_list<std::pair<std::string_view, std:
     return res;
 }
 
-// Adds a key's version to a kv_response(): a "version" member, and with `etag` an ETag
-// header ("7") that If-Match accepts as is.
+// Sets the ETag of a key at `version`: "7", which If-Match and If-None-Match accept as is.
+void set_etag(http_response& res, index_t version)
+{
+    res.set(http::field::etag, "\"" + std::to_string(version) + "\"");
+}
+
+// Adds a key's version to a kv_response(): a "version" member, and with `etag` its ETag.
 http_response with_version(http_response res, index_t version, bool etag)
 {
-    const std::string v = std::to_string(version);
     std::string& body = res.body();
     body.pop_back(); // the closing brace
-    body.append(",\"version\":").append(v).push_back('}');
+    body.append(",\"version\":").append(std::to_string(version)).push_back('}');
     if (etag)
-        res.set(http::field::etag, "\"" + v + "\"");
+        set_etag(res, version);
     return res;
 }
 
@@ -249,7 +253,7 @@ http_response precondition_failed_response(const std::string& key, bool exists, 
          {"version", version},
          {"exists", exists}});
     if (exists)
-        res.set(http::field::etag, "\"" + std::to_string(version) + "\"");
+        set_etag(res, version);
     return res;
 }
 
@@ -935,7 +939,7 @@ asio::awaitable<http_response> api_handler::get(const http_request& req, const s
     case read_condition::outcome::not_modified:
         // What a 200 would have said about the key, without the body (RFC 9110 15.4.5).
         res = http_response{http::status::not_modified, 11};
-        res.set(http::field::etag, "\"" + std::to_string(r.version) + "\"");
+        set_etag(res, r.version);
         break;
     case read_condition::outcome::serve:
         res = r.value ? with_version(kv_response({{"key", key}, {"value", *r.value}}), r.version, true)

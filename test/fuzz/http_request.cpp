@@ -150,7 +150,8 @@ void check_request(const http_request& req)
             if (req.method() == http::verb::put)
                 check_body(req.body());
             if (req.method() == http::verb::get || req.method() == http::verb::head)
-                check_conditions(values_of(req, http::field::if_match), values_of(req, http::field::if_none_match));
+                check_conditions(values_of(req, http::field::if_match),
+                                 values_of(req, http::field::if_none_match));
         }
     }
     if (m.route == route::scan && m.result == route_match::outcome::found) {
