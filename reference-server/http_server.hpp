@@ -218,6 +218,15 @@ struct http_server_options {
     /// Default: 16.
     std::size_t pipeline_depth = 16;
 
+    /// Whether each connection runs on a strand of its own, so that threads running the
+    /// executor's context concurrently never run two handlers of one connection at once.
+    /// Turn it off only when a single thread runs that context: there the strand serializes
+    /// nothing and costs every completion a lock, a queue and a type-erased executor copy
+    /// (raftkv-server --threads 1 spends about 8% less CPU per read without it;
+    /// docs/benchmarks.md).
+    /// Default: true.
+    bool strand_per_connection = true;
+
     /// Called for each response the server sends itself, no handler involved: a request it
     /// could not read or refused (400, 413, 431, 503 over max_pending_body_bytes), a handler
     /// that failed with an exception (500), a connection turned away at max_connections
@@ -237,7 +246,7 @@ struct http_server_options {
 class http_server {
 public:
     /// Binds and listens on `listen_on`; accepts nothing until start(). Connections run on
-    /// strands of `ex`. Throws std::invalid_argument if options.pipeline_depth or
+    /// strands of `ex` (on `ex` itself without options.strand_per_connection). Throws std::invalid_argument if options.pipeline_depth or
     /// options.max_connections is 0 or options.max_pending_body_bytes is less than
     /// options.body_limit, and boost::system::system_error if the address cannot be bound.
     http_server(boost::asio::any_io_executor ex, const boost::asio::ip::tcp::endpoint& listen_on,

@@ -122,7 +122,9 @@ asio::awaitable<void> http_server::state::accept_loop()
     const auto self = shared_from_this();
     bool failing = false; // logged once per run of failures, not ten times a second
     for (;;) {
-        auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(ex), nothrow_awaitable);
+        const asio::any_io_executor socket_ex =
+            options.strand_per_connection ? asio::any_io_executor(asio::make_strand(ex)) : ex;
+        auto [ec, socket] = co_await acceptor.async_accept(socket_ex, nothrow_awaitable);
         if (ec == asio::error::operation_aborted || stopping || !acceptor.is_open())
             co_return;
         if (ec) {

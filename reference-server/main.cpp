@@ -169,6 +169,7 @@ http_server_options http_options(const server_config& config, const http_tls& tl
     o.idle_timeout = std::chrono::milliseconds(config.http_idle_timeout_ms);
     o.handshake_timeout = std::chrono::milliseconds(config.http_handshake_timeout_ms);
     o.tls = tls.server;
+    o.strand_per_connection = config.threads > 1;
     return o;
 }
 

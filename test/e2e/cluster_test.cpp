@@ -33,6 +33,10 @@ std::string numbered(const char* prefix, int n)
 
 /// Three running nodes, and a read of one key through any of them.
 struct three_node_fixture : three_nodes {
+    explicit three_node_fixture(std::vector<std::string> extra_args = {}) : three_nodes(std::move(extra_args))
+    {
+    }
+
     /// A 503 asks the client to retry (a read round can outlast an election timeout on a
     /// loaded machine, and a node just restarted may not reach the leader yet): this does,
     /// for up to 5 s, as a client following Retry-After would.
@@ -54,6 +58,56 @@ struct three_node_fixture : three_nodes {
         if (g.status != 200)
             return std::nullopt;
         return parse_json(g.body).string("value");
+    }
+
+    // A follower forwards the requests a client pipelines to the leader concurrently, over
+    // connections of its own, and still answers them in order, each after the earlier
+    // requests on its key.
+    void check_pipelined_requests_through_followers()
+    {
+        for (const std::uint64_t via : followers()) {
+            const std::string prefix = "pipe-via-" + std::to_string(via) + "-";
+            const pipelined_kv scenario(prefix);
+            auto r = send_raw(c.http_port(via), scenario.bytes(), 20s);
+            for (const auto& problem : scenario.check(parse_responses(r.received)))
+                BOOST_ERROR("via node " << via << ": " << problem);
+            BOOST_TEST(r.closed,
+                       "via node " << via << ": the connection stayed open after the malformed request");
+            BOOST_TEST(value_via(leader, prefix + "c").value_or("<none>") == "8");
+        }
+    }
+
+    // Sixteen clients, each a keep-alive connection to a follower, write and read their keys.
+    void check_sixteen_clients_through_followers()
+    {
+        constexpr int threads = 16, rounds = 25; // each round: one PUT and one GET
+        const auto f = followers();
+        std::atomic<int> ok{0};
+        std::mutex m;
+        std::vector<std::string> failures;
+        std::vector<std::thread> pool;
+        for (int t = 0; t < threads; ++t)
+            pool.emplace_back([&, t] {
+                http_client client(c.http_port(f[static_cast<std::size_t>(t) % 2]));
+                for (int i = 0; i < rounds; ++i) {
+                    const auto key = "conc-" + std::to_string(t) + "-" + std::to_string(i % 5);
+                    const auto value = numbered("v", i);
+                    auto p = client.request("PUT", kv_target(key), value_body(value), 10s);
+                    auto g = client.request("GET", kv_target(key), {}, 10s);
+                    if (p.status == 200 && g.status == 200 &&
+                        parse_json(g.body).string("value").value_or("") == value) {
+                        ok += 2;
+                    } else {
+                        std::lock_guard lock(m);
+                        failures.push_back(key + ": PUT " + describe(p) + "; GET " + describe(g));
+                    }
+                }
+            });
+        for (auto& th : pool)
+            th.join();
+        for (std::size_t i = 0; i < failures.size() && i < 10; ++i)
+            BOOST_TEST_MESSAGE("failed: " << failures[i]);
+        BOOST_TEST(ok.load() == threads * rounds * 2);
     }
 };
 
@@ -147,53 +201,14 @@ BOOST_AUTO_TEST_CASE(followers_relay_the_leaders_errors)
     }
 }
 
-// A follower forwards the requests a client pipelines to the leader concurrently, over
-// connections of its own, and still answers them in order, each after the earlier requests
-// on its key.
 BOOST_AUTO_TEST_CASE(pipelined_requests_through_a_follower_are_forwarded_and_answered_in_order)
 {
-    for (const std::uint64_t via : followers()) {
-        const std::string prefix = "pipe-via-" + std::to_string(via) + "-";
-        const pipelined_kv scenario(prefix);
-        auto r = send_raw(c.http_port(via), scenario.bytes(), 20s);
-        for (const auto& problem : scenario.check(parse_responses(r.received)))
-            BOOST_ERROR("via node " << via << ": " << problem);
-        BOOST_TEST(r.closed,
-                   "via node " << via << ": the connection stayed open after the malformed request");
-        BOOST_TEST(value_via(leader, prefix + "c").value_or("<none>") == "8");
-    }
+    check_pipelined_requests_through_followers();
 }
 
 BOOST_AUTO_TEST_CASE(sixteen_keep_alive_clients_through_followers_all_succeed)
 {
-    constexpr int threads = 16, rounds = 25; // each round: one PUT and one GET
-    const auto f = followers();
-    std::atomic<int> ok{0};
-    std::mutex m;
-    std::vector<std::string> failures;
-    std::vector<std::thread> pool;
-    for (int t = 0; t < threads; ++t)
-        pool.emplace_back([&, t] {
-            http_client client(c.http_port(f[static_cast<std::size_t>(t) % 2]));
-            for (int i = 0; i < rounds; ++i) {
-                const auto key = "conc-" + std::to_string(t) + "-" + std::to_string(i % 5);
-                const auto value = numbered("v", i);
-                auto p = client.request("PUT", kv_target(key), value_body(value), 10s);
-                auto g = client.request("GET", kv_target(key), {}, 10s);
-                if (p.status == 200 && g.status == 200 &&
-                    parse_json(g.body).string("value").value_or("") == value) {
-                    ok += 2;
-                } else {
-                    std::lock_guard lock(m);
-                    failures.push_back(key + ": PUT " + describe(p) + "; GET " + describe(g));
-                }
-            }
-        });
-    for (auto& th : pool)
-        th.join();
-    for (std::size_t i = 0; i < failures.size() && i < 10; ++i)
-        BOOST_TEST_MESSAGE("failed: " << failures[i]);
-    BOOST_TEST(ok.load() == threads * rounds * 2);
+    check_sixteen_clients_through_followers();
 }
 
 BOOST_AUTO_TEST_CASE(the_whole_cluster_restarts_with_its_data)
@@ -584,6 +599,21 @@ BOOST_AUTO_TEST_CASE(acknowledged_writes_survive_a_leader_kill_under_concurrent_
     BOOST_WARN_MESSAGE(late_uncertain == 0u, late_uncertain
                                                  << " keys ended on an unanswered write older than "
                                                     "their last acknowledged one (allowed, but unusual)");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// raftkv-server --threads 1, the benchmark's setting, runs HTTP connections without strands.
+struct one_thread_fixture : three_node_fixture {
+    one_thread_fixture() : three_node_fixture({"--threads", "1"}) {}
+};
+
+BOOST_FIXTURE_TEST_SUITE(one_thread_per_node, one_thread_fixture)
+
+BOOST_AUTO_TEST_CASE(pipelined_and_concurrent_clients_through_followers_are_served)
+{
+    check_pipelined_requests_through_followers();
+    check_sixteen_clients_through_followers();
 }
 
 BOOST_AUTO_TEST_SUITE_END()

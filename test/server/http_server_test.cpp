@@ -4,6 +4,8 @@
 #include "tls.hpp"
 
 #define BOOST_TEST_MODULE server_http_server
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include <boost/asio/executor_work_guard.hpp>
@@ -168,16 +170,19 @@ private:
     probe& probe_;
 };
 
-/// An http_server on 127.0.0.1 (any port) run by two threads, serving test_handlers.
+/// An http_server on 127.0.0.1 (any port) run by `thread_count` threads, serving test_handlers.
+/// Its connections run on strands with more than one thread, and without with one, as
+/// raftkv-server sets them up.
 struct server_fixture {
     probe seen;
-    asio::io_context io{2};
+    asio::io_context io;
     asio::executor_work_guard<asio::io_context::executor_type> work{io.get_executor()};
     std::optional<http_server> server;
     std::vector<std::thread> threads;
 
-    explicit server_fixture(http_server_options options = {})
+    explicit server_fixture(http_server_options options = {}, int thread_count = 2) : io(thread_count)
     {
+        options.strand_per_connection = thread_count > 1;
         server.emplace(
             io.get_executor(), tcp::endpoint(asio::ip::address_v4::loopback(), 0),
             [this](asio::any_io_executor) { return std::make_unique<test_handler>(seen); },
@@ -188,7 +193,7 @@ struct server_fixture {
             },
             options);
         server->start();
-        for (int i = 0; i < 2; ++i)
+        for (int i = 0; i < thread_count; ++i)
             threads.emplace_back([this] { io.run(); });
     }
 
@@ -305,11 +310,16 @@ std::string get(const std::string& target, const std::string& extra_headers = {}
     return "GET " + target + " HTTP/1.1\r\nHost: x\r\n" + extra_headers + "\r\n";
 }
 
+/// The thread counts the tests of a connection's life run with: two threads, connections on
+/// strands (raftkv-server's default); one thread, no strands (raftkv-server --threads 1).
+const auto thread_counts = boost::unit_test::data::make({2, 1});
+
 } // namespace
 
-BOOST_AUTO_TEST_CASE(pipelined_requests_are_read_ahead_of_a_slow_one_and_answered_in_order)
+BOOST_DATA_TEST_CASE(pipelined_requests_are_read_ahead_of_a_slow_one_and_answered_in_order, thread_counts,
+                     thread_count)
 {
-    server_fixture f;
+    server_fixture f({}, thread_count);
     raw_client c(f.port());
     // The first request completes only once all eight have reached the handler: with one
     // request at a time it would see only itself.
@@ -322,9 +332,10 @@ BOOST_AUTO_TEST_CASE(pipelined_requests_are_read_ahead_of_a_slow_one_and_answere
     BOOST_TEST(c.read_bodies(8) == expected, boost::test_tools::per_element());
 }
 
-BOOST_AUTO_TEST_CASE(responses_keep_request_order_when_handlers_finish_in_reverse)
+BOOST_DATA_TEST_CASE(responses_keep_request_order_when_handlers_finish_in_reverse, thread_counts,
+                     thread_count)
 {
-    server_fixture f;
+    server_fixture f({}, thread_count);
     raw_client c(f.port());
     c.send(get("/delay/300") + get("/delay/200") + get("/delay/100") + get("/fast/now"));
     const std::vector<std::string> expected = {"200 /delay/300", "200 /delay/200", "200 /delay/100",
@@ -336,9 +347,10 @@ BOOST_AUTO_TEST_CASE(responses_keep_request_order_when_handlers_finish_in_revers
 // The first response is held until every request has started, so the others are ready with
 // it and go out in the same write: small bodies copied after their headers, large ones
 // written from the response, in order and intact either way.
-BOOST_AUTO_TEST_CASE(responses_ready_together_are_written_together_in_order_small_and_large)
+BOOST_DATA_TEST_CASE(responses_ready_together_are_written_together_in_order_small_and_large, thread_counts,
+                     thread_count)
 {
-    server_fixture f;
+    server_fixture f({}, thread_count);
     raw_client c(f.port());
     c.send(get("/wait/6") + get("/big/100000") + get("/fast/a") + get("/big/4096") + get("/big/4097") +
            get("/fast/b", "Connection: close\r\n"));
@@ -509,9 +521,10 @@ BOOST_AUTO_TEST_CASE(an_exception_is_answered_500_in_its_place)
     BOOST_TEST(bodies[2] == "200 /fast/after");
 }
 
-BOOST_AUTO_TEST_CASE(the_idle_timeout_spares_a_request_in_progress_and_closes_an_idle_connection)
+BOOST_DATA_TEST_CASE(the_idle_timeout_spares_a_request_in_progress_and_closes_an_idle_connection,
+                     thread_counts, thread_count)
 {
-    server_fixture f(with_idle_timeout(300ms));
+    server_fixture f(with_idle_timeout(300ms), thread_count);
     raw_client c(f.port());
     c.send(get("/delay/800"));
     std::optional<response> r = c.read(3s);
@@ -568,9 +581,10 @@ BOOST_AUTO_TEST_CASE(expect_100_continue_follows_the_earlier_responses)
     BOOST_TEST(last->body() == "/fast/expect");
 }
 
-BOOST_AUTO_TEST_CASE(after_stop_the_requests_read_are_answered_and_the_next_one_closes)
+BOOST_DATA_TEST_CASE(after_stop_the_requests_read_are_answered_and_the_next_one_closes, thread_counts,
+                     thread_count)
 {
-    server_fixture f;
+    server_fixture f({}, thread_count);
     raw_client c(f.port());
     c.send(get("/block/1") + get("/block/2"));
     const auto deadline = std::chrono::steady_clock::now() + 5s;
@@ -947,9 +961,9 @@ BOOST_AUTO_TEST_CASE(a_tls_client_that_never_completes_its_handshake_is_cut_off_
     BOOST_TEST(f.seen.started_count() == 0);
 }
 
-BOOST_AUTO_TEST_CASE(a_streamed_body_is_chunked_and_the_connection_goes_on)
+BOOST_DATA_TEST_CASE(a_streamed_body_is_chunked_and_the_connection_goes_on, thread_counts, thread_count)
 {
-    server_fixture f;
+    server_fixture f({}, thread_count);
     raw_client c(f.port());
     c.send(get("/stream/3") + get("/fast/after"));
     const std::optional<response> streamed = c.read();
