@@ -4,6 +4,8 @@
 // new node joins through --join https://, and a watcher that stopped reading is closed.
 // Certificates come from scripts/make-certs.sh.
 #define BOOST_TEST_MODULE raftkv_e2e_tls_http
+#include <boost/test/data/monomorphic.hpp>
+#include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
 #include "harness.hpp"
@@ -218,13 +220,17 @@ std::optional<double> metric(std::uint16_t port, const client_identity& who, con
 
 } // namespace
 
-BOOST_AUTO_TEST_CASE(a_node_serves_puts_and_gets_over_https_and_refuses_plain_http_clearly)
+// With the default threads (HTTP connections on strands) and with --threads 1 (without).
+BOOST_DATA_TEST_CASE(a_node_serves_puts_and_gets_over_https_and_refuses_plain_http_clearly,
+                     boost::unit_test::data::make({"2", "1"}), threads)
 {
     temp_dir certs;
     make_certs(certs.path(), 1);
     const client_identity client{certs / "ca.crt", {}, {}};
     cluster c{1, false};
-    c.start(1, with_tls(c.args(1), certs.path(), 1, false));
+    std::vector<std::string> args = with_tls(c.args(1), certs.path(), 1, false);
+    args.insert(args.end(), {"--threads", threads});
+    c.start(1, std::move(args));
     const std::uint16_t port = c.http_port(1);
     BOOST_TEST_REQUIRE(serves_health(port, client), "the node never answered /health over HTTPS");
 
