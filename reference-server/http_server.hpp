@@ -246,9 +246,10 @@ struct http_server_options {
 class http_server {
 public:
     /// Binds and listens on `listen_on`; accepts nothing until start(). Connections run on
-    /// strands of `ex` (on `ex` itself without options.strand_per_connection). Throws std::invalid_argument if options.pipeline_depth or
-    /// options.max_connections is 0 or options.max_pending_body_bytes is less than
-    /// options.body_limit, and boost::system::system_error if the address cannot be bound.
+    /// strands of `ex` (on `ex` itself without options.strand_per_connection). Throws
+    /// std::invalid_argument if options.pipeline_depth or options.max_connections is 0 or
+    /// options.max_pending_body_bytes is less than options.body_limit, and
+    /// boost::system::system_error if the address cannot be bound.
     http_server(boost::asio::any_io_executor ex, const boost::asio::ip::tcp::endpoint& listen_on,
                 handler_factory make_handler, error_responder make_error, http_server_options options = {});
     ~http_server();
