@@ -8,6 +8,7 @@
 
 #include <raftkv/error.hpp>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstring>
@@ -76,6 +77,18 @@ public:
             }
             data.remove_prefix(static_cast<std::size_t>(n));
             offset += static_cast<std::uint64_t>(n);
+        }
+    }
+
+    /// Writes `length` zero bytes at `offset`.
+    void write_zeros(std::uint64_t offset, std::uint64_t length) const
+    {
+        static const std::string zeros(std::size_t{64} << 10, '\0');
+        while (length > 0) {
+            const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(length, zeros.size()));
+            write_at(std::string_view(zeros.data(), n), offset);
+            offset += n;
+            length -= n;
         }
     }
 

@@ -357,6 +357,7 @@ inline void log_store::recover()
     current_.truncate_and_reserve(end_offset, older ? 0 : opts_.segment_bytes);
     current_.sync_data();
     offset_ = end_offset;
+    zeroed_ = end_offset;
     // A segment's records are all laid out as its header's version says: new records go
     // into a segment of this version.
     if (older)
@@ -542,6 +543,15 @@ inline log_store::group_timing log_store::write_group(std::string& group, bool n
     };
     const auto start = clock::now();
     current_.write_at(group, offset_);
+    const std::uint64_t end = offset_ + group.size();
+    if (opts_.zero_ahead_bytes != 0 && end > zeroed_) {
+        // This group wrote blocks never written before, so its sync converts them anyway:
+        // zero the blocks the next groups will need, so that their syncs do not.
+        const std::uint64_t to = std::min(opts_.segment_bytes, end + opts_.zero_ahead_bytes);
+        if (to > end)
+            current_.write_zeros(end, to - end);
+        zeroed_ = std::max(to, end);
+    }
     const auto written = clock::now();
     current_.sync_data();
     const auto synced = clock::now();
@@ -563,6 +573,7 @@ inline void log_store::open_new_segment()
     detail::sync_directory(dir_);
     current_ = std::move(f);
     offset_ = detail::segment_header_size;
+    zeroed_ = offset_;
     std::lock_guard lock(mutex_);
     segments_.push_back(segment{seq, path, 0});
 }
