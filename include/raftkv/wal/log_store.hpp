@@ -54,7 +54,8 @@ struct log_store_stats {
     log2_histogram group_entries;
     /// Bytes per group.
     log2_histogram group_bytes;
-    /// How long each group's write took, and its fdatasync.
+    /// How long each group's write took (with the zeros it wrote ahead of itself, if any),
+    /// and its fdatasync.
     log2_histogram write_ns;
     log2_histogram sync_ns;
     /// For each group that carried entries, from the first append() queued into it until
