@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <csignal>
 #include <cstdint>
@@ -275,17 +276,25 @@ BOOST_AUTO_TEST_CASE(blocks_ahead_of_the_records_are_written_before_the_records_
 }
 
 // Without zeros ahead, only the blocks that hold records are written; the rest of the
-// segment stays reserved (which the test above relies on to tell the two apart).
+// segment stays reserved (which the test above relies on to tell the two apart). The
+// segment is larger than the default zeros ahead, so zeros written anyway would show.
 BOOST_AUTO_TEST_CASE(without_zeros_ahead_only_the_blocks_holding_records_are_written)
 {
     temp_dir dir;
-    log_store s(dir / "log", {.segment_bytes = 1 << 20, .zero_ahead_bytes = 0});
+    log_store s(dir / "log", {.segment_bytes = 4 << 20, .zero_ahead_bytes = 0});
     s.append(run(1, {1, 1, 1}, 100));
     s.sync();
     const auto segment = segments(dir / "log").back();
     const std::optional<std::vector<fiemap_extent>> map = extents(segment);
     if (!map) {
         BOOST_TEST_MESSAGE("skipped: the file system does not map extents (FIEMAP)");
+        return;
+    }
+    // A file system that cannot reserve blocks (posix_fallocate then writes them) has
+    // nothing to convert, and nothing for this test to see.
+    if (std::none_of(map->begin(), map->end(),
+                     [](const fiemap_extent& e) { return (e.fe_flags & FIEMAP_EXTENT_UNWRITTEN) != 0; })) {
+        BOOST_TEST_MESSAGE("skipped: the file system records no block as reserved but unwritten");
         return;
     }
     struct stat st {};
