@@ -80,6 +80,10 @@ constexpr std::array settings = {
     setting{"snapshot-catchup-entries", "N",
             "entries kept in the log behind a snapshot, so that a follower a little behind catches up "
             "from the log (default: 5000)"},
+    setting{"snapshot-catchup-bytes", "N",
+            "the most command bytes kept in the log behind a snapshot, fewer entries than "
+            "--snapshot-catchup-entries when they are large; 0: no limit by size (default: 67108864, "
+            "64 MiB)"},
     setting{"auth-tokens", "FILE",
             "require \"Authorization: Bearer TOKEN\" on every HTTP request but GET /health, /livez "
             "and /readyz (and the cluster page's files, /ui); FILE has one token per line, \"TOKEN "
@@ -484,6 +488,7 @@ std::string read_config_file(const std::string& file, raw_settings& out)
 
 // Far beyond any useful setting, and small enough to read at a glance in the error message.
 constexpr std::uint64_t max_snapshot_entries = 1'000'000'000;
+constexpr std::uint64_t max_snapshot_catchup_bytes = std::uint64_t{1} << 40;
 
 // The HTTP server's largest request body (http_server_options::body_limit): the pending-body
 // budget must hold at least one.
@@ -663,8 +668,12 @@ std::string check_snapshots(const raw_settings& s, server_config& c)
             check_number<std::uint64_t>(s, "snapshot-entries", 0, max_snapshot_entries, c.snapshot_entries);
         !e.empty())
         return e;
-    return check_number<std::uint64_t>(s, "snapshot-catchup-entries", 0, max_snapshot_entries,
-                                       c.snapshot_catchup_entries);
+    if (std::string e = check_number<std::uint64_t>(s, "snapshot-catchup-entries", 0, max_snapshot_entries,
+                                                    c.snapshot_catchup_entries);
+        !e.empty())
+        return e;
+    return check_number<std::uint64_t>(s, "snapshot-catchup-bytes", 0, max_snapshot_catchup_bytes,
+                                       c.snapshot_catchup_bytes);
 }
 
 // A file the server reads at start-up, checked now so that a typo is one clear line.

@@ -133,6 +133,11 @@ struct server_config {
     /// catches up from the log rather than with a whole snapshot. Default: 5000.
     std::uint64_t snapshot_catchup_entries = 5000;
 
+    /// The most command bytes kept in the log behind a snapshot, whatever
+    /// snapshot_catchup_entries says: large values would otherwise keep (and hold in
+    /// memory) gigabytes of log. 0: no limit by size. Default: 64 MiB.
+    std::uint64_t snapshot_catchup_bytes = std::uint64_t{64} << 20;
+
     /// The most HTTP connections open at once; one more closes the longest-idle connection,
     /// or is answered 503 and closed when none is idle.
     /// Default: 4096.

@@ -290,6 +290,7 @@ raftkv::options node_options(const server_config& c)
     if (c.snapshot_entries == 0)
         o.snapshot_bytes = 0; // 0 disables snapshots, not only the count trigger
     o.snapshot_catchup_entries = c.snapshot_catchup_entries;
+    o.snapshot_catchup_bytes = c.snapshot_catchup_bytes;
     o.random_seed = random_seed();
     return o;
 }

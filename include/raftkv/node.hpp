@@ -2,6 +2,7 @@
 #define RAFTKV_NODE_HPP
 
 #include <raftkv/concepts.hpp>
+#include <raftkv/detail/applied_bytes.hpp>
 #include <raftkv/detail/progress.hpp>
 #include <raftkv/detail/quorum.hpp>
 #include <raftkv/detail/random.hpp>
@@ -368,6 +369,7 @@ private:
     // impl/snapshot.hpp
     void maybe_snapshot();
     void maybe_compact();
+    bool counts_applied_bytes() const;
     void start_snapshot_transfer(detail::progress& p);
     void send_snapshot_chunks(detail::progress& p);
     void handle_install_snapshot(const message& m, const install_snapshot_request& r);
@@ -494,6 +496,10 @@ private:
     /// The applied index at the last take_snapshot(), and payload bytes applied since.
     index_t snapshot_taken_ = 0;
     std::uint64_t bytes_since_snapshot_ = 0;
+    /// Payload bytes applied up to each apply batch (kept when snapshot_catchup_bytes
+    /// bounds the log), and their count at the last take_snapshot().
+    detail::applied_bytes applied_bytes_;
+    std::uint64_t snapshot_taken_bytes_ = 0;
     /// A snapshot was taken whose log has not been dropped yet.
     bool compact_pending_ = false;
     /// One sender per entry of peers_, at the same position.

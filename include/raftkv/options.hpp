@@ -105,6 +105,14 @@ struct options {
     /// Default: 5000.
     std::uint64_t snapshot_catchup_entries = 5000;
 
+    /// The most payload bytes kept in the log behind a snapshot: with large entries,
+    /// snapshot_catchup_entries alone could keep gigabytes (and a log store that caches its
+    /// entries holds them in memory). The log keeps whichever of the two is less. Entries
+    /// applied before the node started are of unknown size and stay until entries applied
+    /// since fill the budget. 0: no limit by size.
+    /// Default: 64 MiB.
+    std::uint64_t snapshot_catchup_bytes = 64 * 1024 * 1024;
+
     /// The size of one install_snapshot chunk. REQUIRES: > 0.
     /// Default: 1 MiB.
     std::size_t snapshot_chunk_bytes = 1024 * 1024;

@@ -1,6 +1,7 @@
 // raftkv-server with snapshots and log compaction: nodes compact their logs under load, a
 // follower that missed compacted entries catches up from a snapshot, a node whose log lost
-// applied entries refuses to run, and the log and memory stay bounded over many writes.
+// applied entries refuses to run, and the log and memory stay bounded over many writes and
+// with large values.
 #define BOOST_TEST_MODULE raftkv_e2e_snapshot
 #include <boost/test/unit_test.hpp>
 
@@ -12,6 +13,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -288,6 +290,48 @@ BOOST_AUTO_TEST_CASE(a_node_whose_state_was_lost_behind_a_compacted_log_says_so)
 // The log's segments are reserved 64 MiB at a time and deleted once a durable snapshot covers
 // them, so the log directory stays at one or two segments where an uncompacted log would
 // grow with every write; the node holds only the retained log in memory.
+// Large values: 1000 catch-up entries of 64 KiB would keep 64 MiB of log (in memory too);
+// --snapshot-catchup-bytes keeps 256 KiB of them, and 0 turns that bound off.
+BOOST_AUTO_TEST_CASE(large_values_keep_at_most_snapshot_catchup_bytes_of_log)
+{
+    const std::string value(64 * 1024, 'v');
+    for (const std::string budget : {"262144", "0"}) {
+        BOOST_TEST_CONTEXT("--snapshot-catchup-bytes " << budget)
+        {
+            cluster c{1,
+                      true,
+                      {"--snapshot-entries", "20", "--snapshot-catchup-entries", "1000",
+                       "--snapshot-catchup-bytes", budget}};
+            BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s));
+            const auto port = c.http_port(1);
+            for (int k = 0; k < 150; ++k)
+                BOOST_TEST_REQUIRE(put(port, "big-" + std::to_string(k % 10), value).status == 200);
+            // The log is dropped once the state machine's checkpoint of the last snapshot
+            // is on disk, which takes a moment.
+            std::optional<node_status> s;
+            const bool bounded = wait_until(
+                [&] {
+                    s = get_status(port);
+                    return s && s->snapshot_index >= 140u && s->first_index > 1u &&
+                           s->snapshot_index - s->first_index + 1 <= 3u;
+                },
+                budget == "0" ? 2s : 10s);
+            BOOST_TEST_REQUIRE(s.has_value());
+            BOOST_TEST_MESSAGE("first_index " << s->first_index << ", snapshot_index " << s->snapshot_index
+                                              << ", last_index " << s->last_index);
+            BOOST_TEST(s->snapshot_index >= 140u);
+            if (budget == "0") {
+                BOOST_TEST(!bounded);
+                BOOST_TEST(s->first_index == 1u);
+            } else {
+                // Four entries of 64 KiB (and a few bytes of key) do not fit in 256 KiB.
+                BOOST_TEST(bounded);
+            }
+            BOOST_TEST(get(port, "big-9").status == 200);
+        }
+    }
+}
+
 BOOST_AUTO_TEST_CASE(the_log_and_memory_stay_bounded_over_100000_writes)
 {
     cluster c{1, true, {"--snapshot-entries", "1000", "--snapshot-catchup-entries", "500"}};

@@ -79,6 +79,7 @@ BOOST_AUTO_TEST_CASE(no_flags_run_a_single_node_with_the_documented_defaults)
     BOOST_TEST(c.request_timeout_ms == 5000u);
     BOOST_TEST(c.snapshot_entries == 10000u);
     BOOST_TEST(c.snapshot_catchup_entries == 5000u);
+    BOOST_TEST(c.snapshot_catchup_bytes == 64u << 20);
     BOOST_TEST((c.log_level == log_level::info));
     BOOST_TEST(!c.auth_tokens_file.has_value());
     BOOST_TEST(c.auth_tokens.empty());
@@ -374,6 +375,7 @@ BOOST_AUTO_TEST_CASE(help_text_explains_every_flag_and_key)
                              "request-timeout-ms",
                              "snapshot-entries",
                              "snapshot-catchup-entries",
+                             "snapshot-catchup-bytes",
                              "log-level",
                              "threads",
                              "peer-cert",
@@ -713,6 +715,12 @@ BOOST_AUTO_TEST_CASE(snapshot_settings_take_zero_to_a_billion)
         parse_ok({"--snapshot-entries", "1000000000", "--snapshot-catchup-entries", "1000000000"});
     BOOST_TEST(most.snapshot_entries == 1'000'000'000u);
     BOOST_TEST(most.snapshot_catchup_entries == 1'000'000'000u);
+    const server_config bytes = parse_ok({"--snapshot-catchup-bytes", "0"});
+    BOOST_TEST(bytes.snapshot_catchup_bytes == 0u);
+    BOOST_TEST(parse_ok({"--snapshot-catchup-bytes=1099511627776"}).snapshot_catchup_bytes == 1ull << 40);
+    BOOST_TEST(parse_error({"--snapshot-catchup-bytes", "1099511627777"}, "--snapshot-catchup-bytes") ==
+               "--snapshot-catchup-bytes: '1099511627777' is not an integer from 0 to 1099511627776");
+    parse_error({"--snapshot-catchup-bytes", "64MiB"}, "--snapshot-catchup-bytes: '64MiB'");
     // More entries kept than taken between snapshots is allowed: the log is just longer.
     BOOST_TEST(parse_ok({"--snapshot-entries", "10", "--snapshot-catchup-entries", "50"}).snapshot_entries ==
                10u);
@@ -763,6 +771,7 @@ heartbeat-ticks: 4
 request-timeout-ms: 1500
 snapshot-entries: 300
 snapshot-catchup-entries: 20
+snapshot-catchup-bytes: 1048576
 log-level: warn
 )");
     const server_config c = parse_ok({"--config", file});
@@ -777,6 +786,7 @@ log-level: warn
     BOOST_TEST(c.request_timeout_ms == 1500u);
     BOOST_TEST(c.snapshot_entries == 300u);
     BOOST_TEST(c.snapshot_catchup_entries == 20u);
+    BOOST_TEST(c.snapshot_catchup_bytes == 1u << 20);
     BOOST_TEST((c.log_level == log_level::warn));
 }
 

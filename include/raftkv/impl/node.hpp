@@ -30,6 +30,7 @@ basic_node<Transport, LogStore, StateMachine>::basic_node(options opts, Transpor
     commit_ = applied_;
     behind_log_ = applied_ + 1 < store_.first_index();
     snapshot_taken_ = applied_;
+    applied_bytes_.reset(applied_);
     std::uint64_t request_seed = opts_.random_seed ^ (opts_.id << 32) ^ 0x72656164696e6478ULL;
     last_read_request_ = detail::splitmix64(request_seed);
     std::uint64_t forward_seed = opts_.random_seed ^ (opts_.id << 32) ^ 0x666f72776172646eULL;

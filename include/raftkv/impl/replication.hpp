@@ -395,11 +395,15 @@ void basic_node<Transport, LogStore, StateMachine>::apply_committed()
         machine_.apply(std::span<const log_entry>(apply_batch_), std::span<result_type>(apply_results_));
         metrics_.apply_batch_entries.record(apply_batch_.size());
         applied_ = apply_batch_.back().index;
+        std::uint64_t bytes = 0;
         for (std::size_t k = 0; k < apply_batch_.size(); ++k) {
-            bytes_since_snapshot_ += apply_batch_[k].data.size();
+            bytes += apply_batch_[k].data.size();
             outputs_.push_back(
                 applied_output{apply_batch_[k].index, apply_batch_[k].term, std::move(apply_results_[k])});
         }
+        bytes_since_snapshot_ += bytes;
+        if (counts_applied_bytes())
+            applied_bytes_.applied(applied_, bytes);
         resolve_proposals(apply_batch_);
     }
     if (role_ == role::leader)

@@ -29,23 +29,36 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_snapshot()
         ++metrics_.snapshots_taken;
         snapshot_taken_ = applied_;
         bytes_since_snapshot_ = 0;
+        snapshot_taken_bytes_ = applied_bytes_.total();
         compact_pending_ = true;
     }
     if (compact_pending_)
         maybe_compact();
 }
 
-// Drops the log up to snapshot_catchup_entries before the last snapshot taken, once that
-// snapshot is durable, and never past a snapshot being sent (the follower continues from
-// the entry after it).
+// Whether the node counts the bytes of what it applies: only snapshot_catchup_bytes uses
+// them, and only once snapshots are taken (with none, the marks would pile up).
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+bool basic_node<Transport, LogStore, StateMachine>::counts_applied_bytes() const
+{
+    return opts_.snapshot_catchup_bytes != 0 && (opts_.snapshot_entries != 0 || opts_.snapshot_bytes != 0);
+}
+
+// Drops the log behind the last snapshot taken but its last snapshot_catchup_entries
+// entries, or fewer when they hold more than snapshot_catchup_bytes; once that snapshot is
+// durable, and never past a snapshot being sent (the follower continues from the entry
+// after it).
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::maybe_compact()
 {
     if (machine_.snapshot_index() < snapshot_taken_)
         return; // not durable yet: a crash would need the log to rebuild it
-    const index_t target = snapshot_taken_ > opts_.snapshot_catchup_entries
-                               ? snapshot_taken_ - opts_.snapshot_catchup_entries
-                               : 0;
+    index_t target = snapshot_taken_ > opts_.snapshot_catchup_entries
+                         ? snapshot_taken_ - opts_.snapshot_catchup_entries
+                         : 0;
+    if (counts_applied_bytes())
+        target =
+            std::max(target, applied_bytes_.keep_within(snapshot_taken_bytes_, opts_.snapshot_catchup_bytes));
     index_t to = std::min(target, store_.durable_index());
     for (const auto& sender : senders_) {
         if (sender.active())
@@ -53,6 +66,7 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_compact()
     }
     if (to + 1 > store_.first_index())
         compact_log(to);
+    applied_bytes_.dropped_through(store_.first_index() - 1);
     compact_pending_ = to < target;
 }
 
@@ -244,6 +258,8 @@ bool basic_node<Transport, LogStore, StateMachine>::finish_install(const snapsho
     commit_ = std::max(meta.index, std::min(commit_, store_.last_index()));
     snapshot_taken_ = meta.index;
     bytes_since_snapshot_ = 0;
+    applied_bytes_.reset(meta.index);
+    snapshot_taken_bytes_ = applied_bytes_.total();
     outputs_.push_back(meta);
     while (!proposals_.empty() && proposals_.front().index <= meta.index) {
         drop_proposal(drop_output{proposals_.front().index, proposals_.front().term, errc::leadership_lost});

@@ -154,6 +154,8 @@ inline cluster_config choose_cluster(std::uint64_t seed, const scenario_params& 
         o.promote_max_lag = pick<std::uint64_t>(choose, {0, 5, 1000});
         r.setup += ", promote_max_lag " + std::to_string(o.promote_max_lag);
     }
+    // Drawn last, so that the choices above stay what each seed chose before it existed.
+    o.snapshot_catchup_bytes = pick<std::uint64_t>(choose, {0, 64, 1024, 64 * 1024 * 1024});
     r.setup += ", election_ticks " + std::to_string(o.election_ticks) + ", heartbeat_ticks " +
                std::to_string(o.heartbeat_ticks) + ", max_entries_per_append " +
                std::to_string(o.max_entries_per_append) + ", max_inflight_appends " +
@@ -161,7 +163,8 @@ inline cluster_config choose_cluster(std::uint64_t seed, const scenario_params& 
                std::to_string(o.max_apply_batch) + ", pre_vote " + (o.pre_vote ? "on" : "off") +
                ", check_quorum " + (o.check_quorum ? "on" : "off") + ", snapshot_entries " +
                std::to_string(o.snapshot_entries) + ", snapshot_catchup_entries " +
-               std::to_string(o.snapshot_catchup_entries) + ", snapshot_chunk_bytes " +
+               std::to_string(o.snapshot_catchup_entries) + ", snapshot_catchup_bytes " +
+               std::to_string(o.snapshot_catchup_bytes) + ", snapshot_chunk_bytes " +
                std::to_string(o.snapshot_chunk_bytes) + ", max_snapshot_inflight_bytes " +
                std::to_string(o.max_snapshot_inflight_bytes) + ", max_inflight_bytes " +
                std::to_string(o.max_inflight_bytes) + ", max_uncommitted_bytes " +

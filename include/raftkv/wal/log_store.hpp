@@ -75,7 +75,8 @@ struct log_store_stats {
 
     The retained log (first_index() to last_index()) is also held in memory, so
     `entries` and `term_at` never touch the disk: memory grows with the retained log,
-    which snapshots bound (raftkv::options::snapshot_entries, snapshot_bytes).
+    which snapshots bound (raftkv::options::snapshot_entries, snapshot_bytes,
+    snapshot_catchup_entries, snapshot_catchup_bytes).
 
     `compact` queues a compaction record; segments it makes obsolete are deleted once it
     is durable. `install_snapshot` and `save_hard_state` are durable when they return
