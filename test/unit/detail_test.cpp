@@ -105,33 +105,37 @@ BOOST_AUTO_TEST_CASE(applied_bytes_finds_how_far_back_a_budget_reaches)
     b.applied(16, 50);
     BOOST_TEST(b.total() == 450u);
     // Everything counted fits: nothing is dropped, not even what came before the origin.
-    BOOST_TEST(b.keep_within(450, 450) == 0u);
-    BOOST_TEST(b.keep_within(450, 1000) == 0u);
+    BOOST_TEST(b.keep_within(16, 450, 450) == 0u);
+    BOOST_TEST(b.keep_within(16, 450, 1000) == 0u);
     // Dropping through 12 keeps 350 bytes; through 15, 50.
-    BOOST_TEST(b.keep_within(450, 449) == 12u);
-    BOOST_TEST(b.keep_within(450, 350) == 12u);
-    BOOST_TEST(b.keep_within(450, 349) == 15u);
-    BOOST_TEST(b.keep_within(450, 0) == 16u);
+    BOOST_TEST(b.keep_within(16, 450, 449) == 12u);
+    BOOST_TEST(b.keep_within(16, 450, 350) == 12u);
+    BOOST_TEST(b.keep_within(16, 450, 349) == 15u);
+    BOOST_TEST(b.keep_within(16, 450, 0) == 16u);
     // Up to an earlier point (a snapshot at 15, with 400 bytes counted then).
-    BOOST_TEST(b.keep_within(400, 300) == 12u);
-    BOOST_TEST(b.keep_within(400, 0) == 15u);
+    BOOST_TEST(b.keep_within(15, 400, 300) == 12u);
+    BOOST_TEST(b.keep_within(15, 400, 0) == 15u);
+    // Never past the point asked about.
+    BOOST_TEST(b.keep_within(12, 450, 0) == 0u);
 
     // The log's new start keeps its mark; the ones before it go.
     BOOST_TEST(b.marks() == 4u);
     b.dropped_through(14);
     BOOST_TEST(b.marks() == 3u);
-    BOOST_TEST(b.keep_within(450, 1000) == 0u);
-    BOOST_TEST(b.keep_within(450, 349) == 15u);
+    BOOST_TEST(b.keep_within(16, 450, 1000) == 0u);
+    BOOST_TEST(b.keep_within(16, 450, 349) == 15u);
+    // A count from before the log's new start asks for nothing.
+    BOOST_TEST(b.keep_within(16, 50, 10) == 0u);
     b.dropped_through(16);
     BOOST_TEST(b.marks() == 1u);
-    BOOST_TEST(b.keep_within(450, 0) == 0u);
+    BOOST_TEST(b.keep_within(16, 450, 0) == 0u);
 
     // A restored snapshot starts over from its index; the running total goes on.
     b.reset(40);
     b.applied(41, 10);
     BOOST_TEST(b.total() == 460u);
-    BOOST_TEST(b.keep_within(460, 10) == 0u);
-    BOOST_TEST(b.keep_within(460, 9) == 41u);
+    BOOST_TEST(b.keep_within(41, 460, 10) == 0u);
+    BOOST_TEST(b.keep_within(41, 460, 9) == 41u);
 }
 
 BOOST_AUTO_TEST_CASE(follower_read_queue_drains_every_stage_and_forgets_its_request)

@@ -3,6 +3,7 @@
 
 #include <raftkv/types.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <deque>
 
@@ -28,20 +29,21 @@ public:
     /// Bytes applied since the node started, a running count that never decreases.
     std::uint64_t total() const noexcept { return total_; }
 
-    /// How far the log may be dropped so that the entries after that point, up to the
-    /// point where total() was `upto_total`, hold at most `budget` bytes: the first mark
-    /// at or after which they fit. 0 when everything counted fits (what came before the
-    /// origin, of unknown size, stays too).
-    index_t keep_within(std::uint64_t upto_total, std::uint64_t budget) const
+    /// How far the log may be dropped so that the entries after that point, up to `upto`
+    /// (a mark, where total() was `upto_total`), hold at most `budget` bytes: the first
+    /// mark after which they fit. 0 when everything counted fits (what came before the
+    /// origin, of unknown size, stays too), and never past `upto`.
+    index_t keep_within(index_t upto, std::uint64_t upto_total, std::uint64_t budget) const
     {
-        if (upto_total - marks_.front().bytes <= budget)
+        const mark& origin = marks_.front();
+        if (upto_total <= origin.bytes || upto_total - origin.bytes <= budget)
             return 0;
         const std::uint64_t floor = upto_total - budget;
-        for (const mark& m : marks_) {
-            if (m.bytes >= floor)
-                return m.index;
-        }
-        return marks_.back().index;
+        // Marks are in index order, and so in order of bytes: one search, however many
+        // batches a compaction held back by a snapshot transfer has let pile up.
+        const auto first_fit = std::partition_point(marks_.begin(), marks_.end(),
+                                                    [&](const mark& m) { return m.bytes < floor; });
+        return first_fit != marks_.end() && first_fit->index <= upto ? first_fit->index : 0;
     }
 
     /// The log was dropped up to `index`: forgets the marks before it but the last, which

@@ -57,8 +57,8 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_compact()
                          ? snapshot_taken_ - opts_.snapshot_catchup_entries
                          : 0;
     if (counts_applied_bytes())
-        target =
-            std::max(target, applied_bytes_.keep_within(snapshot_taken_bytes_, opts_.snapshot_catchup_bytes));
+        target = std::max(target, applied_bytes_.keep_within(snapshot_taken_, snapshot_taken_bytes_,
+                                                             opts_.snapshot_catchup_bytes));
     index_t to = std::min(target, store_.durable_index());
     for (const auto& sender : senders_) {
         if (sender.active())
