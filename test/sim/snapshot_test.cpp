@@ -188,11 +188,23 @@ std::uint64_t log_bytes(kv_cluster& c, node_id id, index_t from, index_t to)
     return bytes;
 }
 
-// Writes `n` keys with 200-byte values, each committed on every node.
+// Small snapshots that keep up to 1000 entries behind them, and `bytes` of them at most.
+cluster_config catching_up(std::uint64_t seed, std::uint64_t bytes)
+{
+    cluster_config cfg = snapshotting(seed);
+    cfg.node_options.snapshot_catchup_entries = 1000;
+    cfg.node_options.snapshot_catchup_bytes = bytes;
+    return cfg;
+}
+
+// Writes `n` keys with 200-byte values once a leader is elected, each committed on every
+// node, and waits until every node applied them.
 void write_large(kv_cluster& c, int n)
 {
+    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
     for (int k = 0; k < n; ++k)
         BOOST_TEST_REQUIRE(one(c, encode_put("key" + std::to_string(k % 7), std::string(200, 'v')), 3) > 0u);
+    BOOST_TEST(wait_converged(c, 10s));
 }
 
 } // namespace
@@ -201,13 +213,8 @@ BOOST_AUTO_TEST_CASE(the_log_behind_a_snapshot_keeps_at_most_snapshot_catchup_by
 {
     // Entries are about 210 bytes: 1000 catch-up entries would keep the whole log, 700
     // bytes keep three of them at most.
-    cluster_config cfg = snapshotting(108);
-    cfg.node_options.snapshot_catchup_entries = 1000;
-    cfg.node_options.snapshot_catchup_bytes = 700;
-    kv_cluster c{cfg};
-    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    kv_cluster c{catching_up(108, 700)};
     write_large(c, 95);
-    BOOST_TEST(wait_converged(c, 10s));
     for (node_id id : c.ids()) {
         BOOST_TEST_CONTEXT("node " << id)
         {
@@ -226,13 +233,12 @@ BOOST_AUTO_TEST_CASE(the_log_behind_a_snapshot_keeps_at_most_snapshot_catchup_by
     }
     check_all_machines_agree(c);
 
-    // A restarted follower keeps what it held (sizes from before its start are not known)
-    // until what it applies since fills the budget again, then drops it.
+    // A restarted follower does not know the sizes of what it applied before it started:
+    // it bounds its log again once it applied the budget's worth since.
     const node_id follower = *c.leader() % 3 + 1;
     c.crash(follower);
     c.restart(follower);
     write_large(c, 30);
-    BOOST_TEST(wait_converged(c, 10s));
     BOOST_TEST(log_bytes(c, follower, c.node(follower).first_index(), c.node(follower).snapshot_index()) <=
                700u);
     check_all_machines_agree(c);
@@ -240,13 +246,8 @@ BOOST_AUTO_TEST_CASE(the_log_behind_a_snapshot_keeps_at_most_snapshot_catchup_by
 
 BOOST_AUTO_TEST_CASE(without_snapshot_catchup_bytes_the_entry_count_alone_bounds_the_log)
 {
-    cluster_config cfg = snapshotting(109);
-    cfg.node_options.snapshot_catchup_entries = 1000;
-    cfg.node_options.snapshot_catchup_bytes = 0;
-    kv_cluster c{cfg};
-    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    kv_cluster c{catching_up(109, 0)};
     write_large(c, 95);
-    BOOST_TEST(wait_converged(c, 10s));
     for (node_id id : c.ids())
         BOOST_TEST(c.node(id).first_index() == 1u, "node " << id);
 }
