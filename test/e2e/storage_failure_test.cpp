@@ -276,7 +276,7 @@ BOOST_AUTO_TEST_CASE(a_full_log_file_system_takes_the_node_out_of_service_until_
             failure = r;
     }
     BOOST_TEST_REQUIRE(failure.status == 503, "the write that met the full log: " << describe(failure));
-    BOOST_TEST(contains(failure.body, "storage failure: raftkv wal: cannot reserve space"),
+    BOOST_TEST(contains(failure.body, "storage failure: raftkv wal: cannot reserve space (64 MiB) for"),
                describe(failure));
     BOOST_TEST(contains(failure.body, "No space left on device"), describe(failure));
     BOOST_TEST(acknowledged.size() >= 60u, "about 64 MiB of writes fit in the first segment");

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
@@ -28,6 +29,14 @@ namespace raftkv::wal::detail {
 [[noreturn]] inline void throw_errno(const std::string& what, const std::filesystem::path& path, int error)
 {
     throw raftkv::storage_error("raftkv wal: " + what + " " + path.string() + ": " + std::strerror(error));
+}
+
+/// "64 MiB", or "1000 bytes" for a size that is not a whole number of MiB.
+inline std::string size_text(std::uint64_t bytes)
+{
+    constexpr std::uint64_t mib = std::uint64_t{1} << 20;
+    return bytes % mib == 0 && bytes != 0 ? std::to_string(bytes / mib) + " MiB"
+                                          : std::to_string(bytes) + " bytes";
 }
 
 /// An open file descriptor, closed on destruction.
@@ -135,7 +144,7 @@ public:
             const int r = ::posix_fallocate(fd_, 0, static_cast<off_t>(reserve));
             // Some file systems cannot reserve: the segment then grows as it is written.
             if (r != 0 && r != EOPNOTSUPP && r != EINVAL)
-                throw_errno("cannot reserve space for", path_, r);
+                throw_errno("cannot reserve space (" + size_text(reserve) + ") for", path_, r);
         }
     }
 
