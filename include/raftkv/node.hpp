@@ -104,10 +104,13 @@ public:
     /// applied_index() jumped to `meta.index`.
     using restore_handler = std::function<void(const snapshot_meta& meta)>;
 
-    /// Called on a follower when the leader answered forward(`id`): the commands were
-    /// appended at `index`, `index + 1`, ... in `term` (empty `ec`), or were not (`ec` is
-    /// what the leader's propose() returned: errc::not_leader, errc::overloaded,
-    /// errc::transfer_in_progress).
+    /// Called once for each forward(`id`) that returned no error. When the leader answered:
+    /// the commands were appended at `index`, `index + 1`, ... in `term` (empty `ec`), or
+    /// were not (`ec` is what the leader's propose() returned: errc::not_leader,
+    /// errc::overloaded, errc::transfer_in_progress). Without an answer (`index` and `term`
+    /// 0): errc::leadership_lost when this node stopped following that leader first (its
+    /// term or leader changed), errc::timeout when none came within two election timeouts.
+    /// The leader may then have appended them: whether they take effect is unknown.
     using forward_handler =
         std::function<void(std::uint64_t id, std::error_code ec, index_t index, term_t term)>;
 
@@ -418,6 +421,8 @@ private:
     void serve_follower_reads();
     void tick_read_request();
     void abandon_follower_reads();
+    void tick_forwards();
+    void abandon_forwards(std::error_code why);
 
     options opts_;
     /// The configuration at the log's start, then one per config entry in the log, in
@@ -487,6 +492,9 @@ private:
     /// survives a restart or a term, so the table needs to cover one term of one instance.
     std::uint64_t forward_nonce_ = 0;
     std::uint64_t forward_seq_ = 0;
+    /// Forwards sent to leader_ in term_ and not answered yet, oldest first: (id, the
+    /// tick they were sent at). Emptied whenever the term or the leader changes.
+    std::deque<std::pair<std::uint64_t, std::uint64_t>> unanswered_forwards_;
     term_t forward_seen_term_ = 0;
     std::map<std::pair<node_id, std::uint64_t>, std::uint64_t> forward_seen_;
 

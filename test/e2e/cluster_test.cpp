@@ -438,6 +438,28 @@ BOOST_AUTO_TEST_CASE(killing_the_leader_elects_a_new_one_and_the_old_one_catches
     BOOST_TEST(st->leader.value_or(0) == *new_leader, "the restarted node follows another leader");
 }
 
+BOOST_AUTO_TEST_CASE(a_write_forwarded_to_a_leader_just_killed_is_answered_when_the_follower_gives_it_up)
+{
+    // The follower still believes in the dead leader and forwards the write into the void. It
+    // answers once it stops following that leader (its election timer: 300-600 ms here), not
+    // at the 5 s request timeout; the write may have reached the leader, so its outcome is
+    // unknown unless it was applied.
+    BOOST_TEST_REQUIRE(put(c.http_port(leader), "warm", "up").status == 200);
+    const auto f = followers();
+    c.kill9(leader);
+    const auto sent = clock_type::now();
+    auto p = put(c.http_port(f[0]), "during-failover", "x", 10s);
+    const auto took = std::chrono::duration_cast<milliseconds>(clock_type::now() - sent);
+    BOOST_TEST_MESSAGE("PUT through a follower right after the leader was killed: "
+                       << describe(p) << " after " << took.count() << " ms");
+    BOOST_TEST(took < 4s, "answered after " << took.count() << " ms, as if at the request timeout");
+    const bool unknown = is_error(p, 503) && p.body.find("leadership lost") != std::string::npos &&
+                         p.body.find("the outcome is unknown") != std::string::npos;
+    BOOST_TEST((p.status == 200 || unknown), describe(p));
+    auto again = put_until_ok(c, f, "during-failover", "x", 20s);
+    BOOST_TEST(again.status == 200, "no write accepted within 20 s: " << describe(again));
+}
+
 BOOST_AUTO_TEST_CASE(an_isolated_leader_accepts_no_writes_and_recovers_with_its_majority)
 {
     BOOST_TEST_REQUIRE(put(c.http_port(leader), "before", "majority").status == 200);

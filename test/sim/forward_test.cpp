@@ -9,6 +9,7 @@
 #include <raftkv/sim/kv_workload.hpp>
 #include <raftkv/sim/linearizability.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -32,14 +33,22 @@ struct forward_answer {
     term_t term = 0;
 };
 
-// Records every answer, by (node, forward id).
+// Records every answer, by (node, forward id), and how many each forward got.
 struct forward_log {
     std::map<std::pair<node_id, std::uint64_t>, forward_answer> answers;
+    std::map<std::pair<node_id, std::uint64_t>, int> count;
     explicit forward_log(kv_cluster& c)
     {
         c.on_forward([this](node_id n, std::uint64_t id, std::error_code ec, index_t i, term_t t) {
             answers[{n, id}] = forward_answer{ec, i, t};
+            ++count[{n, id}];
         });
+    }
+    /// The forwards answered more than once.
+    std::size_t repeated() const
+    {
+        return static_cast<std::size_t>(
+            std::count_if(count.begin(), count.end(), [](const auto& e) { return e.second > 1; }));
     }
 };
 
@@ -110,6 +119,47 @@ BOOST_AUTO_TEST_CASE(a_duplicated_forward_is_proposed_once)
     BOOST_TEST(count_command(c, l, cmd) == 1u);
 }
 
+BOOST_AUTO_TEST_CASE(a_forward_to_a_leader_that_crashed_fails_once_the_follower_gives_the_leader_up)
+{
+    // Not at the caller's deadline: the follower stops believing in its leader within two
+    // election timeouts (100 ms each here), and the forward's answer cannot come after that.
+    kv_cluster c{{.nodes = 3, .seed = 29}};
+    BOOST_TEST_REQUIRE(c.run_until([&] { return c.leader().has_value(); }, 5s));
+    const node_id l = *c.leader();
+    c.run_for(100ms);
+    const node_id f = a_follower(c, l);
+    forward_log log{c};
+    c.crash(l);
+    BOOST_TEST_REQUIRE(!c.forward(f, 1, encode_put("k", "lost")));
+    BOOST_TEST_REQUIRE(c.run_until([&] { return log.answers.count({f, 1}) == 1; }, 200ms));
+    const forward_answer a = log.answers.at({f, 1});
+    // The follower's election timer runs out before the forward's own timeout (two election
+    // timeouts from the send, which came after the leader's last message).
+    BOOST_TEST((a.ec == errc::leadership_lost), a.ec.message());
+    BOOST_TEST(a.index == 0u);
+    c.restart(l);
+    c.run_for(1s);
+    BOOST_TEST(log.count.at({f, 1}) == 1);
+    BOOST_TEST(c.machine(f).get("k").value_or("absent") == "absent");
+}
+
+BOOST_AUTO_TEST_CASE(a_forward_a_live_leader_never_answers_times_out_after_two_election_timeouts)
+{
+    kv_cluster c{{.nodes = 3, .seed = 31}};
+    BOOST_TEST_REQUIRE(c.run_until([&] { return c.leader().has_value(); }, 5s));
+    const node_id l = *c.leader();
+    c.run_for(100ms);
+    const node_id f = a_follower(c, l);
+    forward_log log{c};
+    c.net().block(f, l); // the forward is lost; the leader's heartbeats still arrive
+    BOOST_TEST_REQUIRE(!c.forward(f, 1, encode_put("k", "lost")));
+    c.run_for(180ms);
+    BOOST_TEST(log.answers.count({f, 1}) == 0u, "answered before two election timeouts");
+    BOOST_TEST_REQUIRE(c.run_until([&] { return log.answers.count({f, 1}) == 1; }, 100ms));
+    BOOST_TEST((log.answers.at({f, 1}).ec == errc::timeout), log.answers.at({f, 1}).ec.message());
+    BOOST_TEST(c.node(f).leader() == l, "the follower still follows its leader");
+}
+
 BOOST_AUTO_TEST_CASE(forwarded_writes_stay_linearizable_when_messages_are_lost_duplicated_and_reordered)
 {
     kv_cluster c{{.nodes = 5,
@@ -121,6 +171,7 @@ BOOST_AUTO_TEST_CASE(forwarded_writes_stay_linearizable_when_messages_are_lost_d
                            .slow = 0.1,
                            .max_slow_delay = 300ms}}};
     // A forward or its answer that is lost leaves the write to its timeout: keep it short.
+    forward_log log{c};
     kv_workload<> w{c,
                     {.clients = 5,
                      .keys = 2,
@@ -142,6 +193,7 @@ BOOST_AUTO_TEST_CASE(forwarded_writes_stay_linearizable_when_messages_are_lost_d
     BOOST_TEST_MESSAGE(w.stats().forwarded << " forwarded writes, " << w.stats().forward_dropped
                                            << " overwritten, " << w.stats().completed << " completed");
     BOOST_TEST(w.stats().forwarded > 40u);
+    BOOST_TEST(log.repeated() == 0u, log.repeated() << " forwards answered more than once");
     const check_result r = check_kv_history(w.history(), std::chrono::seconds(10));
     BOOST_TEST((r.outcome == check_outcome::ok), r.explanation);
 }

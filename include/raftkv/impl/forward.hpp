@@ -7,6 +7,7 @@
 
 #include <raftkv/node.hpp>
 
+#include <algorithm>
 #include <utility>
 #include <vector>
 
@@ -20,6 +21,7 @@ std::error_code basic_node<Transport, LogStore, StateMachine>::forward(std::uint
         return errc::invalid_argument;
     if (leader_ == no_node)
         return errc::not_leader;
+    unanswered_forwards_.emplace_back(id, ticks_);
     forward_request r{.id = id, .nonce = forward_nonce_, .seq = ++forward_seq_, .commands = {}};
     metrics_.proposals_forwarded += commands.size();
     r.commands.reserve(commands.size());
@@ -61,10 +63,41 @@ template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::handle_forward_response(const message& m,
                                                                             const forward_response& r)
 {
+    // Only the leader it was sent to answers in this term (an answer from an older term
+    // never gets here); an answer after the forward was given up is dropped.
+    const auto it = std::find_if(unanswered_forwards_.begin(), unanswered_forwards_.end(),
+                                 [&](const auto& f) { return f.first == r.id; });
+    if (it == unanswered_forwards_.end() || m.from != leader_)
+        return;
+    unanswered_forwards_.erase(it);
     std::error_code ec;
     if (r.error != 0)
         ec = static_cast<errc>(r.error);
     outputs_.push_back(forward_output{r.id, ec, ec ? 0 : r.index, ec ? 0 : m.term});
+}
+
+// A forward unanswered for two election timeouts fails: the request or its answer was lost
+// on the way, or the leader is stuck. (A leader that is gone is given up sooner: a
+// follower's election timer, reset at the leader's last message, runs out within two
+// election timeouts, and abandon_forwards() answers then.)
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::tick_forwards()
+{
+    const std::uint64_t limit = 2 * std::uint64_t{opts_.election_ticks};
+    while (!unanswered_forwards_.empty() && ticks_ - unanswered_forwards_.front().second >= limit) {
+        outputs_.push_back(forward_output{unanswered_forwards_.front().first, errc::timeout, 0, 0});
+        unanswered_forwards_.pop_front();
+    }
+}
+
+// The forwards sent to a leader this node no longer follows fail at once rather than at
+// their callers' deadlines: their answers will not come, or not be believed.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::abandon_forwards(std::error_code why)
+{
+    for (const auto& f : unanswered_forwards_)
+        outputs_.push_back(forward_output{f.first, why, 0, 0});
+    unanswered_forwards_.clear();
 }
 
 } // namespace raftkv

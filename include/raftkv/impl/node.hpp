@@ -116,6 +116,7 @@ void basic_node<Transport, LogStore, StateMachine>::tick()
     } else {
         tick_election();
         tick_read_request();
+        tick_forwards();
     }
     maybe_snapshot();
     complete_config_change();
