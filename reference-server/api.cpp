@@ -849,6 +849,11 @@ asio::awaitable<http_response> api_handler::transfer_leader(const http_request& 
         co_return co_await forward(req);
     if (ec == raftkv::errc::invalid_argument)
         co_return error_response(http::status::not_found, "node " + std::to_string(id) + " is not a voter");
+    if (ec == raftkv::errc::peer_unreachable)
+        co_return error_response(http::status::conflict,
+                                 "node " + std::to_string(id) +
+                                     " has not answered the leader for an election timeout or more (is it "
+                                     "down or cut off?): leadership not moved");
     if (ec == raftkv::errc::timeout)
         co_return error_response(http::status::service_unavailable,
                                  "node " + std::to_string(id) + " did not take over within " +

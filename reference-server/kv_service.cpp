@@ -972,11 +972,13 @@ void kv_service::hand_off_leadership(std::chrono::milliseconds limit, std::funct
             return done({});
         // The node knows which voter matches the most of the log among those it heard from.
         n->driver.post([this, n, limit, done = std::move(done)](auto& node) mutable {
-            const node_id target = n->driver.failed() ? no_node : node.successor();
+            node_id target = n->driver.failed() ? no_node : node.successor();
             if (target != no_node) {
-                if (const std::error_code ec = node.transfer_leadership(target))
+                if (const std::error_code ec = node.transfer_leadership(target)) {
                     log(log_level::warn,
                         "cannot hand leadership to node " + std::to_string(target) + ": " + ec.message());
+                    target = no_node; // nothing to wait for
+                }
             }
             boost::asio::post(impl_->strand, [this, target, limit, done = std::move(done)]() mutable {
                 if (target == no_node)

@@ -43,6 +43,9 @@ enum class errc {
     /// the node stopped, and completes what was pending, and everything after, with this
     /// error. A proposal's outcome is unknown (it may have been appended, even committed).
     node_failed,
+    /// The node an operation names (a leadership transfer's target) has not answered the
+    /// leader for at least an election timeout: it is down or cut off.
+    peer_unreachable,
 };
 
 namespace detail {
@@ -64,6 +67,7 @@ public:
         case errc::change_in_progress: return "a configuration change is in progress";
         case errc::learner_behind: return "the learner has not caught up with the leader";
         case errc::node_failed: return "the node stopped after its storage failed";
+        case errc::peer_unreachable: return "the node has not answered the leader lately";
         }
         return "unknown raftkv error";
     }

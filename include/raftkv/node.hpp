@@ -199,8 +199,9 @@ public:
 
     /// Hands leadership to `target` (thesis §3.10): the leader stops taking proposals,
     /// brings `target` up to date and tells it to campaign at once. Returns an error at once
-    /// when this node is not the leader or `target` is not a voter. The transfer is
-    /// abandoned if it has not happened within an election timeout.
+    /// when this node is not the leader, `target` is not a voter, or (with CheckQuorum)
+    /// `target` has not answered for at least an election timeout (errc::peer_unreachable).
+    /// The transfer is abandoned if it has not happened within an election timeout.
     std::error_code transfer_leadership(node_id target);
 
     /// Whether this leader may serve a read from its state machine without a ReadIndex

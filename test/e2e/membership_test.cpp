@@ -404,4 +404,40 @@ BOOST_AUTO_TEST_CASE(leadership_moves_by_http_and_writes_wait_for_the_transfer)
     BOOST_TEST(lost_writes(c.http_port(leader), w.acked) == 0u);
 }
 
+BOOST_AUTO_TEST_CASE(leadership_is_not_moved_to_a_voter_that_is_down)
+{
+    const std::uint64_t down = followers().front();
+    c.kill9(down);
+    // CheckQuorum periods are an election timeout (300 ms) long: after two, the leader has
+    // heard nothing from it in a whole one.
+    std::this_thread::sleep_for(900ms);
+    const auto sent = std::chrono::steady_clock::now();
+    const http_response r = request(c.http_port(followers().back()), "POST", "/cluster/leader",
+                                    R"({"id": )" + std::to_string(down) + "}", 8s);
+    const auto took = std::chrono::steady_clock::now() - sent;
+    BOOST_TEST(is_error(r, 409), describe(r));
+    BOOST_TEST(r.body.find("has not answered the leader") != std::string::npos, describe(r));
+    BOOST_TEST(took < 1s, "refused only after trying: " << describe(r));
+    const auto s = get_status(c.http_port(leader));
+    BOOST_TEST_REQUIRE(s.has_value());
+    BOOST_TEST(s->role == "leader");
+    BOOST_TEST(put(c.http_port(leader), "after-refusal", "v").status == 200);
+
+    std::string peers;
+    for (std::uint64_t id = 1; id <= 3; ++id) {
+        if (!peers.empty())
+            peers += ",";
+        peers += std::to_string(id) + "=" + c.spec(id).raft_address();
+    }
+    c.start(down, with_flag(c.args(down), "--peers", peers));
+    const bool moved = wait_until(
+        [&] {
+            return request(c.http_port(leader), "POST", "/cluster/leader",
+                           R"({"id": )" + std::to_string(down) + "}", 8s)
+                       .status == 200;
+        },
+        20s, 200ms);
+    BOOST_TEST(moved, "leadership never moved to node " << down << " once it was back");
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -610,6 +610,24 @@ BOOST_AUTO_TEST_CASE(proposals_are_refused_during_a_transfer)
     BOOST_TEST(!c.node(1).propose("z").ec);
 }
 
+BOOST_AUTO_TEST_CASE(a_transfer_to_a_node_silent_for_an_election_timeout_is_refused_at_once)
+{
+    cluster c(3);
+    c.elect(1);
+    c.isolate(3);
+    const auto timeout = static_cast<int>(c.node(1).config().election_ticks);
+    c.tick_all(2 * timeout); // two CheckQuorum periods without a word from node 3
+    BOOST_REQUIRE(c.node(1).role() == role::leader);
+    BOOST_TEST((c.node(1).transfer_leadership(3) == raftkv::errc::peer_unreachable));
+    BOOST_TEST(!c.propose(1, "x").ec, "refused as if a transfer were under way");
+
+    c.heal();
+    c.tick_all(static_cast<int>(c.node(1).config().heartbeat_ticks) + 1); // node 3 answers a heartbeat
+    BOOST_TEST(!c.node(1).transfer_leadership(3));
+    c.tick_all(timeout);
+    BOOST_TEST(c.node(3).role() == role::leader);
+}
+
 // A leader elected under a newer configuration may be unknown to a follower that lags: a
 // message from outside the configuration obeys the term rules like any other. Only the
 // "no node" id and messages for another node are ignored.

@@ -78,6 +78,9 @@ struct progress {
     bool probe_sent = false;
     /// Heard from within the current CheckQuorum period.
     bool recent_active = false;
+    /// Heard from within the previous period (true in a leader's first period: the
+    /// benefit of the doubt). Neither flag set: silent for at least an election timeout.
+    bool active_last_period = false;
     /// Ticks since the follower last answered an append or a snapshot chunk while
     /// something was in flight to it: a stalled stream is re-probed, never re-sent blindly.
     std::uint32_t ticks_since_ack = 0;

@@ -160,6 +160,7 @@ void basic_node<Transport, LogStore, StateMachine>::become_leader()
         // CheckQuorum starts from "nobody heard": a leader cut off right after winning
         // steps down within one election timeout.
         p.recent_active = false;
+        p.active_last_period = true;
         p.ticks_since_ack = 0;
         p.read_ack = 0;
         p.inflight.reset(opts_.max_inflight_appends, opts_.max_inflight_bytes);
@@ -282,8 +283,10 @@ void basic_node<Transport, LogStore, StateMachine>::tick_leader()
                     return id == opts_.id || (p && p->recent_active) ? 1 : 0;
                 },
                 quorum_scratch_);
-            for (auto& p : peers_)
+            for (auto& p : peers_) {
+                p.active_last_period = p.recent_active;
                 p.recent_active = false;
+            }
             if (active == 0) {
                 become_follower(term_, no_node);
                 return;
@@ -320,11 +323,14 @@ std::error_code basic_node<Transport, LogStore, StateMachine>::transfer_leadersh
         return errc::invalid_argument;
     if (target == opts_.id)
         return {};
-    transfer_target_ = target;
-    transfer_elapsed_ = 0;
     auto* p = progress_of(target);
     if (!p)
         return errc::invalid_argument;
+    // Writes would stop for an election timeout to no avail.
+    if (opts_.check_quorum && !p->recent_active && !p->active_last_period)
+        return errc::peer_unreachable;
+    transfer_target_ = target;
+    transfer_elapsed_ = 0;
     if (p->match == store_.last_index())
         send_timeout_now(target);
     else
