@@ -368,7 +368,7 @@ struct kv_service::impl {
     impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints);
     ~impl();
 
-    boost::asio::awaitable<write_result> propose(std::string command);
+    boost::asio::awaitable<write_result> propose(std::string command, bool replayable);
     std::optional<host_port> raft_address_of(const membership& m, node_id id) const;
     std::optional<std::string> http_address_of(const membership& m, node_id id) const;
     void on_config_change(index_t index, const membership& m);
@@ -443,6 +443,8 @@ struct kv_service::impl {
     peer_incarnations incarnations;      // as in DATA_DIR/peers
     std::function<void(std::string)> on_fatal;
     bool fatal_reported = false;
+    // Writes proposed again by propose() (any thread).
+    std::atomic<std::uint64_t> write_retries{0};
 };
 
 kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints)
@@ -664,9 +666,13 @@ void kv_service::impl::probe()
                              std::to_string(s.applied_index) + "); the node takes part in Raft again");
 }
 
-// Retries while a leadership transfer is under way, as retry_while_transferring() does, in
-// one coroutine: this runs once per write.
-boost::asio::awaitable<write_result> kv_service::impl::propose(std::string command)
+// Proposes `command` again, within the request's deadline, when that is safe: while a
+// leadership transfer is under way (as retry_while_transferring() does, in one coroutine:
+// this runs once per write); when a new leader overwrote it (it never took effect); and,
+// for a `replayable` command (one carrying a client session, which the state machine
+// applies once however often it is proposed), when its outcome became unknown because
+// the leader changed or the forward went unanswered. The last two wait for a leader first.
+boost::asio::awaitable<write_result> kv_service::impl::propose(std::string command, bool replayable)
 {
     const auto deadline = clock::now() + std::chrono::milliseconds(config.request_timeout_ms);
     std::optional<boost::asio::steady_timer> pause;
@@ -676,14 +682,26 @@ boost::asio::awaitable<write_result> kv_service::impl::propose(std::string comma
             co_return write_result{make_error_code(raftkv::errc::node_failed), false};
         auto [ec, result] =
             co_await n->driver.async_propose(command, boost::asio::as_tuple(boost::asio::use_awaitable));
-        if (ec != raftkv::errc::transfer_in_progress || clock::now() + transfer_retry_pause >= deadline)
-            co_return write_result{ec, result.found, result.status, result.version, result.replayed};
-        if (!pause) {
-            const auto ex = co_await boost::asio::this_coro::executor;
-            pause.emplace(ex);
+        const write_result r{ec, result.found, result.status, result.version, result.replayed};
+        const bool transferring = ec == raftkv::errc::transfer_in_progress;
+        const bool unknown = ec == raftkv::errc::leadership_lost || ec == raftkv::errc::timeout;
+        if (!transferring && ec != raftkv::errc::proposal_dropped && !(replayable && unknown))
+            co_return r;
+        // Pauses until the next try may go: at once (or after a pause) once a leader is known.
+        for (;;) {
+            if (clock::now() + transfer_retry_pause >= deadline)
+                co_return r;
+            if (!transferring && n->driver.status().leader != no_node)
+                break;
+            if (!pause)
+                pause.emplace(co_await boost::asio::this_coro::executor);
+            pause->expires_after(transfer_retry_pause);
+            co_await pause->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+            if (transferring)
+                break;
         }
-        pause->expires_after(transfer_retry_pause);
-        co_await pause->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+        if (!transferring)
+            write_retries.fetch_add(1, std::memory_order_relaxed);
     }
 }
 
@@ -1011,24 +1029,26 @@ void kv_service::stop()
 // Not coroutines: the command is made here and moved into propose()'s frame.
 boost::asio::awaitable<write_result> kv_service::put(std::string key, std::string value)
 {
-    return impl_->propose(encode_put(key, value));
+    return impl_->propose(encode_put(key, value), false);
 }
 
 boost::asio::awaitable<write_result> kv_service::del(std::string key)
 {
-    return impl_->propose(encode_del(key));
+    return impl_->propose(encode_del(key), false);
 }
 
 boost::asio::awaitable<write_result> kv_service::put(std::string key, std::string value, kv_precondition pre,
                                                      std::optional<kv_client_session> session)
 {
-    return impl_->propose(session ? encode_put(key, value, pre, *session) : encode_put(key, value, pre));
+    return impl_->propose(session ? encode_put(key, value, pre, *session) : encode_put(key, value, pre),
+                          session.has_value());
 }
 
 boost::asio::awaitable<write_result> kv_service::del(std::string key, kv_precondition pre,
                                                      std::optional<kv_client_session> session)
 {
-    return impl_->propose(session ? encode_del(key, pre, *session) : encode_del(key, pre));
+    return impl_->propose(session ? encode_del(key, pre, *session) : encode_del(key, pre),
+                          session.has_value());
 }
 
 boost::asio::awaitable<read_result> kv_service::get(std::string key)
@@ -1223,6 +1243,7 @@ boost::asio::awaitable<metrics_inputs> kv_service::metrics()
     in.watchers = impl_->journal.watchers();
     in.watch_history_entries = impl_->journal.size();
     in.watch_history_bytes = impl_->journal.bytes();
+    in.write_retries = impl_->write_retries.load(std::memory_order_relaxed);
     co_return in;
 }
 

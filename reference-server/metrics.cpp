@@ -498,6 +498,10 @@ std::string render_metrics(const metrics_inputs& in, const http_metrics& http)
     if (in.wal)
         render_wal(w, *in.wal, in.wal_segments);
     render_http(w, http, in.connections);
+    w.counter("raftkv_write_retries_total",
+              "Writes proposed again within their request: overwritten by a new leader, or carrying a "
+              "client session when the leader changed before they were applied.",
+              in.write_retries);
     render_watches(w, in);
     render_process(w, in.process);
     return w.take();

@@ -163,6 +163,9 @@ struct metrics_inputs {
     std::uint64_t watchers = 0;
     std::uint64_t watch_history_entries = 0;
     std::uint64_t watch_history_bytes = 0;
+    /// Writes proposed again after a leader change (kv_service.cpp, propose()); not those
+    /// retried during a leadership transfer.
+    std::uint64_t write_retries = 0;
 };
 
 /** Writes the Prometheus text format: one `# HELP` and one `# TYPE` line per family,

@@ -440,24 +440,40 @@ BOOST_AUTO_TEST_CASE(killing_the_leader_elects_a_new_one_and_the_old_one_catches
 
 BOOST_AUTO_TEST_CASE(a_write_forwarded_to_a_leader_just_killed_is_answered_when_the_follower_gives_it_up)
 {
-    // The follower still believes in the dead leader and forwards the write into the void. It
-    // answers once it stops following that leader (its election timer: 300-600 ms here), not
-    // at the 5 s request timeout; the write may have reached the leader, so its outcome is
-    // unknown unless it was applied.
+    // The follower still believes in the dead leader and forwards both writes into the void.
+    // It gives them up once it stops following that leader (its election timer: 300-600 ms
+    // here), not at the 5 s request timeout. The one without a session may have reached the
+    // leader, so its outcome is unknown (unless it was applied); the one with a session is
+    // proposed again once there is a new leader, and succeeds.
     BOOST_TEST_REQUIRE(put(c.http_port(leader), "warm", "up").status == 200);
     const auto f = followers();
     c.kill9(leader);
     const auto sent = clock_type::now();
+    http_response with_session;
+    auto took_with_session = 0ms;
+    std::thread other([&] {
+        with_session = request(c.http_port(f[0]), "PUT", kv_target("with-session"), value_body("y"),
+                               {{"Raftkv-Client-Id", "77"}, {"Raftkv-Sequence", "1"}}, 10s);
+        took_with_session = std::chrono::duration_cast<milliseconds>(clock_type::now() - sent);
+    });
     auto p = put(c.http_port(f[0]), "during-failover", "x", 10s);
     const auto took = std::chrono::duration_cast<milliseconds>(clock_type::now() - sent);
+    other.join();
     BOOST_TEST_MESSAGE("PUT through a follower right after the leader was killed: "
-                       << describe(p) << " after " << took.count() << " ms");
+                       << describe(p) << " after " << took.count() << " ms; with a session: "
+                       << describe(with_session) << " after " << took_with_session.count() << " ms");
     BOOST_TEST(took < 4s, "answered after " << took.count() << " ms, as if at the request timeout");
     const bool unknown = is_error(p, 503) && p.body.find("leadership lost") != std::string::npos &&
                          p.body.find("the outcome is unknown") != std::string::npos;
     BOOST_TEST((p.status == 200 || unknown), describe(p));
+    BOOST_TEST(with_session.status == 200, describe(with_session));
+    BOOST_TEST(took_with_session < 4s);
+    BOOST_TEST(value_via(f[1], "with-session").value_or("<none>") == "y");
     auto again = put_until_ok(c, f, "during-failover", "x", 20s);
     BOOST_TEST(again.status == 200, "no write accepted within 20 s: " << describe(again));
+    const auto m = request(c.http_port(f[0]), "GET", "/metrics", {}, 5s);
+    BOOST_TEST(m.body.find("raftkv_write_retries_total 0") == std::string::npos,
+               "the write with a session was not proposed again");
 }
 
 BOOST_AUTO_TEST_CASE(an_isolated_leader_accepts_no_writes_and_recovers_with_its_majority)
