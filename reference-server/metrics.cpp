@@ -386,8 +386,8 @@ void render_peers(exposition_writer& w, const node_status& s, const node_metrics
     each("raftkv_peer_inflight_bytes", "gauge", "On the leader: payload bytes of those append requests.",
          [](const peer_metrics& p) { return p.inflight_bytes; });
     each("raftkv_peer_active", "gauge",
-         "On the leader: 1 if the peer answered within the current CheckQuorum period.",
-         [](const peer_metrics& p) { return p.recent_active ? 1 : 0; });
+         "On the leader: 1 if the peer answered within the last one to two election timeouts.",
+         [](const peer_metrics& p) { return p.active ? 1 : 0; });
     w.family("raftkv_peer_state", "gauge", "On the leader: 1 for the replication state of each peer.");
     for (std::size_t k = 0; k < m.peers.size(); ++k)
         for (const auto mode :

@@ -75,8 +75,11 @@ struct peer_metrics {
     /// append_requests sent and not acknowledged yet, and their payload bytes.
     std::uint64_t inflight_messages = 0;
     std::uint64_t inflight_bytes = 0;
-    /// Heard from within the current CheckQuorum period.
-    bool recent_active = false;
+    /// Heard from within the current or the previous CheckQuorum period (the last one
+    /// to two election timeouts). A new leader counts every peer as heard for its first
+    /// period. The current period alone would read "not heard" for a moment after each
+    /// period starts, until the next heartbeat answer.
+    bool active = false;
 
     friend bool operator==(const peer_metrics&, const peer_metrics&) = default;
 };

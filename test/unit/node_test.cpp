@@ -628,6 +628,39 @@ BOOST_AUTO_TEST_CASE(a_transfer_to_a_node_silent_for_an_election_timeout_is_refu
     BOOST_TEST(c.node(3).role() == role::leader);
 }
 
+// The leader's view of who answers, as metrics show it: steady for a peer that answers
+// every heartbeat, even just after a CheckQuorum period starts, and 0 for one silent for
+// one to two election timeouts.
+BOOST_AUTO_TEST_CASE(a_peer_is_shown_active_while_it_answers_and_inactive_once_silent)
+{
+    cluster c(3);
+    c.elect(1);
+    const auto active = [&c](raftkv::node_id peer) {
+        const raftkv::node_metrics m = c.node(1).metrics();
+        const auto it = std::ranges::find(m.peers, peer, &raftkv::peer_metrics::id);
+        BOOST_REQUIRE(it != m.peers.end());
+        return it->active;
+    };
+    const auto timeout = static_cast<int>(c.node(1).config().election_ticks);
+    // Every tick across three period boundaries, looking before the heartbeats sent on
+    // that tick are answered (as a scrape can).
+    for (int t = 0; t < 3 * timeout; ++t) {
+        for (raftkv::node_id id = 1; id <= 3; ++id)
+            c.node(id).tick();
+        BOOST_TEST_REQUIRE(active(2), "tick " << t);
+        BOOST_TEST_REQUIRE(active(3), "tick " << t);
+        c.deliver_all();
+    }
+    c.isolate(3);
+    c.tick_all(2 * timeout);
+    BOOST_REQUIRE(c.node(1).role() == role::leader);
+    BOOST_TEST(active(2));
+    BOOST_TEST(!active(3));
+    c.heal();
+    c.tick_all(static_cast<int>(c.node(1).config().heartbeat_ticks) + 1);
+    BOOST_TEST(active(3));
+}
+
 // A leader elected under a newer configuration may be unknown to a follower that lags: a
 // message from outside the configuration obeys the term rules like any other. Only the
 // "no node" id and messages for another node are ignored.
