@@ -1040,8 +1040,11 @@ asio::awaitable<http_response> api_handler::forward(const http_request& req)
     asio::steady_timer pause(co_await asio::this_coro::executor);
     for (;;) {
         const node_id leader = service_.leader();
-        if (leader == no_node || leader == service_.id())
+        if (leader == no_node || leader == service_.id()) {
+            if (std::optional<std::string> outside = outside_configuration(service_.status().node))
+                co_return error_response(http::status::service_unavailable, *outside);
             co_return error_response(http::status::service_unavailable, "no leader");
+        }
         if (std::optional<std::string> address = addresses_.find(leader)) {
             http_response res = co_await pool_.forward(req, *address, marker, options_.forward_timeout);
             if (res.result() == http::status::service_unavailable)
@@ -1115,8 +1118,11 @@ asio::awaitable<http_response> api_handler::health(const http_request& req)
     if (const storage_status storage = service_.storage(); storage.failed())
         co_return unhealthy("storage failed", "storage failure: " + storage.error, no_node);
     const node_id leader = service_.leader();
-    if (leader == no_node)
+    if (leader == no_node) {
+        if (std::optional<std::string> outside = outside_configuration(service_.status().node))
+            co_return unhealthy("not a member", *outside, no_node);
         co_return unhealthy("no leader", "no leader", no_node);
+    }
     const std::error_code ec = co_await health_reads_.check(*timeout);
     if (!ec)
         co_return json_response(http::status::ok, {{"status", "ok"}, {"leader", leader}});
@@ -1301,6 +1307,8 @@ json::object status_json(const kv_service& service)
     if (storage.failed()) {
         body["role"] = "unavailable";
         body["leader"] = nullptr;
+    } else if (outside_configuration(n)) {
+        body["role"] = "removed";
     }
     body["storage"] = storage_json(storage);
     return body;

@@ -1,6 +1,7 @@
 #include "health.hpp"
 
 #include "kv_service.hpp"
+#include "member_info.hpp"
 #include "request_parsing.hpp"
 
 #include <raftkv/error.hpp>
@@ -204,14 +205,28 @@ health_timeout(std::string_view target, std::chrono::milliseconds fallback, std:
     return std::chrono::milliseconds(number * scale);
 }
 
+std::optional<std::string> outside_configuration(const node_status& n)
+{
+    if (n.members.contains(n.id) || n.leader != no_node)
+        return std::nullopt;
+    return "node " + std::to_string(n.id) + " is not a member of the cluster's configuration at index " +
+           std::to_string(n.members_index) + " (" + describe_members(n.members) +
+           "): it was removed and serves nothing; send requests to a member, and stop this node (to "
+           "bring it back, add it again with an empty data directory)";
+}
+
 std::optional<not_ready> readiness_problem(const service_status& s, const storage_status& storage,
                                            std::uint64_t max_lag)
 {
     if (storage.failed())
         return not_ready{"storage failed", "storage failure: " + storage.error};
     const node_status& n = s.node;
+    if (std::optional<std::string> outside = outside_configuration(n))
+        return not_ready{"not a member", std::move(*outside)};
     if (!n.members.contains(n.id))
-        return not_ready{"not a member", "not a member of the configuration in force"};
+        return not_ready{"not a member", "not a member of the configuration in force (index " +
+                                             std::to_string(n.members_index) + ": " +
+                                             describe_members(n.members) + ")"};
     if (n.leader == no_node)
         return not_ready{"no leader", "no leader"};
     if (n.restoring_snapshot)

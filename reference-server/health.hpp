@@ -11,6 +11,8 @@
 // share one round, and a round's result answers the checks of the next `reuse` too, so a
 // crowd of probers costs the cluster about one heartbeat round per `reuse`.
 
+#include <raftkv/types.hpp>
+
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
@@ -90,6 +92,14 @@ private:
 /// when the value is malformed or out of range.
 std::optional<std::chrono::milliseconds>
 health_timeout(std::string_view target, std::chrono::milliseconds fallback, std::string& error);
+
+/// Why a node that is not a member of the configuration in force and follows no leader
+/// serves nothing: it was removed (or is being removed by a change it has not seen end),
+/// and nobody sends it entries any more. For its answers and its log ("node 2 is not a
+/// member of the cluster's configuration at index 55 (voters 1,3): it was removed ...").
+/// Nothing when the node is a member, or follows a leader (one that is still removing it
+/// goes on replicating to it until the removal commits).
+std::optional<std::string> outside_configuration(const node_status& n);
 
 /// Why a node is not ready to serve: a short fixed `reason` and a `message` with details.
 struct not_ready {

@@ -1,5 +1,6 @@
 #include "kv_service.hpp"
 
+#include "health.hpp"
 #include "log.hpp"
 #include "member_info.hpp"
 #include "peer_incarnations.hpp"
@@ -230,24 +231,6 @@ std::set<node_id> member_ids(const membership& m)
     return ids;
 }
 
-std::string join_ids(const std::vector<node_id>& ids)
-{
-    std::string out;
-    for (node_id id : ids)
-        out += (out.empty() ? "" : ",") + std::to_string(id);
-    return out.empty() ? "none" : out;
-}
-
-std::string describe(const membership& m)
-{
-    std::string out = "voters " + join_ids(m.voters);
-    if (m.joint())
-        out += " (joint, leaving " + join_ids(m.outgoing) + ")";
-    if (!m.learners.empty())
-        out += ", learners " + join_ids(m.learners);
-    return out;
-}
-
 /// The bootstrap configuration: every --peers entry a voter, its info holding its Raft
 /// address. Every node started with the same --peers builds the same bytes.
 membership bootstrap_members(const std::map<node_id, host_port>& peers)
@@ -434,6 +417,8 @@ struct kv_service::impl {
     bool publishing = false;
     term_t published_term = 0;
     node_id logged_leader = no_node;
+    // Whether the log last said this node is outside the configuration (removed).
+    bool logged_outside = false;
     // The Raft address of every member of every configuration seen since start-up: a
     // removed member may still lead until its removal commits, and must be answered.
     std::map<node_id, host_port> known_addresses;
@@ -734,7 +719,7 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
 {
     if (!node)
         return;
-    log(log_level::info, "configuration at index " + std::to_string(index) + ": " + describe(m));
+    log(log_level::info, "configuration at index " + std::to_string(index) + ": " + describe_members(m));
     const std::set<node_id> members = member_ids(m);
     just_removed.clear();
     for (const auto& [id, address] : known_addresses)
@@ -824,6 +809,12 @@ void kv_service::impl::observe()
     update_peers(s.members, s.members_index, s.commit_index, s.leader);
     if (s.leader != logged_leader)
         log_leader_change(s);
+    if (const std::optional<std::string> outside = outside_configuration(s);
+        outside.has_value() != logged_outside) {
+        logged_outside = outside.has_value();
+        if (outside)
+            log(log_level::warn, *outside);
+    }
     if (publishing)
         return;
     // A leader publishes its address once per term it leads; a member that follows does

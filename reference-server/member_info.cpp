@@ -5,6 +5,8 @@
 #include <boost/json/serialize.hpp>
 #include <boost/json/value.hpp>
 
+#include <vector>
+
 namespace raftkv::server {
 
 namespace {
@@ -15,6 +17,14 @@ std::optional<host_port> address_field(const boost::json::object& o, std::string
     if (!v || !v->is_string())
         return std::nullopt;
     return parse_host_port(std::string_view(v->get_string()));
+}
+
+std::string join_ids(const std::vector<node_id>& ids)
+{
+    std::string out;
+    for (node_id id : ids)
+        out += (out.empty() ? "" : ",") + std::to_string(id);
+    return out.empty() ? "none" : out;
 }
 
 } // namespace
@@ -36,6 +46,16 @@ member_info decode_member_info(std::string_view info)
     if (!o)
         return {};
     return {address_field(*o, "raft"), address_field(*o, "http")};
+}
+
+std::string describe_members(const membership& m)
+{
+    std::string out = "voters " + join_ids(m.voters);
+    if (m.joint())
+        out += " (joint, leaving " + join_ids(m.outgoing) + ")";
+    if (!m.learners.empty())
+        out += ", learners " + join_ids(m.learners);
+    return out;
 }
 
 } // namespace raftkv::server

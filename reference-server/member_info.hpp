@@ -11,6 +11,8 @@
 
 #include "config.hpp"
 
+#include <raftkv/types.hpp>
+
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,6 +34,9 @@ std::string encode_member_info(const host_port& raft, const std::optional<host_p
 /// missing, not a string, or not a valid host:port is left empty (the address is unknown),
 /// whatever else the string holds.
 member_info decode_member_info(std::string_view info);
+
+/// A configuration for people: "voters 1,2,3", "voters 1,3 (joint, leaving 1,2), learners 4".
+std::string describe_members(const membership& m);
 
 } // namespace raftkv::server
 

@@ -366,6 +366,22 @@ BOOST_AUTO_TEST_CASE(removing_the_leader_hands_over_quickly_and_writes_continue)
         << *next << " after "
         << std::chrono::duration_cast<milliseconds>(std::chrono::steady_clock::now() - started).count()
         << " ms");
+
+    // Still running, the removed node says what it is rather than "no leader" forever.
+    const std::uint16_t gone = c.http_port(leader);
+    BOOST_TEST(
+        wait_until(
+            [&] { return parse_json(request(gone, "GET", "/status").body).string("role") == "removed"; }, 5s),
+        "the removed node's /status never said role \"removed\"");
+    const http_response put_there = put(gone, "x", "y");
+    BOOST_TEST(is_error(put_there, 503));
+    BOOST_TEST(put_there.body.find("not a member of the cluster") != std::string::npos, put_there.body);
+    const http_response health = request(gone, "GET", "/health");
+    BOOST_TEST(health.status == 503);
+    BOOST_TEST((parse_json(health.body).string("reason") == "not a member"), health.body);
+    BOOST_TEST((parse_json(request(gone, "GET", "/readyz").body).string("reason") == "not a member"));
+    BOOST_TEST(read_tail(c.spec(leader).log_file).find("is not a member of the cluster") != std::string::npos,
+               "its log says so too");
     BOOST_TEST(c.terminate(leader).has_value());
     const std::size_t before = w.count();
     w.wait_for(before + 100);

@@ -279,6 +279,13 @@ BOOST_AUTO_TEST_CASE(a_node_is_ready_when_caught_up_with_a_leader_and_working_st
     BOOST_TEST(reason(s) == "ready", "an outgoing voter still serves");
 
     s = ready_node();
+    s.node.members.voters = {1, 3};
+    s.node.members_index = 55;
+    s.node.leader = raftkv::no_node;
+    BOOST_TEST(reason(s) == "not a member", "removed, it has no leader either: membership is the cause");
+    BOOST_TEST(raftkv::server::readiness_problem(s, {})->message.find("removed") != std::string::npos);
+
+    s = ready_node();
     s.node.restoring_snapshot = true;
     BOOST_TEST(reason(s) == "installing snapshot");
 
@@ -287,4 +294,28 @@ BOOST_AUTO_TEST_CASE(a_node_is_ready_when_caught_up_with_a_leader_and_working_st
     BOOST_TEST(reason(ready_node(), failed) == "storage failed");
     BOOST_TEST(raftkv::server::readiness_problem(ready_node(), failed)->message.find("No space left") !=
                std::string::npos);
+}
+
+// A removed node follows nobody; every answer it gives says what it is and what to do.
+BOOST_AUTO_TEST_CASE(a_node_outside_the_configuration_with_no_leader_says_it_was_removed)
+{
+    using raftkv::server::outside_configuration;
+    auto s = ready_node();
+    BOOST_TEST(!outside_configuration(s.node).has_value());
+    s.node.leader = raftkv::no_node;
+    BOOST_TEST(!outside_configuration(s.node).has_value(), "a member without a leader waits for one");
+
+    s.node.members.voters = {1, 3};
+    s.node.members.learners = {4};
+    s.node.members_index = 55;
+    const std::optional<std::string> why = outside_configuration(s.node);
+    BOOST_TEST_REQUIRE(why.has_value());
+    BOOST_TEST(*why ==
+               "node 2 is not a member of the cluster's configuration at index 55 (voters 1,3, learners 4): "
+               "it was removed and serves nothing; send requests to a member, and stop this node (to bring "
+               "it back, add it again with an empty data directory)");
+
+    s.node.leader = 1;
+    BOOST_TEST(!outside_configuration(s.node).has_value(),
+               "a leader still replicating to it has not finished removing it");
 }
