@@ -200,6 +200,10 @@ http_response membership_failure_response(std::error_code ec, node_id id, std::o
             "learner " + std::to_string(id) + " has not caught up" +
                 (lag ? ": it is " + std::to_string(*lag) + " entries behind the leader" : std::string()) +
                 "; retry once it has");
+    if (ec == errc::quorum_at_risk)
+        return error_response(http::status::conflict,
+                              "refused: too few of the voters the change would leave answer the leader for a "
+                              "quorum, so the cluster would stall");
     if (ec == errc::invalid_argument)
         return error_response(http::status::bad_request,
                               "the change does not apply to the configuration in force");
@@ -213,6 +217,30 @@ http_response membership_failure_response(std::error_code ec, node_id id, std::o
     if (ec == errc::proposal_dropped)
         return unavailable("the change was overwritten by a new leader and did not take effect; retry");
     return failure_response(ec, request_kind::write);
+}
+
+http_response quorum_at_risk_response(const std::vector<node_id>& next_voters,
+                                      const std::set<node_id>& answering)
+{
+    std::string voters;
+    std::string silent;
+    std::size_t silent_count = 0;
+    for (node_id id : next_voters) {
+        voters += (voters.empty() ? "" : ",") + std::to_string(id);
+        if (!answering.contains(id)) {
+            silent += (silent.empty() ? "" : ",") + std::to_string(id);
+            ++silent_count;
+        }
+    }
+    const bool one = silent_count == 1;
+    return error_response(
+        http::status::conflict,
+        "refused: voters " + voters + " would remain, and " + (one ? "node " : "nodes ") + silent +
+            (one ? " does" : " do") + " not answer the leader (down, cut off or never started), so " +
+            std::to_string(next_voters.size() - silent_count) + " of them could not make the quorum of " +
+            std::to_string(next_voters.size() / 2 + 1) + " and the cluster would stall. Bring " +
+            (one ? "it" : "them") + " back or remove " + (one ? "it" : "them") +
+            " first; to add a node, add it as a learner and promote it once it has caught up");
 }
 
 } // namespace raftkv::server

@@ -14,9 +14,11 @@
 
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace raftkv::server {
 
@@ -58,11 +60,17 @@ checked<node_id> check_member_id(std::string_view raw_id);
 std::string members_json(const service_status& s, const std::map<node_id, index_t>& match);
 
 /// How a membership change refused with `ec` is answered: 409 for change_in_progress
-/// (and learner_behind, whose message says how far behind), 400 for invalid_argument,
+/// (and learner_behind, whose message says how far behind, and quorum_at_risk), 400 for
+/// invalid_argument,
 /// 503 for the cluster's transient states (saying whether the change may have happened),
 /// 500 for anything unexpected. `lag`: for learner_behind, how many entries behind.
 http_response membership_failure_response(std::error_code ec, node_id id = no_node,
                                           std::optional<index_t> lag = std::nullopt);
+
+/// The 409 for a change refused with errc::quorum_at_risk: the voters the change would
+/// leave (`next_voters`), and the members that answer the leader (`answering`).
+http_response quorum_at_risk_response(const std::vector<node_id>& next_voters,
+                                      const std::set<node_id>& answering);
 
 } // namespace raftkv::server
 

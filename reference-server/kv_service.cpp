@@ -1153,6 +1153,24 @@ boost::asio::awaitable<std::map<node_id, index_t>> kv_service::match_indexes()
     co_return co_await on_node<std::map<node_id, index_t>>(n->driver, std::move(read), {});
 }
 
+boost::asio::awaitable<std::set<node_id>> kv_service::answering_members()
+{
+    auto read = [](driver_type::node_type& node) {
+        std::set<node_id> out;
+        if (node.role() != raftkv::role::leader)
+            return out;
+        out.insert(node.id());
+        for (const peer_metrics& p : node.metrics().peers)
+            if (p.active && p.match > 0)
+                out.insert(p.id);
+        return out;
+    };
+    const std::shared_ptr<raft_node> n = impl_->current();
+    if (!n)
+        co_return std::set<node_id>{};
+    co_return co_await on_node<std::set<node_id>>(n->driver, std::move(read), {});
+}
+
 boost::asio::awaitable<std::error_code> kv_service::transfer_leadership(node_id target,
                                                                         std::chrono::milliseconds timeout)
 {

@@ -34,6 +34,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <system_error>
 #include <utility>
@@ -271,6 +272,10 @@ public:
 
     /// The match index of each member as the leader knows it; empty unless this node leads.
     boost::asio::awaitable<std::map<node_id, index_t>> match_indexes();
+
+    /// The members that answer this leader (heard within the last one to two election
+    /// timeouts, with something acknowledged), this node included; empty unless it leads.
+    boost::asio::awaitable<std::set<node_id>> answering_members();
 
     /// Hands leadership to the voter `target` and waits until this node sees it lead, up
     /// to `timeout`: empty then, errc::timeout after; errc::not_leader when this node does

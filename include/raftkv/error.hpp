@@ -46,6 +46,11 @@ enum class errc {
     /// The node an operation names (a leadership transfer's target) has not answered the
     /// leader for at least an election timeout: it is down or cut off.
     peer_unreachable,
+    /// A configuration change would leave fewer of its voters answering the leader than
+    /// its majority needs (options::strict_membership_changes): it would stall the
+    /// cluster. Bring the missing voters back, or remove them, or add new nodes as
+    /// learners and promote them once they caught up.
+    quorum_at_risk,
 };
 
 namespace detail {
@@ -68,6 +73,8 @@ public:
         case errc::learner_behind: return "the learner has not caught up with the leader";
         case errc::node_failed: return "the node stopped after its storage failed";
         case errc::peer_unreachable: return "the node has not answered the leader lately";
+        case errc::quorum_at_risk:
+            return "the change would leave too few voters that answer the leader for a quorum";
         }
         return "unknown raftkv error";
     }

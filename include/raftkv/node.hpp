@@ -173,7 +173,8 @@ public:
     /// a change is not yet committed (or a joint configuration not yet left), or before
     /// this leader committed an entry of its term; errc::learner_behind when a learner to
     /// promote has acknowledged nothing yet or lags more than options::promote_max_lag
-    /// entries; errc::invalid_argument
+    /// entries; errc::quorum_at_risk when the new voters would not hold a majority that
+    /// answers this leader (options::strict_membership_changes); errc::invalid_argument
     /// for an empty list, id 0, adding a voter or learner that already is one (a learner
     /// may be promoted with add_voter), removing a non-member, or leaving no voter.
     propose_result change_membership(std::span<const config_change> changes);
@@ -326,6 +327,7 @@ private:
     void send(node_id to, message_body body) { send(to, std::move(body), term_); }
     void send(node_id to, message_body body, term_t term);
     detail::progress* progress_of(node_id id) noexcept;
+    const detail::progress* progress_of(node_id id) const noexcept;
 
     // impl/election.hpp
     void become_follower(term_t term, node_id leader);
@@ -394,6 +396,7 @@ private:
     void compact_log(index_t to);
     void config_changed();
     propose_result append_config(const membership& next);
+    bool answering_majority(const std::vector<node_id>& voters) const noexcept;
     void complete_config_change();
     index_t quorum_match();
 

@@ -30,6 +30,15 @@ struct options {
     /// Default: 1000.
     std::uint64_t promote_max_lag = 1000;
 
+    /// Refuse a membership change (errc::quorum_at_risk) whose new voters do not hold a
+    /// majority that answered this leader within the last one to two election timeouts:
+    /// voters that are down or cut off, and a node made a voter before it ever answered,
+    /// do not count. Such a change would commit only once enough of them answer, and
+    /// under CheckQuorum the leader steps down meanwhile: the cluster stalls. (etcd's
+    /// --strict-reconfig-check.) Takes effect with check_quorum, which tracks who answers.
+    /// Default: true.
+    bool strict_membership_changes = true;
+
     /// A follower that hears nothing from a leader for a randomized timeout drawn from
     /// [election_ticks, 2 * election_ticks) starts an election. A leader with CheckQuorum
     /// steps down after this many ticks without hearing from a quorum.

@@ -464,4 +464,40 @@ BOOST_AUTO_TEST_CASE(leadership_is_not_moved_to_a_voter_that_is_down)
     BOOST_TEST(moved, "leadership never moved to node " << down << " once it was back");
 }
 
+// With one of three voters down, removing another live one, or adding a voter that is not
+// running, would leave a configuration whose quorum cannot answer: refused, naming the
+// voter that does not answer. Removing the dead one is what goes through.
+BOOST_AUTO_TEST_CASE(a_change_that_would_stall_the_cluster_is_refused)
+{
+    const std::uint64_t down = followers().front();
+    const std::uint64_t up = followers().back();
+    c.kill9(down);
+    // Only once the leader counts it silent (a change accepted before would wait for it).
+    const std::string silent = "raftkv_peer_active{peer=\"" + std::to_string(down) + "\"} 0\n";
+    BOOST_TEST_REQUIRE(wait_until(
+                           [&] {
+                               return request(c.http_port(leader), "GET", "/metrics").body.find(silent) !=
+                                      std::string::npos;
+                           },
+                           10s),
+                       "the leader never counted node " << down << " silent");
+    const auto refused_naming_down = [&](const http_response& r) {
+        return is_error(r, 409) &&
+               r.body.find("node " + std::to_string(down) + " does not answer") != std::string::npos;
+    };
+    http_response r = request(c.http_port(up), "DELETE", "/cluster/members/" + std::to_string(up), {}, 8s);
+    BOOST_TEST(refused_naming_down(r), describe(r));
+    r = request(c.http_port(leader), "POST", "/cluster/members", R"({"id": 7, "raft": "127.0.0.1:1"})");
+    BOOST_TEST(is_error(r, 409), describe(r));
+    BOOST_TEST(r.body.find("nodes " + std::to_string(down) + ",7 do not answer") != std::string::npos,
+               describe(r));
+    BOOST_TEST(put(c.http_port(leader), "after-refusals", "v").status == 200, "the cluster still serves");
+
+    r = change_until_settled(c.http_port(leader), "DELETE", "/cluster/members/" + std::to_string(down));
+    BOOST_TEST_REQUIRE(r.status == 200, describe(r));
+    const std::set<std::uint64_t> two{leader, up};
+    BOOST_TEST((parse_members(r.body)->ids("voter") == two));
+    BOOST_TEST(put(c.http_port(up), "with-two", "v").status == 200);
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -504,6 +504,26 @@ BOOST_AUTO_TEST_CASE(a_change_in_progress_or_a_learner_behind_is_409_and_an_inva
     BOOST_TEST(membership_failure_response(errc::storage_inconsistent).result_int() == 500u);
 }
 
+// A change that would stall the cluster: the answer names who does not answer and what to do.
+BOOST_AUTO_TEST_CASE(a_change_that_puts_the_quorum_at_risk_is_409_naming_the_silent_voters)
+{
+    using raftkv::server::quorum_at_risk_response;
+    const auto one = quorum_at_risk_response({1, 4}, {1, 2, 3});
+    BOOST_TEST(one.result_int() == 409u);
+    BOOST_TEST(
+        one.body() ==
+        R"({"error":"refused: voters 1,4 would remain, and node 4 does not answer the leader (down, cut off )"
+        R"(or never started), so 1 of them could not make the quorum of 2 and the cluster would stall. )"
+        R"(Bring it back or remove it first; to add a node, add it as a learner and promote it once it )"
+        R"(has caught up"})");
+    const auto two = quorum_at_risk_response({1, 2, 3, 4, 5}, {1, 2});
+    BOOST_TEST(two.body().find("nodes 3,4,5 do not answer") != std::string::npos, two.body());
+    BOOST_TEST(two.body().find("so 2 of them could not make the quorum of 3") != std::string::npos,
+               two.body());
+    BOOST_TEST(raftkv::server::membership_failure_response(raftkv::errc::quorum_at_risk).result_int() ==
+               409u);
+}
+
 BOOST_AUTO_TEST_CASE(the_member_list_names_roles_addresses_and_match_only_where_known)
 {
     using raftkv::server::member_role;

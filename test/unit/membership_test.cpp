@@ -202,6 +202,49 @@ BOOST_AUTO_TEST_CASE(replacing_a_voter_goes_through_a_joint_configuration)
     BOOST_TEST(c.node(1).commit_index() >= w.index);
 }
 
+// A change whose new voters hold no majority that answers the leader would stall the
+// cluster (and make the leader step down under CheckQuorum): it is refused, unless the
+// options allow it.
+BOOST_AUTO_TEST_CASE(a_change_that_would_leave_no_answering_quorum_is_refused)
+{
+    cluster c(3);
+    c.elect(1);
+    c.isolate(3);
+    c.tick_all(2 * static_cast<int>(c.node(1).config().election_ticks)); // 3 silent for two periods
+    BOOST_REQUIRE(c.node(1).role() == role::leader);
+    // {1, 3}: 3 does not answer. {2, 3} without the leader: the same.
+    BOOST_TEST(change(c, 1, {{kind::remove, 2, {}}}).ec == errc::quorum_at_risk);
+    BOOST_TEST(change(c, 1, {{kind::remove, 1, {}}}).ec == errc::quorum_at_risk);
+    // A new voter that never answered does not count: {1, 2, 3, 4} would need three.
+    const node_id spare = c.add_spare();
+    BOOST_TEST(change(c, 1, {{kind::add_voter, spare, {}}}).ec == errc::quorum_at_risk);
+    BOOST_TEST(c.node(1).members_index() == 0u, "nothing was appended");
+    // Removing the silent voter leaves {1, 2}, both answering; a learner is always fine.
+    BOOST_TEST(!change(c, 1, {{kind::remove, 3, {}}}).ec);
+    BOOST_TEST(!change(c, 1, {{kind::add_learner, spare, {}}}).ec);
+    c.tick_all(2);
+    BOOST_TEST(!change(c, 1, {{kind::add_voter, spare, {}}}).ec,
+               "a learner that answers counts once promoted");
+    BOOST_TEST(c.node(1).members().voters == ids({1, 2, 4}));
+}
+
+BOOST_AUTO_TEST_CASE(a_one_voter_cluster_adds_a_learner_first_or_turns_the_check_off)
+{
+    cluster strict(1);
+    strict.elect(1);
+    const node_id spare = strict.add_spare();
+    BOOST_TEST(change(strict, 1, {{kind::add_voter, spare, {}}}).ec == errc::quorum_at_risk);
+
+    raftkv::options o;
+    o.strict_membership_changes = false;
+    cluster lax(1, true, o);
+    lax.elect(1);
+    const node_id other = lax.add_spare();
+    lax.isolate(other);
+    BOOST_TEST(!change(lax, 1, {{kind::add_voter, other, {}}}).ec);
+    BOOST_TEST(lax.node(1).members().voters == ids({1, 2}));
+}
+
 BOOST_AUTO_TEST_CASE(the_configuration_survives_a_restart_whatever_the_options_say)
 {
     cluster c(3);

@@ -245,7 +245,26 @@ basic_node<Transport, LogStore, StateMachine>::change_membership(std::span<const
         next.outgoing = old.voters;
     std::sort(next.voters.begin(), next.voters.end());
     std::sort(next.learners.begin(), next.learners.end());
+    if (opts_.strict_membership_changes && opts_.check_quorum &&
+        (!answering_majority(next.voters) || !answering_majority(next.outgoing)))
+        return refuse(errc::quorum_at_risk);
     return append_config(next);
+}
+
+// Whether a majority of `voters` (none: trivially) answered this leader within the last
+// one to two election timeouts, the leader itself included; the test a leadership
+// transfer makes of its target. A node that never answered has no such record.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+bool basic_node<Transport, LogStore, StateMachine>::answering_majority(
+    const std::vector<node_id>& voters) const noexcept
+{
+    std::size_t answering = 0;
+    for (node_id id : voters) {
+        const detail::progress* p = id == opts_.id ? nullptr : progress_of(id);
+        answering +=
+            id == opts_.id || (p && p->match > 0 && (p->recent_active || p->active_last_period)) ? 1 : 0;
+    }
+    return voters.empty() || answering > voters.size() / 2;
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>

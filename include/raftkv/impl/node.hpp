@@ -425,6 +425,16 @@ detail::progress* basic_node<Transport, LogStore, StateMachine>::progress_of(nod
     return nullptr;
 }
 
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+const detail::progress* basic_node<Transport, LogStore, StateMachine>::progress_of(node_id id) const noexcept
+{
+    for (const auto& p : peers_) {
+        if (p.id == id)
+            return &p;
+    }
+    return nullptr;
+}
+
 } // namespace raftkv
 
 #include <raftkv/impl/election.hpp>

@@ -62,8 +62,8 @@ struct fault_config {
     /// No node is added once the cluster has this many (spares and removed ones
     /// included). Default: 12.
     std::size_t max_nodes = 12;
-    /// A change refused for now (change_in_progress, learner_behind, no leader) is tried
-    /// again this many times, 50-150 ms apart. Default: 8.
+    /// A change refused for now (change_in_progress, learner_behind, quorum_at_risk, no
+    /// leader) is tried again this many times, 50-150 ms apart. Default: 8.
     std::size_t change_retries = 8;
 };
 
@@ -406,7 +406,8 @@ private:
                         std::to_string(r.term));
         }
         const bool later = r.ec == errc::change_in_progress || r.ec == errc::learner_behind ||
-                           r.ec == errc::not_leader || r.ec == errc::transfer_in_progress;
+                           r.ec == errc::quorum_at_risk || r.ec == errc::not_leader ||
+                           r.ec == errc::transfer_in_progress;
         note("membership: " + what + " refused (" + r.ec.message() + ")" +
              (later && retries > 0 ? ", will retry" : ""));
         if (!later || retries == 0)

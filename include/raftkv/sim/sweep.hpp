@@ -156,6 +156,12 @@ inline cluster_config choose_cluster(std::uint64_t seed, const scenario_params& 
     }
     // Drawn last, so that the choices above stay what each seed chose before it existed.
     o.snapshot_catchup_bytes = pick<std::uint64_t>(choose, {0, 64, 1024, 64 * 1024 * 1024});
+    // Half the seeds let the leader make changes that put its quorum at risk (new voters
+    // that never answered, voters removed while others are down), so those stay covered.
+    if (p.membership_changes) {
+        o.strict_membership_changes = choose.chance(0.5);
+        r.setup += std::string(", strict_membership_changes ") + (o.strict_membership_changes ? "on" : "off");
+    }
     r.setup += ", election_ticks " + std::to_string(o.election_ticks) + ", heartbeat_ticks " +
                std::to_string(o.heartbeat_ticks) + ", max_entries_per_append " +
                std::to_string(o.max_entries_per_append) + ", max_inflight_appends " +
