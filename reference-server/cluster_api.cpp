@@ -133,10 +133,12 @@ checked<member_request> check_member_body(std::string_view body)
     if (!error.empty())
         return bad<member_request>(error);
     // The others dial the Raft address and forward to the HTTP one: a wildcard reaches neither.
-    if (is_wildcard(r.raft) || (r.http && is_wildcard(*r.http)))
-        return bad<member_request>("\"" + std::string(is_wildcard(r.raft) ? "raft" : "http") +
-                                   "\": " + (is_wildcard(r.raft) ? r.raft : *r.http).to_string() +
-                                   " is a wildcard address; give the address the other members reach it at");
+    if (is_wildcard(r.raft) || (r.http && is_wildcard(*r.http))) {
+        std::string why(is_wildcard(r.raft) ? "\"raft\": " : "\"http\": ");
+        why += (is_wildcard(r.raft) ? r.raft : *r.http).to_string();
+        why += " is a wildcard address; give the address the other members reach it at";
+        return bad<member_request>(std::move(why));
+    }
     if (const json::value* learner = o->if_contains("learner")) {
         if (!learner->is_bool())
             return bad<member_request>("\"learner\" must be true or false");
@@ -222,13 +224,18 @@ http_response membership_failure_response(std::error_code ec, node_id id, std::o
 http_response quorum_at_risk_response(const std::vector<node_id>& next_voters,
                                       const std::set<node_id>& answering)
 {
+    const auto add = [](std::string& list, node_id id) {
+        if (!list.empty())
+            list += ',';
+        list += std::to_string(id);
+    };
     std::string voters;
     std::string silent;
     std::size_t silent_count = 0;
     for (node_id id : next_voters) {
-        voters += (voters.empty() ? "" : ",") + std::to_string(id);
+        add(voters, id);
         if (!answering.contains(id)) {
-            silent += (silent.empty() ? "" : ",") + std::to_string(id);
+            add(silent, id);
             ++silent_count;
         }
     }
