@@ -59,11 +59,11 @@ checked<node_id> check_member_id(std::string_view raw_id);
 /// `match`)}...], "members_index", "joint", "leader" (id or null)}.
 std::string members_json(const service_status& s, const std::map<node_id, index_t>& match);
 
-/// How a membership change refused with `ec` is answered: 409 for change_in_progress
-/// (and learner_behind, whose message says how far behind, and quorum_at_risk), 400 for
-/// invalid_argument,
-/// 503 for the cluster's transient states (saying whether the change may have happened),
-/// 500 for anything unexpected. `lag`: for learner_behind, how many entries behind.
+/// How a membership change refused with `ec` is answered: 409 for change_in_progress,
+/// learner_behind (whose message says how far behind) and quorum_at_risk (api.cpp names
+/// the voters with quorum_at_risk_response), 400 for invalid_argument, 503 for the
+/// cluster's transient states (saying whether the change may have happened), 500 for
+/// anything unexpected. `lag`: for learner_behind, how many entries behind.
 http_response membership_failure_response(std::error_code ec, node_id id = no_node,
                                           std::optional<index_t> lag = std::nullopt);
 

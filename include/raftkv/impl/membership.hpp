@@ -251,9 +251,10 @@ basic_node<Transport, LogStore, StateMachine>::change_membership(std::span<const
     return append_config(next);
 }
 
-// Whether a majority of `voters` (none: trivially) answered this leader within the last
-// one to two election timeouts, the leader itself included; the test a leadership
-// transfer makes of its target. A node that never answered has no such record.
+// Whether a majority of `voters` (none: trivially) answer this leader: the leader itself,
+// and each peer heard within the last one to two election timeouts (as a leadership
+// transfer asks of its target) that has acknowledged an entry of this leader. A node that
+// never ran, or is not a member yet, has no record and does not count.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 bool basic_node<Transport, LogStore, StateMachine>::answering_majority(
     const std::vector<node_id>& voters) const noexcept
