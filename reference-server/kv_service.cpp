@@ -1157,12 +1157,9 @@ boost::asio::awaitable<std::set<node_id>> kv_service::answering_members()
 {
     auto read = [](driver_type::node_type& node) {
         std::set<node_id> out;
-        if (node.role() != raftkv::role::leader)
-            return out;
-        out.insert(node.id());
-        for (const peer_metrics& p : node.metrics().peers)
-            if (p.active && p.match > 0)
-                out.insert(p.id);
+        for (node_id id : member_ids(node.members()))
+            if (node.answers(id))
+                out.insert(id);
         return out;
     };
     const std::shared_ptr<raft_node> n = impl_->current();

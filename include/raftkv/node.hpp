@@ -256,6 +256,11 @@ public:
     /// The match index the leader knows of `id`, or nullopt when this node does not lead
     /// or `id` is not a member it replicates to.
     std::optional<index_t> match_of(node_id id) const noexcept;
+    /// On the leader, whether `id` answers it, as a membership change counts voters
+    /// (options::strict_membership_changes): the leader itself, or a peer heard from within
+    /// the last one to two election timeouts that acknowledged an entry of this leader.
+    /// False when this node does not lead or `id` is not a member it replicates to.
+    bool answers(node_id id) const noexcept;
     const options& config() const noexcept { return opts_; }
     /// See node_status::malformed_dropped.
     std::uint64_t malformed_dropped() const noexcept { return malformed_dropped_; }

@@ -81,6 +81,9 @@ struct progress {
     /// Heard from within the previous period (true in a leader's first period: the
     /// benefit of the doubt). Neither flag set: silent for at least an election timeout.
     bool active_last_period = false;
+    /// Heard from within the current or the previous period: the last one to two election
+    /// timeouts. What metrics show, and what a transfer or a membership change asks of a peer.
+    bool heard_lately() const noexcept { return recent_active || active_last_period; }
     /// Ticks since the follower last answered an append or a snapshot chunk while
     /// something was in flight to it: a stalled stream is re-probed, never re-sent blindly.
     std::uint32_t ticks_since_ack = 0;

@@ -327,7 +327,7 @@ std::error_code basic_node<Transport, LogStore, StateMachine>::transfer_leadersh
     if (!p)
         return errc::invalid_argument;
     // Writes would stop for an election timeout to no avail.
-    if (opts_.check_quorum && !p->recent_active && !p->active_last_period)
+    if (opts_.check_quorum && !p->heard_lately())
         return errc::peer_unreachable;
     transfer_target_ = target;
     transfer_elapsed_ = 0;

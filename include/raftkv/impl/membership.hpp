@@ -251,21 +251,26 @@ basic_node<Transport, LogStore, StateMachine>::change_membership(std::span<const
     return append_config(next);
 }
 
-// Whether a majority of `voters` (none: trivially) answer this leader: the leader itself,
-// and each peer heard within the last one to two election timeouts (as a leadership
-// transfer asks of its target) that has acknowledged an entry of this leader. A node that
-// never ran, or is not a member yet, has no record and does not count.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+bool basic_node<Transport, LogStore, StateMachine>::answers(node_id id) const noexcept
+{
+    if (role_ != role::leader)
+        return false;
+    if (id == opts_.id)
+        return true;
+    const detail::progress* p = progress_of(id);
+    return p && p->match > 0 && p->heard_lately();
+}
+
+// Whether a majority of `voters` (none: trivially) answer this leader (answers()). A node
+// that never ran, or is not a member yet, has no record and does not count.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 bool basic_node<Transport, LogStore, StateMachine>::answering_majority(
     const std::vector<node_id>& voters) const noexcept
 {
-    std::size_t answering = 0;
-    for (node_id id : voters) {
-        const detail::progress* p = id == opts_.id ? nullptr : progress_of(id);
-        answering +=
-            id == opts_.id || (p && p->match > 0 && (p->recent_active || p->active_last_period)) ? 1 : 0;
-    }
-    return voters.empty() || answering > voters.size() / 2;
+    const auto answering =
+        std::count_if(voters.begin(), voters.end(), [this](node_id id) { return answers(id); });
+    return voters.empty() || static_cast<std::size_t>(answering) > voters.size() / 2;
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>

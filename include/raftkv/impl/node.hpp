@@ -404,7 +404,7 @@ node_metrics basic_node<Transport, LogStore, StateMachine>::metrics() const
                                                                             : peer_metrics::mode::probe,
                                        .inflight_messages = p.inflight.size(),
                                        .inflight_bytes = p.inflight.bytes(),
-                                       .active = p.recent_active || p.active_last_period});
+                                       .active = p.heard_lately()});
     }
     return m;
 }
