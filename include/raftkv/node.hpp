@@ -368,7 +368,7 @@ private:
     void flush_pending_ack();
     void apply_committed();
     append_response reject_hint(index_t prev_index) const;
-    index_t next_after_rejection(const detail::progress& p, const append_response& r) const;
+    index_t next_after_rejection(index_t match, const append_response& r) const;
     index_t last_index_with_term_at_most(term_t t, index_t from) const;
     void maybe_send_timeout_now(detail::progress& p);
     void to_probe(detail::progress& p);
@@ -400,6 +400,7 @@ private:
     void note_installed(const snapshot_meta& meta);
     void compact_log(index_t to);
     void config_changed();
+    void tell_removed(const message& m);
     propose_result append_config(const membership& next);
     bool answering_majority(const std::vector<node_id>& voters) const noexcept;
     void complete_config_change();

@@ -154,6 +154,61 @@ BOOST_AUTO_TEST_CASE(a_removed_follower_no_longer_counts_and_is_left_alone)
     BOOST_TEST(c.node(3).role() != role::leader);
 }
 
+BOOST_AUTO_TEST_CASE(a_removed_follower_learns_its_removal_when_it_asks_for_votes)
+{
+    cluster c(3);
+    c.elect(1);
+    c.propose(1, "before");
+    // The leader stops sending to node 3 when it appends the change; cut off, node 3 does
+    // not even see an append already on its way.
+    c.isolate(3);
+    auto r = change(c, 1, {{kind::remove, 3, {}}});
+    BOOST_REQUIRE(!r.ec);
+    const auto after = c.propose(1, "after");
+    BOOST_REQUIRE(c.node(1).commit_index() >= after.index);
+    BOOST_REQUIRE(c.node(3).members().contains(3));
+    const raftkv::index_t was_last = c.node(3).last_index();
+    BOOST_REQUIRE(was_last < r.index);
+    c.heal();
+    // Node 3 hears from no leader, asks for votes, and the leader answers with its log up
+    // to the entry that removed node 3, committed, and nothing after it.
+    c.tick_all(25);
+    BOOST_TEST(!c.node(3).members().contains(3));
+    BOOST_TEST(c.node(3).members().voters == ids({1, 2}));
+    BOOST_TEST(c.node(3).last_index() == r.index);
+    BOOST_TEST(c.node(3).commit_index() == r.index);
+    // It forgets the leader after an election timeout and never asks for votes again.
+    c.tick_all(25);
+    BOOST_TEST(c.node(3).leader() == raftkv::no_node);
+    BOOST_TEST(c.node(3).role() == role::follower);
+    for (int t = 0; t < 50; ++t) {
+        c.node(3).tick();
+        BOOST_TEST(c.at(3).transport.sent.empty());
+    }
+    BOOST_TEST(c.node(1).role() == role::leader);
+    BOOST_TEST(c.node(1).term() == r.term);
+}
+
+BOOST_AUTO_TEST_CASE(a_removed_follower_far_behind_is_brought_up_to_its_removal)
+{
+    raftkv::options small;
+    small.max_entries_per_append = 8; // several rounds
+    cluster c(3, true, small);
+    c.elect(1);
+    c.isolate(3);
+    for (int k = 0; k < 40; ++k)
+        c.propose(1, "w" + std::to_string(k));
+    auto r = change(c, 1, {{kind::remove, 3, {}}});
+    BOOST_REQUIRE(!r.ec);
+    c.propose(1, "after");
+    c.heal();
+    c.tick_all(40);
+    BOOST_TEST(c.node(3).last_index() == r.index);
+    BOOST_TEST(c.node(3).commit_index() == r.index);
+    BOOST_TEST(!c.node(3).members().contains(3));
+    BOOST_TEST(c.node(3).applied_index() == r.index);
+}
+
 BOOST_AUTO_TEST_CASE(a_leader_that_removes_itself_steps_down_once_the_change_commits)
 {
     cluster c(3);

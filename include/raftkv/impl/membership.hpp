@@ -312,6 +312,51 @@ void basic_node<Transport, LogStore, StateMachine>::complete_config_change()
     become_follower(term_, no_node);
 }
 
+// A follower removed from the configuration rarely learns it on its own: the leader stops
+// sending to it when it appends the change. When such a node asks for votes (its PreVote,
+// once it stops hearing from the leader) or answers what this sends, and its removal is
+// committed, the leader sends it its log up to the entry that removed it, one append per
+// message from it. It then holds its removal, committed, never campaigns again, and drops
+// its leader after an election timeout: the server reports it removed. (etcd's peers
+// answer a removed member's messages with "removed" instead.) A node ahead of this
+// leader's term is left alone, so it never sees a stale leader's term answered; so is one
+// whose removal this log no longer holds, or that needs entries compacted away.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::tell_removed(const message& m)
+{
+    const auto* vote = std::get_if<vote_request>(&m.body);
+    const auto* answer = std::get_if<append_response>(&m.body);
+    // A PreVote carries the term its sender would campaign in, one above its own.
+    if (vote ? !vote->pre_vote || m.term > term_ + 1 : !answer || m.term != term_)
+        return;
+    // The removal is the first configuration after the last that still held the node.
+    index_t removed_at = 0;
+    for (std::size_t k = configs_.size(); k-- > 1;) {
+        if (configs_[k - 1].members.contains(m.from)) {
+            removed_at = configs_[k].index;
+            break;
+        }
+    }
+    if (removed_at == 0 || removed_at > commit_ || removed_at < store_.first_index())
+        return;
+    index_t next = std::min(removed_at, vote ? vote->last_log_index + 1 : removed_at);
+    if (answer) {
+        if (answer->success && answer->match_index >= removed_at)
+            return; // it knows
+        if (answer->snapshot_needed)
+            return;
+        next = answer->success ? answer->match_index + 1 : next_after_rejection(0, *answer);
+        next = std::min(next, removed_at);
+    }
+    if (next < store_.first_index())
+        return;
+    append_request req{
+        .prev_index = next - 1, .prev_term = store_.term_at(next - 1), .commit = removed_at, .entries = {}};
+    req.entries = store_.entries(next, std::min<index_t>(removed_at + 1, next + opts_.max_entries_per_append),
+                                 opts_.max_bytes_per_append);
+    send(m.from, std::move(req));
+}
+
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 index_t basic_node<Transport, LogStore, StateMachine>::quorum_match()
 {

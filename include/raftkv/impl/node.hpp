@@ -135,6 +135,8 @@ void basic_node<Transport, LogStore, StateMachine>::step(message m)
         ++malformed_dropped_;
         return;
     }
+    if (role_ == role::leader && !members().contains(m.from))
+        tell_removed(m);
     if (accept_term(m))
         dispatch(m);
     complete_config_change();

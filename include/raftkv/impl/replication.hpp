@@ -182,7 +182,7 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_response(const
         (p->state == mode::replicate ? r.reject_index <= p->match : r.reject_index + 1 != p->next))
         return;
     p->ticks_since_ack = 0;
-    p->next = next_after_rejection(*p, r);
+    p->next = next_after_rejection(p->match, r);
     p->state = mode::probe;
     p->probe_sent = false;
     p->inflight.clear();
@@ -192,7 +192,7 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_response(const
 // Where to probe next after a rejection: past our last entry of the follower's
 // conflicting term if we have that term, else the first index the follower holds of it.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
-index_t basic_node<Transport, LogStore, StateMachine>::next_after_rejection(const detail::progress& p,
+index_t basic_node<Transport, LogStore, StateMachine>::next_after_rejection(index_t match,
                                                                             const append_response& r) const
 {
     index_t next = r.conflict_index;
@@ -202,7 +202,7 @@ index_t basic_node<Transport, LogStore, StateMachine>::next_after_rejection(cons
         if (at_most >= store_.first_index() && store_.term_at(at_most) == r.conflict_term)
             next = at_most + 1;
     }
-    return std::clamp<index_t>(next, p.match + 1, std::max<index_t>(r.reject_index, p.match + 1));
+    return std::clamp<index_t>(next, match + 1, std::max<index_t>(r.reject_index, match + 1));
 }
 
 // The last index i <= from whose term is <= t (first_index() - 1 if none).
