@@ -422,7 +422,10 @@ struct kv_service::impl {
     // The Raft address of every member of every configuration seen since start-up: a
     // removed member may still lead until its removal commits, and must be answered.
     std::map<node_id, host_port> known_addresses;
-    std::vector<node_id> just_removed;   // left with the last change, until it commits
+    std::vector<node_id> just_removed; // left with the last change, until it commits
+    // Nodes outside the configuration the Raft node wrote to (a leader telling a removed
+    // node of its removal), with when it last did: dialed for a while after.
+    std::map<node_id, clock::time_point> written_outside;
     std::map<node_id, host_port> dialed; // the peers' addresses last handed to resolve_peers
     std::uint64_t peers_generation = 0;  // bumped each time `dialed` changes
     peer_incarnations incarnations;      // as in DATA_DIR/peers
@@ -456,6 +459,11 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
             record_incarnation(peer, incarnation);
         };
         t.on_identity_conflict = [this](const std::string& why) { data_directory_replaced(why); };
+        // Picked up by the next observe(): this runs inside the node's step.
+        t.on_unknown_peer = [this](node_id id) {
+            if (known_addresses.contains(id))
+                written_outside.insert_or_assign(id, clock::now());
+        };
         if (c.peer_tls())
             t.tls = raftkv::asio::tcp_transport_tls{
                 .certificate_file = c.peer_cert, .private_key_file = c.peer_key, .ca_file = c.peer_ca};
@@ -738,10 +746,12 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
 
 // On the strand, at each configuration change and each tick. The transport dials the
 // members of the configuration in force, and also, until they are of no more use, the
-// members a change not yet committed removed (they may still need to hear from the rest)
-// and a leader outside the configuration (a leader removing itself leads until its
-// removal commits, which takes the others' answers). Names are resolved off the strand; a
-// later change supersedes the resolution of an earlier one that has not finished.
+// members a change not yet committed removed (they may still need to hear from the rest),
+// a leader outside the configuration (a leader removing itself leads until its removal
+// commits, which takes the others' answers) and, for five election timeouts after the
+// node last wrote to them, known nodes outside it (a leader tells a removed node that asks
+// for votes of its removal). Names are resolved off the strand; a later change supersedes
+// the resolution of an earlier one that has not finished.
 void kv_service::impl::update_peers(const membership& members, index_t members_index, index_t commit_index,
                                     node_id leader)
 {
@@ -757,6 +767,11 @@ void kv_service::impl::update_peers(const membership& members, index_t members_i
     if (commit_index < members_index)
         for (node_id id : just_removed)
             want(id);
+    const auto told_until =
+        clock::now() - std::chrono::milliseconds(std::uint64_t{5} * config.election_ticks * config.tick_ms);
+    std::erase_if(written_outside, [&](const auto& w) { return w.second < told_until; });
+    for (const auto& w : written_outside)
+        want(w.first);
     if (wanted == dialed)
         return;
     dialed = wanted;

@@ -1149,6 +1149,30 @@ BOOST_AUTO_TEST_CASE(a_peer_added_at_run_time_is_dialed_and_reached)
     BOOST_TEST(seq_of(two.received.front()) == 2u);
 }
 
+BOOST_AUTO_TEST_CASE(a_message_to_an_unknown_node_is_reported_so_its_address_can_be_added)
+{
+    boost::asio::io_context io;
+    test_node one, two;
+    auto a1 = bound_acceptor(io);
+    auto a2 = bound_acceptor(io);
+    const auto ep2 = a2.local_endpoint();
+    std::vector<raftkv::node_id> unknown;
+    tcp_transport_options o = fast_reconnect();
+    o.on_unknown_peer = [&](raftkv::node_id id) { unknown.push_back(id); };
+    one.start(std::move(a1), 1, {}, o);
+    two.start(std::move(a2), 2, {}, fast_reconnect());
+
+    one.transport->send(beat(1, 2, 1)); // dropped, and reported
+    one.transport->send(beat(1, 1, 2)); // to itself: dropped, not reported
+    BOOST_TEST(unknown == std::vector<raftkv::node_id>{2});
+    one.transport->set_peers({{2, ep2}});
+    run_for(io, 20ms);
+    one.transport->send(beat(1, 2, 3));
+    BOOST_REQUIRE(run_until(io, [&] { return two.received.size() == 1; }));
+    BOOST_TEST(seq_of(two.received.front()) == 3u);
+    BOOST_TEST(unknown.size() == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(a_removed_peer_has_its_connection_closed_and_gets_nothing_more)
 {
     boost::asio::io_context io;

@@ -340,6 +340,17 @@ BOOST_AUTO_TEST_CASE(removing_a_follower_while_clients_write_loses_no_acknowledg
         request(c.http_port(stays), "DELETE", "/cluster/members/" + std::to_string(gone), {}, 8s);
     BOOST_TEST_REQUIRE(r.status == 200, describe(r));
     BOOST_TEST(!parse_members(r.body)->ids("voter").contains(gone));
+    // The leader stops sending to it at once; once it misses the leader and asks for votes,
+    // the leader answers with the entry that removed it, and it says so.
+    BOOST_TEST(wait_until(
+                   [&] {
+                       const http_response s = request(c.http_port(gone), "GET", "/status");
+                       return s.status == 200 && parse_json(s.body).string("role") == "removed";
+                   },
+                   10s),
+               "the removed follower's /status never said role \"removed\"");
+    const http_response put_there = put(c.http_port(gone), "x", "y");
+    BOOST_TEST(put_there.body.find("not a member of the cluster") != std::string::npos, put_there.body);
     BOOST_TEST(c.terminate(gone).has_value());
     const std::size_t before = w.count();
     w.wait_for(before + 100); // the two that remain are a majority of two: writes go on

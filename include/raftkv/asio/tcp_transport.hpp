@@ -155,6 +155,13 @@ struct tcp_transport_options {
     /// Default: none (the refusal is only logged).
     std::function<void(std::string)> on_identity_conflict;
 
+    /// Called on the transport's executor with the id of each message dropped because its
+    /// node has no address here (it is not among the peers). A leader writes to a node
+    /// outside the configuration to tell it that it was removed; the caller may add that
+    /// node's address with set_peers(), so that the next such message gets through.
+    /// Default: none.
+    std::function<void(node_id)> on_unknown_peer;
+
     /// Mutual TLS on every connection, dialed and accepted: both ends present a certificate
     /// that must chain to `tls->ca_file`, and whose subject common name must be
     /// "raftkv-node-<id>" for the id the peer is (for a dialed connection, the id dialed;
@@ -208,8 +215,8 @@ public:
     ~tcp_transport();
 
     /// Queues `m` for node `m.to` and returns at once; never calls the receive handler.
-    /// Delivery is best effort. Messages to this node itself, to an unknown node, or sent
-    /// after stop() are dropped.
+    /// Delivery is best effort. Messages to this node itself, to an unknown node (see
+    /// on_unknown_peer), or sent after stop() are dropped.
     void send(message m);
 
     /// Makes `peers` the address of every other member from now on, as the cluster's

@@ -125,6 +125,8 @@ void tcp_transport::send(message m)
         return;
     if (const auto link = links_.find(m.to); link != links_.end())
         link->second->send(std::move(m));
+    else if (m.to != self_ && options_.on_unknown_peer)
+        options_.on_unknown_peer(m.to);
 }
 
 void tcp_transport::set_peers(std::map<node_id, endpoint_type> peers)
