@@ -163,7 +163,7 @@ BOOST_AUTO_TEST_CASE(many_concurrent_proposals_all_complete_in_order)
     BOOST_REQUIRE(leader);
     std::vector<std::size_t> results;
     for (int i = 0; i < 200; ++i)
-        c.at(*leader).async_propose("x" + std::to_string(i),
+        c.at(*leader).async_propose(std::string("x").append(std::to_string(i)), // not +: GCC 12 -Wrestrict
                                     [&](boost::system::error_code ec, std::size_t n) {
                                         BOOST_TEST(!ec, ec.message());
                                         results.push_back(n);
