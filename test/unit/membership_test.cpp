@@ -198,6 +198,56 @@ BOOST_AUTO_TEST_CASE(a_removed_follower_learns_its_removal_when_it_asks_for_vote
     BOOST_TEST(c.node(1).term() == r.term);
 }
 
+BOOST_AUTO_TEST_CASE(a_removed_learner_learns_its_removal_though_it_never_campaigns)
+{
+    cluster c(3);
+    c.elect(1);
+    const node_id spare = c.add_spare();
+    BOOST_REQUIRE(!change(c, 1, {{kind::add_learner, spare, "addr-4"}}).ec);
+    c.propose(1, "x");
+    BOOST_REQUIRE(c.node(spare).members().learners == ids({4}));
+    c.isolate(spare);
+    auto r = change(c, 1, {{kind::remove, spare, {}}});
+    BOOST_REQUIRE(!r.ec);
+    c.propose(1, "after");
+    BOOST_REQUIRE(c.node(spare).members().learners == ids({4}));
+    const raftkv::term_t term = c.node(1).term();
+    c.heal();
+    c.tick_all(50);
+    BOOST_TEST(c.node(spare).members().learners.empty());
+    BOOST_TEST(c.node(spare).last_index() == r.index);
+    BOOST_TEST(c.node(spare).commit_index() == r.index);
+    BOOST_TEST(c.node(spare).leader() == raftkv::no_node);
+    BOOST_TEST(c.node(spare).role() == role::follower);
+    BOOST_TEST(c.node(1).role() == role::leader);
+    BOOST_TEST(c.node(1).term() == term);
+    // Removed, it asks no one any more.
+    for (int t = 0; t < 50; ++t) {
+        c.node(spare).tick();
+        BOOST_TEST(c.at(spare).transport.sent.empty());
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_learner_without_a_leader_asks_but_neither_campaigns_nor_disturbs)
+{
+    cluster c(3);
+    c.elect(1);
+    const node_id spare = c.add_spare();
+    BOOST_REQUIRE(!change(c, 1, {{kind::add_learner, spare, "addr-4"}}).ec);
+    c.propose(1, "x");
+    const raftkv::term_t term = c.node(1).term();
+    // Cut off from the leader only: it asks the other voters, which ignore it (they hear
+    // from their leader), and nothing changes.
+    c.cut_.insert({1, spare});
+    c.cut_.insert({spare, 1});
+    c.tick_all(100);
+    BOOST_TEST(c.node(spare).role() == role::follower);
+    BOOST_TEST(c.node(spare).members().learners == ids({4}));
+    BOOST_TEST(c.node(1).role() == role::leader);
+    BOOST_TEST(c.node(2).term() == term);
+    BOOST_TEST(c.node(3).term() == term);
+}
+
 BOOST_AUTO_TEST_CASE(a_removed_follower_far_behind_is_brought_up_to_its_removal)
 {
     raftkv::options small;

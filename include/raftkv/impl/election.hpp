@@ -263,6 +263,16 @@ void basic_node<Transport, LogStore, StateMachine>::tick_election()
     abandon_follower_reads();
     abandon_forwards(errc::leadership_lost);
     reset_election_timer();
+    // A learner asks the voters whether anyone leads, with a PreVote it never acts on (it
+    // is no candidate, so the answers change nothing): if it was removed, no leader writes
+    // to it any more, and one that committed the removal answers with it (tell_removed).
+    if (opts_.pre_vote && members().is_learner(opts_.id) && term_ < max_term - 1) {
+        const index_t last = store_.last_index();
+        const vote_request req{last, store_.term_at(last), true, false};
+        for (const auto& p : peers_)
+            if (members().is_voter(p.id))
+                send(p.id, req, term_ + 1);
+    }
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
