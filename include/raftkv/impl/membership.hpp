@@ -312,15 +312,16 @@ void basic_node<Transport, LogStore, StateMachine>::complete_config_change()
     become_follower(term_, no_node);
 }
 
-// A follower removed from the configuration rarely learns it on its own: the leader stops
+// A node removed from the configuration rarely learns it on its own: the leader stops
 // sending to it when it appends the change. When such a node asks for votes (its PreVote,
-// once it stops hearing from the leader) or answers what this sends, and its removal is
-// committed, the leader sends it its log up to the entry that removed it, one append per
-// message from it. It then holds its removal, committed, never campaigns again, and drops
-// its leader after an election timeout: the server reports it removed. (etcd's peers
-// answer a removed member's messages with "removed" instead.) A node ahead of this
-// leader's term is left alone, so it never sees a stale leader's term answered; so is one
-// whose removal this log no longer holds, or that needs entries compacted away.
+// once it stops hearing from the leader; a learner asks too, see tick_election) or answers
+// what this sends, and its removal is committed, the leader sends it its log up to the
+// entry that removed it, one append per message from it. It then holds its removal,
+// committed, never campaigns again, and drops its leader after an election timeout: the
+// server reports it removed. (etcd's peers answer a removed member's messages with
+// "removed" instead.) A node ahead of this leader's term is left alone, so it never sees a
+// stale leader's term answered; so is one whose removal this log no longer holds, or that
+// needs entries compacted away.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::tell_removed(const message& m)
 {
