@@ -453,7 +453,8 @@ void render_http(exposition_writer& w, const http_metrics& h, const connection_c
 
 void render_watches(exposition_writer& w, const metrics_inputs& in)
 {
-    w.gauge("raftkv_watchers", "GET /watch streams open on this node.", static_cast<double>(in.watchers));
+    w.gauge("raftkv_watchers", "GET /watch streams open on this node (counted once their header is sent).",
+            static_cast<double>(in.watchers));
     w.counter("raftkv_watchers_stalled_closed_total",
               "Watches closed because their client stopped reading (--http-idle-timeout-ms, "
               "--watch-buffer-bytes).",

@@ -302,7 +302,19 @@ void change_journal::release_watcher()
 std::size_t change_journal::watchers() const
 {
     std::lock_guard lock(mutex_);
-    return watchers_;
+    return streaming_;
+}
+
+void change_journal::stream_began()
+{
+    std::lock_guard lock(mutex_);
+    ++streaming_;
+}
+
+void change_journal::stream_ended()
+{
+    std::lock_guard lock(mutex_);
+    --streaming_;
 }
 
 std::size_t change_journal::size() const
@@ -475,12 +487,16 @@ asio::awaitable<void> watch_stream::run(stream_writer& out)
     const auto ex = co_await asio::this_coro::executor;
     const auto w = std::make_shared<waiter>(ex, journal_, max_lag_bytes_);
     w->out = &out;
+    // Runs once the response header went out: the client knows where the watch starts
+    // (X-Raftkv-Watch-From) from the moment it is counted.
+    journal_.stream_began();
     struct detach {
         waiter& w;
         ~detach()
         {
             w.out = nullptr;
             w.journal.cancel_wait(w.wait_id);
+            w.journal.stream_ended();
         }
     } guard{*w};
 

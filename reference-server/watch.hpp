@@ -157,7 +157,11 @@ public:
     /// Takes one of max_watchers slots; false when all are taken.
     bool acquire_watcher();
     void release_watcher();
+    /// The watches streaming: their response header went out and they have not ended
+    /// (a slot is taken before the header is written, so this may be lower than the slots).
     std::size_t watchers() const;
+    void stream_began();
+    void stream_ended();
 
     /// Changes and bytes held now.
     std::size_t size() const;
@@ -188,7 +192,8 @@ private:
     std::string gap_reason_ = "the node started after it";
     std::vector<std::pair<std::uint64_t, std::function<void()>>> waiters_;
     std::uint64_t last_wait_id_ = 0;
-    std::size_t watchers_ = 0;
+    std::size_t watchers_ = 0;  // slots taken
+    std::size_t streaming_ = 0; // watchers()
 };
 
 /// A validated GET /watch request.
