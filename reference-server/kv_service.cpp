@@ -186,17 +186,17 @@ std::string flush_and_drop_cache(const std::filesystem::path& dir)
     return {};
 }
 
-/// Runs `attempt` (a function returning an awaitable of a result with an `ec`) again,
-/// after a short pause, while it fails with errc::transfer_in_progress, until `limit` has
-/// passed. Such a failure appended nothing, so trying again is safe; a transfer ends
-/// within an election timeout, either way.
+/// Runs `attempt` (a function of the deadline returning an awaitable of a result with an
+/// `ec`) again, after a short pause, while it fails with errc::transfer_in_progress, until
+/// `limit` has passed. Such a failure appended nothing, so trying again is safe; a
+/// transfer ends within an election timeout, either way. Every try ends by the deadline.
 template <class Result, class Attempt>
 boost::asio::awaitable<Result> retry_while_transferring(Attempt attempt, std::chrono::milliseconds limit)
 {
     const auto deadline = clock::now() + limit;
     boost::asio::steady_timer pause(co_await boost::asio::this_coro::executor);
     for (;;) {
-        Result r = co_await attempt();
+        Result r = co_await attempt(deadline);
         if (r.ec != raftkv::errc::transfer_in_progress || clock::now() + transfer_retry_pause >= deadline)
             co_return r;
         pause.expires_after(transfer_retry_pause);
@@ -673,8 +673,9 @@ boost::asio::awaitable<write_result> kv_service::impl::propose(std::string comma
         const std::shared_ptr<raft_node> n = current();
         if (!n)
             co_return write_result{make_error_code(raftkv::errc::node_failed), false};
-        auto [ec, result] =
-            co_await n->driver.async_propose(command, boost::asio::as_tuple(boost::asio::use_awaitable));
+        // Every try ends by the request's deadline: a retry does not start a timeout of its own.
+        auto [ec, result] = co_await n->driver.async_propose(
+            command, deadline, boost::asio::as_tuple(boost::asio::use_awaitable));
         const write_result r{ec, result.found, result.status, result.version, result.replayed};
         const bool transferring = ec == raftkv::errc::transfer_in_progress;
         const bool unknown = ec == raftkv::errc::leadership_lost || ec == raftkv::errc::timeout;
@@ -1141,12 +1142,12 @@ void kv_service::read_barrier(std::function<void(std::error_code)> done)
 
 boost::asio::awaitable<change_result> kv_service::change_membership(std::vector<config_change> changes)
 {
-    auto attempt = [this, &changes]() -> boost::asio::awaitable<change_result> {
+    auto attempt = [this, &changes](clock::time_point deadline) -> boost::asio::awaitable<change_result> {
         const std::shared_ptr<raft_node> n = impl_->current();
         if (!n)
             co_return change_result{make_error_code(raftkv::errc::node_failed), 0};
         auto [ec, index] = co_await n->driver.async_change_membership(
-            changes, boost::asio::as_tuple(boost::asio::use_awaitable));
+            changes, deadline, boost::asio::as_tuple(boost::asio::use_awaitable));
         co_return change_result{ec, index};
     };
     co_return co_await retry_while_transferring<change_result>(

@@ -14,6 +14,7 @@
 #include <boost/asio/use_future.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <future>
 #include <memory>
@@ -30,17 +31,19 @@ namespace {
 
 using raftkv::test::list_machine;
 
-// Delivers to nodes in the same process; a node marked down sends and receives nothing.
+// Delivers to nodes in the same process; a node marked down sends and receives nothing,
+// and messages of a type marked lost are dropped.
 struct router {
     std::vector<std::function<void(raftkv::message)>> deliver;
     std::vector<bool> down;
+    std::optional<std::size_t> lost_type; // a message_body index
 };
 
 struct loopback_transport {
     router* r;
     void send(raftkv::message m)
     {
-        if (!r->down[m.to] && !r->down[m.from])
+        if (!r->down[m.to] && !r->down[m.from] && r->lost_type != m.body.index())
             r->deliver[m.to](std::move(m));
     }
 };
@@ -55,7 +58,7 @@ struct member {
 };
 
 struct cluster {
-    explicit cluster(std::size_t n, bool forward_proposals = true)
+    explicit cluster(std::size_t n, bool forward_proposals = true, std::uint32_t election_ticks = 10)
     {
         net.deliver.resize(n + 1);
         net.down.assign(n + 1, false);
@@ -66,6 +69,7 @@ struct cluster {
             for (raftkv::node_id v = 1; v <= n; ++v)
                 o.members.voters.push_back(v);
             o.random_seed = id;
+            o.election_ticks = election_ticks;
             member& m = members[id - 1];
             m.transport = std::make_unique<loopback_transport>(loopback_transport{&net});
             raftkv::asio::driver_options d;
@@ -259,6 +263,62 @@ BOOST_AUTO_TEST_CASE(leader_without_a_quorum_times_out_its_proposals)
         c.io.run_for(5ms);
     BOOST_REQUIRE(got);
     BOOST_TEST((*got == std::error_code(raftkv::errc::timeout)));
+}
+
+// A caller that proposes again after a failure passes the deadline of its whole request,
+// so the last try does not run a proposal timeout of its own past it.
+BOOST_AUTO_TEST_CASE(a_proposal_times_out_at_its_callers_deadline_when_that_comes_first)
+{
+    // Ticks of 2 ms, proposal_timeout 300 ms; an election timeout of 100 ms, so the
+    // follower gives its forwards up after 200 ms, and its leader steps down after 100.
+    cluster c(3, true, 50);
+    auto leader = c.wait_for_leader();
+    BOOST_REQUIRE(leader);
+    c.io.run_for(20ms); // let followers hear from the leader
+    const raftkv::node_id follower = *leader == 1 ? 2 : 1;
+    // The leader hears the follower's forwards no more, and still leads it.
+    c.net.lost_type = raftkv::message_body(raftkv::forward_request{}).index();
+    using clock = std::chrono::steady_clock;
+    const auto start = clock::now();
+    std::optional<std::error_code> forwarded, later, unbounded;
+    std::optional<clock::duration> forwarded_after;
+    c.at(follower).async_propose("f", start + 30ms, [&](boost::system::error_code ec, std::size_t) {
+        forwarded = ec;
+        forwarded_after = clock::now() - start;
+    });
+    // In the same batch, one with a later deadline and one with none: each keeps its own.
+    c.at(follower).async_propose("g", start + 120ms,
+                                 [&](boost::system::error_code ec, std::size_t) { later = ec; });
+    c.at(follower).async_propose("h", [&](boost::system::error_code ec, std::size_t) { unbounded = ec; });
+    for (int i = 0; i < 100 && !forwarded; ++i)
+        c.io.run_for(2ms);
+    BOOST_REQUIRE(forwarded);
+    BOOST_TEST((*forwarded == std::error_code(raftkv::errc::timeout)));
+    BOOST_TEST((*forwarded_after >= 30ms && *forwarded_after < 100ms));
+    BOOST_TEST(!later);
+    BOOST_TEST(!unbounded);
+    for (int i = 0; i < 100 && !later; ++i)
+        c.io.run_for(2ms);
+    BOOST_REQUIRE(later);
+    BOOST_TEST((*later == std::error_code(raftkv::errc::timeout)));
+    BOOST_TEST(!unbounded);
+
+    // At the leader, cut off from both followers: its proposal waits for a quorum.
+    c.net.lost_type.reset();
+    for (raftkv::node_id id = 1; id <= 3; ++id)
+        c.net.down[id] = id != *leader;
+    const auto local_start = clock::now();
+    std::optional<std::error_code> local;
+    std::optional<clock::duration> local_after;
+    c.at(*leader).async_propose("x", local_start + 40ms, [&](boost::system::error_code ec, std::size_t) {
+        local = ec;
+        local_after = clock::now() - local_start;
+    });
+    for (int i = 0; i < 100 && !local; ++i)
+        c.io.run_for(2ms);
+    BOOST_REQUIRE(local);
+    BOOST_TEST((*local == std::error_code(raftkv::errc::timeout)));
+    BOOST_TEST((*local_after >= 40ms && *local_after < 120ms));
 }
 
 BOOST_AUTO_TEST_CASE(stop_fails_pending_operations_with_shutting_down)

@@ -243,11 +243,21 @@ public:
     template <class Token>
     auto async_propose(std::string command, Token&& token)
     {
+        return async_propose(std::move(command), clock::time_point::max(), std::forward<Token>(token));
+    }
+
+    /// As async_propose(command, token), but completes with errc::timeout at `deadline`
+    /// if that comes before driver_options::proposal_timeout has passed: for a caller that
+    /// proposes again after a failure and must answer within one deadline over all its tries.
+    template <class Token>
+    auto async_propose(std::string command, std::chrono::steady_clock::time_point deadline, Token&& token)
+    {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, result_type)>(
-            [this](auto handler, std::string cmd) {
-                boost::asio::post(strand_, [this, h = std::move(handler), cmd = std::move(cmd)]() mutable {
-                    guarded([&] { enqueue(std::move(cmd), std::move(h)); });
-                });
+            [this, deadline](auto handler, std::string cmd) {
+                boost::asio::post(strand_,
+                                  [this, deadline, h = std::move(handler), cmd = std::move(cmd)]() mutable {
+                                      guarded([&] { enqueue(std::move(cmd), std::move(h), deadline); });
+                                  });
             },
             token, std::move(command));
     }
@@ -291,11 +301,21 @@ public:
     template <class Token>
     auto async_change_membership(std::vector<config_change> changes, Token&& token)
     {
+        return async_change_membership(std::move(changes), clock::time_point::max(),
+                                       std::forward<Token>(token));
+    }
+
+    /// As async_change_membership(changes, token), completing with errc::timeout at
+    /// `deadline` if that comes first (see async_propose(command, deadline, token)).
+    template <class Token>
+    auto async_change_membership(std::vector<config_change> changes,
+                                 std::chrono::steady_clock::time_point deadline, Token&& token)
+    {
         return boost::asio::async_initiate<Token, void(boost::system::error_code, index_t)>(
-            [this](auto handler, std::vector<config_change> changes) {
-                boost::asio::dispatch(strand_, [this, h = membership_handler(std::move(handler)),
+            [this, deadline](auto handler, std::vector<config_change> changes) {
+                boost::asio::dispatch(strand_, [this, deadline, h = membership_handler(std::move(handler)),
                                                 changes = std::move(changes)]() mutable {
-                    guarded([&] { start_change(std::move(changes), std::move(h)); });
+                    guarded([&] { start_change(std::move(changes), std::move(h), deadline); });
                 });
             },
             token, std::move(changes));
@@ -363,6 +383,7 @@ private:
     struct queued_proposal {
         std::string command;
         propose_handler handler;
+        clock::time_point deadline;
     };
     struct proposal_waiter {
         clock::time_point deadline;
@@ -377,10 +398,10 @@ private:
         read_mode mode;
         read_handler handler;
     };
-    /// Proposals sent to the leader, waiting to learn where it appended them.
+    /// Proposals sent to the leader, waiting to learn where it appended them; in batch
+    /// order. One that timed out meanwhile keeps its place with an empty handler.
     struct forward_waiter {
-        clock::time_point deadline;
-        std::vector<propose_handler> handlers;
+        std::vector<proposal_waiter> proposals;
     };
 
     static boost::system::error_code to_boost(std::error_code ec) { return ec; }
@@ -458,13 +479,14 @@ private:
         fail_all(errc::node_failed);
     }
 
-    void enqueue(std::string command, propose_handler handler)
+    void enqueue(std::string command, propose_handler handler, clock::time_point deadline)
     {
         if (stopped_) {
             complete(std::move(handler), to_boost(stopped_error()), result_type{});
             return;
         }
-        queue_.push_back({std::move(command), std::move(handler)});
+        deadline = std::min(deadline, clock::now() + dopts_.proposal_timeout);
+        queue_.push_back({std::move(command), std::move(handler), deadline});
         if (!flush_scheduled_) {
             flush_scheduled_ = true;
             boost::asio::post(strand_, [this] { guarded([this] { flush(); }); });
@@ -485,14 +507,13 @@ private:
                 continue;
             }
             const propose_result r = node_.propose(std::span<std::string>(batch_));
-            const auto deadline = clock::now() + dopts_.proposal_timeout;
             for (std::size_t k = 0; k < n; ++k) {
                 auto& q = queue_.front();
                 if (r.ec)
                     complete(std::move(q.handler), to_boost(r.ec), result_type{});
                 else
                     waiters_.emplace(std::pair{r.index + k, r.term},
-                                     proposal_waiter{deadline, std::move(q.handler)});
+                                     proposal_waiter{q.deadline, std::move(q.handler)});
                 queue_.pop_front();
             }
             if (!r.ec)
@@ -505,15 +526,15 @@ private:
     void forward(std::size_t n)
     {
         const std::uint64_t id = ++last_forward_id_;
-        forward_waiter w{clock::now() + dopts_.proposal_timeout, {}};
-        w.handlers.reserve(n);
+        forward_waiter w;
+        w.proposals.reserve(n);
         for (std::size_t k = 0; k < n; ++k) {
-            w.handlers.push_back(std::move(queue_.front().handler));
+            w.proposals.push_back({queue_.front().deadline, std::move(queue_.front().handler)});
             queue_.pop_front();
         }
         if (const std::error_code ec = node_.forward(id, std::span<std::string>(batch_))) {
-            for (auto& h : w.handlers)
-                complete(std::move(h), to_boost(ec), result_type{});
+            for (auto& p : w.proposals)
+                complete(std::move(p.handler), to_boost(ec), result_type{});
             return;
         }
         forwards_.emplace(id, std::move(w));
@@ -528,14 +549,16 @@ private:
             return;
         forward_waiter w = std::move(it->second);
         forwards_.erase(it);
-        for (std::size_t k = 0; k < w.handlers.size(); ++k) {
+        for (std::size_t k = 0; k < w.proposals.size(); ++k) {
+            proposal_waiter& p = w.proposals[k];
+            if (!p.handler) // timed out already
+                continue;
             if (ec)
-                complete(std::move(w.handlers[k]), to_boost(ec), result_type{});
+                complete(std::move(p.handler), to_boost(ec), result_type{});
             else if (index + k <= node_.applied_index()) // the answer came after the apply
-                complete(std::move(w.handlers[k]), to_boost(errc::leadership_lost), result_type{});
+                complete(std::move(p.handler), to_boost(errc::leadership_lost), result_type{});
             else
-                waiters_.emplace(std::pair{index + k, term},
-                                 proposal_waiter{w.deadline, std::move(w.handlers[k])});
+                waiters_.emplace(std::pair{index + k, term}, std::move(p));
         }
     }
 
@@ -576,7 +599,8 @@ private:
         complete(std::move(w.handler), to_boost(ec), result_type{});
     }
 
-    void start_change(std::vector<config_change> changes, membership_handler handler)
+    void start_change(std::vector<config_change> changes, membership_handler handler,
+                      clock::time_point deadline)
     {
         if (stopped_) {
             complete(std::move(handler), to_boost(stopped_error()), index_t{0});
@@ -591,7 +615,7 @@ private:
         // Waits like a proposal; the state machine's result for a config entry means nothing.
         waiters_.emplace(
             std::pair{r.index, r.term},
-            proposal_waiter{clock::now() + dopts_.proposal_timeout,
+            proposal_waiter{std::min(deadline, clock::now() + dopts_.proposal_timeout),
                             propose_handler([this, h = std::move(handler), index = r.index](
                                                 boost::system::error_code ec, result_type) mutable {
                                 complete(std::move(h), ec, ec ? index_t{0} : index);
@@ -694,8 +718,10 @@ private:
         });
     }
 
-    // Reads are kept in id order, which is also deadline order; proposals are few enough
-    // per tick (bounded by max_uncommitted_bytes) to scan.
+    // Reads are kept in id order, which is also deadline order. Proposals are few enough
+    // to scan (bounded by max_uncommitted_bytes), and so are forwarded ones (each batch is
+    // answered within a round trip, or abandoned within two election timeouts); theirs
+    // are the callers' deadlines, in no order.
     void expire(clock::time_point now)
     {
         for (auto it = waiters_.begin(); it != waiters_.end();) {
@@ -711,10 +737,14 @@ private:
                 complete(std::move(h), to_boost(errc::timeout), read_info{});
             reads_.erase(reads_.begin());
         }
-        while (!forwards_.empty() && forwards_.begin()->second.deadline <= now) {
-            for (auto& h : forwards_.begin()->second.handlers)
-                complete(std::move(h), to_boost(errc::timeout), result_type{});
-            forwards_.erase(forwards_.begin());
+        for (auto it = forwards_.begin(); it != forwards_.end();) {
+            bool waiting = false;
+            for (proposal_waiter& p : it->second.proposals) {
+                if (p.handler && p.deadline <= now)
+                    complete(std::move(p.handler), to_boost(errc::timeout), result_type{});
+                waiting = waiting || p.handler;
+            }
+            it = waiting ? std::next(it) : forwards_.erase(it);
         }
     }
 
@@ -732,8 +762,9 @@ private:
                 complete(std::move(h), ec, read_info{});
         reads_.clear();
         for (auto& [id, f] : forwards_)
-            for (auto& h : f.handlers)
-                complete(std::move(h), ec, result_type{});
+            for (auto& p : f.proposals)
+                if (p.handler)
+                    complete(std::move(p.handler), ec, result_type{});
         forwards_.clear();
     }
 
@@ -786,7 +817,7 @@ private:
     /// The reads being started on the strand; kept to reuse its storage.
     std::vector<submitted_read> starting_;
     std::uint64_t last_read_id_ = 0;
-    /// Forwarded batches by id, which is also deadline order.
+    /// Forwarded batches by id.
     std::map<std::uint64_t, forward_waiter> forwards_;
     std::uint64_t last_forward_id_ = 0;
 
