@@ -498,6 +498,31 @@ print_table() {
     }
 }
 
+# The one-connection write target's floor, one fdatasync plus one loopback round trip, measured
+# by raftkv-loadgen --baseline next to the data directories while both clusters are idle. Sets
+# $baseline to its BASELINE line, or to nothing with --load wrk (no raftkv-loadgen is built).
+measure_baseline() {
+    baseline=""
+    [[ $load == native ]] || return 0
+    baseline=$("$loadgen" --baseline "$work" 1000 | grep '^BASELINE ') || fail "raftkv-loadgen --baseline failed"
+    echo "floor of a write: fdatasync p50 $(field "$baseline" fsync_p50_ms) ms (alone, on this disk)," \
+        "loopback round trip p50 $(field "$baseline" rtt_p50_ms) ms"
+}
+
+# Compares raftkv's one-connection writes with that floor: the target is at most twice it.
+print_single_connection_writes() {
+    local p50 floor where="the leader"
+    [[ -n $baseline ]] || return 0
+    p50=$(awk -F, '$1 == "raftkv" && $2 == "write" && $4 == 1 { print $9 }' "$csv")
+    [[ -n $p50 ]] || return 0
+    [[ $target == leader ]] || where="a follower, which hands them to the leader"
+    floor=$(awk -v f="$(field "$baseline" fsync_p50_ms)" -v r="$(field "$baseline" rtt_p50_ms)" \
+        'BEGIN { printf "%.3f", f + r }')
+    echo "one connection, sequential writes (to $where): raftkv p50 $p50 ms; one fdatasync" \
+        "($(field "$baseline" fsync_p50_ms) ms, alone) + one loopback round trip ($(field "$baseline" rtt_p50_ms) ms)" \
+        "= $floor ms; $(awk -v a="$p50" -v b="$floor" 'BEGIN { printf "%.1f", a / b }')x that (target: 2x)"
+}
+
 machine_description() {
     if [[ -n $commit ]]; then
         echo "commit: $commit (built from the commit alone, with --commit)"
@@ -586,6 +611,7 @@ if ((needs_prefill)); then
     prefill raftkv
     prefill etcd
 fi
+measure_baseline
 
 # Points alternate between the systems so that a slow spell of the shared machine hits both.
 for workload in "${workload_list[@]}"; do
@@ -599,8 +625,11 @@ write_ratios
 {
     echo "raftkv vs etcd, $(date -u '+%Y-%m-%d %H:%M UTC'), target $target, load $load, ${duration} s per point, $value_bytes-byte values, $key_count keys"
     cat "$work/machine.txt"
+    [[ -z $baseline ]] || echo "baseline: ${baseline#BASELINE }"
     echo
     print_table
+    echo
+    print_single_connection_writes
 } >"$work/$stamp.txt"
 cp "$csv" "$ratio_csv" "$work/$stamp.txt" "$results/"
 chart=$("$bench/plot.sh" "$results/$stamp.csv")

@@ -12,6 +12,7 @@
 
 #include "response_parser.hpp"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -81,6 +82,7 @@ void usage(std::FILE* out)
 {
     std::fputs(
         R"(usage: raftkv-loadgen --target raftkv|etcd --endpoints HOST:PORT[,HOST:PORT...] [options]
+       raftkv-loadgen --baseline DIR [SAMPLES]
 
 Closed-loop HTTP/1.1 load on raftkv (PUT/GET /kv/<key>) or etcd's v3 JSON gateway
 (POST /v3/kv/put, /v3/kv/range, linearizable), keys k00000.. uniformly at random.
@@ -108,6 +110,12 @@ Options:
                         reopened (default: 10)
   --seed N              random seed (default: from the clock)
   -h, --help            print this help
+
+--baseline measures what a replicated write cannot go below on this machine, for the
+one-connection write target: SAMPLES (default 1000) 256-byte appends to a pre-written file
+in DIR, each made durable with fdatasync, and SAMPLES round trips of 256 bytes over a
+loopback TCP connection between two threads. Prints one line "BASELINE fsync_p50_ms=...
+fsync_mean_ms=... rtt_p50_ms=... rtt_mean_ms=... samples=...".
 )",
         out);
 }
@@ -915,8 +923,141 @@ double cpu_seconds()
 
 } // namespace
 
+// ---------------------------------------------------------------------------------------------
+// --baseline: one fsync and one loopback round trip, the floor under a replicated write
+
+struct sample_summary {
+    double p50_ms = 0;
+    double mean_ms = 0;
+};
+
+sample_summary summarize(std::vector<std::int64_t> ns)
+{
+    std::sort(ns.begin(), ns.end());
+    double sum = 0;
+    for (const std::int64_t v : ns)
+        sum += static_cast<double>(v);
+    return {static_cast<double>(ns[ns.size() / 2]) / 1e6, sum / static_cast<double>(ns.size()) / 1e6};
+}
+
+void write_all(int fd, const char* data, std::size_t size, const char* what)
+{
+    while (size > 0) {
+        const ssize_t n = ::write(fd, data, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die(std::string(what) + ": " + std::strerror(errno));
+        data += n;
+        size -= static_cast<std::size_t>(n);
+    }
+}
+
+void read_exactly(int fd, char* data, std::size_t size, const char* what)
+{
+    while (size > 0) {
+        const ssize_t n = ::read(fd, data, size);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            die(std::string(what) + ": " + (n == 0 ? "connection closed" : std::strerror(errno)));
+        data += n;
+        size -= static_cast<std::size_t>(n);
+    }
+}
+
+// Appends of `record` bytes to a file whose blocks are written and synced first (as the
+// WAL writes zeros ahead of its records), so each fdatasync writes data, not metadata.
+std::vector<std::int64_t> time_fsyncs(const std::string& dir, int samples)
+{
+    constexpr std::size_t record = 256;
+    const std::string path = dir + "/raftkv-baseline.probe";
+    const int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        die("--baseline: cannot create " + path + ": " + std::strerror(errno));
+    const std::vector<char> zeros(record * static_cast<std::size_t>(samples), 0);
+    write_all(fd, zeros.data(), zeros.size(), "--baseline: cannot write the probe file");
+    if (::fsync(fd) != 0)
+        die("--baseline: cannot sync the probe file: " + std::string(std::strerror(errno)));
+    const std::array<char, record> data{'r', 'a', 'f', 't', 'k', 'v'};
+    std::vector<std::int64_t> ns;
+    ns.reserve(static_cast<std::size_t>(samples));
+    for (int i = 0; i < samples; ++i) {
+        const std::int64_t start = now_ns();
+        const off_t at = static_cast<off_t>(record) * i;
+        if (::pwrite(fd, data.data(), data.size(), at) != static_cast<ssize_t>(data.size()) ||
+            ::fdatasync(fd) != 0)
+            die("--baseline: cannot append to the probe file: " + std::string(std::strerror(errno)));
+        ns.push_back(now_ns() - start);
+    }
+    ::close(fd);
+    ::unlink(path.c_str());
+    return ns;
+}
+
+// Round trips of 256 bytes between two threads over a loopback TCP connection with
+// TCP_NODELAY, as a request and its answer travel between two processes here.
+std::vector<std::int64_t> time_round_trips(int samples)
+{
+    constexpr std::size_t size = 256;
+    const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    if (listener < 0 || ::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
+        ::listen(listener, 1) != 0 ||
+        ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length) != 0)
+        die("--baseline: cannot listen on loopback: " + std::string(std::strerror(errno)));
+    const int client = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (client < 0 || ::connect(client, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0)
+        die("--baseline: cannot connect on loopback: " + std::string(std::strerror(errno)));
+    const int server = ::accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+    if (server < 0)
+        die("--baseline: cannot accept on loopback: " + std::string(std::strerror(errno)));
+    const int one = 1;
+    ::setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    ::setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    std::thread echo([server, samples] {
+        std::array<char, size> buffer{};
+        for (int i = 0; i < samples; ++i) {
+            read_exactly(server, buffer.data(), buffer.size(), "--baseline: echo");
+            write_all(server, buffer.data(), buffer.size(), "--baseline: echo");
+        }
+    });
+    std::array<char, size> buffer{'p', 'i', 'n', 'g'};
+    std::vector<std::int64_t> ns;
+    ns.reserve(static_cast<std::size_t>(samples));
+    for (int i = 0; i < samples; ++i) {
+        const std::int64_t start = now_ns();
+        write_all(client, buffer.data(), buffer.size(), "--baseline: round trip");
+        read_exactly(client, buffer.data(), buffer.size(), "--baseline: round trip");
+        ns.push_back(now_ns() - start);
+    }
+    echo.join();
+    ::close(client);
+    ::close(server);
+    ::close(listener);
+    return ns;
+}
+
+int run_baseline(int argc, char** argv)
+{
+    if (argc < 3 || argc > 4)
+        die("--baseline DIR [SAMPLES] (see --help)");
+    const int samples =
+        argc == 4 ? static_cast<int>(parse_int("--baseline SAMPLES", argv[3], 10, 100000)) : 1000;
+    const sample_summary fsync = summarize(time_fsyncs(argv[2], samples));
+    const sample_summary rtt = summarize(time_round_trips(samples));
+    std::printf("BASELINE fsync_p50_ms=%.3f fsync_mean_ms=%.3f rtt_p50_ms=%.3f rtt_mean_ms=%.3f samples=%d\n",
+                fsync.p50_ms, fsync.mean_ms, rtt.p50_ms, rtt.mean_ms, samples);
+    return 0;
+}
+
 int main(int argc, char** argv)
 {
+    if (argc >= 2 && std::string_view(argv[1]) == "--baseline")
+        return run_baseline(argc, argv);
     const options o = parse_options(argc, argv);
     struct sigaction on_interrupt {};
     on_interrupt.sa_handler = [](int) { interrupted.store(true); };
