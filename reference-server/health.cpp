@@ -207,7 +207,9 @@ health_timeout(std::string_view target, std::chrono::milliseconds fallback, std:
 
 std::optional<std::string> outside_configuration(const node_status& n)
 {
-    if (n.members.contains(n.id) || n.leader != no_node)
+    // A node that joined holds no configuration until the leader first reaches it: it has
+    // not been removed, it has not heard yet.
+    if (n.members.contains(n.id) || n.leader != no_node || n.members.empty())
         return std::nullopt;
     return "node " + std::to_string(n.id) + " is not a member of the cluster's configuration at index " +
            std::to_string(n.members_index) + " (" + describe_members(n.members) +

@@ -98,7 +98,8 @@ health_timeout(std::string_view target, std::chrono::milliseconds fallback, std:
 /// and nobody sends it entries any more. For its answers and its log ("node 2 is not a
 /// member of the cluster's configuration at index 55 (voters 1,3): it was removed ...").
 /// Nothing when the node is a member, or follows a leader (one that is still removing it
-/// goes on replicating to it until the removal commits).
+/// goes on replicating to it until the removal commits), or holds no configuration at all
+/// (a node that joined, before the leader first reached it).
 std::optional<std::string> outside_configuration(const node_status& n);
 
 /// Why a node is not ready to serve: a short fixed `reason` and a `message` with details.

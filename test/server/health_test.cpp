@@ -318,4 +318,10 @@ BOOST_AUTO_TEST_CASE(a_node_outside_the_configuration_with_no_leader_says_it_was
     s.node.leader = 1;
     BOOST_TEST(!outside_configuration(s.node).has_value(),
                "a leader still replicating to it has not finished removing it");
+
+    s.node.leader = raftkv::no_node;
+    s.node.members = {};
+    s.node.members_index = 0;
+    BOOST_TEST(!outside_configuration(s.node).has_value(),
+               "a node that joined and has not heard from the leader yet was not removed");
 }
