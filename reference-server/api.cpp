@@ -1,5 +1,6 @@
 #include "api.hpp"
 
+#include "backup.hpp"
 #include "client_stream.hpp"
 #include "cluster_api.hpp"
 #include "cluster_status.hpp"
@@ -543,6 +544,7 @@ public:
 
 private:
     http_response watch(const http_request& req, std::shared_ptr<response_stream>& stream);
+    asio::awaitable<http_response> backup(const http_request& req, std::shared_ptr<response_stream>& stream);
     asio::awaitable<http_response> route_request(const http_request& req, std::size_t& route_label);
     void log_request(const http_request& req, const http_response& res, clock::time_point start) const;
     std::optional<node_id> forwarded_by(const http_request& req) const;
@@ -601,18 +603,25 @@ asio::awaitable<http_response> api_handler::handle(http_request req)
     co_return internal_error_response(id);
 }
 
-// Only /watch streams (any method: the others are refused there).
+// Only /watch and /backup stream (any method: the others are refused there).
 bool api_handler::streams(const http_request& req) const
 {
     const std::string_view target = req.target();
-    return target.starts_with("/watch") && (target.size() == 6 || target[6] == '/' || target[6] == '?');
+    const auto is = [target](std::string_view path) {
+        return target.starts_with(path) && (target.size() == path.size() || target[path.size()] == '?' ||
+                                            (path == "/watch" && target[path.size()] == '/'));
+    };
+    return is("/watch") || is("/backup");
 }
 
 asio::awaitable<handled_request> api_handler::handle_streamed(http_request req)
 {
     const auto start = clock::now();
     handled_request out;
-    out.response = watch(req, out.stream);
+    if (req.target().starts_with("/backup"))
+        out.response = co_await backup(req, out.stream);
+    else
+        out.response = watch(req, out.stream);
     log_request(req, out.response, start);
     const route_match m = match_route(req.method(), req.target());
     metrics_.http.record(m.result == route_match::outcome::not_found ? unmatched_route
@@ -668,6 +677,87 @@ http_response api_handler::watch(const http_request& req, std::shared_ptr<respon
     res.set(http::field::cache_control, "no-cache");
     res.set("X-Raftkv-Watch-From", std::to_string(from));
     return res;
+}
+
+namespace {
+
+/// GET /backup's body: the backup file's header, then the state machine's snapshot stream,
+/// read from LevelDB a chunk at a time as the client takes them.
+class backup_stream final : public response_stream {
+public:
+    backup_stream(std::string header, std::unique_ptr<backup_source> source)
+        : header_(std::move(header)), source_(std::move(source))
+    {
+    }
+
+    asio::awaitable<void> run(stream_writer& out) override
+    {
+        if (!co_await out.write(header_))
+            co_return;
+        std::string chunk;
+        for (bool last = false; !last;) {
+            // Ending the body early would look like a whole backup to an HTTP client; closing
+            // the connection says it is not.
+            if (out.stopping())
+                throw std::runtime_error("the server is stopping");
+            last = source_->read(chunk, chunk_bytes);
+            if (!chunk.empty() && !co_await out.write(chunk))
+                co_return;
+        }
+    }
+
+private:
+    static constexpr std::size_t chunk_bytes = 256 * 1024;
+    std::string header_;
+    std::unique_ptr<backup_source> source_;
+};
+
+} // namespace
+
+// A backup of this node's state after a linearizable read, so it holds every write
+// acknowledged before the request; served by any node that can make that read, never
+// forwarded (the body would be buffered on the way).
+asio::awaitable<http_response> api_handler::backup(const http_request& req,
+                                                   std::shared_ptr<response_stream>& stream)
+{
+    const auto started = clock::now();
+    if (std::optional<http_response> refusal = framing_refusal(req))
+        co_return std::move(*refusal);
+    const route_match m = match_route(req.method(), req.target());
+    if (auth_) {
+        if (std::optional<http_response> refusal = authorization_refusal(*auth_, req, m))
+            co_return std::move(*refusal);
+    }
+    if (m.result == route_match::outcome::method_not_allowed) {
+        http_response res = error_response(http::status::method_not_allowed,
+                                           "method " + std::string(req.method_string()) + " not allowed");
+        res.set(http::field::allow, m.allow);
+        co_return res;
+    }
+    if (const std::string_view target = req.target(); target.size() > 7 && target != "/backup?")
+        co_return error_response(http::status::bad_request, "GET /backup takes no query parameters");
+    if (service_.storage().failed())
+        co_return storage_failure_response(service_.storage(), request_kind::read, started);
+    auto [ec, source] = co_await service_.backup();
+    if (ec == raftkv::errc::node_failed)
+        co_return storage_failure_response(service_.storage(), request_kind::read, started);
+    if (ec == raftkv::errc::not_leader) {
+        if (std::optional<std::string> outside = outside_configuration(service_.status().node))
+            co_return error_response(http::status::service_unavailable, *outside);
+        co_return error_response(http::status::service_unavailable,
+                                 "no leader: a backup follows a linearizable read, which needs one");
+    }
+    if (ec)
+        co_return failure_response(ec, request_kind::read);
+    const backup_header header{source->index(), service_.status().cluster_id, service_.id()};
+    http_response res{http::status::ok, 11};
+    res.set(http::field::content_type, "application/octet-stream");
+    res.set(http::field::content_disposition,
+            "attachment; filename=\"raftkv-backup-" + std::to_string(header.index) + ".bin\"");
+    res.set(http::field::cache_control, "no-store");
+    res.set("X-Raftkv-Backup-Index", std::to_string(header.index));
+    stream = std::make_shared<backup_stream>(format_backup_header(header), std::move(source));
+    co_return res;
 }
 
 void api_handler::log_request(const http_request& req, const http_response& res,
@@ -736,8 +826,8 @@ asio::awaitable<http_response> api_handler::route_request(const http_request& re
         co_return co_await handle_kv(req, m.raw_key);
     if (m.route == route::scan)
         co_return co_await scan(req);
-    if (m.route == route::watch) // handle_streamed() serves it
-        co_return error_response(http::status::not_implemented, "GET /watch needs a streaming response");
+    if (m.route == route::watch || m.route == route::backup) // handle_streamed() serves them
+        co_return error_response(http::status::not_implemented, "a streamed response was needed");
     co_return co_await handle_cluster(req, m);
 }
 

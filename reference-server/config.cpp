@@ -58,6 +58,10 @@ constexpr std::array settings = {
             "and members from it; not with --peers. https:// needs --cert and --key (presented to "
             "the member, whose certificate must chain to --forward-ca, else --client-ca, else the "
             "system's CAs); http:// is for a plain cluster"},
+    setting{"restore-backup", "FILE",
+            "start a new single-node cluster from a backup (raftkv backup FILE): its keys, values "
+            "and versions, the log continuing after its index; needs an empty data directory, not "
+            "with --join, and --peers (if given) naming this node alone; add members afterwards"},
     setting{"cluster-token", "TOKEN",
             "mixed into the id of a new cluster, so that clusters bootstrapped with the same --peers "
             "refuse each other's nodes; on a restart, the recorded one or none"},
@@ -576,6 +580,22 @@ std::string check_join(const raw_settings& s, server_config& c)
     return {};
 }
 
+std::string check_restore(const raw_settings& s, server_config& c)
+{
+    const raw_value* v = s.find("restore-backup");
+    if (!v)
+        return {};
+    if (v->text.empty())
+        return v->where + ": the backup file must not be empty";
+    if (c.join)
+        return v->where + ": a restored node starts a new cluster; it does not --join one";
+    if (c.peers.size() != 1)
+        return v->where + ": a backup is restored into a single node; give --peers naming this node alone "
+                          "(or none), and add the other members once it runs";
+    c.restore_backup = v->text;
+    return {};
+}
+
 std::string check_peers(const raw_settings& s, server_config& c)
 {
     std::string error;
@@ -809,6 +829,8 @@ std::string build_config(const raw_settings& s, server_config& c)
     if (std::string e = check_join(s, c); !e.empty())
         return e;
     if (std::string e = check_peers(s, c); !e.empty())
+        return e;
+    if (std::string e = check_restore(s, c); !e.empty())
         return e;
     if (std::string e = advertise_http_problem(c); !e.empty())
         return e;

@@ -87,6 +87,11 @@ struct server_config {
     /// http:// `join` needs its absence.
     bool join_https = false;
 
+    /// A backup file (backup.hpp) to start a new single-node cluster from: its key-value
+    /// state, with the log starting after its index. Needs a data directory that holds no
+    /// Raft data and no --join; --peers, if given, names this node alone.
+    std::optional<std::filesystem::path> restore_backup;
+
     /// Not a setting: the cluster id, from the data directory's identity (identity.hpp),
     /// set before the node starts. 0 until then.
     std::uint64_t cluster_id = 0;

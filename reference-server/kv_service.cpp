@@ -1131,6 +1131,42 @@ boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::st
                           at->second, std::move(page.versions)};
 }
 
+struct backup_source::impl {
+    std::shared_ptr<raft_node> node; // keeps the machine the reader reads open
+    raftkv::leveldb::kv_state_machine::snapshot_reader reader;
+};
+
+backup_source::backup_source(std::unique_ptr<impl> i) : impl_(std::move(i)) {}
+backup_source::~backup_source() = default;
+
+index_t backup_source::index() const noexcept
+{
+    return impl_->reader.index();
+}
+
+bool backup_source::read(std::string& out, std::size_t max_bytes)
+{
+    return impl_->reader.read(out, max_bytes);
+}
+
+boost::asio::awaitable<std::pair<std::error_code, std::unique_ptr<backup_source>>> kv_service::backup()
+{
+    using result = std::pair<std::error_code, std::unique_ptr<backup_source>>;
+    const std::shared_ptr<raft_node> n = impl_->current();
+    if (!n)
+        co_return result{make_error_code(raftkv::errc::node_failed), nullptr};
+    std::error_code ec;
+    if (!co_await read_point(*n, read_consistency::linearizable, ec))
+        co_return result{ec, nullptr};
+    // A LevelDB snapshot of the state, as of an applied index at or past the read index.
+    auto reader = impl_->read_state(n, [](const auto& machine) { return machine.snapshot(); });
+    if (!reader)
+        co_return result{make_error_code(raftkv::errc::node_failed), nullptr};
+    auto source = std::make_unique<backup_source>(
+        std::make_unique<backup_source::impl>(backup_source::impl{n, std::move(*reader)}));
+    co_return result{std::error_code{}, std::move(source)};
+}
+
 void kv_service::read_barrier(std::function<void(std::error_code)> done)
 {
     const std::shared_ptr<raft_node> n = impl_->current();

@@ -44,6 +44,28 @@ namespace raftkv::server {
 
 class change_journal;
 
+/// A consistent copy of a node's state machine (kv_service::backup()), read in chunks of
+/// its snapshot stream (docs/leveldb.md, "Snapshot stream"): the bytes a restore reads.
+/// Used by one thread at a time; its reads block on LevelDB.
+class backup_source {
+public:
+    struct impl;
+    explicit backup_source(std::unique_ptr<impl> i);
+    ~backup_source();
+    backup_source(const backup_source&) = delete;
+    backup_source& operator=(const backup_source&) = delete;
+
+    /// The applied index of the state it yields.
+    index_t index() const noexcept;
+
+    /// Replaces `out` with the next chunk, of about `max_bytes`; true when it was the last.
+    /// Throws raftkv::storage_error if LevelDB fails to read.
+    bool read(std::string& out, std::size_t max_bytes);
+
+private:
+    std::unique_ptr<impl> impl_;
+};
+
 /// How long a node whose storage failed waits before its first check of the storage, and
 /// the longest it waits between two checks (see kv_service, "Storage failures").
 inline constexpr std::chrono::seconds storage_probe_first_interval{2};
@@ -259,6 +281,12 @@ public:
     boost::asio::awaitable<scan_result> scan(std::string prefix, std::string after, std::size_t limit,
                                              bool keys_only,
                                              read_consistency consistency = read_consistency::linearizable);
+
+    /// A point-in-time copy of this node's state machine, taken after a linearizable read
+    /// (as get() makes), so it holds every write acknowledged before the call: what
+    /// GET /backup streams. Errors as for get(). The source keeps the node it reads from
+    /// open, and LevelDB keeps what it reads, until it is destroyed.
+    boost::asio::awaitable<std::pair<std::error_code, std::unique_ptr<backup_source>>> backup();
 
     /// Starts a linearizable-read barrier (a ReadIndex round, as get() makes; a follower
     /// asks its leader) and calls `done` once, on the service's strand or at once, with an

@@ -10,11 +10,13 @@
 // service until its storage works again (docs/server.md, "Storage failures").
 
 #include "api.hpp"
+#include "backup.hpp"
 #include "config.hpp"
 #include "http_server.hpp"
 #include "identity.hpp"
 #include "kv_service.hpp"
 #include "log.hpp"
+#include "member_info.hpp"
 #include "tls.hpp"
 #include "version.hpp"
 
@@ -259,6 +261,27 @@ void record_identity(const server_config& config, const identity_plan& plan)
                 raftkv::asio::detail::cluster_id_name(plan.id.cluster_id));
 }
 
+// --restore-backup: the data directory, new, becomes a single-node cluster holding the
+// backup's state, before the node opens it. Its identity is written afterwards, as for any
+// new node, so a failed restore leaves the directory as it found it.
+void restore_from_backup(const server_config& config, const identity_plan& plan)
+{
+    const std::filesystem::path& file = *config.restore_backup;
+    if (std::filesystem::exists(identity_path(config.data_dir)) || plan.adopted)
+        throw config_error("--restore-backup: " + config.data_dir.string() +
+                           " already holds a node; restore into an empty data directory, or start this "
+                           "one without --restore-backup");
+    raftkv::membership members;
+    members.voters.push_back(config.id);
+    members.info.emplace(config.id, encode_member_info(config.peers.at(config.id)));
+    const backup_header h = restore_backup(file, config.data_dir, members);
+    log(log_level::info, "restored the backup " + file.string() + " (index " + std::to_string(h.index) +
+                             ", taken from node " + std::to_string(h.node) + " of cluster " +
+                             raftkv::asio::detail::cluster_id_name(h.cluster_id) + ") into " +
+                             config.data_dir.string() + ": a new cluster, whose log continues after index " +
+                             std::to_string(h.index));
+}
+
 int run(server_config config)
 {
     set_log_level(config.log_level);
@@ -268,6 +291,8 @@ int run(server_config config)
     log_configured = true;
     raise_descriptor_limit(config);
     const identity_plan plan = reconcile_identity(config);
+    if (config.restore_backup)
+        restore_from_backup(config, plan);
 
     asio::io_context io{static_cast<int>(config.threads)};
     const asio::ip::tcp::endpoint http_endpoint = resolve_endpoint(io.get_executor(), config.http);

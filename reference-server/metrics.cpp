@@ -34,6 +34,7 @@ std::string_view route_label_name(std::size_t index) noexcept
     case route::promote: return "promote";
     case route::leader: return "leader";
     case route::watch: return "watch";
+    case route::backup: return "backup";
     case route::metrics: return "metrics";
     }
     return "unmatched";

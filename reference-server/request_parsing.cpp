@@ -82,8 +82,8 @@ route_match match_route(http::verb method, std::string_view target)
     const std::string_view path = target.substr(0, target.find('?'));
     route_match m;
     bool allowed = false;
-    // Every route that answers GET answers HEAD too (RFC 9110 9.3.2), but a watch, whose
-    // answer is a stream: the server sends a GET's answer without its body.
+    // Every route that answers GET answers HEAD too (RFC 9110 9.3.2), but a watch and a
+    // backup, whose answers are streams: the server sends a GET's answer without its body.
     const bool reads = method == http::verb::get || method == http::verb::head;
     if (path.starts_with("/kv/")) {
         m.route = route::kv;
@@ -127,6 +127,10 @@ route_match match_route(http::verb method, std::string_view target)
         m.route = route::watch;
         m.allow = "GET";
         m.raw_key = path.size() > 6 ? path.substr(7) : std::string_view{};
+        allowed = method == http::verb::get;
+    } else if (path == "/backup") {
+        m.route = route::backup;
+        m.allow = "GET";
         allowed = method == http::verb::get;
     } else if (path == "/metrics") {
         m.route = route::metrics;

@@ -53,6 +53,8 @@ enum class route {
     version,
     /// /watch/{key} and /watch: a stream of changes (watch.hpp)
     watch,
+    /// /backup: the state machine at one applied index, as a backup file (backup.hpp)
+    backup,
     /// /metrics (Prometheus text format, metrics.hpp); the last route
     metrics,
 };

@@ -2,8 +2,12 @@
 // its own version.
 // docs/cli.md describes every command, its output and the exit codes.
 
+#include "backup.hpp"
 #include "cli/client.hpp"
 #include "version.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
@@ -13,9 +17,12 @@
 #include <boost/program_options.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -369,9 +376,12 @@ int run_ls(context& ctx, const po::variables_map& vm, const std::vector<std::str
             const json::object* o = item.if_object();
             if (!o || !o->contains("key"))
                 throw std::runtime_error("unexpected answer from " + a.from + ": an item without a key");
-            if (!ctx.json_output)
-                std::cout << text_of(o->at("key"))
-                          << (keys_only ? "" : "\t" + text_of(member_of(*o, "value"))) << "\n";
+            if (!ctx.json_output) {
+                std::cout << text_of(o->at("key"));
+                if (!keys_only)
+                    std::cout << '\t' << text_of(member_of(*o, "value"));
+                std::cout << '\n';
+            }
             after = text_of(o->at("key"));
             if (limited)
                 --remaining;
@@ -395,6 +405,9 @@ int run_ls(context& ctx, const po::variables_map& vm, const std::vector<std::str
 // without any line before it takes the connection for dead and resumes elsewhere.
 constexpr std::chrono::milliseconds watch_progress{5000};
 constexpr std::chrono::milliseconds watch_silence{15000};
+
+/// How long a backup's download may pause before it is given up.
+constexpr std::chrono::milliseconds backup_silence{30000};
 
 // Streams the changes to a key (or prefix) until interrupted, resuming after the last
 // index seen whenever a stream ends: on the same endpoint after it delivered something,
@@ -484,6 +497,112 @@ int run_watch(context& ctx, const po::variables_map& vm, const std::vector<std::
             ++at;
         std::this_thread::sleep_for(std::chrono::seconds(1));
     }
+}
+
+/// A file written through a descriptor, made durable and moved into place at the end.
+class backup_file {
+public:
+    explicit backup_file(std::filesystem::path path) : path_(std::move(path)), part_(path_.string() + ".part")
+    {
+        fd_ = ::open(part_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd_ < 0)
+            throw std::runtime_error("cannot create " + part_.string() + ": " + std::strerror(errno));
+    }
+    ~backup_file()
+    {
+        if (fd_ >= 0)
+            ::close(fd_);
+        if (!kept_) {
+            std::error_code ignored;
+            std::filesystem::remove(part_, ignored);
+        }
+    }
+    backup_file(const backup_file&) = delete;
+    backup_file& operator=(const backup_file&) = delete;
+
+    /// Starts again from an empty file (another endpoint's answer replaces a cut one).
+    void restart()
+    {
+        if (::ftruncate(fd_, 0) != 0 || ::lseek(fd_, 0, SEEK_SET) != 0)
+            throw std::runtime_error("cannot truncate " + part_.string() + ": " + std::strerror(errno));
+    }
+
+    void write(std::string_view data)
+    {
+        while (!data.empty()) {
+            const ssize_t n = ::write(fd_, data.data(), data.size());
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                throw std::runtime_error("cannot write " + part_.string() + ": " + std::strerror(errno));
+            data.remove_prefix(static_cast<std::size_t>(n));
+        }
+    }
+
+    /// Syncs the file, checks it whole and renames it to its name; returns its header.
+    raftkv::server::backup_header keep(std::uint64_t& bytes)
+    {
+        if (::fsync(fd_) != 0)
+            throw std::runtime_error("cannot sync " + part_.string() + ": " + std::strerror(errno));
+        ::close(fd_);
+        fd_ = -1;
+        const raftkv::server::backup_header h = raftkv::server::verify_backup(part_, bytes);
+        std::filesystem::rename(part_, path_);
+        kept_ = true;
+        const std::filesystem::path dir = path_.has_parent_path() ? path_.parent_path() : ".";
+        if (const int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); d >= 0) {
+            ::fsync(d);
+            ::close(d);
+        }
+        return h;
+    }
+
+private:
+    std::filesystem::path path_, part_;
+    int fd_ = -1;
+    bool kept_ = false;
+};
+
+// Each endpoint in turn until one sends a whole backup: a node that knows no leader
+// answers 503, and a stream cut short is taken again from the next.
+int run_backup(context& ctx, const po::variables_map&, const std::vector<std::string>& args)
+{
+    if (args[0].empty())
+        throw usage_failure("backup: FILE must not be empty");
+    backup_file file{args[0]};
+    const std::vector<endpoint>& endpoints = ctx.c->endpoints();
+    for (std::size_t at = 0; at < endpoints.size(); ++at) {
+        file.restart();
+        const answer a = ctx.c->stream(endpoints[at], "/backup", backup_silence,
+                                       [&file](std::string_view data) { file.write(data); });
+        if (a.status == 200 && a.body.empty()) {
+            std::uint64_t bytes = 0;
+            try {
+                const raftkv::server::backup_header h = file.keep(bytes);
+                if (ctx.json_output)
+                    std::cout << json::serialize(json::object{{"file", args[0]},
+                                                              {"index", h.index},
+                                                              {"node", h.node},
+                                                              {"bytes", bytes},
+                                                              {"from", endpoints[at].url}})
+                              << "\n";
+                else
+                    std::cout << "backup of index " << h.index << " from node " << h.node << " written to "
+                              << args[0] << " (" << bytes << " bytes)\n";
+                return ok;
+            } catch (const std::runtime_error& e) {
+                std::cerr << "raftkv: " << endpoints[at].url << ": " << e.what() << "\n";
+                return server_error;
+            }
+        }
+        if (a.status != 0 && a.status != 200 && a.status != 503)
+            return fail(a);
+        std::cerr << "raftkv: " << endpoints[at].url << ": "
+                  << (a.status == 0 || a.status == 200 ? a.body : error_message(a.body))
+                  << (at + 1 < endpoints.size() ? "; trying the next endpoint" : "") << "\n";
+    }
+    std::cerr << "raftkv: no endpoint sent a whole backup\n";
+    return unavailable;
 }
 
 // Asks each endpoint alone: the point is to see every node's own view.
@@ -679,6 +798,15 @@ const std::vector<command>& commands()
          },
          {"key"},
          run_watch},
+        {"backup",
+         "backup FILE",
+         "Writes a backup of the cluster's key-value state to FILE: every write acknowledged\n"
+         "before the command, as of one log index, taken by the first endpoint that can make a\n"
+         "linearizable read. FILE is written whole or not at all (FILE.part, synced, checked,\n"
+         "renamed). Start a new cluster from it with raftkv-server --restore-backup FILE.",
+         {},
+         {"file"},
+         run_backup},
         {"status",
          "status",
          "Shows each endpoint's own /status, one row per endpoint; exit code 3 if one\ndid not answer.",

@@ -1,6 +1,6 @@
 // raftkv, the command-line client, as a process against real raftkv-server processes: keys
 // and scans, exit codes, endpoint fall-through, JSON output, membership, leader transfer,
-// tokens, help and version.
+// tokens, help and version, backups.
 #define BOOST_TEST_MODULE raftkv_e2e_cli
 #include <boost/test/unit_test.hpp>
 
@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -426,6 +427,77 @@ BOOST_AUTO_TEST_CASE(members_are_listed_added_promoted_removed_and_leadership_mo
     BOOST_TEST(c.wait_for_leader(10s).value_or(0) == target);
     r = cli({"leader", "transfer", "99"});
     BOOST_TEST(r.code == not_found, r);
+}
+
+// raftkv backup through a follower, then raftkv-server --restore-backup: a new cluster with
+// the same keys, values and versions, whose log continues after the backup's index; a
+// damaged backup is refused and leaves the data directory empty.
+BOOST_AUTO_TEST_CASE(a_backup_restores_into_a_new_cluster_with_the_same_keys_and_versions)
+{
+    const std::uint16_t port = c.http_port(leader);
+    const load_result load = put_many(port, "b/", 300, 8);
+    BOOST_TEST_REQUIRE(load.ok == 300u, load.first_failure);
+    BOOST_TEST_REQUIRE(del(port, "b/7").status == 200);
+    BOOST_TEST_REQUIRE(put(port, "last word", "kept").status == 200);
+    const http_response before = get(port, "last word");
+    BOOST_TEST_REQUIRE(before.status == 200);
+    const std::string version = parse_json(before.body).text.at("version");
+
+    static temp_dir dir;
+    const std::string file = (dir / "cluster.backup").string();
+    cli_result r = run_cli(with_endpoints(url(c.http_port(followers().front())), {"backup", file}));
+    BOOST_TEST_REQUIRE(r.code == ok, r);
+    BOOST_TEST(r.out.starts_with("backup of index "), r);
+    BOOST_TEST(!std::filesystem::exists(file + ".part"));
+    r = run_cli(with_endpoints(url(port), {"--json", "backup", (dir / "again.backup").string()}));
+    BOOST_TEST_REQUIRE(r.code == ok, r);
+    const json::value info = json::parse(r.out);
+    const std::uint64_t index = info.at("index").to_number<std::uint64_t>();
+    BOOST_TEST(index >= std::stoull(version));
+    BOOST_TEST(info.at("bytes").to_number<std::uint64_t>() ==
+               std::filesystem::file_size(dir / "again.backup"));
+
+    cluster restored(1, false, {"--restore-backup", file});
+    restored.start_all();
+    BOOST_TEST_REQUIRE(restored.wait_ready(20s).has_value());
+    const std::uint16_t fresh = restored.http_port(1);
+    const load_result read = get_many(fresh, "b/", 300, 8);
+    BOOST_TEST(read.ok == 299u, "every key but b/7: " << read.first_failure);
+    BOOST_TEST(get(fresh, "b/7").status == 404);
+    const http_response after = get(fresh, "last word");
+    BOOST_TEST(after.status == 200, describe(after));
+    BOOST_TEST(parse_json(after.body).text.at("version") == version, "the version survives the restore");
+    const http_response next = put(fresh, "new", "x");
+    BOOST_TEST_REQUIRE(next.status == 200, describe(next));
+    BOOST_TEST(std::stoull(parse_json(next.body).text.at("version")) > index, "versions keep growing");
+    const http_response status = request(fresh, "GET", "/status");
+    BOOST_TEST(parse_json(status.body).text.at("first_index") == std::to_string(index + 1), describe(status));
+
+    // Restarted as itself it keeps its data; with the flag again it refuses to start.
+    BOOST_TEST_REQUIRE(restored.terminate(1).has_value());
+    std::vector<std::string> plain = restored.args(1);
+    plain.erase(std::find(plain.begin(), plain.end(), "--restore-backup"), plain.end());
+    restored.start(1, plain);
+    BOOST_TEST_REQUIRE(restored.wait_ready(20s).has_value());
+    BOOST_TEST(get(fresh, "new").status == 200);
+    BOOST_TEST_REQUIRE(restored.terminate(1).has_value());
+    restored.start(1);
+    BOOST_TEST(wait_until([&] { return !restored.running(1); }, 10s));
+    BOOST_TEST((restored.exit_of(1) && restored.exit_of(1)->code == 2));
+    BOOST_TEST(read_tail(restored.spec(1).log_file).find("already holds a node") != std::string::npos);
+
+    // A backup cut short: refused, and nothing left behind, so the same directory takes a
+    // whole one afterwards.
+    const std::string cut = (dir / "cut.backup").string();
+    std::filesystem::copy_file(file, cut);
+    std::filesystem::resize_file(cut, std::filesystem::file_size(cut) - 9);
+    cluster damaged(1, false, {"--restore-backup", cut});
+    damaged.start_all();
+    BOOST_TEST(wait_until([&] { return !damaged.running(1); }, 20s));
+    BOOST_TEST((damaged.exit_of(1) && damaged.exit_of(1)->code == 1));
+    BOOST_TEST(read_tail(damaged.spec(1).log_file).find("is incomplete") != std::string::npos);
+    BOOST_TEST(!std::filesystem::exists(damaged.spec(1).data_dir / "state"));
+    BOOST_TEST(!std::filesystem::exists(damaged.spec(1).data_dir / "wal"));
 }
 
 BOOST_AUTO_TEST_SUITE_END()
