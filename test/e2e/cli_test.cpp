@@ -309,15 +309,17 @@ BOOST_AUTO_TEST_CASE(watch_prints_every_change_and_resumes_on_another_endpoint)
         },
         10s, 300ms));
     for (int k = 0; k < 5; ++k)
-        BOOST_TEST_REQUIRE(
-            put(c.http_port(leader), "w/" + std::to_string(k), "v" + std::to_string(k)).status == 200);
+        BOOST_TEST_REQUIRE(put(c.http_port(leader), std::string("w/").append(std::to_string(k)),
+                               std::string("v").append(std::to_string(k)))
+                               .status == 200);
     BOOST_TEST_REQUIRE(wait_until([&] { return printed().size() >= 5; }, 10s));
     c.kill9(leader);
     const std::optional<std::uint64_t> next = c.wait_ready(20s);
     BOOST_TEST_REQUIRE(next.has_value());
     for (int k = 5; k < 10; ++k)
-        BOOST_TEST_REQUIRE(
-            put(c.http_port(*next), "w/" + std::to_string(k), "v" + std::to_string(k)).status == 200);
+        BOOST_TEST_REQUIRE(put(c.http_port(*next), std::string("w/").append(std::to_string(k)),
+                               std::string("v").append(std::to_string(k)))
+                               .status == 200);
     BOOST_TEST_REQUIRE(wait_until([&] { return printed().size() >= 10; }, 20s), read_tail(dir / "watch.err"));
     const std::vector<std::string> lines = printed();
     BOOST_TEST_REQUIRE(lines.size() == 10);
