@@ -543,6 +543,7 @@ public:
     asio::awaitable<handled_request> handle_streamed(http_request req) override;
 
 private:
+    std::optional<http_response> refuse_streamed(const http_request& req, const route_match& m) const;
     http_response watch(const http_request& req, std::shared_ptr<response_stream>& stream);
     asio::awaitable<http_response> backup(const http_request& req, std::shared_ptr<response_stream>& stream);
     asio::awaitable<http_response> route_request(const http_request& req, std::size_t& route_label);
@@ -630,15 +631,15 @@ asio::awaitable<handled_request> api_handler::handle_streamed(http_request req)
     co_return out;
 }
 
-// Served from this node's own journal, whatever its role: never forwarded.
-http_response api_handler::watch(const http_request& req, std::shared_ptr<response_stream>& stream)
+// What a streamed route answers before it looks at its request: bad framing, a missing or
+// insufficient token, another method than the route's.
+std::optional<http_response> api_handler::refuse_streamed(const http_request& req, const route_match& m) const
 {
     if (std::optional<http_response> refusal = framing_refusal(req))
-        return std::move(*refusal);
-    const route_match m = match_route(req.method(), req.target());
+        return refusal;
     if (auth_) {
         if (std::optional<http_response> refusal = authorization_refusal(*auth_, req, m))
-            return std::move(*refusal);
+            return refusal;
     }
     if (m.result == route_match::outcome::method_not_allowed) {
         http_response res = error_response(http::status::method_not_allowed,
@@ -646,6 +647,15 @@ http_response api_handler::watch(const http_request& req, std::shared_ptr<respon
         res.set(http::field::allow, m.allow);
         return res;
     }
+    return std::nullopt;
+}
+
+// Served from this node's own journal, whatever its role: never forwarded.
+http_response api_handler::watch(const http_request& req, std::shared_ptr<response_stream>& stream)
+{
+    const route_match m = match_route(req.method(), req.target());
+    if (std::optional<http_response> refusal = refuse_streamed(req, m))
+        return std::move(*refusal);
     const auto accept = req.find(http::field::accept);
     const auto last_event_id = req.find("Last-Event-ID");
     checked_watch_request checked = check_watch_request(
@@ -721,19 +731,8 @@ asio::awaitable<http_response> api_handler::backup(const http_request& req,
                                                    std::shared_ptr<response_stream>& stream)
 {
     const auto started = clock::now();
-    if (std::optional<http_response> refusal = framing_refusal(req))
+    if (std::optional<http_response> refusal = refuse_streamed(req, match_route(req.method(), req.target())))
         co_return std::move(*refusal);
-    const route_match m = match_route(req.method(), req.target());
-    if (auth_) {
-        if (std::optional<http_response> refusal = authorization_refusal(*auth_, req, m))
-            co_return std::move(*refusal);
-    }
-    if (m.result == route_match::outcome::method_not_allowed) {
-        http_response res = error_response(http::status::method_not_allowed,
-                                           "method " + std::string(req.method_string()) + " not allowed");
-        res.set(http::field::allow, m.allow);
-        co_return res;
-    }
     if (const std::string_view target = req.target(); target.size() > 7 && target != "/backup?")
         co_return error_response(http::status::bad_request, "GET /backup takes no query parameters");
     if (service_.storage().failed())
