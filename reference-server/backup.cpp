@@ -150,8 +150,7 @@ backup_header verify_backup(const std::filesystem::path& file, std::uint64_t& by
                     decoder.emplace(header.index);
                 decoder->feed(data, [](auto, std::string_view, std::string_view) {});
             });
-        if (!decoder)
-            decoder.emplace(h.index);
+        // read_backup() hands over the bytes after the header, if none, once it has one.
         if (!decoder->done())
             throw std::runtime_error(file.string() + " is incomplete: it ends with " + decoder->missing());
         return h;
