@@ -1,3 +1,5 @@
+#include "sim/instances.hpp"
+
 #include <raftkv/sim/cluster.hpp>
 
 #define BOOST_TEST_MODULE sim_determinism

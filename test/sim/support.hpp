@@ -5,6 +5,8 @@
 // config.go: wait for a leader, count how many nodes committed an index, and `one()`,
 // which gets a command committed on a given number of nodes.
 
+#include "instances.hpp"
+
 #include <raftkv/kv_command.hpp>
 #include <raftkv/sim/cluster.hpp>
 
