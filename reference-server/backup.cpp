@@ -150,7 +150,8 @@ backup_header verify_backup(const std::filesystem::path& file, std::uint64_t& by
                     decoder.emplace(header.index);
                 decoder->feed(data, [](auto, std::string_view, std::string_view) {});
             });
-        // read_backup() hands over the bytes after the header, if none, once it has one.
+        // Once read_backup() has a header it calls back at least once (with no bytes when none
+        // follow), so the decoder exists here.
         if (!decoder->done())
             throw std::runtime_error(file.string() + " is incomplete: it ends with " + decoder->missing());
         return h;
