@@ -2,9 +2,11 @@
 #include <boost/test/unit_test.hpp>
 
 #include <raftkv/node.hpp>
+#include <raftkv/recovery.hpp>
 
 #include "support/manual_cluster.hpp"
 
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -408,4 +410,54 @@ BOOST_AUTO_TEST_CASE(the_successor_is_the_most_caught_up_voter)
     c.tick_all(15); // node 2 catches up, node 3 falls silent
     c.propose(1, "y");
     BOOST_TEST(c.node(1).successor() == 2u);
+}
+
+BOOST_AUTO_TEST_CASE(a_member_forced_to_be_the_only_voter_commits_its_whole_log_alone)
+{
+    cluster c(3);
+    c.elect(1);
+    c.propose(1, "a");
+    // Nodes 2 and 3 are lost for good; node 1 still takes an entry it can never commit.
+    for (node_id id = 1; id <= 3; ++id)
+        c.isolate(id);
+    c.propose(1, "b");
+    const raftkv::index_t last = c.node(1).last_index();
+    BOOST_REQUIRE(c.node(1).commit_index() < last);
+
+    const raftkv::forced_configuration forced = raftkv::force_single_voter(c.at(1).store, 1, "addr-1");
+    BOOST_TEST(forced.previous.voters == ids({1, 2, 3}));
+    BOOST_TEST(forced.index == last + 1);
+    BOOST_TEST(forced.term == c.node(1).term());
+    // Interrupted and run again, it finds the work done.
+    BOOST_TEST(raftkv::force_single_voter(c.at(1).store, 1, "addr-1").index == 0u);
+    BOOST_TEST(c.at(1).store.last_index() == last + 1);
+
+    c.start(1);
+    BOOST_TEST(c.node(1).members().voters == ids({1}));
+    BOOST_TEST(c.node(1).members().info.at(1) == "addr-1");
+    c.tick_all(100);
+    BOOST_REQUIRE(c.node(1).role() == role::leader);
+    BOOST_TEST(c.node(1).commit_index() > forced.index); // its own entry as leader, after it
+    BOOST_TEST(c.at(1).machine.commands == (std::vector<std::string>{"a", "b"}));
+    BOOST_TEST(!c.propose(1, "c").ec);
+    BOOST_TEST(c.node(1).commit_index() == c.node(1).last_index());
+    BOOST_TEST(c.at(1).machine.commands.back() == "c");
+    // The lost members, were they to come back, are not members of its configuration.
+    BOOST_TEST(!c.node(1).members().contains(2));
+}
+
+BOOST_AUTO_TEST_CASE(a_learner_can_be_forced_to_be_the_only_voter_but_a_removed_member_cannot)
+{
+    cluster c(3);
+    const node_id spare = elect_1_and_add_a_learner(c);
+    const auto forced = raftkv::force_single_voter(c.at(spare).store, spare, "addr-4");
+    BOOST_TEST(forced.previous.learners == ids({spare}));
+    BOOST_TEST(forced.index == c.at(spare).store.last_index());
+
+    BOOST_REQUIRE(!change(c, 1, {{kind::remove, 3, {}}}).ec);
+    c.tick_all(50); // node 3 learns of its removal when it asks for votes
+    BOOST_REQUIRE(!c.node(3).members().contains(3));
+    const raftkv::index_t before = c.at(3).store.last_index();
+    BOOST_CHECK_THROW(raftkv::force_single_voter(c.at(3).store, 3, "addr-3"), std::invalid_argument);
+    BOOST_TEST(c.at(3).store.last_index() == before); // nothing appended
 }
