@@ -22,8 +22,13 @@ std::optional<host_port> address_field(const boost::json::object& o, std::string
 std::string join_ids(const std::vector<node_id>& ids)
 {
     std::string out;
-    for (node_id id : ids)
-        out += (out.empty() ? "" : ",") + std::to_string(id);
+    for (node_id id : ids) {
+        // Two appends, not `"," + std::to_string(id)`: GCC 12 warns falsely (-Wrestrict,
+        // its bug 105329) about the inserting operator+.
+        if (!out.empty())
+            out += ',';
+        out += std::to_string(id);
+    }
     return out.empty() ? "none" : out;
 }
 
