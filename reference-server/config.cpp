@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include "identity.hpp"
+
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/parsers.hpp>
 #include <boost/program_options/value_semantic.hpp>
@@ -62,6 +64,11 @@ constexpr std::array settings = {
             "start a new single-node cluster from a backup (raftkv backup FILE): its keys, values "
             "and versions, the log continuing after its index; needs an empty data directory, not "
             "with --join, and --peers (if given) naming this node alone; add members afterwards"},
+    setting{"force-new-cluster", "CLUSTER-ID",
+            "for a cluster that lost a majority of its voters for good: make this stopped member, "
+            "with its data, the only member of a new cluster (a new cluster id), keeping every entry "
+            "of its log; give the id of the cluster it leaves (GET /cluster/members, DIR/identity), "
+            "and start it without this flag afterwards; --peers, if given, names this node alone"},
     setting{"cluster-token", "TOKEN",
             "mixed into the id of a new cluster, so that clusters bootstrapped with the same --peers "
             "refuse each other's nodes; on a restart, the recorded one or none"},
@@ -596,6 +603,29 @@ std::string check_restore(const raw_settings& s, server_config& c)
     return {};
 }
 
+std::string check_force_new_cluster(const raw_settings& s, server_config& c)
+{
+    const raw_value* v = s.find("force-new-cluster");
+    if (!v)
+        return {};
+    // As DIR/identity writes it (0x...), or as GET /cluster/members does (no 0x).
+    const auto id = parse_hex_id(v->text.starts_with("0x") ? v->text : "0x" + v->text);
+    if (!id)
+        return v->where + ": " + in_quotes(v->text) +
+               " is not a cluster id (16 hexadecimal digits, as GET /cluster/members and DIR/identity show "
+               "it)";
+    if (c.join)
+        return v->where + ": a forced member starts a new cluster; it does not --join one";
+    if (c.restore_backup)
+        return v->where + ": not with --restore-backup: force a member that holds data, or restore a backup "
+                          "into an empty directory";
+    if (c.peers_given && c.peers.size() != 1)
+        return v->where + ": the new cluster has this node alone; give --peers naming only it (or none), and "
+                          "add the other members once it runs";
+    c.force_new_cluster = *id;
+    return {};
+}
+
 std::string check_peers(const raw_settings& s, server_config& c)
 {
     std::string error;
@@ -831,6 +861,8 @@ std::string build_config(const raw_settings& s, server_config& c)
     if (std::string e = check_peers(s, c); !e.empty())
         return e;
     if (std::string e = check_restore(s, c); !e.empty())
+        return e;
+    if (std::string e = check_force_new_cluster(s, c); !e.empty())
         return e;
     if (std::string e = advertise_http_problem(c); !e.empty())
         return e;

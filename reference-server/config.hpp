@@ -92,6 +92,13 @@ struct server_config {
     /// Raft data and no --join; --peers, if given, names this node alone.
     std::optional<std::filesystem::path> restore_backup;
 
+    /// The id of the cluster this member leaves to become the only member of a new one,
+    /// with its data (a disaster recovery: a majority of the voters is lost for good). The
+    /// data directory must hold a member of that cluster; see force_new_cluster() in main.cpp
+    /// and docs/server.md, "Losing a majority". Not with `join` or `restore_backup`; `peers`,
+    /// if given, names this node alone.
+    std::optional<std::uint64_t> force_new_cluster;
+
     /// Not a setting: the cluster id, from the data directory's identity (identity.hpp),
     /// set before the node starts. 0 until then.
     std::uint64_t cluster_id = 0;

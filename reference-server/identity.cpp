@@ -126,6 +126,14 @@ std::uint64_t derive_cluster_id(const std::map<node_id, host_port>& members, std
     return h == 0 ? 1 : h;
 }
 
+std::uint64_t expected_cluster_id(const identity& id)
+{
+    if (id.forced_from == 0)
+        return derive_cluster_id(id.members, id.cluster_token);
+    // A token has no spaces, so no token of a bootstrapped cluster reads like this.
+    return derive_cluster_id(id.members, id.cluster_token + " forced-from " + cluster_name(id.forced_from));
+}
+
 identity identity_from(const server_config& c)
 {
     identity id;
@@ -153,6 +161,8 @@ std::string format_identity(const identity& id)
     out += "\ncluster-id " + cluster_name(id.cluster_id) + "\n";
     if (!id.cluster_token.empty())
         out += "cluster-token " + id.cluster_token + "\n";
+    if (id.forced_from != 0)
+        out += "forced-from " + cluster_name(id.forced_from) + "\n";
     out += "node-id " + std::to_string(id.id) + "\n";
     if (id.incarnation != 0)
         out += "incarnation " + cluster_name(id.incarnation) + "\n";
@@ -206,6 +216,11 @@ std::optional<identity> parse_identity(std::string_view text, std::string& error
             if (!v)
                 return bad(where + "bad address");
             id.http = *v;
+        } else if (key == "forced-from") {
+            const auto v = parse_hex_id(value);
+            if (!v)
+                return bad(where + "bad cluster id");
+            id.forced_from = *v;
         } else if (key == "joined" && value.empty()) {
             id.joined = true;
         } else if (key == "member") {
@@ -221,7 +236,7 @@ std::optional<identity> parse_identity(std::string_view text, std::string& error
     }
     if (!have_cluster || !have_node || !have_http || !id.members.contains(id.id))
         return bad("incomplete: it needs cluster-id, node-id, http and a member line for the node");
-    if (!id.joined && derive_cluster_id(id.members, id.cluster_token) != id.cluster_id)
+    if (!id.joined && expected_cluster_id(id) != id.cluster_id)
         return bad("the cluster id does not match the members and token");
     return id;
 }
@@ -250,8 +265,50 @@ void write_identity(const std::filesystem::path& data_dir, const identity& id)
     write_file_atomically(identity_path(data_dir), format_identity(id));
 }
 
+namespace {
+
+// --force-new-cluster: the member recorded in c.data_dir becomes the only member of a new
+// cluster, whose id derives from the one it leaves as well, so that the old cluster's members
+// are refused at their first greeting.
+identity_plan plan_forced_identity(server_config& c)
+{
+    const std::uint64_t leaving = *c.force_new_cluster;
+    auto recorded = read_identity(c.data_dir);
+    if (!recorded)
+        throw config_error("--force-new-cluster: data directory " + c.data_dir.string() +
+                           " holds no member of a cluster; force a member that holds the cluster's data");
+    if (c.id != recorded->id)
+        conflict(c, *recorded, "--id is " + std::to_string(c.id),
+                 "force it with --id " + std::to_string(recorded->id));
+    if (recorded->cluster_id != leaving)
+        conflict(c, *recorded, "--force-new-cluster names cluster " + cluster_name(leaving),
+                 "if it was forced already, start it without --force-new-cluster; otherwise give the id of "
+                 "the cluster it is a member of");
+    identity_plan plan;
+    plan.forced_from = leaving;
+    plan.write = true;
+    identity& id = plan.id;
+    id.id = c.id;
+    id.cluster_token = c.cluster_token.value_or(recorded->cluster_token);
+    id.forced_from = leaving;
+    if (!c.raft_given && recorded->members.contains(c.id))
+        c.raft = recorded->members.at(c.id);
+    c.peers = {{c.id, c.raft}};
+    id.members = c.peers;
+    id.cluster_id = expected_cluster_id(id);
+    id.http = c.advertise_http;
+    id.incarnation = new_incarnation();
+    c.cluster_id = id.cluster_id;
+    c.incarnation = id.incarnation;
+    return plan;
+}
+
+} // namespace
+
 identity_plan plan_identity(server_config& c)
 {
+    if (c.force_new_cluster)
+        return plan_forced_identity(c);
     identity_plan plan;
     if (auto recorded = read_identity(c.data_dir)) {
         if (c.join && !recorded->joined)

@@ -42,6 +42,9 @@ struct identity {
     /// The node joined a running cluster (--join): the cluster id is that cluster's, and
     /// the node's configuration comes only from the cluster.
     bool joined = false;
+    /// The cluster this data directory's member left with --force-new-cluster to become
+    /// the only member of this one; 0 if it never did. See expected_cluster_id().
+    std::uint64_t forced_from = 0;
 
     friend bool operator==(const identity&, const identity&) = default;
 };
@@ -56,6 +59,10 @@ std::optional<std::uint64_t> parse_hex_id(std::string_view text);
 /// A 64-bit FNV-1a hash of the token and the sorted "id=host:port" members, never 0: every
 /// node given the same --peers and --cluster-token computes the same id without talking.
 std::uint64_t derive_cluster_id(const std::map<node_id, host_port>& members, std::string_view token);
+
+/// The cluster id `id` must have unless it joined: derive_cluster_id() of its members and
+/// token, with its forced_from mixed into the token when it is not 0.
+std::uint64_t expected_cluster_id(const identity& id);
 
 /// A random nonzero incarnation, from std::random_device.
 std::uint64_t new_incarnation();
@@ -88,6 +95,9 @@ struct identity_plan {
     bool write = false;
     /// The data directory holds Raft data from a release without identity files.
     bool adopted = false;
+    /// --force-new-cluster: the cluster the member leaves (0 otherwise). `id` is then the
+    /// new cluster's, with this node its only member, written once its log was rewritten.
+    std::uint64_t forced_from = 0;
 };
 
 /// Reconciles `c` with the identity of its data directory. A node with --join and no
@@ -100,7 +110,10 @@ struct identity_plan {
 /// --cluster-token, or a --peers list other than the recorded one — throws config_error
 /// with one line naming it and what to do; a file without an incarnation gets one and is
 /// planned to be rewritten. Without one, plans to record identity_from(c). Sets
-/// c.cluster_id and c.incarnation either way. Throws std::runtime_error if the file is unreadable.
+/// c.cluster_id and c.incarnation either way. With --force-new-cluster the data directory
+/// must hold a member of the cluster it names (config_error otherwise), and the plan is a
+/// new identity: a new random cluster id, this node its only member (c.peers too), a new
+/// incarnation. Throws std::runtime_error if the file is unreadable.
 identity_plan plan_identity(server_config& c);
 
 } // namespace raftkv::server

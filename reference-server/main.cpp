@@ -17,11 +17,14 @@
 #include "kv_service.hpp"
 #include "log.hpp"
 #include "member_info.hpp"
+#include "peer_incarnations.hpp"
 #include "tls.hpp"
 #include "version.hpp"
 
 #include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/error.hpp>
+#include <raftkv/recovery.hpp>
+#include <raftkv/wal/log_store.hpp>
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
@@ -38,6 +41,7 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <stdexcept>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -282,6 +286,46 @@ void restore_from_backup(const server_config& config, const identity_plan& plan)
                              std::to_string(h.index));
 }
 
+// --force-new-cluster: before the node opens its log, make this member the only voter of
+// the configuration at the log's end (raftkv::force_single_voter) and forget the peers'
+// incarnations (the new cluster has no other member; ones added later come with new data
+// directories). The log is synced before the new identity is written, after the node
+// opened: interrupted, the same command can be run again, and appends nothing twice.
+void force_new_cluster(const server_config& config, const identity_plan& plan)
+{
+    const std::filesystem::path wal = config.data_dir / "wal";
+    if (!std::filesystem::exists(wal) || !std::filesystem::exists(config.data_dir / "state"))
+        throw config_error("--force-new-cluster: " + config.data_dir.string() +
+                           " holds no Raft log or no state (" + wal.string() +
+                           "): force a member that holds the cluster's data");
+    raftkv::forced_configuration forced;
+    raftkv::index_t last = 0;
+    {
+        raftkv::wal::log_store store(wal);
+        try {
+            forced = raftkv::force_single_voter(store, config.id, encode_member_info(config.raft));
+        } catch (const std::invalid_argument& e) {
+            throw config_error(std::string("--force-new-cluster: ") + e.what() + "; force a current member");
+        }
+        store.sync();
+        last = store.last_index();
+    }
+    std::error_code ec;
+    std::filesystem::remove(peers_path(config.data_dir), ec);
+    if (ec)
+        throw std::runtime_error("cannot remove " + peers_path(config.data_dir).string() + ": " +
+                                 ec.message());
+    log(log_level::warn,
+        "forced a new cluster " + raftkv::asio::detail::cluster_id_name(plan.id.cluster_id) + " from node " +
+            std::to_string(config.id) + " of cluster " +
+            raftkv::asio::detail::cluster_id_name(plan.forced_from) + " (" +
+            describe_members(forced.previous) + "): its log, to index " +
+            std::to_string(forced.index != 0 ? forced.index - 1 : last) +
+            ", is kept and commits without the others, which never rejoin; the configuration at index " +
+            std::to_string(forced.index != 0 ? forced.index : last) +
+            " has it alone. Add members with --join, and start it without --force-new-cluster from now on");
+}
+
 int run(server_config config)
 {
     set_log_level(config.log_level);
@@ -293,6 +337,8 @@ int run(server_config config)
     const identity_plan plan = reconcile_identity(config);
     if (config.restore_backup)
         restore_from_backup(config, plan);
+    if (plan.forced_from != 0)
+        force_new_cluster(config, plan);
 
     asio::io_context io{static_cast<int>(config.threads)};
     const asio::ip::tcp::endpoint http_endpoint = resolve_endpoint(io.get_executor(), config.http);

@@ -8,6 +8,7 @@
 #include "harness.hpp"
 #include "recording_clients.hpp"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <string>
@@ -147,4 +148,97 @@ BOOST_AUTO_TEST_CASE(a_node_that_was_not_added_refuses_to_join)
     const std::string log = read_tail(c.spec(id).log_file);
     BOOST_TEST(log.find("is not a member of the cluster") != std::string::npos, log);
     BOOST_TEST(log.find("POST") != std::string::npos, log);
+}
+
+// Two of three members are lost for good. The survivor, started once with
+// --force-new-cluster, becomes the only member of a new cluster with every write its log
+// held, refuses a member of the old cluster that comes back, and grows again through --join.
+BOOST_AUTO_TEST_CASE(a_survivor_of_a_lost_majority_is_forced_into_a_new_cluster_and_grows_again)
+{
+    cluster c(3);
+    const auto leader = c.wait_ready(15s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    // A follower survives: it learns of commits a message later than the leader.
+    const std::uint64_t survivor = *leader == 3 ? 2 : 3;
+    const std::uint64_t lost = 6 - *leader - survivor;
+    const auto written = put_many(c.http_port(*leader), "before-", 200);
+    BOOST_TEST_REQUIRE(written.ok == 200u, written.first_failure);
+    // Every acknowledged write is in the survivor's log (a majority holds it, and the test
+    // waits for this one to be part of it).
+    const auto at_leader = get_status(c.http_port(*leader));
+    BOOST_TEST_REQUIRE(at_leader.has_value());
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            const auto s = get_status(c.http_port(survivor));
+            return s && s->last_index >= at_leader->commit_index;
+        },
+        10s));
+    const auto old_members = request(c.http_port(survivor), "GET", "/cluster/members");
+    const std::string old_id = parse_json(old_members.body).string("cluster_id").value_or("");
+    BOOST_TEST_REQUIRE(old_id.size() == 16u, describe(old_members));
+    c.kill9(*leader);
+    c.kill9(lost);
+    BOOST_TEST(put(c.http_port(survivor), "alone", "x", 2s).status != 200); // no quorum
+    BOOST_TEST_REQUIRE(c.terminate(survivor).has_value());
+
+    // The old member list, or a wrong cluster id, is refused before anything changes.
+    auto forced = c.args(survivor);
+    forced.insert(forced.end(), {"--force-new-cluster", old_id});
+    auto r = run_server(forced);
+    BOOST_TEST(r.status.value_or(exit_status{}).code == 2);
+    BOOST_TEST(r.err.find("--peers naming only it") != std::string::npos, r.err);
+    const auto peers = std::find(forced.begin(), forced.end(), "--peers");
+    forced.erase(peers, peers + 2);
+    auto wrong = forced;
+    wrong.back() = "0x0123456789abcdef";
+    r = run_server(wrong);
+    BOOST_TEST(r.status.value_or(exit_status{}).code == 2);
+    BOOST_TEST(r.err.find("--force-new-cluster names cluster 0x0123456789abcdef") != std::string::npos,
+               r.err);
+
+    c.start(survivor, forced);
+    BOOST_TEST_REQUIRE(c.wait_healthy(survivor, 20s), read_tail(c.spec(survivor).log_file));
+    BOOST_TEST(read_tail(c.spec(survivor).log_file).find("forced a new cluster") != std::string::npos);
+    const auto kept = get_many(c.http_port(survivor), "before-", 200);
+    BOOST_TEST(kept.ok == 200u, kept.first_failure);
+    BOOST_TEST(put(c.http_port(survivor), "after", "v").status == 200);
+    const auto st = get_status(c.http_port(survivor));
+    BOOST_TEST_REQUIRE(st.has_value());
+    BOOST_TEST(st->members.size() == 1u);
+    BOOST_TEST(st->leader.value_or(0) == survivor);
+    const std::string new_id = parse_json(request(c.http_port(survivor), "GET", "/cluster/members").body)
+                                   .string("cluster_id")
+                                   .value_or("");
+    BOOST_TEST((new_id.size() == 16u && new_id != old_id), new_id);
+
+    // The flag is for one start: the next one with it is refused, one without serves.
+    BOOST_TEST_REQUIRE(c.terminate(survivor).has_value());
+    r = run_server(forced);
+    BOOST_TEST(r.status.value_or(exit_status{}).code == 2);
+    BOOST_TEST(r.err.find("start it without --force-new-cluster") != std::string::npos, r.err);
+    forced.resize(forced.size() - 2);
+    c.start(survivor, forced);
+    BOOST_TEST_REQUIRE(c.wait_healthy(survivor, 20s), read_tail(c.spec(survivor).log_file));
+    BOOST_TEST(get(c.http_port(survivor), "after").status == 200);
+
+    // A member of the old cluster that comes back with its data is refused at the Raft port.
+    c.start(lost);
+    BOOST_TEST(wait_until(
+        [&] {
+            const std::string log = read_tail(c.spec(survivor).log_file, 1 << 20);
+            return log.find("refused connection from") != std::string::npos &&
+                   log.find("cluster 0x" + old_id) != std::string::npos;
+        },
+        15s));
+    BOOST_TEST(put(c.http_port(survivor), "still-alone", "v").status == 200);
+    c.kill9(lost);
+
+    // It grows again: the lost member's id, with an empty data directory, through --join.
+    std::filesystem::remove_all(c.spec(lost).data_dir);
+    c.set_join_via(lost, survivor);
+    add_and_promote(c, survivor, lost);
+    BOOST_TEST(put(c.http_port(lost), "grown", "v").status == 200);
+    BOOST_TEST(get_many(c.http_port(lost), "before-", 200).ok == 200u);
+    BOOST_TEST((members_with_role(c, survivor, "voter") ==
+                std::vector<std::uint64_t>{std::min(survivor, lost), std::max(survivor, lost)}));
 }

@@ -167,6 +167,22 @@ BOOST_AUTO_TEST_CASE(join_takes_a_members_http_address_and_excludes_peers)
     parse_error({"--id", "1", "--join", "http://127.0.0.1:8082", "--peers", three_peers}, "not both");
 }
 
+BOOST_AUTO_TEST_CASE(force_new_cluster_takes_a_cluster_id_and_this_node_alone)
+{
+    const server_config c = parse_ok({"--id", "3", "--force-new-cluster", "0x5d0c3c7be7d2f14a"});
+    BOOST_TEST(c.force_new_cluster.value_or(0) == 0x5d0c3c7be7d2f14aull);
+    // As GET /cluster/members writes it, without 0x.
+    BOOST_TEST(
+        parse_ok({"--id", "3", "--force-new-cluster", "5d0c3c7be7d2f14a"}).force_new_cluster.value_or(0) ==
+        0x5d0c3c7be7d2f14aull);
+    parse_error({"--force-new-cluster", "yes"}, "--force-new-cluster: 'yes' is not a cluster id");
+    parse_error({"--force-new-cluster", "0x0000000000000000"}, "is not a cluster id");
+    parse_error({"--id", "1", "--peers", three_peers, "--force-new-cluster", "5d0c3c7be7d2f14a"},
+                "give --peers naming only it");
+    parse_error({"--id", "4", "--join", "http://127.0.0.1:8081", "--force-new-cluster", "5d0c3c7be7d2f14a"},
+                "it does not --join one");
+}
+
 BOOST_AUTO_TEST_CASE(join_url_parses_both_schemes)
 {
     const auto plain = parse_join_url("http://10.0.0.1:8081");

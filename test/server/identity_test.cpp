@@ -143,6 +143,49 @@ BOOST_AUTO_TEST_CASE(flags_that_contradict_the_identity_are_refused_with_one_lin
     BOOST_TEST(conflict_of(token).find("start it without --cluster-token") != std::string::npos);
 }
 
+BOOST_AUTO_TEST_CASE(a_forced_member_gets_a_new_cluster_of_its_own_that_it_can_read_back)
+{
+    temp_dir dir;
+    bootstrap(2, dir.path());
+    const identity old = *read_identity(dir.path());
+
+    server_config wrong;
+    wrong.id = 2;
+    wrong.data_dir = dir.path();
+    wrong.force_new_cluster = old.cluster_id ^ 1;
+    BOOST_CHECK_EXCEPTION(plan_identity(wrong), config_error, [](const config_error& e) {
+        return std::string(e.what()).find("start it without --force-new-cluster") != std::string::npos;
+    });
+    server_config empty;
+    empty.data_dir = dir / "empty";
+    empty.force_new_cluster = old.cluster_id;
+    BOOST_CHECK_THROW(plan_identity(empty), config_error);
+
+    server_config c;
+    c.id = 2;
+    c.data_dir = dir.path();
+    c.force_new_cluster = old.cluster_id;
+    const identity_plan plan = plan_identity(c);
+    BOOST_TEST(plan.write);
+    BOOST_TEST(plan.forced_from == old.cluster_id);
+    BOOST_TEST(plan.id.cluster_id != old.cluster_id);
+    BOOST_TEST(plan.id.incarnation != old.incarnation);
+    BOOST_TEST((plan.id.members == std::map<raftkv::node_id, host_port>{{2, old.members.at(2)}}));
+    BOOST_TEST((c.peers == plan.id.members));
+    BOOST_TEST(c.raft.to_string() == old.members.at(2).to_string());
+    BOOST_TEST(c.cluster_id == plan.id.cluster_id);
+
+    // Its file reads back, and its id still guards it against edits.
+    std::string error;
+    const auto back = parse_identity(format_identity(plan.id), error);
+    BOOST_TEST_REQUIRE(back.has_value(), error);
+    BOOST_TEST((*back == plan.id));
+    std::string tampered = format_identity(plan.id);
+    tampered.replace(tampered.find("forced-from 0x") + 14, 1,
+                     tampered[tampered.find("forced-from 0x") + 14] == 'a' ? "b" : "a");
+    BOOST_TEST(!parse_identity(tampered, error).has_value());
+}
+
 BOOST_AUTO_TEST_CASE(raft_data_without_an_identity_is_adopted)
 {
     temp_dir dir;
