@@ -31,14 +31,18 @@ workload=write
 duration=10
 connections=63
 runs=3
+prefill=0
 
 usage() {
     cat >&2 <<EOF
-usage: $0 [--workload write|read|mixed] [--duration S] [--connections N] [--runs N] NAME=COMMAND...
+usage: $0 [--workload write|read|mixed] [--duration S] [--connections N] [--runs N] [--prefill]
+             NAME=COMMAND...
   --workload   raftkv-loadgen's workload (default: write; read and mixed prefill every key first)
   --duration   seconds of load per measurement (default: 10)
   --connections  connections, spread over the three nodes (default: 63)
   --runs       rounds; each measures every variant once (default: 3)
+  --prefill    write every key once before a write measurement too, as bench/run.sh does
+               before its points (reads and the mix always start from a prefilled store)
 RAFTKV_LOADGEN=PATH uses that raftkv-loadgen (default: build/release/bench/loadgen/raftkv-loadgen).
 EOF
     exit 2
@@ -51,6 +55,7 @@ while (($# > 0)); do
     --duration) duration=${2:?}; shift 2 ;;
     --connections) connections=${2:?}; shift 2 ;;
     --runs) runs=${2:?}; shift 2 ;;
+    --prefill) prefill=1; shift ;;
     -h | --help) usage ;;
     *=*) variants+=("$1"); shift ;;
     *) usage ;;
@@ -141,7 +146,7 @@ measure() {
         fi
         sleep 0.2
     done
-    if [[ $workload != write ]]; then
+    if [[ $workload != write ]] || ((prefill)); then
         "$loadgen" --target raftkv --endpoints "$endpoints" --workload prefill --connections 63 \
             --duration 120 >/dev/null
     fi
