@@ -147,17 +147,39 @@ std::string hello(node_id from, node_id to, std::uint64_t cluster_id = 0, std::u
 
 /// A raw client socket connected to `to`, standing in for a broken or hostile peer.
 struct raw_client {
+    boost::asio::io_context& io;
     tcp::socket socket;
     std::optional<boost::system::error_code> read_result;
     char byte = 0;
+    bool watching = false;
 
-    raw_client(boost::asio::io_context& io, const tcp::endpoint& to) : socket(io) { socket.connect(to); }
+    raw_client(boost::asio::io_context& io, const tcp::endpoint& to) : io(io), socket(io)
+    {
+        socket.connect(to);
+    }
+    raw_client(const raw_client&) = delete;
+    raw_client& operator=(const raw_client&) = delete;
+
+    /// A watch still pending (the server kept the connection) would complete after this
+    /// object is gone: close the socket and run its handler first.
+    ~raw_client()
+    {
+        if (!watching || read_result)
+            return;
+        boost::system::error_code ignored;
+        socket.close(ignored);
+        if (io.stopped())
+            io.restart();
+        while (!read_result && io.run_one() != 0) {
+        }
+    }
 
     void write(const std::string& bytes) { boost::asio::write(socket, boost::asio::buffer(bytes)); }
 
     /// Starts a read that completes only when the server closes the connection.
     void watch()
     {
+        watching = true;
         socket.async_read_some(boost::asio::buffer(&byte, 1), [this](const boost::system::error_code& ec,
                                                                      std::size_t) { read_result = ec; });
     }
@@ -1043,6 +1065,28 @@ BOOST_AUTO_TEST_CASE(a_forgotten_peer_is_learned_again_with_its_new_incarnation)
     listener_fixture f(11, {{2, 22}});
     BOOST_TEST(f.refuses(33, 11));
     f.one.transport->forget_incarnation(2);
+    BOOST_TEST(!f.refuses(33, 0));
+    BOOST_TEST_REQUIRE(f.r.learned.size() == 1u);
+    BOOST_TEST(f.r.learned.front().second == 33u);
+    BOOST_TEST(f.refuses(22, 11));
+}
+
+// A removed member that keeps running still greets the others; recorded again, its id
+// could not come back with a new data directory.
+BOOST_AUTO_TEST_CASE(a_node_outside_the_peers_is_accepted_but_its_incarnation_not_recorded)
+{
+    listener_fixture f(11, {{2, 22}});
+    f.one.transport->forget_incarnation(2);
+    f.one.transport->set_peers({}); // node 2 removed
+    run_for(f.io, 20ms);
+    BOOST_TEST(!f.refuses(22, 11)); // its messages still arrive (it may learn its removal)
+    BOOST_TEST(f.r.learned.empty());
+    BOOST_TEST(!f.refuses(33, 0)); // nor is a new data directory under its id refused
+    BOOST_TEST(f.r.learned.empty());
+
+    // Added back: the first data directory that greets is recorded, and holds the id.
+    f.one.transport->set_peers({{2, tcp::endpoint(boost::asio::ip::address_v4::loopback(), 1)}});
+    run_for(f.io, 20ms);
     BOOST_TEST(!f.refuses(33, 0));
     BOOST_TEST_REQUIRE(f.r.learned.size() == 1u);
     BOOST_TEST(f.r.learned.front().second == 33u);

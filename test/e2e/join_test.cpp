@@ -116,11 +116,15 @@ BOOST_AUTO_TEST_CASE(a_wiped_node_comes_back_after_being_removed_and_added_again
     for (int k = 0; k < 20; ++k)
         BOOST_TEST_REQUIRE(put(c.http_port(via), "before-" + std::to_string(k), "v").status == 200);
 
-    c.kill9(wiped);
-    std::filesystem::remove_all(c.spec(wiped).data_dir);
-    // The way back: remove the member, add it again, start it empty with --join.
+    // The way back: remove the member, add it again, start it empty with --join. Removed,
+    // it is restarted once with its old data (an operator who has not yet noticed), and
+    // greets the others anew: they must not record its old data directory again.
     const auto removed = until(c, via, "DELETE", "/cluster/members/" + std::to_string(wiped), "", 200);
     BOOST_TEST_REQUIRE(removed.status == 200, describe(removed));
+    c.restart(wiped);
+    std::this_thread::sleep_for(1500ms);
+    c.kill9(wiped);
+    std::filesystem::remove_all(c.spec(wiped).data_dir);
     c.set_join_via(wiped, via);
     add_and_promote(c, via, wiped);
 

@@ -143,7 +143,10 @@ struct tcp_transport_options {
 
     /// Called on the transport's executor when a peer's incarnation is first recorded,
     /// before any message of that connection reaches the receive handler, so that the
-    /// caller can persist it. Not called when `incarnation` is 0.
+    /// caller can persist it. Not called when `incarnation` is 0. Only members (the peers
+    /// given to the constructor or to set_peers()) are recorded: a node outside them, such
+    /// as a removed member still running, is accepted without being recorded, so that its
+    /// id can be added back with a new data directory.
     /// Default: none.
     std::function<void(node_id, std::uint64_t)> on_incarnation_learned;
 
@@ -235,9 +238,9 @@ public:
     void stop();
 
     /// Forgets the incarnation recorded for `peer`, so that the next data directory
-    /// greeting under that id is learned rather than refused: for a member that was
-    /// removed from the cluster and is added back with a new data directory. Safe from
-    /// any thread.
+    /// greeting under that id is learned rather than refused (once the id is a peer
+    /// again): for a member that was removed from the cluster and is added back with a new
+    /// data directory. Safe from any thread.
     void forget_incarnation(node_id peer);
 
     /// The endpoint the transport accepts connections on (with the actual port when it was

@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <set>
 #include <utility>
 
 namespace raftkv::asio::detail {
@@ -37,16 +38,31 @@ public:
     }
 
     /// check_incarnations() for greeting `g`, recording the sender's incarnation when the
-    /// verdict is `learn`. Sets `recorded` to what was recorded for the sender before.
+    /// verdict is `learn`. Sets `recorded` to what was recorded for the sender before. A
+    /// sender that is not a member (set_members()) is never recorded: its verdict is
+    /// `accept` instead of `learn`. A removed member still running would otherwise be
+    /// recorded again right after forget(), and its id, added back with a new data
+    /// directory, refused.
     incarnation_verdict admit(const greeting& g, std::uint64_t& recorded)
     {
         std::lock_guard lock(mutex_);
         const auto it = known_.find(g.from);
         recorded = it == known_.end() ? 0 : it->second;
-        const incarnation_verdict verdict = check_incarnations(g, self_, recorded);
-        if (verdict == incarnation_verdict::learn)
-            known_[g.from] = g.from_incarnation;
+        incarnation_verdict verdict = check_incarnations(g, self_, recorded);
+        if (verdict == incarnation_verdict::learn) {
+            if (members_.contains(g.from))
+                known_[g.from] = g.from_incarnation;
+            else
+                verdict = incarnation_verdict::accept;
+        }
         return verdict;
+    }
+
+    /// The ids whose incarnations may be recorded: the transport's peers, as they change.
+    void set_members(std::set<node_id> members)
+    {
+        std::lock_guard lock(mutex_);
+        members_ = std::move(members);
     }
 
     /// Forgets the incarnation recorded for `peer`: the next one it greets with is learned.
@@ -60,6 +76,7 @@ private:
     const std::uint64_t self_;
     mutable std::mutex mutex_;
     std::map<node_id, std::uint64_t> known_;
+    std::set<node_id> members_;
 };
 
 } // namespace raftkv::asio::detail

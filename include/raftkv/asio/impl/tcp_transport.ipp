@@ -19,6 +19,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <set>
 #include <stdexcept>
 #include <utility>
 
@@ -46,6 +47,17 @@ inline boost::asio::any_io_executor io_executor_of(const boost::asio::any_io_exe
     if (const auto* s = ex.target<boost::asio::strand<boost::asio::io_context::executor_type>>())
         return s->get_inner_executor();
     return ex;
+}
+
+/// The ids in `peers` but `self`: the members whose incarnations the transport records.
+inline std::set<node_id> member_ids(const std::map<node_id, tcp_transport::endpoint_type>& peers,
+                                    node_id self)
+{
+    std::set<node_id> ids;
+    for (const auto& entry : peers)
+        if (entry.first != self)
+            ids.insert(entry.first);
+    return ids;
 }
 
 inline void check(const tcp_transport_options& o)
@@ -91,6 +103,7 @@ tcp_transport::tcp_transport(boost::asio::ip::tcp::acceptor acceptor, node_id se
     incarnations_ = std::make_shared<detail::incarnation_book>(options_.incarnation,
                                                                std::move(options_.known_incarnations));
     options_.known_incarnations.clear();
+    incarnations_->set_members(detail::member_ids(peers, self_));
     if (options_.tls) {
         tls_ = std::make_shared<detail::tls_context>(*options_.tls);
         // Its peers will refuse it; say why here too, where the operator looks first.
@@ -143,6 +156,7 @@ void tcp_transport::apply_peers(std::map<node_id, endpoint_type> peers)
     if (stopped_)
         return;
     peers.erase(self_);
+    incarnations_->set_members(detail::member_ids(peers, self_));
     for (auto link = links_.begin(); link != links_.end();) {
         const auto wanted = peers.find(link->first);
         if (wanted != peers.end() && wanted->second == link->second->remote()) {
