@@ -1,7 +1,5 @@
 #include "config.hpp"
 
-#include "identity.hpp"
-
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/parsers.hpp>
 #include <boost/program_options/value_semantic.hpp>
@@ -609,7 +607,10 @@ std::string check_force_new_cluster(const raw_settings& s, server_config& c)
     if (!v)
         return {};
     // As DIR/identity writes it (0x...), or as GET /cluster/members does (no 0x).
-    const auto id = parse_hex_id(v->text.starts_with("0x") ? v->text : "0x" + v->text);
+    std::string text = v->text;
+    if (!text.starts_with("0x"))
+        text.insert(0, "0x");
+    const auto id = parse_hex_id(text);
     if (!id)
         return v->where + ": " + in_quotes(v->text) +
                " is not a cluster id (16 hexadecimal digits, as GET /cluster/members and DIR/identity show "
@@ -882,6 +883,17 @@ std::string build_config(const raw_settings& s, server_config& c)
 }
 
 } // namespace
+
+std::optional<std::uint64_t> parse_hex_id(std::string_view text)
+{
+    if (text.size() != 18 || !text.starts_with("0x"))
+        return std::nullopt;
+    std::uint64_t v = 0;
+    const auto [end, ec] = std::from_chars(text.data() + 2, text.data() + text.size(), v, 16);
+    if (ec != std::errc{} || end != text.data() + text.size() || v == 0)
+        return std::nullopt;
+    return v;
+}
 
 std::string host_port::to_string() const
 {

@@ -301,6 +301,11 @@ std::optional<join_url> parse_join_url(std::string_view url);
 /// Parses a node id: a decimal number, 1 to 2^64 - 1.
 std::optional<node_id> parse_node_id(std::string_view text);
 
+/// Parses "0x" and 16 hexadecimal digits, not all 0: how identity and peers files write
+/// cluster ids and incarnations (raftkv::asio::detail::cluster_id_name()), and how
+/// --force-new-cluster takes a cluster id.
+std::optional<std::uint64_t> parse_hex_id(std::string_view text);
+
 /// Parses "1=host:port,2=host:port,...". Returns the peers, or sets `error` (the message
 /// names `where`, e.g. "--peers").
 std::optional<std::map<node_id, host_port>> parse_peers(std::string_view text, std::string_view where,

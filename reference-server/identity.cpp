@@ -6,7 +6,6 @@
 
 #include <raftkv/asio/detail/greeting.hpp>
 
-#include <charconv>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -100,17 +99,6 @@ identity join_cluster(server_config& c)
 }
 
 } // namespace
-
-std::optional<std::uint64_t> parse_hex_id(std::string_view text)
-{
-    if (text.size() != 18 || !text.starts_with("0x"))
-        return std::nullopt;
-    std::uint64_t v = 0;
-    const auto [end, ec] = std::from_chars(text.data() + 2, text.data() + text.size(), v, 16);
-    if (ec != std::errc{} || end != text.data() + text.size() || v == 0)
-        return std::nullopt;
-    return v;
-}
 
 std::uint64_t derive_cluster_id(const std::map<node_id, host_port>& members, std::string_view token)
 {

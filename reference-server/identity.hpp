@@ -52,10 +52,6 @@ struct identity {
 /// The first line of an identity file: its format and version.
 inline constexpr std::string_view identity_header = "raftkv-identity 1";
 
-/// Parses "0x" and 16 hexadecimal digits, not all 0: how identity and peers files write
-/// cluster ids and incarnations (raftkv::asio::detail::cluster_id_name()).
-std::optional<std::uint64_t> parse_hex_id(std::string_view text);
-
 /// A 64-bit FNV-1a hash of the token and the sorted "id=host:port" members, never 0: every
 /// node given the same --peers and --cluster-token computes the same id without talking.
 std::uint64_t derive_cluster_id(const std::map<node_id, host_port>& members, std::string_view token);
