@@ -108,8 +108,9 @@ struct identity_plan {
 /// planned to be rewritten. Without one, plans to record identity_from(c). Sets
 /// c.cluster_id and c.incarnation either way. With --force-new-cluster the data directory
 /// must hold a member of the cluster it names (config_error otherwise), and the plan is a
-/// new identity: a new random cluster id, this node its only member (c.peers too), a new
-/// incarnation. Throws std::runtime_error if the file is unreadable.
+/// new identity: a new cluster id (expected_cluster_id(), forced_from the old one), this
+/// node its only member (c.peers too), a new incarnation. Throws std::runtime_error if the
+/// file is unreadable.
 identity_plan plan_identity(server_config& c);
 
 } // namespace raftkv::server
