@@ -149,6 +149,33 @@ inline std::optional<membership> decode_membership(std::string_view in)
     return m;
 }
 
+/// The configuration a config entry's data holds, if a node can use it: it decodes, and has
+/// at least one voter; nullopt otherwise.
+inline std::optional<membership> decode_config_entry(std::string_view data)
+{
+    auto m = decode_membership(data);
+    if (!m || m->voters.empty())
+        return std::nullopt;
+    return m;
+}
+
+/// Calls `f(entry)` for each config entry in the log of `store` (a log_store), in index
+/// order, reading the log in chunks of about 1 MiB.
+template <class LogStore, class F>
+void for_each_config_entry(const LogStore& store, F&& f)
+{
+    const index_t last = store.last_index();
+    for (index_t lo = store.first_index(); lo <= last;) {
+        const std::vector<log_entry> es = store.entries(lo, last + 1, 1024 * 1024);
+        if (es.empty())
+            return;
+        for (const log_entry& e : es)
+            if (e.type == entry_type::config)
+                f(e);
+        lo = es.back().index + 1;
+    }
+}
+
 } // namespace raftkv
 
 #endif

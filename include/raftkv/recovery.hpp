@@ -22,7 +22,6 @@
 #include <span>
 #include <stdexcept>
 #include <string>
-#include <vector>
 
 namespace raftkv {
 
@@ -45,22 +44,13 @@ template <log_store LogStore>
 membership configuration_in_force(const LogStore& store)
 {
     membership in_force = store.base_members();
-    const index_t last = store.last_index();
-    for (index_t lo = store.first_index(); lo <= last;) {
-        const std::vector<log_entry> es = store.entries(lo, last + 1, 1024 * 1024);
-        if (es.empty())
-            break;
-        for (const log_entry& e : es) {
-            if (e.type != entry_type::config)
-                continue;
-            auto m = decode_membership(e.data);
-            if (!m || m->voters.empty())
-                throw std::runtime_error("the config entry at index " + std::to_string(e.index) +
-                                         " does not hold a valid configuration");
-            in_force = std::move(*m);
-        }
-        lo = es.back().index + 1;
-    }
+    for_each_config_entry(store, [&in_force](const log_entry& e) {
+        auto m = decode_config_entry(e.data);
+        if (!m)
+            throw std::runtime_error("the config entry at index " + std::to_string(e.index) +
+                                     " does not hold a valid configuration");
+        in_force = std::move(*m);
+    });
     return in_force;
 }
 

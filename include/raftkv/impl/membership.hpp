@@ -35,22 +35,17 @@ void basic_node<Transport, LogStore, StateMachine>::load_configs()
     }
     configs_.clear();
     configs_.push_back(config_record{first - 1, std::move(base)});
-    for (index_t lo = first; lo <= last;) {
-        const std::vector<log_entry> es = store_.entries(lo, last + 1, 1024 * 1024);
-        for (const log_entry& e : es) {
-            if (e.type == entry_type::config)
-                configs_.push_back(config_record{e.index, decode_config(e)});
-        }
-        lo = es.back().index + 1;
-    }
+    for_each_config_entry(store_, [this](const log_entry& e) {
+        configs_.push_back(config_record{e.index, decode_config(e)});
+    });
     outputs_.push_back(config_output{configs_.back().index});
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 membership basic_node<Transport, LogStore, StateMachine>::decode_config(const log_entry& e) const
 {
-    auto m = decode_membership(e.data);
-    if (!m || m->voters.empty())
+    auto m = decode_config_entry(e.data);
+    if (!m)
         throw std::system_error(make_error_code(errc::storage_inconsistent),
                                 "raftkv: node " + std::to_string(opts_.id) + ": the config entry at index " +
                                     std::to_string(e.index) + " does not hold a valid configuration");
@@ -62,8 +57,7 @@ membership basic_node<Transport, LogStore, StateMachine>::decode_config(const lo
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 bool basic_node<Transport, LogStore, StateMachine>::holds_valid_config(const log_entry& e)
 {
-    const auto m = decode_membership(e.data);
-    return m && !m->voters.empty();
+    return decode_config_entry(e.data).has_value();
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
