@@ -14,6 +14,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 using raftkv::test::frame_header;
@@ -286,6 +287,29 @@ BOOST_AUTO_TEST_CASE(read_index_requests_and_both_kinds_of_answer_round_trip)
     BOOST_TEST(raftkv::asio::encoded_size(m) == 25u + 8 + 8 + 1);
 }
 
+BOOST_AUTO_TEST_CASE(threads_encode_and_decode_at_once_without_mixing_frames)
+{
+    // Each thread has archives of its own; frames built and read at the same time on
+    // several threads come out as they would on one.
+    const std::vector<message> batch = one_of_each();
+    const std::string expected = encode_frame(batch);
+    std::vector<int> good(4, 0);
+    std::vector<std::thread> threads;
+    for (std::size_t t = 0; t < good.size(); ++t)
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 200; ++i) {
+                const std::string frame = encode_frame(batch);
+                const auto decoded = decode_payload(payload_of(frame));
+                if (frame == expected && decoded && *decoded == batch)
+                    ++good[t];
+            }
+        });
+    for (std::thread& t : threads)
+        t.join();
+    for (int g : good)
+        BOOST_TEST(g == 200);
+}
+
 BOOST_AUTO_TEST_CASE(encode_frame_appends_to_its_output)
 {
     const auto batch = one_of_each();
@@ -365,6 +389,21 @@ BOOST_AUTO_TEST_CASE(every_truncation_of_a_valid_payload_is_refused)
     const std::string_view payload = payload_of(frame);
     for (std::size_t n = 0; n < payload.size(); ++n)
         BOOST_TEST_REQUIRE(!decode_payload(payload.substr(0, n)), "prefix of " << n << " bytes decoded");
+}
+
+BOOST_AUTO_TEST_CASE(a_refused_payload_leaves_the_next_decode_unharmed)
+{
+    // The archives are kept from frame to frame: a load that threw midway must leave
+    // nothing behind for the next frame on the same thread.
+    const std::vector<message> batch = one_of_each();
+    const std::string frame = encode_frame(batch);
+    const std::string_view payload = payload_of(frame);
+    for (std::size_t n : {payload.size() / 3, payload.size() / 2, payload.size() - 1}) {
+        BOOST_TEST_REQUIRE(!decode_payload(payload.substr(0, n)));
+        const auto decoded = decode_payload(payload);
+        BOOST_TEST_REQUIRE(decoded.has_value());
+        BOOST_TEST((*decoded == batch));
+    }
 }
 
 BOOST_AUTO_TEST_CASE(trailing_bytes_are_refused)
