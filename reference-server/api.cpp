@@ -1389,7 +1389,10 @@ json::object status_json(const kv_service& service)
         members.push_back(std::move(member));
     }
     const node_status& n = s.node;
-    json::object body{{"id", n.id}, {"role", to_string(n.role)}, {"term", n.term}};
+    json::object body{{"id", n.id},
+                      {"cluster_id", cluster_id_hex(s.cluster_id)},
+                      {"role", to_string(n.role)},
+                      {"term", n.term}};
     body["leader"] = n.leader == no_node ? json::value(nullptr) : json::value(n.leader);
     body["commit_index"] = n.commit_index;
     body["applied_index"] = n.applied_index;

@@ -101,13 +101,12 @@ std::optional<host_port> address_member(const json::object& o, std::string_view 
     return address;
 }
 
-/// 16 lowercase hex digits, without "0x": what a joining node reads (join.cpp).
+} // namespace
+
 std::string cluster_id_hex(std::uint64_t id)
 {
     return raftkv::asio::detail::cluster_id_name(id).substr(2);
 }
-
-} // namespace
 
 checked<member_request> check_member_body(std::string_view body)
 {

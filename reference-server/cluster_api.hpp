@@ -53,6 +53,10 @@ checked<node_id> check_leader_body(std::string_view body);
 /// Reads the {id} of /cluster/members/{id}: 400 unless an id 1 to 2^64-1.
 checked<node_id> check_member_id(std::string_view raw_id);
 
+/// A cluster id as the API shows it (GET /cluster/members, GET /status): 16 lowercase hex
+/// digits, without "0x" (what a joining node reads, join.cpp).
+std::string cluster_id_hex(std::uint64_t id);
+
 /// The body of GET /cluster/members: {"cluster_id" (16 hex digits), "members": [{"id",
 /// "raft", "http" (string or null),
 /// "role" ("voter", "learner" or "outgoing"), "match" (only for the members in

@@ -279,6 +279,7 @@ struct member_status {
 };
 struct node_status {
     std::uint64_t id = 0;
+    std::string cluster_id; ///< 16 hex digits
     std::string role;
     std::uint64_t term = 0;
     std::optional<std::uint64_t> leader;

@@ -275,6 +275,12 @@ BOOST_AUTO_TEST_CASE(the_member_list_has_its_shape_on_the_leader_and_on_a_follow
     BOOST_TEST_REQUIRE(on_follower.has_value());
     BOOST_TEST((on_follower->ids("voter") == std::set<std::uint64_t>{1, 2, 3}));
     BOOST_TEST(on_follower->cluster_id == on_leader->cluster_id);
+    // GET /status names the same cluster, on every node.
+    for (std::uint64_t id : {std::uint64_t{1}, std::uint64_t{2}, std::uint64_t{3}}) {
+        const auto status = get_status(c.http_port(id));
+        BOOST_TEST_REQUIRE(status.has_value());
+        BOOST_TEST(status->cluster_id == on_leader->cluster_id, "node " << id);
+    }
     for (const member& m : on_follower->members)
         BOOST_TEST(!m.match.has_value(), "a follower knows no match index");
 
