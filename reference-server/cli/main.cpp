@@ -29,6 +29,7 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -609,8 +610,9 @@ int run_backup(context& ctx, const po::variables_map&, const std::vector<std::st
 int run_status(context& ctx, const po::variables_map&, const std::vector<std::string>&)
 {
     std::vector<std::vector<std::string>> rows{
-        {"ENDPOINT", "ID", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "STORAGE"}};
+        {"ENDPOINT", "ID", "CLUSTER", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "STORAGE"}};
     json::array all;
+    std::set<std::string> clusters;
     int code = ok;
     for (const endpoint& e : ctx.c->endpoints()) {
         const answer a = ctx.c->request_one(e, "GET", "/status");
@@ -624,7 +626,10 @@ int run_status(context& ctx, const po::variables_map&, const std::vector<std::st
         }
         const json::object s = parse_object(a);
         const json::value& storage = member_of(s, "storage");
-        rows.push_back({e.url, text_of(member_of(s, "id")), text_of(member_of(s, "role")),
+        const std::string cluster = text_of(member_of(s, "cluster_id"));
+        if (cluster != "-") // a server from before /status named its cluster
+            clusters.insert(cluster);
+        rows.push_back({e.url, text_of(member_of(s, "id")), cluster, text_of(member_of(s, "role")),
                         text_of(member_of(s, "term")), text_of(member_of(s, "leader")),
                         text_of(member_of(s, "commit_index")), text_of(member_of(s, "applied_index")),
                         storage.is_object() ? text_of(member_of(storage.as_object(), "state")) : "-"});
@@ -634,6 +639,10 @@ int run_status(context& ctx, const po::variables_map&, const std::vector<std::st
         std::cout << json::serialize(all) << "\n";
     else
         print_table(rows);
+    // Nodes of different clusters behind one list of endpoints is a mistake worth a line of its
+    // own: a wrong address, or a node left over from an earlier cluster.
+    if (clusters.size() > 1)
+        std::cerr << "raftkv: these endpoints belong to " << clusters.size() << " different clusters\n";
     return code;
 }
 

@@ -230,6 +230,12 @@ BOOST_AUTO_TEST_CASE(an_unreachable_endpoint_falls_through_and_none_reachable_is
     BOOST_TEST(r.code == unavailable, r);
     BOOST_TEST(lines_of(r.out) == 3u, r);
     BOOST_TEST(r.out.find("leader") != std::string::npos, r);
+    const std::string cluster = parse_json(request(c.http_port(1), "GET", "/cluster/members").body)
+                                    .string("cluster_id")
+                                    .value_or("?");
+    BOOST_TEST(r.out.find(cluster) != std::string::npos,
+               "each row names the cluster " << cluster << ": " << r);
+    BOOST_TEST(r.err.find("different clusters") == std::string::npos, r);
     std::string all;
     for (std::uint64_t id = 1; id <= 3; ++id) {
         // Not (... ? "" : ",") + url(...): GCC 12 at -O3 reports a false -Wrestrict on it.
