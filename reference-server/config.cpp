@@ -285,6 +285,9 @@ po::options_description flag_descriptions()
         add(std::string(s.name).c_str(), po::value<std::string>()->value_name(std::string(s.value)),
             std::string(s.help).c_str());
     add("config", po::value<std::string>()->value_name("FILE"), "read settings from a YAML file first");
+    add("inspect",
+        "print what the data directory holds (the node's identity, its log's indexes and last term, the "
+        "configuration at the log's end, the state's applied index) and exit; the node must be stopped");
     add("version", "print the version and the commit it was built from, and exit");
     add("help", "print this help and exit (also -h)");
     return flags;
@@ -335,8 +338,8 @@ std::string read_flags(const std::vector<std::string>& args, raw_settings& out,
         const std::string& name = o.string_key;
         if (o.unregistered)
             return "unknown flag " + in_quotes("--" + name) + " (see --help)";
-        if (name == "help" || name == "version")
-            continue; // parse_arguments() answered these before reading the flags
+        if (name == "help" || name == "version" || name == "inspect")
+            continue; // parse_arguments() answers these
         if (name.empty())
             return "unexpected argument " +
                    in_quotes(o.original_tokens.empty() ? "" : o.original_tokens.front()) + " (see --help)";
@@ -1046,6 +1049,11 @@ parse_result parse_arguments(const std::vector<std::string>& args)
     }
     settings.override_with(flags);
     result.error = build_config(settings, result.config);
+    result.inspect = std::find(args.begin(), args.end(), "--inspect") != args.end();
+    if (result.ok() && result.inspect &&
+        (result.config.join || result.config.restore_backup || result.config.force_new_cluster))
+        result.error = "--inspect only reads the data directory: not with --join, --restore-backup or "
+                       "--force-new-cluster";
     return result;
 }
 

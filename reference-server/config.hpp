@@ -247,6 +247,8 @@ struct parse_result {
     /// --version was given: print the version line and exit 0. Wins over every error
     /// but --help.
     bool version = false;
+    /// --inspect was given: report what config.data_dir holds and exit, without starting.
+    bool inspect = false;
     /// The configuration to run with, valid when ok() and neither help nor version.
     server_config config;
 

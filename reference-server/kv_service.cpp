@@ -12,6 +12,7 @@
 #include <raftkv/error.hpp>
 #include <raftkv/kv_command.hpp>
 #include <raftkv/leveldb/kv_state_machine.hpp>
+#include <raftkv/recovery.hpp>
 #include <raftkv/wal/log_store.hpp>
 
 #include <boost/asio/as_tuple.hpp>
@@ -1314,6 +1315,32 @@ storage_status kv_service::storage() const
 {
     std::lock_guard lock(impl_->node_mutex);
     return impl_->storage;
+}
+
+storage_report inspect_storage(const std::filesystem::path& data_dir)
+{
+    const std::filesystem::path wal = log_directory(data_dir);
+    if (!std::filesystem::is_directory(wal))
+        throw std::runtime_error(data_dir.string() + " holds no Raft log (no " + wal.string() + ")");
+    storage_report r;
+    {
+        raftkv::wal::log_store store(wal);
+        r.hard = store.saved_hard_state();
+        r.first_index = store.first_index();
+        r.last_index = store.last_index();
+        r.last_term = store.term_at(r.last_index);
+        r.segments = store.segment_count();
+        r.configuration = raftkv::configuration_in_force(store);
+    }
+    const std::filesystem::path state = data_dir / "state";
+    r.has_state = std::filesystem::is_directory(state);
+    if (r.has_state) {
+        change_journal journal;
+        raftkv::leveldb::kv_state_machine machine(state, machine_options(journal));
+        r.applied_index = machine.applied_index();
+        r.checkpoint_index = machine.snapshot_index();
+    }
+    return r;
 }
 
 std::chrono::seconds next_storage_probe_interval(std::chrono::seconds previous)

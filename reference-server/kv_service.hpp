@@ -22,6 +22,7 @@
 #include "request_parsing.hpp"
 
 #include <raftkv/kv_command.hpp>
+#include <raftkv/membership.hpp>
 #include <raftkv/types.hpp>
 
 #include <boost/asio/any_io_executor.hpp>
@@ -30,6 +31,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -65,6 +67,28 @@ public:
 private:
     std::unique_ptr<impl> impl_;
 };
+
+/// What a stopped node's storage holds: what `raftkv-server --inspect` reports.
+struct storage_report {
+    hard_state hard;
+    /// The log holds first_index to last_index (none when first_index > last_index); the
+    /// last entry's term, or the term of the snapshot the log starts after.
+    index_t first_index = 0, last_index = 0;
+    term_t last_term = 0;
+    std::size_t segments = 0;
+    /// The configuration at the log's end.
+    membership configuration;
+    /// Whether DIR/state exists; the state machine's applied index and its last durable
+    /// checkpoint (the index a restart is sure to find applied) when it does.
+    bool has_state = false;
+    index_t applied_index = 0, checkpoint_index = 0;
+};
+
+/// Opens the log and the state machine of `data_dir` as a start does (a torn log tail is cut,
+/// LevelDB recovers its own log), reads what they hold and closes them. Throws
+/// std::runtime_error when the directory holds no log, and raftkv::storage_error when the
+/// storage cannot be opened, a running node's lock included.
+storage_report inspect_storage(const std::filesystem::path& data_dir);
 
 /// How long a node whose storage failed waits before its first check of the storage, and
 /// the longest it waits between two checks (see kv_service, "Storage failures").

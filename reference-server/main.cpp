@@ -326,6 +326,52 @@ void force_new_cluster(const server_config& config, const identity_plan& plan)
             " has it alone. Add members with --join, and start it without --force-new-cluster from now on");
 }
 
+// --inspect: what a stopped node's data directory holds, for an operator choosing which
+// survivor to force (docs/server.md, "Losing a majority") or checking a directory before
+// starting it. Opens the storage as a start does, so a running node's locks refuse it.
+int inspect(const server_config& config)
+{
+    const std::filesystem::path& dir = config.data_dir;
+    if (!std::filesystem::is_directory(dir))
+        throw config_error("--inspect: " + dir.string() + " is not a directory");
+    std::string out = "data directory  " + dir.string() + "\n";
+    if (const std::optional<identity> id = read_identity(dir)) {
+        out += "node            " + std::to_string(id->id) + " of cluster " +
+               raftkv::asio::detail::cluster_id_name(id->cluster_id);
+        if (id->incarnation != 0)
+            out += ", incarnation " + raftkv::asio::detail::cluster_id_name(id->incarnation);
+        if (id->joined)
+            out += ", joined";
+        if (id->forced_from != 0)
+            out += ", forced from cluster " + raftkv::asio::detail::cluster_id_name(id->forced_from);
+        out += "\n";
+    } else {
+        out += "node            no identity file\n";
+    }
+    const storage_report r = inspect_storage(dir);
+    out += "hard state      term " + std::to_string(r.hard.term) + ", voted for " +
+           (r.hard.vote == raftkv::no_node ? std::string("none") : "node " + std::to_string(r.hard.vote)) +
+           "\n";
+    if (r.first_index <= r.last_index)
+        out += "log             entries " + std::to_string(r.first_index) + " to " +
+               std::to_string(r.last_index) + ", the last of term " + std::to_string(r.last_term);
+    else
+        out += "log             no entries, after index " + std::to_string(r.last_index) + " of term " +
+               std::to_string(r.last_term);
+    out += " (" + std::to_string(r.segments) + (r.segments == 1 ? " segment)\n" : " segments)\n");
+    out +=
+        "configuration   " +
+        (r.configuration.voters.empty() ? std::string("none recorded") : describe_members(r.configuration)) +
+        "\n";
+    if (r.has_state)
+        out += "state           applied to " + std::to_string(r.applied_index) + ", checkpoint at " +
+               std::to_string(r.checkpoint_index) + "\n";
+    else
+        out += "state           none\n";
+    std::fputs(out.c_str(), stdout);
+    return 0;
+}
+
 int run(server_config config)
 {
     set_log_level(config.log_level);
@@ -428,6 +474,8 @@ int main(int argc, char** argv)
         return 2;
     }
     try {
+        if (parsed.inspect)
+            return inspect(parsed.config);
         return run(parsed.config);
     } catch (const config_error& e) {
         print_error(e.what());

@@ -183,12 +183,29 @@ BOOST_AUTO_TEST_CASE(a_survivor_of_a_lost_majority_is_forced_into_a_new_cluster_
     c.kill9(*leader);
     c.kill9(lost);
     BOOST_TEST(put(c.http_port(survivor), "alone", "x", 2s).status != 200); // no quorum
+    const auto before_stop = get_status(c.http_port(survivor));
+    BOOST_TEST_REQUIRE(before_stop.has_value());
     BOOST_TEST_REQUIRE(c.terminate(survivor).has_value());
+
+    // --inspect reads the stopped survivor's data directory: what an operator compares
+    // between survivors to choose the one to force.
+    auto inspect = c.args(survivor);
+    inspect.push_back("--inspect");
+    auto r = run_server(inspect);
+    BOOST_TEST(r.status.value_or(exit_status{}).code == 0, r.err);
+    BOOST_TEST(r.out.find("node            " + std::to_string(survivor) + " of cluster 0x" + old_id) !=
+                   std::string::npos,
+               r.out);
+    BOOST_TEST(r.out.find(" to " + std::to_string(before_stop->last_index) + ", the last of term ") !=
+                   std::string::npos,
+               r.out);
+    BOOST_TEST(r.out.find("configuration   voters 1,2,3") != std::string::npos, r.out);
+    BOOST_TEST(r.out.find("state           applied to ") != std::string::npos, r.out);
 
     // The old member list, or a wrong cluster id, is refused before anything changes.
     auto forced = c.args(survivor);
     forced.insert(forced.end(), {"--force-new-cluster", old_id});
-    auto r = run_server(forced);
+    r = run_server(forced);
     BOOST_TEST(r.status.value_or(exit_status{}).code == 2);
     BOOST_TEST(r.err.find("--peers naming only it") != std::string::npos, r.err);
     const auto peers = std::find(forced.begin(), forced.end(), "--peers");
@@ -203,6 +220,10 @@ BOOST_AUTO_TEST_CASE(a_survivor_of_a_lost_majority_is_forced_into_a_new_cluster_
     c.start(survivor, forced);
     BOOST_TEST_REQUIRE(c.wait_healthy(survivor, 20s), read_tail(c.spec(survivor).log_file));
     BOOST_TEST(read_tail(c.spec(survivor).log_file).find("forced a new cluster") != std::string::npos);
+    // A running node's storage is locked: --inspect says so rather than read it under the node.
+    r = run_server(inspect);
+    BOOST_TEST(r.status.value_or(exit_status{}).code == 1);
+    BOOST_TEST(r.err.find("cannot lock") != std::string::npos, r.err);
     const auto kept = get_many(c.http_port(survivor), "before-", 200);
     BOOST_TEST(kept.ok == 200u, kept.first_failure);
     BOOST_TEST(put(c.http_port(survivor), "after", "v").status == 200);

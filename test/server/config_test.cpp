@@ -183,6 +183,19 @@ BOOST_AUTO_TEST_CASE(force_new_cluster_takes_a_cluster_id_and_this_node_alone)
                 "it does not --join one");
 }
 
+BOOST_AUTO_TEST_CASE(inspect_reads_a_data_directory_and_starts_nothing)
+{
+    const parse_result r = parse({"--data-dir", "/var/lib/raftkv/3", "--inspect"});
+    BOOST_TEST_REQUIRE(r.ok(), r.error);
+    BOOST_TEST(r.inspect);
+    BOOST_TEST(r.config.data_dir == "/var/lib/raftkv/3");
+    BOOST_TEST(!parse({"--data-dir", "/var/lib/raftkv/3"}).inspect);
+    parse_error({"--inspect=yes"}, "flag --inspect takes no value");
+    parse_error({"--id", "4", "--join", "http://127.0.0.1:8081", "--inspect"}, "--inspect only reads");
+    parse_error({"--id", "3", "--force-new-cluster", "5d0c3c7be7d2f14a", "--inspect"},
+                "--inspect only reads");
+}
+
 BOOST_AUTO_TEST_CASE(join_url_parses_both_schemes)
 {
     const auto plain = parse_join_url("http://10.0.0.1:8081");
