@@ -335,7 +335,17 @@ int inspect(const server_config& config)
     if (!std::filesystem::is_directory(dir))
         throw config_error("--inspect: " + dir.string() + " is not a directory");
     std::string out = "data directory  " + dir.string() + "\n";
-    if (const std::optional<identity> id = read_identity(dir)) {
+    // A damaged identity file is reported, and the storage read all the same: what the log
+    // holds is what the operator needs most.
+    int code = 0;
+    std::optional<identity> id;
+    try {
+        id = read_identity(dir);
+    } catch (const std::exception& e) {
+        out += std::string("node            unreadable: ") + e.what() + "\n";
+        code = 1;
+    }
+    if (id) {
         out += "node            " + std::to_string(id->id) + " of cluster " +
                raftkv::asio::detail::cluster_id_name(id->cluster_id);
         if (id->incarnation != 0)
@@ -345,9 +355,12 @@ int inspect(const server_config& config)
         if (id->forced_from != 0)
             out += ", forced from cluster " + raftkv::asio::detail::cluster_id_name(id->forced_from);
         out += "\n";
-    } else {
+    } else if (code == 0) {
         out += "node            no identity file\n";
     }
+    std::fputs(out.c_str(), stdout); // before the storage, which may refuse
+    std::fflush(stdout);
+    out.clear();
     const storage_report r = inspect_storage(dir);
     out += "hard state      term " + std::to_string(r.hard.term) + ", voted for " +
            (r.hard.vote == raftkv::no_node ? std::string("none") : "node " + std::to_string(r.hard.vote)) +
@@ -369,7 +382,7 @@ int inspect(const server_config& config)
     else
         out += "state           none\n";
     std::fputs(out.c_str(), stdout);
-    return 0;
+    return code;
 }
 
 int run(server_config config)
