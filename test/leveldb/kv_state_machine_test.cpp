@@ -1605,6 +1605,38 @@ BOOST_AUTO_TEST_CASE(a_checkpoint_deletes_the_batch_records_it_covers)
     BOOST_TEST(!(it->Valid() && it->key().starts_with("mbatch")));
 }
 
+BOOST_AUTO_TEST_CASE(a_checkpoint_after_a_restore_deletes_the_batch_records_from_before_it)
+{
+    // Each checkpoint deletes the records from where the one before stopped; a record the
+    // restore left behind (its batch applied after the last checkpoint) is past that point.
+    temp_dir dir;
+    kv_state_machine source{dir / "source", {.sync = false}};
+    batch_builder s;
+    for (int k = 0; k < 10; ++k)
+        s.put("k" + std::to_string(k), "v").apply_to(source);
+    {
+        kv_state_machine m{dir / "sm", {.sync = false}};
+        batch_builder b;
+        b.put("a", "1").apply_to(m);
+        b.put("b", "2").apply_to(m);
+        m.take_snapshot();
+        BOOST_TEST(wait_for_checkpoint(m, 2));
+        b.put("c", "3").apply_to(m); // its record outlives the restore
+        restore_from(m, source);
+        BOOST_TEST(m.applied_index() == 10u);
+        batch_builder{11}.put("d", "4").apply_to(m);
+        m.take_snapshot();
+        BOOST_TEST(wait_for_checkpoint(m, 11));
+        auto leftover = m.get("a"); // the restored state holds no "a"
+        BOOST_TEST(!leftover.has_value());
+    }
+    auto db = open_raw(dir / "sm");
+    std::unique_ptr<::leveldb::Iterator> it(db->NewIterator({}));
+    it->Seek("mbatch");
+    BOOST_TEST(!(it->Valid() && it->key().starts_with("mbatch")),
+               "a batch record is left: " << (it->Valid() ? it->key().ToString() : ""));
+}
+
 // Client sessions: the same checks as the simulator's machine, then persistence.
 
 BOOST_AUTO_TEST_CASE(a_session_command_applies_once_and_replays_its_result)

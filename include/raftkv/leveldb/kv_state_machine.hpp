@@ -379,7 +379,12 @@ private:
     std::condition_variable checkpoint_cv_;
     index_t checkpoint_wanted_ = 0; ///< under checkpoint_mutex_
     bool checkpoint_stop_ = false;  ///< under checkpoint_mutex_
-    std::string checkpoint_error_;  ///< under checkpoint_mutex_
+    /// Every batch record whose first index is below it was deleted by a checkpoint since
+    /// opening; under checkpoint_mutex_. A checkpoint deletes from here on rather than from
+    /// the start: the records deleted before are tombstones until LevelDB compacts them, and
+    /// an iterator steps over each one.
+    index_t batch_records_from_ = 0;
+    std::string checkpoint_error_; ///< under checkpoint_mutex_
     std::thread checkpointer_;
 
     mutable std::mutex stats_mutex_;
@@ -592,8 +597,9 @@ inline void kv_state_machine::checkpoint(index_t index)
         return; // a restore finished meanwhile and went further
     ::leveldb::WriteBatch batch;
     batch.Put(detail::to_slice(durable_index_key), encode_index(index));
-    delete_batch_records(batch, 0, index);
+    delete_batch_records(batch, batch_records_from_, index);
     write_synced(batch, "cannot record a checkpoint");
+    batch_records_from_ = index + 1;
     record(&kv_state_machine_stats::checkpoint_ns, start); // before snapshot_index() shows it
     durable_.store(index);
 }
