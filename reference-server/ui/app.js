@@ -160,9 +160,17 @@ function render(cluster) {
   body.dataset.polls = page.polls;
   body.dataset.metrics = page.metrics;
   const down = cluster.members.filter((m) => !m.reachable).length;
+  // The cluster is the one of the node serving the page; a member whose /status names
+  // another (a wrong address recorded for it, a node left from an earlier cluster) is marked.
+  const self = cluster.members.find((m) => m.id === cluster.id);
+  const clusterId = self && self.status ? self.status.cluster_id : null;
+  const foreign = (m) => !!(clusterId && m.status && m.status.cluster_id && m.status.cluster_id !== clusterId);
+  const strangers = cluster.members.filter(foreign).length;
+  body.dataset.cluster = clusterId || '';
   $('summary').textContent = `${cluster.members.length} members · ` +
     (leader ? `leader node ${leader.id} · term ${leader.term}` : 'no leader') +
-    (down ? ` · ${down} unreachable` : '') + ` · served by node ${cluster.id}`;
+    (down ? ` · ${down} unreachable` : '') + (strangers ? ` · ${strangers} in another cluster` : '') +
+    ` · served by node ${cluster.id}` + (clusterId ? ` of cluster ${clusterId}` : '');
   $('updated').textContent = 'updated ' + clock(new Date());
   const last = page.samples[page.samples.length - 1];
   const commit = highestCommit(cluster);
@@ -179,9 +187,12 @@ function render(cluster) {
     const role = !m.reachable ? 'unreachable' : s ? s.role : 'unknown';
     const row = tbody.insertRow();
     Object.assign(row.dataset, { id: m.id, role, reachable: m.reachable });
-    if (s) Object.assign(row.dataset, { term: s.term, commit: s.commit_index, applied: s.applied_index });
-    row.className = (leader && leader.id === m.id ? 'leader ' : '') + (m.reachable ? '' : 'unreachable');
-    cell(row, `node ${m.id}` + (m.id === cluster.id ? ' (this page)' : ''));
+    if (s) Object.assign(row.dataset, { term: s.term, commit: s.commit_index, applied: s.applied_index,
+                                        cluster: s.cluster_id || '' });
+    row.className = (leader && leader.id === m.id ? 'leader ' : '') + (m.reachable ? '' : 'unreachable') +
+      (foreign(m) ? ' foreign' : '');
+    cell(row, `node ${m.id}` + (m.id === cluster.id ? ' (this page)' : '') +
+      (foreign(m) ? ` (cluster ${m.status.cluster_id})` : ''));
     const badge = document.createElement('span');
     badge.className = 'role ' + role;
     badge.textContent = role.replace('_', '-');

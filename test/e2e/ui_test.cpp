@@ -281,9 +281,16 @@ BOOST_AUTO_TEST_CASE(the_page_shows_the_members_and_follows_a_leader_change)
                s.summary);
     f.leader = *after;
     BOOST_TEST_REQUIRE(s.members.size() == 3u, s.dom.substr(0, 3000));
+    // The page names the cluster, and every member is in it.
+    const std::string cluster =
+        parse_json(request(port, "GET", "/cluster/members").body).string("cluster_id").value_or("?");
+    BOOST_TEST(s.page["cluster"] == cluster);
+    BOOST_TEST(s.summary.find("of cluster " + cluster) != std::string::npos, s.summary);
+    BOOST_TEST(s.summary.find("another cluster") == std::string::npos, s.summary);
     std::set<std::string> terms;
     for (auto& [id, m] : s.members) {
         BOOST_TEST(m["reachable"] == "true", "node " << id);
+        BOOST_TEST(m["cluster"] == cluster, "node " << id);
         BOOST_TEST(m["role"] == (id == f.leader ? "leader" : "follower"), "node " << id);
         BOOST_TEST(std::stoull(m["commit"]) >= 20u, "node " << id);
         BOOST_TEST(std::stoull(m["applied"]) >= 20u, "node " << id);
