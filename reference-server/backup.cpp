@@ -140,6 +140,27 @@ std::optional<backup_header> parse_backup_header(std::string_view data, std::siz
     return h;
 }
 
+backup_header read_backup_header(const std::filesystem::path& file)
+{
+    std::ifstream in(file, std::ios::binary);
+    if (!in)
+        throw std::runtime_error("cannot open the backup " + file.string() + ": " + std::strerror(errno));
+    std::string head(max_backup_header_bytes, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    if (in.bad())
+        throw std::runtime_error("cannot read the backup " + file.string());
+    head.resize(static_cast<std::size_t>(in.gcount()));
+    std::size_t size = 0;
+    std::string error;
+    const std::optional<backup_header> h = parse_backup_header(head, size, error);
+    if (!h)
+        throw std::runtime_error(file.string() + " is not a raftkv backup: " +
+                                 (!error.empty() ? error
+                                  : head.empty() ? "it is empty"
+                                                 : "its header is incomplete"));
+    return *h;
+}
+
 backup_header verify_backup(const std::filesystem::path& file, std::uint64_t& bytes)
 {
     std::optional<raftkv::leveldb::detail::snapshot_decoder> decoder;

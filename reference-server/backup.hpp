@@ -47,6 +47,10 @@ std::string format_backup_header(const backup_header& h);
 std::optional<backup_header> parse_backup_header(std::string_view data, std::size_t& size,
                                                  std::string& error);
 
+/// Reads the header of the backup `file`, and nothing more. Throws std::runtime_error when
+/// the file cannot be read or does not start with a backup header.
+backup_header read_backup_header(const std::filesystem::path& file);
+
 /// Reads `file` whole and checks it is a complete backup: its header, and a snapshot
 /// stream of the header's index that decodes to its trailer. Returns the header and sets
 /// `bytes` to the file's size. Throws std::runtime_error saying what is wrong.

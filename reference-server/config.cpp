@@ -59,9 +59,9 @@ constexpr std::array settings = {
             "the member, whose certificate must chain to --forward-ca, else --client-ca, else the "
             "system's CAs); http:// is for a plain cluster"},
     setting{"restore-backup", "FILE",
-            "start a new single-node cluster from a backup (raftkv backup FILE): its keys, values "
-            "and versions, the log continuing after its index; needs an empty data directory, not "
-            "with --join, and --peers (if given) naming this node alone; add members afterwards"},
+            "start a new cluster from a backup (raftkv backup FILE): its keys, values and versions, "
+            "the log continuing after its index; needs an empty data directory, not with --join. "
+            "Alone, or with --peers on every member, each restoring the same backup"},
     setting{"force-new-cluster", "CLUSTER-ID",
             "for a cluster that lost a majority of its voters for good: make this stopped member, "
             "with its data, the only member of a new cluster (a new cluster id), keeping every entry "
@@ -597,9 +597,6 @@ std::string check_restore(const raw_settings& s, server_config& c)
         return v->where + ": the backup file must not be empty";
     if (c.join)
         return v->where + ": a restored node starts a new cluster; it does not --join one";
-    if (c.peers.size() != 1)
-        return v->where + ": a backup is restored into a single node; give --peers naming this node alone "
-                          "(or none), and add the other members once it runs";
     c.restore_backup = v->text;
     return {};
 }

@@ -1,11 +1,13 @@
 #include "identity.hpp"
 
+#include "backup.hpp"
 #include "durable_file.hpp"
 #include "join.hpp"
 #include "tls.hpp"
 
 #include <raftkv/asio/detail/greeting.hpp>
 
+#include <charconv>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -116,10 +118,18 @@ std::uint64_t derive_cluster_id(const std::map<node_id, host_port>& members, std
 
 std::uint64_t expected_cluster_id(const identity& id)
 {
-    if (id.forced_from == 0)
-        return derive_cluster_id(id.members, id.cluster_token);
-    // A token has no spaces, so no token of a bootstrapped cluster reads like this.
-    return derive_cluster_id(id.members, id.cluster_token + " forced-from " + cluster_name(id.forced_from));
+    // A token has no spaces, so no token of a bootstrapped cluster reads like these.
+    std::string token = id.cluster_token;
+    if (id.restored_from_cluster != 0)
+        token += " restored-from " + restored_from_text(id);
+    if (id.forced_from != 0)
+        token += " forced-from " + cluster_name(id.forced_from);
+    return derive_cluster_id(id.members, token);
+}
+
+std::string restored_from_text(const identity& id)
+{
+    return cluster_name(id.restored_from_cluster) + " " + std::to_string(id.restored_from_index);
 }
 
 identity identity_from(const server_config& c)
@@ -149,6 +159,8 @@ std::string format_identity(const identity& id)
     out += "\ncluster-id " + cluster_name(id.cluster_id) + "\n";
     if (!id.cluster_token.empty())
         out += "cluster-token " + id.cluster_token + "\n";
+    if (id.restored_from_cluster != 0)
+        out += "restored-from " + restored_from_text(id) + "\n";
     if (id.forced_from != 0)
         out += "forced-from " + cluster_name(id.forced_from) + "\n";
     out += "node-id " + std::to_string(id.id) + "\n";
@@ -209,6 +221,17 @@ std::optional<identity> parse_identity(std::string_view text, std::string& error
             if (!v)
                 return bad(where + "bad cluster id");
             id.forced_from = *v;
+        } else if (key == "restored-from") {
+            const std::size_t sep = value.find(' ');
+            const auto cluster = parse_hex_id(value.substr(0, sep));
+            index_t index = 0;
+            const std::string_view digits =
+                sep == std::string::npos ? std::string_view() : std::string_view(value).substr(sep + 1);
+            const auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), index);
+            if (!cluster || digits.empty() || ec != std::errc() || end != digits.data() + digits.size())
+                return bad(where + "bad restored-from (a cluster id and an index)");
+            id.restored_from_cluster = *cluster;
+            id.restored_from_index = index;
         } else if (key == "joined" && value.empty()) {
             id.joined = true;
         } else if (key == "member") {
@@ -319,6 +342,14 @@ identity_plan plan_identity(server_config& c)
         plan.id = identity_from(c);
         plan.write = true;
         plan.adopted = holds_raft_data(c.data_dir);
+        if (c.restore_backup) {
+            // Members restored from one backup agree on the id; from different ones (another
+            // cluster's, or another index: a different state), they refuse each other.
+            const backup_header h = read_backup_header(*c.restore_backup);
+            plan.id.restored_from_cluster = h.cluster_id;
+            plan.id.restored_from_index = h.index;
+            plan.id.cluster_id = expected_cluster_id(plan.id);
+        }
     }
     c.cluster_id = plan.id.cluster_id;
     c.incarnation = plan.id.incarnation;

@@ -45,6 +45,11 @@ struct identity {
     /// The cluster this data directory's member left with --force-new-cluster to become
     /// the only member of this one; 0 if it never did. See expected_cluster_id().
     std::uint64_t forced_from = 0;
+    /// A cluster started with --restore-backup: the cluster the backup was taken from and
+    /// the backup's index (0 and 0 otherwise), mixed into the cluster id so that members
+    /// restored from different backups refuse each other. See expected_cluster_id().
+    std::uint64_t restored_from_cluster = 0;
+    index_t restored_from_index = 0;
 
     friend bool operator==(const identity&, const identity&) = default;
 };
@@ -57,8 +62,12 @@ inline constexpr std::string_view identity_header = "raftkv-identity 1";
 std::uint64_t derive_cluster_id(const std::map<node_id, host_port>& members, std::string_view token);
 
 /// The cluster id `id` must have unless it joined: derive_cluster_id() of its members and
-/// token, with its forced_from mixed into the token when it is not 0.
+/// token, with its restored_from (when the cluster started from a backup) and its forced_from
+/// (when it is not 0) mixed into the token.
 std::uint64_t expected_cluster_id(const identity& id);
+
+/// "0x<cluster> <index>": the restored-from line's value.
+std::string restored_from_text(const identity& id);
 
 /// A random nonzero incarnation, from std::random_device.
 std::uint64_t new_incarnation();

@@ -265,9 +265,9 @@ void record_identity(const server_config& config, const identity_plan& plan)
                 raftkv::asio::detail::cluster_id_name(plan.id.cluster_id));
 }
 
-// --restore-backup: the data directory, new, becomes a single-node cluster holding the
-// backup's state, before the node opens it. Its identity is written afterwards, as for any
-// new node, so a failed restore leaves the directory as it found it.
+// --restore-backup: the data directory, new, becomes a member of a new cluster (the members of
+// --peers, each restoring the same backup) holding the backup's state, before the node opens it. Its identity
+// is written afterwards, as for any new node, so a failed restore leaves the directory as it found it.
 void restore_from_backup(const server_config& config, const identity_plan& plan)
 {
     const std::filesystem::path& file = *config.restore_backup;
@@ -275,9 +275,13 @@ void restore_from_backup(const server_config& config, const identity_plan& plan)
         throw config_error("--restore-backup: " + config.data_dir.string() +
                            " already holds a node; restore into an empty data directory, or start this "
                            "one without --restore-backup");
+    // Every member of --peers restores the same backup, so every one starts from the same
+    // snapshot, under the same configuration: all of them voters.
     raftkv::membership members;
-    members.voters.push_back(config.id);
-    members.info.emplace(config.id, encode_member_info(config.peers.at(config.id)));
+    for (const auto& [id, raft] : config.peers) {
+        members.voters.push_back(id);
+        members.info.emplace(id, encode_member_info(raft));
+    }
     const backup_header h = restore_backup(file, config.data_dir, members);
     log(log_level::info, "restored the backup " + file.string() + " (index " + std::to_string(h.index) +
                              ", taken from node " + std::to_string(h.node) + " of cluster " +
@@ -352,6 +356,10 @@ int inspect(const server_config& config)
             out += ", incarnation " + raftkv::asio::detail::cluster_id_name(id->incarnation);
         if (id->joined)
             out += ", joined";
+        if (id->restored_from_cluster != 0)
+            out += ", restored from a backup of cluster " +
+                   raftkv::asio::detail::cluster_id_name(id->restored_from_cluster) + " at index " +
+                   std::to_string(id->restored_from_index);
         if (id->forced_from != 0)
             out += ", forced from cluster " + raftkv::asio::detail::cluster_id_name(id->forced_from);
         out += "\n";

@@ -508,6 +508,55 @@ BOOST_AUTO_TEST_CASE(a_backup_restores_into_a_new_cluster_with_the_same_keys_and
     BOOST_TEST(!std::filesystem::exists(damaged.spec(1).data_dir / "wal"));
 }
 
+// The same backup restored on every member of --peers: a new three-node cluster holding the
+// backup's keys; a member restored from another backup is of another cluster, and refused.
+BOOST_AUTO_TEST_CASE(a_backup_restored_on_three_members_makes_a_three_node_cluster)
+{
+    const std::uint16_t port = c.http_port(leader);
+    const load_result load = put_many(port, "t/", 100, 8);
+    BOOST_TEST_REQUIRE(load.ok == 100u, load.first_failure);
+    static temp_dir dir;
+    const std::string file = (dir / "three.backup").string(), later = (dir / "later.backup").string();
+    cli_result r = run_cli(with_endpoints(url(port), {"backup", file}));
+    BOOST_TEST_REQUIRE(r.code == ok, r);
+    BOOST_TEST_REQUIRE(put(port, "after the backup", "x").status == 200);
+    r = run_cli(with_endpoints(url(port), {"backup", later}));
+    BOOST_TEST_REQUIRE(r.code == ok, r);
+
+    cluster restored(3, false, {"--restore-backup", file});
+    restored.start_all();
+    const auto first_leader = restored.wait_ready(20s);
+    BOOST_TEST_REQUIRE(first_leader.has_value());
+    for (std::uint64_t id = 1; id <= 3; ++id) {
+        BOOST_TEST(get_many(restored.http_port(id), "t/", 100, 8).ok == 100u, "node " << id);
+        BOOST_TEST(get(restored.http_port(id), "after the backup").status == 404, "node " << id);
+    }
+    const auto status = get_status(restored.http_port(1));
+    BOOST_TEST_REQUIRE(status.has_value());
+    BOOST_TEST(status->members.size() == 3u);
+    BOOST_TEST(put(restored.http_port(1), "t/new", "y").status == 200);
+
+    // Node 3 wiped and restored from the later backup: another state, so another cluster id.
+    BOOST_TEST_REQUIRE(restored.terminate(3).has_value());
+    std::filesystem::remove_all(restored.spec(3).data_dir);
+    std::vector<std::string> other = restored.args(3);
+    *(std::find(other.begin(), other.end(), "--restore-backup") + 1) = later;
+    restored.start(3, other);
+    BOOST_TEST(wait_until(
+                   [&] {
+                       const std::string log = read_tail(restored.spec(3).log_file, 1 << 20);
+                       return log.find("refused") != std::string::npos &&
+                              log.find("of cluster") != std::string::npos;
+                   },
+                   15s),
+               read_tail(restored.spec(3).log_file));
+    BOOST_TEST(put(restored.http_port(1), "t/two", "z").status == 200, "nodes 1 and 2 still make a quorum");
+    const auto other_status = get_status(restored.http_port(3));
+    BOOST_TEST_REQUIRE(other_status.has_value());
+    BOOST_TEST(other_status->cluster_id != status->cluster_id);
+    BOOST_TEST(!other_status->leader.has_value(), "alone in its cluster of three, it elects no one");
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_CASE(help_and_usage_errors)

@@ -183,6 +183,17 @@ BOOST_AUTO_TEST_CASE(force_new_cluster_takes_a_cluster_id_and_this_node_alone)
                 "it does not --join one");
 }
 
+BOOST_AUTO_TEST_CASE(a_backup_restores_into_one_node_or_every_member_of_peers)
+{
+    BOOST_TEST(parse_ok({"--restore-backup", "b.backup"}).restore_backup.value_or("") == "b.backup");
+    const server_config c = parse_ok({"--id", "2", "--peers", three_peers, "--restore-backup", "b.backup"});
+    BOOST_TEST(c.restore_backup.value_or("") == "b.backup");
+    BOOST_TEST(c.peers.size() == 3u);
+    parse_error({"--restore-backup", ""}, "the backup file must not be empty");
+    parse_error({"--id", "4", "--join", "http://127.0.0.1:8081", "--restore-backup", "b.backup"},
+                "it does not --join one");
+}
+
 BOOST_AUTO_TEST_CASE(inspect_reads_a_data_directory_and_starts_nothing)
 {
     const parse_result r = parse({"--data-dir", "/var/lib/raftkv/3", "--inspect"});

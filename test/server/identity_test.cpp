@@ -1,5 +1,7 @@
 #include "identity.hpp"
 
+#include "backup.hpp"
+
 #include "leveldb/temp_dir.hpp"
 #include "peer_incarnations.hpp"
 
@@ -184,6 +186,53 @@ BOOST_AUTO_TEST_CASE(a_forced_member_gets_a_new_cluster_of_its_own_that_it_can_r
     tampered.replace(tampered.find("forced-from 0x") + 14, 1,
                      tampered[tampered.find("forced-from 0x") + 14] == 'a' ? "b" : "a");
     BOOST_TEST(!parse_identity(tampered, error).has_value());
+}
+
+BOOST_AUTO_TEST_CASE(members_restored_from_one_backup_share_an_id_and_from_another_do_not)
+{
+    temp_dir dir;
+    // Only the header is read when planning (restore_backup() checks the whole file later).
+    const auto backup = [&](const std::string& name, std::uint64_t cluster, raftkv::index_t index) {
+        const std::filesystem::path file = dir / name;
+        std::ofstream(file) << format_backup_header({.index = index, .cluster_id = cluster, .node = 1});
+        return file;
+    };
+    const auto a = backup("a", 0x5d0c3c7be7d2f14aull, 1042),
+               same = backup("same", 0x5d0c3c7be7d2f14aull, 1042),
+               later = backup("later", 0x5d0c3c7be7d2f14aull, 1043), other = backup("other", 0x1111ull, 1042);
+    const auto plan_for = [&](raftkv::node_id id, const std::filesystem::path& file) {
+        server_config c = node(id, dir / ("node-" + std::to_string(id) + "-" + file.filename().string()));
+        c.restore_backup = file;
+        const identity_plan plan = plan_identity(c);
+        BOOST_TEST(c.cluster_id == plan.id.cluster_id);
+        return plan.id;
+    };
+    const identity one = plan_for(1, a), two = plan_for(2, same);
+    BOOST_TEST(one.restored_from_cluster == 0x5d0c3c7be7d2f14aull);
+    BOOST_TEST(one.restored_from_index == 1042u);
+    BOOST_TEST(one.cluster_id == two.cluster_id);
+    BOOST_TEST(one.cluster_id != derive_cluster_id(three_members(), ""),
+               "not the id of a bootstrapped cluster");
+    BOOST_TEST(plan_for(3, later).cluster_id != one.cluster_id);
+    BOOST_TEST(plan_for(3, other).cluster_id != one.cluster_id);
+
+    // Its file reads back, and its id still guards it against edits.
+    std::string error;
+    const auto back = parse_identity(format_identity(one), error);
+    BOOST_TEST_REQUIRE(back.has_value(), error);
+    BOOST_TEST((*back == one));
+    std::string tampered = format_identity(one);
+    tampered.replace(tampered.find(" 1042\n"), 6, " 1043\n");
+    BOOST_TEST(!parse_identity(tampered, error).has_value());
+    BOOST_TEST(error.find("does not match") != std::string::npos, error);
+    std::string garbled = format_identity(one);
+    garbled.replace(garbled.find(" 1042\n"), 6, " x\n");
+    BOOST_TEST(!parse_identity(garbled, error).has_value());
+    BOOST_TEST(error.find("bad restored-from") != std::string::npos, error);
+
+    server_config missing = node(1, dir / "missing");
+    missing.restore_backup = dir / "no-such-backup";
+    BOOST_CHECK_THROW(plan_identity(missing), std::runtime_error);
 }
 
 BOOST_AUTO_TEST_CASE(raft_data_without_an_identity_is_adopted)
