@@ -1587,22 +1587,34 @@ BOOST_AUTO_TEST_CASE(version_2_database_with_its_state_in_slot_1_is_upgraded_in_
                         "2");
 }
 
+/// The first batch record left in the state machine at `dir` (closed), "" if none.
+std::string first_batch_record(const std::filesystem::path& dir)
+{
+    auto db = open_raw(dir);
+    std::unique_ptr<::leveldb::Iterator> it(db->NewIterator({}));
+    it->Seek("mbatch");
+    return it->Valid() && it->key().starts_with("mbatch") ? it->key().ToString() : "";
+}
+
+/// Applies two batches, checkpoints them, and applies a third to `m`.
+void apply_checkpoint_apply(kv_state_machine& m)
+{
+    batch_builder b;
+    b.put("a", "1").apply_to(m);
+    b.put("b", "2").apply_to(m);
+    m.take_snapshot();
+    BOOST_TEST(wait_for_checkpoint(m, 2));
+    b.put("c", "3").apply_to(m);
+}
+
 BOOST_AUTO_TEST_CASE(a_checkpoint_deletes_the_batch_records_it_covers)
 {
     temp_dir dir;
     {
         kv_state_machine m{dir / "sm", {.sync = false}};
-        batch_builder b;
-        b.put("a", "1").apply_to(m);
-        b.put("b", "2").apply_to(m);
-        m.take_snapshot();
-        BOOST_TEST(wait_for_checkpoint(m, 2));
-        b.put("c", "3").apply_to(m);
+        apply_checkpoint_apply(m);
     } // closing checkpoints index 3
-    auto db = open_raw(dir / "sm");
-    std::unique_ptr<::leveldb::Iterator> it(db->NewIterator({}));
-    it->Seek("mbatch");
-    BOOST_TEST(!(it->Valid() && it->key().starts_with("mbatch")));
+    BOOST_TEST(first_batch_record(dir / "sm").empty());
 }
 
 BOOST_AUTO_TEST_CASE(a_checkpoint_after_a_restore_deletes_the_batch_records_from_before_it)
@@ -1616,25 +1628,16 @@ BOOST_AUTO_TEST_CASE(a_checkpoint_after_a_restore_deletes_the_batch_records_from
         s.put("k" + std::to_string(k), "v").apply_to(source);
     {
         kv_state_machine m{dir / "sm", {.sync = false}};
-        batch_builder b;
-        b.put("a", "1").apply_to(m);
-        b.put("b", "2").apply_to(m);
-        m.take_snapshot();
-        BOOST_TEST(wait_for_checkpoint(m, 2));
-        b.put("c", "3").apply_to(m); // its record outlives the restore
+        apply_checkpoint_apply(m); // the record of the batch at 3 outlives the restore
         restore_from(m, source);
         BOOST_TEST(m.applied_index() == 10u);
+        BOOST_TEST(!m.get("a").has_value(), "the restored state holds no \"a\"");
         batch_builder{11}.put("d", "4").apply_to(m);
         m.take_snapshot();
         BOOST_TEST(wait_for_checkpoint(m, 11));
-        auto leftover = m.get("a"); // the restored state holds no "a"
-        BOOST_TEST(!leftover.has_value());
     }
-    auto db = open_raw(dir / "sm");
-    std::unique_ptr<::leveldb::Iterator> it(db->NewIterator({}));
-    it->Seek("mbatch");
-    BOOST_TEST(!(it->Valid() && it->key().starts_with("mbatch")),
-               "a batch record is left: " << (it->Valid() ? it->key().ToString() : ""));
+    const std::string left = first_batch_record(dir / "sm");
+    BOOST_TEST(left.empty(), "a batch record is left: " << left);
 }
 
 // Client sessions: the same checks as the simulator's machine, then persistence.
