@@ -265,9 +265,10 @@ void record_identity(const server_config& config, const identity_plan& plan)
                 raftkv::asio::detail::cluster_id_name(plan.id.cluster_id));
 }
 
-// --restore-backup: the data directory, new, becomes a member of a new cluster (the members of
-// --peers, each restoring the same backup) holding the backup's state, before the node opens it. Its identity
-// is written afterwards, as for any new node, so a failed restore leaves the directory as it found it.
+// --restore-backup: the data directory, new, becomes a member of a new cluster holding the
+// backup's state (the members of --peers, each restoring the same backup), before the node
+// opens it. Its identity is written afterwards, as for any new node, so a failed restore
+// leaves the directory as it found it.
 void restore_from_backup(const server_config& config, const identity_plan& plan)
 {
     const std::filesystem::path& file = *config.restore_backup;
