@@ -899,8 +899,8 @@ std::optional<node_status> parse_status(std::string_view body, std::string* why_
     const auto& o = v.as_object();
     node_status s;
     if (!get_u64(o, "id", s.id, why) || !get_string(o, "cluster_id", s.cluster_id, why) ||
-        !get_string(o, "role", s.role, why) ||
-        !get_u64(o, "term", s.term, why) || !get_u64(o, "commit_index", s.commit_index, why) ||
+        !get_string(o, "role", s.role, why) || !get_u64(o, "term", s.term, why) ||
+        !get_u64(o, "commit_index", s.commit_index, why) ||
         !get_u64(o, "applied_index", s.applied_index, why) ||
         !get_u64(o, "first_index", s.first_index, why) || !get_u64(o, "last_index", s.last_index, why) ||
         !get_u64(o, "snapshot_index", s.snapshot_index, why) ||
