@@ -312,7 +312,7 @@ std::vector<po::option> double_dash_as_argument(std::vector<std::string>& args)
 // Program_options splits the arguments into flags and values ("--id 2", "--id=2"); the
 // checks here run in argument order, so the first problem is the one reported.
 std::string read_flags(const std::vector<std::string>& args, raw_settings& out,
-                       std::optional<std::string>& config_file)
+                       std::optional<std::string>& config_file, bool& inspect)
 {
     namespace style = po::command_line_style;
     const po::options_description flags = flag_descriptions();
@@ -338,8 +338,12 @@ std::string read_flags(const std::vector<std::string>& args, raw_settings& out,
         const std::string& name = o.string_key;
         if (o.unregistered)
             return "unknown flag " + in_quotes("--" + name) + " (see --help)";
-        if (name == "help" || name == "version" || name == "inspect")
-            continue; // parse_arguments() answers these
+        if (name == "inspect") {
+            inspect = true; // a flag, not a setting: only parse_arguments() acts on it
+            continue;
+        }
+        if (name == "help" || name == "version")
+            continue; // parse_arguments() answered these before reading the flags
         if (name.empty())
             return "unexpected argument " +
                    in_quotes(o.original_tokens.empty() ? "" : o.original_tokens.front()) + " (see --help)";
@@ -1035,7 +1039,7 @@ parse_result parse_arguments(const std::vector<std::string>& args)
     }
     raw_settings flags;
     std::optional<std::string> config_file;
-    result.error = read_flags(args, flags, config_file);
+    result.error = read_flags(args, flags, config_file, result.inspect);
     if (!result.ok())
         return result;
     raw_settings settings;
@@ -1046,7 +1050,6 @@ parse_result parse_arguments(const std::vector<std::string>& args)
     }
     settings.override_with(flags);
     result.error = build_config(settings, result.config);
-    result.inspect = std::find(args.begin(), args.end(), "--inspect") != args.end();
     if (result.ok() && result.inspect &&
         (result.config.join || result.config.restore_backup || result.config.force_new_cluster))
         result.error = "--inspect only reads the data directory: not with --join, --restore-backup or "

@@ -201,6 +201,11 @@ BOOST_AUTO_TEST_CASE(inspect_reads_a_data_directory_and_starts_nothing)
     BOOST_TEST(r.inspect);
     BOOST_TEST(r.config.data_dir == "/var/lib/raftkv/3");
     BOOST_TEST(!parse({"--data-dir", "/var/lib/raftkv/3"}).inspect);
+    // A flag's value that reads like it is the value, not the flag.
+    const parse_result named = parse({"--data-dir", "--inspect"});
+    BOOST_TEST_REQUIRE(named.ok(), named.error);
+    BOOST_TEST(!named.inspect);
+    BOOST_TEST(named.config.data_dir == "--inspect");
     parse_error({"--inspect=yes"}, "flag --inspect takes no value");
     parse_error({"--id", "4", "--join", "http://127.0.0.1:8081", "--inspect"}, "--inspect only reads");
     parse_error({"--id", "3", "--force-new-cluster", "5d0c3c7be7d2f14a", "--inspect"},
