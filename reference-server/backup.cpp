@@ -31,13 +31,29 @@ bool parse_number(std::string_view text, T& out)
     return ec == std::errc{} && end == text.data() + text.size();
 }
 
-/// Reads `file` in chunks after its header, passing each to `on_chunk`. Returns the header.
-template <class OnChunk>
-backup_header read_backup(const std::filesystem::path& file, std::uint64_t& bytes, OnChunk&& on_chunk)
+std::ifstream open_backup(const std::filesystem::path& file)
 {
     std::ifstream in(file, std::ios::binary);
     if (!in)
         throw std::runtime_error("cannot open the backup " + file.string() + ": " + std::strerror(errno));
+    return in;
+}
+
+/// Refuses a file that does not start with a whole header: `error` is parse_backup_header()'s,
+/// empty when the bytes read (none if `empty`) end before the header does.
+[[noreturn]] void not_a_backup(const std::filesystem::path& file, const std::string& error, bool empty)
+{
+    throw std::runtime_error(file.string() + " is not a raftkv backup: " +
+                             (!error.empty() ? error
+                              : empty        ? "it is empty"
+                                             : "its header is incomplete"));
+}
+
+/// Reads `file` in chunks after its header, passing each to `on_chunk`. Returns the header.
+template <class OnChunk>
+backup_header read_backup(const std::filesystem::path& file, std::uint64_t& bytes, OnChunk&& on_chunk)
+{
+    std::ifstream in = open_backup(file);
     std::string buffer(chunk_bytes, '\0');
     std::string head;
     std::optional<backup_header> header;
@@ -56,7 +72,7 @@ backup_header read_backup(const std::filesystem::path& file, std::uint64_t& byte
             header = parse_backup_header(head, size, error);
             if (!header) {
                 if (!error.empty())
-                    throw std::runtime_error(file.string() + " is not a raftkv backup: " + error);
+                    not_a_backup(file, error, false);
                 continue;
             }
             on_chunk(*header, std::string_view(head).substr(size));
@@ -67,8 +83,7 @@ backup_header read_backup(const std::filesystem::path& file, std::uint64_t& byte
     if (in.bad())
         throw std::runtime_error("cannot read the backup " + file.string());
     if (!header)
-        throw std::runtime_error(file.string() + " is not a raftkv backup: " +
-                                 (bytes == 0 ? "it is empty" : "its header is incomplete"));
+        not_a_backup(file, {}, bytes == 0);
     return *header;
 }
 
@@ -142,9 +157,7 @@ std::optional<backup_header> parse_backup_header(std::string_view data, std::siz
 
 backup_header read_backup_header(const std::filesystem::path& file)
 {
-    std::ifstream in(file, std::ios::binary);
-    if (!in)
-        throw std::runtime_error("cannot open the backup " + file.string() + ": " + std::strerror(errno));
+    std::ifstream in = open_backup(file);
     std::string head(max_backup_header_bytes, '\0');
     in.read(head.data(), static_cast<std::streamsize>(head.size()));
     if (in.bad())
@@ -154,10 +167,7 @@ backup_header read_backup_header(const std::filesystem::path& file)
     std::string error;
     const std::optional<backup_header> h = parse_backup_header(head, size, error);
     if (!h)
-        throw std::runtime_error(file.string() + " is not a raftkv backup: " +
-                                 (!error.empty() ? error
-                                  : head.empty() ? "it is empty"
-                                                 : "its header is incomplete"));
+        not_a_backup(file, error, head.empty());
     return *h;
 }
 
