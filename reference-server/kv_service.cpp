@@ -83,6 +83,9 @@ raftkv::leveldb::kv_state_machine_options machine_options(change_journal& journa
     return o;
 }
 
+// The most bytes of log entries read at once while the journal is rebuilt at start-up.
+constexpr std::size_t journal_recovery_chunk_bytes = 4 << 20;
+
 // How long a write or a membership change refused during a leadership transfer waits
 // before it tries again.
 constexpr std::chrono::milliseconds transfer_retry_pause{5};
@@ -306,6 +309,25 @@ struct raft_node {
     }
     ~raft_node() { store.on_durable({}); } // the driver goes first
 
+    /// Puts into `journal` the changes the state machine applied before this start that it
+    /// recorded (applied_history()) and the log still holds, so that a watch can resume
+    /// across a restart: every change from where both reach back to the applied index, or
+    /// none when they do not reach it.
+    void recover_changes(change_journal& journal) const
+    {
+        const index_t applied = machine.applied_index();
+        const raftkv::leveldb::kv_applied_history history = machine.applied_history();
+        const index_t from = std::max(history.first, store.first_index());
+        if (from > applied || applied > store.last_index())
+            return;
+        for (index_t at = from; at <= applied;) {
+            const std::vector<log_entry> entries =
+                store.entries(at, applied + 1, journal_recovery_chunk_bytes);
+            journal.recovered(entries, history.unchanged);
+            at = entries.back().index + 1;
+        }
+    }
+
     // Destroyed in reverse order: the driver before the policies it uses.
     raftkv::wal::log_store store;
     raftkv::leveldb::kv_state_machine machine;
@@ -370,6 +392,7 @@ struct kv_service::impl {
     void report_fatal(const std::string& why);
 
     std::shared_ptr<raft_node> open_node();
+    bool opened_before = false; // whether open_node() ran
     /// The running node; null while storage failed. Any thread; on the strand, `node`.
     std::shared_ptr<raft_node> current() const;
     /// The node's status; the failed node's last one, without a leader, while storage failed.
@@ -509,6 +532,9 @@ kv_service::impl::~impl()
 std::shared_ptr<raft_node> kv_service::impl::open_node()
 {
     auto n = std::make_unique<raft_node>(strand, config, *transport, journal);
+    if (!opened_before)
+        n->recover_changes(journal);
+    opened_before = true;
     journal.start_at(n->machine.applied_index());
     raft_node* raw = n.get();
     raw->driver.on_config_change([this](index_t index, const membership& m) { on_config_change(index, m); });

@@ -65,13 +65,9 @@ std::string sse_event(std::string_view event, std::optional<index_t> id, const s
 
 std::optional<change_kind> change_of(const kv_command& command, const kv_result& result)
 {
-    if (result.status != kv_status::ok || result.replayed)
-        return std::nullopt; // a precondition that did not hold, or a replay, changed nothing
-    if (command.op == kv_command_op::put)
-        return change_kind::put;
-    if (command.op == kv_command_op::del && result.found)
-        return change_kind::del;
-    return std::nullopt;
+    if (!changed_user_key(command, result))
+        return std::nullopt;
+    return command.op == kv_command_op::put ? change_kind::put : change_kind::del;
 }
 
 // ---- change_journal ------------------------------------------------------------------
@@ -104,6 +100,27 @@ void change_journal::start_at(index_t applied)
 
 void change_journal::applied(std::span<const log_entry> batch, std::span<const kv_result> results)
 {
+    record(batch, [&](std::size_t k, const kv_command& c) { return change_of(c, results[k]); });
+}
+
+void change_journal::recovered(std::span<const log_entry> batch, std::span<const index_t> unchanged)
+{
+    {
+        std::lock_guard lock(mutex_);
+        if (!started_)
+            gap_reason_ = "the node applied it before it started, further back than its log still holds";
+    }
+    record(batch, [&](std::size_t k, const kv_command& c) -> std::optional<change_kind> {
+        if (c.op == kv_command_op::meta ||
+            std::binary_search(unchanged.begin(), unchanged.end(), batch[k].index))
+            return std::nullopt;
+        return c.op == kv_command_op::put ? change_kind::put : change_kind::del;
+    });
+}
+
+template <class KindOf>
+void change_journal::record(std::span<const log_entry> batch, const KindOf& kind_of)
+{
     if (batch.empty())
         return;
     std::vector<std::function<void()>> wake;
@@ -125,7 +142,7 @@ void change_journal::applied(std::span<const log_entry> batch, std::span<const k
             const std::optional<kv_command> c = decode_kv_command(e.data);
             if (!c)
                 continue;
-            const std::optional<change_kind> kind = change_of(*c, results[k]);
+            const std::optional<change_kind> kind = kind_of(k, *c);
             if (!kind)
                 continue;
             entry& added = entries_.emplace_back();

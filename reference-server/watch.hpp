@@ -6,11 +6,12 @@
 //
 // Every node records the changes its state machine applies (the index of each put and of
 // each delete that removed a key, with the key and a put's value) in a change_journal: a
-// bounded ring in memory, fed from the apply path. A watch replays what the journal holds
-// from the index it asks for, then follows the live changes; a watch that asks for an index
-// the journal no longer holds (or never held: before the process started, or before a
-// snapshot replaced the state) is refused with 410 and the oldest index it could resume
-// from.
+// bounded ring in memory, fed from the apply path and, when the node starts, from the
+// entries its log still holds (recovered()). A watch replays what the journal holds from the
+// index it asks for, then follows the live changes; a watch that asks for an index the
+// journal no longer holds (or never held: before what the node could rebuild when it
+// started, or before a snapshot replaced the state) is refused with 410 and the oldest index
+// it could resume from.
 //
 //     change_journal journal{{.max_entries = 100000, .max_bytes = 64 << 20}};
 //     machine_options.on_applied = [&](auto batch, auto results) { journal.applied(batch, results); };
@@ -43,11 +44,8 @@ namespace raftkv::server {
 
 enum class change_kind { put, del };
 
-/// Whether applying `command` with outcome `result` changed a user key, and how: a put
-/// always does; a delete only when the key existed; neither when its precondition failed,
-/// nor when it repeated a client session's sequence (kv_result::replayed) or came too late
-/// for it. Meta records are no user change.
-/// The one place that decides what a watch sees.
+/// Whether applying `command` with outcome `result` changed a user key, and how
+/// (raftkv::changed_user_key). The one place that decides what a watch sees.
 std::optional<change_kind> change_of(const kv_command& command, const kv_result& result);
 
 /// One change a watch reports.
@@ -71,10 +69,10 @@ struct change_journal_options {
 /** The changes this node applied, in index order, for watches.
 
     The journal covers a range of the log: every change applied from resumable_from() to
-    applied() is in it. It begins to cover at start_at() (the state machine's applied index
-    when the node opens); evicting the oldest change over the bounds moves the start past
-    it; a snapshot restore (restored()) or a gap in what is applied starts it again after
-    the new state, since the changes folded into a snapshot were never seen one by one.
+    applied() is in it. It begins to cover at the first entry recovered(), or else at
+    start_at() (the state machine's applied index when the node opens); evicting the oldest change over the
+   bounds moves the start past it; a snapshot restore (restored()) or a gap in what is applied starts it again
+   after the new state, since the changes folded into a snapshot were never seen one by one.
 
     @par Thread Safety
     Every member function may be called from any thread. applied(), restored() and
@@ -99,6 +97,14 @@ public:
     /// Records the changes of an applied batch (entries already recorded are skipped: a
     /// node opened again re-applies from its last checkpoint) and wakes the waiters.
     void applied(std::span<const log_entry> batch, std::span<const kv_result> results);
+
+    /// Records changes the node applied before it started, read back from its log: `batch`
+    /// holds the entries that follow those of the call before (the first call starts the
+    /// journal at its first entry), and every put or delete among them changed its key but
+    /// those at the indices of `unchanged` (ascending; see
+    /// raftkv::leveldb::kv_state_machine::applied_history()). Calls come before start_at(),
+    /// which then finds the journal started where they left off.
+    void recovered(std::span<const log_entry> batch, std::span<const index_t> unchanged);
 
     /// A snapshot up to `index` replaced the state: forgets every change, starts again
     /// after `index`, and wakes the waiters.
@@ -175,6 +181,9 @@ private:
     };
 
     std::size_t cost(const change& c) const { return c.key.size() + c.value.size() + 64; }
+    /// applied() and recovered(): `kind_of(k, command)` is the change batch[k] made, if any.
+    template <class KindOf>
+    void record(std::span<const log_entry> batch, const KindOf& kind_of);
     void evict_over_bounds();
     void restart_after(index_t index, std::string reason);
     std::vector<std::function<void()>> take_waiters();

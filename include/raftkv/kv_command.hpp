@@ -127,6 +127,17 @@ struct kv_result {
     friend bool operator==(const kv_result&, const kv_result&) = default;
 };
 
+/// Whether applying `command` with outcome `result` changed a user key: a put always does; a
+/// delete only when the key existed; neither when its precondition failed, nor when it
+/// repeated a client session's sequence (kv_result::replayed) or came too late for it. A meta
+/// record changes no user key.
+inline bool changed_user_key(const kv_command& command, const kv_result& result) noexcept
+{
+    if (result.status != kv_status::ok || result.replayed)
+        return false;
+    return command.op == kv_command_op::put || (command.op == kv_command_op::del && result.found);
+}
+
 namespace detail {
 inline std::string encode_kv(kv_command_op op, std::string_view key, std::string_view value)
 {

@@ -254,9 +254,12 @@ int apply_unsynced(const std::filesystem::path& dir)
 }
 
 int apply_sessions_unsynced(const std::filesystem::path& dir);
+int checkpoint_and_apply_unclosed(const std::filesystem::path& dir);
 
-[[maybe_unused]] const bool child = raftkv::test::serve_child_roles(
-    {{"apply_unsynced", apply_unsynced}, {"apply_sessions_unsynced", apply_sessions_unsynced}});
+[[maybe_unused]] const bool child =
+    raftkv::test::serve_child_roles({{"apply_unsynced", apply_unsynced},
+                                     {"apply_sessions_unsynced", apply_sessions_unsynced},
+                                     {"checkpoint_and_apply_unclosed", checkpoint_and_apply_unclosed}});
 
 } // namespace
 
@@ -1587,6 +1590,14 @@ BOOST_AUTO_TEST_CASE(version_2_database_with_its_state_in_slot_1_is_upgraded_in_
                         "2");
 }
 
+/// The key of the record of the batch starting at `first`.
+std::string batch_key(index_t first)
+{
+    std::string key = "mbatch";
+    raftkv::leveldb::detail::put_u64_be(key, first);
+    return key;
+}
+
 /// The first batch record left in the state machine at `dir` (closed), "" if none.
 std::string first_batch_record(const std::filesystem::path& dir)
 {
@@ -1607,14 +1618,14 @@ void apply_checkpoint_apply(kv_state_machine& m)
     b.put("c", "3").apply_to(m);
 }
 
-BOOST_AUTO_TEST_CASE(a_checkpoint_deletes_the_batch_records_it_covers)
+BOOST_AUTO_TEST_CASE(a_checkpoint_deletes_the_batch_records_the_checkpoint_before_it_covers)
 {
     temp_dir dir;
     {
         kv_state_machine m{dir / "sm", {.sync = false}};
         apply_checkpoint_apply(m);
-    } // closing checkpoints index 3
-    BOOST_TEST(first_batch_record(dir / "sm").empty());
+    } // closing checkpoints index 3, deleting the records up to the checkpoint at 2
+    BOOST_TEST(first_batch_record(dir / "sm") == batch_key(3));
 }
 
 BOOST_AUTO_TEST_CASE(a_checkpoint_after_a_restore_deletes_the_batch_records_from_before_it)
@@ -1636,8 +1647,124 @@ BOOST_AUTO_TEST_CASE(a_checkpoint_after_a_restore_deletes_the_batch_records_from
         m.take_snapshot();
         BOOST_TEST(wait_for_checkpoint(m, 11));
     }
-    const std::string left = first_batch_record(dir / "sm");
-    BOOST_TEST(left.empty(), "a batch record is left: " << left);
+    // The restore was the checkpoint before: the records up to it are gone.
+    BOOST_TEST(first_batch_record(dir / "sm") == batch_key(11));
+}
+
+// What the machine recorded of the entries it applied (applied_history()).
+
+BOOST_AUTO_TEST_CASE(the_applied_history_lists_the_puts_and_deletes_that_changed_no_key)
+{
+    using raftkv::encode_del;
+    using raftkv::encode_put;
+    using raftkv::test::stamp;
+    temp_dir dir;
+    kv_state_machine m{dir / "sm", {.sync = false}};
+    BOOST_TEST(m.applied_history().first == 1u);
+    BOOST_TEST(m.applied_history().unchanged.empty());
+    batch_builder b;
+    b.put("a", "1").del("nothing").apply_to(m);     // 1 changed, 2 not
+    b.add(encode_put("a", "x", expect_absent))      // 3: a exists
+        .meta("m", "v")                             // 4: no user key
+        .add(encode_put("s", "1", {}, stamp(7, 1))) // 5: applied
+        .add(encode_put("s", "2", {}, stamp(7, 1))) // 6: replayed
+        .add("garbage")                             // 7: no command
+        .add(encode_del("a", expect_version(1)))    // 8: deleted
+        .apply_to(m);
+    b.add(encode_put("a", "y", expect_version(1))).apply_to(m); // 9: a absent
+    const raftkv::leveldb::kv_applied_history h = m.applied_history();
+    BOOST_TEST(h.first == 1u);
+    BOOST_TEST((h.unchanged == std::vector<index_t>{2, 3, 6, 9}));
+}
+
+namespace {
+
+// The child of the test below: applies 5 to 7 with a checkpoint at 6, and ends without
+// closing the machine (no checkpoint at 7).
+int checkpoint_and_apply_unclosed(const std::filesystem::path& dir)
+{
+    kv_state_machine m{dir / "sm", {.sync = false}};
+    batch_builder{5}.del("y").apply_to(m);
+    batch_builder{6}.put("z", "1").apply_to(m);
+    m.take_snapshot();
+    if (!wait_for_checkpoint(m, 6))
+        return 2;
+    batch_builder{7}.del("z").apply_to(m);
+    std::_Exit(0); // before the machine's destructor checkpoints
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(the_applied_history_survives_a_reopen_and_a_crash_and_reaches_back_a_checkpoint)
+{
+    temp_dir dir;
+    {
+        kv_state_machine m{dir / "sm", {.sync = false}};
+        apply_checkpoint_apply(m); // checkpoint at 2, then 3
+        batch_builder{4}.del("x").apply_to(m);
+    } // closing checkpoints 4: the records since the checkpoint at 2 stay
+    {
+        kv_state_machine m{dir / "sm", {.sync = false}};
+        const raftkv::leveldb::kv_applied_history h = m.applied_history();
+        BOOST_TEST(h.first == 3u);
+        BOOST_TEST((h.unchanged == std::vector<index_t>{4}));
+    }
+    const int status = raftkv::test::run_child("checkpoint_and_apply_unclosed", dir.path());
+    BOOST_TEST_REQUIRE((WIFEXITED(status) && WEXITSTATUS(status) == 0));
+    kv_state_machine m{dir / "sm", {.sync = false}};
+    BOOST_TEST(m.applied_index() == 7u);
+    const raftkv::leveldb::kv_applied_history h = m.applied_history();
+    BOOST_TEST(h.first == 5u, "the checkpoint at 6 deleted the records up to the one at 4");
+    BOOST_TEST((h.unchanged == std::vector<index_t>{5}));
+}
+
+BOOST_AUTO_TEST_CASE(the_applied_history_starts_after_a_restore)
+{
+    temp_dir dir;
+    kv_state_machine source{dir / "source", {.sync = false}};
+    batch_builder s;
+    for (int k = 0; k < 10; ++k)
+        s.put("k" + std::to_string(k), "v").apply_to(source);
+    kv_state_machine m{dir / "sm", {.sync = false}};
+    batch_builder{1}.put("a", "1").del("b").apply_to(m);
+    restore_from(m, source);
+    BOOST_TEST(m.applied_history().first == 11u, "nothing up to 10 was applied one entry at a time");
+    batch_builder{11}.del("b").apply_to(m);
+    const raftkv::leveldb::kv_applied_history h = m.applied_history();
+    BOOST_TEST(h.first == 11u);
+    BOOST_TEST((h.unchanged == std::vector<index_t>{11}));
+}
+
+BOOST_AUTO_TEST_CASE(the_applied_history_starts_after_a_batch_record_without_outcomes)
+{
+    // A database written before batch records told which entries changed no key: the
+    // history starts after its last such record, and the batches still count as complete.
+    temp_dir dir;
+    {
+        kv_state_machine m{dir / "sm", {.sync = false}};
+        batch_builder b;
+        b.put("a", "1").apply_to(m);
+        b.del("absent").apply_to(m);
+        b.put("c", "3").apply_to(m);
+    } // closing checkpoints 3 and keeps the records: there was no checkpoint before
+    {
+        auto db = open_raw(dir / "sm");
+        std::string value;
+        BOOST_TEST_REQUIRE(db->Get({}, batch_key(2), &value).ok());
+        BOOST_TEST_REQUIRE(db->Put({}, batch_key(2), value.substr(0, 8)).ok());
+    }
+    kv_state_machine m{dir / "sm", {.sync = false}};
+    BOOST_TEST(m.applied_index() == 3u, "a record without outcomes still says its batch is stored");
+    BOOST_TEST(m.applied_history().first == 3u);
+    BOOST_TEST(m.applied_history().unchanged.empty());
+}
+
+BOOST_AUTO_TEST_CASE(a_machine_that_syncs_keeps_no_applied_history)
+{
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    batch_builder{}.put("a", "1").del("b").apply_to(m);
+    BOOST_TEST(m.applied_history().first == 3u);
 }
 
 // Client sessions: the same checks as the simulator's machine, then persistence.

@@ -158,6 +158,40 @@ BOOST_AUTO_TEST_CASE(the_journal_starts_where_the_node_opened_and_skips_re_appli
     BOOST_TEST(j.resumable_from() == 101u);
 }
 
+BOOST_AUTO_TEST_CASE(changes_recovered_from_the_log_start_the_journal_and_leave_out_what_changed_nothing)
+{
+    change_journal j{{.max_entries = 4, .max_bytes = std::size_t{1} << 20}};
+    // Read back in two chunks; 21 and 24 changed nothing (a failed precondition, a delete of
+    // an absent key), 23 is a meta record.
+    const std::vector<index_t> unchanged{21, 24};
+    j.recovered(std::vector<log_entry>{entry(20, encode_put("a", "0")), entry(21, encode_put("a", "x")),
+                                       entry(22, encode_put("b", "1"))},
+                unchanged);
+    j.recovered(std::vector<log_entry>{entry(23, encode_meta("node.1.http", "h")), entry(24, encode_del("c")),
+                                       entry(25, encode_del("a")), entry(26, "", entry_type::noop),
+                                       entry(27, encode_put("d", "2")), entry(28, encode_put("e", "3"))},
+                unchanged);
+    j.start_at(28);
+    BOOST_TEST(j.applied() == 28u);
+    // Bounded as any other changes: 20 went first.
+    BOOST_TEST(j.resumable_from() == 21u);
+    const auto all = j.read(21, "", true, 1 << 20);
+    BOOST_TEST_REQUIRE((all.status == change_journal::read_status::ok));
+    BOOST_TEST(indexes(all) == (std::vector<index_t>{22, 25, 27, 28}));
+    BOOST_TEST((all.changes[1].kind == change_kind::del));
+    BOOST_TEST(all.changes[1].key == "a");
+    BOOST_TEST(all.changes[2].value == "2");
+    const auto before = j.read(19, "", true, 1 << 20);
+    BOOST_TEST((before.status == change_journal::read_status::gone));
+    // The node goes on after them.
+    apply(j, {entry(29, encode_put("a", "9"))});
+    BOOST_TEST(indexes(j.read(25, "a", false, 1 << 20)) == (std::vector<index_t>{25, 29}));
+    // Nothing recovered: the journal starts where the node opened.
+    change_journal fresh;
+    fresh.start_at(28);
+    BOOST_TEST(fresh.resumable_from() == 29u);
+}
+
 BOOST_AUTO_TEST_CASE(a_restore_or_a_gap_starts_the_journal_again_after_it)
 {
     change_journal j;

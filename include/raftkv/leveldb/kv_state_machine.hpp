@@ -125,6 +125,18 @@ struct kv_versioned_value {
     index_t version = 0;
 };
 
+/// The entries a kv_state_machine applied itself, as far back as it keeps a record of them:
+/// from kv_state_machine::applied_history().
+struct kv_applied_history {
+    /// Every entry from `first` to the machine's applied index was applied by the machine,
+    /// one batch at a time (none was folded into a restored snapshot); none when `first` is
+    /// past the applied index.
+    index_t first = 0;
+    /// The indices of those entries that were a put or a delete and changed no user key
+    /// (raftkv::changed_user_key() was false for their result), ascending.
+    std::vector<index_t> unchanged;
+};
+
 /** A `raftkv::state_machine` holding a key-value map in a LevelDB database of its own.
 
     Applies the commands of <raftkv/kv_command.hpp>: a put sets a key (result `found =
@@ -208,6 +220,14 @@ public:
     /// applied_index(). With it off: the last checkpoint's or restore's index.
     index_t snapshot_index() const noexcept { return opts_.sync ? applied_ : durable_.load(); }
 
+    /// What the machine recorded of the entries it applied itself (with `sync` off: those
+    /// since the checkpoint before the last one, or since the last restore; with it on,
+    /// none). With the entries, read from the log, it tells which of them changed which user
+    /// key without applying them again: what a change journal rebuilt after a restart needs.
+    /// On the thread that applies, between calls. Throws raftkv::storage_error if LevelDB
+    /// fails to read.
+    kv_applied_history applied_history() const;
+
     /// With `sync` off, starts a checkpoint of the applied state on a background thread
     /// unless one is running; snapshot_index() reaches today's applied_index() when it
     /// completes. With `sync` on, does nothing: the applied state is durable already.
@@ -283,10 +303,14 @@ private:
     // The applied index of the last durable checkpoint (with `sync` on, of every apply);
     // absent means the restored index.
     static constexpr std::string_view durable_index_key = "mdurable_index";
-    // With `sync` off, one record per apply batch since the last checkpoint: this prefix and
-    // the batch's first index (8 bytes) -> its last index (8 bytes). Written in the batch's
-    // own write, so a record is there exactly when the batch's writes are.
+    // With `sync` off, one record per apply batch since the checkpoint before the last one:
+    // this prefix and the batch's first index (8 bytes) -> its last index (8 bytes), then
+    // batch_outcomes_tag and the index (8 bytes each) of every put or delete of the batch
+    // that changed no user key. Written in the batch's own write, so a record is there
+    // exactly when the batch's writes are. Records written before the outcomes were (the
+    // last index alone) tell nothing of them.
     static constexpr std::string_view batch_key_prefix = "mbatch";
+    static constexpr char batch_outcomes_tag = 'u';
     // The slot holding the state, one byte (0 or 1); absent means 0.
     static constexpr std::string_view slot_key = "mslot";
     // The index of the last restore finished; absent means 0.
@@ -347,6 +371,14 @@ private:
                             std::unordered_map<std::string_view, key_state>& written,
                             std::unique_ptr<::leveldb::Iterator>& before, std::string& value) const;
     static std::string batch_key(index_t first);
+    struct batch_record {
+        index_t last = 0;
+        /// Whether the record tells which entries changed no user key (`unchanged`).
+        bool outcomes = false;
+        /// Their indices, 8 bytes each.
+        std::string_view unchanged;
+    };
+    static std::optional<batch_record> decode_batch_record(std::string_view value) noexcept;
     bool batches_complete(index_t from, index_t to, const ::leveldb::ReadOptions& options) const;
     void delete_batch_records(::leveldb::WriteBatch& batch, index_t from, index_t to) const;
     key_state stored(const std::string& key, std::unique_ptr<::leveldb::Iterator>& it) const;
@@ -382,7 +414,8 @@ private:
     /// Every batch record whose first index is below it was deleted by a checkpoint since
     /// opening; under checkpoint_mutex_. A checkpoint deletes from here on rather than from
     /// the start: the records deleted before are tombstones until LevelDB compacts them, and
-    /// an iterator steps over each one.
+    /// an iterator steps over each one. It deletes up to the checkpoint before it, keeping
+    /// the records since then for applied_history().
     index_t batch_records_from_ = 0;
     std::string checkpoint_error_; ///< under checkpoint_mutex_
     std::thread checkpointer_;
@@ -593,13 +626,15 @@ inline void kv_state_machine::checkpoint(index_t index)
     const ::leveldb::Slice nothing("\xff\xff");
     db_->CompactRange(&nothing, &nothing);
     std::lock_guard lock(checkpoint_mutex_);
-    if (index <= durable_.load())
+    const index_t previous = durable_.load();
+    if (index <= previous)
         return; // a restore finished meanwhile and went further
     ::leveldb::WriteBatch batch;
     batch.Put(detail::to_slice(durable_index_key), encode_index(index));
-    delete_batch_records(batch, batch_records_from_, index);
+    if (previous >= batch_records_from_)
+        delete_batch_records(batch, batch_records_from_, previous);
     write_synced(batch, "cannot record a checkpoint");
-    batch_records_from_ = index + 1;
+    batch_records_from_ = std::max(batch_records_from_, previous + 1);
     record(&kv_state_machine_stats::checkpoint_ns, start); // before snapshot_index() shows it
     durable_.store(index);
 }
@@ -621,6 +656,12 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
     // reads nothing: its version is its entry's index.
     std::unique_ptr<::leveldb::Iterator> before;
     std::string value;
+    // With `sync` off, the batch record: the last index, then the entries that changed no key.
+    std::string outcomes;
+    if (!opts_.sync) {
+        outcomes = encode_index(batch.back().index);
+        outcomes.push_back(batch_outcomes_tag);
+    }
     sessions_.start_batch();
     try {
         for (std::size_t k = 0; k < batch.size(); ++k) {
@@ -640,6 +681,8 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
             results[k] = apply_with_session(sessions_, *c, e.index, [&] {
                 return apply_command(*c, e.index, current, writes, written, before, value);
             });
+            if (!opts_.sync && !changed_user_key(*c, results[k]))
+                detail::put_u64_be(outcomes, e.index);
         }
         for (const std::uint64_t client : sessions_.changed()) {
             const std::string key = data_key(session_prefix[current], kv_session_table::encode_id(client));
@@ -654,7 +697,7 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
     }
     writes.Put(detail::to_slice(applied_index_key), encode_index(batch.back().index));
     if (!opts_.sync)
-        writes.Put(batch_key(batch.front().index), encode_index(batch.back().index));
+        writes.Put(batch_key(batch.front().index), outcomes);
     if (opts_.sync)
         writes.Put(detail::to_slice(durable_index_key), encode_index(batch.back().index));
 
@@ -930,15 +973,69 @@ inline bool kv_state_machine::batches_complete(index_t from, index_t to,
 {
     index_t at = from;
     while (at < to) {
-        const std::optional<std::string> last = read(batch_key(at + 1), options);
-        if (!last || last->size() != detail::u64_size)
+        const std::optional<std::string> value = read(batch_key(at + 1), options);
+        const std::optional<batch_record> r = value ? decode_batch_record(*value) : std::nullopt;
+        if (!r || r->last <= at || r->last > to)
             return false;
-        const index_t next = detail::get_u64_be(*last);
-        if (next <= at || next > to)
-            return false;
-        at = next;
+        at = r->last;
     }
     return true;
+}
+
+inline std::optional<kv_state_machine::batch_record>
+kv_state_machine::decode_batch_record(std::string_view value) noexcept
+{
+    if (value.size() < detail::u64_size)
+        return std::nullopt;
+    batch_record r;
+    r.last = detail::get_u64_be(value);
+    value.remove_prefix(detail::u64_size);
+    if (value.empty())
+        return r;
+    if (value.front() != batch_outcomes_tag || (value.size() - 1) % detail::u64_size != 0)
+        return std::nullopt;
+    r.outcomes = true;
+    r.unchanged = value.substr(1);
+    return r;
+}
+
+// Walks the batch records after the last restore; the history is the run of records with
+// outcomes that reaches the applied index, each starting right after the one before.
+inline kv_applied_history kv_state_machine::applied_history() const
+{
+    kv_applied_history h{applied_ + 1, {}};
+    if (opts_.sync)
+        return h;
+    ::leveldb::ReadOptions options = detail::checked_reads();
+    options.fill_cache = false;
+    std::unique_ptr<::leveldb::Iterator> it(db_->NewIterator(options));
+    index_t first = 0; // of the run; 0 while there is none
+    index_t next = 0;
+    std::vector<index_t> unchanged;
+    for (it->Seek(batch_key(restored_ + 1));
+         it->Valid() && it->key().starts_with(detail::to_slice(batch_key_prefix)); it->Next()) {
+        const std::string_view key = detail::to_view(it->key()).substr(batch_key_prefix.size());
+        const std::optional<batch_record> r = decode_batch_record(detail::to_view(it->value()));
+        const index_t at = key.size() == detail::u64_size ? detail::get_u64_be(key) : 0;
+        const bool usable = r && at != 0 && r->last >= at && r->last <= applied_;
+        if (!usable || !r->outcomes || at != next) {
+            first = 0;
+            unchanged.clear();
+        }
+        if (usable && r->outcomes) {
+            if (first == 0)
+                first = at;
+            for (std::string_view u = r->unchanged; !u.empty(); u.remove_prefix(detail::u64_size))
+                unchanged.push_back(detail::get_u64_be(u));
+        }
+        next = usable ? r->last + 1 : 0;
+    }
+    detail::check(it->status(), name_, "cannot read the batch records");
+    if (first != 0 && next == applied_ + 1) {
+        h.first = first;
+        h.unchanged = std::move(unchanged);
+    }
+    return h;
 }
 
 /// Adds to `batch` the deletion of every batch record whose first index is in [from, to].
