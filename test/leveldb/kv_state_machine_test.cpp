@@ -24,10 +24,12 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <optional>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -424,6 +426,43 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_another_kind_of_database)
     temp_dir dir;
     open_raw(dir / "other")->Put({}, "h", "x");
     check_open_fails<kv_state_machine>(dir / "other", "format record");
+}
+
+BOOST_AUTO_TEST_CASE(open_refuses_a_database_without_its_current_file_and_deletes_nothing)
+{
+    // LevelDB takes a directory without CURRENT for a new database and deletes the tables
+    // and logs it finds as obsolete.
+    temp_dir dir;
+    {
+        kv_state_machine m{dir / "sm"};
+        batch_builder{}.put("a", "1").apply_to(m);
+    }
+    std::string manifest;
+    {
+        std::ifstream current(dir / "sm" / "CURRENT");
+        std::getline(current, manifest);
+    }
+    const auto files = [&] {
+        std::set<std::string> out;
+        for (const auto& f : std::filesystem::directory_iterator(dir / "sm"))
+            out.insert(f.path().filename().string());
+        return out;
+    };
+    std::filesystem::remove(dir / "sm" / "CURRENT");
+    const std::set<std::string> before = files();
+    try {
+        kv_state_machine m{dir / "sm"};
+        BOOST_FAIL("opened a database without its CURRENT file");
+    } catch (const std::runtime_error& e) {
+        const std::string what = e.what();
+        BOOST_TEST(what.find("CURRENT file is missing") != std::string::npos, what);
+        BOOST_TEST(what.find(manifest) != std::string::npos, what);
+    }
+    BOOST_TEST(files() == before, boost::test_tools::per_element());
+    // Written back, the database opens with its data.
+    std::ofstream(dir / "sm" / "CURRENT") << manifest << "\n";
+    kv_state_machine m{dir / "sm"};
+    BOOST_TEST(m.get("a").value() == "1");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_when_the_machine_is_already_open)

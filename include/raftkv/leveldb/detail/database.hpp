@@ -12,12 +12,14 @@
 #include <leveldb/slice.h>
 #include <leveldb/status.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <memory>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 namespace raftkv::leveldb::detail {
 
@@ -60,7 +62,9 @@ inline void check(const ::leveldb::Status& s, const std::string& name, std::stri
 /// Opens (creating if missing, parents included) the LevelDB database in `dir`.
 /// With `paranoid` checks LevelDB refuses to open a database whose files fail their
 /// checksums, instead of skipping the damaged records. Throws std::runtime_error on
-/// any failure, including a database locked by another process or object.
+/// any failure, including a database locked by another process or object, and a
+/// directory that holds LevelDB's tables or logs but no CURRENT file: LevelDB would take
+/// it for a new database and delete them.
 inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path& dir, const std::string& name,
                                                     bool paranoid = true)
 {
@@ -68,6 +72,28 @@ inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path&
     std::filesystem::create_directories(dir, ec);
     if (ec)
         fail_storage(name, "cannot create the directory: " + ec.message());
+    if (!std::filesystem::exists(dir / "CURRENT", ec)) {
+        std::vector<std::string> data, manifests;
+        for (const auto& item : std::filesystem::directory_iterator(dir, ec)) {
+            const std::string file = item.path().filename().string();
+            const std::string ext = item.path().extension().string();
+            if (ext == ".ldb" || ext == ".sst" || ext == ".log")
+                data.push_back(file);
+            else if (file.starts_with("MANIFEST-"))
+                manifests.push_back(file);
+        }
+        if (!data.empty()) {
+            std::sort(manifests.begin(), manifests.end());
+            fail_storage(name, "the database's CURRENT file is missing, but the directory holds its data (" +
+                                   data.front() + (data.size() > 1 ? " and more" : "") +
+                                   "): refusing to open it as a new database, which would delete them. "
+                                   "CURRENT names the database's manifest" +
+                                   (manifests.empty() ? std::string(", of which none is left either")
+                                                      : ": write it back (echo " + manifests.back() + " > " +
+                                                            (dir / "CURRENT").string() + ") or restore it") +
+                                   ", or move the directory away");
+        }
+    }
     ::leveldb::Options options;
     options.create_if_missing = true;
     options.paranoid_checks = paranoid;
