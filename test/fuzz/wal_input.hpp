@@ -65,6 +65,9 @@ inline void materialize(std::string_view input, const std::filesystem::path& dir
     namespace d = raftkv::wal::detail;
     if (input.empty())
         return;
+    // A store makes its hard state before any segment (an 'H' replaces it); without one, the
+    // segments would be refused before they are read.
+    write_file(dir / "hardstate", std::string(64, '\0'));
     const bool structured = (static_cast<unsigned char>(input[0]) & 1) != 0;
     input.remove_prefix(1);
     if (!structured) {

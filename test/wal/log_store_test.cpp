@@ -145,6 +145,8 @@ void write_segment(const std::filesystem::path& dir, std::uint64_t seq, std::uin
 {
     namespace d = raftkv::wal::detail;
     std::filesystem::create_directories(dir);
+    if (!std::filesystem::exists(dir / "hardstate")) // as a store makes it, before any segment
+        std::ofstream(dir / "hardstate", std::ios::binary) << std::string(2 * d::hard_state_slot, '\0');
     std::string group(d::group_header_size, '\0');
     group += records;
     d::seal_group(group, seq, d::segment_header_size);
@@ -509,6 +511,23 @@ BOOST_AUTO_TEST_CASE(a_torn_hard_state_write_leaves_the_previous_one)
     }
     log_store s(dir / "log");
     BOOST_TEST((s.saved_hard_state() == hard_state{4, 2}));
+}
+
+BOOST_AUTO_TEST_CASE(a_missing_hard_state_beside_segments_is_refused)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log");
+        s.save_hard_state({3, 2});
+        s.append(run(1, {1, 2, 3}, 20));
+        s.sync();
+    }
+    std::filesystem::remove(dir / "log" / "hardstate");
+    check_open_fails(dir / "log", "hardstate");
+    BOOST_TEST(!std::filesystem::exists(dir / "log" / "hardstate"), "the refused open made a new one");
+    // A new log makes its own.
+    log_store s(dir / "fresh");
+    BOOST_TEST((s.saved_hard_state() == hard_state{}));
 }
 
 BOOST_AUTO_TEST_CASE(two_stores_cannot_open_one_directory)

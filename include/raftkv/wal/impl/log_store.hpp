@@ -281,6 +281,14 @@ inline void log_store::load_hard_state()
 {
     const auto path = dir_ / "hardstate";
     const bool existed = std::filesystem::exists(path);
+    if (!existed)
+        // It is made before the first segment: a log without it lost the term and the vote
+        // it recorded, and a node that forgot its vote could vote twice in one term.
+        for (const auto& item : std::filesystem::directory_iterator(dir_))
+            if (detail::segment_seq(item.path().filename().string()) != 0)
+                detail::corrupt(path, "it is missing, while the log holds segments (" +
+                                          item.path().filename().string() +
+                                          "): the term and vote it recorded are lost");
     detail::file f(path, O_RDWR | O_CREAT);
     if (!existed) {
         f.write_at(std::string(2 * detail::hard_state_slot, '\0'), 0);
