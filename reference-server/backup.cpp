@@ -1,5 +1,6 @@
 #include "backup.hpp"
 
+#include "durable_file.hpp"
 #include "identity.hpp"
 
 #include <raftkv/asio/detail/greeting.hpp>
@@ -197,10 +198,16 @@ backup_header restore_backup(const std::filesystem::path& file, const std::files
     std::uint64_t bytes = 0;
     const backup_header h = verify_backup(file, bytes);
     const std::filesystem::path state = data_dir / "state", wal = data_dir / "wal";
+    if (restore_unfinished(data_dir)) {
+        // What a restore cut short wrote: this one starts over.
+        std::filesystem::remove_all(state);
+        std::filesystem::remove_all(wal);
+    }
     for (const auto& dir : {state, wal, data_dir / "log"})
         if (std::filesystem::exists(dir))
             throw std::runtime_error("cannot restore into " + data_dir.string() + ": it holds Raft data (" +
                                      dir.string() + ")");
+    write_file_atomically(restore_marker(data_dir), "restoring " + file.string() + "\n");
     // The new cluster's log starts after the backup's index, in term 1, under `members`.
     const snapshot_meta meta{.index = h.index, .term = 1, .members = members};
     try {
@@ -223,9 +230,25 @@ backup_header restore_backup(const std::filesystem::path& file, const std::files
         std::error_code ignored;
         std::filesystem::remove_all(state, ignored);
         std::filesystem::remove_all(wal, ignored);
+        std::filesystem::remove(restore_marker(data_dir), ignored);
         throw;
     }
     return h;
+}
+
+std::filesystem::path restore_marker(const std::filesystem::path& data_dir)
+{
+    return data_dir / "restoring";
+}
+
+bool restore_unfinished(const std::filesystem::path& data_dir)
+{
+    return std::filesystem::exists(restore_marker(data_dir));
+}
+
+void finish_restore(const std::filesystem::path& data_dir)
+{
+    remove_file_durably(restore_marker(data_dir));
 }
 
 } // namespace raftkv::server

@@ -60,8 +60,22 @@ backup_header verify_backup(const std::filesystem::path& file, std::uint64_t& by
 /// backup's: the state machine restored from `file`, the log empty after its index in term
 /// 1 under `members`. Checks the file first; on any failure removes what it wrote and
 /// throws std::runtime_error (or raftkv::storage_error) saying why.
+///
+/// The directory is marked as being restored (restore_marker()) from before the first byte
+/// is written until finish_restore(), which the caller calls once the node's identity is
+/// recorded: a restore cut short by a crash leaves the mark, and the Raft data it wrote
+/// counts for nothing. Restoring again removes that data and starts over.
 backup_header restore_backup(const std::filesystem::path& file, const std::filesystem::path& data_dir,
                              const membership& members);
+
+/// The file that marks `data_dir` as being restored from a backup.
+std::filesystem::path restore_marker(const std::filesystem::path& data_dir);
+
+/// Whether `data_dir` holds a restore that did not finish.
+bool restore_unfinished(const std::filesystem::path& data_dir);
+
+/// Removes the mark of a restore (if any) for good: the restored node is complete.
+void finish_restore(const std::filesystem::path& data_dir);
 
 } // namespace raftkv::server
 

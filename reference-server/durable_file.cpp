@@ -52,6 +52,18 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
     fsync_path(dir, O_RDONLY | O_DIRECTORY);
 }
 
+void remove_file_durably(const std::filesystem::path& path)
+{
+    std::error_code ec;
+    if (!std::filesystem::remove(path, ec)) {
+        if (ec)
+            throw std::runtime_error("cannot remove " + path.string() + ": " + ec.message());
+        return;
+    }
+    fsync_path(path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path(),
+               O_RDONLY | O_DIRECTORY);
+}
+
 std::optional<std::string> read_small_file(const std::filesystem::path& path)
 {
     std::error_code ec;

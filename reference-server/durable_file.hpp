@@ -2,7 +2,7 @@
 #define RAFTKV_SERVER_DURABLE_FILE_HPP
 
 // Small files in the data directory that must survive a crash whole or not at all: the
-// identity file and the peers file.
+// identity file, the peers file, and the mark of a restore under way.
 
 #include <filesystem>
 #include <optional>
@@ -13,6 +13,10 @@ namespace raftkv::server {
 /// Replaces `path` with `text` atomically: `path`.tmp, fsync, rename, fsync of the
 /// directory (created if missing). Throws std::runtime_error on failure.
 void write_file_atomically(const std::filesystem::path& path, const std::string& text);
+
+/// Removes `path`, if it exists, for good: the removal is synced (fsync of the directory).
+/// Throws std::runtime_error on failure.
+void remove_file_durably(const std::filesystem::path& path);
 
 /// The contents of `path`; std::nullopt if it does not exist. Throws std::runtime_error if
 /// it exists but cannot be read.

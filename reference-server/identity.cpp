@@ -321,6 +321,12 @@ identity_plan plan_identity(server_config& c)
     if (c.force_new_cluster)
         return plan_forced_identity(c);
     identity_plan plan;
+    const bool restore_cut_short = restore_unfinished(c.data_dir);
+    if (restore_cut_short && !c.restore_backup && !std::filesystem::exists(identity_path(c.data_dir)))
+        throw config_error(c.data_dir.string() +
+                           " holds a restore from a backup that did not finish (--restore-backup was "
+                           "interrupted): run the same command, --restore-backup included, again; or empty "
+                           "the directory");
     if (auto recorded = read_identity(c.data_dir)) {
         if (c.join && !recorded->joined)
             conflict(c, *recorded, "--join is given",
@@ -341,7 +347,8 @@ identity_plan plan_identity(server_config& c)
     } else {
         plan.id = identity_from(c);
         plan.write = true;
-        plan.adopted = holds_raft_data(c.data_dir);
+        // What a restore cut short left is no node's: restoring again replaces it.
+        plan.adopted = holds_raft_data(c.data_dir) && !restore_cut_short;
         if (c.restore_backup) {
             // Members restored from one backup agree on the id; from different ones (another
             // cluster's, or another index: a different state), they refuse each other.

@@ -367,6 +367,10 @@ int inspect(const server_config& config)
     } else if (code == 0) {
         out += "node            no identity file\n";
     }
+    if (restore_unfinished(dir) && !id) {
+        out += "restore         unfinished: --restore-backup was interrupted; run it again\n";
+        code = 1;
+    }
     std::fputs(out.c_str(), stdout); // before the storage, which may refuse
     std::fflush(stdout);
     out.clear();
@@ -413,6 +417,7 @@ int run(server_config config)
     const http_tls tls = load_tls(config);
     kv_service service{io.get_executor(), config};
     record_identity(config, plan);
+    finish_restore(config.data_dir); // a restored node is whole once its identity is recorded
     api_options routing;
     routing.forward_timeout = std::chrono::milliseconds(config.request_timeout_ms) + std::chrono::seconds(1);
     routing.auth_tokens = config.auth_tokens;
