@@ -121,6 +121,11 @@ bool is_http_error(const beast::error_code& ec);
 
 bool expects_continue(const http_request& req);
 
+// Rewrites an absolute-form target ("http://host:port/path?query", RFC 9112 3.2.2: what a
+// client configured with a proxy sends, and a server must accept) to its origin form
+// ("/path?query"), so that routing and everything after it see one form.
+void to_origin_form(http_request& req);
+
 // Half-closes, then discards what the client still sends until it closes too (for at most
 // `time` and `bytes`), so that it reads our last response rather than a connection reset.
 asio::awaitable<void> close_gracefully(beast::tcp_stream& stream,
@@ -485,6 +490,7 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
     }
     http_request req = parser.release();
     reservation.release();
+    to_origin_form(req);
     const bool keep_alive = req.keep_alive() && !server_->stopping;
     admit(std::move(req), keep_alive);
     co_return keep_alive;

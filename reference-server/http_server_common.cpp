@@ -28,6 +28,22 @@ bool expects_continue(const http_request& req)
     return expect != req.end() && beast::iequals(expect->value(), "100-continue");
 }
 
+void to_origin_form(http_request& req)
+{
+    const std::string_view target = req.target();
+    std::size_t authority = 0;
+    for (const std::string_view scheme : {"http://", "https://"})
+        if (target.size() >= scheme.size() && beast::iequals(target.substr(0, scheme.size()), scheme))
+            authority = scheme.size();
+    if (authority == 0)
+        return;
+    const std::size_t path = target.find_first_of("/?", authority);
+    std::string origin = path != std::string_view::npos && target[path] == '/' ? "" : "/";
+    if (path != std::string_view::npos)
+        origin.append(target.substr(path));
+    req.target(origin);
+}
+
 asio::awaitable<void> close_gracefully(beast::tcp_stream& stream, std::chrono::milliseconds time,
                                        std::size_t bytes)
 {

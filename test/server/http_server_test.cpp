@@ -492,6 +492,21 @@ BOOST_AUTO_TEST_CASE(a_transfer_encoding_ending_in_chunked_is_read_and_handled)
     BOOST_TEST(bodies[1] == "200 /fast/next");
 }
 
+BOOST_AUTO_TEST_CASE(an_absolute_form_target_is_served_as_its_path_and_query)
+{
+    // RFC 9112 3.2.2: what a client configured with a proxy sends; a server must accept it.
+    server_fixture f;
+    raw_client c(f.port());
+    c.send(get("http://example.com:8080/fast/a?x=1") + get("HTTPS://example.com/fast/b") +
+           get("http://example.com?y=2") + get("http://example.com") + get("//fast/c"));
+    const auto bodies = c.read_bodies(5);
+    BOOST_TEST(bodies[0] == "200 /fast/a?x=1");
+    BOOST_TEST(bodies[1] == "200 /fast/b");
+    BOOST_TEST(bodies[2] == "200 /?y=2");
+    BOOST_TEST(bodies[3] == "200 /");
+    BOOST_TEST(bodies[4] == "200 //fast/c", "an origin-form path is left as it is");
+}
+
 BOOST_AUTO_TEST_CASE(connection_close_ends_the_pipeline_after_its_response)
 {
     server_fixture f;
