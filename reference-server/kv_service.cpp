@@ -467,6 +467,8 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
       strand(boost::asio::make_strand(ex)), retirement(std::make_shared<node_retirement>(strand)),
       watch_timer(strand), probe_timer(strand)
 {
+    // A peers file that does not parse is damaged data (exit 1), not a configuration problem.
+    incarnations = read_peer_incarnations(c.data_dir);
     try {
         // A restarted peer should rejoin within about an election timeout, not after the
         // transport's default 2 s backoff ceiling.
@@ -476,7 +478,6 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
         t.frame_timeout = std::chrono::milliseconds(c.raft_frame_timeout_ms);
         t.greeting_timeout = std::chrono::milliseconds(c.raft_greeting_timeout_ms);
         t.max_ungreeted_connections = c.raft_max_ungreeted;
-        incarnations = read_peer_incarnations(c.data_dir);
         t.incarnation = c.incarnation;
         t.known_incarnations = incarnations;
         t.on_incarnation_learned = [this](node_id peer, std::uint64_t incarnation) {

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <csignal>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -235,6 +236,17 @@ BOOST_AUTO_TEST_CASE(a_member_restarted_with_its_data_intact_rejoins_as_itself)
     cluster c(3);
     stop_node_3(c);
     const std::string identity = read_tail(c.spec(3).data_dir / "identity");
+    // A damaged peers file is damaged data: the node stops (exit 1) and says which file.
+    const std::filesystem::path peers = c.spec(3).data_dir / "peers";
+    BOOST_TEST_REQUIRE(std::filesystem::exists(peers));
+    const std::string recorded = read_tail(peers);
+    std::ofstream(peers, std::ios::trunc) << "\x01\x02 not: [yaml\n";
+    c.start(3);
+    BOOST_TEST(wait_until([&] { return !c.running(3); }, 10s));
+    BOOST_TEST((c.exit_of(3) && c.exit_of(3)->code == 1));
+    BOOST_TEST(read_tail(c.spec(3).log_file).find("is not a valid peers file") != std::string::npos,
+               read_tail(c.spec(3).log_file));
+    std::ofstream(peers, std::ios::trunc) << recorded;
     c.start(3);
     BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
     auto p = put(c.http_port(3), "after", "2");
