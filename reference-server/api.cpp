@@ -987,6 +987,14 @@ asio::awaitable<http_response> api_handler::put(const http_request& req, const s
     checked_input value = check_put_body(req.body());
     if (!value.value)
         co_return error_response(value.status, value.error);
+    if (service_.over_quota()) {
+        service_.count_quota_refusal();
+        co_return error_response(http::status::insufficient_storage,
+                                 "the key-value state takes " + std::to_string(service_.state_bytes()) +
+                                     " bytes on disk, past --quota-bytes " +
+                                     std::to_string(service_.quota_bytes()) +
+                                     ": only deletes are taken until they bring it back under");
+    }
     const auto started = clock::now();
     const kv_precondition precondition = *pre.value;
     const std::optional<kv_client_session> client_session = session.value;
@@ -1401,6 +1409,8 @@ json::object status_json(const kv_service& service)
     body["snapshot_index"] = n.snapshot_index;
     body["snapshot_term"] = n.snapshot_term;
     body["malformed_dropped"] = n.malformed_dropped;
+    body["state_bytes"] = service.state_bytes();
+    body["quota_bytes"] = service.quota_bytes();
     body["members"] = std::move(members);
     const storage_status storage = service.storage();
     if (storage.failed()) {

@@ -93,6 +93,10 @@ constexpr std::array settings = {
             "the most command bytes kept in the log behind a snapshot, fewer entries than "
             "--snapshot-catchup-entries when they are large; 0: no limit by size (default: 67108864, "
             "64 MiB)"},
+    setting{"quota-bytes", "N",
+            "the most bytes the key-value state's files may take on disk: past it, writes other than "
+            "deletes are answered 507 until deletes bring it back under; 0: no quota; else at least "
+            "1048576 (default: 8589934592, 8 GiB)"},
     setting{"auth-tokens", "FILE",
             "require \"Authorization: Bearer TOKEN\" on every HTTP request but GET /health, /livez "
             "and /readyz (and the cluster page's files, /ui); FILE has one token per line, \"TOKEN "
@@ -727,8 +731,18 @@ std::string check_snapshots(const raw_settings& s, server_config& c)
                                                     c.snapshot_catchup_entries);
         !e.empty())
         return e;
-    return check_number<std::uint64_t>(s, "snapshot-catchup-bytes", 0, max_snapshot_catchup_bytes,
-                                       c.snapshot_catchup_bytes);
+    if (std::string e = check_number<std::uint64_t>(s, "snapshot-catchup-bytes", 0,
+                                                    max_snapshot_catchup_bytes, c.snapshot_catchup_bytes);
+        !e.empty())
+        return e;
+    if (std::string e =
+            check_number<std::uint64_t>(s, "quota-bytes", 0, std::uint64_t{1} << 50, c.quota_bytes);
+        !e.empty())
+        return e;
+    if (c.quota_bytes != 0 && c.quota_bytes < (std::uint64_t{1} << 20))
+        return s.find("quota-bytes")->where + ": " + std::to_string(c.quota_bytes) +
+               " is below 1048576 (0: no quota)";
+    return {};
 }
 
 // A file the server reads at start-up, checked now so that a typo is one clear line.

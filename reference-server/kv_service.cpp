@@ -83,6 +83,26 @@ raftkv::leveldb::kv_state_machine_options machine_options(change_journal& journa
     return o;
 }
 
+// How often the state's files are measured against --quota-bytes, and how often at most a
+// node over the quota compacts them.
+constexpr std::chrono::seconds state_measure_interval{1};
+constexpr std::chrono::seconds state_compaction_interval{10};
+
+/// The bytes of the files in `dir` (not in its subdirectories); files that vanish while it
+/// looks count nothing.
+std::uint64_t directory_bytes(const std::filesystem::path& dir)
+{
+    std::uint64_t total = 0;
+    std::error_code ec;
+    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+        std::error_code size_ec;
+        const std::uintmax_t n = it->is_regular_file(size_ec) ? it->file_size(size_ec) : 0;
+        if (!size_ec)
+            total += n;
+    }
+    return total;
+}
+
 // The most bytes of log entries read at once while the journal is rebuilt at start-up.
 constexpr std::size_t journal_recovery_chunk_bytes = 4 << 20;
 
@@ -381,6 +401,8 @@ struct kv_service::impl {
     void update_peers(const membership& members, index_t members_index, index_t commit_index, node_id leader);
     boost::asio::awaitable<void> resolve_peers(std::map<node_id, host_port> wanted, std::uint64_t generation);
     void schedule_watch();
+    void schedule_quota();
+    void measure_state();
     void observe();
     void log_leader_change(const node_status& s);
     void publish_http_address(term_t term);
@@ -433,6 +455,14 @@ struct kv_service::impl {
     // Touched on `strand` only.
     boost::asio::steady_timer watch_timer;
     boost::asio::steady_timer probe_timer;
+    // --quota-bytes: the state's files measured each second (state_bytes), and the last
+    // compaction this node asked for while over the quota (on the strand).
+    boost::asio::steady_timer quota_timer;
+    std::atomic<std::uint64_t> state_bytes{0};
+    std::atomic<std::uint64_t> quota_refusals{0};
+    clock::time_point compaction_asked{};
+    index_t applied_at_compaction = 0;
+    bool compacted_over_quota = false;
     std::string probe_problem; // the last one logged
     // The wait before the next check of a failed storage, and when it last recovered.
     std::chrono::seconds probe_interval = storage_probe_first_interval;
@@ -465,7 +495,7 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
                                      .max_bytes = static_cast<std::size_t>(c.watch_history_bytes),
                                      .max_watchers = c.max_watchers}),
       strand(boost::asio::make_strand(ex)), retirement(std::make_shared<node_retirement>(strand)),
-      watch_timer(strand), probe_timer(strand)
+      watch_timer(strand), probe_timer(strand), quota_timer(strand)
 {
     // A peers file that does not parse is damaged data (exit 1), not a configuration problem.
     incarnations = read_peer_incarnations(c.data_dir);
@@ -844,6 +874,38 @@ void kv_service::impl::schedule_watch()
     });
 }
 
+void kv_service::impl::schedule_quota()
+{
+    quota_timer.expires_after(state_measure_interval);
+    quota_timer.async_wait([this](boost::system::error_code ec) {
+        if (ec || stopped)
+            return;
+        measure_state();
+        schedule_quota();
+    });
+}
+
+// Measures the state's files. Over the quota, asks the state machine to compact: what
+// deletes freed (and what overwrites left behind) leaves the disk only then. Once on going
+// over, then again whenever entries were applied since (deletes, as other writes are
+// refused), at most every state_compaction_interval.
+void kv_service::impl::measure_state()
+{
+    state_bytes = directory_bytes(config.data_dir / "state");
+    if (config.quota_bytes == 0 || state_bytes <= config.quota_bytes || !node) {
+        compacted_over_quota = false;
+        return;
+    }
+    const index_t applied = node->driver.applied_index();
+    if (compacted_over_quota &&
+        (applied == applied_at_compaction || clock::now() - compaction_asked < state_compaction_interval))
+        return;
+    node->machine.compact_in_background();
+    compacted_over_quota = true;
+    compaction_asked = clock::now();
+    applied_at_compaction = applied;
+}
+
 void kv_service::impl::observe()
 {
     if (!node)
@@ -1009,8 +1071,11 @@ void kv_service::start()
 {
     impl_->node->driver.start();
     boost::asio::post(impl_->strand, [this] {
-        if (!impl_->stopped)
+        if (!impl_->stopped) {
             impl_->schedule_watch();
+            impl_->measure_state();
+            impl_->schedule_quota();
+        }
     });
 }
 
@@ -1020,6 +1085,7 @@ void kv_service::hand_off_leadership(std::chrono::milliseconds limit, std::funct
         impl_->stopped = true; // the watcher's timer now serves the handoff
         impl_->watch_timer.cancel();
         impl_->probe_timer.cancel();
+        impl_->quota_timer.cancel();
         const std::shared_ptr<raft_node> n = impl_->node;
         if (!n || n->driver.status().role != role::leader)
             return done({});
@@ -1054,6 +1120,7 @@ void kv_service::stop()
         impl_->stopped = true;
         impl_->watch_timer.cancel();
         impl_->probe_timer.cancel();
+        impl_->quota_timer.cancel();
         impl_->transport->stop();
         // A node rebuilt meanwhile was not running yet when the driver above was stopped.
         if (impl_->node)
@@ -1322,7 +1389,11 @@ boost::asio::awaitable<metrics_inputs> kv_service::metrics()
         const raftkv::leveldb::kv_state_machine_stats machine = n->machine.stats();
         in.apply_ns = machine.apply_ns;
         in.checkpoint_ns = machine.checkpoint_ns;
+        in.state_compactions = n->machine.compactions();
     }
+    in.state_bytes = impl_->state_bytes.load();
+    in.quota_bytes = impl_->config.quota_bytes;
+    in.quota_refusals = impl_->quota_refusals.load();
     // After the counters, so that no peer's match index is ahead of the last index shown.
     in.status = impl_->status();
     in.storage_failed = storage().failed();
@@ -1336,6 +1407,26 @@ boost::asio::awaitable<metrics_inputs> kv_service::metrics()
 change_journal& kv_service::changes()
 {
     return impl_->journal;
+}
+
+std::uint64_t kv_service::state_bytes() const
+{
+    return impl_->state_bytes.load();
+}
+
+std::uint64_t kv_service::quota_bytes() const
+{
+    return impl_->config.quota_bytes;
+}
+
+bool kv_service::over_quota() const
+{
+    return impl_->config.quota_bytes != 0 && impl_->state_bytes.load() > impl_->config.quota_bytes;
+}
+
+void kv_service::count_quota_refusal()
+{
+    ++impl_->quota_refusals;
 }
 
 storage_status kv_service::storage() const

@@ -357,6 +357,17 @@ public:
     /// Whether the node's storage failed, and why (see Storage failures above).
     storage_status storage() const;
 
+    /// The bytes the key-value state's files (DATA_DIR/state) take on disk, as measured last
+    /// (each second from start()).
+    std::uint64_t state_bytes() const;
+    /// server_config::quota_bytes: 0 for none.
+    std::uint64_t quota_bytes() const;
+    /// Whether state_bytes() is past server_config::quota_bytes: writes other than deletes are
+    /// to be refused. Meanwhile the node compacts its state now and then.
+    bool over_quota() const;
+    /// Counts a write refused for the quota (raftkv_quota_refusals_total).
+    void count_quota_refusal();
+
     /// The changes this node applied, for watches (watch.hpp). Closed by stop().
     change_journal& changes();
 

@@ -505,6 +505,16 @@ std::string render_metrics(const metrics_inputs& in, const http_metrics& http)
               "client session when the leader changed before they were applied.",
               in.write_retries);
     render_watches(w, in);
+    w.gauge("raftkv_state_bytes", "Bytes the key-value state's files take on disk, measured each second.",
+            static_cast<double>(in.state_bytes));
+    w.gauge("raftkv_quota_bytes",
+            "--quota-bytes: past it, writes other than deletes are refused (0: no quota).",
+            static_cast<double>(in.quota_bytes));
+    w.counter("raftkv_quota_refusals_total", "Writes answered 507 because the state was past --quota-bytes.",
+              in.quota_refusals);
+    w.counter("raftkv_state_compactions_total",
+              "Compactions of the whole state this node ran while it was past --quota-bytes.",
+              in.state_compactions);
     render_process(w, in.process);
     return w.take();
 }

@@ -62,8 +62,9 @@ constexpr const char* exit_codes_text = R"(Exit codes:
      leader transfer) does not exist
   3  unavailable: no endpoint answered, the timeout passed, or the cluster
      answered 503 (no leader, shutting down, a write whose outcome is unknown)
-  4  refused: the server answered 400, 405, 409 or 413 (bad input, a conflicting
-     membership change, a write sequence the cluster no longer remembers)
+  4  refused: the server answered 400, 405, 409, 413 or 507 (bad input, a conflicting
+     membership change, a write sequence the cluster no longer remembers, a state
+     past the server's --quota-bytes)
   5  not authorized: 401 (missing or unknown token) or 403 (read-only token)
   6  server error: a 500 or an answer the client does not understand
   7  precondition failed: 412 (put --if-match/--if-absent, del --if-match)
@@ -93,7 +94,7 @@ int code_for(int status)
         return unauthorized;
     if (status == 412)
         return precondition_failed;
-    if (status >= 400 && status < 500)
+    if ((status >= 400 && status < 500) || status == 507) // 507: the state is past --quota-bytes
         return refused;
     return server_error;
 }

@@ -944,3 +944,38 @@ BOOST_AUTO_TEST_CASE(kill9_and_restart_keeps_every_acknowledged_write)
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// --quota-bytes: past it, writes are 507 while reads and deletes go on; deletes (and the
+// compaction the node runs over the quota) bring the state back under, and writes resume.
+BOOST_AUTO_TEST_CASE(writes_past_the_quota_are_507_until_deletes_bring_the_state_back_under)
+{
+    cluster c(1, true, {"--quota-bytes", std::to_string(2 * mib)});
+    BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s));
+    const std::uint16_t port = c.http_port(1);
+    const std::string value(100'000, 'q');
+    int stored = 0;
+    http_response refused;
+    for (int k = 0; k < 200 && refused.status == 0; ++k) {
+        const http_response r = put(port, numbered("quota-", k), value, 10s);
+        if (r.status == 200)
+            ++stored;
+        else
+            refused = r;
+        std::this_thread::sleep_for(20ms); // the node measures its state each second
+    }
+    BOOST_TEST_REQUIRE(refused.status == 507, describe(refused));
+    BOOST_TEST(refused.body.find("--quota-bytes") != std::string::npos, describe(refused));
+    BOOST_TEST(stored >= 15, stored << " values of 100 kB stored under a 2 MiB quota");
+    const json_body status = parse_json(request(port, "GET", "/status").body);
+    BOOST_TEST(std::stoull(status.text.at("state_bytes")) > 2 * mib);
+    BOOST_TEST(status.text.at("quota_bytes") == std::to_string(2 * mib));
+    BOOST_TEST(get(port, "quota-0").status == 200, "reads go on");
+    const std::string metrics = request(port, "GET", "/metrics").body;
+    BOOST_TEST(metrics.find("\nraftkv_quota_refusals_total 1") != std::string::npos);
+
+    for (int k = 0; k < stored; ++k)
+        BOOST_TEST_REQUIRE(del(port, numbered("quota-", k)).status == 200);
+    BOOST_TEST(wait_until([&] { return put(port, "after", "x").status == 200; }, 30s),
+               "writes never resumed: " << request(port, "GET", "/status").body);
+    BOOST_TEST(get(port, "after").status == 200);
+}

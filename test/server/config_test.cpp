@@ -576,6 +576,20 @@ BOOST_AUTO_TEST_CASE(http_limits_are_read_from_flags_and_the_config_file)
     BOOST_TEST(f.max_pending_body_bytes == 6356992u);
 }
 
+BOOST_AUTO_TEST_CASE(the_quota_is_8_gib_unless_set_and_0_turns_it_off)
+{
+    BOOST_TEST(parse_ok({}).quota_bytes == std::uint64_t{8} << 30);
+    BOOST_TEST(parse_ok({"--quota-bytes", "0"}).quota_bytes == 0u);
+    BOOST_TEST(parse_ok({"--quota-bytes", "1048576"}).quota_bytes == 1048576u);
+    temp_dir dir;
+    const std::string file = write_file(dir, "quota-bytes: 2097152\n", "quota.yaml");
+    BOOST_TEST(parse_ok({"--config", file}).quota_bytes == 2097152u);
+    parse_error({"--quota-bytes", "1048575"}, "below 1048576");
+    parse_error({"--quota-bytes", "-1"}, "quota-bytes");
+    parse_error({"--quota-bytes", "2000000000000000000"}, "quota-bytes");
+    BOOST_TEST(raftkv::server::help_text().find("--quota-bytes") != std::string::npos);
+}
+
 BOOST_AUTO_TEST_CASE(watch_limits_are_read_from_flags_and_the_config_file)
 {
     const server_config d = parse_ok({});

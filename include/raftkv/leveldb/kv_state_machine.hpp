@@ -234,6 +234,14 @@ public:
     /// Throws std::runtime_error if an earlier checkpoint failed.
     void take_snapshot();
 
+    /// Starts compacting the whole database on the checkpoints' background thread (LevelDB's
+    /// CompactRange over every key), unless one is waiting to run: deleted and overwritten
+    /// data then leaves the disk. Checkpoints wait while it runs. Returns at once; safe from
+    /// any thread. How many have completed: compactions().
+    void compact_in_background();
+    /// The compactions compact_in_background() started that have completed. Any thread.
+    std::uint64_t compactions() const noexcept { return compactions_.load(); }
+
     /// A reader over the state as of applied_index(), unaffected by later applies and
     /// restores. Thread-safe as get(). The reader holds a LevelDB snapshot and iterator
     /// until its last chunk is read or it is destroyed.
@@ -409,8 +417,10 @@ private:
     std::atomic<index_t> durable_{0};
     std::mutex checkpoint_mutex_;
     std::condition_variable checkpoint_cv_;
-    index_t checkpoint_wanted_ = 0; ///< under checkpoint_mutex_
-    bool checkpoint_stop_ = false;  ///< under checkpoint_mutex_
+    index_t checkpoint_wanted_ = 0;  ///< under checkpoint_mutex_
+    bool checkpoint_stop_ = false;   ///< under checkpoint_mutex_
+    bool compaction_wanted_ = false; ///< under checkpoint_mutex_
+    std::atomic<std::uint64_t> compactions_{0};
     /// Every batch record whose first index is below it was deleted by a checkpoint since
     /// opening; under checkpoint_mutex_. A checkpoint deletes from here on rather than from
     /// the start: the records deleted before are tombstones until LevelDB compacts them, and
@@ -574,9 +584,22 @@ inline void kv_state_machine::take_snapshot()
         if (applied_ <= std::max(durable_.load(), checkpoint_wanted_))
             return;
         checkpoint_wanted_ = applied_;
+        if (!checkpointer_.joinable())
+            checkpointer_ = std::thread([this] { run_checkpoints(); });
     }
-    if (!checkpointer_.joinable())
-        checkpointer_ = std::thread([this] { run_checkpoints(); });
+    checkpoint_cv_.notify_one();
+}
+
+inline void kv_state_machine::compact_in_background()
+{
+    {
+        std::lock_guard lock(checkpoint_mutex_);
+        if (compaction_wanted_ || checkpoint_stop_)
+            return;
+        compaction_wanted_ = true;
+        if (!checkpointer_.joinable())
+            checkpointer_ = std::thread([this] { run_checkpoints(); });
+    }
     checkpoint_cv_.notify_one();
 }
 
@@ -586,10 +609,19 @@ inline void kv_state_machine::run_checkpoints()
         index_t index;
         {
             std::unique_lock lock(checkpoint_mutex_);
-            checkpoint_cv_.wait(lock,
-                                [&] { return checkpoint_stop_ || checkpoint_wanted_ > durable_.load(); });
+            checkpoint_cv_.wait(lock, [&] {
+                return checkpoint_stop_ || compaction_wanted_ || checkpoint_wanted_ > durable_.load();
+            });
             if (checkpoint_stop_)
                 return;
+            if (compaction_wanted_) {
+                lock.unlock();
+                db_->CompactRange(nullptr, nullptr);
+                lock.lock();
+                compaction_wanted_ = false;
+                compactions_.fetch_add(1);
+                continue;
+            }
             index = checkpoint_wanted_;
         }
         try {
