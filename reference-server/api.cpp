@@ -531,10 +531,11 @@ asio::awaitable<void> key_order::turn::wait()
 class api_handler : public request_handler {
 public:
     api_handler(kv_service& service, leader_address_cache& addresses, read_coalescer& health_reads,
-                const api_options& options, const authorizer* auth, api::metrics_state& metrics,
-                asio::any_io_executor ex)
+                const api_options& options, std::shared_ptr<tls_context> forward_tls, const authorizer* auth,
+                api::metrics_state& metrics, asio::any_io_executor ex)
         : service_(service), addresses_(addresses), health_reads_(health_reads), options_(options),
-          auth_(auth), metrics_(metrics), order_(ex), pool_(ex, options.forward_tls)
+          forward_tls_(std::move(forward_tls)), auth_(auth), metrics_(metrics), order_(ex),
+          pool_(ex, forward_tls_)
     {
     }
 
@@ -576,6 +577,8 @@ private:
     leader_address_cache& addresses_;
     read_coalescer& health_reads_;
     const api_options& options_;
+    // The forwarding client's TLS context when this connection began (api::forward_tls()).
+    std::shared_ptr<tls_context> forward_tls_;
     const authorizer* auth_; // null: no authorization
     api::metrics_state& metrics_;
     key_order order_;
@@ -1165,7 +1168,7 @@ asio::awaitable<http_response> api_handler::forward(const http_request& req)
 asio::awaitable<http_response> api_handler::cluster_status(const http_request& req)
 {
     cluster_status_options o;
-    o.tls = options_.forward_tls;
+    o.tls = forward_tls_;
     if (const auto it = req.find(http::field::authorization); it != req.end())
         o.authorization = it->value();
     json::object self = status_json(service_);
@@ -1424,7 +1427,7 @@ json::object status_json(const kv_service& service)
 }
 
 api::api(kv_service& service, api_options options)
-    : service_(&service), options_(std::move(options)),
+    : service_(&service), options_(std::move(options)), forward_tls_(options_.forward_tls),
       leader_addresses_(std::make_unique<leader_address_cache>(service)),
       health_reads_(std::make_unique<read_coalescer>(
           [&service](std::function<void(std::error_code)> done) { service.read_barrier(std::move(done)); },
@@ -1440,7 +1443,20 @@ api::~api() = default;
 std::unique_ptr<request_handler> api::make_handler(asio::any_io_executor ex)
 {
     return std::make_unique<api_handler>(*service_, *leader_addresses_, *health_reads_, options_,
-                                         authorizer_ ? &*authorizer_ : nullptr, *metrics_, std::move(ex));
+                                         forward_tls(), authorizer_ ? &*authorizer_ : nullptr, *metrics_,
+                                         std::move(ex));
+}
+
+std::shared_ptr<tls_context> api::forward_tls() const
+{
+    std::lock_guard lock(forward_tls_mutex_);
+    return forward_tls_;
+}
+
+void api::set_forward_tls(std::shared_ptr<tls_context> tls)
+{
+    std::lock_guard lock(forward_tls_mutex_);
+    forward_tls_ = std::move(tls);
 }
 
 void api::count_connections(std::function<connection_counts()> source)

@@ -40,6 +40,7 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -175,9 +176,17 @@ public:
         std::chrono::system_clock::time_point started = std::chrono::system_clock::now();
     };
 
+    /// The TLS context of forwarding to the leader: api_options::forward_tls, until
+    /// set_forward_tls() replaces it for the connections accepted from then on (renewed
+    /// certificate files, reloaded). Safe from any thread.
+    std::shared_ptr<tls_context> forward_tls() const;
+    void set_forward_tls(std::shared_ptr<tls_context> tls);
+
 private:
     kv_service* service_;
     api_options options_;
+    mutable std::mutex forward_tls_mutex_;
+    std::shared_ptr<tls_context> forward_tls_; // under forward_tls_mutex_
     // Set when options_.auth_tokens is not empty.
     std::optional<authorizer> authorizer_;
     // The leader's HTTP address, shared by every handler.

@@ -280,6 +280,11 @@ public:
     /// any thread.
     std::uint64_t stalled_streams() const;
 
+    /// Makes `tls` the context of the connections accepted from now on (renewed certificate
+    /// files, reloaded); those open keep theirs. Safe from any thread. Throws
+    /// std::logic_error unless the server serves HTTPS (options.tls) and `tls` is not null.
+    void set_tls(std::shared_ptr<tls_context> tls);
+
 private:
     struct state;
     std::shared_ptr<state> state_;

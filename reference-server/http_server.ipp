@@ -221,7 +221,7 @@ struct http_server::state : std::enable_shared_from_this<state> {
     state(asio::any_io_executor executor, handler_factory factory, error_responder responder,
           http_server_options opts)
         : ex(std::move(executor)), acceptor(asio::make_strand(ex)), make_handler(std::move(factory)),
-          make_error(std::move(responder)), options(opts)
+          make_error(std::move(responder)), options(opts), tls_now(options.tls)
     {
     }
 
@@ -244,6 +244,14 @@ struct http_server::state : std::enable_shared_from_this<state> {
     handler_factory make_handler;
     error_responder make_error;
     http_server_options options;
+    // The TLS context new connections use: options.tls until set_tls() replaces it.
+    mutable std::mutex tls_mutex;
+    std::shared_ptr<tls_context> tls_now; // under tls_mutex
+    std::shared_ptr<tls_context> current_tls() const
+    {
+        std::lock_guard lock(tls_mutex);
+        return tls_now;
+    }
     tcp::endpoint local;
     std::atomic<bool> stopping{false};
     // Connections open, counted by the accept loop and by each connection's destructor.
@@ -316,6 +324,7 @@ private:
 
     std::shared_ptr<state> server_;
     const http_server_options& options_;
+    std::shared_ptr<tls_context> tls_; // null for plain HTTP; outlives stream_, which uses it
     Stream stream_;
     beast::flat_buffer buffer_;
     std::unique_ptr<request_handler> handler_;
@@ -358,8 +367,8 @@ void http_server::state::serve(tcp::socket socket)
 
 template <class Stream>
 http_server::state::connection<Stream>::connection(std::shared_ptr<state> server, tcp::socket socket)
-    : server_(std::move(server)), options_(server_->options),
-      stream_(open_stream<Stream>(std::move(socket), server_->options.tls.get())),
+    : server_(std::move(server)), options_(server_->options), tls_(server_->current_tls()),
+      stream_(open_stream<Stream>(std::move(socket), tls_.get())),
       handler_(server_->make_handler(stream_.get_executor())),
       change_(stream_.get_executor(), time_point::max()), deadline_timer_(stream_.get_executor()),
       deadline_step_(std::min({options_.idle_timeout, options_.header_timeout, options_.body_timeout}))

@@ -398,4 +398,12 @@ std::uint64_t http_server::stalled_streams() const
     return state_->stalled_streams.load();
 }
 
+void http_server::set_tls(std::shared_ptr<tls_context> tls)
+{
+    if (!state_->options.tls || !tls)
+        throw std::logic_error("http_server::set_tls: the server serves HTTPS from its start, or never");
+    std::lock_guard lock(state_->tls_mutex);
+    state_->tls_now = std::move(tls);
+}
+
 } // namespace raftkv::server

@@ -1429,6 +1429,11 @@ void kv_service::count_quota_refusal()
     ++impl_->quota_refusals;
 }
 
+void kv_service::reload_peer_tls()
+{
+    impl_->transport->reload_tls();
+}
+
 storage_status kv_service::storage() const
 {
     std::lock_guard lock(impl_->node_mutex);

@@ -368,6 +368,11 @@ public:
     /// Counts a write refused for the quota (raftkv_quota_refusals_total).
     void count_quota_refusal();
 
+    /// Reads the peer TLS files again (raftkv::asio::tcp_transport::reload_tls()): the Raft
+    /// connections made from now on use them. Throws std::runtime_error, the files in use
+    /// staying in use, when they do not load. REQUIRES: peer TLS is on. Any thread.
+    void reload_peer_tls();
+
     /// The changes this node applied, for watches (watch.hpp). Closed by stop().
     change_journal& changes();
 

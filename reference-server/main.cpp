@@ -165,6 +165,122 @@ http_tls load_tls(const server_config& config)
     }
 }
 
+// Reads the TLS files again, on SIGHUP and when one of them changes (polled every
+// tls_poll_interval: a renewed certificate takes effect without a restart). What loads
+// serves the connections made from then on; what does not is logged, and the files in use
+// stay in use.
+class tls_reloader {
+public:
+    tls_reloader(asio::io_context& io, const server_config& config, http_server& server, api& routes,
+                 kv_service& service)
+        : config_(config), server_(server), routes_(routes), service_(service), hangup_(io, SIGHUP),
+          poll_(io), seen_(fingerprint())
+    {
+    }
+
+    void start()
+    {
+        wait_for_hangup();
+        if (!files().empty())
+            poll();
+    }
+
+    void stop()
+    {
+        hangup_.cancel();
+        poll_.cancel();
+    }
+
+private:
+    static constexpr std::chrono::seconds tls_poll_interval{10};
+
+    std::vector<std::string> files() const
+    {
+        std::vector<std::string> out;
+        for (const std::string* f :
+             {&config_.tls_cert, &config_.tls_key, &config_.client_ca, &config_.forward_ca,
+              &config_.peer_cert, &config_.peer_key, &config_.peer_ca})
+            if (!f->empty())
+                out.push_back(*f);
+        return out;
+    }
+
+    // Each file's size and modification time: what a renewal changes.
+    std::string fingerprint() const
+    {
+        std::string out;
+        for (const std::string& f : files()) {
+            std::error_code ec;
+            const auto size = std::filesystem::file_size(f, ec);
+            const auto time = std::filesystem::last_write_time(f, ec);
+            out += ec ? std::string("-")
+                      : std::to_string(size) + "@" + std::to_string(time.time_since_epoch().count());
+            out += ';';
+        }
+        return out;
+    }
+
+    void wait_for_hangup()
+    {
+        hangup_.async_wait([this](boost::system::error_code ec, int) {
+            if (ec)
+                return;
+            reload("SIGHUP");
+            wait_for_hangup();
+        });
+    }
+
+    void poll()
+    {
+        poll_.expires_after(tls_poll_interval);
+        poll_.async_wait([this](boost::system::error_code ec) {
+            if (ec)
+                return;
+            if (fingerprint() != seen_)
+                reload("the TLS files changed");
+            poll();
+        });
+    }
+
+    void reload(const std::string& why)
+    {
+        seen_ = fingerprint();
+        std::vector<std::string> reloaded;
+        if (!config_.tls_cert.empty()) {
+            try {
+                const http_tls tls = load_tls(config_);
+                server_.set_tls(tls.server);
+                routes_.set_forward_tls(tls.forward);
+                reloaded.push_back("HTTPS (" + config_.tls_cert + ")");
+            } catch (const std::exception& e) {
+                log(log_level::error,
+                    why + ": cannot reload the HTTPS certificates, which stay in use: " + e.what());
+            }
+        }
+        if (config_.peer_tls()) {
+            try {
+                service_.reload_peer_tls();
+                reloaded.push_back("peer TLS (" + config_.peer_cert + ")");
+            } catch (const std::exception& e) {
+                log(log_level::error,
+                    why + ": cannot reload the peer TLS certificates, which stay in use: " + e.what());
+            }
+        }
+        if (files().empty())
+            log(log_level::info, why + ": no TLS files to reload");
+        for (const std::string& what : reloaded)
+            log(log_level::info, why + ": reloaded " + what + "; connections made from now on use it");
+    }
+
+    const server_config& config_;
+    http_server& server_;
+    api& routes_;
+    kv_service& service_;
+    asio::signal_set hangup_;
+    asio::steady_timer poll_;
+    std::string seen_;
+};
+
 http_server_options http_options(const server_config& config, const http_tls& tls)
 {
     http_server_options o;
@@ -435,9 +551,11 @@ int run(server_config config)
     warn_if_exposed(config, http_endpoint);
 
     asio::signal_set signals{io, SIGINT, SIGTERM};
+    tls_reloader reloader{io, config, server, routes, service};
     asio::steady_timer grace{io};
     int exit_code = 0;
     const auto shut_down = [&] {
+        reloader.stop();
         server.stop();
         service.stop();
         grace.expires_after(shutdown_grace);
@@ -467,6 +585,7 @@ int run(server_config config)
 
     service.start();
     server.start();
+    reloader.start();
     log_startup(config);
 
     std::vector<std::thread> others;

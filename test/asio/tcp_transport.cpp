@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <memory>
@@ -833,38 +834,49 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(peer_tls)
 
-/// Certificates for nodes 1 and 2 from scripts/make-certs.sh, made once per test run and
-/// removed at exit.
+/// A directory removed at exit.
+struct scratch_directory {
+    std::filesystem::path path = std::filesystem::temp_directory_path() /
+                                 ("raftkv-asio-tls-" + std::to_string(std::random_device{}()));
+    ~scratch_directory()
+    {
+        std::error_code ignored;
+        std::filesystem::remove_all(path, ignored);
+    }
+};
+
+/// Makes certificates for nodes 1 and 2 with scripts/make-certs.sh (a CA of their own) in `dir`.
+void make_certificates(const std::filesystem::path& dir)
+{
+    const std::string command =
+        std::string("bash '") + RAFTKV_MAKE_CERTS + "' '" + dir.string() + "' 2 > /dev/null 2>&1";
+    BOOST_TEST_REQUIRE(std::system(command.c_str()) == 0);
+}
+
+/// Certificates for nodes 1 and 2, made once per test run and removed at exit.
 const std::filesystem::path& certificates()
 {
-    struct directory {
-        std::filesystem::path path = std::filesystem::temp_directory_path() /
-                                     ("raftkv-asio-tls-" + std::to_string(std::random_device{}()));
-        ~directory()
-        {
-            std::error_code ignored;
-            std::filesystem::remove_all(path, ignored);
-        }
-    };
-    static const directory dir;
-    static const bool made = [] {
-        const std::string command =
-            std::string("bash '") + RAFTKV_MAKE_CERTS + "' '" + dir.path.string() + "' 2 > /dev/null 2>&1";
-        return std::system(command.c_str()) == 0;
-    }();
-    BOOST_TEST_REQUIRE(made);
+    static const scratch_directory dir;
+    static const bool made = (make_certificates(dir.path), true);
+    (void)made;
     return dir.path;
+}
+
+/// Peer TLS with the certificate of node `cert` in `dir`.
+tcp_transport_options tls_from(const std::filesystem::path& dir, node_id cert)
+{
+    auto o = fast_reconnect();
+    const auto base = dir / ("node-" + std::to_string(cert));
+    o.tls = raftkv::asio::tcp_transport_tls{.certificate_file = base.string() + ".crt",
+                                            .private_key_file = base.string() + ".key",
+                                            .ca_file = (dir / "ca.crt").string()};
+    return o;
 }
 
 /// Peer TLS with the certificate of node `cert`.
 tcp_transport_options with_tls(node_id cert)
 {
-    auto o = fast_reconnect();
-    const auto base = certificates() / ("node-" + std::to_string(cert));
-    o.tls = raftkv::asio::tcp_transport_tls{.certificate_file = base.string() + ".crt",
-                                            .private_key_file = base.string() + ".key",
-                                            .ca_file = (certificates() / "ca.crt").string()};
-    return o;
+    return tls_from(certificates(), cert);
 }
 
 BOOST_AUTO_TEST_CASE(two_transports_with_peer_tls_exchange_messages)
@@ -923,6 +935,61 @@ BOOST_AUTO_TEST_CASE(unreadable_or_mismatched_tls_files_are_refused_at_construct
     BOOST_CHECK_THROW(tcp_transport(
                           bound_acceptor(io), 1, {}, [](message) {}, mismatched),
                       std::runtime_error);
+}
+
+BOOST_AUTO_TEST_CASE(reloaded_tls_files_serve_new_connections_and_bad_ones_leave_the_old_in_use)
+{
+    // Node 1 starts with the files of another CA, which node 2 does not trust.
+    scratch_directory other;
+    make_certificates(other.path);
+    scratch_directory own;
+    std::filesystem::create_directories(own.path);
+    const auto install = [&](const std::filesystem::path& from, const std::string& cert) {
+        const auto copy = [&](const std::string& name, const std::string& as) {
+            std::filesystem::copy_file(from / name, own.path / as,
+                                       std::filesystem::copy_options::overwrite_existing);
+        };
+        copy(cert + ".crt", "node-1.crt");
+        copy(cert + ".key", "node-1.key");
+        copy("ca.crt", "ca.crt");
+    };
+    install(other.path, "node-1");
+    boost::asio::io_context io;
+    test_node one;
+    test_node two;
+    auto a1 = bound_acceptor(io);
+    auto a2 = bound_acceptor(io);
+    const auto ep1 = a1.local_endpoint();
+    const auto ep2 = a2.local_endpoint();
+    one.start(std::move(a1), 1, {{2, ep2}}, tls_from(own.path, 1));
+    two.start(std::move(a2), 2, {{1, ep1}}, with_tls(2));
+    one.transport->send(beat(1, 2, 1));
+    two.transport->send(beat(2, 1, 2));
+    run_for(io, 300ms);
+    BOOST_TEST(one.received.empty());
+    BOOST_TEST(two.received.empty());
+
+    // Files that do not load, and another node's certificate: refused, the old ones in use.
+    std::ofstream(own.path / "node-1.crt", std::ios::trunc) << "not a certificate\n";
+    BOOST_CHECK_THROW(one.transport->reload_tls(), std::runtime_error);
+    install(certificates(), "node-2");
+    try {
+        one.transport->reload_tls();
+        BOOST_FAIL("node 2's certificate was taken for node 1's");
+    } catch (const std::runtime_error& e) {
+        BOOST_TEST(std::string(e.what()).find("CN=raftkv-node-2") != std::string::npos, e.what());
+    }
+
+    // Node 2's CA's files for node 1: the next connections get through.
+    install(certificates(), "node-1");
+    one.transport->reload_tls();
+    one.transport->send(beat(1, 2, 3));
+    two.transport->send(beat(2, 1, 4));
+    BOOST_REQUIRE(run_until(io, [&] { return !one.received.empty() && !two.received.empty(); }));
+
+    test_node plain;
+    plain.start(bound_acceptor(io), 3, {}, fast_reconnect());
+    BOOST_CHECK_THROW(plain.transport->reload_tls(), std::logic_error);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

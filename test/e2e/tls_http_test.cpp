@@ -28,6 +28,7 @@
 #include <boost/beast/ssl/ssl_stream.hpp>
 
 #include <algorithm>
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
@@ -394,6 +395,59 @@ BOOST_AUTO_TEST_CASE(a_node_joins_an_https_cluster_through_join_https)
         20s, 100ms);
     BOOST_TEST(caught_up, read_tail(c.spec(id).log_file));
     BOOST_TEST(c.running(id));
+}
+
+// A renewed certificate takes effect without a restart: on SIGHUP, and when its files
+// change; files that do not load are logged and leave the ones in use in use.
+BOOST_AUTO_TEST_CASE(renewed_certificate_files_are_served_after_sighup_or_once_they_change)
+{
+    temp_dir first;
+    make_certs(first.path(), 1);
+    temp_dir second;
+    make_certs(second.path(), 1);
+    temp_dir live;
+    const auto install = [&](const std::filesystem::path& from) {
+        for (const char* ext : {".crt", ".key"})
+            std::filesystem::copy_file(from / (std::string("node-1") + ext),
+                                       live / (std::string("node-1") + ext),
+                                       std::filesystem::copy_options::overwrite_existing);
+    };
+    install(first.path());
+    cluster c{1, false};
+    c.start(1, with_tls(c.args(1), live.path(), 1, false));
+    const std::uint16_t port = c.http_port(1);
+    const client_identity trusts_first{first / "ca.crt", {}, {}};
+    const client_identity trusts_second{second / "ca.crt", {}, {}};
+    BOOST_TEST_REQUIRE(serves_health(port, trusts_first));
+    BOOST_TEST(https(port, trusts_second, "GET", "/health").status == 0);
+
+    install(second.path());
+    c.signal(1, SIGHUP);
+    BOOST_TEST_REQUIRE(serves_health(port, trusts_second), read_tail(c.spec(1).log_file));
+    BOOST_TEST(https(port, trusts_first, "GET", "/health").status == 0,
+               "new connections use the new certificate");
+    BOOST_TEST(read_tail(c.spec(1).log_file).find("SIGHUP: reloaded HTTPS") != std::string::npos);
+
+    // A key that does not match: refused and logged, the certificate in use serves on.
+    std::filesystem::copy_file(first / "node-1.key", live / "node-1.key",
+                               std::filesystem::copy_options::overwrite_existing);
+    c.signal(1, SIGHUP);
+    BOOST_TEST(wait_until(
+        [&] {
+            return read_tail(c.spec(1).log_file).find("cannot reload the HTTPS certificates") !=
+                   std::string::npos;
+        },
+        5s));
+    BOOST_TEST(https(port, trusts_second, "GET", "/health").status == 200);
+
+    // Changed files are picked up without a signal (polled every 10 s).
+    install(first.path());
+    BOOST_TEST(wait_until([&] { return https(port, trusts_first, "GET", "/health", {}, 1s).status == 200; },
+                          25s, 200ms),
+               read_tail(c.spec(1).log_file));
+    BOOST_TEST(read_tail(c.spec(1).log_file).find("the TLS files changed: reloaded HTTPS") !=
+               std::string::npos);
+    BOOST_TEST(c.running(1));
 }
 
 BOOST_AUTO_TEST_CASE(a_missing_or_mismatched_key_stops_the_server_with_one_line)

@@ -237,6 +237,14 @@ public:
     /// again. Idempotent.
     void stop();
 
+    /// Reads the peer TLS files of the options again (the same paths: a certificate renewed
+    /// in place): connections made from now on present and verify with them; those open
+    /// keep theirs. Throws std::runtime_error, the files in use staying in use, when one
+    /// does not load, the key does not match the certificate, or the certificate is not
+    /// this node's (its common name); std::logic_error without peer TLS. Safe from any
+    /// thread.
+    void reload_tls();
+
     /// Forgets the incarnation recorded for `peer`, so that the next data directory
     /// greeting under that id is learned rather than refused (once the id is a peer
     /// again): for a member that was removed from the cluster and is added back with a new

@@ -23,6 +23,8 @@
 #include <openssl/x509.h>
 
 #include <fstream>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -38,34 +40,40 @@ inline std::string node_common_name(node_id id)
 
 /// The TLS context of a transport with peer TLS: its own certificate and key, and the CA
 /// a peer's certificate must chain to. Both sides of every connection present a
-/// certificate and verify the other's.
+/// certificate and verify the other's. reload() reads the files again (a renewed
+/// certificate): connections made afterwards use them, those open keep what they began with.
+/// Thread-safe.
 class tls_context {
 public:
     /// Loads the three PEM files. Throws std::runtime_error naming the file and the cause.
-    explicit tls_context(const tcp_transport_tls& files) : context_(boost::asio::ssl::context::tls)
+    explicit tls_context(const tcp_transport_tls& files) : context_(load_files(files)) {}
+
+    /// The context a new connection uses; the connection holds it while it lives.
+    std::shared_ptr<boost::asio::ssl::context> current() const
     {
-        context_.set_options(boost::asio::ssl::context::default_workarounds |
-                             boost::asio::ssl::context::no_sslv2 | boost::asio::ssl::context::no_sslv3 |
-                             boost::asio::ssl::context::no_tlsv1 | boost::asio::ssl::context::no_tlsv1_1);
-        load("certificate", files.certificate_file, [&](boost::system::error_code& ec) {
-            context_.use_certificate_chain_file(files.certificate_file, ec);
-        });
-        load("private key", files.private_key_file, [&](boost::system::error_code& ec) {
-            context_.use_private_key_file(files.private_key_file, boost::asio::ssl::context::pem, ec);
-        });
-        load("CA certificate", files.ca_file,
-             [&](boost::system::error_code& ec) { context_.load_verify_file(files.ca_file, ec); });
-        if (SSL_CTX_check_private_key(context_.native_handle()) != 1)
-            throw std::runtime_error("peer TLS: the private key " + files.private_key_file +
-                                     " does not match the certificate " + files.certificate_file);
-        context_.set_verify_mode(boost::asio::ssl::verify_peer |
-                                 boost::asio::ssl::verify_fail_if_no_peer_cert);
+        std::lock_guard lock(mutex_);
+        return context_;
     }
 
-    boost::asio::ssl::context& get() noexcept { return context_; }
+    /// Loads `files` and makes them the context of the connections made from now on.
+    /// Throws std::runtime_error, keeping the context in use, when one does not load or the
+    /// certificate's common name is not `common_name`.
+    void reload(const tcp_transport_tls& files, const std::string& common_name)
+    {
+        std::shared_ptr<boost::asio::ssl::context> next = load_files(files);
+        if (const std::string own = own_common_name(*next); own != common_name)
+            throw std::runtime_error("peer TLS: the certificate " + files.certificate_file +
+                                     " is for CN=" + own + ", not this node's CN=" + common_name);
+        std::lock_guard lock(mutex_);
+        context_ = std::move(next);
+    }
 
     /// The subject common name of this node's own certificate ("" if it has none).
-    std::string own_common_name() { return common_name(SSL_CTX_get0_certificate(context_.native_handle())); }
+    std::string own_common_name() const { return own_common_name(*current()); }
+    static std::string own_common_name(boost::asio::ssl::context& c)
+    {
+        return common_name(SSL_CTX_get0_certificate(c.native_handle()));
+    }
 
     /// The subject common name of `cert`, "" if none; "(several)" if it has more than one.
     static std::string common_name(const X509* cert)
@@ -84,6 +92,27 @@ public:
     }
 
 private:
+    static std::shared_ptr<boost::asio::ssl::context> load_files(const tcp_transport_tls& files)
+    {
+        auto c = std::make_shared<boost::asio::ssl::context>(boost::asio::ssl::context::tls);
+        c->set_options(boost::asio::ssl::context::default_workarounds | boost::asio::ssl::context::no_sslv2 |
+                       boost::asio::ssl::context::no_sslv3 | boost::asio::ssl::context::no_tlsv1 |
+                       boost::asio::ssl::context::no_tlsv1_1);
+        load("certificate", files.certificate_file, [&](boost::system::error_code& ec) {
+            c->use_certificate_chain_file(files.certificate_file, ec);
+        });
+        load("private key", files.private_key_file, [&](boost::system::error_code& ec) {
+            c->use_private_key_file(files.private_key_file, boost::asio::ssl::context::pem, ec);
+        });
+        load("CA certificate", files.ca_file,
+             [&](boost::system::error_code& ec) { c->load_verify_file(files.ca_file, ec); });
+        if (SSL_CTX_check_private_key(c->native_handle()) != 1)
+            throw std::runtime_error("peer TLS: the private key " + files.private_key_file +
+                                     " does not match the certificate " + files.certificate_file);
+        c->set_verify_mode(boost::asio::ssl::verify_peer | boost::asio::ssl::verify_fail_if_no_peer_cert);
+        return c;
+    }
+
     template <class F>
     static void load(const char* what, const std::string& file, F f)
     {
@@ -96,7 +125,8 @@ private:
                                      ": " + ec.message());
     }
 
-    boost::asio::ssl::context context_;
+    mutable std::mutex mutex_;
+    std::shared_ptr<boost::asio::ssl::context> context_; // under mutex_
 };
 
 /// One connection's stream: a TCP socket, or a TLS stream over one. Reads and writes go
@@ -108,10 +138,12 @@ public:
     /// Takes `socket` (connected or not); speaks TLS over it when `tls` is not null.
     peer_stream(tcp::socket socket, tls_context* tls)
     {
-        if (tls)
-            tls_.emplace(std::move(socket), tls->get());
-        else
+        if (tls) {
+            context_ = tls->current();
+            tls_.emplace(std::move(socket), *context_);
+        } else {
             plain_.emplace(std::move(socket));
+        }
     }
     peer_stream(const peer_stream&) = delete;
     peer_stream& operator=(const peer_stream&) = delete;
@@ -203,6 +235,7 @@ public:
     }
 
 private:
+    std::shared_ptr<boost::asio::ssl::context> context_; // outlives tls_, which uses it
     std::optional<tcp::socket> plain_;
     std::optional<boost::asio::ssl::stream<tcp::socket>> tls_;
 };

@@ -177,6 +177,13 @@ void tcp_transport::apply_peers(std::map<node_id, endpoint_type> peers)
         }
 }
 
+void tcp_transport::reload_tls()
+{
+    if (!tls_)
+        throw std::logic_error("tcp_transport::reload_tls: the transport has no peer TLS");
+    tls_->reload(*options_.tls, detail::node_common_name(self_));
+}
+
 void tcp_transport::forget_incarnation(node_id peer)
 {
     incarnations_->forget(peer);
