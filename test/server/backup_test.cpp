@@ -163,7 +163,13 @@ BOOST_AUTO_TEST_CASE(a_restore_gives_the_state_at_the_backups_index_and_a_log_af
         BOOST_TEST((log.base_members() == members));
         BOOST_TEST(log.saved_hard_state().term == 1u);
     }
-    // Once restored, the directory holds a node: a second restore is refused.
+    // Until the server has recorded the node (finish_restore()), the directory is a restore
+    // that did not finish: restoring again starts over.
+    BOOST_TEST(restore_unfinished(data));
+    BOOST_TEST(restore_backup(file, data, members).index == 3u);
+    finish_restore(data);
+    BOOST_TEST(!restore_unfinished(data));
+    // Once finished, the directory holds a node: a second restore is refused.
     BOOST_CHECK_THROW(restore_backup(file, data, members), std::runtime_error);
 
     // A bad file leaves a new directory as it found it.
@@ -172,4 +178,5 @@ BOOST_AUTO_TEST_CASE(a_restore_gives_the_state_at_the_backups_index_and_a_log_af
     BOOST_CHECK_THROW(restore_backup(dir.path() / "cut", other, members), std::runtime_error);
     BOOST_TEST(!std::filesystem::exists(other / "state"));
     BOOST_TEST(!std::filesystem::exists(other / "wal"));
+    BOOST_TEST(!restore_unfinished(other));
 }
