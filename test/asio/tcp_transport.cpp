@@ -879,17 +879,28 @@ tcp_transport_options with_tls(node_id cert)
     return tls_from(certificates(), cert);
 }
 
+/// Nodes 1 and 2 of one cluster on `io`, with `options1` and `options2`.
+struct node_pair {
+    test_node one;
+    test_node two;
+
+    node_pair(boost::asio::io_context& io, tcp_transport_options options1, tcp_transport_options options2)
+    {
+        auto a1 = bound_acceptor(io);
+        auto a2 = bound_acceptor(io);
+        const auto ep1 = a1.local_endpoint();
+        const auto ep2 = a2.local_endpoint();
+        one.start(std::move(a1), 1, {{2, ep2}}, std::move(options1));
+        two.start(std::move(a2), 2, {{1, ep1}}, std::move(options2));
+    }
+};
+
 BOOST_AUTO_TEST_CASE(two_transports_with_peer_tls_exchange_messages)
 {
     boost::asio::io_context io;
-    test_node one;
-    test_node two;
-    auto a1 = bound_acceptor(io);
-    auto a2 = bound_acceptor(io);
-    const auto ep1 = a1.local_endpoint();
-    const auto ep2 = a2.local_endpoint();
-    one.start(std::move(a1), 1, {{2, ep2}}, with_tls(1));
-    two.start(std::move(a2), 2, {{1, ep1}}, with_tls(2));
+    node_pair nodes(io, with_tls(1), with_tls(2));
+    test_node& one = nodes.one;
+    test_node& two = nodes.two;
     for (std::uint64_t k = 1; k <= 3; ++k) {
         one.transport->send(beat(1, 2, k));
         two.transport->send(beat(2, 1, 10 + k));
@@ -955,14 +966,9 @@ BOOST_AUTO_TEST_CASE(reloaded_tls_files_serve_new_connections_and_bad_ones_leave
     };
     install(other.path, "node-1");
     boost::asio::io_context io;
-    test_node one;
-    test_node two;
-    auto a1 = bound_acceptor(io);
-    auto a2 = bound_acceptor(io);
-    const auto ep1 = a1.local_endpoint();
-    const auto ep2 = a2.local_endpoint();
-    one.start(std::move(a1), 1, {{2, ep2}}, tls_from(own.path, 1));
-    two.start(std::move(a2), 2, {{1, ep1}}, with_tls(2));
+    node_pair nodes(io, tls_from(own.path, 1), with_tls(2));
+    test_node& one = nodes.one;
+    test_node& two = nodes.two;
     one.transport->send(beat(1, 2, 1));
     two.transport->send(beat(2, 1, 2));
     run_for(io, 300ms);

@@ -1646,6 +1646,14 @@ std::string first_batch_record(const std::filesystem::path& dir)
     return it->Valid() && it->key().starts_with("mbatch") ? it->key().ToString() : "";
 }
 
+/// Applies ten puts to `m`, one batch each: a state to restore another machine from.
+void apply_ten_keys(kv_state_machine& m)
+{
+    batch_builder b;
+    for (int k = 0; k < 10; ++k)
+        b.put("k" + std::to_string(k), "v").apply_to(m);
+}
+
 /// Applies two batches, checkpoints them, and applies a third to `m`.
 void apply_checkpoint_apply(kv_state_machine& m)
 {
@@ -1673,9 +1681,7 @@ BOOST_AUTO_TEST_CASE(a_checkpoint_after_a_restore_deletes_the_batch_records_from
     // restore left behind (its batch applied after the last checkpoint) is past that point.
     temp_dir dir;
     kv_state_machine source{dir / "source", {.sync = false}};
-    batch_builder s;
-    for (int k = 0; k < 10; ++k)
-        s.put("k" + std::to_string(k), "v").apply_to(source);
+    apply_ten_keys(source);
     {
         kv_state_machine m{dir / "sm", {.sync = false}};
         apply_checkpoint_apply(m); // the record of the batch at 3 outlives the restore
@@ -1761,9 +1767,7 @@ BOOST_AUTO_TEST_CASE(the_applied_history_starts_after_a_restore)
 {
     temp_dir dir;
     kv_state_machine source{dir / "source", {.sync = false}};
-    batch_builder s;
-    for (int k = 0; k < 10; ++k)
-        s.put("k" + std::to_string(k), "v").apply_to(source);
+    apply_ten_keys(source);
     kv_state_machine m{dir / "sm", {.sync = false}};
     batch_builder{1}.put("a", "1").del("b").apply_to(m);
     restore_from(m, source);
