@@ -94,7 +94,7 @@ constexpr std::array settings = {
             "--snapshot-catchup-entries when they are large; 0: no limit by size (default: 67108864, "
             "64 MiB)"},
     setting{"quota-bytes", "N",
-            "the most bytes the key-value state's files may take on disk: past it, writes other than "
+            "the most bytes the key-value state's tables may take on disk: past it, writes other than "
             "deletes are answered 507 until deletes bring it back under; 0: no quota; else at least "
             "1048576 (default: 8589934592, 8 GiB)"},
     setting{"auth-tokens", "FILE",

@@ -150,7 +150,7 @@ struct server_config {
     /// memory) gigabytes of log. 0: no limit by size. Default: 64 MiB.
     std::uint64_t snapshot_catchup_bytes = std::uint64_t{64} << 20;
 
-    /// The most bytes the key-value state's files (DATA_DIR/state) may take: past it, writes
+    /// The most bytes the key-value state's tables (DATA_DIR/state) may take: past it, writes
     /// other than deletes are refused until deletes bring it back under. 0: no quota.
     /// Default: 8 GiB.
     std::uint64_t quota_bytes = std::uint64_t{8} << 30;

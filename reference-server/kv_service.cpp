@@ -83,25 +83,10 @@ raftkv::leveldb::kv_state_machine_options machine_options(change_journal& journa
     return o;
 }
 
-// How often the state's files are measured against --quota-bytes, and how often at most a
+// How often the state's tables are measured against --quota-bytes, and how often at most a
 // node over the quota compacts them.
 constexpr std::chrono::seconds state_measure_interval{1};
 constexpr std::chrono::seconds state_compaction_interval{10};
-
-/// The bytes of the files in `dir` (not in its subdirectories); files that vanish while it
-/// looks count nothing.
-std::uint64_t directory_bytes(const std::filesystem::path& dir)
-{
-    std::uint64_t total = 0;
-    std::error_code ec;
-    for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-        std::error_code size_ec;
-        const std::uintmax_t n = it->is_regular_file(size_ec) ? it->file_size(size_ec) : 0;
-        if (!size_ec)
-            total += n;
-    }
-    return total;
-}
 
 // The most bytes of log entries read at once while the journal is rebuilt at start-up.
 constexpr std::size_t journal_recovery_chunk_bytes = 4 << 20;
@@ -455,7 +440,7 @@ struct kv_service::impl {
     // Touched on `strand` only.
     boost::asio::steady_timer watch_timer;
     boost::asio::steady_timer probe_timer;
-    // --quota-bytes: the state's files measured each second (state_bytes), and the last
+    // --quota-bytes: the state's tables measured each second (state_bytes), and the last
     // compaction this node asked for while over the quota (on the strand).
     boost::asio::steady_timer quota_timer;
     std::atomic<std::uint64_t> state_bytes{0};
@@ -885,14 +870,17 @@ void kv_service::impl::schedule_quota()
     });
 }
 
-// Measures the state's files. Over the quota, asks the state machine to compact: what
-// deletes freed (and what overwrites left behind) leaves the disk only then. Once on going
-// over, then again whenever entries were applied since (deletes, as other writes are
-// refused), at most every state_compaction_interval.
+// Measures the state's tables (LevelDB's own accounting: no file system call on the strand).
+// Over the quota, asks the state machine to compact: what deletes freed (and what overwrites
+// left behind) leaves the disk only then. Once on going over, then again whenever entries
+// were applied since (deletes, as other writes are refused), at most every
+// state_compaction_interval.
 void kv_service::impl::measure_state()
 {
-    state_bytes = directory_bytes(config.data_dir / "state");
-    if (config.quota_bytes == 0 || state_bytes <= config.quota_bytes || !node) {
+    if (!node)
+        return;
+    state_bytes = node->machine.table_bytes();
+    if (config.quota_bytes == 0 || state_bytes <= config.quota_bytes) {
         compacted_over_quota = false;
         return;
     }

@@ -357,7 +357,7 @@ public:
     /// Whether the node's storage failed, and why (see Storage failures above).
     storage_status storage() const;
 
-    /// The bytes the key-value state's files (DATA_DIR/state) take on disk, as measured last
+    /// The bytes the key-value state's tables (DATA_DIR/state) take on disk, as measured last
     /// (each second from start()).
     std::uint64_t state_bytes() const;
     /// server_config::quota_bytes: 0 for none.

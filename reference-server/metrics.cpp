@@ -505,7 +505,7 @@ std::string render_metrics(const metrics_inputs& in, const http_metrics& http)
               "client session when the leader changed before they were applied.",
               in.write_retries);
     render_watches(w, in);
-    w.gauge("raftkv_state_bytes", "Bytes the key-value state's files take on disk, measured each second.",
+    w.gauge("raftkv_state_bytes", "Bytes of the key-value state's tables on disk, measured each second.",
             static_cast<double>(in.state_bytes));
     w.gauge("raftkv_quota_bytes",
             "--quota-bytes: past it, writes other than deletes are refused (0: no quota).",

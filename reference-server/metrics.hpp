@@ -166,7 +166,7 @@ struct metrics_inputs {
     /// Writes proposed again after a leader change (kv_service.cpp, propose()); not those
     /// retried during a leadership transfer.
     std::uint64_t write_retries = 0;
-    /// The state's files on disk, --quota-bytes (0: none), the writes it refused, and the
+    /// The state's tables on disk, --quota-bytes (0: none), the writes it refused, and the
     /// compactions the node ran over it.
     std::uint64_t state_bytes = 0;
     std::uint64_t quota_bytes = 0;

@@ -242,6 +242,17 @@ public:
     /// The compactions compact_in_background() started that have completed. Any thread.
     std::uint64_t compactions() const noexcept { return compactions_.load(); }
 
+    /// The bytes of LevelDB's table files, from its own accounting (no file is opened): the
+    /// state on disk, but for the last writes, which are in LevelDB's log and memtable until
+    /// they fill it (4 MiB). Any thread.
+    std::uint64_t table_bytes() const
+    {
+        const ::leveldb::Range all("", "\xff");
+        std::uint64_t size = 0;
+        db_->GetApproximateSizes(&all, 1, &size);
+        return size;
+    }
+
     /// A reader over the state as of applied_index(), unaffected by later applies and
     /// restores. Thread-safe as get(). The reader holds a LevelDB snapshot and iterator
     /// until its last chunk is read or it is destroyed.
