@@ -29,6 +29,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
 #include <boost/system/system_error.hpp>
 
 #include <pthread.h>
@@ -173,8 +174,8 @@ class tls_reloader {
 public:
     tls_reloader(asio::io_context& io, const server_config& config, http_server& server, api& routes,
                  kv_service& service)
-        : config_(config), server_(server), routes_(routes), service_(service), hangup_(io, SIGHUP),
-          poll_(io), seen_(fingerprint())
+        : config_(config), server_(server), routes_(routes), service_(service),
+          strand_(asio::make_strand(io)), hangup_(strand_, SIGHUP), poll_(strand_), seen_(fingerprint())
     {
     }
 
@@ -276,9 +277,11 @@ private:
     http_server& server_;
     api& routes_;
     kv_service& service_;
+    // The signal's and the poll's handlers run one at a time (several threads run `io`).
+    asio::strand<asio::io_context::executor_type> strand_;
     asio::signal_set hangup_;
     asio::steady_timer poll_;
-    std::string seen_;
+    std::string seen_; // on strand_
 };
 
 http_server_options http_options(const server_config& config, const http_tls& tls)
