@@ -211,11 +211,12 @@ private:
     {
         std::string out;
         for (const std::string& f : files()) {
-            std::error_code ec;
-            const auto size = std::filesystem::file_size(f, ec);
-            const auto time = std::filesystem::last_write_time(f, ec);
-            out += ec ? std::string("-")
-                      : std::to_string(size) + "@" + std::to_string(time.time_since_epoch().count());
+            std::error_code size_ec, time_ec;
+            const auto size = std::filesystem::file_size(f, size_ec);
+            const auto time = std::filesystem::last_write_time(f, time_ec);
+            out += size_ec || time_ec
+                       ? std::string("-")
+                       : std::to_string(size) + "@" + std::to_string(time.time_since_epoch().count());
             out += ';';
         }
         return out;
