@@ -123,8 +123,10 @@ bool expects_continue(const http_request& req);
 
 // Rewrites an absolute-form target ("http://host:port/path?query", RFC 9112 3.2.2: what a
 // client configured with a proxy sends, and a server must accept) to its origin form
-// ("/path?query"), so that routing and everything after it see one form.
-void to_origin_form(http_request& req);
+// ("/path?query"), so that routing and everything after it see one form. False for one
+// whose authority is empty or carries user information (RFC 9110 4.2.1, 4.2.4): a bad
+// request.
+bool to_origin_form(http_request& req);
 
 // Half-closes, then discards what the client still sends until it closes too (for at most
 // `time` and `bytes`), so that it reads our last response rather than a connection reset.
@@ -499,7 +501,10 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
     }
     http_request req = parser.release();
     reservation.release();
-    to_origin_form(req);
+    if (!to_origin_form(req)) {
+        reject(http::make_error_code(http::error::bad_target), req.method());
+        co_return false;
+    }
     const bool keep_alive = req.keep_alive() && !server_->stopping;
     admit(std::move(req), keep_alive);
     co_return keep_alive;

@@ -28,7 +28,7 @@ bool expects_continue(const http_request& req)
     return expect != req.end() && beast::iequals(expect->value(), "100-continue");
 }
 
-void to_origin_form(http_request& req)
+bool to_origin_form(http_request& req)
 {
     const std::string_view target = req.target();
     std::size_t authority = 0;
@@ -36,12 +36,17 @@ void to_origin_form(http_request& req)
         if (target.size() >= scheme.size() && beast::iequals(target.substr(0, scheme.size()), scheme))
             authority = scheme.size();
     if (authority == 0)
-        return;
+        return true;
     const std::size_t path = target.find_first_of("/?", authority);
+    const std::string_view host =
+        target.substr(authority, path == std::string_view::npos ? target.npos : path - authority);
+    if (host.empty() || host.find('@') != std::string_view::npos)
+        return false;
     std::string origin = path != std::string_view::npos && target[path] == '/' ? "" : "/";
     if (path != std::string_view::npos)
         origin.append(target.substr(path));
     req.target(origin);
+    return true;
 }
 
 asio::awaitable<void> close_gracefully(beast::tcp_stream& stream, std::chrono::milliseconds time,

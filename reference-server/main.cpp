@@ -610,6 +610,9 @@ int run(server_config config)
 
 int main(int argc, char** argv)
 {
+    // SIGHUP reloads the TLS files once the server runs (tls_reloader); until then, while the
+    // storage opens or a backup is restored, it must not end the process, as it would by default.
+    std::signal(SIGHUP, SIG_IGN);
     const parse_result parsed = parse_command_line(argc, argv);
     if (parsed.help) {
         std::fputs(help_text().c_str(), stdout);

@@ -5,6 +5,10 @@
 
 #include <openssl/err.h>
 
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
 namespace raftkv::server {
 
 namespace {
@@ -28,7 +32,10 @@ void load(const char* what, const std::string& file, Step step)
     try {
         step();
     } catch (const boost::system::system_error& e) {
-        throw tls_error("cannot use " + std::string(what) + " '" + file + "': " + reason(e));
+        std::string why = reason(e);
+        if (why.find("PEM lib") != std::string::npos)
+            why += " (the file is not PEM of that kind)";
+        throw tls_error("cannot use " + std::string(what) + " '" + file + "': " + why);
     }
 }
 
@@ -40,8 +47,17 @@ std::unique_ptr<ssl::context> new_context(ssl::context::method method)
     return context;
 }
 
+// Checks that `file` can be read: for one it cannot open, OpenSSL says only "system lib".
+void readable(const char* what, const std::string& file)
+{
+    if (std::ifstream in(file); !in)
+        throw tls_error("cannot read " + std::string(what) + " '" + file + "': " + std::strerror(errno));
+}
+
 void use_certificate(ssl::context& context, const std::string& cert_file, const std::string& key_file)
 {
+    readable("the certificate", cert_file);
+    readable("the private key", key_file);
     load("the certificate", cert_file, [&] { context.use_certificate_chain_file(cert_file); });
     load("the private key", key_file, [&] { context.use_private_key_file(key_file, ssl::context::pem); });
     if (SSL_CTX_check_private_key(context.native_handle()) != 1) {
@@ -63,6 +79,7 @@ std::shared_ptr<tls_context> make_server_tls(const std::string& cert_file, const
     auto context = new_context(ssl::context::tls_server);
     use_certificate(*context, cert_file, key_file);
     if (!client_ca_file.empty()) {
+        readable("the client CA file", client_ca_file);
         load("the client CA file", client_ca_file, [&] { context->load_verify_file(client_ca_file); });
         context->set_verify_mode(ssl::verify_peer | ssl::verify_fail_if_no_peer_cert);
     }
@@ -75,8 +92,10 @@ std::shared_ptr<tls_context> make_client_tls(const std::string& ca_file, const s
     auto context = new_context(ssl::context::tls_client);
     if (ca_file.empty())
         load("the system's CA certificates", "default", [&] { context->set_default_verify_paths(); });
-    else
+    else {
+        readable("the CA file", ca_file);
         load("the CA file", ca_file, [&] { context->load_verify_file(ca_file); });
+    }
     context->set_verify_mode(ssl::verify_peer);
     if (!cert_file.empty())
         use_certificate(*context, cert_file, key_file);

@@ -505,6 +505,15 @@ BOOST_AUTO_TEST_CASE(an_absolute_form_target_is_served_as_its_path_and_query)
     BOOST_TEST(bodies[2] == "200 /?y=2");
     BOOST_TEST(bodies[3] == "200 /");
     BOOST_TEST(bodies[4] == "200 //fast/c", "an origin-form path is left as it is");
+
+    // An empty host, or user information: a bad request (RFC 9110 4.2.1, 4.2.4).
+    for (const char* bad : {"http:///fast/d", "http://user:pw@example.com/fast/e"}) {
+        raw_client d(f.port());
+        d.send(get(bad));
+        const std::optional<response> r = d.read();
+        BOOST_TEST_REQUIRE(r.has_value(), bad);
+        BOOST_TEST(r->result_int() == 400u, bad);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(connection_close_ends_the_pipeline_after_its_response)
