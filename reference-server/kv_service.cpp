@@ -385,8 +385,7 @@ struct kv_service::impl {
     void on_config_change(index_t index, const membership& m);
     void update_peers(const membership& members, index_t members_index, index_t commit_index, node_id leader);
     boost::asio::awaitable<void> resolve_peers(std::map<node_id, host_port> wanted, std::uint64_t generation);
-    void schedule_watch();
-    void schedule_quota();
+    void repeat(boost::asio::steady_timer& timer, std::chrono::milliseconds interval, void (impl::*step)());
     void measure_state();
     void observe();
     void log_leader_change(const node_status& s);
@@ -846,27 +845,16 @@ boost::asio::awaitable<void> kv_service::impl::resolve_peers(std::map<node_id, h
     });
 }
 
-// Polls the driver's status every tick: the driver has no leadership callback, and a
-// status read is a mutex and a copy.
-void kv_service::impl::schedule_watch()
+// Runs `step` on the strand every `interval` on `timer`, until the service stops.
+void kv_service::impl::repeat(boost::asio::steady_timer& timer, std::chrono::milliseconds interval,
+                              void (impl::*step)())
 {
-    watch_timer.expires_after(std::chrono::milliseconds(config.tick_ms));
-    watch_timer.async_wait([this](boost::system::error_code ec) {
+    timer.expires_after(interval);
+    timer.async_wait([this, &timer, interval, step](boost::system::error_code ec) {
         if (ec || stopped)
             return;
-        observe();
-        schedule_watch();
-    });
-}
-
-void kv_service::impl::schedule_quota()
-{
-    quota_timer.expires_after(state_measure_interval);
-    quota_timer.async_wait([this](boost::system::error_code ec) {
-        if (ec || stopped)
-            return;
-        measure_state();
-        schedule_quota();
+        (this->*step)();
+        repeat(timer, interval, step);
     });
 }
 
@@ -1060,9 +1048,12 @@ void kv_service::start()
     impl_->node->driver.start();
     boost::asio::post(impl_->strand, [this] {
         if (!impl_->stopped) {
-            impl_->schedule_watch();
+            // The driver has no leadership callback: its status is polled every tick (a
+            // mutex and a copy).
+            impl_->repeat(impl_->watch_timer, std::chrono::milliseconds(impl_->config.tick_ms),
+                          &impl::observe);
             impl_->measure_state();
-            impl_->schedule_quota();
+            impl_->repeat(impl_->quota_timer, state_measure_interval, &impl::measure_state);
         }
     });
 }
