@@ -22,11 +22,14 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <set>
@@ -1984,4 +1987,171 @@ BOOST_AUTO_TEST_CASE(a_failed_apply_leaves_the_session_table_as_it_was)
     BOOST_TEST(kind == "storage_error");
     BOOST_TEST(m.applied_index() == applied);
     BOOST_TEST((m.sessions().sessions() == before));
+}
+
+BOOST_AUTO_TEST_CASE(key_between_lies_strictly_between_its_bounds_in_byte_order)
+{
+    using raftkv::leveldb::detail::key_between;
+    BOOST_TEST(key_between("", "\xff").value() == "\x7f\x80");
+    BOOST_TEST(key_between("a", "b").value() == "a\x80");
+    BOOST_TEST(!key_between("b", "a"));
+    BOOST_TEST(!key_between("a", "a"));
+    BOOST_TEST(!key_between("a", std::string("a\0", 2)));
+    std::mt19937_64 rng(7);
+    const auto random_key = [&] {
+        std::string s(rng() % 6, '\0');
+        for (char& c : s)
+            c = static_cast<char>(rng() % 3 == 0 ? 0xff : rng() % 256);
+        return s;
+    };
+    for (int k = 0; k < 20000; ++k) {
+        std::string lo = random_key(), hi = random_key();
+        if (hi < lo)
+            std::swap(lo, hi);
+        const std::optional<std::string> mid = key_between(lo, hi);
+        if (lo == hi) {
+            BOOST_TEST(!mid);
+            continue;
+        }
+        // Only a key's immediate successor, the key and one zero byte, has none between.
+        if (!mid)
+            BOOST_TEST((hi == lo + '\0'));
+        else
+            BOOST_TEST((lo < *mid && *mid < hi));
+    }
+}
+
+namespace {
+
+/// Writes `count` keys of `value_bytes` random letters (which do not compress), in batches.
+void apply_random_values(kv_state_machine& m, index_t& next, int count, std::size_t value_bytes,
+                         std::string_view prefix = "key/")
+{
+    std::mt19937 rng(static_cast<unsigned>(next));
+    std::string value(value_bytes, 'a');
+    batch_builder b{next};
+    for (int k = 0; k < count; ++k) {
+        for (char& c : value)
+            c = static_cast<char>('a' + rng() % 26);
+        b.put(std::string(prefix) + std::to_string(100000 + k), value);
+        ++next;
+        if (k % 100 == 99)
+            b.apply_to(m);
+    }
+    b.apply_to(m);
+}
+
+/// Waits (boundedly) for `m` to have completed `count` background compactions.
+bool wait_for_compactions(const kv_state_machine& m, std::uint64_t count)
+{
+    for (int k = 0; k < 60000 && m.compactions() < count; ++k)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return m.compactions() == count;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_compaction_in_steps_drops_what_was_deleted_and_keeps_the_rest)
+{
+    temp_dir dir;
+    // Steps of 64 KiB over about 3 MB of tables: dozens of steps, keys crowded under one
+    // prefix, so the planning halves the byte space many times before the keys split.
+    kv_state_machine m{dir / "m", {.sync = false, .compaction_step_bytes = 64 * 1024}};
+    index_t next = 1;
+    apply_random_values(m, next, 3000, 1000);
+    m.take_snapshot(); // flushes the memtable: the tables hold the values
+    BOOST_REQUIRE(wait_for_checkpoint(m, next - 1));
+    const std::uint64_t full = m.table_bytes();
+    BOOST_TEST(full > 2'000'000u);
+
+    batch_builder b{next};
+    for (int k = 0; k < 3000; ++k) {
+        if (k % 10 != 0)
+            b.del("key/" + std::to_string(100000 + k));
+    }
+    next += 2700;
+    b.apply_to(m);
+    m.compact_in_background();
+    m.compact_in_background(); // one running or waiting: a second call asks nothing more
+    BOOST_REQUIRE(wait_for_compactions(m, 1));
+    BOOST_TEST(m.table_bytes() < full / 4, m.table_bytes() << " bytes of " << full << " left");
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    BOOST_TEST(m.compactions() == 1u);
+    for (int k = 0; k < 3000; ++k) {
+        const std::optional<std::string> v = m.get("key/" + std::to_string(100000 + k));
+        BOOST_REQUIRE_MESSAGE(v.has_value() == (k % 10 == 0), "key " << k);
+    }
+
+    // Another compaction may be asked for once one completed.
+    m.compact_in_background();
+    BOOST_TEST(wait_for_compactions(m, 2));
+}
+
+BOOST_AUTO_TEST_CASE(a_checkpoint_runs_between_two_steps_of_a_compaction_and_closing_stops_it)
+{
+    temp_dir dir;
+    // Holds the compaction after each step until the test lets it go on, and records what
+    // the state machine reported durable when each step ended.
+    struct {
+        std::mutex mutex;
+        std::condition_variable cv;
+        std::size_t done = 0, steps = 0, allowed = 1;
+        std::vector<index_t> durable_after;
+    } gate;
+    const kv_state_machine* machine = nullptr;
+    kv_state_machine_options options{.sync = false, .compaction_step_bytes = 64 * 1024};
+    options.on_compaction_step = [&](std::size_t done, std::size_t steps) {
+        std::unique_lock lock(gate.mutex);
+        gate.done = done;
+        gate.steps = steps;
+        gate.durable_after.push_back(machine->snapshot_index());
+        gate.cv.notify_all();
+        gate.cv.wait(lock, [&] { return gate.allowed > done; });
+    };
+    const auto wait_for_step = [&](std::size_t step) {
+        std::unique_lock lock(gate.mutex);
+        return gate.cv.wait_for(lock, std::chrono::seconds(30), [&] { return gate.done == step; });
+    };
+    const auto allow = [&](std::size_t steps) {
+        std::lock_guard lock(gate.mutex);
+        gate.allowed = steps;
+        gate.cv.notify_all();
+    };
+    index_t next = 1;
+    std::optional<kv_state_machine> m;
+    m.emplace(dir / "m", options);
+    machine = &*m;
+    apply_random_values(*m, next, 3000, 1000);
+    m->take_snapshot();
+    BOOST_REQUIRE(wait_for_checkpoint(*m, next - 1));
+    const index_t first = next - 1;
+
+    m->compact_in_background();
+    BOOST_REQUIRE(wait_for_step(1));
+    BOOST_TEST(gate.steps > 3u);
+    BOOST_TEST_MESSAGE("a compaction of " << gate.steps << " steps");
+    // Held after its first step: a checkpoint asked for now runs before the second.
+    apply_random_values(*m, next, 10, 100, "more/");
+    m->take_snapshot();
+    allow(3);
+    BOOST_REQUIRE(wait_for_step(3));
+    BOOST_TEST(gate.durable_after[0] == first);
+    BOOST_TEST(gate.durable_after[1] == next - 1);
+    BOOST_TEST(m->compactions() == 0u);
+
+    // Closing stops the compaction at the end of the step under way; the step is let go
+    // only once closing has begun.
+    std::thread release([&] {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        allow(std::numeric_limits<std::size_t>::max());
+    });
+    m.reset();
+    release.join();
+    BOOST_TEST(gate.done < gate.steps);
+
+    m.emplace(dir / "m", kv_state_machine_options{.sync = false});
+    BOOST_TEST(m->applied_index() == next - 1);
+    BOOST_TEST(m->get("key/100000").has_value());
+    BOOST_TEST(m->get("key/102999").has_value());
+    BOOST_TEST(m->get("more/100009").has_value());
 }

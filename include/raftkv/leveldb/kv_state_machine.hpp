@@ -77,6 +77,19 @@ struct kv_state_machine_options {
     /// Default: 4 MiB.
     std::size_t restore_batch_bytes = 4 * 1024 * 1024;
 
+    /// The most bytes, by LevelDB's estimate, that compact_in_background() compacts in one
+    /// step. Between steps it makes any checkpoint asked for meanwhile and stops if the
+    /// machine is being destroyed, so this bounds how long either waits for it.
+    ///
+    /// Default: 64 MiB.
+    std::uint64_t compaction_step_bytes = std::uint64_t{64} << 20;
+
+    /// Called on the background thread after each step of a compaction started by
+    /// compact_in_background(), with the steps done and the steps of the whole compaction: its
+    /// progress, for an observer. It must not throw, and may call the machine's const
+    /// members only; while it runs, checkpoints wait. Default: none.
+    std::function<void(std::size_t done, std::size_t steps)> on_compaction_step{};
+
     /// Called at the end of each apply() batch that was written, once get() and scan() see
     /// it, on the thread that applied it, with the batch and its results: a feed of the
     /// changes for an observer (such as a change journal). It must be quick, must not
@@ -235,9 +248,12 @@ public:
     void take_snapshot();
 
     /// Starts compacting the whole database on the checkpoints' background thread (LevelDB's
-    /// CompactRange over every key), unless one is waiting to run: deleted and overwritten
-    /// data then leaves the disk. Checkpoints wait while it runs. Returns at once; safe from
-    /// any thread. How many have completed: compactions().
+    /// CompactRange over every key), unless one is running or waiting to run: deleted and
+    /// overwritten data then leaves the disk. It runs in steps of key ranges of about
+    /// compaction_step_bytes each; a checkpoint asked for meanwhile runs between two steps,
+    /// and destroying the machine waits for one step at most (the compaction is then left
+    /// unfinished). Returns at once; safe from any thread. How many have completed:
+    /// compactions().
     void compact_in_background();
     /// The compactions compact_in_background() started that have completed. Any thread.
     std::uint64_t compactions() const noexcept { return compactions_.load(); }
@@ -401,6 +417,11 @@ private:
     bool batches_complete(index_t from, index_t to, const ::leveldb::ReadOptions& options) const;
     void delete_batch_records(::leveldb::WriteBatch& batch, index_t from, index_t to) const;
     key_state stored(const std::string& key, std::unique_ptr<::leveldb::Iterator>& it) const;
+    /// Keys that cut the database into ranges of about opts_.compaction_step_bytes, in order.
+    std::vector<std::string> compaction_bounds() const;
+    void compaction_bounds(const std::string& lo, const std::string& hi, int depth,
+                           std::vector<std::string>& bounds) const;
+    std::uint64_t approximate_bytes(const std::string& lo, const std::string& hi) const;
     restore_state& restoring(std::string_view call);
     void stage(record_kind kind, std::string_view key, std::string_view value);
     void write_staged(::leveldb::WriteBatch& batch, const std::string& what);
@@ -614,10 +635,15 @@ inline void kv_state_machine::compact_in_background()
     checkpoint_cv_.notify_one();
 }
 
+// Checkpoints come first: they let the node drop log. A compaction runs one step (a key
+// range) per turn of the loop, so a checkpoint or a stop waits for one step at most.
 inline void kv_state_machine::run_checkpoints()
 {
+    std::vector<std::string> bounds; // of the compaction under way, once planned
+    std::size_t step = 0;            // the next step of it: the range from bounds[step - 1]
+    bool planned = false;
     for (;;) {
-        index_t index;
+        index_t index = 0;
         {
             std::unique_lock lock(checkpoint_mutex_);
             checkpoint_cv_.wait(lock, [&] {
@@ -625,24 +651,80 @@ inline void kv_state_machine::run_checkpoints()
             });
             if (checkpoint_stop_)
                 return;
-            if (compaction_wanted_) {
-                lock.unlock();
-                db_->CompactRange(nullptr, nullptr);
-                lock.lock();
-                compaction_wanted_ = false;
-                compactions_.fetch_add(1);
-                continue;
+            if (checkpoint_wanted_ > durable_.load())
+                index = checkpoint_wanted_;
+        }
+        if (index != 0) {
+            try {
+                checkpoint(index);
+            } catch (const std::exception& e) {
+                std::lock_guard lock(checkpoint_mutex_);
+                checkpoint_error_ = e.what();
+                return;
             }
-            index = checkpoint_wanted_;
+            continue;
         }
-        try {
-            checkpoint(index);
-        } catch (const std::exception& e) {
-            std::lock_guard lock(checkpoint_mutex_);
-            checkpoint_error_ = e.what();
-            return;
+        if (!planned) {
+            bounds = compaction_bounds();
+            step = 0;
+            planned = true;
         }
+        // Step i compacts [bounds[i - 1], bounds[i]] (CompactRange includes both ends), from
+        // the first key for the first step and to the last for the last.
+        std::optional<::leveldb::Slice> begin, end;
+        if (step > 0)
+            begin.emplace(bounds[step - 1]);
+        if (step < bounds.size())
+            end.emplace(bounds[step]);
+        db_->CompactRange(begin ? &*begin : nullptr, end ? &*end : nullptr);
+        ++step;
+        if (opts_.on_compaction_step)
+            opts_.on_compaction_step(step, bounds.size() + 1);
+        if (step <= bounds.size())
+            continue;
+        planned = false;
+        std::lock_guard lock(checkpoint_mutex_);
+        compaction_wanted_ = false;
+        compactions_.fetch_add(1);
     }
+}
+
+inline std::uint64_t kv_state_machine::approximate_bytes(const std::string& lo, const std::string& hi) const
+{
+    const ::leveldb::Range range(lo, hi);
+    std::uint64_t size = 0;
+    db_->GetApproximateSizes(&range, 1, &size);
+    return size;
+}
+
+// Every key this machine writes sorts below "\xff" (they start with a letter).
+inline std::vector<std::string> kv_state_machine::compaction_bounds() const
+{
+    std::vector<std::string> bounds;
+    compaction_bounds(std::string(), std::string(1, '\xff'), 0, bounds);
+    return bounds;
+}
+
+// Halves [lo, hi) until each piece holds at most opts_.compaction_step_bytes, and marks a
+// bound only between two pieces that both hold data: keys crowded under a common prefix
+// take many halvings of the byte space, whose empty halves need no step of their own.
+// 256 halvings reach the 32nd byte of a key; a piece that is still larger is one step.
+inline void kv_state_machine::compaction_bounds(const std::string& lo, const std::string& hi, int depth,
+                                                std::vector<std::string>& bounds) const
+{
+    if (depth >= 256 || approximate_bytes(lo, hi) <= opts_.compaction_step_bytes)
+        return;
+    const std::optional<std::string> mid = detail::key_between(lo, hi);
+    if (!mid)
+        return;
+    const bool left = approximate_bytes(lo, *mid) > 0;
+    const bool right = approximate_bytes(*mid, hi) > 0;
+    if (left)
+        compaction_bounds(lo, *mid, depth + 1, bounds);
+    if (left && right)
+        bounds.push_back(*mid);
+    if (right)
+        compaction_bounds(*mid, hi, depth + 1, bounds);
 }
 
 // Every write up to `index` was made before this runs. CompactRange first flushes the

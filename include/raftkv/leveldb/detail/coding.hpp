@@ -6,11 +6,14 @@
 // comparator; varints (LevelDB's encoding: 7 bits a byte, least significant first) prefix
 // lengths in snapshot streams.
 
+#include <algorithm>
 #include <cassert>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace raftkv::leveldb::detail {
 
@@ -97,6 +100,36 @@ public:
 private:
     std::uint64_t hash_ = 0xcbf29ce484222325ull;
 };
+
+/// A key about halfway between `lo` and `hi` in LevelDB's bytewise order, strictly after
+/// `lo` and before `hi`: both read as base-256 fractions one byte longer than the longer of
+/// them, averaged. None if `lo` is not before `hi`, or nothing lies between at that length.
+inline std::optional<std::string> key_between(std::string_view lo, std::string_view hi)
+{
+    const std::size_t n = std::max(lo.size(), hi.size()) + 1;
+    const auto byte = [](std::string_view s, std::size_t i) -> unsigned {
+        return i < s.size() ? static_cast<unsigned char>(s[i]) : 0u;
+    };
+    std::vector<unsigned> sum(n);
+    unsigned carry = 0;
+    for (std::size_t i = n; i-- > 0;) {
+        const unsigned v = byte(lo, i) + byte(hi, i) + carry;
+        sum[i] = v & 0xff;
+        carry = v >> 8;
+    }
+    std::string mid(n, '\0');
+    unsigned rest = carry;
+    for (std::size_t i = 0; i < n; ++i) {
+        const unsigned v = rest * 256 + sum[i];
+        mid[i] = static_cast<char>(v / 2);
+        rest = v % 2;
+    }
+    while (mid.size() > lo.size() && mid.back() == '\0')
+        mid.pop_back(); // shorter, and the same place in the order but for lo's own padding
+    if (!(lo < std::string_view(mid) && std::string_view(mid) < hi))
+        return std::nullopt;
+    return mid;
+}
 
 } // namespace raftkv::leveldb::detail
 
