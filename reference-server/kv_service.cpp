@@ -1445,6 +1445,15 @@ storage_report inspect_storage(const std::filesystem::path& data_dir)
     return r;
 }
 
+std::optional<raftkv::membership> logged_configuration(const std::filesystem::path& data_dir)
+{
+    const std::filesystem::path wal = log_directory(data_dir);
+    if (!std::filesystem::is_directory(wal))
+        return std::nullopt;
+    raftkv::wal::log_store store(wal);
+    return raftkv::configuration_in_force(store);
+}
+
 std::chrono::seconds next_storage_probe_interval(std::chrono::seconds previous)
 {
     if (previous < storage_probe_first_interval)

@@ -90,6 +90,10 @@ struct storage_report {
 /// storage cannot be opened, a running node's lock included.
 storage_report inspect_storage(const std::filesystem::path& data_dir);
 
+/// The configuration at the end of the Raft log in `data_dir` (of a stopped node), or none
+/// when the directory holds no log. Throws as inspect_storage() when the log cannot be read.
+std::optional<raftkv::membership> logged_configuration(const std::filesystem::path& data_dir);
+
 /// How long a node whose storage failed waits before its first check of the storage, and
 /// the longest it waits between two checks (see kv_service, "Storage failures").
 inline constexpr std::chrono::seconds storage_probe_first_interval{2};

@@ -42,6 +42,8 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <optional>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -363,10 +365,43 @@ void log_startup(const server_config& config)
     }
 }
 
+// A directory with Raft data but no identity file is adopted: its identity is recorded from
+// the flags. Without --peers that makes a cluster of this node alone, under another cluster id
+// than its log's members: refused, before the wrong file is written, when the log names others.
+void check_adoption(const server_config& config)
+{
+    std::optional<raftkv::membership> logged;
+    try {
+        logged = logged_configuration(config.data_dir);
+    } catch (const std::exception&) {
+        return; // the start reports it
+    }
+    if (!logged)
+        return;
+    std::set<raftkv::node_id> ids(logged->voters.begin(), logged->voters.end());
+    ids.insert(logged->outgoing.begin(), logged->outgoing.end());
+    ids.insert(logged->learners.begin(), logged->learners.end());
+    ids.erase(config.id);
+    if (ids.empty())
+        return;
+    std::string names;
+    for (const raftkv::node_id id : ids)
+        names += (names.empty() ? "" : ",") + std::to_string(id);
+    throw config_error(
+        config.data_dir.string() + " holds Raft data but no identity file (" +
+        identity_path(config.data_dir).string() + "), and its log names other members (" + names +
+        "): the file was lost, or the directory comes from a build without identity files. Start it with "
+        "--peers, the list the cluster was bootstrapped with (and its --cluster-token, if any), to record "
+        "the file again; a member whose file was lost is then refused by its peers as a new data directory "
+        "(docs/server.md, \"A lost data directory\")");
+}
+
 // Checks the flags against the data directory's identity, and completes `config` from it.
 identity_plan reconcile_identity(server_config& config)
 {
     identity_plan plan = plan_identity(config);
+    if (plan.adopted && !config.peers_given && !config.restore_backup)
+        check_adoption(config);
     if (std::string problem = advertise_http_problem(config); !problem.empty())
         throw config_error(problem);
     return plan;
@@ -380,8 +415,8 @@ void record_identity(const server_config& config, const identity_plan& plan)
     if (plan.adopted)
         log(log_level::info,
             "data directory " + config.data_dir.string() +
-                " has no identity file (written by an earlier release): recorded it from the "
-                "flags, cluster " +
+                " has no identity file (lost, or written by a build without identity files): recorded "
+                "it from the flags, cluster " +
                 raftkv::asio::detail::cluster_id_name(plan.id.cluster_id));
 }
 

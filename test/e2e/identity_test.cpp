@@ -174,6 +174,35 @@ BOOST_AUTO_TEST_CASE(a_data_directory_without_an_identity_file_is_adopted)
     BOOST_TEST(parse_json(g.body).string("value").value_or("<none>") == "1", describe(g));
 }
 
+BOOST_AUTO_TEST_CASE(a_member_that_lost_only_its_identity_file_is_refused_without_peers_and_then_by_its_peers)
+{
+    cluster c(3);
+    stop_node_3(c);
+    // Its peers recorded its incarnation when they dialed it at start.
+    BOOST_TEST_REQUIRE(wait_until([&] { return lines(read_tail(c.spec(1).data_dir / "peers")) == 3u; }, 10s));
+    std::filesystem::remove(c.spec(3).data_dir / "identity");
+
+    // Without --peers its identity would be a cluster of itself alone: refused, nothing written.
+    c.start(3, without_flag(without_flag(c.args(3), "--peers"), "--raft"));
+    BOOST_TEST_REQUIRE(wait_until([&] { return !c.running(3); }, 15s), read_tail(c.spec(3).log_file));
+    BOOST_TEST(c.exit_of(3).value_or(exit_status{}).code == 2);
+    std::string log3 = read_tail(c.spec(3).log_file);
+    BOOST_TEST(log3.find("holds Raft data but no identity file") != std::string::npos, log3);
+    BOOST_TEST(log3.find("its log names other members (1,2)") != std::string::npos, log3);
+    BOOST_TEST(log3.find("Start it with --peers") != std::string::npos, log3);
+    BOOST_TEST(!std::filesystem::exists(c.spec(3).data_dir / "identity"));
+
+    // With them, it is adopted under a new incarnation, which its peers do not know.
+    c.start(3);
+    BOOST_TEST_REQUIRE(wait_until([&] { return !c.running(3); }, 15s), read_tail(c.spec(3).log_file));
+    BOOST_TEST(c.exit_of(3).value_or(exit_status{}).code == 1);
+    log3 = read_tail(c.spec(3).log_file);
+    BOOST_TEST(log3.find("has no identity file (lost, or written by a build without identity files)") !=
+                   std::string::npos,
+               log3);
+    BOOST_TEST(log3.find("knows node 3 by another data directory") != std::string::npos, log3);
+}
+
 BOOST_AUTO_TEST_CASE(a_member_restarted_with_a_wiped_data_directory_exits_and_its_peers_refuse_it)
 {
     cluster c(3);
