@@ -187,8 +187,10 @@ function render(cluster) {
     const role = !m.reachable ? 'unreachable' : s ? s.role : 'unknown';
     const row = tbody.insertRow();
     Object.assign(row.dataset, { id: m.id, role, reachable: m.reachable });
+    const storageFailed = !!(s && s.storage && s.storage.state !== 'ok');
     if (s) Object.assign(row.dataset, { term: s.term, commit: s.commit_index, applied: s.applied_index,
-                                        cluster: s.cluster_id || '' });
+                                        cluster: s.cluster_id || '', stateBytes: s.state_bytes,
+                                        storage: s.storage ? s.storage.state : '' });
     row.className = (leader && leader.id === m.id ? 'leader ' : '') + (m.reachable ? '' : 'unreachable') +
       (foreign(m) ? ' foreign' : '');
     cell(row, `node ${m.id}` + (m.id === cluster.id ? ' (this page)' : '') +
@@ -196,15 +198,25 @@ function render(cluster) {
     const badge = document.createElement('span');
     badge.className = 'role ' + role;
     badge.textContent = role.replace('_', '-');
-    row.insertCell().append(badge);
+    const roleCell = row.insertCell();
+    roleCell.append(badge);
+    if (storageFailed) {
+      // The node serves what it safely can while it retries its disk (docs/server.md).
+      const failed = document.createElement('span');
+      failed.className = 'role storage-failed';
+      failed.textContent = 'storage failed';
+      failed.title = s.storage.error || '';
+      roleCell.append(' ', failed);
+    }
     if (s) {
       for (const v of [s.term, s.commit_index, s.applied_index, s.last_index]) cell(row, v.toLocaleString(), 'num');
       const lag = leader && m.match != null ? Math.max(0, leader.status.last_index - m.match) : null;
       cell(row, lag == null ? '—' : lag.toLocaleString(), 'num');
+      stateCell(row, s);
       cell(row, m.http || '—');
     } else {
       const td = cell(row, m.error || 'no status', 'error');
-      td.colSpan = 5;
+      td.colSpan = 6;
       cell(row, m.http || '—');
     }
   }
@@ -267,6 +279,26 @@ function niceCeiling(v) {
   if (!(v > 0)) return 1;
   const p = 10 ** Math.floor(Math.log10(v));
   return [1, 2, 2.5, 5, 10].find((m) => m * p >= v * 1.05) * p;
+}
+
+/** The state's size on disk, against the node's space quota (--quota-bytes) if it has one. */
+function stateCell(row, s) {
+  if (s.state_bytes == null) return cell(row, '—', 'num');
+  const quota = s.quota_bytes || 0;
+  const share = quota ? s.state_bytes / quota : 0;
+  const td = cell(row, size(s.state_bytes) + (quota ? ` · ${Math.floor(share * 100)}%` : ''),
+                  'num' + (share >= 1 ? ' over' : share >= 0.8 ? ' near' : ''));
+  td.title = quota ? `${s.state_bytes.toLocaleString()} bytes of a ${size(quota)} quota`
+                   : `${s.state_bytes.toLocaleString()} bytes, no quota`;
+  return td;
+}
+
+/** Bytes in binary units: 0 B, 512 B, 1.5 KiB, 18 MiB, 8 GiB. */
+function size(v) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let u = 0;
+  while (v >= 1024 && u < units.length - 1) { v /= 1024; ++u; }
+  return (u === 0 || v >= 10 ? Math.round(v) : v.toFixed(1)) + ' ' + units[u];
 }
 
 function short(v) {

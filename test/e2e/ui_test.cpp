@@ -294,6 +294,11 @@ BOOST_AUTO_TEST_CASE(the_page_shows_the_members_and_follows_a_leader_change)
         BOOST_TEST(m["role"] == (id == f.leader ? "leader" : "follower"), "node " << id);
         BOOST_TEST(std::stoull(m["commit"]) >= 20u, "node " << id);
         BOOST_TEST(std::stoull(m["applied"]) >= 20u, "node " << id);
+        // Each member's state size, as its /status gives it, and its storage's health.
+        BOOST_TEST((!m["state-bytes"].empty() &&
+                    m["state-bytes"].find_first_not_of("0123456789") == std::string::npos),
+                   "node " << id << ": '" << m["state-bytes"] << "'");
+        BOOST_TEST(m["storage"] == "ok", "node " << id);
         terms.insert(m["term"]);
     }
     BOOST_TEST(terms.size() == 1u);
