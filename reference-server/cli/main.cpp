@@ -20,12 +20,14 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <iterator>
 #include <map>
 #include <optional>
 #include <random>
@@ -607,11 +609,37 @@ int run_backup(context& ctx, const po::variables_map&, const std::vector<std::st
     return unavailable;
 }
 
+// Bytes in binary units, as the cluster page shows them: 512 B, 1.5 KiB, 18 MiB.
+std::string binary_size(double v)
+{
+    static constexpr const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    std::size_t u = 0;
+    while (v >= 1024 && u + 1 < std::size(units)) {
+        v /= 1024;
+        ++u;
+    }
+    char text[32];
+    std::snprintf(text, sizeof text, u == 0 || v >= 10 ? "%.0f %s" : "%.1f %s", v, units[u]);
+    return text;
+}
+
+// A node's state on disk and its share of the node's --quota-bytes: "3.0 MiB 30%".
+std::string state_text(const json::object& s)
+{
+    const json::value& bytes = member_of(s, "state_bytes");
+    const json::value& quota = member_of(s, "quota_bytes");
+    if (!bytes.is_number())
+        return "-";
+    const double b = bytes.to_number<double>();
+    const double q = quota.is_number() ? quota.to_number<double>() : 0;
+    return binary_size(b) + (q > 0 ? " " + std::to_string(static_cast<long long>(b * 100 / q)) + "%" : "");
+}
+
 // Asks each endpoint alone: the point is to see every node's own view.
 int run_status(context& ctx, const po::variables_map&, const std::vector<std::string>&)
 {
     std::vector<std::vector<std::string>> rows{
-        {"ENDPOINT", "ID", "CLUSTER", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "STORAGE"}};
+        {"ENDPOINT", "ID", "CLUSTER", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "STATE", "STORAGE"}};
     json::array all;
     std::set<std::string> clusters;
     int code = ok;
@@ -633,6 +661,7 @@ int run_status(context& ctx, const po::variables_map&, const std::vector<std::st
         rows.push_back({e.url, text_of(member_of(s, "id")), cluster, text_of(member_of(s, "role")),
                         text_of(member_of(s, "term")), text_of(member_of(s, "leader")),
                         text_of(member_of(s, "commit_index")), text_of(member_of(s, "applied_index")),
+                        state_text(s),
                         storage.is_object() ? text_of(member_of(storage.as_object(), "state")) : "-"});
         all.push_back(json::object{{"endpoint", e.url}, {"status", s}});
     }

@@ -20,6 +20,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -236,6 +237,9 @@ BOOST_AUTO_TEST_CASE(an_unreachable_endpoint_falls_through_and_none_reachable_is
     BOOST_TEST(r.out.find(cluster) != std::string::npos,
                "each row names the cluster " << cluster << ": " << r);
     BOOST_TEST(r.err.find("different clusters") == std::string::npos, r);
+    // Each node's state size with its share of the quota (8 GiB by default): "0 B 0%".
+    BOOST_TEST(r.out.find("STATE") != std::string::npos, r);
+    BOOST_TEST(std::regex_search(r.out, std::regex(R"re(\d+(\.\d)? (B|KiB|MiB) \d+%)re")), r);
     std::string all;
     for (std::uint64_t id = 1; id <= 3; ++id) {
         // Not (... ? "" : ",") + url(...): GCC 12 at -O3 reports a false -Wrestrict on it.
