@@ -110,6 +110,9 @@ struct server_config {
     /// Not a setting: this data directory's incarnation, from its identity file, set
     /// before the node starts. 0 until then.
     std::uint64_t incarnation = 0;
+    /// Not a setting: `incarnation` was drawn at this start (a new data directory, or one
+    /// whose identity file was written now), rather than read from an identity file.
+    bool incarnation_new = false;
 
     /// The Raft clock's tick. Default: 10 ms.
     std::uint32_t tick_ms = 10;

@@ -1,9 +1,12 @@
 #include "durable_file.hpp"
 
+#include <raftkv/wal/detail/crc32c.hpp>
+
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -75,6 +78,38 @@ std::optional<std::string> read_small_file(const std::filesystem::path& path)
     if (!in)
         fail_io("read", path);
     return text.str();
+}
+
+namespace {
+
+constexpr std::string_view checksum_key = "checksum ";
+
+std::string checksum_line(std::string_view covered)
+{
+    char hex[11];
+    std::snprintf(hex, sizeof hex, "0x%08x", raftkv::wal::detail::crc32c(covered.data(), covered.size()));
+    return std::string(checksum_key) + hex + "\n";
+}
+
+} // namespace
+
+std::string with_checksum(std::string body)
+{
+    return body + checksum_line(body);
+}
+
+std::optional<std::string_view> checked_body(std::string_view text, std::string& error)
+{
+    const std::size_t at = text.rfind(checksum_key);
+    if (at == std::string_view::npos || (at != 0 && text[at - 1] != '\n')) {
+        error = "no checksum line";
+        return std::nullopt;
+    }
+    if (text.substr(at) != checksum_line(text.substr(0, at))) {
+        error = "the checksum does not match the contents: the file was damaged";
+        return std::nullopt;
+    }
+    return text.substr(0, at);
 }
 
 } // namespace raftkv::server

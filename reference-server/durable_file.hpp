@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace raftkv::server {
 
@@ -21,6 +22,15 @@ void remove_file_durably(const std::filesystem::path& path);
 /// The contents of `path`; std::nullopt if it does not exist. Throws std::runtime_error if
 /// it exists but cannot be read.
 std::optional<std::string> read_small_file(const std::filesystem::path& path);
+
+/// `body`, a small text file's lines, followed by one more: "checksum 0x" and the 8 hex
+/// digits of the CRC-32C of every byte of `body`. So damage that still parses (a changed
+/// digit of an id) is caught when the file is read back with checked_body().
+std::string with_checksum(std::string body);
+
+/// The lines of `text` before its checksum line (with_checksum()), if that line is the last
+/// and matches them; std::nullopt otherwise, with the reason in `error`.
+std::optional<std::string_view> checked_body(std::string_view text, std::string& error);
 
 } // namespace raftkv::server
 

@@ -171,19 +171,26 @@ std::string format_identity(const identity& id)
         out += "joined\n";
     for (const auto& [member, address] : id.members)
         out += "member " + std::to_string(member) + " " + address.to_string() + "\n";
-    return out;
+    return with_checksum(std::move(out));
 }
 
 std::optional<identity> parse_identity(std::string_view text, std::string& error)
 {
-    std::istringstream in{std::string(text)};
-    std::string line;
     const auto bad = [&error](std::string why) {
         error = std::move(why);
         return std::optional<identity>();
     };
-    if (!std::getline(in, line) || line != identity_header)
-        return bad("the first line is not '" + std::string(identity_header) + "'");
+    if (!text.starts_with(std::string(identity_header_v1) + "\n")) {
+        if (!text.starts_with(std::string(identity_header) + "\n"))
+            return bad("the first line is not '" + std::string(identity_header) + "'");
+        const std::optional<std::string_view> body = checked_body(text, error);
+        if (!body)
+            return std::nullopt;
+        text = *body;
+    }
+    std::istringstream in{std::string(text)};
+    std::string line;
+    std::getline(in, line); // the header, checked above
     identity id;
     bool have_cluster = false, have_node = false, have_http = false;
     for (int n = 2; std::getline(in, line); ++n) {
@@ -311,6 +318,7 @@ identity_plan plan_forced_identity(server_config& c)
     id.incarnation = new_incarnation();
     c.cluster_id = id.cluster_id;
     c.incarnation = id.incarnation;
+    c.incarnation_new = true;
     return plan;
 }
 
@@ -360,6 +368,7 @@ identity_plan plan_identity(server_config& c)
     }
     c.cluster_id = plan.id.cluster_id;
     c.incarnation = plan.id.incarnation;
+    c.incarnation_new = plan.write; // an identity is written when its incarnation is new
     return plan;
 }
 

@@ -54,8 +54,10 @@ struct identity {
     friend bool operator==(const identity&, const identity&) = default;
 };
 
-/// The first line of an identity file: its format and version.
-inline constexpr std::string_view identity_header = "raftkv-identity 1";
+/// The first line of an identity file: its format and version. Version 2 ends with a
+/// checksum line (with_checksum()); version 1 files, written before, are read as they are.
+inline constexpr std::string_view identity_header = "raftkv-identity 2";
+inline constexpr std::string_view identity_header_v1 = "raftkv-identity 1";
 
 /// A 64-bit FNV-1a hash of the token and the sorted "id=host:port" members, never 0: every
 /// node given the same --peers and --cluster-token computes the same id without talking.

@@ -469,6 +469,9 @@ struct kv_service::impl {
     peer_incarnations incarnations;      // as in DATA_DIR/peers
     std::function<void(std::string)> on_fatal;
     bool fatal_reported = false;
+    std::set<std::string> reported_conflicts; // identity conflicts logged, not fatal
+    bool greeted_by_a_peer = false;           // a peer's incarnation was learned since start
+
     // Writes proposed again by propose() (any thread).
     std::atomic<std::uint64_t> write_retries{0};
 };
@@ -495,6 +498,7 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
         t.incarnation = c.incarnation;
         t.known_incarnations = incarnations;
         t.on_incarnation_learned = [this](node_id peer, std::uint64_t incarnation) {
+            greeted_by_a_peer = true;
             record_incarnation(peer, incarnation);
         };
         t.on_identity_conflict = [this](const std::string& why) { data_directory_replaced(why); };
@@ -995,9 +999,29 @@ void kv_service::impl::forget_incarnations(const std::vector<node_id>& removed)
         write_peer_incarnations(config.data_dir, incarnations);
 }
 
+// A peer greeted this node with another incarnation than its own. A directory made at this
+// start (emptied, lost) may have forgotten a vote: the node stops, unless a peer greeted it
+// meanwhile without objecting (every node of a new cluster greets the others at start). A
+// directory from before the start, or one a peer accepted, may as well be intact and the
+// peer's record wrong (a damaged or stale DATA_DIR/peers): one peer's word must not stop a
+// healthy member, nor, one after the other, a whole cluster. The node runs on and says so;
+// that peer's connections are refused either way, so nothing passes between the two.
 void kv_service::impl::data_directory_replaced(const std::string& why)
 {
     const std::string id = std::to_string(config.id);
+    if (!config.incarnation_new || greeted_by_a_peer) {
+        if (reported_conflicts.insert(why).second)
+            log(log_level::error,
+                why +
+                    ": this data directory predates this start, or peers greeted it since without objecting, "
+                    "so either that peer's record is wrong (its DATA_DIR/peers file damaged or stale: with "
+                    "that peer stopped, remove the file, whose entries are recorded again as the peers "
+                    "connect), or this directory replaced the one that peer knew (emptied, lost, or a copy: "
+                    "it may have forgotten a vote; remove node " +
+                    id + " from the cluster, empty " + config.data_dir.string() +
+                    ", add it back and start it with --join); that peer's connections are refused meanwhile");
+        return;
+    }
     report_fatal(
         why + ": this node's data was lost (it may have forgotten a vote), so it must not rejoin as node " +
         id + "; remove it from the cluster (DELETE /cluster/members/" + id + " on a member), empty " +

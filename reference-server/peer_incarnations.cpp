@@ -18,17 +18,25 @@ std::string format_peer_incarnations(const peer_incarnations& peers)
     for (const auto& [id, incarnation] : peers)
         out += "incarnation " + std::to_string(id) + " " +
                raftkv::asio::detail::cluster_id_name(incarnation) + "\n";
-    return out;
+    return with_checksum(std::move(out));
 }
 
 std::optional<peer_incarnations> parse_peer_incarnations(std::string_view text, std::string& error)
 {
+    const bool v1 = text.starts_with(std::string(peers_header_v1) + "\n");
+    if (!v1) {
+        if (!text.starts_with(std::string(peers_header) + "\n")) {
+            error = "the first line is not '" + std::string(peers_header) + "'";
+            return std::nullopt;
+        }
+        const std::optional<std::string_view> body = checked_body(text, error);
+        if (!body)
+            return std::nullopt;
+        text = *body;
+    }
     std::istringstream in{std::string(text)};
     std::string line;
-    if (!std::getline(in, line) || line != peers_header) {
-        error = "the first line is not '" + std::string(peers_header) + "'";
-        return std::nullopt;
-    }
+    std::getline(in, line); // the header, checked above
     peer_incarnations peers;
     for (int n = 2; std::getline(in, line); ++n) {
         std::istringstream fields(line);

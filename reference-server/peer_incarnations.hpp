@@ -6,9 +6,15 @@
 // this node too. Written on the node's strand each time the transport learns one; read at
 // start into tcp_transport_options::known_incarnations. docs/server.md describes the file.
 //
-//     raftkv-peers 1
+//     raftkv-peers 2
 //     incarnation 1 0x9c41f0d2a7e35b18
 //     incarnation 3 0x1d07e6b8c2f94a35
+//     checksum 0x5f0e3a1c
+//
+// The checksum (CRC-32C of every byte before its line) catches a damaged file that still
+// parses: a wrong incarnation recorded for a peer would have this node refuse that peer,
+// and tell it that its own data directory was replaced. Version 1 files (no checksum) are
+// read as they are, and written again as version 2.
 
 #include <raftkv/types.hpp>
 
@@ -24,7 +30,9 @@ namespace raftkv::server {
 using peer_incarnations = std::map<node_id, std::uint64_t>;
 
 /// The first line of a peers file: its format and version.
-inline constexpr std::string_view peers_header = "raftkv-peers 1";
+inline constexpr std::string_view peers_header = "raftkv-peers 2";
+/// The first line of a peers file written before they had a checksum.
+inline constexpr std::string_view peers_header_v1 = "raftkv-peers 1";
 
 /// The peers file's text.
 std::string format_peer_incarnations(const peer_incarnations& peers);

@@ -10,12 +10,22 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <string>
 
 namespace {
 
 using namespace raftkv::server;
 using raftkv::test::temp_dir;
+
+/// An identity file's `text` as version 1 wrote it, without the checksum line: edits to it
+/// then meet the checks of its fields rather than the checksum's.
+std::string as_version_1(std::string text)
+{
+    text.replace(0, identity_header.size(), identity_header_v1);
+    text.erase(text.rfind("checksum "));
+    return text;
+}
 
 std::map<raftkv::node_id, host_port> three_members()
 {
@@ -76,10 +86,25 @@ BOOST_AUTO_TEST_CASE(identity_files_round_trip_and_malformed_ones_are_rejected)
     const auto parsed = parse_identity(format_identity(id), error);
     BOOST_TEST_REQUIRE(parsed.has_value(), error);
     BOOST_TEST((*parsed == id));
-    BOOST_TEST(format_identity(id).starts_with("raftkv-identity 1\n"));
+    BOOST_TEST(format_identity(id).starts_with("raftkv-identity 2\n"));
+    BOOST_TEST(format_identity(id).find("\nchecksum 0x") != std::string::npos);
 
     BOOST_TEST(!parse_identity("raftkv-identity 2\n", error).has_value());
-    std::string tampered = format_identity(id);
+    BOOST_TEST(!parse_identity("raftkv-identity 3\n", error).has_value());
+    // Any changed character is caught by the checksum, the incarnation's digits included,
+    // which nothing else checks.
+    const std::string text = format_identity(id);
+    for (std::size_t at = text.find('\n') + 1; at < text.rfind("checksum"); ++at) {
+        std::string damaged = text;
+        damaged[at] = damaged[at] == '1' ? '2' : '1';
+        BOOST_TEST(!parse_identity(damaged, error).has_value(), damaged);
+    }
+    BOOST_TEST(!parse_identity(as_version_1(text).substr(identity_header_v1.size() + 1), error));
+    // A version 1 file (no checksum) is read, and its fields are still checked.
+    const auto v1 = parse_identity(as_version_1(text), error);
+    BOOST_TEST_REQUIRE(v1.has_value(), error);
+    BOOST_TEST((*v1 == id));
+    std::string tampered = as_version_1(text);
     tampered.replace(tampered.find("9083"), 4, "9084");
     BOOST_TEST(!parse_identity(tampered, error).has_value());
     BOOST_TEST(error.find("cluster id") != std::string::npos, error);
@@ -182,7 +207,7 @@ BOOST_AUTO_TEST_CASE(a_forced_member_gets_a_new_cluster_of_its_own_that_it_can_r
     const auto back = parse_identity(format_identity(plan.id), error);
     BOOST_TEST_REQUIRE(back.has_value(), error);
     BOOST_TEST((*back == plan.id));
-    std::string tampered = format_identity(plan.id);
+    std::string tampered = as_version_1(format_identity(plan.id));
     tampered.replace(tampered.find("forced-from 0x") + 14, 1,
                      tampered[tampered.find("forced-from 0x") + 14] == 'a' ? "b" : "a");
     BOOST_TEST(!parse_identity(tampered, error).has_value());
@@ -221,11 +246,11 @@ BOOST_AUTO_TEST_CASE(members_restored_from_one_backup_share_an_id_and_from_anoth
     const auto back = parse_identity(format_identity(one), error);
     BOOST_TEST_REQUIRE(back.has_value(), error);
     BOOST_TEST((*back == one));
-    std::string tampered = format_identity(one);
+    std::string tampered = as_version_1(format_identity(one));
     tampered.replace(tampered.find(" 1042\n"), 6, " 1043\n");
     BOOST_TEST(!parse_identity(tampered, error).has_value());
     BOOST_TEST(error.find("does not match") != std::string::npos, error);
-    std::string garbled = format_identity(one);
+    std::string garbled = as_version_1(format_identity(one));
     garbled.replace(garbled.find(" 1042\n"), 6, " x\n");
     BOOST_TEST(!parse_identity(garbled, error).has_value());
     BOOST_TEST(error.find("bad restored-from") != std::string::npos, error);
@@ -268,7 +293,7 @@ BOOST_AUTO_TEST_CASE(the_incarnation_round_trips_and_differs_between_data_direct
     BOOST_TEST(again.incarnation == first->incarnation);
 
     std::string error;
-    std::string text = format_identity(*first);
+    std::string text = as_version_1(format_identity(*first));
     BOOST_TEST(text.find("\nincarnation 0x") != std::string::npos, text);
     text.replace(text.find("incarnation 0x") + 14, 16, "0000000000000000");
     BOOST_TEST(!parse_identity(text, error).has_value());
@@ -307,11 +332,33 @@ BOOST_AUTO_TEST_CASE(peers_files_round_trip_and_malformed_ones_are_rejected)
     write_peer_incarnations(dir.path(), peers);
     BOOST_TEST((read_peer_incarnations(dir.path()) == peers));
     BOOST_TEST(!std::filesystem::exists(dir / "peers.tmp"));
-    BOOST_TEST(format_peer_incarnations(peers) ==
-               "raftkv-peers 1\nincarnation 1 0x9c41f0d2a7e35b18\nincarnation 3 0x0000000000000007\n");
+    const std::string text = format_peer_incarnations(peers);
+    const std::string lines =
+        "raftkv-peers 2\nincarnation 1 0x9c41f0d2a7e35b18\nincarnation 3 0x0000000000000007\n";
+    BOOST_TEST(text.starts_with(lines), text);
+    BOOST_TEST(std::regex_match(text.substr(lines.size()), std::regex("checksum 0x[0-9a-f]{8}\n")), text);
 
+    // A damaged file that still parses is refused: each digit of the first incarnation
+    // changed in turn, and one line dropped.
     std::string error;
-    BOOST_TEST(!parse_peer_incarnations("raftkv-peers 2\n", error).has_value());
+    for (std::size_t at = lines.find("0x9c") + 2; at < lines.find("0x9c") + 18; ++at) {
+        std::string damaged = text;
+        damaged[at] = damaged[at] == '0' ? '1' : '0';
+        BOOST_TEST(!parse_peer_incarnations(damaged, error).has_value(), damaged);
+        BOOST_TEST(error.find("checksum does not match") != std::string::npos, error);
+    }
+    std::string shorter = text;
+    shorter.erase(shorter.find("incarnation 3"), shorter.find("checksum") - shorter.find("incarnation 3"));
+    BOOST_TEST(!parse_peer_incarnations(shorter, error).has_value());
+    BOOST_TEST(!parse_peer_incarnations(lines, error).has_value());
+    BOOST_TEST(error == "no checksum line");
+    BOOST_TEST(!parse_peer_incarnations(text + "incarnation 4 0x0000000000000009\n", error).has_value());
+
+    // A file of the version before checksums is read as it is.
+    BOOST_TEST((parse_peer_incarnations(
+                    "raftkv-peers 1\nincarnation 1 0x9c41f0d2a7e35b18\nincarnation 3 0x0000000000000007\n",
+                    error) == peers));
+    BOOST_TEST(!parse_peer_incarnations("raftkv-peers 3\n", error).has_value());
     BOOST_TEST(!parse_peer_incarnations("raftkv-peers 1\nincarnation 1 0x0000000000000000\n", error));
     BOOST_TEST(!parse_peer_incarnations("raftkv-peers 1\nincarnation 1 0x1\n", error));
     BOOST_TEST(!parse_peer_incarnations(

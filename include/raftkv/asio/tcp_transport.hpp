@@ -152,9 +152,10 @@ struct tcp_transport_options {
 
     /// Called on the transport's executor, with one line saying why, when a peer greets
     /// this node with an incarnation other than its own: this node's data directory is not
-    /// the one its peers knew (it was lost or replaced), so it may have forgotten a vote
-    /// and should stop. The connection is refused, and so is every later one from a peer
-    /// that knows this node by another incarnation (each calls this again).
+    /// the one its peers knew (it was lost or replaced: it may have forgotten a vote, and
+    /// should stop), or that peer's record is wrong (one peer's word alone cannot tell). The
+    /// connection is refused, and so is every later one from a peer that knows this node by
+    /// another incarnation (each calls this again).
     /// Default: none (the refusal is only logged).
     std::function<void(std::string)> on_identity_conflict;
 
