@@ -6,6 +6,7 @@
 #include "cluster_status.hpp"
 #include "config.hpp"
 #include "health.hpp"
+#include "identity.hpp"
 #include "kv_service.hpp"
 #include "log.hpp"
 #include "member_info.hpp"
@@ -885,7 +886,7 @@ asio::awaitable<http_response> api_handler::add_member(const http_request& req, 
                                                                  std::to_string(m.id) + "'s");
     // Named, not a temporary in the co_await expression: GCC 12 destroys those twice.
     config_change c{r.learner ? config_change::kind::add_learner : config_change::kind::add_voter, r.id,
-                    encode_member_info(r.raft, r.http)};
+                    encode_member_info(r.raft, r.http, new_incarnation())};
     co_return co_await change(req, std::move(c), http::status::created);
 }
 

@@ -111,7 +111,8 @@ struct server_config {
     /// before the node starts. 0 until then.
     std::uint64_t incarnation = 0;
     /// Not a setting: `incarnation` was drawn at this start (a new data directory, or one
-    /// whose identity file was written now), rather than read from an identity file.
+    /// whose identity file was written now), rather than read from an identity file, and
+    /// not by --join (which the cluster asked for).
     bool incarnation_new = false;
 
     /// The Raft clock's tick. Default: 10 ms.

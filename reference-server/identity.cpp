@@ -368,7 +368,10 @@ identity_plan plan_identity(server_config& c)
     }
     c.cluster_id = plan.id.cluster_id;
     c.incarnation = plan.id.incarnation;
-    c.incarnation_new = plan.write; // an identity is written when its incarnation is new
+    // An identity is written when its incarnation is new. A node that joins was added by
+    // the cluster under its id, new directory and all: a peer that knows that id by another
+    // directory only missed the change, so it does not count as new here.
+    c.incarnation_new = plan.write && !c.join;
     return plan;
 }
 

@@ -394,7 +394,7 @@ struct kv_service::impl {
                        std::function<void(std::string)> done);
     void record_incarnation(node_id peer, std::uint64_t incarnation);
     void forget_incarnations(const std::vector<node_id>& removed);
-    void data_directory_replaced(const std::string& why);
+    void data_directory_replaced(node_id peer, const std::string& why);
     void report_fatal(const std::string& why);
 
     std::shared_ptr<raft_node> open_node();
@@ -471,6 +471,9 @@ struct kv_service::impl {
     bool fatal_reported = false;
     std::set<std::string> reported_conflicts; // identity conflicts logged, not fatal
     bool greeted_by_a_peer = false;           // a peer's incarnation was learned since start
+    // The members of the last configuration seen (the --peers, or those met when joining,
+    // before any), with their member_info::added.
+    std::map<node_id, std::uint64_t> member_tags;
 
     // Writes proposed again by propose() (any thread).
     std::atomic<std::uint64_t> write_retries{0};
@@ -496,12 +499,14 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
         t.greeting_timeout = std::chrono::milliseconds(c.raft_greeting_timeout_ms);
         t.max_ungreeted_connections = c.raft_max_ungreeted;
         t.incarnation = c.incarnation;
-        t.known_incarnations = incarnations;
+        t.known_incarnations = incarnations_of(incarnations);
         t.on_incarnation_learned = [this](node_id peer, std::uint64_t incarnation) {
             greeted_by_a_peer = true;
             record_incarnation(peer, incarnation);
         };
-        t.on_identity_conflict = [this](const std::string& why) { data_directory_replaced(why); };
+        t.on_identity_conflict = [this](node_id peer, const std::string& why) {
+            data_directory_replaced(peer, why);
+        };
         // Picked up by the next observe(): this runs inside the node's step.
         t.on_unknown_peer = [this](node_id id) {
             if (known_addresses.contains(id))
@@ -536,6 +541,8 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
     known_addresses = c.peers;
     dialed = c.peers;
     dialed.erase(c.id);
+    for (const auto& [id, address] : c.peers)
+        member_tags.emplace(id, 0);
 }
 
 kv_service::impl::~impl()
@@ -780,7 +787,19 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
     for (const auto& [id, address] : known_addresses)
         if (!members.contains(id))
             just_removed.push_back(id);
-    forget_incarnations(just_removed);
+    member_tags.clear();
+    for (node_id id : members) {
+        const auto info = m.info.find(id);
+        member_tags.emplace(id, info == m.info.end() ? 0 : decode_member_info(info->second).added);
+    }
+    // A member whose tag changed since its incarnation was recorded was removed and added
+    // back meanwhile (this node may have seen neither change: it was down, or installed a
+    // snapshot past them): the directory recorded for it is no longer the one to insist on.
+    std::vector<node_id> forget = just_removed;
+    for (const auto& [id, record] : incarnations)
+        if (const auto tag = member_tags.find(id); tag != member_tags.end() && tag->second != record.added)
+            forget.push_back(id);
+    forget_incarnations(forget);
     for (node_id id : members) {
         if (std::optional<host_port> raft = raft_address_of(m, id))
             known_addresses.insert_or_assign(id, std::move(*raft));
@@ -973,7 +992,8 @@ void kv_service::impl::await_handoff(node_id target, clock::time_point started, 
 // the node can count on anything that peer says (its vote).
 void kv_service::impl::record_incarnation(node_id peer, std::uint64_t incarnation)
 {
-    incarnations[peer] = incarnation;
+    const auto tag = member_tags.find(peer);
+    incarnations[peer] = peer_record{incarnation, tag == member_tags.end() ? 0 : tag->second};
     try {
         write_peer_incarnations(config.data_dir, incarnations);
     } catch (const std::exception& e) {
@@ -1001,15 +1021,18 @@ void kv_service::impl::forget_incarnations(const std::vector<node_id>& removed)
 
 // A peer greeted this node with another incarnation than its own. A directory made at this
 // start (emptied, lost) may have forgotten a vote: the node stops, unless a peer greeted it
-// meanwhile without objecting (every node of a new cluster greets the others at start). A
+// meanwhile without objecting (every node of a new cluster greets the others at start) or
+// the claim comes from outside the configuration. A
 // directory from before the start, or one a peer accepted, may as well be intact and the
 // peer's record wrong (a damaged or stale DATA_DIR/peers): one peer's word must not stop a
 // healthy member, nor, one after the other, a whole cluster. The node runs on and says so;
 // that peer's connections are refused either way, so nothing passes between the two.
-void kv_service::impl::data_directory_replaced(const std::string& why)
+void kv_service::impl::data_directory_replaced(node_id peer, const std::string& why)
 {
     const std::string id = std::to_string(config.id);
-    if (!config.incarnation_new || greeted_by_a_peer) {
+    // A node outside the configuration (removed, and still running from its old directory)
+    // speaks for nobody: its record may predate this member's removal and return.
+    if (!config.incarnation_new || greeted_by_a_peer || !member_tags.contains(peer)) {
         if (reported_conflicts.insert(why).second)
             log(log_level::error,
                 why +

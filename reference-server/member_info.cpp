@@ -1,5 +1,7 @@
 #include "member_info.hpp"
 
+#include <raftkv/asio/detail/greeting.hpp>
+
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -34,12 +36,15 @@ std::string join_ids(const std::vector<node_id>& ids)
 
 } // namespace
 
-std::string encode_member_info(const host_port& raft, const std::optional<host_port>& http)
+std::string encode_member_info(const host_port& raft, const std::optional<host_port>& http,
+                               std::uint64_t added)
 {
     boost::json::object o;
     o["raft"] = raft.to_string();
     if (http)
         o["http"] = http->to_string();
+    if (added != 0)
+        o["added"] = raftkv::asio::detail::cluster_id_name(added);
     return boost::json::serialize(o);
 }
 
@@ -50,7 +55,10 @@ member_info decode_member_info(std::string_view info)
     const boost::json::object* o = ec ? nullptr : doc.if_object();
     if (!o)
         return {};
-    return {address_field(*o, "raft"), address_field(*o, "http")};
+    std::uint64_t added = 0;
+    if (const boost::json::value* v = o->if_contains("added"); v && v->is_string())
+        added = parse_hex_id(std::string_view(v->get_string())).value_or(0);
+    return {address_field(*o, "raft"), address_field(*o, "http"), added};
 }
 
 std::string describe_members(const membership& m)

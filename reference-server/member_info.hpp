@@ -2,8 +2,8 @@
 #define RAFTKV_SERVER_MEMBER_INFO_HPP
 
 // What raftkv-server keeps in each member's raftkv::membership::info: the member's
-// addresses, as a compact JSON object {"raft":"host:port","http":"host:port"} ("http"
-// optional). The info is replicated with the configuration, so every node learns where to
+// addresses, as a compact JSON object {"raft":"host:port","http":"host:port","added":"0x..."}
+// ("http" and "added" optional). The info is replicated with the configuration, so every node learns where to
 // dial a member (and where to forward HTTP requests to it) from the log.
 //
 //     std::string info = encode_member_info({"10.0.0.4", 9080}, host_port{"10.0.0.4", 8080});
@@ -13,6 +13,7 @@
 
 #include <raftkv/types.hpp>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -24,11 +25,18 @@ struct member_info {
     std::optional<host_port> raft;
     /// Where the member serves HTTP; nothing if the info does not say.
     std::optional<host_port> http;
+    /// A random number drawn when the member was added (POST /cluster/members); 0 for the
+    /// members a cluster was bootstrapped with. A member removed and added back under its
+    /// id (with a new data directory) has another one, which tells every node to forget the
+    /// data directory it recorded for that id, even a node that never saw the removal.
+    std::uint64_t added = 0;
 };
 
 /// The info string for a member: always the same bytes for the same addresses, so every
 /// node that builds the bootstrap configuration from the same --peers builds it alike.
-std::string encode_member_info(const host_port& raft, const std::optional<host_port>& http = std::nullopt);
+/// `added` is written only when not 0.
+std::string encode_member_info(const host_port& raft, const std::optional<host_port>& http = std::nullopt,
+                               std::uint64_t added = 0);
 
 /// Reads an info string written by encode_member_info(). Never throws: a field that is
 /// missing, not a string, or not a valid host:port is left empty (the address is unknown),

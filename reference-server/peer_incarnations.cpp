@@ -15,10 +15,22 @@ std::string format_peer_incarnations(const peer_incarnations& peers)
 {
     std::string out(peers_header);
     out += '\n';
-    for (const auto& [id, incarnation] : peers)
+    for (const auto& [id, record] : peers) {
         out += "incarnation " + std::to_string(id) + " " +
-               raftkv::asio::detail::cluster_id_name(incarnation) + "\n";
+               raftkv::asio::detail::cluster_id_name(record.incarnation);
+        if (record.added != 0)
+            out += " added " + raftkv::asio::detail::cluster_id_name(record.added);
+        out += "\n";
+    }
     return with_checksum(std::move(out));
+}
+
+std::map<node_id, std::uint64_t> incarnations_of(const peer_incarnations& peers)
+{
+    std::map<node_id, std::uint64_t> out;
+    for (const auto& [id, record] : peers)
+        out.emplace(id, record.incarnation);
+    return out;
 }
 
 std::optional<peer_incarnations> parse_peer_incarnations(std::string_view text, std::string& error)
@@ -40,12 +52,17 @@ std::optional<peer_incarnations> parse_peer_incarnations(std::string_view text, 
     peer_incarnations peers;
     for (int n = 2; std::getline(in, line); ++n) {
         std::istringstream fields(line);
-        std::string key, id, incarnation, extra;
+        std::string key, id, incarnation, added_key, added, extra;
         fields >> key >> id >> incarnation;
         const auto peer = parse_node_id(id);
         const auto value = parse_hex_id(incarnation);
-        if (key != "incarnation" || !peer || !value || (fields >> extra) ||
-            !peers.emplace(*peer, *value).second) {
+        std::optional<std::uint64_t> tag = 0;
+        if (!v1 && (fields >> added_key)) {
+            fields >> added;
+            tag = added_key == "added" ? parse_hex_id(added) : std::nullopt;
+        }
+        if (key != "incarnation" || !peer || !value || !tag || (fields >> extra) ||
+            !peers.emplace(*peer, peer_record{*value, *tag}).second) {
             error = "line " + std::to_string(n) + ": bad line '" + line + "'";
             return std::nullopt;
         }

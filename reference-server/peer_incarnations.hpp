@@ -8,8 +8,12 @@
 //
 //     raftkv-peers 2
 //     incarnation 1 0x9c41f0d2a7e35b18
-//     incarnation 3 0x1d07e6b8c2f94a35
+//     incarnation 3 0x1d07e6b8c2f94a35 added 0x6a0c1f9e22d4b871
 //     checksum 0x5f0e3a1c
+//
+// `added` is the tag the member had in the configuration when its incarnation was recorded
+// (member_info::added, absent when 0): a configuration that shows another one for it means it
+// was removed and added back since, and the record is dropped.
 //
 // The checksum (CRC-32C of every byte before its line) catches a damaged file that still
 // parses: a wrong incarnation recorded for a peer would have this node refuse that peer,
@@ -27,7 +31,19 @@
 
 namespace raftkv::server {
 
-using peer_incarnations = std::map<node_id, std::uint64_t>;
+/// What this node recorded of one peer.
+struct peer_record {
+    /// The peer's data directory (tcp_transport_options::incarnation).
+    std::uint64_t incarnation = 0;
+    /// The peer's member_info::added when it was recorded.
+    std::uint64_t added = 0;
+    friend bool operator==(const peer_record&, const peer_record&) = default;
+};
+
+using peer_incarnations = std::map<node_id, peer_record>;
+
+/// The incarnations alone, as tcp_transport_options::known_incarnations takes them.
+std::map<node_id, std::uint64_t> incarnations_of(const peer_incarnations& peers);
 
 /// The first line of a peers file: its format and version.
 inline constexpr std::string_view peers_header = "raftkv-peers 2";

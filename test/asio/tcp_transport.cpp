@@ -1017,7 +1017,7 @@ tcp_transport_options tracking(std::uint64_t self, std::map<node_id, std::uint64
     o.on_incarnation_learned = [&r](node_id id, std::uint64_t incarnation) {
         r.learned.emplace_back(id, incarnation);
     };
-    o.on_identity_conflict = [&r](std::string why) { r.conflicts.push_back(std::move(why)); };
+    o.on_identity_conflict = [&r](node_id, std::string why) { r.conflicts.push_back(std::move(why)); };
     return o;
 }
 

@@ -137,6 +137,65 @@ BOOST_AUTO_TEST_CASE(a_wiped_node_comes_back_after_being_removed_and_added_again
     BOOST_TEST(put(c.http_port(via), "with-the-new-copy", "v", 10s).status == 200);
 }
 
+// A member that was down while another was removed and added back with a new data
+// directory never saw the removal: it comes back with the old directory recorded for that
+// id. The configuration tells it the member was added anew (each addition carries its own
+// tag), so it drops the old record rather than refuse the new member, or, greeting it with
+// the old one, have it stop.
+BOOST_AUTO_TEST_CASE(a_member_down_while_another_was_replaced_learns_the_new_directory)
+{
+    cluster c(3);
+    const auto leader = c.wait_ready(15s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    const std::uint64_t via = *leader, replaced = *leader == 3 ? 2 : 3;
+    const std::uint64_t learner = c.add_node(via);
+    const auto added = until(c, via, "POST", "/cluster/members", c.member_body(learner, true), 201);
+    BOOST_TEST_REQUIRE(added.status == 201, describe(added));
+    c.start(learner);
+    const auto incarnation_of = [&](std::uint64_t id) {
+        const std::string text = read_tail(c.spec(id).data_dir / "identity");
+        const std::size_t at = text.find("\nincarnation ");
+        return at == std::string::npos ? std::string("?") : text.substr(at + 13, 18);
+    };
+    const auto recorded_by = [&](std::uint64_t by, std::uint64_t id) {
+        const std::string text = read_tail(c.spec(by).data_dir / "peers");
+        const std::string line = "\nincarnation " + std::to_string(id) + " ";
+        const std::size_t at = text.find(line);
+        return at == std::string::npos ? std::string("none") : text.substr(at + line.size(), 18);
+    };
+    // A node records the peers that dial it, once it knows them as members (a node that
+    // joined: from its next start); a follower dials every peer when it starts.
+    BOOST_TEST_REQUIRE(wait_until([&] { return get(c.http_port(learner), "none").status == 404; }, 20s));
+    c.restart(learner);
+    BOOST_TEST_REQUIRE(wait_until([&] { return get(c.http_port(learner), "none").status == 404; }, 20s));
+    c.restart(replaced);
+    BOOST_TEST_REQUIRE(
+        wait_until([&] { return recorded_by(learner, replaced) == incarnation_of(replaced); }, 20s),
+        recorded_by(learner, replaced) << " vs " << incarnation_of(replaced)
+                                       << "; peers: " << read_tail(c.spec(learner).data_dir / "peers")
+                                       << "; log: " << read_tail(c.spec(learner).log_file));
+    const std::string old_directory = incarnation_of(replaced);
+    BOOST_TEST_REQUIRE(c.terminate(learner).has_value());
+
+    const auto removed = until(c, via, "DELETE", "/cluster/members/" + std::to_string(replaced), "", 200);
+    BOOST_TEST_REQUIRE(removed.status == 200, describe(removed));
+    c.kill9(replaced);
+    std::filesystem::remove_all(c.spec(replaced).data_dir);
+    c.set_join_via(replaced, via);
+    add_and_promote(c, via, replaced);
+    BOOST_TEST_REQUIRE(put(c.http_port(via), "after", "v").status == 200);
+    BOOST_TEST_REQUIRE(incarnation_of(replaced) != old_directory);
+
+    c.start(learner);
+    BOOST_TEST(wait_until([&] { return recorded_by(learner, replaced) == incarnation_of(replaced); }, 20s),
+               "the learner still records " << recorded_by(learner, replaced) << ", not "
+                                            << incarnation_of(replaced));
+    BOOST_TEST(c.running(replaced));
+    BOOST_TEST(read_tail(c.spec(replaced).log_file, 1 << 20).find("fatal:") == std::string::npos,
+               read_tail(c.spec(replaced).log_file, 1 << 20));
+    BOOST_TEST(get(c.http_port(replaced), "after").status == 200);
+}
+
 BOOST_AUTO_TEST_CASE(a_node_that_was_not_added_refuses_to_join)
 {
     cluster c(3);

@@ -560,6 +560,12 @@ BOOST_AUTO_TEST_CASE(member_info_is_compact_json_with_the_addresses)
     const auto m = decode_member_info(encode_member_info({"::1", 9081}, host_port{"node1", 8081}));
     BOOST_TEST((m.raft == host_port{"::1", 9081}));
     BOOST_TEST((m.http == host_port{"node1", 8081}));
+    BOOST_TEST(m.added == 0u);
+    // A member added with POST /cluster/members carries the tag drawn then.
+    const std::string tagged = encode_member_info({"::1", 9081}, std::nullopt, 0x6a0c1f9e22d4b871);
+    BOOST_TEST(tagged == R"({"raft":"[::1]:9081","added":"0x6a0c1f9e22d4b871"})");
+    BOOST_TEST(decode_member_info(tagged).added == 0x6a0c1f9e22d4b871u);
+    BOOST_TEST(decode_member_info(R"({"raft":"[::1]:9081","added":"bad"})").added == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(bad_member_info_means_unknown_addresses_never_a_crash)

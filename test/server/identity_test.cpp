@@ -2,6 +2,7 @@
 
 #include "backup.hpp"
 
+#include "durable_file.hpp"
 #include "leveldb/temp_dir.hpp"
 #include "peer_incarnations.hpp"
 
@@ -328,13 +329,16 @@ BOOST_AUTO_TEST_CASE(peers_files_round_trip_and_malformed_ones_are_rejected)
 {
     temp_dir dir;
     BOOST_TEST(read_peer_incarnations(dir.path()).empty());
-    const peer_incarnations peers{{1, 0x9c41f0d2a7e35b18}, {3, 7}};
+    const peer_incarnations peers{{1, {0x9c41f0d2a7e35b18, 0}}, {3, {7, 0x6a0c1f9e22d4b871}}};
     write_peer_incarnations(dir.path(), peers);
     BOOST_TEST((read_peer_incarnations(dir.path()) == peers));
     BOOST_TEST(!std::filesystem::exists(dir / "peers.tmp"));
+    BOOST_TEST((incarnations_of(peers) ==
+                std::map<raftkv::node_id, std::uint64_t>{{1, 0x9c41f0d2a7e35b18}, {3, 7}}));
     const std::string text = format_peer_incarnations(peers);
     const std::string lines =
-        "raftkv-peers 2\nincarnation 1 0x9c41f0d2a7e35b18\nincarnation 3 0x0000000000000007\n";
+        "raftkv-peers 2\nincarnation 1 0x9c41f0d2a7e35b18\nincarnation 3 0x0000000000000007 "
+        "added 0x6a0c1f9e22d4b871\n";
     BOOST_TEST(text.starts_with(lines), text);
     BOOST_TEST(std::regex_match(text.substr(lines.size()), std::regex("checksum 0x[0-9a-f]{8}\n")), text);
 
@@ -354,10 +358,15 @@ BOOST_AUTO_TEST_CASE(peers_files_round_trip_and_malformed_ones_are_rejected)
     BOOST_TEST(error == "no checksum line");
     BOOST_TEST(!parse_peer_incarnations(text + "incarnation 4 0x0000000000000009\n", error).has_value());
 
-    // A file of the version before checksums is read as it is.
-    BOOST_TEST((parse_peer_incarnations(
-                    "raftkv-peers 1\nincarnation 1 0x9c41f0d2a7e35b18\nincarnation 3 0x0000000000000007\n",
-                    error) == peers));
+    // A file of the version before checksums is read as it is (it had no tags either).
+    const auto v1 = parse_peer_incarnations(
+        "raftkv-peers 1\nincarnation 1 0x9c41f0d2a7e35b18\nincarnation 3 0x0000000000000007\n", error);
+    BOOST_TEST_REQUIRE(v1.has_value(), error);
+    BOOST_TEST((*v1 == peer_incarnations{{1, {0x9c41f0d2a7e35b18, 0}}, {3, {7, 0}}}));
+    BOOST_TEST(!parse_peer_incarnations(
+        "raftkv-peers 1\nincarnation 3 0x0000000000000007 added 0x6a0c1f9e22d4b871\n", error));
+    std::string bad_tag = with_checksum("raftkv-peers 2\nincarnation 3 0x0000000000000007 added x\n");
+    BOOST_TEST(!parse_peer_incarnations(bad_tag, error).has_value());
     BOOST_TEST(!parse_peer_incarnations("raftkv-peers 3\n", error).has_value());
     BOOST_TEST(!parse_peer_incarnations("raftkv-peers 1\nincarnation 1 0x0000000000000000\n", error));
     BOOST_TEST(!parse_peer_incarnations("raftkv-peers 1\nincarnation 1 0x1\n", error));

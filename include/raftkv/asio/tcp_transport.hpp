@@ -150,14 +150,14 @@ struct tcp_transport_options {
     /// Default: none.
     std::function<void(node_id, std::uint64_t)> on_incarnation_learned;
 
-    /// Called on the transport's executor, with one line saying why, when a peer greets
+    /// Called on the transport's executor, with the peer and one line saying why, when a peer greets
     /// this node with an incarnation other than its own: this node's data directory is not
     /// the one its peers knew (it was lost or replaced: it may have forgotten a vote, and
     /// should stop), or that peer's record is wrong (one peer's word alone cannot tell). The
     /// connection is refused, and so is every later one from a peer that knows this node by
     /// another incarnation (each calls this again).
     /// Default: none (the refusal is only logged).
-    std::function<void(std::string)> on_identity_conflict;
+    std::function<void(node_id peer, std::string why)> on_identity_conflict;
 
     /// Called on the transport's executor with the id of each message dropped because its
     /// node has no address here (it is not among the peers). A leader writes to a node

@@ -235,9 +235,9 @@ public:
         case incarnation_verdict::replaced_receiver_directory: break;
         }
         std::string why = replaced_directory_reason(g, incarnations_->self());
-        post_if_running([why](tcp_listener& l) {
+        post_if_running([from = g.from, why](tcp_listener& l) {
             if (l.on_conflict_)
-                l.on_conflict_(why);
+                l.on_conflict_(from, why);
         });
         return why + ": this node's data directory is not the one its peers knew";
     }
@@ -335,7 +335,7 @@ private:
     std::size_t max_ungreeted_;
     std::shared_ptr<incarnation_book> incarnations_;
     std::function<void(node_id, std::uint64_t)> on_learned_;
-    std::function<void(std::string)> on_conflict_;
+    std::function<void(node_id, std::string)> on_conflict_;
     tcp_transport::receive_handler on_receive_;
     std::vector<std::weak_ptr<tcp_inbound_connection>> connections_;
     std::atomic<std::size_t> ungreeted_{0};
