@@ -339,6 +339,29 @@ struct raft_node {
     driver_type driver;
 };
 
+/// The longest a request waits for a leader when its node knows none (a leadership transfer
+/// or an election under way): the longest election timeout, within the request's deadline.
+/// A node cut off from the others answers 503 after it, rather than at once.
+std::chrono::milliseconds leader_wait(const server_config& c)
+{
+    return std::chrono::milliseconds(std::uint64_t{2} * c.election_ticks * c.tick_ms);
+}
+
+/// Waits until `n` knows a leader, or `until`: whether it does.
+boost::asio::awaitable<bool> wait_for_leader(raft_node& n, std::chrono::steady_clock::time_point until)
+{
+    std::optional<boost::asio::steady_timer> pause;
+    while (n.driver.status().leader == no_node) {
+        if (std::chrono::steady_clock::now() + transfer_retry_pause >= until)
+            co_return false;
+        if (!pause)
+            pause.emplace(co_await boost::asio::this_coro::executor);
+        pause->expires_after(transfer_retry_pause);
+        co_await pause->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+    }
+    co_return true;
+}
+
 /// How a raft_node is destroyed once its last holder lets go. While the service runs, on
 /// the strand, after what is queued there (a handler the store's thread or a caller posted
 /// may still refer to the driver); in the service's destructor, at once (nothing runs
@@ -730,6 +753,13 @@ boost::asio::awaitable<write_result> kv_service::impl::propose(std::string comma
         auto [ec, result] = co_await n->driver.async_propose(
             command, deadline, boost::asio::as_tuple(boost::asio::use_awaitable));
         const write_result r{ec, result.found, result.status, result.version, result.replayed};
+        // No leader known (an election, or the moment of a transfer): nothing was proposed, so
+        // wait for one and propose again, rather than answer 503 for a gap of milliseconds.
+        if (ec == raftkv::errc::not_leader && n->driver.status().leader == no_node) {
+            if (!co_await wait_for_leader(*n, std::min(deadline, clock::now() + leader_wait(config))))
+                co_return r;
+            continue;
+        }
         const bool transferring = ec == raftkv::errc::transfer_in_progress;
         const bool unknown = ec == raftkv::errc::leadership_lost || ec == raftkv::errc::timeout;
         if (!transferring && ec != raftkv::errc::proposal_dropped && !(replayable && unknown))
@@ -1190,19 +1220,29 @@ namespace {
 /// Where a read may go ahead on `n`, as `consistency` says: at once for a stale read (the
 /// applied index published after the node's last input, which only grows), else after the
 /// driver allowed it. Nothing when the driver refused, with its error in `ec`.
+/// A read that failed because the leader changed under it (or none was known) is tried
+/// again once there is one, within `deadline`: a read changes nothing, so trying it again is
+/// always safe.
 boost::asio::awaitable<std::optional<std::pair<index_t, read_path>>>
-read_point(raft_node& n, read_consistency consistency, std::error_code& ec)
+read_point(raft_node& n, read_consistency consistency, std::error_code& ec, const server_config& c)
 {
     if (consistency == read_consistency::stale)
         co_return std::pair{n.driver.applied_index(), read_path::stale};
     const auto mode = consistency == read_consistency::lease ? raftkv::asio::read_mode::lease
                                                              : raftkv::asio::read_mode::linearizable;
-    auto [error, info] =
-        co_await n.driver.async_read(mode, boost::asio::as_tuple(boost::asio::use_awaitable));
-    ec = error;
-    if (ec)
-        co_return std::nullopt;
-    co_return std::pair{info.applied_index, info.lease ? read_path::lease : read_path::read_index};
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(c.request_timeout_ms);
+    for (;;) {
+        auto [error, info] =
+            co_await n.driver.async_read(mode, boost::asio::as_tuple(boost::asio::use_awaitable));
+        ec = error;
+        if (!ec)
+            co_return std::pair{info.applied_index, info.lease ? read_path::lease : read_path::read_index};
+        const bool retry = ec == raftkv::errc::leadership_lost ||
+                           (ec == raftkv::errc::not_leader && n.driver.status().leader == no_node);
+        if (!retry || !co_await wait_for_leader(
+                          n, std::min(deadline, std::chrono::steady_clock::now() + leader_wait(c))))
+            co_return std::nullopt;
+    }
 }
 
 } // namespace
@@ -1213,7 +1253,7 @@ boost::asio::awaitable<read_result> kv_service::get(std::string key, read_consis
     if (!n)
         co_return read_result{make_error_code(raftkv::errc::node_failed), std::nullopt};
     std::error_code ec;
-    const auto at = co_await read_point(*n, consistency, ec);
+    const auto at = co_await read_point(*n, consistency, ec, impl_->config);
     if (!at)
         co_return read_result{ec, std::nullopt};
     // Linearizable or lease: the read index is applied, so the state machine reflects every
@@ -1234,7 +1274,7 @@ boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::st
     if (!n)
         co_return scan_result{make_error_code(raftkv::errc::node_failed), {}, false};
     std::error_code ec;
-    const auto at = co_await read_point(*n, consistency, ec);
+    const auto at = co_await read_point(*n, consistency, ec, impl_->config);
     if (!at)
         co_return scan_result{ec, {}, false};
     raftkv::leveldb::kv_scan_options options;
@@ -1277,7 +1317,7 @@ boost::asio::awaitable<std::pair<std::error_code, std::unique_ptr<backup_source>
     if (!n)
         co_return result{make_error_code(raftkv::errc::node_failed), nullptr};
     std::error_code ec;
-    if (!co_await read_point(*n, read_consistency::linearizable, ec))
+    if (!co_await read_point(*n, read_consistency::linearizable, ec, impl_->config))
         co_return result{ec, nullptr};
     // A LevelDB snapshot of the state, as of an applied index at or past the read index.
     auto reader = impl_->read_state(n, [](const auto& machine) { return machine.snapshot(); });

@@ -174,6 +174,7 @@ struct writers {
     std::atomic<bool> stop{false};
     std::atomic<int> odd{0};
     std::atomic<int> transfer_refusals{0}; // 503s saying a transfer is in progress
+    std::atomic<int> no_leader{0};         // 503s saying there is no leader
     std::vector<std::thread> pool;
 
     writers(cluster& c, std::vector<std::uint64_t> via, int count = 4)
@@ -190,6 +191,8 @@ struct writers {
                         acked[key] = "v-" + key;
                     } else if (r.status == 503 && r.body.find("transfer") != std::string::npos) {
                         ++transfer_refusals;
+                    } else if (r.status == 503 && r.body.find("no leader") != std::string::npos) {
+                        ++no_leader;
                     } else if (r.status != 503 && r.status != 0) {
                         ++odd;
                     }
@@ -434,6 +437,9 @@ BOOST_AUTO_TEST_CASE(leadership_moves_by_http_and_writes_wait_for_the_transfer)
     w.finish();
     BOOST_TEST(w.odd == 0);
     BOOST_TEST(w.transfer_refusals == 0, "writes failed during a transfer instead of waiting");
+    // The moment between the old leader stepping down and a node hearing of the new one is
+    // waited out too.
+    BOOST_TEST(w.no_leader == 0, "writes answered 'no leader' during a transfer instead of waiting");
     BOOST_TEST(lost_writes(c.http_port(leader), w.acked) == 0u);
 }
 
