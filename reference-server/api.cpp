@@ -839,6 +839,15 @@ asio::awaitable<http_response> api_handler::route_request(const http_request& re
 // hand over. GET /cluster/members is this node's own view, like /status.
 asio::awaitable<http_response> api_handler::handle_cluster(const http_request& req, const route_match& m)
 {
+    // These routes take no parameters: a change asked with one it would ignore
+    // (?dry_run=true, ?force=1) must not happen.
+    const std::string_view route_name = m.route == route::members   ? "/cluster/members"
+                                        : m.route == route::promote ? "/cluster/members/{id}/promote"
+                                        : m.route == route::leader  ? "/cluster/leader"
+                                                                    : "/cluster/members/{id}";
+    if (std::optional<std::string> unknown = unknown_parameter(
+            req.target(), std::string(req.method_string()) + " " + std::string(route_name), {}, ""))
+        co_return error_response(http::status::bad_request, *unknown);
     if (m.route == route::members && req.method() != http::verb::post) // GET or HEAD
         co_return co_await list_members(http::status::ok);
     if (m.route == route::members) {

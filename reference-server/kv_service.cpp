@@ -549,6 +549,13 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
     }
 
     node = open_node();
+    if (const auto& torn = node->store.recovered_torn_tail())
+        log(log_level::warn,
+            "the log's last segment " + torn->segment.string() + " ended in a group torn by a " +
+                "crash mid-write: cut off its last " + std::to_string(torn->bytes) + " bytes, from offset " +
+                std::to_string(torn->offset) +
+                " (a write never synced, so never acknowledged; if the node did not crash, " +
+                "the disk damaged the last write)");
     const node_status opened = node->driver.status();
     set_log_term(opened.term); // the recovered term, for the lines before the first tick
     // The state machine lost its state (DIR/state deleted) while the log was compacted: the
@@ -1520,6 +1527,10 @@ storage_report inspect_storage(const std::filesystem::path& data_dir)
         r.last_term = store.term_at(r.last_index);
         r.segments = store.segment_count();
         r.configuration = raftkv::configuration_in_force(store);
+        if (const auto& torn = store.recovered_torn_tail())
+            r.torn_tail = "cut " + std::to_string(torn->bytes) + " bytes torn at the end of " +
+                          torn->segment.filename().string() + " (offset " + std::to_string(torn->offset) +
+                          ")";
     }
     const std::filesystem::path state = data_dir / "state";
     r.has_state = std::filesystem::is_directory(state);
@@ -1528,6 +1539,16 @@ storage_report inspect_storage(const std::filesystem::path& data_dir)
         raftkv::leveldb::kv_state_machine machine(state, machine_options(journal));
         r.applied_index = machine.applied_index();
         r.checkpoint_index = machine.snapshot_index();
+        // As a start reads it: the records of the applied batches, for the watch journal.
+        try {
+            (void)machine.applied_history();
+        } catch (const std::exception& e) {
+            r.problems.push_back(std::string("the state cannot be read: ") + e.what());
+        }
+        if (r.applied_index > r.last_index)
+            r.problems.push_back("the state applied index " + std::to_string(r.applied_index) +
+                                 " but the log ends at index " + std::to_string(r.last_index) +
+                                 ": the log lost entries (a start refuses it)");
     }
     return r;
 }

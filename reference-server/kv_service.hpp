@@ -82,6 +82,12 @@ struct storage_report {
     /// checkpoint (the index a restart is sure to find applied) when it does.
     bool has_state = false;
     index_t applied_index = 0, checkpoint_index = 0;
+    /// What the log cut off its end (see raftkv::wal::log_store::recovered_torn_tail()):
+    /// one line, or empty.
+    std::string torn_tail;
+    /// What a start would refuse, one line each: the state applied past the log's end, or
+    /// state that cannot be read as a start reads it.
+    std::vector<std::string> problems;
 };
 
 /// Opens the log and the state machine of `data_dir` as a start does (a torn log tail is cut,

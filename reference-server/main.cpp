@@ -549,6 +549,12 @@ int inspect(const server_config& config)
                std::to_string(r.checkpoint_index) + "\n";
     else
         out += "state           none\n";
+    if (!r.torn_tail.empty())
+        out += "log tail        " + r.torn_tail + "\n";
+    for (const std::string& problem : r.problems) {
+        out += "problem         " + problem + "\n";
+        code = 1;
+    }
     std::fputs(out.c_str(), stdout);
     return code;
 }

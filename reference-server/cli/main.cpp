@@ -55,6 +55,7 @@ enum exit_code : int {
     unauthorized = 5,
     server_error = 6,
     precondition_failed = 7,
+    local_error = 8,
 };
 
 constexpr const char* exit_codes_text = R"(Exit codes:
@@ -70,10 +71,17 @@ constexpr const char* exit_codes_text = R"(Exit codes:
   5  not authorized: 401 (missing or unknown token) or 403 (read-only token)
   6  server error: a 500 or an answer the client does not understand
   7  precondition failed: 412 (put --if-match/--if-absent, del --if-match)
+  8  local error: the client could not write its own file (backup FILE: a full
+     disk, a directory it may not write)
 )";
 
 /// A command line that cannot run; the message goes to stderr with exit code 1.
 struct usage_failure : std::runtime_error {
+    using std::runtime_error::runtime_error;
+};
+
+/// The client's own file could not be written (exit code 8): not the server's failure.
+struct local_failure : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
@@ -510,7 +518,7 @@ public:
     {
         fd_ = ::open(part_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd_ < 0)
-            throw std::runtime_error("cannot create " + part_.string() + ": " + std::strerror(errno));
+            throw local_failure("cannot create " + part_.string() + ": " + std::strerror(errno));
     }
     ~backup_file()
     {
@@ -528,7 +536,7 @@ public:
     void restart()
     {
         if (::ftruncate(fd_, 0) != 0 || ::lseek(fd_, 0, SEEK_SET) != 0)
-            throw std::runtime_error("cannot truncate " + part_.string() + ": " + std::strerror(errno));
+            throw local_failure("cannot truncate " + part_.string() + ": " + std::strerror(errno));
     }
 
     void write(std::string_view data)
@@ -538,7 +546,7 @@ public:
             if (n < 0 && errno == EINTR)
                 continue;
             if (n < 0)
-                throw std::runtime_error("cannot write " + part_.string() + ": " + std::strerror(errno));
+                throw local_failure("cannot write " + part_.string() + ": " + std::strerror(errno));
             data.remove_prefix(static_cast<std::size_t>(n));
         }
     }
@@ -547,11 +555,15 @@ public:
     raftkv::server::backup_header keep(std::uint64_t& bytes)
     {
         if (::fsync(fd_) != 0)
-            throw std::runtime_error("cannot sync " + part_.string() + ": " + std::strerror(errno));
+            throw local_failure("cannot sync " + part_.string() + ": " + std::strerror(errno));
         ::close(fd_);
         fd_ = -1;
         const raftkv::server::backup_header h = raftkv::server::verify_backup(part_, bytes);
-        std::filesystem::rename(part_, path_);
+        std::error_code ec;
+        std::filesystem::rename(part_, path_, ec);
+        if (ec)
+            throw local_failure("cannot rename " + part_.string() + " to " + path_.string() + ": " +
+                                ec.message());
         kept_ = true;
         const std::filesystem::path dir = path_.has_parent_path() ? path_.parent_path() : ".";
         if (const int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); d >= 0) {
@@ -594,6 +606,8 @@ int run_backup(context& ctx, const po::variables_map&, const std::vector<std::st
                     std::cout << "backup of index " << h.index << " from node " << h.node << " written to "
                               << args[0] << " (" << bytes << " bytes)\n";
                 return ok;
+            } catch (const local_failure&) {
+                throw;
             } catch (const std::runtime_error& e) {
                 std::cerr << "raftkv: " << endpoints[at].url << ": " << e.what() << "\n";
                 return server_error;
@@ -1107,6 +1121,9 @@ int main(int argc, char** argv)
     } catch (const po::error& e) {
         std::cerr << "raftkv: " << e.what() << " (run 'raftkv --help')\n";
         return usage_error;
+    } catch (const local_failure& e) {
+        std::cerr << "raftkv: " << e.what() << "\n";
+        return local_error;
     } catch (const std::exception& e) {
         std::cerr << "raftkv: " << e.what() << "\n";
         return server_error;

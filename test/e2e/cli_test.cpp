@@ -18,9 +18,9 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <set>
 #include <sstream>
-#include <regex>
 #include <string>
 #include <vector>
 
@@ -37,7 +37,8 @@ enum : int {
     unavailable = 3,
     refused = 4,
     unauthorized = 5,
-    precondition_failed = 7
+    precondition_failed = 7,
+    local_error = 8
 };
 
 struct cli_result {
@@ -468,6 +469,10 @@ BOOST_AUTO_TEST_CASE(a_backup_restores_into_a_new_cluster_with_the_same_keys_and
     BOOST_TEST(index >= std::stoull(version));
     BOOST_TEST(info.at("bytes").to_number<std::uint64_t>() ==
                std::filesystem::file_size(dir / "again.backup"));
+    // A file the client cannot write is its own failure, not the server's.
+    r = run_cli(with_endpoints(url(port), {"backup", (dir / "no-such-directory" / "b.backup").string()}));
+    BOOST_TEST(r.code == local_error, r);
+    BOOST_TEST(r.err.find("cannot create") != std::string::npos, r);
 
     cluster restored(1, false, {"--restore-backup", file});
     restored.start_all();

@@ -295,8 +295,14 @@ BOOST_AUTO_TEST_CASE(a_wrong_peers_record_on_one_member_stops_no_healthy_peer)
     BOOST_TEST(c.running(1));
     BOOST_TEST(c.running(2));
     BOOST_TEST(put(c.http_port(1), "during", "2").status == 200);
-    BOOST_TEST(read_tail(c.spec(3).log_file).find("came back with a new data directory") !=
-               std::string::npos);
+    // It refuses them in turn (the leader dials it to send its heartbeats).
+    BOOST_TEST(wait_until(
+                   [&] {
+                       return read_tail(c.spec(3).log_file).find("came back with a new data directory") !=
+                              std::string::npos;
+                   },
+                   10s),
+               read_tail(c.spec(3).log_file));
 
     // Without the wrong file it records its peers again and rejoins.
     BOOST_TEST_REQUIRE(c.terminate(3).has_value());

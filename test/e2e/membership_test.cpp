@@ -302,6 +302,34 @@ BOOST_AUTO_TEST_CASE(the_member_list_has_its_shape_on_the_leader_and_on_a_follow
     BOOST_TEST(is_error(request(f, "POST", "/cluster/members", R"({"id": 2, "raft": "127.0.0.1:1"})"), 409));
 }
 
+// A change asked with a parameter it would ignore (a dry run, a "force") is refused, and
+// changes nothing.
+BOOST_AUTO_TEST_CASE(membership_requests_refuse_parameters)
+{
+    const std::uint64_t follower = followers().front();
+    const std::string id = std::to_string(follower);
+    for (const auto& [method, target] : std::vector<std::pair<std::string, std::string>>{
+             {"DELETE", "/cluster/members/" + id + "?dry_run=true"},
+             {"POST", "/cluster/members/" + id + "/promote?force=1"},
+             {"POST", "/cluster/leader?dry_run=true"},
+             {"POST", "/cluster/members?dry_run=true"},
+             {"GET", "/cluster/members?verbose"}}) {
+        const std::string body = target.starts_with("/cluster/leader") ? R"({"id": )" + id + "}"
+                                 : target.starts_with("/cluster/members?")
+                                     ? R"({"id": 9, "raft": "127.0.0.1:1", "learner": true})"
+                                     : "";
+        const http_response r = request(c.http_port(leader), method, target, body);
+        BOOST_TEST(is_error(r, 400), method << " " << target << ": " << describe(r));
+        BOOST_TEST(r.body.find("unknown parameter") != std::string::npos, describe(r));
+    }
+    const auto s = get_status(c.http_port(leader));
+    BOOST_TEST_REQUIRE(s.has_value());
+    BOOST_TEST(s->role == "leader");
+    const std::string members = request(c.http_port(leader), "GET", "/cluster/members").body;
+    BOOST_TEST(members.find("\"id\":" + id) != std::string::npos, members);
+    BOOST_TEST(members.find("\"id\":9") == std::string::npos, members);
+}
+
 BOOST_AUTO_TEST_CASE(a_learner_joins_catches_up_is_promoted_and_removed_again)
 {
     BOOST_TEST_REQUIRE(put_many(c.http_port(leader), "before-", 200, 4).ok == 200u);

@@ -114,6 +114,31 @@ BOOST_AUTO_TEST_CASE(a_follower_that_crashes_in_the_middle_of_an_install_starts_
     check_all_machines_agree(c);
 }
 
+// A follower that crashes mid-install and stays down must not hold the leader's log: the
+// transfer is given up once it has answered nothing for two election timeouts, the log is
+// compacted as usual, and the follower gets a fresh transfer when it comes back.
+BOOST_AUTO_TEST_CASE(a_follower_that_stays_down_in_the_middle_of_an_install_does_not_pin_the_log)
+{
+    kv_cluster c{snapshotting(106)};
+    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    const node_id leader = *c.leader();
+    const node_id lagging = leader % 3 + 1;
+    c.isolate(lagging);
+    write_keys(c, 0, 60, 2);
+    on_mid_transfer(c, lagging, [&c, lagging](node_id) { c.crash(lagging); });
+    c.reconnect(lagging);
+    BOOST_TEST_REQUIRE(c.run_until([&] { return !c.is_up(lagging); }, 10s));
+    const index_t pinned = c.node(leader).first_index();
+    write_keys(c, 60, 100, 2);
+    BOOST_TEST(c.node(leader).first_index() > pinned + 50,
+               "the log still starts at " << c.node(leader).first_index() << ", pinned at " << pinned);
+    BOOST_TEST(c.node(leader).last_index() - c.node(leader).first_index() < 40u);
+    c.restart(lagging);
+    BOOST_TEST(wait_converged(c, 30s));
+    BOOST_TEST(c.stats().snapshots_installed >= 1u);
+    check_all_machines_agree(c);
+}
+
 BOOST_AUTO_TEST_CASE(a_leader_change_in_the_middle_of_a_chunked_install)
 {
     kv_cluster c{snapshotting(103, 5)};

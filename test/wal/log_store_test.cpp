@@ -400,12 +400,19 @@ BOOST_AUTO_TEST_CASE(a_torn_tail_is_cut_and_the_log_goes_on_after_it)
     {
         log_store s(dir / "log");
         BOOST_TEST(s.last_index() == 3u);
+        // The cut is reported: it looks the same as damage to the last group written.
+        const auto& torn = s.recovered_torn_tail();
+        BOOST_TEST_REQUIRE(torn.has_value());
+        BOOST_TEST(torn->segment == segment);
+        BOOST_TEST(torn->offset < end - 5);
+        BOOST_TEST(torn->offset + torn->bytes == end);
         s.append(run(4, {2, 2, 2}));
         s.sync();
     }
     log_store s(dir / "log");
     BOOST_TEST(s.last_index() == 6u);
     BOOST_TEST(s.term_at(6) == 2u);
+    BOOST_TEST(!s.recovered_torn_tail().has_value());
 }
 
 BOOST_AUTO_TEST_CASE(garbage_after_the_last_group_is_a_torn_tail)

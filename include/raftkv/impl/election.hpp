@@ -310,6 +310,15 @@ void basic_node<Transport, LogStore, StateMachine>::tick_leader()
                                  ? true
                                  : p.state == detail::progress::mode::replicate && !p.inflight.empty();
         p.ticks_since_ack = waiting ? p.ticks_since_ack + 1 : 0;
+        // A follower that answers nothing while it is sent a snapshot (it died, or is cut
+        // off) gets no more of it: the transfer holds the log at its index (maybe_compact),
+        // which would then grow without bound. A live follower's answers to heartbeats keep
+        // its transfer going (check_stalled); this one gets a fresh one when it answers again.
+        if (p.state == detail::progress::mode::snapshot && p.ticks_since_ack >= 2 * opts_.election_ticks) {
+            sender_of(p).stop();
+            to_probe(p);
+            compact_pending_ = true;
+        }
     }
     maybe_commit(); // in case the driver did not call on_log_durable() after proposing
     if (++heartbeat_elapsed_ >= opts_.heartbeat_ticks) {

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <functional>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <thread>
@@ -171,6 +172,16 @@ public:
     /// How many segment files the log spans now (for tests and metrics).
     std::size_t segment_count() const;
 
+    /// What opening the store cut off the end of its last segment: a group torn by a crash
+    /// mid-write (never synced, so never acknowledged), which the store cannot tell from
+    /// damage to the last group written. Empty when the log ended cleanly.
+    struct torn_tail {
+        std::filesystem::path segment;
+        std::uint64_t offset = 0; ///< where the cut group began
+        std::uint64_t bytes = 0;  ///< up to the last byte that was not zero
+    };
+    const std::optional<torn_tail>& recovered_torn_tail() const noexcept { return torn_tail_; }
+
     /// Why the background thread's last write or sync failed, or "" while the log works
     /// (see Errors above). Safe from any thread, the `on_durable` handler included.
     std::string failure() const;
@@ -256,7 +267,8 @@ private:
     std::deque<segment> segments_;
     detail::file current_;
     std::uint64_t offset_ = 0;
-    std::uint64_t zeroed_ = 0; ///< the current segment holds written blocks up to here
+    std::uint64_t zeroed_ = 0;           ///< the current segment holds written blocks up to here
+    std::optional<torn_tail> torn_tail_; ///< set by recover()
     std::uint64_t next_segment_seq_ = 1;
 
     std::thread thread_;

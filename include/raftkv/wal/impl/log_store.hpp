@@ -410,7 +410,12 @@ inline void log_store::recover_segment(segment& s, bool last, std::uint64_t& end
             if (!last)
                 detail::corrupt(s.path, "damaged data at offset " + std::to_string(offset) +
                                             " in a segment that is not the last");
-            break; // a torn tail: it was never synced, so never acknowledged
+            // A torn tail: it was never synced, so never acknowledged. Reported, since
+            // damage to the last group written looks the same.
+            const std::size_t written = file.find_last_not_of('\0');
+            torn_tail_ =
+                torn_tail{s.path, offset, written == std::string_view::npos ? 0 : written + 1 - offset};
+            break;
         }
         while (!payload.empty()) {
             const auto r = detail::take_record(payload, s.version);
