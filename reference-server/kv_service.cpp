@@ -1012,12 +1012,17 @@ void kv_service::impl::await_handoff(node_id target, clock::time_point started, 
             std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - started).count());
     };
     if (s.role != role::leader) {
-        const std::string to = s.leader != no_node ? std::to_string(s.leader) : std::to_string(target);
-        return done("handed leadership to node " + to + " in " + ms() + " ms");
-    }
-    if (clock::now() >= deadline)
+        // Stepping down is not handing over: the target may have stopped too (a whole
+        // cluster stopped at once). It is handed over once this node follows a leader.
+        if (s.leader != no_node)
+            return done("handed leadership to node " + std::to_string(s.leader) + " in " + ms() + " ms");
+        if (clock::now() >= deadline)
+            return done("stepped down, but saw no new leader within " + ms() + " ms (node " +
+                        std::to_string(target) + " may have stopped too); stopping");
+    } else if (clock::now() >= deadline) {
         return done("leadership transfer to node " + std::to_string(target) + " did not complete within " +
                     ms() + " ms; stopping as leader");
+    }
     watch_timer.expires_after(std::chrono::milliseconds(config.tick_ms));
     watch_timer.async_wait(
         [this, target, started, deadline, done = std::move(done)](boost::system::error_code) mutable {
