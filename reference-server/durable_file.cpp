@@ -112,4 +112,19 @@ std::optional<std::string_view> checked_body(std::string_view text, std::string&
     return text.substr(0, at);
 }
 
+std::optional<std::string_view> versioned_text(std::string_view text, std::string_view header,
+                                               std::string_view legacy_header, std::string& error)
+{
+    const auto first_line_is = [text](std::string_view line) {
+        return text.starts_with(line) && text.substr(line.size()).starts_with('\n');
+    };
+    if (first_line_is(legacy_header))
+        return text;
+    if (!first_line_is(header)) {
+        error = "the first line is not '" + std::string(header) + "'";
+        return std::nullopt;
+    }
+    return checked_body(text, error);
+}
+
 } // namespace raftkv::server

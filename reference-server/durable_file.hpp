@@ -32,6 +32,13 @@ std::string with_checksum(std::string body);
 /// and matches them; std::nullopt otherwise, with the reason in `error`.
 std::optional<std::string_view> checked_body(std::string_view text, std::string& error);
 
+/// The text to parse of a small file whose first line is `header` and whose last is its
+/// checksum (checked_body(), the checksum line left out), or whose first line is
+/// `legacy_header`, a version written before checksums (the whole text). std::nullopt with
+/// the reason in `error` if the first line is neither or the checksum does not match.
+std::optional<std::string_view> versioned_text(std::string_view text, std::string_view header,
+                                               std::string_view legacy_header, std::string& error);
+
 } // namespace raftkv::server
 
 #endif

@@ -180,15 +180,11 @@ std::optional<identity> parse_identity(std::string_view text, std::string& error
         error = std::move(why);
         return std::optional<identity>();
     };
-    if (!text.starts_with(std::string(identity_header_v1) + "\n")) {
-        if (!text.starts_with(std::string(identity_header) + "\n"))
-            return bad("the first line is not '" + std::string(identity_header) + "'");
-        const std::optional<std::string_view> body = checked_body(text, error);
-        if (!body)
-            return std::nullopt;
-        text = *body;
-    }
-    std::istringstream in{std::string(text)};
+    const std::optional<std::string_view> body =
+        versioned_text(text, identity_header, identity_header_v1, error);
+    if (!body)
+        return std::nullopt;
+    std::istringstream in{std::string(*body)};
     std::string line;
     std::getline(in, line); // the header, checked above
     identity id;

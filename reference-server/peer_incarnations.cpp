@@ -35,18 +35,11 @@ std::map<node_id, std::uint64_t> incarnations_of(const peer_incarnations& peers)
 
 std::optional<peer_incarnations> parse_peer_incarnations(std::string_view text, std::string& error)
 {
-    const bool v1 = text.starts_with(std::string(peers_header_v1) + "\n");
-    if (!v1) {
-        if (!text.starts_with(std::string(peers_header) + "\n")) {
-            error = "the first line is not '" + std::string(peers_header) + "'";
-            return std::nullopt;
-        }
-        const std::optional<std::string_view> body = checked_body(text, error);
-        if (!body)
-            return std::nullopt;
-        text = *body;
-    }
-    std::istringstream in{std::string(text)};
+    const std::optional<std::string_view> body = versioned_text(text, peers_header, peers_header_v1, error);
+    if (!body)
+        return std::nullopt;
+    const bool v1 = text.starts_with(peers_header_v1); // no tags either
+    std::istringstream in{std::string(*body)};
     std::string line;
     std::getline(in, line); // the header, checked above
     peer_incarnations peers;

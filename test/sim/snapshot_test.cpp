@@ -76,6 +76,20 @@ void on_mid_transfer(kv_cluster& c, node_id to, F action)
     });
 }
 
+// Cuts a follower off while 60 keys are written past it, reconnects it, and calls
+// `action(follower)` once its snapshot transfer is under way; returns the follower.
+template <class F>
+node_id lag_then_act_mid_transfer(kv_cluster& c, F action)
+{
+    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    const node_id lagging = *c.leader() % 3 + 1;
+    c.isolate(lagging);
+    write_keys(c, 0, 60, 2);
+    on_mid_transfer(c, lagging, [action, lagging](node_id) { action(lagging); });
+    c.reconnect(lagging);
+    return lagging;
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_CASE(a_lagging_follower_catches_up_by_snapshot_under_loss_and_reordering)
@@ -98,15 +112,10 @@ BOOST_AUTO_TEST_CASE(a_lagging_follower_catches_up_by_snapshot_under_loss_and_re
 BOOST_AUTO_TEST_CASE(a_follower_that_crashes_in_the_middle_of_an_install_starts_over)
 {
     kv_cluster c{snapshotting(102)};
-    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
-    const node_id lagging = *c.leader() % 3 + 1;
-    c.isolate(lagging);
-    write_keys(c, 0, 60, 2);
-    on_mid_transfer(c, lagging, [&c, lagging](node_id) {
+    const node_id lagging = lag_then_act_mid_transfer(c, [&c](node_id lagging) {
         c.crash(lagging);
         c.schedule(50ms, [&c, lagging] { c.restart(lagging); });
     });
-    c.reconnect(lagging);
     BOOST_TEST_REQUIRE(c.run_until([&] { return c.incarnation(lagging) == 1 && c.is_up(lagging); }, 10s));
     BOOST_TEST(wait_converged(c, 30s));
     BOOST_TEST(c.incarnation(lagging) == 1u);
@@ -120,13 +129,8 @@ BOOST_AUTO_TEST_CASE(a_follower_that_crashes_in_the_middle_of_an_install_starts_
 BOOST_AUTO_TEST_CASE(a_follower_that_stays_down_in_the_middle_of_an_install_does_not_pin_the_log)
 {
     kv_cluster c{snapshotting(106)};
-    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    const node_id lagging = lag_then_act_mid_transfer(c, [&c](node_id lagging) { c.crash(lagging); });
     const node_id leader = *c.leader();
-    const node_id lagging = leader % 3 + 1;
-    c.isolate(lagging);
-    write_keys(c, 0, 60, 2);
-    on_mid_transfer(c, lagging, [&c, lagging](node_id) { c.crash(lagging); });
-    c.reconnect(lagging);
     BOOST_TEST_REQUIRE(c.run_until([&] { return !c.is_up(lagging); }, 10s));
     const index_t pinned = c.node(leader).first_index();
     write_keys(c, 60, 100, 2);
