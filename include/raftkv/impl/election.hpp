@@ -313,10 +313,12 @@ void basic_node<Transport, LogStore, StateMachine>::tick_leader()
         // A follower that answers nothing while it is sent a snapshot (it died, or is cut
         // off) gets no more of it: the transfer holds the log at its index (maybe_compact),
         // which would then grow without bound. A live follower's answers to heartbeats keep
-        // its transfer going (check_stalled); this one gets a fresh one when it answers again.
+        // its transfer going (check_stalled); this one gets a fresh one when it answers a
+        // heartbeat again (check_stalled), not at the next append (its probe counts as sent).
         if (p.state == detail::progress::mode::snapshot && p.ticks_since_ack >= 2 * opts_.election_ticks) {
             sender_of(p).stop();
             to_probe(p);
+            p.probe_sent = true;
             compact_pending_ = true;
         }
     }
