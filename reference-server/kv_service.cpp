@@ -1064,11 +1064,11 @@ void kv_service::impl::forget_incarnations(const std::vector<node_id>& removed)
 // A peer greeted this node with another incarnation than its own. A directory made at this
 // start (emptied, lost) may have forgotten a vote: the node stops, unless a peer greeted it
 // meanwhile without objecting (every node of a new cluster greets the others at start) or
-// the claim comes from outside the configuration. A
-// directory from before the start, or one a peer accepted, may as well be intact and the
-// peer's record wrong (a damaged or stale DATA_DIR/peers): one peer's word must not stop a
-// healthy member, nor, one after the other, a whole cluster. The node runs on and says so;
-// that peer's connections are refused either way, so nothing passes between the two.
+// the claim comes from outside the configuration. A directory from before the start, or
+// one a peer accepted, may as well be intact and the peer's record wrong (a damaged or
+// stale DATA_DIR/peers): one peer's word must not stop a healthy member, nor, one after the
+// other, a whole cluster. The node runs on and says so; that peer's connections are
+// refused either way, so nothing passes between the two.
 void kv_service::impl::data_directory_replaced(node_id peer, const std::string& why)
 {
     const std::string id = std::to_string(config.id);
@@ -1243,6 +1243,7 @@ read_point(raft_node& n, read_consistency consistency, std::error_code& ec, cons
     const auto mode = consistency == read_consistency::lease ? raftkv::asio::read_mode::lease
                                                              : raftkv::asio::read_mode::linearizable;
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(c.request_timeout_ms);
+    std::optional<boost::asio::steady_timer> pause;
     for (;;) {
         auto [error, info] =
             co_await n.driver.async_read(mode, boost::asio::as_tuple(boost::asio::use_awaitable));
@@ -1251,8 +1252,15 @@ read_point(raft_node& n, read_consistency consistency, std::error_code& ec, cons
             co_return std::pair{info.applied_index, info.lease ? read_path::lease : read_path::read_index};
         const bool retry = ec == raftkv::errc::leadership_lost ||
                            (ec == raftkv::errc::not_leader && n.driver.status().leader == no_node);
-        if (!retry || !co_await wait_for_leader(
-                          n, std::min(deadline, std::chrono::steady_clock::now() + leader_wait(c))))
+        if (!retry || std::chrono::steady_clock::now() + transfer_retry_pause >= deadline)
+            co_return std::nullopt;
+        // A pause first: a leader that keeps changing must not make this a busy loop.
+        if (!pause)
+            pause.emplace(co_await boost::asio::this_coro::executor);
+        pause->expires_after(transfer_retry_pause);
+        co_await pause->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+        if (!co_await wait_for_leader(n,
+                                      std::min(deadline, std::chrono::steady_clock::now() + leader_wait(c))))
             co_return std::nullopt;
     }
 }
