@@ -385,8 +385,12 @@ void check_adoption(const server_config& config)
     if (ids.empty())
         return;
     std::string names;
-    for (const raftkv::node_id id : ids)
-        names += (names.empty() ? "" : ",") + std::to_string(id);
+    for (const raftkv::node_id id : ids) {
+        // Two appends, not `"," + std::to_string(id)`: GCC 12 warns falsely (-Wrestrict).
+        if (!names.empty())
+            names += ',';
+        names += std::to_string(id);
+    }
     throw config_error(
         config.data_dir.string() + " holds Raft data but no identity file (" +
         identity_path(config.data_dir).string() + "), and its log names other members (" + names +
