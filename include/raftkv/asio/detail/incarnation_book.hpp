@@ -14,6 +14,7 @@
 #include <mutex>
 #include <set>
 #include <utility>
+#include <vector>
 
 namespace raftkv::asio::detail {
 
@@ -59,10 +60,24 @@ public:
     }
 
     /// The ids whose incarnations may be recorded: the transport's peers, as they change.
-    void set_members(std::set<node_id> members)
+    /// Returns the ids that became members without a recorded incarnation: a connection
+    /// they greeted with before was accepted without recording them.
+    std::vector<node_id> set_members(std::set<node_id> members)
     {
         std::lock_guard lock(mutex_);
+        std::vector<node_id> unrecorded;
+        for (node_id id : members)
+            if (!members_.contains(id) && !known_.contains(id))
+                unrecorded.push_back(id);
         members_ = std::move(members);
+        return unrecorded;
+    }
+
+    /// Whether `peer` is a member whose incarnation is not recorded (while tracking).
+    bool unrecorded_member(node_id peer) const
+    {
+        std::lock_guard lock(mutex_);
+        return self_ != 0 && members_.contains(peer) && !known_.contains(peer);
     }
 
     /// Forgets the incarnation recorded for `peer`: the next one it greets with is learned.

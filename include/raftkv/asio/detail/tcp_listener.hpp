@@ -88,6 +88,18 @@ public:
         });
     }
 
+    /// Closes the connection on its strand, with a line saying its peer, a member now, is
+    /// to greet again. Safe from any thread.
+    void close_to_regreet()
+    {
+        boost::asio::post(deadline_.get_executor(), [self = shared_from_this()] {
+            if (self->stream_.socket().is_open())
+                self->drop("closed: node " + std::to_string(self->peer_) +
+                               " is a member now, and greets again to have its data directory recorded",
+                           log_severity::info);
+        });
+    }
+
 private:
     void close();
     void release_ungreeted();
@@ -216,6 +228,23 @@ public:
         if (older && older != connection)
             older->replace_soon();
     }
+
+    /// Closes the connection `peer` greeted with, if any, so that it dials and greets again:
+    /// accepted before `peer` was a member, its incarnation was not recorded. Any thread.
+    void regreet(node_id peer)
+    {
+        std::shared_ptr<tcp_inbound_connection> connection;
+        {
+            std::lock_guard lock(greeted_mutex_);
+            if (const auto it = greeted_.find(peer); it != greeted_.end())
+                connection = it->second.lock();
+        }
+        if (connection)
+            connection->close_to_regreet();
+    }
+
+    /// incarnation_book::unrecorded_member(). Any thread.
+    bool unrecorded_member(node_id peer) const { return incarnations_->unrecorded_member(peer); }
 
     /// Checks the incarnations of greeting `g`; the reason to refuse the connection, or "".
     /// Reports what it learned or found (on the transport's executor, before any message
@@ -437,6 +466,12 @@ inline void tcp_inbound_connection::on_greeting(const boost::system::error_code&
     peer_ = g.from;
     release_ungreeted();
     listener_->greeted(peer_, shared_from_this());
+    // Its peers changed between the check and now, making it a member unrecorded: greeted
+    // again, it is recorded (set_peers() closes the connections greeted before).
+    if (g.from_incarnation != 0 && listener_->unrecorded_member(g.from))
+        return drop("closed: node " + std::to_string(peer_) +
+                        " is a member now, and greets again to have its data directory recorded",
+                    log_severity::info);
     read_frames();
 }
 

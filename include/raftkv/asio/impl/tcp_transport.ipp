@@ -156,7 +156,9 @@ void tcp_transport::apply_peers(std::map<node_id, endpoint_type> peers)
     if (stopped_)
         return;
     peers.erase(self_);
-    incarnations_->set_members(detail::member_ids(peers, self_));
+    for (node_id id : incarnations_->set_members(detail::member_ids(peers, self_)))
+        if (options_.incarnation != 0 && listener_)
+            listener_->regreet(id);
     for (auto link = links_.begin(); link != links_.end();) {
         const auto wanted = peers.find(link->first);
         if (wanted != peers.end() && wanted->second == link->second->remote()) {
