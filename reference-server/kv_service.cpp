@@ -232,14 +232,6 @@ boost::asio::awaitable<Result> on_node(driver_type& driver, F f, Result if_faile
 }
 
 /// Every member of `m` (voters, outgoing voters, learners), in id order.
-std::set<node_id> member_ids(const membership& m)
-{
-    std::set<node_id> ids(m.voters.begin(), m.voters.end());
-    ids.insert(m.outgoing.begin(), m.outgoing.end());
-    ids.insert(m.learners.begin(), m.learners.end());
-    return ids;
-}
-
 /// The bootstrap configuration: every --peers entry a voter, its info holding its Raft
 /// address. Every node started with the same --peers builds the same bytes.
 membership bootstrap_members(const std::map<node_id, host_port>& peers)
@@ -347,19 +339,28 @@ std::chrono::milliseconds leader_wait(const server_config& c)
     return std::chrono::milliseconds(std::uint64_t{2} * c.election_ticks * c.tick_ms);
 }
 
-/// Waits until `n` knows a leader, or `until`: whether it does.
-boost::asio::awaitable<bool> wait_for_leader(raft_node& n, std::chrono::steady_clock::time_point until)
+/// Waits transfer_retry_pause on `timer`, made at the first call.
+boost::asio::awaitable<void> short_pause(std::optional<boost::asio::steady_timer>& timer)
 {
-    std::optional<boost::asio::steady_timer> pause;
-    while (n.driver.status().leader == no_node) {
+    if (!timer)
+        timer.emplace(co_await boost::asio::this_coro::executor);
+    timer->expires_after(transfer_retry_pause);
+    co_await timer->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+}
+
+/// Waits, a short pause at a time, until `n` knows a leader: true then, false once the
+/// next pause would end past `until` (checked first, so that a caller trying again is
+/// bounded by `until` even while a leader is known).
+boost::asio::awaitable<bool> wait_for_leader(raft_node& n, std::chrono::steady_clock::time_point until,
+                                             std::optional<boost::asio::steady_timer>& timer)
+{
+    for (;;) {
         if (std::chrono::steady_clock::now() + transfer_retry_pause >= until)
             co_return false;
-        if (!pause)
-            pause.emplace(co_await boost::asio::this_coro::executor);
-        pause->expires_after(transfer_retry_pause);
-        co_await pause->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+        if (n.driver.status().leader != no_node)
+            co_return true;
+        co_await short_pause(timer);
     }
-    co_return true;
 }
 
 /// How a raft_node is destroyed once its last holder lets go. While the service runs, on
@@ -763,7 +764,7 @@ boost::asio::awaitable<write_result> kv_service::impl::propose(std::string comma
         // No leader known (an election, or the moment of a transfer): nothing was proposed, so
         // wait for one and propose again, rather than answer 503 for a gap of milliseconds.
         if (ec == raftkv::errc::not_leader && n->driver.status().leader == no_node) {
-            if (!co_await wait_for_leader(*n, std::min(deadline, clock::now() + leader_wait(config))))
+            if (!co_await wait_for_leader(*n, std::min(deadline, clock::now() + leader_wait(config)), pause))
                 co_return r;
             continue;
         }
@@ -771,21 +772,16 @@ boost::asio::awaitable<write_result> kv_service::impl::propose(std::string comma
         const bool unknown = ec == raftkv::errc::leadership_lost || ec == raftkv::errc::timeout;
         if (!transferring && ec != raftkv::errc::proposal_dropped && !(replayable && unknown))
             co_return r;
-        // Pauses until the next try may go: at once (or after a pause) once a leader is known.
-        for (;;) {
+        // The next try goes after a pause during a transfer, else once a leader is known.
+        if (transferring) {
             if (clock::now() + transfer_retry_pause >= deadline)
                 co_return r;
-            if (!transferring && n->driver.status().leader != no_node)
-                break;
-            if (!pause)
-                pause.emplace(co_await boost::asio::this_coro::executor);
-            pause->expires_after(transfer_retry_pause);
-            co_await pause->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-            if (transferring)
-                break;
+            co_await short_pause(pause);
+            continue;
         }
-        if (!transferring)
-            write_retries.fetch_add(1, std::memory_order_relaxed);
+        if (!co_await wait_for_leader(*n, deadline, pause))
+            co_return r;
+        write_retries.fetch_add(1, std::memory_order_relaxed);
     }
 }
 
@@ -1255,12 +1251,9 @@ read_point(raft_node& n, read_consistency consistency, std::error_code& ec, cons
         if (!retry || std::chrono::steady_clock::now() + transfer_retry_pause >= deadline)
             co_return std::nullopt;
         // A pause first: a leader that keeps changing must not make this a busy loop.
-        if (!pause)
-            pause.emplace(co_await boost::asio::this_coro::executor);
-        pause->expires_after(transfer_retry_pause);
-        co_await pause->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
-        if (!co_await wait_for_leader(n,
-                                      std::min(deadline, std::chrono::steady_clock::now() + leader_wait(c))))
+        co_await short_pause(pause);
+        if (!co_await wait_for_leader(
+                n, std::min(deadline, std::chrono::steady_clock::now() + leader_wait(c)), pause))
             co_return std::nullopt;
     }
 }

@@ -378,9 +378,7 @@ void check_adoption(const server_config& config)
     }
     if (!logged)
         return;
-    std::set<raftkv::node_id> ids(logged->voters.begin(), logged->voters.end());
-    ids.insert(logged->outgoing.begin(), logged->outgoing.end());
-    ids.insert(logged->learners.begin(), logged->learners.end());
+    std::set<raftkv::node_id> ids = member_ids(*logged);
     ids.erase(config.id);
     if (ids.empty())
         return;

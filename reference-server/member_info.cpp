@@ -61,6 +61,14 @@ member_info decode_member_info(std::string_view info)
     return {address_field(*o, "raft"), address_field(*o, "http"), added};
 }
 
+std::set<node_id> member_ids(const membership& m)
+{
+    std::set<node_id> ids(m.voters.begin(), m.voters.end());
+    ids.insert(m.outgoing.begin(), m.outgoing.end());
+    ids.insert(m.learners.begin(), m.learners.end());
+    return ids;
+}
+
 std::string describe_members(const membership& m)
 {
     std::string out = "voters " + join_ids(m.voters);

@@ -15,6 +15,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 
@@ -45,6 +46,9 @@ member_info decode_member_info(std::string_view info);
 
 /// A configuration for people: "voters 1,2,3", "voters 1,3 (joint, leaving 1,2), learners 4".
 std::string describe_members(const membership& m);
+
+/// Every member of `m`: its voters, the voters it leaves during a joint change, its learners.
+std::set<node_id> member_ids(const membership& m);
 
 } // namespace raftkv::server
 
