@@ -798,12 +798,39 @@ bool process::running()
     return true;
 }
 
+namespace {
+
+// Whether every thread of `pid` is stopped ('T' in its /proc stat): kill() only queues a
+// SIGSTOP, and a thread running on another CPU may still answer a request meanwhile.
+bool all_threads_stopped(pid_t pid)
+{
+    std::error_code ec;
+    const std::filesystem::path tasks = "/proc/" + std::to_string(pid) + "/task";
+    for (const auto& t : std::filesystem::directory_iterator(tasks, ec)) {
+        std::ifstream in(t.path() / "stat");
+        std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        const auto close = stat.rfind(')'); // the command name may hold spaces and parentheses
+        if (close == std::string::npos || close + 2 >= stat.size())
+            return false;
+        if (stat[close + 2] != 'T' && stat[close + 2] != 't')
+            return false;
+    }
+    return !ec;
+}
+
+} // namespace
+
 void process::signal(int sig)
 {
-    if (running()) {
-        signalled_ = true;
-        ::kill(pid_, sig);
-    }
+    if (!running())
+        return;
+    signalled_ = true;
+    ::kill(pid_, sig);
+    if (sig != SIGSTOP)
+        return;
+    const auto until = std::chrono::steady_clock::now() + 5s;
+    while (!all_threads_stopped(pid_) && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(1ms);
 }
 
 void process::kill9()
