@@ -761,11 +761,20 @@ boost::asio::awaitable<write_result> kv_service::impl::propose(std::string comma
         auto [ec, result] = co_await n->driver.async_propose(
             command, deadline, boost::asio::as_tuple(boost::asio::use_awaitable));
         const write_result r{ec, result.found, result.status, result.version, result.replayed};
-        // No leader known (an election, or the moment of a transfer): nothing was proposed, so
-        // wait for one and propose again, rather than answer 503 for a gap of milliseconds.
-        if (ec == raftkv::errc::not_leader && n->driver.status().leader == no_node) {
-            if (!co_await wait_for_leader(*n, std::min(deadline, clock::now() + leader_wait(config)), pause))
-                co_return r;
+        // Refused, nothing proposed: no leader was known (an election, or the moment of a
+        // transfer), or the leader the write was forwarded to had stepped down when it got
+        // there. Wait for a leader and propose again, rather than answer 503 for a gap of
+        // milliseconds.
+        if (ec == raftkv::errc::not_leader) {
+            if (n->driver.status().leader == no_node) {
+                if (!co_await wait_for_leader(*n, std::min(deadline, clock::now() + leader_wait(config)),
+                                              pause))
+                    co_return r;
+            } else {
+                if (clock::now() + transfer_retry_pause >= deadline)
+                    co_return r;
+                co_await short_pause(pause);
+            }
             continue;
         }
         const bool transferring = ec == raftkv::errc::transfer_in_progress;

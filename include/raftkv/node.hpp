@@ -107,10 +107,12 @@ public:
     /// Called once for each forward(`id`) that returned no error. When the leader answered:
     /// the commands were appended at `index`, `index + 1`, ... in `term` (empty `ec`), or
     /// were not (`ec` is what the leader's propose() returned: errc::not_leader,
-    /// errc::overloaded, errc::transfer_in_progress). Without an answer (`index` and `term`
-    /// 0): errc::leadership_lost when this node stopped following that leader first (its
-    /// term or leader changed), errc::timeout when none came within two election timeouts.
-    /// The leader may then have appended them: whether they take effect is unknown.
+    /// errc::overloaded, errc::transfer_in_progress; errc::not_leader also when it had
+    /// stopped leading before the forward reached it). The answer counts even when this
+    /// node has moved to another term or leader since: it is a fact about where the node
+    /// it was sent to put the commands. Without an answer within two election timeouts
+    /// (`index` and `term` 0): errc::timeout. That node may then have appended them:
+    /// whether they take effect is unknown.
     using forward_handler =
         std::function<void(std::uint64_t id, std::error_code ec, index_t index, term_t term)>;
 
@@ -432,7 +434,6 @@ private:
     void tick_read_request();
     void abandon_follower_reads();
     void tick_forwards();
-    void abandon_forwards(std::error_code why);
 
     options opts_;
     /// The configuration at the log's start, then one per config entry in the log, in
@@ -497,15 +498,23 @@ private:
     detail::follower_read_queue follower_reads_;
     std::uint64_t last_read_request_ = 0;
     /// Forwarded proposals: this instance's nonce and last sequence number sent, and, for
-    /// the term in `forward_seen_term_`, the highest sequence number received from each
-    /// (sender, nonce), so a duplicated request is proposed once. Leadership never
-    /// survives a restart or a term, so the table needs to cover one term of one instance.
+    /// the last term this instance led (`forward_seen_term_`), the highest sequence number
+    /// received from each (sender, nonce), so a duplicated request is proposed once and a
+    /// late one is known not to have been. Leadership never survives a restart or a term,
+    /// so the table needs to cover one term of one instance. `start_term_` is the term this
+    /// instance started in: it may have led that one, or an earlier one, before.
     std::uint64_t forward_nonce_ = 0;
     std::uint64_t forward_seq_ = 0;
-    /// Forwards sent to leader_ in term_ and not answered yet, oldest first: (id, the
-    /// tick they were sent at). Emptied whenever the term or the leader changes.
-    std::deque<std::pair<std::uint64_t, std::uint64_t>> unanswered_forwards_;
+    struct sent_forward {
+        std::uint64_t id;
+        std::uint64_t sent_tick;
+        node_id to; ///< the leader it went to: only that node's answer counts
+    };
+    /// Forwards not answered yet, oldest first. They outlive changes of term and leader:
+    /// the node they went to answers them all the same (or they time out).
+    std::deque<sent_forward> unanswered_forwards_;
     term_t forward_seen_term_ = 0;
+    term_t start_term_ = 0;
     std::map<std::pair<node_id, std::uint64_t>, std::uint64_t> forward_seen_;
 
     /// The state machine lost its state, or a snapshot install was cut short: it is behind

@@ -101,10 +101,8 @@ template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::become_follower(term_t term, node_id leader)
 {
     leave_leadership();
-    if (term != term_ || leader != leader_) {
+    if (term != term_ || leader != leader_)
         abandon_follower_reads();
-        abandon_forwards(errc::leadership_lost);
-    }
     set_hard_state(term, term == term_ ? vote_ : no_node);
     role_ = role::follower;
     leader_ = leader;
@@ -117,7 +115,6 @@ void basic_node<Transport, LogStore, StateMachine>::become_pre_candidate()
     leave_leadership();
     abort_restore();
     abandon_follower_reads();
-    abandon_forwards(errc::leadership_lost);
     role_ = role::pre_candidate;
     leader_ = no_node;
     reset_election_timer();
@@ -129,7 +126,6 @@ void basic_node<Transport, LogStore, StateMachine>::become_candidate()
     leave_leadership();
     abort_restore();
     abandon_follower_reads();
-    abandon_forwards(errc::leadership_lost);
     set_hard_state(term_ + 1, opts_.id);
     role_ = role::candidate;
     leader_ = no_node;
@@ -141,6 +137,8 @@ void basic_node<Transport, LogStore, StateMachine>::become_leader()
 {
     role_ = role::leader;
     leader_ = opts_.id;
+    forward_seen_.clear();
+    forward_seen_term_ = term_;
     heartbeat_elapsed_ = 0;
     election_elapsed_ = 0;
     durable_seen_ = store_.durable_index();
@@ -261,7 +259,6 @@ void basic_node<Transport, LogStore, StateMachine>::tick_election()
     // it ignoring their vote requests (CheckQuorum's lease) timeout after timeout.
     leader_ = no_node;
     abandon_follower_reads();
-    abandon_forwards(errc::leadership_lost);
     reset_election_timer();
     // A learner asks the voters whether anyone leads, with a PreVote it never acts on (it
     // is no candidate, so the answers change nothing): if it was removed, no leader writes

@@ -21,7 +21,7 @@ std::error_code basic_node<Transport, LogStore, StateMachine>::forward(std::uint
         return errc::invalid_argument;
     if (leader_ == no_node)
         return errc::not_leader;
-    unanswered_forwards_.emplace_back(id, ticks_);
+    unanswered_forwards_.push_back(sent_forward{.id = id, .sent_tick = ticks_, .to = leader_});
     forward_request r{.id = id, .nonce = forward_nonce_, .seq = ++forward_seq_, .commands = {}};
     metrics_.proposals_forwarded += commands.size();
     r.commands.reserve(commands.size());
@@ -32,25 +32,31 @@ std::error_code basic_node<Transport, LogStore, StateMachine>::forward(std::uint
     return {};
 }
 
-// Only requests of this node's term get here (older ones are dropped: whether an earlier
-// leadership of this node proposed them is not known). A request seen before in this term,
-// or overtaken by a later one from the same sender, is ignored: it may have been proposed,
-// so no answer may say it was not. The sender then learns nothing and times out.
+// A request is proposed only by the leader of the term it carries, once: a request seen
+// before in that term, or overtaken by a later one from the same sender, is ignored (it
+// may have been proposed, so no answer may say it was not; the sender times out).
+//
+// A request that finds this node no longer leading (a transfer or an election overtook
+// it) is answered "not leader" when this node knows it did not propose it: the request's
+// term is the last one this instance led and the request is new to that term's table,
+// or a term after the one this instance started in that it never led. Otherwise (an
+// older term this instance led, or one a previous instance may have led) it stays silent.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::handle_forward_request(const message& m,
                                                                            forward_request& r)
 {
-    if (forward_seen_term_ != term_) {
-        forward_seen_.clear();
-        forward_seen_term_ = term_;
-    }
-    std::uint64_t& highest = forward_seen_[{m.from, r.nonce}];
-    if (r.seq <= highest)
+    const bool leads_its_term = role_ == role::leader && m.term == term_;
+    if (leads_its_term || (m.term == forward_seen_term_ && forward_seen_term_ > start_term_)) {
+        std::uint64_t& highest = forward_seen_[{m.from, r.nonce}];
+        if (r.seq <= highest)
+            return;
+        highest = r.seq;
+    } else if (m.term < forward_seen_term_ || m.term <= start_term_) {
         return;
-    highest = r.seq;
+    }
     std::error_code ec = errc::not_leader;
     index_t index = 0;
-    if (role_ == role::leader) {
+    if (leads_its_term) {
         const propose_result p = propose(std::span<std::string>(r.commands));
         ec = p.ec;
         index = p.index;
@@ -63,11 +69,12 @@ template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::handle_forward_response(const message& m,
                                                                             const forward_response& r)
 {
-    // Only the leader it was sent to answers in this term (an answer from an older term
-    // never gets here); an answer after the forward was given up is dropped.
+    // Only the node a forward was sent to answers it, in the term it appended the commands
+    // in (m.term), whatever this node's term and leader are now. A duplicate, or an answer
+    // after the forward timed out, is dropped.
     const auto it = std::find_if(unanswered_forwards_.begin(), unanswered_forwards_.end(),
-                                 [&](const auto& f) { return f.first == r.id; });
-    if (it == unanswered_forwards_.end() || m.from != leader_)
+                                 [&](const sent_forward& f) { return f.id == r.id && f.to == m.from; });
+    if (it == unanswered_forwards_.end())
         return;
     unanswered_forwards_.erase(it);
     std::error_code ec;
@@ -77,27 +84,15 @@ void basic_node<Transport, LogStore, StateMachine>::handle_forward_response(cons
 }
 
 // A forward unanswered for two election timeouts fails: the request or its answer was lost
-// on the way, or the leader is stuck. (A leader that is gone is given up sooner: a
-// follower's election timer, reset at the leader's last message, runs out within two
-// election timeouts, and abandon_forwards() answers then.)
+// on the way, the node it went to is down, or it is stuck. Its outcome is unknown.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::tick_forwards()
 {
     const std::uint64_t limit = 2 * std::uint64_t{opts_.election_ticks};
-    while (!unanswered_forwards_.empty() && ticks_ - unanswered_forwards_.front().second >= limit) {
-        outputs_.push_back(forward_output{unanswered_forwards_.front().first, errc::timeout, 0, 0});
+    while (!unanswered_forwards_.empty() && ticks_ - unanswered_forwards_.front().sent_tick >= limit) {
+        outputs_.push_back(forward_output{unanswered_forwards_.front().id, errc::timeout, 0, 0});
         unanswered_forwards_.pop_front();
     }
-}
-
-// The forwards sent to a leader this node no longer follows fail at once rather than at
-// their callers' deadlines: their answers will not come, or not be believed.
-template <transport Transport, log_store LogStore, state_machine StateMachine>
-void basic_node<Transport, LogStore, StateMachine>::abandon_forwards(std::error_code why)
-{
-    for (const auto& f : unanswered_forwards_)
-        outputs_.push_back(forward_output{f.first, why, 0, 0});
-    unanswered_forwards_.clear();
 }
 
 } // namespace raftkv

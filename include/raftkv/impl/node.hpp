@@ -26,6 +26,7 @@ basic_node<Transport, LogStore, StateMachine>::basic_node(options opts, Transpor
     term_ = hs.term;
     vote_ = hs.vote;
     restarted_ = hs.term > 0;
+    start_term_ = hs.term;
     applied_ = machine_.applied_index();
     commit_ = applied_;
     behind_log_ = applied_ + 1 < store_.first_index();
@@ -116,8 +117,8 @@ void basic_node<Transport, LogStore, StateMachine>::tick()
     } else {
         tick_election();
         tick_read_request();
-        tick_forwards();
     }
+    tick_forwards(); // a follower that forwarded and then won an election still waits
     maybe_snapshot();
     complete_config_change();
     deliver_outputs();
@@ -213,8 +214,10 @@ bool basic_node<Transport, LogStore, StateMachine>::accept_term(message& m)
 {
     const auto* vote_req = std::get_if<vote_request>(&m.body);
     // An answer to a forwarded proposal names (index, term) in the sender's term: a fact
-    // whatever this node's term is now.
-    if (m.term < term_ && std::holds_alternative<forward_response>(m.body))
+    // whatever this node's term is now. A forward that reaches a leader after it stepped
+    // down is answered all the same, when it can say the forward was not proposed.
+    if (m.term < term_ &&
+        (std::holds_alternative<forward_response>(m.body) || std::holds_alternative<forward_request>(m.body)))
         return true;
     if (m.term > term_) {
         if (vote_req) {

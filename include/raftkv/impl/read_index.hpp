@@ -214,10 +214,8 @@ void basic_node<Transport, LogStore, StateMachine>::handle_read_index_response(c
         return; // late, duplicated, or from a leader these reads were not sent to
     if (!r.success) {
         // It is not the leader of this term, and never will be again.
-        if (leader_ == m.from) {
+        if (leader_ == m.from)
             leader_ = no_node;
-            abandon_forwards(errc::leadership_lost);
-        }
         abandon_follower_reads();
         return;
     }

@@ -256,7 +256,7 @@ void kv_workload<StateMachine>::handle_forward(node_id node, std::uint64_t forwa
     const std::size_t ci = it->second;
     forwards_.erase(it);
     client& c = clients_[ci];
-    if (ec == errc::leadership_lost || ec == errc::timeout)
+    if (ec == errc::timeout)
         return unknown_outcome(c, ci); // unanswered: the leader may have appended it
     if (ec)
         return retry(c, ci, no_node); // it never entered a log
