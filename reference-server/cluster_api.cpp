@@ -180,6 +180,7 @@ std::string members_json(const service_status& s, const std::map<node_id, index_
         members.push_back(std::move(member));
     }
     json::object body;
+    body["id"] = s.node.id;
     body["cluster_id"] = cluster_id_hex(s.cluster_id);
     body["members"] = std::move(members);
     body["members_index"] = s.node.members_index;

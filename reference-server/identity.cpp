@@ -70,13 +70,26 @@ std::shared_ptr<tls_context> join_tls(const server_config& c)
 // replicates to it), at the Raft address it listens on, and must bring no state of its own.
 identity join_cluster(server_config& c)
 {
-    const std::string url = (c.join_https ? "https://" : "http://") + c.join->to_string();
+    std::string url = (c.join_https ? "https://" : "http://") + c.join->to_string();
     if (holds_raft_data(c.data_dir))
         throw config_error("--join needs an empty data directory, but " + c.data_dir.string() +
                            " holds Raft data without an identity file; move it away first");
     // The members share the tokens file: any of its tokens may read the member list.
     const std::string_view bearer = c.auth_tokens.empty() ? std::string_view() : c.auth_tokens.front().token;
-    const cluster_view view = fetch_cluster(*c.join, std::chrono::seconds(5), bearer, join_tls(c));
+    cluster_view view = fetch_cluster(*c.join, std::chrono::seconds(5), bearer, join_tls(c));
+    // A member that lags (it has not applied the addition yet) may not list this node: its
+    // leader's list is the one to go by.
+    if (!view.raft.contains(c.id) && view.leader && view.leader != view.answered_by)
+        if (const auto leader_http = view.http.find(*view.leader); leader_http != view.http.end()) {
+            view = fetch_cluster(leader_http->second, std::chrono::seconds(5), bearer, join_tls(c));
+            url = (c.join_https ? "https://" : "http://") + leader_http->second.to_string();
+        }
+    // A removed node still serves its last member list, which lacks the members added since.
+    if (view.answered_by && !view.raft.contains(*view.answered_by))
+        throw config_error("the node at " + url + " (node " + std::to_string(*view.answered_by) +
+                           ") is not in its own member list: it was removed from the cluster, and what it "
+                           "says of the members is out of date; give --join the HTTP address of a current "
+                           "member");
     const auto self = view.raft.find(c.id);
     if (self == view.raft.end())
         throw config_error("node " + std::to_string(c.id) + " is not a member of the cluster at " + url +

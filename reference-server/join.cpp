@@ -52,6 +52,18 @@ cluster_view parse_cluster_view(std::string_view body)
     auto [end, err] = std::from_chars(hex.data(), hex.data() + hex.size(), view.cluster_id, 16);
     if (err != std::errc{} || end != hex.data() + hex.size() || view.cluster_id == 0)
         malformed("\"cluster_id\" is not a hexadecimal id");
+    if (const json::value* self = o.if_contains("id")) {
+        const auto node = self->is_number() ? self->to_number<std::uint64_t>(ec) : no_node;
+        if (ec || node == no_node)
+            malformed("\"id\" is not a node id");
+        view.answered_by = node;
+    }
+    if (const json::value* leader = o.if_contains("leader"); leader && leader->is_number()) {
+        const auto node = leader->to_number<std::uint64_t>(ec);
+        if (ec || node == no_node)
+            malformed("\"leader\" is not a node id");
+        view.leader = node;
+    }
     const json::value* members = o.if_contains("members");
     if (!members || !members->is_array())
         malformed("no \"members\" array");
@@ -67,6 +79,9 @@ cluster_view parse_cluster_view(std::string_view body)
         if (ec || node == no_node || !address)
             malformed("member " + json::serialize(m) + " has a bad id or address");
         view.raft[node] = *address;
+        if (const json::value* http = mo->if_contains("http"); http && http->is_string())
+            if (auto h = parse_host_port(std::string_view(http->get_string())))
+                view.http[node] = *h;
         if (role && role->is_string() && role->get_string() == "learner")
             view.learners.push_back(node);
     }

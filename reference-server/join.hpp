@@ -25,10 +25,16 @@ class tls_context;
 /// A cluster as a member described it.
 struct cluster_view {
     std::uint64_t cluster_id = 0;
+    /// The node that answered ("id"; absent in answers of releases before it was added),
+    /// and the leader it knows of.
+    std::optional<node_id> answered_by;
+    std::optional<node_id> leader;
     /// Every member's Raft address, learners included.
     std::map<node_id, host_port> raft;
     /// Members that are learners.
     std::vector<node_id> learners;
+    /// The members' HTTP addresses, where known.
+    std::map<node_id, host_port> http;
 };
 
 /// Asks the member at `address` for GET /cluster/members and reads the cluster's id and

@@ -196,6 +196,45 @@ BOOST_AUTO_TEST_CASE(a_member_down_while_another_was_replaced_learns_the_new_dir
     BOOST_TEST(get(c.http_port(replaced), "after").status == 200);
 }
 
+// A removed member keeps serving its last member list, which lacks the members added since:
+// a node joining through it is told that it was removed, not that it was never added.
+BOOST_AUTO_TEST_CASE(joining_through_a_removed_member_is_refused_and_says_why)
+{
+    cluster c(3);
+    const auto leader = c.wait_ready(15s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    const std::uint64_t via = *leader, removed = *leader == 3 ? 2 : 3;
+    const auto gone = until(c, via, "DELETE", "/cluster/members/" + std::to_string(removed), "", 200);
+    BOOST_TEST_REQUIRE(gone.status == 200, describe(gone));
+    const std::uint64_t id = c.add_node(via);
+    const auto added = until(c, via, "POST", "/cluster/members", c.member_body(id, true), 201);
+    BOOST_TEST_REQUIRE(added.status == 201, describe(added));
+    // Once it knows it was removed (until then it names the leader, whose list --join reads).
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            const auto s = get_status(c.http_port(removed));
+            return s && s->role == "removed";
+        },
+        10s));
+    c.set_join_via(id, removed);
+    c.start(id);
+    BOOST_TEST_REQUIRE(wait_until([&] { return !c.running(id); }, 10s));
+    const auto status = c.exit_of(id);
+    BOOST_TEST_REQUIRE(status.has_value());
+    BOOST_TEST(status->exited);
+    BOOST_TEST(status->code == 2);
+    const std::string log = read_tail(c.spec(id).log_file);
+    BOOST_TEST(log.find("(node " + std::to_string(removed) +
+                        ") is not in its own member list: it was removed") != std::string::npos,
+               log);
+    // Through a member it joins.
+    c.set_join_via(id, via);
+    std::filesystem::remove_all(c.spec(id).data_dir);
+    c.start(id);
+    BOOST_TEST(wait_until([&] { return get(c.http_port(id), "absent").status == 404; }, 20s),
+               read_tail(c.spec(id).log_file));
+}
+
 BOOST_AUTO_TEST_CASE(a_node_that_was_not_added_refuses_to_join)
 {
     cluster c(3);

@@ -529,6 +529,7 @@ BOOST_AUTO_TEST_CASE(the_member_list_names_roles_addresses_and_match_only_where_
     using raftkv::server::member_role;
     raftkv::server::service_status s;
     s.cluster_id = 0xabcde;
+    s.node.id = 3;
     s.node.leader = 1;
     s.node.members_index = 12;
     s.node.members = raftkv::membership{{1, 3}, {1, 2}, {4}};
@@ -537,7 +538,7 @@ BOOST_AUTO_TEST_CASE(the_member_list_names_roles_addresses_and_match_only_where_
                  {3, "h:3", std::nullopt, member_role::voter},
                  {4, "h:4", "h:8004", member_role::learner}};
     const std::string body = raftkv::server::members_json(s, {{1, 20}, {4, 18}});
-    BOOST_TEST(body == R"({"cluster_id":"00000000000abcde","members":[)"
+    BOOST_TEST(body == R"({"id":3,"cluster_id":"00000000000abcde","members":[)"
                        R"({"id":1,"raft":"h:1","http":"h:8001","role":"voter","match":20},)"
                        R"({"id":2,"raft":"h:2","http":null,"role":"outgoing"},)"
                        R"({"id":3,"raft":"h:3","http":null,"role":"voter"},)"

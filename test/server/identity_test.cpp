@@ -1,4 +1,5 @@
 #include "identity.hpp"
+#include "join.hpp"
 
 #include "backup.hpp"
 
@@ -376,4 +377,29 @@ BOOST_AUTO_TEST_CASE(peers_files_round_trip_and_malformed_ones_are_rejected)
 
     std::ofstream(dir / "peers") << "garbage\n";
     BOOST_CHECK_THROW(read_peer_incarnations(dir.path()), std::runtime_error);
+}
+
+// ---- The member list --join reads ----------------------------------------------------
+
+BOOST_AUTO_TEST_CASE(a_member_list_names_who_answered_its_leader_and_the_members_addresses)
+{
+    using raftkv::server::parse_cluster_view;
+    const auto v = parse_cluster_view(
+        R"({"id":2,"cluster_id":"00000000000abcde","members":[)"
+        R"({"id":1,"raft":"h:1","http":"h:8001","role":"voter"},{"id":2,"raft":"h:2","http":null,"role":"voter"},)"
+        R"({"id":4,"raft":"h:4","http":"h:8004","role":"learner"}],"members_index":7,"joint":false,"leader":1})");
+    BOOST_TEST(v.cluster_id == 0xabcdeu);
+    BOOST_TEST(v.answered_by.value_or(0) == 2u);
+    BOOST_TEST(v.leader.value_or(0) == 1u);
+    BOOST_TEST(v.raft.size() == 3u);
+    BOOST_TEST(v.http.size() == 2u);
+    BOOST_TEST(v.http.at(4).to_string() == "h:8004");
+    BOOST_TEST((v.learners == std::vector<raftkv::node_id>{4}));
+    // An answer without "id" (an older release) or with no leader known.
+    const auto old =
+        parse_cluster_view(R"({"cluster_id":"1","members":[{"id":1,"raft":"h:1"}],"leader":null})");
+    BOOST_TEST(!old.answered_by.has_value());
+    BOOST_TEST(!old.leader.has_value());
+    BOOST_CHECK_THROW(parse_cluster_view(R"({"id":0,"cluster_id":"1","members":[]})"), std::runtime_error);
+    BOOST_CHECK_THROW(parse_cluster_view(R"({"id":"2","cluster_id":"1","members":[]})"), std::runtime_error);
 }

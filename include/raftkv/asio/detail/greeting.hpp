@@ -172,10 +172,11 @@ inline incarnation_verdict check_incarnations(const greeting& g, std::uint64_t s
 inline std::string new_directory_reason(const greeting& g, std::uint64_t recorded)
 {
     const std::string n = std::to_string(g.from);
-    return "node " + n + " came back with a new data directory (incarnation " +
-           cluster_id_name(g.from_incarnation) + ", known as " + cluster_id_name(recorded) +
-           "): if its data was lost, remove it (DELETE /cluster/members/" + n +
-           ") and add it back with --join";
+    return "node " + n + " came back with a new data directory, or a second process runs as node " + n +
+           " (incarnation " + cluster_id_name(g.from_incarnation) + ", known as " +
+           cluster_id_name(recorded) + "): if its data was lost, remove it (DELETE /cluster/members/" + n +
+           ") and add it back with --join; if an old process of node " + n +
+           " still runs (a removed member runs until it is stopped), stop that one";
 }
 
 /// The reason a node gives when a peer knows it by another data directory.
