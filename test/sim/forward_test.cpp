@@ -60,6 +60,21 @@ node_id a_follower(kv_cluster& c, node_id leader)
     return no_node;
 }
 
+/// Waits for a leader of a three-node cluster, and for its followers to hear of it:
+/// (leader, a follower, the other follower).
+std::tuple<node_id, node_id, node_id> three_roles(kv_cluster& c)
+{
+    BOOST_TEST_REQUIRE(c.run_until([&] { return c.leader().has_value(); }, 5s));
+    const node_id l = *c.leader();
+    c.run_for(100ms);
+    const node_id f = a_follower(c, l);
+    node_id other = no_node;
+    for (node_id id : c.ids())
+        if (id != l && id != f)
+            other = id;
+    return {l, f, other};
+}
+
 std::size_t count_command(kv_cluster& c, node_id at, const std::string& command)
 {
     std::size_t n = 0;
@@ -159,14 +174,7 @@ BOOST_AUTO_TEST_CASE(a_leaders_answer_that_arrives_after_a_leadership_transfer_s
     // a fact about the old term, so the write completes, where a follower that dropped its
     // forwards at the change would only know that its outcome is unknown.
     kv_cluster c{{.nodes = 3, .seed = 37}};
-    BOOST_TEST_REQUIRE(c.run_until([&] { return c.leader().has_value(); }, 5s));
-    const node_id l = *c.leader();
-    c.run_for(100ms);
-    const node_id f = a_follower(c, l);
-    node_id t = no_node;
-    for (node_id id : c.ids())
-        if (id != l && id != f)
-            t = id;
+    const auto [l, f, t] = three_roles(c);
     c.net().set_link(l, f, {.min_delay = 40ms, .max_delay = 40ms});
     forward_log log{c};
     std::map<std::pair<index_t, term_t>, bool> applied_at_f;
@@ -196,14 +204,7 @@ BOOST_AUTO_TEST_CASE(a_forward_that_reaches_its_leader_after_it_stepped_down_is_
     // new term. The old leader knows it never appended it (it is new to the table of the
     // term it led), so it says so, and the caller may send it again.
     kv_cluster c{{.nodes = 3, .seed = 41}};
-    BOOST_TEST_REQUIRE(c.run_until([&] { return c.leader().has_value(); }, 5s));
-    const node_id l = *c.leader();
-    c.run_for(100ms);
-    const node_id f = a_follower(c, l);
-    node_id t = no_node;
-    for (node_id id : c.ids())
-        if (id != l && id != f)
-            t = id;
+    const auto [l, f, t] = three_roles(c);
     c.net().set_link(f, l, {.min_delay = 40ms, .max_delay = 40ms});
     forward_log log{c};
     const std::string cmd = encode_put("k", "late");
