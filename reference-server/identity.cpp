@@ -282,8 +282,11 @@ std::optional<identity> read_identity(const std::filesystem::path& data_dir)
     std::string error;
     auto id = parse_identity(*text, error);
     if (!id)
-        throw std::runtime_error(path.string() + " is not a valid identity file (" + error +
-                                 "); restore it from a backup, or move the data directory away");
+        throw std::runtime_error(
+            path.string() + " is not a valid identity file (" + error +
+            "); put it back from a file-system copy of the data directory (raftkv backups hold the keys, not "
+            "this file), or move it away: the node then records a new identity from its flags, which the "
+            "other members of a cluster refuse until it is removed and added back with --join");
     return id;
 }
 

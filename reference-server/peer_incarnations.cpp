@@ -78,8 +78,8 @@ peer_incarnations read_peer_incarnations(const std::filesystem::path& data_dir)
     auto peers = parse_peer_incarnations(*text, error);
     if (!peers)
         throw std::runtime_error(path.string() + " is not a valid peers file (" + error +
-                                 "); restore it from a backup, or remove it (its peers are then "
-                                 "recorded again as they connect)");
+                                 "); put it back from a file-system copy of the data directory, or remove "
+                                 "it (its peers are then recorded again as they connect)");
     return std::move(*peers);
 }
 
