@@ -883,16 +883,51 @@ asio::awaitable<http_response> api_handler::list_members(http::status status)
     co_return res;
 }
 
+namespace {
+
+/// Whether host names `a` and `b` share an address (localhost and 127.0.0.1). A name that
+/// does not resolve now shares none: it may well resolve later, where the member runs.
+asio::awaitable<bool> same_host(std::string a, std::string b)
+{
+    if (a == b)
+        co_return true;
+    asio::ip::tcp::resolver resolver(co_await asio::this_coro::executor);
+    constexpr auto nothrow = asio::as_tuple(asio::use_awaitable);
+    auto [a_ec, a_results] = co_await resolver.async_resolve(a, "0", nothrow);
+    if (a_ec)
+        co_return false;
+    auto [b_ec, b_results] = co_await resolver.async_resolve(b, "0", nothrow);
+    if (b_ec)
+        co_return false;
+    for (const auto& x : a_results)
+        for (const auto& y : b_results)
+            if (x.endpoint().address() == y.endpoint().address())
+                co_return true;
+    co_return false;
+}
+
+} // namespace
+
 asio::awaitable<http_response> api_handler::add_member(const http_request& req, const member_request& r)
 {
     const service_status s = service_.status();
     if (s.node.members.contains(r.id))
         co_return error_response(http::status::conflict,
                                  "node " + std::to_string(r.id) + " is already a member");
-    for (const member_status& m : s.members)
-        if (m.raft == r.raft.to_string())
-            co_return error_response(http::status::conflict, "the Raft address " + m.raft + " is member " +
-                                                                 std::to_string(m.id) + "'s");
+    // Two members at one Raft address would each get the other's messages. Only members on
+    // the same port have their host names compared, by address.
+    for (const member_status& m : s.members) {
+        const std::optional<host_port> theirs = parse_host_port(m.raft);
+        if (!theirs || theirs->port != r.raft.port)
+            continue;
+        const bool same = co_await same_host(theirs->host, r.raft.host);
+        if (!same)
+            continue;
+        co_return error_response(http::status::conflict,
+                                 "the Raft address " + r.raft.to_string() + " is member " +
+                                     std::to_string(m.id) + "'s" +
+                                     (m.raft == r.raft.to_string() ? "" : " (" + m.raft + ")"));
+    }
     // Named, not a temporary in the co_await expression: GCC 12 destroys those twice.
     config_change c{r.learner ? config_change::kind::add_learner : config_change::kind::add_voter, r.id,
                     encode_member_info(r.raft, r.http, new_incarnation())};

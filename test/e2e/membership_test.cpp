@@ -307,6 +307,23 @@ BOOST_AUTO_TEST_CASE(the_member_list_has_its_shape_on_the_leader_and_on_a_follow
 
 // A change asked with a parameter it would ignore (a dry run, a "force") is refused, and
 // changes nothing.
+BOOST_AUTO_TEST_CASE(a_member_is_not_added_at_another_members_raft_address)
+{
+    // Written as the member's address is, and as another name of it: both are refused.
+    const std::uint64_t follower = followers().front();
+    const std::string raft = c.spec(follower).raft_address(); // 127.0.0.1:PORT
+    const std::string port = raft.substr(raft.rfind(':') + 1);
+    for (const std::string& address : {raft, "localhost:" + port}) {
+        const http_response r = request(c.http_port(leader), "POST", "/cluster/members",
+                                        R"({"id": 9, "raft": ")" + address + R"(", "learner": true})");
+        BOOST_TEST(is_error(r, 409), address << ": " << describe(r));
+        BOOST_TEST(r.body.find("is member " + std::to_string(follower) + "'s") != std::string::npos,
+                   describe(r));
+    }
+    const std::string members = request(c.http_port(leader), "GET", "/cluster/members").body;
+    BOOST_TEST(members.find("\"id\":9") == std::string::npos, members);
+}
+
 BOOST_AUTO_TEST_CASE(membership_requests_refuse_parameters)
 {
     const std::uint64_t follower = followers().front();
