@@ -236,6 +236,34 @@ BOOST_AUTO_TEST_CASE(a_forward_a_live_leader_never_answers_times_out_after_two_e
     BOOST_TEST(c.node(f).leader() == l, "the follower still follows its leader");
 }
 
+BOOST_AUTO_TEST_CASE(a_follower_forgets_a_leader_that_says_it_no_longer_leads_the_term)
+{
+    // As a leader that stepped down in its term (CheckQuorum) answers: not leader, in the
+    // same term. It cannot lead that term again, so the follower stops forwarding to it.
+    kv_cluster c{{.nodes = 3, .seed = 47}};
+    const auto [l, f, t] = three_roles(c);
+    forward_log log{c};
+    c.net().block(f, l); // the forward itself is lost; the answer below stands for it
+    BOOST_TEST_REQUIRE(!c.forward(f, 1, encode_put("k", "v")));
+    const term_t term = c.node(f).term();
+    BOOST_TEST_REQUIRE(c.node(f).leader() == l);
+    c.node(f).step(
+        message{.from = t,
+                .to = f,
+                .term = term,
+                .body = forward_response{.id = 1, .error = static_cast<std::uint8_t>(errc::not_leader)}});
+    BOOST_TEST(log.answers.count({f, 1}) == 0u, "an answer from a node the forward did not go to");
+    c.node(f).step(
+        message{.from = l,
+                .to = f,
+                .term = term,
+                .body = forward_response{.id = 1, .error = static_cast<std::uint8_t>(errc::not_leader)}});
+    BOOST_TEST_REQUIRE(log.answers.count({f, 1}) == 1u);
+    BOOST_TEST((log.answers.at({f, 1}).ec == errc::not_leader));
+    BOOST_TEST(c.node(f).leader() == no_node);
+    BOOST_TEST(c.node(f).term() == term);
+}
+
 BOOST_AUTO_TEST_CASE(forwarded_writes_stay_linearizable_when_messages_are_lost_duplicated_and_reordered)
 {
     kv_cluster c{{.nodes = 5,

@@ -80,6 +80,10 @@ void basic_node<Transport, LogStore, StateMachine>::handle_forward_response(cons
     std::error_code ec;
     if (r.error != 0)
         ec = static_cast<errc>(r.error);
+    // The leader this node follows says it no longer leads this term, and it never will
+    // again: forget it, rather than forward it the caller's next try.
+    if (ec == errc::not_leader && m.from == leader_ && m.term == term_ && role_ == role::follower)
+        leader_ = no_node;
     outputs_.push_back(forward_output{r.id, ec, ec ? 0 : r.index, ec ? 0 : m.term});
 }
 
