@@ -929,8 +929,9 @@ asio::awaitable<http_response> api_handler::add_member(const http_request& req, 
                                      (m.raft == r.raft.to_string() ? "" : " (" + m.raft + ")"));
     }
     // Named, not a temporary in the co_await expression: GCC 12 destroys those twice.
-    config_change c{r.learner ? config_change::kind::add_learner : config_change::kind::add_voter, r.id,
-                    encode_member_info(r.raft, r.http, new_incarnation())};
+    config_change c{
+        r.learner ? config_change::kind::add_learner : config_change::kind::add_voter, r.id,
+        encode_member_info(r.raft, r.http, new_incarnation(), service_.retired_incarnation(r.id))};
     co_return co_await change(req, std::move(c), http::status::created);
 }
 

@@ -491,6 +491,10 @@ struct kv_service::impl {
     std::map<node_id, host_port> dialed; // the peers' addresses last handed to resolve_peers
     std::uint64_t peers_generation = 0;  // bumped each time `dialed` changes
     peer_incarnations incarnations;      // as in DATA_DIR/peers
+    // The incarnation each member removed since start had, when this node recorded one: a
+    // node adding the id back names it in the member's info ("replaces"). Read by any thread.
+    mutable std::mutex retired_mutex;
+    std::map<node_id, std::uint64_t> retired;
     std::function<void(std::string)> on_fatal;
     bool fatal_reported = false;
     std::set<std::string> reported_conflicts; // identity conflicts logged, not fatal
@@ -842,6 +846,21 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
         if (const auto tag = member_tags.find(id); tag != member_tags.end() && tag->second != record.added)
             forget.push_back(id);
     forget_incarnations(forget);
+    // A member added back names the directory its id had before: a process of that earlier
+    // membership, still running, must not pass for it (it would greet first, be recorded,
+    // and have the new one refused).
+    for (node_id id : members) {
+        const auto info = m.info.find(id);
+        const std::uint64_t replaces = info == m.info.end() ? 0 : decode_member_info(info->second).replaces;
+        if (replaces == 0)
+            continue;
+        transport->retire_incarnation(id, replaces);
+        if (const auto record = incarnations.find(id);
+            record != incarnations.end() && record->second.incarnation == replaces) {
+            incarnations.erase(record);
+            write_peer_incarnations(config.data_dir, incarnations);
+        }
+    }
     for (node_id id : members) {
         if (std::optional<host_port> raft = raft_address_of(m, id))
             known_addresses.insert_or_assign(id, std::move(*raft));
@@ -1060,6 +1079,10 @@ void kv_service::impl::forget_incarnations(const std::vector<node_id>& removed)
     bool changed = false;
     for (node_id id : removed) {
         transport->forget_incarnation(id);
+        if (const auto record = incarnations.find(id); record != incarnations.end()) {
+            std::lock_guard lock(retired_mutex);
+            retired[id] = record->second.incarnation;
+        }
         changed = incarnations.erase(id) != 0 || changed;
     }
     if (changed)
@@ -1448,6 +1471,13 @@ std::optional<std::string> kv_service::http_address(node_id id) const
     if (id == impl_->config.id)
         return impl_->config.advertise_http.to_string();
     return impl_->http_address_of(impl_->status().members, id);
+}
+
+std::uint64_t kv_service::retired_incarnation(node_id id) const
+{
+    std::lock_guard lock(impl_->retired_mutex);
+    const auto it = impl_->retired.find(id);
+    return it == impl_->retired.end() ? 0 : it->second;
 }
 
 service_status kv_service::status() const

@@ -360,6 +360,10 @@ public:
 
     service_status status() const;
 
+    /// The data directory (incarnation) member `id` had when it was last removed, if this
+    /// node recorded one since it started; 0 otherwise. Thread-safe.
+    std::uint64_t retired_incarnation(node_id id) const;
+
     /// What GET /metrics reports of the node, its log and its state machine (every field
     /// of metrics_inputs but the connections and the process), read on the node's strand.
     boost::asio::awaitable<metrics_inputs> metrics();

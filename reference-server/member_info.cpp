@@ -37,7 +37,7 @@ std::string join_ids(const std::vector<node_id>& ids)
 } // namespace
 
 std::string encode_member_info(const host_port& raft, const std::optional<host_port>& http,
-                               std::uint64_t added)
+                               std::uint64_t added, std::uint64_t replaces)
 {
     boost::json::object o;
     o["raft"] = raft.to_string();
@@ -45,6 +45,8 @@ std::string encode_member_info(const host_port& raft, const std::optional<host_p
         o["http"] = http->to_string();
     if (added != 0)
         o["added"] = raftkv::asio::detail::cluster_id_name(added);
+    if (replaces != 0)
+        o["replaces"] = raftkv::asio::detail::cluster_id_name(replaces);
     return boost::json::serialize(o);
 }
 
@@ -55,10 +57,12 @@ member_info decode_member_info(std::string_view info)
     const boost::json::object* o = ec ? nullptr : doc.if_object();
     if (!o)
         return {};
-    std::uint64_t added = 0;
-    if (const boost::json::value* v = o->if_contains("added"); v && v->is_string())
-        added = parse_hex_id(std::string_view(v->get_string())).value_or(0);
-    return {address_field(*o, "raft"), address_field(*o, "http"), added};
+    const auto hex_field = [&](std::string_view name) -> std::uint64_t {
+        if (const boost::json::value* v = o->if_contains(name); v && v->is_string())
+            return parse_hex_id(std::string_view(v->get_string())).value_or(0);
+        return 0;
+    };
+    return {address_field(*o, "raft"), address_field(*o, "http"), hex_field("added"), hex_field("replaces")};
 }
 
 std::set<node_id> member_ids(const membership& m)

@@ -2,9 +2,10 @@
 #define RAFTKV_SERVER_MEMBER_INFO_HPP
 
 // What raftkv-server keeps in each member's raftkv::membership::info: the member's
-// addresses, as a compact JSON object {"raft":"host:port","http":"host:port","added":"0x..."}
-// ("http" and "added" optional). The info is replicated with the configuration, so every node learns where to
-// dial a member (and where to forward HTTP requests to it) from the log.
+// addresses, as a compact JSON object {"raft":"host:port","http":"host:port","added":"0x...",
+// "replaces":"0x..."} ("http", "added" and "replaces" optional). The info is replicated with the
+// configuration, so every node learns where to dial a member (and where to forward HTTP requests to it) from
+// the log.
 //
 //     std::string info = encode_member_info({"10.0.0.4", 9080}, host_port{"10.0.0.4", 8080});
 //     member_info m = decode_member_info(info); // m.raft->port == 9080
@@ -31,13 +32,18 @@ struct member_info {
     /// id (with a new data directory) has another one, which tells every node to forget the
     /// data directory it recorded for that id, even a node that never saw the removal.
     std::uint64_t added = 0;
+    /// The data directory (incarnation) the member's id had before it was removed, as the
+    /// node that added it back had recorded it; 0: none known. A process still running on
+    /// that directory (a removed member is not stopped by its removal) is refused under
+    /// this id, so it cannot pass for the member added back.
+    std::uint64_t replaces = 0;
 };
 
 /// The info string for a member: always the same bytes for the same addresses, so every
 /// node that builds the bootstrap configuration from the same --peers builds it alike.
-/// `added` is written only when not 0.
+/// `added` and `replaces` are written only when not 0.
 std::string encode_member_info(const host_port& raft, const std::optional<host_port>& http = std::nullopt,
-                               std::uint64_t added = 0);
+                               std::uint64_t added = 0, std::uint64_t replaces = 0);
 
 /// Reads an info string written by encode_member_info(). Never throws: a field that is
 /// missing, not a string, or not a valid host:port is left empty (the address is unknown),

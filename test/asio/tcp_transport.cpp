@@ -1166,6 +1166,26 @@ BOOST_AUTO_TEST_CASE(a_node_outside_the_peers_is_accepted_but_its_incarnation_no
     BOOST_TEST(f.refuses(22, 11));
 }
 
+// Added back, the id names the directory it had before (retire_incarnation()): an old
+// process still running on it is refused, even before the new one was recorded.
+BOOST_AUTO_TEST_CASE(a_retired_incarnation_is_refused_and_the_new_one_learned)
+{
+    listener_fixture f(11, {{2, 22}});
+    f.one.transport->forget_incarnation(2);
+    f.one.transport->retire_incarnation(2, 22);
+    run_for(f.io, 20ms);
+    BOOST_TEST(f.refuses(22, 11));
+    BOOST_TEST(f.r.learned.empty());
+    BOOST_TEST(!f.refuses(33, 11));
+    BOOST_TEST_REQUIRE(f.r.learned.size() == 1u);
+    BOOST_TEST(f.r.learned.front().second == 33u);
+    BOOST_TEST(f.refuses(22, 11));
+    // Retiring the recorded one forgets it too.
+    f.one.transport->retire_incarnation(2, 33);
+    BOOST_TEST(f.refuses(33, 11));
+    BOOST_TEST(!f.refuses(44, 11));
+}
+
 BOOST_AUTO_TEST_CASE(incarnation_zero_turns_the_checks_off)
 {
     listener_fixture f(0, {{2, 22}});

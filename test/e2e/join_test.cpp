@@ -196,6 +196,44 @@ BOOST_AUTO_TEST_CASE(a_member_down_while_another_was_replaced_learns_the_new_dir
     BOOST_TEST(get(c.http_port(replaced), "after").status == 200);
 }
 
+// A removed member is not stopped by its removal. Its id added back (at a new address, a
+// new process joining with an empty directory), the old process greets the members first:
+// it must not be taken for the member added back, nor have the new one refused.
+BOOST_AUTO_TEST_CASE(a_removed_members_process_still_running_does_not_take_its_id_back)
+{
+    cluster c(3);
+    const auto leader = c.wait_ready(15s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    const std::uint64_t via = *leader, old = *leader == 3 ? 2 : 3;
+    BOOST_TEST_REQUIRE(put(c.http_port(via), "before", "v").status == 200);
+    const auto gone = until(c, via, "DELETE", "/cluster/members/" + std::to_string(old), "", 200);
+    BOOST_TEST_REQUIRE(gone.status == 200, describe(gone));
+    BOOST_TEST_REQUIRE(c.running(old));
+
+    const std::vector<std::uint16_t> ports = free_ports(2);
+    const std::string http = "127.0.0.1:" + std::to_string(ports[0]);
+    const std::string raft = "127.0.0.1:" + std::to_string(ports[1]);
+    const auto added = until(c, via, "POST", "/cluster/members",
+                             R"({"id": )" + std::to_string(old) + R"(, "raft": ")" + raft +
+                                 R"(", "http": ")" + http + R"(", "learner": true})",
+                             201);
+    BOOST_TEST_REQUIRE(added.status == 201, describe(added));
+    // The old process is asked to greet again as soon as its id is a member: give it the time.
+    std::this_thread::sleep_for(1s);
+    const std::filesystem::path dir = c.dir().path() / "replacement";
+    process replacement(
+        {"--id", std::to_string(old), "--data-dir", dir.string(), "--http", http, "--raft", raft, "--join",
+         "http://" + c.spec(via).http_address()},
+        {.program = {}, .stdout_file = c.dir().path() / "replacement.log", .stderr_file = {}, .cwd = {}});
+    BOOST_TEST(wait_until([&] { return get(ports[0], "before").status == 200; }, 20s),
+               read_tail(c.dir().path() / "replacement.log"));
+    const std::string refusal =
+        "which node " + std::to_string(old) + " had before it was removed and added back";
+    BOOST_TEST(read_tail(c.spec(via).log_file, 1 << 20).find(refusal) != std::string::npos,
+               read_tail(c.spec(via).log_file));
+    BOOST_TEST(c.running(old));
+}
+
 // A removed member keeps serving its last member list, which lacks the members added since:
 // a node joining through it is told that it was removed, not that it was never added.
 BOOST_AUTO_TEST_CASE(joining_through_a_removed_member_is_refused_and_says_why)

@@ -60,10 +60,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     FUZZ_CHECK(g.from != raftkv::no_node && g.from != self && g.to == self);
     FUZZ_CHECK(cluster_id == 0 || g.cluster_id == cluster_id);
 
+    check_one_line(retired_directory_reason(g));
     switch (check_incarnations(g, self_incarnation, recorded)) {
     case incarnation_verdict::accept:
     case incarnation_verdict::learn: break;
     case incarnation_verdict::new_sender_directory: check_one_line(new_directory_reason(g, recorded)); break;
+    case incarnation_verdict::retired_sender_directory: break; // only incarnation_book says so
     case incarnation_verdict::replaced_receiver_directory:
         check_one_line(replaced_directory_reason(g, self_incarnation));
         break;

@@ -567,6 +567,13 @@ BOOST_AUTO_TEST_CASE(member_info_is_compact_json_with_the_addresses)
     BOOST_TEST(tagged == R"({"raft":"[::1]:9081","added":"0x6a0c1f9e22d4b871"})");
     BOOST_TEST(decode_member_info(tagged).added == 0x6a0c1f9e22d4b871u);
     BOOST_TEST(decode_member_info(R"({"raft":"[::1]:9081","added":"bad"})").added == 0u);
+    // One added back also names the data directory its id had before.
+    const std::string back = encode_member_info({"::1", 9081}, std::nullopt, 0x11, 0x6a0c1f9e22d4b871);
+    BOOST_TEST(back ==
+               R"({"raft":"[::1]:9081","added":"0x0000000000000011","replaces":"0x6a0c1f9e22d4b871"})");
+    BOOST_TEST(decode_member_info(back).replaces == 0x6a0c1f9e22d4b871u);
+    BOOST_TEST(decode_member_info(back).added == 0x11u);
+    BOOST_TEST(decode_member_info(tagged).replaces == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(bad_member_info_means_unknown_addresses_never_a_crash)

@@ -252,6 +252,11 @@ public:
     /// data directory. Safe from any thread.
     void forget_incarnation(node_id peer);
 
+    /// Refuses, from now on, a greeting under `peer`'s id from data directory `incarnation`
+    /// (and forgets it if it was recorded): the directory the id had before the member was
+    /// removed and added back, on which an old process may still run. Safe from any thread.
+    void retire_incarnation(node_id peer, std::uint64_t incarnation);
+
     /// The endpoint the transport accepts connections on (with the actual port when it was
     /// asked to listen on port 0). Stays valid after stop().
     endpoint_type local_endpoint() const { return local_endpoint_; }

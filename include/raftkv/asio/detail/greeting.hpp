@@ -149,6 +149,9 @@ enum class incarnation_verdict {
     learn,
     /// Refuse: the sender's data directory is not the one recorded for its id.
     new_sender_directory,
+    /// Refuse: the sender's data directory is one its id had before it was removed and
+    /// added back (incarnation_book::retire()).
+    retired_sender_directory,
     /// Refuse, and stop this node: the sender knows this node by another data directory,
     /// so this node's own was replaced.
     replaced_receiver_directory,
@@ -177,6 +180,16 @@ inline std::string new_directory_reason(const greeting& g, std::uint64_t recorde
            cluster_id_name(recorded) + "): if its data was lost, remove it (DELETE /cluster/members/" + n +
            ") and add it back with --join; if an old process of node " + n +
            " still runs (a removed member runs until it is stopped), stop that one";
+}
+
+/// The reason a listener gives for refusing a sender on the data directory its id had
+/// before it was removed and added back.
+inline std::string retired_directory_reason(const greeting& g)
+{
+    const std::string n = std::to_string(g.from);
+    return "node " + n + " greets from data directory " + cluster_id_name(g.from_incarnation) +
+           ", which node " + n + " had before it was removed and added back: an old process of node " + n +
+           " still runs (a removed member runs until it is stopped); stop it";
 }
 
 /// The reason a node gives when a peer knows it by another data directory.

@@ -50,6 +50,9 @@ public:
         const auto it = known_.find(g.from);
         recorded = it == known_.end() ? 0 : it->second;
         incarnation_verdict verdict = check_incarnations(g, self_, recorded);
+        if (verdict != incarnation_verdict::replaced_receiver_directory && g.from_incarnation != 0 &&
+            retired_.contains({g.from, g.from_incarnation}))
+            return incarnation_verdict::retired_sender_directory;
         if (verdict == incarnation_verdict::learn) {
             if (members_.contains(g.from))
                 known_[g.from] = g.from_incarnation;
@@ -87,11 +90,22 @@ public:
         known_.erase(peer);
     }
 
+    /// Refuses `incarnation` under `peer` from now on (and forgets it if recorded): the
+    /// data directory of an earlier membership of that id.
+    void retire(node_id peer, std::uint64_t incarnation)
+    {
+        std::lock_guard lock(mutex_);
+        retired_.insert({peer, incarnation});
+        if (const auto it = known_.find(peer); it != known_.end() && it->second == incarnation)
+            known_.erase(it);
+    }
+
 private:
     const std::uint64_t self_;
     mutable std::mutex mutex_;
     std::map<node_id, std::uint64_t> known_;
     std::set<node_id> members_;
+    std::set<std::pair<node_id, std::uint64_t>> retired_;
 };
 
 } // namespace raftkv::asio::detail

@@ -261,6 +261,7 @@ public:
             });
             return {};
         case incarnation_verdict::new_sender_directory: return new_directory_reason(g, recorded);
+        case incarnation_verdict::retired_sender_directory: return retired_directory_reason(g);
         case incarnation_verdict::replaced_receiver_directory: break;
         }
         std::string why = replaced_directory_reason(g, incarnations_->self());

@@ -191,6 +191,11 @@ void tcp_transport::forget_incarnation(node_id peer)
     incarnations_->forget(peer);
 }
 
+void tcp_transport::retire_incarnation(node_id peer, std::uint64_t incarnation)
+{
+    incarnations_->retire(peer, incarnation);
+}
+
 void tcp_transport::stop()
 {
     if (stopped_)
