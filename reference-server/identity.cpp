@@ -96,11 +96,10 @@ identity join_cluster(server_config& c)
                            "; add it first: curl -X POST " + url + "/cluster/members -d '{\"id\": " +
                            std::to_string(c.id) + ", \"raft\": \"" + c.raft.to_string() + "\", \"http\": \"" +
                            c.advertise_http.to_string() + "\", \"learner\": true}'");
-    if (c.raft_given && self->second != c.raft)
-        throw config_error("the cluster at " + url + " knows node " + std::to_string(c.id) +
-                           " at Raft address " + self->second.to_string() + ", but --raft is " +
-                           c.raft.to_string());
-    c.raft = self->second;
+    // Where the members dial it; it listens there too unless --raft says where (0.0.0.0:9080,
+    // say; one on another port is warned about at start-up, as on a restart).
+    if (!c.raft_given)
+        c.raft = self->second;
     c.peers = view.raft;
     c.joined = true;
     identity id;

@@ -221,12 +221,18 @@ BOOST_AUTO_TEST_CASE(a_removed_members_process_still_running_does_not_take_its_i
     // The old process is asked to greet again as soon as its id is a member: give it the time.
     std::this_thread::sleep_for(1s);
     const std::filesystem::path dir = c.dir().path() / "replacement";
+    // It listens on every interface, where it was added at 127.0.0.1 (--raft may differ).
+    const std::string wildcard = "0.0.0.0:" + std::to_string(ports[1]);
     process replacement(
-        {"--id", std::to_string(old), "--data-dir", dir.string(), "--http", http, "--raft", raft, "--join",
-         "http://" + c.spec(via).http_address()},
+        {"--id", std::to_string(old), "--data-dir", dir.string(), "--http", http, "--raft", wildcard,
+         "--join", "http://" + c.spec(via).http_address()},
         {.program = {}, .stdout_file = c.dir().path() / "replacement.log", .stderr_file = {}, .cwd = {}});
     BOOST_TEST(wait_until([&] { return get(ports[0], "before").status == 200; }, 20s),
-               read_tail(c.dir().path() / "replacement.log"));
+               "replacement running "
+                   << replacement.running() << " " << replacement.status().value_or(exit_status{})
+                   << "; GET: " << describe(get(ports[0], "before"))
+                   << "; log: " << read_tail(c.dir().path() / "replacement.log", 1 << 20) << "; members at "
+                   << via << ": " << request(c.http_port(via), "GET", "/cluster/members").body);
     const std::string refusal =
         "which node " + std::to_string(old) + " had before it was removed and added back";
     BOOST_TEST(read_tail(c.spec(via).log_file, 1 << 20).find(refusal) != std::string::npos,

@@ -254,7 +254,9 @@ public:
 
     /// Refuses, from now on, a greeting under `peer`'s id from data directory `incarnation`
     /// (and forgets it if it was recorded): the directory the id had before the member was
-    /// removed and added back, on which an old process may still run. Safe from any thread.
+    /// removed and added back, on which an old process may still run. The first call for
+    /// an (id, incarnation) also closes the connection `peer` greeted with, if any, so that
+    /// nothing more arrives over a connection made before. Safe from any thread.
     void retire_incarnation(node_id peer, std::uint64_t incarnation);
 
     /// The endpoint the transport accepts connections on (with the actual port when it was

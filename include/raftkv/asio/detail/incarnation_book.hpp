@@ -91,13 +91,13 @@ public:
     }
 
     /// Refuses `incarnation` under `peer` from now on (and forgets it if recorded): the
-    /// data directory of an earlier membership of that id.
-    void retire(node_id peer, std::uint64_t incarnation)
+    /// data directory of an earlier membership of that id. Returns whether it was new.
+    bool retire(node_id peer, std::uint64_t incarnation)
     {
         std::lock_guard lock(mutex_);
-        retired_.insert({peer, incarnation});
         if (const auto it = known_.find(peer); it != known_.end() && it->second == incarnation)
             known_.erase(it);
+        return retired_.insert({peer, incarnation}).second;
     }
 
 private:

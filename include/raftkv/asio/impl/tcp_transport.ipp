@@ -193,7 +193,11 @@ void tcp_transport::forget_incarnation(node_id peer)
 
 void tcp_transport::retire_incarnation(node_id peer, std::uint64_t incarnation)
 {
-    incarnations_->retire(peer, incarnation);
+    // A connection it greeted with before may still be open: what comes over it would be
+    // taken for the member's (a leader would count its answers as the new member's log).
+    // Closed, it must greet again.
+    if (incarnations_->retire(peer, incarnation) && listener_)
+        listener_->regreet(peer);
 }
 
 void tcp_transport::stop()
