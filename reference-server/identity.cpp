@@ -91,6 +91,14 @@ identity join_cluster(server_config& c)
                            "says of the members is out of date; give --join the HTTP address of a current "
                            "member");
     const auto self = view.raft.find(c.id);
+    // A member that knows no leader (an election, or it is cut off) may be behind, and has
+    // no leader to ask.
+    if (self == view.raft.end() && view.answered_by && !view.leader)
+        throw config_error(
+            "node " + std::to_string(c.id) + " is not in the member list of the node at " + url +
+            ", which knows no leader now (an election, or it is cut off) and may be behind: "
+            "start this node again in a moment, or give --join another member; if node " +
+            std::to_string(c.id) + " was never added, add it first with POST /cluster/members");
     if (self == view.raft.end())
         throw config_error("node " + std::to_string(c.id) + " is not a member of the cluster at " + url +
                            "; add it first: curl -X POST " + url + "/cluster/members -d '{\"id\": " +
