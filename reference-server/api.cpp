@@ -1461,6 +1461,8 @@ json::object status_json(const kv_service& service)
     body["state_bytes"] = service.state_bytes();
     body["quota_bytes"] = service.quota_bytes();
     body["members"] = std::move(members);
+    // Its place in the configuration, beside its Raft role: a learner follows, never votes.
+    body["learner"] = n.members.is_learner(n.id);
     const storage_status storage = service.storage();
     if (storage.failed()) {
         body["role"] = "unavailable";

@@ -305,6 +305,18 @@ void render_node(exposition_writer& w, const metrics_inputs& in)
     w.family("raftkv_role", "gauge", "1 for the role this node plays in its current term, 0 for the others.");
     for (const raftkv::role r : {role::follower, role::pre_candidate, role::candidate, role::leader})
         w.sample("raftkv_role", {{"role", to_string(r)}}, std::uint64_t{r == shown ? 1u : 0u});
+    // Its place in the configuration in force: a learner or a removed node still plays the
+    // follower's role above. Absent from it before a joined node first hears of one.
+    if (!s.members.empty()) {
+        const std::string_view place = s.members.is_learner(s.id) ? "learner"
+                                       : s.members.contains(s.id) ? "voter"
+                                                                  : "removed";
+        w.family("raftkv_membership", "gauge",
+                 "1 for this node's place in the configuration in force (voter, learner, or removed: "
+                 "in none), 0 for the others.");
+        for (const std::string_view p : {"voter", "learner", "removed"})
+            w.sample("raftkv_membership", {{"role", std::string(p)}}, std::uint64_t{p == place ? 1u : 0u});
+    }
     w.gauge("raftkv_leader_id", "The leader this node knows of; 0 when none.",
             in.storage_failed ? 0.0 : static_cast<double>(s.leader));
     w.gauge("raftkv_storage_failed",

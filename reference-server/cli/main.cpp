@@ -672,10 +672,15 @@ int run_status(context& ctx, const po::variables_map&, const std::vector<std::st
         const std::string cluster = text_of(member_of(s, "cluster_id"));
         if (cluster != "-") // a server from before /status named its cluster
             clusters.insert(cluster);
-        rows.push_back({e.url, text_of(member_of(s, "id")), cluster, text_of(member_of(s, "role")),
-                        text_of(member_of(s, "term")), text_of(member_of(s, "leader")),
-                        text_of(member_of(s, "commit_index")), text_of(member_of(s, "applied_index")),
-                        state_text(s),
+        // A learner's Raft role is follower: it says learner.
+        const json::value& learner = member_of(s, "learner");
+        const std::string role =
+            learner.is_bool() && learner.as_bool() && text_of(member_of(s, "role")) == "follower"
+                ? "learner"
+                : text_of(member_of(s, "role"));
+        rows.push_back({e.url, text_of(member_of(s, "id")), cluster, role, text_of(member_of(s, "term")),
+                        text_of(member_of(s, "leader")), text_of(member_of(s, "commit_index")),
+                        text_of(member_of(s, "applied_index")), state_text(s),
                         storage.is_object() ? text_of(member_of(storage.as_object(), "state")) : "-"});
         all.push_back(json::object{{"endpoint", e.url}, {"status", s}});
     }

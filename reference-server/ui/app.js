@@ -184,7 +184,9 @@ function render(cluster) {
   tbody.replaceChildren();
   for (const m of cluster.members) {
     const s = m.status;
-    const role = !m.reachable ? 'unreachable' : s ? s.role : 'unknown';
+    // A learner's Raft role is follower: the page says learner.
+    const role = !m.reachable ? 'unreachable' : !s ? 'unknown'
+      : s.learner && s.role === 'follower' ? 'learner' : s.role;
     const row = tbody.insertRow();
     Object.assign(row.dataset, { id: m.id, role, reachable: m.reachable });
     const storageFailed = !!(s && s.storage && s.storage.state !== 'ok');
