@@ -1278,8 +1278,10 @@ read_point(raft_node& n, read_consistency consistency, std::error_code& ec, cons
         ec = error;
         if (!ec)
             co_return std::pair{info.applied_index, info.lease ? read_path::lease : read_path::read_index};
-        const bool retry = ec == raftkv::errc::leadership_lost ||
-                           (ec == raftkv::errc::not_leader && n.driver.status().leader == no_node);
+        // not_leader: the node knew no leader when the read started (an election, or the
+        // moment of a transfer, this node perhaps taking over), whatever a status that has
+        // not caught up yet says: wait for one, as for a write.
+        const bool retry = ec == raftkv::errc::leadership_lost || ec == raftkv::errc::not_leader;
         if (!retry || std::chrono::steady_clock::now() + transfer_retry_pause >= deadline)
             co_return std::nullopt;
         // A pause first: a leader that keeps changing must not make this a busy loop.
