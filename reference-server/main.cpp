@@ -392,10 +392,13 @@ void check_adoption(const server_config& config)
     throw config_error(
         config.data_dir.string() + " holds Raft data but no identity file (" +
         identity_path(config.data_dir).string() + "), and its log names other members (" + names +
-        "): the file was lost, or the directory comes from a build without identity files. Start it with "
-        "--peers, the list the cluster was bootstrapped with (and its --cluster-token, if any), to record "
-        "the file again; a member whose file was lost is then refused by its peers as a new data directory "
-        "(docs/server.md, \"A lost data directory\")");
+        "): the file was lost, or the directory comes from a build without identity files. If this node "
+        "was one the cluster was bootstrapped with, start it with --peers, the list it was bootstrapped "
+        "with (and its --cluster-token, if any), to record the file again; a member whose file was lost is "
+        "then refused by its peers as a new data directory (docs/server.md, \"A lost data directory\"). If "
+        "it joined later (--join), its identity cannot be recorded again: remove it (DELETE "
+        "/cluster/members/" +
+        std::to_string(config.id) + "), add it back, and start it with an empty data directory and --join");
 }
 
 // Checks the flags against the data directory's identity, and completes `config` from it.
