@@ -189,7 +189,9 @@ BOOST_AUTO_TEST_CASE(a_member_that_lost_only_its_identity_file_is_refused_withou
     std::string log3 = read_tail(c.spec(3).log_file);
     BOOST_TEST(log3.find("holds Raft data but no identity file") != std::string::npos, log3);
     BOOST_TEST(log3.find("its log names other members (1,2)") != std::string::npos, log3);
-    BOOST_TEST(log3.find("Start it with --peers") != std::string::npos, log3);
+    BOOST_TEST(log3.find("start it with --peers, the list it was bootstrapped with") != std::string::npos,
+               log3);
+    BOOST_TEST(log3.find("If it joined later (--join)") != std::string::npos, log3);
     BOOST_TEST(!std::filesystem::exists(c.spec(3).data_dir / "identity"));
 
     // With them, it is adopted under a new incarnation, which its peers do not know.
