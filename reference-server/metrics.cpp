@@ -306,8 +306,10 @@ void render_node(exposition_writer& w, const metrics_inputs& in)
     for (const raftkv::role r : {role::follower, role::pre_candidate, role::candidate, role::leader})
         w.sample("raftkv_role", {{"role", to_string(r)}}, std::uint64_t{r == shown ? 1u : 0u});
     // Its place in the configuration in force: a learner or a removed node still plays the
-    // follower's role above. Absent from it before a joined node first hears of one.
-    if (!s.members.empty()) {
+    // follower's role above. Absent while it cannot tell: a node that joined, before it
+    // holds a configuration naming it (it knows none yet, or follows a leader that added it).
+    // "removed" as /status says it: outside the configuration, following no leader.
+    if (s.members.contains(s.id) || (!s.members.empty() && s.leader == no_node)) {
         const std::string_view place = s.members.is_learner(s.id) ? "learner"
                                        : s.members.contains(s.id) ? "voter"
                                                                   : "removed";

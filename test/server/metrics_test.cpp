@@ -193,6 +193,31 @@ BOOST_AUTO_TEST_CASE(a_node_whose_storage_failed_shows_no_role_and_no_counters)
     BOOST_TEST(!t.find("raftkv_proposals_committed_total"));
 }
 
+BOOST_AUTO_TEST_CASE(the_membership_gauge_says_voter_learner_or_removed_and_nothing_while_unsure)
+{
+    const auto membership_of = [](const metrics_inputs& in) -> std::string {
+        const prometheus_text t = parse_prometheus_text(render_metrics(in, http_metrics{}));
+        BOOST_TEST_REQUIRE(t.errors.empty(), all_errors(t));
+        for (const char* place : {"voter", "learner", "removed"})
+            if (t.find("raftkv_membership", {{"role", place}}).value_or(0) == 1)
+                return place;
+        return t.find("raftkv_membership", {{"role", "voter"}}) ? "none" : "absent";
+    };
+    metrics_inputs in = leader_inputs();
+    BOOST_TEST(membership_of(in) == "voter");
+    in.status.role = raftkv::role::follower;
+    in.status.leader = 2;
+    in.status.members.learners = {1};
+    in.status.members.voters = {2, 3};
+    BOOST_TEST(membership_of(in) == "learner");
+    in.status.members.learners.clear(); // a configuration without it, while it follows a leader
+    BOOST_TEST(membership_of(in) == "absent");
+    in.status.leader = raftkv::no_node; // and following none: removed
+    BOOST_TEST(membership_of(in) == "removed");
+    in.status.members = {}; // joined, no configuration yet
+    BOOST_TEST(membership_of(in) == "absent");
+}
+
 // The checker itself must be able to fail, or the tests above prove nothing.
 BOOST_AUTO_TEST_CASE(format_check_rejects_what_prometheus_rejects)
 {
