@@ -81,8 +81,9 @@ identity join_cluster(server_config& c)
     // leader's list is the one to go by.
     if (!view.raft.contains(c.id) && view.leader && view.leader != view.answered_by)
         if (const auto leader_http = view.http.find(*view.leader); leader_http != view.http.end()) {
-            view = fetch_cluster(leader_http->second, std::chrono::seconds(5), bearer, join_tls(c));
-            url = (c.join_https ? "https://" : "http://") + leader_http->second.to_string();
+            const host_port leader = leader_http->second; // a copy: `view` is replaced
+            view = fetch_cluster(leader, std::chrono::seconds(5), bearer, join_tls(c));
+            url = (c.join_https ? "https://" : "http://") + leader.to_string();
         }
     // A removed node still serves its last member list, which lacks the members added since.
     if (view.answered_by && !view.raft.contains(*view.answered_by))
