@@ -766,22 +766,15 @@ boost::asio::awaitable<write_result> kv_service::impl::propose(std::string comma
             command, deadline, boost::asio::as_tuple(boost::asio::use_awaitable));
         const write_result r{ec, result.found, result.status, result.version, result.replayed};
         // Refused, nothing proposed: no leader was known (an election, or the moment of a
-        // transfer), or the leader the write was forwarded to had stepped down when it got
-        // there. Wait for a leader and propose again, rather than answer 503 for a gap of
-        // milliseconds.
-        if (ec == raftkv::errc::not_leader) {
-            if (n->driver.status().leader == no_node) {
-                if (!co_await wait_for_leader(*n, std::min(deadline, clock::now() + leader_wait(config)),
-                                              pause))
-                    co_return r;
-            } else {
-                if (clock::now() + transfer_retry_pause >= deadline)
-                    co_return r;
-                co_await short_pause(pause);
-            }
+        // transfer): wait for one and propose again, rather than answer 503 for a gap of
+        // milliseconds. Refused by a leader that had stepped down when the forwarded write
+        // reached it, while a leader is known: tried again after a pause, as during a transfer.
+        if (ec == raftkv::errc::not_leader && n->driver.status().leader == no_node) {
+            if (!co_await wait_for_leader(*n, std::min(deadline, clock::now() + leader_wait(config)), pause))
+                co_return r;
             continue;
         }
-        const bool transferring = ec == raftkv::errc::transfer_in_progress;
+        const bool transferring = ec == raftkv::errc::transfer_in_progress || ec == raftkv::errc::not_leader;
         const bool unknown = ec == raftkv::errc::leadership_lost || ec == raftkv::errc::timeout;
         if (!transferring && ec != raftkv::errc::proposal_dropped && !(replayable && unknown))
             co_return r;
@@ -834,33 +827,31 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
         if (!members.contains(id))
             just_removed.push_back(id);
     member_tags.clear();
+    std::map<node_id, std::uint64_t> replaced; // the "replaces" of members added back
     for (node_id id : members) {
         const auto info = m.info.find(id);
-        member_tags.emplace(id, info == m.info.end() ? 0 : decode_member_info(info->second).added);
+        const member_info decoded = info == m.info.end() ? member_info{} : decode_member_info(info->second);
+        member_tags.emplace(id, decoded.added);
+        if (decoded.replaces != 0)
+            replaced.emplace(id, decoded.replaces);
     }
     // A member whose tag changed since its incarnation was recorded was removed and added
     // back meanwhile (this node may have seen neither change: it was down, or installed a
-    // snapshot past them): the directory recorded for it is no longer the one to insist on.
+    // snapshot past them): the directory recorded for it is no longer the one to insist on,
+    // nor is the one a member added back replaced.
     std::vector<node_id> forget = just_removed;
-    for (const auto& [id, record] : incarnations)
-        if (const auto tag = member_tags.find(id); tag != member_tags.end() && tag->second != record.added)
+    for (const auto& [id, record] : incarnations) {
+        const auto tag = member_tags.find(id);
+        const auto old = replaced.find(id);
+        if ((tag != member_tags.end() && tag->second != record.added) ||
+            (old != replaced.end() && old->second == record.incarnation))
             forget.push_back(id);
-    forget_incarnations(forget);
-    // A member added back names the directory its id had before: a process of that earlier
-    // membership, still running, must not pass for it (it would greet first, be recorded,
-    // and have the new one refused).
-    for (node_id id : members) {
-        const auto info = m.info.find(id);
-        const std::uint64_t replaces = info == m.info.end() ? 0 : decode_member_info(info->second).replaces;
-        if (replaces == 0)
-            continue;
-        transport->retire_incarnation(id, replaces);
-        if (const auto record = incarnations.find(id);
-            record != incarnations.end() && record->second.incarnation == replaces) {
-            incarnations.erase(record);
-            write_peer_incarnations(config.data_dir, incarnations);
-        }
     }
+    forget_incarnations(forget);
+    // A process of the earlier membership of a member added back, still running, must not
+    // pass for it (it would greet first, be recorded, and have the new one refused).
+    for (const auto& [id, incarnation] : replaced)
+        transport->retire_incarnation(id, incarnation);
     for (node_id id : members) {
         if (std::optional<host_port> raft = raft_address_of(m, id))
             known_addresses.insert_or_assign(id, std::move(*raft));
