@@ -564,6 +564,8 @@ private:
     asio::awaitable<http_response> add_member(const http_request& req, const member_request& r);
     asio::awaitable<http_response> promote_member(const http_request& req, node_id id);
     asio::awaitable<http_response> remove_member(const http_request& req, node_id id);
+    asio::awaitable<http_response> update_member(const http_request& req, node_id id, const member_update& u);
+    asio::awaitable<std::optional<http_response>> raft_address_taken(const host_port& raft, node_id except);
     asio::awaitable<http_response> transfer_leader(const http_request& req, node_id id);
     asio::awaitable<http_response> cluster_status(const http_request& req);
     asio::awaitable<http_response> change(const http_request& req, config_change c, http::status success);
@@ -862,6 +864,14 @@ asio::awaitable<http_response> api_handler::handle_cluster(const http_request& r
         m.route == route::leader ? check_leader_body(req.body()) : check_member_id(m.raw_id);
     if (!id.value)
         co_return error_response(id.status, id.error);
+    if (m.route == route::member && req.method() == http::verb::patch) {
+        const checked<member_update> body = check_member_update_body(req.body());
+        if (!body.value)
+            co_return error_response(body.status, body.error);
+        if (!leads())
+            co_return co_await forward(req);
+        co_return co_await update_member(req, *id.value, *body.value);
+    }
     if (!leads())
         co_return co_await forward(req);
     if (m.route == route::leader)
@@ -910,29 +920,80 @@ asio::awaitable<bool> same_host(std::string a, std::string b)
 
 asio::awaitable<http_response> api_handler::add_member(const http_request& req, const member_request& r)
 {
-    const service_status s = service_.status();
-    if (s.node.members.contains(r.id))
+    if (service_.status().node.members.contains(r.id))
         co_return error_response(http::status::conflict,
                                  "node " + std::to_string(r.id) + " is already a member");
-    // Two members at one Raft address would each get the other's messages. Only members on
-    // the same port have their host names compared, by address.
-    for (const member_status& m : s.members) {
-        const std::optional<host_port> theirs = parse_host_port(m.raft);
-        if (!theirs || theirs->port != r.raft.port)
-            continue;
-        const bool same = co_await same_host(theirs->host, r.raft.host);
-        if (!same)
-            continue;
-        co_return error_response(http::status::conflict,
-                                 "the Raft address " + r.raft.to_string() + " is member " +
-                                     std::to_string(m.id) + "'s" +
-                                     (m.raft == r.raft.to_string() ? "" : " (" + m.raft + ")"));
-    }
+    if (std::optional<http_response> taken = co_await raft_address_taken(r.raft, no_node))
+        co_return std::move(*taken);
     // Named, not a temporary in the co_await expression: GCC 12 destroys those twice.
     config_change c{
         r.learner ? config_change::kind::add_learner : config_change::kind::add_voter, r.id,
         encode_member_info(r.raft, r.http, new_incarnation(), service_.retired_incarnation(r.id))};
     co_return co_await change(req, std::move(c), http::status::created);
+}
+
+// Two members at one Raft address would each get the other's messages: the answer when
+// `raft` is a member's other than `except`. Only members on the same port have their host
+// names compared, by address.
+asio::awaitable<std::optional<http_response>> api_handler::raft_address_taken(const host_port& raft,
+                                                                              node_id except)
+{
+    for (const member_status& m : service_.status().members) {
+        const std::optional<host_port> theirs = parse_host_port(m.raft);
+        if (m.id == except || !theirs || theirs->port != raft.port)
+            continue;
+        const bool same = co_await same_host(theirs->host, raft.host);
+        if (!same)
+            continue;
+        co_return error_response(http::status::conflict,
+                                 "the Raft address " + raft.to_string() + " is member " +
+                                     std::to_string(m.id) + "'s" +
+                                     (m.raft == raft.to_string() ? "" : " (" + m.raft + ")"));
+    }
+    co_return std::nullopt;
+}
+
+// A member's new addresses: the Raft one goes into its member info (a config change, so
+// every node dials it there from the entry on); the HTTP one too, and is recorded as if the
+// member had published it (a member running elsewhere publishes its own again). Nothing
+// is proposed when both are what they are already.
+asio::awaitable<http_response> api_handler::update_member(const http_request& req, node_id id,
+                                                          const member_update& u)
+{
+    const service_status s = service_.status();
+    if (!s.node.members.contains(id))
+        co_return error_response(http::status::not_found, "no member " + std::to_string(id));
+    const auto info = s.node.members.info.find(id);
+    const member_info current =
+        info == s.node.members.info.end() ? member_info{} : decode_member_info(info->second);
+    std::optional<host_port> raft = u.raft ? u.raft : current.raft;
+    if (!raft) // a member of a configuration written before addresses were kept in it
+        for (const member_status& m : s.members)
+            if (m.id == id)
+                raft = parse_host_port(m.raft);
+    if (!raft)
+        co_return error_response(http::status::bad_request,
+                                 "member " + std::to_string(id) +
+                                     " has no Raft address on record; give \"raft\"");
+    if (u.raft)
+        if (std::optional<http_response> taken = co_await raft_address_taken(*u.raft, id))
+            co_return std::move(*taken);
+    std::string next =
+        encode_member_info(*raft, u.http ? u.http : current.http, current.added, current.replaces);
+    if (info == s.node.members.info.end() || next != info->second) {
+        config_change c{config_change::kind::update, id, std::move(next)};
+        http_response changed = co_await change(req, std::move(c), http::status::ok);
+        if (changed.result() != http::status::ok || !u.http)
+            co_return changed;
+    }
+    if (u.http && service_.replicated_http_address(id) != u.http->to_string()) {
+        const write_result w = co_await service_.set_http_address(id, u.http->to_string());
+        if (w.ec == raftkv::errc::not_leader)
+            co_return co_await forward(req);
+        if (w.ec)
+            co_return failure_response(w.ec, request_kind::write);
+    }
+    co_return co_await list_members(http::status::ok);
 }
 
 asio::awaitable<http_response> api_handler::promote_member(const http_request& req, node_id id)

@@ -101,6 +101,19 @@ std::optional<host_port> address_member(const json::object& o, std::string_view 
     return address;
 }
 
+/// Why a member's addresses cannot be dialed, or "": the others dial the Raft address and
+/// forward to the HTTP one, and a wildcard reaches neither.
+std::string wildcard_address(const std::optional<host_port>& raft, const std::optional<host_port>& http)
+{
+    const bool raft_wild = raft && is_wildcard(*raft);
+    if (!raft_wild && !(http && is_wildcard(*http)))
+        return {};
+    std::string why(raft_wild ? "\"raft\": " : "\"http\": ");
+    why += (raft_wild ? *raft : *http).to_string();
+    why += " is a wildcard address; give the address the other members reach it at";
+    return why;
+}
+
 } // namespace
 
 std::string cluster_id_hex(std::uint64_t id)
@@ -131,19 +144,38 @@ checked<member_request> check_member_body(std::string_view body)
     r.http = address_member(*o, "http", error);
     if (!error.empty())
         return bad<member_request>(error);
-    // The others dial the Raft address and forward to the HTTP one: a wildcard reaches neither.
-    if (is_wildcard(r.raft) || (r.http && is_wildcard(*r.http))) {
-        std::string why(is_wildcard(r.raft) ? "\"raft\": " : "\"http\": ");
-        why += (is_wildcard(r.raft) ? r.raft : *r.http).to_string();
-        why += " is a wildcard address; give the address the other members reach it at";
+    if (std::string why = wildcard_address(r.raft, r.http); !why.empty())
         return bad<member_request>(std::move(why));
-    }
     if (const json::value* learner = o->if_contains("learner")) {
         if (!learner->is_bool())
             return bad<member_request>("\"learner\" must be true or false");
         r.learner = learner->get_bool();
     }
     return {std::move(r), http::status::ok, {}};
+}
+
+checked<member_update> check_member_update_body(std::string_view body)
+{
+    constexpr std::string_view shape = R"({"raft": "host:port", "http": "host:port"})";
+    std::string error;
+    const std::optional<json::object> o = parse_object(body, shape, error);
+    if (!o)
+        return bad<member_update>(error);
+    if (const auto unknown = unknown_member(*o, {"raft", "http"}))
+        return bad<member_update>("unknown member \"" + *unknown + "\" in the body (expected " +
+                                  std::string(shape) + "; the id is in the path)");
+    member_update u;
+    u.raft = address_member(*o, "raft", error);
+    if (error.empty())
+        u.http = address_member(*o, "http", error);
+    if (!error.empty())
+        return bad<member_update>(error);
+    if (!u.raft && !u.http)
+        return bad<member_update>("nothing to change: give \"raft\", \"http\" or both (" +
+                                  std::string(shape) + ")");
+    if (std::string why = wildcard_address(u.raft, u.http); !why.empty())
+        return bad<member_update>(std::move(why));
+    return {std::move(u), http::status::ok, {}};
 }
 
 checked<node_id> check_leader_body(std::string_view body)

@@ -34,6 +34,12 @@ struct member_request {
     bool learner = false;
 };
 
+/// New addresses for a member, as PATCH /cluster/members/{id} asks for them: at least one.
+struct member_update {
+    std::optional<host_port> raft;
+    std::optional<host_port> http;
+};
+
 /// A validated body or path, or the status and message to answer with.
 template <class T>
 struct checked {
@@ -46,6 +52,10 @@ struct checked {
 /// integer 1 to 2^64-1) and "raft" are required, "http" and "learner" optional. Malformed
 /// JSON, another type, a bad address or an unknown member is 400.
 checked<member_request> check_member_body(std::string_view body);
+
+/// Reads `{"raft": "host:port", "http": "host:port"}` (PATCH /cluster/members/{id}): one
+/// of them at least, neither a wildcard address; 400 as above.
+checked<member_update> check_member_update_body(std::string_view body);
 
 /// Reads `{"id": N}` (POST /cluster/leader); 400 as above.
 checked<node_id> check_leader_body(std::string_view body);

@@ -52,10 +52,23 @@ using driver_type = raftkv::asio::driver<raftkv::asio::tcp_transport, raftkv::wa
                                          raftkv::leveldb::kv_state_machine>;
 using boost::asio::ip::tcp;
 
-/// The meta record holding the HTTP address `id` published when it became leader.
-std::string http_meta_name(node_id id)
+/// The meta record holding the HTTP address member `id` published itself, while its info's
+/// tag (member_info::added) was `added`: a member removed and added back under its id has
+/// another tag, so what the earlier one published is not taken for its address. Tag 0 (the
+/// bootstrap members) has the name of releases without tags.
+std::string http_meta_name(node_id id, std::uint64_t added)
 {
-    return "node." + std::to_string(id) + ".http";
+    std::string name = "node." + std::to_string(id) + ".http";
+    if (added != 0)
+        name.append(".").append(raftkv::asio::detail::cluster_id_name(added));
+    return name;
+}
+
+/// A member's tag (member_info::added) in `m`: 0 if it has none or is not a member.
+std::uint64_t member_tag(const membership& m, node_id id)
+{
+    const auto info = m.info.find(id);
+    return info == m.info.end() ? 0 : decode_member_info(info->second).added;
 }
 
 /// The log's directory. Refuses a data directory whose log an earlier release kept in
@@ -406,14 +419,16 @@ struct kv_service::impl {
     boost::asio::awaitable<write_result> propose(std::string command, bool replayable);
     std::optional<host_port> raft_address_of(const membership& m, node_id id) const;
     std::optional<std::string> http_address_of(const membership& m, node_id id) const;
+    std::optional<std::string> published_http_address(const membership& m, node_id id) const;
     void on_config_change(index_t index, const membership& m);
+    void check_own_raft_address(const membership& m, index_t index);
     void update_peers(const membership& members, index_t members_index, index_t commit_index, node_id leader);
     boost::asio::awaitable<void> resolve_peers(std::map<node_id, host_port> wanted, std::uint64_t generation);
     void repeat(boost::asio::steady_timer& timer, std::chrono::milliseconds interval, void (impl::*step)());
     void measure_state();
     void observe();
     void log_leader_change(const node_status& s);
-    void publish_http_address(term_t term);
+    void publish_http_address(term_t term, std::uint64_t tag);
     void await_handoff(node_id target, clock::time_point started, clock::time_point deadline,
                        std::function<void(std::string)> done);
     void record_incarnation(node_id peer, std::uint64_t incarnation);
@@ -478,6 +493,9 @@ struct kv_service::impl {
     bool stopped = false;
     bool publishing = false;
     term_t published_term = 0;
+    // Whether the configuration last seen has the members dial this node where it listens.
+    bool own_address_reached = true;
+    clock::time_point publish_attempted{};
     node_id logged_leader = no_node;
     // Whether the log last said this node is outside the configuration (removed).
     bool logged_outside = false;
@@ -578,6 +596,35 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
     dialed.erase(c.id);
     for (const auto& [id, address] : c.peers)
         member_tags.emplace(id, 0);
+    check_own_raft_address(opened.members, opened.members_index);
+}
+
+// The peers dial the address the configuration in force lists for this node: a --raft on
+// another port (a typo on a restart; a member given new addresses, started without its new
+// --raft) leaves the node unreachable, waiting for a leader forever. Said at start-up (where
+// the log may not have the latest change yet), and whenever a configuration changes it.
+void kv_service::impl::check_own_raft_address(const membership& m, index_t index)
+{
+    const std::optional<host_port> dialed_at = raft_address_of(m, config.id);
+    const bool reached = !dialed_at || dialed_at->port == config.raft.port;
+    if (reached == own_address_reached)
+        return;
+    own_address_reached = reached;
+    const std::string where =
+        "node " + std::to_string(config.id) + " listens for Raft at " + config.raft.to_string();
+    if (reached) {
+        log(log_level::info, "the configuration at index " + std::to_string(index) +
+                                 " has the members dial this node where it listens (" +
+                                 config.raft.to_string() + ")");
+        return;
+    }
+    log(log_level::warn,
+        where + (config.raft_given ? " (--raft)" : " (where it was first started)") +
+            ", but the configuration at index " + std::to_string(index) + " has the members dial it at " +
+            dialed_at->to_string() +
+            ": unless a later change moved it here, or something forwards that address here, "
+            "no peer reaches this node; start it with --raft " +
+            dialed_at->to_string());
 }
 
 kv_service::impl::~impl()
@@ -807,11 +854,20 @@ std::optional<std::string> kv_service::impl::http_address_of(const membership& m
 {
     if (id == config.id)
         return config.advertise_http.to_string();
-    if (const auto info = m.info.find(id); info != m.info.end())
-        if (std::optional<host_port> http = decode_member_info(info->second).http)
-            return http->to_string();
+    return published_http_address(m, id);
+}
+
+// What the member published itself under its current tag (where it runs now), else the
+// address it was added with (or last given with PATCH /cluster/members/{id}).
+std::optional<std::string> kv_service::impl::published_http_address(const membership& m, node_id id) const
+{
+    const auto info = m.info.find(id);
+    const member_info decoded = info == m.info.end() ? member_info{} : decode_member_info(info->second);
     if (const std::shared_ptr<raft_node> n = current())
-        return n->machine.get_meta(http_meta_name(id));
+        if (std::optional<std::string> own = n->machine.get_meta(http_meta_name(id, decoded.added)))
+            return own;
+    if (decoded.http)
+        return decoded.http->to_string();
     return std::nullopt;
 }
 
@@ -858,6 +914,7 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
         else if (id != config.id)
             log(log_level::warn, "member " + std::to_string(id) + " has no Raft address; not dialing it");
     }
+    check_own_raft_address(m, index);
     const node_status s = node->driver.status(); // its members may not include `m` yet
     update_peers(m, index, s.commit_index, s.leader);
 }
@@ -972,16 +1029,16 @@ void kv_service::impl::observe()
         if (outside)
             log(log_level::warn, *outside);
     }
-    if (publishing)
+    if (publishing || !s.members.contains(config.id))
         return;
-    // A leader publishes its address once per term it leads; a member that follows does
-    // once if the replicated one is not its own (a new member, or a changed --advertise-http),
-    // so every member's address is known before it ever leads (GET /cluster/members).
-    if (s.role == role::leader && s.term != published_term)
-        publish_http_address(s.term);
-    else if (s.role == role::follower && s.leader != no_node && published_term == 0 &&
-             node->machine.get_meta(http_meta_name(config.id)) != config.advertise_http.to_string())
-        publish_http_address(s.term);
+    // A leader publishes its address once per term it leads, and every member whenever the
+    // replicated one is not its own (a new member, a changed --advertise-http, another
+    // address given with PATCH /cluster/members/{id}), at most once a second: every member's
+    // address is known before it ever leads (GET /cluster/members, the cluster page).
+    if ((s.role == role::leader && s.term != published_term) ||
+        (s.leader != no_node && clock::now() - publish_attempted >= std::chrono::seconds(1) &&
+         published_http_address(s.members, config.id) != config.advertise_http.to_string()))
+        publish_http_address(s.term, member_tag(s.members, config.id));
 }
 
 void kv_service::impl::log_leader_change(const node_status& s)
@@ -998,12 +1055,13 @@ void kv_service::impl::log_leader_change(const node_status& s)
 
 // A follower learns where to forward requests when it applies this. Proposed on a
 // follower, it goes to the leader like any write.
-void kv_service::impl::publish_http_address(term_t term)
+void kv_service::impl::publish_http_address(term_t term, std::uint64_t tag)
 {
     publishing = true;
+    publish_attempted = clock::now();
     const std::string address = config.advertise_http.to_string();
     node->driver.async_propose(
-        encode_meta(http_meta_name(config.id), address),
+        encode_meta(http_meta_name(config.id, tag), address),
         boost::asio::bind_executor(strand, [this, term, address](boost::system::error_code ec, kv_result) {
             publishing = false;
             if (!ec) {
@@ -1219,6 +1277,12 @@ void kv_service::stop()
 boost::asio::awaitable<write_result> kv_service::put(std::string key, std::string value)
 {
     return impl_->propose(encode_put(key, value), false);
+}
+
+boost::asio::awaitable<write_result> kv_service::set_http_address(node_id id, std::string address)
+{
+    return impl_->propose(encode_meta(http_meta_name(id, member_tag(impl_->status().members, id)), address),
+                          false);
 }
 
 boost::asio::awaitable<write_result> kv_service::del(std::string key)
@@ -1464,6 +1528,11 @@ std::optional<std::string> kv_service::http_address(node_id id) const
     if (id == impl_->config.id)
         return impl_->config.advertise_http.to_string();
     return impl_->http_address_of(impl_->status().members, id);
+}
+
+std::optional<std::string> kv_service::replicated_http_address(node_id id) const
+{
+    return impl_->published_http_address(impl_->status().members, id);
 }
 
 std::uint64_t kv_service::retired_incarnation(node_id id) const

@@ -295,6 +295,11 @@ public:
 
     boost::asio::awaitable<write_result> put(std::string key, std::string value);
     boost::asio::awaitable<write_result> del(std::string key);
+    /// Records `address` as where member `id` serves HTTP, as if the member had published it
+    /// itself (PATCH /cluster/members/{id}): what the members forward to and show until it
+    /// publishes another (a running member publishes its --advertise-http again within a
+    /// second when it differs). Errors as put().
+    boost::asio::awaitable<write_result> set_http_address(node_id id, std::string address);
     /// A put or a delete applied only if `pre` holds when its entry is applied
     /// (write_result::status); with `session`, at most once per sequence of that client
     /// session (write_result::replayed; rules in <raftkv/kv_sessions.hpp>).
@@ -354,9 +359,14 @@ public:
     /// The leader this node knows of, or no_node.
     node_id leader() const;
 
-    /// Where `id` serves HTTP: this node's own address for its own id; else the address
-    /// in its member info; else the one it published in the log.
+    /// Where `id` serves HTTP: this node's own address for its own id; else
+    /// replicated_http_address(id).
     std::optional<std::string> http_address(node_id id) const;
+
+    /// Where the log says `id` serves HTTP, its own id included: the address the member
+    /// published itself (or set_http_address() recorded) under its current membership;
+    /// else the one in its member info (given when it was added); else nothing.
+    std::optional<std::string> replicated_http_address(node_id id) const;
 
     service_status status() const;
 

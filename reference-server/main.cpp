@@ -342,15 +342,6 @@ void log_startup(const server_config& config)
                                            " bearer tokens from " + config.auth_tokens_file->string()
                                      : std::string()) +
             "; " + version_line());
-    // The peers dial the address the configuration lists for this node; a --raft on another
-    // port (a typo on a restart) leaves the node unreachable, waiting for a leader forever.
-    if (const auto self = config.peers.find(config.id);
-        self != config.peers.end() && self->second.port != config.raft.port)
-        log(log_level::warn, "--raft " + config.raft.to_string() +
-                                 " is on another port than the members dial for node " +
-                                 std::to_string(config.id) + " (" + self->second.to_string() +
-                                 "): unless something forwards that address here, no peer reaches this node; "
-                                 "start it without --raft to listen where they dial");
     if (!config.peer_tls() && !is_loopback(config.raft))
         log(log_level::warn, "peer TLS is off and the Raft port " + config.raft.to_string() +
                                  " is not a loopback address: anyone who reaches it can pose as a member "

@@ -141,8 +141,8 @@ route_match match_route(http::verb method, std::string_view target)
         const std::size_t slash = rest.find('/');
         if (slash == std::string_view::npos) {
             m.route = route::member;
-            m.allow = "DELETE";
-            allowed = method == http::verb::delete_;
+            m.allow = "PATCH, DELETE";
+            allowed = method == http::verb::patch || method == http::verb::delete_;
         } else if (rest.substr(slash) == "/promote") {
             m.route = route::promote;
             m.allow = "POST";

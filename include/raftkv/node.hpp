@@ -178,7 +178,8 @@ public:
     /// entries; errc::quorum_at_risk when the new voters would not hold a majority that
     /// answers this leader (options::strict_membership_changes); errc::invalid_argument
     /// for an empty list, id 0, adding a voter or learner that already is one (a learner
-    /// may be promoted with add_voter), removing a non-member, or leaving no voter.
+    /// may be promoted with add_voter), removing or updating a non-member, an update
+    /// without info, or leaving no voter.
     propose_result change_membership(std::span<const config_change> changes);
 
     /// Starts a linearizable read (ReadIndex, thesis §6.4) on the leader or on a follower.

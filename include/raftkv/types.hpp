@@ -134,10 +134,14 @@ struct config_change {
         add_learner,
         /// Removes a voter or a learner.
         remove,
+        /// Replaces the info of a member (its addresses, say, after it moved), which must
+        /// not be empty. Changes no vote: it takes effect in one config entry.
+        update,
     };
     kind type = kind::add_voter;
     node_id id = no_node;
     /// For add_voter and add_learner: replaces membership::info of `id` when not empty.
+    /// For update: the member's new info.
     std::string info;
 
     friend bool operator==(const config_change&, const config_change&) = default;

@@ -61,7 +61,7 @@ enum exit_code : int {
 constexpr const char* exit_codes_text = R"(Exit codes:
   0  success
   1  usage error: bad command line, unreadable token or TLS file
-  2  not found: the key (get, del) or the member (member remove/promote,
+  2  not found: the key (get, del) or the member (member remove/promote/update,
      leader transfer) does not exist
   3  unavailable: no endpoint answered, the timeout passed, or the cluster
      answered 503 (no leader, shutting down, a write whose outcome is unknown)
@@ -764,6 +764,26 @@ int run_member_remove(context& ctx, const po::variables_map&, const std::vector<
     return run_member_change(ctx, "DELETE", "/cluster/members/" + id, "removed node " + id);
 }
 
+int run_member_update(context& ctx, const po::variables_map& vm, const std::vector<std::string>& args)
+{
+    const std::string id = std::to_string(parse_id(args[0]));
+    json::object body;
+    if (vm.count("raft"))
+        body["raft"] = vm["raft"].as<std::string>();
+    if (vm.count("http"))
+        body["http"] = http_address(vm["http"].as<std::string>());
+    if (body.empty())
+        throw usage_failure("member update: give --raft, --http or both");
+    const answer a =
+        ctx.c->request("PATCH", "/cluster/members/" + id, json::serialize(body), retry_policy::idempotent);
+    if (a.status != 200)
+        return fail(a);
+    return done(ctx, a, [&](const json::object& o) {
+        std::cout << "updated node " << id << "\n";
+        print_members(o);
+    });
+}
+
 int run_member_promote(context& ctx, const po::variables_map&, const std::vector<std::string>& args)
 {
     const std::string id = std::to_string(parse_id(args[0]));
@@ -889,6 +909,18 @@ const std::vector<command>& commands()
          {},
          {"id"},
          run_member_remove},
+        {"member update",
+         "member update ID [--raft HOST:PORT] [--http URL]",
+         "Records new addresses for member ID: where the members dial its Raft port (its\n"
+         "--raft, as the others reach it) and where they forward HTTP requests to it. Give\n"
+         "the new Raft address before moving a node, or while it is down; a running member\n"
+         "publishes its own --advertise-http itself. Prints the new member list.",
+         [](po::options_description& d) {
+             d.add_options()("raft", po::value<std::string>(), "the member's new Raft address")(
+                 "http", po::value<std::string>(), "the member's new HTTP API (URL or host:port)");
+         },
+         {"id"},
+         run_member_update},
         {"member promote",
          "member promote ID",
          "Makes learner ID a voter. Prints the new member list.",

@@ -419,6 +419,16 @@ BOOST_AUTO_TEST_CASE(members_are_listed_added_promoted_removed_and_leadership_mo
     BOOST_TEST((ids_with_role(r.out, "learner") == std::set<std::uint64_t>{id}));
     r = cli({"member", "add", std::to_string(id), "--raft", s.raft_address()});
     BOOST_TEST(r.code == refused, "adding a member twice: " << r);
+    // Its HTTP address given again (as after a typo), before it starts.
+    r = cli({"member", "update", std::to_string(id), "--http", "http://127.0.0.1:1"});
+    BOOST_TEST_REQUIRE(r.code == ok, r);
+    BOOST_TEST(r.out.find("127.0.0.1:1 ") != std::string::npos, r);
+    r = cli({"member", "update", std::to_string(id), "--http", "http://" + s.http_address()});
+    BOOST_TEST_REQUIRE(r.code == ok, r);
+    BOOST_TEST(r.out.starts_with("updated node " + std::to_string(id) + "\n"), r);
+    BOOST_TEST(r.out.find(s.http_address()) != std::string::npos, r);
+    r = cli({"member", "update", "99", "--http", "127.0.0.1:1"});
+    BOOST_TEST(r.code == not_found, r);
     c.start(id);
     BOOST_TEST_REQUIRE(c.wait_healthy(id, 20s));
 
@@ -614,6 +624,7 @@ BOOST_AUTO_TEST_CASE(help_and_usage_errors)
                                                {"watch", "k", "--from", "-1"},
                                                {"member", "add", "4"},
                                                {"member", "remove", "0"},
+                                               {"member", "update", "4"},
                                                {"--timeout", "soon", "get", "k"},
                                                {"--endpoints", "ftp://x:1", "get", "k"},
                                                {"--cert", "c.pem", "get", "k"},

@@ -350,6 +350,79 @@ BOOST_AUTO_TEST_CASE(membership_requests_refuse_parameters)
     BOOST_TEST(members.find("\"id\":9") == std::string::npos, members);
 }
 
+// A member moved to new ports: its addresses are changed on the running cluster while it
+// is down (PATCH, through a follower), it starts at the new ones and catches up; started
+// later with yet another --http, it publishes that one itself.
+BOOST_AUTO_TEST_CASE(a_member_moves_to_new_addresses_and_rejoins_there)
+{
+    const std::uint64_t moved = followers().front();
+    const std::uint64_t via = followers().back();
+    const std::string path = "/cluster/members/" + std::to_string(moved);
+    const std::uint16_t f = c.http_port(via);
+    BOOST_TEST(is_error(request(f, "PATCH", path, "{}"), 400));
+    BOOST_TEST(is_error(request(f, "PATCH", path, R"({"id": 2, "http": "127.0.0.1:1"})"), 400));
+    BOOST_TEST(is_error(request(f, "PATCH", path, R"({"raft": "0.0.0.0:1"})"), 400));
+    BOOST_TEST(is_error(request(f, "PATCH", path, R"({"http": "nowhere"})"), 400));
+    BOOST_TEST(is_error(request(f, "PATCH", "/cluster/members/9", R"({"http": "127.0.0.1:1"})"), 404));
+    const std::string taken = R"({"raft": ")" + c.spec(via).raft_address() + R"("})";
+    const http_response refused = request(f, "PATCH", path, taken);
+    BOOST_TEST(is_error(refused, 409), describe(refused));
+    BOOST_TEST(is_error(request(f, "PATCH", path + "?force=1", R"({"http": "127.0.0.1:1"})"), 400));
+    BOOST_TEST(request(c.http_port(leader), "GET", "/cluster/members").body.find("127.0.0.1:1\"") ==
+               std::string::npos);
+
+    BOOST_TEST_REQUIRE(put(c.http_port(leader), "before", "1").status == 200);
+    c.terminate(moved);
+    const std::vector<std::uint16_t> ports = free_ports(3);
+    const std::string raft = "127.0.0.1:" + std::to_string(ports[0]);
+    const std::string http = "127.0.0.1:" + std::to_string(ports[1]);
+    const http_response r =
+        change_until_settled(f, "PATCH", path, R"({"raft": ")" + raft + R"(", "http": ")" + http + R"("})");
+    BOOST_TEST_REQUIRE(r.status == 200, describe(r));
+    const auto listed = [&](std::uint16_t port, const std::string& raft_address,
+                            const std::string& http_address) {
+        const auto m = get_members(port);
+        if (!m)
+            return false;
+        for (const member& x : m->members)
+            if (x.id == moved)
+                return x.raft == raft_address && x.http == http_address;
+        return false;
+    };
+    BOOST_TEST(listed(f, raft, http), r.body);
+    BOOST_TEST(wait_until([&] { return listed(c.http_port(leader), raft, http); }, 5s));
+    // Asked again, nothing changes (and nothing is proposed).
+    const auto index = get_members(f)->members_index;
+    BOOST_TEST(request(f, "PATCH", path, R"({"raft": ")" + raft + R"("})").status == 200);
+    BOOST_TEST(get_members(f)->members_index == index);
+    BOOST_TEST_REQUIRE(put(c.http_port(leader), "while-away", "2").status == 200);
+
+    c.start(moved,
+            with_flag(with_flag(with_flag(c.args(moved), "--peers", ""), "--raft", raft), "--http", http));
+    BOOST_TEST(wait_until(
+        [&] {
+            const http_response g = request(ports[1], "GET", kv_target("while-away"), {}, 2s);
+            return g.status == 200 && parse_json(g.body).string("value") == "2";
+        },
+        20s, 100ms));
+    BOOST_TEST(listed(ports[1], raft, http));
+    // Its log had the old address until it caught up: it said so, then that it is reached.
+    const std::string log = read_tail(c.spec(moved).log_file, 1 << 20);
+    BOOST_TEST(log.find("listens for Raft at " + raft + " (--raft), but the configuration at index") !=
+                   std::string::npos,
+               log);
+    BOOST_TEST(
+        log.find("has the members dial this node where it listens (" + raft + ")") != std::string::npos, log);
+
+    // Restarted with another --http, the member publishes it: every node lists it.
+    c.terminate(moved);
+    const std::string elsewhere = "127.0.0.1:" + std::to_string(ports[2]);
+    c.start(moved, with_flag(with_flag(with_flag(c.args(moved), "--peers", ""), "--raft", raft), "--http",
+                             elsewhere));
+    BOOST_TEST(wait_until([&] { return listed(c.http_port(leader), raft, elsewhere); }, 10s));
+    BOOST_TEST(wait_until([&] { return listed(f, raft, elsewhere); }, 5s));
+}
+
 BOOST_AUTO_TEST_CASE(a_learner_joins_catches_up_is_promoted_and_removed_again)
 {
     BOOST_TEST_REQUIRE(put_many(c.http_port(leader), "before-", 200, 4).ok == 200u);

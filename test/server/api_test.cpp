@@ -390,12 +390,14 @@ BOOST_AUTO_TEST_CASE(status_reports_the_storage_state)
 using raftkv::server::check_leader_body;
 using raftkv::server::check_member_body;
 using raftkv::server::check_member_id;
+using raftkv::server::check_member_update_body;
 
 BOOST_AUTO_TEST_CASE(cluster_routes_take_their_methods_and_the_member_id_from_the_path)
 {
     check_found(http::verb::get, "/cluster/members", route::members);
     check_found(http::verb::post, "/cluster/members", route::members);
     check_found(http::verb::delete_, "/cluster/members/4", route::member);
+    check_found(http::verb::patch, "/cluster/members/4", route::member);
     check_found(http::verb::post, "/cluster/members/4/promote", route::promote);
     check_found(http::verb::post, "/cluster/leader?wait=1", route::leader);
     check_found(http::verb::get, "/cluster/status", route::cluster_status);
@@ -409,7 +411,7 @@ BOOST_AUTO_TEST_CASE(cluster_routes_take_their_methods_and_the_member_id_from_th
     for (http::verb v : {http::verb::put, http::verb::delete_, http::verb::patch})
         check_not_allowed(v, "/cluster/members", "GET, HEAD, POST");
     for (http::verb v : {http::verb::get, http::verb::put, http::verb::post})
-        check_not_allowed(v, "/cluster/members/4", "DELETE");
+        check_not_allowed(v, "/cluster/members/4", "PATCH, DELETE");
     for (http::verb v : {http::verb::get, http::verb::delete_})
         check_not_allowed(v, "/cluster/members/4/promote", "POST");
     for (http::verb v : {http::verb::get, http::verb::put})
@@ -469,6 +471,32 @@ BOOST_AUTO_TEST_CASE(bad_member_bodies_are_bad_requests_that_say_why)
     rejected(R"({"id": 4, "raft": "a:1", "id": 5})", "\"id\" appears twice in the body");
     rejected(R"({"id": 4, "raft": "0.0.0.0:9084"})", "\"raft\": 0.0.0.0:9084 is a wildcard address");
     rejected(R"({"id": 4, "raft": "a:1", "http": "[::]:8084"})", "\"http\": [::]:8084 is a wildcard address");
+}
+
+BOOST_AUTO_TEST_CASE(an_update_body_gives_one_address_or_both)
+{
+    const auto both = check_member_update_body(R"({"http": "[::1]:8084", "raft": "node4:9084"})");
+    BOOST_REQUIRE(both.value.has_value());
+    BOOST_TEST(both.value->raft.value().to_string() == "node4:9084");
+    BOOST_TEST(both.value->http.value().to_string() == "[::1]:8084");
+    const auto raft = check_member_update_body(R"({"raft": "node4:9084"})");
+    BOOST_REQUIRE(raft.value.has_value());
+    BOOST_TEST(!raft.value->http.has_value());
+    const auto rejected = [&](std::string_view body, std::string_view why) {
+        const auto r = check_member_update_body(body);
+        BOOST_TEST(!r.value.has_value(), body);
+        BOOST_TEST((r.status == http::status::bad_request), body);
+        BOOST_TEST(r.error.find(why) != std::string::npos, r.error);
+    };
+    rejected("", "malformed JSON body");
+    rejected("[]", "must be a JSON object");
+    rejected("{}", "nothing to change");
+    rejected(R"({"id": 4, "raft": "a:1"})", "unknown member \"id\"");
+    rejected(R"({"raft": "a:0"})", "\"raft\" must be a string");
+    rejected(R"({"http": null})", "\"http\" must be a string");
+    rejected(R"({"raft": "a:1", "raft": "b:1"})", "\"raft\" appears twice");
+    rejected(R"({"raft": "0.0.0.0:9084"})", "\"raft\": 0.0.0.0:9084 is a wildcard address");
+    rejected(R"({"raft": "a:1", "http": "[::]:8084"})", "\"http\": [::]:8084 is a wildcard address");
 }
 
 BOOST_AUTO_TEST_CASE(a_leader_body_names_one_node)

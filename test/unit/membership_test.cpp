@@ -169,11 +169,35 @@ BOOST_AUTO_TEST_CASE(invalid_changes_are_refused_at_once)
     BOOST_TEST(refused({{kind::add_voter, 2, {}}}));
     BOOST_TEST(refused({{kind::add_learner, 3, {}}}));
     BOOST_TEST(refused({{kind::remove, 7, {}}}));
+    BOOST_TEST(refused({{kind::update, 7, "addr-7"}}));
+    BOOST_TEST(refused({{kind::update, 2, {}}}));
     BOOST_TEST(refused({{kind::add_voter, raftkv::no_node, {}}}));
     BOOST_TEST(refused({{kind::remove, 1, {}}, {kind::remove, 2, {}}, {kind::remove, 3, {}}}));
     BOOST_TEST(c.node(2).change_membership(std::vector<config_change>{{kind::remove, 3, {}}}).ec ==
                errc::not_leader);
     BOOST_TEST(c.node(1).members_index() == 0u); // nothing was appended
+}
+
+// An update replaces a member's info, votes as before, and commits in one entry.
+BOOST_AUTO_TEST_CASE(an_update_replaces_a_members_info_and_nothing_else)
+{
+    cluster c(3);
+    const node_id spare = elect_1_and_add_a_learner(c);
+    const membership before = c.node(1).members();
+    const auto r = change(c, 1, {{kind::update, 2, "addr-2-moved"}, {kind::update, spare, "addr-4-moved"}});
+    BOOST_REQUIRE(!r.ec);
+    for (node_id id : {node_id{1}, node_id{2}, node_id{3}, spare}) {
+        const membership& m = c.node(id).members();
+        BOOST_TEST(m.voters == before.voters);
+        BOOST_TEST(m.learners == before.learners);
+        BOOST_TEST(!m.joint());
+        BOOST_TEST(m.info.at(2) == "addr-2-moved");
+        BOOST_TEST(m.info.at(spare) == "addr-4-moved");
+        BOOST_TEST(c.node(id).members_index() == r.index);
+    }
+    BOOST_TEST(c.node(1).commit_index() >= r.index);
+    const auto after = c.propose(1, "after"); // the same voters still commit
+    BOOST_TEST(c.node(1).commit_index() == after.index);
 }
 
 BOOST_AUTO_TEST_CASE(a_removed_follower_no_longer_counts_and_is_left_alone)

@@ -221,6 +221,10 @@ basic_node<Transport, LogStore, StateMachine>::change_membership(std::span<const
             erase(next.learners, c.id);
             next.info.erase(c.id);
             break;
+        case config_change::kind::update:
+            if (!next.contains(c.id) || c.info.empty())
+                return refuse(errc::invalid_argument);
+            break;
         }
         if (c.type != config_change::kind::remove && !c.info.empty())
             next.info[c.id] = c.info;
