@@ -814,6 +814,36 @@ BOOST_AUTO_TEST_CASE(finished_restore_survives_reopen_and_the_replaced_state_is_
     BOOST_TEST(b.applied_index() == 1u);
 }
 
+// finish_restore() leaves the replaced state to a background thread; a restore right after
+// it writes to that slot, so it first waits for (or makes) the deletion: no key of the
+// state replaced first survives, and none of the new one is deleted.
+BOOST_AUTO_TEST_CASE(a_restore_right_after_a_restore_finds_its_slot_empty)
+{
+    temp_dir dir;
+    kv_state_machine a{dir / "a"};
+    apply_sample_state(a);
+    kv_state_machine other{dir / "other"};
+    batch_builder{}.put("other", "1").put("a", "other's").apply_to(other);
+    {
+        kv_state_machine b{dir / "b", {.restore_batch_bytes = 64}};
+        batch_builder old;
+        for (int k = 0; k < 500; ++k)
+            old.put("old-" + std::to_string(k), "x");
+        old.apply_to(b);
+        for (int round = 0; round < 3; ++round) {
+            restore_from(b, a);
+            BOOST_TEST((contents_of(b) == contents_of(a)));
+            restore_from(b, other); // into the slot the first one replaced
+            BOOST_TEST((contents_of(b) == contents_of(other)));
+        }
+    }
+    BOOST_TEST(keys_with_prefix(dir / "b", 'k') == 2u);
+    BOOST_TEST(keys_with_prefix(dir / "b", 'K') == 0u);
+    BOOST_TEST(!has_raw_key(dir / "b", "mstale"));
+    kv_state_machine b{dir / "b"};
+    BOOST_TEST((contents_of(b) == contents_of(other)));
+}
+
 BOOST_AUTO_TEST_CASE(crash_between_begin_and_finish_reopens_with_the_old_state_and_no_leftovers)
 {
     temp_dir dir;

@@ -290,10 +290,12 @@ public:
     void restore_chunk(std::string_view data);
 
     /// Replaces the state with the restored one in one synced write, after which
-    /// applied_index() == snapshot_index() == the snapshot's index; then deletes the
-    /// replaced state's keys. Throws std::runtime_error if the stream is incomplete or
-    /// the restore failed (the state is then unchanged), raftkv::storage_error if LevelDB
-    /// fails; throws std::logic_error without a restore in progress.
+    /// applied_index() == snapshot_index() == the snapshot's index. The replaced state's
+    /// keys are deleted on the background thread that makes checkpoints (a large state
+    /// takes a second or more), or by the next begin_restore() or abort_restore() if it has
+    /// not finished by then, or by the next opening if the machine is closed first. Throws std::runtime_error
+    /// if the stream is incomplete or the restore failed (the state is then unchanged), raftkv::storage_error
+    /// if LevelDB fails; throws std::logic_error without a restore in progress.
     void finish_restore();
 
     /// Discards the restore in progress, if any, deleting what it stored.
@@ -425,7 +427,10 @@ private:
     restore_state& restoring(std::string_view call);
     void stage(record_kind kind, std::string_view key, std::string_view value);
     void write_staged(::leveldb::WriteBatch& batch, const std::string& what);
-    void delete_slot(int slot);
+    /// Deletes every key of `slot` and then the stale mark, while `go_on()` says so (a
+    /// call that stops early leaves the mark, and the next open finishes the job).
+    void delete_slot(int slot, const std::function<bool()>& go_on = {});
+    void await_slot_deletion();
     void write_synced(::leveldb::WriteBatch& batch, const std::string& what);
     std::string restoring_what() const;
     void run_checkpoints();
@@ -452,6 +457,11 @@ private:
     index_t checkpoint_wanted_ = 0;  ///< under checkpoint_mutex_
     bool checkpoint_stop_ = false;   ///< under checkpoint_mutex_
     bool compaction_wanted_ = false; ///< under checkpoint_mutex_
+    /// The replaced slot that checkpointer_ is to delete (-1: none), and whether it is
+    /// deleting it now; under checkpoint_mutex_. deletion_done_ is signalled when it ends.
+    int slot_to_delete_ = -1;
+    bool deleting_slot_ = false;
+    std::condition_variable deletion_done_;
     std::atomic<std::uint64_t> compactions_{0};
     /// Every batch record whose first index is below it was deleted by a checkpoint since
     /// opening; under checkpoint_mutex_. A checkpoint deletes from here on rather than from
@@ -585,7 +595,8 @@ inline void kv_state_machine::upgrade(std::string_view from)
     delete_slot(1 - next);
 }
 
-// Closing checkpoints what was applied, so a clean restart re-applies nothing.
+// Closing checkpoints what was applied, so a clean restart re-applies nothing, and
+// finishes deleting a replaced state (else the next open would).
 inline kv_state_machine::~kv_state_machine()
 {
     if (checkpointer_.joinable()) {
@@ -601,6 +612,13 @@ inline kv_state_machine::~kv_state_machine()
             checkpoint(applied_);
         } catch (const std::exception&) {
             // The log still holds what a restart needs to re-apply.
+        }
+    }
+    if (slot_to_delete_ >= 0 && checkpoint_error_.empty()) {
+        try {
+            delete_slot(slot_to_delete_);
+        } catch (const std::exception&) {
+            // The stale mark stays: the next open deletes it.
         }
     }
 }
@@ -644,15 +662,20 @@ inline void kv_state_machine::run_checkpoints()
     bool planned = false;
     for (;;) {
         index_t index = 0;
+        int slot = -1; // a replaced slot to delete
         {
             std::unique_lock lock(checkpoint_mutex_);
             checkpoint_cv_.wait(lock, [&] {
-                return checkpoint_stop_ || compaction_wanted_ || checkpoint_wanted_ > durable_.load();
+                return checkpoint_stop_ || compaction_wanted_ || slot_to_delete_ >= 0 ||
+                       checkpoint_wanted_ > durable_.load();
             });
             if (checkpoint_stop_)
                 return;
             if (checkpoint_wanted_ > durable_.load())
                 index = checkpoint_wanted_;
+            else if (slot_to_delete_ >= 0)
+                slot = std::exchange(slot_to_delete_, -1);
+            deleting_slot_ = slot >= 0;
         }
         if (index != 0) {
             try {
@@ -662,6 +685,30 @@ inline void kv_state_machine::run_checkpoints()
                 checkpoint_error_ = e.what();
                 return;
             }
+            continue;
+        }
+        if (slot >= 0) {
+            // A checkpoint or a stop waits for one batch of deletions at most.
+            std::string error;
+            try {
+                delete_slot(slot, [this] {
+                    std::lock_guard lock(checkpoint_mutex_);
+                    return !checkpoint_stop_ && checkpoint_wanted_ <= durable_.load();
+                });
+            } catch (const std::exception& e) {
+                error = e.what();
+            }
+            {
+                std::lock_guard lock(checkpoint_mutex_);
+                deleting_slot_ = false;
+                if (stale_ && error.empty())
+                    slot_to_delete_ = slot; // interrupted: go on after the checkpoint, or on closing
+                if (!error.empty())
+                    checkpoint_error_ = error;
+            }
+            deletion_done_.notify_all();
+            if (!error.empty())
+                return;
             continue;
         }
         if (!planned) {
@@ -880,7 +927,7 @@ inline kv_state_machine::snapshot_reader kv_state_machine::snapshot() const
 
 inline void kv_state_machine::begin_restore(const snapshot_meta& meta)
 {
-    abort_restore();
+    abort_restore(); // which awaits the deletion of the slot the restore writes to
     restore_ = std::make_unique<restore_state>(meta);
 }
 
@@ -928,14 +975,35 @@ inline void kv_state_machine::finish_restore()
     restore_.reset();
     if (opts_.on_restored)
         opts_.on_restored(index);
-    delete_slot(1 - next);
+    {
+        std::lock_guard lock(checkpoint_mutex_);
+        slot_to_delete_ = 1 - next;
+        if (!checkpointer_.joinable())
+            checkpointer_ = std::thread([this] { run_checkpoints(); });
+    }
+    checkpoint_cv_.notify_one();
 }
 
 inline void kv_state_machine::abort_restore()
 {
+    await_slot_deletion();
     restore_.reset();
     if (stale_)
         delete_slot(other_slot());
+}
+
+// The owner's thread, before it writes to the slot not in use or reads stale_: a deletion
+// of that slot left to checkpointer_ is finished first, here if it has not begun.
+inline void kv_state_machine::await_slot_deletion()
+{
+    std::unique_lock lock(checkpoint_mutex_);
+    if (slot_to_delete_ >= 0 && !deleting_slot_) {
+        const int slot = std::exchange(slot_to_delete_, -1);
+        lock.unlock();
+        delete_slot(slot);
+        return;
+    }
+    deletion_done_.wait(lock, [&] { return !deleting_slot_; });
 }
 
 inline std::optional<std::string> kv_state_machine::get(std::string_view key) const
@@ -1301,7 +1369,7 @@ inline void kv_state_machine::write_staged(::leveldb::WriteBatch& batch, const s
 /// Deletes every key of `slot`, then the stale mark, in synced writes: a crash midway
 /// leaves the mark, and the next open finishes the job. Synced, so that no deletion can
 /// be lost under the keys a later restore writes to the same slot.
-inline void kv_state_machine::delete_slot(int slot)
+inline void kv_state_machine::delete_slot(int slot, const std::function<bool()>& go_on)
 {
     ::leveldb::ReadOptions options = detail::checked_reads();
     options.fill_cache = false;
@@ -1316,6 +1384,8 @@ inline void kv_state_machine::delete_slot(int slot)
             if (batch.ApproximateSize() >= opts_.restore_batch_bytes) {
                 write_synced(batch, "cannot delete replaced state");
                 batch.Clear();
+                if (go_on && !go_on())
+                    return;
             }
         }
         detail::check(it->status(), name_, "cannot read replaced state");
