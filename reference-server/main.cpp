@@ -27,15 +27,20 @@
 #include <raftkv/wal/log_store.hpp>
 
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/system/system_error.hpp>
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <sys/file.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
@@ -309,6 +314,38 @@ void warn_if_exposed(const server_config& config, const asio::ip::tcp::endpoint&
                                  "every key in the clear (--cert, --key; docs/security.md)");
 }
 
+// A second process started on a running node's data directory (the same command run twice)
+// is told so, rather than that its ports are taken: the log's lock says the directory is
+// in use. Only tried, not held: the log store takes it for good when it opens.
+void refuse_a_directory_in_use(const server_config& config)
+{
+    const std::filesystem::path lock = config.data_dir / "wal" / "LOCK";
+    const int fd = ::open(lock.c_str(), O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return; // no log yet, or one the log store will report on
+    const bool taken = ::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    ::close(fd); // releases the lock if it was taken here
+    if (taken)
+        throw std::runtime_error("data directory " + config.data_dir.string() +
+                                 " is in use by another process (its log is locked): is node " +
+                                 std::to_string(config.id) + " already running?");
+}
+
+// Before anything is written to the data directory (a new node's identity, log and state; a
+// restore; a forced configuration): a start that cannot listen for HTTP fails having
+// changed nothing, so it can be run again with other flags.
+void check_http_port(asio::io_context& io, const server_config& config,
+                     const asio::ip::tcp::endpoint& endpoint)
+{
+    asio::ip::tcp::acceptor probe(io);
+    boost::system::error_code ec;
+    if (!probe.open(endpoint.protocol(), ec) && !probe.set_option(asio::socket_base::reuse_address(true), ec))
+        probe.bind(endpoint, ec);
+    if (ec)
+        throw std::runtime_error("cannot listen for HTTP on " + config.http.to_string() + ": " +
+                                 ec.message());
+}
+
 http_server listen_http(asio::io_context& io, const server_config& config,
                         const asio::ip::tcp::endpoint& endpoint, api& routes, const http_tls& tls)
 {
@@ -564,13 +601,15 @@ int run(server_config config)
     log_configured = true;
     raise_descriptor_limit(config);
     const identity_plan plan = reconcile_identity(config);
+    refuse_a_directory_in_use(config);
+    asio::io_context io{static_cast<int>(config.threads)};
+    const asio::ip::tcp::endpoint http_endpoint = resolve_endpoint(io.get_executor(), config.http);
+    check_http_port(io, config, http_endpoint);
     if (config.restore_backup)
         restore_from_backup(config, plan);
     if (plan.forced_from != 0)
         force_new_cluster(config, plan);
 
-    asio::io_context io{static_cast<int>(config.threads)};
-    const asio::ip::tcp::endpoint http_endpoint = resolve_endpoint(io.get_executor(), config.http);
     const http_tls tls = load_tls(config);
     kv_service service{io.get_executor(), config};
     record_identity(config, plan);
