@@ -40,6 +40,10 @@ void check_against(const server_config& c, const identity& rec)
         conflict(c, rec, "--cluster-token is '" + *c.cluster_token + "'",
                  rec.cluster_token.empty() ? std::string("start it without --cluster-token")
                                            : "start it with --cluster-token " + rec.cluster_token);
+    if (c.peers_given && c.peers != rec.members && rec.joined)
+        conflict(c, rec, "--peers is " + peers_to_string(c.peers),
+                 "it joined that cluster (--join), which keeps its members in its log; start it without "
+                 "--peers, or with an empty data directory to bootstrap a new cluster");
     if (c.peers_given && c.peers != rec.members)
         conflict(c, rec, "--peers is " + peers_to_string(c.peers),
                  "it was bootstrapped with " + peers_to_string(rec.members) +

@@ -869,7 +869,9 @@ BOOST_AUTO_TEST_CASE(a_busy_port_or_a_locked_data_dir_fails_the_second_node_not_
         std::string says;
     };
     const std::vector<start> cases = {
-        {"same data dir", {"--data-dir", c.spec(1).data_dir.string(), "--http", http, "--raft", raft}, in_use},
+        {"same data dir",
+         {"--data-dir", c.spec(1).data_dir.string(), "--http", http, "--raft", raft},
+         in_use},
         // The same command run twice: the directory is named, not a port.
         {"same command", c.args(1), in_use},
         {"same HTTP port",

@@ -170,6 +170,23 @@ BOOST_AUTO_TEST_CASE(flags_that_contradict_the_identity_are_refused_with_one_lin
     server_config token = node(2, dir.path());
     token.cluster_token = "other";
     BOOST_TEST(conflict_of(token).find("start it without --cluster-token") != std::string::npos);
+
+    // A node that joined was bootstrapped with no list: it is not offered one.
+    temp_dir joined_dir;
+    identity joined;
+    joined.id = 4;
+    joined.cluster_id = 0x1234;
+    joined.members = three_members();
+    joined.members.emplace(4, host_port{"127.0.0.1", 9084});
+    joined.http = {"127.0.0.1", 8084};
+    joined.incarnation = 7;
+    joined.joined = true;
+    write_identity(joined_dir.path(), joined);
+    server_config peers = node(1, joined_dir.path());
+    peers.id = 4;
+    const std::string joined_error = conflict_of(peers);
+    BOOST_TEST(joined_error.find("it joined that cluster (--join)") != std::string::npos, joined_error);
+    BOOST_TEST(joined_error.find("bootstrapped with") == std::string::npos, joined_error);
 }
 
 BOOST_AUTO_TEST_CASE(a_forced_member_gets_a_new_cluster_of_its_own_that_it_can_read_back)
