@@ -502,7 +502,8 @@ struct kv_service::impl {
     // The Raft address of every member of every configuration seen since start-up: a
     // removed member may still lead until its removal commits, and must be answered.
     std::map<node_id, host_port> known_addresses;
-    std::vector<node_id> just_removed; // left with the last change, until it commits
+    std::vector<node_id> just_removed;  // left with the last change, until it commits
+    std::set<node_id> previous_members; // of the configuration last reported
     // Nodes outside the configuration the Raft node wrote to (a leader telling a removed
     // node of its removal), with when it last did: dialed for a while after.
     std::map<node_id, clock::time_point> written_outside;
@@ -594,6 +595,8 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
     known_addresses = c.peers;
     dialed = c.peers;
     dialed.erase(c.id);
+    for (const auto& [id, address] : c.peers)
+        previous_members.insert(id);
     for (const auto& [id, address] : c.peers)
         member_tags.emplace(id, 0);
     check_own_raft_address(opened.members, opened.members_index);
@@ -877,11 +880,14 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
     if (!node)
         return;
     log(log_level::info, "configuration at index " + std::to_string(index) + ": " + describe_members(m));
-    const std::set<node_id> members = member_ids(m);
+    std::set<node_id> members = member_ids(m);
+    // The members of the configuration before this one that it leaves out: not every node
+    // ever removed, which each later change would dial again while it commits.
     just_removed.clear();
-    for (const auto& [id, address] : known_addresses)
+    for (node_id id : previous_members)
         if (!members.contains(id))
             just_removed.push_back(id);
+    previous_members = members;
     member_tags.clear();
     std::map<node_id, std::uint64_t> replaced; // the "replaces" of members added back
     for (node_id id : members) {
