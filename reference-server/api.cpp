@@ -1035,6 +1035,12 @@ asio::awaitable<http_response> api_handler::change(const http_request& req, conf
         co_return quorum_at_risk_response(voters, co_await service_.answering_members());
     }
     std::optional<index_t> lag;
+    if (r.ec == raftkv::errc::learner_behind && !(co_await service_.answering_members()).contains(c.id))
+        co_return error_response(
+            http::status::conflict,
+            "learner " + std::to_string(c.id) +
+                " does not answer the leader (down, cut off, or its storage failed): not "
+                "promoted; retry once it answers");
     if (r.ec == raftkv::errc::learner_behind) {
         const std::map<node_id, index_t> match = co_await service_.match_indexes();
         const index_t last = service_.status().node.last_index;

@@ -178,6 +178,22 @@ BOOST_AUTO_TEST_CASE(invalid_changes_are_refused_at_once)
     BOOST_TEST(c.node(1).members_index() == 0u); // nothing was appended
 }
 
+// A learner that caught up and then went silent (down, cut off, its storage failed) is not
+// promoted: it would be a voter that does not vote.
+BOOST_AUTO_TEST_CASE(a_learner_that_stopped_answering_is_not_promoted)
+{
+    cluster c(3);
+    const node_id spare = elect_1_and_add_a_learner(c);
+    BOOST_REQUIRE(*c.node(1).match_of(spare) == c.node(1).last_index());
+    c.isolate(spare);
+    c.tick_all(3 * static_cast<int>(raftkv::options{}.election_ticks)); // the others keep answering
+    BOOST_TEST(*c.node(1).match_of(spare) == c.node(1).last_index());   // not behind, only silent
+    BOOST_TEST(change(c, 1, {{kind::add_voter, spare, {}}}).ec == errc::learner_behind);
+    c.heal();
+    c.tick_all(15);
+    BOOST_TEST(!change(c, 1, {{kind::add_voter, spare, {}}}).ec);
+}
+
 // An update replaces a member's info, votes as before, and commits in one entry.
 BOOST_AUTO_TEST_CASE(an_update_replaces_a_members_info_and_nothing_else)
 {

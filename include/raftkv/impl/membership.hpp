@@ -202,8 +202,11 @@ basic_node<Transport, LogStore, StateMachine>::change_membership(std::span<const
                 return refuse(errc::invalid_argument);
             if (next.is_learner(c.id) && c.id != opts_.id) {
                 const auto* p = progress_of(c.id);
-                // A learner that never acknowledged anything may not even be running.
-                if (!p || p->match == 0 || p->match + opts_.promote_max_lag < store_.last_index())
+                // A learner that never acknowledged anything may not even be running; one
+                // that stopped answering (down, cut off, its storage failed) would be a voter
+                // that does not vote.
+                if (!p || p->match == 0 || !p->heard_lately() ||
+                    p->match + opts_.promote_max_lag < store_.last_index())
                     return refuse(errc::learner_behind);
             }
             erase(next.learners, c.id);
