@@ -64,7 +64,8 @@ constexpr const char* exit_codes_text = R"(Exit codes:
   2  not found: the key (get, del) or the member (member remove/promote/update,
      leader transfer) does not exist
   3  unavailable: no endpoint answered, the timeout passed, or the cluster
-     answered 503 (no leader, shutting down, a write whose outcome is unknown)
+     answered 503 (no leader, shutting down, a write whose outcome is unknown);
+     members: the list came from a node that was removed
   4  refused: the server answered 400, 405, 409, 413 or 507 (bad input, a conflicting
      membership change, a write sequence the cluster no longer remembers, a state
      past the server's --quota-bytes)
@@ -159,13 +160,17 @@ const json::value& member_of(const json::object& o, std::string_view name)
 }
 
 /// Prints rows as columns two spaces apart, the first row being the heading.
+/// Prints `rows` in columns. The last cell of a row shorter than the header (an error
+/// message in place of the rest) runs on, and sets no column's width.
 void print_table(const std::vector<std::vector<std::string>>& rows)
 {
     std::vector<std::size_t> width;
+    const std::size_t columns = rows.empty() ? 0 : rows.front().size();
     for (const auto& row : rows) {
         width.resize(std::max(width.size(), row.size()));
         for (std::size_t i = 0; i < row.size(); ++i)
-            width[i] = std::max(width[i], row[i].size());
+            if (row.size() >= columns || i + 1 < row.size())
+                width[i] = std::max(width[i], row[i].size());
     }
     for (const auto& row : rows) {
         std::string line;
@@ -717,7 +722,21 @@ int run_members(context& ctx, const po::variables_map&, const std::vector<std::s
     const answer a = ctx.c->request("GET", "/cluster/members", {}, retry_policy::idempotent);
     if (a.status != 200)
         return fail(a);
-    return done(ctx, a, print_members);
+    const int code = done(ctx, a, print_members);
+    // The answering node is not among the members: it was removed, and its list is the one
+    // it had then.
+    const json::object o = parse_object(a);
+    const json::value& self = member_of(o, "id");
+    bool listed = false;
+    if (const json::value& members = member_of(o, "members"); members.is_array())
+        for (const json::value& m : members.as_array())
+            listed = listed || (m.is_object() && member_of(m.as_object(), "id") == self);
+    if (code != ok || !self.is_number() || listed)
+        return code;
+    std::cerr << "raftkv: node " << text_of(self)
+              << " answered, and it is not a member (it was removed): this list may be out of date; ask a "
+                 "member (--endpoints)\n";
+    return unavailable;
 }
 
 /// An --http value: a URL or host:port, sent as host:port.

@@ -439,6 +439,15 @@ BOOST_AUTO_TEST_CASE(members_are_listed_added_promoted_removed_and_leadership_mo
     r = change_until_settled(with_endpoints(endpoints, {"member", "remove", std::to_string(id)}));
     BOOST_TEST_REQUIRE(r.code == ok, r);
     BOOST_TEST(r.out.starts_with("removed node " + std::to_string(id) + "\n"), r);
+    // Asked for the members, the removed node (still running) answers, and is not believed.
+    BOOST_TEST(wait_until(
+        [&] {
+            r = run_cli(with_endpoints(url(c.http_port(id)), {"members"}));
+            return r.code == unavailable;
+        },
+        10s, 100ms));
+    BOOST_TEST(r.err.find("node " + std::to_string(id) + " answered, and it is not a member") != std::string::npos,
+               r);
     BOOST_TEST(c.terminate(id).has_value());
     r = cli({"member", "remove", "99"});
     BOOST_TEST(r.code == not_found, r);
