@@ -37,13 +37,26 @@ struct router {
     std::vector<std::function<void(raftkv::message)>> deliver;
     std::vector<bool> down;
     std::optional<std::size_t> lost_type; // a message_body index
+    std::optional<std::size_t> held_type; // held in `held` until released
+    std::vector<raftkv::message> held;
+
+    void release()
+    {
+        held_type.reset();
+        for (raftkv::message& m : std::exchange(held, {}))
+            deliver[m.to](std::move(m));
+    }
 };
 
 struct loopback_transport {
     router* r;
     void send(raftkv::message m)
     {
-        if (!r->down[m.to] && !r->down[m.from] && r->lost_type != m.body.index())
+        if (r->down[m.to] || r->down[m.from] || r->lost_type == m.body.index())
+            return;
+        if (r->held_type == m.body.index())
+            r->held.push_back(std::move(m));
+        else
             r->deliver[m.to](std::move(m));
     }
 };
@@ -200,6 +213,37 @@ BOOST_AUTO_TEST_CASE(follower_forwards_proposals_to_the_leader_and_completes_the
         BOOST_TEST(got[k].second == c.members[follower - 1].machine.commands.size() - 19 + k);
     }
     BOOST_TEST(c.members[follower - 1].machine.commands.back() == "f19");
+}
+
+// The leader's answer to a forward can reach the follower after the entry did (through a
+// newer leader, say): the proposal still completes with its result, not "unknown".
+BOOST_AUTO_TEST_CASE(a_forward_answered_after_its_entry_was_applied_completes_with_its_result)
+{
+    cluster c(3);
+    auto leader = c.wait_for_leader();
+    BOOST_REQUIRE(leader);
+    c.io.run_for(20ms);
+    const raftkv::node_id follower = *leader == 1 ? 2 : 1;
+    c.net.held_type = raftkv::message_body(raftkv::forward_response{}).index();
+    std::vector<std::pair<boost::system::error_code, std::size_t>> got;
+    for (int k = 0; k < 3; ++k)
+        c.at(follower).async_propose(
+            "late" + std::to_string(k),
+            [&](boost::system::error_code ec, std::size_t r) { got.emplace_back(ec, r); });
+    const auto& commands = c.members[follower - 1].machine.commands;
+    for (int i = 0; i < 200 && (commands.empty() || commands.back() != "late2"); ++i)
+        c.io.run_for(2ms);
+    BOOST_REQUIRE(commands.back() == "late2"); // applied, its answer still held
+    BOOST_TEST(got.empty());
+    BOOST_REQUIRE(!c.net.held.empty());
+    c.net.release();
+    for (int i = 0; i < 100 && got.size() < 3; ++i)
+        c.io.run_for(2ms);
+    BOOST_REQUIRE_EQUAL(got.size(), 3u);
+    for (std::size_t k = 0; k < got.size(); ++k) {
+        BOOST_TEST(!got[k].first, got[k].first.message());
+        BOOST_TEST(got[k].second == commands.size() - 2 + k); // the follower's machine's result
+    }
 }
 
 BOOST_AUTO_TEST_CASE(follower_refuses_proposals_with_not_leader_and_names_the_leader_when_not_forwarding)

@@ -15,6 +15,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -556,10 +557,26 @@ private:
             if (ec)
                 complete(std::move(p.handler), to_boost(ec), result_type{});
             else if (index + k <= node_.applied_index()) // the answer came after the apply
-                complete(std::move(p.handler), to_boost(errc::leadership_lost), result_type{});
+                complete_from_record(std::move(p), index + k, term);
             else
                 waiters_.emplace(std::pair{index + k, term}, std::move(p));
         }
+    }
+
+    // A forwarded proposal at (index, term) whose index this node applied before it learned
+    // where the leader put it: the outcome the record of recent applies gives (its result if
+    // the entry applied there had its term; dropped if another one did), or unknown once
+    // the record no longer reaches back that far.
+    void complete_from_record(proposal_waiter p, index_t index, term_t term)
+    {
+        const auto it = std::lower_bound(recent_applies_.begin(), recent_applies_.end(), index,
+                                         [](const recent_apply& r, index_t i) { return r.index < i; });
+        if (it == recent_applies_.end() || it->index != index)
+            complete(std::move(p.handler), to_boost(errc::leadership_lost), result_type{});
+        else if (it->term != term)
+            complete(std::move(p.handler), to_boost(errc::proposal_dropped), result_type{});
+        else if constexpr (std::copy_constructible<result_type>)
+            complete(std::move(p.handler), boost::system::error_code{}, result_type(it->result));
     }
 
     // The node reports each of its own proposals once, by (index, term): applied, or
@@ -567,6 +584,18 @@ private:
     // overwritten by another leader: dropped.
     void on_applied(index_t index, term_t term, result_type& result)
     {
+        // Kept while forwards await their answers (an answer may come after the apply, when
+        // the entry reached this node through a newer leader first); none otherwise, nor
+        // for results that cannot be copied.
+        if constexpr (std::copy_constructible<result_type>) {
+            if (forwards_.empty()) {
+                recent_applies_.clear();
+            } else {
+                recent_applies_.push_back(recent_apply{index, term, result});
+                if (recent_applies_.size() > recent_applies_kept)
+                    recent_applies_.pop_front();
+            }
+        }
         for (auto it = waiters_.lower_bound({index, 0}); it != waiters_.end() && it->first.first == index;) {
             proposal_waiter w = std::move(it->second);
             const bool applied = it->first.second == term;
@@ -582,6 +611,7 @@ private:
     // by one, so their outcome is unknown.
     void on_restored(const snapshot_meta& meta)
     {
+        recent_applies_.clear();
         while (!waiters_.empty() && waiters_.begin()->first.first <= meta.index) {
             complete(std::move(waiters_.begin()->second.handler), to_boost(errc::leadership_lost),
                      result_type{});
@@ -820,6 +850,15 @@ private:
     /// Forwarded batches by id.
     std::map<std::uint64_t, forward_waiter> forwards_;
     std::uint64_t last_forward_id_ = 0;
+    /// The last entries applied while forwards_ was not empty, in index order, with their
+    /// results: what a forward answered after its entry was applied completes with.
+    struct recent_apply {
+        index_t index;
+        term_t term;
+        result_type result;
+    };
+    static constexpr std::size_t recent_applies_kept = 4096;
+    std::deque<recent_apply> recent_applies_;
 
     std::function<void(index_t, const membership&)> config_handler_;
     /// Counts the node's configuration changes, so publish_status() copies the members
