@@ -909,9 +909,15 @@ asio::awaitable<bool> same_host(std::string a, std::string b)
     auto [b_ec, b_results] = co_await resolver.async_resolve(b, "0", nothrow);
     if (b_ec)
         co_return false;
+    // ::ffff:127.0.0.1 is 127.0.0.1.
+    const auto plain = [](const asio::ip::address& a) {
+        return a.is_v6() && a.to_v6().is_v4_mapped()
+                   ? asio::ip::address(asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()))
+                   : a;
+    };
     for (const auto& x : a_results)
         for (const auto& y : b_results)
-            if (x.endpoint().address() == y.endpoint().address())
+            if (plain(x.endpoint().address()) == plain(y.endpoint().address()))
                 co_return true;
     co_return false;
 }
@@ -939,16 +945,21 @@ asio::awaitable<std::optional<http_response>> api_handler::raft_address_taken(co
                                                                               node_id except)
 {
     for (const member_status& m : service_.status().members) {
-        const std::optional<host_port> theirs = parse_host_port(m.raft);
-        if (m.id == except || !theirs || theirs->port != raft.port)
-            continue;
-        const bool same = co_await same_host(theirs->host, raft.host);
-        if (!same)
-            continue;
-        co_return error_response(http::status::conflict,
-                                 "the Raft address " + raft.to_string() + " is member " +
-                                     std::to_string(m.id) + "'s" +
-                                     (m.raft == raft.to_string() ? "" : " (" + m.raft + ")"));
+        // Its Raft address (of another member), or its HTTP one (of any: Raft frames sent to
+        // an HTTP server reach nobody).
+        for (const bool http : {false, true}) {
+            const std::string text = http ? m.http.value_or("") : m.raft;
+            const std::optional<host_port> theirs = parse_host_port(text);
+            if ((!http && m.id == except) || !theirs || theirs->port != raft.port)
+                continue;
+            const bool same = co_await same_host(theirs->host, raft.host);
+            if (!same)
+                continue;
+            co_return error_response(http::status::conflict,
+                                     "the Raft address " + raft.to_string() + " is member " +
+                                         std::to_string(m.id) + (http ? "'s HTTP address" : "'s") +
+                                         (text == raft.to_string() ? "" : " (" + text + ")"));
+        }
     }
     co_return std::nullopt;
 }
@@ -978,6 +989,33 @@ asio::awaitable<http_response> api_handler::update_member(const http_request& re
     if (u.raft)
         if (std::optional<http_response> taken = co_await raft_address_taken(*u.raft, id))
             co_return std::move(*taken);
+    if (u.raft && u.raft != current.raft) {
+        // The member answers at its new address only once it listens there: until then the
+        // change cuts it off, as removing it would. Its followers would answer this leader at
+        // an address it does not listen on yet.
+        if (id == s.node.id)
+            co_return error_response(
+                http::status::conflict,
+                "node " + std::to_string(id) +
+                    " leads, and would not hear its followers at a Raft address it does not "
+                    "listen on yet: hand leadership to another voter first (POST "
+                    "/cluster/leader), then change its address");
+        if (s.node.members.is_voter(id)) {
+            const std::set<node_id> answering = co_await service_.answering_members();
+            std::size_t others = 0;
+            for (node_id v : s.node.members.voters)
+                others += v != id && answering.contains(v) ? 1 : 0;
+            if (others < s.node.members.quorum())
+                co_return error_response(
+                    http::status::conflict,
+                    "refused: node " + std::to_string(id) +
+                        " stops answering the leader when its Raft address changes (until it listens there), "
+                        "and only " +
+                        std::to_string(others) + " of the other voters answer, fewer than the quorum of " +
+                        std::to_string(s.node.members.quorum()) +
+                        ": the cluster would stall. Bring the others back first");
+        }
+    }
     std::string next =
         encode_member_info(*raft, u.http ? u.http : current.http, current.added, current.replaces);
     if (info == s.node.members.info.end() || next != info->second) {

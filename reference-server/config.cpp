@@ -957,6 +957,15 @@ std::optional<host_port> parse_host_port(std::string_view text)
     } else if (host.empty() || !std::all_of(host.begin(), host.end(), is_host_char)) {
         return std::nullopt;
     }
+    // A DNS name is at most 253 characters, in labels of at most 63 (RFC 1035).
+    if (host.size() > 253)
+        return std::nullopt;
+    for (std::size_t start = 0; start <= host.size();) {
+        const std::size_t dot = std::min(host.find('.', start), host.size());
+        if (dot - start > 63)
+            return std::nullopt;
+        start = dot + 1;
+    }
     return host_port{std::string(host), *port};
 }
 

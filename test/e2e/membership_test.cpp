@@ -371,8 +371,32 @@ BOOST_AUTO_TEST_CASE(a_member_moves_to_new_addresses_and_rejoins_there)
     BOOST_TEST(request(c.http_port(leader), "GET", "/cluster/members").body.find("127.0.0.1:1\"") ==
                std::string::npos);
 
+    const std::string leaders_http = R"({"raft": ")" + c.spec(leader).http_address() + R"("})";
+    const http_response on_http = request(f, "PATCH", path, leaders_http);
+    BOOST_TEST(is_error(on_http, 409), describe(on_http));
+    BOOST_TEST(on_http.body.find("HTTP address") != std::string::npos, describe(on_http));
+    // The leader would not hear its followers at a new address: it hands over first.
+    const http_response leads =
+        request(f, "PATCH", "/cluster/members/" + std::to_string(leader), R"({"raft": "127.0.0.1:1"})");
+    BOOST_TEST(is_error(leads, 409), describe(leads));
+    BOOST_TEST(leads.body.find("hand leadership to another voter first") != std::string::npos,
+               describe(leads));
+
     BOOST_TEST_REQUIRE(put(c.http_port(leader), "before", "1").status == 200);
     c.terminate(moved);
+    // With `moved` down (once the leader counts it silent), moving `via` too would leave the
+    // leader alone: refused.
+    const std::string silent = "raftkv_peer_active{peer=\"" + std::to_string(moved) + "\"} 0\n";
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            return request(c.http_port(leader), "GET", "/metrics").body.find(silent) != std::string::npos;
+        },
+        10s));
+    const http_response stall =
+        request(c.http_port(leader), "PATCH", "/cluster/members/" + std::to_string(via),
+                R"({"raft": "127.0.0.1:1"})");
+    BOOST_TEST(is_error(stall, 409), describe(stall));
+    BOOST_TEST(stall.body.find("stops answering the leader") != std::string::npos, describe(stall));
     const std::vector<std::uint16_t> ports = free_ports(3);
     const std::string raft = "127.0.0.1:" + std::to_string(ports[0]);
     const std::string http = "127.0.0.1:" + std::to_string(ports[1]);

@@ -1021,6 +1021,15 @@ BOOST_AUTO_TEST_CASE(host_port_parses_names_and_addresses)
     BOOST_TEST((parse_host_port("[fe80::1]:80") == host_port{"fe80::1", 80}));
     BOOST_TEST(!parse_host_port("fe80::1:80"));
     BOOST_TEST(!parse_host_port("[example.com]:80"));
+    // The limits of DNS names: 63 characters a label, 253 in all.
+    const std::string label(63, 'a');
+    BOOST_TEST(parse_host_port(label + ".b:1").has_value());
+    BOOST_TEST(!parse_host_port(label + "a.b:1"));
+    BOOST_TEST(!parse_host_port("b." + label + "a:1"));
+    const std::string longest = label + "." + label + "." + label + "." + std::string(61, 'c');
+    BOOST_TEST(longest.size() == 253u);
+    BOOST_TEST(parse_host_port(longest + ":1").has_value());
+    BOOST_TEST(!parse_host_port(longest + "c:1"));
 }
 
 BOOST_AUTO_TEST_CASE(peers_print_in_the_form_they_are_parsed)
