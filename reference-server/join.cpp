@@ -64,6 +64,11 @@ cluster_view parse_cluster_view(std::string_view body)
             malformed("\"leader\" is not a node id");
         view.leader = node;
     }
+    if (const json::value* index = o.if_contains("members_index"); index && index->is_number()) {
+        view.members_index = index->to_number<index_t>(ec);
+        if (ec)
+            malformed("\"members_index\" is not a log index");
+    }
     const json::value* members = o.if_contains("members");
     if (!members || !members->is_array())
         malformed("no \"members\" array");

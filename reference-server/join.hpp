@@ -35,6 +35,9 @@ struct cluster_view {
     std::vector<node_id> learners;
     /// The members' HTTP addresses, where known.
     std::map<node_id, host_port> http;
+    /// The index of the configuration the answering node has ("members_index": a
+    /// snapshot's index when its log no longer holds the entry); 0 if absent.
+    index_t members_index = 0;
 };
 
 /// Asks the member at `address` for GET /cluster/members and reads the cluster's id and

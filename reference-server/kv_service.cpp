@@ -1,9 +1,11 @@
 #include "kv_service.hpp"
 
 #include "health.hpp"
+#include "join.hpp"
 #include "log.hpp"
 #include "member_info.hpp"
 #include "peer_incarnations.hpp"
+#include "tls.hpp"
 #include "watch.hpp"
 
 #include <raftkv/asio/detail/greeting.hpp>
@@ -37,6 +39,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <thread>
 
 #include <fcntl.h>
 #include <sys/statvfs.h>
@@ -422,6 +425,9 @@ struct kv_service::impl {
     std::optional<std::string> published_http_address(const membership& m, node_id id) const;
     void on_config_change(index_t index, const membership& m);
     void check_own_raft_address(const membership& m, index_t index);
+    void maybe_check_addresses(const node_status& s);
+    void check_addresses(std::vector<host_port> targets);
+    void learn_addresses(const cluster_view& view);
     void update_peers(const membership& members, index_t members_index, index_t commit_index, node_id leader);
     boost::asio::awaitable<void> resolve_peers(std::map<node_id, host_port> wanted, std::uint64_t generation);
     void repeat(boost::asio::steady_timer& timer, std::chrono::milliseconds interval, void (impl::*step)());
@@ -495,6 +501,21 @@ struct kv_service::impl {
     term_t published_term = 0;
     // Whether the configuration last seen has the members dial this node where it listens.
     bool own_address_reached = true;
+    // A member's Raft address as a newer configuration than this node's has it, read from a
+    // member's GET /cluster/members (see maybe_check_addresses()); dialed until this node's
+    // log reaches a configuration at least as new. On the strand, like what follows.
+    struct address_override {
+        host_port raft;
+        index_t members_index = 0;
+    };
+    std::map<node_id, address_override> address_overrides;
+    std::map<node_id, clock::time_point> unreachable_at; // the last failed connection to each peer
+    clock::time_point leader_seen_at = clock::now();     // the last tick that knew a leader
+    clock::time_point address_check_started{};
+    bool address_check_running = false;
+    std::string own_address_told; // the address a member's list gave for this node, last logged
+    std::thread address_checker;  // runs check_addresses(), whose HTTP requests block
+    std::atomic<bool> checker_stop{false};
     clock::time_point publish_attempted{};
     node_id logged_leader = no_node;
     // Whether the log last said this node is outside the configuration (removed).
@@ -558,6 +579,9 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
         t.on_unknown_peer = [this](node_id id) {
             if (known_addresses.contains(id))
                 written_outside.insert_or_assign(id, clock::now());
+        };
+        t.on_unreachable = [this](node_id id) {
+            boost::asio::post(strand, [this, id] { unreachable_at.insert_or_assign(id, clock::now()); });
         };
         if (c.peer_tls())
             t.tls = raftkv::asio::tcp_transport_tls{
@@ -632,6 +656,9 @@ void kv_service::impl::check_own_raft_address(const membership& m, index_t index
 
 kv_service::impl::~impl()
 {
+    checker_stop = true;
+    if (address_checker.joinable())
+        address_checker.join();
     // Nothing runs any more: the node is closed here, unless an abandoned operation still
     // holds it, which the process exit then leaves to the next start's recovery.
     retirement->how = node_retirement::now;
@@ -920,9 +947,126 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
         else if (id != config.id)
             log(log_level::warn, "member " + std::to_string(id) + " has no Raft address; not dialing it");
     }
+    // An address learned from a newer configuration holds until the log reaches one as new.
+    for (auto it = address_overrides.begin(); it != address_overrides.end();) {
+        if (it->second.members_index <= index || !members.contains(it->first)) {
+            it = address_overrides.erase(it);
+            continue;
+        }
+        known_addresses.insert_or_assign(it->first, it->second.raft);
+        ++it;
+    }
     check_own_raft_address(m, index);
     const node_status s = node->driver.status(); // its members may not include `m` yet
     update_peers(m, index, s.commit_index, s.leader);
+}
+
+// On the strand, each tick. A node whose log missed a change of addresses (it was down when
+// a member moved) dials a member where it no longer listens, or listens where the members
+// no longer dial it, and nothing in Raft can tell it: its messages go nowhere. When the
+// leader it follows cannot be reached, or it has known no leader for ten election timeouts,
+// it asks the members' HTTP APIs for their member list (at most every 5 s), dials a member
+// where a newer configuration than its own says, and says so when that configuration has
+// the members dial this node elsewhere.
+void kv_service::impl::maybe_check_addresses(const node_status& s)
+{
+    const clock::time_point now = clock::now();
+    if (s.leader != no_node)
+        leader_seen_at = now;
+    if (address_check_running || now - address_check_started < std::chrono::seconds(5))
+        return;
+    const auto unreachable = unreachable_at.find(s.leader);
+    const bool leader_unreachable = s.leader != no_node && s.leader != config.id &&
+                                    unreachable != unreachable_at.end() &&
+                                    now - unreachable->second < std::chrono::seconds(2);
+    const auto leaderless_for =
+        std::chrono::milliseconds(std::uint64_t{20} * config.election_ticks * config.tick_ms);
+    if (!leader_unreachable && (s.leader != no_node || now - leader_seen_at < leaderless_for))
+        return;
+    std::vector<host_port> targets; // the leader's first
+    for (node_id id : member_ids(s.members)) {
+        if (id == config.id)
+            continue;
+        if (const std::optional<std::string> http = http_address_of(s.members, id))
+            if (std::optional<host_port> address = parse_host_port(*http))
+                targets.insert(id == s.leader ? targets.begin() : targets.end(), std::move(*address));
+    }
+    if (targets.empty())
+        return;
+    address_check_running = true;
+    address_check_started = now;
+    if (address_checker.joinable())
+        address_checker.join(); // it has finished: address_check_running was reset
+    address_checker =
+        std::thread([this, targets = std::move(targets)]() mutable { check_addresses(std::move(targets)); });
+}
+
+// On address_checker: the first member list a member that is in it gives.
+void kv_service::impl::check_addresses(std::vector<host_port> targets)
+{
+    std::optional<cluster_view> found;
+    try {
+        const std::string bearer =
+            config.auth_tokens.empty() ? std::string() : config.auth_tokens.front().token;
+        std::shared_ptr<tls_context> tls;
+        if (!config.tls_cert.empty())
+            tls = make_client_tls(config.forward_ca.empty() ? config.client_ca : config.forward_ca,
+                                  config.tls_cert, config.tls_key);
+        for (const host_port& target : targets) {
+            if (checker_stop)
+                break;
+            try {
+                cluster_view view = fetch_cluster(target, std::chrono::seconds(1), bearer, tls);
+                if (view.answered_by && view.raft.contains(*view.answered_by)) {
+                    found = std::move(view);
+                    break;
+                }
+            } catch (const std::exception&) {
+                // That member is down or moved too: ask the next.
+            }
+        }
+    } catch (const std::exception& e) {
+        log(log_level::debug, std::string("cannot check the members' addresses: ") + e.what());
+    }
+    boost::asio::post(strand, [this, found = std::move(found)] {
+        address_check_running = false;
+        if (found && !stopped && node)
+            learn_addresses(*found);
+    });
+}
+
+// On the strand: what a member's list says of the members' Raft addresses, if its
+// configuration is newer than this node's.
+void kv_service::impl::learn_addresses(const cluster_view& view)
+{
+    const node_status s = node->driver.status();
+    if (view.cluster_id != config.cluster_id || view.members_index <= s.members_index)
+        return;
+    const std::string source = "member " + std::to_string(*view.answered_by) + "'s configuration at index " +
+                               std::to_string(view.members_index) + " (this node's log is at " +
+                               std::to_string(s.members_index) + ")";
+    bool changed = false;
+    for (const auto& [id, raft] : view.raft) {
+        if (id == config.id) {
+            if (raft.port != config.raft.port && raft.to_string() != own_address_told) {
+                own_address_told = raft.to_string();
+                log(log_level::warn, source + " has the members dial this node at " + raft.to_string() +
+                                         ", but it listens at " + config.raft.to_string() +
+                                         ": no peer reaches it; start it with --raft " + raft.to_string());
+            }
+            continue;
+        }
+        const auto known = known_addresses.find(id);
+        if (!s.members.contains(id) || (known != known_addresses.end() && known->second == raft))
+            continue;
+        log(log_level::info, source + " has member " + std::to_string(id) + " at " + raft.to_string() +
+                                 "; dialing it there until this node's log catches up");
+        known_addresses.insert_or_assign(id, raft);
+        address_overrides.insert_or_assign(id, address_override{raft, view.members_index});
+        changed = true;
+    }
+    if (changed)
+        update_peers(s.members, s.members_index, s.commit_index, s.leader);
 }
 
 // On the strand, at each configuration change and each tick. The transport dials the
@@ -1035,6 +1179,7 @@ void kv_service::impl::observe()
         if (outside)
             log(log_level::warn, *outside);
     }
+    maybe_check_addresses(s);
     if (publishing || !s.members.contains(config.id))
         return;
     // A leader publishes its address once per term it leads, and every member whenever the

@@ -672,3 +672,48 @@ BOOST_AUTO_TEST_CASE(a_change_that_would_stall_the_cluster_is_refused)
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// A node whose log missed a member's move (it was down) dials the member where it no longer
+// listens; once that member leads, nothing it sends reaches the leader. It finds the new
+// address in a member's list (GET /cluster/members) and catches up.
+BOOST_AUTO_TEST_CASE(a_node_that_missed_a_move_finds_the_moved_leader)
+{
+    cluster c(5);
+    auto leader = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    std::vector<std::uint64_t> others;
+    for (std::uint64_t id = 1; id <= 5; ++id)
+        if (id != *leader)
+            others.push_back(id);
+    const std::uint64_t behind = others[0], moved = others[1];
+    c.terminate(behind);
+    c.terminate(moved);
+    const std::vector<std::uint16_t> ports = free_ports(2);
+    const std::string raft = "127.0.0.1:" + std::to_string(ports[0]);
+    const std::string http = "127.0.0.1:" + std::to_string(ports[1]);
+    const http_response r =
+        change_until_settled(c.http_port(*leader), "PATCH", "/cluster/members/" + std::to_string(moved),
+                             R"({"raft": ")" + raft + R"(", "http": ")" + http + R"("})");
+    BOOST_TEST_REQUIRE(r.status == 200, describe(r));
+    c.start(moved,
+            with_flag(with_flag(with_flag(c.args(moved), "--peers", ""), "--raft", raft), "--http", http));
+    // The moved node takes over, and a write commits without `behind`.
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            const http_response t = request(c.http_port(*leader), "POST", "/cluster/leader",
+                                            R"({"id": )" + std::to_string(moved) + "}", 3s);
+            return t.status == 200;
+        },
+        20s, 200ms));
+    BOOST_TEST_REQUIRE(put(ports[1], "after-move", "1").status == 200);
+
+    c.start(behind);
+    BOOST_TEST(wait_until(
+        [&] {
+            const http_response g = request(c.http_port(behind), "GET", kv_target("after-move"), {}, 2s);
+            return g.status == 200 && parse_json(g.body).string("value") == "1";
+        },
+        30s, 200ms));
+    const std::string log = read_tail(c.spec(behind).log_file, 1 << 20);
+    BOOST_TEST(log.find("has member " + std::to_string(moved) + " at " + raft) != std::string::npos, log);
+}

@@ -166,6 +166,12 @@ struct tcp_transport_options {
     /// Default: none.
     std::function<void(node_id)> on_unknown_peer;
 
+    /// Called with a peer's id each time a connection to it cannot be made or is lost
+    /// (before the backoff delay), from the thread that runs that peer's link: it must be
+    /// safe from any thread. An address that stays unreachable may be out of date.
+    /// Default: none.
+    std::function<void(node_id)> on_unreachable;
+
     /// Mutual TLS on every connection, dialed and accepted: both ends present a certificate
     /// that must chain to `tls->ca_file`, and whose subject common name must be
     /// "raftkv-node-<id>" for the id the peer is (for a dialed connection, the id dialed;

@@ -303,6 +303,8 @@ private:
         if (!failure_logged_)
             log(log_severity::warning, why + "; retrying with backoff");
         failure_logged_ = true;
+        if (options_.on_unreachable)
+            options_.on_unreachable(peer_);
         // What was queued for a peer whose connection was lost, and what is sent until it is
         // back, was meant for the process that went away: it may come back as another one
         // (a member removed and added again with a new data directory), to which an old
