@@ -332,17 +332,28 @@ void refuse_a_directory_in_use(const server_config& config)
 }
 
 // Before anything is written to the data directory (a new node's identity, log and state; a
-// restore; a forced configuration): a start that cannot listen for HTTP fails having
-// changed nothing, so it can be run again with other flags.
-void check_http_port(asio::io_context& io, const server_config& config,
-                     const asio::ip::tcp::endpoint& endpoint)
+// restore; a forced configuration): a start that cannot listen fails having changed
+// nothing, so it can be run again with other flags. Both ports are bound at once, so --http
+// and --raft on one port are caught too.
+void check_ports(asio::io_context& io, const server_config& config, const asio::ip::tcp::endpoint& http)
 {
-    asio::ip::tcp::acceptor probe(io);
-    boost::system::error_code ec;
-    if (!probe.open(endpoint.protocol(), ec) && !probe.set_option(asio::socket_base::reuse_address(true), ec))
-        probe.bind(endpoint, ec);
-    if (ec)
+    const asio::ip::tcp::endpoint raft = resolve_endpoint(io.get_executor(), config.raft);
+    if (http.port() == raft.port() && (http.address() == raft.address() || http.address().is_unspecified() ||
+                                       raft.address().is_unspecified()))
+        throw config_error("--http " + config.http.to_string() + " and --raft " + config.raft.to_string() +
+                           " are one address: give each its own port");
+    const auto bind = [](asio::ip::tcp::acceptor& probe, const asio::ip::tcp::endpoint& at) {
+        boost::system::error_code ec;
+        if (!probe.open(at.protocol(), ec) && !probe.set_option(asio::socket_base::reuse_address(true), ec))
+            probe.bind(at, ec);
+        return ec;
+    };
+    asio::ip::tcp::acceptor http_probe(io), raft_probe(io);
+    if (const boost::system::error_code ec = bind(http_probe, http))
         throw std::runtime_error("cannot listen for HTTP on " + config.http.to_string() + ": " +
+                                 ec.message());
+    if (const boost::system::error_code ec = bind(raft_probe, raft))
+        throw std::runtime_error("cannot listen for Raft on " + config.raft.to_string() + ": " +
                                  ec.message());
 }
 
@@ -604,15 +615,23 @@ int run(server_config config)
     refuse_a_directory_in_use(config);
     asio::io_context io{static_cast<int>(config.threads)};
     const asio::ip::tcp::endpoint http_endpoint = resolve_endpoint(io.get_executor(), config.http);
-    check_http_port(io, config, http_endpoint);
+    check_ports(io, config, http_endpoint);
     if (config.restore_backup)
         restore_from_backup(config, plan);
-    if (plan.forced_from != 0)
+    bool identity_recorded = false;
+    if (plan.forced_from != 0) {
         force_new_cluster(config, plan);
+        // At once: the log is the new cluster's now, whatever fails next. Under the old
+        // identity, a start without the flag would rejoin the old cluster with a log that
+        // contradicts it.
+        record_identity(config, plan);
+        identity_recorded = true;
+    }
 
     const http_tls tls = load_tls(config);
     kv_service service{io.get_executor(), config};
-    record_identity(config, plan);
+    if (!identity_recorded)
+        record_identity(config, plan);
     finish_restore(config.data_dir); // a restored node is whole once its identity is recorded
     api_options routing;
     routing.forward_timeout = std::chrono::milliseconds(config.request_timeout_ms) + std::chrono::seconds(1);

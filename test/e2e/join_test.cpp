@@ -8,6 +8,9 @@
 #include "harness.hpp"
 #include "recording_clients.hpp"
 
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -358,6 +361,22 @@ BOOST_AUTO_TEST_CASE(a_survivor_of_a_lost_majority_is_forced_into_a_new_cluster_
     BOOST_TEST(r.status.value_or(exit_status{}).code == 2);
     BOOST_TEST(r.err.find("--force-new-cluster names cluster 0x0123456789abcdef") != std::string::npos,
                r.err);
+
+    // A start that cannot listen for Raft forces nothing: a forced log under the old
+    // identity would rejoin the old cluster on the next start, contradicting it.
+    {
+        boost::asio::io_context io;
+        const boost::asio::ip::tcp::acceptor busy(
+            io, {boost::asio::ip::make_address("127.0.0.1"), c.spec(survivor).raft_port});
+        r = run_server(forced);
+        BOOST_TEST(r.status.value_or(exit_status{}).code == 1);
+        BOOST_TEST(r.err.find("cannot listen for Raft") != std::string::npos, r.err);
+    }
+    r = run_server(inspect);
+    BOOST_TEST(r.out.find("node            " + std::to_string(survivor) + " of cluster 0x" + old_id) !=
+                   std::string::npos,
+               r.out);
+    BOOST_TEST(r.out.find("configuration   voters 1,2,3") != std::string::npos, r.out);
 
     c.start(survivor, forced);
     BOOST_TEST_REQUIRE(c.wait_healthy(survivor, 20s), read_tail(c.spec(survivor).log_file));

@@ -892,6 +892,16 @@ BOOST_AUTO_TEST_CASE(a_busy_port_or_a_locked_data_dir_fails_the_second_node_not_
     }
     // A start that failed wrote nothing: the same directory starts later with other flags.
     BOOST_TEST(!std::filesystem::exists(dir / "a"));
+    BOOST_TEST(!std::filesystem::exists(dir / "b"));
+    // --http and --raft on one port: a configuration error, before anything is written.
+    for (const std::string& raft_address : {http, "0.0.0.0:" + std::to_string(ports[0])}) {
+        auto r = run_server({"--data-dir", (dir / "c").string(), "--http", http, "--raft", raft_address}, 10s,
+                            dir.path());
+        BOOST_TEST_REQUIRE(r.status.has_value());
+        BOOST_TEST(r.status->code == 2, *r.status);
+        BOOST_TEST(r.err.find("are one address") != std::string::npos, r.err);
+        BOOST_TEST(!std::filesystem::exists(dir / "c"));
+    }
 }
 
 BOOST_AUTO_TEST_CASE(kill9_and_restart_keeps_every_acknowledged_write)
