@@ -313,11 +313,15 @@ answer client::request(std::string_view method, const std::string& target, const
     const auto deadline = clock::now() + impl_->options.timeout;
     answer last;
     std::string failures; // "url: why; url: why" of the endpoints that did not answer
+    // Endpoints that said they were removed from the cluster: they will answer nothing else.
+    std::vector<bool> removed(impl_->options.endpoints.size(), false);
     for (;;) {
         bool unavailable = false;
         const std::vector<endpoint>& endpoints = impl_->options.endpoints;
         for (std::size_t i = 0; i < endpoints.size(); ++i) {
             const endpoint& e = endpoints[i];
+            if (removed[i])
+                continue;
             const auto now = clock::now();
             if (now >= deadline)
                 break;
@@ -340,8 +344,9 @@ answer client::request(std::string_view method, const std::string& target, const
             answer a{r.status, r.body, e.url, false, {}};
             if (r.status != 503 || (policy == retry_policy::once && outcome_unknown(r.body)))
                 return a;
+            removed[i] = r.body.find("it was removed and serves nothing") != std::string::npos;
             last = std::move(a);
-            unavailable = true;
+            unavailable = unavailable || !removed[i];
         }
         const auto now = clock::now();
         if (!unavailable || now + retry_pause >= deadline) {

@@ -717,23 +717,40 @@ void print_members(const json::object& o)
     print_table(rows);
 }
 
-int run_members(context& ctx, const po::variables_map&, const std::vector<std::string>&)
+/// Whether a GET /cluster/members answer came from a member: a node removed from the
+/// cluster still answers, with the list it had then.
+bool listed_by_a_member(const answer& a)
 {
-    const answer a = ctx.c->request("GET", "/cluster/members", {}, retry_policy::idempotent);
-    if (a.status != 200)
-        return fail(a);
-    const int code = done(ctx, a, print_members);
-    // The answering node is not among the members: it was removed, and its list is the one
-    // it had then.
     const json::object o = parse_object(a);
     const json::value& self = member_of(o, "id");
-    bool listed = false;
+    if (!self.is_number())
+        return true; // a server from before the answer named its node
     if (const json::value& members = member_of(o, "members"); members.is_array())
         for (const json::value& m : members.as_array())
-            listed = listed || (m.is_object() && member_of(m.as_object(), "id") == self);
-    if (code != ok || !self.is_number() || listed)
+            if (m.is_object() && member_of(m.as_object(), "id") == self)
+                return true;
+    return false;
+}
+
+int run_members(context& ctx, const po::variables_map&, const std::vector<std::string>&)
+{
+    answer a = ctx.c->request("GET", "/cluster/members", {}, retry_policy::idempotent);
+    if (a.status != 200)
+        return fail(a);
+    if (!listed_by_a_member(a))
+        for (const endpoint& e : ctx.c->endpoints()) {
+            if (e.url == a.from)
+                continue;
+            answer b = ctx.c->request_one(e, "GET", "/cluster/members");
+            if (b.status == 200 && listed_by_a_member(b)) {
+                a = std::move(b);
+                break;
+            }
+        }
+    const int code = done(ctx, a, print_members);
+    if (code != ok || listed_by_a_member(a))
         return code;
-    std::cerr << "raftkv: node " << text_of(self)
+    std::cerr << "raftkv: node " << text_of(member_of(parse_object(a), "id"))
               << " answered, and it is not a member (it was removed): this list may be out of date; ask a "
                  "member (--endpoints)\n";
     return unavailable;

@@ -446,8 +446,16 @@ BOOST_AUTO_TEST_CASE(members_are_listed_added_promoted_removed_and_leadership_mo
             return r.code == unavailable;
         },
         10s, 100ms));
-    BOOST_TEST(r.err.find("node " + std::to_string(id) + " answered, and it is not a member") != std::string::npos,
+    BOOST_TEST(r.err.find("node " + std::to_string(id) + " answered, and it is not a member") !=
+                   std::string::npos,
                r);
+    // Listed first, it is passed over for a member, and not asked again for a read.
+    r = run_cli(with_endpoints(url(c.http_port(id)) + "," + url(c.http_port(leader)), {"--json", "members"}));
+    BOOST_TEST(r.code == ok, r);
+    BOOST_TEST(ids_with_role(r.out, "voter").size() == 3u, r);
+    r = run_cli(with_endpoints(url(c.http_port(id)), {"get", "absent"}));
+    BOOST_TEST(r.code == unavailable, r);
+    BOOST_TEST(r.err.find("it was removed and serves nothing") != std::string::npos, r);
     BOOST_TEST(c.terminate(id).has_value());
     r = cli({"member", "remove", "99"});
     BOOST_TEST(r.code == not_found, r);
