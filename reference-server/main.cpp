@@ -375,7 +375,21 @@ http_server listen_http(asio::io_context& io, const server_config& config,
     }
 }
 
-void log_startup(const server_config& config)
+// The members as the configuration in force has them (not --peers, which only bootstraps).
+std::string members_in_force(const service_status& s)
+{
+    std::string out;
+    for (const member_status& m : s.members) {
+        if (!out.empty())
+            out += ',';
+        out += std::to_string(m.id) + '=' + (m.raft.empty() ? "?" : m.raft);
+        if (m.role == member_role::learner)
+            out += " (learner)";
+    }
+    return out + " (configuration at index " + std::to_string(s.node.members_index) + ")";
+}
+
+void log_startup(const server_config& config, const service_status& status)
 {
     std::string http = config.http.to_string();
     if (config.advertise_http != config.http)
@@ -384,8 +398,8 @@ void log_startup(const server_config& config)
     log(log_level::info,
         "node " + std::to_string(config.id) + " of cluster " +
             raftkv::asio::detail::cluster_id_name(config.cluster_id) + " started: " + scheme + http +
-            ", raft " + config.raft.to_string() + ", data " + config.data_dir.string() + ", peers " +
-            peers_to_string(config.peers) + (config.peer_tls() ? ", peer TLS on" : "") +
+            ", raft " + config.raft.to_string() + ", data " + config.data_dir.string() + ", members " +
+            members_in_force(status) + (config.peer_tls() ? ", peer TLS on" : "") +
             (config.auth_tokens_file ? ", " + std::to_string(config.auth_tokens.size()) +
                                            " bearer tokens from " + config.auth_tokens_file->string()
                                      : std::string()) +
@@ -685,7 +699,7 @@ int run(server_config config)
     service.start();
     server.start();
     reloader.start();
-    log_startup(config);
+    log_startup(config, service.status());
 
     std::vector<std::thread> others;
     for (std::uint32_t k = 1; k < config.threads; ++k)

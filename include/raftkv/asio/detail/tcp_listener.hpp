@@ -95,7 +95,7 @@ public:
         boost::asio::post(deadline_.get_executor(), [self = shared_from_this()] {
             if (self->stream_.socket().is_open())
                 self->drop("closed: node " + std::to_string(self->peer_) +
-                               " is a member now, and greets again to have its data directory recorded",
+                               " is to greet again, to have its data directory recorded",
                            log_severity::info);
         });
     }
@@ -471,7 +471,7 @@ inline void tcp_inbound_connection::on_greeting(const boost::system::error_code&
     // again, it is recorded (set_peers() closes the connections greeted before).
     if (g.from_incarnation != 0 && listener_->unrecorded_member(g.from))
         return drop("closed: node " + std::to_string(peer_) +
-                        " is a member now, and greets again to have its data directory recorded",
+                        " is to greet again, to have its data directory recorded",
                     log_severity::info);
     read_frames();
 }
