@@ -1067,7 +1067,8 @@ asio::awaitable<http_response> api_handler::change(const http_request& req, conf
         co_return co_await list_members(success);
     if (r.ec == raftkv::errc::quorum_at_risk) {
         std::vector<node_id> voters = service_.status().node.members.voters;
-        std::erase(voters, c.id);
+        if (c.type == config_change::kind::remove)
+            std::erase(voters, c.id);
         if (c.type == config_change::kind::add_voter)
             voters.insert(std::upper_bound(voters.begin(), voters.end(), c.id), c.id);
         co_return quorum_at_risk_response(voters, co_await service_.answering_members());

@@ -907,7 +907,7 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
     if (!node)
         return;
     log(log_level::info, "configuration at index " + std::to_string(index) + ": " + describe_members(m));
-    std::set<node_id> members = member_ids(m);
+    const std::set<node_id> members = member_ids(m);
     // The members of the configuration before this one that it leaves out: not every node
     // ever removed, which each later change would dial again while it commits.
     just_removed.clear();

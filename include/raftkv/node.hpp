@@ -175,8 +175,9 @@ public:
     /// a change is not yet committed (or a joint configuration not yet left), or before
     /// this leader committed an entry of its term; errc::learner_behind when a learner to
     /// promote has acknowledged nothing yet, has not answered within the last one to two
-    /// election timeouts, or lags more than options::promote_max_lag entries; errc::quorum_at_risk when the new voters would not hold a majority that
-    /// answers this leader (options::strict_membership_changes); errc::invalid_argument
+    /// election timeouts, or lags more than options::promote_max_lag entries;
+    /// errc::quorum_at_risk when the new voters would not hold a majority that answers
+    /// this leader (options::strict_membership_changes); errc::invalid_argument
     /// for an empty list, id 0, adding a voter or learner that already is one (a learner
     /// may be promoted with add_voter), removing or updating a non-member, an update
     /// without info, or leaving no voter.

@@ -292,10 +292,11 @@ public:
     /// Replaces the state with the restored one in one synced write, after which
     /// applied_index() == snapshot_index() == the snapshot's index. The replaced state's
     /// keys are deleted on the background thread that makes checkpoints (a large state
-    /// takes a second or more), or by the next begin_restore() or abort_restore() if it has
-    /// not finished by then, or by the next opening if the machine is closed first. Throws std::runtime_error
-    /// if the stream is incomplete or the restore failed (the state is then unchanged), raftkv::storage_error
-    /// if LevelDB fails; throws std::logic_error without a restore in progress.
+    /// takes a second or more), or by the next begin_restore() or abort_restore() if it
+    /// has not finished by then, or on closing. Throws std::runtime_error if the stream is
+    /// incomplete or the restore failed (the state is then unchanged),
+    /// raftkv::storage_error if LevelDB fails; throws std::logic_error without a restore
+    /// in progress.
     void finish_restore();
 
     /// Discards the restore in progress, if any, deleting what it stored.
