@@ -565,7 +565,8 @@ private:
     asio::awaitable<http_response> promote_member(const http_request& req, node_id id);
     asio::awaitable<http_response> remove_member(const http_request& req, node_id id);
     asio::awaitable<http_response> update_member(const http_request& req, node_id id, const member_update& u);
-    asio::awaitable<std::optional<http_response>> raft_address_taken(const host_port& raft, node_id except);
+    asio::awaitable<std::optional<http_response>> address_taken(const host_port& address, bool raft,
+                                                                node_id except);
     asio::awaitable<http_response> transfer_leader(const http_request& req, node_id id);
     asio::awaitable<http_response> cluster_status(const http_request& req);
     asio::awaitable<http_response> change(const http_request& req, config_change c, http::status success);
@@ -929,8 +930,11 @@ asio::awaitable<http_response> api_handler::add_member(const http_request& req, 
     if (service_.status().node.members.contains(r.id))
         co_return error_response(http::status::conflict,
                                  "node " + std::to_string(r.id) + " is already a member");
-    if (std::optional<http_response> taken = co_await raft_address_taken(r.raft, no_node))
+    if (std::optional<http_response> taken = co_await address_taken(r.raft, true, no_node))
         co_return std::move(*taken);
+    if (r.http)
+        if (std::optional<http_response> taken = co_await address_taken(*r.http, false, no_node))
+            co_return std::move(*taken);
     // Named, not a temporary in the co_await expression: GCC 12 destroys those twice.
     config_change c{
         r.learner ? config_change::kind::add_learner : config_change::kind::add_voter, r.id,
@@ -938,27 +942,28 @@ asio::awaitable<http_response> api_handler::add_member(const http_request& req, 
     co_return co_await change(req, std::move(c), http::status::created);
 }
 
-// Two members at one Raft address would each get the other's messages: the answer when
-// `raft` is a member's other than `except`. Only members on the same port have their host
-// names compared, by address.
-asio::awaitable<std::optional<http_response>> api_handler::raft_address_taken(const host_port& raft,
-                                                                              node_id except)
+// Two members at one address would each get the other's messages (Raft frames sent to an
+// HTTP server, or requests forwarded to a Raft port, reach nobody): the answer when `address`,
+// a Raft address (`raft`) or an HTTP one, is a member's Raft or HTTP address, other than the
+// same one of member `except`. Only addresses on the same port have their host names
+// compared, by address.
+asio::awaitable<std::optional<http_response>> api_handler::address_taken(const host_port& address, bool raft,
+                                                                         node_id except)
 {
     for (const member_status& m : service_.status().members) {
-        // Its Raft address (of another member), or its HTTP one (of any: Raft frames sent to
-        // an HTTP server reach nobody).
-        for (const bool http : {false, true}) {
-            const std::string text = http ? m.http.value_or("") : m.raft;
+        for (const bool theirs_raft : {true, false}) {
+            const std::string text = theirs_raft ? m.raft : m.http.value_or("");
             const std::optional<host_port> theirs = parse_host_port(text);
-            if ((!http && m.id == except) || !theirs || theirs->port != raft.port)
+            if ((theirs_raft == raft && m.id == except) || !theirs || theirs->port != address.port)
                 continue;
-            const bool same = co_await same_host(theirs->host, raft.host);
+            const bool same = co_await same_host(theirs->host, address.host);
             if (!same)
                 continue;
             co_return error_response(http::status::conflict,
-                                     "the Raft address " + raft.to_string() + " is member " +
-                                         std::to_string(m.id) + (http ? "'s HTTP address" : "'s") +
-                                         (text == raft.to_string() ? "" : " (" + text + ")"));
+                                     std::string(raft ? "the Raft address " : "the HTTP address ") +
+                                         address.to_string() + " is member " + std::to_string(m.id) +
+                                         (theirs_raft ? "'s Raft address" : "'s HTTP address") +
+                                         (text == address.to_string() ? "" : " (" + text + ")"));
         }
     }
     co_return std::nullopt;
@@ -987,7 +992,10 @@ asio::awaitable<http_response> api_handler::update_member(const http_request& re
                                  "member " + std::to_string(id) +
                                      " has no Raft address on record; give \"raft\"");
     if (u.raft)
-        if (std::optional<http_response> taken = co_await raft_address_taken(*u.raft, id))
+        if (std::optional<http_response> taken = co_await address_taken(*u.raft, true, id))
+            co_return std::move(*taken);
+    if (u.http)
+        if (std::optional<http_response> taken = co_await address_taken(*u.http, false, id))
             co_return std::move(*taken);
     if (u.raft && u.raft != current.raft) {
         // The member answers at its new address only once it listens there: until then the

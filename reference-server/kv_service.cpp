@@ -23,6 +23,8 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
@@ -426,8 +428,8 @@ struct kv_service::impl {
     void on_config_change(index_t index, const membership& m);
     void check_own_raft_address(const membership& m, index_t index);
     void maybe_check_addresses(const node_status& s);
-    void check_addresses(std::vector<host_port> targets);
-    void learn_addresses(const cluster_view& view);
+    void check_addresses(std::vector<host_port> targets, index_t index);
+    void learn_addresses(const cluster_view& view, bool own_reached);
     void update_peers(const membership& members, index_t members_index, index_t commit_index, node_id leader);
     boost::asio::awaitable<void> resolve_peers(std::map<node_id, host_port> wanted, std::uint64_t generation);
     void repeat(boost::asio::steady_timer& timer, std::chrono::milliseconds interval, void (impl::*step)());
@@ -513,8 +515,9 @@ struct kv_service::impl {
     clock::time_point leader_seen_at = clock::now();     // the last tick that knew a leader
     clock::time_point address_check_started{};
     bool address_check_running = false;
-    std::string own_address_told; // the address a member's list gave for this node, last logged
-    std::thread address_checker;  // runs check_addresses(), whose HTTP requests block
+    std::string own_address_told;       // the address a member's list gave for this node, last logged
+    std::string address_check_failures; // why the last check found no list, if it did not
+    std::thread address_checker;        // runs check_addresses(), whose HTTP requests block
     std::atomic<bool> checker_stop{false};
     clock::time_point publish_attempted{};
     node_id logged_leader = no_node;
@@ -964,16 +967,17 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
 // On the strand, each tick. A node whose log missed a change of addresses (it was down when
 // a member moved) dials a member where it no longer listens, or listens where the members
 // no longer dial it, and nothing in Raft can tell it: its messages go nowhere. When the
-// leader it follows cannot be reached, or it has known no leader for ten election timeouts,
-// it asks the members' HTTP APIs for their member list (at most every 5 s), dials a member
-// where a newer configuration than its own says, and says so when that configuration has
-// the members dial this node elsewhere.
+// leader it follows cannot be reached, or it has known no leader for ten election timeouts
+// (and does not know itself removed), it asks the members' HTTP APIs for their member list
+// (at most every 5 s), dials a member where a newer configuration than its own says, and
+// says so when that configuration has the members dial this node elsewhere.
 void kv_service::impl::maybe_check_addresses(const node_status& s)
 {
     const clock::time_point now = clock::now();
     if (s.leader != no_node)
         leader_seen_at = now;
-    if (address_check_running || now - address_check_started < std::chrono::seconds(5))
+    if (address_check_running || now - address_check_started < std::chrono::seconds(5) ||
+        outside_configuration(s))
         return;
     const auto unreachable = unreachable_at.find(s.leader);
     const bool leader_unreachable = s.leader != no_node && s.leader != config.id &&
@@ -997,14 +1001,48 @@ void kv_service::impl::maybe_check_addresses(const node_status& s)
     address_check_started = now;
     if (address_checker.joinable())
         address_checker.join(); // it has finished: address_check_running was reset
-    address_checker =
-        std::thread([this, targets = std::move(targets)]() mutable { check_addresses(std::move(targets)); });
+    address_checker = std::thread([this, targets = std::move(targets), index = s.members_index]() mutable {
+        check_addresses(std::move(targets), index);
+    });
 }
 
-// On address_checker: the first member list a member that is in it gives.
-void kv_service::impl::check_addresses(std::vector<host_port> targets)
+namespace {
+
+/// Whether a node listening at `listen` is reached at `dialed`: the same port, and a
+/// wildcard or an address `dialed` resolves to (blocking; false if either does not resolve).
+bool reached_at(const host_port& listen, const host_port& dialed)
+{
+    if (listen.port != dialed.port)
+        return false;
+    if (is_wildcard(listen) || listen.host == dialed.host)
+        return true;
+    boost::asio::io_context io;
+    tcp::resolver resolver(io);
+    boost::system::error_code ec1, ec2;
+    const auto a = resolver.resolve(listen.host, "0", ec1);
+    const auto b = resolver.resolve(dialed.host, "0", ec2);
+    if (ec1 || ec2)
+        return false;
+    for (const auto& x : a)
+        for (const auto& y : b)
+            if (x.endpoint().address() == y.endpoint().address())
+                return true;
+    return false;
+}
+
+} // namespace
+
+// On address_checker: the first list of a member of this cluster, itself in it, whose
+// configuration is newer than this node's (`index`); whether that configuration has the
+// members dial this node where it listens; and, if no member gave one, why.
+void kv_service::impl::check_addresses(std::vector<host_port> targets, index_t index)
 {
     std::optional<cluster_view> found;
+    bool own_reached = true;
+    std::string failures; // "host:port: why; ..."
+    const auto failed = [&failures](const host_port& target, const std::string& why) {
+        failures.append(failures.empty() ? "" : "; ").append(target.to_string()).append(": ").append(why);
+    };
     try {
         const std::string bearer =
             config.auth_tokens.empty() ? std::string() : config.auth_tokens.front().token;
@@ -1017,38 +1055,52 @@ void kv_service::impl::check_addresses(std::vector<host_port> targets)
                 break;
             try {
                 cluster_view view = fetch_cluster(target, std::chrono::seconds(1), bearer, tls);
-                if (view.answered_by && view.raft.contains(*view.answered_by)) {
+                if (view.cluster_id != config.cluster_id)
+                    failed(target, "a node of another cluster");
+                else if (!view.answered_by || !view.raft.contains(*view.answered_by))
+                    failed(target, "not a member");
+                else if (view.members_index > index) {
+                    if (const auto self = view.raft.find(config.id); self != view.raft.end())
+                        own_reached = reached_at(config.raft, self->second);
                     found = std::move(view);
                     break;
                 }
-            } catch (const std::exception&) {
-                // That member is down or moved too: ask the next.
+            } catch (const std::exception& e) {
+                failed(target, e.what());
             }
         }
     } catch (const std::exception& e) {
-        log(log_level::debug, std::string("cannot check the members' addresses: ") + e.what());
+        failures = e.what();
     }
-    boost::asio::post(strand, [this, found = std::move(found)] {
+    boost::asio::post(strand, [this, found = std::move(found), own_reached, failures = std::move(failures)] {
         address_check_running = false;
-        if (found && !stopped && node)
-            learn_addresses(*found);
+        if (stopped || !node)
+            return;
+        if (found) {
+            learn_addresses(*found, own_reached);
+        } else if (!failures.empty() && failures != address_check_failures) {
+            // Once per kind of failure: the check runs every 5 s while the node is cut off.
+            log(log_level::warn,
+                "no leader reachable, and no member's list of addresses could be read: " + failures);
+        }
+        address_check_failures = found ? std::string() : failures;
     });
 }
 
 // On the strand: what a member's list says of the members' Raft addresses, if its
 // configuration is newer than this node's.
-void kv_service::impl::learn_addresses(const cluster_view& view)
+void kv_service::impl::learn_addresses(const cluster_view& view, bool own_reached)
 {
     const node_status s = node->driver.status();
     if (view.cluster_id != config.cluster_id || view.members_index <= s.members_index)
         return;
     const std::string source = "member " + std::to_string(*view.answered_by) + "'s configuration at index " +
-                               std::to_string(view.members_index) + " (this node's log is at " +
+                               std::to_string(view.members_index) + " (this node's is at index " +
                                std::to_string(s.members_index) + ")";
     bool changed = false;
     for (const auto& [id, raft] : view.raft) {
         if (id == config.id) {
-            if (raft.port != config.raft.port && raft.to_string() != own_address_told) {
+            if (!own_reached && raft.to_string() != own_address_told) {
                 own_address_told = raft.to_string();
                 log(log_level::warn, source + " has the members dial this node at " + raft.to_string() +
                                          ", but it listens at " + config.raft.to_string() +

@@ -375,6 +375,12 @@ BOOST_AUTO_TEST_CASE(a_member_moves_to_new_addresses_and_rejoins_there)
     const http_response on_http = request(f, "PATCH", path, leaders_http);
     BOOST_TEST(is_error(on_http, 409), describe(on_http));
     BOOST_TEST(on_http.body.find("HTTP address") != std::string::npos, describe(on_http));
+    const http_response http_on_raft =
+        request(f, "PATCH", path, R"({"http": ")" + c.spec(leader).raft_address() + R"("})");
+    BOOST_TEST(is_error(http_on_raft, 409), describe(http_on_raft));
+    BOOST_TEST(http_on_raft.body.find("is member " + std::to_string(leader) + "'s Raft address") !=
+                   std::string::npos,
+               describe(http_on_raft));
     // The leader would not hear its followers at a new address: it hands over first.
     const http_response leads =
         request(f, "PATCH", "/cluster/members/" + std::to_string(leader), R"({"raft": "127.0.0.1:1"})");
