@@ -1075,8 +1075,8 @@ parse_result parse_arguments(const std::vector<std::string>& args)
     result.error = build_config(settings, result.config);
     if (result.ok() && result.inspect &&
         (result.config.join || result.config.restore_backup || result.config.force_new_cluster))
-        result.error = "--inspect only reads the data directory: not with --join, --restore-backup or "
-                       "--force-new-cluster";
+        result.error = "--inspect reports on the data directory and starts nothing: not with --join, "
+                       "--restore-backup or --force-new-cluster";
     return result;
 }
 

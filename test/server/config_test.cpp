@@ -207,9 +207,10 @@ BOOST_AUTO_TEST_CASE(inspect_reads_a_data_directory_and_starts_nothing)
     BOOST_TEST(!named.inspect);
     BOOST_TEST(named.config.data_dir == "--inspect");
     parse_error({"--inspect=yes"}, "flag --inspect takes no value");
-    parse_error({"--id", "4", "--join", "http://127.0.0.1:8081", "--inspect"}, "--inspect only reads");
+    parse_error({"--id", "4", "--join", "http://127.0.0.1:8081", "--inspect"},
+                "--inspect reports on the data directory and starts nothing");
     parse_error({"--id", "3", "--force-new-cluster", "5d0c3c7be7d2f14a", "--inspect"},
-                "--inspect only reads");
+                "--inspect reports on the data directory and starts nothing");
 }
 
 BOOST_AUTO_TEST_CASE(join_url_parses_both_schemes)
