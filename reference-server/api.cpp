@@ -908,19 +908,7 @@ asio::awaitable<bool> same_host(std::string a, std::string b)
     if (a_ec)
         co_return false;
     auto [b_ec, b_results] = co_await resolver.async_resolve(b, "0", nothrow);
-    if (b_ec)
-        co_return false;
-    // ::ffff:127.0.0.1 is 127.0.0.1.
-    const auto plain = [](const asio::ip::address& a) {
-        return a.is_v6() && a.to_v6().is_v4_mapped()
-                   ? asio::ip::address(asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()))
-                   : a;
-    };
-    for (const auto& x : a_results)
-        for (const auto& y : b_results)
-            if (plain(x.endpoint().address()) == plain(y.endpoint().address()))
-                co_return true;
-    co_return false;
+    co_return !b_ec && share_an_address(a_results, b_results);
 }
 
 } // namespace

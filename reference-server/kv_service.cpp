@@ -519,7 +519,7 @@ struct kv_service::impl {
     std::string address_check_failures; // why the last check found no list, if it did not
     std::thread address_checker;        // runs check_addresses(), whose HTTP requests block
     std::atomic<bool> checker_stop{false};
-    clock::time_point publish_attempted{};
+    clock::time_point publish_checked{}; // when this node last compared its published HTTP address
     node_id logged_leader = no_node;
     // Whether the log last said this node is outside the configuration (removed).
     bool logged_outside = false;
@@ -1021,13 +1021,7 @@ bool reached_at(const host_port& listen, const host_port& dialed)
     boost::system::error_code ec1, ec2;
     const auto a = resolver.resolve(listen.host, "0", ec1);
     const auto b = resolver.resolve(dialed.host, "0", ec2);
-    if (ec1 || ec2)
-        return false;
-    for (const auto& x : a)
-        for (const auto& y : b)
-            if (x.endpoint().address() == y.endpoint().address())
-                return true;
-    return false;
+    return !ec1 && !ec2 && share_an_address(a, b);
 }
 
 } // namespace
@@ -1237,10 +1231,14 @@ void kv_service::impl::observe()
     // A leader publishes its address once per term it leads, and every member whenever the
     // replicated one is not its own (a new member, a changed --advertise-http, another
     // address given with PATCH /cluster/members/{id}), at most once a second: every member's
-    // address is known before it ever leads (GET /cluster/members, the cluster page).
-    if ((s.role == role::leader && s.term != published_term) ||
-        (s.leader != no_node && clock::now() - publish_attempted >= std::chrono::seconds(1) &&
-         published_http_address(s.members, config.id) != config.advertise_http.to_string()))
+    // address is known before it ever leads (GET /cluster/members, the cluster page). The
+    // comparison (a read of the state machine) is made once a second, not every tick.
+    bool differs = false;
+    if (s.leader != no_node && clock::now() - publish_checked >= std::chrono::seconds(1)) {
+        publish_checked = clock::now();
+        differs = published_http_address(s.members, config.id) != config.advertise_http.to_string();
+    }
+    if ((s.role == role::leader && s.term != published_term) || differs)
         publish_http_address(s.term, member_tag(s.members, config.id));
 }
 
@@ -1261,7 +1259,7 @@ void kv_service::impl::log_leader_change(const node_status& s)
 void kv_service::impl::publish_http_address(term_t term, std::uint64_t tag)
 {
     publishing = true;
-    publish_attempted = clock::now();
+    publish_checked = clock::now();
     const std::string address = config.advertise_http.to_string();
     node->driver.async_propose(
         encode_meta(http_meta_name(config.id, tag), address),
@@ -1392,6 +1390,21 @@ boost::asio::ip::tcp::endpoint resolve_endpoint(boost::asio::any_io_executor ex,
         throw config_error("cannot resolve " + address.to_string() + ": " +
                            (ec ? ec.message() : std::string("no addresses")));
     return results.begin()->endpoint();
+}
+
+bool share_an_address(const tcp::resolver::results_type& a, const tcp::resolver::results_type& b)
+{
+    const auto plain = [](const boost::asio::ip::address& x) {
+        return x.is_v6() && x.to_v6().is_v4_mapped()
+                   ? boost::asio::ip::address(
+                         boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, x.to_v6()))
+                   : x;
+    };
+    for (const auto& x : a)
+        for (const auto& y : b)
+            if (plain(x.endpoint().address()) == plain(y.endpoint().address()))
+                return true;
+    return false;
 }
 
 // Resolves every address before anything is opened, so a bad one changes nothing on disk.

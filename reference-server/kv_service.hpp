@@ -235,6 +235,11 @@ struct change_result {
 /// Throws config_error when it does not resolve.
 boost::asio::ip::tcp::endpoint resolve_endpoint(boost::asio::any_io_executor ex, const host_port& address);
 
+/// Whether two resolutions of host names share an address, an IPv4-mapped IPv6 address
+/// (::ffff:127.0.0.1) counting as the IPv4 one: whether the names name one host.
+bool share_an_address(const boost::asio::ip::tcp::resolver::results_type& a,
+                      const boost::asio::ip::tcp::resolver::results_type& b);
+
 /** One member of the cluster.
 
     @par Storage failures
