@@ -545,6 +545,10 @@ struct kv_service::impl {
     // The members of the last configuration seen (the --peers, or those met when joining,
     // before any), with their member_info::added.
     std::map<node_id, std::uint64_t> member_tags;
+    // Whether member_tags stand in for tags not known yet: a node that joined has no
+    // configuration until the leader sends it one, and the answer it joined by lists no
+    // tags. Peers recorded meanwhile take their tags from the first configuration.
+    bool tags_unknown = false;
 
     // Writes proposed again by propose() (any thread).
     std::atomic<std::uint64_t> write_retries{0};
@@ -624,8 +628,16 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
     dialed.erase(c.id);
     for (const auto& [id, address] : c.peers)
         previous_members.insert(id);
-    for (const auto& [id, address] : c.peers)
-        member_tags.emplace(id, 0);
+    // The tags of the configuration in force, which on_config_change() reports once the
+    // node runs: a peer that greets before is recorded under its own.
+    if (member_ids(opened.members).empty()) {
+        for (const auto& [id, address] : c.peers)
+            member_tags.emplace(id, 0);
+        tags_unknown = c.joined;
+    } else {
+        for (node_id id : member_ids(opened.members))
+            member_tags.emplace(id, member_tag(opened.members, id));
+    }
     check_own_raft_address(opened.members, opened.members_index);
 }
 
@@ -911,6 +923,14 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
         return;
     log(log_level::info, "configuration at index " + std::to_string(index) + ": " + describe_members(m));
     const std::set<node_id> members = member_ids(m);
+    // No members: a node that joined, before the leader sends it a configuration. Nobody
+    // was removed; the members it joined by are dialed once the log names them (or one
+    // leads).
+    if (members.empty()) {
+        const node_status s = node->driver.status();
+        update_peers(m, index, s.commit_index, s.leader);
+        return;
+    }
     // The members of the configuration before this one that it leaves out: not every node
     // ever removed, which each later change would dial again while it commits.
     just_removed.clear();
@@ -926,6 +946,20 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
         member_tags.emplace(id, decoded.added);
         if (decoded.replaces != 0)
             replaced.emplace(id, decoded.replaces);
+    }
+    // Peers recorded before this node knew any configuration were recorded without their
+    // tags: they take this one's (forgotten, a member greeting now would stay unrecorded
+    // for as long as its connection lasts).
+    if (std::exchange(tags_unknown, false)) {
+        bool tagged = false;
+        for (auto& [id, record] : incarnations)
+            if (const auto tag = member_tags.find(id);
+                tag != member_tags.end() && tag->second != record.added) {
+                record.added = tag->second;
+                tagged = true;
+            }
+        if (tagged)
+            write_peer_incarnations(config.data_dir, incarnations);
     }
     // A member whose tag changed since its incarnation was recorded was removed and added
     // back meanwhile (this node may have seen neither change: it was down, or installed a

@@ -77,6 +77,23 @@ void add_and_promote(cluster& c, std::uint64_t via, std::uint64_t id)
     BOOST_TEST_REQUIRE(promoted.status == 200, "promoting node " << id << ": " << describe(promoted));
 }
 
+/// The incarnation of node `id`'s data directory, as its DATA_DIR/identity says; "?" if none.
+std::string incarnation_of(cluster& c, std::uint64_t id)
+{
+    const std::string text = read_tail(c.spec(id).data_dir / "identity");
+    const std::size_t at = text.find("\nincarnation ");
+    return at == std::string::npos ? std::string("?") : text.substr(at + 13, 18);
+}
+
+/// The incarnation node `by` recorded for node `id` in its DATA_DIR/peers; "none" if none.
+std::string recorded_by(cluster& c, std::uint64_t by, std::uint64_t id)
+{
+    const std::string text = read_tail(c.spec(by).data_dir / "peers");
+    const std::string line = "\nincarnation " + std::to_string(id) + " ";
+    const std::size_t at = text.find(line);
+    return at == std::string::npos ? std::string("none") : text.substr(at + line.size(), 18);
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_CASE(a_cluster_grows_to_five_and_shrinks_back_while_clients_write)
@@ -145,6 +162,42 @@ BOOST_AUTO_TEST_CASE(a_wiped_node_comes_back_after_being_removed_and_added_again
 // id. The configuration tells it the member was added anew (each addition carries its own
 // tag), so it drops the old record rather than refuse the new member, or, greeting it with
 // the old one, have it stop.
+// A node that joins has no configuration until the leader sends it one, and the answer it
+// joined by lists no membership tags: the peers that greet it first are recorded before it
+// knows their tags. A leader that was itself added later has one; the first configuration
+// must not make the new node forget it, leaving the connection it greeted with unrecorded
+// for as long as it lasts (and the node unprotected from that peer's lost data directory).
+BOOST_AUTO_TEST_CASE(a_node_that_joins_through_an_added_leader_records_every_peer)
+{
+    cluster c(3);
+    const auto first = c.wait_ready(15s);
+    BOOST_TEST_REQUIRE(first.has_value());
+    const std::uint64_t added = c.add_node(*first);
+    add_and_promote(c, *first, added);
+    const auto moved =
+        until(c, *first, "POST", "/cluster/leader", "{\"id\": " + std::to_string(added) + "}", 200);
+    BOOST_TEST_REQUIRE(moved.status == 200, describe(moved));
+    BOOST_TEST_REQUIRE(wait_until([&] { return c.wait_for_leader(1s).value_or(0) == added; }, 10s));
+
+    const std::uint64_t joined = c.add_node(added);
+    const auto learner = until(c, added, "POST", "/cluster/members", c.member_body(joined, true), 201);
+    BOOST_TEST_REQUIRE(learner.status == 201, describe(learner));
+    c.start(joined);
+    for (std::uint64_t id = 1; id <= added; ++id)
+        BOOST_TEST(wait_until([&] { return recorded_by(c, joined, id) == incarnation_of(c, id); }, 20s),
+                   "node " << joined << " records node " << id << " as " << recorded_by(c, joined, id)
+                           << ", not " << incarnation_of(c, id)
+                           << "; peers: " << read_tail(c.spec(joined).data_dir / "peers"));
+    // What it recorded holds: the tags are those of the configuration in force, so a later
+    // change (this learner's promotion) forgets none of it.
+    const auto promoted =
+        until(c, added, "POST", "/cluster/members/" + std::to_string(joined) + "/promote", "", 200, 30s);
+    BOOST_TEST_REQUIRE(promoted.status == 200, describe(promoted));
+    BOOST_TEST(put(c.http_port(joined), "k", "v").status == 200);
+    for (std::uint64_t id = 1; id <= added; ++id)
+        BOOST_TEST(recorded_by(c, joined, id) == incarnation_of(c, id), "node " << id);
+}
+
 BOOST_AUTO_TEST_CASE(a_member_down_while_another_was_replaced_learns_the_new_directory)
 {
     cluster c(3);
@@ -155,17 +208,8 @@ BOOST_AUTO_TEST_CASE(a_member_down_while_another_was_replaced_learns_the_new_dir
     const auto added = until(c, via, "POST", "/cluster/members", c.member_body(learner, true), 201);
     BOOST_TEST_REQUIRE(added.status == 201, describe(added));
     c.start(learner);
-    const auto incarnation_of = [&](std::uint64_t id) {
-        const std::string text = read_tail(c.spec(id).data_dir / "identity");
-        const std::size_t at = text.find("\nincarnation ");
-        return at == std::string::npos ? std::string("?") : text.substr(at + 13, 18);
-    };
-    const auto recorded_by = [&](std::uint64_t by, std::uint64_t id) {
-        const std::string text = read_tail(c.spec(by).data_dir / "peers");
-        const std::string line = "\nincarnation " + std::to_string(id) + " ";
-        const std::size_t at = text.find(line);
-        return at == std::string::npos ? std::string("none") : text.substr(at + line.size(), 18);
-    };
+    const auto incarnation_of = [&](std::uint64_t id) { return ::incarnation_of(c, id); };
+    const auto recorded_by = [&](std::uint64_t by, std::uint64_t id) { return ::recorded_by(c, by, id); };
     // A node records the peers that dial it, once it knows them as members (one that joined
     // learns them from the log: connections it took before are closed for them to greet
     // again); a follower dials every peer when it starts.
