@@ -41,10 +41,11 @@ constexpr std::array settings = {
     setting{"data-dir", "DIR",
             "where the Raft log (DIR/wal) and the key-value state (DIR/state) are kept (default: "
             "./raftkv-data)"},
-    setting{"http", "HOST:PORT", "where the HTTP API listens (default: 127.0.0.1:8080)"},
+    setting{"http", "HOST:PORT",
+            "where the HTTP API listens (default: where the node last listened, else 127.0.0.1:8080)"},
     setting{"advertise-http", "HOST:PORT",
             "the HTTP address other nodes forward requests to while this node leads; required in a "
-            "cluster when --http is 0.0.0.0 or [::] (default: --http)"},
+            "cluster when --http is 0.0.0.0 or [::] (default: --http, else what the node last advertised)"},
     setting{"raft", "HOST:PORT",
             "where Raft connections from the other nodes are accepted (default: this node's entry in "
             "--peers, else 127.0.0.1:9080)"},
@@ -563,6 +564,7 @@ std::string check_identity(const raw_settings& s, server_config& c)
     }
     if (std::string e = check_address(s, "http", c.http); !e.empty())
         return e;
+    c.http_given = s.find("http") != nullptr;
     c.advertise_http = c.http;
     if (std::string e = check_address(s, "advertise-http", c.advertise_http); !e.empty())
         return e;

@@ -57,6 +57,9 @@ struct server_config {
     host_port advertise_http{"127.0.0.1", 8080};
     /// --advertise-http (or the key) was given.
     bool advertise_http_given = false;
+    /// --http (or the key) was given. A restart without it listens where the node last
+    /// did (its identity file).
+    bool http_given = false;
 
     /// Where this node accepts Raft connections from its peers.
     /// Default: 127.0.0.1:9080, or this node's entry in `peers` when only that is given.

@@ -118,8 +118,8 @@ identity join_cluster(server_config& c)
     identity id;
     id.cluster_id = view.cluster_id;
     id.id = c.id;
-    id.http = c.advertise_http;
     id.members = view.raft;
+    record_addresses(id, c);
     id.joined = true;
     id.incarnation = new_incarnation();
     return id;
@@ -163,10 +163,18 @@ identity identity_from(const server_config& c)
     id.cluster_token = c.cluster_token.value_or("");
     id.cluster_id = derive_cluster_id(c.peers, id.cluster_token);
     id.id = c.id;
-    id.http = c.advertise_http;
     id.members = c.peers;
+    record_addresses(id, c);
     id.incarnation = new_incarnation();
     return id;
+}
+
+bool record_addresses(identity& id, const server_config& c)
+{
+    const identity before = id;
+    id.http = c.advertise_http;
+    id.listen_http = c.http == c.advertise_http ? std::nullopt : std::optional<host_port>(c.http);
+    return !(id == before);
 }
 
 std::uint64_t new_incarnation()
@@ -192,6 +200,8 @@ std::string format_identity(const identity& id)
     if (id.incarnation != 0)
         out += "incarnation " + cluster_name(id.incarnation) + "\n";
     out += "http " + id.http.to_string() + "\n";
+    if (id.listen_http)
+        out += "listen-http " + id.listen_http->to_string() + "\n";
     if (id.joined)
         out += "joined\n";
     for (const auto& [member, address] : id.members)
@@ -244,6 +254,11 @@ std::optional<identity> parse_identity(std::string_view text, std::string& error
             if (!v)
                 return bad(where + "bad address");
             id.http = *v;
+        } else if (key == "listen-http" && !id.listen_http) {
+            const auto v = parse_host_port(value);
+            if (!v)
+                return bad(where + "bad address");
+            id.listen_http = *v;
         } else if (key == "forced-from") {
             const auto v = parse_hex_id(value);
             if (!v)
@@ -338,7 +353,7 @@ identity_plan plan_forced_identity(server_config& c)
     c.peers = {{c.id, c.raft}};
     id.members = c.peers;
     id.cluster_id = expected_cluster_id(id);
-    id.http = c.advertise_http;
+    record_addresses(id, c);
     id.incarnation = new_incarnation();
     c.cluster_id = id.cluster_id;
     c.incarnation = id.incarnation;
@@ -368,7 +383,14 @@ identity_plan plan_identity(server_config& c)
         c.peers = recorded->members;
         if (!c.raft_given)
             c.raft = c.peers.at(c.id);
+        // Where it last served HTTP, for what the flags leave out; what they move is
+        // recorded for the next start.
+        if (!c.http_given)
+            c.http = recorded->listen_http.value_or(recorded->http);
+        if (!c.advertise_http_given)
+            c.advertise_http = c.http_given ? c.http : recorded->http;
         plan.id = std::move(*recorded);
+        plan.rewrite = record_addresses(plan.id, c);
         if (plan.id.incarnation == 0) { // written by a release without incarnations
             plan.id.incarnation = new_incarnation();
             plan.write = true;

@@ -30,8 +30,11 @@ struct identity {
     /// --cluster-token at bootstrap; empty when none was given.
     std::string cluster_token;
     node_id id = no_node;
-    /// This node's advertised HTTP address at bootstrap; informational.
+    /// This node's advertised HTTP address, as it was last started with.
     host_port http;
+    /// Where it last listened for HTTP (--http), when other than `http` (a wildcard, say,
+    /// with --advertise-http). A restart without --http listens there again.
+    std::optional<host_port> listen_http;
     /// The bootstrap members' Raft addresses, this node included; for a node that joined,
     /// the members' addresses when it joined.
     std::map<node_id, host_port> members;
@@ -74,6 +77,10 @@ std::string restored_from_text(const identity& id);
 /// A random nonzero incarnation, from std::random_device.
 std::uint64_t new_incarnation();
 
+/// Sets the HTTP addresses of `id` to those `c` listens and advertises at: `http` to
+/// c.advertise_http, `listen_http` to c.http unless the same. Whether anything changed.
+bool record_addresses(identity& id, const server_config& c);
+
 /// The identity a node bootstrapping with `c` records, with a new incarnation.
 identity identity_from(const server_config& c);
 
@@ -100,6 +107,9 @@ struct identity_plan {
     /// The file does not exist yet, or lacks an incarnation: write `id` once the node
     /// opened its storage.
     bool write = false;
+    /// The file exists and stays this data directory's, but the flags moved the node's
+    /// addresses: write `id`, which records them, once the node opened its storage.
+    bool rewrite = false;
     /// The data directory holds Raft data from a release without identity files.
     bool adopted = false;
     /// --force-new-cluster: the cluster the member leaves (0 otherwise). `id` is then the
@@ -113,7 +123,10 @@ struct identity_plan {
 /// hold no Raft data (config_error otherwise; std::runtime_error if the member cannot be
 /// asked). With a recorded identity: the
 /// recorded members replace `c.peers` when --peers was not given (and this node's member
-/// address `c.raft` when --raft was not given), and a conflict — another --id, another
+/// address `c.raft` when --raft was not given), the HTTP addresses the node last listened
+/// and advertised at replace `c.http` and `c.advertise_http` when --http and
+/// --advertise-http were not given (others given are planned to be recorded: `rewrite`),
+/// and a conflict — another --id, another
 /// --cluster-token, or a --peers list other than the recorded one — throws config_error
 /// with one line naming it and what to do; a file without an incarnation gets one and is
 /// planned to be rewritten. Without one, plans to record identity_from(c). Sets

@@ -467,8 +467,20 @@ identity_plan reconcile_identity(server_config& config)
 
 void record_identity(const server_config& config, const identity_plan& plan)
 {
-    if (!plan.write)
+    if (!plan.write && !plan.rewrite)
         return;
+    if (!plan.write) {
+        // Only where it listens changed: a node that cannot record it (a full disk) runs
+        // all the same, and the next start without those flags listens where it did before.
+        try {
+            write_identity(config.data_dir, plan.id);
+        } catch (const std::exception& e) {
+            log(log_level::warn, std::string("cannot record the addresses this node listens at: ") +
+                                     e.what() +
+                                     "; a start without --http and --raft uses the ones recorded before");
+        }
+        return;
+    }
     write_identity(config.data_dir, plan.id);
     if (plan.adopted)
         log(log_level::info,

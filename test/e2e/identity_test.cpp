@@ -116,12 +116,19 @@ BOOST_AUTO_TEST_CASE(a_restart_with_another_cluster_token_refuses_with_one_line)
     BOOST_TEST(r.err.find("--cluster-token") != std::string::npos, r.err);
 }
 
+// Nor --raft and --http: it listens where it did, and publishes the same HTTP address.
 BOOST_AUTO_TEST_CASE(a_restart_without_peers_uses_the_recorded_members_and_rejoins)
 {
     cluster c(3);
     stop_node_3(c);
-    c.start(3, without_flag(without_flag(c.args(3), "--peers"), "--raft"));
+    c.start(3, without_flag(without_flag(without_flag(c.args(3), "--peers"), "--raft"), "--http"));
     BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    const std::string http = "127.0.0.1:" + std::to_string(c.http_port(3));
+    BOOST_TEST(wait_until(
+        [&] {
+            return request(c.http_port(1), "GET", "/cluster/members").body.find(http) != std::string::npos;
+        },
+        5s));
     auto p = put(c.http_port(3), "after", "2");
     BOOST_TEST(p.status == 200, describe(p));
     auto g = get(c.http_port(3), "before");

@@ -320,14 +320,19 @@ BOOST_AUTO_TEST_CASE(peer_tls_takes_all_three_readable_files_or_none)
     parse_error({"--peer-cert", cert, "--peer-key", "", "--peer-ca", ca}, "must not be empty");
 }
 
-BOOST_AUTO_TEST_CASE(the_config_says_whether_peers_and_raft_were_given)
+BOOST_AUTO_TEST_CASE(the_config_says_whether_peers_raft_and_http_were_given)
 {
     const server_config d = parse_ok({});
     BOOST_TEST(!d.peers_given);
     BOOST_TEST(!d.raft_given);
+    BOOST_TEST(!d.http_given);
+    BOOST_TEST(!d.advertise_http_given);
     const server_config c = parse_ok({"--raft", "127.0.0.1:9081", "--peers", "1=127.0.0.1:9081"});
     BOOST_TEST(c.peers_given);
     BOOST_TEST(c.raft_given);
+    BOOST_TEST(!c.http_given);
+    BOOST_TEST(parse_ok({"--http", "127.0.0.1:8081"}).http_given);
+    BOOST_TEST(parse_ok({"--advertise-http", "127.0.0.1:8081"}).advertise_http_given);
 }
 
 BOOST_AUTO_TEST_CASE(help_wins_over_everything_else)

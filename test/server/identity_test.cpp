@@ -111,6 +111,23 @@ BOOST_AUTO_TEST_CASE(identity_files_round_trip_and_malformed_ones_are_rejected)
     BOOST_TEST(!parse_identity(tampered, error).has_value());
     BOOST_TEST(error.find("cluster id") != std::string::npos, error);
 
+    // Where it listens for HTTP, when other than what it advertises.
+    identity listening = id;
+    listening.listen_http = host_port{"0.0.0.0", 8082};
+    const std::string listening_text = format_identity(listening);
+    BOOST_TEST(listening_text.find("\nhttp 127.0.0.1:8082\nlisten-http 0.0.0.0:8082\n") != std::string::npos,
+               listening_text);
+    const auto listening_back = parse_identity(listening_text, error);
+    BOOST_TEST_REQUIRE(listening_back.has_value(), error);
+    BOOST_TEST((*listening_back == listening));
+    std::string twice = as_version_1(listening_text);
+    twice.insert(twice.find("listen-http"), "listen-http 0.0.0.0:8084\n");
+    BOOST_TEST(!parse_identity(twice, error).has_value());
+    std::string bad_listen = as_version_1(listening_text);
+    bad_listen.replace(bad_listen.find("0.0.0.0:8082"), 12, "nowhere");
+    BOOST_TEST(!parse_identity(bad_listen, error).has_value());
+    BOOST_TEST(error.find("bad address") != std::string::npos, error);
+
     // A node that joined keeps the cluster's id, which its members list does not derive.
     identity joined = id;
     joined.joined = true;
@@ -150,6 +167,66 @@ BOOST_AUTO_TEST_CASE(a_restart_without_peers_takes_the_recorded_members)
     plan_identity(c);
     BOOST_TEST((c.peers == three_members()));
     BOOST_TEST(c.raft.to_string() == "127.0.0.1:9083");
+}
+
+// A restart without --http listens where the node last did, and advertises what it last
+// did; a start that moves it records where, for the next one. --raft is not carried over.
+BOOST_AUTO_TEST_CASE(a_restart_without_http_listens_where_the_node_last_did)
+{
+    temp_dir dir;
+    server_config first = node(3, dir.path());
+    first.raft = {"0.0.0.0", 9083}; // listens on every interface; dialed at its member line
+    first.raft_given = true;
+    first.http = {"0.0.0.0", 8083};
+    first.advertise_http = {"10.0.0.3", 8083};
+    first.http_given = first.advertise_http_given = true;
+    identity_plan plan = plan_identity(first);
+    BOOST_TEST_REQUIRE(plan.write);
+    write_identity(dir.path(), plan.id);
+
+    const auto restart = [&] {
+        server_config c;
+        c.id = 3;
+        c.data_dir = dir.path();
+        return c;
+    };
+    server_config bare = restart();
+    plan = plan_identity(bare);
+    BOOST_TEST(!plan.write);
+    BOOST_TEST(!plan.rewrite);
+    BOOST_TEST(bare.http.to_string() == "0.0.0.0:8083");
+    BOOST_TEST(bare.advertise_http.to_string() == "10.0.0.3:8083");
+    BOOST_TEST(bare.raft.to_string() == "127.0.0.1:9083"); // its member line
+
+    // Moved: recorded, and the next bare restart follows.
+    server_config moved = restart();
+    moved.http = moved.advertise_http = {"127.0.0.1", 18083};
+    moved.http_given = true;
+    moved.raft = {"127.0.0.1", 19083};
+    moved.raft_given = true;
+    plan = plan_identity(moved);
+    BOOST_TEST(!plan.write);
+    BOOST_TEST(plan.rewrite);
+    BOOST_TEST(plan.id.http.to_string() == "127.0.0.1:18083");
+    BOOST_TEST(!plan.id.listen_http.has_value()); // it advertises where it listens
+    write_identity(dir.path(), plan.id);
+    bare = restart();
+    plan = plan_identity(bare);
+    BOOST_TEST(!plan.rewrite);
+    BOOST_TEST(bare.http.to_string() == "127.0.0.1:18083");
+    BOOST_TEST(bare.advertise_http.to_string() == "127.0.0.1:18083");
+    BOOST_TEST(bare.raft.to_string() == "127.0.0.1:9083");
+    BOOST_TEST((bare.peers == three_members()));
+
+    // Only --advertise-http: it listens where it did, and advertises the new address.
+    server_config advertised = restart();
+    advertised.advertise_http = {"10.0.0.9", 18083};
+    advertised.advertise_http_given = true;
+    plan = plan_identity(advertised);
+    BOOST_TEST(advertised.http.to_string() == "127.0.0.1:18083");
+    BOOST_TEST(plan.rewrite);
+    BOOST_TEST(plan.id.http.to_string() == "10.0.0.9:18083");
+    BOOST_TEST(plan.id.listen_http.value_or(host_port{}).to_string() == "127.0.0.1:18083");
 }
 
 BOOST_AUTO_TEST_CASE(flags_that_contradict_the_identity_are_refused_with_one_line)
