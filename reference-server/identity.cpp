@@ -324,6 +324,16 @@ void write_identity(const std::filesystem::path& data_dir, const identity& id)
 
 namespace {
 
+// Where the node last served HTTP, for what the flags leave out (record_addresses() then
+// records what they moved, for the next start).
+void take_recorded_http(server_config& c, const identity& recorded)
+{
+    if (!c.http_given)
+        c.http = recorded.listen_http.value_or(recorded.http);
+    if (!c.advertise_http_given)
+        c.advertise_http = c.http_given ? c.http : recorded.http;
+}
+
 // --force-new-cluster: the member recorded in c.data_dir becomes the only member of a new
 // cluster, whose id derives from the one it leaves as well, so that the old cluster's members
 // are refused at their first greeting.
@@ -350,6 +360,7 @@ identity_plan plan_forced_identity(server_config& c)
     id.forced_from = leaving;
     if (!c.raft_given && recorded->members.contains(c.id))
         c.raft = recorded->members.at(c.id);
+    take_recorded_http(c, *recorded);
     c.peers = {{c.id, c.raft}};
     id.members = c.peers;
     id.cluster_id = expected_cluster_id(id);
@@ -383,12 +394,7 @@ identity_plan plan_identity(server_config& c)
         c.peers = recorded->members;
         if (!c.raft_given)
             c.raft = c.peers.at(c.id);
-        // Where it last served HTTP, for what the flags leave out; what they move is
-        // recorded for the next start.
-        if (!c.http_given)
-            c.http = recorded->listen_http.value_or(recorded->http);
-        if (!c.advertise_http_given)
-            c.advertise_http = c.http_given ? c.http : recorded->http;
+        take_recorded_http(c, *recorded);
         plan.id = std::move(*recorded);
         plan.rewrite = record_addresses(plan.id, c);
         if (plan.id.incarnation == 0) { // written by a release without incarnations

@@ -476,8 +476,7 @@ void record_identity(const server_config& config, const identity_plan& plan)
             write_identity(config.data_dir, plan.id);
         } catch (const std::exception& e) {
             log(log_level::warn, std::string("cannot record the addresses this node listens at: ") +
-                                     e.what() +
-                                     "; a start without --http and --raft uses the ones recorded before");
+                                     e.what() + "; a start without --http uses the one recorded before");
         }
         return;
     }

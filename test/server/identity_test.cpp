@@ -296,6 +296,8 @@ BOOST_AUTO_TEST_CASE(a_forced_member_gets_a_new_cluster_of_its_own_that_it_can_r
     BOOST_TEST((plan.id.members == std::map<raftkv::node_id, host_port>{{2, old.members.at(2)}}));
     BOOST_TEST((c.peers == plan.id.members));
     BOOST_TEST(c.raft.to_string() == old.members.at(2).to_string());
+    BOOST_TEST(c.http.to_string() == old.http.to_string()); // where it served before
+    BOOST_TEST(plan.id.http.to_string() == old.http.to_string());
     BOOST_TEST(c.cluster_id == plan.id.cluster_id);
 
     // Its file reads back, and its id still guards it against edits.
