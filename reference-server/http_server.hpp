@@ -74,6 +74,12 @@ public:
     /// Whether the server is stopping (http_server::stop()): the stream should end soon.
     virtual bool stopping() const = 0;
 
+    /// Has `f` called, on the executor the stream runs on, when the client is found gone
+    /// (closed() turns true) while the stream waits between writes, so that a stream idle
+    /// for long ends at once rather than at its next write. Replaces the function given
+    /// before; an empty one removes it.
+    virtual void when_closed(std::function<void()> f) = 0;
+
     /// Closes the connection at once, without ending the body, and drops what the kernel
     /// still holds for the client (a TCP reset): for a client that stopped reading (counted
     /// in http_server::stalled_streams()). A write in progress fails.

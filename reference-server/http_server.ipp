@@ -334,13 +334,14 @@ private:
     // Requests read and not yet answered, oldest first; at most options_.pipeline_depth.
     // The writer pops the front once written; only then does a slot's address change.
     std::deque<slot> pipeline_;
-    response_batch batch_;     // the responses being written (write_responses)
-    bool reading_ = true;      // the reader may still add to the pipeline
-    bool writing_ = true;      // the writer still runs
-    bool awaiting_ = false;    // the reader waits for the first byte of a request
-    bool idle_listed_ = false; // linked into the server's idle list (become_idle)
-    bool closed_idle_ = false; // evicted: closed at once, without lingering
-    bool peer_closed_ = false; // the wait for a request's first byte failed: the client is gone
+    response_batch batch_;                 // the responses being written (write_responses)
+    bool reading_ = true;                  // the reader may still add to the pipeline
+    bool writing_ = true;                  // the writer still runs
+    bool awaiting_ = false;                // the reader waits for the first byte of a request
+    bool idle_listed_ = false;             // linked into the server's idle list (become_idle)
+    bool closed_idle_ = false;             // evicted: closed at once, without lingering
+    bool peer_closed_ = false;             // the wait for a request's first byte failed: the client is gone
+    std::function<void()> on_peer_closed_; // the streamed response's (stream_writer::when_closed())
 
     // Never expires: cancelled to wake the coroutines waiting for the state above to change.
     asio::steady_timer change_;
@@ -543,8 +544,11 @@ asio::awaitable<bool> http_server::state::connection<Stream>::await_request()
         go_idle();
     auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(first_read_size), nothrow_awaitable);
     awaiting_ = false;
-    if (ec)
+    if (ec) {
         peer_closed_ = true;
+        if (const std::function<void()> f = std::exchange(on_peer_closed_, nullptr))
+            f();
+    }
     disarm(idle_);
     if (idle_listed_) {
         idle_listed_ = false;
@@ -721,6 +725,7 @@ public:
 
     bool closed() const override { return failed_ || c_.peer_closed_; }
     bool stopping() const override { return c_.server_->stopping; }
+    void when_closed(std::function<void()> f) override { c_.on_peer_closed_ = std::move(f); }
 
     void abort() override
     {
@@ -793,6 +798,7 @@ asio::awaitable<bool> http_server::state::connection<Stream>::write_streamed(slo
     } catch (const std::exception& e) {
         failure = e.what();
     }
+    on_peer_closed_ = nullptr;
     s.stream.reset();
     if (!failure.empty()) {
         log(log_level::error, "a streamed response failed: " + failure);

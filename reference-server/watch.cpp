@@ -507,10 +507,14 @@ asio::awaitable<void> watch_stream::run(stream_writer& out)
     // Runs once the response header went out: the client knows where the watch starts
     // (X-Raftkv-Watch-From) from the moment it is counted.
     journal_.stream_began();
+    // A client that leaves while the watch waits for changes frees its slot at once, not
+    // at the next progress line.
+    out.when_closed([w] { w->timer.cancel(); });
     struct detach {
         waiter& w;
         ~detach()
         {
+            w.out->when_closed(nullptr);
             w.out = nullptr;
             w.journal.cancel_wait(w.wait_id);
             w.journal.stream_ended();

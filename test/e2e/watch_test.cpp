@@ -446,6 +446,25 @@ BOOST_AUTO_TEST_CASE(a_watcher_whose_backlog_sits_in_the_send_buffer_is_closed_a
     BOOST_TEST(!reading.ended());
 }
 
+// A client that leaves frees its slot at once, not at the watch's next progress line (every
+// 5 s by default): one that reconnects at once is not refused.
+BOOST_AUTO_TEST_CASE(a_watch_whose_client_leaves_frees_its_slot_at_once)
+{
+    cluster c(1, true, {"--max-watchers", "1"});
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    const std::uint16_t port = c.http_port(1);
+    for (int round = 0; round < 3; ++round) {
+        watch_client w(port, "/watch/?prefix=true&progress_ms=60000");
+        BOOST_TEST_REQUIRE(wait_until([&] { return w.status() == 200; }, 5s), "round " << round);
+        BOOST_TEST(metric(port, "raftkv_watchers").value_or(-1) == 1.0);
+        w.close();
+        BOOST_TEST(wait_until([&] { return metric(port, "raftkv_watchers") == 0.0; }, 2s), "round " << round);
+    }
+    watch_client last(port, "/watch/?prefix=true");
+    BOOST_TEST(wait_until([&] { return last.status() != 0; }, 5s));
+    BOOST_TEST(last.status() == 200);
+}
+
 BOOST_AUTO_TEST_CASE(sigterm_ends_a_watch_with_a_final_line_and_too_many_watches_are_refused)
 {
     three_nodes t({"--max-watchers", "1"});
