@@ -119,6 +119,31 @@ BOOST_AUTO_TEST_CASE(a_leader_does_not_forward_to_itself_and_nothing_is_forwarde
     BOOST_TEST((c.node(l).forward(1, std::span<std::string>(&cmd, 1)) == errc::invalid_argument));
 }
 
+// A removed node still running, or a sender that only claims an id, hands the leader
+// nothing: only members forward.
+BOOST_AUTO_TEST_CASE(a_forward_from_outside_the_configuration_is_refused)
+{
+    kv_cluster c{{.nodes = 3, .seed = 19}};
+    BOOST_TEST_REQUIRE(c.run_until([&] { return c.leader().has_value(); }, 5s));
+    const node_id l = *c.leader();
+    const index_t before = c.store(l).last_index();
+    const std::string cmd = encode_put("k", "from-outside");
+    c.node(l).step(message{.from = 9,
+                           .to = l,
+                           .term = c.node(l).term(),
+                           .body = forward_request{.id = 1, .nonce = 5, .seq = 1, .commands = {cmd}}});
+    c.run_for(200ms);
+    BOOST_TEST(count_command(c, l, cmd) == 0u);
+    BOOST_TEST(c.store(l).last_index() == before);
+    // A member's is proposed.
+    c.node(l).step(message{.from = a_follower(c, l),
+                           .to = l,
+                           .term = c.node(l).term(),
+                           .body = forward_request{.id = 2, .nonce = 6, .seq = 1, .commands = {cmd}}});
+    c.run_for(200ms);
+    BOOST_TEST(count_command(c, l, cmd) == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(a_duplicated_forward_is_proposed_once)
 {
     kv_cluster c{{.nodes = 3, .seed = 23, .link = {.min_delay = 1ms, .max_delay = 5ms, .duplicate = 1.0}}};

@@ -46,6 +46,13 @@ void basic_node<Transport, LogStore, StateMachine>::handle_forward_request(const
                                                                            forward_request& r)
 {
     const bool leads_its_term = role_ == role::leader && m.term == term_;
+    // Only a member hands the leader commands: a removed node still running, or a sender
+    // that only claims an id, proposes nothing (its answer says so, so it need not time out).
+    if (leads_its_term && !members().contains(m.from)) {
+        send(m.from, forward_response{
+                         .id = r.id, .index = 0, .error = static_cast<std::uint8_t>(errc::invalid_argument)});
+        return;
+    }
     if (leads_its_term || (m.term == forward_seen_term_ && forward_seen_term_ > start_term_)) {
         std::uint64_t& highest = forward_seen_[{m.from, r.nonce}];
         if (r.seq <= highest)
