@@ -915,9 +915,19 @@ asio::awaitable<bool> same_host(std::string a, std::string b)
 
 asio::awaitable<http_response> api_handler::add_member(const http_request& req, const member_request& r)
 {
-    if (service_.status().node.members.contains(r.id))
+    const service_status s = service_.status();
+    if (s.node.members.contains(r.id))
         co_return error_response(http::status::conflict,
                                  "node " + std::to_string(r.id) + " is already a member");
+    // The others forward requests to their leader's advertised address: this node's, a
+    // wildcard (a node bootstrapped alone with --http 0.0.0.0:PORT), is none.
+    for (const member_status& m : s.members)
+        if (const std::optional<host_port> http = parse_host_port(m.http.value_or(""));
+            m.id == service_.id() && http && is_wildcard(*http))
+            co_return error_response(http::status::conflict,
+                                     "this node advertises its HTTP API at " + http->to_string() +
+                                         ", which is no address other members can forward requests to: "
+                                         "restart it with --advertise-http HOST:PORT before adding members");
     if (std::optional<http_response> taken = co_await address_taken(r.raft, true, no_node))
         co_return std::move(*taken);
     if (r.http)

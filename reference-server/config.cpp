@@ -981,9 +981,9 @@ bool is_loopback(const host_port& address)
     return address.host == "localhost" || address.host == "::1" || address.host.starts_with("127.");
 }
 
-std::string advertise_http_problem(const server_config& c)
+std::string advertise_http_problem(const server_config& c, std::size_t members)
 {
-    if (c.peers.size() <= 1 || !is_wildcard(c.advertise_http))
+    if (std::max(members, c.peers.size()) <= 1 || !is_wildcard(c.advertise_http))
         return {};
     return "--http " + c.http.to_string() +
            " listens on every interface, which is no address other nodes can forward requests to: set "

@@ -292,9 +292,11 @@ std::string help_text();
 /// '_' (or an IPv6 address in brackets) and a decimal port in 1-65535.
 std::optional<host_port> parse_host_port(std::string_view text);
 
-/// Why `c` cannot run as configured, when it is a cluster (more than one peer) whose
-/// advertised HTTP address is a wildcard other nodes cannot forward requests to; else "".
-std::string advertise_http_problem(const server_config& c);
+/// Why `c` cannot run as configured, when it is a cluster (more than one peer, or more
+/// than one of `members`: the configuration in force, which a node bootstrapped alone may
+/// have grown to) whose advertised HTTP address is a wildcard other nodes cannot forward
+/// requests to; else "".
+std::string advertise_http_problem(const server_config& c, std::size_t members = 0);
 
 /// True for 0.0.0.0 and ::, the addresses that mean "every interface".
 bool is_wildcard(const host_port& address);

@@ -655,6 +655,11 @@ int run(server_config config)
 
     const http_tls tls = load_tls(config);
     kv_service service{io.get_executor(), config};
+    // The flags were checked against --peers (or the recorded members): a node bootstrapped
+    // alone with a wildcard --http may have grown since.
+    if (const std::size_t members = service.status().members.size();
+        members > 1 && is_wildcard(config.advertise_http))
+        throw config_error(advertise_http_problem(config, members));
     if (!identity_recorded)
         record_identity(config, plan);
     finish_restore(config.data_dir); // a restored node is whole once its identity is recorded

@@ -428,3 +428,35 @@ BOOST_AUTO_TEST_CASE(a_wildcard_http_address_in_a_cluster_needs_an_advertised_on
         BOOST_TEST(p.status == 200, "node " << id << ": " << describe(p));
     }
 }
+
+// A node bootstrapped alone may listen on every interface without an advertised address;
+// it cannot grow so (the others would forward requests to 0.0.0.0), nor, once grown, be
+// restarted so.
+BOOST_AUTO_TEST_CASE(a_node_alone_on_a_wildcard_needs_an_advertised_address_to_grow)
+{
+    cluster c(1, false);
+    const std::string wildcard = "0.0.0.0:" + std::to_string(c.http_port(1));
+    c.start(1, with_flag(c.args(1), "--http", wildcard));
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    const std::uint64_t added = c.add_node(1);
+    const http_response refused =
+        request(c.http_port(1), "POST", "/cluster/members", c.member_body(added, true));
+    BOOST_TEST(refused.status == 409, describe(refused));
+    BOOST_TEST(refused.body.find("--advertise-http") != std::string::npos, refused.body);
+
+    BOOST_TEST_REQUIRE(c.terminate(1).has_value());
+    auto advertised = with_flag(c.args(1), "--http", wildcard);
+    advertised.insert(advertised.end(), {"--advertise-http", c.spec(1).http_address()});
+    c.start(1, advertised);
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    const http_response added_one =
+        request(c.http_port(1), "POST", "/cluster/members", c.member_body(added, true));
+    BOOST_TEST_REQUIRE(added_one.status == 201, describe(added_one));
+    c.start(added);
+    BOOST_TEST_REQUIRE(c.terminate(1).has_value());
+
+    const auto r = run_server(with_flag(c.args(1), "--http", wildcard));
+    BOOST_TEST_REQUIRE(r.status.has_value());
+    BOOST_TEST(r.status->code == 2);
+    BOOST_TEST(r.err.find("--advertise-http") != std::string::npos, r.err);
+}
