@@ -117,6 +117,9 @@ struct server_config {
     /// whose identity file was written now), rather than read from an identity file, and
     /// not by --join (which the cluster asked for).
     bool incarnation_new = false;
+    /// Not a setting: the node joined the cluster at this start (--join on an empty data
+    /// directory), so a peer that knows its id by another directory missed its addition.
+    bool joined_now = false;
 
     /// The Raft clock's tick. Default: 10 ms.
     std::uint32_t tick_ms = 10;

@@ -424,6 +424,7 @@ identity_plan plan_identity(server_config& c)
     // the cluster under its id, new directory and all: a peer that knows that id by another
     // directory only missed the change, so it does not count as new here.
     c.incarnation_new = plan.write && !c.join;
+    c.joined_now = plan.write && c.join;
     return plan;
 }
 

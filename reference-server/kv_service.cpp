@@ -1384,6 +1384,17 @@ void kv_service::impl::forget_incarnations(const std::vector<node_id>& removed)
 void kv_service::impl::data_directory_replaced(node_id peer, const std::string& why)
 {
     const std::string id = std::to_string(config.id);
+    // A member added anew and joined at this start (an operator following the way back for
+    // a lost directory) meets the record of a peer that missed its addition: nothing to do.
+    if (config.joined_now && member_tags.contains(peer)) {
+        if (reported_conflicts.insert(why).second)
+            log(log_level::warn,
+                why + ": node " + id +
+                    " joined at this start, added to the cluster anew, and that peer has not yet seen the "
+                    "change that added it (it was down, or is behind); it drops its record once it catches "
+                    "up, and its connections are refused until then");
+        return;
+    }
     // A node outside the configuration (removed, and still running from its old directory)
     // speaks for nobody: its record may predate this member's removal and return.
     if (!config.incarnation_new || greeted_by_a_peer || !member_tags.contains(peer)) {
