@@ -308,6 +308,8 @@ private:
     asio::awaitable<void> read_requests();
     asio::awaitable<bool> read_request();
     asio::awaitable<bool> await_request();
+    std::size_t skip_empty_lines(std::size_t limit);
+    static constexpr std::size_t max_skipped_empty_line_bytes = 8;
     beast::error_code parse_buffered(http::request_parser<http::string_body>& parser, bool header_only);
     asio::awaitable<bool> send_continue(unsigned version);
     void admit(http_request req, bool keep_alive);
@@ -534,31 +536,56 @@ http_server::state::connection<Stream>::parse_buffered(http::request_parser<http
 // Waits for the first byte of a request, unless one is already buffered: without a limit
 // while earlier requests are in progress (their handlers bound how long they take), for
 // idle_timeout while every one is answered. False if the connection closed or timed out.
+// Empty lines ahead of a request line are skipped (RFC 9112 2.2: some clients send a CRLF
+// after a body), a few bytes of them: more are the parser's to refuse.
 template <class Stream>
 asio::awaitable<bool> http_server::state::connection<Stream>::await_request()
 {
-    if (buffer_.size() != 0)
-        co_return true;
-    awaiting_ = true;
-    if (pipeline_.empty())
-        go_idle();
-    auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(first_read_size), nothrow_awaitable);
-    awaiting_ = false;
-    if (ec) {
-        peer_closed_ = true;
-        if (const std::function<void()> f = std::exchange(on_peer_closed_, nullptr))
-            f();
+    std::size_t skipped = 0;
+    for (;;) {
+        skipped += skip_empty_lines(max_skipped_empty_line_bytes - skipped);
+        if (buffer_.size() != 0)
+            co_return true;
+        awaiting_ = true;
+        if (pipeline_.empty())
+            go_idle();
+        auto [ec, n] = co_await stream_.async_read_some(buffer_.prepare(first_read_size), nothrow_awaitable);
+        awaiting_ = false;
+        if (ec) {
+            peer_closed_ = true;
+            if (const std::function<void()> f = std::exchange(on_peer_closed_, nullptr))
+                f();
+        }
+        disarm(idle_);
+        if (idle_listed_) {
+            idle_listed_ = false;
+            if (!server_->become_busy(*this))
+                closed_idle_ = true;
+        }
+        if (ec || closed_idle_)
+            co_return false;
+        buffer_.commit(n);
     }
-    disarm(idle_);
-    if (idle_listed_) {
-        idle_listed_ = false;
-        if (!server_->become_busy(*this))
-            closed_idle_ = true;
+}
+
+// Drops the CRLFs (or bare LFs) at the front of the buffer, at most `limit` bytes of them;
+// returns how many bytes it dropped.
+template <class Stream>
+std::size_t http_server::state::connection<Stream>::skip_empty_lines(std::size_t limit)
+{
+    const auto* bytes = static_cast<const char*>(buffer_.data().data());
+    const std::size_t size = buffer_.size();
+    std::size_t at = 0;
+    for (;;) {
+        const std::size_t line = at < size && bytes[at] == '\n'                                ? 1
+                                 : at + 1 < size && bytes[at] == '\r' && bytes[at + 1] == '\n' ? 2
+                                                                                               : 0;
+        if (line == 0 || at + line > limit)
+            break;
+        at += line;
     }
-    if (ec || closed_idle_)
-        co_return false;
-    buffer_.commit(n);
-    co_return true;
+    buffer_.consume(at);
+    return at;
 }
 
 // REQUIRES: the pipeline is empty, so the writer is not writing.

@@ -431,6 +431,30 @@ BOOST_AUTO_TEST_CASE(a_malformed_request_is_answered_400_after_the_earlier_ones_
     BOOST_TEST(f.seen.started_count() == 2, "a request after the bad one was handled");
 }
 
+// RFC 9112 2.2: a server should ignore at least one empty line before a request line (some
+// clients send a CRLF after a body). A few are; more are a malformed request.
+BOOST_AUTO_TEST_CASE(empty_lines_before_a_request_are_ignored_a_few_bytes_of_them)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    c.send("\r\n" + get("/fast/a") + "\r\n" + get("/fast/b") + "\n\r\n\r\n" + get("/fast/c"));
+    const auto bodies = c.read_bodies(3);
+    BOOST_TEST(bodies[0] == "200 /fast/a");
+    BOOST_TEST(bodies[1] == "200 /fast/b");
+    BOOST_TEST(bodies[2] == "200 /fast/c");
+    // Sent apart from the request, in their own segment.
+    c.send("\r\n");
+    std::this_thread::sleep_for(50ms);
+    c.send(get("/fast/d"));
+    BOOST_TEST(c.read_bodies(1).at(0) == "200 /fast/d");
+
+    raw_client d(f.port());
+    d.send(std::string(10, '\n') + get("/fast/never"));
+    const auto refused = d.read_bodies(1);
+    BOOST_TEST(refused.at(0).starts_with("400 malformed request"), refused.at(0));
+    BOOST_TEST(d.closed_within(3s));
+}
+
 BOOST_AUTO_TEST_CASE(an_oversized_header_is_answered_431_in_its_place)
 {
     http_server_options o;
