@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <filesystem>
@@ -31,6 +32,7 @@
 #include <new>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -201,9 +203,15 @@ BOOST_AUTO_TEST_CASE(appends_return_before_they_are_durable_and_report_when_they
     BOOST_TEST(s.durable_index() <= s.last_index());
     s.sync();
     BOOST_TEST(s.durable_index() == 200u);
+    // The handler runs after the sync is published, so it may not have run yet when sync()
+    // returns: waited for (briefly), not assumed.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (reports.load() == 0 && std::chrono::steady_clock::now() < give_up)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
     // Appends queued while a sync runs share the next one: fewer syncs than appends.
     BOOST_TEST(reports.load() >= 1);
     BOOST_TEST(reports.load() < 200);
+    s.on_durable({}); // `reports` goes first
 }
 
 BOOST_AUTO_TEST_CASE(stats_count_every_group_its_entries_and_its_timings)
