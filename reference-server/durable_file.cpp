@@ -48,10 +48,18 @@ void write_file_atomically(const std::filesystem::path& path, const std::string&
     const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
     const bool synced = written && ::fsync(fd) == 0;
     ::close(fd);
+    // A failure leaves no temporary file behind (a full disk, an immutable target).
+    const auto fail = [&temp](const char* what, const std::filesystem::path& p) {
+        const int error = errno;
+        std::error_code ignored;
+        std::filesystem::remove(temp, ignored);
+        errno = error;
+        fail_io(what, p);
+    };
     if (!synced)
-        fail_io("write", temp);
+        fail("write", temp);
     if (::rename(temp.c_str(), path.c_str()) != 0)
-        fail_io("rename into", path);
+        fail("rename into", path);
     fsync_path(dir, O_RDONLY | O_DIRECTORY);
 }
 

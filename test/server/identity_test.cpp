@@ -499,3 +499,14 @@ BOOST_AUTO_TEST_CASE(a_member_list_names_who_answered_its_leader_and_the_members
     BOOST_CHECK_THROW(parse_cluster_view(R"({"id":0,"cluster_id":"1","members":[]})"), std::runtime_error);
     BOOST_CHECK_THROW(parse_cluster_view(R"({"id":"2","cluster_id":"1","members":[]})"), std::runtime_error);
 }
+
+BOOST_AUTO_TEST_CASE(a_file_written_atomically_leaves_no_temporary_file_when_it_fails)
+{
+    temp_dir dir;
+    std::filesystem::create_directories(dir / "identity" / "in-the-way"); // a directory in its place
+    BOOST_CHECK_THROW(write_file_atomically(dir / "identity", "text"), std::runtime_error);
+    BOOST_TEST(!std::filesystem::exists(dir / "identity.tmp"));
+    write_file_atomically(dir / "other", "text");
+    BOOST_TEST(read_small_file(dir / "other").value_or("") == "text");
+    BOOST_TEST(!std::filesystem::exists(dir / "other.tmp"));
+}
