@@ -110,27 +110,47 @@ int code_for(int status)
     return server_error;
 }
 
-/// The server's {"error": ...} message, or the body itself.
-std::string error_message(const std::string& body)
+/// The server's {"error": ...} message; nothing when the body is not one (not raftkv's).
+std::optional<std::string> error_message(const std::string& body)
 {
     boost::system::error_code ec;
     const json::value doc = json::parse(body, ec);
     if (!ec && doc.is_object())
         if (const json::value* e = doc.as_object().if_contains("error"); e && e->is_string())
             return std::string(e->as_string());
-    return body;
+    return std::nullopt;
 }
 
-/// Reports a failed answer on stderr and returns its exit code.
+/// Reports a failed answer on stderr and returns its exit code. An error that is not
+/// raftkv's (another server at the endpoint, a proxy's page) is one the client does not
+/// understand, whatever its status: a 404 from elsewhere says nothing of a key.
 int fail(const answer& a)
 {
-    if (a.status == 0)
+    if (a.status == 0) {
         std::cerr << "raftkv: no answer: " << a.body
                   << (a.outcome_unknown ? " (the request was sent: its outcome is unknown)" : "") << "\n";
-    else
-        std::cerr << "raftkv: " << error_message(a.body) << " (HTTP " << a.status << " from " << a.from
-                  << ")\n";
+        return code_for(a.status);
+    }
+    const std::optional<std::string> message = error_message(a.body);
+    if (!message) {
+        std::cerr << "raftkv: not an answer of raftkv's (HTTP " << a.status << " from " << a.from
+                  << "): " << a.body.substr(0, 200) << "\n";
+        return server_error;
+    }
+    std::cerr << "raftkv: " << *message << " (HTTP " << a.status << " from " << a.from << ")\n";
     return code_for(a.status);
+}
+
+/// The server's {"error": ...} message, or the body itself.
+std::string message_of(const std::string& body)
+{
+    return error_message(body).value_or(body);
+}
+
+/// Whether `a` is raftkv's answer that the key is absent.
+bool key_absent(const answer& a)
+{
+    return a.status == 404 && error_message(a.body).has_value();
 }
 
 /// The body of a 2xx answer as JSON; throws when it is not an object.
@@ -330,14 +350,16 @@ int run_get(context& ctx, const po::variables_map& vm, const std::vector<std::st
     const std::string param = consistency_param(vm);
     const std::string target = key_target(args[0]) + (param.empty() ? "" : "?" + param);
     const answer a = ctx.c->request("GET", target, {}, retry_policy::idempotent);
-    if (a.status == 404 && !ctx.json_output) {
+    if (key_absent(a) && !ctx.json_output) {
         std::cerr << "raftkv: key not found: " << args[0] << "\n";
         return not_found;
     }
     if (a.status != 200)
         return fail(a);
     const bool show_version = vm["show-version"].as<bool>();
-    return done(ctx, a, [show_version](const json::object& o) {
+    return done(ctx, a, [show_version, &a](const json::object& o) {
+        if (!member_of(o, "value").is_string())
+            throw std::runtime_error("unexpected answer from " + a.from + ": " + a.body.substr(0, 200));
         if (show_version)
             std::cout << text_of(member_of(o, "version")) << "\t";
         std::cout << text_of(member_of(o, "value")) << "\n";
@@ -350,7 +372,7 @@ int run_del(context& ctx, const po::variables_map& vm, const std::vector<std::st
     const bool session = add_session(vm, headers);
     const answer a = ctx.c->request("DELETE", key_target(args[0]), {},
                                     session ? retry_policy::idempotent : retry_policy::once, headers);
-    if (a.status == 404 && !ctx.json_output) {
+    if (key_absent(a) && !ctx.json_output) {
         std::cerr << "raftkv: key not found: " << args[0] << "\n";
         return not_found;
     }
@@ -498,7 +520,7 @@ int run_watch(context& ctx, const po::variables_map& vm, const std::vector<std::
         if (a.status == 410) {
             gone[at % endpoints.size()] = true;
             if (std::find(gone.begin(), gone.end(), false) != gone.end()) {
-                std::cerr << "raftkv: " << e.url << ": " << error_message(a.body)
+                std::cerr << "raftkv: " << e.url << ": " << message_of(a.body)
                           << "; trying the next endpoint\n";
                 ++at;
                 continue;
@@ -507,7 +529,7 @@ int run_watch(context& ctx, const po::variables_map& vm, const std::vector<std::
         if (a.status != 0 && a.status != 200 && a.status != 503)
             return fail(a); // 410 from every endpoint: the changes after the last index seen are gone
         if (a.status != 200)
-            std::cerr << "raftkv: " << e.url << ": " << (a.status == 0 ? a.body : error_message(a.body))
+            std::cerr << "raftkv: " << e.url << ": " << (a.status == 0 ? a.body : message_of(a.body))
                       << "; resuming" << (from ? " from index " + std::to_string(*from) : std::string())
                       << "\n";
         if (!delivered)
@@ -621,7 +643,7 @@ int run_backup(context& ctx, const po::variables_map&, const std::vector<std::st
         if (a.status != 0 && a.status != 200 && a.status != 503)
             return fail(a);
         std::cerr << "raftkv: " << endpoints[at].url << ": "
-                  << (a.status == 0 || a.status == 200 ? a.body : error_message(a.body))
+                  << (a.status == 0 || a.status == 200 ? a.body : message_of(a.body))
                   << (at + 1 < endpoints.size() ? "; trying the next endpoint" : "") << "\n";
     }
     std::cerr << "raftkv: no endpoint sent a whole backup\n";
@@ -666,7 +688,7 @@ int run_status(context& ctx, const po::variables_map&, const std::vector<std::st
         const answer a = ctx.c->request_one(e, "GET", "/status");
         if (a.status != 200) {
             const std::string why =
-                a.status == 0 ? a.body : "HTTP " + std::to_string(a.status) + ": " + error_message(a.body);
+                a.status == 0 ? a.body : "HTTP " + std::to_string(a.status) + ": " + message_of(a.body);
             rows.push_back({e.url, "-", "error: " + why});
             all.push_back(json::object{{"endpoint", e.url}, {"error", why}});
             code = code == ok ? code_for(a.status) : code;

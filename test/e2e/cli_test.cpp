@@ -7,12 +7,18 @@
 #include "harness.hpp"
 #include "three_nodes.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -22,6 +28,7 @@
 #include <set>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -37,8 +44,69 @@ enum : int {
     unavailable = 3,
     refused = 4,
     unauthorized = 5,
+    server_error = 6,
     precondition_failed = 7,
     local_error = 8
+};
+
+/// Something else than raftkv at an endpoint: answers every request on 127.0.0.1 with
+/// `response`, then closes the connection, until destroyed.
+class canned_server {
+public:
+    explicit canned_server(std::string response) : response_(std::move(response))
+    {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t size = sizeof a;
+        BOOST_TEST_REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), size) == 0);
+        BOOST_TEST_REQUIRE(::listen(fd_, 16) == 0);
+        BOOST_TEST_REQUIRE(::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &size) == 0);
+        port_ = ntohs(a.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    canned_server(const canned_server&) = delete;
+    canned_server& operator=(const canned_server&) = delete;
+    ~canned_server()
+    {
+        stop_ = true;
+        thread_.join();
+        ::close(fd_);
+    }
+    std::uint16_t port() const { return port_; }
+
+private:
+    void serve()
+    {
+        while (!stop_) {
+            pollfd p{fd_, POLLIN, 0};
+            if (::poll(&p, 1, 50) <= 0)
+                continue;
+            const int c = ::accept(fd_, nullptr, nullptr);
+            if (c < 0)
+                continue;
+            std::string request;
+            char buf[4096];
+            while (request.find("\r\n\r\n") == std::string::npos) {
+                pollfd q{c, POLLIN, 0};
+                if (::poll(&q, 1, 2000) <= 0)
+                    break;
+                const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+                if (n <= 0)
+                    break;
+                request.append(buf, static_cast<std::size_t>(n));
+            }
+            (void)::send(c, response_.data(), response_.size(), MSG_NOSIGNAL);
+            ::close(c);
+        }
+    }
+
+    std::string response_;
+    int fd_ = -1;
+    std::uint16_t port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::thread thread_;
 };
 
 struct cli_result {
@@ -626,6 +694,26 @@ BOOST_AUTO_TEST_CASE(a_backup_restored_on_three_members_makes_a_three_node_clust
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+// A 404 from something else than raftkv says nothing of a key, nor does a 200 without the
+// answer's fields say it was read: both are answers the client does not understand.
+BOOST_AUTO_TEST_CASE(an_answer_that_is_not_raftkvs_is_not_taken_for_one)
+{
+    const std::string page = "<html>not here</html>";
+    canned_server other("HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: " +
+                        std::to_string(page.size()) + "\r\nConnection: close\r\n\r\n" + page);
+    for (const std::vector<std::string>& args :
+         std::vector<std::vector<std::string>>{{"get", "k"}, {"del", "k"}, {"member", "remove", "3"}}) {
+        const cli_result r = run_cli(with_endpoints(url(other.port()), args));
+        BOOST_TEST(r.code == server_error, args.front() << ": " << r);
+        BOOST_TEST(r.err.find("not an answer of raftkv's") != std::string::npos, r);
+    }
+    canned_server empty("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                        "2\r\nConnection: close\r\n\r\n{}");
+    const cli_result r = run_cli(with_endpoints(url(empty.port()), {"get", "k"}));
+    BOOST_TEST(r.code == server_error, r);
+    BOOST_TEST(r.out.empty(), r);
+}
 
 BOOST_AUTO_TEST_CASE(help_and_usage_errors)
 {
