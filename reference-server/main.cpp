@@ -47,6 +47,7 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <set>
 #include <stdexcept>
@@ -628,6 +629,19 @@ int inspect(const server_config& config)
     return code;
 }
 
+// Removes `dir` (`existed`: what it holds, the directory itself being a mount point, say)
+// after a first start failed; what cannot be removed stays, unreported.
+void remove_what_a_first_start_made(const std::filesystem::path& dir, bool existed)
+{
+    std::error_code ec;
+    if (!existed) {
+        std::filesystem::remove_all(dir, ec);
+        return;
+    }
+    for (const auto& entry : std::filesystem::directory_iterator(dir, ec))
+        std::filesystem::remove_all(entry.path(), ec);
+}
+
 int run(server_config config)
 {
     set_log_level(config.log_level);
@@ -636,6 +650,9 @@ int run(server_config config)
     route_library_log();
     log_configured = true;
     raise_descriptor_limit(config);
+    std::error_code probe;
+    const bool directory_existed = std::filesystem::exists(config.data_dir, probe);
+    const bool directory_new = !directory_existed || std::filesystem::is_empty(config.data_dir, probe);
     const identity_plan plan = reconcile_identity(config);
     refuse_a_directory_in_use(config);
     asio::io_context io{static_cast<int>(config.threads)};
@@ -654,7 +671,18 @@ int run(server_config config)
     }
 
     const http_tls tls = load_tls(config);
-    kv_service service{io.get_executor(), config};
+    std::unique_ptr<kv_service> made;
+    try {
+        made = std::make_unique<kv_service>(io.get_executor(), config);
+    } catch (const std::exception&) {
+        // A first start that cannot open its storage (a full disk) takes back what it
+        // began, which the next start would take for a directory whose identity file was
+        // lost.
+        if (directory_new && !identity_recorded && !config.restore_backup)
+            remove_what_a_first_start_made(config.data_dir, directory_existed);
+        throw;
+    }
+    kv_service& service = *made;
     // The flags were checked against --peers (or the recorded members): a node bootstrapped
     // alone with a wildcard --http may have grown since.
     if (const std::size_t members = service.status().members.size();

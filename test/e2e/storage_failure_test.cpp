@@ -431,3 +431,32 @@ BOOST_AUTO_TEST_CASE(a_read_of_a_damaged_table_takes_the_node_out_of_service)
     const auto exit = c.terminate(1);
     BOOST_TEST_REQUIRE(exit.has_value(), "SIGTERM did not stop the node");
 }
+
+// A first start that cannot reserve its log on a full disk exits 1 and takes back what it
+// began: the next start, with room, is a first start again, not one of a directory that
+// lost its identity file.
+BOOST_AUTO_TEST_CASE(a_first_start_on_a_full_disk_leaves_nothing_behind,
+                     *boost::unit_test::precondition(can_mount_tmpfs))
+{
+    temp_dir dir;
+    tmpfs_mount small(dir / "small", "size=30m"); // less than the log's first segment
+    BOOST_TEST_REQUIRE(small.error().empty(), small.error());
+    const std::vector<std::uint16_t> ports = free_ports(2);
+    const auto args = [&](const std::filesystem::path& data) {
+        return std::vector<std::string>{"--data-dir", data.string(),
+                                        "--http",     "127.0.0.1:" + std::to_string(ports[0]),
+                                        "--raft",     "127.0.0.1:" + std::to_string(ports[1])};
+    };
+    for (const std::filesystem::path& data : {dir / "small" / "node", dir / "small"}) {
+        const run_result r = run_server(args(data), 20s);
+        BOOST_TEST_REQUIRE(r.status.has_value(), data);
+        BOOST_TEST(r.status->code == 1, data << ": " << r.err);
+        BOOST_TEST(contains(r.err, "No space left on device"), r.err);
+        BOOST_TEST(std::filesystem::is_empty(dir / "small"), data);
+    }
+    // With room, a first start like any other (stopped by the harness after a while).
+    BOOST_TEST_REQUIRE(small.resize("size=192m").empty());
+    const run_result r = run_server(args(dir / "small" / "node"), 3s);
+    BOOST_TEST(contains(r.err, "started"), r.err);
+    BOOST_TEST(!contains(r.err, "no identity file"), r.err);
+}
