@@ -325,13 +325,15 @@ void write_identity(const std::filesystem::path& data_dir, const identity& id)
 namespace {
 
 // Where the node last served HTTP, for what the flags leave out (record_addresses() then
-// records what they moved, for the next start).
+// records what they moved, for the next start). A --http that repeats where it listened
+// keeps what it advertised with it (a wildcard's advertised address, say).
 void take_recorded_http(server_config& c, const identity& recorded)
 {
+    const host_port listened = recorded.listen_http.value_or(recorded.http);
     if (!c.http_given)
-        c.http = recorded.listen_http.value_or(recorded.http);
+        c.http = listened;
     if (!c.advertise_http_given)
-        c.advertise_http = c.http_given ? c.http : recorded.http;
+        c.advertise_http = c.http == listened ? recorded.http : c.http;
 }
 
 // --force-new-cluster: the member recorded in c.data_dir becomes the only member of a new

@@ -453,10 +453,28 @@ BOOST_AUTO_TEST_CASE(a_node_alone_on_a_wildcard_needs_an_advertised_address_to_g
         request(c.http_port(1), "POST", "/cluster/members", c.member_body(added, true));
     BOOST_TEST_REQUIRE(added_one.status == 201, describe(added_one));
     c.start(added);
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            const auto st = get_status(c.http_port(added));
+            return st && st->members.size() == 2u;
+        },
+        20s));
     BOOST_TEST_REQUIRE(c.terminate(1).has_value());
 
-    const auto r = run_server(with_flag(c.args(1), "--http", wildcard));
+    // Another wildcard, with nothing to advertise: refused now that it has grown.
+    const std::string elsewhere = "0.0.0.0:" + std::to_string(free_ports(1).front());
+    const auto r = run_server(with_flag(c.args(1), "--http", elsewhere));
     BOOST_TEST_REQUIRE(r.status.has_value());
     BOOST_TEST(r.status->code == 2);
     BOOST_TEST(r.err.find("--advertise-http") != std::string::npos, r.err);
+    // The same wildcard as before advertises what it did with it.
+    c.start(1, with_flag(c.args(1), "--http", wildcard));
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    const std::string advertised_http = c.spec(1).http_address();
+    BOOST_TEST(wait_until(
+        [&] {
+            return request(c.http_port(added), "GET", "/cluster/members")
+                       .body.find("\"http\":\"" + advertised_http) != std::string::npos;
+        },
+        10s));
 }

@@ -197,6 +197,13 @@ BOOST_AUTO_TEST_CASE(a_restart_without_http_listens_where_the_node_last_did)
     BOOST_TEST(bare.http.to_string() == "0.0.0.0:8083");
     BOOST_TEST(bare.advertise_http.to_string() == "10.0.0.3:8083");
     BOOST_TEST(bare.raft.to_string() == "127.0.0.1:9083"); // its member line
+    // The same wildcard again, without --advertise-http: what it advertised with it.
+    server_config again = restart();
+    again.http = {"0.0.0.0", 8083};
+    again.http_given = true;
+    plan = plan_identity(again);
+    BOOST_TEST(!plan.rewrite);
+    BOOST_TEST(again.advertise_http.to_string() == "10.0.0.3:8083");
 
     // Moved: recorded, and the next bare restart follows.
     server_config moved = restart();
