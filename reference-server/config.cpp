@@ -45,7 +45,8 @@ constexpr std::array settings = {
             "where the HTTP API listens (default: where the node last listened, else 127.0.0.1:8080)"},
     setting{"advertise-http", "HOST:PORT",
             "the HTTP address other nodes forward requests to while this node leads; required in a "
-            "cluster when --http is 0.0.0.0 or [::] (default: --http, else what the node last advertised)"},
+            "cluster when --http is 0.0.0.0 or [::] (default: what the node last advertised, unless "
+            "--http moves it; else --http)"},
     setting{"raft", "HOST:PORT",
             "where Raft connections from the other nodes are accepted (default: this node's entry in "
             "--peers, else 127.0.0.1:9080)"},
