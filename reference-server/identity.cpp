@@ -171,10 +171,12 @@ identity identity_from(const server_config& c)
 
 bool record_addresses(identity& id, const server_config& c)
 {
-    const identity before = id;
+    const std::optional<host_port> listen =
+        c.http == c.advertise_http ? std::nullopt : std::optional<host_port>(c.http);
+    const bool changed = !(id.http == c.advertise_http) || !(id.listen_http == listen);
     id.http = c.advertise_http;
-    id.listen_http = c.http == c.advertise_http ? std::nullopt : std::optional<host_port>(c.http);
-    return !(id == before);
+    id.listen_http = listen;
+    return changed;
 }
 
 std::uint64_t new_incarnation()
