@@ -108,7 +108,8 @@ struct install_snapshot_response {
 
 /// A follower asks its leader for a read index (ReadIndex at a follower, thesis §6.4), on
 /// behalf of every read that arrived before it sent this. `request` numbers the request
-/// among the follower's; it has at most one in flight.
+/// among the follower's, in the order they are sent; it has at most
+/// options::max_read_rounds in flight, and an answer to one answers the older ones too.
 struct read_index_request {
     std::uint64_t request = 0;
     friend bool operator==(const read_index_request&, const read_index_request&) = default;

@@ -186,9 +186,11 @@ public:
     /// Starts a linearizable read (ReadIndex, thesis §6.4) on the leader or on a follower.
     /// Returns errc::not_leader at once when this node neither leads nor knows a leader;
     /// otherwise the read handler is called with `read_id` when the call that confirms it
-    /// ends (possibly this one). Many reads started together share one heartbeat round. A
-    /// follower asks its leader for the index to read at (one request at a time, for every
-    /// read waiting) and serves the reads once it applied that index; they fail with
+    /// ends (possibly this one). Each call starts a heartbeat round while fewer than
+    /// options::max_read_rounds are out; the reads that arrive while that many are share the
+    /// next one. A follower asks its leader for the index to read at (up to max_read_rounds
+    /// requests in flight, each for every read waiting when it was sent) and serves the reads
+    /// once it applied that index; they fail with
     /// errc::leadership_lost when it stops following that leader or the leader does not
     /// answer within an election timeout (the caller may retry, here or at the leader).
     std::error_code read_index(std::uint64_t read_id);
@@ -428,6 +430,7 @@ private:
     void advance_reads();
     bool answered_at_once(const detail::pending_read& r);
     std::uint64_t confirmed_read_seq();
+    std::uint64_t read_rounds_in_flight();
     void fail_leader_reads();
     void read_through_leader(std::uint64_t read_id);
     void send_read_request();
@@ -483,6 +486,8 @@ private:
     /// The last heartbeat round this leader started (every heartbeat starts one; a
     /// ReadIndex read waits for a round started after it arrived).
     std::uint64_t read_seq_ = 0;
+    /// read_seq_ when this node last became leader: rounds up to it belong to earlier terms.
+    std::uint64_t read_seq_at_term_start_ = 0;
     /// Calls to tick(): the logical time leases are measured in.
     std::uint64_t ticks_ = 0;
     /// The first round sent at each tick, with that tick, oldest first, for rounds not yet

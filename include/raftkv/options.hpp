@@ -73,6 +73,16 @@ struct options {
     /// Default: 2.
     std::uint32_t lease_margin_ticks = 2;
 
+    /// ReadIndex rounds a leader keeps in flight at once, and read_index_requests a follower
+    /// keeps in flight to its leader. A read waits for a round (or request) that starts after
+    /// it arrives: with one in flight, the reads that arrive meanwhile wait for its answer
+    /// before theirs can start; with more, each batch of reads starts its own at once, which
+    /// costs a heartbeat to every follower (or a message to the leader) per batch and saves
+    /// up to a round trip per read.
+    /// REQUIRES: at least 1.
+    /// Default: 4.
+    std::uint32_t max_read_rounds = 4;
+
     /// The most entries one append_request carries.
     /// Default: 256.
     std::size_t max_entries_per_append = 256;

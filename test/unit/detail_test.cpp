@@ -138,20 +138,18 @@ BOOST_AUTO_TEST_CASE(applied_bytes_finds_how_far_back_a_budget_reaches)
     BOOST_TEST(b.keep_within(41, 460, 9) == 41u);
 }
 
-BOOST_AUTO_TEST_CASE(follower_read_queue_drains_every_stage_and_forgets_its_request)
+BOOST_AUTO_TEST_CASE(follower_read_queue_drains_every_stage_and_forgets_its_requests)
 {
     raftkv::detail::follower_read_queue q;
-    q.waiting = {3};
-    q.requested = {1, 2};
+    q.waiting = {5};
+    q.requested.push_back({.number = 41, .sent_tick = 2, .reads = {1, 2}});
+    q.requested.push_back({.number = 42, .sent_tick = 3, .reads = {3, 4}});
     q.ready.push_back({.id = 0, .index = 9});
-    q.request = 42;
-    q.elapsed = 5;
     std::vector<std::uint64_t> drained;
     q.drain([&](std::uint64_t id) { drained.push_back(id); });
-    BOOST_TEST(drained == (std::vector<std::uint64_t>{3, 1, 2, 0}));
+    BOOST_TEST(drained == (std::vector<std::uint64_t>{5, 1, 2, 3, 4, 0}));
     BOOST_TEST(q.empty());
-    BOOST_TEST(q.request == 0u);
-    BOOST_TEST(q.elapsed == 0u);
+    BOOST_TEST(q.requested.empty());
 }
 
 namespace {

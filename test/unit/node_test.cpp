@@ -345,18 +345,35 @@ BOOST_AUTO_TEST_CASE(read_index_completes_after_a_quorum_answers)
     BOOST_TEST(!c.at(1).reads[0].second);
 }
 
-BOOST_AUTO_TEST_CASE(many_reads_share_one_heartbeat_round)
+BOOST_AUTO_TEST_CASE(reads_start_up_to_max_read_rounds_and_the_rest_share_the_next)
 {
-    cluster c(3);
-    c.elect(1);
-    for (std::uint64_t id = 1; id <= 50; ++id)
-        c.node(1).read_index(id);
-    std::size_t heartbeats = 0;
-    for (auto& m : c.at(1).transport.sent)
-        heartbeats += std::holds_alternative<raftkv::heartbeat>(m.body) ? 1 : 0;
-    BOOST_TEST(heartbeats == 2u); // one round: one heartbeat per follower
-    c.deliver_all();
-    BOOST_TEST(c.at(1).reads.size() == 50u);
+    for (const std::uint32_t max_rounds : {1u, 4u}) {
+        raftkv::options o;
+        o.max_read_rounds = max_rounds;
+        cluster c(3, true, o);
+        c.elect(1);
+        c.at(1).transport.sent.clear();
+        const auto heartbeats = [&] {
+            std::size_t n = 0;
+            for (auto& m : c.at(1).transport.sent)
+                n += std::holds_alternative<raftkv::heartbeat>(m.body) ? 1 : 0;
+            return n;
+        };
+        // Each read (each call: a driver calls once per batch) starts a round while fewer
+        // than max_read_rounds are out, one heartbeat per follower; the rest wait.
+        for (std::uint64_t id = 1; id <= 50; ++id)
+            c.node(1).read_index(id);
+        BOOST_TEST(heartbeats() == 2u * max_rounds);
+        // The answers confirm every round out, and one more starts for every read waiting.
+        c.deliver_one_hop(); // heartbeats (delivered messages leave `sent`)
+        c.deliver_one_hop(); // their answers
+        BOOST_TEST(c.at(1).reads.size() == std::size_t{max_rounds});
+        BOOST_TEST(heartbeats() == 2u);
+        c.deliver_all();
+        BOOST_TEST(c.at(1).reads.size() == 50u);
+        for (const auto& [id, ec] : c.at(1).reads)
+            BOOST_TEST(!ec);
+    }
 }
 
 BOOST_AUTO_TEST_CASE(deposed_leader_never_serves_a_read)
@@ -457,23 +474,52 @@ BOOST_AUTO_TEST_CASE(a_follower_read_waits_for_the_leaders_commit_index_and_its_
     BOOST_TEST(c.at(2).machine.commands == (std::vector<std::string>{"a", "b"}));
 }
 
-BOOST_AUTO_TEST_CASE(follower_reads_that_arrive_while_a_request_is_out_share_the_next_one)
+BOOST_AUTO_TEST_CASE(follower_reads_send_up_to_max_read_rounds_requests_and_the_rest_share_the_next)
 {
-    cluster c(3);
+    raftkv::options o;
+    o.max_read_rounds = 2;
+    cluster c(3, true, o);
     c.elect(1);
     c.propose(1, "a");
-    BOOST_TEST(!c.node(2).read_index(1));
-    for (std::uint64_t id = 2; id <= 50; ++id)
+    for (std::uint64_t id = 1; id <= 50; ++id)
         BOOST_TEST(!c.node(2).read_index(id));
-    BOOST_TEST(count_sent(c.at(2), read_index_request_type) == 1u); // one in flight at a time
-    c.deliver_one_hop(); // the leader gets it and answers: with node 2 it is a quorum
-    c.deliver_one_hop(); // node 2 gets the answer
-    BOOST_TEST(c.at(2).reads.size() == 1u);
-    BOOST_TEST(count_sent(c.at(2), read_index_request_type) == 1u); // one for the other 49
+    BOOST_TEST(count_sent(c.at(2), read_index_request_type) == 2u); // reads 1 and 2
+    c.deliver_one_hop(); // the leader gets them and answers: with node 2 it is a quorum
+    c.deliver_one_hop(); // node 2 gets the answers (delivered messages leave `sent`)
+    BOOST_TEST(c.at(2).reads.size() == 2u);
+    BOOST_TEST(count_sent(c.at(2), read_index_request_type) == 1u); // one for the other 48
     c.deliver_all();
     BOOST_REQUIRE_EQUAL(c.at(2).reads.size(), 50u);
     for (const auto& [id, ec] : c.at(2).reads)
         BOOST_TEST(!ec);
+}
+
+BOOST_AUTO_TEST_CASE(an_answer_to_a_follower_read_request_serves_the_requests_sent_before_it)
+{
+    raftkv::options o;
+    o.max_read_rounds = 3;
+    cluster c(3, true, o);
+    c.elect(1);
+    c.propose(1, "a");
+    for (std::uint64_t id = 1; id <= 3; ++id)
+        BOOST_TEST(!c.node(2).read_index(id));
+    BOOST_REQUIRE_EQUAL(count_sent(c.at(2), read_index_request_type), 3u);
+    // The leader answers all three; only the answer to the last one reaches node 2.
+    c.deliver_one_hop();
+    std::vector<message> answers;
+    for (const message& m : c.at(1).transport.sent)
+        if (m.to == 2 && std::holds_alternative<raftkv::read_index_response>(m.body))
+            answers.push_back(m);
+    BOOST_REQUIRE_EQUAL(answers.size(), 3u);
+    c.at(1).transport.sent.clear();
+    c.node(2).step(answers.back());
+    BOOST_REQUIRE_EQUAL(c.at(2).reads.size(), 3u);
+    for (const auto& [id, ec] : c.at(2).reads)
+        BOOST_TEST(!ec);
+    // The older answers, late, serve nothing more.
+    c.node(2).step(answers[0]);
+    c.node(2).step(answers[1]);
+    BOOST_TEST(c.at(2).reads.size() == 3u);
 }
 
 BOOST_AUTO_TEST_CASE(a_leader_holds_a_followers_read_until_it_committed_in_its_term)
@@ -754,6 +800,9 @@ BOOST_AUTO_TEST_CASE(invalid_options_are_an_error_not_an_assert)
     BOOST_TEST(refused(bad));
     bad = o;
     bad.max_snapshot_inflight_bytes = bad.snapshot_chunk_bytes - 1;
+    BOOST_TEST(refused(bad));
+    bad = o;
+    bad.max_read_rounds = 0;
     BOOST_TEST(refused(bad));
 }
 

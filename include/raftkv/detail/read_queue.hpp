@@ -51,36 +51,42 @@ struct read_queue {
 };
 
 /// The reads a follower serves through its leader (thesis §6.4), all sent to `leader` in
-/// `term`: `waiting` for the next request, `requested` in the one request in flight
-/// (numbered `request`, sent `elapsed` ticks ago; 0 when none is), then `ready` with the
-/// index the leader named, until applied reaches it. `ready` is in index order: a leader's
-/// commit index never decreases within its term.
+/// `term`: `waiting` for the next request, then in one of the requests in flight
+/// (`requested`, oldest first, each with its number and the tick it was sent at), then
+/// `ready` with the index the leader named, until applied reaches it. Request numbers grow
+/// in the order of sending, and an answer to one also answers every older one: the leader
+/// confirmed its leadership after that request was sent, so after every read of the older
+/// ones arrived, and named an index no lower than it would have for them. `ready` is in index
+/// order: a leader's commit index never decreases within its term.
 struct follower_read_queue {
+    struct request {
+        std::uint64_t number = 0;
+        std::uint64_t sent_tick = 0;
+        std::vector<std::uint64_t> reads;
+    };
+
     node_id leader = no_node;
     term_t term = 0;
     std::vector<std::uint64_t> waiting;
-    std::vector<std::uint64_t> requested;
+    std::deque<request> requested;
     std::deque<pending_read> ready;
-    std::uint64_t request = 0;
-    std::uint32_t elapsed = 0;
 
     bool empty() const noexcept { return waiting.empty() && requested.empty() && ready.empty(); }
 
-    /// Calls `f(id)` for every read, then forgets them all and the request in flight.
+    /// Calls `f(id)` for every read, then forgets them all and the requests in flight.
     template <class F>
     void drain(F&& f)
     {
         for (auto id : waiting)
             f(id);
-        for (auto id : requested)
-            f(id);
+        for (const auto& r : requested)
+            for (auto id : r.reads)
+                f(id);
         for (const auto& r : ready)
             f(r.id);
         waiting.clear();
         requested.clear();
         ready.clear();
-        request = 0;
-        elapsed = 0;
     }
 };
 

@@ -137,6 +137,7 @@ void basic_node<Transport, LogStore, StateMachine>::become_leader()
 {
     role_ = role::leader;
     leader_ = opts_.id;
+    read_seq_at_term_start_ = read_seq_;
     forward_seen_.clear();
     forward_seen_term_ = term_;
     heartbeat_elapsed_ = 0;

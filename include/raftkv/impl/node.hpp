@@ -79,6 +79,8 @@ void basic_node<Transport, LogStore, StateMachine>::validate(const options& o)
         fail("election_ticks must be greater than heartbeat_ticks");
     if (o.lease_margin_ticks == 0)
         fail("lease_margin_ticks must be at least 1: ticks are counted whole");
+    if (o.max_read_rounds == 0)
+        fail("max_read_rounds must be at least 1");
     if (o.max_entries_per_append == 0 || o.max_inflight_appends == 0 || o.max_apply_batch == 0)
         fail("max_entries_per_append, max_inflight_appends and max_apply_batch must be at least 1");
     if (o.snapshot_chunk_bytes == 0)

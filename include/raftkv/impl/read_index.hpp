@@ -4,9 +4,11 @@
 // Linearizable reads without log writes: ReadIndex (thesis §6.4). A read records the
 // leader's commit index, waits until a quorum answers a heartbeat round started after
 // the read arrived (proving no newer leader existed at that moment), then waits until
-// that index is applied. One round serves every read that arrived before it started.
-// A follower asks its leader for that index (read_index_request), one request at a time
-// for every read that arrived meanwhile, and serves the reads once it applied the index.
+// that index is applied. One round serves every read that arrived before it started, and
+// up to max_read_rounds are in flight: a batch of reads that arrives while fewer are starts
+// one at once rather than waiting for the answers to those before it. A follower asks its
+// leader for that index (read_index_request), one request for every batch of reads, up to
+// max_read_rounds in flight, and serves the reads once it applied the index.
 //
 // A follower's request is itself a confirmation: it was sent in the leader's term, after
 // every read it carries arrived. When that follower and the leader alone are a quorum (a
@@ -48,15 +50,22 @@ void basic_node<Transport, LogStore, StateMachine>::queue_read(detail::pending_r
     }
     if (answered_at_once(r))
         return;
-    const bool idle = reads_.unconfirmed.empty();
     r.index = commit_;
     r.seq = read_seq_ + 1;
     reads_.unconfirmed.push_back(r);
-    // With a round already out, this read waits for the next one, which starts when the
-    // current one is answered: at most one round in flight, however many reads arrive.
-    if (idle)
+    // With max_read_rounds out, this read waits for the next one, which starts when one of
+    // them is answered.
+    if (read_rounds_in_flight() < opts_.max_read_rounds)
         start_read_round();
     advance_reads();
+}
+
+// The rounds this leader started that a quorum has not answered yet (those of an earlier
+// term, echoed to an earlier leadership, do not count).
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+std::uint64_t basic_node<Transport, LogStore, StateMachine>::read_rounds_in_flight()
+{
+    return read_seq_ - std::max(confirmed_read_seq(), read_seq_at_term_start_);
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -85,16 +94,17 @@ void basic_node<Transport, LogStore, StateMachine>::unblock_reads()
 {
     if (reads_.blocked.empty() || commit_ < term_start_)
         return;
-    const bool idle = reads_.unconfirmed.empty();
+    bool queued = false;
     for (auto r : reads_.blocked) {
         if (answered_at_once(r))
             continue;
         r.index = commit_;
         r.seq = read_seq_ + 1;
         reads_.unconfirmed.push_back(r);
+        queued = true;
     }
     reads_.blocked.clear();
-    if (idle)
+    if (queued && read_rounds_in_flight() < opts_.max_read_rounds)
         start_read_round();
     advance_reads();
 }
@@ -149,7 +159,8 @@ void basic_node<Transport, LogStore, StateMachine>::advance_reads()
                 send(r.from, read_index_response{.request = r.id, .index = r.index, .success = true});
             reads_.unconfirmed.pop_front();
         }
-        if (!reads_.unconfirmed.empty() && reads_.unconfirmed.front().seq > read_seq_)
+        if (!reads_.unconfirmed.empty() && reads_.unconfirmed.back().seq > read_seq_ &&
+            read_rounds_in_flight() < opts_.max_read_rounds)
             start_read_round();
     }
     while (!reads_.confirmed.empty() && reads_.confirmed.front().index <= applied_) {
@@ -182,7 +193,7 @@ void basic_node<Transport, LogStore, StateMachine>::read_through_leader(std::uin
         q.term = term_;
     }
     q.waiting.push_back(read_id);
-    if (q.request == 0)
+    if (q.requested.size() < opts_.max_read_rounds)
         send_read_request();
 }
 
@@ -194,15 +205,18 @@ void basic_node<Transport, LogStore, StateMachine>::send_read_request()
     if (q.waiting.empty())
         return;
     // Numbers start where this incarnation's seed says, so a restarted node does not take
-    // the answer to its previous incarnation's request for one of its own.
+    // the answer to its previous incarnation's request for one of its own. They grow by one
+    // per request: at 2^64 they wrap, and a wrap with requests in flight would leave the
+    // older ones unanswered until they time out, which is safe.
     if (++last_read_request_ == 0)
         ++last_read_request_;
-    q.request = last_read_request_;
-    q.elapsed = 0;
-    q.requested.swap(q.waiting);
+    auto& r = q.requested.emplace_back();
+    r.number = last_read_request_;
+    r.sent_tick = ticks_;
+    r.reads.swap(q.waiting);
     q.waiting.clear();
     ++metrics_.follower_read_requests;
-    send(q.leader, read_index_request{q.request});
+    send(q.leader, read_index_request{r.number});
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -210,8 +224,12 @@ void basic_node<Transport, LogStore, StateMachine>::handle_read_index_response(c
                                                                                const read_index_response& r)
 {
     auto& q = follower_reads_;
-    if (q.request == 0 || r.request != q.request || m.from != q.leader || m.term != q.term)
-        return; // late, duplicated, or from a leader these reads were not sent to
+    if (m.from != q.leader || m.term != q.term)
+        return; // from a leader these reads were not sent to
+    const auto answered = std::find_if(q.requested.begin(), q.requested.end(),
+                                       [&](const auto& req) { return req.number == r.request; });
+    if (answered == q.requested.end())
+        return; // late or duplicated
     if (!r.success) {
         // It is not the leader of this term, and never will be again.
         if (leader_ == m.from)
@@ -219,10 +237,12 @@ void basic_node<Transport, LogStore, StateMachine>::handle_read_index_response(c
         abandon_follower_reads();
         return;
     }
-    for (auto id : q.requested)
-        q.ready.push_back(detail::pending_read{.id = id, .index = r.index});
-    q.requested.clear();
-    q.request = 0;
+    // The answer serves the requests sent before this one as well (see follower_read_queue):
+    // their own answers may have been lost, or be on their way with an index no higher.
+    for (auto it = q.requested.begin(); it != std::next(answered); ++it)
+        for (auto id : it->reads)
+            q.ready.push_back(detail::pending_read{.id = id, .index = r.index});
+    q.requested.erase(q.requested.begin(), std::next(answered));
     serve_follower_reads();
     send_read_request();
 }
@@ -243,8 +263,8 @@ void basic_node<Transport, LogStore, StateMachine>::serve_follower_reads()
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::tick_read_request()
 {
-    auto& q = follower_reads_;
-    if (q.request != 0 && ++q.elapsed >= opts_.election_ticks)
+    const auto& q = follower_reads_;
+    if (!q.requested.empty() && ticks_ - q.requested.front().sent_tick >= opts_.election_ticks)
         abandon_follower_reads();
 }
 
