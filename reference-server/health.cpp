@@ -172,16 +172,20 @@ health_check_counts read_coalescer::counts() const
 std::optional<std::chrono::milliseconds>
 health_timeout(std::string_view target, std::chrono::milliseconds fallback, std::string& error)
 {
-    std::optional<std::string_view> value;
+    std::optional<std::string> value;
     query_params params(target);
-    while (const std::optional<query_param> param = params.next()) {
+    while (std::optional<query_param> param = params.next()) {
+        if (param->malformed) {
+            error = malformed_query_error(*param);
+            return std::nullopt;
+        }
         if (param->name != "timeout")
             continue;
         if (value) {
             error = "timeout given more than once";
             return std::nullopt;
         }
-        value = param->value;
+        value = std::move(param->value);
     }
     if (!value)
         return fallback;

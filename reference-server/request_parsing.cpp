@@ -179,6 +179,32 @@ std::optional<std::string> percent_decode(std::string_view text)
     return out;
 }
 
+std::optional<query_param> query_params::next()
+{
+    while (!rest_.empty()) {
+        const std::size_t amp = rest_.find('&');
+        const std::string_view param = rest_.substr(0, amp);
+        rest_ = amp == std::string_view::npos ? std::string_view{} : rest_.substr(amp + 1);
+        if (param.empty())
+            continue;
+        const std::size_t eq = param.find('=');
+        const std::string_view name = param.substr(0, eq);
+        const std::string_view value =
+            eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1);
+        std::optional<std::string> decoded_name = percent_decode(name);
+        std::optional<std::string> decoded_value = percent_decode(value);
+        if (!decoded_name || !decoded_value)
+            return query_param{std::string(name), std::string(value), true};
+        return query_param{std::move(*decoded_name), std::move(*decoded_value), false};
+    }
+    return std::nullopt;
+}
+
+std::string malformed_query_error(const query_param& param)
+{
+    return "malformed percent-encoding in '" + param.name.substr(0, 64) + "'";
+}
+
 checked_input check_key(std::string_view raw_key)
 {
     std::optional<std::string> key = percent_decode(raw_key);
@@ -202,23 +228,18 @@ checked_scan_query scan_rejected(std::string error)
     return {std::nullopt, http::status::bad_request, std::move(error)};
 }
 
-// A prefix or an after key: like a key, but it may be empty.
-std::optional<std::string> scan_key(std::string_view name, std::string_view raw, std::string& error)
+// A prefix or an after key, decoded: like a key, but it may be empty. The error, if any.
+std::optional<std::string> scan_key_error(std::string_view name, const std::string& key)
 {
-    std::optional<std::string> key = percent_decode(raw);
     // Not "'" + std::string(name) + ...: GCC 12 at -O3 reports a false -Wrestrict on it.
     std::string quoted = "'";
     quoted += name;
     quoted += "'";
-    if (!key)
-        error = "malformed percent-encoding in " + quoted;
-    else if (key->size() > max_key_bytes)
-        error = quoted + " too long: " + std::to_string(key->size()) + " bytes (the limit is " +
-                std::to_string(max_key_bytes) + ")";
-    else if (!is_utf8(*key))
-        error = quoted + " is not valid UTF-8";
-    else
-        return key;
+    if (key.size() > max_key_bytes)
+        return quoted + " too long: " + std::to_string(key.size()) + " bytes (the limit is " +
+               std::to_string(max_key_bytes) + ")";
+    if (!is_utf8(key))
+        return quoted + " is not valid UTF-8";
     return std::nullopt;
 }
 
@@ -265,6 +286,8 @@ std::optional<std::string> unknown_parameter(std::string_view target, std::strin
 {
     query_params params(target);
     while (const std::optional<query_param> param = params.next()) {
+        if (param->malformed)
+            return malformed_query_error(*param);
         if (std::find(takes.begin(), takes.end(), param->name) == takes.end())
             return unknown_parameter_error(param->name, route, takes_text);
     }
@@ -277,6 +300,8 @@ checked_consistency check_consistency(std::string_view target)
     bool seen = false;
     query_params params(target);
     while (const std::optional<query_param> param = params.next()) {
+        if (param->malformed)
+            return {std::nullopt, http::status::bad_request, malformed_query_error(*param)};
         if (param->name != "consistency")
             return {std::nullopt, http::status::bad_request,
                     unknown_parameter_error(param->name, "GET /kv/{key}", "consistency")};
@@ -297,7 +322,9 @@ checked_scan_query check_scan_query(std::string_view target)
     static constexpr std::array<std::string_view, 5> names = {"prefix", "after", "limit", "keys_only",
                                                               "consistency"};
     query_params params(target);
-    while (const std::optional<query_param> param = params.next()) {
+    while (std::optional<query_param> param = params.next()) {
+        if (param->malformed)
+            return scan_rejected(malformed_query_error(*param));
         const std::string_view name = param->name;
         const std::string_view raw = param->value;
         const auto known = std::find(names.begin(), names.end(), name);
@@ -308,12 +335,10 @@ checked_scan_query check_scan_query(std::string_view target)
         if (once)
             return scan_rejected("parameter '" + std::string(name) + "' given more than once");
         once = true;
-        std::string error;
         if (name == "prefix" || name == "after") {
-            std::optional<std::string> key = scan_key(name, raw, error);
-            if (!key)
-                return scan_rejected(std::move(error));
-            (name == "prefix" ? q.prefix : q.after) = std::move(*key);
+            if (std::optional<std::string> error = scan_key_error(name, param->value))
+                return scan_rejected(std::move(*error));
+            (name == "prefix" ? q.prefix : q.after) = std::move(param->value);
         } else if (name == "limit") {
             const std::optional<std::size_t> limit = scan_limit(raw);
             if (!limit)

@@ -95,15 +95,20 @@ struct checked_input {
 /// that is not UTF-8 is 400; over max_key_bytes is 413.
 checked_input check_key(std::string_view raw_key);
 
-/// One `name=value` parameter of a query string, as sent (not percent-decoded); `value` is
-/// empty when there is no '='.
+/// One `name=value` parameter of a query string, its name and value percent-decoded like a
+/// key ('+' stays '+'); `value` is empty when there is no '='. `malformed`: an escape in
+/// either is malformed, and both are left as sent.
 struct query_param {
-    std::string_view name;
-    std::string_view value;
+    std::string name;
+    std::string value;
+    bool malformed = false;
 };
 
+/// What to answer a query_param that is `malformed`: a message naming it.
+std::string malformed_query_error(const query_param& param);
+
 /// The parameters of the query of a request target (what follows its first '?'), in order,
-/// skipping empty ones (`a=1&&b`). The views point into the target.
+/// skipping empty ones (`a=1&&b`).
 class query_params {
 public:
     explicit query_params(std::string_view target) noexcept
@@ -114,20 +119,7 @@ public:
     }
 
     /// The next parameter, or nothing after the last.
-    std::optional<query_param> next() noexcept
-    {
-        while (!rest_.empty()) {
-            const std::size_t amp = rest_.find('&');
-            const std::string_view param = rest_.substr(0, amp);
-            rest_ = amp == std::string_view::npos ? std::string_view{} : rest_.substr(amp + 1);
-            if (param.empty())
-                continue;
-            const std::size_t eq = param.find('=');
-            return query_param{param.substr(0, eq),
-                               eq == std::string_view::npos ? std::string_view{} : param.substr(eq + 1)};
-        }
-        return std::nullopt;
-    }
+    std::optional<query_param> next();
 
 private:
     std::string_view rest_;

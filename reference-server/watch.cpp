@@ -34,9 +34,10 @@ constexpr auto nothrow_awaitable = asio::as_tuple(asio::use_awaitable);
 // The most bytes of keys and values one write of a watch carries (at least one change).
 constexpr std::size_t chunk_bytes = 256 * 1024;
 
+// A decimal number that fits 64 bits (from_chars refuses one that does not).
 std::optional<std::uint64_t> parse_decimal(std::string_view text)
 {
-    if (text.empty() || text.size() > 19)
+    if (text.empty() || text.size() > 20)
         return std::nullopt;
     std::uint64_t n = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
@@ -357,6 +358,8 @@ checked_watch_request check_watch_request(std::string_view raw_key, std::string_
     bool seen[names.size()] = {false, false, false};
     query_params params(target);
     while (const std::optional<query_param> param = params.next()) {
+        if (param->malformed)
+            return watch_rejected(http::status::bad_request, malformed_query_error(*param));
         const std::string_view name = param->name;
         const std::string_view raw = param->value;
         const auto known = std::find(names.begin(), names.end(), name);

@@ -868,6 +868,30 @@ BOOST_AUTO_TEST_CASE(the_consistency_parameter_names_a_read_mode_or_is_refused)
                         "'consistency' must be linearizable, lease or stale, not 'fast'");
 }
 
+BOOST_AUTO_TEST_CASE(every_query_parameter_is_percent_decoded_name_and_value)
+{
+    using raftkv::server::check_consistency;
+    using raftkv::server::read_consistency;
+    using raftkv::server::unknown_parameter;
+    BOOST_TEST((check_consistency("/kv/k?consistency=st%61le").value == read_consistency::stale));
+    BOOST_TEST((check_consistency("/kv/k?c%6Fnsistency=lease").value == read_consistency::lease));
+    BOOST_TEST(check_consistency("/kv/k?consistency=%zz").error ==
+               "malformed percent-encoding in 'consistency'");
+    BOOST_TEST(check_consistency("/kv/k?%G0=1").error == "malformed percent-encoding in '%G0'");
+    const checked_scan_query q = check_scan_query("/kv?l%69mit=%31%30&keys_only=tru%65&consistency=le%61se");
+    BOOST_TEST_REQUIRE(q.value.has_value(), q.error);
+    BOOST_TEST(q.value->limit == 10u);
+    BOOST_TEST(q.value->keys_only);
+    BOOST_TEST((q.value->consistency == read_consistency::lease));
+    check_scan_rejected("/kv?limit=%", "malformed percent-encoding in 'limit'");
+    // Decoded, '+' stays '+' and '%26' is a '&' inside a value, not a separator.
+    BOOST_TEST(check_scan_query("/kv?prefix=a%26b+c").value->prefix == "a&b+c");
+    BOOST_TEST(unknown_parameter("/kv/k?x%3D1", "PUT /kv/{key}", {}, "").value_or("") ==
+               "unknown parameter 'x=1' (PUT /kv/{key} takes none)");
+    BOOST_TEST(unknown_parameter("/kv/k?a=%", "PUT /kv/{key}", {}, "").value_or("") ==
+               "malformed percent-encoding in 'a'");
+}
+
 BOOST_AUTO_TEST_CASE(routes_refuse_query_parameters_they_do_not_take)
 {
     using raftkv::server::unknown_parameter;

@@ -276,16 +276,20 @@ BOOST_AUTO_TEST_CASE(watch_requests_are_checked)
     BOOST_TEST(all.sse);
     BOOST_TEST(*all.from == 42u);
     BOOST_TEST(!ok("k", "/watch/k").from);
+    BOOST_TEST(*ok("k", "/watch/k?fr%6Fm=%37").from == 7u); // parameters are percent-decoded
+    BOOST_TEST(*ok("k", "/watch/k?from=18446744073709551615").from == 18446744073709551615u);
 
-    for (const auto& [key, target] :
-         std::vector<std::pair<std::string_view, std::string_view>>{{"", "/watch/"},
-                                                                    {"k", "/watch/k?from=0"},
-                                                                    {"k", "/watch/k?from=x"},
-                                                                    {"k", "/watch/k?from=1&from=2"},
-                                                                    {"k", "/watch/k?prefix=yes"},
-                                                                    {"k", "/watch/k?progress_ms=5"},
-                                                                    {"k", "/watch/k?limit=3"},
-                                                                    {"%zz", "/watch/%zz"}}) {
+    for (const auto& [key, target] : std::vector<std::pair<std::string_view, std::string_view>>{
+             {"", "/watch/"},
+             {"k", "/watch/k?from=0"},
+             {"k", "/watch/k?from=x"},
+             {"k", "/watch/k?from=1&from=2"},
+             {"k", "/watch/k?prefix=yes"},
+             {"k", "/watch/k?progress_ms=5"},
+             {"k", "/watch/k?limit=3"},
+             {"k", "/watch/k?from=%"},
+             {"k", "/watch/k?from=18446744073709551616"},
+             {"%zz", "/watch/%zz"}}) {
         const checked_watch_request r = check_watch_request(key, target, {}, std::nullopt);
         BOOST_TEST(!r.value.has_value(), target);
         BOOST_TEST((r.status == http::status::bad_request), target);
