@@ -124,8 +124,9 @@ bool expects_continue(const http_request& req);
 // Rewrites an absolute-form target ("http://host:port/path?query", RFC 9112 3.2.2: what a
 // client configured with a proxy sends, and a server must accept) to its origin form
 // ("/path?query"), so that routing and everything after it see one form. False for one
-// whose authority is empty or carries user information (RFC 9110 4.2.1, 4.2.4): a bad
-// request.
+// whose authority is empty or carries user information (RFC 9110 4.2.1, 4.2.4), and for any
+// target with a '#' (a fragment is not part of a request target, RFC 9112 3.2; in a key it
+// is sent as %23): a bad request.
 bool to_origin_form(http_request& req);
 
 // Half-closes, then discards what the client still sends until it closes too (for at most
@@ -239,7 +240,7 @@ struct http_server::state : std::enable_shared_from_this<state> {
     std::optional<http_response> rejection(const beast::error_code& ec) const;
     void refused(http::verb method, unsigned status) const;
     http_response busy() const;
-    http_response unframed() const;
+    http_response unframed(std::string_view why) const;
 
     asio::any_io_executor ex;
     tcp::acceptor acceptor;
@@ -470,9 +471,18 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
     }
     // A coding other than chunked last leaves the body's length unknown (RFC 9112 6.1): what
     // follows the header cannot be told apart from a next request, so nothing more is read.
-    if (parser.get().count(http::field::transfer_encoding) != 0 && !parser.chunked()) {
-        refuse(server_->unframed(), parser.get().method());
-        co_return false;
+    // HTTP/1.0 has no Transfer-Encoding at all: a proxy ahead of this server may have framed
+    // the message by its Content-Length, or as ending with the connection (RFC 9112 6.1 says
+    // to treat such framing as faulty): the same.
+    if (parser.get().count(http::field::transfer_encoding) != 0) {
+        if (!parser.chunked()) {
+            refuse(server_->unframed("unsupported Transfer-Encoding (only chunked)"), parser.get().method());
+            co_return false;
+        }
+        if (parser.get().version() < 11) {
+            refuse(server_->unframed("Transfer-Encoding in an HTTP/1.0 request"), parser.get().method());
+            co_return false;
+        }
     }
     if (const auto length = parser.content_length(); length && !reservation.add(*length)) {
         refuse(server_->busy(), parser.get().method());

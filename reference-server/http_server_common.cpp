@@ -31,6 +31,8 @@ bool expects_continue(const http_request& req)
 bool to_origin_form(http_request& req)
 {
     const std::string_view target = req.target();
+    if (target.find('#') != std::string_view::npos)
+        return false;
     std::size_t authority = 0;
     for (const std::string_view scheme : {"http://", "https://"})
         if (target.size() >= scheme.size() && beast::iequals(target.substr(0, scheme.size()), scheme))
@@ -304,10 +306,10 @@ std::optional<http_response> http_server::state::rejection(const beast::error_co
     return res;
 }
 
-// The answer to a request whose Transfer-Encoding does not end with chunked.
-http_response http_server::state::unframed() const
+// The answer to a request whose body's length is unknown or ambiguous, saying `why`.
+http_response http_server::state::unframed(std::string_view why) const
 {
-    http_response res = make_error(http::status::bad_request, "unsupported Transfer-Encoding (only chunked)");
+    http_response res = make_error(http::status::bad_request, std::string(why));
     res.version(11);
     res.keep_alive(false);
     res.prepare_payload();
