@@ -466,6 +466,35 @@ identity_plan reconcile_identity(server_config& config)
     return plan;
 }
 
+// A member's Raft address may have moved since its identity was recorded (PATCH
+// /cluster/members/ID, then a start with the new --raft). Started again without --raft, it
+// listens where the configuration in its log has the members dial it, not where its identity
+// says it first listened. Read under the directory's lock: opening the log may cut a torn tail.
+void take_logged_raft_address(server_config& config, const identity_plan& plan)
+{
+    if (config.raft_given || plan.write || plan.forced_from != 0)
+        return;
+    std::optional<raftkv::membership> logged;
+    try {
+        logged = logged_configuration(config.data_dir);
+    } catch (const std::exception&) {
+        return; // the start reports it
+    }
+    if (!logged)
+        return;
+    const auto info = logged->info.find(config.id);
+    if (info == logged->info.end())
+        return;
+    const std::optional<host_port> dialed = decode_member_info(info->second).raft;
+    if (!dialed || *dialed == config.raft)
+        return;
+    log(log_level::info,
+        "node " + std::to_string(config.id) + " listens for Raft at " + dialed->to_string() +
+            ", where the configuration in its log has the members dial it (it first listened at " +
+            config.raft.to_string() + "; --raft overrides)");
+    config.raft = *dialed;
+}
+
 void record_identity(const server_config& config, const identity_plan& plan)
 {
     if (!plan.write && !plan.rewrite)
@@ -655,6 +684,7 @@ int run(server_config config)
     const bool directory_new = !directory_existed || std::filesystem::is_empty(config.data_dir, probe);
     const identity_plan plan = reconcile_identity(config);
     refuse_a_directory_in_use(config);
+    take_logged_raft_address(config, plan);
     asio::io_context io{static_cast<int>(config.threads)};
     const asio::ip::tcp::endpoint http_endpoint = resolve_endpoint(io.get_executor(), config.http);
     check_ports(io, config, http_endpoint);

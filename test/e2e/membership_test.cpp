@@ -451,6 +451,24 @@ BOOST_AUTO_TEST_CASE(a_member_moves_to_new_addresses_and_rejoins_there)
                              elsewhere));
     BOOST_TEST(wait_until([&] { return listed(c.http_port(leader), raft, elsewhere); }, 10s));
     BOOST_TEST(wait_until([&] { return listed(f, raft, elsewhere); }, 5s));
+
+    // Restarted with neither --raft nor --http, it listens for Raft where its log's
+    // configuration has the members dial it (not where it was first started), and serves
+    // HTTP where it last did: it catches up with a write made while it was down.
+    c.terminate(moved);
+    BOOST_TEST_REQUIRE(put(c.http_port(leader), "while-away-again", "3").status == 200);
+    c.start(moved, with_flag(with_flag(with_flag(c.args(moved), "--peers", ""), "--raft", ""), "--http", ""));
+    BOOST_TEST(wait_until(
+        [&] {
+            const http_response g = request(ports[2], "GET", kv_target("while-away-again"), {}, 2s);
+            return g.status == 200 && parse_json(g.body).string("value") == "3";
+        },
+        20s, 100ms));
+    const std::string restarted_log = read_tail(c.spec(moved).log_file, 1 << 20);
+    BOOST_TEST(restarted_log.find("listens for Raft at " + raft +
+                                  ", where the configuration in its log has the members dial it") !=
+                   std::string::npos,
+               restarted_log);
 }
 
 BOOST_AUTO_TEST_CASE(a_learner_joins_catches_up_is_promoted_and_removed_again)
