@@ -1428,7 +1428,8 @@ http_response api_handler::version() const
 
 http_response error_response(http::status status, std::string_view message)
 {
-    http_response res = json_response(status, {{"error", message}});
+    // Messages may quote what the client sent, decoded: JSON text must be UTF-8.
+    http_response res = json_response(status, {{"error", to_valid_utf8(message)}});
     if (status == http::status::service_unavailable)
         res.set(http::field::retry_after, "1");
     return res;

@@ -641,14 +641,36 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
     check_own_raft_address(opened.members, opened.members_index);
 }
 
+namespace {
+
+/// Whether a node listening at `listen` may be reached at `dialed`, as far as can be told
+/// without resolving names: the same port, and, when both hosts are IP addresses, the same
+/// address or a wildcard `listen` (a name may resolve to anything).
+bool listens_where_dialed(const host_port& listen, const host_port& dialed)
+{
+    if (listen.port != dialed.port)
+        return false;
+    if (is_wildcard(listen) || listen.host == dialed.host)
+        return true;
+    boost::system::error_code ec1, ec2;
+    const auto a = boost::asio::ip::make_address(listen.host, ec1);
+    const auto b = boost::asio::ip::make_address(dialed.host, ec2);
+    return ec1 || ec2 || a == b;
+}
+
+} // namespace
+
 // The peers dial the address the configuration in force lists for this node: a --raft on
 // another port (a typo on a restart; a member given new addresses, started without its new
 // --raft) leaves the node unreachable, waiting for a leader forever. Said at start-up (where
 // the log may not have the latest change yet), and whenever a configuration changes it.
 void kv_service::impl::check_own_raft_address(const membership& m, index_t index)
 {
-    const std::optional<host_port> dialed_at = raft_address_of(m, config.id);
-    const bool reached = !dialed_at || dialed_at->port == config.raft.port;
+    // A node outside the configuration (removed, or joining) is dialed nowhere: its own
+    // warnings say so.
+    const std::optional<host_port> dialed_at =
+        m.contains(config.id) ? raft_address_of(m, config.id) : std::nullopt;
+    const bool reached = !dialed_at || listens_where_dialed(config.raft, *dialed_at);
     if (reached == own_address_reached)
         return;
     own_address_reached = reached;
@@ -661,7 +683,7 @@ void kv_service::impl::check_own_raft_address(const membership& m, index_t index
         return;
     }
     log(log_level::warn,
-        where + (config.raft_given ? " (--raft)" : " (where it was first started)") +
+        where + (config.raft_given ? " (--raft)" : " (without --raft)") +
             ", but the configuration at index " + std::to_string(index) + " has the members dial it at " +
             dialed_at->to_string() +
             ": unless a later change moved it here, or something forwards that address here, "

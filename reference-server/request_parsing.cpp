@@ -37,33 +37,42 @@ int hex_digit(char c)
 }
 
 // Well-formed UTF-8 (RFC 3629): no overlong forms, surrogates or code points past U+10FFFF.
+// The length of the valid UTF-8 sequence at s[i] (i < s.size()), or 0 if it is not one:
+// a stray or missing continuation byte, an overlong form, a surrogate, past U+10FFFF.
+std::size_t utf8_sequence(std::string_view s, std::size_t i)
+{
+    const auto c = static_cast<unsigned char>(s[i]);
+    std::size_t len = 0;
+    std::uint32_t cp = 0;
+    if (c < 0x80)
+        return 1;
+    if ((c & 0xe0) == 0xc0)
+        len = 2, cp = c & 0x1f;
+    else if ((c & 0xf0) == 0xe0)
+        len = 3, cp = c & 0x0f;
+    else if ((c & 0xf8) == 0xf0)
+        len = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (i + len > s.size())
+        return 0;
+    for (std::size_t k = 1; k < len; ++k) {
+        const auto cc = static_cast<unsigned char>(s[i + k]);
+        if ((cc & 0xc0) != 0x80)
+            return 0;
+        cp = (cp << 6) | (cc & 0x3f);
+    }
+    static constexpr std::array<std::uint32_t, 5> min_of_len = {0, 0, 0x80, 0x800, 0x10000};
+    if (cp < min_of_len[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return len;
+}
+
 bool is_utf8(std::string_view s)
 {
-    std::size_t i = 0;
-    while (i < s.size()) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        std::size_t len = 0;
-        std::uint32_t cp = 0;
-        if (c < 0x80)
-            len = 1, cp = c;
-        else if ((c & 0xe0) == 0xc0)
-            len = 2, cp = c & 0x1f;
-        else if ((c & 0xf0) == 0xe0)
-            len = 3, cp = c & 0x0f;
-        else if ((c & 0xf8) == 0xf0)
-            len = 4, cp = c & 0x07;
-        else
-            return false;
-        if (i + len > s.size())
-            return false;
-        for (std::size_t k = 1; k < len; ++k) {
-            const auto cc = static_cast<unsigned char>(s[i + k]);
-            if ((cc & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (cc & 0x3f);
-        }
-        static constexpr std::array<std::uint32_t, 5> min_of_len = {0, 0, 0x80, 0x800, 0x10000};
-        if (cp < min_of_len[len] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+    for (std::size_t i = 0; i < s.size();) {
+        const std::size_t len = utf8_sequence(s, i);
+        if (len == 0)
             return false;
         i += len;
     }
@@ -198,6 +207,25 @@ std::optional<query_param> query_params::next()
         return query_param{std::move(*decoded_name), std::move(*decoded_value), false};
     }
     return std::nullopt;
+}
+
+std::string to_valid_utf8(std::string_view text)
+{
+    if (is_utf8(text))
+        return std::string(text);
+    std::string out;
+    out.reserve(text.size() + 8);
+    for (std::size_t i = 0; i < text.size();) {
+        const std::size_t len = utf8_sequence(text, i);
+        if (len == 0) {
+            out += "\xEF\xBF\xBD"; // U+FFFD REPLACEMENT CHARACTER
+            ++i;
+        } else {
+            out.append(text.substr(i, len));
+            i += len;
+        }
+    }
+    return out;
 }
 
 std::string malformed_query_error(const query_param& param)

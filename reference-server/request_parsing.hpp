@@ -84,6 +84,10 @@ route_match match_route(boost::beast::http::verb method, std::string_view target
 /// '+' stays '+': in a path it is not a space.
 std::optional<std::string> percent_decode(std::string_view text);
 
+/// `text` with every byte that does not begin a valid UTF-8 sequence replaced by U+FFFD: a
+/// message that quotes what a client sent (a decoded parameter, say) stays valid JSON text.
+std::string to_valid_utf8(std::string_view text);
+
 /// A validated input, or the status and message to answer with.
 struct checked_input {
     std::optional<std::string> value;

@@ -153,12 +153,25 @@ BOOST_AUTO_TEST_CASE(a_restart_with_raft_on_another_port_warns_that_no_peer_dial
         wait_until([&] { return read_tail(c.spec(3).log_file).find(expected) != std::string::npos; }, 5s),
         read_tail(c.spec(3).log_file));
     BOOST_TEST(c.running(3));
+    // The right port on another IP address (127.0.0.2 is loopback too): the same.
+    c.terminate(3);
+    const std::string dialed = c.spec(3).raft_address();
+    const std::string elsewhere = "127.0.0.2" + dialed.substr(dialed.find(':'));
+    c.start(3, with_flag(without_flag(c.args(3), "--peers"), "--raft", elsewhere));
+    const std::string on_another_host =
+        "node 3 listens for Raft at " + elsewhere +
+        " (--raft), but the configuration at index 0 has the members dial it at " + dialed;
+    BOOST_TEST(
+        wait_until([&] { return read_tail(c.spec(3).log_file).find(on_another_host) != std::string::npos; },
+                   5s),
+        read_tail(c.spec(3).log_file));
     // Restarted where the peers dial it, it rejoins without the warning.
     c.terminate(3);
     c.start(3, without_flag(without_flag(c.args(3), "--peers"), "--raft"));
     BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
     const std::string log = read_tail(c.spec(3).log_file, 1 << 20);
     BOOST_TEST(log.find(expected) == log.rfind(expected), log);
+    BOOST_TEST(log.find(on_another_host) == log.rfind(on_another_host), log);
 }
 
 BOOST_AUTO_TEST_CASE(a_data_directory_without_an_identity_file_is_adopted)

@@ -529,6 +529,9 @@ BOOST_AUTO_TEST_CASE(removing_a_follower_while_clients_write_loses_no_acknowledg
                "the removed follower's /status never said role \"removed\"");
     const http_response put_there = put(c.http_port(gone), "x", "y");
     BOOST_TEST(put_there.body.find("not a member of the cluster") != std::string::npos, put_there.body);
+    // Dialed nowhere now, it is not told to listen elsewhere.
+    const std::string gone_log = read_tail(c.spec(gone).log_file, 1 << 20);
+    BOOST_TEST(gone_log.find("has the members dial it at") == std::string::npos, gone_log);
     BOOST_TEST(c.terminate(gone).has_value());
     const std::size_t before = w.count();
     w.wait_for(before + 100); // the two that remain are a majority of two: writes go on

@@ -279,6 +279,21 @@ BOOST_AUTO_TEST_CASE(errors_are_json_with_a_retry_after_when_unavailable)
     BOOST_TEST(busy[http::field::retry_after] == "1");
 }
 
+BOOST_AUTO_TEST_CASE(an_error_that_quotes_bytes_that_are_not_utf8_stays_valid_json)
+{
+    // A decoded query parameter (?consistency=%FF) is quoted back: JSON text must be UTF-8.
+    using raftkv::server::check_consistency;
+    const auto res = raftkv::server::error_response(http::status::bad_request,
+                                                    check_consistency("/kv/k?consistency=%FFa%C0%80").error);
+    BOOST_TEST(res.body() == "{\"error\":\"'consistency' must be linearizable, lease or stale, not "
+                             "'\xEF\xBF\xBD"
+                             "a\xEF\xBF\xBD\xEF\xBF\xBD'\"}");
+    using raftkv::server::to_valid_utf8;
+    BOOST_TEST(to_valid_utf8("caf\xC3\xA9") == "caf\xC3\xA9");
+    BOOST_TEST(to_valid_utf8("\xED\xA0\x80") == "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD"); // a surrogate
+    BOOST_TEST(to_valid_utf8("ab\xE2\x82") == "ab\xEF\xBF\xBD\xEF\xBF\xBD");             // cut short
+}
+
 BOOST_AUTO_TEST_CASE(an_overloaded_leader_answers_503_saying_the_write_did_not_happen)
 {
     using raftkv::server::request_kind;
