@@ -1064,17 +1064,22 @@ void kv_service::impl::maybe_check_addresses(const node_status& s)
 
 namespace {
 
-/// Whether a node listening at `listen` is reached at `dialed`: the same port, and a
-/// wildcard or an address `dialed` resolves to (blocking; false if either does not resolve).
+/// Whether a node listening at `listen` is reached at `dialed`: listens_where_dialed(), and
+/// when a host is a name, an address `dialed` resolves to that `listen` resolves to too
+/// (blocking; false if either does not resolve).
 bool reached_at(const host_port& listen, const host_port& dialed)
 {
-    if (listen.port != dialed.port)
+    if (!listens_where_dialed(listen, dialed))
         return false;
     if (is_wildcard(listen) || listen.host == dialed.host)
         return true;
+    boost::system::error_code ec1, ec2;
+    (void)boost::asio::ip::make_address(listen.host, ec1);
+    (void)boost::asio::ip::make_address(dialed.host, ec2);
+    if (!ec1 && !ec2)
+        return true; // two IP addresses, which listens_where_dialed() found the same
     boost::asio::io_context io;
     tcp::resolver resolver(io);
-    boost::system::error_code ec1, ec2;
     const auto a = resolver.resolve(listen.host, "0", ec1);
     const auto b = resolver.resolve(dialed.host, "0", ec2);
     return !ec1 && !ec2 && share_an_address(a, b);

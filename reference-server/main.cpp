@@ -419,17 +419,23 @@ void log_startup(const server_config& config, const service_status& status)
     }
 }
 
+// The configuration in force in the log of `config.data_dir`: nothing if the log holds none,
+// or cannot be read (the start then reports why).
+std::optional<raftkv::membership> readable_logged_configuration(const server_config& config)
+{
+    try {
+        return logged_configuration(config.data_dir);
+    } catch (const std::exception&) {
+        return std::nullopt;
+    }
+}
+
 // A directory with Raft data but no identity file is adopted: its identity is recorded from
 // the flags. Without --peers that makes a cluster of this node alone, under another cluster id
 // than its log's members: refused, before the wrong file is written, when the log names others.
 void check_adoption(const server_config& config)
 {
-    std::optional<raftkv::membership> logged;
-    try {
-        logged = logged_configuration(config.data_dir);
-    } catch (const std::exception&) {
-        return; // the start reports it
-    }
+    const std::optional<raftkv::membership> logged = readable_logged_configuration(config);
     if (!logged)
         return;
     std::set<raftkv::node_id> ids = member_ids(*logged);
@@ -474,12 +480,7 @@ void take_logged_raft_address(server_config& config, const identity_plan& plan)
 {
     if (config.raft_given || plan.write || plan.forced_from != 0)
         return;
-    std::optional<raftkv::membership> logged;
-    try {
-        logged = logged_configuration(config.data_dir);
-    } catch (const std::exception&) {
-        return; // the start reports it
-    }
+    const std::optional<raftkv::membership> logged = readable_logged_configuration(config);
     if (!logged)
         return;
     const auto info = logged->info.find(config.id);
