@@ -36,7 +36,6 @@ int hex_digit(char c)
     return -1;
 }
 
-// Well-formed UTF-8 (RFC 3629): no overlong forms, surrogates or code points past U+10FFFF.
 // The length of the valid UTF-8 sequence at s[i] (i < s.size()), or 0 if it is not one:
 // a stray or missing continuation byte, an overlong form, a surrogate, past U+10FFFF.
 std::size_t utf8_sequence(std::string_view s, std::size_t i)
@@ -68,6 +67,7 @@ std::size_t utf8_sequence(std::string_view s, std::size_t i)
     return len;
 }
 
+// Well-formed UTF-8 (RFC 3629): no overlong forms, surrogates or code points past U+10FFFF.
 bool is_utf8(std::string_view s)
 {
     for (std::size_t i = 0; i < s.size();) {
