@@ -205,9 +205,9 @@ void basic_node<Transport, LogStore, StateMachine>::send_read_request()
     if (q.waiting.empty())
         return;
     // Numbers start where this incarnation's seed says, so a restarted node does not take
-    // the answer to its previous incarnation's request for one of its own. They grow by one
-    // per request: at 2^64 they wrap, and a wrap with requests in flight would leave the
-    // older ones unanswered until they time out, which is safe.
+    // the answer to its previous incarnation's request for one of its own. An answer is
+    // matched by number and serves the requests sent before it in the order they were sent,
+    // so the numbers' wrapping at 2^64 changes nothing.
     if (++last_read_request_ == 0)
         ++last_read_request_;
     auto& r = q.requested.emplace_back();
