@@ -644,6 +644,17 @@ int inspect(const server_config& config)
         "configuration   " +
         (r.configuration.voters.empty() ? std::string("none recorded") : describe_members(r.configuration)) +
         "\n";
+    // Where the members dial each other: a restart without --raft listens at its own.
+    std::string addresses;
+    for (const auto& [id, info] : r.configuration.info) {
+        if (const std::optional<host_port> raft = decode_member_info(info).raft) {
+            if (!addresses.empty())
+                addresses += ',';
+            addresses += std::to_string(id) + '=' + raft->to_string();
+        }
+    }
+    if (!addresses.empty())
+        out += "raft addresses  " + addresses + "\n";
     if (r.has_state)
         out += "state           applied to " + std::to_string(r.applied_index) + ", checkpoint at " +
                std::to_string(r.checkpoint_index) + "\n";

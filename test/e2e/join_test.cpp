@@ -391,6 +391,9 @@ BOOST_AUTO_TEST_CASE(a_survivor_of_a_lost_majority_is_forced_into_a_new_cluster_
                    std::string::npos,
                r.out);
     BOOST_TEST(r.out.find("configuration   voters 1,2,3") != std::string::npos, r.out);
+    BOOST_TEST(r.out.find("raft addresses  1=" + c.spec(1).raft_address() + ",2=" + c.spec(2).raft_address() +
+                          ",3=" + c.spec(3).raft_address() + "\n") != std::string::npos,
+               r.out);
     BOOST_TEST(r.out.find("state           applied to ") != std::string::npos, r.out);
 
     // The old member list, or a wrong cluster id, is refused before anything changes.
