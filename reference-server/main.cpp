@@ -727,9 +727,9 @@ int run(server_config config)
     kv_service& service = *made;
     // The flags were checked against --peers (or the recorded members): a node bootstrapped
     // alone with a wildcard --http may have grown since.
-    if (const std::size_t members = service.status().members.size();
-        members > 1 && is_wildcard(config.advertise_http))
-        throw config_error(advertise_http_problem(config, members));
+    if (std::string problem = advertise_http_problem(config, service.status().members.size());
+        !problem.empty())
+        throw config_error(problem);
     if (!identity_recorded)
         record_identity(config, plan);
     finish_restore(config.data_dir); // a restored node is whole once its identity is recorded
