@@ -427,6 +427,7 @@ struct kv_service::impl {
     std::optional<std::string> published_http_address(const membership& m, node_id id) const;
     void on_config_change(index_t index, const membership& m);
     void check_own_raft_address(const membership& m, index_t index);
+    void dial_where_the_log_says(const membership& m, const std::map<node_id, tcp::endpoint>& flagged);
     void maybe_check_addresses(const node_status& s);
     void check_addresses(std::vector<host_port> targets, index_t index);
     void learn_addresses(const cluster_view& view, bool own_reached);
@@ -564,6 +565,8 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
 {
     // A peers file that does not parse is damaged data (exit 1), not a configuration problem.
     incarnations = read_peer_incarnations(c.data_dir);
+    // The transport dials nobody until the log is open: its configuration says where (below).
+    const std::map<node_id, tcp::endpoint> flagged_endpoints = std::move(endpoints.peers);
     try {
         // A restarted peer should rejoin within about an election timeout, not after the
         // transport's default 2 s backoff ceiling.
@@ -594,7 +597,7 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
             t.tls = raftkv::asio::tcp_transport_tls{
                 .certificate_file = c.peer_cert, .private_key_file = c.peer_key, .ca_file = c.peer_ca};
         transport = std::make_unique<raftkv::asio::tcp_transport>(
-            strand, c.id, std::move(endpoints.peers), endpoints.listen_on,
+            strand, c.id, std::map<node_id, tcp::endpoint>{}, endpoints.listen_on,
             [this](message m) { deliver(std::move(m)); }, t);
     } catch (const boost::system::system_error& e) {
         throw std::runtime_error("cannot listen for Raft on " + c.raft.to_string() + ": " +
@@ -638,6 +641,10 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
         for (node_id id : member_ids(opened.members))
             member_tags.emplace(id, member_tag(opened.members, id));
     }
+    if (member_ids(opened.members).empty())
+        transport->set_peers(flagged_endpoints);
+    else
+        dial_where_the_log_says(opened.members, flagged_endpoints);
     check_own_raft_address(opened.members, opened.members_index);
 }
 
@@ -689,6 +696,59 @@ void kv_service::impl::check_own_raft_address(const membership& m, index_t index
             ": unless a later change moved it here, or something forwards that address here, "
             "no peer reaches this node; start it with --raft " +
             dialed_at->to_string());
+}
+
+// A node started again dials its members where the configuration in its log has them, not
+// where --peers (or its first start) had them: a member may have moved since (PATCH
+// /cluster/members/ID), and another process may listen at its old address now. Done before
+// the node runs, so that its greetings and first answers go there too (the configuration
+// change reported once it runs resolves names off the strand, too late for them);
+// on_config_change() then finds nothing to change. `flagged`: --peers resolved. A name
+// that does not resolve leaves its member dialed where --peers has it, as before.
+void kv_service::impl::dial_where_the_log_says(const membership& m,
+                                               const std::map<node_id, tcp::endpoint>& flagged)
+{
+    std::map<node_id, host_port> wanted;
+    std::map<node_id, tcp::endpoint> endpoints;
+    tcp::resolver resolver(strand.get_inner_executor());
+    const std::string first = config.peers_given ? "--peers" : "as this node was first started";
+    for (node_id id : member_ids(m)) {
+        const std::optional<host_port> raft = id == config.id ? std::nullopt : raft_address_of(m, id);
+        if (!raft)
+            continue;
+        known_addresses.insert_or_assign(id, *raft);
+        wanted.emplace(id, *raft);
+        const auto given = config.peers.find(id);
+        const bool moved = given != config.peers.end() && given->second != *raft;
+        if (given != config.peers.end() && !moved) {
+            endpoints.emplace(id, flagged.at(id));
+            continue;
+        }
+        boost::system::error_code ec;
+        const auto results =
+            resolver.resolve(raft->host, std::to_string(raft->port), tcp::resolver::numeric_service, ec);
+        if (!ec && !results.empty()) {
+            endpoints.emplace(id, results.begin()->endpoint());
+            if (moved)
+                log(log_level::info, "dialing member " + std::to_string(id) + " at " + raft->to_string() +
+                                         ", where the configuration in this node's log has it, not at " +
+                                         given->second.to_string() + " (" + first + ")");
+            continue;
+        }
+        const std::string why = ec ? ec.message() : std::string("no addresses");
+        if (!moved) {
+            log(log_level::warn, "cannot resolve member " + std::to_string(id) + "'s Raft address " +
+                                     raft->to_string() + ": " + why + "; not dialing it");
+            continue;
+        }
+        endpoints.emplace(id, flagged.at(id));
+        log(log_level::warn, "cannot resolve member " + std::to_string(id) + "'s Raft address " +
+                                 raft->to_string() + ", from the configuration in this node's log: " + why +
+                                 "; dialing it at " + given->second.to_string() + " (" + first +
+                                 ") meanwhile");
+    }
+    dialed = std::move(wanted);
+    transport->set_peers(std::move(endpoints));
 }
 
 kv_service::impl::~impl()

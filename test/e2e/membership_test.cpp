@@ -9,6 +9,11 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <map>
 #include <mutex>
@@ -743,4 +748,106 @@ BOOST_AUTO_TEST_CASE(a_node_that_missed_a_move_finds_the_moved_leader)
         30s, 200ms));
     const std::string log = read_tail(c.spec(behind).log_file, 1 << 20);
     BOOST_TEST(log.find("has member " + std::to_string(moved) + " at " + raft) != std::string::npos, log);
+}
+
+namespace {
+
+/// Listens on a given loopback port and counts the connections made to it (closing each):
+/// a stranger at an address a node should no longer dial.
+class connection_counter {
+public:
+    explicit connection_counter(std::uint16_t port)
+    {
+        fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        BOOST_TEST_REQUIRE(fd_ >= 0);
+        const int one = 1;
+        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        BOOST_TEST_REQUIRE(::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+        BOOST_TEST_REQUIRE(::listen(fd_, 16) == 0);
+        thread_ = std::thread([this] {
+            while (!stop_) {
+                pollfd p{fd_, POLLIN, 0};
+                if (::poll(&p, 1, 50) <= 0)
+                    continue;
+                if (const int c = ::accept(fd_, nullptr, nullptr); c >= 0) {
+                    ++count_;
+                    ::close(c);
+                }
+            }
+        });
+    }
+    connection_counter(const connection_counter&) = delete;
+    connection_counter& operator=(const connection_counter&) = delete;
+    ~connection_counter()
+    {
+        stop_ = true;
+        thread_.join();
+        ::close(fd_);
+    }
+    int count() const { return count_; }
+
+private:
+    int fd_ = -1;
+    std::atomic<bool> stop_{false};
+    std::atomic<int> count_{0};
+    std::thread thread_;
+};
+
+} // namespace
+
+// A member restarted with the --peers it was bootstrapped with dials a member that moved
+// since where the configuration in its log has it, from its first message on: not at the
+// old address, where another process may listen now.
+BOOST_AUTO_TEST_CASE(a_restarted_member_dials_a_moved_member_where_its_log_says)
+{
+    cluster c(3);
+    const auto leader = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    std::vector<std::uint64_t> others;
+    for (std::uint64_t id = 1; id <= 3; ++id)
+        if (id != *leader)
+            others.push_back(id);
+    const std::uint64_t moved = others[0], restarted = others[1];
+    const std::uint16_t old_raft_port = c.raft_port(moved);
+    c.terminate(moved);
+    const std::vector<std::uint16_t> ports = free_ports(2);
+    const std::string raft = "127.0.0.1:" + std::to_string(ports[0]);
+    const std::string http = "127.0.0.1:" + std::to_string(ports[1]);
+    const http_response r =
+        change_until_settled(c.http_port(*leader), "PATCH", "/cluster/members/" + std::to_string(moved),
+                             R"({"raft": ")" + raft + R"(", "http": ")" + http + R"("})");
+    BOOST_TEST_REQUIRE(r.status == 200, describe(r));
+    c.start(moved,
+            with_flag(with_flag(with_flag(c.args(moved), "--peers", ""), "--raft", raft), "--http", http));
+    // The moved member leads, so the restarted one's first messages are answers to it.
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            return request(c.http_port(*leader), "POST", "/cluster/leader",
+                           R"({"id": )" + std::to_string(moved) + "}", 3s)
+                       .status == 200;
+        },
+        20s, 200ms));
+    BOOST_TEST_REQUIRE(put(ports[1], "after-move", "1").status == 200);
+
+    c.terminate(restarted);
+    const connection_counter stranger(old_raft_port);
+    BOOST_TEST_REQUIRE(put(ports[1], "while-restarting", "2").status == 200);
+    c.start(restarted); // with the --peers that has `moved` at its old address
+    BOOST_TEST(wait_until(
+        [&] {
+            const http_response g =
+                request(c.http_port(restarted), "GET", kv_target("while-restarting"), {}, 2s);
+            return g.status == 200 && parse_json(g.body).string("value") == "2";
+        },
+        20s, 100ms));
+    BOOST_TEST(stranger.count() == 0, "the restarted member dialed the moved one's old address");
+    const std::string log = read_tail(c.spec(restarted).log_file, 1 << 20);
+    BOOST_TEST(log.find("dialing member " + std::to_string(moved) + " at " + raft +
+                        ", where the configuration in this node's log has it, not at 127.0.0.1:" +
+                        std::to_string(old_raft_port) + " (--peers)") != std::string::npos,
+               log);
 }
