@@ -542,7 +542,7 @@ private:
 inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
                                           const kv_state_machine_options& opts)
     : name_(detail::store_name("raftkv::leveldb::kv_state_machine", dir)), opts_(opts),
-      db_(detail::open_database(dir, name_, opts.sync))
+      db_(detail::open_database(dir, name_, !opts.sync))
 {
     std::string found;
     const ::leveldb::Status s = db_->Get(detail::checked_reads(), detail::to_slice(format_key), &found);

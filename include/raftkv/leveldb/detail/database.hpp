@@ -5,6 +5,7 @@
 // exceptions whose message names the store and its directory.
 
 #include <raftkv/error.hpp>
+#include <raftkv/log.hpp>
 
 #include <leveldb/db.h>
 #include <leveldb/iterator.h>
@@ -59,14 +60,20 @@ inline void check(const ::leveldb::Status& s, const std::string& name, std::stri
         fail_storage(name, std::string(what) + ": " + s.ToString());
 }
 
-/// Opens (creating if missing, parents included) the LevelDB database in `dir`.
-/// With `paranoid` checks LevelDB refuses to open a database whose files fail their
-/// checksums, instead of skipping the damaged records. Throws std::runtime_error on
-/// any failure, including a database locked by another process or object, and a
-/// directory that holds LevelDB's tables or logs but no CURRENT file: LevelDB would take
-/// it for a new database and delete them.
+/// Opens (creating if missing, parents included) the LevelDB database in `dir`, with
+/// LevelDB's paranoid checks on: besides refusing damaged records in its own write-ahead
+/// log, they make compactions verify the checksums of the tables they read. (Without them
+/// a compaction reads its input unchecked, and a block damaged on disk is rewritten into a
+/// new table with a valid checksum, then served as good data, backed up and sent in
+/// snapshots.) With `skip_damaged_log_records` (a store that writes without syncing, whose
+/// log a machine crash may leave with damaged records at its end, which raftkv's own log
+/// replaces), a database whose log recovery fails the checks is recovered once without
+/// them, skipping those records (a warning says so), and then opened again with them.
+/// Throws std::runtime_error on any failure, including a database locked by another
+/// process or object, and a directory that holds LevelDB's tables or logs but no CURRENT
+/// file: LevelDB would take it for a new database and delete them.
 inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path& dir, const std::string& name,
-                                                    bool paranoid = true)
+                                                    bool skip_damaged_log_records = false)
 {
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
@@ -96,9 +103,25 @@ inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path&
     }
     ::leveldb::Options options;
     options.create_if_missing = true;
-    options.paranoid_checks = paranoid;
+    options.paranoid_checks = true;
     ::leveldb::DB* db = nullptr;
-    check(::leveldb::DB::Open(options, dir.string(), &db), name, "cannot open");
+    ::leveldb::Status s = ::leveldb::DB::Open(options, dir.string(), &db);
+    if (s.IsCorruption() && skip_damaged_log_records) {
+        // Opening recovers the log into a table and starts a new, empty one, so the
+        // second open has nothing to skip. (A compaction the lenient open starts still reads
+        // its input unchecked: this path is taken only after a damaged log was found.)
+        options.paranoid_checks = false;
+        check(::leveldb::DB::Open(options, dir.string(), &db), name, "cannot open");
+        delete db;
+        db = nullptr;
+        raftkv::log_message(raftkv::log_severity::warning,
+                            name + ": LevelDB's log held damaged records (" + s.ToString() +
+                                "), as a crash before its writes were synced leaves it: recovered "
+                                "without them (the entries they held are applied again from the Raft log)");
+        options.paranoid_checks = true;
+        s = ::leveldb::DB::Open(options, dir.string(), &db);
+    }
+    check(s, name, "cannot open");
     return std::unique_ptr<::leveldb::DB>(db);
 }
 
