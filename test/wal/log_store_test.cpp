@@ -113,6 +113,22 @@ void overwrite(const std::filesystem::path& path, std::uint64_t offset, const st
     f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
 }
 
+/// The offsets of the groups in segment `path`, in order, up to the first header of zeros.
+std::vector<std::uint64_t> group_offsets(const std::filesystem::path& path)
+{
+    namespace d = raftkv::wal::detail;
+    std::ifstream in(path, std::ios::binary);
+    const std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::vector<std::uint64_t> out;
+    for (std::uint64_t at = d::segment_header_size; at + d::group_header_size <= data.size();) {
+        if (data.compare(at, d::group_header_size, std::string(d::group_header_size, '\0')) == 0)
+            break;
+        out.push_back(at);
+        at += d::align_up(d::group_header_size + d::get_u32(data.data() + at + 4));
+    }
+    return out;
+}
+
 /// Opening `dir` fails with an error naming `expected`: a raftkv::storage_error when the
 /// disk failed (`failing_disk`), a plain std::runtime_error when the data does not check.
 void check_open_fails(const std::filesystem::path& dir, const std::string& expected,
@@ -432,9 +448,69 @@ BOOST_AUTO_TEST_CASE(garbage_after_the_last_group_is_a_torn_tail)
         s.sync();
     }
     const auto segment = segments(dir / "log").back();
-    overwrite(segment, (data_end(segment) + 7) / 8 * 8 + 64, std::string(100, '\x5a'));
+    const std::uint64_t end = (data_end(segment) + 7) / 8 * 8;
+    overwrite(segment, end + 64, std::string(100, '\x5a'));
     log_store s(dir / "log");
     BOOST_TEST(s.last_index() == 2u);
+    // The rest of a group whose first bytes never reached the disk: cut, and said.
+    const auto& torn = s.recovered_torn_tail();
+    BOOST_TEST_REQUIRE(torn.has_value());
+    BOOST_TEST(torn->offset == end);
+    BOOST_TEST(torn->bytes == 164u);
+}
+
+// Zeros are where the written data ends, unless a valid group follows them: that group was
+// synced after the one whose header is zeros now, so the entries in between were durable.
+BOOST_AUTO_TEST_CASE(a_group_header_of_zeros_followed_by_valid_data_is_corruption)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log");
+        s.append(run(1, {1, 1}, 100));
+        s.sync();
+        s.append(run(3, {1, 1}, 100));
+        s.sync();
+    }
+    overwrite(segments(dir / "log").back(), 16, std::string(32, '\0'));
+    check_open_fails(dir / "log", "a group header of zeros at offset 16 is followed by valid data at offset");
+}
+
+BOOST_AUTO_TEST_CASE(a_group_header_of_zeros_in_an_earlier_segment_is_corruption)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        for (index_t i = 1; i <= 200; i += 10) {
+            s.append(run(i, std::vector<term_t>(10, 1), 60));
+            s.sync();
+        }
+    }
+    const auto first = segments(dir / "log").front();
+    const std::vector<std::uint64_t> groups = group_offsets(first);
+    BOOST_REQUIRE(groups.size() >= 2u);
+    overwrite(first, groups[1], std::string(32, '\0'));
+    check_open_fails(dir / "log", "is followed by valid data");
+}
+
+// An earlier segment zeroed from one of its groups on: the message says which entries are
+// missing and where the log goes on, not only that a segment is missing.
+BOOST_AUTO_TEST_CASE(entries_missing_from_the_end_of_an_earlier_segment_are_named)
+{
+    temp_dir dir;
+    {
+        log_store s(dir / "log", {.segment_bytes = 4096});
+        for (index_t i = 1; i <= 200; i += 10) {
+            s.append(run(i, std::vector<term_t>(10, 1), 60));
+            s.sync();
+        }
+    }
+    const auto all = segments(dir / "log");
+    BOOST_REQUIRE(all.size() >= 3u);
+    const std::vector<std::uint64_t> groups = group_offsets(all[0]);
+    BOOST_REQUIRE(groups.size() >= 2u);
+    overwrite(all[0], groups[1], std::string(std::filesystem::file_size(all[0]) - groups[1], '\0'));
+    check_open_fails(dir / "log", "entries 11 to ");
+    check_open_fails(dir / "log", "are missing: the segments before this one end at entry 10");
 }
 
 BOOST_AUTO_TEST_CASE(damage_followed_by_valid_data_is_corruption)

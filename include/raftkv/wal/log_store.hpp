@@ -87,9 +87,9 @@ struct log_store_stats {
 
     On open, the segments are read back and checked. A group torn by a crash mid-write at
     the end of the last segment (a damaged group with no valid group after it) was never
-    acknowledged: it is cut off. A damaged group followed by valid data, a damaged segment
-    other than the last, or a gap in the log is corruption: the constructor throws, and
-    the operator must decide (the layout is in docs/wal.md).
+    acknowledged: it is cut off. A damaged group or a group header of zeros followed by valid
+    data, a damaged segment other than the last, or a gap in the log is corruption: the
+    constructor throws, and the operator must decide (the layout is in docs/wal.md).
 
     @par Example
     @code
@@ -269,6 +269,13 @@ private:
     std::uint64_t offset_ = 0;
     std::uint64_t zeroed_ = 0;           ///< the current segment holds written blocks up to here
     std::optional<torn_tail> torn_tail_; ///< set by recover()
+    /// The last gap recover() met between one entry and the next: where the entries after it
+    /// start, for the message when no compaction record covers it.
+    struct log_gap {
+        index_t missing_from = 0, resumes_at = 0;
+        std::filesystem::path segment;
+    };
+    std::optional<log_gap> gap_;
     std::uint64_t next_segment_seq_ = 1;
 
     std::thread thread_;

@@ -338,10 +338,20 @@ inline void log_store::recover()
         end_offset = end;
         segments_.push_back(std::move(s));
     }
-    if (!entries_.empty() && entries_.front().index != base_index_ + 1)
+    if (!entries_.empty() && entries_.front().index != base_index_ + 1) {
+        if (gap_ && gap_->resumes_at == entries_.front().index && gap_->missing_from > base_index_)
+            detail::corrupt(gap_->segment,
+                            "entries " + std::to_string(gap_->missing_from) + " to " +
+                                std::to_string(gap_->resumes_at - 1) +
+                                " are missing: the segments before this one end at entry " +
+                                std::to_string(gap_->missing_from - 1) +
+                                " (one was deleted, or lost its end), and this one goes on at entry " +
+                                std::to_string(gap_->resumes_at));
         detail::corrupt(dir_, "the log starts at index " + std::to_string(entries_.front().index) +
                                   " but its base is " + std::to_string(base_index_) +
                                   " (a segment is missing)");
+    }
+    gap_.reset();
     // Replaying checked that no entry's term is below the one before it; the first entry's
     // term must not be below the base's either (a compaction or snapshot record with a
     // higher term than the entries after it was never written by a store).
@@ -390,37 +400,54 @@ inline void log_store::recover_segment(segment& s, bool last, std::uint64_t& end
                                     std::to_string(detail::format_version) + ")");
     }
     std::size_t offset = detail::segment_header_size;
+    const std::size_t written = file.find_last_not_of('\0'); // the last byte ever written
     for (;;) {
         std::string_view payload;
         std::size_t next = 0;
         const auto state = detail::read_group(file, s.seq, offset, payload, next);
-        if (state == detail::group_state::end)
-            break;
-        if (state == detail::group_state::damaged) {
-            // Groups are synced in order, so a valid group after a damaged one proves the
-            // damaged one was synced once: that is corruption, not a torn write.
+        // Groups are synced in order, so a valid group after a damaged one, or after a
+        // header of zeros, proves that one was synced once: corruption, not a torn write
+        // (nor the end of what was written, which only zeros follow).
+        const auto refuse_if_valid_data_follows = [&](std::string_view what) {
             for (std::size_t at = offset + detail::group_alignment;
-                 at + detail::group_header_size <= file.size(); at += detail::group_alignment) {
+                 at <= written && at + detail::group_header_size <= file.size();
+                 at += detail::group_alignment) {
                 std::string_view p;
                 std::size_t n = 0;
                 if (detail::read_group(file, s.seq, at, p, n) == detail::group_state::valid)
-                    detail::corrupt(s.path, "damaged data at offset " + std::to_string(offset) +
+                    detail::corrupt(s.path, std::string(what) + " at offset " + std::to_string(offset) +
                                                 " is followed by valid data at offset " + std::to_string(at));
             }
+        };
+        const bool more_written = written != std::string_view::npos && written >= offset;
+        if (state == detail::group_state::end) {
+            if (!more_written)
+                break;
+            refuse_if_valid_data_follows("a group header of zeros");
+            if (!last)
+                break; // as before: what follows is no group, and is never read
+            // The rest of a group written out of order by a crash (its first bytes never
+            // reached the disk): never synced, so never acknowledged.
+            torn_tail_ = torn_tail{s.path, offset, written + 1 - offset};
+            break;
+        }
+        if (state == detail::group_state::damaged) {
+            refuse_if_valid_data_follows("damaged data");
             if (!last)
                 detail::corrupt(s.path, "damaged data at offset " + std::to_string(offset) +
                                             " in a segment that is not the last");
             // A torn tail: it was never synced, so never acknowledged. Reported, since
             // damage to the last group written looks the same.
-            const std::size_t written = file.find_last_not_of('\0');
-            torn_tail_ =
-                torn_tail{s.path, offset, written == std::string_view::npos ? 0 : written + 1 - offset};
+            torn_tail_ = torn_tail{s.path, offset, more_written ? written + 1 - offset : 0};
             break;
         }
         while (!payload.empty()) {
             const auto r = detail::take_record(payload, s.version);
             if (!r)
                 detail::corrupt(s.path, "malformed record in the group at offset " + std::to_string(offset));
+            if (r->kind == detail::record_kind::entry && !entries_.empty() &&
+                r->entry.index > entries_.back().index + 1)
+                gap_ = log_gap{entries_.back().index + 1, r->entry.index, s.path};
             apply_record(*r);
             if (r->kind == detail::record_kind::entry)
                 s.max_index = std::max(s.max_index, r->entry.index);
