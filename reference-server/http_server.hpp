@@ -153,7 +153,9 @@ struct http_server_options {
     std::size_t body_limit = (std::size_t{6} << 20) + 64 * 1024;
 
     /// The largest request line and header fields accepted (together); larger is answered
-    /// 431 (Request Header Fields Too Large).
+    /// 431 (Request Header Fields Too Large). Also what a connection's read buffer holds, so
+    /// the most trailer fields a chunked body may end with; at most 64 KiB (Beast stores a
+    /// field in at most 65,533 bytes).
     /// Default: 64 KiB.
     std::size_t header_limit = 64 * 1024;
 

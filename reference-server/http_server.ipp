@@ -100,6 +100,14 @@ constexpr int turned_away_lingering = 256;
 // How much the wait for a request's first byte reads.
 constexpr std::size_t first_read_size = 4096;
 
+// The most a connection's read buffer holds: the header limit, within these bounds. A
+// body and its chunks are consumed as they arrive, so only what the parser must see whole
+// has to fit: the request line and header fields, a chunk's size line, and the trailer
+// fields after the last chunk, which Beast counts against no limit (they would otherwise
+// pile up without bound) and stores as header fields, throwing on a value over 65,533 bytes.
+// Trailer fields that do not fit are answered 431.
+constexpr std::size_t max_read_buffer = 64 * 1024;
+
 // What a connection over max_connections is sent: fixed, so it costs no handler.
 constexpr std::string_view too_many_connections = "HTTP/1.1 503 Service Unavailable\r\n"
                                                   "Content-Type: application/json\r\n"
@@ -375,6 +383,7 @@ template <class Stream>
 http_server::state::connection<Stream>::connection(std::shared_ptr<state> server, tcp::socket socket)
     : server_(std::move(server)), options_(server_->options), tls_(server_->current_tls()),
       stream_(open_stream<Stream>(std::move(socket), tls_.get())),
+      buffer_(std::clamp(options_.header_limit, first_read_size, max_read_buffer)),
       handler_(server_->make_handler(stream_.get_executor())),
       change_(stream_.get_executor(), time_point::max()), deadline_timer_(stream_.get_executor()),
       deadline_step_(std::min({options_.idle_timeout, options_.header_timeout, options_.body_timeout}))

@@ -296,6 +296,9 @@ std::optional<http_response> http_server::state::rejection(const beast::error_co
     if (ec == http::error::header_limit)
         res = make_error(http::status::request_header_fields_too_large,
                          "request header fields too large: " + ec.message());
+    else if (ec == http::error::buffer_overflow) // the read buffer holds a header's worth
+        res = make_error(http::status::request_header_fields_too_large,
+                         "request trailer fields (or a chunk's size line) too large");
     else if (ec == http::error::body_limit)
         res = make_error(http::status::payload_too_large, "request too large: " + ec.message());
     else

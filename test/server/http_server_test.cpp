@@ -516,6 +516,40 @@ BOOST_AUTO_TEST_CASE(a_transfer_encoding_ending_in_chunked_is_read_and_handled)
     BOOST_TEST(bodies[1] == "200 /fast/next");
 }
 
+// Beast counts a chunked body's trailer fields against no limit, keeps them all in the read
+// buffer until the last one arrives, and throws (out of the event loop: the process ended)
+// on a field value over 65,533 bytes. Trailers up to a header's worth are read; more are 431.
+BOOST_AUTO_TEST_CASE(trailer_fields_beyond_a_headers_worth_are_answered_431_and_the_server_serves_on)
+{
+    server_fixture f;
+    const std::string chunked =
+        "PUT /fast/t HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n";
+    {
+        raw_client c(f.port());
+        c.send(chunked + "X-Small: " + std::string(1000, 'a') + "\r\n\r\n" + get("/fast/next"));
+        const auto bodies = c.read_bodies(2);
+        BOOST_TEST(bodies[0] == "200 /fast/t");
+        BOOST_TEST(bodies[1] == "200 /fast/next");
+    }
+    for (const std::string& trailer : {"X-T: " + std::string(65600, 'a') + "\r\n\r\n",
+                                       // many small fields that never end: held no further
+                                       [] {
+                                           std::string t;
+                                           for (int k = 0; k < 20000; ++k)
+                                               t += "a: b\r\n";
+                                           return t;
+                                       }()}) {
+        raw_client c(f.port());
+        c.send(chunked + trailer);
+        const auto bodies = c.read_bodies(1);
+        BOOST_TEST(bodies.at(0).starts_with("431 request trailer fields"), bodies.at(0));
+        BOOST_TEST(c.closed_within(3s));
+    }
+    raw_client after(f.port());
+    after.send(get("/fast/alive"));
+    BOOST_TEST(after.read_bodies(1).at(0) == "200 /fast/alive");
+}
+
 BOOST_AUTO_TEST_CASE(an_absolute_form_target_is_served_as_its_path_and_query)
 {
     // RFC 9112 3.2.2: what a client configured with a proxy sends; a server must accept it.
