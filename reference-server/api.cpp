@@ -1463,6 +1463,10 @@ http_response failure_response(std::error_code ec, request_kind kind)
                                ? "storage failure; this node is not serving until its storage recovers; the "
                                  "outcome is unknown"
                                : "storage failure; this node is not serving until its storage recovers");
+    if (ec == errc::not_a_member) // the leader refused what this node handed it
+        return unavailable(
+            "this node is not a member of the cluster (it was removed); the write did not take "
+            "effect; send it to another node");
     const std::string id = new_error_id();
     log(log_level::error, "a request failed unexpectedly (error id " + id + "): " + ec.message());
     return internal_error_response(id);

@@ -51,6 +51,10 @@ enum class errc {
     /// cluster. Bring the missing voters back, or remove them, or add new nodes as
     /// learners and promote them once they caught up.
     quorum_at_risk,
+    /// The leader refused a follower's forwarded proposals: that node is not a member of the
+    /// configuration in force (it was removed, or not added yet), so it proposes nothing.
+    /// The commands did not take effect.
+    not_a_member,
 };
 
 namespace detail {
@@ -75,6 +79,7 @@ public:
         case errc::peer_unreachable: return "the node has not answered the leader lately";
         case errc::quorum_at_risk:
             return "the change would leave too few voters that answer the leader for a quorum";
+        case errc::not_a_member: return "this node is not a member of the configuration in force";
         }
         return "unknown raftkv error";
     }

@@ -163,7 +163,8 @@ public:
     /// handler reports every entry applied, with its index and term); if the answer never
     /// comes, the outcome is unknown. Returns errc::not_leader at once when no leader is
     /// known, errc::invalid_argument on the leader itself or for no commands. `id` is the
-    /// caller's, echoed in the answer.
+    /// caller's, echoed in the answer. A leader answers errc::not_a_member to a node outside
+    /// its configuration (one removed that did not learn it yet): nothing was proposed.
     std::error_code forward(std::uint64_t id, std::span<std::string> commands);
 
     /// Proposes a change of the configuration, on the leader: `changes` are applied in

@@ -144,6 +144,29 @@ BOOST_AUTO_TEST_CASE(a_forward_from_outside_the_configuration_is_refused)
     BOOST_TEST(count_command(c, l, cmd) == 1u);
 }
 
+// A follower removed while it runs keeps handing its callers' writes to the leader until it
+// learns of its removal: the leader answers that it is no member, so they fail at once,
+// known not to have taken effect.
+BOOST_AUTO_TEST_CASE(a_removed_follower_learns_from_the_leader_that_its_forwards_are_refused)
+{
+    kv_cluster c{{.nodes = 3, .seed = 29}};
+    BOOST_TEST_REQUIRE(c.run_until([&] { return c.leader().has_value(); }, 5s));
+    const node_id l = *c.leader();
+    const node_id f = a_follower(c, l);
+    c.run_for(100ms);
+    using kind = config_change::kind;
+    BOOST_TEST_REQUIRE(!c.change_membership(l, {{kind::remove, f, {}}}).ec);
+    BOOST_TEST_REQUIRE(c.run_until([&] { return !c.node(l).members().contains(f); }, 2s));
+    forward_log log{c};
+    const std::string cmd = encode_put("k", "from-a-removed-node");
+    BOOST_TEST_REQUIRE(c.node(f).leader() == l); // it has not learned it was removed
+    BOOST_TEST_REQUIRE(!c.forward(f, 1, cmd));
+    BOOST_TEST_REQUIRE(c.run_until([&] { return log.answers.count({f, 1}) == 1; }, 1s));
+    BOOST_TEST((log.answers.at({f, 1}).ec == errc::not_a_member));
+    c.run_for(200ms);
+    BOOST_TEST(count_command(c, l, cmd) == 0u);
+}
+
 BOOST_AUTO_TEST_CASE(a_duplicated_forward_is_proposed_once)
 {
     kv_cluster c{{.nodes = 3, .seed = 23, .link = {.min_delay = 1ms, .max_delay = 5ms, .duplicate = 1.0}}};

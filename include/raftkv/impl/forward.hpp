@@ -50,7 +50,7 @@ void basic_node<Transport, LogStore, StateMachine>::handle_forward_request(const
     // that only claims an id, proposes nothing (its answer says so, so it need not time out).
     if (leads_its_term && !members().contains(m.from)) {
         send(m.from, forward_response{
-                         .id = r.id, .index = 0, .error = static_cast<std::uint8_t>(errc::invalid_argument)});
+                         .id = r.id, .index = 0, .error = static_cast<std::uint8_t>(errc::not_a_member)});
         return;
     }
     if (leads_its_term || (m.term == forward_seen_term_ && forward_seen_term_ > start_term_)) {
