@@ -713,6 +713,15 @@ int run(server_config config)
     }
 
     const http_tls tls = load_tls(config);
+    // A node joining records that it joined before it creates its storage: killed in
+    // between, it would leave Raft data without an identity, which no later start could
+    // join with (--join wants an empty directory) and a start without --join would adopt
+    // as a cluster of its own. With the file first, the next start is a joined member's.
+    const bool joining = plan.write && plan.id.joined && directory_new;
+    if (joining) {
+        record_identity(config, plan);
+        identity_recorded = true;
+    }
     std::unique_ptr<kv_service> made;
     try {
         made = std::make_unique<kv_service>(io.get_executor(), config);
@@ -720,7 +729,7 @@ int run(server_config config)
         // A first start that cannot open its storage (a full disk) takes back what it
         // began, which the next start would take for a directory whose identity file was
         // lost.
-        if (directory_new && !identity_recorded && !config.restore_backup)
+        if (directory_new && (joining || !identity_recorded) && !config.restore_backup)
             remove_what_a_first_start_made(config.data_dir, directory_existed);
         throw;
     }

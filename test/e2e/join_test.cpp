@@ -328,6 +328,37 @@ BOOST_AUTO_TEST_CASE(joining_through_a_removed_member_is_refused_and_says_why)
                read_tail(c.spec(id).log_file));
 }
 
+// A joining node killed as it creates its storage never leaves Raft data without its
+// identity (which no start could join with, and a start without --join would adopt as a
+// cluster of its own): the next start with --join goes on, and the node catches up.
+BOOST_AUTO_TEST_CASE(a_joining_node_killed_at_any_moment_of_its_first_start_joins_when_started_again)
+{
+    cluster c(3);
+    const auto leader = c.wait_ready(15s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    const std::uint64_t id = c.add_node(*leader);
+    const auto added = until(c, *leader, "POST", "/cluster/members", c.member_body(id, true), 201);
+    BOOST_TEST_REQUIRE(added.status == 201, describe(added));
+    const std::filesystem::path dir = c.spec(id).data_dir;
+    for (int delay_ms = 0; delay_ms <= 300; delay_ms += 15) {
+        c.start(id);
+        std::this_thread::sleep_for(milliseconds(delay_ms));
+        c.kill9(id);
+        const bool raft_data = std::filesystem::exists(dir / "wal") || std::filesystem::exists(dir / "state");
+        BOOST_TEST((!raft_data || std::filesystem::exists(dir / "identity")),
+                   "killed " << delay_ms
+                             << " ms into its first start, it left Raft data without an identity");
+    }
+    BOOST_TEST_REQUIRE(put(c.http_port(*leader), "while-joining", "1").status == 200);
+    c.start(id);
+    BOOST_TEST(wait_until(
+        [&] {
+            const http_response g = request(c.http_port(id), "GET", kv_target("while-joining"), {}, 2s);
+            return g.status == 200 && parse_json(g.body).string("value") == "1";
+        },
+        30s, 200ms));
+}
+
 BOOST_AUTO_TEST_CASE(a_node_that_was_not_added_refuses_to_join)
 {
     cluster c(3);
