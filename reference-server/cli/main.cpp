@@ -141,6 +141,17 @@ int fail(const answer& a)
     return code_for(a.status);
 }
 
+/// `text` on one line, at most `max` characters of it (for a table cell).
+std::string one_line(std::string_view text, std::size_t max)
+{
+    std::string out;
+    for (const char c : text.substr(0, max))
+        out += c == '\n' || c == '\r' || c == '\t' ? ' ' : c;
+    if (text.size() > max)
+        out += "...";
+    return out;
+}
+
 /// The server's {"error": ...} message, or the body itself.
 std::string message_of(const std::string& body)
 {
@@ -298,11 +309,13 @@ bool add_session(const po::variables_map& vm, header_list& headers)
     return true;
 }
 
-void add_session_option(po::options_description& d)
+void add_session_option(po::options_description& d, bool put)
 {
     d.add_options()("no-session", po::bool_switch(),
-                    "send the write without a client session: one whose outcome is unknown is then "
-                    "not sent again (but for a plain put)");
+                    put ? "send the write without a client session: one whose outcome is unknown is then "
+                          "not sent again (but for a plain put)"
+                        : "send the delete without a client session: one whose outcome is unknown is "
+                          "then not sent again");
 }
 
 int run_put(context& ctx, const po::variables_map& vm, const std::vector<std::string>& args)
@@ -686,30 +699,42 @@ int run_status(context& ctx, const po::variables_map&, const std::vector<std::st
     int code = ok;
     for (const endpoint& e : ctx.c->endpoints()) {
         const answer a = ctx.c->request_one(e, "GET", "/status");
-        if (a.status != 200) {
-            const std::string why =
-                a.status == 0 ? a.body : "HTTP " + std::to_string(a.status) + ": " + message_of(a.body);
+        // Another server at the endpoint (its 404 page, a proxy's error, a body that is not
+        // a status) is an answer the client does not understand: a row that says so, and
+        // the other endpoints' rows all the same.
+        std::optional<json::object> s;
+        if (a.status == 200) {
+            boost::system::error_code ec;
+            json::value doc = json::parse(a.body, ec);
+            if (!ec && doc.is_object())
+                s = std::move(doc.as_object());
+        }
+        if (!s) {
+            const std::optional<std::string> message = error_message(a.body);
+            const std::string why = a.status == 0 ? a.body
+                                    : message     ? "HTTP " + std::to_string(a.status) + ": " + *message
+                                                  : "not an answer of raftkv's (HTTP " +
+                                                    std::to_string(a.status) + "): " + one_line(a.body, 80);
             rows.push_back({e.url, "-", "error: " + why});
             all.push_back(json::object{{"endpoint", e.url}, {"error", why}});
-            code = code == ok ? code_for(a.status) : code;
+            code = code != ok ? code : a.status == 0 || message ? code_for(a.status) : server_error;
             continue;
         }
-        const json::object s = parse_object(a);
-        const json::value& storage = member_of(s, "storage");
-        const std::string cluster = text_of(member_of(s, "cluster_id"));
+        const json::value& storage = member_of(*s, "storage");
+        const std::string cluster = text_of(member_of(*s, "cluster_id"));
         if (cluster != "-") // a server from before /status named its cluster
             clusters.insert(cluster);
         // A learner's Raft role is follower: it says learner.
-        const json::value& learner = member_of(s, "learner");
+        const json::value& learner = member_of(*s, "learner");
         const std::string role =
-            learner.is_bool() && learner.as_bool() && text_of(member_of(s, "role")) == "follower"
+            learner.is_bool() && learner.as_bool() && text_of(member_of(*s, "role")) == "follower"
                 ? "learner"
-                : text_of(member_of(s, "role"));
-        rows.push_back({e.url, text_of(member_of(s, "id")), cluster, role, text_of(member_of(s, "term")),
-                        text_of(member_of(s, "leader")), text_of(member_of(s, "commit_index")),
-                        text_of(member_of(s, "applied_index")), state_text(s),
+                : text_of(member_of(*s, "role"));
+        rows.push_back({e.url, text_of(member_of(*s, "id")), cluster, role, text_of(member_of(*s, "term")),
+                        text_of(member_of(*s, "leader")), text_of(member_of(*s, "commit_index")),
+                        text_of(member_of(*s, "applied_index")), state_text(*s),
                         storage.is_object() ? text_of(member_of(storage.as_object(), "state")) : "-"});
-        all.push_back(json::object{{"endpoint", e.url}, {"status", s}});
+        all.push_back(json::object{{"endpoint", e.url}, {"status", *s}});
     }
     if (ctx.json_output)
         std::cout << json::serialize(all) << "\n";
@@ -882,7 +907,7 @@ const std::vector<command>& commands()
          [](po::options_description& d) {
              d.add_options()("if-match", po::value<std::string>(), "only if KEY is at version V")(
                  "if-absent", po::bool_switch(), "only if KEY does not exist (create it)");
-             add_session_option(d);
+             add_session_option(d, true);
          },
          {"key", "value"},
          run_put},
@@ -904,7 +929,7 @@ const std::vector<command>& commands()
          "retried (a client session), unless --no-session.",
          [](po::options_description& d) {
              d.add_options()("if-match", po::value<std::string>(), "only if KEY is at version V");
-             add_session_option(d);
+             add_session_option(d, false);
          },
          {"key"},
          run_del},
@@ -1100,6 +1125,12 @@ client_options make_client_options(const po::variables_map& vm)
     o.key = text("key");
     if (o.cert.empty() != o.key.empty())
         throw usage_failure("--cert and --key go together");
+    // Read when an endpoint is https://, and checked here whatever the endpoints: a path
+    // typed wrong is a usage error at once, not when an https:// endpoint is added.
+    for (const auto& [flag, path] :
+         {std::pair{"--cacert", &o.cacert}, {"--cert", &o.cert}, {"--key", &o.key}})
+        if (!path->empty() && !std::ifstream(*path))
+            throw usage_failure(std::string(flag) + ": cannot read " + *path + ": " + std::strerror(errno));
     if (vm.count("token") && vm.count("token-file"))
         throw usage_failure("--token and --token-file: give one");
     if (vm.count("token"))
@@ -1165,8 +1196,18 @@ int run(int argc, char** argv)
     }
     std::size_t used = 0;
     const command* cmd = find_command(rest, used);
-    if (!cmd)
+    if (!cmd) {
+        // "member" and "leader" name groups of commands: say which.
+        std::string group;
+        for (const command& c : commands())
+            if (c.name.starts_with(rest[0] + " "))
+                group += (group.empty() ? "" : ", ") + c.name;
+        if (!group.empty())
+            throw usage_failure(rest.size() == 1 ? "'" + rest[0] + "' needs a subcommand: " + group
+                                                 : "unknown command '" + rest[0] + " " + rest[1] +
+                                                       "': the '" + rest[0] + "' commands are " + group);
         throw usage_failure("unknown command '" + rest[0] + "' (run 'raftkv --help')");
+    }
     if (vm["help"].as<bool>()) {
         command_usage(std::cout, *cmd);
         return ok;

@@ -710,9 +710,19 @@ BOOST_AUTO_TEST_CASE(an_answer_that_is_not_raftkvs_is_not_taken_for_one)
     }
     canned_server empty("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
                         "2\r\nConnection: close\r\n\r\n{}");
-    const cli_result r = run_cli(with_endpoints(url(empty.port()), {"get", "k"}));
+    cli_result r = run_cli(with_endpoints(url(empty.port()), {"get", "k"}));
     BOOST_TEST(r.code == server_error, r);
     BOOST_TEST(r.out.empty(), r);
+    // status gives such an endpoint a row of one line saying so, and goes on to the next.
+    const std::string multi_line = "<html>\n<body>not\nhere</body>\n</html>";
+    canned_server html("HTTP/1.1 404 Not Found\r\nContent-Type: text/html\r\nContent-Length: " +
+                       std::to_string(multi_line.size()) + "\r\nConnection: close\r\n\r\n" + multi_line);
+    canned_server hello("HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello");
+    r = run_cli(with_endpoints(url(html.port()) + "," + url(hello.port()), {"status"}));
+    BOOST_TEST(r.code == server_error, r);
+    BOOST_TEST(lines_of(r.out) == 3u, r);
+    BOOST_TEST(r.out.find("not an answer of raftkv's (HTTP 404)") != std::string::npos, r);
+    BOOST_TEST(r.out.find("not an answer of raftkv's (HTTP 200): hello") != std::string::npos, r);
 }
 
 BOOST_AUTO_TEST_CASE(help_and_usage_errors)
@@ -742,6 +752,9 @@ BOOST_AUTO_TEST_CASE(help_and_usage_errors)
                                                {"--timeout", "soon", "get", "k"},
                                                {"--endpoints", "ftp://x:1", "get", "k"},
                                                {"--cert", "c.pem", "get", "k"},
+                                               {"--cacert", "/nonexistent/ca.pem", "get", "k"},
+                                               {"member"},
+                                               {"leader", "frob", "2"},
                                                {"--token-file", "/nonexistent/token", "get", "k"}}) {
         r = run_cli(bad);
         BOOST_TEST(r.code == usage, r);
