@@ -1054,8 +1054,15 @@ asio::awaitable<http_response> api_handler::promote_member(const http_request& r
 
 asio::awaitable<http_response> api_handler::remove_member(const http_request& req, node_id id)
 {
-    if (!service_.status().node.members.contains(id))
+    const raftkv::membership members = service_.status().node.members;
+    if (!members.contains(id))
         co_return error_response(http::status::not_found, "no member " + std::to_string(id));
+    // Raft needs a voter: the change would be refused, as not applying; say why.
+    if (members.voters.size() == 1 && members.voters.front() == id && !members.joint())
+        co_return error_response(http::status::conflict,
+                                 "node " + std::to_string(id) +
+                                     " is the only voter: a cluster needs one; add and promote another "
+                                     "member first (or stop the cluster)");
     config_change c{config_change::kind::remove, id, {}};
     co_return co_await change(req, std::move(c), http::status::ok);
 }

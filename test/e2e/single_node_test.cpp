@@ -317,6 +317,14 @@ BOOST_AUTO_TEST_CASE(wrong_method_on_known_route_gets_405)
     check_still_serving("wrong methods");
 }
 
+BOOST_AUTO_TEST_CASE(removing_the_only_voter_is_refused_and_says_why)
+{
+    const http_response r = request(port, "DELETE", "/cluster/members/1");
+    BOOST_TEST(is_error(r, 409), describe(r));
+    BOOST_TEST(r.body.find("is the only voter") != std::string::npos, describe(r));
+    check_still_serving("removing the only voter");
+}
+
 BOOST_AUTO_TEST_CASE(garbage_on_http_port_gets_400_or_close_and_the_server_keeps_serving)
 {
     std::mt19937_64 rng(42);
