@@ -405,8 +405,11 @@ checked_watch_request check_watch_request(std::string_view raw_key, std::string_
     }
     if (last_event_id) {
         const std::optional<std::uint64_t> id = parse_decimal(*last_event_id);
-        if (!id || *id == std::numeric_limits<std::uint64_t>::max())
+        if (!id)
             return watch_rejected(http::status::bad_request, "Last-Event-ID must be a log index");
+        if (*id == std::numeric_limits<std::uint64_t>::max())
+            return watch_rejected(http::status::bad_request,
+                                  "Last-Event-ID is the last log index there can be: no change follows it");
         w.from = *id + 1;
     }
     w.sse = accept.find("text/event-stream") != std::string_view::npos;
