@@ -113,8 +113,9 @@ constexpr std::array settings = {
             "HTTP connections open at once; one more closes the longest-idle one, or is answered 503 "
             "and closed when none is idle (default: 4096)"},
     setting{"max-pending-body-bytes", "N",
-            "bytes of HTTP request bodies being received at once, over all connections; a request "
-            "whose body does not fit is answered 503; at least 6356992 (default: 67108864, 64 MiB)"},
+            "bytes of HTTP request bodies being received at once, over all connections, counted as "
+            "they arrive; a request whose body does not fit is answered 503; at least 6356992 "
+            "(default: 67108864, 64 MiB)"},
     setting{"watch-history-entries", "N",
             "changes each node keeps in memory for GET /watch to replay (?from=); 1 to 100000000 "
             "(default: 100000)"},

@@ -193,11 +193,12 @@ struct http_server_options {
     std::size_t max_connections = 4096;
 
     /// The most bytes of request bodies being received at once, over all connections. A
-    /// request reserves its Content-Length once its header is read (a chunked body: each
-    /// chunk's size as the chunk begins) and releases it when the whole request is handed
-    /// to the handler or its connection ends. A request whose reservation does not fit is
-    /// answered 503 (with "Retry-After: 1") in its place, its body left unread, and its
-    /// connection closed. REQUIRES: at least body_limit, so that any one request can fit.
+    /// body holds its bytes as they arrive (not what its Content-Length announces) and
+    /// releases them when the whole request is handed to the handler or its connection
+    /// ends. A request whose Content-Length does not fit what is left is answered 503 (with
+    /// "Retry-After: 1") in its place, its body left unread; one whose bytes stop fitting as
+    /// they arrive (a chunked body, say) likewise; either connection is then closed.
+    /// REQUIRES: at least body_limit, so that any one request can fit.
     /// Default: 64 MiB.
     std::size_t max_pending_body_bytes = std::size_t{64} << 20;
 

@@ -127,7 +127,7 @@ constexpr std::string_view plain_http_to_tls = "HTTP/1.1 400 Bad Request\r\n"
 
 bool is_http_error(const beast::error_code& ec);
 
-bool expects_continue(const http_request& req);
+bool expects_continue(const http::request_header<>& req);
 
 // Rewrites an absolute-form target ("http://host:port/path?query", RFC 9112 3.2.2: what a
 // client configured with a proxy sends, and a server must accept) to its origin form
@@ -196,12 +196,63 @@ public:
 
     bool refused() const { return refused_; }
 
+    /// Whether the budget has `n` bytes left now (taking none).
+    bool has_room_for(std::uint64_t n) const { return n <= limit_ - pending_.load(); }
+
 private:
     std::atomic<std::size_t>& pending_;
     std::size_t limit_;
     std::size_t held_ = 0;
     bool refused_ = false;
 };
+
+/// A request body read into a string that takes its bytes from a body_reservation as they
+/// arrive: the budget holds what the bodies being received hold, not what their headers
+/// announce (a few connections that announce large bodies and send nothing would take the
+/// whole budget, and every other body would be refused until they time out). Unlike
+/// http::string_body, the string does not reserve the announced length up front.
+struct reserved_string_body {
+    struct value_type {
+        std::string text;
+        body_reservation* reservation = nullptr; // set before the body is read
+    };
+
+    class reader {
+    public:
+        template <bool isRequest, class Fields>
+        reader(http::header<isRequest, Fields>&, value_type& body) : body_(body)
+        {
+        }
+
+        void init(const boost::optional<std::uint64_t>& length, beast::error_code& ec)
+        {
+            if (length)
+                body_.text.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*length, 64 * 1024)));
+            ec = {};
+        }
+
+        template <class ConstBufferSequence>
+        std::size_t put(const ConstBufferSequence& buffers, beast::error_code& ec)
+        {
+            const std::size_t n = asio::buffer_size(buffers);
+            if (body_.reservation && !body_.reservation->add(n)) {
+                ec = asio::error::no_buffer_space;
+                return 0;
+            }
+            const std::size_t at = body_.text.size();
+            body_.text.resize(at + n);
+            asio::buffer_copy(asio::buffer(body_.text.data() + at, n), buffers);
+            ec = {};
+            return n;
+        }
+
+        void finish(beast::error_code& ec) { ec = {}; }
+
+    private:
+        value_type& body_;
+    };
+};
+using request_parser = http::request_parser<reserved_string_body>;
 
 /// A connection as the idle list sees it: linked while it waits for the first byte of its
 /// next request with nothing in progress, in the order it began to wait.
@@ -319,7 +370,7 @@ private:
     asio::awaitable<bool> await_request();
     std::size_t skip_empty_lines(std::size_t limit);
     static constexpr std::size_t max_skipped_empty_line_bytes = 8;
-    beast::error_code parse_buffered(http::request_parser<http::string_body>& parser, bool header_only);
+    beast::error_code parse_buffered(request_parser& parser, bool header_only);
     asio::awaitable<bool> send_continue(unsigned version);
     void admit(http_request req, bool keep_alive);
     void reject(const beast::error_code& ec, http::verb method);
@@ -455,14 +506,10 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
     if (!arrived)
         co_return false;
     body_reservation reservation(server_->pending_body_bytes, options_.max_pending_body_bytes);
-    auto reserve_chunk = [&reservation](std::uint64_t size, beast::string_view, beast::error_code& ec) {
-        if (!reservation.add(size))
-            ec = asio::error::no_buffer_space;
-    };
-    http::request_parser<http::string_body> parser;
+    request_parser parser;
     parser.header_limit(options_.header_limit);
     parser.body_limit(options_.body_limit);
-    parser.on_chunk_header(reserve_chunk);
+    parser.get().body().reservation = &reservation;
     // Most requests arrive whole with their first bytes: parsed from the buffer, they cost
     // no asynchronous read (and no trip through the strand's queue).
     if (beast::error_code ec = parse_buffered(parser, true); ec) {
@@ -493,7 +540,9 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
             co_return false;
         }
     }
-    if (const auto length = parser.content_length(); length && !reservation.add(*length)) {
+    // A body the budget has no room for now is refused before it is sent (before a 100
+    // Continue); the bytes are taken as they arrive.
+    if (const auto length = parser.content_length(); length && !reservation.has_room_for(*length)) {
         refuse(server_->busy(), parser.get().method());
         co_return false;
     }
@@ -521,7 +570,8 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
             reject(body_ec, parser.get().method());
         co_return false;
     }
-    http_request req = parser.release();
+    auto parsed = parser.release();
+    http_request req(std::move(parsed.base()), std::move(parsed.body().text));
     reservation.release();
     if (!to_origin_form(req)) {
         reject(http::make_error_code(http::error::bad_target), req.method());
@@ -536,9 +586,8 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
 // header, or of the whole request. Stops short of it when the buffer runs out (the caller
 // reads the rest, under its deadline); returns the parser's error, if any.
 template <class Stream>
-beast::error_code
-http_server::state::connection<Stream>::parse_buffered(http::request_parser<http::string_body>& parser,
-                                                       bool header_only)
+beast::error_code http_server::state::connection<Stream>::parse_buffered(request_parser& parser,
+                                                                         bool header_only)
 {
     beast::error_code ec;
     while (buffer_.size() != 0 && !(header_only ? parser.is_header_done() : parser.is_done())) {

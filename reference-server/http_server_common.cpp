@@ -22,7 +22,7 @@ bool is_http_error(const beast::error_code& ec)
     return &ec.category() == &http::make_error_code(http::error::bad_target).category();
 }
 
-bool expects_continue(const http_request& req)
+bool expects_continue(const http::request_header<>& req)
 {
     const auto expect = req.find(http::field::expect);
     return expect != req.end() && beast::iequals(expect->value(), "100-continue");

@@ -917,9 +917,10 @@ BOOST_AUTO_TEST_CASE(bodies_over_the_pending_budget_get_503_and_the_budget_is_re
     server_fixture f(o);
     raw_client holder(f.port());
     BOOST_TEST_REQUIRE(start_expecting_put(holder, "/fast/holder", 1500));
-    holder.send(std::string(100, 'h'));
+    holder.send(std::string(1200, 'h'));
+    std::this_thread::sleep_for(100ms); // received: 1200 bytes of the budget held
 
-    // 1500 + 1000 do not fit in 2000: refused without reading the body.
+    // 1200 + 1000 do not fit in 2000: refused without reading the body.
     raw_client sized(f.port());
     sized.send(put_header("/fast/sized", 1000));
     std::optional<response> refused = sized.read();
@@ -930,16 +931,16 @@ BOOST_AUTO_TEST_CASE(bodies_over_the_pending_budget_get_503_and_the_budget_is_re
     BOOST_TEST(!refused->keep_alive());
     BOOST_TEST(sized.closed_within(3s));
 
-    // A chunked body reserves each chunk as it begins.
+    // A chunked body takes its bytes as they arrive, and is refused once they do not fit.
     raw_client chunked(f.port());
     chunked.send("PUT /fast/chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n" +
-                 std::string(16, 'c') + "\r\n3e8\r\n");
+                 std::string(16, 'c') + "\r\n3e8\r\n" + std::string(900, 'c'));
     std::optional<response> refused_chunk = chunked.read();
     BOOST_TEST_REQUIRE(refused_chunk.has_value());
     BOOST_TEST(refused_chunk->result_int() == 503);
     BOOST_TEST(chunked.closed_within(3s));
 
-    holder.send(std::string(1400, 'h'));
+    holder.send(std::string(300, 'h'));
     BOOST_TEST(holder.read_bodies(1) == std::vector<std::string>{"200 /fast/holder"},
                boost::test_tools::per_element());
 
@@ -949,6 +950,27 @@ BOOST_AUTO_TEST_CASE(bodies_over_the_pending_budget_get_503_and_the_budget_is_re
     BOOST_TEST(later.read_bodies(1) == std::vector<std::string>{"200 /fast/later"},
                boost::test_tools::per_element());
     BOOST_TEST(f.seen.started_count() == 2);
+}
+
+// A body holds the budget by the bytes received, not by the length its header announces:
+// connections that announce large bodies and send nothing do not lock the others out.
+BOOST_AUTO_TEST_CASE(announced_bodies_not_yet_sent_hold_none_of_the_budget)
+{
+    http_server_options o;
+    o.body_limit = 2000;
+    o.max_pending_body_bytes = 2000;
+    server_fixture f(o);
+    std::vector<std::unique_ptr<raw_client>> announcers;
+    for (int i = 0; i < 3; ++i) {
+        announcers.push_back(std::make_unique<raw_client>(f.port()));
+        BOOST_TEST_REQUIRE(start_expecting_put(*announcers.back(), "/fast/a" + std::to_string(i), 1500));
+        announcers.back()->send(std::string(10, 'a'));
+    }
+    std::this_thread::sleep_for(100ms);
+    raw_client other(f.port());
+    other.send(put_header("/fast/other", 500) + std::string(500, 'o'));
+    BOOST_TEST(other.read_bodies(1) == std::vector<std::string>{"200 /fast/other"},
+               boost::test_tools::per_element());
 }
 
 BOOST_AUTO_TEST_CASE(a_budget_smaller_than_the_body_limit_is_refused)
