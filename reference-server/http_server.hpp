@@ -17,8 +17,9 @@
 // serving.
 //
 // What a client can hold is bounded (http_server_options): the number of connections, the
-// memory of request bodies still being received (over all connections), and the time a
-// request's header and body may take to arrive. Beyond those limits the client gets a 503
+// memory of request bodies still being received (over all connections), the memory of
+// responses built and not yet written (per connection and over all connections), and the
+// time a request's header and body may take to arrive. Beyond those limits the client gets a 503
 // or its connection is closed, and the others are served meanwhile. At the connection limit
 // the longest-idle connection is closed to admit a new one.
 //
@@ -227,6 +228,30 @@ struct http_server_options {
     /// Default: 16.
     std::size_t pipeline_depth = 16;
 
+    /// A connection that holds at least this many bytes of responses built and not yet
+    /// written (each one's body plus an estimate of its status line and header fields, from
+    /// when the handler returns it until its write completes; streamed responses do not
+    /// count) reads no next request until writing them brings it below: a client that
+    /// pipelines requests for large responses gets read no further ahead than it takes the
+    /// answers. Small responses never reach it. REQUIRES: at least 1.
+    /// Default: 1 MiB.
+    std::size_t held_response_bytes_read_gate = std::size_t{1} << 20;
+
+    /// The most bytes of such responses one connection may hold while it holds more than
+    /// one: a response that brings it over this while others of the connection are not yet
+    /// written is not sent, and the connection is reset at once (a client that pipelines and
+    /// does not read), counted in http_server::held_response_closes(). One response alone
+    /// may be larger. REQUIRES: at least held_response_bytes_read_gate.
+    /// Default: 32 MiB.
+    std::size_t max_held_response_bytes = std::size_t{32} << 20;
+
+    /// The most bytes of such responses all connections together may hold. A response that
+    /// brings the total over it has the connection holding the most reset (it may be the
+    /// one that just got this response), and the next, until the others fit; counted in
+    /// http_server::held_response_closes(). REQUIRES: at least max_held_response_bytes.
+    /// Default: 256 MiB.
+    std::size_t max_held_response_bytes_total = std::size_t{256} << 20;
+
     /// Whether each connection runs on a strand of its own, so that threads running the
     /// executor's context concurrently never run two handlers of one connection at once.
     /// Turn it off only when a single thread runs that context: there the strand serializes
@@ -256,9 +281,12 @@ class http_server {
 public:
     /// Binds and listens on `listen_on`; accepts nothing until start(). Connections run on
     /// strands of `ex` (on `ex` itself without options.strand_per_connection). Throws
-    /// std::invalid_argument if options.pipeline_depth or options.max_connections is 0 or
-    /// options.max_pending_body_bytes is less than options.body_limit, and
-    /// boost::system::system_error if the address cannot be bound.
+    /// std::invalid_argument if options.pipeline_depth, options.max_connections or
+    /// options.held_response_bytes_read_gate is 0, options.max_pending_body_bytes is less
+    /// than options.body_limit, options.max_held_response_bytes less than
+    /// options.held_response_bytes_read_gate or options.max_held_response_bytes_total less
+    /// than options.max_held_response_bytes, and boost::system::system_error if the address
+    /// cannot be bound.
     http_server(boost::asio::any_io_executor ex, const boost::asio::ip::tcp::endpoint& listen_on,
                 handler_factory make_handler, error_responder make_error, http_server_options options = {});
     ~http_server();
@@ -288,6 +316,13 @@ public:
     /// took no byte for idle_timeout, or the stream called stream_writer::abort(). Safe from
     /// any thread.
     std::uint64_t stalled_streams() const;
+
+    /// How many connections were reset for holding too many bytes of responses not yet
+    /// written (http_server_options::max_held_response_bytes and
+    /// max_held_response_bytes_total), and how many such bytes all connections hold now.
+    /// Safe from any thread.
+    std::uint64_t held_response_closes() const;
+    std::size_t held_response_bytes() const;
 
     /// Makes `tls` the context of the connections accepted from now on (renewed certificate
     /// files, reloaded); those open keep theirs. Safe from any thread. Throws

@@ -271,6 +271,35 @@ public:
     bool evicted = false;
 };
 
+struct response_holder_tag;
+
+/// A connection as the cap on held response bytes over all connections sees it: linked into
+/// the server's list for its whole life.
+class response_holder : public boost::intrusive::list_base_hook<boost::intrusive::tag<response_holder_tag>> {
+public:
+    virtual ~response_holder() = default;
+
+    /// The connection, unless it is being destroyed.
+    virtual std::shared_ptr<response_holder> keep_holder() = 0;
+
+    /// Resets the connection, on its own strand, for the response bytes it holds.
+    virtual void drop(std::shared_ptr<response_holder> self) = 0;
+
+    // The bytes of responses the connection has built and not yet written (on its strand;
+    // read from any thread).
+    std::atomic<std::size_t> held{0};
+    // Set, under the list's mutex, once chosen to be reset over the cap.
+    bool dropped = false;
+};
+
+using response_holder_list =
+    boost::intrusive::list<response_holder, boost::intrusive::base_hook<boost::intrusive::list_base_hook<
+                                                boost::intrusive::tag<response_holder_tag>>>>;
+
+// The bytes a response holds until written: its body, and its status line and header fields
+// as response_batch writes them.
+std::size_t held_size(const http_response& res);
+
 } // namespace http_server_detail
 
 using namespace http_server_detail;
@@ -294,6 +323,7 @@ struct http_server::state : std::enable_shared_from_this<state> {
     bool evict_longest_idle();
     void become_idle(idle_member& c);
     bool become_busy(idle_member& c);
+    void drop_biggest_holders();
     static asio::awaitable<void> linger(std::shared_ptr<state> self, beast::tcp_stream stream);
     asio::awaitable<handled_request> respond(request_handler& handler, http_request req);
     std::optional<http_response> rejection(const beast::error_code& ec) const;
@@ -332,6 +362,13 @@ struct http_server::state : std::enable_shared_from_this<state> {
     std::atomic<std::uint64_t> turned_away{0};
     // Streamed responses closed because their client stopped reading.
     std::atomic<std::uint64_t> stalled_streams{0};
+    // Bytes of responses built and not yet written, over all connections (response_holder).
+    std::atomic<std::size_t> held_response_bytes{0};
+    // Every connection, for max_held_response_bytes_total: under holders_mutex.
+    std::mutex holders_mutex;
+    response_holder_list holders;
+    // Connections reset over max_held_response_bytes or max_held_response_bytes_total.
+    std::atomic<std::uint64_t> held_response_closes{0};
 };
 
 /// One client connection: a reader that parses requests ahead of their answers, one
@@ -340,6 +377,7 @@ struct http_server::state : std::enable_shared_from_this<state> {
 /// until the last of them ends.
 template <class Stream>
 class http_server::state::connection : public idle_member,
+                                       public response_holder,
                                        public std::enable_shared_from_this<connection<Stream>> {
 public:
     connection(std::shared_ptr<state> server, tcp::socket socket);
@@ -353,6 +391,9 @@ public:
     std::shared_ptr<idle_member> keep() override { return this->weak_from_this().lock(); }
     void evict(std::shared_ptr<idle_member> self) override;
 
+    std::shared_ptr<response_holder> keep_holder() override { return this->weak_from_this().lock(); }
+    void drop(std::shared_ptr<response_holder> self) override;
+
 private:
     /// A request read and not yet answered, and its response once it is ready.
     struct slot {
@@ -361,6 +402,8 @@ private:
         std::optional<http_response> response;
         // Produces the response's body after its header (request_handler::handle_streamed).
         std::shared_ptr<response_stream> stream;
+        // The bytes `response` counts in `held` (hold()) until it is written.
+        std::size_t held = 0;
     };
 
     class body_writer;
@@ -376,6 +419,10 @@ private:
     void reject(const beast::error_code& ec, http::verb method);
     void refuse(http_response res, http::verb method);
     asio::awaitable<void> handle(std::shared_ptr<connection> self, slot& s, http_request req);
+    void hold(slot& s);
+    void release(slot& s);
+    void release_all();
+    void reset_for_held();
     asio::awaitable<void> write_responses(std::shared_ptr<connection> self);
     asio::awaitable<bool> write_streamed(slot& s);
     asio::awaitable<void> next_change();
@@ -403,6 +450,7 @@ private:
     bool idle_listed_ = false;             // linked into the server's idle list (become_idle)
     bool closed_idle_ = false;             // evicted: closed at once, without lingering
     bool peer_closed_ = false;             // the wait for a request's first byte failed: the client is gone
+    bool reset_held_ = false;              // reset for the response bytes it held (reset_for_held())
     std::function<void()> on_peer_closed_; // the streamed response's (stream_writer::when_closed())
 
     // Never expires: cancelled to wake the coroutines waiting for the state above to change.
@@ -439,6 +487,8 @@ http_server::state::connection<Stream>::connection(std::shared_ptr<state> server
       change_(stream_.get_executor(), time_point::max()), deadline_timer_(stream_.get_executor()),
       deadline_step_(std::min({options_.idle_timeout, options_.header_timeout, options_.body_timeout}))
 {
+    std::lock_guard lock(server_->holders_mutex);
+    server_->holders.push_back(*this);
 }
 
 template <class Stream>
@@ -446,6 +496,11 @@ http_server::state::connection<Stream>::~connection()
 {
     if (idle_listed_)
         server_->become_busy(*this);
+    {
+        std::lock_guard lock(server_->holders_mutex);
+        server_->holders.erase(server_->holders.iterator_to(*this));
+    }
+    server_->held_response_bytes -= held.exchange(0);
     --server_->connections;
 }
 
@@ -462,6 +517,12 @@ void http_server::state::connection<Stream>::evict(std::shared_ptr<idle_member> 
 }
 
 template <class Stream>
+void http_server::state::connection<Stream>::drop(std::shared_ptr<response_holder> self)
+{
+    asio::post(stream_.get_executor(), [this, self = std::move(self)] { reset_for_held(); });
+}
+
+template <class Stream>
 asio::awaitable<void> http_server::state::connection<Stream>::run(std::shared_ptr<connection> self)
 {
     const bool secured = co_await handshake(stream_, options_);
@@ -475,7 +536,7 @@ asio::awaitable<void> http_server::state::connection<Stream>::run(std::shared_pt
     disarm(read_);
     disarm(write_);
     deadline_timer_.cancel(); // its wait holds this connection
-    if (closed_idle_) {
+    if (closed_idle_ || reset_held_) {
         beast::error_code ignored;
         beast::get_lowest_layer(stream_).socket().close(ignored);
         co_return;
@@ -498,9 +559,10 @@ asio::awaitable<void> http_server::state::connection<Stream>::read_requests()
 template <class Stream>
 asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
 {
-    while (writing_ && pipeline_.size() >= options_.pipeline_depth)
+    while (writing_ && (pipeline_.size() >= options_.pipeline_depth ||
+                        held.load() >= options_.held_response_bytes_read_gate))
         co_await next_change();
-    if (!writing_)
+    if (!writing_ || reset_held_)
         co_return false;
     const bool arrived = co_await await_request();
     if (!arrived)
@@ -719,6 +781,62 @@ asio::awaitable<void> http_server::state::connection<Stream>::handle(std::shared
         res.content_length(length);
     }
     s.response = std::move(res);
+    hold(s);
+    changed();
+}
+
+// Counts `s`'s response in the bytes the connection and the server hold, and resets the
+// connection if that takes it over max_held_response_bytes (holding others too) or the server
+// over max_held_response_bytes_total. Nothing counts once the writer is done or the connection
+// reset: nothing will write it.
+template <class Stream>
+void http_server::state::connection<Stream>::hold(slot& s)
+{
+    if (!writing_ || reset_held_)
+        return;
+    s.held = held_size(*s.response);
+    const std::size_t mine = held.load() + s.held;
+    held.store(mine);
+    const std::size_t total = server_->held_response_bytes += s.held;
+    if (mine > options_.max_held_response_bytes && mine > s.held)
+        reset_for_held();
+    else if (total > options_.max_held_response_bytes_total)
+        server_->drop_biggest_holders();
+}
+
+template <class Stream>
+void http_server::state::connection<Stream>::release(slot& s)
+{
+    held.store(held.load() - s.held);
+    server_->held_response_bytes -= s.held;
+    s.held = 0;
+}
+
+template <class Stream>
+void http_server::state::connection<Stream>::release_all()
+{
+    for (slot& t : pipeline_)
+        release(t);
+}
+
+// Resets the connection (once) for the response bytes it holds: what the kernel holds for the
+// client is dropped, a write in progress fails and the reader's read too; the writer, woken if
+// it waits for the front response, writes nothing more.
+template <class Stream>
+void http_server::state::connection<Stream>::reset_for_held()
+{
+    if (reset_held_)
+        return;
+    reset_held_ = true;
+    const std::uint64_t n = ++server_->held_response_closes;
+    log(log_level::debug, "reset an HTTP connection holding " + std::to_string(held.load()) +
+                              " bytes of responses its client has not read (" + std::to_string(n) +
+                              " so far)");
+    release_all();
+    beast::error_code ignored;
+    auto& socket = beast::get_lowest_layer(stream_).socket();
+    socket.set_option(asio::socket_base::linger(true, 0), ignored);
+    socket.close(ignored);
     changed();
 }
 
@@ -728,9 +846,9 @@ template <class Stream>
 asio::awaitable<void> http_server::state::connection<Stream>::write_responses(std::shared_ptr<connection>)
 {
     for (;;) {
-        while (pipeline_.empty() ? reading_ : !pipeline_.front().response)
+        while (!reset_held_ && (pipeline_.empty() ? reading_ : !pipeline_.front().response))
             co_await next_change();
-        if (pipeline_.empty())
+        if (pipeline_.empty() || reset_held_)
             break;
         slot& s = pipeline_.front();
         beast::error_code ec;
@@ -761,8 +879,10 @@ asio::awaitable<void> http_server::state::connection<Stream>::write_responses(st
             batch_.clear();
             ec = write_ec;
             last = last || ec;
-            for (; written > 0; --written)
+            for (; written > 0; --written) {
+                release(pipeline_.front());
                 pipeline_.pop_front();
+            }
         }
         if (last) {
             if (ec)
@@ -774,6 +894,10 @@ asio::awaitable<void> http_server::state::connection<Stream>::write_responses(st
             go_idle();
         changed();
     }
+    // Nothing more is written: the responses still here are dropped.
+    release_all();
+    for (slot& t : pipeline_)
+        t.response.reset();
     writing_ = false;
     changed();
 }

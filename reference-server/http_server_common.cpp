@@ -120,6 +120,15 @@ void response_batch::add(const http_response& res)
         pieces_.push_back({0, body.size(), body.data()});
 }
 
+std::size_t held_size(const http_response& res)
+{
+    // "HTTP/1.1 200 " and the reason, the fields each with ": " and CRLF, and the blank line.
+    std::size_t size = 16 + res.reason().size();
+    for (const auto& field : res.base())
+        size += field.name_string().size() + field.value().size() + 4;
+    return size + 2 + res.body().size();
+}
+
 const std::vector<asio::const_buffer>& response_batch::buffers()
 {
     buffers_.clear();
@@ -249,6 +258,37 @@ bool http_server::state::become_busy(idle_member& c)
     return !c.evicted;
 }
 
+// Resets the connections holding the most bytes of responses not yet written, the most first,
+// until the others hold no more than max_held_response_bytes_total together. Those already
+// chosen and not yet reset count no more.
+void http_server::state::drop_biggest_holders()
+{
+    std::vector<std::shared_ptr<response_holder>> victims;
+    {
+        std::lock_guard lock(holders_mutex);
+        std::vector<std::pair<std::size_t, response_holder*>> held;
+        std::size_t total = 0;
+        for (response_holder& h : holders) {
+            const std::size_t n = h.held.load();
+            if (h.dropped || n == 0)
+                continue;
+            held.emplace_back(n, &h);
+            total += n;
+        }
+        std::sort(held.begin(), held.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+        for (const auto& [n, h] : held) {
+            if (total <= options.max_held_response_bytes_total)
+                break;
+            total -= n;
+            h->dropped = true;
+            if (std::shared_ptr<response_holder> kept = h->keep_holder())
+                victims.push_back(std::move(kept));
+        }
+    }
+    for (const std::shared_ptr<response_holder>& v : victims)
+        v->drop(v);
+}
+
 asio::awaitable<void> http_server::state::linger(std::shared_ptr<state> self, beast::tcp_stream stream)
 {
     co_await close_gracefully(stream, turned_away_linger_time, turned_away_linger_bytes);
@@ -355,6 +395,14 @@ http_server::http_server(asio::any_io_executor ex, const tcp::endpoint& listen_o
     if (options.max_pending_body_bytes < options.body_limit)
         throw std::invalid_argument(
             "http_server_options::max_pending_body_bytes must be at least body_limit");
+    if (options.held_response_bytes_read_gate == 0)
+        throw std::invalid_argument("http_server_options::held_response_bytes_read_gate must be at least 1");
+    if (options.max_held_response_bytes < options.held_response_bytes_read_gate)
+        throw std::invalid_argument(
+            "http_server_options::max_held_response_bytes must be at least held_response_bytes_read_gate");
+    if (options.max_held_response_bytes_total < options.max_held_response_bytes)
+        throw std::invalid_argument(
+            "http_server_options::max_held_response_bytes_total must be at least max_held_response_bytes");
     tcp::acceptor& a = state_->acceptor;
     a.open(listen_on.protocol());
     a.set_option(asio::socket_base::reuse_address(true));
@@ -406,6 +454,16 @@ std::uint64_t http_server::turned_away() const
 std::uint64_t http_server::stalled_streams() const
 {
     return state_->stalled_streams.load();
+}
+
+std::uint64_t http_server::held_response_closes() const
+{
+    return state_->held_response_closes.load();
+}
+
+std::size_t http_server::held_response_bytes() const
+{
+    return state_->held_response_bytes.load();
 }
 
 void http_server::set_tls(std::shared_ptr<tls_context> tls)

@@ -754,7 +754,7 @@ int run(server_config config)
     http_server server = listen_http(io, config, http_endpoint, routes, tls);
     routes.count_connections([&server] {
         return connection_counts{server.open_connections(), server.turned_away(), server.idle_evictions(),
-                                 server.stalled_streams()};
+                                 server.stalled_streams(), server.held_response_closes()};
     });
     warn_if_exposed(config, http_endpoint);
 

@@ -464,6 +464,9 @@ void render_http(exposition_writer& w, const http_metrics& h, const connection_c
               "HTTP connections turned away at --max-connections (none was idle).", c.rejected);
     w.counter("raftkv_http_connections_evicted_total",
               "Idle HTTP connections closed to admit new ones at --max-connections.", c.evicted);
+    w.counter("raftkv_http_connections_unread_responses_closed_total",
+              "HTTP connections reset for holding too many bytes of responses their client had not read.",
+              c.held_response_closes);
 }
 
 void render_watches(exposition_writer& w, const metrics_inputs& in)

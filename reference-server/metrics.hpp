@@ -128,6 +128,9 @@ struct connection_counts {
     /// Streamed responses (watches) closed because their client stopped reading
     /// (http_server::stalled_streams()).
     std::uint64_t stalled_streams = 0;
+    /// Connections reset for holding too many bytes of responses their client had not read
+    /// (http_server::held_response_closes()).
+    std::uint64_t held_response_closes = 0;
 };
 
 /// What the process uses, read from /proc (zero where it cannot be read).

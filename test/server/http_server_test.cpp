@@ -77,7 +77,8 @@ std::string big_body(std::size_t n)
 ///                or 5 s have passed (then "saw" what it saw);
 ///   /block/...   the probe's gate opens (at most 10 s);
 ///   /throw       throws instead (the server answers 500);
-///   /big/N       nothing, and the body is N bytes ("0123456789" repeated) instead.
+///   /big/N       nothing, and the body is N bytes ("0123456789" repeated) instead;
+///   /later-big/N a millisecond, and the body is N bytes as for /big/N.
 class test_handler : public raftkv::server::request_handler {
 public:
     explicit test_handler(probe& p) : probe_(p) {}
@@ -151,6 +152,9 @@ private:
             throw std::runtime_error("the handler threw");
         } else if (target.starts_with("/big/")) {
             co_return big_body(std::stoul(target.substr(5)));
+        } else if (target.starts_with("/later-big/")) {
+            co_await pause(timer);
+            co_return big_body(std::stoul(target.substr(11)));
         }
         co_return target;
     }
@@ -227,8 +231,14 @@ http_server_options with_idle_timeout(std::chrono::milliseconds timeout)
 /// A client connection that sends raw bytes and reads responses, every wait bounded.
 class raw_client {
 public:
-    explicit raw_client(std::uint16_t port)
+    /// Connects to `port`, with a kernel receive buffer (SO_RCVBUF) of `receive_buffer` bytes
+    /// unless 0.
+    explicit raw_client(std::uint16_t port, int receive_buffer = 0)
     {
+        if (receive_buffer > 0) {
+            stream_.socket().open(tcp::v4());
+            stream_.socket().set_option(asio::socket_base::receive_buffer_size(receive_buffer));
+        }
         stream_.expires_after(5s);
         stream_.async_connect(tcp::endpoint(asio::ip::address_v4::loopback(), port),
                               [&](beast::error_code ec) { ec_ = ec; });
@@ -304,6 +314,19 @@ private:
     beast::flat_buffer buffer_;
     beast::error_code ec_;
 };
+
+/// Whether `done()` turns true within `timeout`.
+template <class Predicate>
+bool eventually(Predicate done, std::chrono::milliseconds timeout = 5s)
+{
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() >= deadline)
+            return false;
+        std::this_thread::sleep_for(1ms);
+    }
+    return true;
+}
 
 std::string get(const std::string& target, const std::string& extra_headers = {})
 {
@@ -986,6 +1009,134 @@ BOOST_AUTO_TEST_CASE(a_budget_smaller_than_the_body_limit_is_refused)
                           },
                           o),
                       std::invalid_argument);
+}
+
+BOOST_AUTO_TEST_CASE(a_client_that_pipelines_large_responses_and_never_reads_is_reset_while_others_are_served)
+{
+    http_server_options o;
+    o.held_response_bytes_read_gate = 1 << 20;
+    o.max_held_response_bytes = 1 << 20;
+    server_fixture f(o);
+    // Its own receive buffer small, the kernel's send buffer fills after a few MB: from then on
+    // the responses it asked for pile up in the server, whatever order the reads and the
+    // handlers run in (at 1 MiB the reader waits, and the next response is over the cap).
+    raw_client greedy(f.port(), 4096);
+    std::string pipeline;
+    for (int i = 0; i < 100; ++i)
+        pipeline += get("/later-big/262144");
+    greedy.send(pipeline);
+
+    raw_client other(f.port());
+    other.send(get("/fast/other"));
+    BOOST_TEST(other.read_bodies(1, 2s) == std::vector<std::string>{"200 /fast/other"},
+               boost::test_tools::per_element());
+
+    BOOST_TEST(eventually([&] { return f.server->held_response_closes() == 1; }));
+    // Every coroutine of the reset connection ends and its bytes are released; the other
+    // connection stays open and served.
+    BOOST_TEST(eventually([&] { return f.server->open_connections() == 1; }));
+    BOOST_TEST(f.server->held_response_bytes() == 0u);
+    BOOST_TEST(f.seen.started_count() < 100);
+    other.send(get("/fast/again"));
+    BOOST_TEST(other.read_bodies(1, 2s) == std::vector<std::string>{"200 /fast/again"},
+               boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(no_request_is_read_while_the_connection_holds_the_gates_worth_of_responses)
+{
+    http_server_options o;
+    o.held_response_bytes_read_gate = 64 * 1024;
+    o.max_held_response_bytes = 1 << 20;
+    server_fixture f(o);
+    raw_client c(f.port());
+    // The first response waits for the probe's gate, holding the large one behind it.
+    c.send(get("/block/0") + get("/big/262144"));
+    BOOST_TEST_REQUIRE(eventually([&] { return f.server->held_response_bytes() > 262144; }));
+    std::string more;
+    for (int i = 1; i <= 10; ++i)
+        more += get("/big/" + std::to_string(262144 + i));
+    c.send(more);
+    std::this_thread::sleep_for(200ms); // time to (wrongly) read further
+    BOOST_TEST(f.seen.started_count() == 2, "the server read past the held responses' gate");
+    f.seen.gate_open = true;
+
+    // Read, the responses go out in order, each next request read once the one before is
+    // written.
+    std::optional<response> first = c.read();
+    BOOST_TEST_REQUIRE(first.has_value());
+    BOOST_TEST(first->body() == "/block/0");
+    for (int i = 0; i <= 10; ++i) {
+        std::optional<response> r = c.read();
+        BOOST_TEST_REQUIRE(r.has_value(), "response " << i);
+        BOOST_TEST((r->body() == big_body(262144 + i)), "response " << i);
+    }
+    BOOST_TEST(f.seen.started_count() == 12);
+    BOOST_TEST(f.server->held_response_closes() == 0u);
+    BOOST_TEST(eventually([&] { return f.server->held_response_bytes() == 0; }));
+}
+
+BOOST_AUTO_TEST_CASE(over_the_servers_held_response_bytes_the_connection_holding_the_most_is_reset)
+{
+    http_server_options o;
+    o.held_response_bytes_read_gate = 2 << 20;
+    o.max_held_response_bytes = 2 << 20;
+    o.max_held_response_bytes_total = 2 << 20;
+    server_fixture f(o);
+    // Each connection's responses wait behind its first, which waits for the probe's gate.
+    raw_client most(f.port());
+    std::string pipeline = get("/block/most");
+    for (int i = 0; i < 10; ++i)
+        pipeline += get("/big/131072");
+    most.send(pipeline);
+    BOOST_TEST_REQUIRE(eventually([&] { return f.server->held_response_bytes() >= 10 * 131072; }));
+
+    // 10 and 12 such responses do not fit together; 12 do alone.
+    raw_client fewer(f.port());
+    pipeline = get("/block/fewer");
+    for (int i = 0; i < 12; ++i)
+        pipeline += get("/big/131072");
+    fewer.send(pipeline);
+    BOOST_TEST(eventually([&] { return f.server->held_response_closes() == 1; }));
+    BOOST_TEST(eventually([&] { return f.seen.started_count() == 24; }));
+    BOOST_TEST(most.closed_within(2s));
+    BOOST_TEST(eventually([&] { return f.server->held_response_bytes() >= 12 * 131072; }));
+    BOOST_TEST(f.server->held_response_bytes() <= std::size_t{2} << 20);
+
+    f.seen.gate_open = true;
+    std::optional<response> first = fewer.read();
+    BOOST_TEST_REQUIRE(first.has_value());
+    BOOST_TEST(first->body() == "/block/fewer");
+    for (int i = 0; i < 12; ++i) {
+        std::optional<response> r = fewer.read();
+        BOOST_TEST_REQUIRE(r.has_value(), "response " << i);
+        BOOST_TEST((r->body() == big_body(131072)), "response " << i);
+    }
+    BOOST_TEST(f.server->held_response_closes() == 1u);
+    BOOST_TEST(eventually([&] { return f.server->held_response_bytes() == 0; }));
+    BOOST_TEST(eventually([&] { return f.server->open_connections() == 1; }));
+}
+
+BOOST_AUTO_TEST_CASE(inconsistent_held_response_limits_are_refused)
+{
+    const auto make = [](http_server_options o) {
+        asio::io_context io;
+        http_server(
+            io.get_executor(), tcp::endpoint(asio::ip::address_v4::loopback(), 0),
+            [](asio::any_io_executor) { return std::unique_ptr<test_handler>(); },
+            [](http::status s, std::string_view) {
+                return http_response{s, 11};
+            },
+            o);
+    };
+    http_server_options no_gate;
+    no_gate.held_response_bytes_read_gate = 0;
+    BOOST_CHECK_THROW(make(no_gate), std::invalid_argument);
+    http_server_options cap_below_gate;
+    cap_below_gate.max_held_response_bytes = cap_below_gate.held_response_bytes_read_gate - 1;
+    BOOST_CHECK_THROW(make(cap_below_gate), std::invalid_argument);
+    http_server_options total_below_cap;
+    total_below_cap.max_held_response_bytes_total = total_below_cap.max_held_response_bytes - 1;
+    BOOST_CHECK_THROW(make(total_below_cap), std::invalid_argument);
 }
 
 BOOST_AUTO_TEST_CASE(a_header_sent_a_byte_at_a_time_is_cut_off_at_the_header_deadline_while_others_are_served)

@@ -62,7 +62,7 @@ metrics_inputs leader_inputs()
     in.wal = w;
     in.apply_ns = raftkv::log2_histogram{};
     in.checkpoint_ns = raftkv::log2_histogram{};
-    in.connections = {5, 1, 2};
+    in.connections = {5, 1, 2, 0, 3};
     in.write_retries = 6;
     in.process.resident_bytes = 1 << 20;
     in.process.start_time_seconds = 1.7e9;
@@ -171,6 +171,7 @@ BOOST_AUTO_TEST_CASE(rendered_metrics_pass_the_format_check_and_carry_the_inputs
                2);
     BOOST_TEST(t.value("raftkv_http_open_connections") == 5);
     BOOST_TEST(t.value("raftkv_http_connections_rejected_total") == 1);
+    BOOST_TEST(t.value("raftkv_http_connections_unread_responses_closed_total") == 3);
     BOOST_TEST(t.types.at("raftkv_session_replays_total") == "counter");
     BOOST_TEST(t.value("raftkv_session_replays_total") == 2);
     BOOST_TEST(t.types.at("raftkv_write_retries_total") == "counter");
