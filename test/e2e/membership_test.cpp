@@ -705,6 +705,40 @@ BOOST_AUTO_TEST_CASE(a_change_that_would_stall_the_cluster_is_refused)
 
 BOOST_AUTO_TEST_SUITE_END()
 
+namespace {
+
+/// Where a member moved to: its Raft address, and the port of its HTTP address.
+struct new_addresses {
+    std::string raft;
+    std::uint16_t http_port = 0;
+};
+
+/// Moves member `moved` to new addresses through `leader` while it is down, starts it there,
+/// and hands it the leadership.
+new_addresses move_and_lead(cluster& c, std::uint64_t leader, std::uint64_t moved)
+{
+    c.terminate(moved);
+    const std::vector<std::uint16_t> ports = free_ports(2);
+    const std::string raft = "127.0.0.1:" + std::to_string(ports[0]);
+    const std::string http = "127.0.0.1:" + std::to_string(ports[1]);
+    const http_response r =
+        change_until_settled(c.http_port(leader), "PATCH", "/cluster/members/" + std::to_string(moved),
+                             R"({"raft": ")" + raft + R"(", "http": ")" + http + R"("})");
+    BOOST_TEST_REQUIRE(r.status == 200, describe(r));
+    c.start(moved,
+            with_flag(with_flag(with_flag(c.args(moved), "--peers", ""), "--raft", raft), "--http", http));
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            return request(c.http_port(leader), "POST", "/cluster/leader",
+                           R"({"id": )" + std::to_string(moved) + "}", 3s)
+                       .status == 200;
+        },
+        20s, 200ms));
+    return {raft, ports[1]};
+}
+
+} // namespace
+
 // A node whose log missed a member's move (it was down) dials the member where it no longer
 // listens; once that member leads, nothing it sends reaches the leader. It finds the new
 // address in a member's list (GET /cluster/members) and catches up.
@@ -719,25 +753,9 @@ BOOST_AUTO_TEST_CASE(a_node_that_missed_a_move_finds_the_moved_leader)
             others.push_back(id);
     const std::uint64_t behind = others[0], moved = others[1];
     c.terminate(behind);
-    c.terminate(moved);
-    const std::vector<std::uint16_t> ports = free_ports(2);
-    const std::string raft = "127.0.0.1:" + std::to_string(ports[0]);
-    const std::string http = "127.0.0.1:" + std::to_string(ports[1]);
-    const http_response r =
-        change_until_settled(c.http_port(*leader), "PATCH", "/cluster/members/" + std::to_string(moved),
-                             R"({"raft": ")" + raft + R"(", "http": ")" + http + R"("})");
-    BOOST_TEST_REQUIRE(r.status == 200, describe(r));
-    c.start(moved,
-            with_flag(with_flag(with_flag(c.args(moved), "--peers", ""), "--raft", raft), "--http", http));
     // The moved node takes over, and a write commits without `behind`.
-    BOOST_TEST_REQUIRE(wait_until(
-        [&] {
-            const http_response t = request(c.http_port(*leader), "POST", "/cluster/leader",
-                                            R"({"id": )" + std::to_string(moved) + "}", 3s);
-            return t.status == 200;
-        },
-        20s, 200ms));
-    BOOST_TEST_REQUIRE(put(ports[1], "after-move", "1").status == 200);
+    const auto [raft, http_port] = move_and_lead(c, *leader, moved);
+    BOOST_TEST_REQUIRE(put(http_port, "after-move", "1").status == 200);
 
     c.start(behind);
     BOOST_TEST(wait_until(
@@ -813,29 +831,13 @@ BOOST_AUTO_TEST_CASE(a_restarted_member_dials_a_moved_member_where_its_log_says)
             others.push_back(id);
     const std::uint64_t moved = others[0], restarted = others[1];
     const std::uint16_t old_raft_port = c.raft_port(moved);
-    c.terminate(moved);
-    const std::vector<std::uint16_t> ports = free_ports(2);
-    const std::string raft = "127.0.0.1:" + std::to_string(ports[0]);
-    const std::string http = "127.0.0.1:" + std::to_string(ports[1]);
-    const http_response r =
-        change_until_settled(c.http_port(*leader), "PATCH", "/cluster/members/" + std::to_string(moved),
-                             R"({"raft": ")" + raft + R"(", "http": ")" + http + R"("})");
-    BOOST_TEST_REQUIRE(r.status == 200, describe(r));
-    c.start(moved,
-            with_flag(with_flag(with_flag(c.args(moved), "--peers", ""), "--raft", raft), "--http", http));
     // The moved member leads, so the restarted one's first messages are answers to it.
-    BOOST_TEST_REQUIRE(wait_until(
-        [&] {
-            return request(c.http_port(*leader), "POST", "/cluster/leader",
-                           R"({"id": )" + std::to_string(moved) + "}", 3s)
-                       .status == 200;
-        },
-        20s, 200ms));
-    BOOST_TEST_REQUIRE(put(ports[1], "after-move", "1").status == 200);
+    const auto [raft, http_port] = move_and_lead(c, *leader, moved);
+    BOOST_TEST_REQUIRE(put(http_port, "after-move", "1").status == 200);
 
     c.terminate(restarted);
     const connection_counter stranger(old_raft_port);
-    BOOST_TEST_REQUIRE(put(ports[1], "while-restarting", "2").status == 200);
+    BOOST_TEST_REQUIRE(put(http_port, "while-restarting", "2").status == 200);
     c.start(restarted); // with the --peers that has `moved` at its old address
     BOOST_TEST(wait_until(
         [&] {

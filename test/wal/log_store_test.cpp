@@ -129,6 +129,17 @@ std::vector<std::uint64_t> group_offsets(const std::filesystem::path& path)
     return out;
 }
 
+/// Writes entries 1 to 200 of term 1 into `dir`, `per_group` a group (one sync each), over
+/// 4 KiB segments: a log of several segments, each of a few groups.
+void write_segmented_log(const std::filesystem::path& dir, index_t per_group)
+{
+    log_store s(dir, {.segment_bytes = 4096});
+    for (index_t i = 1; i <= 200; i += per_group) {
+        s.append(run(i, std::vector<term_t>(per_group, 1), 60));
+        s.sync();
+    }
+}
+
 /// Opening `dir` fails with an error naming `expected`: a raftkv::storage_error when the
 /// disk failed (`failing_disk`), a plain std::runtime_error when the data does not check.
 void check_open_fails(const std::filesystem::path& dir, const std::string& expected,
@@ -478,13 +489,7 @@ BOOST_AUTO_TEST_CASE(a_group_header_of_zeros_followed_by_valid_data_is_corruptio
 BOOST_AUTO_TEST_CASE(a_group_header_of_zeros_in_an_earlier_segment_is_corruption)
 {
     temp_dir dir;
-    {
-        log_store s(dir / "log", {.segment_bytes = 4096});
-        for (index_t i = 1; i <= 200; i += 10) {
-            s.append(run(i, std::vector<term_t>(10, 1), 60));
-            s.sync();
-        }
-    }
+    write_segmented_log(dir / "log", 10);
     const auto first = segments(dir / "log").front();
     const std::vector<std::uint64_t> groups = group_offsets(first);
     BOOST_REQUIRE(groups.size() >= 2u);
@@ -497,13 +502,7 @@ BOOST_AUTO_TEST_CASE(a_group_header_of_zeros_in_an_earlier_segment_is_corruption
 BOOST_AUTO_TEST_CASE(entries_missing_from_the_end_of_an_earlier_segment_are_named)
 {
     temp_dir dir;
-    {
-        log_store s(dir / "log", {.segment_bytes = 4096});
-        for (index_t i = 1; i <= 200; i += 10) {
-            s.append(run(i, std::vector<term_t>(10, 1), 60));
-            s.sync();
-        }
-    }
+    write_segmented_log(dir / "log", 10);
     const auto all = segments(dir / "log");
     BOOST_REQUIRE(all.size() >= 3u);
     const std::vector<std::uint64_t> groups = group_offsets(all[0]);
@@ -531,13 +530,7 @@ BOOST_AUTO_TEST_CASE(damage_followed_by_valid_data_is_corruption)
 BOOST_AUTO_TEST_CASE(a_missing_segment_is_corruption)
 {
     temp_dir dir;
-    {
-        log_store s(dir / "log", {.segment_bytes = 4096});
-        for (index_t i = 1; i <= 200; i += 20) {
-            s.append(run(i, std::vector<term_t>(20, 1), 60));
-            s.sync();
-        }
-    }
+    write_segmented_log(dir / "log", 20);
     const auto all = segments(dir / "log");
     BOOST_REQUIRE(all.size() >= 3u);
     std::filesystem::remove(all[1]);
@@ -547,13 +540,7 @@ BOOST_AUTO_TEST_CASE(a_missing_segment_is_corruption)
 BOOST_AUTO_TEST_CASE(a_damaged_segment_that_is_not_the_last_is_corruption)
 {
     temp_dir dir;
-    {
-        log_store s(dir / "log", {.segment_bytes = 4096});
-        for (index_t i = 1; i <= 200; i += 20) {
-            s.append(run(i, std::vector<term_t>(20, 1), 60));
-            s.sync();
-        }
-    }
+    write_segmented_log(dir / "log", 20);
     const auto first = segments(dir / "log").front();
     overwrite(first, data_end(first) - 3, "\x01");
     check_open_fails(dir / "log", "corrupt");
