@@ -50,6 +50,7 @@ using raftkv::snapshot_meta;
 using raftkv::leveldb::kv_state_machine;
 using raftkv::leveldb::kv_state_machine_options;
 using raftkv::test::check_open_fails;
+using raftkv::test::damage_leveldb_logs;
 using raftkv::test::open_raw;
 using raftkv::test::temp_dir;
 
@@ -501,16 +502,7 @@ BOOST_AUTO_TEST_CASE(damaged_records_in_leveldbs_log_are_skipped_only_when_write
         for (int k = 0; k < 200; ++k)
             BOOST_TEST_REQUIRE(db->Put({}, "k" + std::to_string(k), std::string(100, 'v')).ok());
     }
-    bool damaged = false;
-    for (const auto& f : std::filesystem::directory_iterator(dir / "sm")) {
-        if (f.path().extension() != ".log" || f.file_size() < 1000)
-            continue;
-        std::fstream file(f.path(), std::ios::in | std::ios::out | std::ios::binary);
-        file.seekp(static_cast<std::streamoff>(f.file_size() / 2));
-        file.write("\xde\xad\xbe\xef", 4);
-        damaged = true;
-    }
-    BOOST_TEST_REQUIRE(damaged);
+    BOOST_TEST_REQUIRE(damage_leveldb_logs(dir / "sm", 1000));
     BOOST_CHECK_EXCEPTION(
         detail::open_database(dir / "sm", "test"), raftkv::storage_error, [](const raftkv::storage_error& e) {
             return std::string_view(e.what()).find("cannot open: Corruption") != std::string_view::npos;

@@ -42,6 +42,7 @@ using raftkv::term_t;
 using raftkv::leveldb::log_store;
 using raftkv::test::all_entries;
 using raftkv::test::check_open_fails;
+using raftkv::test::damage_leveldb_logs;
 using raftkv::test::members_from;
 using raftkv::test::open_raw;
 using raftkv::test::run;
@@ -423,16 +424,7 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_damaged_leveldb_files)
     temp_dir dir;
     make_store(dir / "log", 50);
     // The entries are still in LevelDB's write-ahead log; flip bytes in its middle.
-    bool damaged = false;
-    for (const auto& f : std::filesystem::directory_iterator(dir / "log")) {
-        if (f.path().extension() != ".log" || f.file_size() < 200)
-            continue;
-        std::fstream file(f.path(), std::ios::in | std::ios::out | std::ios::binary);
-        file.seekp(static_cast<std::streamoff>(f.file_size() / 2));
-        file.write("\xde\xad\xbe\xef", 4);
-        damaged = true;
-    }
-    BOOST_TEST_REQUIRE(damaged);
+    BOOST_TEST_REQUIRE(damage_leveldb_logs(dir / "log", 200));
     check_open_fails<log_store>(dir / "log", "cannot open");
 }
 

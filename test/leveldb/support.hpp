@@ -15,6 +15,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <initializer_list>
 #include <memory>
 #include <stdexcept>
@@ -36,6 +37,22 @@ inline std::unique_ptr<::leveldb::DB> open_raw(const std::filesystem::path& dir)
     const ::leveldb::Status s = ::leveldb::DB::Open(options, dir.string(), &db);
     BOOST_TEST_REQUIRE(s.ok(), s.ToString());
     return std::unique_ptr<::leveldb::DB>(db);
+}
+
+/// Overwrites four bytes in the middle of each of LevelDB's write-ahead logs in `dir` of at
+/// least `min_size` bytes (records written since the last table, damaged); whether it found one.
+inline bool damage_leveldb_logs(const std::filesystem::path& dir, std::uintmax_t min_size)
+{
+    bool damaged = false;
+    for (const auto& f : std::filesystem::directory_iterator(dir)) {
+        if (f.path().extension() != ".log" || f.file_size() < min_size)
+            continue;
+        std::fstream file(f.path(), std::ios::in | std::ios::out | std::ios::binary);
+        file.seekp(static_cast<std::streamoff>(f.file_size() / 2));
+        file.write("\xde\xad\xbe\xef", 4);
+        damaged = true;
+    }
+    return damaged;
 }
 
 /// Checks that opening a `Store` on `dir` throws std::runtime_error whose message names
