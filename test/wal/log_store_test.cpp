@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <new>
 #include <optional>
@@ -856,6 +857,23 @@ BOOST_AUTO_TEST_CASE(an_entry_with_a_lower_term_than_the_base_is_corruption)
         d::put_entry_record(records, log_entry{4, 4, raftkv::entry_type::normal, "x"});
         write_segment(dir / "log", 1, d::format_version, records);
         check_open_fails(dir / "log", "entry 4 has a lower term than the base 3");
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_record_at_the_last_possible_index_is_corruption)
+{
+    // A base there would make first_index() wrap to 0; an entry there, last_index() + 1.
+    namespace d = raftkv::wal::detail;
+    constexpr raftkv::index_t last = std::numeric_limits<raftkv::index_t>::max();
+    for (const auto kind : {d::record_kind::compact, d::record_kind::snapshot, d::record_kind::entry}) {
+        temp_dir dir;
+        std::string records;
+        if (kind == d::record_kind::entry)
+            d::put_entry_record(records, log_entry{1, last, raftkv::entry_type::normal, "x"});
+        else
+            d::put_base_record(records, kind, last, 5, raftkv::encode_membership(members_from(1)));
+        write_segment(dir / "log", 1, d::format_version, records);
+        check_open_fails(dir / "log", "names index 18446744073709551615, past the last a log can hold");
     }
 }
 

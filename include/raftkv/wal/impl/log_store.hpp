@@ -11,6 +11,7 @@
 #include <cassert>
 #include <charconv>
 #include <cstdio>
+#include <limits>
 #include <stdexcept>
 #include <system_error>
 
@@ -445,6 +446,11 @@ inline void log_store::recover_segment(segment& s, bool last, std::uint64_t& end
             const auto r = detail::take_record(payload, s.version);
             if (!r)
                 detail::corrupt(s.path, "malformed record in the group at offset " + std::to_string(offset));
+            // The index after the last must exist (first_index() is the base's plus one).
+            if (r->entry.index == std::numeric_limits<index_t>::max())
+                detail::corrupt(s.path, "a record in the group at offset " + std::to_string(offset) +
+                                            " names index " + std::to_string(r->entry.index) +
+                                            ", past the last a log can hold");
             if (r->kind == detail::record_kind::entry && !entries_.empty() &&
                 r->entry.index > entries_.back().index + 1)
                 gap_ = log_gap{entries_.back().index + 1, r->entry.index, s.path};
