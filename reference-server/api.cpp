@@ -748,7 +748,7 @@ asio::awaitable<http_response> api_handler::backup(const http_request& req,
     if (ec == raftkv::errc::node_failed)
         co_return storage_failure_response(service_.storage(), request_kind::read, started);
     if (ec == raftkv::errc::not_leader) {
-        if (std::optional<std::string> outside = outside_configuration(service_.status().node))
+        if (std::optional<std::string> outside = outside_configuration(service_.status()))
             co_return error_response(http::status::service_unavailable, *outside);
         co_return error_response(http::status::service_unavailable,
                                  "no leader: a backup follows a linearizable read, which needs one");
@@ -1313,7 +1313,7 @@ asio::awaitable<http_response> api_handler::forward(const http_request& req)
     for (;;) {
         const node_id leader = service_.leader();
         if (leader == no_node || leader == service_.id()) {
-            if (std::optional<std::string> outside = outside_configuration(service_.status().node))
+            if (std::optional<std::string> outside = outside_configuration(service_.status()))
                 co_return error_response(http::status::service_unavailable, *outside);
             co_return error_response(http::status::service_unavailable, "no leader");
         }
@@ -1391,7 +1391,7 @@ asio::awaitable<http_response> api_handler::health(const http_request& req)
         co_return unhealthy("storage failed", "storage failure: " + storage.error, no_node);
     const node_id leader = service_.leader();
     if (leader == no_node) {
-        if (std::optional<std::string> outside = outside_configuration(service_.status().node))
+        if (std::optional<std::string> outside = outside_configuration(service_.status()))
             co_return unhealthy("not a member", *outside, no_node);
         co_return unhealthy("no leader", "no leader", no_node);
     }
@@ -1591,7 +1591,7 @@ json::object status_json(const kv_service& service)
     if (storage.failed()) {
         body["role"] = "unavailable";
         body["leader"] = nullptr;
-    } else if (outside_configuration(n)) {
+    } else if (outside_configuration(s)) {
         body["role"] = "removed";
     }
     body["storage"] = storage_json(storage);

@@ -216,6 +216,9 @@ std::string members_json(const service_status& s, const std::map<node_id, index_
     body["cluster_id"] = cluster_id_hex(s.cluster_id);
     body["members"] = std::move(members);
     body["members_index"] = s.node.members_index;
+    // Whether that configuration is committed as far as the answering node knows: a node
+    // missing from a committed one was removed (kv_service's address check relies on it).
+    body["members_committed"] = s.node.members_index <= s.node.commit_index;
     body["joint"] = s.node.members.joint();
     body["leader"] = s.node.leader == no_node ? json::value(nullptr) : json::value(s.node.leader);
     return json::serialize(body);

@@ -221,13 +221,22 @@ std::optional<std::string> outside_configuration(const node_status& n)
            "bring it back, add it again with an empty data directory)";
 }
 
+std::optional<std::string> outside_configuration(const service_status& s)
+{
+    if (std::optional<std::string> outside = outside_configuration(s.node))
+        return outside;
+    if (s.removal_heard && s.node.leader == no_node)
+        return s.removal_heard;
+    return std::nullopt;
+}
+
 std::optional<not_ready> readiness_problem(const service_status& s, const storage_status& storage,
                                            std::uint64_t max_lag)
 {
     if (storage.failed())
         return not_ready{"storage failed", "storage failure: " + storage.error};
     const node_status& n = s.node;
-    if (std::optional<std::string> outside = outside_configuration(n))
+    if (std::optional<std::string> outside = outside_configuration(s))
         return not_ready{"not a member", std::move(*outside)};
     if (!n.members.contains(n.id))
         return not_ready{"not a member", "not a member of the configuration in force (index " +

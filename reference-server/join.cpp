@@ -69,6 +69,11 @@ cluster_view parse_cluster_view(std::string_view body)
         if (ec)
             malformed("\"members_index\" is not a log index");
     }
+    if (const json::value* committed = o.if_contains("members_committed")) {
+        if (!committed->is_bool())
+            malformed("\"members_committed\" is not true or false");
+        view.members_committed = committed->get_bool();
+    }
     const json::value* members = o.if_contains("members");
     if (!members || !members->is_array())
         malformed("no \"members\" array");

@@ -38,6 +38,9 @@ struct cluster_view {
     /// The index of the configuration the answering node has ("members_index": a
     /// snapshot's index when its log no longer holds the entry); 0 if absent.
     index_t members_index = 0;
+    /// Whether the answering node knew that configuration committed ("members_committed";
+    /// false if absent).
+    bool members_committed = false;
 };
 
 /// Asks the member at `address` for GET /cluster/members and reads the cluster's id and

@@ -482,7 +482,10 @@ struct kv_service::impl {
     mutable std::mutex node_mutex;
     std::shared_ptr<raft_node> node; // written on the strand under node_mutex
     storage_status storage;          // under node_mutex
-    node_status last_status;         // under node_mutex: the failed node's, for /status
+    // What a member's list said of this node's removal (service_status::removal_heard); under
+    // node_mutex, written on the strand.
+    std::optional<std::string> removal_heard;
+    node_status last_status; // under node_mutex: the failed node's, for /status
 
     // Touched on `strand` only.
     boost::asio::steady_timer watch_timer;
@@ -1086,14 +1089,23 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
 // leader it follows cannot be reached, or it has known no leader for ten election timeouts
 // (and does not know itself removed), it asks the members' HTTP APIs for their member list
 // (at most every 5 s), dials a member where a newer configuration than its own says, and
-// says so when that configuration has the members dial this node elsewhere.
+// says so when that configuration has the members dial this node elsewhere. A committed
+// configuration without this node says it was removed: a node removed while it was down,
+// once the members' logs no longer hold its removal, is told by no leader.
 void kv_service::impl::maybe_check_addresses(const node_status& s)
 {
     const clock::time_point now = clock::now();
     if (s.leader != no_node)
         leader_seen_at = now;
+    bool removed = false;
+    {
+        std::lock_guard lock(node_mutex);
+        if (s.leader != no_node)
+            removal_heard.reset(); // a leader replicates to it: it is a member after all
+        removed = removal_heard.has_value();
+    }
     if (address_check_running || now - address_check_started < std::chrono::seconds(5) ||
-        outside_configuration(s))
+        outside_configuration(s) || removed)
         return;
     const auto unreachable = unreachable_at.find(s.leader);
     const bool leader_unreachable = s.leader != no_node && s.leader != config.id &&
@@ -1212,6 +1224,28 @@ void kv_service::impl::learn_addresses(const cluster_view& view, bool own_reache
     const std::string source = "member " + std::to_string(*view.answered_by) + "'s configuration at index " +
                                std::to_string(view.members_index) + " (this node's is at index " +
                                std::to_string(s.members_index) + ")";
+    if (!view.raft.contains(config.id)) {
+        if (!view.members_committed || s.leader != no_node)
+            return; // its removal may not commit; a node still removing it replicates to it
+        std::string members;
+        for (const auto& [id, raft] : view.raft) {
+            members.append(members.empty() ? "" : ",").append(std::to_string(id));
+            if (std::find(view.learners.begin(), view.learners.end(), id) != view.learners.end())
+                members.append(" (learner)");
+        }
+        std::string why = "node " + std::to_string(config.id) + " is not a member of the cluster: member " +
+                          std::to_string(*view.answered_by) + "'s committed configuration at index " +
+                          std::to_string(view.members_index) + " (members " + members +
+                          ") does not include this node: it was removed while it could not hear of it "
+                          "(the configuration in its own log is the one at index " +
+                          std::to_string(s.members_index) +
+                          "), and serves nothing; send requests to a member, and stop this node (to bring "
+                          "it back, add it again with an empty data directory)";
+        log(log_level::warn, why);
+        std::lock_guard lock(node_mutex);
+        removal_heard = std::move(why);
+        return;
+    }
     bool changed = false;
     for (const auto& [id, raft] : view.raft) {
         if (id == config.id) {
@@ -1893,7 +1927,11 @@ std::uint64_t kv_service::retired_incarnation(node_id id) const
 service_status kv_service::status() const
 {
     const node_status s = impl_->status();
-    service_status out{s, {}, impl_->config.cluster_id};
+    service_status out{s, {}, impl_->config.cluster_id, {}};
+    {
+        std::lock_guard lock(impl_->node_mutex);
+        out.removal_heard = impl_->removal_heard;
+    }
     const membership& m = s.members;
     for (node_id id : member_ids(m)) {
         member_status member{id, {}, impl_->http_address_of(m, id), member_role::voter};
@@ -1925,6 +1963,10 @@ boost::asio::awaitable<metrics_inputs> kv_service::metrics()
     // After the counters, so that no peer's match index is ahead of the last index shown.
     in.status = impl_->status();
     in.storage_failed = storage().failed();
+    {
+        std::lock_guard lock(impl_->node_mutex);
+        in.removal_heard = impl_->removal_heard.has_value() && in.status.leader == no_node;
+    }
     in.watchers = impl_->journal.watchers();
     in.watch_history_entries = impl_->journal.size();
     in.watch_history_bytes = impl_->journal.bytes();

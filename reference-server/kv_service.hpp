@@ -220,6 +220,11 @@ struct service_status {
     std::vector<member_status> members;
     /// The cluster this node belongs to (identity.hpp).
     std::uint64_t cluster_id = 0;
+    /// Set when this node's log does not say it was removed, but a member's committed
+    /// configuration, newer than the one in its log, does not include it: what that member
+    /// said (a node removed while it was down, whose removal the members' logs no longer
+    /// hold, hears of it from no leader). outside_configuration() reports it.
+    std::optional<std::string> removal_heard;
 };
 
 /// The outcome of a membership change.

@@ -310,9 +310,10 @@ void render_node(exposition_writer& w, const metrics_inputs& in)
     // holds a configuration naming it (it knows none yet, or follows a leader that added it).
     // "removed" as /status says it: outside the configuration, following no leader.
     if (s.members.contains(s.id) || (!s.members.empty() && s.leader == no_node)) {
-        const std::string_view place = s.members.is_learner(s.id) ? "learner"
-                                       : s.members.contains(s.id) ? "voter"
-                                                                  : "removed";
+        const std::string_view place = in.removal_heard             ? "removed"
+                                       : s.members.is_learner(s.id) ? "learner"
+                                       : s.members.contains(s.id)   ? "voter"
+                                                                    : "removed";
         w.family("raftkv_membership", "gauge",
                  "1 for this node's place in the configuration in force (voter, learner, or removed: "
                  "in none), 0 for the others.");

@@ -853,3 +853,40 @@ BOOST_AUTO_TEST_CASE(a_restarted_member_dials_a_moved_member_where_its_log_says)
                         std::to_string(old_raft_port) + " (--peers)") != std::string::npos,
                log);
 }
+
+// A follower removed while it was down, whose removal the members' logs compacted away before
+// it came back, hears from no leader: the leader's log no longer holds the entry that would
+// tell it. It finds itself missing from a member's committed list (GET /cluster/members) and
+// says it was removed, as a node that saw its removal does.
+BOOST_AUTO_TEST_CASE(a_node_removed_while_down_learns_it_from_a_members_list)
+{
+    cluster c(3, true, {"--snapshot-entries", "50", "--snapshot-catchup-entries", "10"});
+    const auto leader = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    const std::uint64_t gone = *leader == 3 ? 2 : 3;
+    BOOST_TEST_REQUIRE(put(c.http_port(*leader), "before", "1").status == 200);
+    c.terminate(gone);
+    const http_response r =
+        change_until_settled(c.http_port(*leader), "DELETE", "/cluster/members/" + std::to_string(gone), {});
+    BOOST_TEST_REQUIRE(r.status == 200, describe(r));
+    for (int k = 0; k < 150; ++k)
+        BOOST_TEST_REQUIRE(put(c.http_port(*leader), "after-" + std::to_string(k), "x").status == 200);
+
+    c.start(gone);
+    BOOST_TEST(wait_until(
+                   [&] {
+                       const http_response s = request(c.http_port(gone), "GET", "/status", {}, 2s);
+                       return s.status == 200 && parse_json(s.body).string("role") == "removed";
+                   },
+                   40s, 250ms),
+               "the node removed while down never said role \"removed\"");
+    const http_response health = request(c.http_port(gone), "GET", "/health", {}, 2s);
+    BOOST_TEST(health.status == 503);
+    BOOST_TEST(health.body.find("does not include this node: it was removed") != std::string::npos,
+               health.body);
+    const http_response put_there = put(c.http_port(gone), "x", "y");
+    BOOST_TEST(put_there.status == 503);
+    BOOST_TEST(put_there.body.find("it was removed") != std::string::npos, put_there.body);
+    const std::string log = read_tail(c.spec(gone).log_file, 1 << 20);
+    BOOST_TEST(log.find("does not include this node: it was removed") != std::string::npos, log);
+}

@@ -575,6 +575,7 @@ BOOST_AUTO_TEST_CASE(the_member_list_names_roles_addresses_and_match_only_where_
     s.node.id = 3;
     s.node.leader = 1;
     s.node.members_index = 12;
+    s.node.commit_index = 11;
     s.node.members = raftkv::membership{{1, 3}, {1, 2}, {4}};
     s.members = {{1, "h:1", "h:8001", member_role::voter},
                  {2, "h:2", std::nullopt, member_role::outgoing},
@@ -586,9 +587,11 @@ BOOST_AUTO_TEST_CASE(the_member_list_names_roles_addresses_and_match_only_where_
                        R"({"id":2,"raft":"h:2","http":null,"role":"outgoing"},)"
                        R"({"id":3,"raft":"h:3","http":null,"role":"voter"},)"
                        R"({"id":4,"raft":"h:4","http":"h:8004","role":"learner","match":18}],)"
-                       R"("members_index":12,"joint":true,"leader":1})");
+                       R"("members_index":12,"members_committed":false,"joint":true,"leader":1})");
     s.node.leader = raftkv::no_node;
-    BOOST_TEST(raftkv::server::members_json(s, {}).ends_with(R"("leader":null})"));
+    s.node.commit_index = 12;
+    BOOST_TEST(raftkv::server::members_json(s, {}).ends_with(
+        R"("members_committed":true,"joint":true,"leader":null})"));
 }
 
 // ---- Member info ----------------------------------------------------------------------

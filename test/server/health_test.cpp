@@ -327,3 +327,21 @@ BOOST_AUTO_TEST_CASE(a_node_outside_the_configuration_with_no_leader_says_it_was
     BOOST_TEST(!outside_configuration(s.node).has_value(),
                "a node that joined and has not heard from the leader yet was not removed");
 }
+
+// A node removed while it was down may hear of it only from a member's list: its log still
+// has it as a member, and what the service heard stands in for the log.
+BOOST_AUTO_TEST_CASE(a_member_that_heard_of_its_removal_from_a_list_says_so_while_it_follows_nobody)
+{
+    using raftkv::server::outside_configuration;
+    auto s = ready_node();
+    s.removal_heard = "node 2 is not a member of the cluster: member 1's committed configuration ...";
+    BOOST_TEST(!outside_configuration(s).has_value(), "a leader replicates to it: it is a member after all");
+    s.node.leader = raftkv::no_node;
+    BOOST_TEST(outside_configuration(s).value_or("") == *s.removal_heard);
+    const auto problem = raftkv::server::readiness_problem(s, {});
+    BOOST_TEST_REQUIRE(problem.has_value());
+    BOOST_TEST(problem->reason == "not a member");
+    BOOST_TEST(problem->message == *s.removal_heard);
+    s.removal_heard.reset();
+    BOOST_TEST(!outside_configuration(s).has_value(), "a member without a leader waits for one");
+}

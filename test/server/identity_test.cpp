@@ -490,8 +490,10 @@ BOOST_AUTO_TEST_CASE(a_member_list_names_who_answered_its_leader_and_the_members
     const auto v = parse_cluster_view(
         R"({"id":2,"cluster_id":"00000000000abcde","members":[)"
         R"({"id":1,"raft":"h:1","http":"h:8001","role":"voter"},{"id":2,"raft":"h:2","http":null,"role":"voter"},)"
-        R"({"id":4,"raft":"h:4","http":"h:8004","role":"learner"}],"members_index":7,"joint":false,"leader":1})");
+        R"({"id":4,"raft":"h:4","http":"h:8004","role":"learner"}],"members_index":7,"joint":false,"leader":1,)"
+        R"("members_committed":true})");
     BOOST_TEST(v.cluster_id == 0xabcdeu);
+    BOOST_TEST(v.members_committed);
     BOOST_TEST(v.answered_by.value_or(0) == 2u);
     BOOST_TEST(v.leader.value_or(0) == 1u);
     BOOST_TEST(v.raft.size() == 3u);
@@ -503,6 +505,9 @@ BOOST_AUTO_TEST_CASE(a_member_list_names_who_answered_its_leader_and_the_members
         parse_cluster_view(R"({"cluster_id":"1","members":[{"id":1,"raft":"h:1"}],"leader":null})");
     BOOST_TEST(!old.answered_by.has_value());
     BOOST_TEST(!old.leader.has_value());
+    BOOST_TEST(!old.members_committed, "a list that does not say is not known committed");
+    BOOST_CHECK_THROW(parse_cluster_view(R"({"cluster_id":"1","members":[],"members_committed":1})"),
+                      std::runtime_error);
     BOOST_CHECK_THROW(parse_cluster_view(R"({"id":0,"cluster_id":"1","members":[]})"), std::runtime_error);
     BOOST_CHECK_THROW(parse_cluster_view(R"({"id":"2","cluster_id":"1","members":[]})"), std::runtime_error);
 }

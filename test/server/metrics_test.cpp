@@ -217,6 +217,9 @@ BOOST_AUTO_TEST_CASE(the_membership_gauge_says_voter_learner_or_removed_and_noth
     BOOST_TEST(membership_of(in) == "removed");
     in.status.members = {}; // joined, no configuration yet
     BOOST_TEST(membership_of(in) == "absent");
+    in.status.members.voters = {1, 2, 3}; // a member in its log, removed as a member's list says
+    in.removal_heard = true;
+    BOOST_TEST(membership_of(in) == "removed");
 }
 
 // The checker itself must be able to fail, or the tests above prove nothing.
