@@ -1236,11 +1236,10 @@ void kv_service::impl::learn_addresses(const cluster_view& view, bool own_reache
         std::string why = "node " + std::to_string(config.id) + " is not a member of the cluster: member " +
                           std::to_string(*view.answered_by) + "'s committed configuration at index " +
                           std::to_string(view.members_index) + " (members " + members +
-                          ") does not include this node: it was removed while it could not hear of it "
-                          "(the configuration in its own log is the one at index " +
+                          ") does not include it, though the one in its own log (at index " +
                           std::to_string(s.members_index) +
-                          "), and serves nothing; send requests to a member, and stop this node (to bring "
-                          "it back, add it again with an empty data directory)";
+                          ") does: it was removed and serves nothing; send requests to a member, and stop "
+                          "this node (to bring it back, add it again with an empty data directory)";
         log(log_level::warn, why);
         std::lock_guard lock(node_mutex);
         removal_heard = std::move(why);
