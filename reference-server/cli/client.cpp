@@ -8,11 +8,15 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/error.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/version.hpp>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <algorithm>
 #include <exception>
@@ -61,6 +65,17 @@ struct attempt_result {
     bool done = false;
 };
 
+/// Whether `ec` is a TLS alert the server sent: it refused the handshake (with TLS 1.3 the
+/// client's side ends first, so the refusal of its certificate arrives as the answer's read
+/// fails), and so never read the request.
+bool refused_by_alert(const beast::error_code& ec)
+{
+    if (ec.category() != asio::error::get_ssl_category())
+        return false;
+    const int reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
+    return reason >= SSL_AD_REASON_OFFSET && reason < SSL_AD_REASON_OFFSET + 256;
+}
+
 asio::awaitable<void> attempt(asio::any_io_executor ex, std::shared_ptr<server::tls_context> tls,
                               const endpoint& e, const http_request& req, clock::time_point deadline,
                               attempt_result& out)
@@ -92,6 +107,11 @@ asio::awaitable<void> attempt(asio::any_io_executor ex, std::shared_ptr<server::
     parser.body_limit(body_limit);
     const beast::error_code read_ec = co_await stream.read(buffer, parser);
     stream.close();
+    if (read_ec && refused_by_alert(read_ec)) {
+        out.sent = false;
+        out.error = "the server refused the TLS handshake: " + read_ec.message();
+        co_return;
+    }
     if (read_ec) {
         out.error = read_ec == beast::error::timeout ? std::string("timed out waiting for the answer")
                                                      : "no answer: " + read_ec.message();
@@ -151,6 +171,11 @@ asio::awaitable<void> attempt_stream(asio::any_io_executor ex, std::shared_ptr<s
         out.status = static_cast<int>(parser.get().result_int());
         if (const auto from = parser.get().find("X-Raftkv-Watch-From"); from != parser.get().end())
             out.watch_from = std::string(from->value());
+    }
+    if (read_ec && out.status == 0 && refused_by_alert(read_ec)) {
+        out.sent = false;
+        out.error = "the server refused the TLS handshake: " + read_ec.message();
+        co_return;
     }
     if (read_ec) {
         out.error = read_ec == beast::error::timeout ? std::string("nothing arrived for too long")

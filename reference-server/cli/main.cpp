@@ -127,7 +127,7 @@ std::optional<std::string> error_message(const std::string& body)
 int fail(const answer& a)
 {
     if (a.status == 0) {
-        std::cerr << "raftkv: no answer: " << a.body
+        std::cerr << "raftkv: no endpoint answered: " << a.body
                   << (a.outcome_unknown ? " (the request was sent: its outcome is unknown)" : "") << "\n";
         return code_for(a.status);
     }
@@ -1112,7 +1112,9 @@ client_options make_client_options(const po::variables_map& vm)
             continue;
         const std::optional<endpoint> e = parse_endpoint(item);
         if (!e)
-            throw usage_failure("--endpoints: not an http:// or https:// URL: '" + item + "'");
+            throw usage_failure("--endpoints: '" + item +
+                                "' is not an endpoint: expected http://HOST:PORT, https://HOST:PORT or "
+                                "HOST:PORT, the port included");
         o.endpoints.push_back(*e);
     }
     if (o.endpoints.empty())

@@ -773,6 +773,9 @@ BOOST_AUTO_TEST_CASE(help_and_usage_errors)
         BOOST_TEST(r.err.find("unknown option '" + option + "'") != std::string::npos, r);
         BOOST_TEST(r.err.find("unknown command") == std::string::npos, r);
     }
+    r = run_cli({"--endpoints", "http://127.0.0.1", "get", "k"});
+    BOOST_TEST(r.code == usage, r);
+    BOOST_TEST(r.err.find("the port included") != std::string::npos, r);
     r = run_cli({"get", "--bogus", "k"});
     BOOST_TEST(r.code == usage, r);
     BOOST_TEST(r.err.find("--bogus") != std::string::npos, r);
@@ -861,8 +864,12 @@ BOOST_AUTO_TEST_CASE(https_endpoints_with_a_ca_and_a_client_certificate)
     BOOST_TEST(r.out == "over tls\n", r);
 
     // Without the client certificate, or trusting only the system's CAs: no answer.
-    r = run_cli({"--endpoints", endpoint, "--cacert", file("ca.crt"), "--timeout", "3s", "get", "k"});
+    r = run_cli({"--endpoints", endpoint, "--cacert", file("ca.crt"), "--timeout", "3s", "put", "k", "v"});
     BOOST_TEST(r.code == unavailable, r);
+    BOOST_TEST(r.err.starts_with("raftkv: no endpoint answered: " + endpoint +
+                                 ": the server refused the TLS handshake: "),
+               r);
+    BOOST_TEST(r.err.find("outcome is unknown") == std::string::npos, r);
     r = run_cli({"--endpoints", endpoint, "--cert", file("client.crt"), "--key", file("client.key"),
                  "--timeout", "3s", "get", "k"});
     BOOST_TEST(r.code == unavailable, r);
