@@ -174,6 +174,18 @@ http_tls load_tls(const server_config& config)
     }
 }
 
+// Warns of each certificate in use (HTTPS, peer TLS) that expired, is not valid yet, or
+// expires within a week: clients and peers that verify it refuse it, and nothing else would
+// say why until then.
+void warn_of_certificate_validity(const server_config& config)
+{
+    std::set<std::string> checked;
+    for (const std::string* file : {&config.tls_cert, &config.peer_cert})
+        if (!file->empty() && checked.insert(*file).second)
+            if (const std::optional<std::string> problem = certificate_validity_problem(*file))
+                log(log_level::warn, *problem);
+}
+
 // Reads the TLS files again, on SIGHUP and when one of them changes (polled every
 // tls_poll_interval: a renewed certificate takes effect without a restart). What loads
 // serves the connections made from then on; what does not is logged, and the files in use
@@ -248,6 +260,10 @@ private:
                 return;
             if (fingerprint() != seen_)
                 reload("the TLS files changed");
+            else if (std::chrono::steady_clock::now() - validity_checked_ >= std::chrono::hours(24)) {
+                validity_checked_ = std::chrono::steady_clock::now();
+                warn_of_certificate_validity(config_);
+            }
             poll();
         });
     }
@@ -280,6 +296,8 @@ private:
             log(log_level::info, why + ": no TLS files to reload");
         for (const std::string& what : reloaded)
             log(log_level::info, why + ": reloaded " + what + "; connections made from now on use it");
+        validity_checked_ = std::chrono::steady_clock::now();
+        warn_of_certificate_validity(config_);
     }
 
     const server_config& config_;
@@ -291,6 +309,8 @@ private:
     asio::signal_set hangup_;
     asio::steady_timer poll_;
     std::string seen_; // on strand_
+    // When the certificates' validity was last checked (at start-up, each reload, daily).
+    std::chrono::steady_clock::time_point validity_checked_ = std::chrono::steady_clock::now();
 };
 
 http_server_options http_options(const server_config& config, const http_tls& tls)
@@ -713,6 +733,7 @@ int run(server_config config)
     }
 
     const http_tls tls = load_tls(config);
+    warn_of_certificate_validity(config);
     // A node joining records that it joined before it creates its storage: killed in
     // between, it would leave Raft data without an identity, which no later start could
     // join with (--join wants an empty directory) and a start without --join would adopt

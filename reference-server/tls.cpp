@@ -4,9 +4,13 @@
 #include <boost/system/system_error.hpp>
 
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 
 namespace raftkv::server {
@@ -100,6 +104,53 @@ std::shared_ptr<tls_context> make_client_tls(const std::string& ca_file, const s
     if (!cert_file.empty())
         use_certificate(*context, cert_file, key_file);
     return std::make_shared<tls_context>(std::move(context));
+}
+
+namespace {
+
+// "2026-12-01 00:00:00 UTC"; the ASN.1 text when it does not convert.
+std::string utc_text(const ASN1_TIME* t)
+{
+    std::tm tm{};
+    if (ASN1_TIME_to_tm(t, &tm) != 1)
+        return "an unreadable time";
+    char out[32];
+    std::strftime(out, sizeof out, "%Y-%m-%d %H:%M:%S UTC", &tm);
+    return out;
+}
+
+} // namespace
+
+std::optional<std::string> certificate_validity_problem(const std::string& cert_file,
+                                                        std::chrono::seconds soon)
+{
+    const std::unique_ptr<BIO, decltype(&BIO_free)> in(BIO_new_file(cert_file.c_str(), "r"), &BIO_free);
+    if (!in) {
+        ERR_clear_error();
+        return std::nullopt;
+    }
+    const std::unique_ptr<X509, decltype(&X509_free)> cert(
+        PEM_read_bio_X509(in.get(), nullptr, nullptr, nullptr), &X509_free);
+    ERR_clear_error();
+    if (!cert)
+        return std::nullopt;
+    const std::string name = "the certificate '" + cert_file + "'";
+    const ASN1_TIME* not_before = X509_get0_notBefore(cert.get());
+    const ASN1_TIME* not_after = X509_get0_notAfter(cert.get());
+    if (X509_cmp_current_time(not_after) <= 0)
+        return name + " expired at " + utc_text(not_after) +
+               ": peers that check it refuse every connection; renew it (a changed file is read again "
+               "within 10 s, or on SIGHUP)";
+    if (X509_cmp_current_time(not_before) > 0)
+        return name + " is not valid before " + utc_text(not_before) +
+               ": peers that check it refuse every connection until then (is this machine's clock right?)";
+    int days = 0, seconds = 0;
+    if (ASN1_TIME_diff(&days, &seconds, nullptr, not_after) == 1 &&
+        std::chrono::days(days) + std::chrono::seconds(seconds) < soon)
+        return name + " expires at " + utc_text(not_after) + ", in " +
+               (days > 0 ? std::to_string(days) + " days" : std::to_string(seconds / 3600) + " hours") +
+               ": renew it (a changed file is read again within 10 s, or on SIGHUP)";
+    return std::nullopt;
 }
 
 } // namespace raftkv::server

@@ -9,7 +9,9 @@
 //     std::shared_ptr<tls_context> tls = make_server_tls("node-1.crt", "node-1.key", "ca.crt");
 //     options.tls = tls;
 
+#include <chrono>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -55,6 +57,13 @@ std::shared_ptr<tls_context> make_server_tls(const std::string& cert_file, const
 /// `key_file`, presents that certificate. Throws tls_error.
 std::shared_ptr<tls_context> make_client_tls(const std::string& ca_file, const std::string& cert_file = {},
                                              const std::string& key_file = {});
+
+/// What is wrong with when the first certificate in the PEM file `cert_file` is valid, as
+/// of now: expired, not valid yet, or expiring within `soon` ("the certificate 'node.crt'
+/// expired at 2026-12-01 00:00:00 UTC: ..."). Nothing when it is valid for longer, or the
+/// file holds no certificate that reads (loading it says why).
+std::optional<std::string> certificate_validity_problem(const std::string& cert_file,
+                                                        std::chrono::seconds soon = std::chrono::days(7));
 
 } // namespace raftkv::server
 

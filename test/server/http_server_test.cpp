@@ -18,10 +18,15 @@
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
 
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -1241,4 +1246,54 @@ BOOST_AUTO_TEST_CASE(a_streamed_body_to_http_1_0_ends_with_the_connection)
     BOOST_TEST(!streamed->chunked());
     BOOST_TEST(streamed->body() == "part0part1");
     BOOST_TEST(!c.read(1s).has_value());
+}
+
+namespace {
+
+/// Writes a self-signed certificate valid from `from` to `to` (offsets from now) to `file`.
+void write_certificate(const std::filesystem::path& file, std::chrono::seconds from, std::chrono::seconds to)
+{
+    const std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_EC_gen("P-256"), &EVP_PKEY_free);
+    const std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), &X509_free);
+    BOOST_TEST_REQUIRE((key && cert));
+    ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1);
+    X509_gmtime_adj(X509_getm_notBefore(cert.get()), static_cast<long>(from.count()));
+    X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(to.count()));
+    X509_set_pubkey(cert.get(), key.get());
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(cert.get()), "CN", MBSTRING_ASC,
+                               reinterpret_cast<const unsigned char*>("raftkv test"), -1, -1, 0);
+    X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
+    BOOST_TEST_REQUIRE(X509_sign(cert.get(), key.get(), EVP_sha256()) > 0);
+    const std::unique_ptr<BIO, decltype(&BIO_free)> out(BIO_new_file(file.c_str(), "w"), &BIO_free);
+    BOOST_TEST_REQUIRE(PEM_write_bio_X509(out.get(), cert.get()) == 1);
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_certificate_that_expired_is_not_valid_yet_or_expires_soon_is_reported)
+{
+    using raftkv::server::certificate_validity_problem;
+    using namespace std::chrono;
+    raftkv::test::temp_dir dir;
+    const auto check = [&](seconds from, seconds to) {
+        const std::filesystem::path file = dir.path() / "node.crt";
+        write_certificate(file, from, to);
+        return certificate_validity_problem(file.string()).value_or("");
+    };
+    BOOST_TEST(check(-days(30), days(60)) == "");
+    const std::string expired = check(-days(30), -hours(1));
+    BOOST_TEST(
+        expired.starts_with("the certificate '" + (dir.path() / "node.crt").string() + "' expired at 20"),
+        expired);
+    BOOST_TEST(expired.find(" UTC: peers that check it refuse every connection") != std::string::npos,
+               expired);
+    const std::string early = check(hours(2), days(60));
+    BOOST_TEST(early.find("is not valid before") != std::string::npos, early);
+    const std::string soon = check(-days(30), days(3) + hours(1));
+    BOOST_TEST(soon.find("expires at") != std::string::npos, soon);
+    BOOST_TEST(soon.find(", in 3 days: renew it") != std::string::npos, soon);
+    const std::string hours_left = check(-days(1), hours(4) + minutes(30));
+    BOOST_TEST(hours_left.find(", in 4 hours: renew it") != std::string::npos, hours_left);
+    // What does not read as a certificate is for loading it to report.
+    BOOST_TEST(!certificate_validity_problem((dir.path() / "missing.crt").string()).has_value());
 }
