@@ -175,15 +175,20 @@ backup_header read_backup_header(const std::filesystem::path& file)
 backup_header verify_backup(const std::filesystem::path& file, std::uint64_t& bytes)
 {
     std::optional<raftkv::leveldb::detail::snapshot_decoder> decoder;
+    std::uint64_t state_bytes = 0; // after the header
     try {
         const backup_header h =
             read_backup(file, bytes, [&](const backup_header& header, std::string_view data) {
                 if (!decoder)
                     decoder.emplace(header.index);
+                state_bytes += data.size();
                 decoder->feed(data, [](auto, std::string_view, std::string_view) {});
             });
         // Once read_backup() has a header it calls back at least once (with no bytes when none
         // follow), so the decoder exists here.
+        if (state_bytes == 0)
+            throw std::runtime_error(
+                file.string() + " is incomplete: nothing follows its header (the state it holds is missing)");
         if (!decoder->done())
             throw std::runtime_error(file.string() + " is incomplete: it ends with " + decoder->missing());
         return h;

@@ -121,11 +121,19 @@ BOOST_AUTO_TEST_CASE(a_whole_backup_passes_and_a_cut_or_damaged_one_is_refused)
     BOOST_TEST(bytes == std::filesystem::file_size(file));
 
     const std::string whole = contents(file);
-    for (std::size_t cut : {std::size_t{0}, std::size_t{10}, whole.find("\n\n") + 2, whole.size() - 1}) {
+    const std::size_t header_end = whole.find("\n\n") + 2;
+    for (std::size_t cut : {std::size_t{0}, std::size_t{10}, header_end, header_end + 3, whole.size() - 1}) {
         write(dir.path() / "cut", whole.substr(0, cut));
         BOOST_TEST(!error_of(dir.path() / "cut").empty(), "cut at " << cut);
     }
     BOOST_TEST(error_of(dir.path() / "cut").find("is incomplete") != std::string::npos);
+    write(dir.path() / "cut", whole.substr(0, header_end));
+    BOOST_TEST(error_of(dir.path() / "cut")
+                   .ends_with("is incomplete: nothing follows its header (the state it holds is missing)"));
+    write(dir.path() / "cut", whole.substr(0, header_end + 3));
+    BOOST_TEST(error_of(dir.path() / "cut")
+                   .ends_with("is incomplete: it ends with 3 bytes of an incomplete stream header"),
+               error_of(dir.path() / "cut"));
     std::string flipped = whole;
     flipped[flipped.size() - 12] ^= 1;
     write(dir.path() / "flipped", flipped);

@@ -127,7 +127,7 @@ public:
     {
         const std::string held = std::to_string(pending_.size()) + " bytes of an incomplete ";
         switch (state_) {
-        case state::header: return held + "header";
+        case state::header: return held + "stream header";
         case state::records:
             return held + "record, or the trailer, after " + std::to_string(records_) + " records";
         case state::done: break;
