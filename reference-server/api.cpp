@@ -673,6 +673,10 @@ http_response api_handler::watch(const http_request& req, std::shared_ptr<respon
     watch_request& q = *checked.value;
     if (service_.storage().failed())
         return storage_failure_response(service_.storage(), request_kind::read, clock::now());
+    // A removed node's journal never grows again: a watch there would wait for ever.
+    if (service_.removed())
+        if (std::optional<std::string> outside = outside_configuration(service_.status()))
+            return error_response(http::status::service_unavailable, *outside);
     change_journal& journal = service_.changes();
     const index_t applied = journal.applied();
     const index_t from = q.from.value_or(applied + 1);
@@ -1296,6 +1300,9 @@ asio::awaitable<http_response> api_handler::not_done(const http_request& req, st
         co_return co_await forward(req);
     if (ec == raftkv::errc::node_failed)
         co_return storage_failure_response(service_.storage(), kind, started);
+    if (ec == raftkv::errc::not_a_member && kind == request_kind::read) // a stale read
+        if (std::optional<std::string> outside = outside_configuration(service_.status()))
+            co_return error_response(http::status::service_unavailable, *outside);
     co_return failure_response(ec, kind);
 }
 
@@ -1470,6 +1477,9 @@ http_response failure_response(std::error_code ec, request_kind kind)
                                ? "storage failure; this node is not serving until its storage recovers; the "
                                  "outcome is unknown"
                                : "storage failure; this node is not serving until its storage recovers");
+    if (ec == errc::not_a_member && kind == request_kind::read)
+        return unavailable("this node is not a member of the cluster (it was removed) and serves nothing; "
+                           "send requests to a member");
     if (ec == errc::not_a_member) // the leader refused what this node handed it
         return unavailable(
             "this node is not a member of the cluster (it was removed); the write did not take "

@@ -485,6 +485,8 @@ struct kv_service::impl {
     // What a member's list said of this node's removal (service_status::removal_heard); under
     // node_mutex, written on the strand.
     std::optional<std::string> removal_heard;
+    // kv_service::removed(), set each tick.
+    std::atomic<bool> removed{false};
     node_status last_status; // under node_mutex: the failed node's, for /status
 
     // Touched on `strand` only.
@@ -1380,6 +1382,13 @@ void kv_service::impl::observe()
             log(log_level::warn, *outside);
     }
     maybe_check_addresses(s);
+    bool heard = false;
+    {
+        std::lock_guard lock(node_mutex);
+        heard = removal_heard.has_value();
+    }
+    removed.store((heard && s.leader == no_node) || outside_configuration(s).has_value(),
+                  std::memory_order_relaxed);
     if (publishing || !s.members.contains(config.id))
         return;
     // A leader publishes its address once per term it leads, and every member whenever the
@@ -1700,8 +1709,13 @@ namespace {
 /// again once there is one, within `deadline`: a read changes nothing, so trying it again is
 /// always safe.
 boost::asio::awaitable<std::optional<std::pair<index_t, read_path>>>
-read_point(raft_node& n, read_consistency consistency, std::error_code& ec, const server_config& c)
+read_point(raft_node& n, read_consistency consistency, std::error_code& ec, const server_config& c,
+           bool removed)
 {
+    if (consistency == read_consistency::stale && removed) {
+        ec = make_error_code(raftkv::errc::not_a_member); // its state never catches up again
+        co_return std::nullopt;
+    }
     if (consistency == read_consistency::stale)
         co_return std::pair{n.driver.applied_index(), read_path::stale};
     const auto mode = consistency == read_consistency::lease ? raftkv::asio::read_mode::lease
@@ -1736,7 +1750,7 @@ boost::asio::awaitable<read_result> kv_service::get(std::string key, read_consis
     if (!n)
         co_return read_result{make_error_code(raftkv::errc::node_failed), std::nullopt};
     std::error_code ec;
-    const auto at = co_await read_point(*n, consistency, ec, impl_->config);
+    const auto at = co_await read_point(*n, consistency, ec, impl_->config, removed());
     if (!at)
         co_return read_result{ec, std::nullopt};
     // Linearizable or lease: the read index is applied, so the state machine reflects every
@@ -1757,7 +1771,7 @@ boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::st
     if (!n)
         co_return scan_result{make_error_code(raftkv::errc::node_failed), {}, false};
     std::error_code ec;
-    const auto at = co_await read_point(*n, consistency, ec, impl_->config);
+    const auto at = co_await read_point(*n, consistency, ec, impl_->config, removed());
     if (!at)
         co_return scan_result{ec, {}, false};
     raftkv::leveldb::kv_scan_options options;
@@ -1800,7 +1814,7 @@ boost::asio::awaitable<std::pair<std::error_code, std::unique_ptr<backup_source>
     if (!n)
         co_return result{make_error_code(raftkv::errc::node_failed), nullptr};
     std::error_code ec;
-    if (!co_await read_point(*n, read_consistency::linearizable, ec, impl_->config))
+    if (!co_await read_point(*n, read_consistency::linearizable, ec, impl_->config, false))
         co_return result{ec, nullptr};
     // A LevelDB snapshot of the state, as of an applied index at or past the read index.
     auto reader = impl_->read_state(n, [](const auto& machine) { return machine.snapshot(); });
@@ -1904,6 +1918,11 @@ node_id kv_service::leader() const
     return n ? n->driver.status().leader : no_node;
 }
 
+bool kv_service::removed() const
+{
+    return impl_->removed.load(std::memory_order_relaxed);
+}
+
 std::optional<std::string> kv_service::http_address(node_id id) const
 {
     if (id == impl_->config.id)
@@ -1932,7 +1951,12 @@ service_status kv_service::status() const
         out.removal_heard = impl_->removal_heard;
     }
     const membership& m = s.members;
+    // A node that heard of its removal lists the members of its log without itself: its list
+    // is out of date, and says so as the list of a node removed through its log does.
+    const bool heard = out.removal_heard && s.leader == no_node;
     for (node_id id : member_ids(m)) {
+        if (heard && id == s.id)
+            continue;
         member_status member{id, {}, impl_->http_address_of(m, id), member_role::voter};
         if (std::optional<host_port> raft = impl_->raft_address_of(m, id))
             member.raft = raft->to_string();

@@ -369,6 +369,11 @@ public:
     /// The leader this node knows of, or no_node.
     node_id leader() const;
 
+    /// Whether this node knows it was removed from the cluster (outside_configuration() of
+    /// status(), as of the last tick): it serves nothing then, stale reads and watches
+    /// included, since it never catches up again.
+    bool removed() const;
+
     /// Where `id` serves HTTP: this node's own address for its own id; else
     /// replicated_http_address(id).
     std::optional<std::string> http_address(node_id id) const;

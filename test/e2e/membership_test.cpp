@@ -534,6 +534,11 @@ BOOST_AUTO_TEST_CASE(removing_a_follower_while_clients_write_loses_no_acknowledg
                "the removed follower's /status never said role \"removed\"");
     const http_response put_there = put(c.http_port(gone), "x", "y");
     BOOST_TEST(put_there.body.find("not a member of the cluster") != std::string::npos, put_there.body);
+    const http_response stale_there =
+        request(c.http_port(gone), "GET", kv_target("x") + "?consistency=stale");
+    BOOST_TEST(stale_there.status == 503);
+    BOOST_TEST(stale_there.body.find("it was removed and serves nothing") != std::string::npos,
+               stale_there.body);
     // Dialed nowhere now, it is not told to listen elsewhere.
     const std::string gone_log = read_tail(c.spec(gone).log_file, 1 << 20);
     BOOST_TEST(gone_log.find("has the members dial it at") == std::string::npos, gone_log);
@@ -886,6 +891,16 @@ BOOST_AUTO_TEST_CASE(a_node_removed_while_down_learns_it_from_a_members_list)
     const http_response put_there = put(c.http_port(gone), "x", "y");
     BOOST_TEST(put_there.status == 503);
     BOOST_TEST(put_there.body.find("it was removed") != std::string::npos, put_there.body);
+    // Its state never catches up: no stale read, no watch; its list leaves it out, as out of date.
+    for (const std::string& target :
+         {kv_target("before") + "?consistency=stale", std::string("/watch/before")}) {
+        const http_response r = request(c.http_port(gone), "GET", target, {}, 2s);
+        BOOST_TEST(r.status == 503, target);
+        BOOST_TEST(r.body.find("it was removed and serves nothing") != std::string::npos, r.body);
+    }
+    const auto list = parse_members(request(c.http_port(gone), "GET", "/cluster/members", {}, 2s).body);
+    BOOST_TEST_REQUIRE(list.has_value());
+    BOOST_TEST(!list->ids("voter").contains(gone));
     const std::string log = read_tail(c.spec(gone).log_file, 1 << 20);
     BOOST_TEST(log.find("does not include it, though the one in its own log") != std::string::npos, log);
 }
