@@ -62,6 +62,8 @@ struct attempt_result {
     bool sent = false;
     /// A stream's X-Raftkv-Watch-From header.
     std::string watch_from;
+    /// answer::tls_refused.
+    bool tls_refused = false;
     bool done = false;
 };
 
@@ -74,6 +76,23 @@ bool refused_by_alert(const beast::error_code& ec)
         return false;
     const int reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
     return reason >= SSL_AD_REASON_OFFSET && reason < SSL_AD_REASON_OFFSET + 256;
+}
+
+/// Why connecting failed, from `ec`; sets `tls_refused` when TLS failed for good (the
+/// certificate, the CA, or a port that does not speak TLS), which no retry mends.
+std::string connect_failure(const beast::error_code& ec, bool& tls_refused)
+{
+    if (ec == beast::error::timeout)
+        return "timed out connecting";
+    std::string why = "cannot connect: " + ec.message();
+    if (ec.category() == asio::error::get_ssl_category()) {
+        const int reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
+        tls_refused = reason == SSL_R_CERTIFICATE_VERIFY_FAILED || reason == SSL_R_WRONG_VERSION_NUMBER ||
+                      refused_by_alert(ec);
+        if (reason == SSL_R_WRONG_VERSION_NUMBER)
+            why += " (the port does not answer TLS: if it serves plain HTTP, use an http:// URL)";
+    }
+    return why;
 }
 
 asio::awaitable<void> attempt(asio::any_io_executor ex, std::shared_ptr<server::tls_context> tls,
@@ -91,8 +110,7 @@ asio::awaitable<void> attempt(asio::any_io_executor ex, std::shared_ptr<server::
     const std::string host = e.host;
     const beast::error_code connect_ec = co_await stream.connect(results, host, deadline);
     if (connect_ec) {
-        out.error = (connect_ec == beast::error::timeout ? std::string("timed out connecting")
-                                                         : "cannot connect: " + connect_ec.message());
+        out.error = connect_failure(connect_ec, out.tls_refused);
         co_return;
     }
     stream.expires_at(deadline);
@@ -109,6 +127,7 @@ asio::awaitable<void> attempt(asio::any_io_executor ex, std::shared_ptr<server::
     stream.close();
     if (read_ec && refused_by_alert(read_ec)) {
         out.sent = false;
+        out.tls_refused = true;
         out.error = "the server refused the TLS handshake: " + read_ec.message();
         co_return;
     }
@@ -139,8 +158,7 @@ asio::awaitable<void> attempt_stream(asio::any_io_executor ex, std::shared_ptr<s
     const std::string host = e.host;
     const beast::error_code connect_ec = co_await stream.connect(results, host, deadline);
     if (connect_ec) {
-        out.error = (connect_ec == beast::error::timeout ? std::string("timed out connecting")
-                                                         : "cannot connect: " + connect_ec.message());
+        out.error = connect_failure(connect_ec, out.tls_refused);
         co_return;
     }
     stream.expires_at(deadline);
@@ -174,6 +192,7 @@ asio::awaitable<void> attempt_stream(asio::any_io_executor ex, std::shared_ptr<s
     }
     if (read_ec && out.status == 0 && refused_by_alert(read_ec)) {
         out.sent = false;
+        out.tls_refused = true;
         out.error = "the server refused the TLS handshake: " + read_ec.message();
         co_return;
     }
@@ -189,6 +208,13 @@ asio::awaitable<void> attempt_stream(asio::any_io_executor ex, std::shared_ptr<s
 bool outcome_unknown(const std::string& body)
 {
     return body.find("unknown") != std::string::npos;
+}
+
+/// Whether a request of `method` changes anything, so that one sent without an answer has
+/// an unknown outcome.
+bool changes(std::string_view method)
+{
+    return method != "GET" && method != "HEAD";
 }
 
 } // namespace
@@ -309,8 +335,8 @@ answer client::request_one(const endpoint& e, std::string_view method, const std
     const auto deadline = clock::now() + impl_->options.timeout;
     const attempt_result r = impl_->run(e, impl_->make_request(e, method, target, {}, {}), deadline);
     if (r.status == 0)
-        return answer{0, r.error, e.url, r.sent, {}};
-    return answer{r.status, r.body, e.url, false, {}};
+        return answer{0, r.error, e.url, r.sent && changes(method), {}, r.tls_refused};
+    return answer{r.status, r.body, e.url, false, {}, false};
 }
 
 answer client::stream(const endpoint& e, const std::string& target, std::chrono::milliseconds silence,
@@ -328,8 +354,8 @@ answer client::stream(const endpoint& e, const std::string& target, std::chrono:
                    });
     io.run();
     if (out.status == 0 || (out.status == 200 && !out.error.empty()))
-        return answer{out.status, out.error, e.url, out.sent, out.watch_from};
-    return answer{out.status, out.body, e.url, false, out.watch_from};
+        return answer{out.status, out.error, e.url, false, out.watch_from, out.tls_refused};
+    return answer{out.status, out.body, e.url, false, out.watch_from, false};
 }
 
 answer client::request(std::string_view method, const std::string& target, const std::string& body,
@@ -361,12 +387,14 @@ answer client::request(std::string_view method, const std::string& target, const
                 impl_->run(e, impl_->make_request(e, method, target, body, headers), attempt_deadline);
             if (r.status == 0) {
                 failures += (failures.empty() ? "" : "; ") + e.url + ": " + r.error;
-                last = answer{0, failures, e.url, r.sent, {}};
+                answer failed{0, failures, e.url, r.sent && changes(method), {}, r.tls_refused};
                 if (r.sent && policy == retry_policy::once)
-                    return last;
+                    return failed;
+                if (last.status == 0) // an endpoint's answer says more than another's silence
+                    last = std::move(failed);
                 continue;
             }
-            answer a{r.status, r.body, e.url, false, {}};
+            answer a{r.status, r.body, e.url, false, {}, false};
             if (r.status != 503 || (policy == retry_policy::once && outcome_unknown(r.body)))
                 return a;
             removed[i] = r.body.find("it was removed and serves nothing") != std::string::npos;
@@ -376,7 +404,9 @@ answer client::request(std::string_view method, const std::string& target, const
         const auto now = clock::now();
         if (!unavailable || now + retry_pause >= deadline) {
             if (last.status == 0 && now >= deadline)
-                last.body = failures.empty() ? "timed out" : failures + " (timed out)";
+                last.body = failures.empty()                                  ? "timed out"
+                            : failures.find("timed out") != std::string::npos ? failures
+                                                                              : failures + " (timed out)";
             return last;
         }
         std::this_thread::sleep_for(retry_pause);

@@ -59,6 +59,10 @@ struct answer {
     /// For stream(): the X-Raftkv-Watch-From header of a 200 answer (the log index a watch
     /// started at), empty when there was none.
     std::string watch_from;
+    /// With status 0: TLS failed in a way trying again does not mend (the server refused
+    /// this client's certificate, this client refused the server's, or the port does not
+    /// speak TLS).
+    bool tls_refused = false;
 };
 
 /// Whether a request may be sent again to another endpoint after it may have reached one.

@@ -127,7 +127,7 @@ std::optional<std::string> error_message(const std::string& body)
 int fail(const answer& a)
 {
     if (a.status == 0) {
-        std::cerr << "raftkv: no endpoint answered: " << a.body
+        std::cerr << "raftkv: no endpoint served the request: " << a.body
                   << (a.outcome_unknown ? " (the request was sent: its outcome is unknown)" : "") << "\n";
         return code_for(a.status);
     }
@@ -463,7 +463,8 @@ constexpr std::chrono::milliseconds backup_silence{30000};
 
 // Streams the changes to a key (or prefix) until interrupted, resuming after the last
 // index seen whenever a stream ends: on the same endpoint after it delivered something,
-// else on the next one, a second later.
+// else on the next one, a second later. Gives up when every endpoint failed in a way that
+// waiting does not mend: TLS refused (a certificate or CA problem), or a node removed.
 int run_watch(context& ctx, const po::variables_map& vm, const std::vector<std::string>& args)
 {
     const bool prefix = vm["prefix"].as<bool>();
@@ -477,6 +478,8 @@ int run_watch(context& ctx, const po::variables_map& vm, const std::vector<std::
     // The endpoints that answered 410 since the last change or progress line: a node that
     // restarted holds only what it applied since, while another may still hold the rest.
     std::vector<bool> gone(endpoints.size(), false);
+    // The endpoints whose last answer was one of those that waiting does not mend.
+    std::vector<bool> hopeless(endpoints.size(), false);
     for (;;) {
         const endpoint& e = endpoints[at % endpoints.size()];
         std::string target =
@@ -541,6 +544,11 @@ int run_watch(context& ctx, const po::variables_map& vm, const std::vector<std::
         }
         if (a.status != 0 && a.status != 200 && a.status != 503)
             return fail(a); // 410 from every endpoint: the changes after the last index seen are gone
+        hopeless[at % endpoints.size()] =
+            (a.status == 0 && a.tls_refused) ||
+            (a.status == 503 && a.body.find("it was removed and serves nothing") != std::string::npos);
+        if (std::find(hopeless.begin(), hopeless.end(), false) == hopeless.end())
+            return fail(a);
         if (a.status != 200)
             std::cerr << "raftkv: " << e.url << ": " << (a.status == 0 ? a.body : message_of(a.body))
                       << "; resuming" << (from ? " from index " + std::to_string(*from) : std::string())

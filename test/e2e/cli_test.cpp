@@ -866,9 +866,21 @@ BOOST_AUTO_TEST_CASE(https_endpoints_with_a_ca_and_a_client_certificate)
     // Without the client certificate, or trusting only the system's CAs: no answer.
     r = run_cli({"--endpoints", endpoint, "--cacert", file("ca.crt"), "--timeout", "3s", "put", "k", "v"});
     BOOST_TEST(r.code == unavailable, r);
-    BOOST_TEST(r.err.starts_with("raftkv: no endpoint answered: " + endpoint +
+    BOOST_TEST(r.err.starts_with("raftkv: no endpoint served the request: " + endpoint +
                                  ": the server refused the TLS handshake: "),
                r);
+    BOOST_TEST(r.err.find("outcome is unknown") == std::string::npos, r);
+    // A watch, which resumes after failures that pass, stops on one that does not.
+    r = run_cli({"--endpoints", endpoint, "--cacert", file("ca.crt"), "--timeout", "3s", "watch", "k"}, 15s);
+    BOOST_TEST(r.code == unavailable, r);
+    BOOST_TEST(r.err.find("the server refused the TLS handshake") != std::string::npos, r);
+    // An https:// URL for a port that serves plain HTTP says so; a read has no unknown outcome.
+    cluster plain{1};
+    BOOST_TEST_REQUIRE(plain.wait_ready(20s).has_value());
+    r = run_cli({"--endpoints", "https://127.0.0.1:" + std::to_string(plain.http_port(1)), "--cacert",
+                 file("ca.crt"), "--timeout", "3s", "get", "k"});
+    BOOST_TEST(r.code == unavailable, r);
+    BOOST_TEST(r.err.find("if it serves plain HTTP, use an http:// URL") != std::string::npos, r);
     BOOST_TEST(r.err.find("outcome is unknown") == std::string::npos, r);
     r = run_cli({"--endpoints", endpoint, "--cert", file("client.crt"), "--key", file("client.key"),
                  "--timeout", "3s", "get", "k"});
