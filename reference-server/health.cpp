@@ -223,7 +223,7 @@ std::optional<std::string> outside_configuration(const node_status& n)
 
 std::optional<std::string> outside_configuration(const service_status& s)
 {
-    if (std::optional<std::string> outside = outside_configuration(s.node))
+    if (std::optional<std::string> outside = outside_configuration(s.node); outside && s.admitted)
         return outside;
     if (s.removal_heard && s.node.leader == no_node)
         return s.removal_heard;

@@ -102,8 +102,9 @@ health_timeout(std::string_view target, std::chrono::milliseconds fallback, std:
 /// (a node that joined, before the leader first reached it).
 std::optional<std::string> outside_configuration(const node_status& n);
 
-/// As above, and also when the node follows no leader and heard from a member's list that it
-/// was removed (service_status::removal_heard).
+/// As above for a node that was admitted (service_status::admitted), and also when the node
+/// follows no leader and heard from a member's list that it was removed
+/// (service_status::removal_heard).
 std::optional<std::string> outside_configuration(const service_status& s);
 
 /// Why a node is not ready to serve: a short fixed `reason` and a `message` with details.

@@ -487,6 +487,13 @@ struct kv_service::impl {
     std::optional<std::string> removal_heard;
     // kv_service::removed(), set each tick.
     std::atomic<bool> removed{false};
+    // service_status::admitted: set on the strand, read by any thread.
+    std::atomic<bool> admitted{true};
+    /// outside_configuration() of `s`, for an admitted node only.
+    std::optional<std::string> outside(const node_status& s) const
+    {
+        return admitted.load(std::memory_order_relaxed) ? outside_configuration(s) : std::nullopt;
+    }
     node_status last_status; // under node_mutex: the failed node's, for /status
 
     // Touched on `strand` only.
@@ -631,6 +638,8 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
                                  " was lost: this node applies and serves nothing until a leader sends it a "
                                  "snapshot (a single-node cluster has no other node to send one: restore "
                                  "the state directory from a backup)");
+    // A node that joined is a member once it sees a configuration naming it (observe()).
+    admitted.store(!c.joined, std::memory_order_relaxed);
     known_addresses = c.peers;
     dialed = c.peers;
     dialed.erase(c.id);
@@ -1106,8 +1115,8 @@ void kv_service::impl::maybe_check_addresses(const node_status& s)
             removal_heard.reset(); // a leader replicates to it: it is a member after all
         removed = removal_heard.has_value();
     }
-    if (address_check_running || now - address_check_started < std::chrono::seconds(5) ||
-        outside_configuration(s) || removed)
+    if (address_check_running || now - address_check_started < std::chrono::seconds(5) || outside(s) ||
+        removed)
         return;
     const auto unreachable = unreachable_at.find(s.leader);
     const bool leader_unreachable = s.leader != no_node && s.leader != config.id &&
@@ -1375,20 +1384,26 @@ void kv_service::impl::observe()
     update_peers(s.members, s.members_index, s.commit_index, s.leader);
     if (s.leader != logged_leader)
         log_leader_change(s);
-    if (const std::optional<std::string> outside = outside_configuration(s);
-        outside.has_value() != logged_outside) {
-        logged_outside = outside.has_value();
-        if (outside)
-            log(log_level::warn, *outside);
+    if (!admitted.load(std::memory_order_relaxed) && s.members.contains(config.id))
+        admitted.store(true, std::memory_order_relaxed);
+    const std::optional<std::string> outside_now = outside(s);
+    if (outside_now.has_value() != logged_outside) {
+        logged_outside = outside_now.has_value();
+        if (outside_now)
+            log(log_level::warn, *outside_now);
     }
     maybe_check_addresses(s);
-    bool heard = false;
+    std::optional<std::string> why_removed = outside_now;
     {
         std::lock_guard lock(node_mutex);
-        heard = removal_heard.has_value();
+        if (!why_removed && removal_heard && s.leader == no_node)
+            why_removed = removal_heard;
     }
-    removed.store((heard && s.leader == no_node) || outside_configuration(s).has_value(),
-                  std::memory_order_relaxed);
+    // A removed node's journal never grows again: its watches end, saying why.
+    if (why_removed.has_value() != removed.load(std::memory_order_relaxed)) {
+        removed.store(why_removed.has_value(), std::memory_order_relaxed);
+        journal.refuse(why_removed);
+    }
     if (publishing || !s.members.contains(config.id))
         return;
     // A leader publishes its address once per term it leads, and every member whenever the
@@ -1945,7 +1960,7 @@ std::uint64_t kv_service::retired_incarnation(node_id id) const
 service_status kv_service::status() const
 {
     const node_status s = impl_->status();
-    service_status out{s, {}, impl_->config.cluster_id, {}};
+    service_status out{s, {}, impl_->config.cluster_id, {}, impl_->admitted.load(std::memory_order_relaxed)};
     {
         std::lock_guard lock(impl_->node_mutex);
         out.removal_heard = impl_->removal_heard;
@@ -1986,10 +2001,7 @@ boost::asio::awaitable<metrics_inputs> kv_service::metrics()
     // After the counters, so that no peer's match index is ahead of the last index shown.
     in.status = impl_->status();
     in.storage_failed = storage().failed();
-    {
-        std::lock_guard lock(impl_->node_mutex);
-        in.removal_heard = impl_->removal_heard.has_value() && in.status.leader == no_node;
-    }
+    in.removed = removed();
     in.watchers = impl_->journal.watchers();
     in.watch_history_entries = impl_->journal.size();
     in.watch_history_bytes = impl_->journal.bytes();

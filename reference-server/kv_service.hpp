@@ -225,6 +225,12 @@ struct service_status {
     /// said (a node removed while it was down, whose removal the members' logs no longer
     /// hold, hears of it from no leader). outside_configuration() reports it.
     std::optional<std::string> removal_heard;
+    /// Whether this node has been a member as far as it knows: one that bootstrapped, or
+    /// has seen a configuration in force that names it since it started. A node that joined
+    /// and replays its log after a restart holds older configurations without it until it
+    /// reaches the one that added it: not removed. Only an admitted node's log can say it
+    /// was removed (outside_configuration()).
+    bool admitted = true;
 };
 
 /// The outcome of a membership change.

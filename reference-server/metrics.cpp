@@ -307,13 +307,12 @@ void render_node(exposition_writer& w, const metrics_inputs& in)
         w.sample("raftkv_role", {{"role", to_string(r)}}, std::uint64_t{r == shown ? 1u : 0u});
     // Its place in the configuration in force: a learner or a removed node still plays the
     // follower's role above. Absent while it cannot tell: a node that joined, before it
-    // holds a configuration naming it (it knows none yet, or follows a leader that added it).
-    // "removed" as /status says it: outside the configuration, following no leader.
-    if (s.members.contains(s.id) || (!s.members.empty() && s.leader == no_node)) {
-        const std::string_view place = in.removal_heard             ? "removed"
+    // holds a configuration naming it (it knows none yet, or replays older ones). "removed"
+    // as /status says it (kv_service::removed()).
+    if (s.members.contains(s.id) || in.removed) {
+        const std::string_view place = in.removed                   ? "removed"
                                        : s.members.is_learner(s.id) ? "learner"
-                                       : s.members.contains(s.id)   ? "voter"
-                                                                    : "removed";
+                                                                    : "voter";
         w.family("raftkv_membership", "gauge",
                  "1 for this node's place in the configuration in force (voter, learner, or removed: "
                  "in none), 0 for the others.");

@@ -152,9 +152,8 @@ struct metrics_inputs {
     node_status status;
     /// Whether the node's storage failed (it then reports its last status, no counters).
     bool storage_failed = false;
-    /// Whether a member's list said this node was removed, which its log does not say
-    /// (service_status::removal_heard), while it follows no leader.
-    bool removal_heard = false;
+    /// Whether the node knows it was removed (kv_service::removed()).
+    bool removed = false;
     /// The running node's counters, log and state machine; absent while storage failed.
     std::optional<node_metrics> node;
     std::optional<wal::log_store_stats> wal;

@@ -139,17 +139,22 @@ std::optional<std::string> certificate_validity_problem(const std::string& cert_
     const ASN1_TIME* not_after = X509_get0_notAfter(cert.get());
     if (X509_cmp_current_time(not_after) <= 0)
         return name + " expired at " + utc_text(not_after) +
-               ": peers that check it refuse every connection; renew it (a changed file is read again "
-               "within 10 s, or on SIGHUP)";
+               ": clients and peers that check it refuse every connection; renew it (a changed file is "
+               "read again within 10 s, or on SIGHUP)";
     if (X509_cmp_current_time(not_before) > 0)
         return name + " is not valid before " + utc_text(not_before) +
-               ": peers that check it refuse every connection until then (is this machine's clock right?)";
+               ": clients and peers that check it refuse every connection until then (is this machine's "
+               "clock right?)";
     int days = 0, seconds = 0;
     if (ASN1_TIME_diff(&days, &seconds, nullptr, not_after) == 1 &&
-        std::chrono::days(days) + std::chrono::seconds(seconds) < soon)
-        return name + " expires at " + utc_text(not_after) + ", in " +
-               (days > 0 ? std::to_string(days) + " days" : std::to_string(seconds / 3600) + " hours") +
+        std::chrono::days(days) + std::chrono::seconds(seconds) < soon) {
+        const auto count = [](int n, const char* unit) {
+            return std::to_string(n) + " " + unit + (n == 1 ? "" : "s");
+        };
+        return name + " expires at " + utc_text(not_after) + ", in less than " +
+               (days > 0 ? count(days + 1, "day") : count(seconds / 3600 + 1, "hour")) +
                ": renew it (a changed file is read again within 10 s, or on SIGHUP)";
+    }
     return std::nullopt;
 }
 

@@ -191,6 +191,19 @@ void change_journal::close()
         w();
 }
 
+void change_journal::refuse(std::optional<std::string> why)
+{
+    std::vector<std::function<void()>> wake;
+    {
+        std::lock_guard lock(mutex_);
+        refusal_ = std::move(why);
+        if (refusal_)
+            wake = take_waiters();
+    }
+    for (auto& w : wake)
+        w();
+}
+
 // Under the mutex.
 void change_journal::restart_after(index_t index, std::string reason)
 {
@@ -241,6 +254,11 @@ change_journal::read_result change_journal::read(index_t from, std::string_view 
         r.status = read_status::closed;
         return r;
     }
+    if (refusal_) {
+        r.status = read_status::refused;
+        r.reason = *refusal_;
+        return r;
+    }
     if (from < from_) {
         r.status = read_status::gone;
         r.reason = gap_reason_;
@@ -285,7 +303,7 @@ std::uint64_t change_journal::wait(index_t after, std::function<void()> wake)
 {
     {
         std::lock_guard lock(mutex_);
-        if (!closed_ && applied_ <= after) {
+        if (!closed_ && !refusal_ && applied_ <= after) {
             waiters_.emplace_back(++last_wait_id_, std::move(wake));
             return last_wait_id_;
         }
@@ -540,6 +558,10 @@ asio::awaitable<void> watch_stream::run(stream_writer& out)
         change_journal::read_result r = journal_.read(next_, request_.key, request_.prefix, chunk_bytes);
         if (r.status == change_journal::read_status::closed) {
             end = format_end("the server is shutting down", next_, sse);
+            break;
+        }
+        if (r.status == change_journal::read_status::refused) {
+            end = format_end(r.reason, next_, sse);
             break;
         }
         if (r.status == change_journal::read_status::gone) {

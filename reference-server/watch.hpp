@@ -113,6 +113,11 @@ public:
     /// Ends every watch (the server is stopping): read() answers closed from now on.
     void close();
 
+    /// With a reason, ends every watch and refuses every read with it (read() answers
+    /// refused): the node was removed from the cluster, so no change will ever come. Without
+    /// one, reads go on as before.
+    void refuse(std::optional<std::string> why);
+
     // ---- The watch side --------------------------------------------------------------
 
     enum class read_status {
@@ -123,6 +128,8 @@ public:
         gone,
         /// close() was called.
         closed,
+        /// refuse() was called with a reason, in `reason`.
+        refused,
     };
 
     struct read_result {
@@ -134,7 +141,8 @@ public:
         index_t next = 0;
         /// applied() at the time of the read.
         index_t applied = 0;
-        /// For `gone`: why (evicted, restored, before the node started).
+        /// For `gone`: why (evicted, restored, before the node started); for `refused`, the
+        /// reason refuse() was given.
         std::string reason;
     };
 
@@ -153,7 +161,7 @@ public:
     std::uint64_t total_bytes() const;
 
     /// Calls `wake` once, from the applying thread or at once, as soon as applied()
-    /// passes `after`, a restore or gap restarts the journal, or it is closed. Returns an
+    /// passes `after`, a restore or gap restarts the journal, or it is closed or refuses. Returns an
     /// id for cancel_wait() (0 if `wake` was called already).
     std::uint64_t wait(index_t after, std::function<void()> wake);
 
@@ -193,6 +201,7 @@ private:
     mutable std::mutex mutex_;
     bool started_ = false;
     bool closed_ = false;
+    std::optional<std::string> refusal_;
     std::deque<entry> entries_;
     std::size_t bytes_ = 0;
     std::uint64_t total_bytes_ = 0; // of every change ever recorded

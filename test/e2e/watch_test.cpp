@@ -486,6 +486,25 @@ BOOST_AUTO_TEST_CASE(sigterm_ends_a_watch_with_a_final_line_and_too_many_watches
     BOOST_TEST(lines.back().contains("resume_from"));
 }
 
+// A node removed while a watch is open on it never applies another change: the watch ends
+// with a final line saying so, rather than sending progress lines for ever.
+BOOST_AUTO_TEST_CASE(a_watch_on_a_node_that_is_removed_ends_saying_so)
+{
+    three_nodes t;
+    const std::uint64_t gone = t.followers()[0];
+    watch_client w(t.c.http_port(gone), "/watch/r?progress_ms=100");
+    BOOST_TEST_REQUIRE(wait_until([&] { return w.status() == 200; }, 5s));
+    BOOST_TEST_REQUIRE(
+        request(t.c.http_port(t.leader), "DELETE", "/cluster/members/" + std::to_string(gone), {}, 8s)
+            .status == 200);
+    BOOST_TEST_REQUIRE(wait_until([&] { return w.complete(); }, 15s), w.body());
+    const std::vector<json::object> lines = w.lines();
+    BOOST_TEST_REQUIRE(!lines.empty());
+    BOOST_TEST(field(lines.back(), "type") == "error");
+    BOOST_TEST(field(lines.back(), "error").find("it was removed and serves nothing") != std::string::npos);
+    BOOST_TEST(lines.back().contains("resume_from"));
+}
+
 BOOST_AUTO_TEST_CASE(a_snapshot_restore_ends_a_watch_and_its_resume_point_is_gone)
 {
     three_nodes t({"--snapshot-entries", "200", "--snapshot-catchup-entries", "50"});

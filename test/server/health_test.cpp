@@ -345,3 +345,18 @@ BOOST_AUTO_TEST_CASE(a_member_that_heard_of_its_removal_from_a_list_says_so_whil
     s.removal_heard.reset();
     BOOST_TEST(!outside_configuration(s).has_value(), "a member without a leader waits for one");
 }
+
+// A node that joined and replays its log after a restart holds configurations from before
+// it was added: outside them, with no leader, it was not removed, it has not caught up.
+BOOST_AUTO_TEST_CASE(a_node_that_joined_is_not_removed_by_configurations_from_before_it_was_added)
+{
+    using raftkv::server::outside_configuration;
+    auto s = ready_node();
+    s.node.leader = raftkv::no_node;
+    s.node.members.voters = {1, 3};
+    s.admitted = false;
+    BOOST_TEST(!outside_configuration(s).has_value());
+    BOOST_TEST(raftkv::server::readiness_problem(s, {})->reason == "not a member", "not ready all the same");
+    s.admitted = true;
+    BOOST_TEST(outside_configuration(s).has_value());
+}

@@ -213,13 +213,15 @@ BOOST_AUTO_TEST_CASE(the_membership_gauge_says_voter_learner_or_removed_and_noth
     BOOST_TEST(membership_of(in) == "learner");
     in.status.members.learners.clear(); // a configuration without it, while it follows a leader
     BOOST_TEST(membership_of(in) == "absent");
-    in.status.leader = raftkv::no_node; // and following none: removed
+    in.status.leader = raftkv::no_node; // and following none: not known removed yet (a joiner)
+    BOOST_TEST(membership_of(in) == "absent");
+    in.removed = true; // the service says it was removed
     BOOST_TEST(membership_of(in) == "removed");
+    in.status.members.voters = {1, 2, 3}; // a member in its log, removed as a member's list says
+    BOOST_TEST(membership_of(in) == "removed");
+    in.removed = false;
     in.status.members = {}; // joined, no configuration yet
     BOOST_TEST(membership_of(in) == "absent");
-    in.status.members.voters = {1, 2, 3}; // a member in its log, removed as a member's list says
-    in.removal_heard = true;
-    BOOST_TEST(membership_of(in) == "removed");
 }
 
 // The checker itself must be able to fail, or the tests above prove nothing.

@@ -240,6 +240,25 @@ BOOST_AUTO_TEST_CASE(waiters_are_woken_once_by_an_apply_a_restore_or_close)
     BOOST_TEST((j.read(11, "", true, 1).status == change_journal::read_status::closed));
 }
 
+// A node removed from the cluster never applies another change: its watches end, saying why.
+BOOST_AUTO_TEST_CASE(a_refusing_journal_wakes_its_waiters_and_ends_every_read_until_it_no_longer_refuses)
+{
+    change_journal j;
+    j.start_at(0);
+    apply(j, {entry(1, encode_put("a", "1"))});
+    int woken = 0;
+    BOOST_TEST(j.wait(1, [&] { ++woken; }) != 0u);
+    j.refuse("node 3 was removed");
+    BOOST_TEST(woken == 1);
+    const auto r = j.read(1, "a", false, 1 << 20);
+    BOOST_TEST((r.status == change_journal::read_status::refused));
+    BOOST_TEST(r.reason == "node 3 was removed");
+    BOOST_TEST(j.wait(1, [&] { ++woken; }) == 0u, "a refusing journal wakes a new waiter at once");
+    BOOST_TEST(woken == 2);
+    j.refuse(std::nullopt);
+    BOOST_TEST((j.read(1, "a", false, 1 << 20).status == change_journal::read_status::ok));
+}
+
 BOOST_AUTO_TEST_CASE(watcher_slots_are_bounded)
 {
     change_journal j{{.max_entries = 10, .max_bytes = 1 << 20, .max_watchers = 2}};
