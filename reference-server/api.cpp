@@ -1478,7 +1478,7 @@ http_response failure_response(std::error_code ec, request_kind kind)
                                  "outcome is unknown"
                                : "storage failure; this node is not serving until its storage recovers");
     if (ec == errc::not_a_member && kind == request_kind::read)
-        return unavailable("this node is not a member of the cluster (it was removed) and serves nothing; "
+        return unavailable("this node is not a member of the cluster: it was removed and serves nothing; "
                            "send requests to a member");
     if (ec == errc::not_a_member) // the leader refused what this node handed it
         return unavailable(

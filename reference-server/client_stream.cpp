@@ -108,6 +108,17 @@ asio::awaitable<beast::error_code> http_client_stream::read(beast::flat_buffer& 
     co_return ec;
 }
 
+asio::awaitable<beast::error_code>
+http_client_stream::read_header(beast::flat_buffer& buffer, http::response_parser<http::string_body>& parser)
+{
+    if (impl_->secure) {
+        auto [ec, n] = co_await http::async_read_header(*impl_->secure, buffer, parser, nothrow_awaitable);
+        co_return ec;
+    }
+    auto [ec, n] = co_await http::async_read_header(*impl_->plain, buffer, parser, nothrow_awaitable);
+    co_return ec;
+}
+
 void http_client_stream::close()
 {
     beast::error_code ignored;

@@ -59,6 +59,11 @@ public:
     read(boost::beast::flat_buffer& buffer,
          boost::beast::http::response_parser<boost::beast::http::string_body>& parser);
 
+    /// Reads only the header of one response into `parser`; read() goes on with the body.
+    boost::asio::awaitable<boost::beast::error_code>
+    read_header(boost::beast::flat_buffer& buffer,
+                boost::beast::http::response_parser<boost::beast::http::string_body>& parser);
+
     /// Closes the socket (over TLS without a close_notify: the server needs none).
     void close();
 

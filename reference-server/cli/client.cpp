@@ -171,7 +171,23 @@ asio::awaitable<void> attempt_stream(asio::any_io_executor ex, std::shared_ptr<s
     beast::flat_buffer buffer;
     http::response_parser<http::string_body> parser;
     parser.body_limit(boost::none);
-    // Each read of the body gets `silence` from the last piece that arrived.
+    // The header within the request's deadline: a node that accepts and never answers is
+    // left early, before changes made meanwhile would be missed by a watch that starts
+    // elsewhere (without --from it starts at that node's last index). Then each read of the
+    // body gets `silence` from the last piece that arrived.
+    stream.expires_at(std::min(deadline, clock::now() + silence));
+    if (const beast::error_code header_ec = co_await stream.read_header(buffer, parser)) {
+        stream.close();
+        if (refused_by_alert(header_ec)) {
+            out.sent = false;
+            out.tls_refused = true;
+            out.error = "the server refused the TLS handshake: " + header_ec.message();
+        } else {
+            out.error = header_ec == beast::error::timeout ? std::string("timed out waiting for the answer")
+                                                           : "no answer: " + header_ec.message();
+        }
+        co_return;
+    }
     stream.expires_at(clock::now() + silence);
     auto piece = [&](std::uint64_t, beast::string_view body, beast::error_code&) -> std::size_t {
         stream.expires_at(clock::now() + silence);

@@ -409,6 +409,31 @@ BOOST_AUTO_TEST_CASE(watch_prints_every_change_and_resumes_on_another_endpoint)
     BOOST_TEST(watcher.running());
 }
 
+// A first endpoint that accepts and never answers is left after --timeout, not after the 15 s
+// a stream may stay silent: the watch starts on the next one that soon.
+BOOST_AUTO_TEST_CASE(watch_leaves_an_endpoint_that_does_not_answer_within_the_timeout)
+{
+    temp_dir dir;
+    const std::uint64_t stalled = followers().front();
+    const std::string endpoints = url(c.http_port(stalled)) + "," + url(c.http_port(leader));
+    c.signal(stalled, SIGSTOP);
+    const auto started = std::chrono::steady_clock::now();
+    process watcher(with_endpoints(endpoints, {"--timeout", "1s", "watch", "t/", "--prefix"}),
+                    {RAFTKV_CLI_BINARY, dir / "watch.out", dir / "watch.err", {}});
+    const bool seen = wait_until(
+        [&] {
+            BOOST_TEST_REQUIRE(put(c.http_port(leader), "t/probe", "p").status == 200);
+            return read_tail(dir / "watch.out").find("\tt/probe\t") != std::string::npos;
+        },
+        12s, 200ms);
+    const auto took = std::chrono::steady_clock::now() - started;
+    c.signal(stalled, SIGCONT);
+    BOOST_TEST_REQUIRE(seen, read_tail(dir / "watch.err"));
+    BOOST_TEST(took < 8s, "the watch waited " << std::chrono::duration_cast<milliseconds>(took).count()
+                                              << " ms for the stalled endpoint");
+    BOOST_TEST(read_tail(dir / "watch.err").find("timed out waiting for the answer") != std::string::npos);
+}
+
 // A node restarted after kill -9 holds in its journal only what it applied since: a watch
 // resuming there gets 410, while another endpoint still holds the changes.
 BOOST_AUTO_TEST_CASE(watch_answered_410_by_a_restarted_node_resumes_on_another_endpoint)
