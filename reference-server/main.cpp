@@ -174,9 +174,9 @@ http_tls load_tls(const server_config& config)
     }
 }
 
-// Warns of each certificate in use (HTTPS, peer TLS) that expired, is not valid yet, or
-// expires within a week: clients and peers that verify it refuse it, and nothing else would
-// say why until then.
+// Warns of each certificate in use (HTTPS, peer TLS, and the CAs they verify with) that
+// expired, is not valid yet, or expires within a week: what verifies it refuses it, and
+// nothing else would say why until then.
 void warn_of_certificate_validity(const server_config& config)
 {
     std::set<std::string> checked;
@@ -184,6 +184,10 @@ void warn_of_certificate_validity(const server_config& config)
         if (!file->empty() && checked.insert(*file).second)
             if (const std::optional<std::string> problem = certificate_validity_problem(*file))
                 log(log_level::warn, *problem);
+    for (const std::string* file : {&config.client_ca, &config.forward_ca, &config.peer_ca})
+        if (!file->empty() && checked.insert(*file).second)
+            for (const std::string& problem : ca_validity_problems(*file))
+                log(log_level::warn, problem);
 }
 
 // Reads the TLS files again, on SIGHUP and when one of them changes (polled every

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <ctime>
 #include <fstream>
+#include <vector>
 
 namespace raftkv::server {
 
@@ -121,30 +122,38 @@ std::string utc_text(const ASN1_TIME* t)
 
 } // namespace
 
-std::optional<std::string> certificate_validity_problem(const std::string& cert_file,
-                                                        std::chrono::seconds soon)
+namespace {
+
+using x509_ptr = std::unique_ptr<X509, decltype(&X509_free)>;
+
+// The certificates in the PEM file `file`, the first `max` of them; none when it does not
+// read (loading it says why).
+std::vector<x509_ptr> read_certificates(const std::string& file, std::size_t max)
 {
-    const std::unique_ptr<BIO, decltype(&BIO_free)> in(BIO_new_file(cert_file.c_str(), "r"), &BIO_free);
-    if (!in) {
-        ERR_clear_error();
-        return std::nullopt;
+    std::vector<x509_ptr> out;
+    const std::unique_ptr<BIO, decltype(&BIO_free)> in(BIO_new_file(file.c_str(), "r"), &BIO_free);
+    while (in && out.size() < max) {
+        x509_ptr cert(PEM_read_bio_X509(in.get(), nullptr, nullptr, nullptr), &X509_free);
+        if (!cert)
+            break;
+        out.push_back(std::move(cert));
     }
-    const std::unique_ptr<X509, decltype(&X509_free)> cert(
-        PEM_read_bio_X509(in.get(), nullptr, nullptr, nullptr), &X509_free);
     ERR_clear_error();
-    if (!cert)
-        return std::nullopt;
-    const std::string name = "the certificate '" + cert_file + "'";
-    const ASN1_TIME* not_before = X509_get0_notBefore(cert.get());
-    const ASN1_TIME* not_after = X509_get0_notAfter(cert.get());
+    return out;
+}
+
+// What is wrong with when `cert`, called `name`, is valid; `who` is who refuses it.
+std::optional<std::string> validity_problem(X509* cert, const std::string& name, const std::string& who,
+                                            std::chrono::seconds soon)
+{
+    const ASN1_TIME* not_before = X509_get0_notBefore(cert);
+    const ASN1_TIME* not_after = X509_get0_notAfter(cert);
     if (X509_cmp_current_time(not_after) <= 0)
-        return name + " expired at " + utc_text(not_after) +
-               ": clients and peers that check it refuse every connection; renew it (a changed file is "
-               "read again within 10 s, or on SIGHUP)";
+        return name + " expired at " + utc_text(not_after) + ": " + who +
+               "; renew it (a changed file is read again within 10 s, or on SIGHUP)";
     if (X509_cmp_current_time(not_before) > 0)
-        return name + " is not valid before " + utc_text(not_before) +
-               ": clients and peers that check it refuse every connection until then (is this machine's "
-               "clock right?)";
+        return name + " is not valid before " + utc_text(not_before) + ": " + who +
+               " until then (is this machine's clock right?)";
     int days = 0, seconds = 0;
     if (ASN1_TIME_diff(&days, &seconds, nullptr, not_after) == 1 &&
         std::chrono::days(days) + std::chrono::seconds(seconds) < soon) {
@@ -156,6 +165,32 @@ std::optional<std::string> certificate_validity_problem(const std::string& cert_
                ": renew it (a changed file is read again within 10 s, or on SIGHUP)";
     }
     return std::nullopt;
+}
+
+} // namespace
+
+std::optional<std::string> certificate_validity_problem(const std::string& cert_file,
+                                                        std::chrono::seconds soon)
+{
+    const std::vector<x509_ptr> certs = read_certificates(cert_file, 1);
+    if (certs.empty())
+        return std::nullopt;
+    return validity_problem(certs.front().get(), "the certificate '" + cert_file + "'",
+                            "clients and peers that check it refuse every connection", soon);
+}
+
+std::vector<std::string> ca_validity_problems(const std::string& ca_file, std::chrono::seconds soon)
+{
+    std::vector<std::string> out;
+    for (const x509_ptr& cert : read_certificates(ca_file, 1000)) {
+        char subject[256] = "";
+        X509_NAME_oneline(X509_get_subject_name(cert.get()), subject, sizeof subject);
+        if (std::optional<std::string> problem = validity_problem(
+                cert.get(), "the CA certificate " + std::string(subject) + " in '" + ca_file + "'",
+                "certificates it signed do not verify", soon))
+            out.push_back(std::move(*problem));
+    }
+    return out;
 }
 
 } // namespace raftkv::server

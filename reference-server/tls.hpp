@@ -14,6 +14,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace boost::asio::ssl {
 class context;
@@ -64,6 +65,11 @@ std::shared_ptr<tls_context> make_client_tls(const std::string& ca_file, const s
 /// file holds no certificate that reads (loading it says why).
 std::optional<std::string> certificate_validity_problem(const std::string& cert_file,
                                                         std::chrono::seconds soon = std::chrono::days(7));
+
+/// The same for every certificate in the CA file `ca_file` (a CA that expired makes every
+/// certificate it signed fail to verify), one line each.
+std::vector<std::string> ca_validity_problems(const std::string& ca_file,
+                                              std::chrono::seconds soon = std::chrono::days(7));
 
 } // namespace raftkv::server
 

@@ -27,6 +27,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -1297,4 +1298,15 @@ BOOST_AUTO_TEST_CASE(a_certificate_that_expired_is_not_valid_yet_or_expires_soon
     BOOST_TEST(hours_left.find(", in less than 5 hours: renew it") != std::string::npos, hours_left);
     // What does not read as a certificate is for loading it to report.
     BOOST_TEST(!certificate_validity_problem((dir.path() / "missing.crt").string()).has_value());
+
+    // A CA file: every certificate in it is checked.
+    write_certificate(dir.path() / "good.crt", -days(30), days(60));
+    write_certificate(dir.path() / "old.crt", -days(30), -days(1));
+    std::ofstream(dir.path() / "ca.crt")
+        << std::ifstream(dir.path() / "good.crt").rdbuf() << std::ifstream(dir.path() / "old.crt").rdbuf();
+    const std::vector<std::string> ca =
+        raftkv::server::ca_validity_problems((dir.path() / "ca.crt").string());
+    BOOST_TEST_REQUIRE(ca.size() == 1u);
+    BOOST_TEST(ca.front().starts_with("the CA certificate /CN=raftkv test in '"), ca.front());
+    BOOST_TEST(ca.front().find("expired at") != std::string::npos, ca.front());
 }
