@@ -428,7 +428,7 @@ struct kv_service::impl {
     void on_config_change(index_t index, const membership& m);
     void check_own_raft_address(const membership& m, index_t index);
     void dial_where_the_log_says(const membership& m, const std::map<node_id, tcp::endpoint>& flagged);
-    void maybe_check_addresses(const node_status& s);
+    void maybe_check_addresses(const node_status& s, bool removed);
     void check_addresses(std::vector<host_port> targets, index_t index);
     void learn_addresses(const cluster_view& view, bool own_reached);
     void update_peers(const membership& members, index_t members_index, index_t commit_index, node_id leader);
@@ -1102,21 +1102,14 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
 // (at most every 5 s), dials a member where a newer configuration than its own says, and
 // says so when that configuration has the members dial this node elsewhere. A committed
 // configuration without this node says it was removed: a node removed while it was down,
-// once the members' logs no longer hold its removal, is told by no leader.
-void kv_service::impl::maybe_check_addresses(const node_status& s)
+// once the members' logs no longer hold its removal, is told by no leader. `removed`: the
+// node knows it was removed (kv_service::removed()).
+void kv_service::impl::maybe_check_addresses(const node_status& s, bool removed)
 {
     const clock::time_point now = clock::now();
     if (s.leader != no_node)
         leader_seen_at = now;
-    bool removed = false;
-    {
-        std::lock_guard lock(node_mutex);
-        if (s.leader != no_node)
-            removal_heard.reset(); // a leader replicates to it: it is a member after all
-        removed = removal_heard.has_value();
-    }
-    if (address_check_running || now - address_check_started < std::chrono::seconds(5) || outside(s) ||
-        removed)
+    if (address_check_running || now - address_check_started < std::chrono::seconds(5) || removed)
         return;
     const auto unreachable = unreachable_at.find(s.leader);
     const bool leader_unreachable = s.leader != no_node && s.leader != config.id &&
@@ -1392,13 +1385,15 @@ void kv_service::impl::observe()
         if (outside_now)
             log(log_level::warn, *outside_now);
     }
-    maybe_check_addresses(s);
     std::optional<std::string> why_removed = outside_now;
     {
         std::lock_guard lock(node_mutex);
-        if (!why_removed && removal_heard && s.leader == no_node)
+        if (s.leader != no_node)
+            removal_heard.reset(); // a leader replicates to it: it is a member after all
+        else if (!why_removed)
             why_removed = removal_heard;
     }
+    maybe_check_addresses(s, why_removed.has_value());
     // A removed node's journal never grows again: its watches end, saying why.
     if (why_removed.has_value() != removed.load(std::memory_order_relaxed)) {
         removed.store(why_removed.has_value(), std::memory_order_relaxed);

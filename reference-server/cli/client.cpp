@@ -78,6 +78,18 @@ bool refused_by_alert(const beast::error_code& ec)
     return reason >= SSL_AD_REASON_OFFSET && reason < SSL_AD_REASON_OFFSET + 256;
 }
 
+/// When `ec` is refused_by_alert(), records that in `out` (the request was not read, and no
+/// retry mends it) and returns true.
+bool note_refusal(const beast::error_code& ec, attempt_result& out)
+{
+    if (!refused_by_alert(ec))
+        return false;
+    out.sent = false;
+    out.tls_refused = true;
+    out.error = "the server refused the TLS handshake: " + ec.message();
+    return true;
+}
+
 /// Why connecting failed, from `ec`; sets `tls_refused` when TLS failed for good (the
 /// certificate, the CA, or a port that does not speak TLS), which no retry mends.
 std::string connect_failure(const beast::error_code& ec, bool& tls_refused)
@@ -125,12 +137,8 @@ asio::awaitable<void> attempt(asio::any_io_executor ex, std::shared_ptr<server::
     parser.body_limit(body_limit);
     const beast::error_code read_ec = co_await stream.read(buffer, parser);
     stream.close();
-    if (read_ec && refused_by_alert(read_ec)) {
-        out.sent = false;
-        out.tls_refused = true;
-        out.error = "the server refused the TLS handshake: " + read_ec.message();
+    if (read_ec && note_refusal(read_ec, out))
         co_return;
-    }
     if (read_ec) {
         out.error = read_ec == beast::error::timeout ? std::string("timed out waiting for the answer")
                                                      : "no answer: " + read_ec.message();
@@ -178,14 +186,9 @@ asio::awaitable<void> attempt_stream(asio::any_io_executor ex, std::shared_ptr<s
     stream.expires_at(std::min(deadline, clock::now() + silence));
     if (const beast::error_code header_ec = co_await stream.read_header(buffer, parser)) {
         stream.close();
-        if (refused_by_alert(header_ec)) {
-            out.sent = false;
-            out.tls_refused = true;
-            out.error = "the server refused the TLS handshake: " + header_ec.message();
-        } else {
+        if (!note_refusal(header_ec, out))
             out.error = header_ec == beast::error::timeout ? std::string("timed out waiting for the answer")
                                                            : "no answer: " + header_ec.message();
-        }
         co_return;
     }
     stream.expires_at(clock::now() + silence);
@@ -205,12 +208,6 @@ asio::awaitable<void> attempt_stream(asio::any_io_executor ex, std::shared_ptr<s
         out.status = static_cast<int>(parser.get().result_int());
         if (const auto from = parser.get().find("X-Raftkv-Watch-From"); from != parser.get().end())
             out.watch_from = std::string(from->value());
-    }
-    if (read_ec && out.status == 0 && refused_by_alert(read_ec)) {
-        out.sent = false;
-        out.tls_refused = true;
-        out.error = "the server refused the TLS handshake: " + read_ec.message();
-        co_return;
     }
     if (read_ec) {
         out.error = read_ec == beast::error::timeout ? std::string("nothing arrived for too long")
