@@ -12,7 +12,9 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509_vfy.h>
 
 #include <optional>
 
@@ -41,6 +43,7 @@ bool is_ip_address(const std::string& host)
 struct http_client_stream::impl {
     std::optional<beast::tcp_stream> plain;
     std::optional<tls_stream> secure;
+    std::string verify_failure;
 
     beast::tcp_stream& tcp() { return plain ? *plain : secure->next_layer(); }
 };
@@ -74,7 +77,21 @@ asio::awaitable<beast::error_code> http_client_stream::connect(const tcp::resolv
         co_return asio::error::make_error_code(asio::error::invalid_argument);
     s.set_verify_callback(asio::ssl::host_name_verification(host));
     auto [handshake_ec] = co_await s.async_handshake(asio::ssl::stream_base::client, nothrow_awaitable);
+    if (handshake_ec.category() == asio::error::get_ssl_category() &&
+        ERR_GET_REASON(static_cast<unsigned long>(handshake_ec.value())) == SSL_R_CERTIFICATE_VERIFY_FAILED) {
+        // OpenSSL's own checks record their reason; the host name check, a callback that
+        // fails the chain without one, leaves "unspecified".
+        const long result = SSL_get_verify_result(s.native_handle());
+        impl_->verify_failure = result != X509_V_OK && result != X509_V_ERR_UNSPECIFIED
+                                    ? X509_verify_cert_error_string(result)
+                                    : "the certificate does not name " + host;
+    }
     co_return handshake_ec;
+}
+
+std::string http_client_stream::verify_failure() const
+{
+    return impl_->verify_failure;
 }
 
 void http_client_stream::expires_at(std::chrono::steady_clock::time_point deadline)

@@ -48,6 +48,11 @@ public:
     connect(const boost::asio::ip::tcp::resolver::results_type& endpoints, const std::string& host,
             std::chrono::steady_clock::time_point deadline);
 
+    /// After connect() failed because the server's certificate was not accepted, why: the
+    /// verification's reason ("certificate has expired", "unable to get local issuer
+    /// certificate"), or that the certificate does not name the host. Empty otherwise.
+    std::string verify_failure() const;
+
     /// Every operation from now on fails with beast::error::timeout once `deadline` passes.
     void expires_at(std::chrono::steady_clock::time_point deadline);
     void expires_never();

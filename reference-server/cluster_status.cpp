@@ -82,7 +82,9 @@ asio::awaitable<fetch_result> fetch(asio::any_io_executor ex, std::shared_ptr<tl
     http_client_stream stream(ex, tls);
     const beast::error_code connect_ec = co_await stream.connect(endpoints, hp->host, deadline);
     if (connect_ec) {
-        out.error = "cannot connect to " + address + ": " + describe(connect_ec);
+        const std::string verify = stream.verify_failure();
+        out.error = "cannot connect to " + address + ": " + describe(connect_ec) +
+                    (verify.empty() ? std::string() : " (" + verify + ")");
         co_return out;
     }
     http_request req{http::verb::get, target, 11};

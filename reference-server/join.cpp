@@ -104,6 +104,7 @@ cluster_view fetch_cluster(const host_port& address, std::chrono::milliseconds t
     const std::string where = (tls ? "https://" : "http://") + address.to_string();
     asio::io_context io;
     beast::error_code failure;
+    std::string verify; // why the server's certificate was not accepted
     std::optional<http::response<http::string_body>> answer;
     const auto ask = [&]() -> asio::awaitable<void> {
         const auto deadline = std::chrono::steady_clock::now() + timeout;
@@ -119,6 +120,7 @@ cluster_view fetch_cluster(const host_port& address, std::chrono::milliseconds t
         const beast::error_code connect_ec = co_await stream.connect(endpoints, address.host, deadline);
         if (connect_ec) {
             failure = connect_ec;
+            verify = stream.verify_failure();
             co_return;
         }
         stream.expires_at(deadline);
@@ -149,7 +151,8 @@ cluster_view fetch_cluster(const host_port& address, std::chrono::milliseconds t
         std::rethrow_exception(thrown);
     if (!answer)
         throw std::runtime_error("cannot ask " + where + " for the cluster's members: " +
-                                 (failure ? failure.message() : std::string("no answer")));
+                                 (failure ? failure.message() : std::string("no answer")) +
+                                 (verify.empty() ? std::string() : " (" + verify + ")"));
     if (answer->result() != http::status::ok)
         throw std::runtime_error(where + " answered GET /cluster/members with " +
                                  std::to_string(answer->result_int()) + ": " + answer->body().substr(0, 300));

@@ -90,13 +90,16 @@ bool note_refusal(const beast::error_code& ec, attempt_result& out)
     return true;
 }
 
-/// Why connecting failed, from `ec`; sets `tls_refused` when TLS failed for good (the
-/// certificate, the CA, or a port that does not speak TLS), which no retry mends.
-std::string connect_failure(const beast::error_code& ec, bool& tls_refused)
+/// Why connecting over `stream` failed, from `ec`; sets `tls_refused` when TLS failed for
+/// good (the certificate, the CA, or a port that does not speak TLS), which no retry mends.
+std::string connect_failure(const beast::error_code& ec, const server::http_client_stream& stream,
+                            bool& tls_refused)
 {
     if (ec == beast::error::timeout)
         return "timed out connecting";
     std::string why = "cannot connect: " + ec.message();
+    if (const std::string verify = stream.verify_failure(); !verify.empty())
+        why += " (" + verify + ")";
     if (ec.category() == asio::error::get_ssl_category()) {
         const int reason = ERR_GET_REASON(static_cast<unsigned long>(ec.value()));
         tls_refused = reason == SSL_R_CERTIFICATE_VERIFY_FAILED || reason == SSL_R_WRONG_VERSION_NUMBER ||
@@ -122,7 +125,7 @@ asio::awaitable<void> attempt(asio::any_io_executor ex, std::shared_ptr<server::
     const std::string host = e.host;
     const beast::error_code connect_ec = co_await stream.connect(results, host, deadline);
     if (connect_ec) {
-        out.error = connect_failure(connect_ec, out.tls_refused);
+        out.error = connect_failure(connect_ec, stream, out.tls_refused);
         co_return;
     }
     stream.expires_at(deadline);
@@ -166,7 +169,7 @@ asio::awaitable<void> attempt_stream(asio::any_io_executor ex, std::shared_ptr<s
     const std::string host = e.host;
     const beast::error_code connect_ec = co_await stream.connect(results, host, deadline);
     if (connect_ec) {
-        out.error = connect_failure(connect_ec, out.tls_refused);
+        out.error = connect_failure(connect_ec, stream, out.tls_refused);
         co_return;
     }
     stream.expires_at(deadline);

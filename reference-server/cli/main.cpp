@@ -547,8 +547,12 @@ int run_watch(context& ctx, const po::variables_map& vm, const std::vector<std::
         hopeless[at % endpoints.size()] =
             (a.status == 0 && a.tls_refused) ||
             (a.status == 503 && a.body.find("it was removed and serves nothing") != std::string::npos);
-        if (std::find(hopeless.begin(), hopeless.end(), false) == hopeless.end())
-            return fail(a);
+        if (std::find(hopeless.begin(), hopeless.end(), false) == hopeless.end()) {
+            answer last = a; // a stream's failure names no endpoint: say which one failed last
+            if (last.status == 0)
+                last.body = e.url + ": " + last.body;
+            return fail(last);
+        }
         if (a.status != 200)
             std::cerr << "raftkv: " << e.url << ": " << (a.status == 0 ? a.body : message_of(a.body))
                       << "; resuming" << (from ? " from index " + std::to_string(*from) : std::string())
