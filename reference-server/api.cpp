@@ -560,7 +560,8 @@ private:
                                             clock::time_point started);
     asio::awaitable<http_response> forward(const http_request& req);
     asio::awaitable<http_response> handle_cluster(const http_request& req, const route_match& m);
-    asio::awaitable<http_response> list_members(http::status status);
+    /// The member list; with `changed`, says whether the request changed anything.
+    asio::awaitable<http_response> list_members(http::status status, std::optional<bool> changed = {});
     asio::awaitable<http_response> add_member(const http_request& req, const member_request& r);
     asio::awaitable<http_response> promote_member(const http_request& req, node_id id);
     asio::awaitable<http_response> remove_member(const http_request& req, node_id id);
@@ -569,7 +570,8 @@ private:
                                                                 node_id except);
     asio::awaitable<http_response> transfer_leader(const http_request& req, node_id id);
     asio::awaitable<http_response> cluster_status(const http_request& req);
-    asio::awaitable<http_response> change(const http_request& req, config_change c, http::status success);
+    asio::awaitable<http_response> change(const http_request& req, config_change c, http::status success,
+                                          std::optional<bool> changed = {});
     bool leads() const { return service_.leader() == service_.id(); }
     http_response status() const;
     asio::awaitable<http_response> health(const http_request& req);
@@ -886,7 +888,7 @@ asio::awaitable<http_response> api_handler::handle_cluster(const http_request& r
     co_return co_await remove_member(req, *id.value);
 }
 
-asio::awaitable<http_response> api_handler::list_members(http::status status)
+asio::awaitable<http_response> api_handler::list_members(http::status status, std::optional<bool> changed)
 {
     const service_status s = service_.status();
     std::map<node_id, index_t> match;
@@ -894,7 +896,7 @@ asio::awaitable<http_response> api_handler::list_members(http::status status)
         match = co_await service_.match_indexes();
     http_response res{status, 11};
     res.set(http::field::content_type, "application/json");
-    res.body() = members_json(s, match);
+    res.body() = members_json(s, match, changed);
     co_return res;
 }
 
@@ -974,7 +976,7 @@ asio::awaitable<std::optional<http_response>> api_handler::address_taken(const h
 // A member's new addresses: the Raft one goes into its member info (a config change, so
 // every node dials it there from the entry on); the HTTP one too, and is recorded as if the
 // member had published it (a member running elsewhere publishes its own again). Nothing
-// is proposed when both are what they are already.
+// is proposed when both are what they are already; the answer's "changed" says which.
 asio::awaitable<http_response> api_handler::update_member(const http_request& req, node_id id,
                                                           const member_update& u)
 {
@@ -1028,11 +1030,13 @@ asio::awaitable<http_response> api_handler::update_member(const http_request& re
     }
     std::string next =
         encode_member_info(*raft, u.http ? u.http : current.http, current.added, current.replaces);
+    bool changed = false;
     if (info == s.node.members.info.end() || next != info->second) {
         config_change c{config_change::kind::update, id, std::move(next)};
-        http_response changed = co_await change(req, std::move(c), http::status::ok);
-        if (changed.result() != http::status::ok || !u.http)
-            co_return changed;
+        http_response answer = co_await change(req, std::move(c), http::status::ok, true);
+        if (answer.result() != http::status::ok || !u.http)
+            co_return answer;
+        changed = true;
     }
     if (u.http && service_.replicated_http_address(id) != u.http->to_string()) {
         const write_result w = co_await service_.set_http_address(id, u.http->to_string());
@@ -1040,8 +1044,9 @@ asio::awaitable<http_response> api_handler::update_member(const http_request& re
             co_return co_await forward(req);
         if (w.ec)
             co_return failure_response(w.ec, request_kind::write);
+        changed = true;
     }
-    co_return co_await list_members(http::status::ok);
+    co_return co_await list_members(http::status::ok, changed);
 }
 
 asio::awaitable<http_response> api_handler::promote_member(const http_request& req, node_id id)
@@ -1073,7 +1078,7 @@ asio::awaitable<http_response> api_handler::remove_member(const http_request& re
 
 // Answers with the member list once the change is applied here, on the leader.
 asio::awaitable<http_response> api_handler::change(const http_request& req, config_change c,
-                                                   http::status success)
+                                                   http::status success, std::optional<bool> changed)
 {
     std::vector<config_change> changes; // not a braced list: GCC 12 destroys it twice
     changes.push_back(c);
@@ -1081,7 +1086,7 @@ asio::awaitable<http_response> api_handler::change(const http_request& req, conf
     if (r.ec == raftkv::errc::not_leader)
         co_return co_await forward(req);
     if (!r.ec)
-        co_return co_await list_members(success);
+        co_return co_await list_members(success, changed);
     if (r.ec == raftkv::errc::quorum_at_risk) {
         std::vector<node_id> voters = service_.status().node.members.voters;
         if (c.type == config_change::kind::remove)

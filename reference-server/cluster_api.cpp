@@ -200,7 +200,8 @@ checked<node_id> check_member_id(std::string_view raw_id)
     return {id, http::status::ok, {}};
 }
 
-std::string members_json(const service_status& s, const std::map<node_id, index_t>& match)
+std::string members_json(const service_status& s, const std::map<node_id, index_t>& match,
+                         std::optional<bool> changed)
 {
     json::array members;
     for (const member_status& m : s.members) {
@@ -221,6 +222,8 @@ std::string members_json(const service_status& s, const std::map<node_id, index_
     body["members_committed"] = s.node.members_index <= s.node.commit_index;
     body["joint"] = s.node.members.joint();
     body["leader"] = s.node.leader == no_node ? json::value(nullptr) : json::value(s.node.leader);
+    if (changed)
+        body["changed"] = *changed;
     return json::serialize(body);
 }
 

@@ -70,8 +70,10 @@ std::string cluster_id_hex(std::uint64_t id);
 /// The body of GET /cluster/members: {"cluster_id" (16 hex digits), "members": [{"id",
 /// "raft", "http" (string or null),
 /// "role" ("voter", "learner" or "outgoing"), "match" (only for the members in
-/// `match`)}...], "members_index", "joint", "leader" (id or null)}.
-std::string members_json(const service_status& s, const std::map<node_id, index_t>& match);
+/// `match`)}...], "members_index", "members_committed", "joint", "leader" (id or null)}, and
+/// "changed" when `changed` is given (the answer to PATCH: whether it changed anything).
+std::string members_json(const service_status& s, const std::map<node_id, index_t>& match,
+                         std::optional<bool> changed = {});
 
 /// How a membership change refused with `ec` is answered: 409 for change_in_progress,
 /// learner_behind (whose message says how far behind) and quorum_at_risk (api.cpp names

@@ -874,7 +874,11 @@ int run_member_update(context& ctx, const po::variables_map& vm, const std::vect
     if (a.status != 200)
         return fail(a);
     return done(ctx, a, [&](const json::object& o) {
-        std::cout << "updated node " << id << "\n";
+        const json::value& changed = member_of(o, "changed");
+        if (changed.is_bool() && !changed.as_bool())
+            std::cout << "node " << id << " has these addresses already: nothing changed\n";
+        else
+            std::cout << "updated node " << id << "\n";
         print_members(o);
     });
 }

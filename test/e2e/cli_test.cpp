@@ -520,6 +520,12 @@ BOOST_AUTO_TEST_CASE(members_are_listed_added_promoted_removed_and_leadership_mo
     BOOST_TEST_REQUIRE(r.code == ok, r);
     BOOST_TEST(r.out.starts_with("updated node " + std::to_string(id) + "\n"), r);
     BOOST_TEST(r.out.find(s.http_address()) != std::string::npos, r);
+    // The same address once more changes nothing, and says so.
+    r = cli({"member", "update", std::to_string(id), "--http", "http://" + s.http_address()});
+    BOOST_TEST_REQUIRE(r.code == ok, r);
+    BOOST_TEST(
+        r.out.starts_with("node " + std::to_string(id) + " has these addresses already: nothing changed\n"),
+        r);
     r = cli({"member", "update", "99", "--http", "127.0.0.1:1"});
     BOOST_TEST(r.code == not_found, r);
     c.start(id);

@@ -425,10 +425,13 @@ BOOST_AUTO_TEST_CASE(a_member_moves_to_new_addresses_and_rejoins_there)
         return false;
     };
     BOOST_TEST(listed(f, raft, http), r.body);
+    BOOST_TEST(parse_json(r.body).text["changed"] == "true", r.body);
     BOOST_TEST(wait_until([&] { return listed(c.http_port(leader), raft, http); }, 5s));
-    // Asked again, nothing changes (and nothing is proposed).
+    // Asked again, nothing changes (and nothing is proposed), and the answer says so.
     const auto index = get_members(f)->members_index;
-    BOOST_TEST(request(f, "PATCH", path, R"({"raft": ")" + raft + R"("})").status == 200);
+    const http_response again = request(f, "PATCH", path, R"({"raft": ")" + raft + R"("})");
+    BOOST_TEST(again.status == 200);
+    BOOST_TEST(parse_json(again.body).text["changed"] == "false", again.body);
     BOOST_TEST(get_members(f)->members_index == index);
     BOOST_TEST_REQUIRE(put(c.http_port(leader), "while-away", "2").status == 200);
 
