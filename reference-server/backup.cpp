@@ -228,8 +228,10 @@ backup_header restore_backup(const std::filesystem::path& file, const std::files
             machine.finish_restore();
         }
         raftkv::wal::log_store log(wal);
-        log.install_snapshot(meta);
+        // The term first, as a node records a term before any entry of it (a log of a term
+        // the hard state has not reached is refused as damaged).
         log.save_hard_state(hard_state{.term = 1, .vote = no_node});
+        log.install_snapshot(meta);
         log.sync();
     } catch (...) {
         std::error_code ignored;

@@ -822,6 +822,31 @@ BOOST_AUTO_TEST_CASE(a_state_machine_ahead_of_its_log_refuses_to_start)
     }
 }
 
+// The log store's newest copy of the hard state damaged, an older one read: the term is
+// behind the log's, and the vote cast in the later term is forgotten.
+BOOST_AUTO_TEST_CASE(a_hard_state_behind_the_log_refuses_to_start)
+{
+    recording_transport t;
+    raftkv::memory_log_store s;
+    s.save_hard_state({.term = 9, .vote = 1});
+    const std::vector<raftkv::log_entry> es{{9, 1, raftkv::entry_type::noop, {}},
+                                            {10, 2, raftkv::entry_type::noop, {}}};
+    s.append(es);
+    list_machine m;
+    try {
+        node_t n(raftkv::options{.id = 1, .members = {{1, 2, 3}}}, t, s, m);
+        BOOST_FAIL("the node started");
+    } catch (const std::system_error& e) {
+        BOOST_TEST(has_code(e, raftkv::errc::storage_inconsistent));
+        BOOST_TEST(std::string(e.what()).find(
+                       "hard state is at term 9 but the log holds entries of term 10") != std::string::npos,
+                   e.what());
+    }
+    s.save_hard_state({.term = 10, .vote = 2}); // the term the log has reached: it starts
+    node_t n(raftkv::options{.id = 1, .members = {{1, 2, 3}}}, t, s, m);
+    BOOST_TEST(n.status().term == 10u);
+}
+
 BOOST_AUTO_TEST_CASE(a_follower_told_to_commit_past_its_log_stops_with_an_error)
 {
     cluster c(3);

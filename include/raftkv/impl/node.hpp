@@ -108,6 +108,19 @@ void basic_node<Transport, LogStore, StateMachine>::check_storage() const
                                 "raftkv: the log store reports durable index " +
                                     std::to_string(store_.durable_index()) + " outside its log [" +
                                     std::to_string(first) + ", " + std::to_string(last) + "]");
+    // A term is saved, durably, before any entry of it is appended (set_hard_state), so a
+    // log with an entry of a later term than the saved one lost the record of that term
+    // and of the vote cast in it: the node could vote twice in one term.
+    const term_t saved = store_.saved_hard_state().term;
+    if (const term_t logged = store_.term_at(last); saved < logged)
+        throw std::system_error(make_error_code(errc::storage_inconsistent),
+                                "raftkv: the saved hard state is at term " + std::to_string(saved) +
+                                    " but the log holds entries of term " + std::to_string(logged) +
+                                    " (its last, at index " + std::to_string(last) +
+                                    "): the hard state was damaged or replaced, and with it the vote "
+                                    "cast in a later term, so this node could vote twice in one term; "
+                                    "its storage must be replaced (in a cluster: remove the member, "
+                                    "empty its storage and add it back)");
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
