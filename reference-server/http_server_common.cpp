@@ -24,6 +24,10 @@ bool is_http_error(const beast::error_code& ec)
 
 bool expects_continue(const http::request_header<>& req)
 {
+    // An HTTP/1.0 client knows no interim responses: its expectation is ignored, and no
+    // 1xx is sent to it (RFC 9110 10.1.1, 15.2).
+    if (req.version() < 11)
+        return false;
     const auto expect = req.find(http::field::expect);
     return expect != req.end() && beast::iequals(expect->value(), "100-continue");
 }

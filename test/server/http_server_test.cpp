@@ -694,6 +694,20 @@ BOOST_AUTO_TEST_CASE(expect_100_continue_follows_the_earlier_responses)
     BOOST_TEST(last->body() == "/fast/expect");
 }
 
+// HTTP/1.0 has no interim responses: a 1.0 client that sends Expect: 100-continue (and its
+// body) gets its final answer and nothing before it (RFC 9110 10.1.1, 15.2).
+BOOST_AUTO_TEST_CASE(an_http_1_0_request_expecting_100_continue_gets_no_interim_response)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    c.send("PUT /fast/old HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello");
+    std::optional<response> r = c.read();
+    BOOST_TEST_REQUIRE(r.has_value());
+    BOOST_TEST(r->result() == http::status::ok);
+    BOOST_TEST(r->version() == 10u);
+    BOOST_TEST(r->body() == "/fast/old");
+}
+
 BOOST_DATA_TEST_CASE(after_stop_the_requests_read_are_answered_and_the_next_one_closes, thread_counts,
                      thread_count)
 {
