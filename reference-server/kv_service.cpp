@@ -89,15 +89,23 @@ std::filesystem::path log_directory(const std::filesystem::path& data_dir)
 
 /// The state machine does not sync its applies: the log is the durable record, and its
 /// background checkpoints (take_snapshot) bound what a restart re-applies.
-/// Each apply batch and restore is fed to `journal`, for watches.
+/// Each apply batch and restore is fed to `journal`, for watches. A snapshot from the leader
+/// that does not fit beside the current state is given up before the disk is full, leaving
+/// more than the free space a failed node waits for: freeing space then brings the node
+/// back, where a full disk would leave LevelDB unable to open.
 raftkv::leveldb::kv_state_machine_options machine_options(change_journal& journal)
 {
     raftkv::leveldb::kv_state_machine_options o;
     o.sync = false;
+    o.restore_min_free_bytes = storage_recovery_free_bytes + (std::uint64_t{16} << 20);
     o.on_applied = [&journal](std::span<const log_entry> batch, std::span<const kv_result> results) {
         journal.applied(batch, results);
     };
-    o.on_restored = [&journal](index_t index) { journal.restored(index); };
+    o.on_restored = [&journal](index_t index) {
+        journal.restored(index);
+        log(log_level::info,
+            "installed a snapshot from the leader: the state as of index " + std::to_string(index));
+    };
     return o;
 }
 
@@ -631,13 +639,13 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
     // The state machine lost its state (DIR/state deleted) while the log was compacted: the
     // node waits, silently otherwise, for a leader to send it a snapshot.
     if (opened.applied_index + 1 < opened.first_index)
-        log(log_level::warn, "the state machine's applied index " + std::to_string(opened.applied_index) +
-                                 " is behind the start of the log (first index " +
-                                 std::to_string(opened.first_index) + "), as when " +
-                                 (c.data_dir / "state").string() +
-                                 " was lost: this node applies and serves nothing until a leader sends it a "
-                                 "snapshot (a single-node cluster has no other node to send one: restore "
-                                 "the state directory from a backup)");
+        log(log_level::warn,
+            "the state machine's applied index " + std::to_string(opened.applied_index) +
+                " is behind the start of the log (first index " + std::to_string(opened.first_index) +
+                "), as when " + (c.data_dir / "state").string() +
+                " was lost: this node applies and serves nothing until a leader sends it a "
+                "snapshot (a single-node cluster has no other node to send one: start a new "
+                "one from a backup, with --restore-backup FILE and an empty data directory)");
     // A node that joined is a member once it sees a configuration naming it (observe()).
     admitted.store(!c.joined, std::memory_order_relaxed);
     known_addresses = c.peers;
@@ -904,14 +912,29 @@ void kv_service::impl::probe()
         return schedule_probe();
     }
     std::shared_ptr<raft_node> n;
+    // A store that does not open for a reason of the system (a permission, a read-only
+    // mount, an I/O error) may open once that is mended, as a full disk may once space
+    // returns; one whose data fails its checks (a corrupt log segment, LevelDB's
+    // "Corruption") will not.
+    bool damaged = true;
     try {
         n = open_node();
     } catch (const std::system_error& e) {
         if (e.code().category() == raftkv::raftkv_category())
             return report_fatal(e.what());
         problem = e.what();
+    } catch (const raftkv::storage_error& e) {
+        problem = e.what();
+        damaged = problem.find("Corruption: ") != std::string::npos;
     } catch (const std::exception& e) {
         problem = e.what();
+    }
+    if (!n && !damaged) {
+        if (problem != probe_problem)
+            log(log_level::warn, "cannot re-open the storage yet: " + problem + "; trying again");
+        probe_problem = std::move(problem);
+        probe_interval = next_storage_probe_interval(probe_interval);
+        return schedule_probe();
     }
     if (!n) {
         log(log_level::error,

@@ -10,6 +10,8 @@
 #include "harness.hpp"
 
 #include <fcntl.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -82,6 +84,40 @@ boost::test_tools::assertion_result can_mount_tmpfs(boost::unit_test::test_unit_
         if (!std::exchange(said, true))
             std::cerr << why << "\n";
     }
+    return r;
+}
+
+/// Sets or clears the immutable attribute of `path` (chattr +i / -i); empty on success,
+/// else why not. An immutable file can be neither written nor opened for writing.
+std::string set_immutable(const std::filesystem::path& path, bool on)
+{
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return std::strerror(errno);
+    int flags = 0;
+    std::string error;
+    if (::ioctl(fd, FS_IOC_GETFLAGS, &flags) != 0) {
+        error = std::strerror(errno);
+    } else {
+        flags = on ? (flags | FS_IMMUTABLE_FL) : (flags & ~FS_IMMUTABLE_FL);
+        if (::ioctl(fd, FS_IOC_SETFLAGS, &flags) != 0)
+            error = std::strerror(errno);
+    }
+    ::close(fd);
+    return error;
+}
+
+boost::test_tools::assertion_result can_make_files_immutable(boost::unit_test::test_unit_id)
+{
+    temp_dir dir;
+    const std::filesystem::path probe = dir / "probe";
+    std::ofstream(probe) << "x";
+    const std::string error = set_immutable(probe, true);
+    set_immutable(probe, false);
+    boost::test_tools::assertion_result r(error.empty());
+    if (!error.empty())
+        r.message() << "skipped: cannot make a file immutable in " << dir.path() << " (" << error
+                    << "); this test needs a file system with chattr +i and CAP_LINUX_IMMUTABLE, e.g. root";
     return r;
 }
 
@@ -348,6 +384,61 @@ BOOST_AUTO_TEST_CASE(a_node_whose_storage_does_not_reopen_stays_out_of_service,
     const auto exit = c.terminate(1);
     BOOST_TEST_REQUIRE(exit.has_value(), "SIGTERM did not stop the node");
     BOOST_TEST((exit->exited && exit->code == 0), *exit);
+}
+
+// A log segment the node may no longer write (made immutable, as a mistaken chattr or a
+// file system remounted read-only would): the write fails, and so does re-opening, for a
+// reason of the system rather than of the data; the node keeps trying, and serves again,
+// with every acknowledged write, once the file may be written again. No restart.
+BOOST_AUTO_TEST_CASE(a_storage_that_does_not_reopen_for_a_reason_of_the_system_is_tried_again,
+                     *boost::unit_test::precondition(can_make_files_immutable))
+{
+    cluster c{1, false};
+    const node_spec& node = c.spec(1);
+    c.start(1);
+    BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s), "the node never reported /health 200");
+    const std::uint16_t port = node.http_port;
+    std::map<std::string, std::string> acknowledged;
+    for (int i = 0; i < 10; ++i) {
+        std::string key = "k";
+        key += std::to_string(i);
+        BOOST_TEST_REQUIRE(put(port, key, "v").status == 200);
+        acknowledged[key] = "v";
+    }
+    std::vector<std::filesystem::path> segments;
+    for (const auto& f : std::filesystem::directory_iterator(node.data_dir / "wal"))
+        if (f.path().extension() == ".log")
+            segments.push_back(f.path());
+    std::sort(segments.begin(), segments.end());
+    BOOST_TEST_REQUIRE(!segments.empty());
+    const std::filesystem::path active = segments.back();
+    struct unlock_on_exit {
+        std::filesystem::path path;
+        ~unlock_on_exit() { set_immutable(path, false); } // else the directory stays behind
+    } unlock{active};
+    BOOST_TEST_REQUIRE(set_immutable(active, true).empty());
+
+    const auto failure = put(port, "refused", "x", 10s);
+    BOOST_TEST_REQUIRE(failure.status == 503, describe(failure));
+    BOOST_TEST(contains(failure.body, "Operation not permitted"), describe(failure));
+    BOOST_TEST_REQUIRE(
+        wait_until([&] { return count_lines_with(node.log_file, "cannot re-open the storage yet") > 0; },
+                   20s),
+        "re-opening was not tried, or not said to be tried again");
+    const auto status = request(port, "GET", "/status");
+    BOOST_TEST(contains(status.body, "\"retrying\":true"), describe(status));
+    BOOST_TEST(count_lines_with(node.log_file, "; this node stays out of service until") == 0u);
+
+    BOOST_TEST_REQUIRE(set_immutable(active, false).empty());
+    BOOST_TEST_REQUIRE(c.wait_healthy(1, 40s), "the node did not serve again once the log could be written");
+    for (const auto& [key, expected] : acknowledged) {
+        const auto r = get(port, key);
+        BOOST_TEST(r.status == 200, key << ": " << describe(r));
+        BOOST_TEST(parse_json(r.body).string("value").value_or("<none>") == expected, key);
+    }
+    BOOST_TEST(put(port, "after", "works").status == 200);
+    BOOST_TEST(count_lines_with(node.log_file, "storage works again: re-opened") == 1u);
+    BOOST_TEST(count_lines_with(node.log_file, "cannot re-open the storage yet") == 1u);
 }
 
 // A table of the state machine cut short while the node was down. Which table holds what

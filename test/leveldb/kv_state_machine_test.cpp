@@ -2267,3 +2267,59 @@ BOOST_AUTO_TEST_CASE(a_checkpoint_runs_between_two_steps_of_a_compaction_and_clo
     BOOST_TEST(m->get("key/102999").has_value());
     BOOST_TEST(m->get("more/100009").has_value());
 }
+
+// The state a restore replaced is deleted key by key, and deletions free no disk until
+// LevelDB compacts them away: without a compaction a node that installed a snapshot held
+// both states on disk (and needed room for a third at its next install).
+BOOST_AUTO_TEST_CASE(the_disk_a_replaced_state_took_is_freed_after_a_restore)
+{
+    temp_dir dir;
+    kv_state_machine a{dir / "a", {.sync = false}};
+    index_t a_next = 1;
+    apply_random_values(a, a_next, 3000, 1000, "new/");
+    kv_state_machine b{dir / "b", {.sync = false}};
+    index_t b_next = 1;
+    apply_random_values(b, b_next, 3000, 1000, "old/");
+    b.take_snapshot(); // flushes the memtable: the tables hold the values
+    BOOST_REQUIRE(wait_for_checkpoint(b, b_next - 1));
+    const std::uint64_t before = b.table_bytes();
+    BOOST_TEST(before > 2'000'000u);
+
+    restore_from(b, a);
+    BOOST_REQUIRE(wait_for_compactions(b, 1));
+    BOOST_TEST(b.table_bytes() < before * 3 / 2, b.table_bytes() << " bytes, " << before << " before");
+    BOOST_TEST((contents_of(b) == contents_of(a)));
+    BOOST_TEST(!b.get("old/100000").has_value());
+}
+
+// A snapshot that does not fit beside the current state is given up before the disk is
+// full (here: a restore asked to leave more free than any disk has: before its first write),
+// as a failure of the storage, with the current state untouched; a later restore goes on.
+BOOST_AUTO_TEST_CASE(a_restore_that_would_leave_too_little_free_space_fails_before_writing)
+{
+    temp_dir dir;
+    kv_state_machine a{dir / "a"};
+    apply_sample_state(a);
+    contents old;
+    {
+        kv_state_machine b{dir / "b",
+                           {.restore_batch_bytes = 64, .restore_min_free_bytes = std::uint64_t{1} << 60}};
+        batch_builder{}.put("a", "old").apply_to(b);
+        old = contents_of(b);
+        b.begin_restore(meta_at(a.applied_index()));
+        try {
+            b.restore_chunk(stream_of(a));
+            BOOST_FAIL("the restore went on");
+        } catch (const raftkv::storage_error& e) {
+            BOOST_TEST(std::string(e.what()).find(" MiB free on ") != std::string::npos, e.what());
+            BOOST_TEST(std::string(e.what()).find("does not fit") != std::string::npos, e.what());
+        }
+        BOOST_TEST((contents_of(b) == old));
+    }
+    BOOST_TEST(keys_with_prefix(dir / "b", 'K') == 0u);
+    kv_state_machine b{dir / "b"};
+    BOOST_TEST((contents_of(b) == old));
+    BOOST_TEST(b.applied_index() == 1u);
+    restore_from(b, a); // with no such limit
+    BOOST_TEST((contents_of(b) == contents_of(a)));
+}

@@ -16,6 +16,8 @@
 #include <leveldb/status.h>
 #include <leveldb/write_batch.h>
 
+#include <sys/statvfs.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cassert>
@@ -76,6 +78,16 @@ struct kv_state_machine_options {
     ///
     /// Default: 4 MiB.
     std::size_t restore_batch_bytes = 4 * 1024 * 1024;
+
+    /// The bytes a restore leaves free on the file system that holds the machine: before
+    /// each of its writes, a restore that would leave less fails with raftkv::storage_error
+    /// ("... MiB free ..."), rather than fill the disk. The new state is written beside the
+    /// current one, so a disk with room for one state only cannot take it; stopping short
+    /// leaves room for the deletion of what the restore wrote, and for LevelDB to open (it
+    /// writes as it opens), so that freeing space is enough to recover. 0: no check.
+    ///
+    /// Default: 0.
+    std::uint64_t restore_min_free_bytes = 0;
 
     /// The most bytes, by LevelDB's estimate, that compact_in_background() compacts in one
     /// step. Between steps it makes any checkpoint asked for meanwhile and stops if the
@@ -293,13 +305,15 @@ public:
     /// applied_index() == snapshot_index() == the snapshot's index. The replaced state's
     /// keys are deleted on the background thread that makes checkpoints (a large state
     /// takes a second or more), or by the next begin_restore() or abort_restore() if it
-    /// has not finished by then, or on closing. Throws std::runtime_error if the stream is
-    /// incomplete or the restore failed (the state is then unchanged),
-    /// raftkv::storage_error if LevelDB fails; throws std::logic_error without a restore
-    /// in progress.
+    /// has not finished by then, or on closing; once they are, the database is compacted
+    /// (compact_in_background()), which is what returns their space to the disk. Throws
+    /// std::runtime_error if the stream is incomplete or the restore failed (the state is
+    /// then unchanged), raftkv::storage_error if LevelDB fails; throws std::logic_error
+    /// without a restore in progress.
     void finish_restore();
 
-    /// Discards the restore in progress, if any, deleting what it stored.
+    /// Discards the restore in progress, if any, deleting what it stored (and compacting,
+    /// as finish_restore() does for the state it replaced).
     void abort_restore();
 
     /// The value stored for `key`, or nothing if the key is absent.
@@ -438,6 +452,7 @@ private:
     void checkpoint(index_t index);
 
     std::string name_;
+    std::filesystem::path dir_;
     kv_state_machine_options opts_;
     std::unique_ptr<::leveldb::DB> db_;
     index_t applied_ = 0;
@@ -541,7 +556,7 @@ private:
 
 inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
                                           const kv_state_machine_options& opts)
-    : name_(detail::store_name("raftkv::leveldb::kv_state_machine", dir)), opts_(opts),
+    : name_(detail::store_name("raftkv::leveldb::kv_state_machine", dir)), dir_(dir), opts_(opts),
       db_(detail::open_database(dir, name_, !opts.sync))
 {
     std::string found;
@@ -552,11 +567,14 @@ inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
     if (!old)
         detail::check_format(*db_, format_key, format, name_, format_v3);
     load();
+    const bool deleted = stale_;
     if (stale_)
         delete_slot(other_slot());
     if (old)
         upgrade(found);
     load_sessions();
+    if (deleted)
+        compact_in_background();
 }
 
 // Copies the state into the other slot with every user value at version 0, as a restore
@@ -704,6 +722,8 @@ inline void kv_state_machine::run_checkpoints()
                 deleting_slot_ = false;
                 if (stale_ && error.empty())
                     slot_to_delete_ = slot; // interrupted: go on after the checkpoint, or on closing
+                else if (error.empty())
+                    compaction_wanted_ = true; // deletions free no disk until compacted
                 if (!error.empty())
                     checkpoint_error_ = error;
             }
@@ -989,8 +1009,10 @@ inline void kv_state_machine::abort_restore()
 {
     await_slot_deletion();
     restore_.reset();
-    if (stale_)
+    if (stale_) {
         delete_slot(other_slot());
+        compact_in_background();
+    }
 }
 
 // The owner's thread, before it writes to the slot not in use or reads stale_: a deletion
@@ -1002,6 +1024,7 @@ inline void kv_state_machine::await_slot_deletion()
         const int slot = std::exchange(slot_to_delete_, -1);
         lock.unlock();
         delete_slot(slot);
+        compact_in_background();
         return;
     }
     deletion_done_.wait(lock, [&] { return !deleting_slot_; });
@@ -1361,6 +1384,21 @@ inline void kv_state_machine::stage(record_kind kind, std::string_view key, std:
 /// kv_state_machine_options::sync): the switch must find every record on disk.
 inline void kv_state_machine::write_staged(::leveldb::WriteBatch& batch, const std::string& what)
 {
+    if (opts_.restore_min_free_bytes != 0) {
+        struct statvfs fs {};
+        if (::statvfs(dir_.c_str(), &fs) == 0) {
+            const std::uint64_t free = std::uint64_t{fs.f_bavail} * fs.f_frsize;
+            const std::uint64_t need = opts_.restore_min_free_bytes + batch.ApproximateSize();
+            if (free < need) {
+                constexpr std::uint64_t mib = std::uint64_t{1} << 20;
+                detail::fail_storage(name_, what + ": " + std::to_string(free / mib) + " MiB free on " +
+                                                dir_.string() + ", and a restore leaves " +
+                                                std::to_string(opts_.restore_min_free_bytes / mib) +
+                                                " MiB free: the state being restored, written beside the "
+                                                "current one, does not fit (free space for both)");
+            }
+        }
+    }
     batch.Put(detail::to_slice(stale_key), {});
     stale_ = true;
     write_synced(batch, what);
