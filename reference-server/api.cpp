@@ -543,6 +543,7 @@ public:
     asio::awaitable<http_response> handle(http_request req) override;
     bool streams(const http_request& req) const override;
     asio::awaitable<handled_request> handle_streamed(http_request req) override;
+    std::optional<http_response> refuse_before_body(const http_request& header) const override;
 
 private:
     std::optional<http_response> refuse_streamed(const http_request& req, const route_match& m) const;
@@ -656,6 +657,22 @@ std::optional<http_response> api_handler::refuse_streamed(const http_request& re
         res.set(http::field::allow, m.allow);
         return res;
     }
+    return std::nullopt;
+}
+
+// What a request whose client waits for 100 Continue is refused before it sends its body:
+// what route_request() would refuse before reading it (bad framing, a missing token, no such
+// route or method), and a PUT of a key with a query parameter, which it never takes.
+std::optional<http_response> api_handler::refuse_before_body(const http_request& header) const
+{
+    const route_match m = match_route(header.method(), header.target());
+    if (std::optional<http_response> refusal = refuse_streamed(header, m))
+        return refusal;
+    if (m.result == route_match::outcome::not_found)
+        return error_response(http::status::not_found, "not found");
+    if (m.route == route::kv && header.method() == http::verb::put)
+        if (std::optional<std::string> unknown = unknown_parameter(header.target(), "PUT /kv/{key}", {}, ""))
+            return error_response(http::status::bad_request, *unknown);
     return std::nullopt;
 }
 

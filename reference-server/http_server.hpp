@@ -42,6 +42,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 namespace raftkv::server {
@@ -128,6 +129,13 @@ public:
     /// Whether `req` goes to handle_streamed() rather than handle(). Cheap: called for every
     /// request. Default: none does.
     virtual bool streams(const http_request& req) const;
+
+    /// The answer to a request whose client waits for "100 Continue" before it sends the
+    /// body (Expect: 100-continue), from its header alone (`header` has no body), when it
+    /// is refused whatever the body would be: an unknown route, a method the route does not
+    /// take, a missing token. The server then sends it without reading the body, and closes
+    /// the connection. Default: none (the body is asked for, and handle() answers).
+    virtual std::optional<http_response> refuse_before_body(const http_request& header) const;
 
     /// Answers a request for which streams() is true, possibly with a streamed body
     /// (handled_request::stream): the server then writes the response's status and fields

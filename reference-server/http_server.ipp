@@ -417,7 +417,9 @@ private:
     asio::awaitable<bool> send_continue(unsigned version);
     void admit(http_request req, bool keep_alive);
     void reject(const beast::error_code& ec, http::verb method);
-    void refuse(http_response res, http::verb method);
+    /// `version`: the request's, when its header was read (an HTTP/1.0 client is answered
+    /// in 1.0).
+    void refuse(http_response res, http::verb method, unsigned version = 11);
     asio::awaitable<void> handle(std::shared_ptr<connection> self, slot& s, http_request req);
     void hold(slot& s);
     void release(slot& s);
@@ -594,21 +596,31 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
     // to treat such framing as faulty): the same.
     if (parser.get().count(http::field::transfer_encoding) != 0) {
         if (!parser.chunked()) {
-            refuse(server_->unframed("unsupported Transfer-Encoding (only chunked)"), parser.get().method());
+            refuse(server_->unframed("unsupported Transfer-Encoding (only chunked)"), parser.get().method(),
+                   parser.get().version());
             co_return false;
         }
         if (parser.get().version() < 11) {
-            refuse(server_->unframed("Transfer-Encoding in an HTTP/1.0 request"), parser.get().method());
+            refuse(server_->unframed("Transfer-Encoding in an HTTP/1.0 request"), parser.get().method(),
+                   parser.get().version());
             co_return false;
         }
     }
     // A body the budget has no room for now is refused before it is sent (before a 100
     // Continue); the bytes are taken as they arrive.
     if (const auto length = parser.content_length(); length && !reservation.has_room_for(*length)) {
-        refuse(server_->busy(), parser.get().method());
+        refuse(server_->busy(), parser.get().method(), parser.get().version());
         co_return false;
     }
     if (expects_continue(parser.get()) && !parser.is_done()) {
+        // A request refused whatever its body is answered without asking for the body (one
+        // whose target is bad is refused once read, as any other).
+        http_request header(http::request_header<>(parser.get().base()), std::string());
+        if (to_origin_form(header))
+            if (std::optional<http_response> early = handler_->refuse_before_body(header)) {
+                refuse(std::move(*early), parser.get().method(), parser.get().version());
+                co_return false;
+            }
         // The interim response belongs to this request: it follows the earlier responses.
         while (writing_ && !pipeline_.empty())
             co_await next_change();
@@ -627,7 +639,7 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
     }
     if (body_ec) {
         if (reservation.refused())
-            refuse(server_->busy(), parser.get().method());
+            refuse(server_->busy(), parser.get().method(), parser.get().version());
         else
             reject(body_ec, parser.get().method());
         co_return false;
@@ -746,10 +758,13 @@ void http_server::state::connection<Stream>::reject(const beast::error_code& ec,
 
 // Answers the request being read with `res` in its place; nothing more is read.
 template <class Stream>
-void http_server::state::connection<Stream>::refuse(http_response res, http::verb method)
+void http_server::state::connection<Stream>::refuse(http_response res, http::verb method, unsigned version)
 {
     server_->refused(method, res.result_int());
-    pipeline_.push_back(slot{11, false, std::move(res), nullptr});
+    res.version(version == 10 ? 10u : 11u);
+    res.keep_alive(false); // the connection closes after it
+    res.prepare_payload();
+    pipeline_.push_back(slot{res.version(), false, std::move(res), nullptr});
     changed();
 }
 

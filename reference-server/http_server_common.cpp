@@ -381,6 +381,11 @@ bool request_handler::streams(const http_request&) const
     return false;
 }
 
+std::optional<http_response> request_handler::refuse_before_body(const http_request&) const
+{
+    return std::nullopt;
+}
+
 asio::awaitable<handled_request> request_handler::handle_streamed(http_request req)
 {
     http_response res = co_await handle(std::move(req));

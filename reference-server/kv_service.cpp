@@ -1187,8 +1187,9 @@ bool reached_at(const host_port& listen, const host_port& dialed)
 } // namespace
 
 // On address_checker: the first list of a member of this cluster, itself in it, whose
-// configuration is newer than this node's (`index`); whether that configuration has the
-// members dial this node where it listens; and, if no member gave one, why.
+// configuration is newer than this node's (`index`), or as new, committed and without this
+// node; whether that configuration has the members dial this node where it listens; and,
+// if no member gave one, why.
 void kv_service::impl::check_addresses(std::vector<host_port> targets, index_t index)
 {
     std::optional<cluster_view> found;
@@ -1213,7 +1214,11 @@ void kv_service::impl::check_addresses(std::vector<host_port> targets, index_t i
                     failed(target, "a node of another cluster");
                 else if (!view.answered_by || !view.raft.contains(*view.answered_by))
                     failed(target, "not a member");
-                else if (view.members_index > index) {
+                else if (view.members_index > index ||
+                         (view.members_index == index && view.members_committed &&
+                          !view.raft.contains(config.id))) {
+                    // Newer; or as new, committed there and without this node, whose own
+                    // copy may never be known committed here (it was removed by it).
                     if (const auto self = view.raft.find(config.id); self != view.raft.end())
                         own_reached = reached_at(config.raft, self->second);
                     found = std::move(view);
@@ -1242,16 +1247,20 @@ void kv_service::impl::check_addresses(std::vector<host_port> targets, index_t i
 }
 
 // On the strand: what a member's list says of the members' Raft addresses, if its
-// configuration is newer than this node's.
+// configuration is newer than this node's; and of this node's removal, if it is at least as
+// new, committed, and without this node (a leader killed as it removed itself has the entry
+// in its log, never known committed there, while the others committed it).
 void kv_service::impl::learn_addresses(const cluster_view& view, bool own_reached)
 {
     const node_status s = node->driver.status();
-    if (view.cluster_id != config.cluster_id || view.members_index <= s.members_index)
+    const bool excluded = !view.raft.contains(config.id);
+    if (view.cluster_id != config.cluster_id || view.members_index < s.members_index ||
+        (view.members_index == s.members_index && !excluded))
         return;
     const std::string source = "member " + std::to_string(*view.answered_by) + "'s configuration at index " +
                                std::to_string(view.members_index) + " (this node's is at index " +
                                std::to_string(s.members_index) + ")";
-    if (!view.raft.contains(config.id)) {
+    if (excluded) {
         if (!view.members_committed || s.leader != no_node)
             return; // its removal may not commit; a node still removing it replicates to it
         std::string members;
@@ -1260,13 +1269,16 @@ void kv_service::impl::learn_addresses(const cluster_view& view, bool own_reache
             if (std::find(view.learners.begin(), view.learners.end(), id) != view.learners.end())
                 members.append(" (learner)");
         }
-        std::string why = "node " + std::to_string(config.id) + " is not a member of the cluster: member " +
-                          std::to_string(*view.answered_by) + "'s committed configuration at index " +
-                          std::to_string(view.members_index) + " (members " + members +
-                          ") does not include it, though the one in its own log (at index " +
-                          std::to_string(s.members_index) +
-                          ") does: it was removed and serves nothing; send requests to a member, and stop "
-                          "this node (to bring it back, add it again with an empty data directory)";
+        std::string why =
+            "node " + std::to_string(config.id) + " is not a member of the cluster: member " +
+            std::to_string(*view.answered_by) + "'s committed configuration at index " +
+            std::to_string(view.members_index) + " (members " + members + ") does not include it" +
+            (s.members.contains(config.id)
+                 ? ", though the one in its own log (at index " + std::to_string(s.members_index) + ") does"
+                 : " (nor does the one in its own log, at index " + std::to_string(s.members_index) +
+                       ", which it did not know committed)") +
+            ": it was removed and serves nothing; send requests to a member, and stop "
+            "this node (to bring it back, add it again with an empty data directory)";
         log(log_level::warn, why);
         std::lock_guard lock(node_mutex);
         removal_heard = std::move(why);
@@ -2082,6 +2094,12 @@ storage_report inspect_storage(const std::filesystem::path& data_dir)
                           torn->segment.filename().string() + " (offset " + std::to_string(torn->offset) +
                           ")";
     }
+    // A term is recorded before any entry of it: a hard state behind the log was damaged.
+    if (r.hard.term < r.last_term)
+        r.problems.push_back("the hard state is at term " + std::to_string(r.hard.term) +
+                             " but the log holds entries of term " + std::to_string(r.last_term) +
+                             ": the hard state was damaged or replaced, and with it the vote cast in a "
+                             "later term (a start refuses it)");
     const std::filesystem::path state = data_dir / "state";
     r.has_state = std::filesystem::is_directory(state);
     if (r.has_state) {

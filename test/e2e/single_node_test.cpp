@@ -401,6 +401,27 @@ BOOST_AUTO_TEST_CASE(pipelined_chunked_and_expect_continue_requests_are_served)
     r = send_raw(port, expect, 5s);
     BOOST_TEST(r.received.find("HTTP/1.1 200") != std::string::npos, "Expect: 100-continue: " << r.received);
     BOOST_TEST(parse_json(get(port, "expect").body).string("value").value_or("") == std::string(5000, 'e'));
+
+    // Refused whatever the body: answered at once, without a 100 Continue (the header alone
+    // is sent, as a client waiting for the 100 does).
+    for (const auto& [request, status] : std::vector<std::pair<std::string, std::string>>{
+             {"PUT /kv/x?ttl=5", "400"}, {"POST /kv/x", "405"}, {"PUT /nowhere", "404"}}) {
+        r = send_raw(
+            port, request + " HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 13\r\n\r\n", 5s);
+        BOOST_TEST(r.received.rfind("HTTP/1.1 " + status, 0) == 0u, request << ": " << r.received);
+        BOOST_TEST(r.received.find("100 Continue") == std::string::npos, request << ": " << r.received);
+        BOOST_TEST(r.closed, request);
+    }
+    // HTTP/1.0 knows no interim responses: the body is sent with the header, and only the
+    // answer comes back.
+    r = send_raw(
+        port, "PUT /kv/old HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 15\r\n\r\n{\"value\":\"old\"}",
+        5s);
+    BOOST_TEST(r.received.rfind("HTTP/1.0 200", 0) == 0u, "HTTP/1.0 with Expect: " << r.received);
+    BOOST_TEST(r.received.find("100 Continue") == std::string::npos, r.received);
+    // A 1.0 request refused by the server itself is answered in 1.0 too.
+    r = send_raw(port, "PUT /kv/old HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 5s);
+    BOOST_TEST(r.received.rfind("HTTP/1.0 400", 0) == 0u, "HTTP/1.0 with Transfer-Encoding: " << r.received);
 }
 
 BOOST_AUTO_TEST_CASE(twenty_pipelined_requests_and_a_malformed_one_are_answered_in_order)

@@ -2323,3 +2323,51 @@ BOOST_AUTO_TEST_CASE(a_restore_that_would_leave_too_little_free_space_fails_befo
     restore_from(b, a); // with no such limit
     BOOST_TEST((contents_of(b) == contents_of(a)));
 }
+
+// Closing stops a compaction at the end of a step; the space of a deletion it had not
+// reclaimed yet is reclaimed by a compaction the next open starts.
+BOOST_AUTO_TEST_CASE(a_compaction_cut_short_after_a_restore_starts_again_at_the_next_open)
+{
+    temp_dir dir;
+    kv_state_machine a{dir / "a", {.sync = false}};
+    index_t a_next = 1;
+    apply_random_values(a, a_next, 3000, 1000, "new/");
+    struct {
+        std::mutex mutex;
+        std::condition_variable cv;
+        bool stepped = false, go_on = false;
+    } gate;
+    kv_state_machine_options held{.sync = false, .compaction_step_bytes = 64 * 1024};
+    held.on_compaction_step = [&](std::size_t, std::size_t) {
+        std::unique_lock lock(gate.mutex);
+        gate.stepped = true;
+        gate.cv.notify_all();
+        gate.cv.wait(lock, [&] { return gate.go_on; });
+    };
+    std::uint64_t before = 0;
+    std::thread release;
+    {
+        kv_state_machine b{dir / "b", held};
+        index_t b_next = 1;
+        apply_random_values(b, b_next, 3000, 1000, "old/");
+        b.take_snapshot();
+        BOOST_REQUIRE(wait_for_checkpoint(b, b_next - 1));
+        before = b.table_bytes();
+        restore_from(b, a);
+        std::unique_lock lock(gate.mutex);
+        BOOST_REQUIRE(gate.cv.wait_for(lock, std::chrono::seconds(30), [&] { return gate.stepped; }));
+        // Held after its first step; let it go only once closing has begun.
+        release = std::thread([&] {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            std::lock_guard l(gate.mutex);
+            gate.go_on = true;
+            gate.cv.notify_all();
+        });
+    }
+    release.join();
+    BOOST_TEST(has_raw_key(dir / "b", "mcompact"));
+    kv_state_machine b{dir / "b", {.sync = false}};
+    BOOST_REQUIRE(wait_for_compactions(b, 1));
+    BOOST_TEST(b.table_bytes() < before * 3 / 2, b.table_bytes() << " bytes, " << before << " before");
+    BOOST_TEST((contents_of(b) == contents_of(a)));
+}

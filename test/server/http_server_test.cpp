@@ -113,6 +113,16 @@ public:
     /// /stream/N: a body of N parts, "part0part1...", written one by one.
     bool streams(const http_request& req) const override { return req.target().starts_with("/stream/"); }
 
+    /// /refused/...: refused from the header alone, whatever the body (403).
+    std::optional<http_response> refuse_before_body(const http_request& header) const override
+    {
+        if (!header.target().starts_with("/refused/"))
+            return std::nullopt;
+        http_response res{http::status::forbidden, 11};
+        res.body() = "refused " + std::string(header.target());
+        return res;
+    }
+
     asio::awaitable<raftkv::server::handled_request> handle_streamed(http_request req) override
     {
         http_response res{http::status::ok, 11};
@@ -692,6 +702,35 @@ BOOST_AUTO_TEST_CASE(expect_100_continue_follows_the_earlier_responses)
     std::optional<response> last = c.read();
     BOOST_TEST_REQUIRE(last.has_value());
     BOOST_TEST(last->body() == "/fast/expect");
+}
+
+// A request its handler refuses from the header alone gets that answer instead of 100
+// Continue, its body unread, and the connection is closed (the client may send the body
+// anyway, which could not be told from a next request). An absolute-form target is matched
+// as its path.
+BOOST_AUTO_TEST_CASE(a_request_refused_from_its_header_gets_no_100_continue)
+{
+    server_fixture f;
+    for (const std::string target : {"/refused/a", "http://x/refused/a"}) {
+        raw_client c(f.port());
+        c.send("PUT " + target + " HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+        std::optional<response> r = c.read();
+        BOOST_TEST_REQUIRE(r.has_value());
+        BOOST_TEST(r->result() == http::status::forbidden);
+        BOOST_TEST(r->body() == "refused /refused/a");
+        BOOST_TEST(!r->keep_alive());
+        BOOST_TEST(c.closed_within(3s));
+    }
+    // Others still get the 100 first.
+    raw_client c(f.port());
+    c.send("PUT /fast/allowed HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    std::optional<response> go_on = c.read();
+    BOOST_TEST_REQUIRE(go_on.has_value());
+    BOOST_TEST(go_on->result() == http::status::continue_);
+    c.send("hello");
+    std::optional<response> last = c.read();
+    BOOST_TEST_REQUIRE(last.has_value());
+    BOOST_TEST(last->body() == "/fast/allowed");
 }
 
 // HTTP/1.0 has no interim responses: a 1.0 client that sends Expect: 100-continue (and its

@@ -370,6 +370,10 @@ private:
     // Present while the slot not in use may hold keys: those of a restore under way, or
     // of the state a restore replaced.
     static constexpr std::string_view stale_key = "mstale";
+    // Present from the end of a slot's deletion until a compaction of the whole database has
+    // completed: deleted keys take their space until LevelDB compacts them away, and a
+    // compaction cut short by closing starts again at the next open.
+    static constexpr std::string_view compact_key = "mcompact";
     static constexpr std::string_view format = "raftkv.kv_state_machine.v4";
     static constexpr std::string_view format_v3 = "raftkv.kv_state_machine.v3";
     static constexpr std::string_view format_v2 = "raftkv.kv_state_machine.v2";
@@ -394,6 +398,8 @@ private:
         std::string value;
         /// The sessions restored so far.
         kv_session_table sessions;
+        /// The bytes of the batches written so far.
+        std::uint64_t written = 0;
     };
 
     static char prefix(record_kind kind, int slot) noexcept
@@ -479,6 +485,9 @@ private:
     bool deleting_slot_ = false;
     std::condition_variable deletion_done_;
     std::atomic<std::uint64_t> compactions_{0};
+    /// Slot deletions completed since opening: a compaction planned before one ended may
+    /// have passed over its key range already.
+    std::atomic<std::uint64_t> deletions_{0};
     /// Every batch record whose first index is below it was deleted by a checkpoint since
     /// opening; under checkpoint_mutex_. A checkpoint deletes from here on rather than from
     /// the start: the records deleted before are tombstones until LevelDB compacts them, and
@@ -567,13 +576,12 @@ inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
     if (!old)
         detail::check_format(*db_, format_key, format, name_, format_v3);
     load();
-    const bool deleted = stale_;
     if (stale_)
         delete_slot(other_slot());
     if (old)
         upgrade(found);
     load_sessions();
-    if (deleted)
+    if (read(compact_key, detail::checked_reads()).has_value())
         compact_in_background();
 }
 
@@ -679,6 +687,7 @@ inline void kv_state_machine::run_checkpoints()
     std::vector<std::string> bounds; // of the compaction under way, once planned
     std::size_t step = 0;            // the next step of it: the range from bounds[step - 1]
     bool planned = false;
+    std::uint64_t deletions = 0; // deletions_ when it was planned
     for (;;) {
         index_t index = 0;
         int slot = -1; // a replaced slot to delete
@@ -733,6 +742,7 @@ inline void kv_state_machine::run_checkpoints()
             continue;
         }
         if (!planned) {
+            deletions = deletions_.load();
             bounds = compaction_bounds();
             step = 0;
             planned = true;
@@ -751,6 +761,14 @@ inline void kv_state_machine::run_checkpoints()
         if (step <= bounds.size())
             continue;
         planned = false;
+        // A deletion that ended meanwhile may have left keys in ranges already compacted: once
+        // more. Otherwise the space of every deletion is back: the mark goes (unsynced: if
+        // lost, the next open compacts once more).
+        if (deletions_.load() != deletions)
+            continue;
+        ::leveldb::WriteBatch clear;
+        clear.Delete(detail::to_slice(compact_key));
+        [[maybe_unused]] const ::leveldb::Status ignored = db_->Write(::leveldb::WriteOptions{}, &clear);
         std::lock_guard lock(checkpoint_mutex_);
         compaction_wanted_ = false;
         compactions_.fetch_add(1);
@@ -1391,17 +1409,22 @@ inline void kv_state_machine::write_staged(::leveldb::WriteBatch& batch, const s
             const std::uint64_t need = opts_.restore_min_free_bytes + batch.ApproximateSize();
             if (free < need) {
                 constexpr std::uint64_t mib = std::uint64_t{1} << 20;
+                const std::uint64_t written = restore_ ? restore_->written : 0;
                 detail::fail_storage(name_, what + ": " + std::to_string(free / mib) + " MiB free on " +
                                                 dir_.string() + ", and a restore leaves " +
                                                 std::to_string(opts_.restore_min_free_bytes / mib) +
                                                 " MiB free: the state being restored, written beside the "
-                                                "current one, does not fit (free space for both)");
+                                                "current one, does not fit (free space for both; " +
+                                                std::to_string(written / mib) +
+                                                " MiB of it were written before this)");
             }
         }
     }
     batch.Put(detail::to_slice(stale_key), {});
     stale_ = true;
     write_synced(batch, what);
+    if (restore_)
+        restore_->written += batch.ApproximateSize();
     batch.Clear();
 }
 
@@ -1430,8 +1453,10 @@ inline void kv_state_machine::delete_slot(int slot, const std::function<bool()>&
         detail::check(it->status(), name_, "cannot read replaced state");
     }
     batch.Delete(detail::to_slice(stale_key));
+    batch.Put(detail::to_slice(compact_key), {});
     write_synced(batch, "cannot delete replaced state");
     stale_ = false;
+    deletions_.fetch_add(1);
 }
 
 inline void kv_state_machine::write_synced(::leveldb::WriteBatch& batch, const std::string& what)
