@@ -1328,6 +1328,27 @@ asio::awaitable<http_response> api_handler::not_done(const http_request& req, st
     co_return failure_response(ec, kind);
 }
 
+namespace {
+
+/// Says in `res`'s error message, a refusal of the token by the leader a request was
+/// forwarded to, that the leader refused it: this node took the token (its members may hold
+/// other tokens for a while, as during a rotation), so the client would otherwise blame it.
+void attribute_to_leader(http_response& res, node_id leader, const std::string& address)
+{
+    boost::system::error_code ec;
+    json::value doc = json::parse(res.body(), ec);
+    if (ec || !doc.is_object())
+        return;
+    json::object& o = doc.as_object();
+    if (json::value* e = o.if_contains("error"); e && e->is_string()) {
+        *e = "the leader, node " + std::to_string(leader) + " at " + address +
+             ", to which this node forwards the request, refused it: " + std::string(e->as_string());
+        res.body() = json::serialize(o);
+    }
+}
+
+} // namespace
+
 asio::awaitable<http_response> api_handler::forward(const http_request& req)
 {
     if (const std::optional<node_id> from = forwarded_by(req))
@@ -1350,6 +1371,8 @@ asio::awaitable<http_response> api_handler::forward(const http_request& req)
             http_response res = co_await pool_.forward(req, *address, marker, options_.forward_timeout);
             if (res.result() == http::status::service_unavailable)
                 addresses_.forget(leader, *address);
+            if (res.result() == http::status::unauthorized || res.result() == http::status::forbidden)
+                attribute_to_leader(res, leader, *address);
             co_return res;
         }
         if (clock::now() >= deadline)

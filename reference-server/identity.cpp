@@ -3,9 +3,12 @@
 #include "backup.hpp"
 #include "durable_file.hpp"
 #include "join.hpp"
+#include "log.hpp"
 #include "tls.hpp"
 
 #include <raftkv/asio/detail/greeting.hpp>
+
+#include <boost/asio/ip/address.hpp>
 
 #include <charconv>
 #include <random>
@@ -70,6 +73,14 @@ std::shared_ptr<tls_context> join_tls(const server_config& c)
     }
 }
 
+/// Whether `host` is an IP address rather than a name.
+bool is_ip_literal(const std::string& host)
+{
+    boost::system::error_code ec;
+    (void)boost::asio::ip::make_address(host, ec);
+    return !ec;
+}
+
 // A node joining a running cluster: it must have been added already (so the leader
 // replicates to it), at the Raft address it listens on, and must bring no state of its own.
 identity join_cluster(server_config& c)
@@ -110,9 +121,22 @@ identity join_cluster(server_config& c)
                            std::to_string(c.id) + ", \"raft\": \"" + c.raft.to_string() + "\", \"http\": \"" +
                            c.advertise_http.to_string() + "\", \"learner\": true}'");
     // Where the members dial it; it listens there too unless --raft says where (0.0.0.0:9080,
-    // say; one on another port is warned about at start-up, as on a restart).
+    // say). Its log holds no configuration yet, so the start-up check of a restart has
+    // nothing to go by: said here. (Only a warning: a port forwarded to another may be meant.)
     if (!c.raft_given)
         c.raft = self->second;
+    else if (c.raft.port != self->second.port ||
+             (!is_wildcard(c.raft) && c.raft.host != self->second.host && is_ip_literal(c.raft.host) &&
+              is_ip_literal(self->second.host)))
+        log(log_level::warn, "the members dial node " + std::to_string(c.id) + " at " +
+                                 self->second.to_string() + " (its address in the cluster at " + url +
+                                 "), but it listens at " + c.raft.to_string() +
+                                 " (--raft): unless something forwards one to the other, no peer reaches "
+                                 "it and it waits for a leader for ever; start it with --raft " +
+                                 self->second.to_string() +
+                                 " (or without --raft), or give the member that "
+                                 "address first (raftkv member update " +
+                                 std::to_string(c.id) + " --raft " + c.raft.to_string() + ")");
     c.peers = view.raft;
     c.joined = true;
     identity id;

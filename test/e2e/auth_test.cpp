@@ -6,6 +6,7 @@
 #include "auth.hpp"
 #include "harness.hpp"
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -189,4 +190,31 @@ BOOST_FIXTURE_TEST_CASE(a_joining_node_uses_its_tokens_and_shares_the_marker_key
                                       header_list{{"X-Raftkv-Forwarded", marker}});
     BOOST_TEST(is_error(hop, 503), describe(hop));
     BOOST_TEST(hop.body.find("request forwarded by node 1") != std::string::npos, describe(hop));
+}
+
+// During a rotation the members hold different tokens files for a while. A follower that
+// takes a new token forwards a request that goes over HTTP to a leader that does not know it
+// yet: the refusal says it was the leader's, not the node the client asked.
+BOOST_FIXTURE_TEST_CASE(a_token_the_leader_refuses_is_said_to_be_refused_by_the_leader, with_tokens)
+{
+    cluster c(3, true, {"--auth-tokens", tokens});
+    const auto leader = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    const std::uint64_t follower = *leader == 1 ? 2 : 1;
+    const std::string rotated = "next-3c1e7b9d5f2a4806b1d9";
+    const auto more = files / "tokens-next";
+    std::ofstream(more) << write_token << " write ops\n" << rotated << " write ops-next\n";
+    c.terminate(follower);
+    std::vector<std::string> args = c.args(follower);
+    const auto flag = std::find(args.begin(), args.end(), "--auth-tokens");
+    BOOST_TEST_REQUIRE((flag != args.end() && flag + 1 != args.end()));
+    *(flag + 1) = more.string();
+    c.start(follower, args);
+    BOOST_TEST_REQUIRE(c.wait_healthy(follower, 20s));
+
+    const std::string body = "{\"id\": " + std::to_string(*leader) + "}";
+    const http_response r = request(c.http_port(follower), "POST", "/cluster/leader", body, bearer(rotated));
+    expect_refused(r, 401, "a token only the follower knows");
+    const std::string message = parse_json(r.body).string("error").value_or("");
+    BOOST_TEST(message.starts_with("the leader, node " + std::to_string(*leader) + " at "), message);
 }

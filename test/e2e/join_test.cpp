@@ -376,6 +376,28 @@ BOOST_AUTO_TEST_CASE(a_node_that_was_not_added_refuses_to_join)
     BOOST_TEST(log.find("POST") != std::string::npos, log);
 }
 
+// Added with one Raft address and started with --raft at another: nobody dials it where it
+// listens, and its empty log has no configuration for the start-up check to compare with.
+// The members' list it joins through has: it says so.
+BOOST_AUTO_TEST_CASE(a_node_joining_at_another_raft_address_than_it_was_added_with_says_so)
+{
+    cluster c(3);
+    const auto leader = c.wait_ready(15s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    const std::uint64_t id = c.add_node(*leader);
+    const std::string elsewhere = "127.0.0.1:" + std::to_string(free_ports(1)[0]);
+    const std::string body = "{\"id\": " + std::to_string(id) + ", \"raft\": \"" + elsewhere +
+                             "\", \"http\": \"" + c.spec(id).http_address() + "\", \"learner\": true}";
+    const auto added = until(c, *leader, "POST", "/cluster/members", body, 201);
+    BOOST_TEST_REQUIRE(added.status == 201, describe(added));
+    c.start(id);
+    const std::string expected = "the members dial node " + std::to_string(id) + " at " + elsewhere;
+    BOOST_TEST(
+        wait_until([&] { return read_tail(c.spec(id).log_file).find(expected) != std::string::npos; }, 15s),
+        read_tail(c.spec(id).log_file));
+    BOOST_TEST(read_tail(c.spec(id).log_file).find("start it with --raft " + elsewhere) != std::string::npos);
+}
+
 // Two of three members are lost for good. The survivor, started once with
 // --force-new-cluster, becomes the only member of a new cluster with every write its log
 // held, refuses a member of the old cluster that comes back, and grows again through --join.
