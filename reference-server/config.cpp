@@ -1,5 +1,6 @@
 #include "config.hpp"
 
+#include <boost/asio/ip/address.hpp>
 #include <boost/program_options/options_description.hpp>
 #include <boost/program_options/parsers.hpp>
 #include <boost/program_options/value_semantic.hpp>
@@ -976,6 +977,18 @@ std::optional<host_port> parse_host_port(std::string_view text)
 bool is_wildcard(const host_port& address)
 {
     return address.host == "0.0.0.0" || address.host == "::";
+}
+
+bool listens_where_dialed(const host_port& listen, const host_port& dialed)
+{
+    if (listen.port != dialed.port)
+        return false;
+    if (is_wildcard(listen) || listen.host == dialed.host)
+        return true;
+    boost::system::error_code ec1, ec2;
+    const auto a = boost::asio::ip::make_address(listen.host, ec1);
+    const auto b = boost::asio::ip::make_address(dialed.host, ec2);
+    return ec1 || ec2 || a == b;
 }
 
 bool is_loopback(const host_port& address)

@@ -304,6 +304,11 @@ std::string advertise_http_problem(const server_config& c, std::size_t members =
 /// True for 0.0.0.0 and ::, the addresses that mean "every interface".
 bool is_wildcard(const host_port& address);
 
+/// Whether a node listening at `listen` may be reached at `dialed`, as far as can be told
+/// without resolving names: the same port, and, when both hosts are IP addresses, the same
+/// address or a wildcard `listen` (a name may resolve to anything).
+bool listens_where_dialed(const host_port& listen, const host_port& dialed);
+
 /// True for localhost and the loopback addresses (127.0.0.0/8, ::1).
 bool is_loopback(const host_port& address);
 

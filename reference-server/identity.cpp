@@ -8,8 +8,6 @@
 
 #include <raftkv/asio/detail/greeting.hpp>
 
-#include <boost/asio/ip/address.hpp>
-
 #include <charconv>
 #include <random>
 #include <sstream>
@@ -73,14 +71,6 @@ std::shared_ptr<tls_context> join_tls(const server_config& c)
     }
 }
 
-/// Whether `host` is an IP address rather than a name.
-bool is_ip_literal(const std::string& host)
-{
-    boost::system::error_code ec;
-    (void)boost::asio::ip::make_address(host, ec);
-    return !ec;
-}
-
 // A node joining a running cluster: it must have been added already (so the leader
 // replicates to it), at the Raft address it listens on, and must bring no state of its own.
 identity join_cluster(server_config& c)
@@ -125,9 +115,7 @@ identity join_cluster(server_config& c)
     // nothing to go by: said here. (Only a warning: a port forwarded to another may be meant.)
     if (!c.raft_given)
         c.raft = self->second;
-    else if (c.raft.port != self->second.port ||
-             (!is_wildcard(c.raft) && c.raft.host != self->second.host && is_ip_literal(c.raft.host) &&
-              is_ip_literal(self->second.host)))
+    else if (!listens_where_dialed(c.raft, self->second))
         log(log_level::warn, "the members dial node " + std::to_string(c.id) + " at " +
                                  self->second.to_string() + " (its address in the cluster at " + url +
                                  "), but it listens at " + c.raft.to_string() +

@@ -670,25 +670,6 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
     check_own_raft_address(opened.members, opened.members_index);
 }
 
-namespace {
-
-/// Whether a node listening at `listen` may be reached at `dialed`, as far as can be told
-/// without resolving names: the same port, and, when both hosts are IP addresses, the same
-/// address or a wildcard `listen` (a name may resolve to anything).
-bool listens_where_dialed(const host_port& listen, const host_port& dialed)
-{
-    if (listen.port != dialed.port)
-        return false;
-    if (is_wildcard(listen) || listen.host == dialed.host)
-        return true;
-    boost::system::error_code ec1, ec2;
-    const auto a = boost::asio::ip::make_address(listen.host, ec1);
-    const auto b = boost::asio::ip::make_address(dialed.host, ec2);
-    return ec1 || ec2 || a == b;
-}
-
-} // namespace
-
 // The peers dial the address the configuration in force lists for this node: a --raft on
 // another port (a typo on a restart; a member given new addresses, started without its new
 // --raft) leaves the node unreachable, waiting for a leader forever. Said at start-up (where
