@@ -129,6 +129,10 @@ bool is_http_error(const beast::error_code& ec);
 
 bool expects_continue(const http::request_header<>& req);
 
+// The expectation of an HTTP/1.1 request other than 100-continue, which this server does not
+// meet (RFC 9110 10.1.1: it may answer 417), if the request has one.
+std::optional<std::string> unmet_expectation(const http::request_header<>& req);
+
 // Rewrites an absolute-form target ("http://host:port/path?query", RFC 9112 3.2.2: what a
 // client configured with a proxy sends, and a server must accept) to its origin form
 // ("/path?query"), so that routing and everything after it see one form. False for one
@@ -330,6 +334,7 @@ struct http_server::state : std::enable_shared_from_this<state> {
     void refused(http::verb method, unsigned status) const;
     http_response busy() const;
     http_response unframed(std::string_view why) const;
+    http_response expectation_failed(std::string_view expectation) const;
 
     asio::any_io_executor ex;
     tcp::acceptor acceptor;
@@ -605,6 +610,10 @@ asio::awaitable<bool> http_server::state::connection<Stream>::read_request()
                    parser.get().version());
             co_return false;
         }
+    }
+    if (const std::optional<std::string> expectation = unmet_expectation(parser.get())) {
+        refuse(server_->expectation_failed(*expectation), parser.get().method(), parser.get().version());
+        co_return false;
     }
     // A body the budget has no room for now is refused before it is sent (before a 100
     // Continue); the bytes are taken as they arrive.

@@ -32,6 +32,16 @@ bool expects_continue(const http::request_header<>& req)
     return expect != req.end() && beast::iequals(expect->value(), "100-continue");
 }
 
+std::optional<std::string> unmet_expectation(const http::request_header<>& req)
+{
+    if (req.version() < 11)
+        return std::nullopt;
+    const auto expect = req.find(http::field::expect);
+    if (expect == req.end() || beast::iequals(expect->value(), "100-continue"))
+        return std::nullopt;
+    return std::string(expect->value());
+}
+
 bool to_origin_form(http_request& req)
 {
     const std::string_view target = req.target();
@@ -357,6 +367,19 @@ std::optional<http_response> http_server::state::rejection(const beast::error_co
 http_response http_server::state::unframed(std::string_view why) const
 {
     http_response res = make_error(http::status::bad_request, std::string(why));
+    res.version(11);
+    res.keep_alive(false);
+    res.prepare_payload();
+    return res;
+}
+
+// The answer to a request that expects what this server does not do (the connection is
+// closed: the client may be holding its body back, or already sending it).
+http_response http_server::state::expectation_failed(std::string_view expectation) const
+{
+    http_response res = make_error(http::status::expectation_failed,
+                                   "unsupported expectation '" + std::string(expectation.substr(0, 64)) +
+                                       "' (only 100-continue)");
     res.version(11);
     res.keep_alive(false);
     res.prepare_payload();

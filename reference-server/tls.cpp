@@ -160,8 +160,13 @@ std::optional<std::string> validity_problem(X509* cert, const std::string& name,
         const auto count = [](int n, const char* unit) {
             return std::to_string(n) + " " + unit + (n == 1 ? "" : "s");
         };
-        return name + " expires at " + utc_text(not_after) + ", in less than " +
-               (days > 0 ? count(days + 1, "day") : count(seconds / 3600 + 1, "hour")) +
+        // What is left, to the hour (to the minute in the last day), rounded down.
+        const int hours = seconds / 3600, minutes = seconds % 3600 / 60;
+        const auto and_then = [&](int n, const char* unit) { return n > 0 ? " and " + count(n, unit) : ""; };
+        const std::string left = days > 0    ? count(days, "day") + and_then(hours, "hour")
+                                 : hours > 0 ? count(hours, "hour") + and_then(minutes, "minute")
+                                             : count(minutes, "minute");
+        return name + " expires at " + utc_text(not_after) + ", in " + left +
                ": renew it (a changed file is read again within 10 s, or on SIGHUP)";
     }
     return std::nullopt;
