@@ -477,6 +477,7 @@ struct kv_service::impl {
         }
     }
     void storage_failed(const std::string& why);
+    std::string damaged_storage_advice() const;
     void schedule_probe();
     void probe();
     void set_storage(storage_status s);
@@ -824,8 +825,9 @@ void kv_service::impl::node_failed(const raft_node* failed, std::exception_ptr w
 // error, or a record or table that fails its checksum). The node is then no better than
 // one whose write failed: it takes the storage-failure path (503, /readyz failing, probes),
 // so that clients and load balancers go to the other members instead of getting a 500 for
-// every read that touches the damage. Should the store re-open but stay damaged, the next
-// such read fails it again, with the probe interval growing.
+// every read that touches the damage. Data that fails its checks keeps it out for good;
+// after an I/O error, should the store re-open but the error stay, the next such read fails
+// it again, with the probe interval growing.
 void kv_service::impl::read_failed(const std::shared_ptr<raft_node>& failed, std::exception_ptr why)
 {
     boost::asio::post(strand, [this, failed, why] { node_failed(failed.get(), why); });
@@ -843,19 +845,29 @@ void kv_service::impl::storage_failed(const std::string& why)
         probe_interval = next_storage_probe_interval(probe_interval);
     else
         probe_interval = storage_probe_first_interval;
-    log(log_level::error, "storage failure: " + why +
-                              "; this node stopped taking part in Raft and answers reads and writes with 503 "
-                              "until its storage works again (checked in " +
-                              std::to_string(probe_interval.count()) +
-                              " s, then at intervals doubling up to " +
-                              std::to_string(storage_probe_max_interval.count()) + " s)");
+    // Data that fails its checks (LevelDB's "Corruption", met by a read or a compaction)
+    // does not mend by itself: re-opening would only meet it again.
+    const bool damaged = why.find("Corruption: ") != std::string::npos;
+    if (damaged)
+        log(log_level::error, "storage failure: " + why +
+                                  "; the data fails its checks, so this node stopped taking part in Raft and "
+                                  "answers reads and writes with 503 until it is repaired and the server "
+                                  "restarted" +
+                                  damaged_storage_advice());
+    else
+        log(log_level::error, "storage failure: " + why +
+                                  "; this node stopped taking part in Raft and answers reads and writes with "
+                                  "503 until its storage works again (checked in " +
+                                  std::to_string(probe_interval.count()) +
+                                  " s, then at intervals doubling up to " +
+                                  std::to_string(storage_probe_max_interval.count()) + " s)");
     node_status last = node->driver.status();
     last.role = role::follower;
     last.leader = no_node;
     {
         std::lock_guard lock(node_mutex);
         last_status = std::move(last);
-        storage = storage_status{why, std::chrono::system_clock::now(), clock::now(), true};
+        storage = storage_status{why, std::chrono::system_clock::now(), clock::now(), !damaged};
     }
     const std::shared_ptr<raft_node> failed = node;
     set_node(nullptr);
@@ -863,7 +875,17 @@ void kv_service::impl::storage_failed(const std::string& why)
     failed->driver.fail(std::make_exception_ptr(std::runtime_error(why)));
     logged_leader = no_node;
     probe_problem.clear();
-    schedule_probe();
+    if (!damaged)
+        schedule_probe();
+}
+
+// What to do about storage whose data fails its checks, for the log.
+std::string kv_service::impl::damaged_storage_advice() const
+{
+    return ": `raftkv-server --inspect --data-dir " + config.data_dir.string() +
+           "`, with the server stopped, names the damaged files; a member of a cluster can be emptied and "
+           "added "
+           "back (docs/server.md, \"A lost data directory\"), a single node restored from a backup";
 }
 
 void kv_service::impl::schedule_probe()
@@ -920,7 +942,8 @@ void kv_service::impl::probe()
     if (!n) {
         log(log_level::error,
             "cannot re-open the storage after it failed: " + problem +
-                "; this node stays out of service until it is repaired and the server restarted");
+                "; this node stays out of service until it is repaired and the server restarted" +
+                damaged_storage_advice());
         std::lock_guard lock(node_mutex);
         storage.error = "cannot re-open the storage: " + problem;
         storage.retrying = false;
@@ -2098,6 +2121,12 @@ storage_report inspect_storage(const std::filesystem::path& data_dir)
             r.problems.push_back("the state applied index " + std::to_string(r.applied_index) +
                                  " but the log ends at index " + std::to_string(r.last_index) +
                                  ": the log lost entries (a start refuses it)");
+        // LevelDB reads a table only when a read or a compaction needs it, so damage shows
+        // at a start only where a start reads: every table is read here.
+        for (const std::string& damage : machine.damaged_tables())
+            r.problems.push_back("the state's table " + damage +
+                                 ": the state is damaged (a node goes out of service when it reads there); "
+                                 "empty the data directory and add the node back, or restore a backup");
     }
     return r;
 }

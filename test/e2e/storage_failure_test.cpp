@@ -453,7 +453,7 @@ BOOST_AUTO_TEST_CASE(a_storage_that_does_not_reopen_for_a_reason_of_the_system_i
 // depends on LevelDB's background work, so three outcomes are correct: the node refuses to
 // start (a record it reads at start-up is in the table), it serves every read correctly (the
 // table held only superseded data), or the first read that touches the table takes the node
-// out of service like a failed write would (503, /readyz failing). Never a 500 for every
+// out of service like a failed write would (503, /readyz failing), for good. Never a 500 for every
 // read of the damage while the node reports itself healthy, and never a wrong value.
 BOOST_AUTO_TEST_CASE(a_read_of_a_damaged_table_takes_the_node_out_of_service)
 {
@@ -526,9 +526,21 @@ BOOST_AUTO_TEST_CASE(a_read_of_a_damaged_table_takes_the_node_out_of_service)
                        },
                        2s),
                    "/readyz and /status did not report the damaged table");
+        // Damage does not mend: the node does not re-open its storage only to meet it again.
+        BOOST_TEST(contains(request(port, "GET", "/status").body, "\"retrying\":false"));
+        BOOST_TEST(count_lines_with(node.log_file, "the data fails its checks") == 1u);
     }
     const auto exit = c.terminate(1);
     BOOST_TEST_REQUIRE(exit.has_value(), "SIGTERM did not stop the node");
+    // The offline check reads every table and names the damage, which a read met (a table
+    // the start found obsolete and deleted is not there to find).
+    const run_result inspected = run_server({"--data-dir", node.data_dir.string(), "--inspect"});
+    BOOST_TEST_REQUIRE(inspected.status.has_value());
+    if (failure.status != 0 || inspected.status->code != 0) {
+        BOOST_TEST(inspected.status->code == 1, inspected.out << inspected.err);
+        BOOST_TEST(contains(inspected.out, "problem         the state's table "), inspected.out);
+        BOOST_TEST(names_damage(inspected.out), inspected.out);
+    }
 }
 
 // A first start that cannot reserve its log on a full disk exits 1 and takes back what it

@@ -452,6 +452,7 @@ BOOST_AUTO_TEST_CASE(a_compaction_never_rewrites_a_damaged_table_as_good_data)
             written.emplace(key, std::move(value));
         }
         db->CompactRange(nullptr, nullptr);
+        BOOST_TEST(detail::damaged_tables(*db, dir / "sm").empty());
     }
     std::filesystem::path table;
     for (const auto& f : std::filesystem::directory_iterator(dir / "sm"))
@@ -488,6 +489,10 @@ BOOST_AUTO_TEST_CASE(a_compaction_never_rewrites_a_damaged_table_as_good_data)
     }
     BOOST_TEST(refused > 0u, "the damaged block was read without an error");
     BOOST_TEST(db->Put({}, "after", "x").IsCorruption(), "writes go on after a compaction met damage");
+    // The check that reads every live table names the damaged one, and only it.
+    const std::vector<std::string> damaged = detail::damaged_tables(*db, dir / "sm");
+    BOOST_TEST_REQUIRE(damaged.size() == 1u);
+    BOOST_TEST(damaged[0].starts_with(table.filename().string() + ": Corruption: "), damaged[0]);
 }
 
 // A machine that does not sync may find damaged records at the end of LevelDB's own log

@@ -226,6 +226,12 @@ public:
     kv_state_machine(const kv_state_machine&) = delete;
     kv_state_machine& operator=(const kv_state_machine&) = delete;
 
+    /// The state's table files that fail their checksums when read whole: one line each,
+    /// naming the file and saying what is wrong. Reads the whole state, for an offline check
+    /// (LevelDB reads a table only when a read or a compaction needs it, and its messages for
+    /// a damaged block name no file). Safe from any thread.
+    std::vector<std::string> damaged_tables() const { return detail::damaged_tables(*db_, dir_); }
+
     /// Applies `batch` and writes the outcome of `batch[k]` to `results[k]`. Never throws
     /// for a malformed command; throws std::runtime_error if LevelDB fails to write.
     /// REQUIRES: results.size() == batch.size(); `batch` is contiguous and, unless empty,
