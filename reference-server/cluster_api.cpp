@@ -210,6 +210,8 @@ std::string members_json(const service_status& s, const std::map<node_id, index_
         member["role"] = to_string(m.role);
         if (const auto i = match.find(m.id); i != match.end())
             member["match"] = i->second;
+        if (m.incarnation)
+            member["incarnation"] = cluster_id_hex(*m.incarnation);
         members.push_back(std::move(member));
     }
     json::object body;

@@ -82,9 +82,11 @@ identity join_cluster(server_config& c)
     // The members share the tokens file: any of its tokens may read the member list.
     const std::string_view bearer = c.auth_tokens.empty() ? std::string_view() : c.auth_tokens.front().token;
     cluster_view view = fetch_cluster(*c.join, std::chrono::seconds(5), bearer, join_tls(c));
-    // A member that lags (it has not applied the addition yet) may not list this node: its
-    // leader's list is the one to go by.
-    if (!view.raft.contains(c.id) && view.leader && view.leader != view.answered_by)
+    // A member that lags may not list this node (it has not applied the addition yet), or
+    // still know the data directory of an earlier addition (nor applied the removal since):
+    // its leader's list is the one to go by.
+    if ((!view.raft.contains(c.id) || view.incarnations.contains(c.id)) && view.leader &&
+        view.leader != view.answered_by)
         if (const auto leader_http = view.http.find(*view.leader); leader_http != view.http.end()) {
             const host_port leader = leader_http->second; // a copy: `view` is replaced
             view = fetch_cluster(leader, std::chrono::seconds(5), bearer, join_tls(c));
@@ -110,6 +112,20 @@ identity join_cluster(server_config& c)
                            "; add it first: curl -X POST " + url + "/cluster/members -d '{\"id\": " +
                            std::to_string(c.id) + ", \"raft\": \"" + c.raft.to_string() + "\", \"http\": \"" +
                            c.advertise_http.to_string() + "\", \"learner\": true}'");
+    // A member that greeted the cluster under this addition has a data directory of its own,
+    // which holds the votes and entries it acknowledged: an empty one cannot take its place.
+    if (const auto known = view.incarnations.find(c.id); known != view.incarnations.end())
+        throw config_error(
+            "node " + std::to_string(c.id) +
+            " is a member the cluster already knows with a data directory of its " + "own (incarnation " +
+            raftkv::asio::detail::cluster_id_name(known->second) + ", recorded by the node at " + url +
+            "), which an empty one cannot replace: it holds the votes and entries that member "
+            "acknowledged. " +
+            "If that directory still exists, start the node from it, without --join; if it is lost, remove "
+            "the "
+            "member and add it back (raftkv member remove " +
+            std::to_string(c.id) + ", then raftkv member add " + std::to_string(c.id) + " --raft " +
+            self->second.to_string() + " --learner), then start this node with --join");
     // Where the members dial it; it listens there too unless --raft says where (0.0.0.0:9080,
     // say). Its log holds no configuration yet, so the start-up check of a restart has
     // nothing to go by: said here. (Only a warning: a port forwarded to another may be meant.)

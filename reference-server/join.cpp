@@ -94,6 +94,16 @@ cluster_view parse_cluster_view(std::string_view body)
                 view.http[node] = *h;
         if (role && role->is_string() && role->get_string() == "learner")
             view.learners.push_back(node);
+        if (const json::value* incarnation = mo->if_contains("incarnation")) {
+            const json::string* text = incarnation->if_string();
+            std::uint64_t value = 0;
+            const auto [end, err] =
+                text ? std::from_chars(text->data(), text->data() + text->size(), value, 16)
+                     : std::from_chars_result{nullptr, std::errc::invalid_argument};
+            if (err != std::errc{} || end != text->data() + text->size() || value == 0)
+                malformed("member " + json::serialize(m) + " has a bad \"incarnation\"");
+            view.incarnations[node] = value;
+        }
     }
     return view;
 }

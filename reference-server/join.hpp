@@ -41,6 +41,10 @@ struct cluster_view {
     /// Whether the answering node knew that configuration committed ("members_committed";
     /// false if absent).
     bool members_committed = false;
+    /// The data directories (incarnations) the answering node recorded for members that
+    /// greeted it under their current addition ("incarnation"; absent in answers of releases
+    /// before it was added).
+    std::map<node_id, std::uint64_t> incarnations;
 };
 
 /// Asks the member at `address` for GET /cluster/members and reads the cluster's id and

@@ -560,6 +560,13 @@ struct kv_service::impl {
     // node adding the id back names it in the member's info ("replaces"). Read by any thread.
     mutable std::mutex retired_mutex;
     std::map<node_id, std::uint64_t> retired;
+    /// `incarnations` as of its last change, for status() on other threads (retired_mutex).
+    peer_incarnations recorded;
+    void publish_incarnations()
+    {
+        std::lock_guard lock(retired_mutex);
+        recorded = incarnations;
+    }
     std::function<void(std::string)> on_fatal;
     bool fatal_reported = false;
     std::set<std::string> reported_conflicts; // identity conflicts logged, not fatal
@@ -586,6 +593,7 @@ kv_service::impl::impl(boost::asio::any_io_executor ex, const server_config& c, 
 {
     // A peers file that does not parse is damaged data (exit 1), not a configuration problem.
     incarnations = read_peer_incarnations(c.data_dir);
+    publish_incarnations();
     // The transport dials nobody until the log is open: its configuration says where (below).
     const std::map<node_id, tcp::endpoint> flagged_endpoints = std::move(endpoints.peers);
     try {
@@ -1081,8 +1089,10 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
                 record.added = tag->second;
                 tagged = true;
             }
-        if (tagged)
+        if (tagged) {
+            publish_incarnations();
             write_peer_incarnations(config.data_dir, incarnations);
+        }
     }
     // A member whose tag changed since its incarnation was recorded was removed and added
     // back meanwhile (this node may have seen neither change: it was down, or installed a
@@ -1522,6 +1532,7 @@ void kv_service::impl::record_incarnation(node_id peer, std::uint64_t incarnatio
 {
     const auto tag = member_tags.find(peer);
     incarnations[peer] = peer_record{incarnation, tag == member_tags.end() ? 0 : tag->second};
+    publish_incarnations();
     try {
         write_peer_incarnations(config.data_dir, incarnations);
     } catch (const std::exception& e) {
@@ -1547,8 +1558,10 @@ void kv_service::impl::forget_incarnations(const std::vector<node_id>& removed)
         }
         changed = incarnations.erase(id) != 0 || changed;
     }
-    if (changed)
+    if (changed) {
+        publish_incarnations();
         write_peer_incarnations(config.data_dir, incarnations);
+    }
 }
 
 // A peer greeted this node with another incarnation than its own. A directory made at this
@@ -2003,14 +2016,25 @@ service_status kv_service::status() const
     // A node that heard of its removal lists the members of its log without itself: its list
     // is out of date, and says so as the list of a node removed through its log does.
     const bool heard = out.removal_heard && s.leader == no_node;
+    peer_incarnations recorded;
+    {
+        std::lock_guard lock(impl_->retired_mutex);
+        recorded = impl_->recorded;
+    }
     for (node_id id : member_ids(m)) {
         if (heard && id == s.id)
             continue;
-        member_status member{id, {}, impl_->http_address_of(m, id), member_role::voter};
+        member_status member{id, {}, impl_->http_address_of(m, id), member_role::voter, std::nullopt};
         if (std::optional<host_port> raft = impl_->raft_address_of(m, id))
             member.raft = raft->to_string();
         if (std::find(m.voters.begin(), m.voters.end(), id) == m.voters.end())
             member.role = m.is_learner(id) ? member_role::learner : member_role::outgoing;
+        // A record of an earlier addition of the member (it was removed and added back since)
+        // is about to be dropped: it says nothing of the member now.
+        if (const auto r = recorded.find(id); r != recorded.end() && id != s.id)
+            if (const std::uint64_t added = member_tag(m, id);
+                r->second.added == added || r->second.added == 0)
+                member.incarnation = r->second.incarnation;
         out.members.push_back(std::move(member));
     }
     return out;

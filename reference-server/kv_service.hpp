@@ -211,6 +211,9 @@ struct member_status {
     /// log; this node's own address for itself; nothing when none of those knows it.
     std::optional<std::string> http;
     member_role role = member_role::voter;
+    /// The data directory (incarnation) this node recorded for the member when it greeted
+    /// under its current addition (DATA_DIR/peers); nothing when none is, and for this node.
+    std::optional<std::uint64_t> incarnation;
 };
 
 struct service_status {

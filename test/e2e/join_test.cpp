@@ -376,6 +376,42 @@ BOOST_AUTO_TEST_CASE(a_node_that_was_not_added_refuses_to_join)
     BOOST_TEST(log.find("POST") != std::string::npos, log);
 }
 
+// A member whose data directory was lost cannot come back empty through --join under the
+// same addition: the members know its directory, which held its votes and the entries it
+// acknowledged. It exits 2 saying how to come back (remove it, add it back), rather than wait
+// for ever on peers that refuse it.
+BOOST_AUTO_TEST_CASE(a_member_that_lost_its_data_is_refused_when_it_joins_again_without_being_added_anew)
+{
+    cluster c(3);
+    const auto leader = c.wait_ready(15s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    const std::uint64_t id = c.add_node(*leader);
+    const auto added = until(c, *leader, "POST", "/cluster/members", c.member_body(id, true), 201);
+    BOOST_TEST_REQUIRE(added.status == 201, describe(added));
+    c.start(id);
+    BOOST_TEST_REQUIRE(put(c.http_port(*leader), "before", "v").status == 200);
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            return request(c.http_port(id), "GET", kv_target("before") + "?consistency=stale").status == 200;
+        },
+        30s, 200ms));
+    const auto members = request(c.http_port(*leader), "GET", "/cluster/members");
+    BOOST_TEST(members.body.find("\"incarnation\"") != std::string::npos, members.body);
+
+    c.kill9(id);
+    std::filesystem::remove_all(c.spec(id).data_dir);
+    c.start(id);
+    BOOST_TEST_REQUIRE(wait_until([&] { return !c.running(id); }, 15s));
+    const auto status = c.exit_of(id);
+    BOOST_TEST_REQUIRE(status.has_value());
+    BOOST_TEST((status->exited && status->code == 2), *status);
+    const std::string log = read_tail(c.spec(id).log_file);
+    BOOST_TEST(log.find("is a member the cluster already knows with a data directory of its own") !=
+                   std::string::npos,
+               log);
+    BOOST_TEST(log.find("raftkv member remove " + std::to_string(id)) != std::string::npos, log);
+}
+
 // Added with one Raft address and started with --raft at another: nobody dials it where it
 // listens, and its empty log has no configuration for the start-up check to compare with.
 // The members' list it joins through has: it says so.

@@ -489,7 +489,8 @@ BOOST_AUTO_TEST_CASE(a_member_list_names_who_answered_its_leader_and_the_members
     using raftkv::server::parse_cluster_view;
     const auto v = parse_cluster_view(
         R"({"id":2,"cluster_id":"00000000000abcde","members":[)"
-        R"({"id":1,"raft":"h:1","http":"h:8001","role":"voter"},{"id":2,"raft":"h:2","http":null,"role":"voter"},)"
+        R"({"id":1,"raft":"h:1","http":"h:8001","role":"voter","incarnation":"9c41f0d2a7e35b18"},)"
+        R"({"id":2,"raft":"h:2","http":null,"role":"voter"},)"
         R"({"id":4,"raft":"h:4","http":"h:8004","role":"learner"}],"members_index":7,"joint":false,"leader":1,)"
         R"("members_committed":true})");
     BOOST_TEST(v.cluster_id == 0xabcdeu);
@@ -500,6 +501,9 @@ BOOST_AUTO_TEST_CASE(a_member_list_names_who_answered_its_leader_and_the_members
     BOOST_TEST(v.http.size() == 2u);
     BOOST_TEST(v.http.at(4).to_string() == "h:8004");
     BOOST_TEST((v.learners == std::vector<raftkv::node_id>{4}));
+    // The data directories the answering node recorded for the members that greeted it.
+    BOOST_TEST(v.incarnations.size() == 1u);
+    BOOST_TEST(v.incarnations.at(1) == 0x9c41f0d2a7e35b18u);
     // An answer without "id" (an older release) or with no leader known.
     const auto old =
         parse_cluster_view(R"({"cluster_id":"1","members":[{"id":1,"raft":"h:1"}],"leader":null})");
@@ -509,6 +513,11 @@ BOOST_AUTO_TEST_CASE(a_member_list_names_who_answered_its_leader_and_the_members
     BOOST_CHECK_THROW(parse_cluster_view(R"({"cluster_id":"1","members":[],"members_committed":1})"),
                       std::runtime_error);
     BOOST_CHECK_THROW(parse_cluster_view(R"({"id":0,"cluster_id":"1","members":[]})"), std::runtime_error);
+    for (const char* bad : {R"("x1")", R"("0")", "17", R"("")"})
+        BOOST_CHECK_THROW(
+            parse_cluster_view(std::string(R"({"cluster_id":"1","members":[{"id":1,"raft":"h:1",)") +
+                               R"("incarnation":)" + bad + "}]}"),
+            std::runtime_error);
     BOOST_CHECK_THROW(parse_cluster_view(R"({"id":"2","cluster_id":"1","members":[]})"), std::runtime_error);
 }
 
