@@ -226,6 +226,12 @@ backup_header restore_backup(const std::filesystem::path& file, const std::files
                     machine.restore_chunk(data);
             });
             machine.finish_restore();
+            // Where the backed-up cluster's nodes serve HTTP ("node.<id>.http..." records) says
+            // nothing of this cluster's, which has members of its own under the same ids: taken
+            // for theirs, it would have requests forwarded to the other cluster until each
+            // member published its own. Every member restores the same file, and drops them
+            // alike.
+            machine.erase_meta("node.");
         }
         raftkv::wal::log_store log(wal);
         // The term first, as a node records a term before any entry of it (a log of a term

@@ -24,13 +24,18 @@ using raftkv::test::temp_dir;
 
 /// Writes a backup of a state machine holding a=1 (index 1), b=2 (index 2), then a
 /// delete of a (index 3), to `file`; returns its index.
-raftkv::index_t write_backup(const std::filesystem::path& dir, const std::filesystem::path& file)
+// Writes a backup of a state machine that applied `commands` (by default: put a, put b,
+// delete a), at indexes 1, 2, ...
+raftkv::index_t write_backup(const std::filesystem::path& dir, const std::filesystem::path& file,
+                             const std::vector<std::string>& commands = {raftkv::encode_put("a", "1"),
+                                                                         raftkv::encode_put("b", "2"),
+                                                                         raftkv::encode_del("a")})
 {
     raftkv::leveldb::kv_state_machine machine(dir);
-    const std::vector<raftkv::log_entry> batch{
-        {.term = 1, .index = 1, .type = raftkv::entry_type::normal, .data = raftkv::encode_put("a", "1")},
-        {.term = 1, .index = 2, .type = raftkv::entry_type::normal, .data = raftkv::encode_put("b", "2")},
-        {.term = 1, .index = 3, .type = raftkv::entry_type::normal, .data = raftkv::encode_del("a")}};
+    std::vector<raftkv::log_entry> batch;
+    for (const std::string& command : commands)
+        batch.push_back(
+            {.term = 1, .index = batch.size() + 1, .type = raftkv::entry_type::normal, .data = command});
     std::vector<raftkv::kv_result> results(batch.size());
     machine.apply(batch, results);
     auto reader = machine.snapshot();
@@ -141,6 +146,28 @@ BOOST_AUTO_TEST_CASE(a_whole_backup_passes_and_a_cut_or_damaged_one_is_refused)
     write(dir.path() / "longer", whole + "x");
     BOOST_TEST(error_of(dir.path() / "longer").find("is damaged") != std::string::npos);
     BOOST_TEST(error_of(dir.path() / "absent").find("cannot open") != std::string::npos);
+}
+
+// Where the backed-up cluster's nodes serve HTTP ("node.<id>.http" records, with or without an
+// addition's tag) says nothing of the new cluster's members under the same ids: a restore drops
+// it, and keeps everything else.
+BOOST_AUTO_TEST_CASE(a_restore_drops_where_the_backed_up_clusters_nodes_serve_http)
+{
+    temp_dir dir;
+    const auto file = dir.path() / "b.backup";
+    write_backup(dir.path() / "source", file,
+                 {raftkv::encode_meta("node.1.http", "10.0.0.1:8080"),
+                  raftkv::encode_meta("node.4.http.0x6a0c1f9e22d4b871", "10.0.0.4:8080"),
+                  raftkv::encode_meta("nodes", "kept"), raftkv::encode_put("node.1.http", "a user key")});
+    raftkv::membership members;
+    members.voters = {1};
+    const auto data = dir.path() / "node";
+    BOOST_TEST(restore_backup(file, data, members).index == 4u);
+    raftkv::leveldb::kv_state_machine machine(data / "state");
+    BOOST_TEST(!machine.get_meta("node.1.http").has_value());
+    BOOST_TEST(!machine.get_meta("node.4.http.0x6a0c1f9e22d4b871").has_value());
+    BOOST_TEST(machine.get_meta("nodes").value_or("") == "kept");
+    BOOST_TEST(machine.get("node.1.http").value_or("") == "a user key");
 }
 
 BOOST_AUTO_TEST_CASE(a_restore_gives_the_state_at_the_backups_index_and_a_log_after_it)

@@ -333,6 +333,14 @@ public:
     /// applied. Meta records and user keys are separate namespaces. Thread-safe as get().
     std::optional<std::string> get_meta(std::string_view name) const;
 
+    /// Deletes every meta record whose name starts with `prefix`, in one synced write and
+    /// outside of any log entry: for a state that no node serves yet, changed the same way
+    /// on every member that will serve it (raftkv-server drops the records of a restored
+    /// backup that describe the cluster it was taken from). Not thread-safe: on the thread
+    /// that applies, between calls, with no restore in progress. Throws
+    /// raftkv::storage_error if LevelDB fails.
+    void erase_meta(std::string_view prefix);
+
     /// The client sessions. Not thread-safe: on the thread that applies, between calls.
     const kv_session_table& sessions() const noexcept { return sessions_; }
 
@@ -1073,6 +1081,18 @@ inline std::optional<kv_versioned_value> kv_state_machine::get_versioned(std::st
 inline std::optional<std::string> kv_state_machine::get_meta(std::string_view name) const
 {
     return read_current(record_kind::meta, name);
+}
+
+inline void kv_state_machine::erase_meta(std::string_view prefix)
+{
+    const std::string first = data_key(meta_prefix[slot()], prefix);
+    std::unique_ptr<::leveldb::Iterator> it(db_->NewIterator(detail::checked_reads()));
+    ::leveldb::WriteBatch batch;
+    for (it->Seek(detail::to_slice(first)); it->Valid() && it->key().starts_with(detail::to_slice(first));
+         it->Next())
+        batch.Delete(it->key());
+    detail::check(it->status(), name_, "cannot read the meta records");
+    write_synced(batch, "cannot delete meta records");
 }
 
 inline kv_scan_page kv_state_machine::scan(const kv_scan_options& options) const
