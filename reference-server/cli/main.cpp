@@ -364,7 +364,7 @@ int run_get(context& ctx, const po::variables_map& vm, const std::vector<std::st
     const std::string target = key_target(args[0]) + (param.empty() ? "" : "?" + param);
     const answer a = ctx.c->request("GET", target, {}, retry_policy::idempotent);
     if (key_absent(a) && !ctx.json_output) {
-        std::cerr << "raftkv: key not found: " << args[0] << "\n";
+        std::cerr << "raftkv: key not found: " << args[0] << " (HTTP 404 from " << a.from << ")\n";
         return not_found;
     }
     if (a.status != 200)
@@ -386,7 +386,7 @@ int run_del(context& ctx, const po::variables_map& vm, const std::vector<std::st
     const answer a = ctx.c->request("DELETE", key_target(args[0]), {},
                                     session ? retry_policy::idempotent : retry_policy::once, headers);
     if (key_absent(a) && !ctx.json_output) {
-        std::cerr << "raftkv: key not found: " << args[0] << "\n";
+        std::cerr << "raftkv: key not found: " << args[0] << " (HTTP 404 from " << a.from << ")\n";
         return not_found;
     }
     if (a.status != 200)
@@ -1240,14 +1240,15 @@ int run(int argc, char** argv)
     args_positional.add("args", -1);
     po::variables_map cvm;
     po::store(po::command_line_parser(rest).options(own).positional(args_positional).run(), cvm);
-    po::notify(cvm);
     std::vector<std::string> args =
         cvm.count("args") ? cvm["args"].as<std::vector<std::string>>() : std::vector<std::string>{};
     args.insert(args.end(), trailing.begin(), trailing.end());
+    // The arguments before the options: a missing ID is what to say, not a missing --raft.
     if (args.size() != cmd->arguments.size())
         throw usage_failure(cmd->name + ": expected " + std::to_string(cmd->arguments.size()) +
                             " argument(s), got " + std::to_string(args.size()) + " (usage: raftkv " +
                             cmd->synopsis + ")");
+    po::notify(cvm);
 
     context ctx;
     ctx.json_output = vm["json"].as<bool>();
