@@ -346,9 +346,15 @@ const std::vector<endpoint>& client::endpoints() const noexcept
     return impl_->options.endpoints;
 }
 
-answer client::request_one(const endpoint& e, std::string_view method, const std::string& target)
+answer client::request_one(const endpoint& e, std::string_view method, const std::string& target,
+                           clock::time_point started, std::size_t endpoints_left)
 {
-    const auto deadline = clock::now() + impl_->options.timeout;
+    const auto now = clock::now();
+    auto deadline = started + impl_->options.timeout;
+    if (endpoints_left > 1 && now < deadline)
+        deadline =
+            std::min(deadline, now + std::max<clock::duration>(
+                                         (deadline - now) / static_cast<long>(endpoints_left), min_attempt));
     const attempt_result r = impl_->run(e, impl_->make_request(e, method, target, {}, {}), deadline);
     if (r.status == 0)
         return answer{0, r.error, e.url, r.sent && changes(method), {}, r.tls_refused};

@@ -100,8 +100,13 @@ public:
     answer request(std::string_view method, const std::string& target, const std::string& body,
                    retry_policy policy, const std::vector<std::pair<std::string, std::string>>& headers = {});
 
-    /// One request to `e` alone, without retries.
-    answer request_one(const endpoint& e, std::string_view method, const std::string& target);
+    /// One request to `e` alone, without retries, within the client's timeout; with
+    /// `endpoints_left` > 1, within the share of the timeout left since `started` that is
+    /// this endpoint's when `endpoints_left` (this one included) are still to be asked in
+    /// turn (at least a second), so that one that never answers does not hold the others.
+    answer request_one(const endpoint& e, std::string_view method, const std::string& target,
+                       std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now(),
+                       std::size_t endpoints_left = 1);
 
     /// GET `target` from `e` alone, passing each piece of a 200 answer's body to `on_data`
     /// as it arrives, until the server ends the body, the connection fails, or nothing

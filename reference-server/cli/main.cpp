@@ -709,8 +709,12 @@ int run_status(context& ctx, const po::variables_map&, const std::vector<std::st
     json::array all;
     std::set<std::string> clusters;
     int code = ok;
-    for (const endpoint& e : ctx.c->endpoints()) {
-        const answer a = ctx.c->request_one(e, "GET", "/status");
+    // Each endpoint its share of the timeout: one that never answers does not hold the rest.
+    const auto started = std::chrono::steady_clock::now();
+    const std::vector<endpoint>& endpoints = ctx.c->endpoints();
+    for (std::size_t i = 0; i < endpoints.size(); ++i) {
+        const endpoint& e = endpoints[i];
+        const answer a = ctx.c->request_one(e, "GET", "/status", started, endpoints.size() - i);
         // Another server at the endpoint (its 404 page, a proxy's error, a body that is not
         // a status) is an answer the client does not understand: a row that says so, and
         // the other endpoints' rows all the same.
