@@ -1574,6 +1574,10 @@ void kv_service::impl::forget_incarnations(const std::vector<node_id>& removed)
 // refused either way, so nothing passes between the two.
 void kv_service::impl::data_directory_replaced(node_id peer, const std::string& why)
 {
+    // Stopping already, for this reason: another peer's word adds nothing (and a peer that
+    // greeted it meanwhile would have the line below say the opposite of the fatal one).
+    if (fatal_reported)
+        return;
     const std::string id = std::to_string(config.id);
     // A member added anew and joined at this start (an operator following the way back for
     // a lost directory) meets the record of a peer that missed its addition: nothing to do.
