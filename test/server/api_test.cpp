@@ -577,13 +577,14 @@ BOOST_AUTO_TEST_CASE(the_member_list_names_roles_addresses_and_match_only_where_
     s.node.members_index = 12;
     s.node.commit_index = 11;
     s.node.members = raftkv::membership{{1, 3}, {1, 2}, {4}};
-    s.members = {{1, "h:1", "h:8001", member_role::voter},
-                 {2, "h:2", std::nullopt, member_role::outgoing},
-                 {3, "h:3", std::nullopt, member_role::voter},
-                 {4, "h:4", "h:8004", member_role::learner}};
+    s.members = {{1, "h:1", "h:8001", member_role::voter, 0x9c41f0d2a7e35b18},
+                 {2, "h:2", std::nullopt, member_role::outgoing, std::nullopt},
+                 {3, "h:3", std::nullopt, member_role::voter, std::nullopt},
+                 {4, "h:4", "h:8004", member_role::learner, std::nullopt}};
     const std::string body = raftkv::server::members_json(s, {{1, 20}, {4, 18}});
     BOOST_TEST(body == R"({"id":3,"cluster_id":"00000000000abcde","members":[)"
-                       R"({"id":1,"raft":"h:1","http":"h:8001","role":"voter","match":20},)"
+                       R"({"id":1,"raft":"h:1","http":"h:8001","role":"voter","match":20,)"
+                       R"("incarnation":"9c41f0d2a7e35b18"},)"
                        R"({"id":2,"raft":"h:2","http":null,"role":"outgoing"},)"
                        R"({"id":3,"raft":"h:3","http":null,"role":"voter"},)"
                        R"({"id":4,"raft":"h:4","http":"h:8004","role":"learner","match":18}],)"
