@@ -87,10 +87,10 @@ asio::awaitable<beast::error_code> http_client_stream::connect(const tcp::resolv
                                     : "the certificate does not name " + host;
         // What OpenSSL says when the chain ends at a CA it was not given.
         if (result == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY ||
-            result == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT ||
-            result == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN ||
-            result == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT)
+            result == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT || result == X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN)
             impl_->verify_failure += ": the CA that signed it is not among the trusted ones";
+        else if (result == X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT)
+            impl_->verify_failure += ": it is not among the trusted certificates";
     }
     co_return handshake_ec;
 }

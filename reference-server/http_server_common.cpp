@@ -22,24 +22,52 @@ bool is_http_error(const beast::error_code& ec)
     return &ec.category() == &http::make_error_code(http::error::bad_target).category();
 }
 
+namespace {
+
+// Calls `f` with each expectation of `req` (RFC 9110 10.1.1: a comma-separated list, over
+// any number of Expect fields; empty elements count for nothing) until it returns true.
+template <class F>
+bool any_expectation(const http::request_header<>& req, F f)
+{
+    const auto [first, last] = req.equal_range(http::field::expect);
+    for (auto field = first; field != last; ++field) {
+        std::string_view rest = field->value();
+        while (!rest.empty()) {
+            const std::size_t comma = rest.find(',');
+            std::string_view item = rest.substr(0, comma);
+            rest = comma == std::string_view::npos ? std::string_view() : rest.substr(comma + 1);
+            while (!item.empty() && (item.front() == ' ' || item.front() == '\t'))
+                item.remove_prefix(1);
+            while (!item.empty() && (item.back() == ' ' || item.back() == '\t'))
+                item.remove_suffix(1);
+            if (!item.empty() && f(item))
+                return true;
+        }
+    }
+    return false;
+}
+
+} // namespace
+
 bool expects_continue(const http::request_header<>& req)
 {
     // An HTTP/1.0 client knows no interim responses: its expectation is ignored, and no
     // 1xx is sent to it (RFC 9110 10.1.1, 15.2).
-    if (req.version() < 11)
-        return false;
-    const auto expect = req.find(http::field::expect);
-    return expect != req.end() && beast::iequals(expect->value(), "100-continue");
+    return req.version() >= 11 &&
+           any_expectation(req, [](std::string_view e) { return beast::iequals(e, "100-continue"); });
 }
 
 std::optional<std::string> unmet_expectation(const http::request_header<>& req)
 {
-    if (req.version() < 11)
-        return std::nullopt;
-    const auto expect = req.find(http::field::expect);
-    if (expect == req.end() || beast::iequals(expect->value(), "100-continue"))
-        return std::nullopt;
-    return std::string(expect->value());
+    std::optional<std::string> unmet;
+    if (req.version() >= 11)
+        any_expectation(req, [&](std::string_view e) {
+            if (beast::iequals(e, "100-continue"))
+                return false;
+            unmet = std::string(e);
+            return true;
+        });
+    return unmet;
 }
 
 bool to_origin_form(http_request& req)

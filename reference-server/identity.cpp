@@ -82,15 +82,25 @@ identity join_cluster(server_config& c)
     // The members share the tokens file: any of its tokens may read the member list.
     const std::string_view bearer = c.auth_tokens.empty() ? std::string_view() : c.auth_tokens.front().token;
     cluster_view view = fetch_cluster(*c.join, std::chrono::seconds(5), bearer, join_tls(c));
-    // A member that lags may not list this node (it has not applied the addition yet), or
-    // still know the data directory of an earlier addition (nor applied the removal since):
-    // its leader's list is the one to go by.
-    if ((!view.raft.contains(c.id) || view.incarnations.contains(c.id)) && view.leader &&
-        view.leader != view.answered_by)
+    // A member that lags may not list this node (it has not applied the addition yet), may
+    // still know the data directory of an earlier addition (nor applied the removal since),
+    // or may not know this node's directory (it was down while the node joined): its
+    // leader's list is the one to go by. Without it, this member's will do unless it lacks
+    // this node or knows a directory for it.
+    if (view.leader && view.leader != view.answered_by)
         if (const auto leader_http = view.http.find(*view.leader); leader_http != view.http.end()) {
             const host_port leader = leader_http->second; // a copy: `view` is replaced
-            view = fetch_cluster(leader, std::chrono::seconds(5), bearer, join_tls(c));
-            url = (c.join_https ? "https://" : "http://") + leader.to_string();
+            const std::string leader_url = (c.join_https ? "https://" : "http://") + leader.to_string();
+            try {
+                view = fetch_cluster(leader, std::chrono::seconds(5), bearer, join_tls(c));
+                url = leader_url;
+            } catch (const std::exception& e) {
+                if (!view.raft.contains(c.id) || view.incarnations.contains(c.id))
+                    throw;
+                log(log_level::warn, "cannot ask the leader, node " + std::to_string(*view.leader) + " at " +
+                                         leader_url + ", for its member list (" + e.what() +
+                                         "); going by the list of the member at " + url);
+            }
         }
     // A removed node still serves its last member list, which lacks the members added since.
     if (view.answered_by && !view.raft.contains(*view.answered_by))
@@ -125,7 +135,8 @@ identity join_cluster(server_config& c)
             "the "
             "member and add it back (raftkv member remove " +
             std::to_string(c.id) + ", then raftkv member add " + std::to_string(c.id) + " --raft " +
-            self->second.to_string() + " --learner), then start this node with --join");
+            self->second.to_string() + " --http " + c.advertise_http.to_string() +
+            " --learner), then start this node with --join");
     // Where the members dial it; it listens there too unless --raft says where (0.0.0.0:9080,
     // say). Its log holds no configuration yet, so the start-up check of a restart has
     // nothing to go by: said here. (Only a warning: a port forwarded to another may be meant.)

@@ -379,12 +379,17 @@ BOOST_AUTO_TEST_CASE(a_node_that_was_not_added_refuses_to_join)
 // A member whose data directory was lost cannot come back empty through --join under the
 // same addition: the members know its directory, which held its votes and the entries it
 // acknowledged. It exits 2 saying how to come back (remove it, add it back), rather than wait
-// for ever on peers that refuse it.
+// for ever on peers that refuse it; also through a member that was down while it joined, and
+// never recorded its directory.
 BOOST_AUTO_TEST_CASE(a_member_that_lost_its_data_is_refused_when_it_joins_again_without_being_added_anew)
 {
     cluster c(3);
     const auto leader = c.wait_ready(15s);
     BOOST_TEST_REQUIRE(leader.has_value());
+    // A follower down while the node joins never records its directory: the join goes
+    // through it later, and must go by its leader's list.
+    const std::uint64_t down = *leader == 3 ? 2 : 3;
+    c.kill9(down);
     const std::uint64_t id = c.add_node(*leader);
     const auto added = until(c, *leader, "POST", "/cluster/members", c.member_body(id, true), 201);
     BOOST_TEST_REQUIRE(added.status == 201, describe(added));
@@ -400,6 +405,17 @@ BOOST_AUTO_TEST_CASE(a_member_that_lost_its_data_is_refused_when_it_joins_again_
 
     c.kill9(id);
     std::filesystem::remove_all(c.spec(id).data_dir);
+    c.restart(down);
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            return request(c.http_port(down), "GET", kv_target("before") + "?consistency=stale").status ==
+                   200;
+        },
+        30s, 200ms));
+    const auto unrecorded = request(c.http_port(down), "GET", "/cluster/members");
+    BOOST_TEST_REQUIRE(unrecorded.body.find("\"id\":" + std::to_string(id)) != std::string::npos,
+                       unrecorded.body);
+    c.set_join_via(id, down);
     c.start(id);
     BOOST_TEST_REQUIRE(wait_until([&] { return !c.running(id); }, 15s));
     const auto status = c.exit_of(id);
