@@ -752,41 +752,32 @@ BOOST_AUTO_TEST_CASE(an_http_1_0_request_expecting_100_continue_gets_no_interim_
 BOOST_AUTO_TEST_CASE(an_expectation_other_than_100_continue_is_refused_with_417)
 {
     server_fixture f;
-    {
+    const auto answer = [&](const std::string& request) {
         raw_client c(f.port());
-        c.send("PUT /fast/odd HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 5\r\n\r\nhello");
+        c.send(request);
         std::optional<response> r = c.read();
-        BOOST_TEST_REQUIRE(r.has_value());
-        BOOST_TEST(r->result() == http::status::expectation_failed);
-        BOOST_TEST(r->body().find("unsupported expectation '200-ok' (only 100-continue)") !=
-                       std::string::npos,
-                   r->body());
-        BOOST_TEST(!r->keep_alive());
-    }
+        BOOST_TEST_REQUIRE(r.has_value(), request);
+        return std::move(*r);
+    };
+    const response odd =
+        answer("PUT /fast/odd HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nContent-Length: 5\r\n\r\nhello");
+    BOOST_TEST(odd.result() == http::status::expectation_failed);
+    BOOST_TEST(odd.body().find("unsupported expectation '200-ok' (only 100-continue)") != std::string::npos,
+               odd.body());
+    BOOST_TEST(!odd.keep_alive());
     // Expect is a list, over any number of fields: every element counts, an empty one none.
     for (const std::string fields :
          {"Expect: 100-continue\r\nExpect: 200-ok\r\n", "Expect: 100-continue, 200-ok\r\n",
-          "Expect: 200-ok\r\nExpect: 100-continue\r\n"}) {
-        raw_client c(f.port());
-        c.send("PUT /fast/odd HTTP/1.1\r\nHost: x\r\n" + fields + "Content-Length: 5\r\n\r\nhello");
-        std::optional<response> r = c.read();
-        BOOST_TEST_REQUIRE(r.has_value());
-        BOOST_TEST(r->result() == http::status::expectation_failed, fields);
-    }
-    {
-        raw_client c(f.port());
-        c.send("PUT /fast/old HTTP/1.0\r\nExpect: 200-ok\r\nContent-Length: 5\r\n\r\nhello");
-        std::optional<response> r = c.read();
-        BOOST_TEST_REQUIRE(r.has_value());
-        BOOST_TEST(r->result() == http::status::ok);
-    }
-    {
-        raw_client c(f.port());
-        c.send("PUT /fast/empty HTTP/1.1\r\nHost: x\r\nExpect: \r\nContent-Length: 5\r\n\r\nhello");
-        std::optional<response> r = c.read();
-        BOOST_TEST_REQUIRE(r.has_value());
-        BOOST_TEST(r->result() == http::status::ok, "an empty Expect holds no expectation");
-    }
+          "Expect: 200-ok\r\nExpect: 100-continue\r\n"})
+        BOOST_TEST(answer("PUT /fast/odd HTTP/1.1\r\nHost: x\r\n" + fields + "Content-Length: 5\r\n\r\nhello")
+                           .result() == http::status::expectation_failed,
+                   fields);
+    BOOST_TEST(
+        answer("PUT /fast/old HTTP/1.0\r\nExpect: 200-ok\r\nContent-Length: 5\r\n\r\nhello").result() ==
+        http::status::ok);
+    BOOST_TEST(answer("PUT /fast/empty HTTP/1.1\r\nHost: x\r\nExpect: \r\nContent-Length: 5\r\n\r\nhello")
+                       .result() == http::status::ok,
+               "an empty Expect holds no expectation");
     BOOST_TEST(f.seen.started_count() == 2);
 }
 
