@@ -127,13 +127,11 @@ identity join_cluster(server_config& c)
     if (const auto known = view.incarnations.find(c.id); known != view.incarnations.end())
         throw config_error(
             "node " + std::to_string(c.id) +
-            " is a member the cluster already knows with a data directory of its " + "own (incarnation " +
+            " is a member the cluster already knows with a data directory of its own (incarnation " +
             raftkv::asio::detail::cluster_id_name(known->second) + ", recorded by the node at " + url +
             "), which an empty one cannot replace: it holds the votes and entries that member "
-            "acknowledged. " +
-            "If that directory still exists, start the node from it, without --join; if it is lost, remove "
-            "the "
-            "member and add it back (raftkv member remove " +
+            "acknowledged. If that directory still exists, start the node from it, without --join; "
+            "if it is lost, remove the member and add it back (raftkv member remove " +
             std::to_string(c.id) + ", then raftkv member add " + std::to_string(c.id) + " --raft " +
             self->second.to_string() + " --http " + c.advertise_http.to_string() +
             " --learner), then start this node with --join");

@@ -891,9 +891,8 @@ void kv_service::impl::storage_failed(const std::string& why)
 std::string kv_service::impl::damaged_storage_advice() const
 {
     return ": `raftkv-server --inspect --data-dir " + config.data_dir.string() +
-           "`, with the server stopped, names the damaged files; a member of a cluster can be emptied and "
-           "added "
-           "back (docs/server.md, \"A lost data directory\"), a single node restored from a backup";
+           "`, with the server stopped, names the damaged files; a member of a cluster can be emptied "
+           "and added back (docs/server.md, \"A lost data directory\"), a single node restored from a backup";
 }
 
 void kv_service::impl::schedule_probe()
