@@ -69,6 +69,13 @@ std::string http_meta_name(node_id id, std::uint64_t added)
     return name;
 }
 
+/// Whether a storage failure's message says its data fails its checks (LevelDB's
+/// "Corruption"): damage that no re-opening mends, unlike a full disk or an I/O error.
+bool fails_its_checks(const std::string& why)
+{
+    return why.find("Corruption: ") != std::string::npos;
+}
+
 /// A member's tag (member_info::added) in `m`: 0 if it has none or is not a member.
 std::uint64_t member_tag(const membership& m, node_id id)
 {
@@ -567,6 +574,13 @@ struct kv_service::impl {
         std::lock_guard lock(retired_mutex);
         recorded = incarnations;
     }
+    /// After a change to `incarnations`: shown to other threads, and written to DATA_DIR/peers
+    /// (throws std::runtime_error as write_peer_incarnations()).
+    void save_incarnations()
+    {
+        publish_incarnations();
+        write_peer_incarnations(config.data_dir, incarnations);
+    }
     std::function<void(std::string)> on_fatal;
     bool fatal_reported = false;
     std::set<std::string> reported_conflicts; // identity conflicts logged, not fatal
@@ -855,7 +869,7 @@ void kv_service::impl::storage_failed(const std::string& why)
         probe_interval = storage_probe_first_interval;
     // Data that fails its checks (LevelDB's "Corruption", met by a read or a compaction)
     // does not mend by itself: re-opening would only meet it again.
-    const bool damaged = why.find("Corruption: ") != std::string::npos;
+    const bool damaged = fails_its_checks(why);
     if (damaged)
         log(log_level::error, "storage failure: " + why +
                                   "; the data fails its checks, so this node stopped taking part in Raft and "
@@ -935,7 +949,7 @@ void kv_service::impl::probe()
         problem = e.what();
     } catch (const raftkv::storage_error& e) {
         problem = e.what();
-        damaged = problem.find("Corruption: ") != std::string::npos;
+        damaged = fails_its_checks(problem);
     } catch (const std::exception& e) {
         problem = e.what();
     }
@@ -1088,10 +1102,8 @@ void kv_service::impl::on_config_change(index_t index, const membership& m)
                 record.added = tag->second;
                 tagged = true;
             }
-        if (tagged) {
-            publish_incarnations();
-            write_peer_incarnations(config.data_dir, incarnations);
-        }
+        if (tagged)
+            save_incarnations();
     }
     // A member whose tag changed since its incarnation was recorded was removed and added
     // back meanwhile (this node may have seen neither change: it was down, or installed a
@@ -1531,9 +1543,8 @@ void kv_service::impl::record_incarnation(node_id peer, std::uint64_t incarnatio
 {
     const auto tag = member_tags.find(peer);
     incarnations[peer] = peer_record{incarnation, tag == member_tags.end() ? 0 : tag->second};
-    publish_incarnations();
     try {
-        write_peer_incarnations(config.data_dir, incarnations);
+        save_incarnations();
     } catch (const std::exception& e) {
         // Written again with the next change; a node whose storage failed counts on no peer.
         storage_failed(e.what());
@@ -1557,10 +1568,8 @@ void kv_service::impl::forget_incarnations(const std::vector<node_id>& removed)
         }
         changed = incarnations.erase(id) != 0 || changed;
     }
-    if (changed) {
-        publish_incarnations();
-        write_peer_incarnations(config.data_dir, incarnations);
-    }
+    if (changed)
+        save_incarnations();
 }
 
 // A peer greeted this node with another incarnation than its own. A directory made at this
