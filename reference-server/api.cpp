@@ -233,6 +233,19 @@ http_response stale_sequence_response(const kv_client_session& s)
          {"sequence", s.sequence}});
 }
 
+// The 422 answer of a write whose sequence its session applied for another request.
+http_response sequence_reused_response(const kv_client_session& s)
+{
+    return json_response(
+        http::status::unprocessable_entity,
+        {{"error", "sequence " + std::to_string(s.sequence) + " of client " + std::to_string(s.client) +
+                       " was applied for another request (another method, key, value or "
+                       "precondition): not applied; a retry must repeat its request exactly, "
+                       "and a new request takes a new sequence"},
+         {"client_id", std::to_string(s.client)},
+         {"sequence", s.sequence}});
+}
+
 // Marks the answer to a write that repeated a sequence already applied, and counts it.
 http_response replay_marked(http_response res, bool replayed, http_metrics& metrics)
 {
@@ -1197,6 +1210,10 @@ asio::awaitable<http_response> api_handler::put(const http_request& req, const s
         co_return co_await not_done(req, r.ec, request_kind::write, started);
     if (r.status == kv_status::stale_sequence && client_session)
         co_return stale_sequence_response(*client_session);
+    if (r.status == kv_status::sequence_reused && client_session) {
+        metrics_.http.record_sequence_reuse();
+        co_return sequence_reused_response(*client_session);
+    }
     if (r.status == kv_status::precondition_failed)
         co_return replay_marked(precondition_failed_response(key, r.found, r.version), r.replayed,
                                 metrics_.http);
@@ -1304,6 +1321,10 @@ asio::awaitable<http_response> api_handler::del(const http_request& req, const s
         co_return co_await not_done(req, r.ec, request_kind::write, started);
     if (r.status == kv_status::stale_sequence && client_session)
         co_return stale_sequence_response(*client_session);
+    if (r.status == kv_status::sequence_reused && client_session) {
+        metrics_.http.record_sequence_reuse();
+        co_return sequence_reused_response(*client_session);
+    }
     if (r.status == kv_status::precondition_failed)
         co_return replay_marked(precondition_failed_response(key, r.found, r.version), r.replayed,
                                 metrics_.http);

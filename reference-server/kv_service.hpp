@@ -145,7 +145,8 @@ struct write_result {
     bool found = false;
     /// Once applied: whether the precondition held (precondition_failed: nothing changed),
     /// or, for a write of a client session, stale_sequence (its sequence is older than those
-    /// the session remembers: nothing changed, and whether it was applied before is unknown).
+    /// the session remembers: nothing changed, and whether it was applied before is unknown)
+    /// or sequence_reused (its sequence was applied for another request: nothing changed).
     kv_status status = kv_status::ok;
     /// Once applied: the key's version after a put, before a delete, or, when the
     /// precondition failed, now (0 for an absent key). See raftkv::kv_result.

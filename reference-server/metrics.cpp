@@ -459,6 +459,10 @@ void render_http(exposition_writer& w, const http_metrics& h, const connection_c
               "Writes answered with the recorded outcome of their client session's sequence, already "
               "applied (Raftkv-Replayed).",
               h.replays());
+    w.counter("raftkv_session_sequence_reuses_total",
+              "Writes refused (422) because their client session's sequence was applied for another "
+              "request: a client bug, or two clients sharing an id.",
+              h.sequence_reuses());
     w.gauge("raftkv_http_open_connections", "HTTP connections open.", static_cast<double>(c.open));
     w.counter("raftkv_http_connections_rejected_total",
               "HTTP connections turned away at --max-connections (none was idle).", c.rejected);

@@ -87,8 +87,8 @@ public:
     static constexpr std::array<boost::beast::http::verb, 5> methods = {
         boost::beast::http::verb::get, boost::beast::http::verb::put, boost::beast::http::verb::delete_,
         boost::beast::http::verb::post, boost::beast::http::verb::head};
-    static constexpr std::array<unsigned, 18> codes = {200, 201, 204, 304, 400, 401, 403, 404, 405,
-                                                       409, 410, 412, 413, 415, 429, 431, 500, 503};
+    static constexpr std::array<unsigned, 20> codes = {200, 201, 204, 304, 400, 401, 403, 404, 405, 409,
+                                                       410, 412, 413, 415, 417, 422, 429, 431, 500, 503};
 
     /// Counts one answered request. REQUIRES: route_label < route_label_count.
     void record(std::size_t route_label, boost::beast::http::verb method, unsigned status,
@@ -102,6 +102,13 @@ public:
     /// sequence, already applied (Raftkv-Replayed).
     void record_replay() noexcept { replays_.fetch_add(1, std::memory_order_relaxed); }
     std::uint64_t replays() const noexcept { return replays_.load(std::memory_order_relaxed); }
+    /// A PUT or DELETE refused because its client session's sequence was applied for
+    /// another request (422).
+    void record_sequence_reuse() noexcept { sequence_reuses_.fetch_add(1, std::memory_order_relaxed); }
+    std::uint64_t sequence_reuses() const noexcept
+    {
+        return sequence_reuses_.load(std::memory_order_relaxed);
+    }
 
     /// The number of requests of route label `r`, method index `m` (into `methods`, or
     /// methods.size() for other) and code index `c` (into `codes`, or codes.size()).
@@ -116,6 +123,7 @@ private:
     std::array<std::array<per_code, methods.size() + 1>, route_label_count> requests_{};
     std::array<duration_histogram, route_label_count> durations_{};
     std::atomic<std::uint64_t> replays_{0};
+    std::atomic<std::uint64_t> sequence_reuses_{0};
 };
 
 /// The HTTP server's connection counters (http_server).

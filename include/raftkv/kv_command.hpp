@@ -30,9 +30,11 @@
 // A session makes a put or a delete apply at most once however often it is proposed: the
 // state machine keeps, for each client id, the results of its kv_session_window highest
 // sequences applied, and answers a sequence it holds with the recorded result (marked
-// kv_result::replayed) without applying it again. The expiry and the bound ride in the
-// command, written by its proposer, so every replica applies the same limits to the same
-// entry whatever its own configuration. The rules are in <raftkv/kv_sessions.hpp>.
+// kv_result::replayed) without applying it again, or, when the command is another request
+// than the one recorded (kv_request_fingerprint()), with kv_status::sequence_reused. The
+// expiry and the bound ride in the command, written by its proposer, so every replica
+// applies the same limits to the same entry whatever its own configuration. The rules are
+// in <raftkv/kv_sessions.hpp>.
 //
 // A key's version is the index of the log entry that last wrote it (a put, conditional or
 // not). A precondition is checked by the state machine when it applies the entry, against
@@ -109,6 +111,9 @@ enum class kv_status : std::uint8_t {
     /// (it fell out of kv_session_window): whether it was applied before is unknown, and
     /// it was not applied now.
     stale_sequence,
+    /// The command's session applied another request under this sequence (another op, key,
+    /// value or precondition: kv_request_fingerprint() differs); it was not applied now.
+    sequence_reused,
 };
 
 /// The outcome of applying one entry to a key-value state machine.
@@ -127,10 +132,86 @@ struct kv_result {
     friend bool operator==(const kv_result&, const kv_result&) = default;
 };
 
+namespace detail {
+/// A portable 64-bit hash of a sequence of byte strings and numbers: each is mixed in 8
+/// bytes (little-endian) at a time by MurmurHash3's x64 body, a string's length before its
+/// bytes, and the result finished by splitmix64's finalizer. Unlike std::hash, every build
+/// and platform computes the same value, so replicas (and builds) can compare it.
+class request_hasher {
+public:
+    request_hasher& add(std::uint64_t v) noexcept
+    {
+        mix(v);
+        return *this;
+    }
+
+    request_hasher& add(std::string_view bytes) noexcept
+    {
+        mix(bytes.size());
+        std::size_t at = 0;
+        for (; bytes.size() - at >= 8; at += 8)
+            mix(load(bytes.substr(at, 8)));
+        if (at < bytes.size())
+            mix(load(bytes.substr(at)));
+        return *this;
+    }
+
+    std::uint64_t value() const noexcept
+    {
+        std::uint64_t x = h_ ^ words_;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+        return x ^ (x >> 31);
+    }
+
+private:
+    static std::uint64_t rotl(std::uint64_t x, int r) noexcept { return (x << r) | (x >> (64 - r)); }
+
+    // Up to 8 bytes as a little-endian number (missing high bytes 0).
+    static std::uint64_t load(std::string_view b) noexcept
+    {
+        std::uint64_t v = 0;
+        for (std::size_t i = b.size(); i-- > 0;)
+            v = (v << 8) | static_cast<unsigned char>(b[i]);
+        return v;
+    }
+
+    void mix(std::uint64_t k) noexcept
+    {
+        k *= 0x87c37b91114253d5ULL;
+        k = rotl(k, 31);
+        k *= 0x4cf5ad432745937fULL;
+        h_ ^= k;
+        h_ = rotl(h_, 27) * 5 + 0x52dce729;
+        ++words_;
+    }
+
+    std::uint64_t h_ = 0x9e3779b97f4a7c15ULL;
+    std::uint64_t words_ = 0;
+};
+} // namespace detail
+
+/// A fingerprint of what a put or a delete asks for: its op, key, value and precondition,
+/// not its session. A session records it with each sequence's result, so that a sequence
+/// reused for another request is told from a retry (kv_status::sequence_reused). The same
+/// command has the same fingerprint on every replica and in every build; never 0 (which
+/// stands for "not recorded").
+inline std::uint64_t kv_request_fingerprint(const kv_command& c) noexcept
+{
+    detail::request_hasher h;
+    h.add(static_cast<std::uint64_t>(c.op)).add(c.key).add(c.value);
+    if (c.precondition.expect_version)
+        h.add(1).add(*c.precondition.expect_version);
+    else
+        h.add(c.precondition.expect_absent ? 2 : 0);
+    const std::uint64_t v = h.value();
+    return v == 0 ? 1 : v;
+}
+
 /// Whether applying `command` with outcome `result` changed a user key: a put always does; a
 /// delete only when the key existed; neither when its precondition failed, nor when it
-/// repeated a client session's sequence (kv_result::replayed) or came too late for it. A meta
-/// record changes no user key.
+/// repeated a client session's sequence (kv_result::replayed), reused one, or came too late
+/// for it. A meta record changes no user key.
 inline bool changed_user_key(const kv_command& command, const kv_result& result) noexcept
 {
     if (result.status != kv_status::ok || result.replayed)

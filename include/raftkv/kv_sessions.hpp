@@ -11,15 +11,18 @@
 //  1. Expiry. Every session whose last entry is at an index below i - N is dropped first:
 //     once N entries (of any kind) followed its client's last entry, a session is gone
 //     for the next entry.
-//  2. A session of c exists and holds a result for s: the entry is not applied; its result
-//     is the one recorded, with `replayed` set.
+//  2. A session of c exists and holds a result for s: the entry is not applied. Its result
+//     is the one recorded, with `replayed` set; or kv_status::sequence_reused when the entry
+//     asks for another request than the one recorded under s (their
+//     kv_request_fingerprint()s differ; a result read from storage written before
+//     fingerprints were recorded has none, and matches any request).
 //  3. A session of c exists and s is at most the highest sequence it forgot (each session
 //     keeps the results of its kv_session_window highest sequences): the entry is not
 //     applied; its result is kv_status::stale_sequence.
 //  4. Otherwise (no session of c, or a new sequence) the command is applied as it would
-//     be without a session, and its result (whatever its status) recorded under s; a
-//     missing session is created. Then, while the table holds more than M sessions, the
-//     one whose last entry is the oldest is evicted.
+//     be without a session, and its result (whatever its status) and fingerprint recorded
+//     under s; a missing session is created. Then, while the table holds more than M
+//     sessions, the one whose last entry is the oldest is evicted.
 //
 // In each case the session's last entry becomes i. An expired or evicted session is
 // indistinguishable from a client never seen: its next entry opens a new session (rule 4),
@@ -49,6 +52,17 @@
 
 namespace raftkv {
 
+/// A result a session recorded: that of the entry that first applied `sequence`.
+struct kv_session_result {
+    std::uint64_t sequence = 0;
+    kv_result result;
+    /// The kv_request_fingerprint() of the entry's command; 0 when not known (recorded by a
+    /// build that kept none).
+    std::uint64_t request = 0;
+
+    friend bool operator==(const kv_session_result&, const kv_session_result&) = default;
+};
+
 /// One client's session.
 struct kv_session {
     /// The index of the client's last entry applied.
@@ -57,7 +71,7 @@ struct kv_session {
     std::uint64_t forgotten = 0;
     /// The results of the client's highest sequences, by ascending sequence; at most
     /// kv_session_window.
-    std::vector<std::pair<std::uint64_t, kv_result>> results;
+    std::vector<kv_session_result> results;
 
     friend bool operator==(const kv_session&, const kv_session&) = default;
 };
@@ -78,9 +92,10 @@ struct kv_session {
 */
 class kv_session_table {
 public:
-    /// Applies rules 1 to 3 to an entry of `s` at `index`: the result of an entry that must
-    /// not be applied, or nothing when the command is to be applied and finish() called.
-    std::optional<kv_result> begin(const kv_client_session& s, index_t index)
+    /// Applies rules 1 to 3 to an entry of `s` at `index` whose command has fingerprint
+    /// `request` (kv_request_fingerprint()): the result of an entry that must not be
+    /// applied, or nothing when the command is to be applied and finish() called.
+    std::optional<kv_result> begin(const kv_client_session& s, index_t index, std::uint64_t request)
     {
         expire(index, s.expiry_entries);
         const auto it = sessions_.find(s.client);
@@ -89,9 +104,11 @@ public:
         touch(it, index);
         const auto& results = it->second.results;
         const auto r = std::lower_bound(results.begin(), results.end(), s.sequence,
-                                        [](const auto& p, std::uint64_t seq) { return p.first < seq; });
-        if (r != results.end() && r->first == s.sequence) {
-            kv_result replay = r->second;
+                                        [](const auto& p, std::uint64_t seq) { return p.sequence < seq; });
+        if (r != results.end() && r->sequence == s.sequence) {
+            if (r->request != 0 && r->request != request)
+                return kv_result{.found = false, .status = kv_status::sequence_reused, .version = 0};
+            kv_result replay = r->result;
             replay.replayed = true;
             return replay;
         }
@@ -100,9 +117,9 @@ public:
         return std::nullopt;
     }
 
-    /// Rule 4: records `result`, the outcome of applying the entry of `s` at `index` for
-    /// which begin() returned nothing.
-    void finish(const kv_client_session& s, index_t index, const kv_result& result)
+    /// Rule 4: records `result`, the outcome of applying the entry of `s` at `index`, with
+    /// fingerprint `request`, for which begin() returned nothing.
+    void finish(const kv_client_session& s, index_t index, std::uint64_t request, const kv_result& result)
     {
         auto it = sessions_.find(s.client);
         if (it == sessions_.end()) {
@@ -115,12 +132,12 @@ public:
         }
         auto& results = it->second.results;
         const auto at = std::lower_bound(results.begin(), results.end(), s.sequence,
-                                         [](const auto& p, std::uint64_t seq) { return p.first < seq; });
+                                         [](const auto& p, std::uint64_t seq) { return p.sequence < seq; });
         kv_result recorded = result;
         recorded.replayed = false;
-        results.insert(at, {s.sequence, recorded});
+        results.insert(at, kv_session_result{s.sequence, recorded, request});
         if (results.size() > kv_session_window) {
-            it->second.forgotten = std::max(it->second.forgotten, results.front().first);
+            it->second.forgotten = std::max(it->second.forgotten, results.front().sequence);
             results.erase(results.begin());
         }
         while (sessions_.size() > s.max_sessions)
@@ -209,19 +226,26 @@ public:
     }
 
     /// A session as a storage value: varints of the last index, the highest forgotten
-    /// sequence and the number of results, then for each result varints of its sequence, a
-    /// byte of found (0 or 1), a byte of status and a varint of version.
+    /// sequence and the number of results, then for each result a varint of its sequence, a
+    /// byte of flags (result_found, result_request), a byte of status, a varint of version
+    /// and, with result_request, the fingerprint (8 bytes big-endian, not 0). Values written
+    /// before fingerprints were recorded never set result_request, and decode as results
+    /// without one.
     static std::string encode(const kv_session& s)
     {
         std::string out;
         put_varint(out, s.last_index);
         put_varint(out, s.forgotten);
         put_varint(out, s.results.size());
-        for (const auto& [seq, r] : s.results) {
-            put_varint(out, seq);
-            out.push_back(r.found ? 1 : 0);
-            out.push_back(static_cast<char>(r.status));
-            put_varint(out, r.version);
+        for (const kv_session_result& e : s.results) {
+            put_varint(out, e.sequence);
+            out.push_back(static_cast<char>((e.result.found ? result_found : 0) |
+                                            (e.request != 0 ? result_request : 0)));
+            out.push_back(static_cast<char>(e.result.status));
+            put_varint(out, e.result.version);
+            if (e.request != 0)
+                for (int shift = 56; shift >= 0; shift -= 8)
+                    out.push_back(static_cast<char>((e.request >> shift) & 0xff));
         }
         return out;
     }
@@ -237,21 +261,30 @@ public:
             return std::nullopt;
         s.results.reserve(static_cast<std::size_t>(n));
         for (std::uint64_t k = 0; k < n; ++k) {
-            std::uint64_t seq = 0;
-            kv_result r;
-            if (!get_varint(in, pos, seq) || in.size() - pos < 2)
+            kv_session_result e;
+            if (!get_varint(in, pos, e.sequence) || in.size() - pos < 2)
                 return std::nullopt;
-            const auto found = static_cast<unsigned char>(in[pos]);
+            const auto flags = static_cast<unsigned char>(in[pos]);
             const auto status = static_cast<unsigned char>(in[pos + 1]);
             pos += 2;
-            if (found > 1 || status > static_cast<unsigned char>(kv_status::stale_sequence) ||
-                !get_varint(in, pos, r.version))
+            // A recorded result is never sequence_reused: such an entry records nothing.
+            if ((flags & ~(result_found | result_request)) != 0 ||
+                status > static_cast<unsigned char>(kv_status::stale_sequence) ||
+                !get_varint(in, pos, e.result.version))
                 return std::nullopt;
-            if (!s.results.empty() && seq <= s.results.back().first)
+            if ((flags & result_request) != 0) {
+                if (in.size() - pos < 8)
+                    return std::nullopt;
+                for (int b = 0; b < 8; ++b)
+                    e.request = (e.request << 8) | static_cast<unsigned char>(in[pos++]);
+                if (e.request == 0)
+                    return std::nullopt;
+            }
+            if (!s.results.empty() && e.sequence <= s.results.back().sequence)
                 return std::nullopt;
-            r.found = found == 1;
-            r.status = static_cast<kv_status>(status);
-            s.results.emplace_back(seq, r);
+            e.result.found = (flags & result_found) != 0;
+            e.result.status = static_cast<kv_status>(status);
+            s.results.push_back(e);
         }
         if (pos != in.size())
             return std::nullopt;
@@ -260,6 +293,10 @@ public:
 
 private:
     using iterator = std::map<std::uint64_t, kv_session>::iterator;
+
+    // The flags byte of a stored result.
+    static constexpr unsigned char result_found = 0x01;
+    static constexpr unsigned char result_request = 0x02;
 
     // Rule 1: drops the sessions whose last entry is below index - expiry.
     void expire(index_t index, std::uint64_t expiry)
@@ -337,10 +374,11 @@ kv_result apply_with_session(kv_session_table& table, const kv_command& c, index
 {
     if (!c.session)
         return apply_command();
-    if (std::optional<kv_result> answered = table.begin(*c.session, index))
+    const std::uint64_t request = kv_request_fingerprint(c);
+    if (std::optional<kv_result> answered = table.begin(*c.session, index, request))
         return *answered;
     const kv_result r = apply_command();
-    table.finish(*c.session, index, r);
+    table.finish(*c.session, index, request, r);
     return r;
 }
 

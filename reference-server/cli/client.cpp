@@ -351,7 +351,15 @@ answer client::request_one(const endpoint& e, std::string_view method, const std
 {
     const auto now = clock::now();
     auto deadline = started + impl_->options.timeout;
-    if (endpoints_left > 1 && now < deadline)
+    if (now >= deadline)
+        return answer{0,
+                      "not asked: the timeout (" + std::to_string(impl_->options.timeout.count()) +
+                          " ms, --timeout) ran out before this endpoint's turn",
+                      e.url,
+                      false,
+                      {},
+                      false};
+    if (endpoints_left > 1)
         deadline =
             std::min(deadline, now + std::max<clock::duration>(
                                          (deadline - now) / static_cast<long>(endpoints_left), min_attempt));

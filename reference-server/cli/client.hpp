@@ -104,6 +104,8 @@ public:
     /// `endpoints_left` > 1, within the share of the timeout left since `started` that is
     /// this endpoint's when `endpoints_left` (this one included) are still to be asked in
     /// turn (at least a second), so that one that never answers does not hold the others.
+    /// Once the timeout has run out since `started`, `e` is not asked: status 0, and a body
+    /// that says so.
     answer request_one(const endpoint& e, std::string_view method, const std::string& target,
                        std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now(),
                        std::size_t endpoints_left = 1);

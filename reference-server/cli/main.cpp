@@ -66,9 +66,9 @@ constexpr const char* exit_codes_text = R"(Exit codes:
   3  unavailable: no endpoint answered, the timeout passed, or the cluster
      answered 503 (no leader, shutting down, a write whose outcome is unknown);
      members: the list came from a node that was removed
-  4  refused: the server answered 400, 405, 409, 413 or 507 (bad input, a conflicting
-     membership change, a write sequence the cluster no longer remembers, a state
-     past the server's --quota-bytes)
+  4  refused: the server answered 400, 405, 409, 413, 422 or 507 (bad input, a
+     conflicting membership change, a write sequence the cluster no longer remembers
+     or applied for another request, a state past the server's --quota-bytes)
   5  not authorized: 401 (missing or unknown token) or 403 (read-only token)
   6  server error: a 500 or an answer the client does not understand
   7  precondition failed: 412 (put --if-match/--if-absent, del --if-match)

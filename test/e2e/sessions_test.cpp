@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 namespace {
@@ -151,8 +152,28 @@ BOOST_AUTO_TEST_CASE(bad_session_headers_and_forgotten_sequences_are_refused)
     BOOST_TEST(is_error(stale, 409), describe(stale));
     BOOST_TEST(parse_json(get(port, "w").body).string("value").value_or("<none>") == "40");
     BOOST_TEST(replayed(request(port, "PUT", kv_target("w"), value_body("40"), session(77, 40))));
+
+    // Sequence 40 reused for another value, another key, a delete, a precondition: 422, not
+    // applied, at the follower and at the leader alike.
+    for (const auto& [p, method, key, body, more] :
+         std::vector<std::tuple<std::uint16_t, std::string, std::string, std::string, header_list>>{
+             {port, "PUT", "w", value_body("41"), {}},
+             {c.http_port(leader), "PUT", "other", value_body("40"), {}},
+             {port, "DELETE", "w", "", {}},
+             {port, "PUT", "w", value_body("40"), {{"If-None-Match", "*"}}}}) {
+        const http_response r = request(p, method, kv_target(key), body, session(77, 40, more));
+        BOOST_TEST(is_error(r, 422), describe(r));
+        BOOST_TEST(r.body.find("was applied for another request") != std::string::npos, r.body);
+        BOOST_TEST(parse_json(r.body).string("client_id").value_or("") == "77");
+        BOOST_TEST(!replayed(r));
+    }
+    BOOST_TEST(parse_json(get(port, "w").body).string("value").value_or("<none>") == "40");
+    BOOST_TEST(get(port, "other").status == 404);
+    BOOST_TEST(replayed(request(port, "PUT", kv_target("w"), value_body("40"), session(77, 40))));
+
     const http_response metrics = request(port, "GET", "/metrics");
-    BOOST_TEST(metrics.body.find("\nraftkv_session_replays_total 1\n") != std::string::npos);
+    BOOST_TEST(metrics.body.find("\nraftkv_session_replays_total 2\n") != std::string::npos);
+    BOOST_TEST(metrics.body.find("\nraftkv_session_sequence_reuses_total 3\n") != std::string::npos);
 }
 
 BOOST_AUTO_TEST_CASE(concurrent_clients_with_distinct_ids_do_not_disturb_each_other)

@@ -1121,8 +1121,8 @@ BOOST_AUTO_TEST_CASE(restore_refuses_a_stream_damaged_cut_short_or_of_another_in
     refused(9, chunks, "the snapshot ends after 5 records but its trailer counts 6");
 
     std::string future = stream;
-    future[7] = 4;
-    refused(9, {future}, "snapshot version 4; this build reads versions 1 to 3");
+    future[7] = 5;
+    refused(9, {future}, "snapshot version 5; this build reads versions 1 to 4");
 }
 
 BOOST_AUTO_TEST_CASE(restore_calls_without_begin_are_logic_errors)
@@ -1311,7 +1311,7 @@ BOOST_AUTO_TEST_CASE(version_1_database_is_upgraded_in_place)
     }
     std::string format;
     BOOST_TEST_REQUIRE(open_raw(dir / "v1")->Get({}, "mformat", &format).ok());
-    BOOST_TEST(format == "raftkv.kv_state_machine.v4");
+    BOOST_TEST(format == "raftkv.kv_state_machine.v5");
     kv_state_machine m{dir / "v1"};
     BOOST_TEST(m.get("a").value() == "1");
     BOOST_TEST(m.get_versioned("a").value().version == 0u);
@@ -1345,8 +1345,8 @@ BOOST_AUTO_TEST_CASE(open_fails_clearly_on_a_format_of_another_version)
     {
         kv_state_machine m{dir / "sm"};
     }
-    open_raw(dir / "sm")->Put({}, "mformat", "raftkv.kv_state_machine.v5");
-    check_open_fails<kv_state_machine>(dir / "sm", "unsupported format 'raftkv.kv_state_machine.v5'");
+    open_raw(dir / "sm")->Put({}, "mformat", "raftkv.kv_state_machine.v6");
+    check_open_fails<kv_state_machine>(dir / "sm", "unsupported format 'raftkv.kv_state_machine.v6'");
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_corrupt_slot_record)
@@ -1741,7 +1741,7 @@ BOOST_AUTO_TEST_CASE(version_2_database_with_its_state_in_slot_1_is_upgraded_in_
     auto db = open_raw(dir / "v2");
     std::string value;
     BOOST_TEST_REQUIRE(db->Get({}, "mformat", &value).ok());
-    BOOST_TEST(value == "raftkv.kv_state_machine.v4");
+    BOOST_TEST(value == "raftkv.kv_state_machine.v5");
     BOOST_TEST(db->Get({}, "mstale", &value).IsNotFound());
     BOOST_TEST(db->Get({}, "Ka", &value).IsNotFound());
     BOOST_TEST_REQUIRE(db->Get({}, "ka", &value).ok());
@@ -1946,6 +1946,13 @@ BOOST_AUTO_TEST_CASE(a_session_replays_the_outcome_of_a_precondition)
     raftkv::test::check_session_replays_preconditions(m);
 }
 
+BOOST_AUTO_TEST_CASE(a_sequence_reused_for_another_request_is_refused)
+{
+    temp_dir dir;
+    kv_state_machine m{dir / "sm"};
+    raftkv::test::check_session_refuses_a_reused_sequence(m);
+}
+
 BOOST_AUTO_TEST_CASE(a_sequence_below_the_session_window_is_stale_and_not_applied)
 {
     temp_dir dir;
@@ -2070,6 +2077,72 @@ BOOST_AUTO_TEST_CASE(a_version_2_stream_restores_with_no_sessions)
     restore(m, 5, {stream});
     BOOST_TEST(m.get_versioned("a").value().version == 4u);
     BOOST_TEST(m.sessions().size() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_version_3_stream_restores_sessions_whose_results_match_any_request)
+{
+    using namespace raftkv::leveldb::detail;
+    temp_dir dir;
+    // Version 3's session record: the result has no fingerprint (flags 0x01, found).
+    raftkv::kv_session session;
+    session.last_index = 5;
+    session.results = {{.sequence = 1, .result = {true, raftkv::kv_status::ok, 5, false}, .request = 0}};
+    const std::string record = raftkv::kv_session_table::encode(session);
+    BOOST_TEST_REQUIRE(record == std::string("\x05\x00\x01\x01\x01\x00\x05", 7));
+    std::string stream(snapshot_magic);
+    stream.push_back(3);
+    put_u64_be(stream, 5);
+    stream.push_back('s');
+    put_varint64(stream, 8);
+    put_varint64(stream, record.size());
+    stream.append(raftkv::kv_session_table::encode_id(42)).append(record);
+    fnv1a64 hash;
+    hash.update(stream);
+    stream.push_back(snapshot_end);
+    put_u64_be(stream, 1);
+    put_u64_be(stream, hash.value());
+
+    kv_state_machine m{dir / "sm"};
+    restore(m, 5, {stream});
+    BOOST_TEST((m.sessions().find(42)->results == session.results));
+    const kv_result r =
+        raftkv::test::session_driver(m).apply(raftkv::encode_del("any", {}, raftkv::test::stamp(42, 1)));
+    BOOST_TEST((r == kv_result{true, raftkv::kv_status::ok, 5, true}));
+    // The stream this build writes is version 4.
+    BOOST_TEST(stream_of(m)[7] == 4);
+}
+
+BOOST_AUTO_TEST_CASE(a_version_4_database_keeps_its_sessions_and_records_fingerprints_from_then_on)
+{
+    temp_dir dir;
+    {
+        kv_state_machine m{dir / "sm"};
+        raftkv::test::session_driver(m).apply(raftkv::encode_put("k", "1", {}, raftkv::test::stamp(7, 1)));
+    }
+    {
+        // What a v4 build left: the same session, its result without a fingerprint.
+        auto db = open_raw(dir / "sm");
+        raftkv::kv_session old;
+        old.last_index = 1;
+        old.results = {{.sequence = 1, .result = {true, raftkv::kv_status::ok, 1, false}, .request = 0}};
+        db->Put({}, "s" + raftkv::kv_session_table::encode_id(7), raftkv::kv_session_table::encode(old));
+        db->Put({}, "mformat", "raftkv.kv_state_machine.v4");
+    }
+    {
+        kv_state_machine m{dir / "sm"};
+        raftkv::test::session_driver d(m);
+        // The old result matches any request; a new sequence records its fingerprint.
+        BOOST_TEST(d.apply(raftkv::encode_put("k", "other", {}, raftkv::test::stamp(7, 1))).replayed);
+        BOOST_TEST(m.get("k").value() == "1");
+        BOOST_TEST(!d.apply(raftkv::encode_put("k", "2", {}, raftkv::test::stamp(7, 2))).replayed);
+    }
+    std::string format;
+    BOOST_TEST_REQUIRE(open_raw(dir / "sm")->Get({}, "mformat", &format).ok());
+    BOOST_TEST(format == "raftkv.kv_state_machine.v5");
+    kv_state_machine m{dir / "sm"};
+    BOOST_TEST((raftkv::test::session_driver(m).apply(raftkv::encode_put(
+                    "k", "3", {}, raftkv::test::stamp(7, 2))) == raftkv::test::reused_result));
+    BOOST_TEST(m.get("k").value() == "2");
 }
 
 BOOST_AUTO_TEST_CASE(a_session_record_in_a_version_2_stream_is_refused)

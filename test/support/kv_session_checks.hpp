@@ -28,6 +28,7 @@ inline kv_result ok_result(bool found, index_t version, bool replayed = false)
 }
 
 inline const kv_result stale_result{false, kv_status::stale_sequence, 0, false};
+inline const kv_result reused_result{false, kv_status::sequence_reused, 0, false};
 
 /// Applies commands to a machine as entries following its applied index.
 template <class Machine>
@@ -60,15 +61,15 @@ private:
     Machine* m_;
 };
 
-/// A put and a delete each apply once; their retries (in the same batch or later, with
-/// another value even) answer the original result, marked replayed, and change nothing.
+/// A put and a delete each apply once; their retries (in the same batch or later) answer
+/// the original result, marked replayed, and change nothing.
 template <class Machine>
 void check_session_applies_once(Machine& m)
 {
     session_driver d(m);
     const kv_precondition none{};
     BOOST_TEST((d.apply(encode_put("k", "v1", none, stamp(7, 1))) == ok_result(true, 1)));
-    BOOST_TEST((d.apply(encode_put("k", "v2", none, stamp(7, 1))) == ok_result(true, 1, true)));
+    BOOST_TEST((d.apply(encode_put("k", "v1", none, stamp(7, 1))) == ok_result(true, 1, true)));
     BOOST_TEST(m.get("k").value() == "v1");
     const auto batch =
         d.apply({encode_del("k", none, stamp(7, 2)), encode_put("k", "v3", none, stamp(7, 3)),
@@ -82,6 +83,35 @@ void check_session_applies_once(Machine& m)
     BOOST_TEST((d.apply(encode_del("k", none, stamp(7, 4))) == ok_result(false, 0)));
     BOOST_TEST(!m.get("k").has_value());
     BOOST_TEST(m.sessions().size() == 2u);
+}
+
+/// A sequence reused for another request (another op, key, value or precondition) is
+/// refused and changes nothing, in the same batch or later; the request first applied under
+/// it still replays, and the table records nothing of the refusals.
+template <class Machine>
+void check_session_refuses_a_reused_sequence(Machine& m)
+{
+    session_driver d(m);
+    const kv_precondition none{};
+    BOOST_TEST((d.apply(encode_put("k", "v1", none, stamp(7, 1))) == ok_result(true, 1)));
+    const kv_session before = *m.sessions().find(7);
+    const auto refused = d.apply(
+        {encode_put("k", "v2", none, stamp(7, 1)), encode_put("k2", "v1", none, stamp(7, 1)),
+         encode_del("k", none, stamp(7, 1)), encode_put("k", "v1", kv_precondition{1, false}, stamp(7, 1)),
+         encode_put("k", "v1", kv_precondition{std::nullopt, true}, stamp(7, 1))});
+    BOOST_TEST((refused == std::vector<kv_result>(5, reused_result)));
+    BOOST_TEST(m.get("k").value() == "v1");
+    BOOST_TEST(!m.get("k2").has_value());
+    BOOST_TEST(m.sessions().find(7)->results == before.results);
+    BOOST_TEST(m.sessions().find(7)->last_index == 6u); // a refused entry still counts as the client's
+    BOOST_TEST((d.apply(encode_put("k", "v1", none, stamp(7, 1))) == ok_result(true, 1, true)));
+    // A failed precondition is recorded like a success: only the same request replays it.
+    const kv_result failed{true, kv_status::precondition_failed, 1, false};
+    BOOST_TEST((d.apply(encode_del("k", kv_precondition{9, false}, stamp(7, 2))) == failed));
+    BOOST_TEST((d.apply(encode_del("k", kv_precondition{1, false}, stamp(7, 2))) == reused_result));
+    BOOST_TEST(m.get("k").value() == "v1");
+    // Another client's sequence 1 is its own.
+    BOOST_TEST((d.apply(encode_put("k", "v2", none, stamp(8, 1))) == ok_result(true, 10)));
 }
 
 /// A compare-and-set retried after it succeeded answers its success, not a failed
@@ -120,16 +150,17 @@ void check_session_window(Machine& m)
     BOOST_TEST((d.apply(encode_put("k1", "again", none, stamp(3, 1))) == stale_result));
     BOOST_TEST((d.apply(encode_put("k7", "again", none, stamp(3, 7))) == stale_result));
     BOOST_TEST(m.get("k1").value() == "v");
-    BOOST_TEST(d.apply(encode_put("k8", "again", none, stamp(3, 8))).replayed);
+    BOOST_TEST(d.apply(encode_put("k8", "v", none, stamp(3, 8))).replayed);
+    BOOST_TEST((d.apply(encode_put("k8", "again", none, stamp(3, 8))) == reused_result));
     // Sequence 20 was never applied and is above the forgotten ones: it applies.
     const kv_result r20 = d.apply(encode_put("k20", "v", none, stamp(3, 20)));
     BOOST_TEST((r20.status == kv_status::ok));
     BOOST_TEST(!r20.replayed);
     BOOST_TEST(m.get("k20").value() == "v");
     // Recording 20 forgot one more sequence (8, the lowest kept).
-    BOOST_TEST((d.apply(encode_put("k8", "again", none, stamp(3, 8))) == stale_result));
-    BOOST_TEST(d.apply(encode_put("k9", "again", none, stamp(3, 9))).replayed);
-    BOOST_TEST(d.apply(encode_put("k" + std::to_string(n), "again", none, stamp(3, n))).replayed);
+    BOOST_TEST((d.apply(encode_put("k8", "v", none, stamp(3, 8))) == stale_result));
+    BOOST_TEST(d.apply(encode_put("k9", "v", none, stamp(3, 9))).replayed);
+    BOOST_TEST(d.apply(encode_put("k" + std::to_string(n), "v", none, stamp(3, n))).replayed);
     BOOST_TEST(m.get("k8").value() == "v");
     BOOST_TEST(m.sessions().find(3)->results.size() == kv_session_window);
     BOOST_TEST(m.sessions().find(3)->forgotten == 8u);

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -264,9 +265,9 @@ BOOST_AUTO_TEST_CASE(the_session_codec_round_trips_and_rejects_garbage)
     raftkv::kv_session s;
     s.last_index = std::uint64_t{1} << 40;
     s.forgotten = 3;
-    s.results = {{4, {true, raftkv::kv_status::ok, 99, false}},
-                 {300, {true, raftkv::kv_status::precondition_failed, 7, false}},
-                 {~std::uint64_t{0}, {false, raftkv::kv_status::ok, 0, false}}};
+    s.results = {{4, {true, raftkv::kv_status::ok, 99, false}, 0x0102030405060708u},
+                 {300, {true, raftkv::kv_status::precondition_failed, 7, false}, ~std::uint64_t{0}},
+                 {~std::uint64_t{0}, {false, raftkv::kv_status::ok, 0, false}, 0}};
     const std::string encoded = raftkv::kv_session_table::encode(s);
     BOOST_TEST((raftkv::kv_session_table::decode(encoded) == s));
     for (std::size_t n = 0; n < encoded.size(); ++n)
@@ -277,9 +278,65 @@ BOOST_AUTO_TEST_CASE(the_session_codec_round_trips_and_rejects_garbage)
     std::swap(unordered.results[0], unordered.results[1]);
     BOOST_TEST(!raftkv::kv_session_table::decode(raftkv::kv_session_table::encode(unordered)));
 
+    // A result's flags byte: 0x01 found, 0x02 a fingerprint follows (never 0); no other bit.
+    const std::string one = raftkv::kv_session_table::encode(
+        {.last_index = 1, .forgotten = 0, .results = {{1, {true, raftkv::kv_status::ok, 1, false}, 9}}});
+    BOOST_TEST_REQUIRE(one == std::string("\x01\x00\x01\x01\x03\x00\x01\0\0\0\0\0\0\0\x09", 15));
+    std::string bad = one;
+    bad[4] = 0x07;
+    BOOST_TEST(!raftkv::kv_session_table::decode(bad), "unknown flag");
+    bad = one;
+    bad[14] = 0;
+    BOOST_TEST(!raftkv::kv_session_table::decode(bad), "fingerprint 0");
+    bad = std::string("\x01\x00\x01\x01\x01\x03\x01", 7);
+    BOOST_TEST(!raftkv::kv_session_table::decode(bad), "a recorded sequence_reused");
+    // What builds before fingerprints wrote: a result without one.
+    const auto old = raftkv::kv_session_table::decode(std::string("\x01\x00\x01\x01\x01\x00\x01", 7));
+    BOOST_TEST_REQUIRE(old.has_value());
+    BOOST_TEST(old->results.at(0).request == 0u);
+    BOOST_TEST(old->results.at(0).result.found);
+
     BOOST_TEST(raftkv::kv_session_table::decode_id(raftkv::kv_session_table::encode_id(42)).value() == 42u);
     BOOST_TEST(!raftkv::kv_session_table::decode_id(std::string(8, '\0')));
     BOOST_TEST(!raftkv::kv_session_table::decode_id("short"));
+}
+
+BOOST_AUTO_TEST_CASE(a_request_fingerprint_covers_what_the_request_asks_and_never_changes)
+{
+    using raftkv::kv_precondition;
+    const auto fp = [](const std::string& data) {
+        return raftkv::kv_request_fingerprint(raftkv::decode_kv_command(data).value());
+    };
+    const raftkv::kv_client_session s1{1, 1, 1000, 10};
+    const raftkv::kv_client_session s2{2, 9, 5, 3};
+    // The session is not part of it; everything else is.
+    BOOST_TEST(fp(raftkv::encode_put("k", "v", {}, s1)) == fp(raftkv::encode_put("k", "v", {}, s2)));
+    BOOST_TEST(fp(raftkv::encode_put("k", "v", {}, s1)) == fp(raftkv::encode_put("k", "v")));
+    const std::vector<std::string> distinct = {
+        raftkv::encode_put("k", "v"),
+        raftkv::encode_put("k", "w"),
+        raftkv::encode_put("kv", ""),
+        raftkv::encode_put("", "kv"),
+        raftkv::encode_put("k", ""),
+        raftkv::encode_del("k"),
+        raftkv::encode_put("k", "v", kv_precondition{0, false}),
+        raftkv::encode_put("k", "v", kv_precondition{1, false}),
+        raftkv::encode_put("k", "v", kv_precondition{std::nullopt, true}),
+        raftkv::encode_del("k", kv_precondition{0, false}),
+        raftkv::encode_put(std::string(8, 'a'), std::string(9, 'b')),
+        raftkv::encode_put(std::string(8, 'a'), std::string(9, 'b') + '\0'),
+        // Words that differ only in their top bits, twice.
+        raftkv::encode_put("k", std::string(8, '\x80') + std::string(8, '\x80')),
+        raftkv::encode_put("k", std::string(16, '\0')),
+    };
+    std::set<std::uint64_t> seen;
+    for (const std::string& d : distinct) {
+        BOOST_TEST(fp(d) != 0u);
+        seen.insert(fp(d));
+    }
+    BOOST_TEST(seen.size() == distinct.size());
+    // Replicas and builds compare fingerprints stored by others: the value is fixed for good.
+    BOOST_TEST(fp(raftkv::encode_put("key", "value")) == 0x1f96fd1fb4f6c650u);
 }
 
 BOOST_AUTO_TEST_CASE(a_replayed_result_differs_from_the_original)

@@ -165,6 +165,12 @@ BOOST_AUTO_TEST_CASE(a_session_replays_the_outcome_of_a_precondition)
     raftkv::test::check_session_replays_preconditions(m);
 }
 
+BOOST_AUTO_TEST_CASE(a_sequence_reused_for_another_request_is_refused)
+{
+    kv_state_machine m;
+    raftkv::test::check_session_refuses_a_reused_sequence(m);
+}
+
 BOOST_AUTO_TEST_CASE(a_sequence_below_the_session_window_is_stale_and_not_applied)
 {
     kv_state_machine m;

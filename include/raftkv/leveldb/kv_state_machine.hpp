@@ -218,9 +218,10 @@ public:
 
     /// Opens the state machine in directory `dir`, creating it (and its parents) if
     /// missing, and deletes what an unfinished restore left. A database of format v1 or v2
-    /// is upgraded in place to v4, its keys at version 0 (docs/leveldb.md): a pass over
-    /// the whole state; one of format v3 (v4 without sessions) by rewriting its format
-    /// record. Throws std::runtime_error if it cannot be opened or is corrupt.
+    /// is upgraded in place to v5, its keys at version 0 (docs/leveldb.md): a pass over
+    /// the whole state; one of format v3 (v5 without sessions) or v4 (v5 whose sessions
+    /// recorded no request fingerprints) by rewriting its format record. Throws
+    /// std::runtime_error if it cannot be opened or is corrupt.
     explicit kv_state_machine(const std::filesystem::path& dir, const kv_state_machine_options& opts = {});
 
     kv_state_machine(const kv_state_machine&) = delete;
@@ -360,7 +361,7 @@ private:
     // Slot 0 has the prefixes of format v1, which makes a v1 database a v2 one whose state
     // is in slot 0. Indexes are stored as 8 bytes big-endian. Since format v3 a user key's
     // value is stored as its version (a varint) followed by the value; format v4 adds the
-    // sessions.
+    // sessions, and v5 the request fingerprints of their results.
     static constexpr char user_prefix[2] = {'k', 'K'};
     static constexpr char meta_prefix[2] = {'c', 'C'};
     static constexpr char session_prefix[2] = {'s', 'S'};
@@ -388,7 +389,8 @@ private:
     // completed: deleted keys take their space until LevelDB compacts them away, and a
     // compaction cut short by closing starts again at the next open.
     static constexpr std::string_view compact_key = "mcompact";
-    static constexpr std::string_view format = "raftkv.kv_state_machine.v4";
+    static constexpr std::string_view format = "raftkv.kv_state_machine.v5";
+    static constexpr std::string_view format_v4 = "raftkv.kv_state_machine.v4";
     static constexpr std::string_view format_v3 = "raftkv.kv_state_machine.v3";
     static constexpr std::string_view format_v2 = "raftkv.kv_state_machine.v2";
     static constexpr std::string_view format_v1 = "raftkv.kv_state_machine.v1";
@@ -588,7 +590,7 @@ inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
         detail::check(s, name_, "cannot read the format record");
     const bool old = s.ok() && (found == format_v1 || found == format_v2);
     if (!old)
-        detail::check_format(*db_, format_key, format, name_, format_v3);
+        detail::check_format(*db_, format_key, format, name_, {format_v3, format_v4});
     load();
     if (stale_)
         delete_slot(other_slot());
@@ -600,7 +602,7 @@ inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
 }
 
 // Copies the state into the other slot with every user value at version 0, as a restore
-// would, then switches to it and records format v3 in one synced write. A crash before
+// would, then switches to it and records the current format in one synced write. A crash before
 // the switch leaves the old format and slot (the copy is stale and deleted on the next
 // open, by this build or an older one); a crash after it leaves the old slot stale.
 inline void kv_state_machine::upgrade(std::string_view from)

@@ -19,6 +19,7 @@
 #include <charconv>
 #include <cstdint>
 #include <filesystem>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -213,17 +214,17 @@ inline ::leveldb::ReadOptions checked_reads()
 /// Makes sure `db` belongs to the kind of store that expects `format` under `key`:
 /// a database with no keys at all is new and gets the record (synced); one that
 /// holds other keys but not this record, or another value, is refused. A database whose
-/// record is `upgradable` (an earlier format whose data the current one reads as is) gets
-/// the record rewritten to `format` (synced), after which earlier builds refuse it.
+/// record is one of `upgradable` (earlier formats whose data the current one reads as is)
+/// gets the record rewritten to `format` (synced), after which earlier builds refuse it.
 inline void check_format(::leveldb::DB& db, std::string_view key, std::string_view format,
-                         const std::string& name, std::string_view upgradable = {})
+                         const std::string& name, std::initializer_list<std::string_view> upgradable = {})
 {
     ::leveldb::WriteOptions sync;
     sync.sync = true;
     std::string value;
     const ::leveldb::Status s = db.Get(checked_reads(), to_slice(key), &value);
     if (s.ok()) {
-        if (!upgradable.empty() && value == upgradable)
+        if (std::find(upgradable.begin(), upgradable.end(), value) != upgradable.end())
             check(db.Put(sync, to_slice(key), to_slice(format)), name,
                   "cannot upgrade the format record to '" + std::string(format) + "'");
         else if (value != format)

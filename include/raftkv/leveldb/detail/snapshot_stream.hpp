@@ -3,17 +3,20 @@
 
 // The byte stream of a LevelDB kv_state_machine snapshot (layout in docs/leveldb.md):
 //
-//   header   "RKVSNAP", version 0x03, the applied index (8 bytes big-endian)
+//   header   "RKVSNAP", version 0x04, the applied index (8 bytes big-endian)
 //   records  kind ('k' a user key, 'm' a meta record, 's' a client session), varint key
 //            size, varint value size, key, value; a user key's value is its version (a
 //            varint) then its value; a session's key and value are those of
 //            raftkv::kv_session_table::encode_id() and encode()
-//
-// Older streams are still decoded: version 0x02 has no session records (a restore leaves
-// no sessions), version 0x01 neither, and its user values have no versions (its keys are
-// restored at version 0).
 //   trailer  'e', the record count (8 bytes), FNV-1a-64 of every byte before the trailer
 //            (8 bytes)
+//
+// Older streams are still decoded: version 0x03's sessions recorded no request
+// fingerprints (their results match any request: raftkv/kv_sessions.hpp), version 0x02 has
+// no session records (a restore leaves no sessions), version 0x01 neither, and its user
+// values have no versions (its keys are restored at version 0). Version 0x04 exists so
+// that a build which reads 0x03 at most refuses a stream whose sessions it cannot decode,
+// with a message that says so.
 //
 // Every part is self-delimiting, so a receiver decodes the stream however it was cut into
 // chunks; the trailer makes a stream that lost, repeated or damaged a piece fail to decode.
@@ -33,7 +36,7 @@ namespace raftkv::leveldb::detail {
 enum class snapshot_record : char { user = 'k', meta = 'm', session = 's' };
 
 inline constexpr std::string_view snapshot_magic = "RKVSNAP";
-inline constexpr char snapshot_version = 3;
+inline constexpr char snapshot_version = 4;
 /// The first stream version with session records.
 inline constexpr char snapshot_version_sessions = 3;
 /// The oldest stream version snapshot_decoder reads.
