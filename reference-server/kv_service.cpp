@@ -2122,7 +2122,7 @@ storage_report inspect_storage(const std::filesystem::path& data_dir)
         throw std::runtime_error(data_dir.string() + " holds no Raft log (no " + wal.string() + ")");
     storage_report r;
     {
-        raftkv::wal::log_store store(wal);
+        raftkv::wal::log_store store(wal, {.read_only = true});
         r.hard = store.saved_hard_state();
         r.first_index = store.first_index();
         r.last_index = store.last_index();
@@ -2130,7 +2130,7 @@ storage_report inspect_storage(const std::filesystem::path& data_dir)
         r.segments = store.segment_count();
         r.configuration = raftkv::configuration_in_force(store);
         if (const auto& torn = store.recovered_torn_tail())
-            r.torn_tail = "cut " + std::to_string(torn->bytes) + " bytes torn at the end of " +
+            r.torn_tail = "a start cuts " + std::to_string(torn->bytes) + " bytes torn at the end of " +
                           torn->segment.filename().string() + " (offset " + std::to_string(torn->offset) +
                           ")";
     }
@@ -2144,7 +2144,9 @@ storage_report inspect_storage(const std::filesystem::path& data_dir)
     r.has_state = std::filesystem::is_directory(state);
     if (r.has_state) {
         change_journal journal;
-        raftkv::leveldb::kv_state_machine machine(state, machine_options(journal));
+        raftkv::leveldb::kv_state_machine_options options = machine_options(journal);
+        options.read_only = true;
+        raftkv::leveldb::kv_state_machine machine(state, options);
         r.applied_index = machine.applied_index();
         r.checkpoint_index = machine.snapshot_index();
         // As a start reads it: the records of the applied batches, for the watch journal.

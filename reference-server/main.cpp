@@ -612,7 +612,8 @@ void force_new_cluster(const server_config& config, const identity_plan& plan)
 
 // --inspect: what a stopped node's data directory holds, for an operator choosing which
 // survivor to force (docs/server.md, "Losing a majority") or checking a directory before
-// starting it. Opens the storage as a start does, so a running node's locks refuse it.
+// starting it. Reads the storage as a start would without changing a byte of the directory
+// (a full disk or a read-only mount does not stop it); a running node's locks refuse it.
 int inspect(const server_config& config)
 {
     const std::filesystem::path& dir = config.data_dir;

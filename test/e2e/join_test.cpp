@@ -5,6 +5,7 @@
 #define BOOST_TEST_MODULE raftkv_e2e_join
 #include <boost/test/unit_test.hpp>
 
+#include "../leveldb/temp_dir.hpp"
 #include "harness.hpp"
 #include "recording_clients.hpp"
 
@@ -484,11 +485,15 @@ BOOST_AUTO_TEST_CASE(a_survivor_of_a_lost_majority_is_forced_into_a_new_cluster_
     BOOST_TEST_REQUIRE(c.terminate(survivor).has_value());
 
     // --inspect reads the stopped survivor's data directory: what an operator compares
-    // between survivors to choose the one to force.
+    // between survivors to choose the one to force. It changes nothing there (LevelDB's
+    // recovery of its own log, which a start makes, stays in memory).
     auto inspect = c.args(survivor);
     inspect.push_back("--inspect");
+    const auto untouched = raftkv::test::directory_snapshot(c.spec(survivor).data_dir);
     auto r = run_server(inspect);
     BOOST_TEST(r.status.value_or(exit_status{}).code == 0, r.err);
+    BOOST_TEST((raftkv::test::directory_snapshot(c.spec(survivor).data_dir) == untouched),
+               "--inspect changed the data directory");
     BOOST_TEST(r.out.find("node            " + std::to_string(survivor) + " of cluster 0x" + old_id) !=
                    std::string::npos,
                r.out);

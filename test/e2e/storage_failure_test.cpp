@@ -239,6 +239,16 @@ BOOST_AUTO_TEST_CASE(a_full_disk_takes_the_node_out_of_service_until_space_retur
     BOOST_TEST(count_lines_with(node.log_file, "storage failure:") == 1u);
     BOOST_TEST(count_lines_with(node.log_file, "storage works again: re-opened") == 1u);
     BOOST_TEST(c.running(1));
+
+    // Stopped, on a disk full again: --inspect reads the directory all the same (LevelDB's
+    // recovery of its own log, which a start writes, stays in memory).
+    BOOST_TEST_REQUIRE(c.terminate(1).has_value());
+    fill(filler);
+    const run_result inspected = run_server({"--data-dir", node.data_dir.string(), "--inspect"});
+    BOOST_TEST_REQUIRE(inspected.status.has_value());
+    BOOST_TEST(inspected.status->code == 0, inspected.out << inspected.err);
+    BOOST_TEST(contains(inspected.out, "state           applied to "), inspected.out);
+    std::filesystem::remove(filler);
 }
 
 BOOST_AUTO_TEST_CASE(a_node_out_of_service_leaves_a_cluster_that_goes_on_and_catches_up_when_back,

@@ -261,11 +261,13 @@ int apply_unsynced(const std::filesystem::path& dir)
 
 int apply_sessions_unsynced(const std::filesystem::path& dir);
 int checkpoint_and_apply_unclosed(const std::filesystem::path& dir);
+int open_read_only(const std::filesystem::path& dir);
 
 [[maybe_unused]] const bool child =
     raftkv::test::serve_child_roles({{"apply_unsynced", apply_unsynced},
                                      {"apply_sessions_unsynced", apply_sessions_unsynced},
-                                     {"checkpoint_and_apply_unclosed", checkpoint_and_apply_unclosed}});
+                                     {"checkpoint_and_apply_unclosed", checkpoint_and_apply_unclosed},
+                                     {"open_read_only", open_read_only}});
 
 } // namespace
 
@@ -1337,6 +1339,80 @@ BOOST_AUTO_TEST_CASE(stats_time_each_apply_batch_and_each_checkpoint)
     BOOST_TEST_REQUIRE(m.snapshot_index() == 3u);
     BOOST_TEST(m.stats().checkpoint_ns.count() == 1u);
     BOOST_TEST(m.stats().checkpoint_ns.sum > 0u);
+}
+
+namespace {
+
+// The child of a_read_only_open_reads_the_state_and_changes_nothing: 0 when a read-only open
+// succeeds, 3 when a lock refuses it.
+int open_read_only(const std::filesystem::path& dir)
+{
+    try {
+        kv_state_machine m{dir / "sm", {.sync = false, .read_only = true}};
+        return m.get("a").has_value() ? 0 : 1;
+    } catch (const std::exception& e) {
+        return std::string(e.what()).find("lock") != std::string::npos ? 3 : 1;
+    }
+}
+
+void check_logic_error(const std::function<void()>& f, const std::string& what)
+{
+    try {
+        f();
+    } catch (const std::logic_error& e) {
+        BOOST_TEST(std::string(e.what()).find("opened read-only") != std::string::npos, e.what());
+        return;
+    }
+    BOOST_FAIL(what << " did not throw");
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_read_only_open_reads_the_state_and_changes_nothing)
+{
+    temp_dir dir;
+    {
+        // Unsynced, and closed without a checkpoint of the last writes: LevelDB's own log
+        // holds them, which an open recovers into a table.
+        kv_state_machine m{dir / "sm", {.sync = false}};
+        batch_builder{1}.put("a", "1").put("b", "2").apply_to(m);
+        m.take_snapshot();
+        raftkv::test::session_driver(m).apply(raftkv::encode_put("c", "3", {}, raftkv::test::stamp(5, 1)));
+    }
+    const auto before = raftkv::test::directory_snapshot(dir / "sm");
+    {
+        kv_state_machine m{dir / "sm", {.sync = false, .read_only = true}};
+        BOOST_TEST(m.applied_index() == 3u);
+        BOOST_TEST(m.get("a").value() == "1");
+        BOOST_TEST(m.get_versioned("c").value().version == 3u);
+        BOOST_TEST(m.sessions().find(5) != nullptr);
+        BOOST_TEST(m.damaged_tables().empty());
+        BOOST_TEST(m.scan({}).items.size() == 3u);
+        std::vector<kv_result> results(1);
+        const std::vector<log_entry> batch{
+            log_entry{1, 4, raftkv::entry_type::normal, raftkv::encode_put("d", "4")}};
+        check_logic_error([&] { m.apply(batch, results); }, "apply");
+        check_logic_error([&] { m.begin_restore({}); }, "begin_restore");
+        check_logic_error([&] { m.erase_meta("node."); }, "erase_meta");
+        check_logic_error([&] { m.take_snapshot(); }, "take_snapshot");
+        check_logic_error([&] { m.compact_in_background(); }, "compact_in_background");
+    }
+    BOOST_TEST((raftkv::test::directory_snapshot(dir / "sm") == before));
+
+    // A writer's lock keeps a reader out, from another process (LevelDB's lock is a
+    // process's); a missing database is an error, not a new one.
+    {
+        kv_state_machine writer{dir / "sm", {.sync = false}};
+        BOOST_TEST(raftkv::test::run_child("open_read_only", dir.path()) == 3 << 8);
+    }
+    BOOST_TEST(raftkv::test::run_child("open_read_only", dir.path()) == 0);
+    try {
+        kv_state_machine m{dir / "missing", {.read_only = true}};
+        BOOST_ERROR("a read-only open of a missing database succeeded");
+    } catch (const std::runtime_error& e) {
+        BOOST_TEST(std::string(e.what()).find("does not exist") != std::string::npos, e.what());
+    }
+    BOOST_TEST(!std::filesystem::exists(dir / "missing"));
 }
 
 BOOST_AUTO_TEST_CASE(open_fails_clearly_on_a_format_of_another_version)

@@ -451,6 +451,67 @@ BOOST_AUTO_TEST_CASE(a_torn_tail_is_cut_and_the_log_goes_on_after_it)
     BOOST_TEST(!s.recovered_torn_tail().has_value());
 }
 
+BOOST_AUTO_TEST_CASE(a_read_only_open_reads_the_log_and_changes_nothing)
+{
+    temp_dir dir;
+    const raftkv::wal::log_store_options small{.segment_bytes = 4096, .zero_ahead_bytes = 0};
+    {
+        log_store s(dir / "log", small);
+        s.save_hard_state({3, 2});
+        s.append(run(1, {1, 1, 2}));
+        s.sync();
+        s.append(run(4, std::vector<raftkv::term_t>(40, 3), 200)); // a group of its own segment
+        s.sync();
+    }
+    BOOST_TEST_REQUIRE(segments(dir / "log").size() == 2u);
+    const auto segment = segments(dir / "log").back();
+    const std::uint64_t end = data_end(segment);
+    overwrite(segment, end - 5, "\x01\x02\x03"); // a torn tail
+    const auto before = raftkv::test::directory_snapshot(dir / "log");
+    {
+        log_store s(dir / "log", {.read_only = true});
+        BOOST_TEST(s.saved_hard_state().term == 3u);
+        BOOST_TEST(s.first_index() == 1u);
+        BOOST_TEST(s.last_index() == 3u); // the torn group is not read
+        BOOST_TEST(s.term_at(3) == 2u);
+        BOOST_TEST(s.segment_count() == 2u);
+        BOOST_TEST_REQUIRE(s.recovered_torn_tail().has_value());
+        BOOST_TEST(s.recovered_torn_tail()->segment == segment);
+        // A second reader at once; a writer is refused meanwhile.
+        log_store other(dir / "log", {.read_only = true});
+        BOOST_TEST(other.last_index() == s.last_index());
+        check_open_fails(dir / "log", "lock", true);
+        const auto throws_logic = [](auto&& f, const char* what) {
+            try {
+                f();
+            } catch (const std::logic_error& e) {
+                BOOST_TEST(std::string(e.what()).find("opened read-only") != std::string::npos, e.what());
+                return;
+            }
+            BOOST_FAIL(what << " did not throw");
+        };
+        throws_logic([&] { s.append(run(s.last_index() + 1, {3})); }, "append");
+        throws_logic([&] { s.save_hard_state({4, 1}); }, "save_hard_state");
+        throws_logic([&] { s.compact(1, {}); }, "compact");
+        throws_logic([&] { s.sync(); }, "sync");
+    }
+    BOOST_TEST((raftkv::test::directory_snapshot(dir / "log") == before));
+
+    // A running store's lock keeps a reader out; a missing directory reads as an empty log.
+    {
+        log_store writer(dir / "log");
+        try {
+            log_store s(dir / "log", {.read_only = true});
+            BOOST_FAIL("a read-only open of a locked log succeeded");
+        } catch (const raftkv::storage_error& e) {
+            BOOST_TEST(std::string(e.what()).find("cannot lock") != std::string::npos, e.what());
+        }
+    }
+    log_store none(dir / "missing", {.read_only = true});
+    BOOST_TEST(none.last_index() == 0u);
+    BOOST_TEST(!std::filesystem::exists(dir / "missing"));
+}
+
 BOOST_AUTO_TEST_CASE(garbage_after_the_last_group_is_a_torn_tail)
 {
     temp_dir dir;

@@ -113,6 +113,19 @@ struct kv_state_machine_options {
     /// with the snapshot's index: what was applied one entry at a time up to it was not
     /// seen by on_applied. Same rules as on_applied. Default: none.
     std::function<void(index_t index)> on_restored{};
+
+    /// Opens the state to read it only, for an offline inspection (raftkv-server
+    /// --inspect): nothing in the directory is created or changed, and a full disk or a
+    /// read-only mount does not keep it from opening. What LevelDB writes as it opens (the
+    /// recovery of its log into a table, a new manifest and log) goes to memory through a
+    /// detail::overlay_env, and is dropped on close. A missing database is an error, and so
+    /// is one of format v1 or v2, which only an open for writing upgrades. apply(),
+    /// take_snapshot(), compact_in_background(), the restores and erase_meta() throw
+    /// std::logic_error. LevelDB's lock is taken as a read lock: a database in use by a
+    /// process is still refused.
+    ///
+    /// Default: false.
+    bool read_only = false;
 };
 
 /// What kv_state_machine::scan() lists.
@@ -231,7 +244,10 @@ public:
     /// naming the file and saying what is wrong. Reads the whole state, for an offline check
     /// (LevelDB reads a table only when a read or a compaction needs it, and its messages for
     /// a damaged block name no file). Safe from any thread.
-    std::vector<std::string> damaged_tables() const { return detail::damaged_tables(*db_, dir_); }
+    std::vector<std::string> damaged_tables() const
+    {
+        return env_ ? detail::damaged_tables(*db_, dir_, env_.get()) : detail::damaged_tables(*db_, dir_);
+    }
 
     /// Applies `batch` and writes the outcome of `batch[k]` to `results[k]`. Never throws
     /// for a malformed command; throws std::runtime_error if LevelDB fails to write.
@@ -431,6 +447,8 @@ private:
     static bool decode_value(std::string_view stored, index_t& version, std::string_view& value) noexcept;
     kv_versioned_value decode_stored(std::string_view stored) const;
     void upgrade(std::string_view from);
+    /// Throws std::logic_error for `what`, a call that writes, when opened read-only.
+    void check_writable(std::string_view what) const;
 
     int slot() const noexcept { return static_cast<int>(generation_.load() & 1); }
     int other_slot() const noexcept { return 1 - slot(); }
@@ -476,6 +494,8 @@ private:
     std::string name_;
     std::filesystem::path dir_;
     kv_state_machine_options opts_;
+    /// With read_only: the Env the database is read through, which must outlive it.
+    std::unique_ptr<detail::overlay_env> env_;
     std::unique_ptr<::leveldb::DB> db_;
     index_t applied_ = 0;
     index_t restored_ = 0;
@@ -582,16 +602,24 @@ private:
 inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
                                           const kv_state_machine_options& opts)
     : name_(detail::store_name("raftkv::leveldb::kv_state_machine", dir)), dir_(dir), opts_(opts),
-      db_(detail::open_database(dir, name_, !opts.sync))
+      env_(opts.read_only ? std::make_unique<detail::overlay_env>() : nullptr),
+      db_(detail::open_database(dir, name_, !opts.sync, env_.get()))
 {
     std::string found;
     const ::leveldb::Status s = db_->Get(detail::checked_reads(), detail::to_slice(format_key), &found);
     if (!s.IsNotFound())
         detail::check(s, name_, "cannot read the format record");
     const bool old = s.ok() && (found == format_v1 || found == format_v2);
+    if (old && opts_.read_only)
+        detail::fail(name_,
+                     "format '" + found + "' is upgraded in place by the next start, and read only after it");
     if (!old)
         detail::check_format(*db_, format_key, format, name_, {format_v3, format_v4});
     load();
+    if (opts_.read_only) {
+        load_sessions();
+        return;
+    }
     if (stale_)
         delete_slot(other_slot());
     if (old)
@@ -599,6 +627,12 @@ inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
     load_sessions();
     if (read(compact_key, detail::checked_reads()).has_value())
         compact_in_background();
+}
+
+inline void kv_state_machine::check_writable(std::string_view what) const
+{
+    if (opts_.read_only)
+        throw std::logic_error(name_ + ": " + std::string(what) + ": the state was opened read-only");
 }
 
 // Copies the state into the other slot with every user value at version 0, as a restore
@@ -650,7 +684,7 @@ inline kv_state_machine::~kv_state_machine()
         checkpoint_cv_.notify_one();
         checkpointer_.join();
     }
-    if (!opts_.sync && applied_ > durable_.load() && !restore_) {
+    if (!opts_.sync && !opts_.read_only && applied_ > durable_.load() && !restore_) {
         try {
             checkpoint(applied_);
         } catch (const std::exception&) {
@@ -668,6 +702,7 @@ inline kv_state_machine::~kv_state_machine()
 
 inline void kv_state_machine::take_snapshot()
 {
+    check_writable("take_snapshot()");
     if (opts_.sync)
         return;
     {
@@ -685,6 +720,7 @@ inline void kv_state_machine::take_snapshot()
 
 inline void kv_state_machine::compact_in_background()
 {
+    check_writable("compact_in_background()");
     {
         std::lock_guard lock(checkpoint_mutex_);
         if (compaction_wanted_ || checkpoint_stop_)
@@ -869,6 +905,7 @@ inline void kv_state_machine::checkpoint(index_t index)
 inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<kv_result> results)
 {
     assert(results.size() == batch.size());
+    check_writable("apply()");
     if (batch.empty())
         return;
     assert(batch.front().index == applied_ + 1);
@@ -982,6 +1019,7 @@ inline kv_state_machine::snapshot_reader kv_state_machine::snapshot() const
 
 inline void kv_state_machine::begin_restore(const snapshot_meta& meta)
 {
+    check_writable("begin_restore()");
     abort_restore(); // which awaits the deletion of the slot the restore writes to
     restore_ = std::make_unique<restore_state>(meta);
 }
@@ -1041,6 +1079,7 @@ inline void kv_state_machine::finish_restore()
 
 inline void kv_state_machine::abort_restore()
 {
+    check_writable("abort_restore()");
     await_slot_deletion();
     restore_.reset();
     if (stale_) {
@@ -1087,6 +1126,7 @@ inline std::optional<std::string> kv_state_machine::get_meta(std::string_view na
 
 inline void kv_state_machine::erase_meta(std::string_view prefix)
 {
+    check_writable("erase_meta()");
     const std::string first = data_key(meta_prefix[slot()], prefix);
     std::unique_ptr<::leveldb::Iterator> it(db_->NewIterator(detail::checked_reads()));
     ::leveldb::WriteBatch batch;

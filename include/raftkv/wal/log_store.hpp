@@ -40,6 +40,16 @@ struct log_store_options {
     /// after it overwrite written blocks, whose sync writes their data alone. 0: no zeros.
     /// Default: 1 MiB.
     std::uint64_t zero_ahead_bytes = std::uint64_t{1} << 20;
+    /// Opens the log to read it only, for an offline inspection (raftkv-server --inspect):
+    /// nothing in the directory is created or changed, so a full disk or a read-only mount
+    /// does not keep it from opening. A torn tail is reported (recovered_torn_tail()) but
+    /// not cut; no background thread runs; append(), compact(), install_snapshot(),
+    /// save_hard_state() and sync() throw std::logic_error. A missing directory, or one
+    /// without the hard state file, is read as an empty log. The directory's lock is taken
+    /// as a shared one: a log in use by a process is still refused.
+    ///
+    /// Default: false.
+    bool read_only = false;
 };
 
 /// What a log_store's background thread has done since the store was opened: its groups
@@ -167,7 +177,11 @@ public:
 
     /// Waits until everything appended, compacted or installed so far is durable (at
     /// shutdown, in tests). Throws raftkv::storage_error if the log failed.
-    void sync() { wait_synced(next_seq_); }
+    void sync()
+    {
+        check_writable("sync()");
+        wait_synced(next_seq_);
+    }
 
     /// How many segment files the log spans now (for tests and metrics).
     std::size_t segment_count() const;
@@ -214,6 +228,8 @@ private:
     /// Numbers the operation just added to pending_. REQUIRES: `lock` holds mutex_.
     std::uint64_t queue(std::unique_lock<std::mutex>& lock);
     void check_failed() const;
+    /// Throws std::logic_error for `what`, a call that writes, when opened read-only.
+    void check_writable(const char* what) const;
     void wait_synced(std::uint64_t seq);
 
     // Background thread.

@@ -5,6 +5,7 @@
 // exceptions whose message names the store and its directory.
 
 #include <raftkv/error.hpp>
+#include <raftkv/leveldb/detail/overlay_env.hpp>
 #include <raftkv/log.hpp>
 
 #include <leveldb/db.h>
@@ -79,11 +80,17 @@ inline void check(const ::leveldb::Status& s, const std::string& name, std::stri
 /// Throws std::runtime_error on any failure, including a database locked by another
 /// process or object, and a directory that holds LevelDB's tables or logs but no CURRENT
 /// file: LevelDB would take it for a new database and delete them.
+///
+/// With `overlay` (an overlay_env, which must outlive the database), the database is
+/// opened through it: nothing is created or changed on the disk, and a missing database
+/// is an error rather than a new one.
 inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path& dir, const std::string& name,
-                                                    bool skip_damaged_log_records = false)
+                                                    bool skip_damaged_log_records = false,
+                                                    overlay_env* overlay = nullptr)
 {
     std::error_code ec;
-    std::filesystem::create_directories(dir, ec);
+    if (!overlay)
+        std::filesystem::create_directories(dir, ec);
     if (ec)
         fail_storage(name, "cannot create the directory: " + ec.message());
     if (!std::filesystem::exists(dir / "CURRENT", ec)) {
@@ -109,8 +116,12 @@ inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path&
         }
     }
     ::leveldb::Options options;
-    options.create_if_missing = true;
+    options.create_if_missing = overlay == nullptr;
     options.paranoid_checks = true;
+    if (overlay) {
+        options.env = overlay;
+        options.info_log = overlay->logger();
+    }
     ::leveldb::DB* db = nullptr;
     ::leveldb::Status s = ::leveldb::DB::Open(options, dir.string(), &db);
     if (s.IsCorruption() && skip_damaged_log_records) {
@@ -134,9 +145,8 @@ inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path&
 
 /// What is wrong with the table file `file` when read whole (the footer, the index and every
 /// block, each block's checksum verified), or nothing.
-inline std::optional<std::string> table_damage(const std::filesystem::path& file)
+inline std::optional<std::string> table_damage(::leveldb::Env* env, const std::filesystem::path& file)
 {
-    ::leveldb::Env* env = ::leveldb::Env::Default();
     std::uint64_t size = 0;
     ::leveldb::Status s = env->GetFileSize(file.string(), &size);
     ::leveldb::RandomAccessFile* raw = nullptr;
@@ -168,7 +178,8 @@ inline std::optional<std::string> table_damage(const std::filesystem::path& file
 /// for a damaged block name no file). Reads every table: an offline check, not for a
 /// running node's path. A table a compaction deletes meanwhile is skipped (a compaction
 /// verifies what it reads, so it had no damage).
-inline std::vector<std::string> damaged_tables(::leveldb::DB& db, const std::filesystem::path& dir)
+inline std::vector<std::string> damaged_tables(::leveldb::DB& db, const std::filesystem::path& dir,
+                                               ::leveldb::Env* env = ::leveldb::Env::Default())
 {
     // One line per live file, under a line per level: " 18:2108734['a' @ 5 : 1 .. 'z' @ 9 : 1]".
     std::string listing;
@@ -190,14 +201,13 @@ inline std::vector<std::string> damaged_tables(::leveldb::DB& db, const std::fil
         std::string name = std::to_string(number);
         if (name.size() < 6)
             name.insert(0, 6 - name.size(), '0');
-        std::error_code ec;
         std::filesystem::path file = dir / (name + ".ldb");
-        if (!std::filesystem::exists(file, ec))
+        if (!env->FileExists(file.string()))
             file = dir / (name + ".sst"); // the name of earlier LevelDB versions
-        if (!std::filesystem::exists(file, ec))
+        if (!env->FileExists(file.string()))
             continue;
-        if (std::optional<std::string> damage = table_damage(file);
-            damage && std::filesystem::exists(file, ec))
+        if (std::optional<std::string> damage = table_damage(env, file);
+            damage && env->FileExists(file.string()))
             out.push_back(file.filename().string() + ": " + *damage);
     }
     return out;

@@ -165,9 +165,15 @@ inline void sync_directory(const std::filesystem::path& dir)
 /// processes never open the same log.
 class directory_lock {
 public:
-    explicit directory_lock(const std::filesystem::path& dir) : file_(dir / "LOCK", O_RDWR | O_CREAT)
+    /// Takes the lock of `dir` (creating its LOCK file), exclusively; `shared` takes a
+    /// shared one on the LOCK file if there is one (a reader's: none is created, and none
+    /// is needed when no process ever locked the directory).
+    explicit directory_lock(const std::filesystem::path& dir, bool shared = false)
     {
-        if (::flock(file_.fd(), LOCK_EX | LOCK_NB) != 0)
+        if (shared && !std::filesystem::exists(dir / "LOCK"))
+            return;
+        file_ = file(dir / "LOCK", shared ? O_RDONLY : O_RDWR | O_CREAT);
+        if (::flock(file_.fd(), (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) != 0)
             throw_errno("cannot lock (is another process using it?)", file_.path(), errno);
     }
 

@@ -80,21 +80,33 @@ inline bool decode_hard_state_slot(const char* p, std::uint64_t& counter, hard_s
 } // namespace detail
 
 inline log_store::log_store(const std::filesystem::path& dir, log_store_options opts)
-    : dir_(detail::created_directory(dir)), opts_(opts), lock_(dir_)
+    : dir_(opts.read_only ? dir : detail::created_directory(dir)), opts_(opts), lock_(dir_, opts.read_only)
 {
+    if (opts_.read_only && !std::filesystem::is_directory(dir_))
+        return; // an empty log
     load_hard_state();
     recover();
-    thread_ = std::thread([this] { run(); });
+    if (!opts_.read_only)
+        thread_ = std::thread([this] { run(); });
 }
 
 inline log_store::~log_store()
 {
+    if (!thread_.joinable())
+        return;
     {
         std::lock_guard lock(mutex_);
         stopping_ = true;
     }
     wake_writer_.notify_one();
     thread_.join();
+}
+
+inline void log_store::check_writable(const char* what) const
+{
+    if (opts_.read_only)
+        throw std::logic_error("raftkv wal: " + std::string(what) + " on " + dir_.string() +
+                               ": the log was opened read-only");
 }
 
 inline void log_store::on_durable(std::function<void()> handler)
@@ -146,6 +158,7 @@ inline std::vector<log_entry> log_store::entries(index_t lo, index_t hi, std::si
 inline void log_store::append(std::span<const log_entry> es)
 {
     assert(!es.empty() && es.front().index >= first_index() && es.front().index <= last_index() + 1);
+    check_writable("append()");
     check_failed();
     const index_t from = es.front().index;
     if (from <= last_index()) {
@@ -176,6 +189,7 @@ inline void log_store::append(std::span<const log_entry> es)
 inline void log_store::compact(index_t i, const membership& members)
 {
     assert(i <= durable_index());
+    check_writable("compact()");
     check_failed();
     if (i < first_index())
         return;
@@ -199,6 +213,7 @@ inline void log_store::compact(index_t i, const membership& members)
 
 inline void log_store::install_snapshot(const snapshot_meta& meta)
 {
+    check_writable("install_snapshot()");
     check_failed();
     const std::string encoded = encode_membership(meta.members);
     membership new_members = meta.members;
@@ -247,6 +262,7 @@ inline void log_store::wait_synced(std::uint64_t seq)
 
 inline void log_store::save_hard_state(const hard_state& hs)
 {
+    check_writable("save_hard_state()");
     check_failed();
     detail::file f(dir_ / "hardstate", O_RDWR);
     const std::uint64_t counter = hard_state_counter_ + 1;
@@ -290,7 +306,9 @@ inline void log_store::load_hard_state()
                 detail::corrupt(path, "it is missing, while the log holds segments (" +
                                           item.path().filename().string() +
                                           "): the term and vote it recorded are lost");
-    detail::file f(path, O_RDWR | O_CREAT);
+    if (!existed && opts_.read_only)
+        return; // no term and no vote yet
+    detail::file f(path, opts_.read_only ? O_RDONLY : O_RDWR | O_CREAT);
     if (!existed) {
         f.write_at(std::string(2 * detail::hard_state_slot, '\0'), 0);
         f.sync_data();
@@ -332,8 +350,10 @@ inline void log_store::recover()
         recover_segment(s, last, end);
         if (last && end == 0) {
             // Created but never written (a crash while starting it): it holds nothing.
-            std::filesystem::remove(s.path);
-            detail::sync_directory(dir_);
+            if (!opts_.read_only) {
+                std::filesystem::remove(s.path);
+                detail::sync_directory(dir_);
+            }
             continue;
         }
         end_offset = end;
@@ -362,6 +382,8 @@ inline void log_store::recover()
                                   " before it");
     // Recovery kept entries_ starting anywhere; from now on entry i sits at i - first_index().
     durable_ = last_index();
+    if (opts_.read_only)
+        return;
 
     if (segments_.empty()) {
         open_new_segment();
