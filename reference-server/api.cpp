@@ -257,16 +257,19 @@ http_response replay_marked(http_response res, bool replayed, http_metrics& metr
 }
 
 // The 412 answer of a request whose If-Match or If-None-Match did not hold, for a key that
-// exists at `version` or does not (`exists` false).
-http_response precondition_failed_response(const std::string& key, bool exists, index_t version)
+// exists at `version` or does not (`exists` false). `expected` is the write's If-Match
+// version, if any: 0 on an absent key gets a hint, since 0 is no "absent" marker.
+http_response precondition_failed_response(const std::string& key, bool exists, index_t version,
+                                           std::optional<std::uint64_t> expected = std::nullopt)
 {
-    http_response res = json_response(
-        http::status::precondition_failed,
-        {{"error", exists ? "precondition failed: the key is at version " + std::to_string(version)
-                          : std::string("precondition failed: the key does not exist")},
-         {"key", key},
-         {"version", version},
-         {"exists", exists}});
+    std::string error = exists ? "precondition failed: the key is at version " + std::to_string(version)
+                               : std::string("precondition failed: the key does not exist");
+    if (!exists && expected == 0)
+        error += " (If-Match: 0 matches only a key written before versions existed; to write a key "
+                 "only if it is absent, send If-None-Match: *)";
+    http_response res =
+        json_response(http::status::precondition_failed,
+                      {{"error", error}, {"key", key}, {"version", version}, {"exists", exists}});
     if (exists)
         set_etag(res, version);
     return res;
@@ -1215,8 +1218,9 @@ asio::awaitable<http_response> api_handler::put(const http_request& req, const s
         co_return sequence_reused_response(*client_session);
     }
     if (r.status == kv_status::precondition_failed)
-        co_return replay_marked(precondition_failed_response(key, r.found, r.version), r.replayed,
-                                metrics_.http);
+        co_return replay_marked(
+            precondition_failed_response(key, r.found, r.version, precondition.expect_version), r.replayed,
+            metrics_.http);
     co_return replay_marked(with_version(kv_response({{"key", key},
                                                       {"value", *value.value},
                                                       {"message", "Key-value pair stored successfully"}}),
@@ -1326,8 +1330,9 @@ asio::awaitable<http_response> api_handler::del(const http_request& req, const s
         co_return sequence_reused_response(*client_session);
     }
     if (r.status == kv_status::precondition_failed)
-        co_return replay_marked(precondition_failed_response(key, r.found, r.version), r.replayed,
-                                metrics_.http);
+        co_return replay_marked(
+            precondition_failed_response(key, r.found, r.version, precondition.expect_version), r.replayed,
+            metrics_.http);
     if (!r.found)
         co_return replay_marked(error_response(http::status::not_found, "key not found"), r.replayed,
                                 metrics_.http);

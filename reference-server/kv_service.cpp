@@ -2121,19 +2121,18 @@ storage_report inspect_storage(const std::filesystem::path& data_dir)
     if (!std::filesystem::is_directory(wal))
         throw std::runtime_error(data_dir.string() + " holds no Raft log (no " + wal.string() + ")");
     storage_report r;
-    {
-        raftkv::wal::log_store store(wal, {.read_only = true});
-        r.hard = store.saved_hard_state();
-        r.first_index = store.first_index();
-        r.last_index = store.last_index();
-        r.last_term = store.term_at(r.last_index);
-        r.segments = store.segment_count();
-        r.configuration = raftkv::configuration_in_force(store);
-        if (const auto& torn = store.recovered_torn_tail())
-            r.torn_tail = "a start cuts " + std::to_string(torn->bytes) + " bytes torn at the end of " +
-                          torn->segment.filename().string() + " (offset " + std::to_string(torn->offset) +
-                          ")";
-    }
+    // The log stays open (and locked) while the state is read: a start cannot slip in
+    // between, and the report is of one moment.
+    const raftkv::wal::log_store store(wal, {.read_only = true});
+    r.hard = store.saved_hard_state();
+    r.first_index = store.first_index();
+    r.last_index = store.last_index();
+    r.last_term = store.term_at(r.last_index);
+    r.segments = store.segment_count();
+    r.configuration = raftkv::configuration_in_force(store);
+    if (const auto& torn = store.recovered_torn_tail())
+        r.torn_tail = "a start cuts " + std::to_string(torn->bytes) + " bytes torn at the end of " +
+                      torn->segment.filename().string() + " (offset " + std::to_string(torn->offset) + ")";
     // A term is recorded before any entry of it: a hard state behind the log was damaged.
     if (r.hard.term < r.last_term)
         r.problems.push_back("the hard state is at term " + std::to_string(r.hard.term) +
@@ -2141,14 +2140,22 @@ storage_report inspect_storage(const std::filesystem::path& data_dir)
                              ": the hard state was damaged or replaced, and with it the vote cast in a "
                              "later term (a start refuses it)");
     const std::filesystem::path state = data_dir / "state";
-    r.has_state = std::filesystem::is_directory(state);
-    if (r.has_state) {
+    std::error_code ec;
+    if (std::filesystem::exists(state, ec) && !std::filesystem::is_directory(state, ec)) {
+        r.problems.push_back(state.string() + " is not a directory (a start fails on it)");
+        return r;
+    }
+    r.has_state = std::filesystem::is_directory(state, ec);
+    if (!r.has_state)
+        return r;
+    try {
         change_journal journal;
         raftkv::leveldb::kv_state_machine_options options = machine_options(journal);
         options.read_only = true;
         raftkv::leveldb::kv_state_machine machine(state, options);
         r.applied_index = machine.applied_index();
         r.checkpoint_index = machine.snapshot_index();
+        r.state_readable = true;
         // As a start reads it: the records of the applied batches, for the watch journal.
         try {
             (void)machine.applied_history();
@@ -2165,6 +2172,9 @@ storage_report inspect_storage(const std::filesystem::path& data_dir)
             r.problems.push_back("the state's table " + damage +
                                  ": the state is damaged (a node goes out of service when it reads there); "
                                  "empty the data directory and add the node back, or restore a backup");
+    } catch (const std::exception& e) {
+        r.state_readable = false;
+        r.problems.push_back(std::string("the state cannot be opened (a start fails on it): ") + e.what());
     }
     return r;
 }

@@ -79,21 +79,24 @@ struct storage_report {
     /// The configuration at the log's end.
     membership configuration;
     /// Whether DIR/state exists; the state machine's applied index and its last durable
-    /// checkpoint (the index a restart is sure to find applied) when it does.
+    /// checkpoint (the index a restart is sure to find applied) when it does and could be
+    /// read (state_readable).
     bool has_state = false;
+    bool state_readable = false;
     index_t applied_index = 0, checkpoint_index = 0;
-    /// What the log cut off its end (see raftkv::wal::log_store::recovered_torn_tail()):
-    /// one line, or empty.
+    /// What a start would cut off the log's end (see
+    /// raftkv::wal::log_store::recovered_torn_tail()): one line, or empty.
     std::string torn_tail;
     /// What a start would refuse, one line each: the state applied past the log's end, or
-    /// state that cannot be read as a start reads it.
+    /// state that cannot be opened or read as a start reads it.
     std::vector<std::string> problems;
 };
 
-/// Opens the log and the state machine of `data_dir` as a start does (a torn log tail is cut,
-/// LevelDB recovers its own log), reads what they hold and closes them. Throws
-/// std::runtime_error when the directory holds no log, and raftkv::storage_error when the
-/// storage cannot be opened, a running node's lock included.
+/// Reads the log and the state machine of `data_dir` as a start would, without changing
+/// anything there (both are opened read-only, the log for the whole time the state is
+/// read), and closes them. Throws std::runtime_error when the directory holds no log, and
+/// raftkv::storage_error when the log cannot be opened, a running node's lock included; a
+/// state that cannot be opened or read is a problem in the report.
 storage_report inspect_storage(const std::filesystem::path& data_dir);
 
 /// The configuration at the end of the Raft log in `data_dir` (of a stopped node), or none

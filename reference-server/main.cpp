@@ -45,6 +45,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <memory>
@@ -338,6 +339,39 @@ void warn_if_exposed(const server_config& config, const asio::ip::tcp::endpoint&
                                  ", beyond loopback, without TLS: whoever reaches it reads and writes "
                                  "every key in the clear (--cert, --key; docs/security.md)");
 }
+
+// The lock of the data directory itself (flock(2) on the directory, so no file is made for
+// it): a node holds it exclusively from the moment its storage opens until it exits, and
+// --inspect takes it shared. The stores' own locks say the same while they are open, but a
+// node whose storage failed closes them until it re-opens them: this keeps an inspection
+// out then too, where it would read a directory in use and hold the locks the node's
+// re-opening needs.
+class data_directory_lock {
+public:
+    data_directory_lock(const std::filesystem::path& dir, bool shared)
+    {
+        fd_ = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd_ < 0)
+            throw std::runtime_error("cannot open the data directory " + dir.string() + ": " +
+                                     std::strerror(errno));
+        if (::flock(fd_, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0)
+            return;
+        const int e = errno;
+        ::close(fd_);
+        if (e == EWOULDBLOCK)
+            throw std::runtime_error(
+                "cannot lock the data directory " + dir.string() +
+                (shared ? ": a node runs on it (perhaps out of service, its storage closed): stop it first"
+                        : ": another process holds it (raftkv-server --inspect?)"));
+        throw std::runtime_error("cannot lock the data directory " + dir.string() + ": " + std::strerror(e));
+    }
+    ~data_directory_lock() { ::close(fd_); }
+    data_directory_lock(const data_directory_lock&) = delete;
+    data_directory_lock& operator=(const data_directory_lock&) = delete;
+
+private:
+    int fd_ = -1;
+};
 
 // A second process started on a running node's data directory (the same command run twice)
 // is told so, rather than that its ports are taken: the log's lock says the directory is
@@ -654,6 +688,7 @@ int inspect(const server_config& config)
     std::fputs(out.c_str(), stdout); // before the storage, which may refuse
     std::fflush(stdout);
     out.clear();
+    const data_directory_lock lock(dir, true);
     const storage_report r = inspect_storage(dir);
     out += "hard state      term " + std::to_string(r.hard.term) + ", voted for " +
            (r.hard.vote == raftkv::no_node ? std::string("none") : "node " + std::to_string(r.hard.vote)) +
@@ -680,9 +715,11 @@ int inspect(const server_config& config)
     }
     if (!addresses.empty())
         out += "raft addresses  " + addresses + "\n";
-    if (r.has_state)
+    if (r.has_state && r.state_readable)
         out += "state           applied to " + std::to_string(r.applied_index) + ", checkpoint at " +
                std::to_string(r.checkpoint_index) + "\n";
+    else if (r.has_state)
+        out += "state           unreadable (below)\n";
     else
         out += "state           none\n";
     if (!r.torn_tail.empty())
@@ -760,6 +797,7 @@ int run(server_config config)
         throw;
     }
     kv_service& service = *made;
+    const data_directory_lock directory_held(config.data_dir, false);
     // The flags were checked against --peers (or the recorded members): a node bootstrapped
     // alone with a wildcard --http may have grown since.
     if (std::string problem = advertise_http_problem(config, service.status().members.size());

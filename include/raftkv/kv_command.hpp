@@ -195,7 +195,10 @@ private:
 /// not its session. A session records it with each sequence's result, so that a sequence
 /// reused for another request is told from a retry (kv_status::sequence_reused). The same
 /// command has the same fingerprint on every replica and in every build; never 0 (which
-/// stands for "not recorded").
+/// stands for "not recorded"). It catches mistakes, not adversaries: it is no cryptographic
+/// hash, so requests can be crafted to collide with another, and such a request is answered
+/// as a retry of it. Only its sender is misled, and only a client that knows the session's
+/// id and sequence can send one.
 inline std::uint64_t kv_request_fingerprint(const kv_command& c) noexcept
 {
     detail::request_hasher h;

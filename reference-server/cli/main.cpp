@@ -1061,8 +1061,8 @@ po::options_description global_options()
         "token", po::value<std::string>(), "bearer token (default: $RAFTKV_TOKEN)")(
         "token-file", po::value<std::string>(), "read the bearer token from this file's first line")(
         "timeout", po::value<std::string>()->default_value("10s"),
-        "time limit of each request, every endpoint and retry included (500ms, 10s; a bare number is "
-        "seconds)")("json", po::bool_switch(), "print the server's JSON instead of text")(
+        "time limit of each request, every endpoint and retry included (500ms, 10s, 1.5s; a bare "
+        "number is seconds)")("json", po::bool_switch(), "print the server's JSON instead of text")(
         "help,h", po::bool_switch(), "show help (after a command: its help)")(
         "version", po::bool_switch(), "print the version and the commit it was built from, and exit");
     return d;
@@ -1090,16 +1090,32 @@ void command_usage(std::ostream& out, const command& c)
     out << "\nRun 'raftkv --help' for the global options and the exit codes.\n";
 }
 
+// "500ms", "10s", "10" (seconds), "1.5s" or "0.25" (seconds, to the millisecond).
 std::chrono::milliseconds parse_timeout(const std::string& text)
 {
-    std::size_t digits = 0;
-    while (digits < text.size() && std::isdigit(static_cast<unsigned char>(text[digits])))
-        ++digits;
-    const std::string unit = text.substr(digits);
-    if (digits == 0 || digits > 9 || (unit != "" && unit != "s" && unit != "ms"))
-        throw usage_failure("--timeout: expected a duration such as 500ms or 10s, not '" + text + "'");
-    const long n = std::stol(text.substr(0, digits));
-    const std::chrono::milliseconds t = unit == "ms" ? std::chrono::milliseconds(n) : std::chrono::seconds(n);
+    const auto digits_from = [&](std::size_t at) {
+        std::size_t end = at;
+        while (end < text.size() && std::isdigit(static_cast<unsigned char>(text[end])))
+            ++end;
+        return end;
+    };
+    const std::size_t whole_end = digits_from(0);
+    std::size_t end = whole_end;
+    std::string fraction;
+    if (end < text.size() && text[end] == '.') {
+        end = digits_from(whole_end + 1);
+        fraction = text.substr(whole_end + 1, end - whole_end - 1);
+    }
+    const std::string unit = text.substr(end);
+    const bool has_point = end != whole_end;
+    if (whole_end == 0 || whole_end > 9 || (has_point && (fraction.empty() || fraction.size() > 3)) ||
+        (unit != "" && unit != "s" && unit != "ms") || (has_point && unit == "ms"))
+        throw usage_failure("--timeout: expected a duration such as 500ms, 10s or 1.5s, not '" + text + "'");
+    const long n = std::stol(text.substr(0, whole_end));
+    fraction.resize(3, '0');
+    const std::chrono::milliseconds t =
+        unit == "ms" ? std::chrono::milliseconds(n)
+                     : std::chrono::seconds(n) + std::chrono::milliseconds(std::stol(fraction));
     if (t.count() <= 0)
         throw usage_failure("--timeout must be positive");
     return t;

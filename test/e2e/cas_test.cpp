@@ -109,6 +109,14 @@ BOOST_AUTO_TEST_CASE(versions_and_preconditions_through_leader_and_followers)
     BOOST_TEST_REQUIRE(is_error(gone, 412), describe(gone));
     BOOST_TEST(version_in(gone) == 0u);
     BOOST_TEST(parse_json(gone.body).text.at("exists") == "false");
+    BOOST_TEST(parse_json(gone.body).string("error").value_or("").find("If-None-Match") == std::string::npos);
+    // If-Match: 0 is no "absent" marker (version 0 is a key written before versions): its
+    // 412 on an absent key says what is.
+    const http_response zero = put_if(follower_port, "k", "z", "If-Match", "0");
+    BOOST_TEST_REQUIRE(is_error(zero, 412), describe(zero));
+    BOOST_TEST(parse_json(zero.body).string("error").value_or("").find("send If-None-Match: *") !=
+                   std::string::npos,
+               describe(zero));
 
     // Malformed preconditions never reach the log.
     for (const auto& [name, value] :

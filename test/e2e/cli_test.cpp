@@ -286,7 +286,7 @@ BOOST_AUTO_TEST_CASE(an_unreachable_endpoint_falls_through_and_none_reachable_is
     BOOST_TEST(r.out == "v\n", r);
 
     const auto started = std::chrono::steady_clock::now();
-    r = run_cli(with_endpoints(url(dead[0]) + "," + url(dead[1]), {"--timeout", "3s", "get", "k"}));
+    r = run_cli(with_endpoints(url(dead[0]) + "," + url(dead[1]), {"--timeout", "2.5", "get", "k"}));
     BOOST_TEST(r.code == unavailable, r);
     BOOST_TEST((std::chrono::steady_clock::now() - started < 10s));
     BOOST_TEST(r.err.find("127.0.0.1:" + std::to_string(dead[1])) != std::string::npos, r);
@@ -793,6 +793,11 @@ BOOST_AUTO_TEST_CASE(help_and_usage_errors)
                                                {"member", "remove", "0"},
                                                {"member", "update", "4"},
                                                {"--timeout", "soon", "get", "k"},
+                                               {"--timeout", "1.", "get", "k"},
+                                               {"--timeout", ".5", "get", "k"},
+                                               {"--timeout", "1.2345", "get", "k"},
+                                               {"--timeout", "1.5ms", "get", "k"},
+                                               {"--timeout", "0.000", "get", "k"},
                                                {"--endpoints", "ftp://x:1", "get", "k"},
                                                {"--cert", "c.pem", "get", "k"},
                                                {"--cacert", "/nonexistent/ca.pem", "get", "k"},

@@ -221,6 +221,13 @@ BOOST_AUTO_TEST_CASE(a_full_disk_takes_the_node_out_of_service_until_space_retur
     BOOST_TEST(contains(status.body, "\"role\":\"unavailable\""), describe(status));
     BOOST_TEST(get_status(port).has_value(), "the /status body still parses");
 
+    // Out of service, its storage closed, the node still keeps --inspect out of its directory
+    // (whose stores' locks the node's re-opening needs).
+    const run_result busy = run_server({"--data-dir", node.data_dir.string(), "--inspect"});
+    BOOST_TEST_REQUIRE(busy.status.has_value());
+    BOOST_TEST(busy.status->code == 1, busy.out << busy.err);
+    BOOST_TEST(contains(busy.err, "cannot lock the data directory"), busy.err);
+
     // Several probes fail before the space returns: the failure is logged once.
     std::this_thread::sleep_for(5s);
     BOOST_TEST_REQUIRE(c.running(1));
@@ -580,4 +587,46 @@ BOOST_AUTO_TEST_CASE(a_first_start_on_a_full_disk_leaves_nothing_behind,
     const run_result r = run_server(args(dir / "small" / "node"), 3s);
     BOOST_TEST(contains(r.err, "started"), r.err);
     BOOST_TEST(!contains(r.err, "no identity file"), r.err);
+}
+
+// --inspect reports the log whatever the state is: an empty state directory reads as an
+// empty state (a start fills it from the log), and one that cannot be opened, or a file where
+// the directory should be, is a problem below the log's report rather than an error that hides it.
+BOOST_AUTO_TEST_CASE(inspect_reports_the_log_whatever_the_state_is)
+{
+    cluster c{1, false};
+    const node_spec& node = c.spec(1);
+    c.start(1);
+    BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s), "the node never reported /health 200");
+    for (int i = 0; i < 5; ++i)
+        BOOST_TEST_REQUIRE(put(node.http_port, "k" + std::to_string(i), "v").status == 200);
+    BOOST_TEST_REQUIRE(c.terminate(1).has_value());
+    const std::filesystem::path state = node.data_dir / "state", kept = node.data_dir / "state.kept";
+    const auto inspect = [&] { return run_server({"--data-dir", node.data_dir.string(), "--inspect"}); };
+
+    std::filesystem::rename(state, kept);
+    std::filesystem::create_directory(state);
+    run_result r = inspect();
+    BOOST_TEST_REQUIRE(r.status.has_value());
+    BOOST_TEST(r.status->code == 0, r.out << r.err);
+    BOOST_TEST(contains(r.out, "state           applied to 0, checkpoint at 0"), r.out);
+    BOOST_TEST(std::filesystem::is_empty(state));
+
+    std::filesystem::remove(state);
+    std::filesystem::rename(kept, state);
+    std::filesystem::remove(state / "CURRENT");
+    r = inspect();
+    BOOST_TEST_REQUIRE(r.status.has_value());
+    BOOST_TEST(r.status->code == 1, r.out << r.err);
+    BOOST_TEST(contains(r.out, "log             entries 1 to "), r.out);
+    BOOST_TEST(contains(r.out, "state           unreadable"), r.out);
+    BOOST_TEST(contains(r.out, "problem         the state cannot be opened (a start fails on it): "), r.out);
+    BOOST_TEST(contains(r.out, "CURRENT file is missing"), r.out);
+
+    std::filesystem::remove_all(state);
+    std::ofstream(state) << "not a directory";
+    r = inspect();
+    BOOST_TEST_REQUIRE(r.status.has_value());
+    BOOST_TEST(r.status->code == 1, r.out << r.err);
+    BOOST_TEST(contains(r.out, "is not a directory (a start fails on it)"), r.out);
 }

@@ -86,7 +86,8 @@ using child_role = int (*)(const std::filesystem::path& dir);
 /// In a process started by run_child, runs the role it names and exits with its result (1
 /// if it throws, 2 if no role has that name); otherwise returns. Call it from the
 /// initializer of a namespace-scope variable of the test file, so that it runs before the
-/// test framework does:
+/// test framework does, once per executable with every role (a second call is never
+/// reached: the first exits with 2 for a role it does not list):
 ///
 ///     [[maybe_unused]] const bool child = raftkv::test::serve_child_roles({{"crash", crash}});
 inline bool serve_child_roles(std::initializer_list<std::pair<std::string_view, child_role>> roles)

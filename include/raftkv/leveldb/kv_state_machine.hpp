@@ -118,8 +118,9 @@ struct kv_state_machine_options {
     /// --inspect): nothing in the directory is created or changed, and a full disk or a
     /// read-only mount does not keep it from opening. What LevelDB writes as it opens (the
     /// recovery of its log into a table, a new manifest and log) goes to memory through a
-    /// detail::overlay_env, and is dropped on close. A missing database is an error, and so
-    /// is one of format v1 or v2, which only an open for writing upgrades. apply(),
+    /// detail::overlay_env, and is dropped on close. A missing database reads as an empty
+    /// state (which an open for writing would create); one of format v1 or v2, which only an
+    /// open for writing upgrades, is an error. apply(),
     /// take_snapshot(), compact_in_background(), the restores and erase_meta() throw
     /// std::logic_error. LevelDB's lock is taken as a read lock: a database in use by a
     /// process is still refused.

@@ -83,7 +83,7 @@ inline void check(const ::leveldb::Status& s, const std::string& name, std::stri
 ///
 /// With `overlay` (an overlay_env, which must outlive the database), the database is
 /// opened through it: nothing is created or changed on the disk, and a missing database
-/// is an error rather than a new one.
+/// is an empty one in memory.
 inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path& dir, const std::string& name,
                                                     bool skip_damaged_log_records = false,
                                                     overlay_env* overlay = nullptr)
@@ -116,7 +116,7 @@ inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path&
         }
     }
     ::leveldb::Options options;
-    options.create_if_missing = overlay == nullptr;
+    options.create_if_missing = true;
     options.paranoid_checks = true;
     if (overlay) {
         options.env = overlay;
@@ -139,6 +139,10 @@ inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path&
         options.paranoid_checks = true;
         s = ::leveldb::DB::Open(options, dir.string(), &db);
     }
+    // LevelDB's own words for a lock another process holds ("lock .../LOCK: Resource
+    // temporarily unavailable") do not say who might hold it.
+    if (s.IsIOError() && s.ToString().find("lock " + (dir / "LOCK").string()) != std::string::npos)
+        fail_storage(name, "cannot open: " + s.ToString() + " (is another process using it?)");
     check(s, name, "cannot open");
     return std::unique_ptr<::leveldb::DB>(db);
 }

@@ -5,9 +5,10 @@
 // read from the disk unless LevelDB wrote them since, and everything it writes (the log it
 // starts on open, the table it recovers the old log into, a new manifest, CURRENT, the
 // tables of a compaction) goes to memory and is gone with the Env; a file it deletes or
-// renames away is only hidden. So DB::Open through it reads a database exactly as a
-// normal open would, on a full disk or a read-only mount too, and changes nothing in the
-// directory: what raftkv-server --inspect needs.
+// renames away is only hidden, and a directory it creates exists in memory only. So
+// DB::Open through it reads a database exactly as a normal open would (a missing one is
+// created, empty, in memory), on a full disk or a read-only mount too, and changes nothing
+// in the directory: what raftkv-server --inspect needs.
 //
 // The lock is a read lock (fcntl F_RDLCK, on a descriptor opened read-only): it fails
 // while a process holds LevelDB's own (write) lock on the directory, so a running node's
@@ -96,8 +97,10 @@ public:
 
     ::leveldb::Status GetChildren(const std::string& dir, std::vector<std::string>* r) override
     {
+        // A directory missing on the disk holds what was written into it here, if anything:
+        // CreateDir made it in memory only.
         std::vector<std::string> on_disk;
-        if (::leveldb::Status s = target()->GetChildren(dir, &on_disk); !s.ok())
+        if (::leveldb::Status s = target()->GetChildren(dir, &on_disk); !s.ok() && target()->FileExists(dir))
             return s;
         std::lock_guard lock(mutex_);
         std::set<std::string> names;
