@@ -2129,26 +2129,39 @@ BOOST_AUTO_TEST_CASE(sessions_are_part_of_the_snapshot_and_a_restore_replaces_th
     BOOST_TEST((c.sessions().sessions() == restored));
 }
 
-BOOST_AUTO_TEST_CASE(a_version_2_stream_restores_with_no_sessions)
+namespace {
+
+/// A snapshot stream of an older `version` at applied index `index` holding one record, laid
+/// out and checksummed as that version was.
+std::string one_record_stream(char version, index_t index, char kind, std::string_view key,
+                              std::string_view value)
 {
     using namespace raftkv::leveldb::detail;
-    temp_dir dir;
-    // Version 2's layout: the header, then a versioned key, then the trailer.
     std::string stream(snapshot_magic);
-    stream.push_back(2);
-    put_u64_be(stream, 5);
-    std::string value;
-    put_varint64(value, 4);
-    value.append("old");
-    stream.push_back('k');
-    put_varint64(stream, 1);
+    stream.push_back(version);
+    put_u64_be(stream, index);
+    stream.push_back(kind);
+    put_varint64(stream, key.size());
     put_varint64(stream, value.size());
-    stream.append("a").append(value);
+    stream.append(key).append(value);
     fnv1a64 hash;
     hash.update(stream);
     stream.push_back(snapshot_end);
     put_u64_be(stream, 1);
     put_u64_be(stream, hash.value());
+    return stream;
+}
+
+} // namespace
+
+BOOST_AUTO_TEST_CASE(a_version_2_stream_restores_with_no_sessions)
+{
+    temp_dir dir;
+    // Version 2's layout: the header, then a versioned key, then the trailer.
+    std::string value;
+    raftkv::leveldb::detail::put_varint64(value, 4);
+    value.append("old");
+    const std::string stream = one_record_stream(2, 5, 'k', "a", value);
 
     kv_state_machine m{dir / "sm"};
     raftkv::test::session_driver(m).apply(raftkv::encode_put("q", "1", {}, raftkv::test::stamp(500, 1)));
@@ -2159,7 +2172,6 @@ BOOST_AUTO_TEST_CASE(a_version_2_stream_restores_with_no_sessions)
 
 BOOST_AUTO_TEST_CASE(a_version_3_stream_restores_sessions_whose_results_match_any_request)
 {
-    using namespace raftkv::leveldb::detail;
     temp_dir dir;
     // Version 3's session record: the result has no fingerprint (flags 0x01, found).
     raftkv::kv_session session;
@@ -2167,18 +2179,7 @@ BOOST_AUTO_TEST_CASE(a_version_3_stream_restores_sessions_whose_results_match_an
     session.results = {{.sequence = 1, .result = {true, raftkv::kv_status::ok, 5, false}, .request = 0}};
     const std::string record = raftkv::kv_session_table::encode(session);
     BOOST_TEST_REQUIRE(record == std::string("\x05\x00\x01\x01\x01\x00\x05", 7));
-    std::string stream(snapshot_magic);
-    stream.push_back(3);
-    put_u64_be(stream, 5);
-    stream.push_back('s');
-    put_varint64(stream, 8);
-    put_varint64(stream, record.size());
-    stream.append(raftkv::kv_session_table::encode_id(42)).append(record);
-    fnv1a64 hash;
-    hash.update(stream);
-    stream.push_back(snapshot_end);
-    put_u64_be(stream, 1);
-    put_u64_be(stream, hash.value());
+    const std::string stream = one_record_stream(3, 5, 's', raftkv::kv_session_table::encode_id(42), record);
 
     kv_state_machine m{dir / "sm"};
     restore(m, 5, {stream});
