@@ -42,26 +42,12 @@ public:
 
     ::leveldb::Status NewSequentialFile(const std::string& f, ::leveldb::SequentialFile** r) override
     {
-        std::lock_guard lock(mutex_);
-        if (const auto it = files_.find(f); it != files_.end()) {
-            *r = new memory_reader(it->second, mutex_);
-            return ::leveldb::Status::OK();
-        }
-        if (hidden_.contains(f))
-            return not_found(f);
-        return target()->NewSequentialFile(f, r);
+        return open_reader(f, r, &::leveldb::Env::NewSequentialFile);
     }
 
     ::leveldb::Status NewRandomAccessFile(const std::string& f, ::leveldb::RandomAccessFile** r) override
     {
-        std::lock_guard lock(mutex_);
-        if (const auto it = files_.find(f); it != files_.end()) {
-            *r = new memory_reader(it->second, mutex_);
-            return ::leveldb::Status::OK();
-        }
-        if (hidden_.contains(f))
-            return not_found(f);
-        return target()->NewRandomAccessFile(f, r);
+        return open_reader(f, r, &::leveldb::Env::NewRandomAccessFile);
     }
 
     ::leveldb::Status NewWritableFile(const std::string& f, ::leveldb::WritableFile** r) override
@@ -285,6 +271,22 @@ private:
     public:
         void Logv(const char*, std::va_list) override {}
     };
+
+    // A reader of `f`: the file in memory if it was written here, else the disk's (opened by
+    // `on_disk`, a member of the Env below) unless it was removed here.
+    template <class File>
+    ::leveldb::Status open_reader(const std::string& f, File** r,
+                                  ::leveldb::Status (::leveldb::Env::*on_disk)(const std::string&, File**))
+    {
+        std::lock_guard lock(mutex_);
+        if (const auto it = files_.find(f); it != files_.end()) {
+            *r = new memory_reader(it->second, mutex_);
+            return ::leveldb::Status::OK();
+        }
+        if (hidden_.contains(f))
+            return not_found(f);
+        return (target()->*on_disk)(f, r);
+    }
 
     static ::leveldb::Status not_found(const std::string& f)
     {
