@@ -387,7 +387,7 @@ void refuse_a_directory_in_use(const server_config& config)
     if (taken)
         throw std::runtime_error("data directory " + config.data_dir.string() +
                                  " is in use by another process (its log is locked): is node " +
-                                 std::to_string(config.id) + " already running?");
+                                 std::to_string(config.id) + " already running, or raftkv-server --inspect?");
 }
 
 // Before anything is written to the data directory (a new node's identity, log and state; a

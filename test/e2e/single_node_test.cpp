@@ -891,7 +891,8 @@ BOOST_AUTO_TEST_CASE(a_busy_port_or_a_locked_data_dir_fails_the_second_node_not_
     const auto ports = free_ports(2);
     const auto http = "127.0.0.1:" + std::to_string(ports[0]);
     const auto raft = "127.0.0.1:" + std::to_string(ports[1]);
-    const std::string in_use = "is in use by another process (its log is locked): is node 1 already running?";
+    const std::string in_use = "is in use by another process (its log is locked): is node 1 already running, "
+                               "or raftkv-server --inspect?";
     struct start {
         std::string name;
         std::vector<std::string> args;
