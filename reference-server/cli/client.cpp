@@ -49,7 +49,8 @@ constexpr std::size_t body_limit = std::size_t{64} << 20;
 // How long to wait before asking the endpoints again after each answered 503.
 constexpr std::chrono::milliseconds retry_pause{1000};
 
-// The least time an attempt of a repeatable request gets before the next endpoint is tried.
+// The least time an attempt of a repeatable request gets before the next endpoint is tried,
+// unless an equal share of the timeout between the endpoints is less.
 constexpr std::chrono::milliseconds min_attempt{1000};
 
 /// What one request to one endpoint got.
@@ -280,6 +281,16 @@ struct client::impl {
     http_request make_request(const endpoint& e, std::string_view method, const std::string& target,
                               const std::string& body,
                               const std::vector<std::pair<std::string, std::string>>& headers = {}) const;
+
+    // The least time an attempt gets before the next endpoint is asked: min_attempt, or an
+    // equal share of the timeout between the endpoints when that is less, so that a short
+    // timeout still reaches every endpoint however many never answer.
+    clock::duration least_attempt() const
+    {
+        return std::min<clock::duration>(
+            min_attempt,
+            options.timeout / static_cast<long>(std::max<std::size_t>(options.endpoints.size(), 1)));
+    }
 };
 
 // A fresh io_context per attempt: when the deadline passes with the attempt still waiting
@@ -360,9 +371,8 @@ answer client::request_one(const endpoint& e, std::string_view method, const std
                       {},
                       false};
     if (endpoints_left > 1)
-        deadline =
-            std::min(deadline, now + std::max<clock::duration>(
-                                         (deadline - now) / static_cast<long>(endpoints_left), min_attempt));
+        deadline = std::min(deadline, now + std::max((deadline - now) / static_cast<long>(endpoints_left),
+                                                     impl_->least_attempt()));
     const attempt_result r = impl_->run(e, impl_->make_request(e, method, target, {}, {}), deadline);
     if (r.status == 0)
         return answer{0, r.error, e.url, r.sent && changes(method), {}, r.tls_refused};
@@ -411,7 +421,7 @@ answer client::request(std::string_view method, const std::string& target, const
             auto attempt_deadline = deadline;
             if (policy == retry_policy::idempotent) {
                 const auto share = (deadline - now) / static_cast<long>(endpoints.size() - i);
-                attempt_deadline = std::min(deadline, now + std::max<clock::duration>(share, min_attempt));
+                attempt_deadline = std::min(deadline, now + std::max(share, impl_->least_attempt()));
             }
             const attempt_result r =
                 impl_->run(e, impl_->make_request(e, method, target, body, headers), attempt_deadline);

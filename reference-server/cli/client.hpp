@@ -80,7 +80,8 @@ enum class retry_policy {
     yet, a node shutting down), it moves on to the next, and after the last it starts over,
     about a second later, while some endpoint answered 503 and the timeout has not passed.
     A repeatable request (retry_policy::idempotent) waits for each endpoint only its share
-    of the time left (at least a second), so a node that never answers does not hold it.
+    of the time left (at least a second, or an equal share of the timeout when that is less), so
+    a node that never answers does not hold it.
     Any other answer is returned as is: raftkv-server forwards a request to the leader
     itself, so any member serves any request.
 
@@ -103,7 +104,8 @@ public:
     /// One request to `e` alone, without retries, within the client's timeout; with
     /// `endpoints_left` > 1, within the share of the timeout left since `started` that is
     /// this endpoint's when `endpoints_left` (this one included) are still to be asked in
-    /// turn (at least a second), so that one that never answers does not hold the others.
+    /// turn (at least a second, or an equal share of the timeout when that is less), so that
+    /// one that never answers does not hold the others.
     /// Once the timeout has run out since `started`, `e` is not asked: status 0, and a body
     /// that says so.
     answer request_one(const endpoint& e, std::string_view method, const std::string& target,
