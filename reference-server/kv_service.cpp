@@ -2156,6 +2156,7 @@ storage_report inspect_storage(const std::filesystem::path& data_dir)
         r.applied_index = machine.applied_index();
         r.checkpoint_index = machine.snapshot_index();
         r.state_readable = true;
+        r.state_log_damaged = machine.skipped_damaged_log();
         // As a start reads it: the records of the applied batches, for the watch journal.
         try {
             (void)machine.applied_history();

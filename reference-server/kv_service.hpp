@@ -87,6 +87,9 @@ struct storage_report {
     /// What a start would cut off the log's end (see
     /// raftkv::wal::log_store::recovered_torn_tail()): one line, or empty.
     std::string torn_tail;
+    /// Whether the state's LevelDB log held damaged records, which a start skips (see
+    /// raftkv::leveldb::kv_state_machine::skipped_damaged_log()).
+    bool state_log_damaged = false;
     /// What a start would refuse, one line each: the state applied past the log's end, or
     /// state that cannot be opened or read as a start reads it.
     std::vector<std::string> problems;

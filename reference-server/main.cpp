@@ -724,6 +724,11 @@ int inspect(const server_config& config)
         out += "state           none\n";
     if (!r.torn_tail.empty())
         out += "log tail        " + r.torn_tail + "\n";
+    if (r.state_log_damaged)
+        out +=
+            "state log       damaged records in LevelDB's own log, as a machine crash leaves them: a start "
+            "skips them and applies their entries again from the Raft log (the state above is "
+            "without them)\n";
     for (const std::string& problem : r.problems) {
         out += "problem         " + problem + "\n";
         code = 1;

@@ -600,13 +600,30 @@ BOOST_AUTO_TEST_CASE(inspect_reports_the_log_whatever_the_state_is)
     BOOST_TEST_REQUIRE(c.wait_healthy(1, 20s), "the node never reported /health 200");
     for (int i = 0; i < 5; ++i)
         BOOST_TEST_REQUIRE(put(node.http_port, "k" + std::to_string(i), "v").status == 200);
-    BOOST_TEST_REQUIRE(c.terminate(1).has_value());
+    BOOST_TEST_REQUIRE(c.terminate(1, SIGKILL).has_value()); // the writes stay in LevelDB's log
     const std::filesystem::path state = node.data_dir / "state", kept = node.data_dir / "state.kept";
     const auto inspect = [&] { return run_server({"--data-dir", node.data_dir.string(), "--inspect"}); };
 
+    // A damaged record in LevelDB's own log, which a start skips (its entries are applied
+    // again from the Raft log): said on its own line, not a problem.
+    std::filesystem::path leveldb_log;
+    for (const auto& f : std::filesystem::directory_iterator(state))
+        if (f.path().extension() == ".log" && f.file_size() > 64)
+            leveldb_log = f.path();
+    BOOST_TEST_REQUIRE(!leveldb_log.empty(), "no LevelDB log with records in " << state);
+    {
+        std::fstream f(leveldb_log, std::ios::in | std::ios::out | std::ios::binary);
+        f.seekp(20);
+        f.put('\x5a').put('\xa5');
+    }
+    run_result r = inspect();
+    BOOST_TEST_REQUIRE(r.status.has_value());
+    BOOST_TEST(r.status->code == 0, r.out << r.err);
+    BOOST_TEST(contains(r.out, "state log       damaged records in LevelDB's own log"), r.out);
+
     std::filesystem::rename(state, kept);
     std::filesystem::create_directory(state);
-    run_result r = inspect();
+    r = inspect();
     BOOST_TEST_REQUIRE(r.status.has_value());
     BOOST_TEST(r.status->code == 0, r.out << r.err);
     BOOST_TEST(contains(r.out, "state           applied to 0, checkpoint at 0"), r.out);

@@ -514,7 +514,20 @@ BOOST_AUTO_TEST_CASE(damaged_records_in_leveldbs_log_are_skipped_only_when_write
         detail::open_database(dir / "sm", "test"), raftkv::storage_error, [](const raftkv::storage_error& e) {
             return std::string_view(e.what()).find("cannot open: Corruption") != std::string_view::npos;
         });
-    const auto db = detail::open_database(dir / "sm", "test", true);
+    {
+        // Read-only, the same recovery happens in memory: it is said, and nothing changes.
+        const auto before = raftkv::test::directory_snapshot(dir / "sm");
+        detail::overlay_env overlay;
+        bool skipped = false;
+        const auto db = detail::open_database(dir / "sm", "test", true, &overlay, &skipped);
+        BOOST_TEST(skipped);
+        std::string found;
+        BOOST_TEST(db->Get(detail::checked_reads(), "k0", &found).ok());
+        BOOST_TEST((raftkv::test::directory_snapshot(dir / "sm") == before));
+    }
+    bool skipped = false;
+    const auto db = detail::open_database(dir / "sm", "test", true, nullptr, &skipped);
+    BOOST_TEST(skipped);
     std::string found;
     BOOST_TEST(db->Get(detail::checked_reads(), "k0", &found).ok()); // before the damage
     BOOST_TEST(db->Put({}, "after", "x").ok());

@@ -259,6 +259,11 @@ public:
     /// The index of the last entry applied; after a reopen, the last one stored.
     index_t applied_index() const noexcept { return applied_; }
 
+    /// Whether opening met damaged records in LevelDB's own log and skipped them: with
+    /// `sync` off, what a machine crash leaves at its end (the node applies their entries
+    /// again from its own log; a warning is logged too).
+    bool skipped_damaged_log() const noexcept { return skipped_damaged_log_; }
+
     /// How long applies and checkpoints took so far. Safe from any thread.
     kv_state_machine_stats stats() const;
 
@@ -495,6 +500,8 @@ private:
     std::string name_;
     std::filesystem::path dir_;
     kv_state_machine_options opts_;
+    /// Set while db_ opens (so declared before it): see skipped_damaged_log().
+    bool skipped_damaged_log_ = false;
     /// With read_only: the Env the database is read through, which must outlive it.
     std::unique_ptr<detail::overlay_env> env_;
     std::unique_ptr<::leveldb::DB> db_;
@@ -604,7 +611,7 @@ inline kv_state_machine::kv_state_machine(const std::filesystem::path& dir,
                                           const kv_state_machine_options& opts)
     : name_(detail::store_name("raftkv::leveldb::kv_state_machine", dir)), dir_(dir), opts_(opts),
       env_(opts.read_only ? std::make_unique<detail::overlay_env>() : nullptr),
-      db_(detail::open_database(dir, name_, !opts.sync, env_.get()))
+      db_(detail::open_database(dir, name_, !opts.sync, env_.get(), &skipped_damaged_log_))
 {
     std::string found;
     const ::leveldb::Status s = db_->Get(detail::checked_reads(), detail::to_slice(format_key), &found);

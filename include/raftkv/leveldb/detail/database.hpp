@@ -83,10 +83,11 @@ inline void check(const ::leveldb::Status& s, const std::string& name, std::stri
 ///
 /// With `overlay` (an overlay_env, which must outlive the database), the database is
 /// opened through it: nothing is created or changed on the disk, and a missing database
-/// is an empty one in memory.
+/// is an empty one in memory. `skipped`, if given, is set to whether damaged log records
+/// were skipped.
 inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path& dir, const std::string& name,
                                                     bool skip_damaged_log_records = false,
-                                                    overlay_env* overlay = nullptr)
+                                                    overlay_env* overlay = nullptr, bool* skipped = nullptr)
 {
     std::error_code ec;
     if (!overlay)
@@ -138,6 +139,8 @@ inline std::unique_ptr<::leveldb::DB> open_database(const std::filesystem::path&
                                 "without them (the entries they held are applied again from the Raft log)");
         options.paranoid_checks = true;
         s = ::leveldb::DB::Open(options, dir.string(), &db);
+        if (skipped)
+            *skipped = true;
     }
     // LevelDB's own words for a lock another process holds ("lock .../LOCK: Resource
     // temporarily unavailable") do not say who might hold it.
