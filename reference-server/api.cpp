@@ -220,30 +220,32 @@ checked_session session_of(const http_request& req)
     return check_session(header_values(req, client_id_header), header_values(req, sequence_header));
 }
 
+// The answer to a write of session `s` that was not applied for what its sequence says:
+// `status`, and `what` after "sequence S of client C", with the id and sequence in the body.
+http_response session_refusal(http::status status, const kv_client_session& s, std::string_view what)
+{
+    return json_response(status, {{"error", "sequence " + std::to_string(s.sequence) + " of client " +
+                                                std::to_string(s.client) + " " + std::string(what)},
+                                  {"client_id", std::to_string(s.client)},
+                                  {"sequence", s.sequence}});
+}
+
 // The 409 answer of a write whose sequence its session no longer remembers.
 http_response stale_sequence_response(const kv_client_session& s)
 {
-    return json_response(
-        http::status::conflict,
-        {{"error", "sequence " + std::to_string(s.sequence) + " of client " + std::to_string(s.client) +
-                       " is older than the " + std::to_string(kv_session_window) +
-                       " latest sequences the cluster remembers for it: not applied now, "
-                       "and whether it was applied before is unknown"},
-         {"client_id", std::to_string(s.client)},
-         {"sequence", s.sequence}});
+    return session_refusal(http::status::conflict, s,
+                           "is older than the " + std::to_string(kv_session_window) +
+                               " latest sequences the cluster remembers for it: not applied now, "
+                               "and whether it was applied before is unknown");
 }
 
 // The 422 answer of a write whose sequence its session applied for another request.
 http_response sequence_reused_response(const kv_client_session& s)
 {
-    return json_response(
-        http::status::unprocessable_entity,
-        {{"error", "sequence " + std::to_string(s.sequence) + " of client " + std::to_string(s.client) +
-                       " was applied for another request (another method, key, value or "
-                       "precondition): not applied; a retry must repeat its request exactly, "
-                       "and a new request takes a new sequence"},
-         {"client_id", std::to_string(s.client)},
-         {"sequence", s.sequence}});
+    return session_refusal(http::status::unprocessable_entity, s,
+                           "was applied for another request (another method, key, value or "
+                           "precondition): not applied; a retry must repeat its request exactly, "
+                           "and a new request takes a new sequence");
 }
 
 // Marks the answer to a write that repeated a sequence already applied, and counts it.

@@ -244,8 +244,7 @@ public:
             out.push_back(static_cast<char>(e.result.status));
             put_varint(out, e.result.version);
             if (e.request != 0)
-                for (int shift = 56; shift >= 0; shift -= 8)
-                    out.push_back(static_cast<char>((e.request >> shift) & 0xff));
+                detail::put_be(out, e.request, 8);
         }
         return out;
     }
@@ -275,8 +274,8 @@ public:
             if ((flags & result_request) != 0) {
                 if (in.size() - pos < 8)
                     return std::nullopt;
-                for (int b = 0; b < 8; ++b)
-                    e.request = (e.request << 8) | static_cast<unsigned char>(in[pos++]);
+                e.request = detail::get_be(in, pos, 8);
+                pos += 8;
                 if (e.request == 0)
                     return std::nullopt;
             }

@@ -5,7 +5,7 @@
 #define BOOST_TEST_MODULE raftkv_e2e_join
 #include <boost/test/unit_test.hpp>
 
-#include "../leveldb/temp_dir.hpp"
+#include "../support/read_only_checks.hpp"
 #include "harness.hpp"
 #include "recording_clients.hpp"
 

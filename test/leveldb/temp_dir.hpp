@@ -5,9 +5,6 @@
 // the object is destroyed.
 
 #include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <map>
 #include <random>
 #include <string>
 
@@ -39,21 +36,6 @@ public:
 private:
     std::filesystem::path path_;
 };
-
-/// Every file under `dir`, by its path relative to `dir`, with its contents: equal before
-/// and after something ran only if it changed nothing there.
-inline std::map<std::string, std::string> directory_snapshot(const std::filesystem::path& dir)
-{
-    std::map<std::string, std::string> out;
-    for (const auto& item : std::filesystem::recursive_directory_iterator(dir)) {
-        if (!item.is_regular_file())
-            continue;
-        std::ifstream in(item.path(), std::ios::binary);
-        out[std::filesystem::relative(item.path(), dir).string()] =
-            std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-    }
-    return out;
-}
 
 } // namespace raftkv::test
 

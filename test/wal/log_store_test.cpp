@@ -12,6 +12,8 @@
 #define BOOST_TEST_MODULE wal_log_store
 #include <boost/test/unit_test.hpp>
 
+#include "support/read_only_checks.hpp" // after Boost.Test
+
 #include <fcntl.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
@@ -481,19 +483,10 @@ BOOST_AUTO_TEST_CASE(a_read_only_open_reads_the_log_and_changes_nothing)
         log_store other(dir / "log", {.read_only = true});
         BOOST_TEST(other.last_index() == s.last_index());
         check_open_fails(dir / "log", "lock", true);
-        const auto throws_logic = [](auto&& f, const char* what) {
-            try {
-                f();
-            } catch (const std::logic_error& e) {
-                BOOST_TEST(std::string(e.what()).find("opened read-only") != std::string::npos, e.what());
-                return;
-            }
-            BOOST_FAIL(what << " did not throw");
-        };
-        throws_logic([&] { s.append(run(s.last_index() + 1, {3})); }, "append");
-        throws_logic([&] { s.save_hard_state({4, 1}); }, "save_hard_state");
-        throws_logic([&] { s.compact(1, {}); }, "compact");
-        throws_logic([&] { s.sync(); }, "sync");
+        raftkv::test::check_refused_read_only([&] { s.append(run(s.last_index() + 1, {3})); }, "append");
+        raftkv::test::check_refused_read_only([&] { s.save_hard_state({4, 1}); }, "save_hard_state");
+        raftkv::test::check_refused_read_only([&] { s.compact(1, {}); }, "compact");
+        raftkv::test::check_refused_read_only([&] { s.sync(); }, "sync");
     }
     BOOST_TEST((raftkv::test::directory_snapshot(dir / "log") == before));
 
