@@ -156,6 +156,43 @@ BOOST_AUTO_TEST_CASE(an_append_whose_config_entry_does_not_decode_is_dropped_and
     BOOST_TEST(c.node(2).status().members.learners == std::vector<node_id>{4});
 }
 
+// Terms never fall along a log, and no entry has term 0: an entry below the term of the one
+// before it (the append's prev_term, or the entry before it in the message) is dropped, not
+// appended, so no store is left holding a log it refuses to open again.
+BOOST_AUTO_TEST_CASE(an_append_whose_terms_fall_or_are_zero_is_dropped_and_not_persisted)
+{
+    cluster c(3, true, plain_raft());
+    c.elect(1);
+    c.at(1).transport.sent.clear();
+    BOOST_REQUIRE(c.propose(1, "a").ec == std::error_code());
+    c.deliver_all();
+    c.elect(3); // a later term, so that an entry can claim an earlier one than the last's
+    c.deliver_all();
+    const auto last = c.node(2).status().last_index;
+    const auto last_term = c.at(2).store.term_at(last);
+    BOOST_REQUIRE(last_term > 1u);
+    const auto term = c.node(3).term();
+    const auto append = [&](raftkv::index_t prev, raftkv::term_t prev_term,
+                            std::vector<raftkv::term_t> terms) {
+        raftkv::append_request r{.prev_index = prev, .prev_term = prev_term, .commit = 0, .entries = {}};
+        for (std::size_t k = 0; k < terms.size(); ++k)
+            r.entries.push_back(raftkv::log_entry{terms[k], prev + 1 + k, raftkv::entry_type::normal, "x"});
+        return message{3, 2, term, std::move(r)};
+    };
+    c.at(2).transport.sent.clear();
+    c.node(2).step(append(last, last_term, {last_term - 1})); // below prev_term
+    c.node(2).step(append(last, last_term, {last_term, 1}));  // below the entry before it
+    c.node(2).step(append(last, last_term, {0}));             // term 0
+    c.node(2).step(append(0, 0, {0}));                        // term 0 at the start of the log
+    BOOST_TEST(c.node(2).status().malformed_dropped == 4u);
+    BOOST_TEST(c.at(2).store.last_index() == last);
+    BOOST_TEST(c.at(2).transport.sent.empty(), "nothing acknowledged");
+    // The same entries in a correct order are taken.
+    c.node(2).step(append(last, last_term, {last_term, term}));
+    BOOST_TEST(c.at(2).store.last_index() == last + 2);
+    BOOST_REQUIRE_NO_THROW(c.start(2));
+}
+
 BOOST_AUTO_TEST_CASE(a_snapshot_without_voters_or_from_a_later_term_is_dropped)
 {
     cluster c(3);

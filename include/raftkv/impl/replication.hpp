@@ -22,7 +22,11 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_request(const 
     election_elapsed_ = 0;
     for (std::size_t k = 0; k < r.entries.size(); ++k) {
         const log_entry& e = r.entries[k];
-        if (e.index != r.prev_index + 1 + k || e.term > m.term || (k > 0 && e.term < r.entries[k - 1].term) ||
+        // Terms never fall along a log: not from the entry before the first (prev_term) nor
+        // from one entry to the next; and no entry has term 0. A store may refuse to open
+        // such a log again (the WAL does), so accepting one would stop the node's restart.
+        const term_t before = k == 0 ? r.prev_term : r.entries[k - 1].term;
+        if (e.index != r.prev_index + 1 + k || e.term > m.term || e.term == 0 || e.term < before ||
             (e.type == entry_type::config && !holds_valid_config(e))) {
             ++malformed_dropped_; // a correct leader never sends this
             return;
