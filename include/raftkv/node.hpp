@@ -209,7 +209,8 @@ public:
     /// brings `target` up to date and tells it to campaign at once. Returns an error at once
     /// when this node is not the leader, `target` is not a voter, or (with CheckQuorum)
     /// `target` has not answered for at least an election timeout (errc::peer_unreachable).
-    /// The transfer is abandoned if it has not happened within an election timeout.
+    /// The transfer is abandoned if it has not happened within an election timeout. To
+    /// this node itself: nothing to do, and no error.
     std::error_code transfer_leadership(node_id target);
 
     /// Whether this leader may serve a read from its state machine without a ReadIndex

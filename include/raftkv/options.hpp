@@ -105,7 +105,9 @@ struct options {
 
     /// The most payload bytes of entries a leader holds uncommitted. Proposals past it are
     /// refused with errc::overloaded until commits catch up, so a leader that cannot reach
-    /// a quorum does not grow its log without bound. 0: no limit.
+    /// a quorum does not grow its log without bound. A proposal made while nothing is
+    /// uncommitted is taken whatever its size, so that one larger than the limit is not
+    /// refused for ever: bound the size of a command where it is made. 0: no limit.
     /// Default: 64 MiB.
     std::size_t max_uncommitted_bytes = 64 * 1024 * 1024;
 

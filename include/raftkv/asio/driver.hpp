@@ -96,12 +96,14 @@ struct driver_options {
 
     @par Example
     @code
+    using driver_type = raftkv::asio::driver<raftkv::asio::tcp_transport, Store, Machine>;
     auto strand = boost::asio::make_strand(io);
+    std::unique_ptr<driver_type> driver; // made next: the transport hands it what arrives
     raftkv::asio::tcp_transport transport{strand, ...,
-        [&](raftkv::message m) { driver.deliver(std::move(m)); }};
-    raftkv::asio::driver driver{strand, opts, transport, store, machine};
-    driver.start();
-    driver.async_propose(cmd, [](boost::system::error_code ec, auto result) { ... });
+        [&driver](raftkv::message m) { driver->deliver(std::move(m)); }};
+    driver = std::make_unique<driver_type>(strand, opts, transport, store, machine);
+    driver->start();
+    driver->async_propose(cmd, [](boost::system::error_code ec, auto result) { ... });
     @endcode
 
     @tparam Transport a `raftkv::transport` whose `send` may be called on the strand.

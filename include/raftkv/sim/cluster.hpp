@@ -37,6 +37,19 @@
 
 namespace raftkv::sim {
 
+namespace detail {
+
+/// A machine with a `disk` type that it is built from: the default factory gives each node
+/// one of its own, which outlives the node's crashes.
+template <class StateMachine>
+concept machine_with_disk = requires
+{
+    typename StateMachine::disk;
+}
+&&std::constructible_from<StateMachine, std::shared_ptr<typename StateMachine::disk>>;
+
+} // namespace detail
+
 /// Everything a cluster is built from.
 struct cluster_config {
     /// The number of nodes of the bootstrap configuration (all voters); their ids are
@@ -119,7 +132,10 @@ struct network_stats {
 
     @tparam StateMachine a type satisfying `raftkv::state_machine`; default-constructible
     unless a factory is given. A machine factory gives each node the storage that survives
-    its crashes (the default for `kv_state_machine` gives each node a `disk` of its own).
+    its crashes. The default one, for a machine with a nested `disk` type that it can be
+    built from (`M(std::shared_ptr<M::disk>)`, as `kv_state_machine`), gives each node a
+    `disk` of its own, kept across its crashes; for any other, a default-constructed
+    machine at each start, which keeps nothing.
     @tparam LogStore a type satisfying `raftkv::log_store`, made by the store factory
     (default: constructed from `cluster_config::sync_on_append`, or default-constructed).
     One store serves every incarnation of a node. A crash calls `crash()` on it if it has

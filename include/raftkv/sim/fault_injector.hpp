@@ -33,7 +33,8 @@ struct fault_config {
     /// Make links lose, duplicate and delay messages. Default: true.
     bool unreliable_links = true;
     /// Make a node's disk hang (mostly the leader's) for a while: its syncs complete only
-    /// when the stall ends. Default: true.
+    /// when the stall ends. Only with a store that can (a stallable_log_store, as the
+    /// simulator's own); with another, a one-way block takes a stall's turn. Default: true.
     bool disk_stalls = true;
     /// How long a disk stall lasts, drawn from [min_stall, max_stall].
     /// Defaults: 100 ms and 2 s.
@@ -80,11 +81,14 @@ struct fault_record {
     @par Thread Safety
     Distinct objects: safe. Shared objects: unsafe.
 */
-template <class StateMachine>
+template <class StateMachine, class LogStore = sim_log_store>
 class fault_injector {
 public:
     /// REQUIRES: the injector outlives every later step of `c`.
-    fault_injector(cluster<StateMachine>& c, fault_config config = {}) : cluster_(c), config_(config) {}
+    fault_injector(cluster<StateMachine, LogStore>& c, fault_config config = {})
+        : cluster_(c), config_(config)
+    {
+    }
 
     fault_injector(const fault_injector&) = delete;
     fault_injector& operator=(const fault_injector&) = delete;
@@ -104,7 +108,8 @@ public:
         cluster_.heal();
         cluster_.net().set_default_link(cluster_.config().link);
         for (node_id id : cluster_.ids()) {
-            cluster_.resume_disk(id);
+            if constexpr (stallable_log_store<LogStore>)
+                cluster_.resume_disk(id);
             cluster_.restart(id);
         }
         note("heal all");
@@ -146,7 +151,13 @@ private:
         case 8: return config_.crashes ? restart() : heal();
         case 9: return config_.unreliable_links ? degrade_links() : partition();
         case 10: return block_one_way();
-        default: return config_.disk_stalls ? stall_disk() : block_one_way();
+        default:
+            // A store that cannot stall (not a stallable_log_store) gets a one-way block instead.
+            if constexpr (stallable_log_store<LogStore>) {
+                if (config_.disk_stalls)
+                    return stall_disk();
+            }
+            return block_one_way();
         }
     }
 
@@ -426,7 +437,7 @@ private:
 
     void note(std::string what) { log_.push_back(fault_record{cluster_.now(), std::move(what)}); }
 
-    cluster<StateMachine>& cluster_;
+    cluster<StateMachine, LogStore>& cluster_;
     fault_config config_;
     std::chrono::microseconds until_{};
     std::vector<fault_record> log_;

@@ -129,14 +129,14 @@ struct workload_stats {
     @par Thread Safety
     Distinct objects: safe. Shared objects: unsafe.
 */
-template <class StateMachine = kv_state_machine>
+template <class StateMachine = kv_state_machine, class LogStore = sim_log_store>
 class kv_workload {
     static_assert(std::same_as<typename StateMachine::result_type, kv_result>,
                   "kv_workload drives a key-value state machine whose results are kv_result");
 
 public:
     /// Attaches to `c`. REQUIRES: the workload outlives every later step of `c`.
-    kv_workload(cluster<StateMachine>& c, workload_config config = {});
+    kv_workload(cluster<StateMachine, LogStore>& c, workload_config config = {});
 
     kv_workload(const kv_workload&) = delete;
     kv_workload& operator=(const kv_workload&) = delete;
@@ -205,7 +205,7 @@ private:
     std::uint64_t stamp();
     node_id random_node();
 
-    cluster<StateMachine>& cluster_;
+    cluster<StateMachine, LogStore>& cluster_;
     workload_config config_;
     std::vector<client> clients_;
     /// Writes waiting for their outcome, by (node, index, term) of their proposal.

@@ -382,7 +382,7 @@ void cluster<StateMachine, LogStore>::schedule_sync(slot& s)
 template <state_machine StateMachine, log_store LogStore>
 auto cluster<StateMachine, LogStore>::default_machines() -> machine_factory
 {
-    if constexpr (std::constructible_from<StateMachine, std::shared_ptr<typename StateMachine::disk>>) {
+    if constexpr (detail::machine_with_disk<StateMachine>) {
         auto disks = std::make_shared<std::map<node_id, std::shared_ptr<typename StateMachine::disk>>>();
         return [disks](node_id id) {
             auto& d = (*disks)[id];

@@ -7,8 +7,8 @@
 
 namespace raftkv::sim {
 
-template <class StateMachine>
-kv_workload<StateMachine>::kv_workload(cluster<StateMachine>& c, workload_config config)
+template <class StateMachine, class LogStore>
+kv_workload<StateMachine, LogStore>::kv_workload(cluster<StateMachine, LogStore>& c, workload_config config)
     : cluster_(c), config_(config)
 {
     clients_.resize(config_.clients);
@@ -24,8 +24,8 @@ kv_workload<StateMachine>::kv_workload(cluster<StateMachine>& c, workload_config
     cluster_.on_crash([this](node_id n) { handle_crash(n); });
 }
 
-template <class StateMachine>
-void kv_workload<StateMachine>::start()
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::start()
 {
     for (std::size_t ci = 0; ci < clients_.size(); ++ci) {
         clients_[ci].target = random_node();
@@ -33,8 +33,8 @@ void kv_workload<StateMachine>::start()
     }
 }
 
-template <class StateMachine>
-bool kv_workload<StateMachine>::idle() const noexcept
+template <class StateMachine, class LogStore>
+bool kv_workload<StateMachine, LogStore>::idle() const noexcept
 {
     for (const client& c : clients_) {
         if (c.busy)
@@ -44,8 +44,8 @@ bool kv_workload<StateMachine>::idle() const noexcept
 }
 
 // Starts the client's next operation, with its timeout.
-template <class StateMachine>
-void kv_workload<StateMachine>::issue(std::size_t ci)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::issue(std::size_t ci)
 {
     client& c = clients_[ci];
     if (stopped_ || c.busy)
@@ -95,8 +95,8 @@ void kv_workload<StateMachine>::issue(std::size_t ci)
     attempt(ci);
 }
 
-template <class StateMachine>
-void kv_workload<StateMachine>::attempt(std::size_t ci)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::attempt(std::size_t ci)
 {
     client& c = clients_[ci];
     if (c.op.kind == kv_op_kind::get)
@@ -105,8 +105,8 @@ void kv_workload<StateMachine>::attempt(std::size_t ci)
         attempt_write(c, ci);
 }
 
-template <class StateMachine>
-void kv_workload<StateMachine>::attempt_write(client& c, std::size_t ci)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::attempt_write(client& c, std::size_t ci)
 {
     random_generator& rng = cluster_.rng();
     if (config_.follower_writes > 0 && rng.chance(config_.follower_writes)) {
@@ -135,8 +135,8 @@ void kv_workload<StateMachine>::attempt_write(client& c, std::size_t ci)
     writes_[{c.at, c.index, c.term}] = ci;
 }
 
-template <class StateMachine>
-void kv_workload<StateMachine>::attempt_read(client& c, std::size_t ci)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::attempt_read(client& c, std::size_t ci)
 {
     if (c.reading == read_kind::stale)
         return stale_read(c, ci);
@@ -158,8 +158,8 @@ void kv_workload<StateMachine>::attempt_read(client& c, std::size_t ci)
 
 // Serves the get at once if the node the client believes leads holds its lease and has
 // applied its commit index; otherwise the caller runs ReadIndex.
-template <class StateMachine>
-bool kv_workload<StateMachine>::try_lease_read(client& c, std::size_t ci)
+template <class StateMachine, class LogStore>
+bool kv_workload<StateMachine, LogStore>::try_lease_read(client& c, std::size_t ci)
 {
     const node_id at = c.target;
     if (!cluster_.is_up(at))
@@ -176,8 +176,8 @@ bool kv_workload<StateMachine>::try_lease_read(client& c, std::size_t ci)
 
 // Reads a random live node's state machine as it is, and checks that the node never goes
 // back: a later stale read there sees at least the applied index of an earlier one.
-template <class StateMachine>
-void kv_workload<StateMachine>::stale_read(client& c, std::size_t ci)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::stale_read(client& c, std::size_t ci)
 {
     const node_id at = random_node();
     if (!cluster_.is_up(at))
@@ -193,8 +193,8 @@ void kv_workload<StateMachine>::stale_read(client& c, std::size_t ci)
 }
 
 // Retries after a backoff, at `hint` if it names another node, else at a random node.
-template <class StateMachine>
-void kv_workload<StateMachine>::retry(client& c, std::size_t ci, node_id hint)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::retry(client& c, std::size_t ci, node_id hint)
 {
     c.waiting = waiting_for::nothing;
     c.target = hint != no_node && hint != c.target ? hint : random_node();
@@ -210,8 +210,9 @@ void kv_workload<StateMachine>::retry(client& c, std::size_t ci, node_id hint)
 }
 
 // The client whose write was proposed at (node, index, term), no longer waiting.
-template <class StateMachine>
-std::optional<std::size_t> kv_workload<StateMachine>::take_write(node_id node, index_t index, term_t term)
+template <class StateMachine, class LogStore>
+std::optional<std::size_t> kv_workload<StateMachine, LogStore>::take_write(node_id node, index_t index,
+                                                                           term_t term)
 {
     const auto it = writes_.find({node, index, term});
     if (it == writes_.end())
@@ -221,9 +222,9 @@ std::optional<std::size_t> kv_workload<StateMachine>::take_write(node_id node, i
     return ci;
 }
 
-template <class StateMachine>
-void kv_workload<StateMachine>::handle_apply(node_id node, index_t index, term_t term,
-                                             const kv_result& result)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::handle_apply(node_id node, index_t index, term_t term,
+                                                       const kv_result& result)
 {
     if (const auto ci = take_write(node, index, term)) {
         if (result.replayed)
@@ -246,9 +247,9 @@ void kv_workload<StateMachine>::handle_apply(node_id node, index_t index, term_t
 }
 
 // The leader appended a forwarded write at (index, term), or refused it.
-template <class StateMachine>
-void kv_workload<StateMachine>::handle_forward(node_id node, std::uint64_t forward_id, std::error_code ec,
-                                               index_t index, term_t term)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::handle_forward(node_id node, std::uint64_t forward_id,
+                                                         std::error_code ec, index_t index, term_t term)
 {
     const auto it = forwards_.find(forward_id);
     if (it == forwards_.end())
@@ -269,14 +270,15 @@ void kv_workload<StateMachine>::handle_forward(node_id node, std::uint64_t forwa
 }
 
 // Drops the forward a client waits on: its answer, if it ever comes, is ignored.
-template <class StateMachine>
-void kv_workload<StateMachine>::forget_forward(std::size_t ci)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::forget_forward(std::size_t ci)
 {
     std::erase_if(forwards_, [ci](const auto& f) { return f.second == ci; });
 }
 
-template <class StateMachine>
-void kv_workload<StateMachine>::handle_drop(node_id node, index_t index, term_t term, std::error_code ec)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::handle_drop(node_id node, index_t index, term_t term,
+                                                      std::error_code ec)
 {
     const auto ci = take_write(node, index, term);
     if (!ci)
@@ -288,8 +290,8 @@ void kv_workload<StateMachine>::handle_drop(node_id node, index_t index, term_t 
 
 // The write may or may not have taken effect: with a session, send it again (it is applied
 // once); otherwise the history says so.
-template <class StateMachine>
-void kv_workload<StateMachine>::unknown_outcome(client& c, std::size_t ci)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::unknown_outcome(client& c, std::size_t ci)
 {
     if (!config_.sessions)
         return indeterminate(c, ci);
@@ -298,8 +300,8 @@ void kv_workload<StateMachine>::unknown_outcome(client& c, std::size_t ci)
 }
 
 // The write may or may not have taken effect: the history says so.
-template <class StateMachine>
-void kv_workload<StateMachine>::indeterminate(client& c, std::size_t ci)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::indeterminate(client& c, std::size_t ci)
 {
     c.op.indeterminate = true;
     history_.push_back(c.op);
@@ -307,8 +309,8 @@ void kv_workload<StateMachine>::indeterminate(client& c, std::size_t ci)
     finish(c, ci);
 }
 
-template <class StateMachine>
-void kv_workload<StateMachine>::handle_read(node_id node, std::uint64_t read_id, std::error_code ec)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::handle_read(node_id node, std::uint64_t read_id, std::error_code ec)
 {
     const auto it = reads_.find(read_id);
     if (it == reads_.end())
@@ -323,8 +325,8 @@ void kv_workload<StateMachine>::handle_read(node_id node, std::uint64_t read_id,
 }
 
 // A write in flight at a crashed node may or may not have happened; a read can go elsewhere.
-template <class StateMachine>
-void kv_workload<StateMachine>::handle_crash(node_id node)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::handle_crash(node_id node)
 {
     for (std::size_t ci = 0; ci < clients_.size(); ++ci) {
         client& c = clients_[ci];
@@ -341,8 +343,8 @@ void kv_workload<StateMachine>::handle_crash(node_id node)
     }
 }
 
-template <class StateMachine>
-void kv_workload<StateMachine>::handle_timeout(std::size_t ci, std::uint64_t op_seq)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::handle_timeout(std::size_t ci, std::uint64_t op_seq)
 {
     client& c = clients_[ci];
     if (!c.busy || c.op_seq != op_seq)
@@ -360,8 +362,8 @@ void kv_workload<StateMachine>::handle_timeout(std::size_t ci, std::uint64_t op_
 // A history time: the virtual microsecond in nanoseconds, plus how many stamps this
 // microsecond gave before (history()). Past 999 in one microsecond they tie, and the
 // checker's rule for ties applies.
-template <class StateMachine>
-std::uint64_t kv_workload<StateMachine>::stamp()
+template <class StateMachine, class LogStore>
+std::uint64_t kv_workload<StateMachine, LogStore>::stamp()
 {
     const auto now = static_cast<std::uint64_t>(cluster_.now().count());
     if (now != stamp_us_) {
@@ -371,8 +373,8 @@ std::uint64_t kv_workload<StateMachine>::stamp()
     return now * 1000 + std::min<std::uint64_t>(stamps_in_us_++, 999);
 }
 
-template <class StateMachine>
-void kv_workload<StateMachine>::complete(client& c, std::size_t ci, bool found, std::string value)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::complete(client& c, std::size_t ci, bool found, std::string value)
 {
     c.op.ret = stamp();
     c.op.found = c.op.kind == kv_op_kind::put ? false : found;
@@ -384,8 +386,8 @@ void kv_workload<StateMachine>::complete(client& c, std::size_t ci, bool found, 
     finish(c, ci);
 }
 
-template <class StateMachine>
-void kv_workload<StateMachine>::finish(client& c, std::size_t ci)
+template <class StateMachine, class LogStore>
+void kv_workload<StateMachine, LogStore>::finish(client& c, std::size_t ci)
 {
     c.busy = false;
     c.waiting = waiting_for::nothing;
@@ -395,8 +397,8 @@ void kv_workload<StateMachine>::finish(client& c, std::size_t ci)
 
 // A random member of the configuration in force (every node is one without changes):
 // spares not yet added and removed nodes only ever answer not_leader or time out.
-template <class StateMachine>
-node_id kv_workload<StateMachine>::random_node()
+template <class StateMachine, class LogStore>
+node_id kv_workload<StateMachine, LogStore>::random_node()
 {
     const std::vector<node_id> ids = cluster_.member_ids();
     if (ids.empty())
@@ -404,9 +406,9 @@ node_id kv_workload<StateMachine>::random_node()
     return ids[cluster_.rng().uniform(0, ids.size() - 1)];
 }
 
-template <class StateMachine>
-std::chrono::microseconds kv_workload<StateMachine>::draw(std::chrono::microseconds lo,
-                                                          std::chrono::microseconds hi)
+template <class StateMachine, class LogStore>
+std::chrono::microseconds kv_workload<StateMachine, LogStore>::draw(std::chrono::microseconds lo,
+                                                                    std::chrono::microseconds hi)
 {
     const auto a = static_cast<std::uint64_t>(lo.count());
     const auto b = static_cast<std::uint64_t>(hi.count());
