@@ -42,6 +42,7 @@
 #include <random>
 #include <set>
 #include <thread>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/statvfs.h>
@@ -1373,21 +1374,28 @@ boost::asio::awaitable<void> kv_service::impl::resolve_peers(std::map<node_id, h
 {
     tcp::resolver resolver(co_await boost::asio::this_coro::executor);
     std::map<node_id, tcp::endpoint> endpoints;
+    std::vector<std::string> unresolved;
     for (const auto& [id, address] : wanted) {
         auto [ec, results] = co_await resolver.async_resolve(
             address.host, std::to_string(address.port), tcp::resolver::numeric_service,
             boost::asio::as_tuple(boost::asio::use_awaitable));
         if (ec || results.empty()) {
-            log(log_level::warn, "cannot resolve member " + std::to_string(id) + "'s Raft address " +
-                                     address.to_string() + ": " +
-                                     (ec ? ec.message() : std::string("no addresses")) + "; not dialing it");
+            unresolved.push_back("cannot resolve member " + std::to_string(id) + "'s Raft address " +
+                                 address.to_string() + ": " +
+                                 (ec ? ec.message() : std::string("no addresses")) + "; not dialing it");
             continue;
         }
         endpoints.emplace(id, results.begin()->endpoint());
     }
-    boost::asio::post(strand, [this, generation, endpoints = std::move(endpoints)]() mutable {
-        if (generation == peers_generation && !stopped)
-            transport->set_peers(std::move(endpoints));
+    // Said only of addresses still wanted: a configuration applied meanwhile (several may be
+    // in one batch, as when a joiner replays the log) may no longer have them.
+    boost::asio::post(strand, [this, generation, endpoints = std::move(endpoints),
+                               unresolved = std::move(unresolved)]() mutable {
+        if (generation != peers_generation || stopped)
+            return;
+        for (const std::string& line : unresolved)
+            log(log_level::warn, line);
+        transport->set_peers(std::move(endpoints));
     });
 }
 

@@ -451,6 +451,39 @@ BOOST_AUTO_TEST_CASE(a_node_joining_at_another_raft_address_than_it_was_added_wi
     BOOST_TEST(read_tail(c.spec(id).log_file).find("start it with --raft " + elsewhere) != std::string::npos);
 }
 
+// A node that joins replays the configurations of the cluster's past, several in one batch:
+// a member added at a name that does not resolve, removed, and added again at an address
+// that does. It dials that member where the configuration in force has it, and says nothing
+// of the name no configuration in force has any more.
+BOOST_AUTO_TEST_CASE(a_joiner_warns_only_of_addresses_the_configuration_in_force_holds)
+{
+    cluster c(3);
+    const auto leader = c.wait_ready(15s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    const std::uint64_t moved = c.add_node(*leader);
+    const std::string nowhere = "{\"id\": " + std::to_string(moved) +
+                                ", \"raft\": \"nohost.invalid:" + std::to_string(c.raft_port(moved)) +
+                                "\", \"http\": \"" + c.spec(moved).http_address() + "\", \"learner\": true}";
+    BOOST_TEST_REQUIRE(until(c, *leader, "POST", "/cluster/members", nowhere, 201).status == 201);
+    BOOST_TEST_REQUIRE(
+        until(c, *leader, "DELETE", "/cluster/members/" + std::to_string(moved), "", 200).status == 200);
+    BOOST_TEST_REQUIRE(
+        until(c, *leader, "POST", "/cluster/members", c.member_body(moved, true), 201).status == 201);
+    c.start(moved);
+
+    const std::uint64_t joined = c.add_node(*leader);
+    BOOST_TEST_REQUIRE(
+        until(c, *leader, "POST", "/cluster/members", c.member_body(joined, true), 201).status == 201);
+    c.start(joined);
+    BOOST_TEST_REQUIRE(c.wait_healthy(joined, 20s), read_tail(c.spec(joined).log_file));
+    // Both learners caught up: the joiner's writes (forwarded) and the moved member's reads.
+    BOOST_TEST_REQUIRE(put(c.http_port(joined), "k", "v").status == 200);
+    BOOST_TEST(wait_until([&] { return get(c.http_port(moved), "k").status == 200; }, 20s),
+               read_tail(c.spec(moved).log_file));
+    const std::string log = read_tail(c.spec(joined).log_file);
+    BOOST_TEST(log.find("cannot resolve member " + std::to_string(moved)) == std::string::npos, log);
+}
+
 // Two of three members are lost for good. The survivor, started once with
 // --force-new-cluster, becomes the only member of a new cluster with every write its log
 // held, refuses a member of the old cluster that comes back, and grows again through --join.
