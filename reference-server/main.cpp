@@ -48,9 +48,12 @@
 #include <cstring>
 #include <exception>
 #include <filesystem>
+#include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <set>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <system_error>
@@ -175,21 +178,66 @@ http_tls load_tls(const server_config& config)
     }
 }
 
-// Warns of each certificate in use (HTTPS, peer TLS, and the CAs they verify with) that
-// expired, is not valid yet, or expires within a week: what verifies it refuses it, and
-// nothing else would say why until then.
-void warn_of_certificate_validity(const server_config& config)
-{
-    std::set<std::string> checked;
-    for (const std::string* file : {&config.tls_cert, &config.peer_cert})
-        if (!file->empty() && checked.insert(*file).second)
-            if (const std::optional<std::string> problem = certificate_validity_problem(*file))
+// The text of the certificate files that each group of TLS settings loaded last: HTTPS
+// (--cert, and the CAs it verifies with, --client-ca and --forward-ca) and peer TLS
+// (--peer-cert, --peer-ca). The validity warnings read these rather than the files, which a
+// reload that failed leaves different from what is in use.
+class tls_in_use {
+public:
+    explicit tls_in_use(const server_config& config)
+    {
+        https_loaded(config);
+        peer_loaded(config);
+    }
+
+    void https_loaded(const server_config& c)
+    {
+        https_ = read_texts({&c.tls_cert, &c.client_ca, &c.forward_ca});
+    }
+    void peer_loaded(const server_config& c) { peer_ = read_texts({&c.peer_cert, &c.peer_ca}); }
+
+    // Warns of each certificate in use that expired, is not valid yet, or expires within a
+    // week: what verifies it refuses it, and nothing else would say why until then.
+    void warn_of_validity(const server_config& c) const
+    {
+        std::set<std::pair<std::string, std::string>> checked; // a file, and its text in use
+        const auto check = [&](const std::map<std::string, std::string>& texts, const std::string& file,
+                               bool ca) {
+            const auto text = texts.find(file);
+            if (text == texts.end() || !checked.emplace(file, text->second).second)
+                return;
+            if (ca) {
+                for (const std::string& problem : ca_validity_problems(file, text->second))
+                    log(log_level::warn, problem);
+            } else if (const std::optional<std::string> problem =
+                           certificate_validity_problem(file, text->second)) {
                 log(log_level::warn, *problem);
-    for (const std::string* file : {&config.client_ca, &config.forward_ca, &config.peer_ca})
-        if (!file->empty() && checked.insert(*file).second)
-            for (const std::string& problem : ca_validity_problems(*file))
-                log(log_level::warn, problem);
-}
+            }
+        };
+        check(https_, c.tls_cert, false);
+        check(peer_, c.peer_cert, false);
+        check(https_, c.client_ca, true);
+        check(https_, c.forward_ca, true);
+        check(peer_, c.peer_ca, true);
+    }
+
+private:
+    static std::map<std::string, std::string> read_texts(std::initializer_list<const std::string*> files)
+    {
+        std::map<std::string, std::string> out;
+        for (const std::string* file : files) {
+            if (file->empty())
+                continue;
+            std::ifstream in(*file, std::ios::binary);
+            std::ostringstream text;
+            text << in.rdbuf();
+            out[*file] = std::move(text).str();
+        }
+        return out;
+    }
+
+    std::map<std::string, std::string> https_, peer_;
+};
 
 // Reads the TLS files again, on SIGHUP and when one of them changes (polled every
 // tls_poll_interval: a renewed certificate takes effect without a restart). What loads
@@ -197,9 +245,9 @@ void warn_of_certificate_validity(const server_config& config)
 // stay in use.
 class tls_reloader {
 public:
-    tls_reloader(asio::io_context& io, const server_config& config, http_server& server, api& routes,
-                 kv_service& service)
-        : config_(config), server_(server), routes_(routes), service_(service),
+    tls_reloader(asio::io_context& io, const server_config& config, tls_in_use& in_use, http_server& server,
+                 api& routes, kv_service& service)
+        : config_(config), in_use_(in_use), server_(server), routes_(routes), service_(service),
           strand_(asio::make_strand(io)), hangup_(strand_, SIGHUP), poll_(strand_), seen_(fingerprint())
     {
     }
@@ -267,7 +315,7 @@ private:
                 reload("the TLS files changed");
             else if (std::chrono::steady_clock::now() - validity_checked_ >= std::chrono::hours(24)) {
                 validity_checked_ = std::chrono::steady_clock::now();
-                warn_of_certificate_validity(config_);
+                in_use_.warn_of_validity(config_);
             }
             poll();
         });
@@ -282,6 +330,7 @@ private:
                 const http_tls tls = load_tls(config_);
                 server_.set_tls(tls.server);
                 routes_.set_forward_tls(tls.forward);
+                in_use_.https_loaded(config_);
                 reloaded.push_back("HTTPS (" + config_.tls_cert + ")");
             } catch (const std::exception& e) {
                 log(log_level::error,
@@ -291,6 +340,7 @@ private:
         if (config_.peer_tls()) {
             try {
                 service_.reload_peer_tls();
+                in_use_.peer_loaded(config_);
                 reloaded.push_back("peer TLS (" + config_.peer_cert + ")");
             } catch (const std::exception& e) {
                 log(log_level::error,
@@ -302,10 +352,11 @@ private:
         for (const std::string& what : reloaded)
             log(log_level::info, why + ": reloaded " + what + "; connections made from now on use it");
         validity_checked_ = std::chrono::steady_clock::now();
-        warn_of_certificate_validity(config_);
+        in_use_.warn_of_validity(config_);
     }
 
     const server_config& config_;
+    tls_in_use& in_use_;
     http_server& server_;
     api& routes_;
     kv_service& service_;
@@ -780,7 +831,8 @@ int run(server_config config)
     }
 
     const http_tls tls = load_tls(config);
-    warn_of_certificate_validity(config);
+    tls_in_use tls_files{config};
+    tls_files.warn_of_validity(config);
     // A node joining records that it joined before it creates its storage: killed in
     // between, it would leave Raft data without an identity, which no later start could
     // join with (--join wants an empty directory) and a start without --join would adopt
@@ -828,7 +880,7 @@ int run(server_config config)
     warn_if_exposed(config, http_endpoint);
 
     asio::signal_set signals{io, SIGINT, SIGTERM};
-    tls_reloader reloader{io, config, server, routes, service};
+    tls_reloader reloader{io, config, tls_files, server, routes, service};
     asio::steady_timer grace{io};
     int exit_code = 0;
     const auto shut_down = [&] {

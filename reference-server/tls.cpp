@@ -126,20 +126,31 @@ namespace {
 
 using x509_ptr = std::unique_ptr<X509, decltype(&X509_free)>;
 
-// The certificates in the PEM file `file`, the first `max` of them; none when it does not
-// read (loading it says why).
-std::vector<x509_ptr> read_certificates(const std::string& file, std::size_t max)
+// The certificates in `in` (PEM), the first `max` of them; none when it does not read
+// (loading it says why).
+std::vector<x509_ptr> read_certificates(BIO* in, std::size_t max)
 {
     std::vector<x509_ptr> out;
-    const std::unique_ptr<BIO, decltype(&BIO_free)> in(BIO_new_file(file.c_str(), "r"), &BIO_free);
     while (in && out.size() < max) {
-        x509_ptr cert(PEM_read_bio_X509(in.get(), nullptr, nullptr, nullptr), &X509_free);
+        x509_ptr cert(PEM_read_bio_X509(in, nullptr, nullptr, nullptr), &X509_free);
         if (!cert)
             break;
         out.push_back(std::move(cert));
     }
     ERR_clear_error();
     return out;
+}
+
+using bio_ptr = std::unique_ptr<BIO, decltype(&BIO_free)>;
+
+bio_ptr file_bio(const std::string& file)
+{
+    return bio_ptr(BIO_new_file(file.c_str(), "r"), &BIO_free);
+}
+
+bio_ptr text_bio(std::string_view pem)
+{
+    return bio_ptr(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), &BIO_free);
 }
 
 // What is wrong with when `cert`, called `name`, is valid; `who` is who refuses it.
@@ -174,20 +185,22 @@ std::optional<std::string> validity_problem(X509* cert, const std::string& name,
 
 } // namespace
 
-std::optional<std::string> certificate_validity_problem(const std::string& cert_file,
-                                                        std::chrono::seconds soon)
+namespace {
+
+std::optional<std::string> first_certificate_problem(BIO* in, const std::string& cert_file,
+                                                     std::chrono::seconds soon)
 {
-    const std::vector<x509_ptr> certs = read_certificates(cert_file, 1);
+    const std::vector<x509_ptr> certs = read_certificates(in, 1);
     if (certs.empty())
         return std::nullopt;
     return validity_problem(certs.front().get(), "the certificate '" + cert_file + "'",
                             "clients and peers that check it refuse every connection", soon);
 }
 
-std::vector<std::string> ca_validity_problems(const std::string& ca_file, std::chrono::seconds soon)
+std::vector<std::string> every_ca_problem(BIO* in, const std::string& ca_file, std::chrono::seconds soon)
 {
     std::vector<std::string> out;
-    for (const x509_ptr& cert : read_certificates(ca_file, 1000)) {
+    for (const x509_ptr& cert : read_certificates(in, 1000)) {
         char subject[256] = "";
         X509_NAME_oneline(X509_get_subject_name(cert.get()), subject, sizeof subject);
         if (std::optional<std::string> problem = validity_problem(
@@ -196,6 +209,31 @@ std::vector<std::string> ca_validity_problems(const std::string& ca_file, std::c
             out.push_back(std::move(*problem));
     }
     return out;
+}
+
+} // namespace
+
+std::optional<std::string> certificate_validity_problem(const std::string& cert_file,
+                                                        std::chrono::seconds soon)
+{
+    return first_certificate_problem(file_bio(cert_file).get(), cert_file, soon);
+}
+
+std::optional<std::string> certificate_validity_problem(const std::string& cert_file, std::string_view pem,
+                                                        std::chrono::seconds soon)
+{
+    return first_certificate_problem(text_bio(pem).get(), cert_file, soon);
+}
+
+std::vector<std::string> ca_validity_problems(const std::string& ca_file, std::chrono::seconds soon)
+{
+    return every_ca_problem(file_bio(ca_file).get(), ca_file, soon);
+}
+
+std::vector<std::string> ca_validity_problems(const std::string& ca_file, std::string_view pem,
+                                              std::chrono::seconds soon)
+{
+    return every_ca_problem(text_bio(pem).get(), ca_file, soon);
 }
 
 } // namespace raftkv::server

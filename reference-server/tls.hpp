@@ -14,6 +14,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace boost::asio::ssl {
@@ -69,6 +70,13 @@ std::optional<std::string> certificate_validity_problem(const std::string& cert_
 /// The same for every certificate in the CA file `ca_file` (a CA that expired makes every
 /// certificate it signed fail to verify), one line each.
 std::vector<std::string> ca_validity_problems(const std::string& ca_file,
+                                              std::chrono::seconds soon = std::chrono::days(7));
+
+/// The same, of `pem`: the text `cert_file` (`ca_file`) held when it was loaded. What is in
+/// use, which a reload that failed leaves different from the file.
+std::optional<std::string> certificate_validity_problem(const std::string& cert_file, std::string_view pem,
+                                                        std::chrono::seconds soon = std::chrono::days(7));
+std::vector<std::string> ca_validity_problems(const std::string& ca_file, std::string_view pem,
                                               std::chrono::seconds soon = std::chrono::days(7));
 
 } // namespace raftkv::server

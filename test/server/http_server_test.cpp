@@ -8,6 +8,8 @@
 #include <boost/test/data/test_case.hpp>
 #include <boost/test/unit_test.hpp>
 
+#include "support/certificates.hpp"
+
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -17,10 +19,6 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/read.hpp>
-
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 
 #include <algorithm>
 #include <atomic>
@@ -1336,31 +1334,10 @@ BOOST_AUTO_TEST_CASE(a_streamed_body_to_http_1_0_ends_with_the_connection)
     BOOST_TEST(!c.read(1s).has_value());
 }
 
-namespace {
-
-/// Writes a self-signed certificate valid from `from` to `to` (offsets from now) to `file`.
-void write_certificate(const std::filesystem::path& file, std::chrono::seconds from, std::chrono::seconds to)
-{
-    const std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> key(EVP_EC_gen("P-256"), &EVP_PKEY_free);
-    const std::unique_ptr<X509, decltype(&X509_free)> cert(X509_new(), &X509_free);
-    BOOST_TEST_REQUIRE((key && cert));
-    ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), 1);
-    X509_gmtime_adj(X509_getm_notBefore(cert.get()), static_cast<long>(from.count()));
-    X509_gmtime_adj(X509_getm_notAfter(cert.get()), static_cast<long>(to.count()));
-    X509_set_pubkey(cert.get(), key.get());
-    X509_NAME_add_entry_by_txt(X509_get_subject_name(cert.get()), "CN", MBSTRING_ASC,
-                               reinterpret_cast<const unsigned char*>("raftkv test"), -1, -1, 0);
-    X509_set_issuer_name(cert.get(), X509_get_subject_name(cert.get()));
-    BOOST_TEST_REQUIRE(X509_sign(cert.get(), key.get(), EVP_sha256()) > 0);
-    const std::unique_ptr<BIO, decltype(&BIO_free)> out(BIO_new_file(file.c_str(), "w"), &BIO_free);
-    BOOST_TEST_REQUIRE(PEM_write_bio_X509(out.get(), cert.get()) == 1);
-}
-
-} // namespace
-
 BOOST_AUTO_TEST_CASE(a_certificate_that_expired_is_not_valid_yet_or_expires_soon_is_reported)
 {
     using raftkv::server::certificate_validity_problem;
+    using raftkv::test::write_certificate;
     using namespace std::chrono;
     raftkv::test::temp_dir dir;
     const auto check = [&](seconds from, seconds to) {
