@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 namespace raftkv::wal::detail {
@@ -29,6 +30,14 @@ namespace raftkv::wal::detail {
 [[noreturn]] inline void throw_errno(const std::string& what, const std::filesystem::path& path, int error)
 {
     throw raftkv::storage_error("raftkv wal: " + what + " " + path.string() + ": " + std::strerror(error));
+}
+
+/// A free-space figure: "12 MiB", or "300 KiB" under one MiB, rounded down.
+inline std::string size_text_rounded(std::uint64_t bytes)
+{
+    constexpr std::uint64_t kib = std::uint64_t{1} << 10;
+    return bytes >= (kib << 10) ? std::to_string(bytes / (kib << 10)) + " MiB"
+                                : std::to_string(bytes / kib) + " KiB";
 }
 
 /// "64 MiB", or "1000 bytes" for a size that is not a whole number of MiB.
@@ -143,6 +152,18 @@ public:
         if (reserve > size) {
             const int r = ::posix_fallocate(fd_, 0, static_cast<off_t>(reserve));
             // Some file systems cannot reserve: the segment then grows as it is written.
+            if (r == ENOSPC) {
+                // Say how short the disk is: a segment is reserved whole, so a disk with
+                // room for the entries of the moment can still refuse it.
+                struct statvfs fs {};
+                const std::string free_text =
+                    ::fstatvfs(fd_, &fs) == 0
+                        ? size_text_rounded(std::uint64_t{fs.f_bavail} * fs.f_frsize) + " free there"
+                        : "free space unknown";
+                throw raftkv::storage_error("raftkv wal: cannot reserve space (" + size_text(reserve) +
+                                            ") for " + path_.string() + ": " + std::strerror(r) + " (" +
+                                            free_text + "; the log reserves each segment whole)");
+            }
             if (r != 0 && r != EOPNOTSUPP && r != EINVAL)
                 throw_errno("cannot reserve space (" + size_text(reserve) + ") for", path_, r);
         }
