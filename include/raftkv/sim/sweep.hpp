@@ -241,6 +241,13 @@ std::string node_states(cluster<StateMachine>& c)
              std::to_string(c.store(id).durable_index()) + ", commit " + std::to_string(st.commit_index) +
              ", applied " + std::to_string(st.applied_index) + ", config " +
              invariant_checker::describe(st.members) + " at " + std::to_string(st.members_index) + "\n";
+        // A machine that came back from a crash behind the log its node kept can only be
+        // caught up by a snapshot, which no node may have if every machine forgot its own.
+        if (const index_t first = c.store(id).first_index(); st.applied_index + 1 < first)
+            s += "      its machine restarted at index " + std::to_string(st.applied_index) +
+                 " but its log starts at " + std::to_string(first) +
+                 ": it waits for a snapshot (does the factory give each node storage that outlives its "
+                 "crashes?)\n";
     }
     return s;
 }
