@@ -272,7 +272,12 @@ public:
     const options& config() const noexcept { return opts_; }
     /// See node_status::malformed_dropped.
     std::uint64_t malformed_dropped() const noexcept { return malformed_dropped_; }
+    /// See node_status::restoring_snapshot.
+    bool restoring_snapshot() const noexcept { return restore_.active; }
     node_status status() const;
+    /// status() but for `members`, left empty: for a caller that keeps the configuration
+    /// and copies it only when it changes (members_index says when).
+    node_status status_except_members() const;
     /// The node's counters, and on the leader its followers' replication progress.
     node_metrics metrics() const;
 

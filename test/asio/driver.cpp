@@ -283,6 +283,43 @@ BOOST_AUTO_TEST_CASE(a_follower_serves_a_read_through_its_leader_once_it_applied
     BOOST_TEST(c.at(follower).status().applied_index >= applied_at_leader);
 }
 
+// What status() publishes is the node's own status, every field of it (the HTTP server's
+// readiness reads it, and once missed that a snapshot was being installed).
+BOOST_AUTO_TEST_CASE(the_published_status_is_the_nodes_whole)
+{
+    cluster c(3);
+    auto leader = c.wait_for_leader();
+    BOOST_REQUIRE(leader);
+    std::optional<std::error_code> wrote;
+    c.at(*leader).async_propose("w", [&](boost::system::error_code ec, std::size_t) { wrote = ec; });
+    for (int i = 0; i < 500 && !wrote; ++i)
+        c.io.run_for(2ms);
+    BOOST_REQUIRE(wrote.has_value());
+    c.io.run_for(20ms);
+    for (raftkv::node_id id = 1; id <= 3; ++id) {
+        std::optional<raftkv::node_status> own;
+        c.at(id).post([&](auto& node) { own = node.status(); });
+        for (int i = 0; i < 100 && !own; ++i)
+            c.io.run_for(1ms);
+        BOOST_REQUIRE(own.has_value());
+        const raftkv::node_status published = c.at(id).status();
+        BOOST_TEST(published.id == own->id);
+        BOOST_TEST((published.role == own->role));
+        BOOST_TEST(published.term == own->term);
+        BOOST_TEST(published.leader == own->leader);
+        BOOST_TEST(published.commit_index == own->commit_index);
+        BOOST_TEST(published.applied_index == own->applied_index);
+        BOOST_TEST(published.first_index == own->first_index);
+        BOOST_TEST(published.last_index == own->last_index);
+        BOOST_TEST(published.snapshot_index == own->snapshot_index);
+        BOOST_TEST(published.snapshot_term == own->snapshot_term);
+        BOOST_TEST(published.members.voters == own->members.voters);
+        BOOST_TEST(published.members_index == own->members_index);
+        BOOST_TEST(published.malformed_dropped == own->malformed_dropped);
+        BOOST_TEST(published.restoring_snapshot == own->restoring_snapshot);
+    }
+}
+
 BOOST_AUTO_TEST_CASE(a_read_at_a_node_that_knows_no_leader_fails_with_not_leader)
 {
     cluster c(3);

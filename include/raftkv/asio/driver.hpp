@@ -801,25 +801,18 @@ private:
     }
 
     // Runs after every input: copies the scalars, and the members only when they change.
+    // Every field but the members comes from the node whole, so none can be left out.
     void publish_status()
     {
         std::lock_guard lock(status_mutex_);
-        status_.id = node_.id();
-        status_.role = node_.role();
-        status_.term = node_.term();
-        status_.leader = node_.leader();
-        status_.commit_index = node_.commit_index();
-        status_.applied_index = node_.applied_index();
-        status_.first_index = node_.first_index();
-        status_.last_index = node_.last_index();
-        status_.snapshot_index = node_.snapshot_index();
-        status_.snapshot_term = node_.snapshot_term();
-        status_.malformed_dropped = node_.malformed_dropped();
-        if (status_config_version_ != config_version_) {
+        membership members = std::move(status_.members);
+        const index_t members_index = status_.members_index;
+        status_ = node_.status_except_members();
+        if (status_config_version_ != config_version_ || status_.members_index != members_index) {
             status_config_version_ = config_version_;
-            status_.members = node_.members();
-            status_.members_index = node_.members_index();
+            members = node_.members();
         }
+        status_.members = std::move(members);
     }
 
     executor_type strand_;

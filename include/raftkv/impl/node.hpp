@@ -391,6 +391,14 @@ void basic_node<Transport, LogStore, StateMachine>::campaign()
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 node_status basic_node<Transport, LogStore, StateMachine>::status() const
 {
+    node_status s = status_except_members();
+    s.members = members();
+    return s;
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+node_status basic_node<Transport, LogStore, StateMachine>::status_except_members() const
+{
     return {.id = opts_.id,
             .role = role_,
             .term = term_,
@@ -401,10 +409,10 @@ node_status basic_node<Transport, LogStore, StateMachine>::status() const
             .last_index = store_.last_index(),
             .snapshot_index = snapshot_index(),
             .snapshot_term = store_.term_at(snapshot_index()),
-            .members = members(),
+            .members = {},
             .members_index = members_index(),
             .malformed_dropped = malformed_dropped_,
-            .restoring_snapshot = restore_.active};
+            .restoring_snapshot = restoring_snapshot()};
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
