@@ -86,6 +86,7 @@ std::size_t method_index(http::verb v) noexcept
     case http::verb::delete_: return 2;
     case http::verb::post: return 3;
     case http::verb::head: return 4;
+    case http::verb::patch: return 5;
     default: return http_metrics::methods.size();
     }
 }
@@ -104,6 +105,7 @@ std::string_view method_name(std::size_t m)
     case 2: return "DELETE";
     case 3: return "POST";
     case 4: return "HEAD";
+    case 5: return "PATCH";
     default: return "other";
     }
 }

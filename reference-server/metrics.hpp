@@ -84,11 +84,12 @@ class http_metrics {
 public:
     /// The methods and status codes counted under their own label; others count as
     /// method "other" and code "other".
-    static constexpr std::array<boost::beast::http::verb, 5> methods = {
-        boost::beast::http::verb::get, boost::beast::http::verb::put, boost::beast::http::verb::delete_,
-        boost::beast::http::verb::post, boost::beast::http::verb::head};
-    static constexpr std::array<unsigned, 20> codes = {200, 201, 204, 304, 400, 401, 403, 404, 405, 409,
-                                                       410, 412, 413, 415, 417, 422, 429, 431, 500, 503};
+    static constexpr std::array<boost::beast::http::verb, 6> methods = {
+        boost::beast::http::verb::get,  boost::beast::http::verb::put,  boost::beast::http::verb::delete_,
+        boost::beast::http::verb::post, boost::beast::http::verb::head, boost::beast::http::verb::patch};
+    /// Every code the server answers with, so that none is counted as "other".
+    static constexpr std::array<unsigned, 22> codes = {200, 201, 204, 304, 400, 401, 403, 404, 405, 409, 410,
+                                                       412, 413, 415, 417, 422, 429, 431, 500, 501, 503, 507};
 
     /// Counts one answered request. REQUIRES: route_label < route_label_count.
     void record(std::size_t route_label, boost::beast::http::verb method, unsigned status,

@@ -129,7 +129,9 @@ BOOST_AUTO_TEST_CASE(rendered_metrics_pass_the_format_check_and_carry_the_inputs
         requests.record(route_label_of(route::kv), http::verb::put, 200, std::chrono::milliseconds(2));
     requests.record(route_label_of(route::kv), http::verb::get, 404, std::chrono::microseconds(300));
     requests.record(route_label_of(route::kv), http::verb::head, 304, std::chrono::microseconds(300));
-    requests.record(unmatched_route, http::verb::patch, 418, std::chrono::microseconds(10));
+    requests.record(unmatched_route, http::verb::options, 418, std::chrono::microseconds(10));
+    requests.record(route_label_of(route::kv), http::verb::put, 507, std::chrono::microseconds(10));
+    requests.record(route_label_of(route::member), http::verb::patch, 200, std::chrono::microseconds(10));
     requests.record_replay();
     requests.record_replay();
 
@@ -166,9 +168,14 @@ BOOST_AUTO_TEST_CASE(rendered_metrics_pass_the_format_check_and_carry_the_inputs
         t.value("raftkv_http_requests_total", {{"route", "kv"}, {"method", "HEAD"}, {"code", "304"}}) == 1);
     BOOST_TEST(t.value("raftkv_http_requests_total",
                        {{"route", "unmatched"}, {"method", "other"}, {"code", "other"}}) == 1);
-    BOOST_TEST(t.value("raftkv_http_request_duration_seconds_count", {{"route", "kv"}}) == 5);
+    // A quota refusal and a member update under their own labels.
+    BOOST_TEST(t.value("raftkv_http_requests_total", {{"route", "kv"}, {"method", "PUT"}, {"code", "507"}}) ==
+               1);
+    BOOST_TEST(t.value("raftkv_http_requests_total",
+                       {{"route", "member"}, {"method", "PATCH"}, {"code", "200"}}) == 1);
+    BOOST_TEST(t.value("raftkv_http_request_duration_seconds_count", {{"route", "kv"}}) == 6);
     BOOST_TEST(t.value("raftkv_http_request_duration_seconds_bucket", {{"route", "kv"}, {"le", "0.001"}}) ==
-               2);
+               3);
     BOOST_TEST(t.value("raftkv_http_open_connections") == 5);
     BOOST_TEST(t.value("raftkv_http_connections_rejected_total") == 1);
     BOOST_TEST(t.value("raftkv_http_connections_unread_responses_closed_total") == 3);
