@@ -453,6 +453,7 @@ struct kv_service::impl {
     void measure_state();
     void observe();
     void log_leader_change(const node_status& s);
+    void log_silent_peers(const node_metrics& m);
     void publish_http_address(term_t term, std::uint64_t tag);
     void await_handoff(node_id target, clock::time_point started, clock::time_point deadline,
                        std::function<void(std::string)> done);
@@ -551,6 +552,10 @@ struct kv_service::impl {
     std::atomic<bool> checker_stop{false};
     clock::time_point publish_checked{}; // when this node last compared its published HTTP address
     node_id logged_leader = no_node;
+    // On the leader: the followers last logged as silent (see log_silent_peers()), and when
+    // they were last looked at.
+    std::set<node_id> silent_peers;
+    clock::time_point peers_checked{};
     // Whether the log last said this node is outside the configuration (removed).
     bool logged_outside = false;
     // The Raft address of every member of every configuration seen since start-up: a
@@ -1445,6 +1450,18 @@ void kv_service::impl::observe()
     update_peers(s.members, s.members_index, s.commit_index, s.leader);
     if (s.leader != logged_leader)
         log_leader_change(s);
+    // A follower that stopped answering while its connection stays open (a paused or
+    // overloaded process, a one-way fault) closes nothing the transport would log: the
+    // leader says so itself, once a second at most, from the followers' progress.
+    if (s.role != role::leader) {
+        silent_peers.clear();
+    } else if (clock::now() - peers_checked >= std::chrono::seconds(1)) {
+        peers_checked = clock::now();
+        node->driver.async_metrics(boost::asio::bind_executor(strand, [this, n = node](node_metrics m) {
+            if (!stopped && n == node)
+                log_silent_peers(m);
+        }));
+    }
     if (!admitted.load(std::memory_order_relaxed) && s.members.contains(config.id))
         admitted.store(true, std::memory_order_relaxed);
     const std::optional<std::string> outside_now = outside(s);
@@ -1483,6 +1500,26 @@ void kv_service::impl::observe()
         publish_http_address(s.term, member_tag(s.members, config.id));
 }
 
+// Logs each follower that stopped answering the leader (not heard within the last one to
+// two election timeouts), and each that answers again.
+void kv_service::impl::log_silent_peers(const node_metrics& m)
+{
+    std::set<node_id> silent;
+    for (const peer_metrics& p : m.peers)
+        if (!p.active)
+            silent.insert(p.id);
+    for (node_id id : silent)
+        if (!silent_peers.contains(id))
+            log(log_level::warn, "node " + std::to_string(id) +
+                                     " has not answered for over an election timeout (a stopped, paused or "
+                                     "overloaded process, or a network fault)");
+    for (node_id id : silent_peers)
+        if (!silent.contains(id) &&
+            std::any_of(m.peers.begin(), m.peers.end(), [id](const peer_metrics& p) { return p.id == id; }))
+            log(log_level::info, "node " + std::to_string(id) + " answers again");
+    silent_peers = std::move(silent);
+}
+
 void kv_service::impl::log_leader_change(const node_status& s)
 {
     const std::string term = " (term " + std::to_string(s.term) + ")";
@@ -1490,6 +1527,8 @@ void kv_service::impl::log_leader_change(const node_status& s)
         log(log_level::info, "became leader" + term);
     else if (s.leader != no_node)
         log(log_level::info, "following leader " + std::to_string(s.leader) + term);
+    else if (logged_leader == config.id)
+        log(log_level::info, "stepped down: no longer leader" + term);
     else
         log(log_level::info, "lost leader " + std::to_string(logged_leader) + term);
     logged_leader = s.leader;

@@ -10,9 +10,11 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace raftkv::e2e;
+using namespace std::chrono_literals;
 
 BOOST_AUTO_TEST_CASE(a_server_with_log_format_json_writes_only_json_lines_to_stderr)
 {
@@ -77,4 +79,51 @@ BOOST_AUTO_TEST_CASE(a_server_with_log_format_json_writes_only_json_lines_to_std
     BOOST_TEST_REQUIRE(request_line != nullptr, err);
     BOOST_TEST(request_line->text.at("level") == "debug");
     BOOST_TEST(lines.back().text.at("msg") == "stopped");
+}
+
+// A follower that stops answering while its connection stays open (SIGSTOP: the transport
+// sees nothing close) is named once in the leader's log, and again when it answers; a
+// leader that loses its quorum says it stepped down, not that it lost a leader.
+BOOST_AUTO_TEST_CASE(the_leader_names_a_silent_follower_and_says_when_it_steps_down)
+{
+    cluster c(3);
+    const auto leader = c.wait_ready(20s);
+    BOOST_TEST_REQUIRE(leader.has_value());
+    const std::uint64_t paused = *leader == 1 ? 2 : 1;
+    const std::uint64_t other = 6 - *leader - paused;
+    const std::string silent =
+        "node " + std::to_string(paused) + " has not answered for over an election timeout";
+    const std::string back = "node " + std::to_string(paused) + " answers again";
+    const auto count = [](const std::string& text, const std::string& what) {
+        std::size_t n = 0;
+        for (std::size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1))
+            ++n;
+        return n;
+    };
+    c.signal(paused, SIGSTOP);
+    BOOST_TEST(
+        wait_until([&] { return read_tail(c.spec(*leader).log_file).find(silent) != std::string::npos; },
+                   10s),
+        read_tail(c.spec(*leader).log_file));
+    std::this_thread::sleep_for(2s); // once, not once a check
+    BOOST_TEST(count(read_tail(c.spec(*leader).log_file, 1 << 20), silent) == 1u);
+    c.signal(paused, SIGCONT);
+    BOOST_TEST(
+        wait_until([&] { return read_tail(c.spec(*leader).log_file).find(back) != std::string::npos; }, 10s),
+        read_tail(c.spec(*leader).log_file));
+
+    // Both followers gone: the leader steps down (CheckQuorum) and says so.
+    c.signal(paused, SIGSTOP);
+    c.signal(other, SIGSTOP);
+    BOOST_TEST(wait_until(
+                   [&] {
+                       return read_tail(c.spec(*leader).log_file).find("stepped down: no longer leader") !=
+                              std::string::npos;
+                   },
+                   10s),
+               read_tail(c.spec(*leader).log_file));
+    BOOST_TEST(read_tail(c.spec(*leader).log_file).find("lost leader " + std::to_string(*leader)) ==
+               std::string::npos);
+    c.signal(paused, SIGCONT);
+    c.signal(other, SIGCONT);
 }
