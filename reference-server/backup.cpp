@@ -6,10 +6,12 @@
 #include <raftkv/asio/detail/greeting.hpp>
 #include <raftkv/leveldb/detail/snapshot_stream.hpp>
 #include <raftkv/leveldb/kv_state_machine.hpp>
+#include <raftkv/wal/detail/crc32c.hpp>
 #include <raftkv/wal/log_store.hpp>
 
 #include <cerrno>
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <stdexcept>
@@ -34,6 +36,9 @@ bool parse_number(std::string_view text, T& out)
 
 std::ifstream open_backup(const std::filesystem::path& file)
 {
+    // A directory opens (and then fails every read without a reason): say what it is.
+    if (std::error_code ec; std::filesystem::is_directory(file, ec))
+        throw std::runtime_error("cannot read the backup " + file.string() + ": it is a directory");
     std::ifstream in(file, std::ios::binary);
     if (!in)
         throw std::runtime_error("cannot open the backup " + file.string() + ": " + std::strerror(errno));
@@ -90,13 +95,27 @@ backup_header read_backup(const std::filesystem::path& file, std::uint64_t& byte
 
 } // namespace
 
+namespace {
+
+/// The "check" line's value: the CRC-32C of the header's lines before it, newlines
+/// included, as eight hex digits.
+std::string header_check(std::string_view lines)
+{
+    char text[9];
+    std::snprintf(text, sizeof text, "%08x", raftkv::wal::detail::crc32c(lines.data(), lines.size()));
+    return text;
+}
+
+} // namespace
+
 std::string format_backup_header(const backup_header& h)
 {
     std::string out(header_magic);
     out += "\nindex " + std::to_string(h.index);
     out += "\ncluster " + raftkv::asio::detail::cluster_id_name(h.cluster_id);
     out += "\nnode " + std::to_string(h.node);
-    out += "\n\n";
+    out += "\n";
+    out += "check " + header_check(out) + "\n\n";
     return out;
 }
 
@@ -112,12 +131,14 @@ std::optional<backup_header> parse_backup_header(std::string_view data, std::siz
             error = "its header does not end within " + std::to_string(max_backup_header_bytes) + " bytes";
         return std::nullopt;
     }
-    std::string_view text = data.substr(0, end + 1);
+    const std::string_view whole = data.substr(0, end + 1);
+    std::string_view text = whole;
     backup_header h;
     bool have_index = false, have_cluster = false, have_node = false;
     for (bool first = true; !text.empty(); first = false) {
         const std::size_t nl = text.find('\n');
         const std::string_view line = text.substr(0, nl);
+        const std::string_view before = whole.substr(0, whole.size() - text.size());
         text.remove_prefix(nl + 1);
         if (first) {
             if (line != header_magic) {
@@ -142,6 +163,13 @@ std::optional<backup_header> parse_backup_header(std::string_view data, std::siz
         } else if (name == "node") {
             ok = parse_number(value, h.node) && h.node != no_node;
             have_node = true;
+        } else if (name == "check") {
+            // The lines before it, as written (backups of earlier releases have none).
+            if (value != header_check(before)) {
+                error = "its header is damaged: its lines do not match their check (" +
+                        std::string(value.substr(0, 16)) + ", where they give " + header_check(before) + ")";
+                return std::nullopt;
+            }
         } // other lines: written by a later release, ignored
         if (!ok) {
             error = "its header line '" + std::string(line) + "' does not parse";

@@ -5,12 +5,13 @@
 // CLI's `raftkv backup FILE`), and a new cluster started from one (raftkv-server
 // --restore-backup FILE). The file is a short text header, an empty line, then the state
 // machine's snapshot stream (docs/leveldb.md, "Snapshot stream"), whose trailer counts
-// and checksums its records:
+// and checksums its records. The check line is the CRC-32C of the lines before it:
 //
 //     raftkv-backup 1
 //     index 1042
 //     cluster 0x23cbf0697f22948b
 //     node 1
+//     check 142c2cc7
 //
 //     RKVSNAP...
 

@@ -77,7 +77,8 @@ BOOST_AUTO_TEST_CASE(the_header_is_read_back_and_a_bad_one_says_why)
 {
     const std::string text =
         format_backup_header({.index = 1042, .cluster_id = 0x23cbf0697f22948b, .node = 3});
-    BOOST_TEST(text == "raftkv-backup 1\nindex 1042\ncluster 0x23cbf0697f22948b\nnode 3\n\n");
+    // The check is the CRC-32C of the lines before it (a fixed value: no build changes it).
+    BOOST_TEST(text == "raftkv-backup 1\nindex 1042\ncluster 0x23cbf0697f22948b\nnode 3\ncheck 33691c29\n\n");
     std::size_t size = 0;
     std::string error;
     const auto h = parse_backup_header(text + "RKVSNAP", size, error);
@@ -113,6 +114,23 @@ BOOST_AUTO_TEST_CASE(the_header_is_read_back_and_a_bad_one_says_why)
     BOOST_TEST(refused("raftkv-backup 1\nindex 5\nnode 1\n\n").find("lacks") != std::string::npos);
     BOOST_TEST(refused("raftkv-backup 1\n" + std::string(max_backup_header_bytes, 'x'))
                    .find("does not end within") != std::string::npos);
+
+    // A header whose lines were changed after it was written (a flipped bit, an edit) no
+    // longer matches its check: not the cluster, the node, the index nor the check itself.
+    for (const auto& [from, to] :
+         std::vector<std::pair<std::string, std::string>>{{"0x23cbf0697f22948b", "0x23cbf0697f22948a"},
+                                                          {"node 3", "node 7"},
+                                                          {"index 1042", "index 1043"},
+                                                          {"check 33691c29", "check 33691c28"}}) {
+        std::string damaged = text;
+        damaged.replace(damaged.find(from), from.size(), to);
+        BOOST_TEST(refused(damaged).find("its header is damaged") != std::string::npos, from << " -> " << to);
+    }
+    // A header without one (written before checks were) is taken as it is.
+    BOOST_TEST(
+        parse_backup_header("raftkv-backup 1\nindex 5\ncluster 0x0000000000000001\nnode 1\n\n", size, error)
+            .has_value(),
+        error);
 }
 
 BOOST_AUTO_TEST_CASE(a_whole_backup_passes_and_a_cut_or_damaged_one_is_refused)
