@@ -371,18 +371,32 @@ answer client::request_one(const endpoint& e, std::string_view method, const std
                       {},
                       false};
     if (endpoints_left > 1)
-        deadline = std::min(deadline, now + std::max((deadline - now) / static_cast<long>(endpoints_left),
-                                                     impl_->least_attempt()));
+        deadline = share_of(deadline, endpoints_left);
     const attempt_result r = impl_->run(e, impl_->make_request(e, method, target, {}, {}), deadline);
     if (r.status == 0)
         return answer{0, r.error, e.url, r.sent && changes(method), {}, r.tls_refused};
     return answer{r.status, r.body, e.url, false, {}, false};
 }
 
-answer client::stream(const endpoint& e, const std::string& target, std::chrono::milliseconds silence,
-                      const std::function<void(std::string_view)>& on_data)
+clock::time_point client::share_of(clock::time_point deadline, std::size_t endpoints_left) const
 {
-    const auto deadline = clock::now() + impl_->options.timeout;
+    const auto now = clock::now();
+    if (now >= deadline || endpoints_left <= 1)
+        return deadline;
+    return std::min(deadline, now + std::max((deadline - now) / static_cast<long>(endpoints_left),
+                                             impl_->least_attempt()));
+}
+
+std::chrono::milliseconds client::timeout() const noexcept
+{
+    return impl_->options.timeout;
+}
+
+answer client::stream(const endpoint& e, const std::string& target, std::chrono::milliseconds silence,
+                      const std::function<void(std::string_view)>& on_data,
+                      std::optional<clock::time_point> answer_by)
+{
+    const auto deadline = answer_by.value_or(clock::now() + impl_->options.timeout);
     const http_request req = impl_->make_request(e, "GET", target, {});
     attempt_result out;
     asio::io_context io;

@@ -114,10 +114,21 @@ public:
 
     /// GET `target` from `e` alone, passing each piece of a 200 answer's body to `on_data`
     /// as it arrives, until the server ends the body, the connection fails, or nothing
-    /// arrives for `silence`. Connecting gets the client's timeout. The answer's body holds
-    /// the body of any other status, and for status 0 (or 200 cut short) why it ended.
+    /// arrives for `silence`. Connecting and the answer's header must come by `answer_by`
+    /// (default: the client's timeout from now). The answer's body holds the body of any
+    /// other status, and for status 0 (or 200 cut short) why it ended.
     answer stream(const endpoint& e, const std::string& target, std::chrono::milliseconds silence,
-                  const std::function<void(std::string_view)>& on_data);
+                  const std::function<void(std::string_view)>& on_data,
+                  std::optional<std::chrono::steady_clock::time_point> answer_by = std::nullopt);
+
+    /// When an endpoint asked now must have answered, with `endpoints_left` (it included)
+    /// still to be asked in turn before `deadline`: its share of the time left, as
+    /// request_one() gives it.
+    std::chrono::steady_clock::time_point share_of(std::chrono::steady_clock::time_point deadline,
+                                                   std::size_t endpoints_left) const;
+
+    /// --timeout.
+    std::chrono::milliseconds timeout() const noexcept;
 
     const std::vector<endpoint>& endpoints() const noexcept;
 

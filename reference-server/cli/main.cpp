@@ -7,6 +7,8 @@
 #include "version.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <boost/json/array.hpp>
@@ -37,6 +39,7 @@
 #include <string>
 #include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -121,6 +124,8 @@ std::optional<std::string> error_message(const std::string& body)
     return std::nullopt;
 }
 
+std::string one_line(std::string_view text, std::size_t max);
+
 /// Reports a failed answer on stderr and returns its exit code. An error that is not
 /// raftkv's (another server at the endpoint, a proxy's page) is one the client does not
 /// understand, whatever its status: a 404 from elsewhere says nothing of a key.
@@ -134,10 +139,11 @@ int fail(const answer& a)
     const std::optional<std::string> message = error_message(a.body);
     if (!message) {
         std::cerr << "raftkv: not an answer of raftkv's (HTTP " << a.status << " from " << a.from
-                  << "): " << a.body.substr(0, 200) << "\n";
+                  << "): " << one_line(a.body, 200) << "\n";
         return server_error;
     }
-    std::cerr << "raftkv: " << *message << " (HTTP " << a.status << " from " << a.from << ")\n";
+    std::cerr << "raftkv: " << one_line(*message, 4096) << " (HTTP " << a.status << " from " << a.from
+              << ")\n";
     return code_for(a.status);
 }
 
@@ -145,10 +151,36 @@ int fail(const answer& a)
 std::string one_line(std::string_view text, std::size_t max)
 {
     std::string out;
-    for (const char c : text.substr(0, max))
-        out += c == '\n' || c == '\r' || c == '\t' ? ' ' : c;
+    for (const char c : text.substr(0, max)) {
+        if (c == '\n' || c == '\r' || c == '\t') {
+            out += ' ';
+        } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+            // An escape sequence from a body or a key must not reach the terminal.
+            constexpr char hex[] = "0123456789abcdef";
+            out += std::string("\\x") + hex[(c >> 4) & 0xf] + hex[c & 0xf];
+        } else {
+            out += c;
+        }
+    }
     if (text.size() > max)
         out += "...";
+    return out;
+}
+
+/// A key as an error message names it: on one line, without the control characters it
+/// may hold (written \xNN; a newline is \x0a here, not a space, so that the key shown is
+/// the key).
+std::string shown_key(std::string_view key)
+{
+    std::string out;
+    for (const char c : key) {
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+            constexpr char hex[] = "0123456789abcdef";
+            out += std::string("\\x") + hex[(c >> 4) & 0xf] + hex[c & 0xf];
+        } else {
+            out += c;
+        }
+    }
     return out;
 }
 
@@ -363,8 +395,8 @@ int run_get(context& ctx, const po::variables_map& vm, const std::vector<std::st
     const std::string param = consistency_param(vm);
     const std::string target = key_target(args[0]) + (param.empty() ? "" : "?" + param);
     const answer a = ctx.c->request("GET", target, {}, retry_policy::idempotent);
-    if (key_absent(a) && !ctx.json_output) {
-        std::cerr << "raftkv: key not found: " << args[0] << " (HTTP 404 from " << a.from << ")\n";
+    if (key_absent(a)) {
+        std::cerr << "raftkv: key not found: " << shown_key(args[0]) << " (HTTP 404 from " << a.from << ")\n";
         return not_found;
     }
     if (a.status != 200)
@@ -385,8 +417,8 @@ int run_del(context& ctx, const po::variables_map& vm, const std::vector<std::st
     const bool session = add_session(vm, headers);
     const answer a = ctx.c->request("DELETE", key_target(args[0]), {},
                                     session ? retry_policy::idempotent : retry_policy::once, headers);
-    if (key_absent(a) && !ctx.json_output) {
-        std::cerr << "raftkv: key not found: " << args[0] << " (HTTP 404 from " << a.from << ")\n";
+    if (key_absent(a)) {
+        std::cerr << "raftkv: key not found: " << shown_key(args[0]) << " (HTTP 404 from " << a.from << ")\n";
         return not_found;
     }
     if (a.status != 200)
@@ -563,23 +595,47 @@ int run_watch(context& ctx, const po::variables_map& vm, const std::vector<std::
     }
 }
 
-/// A file written through a descriptor, made durable and moved into place at the end.
+/// A file written through a descriptor, made durable and moved into place at the end:
+/// written as FILE.part, which it holds locked (flock) from creation to rename, so that
+/// a second backup to the same FILE is refused rather than write into the same file. A
+/// FILE.part that a killed run left behind is taken over.
 class backup_file {
 public:
     explicit backup_file(std::filesystem::path path) : path_(std::move(path)), part_(path_.string() + ".part")
     {
-        fd_ = ::open(part_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-        if (fd_ < 0)
-            throw local_failure("cannot create " + part_.string() + ": " + std::strerror(errno));
+        for (;;) {
+            fd_ = ::open(part_.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
+            if (fd_ < 0)
+                throw local_failure("cannot create " + part_.string() + ": " + std::strerror(errno));
+            if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+                const int error = errno;
+                ::close(fd_);
+                fd_ = -1;
+                throw local_failure(error == EWOULDBLOCK
+                                        ? "another backup is being written to " + path_.string() +
+                                              " (it holds " + part_.string() + ")"
+                                        : "cannot lock " + part_.string() + ": " + std::strerror(error));
+            }
+            // The run that held it may have renamed it into place meanwhile: then the name
+            // is free again, for a file of this run's own.
+            struct stat held {
+            }, named{};
+            if (::fstat(fd_, &held) == 0 && ::stat(part_.c_str(), &named) == 0 &&
+                held.st_dev == named.st_dev && held.st_ino == named.st_ino)
+                break;
+            ::close(fd_);
+            fd_ = -1;
+        }
+        restart();
     }
     ~backup_file()
     {
-        if (fd_ >= 0)
-            ::close(fd_);
         if (!kept_) {
             std::error_code ignored;
-            std::filesystem::remove(part_, ignored);
+            std::filesystem::remove(part_, ignored); // while it is still locked
         }
+        if (fd_ >= 0)
+            ::close(fd_);
     }
     backup_file(const backup_file&) = delete;
     backup_file& operator=(const backup_file&) = delete;
@@ -603,14 +659,18 @@ public:
         }
     }
 
-    /// Syncs the file, checks it whole and renames it to its name; returns its header.
-    raftkv::server::backup_header keep(std::uint64_t& bytes)
+    /// Syncs the file and checks it whole: its header. Throws std::runtime_error (not a
+    /// local_failure) when what was received is not a whole backup.
+    raftkv::server::backup_header check(std::uint64_t& bytes)
     {
         if (::fsync(fd_) != 0)
             throw local_failure("cannot sync " + part_.string() + ": " + std::strerror(errno));
-        ::close(fd_);
-        fd_ = -1;
-        const raftkv::server::backup_header h = raftkv::server::verify_backup(part_, bytes);
+        return raftkv::server::verify_backup(part_, bytes);
+    }
+
+    /// Renames the checked file to its name, then lets it go.
+    void keep()
+    {
         std::error_code ec;
         std::filesystem::rename(part_, path_, ec);
         if (ec)
@@ -622,7 +682,8 @@ public:
             ::fsync(d);
             ::close(d);
         }
-        return h;
+        ::close(fd_);
+        fd_ = -1;
     }
 
 private:
@@ -631,48 +692,73 @@ private:
     bool kept_ = false;
 };
 
-// Each endpoint in turn until one sends a whole backup: a node that knows no leader
-// answers 503, and a stream cut short is taken again from the next.
+// Each endpoint in turn until one sends a whole backup, as other requests are retried
+// (docs/cli.md, "Endpoints, retries and timeouts"): an endpoint that knows no leader (503)
+// or sends a backup cut short or damaged is left for the next, and when every endpoint was
+// asked and one of those may mend, all are asked again a second later, until --timeout.
+// Each endpoint must begin its answer within its share of the time left; the download
+// itself is given up only once nothing arrives for backup_silence.
 int run_backup(context& ctx, const po::variables_map&, const std::vector<std::string>& args)
 {
     if (args[0].empty())
         throw usage_failure("backup: FILE must not be empty");
+    if (std::filesystem::is_directory(args[0]))
+        throw local_failure("cannot write the backup to " + args[0] + ": it is a directory");
     backup_file file{args[0]};
     const std::vector<endpoint>& endpoints = ctx.c->endpoints();
-    for (std::size_t at = 0; at < endpoints.size(); ++at) {
-        file.restart();
-        const answer a = ctx.c->stream(endpoints[at], "/backup", backup_silence,
-                                       [&file](std::string_view data) { file.write(data); });
-        if (a.status == 200 && a.body.empty()) {
-            std::uint64_t bytes = 0;
-            try {
-                const raftkv::server::backup_header h = file.keep(bytes);
-                if (ctx.json_output)
-                    std::cout << json::serialize(json::object{{"file", args[0]},
-                                                              {"index", h.index},
-                                                              {"node", h.node},
-                                                              {"bytes", bytes},
-                                                              {"from", endpoints[at].url}})
-                              << "\n";
-                else
-                    std::cout << "backup of index " << h.index << " from node " << h.node << " written to "
-                              << args[0] << " (" << bytes << " bytes)\n";
-                return ok;
-            } catch (const local_failure&) {
-                throw;
-            } catch (const std::runtime_error& e) {
-                std::cerr << "raftkv: " << endpoints[at].url << ": " << e.what() << "\n";
-                return server_error;
+    const auto deadline = std::chrono::steady_clock::now() + ctx.c->timeout();
+    int failure = unavailable; // what the last endpoint's failure means, when none succeeds
+    for (;;) {
+        bool may_mend = false;
+        for (std::size_t at = 0; at < endpoints.size(); ++at) {
+            if (std::chrono::steady_clock::now() >= deadline)
+                break;
+            file.restart();
+            const answer a = ctx.c->stream(
+                endpoints[at], "/backup", backup_silence,
+                [&file](std::string_view data) { file.write(data); },
+                ctx.c->share_of(deadline, endpoints.size() - at));
+            std::string problem;
+            if (a.status == 200 && a.body.empty()) {
+                std::uint64_t bytes = 0;
+                try {
+                    const raftkv::server::backup_header h = file.check(bytes);
+                    file.keep();
+                    if (ctx.json_output)
+                        std::cout << json::serialize(json::object{{"file", args[0]},
+                                                                  {"index", h.index},
+                                                                  {"node", h.node},
+                                                                  {"bytes", bytes},
+                                                                  {"from", endpoints[at].url}})
+                                  << "\n";
+                    else
+                        std::cout << "backup of index " << h.index << " from node " << h.node
+                                  << " written to " << args[0] << " (" << bytes << " bytes)\n";
+                    return ok;
+                } catch (const local_failure&) {
+                    throw;
+                } catch (const std::runtime_error& e) {
+                    problem = e.what(); // damaged on the way, or by the node: another may do
+                    failure = server_error;
+                    may_mend = true;
+                }
+            } else if (a.status != 0 && a.status != 200 && a.status != 503) {
+                return fail(a);
+            } else {
+                problem = a.status == 0 || a.status == 200 ? a.body : message_of(a.body);
+                failure = unavailable;
+                may_mend = may_mend || a.status == 503 || a.status == 200;
             }
+            std::cerr << "raftkv: " << endpoints[at].url << ": " << one_line(problem, 4096)
+                      << (at + 1 < endpoints.size() ? "; trying the next endpoint" : "") << "\n";
         }
-        if (a.status != 0 && a.status != 200 && a.status != 503)
-            return fail(a);
-        std::cerr << "raftkv: " << endpoints[at].url << ": "
-                  << (a.status == 0 || a.status == 200 ? a.body : message_of(a.body))
-                  << (at + 1 < endpoints.size() ? "; trying the next endpoint" : "") << "\n";
+        if (!may_mend || std::chrono::steady_clock::now() + std::chrono::seconds(1) >= deadline)
+            break;
+        std::cerr << "raftkv: asking every endpoint again in a second\n";
+        std::this_thread::sleep_for(std::chrono::seconds(1));
     }
     std::cerr << "raftkv: no endpoint sent a whole backup\n";
-    return unavailable;
+    return failure;
 }
 
 // Bytes in binary units, as the cluster page shows them: 512 B, 1.5 KiB, 18 MiB.
@@ -1124,9 +1210,11 @@ std::chrono::milliseconds parse_timeout(const std::string& text)
 std::string read_token_file(const std::string& path)
 {
     std::ifstream in(path);
+    if (!in)
+        throw usage_failure("--token-file: cannot read '" + path + "': " + std::strerror(errno));
     std::string line;
-    if (!in || !std::getline(in, line))
-        throw usage_failure("--token-file: cannot read '" + path + "'");
+    if (!std::getline(in, line))
+        throw usage_failure("--token-file: '" + path + "' is empty");
     const auto first = line.find_first_not_of(" \t\r");
     const auto last = line.find_last_not_of(" \t\r");
     if (first == std::string::npos)
@@ -1144,6 +1232,10 @@ client_options make_client_options(const po::variables_map& vm)
         list = env;
     std::stringstream in(list);
     for (std::string item; std::getline(in, item, ',');) {
+        // Spaces around an item are allowed, as in the server's --peers.
+        const std::size_t first = item.find_first_not_of(" \t");
+        item = first == std::string::npos ? std::string()
+                                          : item.substr(first, item.find_last_not_of(" \t") - first + 1);
         if (item.empty())
             continue;
         const std::optional<endpoint> e = parse_endpoint(item);
@@ -1240,6 +1332,17 @@ int run(int argc, char** argv)
         for (const command& c : commands())
             if (c.name.starts_with(rest[0] + " "))
                 group += (group.empty() ? "" : ", ") + c.name;
+        if (!group.empty() && rest.size() == 1 && vm["help"].as<bool>()) {
+            // "raftkv member --help": the help of each command of the group.
+            bool first = true;
+            for (const command& c : commands())
+                if (c.name.starts_with(rest[0] + " ")) {
+                    if (!std::exchange(first, false))
+                        std::cout << "\n";
+                    command_usage(std::cout, c);
+                }
+            return ok;
+        }
         if (!group.empty())
             throw usage_failure(rest.size() == 1 ? "'" + rest[0] + "' needs a subcommand: " + group
                                                  : "unknown command '" + rest[0] + " " + rest[1] +

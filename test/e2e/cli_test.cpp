@@ -8,9 +8,11 @@
 #include "three_nodes.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -692,6 +694,85 @@ BOOST_AUTO_TEST_CASE(a_backup_restores_into_a_new_cluster_with_the_same_keys_and
     BOOST_TEST(!std::filesystem::exists(cut_dir / "restoring"));
 }
 
+// Two backups to one FILE do not write into each other: the second is refused while the
+// first holds FILE.part, and a FILE.part left by a killed run is taken over. A cluster
+// without a leader (503 everywhere) is asked again until --timeout, as other commands do.
+BOOST_AUTO_TEST_CASE(backups_to_one_file_do_not_collide_and_a_cluster_without_a_leader_is_asked_again)
+{
+    temp_dir dir;
+    const std::string file = (dir / "one.backup").string();
+    const std::string endpoints =
+        url(c.http_port(1)) + ", " + url(c.http_port(2)) + " , " + url(c.http_port(3)); // spaces allowed
+    BOOST_TEST_REQUIRE(put(c.http_port(leader), "k", "v").status == 200);
+
+    // Another backup is writing FILE: it holds FILE.part locked.
+    const int held = ::open((file + ".part").c_str(), O_WRONLY | O_CREAT, 0600);
+    BOOST_TEST_REQUIRE(held >= 0);
+    BOOST_TEST_REQUIRE(::flock(held, LOCK_EX) == 0);
+    cli_result r = run_cli(with_endpoints(endpoints, {"backup", file}));
+    BOOST_TEST(r.code == local_error, r);
+    BOOST_TEST(r.err.find("another backup is being written to " + file) != std::string::npos, r);
+    BOOST_TEST(!std::filesystem::exists(file));
+    // It died: its FILE.part stays, unlocked, and the next backup takes it over.
+    ::close(held);
+    r = run_cli(with_endpoints(endpoints, {"backup", file}));
+    BOOST_TEST(r.code == ok, r);
+    BOOST_TEST(std::filesystem::exists(file));
+    BOOST_TEST(!std::filesystem::exists(file + ".part"));
+    // A FILE that is a directory: refused before anything is asked.
+    r = run_cli(with_endpoints(endpoints, {"backup", dir.path().string()}));
+    BOOST_TEST(r.code == local_error, r);
+    BOOST_TEST(r.err.find("it is a directory") != std::string::npos, r);
+
+    // No leader: both followers stopped, the leader steps down.
+    for (std::uint64_t id : followers())
+        BOOST_TEST_REQUIRE(c.terminate(id).has_value());
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            return parse_json(request(c.http_port(leader), "GET", "/status").body).text.at("role") !=
+                   "leader";
+        },
+        10s, 50ms));
+    const std::string again = (dir / "again.backup").string();
+    cli_result waited;
+    std::thread backup([&] {
+        waited =
+            run_cli(with_endpoints(url(c.http_port(leader)), {"--timeout", "30s", "backup", again}), 40s);
+    });
+    std::this_thread::sleep_for(2500ms);
+    for (std::uint64_t id : followers())
+        c.start(id);
+    backup.join();
+    BOOST_TEST(waited.code == ok, waited);
+    BOOST_TEST(waited.err.find("asking every endpoint again in a second") != std::string::npos, waited);
+    BOOST_TEST(std::filesystem::exists(again));
+    // Without the others for long enough, --timeout ends it: unavailable.
+    for (std::uint64_t id : followers())
+        BOOST_TEST_REQUIRE(c.terminate(id).has_value());
+    BOOST_TEST_REQUIRE(wait_until(
+        [&] {
+            return parse_json(request(c.http_port(leader), "GET", "/status").body).text.at("role") !=
+                   "leader";
+        },
+        10s, 50ms));
+    const auto started = std::chrono::steady_clock::now();
+    r = run_cli(
+        with_endpoints(url(c.http_port(leader)), {"--timeout", "2.5s", "backup", (dir / "none").string()}));
+    BOOST_TEST(r.code == unavailable, r);
+    BOOST_TEST(std::chrono::steady_clock::now() - started >= 2s, r);
+    BOOST_TEST(!std::filesystem::exists(dir / "none.part"));
+
+    // A key with control characters is named with them escaped, never raw on the terminal.
+    for (std::uint64_t id : followers())
+        c.start(id);
+    BOOST_TEST_REQUIRE(c.wait_ready(20s).has_value());
+    r = run_cli(with_endpoints(endpoints, {"get", "a\nb\x1b[31m"}));
+    BOOST_TEST(r.code == not_found, r);
+    BOOST_TEST(r.err.find("key not found: a\\x0ab\\x1b[31m") != std::string::npos, r);
+    BOOST_TEST(r.err.find('\x1b') == std::string::npos, r);
+    BOOST_TEST(lines_of(r.err) == 1u, r);
+}
+
 // The same backup restored on every member of --peers: a new three-node cluster holding the
 // backup's keys; a member restored from another backup is of another cluster, and refused.
 BOOST_AUTO_TEST_CASE(a_backup_restored_on_three_members_makes_a_three_node_cluster)
@@ -771,6 +852,18 @@ BOOST_AUTO_TEST_CASE(an_answer_that_is_not_raftkvs_is_not_taken_for_one)
     BOOST_TEST(lines_of(r.out) == 3u, r);
     BOOST_TEST(r.out.find("not an answer of raftkv's (HTTP 404)") != std::string::npos, r);
     BOOST_TEST(r.out.find("not an answer of raftkv's (HTTP 200): hello") != std::string::npos, r);
+    // A command's error is one line too, and what a foreign server sends cannot reach the
+    // terminal as escape sequences.
+    r = run_cli(with_endpoints(url(html.port()), {"get", "k"}));
+    BOOST_TEST(r.code == server_error, r);
+    BOOST_TEST(lines_of(r.err) == 1u, r);
+    const std::string colour = "\x1b[31mred\x1b]0;title\x07";
+    canned_server escapes("HTTP/1.1 500 Oops\r\nContent-Length: " + std::to_string(colour.size()) +
+                          "\r\nConnection: close\r\n\r\n" + colour);
+    r = run_cli(with_endpoints(url(escapes.port()), {"get", "k"}));
+    BOOST_TEST(r.code == server_error, r);
+    BOOST_TEST(r.err.find('\x1b') == std::string::npos, r);
+    BOOST_TEST(r.err.find("\\x1b[31mred") != std::string::npos, r);
 }
 
 BOOST_AUTO_TEST_CASE(help_and_usage_errors)
@@ -785,6 +878,18 @@ BOOST_AUTO_TEST_CASE(help_and_usage_errors)
     }
     r = run_cli({"member", "add", "--help"});
     BOOST_TEST(r.out.find("--learner") != std::string::npos, r);
+    // A group's help is the help of each of its commands.
+    r = run_cli({"member", "--help"});
+    BOOST_TEST(r.code == ok, r);
+    BOOST_TEST(r.out.find("raftkv [global options] member add") != std::string::npos, r);
+    BOOST_TEST(r.out.find("raftkv [global options] member remove") != std::string::npos, r);
+    {
+        temp_dir files;
+        std::ofstream(files / "empty").flush();
+        r = run_cli({"--token-file", (files / "empty").string(), "get", "k"});
+        BOOST_TEST(r.code == usage, r);
+        BOOST_TEST(r.err.find("is empty") != std::string::npos, r);
+    }
     for (const std::vector<std::string>& bad :
          std::vector<std::vector<std::string>>{{},
                                                {"frobnicate"},
