@@ -260,6 +260,20 @@ BOOST_AUTO_TEST_CASE(follower_refuses_proposals_with_not_leader_and_names_the_le
     BOOST_TEST(c.at(follower).status().leader == *leader);
 }
 
+namespace {
+
+/// Proposes "w" on `leader` and runs the cluster until it completes (at most a second).
+std::optional<std::error_code> write_one(cluster& c, raftkv::node_id leader)
+{
+    std::optional<std::error_code> wrote;
+    c.at(leader).async_propose("w", [&](boost::system::error_code ec, std::size_t) { wrote = ec; });
+    for (int i = 0; i < 500 && !wrote; ++i)
+        c.io.run_for(2ms);
+    return wrote;
+}
+
+} // namespace
+
 BOOST_AUTO_TEST_CASE(a_follower_serves_a_read_through_its_leader_once_it_applied_a_write_before_it)
 {
     cluster c(3);
@@ -267,10 +281,7 @@ BOOST_AUTO_TEST_CASE(a_follower_serves_a_read_through_its_leader_once_it_applied
     BOOST_REQUIRE(leader);
     c.io.run_for(20ms); // let followers hear from the leader
     const raftkv::node_id follower = *leader == 1 ? 2 : 1;
-    std::optional<std::error_code> wrote;
-    c.at(*leader).async_propose("w", [&](boost::system::error_code ec, std::size_t) { wrote = ec; });
-    for (int i = 0; i < 500 && !wrote; ++i)
-        c.io.run_for(2ms);
+    const std::optional<std::error_code> wrote = write_one(c, *leader);
     BOOST_REQUIRE(wrote.has_value());
     BOOST_REQUIRE(!*wrote);
     const raftkv::index_t applied_at_leader = c.at(*leader).status().applied_index;
@@ -290,10 +301,7 @@ BOOST_AUTO_TEST_CASE(the_published_status_is_the_nodes_whole)
     cluster c(3);
     auto leader = c.wait_for_leader();
     BOOST_REQUIRE(leader);
-    std::optional<std::error_code> wrote;
-    c.at(*leader).async_propose("w", [&](boost::system::error_code ec, std::size_t) { wrote = ec; });
-    for (int i = 0; i < 500 && !wrote; ++i)
-        c.io.run_for(2ms);
+    const std::optional<std::error_code> wrote = write_one(c, *leader);
     BOOST_REQUIRE(wrote.has_value());
     c.io.run_for(20ms);
     for (raftkv::node_id id = 1; id <= 3; ++id) {
@@ -560,10 +568,7 @@ BOOST_AUTO_TEST_CASE(a_lease_read_on_the_leader_skips_the_heartbeat_round)
     cluster c(3);
     auto leader = c.wait_for_leader();
     BOOST_REQUIRE(leader);
-    std::optional<std::error_code> wrote;
-    c.at(*leader).async_propose("w", [&](boost::system::error_code ec, std::size_t) { wrote = ec; });
-    for (int i = 0; i < 500 && !wrote; ++i)
-        c.io.run_for(2ms);
+    const std::optional<std::error_code> wrote = write_one(c, *leader);
     BOOST_REQUIRE(wrote.has_value());
     c.io.run_for(10ms); // heartbeat rounds answered: the lease holds
     auto got = read_once(c, *leader, raftkv::asio::read_mode::lease);
@@ -622,10 +627,7 @@ BOOST_AUTO_TEST_CASE(lease_and_readindex_reads_submitted_together_are_each_serve
     cluster c(3);
     auto leader = c.wait_for_leader();
     BOOST_REQUIRE(leader);
-    std::optional<std::error_code> wrote;
-    c.at(*leader).async_propose("w", [&](boost::system::error_code ec, std::size_t) { wrote = ec; });
-    for (int i = 0; i < 500 && !wrote; ++i)
-        c.io.run_for(2ms);
+    const std::optional<std::error_code> wrote = write_one(c, *leader);
     BOOST_REQUIRE(wrote.has_value());
     c.io.run_for(10ms); // heartbeat rounds answered: the lease holds
     const auto before = metrics_of(c, *leader);

@@ -725,14 +725,17 @@ BOOST_AUTO_TEST_CASE(backups_to_one_file_do_not_collide_and_a_cluster_without_a_
     BOOST_TEST(r.err.find("it is a directory") != std::string::npos, r);
 
     // No leader: both followers stopped, the leader steps down.
-    for (std::uint64_t id : followers())
-        BOOST_TEST_REQUIRE(c.terminate(id).has_value());
-    BOOST_TEST_REQUIRE(wait_until(
-        [&] {
-            return parse_json(request(c.http_port(leader), "GET", "/status").body).text.at("role") !=
-                   "leader";
-        },
-        10s, 50ms));
+    const auto leave_the_leader_alone = [&] {
+        for (std::uint64_t id : followers())
+            BOOST_TEST_REQUIRE(c.terminate(id).has_value());
+        BOOST_TEST_REQUIRE(wait_until(
+            [&] {
+                return parse_json(request(c.http_port(leader), "GET", "/status").body).text.at("role") !=
+                       "leader";
+            },
+            10s, 50ms));
+    };
+    leave_the_leader_alone();
     const std::string again = (dir / "again.backup").string();
     cli_result waited;
     std::thread backup([&] {
@@ -747,14 +750,7 @@ BOOST_AUTO_TEST_CASE(backups_to_one_file_do_not_collide_and_a_cluster_without_a_
     BOOST_TEST(waited.err.find("asking every endpoint again in a second") != std::string::npos, waited);
     BOOST_TEST(std::filesystem::exists(again));
     // Without the others for long enough, --timeout ends it: unavailable.
-    for (std::uint64_t id : followers())
-        BOOST_TEST_REQUIRE(c.terminate(id).has_value());
-    BOOST_TEST_REQUIRE(wait_until(
-        [&] {
-            return parse_json(request(c.http_port(leader), "GET", "/status").body).text.at("role") !=
-                   "leader";
-        },
-        10s, 50ms));
+    leave_the_leader_alone();
     const auto started = std::chrono::steady_clock::now();
     r = run_cli(
         with_endpoints(url(c.http_port(leader)), {"--timeout", "2.5s", "backup", (dir / "none").string()}));
