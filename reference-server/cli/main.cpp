@@ -702,7 +702,7 @@ int run_backup(context& ctx, const po::variables_map&, const std::vector<std::st
 {
     if (args[0].empty())
         throw usage_failure("backup: FILE must not be empty");
-    if (std::filesystem::is_directory(args[0]))
+    if (std::error_code ec; std::filesystem::is_directory(args[0], ec))
         throw local_failure("cannot write the backup to " + args[0] + ": it is a directory");
     backup_file file{args[0]};
     const std::vector<endpoint>& endpoints = ctx.c->endpoints();
