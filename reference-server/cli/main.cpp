@@ -147,41 +147,36 @@ int fail(const answer& a)
     return code_for(a.status);
 }
 
-/// `text` on one line, at most `max` characters of it (for a table cell).
-std::string one_line(std::string_view text, std::size_t max)
+/// `text` without control characters: an escape sequence from a body or a key must not
+/// reach the terminal. Each is written \xNN, but newlines and tabs become spaces when
+/// `spaces` is set.
+std::string escaped(std::string_view text, bool spaces)
 {
     std::string out;
-    for (const char c : text.substr(0, max)) {
-        if (c == '\n' || c == '\r' || c == '\t') {
+    for (const char c : text) {
+        if (spaces && (c == '\n' || c == '\r' || c == '\t')) {
             out += ' ';
         } else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-            // An escape sequence from a body or a key must not reach the terminal.
             constexpr char hex[] = "0123456789abcdef";
             out += std::string("\\x") + hex[(c >> 4) & 0xf] + hex[c & 0xf];
         } else {
             out += c;
         }
     }
-    if (text.size() > max)
-        out += "...";
     return out;
 }
 
-/// A key as an error message names it: on one line, without the control characters it
-/// may hold (written \xNN; a newline is \x0a here, not a space, so that the key shown is
-/// the key).
+/// `text` on one line, at most `max` characters of it (for a table cell, an error line).
+std::string one_line(std::string_view text, std::size_t max)
+{
+    return escaped(text.substr(0, max), true) + (text.size() > max ? "..." : "");
+}
+
+/// A key as an error message names it: a newline in it is \x0a, not a space, so that the
+/// key shown is the key.
 std::string shown_key(std::string_view key)
 {
-    std::string out;
-    for (const char c : key) {
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
-            constexpr char hex[] = "0123456789abcdef";
-            out += std::string("\\x") + hex[(c >> 4) & 0xf] + hex[c & 0xf];
-        } else {
-            out += c;
-        }
-    }
-    return out;
+    return escaped(key, false);
 }
 
 /// The server's {"error": ...} message, or the body itself.
