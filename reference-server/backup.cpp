@@ -93,10 +93,6 @@ backup_header read_backup(const std::filesystem::path& file, std::uint64_t& byte
     return *header;
 }
 
-} // namespace
-
-namespace {
-
 /// The "check" line's value: the CRC-32C of the header's lines before it, newlines
 /// included, as eight hex digits.
 std::string header_check(std::string_view lines)
