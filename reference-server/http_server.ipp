@@ -784,6 +784,12 @@ asio::awaitable<void> http_server::state::connection<Stream>::handle(std::shared
 {
     const bool head = req.method() == http::verb::head;
     handled_request handled = co_await server_->respond(*handler_, std::move(req));
+    // Nothing will write it: the writer stopped, or the connection was reset for what it
+    // held. Kept in its slot it would stay uncounted until the connection's last request
+    // is handled (a client pipelining scans it never reads, on many connections, held
+    // gigabytes so); dropped here, it goes now.
+    if (!writing_ || reset_held_)
+        co_return;
     http_response& res = handled.response;
     if (handled.stream) {
         res.version(s.version);
