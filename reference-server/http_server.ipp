@@ -292,8 +292,9 @@ public:
     // The bytes of responses the connection has built and not yet written (on its strand;
     // read from any thread).
     std::atomic<std::size_t> held{0};
-    // Set, under the list's mutex, once chosen to be reset over the cap.
-    bool dropped = false;
+    // Set, under the list's mutex, once chosen to be reset over the cap; read by the
+    // connection too, which then resets at once rather than when the posted reset runs.
+    std::atomic<bool> dropped{false};
 };
 
 using response_holder_list =
@@ -458,6 +459,7 @@ private:
     bool closed_idle_ = false;             // evicted: closed at once, without lingering
     bool peer_closed_ = false;             // the wait for a request's first byte failed: the client is gone
     bool reset_held_ = false;              // reset for the response bytes it held (reset_for_held())
+    std::size_t in_write_ = 0;             // the front slots a write in progress reads from
     std::function<void()> on_peer_closed_; // the streamed response's (stream_writer::when_closed())
 
     // Never expires: cancelled to wake the coroutines waiting for the state above to change.
@@ -784,6 +786,10 @@ asio::awaitable<void> http_server::state::connection<Stream>::handle(std::shared
 {
     const bool head = req.method() == http::verb::head;
     handled_request handled = co_await server_->respond(*handler_, std::move(req));
+    // Chosen to be reset over the server's cap by another connection: now, not once the
+    // reset posted here runs, which may be after a burst of handlers like this one.
+    if (dropped.load(std::memory_order_relaxed))
+        reset_for_held();
     // Nothing will write it: the writer stopped, or the connection was reset for what it
     // held. Kept in its slot it would stay uncounted until the connection's last request
     // is handled (a client pipelining scans it never reads, on many connections, held
@@ -828,10 +834,13 @@ void http_server::state::connection<Stream>::hold(slot& s)
     const std::size_t mine = held.load() + s.held;
     held.store(mine);
     const std::size_t total = server_->held_response_bytes += s.held;
-    if (mine > options_.max_held_response_bytes && mine > s.held)
+    if (mine > options_.max_held_response_bytes && mine > s.held) {
         reset_for_held();
-    else if (total > options_.max_held_response_bytes_total)
+    } else if (total > options_.max_held_response_bytes_total) {
         server_->drop_biggest_holders();
+        if (dropped.load(std::memory_order_relaxed)) // chosen itself: at once
+            reset_for_held();
+    }
 }
 
 template <class Stream>
@@ -863,6 +872,14 @@ void http_server::state::connection<Stream>::reset_for_held()
                               " bytes of responses its client has not read (" + std::to_string(n) +
                               " so far)");
     release_all();
+    // What nothing will write goes now, not once the writer runs again: behind a burst of
+    // handlers that complete together (many connections' pipelined scans), that could be
+    // long after every reset connection kept its last responses. Not what a write in
+    // progress reads from.
+    for (std::size_t k = in_write_; k < pipeline_.size(); ++k) {
+        pipeline_[k].response.reset();
+        pipeline_[k].stream.reset();
+    }
     beast::error_code ignored;
     auto& socket = beast::get_lowest_layer(stream_).socket();
     socket.set_option(asio::socket_base::linger(true, 0), ignored);
@@ -884,7 +901,9 @@ asio::awaitable<void> http_server::state::connection<Stream>::write_responses(st
         beast::error_code ec;
         bool last = false;
         if (s.stream) {
+            in_write_ = 1;
             const bool complete = co_await write_streamed(s);
+            in_write_ = 0;
             if (!complete)
                 ec = asio::error::connection_aborted;
             last = ec || !s.keep_alive;
@@ -904,7 +923,9 @@ asio::awaitable<void> http_server::state::connection<Stream>::write_responses(st
                 }
             }
             arm(write_, options_.idle_timeout);
+            in_write_ = written;
             auto [write_ec, n] = co_await asio::async_write(stream_, batch_.buffers(), nothrow_awaitable);
+            in_write_ = 0;
             disarm(write_);
             batch_.clear();
             ec = write_ec;
