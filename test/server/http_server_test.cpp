@@ -10,7 +10,6 @@
 
 #include "support/certificates.hpp"
 
-
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
