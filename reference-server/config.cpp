@@ -96,6 +96,10 @@ constexpr std::array settings = {
             "the most command bytes kept in the log behind a snapshot, fewer entries than "
             "--snapshot-catchup-entries when they are large; 0: no limit by size (default: 67108864, "
             "64 MiB)"},
+    setting{"snapshot-hold-bytes", "N",
+            "the most command bytes of log a leader keeps for a follower it sends a snapshot to, or "
+            "that catches up after one; past it the follower gets a newer snapshot; 0: no limit "
+            "(default: 536870912, 512 MiB)"},
     setting{"quota-bytes", "N",
             "the most bytes the key-value state's tables may take on disk: past it, writes other than "
             "deletes are answered 507 until deletes bring it back under; 0: no quota; else at least "
@@ -738,6 +742,10 @@ std::string check_snapshots(const raw_settings& s, server_config& c)
         return e;
     if (std::string e = check_number<std::uint64_t>(s, "snapshot-catchup-bytes", 0,
                                                     max_snapshot_catchup_bytes, c.snapshot_catchup_bytes);
+        !e.empty())
+        return e;
+    if (std::string e = check_number<std::uint64_t>(s, "snapshot-hold-bytes", 0, max_snapshot_catchup_bytes,
+                                                    c.snapshot_hold_bytes);
         !e.empty())
         return e;
     if (std::string e =

@@ -160,6 +160,11 @@ struct server_config {
     /// memory) gigabytes of log. 0: no limit by size. Default: 64 MiB.
     std::uint64_t snapshot_catchup_bytes = std::uint64_t{64} << 20;
 
+    /// The most command bytes of log a leader keeps for a follower it sends a snapshot to,
+    /// or that catches up after one (raftkv::options::snapshot_hold_bytes): the log is held
+    /// in memory too. 0: no limit. Default: 512 MiB.
+    std::uint64_t snapshot_hold_bytes = std::uint64_t{512} << 20;
+
     /// The most bytes the key-value state's tables (DATA_DIR/state) may take: past it, writes
     /// other than deletes are refused until deletes bring it back under. 0: no quota.
     /// Default: 8 GiB.

@@ -309,6 +309,7 @@ raftkv::options node_options(const server_config& c)
         o.snapshot_bytes = 0; // 0 disables snapshots, not only the count trigger
     o.snapshot_catchup_entries = c.snapshot_catchup_entries;
     o.snapshot_catchup_bytes = c.snapshot_catchup_bytes;
+    o.snapshot_hold_bytes = c.snapshot_hold_bytes;
     o.random_seed = random_seed();
     return o;
 }

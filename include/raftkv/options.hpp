@@ -134,6 +134,17 @@ struct options {
     /// Default: 64 MiB.
     std::uint64_t snapshot_catchup_bytes = 64 * 1024 * 1024;
 
+    /// The most payload bytes of log a leader keeps for a follower it sends a snapshot to,
+    /// or that catches up from one: counted from the entry the follower needs next to the
+    /// last applied one. A leader keeps the log after the snapshot being sent, and after
+    /// the transfer until the follower has caught up, however long that takes; past this
+    /// many bytes it gives up (a transfer still in progress, or the catch-up) and sends
+    /// the follower a newer snapshot instead. Only counted when snapshots are taken;
+    /// entries applied before the node started are of unknown size and do not count.
+    /// 0: no limit.
+    /// Default: 512 MiB.
+    std::uint64_t snapshot_hold_bytes = 512 * 1024 * 1024;
+
     /// The size of one install_snapshot chunk. REQUIRES: > 0.
     /// Default: 1 MiB.
     std::size_t snapshot_chunk_bytes = 1024 * 1024;

@@ -427,6 +427,7 @@ BOOST_AUTO_TEST_CASE(help_text_explains_every_flag_and_key)
                              "snapshot-entries",
                              "snapshot-catchup-entries",
                              "snapshot-catchup-bytes",
+                             "snapshot-hold-bytes",
                              "log-level",
                              "threads",
                              "peer-cert",
@@ -786,6 +787,11 @@ BOOST_AUTO_TEST_CASE(snapshot_settings_take_zero_to_a_billion)
     BOOST_TEST(parse_error({"--snapshot-catchup-bytes", "1099511627777"}, "--snapshot-catchup-bytes") ==
                "--snapshot-catchup-bytes: '1099511627777' is not an integer from 0 to 1099511627776");
     parse_error({"--snapshot-catchup-bytes", "64MiB"}, "--snapshot-catchup-bytes: '64MiB'");
+    BOOST_TEST(parse_ok({}).snapshot_hold_bytes == 512u << 20);
+    BOOST_TEST(parse_ok({"--snapshot-hold-bytes", "0"}).snapshot_hold_bytes == 0u);
+    BOOST_TEST(parse_ok({"--snapshot-hold-bytes=1099511627776"}).snapshot_hold_bytes == 1ull << 40);
+    BOOST_TEST(parse_error({"--snapshot-hold-bytes", "-1"}, "--snapshot-hold-bytes") ==
+               "--snapshot-hold-bytes: '-1' is not an integer from 0 to 1099511627776");
     // More entries kept than taken between snapshots is allowed: the log is just longer.
     BOOST_TEST(parse_ok({"--snapshot-entries", "10", "--snapshot-catchup-entries", "50"}).snapshot_entries ==
                10u);
@@ -837,6 +843,7 @@ request-timeout-ms: 1500
 snapshot-entries: 300
 snapshot-catchup-entries: 20
 snapshot-catchup-bytes: 1048576
+snapshot-hold-bytes: 2097152
 log-level: warn
 )");
     const server_config c = parse_ok({"--config", file});
@@ -852,6 +859,7 @@ log-level: warn
     BOOST_TEST(c.snapshot_entries == 300u);
     BOOST_TEST(c.snapshot_catchup_entries == 20u);
     BOOST_TEST(c.snapshot_catchup_bytes == 1u << 20);
+    BOOST_TEST(c.snapshot_hold_bytes == 2u << 20);
     BOOST_TEST((c.log_level == log_level::warn));
 }
 

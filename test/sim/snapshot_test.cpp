@@ -9,10 +9,12 @@
 #include <raftkv/sim/kv_workload.hpp>
 #include <raftkv/sim/linearizability.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <variant>
 
@@ -184,6 +186,136 @@ BOOST_AUTO_TEST_CASE(compaction_racing_a_slow_follower_never_starves_it)
     }
     BOOST_TEST(wait_converged(c, 30s));
     BOOST_TEST(c.stats().snapshots_installed >= 1u);
+    check_all_machines_agree(c);
+}
+
+// Writes go on faster than one append window per round trip drains while a follower
+// installs a snapshot: the entries written meanwhile are more than one window. The leader
+// keeps them after the transfer while the follower catches up from them; dropping them
+// at its next compaction would send the follower snapshot after snapshot, each one
+// outlasted by the writes, until the writes stop.
+BOOST_AUTO_TEST_CASE(a_follower_catches_up_after_its_snapshot_while_writes_go_on)
+{
+    cluster_config cfg = snapshotting(107);
+    cfg.node_options.max_entries_per_append = 8;
+    cfg.node_options.max_inflight_appends = 4;
+    kv_cluster c{cfg};
+    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    const node_id leader = *c.leader();
+    const node_id slow = leader % 3 + 1;
+    c.isolate(slow);
+    write_keys(c, 0, 60, 2);
+    c.net().set_link(leader, slow, {.min_delay = 10ms, .max_delay = 10ms});
+    c.net().set_link(slow, leader, {.min_delay = 10ms, .max_delay = 10ms});
+    c.reconnect(slow);
+    // One write every 2 ms: 10 entries per round trip, against 32 a window carries.
+    bool caught_up = false;
+    for (int k = 60; k < 1560 && !caught_up; ++k) {
+        BOOST_TEST_REQUIRE((c.leader() == std::optional<node_id>(leader)));
+        const propose_result r = c.propose(leader, encode_put("key" + std::to_string(k), "v"));
+        BOOST_TEST_REQUIRE(!r.ec);
+        c.run_for(2ms);
+        caught_up = c.node(slow).applied_index() + 64 >= c.node(leader).commit_index() &&
+                    c.stats().snapshots_installed >= 1;
+    }
+    BOOST_TEST(caught_up, "the follower was " << c.node(leader).commit_index() - c.node(slow).applied_index()
+                                              << " entries behind when the writes stopped");
+    BOOST_TEST(c.node(leader).metrics().snapshots_sent == 1u);
+    BOOST_TEST(c.stats().snapshots_installed == 1u);
+    // What it held for the follower, the leader drops once it has caught up.
+    write_keys(c, 1560, 30, 3);
+    BOOST_TEST(c.node(leader).last_index() - c.node(leader).first_index() < 40u);
+    BOOST_TEST(wait_converged(c, 10s));
+    check_all_machines_agree(c);
+}
+
+// The same, but the follower's link slows down once its snapshot is in: it cannot keep up
+// with the writes, and the leader stops holding its log for it once it has fallen twice as
+// far behind as the transfer left it (plus one window), not for ever.
+BOOST_AUTO_TEST_CASE(a_follower_slower_than_the_writes_after_its_snapshot_does_not_hold_the_log)
+{
+    cluster_config cfg = snapshotting(108);
+    cfg.node_options.max_entries_per_append = 8;
+    cfg.node_options.max_inflight_appends = 4;
+    kv_cluster c{cfg};
+    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    const node_id leader = *c.leader();
+    const node_id slow = leader % 3 + 1;
+    c.isolate(slow);
+    write_keys(c, 0, 60, 2);
+    c.net().set_link(leader, slow, {.min_delay = 10ms, .max_delay = 10ms});
+    c.net().set_link(slow, leader, {.min_delay = 10ms, .max_delay = 10ms});
+    c.reconnect(slow);
+    const auto progress = [&] {
+        for (const peer_metrics& p : c.node(leader).metrics().peers)
+            if (p.id == slow)
+                return p;
+        BOOST_FAIL("no progress for the follower");
+        return peer_metrics{};
+    };
+    index_t behind_at_install = 0; // how far behind the leader's log the transfer left it
+    index_t most_held = 0;         // the longest log the leader kept for it after that
+    bool released = false;         // the leader went on to send it another snapshot
+    for (int k = 60; k < 2060 && !released; ++k) {
+        BOOST_TEST_REQUIRE((c.leader() == std::optional<node_id>(leader)));
+        BOOST_TEST_REQUIRE(!c.propose(leader, encode_put("key" + std::to_string(k), "v")).ec);
+        c.run_for(2ms);
+        const index_t last = c.node(leader).last_index();
+        if (behind_at_install == 0 && c.node(leader).metrics().snapshots_sent == 1) {
+            behind_at_install = last - progress().match;
+            // 32 entries per 200 ms round trip from now on, against 100 written.
+            c.net().set_link(leader, slow, {.min_delay = 100ms, .max_delay = 100ms});
+            c.net().set_link(slow, leader, {.min_delay = 100ms, .max_delay = 100ms});
+        } else if (behind_at_install != 0) {
+            released = progress().state == peer_metrics::mode::snapshot;
+            if (!released)
+                most_held = std::max(most_held, last - c.node(leader).first_index());
+        }
+    }
+    BOOST_TEST_REQUIRE(behind_at_install > 0u);
+    BOOST_TEST(released, "the leader held its log for the follower until the writes stopped");
+    // Twice the lag, one window, and the entries of one snapshot interval.
+    BOOST_TEST(most_held <= 2 * behind_at_install + 32 + 10);
+    BOOST_TEST(most_held > behind_at_install, "the follower was never held for");
+    c.net().set_link(leader, slow, {});
+    c.net().set_link(slow, leader, {});
+    BOOST_TEST(wait_converged(c, 30s));
+    check_all_machines_agree(c);
+}
+
+// snapshot_hold_bytes bounds what a transfer holds: a follower whose transfer outlasts
+// that many bytes of writes gets a newer snapshot instead, and the leader's log stays
+// within the budget (it holds its log in memory, too); once the writes slow down, a
+// transfer finishes within it.
+BOOST_AUTO_TEST_CASE(a_transfer_holds_at_most_snapshot_hold_bytes_of_log)
+{
+    cluster_config cfg = snapshotting(109);
+    const std::string value(100, 'v'); // about 110 payload bytes a write
+    cfg.node_options.snapshot_hold_bytes = 20 * 110;
+    cfg.node_options.snapshot_chunk_bytes = 1024; // a transfer takes about 30 round trips
+    cfg.node_options.max_snapshot_inflight_bytes = 4096;
+    kv_cluster c{cfg};
+    BOOST_TEST_REQUIRE(wait_leader(c).has_value());
+    const node_id leader = *c.leader();
+    const node_id slow = leader % 3 + 1;
+    c.isolate(slow);
+    for (int k = 0; k < 60; ++k)
+        BOOST_TEST_REQUIRE(one(c, encode_put("key" + std::to_string(k), value), 2) > 0u);
+    c.net().set_link(leader, slow, {.min_delay = 20ms, .max_delay = 20ms});
+    c.net().set_link(slow, leader, {.min_delay = 20ms, .max_delay = 20ms});
+    c.reconnect(slow);
+    index_t most_held = 0;
+    for (int k = 60; k < 1060; ++k) {
+        BOOST_TEST_REQUIRE((c.leader() == std::optional<node_id>(leader)));
+        BOOST_TEST_REQUIRE(!c.propose(leader, encode_put("key" + std::to_string(k), value)).ec);
+        c.run_for(2ms);
+        most_held = std::max(most_held, c.node(leader).last_index() - c.node(leader).first_index());
+    }
+    // The budget's 20 entries, the 10 of a snapshot interval, and one apply batch.
+    BOOST_TEST(most_held <= 20u + 10u + 10u);
+    BOOST_TEST(c.node(leader).metrics().snapshots_sent == 0u, "a transfer finished within 20 writes");
+    BOOST_TEST(wait_converged(c, 30s));
+    BOOST_TEST(c.node(leader).metrics().snapshots_sent >= 1u);
     check_all_machines_agree(c);
 }
 

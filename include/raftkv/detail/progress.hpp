@@ -87,6 +87,10 @@ struct progress {
     /// Ticks since the follower last answered an append or a snapshot chunk while
     /// something was in flight to it: a stalled stream is re-probed, never re-sent blindly.
     std::uint32_t ticks_since_ack = 0;
+    /// Set when a snapshot transfer to this follower finishes: while it catches up from the
+    /// snapshot's index, the leader keeps its log from `match` (maybe_compact), as long as
+    /// the follower stays within this many entries of the leader's last one. 0: no hold.
+    index_t catchup_hold = 0;
     /// The highest ReadIndex round this follower has echoed in the current term.
     std::uint64_t read_ack = 0;
     inflight_window inflight;

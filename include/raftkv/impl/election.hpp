@@ -93,6 +93,8 @@ void basic_node<Transport, LogStore, StateMachine>::leave_leadership()
     fail_leader_reads();
     for (auto& sender : senders_)
         sender.stop();
+    for (auto& p : peers_)
+        p.catchup_hold = 0;
     uncommitted_.clear();
     uncommitted_bytes_ = 0;
 }
@@ -162,6 +164,7 @@ void basic_node<Transport, LogStore, StateMachine>::become_leader()
         p.active_last_period = true;
         p.ticks_since_ack = 0;
         p.read_ack = 0;
+        p.catchup_hold = 0;
         p.inflight.reset(opts_.max_inflight_appends, opts_.max_inflight_bytes);
     }
     for (auto& sender : senders_)

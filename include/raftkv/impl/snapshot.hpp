@@ -36,18 +36,22 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_snapshot()
         maybe_compact();
 }
 
-// Whether the node counts the bytes of what it applies: only snapshot_catchup_bytes uses
-// them, and only once snapshots are taken (with none, the marks would pile up).
+// Whether the node counts the bytes of what it applies: only snapshot_catchup_bytes and
+// snapshot_hold_bytes use them, and only once snapshots are taken (with none, the marks
+// would pile up).
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 bool basic_node<Transport, LogStore, StateMachine>::counts_applied_bytes() const
 {
-    return opts_.snapshot_catchup_bytes != 0 && (opts_.snapshot_entries != 0 || opts_.snapshot_bytes != 0);
+    return (opts_.snapshot_catchup_bytes != 0 || opts_.snapshot_hold_bytes != 0) &&
+           (opts_.snapshot_entries != 0 || opts_.snapshot_bytes != 0);
 }
 
 // Drops the log behind the last snapshot taken but its last snapshot_catchup_entries
 // entries, or fewer when they hold more than snapshot_catchup_bytes; once that snapshot is
-// durable, and never past a snapshot being sent (the follower continues from the entry
-// after it).
+// durable, never past a snapshot being sent (the follower continues from the entry after
+// it), and never past a follower catching up from a snapshot it was sent (catchup_hold).
+// Those two holds last while they keep at most snapshot_hold_bytes: past it the leader
+// gives them up, and the follower gets a newer snapshot.
 template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::maybe_compact()
 {
@@ -56,13 +60,35 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_compact()
     index_t target = snapshot_taken_ > opts_.snapshot_catchup_entries
                          ? snapshot_taken_ - opts_.snapshot_catchup_entries
                          : 0;
-    if (counts_applied_bytes())
-        target = std::max(target, applied_bytes_.keep_within(snapshot_taken_, snapshot_taken_bytes_,
-                                                             opts_.snapshot_catchup_bytes));
+    index_t hold_floor = 0; // a follower that needs the log from before it is not held for
+    if (counts_applied_bytes()) {
+        if (opts_.snapshot_catchup_bytes != 0)
+            target = std::max(target, applied_bytes_.keep_within(snapshot_taken_, snapshot_taken_bytes_,
+                                                                 opts_.snapshot_catchup_bytes));
+        if (opts_.snapshot_hold_bytes != 0)
+            hold_floor =
+                applied_bytes_.keep_within(applied_, applied_bytes_.total(), opts_.snapshot_hold_bytes);
+    }
     index_t to = std::min(target, store_.durable_index());
-    for (const auto& sender : senders_) {
-        if (sender.active())
+    for (auto& p : peers_) {
+        auto& sender = sender_of(p);
+        if (sender.active() && sender.meta().index < hold_floor) {
+            // Its install would find the log after the snapshot gone: send a newer one.
+            sender.stop();
+            to_probe(p);
+        } else if (sender.active()) {
             to = std::min(to, sender.meta().index);
+        }
+        if (p.catchup_hold == 0)
+            continue;
+        // Held until it catches up with what the log keeps anyway; given up when it stops
+        // answering (it leaves replicate), falls further behind than the hold allows, or
+        // needs more than snapshot_hold_bytes.
+        if (p.state != detail::progress::mode::replicate || p.match >= target || p.match < hold_floor ||
+            store_.last_index() - p.match > p.catchup_hold)
+            p.catchup_hold = 0;
+        else
+            to = std::min(to, p.match);
     }
     if (to + 1 > store_.first_index())
         compact_log(to);
@@ -132,6 +158,14 @@ void basic_node<Transport, LogStore, StateMachine>::handle_install_snapshot_resp
         p->next = p->match + 1;
         p->state = detail::progress::mode::replicate;
         p->inflight.clear();
+        // The entries written while the snapshot was sent are what the follower needs
+        // next, and they can be more than one window carries: compacting them away would
+        // send it another snapshot, itself outlasted by the writes, over and over. They
+        // stay until it has caught up, while it falls no further behind than twice what
+        // the transfer let it (plus one window), so a follower slower than the writes
+        // holds at most about twice what its transfer held.
+        p->catchup_hold =
+            2 * (store_.last_index() - p->match) + opts_.max_entries_per_append * opts_.max_inflight_appends;
         maybe_commit();
         send_append(*p, true);
         return;

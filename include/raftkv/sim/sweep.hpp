@@ -162,6 +162,9 @@ inline cluster_config choose_cluster(std::uint64_t seed, const scenario_params& 
         o.strict_membership_changes = choose.chance(0.5);
         r.setup += std::string(", strict_membership_changes ") + (o.strict_membership_changes ? "on" : "off");
     }
+    // Last again: small budgets make leaders give up transfers and catch-ups for newer
+    // snapshots.
+    o.snapshot_hold_bytes = pick<std::uint64_t>(choose, {0, 64, 4096, 512 * 1024 * 1024});
     r.setup += ", election_ticks " + std::to_string(o.election_ticks) + ", heartbeat_ticks " +
                std::to_string(o.heartbeat_ticks) + ", max_entries_per_append " +
                std::to_string(o.max_entries_per_append) + ", max_inflight_appends " +
@@ -170,7 +173,8 @@ inline cluster_config choose_cluster(std::uint64_t seed, const scenario_params& 
                ", check_quorum " + (o.check_quorum ? "on" : "off") + ", snapshot_entries " +
                std::to_string(o.snapshot_entries) + ", snapshot_catchup_entries " +
                std::to_string(o.snapshot_catchup_entries) + ", snapshot_catchup_bytes " +
-               std::to_string(o.snapshot_catchup_bytes) + ", snapshot_chunk_bytes " +
+               std::to_string(o.snapshot_catchup_bytes) + ", snapshot_hold_bytes " +
+               std::to_string(o.snapshot_hold_bytes) + ", snapshot_chunk_bytes " +
                std::to_string(o.snapshot_chunk_bytes) + ", max_snapshot_inflight_bytes " +
                std::to_string(o.max_snapshot_inflight_bytes) + ", max_inflight_bytes " +
                std::to_string(o.max_inflight_bytes) + ", max_uncommitted_bytes " +
