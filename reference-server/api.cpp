@@ -122,6 +122,10 @@ http_response json_response(http::status status, const json::object& body)
     http_response res{status, 11};
     res.set(http::field::content_type, "application/json");
     res.body() = json::serialize(body);
+    // serialize() grows its string by doubling: a large body may take up to twice its size
+    // for as long as the answer is held (a client that does not read holds it).
+    if (res.body().capacity() - res.body().size() > 64 * 1024)
+        res.body().shrink_to_fit();
     return res;
 }
 
@@ -175,6 +179,42 @@ http_response kv_response(std::initializer_list<std::pair<std::string_view, std:
         body.push_back(':');
         append_json_string(body, value);
     }
+    body.push_back('}');
+    return res;
+}
+
+// The 200 answer of a scan: {"items":[{"key":..,"value":..,"version":..},..],"more":..,"next":..}
+// (the bytes json_response() would write for that object), written straight from the page
+// into a body sized for it: a page is up to 2 MiB, and a json::object would copy it, then
+// serialize it into a string grown by doubling, up to twice its size. What an answer
+// holds is what the server counts against its caps on unread responses.
+http_response scan_response(const scan_result& r, bool keys_only)
+{
+    http_response res{http::status::ok, 11};
+    res.set(http::field::content_type, "application/json");
+    std::string& body = res.body();
+    std::size_t size = 64;
+    for (const auto& [key, value] : r.items)
+        size += key.size() + (keys_only ? 0 : value.size()) + 48;
+    if (r.more)
+        size += r.items.back().first.size();
+    body.reserve(size + size / 8); // escapes lengthen a few characters
+    body.append("{\"items\":[");
+    for (std::size_t i = 0; i < r.items.size(); ++i) {
+        const auto& [key, value] = r.items[i];
+        body.append(i == 0 ? "{\"key\":" : ",{\"key\":");
+        append_json_string(body, key);
+        if (!keys_only) {
+            body.append(",\"value\":");
+            append_json_string(body, value);
+        }
+        if (i < r.versions.size())
+            body.append(",\"version\":").append(std::to_string(r.versions[i]));
+        body.push_back('}');
+    }
+    body.append(r.more ? "],\"more\":true,\"next\":" : "],\"more\":false");
+    if (r.more)
+        append_json_string(body, r.items.back().first);
     body.push_back('}');
     return res;
 }
@@ -1289,21 +1329,7 @@ asio::awaitable<http_response> api_handler::scan(const http_request& req)
         co_await service_.scan(std::move(q.prefix), std::move(q.after), q.limit, q.keys_only, q.consistency);
     if (r.ec)
         co_return co_await not_done(req, r.ec, request_kind::read, started);
-    json::array items;
-    items.reserve(r.items.size());
-    for (std::size_t i = 0; i < r.items.size(); ++i) {
-        auto& [key, value] = r.items[i];
-        json::object item{{"key", key}};
-        if (!q.keys_only)
-            item["value"] = value;
-        if (i < r.versions.size())
-            item["version"] = r.versions[i];
-        items.push_back(std::move(item));
-    }
-    json::object body{{"items", std::move(items)}, {"more", r.more}};
-    if (r.more)
-        body["next"] = r.items.back().first;
-    http_response res = json_response(http::status::ok, body);
+    http_response res = scan_response(r, q.keys_only);
     set_read_headers(res, r.path, r.applied_index);
     co_return res;
 }

@@ -237,9 +237,10 @@ struct http_server_options {
     std::size_t pipeline_depth = 16;
 
     /// A connection that holds at least this many bytes of responses built and not yet
-    /// written (each one's body plus an estimate of its status line and header fields, from
-    /// when the handler returns it until its write completes; streamed responses do not
-    /// count) reads no next request until writing them brings it below: a client that
+    /// written (the memory each one's body takes, its capacity, plus an estimate of its
+    /// status line and header fields, from when the handler returns it until its write
+    /// completes; streamed responses do not count) reads no next request until writing
+    /// them brings it below: a client that
     /// pipelines requests for large responses gets read no further ahead than it takes the
     /// answers. Small responses never reach it. REQUIRES: at least 1.
     /// Default: 1 MiB.

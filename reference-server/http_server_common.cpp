@@ -168,7 +168,8 @@ std::size_t held_size(const http_response& res)
     std::size_t size = 16 + res.reason().size();
     for (const auto& field : res.base())
         size += field.name_string().size() + field.value().size() + 4;
-    return size + 2 + res.body().size();
+    // The body's capacity, not its size: what it takes in memory.
+    return size + 2 + res.body().capacity();
 }
 
 const std::vector<asio::const_buffer>& response_batch::buffers()

@@ -82,7 +82,8 @@ std::string big_body(std::size_t n)
 ///   /block/...   the probe's gate opens (at most 10 s);
 ///   /throw       throws instead (the server answers 500);
 ///   /big/N       nothing, and the body is N bytes ("0123456789" repeated) instead;
-///   /later-big/N a millisecond, and the body is N bytes as for /big/N.
+///   /later-big/N a millisecond, and the body is N bytes as for /big/N;
+///   /roomy/N     nothing, and the body is N bytes in a string with room for 64 times as many.
 class test_handler : public raftkv::server::request_handler {
 public:
     explicit test_handler(probe& p) : probe_(p) {}
@@ -104,7 +105,7 @@ public:
         }
         finished();
         http_response res{http::status::ok, 11};
-        res.body() = body;
+        res.body() = std::move(body); // with the capacity work() gave it
         co_return res;
     }
 
@@ -169,6 +170,10 @@ private:
         } else if (target.starts_with("/later-big/")) {
             co_await pause(timer);
             co_return big_body(std::stoul(target.substr(11)));
+        } else if (target.starts_with("/roomy/")) {
+            std::string body = big_body(std::stoul(target.substr(7)));
+            body.reserve(64 * body.size());
+            co_return body;
         }
         co_return target;
     }
@@ -1163,6 +1168,25 @@ BOOST_AUTO_TEST_CASE(no_request_is_read_while_the_connection_holds_the_gates_wor
     }
     BOOST_TEST(f.seen.started_count() == 12);
     BOOST_TEST(f.server->held_response_closes() == 0u);
+    BOOST_TEST(eventually([&] { return f.server->held_response_bytes() == 0; }));
+}
+
+// A body's unused capacity is memory the response holds as much as its bytes: a JSON body
+// serialized into a string grown by doubling could take twice what its size said, and
+// clients that pipeline and never read so held twice the caps.
+BOOST_AUTO_TEST_CASE(held_responses_count_the_memory_their_bodies_take)
+{
+    server_fixture f;
+    raw_client c(f.port());
+    c.send(get("/block/0") + get("/roomy/16384"));
+    BOOST_TEST_REQUIRE(eventually([&] { return f.seen.started_count() == 2; }));
+    BOOST_TEST(eventually([&] { return f.server->held_response_bytes() >= std::size_t{1} << 20; }));
+    f.seen.gate_open = true;
+    std::optional<response> first = c.read();
+    BOOST_TEST_REQUIRE(first.has_value());
+    std::optional<response> roomy = c.read();
+    BOOST_TEST_REQUIRE(roomy.has_value());
+    BOOST_TEST((roomy->body() == big_body(16384)));
     BOOST_TEST(eventually([&] { return f.server->held_response_bytes() == 0; }));
 }
 
