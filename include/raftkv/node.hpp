@@ -394,6 +394,7 @@ private:
     void maybe_snapshot();
     void maybe_compact();
     bool counts_applied_bytes() const;
+    std::uint32_t hold_silence_ticks() const;
     void start_snapshot_transfer(detail::progress& p);
     void send_snapshot_chunks(detail::progress& p);
     void handle_install_snapshot(const message& m, const install_snapshot_request& r);

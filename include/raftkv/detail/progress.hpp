@@ -84,12 +84,16 @@ struct progress {
     /// Heard from within the current or the previous period: the last one to two election
     /// timeouts. What metrics show, and what a transfer or a membership change asks of a peer.
     bool heard_lately() const noexcept { return recent_active || active_last_period; }
+    /// Ticks since the follower last answered anything (an append, a heartbeat, a snapshot
+    /// chunk): what tells a follower that stopped from one busy for a while.
+    std::uint32_t silent_ticks = 0;
     /// Ticks since the follower last answered an append or a snapshot chunk while
     /// something was in flight to it: a stalled stream is re-probed, never re-sent blindly.
     std::uint32_t ticks_since_ack = 0;
     /// Set when a snapshot transfer to this follower finishes: while it catches up from the
     /// snapshot's index, the leader keeps its log from `match` (maybe_compact), as long as
-    /// the follower stays within this many entries of the leader's last one. 0: no hold.
+    /// the follower stays within this many entries of the leader's last one (and answers,
+    /// and the log kept fits snapshot_hold_bytes). 0: no hold.
     index_t catchup_hold = 0;
     /// The highest ReadIndex round this follower has echoed in the current term.
     std::uint64_t read_ack = 0;

@@ -7,6 +7,8 @@
 #include <raftkv/node.hpp>
 
 #include <algorithm>
+#include <cstdint>
+#include <limits>
 
 namespace raftkv {
 
@@ -164,6 +166,7 @@ void basic_node<Transport, LogStore, StateMachine>::become_leader()
         p.active_last_period = true;
         p.ticks_since_ack = 0;
         p.read_ack = 0;
+        p.silent_ticks = 0;
         p.catchup_hold = 0;
         p.inflight.reset(opts_.max_inflight_appends, opts_.max_inflight_bytes);
     }
@@ -311,12 +314,17 @@ void basic_node<Transport, LogStore, StateMachine>::tick_leader()
                                  ? true
                                  : p.state == detail::progress::mode::replicate && !p.inflight.empty();
         p.ticks_since_ack = waiting ? p.ticks_since_ack + 1 : 0;
-        // A follower that answers nothing while it is sent a snapshot (it died, or is cut
-        // off) gets no more of it: the transfer holds the log at its index (maybe_compact),
-        // which would then grow without bound. A live follower's answers to heartbeats keep
-        // its transfer going (check_stalled); this one gets a fresh one when it answers a
-        // heartbeat again (check_stalled), not at the next append (its probe counts as sent).
-        if (p.state == detail::progress::mode::snapshot && p.ticks_since_ack >= 2 * opts_.election_ticks) {
+        if (p.silent_ticks < std::numeric_limits<std::uint32_t>::max())
+            ++p.silent_ticks;
+        // A follower that answers nothing for long while it is sent a snapshot (it died, or
+        // is cut off) gets no more of it: the transfer holds the log at its index
+        // (maybe_compact) and the state machine's snapshot open. Not sooner: a follower
+        // writing a large snapshot to a busy disk can be silent for seconds, and starting
+        // over would cost it the whole transfer again (snapshot_hold_bytes bounds the log
+        // held meanwhile). A live follower's answers to heartbeats keep its transfer going
+        // (check_stalled); this one gets a fresh one when it answers a heartbeat again
+        // (check_stalled), not at the next append (its probe counts as sent).
+        if (p.state == detail::progress::mode::snapshot && p.silent_ticks >= hold_silence_ticks()) {
             sender_of(p).stop();
             to_probe(p);
             p.probe_sent = true;

@@ -150,6 +150,7 @@ void basic_node<Transport, LogStore, StateMachine>::handle_append_response(const
     if (!p)
         return;
     p->recent_active = true;
+    p->silent_ticks = 0;
     using mode = detail::progress::mode;
     if (r.success) {
         if (r.match_index > store_.last_index())
@@ -234,6 +235,7 @@ void basic_node<Transport, LogStore, StateMachine>::handle_heartbeat_response(co
     if (!p)
         return;
     p->recent_active = true;
+    p->silent_ticks = 0;
     if (r.read_seq > p->read_ack) {
         p->read_ack = r.read_seq;
         update_lease();

@@ -9,7 +9,9 @@
 #include <raftkv/node.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <exception>
+#include <limits>
 #include <utility>
 
 namespace raftkv {
@@ -81,11 +83,12 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_compact()
         }
         if (p.catchup_hold == 0)
             continue;
-        // Held until it catches up with what the log keeps anyway; given up when it stops
-        // answering (it leaves replicate), falls further behind than the hold allows, or
-        // needs more than snapshot_hold_bytes.
-        if (p.state != detail::progress::mode::replicate || p.match >= target || p.match < hold_floor ||
-            store_.last_index() - p.match > p.catchup_hold)
+        // Held until it catches up with what the log keeps anyway; given up when it is sent
+        // another snapshot, stops answering, falls further behind than the hold allows, or
+        // needs more than snapshot_hold_bytes. A follower that answers slowly (probed
+        // again after a stall) is still held for.
+        if (p.state == detail::progress::mode::snapshot || p.silent_ticks >= hold_silence_ticks() ||
+            p.match >= target || p.match < hold_floor || store_.last_index() - p.match > p.catchup_hold)
             p.catchup_hold = 0;
         else
             to = std::min(to, p.match);
@@ -94,6 +97,16 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_compact()
         compact_log(to);
     applied_bytes_.dropped_through(store_.first_index() - 1);
     compact_pending_ = to < target;
+}
+
+// How long a follower may answer nothing before the leader stops holding its log for it
+// (a snapshot transfer, or the catch-up after one): 20 election timeouts.
+template <transport Transport, log_store LogStore, state_machine StateMachine>
+std::uint32_t basic_node<Transport, LogStore, StateMachine>::hold_silence_ticks() const
+{
+    constexpr std::uint64_t timeouts = 20;
+    return static_cast<std::uint32_t>(
+        std::min<std::uint64_t>(timeouts * opts_.election_ticks, std::numeric_limits<std::uint32_t>::max()));
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
@@ -137,6 +150,7 @@ void basic_node<Transport, LogStore, StateMachine>::handle_install_snapshot_resp
     if (!p)
         return;
     p->recent_active = true;
+    p->silent_ticks = 0;
     if (p->state != detail::progress::mode::snapshot)
         return;
     auto& sender = sender_of(*p);
