@@ -455,6 +455,7 @@ struct kv_service::impl {
     void observe();
     void log_leader_change(const node_status& s);
     void log_silent_peers(const node_metrics& m);
+    void log_given_up_transfers(const node_metrics& m);
     void publish_http_address(term_t term, std::uint64_t tag);
     void await_handoff(node_id target, clock::time_point started, clock::time_point deadline,
                        std::function<void(std::string)> done);
@@ -557,6 +558,10 @@ struct kv_service::impl {
     // they were last looked at.
     std::set<node_id> silent_peers;
     clock::time_point peers_checked{};
+    // The node's counts of snapshot transfers given up, as last logged (see
+    // log_given_up_transfers()).
+    std::uint64_t transfers_given_up_silent = 0;
+    std::uint64_t transfers_given_up_hold_bytes = 0;
     // Whether the log last said this node is outside the configuration (removed).
     bool logged_outside = false;
     // The Raft address of every member of every configuration seen since start-up: a
@@ -1459,8 +1464,10 @@ void kv_service::impl::observe()
     } else if (clock::now() - peers_checked >= std::chrono::seconds(1)) {
         peers_checked = clock::now();
         node->driver.async_metrics(boost::asio::bind_executor(strand, [this, n = node](node_metrics m) {
-            if (!stopped && n == node)
+            if (!stopped && n == node) {
                 log_silent_peers(m);
+                log_given_up_transfers(m);
+            }
         }));
     }
     if (!admitted.load(std::memory_order_relaxed) && s.members.contains(config.id))
@@ -1519,6 +1526,23 @@ void kv_service::impl::log_silent_peers(const node_metrics& m)
             std::any_of(m.peers.begin(), m.peers.end(), [id](const peer_metrics& p) { return p.id == id; }))
             log(log_level::info, "node " + std::to_string(id) + " answers again");
     silent_peers = std::move(silent);
+}
+
+// Logs the snapshot transfers the leader gave up since it last looked: an operator whose
+// follower never catches up sees why.
+void kv_service::impl::log_given_up_transfers(const node_metrics& m)
+{
+    // A node built again (after a storage failure) counts from zero.
+    if (m.snapshot_transfers_given_up_silent > transfers_given_up_silent)
+        log(log_level::warn, "gave up sending a snapshot to a follower that answered nothing for 20 election "
+                             "timeouts; it is sent a newer one when it answers again");
+    if (m.snapshot_transfers_given_up_hold_bytes > transfers_given_up_hold_bytes)
+        log(log_level::warn, "gave up sending a snapshot to a follower: the writes made since it started "
+                             "exceed --snapshot-hold-bytes of log, which the follower would need after it; "
+                             "it is sent a newer one (raise --snapshot-hold-bytes on the members that may "
+                             "lead for such a transfer to finish under these writes)");
+    transfers_given_up_silent = m.snapshot_transfers_given_up_silent;
+    transfers_given_up_hold_bytes = m.snapshot_transfers_given_up_hold_bytes;
 }
 
 void kv_service::impl::log_leader_change(const node_status& s)

@@ -378,6 +378,12 @@ void render_counters(exposition_writer& w, const node_metrics& m)
               m.snapshots_sent);
     w.counter("raftkv_snapshot_sent_bytes_total", "Bytes of snapshot chunks this node sent to followers.",
               m.snapshot_bytes_sent);
+    w.family("raftkv_snapshot_transfers_given_up_total", "counter",
+             "Snapshot transfers this node gave up before their end, by reason.");
+    w.sample("raftkv_snapshot_transfers_given_up_total", {{"reason", "silent"}},
+             m.snapshot_transfers_given_up_silent);
+    w.sample("raftkv_snapshot_transfers_given_up_total", {{"reason", "hold_bytes"}},
+             m.snapshot_transfers_given_up_hold_bytes);
 }
 
 void render_peers(exposition_writer& w, const node_status& s, const node_metrics& m)

@@ -137,6 +137,12 @@ struct node_metrics {
     /// it sent (resent chunks included).
     std::uint64_t snapshots_sent = 0;
     std::uint64_t snapshot_bytes_sent = 0;
+    /// Snapshot transfers this node gave up before their end, by reason: the follower
+    /// answered nothing for 20 election timeouts, or the transfer would have held more than
+    /// options::snapshot_hold_bytes of log. The follower is sent a newer snapshot when it
+    /// answers again.
+    std::uint64_t snapshot_transfers_given_up_silent = 0;
+    std::uint64_t snapshot_transfers_given_up_hold_bytes = 0;
 
     /// On the leader, one entry per other member it replicates to; empty otherwise.
     std::vector<peer_metrics> peers;

@@ -44,6 +44,8 @@ metrics_inputs leader_inputs()
     m.leader_changes = 2;
     m.proposals_committed = 39;
     m.proposals_refused_overloaded = 4;
+    m.snapshot_transfers_given_up_silent = 5;
+    m.snapshot_transfers_given_up_hold_bytes = 6;
     m.apply_batch_entries.record(1);
     m.apply_batch_entries.record(30);
     m.peers.push_back({.id = 2, .match = 42, .next = 43, .state = raftkv::peer_metrics::mode::replicate});
@@ -151,6 +153,8 @@ BOOST_AUTO_TEST_CASE(rendered_metrics_pass_the_format_check_and_carry_the_inputs
     BOOST_TEST(t.value("raftkv_leader_changes_total") == 2);
     BOOST_TEST(t.value("raftkv_proposals_committed_total") == 39);
     BOOST_TEST(t.value("raftkv_proposals_refused_total", {{"reason", "overloaded"}}) == 4);
+    BOOST_TEST(t.value("raftkv_snapshot_transfers_given_up_total", {{"reason", "silent"}}) == 5);
+    BOOST_TEST(t.value("raftkv_snapshot_transfers_given_up_total", {{"reason", "hold_bytes"}}) == 6);
     BOOST_TEST(t.value("raftkv_peer_match_index", {{"peer", "3"}}) == 30);
     BOOST_TEST(t.value("raftkv_peer_lag_entries", {{"peer", "3"}}) == 12);
     BOOST_TEST(t.value("raftkv_peer_lag_entries", {{"peer", "2"}}) == 0);

@@ -145,6 +145,7 @@ BOOST_AUTO_TEST_CASE(a_follower_that_stays_down_in_the_middle_of_an_install_does
     BOOST_TEST(c.node(leader).first_index() > pinned + 50,
                "the log still starts at " << c.node(leader).first_index() << ", pinned at " << pinned);
     BOOST_TEST(c.node(leader).last_index() - c.node(leader).first_index() < 40u);
+    BOOST_TEST(c.node(leader).metrics().snapshot_transfers_given_up_silent == 1u);
     c.restart(lagging);
     BOOST_TEST(wait_converged(c, 30s));
     BOOST_TEST(c.stats().snapshots_installed >= 1u);
@@ -171,6 +172,7 @@ BOOST_AUTO_TEST_CASE(a_follower_silent_for_a_while_in_the_middle_of_an_install_k
     BOOST_TEST(wait_converged(c, 30s));
     BOOST_TEST(c.stats().snapshots_installed == 1u);
     BOOST_TEST(transfers->size() == 1u, transfers->size() << " transfers were started");
+    BOOST_TEST(c.node(*c.leader()).metrics().snapshot_transfers_given_up_silent == 0u);
     check_all_machines_agree(c);
 }
 
@@ -385,6 +387,8 @@ BOOST_AUTO_TEST_CASE(a_transfer_holds_at_most_snapshot_hold_bytes_of_log)
     // The budget's 20 entries, the 10 of a snapshot interval, and one apply batch.
     BOOST_TEST(most_held <= 20u + 10u + 10u);
     BOOST_TEST(c.node(leader).metrics().snapshots_sent == 0u, "a transfer finished within 20 writes");
+    BOOST_TEST(c.node(leader).metrics().snapshot_transfers_given_up_hold_bytes > 0u);
+    BOOST_TEST(c.node(leader).metrics().snapshot_transfers_given_up_silent == 0u);
     BOOST_TEST(wait_converged(c, 30s));
     BOOST_TEST(c.node(leader).metrics().snapshots_sent >= 1u);
     check_all_machines_agree(c);

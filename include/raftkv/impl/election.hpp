@@ -325,6 +325,7 @@ void basic_node<Transport, LogStore, StateMachine>::tick_leader()
         // (check_stalled); this one gets a fresh one when it answers a heartbeat again
         // (check_stalled), not at the next append (its probe counts as sent).
         if (p.state == detail::progress::mode::snapshot && p.silent_ticks >= hold_silence_ticks()) {
+            ++metrics_.snapshot_transfers_given_up_silent;
             sender_of(p).stop();
             to_probe(p);
             p.probe_sent = true;

@@ -78,6 +78,7 @@ void basic_node<Transport, LogStore, StateMachine>::maybe_compact()
             // Its install would find the log after the snapshot gone: send a newer one.
             sender.stop();
             to_probe(p);
+            ++metrics_.snapshot_transfers_given_up_hold_bytes;
         } else if (sender.active()) {
             to = std::min(to, sender.meta().index);
         }
