@@ -35,6 +35,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <exception>
 #include <functional>
 #include <map>
@@ -434,6 +435,68 @@ void retire(const std::shared_ptr<node_retirement>& r, raft_node* n)
 
 } // namespace
 
+namespace {
+
+/// Lets one holder in at a time, the others waiting in order of arrival. What it guards is
+/// synchronous work that takes a thread for milliseconds (building a 2 MiB scan page and
+/// its answer): a burst of such work, all ready at once (many pipelined scans whose read
+/// index completes together), queued on the threads that also run the Raft node would
+/// delay its heartbeats past an election timeout. One at a time, it takes one thread, and
+/// waiters wait on timers, not in the threads' queue.
+class one_at_a_time {
+public:
+    /// Waits for the turn; it ends when the returned token (and its copies) are destroyed.
+    /// The object must outlive every token.
+    boost::asio::awaitable<std::shared_ptr<void>> enter()
+    {
+        std::shared_ptr<boost::asio::steady_timer> wait;
+        {
+            std::lock_guard lock(mutex_);
+            if (!busy_) {
+                busy_ = true;
+                co_return token();
+            }
+            wait = std::make_shared<boost::asio::steady_timer>(co_await boost::asio::this_coro::executor,
+                                                               boost::asio::steady_timer::time_point::max());
+            waiting_.push_back(wait);
+        }
+        // Woken by leave(), on this coroutine's executor, which runs nothing of it meanwhile:
+        // the wait below is under way by then.
+        co_await wait->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+        co_return token();
+    }
+
+private:
+    std::shared_ptr<void> token()
+    {
+        return std::shared_ptr<void>(nullptr, [this](void*) { leave(); });
+    }
+
+    void leave()
+    {
+        std::shared_ptr<boost::asio::steady_timer> next;
+        {
+            std::lock_guard lock(mutex_);
+            if (waiting_.empty()) {
+                busy_ = false;
+                return;
+            }
+            next = std::move(waiting_.front()); // the turn passes to it
+            waiting_.pop_front();
+        }
+        // An expiry in the past ends the wait, or one not yet begun at once.
+        const auto executor = next->get_executor();
+        boost::asio::post(executor,
+                          [next] { next->expires_at(boost::asio::steady_timer::time_point::min()); });
+    }
+
+    std::mutex mutex_;
+    bool busy_ = false;
+    std::deque<std::shared_ptr<boost::asio::steady_timer>> waiting_;
+};
+
+} // namespace
+
 struct kv_service::impl {
     impl(boost::asio::any_io_executor ex, const server_config& c, raft_endpoints endpoints);
     ~impl();
@@ -507,6 +570,8 @@ struct kv_service::impl {
     std::optional<std::string> removal_heard;
     // kv_service::removed(), set each tick.
     std::atomic<bool> removed{false};
+    // Scan pages are built one at a time (kv_service::scan()).
+    one_at_a_time scan_builds;
     // service_status::admitted: set on the strand, read by any thread.
     std::atomic<bool> admitted{true};
     /// outside_configuration() of `s`, for an admitted node only.
@@ -1920,6 +1985,8 @@ boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::st
     const auto at = co_await read_point(*n, consistency, ec, impl_->config, removed());
     if (!at)
         co_return scan_result{ec, {}, false};
+    // Built one at a time server-wide, with their answers (scan_result::turn).
+    std::shared_ptr<void> turn = co_await impl_->scan_builds.enter();
     raftkv::leveldb::kv_scan_options options;
     options.prefix = std::move(prefix);
     options.after = std::move(after);
@@ -1931,8 +1998,8 @@ boost::asio::awaitable<scan_result> kv_service::scan(std::string prefix, std::st
     if (!read)
         co_return scan_result{make_error_code(raftkv::errc::node_failed), {}, false};
     raftkv::leveldb::kv_scan_page& page = *read;
-    co_return scan_result{{},         std::move(page.items),   page.more, at->first,
-                          at->second, std::move(page.versions)};
+    co_return scan_result{{},         std::move(page.items),    page.more,      at->first,
+                          at->second, std::move(page.versions), std::move(turn)};
 }
 
 struct backup_source::impl {

@@ -192,6 +192,9 @@ struct scan_result {
     read_path path = read_path::read_index;
     /// The version of each key of `items`, in the same order.
     std::vector<index_t> versions{};
+    /// Held until the caller has made its answer from the page: pages are built one at a
+    /// time server-wide (kv_service::scan()).
+    std::shared_ptr<void> turn{};
 };
 
 /// The most bytes of keys and values one scan page holds, but for its first key (whose
