@@ -93,6 +93,37 @@ node_id lag_then_act_mid_transfer(kv_cluster& c, F action)
     return lagging;
 }
 
+// Appends of 8 entries, 4 in flight: 32 entries per round trip.
+cluster_config narrow_windows(std::uint64_t seed)
+{
+    cluster_config cfg = snapshotting(seed);
+    cfg.node_options.max_entries_per_append = 8;
+    cfg.node_options.max_inflight_appends = 4;
+    return cfg;
+}
+
+// Cuts a follower off while 60 keys are written past it, then reconnects it over links of
+// 10 ms each way to the leader: it needs a snapshot. Returns the follower.
+node_id lag_behind_a_slow_link(kv_cluster& c)
+{
+    const node_id leader = *c.leader();
+    const node_id slow = leader % 3 + 1;
+    c.isolate(slow);
+    write_keys(c, 0, 60, 2);
+    c.net().set_link(leader, slow, {.min_delay = 10ms, .max_delay = 10ms});
+    c.net().set_link(slow, leader, {.min_delay = 10ms, .max_delay = 10ms});
+    c.reconnect(slow);
+    return slow;
+}
+
+// Writes key `k` at `leader`, which must still lead, and lets 2 ms pass.
+void write_then_wait_2ms(kv_cluster& c, node_id leader, int k)
+{
+    BOOST_TEST_REQUIRE((c.leader() == std::optional<node_id>(leader)));
+    BOOST_TEST_REQUIRE(!c.propose(leader, encode_put("key" + std::to_string(k), "v")).ec);
+    c.run_for(2ms);
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_CASE(a_lagging_follower_catches_up_by_snapshot_under_loss_and_reordering)
@@ -227,25 +258,14 @@ BOOST_AUTO_TEST_CASE(compaction_racing_a_slow_follower_never_starves_it)
 // outlasted by the writes, until the writes stop.
 BOOST_AUTO_TEST_CASE(a_follower_catches_up_after_its_snapshot_while_writes_go_on)
 {
-    cluster_config cfg = snapshotting(107);
-    cfg.node_options.max_entries_per_append = 8;
-    cfg.node_options.max_inflight_appends = 4;
-    kv_cluster c{cfg};
+    kv_cluster c{narrow_windows(107)};
     BOOST_TEST_REQUIRE(wait_leader(c).has_value());
     const node_id leader = *c.leader();
-    const node_id slow = leader % 3 + 1;
-    c.isolate(slow);
-    write_keys(c, 0, 60, 2);
-    c.net().set_link(leader, slow, {.min_delay = 10ms, .max_delay = 10ms});
-    c.net().set_link(slow, leader, {.min_delay = 10ms, .max_delay = 10ms});
-    c.reconnect(slow);
+    const node_id slow = lag_behind_a_slow_link(c);
     // One write every 2 ms: 10 entries per round trip, against 32 a window carries.
     bool caught_up = false;
     for (int k = 60; k < 1560 && !caught_up; ++k) {
-        BOOST_TEST_REQUIRE((c.leader() == std::optional<node_id>(leader)));
-        const propose_result r = c.propose(leader, encode_put("key" + std::to_string(k), "v"));
-        BOOST_TEST_REQUIRE(!r.ec);
-        c.run_for(2ms);
+        write_then_wait_2ms(c, leader, k);
         caught_up = c.node(slow).applied_index() + 64 >= c.node(leader).commit_index() &&
                     c.stats().snapshots_installed >= 1;
     }
@@ -265,24 +285,14 @@ BOOST_AUTO_TEST_CASE(a_follower_catches_up_after_its_snapshot_while_writes_go_on
 // probes it again, and still keeps the log it needs.
 BOOST_AUTO_TEST_CASE(a_follower_silent_for_a_while_after_its_snapshot_still_catches_up_from_the_log)
 {
-    cluster_config cfg = snapshotting(111);
-    cfg.node_options.max_entries_per_append = 8;
-    cfg.node_options.max_inflight_appends = 4;
-    kv_cluster c{cfg};
+    kv_cluster c{narrow_windows(111)};
     BOOST_TEST_REQUIRE(wait_leader(c).has_value());
     const node_id leader = *c.leader();
-    const node_id slow = leader % 3 + 1;
-    c.isolate(slow);
-    write_keys(c, 0, 60, 2);
-    c.net().set_link(leader, slow, {.min_delay = 10ms, .max_delay = 10ms});
-    c.net().set_link(slow, leader, {.min_delay = 10ms, .max_delay = 10ms});
-    c.reconnect(slow);
+    const node_id slow = lag_behind_a_slow_link(c);
     bool silenced = false;
     bool caught_up = false;
     for (int k = 60; k < 1560 && !caught_up; ++k) {
-        BOOST_TEST_REQUIRE((c.leader() == std::optional<node_id>(leader)));
-        BOOST_TEST_REQUIRE(!c.propose(leader, encode_put("key" + std::to_string(k), "v")).ec);
-        c.run_for(2ms);
+        write_then_wait_2ms(c, leader, k);
         if (!silenced && c.stats().snapshots_installed == 1) {
             silenced = true;
             c.net().set_link(slow, leader, {.loss = 1.0});
@@ -302,23 +312,15 @@ BOOST_AUTO_TEST_CASE(a_follower_silent_for_a_while_after_its_snapshot_still_catc
     check_all_machines_agree(c);
 }
 
-// The same, but the follower's link slows down once its snapshot is in: it cannot keep up
+// The catch-up once more, but the follower's link slows down once its snapshot is in: it cannot keep up
 // with the writes, and the leader stops holding its log for it once it has fallen twice as
 // far behind as the transfer left it (plus one window), not for ever.
 BOOST_AUTO_TEST_CASE(a_follower_slower_than_the_writes_after_its_snapshot_does_not_hold_the_log)
 {
-    cluster_config cfg = snapshotting(108);
-    cfg.node_options.max_entries_per_append = 8;
-    cfg.node_options.max_inflight_appends = 4;
-    kv_cluster c{cfg};
+    kv_cluster c{narrow_windows(108)};
     BOOST_TEST_REQUIRE(wait_leader(c).has_value());
     const node_id leader = *c.leader();
-    const node_id slow = leader % 3 + 1;
-    c.isolate(slow);
-    write_keys(c, 0, 60, 2);
-    c.net().set_link(leader, slow, {.min_delay = 10ms, .max_delay = 10ms});
-    c.net().set_link(slow, leader, {.min_delay = 10ms, .max_delay = 10ms});
-    c.reconnect(slow);
+    const node_id slow = lag_behind_a_slow_link(c);
     const auto progress = [&] {
         for (const peer_metrics& p : c.node(leader).metrics().peers)
             if (p.id == slow)
@@ -330,9 +332,7 @@ BOOST_AUTO_TEST_CASE(a_follower_slower_than_the_writes_after_its_snapshot_does_n
     index_t most_held = 0;         // the longest log the leader kept for it after that
     bool released = false;         // the leader went on to send it another snapshot
     for (int k = 60; k < 2060 && !released; ++k) {
-        BOOST_TEST_REQUIRE((c.leader() == std::optional<node_id>(leader)));
-        BOOST_TEST_REQUIRE(!c.propose(leader, encode_put("key" + std::to_string(k), "v")).ec);
-        c.run_for(2ms);
+        write_then_wait_2ms(c, leader, k);
         const index_t last = c.node(leader).last_index();
         if (behind_at_install == 0 && c.node(leader).metrics().snapshots_sent == 1) {
             behind_at_install = last - progress().match;
