@@ -312,9 +312,9 @@ BOOST_AUTO_TEST_CASE(a_follower_silent_for_a_while_after_its_snapshot_still_catc
     check_all_machines_agree(c);
 }
 
-// The catch-up once more, but the follower's link slows down once its snapshot is in: it cannot keep up
-// with the writes, and the leader stops holding its log for it once it has fallen twice as
-// far behind as the transfer left it (plus one window), not for ever.
+// The catch-up once more, but the follower's link slows down once its snapshot is in: it
+// cannot keep up with the writes, and the leader stops holding its log for it once it has
+// fallen twice as far behind as the transfer left it (plus one window), not for ever.
 BOOST_AUTO_TEST_CASE(a_follower_slower_than_the_writes_after_its_snapshot_does_not_hold_the_log)
 {
     kv_cluster c{narrow_windows(108)};
