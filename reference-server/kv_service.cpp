@@ -23,6 +23,7 @@
 #include <boost/asio/bind_executor.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
+#include <boost/asio/error.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
@@ -449,20 +450,27 @@ public:
     /// The object must outlive every token.
     boost::asio::awaitable<std::shared_ptr<void>> enter()
     {
-        std::shared_ptr<boost::asio::steady_timer> wait;
+        std::shared_ptr<waiter> w;
         {
             std::lock_guard lock(mutex_);
             if (!busy_) {
                 busy_ = true;
                 co_return token();
             }
-            wait = std::make_shared<boost::asio::steady_timer>(co_await boost::asio::this_coro::executor,
-                                                               boost::asio::steady_timer::time_point::max());
-            waiting_.push_back(wait);
+            w = std::make_shared<waiter>(co_await boost::asio::this_coro::executor);
+            waiting_.push_back(w);
         }
         // Woken by leave(), on this coroutine's executor, which runs nothing of it meanwhile:
         // the wait below is under way by then.
-        co_await wait->async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+        co_await w->timer.async_wait(boost::asio::as_tuple(boost::asio::use_awaitable));
+        {
+            std::lock_guard lock(mutex_);
+            if (!w->granted) {
+                // Woken otherwise (a cancelled wait): never handed the turn, it leaves the line.
+                std::erase(waiting_, w);
+                throw boost::system::system_error(boost::asio::error::operation_aborted);
+            }
+        }
         co_return token();
     }
 
@@ -472,9 +480,18 @@ private:
         return std::shared_ptr<void>(nullptr, [this](void*) { leave(); });
     }
 
+    struct waiter {
+        explicit waiter(const boost::asio::any_io_executor& ex)
+            : timer(ex, boost::asio::steady_timer::time_point::max())
+        {
+        }
+        boost::asio::steady_timer timer;
+        bool granted = false; // under mutex_
+    };
+
     void leave()
     {
-        std::shared_ptr<boost::asio::steady_timer> next;
+        std::shared_ptr<waiter> next;
         {
             std::lock_guard lock(mutex_);
             if (waiting_.empty()) {
@@ -483,16 +500,17 @@ private:
             }
             next = std::move(waiting_.front()); // the turn passes to it
             waiting_.pop_front();
+            next->granted = true;
         }
         // An expiry in the past ends the wait, or one not yet begun at once.
-        const auto executor = next->get_executor();
+        const auto executor = next->timer.get_executor();
         boost::asio::post(executor,
-                          [next] { next->expires_at(boost::asio::steady_timer::time_point::min()); });
+                          [next] { next->timer.expires_at(boost::asio::steady_timer::time_point::min()); });
     }
 
     std::mutex mutex_;
     bool busy_ = false;
-    std::deque<std::shared_ptr<boost::asio::steady_timer>> waiting_;
+    std::deque<std::shared_ptr<waiter>> waiting_;
 };
 
 } // namespace
