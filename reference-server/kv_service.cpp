@@ -434,10 +434,6 @@ void retire(const std::shared_ptr<node_retirement>& r, raft_node* n)
     });
 }
 
-} // namespace
-
-namespace {
-
 /// Lets one holder in at a time, the others waiting in order of arrival. What it guards is
 /// synchronous work that takes a thread for milliseconds (building a 2 MiB scan page and
 /// its answer): a burst of such work, all ready at once (many pipelined scans whose read
