@@ -2428,6 +2428,40 @@ BOOST_AUTO_TEST_CASE(a_checkpoint_runs_between_two_steps_of_a_compaction_and_clo
     BOOST_TEST(m->get("more/100009").has_value());
 }
 
+// A LevelDB CompactRange over level 0 starts again while new level-0 tables arrive, and
+// starves LevelDB's own compactions meanwhile: under steady writes a step could last as
+// long as the writes, and the checkpoints behind it too. Steps wait for the writes to ease.
+BOOST_AUTO_TEST_CASE(a_compaction_waits_while_the_machine_writes_fast_and_checkpoints_go_on)
+{
+    temp_dir dir;
+    std::atomic<std::size_t> steps{0};
+    kv_state_machine_options options{
+        .sync = false, .compaction_step_bytes = 64 * 1024, .compaction_max_write_rate = 256 * 1024};
+    options.on_compaction_step = [&](std::size_t, std::size_t) { ++steps; };
+    kv_state_machine m{dir / "m", options};
+    index_t next = 1;
+    apply_random_values(m, next, 3000, 1000);
+    m.compact_in_background();
+
+    // 2.5 s of writes at several MB/s (100 KB every 10 ms at most): no step starts, and
+    // the checkpoints asked for meanwhile are made.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(2500);
+    while (std::chrono::steady_clock::now() < until) {
+        apply_random_values(m, next, 100, 1000, "more/");
+        m.take_snapshot();
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    BOOST_TEST(steps.load() == 0u);
+    BOOST_TEST(m.compactions() == 0u);
+    BOOST_TEST(wait_for_checkpoint(m, next - 1));
+
+    // Once they stop, the compaction runs to its end.
+    BOOST_TEST(wait_for_compactions(m, 1));
+    BOOST_TEST(steps.load() > 1u);
+    BOOST_TEST(m.get("key/100000").has_value());
+    BOOST_TEST(m.get("more/100099").has_value());
+}
+
 // The state a restore replaced is deleted key by key, and deletions free no disk until
 // LevelDB compacts them away: without a compaction a node that installed a snapshot held
 // both states on disk (and needed room for a third at its next install).

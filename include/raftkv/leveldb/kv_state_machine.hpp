@@ -96,6 +96,18 @@ struct kv_state_machine_options {
     /// Default: 64 MiB.
     std::uint64_t compaction_step_bytes = std::uint64_t{64} << 20;
 
+    /// compact_in_background() starts a step only while applies and restores write less
+    /// than this many bytes a second (measured over the last second), and while LevelDB is
+    /// not behind on compacting its level 0: under heavy writes the compaction waits. A
+    /// step is one LevelDB CompactRange, whose pass over level 0 starts again for as long
+    /// as new level-0 tables arrive, and meanwhile LevelDB compacts nothing else: under
+    /// steady writes the step would never end, writes would stall on a growing level 0, and
+    /// the checkpoints queued behind it (which let the log be dropped) would wait as long.
+    /// 0: steps never wait.
+    ///
+    /// Default: 1 MiB (a memtable flush every 4 s or less often).
+    std::uint64_t compaction_max_write_rate = std::uint64_t{1} << 20;
+
     /// Called on the background thread after each step of a compaction started by
     /// compact_in_background(), with the steps done and the steps of the whole compaction: its
     /// progress, for an observer. It must not throw, and may call the machine's const
@@ -291,7 +303,8 @@ public:
     /// Starts compacting the whole database on the checkpoints' background thread (LevelDB's
     /// CompactRange over every key), unless one is running or waiting to run: deleted and
     /// overwritten data then leaves the disk. It runs in steps of key ranges of about
-    /// compaction_step_bytes each; a checkpoint asked for meanwhile runs between two steps,
+    /// compaction_step_bytes each, which wait while the machine writes faster than
+    /// compaction_max_write_rate; a checkpoint asked for meanwhile runs between two steps,
     /// and destroying the machine waits for one step at most (the compaction is then left
     /// unfinished). Returns at once; safe from any thread. How many have completed:
     /// compactions().
@@ -485,6 +498,8 @@ private:
     void compaction_bounds(const std::string& lo, const std::string& hi, int depth,
                            std::vector<std::string>& bounds) const;
     std::uint64_t approximate_bytes(const std::string& lo, const std::string& hi) const;
+    /// Whether a compaction step may start now (compaction_max_write_rate); on checkpointer_.
+    bool writes_eased();
     restore_state& restoring(std::string_view call);
     void stage(record_kind kind, std::string_view key, std::string_view value);
     void write_staged(::leveldb::WriteBatch& batch, const std::string& what);
@@ -529,6 +544,13 @@ private:
     bool deleting_slot_ = false;
     std::condition_variable deletion_done_;
     std::atomic<std::uint64_t> compactions_{0};
+    /// Bytes written by applies and restores since opening: their rate holds compaction
+    /// steps back. The window it is measured over, on checkpointer_ only: its start, the
+    /// count then, and whether the last complete window was quiet.
+    std::atomic<std::uint64_t> written_bytes_{0};
+    std::chrono::steady_clock::time_point lull_since_{};
+    std::uint64_t lull_bytes_ = 0;
+    bool lull_ = false;
     /// Slot deletions completed since opening: a compaction planned before one ended may
     /// have passed over its key range already.
     std::atomic<std::uint64_t> deletions_{0};
@@ -801,6 +823,13 @@ inline void kv_state_machine::run_checkpoints()
                 return;
             continue;
         }
+        if (!writes_eased()) {
+            std::unique_lock lock(checkpoint_mutex_);
+            checkpoint_cv_.wait_for(lock, std::chrono::milliseconds(100), [&] {
+                return checkpoint_stop_ || slot_to_delete_ >= 0 || checkpoint_wanted_ > durable_.load();
+            });
+            continue;
+        }
         if (!planned) {
             deletions = deletions_.load();
             bounds = compaction_bounds();
@@ -833,6 +862,38 @@ inline void kv_state_machine::run_checkpoints()
         compaction_wanted_ = false;
         compactions_.fetch_add(1);
     }
+}
+
+// Writes are counted over windows of a second or more (a step may last longer). A step
+// starts if the last complete window wrote at most compaction_max_write_rate a second, the
+// current one has not yet written more than a second's worth, and level 0 holds fewer
+// tables than make LevelDB compact it (4). A window older than 10 s is no measure of now:
+// measuring starts again, and the first step waits a second.
+inline bool kv_state_machine::writes_eased()
+{
+    if (opts_.compaction_max_write_rate == 0)
+        return true;
+    const auto now = std::chrono::steady_clock::now();
+    const std::uint64_t written = written_bytes_.load(std::memory_order_relaxed);
+    const std::uint64_t limit = opts_.compaction_max_write_rate;
+    auto elapsed = std::chrono::duration<double>(now - lull_since_).count();
+    if (elapsed > 10.0) { // not measuring (no compaction under way lately): start now
+        lull_since_ = now;
+        lull_bytes_ = written;
+        lull_ = false;
+        elapsed = 0;
+    }
+    if (elapsed >= 1.0) {
+        lull_ = static_cast<double>(written - lull_bytes_) <= static_cast<double>(limit) * elapsed;
+        lull_since_ = now;
+        lull_bytes_ = written;
+    } else if (written - lull_bytes_ > limit) {
+        lull_ = false;
+    }
+    if (!lull_)
+        return false;
+    std::string level0;
+    return !db_->GetProperty("leveldb.num-files-at-level0", &level0) || std::stoul(level0) < 4;
 }
 
 inline std::uint64_t kv_state_machine::approximate_bytes(const std::string& lo, const std::string& hi) const
@@ -983,6 +1044,7 @@ inline void kv_state_machine::apply(std::span<const log_entry> batch, std::span<
     if (!s.ok())
         detail::fail_storage(name_, "cannot apply entries " + std::to_string(batch.front().index) + " to " +
                                         std::to_string(batch.back().index) + ": " + s.ToString());
+    written_bytes_.fetch_add(writes.ApproximateSize(), std::memory_order_relaxed);
     applied_ = batch.back().index;
     record(&kv_state_machine_stats::apply_ns, start);
     if (opts_.on_applied)
@@ -1499,6 +1561,7 @@ inline void kv_state_machine::write_staged(::leveldb::WriteBatch& batch, const s
     batch.Put(detail::to_slice(stale_key), {});
     stale_ = true;
     write_synced(batch, what);
+    written_bytes_.fetch_add(batch.ApproximateSize(), std::memory_order_relaxed);
     if (restore_)
         restore_->written += batch.ApproximateSize();
     batch.Clear();
