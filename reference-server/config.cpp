@@ -94,16 +94,16 @@ constexpr std::array settings = {
             "from the log (default: 5000)"},
     setting{"snapshot-catchup-bytes", "N",
             "the most command bytes kept in the log behind a snapshot, fewer entries than "
-            "--snapshot-catchup-entries when they are large; 0: no limit by size (default: 67108864, "
-            "64 MiB)"},
+            "--snapshot-catchup-entries when they are large; 0: no limit by size; at most "
+            "1099511627776, 1 TiB (default: 67108864, 64 MiB)"},
     setting{"snapshot-hold-bytes", "N",
             "the most command bytes of log a leader keeps for a follower it sends a snapshot to, or "
-            "that catches up after one; past it the follower gets a newer snapshot; 0: no limit "
-            "(default: 536870912, 512 MiB)"},
+            "that catches up after one; past it the follower gets a newer snapshot; 0: no limit; at "
+            "most 1099511627776, 1 TiB (default: 536870912, 512 MiB)"},
     setting{"quota-bytes", "N",
             "the most bytes the key-value state's tables may take on disk: past it, writes other than "
-            "deletes are answered 507 until deletes bring it back under; 0: no quota; else at least "
-            "1048576 (default: 8589934592, 8 GiB)"},
+            "deletes are answered 507 until deletes bring it back under; 0: no quota; else 1048576 "
+            "to 1125899906842624, 1 PiB (default: 8589934592, 8 GiB)"},
     setting{"auth-tokens", "FILE",
             "require \"Authorization: Bearer TOKEN\" on every HTTP request but GET /health, /livez "
             "and /readyz (and the cluster page's files, /ui); FILE has one token per line, \"TOKEN "
@@ -119,8 +119,8 @@ constexpr std::array settings = {
             "and closed when none is idle (default: 4096)"},
     setting{"max-pending-body-bytes", "N",
             "bytes of HTTP request bodies being received at once, over all connections, counted as "
-            "they arrive; a request whose body does not fit is answered 503; at least 6356992 "
-            "(default: 67108864, 64 MiB)"},
+            "they arrive; a request whose body does not fit is answered 503; 6356992 to "
+            "1099511627776, 1 TiB (default: 67108864, 64 MiB)"},
     setting{"watch-history-entries", "N",
             "changes each node keeps in memory for GET /watch to replay (?from=); 1 to 100000000 "
             "(default: 100000)"},
