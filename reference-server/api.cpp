@@ -1691,6 +1691,16 @@ json::object status_json(const kv_service& service)
     body["snapshot_index"] = n.snapshot_index;
     body["snapshot_term"] = n.snapshot_term;
     body["malformed_dropped"] = n.malformed_dropped;
+    if (n.last_step_down.reason == step_down_reason::none) {
+        body["last_step_down"] = nullptr;
+    } else {
+        json::object d{{"reason", to_string(n.last_step_down.reason)}, {"term", n.last_step_down.term}};
+        if (n.last_step_down.from != no_node) {
+            d["from"] = n.last_step_down.from;
+            d["newer_term"] = n.last_step_down.newer_term;
+        }
+        body["last_step_down"] = std::move(d);
+    }
     body["state_bytes"] = service.state_bytes();
     body["quota_bytes"] = service.quota_bytes();
     body["members"] = std::move(members);

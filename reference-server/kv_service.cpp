@@ -531,6 +531,7 @@ struct kv_service::impl {
     void measure_state();
     void observe();
     void log_leader_change(const node_status& s);
+    void log_step_down(const step_down& d);
     void log_silent_peers(const node_metrics& m);
     void log_given_up_transfers(const node_metrics& m);
     void publish_http_address(term_t term, std::uint64_t tag);
@@ -1624,18 +1625,54 @@ void kv_service::impl::log_given_up_transfers(const node_metrics& m)
     transfers_given_up_hold_bytes = m.snapshot_transfers_given_up_hold_bytes;
 }
 
+// A leader that stepped down says why first (a status may show the new leader already).
 void kv_service::impl::log_leader_change(const node_status& s)
 {
     const std::string term = " (term " + std::to_string(s.term) + ")";
+    if (logged_leader == config.id && s.leader != config.id)
+        log_step_down(s.last_step_down);
     if (s.leader == config.id)
         log(log_level::info, "became leader" + term);
     else if (s.leader != no_node)
         log(log_level::info, "following leader " + std::to_string(s.leader) + term);
-    else if (logged_leader == config.id)
-        log(log_level::info, "stepped down: no longer leader" + term);
-    else
+    else if (logged_leader != config.id)
         log(log_level::info, "lost leader " + std::to_string(logged_leader) + term);
     logged_leader = s.leader;
+}
+
+void kv_service::impl::log_step_down(const step_down& d)
+{
+    const std::string led = " (led term " + std::to_string(d.term) + ")";
+    const std::string from = std::to_string(d.from);
+    const std::string newer = std::to_string(d.newer_term);
+    switch (d.reason) {
+    case step_down_reason::newer_term:
+        log(log_level::info, "stepped down: node " + from + " is in a newer term, " + newer +
+                                 " (an election: it heard nothing from this leader for an election timeout, "
+                                 "or a network fault between them healed)" +
+                                 led);
+        return;
+    case step_down_reason::transferred:
+        log(log_level::info,
+            "stepped down: leadership handed to node " + from + " (term " + newer + ")" + led);
+        return;
+    case step_down_reason::check_quorum:
+        log(log_level::warn,
+            "stepped down: heard from no quorum of voters for an election timeout (a network "
+            "fault, or followers stopped or overloaded)" +
+                led);
+        return;
+    case step_down_reason::log_stalled:
+        log(log_level::warn, "stepped down: its own log writes were not durable for an election timeout (a "
+                             "slow or hung disk); a healthy node can lead meanwhile" +
+                                 led);
+        return;
+    case step_down_reason::removed:
+        log(log_level::info, "stepped down: no longer a voter in the configuration it committed" + led);
+        return;
+    case step_down_reason::none: break;
+    }
+    log(log_level::info, "stepped down: no longer leader" + led);
 }
 
 // A follower learns where to forward requests when it applies this. Proposed on a

@@ -349,6 +349,10 @@ void render_counters(exposition_writer& w, const node_metrics& m)
     w.counter("raftkv_leader_changes_total", "Times this node learned of a new leader (itself included).",
               m.leader_changes);
     w.counter("raftkv_elections_won_total", "Times this node became leader.", m.elections_won);
+    w.family("raftkv_leader_step_downs_total", "counter", "Times this node stopped leading, by reason.");
+    for (std::size_t k = 1; k < m.step_downs.size(); ++k)
+        w.sample("raftkv_leader_step_downs_total", {{"reason", to_string(static_cast<step_down_reason>(k))}},
+                 m.step_downs[k]);
     w.counter("raftkv_proposals_committed_total",
               "Entries this node proposed as leader that were applied in their term.", m.proposals_committed);
     w.counter("raftkv_proposals_dropped_total",

@@ -104,6 +104,8 @@ struct node_metrics {
     std::uint64_t leader_changes = 0;
     /// Times this node became leader.
     std::uint64_t elections_won = 0;
+    /// Times this node stopped leading, by reason (step_down_reason, `none` aside).
+    std::array<std::uint64_t, static_cast<std::size_t>(step_down_reason::removed) + 1> step_downs{};
 
     /// Entries this node proposed as leader (commands, its own and those forwarded to it,
     /// and configuration changes) that were applied in the term they were proposed in.

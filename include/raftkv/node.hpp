@@ -349,6 +349,8 @@ private:
 
     // impl/election.hpp
     void become_follower(term_t term, node_id leader);
+    /// A leader records why it steps down (node_status::last_step_down) before it does.
+    void note_step_down(step_down_reason why, node_id from = no_node, term_t newer_term = 0);
     void become_pre_candidate();
     void become_candidate();
     void become_leader();
@@ -551,6 +553,7 @@ private:
     std::uint64_t malformed_dropped_ = 0; // see node_status::malformed_dropped
     /// Counters only; metrics() adds the peers.
     node_metrics metrics_;
+    raftkv::step_down last_step_down_;
 
     /// This leader's proposals not yet committed: (last index, payload bytes) per append.
     std::vector<std::pair<index_t, std::size_t>> uncommitted_;

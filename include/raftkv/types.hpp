@@ -158,6 +158,48 @@ struct snapshot_meta {
 };
 
 /// A snapshot of a node's externally visible state.
+/// Why a leader stopped leading (node_status::last_step_down).
+enum class step_down_reason : std::uint8_t {
+    /// It has not stepped down since it started.
+    none,
+    /// A message carried a newer term: another node started an election (it stopped hearing
+    /// from this leader in time), or a partition healed.
+    newer_term,
+    /// The target of its leadership transfer started the election it was told to.
+    transferred,
+    /// CheckQuorum: it heard from no quorum of voters within an election timeout.
+    check_quorum,
+    /// Its own appends stayed non-durable for an election timeout (its disk hangs).
+    log_stalled,
+    /// It committed a configuration in which it is no longer a voter.
+    removed,
+};
+
+/// A short lower-case name for a reason ("none", "newer_term", "transferred",
+/// "check_quorum", "log_stalled", "removed").
+constexpr const char* to_string(step_down_reason r) noexcept
+{
+    switch (r) {
+    case step_down_reason::none: return "none";
+    case step_down_reason::newer_term: return "newer_term";
+    case step_down_reason::transferred: return "transferred";
+    case step_down_reason::check_quorum: return "check_quorum";
+    case step_down_reason::log_stalled: return "log_stalled";
+    case step_down_reason::removed: return "removed";
+    }
+    return "unknown";
+}
+
+/// The last time a node stopped leading, and why.
+struct step_down {
+    step_down_reason reason = step_down_reason::none;
+    /// The term it led.
+    term_t term = 0;
+    /// newer_term and transferred: the node whose message carried the newer term, and that term.
+    node_id from = no_node;
+    term_t newer_term = 0;
+};
+
 struct node_status {
     node_id id = no_node;
     raftkv::role role = role::follower;
@@ -185,6 +227,8 @@ struct node_status {
     /// A snapshot from the leader is being received and installed: the state machine
     /// holds it only in part until it is finished.
     bool restoring_snapshot = false;
+    /// The last time this node stopped leading since it started, and why.
+    raftkv::step_down last_step_down;
 };
 
 } // namespace raftkv

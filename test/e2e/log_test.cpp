@@ -112,16 +112,23 @@ BOOST_AUTO_TEST_CASE(the_leader_names_a_silent_follower_and_says_when_it_steps_d
         wait_until([&] { return read_tail(c.spec(*leader).log_file).find(back) != std::string::npos; }, 10s),
         read_tail(c.spec(*leader).log_file));
 
-    // Both followers gone: the leader steps down (CheckQuorum) and says so.
+    // Both followers gone: the leader steps down (CheckQuorum) and says so, and why.
     c.signal(paused, SIGSTOP);
     c.signal(other, SIGSTOP);
-    BOOST_TEST(wait_until(
-                   [&] {
-                       return read_tail(c.spec(*leader).log_file).find("stepped down: no longer leader") !=
-                              std::string::npos;
-                   },
-                   10s),
-               read_tail(c.spec(*leader).log_file));
+    BOOST_TEST(
+        wait_until(
+            [&] {
+                return read_tail(c.spec(*leader).log_file)
+                           .find("stepped down: heard from no quorum of voters for an election timeout") !=
+                       std::string::npos;
+            },
+            10s),
+        read_tail(c.spec(*leader).log_file));
+    const std::string metrics = request(c.http_port(*leader), "GET", "/metrics").body;
+    BOOST_TEST(metrics.find("raftkv_leader_step_downs_total{reason=\"check_quorum\"} 1") != std::string::npos,
+               metrics);
+    const std::string status = request(c.http_port(*leader), "GET", "/status").body;
+    BOOST_TEST(status.find("\"last_step_down\":{\"reason\":\"check_quorum\"") != std::string::npos, status);
     BOOST_TEST(read_tail(c.spec(*leader).log_file).find("lost leader " + std::to_string(*leader)) ==
                std::string::npos);
     c.signal(paused, SIGCONT);

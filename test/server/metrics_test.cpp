@@ -42,6 +42,7 @@ metrics_inputs leader_inputs()
     in.status.malformed_dropped = 3;
     raftkv::node_metrics m;
     m.leader_changes = 2;
+    m.step_downs[static_cast<std::size_t>(raftkv::step_down_reason::log_stalled)] = 7;
     m.proposals_committed = 39;
     m.proposals_refused_overloaded = 4;
     m.snapshot_transfers_given_up_silent = 5;
@@ -151,6 +152,10 @@ BOOST_AUTO_TEST_CASE(rendered_metrics_pass_the_format_check_and_carry_the_inputs
     BOOST_TEST(t.value("raftkv_last_index") == 42);
     BOOST_TEST(t.value("raftkv_malformed_dropped_total") == 3);
     BOOST_TEST(t.value("raftkv_leader_changes_total") == 2);
+    BOOST_TEST(t.value("raftkv_leader_step_downs_total", {{"reason", "log_stalled"}}) == 7);
+    BOOST_TEST(t.value("raftkv_leader_step_downs_total", {{"reason", "newer_term"}}) == 0);
+    BOOST_TEST(t.types.at("raftkv_leader_step_downs_total") == "counter");
+    BOOST_TEST(text.find("raftkv_leader_step_downs_total{reason=\"none\"}") == std::string::npos);
     BOOST_TEST(t.value("raftkv_proposals_committed_total") == 39);
     BOOST_TEST(t.value("raftkv_proposals_refused_total", {{"reason", "overloaded"}}) == 4);
     BOOST_TEST(t.value("raftkv_snapshot_transfers_given_up_total", {{"reason", "silent"}}) == 5);

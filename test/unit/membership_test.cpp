@@ -320,6 +320,7 @@ BOOST_AUTO_TEST_CASE(a_leader_that_removes_itself_steps_down_once_the_change_com
     BOOST_REQUIRE(!r.ec);
     c.tick_all(3);
     BOOST_TEST(c.node(1).role() == role::follower);
+    BOOST_TEST((c.node(1).status().last_step_down.reason == raftkv::step_down_reason::removed));
     // It handed over at once (timeout_now): no election timeout had to pass.
     const bool handed_over = c.node(2).role() == role::leader || c.node(3).role() == role::leader;
     BOOST_TEST(handed_over);

@@ -31,6 +31,9 @@ using raftkv::index_t;
 using raftkv::message;
 using raftkv::node_id;
 using raftkv::role;
+using raftkv::step_down;
+using raftkv::step_down_reason;
+using raftkv::term_t;
 using raftkv::test::cluster;
 using raftkv::test::list_machine;
 using raftkv::test::member;
@@ -245,10 +248,19 @@ BOOST_AUTO_TEST_CASE(stale_leader_steps_down_on_hearing_newer_term)
     c.elect(1);
     c.isolate(1);
     c.elect(2);
+    const term_t led = c.node(1).term();
     c.heal();
     c.tick_all(1);
     BOOST_TEST(c.node(1).role() == role::follower);
     BOOST_TEST(c.node(1).leader() == 2u);
+    // It says why: node 2's message carried a newer term.
+    const step_down d = c.node(1).status().last_step_down;
+    BOOST_TEST((d.reason == step_down_reason::newer_term));
+    BOOST_TEST(d.term == led);
+    BOOST_TEST(d.from == 2u);
+    BOOST_TEST(d.newer_term == c.node(2).term());
+    BOOST_TEST(c.node(1).metrics().step_downs[static_cast<std::size_t>(step_down_reason::newer_term)] == 1u);
+    BOOST_TEST((c.node(2).status().last_step_down.reason == step_down_reason::none));
 }
 
 BOOST_AUTO_TEST_CASE(voters_ignore_elections_while_they_hear_from_a_leader)
@@ -282,6 +294,9 @@ BOOST_AUTO_TEST_CASE(leader_steps_down_when_quorum_lost)
     c.isolate(1);
     c.tick_all(25);
     BOOST_TEST(c.node(1).role() != role::leader);
+    BOOST_TEST((c.node(1).status().last_step_down.reason == step_down_reason::check_quorum));
+    BOOST_TEST(c.node(1).metrics().step_downs[static_cast<std::size_t>(step_down_reason::check_quorum)] ==
+               1u);
 }
 
 BOOST_AUTO_TEST_CASE(leader_backs_up_a_whole_term_per_round_trip)
@@ -640,6 +655,8 @@ BOOST_AUTO_TEST_CASE(leadership_transfer_hands_over_to_the_target)
     c.deliver_all();
     BOOST_TEST(c.node(3).role() == role::leader);
     BOOST_TEST(c.node(1).role() == role::follower);
+    BOOST_TEST((c.node(1).status().last_step_down.reason == step_down_reason::transferred));
+    BOOST_TEST(c.node(1).status().last_step_down.from == 3u);
     BOOST_TEST(c.propose(3, "y").ec == std::error_code{});
 }
 
@@ -1051,6 +1068,8 @@ BOOST_AUTO_TEST_CASE(a_leader_whose_own_entries_stay_unsynced_steps_down_after_a
     c.tick_all(2);
     BOOST_TEST(c.node(1).role() == role::follower);
     BOOST_TEST(c.node(1).term() == term);
+    BOOST_TEST((c.node(1).status().last_step_down.reason == step_down_reason::log_stalled));
+    BOOST_TEST(c.node(1).status().last_step_down.term == term);
 }
 
 BOOST_AUTO_TEST_CASE(a_node_whose_log_is_not_durable_does_not_campaign_but_votes)

@@ -114,6 +114,16 @@ void basic_node<Transport, LogStore, StateMachine>::become_follower(term_t term,
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
+void basic_node<Transport, LogStore, StateMachine>::note_step_down(step_down_reason why, node_id from,
+                                                                   term_t newer_term)
+{
+    if (role_ != role::leader)
+        return;
+    last_step_down_ = {.reason = why, .term = term_, .from = from, .newer_term = newer_term};
+    ++metrics_.step_downs[static_cast<std::size_t>(why)];
+}
+
+template <transport Transport, log_store LogStore, state_machine StateMachine>
 void basic_node<Transport, LogStore, StateMachine>::become_pre_candidate()
 {
     leave_leadership();
@@ -284,6 +294,7 @@ void basic_node<Transport, LogStore, StateMachine>::tick_leader()
 {
     // Its disk hangs: it cannot count itself or apply, so nothing it holds completes.
     if (own_log_stalled()) {
+        note_step_down(step_down_reason::log_stalled);
         become_follower(term_, no_node);
         return;
     }
@@ -302,6 +313,7 @@ void basic_node<Transport, LogStore, StateMachine>::tick_leader()
                 p.recent_active = false;
             }
             if (active == 0) {
+                note_step_down(step_down_reason::check_quorum);
                 become_follower(term_, no_node);
                 return;
             }

@@ -310,6 +310,7 @@ void basic_node<Transport, LogStore, StateMachine>::complete_config_change()
         return;
     if (const auto* p = progress_of(successor()); p && p->match == store_.last_index())
         send_timeout_now(p->id);
+    note_step_down(step_down_reason::removed);
     become_follower(term_, no_node);
 }
 

@@ -243,8 +243,13 @@ bool basic_node<Transport, LogStore, StateMachine>::accept_term(message& m)
             const bool starting = restarted_ && lease_ticks() > 0 && ticks_ < opts_.election_ticks;
             if (opts_.check_quorum && !vote_req->transfer && (in_leader_lease() || starting))
                 return false;
-            if (!vote_req->pre_vote)
+            if (!vote_req->pre_vote) {
+                note_step_down(vote_req->transfer && m.from == transfer_target_
+                                   ? step_down_reason::transferred
+                                   : step_down_reason::newer_term,
+                               m.from, m.term);
                 become_follower(m.term, no_node);
+            }
             return true;
         }
         if (const auto* resp = std::get_if<vote_response>(&m.body); resp && resp->pre_vote && resp->granted)
@@ -252,6 +257,7 @@ bool basic_node<Transport, LogStore, StateMachine>::accept_term(message& m)
         const bool from_leader = std::holds_alternative<append_request>(m.body) ||
                                  std::holds_alternative<heartbeat>(m.body) ||
                                  std::holds_alternative<timeout_now>(m.body);
+        note_step_down(step_down_reason::newer_term, m.from, m.term);
         become_follower(m.term, from_leader ? m.from : no_node);
         return true;
     }
@@ -412,7 +418,8 @@ node_status basic_node<Transport, LogStore, StateMachine>::status_except_members
             .members = {},
             .members_index = members_index(),
             .malformed_dropped = malformed_dropped_,
-            .restoring_snapshot = restoring_snapshot()};
+            .restoring_snapshot = restoring_snapshot(),
+            .last_step_down = last_step_down_};
 }
 
 template <transport Transport, log_store LogStore, state_machine StateMachine>
