@@ -531,7 +531,7 @@ struct kv_service::impl {
     void measure_state();
     void observe();
     void log_leader_change(const node_status& s);
-    void log_step_down(const step_down& d);
+    void log_step_down(const node_status& s);
     void log_silent_peers(const node_metrics& m);
     void log_given_up_transfers(const node_metrics& m);
     void publish_http_address(term_t term, std::uint64_t tag);
@@ -634,6 +634,7 @@ struct kv_service::impl {
     std::atomic<bool> checker_stop{false};
     clock::time_point publish_checked{}; // when this node last compared its published HTTP address
     node_id logged_leader = no_node;
+    term_t led_term = 0; // the term of the last "became leader" logged
     // On the leader: the followers last logged as silent (see log_silent_peers()), and when
     // they were last looked at.
     std::set<node_id> silent_peers;
@@ -1630,18 +1631,25 @@ void kv_service::impl::log_leader_change(const node_status& s)
 {
     const std::string term = " (term " + std::to_string(s.term) + ")";
     if (logged_leader == config.id && s.leader != config.id)
-        log_step_down(s.last_step_down);
-    if (s.leader == config.id)
+        log_step_down(s);
+    if (s.leader == config.id) {
         log(log_level::info, "became leader" + term);
-    else if (s.leader != no_node)
+        led_term = s.term;
+    } else if (s.leader != no_node)
         log(log_level::info, "following leader " + std::to_string(s.leader) + term);
     else if (logged_leader != config.id)
         log(log_level::info, "lost leader " + std::to_string(logged_leader) + term);
     logged_leader = s.leader;
 }
 
-void kv_service::impl::log_step_down(const step_down& d)
+void kv_service::impl::log_step_down(const node_status& s)
 {
+    // A node built again (after a storage failure) knows nothing of the leadership before.
+    const step_down& d = s.last_step_down;
+    if (d.term != led_term) {
+        log(log_level::info, "stepped down: no longer leader (term " + std::to_string(s.term) + ")");
+        return;
+    }
     const std::string led = " (led term " + std::to_string(d.term) + ")";
     const std::string from = std::to_string(d.from);
     const std::string newer = std::to_string(d.newer_term);

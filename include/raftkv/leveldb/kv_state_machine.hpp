@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cassert>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -893,7 +894,9 @@ inline bool kv_state_machine::writes_eased()
     if (!lull_)
         return false;
     std::string level0;
-    return !db_->GetProperty("leveldb.num-files-at-level0", &level0) || std::stoul(level0) < 4;
+    unsigned files = 0;
+    return !db_->GetProperty("leveldb.num-files-at-level0", &level0) ||
+           std::from_chars(level0.data(), level0.data() + level0.size(), files).ec != std::errc{} || files < 4;
 }
 
 inline std::uint64_t kv_state_machine::approximate_bytes(const std::string& lo, const std::string& hi) const
