@@ -441,6 +441,28 @@ void refuse_a_directory_in_use(const server_config& config)
                                  std::to_string(config.id) + " already running, or raftkv-server --inspect?");
 }
 
+// A data directory (or a directory above it) given as a symbolic link to nothing, such as a
+// mount point's link while its disk is not mounted: a start would create the directory on
+// the disk that holds the link, and a node found empty there starts as a new member.
+void refuse_a_dangling_link(const server_config& config)
+{
+    std::error_code ec;
+    for (std::filesystem::path p = config.data_dir; !p.empty(); p = p.parent_path()) {
+        const std::filesystem::file_status link = std::filesystem::symlink_status(p, ec);
+        if (!ec && std::filesystem::is_symlink(link) && !std::filesystem::exists(p, ec) && !ec) {
+            const std::filesystem::path target = std::filesystem::read_symlink(p, ec);
+            throw std::runtime_error(
+                (p == config.data_dir ? "data directory " : "the data directory's path goes through ") +
+                p.string() + (p == config.data_dir ? " is" : ",") + " a symbolic link to " +
+                (ec ? std::string("a path it cannot read") : target.string()) +
+                ", which does not exist (a file system not mounted?): nothing was created; make the "
+                "link's target exist, or give --data-dir another path");
+        }
+        if (p == p.parent_path())
+            break;
+    }
+}
+
 // Before anything is written to the data directory (a new node's identity, log and state; a
 // restore; a forced configuration): a start that cannot listen fails having changed
 // nothing, so it can be run again with other flags. Both ports are bound at once, so --http
@@ -809,6 +831,7 @@ int run(server_config config)
     route_library_log();
     log_configured = true;
     raise_descriptor_limit(config);
+    refuse_a_dangling_link(config);
     std::error_code probe;
     const bool directory_existed = std::filesystem::exists(config.data_dir, probe);
     const bool directory_new = !directory_existed || std::filesystem::is_empty(config.data_dir, probe);

@@ -923,6 +923,20 @@ BOOST_AUTO_TEST_CASE(a_busy_port_or_a_locked_data_dir_fails_the_second_node_not_
     // A start that failed wrote nothing: the same directory starts later with other flags.
     BOOST_TEST(!std::filesystem::exists(dir / "a"));
     BOOST_TEST(!std::filesystem::exists(dir / "b"));
+    // A data directory that is a link to nothing (a disk not mounted): refused, the link
+    // left as it is and nothing created, also when the link is a directory above it.
+    std::filesystem::create_symlink(dir / "unmounted" / "disk", dir / "link");
+    for (const std::filesystem::path& data : {dir / "link", dir / "link" / "node1"}) {
+        auto r = run_server({"--data-dir", data.string(), "--http", http, "--raft", raft}, 10s, dir.path());
+        BOOST_TEST_REQUIRE(r.status.has_value(), data << ": still running after 10 s");
+        BOOST_TEST((r.status->exited && r.status->code != 0), data << ": " << *r.status);
+        BOOST_TEST(r.err.find("a symbolic link to " + (dir / "unmounted" / "disk").string() +
+                              ", which does not exist (a file system not mounted?): nothing was created") !=
+                       std::string::npos,
+                   data << ": " << r.err);
+        BOOST_TEST(std::filesystem::is_symlink(std::filesystem::symlink_status(dir / "link")));
+        BOOST_TEST(!std::filesystem::exists(dir / "unmounted"));
+    }
     // --http and --raft on one port: a configuration error, before anything is written.
     for (const std::string& raft_address : {http, "0.0.0.0:" + std::to_string(ports[0])}) {
         auto r = run_server({"--data-dir", (dir / "c").string(), "--http", http, "--raft", raft_address}, 10s,
