@@ -1205,7 +1205,9 @@ asio::awaitable<http_response> api_handler::transfer_leader(const http_request& 
     if (ec == raftkv::errc::timeout)
         co_return error_response(http::status::service_unavailable,
                                  "node " + std::to_string(id) + " did not take over within " +
-                                     std::to_string(limit.count()) + " ms; retry");
+                                     std::to_string(limit.count()) +
+                                     " ms; it may still, if it was told late (GET /status shows the "
+                                     "leader); retry");
     if (ec)
         co_return failure_response(ec, request_kind::read);
     co_return json_response(http::status::ok, {{"leader", id}});

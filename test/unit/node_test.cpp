@@ -660,6 +660,34 @@ BOOST_AUTO_TEST_CASE(leadership_transfer_hands_over_to_the_target)
     BOOST_TEST(c.propose(3, "y").ec == std::error_code{});
 }
 
+// The leader gives a transfer up after an election timeout and leads on, but its word to
+// the target may arrive later (a paused process): the target then takes over as told, and
+// the old leader says it was the transfer, not an election.
+BOOST_AUTO_TEST_CASE(a_transfer_told_late_still_hands_over_and_is_reported_as_one)
+{
+    cluster c(3);
+    c.elect(1);
+    c.propose(1, "x");
+    BOOST_TEST(!c.node(1).transfer_leadership(3));
+    auto& sent = c.at(1).transport.sent;
+    const auto told = std::find_if(sent.begin(), sent.end(), [](const message& m) {
+        return m.to == 3 && std::holds_alternative<raftkv::timeout_now>(m.body);
+    });
+    BOOST_TEST_REQUIRE((told != sent.end()));
+    message late = *told;
+    sent.erase(told);
+    c.tick_all(static_cast<int>(c.node(1).config().election_ticks) + 1);
+    BOOST_TEST(c.node(1).role() == role::leader);
+    BOOST_TEST(c.propose(1, "y").ec == std::error_code{}); // the transfer is over
+
+    c.node(3).step(std::move(late));
+    c.deliver_all();
+    BOOST_TEST(c.node(3).role() == role::leader);
+    const step_down d = c.node(1).status().last_step_down;
+    BOOST_TEST((d.reason == step_down_reason::transferred));
+    BOOST_TEST(d.from == 3u);
+}
+
 BOOST_AUTO_TEST_CASE(proposals_are_refused_during_a_transfer)
 {
     cluster c(3);

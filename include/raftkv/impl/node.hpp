@@ -244,10 +244,11 @@ bool basic_node<Transport, LogStore, StateMachine>::accept_term(message& m)
             if (opts_.check_quorum && !vote_req->transfer && (in_leader_lease() || starting))
                 return false;
             if (!vote_req->pre_vote) {
-                note_step_down(vote_req->transfer && m.from == transfer_target_
-                                   ? step_down_reason::transferred
-                                   : step_down_reason::newer_term,
-                               m.from, m.term);
+                // Only this leader can have told a node to campaign in the term after its own,
+                // maybe in a transfer it has given up since (the message arrived late).
+                const bool told = vote_req->transfer && m.term == term_ + 1;
+                note_step_down(told ? step_down_reason::transferred : step_down_reason::newer_term, m.from,
+                               m.term);
                 become_follower(m.term, no_node);
             }
             return true;
