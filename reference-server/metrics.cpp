@@ -546,7 +546,8 @@ std::string render_metrics(const metrics_inputs& in, const http_metrics& http)
     w.counter("raftkv_quota_refusals_total", "Writes answered 507 because the state was past --quota-bytes.",
               in.quota_refusals);
     w.counter("raftkv_state_compactions_total",
-              "Compactions of the whole state this node ran while it was past --quota-bytes.",
+              "Compactions of the whole state this node completed: after a snapshot install or a restore "
+              "replaced its state, and while it was past --quota-bytes.",
               in.state_compactions);
     render_process(w, in.process);
     return w.take();
