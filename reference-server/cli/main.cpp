@@ -782,11 +782,23 @@ std::string state_text(const json::object& s)
     return binary_size(b) + (q > 0 ? " " + std::to_string(static_cast<long long>(b * 100 / q)) + "%" : "");
 }
 
+// The last time the node stopped leading: "check_quorum (term 5)", or "-".
+std::string stepped_down_text(const json::object& s)
+{
+    const json::value& d = member_of(s, "last_step_down");
+    if (!d.is_object())
+        return "-";
+    const std::string reason = text_of(member_of(d.as_object(), "reason"));
+    const json::value& from = member_of(d.as_object(), "from");
+    return reason + (from.is_number() ? " " + text_of(from) : std::string()) + " (term " +
+           text_of(member_of(d.as_object(), "term")) + ")";
+}
+
 // Asks each endpoint alone: the point is to see every node's own view.
 int run_status(context& ctx, const po::variables_map&, const std::vector<std::string>&)
 {
-    std::vector<std::vector<std::string>> rows{
-        {"ENDPOINT", "ID", "CLUSTER", "ROLE", "TERM", "LEADER", "COMMIT", "APPLIED", "STATE", "STORAGE"}};
+    std::vector<std::vector<std::string>> rows{{"ENDPOINT", "ID", "CLUSTER", "ROLE", "TERM", "LEADER",
+                                                "COMMIT", "APPLIED", "STATE", "STORAGE", "STEPPED DOWN"}};
     json::array all;
     std::set<std::string> clusters;
     int code = ok;
@@ -830,7 +842,8 @@ int run_status(context& ctx, const po::variables_map&, const std::vector<std::st
         rows.push_back({e.url, text_of(member_of(*s, "id")), cluster, role, text_of(member_of(*s, "term")),
                         text_of(member_of(*s, "leader")), text_of(member_of(*s, "commit_index")),
                         text_of(member_of(*s, "applied_index")), state_text(*s),
-                        storage.is_object() ? text_of(member_of(storage.as_object(), "state")) : "-"});
+                        storage.is_object() ? text_of(member_of(storage.as_object(), "state")) : "-",
+                        stepped_down_text(*s)});
         all.push_back(json::object{{"endpoint", e.url}, {"status", *s}});
     }
     if (ctx.json_output)

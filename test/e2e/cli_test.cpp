@@ -592,6 +592,10 @@ BOOST_AUTO_TEST_CASE(members_are_listed_added_promoted_removed_and_leadership_mo
     BOOST_TEST_REQUIRE(r.code == ok, r);
     BOOST_TEST(r.out == "node " + std::to_string(target) + " leads\n");
     BOOST_TEST(c.wait_for_leader(10s).value_or(0) == target);
+    // The old leader's row says it handed over, to whom.
+    r = run_cli(with_endpoints(url(c.http_port(leader)), {"status"}));
+    BOOST_TEST(r.out.find("STEPPED DOWN") != std::string::npos, r);
+    BOOST_TEST(r.out.find("transferred " + std::to_string(target) + " (term ") != std::string::npos, r);
     r = cli({"leader", "transfer", "99"});
     BOOST_TEST(r.code == not_found, r);
 }
