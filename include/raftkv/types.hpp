@@ -157,7 +157,6 @@ struct snapshot_meta {
     friend bool operator==(const snapshot_meta&, const snapshot_meta&) = default;
 };
 
-/// A snapshot of a node's externally visible state.
 /// Why a leader stopped leading (node_status::last_step_down).
 enum class step_down_reason : std::uint8_t {
     /// It has not stepped down since it started.
@@ -200,6 +199,7 @@ struct step_down {
     term_t newer_term = 0;
 };
 
+/// A snapshot of a node's externally visible state.
 struct node_status {
     node_id id = no_node;
     raftkv::role role = role::follower;
