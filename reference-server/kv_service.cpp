@@ -1535,7 +1535,12 @@ void kv_service::impl::observe()
     const node_status s = node->driver.status();
     set_log_term(s.term);
     update_peers(s.members, s.members_index, s.commit_index, s.leader);
-    if (s.leader != logged_leader)
+    // A node the configuration no longer holds hears from the leader only to learn of its
+    // removal (which it logs): that is no leader it follows.
+    if (s.leader != logged_leader && logged_leader != config.id && admitted.load(std::memory_order_relaxed) &&
+        !s.members.empty() && !s.members.contains(config.id))
+        logged_leader = s.leader;
+    else if (s.leader != logged_leader)
         log_leader_change(s);
     // A follower that stopped answering while its connection stays open (a paused or
     // overloaded process, a one-way fault) closes nothing the transport would log: the
