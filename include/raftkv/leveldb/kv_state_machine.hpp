@@ -896,7 +896,8 @@ inline bool kv_state_machine::writes_eased()
     std::string level0;
     unsigned files = 0;
     return !db_->GetProperty("leveldb.num-files-at-level0", &level0) ||
-           std::from_chars(level0.data(), level0.data() + level0.size(), files).ec != std::errc{} || files < 4;
+           std::from_chars(level0.data(), level0.data() + level0.size(), files).ec != std::errc{} ||
+           files < 4;
 }
 
 inline std::uint64_t kv_state_machine::approximate_bytes(const std::string& lo, const std::string& hi) const
